@@ -1,0 +1,1 @@
+"""Activities: all I/O with git, helm, kustomize, Kubernetes, registries and the content store."""

@@ -1,0 +1,1 @@
+"""flotilla core: pure functions and models, no I/O."""

@@ -1,0 +1,1 @@
+"""Temporal workflow definitions: deterministic and thin; they call the core and activities."""
