@@ -1,0 +1,811 @@
+"""Pydantic models of Fleet's YAML (GitRepo, Cluster, ClusterGroup, fleet.yaml, Bundle), loaders."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import re
+import types
+import typing
+from typing import Annotated, Any, Literal, TypeVar, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from flotilla.errors import SpecError, short_repr
+from flotilla.yamlload import (
+    load_yaml_documents,
+    load_yaml_mapping,
+    require_mapping,
+    spec_error_from_validation,
+)
+
+ApiVersion = Literal["fleet.cattle.io/v1alpha1"]
+API_VERSION: ApiVersion = "fleet.cattle.io/v1alpha1"
+DEFAULT_NAMESPACE = "fleet-local"
+DEFAULT_BRANCH = "master"
+DEFAULT_POLLING_INTERVAL = "15s"
+# Helm stores the release name in a Secret label; Fleet and Helm both cap it at 53.
+MAX_RELEASE_NAME_LEN = 53
+
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_PERCENT = re.compile(r"\d+%")
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+class FleetModel(BaseModel):
+    """Base of every Fleet shape: camelCase on the wire, snake_case in Python, unknowns ignored.
+
+    Unknown keys are dropped here and reported as warnings by ``parse_spec`` so that a file
+    written for a newer Fleet still loads.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+    )
+
+    def to_fleet(self) -> dict[str, Any]:
+        """Dump in Fleet's shape: camelCase keys, only the fields that were set."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalar validators
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_duration(text: str) -> float:
+    """Return the seconds of a Go/Kubernetes duration such as ``15s``, ``1m30s`` or ``1.5h``."""
+    if not text or _DURATION_PART.sub("", text) != "":
+        raise ValueError(f"{short_repr(text)} is not a duration such as '15s', '1m' or '1h30m'")
+    return sum(
+        float(number) * _DURATION_SECONDS[unit] for number, unit in _DURATION_PART.findall(text)
+    )
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _check_int_or_percent(value: Any) -> int | str:
+    # Kubernetes' IntOrString: a non-negative integer or "N%"; a bare numeric string is an
+    # error there too, so it is refused here rather than guessed.
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _PERCENT.fullmatch(value):
+        return value
+    raise ValueError(
+        f"{short_repr(value)} is not a non-negative integer or a percentage such as '25%'"
+    )
+
+
+def _check_release_name(value: str) -> str:
+    if len(value) > MAX_RELEASE_NAME_LEN:
+        raise ValueError(f"{short_repr(value)} is longer than {MAX_RELEASE_NAME_LEN} characters")
+    if not _DNS1123_SUBDOMAIN.fullmatch(value):
+        raise ValueError(f"{short_repr(value)} is not a valid DNS-1123 name")
+    return value
+
+
+def _check_object_name(value: str) -> str:
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+        raise ValueError(f"{short_repr(value)} is not a valid Kubernetes object name (DNS-1123)")
+    return value
+
+
+def _check_namespace(value: str) -> str:
+    if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
+        raise ValueError(f"{short_repr(value)} is not a valid namespace name (DNS-1123 label)")
+    return value
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as err:
+        raise ValueError(f"{short_repr(value)} is not a valid regular expression: {err}") from None
+    return value
+
+
+def _check_base64(value: str) -> str:
+    try:
+        base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError("value is not base64 (encode the PEM bundle with base64)") from None
+    return value
+
+
+IntOrPercent = Annotated[int | str, BeforeValidator(_check_int_or_percent)]
+Duration = Annotated[str, AfterValidator(_check_duration)]
+ReleaseName = Annotated[str, AfterValidator(_check_release_name)]
+ObjectName = Annotated[str, AfterValidator(_check_object_name)]
+NamespaceName = Annotated[str, AfterValidator(_check_namespace)]
+StringMap = dict[str, str]
+
+
+# ---------------------------------------------------------------------------------------------
+# Selectors and targets
+# ---------------------------------------------------------------------------------------------
+
+SelectorOperator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+_SELECTOR_OPERATORS: tuple[str, ...] = typing.get_args(SelectorOperator)
+
+
+class LabelSelectorRequirement(FleetModel):
+    """One ``matchExpressions`` entry of a Kubernetes label selector."""
+
+    key: str
+    operator: str
+    values: list[str] | None = None
+
+    @field_validator("operator")
+    @classmethod
+    def _known_operator(cls, value: str) -> str:
+        if value not in _SELECTOR_OPERATORS:
+            raise ValueError(
+                f"{short_repr(value)} is not one of {', '.join(_SELECTOR_OPERATORS)}"
+                + _did_you_mean(value, _SELECTOR_OPERATORS)
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> LabelSelectorRequirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs a non-empty 'values' list")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(
+                f"operator {self.operator} takes no 'values' (got {short_repr(self.values)})"
+            )
+        return self
+
+
+class LabelSelector(FleetModel):
+    """A Kubernetes label selector; ``{}`` selects everything, None (elsewhere) means absent."""
+
+    match_labels: StringMap | None = None
+    match_expressions: list[LabelSelectorRequirement] | None = None
+
+
+class ClusterMatchCriteria(FleetModel):
+    """The cluster-choosing fields shared by targets, customizations, partitions, restrictions."""
+
+    cluster_name: str | None = None
+    cluster_selector: LabelSelector | None = None
+    cluster_group: str | None = None
+    cluster_group_selector: LabelSelector | None = None
+
+
+class GitTarget(ClusterMatchCriteria):
+    """A GitRepo target (also fleet.yaml ``overrideTargets``)."""
+
+    name: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Deployment options (what a customization can override)
+# ---------------------------------------------------------------------------------------------
+
+
+class ObjectKeyRef(FleetModel):
+    """A key of a ConfigMap or Secret, by name; the value is read on the target cluster."""
+
+    name: str
+    namespace: str | None = None
+    key: str | None = None
+
+
+class ValuesFrom(FleetModel):
+    """One ``helm.valuesFrom`` source: a ConfigMap key or a Secret key."""
+
+    config_map_key_ref: ObjectKeyRef | None = None
+    secret_key_ref: ObjectKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ValuesFrom:
+        if (self.config_map_key_ref is None) == (self.secret_key_ref is None):
+            raise ValueError("needs exactly one of configMapKeyRef or secretKeyRef")
+        return self
+
+
+class HelmOptions(FleetModel):
+    """``helm:`` of fleet.yaml: chart source, release settings and values."""
+
+    chart: str | None = None
+    repo: str | None = None
+    version: str | None = None
+    release_name: ReleaseName | None = None
+    timeout_seconds: int | None = Field(default=None, ge=0)
+    max_history: int | None = Field(default=None, ge=0)
+    values: dict[str, Any] | None = None
+    values_files: list[str] | None = None
+    values_from: list[ValuesFrom] | None = None
+    force: bool = False
+    take_ownership: bool = False
+    atomic: bool = False
+    wait_for_jobs: bool = False
+    disable_pre_process: bool = False
+    disable_dns: bool = Field(default=False, alias="disableDNS")
+    skip_schema_validation: bool = False
+    disable_dependency_update: bool = False
+
+
+class KustomizeOptions(FleetModel):
+    """``kustomize:`` of fleet.yaml."""
+
+    dir: str | None = None
+
+
+class YamlOptions(FleetModel):
+    """``yaml:`` of fleet.yaml: overlay names applied in order."""
+
+    overlays: list[str] | None = None
+
+
+class ComparePatchOperation(FleetModel):
+    """One JSON-patch-like operation of a compare patch (usually ``remove``)."""
+
+    op: str | None = None
+    path: str | None = None
+    value: str | None = None
+
+
+class ComparePatch(FleetModel):
+    """Which object a compare patch applies to and what to leave out of the drift check."""
+
+    api_version: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+    operations: list[ComparePatchOperation] | None = None
+    json_pointers: list[str] | None = None
+
+
+class DiffOptions(FleetModel):
+    """``diff:`` of fleet.yaml."""
+
+    compare_patches: list[ComparePatch] | None = None
+
+
+class IgnoreOptions(FleetModel):
+    """``ignore:`` of fleet.yaml: status conditions to drop before judging readiness."""
+
+    conditions: list[StringMap] | None = None
+
+
+class CorrectDrift(FleetModel):
+    """``correctDrift:``: re-apply on drift, optionally forcing replacement."""
+
+    enabled: bool = False
+    force: bool = False
+    keep_fail_history: bool = False
+
+
+class BundleDeploymentOptions(FleetModel):
+    """The options that travel from fleet.yaml to each cluster and that customizations change."""
+
+    default_namespace: str | None = None
+    # Fleet's TargetNamespace: forces every object into this namespace.
+    namespace: str | None = None
+    kustomize: KustomizeOptions | None = None
+    helm: HelmOptions | None = None
+    service_account: str | None = None
+    force_sync_generation: int = 0
+    yaml: YamlOptions | None = None
+    diff: DiffOptions | None = None
+    keep_resources: bool = False
+    delete_namespace: bool = False
+    delete_crd_resources: bool = Field(default=False, alias="deleteCRDResources")
+    ignore: IgnoreOptions | None = None
+    correct_drift: CorrectDrift | None = None
+    namespace_labels: StringMap | None = None
+    namespace_annotations: StringMap | None = None
+
+
+class BundleTarget(BundleDeploymentOptions, ClusterMatchCriteria):
+    """A targetCustomizations entry (and a Bundle's ``spec.targets`` entry)."""
+
+    name: str | None = None
+    do_not_deploy: bool = False
+
+
+class BundleTargetRestriction(ClusterMatchCriteria):
+    """A Bundle's allow-list entry: the GitRepo targets a customization may not widen."""
+
+    name: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollout and dependencies
+# ---------------------------------------------------------------------------------------------
+
+
+class Partition(ClusterMatchCriteria):
+    """A named slice of the targeted clusters that rolls out together."""
+
+    name: str | None = None
+    max_unavailable: IntOrPercent | None = None
+
+
+class RolloutStrategy(FleetModel):
+    """``rolloutStrategy:``: how many clusters and partitions may be unavailable at once."""
+
+    max_unavailable: IntOrPercent | None = None
+    max_unavailable_partitions: IntOrPercent | None = None
+    auto_partition_size: IntOrPercent | None = None
+    auto_partition_threshold: int | None = Field(default=None, ge=0)
+    partitions: list[Partition] | None = None
+
+
+BundleState = Literal[
+    "Ready", "NotReady", "WaitApplied", "ErrApplied", "OutOfSync", "Pending", "Modified"
+]
+
+
+class BundleRef(FleetModel):
+    """A ``dependsOn`` entry: a bundle by name or by label selector."""
+
+    name: str | None = None
+    selector: LabelSelector | None = None
+    accepted_states: list[BundleState] | None = None
+
+    @model_validator(mode="after")
+    def _name_or_selector(self) -> BundleRef:
+        if not self.name and self.selector is None:
+            raise ValueError("needs a 'name' or a 'selector'")
+        return self
+
+
+TargetCustomizationMode = Literal["FirstMatch", "AllMatches"]
+
+
+class BundleSpecCommon(BundleDeploymentOptions):
+    """The fields a fleet.yaml and a Bundle spec share besides the deployment options."""
+
+    paused: bool = False
+    rollout_strategy: RolloutStrategy | None = None
+    targets: list[BundleTarget] | None = None
+    depends_on: list[BundleRef] | None = None
+    target_customization_mode: TargetCustomizationMode | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# fleet.yaml
+# ---------------------------------------------------------------------------------------------
+
+
+class FleetYaml(BundleSpecCommon):
+    """A bundle's ``fleet.yaml``."""
+
+    name: str | None = None
+    labels: StringMap | None = None
+    target_customizations: list[BundleTarget] | None = None
+    override_targets: list[GitTarget] | None = None
+    # Typed by the image-scan work; kept loose so existing files load today.
+    image_scans: list[dict[str, Any]] | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Kubernetes objects
+# ---------------------------------------------------------------------------------------------
+
+
+class FleetObjectModel(FleetModel):
+    """Base of the top-level objects: ``apiVersion`` and ``kind`` are always dumped."""
+
+    api_version: ApiVersion = API_VERSION
+    kind: str
+
+    def to_fleet(self) -> dict[str, Any]:
+        """Dump in Fleet's shape, ``apiVersion`` and ``kind`` first even when defaulted."""
+        return {"apiVersion": self.api_version, "kind": self.kind, **super().to_fleet()}
+
+
+class ObjectMeta(FleetModel):
+    """The part of Kubernetes ``metadata`` flotilla uses."""
+
+    name: ObjectName
+    namespace: NamespaceName = DEFAULT_NAMESPACE
+    labels: StringMap | None = None
+    annotations: StringMap | None = None
+
+
+class CommitSpec(FleetModel):
+    """How image-scan write-backs are committed."""
+
+    author_name: str | None = None
+    author_email: str | None = None
+    message_template: str | None = None
+
+
+class GitRepoSpec(FleetModel):
+    """What to watch in git, where to deploy it and with which switches."""
+
+    repo: str = Field(min_length=1)
+    branch: str = DEFAULT_BRANCH
+    revision: str | None = None
+    paths: list[str] = Field(default_factory=lambda: ["."])
+    targets: list[GitTarget] | None = None
+    polling_interval: Duration = DEFAULT_POLLING_INTERVAL
+    disable_polling: bool = False
+    client_secret_name: str | None = None
+    helm_secret_name: str | None = None
+    helm_secret_name_for_paths: str | None = None
+    helm_repo_url_regex: Annotated[str, AfterValidator(_check_regex)] | None = Field(
+        default=None, alias="helmRepoURLRegex"
+    )
+    ca_bundle: Annotated[str, AfterValidator(_check_base64)] | None = None
+    insecure_skip_tls_verify: bool = Field(default=False, alias="insecureSkipTLSVerify")
+    paused: bool = False
+    keep_resources: bool = False
+    delete_namespace: bool = False
+    correct_drift: CorrectDrift | None = None
+    target_namespace: str | None = None
+    service_account: str | None = None
+    force_sync_generation: int = 0
+    image_scan_interval: Duration | None = None
+    image_scan_commit: CommitSpec | None = None
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _default_paths(cls, value: Any) -> Any:
+        # Fleet treats an empty or null list like an absent one: the repository root.
+        return value or ["."]
+
+    @property
+    def polling_interval_seconds(self) -> float:
+        """The polling interval in seconds."""
+        return parse_duration(self.polling_interval)
+
+
+class GitRepo(FleetObjectModel):
+    """A GitRepo object."""
+
+    kind: Literal["GitRepo"] = "GitRepo"
+    metadata: ObjectMeta
+    spec: GitRepoSpec
+
+
+class ClusterSpec(FleetModel):
+    """A registered cluster's settings; agent-placement fields are kept loose."""
+
+    paused: bool = False
+    client_id: str | None = Field(default=None, alias="clientID")
+    kube_config_secret: str | None = None
+    kube_config_secret_namespace: str | None = None
+    agent_namespace: str | None = None
+    redeploy_agent_generation: int = 0
+    private_repo_url: str | None = Field(default=None, alias="privateRepoURL")
+    # The source of ``.ClusterValues`` in values templating.
+    template_values: dict[str, Any] | None = None
+    agent_env_vars: list[dict[str, Any]] | None = None
+    agent_tolerations: list[dict[str, Any]] | None = None
+    agent_affinity: dict[str, Any] | None = None
+    agent_resources: dict[str, Any] | None = None
+    host_network: bool | None = None
+
+
+class Cluster(FleetObjectModel):
+    """A Cluster object: its labels are what targets select on."""
+
+    kind: Literal["Cluster"] = "Cluster"
+    metadata: ObjectMeta
+    spec: ClusterSpec = Field(default_factory=ClusterSpec)
+
+
+class ClusterGroupSpec(FleetModel):
+    """A ClusterGroup's selector over the clusters of its namespace."""
+
+    selector: LabelSelector | None = None
+
+
+class ClusterGroup(FleetObjectModel):
+    """A ClusterGroup object."""
+
+    kind: Literal["ClusterGroup"] = "ClusterGroup"
+    metadata: ObjectMeta
+    spec: ClusterGroupSpec = Field(default_factory=ClusterGroupSpec)
+
+
+class BundleResource(FleetModel):
+    """One file of a bundle: its path in the bundle and its (possibly encoded) content."""
+
+    name: str
+    content: str = ""
+    # Empty for plain text, "base64" or "base64+gz" for the rest.
+    encoding: str | None = None
+
+
+class BundleSpec(BundleSpecCommon):
+    """A Bundle's spec: options, content and targeting."""
+
+    resources: list[BundleResource] | None = None
+    target_restrictions: list[BundleTargetRestriction] | None = None
+
+
+class Bundle(FleetObjectModel):
+    """A Bundle object, as ``flotilla bundle`` prints it."""
+
+    kind: Literal["Bundle"] = "Bundle"
+    metadata: ObjectMeta
+    spec: BundleSpec = Field(default_factory=BundleSpec)
+
+
+class BundleDeploymentSpec(FleetModel):
+    """A bundle's desired (``options``) and staged deployment on one cluster."""
+
+    paused: bool = False
+    deployment_id: str | None = Field(default=None, alias="deploymentID")
+    options: BundleDeploymentOptions = Field(default_factory=BundleDeploymentOptions)
+    staged_deployment_id: str | None = Field(default=None, alias="stagedDeploymentID")
+    staged_options: BundleDeploymentOptions = Field(default_factory=BundleDeploymentOptions)
+    depends_on: list[BundleRef] | None = None
+    correct_drift: CorrectDrift | None = None
+
+
+class Condition(FleetModel):
+    """A status condition."""
+
+    type: str
+    status: str
+    reason: str | None = None
+    message: str | None = None
+    last_update_time: str | None = None
+    last_transition_time: str | None = None
+
+
+class ResourceKey(FleetModel):
+    """Which object a status line is about."""
+
+    api_version: str | None = None
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+
+
+class ModifiedStatus(ResourceKey):
+    """One drifted object: missing, extra, or patched."""
+
+    missing: bool = False
+    delete: bool = False
+    patch: str | None = None
+
+
+class NonReadyStatus(ResourceKey):
+    """One object that is not ready, with the reason."""
+
+    summary: dict[str, Any] | None = None
+
+
+class BundleDeploymentDisplay(FleetModel):
+    """The short strings shown for a BundleDeployment."""
+
+    deployed: str | None = None
+    monitored: str | None = None
+    state: str | None = None
+
+
+class BundleDeploymentStatus(FleetModel):
+    """What was applied on the cluster and how it is doing."""
+
+    applied_deployment_id: str | None = Field(default=None, alias="appliedDeploymentID")
+    release: str | None = None
+    ready: bool = False
+    non_modified: bool = False
+    conditions: list[Condition] | None = None
+    non_ready_status: list[NonReadyStatus] | None = None
+    modified_status: list[ModifiedStatus] | None = None
+    display: BundleDeploymentDisplay | None = None
+    sync_generation: int | None = None
+
+
+class BundleDeployment(FleetObjectModel):
+    """A bundle staged or deployed on one cluster."""
+
+    kind: Literal["BundleDeployment"] = "BundleDeployment"
+    metadata: ObjectMeta
+    spec: BundleDeploymentSpec = Field(default_factory=BundleDeploymentSpec)
+    status: BundleDeploymentStatus | None = None
+
+
+FleetObject = GitRepo | Cluster | ClusterGroup
+_OBJECT_KINDS: dict[str, type[GitRepo] | type[Cluster] | type[ClusterGroup]] = {
+    "GitRepo": GitRepo,
+    "Cluster": Cluster,
+    "ClusterGroup": ClusterGroup,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+ModelT = TypeVar("ModelT", bound=FleetModel)
+ObjectT = TypeVar("ObjectT", bound=FleetObjectModel)
+
+
+def parse_spec(
+    model: type[ModelT], data: Any, *, file: str, prefix: str = ""
+) -> tuple[ModelT, list[str]]:
+    """Validate parsed YAML against ``model``; return it and one warning per unknown field."""
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as err:
+        raise spec_error_from_validation(err, file=file, prefix=prefix) from None
+    warnings = [
+        f"{file}: {path}: unknown field, ignored{hint}"
+        for path, hint in find_unknown_fields(model, data, prefix)
+    ]
+    return parsed, warnings
+
+
+def load_fleet_yaml(text: str, *, file: str = "fleet.yaml") -> tuple[FleetYaml, list[str]]:
+    """Load a fleet.yaml (empty is valid) into a model plus unknown-field warnings."""
+    return parse_spec(FleetYaml, load_yaml_mapping(text, file=file), file=file)
+
+
+def load_gitrepo(text: str, *, file: str) -> tuple[GitRepo, list[str]]:
+    """Load a file holding exactly one GitRepo."""
+    return _load_one(GitRepo, text, file=file)
+
+
+def load_cluster(text: str, *, file: str) -> tuple[Cluster, list[str]]:
+    """Load a file holding exactly one Cluster."""
+    return _load_one(Cluster, text, file=file)
+
+
+def load_cluster_group(text: str, *, file: str) -> tuple[ClusterGroup, list[str]]:
+    """Load a file holding exactly one ClusterGroup."""
+    return _load_one(ClusterGroup, text, file=file)
+
+
+def load_fleet_objects(text: str, *, file: str) -> tuple[list[FleetObject], list[str]]:
+    """Load a multi-document file of GitRepos, Clusters and ClusterGroups, dispatching on kind."""
+    documents = [d for d in load_yaml_documents(text, file=file) if d is not None]
+    objects: list[FleetObject] = []
+    warnings: list[str] = []
+    for index, document in enumerate(documents):
+        where = f"{file} (document {index + 1})" if len(documents) > 1 else file
+        data = require_mapping(document, file=where)
+        model = _object_model(data, file=where)
+        parsed, found = parse_spec(model, data, file=where)
+        objects.append(parsed)
+        warnings.extend(found)
+    return objects, warnings
+
+
+def _load_one(model: type[ObjectT], text: str, *, file: str) -> tuple[ObjectT, list[str]]:
+    data = load_yaml_mapping(text, file=file)
+    kind = model.model_fields["kind"].default
+    if data.get("kind") != kind:
+        raise SpecError(
+            f"expected a {kind}, got {short_repr(data.get('kind'))}", file=file, field="kind"
+        )
+    return parse_spec(model, data, file=file)
+
+
+def _object_model(
+    data: dict[str, Any], *, file: str
+) -> type[GitRepo] | type[Cluster] | type[ClusterGroup]:
+    api_version = data.get("apiVersion")
+    if api_version != API_VERSION:
+        raise SpecError(
+            f"{short_repr(api_version)} is not supported; use {API_VERSION!r}",
+            file=file,
+            field="apiVersion",
+        )
+    kind = data.get("kind")
+    model = _OBJECT_KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise SpecError(
+            f"{short_repr(kind)} is not a kind flotilla applies (use one of "
+            f"{', '.join(_OBJECT_KINDS)}){_did_you_mean(str(kind), _OBJECT_KINDS)}",
+            file=file,
+            field="kind",
+        )
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Unknown fields
+# ---------------------------------------------------------------------------------------------
+
+# Keys every Kubernetes object has that the models above do not need to know.
+_OBJECT_ENVELOPE = frozenset({"apiVersion", "kind", "status"})
+_METADATA_TOLERATED = frozenset(
+    {
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "finalizers",
+        "ownerReferences",
+        "managedFields",
+        "generateName",
+        "selfLink",
+    }
+)
+
+
+def find_unknown_fields(model: type[BaseModel], data: Any, path: str = "") -> list[tuple[str, str]]:
+    """List ``(field path, did-you-mean hint)`` for every key of ``data`` that ``model`` lacks."""
+    if not isinstance(data, dict):
+        return []
+    known = _wire_names(model)
+    tolerated = _OBJECT_ENVELOPE if "metadata" in known else frozenset()
+    if model is ObjectMeta:
+        tolerated = _METADATA_TOLERATED
+    found: list[tuple[str, str]] = []
+    for key, value in data.items():
+        child = f"{path}.{key}" if path else str(key)
+        field_type = known.get(key) if isinstance(key, str) else None
+        if field_type is None:
+            if key not in tolerated:
+                found.append((child, _did_you_mean(str(key), known)))
+            continue
+        found.extend(_unknown_in_value(field_type, value, child))
+    return found
+
+
+def _unknown_in_value(annotation: Any, value: Any, path: str) -> list[tuple[str, str]]:
+    for candidate in _unwrap(annotation):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return find_unknown_fields(candidate, value, path)
+        if typing.get_origin(candidate) is list and isinstance(value, list):
+            (item_type,) = typing.get_args(candidate)
+            return [
+                hit
+                for index, item in enumerate(value)
+                for hit in _unknown_in_value(item_type, item, f"{path}[{index}]")
+            ]
+    return []
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """Flatten ``X | None`` and ``Annotated[X, ...]`` into the candidate types."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [t for arg in typing.get_args(annotation) for t in _unwrap(arg)]
+    return [annotation]
+
+
+def _wire_names(model: type[BaseModel]) -> dict[str, Any]:
+    """Map every accepted key (alias and Python name) of ``model`` to its field type."""
+    names: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        names[name] = info.annotation
+        if info.alias:
+            names[info.alias] = info.annotation
+    return names
+
+
+def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
+    by_lower = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.75)
+    return f"; did you mean {by_lower[close[0]]!r}?" if close else ""

@@ -1,0 +1,165 @@
+"""Safe loading of user YAML: size, syntax, alias bombs and shapes become one-line SpecErrors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from flotilla.errors import SpecError, short_repr
+
+# A fleet.yaml, GitRepo or values file is hand-written; 10 MiB is far beyond any real one and
+# small enough that parsing it cannot exhaust a worker.
+MAX_YAML_BYTES = 10 * 1024 * 1024
+# Anchors and aliases are legitimate (values files use them), but a few nested aliases can
+# describe a document of billions of nodes ("billion laughs"). Later stages (pydantic, deep
+# merge, JSON) walk the expanded tree, so the bound applies to the expanded size.
+MAX_ALIASES = 10_000
+MAX_EXPANDED_NODES = 1_000_000
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml_documents(text: str, *, file: str) -> list[Any]:
+    """Parse every document of a multi-document YAML text; empty documents come back as None."""
+    _check_size(text, file=file)
+    loader = _Loader(text)
+    try:
+        documents: list[Any] = []
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                break
+            _check_expansion(node, file=file, document=len(documents) + 1)
+            documents.append(loader.construct_document(node))
+        return documents
+    except yaml.MarkedYAMLError as err:
+        raise _syntax_error(err, file=file) from None
+    except yaml.YAMLError as err:
+        raise SpecError(f"not valid YAML: {err}", file=file) from None
+    except RecursionError:
+        raise SpecError("YAML nesting is too deep", file=file) from None
+    finally:
+        loader.dispose()
+
+
+def load_yaml(text: str, *, file: str) -> Any:
+    """Parse a YAML text that must hold at most one document (None when empty)."""
+    documents = load_yaml_documents(text, file=file)
+    if len(documents) > 1:
+        raise SpecError(f"expected one YAML document, found {len(documents)}", file=file)
+    return documents[0] if documents else None
+
+
+def load_yaml_mapping(text: str, *, file: str) -> dict[str, Any]:
+    """Parse a one-document YAML text whose top level must be a mapping; empty gives {}."""
+    return require_mapping(load_yaml(text, file=file), file=file)
+
+
+def require_mapping(data: Any, *, file: str, field: str = "") -> dict[str, Any]:
+    """Return ``data`` as a mapping (None counts as empty) or raise a SpecError naming its type."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        where = "top level" if not field else "value"
+        raise SpecError(
+            f"{where} must be a mapping, got {_yaml_type(data)} ({short_repr(data)})",
+            file=file,
+            field=field,
+        )
+    return data
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """Turn a pydantic error location into a field path: ``targets[0].clusterSelector``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def spec_error_from_validation(err: ValidationError, *, file: str, prefix: str = "") -> SpecError:
+    """Make a one-line SpecError from the first problem pydantic found.
+
+    Messages raised by our own validators already quote the bad value; pydantic's built-in
+    ones do not, so the value is appended for those.
+    """
+    first = err.errors(include_url=False)[0]
+    loc = format_loc(tuple(first["loc"]))
+    field = ".".join(p for p in (prefix, loc) if p).replace(".[", "[")
+    if first["type"] == "value_error":
+        message = str(first["ctx"]["error"])
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    else:
+        message = f"{first['msg']} ({short_repr(first['input'])})"
+    return SpecError(message, file=file, field=field)
+
+
+def _check_size(text: str, *, file: str) -> None:
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_YAML_BYTES:
+        raise SpecError(
+            f"file is {size} bytes, over the limit of {MAX_YAML_BYTES} bytes (10 MiB)",
+            file=file,
+        )
+
+
+def _check_expansion(root: yaml.Node, *, file: str, document: int) -> None:
+    """Refuse a node graph whose aliases expand past the bounds, or that refers to itself."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    aliases = 0
+
+    def expanded_size(node: yaml.Node) -> int:
+        nonlocal aliases
+        key = id(node)
+        if key in sizes:
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise SpecError(
+                    f"document {document} uses more than {MAX_ALIASES} YAML aliases", file=file
+                )
+            return sizes[key]
+        if key in open_nodes:
+            raise SpecError(f"document {document} has a YAML alias to itself", file=file)
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(expanded_size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(expanded_size(k) + expanded_size(v) for k, v in node.value)
+        open_nodes.discard(key)
+        if total > MAX_EXPANDED_NODES:
+            raise SpecError(
+                f"document {document} expands to more than {MAX_EXPANDED_NODES} YAML nodes "
+                "through aliases",
+                file=file,
+            )
+        sizes[key] = total
+        return total
+
+    expanded_size(root)
+
+
+def _syntax_error(err: yaml.MarkedYAMLError, *, file: str) -> SpecError:
+    mark = err.problem_mark or err.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = err.problem or err.context or "not valid YAML"
+    return SpecError(f"invalid YAML: {problem}", file=file, field=where)
+
+
+def _yaml_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return type(value).__name__
