@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from flotilla.durations import parse_duration
 from flotilla.errors import SpecError, short_repr
 from flotilla.yamlload import (
     load_yaml_documents,
@@ -41,16 +42,6 @@ MAX_RELEASE_NAME_LEN = 53
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _PERCENT = re.compile(r"\d+%")
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
 
 
 class FleetModel(BaseModel):
@@ -76,17 +67,11 @@ class FleetModel(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_duration(text: str) -> float:
-    """Return the seconds of a Go/Kubernetes duration such as ``15s``, ``1m30s`` or ``1.5h``."""
-    if not text or _DURATION_PART.sub("", text) != "":
-        raise ValueError(f"{short_repr(text)} is not a duration such as '15s', '1m' or '1h30m'")
-    return sum(
-        float(number) * _DURATION_SECONDS[unit] for number, unit in _DURATION_PART.findall(text)
-    )
-
-
-def _check_duration(value: str) -> str:
-    parse_duration(value)
+def _check_duration(value: Any) -> Any:
+    try:
+        parse_duration(value, field="")
+    except SpecError as err:
+        raise ValueError(err.problem) from None
     return value
 
 
@@ -139,7 +124,8 @@ def _check_base64(value: str) -> str:
 
 
 IntOrPercent = Annotated[int | str, BeforeValidator(_check_int_or_percent)]
-Duration = Annotated[str, AfterValidator(_check_duration)]
+# A Go duration string ("15s", "1m30s"); a bare number is read as seconds.
+Duration = Annotated[str | int | float, BeforeValidator(_check_duration)]
 ReleaseName = Annotated[str, AfterValidator(_check_release_name)]
 ObjectName = Annotated[str, AfterValidator(_check_object_name)]
 NamespaceName = Annotated[str, AfterValidator(_check_namespace)]
@@ -477,7 +463,7 @@ class GitRepoSpec(FleetModel):
     @property
     def polling_interval_seconds(self) -> float:
         """The polling interval in seconds."""
-        return parse_duration(self.polling_interval)
+        return parse_duration(self.polling_interval, field="spec.pollingInterval")
 
 
 class GitRepo(FleetObjectModel):
