@@ -1,1 +1,1 @@
-"""Local substrate of real components for tests and the demo: tools, clusters, Temporal, git, registry."""
+"""Local substrate of real components for tests and the demo: tools, clusters, servers."""

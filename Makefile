@@ -1,0 +1,50 @@
+# flotilla: the two commands are `make dev` (set up + demo) and `make test` (the whole suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: dev dev-down install system-deps tools lint test test-unit clean
+
+## dev: install everything, build or reuse tools, start Temporal + UI, a worker, a cluster, deploy the example
+dev: install tools
+	$(VENV)/bin/flotilla dev up
+
+## dev-down: stop everything `make dev` started
+dev-down:
+	$(VENV)/bin/flotilla dev down
+
+## install: Debian packages (docker-registry, git, openssl) and the Python virtualenv
+install: system-deps $(STAMP)
+
+system-deps:
+	@hack/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## tools: build (first time, with Go) or reuse kube-apiserver, controller-manager, etcd, kwok, helm, kustomize
+tools: $(STAMP)
+	$(PY) -m devenv.tools
+
+## lint: ruff, mypy and the import boundaries
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy flotilla workflows activities starters devenv worker.py
+	$(VENV)/bin/lint-imports
+
+## test: the whole suite, lint included (what CI runs)
+test: install tools lint
+	$(VENV)/bin/pytest -p no:cacheprovider
+
+## test-unit: the pure core only, in seconds
+test-unit: $(STAMP)
+	$(VENV)/bin/pytest tests/unit -q
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,46 @@
+"""The error tree of the core: every error a person reads names the file, the field and the value.
+
+FlotillaError
+ ├── SpecError          a user input is malformed or invalid (exit code 1, InvalidSpec in Temporal)
+ └── RenderError        a bundle could not be turned into manifests (chart, kustomize, patch)
+
+Messages are one line: ``<file>: <field.path>: <problem> (<value>)``. They never include
+secret values; callers pass names, not contents.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_MAX_VALUE_REPR = 80
+
+
+def short_repr(value: Any, limit: int = _MAX_VALUE_REPR) -> str:
+    """Return ``repr(value)`` cut to ``limit`` characters so one bad value cannot flood a line."""
+    text = repr(value)
+    if len(text) > limit:
+        return text[: limit - 3] + "..."
+    return text
+
+
+class FlotillaError(Exception):
+    """Base of every error flotilla raises on purpose; ``str()`` is the one-line message."""
+
+    def __init__(self, message: str, *, file: str = "", field: str = "") -> None:
+        self.file = file
+        self.field = field
+        self.problem = message
+        parts = [p for p in (file, field) if p]
+        super().__init__(": ".join([*parts, message]) if parts else message)
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class SpecError(FlotillaError):
+    """A user input (YAML file, fleet.yaml field, selector, URL, CLI flag) is invalid."""
+
+
+class RenderError(FlotillaError):
+    """A bundle could not be rendered into manifests for a cluster."""

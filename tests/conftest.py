@@ -1,0 +1,89 @@
+"""Fixtures for the real components: tools on PATH, Temporal, local clusters, git daemon, registry.
+
+Servers are session-scoped (they are slow to start and safe to share); each test gets its own
+namespace, task queue or repository so tests do not see each other. A missing tool fails the
+session with the command that fixes it: it never turns into a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from devenv import tools
+from devenv.cluster import LocalCluster
+from devenv.gitserver import GitDaemon
+from devenv.registry import LocalRegistry
+from devenv.temporal import TemporalDevServer
+
+
+@pytest.fixture(scope="session")
+def tools_on_path() -> list[Path]:
+    """Every pinned binary, first on PATH, for the code under test and for subprocesses."""
+    try:
+        dirs = tools.bin_dirs()
+    except tools.ToolMissingError as err:
+        pytest.fail(f"setup: {err}", pytrace=False)
+    os.environ["PATH"] = os.pathsep.join([*(str(d) for d in dirs), os.environ["PATH"]])
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalDevServer]:
+    with TemporalDevServer(tmp_path_factory.mktemp("temporal"), headless=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(temporal_server: TemporalDevServer) -> AsyncIterator[Client]:
+    yield await Client.connect(temporal_server.address, data_converter=pydantic_data_converter)
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def local_cluster(
+    tmp_path_factory: pytest.TempPathFactory, tools_on_path: list[Path]
+) -> Iterator[LocalCluster]:
+    with LocalCluster("flotilla-test", tmp_path_factory.mktemp("cluster"), nodes=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def namespace(local_cluster: LocalCluster) -> Iterator[str]:
+    """A fresh namespace in the shared cluster, deleted after the test."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    local_cluster.request(
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+    )
+    yield name
+    local_cluster.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
+@pytest.fixture(scope="session")
+def git_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitDaemon]:
+    with GitDaemon(tmp_path_factory.mktemp("git")) as daemon:
+        yield daemon
+
+
+@pytest.fixture
+def repo_name() -> str:
+    """A fresh repository name on the shared git daemon."""
+    return f"repo-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    with LocalRegistry(tmp_path_factory.mktemp("registry")) as reg:
+        yield reg
