@@ -1,0 +1,146 @@
+"""``flotilla dev``: the local substrate (clusters, Temporal, git daemon) and the demo stack."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import yaml
+
+from devenv import cluster as clusters
+from devenv import stack
+from devenv.process import StartupError, pid_alive
+from flotilla.errors import FlotillaError
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello" / "deployment.yaml"
+
+
+def _say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dev = sub.add_parser("dev", help="run the local substrate and the demo")
+    dev_sub = dev.add_subparsers(dest="dev_command", metavar="SUBCOMMAND", required=True)
+
+    up = dev_sub.add_parser("up", help="start Temporal with UI, a worker and local clusters")
+    up.set_defaults(handler=cmd_up)
+    dev_sub.add_parser("down", help="stop everything `dev up` started").set_defaults(
+        handler=cmd_down
+    )
+    dev_sub.add_parser("status", help="show what the demo stack runs").set_defaults(
+        handler=cmd_status
+    )
+
+    cluster = dev_sub.add_parser("cluster", help="local clusters on loopback ports")
+    cluster_sub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
+    c_up = cluster_sub.add_parser("up", help="start a cluster (etcd, apiserver, kcm, kwok)")
+    c_up.add_argument("name")
+    c_up.add_argument("--nodes", type=int, default=1, help="kwok nodes (default 1)")
+    c_up.set_defaults(handler=cmd_cluster_up)
+    c_down = cluster_sub.add_parser("down", help="stop a cluster and remove its files")
+    c_down.add_argument("name")
+    c_down.set_defaults(handler=cmd_cluster_down)
+    cluster_sub.add_parser("list", help="list local clusters").set_defaults(
+        handler=cmd_cluster_list
+    )
+
+
+def cmd_cluster_up(args: argparse.Namespace) -> int:
+    if args.nodes < 1:
+        raise FlotillaError(f"--nodes: must be at least 1 ({args.nodes!r})")
+    started = time.monotonic()
+    _say(f"starting cluster {args.name!r} with {args.nodes} node(s) ...")
+    try:
+        cluster = clusters.up(args.name, nodes=args.nodes)
+    except StartupError as err:
+        raise FlotillaError(str(err).splitlines()[0]) from err
+    _say(f"ready in {time.monotonic() - started:.1f}s at {cluster.server}")
+    print(f"export KUBECONFIG={cluster.kubeconfig}")
+    print(f"stop it with: flotilla dev cluster down {args.name}")
+    return 0
+
+
+def cmd_cluster_down(args: argparse.Namespace) -> int:
+    if not clusters.down(args.name):
+        raise FlotillaError(f"cluster {args.name!r} not found (see `flotilla dev cluster list`)")
+    _say(f"cluster {args.name!r} stopped and removed")
+    return 0
+
+
+def cmd_cluster_list(args: argparse.Namespace) -> int:
+    rows = [("NAME", "SERVER", "NODES", "STATUS", "KUBECONFIG")]
+    for state in clusters.list_clusters():
+        alive = all(pid_alive(p) for p in state.pids.values())
+        rows.append(
+            (
+                state.name,
+                state.server,
+                str(state.nodes),
+                "Running" if alive else "Stopped",
+                f"{state.directory}/kubeconfig",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    if stack.running():
+        raise FlotillaError(
+            "the demo stack is already running: `flotilla dev status`, or `make dev-down` first"
+        )
+    stack.down(lambda _m: None)
+    state = stack.StackState()
+    try:
+        stack.start_temporal(state, _say)
+        cluster = stack.start_cluster(state, "dev", _say)
+        _say(f"deploying the example {EXAMPLE.relative_to(EXAMPLE.parents[2])} ...")
+        objects = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
+        stack.apply_objects(cluster, objects)
+        for obj in objects:
+            if obj["kind"] == "Deployment":
+                meta = obj["metadata"]
+                stack.wait_deployment_available(
+                    cluster, meta.get("namespace", "default"), meta["name"]
+                )
+                _say(f"deployment {meta['name']} is Available on cluster 'dev'")
+    except (StartupError, OSError) as err:
+        stack.down(lambda _m: None)
+        raise FlotillaError(f"dev up failed: {str(err).splitlines()[0]}") from err
+    except KeyboardInterrupt:
+        _say("interrupted: stopping what was started")
+        stack.down(_say)
+        raise
+    _print_summary(state)
+    return 0
+
+
+def _print_summary(state: stack.StackState) -> None:
+    print()
+    print(f"  Temporal UI:      {state.ui_url}")
+    print(f"  Temporal address: {state.temporal_address}")
+    for name in state.clusters:
+        print(f"  cluster {name}:      export KUBECONFIG={clusters.cluster_dir(name)}/kubeconfig")
+    print("  status:           flotilla dev status")
+    print("  stop everything:  make dev-down   (or: flotilla dev down)")
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    stack.down(_say)
+    _say("stopped")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    state = stack.load()
+    if state is None:
+        print("the demo stack is not running (start it with `make dev`)")
+        return 1
+    for name, pid in state.pids.items():
+        print(f"{name:12} pid {pid:<8} {'running' if pid_alive(pid) else 'STOPPED'}")
+    _print_summary(state)
+    return 0

@@ -1,0 +1,83 @@
+"""The Temporal dev server runs real workflows: signals, queries and retried activities."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.common import RetryPolicy
+from temporalio.worker import Worker
+
+from workflows import visibility
+
+
+class Greeting(BaseModel):
+    name: str
+    attempts: int = 0
+
+
+_FAILURES_BEFORE_SUCCESS = 2
+
+
+@activity.defn
+async def flaky_greet(greeting: Greeting) -> Greeting:
+    if activity.info().attempt <= _FAILURES_BEFORE_SUCCESS:
+        raise RuntimeError("transient failure")
+    return Greeting(name=f"hello {greeting.name}", attempts=activity.info().attempt)
+
+
+@workflow.defn(sandboxed=False)
+class SmokeWorkflow:
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.results: list[Greeting] = []
+
+    @workflow.run
+    async def run(self) -> list[Greeting]:
+        await workflow.wait_condition(lambda: len(self.names) > 0)
+        result = await workflow.execute_activity(
+            flaky_greet,
+            Greeting(name=self.names[0]),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(milliseconds=50), backoff_coefficient=1.0
+            ),
+        )
+        self.results.append(result)
+        return self.results
+
+    @workflow.signal
+    def add_name(self, name: str) -> None:
+        self.names.append(name)
+
+    @workflow.query
+    def pending(self) -> list[str]:
+        return self.names
+
+
+async def test_signal_query_and_retried_activity(temporal_client: Client, task_queue: str) -> None:
+    async with Worker(
+        temporal_client, task_queue=task_queue, workflows=[SmokeWorkflow], activities=[flaky_greet]
+    ):
+        handle = await temporal_client.start_workflow(
+            SmokeWorkflow.run,
+            id=f"smoke-{task_queue}",
+            task_queue=task_queue,
+        )
+        assert await handle.query(SmokeWorkflow.pending) == []
+        await handle.signal(SmokeWorkflow.add_name, "fleet")
+        result = await asyncio.wait_for(handle.result(), timeout=30)
+    assert [r.name for r in result] == ["hello fleet"]
+    assert result[0].attempts == _FAILURES_BEFORE_SUCCESS + 1
+
+
+async def test_flotilla_search_attributes_are_registered(temporal_client: Client) -> None:
+    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+
+    listed = await temporal_client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace="default")
+    )
+    assert set(visibility.registrations()) <= set(listed.custom_attributes)
