@@ -1,0 +1,175 @@
+"""Deployment states with Fleet's precedence, and the small summaries of bundles and repos."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_NON_READY = 10
+MAX_MESSAGE = 240
+_SHOWN_IN_MESSAGE = 3
+
+
+class BundleState(StrEnum):
+    """The state of one bundle deployment, as Fleet names it, plus WaitingForDependency."""
+
+    READY = "Ready"
+    NOT_READY = "NotReady"
+    WAIT_APPLIED = "WaitApplied"
+    ERR_APPLIED = "ErrApplied"
+    OUT_OF_SYNC = "OutOfSync"
+    MODIFIED = "Modified"
+    PENDING = "Pending"
+    WAITING_FOR_DEPENDENCY = "WaitingForDependency"
+
+
+# Worst first. Fleet's order, with WaitingForDependency just worse than Pending: a dependency
+# wait is expected and never an error, so it must not outrank anything that needs a person
+# (errors, drift, held-back versions); yet it says more than Pending ("nothing yet"), so a
+# bundle whose clusters are partly pending and partly waiting shows what it waits for.
+SEVERITY: tuple[BundleState, ...] = (
+    BundleState.ERR_APPLIED,
+    BundleState.WAIT_APPLIED,
+    BundleState.MODIFIED,
+    BundleState.OUT_OF_SYNC,
+    BundleState.WAITING_FOR_DEPENDENCY,
+    BundleState.PENDING,
+    BundleState.NOT_READY,
+    BundleState.READY,
+)
+
+
+class DeploymentObservation(BaseModel):
+    """What is known about one bundle deployment (one bundle on one cluster).
+
+    staged: the newest version of the bundle for this cluster; desired: the version the rollout
+    has released to it (older than staged while paused or held by maxUnavailable); applied: the
+    version last applied successfully. Versions are deployment ids; empty means none.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    staged_deployment_id: str = ""
+    desired_deployment_id: str = ""
+    applied_deployment_id: str = ""
+    apply_error: str = ""
+    ready: bool = False
+    non_ready: list[str] = Field(default_factory=list)
+    drift: list[str] = Field(default_factory=list)
+    paused: bool = False
+    waiting_for: list[str] = Field(default_factory=list)
+
+
+class StateWithMessage(BaseModel):
+    """A state and the one line that explains it to a person."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: BundleState
+    message: str = ""
+
+
+class NonReadyEntry(BaseModel):
+    """One deployment that is not Ready, named by cluster (or bundle/cluster for a GitRepo)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    state: BundleState
+    message: str
+
+
+class Summary(BaseModel):
+    """Counts per state and the worst state; small enough to keep in workflow state."""
+
+    model_config = ConfigDict(frozen=True)
+
+    counts: dict[BundleState, int]
+    ready: int
+    desired: int
+    display: str
+    state: BundleState
+    message: str
+    non_ready: list[NonReadyEntry]
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MAX_MESSAGE else flat[: MAX_MESSAGE - 3] + "..."
+
+
+def _listed(items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOWN_IN_MESSAGE])
+    rest = len(items) - _SHOWN_IN_MESSAGE
+    return shown + (f" (+{rest} more)" if rest > 0 else "")
+
+
+def _version(deployment_id: str) -> str:
+    return deployment_id[:12] or "none"
+
+
+def compute_state(obs: DeploymentObservation) -> StateWithMessage:
+    """Return the state of one deployment: the first of Fleet's rules that holds."""
+    if not obs.staged_deployment_id:
+        return StateWithMessage(state=BundleState.PENDING, message="no deployment yet")
+    if obs.waiting_for:
+        # The engine holds the deployment back until these are ready, so nothing else about
+        # it can change meanwhile; saying what it waits for is the whole story.
+        return StateWithMessage(
+            state=BundleState.WAITING_FOR_DEPENDENCY,
+            message=f"waiting for {_listed(sorted(obs.waiting_for))}",
+        )
+    if obs.desired_deployment_id and obs.applied_deployment_id != obs.desired_deployment_id:
+        if obs.apply_error:
+            return StateWithMessage(
+                state=BundleState.ERR_APPLIED, message=_one_line(obs.apply_error)
+            )
+        return StateWithMessage(
+            state=BundleState.WAIT_APPLIED,
+            message=f"applying version {_version(obs.desired_deployment_id)}",
+        )
+    if obs.desired_deployment_id and not obs.ready:
+        return StateWithMessage(
+            state=BundleState.NOT_READY,
+            message=_one_line(_listed(obs.non_ready)) or "not ready",
+        )
+    if obs.desired_deployment_id != obs.staged_deployment_id:
+        held_by = "paused" if obs.paused else "held back by the rollout"
+        return StateWithMessage(
+            state=BundleState.OUT_OF_SYNC,
+            message=f"{held_by}: version {_version(obs.staged_deployment_id)} staged, not deployed",
+        )
+    if obs.drift:
+        return StateWithMessage(state=BundleState.MODIFIED, message=_one_line(_listed(obs.drift)))
+    return StateWithMessage(state=BundleState.READY)
+
+
+def worst_state(states: Iterable[BundleState]) -> BundleState:
+    """Return the worst of states by SEVERITY; Ready when there are none."""
+    return min(states, key=SEVERITY.index, default=BundleState.READY)
+
+
+def summarize(states: Mapping[str, StateWithMessage]) -> Summary:
+    """Summarize deployments by name: counts, "ready/desired", worst state, ten non-ready."""
+    ordered = [
+        NonReadyEntry(name=name, state=item.state, message=item.message)
+        for name, item in sorted(
+            states.items(), key=lambda pair: (SEVERITY.index(pair[1].state), pair[0])
+        )
+    ]
+    counts = dict.fromkeys(SEVERITY[::-1], 0)
+    for entry in ordered:
+        counts[entry.state] += 1
+    worst = ordered[0] if ordered else None
+    ready = counts[BundleState.READY]
+    return Summary(
+        counts=counts,
+        ready=ready,
+        desired=len(ordered),
+        display=f"{ready}/{len(ordered)}",
+        state=worst.state if worst else BundleState.READY,
+        message=f"{worst.name}: {worst.message}" if worst and worst.message else "",
+        non_ready=[e for e in ordered if e.state is not BundleState.READY][:MAX_NON_READY],
+    )
