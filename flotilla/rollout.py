@@ -1,0 +1,440 @@
+"""Fleet's rollout: partitions and maxUnavailable decisions as a pure function of state."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from flotilla.errors import SpecError, short_repr
+from flotilla.models import LabelSelector, RolloutStrategy
+from flotilla.models import Partition as PartitionSpec
+
+SelectorMatcher = Callable[[LabelSelector, Mapping[str, str]], bool]
+
+DEFAULT_LIMIT = "100%"
+DEFAULT_AUTO_PARTITION_SIZE = "25%"
+DEFAULT_AUTO_PARTITION_THRESHOLD = 200
+DEFAULT_MAX_NEW = 50
+UNMATCHED_PARTITION = "unmatched"
+
+_INTEGER = re.compile(r"[+-]?\d+")
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class RolloutTarget(_Model):
+    """One cluster a bundle targets, with what runs there now and what should.
+
+    ``deployed`` is the version the cluster was last told to run (None: no deployment yet),
+    ``applied`` the version the cluster reports applied; both are opaque deployment ids.
+    """
+
+    cluster: str
+    labels: dict[str, str] = {}
+    # Group name -> that ClusterGroup's own labels, for clusterGroup/clusterGroupSelector.
+    groups: dict[str, dict[str, str]] = {}
+    desired: str
+    deployed: str | None = None
+    applied: str | None = None
+    ready: bool = False
+    paused: bool = False
+    blocked: bool = False
+
+
+class Partition(_Model):
+    """Clusters that roll out together, in order, with their own maxUnavailable."""
+
+    name: str
+    clusters: list[str]
+    max_unavailable: int
+    note: str = ""
+
+
+class PartitionStatus(_Model):
+    """How far one partition has got, after this pass's moves."""
+
+    name: str
+    count: int
+    max_unavailable: int
+    updated: int
+    unavailable: int
+    reached: bool
+
+
+class RolloutState(_Model):
+    """Everything ``plan_rollout`` needs: the strategy and every targeted cluster."""
+
+    strategy: RolloutStrategy = RolloutStrategy()
+    targets: list[RolloutTarget]
+    # Fleet creates at most this many new deployments per pass, so a big fleet joins in waves.
+    max_new: int = Field(default=DEFAULT_MAX_NEW, ge=1)
+
+    @model_validator(mode="after")
+    def _one_target_per_cluster(self) -> RolloutState:
+        seen: set[str] = set()
+        for target in self.targets:
+            if target.cluster in seen:
+                raise ValueError(f"cluster {target.cluster!r} is targeted twice")
+            seen.add(target.cluster)
+        return self
+
+
+class RolloutPlan(_Model):
+    """What to do in this pass and how things stand, for workflows and for people."""
+
+    deploy: list[str]
+    paused: list[str]
+    blocked: list[str]
+    held: list[str]
+    waiting: list[str]
+    not_created: list[str]
+    partitions: list[PartitionStatus]
+    current_partition: int
+    total_partitions: int
+    updated: int
+    total: int
+    unavailable: int
+    max_unavailable: int
+    done: bool
+    notes: list[str]
+    summary: str
+
+
+def limit(count: int, value: int | str | None, *, field: str = "maxUnavailable") -> int:
+    """Return how many of ``count`` items ``value`` (an int, "N%" or None for 100%) allows.
+
+    As in Fleet: a percentage is rounded down but allows at least 1 ("0%" too), and ``count``
+    of 0 or less gives 1. Integers are clamped to [0, count], which changes no move decision
+    (Fleet keeps a negative maxUnavailablePartitions and then stops after the first partition).
+    The value is checked even when ``count`` is 0, so a typo shows before the first cluster joins.
+    """
+    allowed = _limit_of(count, DEFAULT_LIMIT if value is None else value, field)
+    return 1 if count <= 0 else allowed
+
+
+def _limit_of(count: int, value: int | str, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise SpecError(
+            f"must be an integer or a percentage such as '25%' ({short_repr(value)})",
+            field=field,
+        )
+    if isinstance(value, int):
+        return min(max(value, 0), max(count, 0))
+    # Fleet reads a positive integer in a string as that integer; "0" and "-1" are errors there.
+    if _INTEGER.fullmatch(value) and int(value) > 0:
+        return min(int(value), max(count, 0))
+    if not value.endswith("%"):
+        raise SpecError(
+            f"must be an integer or a percentage ending with '%' ({short_repr(value)})",
+            field=field,
+        )
+    # Go's ParseFloat syntax without inf/nan, which no one means as a share of clusters.
+    if not _DECIMAL.fullmatch(value[:-1]):
+        raise SpecError(f"is not a valid percentage ({short_repr(value)})", field=field)
+    # Above 100% allows everything; capping first also keeps '1e999%' from overflowing.
+    percent = min(float(value[:-1]), 100.0)
+    if percent <= 0:
+        return 1
+    return max(int(count * percent) // 100, 1)
+
+
+def make_partitions(
+    targets: list[RolloutTarget], strategy: RolloutStrategy, *, matches: SelectorMatcher
+) -> list[Partition]:
+    """Split ``targets`` into ordered partitions as Fleet does, plus one for any leftovers.
+
+    Clusters no manual partition takes go into a last partition named ``unmatched`` with a
+    note: Fleet would never deploy them, which its own docs do not say.
+    """
+    ordered = sorted(targets, key=lambda t: t.cluster)
+    if strategy.partitions:
+        return _partition_manually(ordered, strategy, matches)
+    return _partition_automatically(ordered, strategy)
+
+
+def _partition_automatically(
+    ordered: list[RolloutTarget], strategy: RolloutStrategy
+) -> list[Partition]:
+    size_value = strategy.auto_partition_size
+    disabled = isinstance(size_value, int) and size_value <= 0
+    rollout_limit = (strategy.max_unavailable, "rolloutStrategy.maxUnavailable")
+    threshold = strategy.auto_partition_threshold
+    if threshold is None:
+        threshold = DEFAULT_AUTO_PARTITION_THRESHOLD
+    if disabled or len(ordered) < threshold:
+        return [_partition("all", ordered, rollout_limit)]
+    size = limit(
+        len(ordered),
+        DEFAULT_AUTO_PARTITION_SIZE if size_value is None else size_value,
+        field="rolloutStrategy.autoPartitionSize",
+    )
+    return [
+        _partition(
+            f"clusters {start + 1}-{min(start + size, len(ordered))}",
+            ordered[start : start + size],
+            rollout_limit,
+        )
+        for start in range(0, len(ordered), size)
+    ]
+
+
+def _partition_manually(
+    ordered: list[RolloutTarget], strategy: RolloutStrategy, matches: SelectorMatcher
+) -> list[Partition]:
+    rollout_limit = (strategy.max_unavailable, "rolloutStrategy.maxUnavailable")
+    remaining = list(ordered)
+    partitions = []
+    for index, spec in enumerate(strategy.partitions or []):
+        taken = [t for t in remaining if _partition_matches(spec, t, matches)]
+        remaining = [t for t in remaining if t not in taken]
+        own = (spec.max_unavailable, f"rolloutStrategy.partitions[{index}].maxUnavailable")
+        partitions.append(
+            _partition(spec.name or f"partition-{index + 1}", taken, own, rollout_limit)
+        )
+    if remaining:
+        leftover = _partition(UNMATCHED_PARTITION, remaining, rollout_limit)
+        names = ", ".join(t.cluster for t in remaining[:5]) + (
+            ", ..." if len(remaining) > 5 else ""
+        )
+        note = (
+            f"{len(remaining)} cluster(s) match no partition ({names}); Fleet would never "
+            f"deploy them, flotilla deploys them last in partition {UNMATCHED_PARTITION!r}"
+        )
+        partitions.append(leftover.model_copy(update={"note": note}))
+    return partitions
+
+
+def _partition_matches(
+    spec: PartitionSpec, target: RolloutTarget, matches: SelectorMatcher
+) -> bool:
+    """Every criterion the partition sets must hold, group criteria for one and the same group."""
+    if spec.cluster_name is None and spec.cluster_selector is None and not _names_group(spec):
+        return False
+    if spec.cluster_name is not None and spec.cluster_name != target.cluster:
+        return False
+    if spec.cluster_selector is not None and not matches(spec.cluster_selector, target.labels):
+        return False
+    if not _names_group(spec):
+        return True
+    return any(
+        (spec.cluster_group is None or spec.cluster_group == group)
+        and (spec.cluster_group_selector is None or matches(spec.cluster_group_selector, labels))
+        for group, labels in target.groups.items()
+    )
+
+
+def _names_group(spec: PartitionSpec) -> bool:
+    return spec.cluster_group is not None or spec.cluster_group_selector is not None
+
+
+def _partition(
+    name: str, targets: list[RolloutTarget], *choices: tuple[int | str | None, str]
+) -> Partition:
+    """The first limit that is set wins, as in Fleet; the error names the field it came from."""
+    value, field = next(((v, f) for v, f in choices if v is not None), (None, choices[-1][1]))
+    return Partition(
+        name=name,
+        clusters=[t.cluster for t in targets],
+        max_unavailable=limit(len(targets), value, field=field),
+    )
+
+
+def is_unavailable(target: RolloutTarget) -> bool:
+    """A deployment is unavailable while its version is not yet applied or it is not Ready."""
+    return target.deployed is not None and (target.applied != target.deployed or not target.ready)
+
+
+def is_up_to_date(target: RolloutTarget) -> bool:
+    """Deployed and applied at the version the bundle wants now."""
+    return target.deployed == target.desired and target.applied == target.desired
+
+
+def plan_rollout(state: RolloutState, *, matches: SelectorMatcher) -> RolloutPlan:
+    """Decide which clusters move to the desired version in this pass, following Fleet.
+
+    Partition by partition, a cluster moves when it is not paused and both the bundle-wide and
+    its partition's unavailable counts are under their limits, or it is unavailable already.
+    Later partitions wait once more partitions are unavailable than maxUnavailablePartitions.
+    New deployments (never deployed) are created at most ``max_new`` per pass.
+    """
+    strategy = state.strategy
+    partitions = make_partitions(state.targets, strategy, matches=matches)
+    by_cluster = {t.cluster: t for t in state.targets}
+    max_unavailable = limit(
+        len(state.targets), strategy.max_unavailable, field="rolloutStrategy.maxUnavailable"
+    )
+    max_unavailable_partitions = limit(
+        len(partitions),
+        0 if strategy.max_unavailable_partitions is None else strategy.max_unavailable_partitions,
+        field="rolloutStrategy.maxUnavailablePartitions",
+    )
+    pass_ = _Pass(
+        unavailable=sum(is_unavailable(t) for t in state.targets),
+        max_unavailable=max_unavailable,
+        max_new=state.max_new,
+    )
+    statuses: list[PartitionStatus] = []
+    stopped_at: int | None = None
+    unavailable_partitions = 0
+    for index, partition in enumerate(partitions):
+        members = [by_cluster[c] for c in partition.clusters]
+        if stopped_at is not None:
+            statuses.append(_status(partition, members, reached=False))
+            continue
+        moved = pass_.advance(partition, members)
+        status = _status(partition, moved, reached=True)
+        statuses.append(status)
+        if status.unavailable > status.max_unavailable:
+            unavailable_partitions += 1
+        if unavailable_partitions > max_unavailable_partitions:
+            stopped_at = index
+        for member in moved:
+            by_cluster[member.cluster] = member
+    waiting = [
+        c
+        for s, p in zip(statuses, partitions, strict=True)
+        if not s.reached
+        for c in p.clusters
+        if not is_up_to_date(by_cluster[c])
+    ]
+    return _plan(
+        partitions, statuses, after=by_cluster, pass_=pass_, waiting=waiting, stopped_at=stopped_at
+    )
+
+
+class _Pass:
+    """The counters one pass carries from partition to partition, as Fleet's bundle status does."""
+
+    def __init__(self, *, unavailable: int, max_unavailable: int, max_new: int) -> None:
+        self.unavailable = unavailable
+        self.max_unavailable = max_unavailable
+        self.max_new = max_new
+        self.created = 0
+        self.deploy: list[str] = []
+        self.paused: list[str] = []
+        self.blocked: list[str] = []
+        self.held: list[str] = []
+        self.not_created: list[str] = []
+
+    def advance(self, partition: Partition, members: list[RolloutTarget]) -> list[RolloutTarget]:
+        """Move what this partition's limits allow; return members as they are after the moves."""
+        partition_unavailable = sum(is_unavailable(t) for t in members)
+        after = []
+        for target in members:
+            new = target.deployed is None
+            if new and self.created >= self.max_new:
+                self.not_created.append(target.cluster)
+                after.append(target)
+                continue
+            self.created += new
+            if target.deployed == target.desired:
+                after.append(target)
+                continue
+            if target.paused or target.blocked:
+                (self.paused if target.paused else self.blocked).append(target.cluster)
+                after.append(target)
+                continue
+            # A brand-new deployment is not Ready yet, so like Fleet it never waits for budget.
+            already = new or is_unavailable(target)
+            if already or (
+                self.unavailable < self.max_unavailable
+                and partition_unavailable < partition.max_unavailable
+            ):
+                if not already:
+                    self.unavailable += 1
+                    partition_unavailable += 1
+                self.deploy.append(target.cluster)
+                after.append(target.model_copy(update={"deployed": target.desired}))
+            else:
+                self.held.append(target.cluster)
+                after.append(target)
+        return after
+
+
+def _status(
+    partition: Partition, members: list[RolloutTarget], *, reached: bool
+) -> PartitionStatus:
+    # For a partition, a deployment that is not yet up to date counts as unavailable too.
+    return PartitionStatus(
+        name=partition.name,
+        count=len(members),
+        max_unavailable=partition.max_unavailable,
+        updated=sum(is_up_to_date(t) for t in members),
+        unavailable=sum(not is_up_to_date(t) or is_unavailable(t) for t in members),
+        reached=reached,
+    )
+
+
+def _plan(
+    partitions: list[Partition],
+    statuses: list[PartitionStatus],
+    *,
+    after: dict[str, RolloutTarget],
+    pass_: _Pass,
+    waiting: list[str],
+    stopped_at: int | None,
+) -> RolloutPlan:
+    targets = list(after.values())
+    updated = sum(is_up_to_date(t) for t in targets)
+    unavailable = sum(is_unavailable(t) for t in targets)
+    # The partition a person should look at: where the pass stopped, else the first unsettled.
+    current = (
+        stopped_at
+        if stopped_at is not None
+        else next((i for i, s in enumerate(statuses) if s.unavailable), max(len(statuses) - 1, 0))
+    )
+    plan = RolloutPlan(
+        deploy=pass_.deploy,
+        paused=pass_.paused,
+        blocked=pass_.blocked,
+        held=pass_.held,
+        waiting=waiting,
+        not_created=pass_.not_created,
+        partitions=statuses,
+        current_partition=current + 1 if partitions else 0,
+        total_partitions=len(partitions),
+        updated=updated,
+        total=len(targets),
+        unavailable=unavailable,
+        max_unavailable=pass_.max_unavailable,
+        done=updated == len(targets) and not unavailable,
+        notes=[p.note for p in partitions if p.note],
+        summary="",
+    )
+    members = [after[c] for c in partitions[current].clusters] if partitions else []
+    return plan.model_copy(update={"summary": _summarize(plan, members)})
+
+
+def _summarize(plan: RolloutPlan, members: list[RolloutTarget]) -> str:
+    """One line for people, e.g. ``partition 2/4: 3/10 clusters updated, waiting for 2 ...``."""
+    if plan.total == 0:
+        return "no clusters targeted"
+    if plan.done:
+        return f"rollout complete: {plan.total}/{plan.total} clusters updated"
+    status = plan.partitions[plan.current_partition - 1]
+    in_partition = {t.cluster for t in members}
+    reasons = []
+    not_ready = sum(is_unavailable(t) for t in members)
+    if not_ready:
+        reasons.append(f"waiting for {not_ready} to become Ready")
+    for count, why in (
+        (len(in_partition.intersection(plan.paused)), "paused"),
+        (len(in_partition.intersection(plan.blocked)), "waiting for dependencies"),
+        (len(in_partition.intersection(plan.held)), "held by maxUnavailable"),
+        (len(in_partition.intersection(plan.not_created)), "queued (at most maxNew new per pass)"),
+    ):
+        if count:
+            reasons.append(f"{count} {why}")
+    head = (
+        f"partition {plan.current_partition}/{plan.total_partitions}: "
+        f"{status.updated}/{status.count} clusters updated"
+    )
+    return ", ".join([head, *reasons])
