@@ -14,33 +14,9 @@ import jsonpatch
 import jsonpointer
 from pydantic import BaseModel, ConfigDict, Field
 
-MAX_POINTERS = 5
+from flotilla.manifests import CLUSTER_SCOPED_KINDS
 
-# Kinds without a namespace; objects of other kinds get the release namespace when they name none.
-# The caller adds cluster-scoped custom kinds, which only discovery on the cluster can tell.
-CLUSTER_SCOPED_KINDS = frozenset(
-    {
-        "APIService",
-        "CSIDriver",
-        "CSINode",
-        "CertificateSigningRequest",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "CustomResourceDefinition",
-        "IngressClass",
-        "MutatingWebhookConfiguration",
-        "Namespace",
-        "Node",
-        "PersistentVolume",
-        "PriorityClass",
-        "RuntimeClass",
-        "StorageClass",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-        "ValidatingWebhookConfiguration",
-        "VolumeAttachment",
-    }
-)
+MAX_POINTERS = 5
 
 # Set by the API server, helm or kubectl on every object, never by the bundle's author.
 _SERVER_METADATA = (
@@ -196,7 +172,10 @@ def object_key(
     default_namespace: str,
     cluster_scoped_kinds: frozenset[str] = CLUSTER_SCOPED_KINDS,
 ) -> ObjectKey:
-    """Return the key of a manifest, filling in the namespace the way helm would."""
+    """Return the key of a manifest, filling in the namespace the way helm would.
+
+    Pass ``cluster_scoped_kinds`` with the custom kinds that discovery reports cluster-scoped.
+    """
     kind = str(obj.get("kind", ""))
     metadata = obj.get("metadata") or {}
     if kind in cluster_scoped_kinds:
