@@ -223,7 +223,8 @@ class HelmOptions(FleetModel):
     repo: str | None = None
     version: str | None = None
     release_name: ReleaseName | None = None
-    timeout_seconds: int | None = Field(default=None, ge=0)
+    # In a customization, a negative value resets the timeout to Helm's default.
+    timeout_seconds: int | None = None
     max_history: int | None = Field(default=None, ge=0)
     values: dict[str, Any] | None = None
     values_files: list[str] | None = None
@@ -649,7 +650,45 @@ def parse_spec(
 
 def load_fleet_yaml(text: str, *, file: str = "fleet.yaml") -> tuple[FleetYaml, list[str]]:
     """Load a fleet.yaml (empty is valid) into a model plus unknown-field warnings."""
-    return parse_spec(FleetYaml, load_yaml_mapping(text, file=file), file=file)
+    fleet_yaml, warnings = parse_spec(FleetYaml, load_yaml_mapping(text, file=file), file=file)
+    return fleet_yaml, warnings + _customization_warnings(fleet_yaml, file=file)
+
+
+# Fleet's merge of a customization over the bundle's options never reads these, so setting
+# them in a customization has no effect there or here (see targeting.merge_customization).
+_NOT_CUSTOMIZABLE = ("delete_crd_resources", "delete_namespace", "ignore")
+_NOT_CUSTOMIZABLE_HELM = ("max_history", "skip_schema_validation", "disable_dependency_update")
+
+
+def _customization_warnings(fleet_yaml: FleetYaml, *, file: str) -> list[str]:
+    entries = [
+        *(("targets", i, t) for i, t in enumerate(fleet_yaml.targets or [])),
+        *(
+            ("targetCustomizations", i, t)
+            for i, t in enumerate(fleet_yaml.target_customizations or [])
+        ),
+    ]
+    warnings = []
+    for section, index, entry in entries:
+        ignored = [
+            _alias(BundleTarget, n) for n in _NOT_CUSTOMIZABLE if n in entry.model_fields_set
+        ]
+        if entry.helm is not None:
+            ignored += [
+                f"helm.{_alias(HelmOptions, n)}"
+                for n in _NOT_CUSTOMIZABLE_HELM
+                if n in entry.helm.model_fields_set
+            ]
+        warnings += [
+            f"{file}: {section}[{index}].{path}: has no effect in a customization, ignored "
+            "(set it at the top level of fleet.yaml)"
+            for path in ignored
+        ]
+    return warnings
+
+
+def _alias(model: type[BaseModel], name: str) -> str:
+    return model.model_fields[name].alias or name
 
 
 def load_gitrepo(text: str, *, file: str) -> tuple[GitRepo, list[str]]:
