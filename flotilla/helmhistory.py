@@ -1,0 +1,134 @@
+"""Decide how to move a Helm release to a new version whatever its history looks like."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ReleaseStatus(StrEnum):
+    """The status Helm records on each revision of a release."""
+
+    DEPLOYED = "deployed"
+    SUPERSEDED = "superseded"
+    FAILED = "failed"
+    PENDING_INSTALL = "pending-install"
+    PENDING_UPGRADE = "pending-upgrade"
+    PENDING_ROLLBACK = "pending-rollback"
+    UNINSTALLING = "uninstalling"
+    UNINSTALLED = "uninstalled"
+    UNKNOWN = "unknown"
+
+
+class ReleaseRevision(BaseModel):
+    """One revision of a release, with the deployment id flotilla labelled it with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    revision: int
+    status: ReleaseStatus
+    deployment_id: str = ""
+    chart_version: str = ""
+
+
+class HistoryAction(StrEnum):
+    """What the deploy activity must do to the release."""
+
+    NONE = "none"
+    INSTALL = "install"
+    UPGRADE = "upgrade"
+    ROLLBACK_THEN_UPGRADE = "rollback-then-upgrade"
+    UNINSTALL_THEN_INSTALL = "uninstall-then-install"
+    ALREADY_DEPLOYED = "already-deployed"
+
+
+class HistoryDecision(BaseModel):
+    """The action, the revision to roll back to (for rollback-then-upgrade), and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: HistoryAction
+    reason: str
+    rollback_revision: int | None = None
+
+
+_PENDING = (
+    ReleaseStatus.PENDING_INSTALL,
+    ReleaseStatus.PENDING_UPGRADE,
+    ReleaseStatus.PENDING_ROLLBACK,
+)
+
+
+def _last_deployed(history: list[ReleaseRevision]) -> ReleaseRevision | None:
+    # Helm can leave several revisions marked deployed after a crash; the newest one counts.
+    deployed = [r for r in history if r.status is ReleaseStatus.DEPLOYED]
+    return max(deployed, key=lambda r: r.revision, default=None)
+
+
+def _pruned_note(history: list[ReleaseRevision], recorded_revision: int | None) -> str:
+    if recorded_revision is None or any(r.revision == recorded_revision for r in history):
+        return ""
+    return f" (recorded revision {recorded_revision} is no longer in the history)"
+
+
+def decide_release_action(
+    history: list[ReleaseRevision],
+    recorded_revision: int | None,
+    desired_deployment_id: str,
+) -> HistoryDecision:
+    """Return the action that brings the release to desired_deployment_id, never a dead end.
+
+    ``recorded_revision`` is the revision flotilla last recorded for the release; when
+    maxHistory has pruned it, the decision simply starts from the current latest revision.
+    """
+    if not desired_deployment_id:
+        return HistoryDecision(action=HistoryAction.NONE, reason="no version is desired yet")
+    if not history:
+        return HistoryDecision(action=HistoryAction.INSTALL, reason="no release yet")
+    latest = max(history, key=lambda r: r.revision)
+    deployed = _last_deployed(history)
+    note = _pruned_note(history, recorded_revision)
+    where = f"revision {latest.revision} is {latest.status.value}"
+
+    if latest.status is ReleaseStatus.UNINSTALLED:
+        return HistoryDecision(
+            action=HistoryAction.INSTALL, reason=f"{where}; installing again{note}"
+        )
+    if latest.status is ReleaseStatus.DEPLOYED:
+        if latest.deployment_id == desired_deployment_id:
+            return HistoryDecision(
+                action=HistoryAction.ALREADY_DEPLOYED,
+                reason=f"revision {latest.revision} already runs this version{note}",
+            )
+        return HistoryDecision(
+            action=HistoryAction.UPGRADE, reason=f"upgrading from revision {latest.revision}{note}"
+        )
+    if deployed is None:
+        # Helm refuses to upgrade a release with no deployed revision, and a rollback needs
+        # a target: starting over is the only way forward.
+        return HistoryDecision(
+            action=HistoryAction.UNINSTALL_THEN_INSTALL,
+            reason=f"{where} and none is deployed; uninstalling, then installing{note}",
+        )
+    if latest.status in _PENDING:
+        # A pending revision blocks every later operation; flotilla is the release's only
+        # writer and runs one operation at a time, so a pending revision it sees is stuck.
+        return HistoryDecision(
+            action=HistoryAction.ROLLBACK_THEN_UPGRADE,
+            reason=(
+                f"{where} (stuck); rolling back to deployed revision {deployed.revision}, "
+                f"then upgrading{note}"
+            ),
+            rollback_revision=deployed.revision,
+        )
+    if latest.status is ReleaseStatus.UNINSTALLING:
+        return HistoryDecision(
+            action=HistoryAction.UNINSTALL_THEN_INSTALL,
+            reason=f"{where} (stuck); finishing the uninstall, then installing{note}",
+        )
+    # failed, superseded or unknown on top of a deployed revision: Helm upgrades from there.
+    return HistoryDecision(
+        action=HistoryAction.UPGRADE,
+        reason=f"{where}; upgrading over deployed revision {deployed.revision}{note}",
+    )
