@@ -24,6 +24,7 @@ from flotilla.models import (
     load_fleet_yaml,
 )
 from flotilla.overlays import check_overlays
+from flotilla.values import merge_values
 from flotilla.yamlload import load_yaml_mapping
 
 FLEET_YAML_NAMES = ("fleet.yaml", "fleet.yml")
@@ -556,18 +557,6 @@ def merge_values_files(
             for i, t in enumerate(options.target_customizations)
         ]
     return options.model_copy(update=update), used
-
-
-def merge_values(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge Helm values: maps merge key by key, anything else in ``over`` replaces."""
-    result = dict(base)
-    for key, value in over.items():
-        current = result.get(key)
-        if isinstance(current, Mapping) and isinstance(value, Mapping):
-            result[key] = merge_values(current, value)
-        else:
-            result[key] = value
-    return result
 
 
 def _check_all_overlays(resources: Mapping[str, bytes], options: FleetYaml, *, file: str) -> None:

@@ -1,0 +1,90 @@
+"""Content store: bytes addressed by sha256 in a local directory; bundles stored the same way."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from flotilla.bundles import Bundle
+from flotilla.errors import FlotillaError
+
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ContentError(FlotillaError):
+    """A digest is malformed, missing from the store, or its bytes no longer match it."""
+
+
+def default_root() -> Path:
+    """``$FLOTILLA_CONTENT_DIR``, else ``~/.local/share/flotilla/content``."""
+    configured = os.environ.get("FLOTILLA_CONTENT_DIR")
+    if configured:
+        return Path(configured)
+    return Path.home() / ".local" / "share" / "flotilla" / "content"
+
+
+class ContentStore:
+    """Immutable blobs on disk, one file per sha256 digest, written atomically."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root if root is not None else default_root()
+
+    def _path(self, digest: str) -> Path:
+        if not _DIGEST.match(digest):
+            raise ContentError(f"not a sha256 hex digest: {digest[:80]!r}")
+        # Two levels of fan-out keep directories small for stores with millions of blobs.
+        return self.root / digest[:2] / digest
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` and return its digest; storing the same bytes again is a no-op."""
+        digest = hashlib.sha256(data).hexdigest()
+        path = self._path(digest)
+        if path.exists():
+            return digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write to a temporary file in the same directory and rename: readers never see a
+        # partial blob, and concurrent writers of the same digest race harmlessly.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest
+
+    def has(self, digest: str) -> bool:
+        """Tell whether the store holds ``digest``."""
+        return self._path(digest).is_file()
+
+    def get(self, digest: str) -> bytes:
+        """Return the bytes of ``digest``, checking that they still hash to it."""
+        path = self._path(digest)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ContentError(f"content {digest} is not in the store at {self.root}") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ContentError(f"content {digest} is corrupt in the store at {self.root}")
+        return data
+
+    def put_bundle(self, bundle: Bundle) -> str:
+        """Store a bundle (content and options) and return the digest of its serialization."""
+        return self.put(serialize_bundle(bundle))
+
+    def get_bundle(self, digest: str) -> Bundle:
+        """Load a bundle stored by ``put_bundle``."""
+        return Bundle.model_validate_json(self.get(digest))
+
+
+def serialize_bundle(bundle: Bundle) -> bytes:
+    """A stable byte form of a bundle: JSON with sorted keys, file bytes as base64."""
+    data = json.loads(bundle.model_dump_json(by_alias=True))
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
