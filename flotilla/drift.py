@@ -48,6 +48,8 @@ _MERGE_KEYS: dict[str, tuple[str, ...]] = {
     "volumeDevices": ("devicePath",),
     "imagePullSecrets": ("name",),
     "hostAliases": ("ip",),
+    "webhooks": ("name",),
+    "versions": ("name",),
 }
 # Container ports are keyed by containerPort, Service ports by port; both also by protocol.
 _PORT_KEYS = ("containerPort", "port")

@@ -773,3 +773,12 @@ def test_many_differences_keep_only_the_first_pointers() -> None:
     [entry] = diff([desired], live_by_key(live))
     assert len(entry.pointers) == 5
     assert entry.message.endswith("(+4 more)")
+
+
+def test_webhooks_and_crd_versions_line_up_by_name() -> None:
+    want = {"webhooks": [{"name": "a", "sideEffects": "None"}, {"name": "b"}]}
+    have = {"webhooks": [{"name": "b", "timeoutSeconds": 10}, {"name": "a", "sideEffects": "None"}]}
+    assert list(find_differences(want, have)) == []
+    versions = {"versions": [{"name": "v1", "served": True}, {"name": "v2", "served": True}]}
+    reordered = {"versions": list(reversed(versions["versions"]))}
+    assert list(find_differences(versions, reordered)) == []
