@@ -234,11 +234,12 @@ def build(tool: Tool) -> Path:
     run("mod", "tidy", "-e")
     staging = Path(tempfile.mkdtemp(prefix=f".{tool.key}-", dir=tools_dir()))
     ldflags = " ".join(("-s", "-w", *tool.ldflags))
-    run("build", "-trimpath", f"-ldflags={ldflags}", "-o", f"{staging}/", *tool.packages)
-    for pkg, binary in zip(tool.packages, tool.binaries, strict=True):
-        built = staging / pkg.rstrip("/").rsplit("/", 1)[-1]
-        if built.name != binary:
-            built.rename(staging / binary)
+    try:
+        for pkg, binary in zip(tool.packages, tool.binaries, strict=True):
+            run("build", "-trimpath", f"-ldflags={ldflags}", "-o", str(staging / binary), pkg)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if dest.exists():
         shutil.rmtree(dest)
     staging.rename(dest)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 from temporalio import activity, workflow
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
@@ -75,8 +76,6 @@ async def test_signal_query_and_retried_activity(temporal_client: Client, task_q
 
 
 async def test_flotilla_search_attributes_are_registered(temporal_client: Client) -> None:
-    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-
     listed = await temporal_client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace="default")
     )
