@@ -17,6 +17,9 @@ MAX_YAML_BYTES = 10 * 1024 * 1024
 # merge, JSON) walk the expanded tree, so the bound applies to the expanded size.
 MAX_ALIASES = 10_000
 MAX_EXPANDED_NODES = 1_000_000
+# libyaml composes nested nodes by C recursion, so a deeply nested document crashes the
+# process instead of raising; depth is therefore checked on the event stream first.
+MAX_DEPTH = 200
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -26,6 +29,7 @@ def load_yaml_documents(text: str, *, file: str) -> list[Any]:
     _check_size(text, file=file)
     loader = _Loader(text)
     try:
+        _check_depth(text, file=file)
         documents: list[Any] = []
         while loader.check_node():
             node = loader.get_node()
@@ -38,8 +42,6 @@ def load_yaml_documents(text: str, *, file: str) -> list[Any]:
         raise _syntax_error(err, file=file) from None
     except yaml.YAMLError as err:
         raise SpecError(f"not valid YAML: {err}", file=file) from None
-    except RecursionError:
-        raise SpecError("YAML nesting is too deep", file=file) from None
     finally:
         loader.dispose()
 
@@ -109,48 +111,80 @@ def _check_size(text: str, *, file: str) -> None:
         )
 
 
+def _check_depth(text: str, *, file: str) -> None:
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SpecError(
+                    f"YAML nesting is deeper than {MAX_DEPTH} levels",
+                    file=file,
+                    field=_where(event.start_mark),
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def _check_expansion(root: yaml.Node, *, file: str, document: int) -> None:
-    """Refuse a node graph whose aliases expand past the bounds, or that refers to itself."""
-    sizes: dict[int, int] = {}
+    """Refuse a node graph that refers to itself, or whose aliases expand past the bounds.
+
+    Sizes and depths are memoised per node, so the check is linear in the written document
+    even when the expanded one would be astronomically large.
+    """
+    measured: dict[int, tuple[int, int]] = {}
     open_nodes: set[int] = set()
     aliases = 0
 
-    def expanded_size(node: yaml.Node) -> int:
+    def measure(node: yaml.Node) -> tuple[int, int]:
+        """Return the expanded node count and depth below ``node``."""
         nonlocal aliases
         key = id(node)
-        if key in sizes:
+        if key in measured:
             aliases += 1
             if aliases > MAX_ALIASES:
                 raise SpecError(
                     f"document {document} uses more than {MAX_ALIASES} YAML aliases", file=file
                 )
-            return sizes[key]
+            return measured[key]
         if key in open_nodes:
             raise SpecError(f"document {document} has a YAML alias to itself", file=file)
         open_nodes.add(key)
-        total = 1
+        children: list[yaml.Node] = []
         if isinstance(node, yaml.SequenceNode):
-            total += sum(expanded_size(child) for child in node.value)
+            children = list(node.value)
         elif isinstance(node, yaml.MappingNode):
-            total += sum(expanded_size(k) + expanded_size(v) for k, v in node.value)
+            children = [part for pair in node.value for part in pair]
+        sizes = [measure(child) for child in children]
         open_nodes.discard(key)
+        total = 1 + sum(size for size, _ in sizes)
+        depth = 1 + max((d for _, d in sizes), default=0)
         if total > MAX_EXPANDED_NODES:
             raise SpecError(
                 f"document {document} expands to more than {MAX_EXPANDED_NODES} YAML nodes "
                 "through aliases",
                 file=file,
             )
-        sizes[key] = total
-        return total
+        if depth > MAX_DEPTH:
+            # Anchored subtrees nested through aliases: later stages recurse this deep.
+            raise SpecError(
+                f"document {document} nests deeper than {MAX_DEPTH} levels through aliases",
+                file=file,
+            )
+        measured[key] = (total, depth)
+        return total, depth
 
-    expanded_size(root)
+    measure(root)
 
 
 def _syntax_error(err: yaml.MarkedYAMLError, *, file: str) -> SpecError:
-    mark = err.problem_mark or err.context_mark
-    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    where = _where(err.problem_mark or err.context_mark)
     problem = err.problem or err.context or "not valid YAML"
     return SpecError(f"invalid YAML: {problem}", file=file, field=where)
+
+
+def _where(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
 
 
 def _yaml_type(value: Any) -> str:
