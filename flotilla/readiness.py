@@ -232,6 +232,11 @@ def _assess_pod(obj: dict[str, Any], conditions: dict[str, dict[str, Any]]) -> R
 
 
 def _assess_generic(obj: dict[str, Any], conditions: dict[str, dict[str, Any]]) -> Readiness:
+    # kstatus's own conditions, which controllers following that convention set.
+    for kind in ("Stalled", "Reconciling"):
+        condition = conditions.get(kind, {})
+        if condition.get("status") == "True":
+            return _not_ready(_condition_text(condition))
     for kind in ("Ready", "Available"):
         condition = conditions.get(kind, {})
         if condition.get("status") == "False":

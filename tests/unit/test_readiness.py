@@ -329,6 +329,30 @@ def test_generic_rule(obj: dict[str, Any], ready: bool, fragment: str) -> None:
     assert fragment in result.message
 
 
+@pytest.mark.parametrize(
+    ("condition", "ready", "message"),
+    [
+        (
+            {"type": "Stalled", "status": "True", "message": "bad spec"},
+            False,
+            "Stalled=True: bad spec",
+        ),
+        ({"type": "Stalled", "status": "False"}, True, ""),
+        (
+            {"type": "Reconciling", "status": "True", "reason": "Progressing"},
+            False,
+            "Reconciling=True: Progressing",
+        ),
+        ({"type": "Reconciling", "status": "False"}, True, ""),
+    ],
+)
+def test_generic_rule_honours_kstatus_conditions(
+    condition: dict[str, str], ready: bool, message: str
+) -> None:
+    obj = {"kind": "Widget", "metadata": {"name": "w"}, "status": {"conditions": [condition]}}
+    assert assess(obj) == Readiness(ready=ready, message=message)
+
+
 def test_an_object_being_deleted_is_not_ready() -> None:
     obj = {
         "kind": "ConfigMap",
