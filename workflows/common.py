@@ -1,0 +1,93 @@
+"""Names, ids, retry policies and timeouts shared by flotilla's workflows, activities and CLI."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# ---------------------------------------------------------------------------------------------
+# Task queues
+# ---------------------------------------------------------------------------------------------
+
+# Workflows, git and planning activities run here; per-cluster work runs on the cluster's queue.
+CONTROL_TASK_QUEUE = "flotilla"
+
+
+def cluster_task_queue(namespace: str, cluster: str) -> str:
+    """The task queue of one registered cluster, served by the central worker (push mode) or
+    by that cluster's agent."""
+    return f"cluster.{namespace}.{cluster}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Workflow ids: stable and readable, so a person can find a workflow by what it manages
+# ---------------------------------------------------------------------------------------------
+
+
+def gitrepo_workflow_id(namespace: str, name: str) -> str:
+    return f"gitrepo/{namespace}/{name}"
+
+
+def bundle_workflow_id(namespace: str, bundle: str) -> str:
+    return f"bundle/{namespace}/{bundle}"
+
+
+def registry_workflow_id(namespace: str) -> str:
+    return f"registry/{namespace}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Retry policies
+# ---------------------------------------------------------------------------------------------
+
+# Errors a retry cannot fix; activities raise them as non-retryable ApplicationErrors.
+INVALID_SPEC = "InvalidSpec"
+NON_RETRYABLE_ERRORS = [INVALID_SPEC, "SpecError", "RenderError", "SecretNotFoundError"]
+
+# Git servers and the content store: a few quick retries, then the next poll tries again.
+GIT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=NON_RETRYABLE_ERRORS,
+)
+
+# Talking to the Temporal frontend from an activity (signal-with-start of bundle workflows).
+CLIENT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+)
+
+# Deploying to a cluster: a failed apply is retried a few times inside the activity's retry
+# policy, then the workflow records ErrApplied and tries again on its own schedule.
+DEPLOY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=3,
+    non_retryable_error_types=NON_RETRYABLE_ERRORS,
+)
+
+# Pure planning from the content store: deterministic, so one retry for a flaky disk at most.
+PLAN_RETRY = RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRYABLE_ERRORS)
+
+# ---------------------------------------------------------------------------------------------
+# Timeouts
+# ---------------------------------------------------------------------------------------------
+
+LS_REMOTE_TIMEOUT = timedelta(seconds=60)
+FETCH_TIMEOUT = timedelta(minutes=10)
+FETCH_HEARTBEAT = timedelta(seconds=30)
+PLAN_TIMEOUT = timedelta(minutes=2)
+SYNC_BUNDLES_TIMEOUT = timedelta(minutes=2)
+DEPLOY_TIMEOUT = timedelta(minutes=10)
+WAIT_READY_TIMEOUT = timedelta(minutes=15)
+WAIT_READY_HEARTBEAT = timedelta(seconds=30)
+REMOVE_TIMEOUT = timedelta(minutes=5)
+# A cluster whose queue nobody polls for this long is shown as offline instead of stalling.
+CLUSTER_SCHEDULE_TO_START = timedelta(minutes=2)
+# How long an ErrApplied / offline deployment waits before the workflow tries again.
+DEPLOY_RETRY_DELAY = timedelta(seconds=30)

@@ -1,0 +1,319 @@
+"""ClusterRegistryWorkflow: the clusters and cluster groups of one namespace, as an entity workflow.
+
+Changes arrive as updates whose validators reject bad input before it reaches history. Every
+change bumps ``version`` and signals each subscriber (GitRepo workflows) the new snapshot of
+names, labels and groups, so targeting follows labels, new clusters and removals at once.
+Kubeconfigs never pass through here: a cluster record names its secret only.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from flotilla.models import ClusterGroup
+    from workflows.common import INVALID_SPEC
+    from workflows.visibility import KIND
+
+# The signal every subscriber implements to receive ClusterSnapshot.
+CLUSTERS_CHANGED_SIGNAL = "clusters_changed"
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_MAX_NAME = 63
+
+
+class ClusterRecord(BaseModel):
+    """A registered cluster: what targeting needs, plus where its credentials are."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    paused: bool = False
+    kubeconfig_secret: str = ""
+    template_values: dict[str, str] = Field(default_factory=dict)
+    last_seen: datetime | None = None
+
+
+class ClusterView(BaseModel):
+    """A cluster as subscribers see it: no credentials, only what targeting reads."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    paused: bool = False
+
+
+class ClusterSnapshot(BaseModel):
+    """What subscribers get on every change: numbered so stale deliveries are ignored."""
+
+    namespace: str
+    version: int = 0
+    clusters: list[ClusterView] = Field(default_factory=list)
+    groups: list[ClusterGroup] = Field(default_factory=list)
+
+
+class RegistryState(BaseModel):
+    """All of the registry, handed whole to continue-as-new."""
+
+    namespace: str
+    version: int = 0
+    clusters: dict[str, ClusterRecord] = Field(default_factory=dict)
+    groups: dict[str, ClusterGroup] = Field(default_factory=dict)
+    subscribers: list[str] = Field(default_factory=list)
+    # Test switch: continue-as-new after this many events instead of when Temporal suggests.
+    max_history_events: int | None = None
+
+
+class ApplyClusterRequest(BaseModel):
+    """Add a cluster or replace its labels, pause flag and credentials reference."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    paused: bool = False
+    kubeconfig_secret: str
+    template_values: dict[str, str] = Field(default_factory=dict)
+
+
+class LabelClusterRequest(BaseModel):
+    """Set and remove labels of a registered cluster."""
+
+    name: str
+    set_labels: dict[str, str] = Field(default_factory=dict)
+    remove_labels: list[str] = Field(default_factory=list)
+
+
+class RemoveClusterRequest(BaseModel):
+    name: str
+
+
+class ApplyGroupRequest(BaseModel):
+    group: ClusterGroup
+
+
+class RemoveGroupRequest(BaseModel):
+    name: str
+
+
+class RegistryChange(BaseModel):
+    """The result of every update: the registry version that now includes it."""
+
+    version: int
+    message: str
+
+
+class SubscribeRequest(BaseModel):
+    workflow_id: str
+
+
+class SnapshotRequest(BaseModel):
+    """Query input; a model so fields can be added later without breaking callers."""
+
+
+class RegistrySnapshot(BaseModel):
+    """The full registry for the CLI and the worker (secret names, never secret values)."""
+
+    namespace: str
+    version: int
+    clusters: list[ClusterRecord]
+    groups: list[ClusterGroup]
+    subscribers: list[str]
+
+
+def _invalid(message: str) -> ApplicationError:
+    return ApplicationError(message, type=INVALID_SPEC, non_retryable=True)
+
+
+def check_name(name: str, what: str = "cluster") -> None:
+    if len(name) > _MAX_NAME or not _NAME.match(name):
+        raise _invalid(
+            f"{what} name {name!r} is not a valid DNS-1123 label "
+            "(lowercase letters, digits and '-', at most 63 characters)"
+        )
+
+
+def check_labels(labels: dict[str, str]) -> None:
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key) or len(key.rsplit("/", 1)[-1]) > _MAX_NAME:
+            raise _invalid(f"label key {key!r} is not a valid Kubernetes label key")
+        if len(value) > _MAX_NAME or not _LABEL_VALUE.match(value):
+            raise _invalid(f"label {key}: value {value!r} is not a valid Kubernetes label value")
+
+
+@workflow.defn
+class ClusterRegistryWorkflow:
+    """``registry/<namespace>``: clusters and groups; signals subscribers on every change."""
+
+    # Handlers may run before ``run`` starts (an update delivered with the start, or replay),
+    # so the state comes from the input here, never assigned later in ``run``.
+    @workflow.init
+    def __init__(self, state: RegistryState) -> None:
+        self.state = state
+        self._dirty = False
+
+    @workflow.run
+    async def run(self, state: RegistryState) -> None:
+        workflow.upsert_search_attributes([KIND.value_set("Registry")])
+        while True:
+            await workflow.wait_condition(lambda: self._dirty or self._should_continue_as_new())
+            if self._dirty:
+                self._dirty = False
+                await self._notify(self.state.subscribers)
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._dirty:
+                    continue
+                workflow.continue_as_new(self.state)
+
+    def _should_continue_as_new(self) -> bool:
+        limit = self.state.max_history_events
+        if limit is not None and workflow.info().get_current_history_length() >= limit:
+            return True
+        return workflow.info().is_continue_as_new_suggested()
+
+    def snapshot_for_subscribers(self) -> ClusterSnapshot:
+        return ClusterSnapshot(
+            namespace=self.state.namespace,
+            version=self.state.version,
+            clusters=[
+                ClusterView(name=c.name, labels=c.labels, paused=c.paused)
+                for c in sorted(self.state.clusters.values(), key=lambda c: c.name)
+            ],
+            groups=[self.state.groups[n] for n in sorted(self.state.groups)],
+        )
+
+    async def _notify(self, subscribers: list[str]) -> None:
+        snapshot = self.snapshot_for_subscribers()
+        for workflow_id in list(subscribers):
+            handle = workflow.get_external_workflow_handle(workflow_id)
+            try:
+                await handle.signal(CLUSTERS_CHANGED_SIGNAL, snapshot)
+            except FailureError:
+                # The subscriber is gone (its GitRepo was deleted): stop telling it.
+                workflow.logger.info(
+                    "registry %s: subscriber %s is gone", snapshot.namespace, workflow_id
+                )
+                if workflow_id in self.state.subscribers:
+                    self.state.subscribers.remove(workflow_id)
+
+    def _changed(self, message: str) -> RegistryChange:
+        self.state.version += 1
+        self._dirty = True
+        workflow.logger.info("registry %s: %s", self.state.namespace, message)
+        return RegistryChange(version=self.state.version, message=message)
+
+    # --- clusters -----------------------------------------------------------------------------
+
+    @workflow.update
+    def apply_cluster(self, request: ApplyClusterRequest) -> RegistryChange:
+        existed = request.name in self.state.clusters
+        self.state.clusters[request.name] = ClusterRecord(
+            name=request.name,
+            labels=dict(request.labels),
+            paused=request.paused,
+            kubeconfig_secret=request.kubeconfig_secret,
+            template_values=dict(request.template_values),
+            last_seen=workflow.now(),
+        )
+        verb = "updated" if existed else "added"
+        return self._changed(f"cluster {request.name} {verb}")
+
+    @apply_cluster.validator
+    def _validate_apply_cluster(self, request: ApplyClusterRequest) -> None:
+        check_name(request.name)
+        check_labels(request.labels)
+        if not request.kubeconfig_secret:
+            raise _invalid(f"cluster {request.name}: a kubeconfig secret name is required")
+
+    @workflow.update
+    def label_cluster(self, request: LabelClusterRequest) -> RegistryChange:
+        record = self.state.clusters[request.name]
+        labels = {k: v for k, v in record.labels.items() if k not in request.remove_labels}
+        labels.update(request.set_labels)
+        self.state.clusters[request.name] = record.model_copy(update={"labels": labels})
+        return self._changed(f"cluster {request.name} labels set to {labels}")
+
+    @label_cluster.validator
+    def _validate_label_cluster(self, request: LabelClusterRequest) -> None:
+        self._require_cluster(request.name)
+        check_labels(request.set_labels)
+
+    @workflow.update
+    def remove_cluster(self, request: RemoveClusterRequest) -> RegistryChange:
+        del self.state.clusters[request.name]
+        return self._changed(f"cluster {request.name} removed")
+
+    @remove_cluster.validator
+    def _validate_remove_cluster(self, request: RemoveClusterRequest) -> None:
+        self._require_cluster(request.name)
+
+    def _require_cluster(self, name: str) -> None:
+        if name not in self.state.clusters:
+            known = ", ".join(sorted(self.state.clusters)) or "none"
+            raise _invalid(
+                f"cluster {name!r} is not registered in namespace "
+                f"{self.state.namespace!r} (registered: {known})"
+            )
+
+    # --- groups -------------------------------------------------------------------------------
+
+    @workflow.update
+    def apply_group(self, request: ApplyGroupRequest) -> RegistryChange:
+        name = request.group.metadata.name
+        existed = name in self.state.groups
+        self.state.groups[name] = request.group
+        return self._changed(f"cluster group {name} {'updated' if existed else 'added'}")
+
+    @apply_group.validator
+    def _validate_apply_group(self, request: ApplyGroupRequest) -> None:
+        check_name(request.group.metadata.name, "cluster group")
+        if request.group.metadata.namespace != self.state.namespace:
+            raise _invalid(
+                f"cluster group {request.group.metadata.name}: namespace "
+                f"{request.group.metadata.namespace!r} is not this registry's "
+                f"{self.state.namespace!r}"
+            )
+
+    @workflow.update
+    def remove_group(self, request: RemoveGroupRequest) -> RegistryChange:
+        del self.state.groups[request.name]
+        return self._changed(f"cluster group {request.name} removed")
+
+    @remove_group.validator
+    def _validate_remove_group(self, request: RemoveGroupRequest) -> None:
+        if request.name not in self.state.groups:
+            raise _invalid(
+                f"cluster group {request.name!r} does not exist in namespace "
+                f"{self.state.namespace!r}"
+            )
+
+    # --- subscribers --------------------------------------------------------------------------
+
+    @workflow.signal
+    async def subscribe(self, request: SubscribeRequest) -> None:
+        if request.workflow_id not in self.state.subscribers:
+            self.state.subscribers.append(request.workflow_id)
+        # A new subscriber gets the current snapshot at once, whatever changed before.
+        await self._notify([request.workflow_id])
+
+    @workflow.signal
+    def unsubscribe(self, request: SubscribeRequest) -> None:
+        if request.workflow_id in self.state.subscribers:
+            self.state.subscribers.remove(request.workflow_id)
+
+    @workflow.query
+    def snapshot(self, request: SnapshotRequest) -> RegistrySnapshot:
+        return RegistrySnapshot(
+            namespace=self.state.namespace,
+            version=self.state.version,
+            clusters=sorted(self.state.clusters.values(), key=lambda c: c.name),
+            groups=[self.state.groups[n] for n in sorted(self.state.groups)],
+            subscribers=list(self.state.subscribers),
+        )
