@@ -514,7 +514,7 @@ def read_bundle(tree: _Tree, directory: str, *, gitrepo_name: str) -> Bundle | N
         path=directory or ".",
         style=style,
         options=options,
-        resources=resources,
+        resources=dict(sorted(resources.items())),
         digest=digest_bundle(resources, options),
         warnings=warnings,
     )
