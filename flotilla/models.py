@@ -88,6 +88,9 @@ def _check_int_or_percent(value: Any) -> int | str:
 
 
 def _check_release_name(value: str) -> str:
+    if not value:
+        # Empty means "not set" in Fleet: the bundle name is used.
+        return value
     if len(value) > MAX_RELEASE_NAME_LEN:
         raise ValueError(f"{short_repr(value)} is longer than {MAX_RELEASE_NAME_LEN} characters")
     if not _DNS1123_SUBDOMAIN.fullmatch(value):

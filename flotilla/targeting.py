@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -290,7 +291,8 @@ def merge_customization(
         extra = getattr(customization, name)
         if extra:
             update[name] = {**(getattr(base, name) or {}), **extra}
-    return base.model_copy(update=update, deep=True)
+    # Copies, so the result shares no mutable part with either input.
+    return base.model_copy(update=copy.deepcopy(update), deep=True)
 
 
 _ORED_HELM_FLAGS = (

@@ -830,3 +830,10 @@ def test_load_fleet_objects_refuses_unknown_kinds(text: str, message: str) -> No
 
 def test_load_fleet_objects_of_an_empty_file_is_empty() -> None:
     assert load_fleet_objects("---\n", file="f.yaml") == ([], [])
+
+
+@pytest.mark.parametrize("name", ["", "storefront", "a.b-c", "a" * 53])
+def test_release_name_accepts_empty_and_dns_names(name: str) -> None:
+    fleet_yaml, _ = load_fleet_yaml(f"helm: {{releaseName: '{name}'}}")
+    assert fleet_yaml.helm is not None
+    assert fleet_yaml.helm.release_name == name
