@@ -1,0 +1,697 @@
+"""Deploy engine activities: a bundle becomes a Helm release on a cluster, then is watched.
+
+Every deployment is a Helm release (raw YAML and Kustomize output are wrapped in a generated
+chart). The release's own history decides how to get to the new version, so a stuck or pruned
+history is recovered here, with the reason returned for the status. Readiness and drift are
+judged by the pure core (``flotilla.readiness``, ``flotilla.drift``) on live objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import posixpath
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, CancelledError
+
+from activities.content import ContentStore
+from activities.helm import DEPLOYMENT_ID_LABEL, Helm, HelmError, UpgradeFlags
+from activities.kube import Kube, KubeError
+from activities.render import (
+    HELM_OUTPUT_FILE,
+    compute_values,
+    find_tool,
+    materialize_chart,
+    release_name_for,
+    release_namespace,
+    render_bundle,
+    write_resources,
+)
+from activities.secrets import SecretStore, kubeconfig_secret_name
+from flotilla.bundles import KUSTOMIZATION_YAML, Bundle, BundleStyle, detect_style, kustomize_dir
+from flotilla.chart import wrap_manifests
+from flotilla.deployment import (
+    DEFAULT_VALUES_KEY,
+    DeploymentOptions,
+    Redactor,
+    deployment_label,
+    kubeconfig_secrets,
+    max_history,
+    namespace_removal_refusal,
+    secret_strings,
+)
+from flotilla.drift import (
+    ComparePatch,
+    DriftEntry,
+    ObjectKey,
+    diff_objects,
+    find_hpa_targets,
+    object_key,
+)
+from flotilla.errors import FlotillaError
+from flotilla.helmhistory import (
+    HistoryAction,
+    ReleaseRevision,
+    ReleaseStatus,
+    decide_release_action,
+)
+from flotilla.manifests import parse_manifests
+from flotilla.models import BundleDeploymentOptions
+from flotilla.readiness import IgnoreCondition, Readiness, assess, summarize_not_ready
+from flotilla.values import merge_values
+
+MAX_LISTED = 10
+_HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm"}
+_FIRST_POLL_SECONDS = 0.5
+_MAX_POLL_SECONDS = 5.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs and outputs
+# ---------------------------------------------------------------------------------------------
+
+
+class ReleaseRef(BaseModel):
+    """A Helm release on a cluster; ``revision`` is 0 when unknown or removed."""
+
+    name: str
+    namespace: str
+    revision: int = 0
+
+
+class DeployRequest(BaseModel):
+    """Deploy one bundle version to one cluster; content travels by digest only."""
+
+    gitrepo: str
+    bundle_name: str
+    cluster_namespace: str
+    cluster_name: str
+    deployment_id: str
+    bundle_digest: str
+    options_digest: str
+    previous_release: ReleaseRef | None = None
+
+
+class DeployResult(BaseModel):
+    """What the deploy did: the release now running, and how history was handled."""
+
+    release: ReleaseRef
+    deployment_id: str
+    changed: bool
+    action: HistoryAction
+    reason: str
+    recovered: bool = False
+
+
+class StatusRequest(BaseModel):
+    """Look at one deployment on its cluster."""
+
+    gitrepo: str
+    bundle_name: str
+    cluster_namespace: str
+    cluster_name: str
+    deployment_id: str
+    options_digest: str
+    release: ReleaseRef
+
+
+class WaitReadyRequest(StatusRequest):
+    """Watch a deployment until it is Ready or ``timeout_seconds`` pass."""
+
+    timeout_seconds: float = 600.0
+
+
+class DeploymentStatus(BaseModel):
+    """The state inputs of ``flotilla.status.compute_state`` for one deployment."""
+
+    release: ReleaseRef
+    applied_deployment_id: str = ""
+    ready: bool = False
+    non_ready: list[str] = Field(default_factory=list)
+    drift: list[str] = Field(default_factory=list)
+    corrected: list[str] = Field(default_factory=list)
+
+
+class RemoveRequest(BaseModel):
+    """Remove one deployment: its release and, when asked, its namespace."""
+
+    gitrepo: str
+    bundle_name: str
+    cluster_namespace: str
+    cluster_name: str
+    release: ReleaseRef
+    keep_resources: bool = False
+    delete_namespace: bool = False
+
+
+class RemoveResult(BaseModel):
+    """What was removed; ``message`` says why a namespace was kept."""
+
+    release_removed: bool
+    resources_kept: bool
+    namespace_deleted: bool = False
+    message: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors at the activity boundary
+# ---------------------------------------------------------------------------------------------
+
+
+def _application_error(err: FlotillaError, redact: Redactor) -> ApplicationError:
+    """One line for a person; retryable only when the cause is transient."""
+    message = redact(str(err))
+    delay: float | None = None
+    if isinstance(err, KubeError):
+        kind = type(err).__name__.removesuffix("Error")
+        retryable = err.retryable
+        delay = err.retry_after
+    elif isinstance(err, HelmError):
+        kind, retryable = err.kind, err.retryable
+    else:
+        kind, retryable = "InvalidBundle", False
+    return ApplicationError(
+        message,
+        type=kind,
+        non_retryable=not retryable,
+        next_retry_delay=timedelta(seconds=delay) if delay else None,
+    )
+
+
+def _heartbeat(what: str) -> None:
+    activity.heartbeat(what)
+    if activity.is_cancelled():
+        raise CancelledError(f"cancelled during {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# History and objects on the cluster
+# ---------------------------------------------------------------------------------------------
+
+
+def read_history(kube: Kube, release: str, namespace: str) -> list[ReleaseRevision]:
+    """The release's revisions from Helm's own records (metadata only, never the payload)."""
+    items = kube.list_metadata(
+        "v1", "Secret", namespace, label_selector=f"owner=helm,name={release}"
+    )
+    history = []
+    for item in items:
+        labels = item.get("metadata", {}).get("labels") or {}
+        try:
+            status = ReleaseStatus(labels.get("status", ""))
+        except ValueError:
+            status = ReleaseStatus.UNKNOWN
+        history.append(
+            ReleaseRevision(
+                revision=int(labels.get("version", "0")),
+                status=status,
+                deployment_id=labels.get(DEPLOYMENT_ID_LABEL, ""),
+            )
+        )
+    return sorted(history, key=lambda r: r.revision)
+
+
+def _applied_revision(history: list[ReleaseRevision]) -> ReleaseRevision | None:
+    deployed = [r for r in history if r.status is ReleaseStatus.DEPLOYED]
+    return max(deployed, key=lambda r: r.revision, default=None)
+
+
+def _describe(key: ObjectKey) -> str:
+    return "/".join(part for part in (key.kind, key.namespace, key.name) if part)
+
+
+def _with_helm_ownership(obj: dict[str, Any], release: ReleaseRef) -> dict[str, Any]:
+    """The object as Helm would have applied it, so a later upgrade still owns it."""
+    metadata = dict(obj.get("metadata") or {})
+    metadata["labels"] = {**(metadata.get("labels") or {}), **_HELM_LABELS}
+    metadata["annotations"] = {
+        **(metadata.get("annotations") or {}),
+        "meta.helm.sh/release-name": release.name,
+        "meta.helm.sh/release-namespace": release.namespace,
+    }
+    return {**obj, "metadata": metadata}
+
+
+def _read_values_from(
+    kube: Kube, options: BundleDeploymentOptions, namespace: str, redact: Redactor
+) -> dict[str, Any]:
+    """valuesFrom sources read on the cluster, merged in order (ConfigMap, then Secret)."""
+    merged: dict[str, Any] = {}
+    for entry in (options.helm.values_from if options.helm else None) or []:
+        for ref, kind in (
+            (entry.config_map_key_ref, "ConfigMap"),
+            (entry.secret_key_ref, "Secret"),
+        ):
+            if ref is None:
+                continue
+            ns = ref.namespace or namespace
+            key = ref.key or DEFAULT_VALUES_KEY
+            where = f"helm.valuesFrom: {kind} {ns}/{ref.name} key {key!r}"
+            obj = kube.get("v1", kind, ns, ref.name)
+            data = (obj or {}).get("data") or {}
+            if key not in data:
+                raise FlotillaError("not found on the cluster", field=where)
+            text = data[key]
+            if kind == "Secret":
+                text = base64.b64decode(text).decode("utf-8", errors="replace")
+            try:
+                values = yaml.safe_load(text) or {}
+            except yaml.YAMLError:
+                raise FlotillaError("is not valid YAML", field=where) from None
+            if not isinstance(values, dict):
+                raise FlotillaError("is not a YAML mapping", field=where)
+            if kind == "Secret":
+                redact.add(secret_strings(values))
+            merged = merge_values(merged, values)
+    return merged
+
+
+@dataclass
+class _Chart:
+    path: Path
+    values: dict[str, Any]
+    post_renderer: Path | None = None
+    post_renderer_args: tuple[str, ...] = ()
+
+
+def _kustomize_post_renderer(
+    bundle: Bundle, options: BundleDeploymentOptions, dest: Path
+) -> tuple[Path, tuple[str, ...]] | None:
+    """For a chart with a kustomization: Helm's output is kustomized before it is applied.
+
+    As in Fleet, the rendered chart becomes the first resource of the bundle's
+    kustomization.yaml; the script writes it there and runs ``kustomize build``.
+    Returns the script and its arguments, or None when the bundle has no kustomization.
+    """
+    directory = kustomize_dir(options)
+    if posixpath.join("" if directory == "." else directory, KUSTOMIZATION_YAML) not in (
+        bundle.resources
+    ):
+        return None
+    files = dest / "kustomize"
+    write_resources(bundle.resources, files)
+    kustomization_dir = files / directory
+    kustomization_path = kustomization_dir / KUSTOMIZATION_YAML
+    kustomization = yaml.safe_load(kustomization_path.read_text()) or {}
+    if not isinstance(kustomization, dict):
+        raise FlotillaError(
+            "top level must be a mapping", file=posixpath.join(directory, KUSTOMIZATION_YAML)
+        )
+    resources = list(kustomization.get("resources") or [])
+    if HELM_OUTPUT_FILE not in resources:
+        kustomization["resources"] = [HELM_OUTPUT_FILE, *resources]
+    kustomization_path.write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    script = dest / "kustomize-post-renderer.sh"
+    script.write_text(f'#!/bin/sh\nset -e\ncat > "$1/{HELM_OUTPUT_FILE}"\nexec "$2" build "$1"\n')
+    script.chmod(0o700)
+    return script, (str(kustomization_dir), find_tool("kustomize"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Activities
+# ---------------------------------------------------------------------------------------------
+
+
+class DeployActivities:
+    """Deploy, check, watch and remove bundle deployments on clusters."""
+
+    def __init__(self, secrets: SecretStore, content: ContentStore, workdir: Path) -> None:
+        self.secrets = secrets
+        self.content = content
+        self.workdir = workdir
+
+    # -- shared plumbing -------------------------------------------------------------------
+
+    def _kubeconfig(self, cluster_namespace: str, cluster: str, redact: Redactor) -> str:
+        text = self.secrets.get_key(kubeconfig_secret_name(cluster_namespace, cluster), "value")
+        try:
+            parsed = yaml.safe_load(text)
+        except yaml.YAMLError:
+            parsed = None
+        redact.add([text, *kubeconfig_secrets(parsed if isinstance(parsed, dict) else {})])
+        return text
+
+    def _options(self, digest: str) -> DeploymentOptions:
+        return DeploymentOptions.model_validate_json(self.content.get(digest))
+
+    @contextmanager
+    def _scratch(self, release: str) -> Iterator[Path]:
+        """A private directory for one call's files (kubeconfig, values, charts), then gone."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        path = self.workdir / f"{release}-{uuid.uuid4().hex[:12]}"
+        path.mkdir(mode=0o700)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    # -- deploy ----------------------------------------------------------------------------
+
+    @activity.defn
+    def deploy_bundle(self, request: DeployRequest) -> DeployResult:
+        """Install or upgrade the bundle's release to ``deployment_id``; a no-op when it runs."""
+        redact = Redactor()
+        try:
+            return self._deploy(request, redact)
+        except FlotillaError as err:
+            activity.logger.warning(
+                "deploy of bundle %s (gitrepo %s) to cluster %s/%s failed: %s",
+                request.bundle_name,
+                request.gitrepo,
+                request.cluster_namespace,
+                request.cluster_name,
+                redact(str(err)),
+            )
+            raise _application_error(err, redact) from None
+
+    def _deploy(self, request: DeployRequest, redact: Redactor) -> DeployResult:
+        bundle = self.content.get_bundle(request.bundle_digest)
+        payload = self._options(request.options_digest)
+        options = payload.options
+        release = release_name_for(bundle, options)
+        namespace = release_namespace(options)
+        label = deployment_label(request.deployment_id)
+        kubeconfig = self._kubeconfig(request.cluster_namespace, request.cluster_name, redact)
+        log_args = (request.bundle_name, request.cluster_namespace, request.cluster_name)
+        with Kube.from_kubeconfig(kubeconfig) as kube:
+            history = read_history(kube, release, namespace)
+            recorded = request.previous_release.revision if request.previous_release else None
+            decision = decide_release_action(history, recorded or None, label)
+            if decision.action is HistoryAction.ALREADY_DEPLOYED:
+                applied = _applied_revision(history)
+                revision = applied.revision if applied else 0
+                activity.logger.info("bundle %s on cluster %s/%s: %s", *log_args, decision.reason)
+                return DeployResult(
+                    release=ReleaseRef(name=release, namespace=namespace, revision=revision),
+                    deployment_id=request.deployment_id,
+                    changed=False,
+                    action=decision.action,
+                    reason=decision.reason,
+                )
+            values_from = _read_values_from(kube, options, namespace, redact)
+            with self._scratch(release) as scratch:
+                chart = self._prepare_chart(
+                    bundle,
+                    payload,
+                    release=release,
+                    deployment_id=request.deployment_id,
+                    values_from=values_from,
+                    scratch=scratch,
+                )
+                with Helm(kubeconfig, scratch, heartbeat=_heartbeat, redact=redact) as helm:
+                    history_size = max_history(options)
+                    if decision.action is HistoryAction.ROLLBACK_THEN_UPGRADE:
+                        assert decision.rollback_revision is not None
+                        activity.logger.warning(
+                            "bundle %s on cluster %s/%s: %s", *log_args, decision.reason
+                        )
+                        helm.rollback(
+                            release,
+                            decision.rollback_revision,
+                            namespace=namespace,
+                            max_history=history_size,
+                        )
+                    elif decision.action is HistoryAction.UNINSTALL_THEN_INSTALL:
+                        activity.logger.warning(
+                            "bundle %s on cluster %s/%s: %s", *log_args, decision.reason
+                        )
+                        helm.uninstall(release, namespace=namespace)
+                    with helm.private_file("values-", yaml.safe_dump(chart.values)) as values:
+                        record = helm.upgrade_install(
+                            release,
+                            chart.path,
+                            namespace=namespace,
+                            values=values,
+                            flags=self._flags(options),
+                            deployment_label=label,
+                            description=f"flotilla deployment {label}",
+                            post_renderer=chart.post_renderer,
+                            post_renderer_args=chart.post_renderer_args,
+                        )
+            self._label_namespace(kube, options, namespace)
+        revision = int(record.get("version", 0))
+        activity.logger.info(
+            "bundle %s on cluster %s/%s: release %s/%s at revision %s (%s)",
+            *log_args,
+            namespace,
+            release,
+            revision,
+            decision.reason,
+        )
+        return DeployResult(
+            release=ReleaseRef(name=release, namespace=namespace, revision=revision),
+            deployment_id=request.deployment_id,
+            changed=True,
+            action=decision.action,
+            reason=decision.reason,
+            recovered=decision.action
+            in (HistoryAction.ROLLBACK_THEN_UPGRADE, HistoryAction.UNINSTALL_THEN_INSTALL),
+        )
+
+    @staticmethod
+    def _flags(options: BundleDeploymentOptions) -> UpgradeFlags:
+        helm = options.helm
+        correct_drift = options.correct_drift
+        return UpgradeFlags(
+            max_history=max_history(options),
+            timeout_seconds=(helm.timeout_seconds or 0) if helm else 0,
+            atomic=bool(helm and helm.atomic),
+            # As in Fleet, correctDrift.force also forces the upgrade itself.
+            force=bool(helm and helm.force) or bool(correct_drift and correct_drift.force),
+            take_ownership=bool(helm and helm.take_ownership),
+            wait_for_jobs=bool(helm and helm.wait_for_jobs),
+            skip_schema_validation=bool(helm and helm.skip_schema_validation),
+            enable_dns=not (helm and helm.disable_dns),
+        )
+
+    def _prepare_chart(
+        self,
+        bundle: Bundle,
+        payload: DeploymentOptions,
+        *,
+        release: str,
+        deployment_id: str,
+        values_from: dict[str, Any],
+        scratch: Path,
+    ) -> _Chart:
+        options = payload.options
+        style = detect_style(
+            bundle.resources, options, file=posixpath.join(bundle.path, "fleet.yaml")
+        )
+        if style is BundleStyle.HELM:
+            chart_path = materialize_chart(bundle, scratch / "chart", options=options)
+            values = compute_values(options, payload.cluster, values_from=values_from)
+            post = _kustomize_post_renderer(bundle, options, scratch)
+            if post is None:
+                return _Chart(path=chart_path, values=values)
+            return _Chart(
+                path=chart_path, values=values, post_renderer=post[0], post_renderer_args=post[1]
+            )
+        rendered = render_bundle(
+            bundle, payload.cluster, workdir=scratch / "render", options=options
+        )
+        generated = scratch / "generated"
+        files = wrap_manifests(release, rendered.manifests, version=deployment_id)
+        write_resources(files, generated)
+        return _Chart(path=generated, values={})
+
+    @staticmethod
+    def _label_namespace(kube: Kube, options: BundleDeploymentOptions, namespace: str) -> None:
+        labels = options.namespace_labels or {}
+        annotations = options.namespace_annotations or {}
+        if not labels and not annotations:
+            return
+        kube.merge_patch(
+            "v1",
+            "Namespace",
+            "",
+            namespace,
+            {"metadata": {"labels": labels, "annotations": annotations}},
+        )
+
+    # -- status ----------------------------------------------------------------------------
+
+    @activity.defn
+    def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
+        """Readiness and drift of the release's objects; corrects drift when asked to."""
+        redact = Redactor()
+        try:
+            with self._watch(request, redact) as watch:
+                status = watch.observe()
+                options = watch.options
+                if status.drift and options.correct_drift and options.correct_drift.enabled:
+                    watch.correct(force=options.correct_drift.force)
+                    corrected = status.drift
+                    status = watch.observe()
+                    status.corrected = corrected
+                return status
+        except FlotillaError as err:
+            raise _application_error(err, redact) from None
+
+    @activity.defn
+    def wait_ready(self, request: WaitReadyRequest) -> DeploymentStatus:
+        """Poll until the release's objects are Ready or the timeout passes (then NotReady)."""
+        redact = Redactor()
+        deadline = time.monotonic() + request.timeout_seconds
+        delay = _FIRST_POLL_SECONDS
+        try:
+            with self._watch(request, redact) as watch:
+                while True:
+                    status = watch.observe(with_drift=False)
+                    activity.heartbeat(f"{len(status.non_ready)} not ready")
+                    remaining = deadline - time.monotonic()
+                    if status.ready or remaining <= 0:
+                        return watch.observe()
+                    activity.wait_for_cancelled_sync(timeout=min(delay, remaining))
+                    if activity.is_cancelled():
+                        raise CancelledError("readiness watch cancelled")
+                    delay = min(delay * 1.5, _MAX_POLL_SECONDS)
+        except FlotillaError as err:
+            raise _application_error(err, redact) from None
+
+    @contextmanager
+    def _watch(self, request: StatusRequest, redact: Redactor) -> Iterator[_Watch]:
+        payload = self._options(request.options_digest)
+        kubeconfig = self._kubeconfig(request.cluster_namespace, request.cluster_name, redact)
+        with (
+            Kube.from_kubeconfig(kubeconfig) as kube,
+            self._scratch(request.release.name) as scratch,
+            Helm(kubeconfig, scratch, heartbeat=_heartbeat, redact=redact) as helm,
+        ):
+            manifest = helm.get_manifest(request.release.name, namespace=request.release.namespace)
+            desired = parse_manifests(manifest, file=f"release {request.release.name}")
+            yield _Watch(kube, request, payload.options, desired)
+
+    # -- removal ---------------------------------------------------------------------------
+
+    @activity.defn
+    def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
+        """Uninstall the release (or, with keepResources, drop only its records)."""
+        redact = Redactor()
+        release = request.release
+        try:
+            kubeconfig = self._kubeconfig(request.cluster_namespace, request.cluster_name, redact)
+            with Kube.from_kubeconfig(kubeconfig) as kube:
+                if request.keep_resources:
+                    # Helm's records are its release Secrets; without them the objects are
+                    # nobody's release, and Helm never touches them again.
+                    records = kube.list_metadata(
+                        "v1",
+                        "Secret",
+                        release.namespace,
+                        label_selector=f"owner=helm,name={release.name}",
+                    )
+                    for record in records:
+                        kube.delete("v1", "Secret", release.namespace, record["metadata"]["name"])
+                else:
+                    with (
+                        self._scratch(release.name) as scratch,
+                        Helm(kubeconfig, scratch, heartbeat=_heartbeat, redact=redact) as helm,
+                    ):
+                        helm.uninstall(release.name, namespace=release.namespace)
+                result = RemoveResult(release_removed=True, resources_kept=request.keep_resources)
+                if request.delete_namespace:
+                    refusal = namespace_removal_refusal(release.namespace)
+                    if request.keep_resources:
+                        refusal = "namespace kept: keepResources keeps the objects in it"
+                    if refusal:
+                        result.message = refusal
+                    else:
+                        kube.delete("v1", "Namespace", "", release.namespace)
+                        result.namespace_deleted = True
+        except FlotillaError as err:
+            raise _application_error(err, redact) from None
+        activity.logger.info(
+            "bundle %s removed from cluster %s/%s: release %s/%s%s",
+            request.bundle_name,
+            request.cluster_namespace,
+            request.cluster_name,
+            release.namespace,
+            release.name,
+            f" ({result.message})" if result.message else "",
+        )
+        return result
+
+
+class _Watch:
+    """The desired objects of one release and the means to compare them with the live ones."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        request: StatusRequest,
+        options: BundleDeploymentOptions,
+        desired: list[dict[str, Any]],
+    ) -> None:
+        self.kube = kube
+        self.request = request
+        self.options = options
+        self.desired = desired
+        self.namespace = request.release.namespace
+        self.ignore = [
+            IgnoreCondition(entry)
+            for entry in (options.ignore.conditions if options.ignore else None) or []
+        ]
+        self.patches = [
+            ComparePatch.model_validate(patch.to_fleet())
+            for patch in (options.diff.compare_patches if options.diff else None) or []
+        ]
+        self.hpa_targets = find_hpa_targets(desired)
+        self.drift: list[DriftEntry] = []
+
+    def _live(self) -> dict[ObjectKey, dict[str, Any] | None]:
+        live: dict[ObjectKey, dict[str, Any] | None] = {}
+        for obj in self.desired:
+            key = object_key(obj, self.namespace)
+            live[key] = self.kube.get(key.api_version, key.kind, key.namespace, key.name)
+        return live
+
+    def observe(self, *, with_drift: bool = True) -> DeploymentStatus:
+        live = self._live()
+        judged: list[tuple[dict[str, Any], Readiness]] = [
+            (obj, assess(obj, self.ignore)) for obj in live.values() if obj is not None
+        ]
+        non_ready = summarize_not_ready(judged)
+        self.drift = (
+            diff_objects(
+                self.desired, live, self.patches, self.hpa_targets, namespace=self.namespace
+            )
+            if with_drift
+            else []
+        )
+        history = read_history(self.kube, self.request.release.name, self.namespace)
+        applied = _applied_revision(history)
+        # Labels hold a digest of ids that are not valid label values; give back the real id.
+        applied_id = applied.deployment_id if applied else ""
+        if applied_id and applied_id == deployment_label(self.request.deployment_id):
+            applied_id = self.request.deployment_id
+        return DeploymentStatus(
+            release=self.request.release.model_copy(
+                update={"revision": applied.revision if applied else 0}
+            ),
+            applied_deployment_id=applied_id,
+            ready=not non_ready,
+            non_ready=non_ready,
+            drift=[f"{_describe(e.key)}: {e.message}" for e in self.drift][:MAX_LISTED],
+        )
+
+    def correct(self, *, force: bool) -> None:
+        """Re-apply the desired state of each drifted object: apply, or replace when forced."""
+        by_key = {object_key(obj, self.namespace): obj for obj in self.desired}
+        for entry in self.drift:
+            obj = _with_helm_ownership(by_key[entry.key], self.request.release)
+            if force:
+                self.kube.replace(obj, namespace=self.namespace)
+            else:
+                self.kube.apply(obj, namespace=self.namespace, force=True)

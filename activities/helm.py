@@ -1,0 +1,288 @@
+"""A thin wrapper over the real ``helm`` binary, with a private kubeconfig file per use."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from flotilla.errors import FlotillaError
+
+# Helm stores custom release labels on its release Secrets, where flotilla reads them back.
+DEPLOYMENT_ID_LABEL = "flotilla.dev/deployment-id"
+HEARTBEAT_SECONDS = 5.0
+# A call that does not wait for readiness still talks to the API server; this bounds it.
+DEFAULT_CALL_SECONDS = 600.0
+_CALL_MARGIN_SECONDS = 60.0
+_MAX_MESSAGE = 300
+
+
+class HelmError(FlotillaError):
+    """A helm command failed; the message is helm's own error, on one line.
+
+    ``kind`` classifies it for Temporal: ClusterUnreachable (retryable), Forbidden,
+    InvalidManifest, ChartRenderFailed or HelmFailed.
+    """
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.kind = classify(message)
+        self.retryable = self.kind == "ClusterUnreachable" if retryable is None else retryable
+
+
+# Helm errors that come from the cluster being away or overloaded, not from the release.
+_TRANSIENT = (
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "tls handshake timeout",
+    "connection reset",
+    "too many requests",
+    "the server is currently unable",
+    "service unavailable",
+    "internal error",
+    "context deadline exceeded",
+    "http2: client connection lost",
+)
+
+
+def helm_binary() -> str:
+    """``$FLOTILLA_HELM``, else ``helm`` on PATH."""
+    configured = os.environ.get("FLOTILLA_HELM")
+    if configured:
+        return configured
+    found = shutil.which("helm")
+    if found is None:
+        raise HelmError(
+            "helm not found on PATH: set FLOTILLA_HELM or run `make tools`", retryable=False
+        )
+    return found
+
+
+def one_line_stderr(stderr: str) -> str:
+    """Helm's stderr as one line: warnings dropped, ``Error:`` prefixes removed, cut short."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if not line.startswith(("WARNING:", "walk.go:"))]
+    text = "; ".join(line.removeprefix("Error: ") for line in errors or lines) or "no message"
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+def classify(message: str) -> str:
+    """Name the cause of a helm failure from its message."""
+    lowered = message.lower()
+    if any(marker in lowered for marker in _TRANSIENT):
+        return "ClusterUnreachable"
+    if " is forbidden" in lowered or "forbidden:" in lowered:
+        return "Forbidden"
+    if " is invalid" in lowered or "error validating" in lowered:
+        return "InvalidManifest"
+    if "parse error" in lowered or "template:" in lowered or "yaml:" in lowered:
+        return "ChartRenderFailed"
+    return "HelmFailed"
+
+
+class UpgradeFlags(BaseModel):
+    """The fleet.yaml ``helm`` switches that map to ``helm upgrade --install`` flags."""
+
+    max_history: int = 2
+    timeout_seconds: int = 0
+    atomic: bool = False
+    force: bool = False
+    take_ownership: bool = False
+    wait_for_jobs: bool = False
+    skip_schema_validation: bool = False
+    enable_dns: bool = True
+
+    def args(self) -> list[str]:
+        # As in Fleet, helm waits for readiness only when a timeout is given.
+        args = ["--history-max", str(self.max_history)]
+        if self.timeout_seconds > 0:
+            args += ["--timeout", f"{self.timeout_seconds}s", "--wait"]
+            if self.wait_for_jobs:
+                args.append("--wait-for-jobs")
+        for enabled, flag in (
+            (self.atomic, "--atomic"),
+            (self.force, "--force"),
+            (self.take_ownership, "--take-ownership"),
+            (self.skip_schema_validation, "--skip-schema-validation"),
+            (self.enable_dns, "--enable-dns"),
+        ):
+            if enabled:
+                args.append(flag)
+        return args
+
+    def call_seconds(self) -> float:
+        """How long the helm process may run before it is killed."""
+        waits = self.timeout_seconds > 0 or self.atomic
+        helm_timeout = (self.timeout_seconds or 300) if waits else 0
+        return max(DEFAULT_CALL_SECONDS, helm_timeout + _CALL_MARGIN_SECONDS)
+
+
+class Helm:
+    """Run helm against one cluster; use as a context manager so the kubeconfig file goes."""
+
+    def __init__(
+        self,
+        kubeconfig: str,
+        workdir: Path,
+        *,
+        heartbeat: Callable[[str], None] | None = None,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
+        self._kubeconfig_text = kubeconfig
+        self.workdir = workdir
+        self.heartbeat = heartbeat
+        self.redact = redact or (lambda text: text)
+        self._kubeconfig: Path | None = None
+        self._env: dict[str, str] = {}
+
+    def __enter__(self) -> Helm:
+        self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, name = tempfile.mkstemp(prefix="kubeconfig-", dir=self.workdir)  # mode 0600
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self._kubeconfig_text)
+        self._kubeconfig = Path(name)
+        home = self.workdir / "helm-home"
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key != "KUBECONFIG" and not key.startswith("HELM_KUBE")
+        }
+        # A private helm home per use: no shared repository cache, no user settings.
+        env.update(
+            HELM_CACHE_HOME=str(home / "cache"),
+            HELM_CONFIG_HOME=str(home / "config"),
+            HELM_DATA_HOME=str(home / "data"),
+            HELM_DRIVER="secret",
+        )
+        self._env = env
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._kubeconfig is not None:
+            self._kubeconfig.unlink(missing_ok=True)
+            self._kubeconfig = None
+
+    @contextmanager
+    def private_file(self, prefix: str, content: str) -> Iterator[Path]:
+        """A 0600 file in the work directory, removed afterwards (values may hold secrets)."""
+        fd, name = tempfile.mkstemp(prefix=prefix, dir=self.workdir)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(content)
+            yield Path(name)
+        finally:
+            Path(name).unlink(missing_ok=True)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self, args: Sequence[str], *, what: str, seconds: float = DEFAULT_CALL_SECONDS) -> str:
+        """Run ``helm <args>`` and return stdout; heartbeat while it runs."""
+        if self._kubeconfig is None:
+            raise RuntimeError("Helm must be used as a context manager")
+        argv = [helm_binary(), *args, "--kubeconfig", str(self._kubeconfig)]
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(argv, stdout=out, stderr=err, env=self._env)
+            deadline = time.monotonic() + seconds
+            try:
+                while True:
+                    try:
+                        proc.wait(timeout=HEARTBEAT_SECONDS)
+                        break
+                    except subprocess.TimeoutExpired:
+                        if self.heartbeat is not None:
+                            self.heartbeat(what)
+                        if time.monotonic() > deadline:
+                            raise HelmError(
+                                f"{what}: helm did not finish within {int(seconds)}s",
+                                retryable=True,
+                            ) from None
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            out.seek(0)
+            err.seek(0)
+            stdout = out.read().decode("utf-8", errors="replace")
+            stderr = err.read().decode("utf-8", errors="replace")
+        if proc.returncode != 0:
+            raise HelmError(f"{what}: {self.redact(one_line_stderr(stderr))}")
+        return stdout
+
+    # -- commands --------------------------------------------------------------------------
+
+    def upgrade_install(
+        self,
+        release: str,
+        chart: Path,
+        *,
+        namespace: str,
+        values: Path,
+        flags: UpgradeFlags,
+        deployment_label: str,
+        description: str,
+        post_renderer: Path | None = None,
+        post_renderer_args: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """``helm upgrade --install``; returns helm's release record (without printing it)."""
+        args = [
+            "upgrade",
+            release,
+            str(chart),
+            "--install",
+            "--namespace",
+            namespace,
+            "--create-namespace",
+            "--values",
+            str(values),
+            "--labels",
+            f"{DEPLOYMENT_ID_LABEL}={deployment_label}",
+            "--description",
+            description,
+            "--output",
+            "json",
+            *flags.args(),
+        ]
+        if post_renderer is not None:
+            args += ["--post-renderer", str(post_renderer)]
+            for arg in post_renderer_args:
+                args += ["--post-renderer-args", arg]
+        out = self.run(args, what=f"helm upgrade {release}", seconds=flags.call_seconds())
+        record: dict[str, Any] = json.loads(out)
+        return record
+
+    def rollback(self, release: str, revision: int, *, namespace: str, max_history: int) -> None:
+        self.run(
+            [
+                "rollback",
+                release,
+                str(revision),
+                "--namespace",
+                namespace,
+                "--history-max",
+                str(max_history),
+            ],
+            what=f"helm rollback {release} to {revision}",
+        )
+
+    def uninstall(self, release: str, *, namespace: str) -> None:
+        self.run(
+            ["uninstall", release, "--namespace", namespace, "--ignore-not-found"],
+            what=f"helm uninstall {release}",
+        )
+
+    def get_manifest(self, release: str, *, namespace: str) -> str:
+        return self.run(
+            ["get", "manifest", release, "--namespace", namespace],
+            what=f"helm get manifest {release}",
+        )

@@ -1,0 +1,384 @@
+"""Kubernetes API access for activities: clients from kubeconfig text, apply/get/delete, errors.
+
+Error tree (every message is one line and never holds a secret or a whole response body):
+
+KubeError                 a call to a cluster's API failed
+ ├── InvalidObjectError   400/422: the API server refused the object (not retryable)
+ ├── ForbiddenError       401/403: the credentials may not do this (not retryable)
+ ├── NotFoundError        404: the object or its kind does not exist
+ ├── ConflictError        409: a concurrent change or an existing object
+ ├── ThrottledError       429: the server asked to come back later (retryable, Retry-After)
+ └── UnreachableError     5xx, TLS or connection failure (retryable)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import urllib3
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from flotilla.errors import FlotillaError
+
+FIELD_MANAGER = "flotilla"
+REQUEST_TIMEOUT_SECONDS = 30.0
+_MAX_MESSAGE = 300
+_APPLY_PATCH = "application/apply-patch+yaml"
+_MERGE_PATCH = "application/merge-patch+json"
+# Asks the API server for metadata only: Helm's release Secrets are listed without their data.
+_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+
+# The verb Kubernetes authorization names for each HTTP method on a single object.
+_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+class KubeError(FlotillaError):
+    """A call to a cluster's API failed; ``retryable`` tells Temporal whether to try again."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InvalidObjectError(KubeError):
+    """The API server refused an object as invalid (400, 422)."""
+
+
+class ForbiddenError(KubeError):
+    """The credentials are not allowed to do this (401, 403)."""
+
+
+class NotFoundError(KubeError):
+    """The object, its namespace or its kind does not exist (404)."""
+
+
+class ConflictError(KubeError):
+    """The object changed meanwhile or already exists (409)."""
+
+    retryable = True
+
+
+class ThrottledError(KubeError):
+    """The API server is rate limiting (429)."""
+
+    retryable = True
+
+
+class UnreachableError(KubeError):
+    """The cluster could not be reached or failed on its side (5xx, TLS, connection)."""
+
+    retryable = True
+
+
+def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
+    """Collapse whitespace and cut to ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _server_message(body: Any) -> str:
+    """The ``message`` of a Kubernetes Status body, else nothing (bodies are never echoed)."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if not isinstance(body, str) or not body:
+        return ""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return ""
+    message = status.get("message") if isinstance(status, dict) else None
+    return one_line(message) if isinstance(message, str) else ""
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def map_api_error(err: Exception, *, verb: str, what: str, server: str) -> KubeError:
+    """Turn a client or connection error into a KubeError naming verb and resource.
+
+    ``what`` names the target (``deployments.apps "web" in namespace "shop"``); the server's
+    Status message is kept, shortened to one line, and response bodies never are.
+    """
+    if not isinstance(err, ApiException) or not err.status:
+        # Status 0 is how the client reports TLS failures; the rest are urllib3 errors.
+        reason = err.reason if isinstance(err, ApiException) else err
+        return UnreachableError(f"cluster unreachable at {server}: {one_line(str(reason), 160)}")
+    status = int(err.status)
+    detail = _server_message(err.body)
+    suffix = f": {detail}" if detail else ""
+    if status in (400, 422):
+        return InvalidObjectError(f"invalid {what}{suffix}")
+    if status in (401, 403):
+        return ForbiddenError(f"forbidden to {verb} {what}{suffix}")
+    if status == 404:
+        return NotFoundError(f"{what} not found")
+    if status == 409:
+        return ConflictError(f"conflict on {verb} {what}{suffix}")
+    if status == 429:
+        return ThrottledError(
+            f"throttled on {verb} {what}{suffix}", retry_after=_retry_after(err.headers)
+        )
+    if status >= 500:
+        return UnreachableError(
+            f"cluster unreachable at {server}: {verb} {what}: HTTP {status}{suffix}",
+            retry_after=_retry_after(err.headers),
+        )
+    return InvalidObjectError(f"{verb} {what}: HTTP {status}{suffix}")
+
+
+def api_client_from_kubeconfig(kubeconfig: str) -> client.ApiClient:
+    """Build a client from kubeconfig text, held in memory.
+
+    The client library writes certificate data it needs as files to mkstemp files (mode
+    0600); nothing is written for tokens. Config errors never echo the kubeconfig.
+    """
+    try:
+        data = yaml.safe_load(kubeconfig)
+    except yaml.YAMLError:
+        raise FlotillaError("kubeconfig is not valid YAML") from None
+    if not isinstance(data, dict):
+        raise FlotillaError("kubeconfig is not a YAML mapping")
+    configuration = client.Configuration()
+    try:
+        api: client.ApiClient = config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
+            data, persist_config=False, client_configuration=configuration
+        )
+    except (config.ConfigException, KeyError, TypeError, ValueError) as err:
+        raise FlotillaError(f"kubeconfig cannot be used: {type(err).__name__}") from None
+    # Retries belong to Temporal, which backs off and records them; fail fast here.
+    api.configuration.retries = False
+    return api
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    """Where a kind lives in the API: its plural name and whether it is namespaced."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def group_resource(self) -> str:
+        group = self.api_version.rpartition("/")[0]
+        return f"{self.plural}.{group}" if group else self.plural
+
+
+class Kube:
+    """A thin dynamic client: objects as dicts, kinds resolved by discovery, errors mapped."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.server = str(api.configuration.host)
+        self._kinds: dict[str, dict[str, ResourceInfo]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: str) -> Kube:
+        return cls(api_client_from_kubeconfig(kubeconfig))
+
+    def close(self) -> None:
+        self.api.close()  # type: ignore[no-untyped-call]
+
+    def __enter__(self) -> Kube:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- raw calls -----------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> dict[str, Any]:
+        """Call the API and return the decoded JSON; any failure becomes a KubeError."""
+        headers = {"Accept": accept, "Content-Type": content_type}
+        serialized = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            auth_settings=["BearerToken"],
+        )
+        _, url, header_params, _, _ = serialized
+        payload = None if body is None else json.dumps(body)
+        verb = _VERBS.get(method, method.lower())
+        try:
+            response = self.api.call_api(
+                method,
+                url,
+                header_params=header_params,
+                body=payload,
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
+            )
+            data = response.read()  # type: ignore[no-untyped-call]
+            if not 200 <= response.status < 300:
+                raise ApiException(http_resp=response)
+        except (ApiException, urllib3.exceptions.HTTPError) as err:
+            raise map_api_error(err, verb=verb, what=what, server=self.server) from None
+        result: dict[str, Any] = json.loads(data) if data else {}
+        return result
+
+    # -- discovery -----------------------------------------------------------------------
+
+    def resource_info(self, api_version: str, kind: str) -> ResourceInfo:
+        """Resolve a kind through discovery, refreshing once when it is unknown (a new CRD)."""
+        for refresh in (False, True):
+            kinds = self._discover(api_version, refresh=refresh)
+            if kind in kinds:
+                return kinds[kind]
+        raise NotFoundError(f"kind {kind} is not served by the cluster under {api_version}")
+
+    def _discover(self, api_version: str, *, refresh: bool) -> dict[str, ResourceInfo]:
+        with self._lock:
+            cached = self._kinds.get(api_version)
+        if cached is not None and not refresh:
+            return cached
+        path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        try:
+            listing = self.request("GET", path, what=f"API group version {api_version}")
+        except NotFoundError:
+            listing = {}
+        kinds = {
+            str(item["kind"]): ResourceInfo(
+                api_version=api_version,
+                kind=str(item["kind"]),
+                plural=str(item["name"]),
+                namespaced=bool(item.get("namespaced")),
+            )
+            for item in listing.get("resources", [])
+            if "/" not in str(item.get("name", ""))
+        }
+        with self._lock:
+            self._kinds[api_version] = kinds
+        return kinds
+
+    # -- objects -------------------------------------------------------------------------
+
+    def _path(self, info: ResourceInfo, namespace: str, name: str = "") -> str:
+        group_version = info.api_version
+        base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+        if info.namespaced:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{info.plural}"
+        return f"{base}/{quote(name, safe='')}" if name else base
+
+    @staticmethod
+    def describe(info: ResourceInfo, namespace: str, name: str) -> str:
+        where = f" in namespace {namespace!r}" if info.namespaced and namespace else ""
+        return f"{info.group_resource} {name!r}{where}"
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """Return the live object, or None when it does not exist."""
+        info = self.resource_info(api_version, kind)
+        try:
+            return self.request(
+                "GET", self._path(info, namespace, name), what=self.describe(info, namespace, name)
+            )
+        except NotFoundError:
+            return None
+
+    def apply(
+        self, obj: dict[str, Any], *, namespace: str = "", force: bool = True
+    ) -> dict[str, Any]:
+        """Server-side apply ``obj`` as flotilla, taking over conflicting fields when ``force``.
+
+        ``namespace`` is used for namespaced objects that name none.
+        """
+        info = self.resource_info(str(obj["apiVersion"]), str(obj["kind"]))
+        metadata = obj.get("metadata") or {}
+        name = str(metadata["name"])
+        ns = str(metadata.get("namespace") or namespace) if info.namespaced else ""
+        if info.namespaced and metadata.get("namespace") != ns:
+            obj = {**obj, "metadata": {**metadata, "namespace": ns}}
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
+        return self.request(
+            "PATCH",
+            self._path(info, ns, name),
+            what=self.describe(info, ns, name),
+            body=obj,
+            query=query,
+            content_type=_APPLY_PATCH,
+        )
+
+    def replace(self, obj: dict[str, Any], *, namespace: str = "") -> dict[str, Any]:
+        """Replace the live object by ``obj`` (PUT), creating it when it does not exist."""
+        info = self.resource_info(str(obj["apiVersion"]), str(obj["kind"]))
+        metadata = dict(obj.get("metadata") or {})
+        name = str(metadata["name"])
+        ns = str(metadata.get("namespace") or namespace) if info.namespaced else ""
+        if info.namespaced:
+            metadata["namespace"] = ns
+        what = self.describe(info, ns, name)
+        live = self.get(info.api_version, info.kind, ns, name)
+        if live is None:
+            body = {**obj, "metadata": metadata}
+            return self.request("POST", self._path(info, ns), what=what, body=body)
+        metadata["resourceVersion"] = live["metadata"]["resourceVersion"]
+        body = {**obj, "metadata": metadata}
+        return self.request("PUT", self._path(info, ns, name), what=what, body=body)
+
+    def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Apply a JSON merge patch to one object."""
+        info = self.resource_info(api_version, kind)
+        return self.request(
+            "PATCH",
+            self._path(info, namespace, name),
+            what=self.describe(info, namespace, name),
+            body=patch,
+            content_type=_MERGE_PATCH,
+        )
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Delete one object (background propagation); False when it was already gone."""
+        info = self.resource_info(api_version, kind)
+        try:
+            self.request(
+                "DELETE",
+                self._path(info, namespace, name),
+                what=self.describe(info, namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
+        except NotFoundError:
+            return False
+        return True
+
+    def list_metadata(
+        self, api_version: str, kind: str, namespace: str, *, label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """List the metadata of the objects of a kind in a namespace, never their content."""
+        info = self.resource_info(api_version, kind)
+        query = [("labelSelector", label_selector)] if label_selector else []
+        listing = self.request(
+            "GET",
+            self._path(info, namespace),
+            what=f"{info.group_resource} in namespace {namespace!r}",
+            query=query,
+            accept=_METADATA_LIST,
+        )
+        items: list[dict[str, Any]] = listing.get("items", [])
+        return items
