@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
 from flotilla.errors import SpecError, short_repr
 from flotilla.models import BundleRef, LabelSelector
-
-SelectorMatcher = Callable[[LabelSelector, Mapping[str, str]], bool]
+from flotilla.targeting import match_selector
 
 DEFAULT_ACCEPTED_STATES = ("Ready",)
 
@@ -47,7 +46,6 @@ def resolve_dependencies(
     bundle: BundleInfo,
     all_bundles: Sequence[BundleInfo],
     *,
-    matches: SelectorMatcher,
     file: str = "fleet.yaml",
 ) -> list[Dependency]:
     """Turn ``bundle``'s dependsOn entries into the bundles they select, in entry order.
@@ -78,7 +76,9 @@ def resolve_dependencies(
         else:
             selector = entry.selector or LabelSelector()
             selected = sorted(
-                b.name for b in all_bundles if b.name != bundle.name and matches(selector, b.labels)
+                b.name
+                for b in all_bundles
+                if b.name != bundle.name and match_selector(selector, b.labels)
             )
             if not selected:
                 raise SpecError(

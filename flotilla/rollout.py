@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from flotilla.errors import SpecError, short_repr
-from flotilla.models import LabelSelector, RolloutStrategy
 from flotilla.models import Partition as PartitionSpec
-
-SelectorMatcher = Callable[[LabelSelector, Mapping[str, str]], bool]
+from flotilla.models import RolloutStrategy
+from flotilla.targeting import has_criteria, match_selector
 
 DEFAULT_LIMIT = "100%"
 DEFAULT_AUTO_PARTITION_SIZE = "25%"
@@ -146,9 +145,7 @@ def _limit_of(count: int, value: int | str, field: str) -> int:
     return max(int(count * percent) // 100, 1)
 
 
-def make_partitions(
-    targets: list[RolloutTarget], strategy: RolloutStrategy, *, matches: SelectorMatcher
-) -> list[Partition]:
+def make_partitions(targets: list[RolloutTarget], strategy: RolloutStrategy) -> list[Partition]:
     """Split ``targets`` into ordered partitions as Fleet does, plus one for any leftovers.
 
     Clusters no manual partition takes go into a last partition named ``unmatched`` with a
@@ -156,7 +153,7 @@ def make_partitions(
     """
     ordered = sorted(targets, key=lambda t: t.cluster)
     if strategy.partitions:
-        return _partition_manually(ordered, strategy, matches)
+        return _partition_manually(ordered, strategy)
     return _partition_automatically(ordered, strategy)
 
 
@@ -186,14 +183,12 @@ def _partition_automatically(
     ]
 
 
-def _partition_manually(
-    ordered: list[RolloutTarget], strategy: RolloutStrategy, matches: SelectorMatcher
-) -> list[Partition]:
+def _partition_manually(ordered: list[RolloutTarget], strategy: RolloutStrategy) -> list[Partition]:
     rollout_limit = (strategy.max_unavailable, "rolloutStrategy.maxUnavailable")
     remaining = list(ordered)
     partitions = []
     for index, spec in enumerate(strategy.partitions or []):
-        taken = [t for t in remaining if _partition_matches(spec, t, matches)]
+        taken = [t for t in remaining if _partition_matches(spec, t)]
         remaining = [t for t in remaining if t not in taken]
         own = (spec.max_unavailable, f"rolloutStrategy.partitions[{index}].maxUnavailable")
         partitions.append(
@@ -212,27 +207,28 @@ def _partition_manually(
     return partitions
 
 
-def _partition_matches(
-    spec: PartitionSpec, target: RolloutTarget, matches: SelectorMatcher
-) -> bool:
-    """Every criterion the partition sets must hold, group criteria for one and the same group."""
-    if spec.cluster_name is None and spec.cluster_selector is None and not _names_group(spec):
+def _partition_matches(spec: PartitionSpec, target: RolloutTarget) -> bool:
+    """Every criterion the partition sets must hold, group criteria for one and the same group.
+
+    A cluster in no group is tried with an empty group name and labels, as targeting does.
+    """
+    if not has_criteria(spec):
         return False
-    if spec.cluster_name is not None and spec.cluster_name != target.cluster:
+    if spec.cluster_name and spec.cluster_name != target.cluster:
         return False
-    if spec.cluster_selector is not None and not matches(spec.cluster_selector, target.labels):
+    if spec.cluster_selector is not None and not match_selector(
+        spec.cluster_selector, target.labels
+    ):
         return False
-    if not _names_group(spec):
-        return True
+    groups: list[tuple[str, Mapping[str, str]]] = list(target.groups.items()) or [("", {})]
     return any(
-        (spec.cluster_group is None or spec.cluster_group == group)
-        and (spec.cluster_group_selector is None or matches(spec.cluster_group_selector, labels))
-        for group, labels in target.groups.items()
+        (not spec.cluster_group or spec.cluster_group == group)
+        and (
+            spec.cluster_group_selector is None
+            or match_selector(spec.cluster_group_selector, labels)
+        )
+        for group, labels in groups
     )
-
-
-def _names_group(spec: PartitionSpec) -> bool:
-    return spec.cluster_group is not None or spec.cluster_group_selector is not None
 
 
 def _partition(
@@ -257,7 +253,7 @@ def is_up_to_date(target: RolloutTarget) -> bool:
     return target.deployed == target.desired and target.applied == target.desired
 
 
-def plan_rollout(state: RolloutState, *, matches: SelectorMatcher) -> RolloutPlan:
+def plan_rollout(state: RolloutState) -> RolloutPlan:
     """Decide which clusters move to the desired version in this pass, following Fleet.
 
     Partition by partition, a cluster moves when it is not paused and both the bundle-wide and
@@ -266,7 +262,7 @@ def plan_rollout(state: RolloutState, *, matches: SelectorMatcher) -> RolloutPla
     New deployments (never deployed) are created at most ``max_new`` per pass.
     """
     strategy = state.strategy
-    partitions = make_partitions(state.targets, strategy, matches=matches)
+    partitions = make_partitions(state.targets, strategy)
     by_cluster = {t.cluster: t for t in state.targets}
     max_unavailable = limit(
         len(state.targets), strategy.max_unavailable, field="rolloutStrategy.maxUnavailable"

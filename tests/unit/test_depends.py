@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,12 +15,7 @@ from flotilla.depends import (
     resolve_dependencies,
 )
 from flotilla.errors import SpecError
-from flotilla.models import BundleRef, LabelSelector
-
-
-def match_labels(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in (selector.match_labels or {}).items())
-
+from flotilla.models import BundleRef
 
 BUNDLES = [
     BundleInfo(name="repo-crds", labels={"tier": "base"}),
@@ -68,11 +62,11 @@ def app_with(*entries: dict[str, Any]) -> BundleInfo:
     ],
 )
 def test_resolve_dependencies(entries: list[dict[str, Any]], expected: list[Dependency]) -> None:
-    assert resolve_dependencies(app_with(*entries), BUNDLES, matches=match_labels) == expected
+    assert resolve_dependencies(app_with(*entries), BUNDLES) == expected
 
 
 def test_a_bundle_without_depends_on_has_no_dependencies() -> None:
-    assert resolve_dependencies(BUNDLES[0], BUNDLES, matches=match_labels) == []
+    assert resolve_dependencies(BUNDLES[0], BUNDLES) == []
 
 
 @pytest.mark.parametrize(
@@ -107,9 +101,7 @@ def test_resolve_dependencies_errors_name_the_entry(
     entries: list[dict[str, Any]], message: str
 ) -> None:
     with pytest.raises(SpecError) as caught:
-        resolve_dependencies(
-            app_with(*entries), BUNDLES, matches=match_labels, file="apps/fleet.yaml"
-        )
+        resolve_dependencies(app_with(*entries), BUNDLES, file="apps/fleet.yaml")
     assert str(caught.value) == message
 
 

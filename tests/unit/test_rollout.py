@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from flotilla.errors import SpecError
-from flotilla.models import LabelSelector, RolloutStrategy
+from flotilla.models import RolloutStrategy
 from flotilla.rollout import (
     UNMATCHED_PARTITION,
     RolloutPlan,
@@ -21,11 +20,6 @@ from flotilla.rollout import (
     make_partitions,
     plan_rollout,
 )
-
-
-def match_labels(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
-    """matchLabels only: enough to tell partitions apart; full selectors are targeting's job."""
-    return all(labels.get(k) == v for k, v in (selector.match_labels or {}).items())
 
 
 def strategy(**fields: Any) -> RolloutStrategy:
@@ -43,7 +37,7 @@ def clusters(count: int, **fields: Any) -> list[RolloutTarget]:
 
 def plan(targets: list[RolloutTarget], **strategy_fields: Any) -> RolloutPlan:
     state = RolloutState(strategy=strategy(**strategy_fields), targets=targets)
-    return plan_rollout(state, matches=match_labels)
+    return plan_rollout(state)
 
 
 # --- limit ------------------------------------------------------------------------------------
@@ -129,13 +123,13 @@ def test_limit_checks_the_value_even_without_clusters() -> None:
     ],
 )
 def test_auto_partitions(count: int, fields: dict[str, Any], sizes: list[int]) -> None:
-    partitions = make_partitions(clusters(count), strategy(**fields), matches=match_labels)
+    partitions = make_partitions(clusters(count), strategy(**fields))
     assert [len(p.clusters) for p in partitions] == sizes
 
 
 def test_auto_partitions_are_sorted_by_cluster_name_and_named_by_position() -> None:
     targets = list(reversed(clusters(200)))
-    partitions = make_partitions(targets, strategy(), matches=match_labels)
+    partitions = make_partitions(targets, strategy())
     assert partitions[0].clusters[0] == "c001"
     assert partitions[-1].clusters[-1] == "c200"
     assert [p.name for p in partitions] == [
@@ -158,7 +152,7 @@ def test_auto_partitions_are_sorted_by_cluster_name_and_named_by_position() -> N
 def test_auto_partition_limit_is_the_rollouts_of_each_partition(
     fields: dict[str, Any], expected: list[int]
 ) -> None:
-    partitions = make_partitions(clusters(200), strategy(**fields), matches=match_labels)
+    partitions = make_partitions(clusters(200), strategy(**fields))
     assert [p.max_unavailable for p in partitions] == expected
 
 
@@ -217,6 +211,24 @@ FLEET = [
             {"x": ["prod-a"], "unmatched": ["canary", "dev-a", "prod-b", "stage-a"]},
         ),
         (
+            [
+                {
+                    "name": "not-prod",
+                    "clusterSelector": {
+                        "matchExpressions": [
+                            {"key": "env", "operator": "NotIn", "values": ["prod"]}
+                        ]
+                    },
+                }
+            ],
+            {"not-prod": ["dev-a", "stage-a"], "unmatched": ["canary", "prod-a", "prod-b"]},
+        ),
+        (
+            # A cluster in no group is tried with empty group labels, which {} matches.
+            [{"name": "g", "clusterGroupSelector": {}}],
+            {"g": ["canary", "dev-a", "prod-a", "prod-b", "stage-a"]},
+        ),
+        (
             # A partition that sets no criterion takes nobody, as in Fleet.
             [{"name": "empty"}, {"name": "rest", "clusterSelector": {}}],
             {"empty": [], "rest": ["canary", "dev-a", "prod-a", "prod-b", "stage-a"]},
@@ -231,14 +243,12 @@ FLEET = [
 def test_manual_partitions(
     partitions: list[dict[str, Any]], expected: dict[str, list[str]]
 ) -> None:
-    made = make_partitions(FLEET, strategy(partitions=partitions), matches=match_labels)
+    made = make_partitions(FLEET, strategy(partitions=partitions))
     assert {p.name: p.clusters for p in made} == expected
 
 
 def test_leftover_clusters_get_a_last_partition_with_a_note() -> None:
-    made = make_partitions(
-        FLEET, strategy(partitions=[{"clusterName": "canary"}]), matches=match_labels
-    )
+    made = make_partitions(FLEET, strategy(partitions=[{"clusterName": "canary"}]))
     assert [p.name for p in made] == ["partition-1", UNMATCHED_PARTITION]
     assert made[0].note == ""
     assert "4 cluster(s) match no partition" in made[1].note
@@ -258,7 +268,7 @@ def test_leftover_clusters_get_a_last_partition_with_a_note() -> None:
 def test_partition_limit_falls_back_to_rollout_then_all(
     fields: dict[str, Any], expected: int
 ) -> None:
-    made = make_partitions(FLEET, strategy(**fields), matches=match_labels)
+    made = make_partitions(FLEET, strategy(**fields))
     assert made[0].max_unavailable == expected
 
 
@@ -357,10 +367,7 @@ def test_new_deployments_are_created_at_most_max_new_per_pass(
     targets = clusters(120, deployed=None, applied=None, ready=False)
     seen = []
     for _ in waves:
-        result = plan_rollout(
-            RolloutState(strategy=strategy(), targets=targets, max_new=max_new),
-            matches=match_labels,
-        )
+        result = plan_rollout(RolloutState(strategy=strategy(), targets=targets, max_new=max_new))
         seen.append(len(result.deploy))
         targets = deploy(targets, result)
     assert seen == waves
@@ -413,13 +420,11 @@ def roll_out(
 ) -> list[list[str]]:
     """Plan, deploy, check Fleet's invariants, settle, until done; return each pass's moves."""
     partition_of = {
-        c: i
-        for i, p in enumerate(make_partitions(targets, rollout, matches=match_labels))
-        for c in p.clusters
+        c: i for i, p in enumerate(make_partitions(targets, rollout)) for c in p.clusters
     }
     history: list[list[str]] = []
     for _ in range(passes):
-        result = plan_rollout(RolloutState(strategy=rollout, targets=targets), matches=match_labels)
+        result = plan_rollout(RolloutState(strategy=rollout, targets=targets))
         if result.done:
             return history
         before = {t.cluster: t for t in targets}
@@ -508,14 +513,14 @@ def test_partition_gate_with_max_unavailable_partitions(max_partitions: int) -> 
 def test_a_cluster_that_never_becomes_ready_holds_the_next_partition() -> None:
     targets = waves(6)
     rollout = strategy(partitions=[{**p, "maxUnavailable": "0%"} for p in WAVE_PARTITIONS])
-    first = plan_rollout(RolloutState(strategy=rollout, targets=targets), matches=match_labels)
+    first = plan_rollout(RolloutState(strategy=rollout, targets=targets))
     assert first.deploy == ["c001"]
     targets = deploy(targets, first)
     # c001 applied v2 but stays NotReady.
     targets = [
         t.model_copy(update={"applied": t.deployed, "ready": t.cluster != "c001"}) for t in targets
     ]
-    second = plan_rollout(RolloutState(strategy=rollout, targets=targets), matches=match_labels)
+    second = plan_rollout(RolloutState(strategy=rollout, targets=targets))
     assert second.deploy == []
     assert second.current_partition == 1
     assert [s.reached for s in second.partitions] == [True, False, False]
