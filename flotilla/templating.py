@@ -31,6 +31,9 @@ _SHOWN_LABEL_PREFIXES = ("fleet.cattle.io/", "management.cattle.io/")
 _GO_KEYWORDS = frozenset(
     {"if", "else", "end", "range", "with", "define", "template", "block", "break", "continue"}
 )
+_GO_ESCAPE = re.compile(
+    r'\\(?:[abfnrtv\\"]|x[0-9a-fA-F]{2}|[0-7]{3}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})'
+)
 _TOKEN = re.compile(
     r"""
     (?P<space>\s+)
@@ -324,6 +327,9 @@ class _Parser:
         raise self._error(f"unexpected {value!r}")
 
     def _unquote(self, literal: str) -> str:
+        # Go knows fewer escapes than Python; an unknown one is an error there, so here too.
+        if "\\" in _GO_ESCAPE.sub("", literal):
+            raise self._error(f"bad string literal {literal}")
         try:
             value = ast.literal_eval(literal)
         except (SyntaxError, ValueError):
