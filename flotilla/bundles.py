@@ -35,6 +35,7 @@ KUSTOMIZATION_YAML = "kustomization.yaml"
 # `helm template`, and a repository holding such a file is almost certainly a mistake.
 MAX_FILE_BYTES = 10 * 1024 * 1024
 _MAX_LINK_HOPS = 40
+_MAX_NAMESPACE_LEN = 63
 
 _DISALLOWED = re.compile(r"[^a-zA-Z0-9-]+")
 _LOWER_DISALLOWED = re.compile(r"[^a-z0-9-]+")
@@ -507,6 +508,7 @@ def read_bundle(tree: _Tree, directory: str, *, gitrepo_name: str) -> Bundle | N
         _check_size(_join(directory, rel), data)
     style = detect_style(resources, options, file=file)
     _check_all_overlays(resources, options, file=file)
+    _check_namespaces(options, file=file)
     if not resources and not is_remote_chart(options):
         return None
     return Bundle(
@@ -559,19 +561,38 @@ def merge_values_files(
     return options.model_copy(update=update), used
 
 
+def _option_sets(options: FleetYaml) -> list[tuple[str, BundleDeploymentOptions]]:
+    """The base options and each targetCustomization, with the field prefix naming them."""
+    customizations = options.target_customizations or []
+    return [("", options)] + [
+        (f"targetCustomizations[{i}].", c) for i, c in enumerate(customizations)
+    ]
+
+
 def _check_all_overlays(resources: Mapping[str, bytes], options: FleetYaml, *, file: str) -> None:
     """Fail at read time, not on the first cluster, when any overlay name has no directory."""
-    candidates: list[tuple[str, BundleDeploymentOptions]] = [("", options)]
-    candidates += [
-        (f"targetCustomizations[{i}].", c)
-        for i, c in enumerate(options.target_customizations or [])
-    ]
-    for prefix, candidate in candidates:
+    for prefix, candidate in _option_sets(options):
         if candidate.yaml and candidate.yaml.overlays:
             try:
                 check_overlays(resources, candidate.yaml.overlays, field=f"{prefix}yaml.overlays")
             except SpecError as err:
                 raise SpecError(err.problem, file=file, field=err.field) from None
+
+
+def _check_namespaces(options: FleetYaml, *, file: str) -> None:
+    """Namespaces must be DNS-1123 labels: Kubernetes would refuse them on every cluster."""
+    for prefix, candidate in _option_sets(options):
+        for field_name, value in (
+            ("namespace", candidate.namespace),
+            ("defaultNamespace", candidate.default_namespace),
+        ):
+            if value and (not _DNS_LABEL.match(value) or len(value) > _MAX_NAMESPACE_LEN):
+                raise SpecError(
+                    f"{short_repr(value)} is not a valid namespace name "
+                    f"(DNS-1123 label, at most {_MAX_NAMESPACE_LEN} characters)",
+                    file=file,
+                    field=f"{prefix}{field_name}",
+                )
 
 
 def _check_size(path: str, data: bytes) -> None:
