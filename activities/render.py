@@ -37,12 +37,12 @@ from flotilla.manifests import (
 from flotilla.models import BundleDeploymentOptions, ClusterGroup
 from flotilla.overlays import apply_overlays
 from flotilla.targeting import ClusterInfo, merge_customization, select_customizations
+from flotilla.templating import process_values
 from flotilla.values import merge_values
 
 # Kustomize reads the Helm output from this file, listed first in the kustomization, as Fleet
 # does when a bundle has both a chart and a kustomization.yaml.
 HELM_OUTPUT_FILE = "fleet-manifests.yaml"
-CLUSTER_LABEL_PREFIX = "global.fleet.clusterLabels."
 TOOL_TIMEOUT_SECONDS = 300
 _MAX_MESSAGE = 300
 
@@ -148,23 +148,19 @@ def compute_values(
     cluster: ClusterInfo,
     *,
     values_from: Mapping[str, Any] | None = None,
+    file: str = "fleet.yaml",
 ) -> dict[str, Any]:
-    """Helm values for one cluster: ``values`` (valuesFiles already folded in at read time),
-    then ``values_from`` (read on the cluster by the caller); every string value
-    ``global.fleet.clusterLabels.<LABEL>`` becomes that label's value ("" when absent)."""
-    values = merge_values(options.helm.values if options.helm else None, values_from)
-    substituted: dict[str, Any] = _substitute_labels(values, cluster.labels)
-    return substituted
-
-
-def _substitute_labels(value: Any, labels: Mapping[str, str]) -> Any:
-    if isinstance(value, str) and value.startswith(CLUSTER_LABEL_PREFIX):
-        return labels.get(value[len(CLUSTER_LABEL_PREFIX) :], "")
-    if isinstance(value, dict):
-        return {k: _substitute_labels(v, labels) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute_labels(v, labels) for v in value]
-    return value
+    """Helm values for one cluster: ``values`` (valuesFiles already folded in at read time)
+    with ``global.fleet.clusterLabels.*`` references and ``${ }`` templates resolved unless
+    ``disablePreProcess``, then ``values_from`` (read on the cluster by the caller) over them."""
+    helm = options.helm
+    values = process_values(
+        (helm.values if helm else None) or {},
+        cluster,
+        disable_pre_process=bool(helm and helm.disable_pre_process),
+        file=file,
+    )
+    return merge_values(values, values_from)
 
 
 def release_namespace(options: BundleDeploymentOptions) -> str:
@@ -289,7 +285,7 @@ def render_bundle(
             raise RenderError(f"cluster {cluster.name!r} is excluded by doNotDeploy", file=file)
     workdir.mkdir(parents=True, exist_ok=True)
     style = detect_style(bundle.resources, options, file=file)
-    values = compute_values(options, cluster, values_from=values_from)
+    values = compute_values(options, cluster, values_from=values_from, file=file)
     release = release_name_for(bundle, options)
     namespace = release_namespace(options)
 

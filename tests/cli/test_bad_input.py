@@ -226,7 +226,13 @@ CASES: dict[str, Case] = {
             )
         },
     ),
-    "bad-template-expression": app(
+    "values-template-bad": app(
+        'helm: {chart: chart, values: {a: "${ .ClusterLabels.env | nosuch }"}}\n',
+        "app/fleet.yaml: helm.values.a: template '${ .ClusterLabels.env | nosuch }': "
+        "function 'nosuch' is not supported",
+        files={"app/chart/Chart.yaml": CHART},
+    ),
+    "helm-template-bad": app(
         "helm: {chart: chart}\n",
         "app/fleet.yaml: helm template failed: ",
         files={

@@ -157,13 +157,22 @@ def test_cluster_scoped_object_from_a_chart_under_forced_namespace(tmp_path: Pat
         render_bundle(bundle_of(files), DEV, workdir=tmp_path)
 
 
-def test_compute_values_substitutes_cluster_labels() -> None:
-    options = BundleDeploymentOptions(
-        helm=HelmOptions(
-            values={"a": "global.fleet.clusterLabels.env", "b": ["global.fleet.clusterLabels.nope"]}
-        )
-    )
-    assert compute_values(options, PROD, values_from={"c": 1}) == {"a": "prod", "b": [""], "c": 1}
+def test_compute_values_resolves_labels_and_templates_then_values_from() -> None:
+    values = {
+        "a": "global.fleet.clusterLabels.env",
+        "b": [{"c": "global.fleet.clusterLabels.nope"}],
+        "name": "${ .ClusterName }-x",
+        "d": 1,
+    }
+    options = BundleDeploymentOptions(helm=HelmOptions(values=values))
+    assert compute_values(options, PROD, values_from={"d": 2}) == {
+        "a": "prod",
+        "b": [{"c": ""}],
+        "name": "prod-1-x",
+        "d": 2,
+    }
+    raw = BundleDeploymentOptions(helm=HelmOptions(values=values, disable_pre_process=True))
+    assert compute_values(raw, PROD)["name"] == "${ .ClusterName }-x"
 
 
 # --- the examples, per environment -----------------------------------------------------------
