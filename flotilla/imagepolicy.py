@@ -304,9 +304,9 @@ def parse_policy(value: object) -> Policy:
     if value in KEEL_SEMVER_POLICIES or value in ("force", "never"):
         return KeelPolicy.model_validate({"kind": value})
     close = difflib.get_close_matches(value, [p.split(":")[0] for p in KEEL_POLICIES], n=1)
-    hint = f", did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ValueError(
-        f"unknown policy{hint} Use one of {', '.join(KEEL_POLICIES)} ({short_repr(value)})"
+        f"unknown policy, use one of {', '.join(KEEL_POLICIES)}{hint} ({short_repr(value)})"
     )
 
 
@@ -601,13 +601,18 @@ def _parse_image_scan(entry: object, path: str, file: str) -> ImageScan:
         raise fail("image", "must be an image name such as 'ghcr.io/org/app'", image)
     if not isinstance(tag_name, str) or not _TAG_NAME.fullmatch(tag_name):
         raise fail("tagName", "must be letters, digits and . _ - (it names the markers)", tag_name)
+    ref = parse_image_ref(image, field=f"{path}.image", file=file)
+    if ref.tag or ref.digest:
+        raise fail(
+            "image", "name the repository without a tag or digest; markers hold the tag", image
+        )
     try:
         policy = parse_policy(entry["policy"])
     except ValueError as error:
         raise SpecError(_one_line(error), file=file, field=f"{path}.policy") from None
     return ImageScan(
         image=image,
-        ref=parse_image_ref(image, field=f"{path}.image", file=file),
+        ref=ref,
         tag_name=tag_name,
         policy=policy,
         schedule=_parse_scan_schedule(entry, path, file),

@@ -34,6 +34,8 @@ class RolloutTarget(_Model):
 
     ``deployed`` is the version the cluster was last told to run (None: no deployment yet),
     ``applied`` the version the cluster reports applied; both are opaque deployment ids.
+    ``paused``: the cluster or bundle is paused; ``blocked``: its dependsOn bundles are not
+    in an accepted state on this cluster yet.
     """
 
     cluster: str
@@ -87,7 +89,13 @@ class RolloutState(_Model):
 
 
 class RolloutPlan(_Model):
-    """What to do in this pass and how things stand, for workflows and for people."""
+    """What to do in this pass and how things stand, for workflows and for people.
+
+    Cluster lists, each in partition order: ``deploy`` move to the desired version now;
+    ``paused`` and ``blocked`` stay staged (OutOfSync / WaitingForDependency); ``held`` wait
+    for maxUnavailable budget; ``waiting`` are in partitions this pass did not reach;
+    ``not_created`` are new deployments beyond ``max_new``.
+    """
 
     deploy: list[str]
     paused: list[str]

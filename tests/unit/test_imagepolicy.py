@@ -210,8 +210,16 @@ def test_parse_policy(raw: object, policy: Policy) -> None:
 @pytest.mark.parametrize(
     ("raw", "fragment"),
     [
-        ("minr", "unknown policy, did you mean 'minor'?"),
-        ("newest", "unknown policy"),
+        (
+            "minr",
+            "unknown policy, use one of all, major, minor, patch, force, never, "
+            "glob:<pattern>, regexp:<pattern>; did you mean 'minor'? ('minr')",
+        ),
+        (
+            "newest",
+            "unknown policy, use one of all, major, minor, patch, force, never, "
+            "glob:<pattern>, regexp:<pattern> ('newest')",
+        ),
         ("glob:", "'glob:' needs a pattern"),
         ("regexp:([", "bad regexp"),
         (5, "must be a Keel policy string or a Fleet policy object"),
@@ -513,8 +521,12 @@ BASE = {"image": "nginx", "tagName": "web", "policy": "patch"}
         ([{**BASE, "image": 5}], "fleet.yaml: imageScans[0].image: must be an image name"),
         ([{**BASE, "image": "Nginx"}], "fleet.yaml: imageScans[0].image: repository part"),
         (
+            [{**BASE, "image": "nginx:1.25"}],
+            "fleet.yaml: imageScans[0].image: name the repository without a tag or digest",
+        ),
+        (
             [{**BASE, "policy": "minr"}],
-            "fleet.yaml: imageScans[0].policy: unknown policy, did you mean 'minor'?",
+            "fleet.yaml: imageScans[0].policy: unknown policy, use one of all,",
         ),
         (
             [{**BASE, "policy": {"semver": {"range": ">=abc"}}}],
