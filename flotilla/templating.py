@@ -9,6 +9,7 @@ SpecError naming the value, never a guess.
 from __future__ import annotations
 
 import ast
+import copy
 import math
 import re
 from collections.abc import Mapping
@@ -165,7 +166,8 @@ def render_string(text: str, context: Mapping[str, Any], *, file: str, field: st
         value = _evaluate(parts[0].pipeline, context, text, file=file, field=field)
         if value is None:
             raise _template_error(text, "gives no value (a missing key?)", file, field)
-        return _read_scalar(value) if isinstance(value, str) else value
+        # A copy, so rendered values never share a map with the cluster's templateValues.
+        return _read_scalar(value) if isinstance(value, str) else copy.deepcopy(value)
     return _read_scalar("".join(_print(p, text, context, file=file, field=field) for p in parts))
 
 

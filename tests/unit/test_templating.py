@@ -414,3 +414,9 @@ def test_a_key_cannot_render_a_map() -> None:
 )
 def test_format_go_float(value: float, text: str) -> None:
     assert format_go_float(value) == text
+
+
+def test_whole_value_results_are_copies_of_the_cluster_values() -> None:
+    rendered = render_string("${ .ClusterValues.ingress }", CONTEXT, file="f", field="x")
+    rendered["class"] = "changed"
+    assert CLUSTER.template_values["ingress"]["class"] == "nginx"
