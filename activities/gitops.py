@@ -1,0 +1,476 @@
+"""The GitOps activities: ask git for the head commit, read a commit's bundles into the content
+store, plan a bundle's targets per cluster, and (signal-with-)start bundle workflows.
+
+Each returns only names, digests, small flags and one-line errors, so workflow history stays
+small whatever the repository holds. Git credentials are read from the secret store here and
+handed to git through the environment, never through arguments, logs or results.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import git
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+
+from activities.checkout import read_checkout
+from activities.content import ContentStore
+from activities.secrets import SecretStore
+from flotilla.bundles import name_bundle, read_bundles
+from flotilla.depends import BundleInfo, find_cycles, resolve_dependencies
+from flotilla.deployment import DeploymentOptions
+from flotilla.errors import FlotillaError
+from flotilla.models import (
+    BundleDeploymentOptions,
+    ClusterGroup,
+    CorrectDrift,
+    GitRepoSpec,
+    GitTarget,
+    RolloutStrategy,
+)
+from flotilla.targeting import ClusterInfo, resolve_deployment
+from flotilla.templating import process_values
+from workflows.common import INVALID_SPEC
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_MAX_ERROR = 300
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _MAX_ERROR else flat[: _MAX_ERROR - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+
+class GitSource(BaseModel):
+    """Where to read from: the GitRepo's source fields and its credentials' secret name."""
+
+    repo: str
+    branch: str = "master"
+    revision: str | None = None
+    client_secret_name: str | None = None
+
+    @classmethod
+    def from_spec(cls, spec: GitRepoSpec) -> GitSource:
+        return cls(
+            repo=spec.repo,
+            branch=spec.branch,
+            revision=spec.revision,
+            client_secret_name=spec.client_secret_name,
+        )
+
+
+class LsRemoteRequest(BaseModel):
+    source: GitSource
+
+
+class LsRemoteResult(BaseModel):
+    commit: str
+
+
+class FetchRequest(BaseModel):
+    """Read the bundles of ``commit`` for the GitRepo ``namespace/gitrepo``."""
+
+    namespace: str
+    gitrepo: str
+    source: GitSource
+    commit: str
+    paths: list[str] = Field(default_factory=lambda: ["."])
+
+
+class DependencyRef(BaseModel):
+    """A resolved dependsOn entry: the bundle waited for and the states that count as done."""
+
+    bundle: str
+    accepted_states: list[str] = Field(default_factory=lambda: ["Ready"])
+
+
+class BundleRef(BaseModel):
+    """A bundle as the GitRepo workflow sees it: a name, a content digest and its wiring."""
+
+    name: str
+    path: str
+    digest: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    depends_on: list[DependencyRef] = Field(default_factory=list)
+    # One line when the bundle cannot deploy (bad fleet.yaml, dependsOn cycle or typo).
+    error: str = ""
+
+
+class FetchResult(BaseModel):
+    commit: str
+    bundles: list[BundleRef] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class GitRepoSwitches(BaseModel):
+    """GitRepo settings every bundle inherits and fleet.yaml cannot turn off."""
+
+    targets: list[dict[str, Any]] | None = None
+    target_namespace: str | None = None
+    service_account: str | None = None
+    keep_resources: bool = False
+    delete_namespace: bool = False
+    force_sync_generation: int = 0
+    correct_drift: dict[str, Any] | None = None
+
+    @classmethod
+    def from_spec(cls, spec: GitRepoSpec) -> GitRepoSwitches:
+        return cls(
+            targets=[t.to_fleet() for t in spec.targets] if spec.targets is not None else None,
+            target_namespace=spec.target_namespace,
+            service_account=spec.service_account,
+            keep_resources=spec.keep_resources,
+            delete_namespace=spec.delete_namespace,
+            force_sync_generation=spec.force_sync_generation,
+            correct_drift=spec.correct_drift.to_fleet() if spec.correct_drift else None,
+        )
+
+
+class PlanCluster(BaseModel):
+    """A cluster as the planner needs it (from the registry snapshot)."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class PlanRequest(BaseModel):
+    namespace: str
+    bundle: str
+    bundle_digest: str
+    switches: GitRepoSwitches
+    clusters: list[PlanCluster]
+    groups: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class PlannedTarget(BaseModel):
+    """What one cluster gets: options stored by digest, and the deployment id naming both."""
+
+    cluster: str
+    options_digest: str
+    deployment_id: str
+    # What a later removal from this cluster must honour.
+    keep_resources: bool = False
+    delete_namespace: bool = False
+
+
+class PlanResult(BaseModel):
+    targets: list[PlannedTarget] = Field(default_factory=list)
+    strategy: RolloutStrategy = Field(default_factory=RolloutStrategy)
+    # One line per cluster whose options could not be computed (bad template, for example).
+    errors: dict[str, str] = Field(default_factory=dict)
+    paused: bool = False
+
+
+class BundleStart(BaseModel):
+    """Signal-with-start of one bundle workflow: its id, input and the signal to deliver."""
+
+    workflow_id: str
+    signal: str
+    signal_arg: dict[str, Any]
+    start_input: dict[str, Any]
+    static_summary: str = ""
+
+
+class SyncBundlesRequest(BaseModel):
+    workflow: str
+    task_queue: str
+    starts: list[BundleStart]
+
+
+class SyncBundlesResult(BaseModel):
+    signalled: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Git
+# ---------------------------------------------------------------------------------------------
+
+
+def deployment_id(bundle_digest: str, options_digest: str) -> str:
+    """Fleet's ``<content>:<options>`` id, shortened so it is also a valid label value."""
+    return f"s-{bundle_digest[:20]}-{options_digest[:20]}"
+
+
+class GitOpsActivities:
+    """Activities that need the git server, the secret store, the content store or Temporal."""
+
+    def __init__(
+        self,
+        client: Client | None,
+        secrets: SecretStore,
+        content: ContentStore,
+        workdir: Path,
+    ) -> None:
+        self.client = client
+        self.secrets = secrets
+        self.content = content
+        self.workdir = workdir
+
+    @contextmanager
+    def _git_env(self, source: GitSource) -> Iterator[dict[str, str]]:
+        """Environment for git with the GitRepo's credentials; key files removed afterwards."""
+        env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+        if not source.client_secret_name:
+            yield env
+            return
+        data = self.secrets.get(source.client_secret_name)
+        with tempfile.TemporaryDirectory(prefix="flotilla-git-") as tmp:
+            key = data.get("ssh-privatekey")
+            if key:
+                path = Path(tmp) / "id"
+                path.write_text(key if key.endswith("\n") else key + "\n")
+                path.chmod(0o600)
+                env["GIT_SSH_COMMAND"] = (
+                    f"ssh -i {path} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new "
+                    f"-o UserKnownHostsFile={Path(tmp) / 'known_hosts'}"
+                )
+            if data.get("username") or data.get("password"):
+                token = base64.b64encode(
+                    f"{data.get('username', '')}:{data.get('password', '')}".encode()
+                ).decode()
+                # Config through the environment: never on a command line others can read.
+                env.update(
+                    {
+                        "GIT_CONFIG_COUNT": "1",
+                        "GIT_CONFIG_KEY_0": "http.extraHeader",
+                        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}",
+                    }
+                )
+            yield env
+
+    def _git_error(
+        self, source: GitSource, what: str, err: git.GitCommandError
+    ) -> ApplicationError:
+        stderr = err.stderr if isinstance(err.stderr, str) else str(err)
+        message = _one_line(f"{source.repo}: {what} failed: {stderr.strip()}")
+        return ApplicationError(message, type="GitError")
+
+    @activity.defn
+    def ls_remote(self, request: LsRemoteRequest) -> LsRemoteResult:
+        """Return the commit the GitRepo should deploy: ``revision`` when set, else the head
+        of ``branch``. Cheap: no objects are transferred."""
+        source = request.source
+        if source.revision and _SHA.match(source.revision):
+            return LsRemoteResult(commit=source.revision)
+        wanted = source.revision or source.branch
+        refs = (
+            [f"refs/tags/{wanted}^{{}}", f"refs/tags/{wanted}", f"refs/heads/{wanted}"]
+            if source.revision
+            else [f"refs/heads/{wanted}"]
+        )
+        with self._git_env(source) as env:
+            try:
+                output = git.cmd.Git().execute(
+                    ["git", "ls-remote", source.repo, *refs], env=env, kill_after_timeout=50
+                )
+            except git.GitCommandError as err:
+                raise self._git_error(source, "ls-remote", err) from None
+        found: dict[str, str] = {}
+        for line in str(output).splitlines():
+            sha, _, ref = line.partition("\t")
+            found[ref] = sha
+        for ref in refs:
+            if ref in found:
+                return LsRemoteResult(commit=found[ref])
+        kind = "revision" if source.revision else "branch"
+        raise ApplicationError(
+            f"{source.repo}: {kind} {wanted!r} not found", type=INVALID_SPEC, non_retryable=True
+        )
+
+    @activity.defn
+    def fetch_bundles(self, request: FetchRequest) -> FetchResult:
+        """Shallow-fetch ``commit``, read its bundles, store each by digest, return the refs."""
+        source = request.source
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        checkout = Path(tempfile.mkdtemp(prefix="checkout-", dir=self.workdir))
+        try:
+            with self._git_env(source) as env:
+                repo = git.Repo.init(checkout)
+                try:
+                    activity.heartbeat("fetching")
+                    repo.git.execute(
+                        ["git", "fetch", "--depth", "1", source.repo, request.commit],
+                        env={**os.environ, **env},
+                        kill_after_timeout=500,
+                    )
+                    repo.git.execute(["git", "checkout", "-q", "FETCH_HEAD"])
+                except git.GitCommandError as err:
+                    raise self._git_error(source, f"fetch of {request.commit[:12]}", err) from None
+            activity.heartbeat("reading")
+            listing = read_checkout(checkout)
+        finally:
+            shutil.rmtree(checkout, ignore_errors=True)
+        result = read_bundles(
+            listing, gitrepo_name=request.gitrepo, paths=request.paths, namespace=request.namespace
+        )
+        refs = [
+            BundleRef(
+                name=name_bundle(request.gitrepo, bad.path),
+                path=bad.path,
+                digest="",
+                error=_one_line(bad.error),
+            )
+            for bad in result.invalid
+        ]
+        infos = [
+            BundleInfo(
+                name=b.name, labels=b.options.labels or {}, depends_on=b.options.depends_on or []
+            )
+            for b in result.bundles
+        ]
+        resolved: dict[str, list[DependencyRef]] = {}
+        errors: dict[str, str] = {}
+        for bundle, info in zip(result.bundles, infos, strict=True):
+            try:
+                deps = resolve_dependencies(info, infos, file=f"{bundle.path}/fleet.yaml")
+            except FlotillaError as err:
+                errors[bundle.name] = _one_line(str(err))
+                continue
+            resolved[bundle.name] = [
+                DependencyRef(bundle=d.bundle, accepted_states=list(d.accepted_states))
+                for d in deps
+            ]
+        for cycle in find_cycles({n: [d.bundle for d in ds] for n, ds in resolved.items()}):
+            for name in cycle:
+                errors[name] = f"dependsOn: bundles wait for each other: {', '.join(cycle)}"
+        for bundle in result.bundles:
+            activity.heartbeat(bundle.name)
+            refs.append(
+                BundleRef(
+                    name=bundle.name,
+                    path=bundle.path,
+                    digest=self.content.put_bundle(bundle),
+                    labels=bundle.options.labels or {},
+                    depends_on=resolved.get(bundle.name, []),
+                    error=errors.get(bundle.name, ""),
+                )
+            )
+        activity.logger.info(
+            "gitrepo %s/%s: commit %s has %d bundles (%d invalid)",
+            request.namespace,
+            request.gitrepo,
+            request.commit[:12],
+            len(refs),
+            sum(bool(r.error) for r in refs),
+        )
+        return FetchResult(commit=request.commit, bundles=refs, warnings=result.warnings[:20])
+
+    # -----------------------------------------------------------------------------------------
+    # Planning
+    # -----------------------------------------------------------------------------------------
+
+    @activity.defn
+    def plan_bundle(self, request: PlanRequest) -> PlanResult:
+        """Decide which clusters get the bundle and with which options; store those options
+        per cluster by digest so deploy activities read them from the content store."""
+        bundle = self.content.get_bundle(request.bundle_digest)
+        switches = request.switches
+        targets = (
+            [GitTarget.model_validate(t) for t in switches.targets]
+            if switches.targets is not None
+            else None
+        )
+        groups = [ClusterGroup.model_validate(g) for g in request.groups]
+        file = f"{bundle.path}/fleet.yaml"
+        result = PlanResult(
+            strategy=bundle.options.rollout_strategy or RolloutStrategy(),
+            paused=bundle.options.paused,
+        )
+        for cluster in request.clusters:
+            info = ClusterInfo(
+                name=cluster.name, namespace=request.namespace, labels=cluster.labels
+            )
+            try:
+                match = resolve_deployment(targets, bundle.options, info, groups)
+                if match is None:
+                    continue
+                options = _apply_switches(match.options, switches)
+                if options.helm is not None and options.helm.values:
+                    values = process_values(
+                        options.helm.values,
+                        info,
+                        disable_pre_process=bool(options.helm.disable_pre_process),
+                        file=file,
+                    )
+                    options = options.model_copy(
+                        update={"helm": options.helm.model_copy(update={"values": values})}
+                    )
+            except FlotillaError as err:
+                result.errors[cluster.name] = _one_line(str(err))
+                continue
+            payload = DeploymentOptions(options=options, cluster=info)
+            options_digest = self.content.put(_canonical(payload))
+            result.targets.append(
+                PlannedTarget(
+                    cluster=cluster.name,
+                    options_digest=options_digest,
+                    deployment_id=deployment_id(request.bundle_digest, options_digest),
+                    keep_resources=options.keep_resources,
+                    delete_namespace=options.delete_namespace,
+                )
+            )
+        return result
+
+    # -----------------------------------------------------------------------------------------
+    # Bundle workflows
+    # -----------------------------------------------------------------------------------------
+
+    @activity.defn
+    async def sync_bundles(self, request: SyncBundlesRequest) -> SyncBundlesResult:
+        """Signal each bundle workflow, starting it first when it does not run yet."""
+        if self.client is None:
+            raise ApplicationError("sync_bundles needs a Temporal client", non_retryable=True)
+        for index, start in enumerate(request.starts):
+            activity.heartbeat(index)
+            await self.client.start_workflow(
+                request.workflow,
+                start.start_input,
+                id=start.workflow_id,
+                task_queue=request.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                start_signal=start.signal,
+                start_signal_args=[start.signal_arg],
+                static_summary=start.static_summary or None,
+            )
+        return SyncBundlesResult(signalled=len(request.starts))
+
+
+def _apply_switches(
+    options: BundleDeploymentOptions, switches: GitRepoSwitches
+) -> BundleDeploymentOptions:
+    """Fold the GitRepo's switches into one cluster's options, as Fleet does."""
+    update: dict[str, Any] = {
+        "keep_resources": options.keep_resources or switches.keep_resources,
+        "delete_namespace": options.delete_namespace or switches.delete_namespace,
+        "force_sync_generation": switches.force_sync_generation,
+    }
+    if switches.target_namespace:
+        update["namespace"] = switches.target_namespace
+    if switches.service_account:
+        update["service_account"] = switches.service_account
+    if switches.correct_drift is not None:
+        update["correct_drift"] = CorrectDrift.model_validate(switches.correct_drift)
+    return options.model_copy(update=update)
+
+
+def _canonical(model: BaseModel) -> bytes:
+    data = json.loads(model.model_dump_json(by_alias=True, exclude_none=True))
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()

@@ -1,0 +1,244 @@
+"""The flotilla worker: the control queue and, in push mode, one queue per registered cluster.
+
+The control queue runs every workflow and the git/planning activities. Each cluster registered
+in a watched namespace gets its own task queue (``cluster.<namespace>.<name>``) with the deploy
+activities; the worker learns the clusters by querying the registry workflow every few
+seconds and starts or stops those per-cluster workers to match. A cluster that leaves the
+registry keeps its worker for a grace period so its uninstalls can still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from activities.client import connect
+from activities.content import ContentStore
+from activities.deploy import DeployActivities
+from activities.gitops import GitOpsActivities
+from activities.secrets import SecretStore
+from flotilla.models import DEFAULT_NAMESPACE
+from workflows.bundle import BundleWorkflow
+from workflows.common import CONTROL_TASK_QUEUE, cluster_task_queue, registry_workflow_id
+from workflows.gitrepo import GitRepoWorkflow
+from workflows.registry import ClusterRegistryWorkflow, SnapshotRequest
+
+log = logging.getLogger("flotilla.worker")
+
+WORKFLOWS = (ClusterRegistryWorkflow, GitRepoWorkflow, BundleWorkflow)
+DEFAULT_THREADS = 16
+DEFAULT_REFRESH_SECONDS = 5.0
+DEFAULT_LINGER_SECONDS = 300.0
+STARTED_LINE = "worker started"
+
+
+@dataclass
+class WorkerConfig:
+    """Everything the worker needs besides the client; flags and env fill it."""
+
+    task_queue: str = CONTROL_TASK_QUEUE
+    namespaces: list[str] = field(default_factory=lambda: [DEFAULT_NAMESPACE])
+    control_threads: int = DEFAULT_THREADS
+    cluster_threads: int = DEFAULT_THREADS
+    refresh_seconds: float = DEFAULT_REFRESH_SECONDS
+    linger_seconds: float = DEFAULT_LINGER_SECONDS
+    workdir: Path = field(default_factory=lambda: Path.home() / ".cache" / "flotilla" / "work")
+    secrets_dir: Path | None = None
+    content_dir: Path | None = None
+
+
+class FlotillaWorker:
+    """One control worker plus per-cluster workers that follow the registries."""
+
+    def __init__(self, client: Client, config: WorkerConfig) -> None:
+        self.client = client
+        self.config = config
+        secrets = SecretStore(config.secrets_dir)
+        content = ContentStore(config.content_dir)
+        self.gitops = GitOpsActivities(client, secrets, content, config.workdir / "git")
+        self.deploy = DeployActivities(secrets, content, config.workdir / "deploy")
+        self._control_pool = ThreadPoolExecutor(config.control_threads, "flotilla-control")
+        self._cluster_pool = ThreadPoolExecutor(config.cluster_threads, "flotilla-cluster")
+        self._control: Worker | None = None
+        self._control_task: asyncio.Task[None] | None = None
+        self._clusters: dict[str, tuple[Worker, asyncio.Task[None]]] = {}
+        self._gone_since: dict[str, float] = {}
+        self._refresher: asyncio.Task[None] | None = None
+
+    @property
+    def cluster_queues(self) -> list[str]:
+        return sorted(self._clusters)
+
+    async def start(self) -> None:
+        self._control = Worker(
+            self.client,
+            task_queue=self.config.task_queue,
+            workflows=list(WORKFLOWS),
+            activities=[
+                self.gitops.ls_remote,
+                self.gitops.fetch_bundles,
+                self.gitops.plan_bundle,
+                self.gitops.sync_bundles,
+            ],
+            activity_executor=self._control_pool,
+            max_concurrent_activities=self.config.control_threads,
+        )
+        self._control_task = asyncio.create_task(self._control.run())
+        await self.refresh_clusters()
+        self._refresher = asyncio.create_task(self._refresh_loop())
+        log.info(
+            "%s: control queue %s, %d cluster queue(s)",
+            STARTED_LINE,
+            self.config.task_queue,
+            len(self._clusters),
+        )
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.refresh_seconds)
+            try:
+                await self.refresh_clusters()
+            except Exception as err:  # a refresh failure must never stop the worker
+                log.warning("cluster refresh failed: %s", err)
+
+    async def refresh_clusters(self) -> None:
+        """Start a worker for every registered cluster, stop those gone for the grace period."""
+        wanted: set[str] = set()
+        for namespace in self.config.namespaces:
+            handle = self.client.get_workflow_handle(registry_workflow_id(namespace))
+            try:
+                snapshot = await handle.query(ClusterRegistryWorkflow.snapshot, SnapshotRequest())
+            except RPCError:
+                continue  # no registry in this namespace yet
+            wanted.update(cluster_task_queue(namespace, c.name) for c in snapshot.clusters)
+        now = time.monotonic()
+        for queue in sorted(wanted - set(self._clusters)):
+            self._start_cluster(queue)
+        for queue in list(self._clusters):
+            if queue in wanted:
+                self._gone_since.pop(queue, None)
+                continue
+            since = self._gone_since.setdefault(queue, now)
+            if now - since >= self.config.linger_seconds:
+                await self._stop_cluster(queue)
+
+    def _start_cluster(self, queue: str) -> None:
+        worker = Worker(
+            self.client,
+            task_queue=queue,
+            activities=[
+                self.deploy.deploy_bundle,
+                self.deploy.check_deployment,
+                self.deploy.wait_ready,
+                self.deploy.remove_deployment,
+            ],
+            activity_executor=self._cluster_pool,
+            max_concurrent_activities=self.config.cluster_threads,
+        )
+        self._clusters[queue] = (worker, asyncio.create_task(worker.run()))
+        log.info("serving cluster queue %s", queue)
+
+    async def _stop_cluster(self, queue: str) -> None:
+        worker, task = self._clusters.pop(queue)
+        self._gone_since.pop(queue, None)
+        await worker.shutdown()
+        await task
+        log.info("stopped serving cluster queue %s", queue)
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        for queue in list(self._clusters):
+            await self._stop_cluster(queue)
+        if self._control is not None and self._control_task is not None:
+            await self._control.shutdown()
+            await self._control_task
+        self._control_pool.shutdown(wait=False)
+        self._cluster_pool.shutdown(wait=False)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def parse_args(argv: Sequence[str] | None) -> WorkerConfig:
+    parser = argparse.ArgumentParser(prog="flotilla-worker", description=__doc__)
+    parser.add_argument(
+        "--task-queue", default=os.environ.get("FLOTILLA_TASK_QUEUE", CONTROL_TASK_QUEUE)
+    )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        help="Fleet namespace whose registered clusters to serve (repeatable; "
+        f"default {DEFAULT_NAMESPACE})",
+    )
+    parser.add_argument(
+        "--control-threads",
+        type=int,
+        default=_env_int("FLOTILLA_CONTROL_THREADS", DEFAULT_THREADS),
+        help="threads for git and planning activities ($FLOTILLA_CONTROL_THREADS)",
+    )
+    parser.add_argument(
+        "--cluster-threads",
+        type=int,
+        default=_env_int("FLOTILLA_CLUSTER_THREADS", DEFAULT_THREADS),
+        help="threads shared by all per-cluster activities ($FLOTILLA_CLUSTER_THREADS)",
+    )
+    parser.add_argument("--refresh-seconds", type=float, default=DEFAULT_REFRESH_SECONDS)
+    parser.add_argument("--linger-seconds", type=float, default=DEFAULT_LINGER_SECONDS)
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(os.environ.get("FLOTILLA_WORKDIR", "") or WorkerConfig().workdir),
+    )
+    args = parser.parse_args(argv)
+    return WorkerConfig(
+        task_queue=args.task_queue,
+        namespaces=args.namespaces or [DEFAULT_NAMESPACE],
+        control_threads=args.control_threads,
+        cluster_threads=args.cluster_threads,
+        refresh_seconds=args.refresh_seconds,
+        linger_seconds=args.linger_seconds,
+        workdir=args.workdir,
+    )
+
+
+async def serve(config: WorkerConfig) -> None:
+    """Run until SIGTERM or SIGINT, then finish running tasks and stop."""
+    client = await connect()
+    worker = FlotillaWorker(client, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await worker.start()
+    await stop.wait()
+    log.info("shutting down")
+    await worker.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve(parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

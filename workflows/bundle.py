@@ -1,0 +1,633 @@
+"""BundleWorkflow: one bundle, rolled out to every cluster it targets, partition by partition.
+
+``bundle/<namespace>/<bundle>`` runs as long as the bundle exists in its GitRepo. A bundle
+deployment (the bundle on one cluster) is not a workflow: it is a record in this workflow's
+state plus a few activities on the cluster's task queue (deploy, then wait for Ready), so
+history grows by a handful of events per cluster and version. Who moves in a pass is decided
+by ``flotilla.rollout.plan_rollout``; states by ``flotilla.status``. dependsOn waits are
+durable: the GitRepo workflow forwards the states of the bundles this one waits for as
+signals, so nothing polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, FailureError, TimeoutType
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.deploy import (
+        DeployActivities,
+        DeploymentStatus,
+        DeployRequest,
+        ReleaseRef,
+        RemoveRequest,
+        WaitReadyRequest,
+    )
+    from activities.gitops import (
+        DependencyRef,
+        GitOpsActivities,
+        GitRepoSwitches,
+        PlanCluster,
+        PlannedTarget,
+        PlanRequest,
+        PlanResult,
+    )
+    from flotilla.depends import Dependency, check_dependencies
+    from flotilla.models import RolloutStrategy
+    from flotilla.rollout import RolloutState, RolloutTarget, plan_rollout
+    from flotilla.status import (
+        BundleState,
+        DeploymentObservation,
+        StateWithMessage,
+        compute_state,
+        summarize,
+    )
+    from workflows.common import (
+        CLUSTER_SCHEDULE_TO_START,
+        DEPLOY_RETRY,
+        DEPLOY_RETRY_DELAY,
+        DEPLOY_TIMEOUT,
+        PLAN_RETRY,
+        PLAN_TIMEOUT,
+        REMOVE_TIMEOUT,
+        WAIT_READY_HEARTBEAT,
+        WAIT_READY_TIMEOUT,
+        cluster_task_queue,
+    )
+    from workflows.registry import ClusterSnapshot
+    from workflows.visibility import BUNDLE, COMMIT, DESIRED, GITREPO, KIND, READY, STATE
+
+# The GitRepo workflow's signal that receives BundleReport.
+BUNDLE_REPORT_SIGNAL = "bundle_report"
+REFRESH_SIGNAL = "refresh"
+# How long one wait_ready call watches before the workflow records NotReady and re-arms it.
+READY_WATCH_SECONDS = 600.0
+_MAX_MESSAGE = 240
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 3] + "..."
+
+
+class BundleSpec(BaseModel):
+    """What the GitRepo workflow hands a bundle for one commit: digests and wiring only."""
+
+    gitrepo: str
+    commit: str
+    bundle_digest: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    depends_on: list[DependencyRef] = Field(default_factory=list)
+    switches: GitRepoSwitches = Field(default_factory=GitRepoSwitches)
+    gitrepo_paused: bool = False
+
+
+class DeploymentRecord(BaseModel):
+    """The bundle on one cluster: what is staged, released to it, applied and how it is."""
+
+    cluster: str
+    staged: str = ""
+    options_digest: str = ""
+    released: str = ""
+    released_options_digest: str = ""
+    applied: str = ""
+    release: ReleaseRef | None = None
+    ready: bool = False
+    non_ready: list[str] = Field(default_factory=list)
+    error: str = ""
+    retry_at: datetime | None = None
+    keep_resources: bool = False
+    delete_namespace: bool = False
+    # The version every deploy_bundle call used, for proofs of rollout order in tests.
+    deploys: int = 0
+
+
+class BundleWorkflowState(BaseModel):
+    """All of a bundle workflow, handed whole to continue-as-new."""
+
+    namespace: str
+    bundle: str
+    gitrepo_workflow_id: str
+    spec: BundleSpec | None = None
+    clusters: ClusterSnapshot | None = None
+    plan_key: str = ""
+    strategy: RolloutStrategy = Field(default_factory=RolloutStrategy)
+    fleet_paused: bool = False
+    targets: dict[str, PlannedTarget] = Field(default_factory=dict)
+    plan_errors: dict[str, str] = Field(default_factory=dict)
+    deployments: dict[str, DeploymentRecord] = Field(default_factory=dict)
+    dependency_states: dict[str, dict[str, str]] = Field(default_factory=dict)
+    paused: bool = False
+    retiring: bool = False
+    last_report: str = ""
+    # Test switches: continue-as-new after this many events; watch readiness this long.
+    max_history_events: int | None = None
+    ready_watch_seconds: float = READY_WATCH_SECONDS
+
+
+class BundleRefresh(BaseModel):
+    """A new commit's spec and/or a new cluster snapshot (either may be left out)."""
+
+    spec: BundleSpec | None = None
+    clusters: ClusterSnapshot | None = None
+    dependency_states: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+class DependencyStates(BaseModel):
+    """The per-cluster states of one bundle this bundle depends on."""
+
+    bundle: str
+    states: dict[str, str]
+
+
+class PauseRequest(BaseModel):
+    """Pause (or, with paused=False, resume) the rollout of new versions."""
+
+    paused: bool = True
+
+
+class RetireRequest(BaseModel):
+    reason: str = "bundle removed from its GitRepo"
+
+
+class BundleReport(BaseModel):
+    """What the GitRepo workflow aggregates: the summary and the per-cluster states."""
+
+    bundle: str
+    commit: str
+    ready: int
+    desired: int
+    state: str
+    message: str
+    states: dict[str, str] = Field(default_factory=dict)
+    retired: bool = False
+
+
+class BundleStatusRequest(BaseModel):
+    """Query input; a model so fields can be added later without breaking callers."""
+
+
+class ClusterStatus(BaseModel):
+    cluster: str
+    state: str
+    message: str
+    deployment_id: str
+    applied: str
+    release: str
+    non_ready: list[str] = Field(default_factory=list)
+
+
+class BundleStatus(BaseModel):
+    namespace: str
+    bundle: str
+    gitrepo: str
+    commit: str
+    paused: bool
+    ready: int
+    desired: int
+    state: str
+    message: str
+    summary: str
+    clusters: list[ClusterStatus]
+    errors: dict[str, str] = Field(default_factory=dict)
+
+
+@workflow.defn
+class BundleWorkflow:
+    """``bundle/<namespace>/<bundle>``: plans, rolls out, watches and finally removes a bundle."""
+
+    @workflow.init
+    def __init__(self, state: BundleWorkflowState) -> None:
+        self.state = state
+        self._wake = True
+        self._in_flight: set[str] = set()
+        self._summary = "waiting for the first commit"
+
+    @workflow.run
+    async def run(self, state: BundleWorkflowState) -> None:
+        workflow.upsert_search_attributes(
+            [KIND.value_set("Bundle"), BUNDLE.value_set(self.state.bundle)]
+        )
+        while not self.state.retiring:
+            # A timeout means a retry or a readiness re-check is due.
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._wake or self.state.retiring, timeout=self._next_timer()
+                )
+            self._wake = False
+            if self.state.retiring:
+                break
+            await self._reconcile()
+            if self._should_continue_as_new():
+                await workflow.wait_condition(
+                    lambda: not self._in_flight and workflow.all_handlers_finished()
+                )
+                workflow.continue_as_new(self.state)
+        await workflow.wait_condition(lambda: not self._in_flight)
+        await self._retire()
+
+    # --- signals, updates, queries ------------------------------------------------------------
+
+    @workflow.signal(name=REFRESH_SIGNAL)
+    def refresh(self, refresh: BundleRefresh) -> None:
+        if refresh.spec is not None:
+            self.state.spec = refresh.spec
+        if refresh.clusters is not None and (
+            self.state.clusters is None or refresh.clusters.version >= self.state.clusters.version
+        ):
+            self.state.clusters = refresh.clusters
+        self.state.dependency_states.update(refresh.dependency_states)
+        self._wake = True
+
+    @workflow.signal
+    def dependency_states(self, update: DependencyStates) -> None:
+        self.state.dependency_states[update.bundle] = update.states
+        self._wake = True
+
+    @workflow.signal
+    def pause(self, request: PauseRequest) -> None:
+        self.state.paused = request.paused
+        self._wake = True
+
+    @workflow.signal
+    def resume(self, request: PauseRequest) -> None:
+        self.state.paused = not request.paused
+        self._wake = True
+
+    @workflow.signal
+    def retire(self, request: RetireRequest) -> None:
+        workflow.logger.info("bundle %s: retiring: %s", self.state.bundle, request.reason)
+        self.state.retiring = True
+
+    @workflow.query
+    def status(self, request: BundleStatusRequest) -> BundleStatus:
+        states = self._states()
+        summary = summarize(states)
+        spec = self.state.spec
+        clusters = []
+        for name, item in sorted(states.items()):
+            record = self.state.deployments.get(name)
+            target = self.state.targets.get(name)
+            clusters.append(
+                ClusterStatus(
+                    cluster=name,
+                    state=item.state.value,
+                    message=item.message,
+                    deployment_id=target.deployment_id if target else "",
+                    applied=record.applied if record else "",
+                    release=(
+                        f"{record.release.namespace}/{record.release.name}"
+                        f"#{record.release.revision}"
+                        if record and record.release
+                        else ""
+                    ),
+                    non_ready=record.non_ready if record else [],
+                )
+            )
+        return BundleStatus(
+            namespace=self.state.namespace,
+            bundle=self.state.bundle,
+            gitrepo=spec.gitrepo if spec else "",
+            commit=spec.commit if spec else "",
+            paused=self._bundle_paused(),
+            ready=summary.ready,
+            desired=summary.desired,
+            state=summary.state.value,
+            message=summary.message,
+            summary=self._summary,
+            clusters=clusters,
+            errors=dict(self.state.plan_errors),
+        )
+
+    # --- the reconcile step -------------------------------------------------------------------
+
+    def _should_continue_as_new(self) -> bool:
+        limit = self.state.max_history_events
+        if limit is not None and workflow.info().get_current_history_length() >= limit:
+            return True
+        return workflow.info().is_continue_as_new_suggested()
+
+    def _next_timer(self) -> timedelta | None:
+        due = [
+            r.retry_at
+            for r in self.state.deployments.values()
+            if r.retry_at is not None and r.cluster not in self._in_flight
+        ]
+        if not due:
+            return None
+        return max(min(due) - workflow.now(), timedelta(seconds=1))
+
+    def _bundle_paused(self) -> bool:
+        spec = self.state.spec
+        return self.state.paused or self.state.fleet_paused or bool(spec and spec.gitrepo_paused)
+
+    async def _reconcile(self) -> None:
+        spec, clusters = self.state.spec, self.state.clusters
+        if spec is None or clusters is None:
+            return
+        key = f"{spec.bundle_digest}:{clusters.version}:{spec.switches.model_dump_json()}"
+        if key != self.state.plan_key:
+            await self._plan(spec, clusters)
+            self.state.plan_key = key
+        self._remove_untargeted()
+        self._retry_due()
+        self._roll_out(clusters)
+        await self._report()
+
+    async def _plan(self, spec: BundleSpec, clusters: ClusterSnapshot) -> None:
+        result: PlanResult = await workflow.execute_activity_method(
+            GitOpsActivities.plan_bundle,
+            PlanRequest(
+                namespace=self.state.namespace,
+                bundle=self.state.bundle,
+                bundle_digest=spec.bundle_digest,
+                switches=spec.switches,
+                clusters=[PlanCluster(name=c.name, labels=c.labels) for c in clusters.clusters],
+                groups=[g.to_fleet() for g in clusters.groups],
+            ),
+            start_to_close_timeout=PLAN_TIMEOUT,
+            retry_policy=PLAN_RETRY,
+        )
+        self.state.targets = {t.cluster: t for t in result.targets}
+        self.state.plan_errors = result.errors
+        self.state.strategy = result.strategy
+        self.state.fleet_paused = result.paused
+        for target in result.targets:
+            record = self.state.deployments.setdefault(
+                target.cluster, DeploymentRecord(cluster=target.cluster)
+            )
+            record.staged = target.deployment_id
+            record.options_digest = target.options_digest
+            record.keep_resources = target.keep_resources
+            record.delete_namespace = target.delete_namespace
+
+    def _remove_untargeted(self) -> None:
+        for name, record in list(self.state.deployments.items()):
+            if name in self.state.targets or name in self._in_flight:
+                continue
+            if record.release is None:
+                del self.state.deployments[name]
+                continue
+            self._spawn(name, self._remove(record, forget=True))
+
+    def _retry_due(self) -> None:
+        now = workflow.now()
+        for name, record in self.state.deployments.items():
+            if record.retry_at is None or record.retry_at > now or name in self._in_flight:
+                continue
+            if name not in self.state.targets:
+                continue
+            record.retry_at = None
+            if record.applied == record.released:
+                # Applied but not Ready yet: watch again.
+                self._spawn(name, self._watch(record))
+            else:
+                # Released but not applied (error or offline): back to what runs there, so
+                # the rollout releases it again within its limits.
+                record.released = record.applied
+
+    def _paused_cluster(self, name: str) -> bool:
+        clusters = self.state.clusters
+        return bool(clusters and any(c.paused for c in clusters.clusters if c.name == name))
+
+    def _waiting_for(self, cluster: str) -> list[str]:
+        spec = self.state.spec
+        if spec is None or not spec.depends_on:
+            return []
+        deps = [
+            Dependency(bundle=d.bundle, accepted_states=tuple(d.accepted_states))
+            for d in spec.depends_on
+        ]
+        on_cluster = {
+            bundle: states[cluster]
+            for bundle, states in self.state.dependency_states.items()
+            if cluster in states
+        }
+        return check_dependencies(deps, on_cluster).waiting_for
+
+    def _roll_out(self, clusters: ClusterSnapshot) -> None:
+        labels = {c.name: c.labels for c in clusters.clusters}
+        rollout_targets = []
+        for name, target in sorted(self.state.targets.items()):
+            record = self.state.deployments[name]
+            rollout_targets.append(
+                RolloutTarget(
+                    cluster=name,
+                    labels=labels.get(name, {}),
+                    desired=target.deployment_id,
+                    deployed=record.released or None,
+                    applied=record.applied or None,
+                    ready=record.ready,
+                    paused=self._bundle_paused() or self._paused_cluster(name),
+                    blocked=bool(self._waiting_for(name)),
+                )
+            )
+        plan = plan_rollout(RolloutState(strategy=self.state.strategy, targets=rollout_targets))
+        self._summary = plan.summary
+        workflow.set_current_details(plan.summary)
+        for name in plan.deploy:
+            if name not in self._in_flight:
+                self._spawn(name, self._deploy(self.state.deployments[name]))
+
+    def _spawn(self, cluster: str, work: Coroutine[Any, Any, None]) -> None:
+        self._in_flight.add(cluster)
+
+        async def run() -> None:
+            try:
+                await work
+            finally:
+                self._in_flight.discard(cluster)
+                self._wake = True
+
+        asyncio.get_running_loop().create_task(run())
+
+    # --- per-cluster work ---------------------------------------------------------------------
+
+    def _failed(self, record: DeploymentRecord, err: ActivityError) -> None:
+        cause = err.cause
+        queue = cluster_task_queue(self.state.namespace, record.cluster)
+        if isinstance(cause, TemporalTimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START:
+            record.error = (
+                f"cluster offline: no worker took work from task queue {queue} "
+                f"within {int(CLUSTER_SCHEDULE_TO_START.total_seconds())}s"
+            )
+        else:
+            record.error = _one_line(str(cause or err))
+        record.retry_at = workflow.now() + DEPLOY_RETRY_DELAY
+        workflow.logger.warning(
+            "bundle %s on cluster %s: %s", self.state.bundle, record.cluster, record.error
+        )
+
+    async def _deploy(self, record: DeploymentRecord) -> None:
+        spec = self.state.spec
+        assert spec is not None
+        record.released = record.staged
+        record.released_options_digest = record.options_digest
+        record.ready = False
+        record.deploys += 1
+        try:
+            result = await workflow.execute_activity_method(
+                DeployActivities.deploy_bundle,
+                DeployRequest(
+                    gitrepo=spec.gitrepo,
+                    bundle_name=self.state.bundle,
+                    cluster_namespace=self.state.namespace,
+                    cluster_name=record.cluster,
+                    deployment_id=record.released,
+                    bundle_digest=spec.bundle_digest,
+                    options_digest=record.released_options_digest,
+                    previous_release=record.release,
+                ),
+                task_queue=cluster_task_queue(self.state.namespace, record.cluster),
+                schedule_to_start_timeout=CLUSTER_SCHEDULE_TO_START,
+                start_to_close_timeout=DEPLOY_TIMEOUT,
+                retry_policy=DEPLOY_RETRY,
+            )
+        except ActivityError as err:
+            self._failed(record, err)
+            return
+        record.release = result.release
+        record.applied = result.deployment_id
+        record.error = ""
+        await self._watch(record)
+
+    async def _watch(self, record: DeploymentRecord) -> None:
+        spec = self.state.spec
+        assert spec is not None and record.release is not None
+        try:
+            status: DeploymentStatus = await workflow.execute_activity_method(
+                DeployActivities.wait_ready,
+                WaitReadyRequest(
+                    gitrepo=spec.gitrepo,
+                    bundle_name=self.state.bundle,
+                    cluster_namespace=self.state.namespace,
+                    cluster_name=record.cluster,
+                    deployment_id=record.applied,
+                    options_digest=record.released_options_digest,
+                    release=record.release,
+                    timeout_seconds=self.state.ready_watch_seconds,
+                ),
+                task_queue=cluster_task_queue(self.state.namespace, record.cluster),
+                schedule_to_start_timeout=CLUSTER_SCHEDULE_TO_START,
+                start_to_close_timeout=WAIT_READY_TIMEOUT,
+                heartbeat_timeout=WAIT_READY_HEARTBEAT,
+                retry_policy=DEPLOY_RETRY,
+            )
+        except ActivityError as err:
+            self._failed(record, err)
+            return
+        record.ready = status.ready
+        record.non_ready = status.non_ready[:10]
+        if not status.ready:
+            record.retry_at = workflow.now() + DEPLOY_RETRY_DELAY
+
+    async def _remove(self, record: DeploymentRecord, *, forget: bool) -> None:
+        spec = self.state.spec
+        assert record.release is not None
+        try:
+            await workflow.execute_activity_method(
+                DeployActivities.remove_deployment,
+                RemoveRequest(
+                    gitrepo=spec.gitrepo if spec else "",
+                    bundle_name=self.state.bundle,
+                    cluster_namespace=self.state.namespace,
+                    cluster_name=record.cluster,
+                    release=record.release,
+                    keep_resources=record.keep_resources,
+                    delete_namespace=record.delete_namespace,
+                ),
+                task_queue=cluster_task_queue(self.state.namespace, record.cluster),
+                schedule_to_start_timeout=CLUSTER_SCHEDULE_TO_START,
+                start_to_close_timeout=REMOVE_TIMEOUT,
+                retry_policy=DEPLOY_RETRY,
+            )
+        except ActivityError as err:
+            # A cluster that is gone or offline cannot be cleaned; say so and move on.
+            workflow.logger.warning(
+                "bundle %s: removal from cluster %s failed: %s",
+                self.state.bundle,
+                record.cluster,
+                _one_line(str(err.cause or err)),
+            )
+        if forget:
+            self.state.deployments.pop(record.cluster, None)
+
+    async def _retire(self) -> None:
+        removals = [
+            self._remove(record, forget=True)
+            for record in list(self.state.deployments.values())
+            if record.release is not None
+        ]
+        await asyncio.gather(*removals)
+        self.state.targets = {}
+        await self._report(retired=True)
+
+    # --- status -------------------------------------------------------------------------------
+
+    def _states(self) -> dict[str, StateWithMessage]:
+        states: dict[str, StateWithMessage] = {}
+        for name, target in self.state.targets.items():
+            record = self.state.deployments[name]
+            states[name] = compute_state(
+                DeploymentObservation(
+                    staged_deployment_id=target.deployment_id,
+                    desired_deployment_id=record.released,
+                    applied_deployment_id=record.applied,
+                    apply_error=record.error,
+                    ready=record.ready,
+                    non_ready=record.non_ready,
+                    paused=self._bundle_paused() or self._paused_cluster(name),
+                    waiting_for=(
+                        self._waiting_for(name) if record.released != target.deployment_id else []
+                    ),
+                )
+            )
+        for name, error in self.state.plan_errors.items():
+            states[name] = StateWithMessage(state=BundleState.ERR_APPLIED, message=error)
+        return states
+
+    async def _report(self, *, retired: bool = False) -> None:
+        states = self._states()
+        summary = summarize(states)
+        spec = self.state.spec
+        report = BundleReport(
+            bundle=self.state.bundle,
+            commit=spec.commit if spec else "",
+            ready=summary.ready,
+            desired=summary.desired,
+            state=summary.state.value,
+            message=summary.message,
+            states={name: item.state.value for name, item in states.items()},
+            retired=retired,
+        )
+        fingerprint = report.model_dump_json()
+        if fingerprint == self.state.last_report:
+            return
+        self.state.last_report = fingerprint
+        workflow.upsert_search_attributes(
+            [
+                GITREPO.value_set(spec.gitrepo if spec else ""),
+                COMMIT.value_set(spec.commit if spec else ""),
+                STATE.value_set(report.state),
+                READY.value_set(report.ready),
+                DESIRED.value_set(report.desired),
+            ]
+        )
+        try:
+            await workflow.get_external_workflow_handle(self.state.gitrepo_workflow_id).signal(
+                BUNDLE_REPORT_SIGNAL, report
+            )
+        except FailureError:
+            workflow.logger.info(
+                "bundle %s: gitrepo workflow %s is gone",
+                self.state.bundle,
+                self.state.gitrepo_workflow_id,
+            )

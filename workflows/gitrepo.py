@@ -1,0 +1,549 @@
+"""GitRepoWorkflow: watch one GitRepo, read each new commit, and keep its bundle workflows in step.
+
+``gitrepo/<namespace>/<name>`` polls with ``git ls-remote`` every ``pollingInterval`` (±10%
+jitter) and clones only when the commit changed. A commit's bundles come back as names and
+digests; each valid bundle's workflow is signalled (started when new) through one batched
+signal-with-start activity, bundles that left the repo are retired, and a bundle with a bad
+fleet.yaml keeps what it had and shows its one-line error until a good commit clears it.
+Bundles report their summaries here; this workflow aggregates them into the GitRepo status
+and forwards the states of depended-on bundles to their dependents (durable dependsOn).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.gitops import (
+        BundleRef,
+        BundleStart,
+        FetchRequest,
+        FetchResult,
+        GitOpsActivities,
+        GitRepoSwitches,
+        GitSource,
+        LsRemoteRequest,
+        SyncBundlesRequest,
+    )
+    from flotilla.durations import parse_duration
+    from flotilla.errors import FlotillaError
+    from flotilla.models import GitRepoSpec
+    from flotilla.status import BundleState, worst_state
+    from workflows.bundle import (
+        BUNDLE_REPORT_SIGNAL,
+        REFRESH_SIGNAL,
+        BundleRefresh,
+        BundleReport,
+        BundleSpec,
+        BundleWorkflow,
+        BundleWorkflowState,
+        DependencyStates,
+        RetireRequest,
+    )
+    from workflows.common import (
+        CLIENT_RETRY,
+        FETCH_HEARTBEAT,
+        FETCH_TIMEOUT,
+        GIT_RETRY,
+        INVALID_SPEC,
+        LS_REMOTE_TIMEOUT,
+        SYNC_BUNDLES_TIMEOUT,
+        bundle_workflow_id,
+        registry_workflow_id,
+    )
+    from workflows.registry import (
+        CLUSTERS_CHANGED_SIGNAL,
+        ClusterRegistryWorkflow,
+        ClusterSnapshot,
+        SubscribeRequest,
+    )
+    from workflows.visibility import COMMIT, DESIRED, GITREPO, KIND, READY, STATE
+
+JITTER = 0.1
+# Bundles are signalled in batches so one activity never runs for long.
+SYNC_BATCH = 200
+_MAX_BUNDLE_LINES = 50
+
+
+class GitRepoState(BaseModel):
+    """All of a GitRepo workflow, handed whole to continue-as-new."""
+
+    namespace: str
+    name: str
+    spec: GitRepoSpec
+    commit: str = ""
+    fetched_commit: str = ""
+    bundles: dict[str, BundleRef] = Field(default_factory=dict)
+    reports: dict[str, BundleReport] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    error: str = ""
+    clusters: ClusterSnapshot | None = None
+    subscribed: bool = False
+    # What the bundle workflows were last told, so an unchanged poll signals nobody.
+    synced_key: str = ""
+    # Bundles told to retire and not yet confirmed gone.
+    retiring: list[str] = Field(default_factory=list)
+    polls: int = 0
+    deleting: bool = False
+    # Test switches: continue-as-new after this many events; passed on to bundle workflows.
+    max_history_events: int | None = None
+    bundle_max_history_events: int | None = None
+    ready_watch_seconds: float | None = None
+
+
+class UpdateSpecRequest(BaseModel):
+    spec: GitRepoSpec
+
+
+class UpdateSpecResult(BaseModel):
+    message: str
+
+
+class SyncNowRequest(BaseModel):
+    """Poll now instead of at the next interval."""
+
+
+class SyncNowResult(BaseModel):
+    commit: str
+    error: str = ""
+
+
+class DeleteRequest(BaseModel):
+    """Retire every bundle (removing their deployments), then end the workflow."""
+
+
+class DeleteResult(BaseModel):
+    bundles: int
+
+
+class GitRepoStatusRequest(BaseModel):
+    """Query input; a model so fields can be added later without breaking callers."""
+
+
+class BundleLine(BaseModel):
+    name: str
+    path: str
+    state: str
+    ready: int
+    desired: int
+    message: str
+    error: str = ""
+
+
+class GitRepoStatus(BaseModel):
+    """Fleet's GitRepo status, plus each bundle's line."""
+
+    namespace: str
+    name: str
+    repo: str
+    branch: str
+    commit: str
+    ready_clusters: int
+    desired_ready_clusters: int
+    ready_bundle_deployments: str
+    state: str
+    message: str
+    error: str
+    bundles: list[BundleLine]
+    warnings: list[str] = Field(default_factory=list)
+
+
+def _source_key(spec: GitRepoSpec) -> str:
+    return GitSource.from_spec(spec).model_dump_json() + ",".join(spec.paths)
+
+
+@workflow.defn
+class GitRepoWorkflow:
+    """``gitrepo/<namespace>/<name>``: polls git and keeps the bundles of the commit deployed."""
+
+    @workflow.init
+    def __init__(self, state: GitRepoState) -> None:
+        self.state = state
+        self._wake = False
+        self._poll_now = True
+        self._forward: set[str] = set()
+        self._published: tuple[str, str, int, int] | None = None
+
+    @workflow.run
+    async def run(self, state: GitRepoState) -> None:
+        workflow.upsert_search_attributes(
+            [KIND.value_set("GitRepo"), GITREPO.value_set(self.state.name)]
+        )
+        await self._subscribe()
+        while not self.state.deleting:
+            if self._poll_now:
+                self._poll_now = False
+                await self._poll()
+            await self._sync_bundles()
+            await self._forward_dependencies()
+            self._publish()
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self.state)
+            if self.state.spec.disable_polling:
+                await workflow.wait_condition(lambda: self._wake or self.state.deleting)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: self._wake or self.state.deleting, timeout=self._interval()
+                    )
+                if not self._wake:
+                    self._poll_now = True
+            self._wake = False
+        await self._delete()
+
+    def _interval(self) -> timedelta:
+        seconds = parse_duration(self.state.spec.polling_interval, field="spec.pollingInterval")
+        jitter = 1 + JITTER * (2 * workflow.random().random() - 1)
+        return timedelta(seconds=max(seconds, 1.0) * jitter)
+
+    def _should_continue_as_new(self) -> bool:
+        limit = self.state.max_history_events
+        if limit is not None and workflow.info().get_current_history_length() >= limit:
+            return True
+        return workflow.info().is_continue_as_new_suggested()
+
+    # --- handlers -----------------------------------------------------------------------------
+
+    @workflow.signal(name=CLUSTERS_CHANGED_SIGNAL)
+    def clusters_changed(self, snapshot: ClusterSnapshot) -> None:
+        if self.state.clusters is None or snapshot.version >= self.state.clusters.version:
+            self.state.clusters = snapshot
+            self._wake = True
+
+    @workflow.signal(name=BUNDLE_REPORT_SIGNAL)
+    def bundle_report(self, report: BundleReport) -> None:
+        if report.retired:
+            self.state.reports.pop(report.bundle, None)
+            if report.bundle in self.state.retiring:
+                self.state.retiring.remove(report.bundle)
+        else:
+            self.state.reports[report.bundle] = report
+        self._forward.add(report.bundle)
+        self._wake = True
+
+    @workflow.update
+    async def sync_now(self, request: SyncNowRequest) -> SyncNowResult:
+        polls = self.state.polls
+        self._poll_now = True
+        self._wake = True
+        await workflow.wait_condition(lambda: self.state.polls > polls or self.state.deleting)
+        return SyncNowResult(commit=self.state.commit, error=self.state.error)
+
+    @workflow.update
+    def update_spec(self, request: UpdateSpecRequest) -> UpdateSpecResult:
+        old = self.state.spec
+        self.state.spec = request.spec
+        if _source_key(old) != _source_key(request.spec):
+            self._poll_now = True
+        self._wake = True
+        return UpdateSpecResult(message=f"gitrepo {self.state.namespace}/{self.state.name} updated")
+
+    @update_spec.validator
+    def _validate_update_spec(self, request: UpdateSpecRequest) -> None:
+        try:
+            parse_duration(request.spec.polling_interval, field="spec.pollingInterval")
+        except FlotillaError as err:
+            raise ApplicationError(str(err), type=INVALID_SPEC, non_retryable=True) from None
+        if self.state.deleting:
+            raise ApplicationError(
+                f"gitrepo {self.state.namespace}/{self.state.name} is being deleted",
+                type=INVALID_SPEC,
+                non_retryable=True,
+            )
+
+    @workflow.update
+    def delete(self, request: DeleteRequest) -> DeleteResult:
+        self.state.deleting = True
+        return DeleteResult(bundles=len(self.state.bundles))
+
+    @workflow.query
+    def status(self, request: GitRepoStatusRequest) -> GitRepoStatus:
+        return self._status()
+
+    # --- polling and reading ------------------------------------------------------------------
+
+    async def _subscribe(self) -> None:
+        if self.state.subscribed:
+            return
+        registry = workflow.get_external_workflow_handle_for(
+            ClusterRegistryWorkflow.run, registry_workflow_id(self.state.namespace)
+        )
+        try:
+            await registry.signal(
+                ClusterRegistryWorkflow.subscribe,
+                SubscribeRequest(workflow_id=workflow.info().workflow_id),
+            )
+            self.state.subscribed = True
+        except FailureError:
+            self.state.error = (
+                f"no cluster registry for namespace {self.state.namespace!r}: "
+                "register a cluster with `flotilla cluster add`"
+            )
+
+    async def _poll(self) -> None:
+        spec = self.state.spec
+        source = GitSource.from_spec(spec)
+        try:
+            head = await workflow.execute_activity_method(
+                GitOpsActivities.ls_remote,
+                LsRemoteRequest(source=source),
+                start_to_close_timeout=LS_REMOTE_TIMEOUT,
+                retry_policy=GIT_RETRY,
+            )
+            if head.commit != self.state.fetched_commit or not self.state.bundles:
+                fetched: FetchResult = await workflow.execute_activity_method(
+                    GitOpsActivities.fetch_bundles,
+                    FetchRequest(
+                        namespace=self.state.namespace,
+                        gitrepo=self.state.name,
+                        source=source,
+                        commit=head.commit,
+                        paths=spec.paths,
+                    ),
+                    start_to_close_timeout=FETCH_TIMEOUT,
+                    heartbeat_timeout=FETCH_HEARTBEAT,
+                    retry_policy=GIT_RETRY,
+                )
+                self._take(fetched)
+            self.state.error = ""
+        except ActivityError as err:
+            # Recorded in the status; the next poll (or a new spec) tries again.
+            self.state.error = str(err.cause or err)
+            workflow.logger.warning(
+                "gitrepo %s/%s: %s", self.state.namespace, self.state.name, self.state.error
+            )
+        if not self.state.subscribed:
+            await self._subscribe()
+        self.state.polls += 1
+
+    def _take(self, fetched: FetchResult) -> None:
+        previous = self.state.bundles
+        bundles: dict[str, BundleRef] = {}
+        for ref in fetched.bundles:
+            if ref.error and ref.name in previous and previous[ref.name].digest:
+                # A bad fleet.yaml keeps the last good version running; only its error shows.
+                bundles[ref.name] = previous[ref.name].model_copy(update={"error": ref.error})
+            else:
+                bundles[ref.name] = ref
+        self.state.bundles = bundles
+        self.state.commit = fetched.commit
+        self.state.fetched_commit = fetched.commit
+        self.state.warnings = fetched.warnings
+        workflow.logger.info(
+            "gitrepo %s/%s: commit %s, %d bundles",
+            self.state.namespace,
+            self.state.name,
+            fetched.commit[:12],
+            len(bundles),
+        )
+
+    # --- bundle workflows ---------------------------------------------------------------------
+
+    def _bundle_spec(self, ref: BundleRef) -> BundleSpec:
+        spec = self.state.spec
+        return BundleSpec(
+            gitrepo=self.state.name,
+            commit=self.state.commit,
+            bundle_digest=ref.digest,
+            labels=ref.labels,
+            depends_on=ref.depends_on,
+            switches=GitRepoSwitches.from_spec(spec),
+            gitrepo_paused=spec.paused,
+        )
+
+    def _deployable(self) -> list[BundleRef]:
+        return [r for r in self.state.bundles.values() if r.digest]
+
+    def _dependency_states(self, ref: BundleRef) -> dict[str, dict[str, str]]:
+        return {
+            d.bundle: self.state.reports[d.bundle].states
+            for d in ref.depends_on
+            if d.bundle in self.state.reports
+        }
+
+    async def _sync_bundles(self) -> None:
+        clusters = self.state.clusters
+        if clusters is None:
+            return
+        wanted = {r.name: r for r in self._deployable()}
+        specs = {name: self._bundle_spec(ref) for name, ref in wanted.items()}
+        key = f"{clusters.version}|" + "|".join(
+            f"{n}:{s.model_dump_json()}" for n, s in sorted(specs.items())
+        )
+        retired = sorted(
+            set(self.state.reports) - set(self.state.bundles) - set(self.state.retiring)
+        )
+        if key == self.state.synced_key and not retired:
+            return
+        starts = [
+            BundleStart(
+                workflow_id=bundle_workflow_id(self.state.namespace, name),
+                signal=REFRESH_SIGNAL,
+                signal_arg=BundleRefresh(
+                    spec=specs[name],
+                    clusters=clusters,
+                    dependency_states=self._dependency_states(ref),
+                ).model_dump(mode="json"),
+                start_input=BundleWorkflowState(
+                    namespace=self.state.namespace,
+                    bundle=name,
+                    gitrepo_workflow_id=workflow.info().workflow_id,
+                    max_history_events=self.state.bundle_max_history_events,
+                    **(
+                        {"ready_watch_seconds": self.state.ready_watch_seconds}
+                        if self.state.ready_watch_seconds is not None
+                        else {}
+                    ),
+                ).model_dump(mode="json"),
+                static_summary=f"bundle {name} of gitrepo {self.state.namespace}/{self.state.name}",
+            )
+            for name, ref in sorted(wanted.items())
+        ]
+        try:
+            for index in range(0, len(starts), SYNC_BATCH):
+                await workflow.execute_activity_method(
+                    GitOpsActivities.sync_bundles,
+                    SyncBundlesRequest(
+                        workflow=BundleWorkflow.__name__,
+                        task_queue=workflow.info().task_queue,
+                        starts=starts[index : index + SYNC_BATCH],
+                    ),
+                    start_to_close_timeout=SYNC_BUNDLES_TIMEOUT,
+                    retry_policy=CLIENT_RETRY,
+                )
+        except ActivityError as err:
+            self.state.error = f"could not update bundle workflows: {err.cause or err}"
+            return
+        self.state.synced_key = key
+        for name in retired:
+            await self._retire(name)
+
+    async def _retire(self, name: str) -> None:
+        self.state.retiring.append(name)
+        handle = workflow.get_external_workflow_handle_for(
+            BundleWorkflow.run, bundle_workflow_id(self.state.namespace, name)
+        )
+        try:
+            await handle.signal(BundleWorkflow.retire, RetireRequest())
+        except FailureError:
+            # Already gone: nothing left to wait for.
+            self.state.reports.pop(name, None)
+            self.state.retiring.remove(name)
+
+    async def _forward_dependencies(self) -> None:
+        """Send each changed bundle's per-cluster states to the bundles that depend on it."""
+        changed, self._forward = self._forward, set()
+        for ref in self._deployable():
+            for dep in ref.depends_on:
+                if dep.bundle not in changed or dep.bundle not in self.state.reports:
+                    continue
+                handle = workflow.get_external_workflow_handle_for(
+                    BundleWorkflow.run, bundle_workflow_id(self.state.namespace, ref.name)
+                )
+                with contextlib.suppress(FailureError):
+                    await handle.signal(
+                        BundleWorkflow.dependency_states,
+                        DependencyStates(
+                            bundle=dep.bundle, states=self.state.reports[dep.bundle].states
+                        ),
+                    )
+
+    async def _delete(self) -> None:
+        self.state.bundles = {}
+        for name in sorted(set(self.state.reports) - set(self.state.retiring)):
+            await self._retire(name)
+        await workflow.wait_condition(lambda: not self.state.reports)
+        registry = workflow.get_external_workflow_handle_for(
+            ClusterRegistryWorkflow.run, registry_workflow_id(self.state.namespace)
+        )
+        with contextlib.suppress(FailureError):
+            await registry.signal(
+                ClusterRegistryWorkflow.unsubscribe,
+                SubscribeRequest(workflow_id=workflow.info().workflow_id),
+            )
+        self._publish()
+
+    # --- status -------------------------------------------------------------------------------
+
+    def _status(self) -> GitRepoStatus:
+        lines = []
+        states: list[BundleState] = []
+        ready_bd = desired_bd = 0
+        per_cluster: dict[str, bool] = {}
+        for name, ref in sorted(self.state.bundles.items()):
+            report = self.state.reports.get(name)
+            state = report.state if report else BundleState.PENDING.value
+            if ref.error:
+                state = BundleState.ERR_APPLIED.value
+            states.append(BundleState(state))
+            if report:
+                ready_bd += report.ready
+                desired_bd += report.desired
+                for cluster, cluster_state in report.states.items():
+                    per_cluster[cluster] = per_cluster.get(cluster, True) and (
+                        cluster_state == BundleState.READY.value
+                    )
+            lines.append(
+                BundleLine(
+                    name=name,
+                    path=ref.path,
+                    state=state,
+                    ready=report.ready if report else 0,
+                    desired=report.desired if report else 0,
+                    message=report.message if report else "",
+                    error=ref.error,
+                )
+            )
+        worst = worst_state(states)
+        first_bad = next(
+            (b for b in lines if b.state == worst.value and worst.value != "Ready"), None
+        )
+        message = self.state.error or (
+            f"{first_bad.name}: {first_bad.error or first_bad.message}" if first_bad else ""
+        )
+        return GitRepoStatus(
+            namespace=self.state.namespace,
+            name=self.state.name,
+            repo=self.state.spec.repo,
+            branch=self.state.spec.revision or self.state.spec.branch,
+            commit=self.state.commit,
+            ready_clusters=sum(per_cluster.values()),
+            desired_ready_clusters=len(per_cluster),
+            ready_bundle_deployments=f"{ready_bd}/{desired_bd}",
+            state=("GitError" if self.state.error and not self.state.commit else worst.value),
+            message=message,
+            error=self.state.error,
+            bundles=lines[:_MAX_BUNDLE_LINES],
+            warnings=self.state.warnings,
+        )
+
+    def _publish(self) -> None:
+        status = self._status()
+        current = (
+            status.commit,
+            status.state,
+            status.ready_clusters,
+            status.desired_ready_clusters,
+        )
+        if self._published == current:
+            return
+        self._published = current
+        workflow.upsert_search_attributes(
+            [
+                COMMIT.value_set(status.commit),
+                STATE.value_set(status.state),
+                READY.value_set(status.ready_clusters),
+                DESIRED.value_set(status.desired_ready_clusters),
+            ]
+        )
+        workflow.set_current_details(
+            f"commit {status.commit[:12] or 'none'}: {status.ready_bundle_deployments} bundle "
+            f"deployments ready, {status.state}"
+            + (f" ({status.message})" if status.message else "")
+        )
