@@ -174,8 +174,7 @@ def _application_error(err: FlotillaError, redact: Redactor) -> ApplicationError
     message = redact(str(err))
     delay: float | None = None
     if isinstance(err, KubeError):
-        kind = type(err).__name__.removesuffix("Error")
-        retryable = err.retryable
+        kind, retryable = err.error_type, err.retryable
         delay = err.retry_after
     elif isinstance(err, HelmError):
         kind, retryable = err.kind, err.retryable

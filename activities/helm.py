@@ -55,6 +55,10 @@ _TRANSIENT = (
 )
 
 
+# Helm errors that come from rendering the chart: the same chart and values fail every time.
+_RENDER_FAILURES = ("parse error", "template:", "execution error at", "yaml:")
+
+
 def helm_binary() -> str:
     """``$FLOTILLA_HELM``, else ``helm`` on PATH."""
     configured = os.environ.get("FLOTILLA_HELM")
@@ -86,7 +90,7 @@ def classify(message: str) -> str:
         return "Forbidden"
     if " is invalid" in lowered or "error validating" in lowered:
         return "InvalidManifest"
-    if "parse error" in lowered or "template:" in lowered or "yaml:" in lowered:
+    if any(marker in lowered for marker in _RENDER_FAILURES):
         return "ChartRenderFailed"
     return "HelmFailed"
 

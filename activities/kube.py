@@ -39,9 +39,13 @@ _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DE
 
 
 class KubeError(FlotillaError):
-    """A call to a cluster's API failed; ``retryable`` tells Temporal whether to try again."""
+    """A call to a cluster's API failed; ``retryable`` tells Temporal whether to try again.
+
+    ``error_type`` is the Temporal ApplicationError type, shared with helm's failures.
+    """
 
     retryable = False
+    error_type = "KubeError"
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -51,30 +55,39 @@ class KubeError(FlotillaError):
 class InvalidObjectError(KubeError):
     """The API server refused an object as invalid (400, 422)."""
 
+    error_type = "InvalidManifest"
+
 
 class ForbiddenError(KubeError):
     """The credentials are not allowed to do this (401, 403)."""
+
+    error_type = "Forbidden"
 
 
 class NotFoundError(KubeError):
     """The object, its namespace or its kind does not exist (404)."""
 
+    error_type = "NotFound"
+
 
 class ConflictError(KubeError):
     """The object changed meanwhile or already exists (409)."""
 
+    error_type = "Conflict"
     retryable = True
 
 
 class ThrottledError(KubeError):
     """The API server is rate limiting (429)."""
 
+    error_type = "Throttled"
     retryable = True
 
 
 class UnreachableError(KubeError):
     """The cluster could not be reached or failed on its side (5xx, TLS, connection)."""
 
+    error_type = "ClusterUnreachable"
     retryable = True
 
 

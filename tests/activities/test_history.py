@@ -1,0 +1,149 @@
+"""Helm history traps made for real on the cluster, and recovered by the next deploy."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.deploy import ReleaseRef
+from flotilla.helmhistory import HistoryAction
+from tests.activities.conftest import UNSCHEDULABLE, Engine, configmap, deployment, dump
+
+RELEASE = "t-app"
+
+
+def stop_when(engine: Engine, proc: subprocess.Popen[bytes], revision: int, status: str) -> None:
+    """Kill helm (as a crash would) once it has recorded ``revision`` as ``status``."""
+
+    def recorded() -> bool:
+        secret = engine.get("Secret", f"sh.helm.release.v1.{RELEASE}.v{revision}")
+        return secret is not None and secret["metadata"]["labels"].get("status") == status
+
+    try:
+        engine.wait_for(f"revision {revision} {status}", recorded)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert engine.history(RELEASE)[-1]["status"] == status
+
+
+def never_ready_chart(engine: Engine) -> str:
+    return str(engine.chart_dir(RELEASE, [deployment("web", pod=UNSCHEDULABLE)], "9.9.9"))
+
+
+def statuses(engine: Engine) -> list[str]:
+    return [entry["status"] for entry in engine.history(RELEASE)]
+
+
+def test_stuck_pending_install_is_uninstalled_then_installed(engine: Engine) -> None:
+    proc = engine.helm_popen(
+        "install",
+        RELEASE,
+        never_ready_chart(engine),
+        "-n",
+        engine.namespace,
+        "--wait",
+        "--timeout",
+        "120s",
+    )
+    stop_when(engine, proc, 1, "pending-install")
+    bundle = engine.bundle({"cfg.yaml": dump(configmap("cfg", {"a": "1"}))})
+
+    result = engine.deploy(bundle, "v1")
+
+    assert result.action is HistoryAction.UNINSTALL_THEN_INSTALL and result.recovered
+    assert "revision 1 is pending-install" in result.reason
+    assert statuses(engine) == ["deployed"]
+    assert engine.get("Deployment", "web") is None
+
+
+def test_stuck_pending_upgrade_is_rolled_back_then_upgraded(engine: Engine) -> None:
+    bundle = engine.bundle({"cfg.yaml": dump(configmap("cfg", {"a": "1"}))})
+    engine.deploy(bundle, "v1")
+    proc = engine.helm_popen(
+        "upgrade",
+        RELEASE,
+        never_ready_chart(engine),
+        "-n",
+        engine.namespace,
+        "--wait",
+        "--timeout",
+        "120s",
+    )
+    stop_when(engine, proc, 2, "pending-upgrade")
+
+    result = engine.deploy(bundle, "v2")
+
+    assert result.action is HistoryAction.ROLLBACK_THEN_UPGRADE and result.recovered
+    assert (
+        "revision 2 is pending-upgrade (stuck); rolling back to deployed revision 1"
+        in result.reason
+    )
+    assert result.release.revision == 4
+    assert statuses(engine) == ["superseded", "deployed"]
+    assert engine.deploy(bundle, "v2").action is HistoryAction.ALREADY_DEPLOYED
+
+
+def test_stuck_pending_rollback_is_rolled_back_then_upgraded(engine: Engine) -> None:
+    never_ready = engine.bundle({"web.yaml": dump(deployment("web", pod=UNSCHEDULABLE))})
+    engine.deploy(never_ready, "v1")
+    good = engine.bundle({"cfg.yaml": dump(configmap("cfg", {"a": "1"}))})
+    engine.deploy(good, "v2")
+    proc = engine.helm_popen(
+        "rollback", RELEASE, "1", "-n", engine.namespace, "--wait", "--timeout", "120s"
+    )
+    stop_when(engine, proc, 3, "pending-rollback")
+
+    result = engine.deploy(good, "v3")
+
+    assert result.action is HistoryAction.ROLLBACK_THEN_UPGRADE and result.recovered
+    assert (
+        "revision 3 is pending-rollback (stuck); rolling back to deployed revision 2"
+        in result.reason
+    )
+    assert statuses(engine)[-1] == "deployed"
+    assert "pending-rollback" not in statuses(engine)
+    assert engine.get("ConfigMap", "cfg") is not None
+
+
+def test_pruned_recorded_revision_is_not_a_dead_end(engine: Engine) -> None:
+    bundle = engine.bundle(
+        {"cfg.yaml": dump(configmap("cfg", {"a": "1"}))}, fleet={"helm": {"maxHistory": 1}}
+    )
+    for version in ("v1", "v2", "v3"):
+        engine.deploy(bundle, version)
+    assert [entry["revision"] for entry in engine.history(RELEASE)] == [3]
+
+    result = engine.deploy(
+        bundle, "v4", previous=ReleaseRef(name=RELEASE, namespace=engine.namespace, revision=1)
+    )
+
+    assert result.action is HistoryAction.UPGRADE
+    assert "recorded revision 1 is no longer in the history" in result.reason
+    assert result.release.revision == 4
+    assert [entry["revision"] for entry in engine.history(RELEASE)] == [4]
+
+
+def test_failed_last_revision_is_upgraded_over(engine: Engine) -> None:
+    good = engine.bundle({"web.yaml": dump(deployment("web"))})
+    engine.deploy(good, "v1")
+    moved = deployment("web")
+    moved["spec"]["selector"] = {"matchLabels": {"app": "moved"}}
+    moved["spec"]["template"]["metadata"]["labels"] = {"app": "moved"}
+    broken = engine.bundle({"web.yaml": dump(moved)})
+
+    with pytest.raises(ApplicationError) as failed:
+        engine.deploy(broken, "v2")
+
+    # The API server's own reason, shortened to one line; a resend would fail the same way.
+    assert failed.value.non_retryable and failed.value.type == "InvalidManifest"
+    assert "field is immutable" in failed.value.message and "\n" not in failed.value.message
+    assert statuses(engine) == ["deployed", "failed"]
+
+    result = engine.deploy(good, "v3")
+
+    assert result.action is HistoryAction.UPGRADE
+    assert result.reason == "revision 2 is failed; upgrading over deployed revision 1"
+    assert result.release.revision == 3 and statuses(engine)[-1] == "deployed"

@@ -1,0 +1,75 @@
+"""Pure deploy-engine rules: label-safe ids, history default, protected namespaces, redaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from flotilla.deployment import (
+    Redactor,
+    deployment_label,
+    kubeconfig_secrets,
+    max_history,
+    namespace_removal_refusal,
+    secret_strings,
+)
+from flotilla.models import BundleDeploymentOptions, HelmOptions
+
+
+@pytest.mark.parametrize("deployment_id", ["v1", "s-0a1b2c", "a" * 63])
+def test_label_safe_ids_are_kept(deployment_id: str) -> None:
+    assert deployment_label(deployment_id) == deployment_id
+
+
+@pytest.mark.parametrize("deployment_id", ["s-abc:def", "a" * 64, "-x", "with space"])
+def test_other_ids_become_a_stable_digest(deployment_id: str) -> None:
+    label = deployment_label(deployment_id)
+    assert label == deployment_label(deployment_id)
+    assert len(label) == 41 and label.startswith("h") and label != deployment_id
+
+
+@pytest.mark.parametrize(("configured", "expected"), [(None, 2), (0, 2), (1, 1), (7, 7)])
+def test_max_history_defaults_to_fleets_two(configured: int | None, expected: int) -> None:
+    options = BundleDeploymentOptions(helm=HelmOptions(max_history=configured))
+    assert max_history(options) == expected
+
+
+@pytest.mark.parametrize(
+    "namespace",
+    ["default", "kube-system", "kube-public", "kube-node-lease", "fleet-local", "flotilla-system"],
+)
+def test_system_and_flotilla_namespaces_are_refused(namespace: str) -> None:
+    assert "never deleted" in namespace_removal_refusal(namespace)
+
+
+@pytest.mark.parametrize("namespace", ["shop", "kubernetes-dashboard", "my-kube-system"])
+def test_other_namespaces_may_be_deleted(namespace: str) -> None:
+    assert namespace_removal_refusal(namespace) == ""
+
+
+def test_redactor_hides_every_known_secret_and_leaves_the_rest() -> None:
+    redact = Redactor(["tok-123456"])
+    redact.add(
+        secret_strings(
+            {"db": {"password": "hunter22", "port": 5432}, "list": ["abcdef"], "on": True}
+        )
+    )
+
+    message = redact("auth tok-123456 failed for hunter22 on 5432 with abcdef (on)")
+
+    assert message == "auth [redacted] failed for [redacted] on [redacted] with [redacted] (on)"
+
+
+def test_redactor_ignores_short_strings_and_hides_each_line_of_a_multiline_secret() -> None:
+    redact = Redactor(["ab", "-----BEGIN KEY-----\nMIIBsecretbody\n-----END KEY-----"])
+
+    assert redact("ab MIIBsecretbody") == "ab [redacted]"
+
+
+def test_kubeconfig_secrets_are_its_credentials() -> None:
+    kubeconfig = {
+        "users": [
+            {"name": "a", "user": {"token": "t0ken"}},
+            {"name": "b", "user": {"client-key-data": "a2V5", "username": "bob", "password": "pw"}},
+        ]
+    }
+    assert kubeconfig_secrets(kubeconfig) == ["t0ken", "pw", "a2V5"]
