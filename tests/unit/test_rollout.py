@@ -547,3 +547,26 @@ def test_unavailable_and_up_to_date(
     model = RolloutTarget.model_validate({"cluster": "c", "desired": "v2", **target})
     assert is_unavailable(model) is unavailable
     assert is_up_to_date(model) is up_to_date
+
+
+@pytest.mark.parametrize(
+    ("flag", "reason"), [("paused", "1 paused"), ("blocked", "1 waiting for dependencies")]
+)
+def test_a_held_back_cluster_catches_up_once_released(flag: str, reason: str) -> None:
+    targets = clusters(3)
+    targets[1] = targets[1].model_copy(update={flag: True})
+    rollout = strategy(maxUnavailable=1)
+    history = []
+    for _ in range(3):
+        result = plan_rollout(RolloutState(strategy=rollout, targets=targets))
+        history.append(result.deploy)
+        targets = settle(deploy(targets, result))
+    assert history == [["c001"], ["c003"], []]
+    stuck = plan_rollout(RolloutState(strategy=rollout, targets=targets))
+    assert not stuck.done
+    assert stuck.summary == f"partition 1/1: 2/3 clusters updated, {reason}"
+    targets[1] = targets[1].model_copy(update={flag: False})
+    released = plan_rollout(RolloutState(strategy=rollout, targets=targets))
+    assert released.deploy == ["c002"]
+    final = plan_rollout(RolloutState(strategy=rollout, targets=settle(deploy(targets, released))))
+    assert final.done

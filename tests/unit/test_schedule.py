@@ -46,6 +46,8 @@ def test_parse_duration_takes_yaml_numbers_as_seconds(number: float, seconds: fl
         ("1d", "is not a duration"),
         ("s", "is not a duration"),
         ("1h30", "is not a duration"),
+        ("x5s", "is not a duration"),
+        ("1h 30m", "is not a duration"),
         ("-5s", "must not be negative"),
         (-1, "non-negative"),
         (True, "must be a duration"),
