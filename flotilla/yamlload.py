@@ -21,7 +21,23 @@ MAX_EXPANDED_NODES = 1_000_000
 # process instead of raising; depth is therefore checked on the event stream first.
 MAX_DEPTH = 200
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """The safe loader, reading timestamps as strings the way Fleet's Go YAML library does.
+
+    Dates would otherwise become ``datetime`` objects inside helm values, which neither JSON
+    nor a content digest can take.
+    """
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _TIMESTAMP_TAG]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_constructor(_TIMESTAMP_TAG, yaml.SafeLoader.construct_yaml_str)
 
 
 def load_yaml_documents(text: str, *, file: str) -> list[Any]:

@@ -233,3 +233,24 @@ def test_builtin_validation_messages_quote_the_value() -> None:
 def test_own_validation_messages_are_not_suffixed_twice() -> None:
     error = spec_error_from_validation(_validation_error({"count": 1, "name": "Foo"}), file="f")
     assert str(error) == "f: name: 'Foo' must be lower case"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("d: 2024-01-01", "2024-01-01"),
+        ("d: 2001-12-14t21:59:43.10-05:00", "2001-12-14t21:59:43.10-05:00"),
+        ("d: !!timestamp 2024-01-01", "2024-01-01"),
+        ("d: '2024-01-01'", "2024-01-01"),
+    ],
+)
+def test_timestamps_stay_strings_as_in_fleet(text: str, expected: str) -> None:
+    assert load_yaml(text, file="f") == {"d": expected}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("v: yes", True), ("v: off", False), ("v: 010", 8), ("v: 1.5", 1.5), ("v: ~", None)],
+)
+def test_yaml_1_1_scalars_read_as_in_fleet(text: str, expected: object) -> None:
+    assert load_yaml(text, file="f") == {"v": expected}
