@@ -172,13 +172,19 @@ def render_string(text: str, context: Mapping[str, Any], *, file: str, field: st
 
 
 def _read_scalar(text: str) -> Any:
-    # Fleet re-reads rendered values as YAML, so "3" becomes 3 and "true" becomes true. A
-    # result that would read as a mapping or a list, or not at all, stays the text it is.
+    """Read rendered text back as Fleet does: "3" becomes 3, "true" true, "" null.
+
+    Fleet re-parses its rendered values as YAML. Text its YAML writer would have quoted or
+    put in a block (several lines, edge spaces, " #", ":") stays a string there, and so it
+    does here; only plain numbers, booleans and nulls change type.
+    """
+    if "\n" in text or text != text.strip() or " #" in text or ":" in text:
+        return text
     try:
         value = load_yaml(text, file="")
     except SpecError:
         return text
-    return text if isinstance(value, dict | list) else value
+    return value if value is None or isinstance(value, bool | int | float) else text
 
 
 # ---------------------------------------------------------------------------------------------
