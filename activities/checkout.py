@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,22 +28,29 @@ def read_checkout(root: Path) -> FileListing:
             for entry in entries:
                 name = entry.name
                 path = f"{relative}/{name}" if relative else name
-                info = entry.stat(follow_symlinks=False)
-                if stat.S_ISLNK(info.st_mode):
+                # DirEntry answers these from the directory listing, without a stat call.
+                if entry.is_symlink():
                     listing.symlinks[path] = _link_target(entry.path, real_root)
-                elif stat.S_ISDIR(info.st_mode):
+                elif entry.is_dir(follow_symlinks=False):
                     # Hidden directories (.git first of all) never hold bundle content.
                     if not name.startswith("."):
                         stack.append((path, entry.path))
-                elif stat.S_ISREG(info.st_mode):
-                    if name.startswith(".") and name != FLEETIGNORE:
-                        continue
-                    if info.st_size > MAX_FILE_BYTES:
-                        listing.too_large[path] = info.st_size
-                    else:
-                        with open(entry.path, "rb") as handle:
-                            listing.files[path] = handle.read()
+                elif entry.is_file(follow_symlinks=False) and (
+                    not name.startswith(".") or name == FLEETIGNORE
+                ):
+                    _read_file(listing, path, entry.path)
     return listing
+
+
+def _read_file(listing: FileListing, path: str, full_path: str) -> None:
+    with open(full_path, "rb") as handle:
+        # Reading one byte past the limit tells an oversized file apart without a stat call;
+        # the rest of it is never read.
+        data = handle.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            listing.too_large[path] = os.fstat(handle.fileno()).st_size
+        else:
+            listing.files[path] = data
 
 
 def _link_target(link: str, real_root: str) -> str:

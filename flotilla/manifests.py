@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import posixpath
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
 
 from flotilla.errors import RenderError, short_repr
-from flotilla.yamlload import load_yaml_documents
+from flotilla.yamlload import MAX_YAML_BYTES, load_yaml_documents
 
 Manifest = dict[str, Any]
 
@@ -58,6 +61,7 @@ CLUSTER_SCOPED_KINDS = frozenset(
 # kind, namespace and name so the same input always gives the same output.
 _KIND_PRIORITY = {"Namespace": 0, "CustomResourceDefinition": 1}
 _LAST = len(_KIND_PRIORITY)
+_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def select_raw_files(resources: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -84,7 +88,7 @@ def select_raw_files(resources: Mapping[str, bytes]) -> dict[str, bytes]:
 def parse_manifests(text: str, *, file: str) -> list[Manifest]:
     """Parse multi-document YAML into objects; empty documents dropped, ``List`` flattened."""
     objects: list[Manifest] = []
-    for index, document in enumerate(load_yaml_documents(text, file=file)):
+    for index, document in enumerate(_load_documents(text, file=file)):
         if document is None:
             continue
         where = f"document {index + 1}"
@@ -99,6 +103,21 @@ def parse_manifests(text: str, *, file: str) -> list[Manifest]:
         for item in items:
             objects.append(_checked_object(item, file=file, where=where))
     return objects
+
+
+def _load_documents(text: str, *, file: str) -> list[Any]:
+    """Parse with libyaml directly when the text cannot hold an alias bomb, else safely.
+
+    Without an anchor (``&``) there can be no alias, so the node-by-node expansion check of
+    ``load_yaml_documents`` (most of its cost on large manifests) has nothing to find. Any
+    problem is re-parsed by ``load_yaml_documents`` so the error reads the same either way.
+    """
+    if "&" in text or len(text) > MAX_YAML_BYTES:
+        return load_yaml_documents(text, file=file)
+    try:
+        return list(yaml.load_all(text, Loader=_FAST_LOADER))
+    except (yaml.YAMLError, RecursionError):
+        return load_yaml_documents(text, file=file)
 
 
 def _checked_object(item: Any, *, file: str, where: str) -> Manifest:
@@ -179,10 +198,111 @@ def sort_manifests(objects: Iterable[Manifest]) -> list[Manifest]:
 
 
 def dump_manifests(objects: Iterable[Manifest]) -> str:
-    """Dump objects as multi-document YAML with sorted keys: equal input gives equal bytes."""
+    """Dump objects as multi-document YAML with sorted keys: equal input gives equal bytes.
+
+    Manifests are plain JSON-like data, so a small block-style writer handles them several
+    times faster than PyYAML's representer; anything outside that shape (a non-string key, a
+    float, a type YAML would tag) goes through PyYAML instead, with the same key order.
+    """
+    parts = []
+    for obj in objects:
+        lines: list[str] = ["---"]
+        try:
+            _write_mapping(obj, "", lines)
+        except _NotPlainData:
+            parts.append(_dump_with_pyyaml(obj))
+            continue
+        parts.append("\n".join(lines) + "\n")
+    return "".join(parts)
+
+
+class _NotPlainData(Exception):
+    """The value needs PyYAML's representer."""
+
+
+# Strings written without quotes: conservative, so that reading them back gives the same
+# string (the resolver check below rules out true, 1.0, null, ~ and other typed scalars).
+_PLAIN_STRING = re.compile(r"^[A-Za-z0-9_./][A-Za-z0-9_./:@=+, -]*$")
+_RESOLVER = yaml.resolver.Resolver()
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+@functools.lru_cache(maxsize=65536)
+def _string(value: str) -> str:
+    if (
+        _PLAIN_STRING.match(value)
+        and not value.endswith((" ", ":"))
+        and ": " not in value
+        and " #" not in value
+        and _resolves_to_str(value)
+    ):
+        return value
+    if "'" not in value and value.isprintable():
+        return f"'{value}'"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _resolves_to_str(value: str) -> bool:
+    tag: str = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+    return tag == _STR_TAG
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, str):
+        return _string(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    raise _NotPlainData
+
+
+def _write_mapping(mapping: Mapping[Any, Any], indent: str, lines: list[str]) -> None:
+    if not all(isinstance(k, str) for k in mapping):
+        raise _NotPlainData
+    for key in sorted(mapping):
+        value = mapping[key]
+        head = f"{indent}{_string(key)}:"
+        if isinstance(value, dict) and value:
+            lines.append(head)
+            _write_mapping(value, indent + "  ", lines)
+        elif isinstance(value, list) and value:
+            lines.append(head)
+            _write_sequence(value, indent, lines)
+        else:
+            lines.append(f"{head} {_empty_or_scalar(value)}")
+
+
+def _write_sequence(items: list[Any], indent: str, lines: list[str]) -> None:
+    for item in items:
+        if isinstance(item, dict | list) and item:
+            start = len(lines)
+            if isinstance(item, dict):
+                _write_mapping(item, indent + "  ", lines)
+            else:
+                _write_sequence(item, indent + "  ", lines)
+            # The first line of the nested block moves up onto the "- " of the item.
+            lines[start] = f"{indent}- {lines[start][len(indent) + 2 :]}"
+        else:
+            lines.append(f"{indent}- {_empty_or_scalar(item)}")
+
+
+def _empty_or_scalar(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, list):
+        return "[]"
+    return _scalar(value)
+
+
+def _dump_with_pyyaml(obj: Manifest) -> str:
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump_all(
-        list(objects),
+    return yaml.dump(
+        obj,
         Dumper=dumper,
         sort_keys=True,
         default_flow_style=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from flotilla.errors import RenderError, SpecError
 from flotilla.manifests import (
@@ -158,3 +159,66 @@ def test_select_raw_files_skips_nested_bundles_charts_and_non_yaml() -> None:
         "sub/d.yaml": b"",
     }
     assert sorted(select_raw_files(resources)) == ["a.yaml", "b.yml", "c.json", "sub/d.yaml"]
+
+
+TRICKY = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "tricky", "annotations": {"a/b": "x: y", "": "empty key"}},
+    "data": {
+        "bool": "true",
+        "float": "1.0",
+        "null": "null",
+        "tilde": "~",
+        "yes": "yes",
+        "date": "2001-01-01",
+        "hex": "0x1F",
+        "empty": "",
+        "space": " x",
+        "hash": "a #b",
+        "multi": "l1\nl2",
+        "quote": "it's",
+        "dq": '"',
+        "star": "*x",
+        "amp": "&a",
+        "dash": "-x",
+        "colon": "x:",
+        "unicode": "ünï",
+        "tab": "a\tb",
+    },
+    "spec": {"nested": [[1, [2]], [], {}, [{}], {"a": []}], "n": None, "big": 10**30, "t": True},
+}
+
+
+def test_dump_round_trips_tricky_values() -> None:
+    text = dump_manifests([TRICKY])
+    assert list(yaml.safe_load_all(text)) == [TRICKY]
+
+
+def test_dump_matches_pyyaml_for_ordinary_manifests() -> None:
+    objects = parse_manifests(TEXT, file="m.yaml")
+    expected = yaml.safe_dump_all(
+        objects,
+        sort_keys=True,
+        default_flow_style=False,
+        explicit_start=True,
+        allow_unicode=True,
+        width=1 << 16,
+    )
+    assert dump_manifests(objects) == expected
+
+
+def test_dump_falls_back_for_floats_and_non_string_keys() -> None:
+    obj = {"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"}, "v": 1.5, "k": {1: 2}}
+    assert list(yaml.safe_load_all(dump_manifests([obj]))) == [obj]
+
+
+def test_anchors_take_the_safe_path_and_alias_bombs_are_refused() -> None:
+    anchored = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: &d {k: v}\nx: *d\n"
+    assert parse_manifests(anchored, file="m")[0]["x"] == {"k": "v"}
+    bomb = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
+    bomb += "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for i in range(7):
+        bomb += f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n"
+    with pytest.raises(SpecError, match="expands to more than"):
+        parse_manifests(bomb, file="m")
