@@ -1,0 +1,116 @@
+"""GitRepoWorkflow against a real git daemon: polling, reading, bad bundles, sync, spec updates."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+
+from devenv.gitserver import GitDaemon
+from flotilla.errors import FlotillaError
+from tests.e2e.harness import Flotilla, gitrepo_yaml
+from workflows.common import gitrepo_workflow_id
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
+
+
+async def activity_counts(flotilla: Flotilla, workflow_id: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    handle = flotilla.client.get_workflow_handle(workflow_id)
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+async def test_bad_fleet_yaml_marks_only_its_bundle_and_polling_clones_once_per_commit(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    url = git_daemon.create_repo(
+        repo_name,
+        {
+            # Each directory has a fleet.yaml, so each is its own bundle (Fleet's rule).
+            "a/cm.yaml": CM.format(name="a"),
+            "a/fleet.yaml": "labels: {app: a}\n",
+            "b/cm.yaml": CM.format(name="b"),
+            "b/fleet.yaml": "helm: {releaseName: Not_Valid}\n",
+            "c/cm.yaml": CM.format(name="c"),
+            "c/fleet.yaml": "labels: {app: c}\n",
+        },
+    )
+    ns = flotilla.namespace
+    await flotilla.control.apply_text(gitrepo_yaml(ns, "repo", url), file="gitrepo.yaml")
+    status = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "repo"),
+        lambda s: len(s.bundles) == 3 and all(b.state != "Pending" for b in s.bundles),
+    )
+    by_name = {b.name: b for b in status.bundles}
+    assert set(by_name) == {"repo-a", "repo-b", "repo-c"}
+    assert by_name["repo-b"].state == "ErrApplied"
+    assert "releaseName" in by_name["repo-b"].error and "\n" not in by_name["repo-b"].error
+    assert by_name["repo-a"].state == by_name["repo-c"].state == "Ready"  # no cluster targeted
+    assert status.state == "ErrApplied" and status.message.startswith("repo-b: ")
+    # Bundles of a good fleet.yaml run their own workflows; the bad one has none.
+    assert [b.bundle for b in await flotilla.control.list_bundles(ns)] == ["repo-a", "repo-c"]
+
+    fixed = git_daemon.commit(
+        git_daemon.working_copy(repo_name),
+        {"b/fleet.yaml": "helm: {releaseName: valid-name}\n"},
+        message="fix the release name",
+    )
+    status = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "repo"),
+        lambda s: s.commit == fixed and s.state == "Ready" and len(s.bundles) == 3,
+    )
+    assert all(not b.error for b in status.bundles)
+    await flotilla.eventually(lambda: flotilla.control.list_bundles(ns), lambda bs: len(bs) == 3)
+    # Several polls happened (1s interval), but a clone only for each of the two commits.
+    counts = await activity_counts(flotilla, gitrepo_workflow_id(ns, "repo"))
+    assert counts["fetch_bundles"] == 2
+    assert counts["ls_remote"] >= 2
+
+
+async def test_sync_now_spec_updates_and_removed_bundles(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    url = git_daemon.create_repo(
+        repo_name,
+        {
+            "a/cm.yaml": CM.format(name="a"),
+            "a/fleet.yaml": "{}\n",
+            "b/cm.yaml": CM.format(name="b"),
+            "b/fleet.yaml": "{}\n",
+        },
+    )
+    ns = flotilla.namespace
+    slow = gitrepo_yaml(ns, "repo", url).replace("pollingInterval: 1s", "pollingInterval: 1h")
+    await flotilla.control.apply_text(slow, file="gitrepo.yaml")
+    await flotilla.eventually(lambda: flotilla.control.list_bundles(ns), lambda bs: len(bs) == 2)
+    work = git_daemon.working_copy(repo_name)
+    (work / "b" / "cm.yaml").unlink()
+    (work / "b" / "fleet.yaml").unlink()
+    commit = git_daemon.commit(work, {}, message="remove bundle b")
+    # An hour until the next poll: sync_now reads the new commit at once.
+    message = await flotilla.control.sync_gitrepo(ns, "repo")
+    assert message.endswith(commit[:12])
+    await flotilla.eventually(
+        lambda: flotilla.control.list_bundles(ns), lambda bs: [b.bundle for b in bs] == ["repo-a"]
+    )
+    status = await flotilla.control.gitrepo_status(ns, "repo")
+    assert [b.name for b in status.bundles] == ["repo-a"]
+
+    # A spec that fails validation never reaches the workflow.
+    with pytest.raises(FlotillaError, match="pollingInterval") as err:
+        await flotilla.control.apply_text(
+            slow.replace("pollingInterval: 1h", "pollingInterval: soon"), file="bad.yaml"
+        )
+    assert str(err.value).startswith("bad.yaml: ") and "\n" not in str(err.value)
+    # A new branch that does not exist is reported in the status, in one line.
+    await flotilla.control.apply_text(slow.replace("branch: main", "branch: nope"), file="g.yaml")
+    status = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "repo"), lambda s: bool(s.error)
+    )
+    assert "branch 'nope' not found" in status.error and "\n" not in status.error
+
+    assert "deleted" in await flotilla.control.delete_gitrepo(ns, "repo")
+    assert await flotilla.control.list_bundles(ns) == []
