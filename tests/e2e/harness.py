@@ -49,7 +49,10 @@ class Flotilla:
 
     async def cleanup(self) -> None:
         for prefix in ("gitrepo", "bundle", "registry"):
-            query = f"WorkflowId STARTS_WITH '{prefix}/{self.namespace}' AND ExecutionStatus = 'Running'"
+            query = (
+                f"WorkflowId STARTS_WITH '{prefix}/{self.namespace}' "
+                "AND ExecutionStatus = 'Running'"
+            )
             async for wf in self.client.list_workflows(query):
                 await self.client.get_workflow_handle(wf.id).terminate("test finished")
 

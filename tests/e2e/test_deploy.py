@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from devenv.cluster import LocalCluster
@@ -97,7 +98,5 @@ async def test_commit_becomes_ready_on_two_clusters_then_one_revision_per_commit
             assert [h["revision"] for h in history] == [1, 2]
     finally:
         for name in ("one", "two", "default"):
-            try:
+            with contextlib.suppress(Exception):
                 local_cluster.request("DELETE", f"/api/v1/namespaces/{prefix}-{name}")
-            except Exception:
-                pass
