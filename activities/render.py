@@ -43,6 +43,8 @@ from flotilla.values import merge_values
 # Kustomize reads the Helm output from this file, listed first in the kustomization, as Fleet
 # does when a bundle has both a chart and a kustomization.yaml.
 HELM_OUTPUT_FILE = "fleet-manifests.yaml"
+# In a raw-YAML bundle, files below templates/ are Helm templates (Fleet renders them too).
+TEMPLATES_PREFIX = "templates/"
 TOOL_TIMEOUT_SECONDS = 300
 _MAX_MESSAGE = 300
 
@@ -289,14 +291,27 @@ def render_bundle(
     release = release_name_for(bundle, options)
     namespace = release_namespace(options)
 
+    def helm_template(chart_args: list[str]) -> str:
+        return _helm_template(
+            chart_args,
+            values,
+            workdir,
+            release=release,
+            namespace=namespace,
+            options=options,
+            file=file,
+        )
+
     if style is BundleStyle.RAW:
-        objects = _raw_objects(bundle, options)
+        objects, templates = _raw_objects(bundle, options)
+        if templates:
+            chart = _generated_chart(bundle, templates, workdir / "generated")
+            text = helm_template([str(chart)])
+            objects += parse_manifests(text, file=f"{bundle.path}/templates (rendered by helm)")
     else:
         text = ""
         if style is BundleStyle.HELM:
-            text = _helm_template(
-                bundle, options, values, workdir, release=release, namespace=namespace, file=file
-            )
+            text = helm_template(_chart_args(bundle, options, workdir))
         if _has_kustomization(bundle, options):
             text = _kustomize_build(bundle, options, text, workdir, file=file)
         objects = parse_manifests(text, file=f"{bundle.path} (rendered by {style})")
@@ -318,40 +333,55 @@ def render_bundle(
 
 
 def _helm_template(
-    bundle: Bundle,
-    options: BundleDeploymentOptions,
+    chart_args: list[str],
     values: Mapping[str, Any],
     workdir: Path,
     *,
     release: str,
     namespace: str,
+    options: BundleDeploymentOptions,
     file: str,
 ) -> str:
     helm = find_tool("helm")
-    env = _helm_env(workdir)
     values_path = workdir / "values.yaml"
     values_path.write_text(yaml.safe_dump(dict(values), sort_keys=True))
-    args = [helm, "template", release]
-    if is_remote_chart(options):
-        assert options.helm is not None and options.helm.chart
-        args += [options.helm.chart, *_source_flags(options)]
-    else:
-        args.append(str(materialize_chart(bundle, workdir, options=options)))
+    args = [helm, "template", release, *chart_args]
     args += ["--namespace", namespace, "--values", str(values_path), "--include-crds"]
     if options.helm and options.helm.skip_schema_validation:
         args.append("--skip-schema-validation")
-    return _run(args, what="helm template", file=file, env=env)
+    return _run(args, what="helm template", file=file, env=_helm_env(workdir))
 
 
-def _raw_objects(bundle: Bundle, options: BundleDeploymentOptions) -> list[Manifest]:
+def _chart_args(bundle: Bundle, options: BundleDeploymentOptions, workdir: Path) -> list[str]:
+    if is_remote_chart(options):
+        assert options.helm is not None and options.helm.chart
+        return [options.helm.chart, *_source_flags(options)]
+    return [str(materialize_chart(bundle, workdir, options=options))]
+
+
+def _generated_chart(bundle: Bundle, templates: Mapping[str, bytes], dest: Path) -> Path:
+    """A chart around a raw bundle's ``templates/`` files, which Fleet renders with Helm."""
+    chart = {"apiVersion": "v2", "name": bundle.name, "version": "0.0.0"}
+    write_resources({CHART_YAML: yaml.safe_dump(chart).encode(), **templates}, dest)
+    return dest
+
+
+def _raw_objects(
+    bundle: Bundle, options: BundleDeploymentOptions
+) -> tuple[list[Manifest], dict[str, bytes]]:
+    """Objects of the raw files after overlays, and the ``templates/`` files left for Helm."""
     overlays = (options.yaml.overlays if options.yaml else None) or []
     files = apply_overlays(bundle.resources, overlays, bundle_dir=bundle.path)
     objects: list[Manifest] = []
+    templates: dict[str, bytes] = {}
     for path, data in sorted(select_raw_files(files).items()):
+        if path.startswith(TEMPLATES_PREFIX):
+            templates[path] = data
+            continue
         # Each file is parsed on its own so that an error names the file it is in.
         where = posixpath.join(bundle.path, path)
         objects += parse_manifests(data.decode("utf-8", errors="replace"), file=where)
-    return objects
+    return objects, templates
 
 
 def _has_kustomization(bundle: Bundle, options: BundleDeploymentOptions) -> bool:

@@ -123,6 +123,37 @@ def test_materialize_chart_local_and_remote(tmp_path: Path, chart_server: ChartS
     assert "version: 0.2.0" in (pulled / "Chart.yaml").read_text()
 
 
+def test_raw_bundle_templates_dir_is_rendered_by_helm(tmp_path: Path) -> None:
+    files = {
+        "fleet.yaml": "defaultNamespace: raw\nhelm: {values: {who: fleet}}\n",
+        "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\n"
+        "data: {raw: '{{ not a template }}'}\n",
+        "templates/t.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: templated}\n"
+        "data: {who: {{ .Values.who | quote }}}\n",
+    }
+    out = render_bundle(bundle_of(files), DEV, workdir=tmp_path)
+    assert find(out.manifests, "ConfigMap", "plain")["data"] == {"raw": "{{ not a template }}"}
+    assert find(out.manifests, "ConfigMap", "templated")["data"] == {"who": "fleet"}
+    assert {o["metadata"]["namespace"] for o in out.manifests} == {"raw"}
+
+
+def test_kustomize_and_raw_bundles_need_no_helm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOTILLA_HELM", str(tmp_path / "no-helm"))
+    kustomized = bundle_of(
+        {
+            "kustomization.yaml": "resources: [cm.yaml]\nnamePrefix: k-\n",
+            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+        }
+    )
+    assert render_bundle(kustomized, DEV, workdir=tmp_path / "k").manifests[0]["metadata"] == {
+        "name": "k-a"
+    }
+    raw = bundle_of({"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"})
+    assert len(render_bundle(raw, DEV, workdir=tmp_path / "r").manifests) == 1
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 
