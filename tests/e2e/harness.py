@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -48,6 +49,9 @@ class Flotilla:
         return value
 
     async def cleanup(self) -> None:
+        record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
+        if record:
+            await self.save_histories(Path(record))
         for prefix in ("gitrepo", "bundle", "registry"):
             query = (
                 f"WorkflowId STARTS_WITH '{prefix}/{self.namespace}' "
@@ -55,6 +59,18 @@ class Flotilla:
             )
             async for wf in self.client.list_workflows(query):
                 await self.client.get_workflow_handle(wf.id).terminate("test finished")
+
+    async def save_histories(self, directory: Path) -> None:
+        """Write every workflow's history of this namespace as JSON (for replay tests)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        query = f"WorkflowId STARTS_WITH '{{}}/{self.namespace}'"
+        for prefix in ("gitrepo", "bundle", "registry"):
+            async for wf in self.client.list_workflows(query.format(prefix)):
+                history = await self.client.get_workflow_handle(
+                    wf.id, run_id=wf.run_id
+                ).fetch_history()
+                name = wf.id.replace(f"/{self.namespace}", "").replace("/", "-")
+                (directory / f"{name}-{wf.run_id[-8:]}.json").write_text(history.to_json())
 
 
 async def start_flotilla(
