@@ -1,0 +1,433 @@
+"""The registry activity: list an image's tags and resolve digests over the OCI distribution API.
+
+One ``poll_registry`` call costs one request to an unchanged registry: the tag list is asked
+for with ``If-None-Match`` when the registry gave an ETag (a 304 reuses the cached list), and
+bearer tokens are cached until they expire and then fetched again without first hitting the
+registry for a 401. Digest-following policies send one ``HEAD`` on the manifest instead.
+
+Errors, each one line naming the image and never a credential:
+
+RegistryUnavailable   5xx, connection refused, timeouts: retryable with backoff
+RegistryRateLimited   429: retryable after ``Retry-After`` (``next_retry_delay``)
+RegistryAuthFailed    401/403 after authenticating, or no credentials offered: not retryable
+RegistryNotFound      404 for the repository or tag: not retryable
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import http.client
+import ipaddress
+import json
+import re
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.secrets import SecretStore
+from flotilla.errors import FlotillaError
+
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+HTTP_TIMEOUT_SECONDS = 30.0
+DEFAULT_RETRY_AFTER_SECONDS = 30.0
+# The distribution spec's default token lifetime when the token server names none.
+DEFAULT_TOKEN_SECONDS = 60.0
+# Renew a token this long before it expires, so a request never races its expiry.
+TOKEN_MARGIN_SECONDS = 5.0
+MAX_PAGES = 100
+_MAX_BODY_IN_ERROR = 120
+
+UNAVAILABLE = "RegistryUnavailable"
+RATE_LIMITED = "RegistryRateLimited"
+AUTH_FAILED = "RegistryAuthFailed"
+NOT_FOUND = "RegistryNotFound"
+NON_RETRYABLE_REGISTRY_ERRORS = [AUTH_FAILED, NOT_FOUND, "SecretNotFoundError"]
+
+
+class PollRequest(BaseModel):
+    """What to ask one registry: the tag list, the digest of one tag, or both."""
+
+    registry: str
+    repository: str
+    secret_name: str | None = None
+    list_tags: bool = True
+    digest_of: str | None = None
+
+
+class PollResult(BaseModel):
+    tags: list[str] = Field(default_factory=list)
+    digest: str | None = None
+    # sha256 of the tag list as the registry sent it: equal digests mean nothing changed.
+    listing_digest: str = ""
+    # Requests sent to the registry itself (token requests to an auth server not counted).
+    requests: int = 0
+    not_modified: bool = False
+
+
+@dataclass
+class _Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+
+@dataclass
+class _Credential:
+    """How to authorize requests for one repository: a header value and when it expires."""
+
+    scheme: str  # "Bearer" or "Basic"
+    value: str
+    expires: float = float("inf")
+    challenge: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Listing:
+    etag: str
+    digest: str
+    tags: list[str]
+
+
+def registry_host(registry: str) -> str:
+    """The host that serves the API: Docker Hub's name is not its API host."""
+    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
+
+
+def registry_scheme(host: str) -> str:
+    """Plain HTTP only on loopback, as Docker treats localhost registries; TLS elsewhere."""
+    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 else host.strip("[]")
+    if name == "localhost":
+        return "http"
+    try:
+        return "http" if ipaddress.ip_address(name).is_loopback else "https"
+    except ValueError:
+        return "https"
+
+
+_CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="...",service="...",scope="..."`` -> ("bearer", {realm, service, scope})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {m[1].lower(): m[2] if m[2] else m[3] for m in _CHALLENGE_PARAM.finditer(rest)}
+    return scheme.lower(), params
+
+
+def retry_after_seconds(value: str, now: float) -> float:
+    """``Retry-After`` as seconds (a number or an HTTP date); a default when absent or bad."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_AFTER_SECONDS
+    return max(when.timestamp() - now, 1.0)
+
+
+def _next_link(header: str) -> str | None:
+    """The ``rel="next"`` target of a ``Link`` header, if any."""
+    for part in header.split(","):
+        match = re.match(r"\s*<([^>]*)>\s*;(.*)", part)
+        if match and re.search(r'rel="?next"?', match[2]):
+            return match[1]
+    return None
+
+
+def _short(body: bytes) -> str:
+    text = " ".join(body.decode("utf-8", "replace").split())
+    return text if len(text) <= _MAX_BODY_IN_ERROR else text[: _MAX_BODY_IN_ERROR - 3] + "..."
+
+
+class RegistryActivities:
+    """Registry reads with per-worker caches of tokens and tag lists (guarded by a lock)."""
+
+    def __init__(self, secrets: SecretStore, *, page_size: int | None = None) -> None:
+        self.secrets = secrets
+        # None: let the registry choose (distribution sends every tag in one response).
+        self.page_size = page_size
+        self._lock = threading.Lock()
+        self._credentials: dict[tuple[str, str], _Credential] = {}
+        self._listings: dict[tuple[str, str], _Listing] = {}
+
+    @activity.defn
+    def poll_registry(self, request: PollRequest) -> PollResult:
+        """List the tags of ``registry/repository`` and/or resolve one tag's manifest digest."""
+        session = _Session(self, request)
+        try:
+            result = PollResult()
+            if request.list_tags:
+                result = session.list_tags()
+            if request.digest_of:
+                result.digest = session.digest(request.digest_of)
+            result.requests = session.requests
+        except FlotillaError as err:  # a missing or malformed secret
+            raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from None
+        finally:
+            session.close()
+        activity.logger.info(
+            "registry %s/%s: %d tags, digest %s, %d request(s)%s",
+            request.registry,
+            request.repository,
+            len(result.tags),
+            result.digest or "-",
+            result.requests,
+            " (not modified)" if result.not_modified else "",
+        )
+        return result
+
+
+class _Session:
+    """One poll: connections kept open for its few requests, counted for the result."""
+
+    def __init__(self, owner: RegistryActivities, request: PollRequest) -> None:
+        self.owner = owner
+        self.request = request
+        self.host = registry_host(request.registry)
+        self.scheme = registry_scheme(self.host)
+        self.key = (request.registry, request.repository)
+        self.name = f"{request.registry}/{request.repository}"
+        self.requests = 0
+        self._connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
+
+    def close(self) -> None:
+        for conn in self._connections.values():
+            conn.close()
+
+    # --- HTTP ---------------------------------------------------------------------------------
+
+    def _http(self, method: str, url: str, headers: dict[str, str]) -> _Response:
+        parts = urllib.parse.urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        for attempt in (1, 2):
+            conn = self._connections.get(key)
+            if conn is None:
+                factory = (
+                    http.client.HTTPSConnection
+                    if parts.scheme == "https"
+                    else http.client.HTTPConnection
+                )
+                conn = factory(parts.netloc, timeout=HTTP_TIMEOUT_SECONDS)
+                self._connections[key] = conn
+            try:
+                conn.request(method, path, headers={"User-Agent": "flotilla", **headers})
+                resp = conn.getresponse()
+                body = resp.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # A kept-alive connection the server closed: reconnect once.
+                conn.close()
+                self._connections.pop(key, None)
+                if attempt == 2:
+                    raise
+                continue
+            if resp.getheader("connection", "").lower() == "close":
+                conn.close()
+                self._connections.pop(key, None)
+            return _Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
+        raise AssertionError("unreachable")
+
+    def _registry_call(
+        self, method: str, path: str, headers: dict[str, str], what: str
+    ) -> _Response:
+        """A request to the registry with authorization; a 401 leads to one authentication."""
+        url = path if path.startswith("http") else f"{self.scheme}://{self.host}{path}"
+        credential = self._credential()
+        for fresh in (False, True):
+            auth = (
+                {"Authorization": f"{credential.scheme} {credential.value}"} if credential else {}
+            )
+            try:
+                self.requests += 1
+                resp = self._http(method, url, {**headers, **auth})
+            except OSError as err:
+                raise ApplicationError(
+                    f"{self.name}: {what}: registry unreachable: {err}", type=UNAVAILABLE
+                ) from None
+            if resp.status != 401:
+                return resp
+            if fresh:
+                break
+            credential = self._authenticate(resp.header("www-authenticate"), what)
+        secret = self.request.secret_name
+        raise ApplicationError(
+            f"{self.name}: {what}: 401 Unauthorized after authenticating"
+            + (f" with secret {secret!r}" if secret else " anonymously (set secretRef)"),
+            type=AUTH_FAILED,
+            non_retryable=True,
+        )
+
+    def _check(self, resp: _Response, what: str, *, ok: tuple[int, ...] = (200,)) -> None:
+        if resp.status in ok:
+            return
+        status = f"{resp.status} {http.client.responses.get(resp.status, '')}".strip()
+        if resp.status == 429:
+            delay = retry_after_seconds(resp.header("retry-after"), time.time())
+            raise ApplicationError(
+                f"{self.name}: {what}: {status}, retrying in {delay:.0f}s",
+                type=RATE_LIMITED,
+                next_retry_delay=timedelta(seconds=delay),
+            )
+        if resp.status == 404:
+            raise ApplicationError(
+                f"{self.name}: {what}: {status}", type=NOT_FOUND, non_retryable=True
+            )
+        if resp.status == 403:
+            raise ApplicationError(
+                f"{self.name}: {what}: {status}", type=AUTH_FAILED, non_retryable=True
+            )
+        detail = f": {_short(resp.body)}" if resp.body else ""
+        raise ApplicationError(f"{self.name}: {what}: {status}{detail}", type=UNAVAILABLE)
+
+    # --- authentication -----------------------------------------------------------------------
+
+    def _basic(self) -> str | None:
+        if not self.request.secret_name:
+            return None
+        data = self.owner.secrets.get(self.request.secret_name)
+        user, password = data.get("username", ""), data.get("password", "")
+        return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def _credential(self) -> _Credential | None:
+        """The cached credential; an expired bearer token is renewed from its known challenge."""
+        with self.owner._lock:
+            cached = self.owner._credentials.get(self.key)
+        if cached is None or cached.expires - TOKEN_MARGIN_SECONDS > time.time():
+            return cached
+        return self._fetch_token(cached.challenge, "token renewal")
+
+    def _authenticate(self, header: str, what: str) -> _Credential:
+        scheme, params = parse_challenge(header)
+        if scheme == "basic":
+            basic = self._basic()
+            if basic is None:
+                raise ApplicationError(
+                    f"{self.name}: {what}: registry asks for credentials (set secretRef)",
+                    type=AUTH_FAILED,
+                    non_retryable=True,
+                )
+            credential = _Credential("Basic", basic)
+            with self.owner._lock:
+                self.owner._credentials[self.key] = credential
+            return credential
+        if scheme != "bearer" or "realm" not in params:
+            raise ApplicationError(
+                f"{self.name}: {what}: 401 with an unsupported challenge {header[:60]!r}",
+                type=AUTH_FAILED,
+                non_retryable=True,
+            )
+        params.setdefault("scope", f"repository:{self.request.repository}:pull")
+        return self._fetch_token(params, what)
+
+    def _fetch_token(self, challenge: dict[str, str], what: str) -> _Credential:
+        query = urllib.parse.urlencode(
+            [(k, challenge[k]) for k in ("service", "scope") if challenge.get(k)]
+        )
+        realm = challenge["realm"]
+        url = f"{realm}{'&' if '?' in realm else '?'}{query}" if query else realm
+        basic = self._basic()
+        headers = {"Authorization": f"Basic {basic}"} if basic else {}
+        try:
+            resp = self._http("GET", url, headers)
+        except OSError as err:
+            raise ApplicationError(
+                f"{self.name}: {what}: token server unreachable: {err}", type=UNAVAILABLE
+            ) from None
+        if resp.status in (401, 403):
+            secret = self.request.secret_name
+            raise ApplicationError(
+                f"{self.name}: {what}: token server refused "
+                + (f"the credentials of secret {secret!r}" if secret else "anonymous access")
+                + f" ({resp.status})",
+                type=AUTH_FAILED,
+                non_retryable=True,
+            )
+        self._check(resp, f"{what}: token")
+        try:
+            data = json.loads(resp.body)
+            token = data.get("token") or data["access_token"]
+        except (ValueError, KeyError, AttributeError):
+            raise ApplicationError(
+                f"{self.name}: {what}: token server sent no token", type=UNAVAILABLE
+            ) from None
+        lifetime = float(data.get("expires_in") or DEFAULT_TOKEN_SECONDS)
+        credential = _Credential("Bearer", token, time.time() + lifetime, dict(challenge))
+        with self.owner._lock:
+            self.owner._credentials[self.key] = credential
+        return credential
+
+    # --- API calls ----------------------------------------------------------------------------
+
+    def list_tags(self) -> PollResult:
+        """Every tag, following ``Link`` pages; the first page is conditional on its ETag."""
+        what = "tags list"
+        with self.owner._lock:
+            cached = self.owner._listings.get(self.key)
+        query = f"?n={self.owner.page_size}" if self.owner.page_size else ""
+        path: str | None = f"/v2/{self.request.repository}/tags/list{query}"
+        headers = {"Accept": "application/json"}
+        if cached and cached.etag:
+            headers["If-None-Match"] = cached.etag
+        tags: list[str] = []
+        digest = hashlib.sha256()
+        etag = ""
+        pages = 0
+        while path and pages < MAX_PAGES:
+            resp = self._registry_call("GET", path, headers, what)
+            if resp.status == 304 and cached is not None:
+                return PollResult(
+                    tags=list(cached.tags), listing_digest=cached.digest, not_modified=True
+                )
+            self._check(resp, what)
+            if pages == 0:
+                etag = resp.header("etag")
+            headers.pop("If-None-Match", None)
+            try:
+                page = json.loads(resp.body).get("tags") or []
+            except (ValueError, AttributeError):
+                raise ApplicationError(
+                    f"{self.name}: {what}: not a tag list: {_short(resp.body)}", type=UNAVAILABLE
+                ) from None
+            tags.extend(str(t) for t in page)
+            digest.update(resp.body)
+            pages += 1
+            link = _next_link(resp.header("link"))
+            path = urllib.parse.urljoin(f"{self.scheme}://{self.host}/", link) if link else None
+        listing = _Listing(etag=etag, digest="sha256:" + digest.hexdigest(), tags=tags)
+        with self.owner._lock:
+            self.owner._listings[self.key] = listing
+        return PollResult(tags=tags, listing_digest=listing.digest)
+
+    def digest(self, tag: str) -> str:
+        """The manifest digest behind ``tag`` (image index, manifest list or single manifest)."""
+        what = f"manifest {tag!r}"
+        path = f"/v2/{self.request.repository}/manifests/{tag}"
+        headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+        resp = self._registry_call("HEAD", path, headers, what)
+        self._check(resp, what)
+        found = resp.header("docker-content-digest")
+        if found:
+            return found
+        # Some registries answer HEAD without the header: the digest of the body is the same.
+        resp = self._registry_call("GET", path, headers, what)
+        self._check(resp, what)
+        return "sha256:" + hashlib.sha256(resp.body).hexdigest()
