@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from flotilla.errors import FlotillaError, SpecError, short_repr
-from flotilla.manifests import RAW_SUFFIXES
+from flotilla.manifests import FLEET_YAML_NAMES
 from flotilla.models import (
     MAX_RELEASE_NAME_LEN,
     BundleDeploymentOptions,
@@ -27,7 +27,6 @@ from flotilla.overlays import check_overlays
 from flotilla.values import merge_values
 from flotilla.yamlload import load_yaml_mapping
 
-FLEET_YAML_NAMES = ("fleet.yaml", "fleet.yml")
 FLEETIGNORE = ".fleetignore"
 CHART_YAML = "Chart.yaml"
 KUSTOMIZATION_YAML = "kustomization.yaml"
@@ -203,12 +202,14 @@ def _follow_links(listing: FileListing) -> _Tree:
                 bad[link] = f"symlink points outside the checkout ({short_repr(target)})"
             elif resolved in files:
                 files[link] = files[resolved]
-            elif resolved in pending or resolved in bad:
+            elif resolved in bad:
+                bad[link] = bad[resolved]
+            elif resolved in pending:
                 still[link] = target  # a link to a link: resolve on the next round
-            elif link == resolved or link.startswith(resolved + "/"):
+            elif resolved in (".", link) or link.startswith(resolved + "/"):
                 bad[link] = f"symlink loops back to its own directory ({short_repr(target)})"
             else:
-                prefix = resolved + "/" if resolved != "." else ""
+                prefix = resolved + "/"
                 under = {p[len(prefix) :]: d for p, d in files.items() if p.startswith(prefix)}
                 links = {p[len(prefix) :]: t for p, t in pending.items() if p.startswith(prefix)}
                 if not under and not links:
@@ -232,7 +233,7 @@ def _follow_links(listing: FileListing) -> _Tree:
 # ---------------------------------------------------------------------------------------------
 
 
-def glob_dirs(tree_dirs: Iterable[str], pattern: str) -> list[str]:
+def _glob_dirs(tree_dirs: Iterable[str], pattern: str) -> list[str]:
     """Directories matching a GitRepo ``paths`` glob (``*`` stays within one path segment)."""
     cleaned = posixpath.normpath(pattern.lstrip("/") or ".")
     if cleaned == ".":
@@ -270,7 +271,7 @@ def _walk_dirs(tree: _Tree, directory: str) -> Iterator[str]:
         yield from _walk_dirs(tree, child)
 
 
-def find_bundle_dirs(tree: _Tree, base: str) -> list[str]:
+def _find_bundle_dirs(tree: _Tree, base: str) -> list[str]:
     """Bundle directories below one ``paths`` entry, in walk order (Fleet's rules)."""
     found = []
     if tree.fleet_yaml(base) or _has_loose_yaml(tree, base):
@@ -306,7 +307,7 @@ def _ignored(name: str, is_dir: bool, patterns: Sequence[str]) -> bool:
     return False
 
 
-def collect_content(
+def _collect_content(
     tree: _Tree, directory: str, *, skip: frozenset[str]
 ) -> tuple[dict[str, bytes], list[str]]:
     """Every file below ``directory`` by relative path, minus hidden and ignored files and
@@ -436,14 +437,14 @@ def read_bundles(
     seen_dirs: set[str] = set()
     names: dict[str, str] = {}
     for pattern in paths or (".",):
-        bases = glob_dirs(tree.dirs, pattern)
+        bases = _glob_dirs(tree.dirs, pattern)
         if not bases:
             where = f"{namespace}/{gitrepo_name}" if namespace else gitrepo_name
             result.warnings.append(
                 f"gitrepo {where}: paths: {short_repr(pattern)} matches no directory"
             )
         for base in bases:
-            for directory in find_bundle_dirs(tree, base):
+            for directory in _find_bundle_dirs(tree, base):
                 if directory in seen_dirs:
                     continue
                 seen_dirs.add(directory)
@@ -456,7 +457,7 @@ def _read_one(
 ) -> None:
     path = directory or "."
     try:
-        bundle = read_bundle(tree, directory, gitrepo_name=gitrepo_name)
+        bundle = _read_bundle(tree, directory, gitrepo_name=gitrepo_name)
     except FlotillaError as err:
         result.invalid.append(InvalidBundle(path=path, error=str(err)))
         return
@@ -477,7 +478,7 @@ def _read_one(
     result.warnings.extend(bundle.warnings)
 
 
-def read_bundle(tree: _Tree, directory: str, *, gitrepo_name: str) -> Bundle | None:
+def _read_bundle(tree: _Tree, directory: str, *, gitrepo_name: str) -> Bundle | None:
     """Read the bundle in ``directory``; None when it has nothing to deploy."""
     fleet_name = tree.fleet_yaml(directory)
     file = _join(directory, fleet_name or "fleet.yaml")
@@ -499,9 +500,9 @@ def read_bundle(tree: _Tree, directory: str, *, gitrepo_name: str) -> Bundle | N
             field="name",
         )
     skip = {fleet_name} if fleet_name else set()
-    options, values_files = merge_values_files(tree, directory, options, file=file)
+    options, values_files = _merge_values_files(tree, directory, options, file=file)
     skip.update(values_files)
-    resources, problems = collect_content(tree, directory, skip=frozenset(skip))
+    resources, problems = _collect_content(tree, directory, skip=frozenset(skip))
     if problems:
         raise SpecError(problems[0])
     for rel, data in resources.items():
@@ -522,7 +523,7 @@ def read_bundle(tree: _Tree, directory: str, *, gitrepo_name: str) -> Bundle | N
     )
 
 
-def merge_values_files(
+def _merge_values_files(
     tree: _Tree, directory: str, options: FleetYaml, *, file: str
 ) -> tuple[FleetYaml, set[str]]:
     """Fold ``helm.valuesFiles`` (base and each targetCustomization) into ``helm.values``.
@@ -604,18 +605,20 @@ def _check_size(path: str, data: bytes) -> None:
 
 
 __all__ = [
-    "FLEET_YAML_NAMES",
+    "CHART_YAML",
+    "FLEETIGNORE",
+    "KUSTOMIZATION_YAML",
     "MAX_FILE_BYTES",
-    "RAW_SUFFIXES",
     "Bundle",
     "BundleStyle",
     "FileListing",
     "InvalidBundle",
     "ReadResult",
-    "collect_content",
+    "chart_dir",
     "detect_style",
     "digest_bundle",
     "is_remote_chart",
+    "kustomize_dir",
     "limit_name",
     "name_bundle",
     "parse_fleetignore",

@@ -339,3 +339,31 @@ def test_digest_does_not_mix_path_and_bytes() -> None:
     one = {"a/fleet.yaml": b"", "a/ab.yaml": b"c"}
     two = {"a/fleet.yaml": b"", "a/a.yaml": b"bc"}
     assert digest(one) != digest(two)
+
+
+@pytest.mark.parametrize(
+    ("links", "error"),
+    [
+        ({"a/loop": ".."}, "a/loop: symlink loops back to its own directory ('..')"),
+        ({"a/self": "."}, "a/self: symlink loops back to its own directory ('.')"),
+        ({"a/gone.yaml": "nope.yaml"}, "a/gone.yaml: symlink target does not exist ('nope.yaml')"),
+        (
+            {"a/x.yaml": "y.yaml", "a/y.yaml": "x.yaml"},
+            "a/x.yaml: symlink cannot be resolved ('y.yaml')",
+        ),
+        (
+            {"a/chain.yaml": "evil.yaml", "a/evil.yaml": "/etc/passwd"},
+            "a/chain.yaml: symlink points outside the checkout ('/etc/passwd')",
+        ),
+    ],
+)
+def test_bad_symlinks_make_the_bundle_invalid(links: dict[str, str], error: str) -> None:
+    result = read({"a/fleet.yaml": b"", "a/ok.yaml": CM}, links)
+    assert result.bundles == []
+    assert result.invalid[0].error == error
+
+
+def test_symlink_chain_inside_is_followed() -> None:
+    links = {"a/one.yaml": "two.yaml", "a/two.yaml": "../shared/cm.yaml"}
+    result = read({"a/fleet.yaml": b"", "shared/cm.yaml": CM}, links)
+    assert by_path(result)["a"].resources == {"one.yaml": CM, "two.yaml": CM}
