@@ -574,10 +574,9 @@ def _check_all_overlays(resources: Mapping[str, bytes], options: FleetYaml, *, f
     """Fail at read time, not on the first cluster, when any overlay name has no directory."""
     for prefix, candidate in _option_sets(options):
         if candidate.yaml and candidate.yaml.overlays:
-            try:
-                check_overlays(resources, candidate.yaml.overlays, field=f"{prefix}yaml.overlays")
-            except SpecError as err:
-                raise SpecError(err.problem, file=file, field=err.field) from None
+            check_overlays(
+                resources, candidate.yaml.overlays, field=f"{prefix}yaml.overlays", file=file
+            )
 
 
 def _check_namespaces(options: FleetYaml, *, file: str) -> None:

@@ -65,7 +65,9 @@ _MERGE_KEYS: dict[str, tuple[str, ...]] = {
 _DIRECTIVE = "$patch"
 
 
-def check_overlays(resources: Mapping[str, bytes], overlays: Sequence[str], *, field: str) -> None:
+def check_overlays(
+    resources: Mapping[str, bytes], overlays: Sequence[str], *, field: str, file: str
+) -> None:
     """Raise SpecError when an overlay name has no ``overlays/<name>/`` directory in the bundle."""
     present = {
         path[len(OVERLAY_PREFIX) :].split("/", 1)[0]
@@ -76,7 +78,7 @@ def check_overlays(resources: Mapping[str, bytes], overlays: Sequence[str], *, f
         if name not in present:
             raise SpecError(
                 f"{short_repr(name)} does not exist (no {OVERLAY_PREFIX}{name}/ directory)",
-                file="fleet.yaml",
+                file=file,
                 field=field,
             )
 
@@ -89,7 +91,8 @@ def apply_overlays(
     Within one overlay, replacement files are applied before patches so that an overlay may
     both add a file and patch it; Fleet leaves that order to Go's map iteration.
     """
-    check_overlays(resources, overlays, field="yaml.overlays")
+    fleet_yaml = posixpath.join(bundle_dir, "fleet.yaml")
+    check_overlays(resources, overlays, field="yaml.overlays", file=fleet_yaml)
     files = dict(resources)
     for overlay in overlays:
         prefix = f"{OVERLAY_PREFIX}{overlay}/"
@@ -103,10 +106,15 @@ def apply_overlays(
             else:
                 patches.append((path, target))
         for path, target in patches:
-            where = posixpath.join(bundle_dir, path) if bundle_dir else path
+            where = posixpath.join(bundle_dir, path)
             if target not in files:
                 raise RenderError(f"patch target {target!r} does not exist", file=where)
-            files[target] = patch_file(files[target], resources[path], patch_file=where)
+            files[target] = patch_file(
+                files[target],
+                resources[path],
+                where=where,
+                target_file=posixpath.join(bundle_dir, target),
+            )
     return {p: data for p, data in files.items() if not p.startswith(OVERLAY_PREFIX)}
 
 
@@ -117,34 +125,34 @@ def _patch_target(relative: str) -> str | None:
     return posixpath.join(directory, base.replace(_PATCH_MARK, ".", 1))
 
 
-def patch_file(target: bytes, patch: bytes, *, patch_file: str) -> bytes:
+def patch_file(target: bytes, patch: bytes, *, where: str, target_file: str) -> bytes:
     """Patch one manifest file with one patch file; the kind of patch is chosen by content.
 
     A list is a JSON patch (RFC 6902); a map against a built-in kind is a strategic merge
     patch; a map against any other kind is a JSON merge patch (RFC 7386). The result is JSON,
     which is valid YAML.
     """
-    document = load_yaml(target.decode("utf-8", errors="replace"), file=patch_file)
-    change = load_yaml(patch.decode("utf-8", errors="replace"), file=patch_file)
+    document = load_yaml(target.decode("utf-8", errors="replace"), file=target_file)
+    change = load_yaml(patch.decode("utf-8", errors="replace"), file=where)
     if isinstance(change, list):
         try:
             result = jsonpatch.apply_patch(document, change)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
-            raise RenderError(f"JSON patch failed: {err}", file=patch_file) from err
+            raise RenderError(f"JSON patch failed: {err}", file=where) from err
         except (TypeError, AttributeError, KeyError) as err:
             raise RenderError(
-                "JSON patch is malformed: each entry needs op and path", file=patch_file
+                "JSON patch is malformed: each entry needs op and path", file=where
             ) from err
     elif isinstance(change, dict):
         if not isinstance(document, dict):
-            raise RenderError("a map patch needs a single-object target", file=patch_file)
+            raise RenderError("a map patch needs a single-object target", file=where)
         if _is_builtin(document):
             result = merge_strategic(document, change)
         else:
             result = merge_json(document, change)
     else:
         raise RenderError(
-            f"a patch must be a map or a list, got {type(change).__name__}", file=patch_file
+            f"a patch must be a map or a list, got {type(change).__name__}", file=where
         )
     return json.dumps(result, sort_keys=True).encode()
 

@@ -145,3 +145,10 @@ def test_unknown_overlay_names_the_field() -> None:
 def test_scalar_patch_is_rejected() -> None:
     with pytest.raises(RenderError, match="a patch must be a map or a list, got str"):
         apply_overlays({"d.yaml": DEPLOY, "overlays/x/d_patch.yaml": b"just text\n"}, ["x"])
+
+
+def test_unparsable_patch_target_names_the_target_file() -> None:
+    with pytest.raises(SpecError, match=r"^app/d.yaml: line 2, column 1: invalid YAML"):
+        apply_overlays(
+            {"d.yaml": b"a: [b\n", "overlays/x/d_patch.yaml": b"a: 1\n"}, ["x"], bundle_dir="app"
+        )
