@@ -25,7 +25,6 @@ from flotilla.models import (
     Cluster,
     ClusterGroup,
     ClusterGroupSpec,
-    GitRepo,
     GitTarget,
     LabelSelector,
     ObjectMeta,
@@ -60,6 +59,7 @@ class Source:
     name: str
     namespace: str
     targets: list[GitTarget] | None
+    target_namespace: str | None = None  # the GitRepo's targetNamespace forces every bundle's
     warnings: list[str] = field(default_factory=list)
 
 
@@ -75,23 +75,20 @@ def _source_for(path: str, gitrepo_file: str | None, name: str | None, namespace
             namespace=namespace,
             targets=[EVERY_CLUSTER],
         )
-    gitrepo, warnings = _load_gitrepo(gitrepo_file)
+    gitrepo, warnings = load_gitrepo(_read_text(gitrepo_file), file=gitrepo_file)
     return Source(
         root=root,
         paths=gitrepo.spec.paths,
         name=name or gitrepo.metadata.name,
         namespace=gitrepo.metadata.namespace,
         targets=gitrepo.spec.targets,
+        target_namespace=gitrepo.spec.target_namespace,
         warnings=warnings,
     )
 
 
 def _default_name(root: Path) -> str:
     return root.resolve().name or "bundle"
-
-
-def _load_gitrepo(file: str) -> tuple[GitRepo, list[str]]:
-    return load_gitrepo(_read_text(file), file=file)
 
 
 def _read_text(file: str) -> str:
@@ -245,9 +242,12 @@ def _cmd_test(args: argparse.Namespace) -> int:
                 why = "a targetCustomization with doNotDeploy matches"
             reasons.append((bundle.name, why))
             continue
+        options = match.options
+        if source.target_namespace:
+            options = options.model_copy(update={"namespace": source.target_namespace})
         with tempfile.TemporaryDirectory(prefix="flotilla-test-") as workdir:
             out = render_bundle(
-                bundle, cluster, workdir=Path(workdir), options=match.options, groups=groups
+                bundle, cluster, workdir=Path(workdir), options=options, groups=groups
             )
         header = f"# bundle {bundle.name} ({bundle.path}), target {match.target.name}"
         if match.customizations:

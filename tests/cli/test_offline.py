@@ -167,3 +167,17 @@ def test_console_script_end_to_end() -> None:
     )
     assert (bad.returncode, bad.stdout) == (1, "")
     assert bad.stderr == "error: -l: 'nonsense' is not key=value\n"
+
+
+def test_gitrepo_target_namespace_forces_every_bundle(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    gitrepo = tmp_path / "g.yaml"
+    gitrepo.write_text(
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata: {name: g}\n"
+        "spec:\n  repo: x\n  paths: [nested, raw-overlays]\n  targetNamespace: forced\n"
+    )
+    code, out, _ = run(["test", REPO, "--gitrepo", str(gitrepo), "-g", "default"], capsys)
+    assert code == 0
+    namespaces = {d["metadata"]["namespace"] for d in yaml.safe_load_all(out) if d}
+    assert namespaces == {"forced"}
