@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -96,8 +95,6 @@ def oci_registry(
     tmp_path_factory: pytest.TempPathFactory, render_tools: dict[str, str]
 ) -> Iterator[str]:
     """A real registry holding chart ``demo`` 0.3.0; yields ``oci://127.0.0.1:PORT/charts``."""
-    if shutil.which("docker-registry") is None and not Path("/usr/bin/docker-registry").exists():
-        pytest.fail("setup: docker-registry is missing: apt-get install docker-registry")
     with LocalRegistry(tmp_path_factory.mktemp("registry")) as registry:
         sources = tmp_path_factory.mktemp("oci-src")
         package = package_chart(
