@@ -1,0 +1,539 @@
+"""Image-policy schedules: one Temporal Schedule per ``imageScans`` entry of a GitRepo's bundles.
+
+``sync_image_schedules`` is called by the GitRepo workflow after it reads a commit (and when
+the GitRepo is paused, resumed or deleted). It reads each bundle's scans from the content
+store and the markers' current values from the commit, then creates, updates and deletes the
+schedules whose ids start with ``imagepolicy/<namespace>/<gitrepo>/``.
+
+State that must outlive one poll (the newest image seen, what was committed, an update that
+was rejected or expired, the last error) is kept in the schedule itself, as the ``state`` half
+of the workflow input the schedule passes to every run. A run records a changed state with
+``record_policy_state``; both writers send the schedule's conflict token, so a sync and a
+recording never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import git
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.api.schedule.v1 import Schedule as ScheduleProto
+from temporalio.api.workflowservice.v1 import UpdateScheduleRequest
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    WorkflowUpdateStage,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.content import ContentStore
+from activities.gitops import BundleRef, GitOpsActivities, GitSource
+from flotilla.errors import FlotillaError
+from flotilla.imagepolicy import ImageScan, parse_image_ref, parse_image_scans
+from flotilla.models import CommitSpec, GitRepoSpec
+from flotilla.schedule import PollSchedule, parse_poll_schedule
+
+POLICY_WORKFLOW = "ImagePolicyWorkflow"
+# A worker outage should not end in a burst of make-up polls: one late poll is enough.
+CATCHUP_WINDOW = timedelta(minutes=1)
+MAX_CONFLICT_RETRIES = 5
+_MAX_FILE_BYTES = 1 << 20
+FLEET_YAML = "fleet.yaml"
+
+
+def image_policy_prefix(namespace: str, gitrepo: str) -> str:
+    return f"imagepolicy/{namespace}/{gitrepo}/"
+
+
+def image_policy_id(namespace: str, gitrepo: str, bundle: str, scan: str) -> str:
+    """The schedule id, also the id (plus Temporal's timestamp) of every run it starts."""
+    return f"{image_policy_prefix(namespace, gitrepo)}{bundle}/{scan}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+
+class ImageVersion(BaseModel):
+    """A tag and, when known, the digest it pointed to."""
+
+    tag: str
+    digest: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.tag + (f"@{self.digest}" if self.digest else "")
+
+
+class ImagePolicyConfig(BaseModel):
+    """What a schedule's runs need: the scan, where its markers are and what they say now."""
+
+    policy_id: str
+    namespace: str
+    gitrepo: str
+    bundle: str
+    scan: ImageScan
+    gitrepo_workflow_id: str
+    source: GitSource
+    commit_spec: CommitSpec | None = None
+    # The commit the current values were read from, and the files holding the markers.
+    commit: str
+    files: list[str]
+    current: ImageVersion
+    # A ``NAME:digest`` marker exists, so the digest of a chosen tag must be written too.
+    wants_digest: bool = False
+
+
+class ImagePolicyState(BaseModel):
+    """What one run leaves for the next (kept in the schedule's action arguments)."""
+
+    latest_seen: str = ""
+    # Committed by a run; the schedule's ``current`` catches up when the GitRepo reads it.
+    applied: ImageVersion | None = None
+    # Rejected or expired: not proposed again until a newer image appears.
+    declined: ImageVersion | None = None
+    declined_reason: str = ""
+    last_result: str = ""
+    last_error: str = ""
+
+
+class ImagePolicyInput(BaseModel):
+    config: ImagePolicyConfig
+    state: ImagePolicyState = Field(default_factory=ImagePolicyState)
+
+
+class SyncSchedulesRequest(BaseModel):
+    """The GitRepo as read at ``commit``; an empty ``bundles`` list removes every schedule."""
+
+    namespace: str
+    gitrepo: str
+    gitrepo_workflow_id: str
+    spec: GitRepoSpec
+    commit: str = ""
+    bundles: list[BundleRef] = Field(default_factory=list)
+    task_queue: str
+
+
+class SyncSchedulesResult(BaseModel):
+    created: list[str] = Field(default_factory=list)
+    updated: list[str] = Field(default_factory=list)
+    deleted: list[str] = Field(default_factory=list)
+    unchanged: int = 0
+    # One line per scan that cannot be scheduled (bad entry, no markers).
+    warnings: list[str] = Field(default_factory=list)
+
+
+class RecordStateRequest(BaseModel):
+    policy_id: str
+    state: ImagePolicyState
+
+
+class RecordStateResult(BaseModel):
+    recorded: bool
+
+
+class GitRepoSyncRequest(BaseModel):
+    workflow_id: str
+
+
+class GitRepoSyncResult(BaseModel):
+    requested: bool
+    message: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Markers
+# ---------------------------------------------------------------------------------------------
+
+_MARKER = re.compile(r"#[ \t]*(\{[^{}]*\"\$imagescan\"[^{}]*\})[ \t]*$")
+_SETTER = re.compile(r"\"\$imagescan\"\s*:\s*\"([^\"]+)\"")
+
+
+def read_markers(text: str, scan: str) -> tuple[ImageVersion | None, bool]:
+    """The current tag (and digest) the markers of ``scan`` hold, and whether a ``:digest``
+    marker exists. Reads the same markers ``rewrite_markers`` writes."""
+    tag: str | None = None
+    digest: str | None = None
+    wants_digest = False
+    for line in text.splitlines():
+        marker = _MARKER.search(line)
+        setter = _SETTER.search(marker[1]) if marker else None
+        if marker is None or setter is None:
+            continue
+        name, _, part = setter[1].partition(":")
+        before = line[: marker.start()].split()
+        if name != scan or not before:
+            continue
+        value = before[-1].strip("\"'")
+        if part == "tag":
+            tag = tag or value
+        elif part in ("", "digest"):
+            try:
+                ref = parse_image_ref(value)
+            except FlotillaError:
+                continue
+            tag = tag or ref.tag
+            if part == "digest":
+                wants_digest = True
+                digest = digest or ref.digest
+    return (ImageVersion(tag=tag, digest=digest) if tag else None), wants_digest
+
+
+def _bundle_files(checkout: Path, bundle_path: str) -> dict[str, str]:
+    """Text files of one bundle directory (repo-relative path -> text), nested bundles left out."""
+    root = checkout if bundle_path in ("", ".") else checkout / bundle_path
+    found: dict[str, str] = {}
+    for current, dirs, files in os.walk(root):
+        here = Path(current)
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and not (here / d / FLEET_YAML).is_file()
+        )
+        for name in sorted(files):
+            path = here / name
+            if path.is_symlink() or path.stat().st_size > _MAX_FILE_BYTES:
+                continue
+            try:
+                found[path.relative_to(checkout).as_posix()] = path.read_text("utf-8")
+            except UnicodeDecodeError:
+                continue
+    return found
+
+
+def _poll_schedule(scan_raw: dict[str, object], scan: ImageScan, spec: GitRepoSpec) -> PollSchedule:
+    """The scan's own schedule; without one, the GitRepo's ``imageScanInterval`` if set."""
+    if "interval" in scan_raw or "pollSchedule" in scan_raw or not spec.image_scan_interval:
+        return scan.schedule
+    return parse_poll_schedule(f"@every {spec.image_scan_interval}", field="imageScanInterval")
+
+
+def schedule_spec(schedule: PollSchedule) -> ScheduleSpec:
+    if schedule.interval_seconds is not None:
+        return ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=schedule.interval_seconds))]
+        )
+    return ScheduleSpec(cron_expressions=[schedule.cron or ""])
+
+
+def _pause_note(spec: GitRepoSpec, scan: ImageScan) -> str:
+    if spec.paused:
+        return "gitrepo paused"
+    if scan.suspend:
+        return "imageScans suspend: true"
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Activities
+# ---------------------------------------------------------------------------------------------
+
+
+class _Desired(BaseModel):
+    config: ImagePolicyConfig
+    schedule: PollSchedule
+    note: str
+
+
+def _configs(
+    request: SyncSchedulesRequest,
+    ref: BundleRef,
+    pairs: list[tuple[dict[str, object], ImageScan]],
+    files: dict[str, str],
+) -> tuple[dict[str, _Desired], list[str]]:
+    """The desired schedule of each scan of one bundle, and a warning per scan left out."""
+    desired: dict[str, _Desired] = {}
+    warnings: list[str] = []
+    bundle_dir = "" if ref.path in ("", ".") else ref.path.rstrip("/") + "/"
+    mine = {p: t for p, t in files.items() if p.startswith(bundle_dir)}
+    for raw, scan in pairs:
+        current: ImageVersion | None = None
+        wants_digest = False
+        holders: list[str] = []
+        for path, text in sorted(mine.items()):
+            found, digest_marker = read_markers(text, scan.tag_name)
+            if found is None and not digest_marker:
+                continue
+            holders.append(path)
+            current = current or found
+            wants_digest = wants_digest or digest_marker
+        if current is None:
+            warnings.append(
+                f"{ref.path}/{FLEET_YAML}: imageScans {scan.tag_name!r}: no "
+                f'# {{"$imagescan": "{scan.tag_name}"}} marker in the bundle, not scheduled'
+            )
+            continue
+        policy_id = image_policy_id(request.namespace, request.gitrepo, ref.name, scan.tag_name)
+        try:
+            schedule = _poll_schedule(raw, scan, request.spec)
+        except FlotillaError as err:
+            warnings.append(str(err))
+            continue
+        config = ImagePolicyConfig(
+            policy_id=policy_id,
+            namespace=request.namespace,
+            gitrepo=request.gitrepo,
+            bundle=ref.name,
+            scan=scan,
+            gitrepo_workflow_id=request.gitrepo_workflow_id,
+            source=GitSource.from_spec(request.spec),
+            commit_spec=request.spec.image_scan_commit,
+            commit=request.commit,
+            files=holders,
+            current=current,
+            wants_digest=wants_digest,
+        )
+        desired[policy_id] = _Desired(
+            config=config, schedule=schedule, note=_pause_note(request.spec, scan)
+        )
+    return desired, warnings
+
+
+class ScheduleActivities:
+    """Activities that manage image-policy schedules and poke GitRepo workflows."""
+
+    def __init__(self, client: Client, content: ContentStore, gitops: GitOpsActivities) -> None:
+        self.client = client
+        self.content = content
+        self.gitops = gitops
+
+    @activity.defn
+    async def sync_image_schedules(self, request: SyncSchedulesRequest) -> SyncSchedulesResult:
+        """Make the schedules under the GitRepo's prefix match the scans of its bundles."""
+        result = SyncSchedulesResult()
+        prefix = image_policy_prefix(request.namespace, request.gitrepo)
+        existing = await self._existing(prefix)
+        desired: dict[str, _Desired] = {}
+        keep: set[str] = set()
+        scanned: list[tuple[BundleRef, list[tuple[dict[str, object], ImageScan]]]] = []
+        for ref in request.bundles:
+            bundle_prefix = f"{prefix}{ref.name}/"
+            if not ref.digest:
+                # An unreadable bundle keeps its schedules until a good commit replaces them.
+                keep.update(i for i in existing if i.startswith(bundle_prefix))
+                continue
+            bundle = self.content.get_bundle(ref.digest)
+            raw = bundle.options.image_scans or []
+            if not raw:
+                continue
+            try:
+                scans = parse_image_scans(raw, file=f"{ref.path}/{FLEET_YAML}")
+            except FlotillaError as err:
+                result.warnings.append(str(err))
+                keep.update(i for i in existing if i.startswith(bundle_prefix))
+                continue
+            scanned.append((ref, list(zip(raw, scans, strict=True))))
+        if scanned:
+            files = await asyncio.to_thread(
+                self._read_commit, request, [ref.path for ref, _ in scanned]
+            )
+            for ref, pairs in scanned:
+                found, warnings = _configs(request, ref, pairs, files)
+                desired.update(found)
+                result.warnings.extend(warnings)
+        for policy_id, wanted in sorted(desired.items()):
+            activity.heartbeat(policy_id)
+            outcome = await self._apply(policy_id, wanted, request.task_queue)
+            if outcome == "created":
+                result.created.append(policy_id)
+            elif outcome == "updated":
+                result.updated.append(policy_id)
+            else:
+                result.unchanged += 1
+        for policy_id in sorted(set(existing) - set(desired) - keep):
+            try:
+                await self.client.get_schedule_handle(policy_id).delete()
+                result.deleted.append(policy_id)
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        activity.logger.info(
+            "gitrepo %s/%s: image schedules at %s: %d created, %d updated, %d deleted, %d same",
+            request.namespace,
+            request.gitrepo,
+            request.commit[:12] or "-",
+            len(result.created),
+            len(result.updated),
+            len(result.deleted),
+            result.unchanged,
+        )
+        return result
+
+    def _read_commit(self, request: SyncSchedulesRequest, paths: list[str]) -> dict[str, str]:
+        """Shallow-fetch the commit and return the text files of the bundles with scans."""
+        source = GitSource.from_spec(request.spec)
+        self.gitops.workdir.mkdir(parents=True, exist_ok=True)
+        checkout = Path(tempfile.mkdtemp(prefix="scans-", dir=self.gitops.workdir))
+        try:
+            with self.gitops._git_env(source) as env:
+                repo = git.Repo.init(checkout)
+                try:
+                    repo.git.execute(
+                        [
+                            "git",
+                            "fetch",
+                            "--depth",
+                            "1",
+                            source.repo,
+                            request.commit or source.branch,
+                        ],
+                        env={**os.environ, **env},
+                        kill_after_timeout=300,
+                    )
+                    repo.git.execute(["git", "checkout", "-q", "FETCH_HEAD"])
+                except git.GitCommandError as err:
+                    raise self.gitops._git_error(source, "fetch for image scans", err) from None
+            files: dict[str, str] = {}
+            for path in paths:
+                files.update(_bundle_files(checkout, path))
+            return files
+        finally:
+            shutil.rmtree(checkout, ignore_errors=True)
+
+    async def _existing(self, prefix: str) -> list[str]:
+        ids = []
+        async for entry in await self.client.list_schedules():
+            if entry.id.startswith(prefix):
+                ids.append(entry.id)
+        return ids
+
+    async def _apply(self, policy_id: str, wanted: _Desired, task_queue: str) -> str:
+        """Create the schedule, or update it when its config, timing or pause changed."""
+        handle = self.client.get_schedule_handle(policy_id)
+        spec = schedule_spec(wanted.schedule)
+        paused = bool(wanted.note)
+        try:
+            await self.client.create_schedule(
+                policy_id,
+                Schedule(
+                    action=ScheduleActionStartWorkflow(
+                        POLICY_WORKFLOW,
+                        ImagePolicyInput(config=wanted.config),
+                        id=policy_id,
+                        task_queue=task_queue,
+                        static_summary=f"image policy {policy_id.split('/', 1)[1]}",
+                    ),
+                    spec=spec,
+                    policy=SchedulePolicy(
+                        overlap=ScheduleOverlapPolicy.SKIP, catchup_window=CATCHUP_WINDOW
+                    ),
+                    state=ScheduleState(paused=paused, note=wanted.note or None),
+                ),
+            )
+            return "created"
+        except ScheduleAlreadyRunningError:
+            pass
+        spec_proto = spec._to_proto()
+        changed = False
+
+        def mutate(current: ImagePolicyInput, proto: ScheduleProto) -> ImagePolicyInput | None:
+            nonlocal changed
+            # A new commit alone is no reason to rewrite every schedule.
+            same = (
+                current.config.model_copy(update={"commit": ""})
+                == wanted.config.model_copy(update={"commit": ""})
+                and proto.spec == spec_proto
+                and proto.state.paused == paused
+                and proto.action.start_workflow.task_queue.name == task_queue
+            )
+            if same:
+                return None
+            changed = True
+            proto.spec.CopyFrom(spec_proto)
+            proto.state.paused = paused
+            proto.state.notes = wanted.note
+            proto.action.start_workflow.task_queue.name = task_queue
+            return ImagePolicyInput(config=wanted.config, state=current.state)
+
+        await self._update_input(handle.id, mutate)
+        return "updated" if changed else "unchanged"
+
+    async def _update_input(
+        self,
+        policy_id: str,
+        mutate: Callable[[ImagePolicyInput, ScheduleProto], ImagePolicyInput | None],
+    ) -> bool:
+        """Read-modify-write of a schedule with its conflict token, retried on a conflict.
+
+        The SDK's ``ScheduleHandle.update`` does not send the token, so the request is built
+        here from the raw description."""
+        handle = self.client.get_schedule_handle(policy_id)
+        converter = self.client.data_converter
+        for _ in range(MAX_CONFLICT_RETRIES):
+            description = await handle.describe()
+            raw = description.raw_description
+            proto = ScheduleProto()
+            proto.CopyFrom(raw.schedule)
+            payloads = list(proto.action.start_workflow.input.payloads)
+            [current] = await converter.decode(payloads, [ImagePolicyInput])
+            updated = mutate(current, proto)
+            if updated is None:
+                return False
+            encoded = await converter.encode([updated])
+            del proto.action.start_workflow.input.payloads[:]
+            proto.action.start_workflow.input.payloads.extend(encoded)
+            try:
+                await self.client.workflow_service.update_schedule(
+                    UpdateScheduleRequest(
+                        namespace=self.client.namespace,
+                        schedule_id=policy_id,
+                        schedule=proto,
+                        conflict_token=raw.conflict_token,
+                        identity=self.client.identity,
+                    ),
+                    retry=True,
+                )
+                return True
+            except RPCError as err:
+                if err.status not in (RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.ABORTED):
+                    raise
+                activity.logger.info("schedule %s changed meanwhile, retrying: %s", policy_id, err)
+        raise ApplicationError(f"schedule {policy_id}: kept changing, update not applied")
+
+    @activity.defn
+    async def record_policy_state(self, request: RecordStateRequest) -> RecordStateResult:
+        """Store a run's state in its schedule for the next run; the config is left alone."""
+
+        def mutate(current: ImagePolicyInput, proto: ScheduleProto) -> ImagePolicyInput | None:
+            if current.state == request.state:
+                return None
+            return ImagePolicyInput(config=current.config, state=request.state)
+
+        try:
+            recorded = await self._update_input(request.policy_id, mutate)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # Started by hand, or the scan was removed meanwhile: nothing to keep it in.
+            recorded = False
+        return RecordStateResult(recorded=recorded)
+
+    @activity.defn
+    async def request_gitrepo_sync(self, request: GitRepoSyncRequest) -> GitRepoSyncResult:
+        """Ask the GitRepo workflow to poll now (its ``sync_now`` update, accepted not awaited)."""
+        handle = self.client.get_workflow_handle(request.workflow_id)
+        try:
+            await handle.start_update("sync_now", {}, wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return GitRepoSyncResult(
+                requested=False, message=f"gitrepo workflow {request.workflow_id} is not running"
+            )
+        return GitRepoSyncResult(requested=True)
