@@ -243,6 +243,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
             reasons.append((bundle.name, why))
             continue
         options = match.options
+        if options.helm and options.helm.values_from:
+            _warn([f"bundle {bundle.name}: helm.valuesFrom is read on the cluster; not used here"])
         if source.target_namespace:
             options = options.model_copy(update={"namespace": source.target_namespace})
         with tempfile.TemporaryDirectory(prefix="flotilla-test-") as workdir:

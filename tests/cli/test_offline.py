@@ -181,3 +181,15 @@ def test_gitrepo_target_namespace_forces_every_bundle(
     assert code == 0
     namespaces = {d["metadata"]["namespace"] for d in yaml.safe_load_all(out) if d}
     assert namespaces == {"forced"}
+
+
+def test_values_from_is_reported_as_not_used_offline(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "fleet.yaml").write_text(
+        "helm:\n  valuesFrom:\n  - configMapKeyRef: {name: cm, key: values.yaml}\n"
+    )
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    code, out, err = run(["test", str(tmp_path), "--name", "vf"], capsys)
+    assert code == 0 and "name: a" in out
+    assert err == "warning: bundle vf: helm.valuesFrom is read on the cluster; not used here\n"
