@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 import hashlib
 import json
 import posixpath
@@ -233,7 +233,50 @@ def _follow_links(listing: FileListing) -> _Tree:
 # ---------------------------------------------------------------------------------------------
 
 
-def _glob_dirs(tree_dirs: Iterable[str], pattern: str) -> list[str]:
+def match_glob(pattern: str, name: str, *, where: str) -> bool:
+    """Match one path segment against a glob with Go's ``filepath.Match`` rules, as Fleet does:
+    ``*``, ``?``, ``[a-z]``, ``[^a-z]`` and ``\\`` escapes; ``*`` never crosses a ``/``."""
+    return _compile_glob(pattern, where).fullmatch(name) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_glob(pattern: str, where: str) -> re.Pattern[str]:
+    """The regex of a Go glob; ``where`` (file or field) names the pattern in an error."""
+    out: list[str] = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        index += 1
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "\\" and index < len(pattern):
+            out.append(re.escape(pattern[index]))
+            index += 1
+        elif char == "[":
+            end = pattern.find("]", index + 1)
+            if end < 0:
+                raise SpecError(
+                    f"{short_repr(pattern)} is not a valid glob (unclosed [)", file=where
+                )
+            body = pattern[index:end]
+            negate = body.startswith("^")
+            body = body[1:] if negate else body
+            out.append(f"[{'^' if negate else ''}{_class_body(body)}]")
+            index = end + 1
+        else:
+            out.append(re.escape(char))
+    return re.compile("".join(out))
+
+
+def _class_body(body: str) -> str:
+    # Inside a class only "\\", "]", "^" and "[" need escaping for Python; "-" keeps its
+    # meaning as a range.
+    return "".join("\\" + c if c in "\\]^[" else c for c in body)
+
+
+def _glob_dirs(tree_dirs: Iterable[str], pattern: str, *, where: str) -> list[str]:
     """Directories matching a GitRepo ``paths`` glob (``*`` stays within one path segment)."""
     cleaned = posixpath.normpath(pattern.lstrip("/") or ".")
     if cleaned == ".":
@@ -243,7 +286,7 @@ def _glob_dirs(tree_dirs: Iterable[str], pattern: str) -> list[str]:
     for directory in tree_dirs:
         segments = directory.split("/") if directory else []
         if len(segments) == len(parts) and all(
-            fnmatch.fnmatchcase(s, p) for s, p in zip(segments, parts, strict=True)
+            match_glob(p, s, where=where) for s, p in zip(segments, parts, strict=True)
         ):
             found.append(directory)
     return sorted(found)
@@ -302,7 +345,7 @@ def _ignored(name: str, is_dir: bool, patterns: Sequence[str]) -> bool:
             # "dir/*" ignores a directory of that name, wherever it is below
             if is_dir and pattern.removesuffix("/*") == name:
                 return True
-        elif fnmatch.fnmatchcase(name, pattern):
+        elif match_glob(pattern, name, where=FLEETIGNORE):
             return True
     return False
 
@@ -320,7 +363,10 @@ def _collect_content(
         ignore_file = _join(current, FLEETIGNORE)
         if ignore_file in tree.files:
             text = tree.files[ignore_file].decode("utf-8", errors="replace")
-            patterns = [*inherited, *parse_fleetignore(text)]
+            own = parse_fleetignore(text)
+            for pattern in own:  # a broken pattern is reported against its own file
+                _compile_glob(pattern.removesuffix("/*"), ignore_file)
+            patterns = [*inherited, *own]
         for name in tree.dir_files.get(current, ()):
             rel = _join(relative, name)
             if _is_hidden(name) or rel in skip or _ignored(name, False, patterns):
@@ -429,6 +475,8 @@ def read_bundles(
 ) -> ReadResult:
     """Find and read every bundle of a checkout; a bad bundle is reported, the rest returned.
 
+    Only a ``paths`` entry that is not a valid glob fails the whole read (SpecError).
+
     ``namespace`` is the GitRepo's namespace: it only labels messages here (bundles live in
     their GitRepo's namespace).
     """
@@ -436,13 +484,11 @@ def read_bundles(
     result = ReadResult()
     seen_dirs: set[str] = set()
     names: dict[str, str] = {}
+    gitrepo = f"gitrepo {namespace}/{gitrepo_name}" if namespace else f"gitrepo {gitrepo_name}"
     for pattern in paths or (".",):
-        bases = _glob_dirs(tree.dirs, pattern)
+        bases = _glob_dirs(tree.dirs, pattern, where=f"{gitrepo}: paths")
         if not bases:
-            where = f"{namespace}/{gitrepo_name}" if namespace else gitrepo_name
-            result.warnings.append(
-                f"gitrepo {where}: paths: {short_repr(pattern)} matches no directory"
-            )
+            result.warnings.append(f"{gitrepo}: paths: {short_repr(pattern)} matches no directory")
         for base in bases:
             for directory in _find_bundle_dirs(tree, base):
                 if directory in seen_dirs:
@@ -619,6 +665,7 @@ __all__ = [
     "is_remote_chart",
     "kustomize_dir",
     "limit_name",
+    "match_glob",
     "name_bundle",
     "parse_fleetignore",
     "read_bundles",

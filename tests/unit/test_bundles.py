@@ -10,11 +10,13 @@ from flotilla.bundles import (
     FileListing,
     ReadResult,
     limit_name,
+    match_glob,
     name_bundle,
     parse_fleetignore,
     read_bundles,
     release_name,
 )
+from flotilla.errors import SpecError
 
 CM = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n"
 
@@ -367,3 +369,38 @@ def test_symlink_chain_inside_is_followed() -> None:
     links = {"a/one.yaml": "two.yaml", "a/two.yaml": "../shared/cm.yaml"}
     result = read({"a/fleet.yaml": b"", "shared/cm.yaml": CM}, links)
     assert by_path(result)["a"].resources == {"one.yaml": CM, "two.yaml": CM}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("*.md", "README.md", True),
+        ("*.md", "a/b.md", False),
+        ("?.yaml", "a.yaml", True),
+        ("?.yaml", "ab.yaml", False),
+        ("[a-c]x", "bx", True),
+        ("[^a-c]x", "bx", False),
+        ("[^a-c]x", "dx", True),
+        ("[!a]x", "!x", True),  # Go has no "!" negation: it is a literal in the class
+        ("\\*.yaml", "*.yaml", True),
+        ("\\*.yaml", "a.yaml", False),
+        ("a.b", "axb", False),
+    ],
+)
+def test_globs_follow_go_filepath_match(pattern: str, name: str, matches: bool) -> None:
+    assert match_glob(pattern, name, where="t") is matches
+
+
+def test_broken_fleetignore_pattern_names_its_file() -> None:
+    result = read(
+        {"a/fleet.yaml": b"", "a/cm.yaml": CM, "a/sub/.fleetignore": b"[oops\n", "a/sub/x.yaml": CM}
+    )
+    assert result.invalid[0].error == (
+        "a/sub/.fleetignore: '[oops' is not a valid glob (unclosed [)"
+    )
+
+
+def test_broken_paths_glob_fails_the_read() -> None:
+    with pytest.raises(SpecError) as err:
+        read({"a/cm.yaml": CM}, paths=["a[", "a"])
+    assert str(err.value) == "gitrepo repo: paths: 'a[' is not a valid glob (unclosed [)"
