@@ -190,6 +190,11 @@ CASES: dict[str, Case] = {
         files={"app/cm.yaml": CM, "b/fleet.yaml": "name: same\n", "b/cm.yaml": CM},
     ),
     # --- checkout content
+    "fleetignore-bad-glob": app(
+        "{}\n",
+        "app/.fleetignore: '[oops' is not a valid glob (unclosed [)",
+        files={"app/cm.yaml": CM, "app/.fleetignore": "[oops\n"},
+    ),
     "symlink-out": app(
         "{}\n",
         "app/evil.yaml: symlink points outside the checkout ('../../outside.yaml')",
