@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import posixpath
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,9 @@ HELM_OUTPUT_FILE = "fleet-manifests.yaml"
 TEMPLATES_PREFIX = "templates/"
 TOOL_TIMEOUT_SECONDS = 300
 _MAX_MESSAGE = 300
+# user:password@ after a scheme; kustomize also prints URLs with one slash after cleaning them
+# as paths ("https:/user:pw@host").
+_URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*:/{1,2})[^/@\s'\"]+@")
 
 
 class RenderedBundle(BaseModel):
@@ -85,6 +89,8 @@ def find_tool(name: str) -> str:
 
 
 def _one_line(text: str) -> str:
+    """A tool's stderr as one short line, with credentials in URLs masked."""
+    text = _URL_CREDENTIALS.sub(r"\1***@", text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     message = "; ".join(line.removeprefix("Error: ") for line in lines) or "no message"
     return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
@@ -95,7 +101,8 @@ def _run(args: Sequence[str], *, what: str, file: str, env: Mapping[str, str]) -
         done = subprocess.run(
             list(args),
             capture_output=True,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
             env=dict(env),
             timeout=TOOL_TIMEOUT_SECONDS,
             check=False,

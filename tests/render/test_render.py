@@ -339,3 +339,12 @@ def test_example_nested(examples: dict[str, Bundle], tmp_path: Path) -> None:
         assert [(o["metadata"]["name"], o["metadata"]["namespace"]) for o in worker] == [
             ("worker-settings", "nested-worker")
         ]
+
+
+def test_credentials_in_a_url_never_reach_the_error(tmp_path: Path) -> None:
+    # kustomize echoes the remote resource URL with its password; the error must not.
+    files = {"kustomization.yaml": "resources:\n- https://user:s3cret@127.0.0.1:9/x.yaml\n"}
+    with pytest.raises(RenderError) as err:
+        render_bundle(bundle_of(files), DEV, workdir=tmp_path)
+    assert str(err.value).startswith("b/fleet.yaml: kustomize build failed: ")
+    assert "s3cret" not in str(err.value) and "***@127.0.0.1" in str(err.value)
