@@ -9,10 +9,10 @@ import traceback
 from collections.abc import Sequence
 
 from flotilla.errors import FlotillaError
-from starters import control, dev, offline
+from starters import control, dev, images, offline
 
 # Each command module has ``register(subparsers)``; add new modules here.
-COMMAND_MODULES = (dev, offline, control)
+COMMAND_MODULES = (dev, offline, control, images)
 
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 2
