@@ -113,7 +113,7 @@ def registry_host(registry: str) -> str:
 
 def registry_scheme(host: str) -> str:
     """Plain HTTP only on loopback, as Docker treats localhost registries; TLS elsewhere."""
-    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 else host.strip("[]")
+    name = urllib.parse.urlsplit(f"//{host}").hostname or host
     if name == "localhost":
         return "http"
     try:
