@@ -69,8 +69,9 @@ async def eventually(
     return value
 
 
-def fleet_yaml(image: str, tag_name: str = "app", **scan: object) -> str:
-    entry = {"image": image, "tagName": tag_name, **scan}
+def fleet_yaml(image: str, **scan: object) -> str:
+    """One imageScans entry; ``tagName`` defaults to ``app``."""
+    entry = {"image": image, "tagName": "app", **scan}
     return "imageScans:\n  - " + json.dumps(entry) + "\n"
 
 
