@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 START_TIMEOUT = 60.0
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 SERVICE_CIDR = "10.96.0.0/16"
+KWOK_STAGES = Path(__file__).with_name("kwok-stages.yaml")
 
 
 def state_root() -> Path:
@@ -220,6 +221,7 @@ class LocalCluster:
             _kubeconfig(self.name, self.server, (pki / "ca.crt").read_bytes(), self.token)
         )
         self._start_controller_manager()
+        self._start_scheduler()
         self._start_kwok()
         self._save_state()
         self._create_nodes()
@@ -283,11 +285,17 @@ class LocalCluster:
                 f"--client-ca-file={pki / 'ca.crt'}",
                 f"--token-auth-file={self.dir / 'tokens.csv'}",
                 "--authorization-mode=RBAC",
+                # The kubernetes Service cannot point at a loopback address; nothing in a kwok
+                # cluster needs it to.
+                "--endpoint-reconciler-type=none",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
+                # New nodes would be tainted not-ready until the node lifecycle controller,
+                # which is off (kwok is no kubelet), cleared it.
+                "--disable-admission-plugins=TaintNodesByCondition",
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
                 "--storage-media-type=application/json",
@@ -323,11 +331,30 @@ class LocalCluster:
             ],
         )
 
+    def _start_scheduler(self) -> None:
+        kubeconfig = str(self.kubeconfig)
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(tools.locate("kube-scheduler")),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--v=0",
+            ],
+        )
+
     def _start_kwok(self) -> None:
         self._spawn(
             "kwok",
             [
                 str(tools.locate("kwok")),
+                # kwok reads --config in an early pass that stops at the first flag it does
+                # not know yet, so it must come first.
+                f"--config={KWOK_STAGES}",
                 f"--kubeconfig={self.kubeconfig}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
@@ -375,8 +402,8 @@ class LocalCluster:
     def _ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.dir / "pki" / "ca.crt"))
 
-    def request(self, method: str, path: str, body: object | None = None) -> dict[str, Any]:
-        """A small authenticated call to this cluster's API (the substrate's own checks)."""
+    def raw_request(self, method: str, path: str, body: object | None = None) -> bytes:
+        """An authenticated call to this cluster's API; returns the response body."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(  # noqa: S310 - loopback https only
             f"{self.server}{path}",
@@ -385,15 +412,19 @@ class LocalCluster:
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, context=self._ssl_context(), timeout=10) as resp:  # noqa: S310
-            result: dict[str, Any] = json.loads(resp.read() or b"{}")
-            return result
+            body_bytes: bytes = resp.read()
+            return body_bytes
+
+    def request(self, method: str, path: str, body: object | None = None) -> dict[str, Any]:
+        """A JSON call to this cluster's API (the substrate's own checks, not flotilla's)."""
+        result: dict[str, Any] = json.loads(self.raw_request(method, path, body) or b"{}")
+        return result
 
     def _api_ready(self) -> bool:
         try:
-            self.request("GET", "/readyz")
-        except (OSError, ValueError, urllib.error.URLError):
+            return self.raw_request("GET", "/readyz") == b"ok"
+        except (OSError, urllib.error.URLError):
             return False
-        return True
 
     # -- state and teardown ----------------------------------------------------------------
 

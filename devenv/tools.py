@@ -107,8 +107,9 @@ TOOLS: dict[str, Tool] = {
             packages=(
                 "k8s.io/kubernetes/cmd/kube-apiserver",
                 "k8s.io/kubernetes/cmd/kube-controller-manager",
+                "k8s.io/kubernetes/cmd/kube-scheduler",
             ),
-            binaries=("kube-apiserver", "kube-controller-manager"),
+            binaries=("kube-apiserver", "kube-controller-manager", "kube-scheduler"),
             version_args=("--version",),
             ldflags=_k8s_ldflags(),
             replaces={f"k8s.io/{m}": f"k8s.io/{m}@v{_STAGING_VERSION}" for m in _K8S_STAGING},

@@ -174,7 +174,7 @@ def test_missing_tool_is_a_setup_error_naming_the_fix(
     monkeypatch.setenv("FLOTILLA_TOOLS_DIR", str(tmp_path / "empty"))
     monkeypatch.delenv("KUBEBUILDER_ASSETS", raising=False)
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    with pytest.raises(tools.ToolMissingError, match=r"kube-apiserver .* make tools"):
+    with pytest.raises(tools.ToolMissingError, match=r"kube-apiserver .*make tools"):
         tools.locate("kube-apiserver")
     with pytest.raises(tools.ToolMissingError, match="make tools"):
         LocalCluster("never", tmp_path / "never").start()
