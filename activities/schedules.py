@@ -98,6 +98,9 @@ class ImagePolicyConfig(BaseModel):
     commit: str
     files: list[str]
     current: ImageVersion
+    # When the schedule polls (the scan's own, or the GitRepo's imageScanInterval). Compared
+    # here rather than in the schedule, which the server rewrites (cron -> calendar specs).
+    schedule: PollSchedule
     # A ``NAME:digest`` marker exists, so the digest of a chosen tag must be written too.
     wants_digest: bool = False
 
@@ -247,7 +250,6 @@ def _pause_note(spec: GitRepoSpec, scan: ImageScan) -> str:
 
 class _Desired(BaseModel):
     config: ImagePolicyConfig
-    schedule: PollSchedule
     note: str
 
 
@@ -297,11 +299,10 @@ def _configs(
             commit=request.commit,
             files=holders,
             current=current,
+            schedule=schedule,
             wants_digest=wants_digest,
         )
-        desired[policy_id] = _Desired(
-            config=config, schedule=schedule, note=_pause_note(request.spec, scan)
-        )
+        desired[policy_id] = _Desired(config=config, note=_pause_note(request.spec, scan))
     return desired, warnings
 
 
@@ -416,7 +417,7 @@ class ScheduleActivities:
     async def _apply(self, policy_id: str, wanted: _Desired, task_queue: str) -> str:
         """Create the schedule, or update it when its config, timing or pause changed."""
         handle = self.client.get_schedule_handle(policy_id)
-        spec = schedule_spec(wanted.schedule)
+        spec = schedule_spec(wanted.config.schedule)
         paused = bool(wanted.note)
         try:
             await self.client.create_schedule(
@@ -448,7 +449,6 @@ class ScheduleActivities:
             same = (
                 current.config.model_copy(update={"commit": ""})
                 == wanted.config.model_copy(update={"commit": ""})
-                and proto.spec == spec_proto
                 and proto.state.paused == paused
                 and proto.action.start_workflow.task_queue.name == task_queue
             )
