@@ -29,16 +29,20 @@ from activities.client import connect
 from activities.content import ContentStore
 from activities.deploy import DeployActivities
 from activities.gitops import GitOpsActivities
+from activities.registry import RegistryActivities
+from activities.schedules import ScheduleActivities
 from activities.secrets import SecretStore
+from activities.writeback import WriteBackActivities
 from flotilla.models import DEFAULT_NAMESPACE
 from workflows.bundle import BundleWorkflow
 from workflows.common import CONTROL_TASK_QUEUE, cluster_task_queue, registry_workflow_id
 from workflows.gitrepo import GitRepoWorkflow
+from workflows.imagepolicy import ImagePolicyWorkflow
 from workflows.registry import ClusterRegistryWorkflow, SnapshotRequest
 
 log = logging.getLogger("flotilla.worker")
 
-WORKFLOWS = (ClusterRegistryWorkflow, GitRepoWorkflow, BundleWorkflow)
+WORKFLOWS = (ClusterRegistryWorkflow, GitRepoWorkflow, BundleWorkflow, ImagePolicyWorkflow)
 DEFAULT_THREADS = 16
 DEFAULT_REFRESH_SECONDS = 5.0
 DEFAULT_LINGER_SECONDS = 300.0
@@ -70,6 +74,9 @@ class FlotillaWorker:
         content = ContentStore(config.content_dir)
         self.gitops = GitOpsActivities(client, secrets, content, config.workdir / "git")
         self.deploy = DeployActivities(secrets, content, config.workdir / "deploy")
+        self.registry = RegistryActivities(secrets)
+        self.writeback = WriteBackActivities(self.gitops, config.workdir / "writeback")
+        self.schedules = ScheduleActivities(client, content, self.gitops)
         self._control_pool = ThreadPoolExecutor(config.control_threads, "flotilla-control")
         self._cluster_pool = ThreadPoolExecutor(config.cluster_threads, "flotilla-cluster")
         self._control: Worker | None = None
@@ -92,6 +99,11 @@ class FlotillaWorker:
                 self.gitops.fetch_bundles,
                 self.gitops.plan_bundle,
                 self.gitops.sync_bundles,
+                self.registry.poll_registry,
+                self.writeback.write_back,
+                self.schedules.sync_image_schedules,
+                self.schedules.record_policy_state,
+                self.schedules.request_gitrepo_sync,
             ],
             activity_executor=self._control_pool,
             max_concurrent_activities=self.config.control_threads,
