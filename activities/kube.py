@@ -236,14 +236,13 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         _, url, header_params, _, _ = serialized
-        payload = None if body is None else json.dumps(body)
         verb = _VERBS.get(method, method.lower())
         try:
             response = self.api.call_api(
                 method,
                 url,
                 header_params=header_params,
-                body=payload,
+                body=body,
                 _request_timeout=REQUEST_TIMEOUT_SECONDS,
             )
             data = response.read()  # type: ignore[no-untyped-call]
@@ -393,5 +392,5 @@ class Kube:
             query=query,
             accept=_METADATA_LIST,
         )
-        items: list[dict[str, Any]] = listing.get("items", [])
+        items: list[dict[str, Any]] = listing.get("items") or []
         return items

@@ -93,7 +93,7 @@ def test_forbidden_names_the_verb_and_resource(engine: Engine) -> None:
 
     assert failed.value.non_retryable and failed.value.type == "Forbidden"
     assert f"system:serviceaccount:{ns}:deployer" in failed.value.message
-    assert 'cannot create resource "namespaces"' in failed.value.message
+    assert 'cannot get resource "configmaps"' in failed.value.message
     assert token not in failed.value.message
 
 

@@ -114,7 +114,8 @@ def test_pruned_recorded_revision_is_not_a_dead_end(engine: Engine) -> None:
     )
     for version in ("v1", "v2", "v3"):
         engine.deploy(bundle, version)
-    assert [entry["revision"] for entry in engine.history(RELEASE)] == [3]
+    # Helm keeps the deployed revision it upgrades from beyond maxHistory.
+    assert [entry["revision"] for entry in engine.history(RELEASE)] == [2, 3]
 
     result = engine.deploy(
         bundle, "v4", previous=ReleaseRef(name=RELEASE, namespace=engine.namespace, revision=1)
@@ -123,7 +124,7 @@ def test_pruned_recorded_revision_is_not_a_dead_end(engine: Engine) -> None:
     assert result.action is HistoryAction.UPGRADE
     assert "recorded revision 1 is no longer in the history" in result.reason
     assert result.release.revision == 4
-    assert [entry["revision"] for entry in engine.history(RELEASE)] == [4]
+    assert [entry["revision"] for entry in engine.history(RELEASE)] == [3, 4]
 
 
 def test_failed_last_revision_is_upgraded_over(engine: Engine) -> None:
