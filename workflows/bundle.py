@@ -52,12 +52,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.common import (
         CLUSTER_SCHEDULE_TO_START,
+        DEPLOY_HEARTBEAT,
         DEPLOY_RETRY,
         DEPLOY_RETRY_DELAY,
         DEPLOY_TIMEOUT,
         PLAN_RETRY,
         PLAN_TIMEOUT,
         REMOVE_TIMEOUT,
+        REPORT_INTERVAL,
         WAIT_READY_HEARTBEAT,
         WAIT_READY_TIMEOUT,
         cluster_task_queue,
@@ -128,6 +130,7 @@ class BundleWorkflowState(BaseModel):
     paused: bool = False
     retiring: bool = False
     last_report: str = ""
+    last_report_at: datetime | None = None
     # Test switches: continue-as-new after this many events; watch readiness this long.
     max_history_events: int | None = None
     ready_watch_seconds: float = READY_WATCH_SECONDS
@@ -489,6 +492,7 @@ class BundleWorkflow:
                 task_queue=cluster_task_queue(self.state.namespace, record.cluster),
                 schedule_to_start_timeout=CLUSTER_SCHEDULE_TO_START,
                 start_to_close_timeout=DEPLOY_TIMEOUT,
+                heartbeat_timeout=DEPLOY_HEARTBEAT,
                 retry_policy=DEPLOY_RETRY,
             )
         except ActivityError as err:
@@ -547,6 +551,7 @@ class BundleWorkflow:
                 task_queue=cluster_task_queue(self.state.namespace, record.cluster),
                 schedule_to_start_timeout=CLUSTER_SCHEDULE_TO_START,
                 start_to_close_timeout=REMOVE_TIMEOUT,
+                heartbeat_timeout=DEPLOY_HEARTBEAT,
                 retry_policy=DEPLOY_RETRY,
             )
         except ActivityError as err:
@@ -611,7 +616,15 @@ class BundleWorkflow:
         fingerprint = report.model_dump_json()
         if fingerprint == self.state.last_report:
             return
+        # Each report costs the history a signal and a workflow task: while a rollout is in
+        # flight, reports go out at most every REPORT_INTERVAL (the next activity completion
+        # brings the workflow back, so no timer is needed); a settled bundle reports at once.
+        now = workflow.now()
+        last = self.state.last_report_at
+        if self._in_flight and not retired and last and now - last < REPORT_INTERVAL:
+            return
         self.state.last_report = fingerprint
+        self.state.last_report_at = now
         workflow.upsert_search_attributes(
             [
                 GITREPO.value_set(spec.gitrepo if spec else ""),

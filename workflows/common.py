@@ -84,10 +84,14 @@ FETCH_HEARTBEAT = timedelta(seconds=30)
 PLAN_TIMEOUT = timedelta(minutes=2)
 SYNC_BUNDLES_TIMEOUT = timedelta(minutes=2)
 DEPLOY_TIMEOUT = timedelta(minutes=10)
+# helm heartbeats while it runs, so a worker killed mid-deploy is noticed within this.
+DEPLOY_HEARTBEAT = timedelta(seconds=60)
 WAIT_READY_TIMEOUT = timedelta(minutes=15)
 WAIT_READY_HEARTBEAT = timedelta(seconds=30)
 REMOVE_TIMEOUT = timedelta(minutes=5)
 # A cluster whose queue nobody polls for this long is shown as offline instead of stalling.
 CLUSTER_SCHEDULE_TO_START = timedelta(minutes=2)
+# A bundle in the middle of a rollout reports to its GitRepo at most this often.
+REPORT_INTERVAL = timedelta(seconds=5)
 # How long an ErrApplied / offline deployment waits before the workflow tries again.
 DEPLOY_RETRY_DELAY = timedelta(seconds=30)

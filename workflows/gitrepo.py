@@ -479,6 +479,9 @@ class GitRepoWorkflow:
         for name, ref in sorted(self.state.bundles.items()):
             report = self.state.reports.get(name)
             state = report.state if report else BundleState.PENDING.value
+            if report and report.commit != self.state.commit:
+                # The bundle has not taken this commit yet: its report speaks of an older one.
+                state = BundleState.WAIT_APPLIED.value
             if ref.error:
                 state = BundleState.ERR_APPLIED.value
             states.append(BundleState(state))

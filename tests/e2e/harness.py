@@ -8,14 +8,18 @@ import os
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from activities.secrets import SecretStore
+from flotilla.errors import FlotillaError
 from starters.control import Control
 from worker import FlotillaWorker, WorkerConfig
 
@@ -38,15 +42,20 @@ class Flotilla:
         timeout: float = 120.0,
         interval: float = 0.5,
     ) -> T:
-        """Probe until check holds; fail with the last value seen."""
+        """Probe until check holds (a FlotillaError, such as "not found yet", counts as not yet);
+        fail with the last value seen."""
         deadline = time.monotonic() + timeout
-        value = await probe()
-        while not check(value):
+        while True:
+            try:
+                value = await probe()
+                if check(value):
+                    return value
+                last: object = value
+            except FlotillaError as err:
+                last = err
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s; last value: {value!r}")
+                raise AssertionError(f"timed out after {timeout}s; last value: {last!r}")
             await asyncio.sleep(interval)
-            value = await probe()
-        return value
 
     async def cleanup(self) -> None:
         record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
@@ -127,3 +136,47 @@ def gitrepo_yaml(namespace: str, name: str, url: str, **spec: object) -> str:
     ]
     lines += [f"  {key}: {json.dumps(value)}" for key, value in spec.items()]
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ActivityCall:
+    """One activity of a workflow's history: what was asked, and what came back."""
+
+    name: str
+    task_queue: str
+    input: dict[str, Any]
+    scheduled: datetime
+    result: dict[str, Any] | None = None
+    completed: datetime | None = None
+
+
+async def activity_calls(
+    client: Client, workflow_id: str
+) -> tuple[list[ActivityCall], Counter[str]]:
+    """Every activity of every run of a workflow, in schedule order, and events by type."""
+    calls: dict[tuple[str, int], ActivityCall] = {}
+    events: Counter[str] = Counter()
+    run_id: str | None = None
+    while True:
+        handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+        history = await handle.fetch_history()
+        for event in history.events:
+            events[EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")] += 1
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                attrs = event.activity_task_scheduled_event_attributes
+                calls[(history.run_id, event.event_id)] = ActivityCall(
+                    name=attrs.activity_type.name,
+                    task_queue=attrs.task_queue.name,
+                    input=json.loads(attrs.input.payloads[0].data),
+                    scheduled=event.event_time.ToDatetime(),
+                )
+            elif event.HasField("activity_task_completed_event_attributes"):
+                attrs2 = event.activity_task_completed_event_attributes
+                call = calls[(history.run_id, attrs2.scheduled_event_id)]
+                call.result = json.loads(attrs2.result.payloads[0].data)
+                call.completed = event.event_time.ToDatetime()
+        last = history.events[-1]
+        if not last.HasField("workflow_execution_continued_as_new_event_attributes"):
+            break
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    return sorted(calls.values(), key=lambda c: c.scheduled), events
