@@ -65,6 +65,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.visibility import COMMIT, DESIRED, GITREPO, KIND, READY, STATE
 
 JITTER = 0.1
+# Shows a bundle whose last report predates the current commit as WaitApplied (changes when
+# search attributes are upserted, so older histories replay without it).
+STALE_REPORT_PATCH = "stale-bundle-report-is-wait-applied"
 # Bundles are signalled in batches so one activity never runs for long.
 SYNC_BATCH = 200
 _MAX_BUNDLE_LINES = 50
@@ -168,9 +171,11 @@ class GitRepoWorkflow:
         self._poll_now = True
         self._forward: set[str] = set()
         self._published: tuple[str, str, int, int] | None = None
+        self._stale_reports_wait = False
 
     @workflow.run
     async def run(self, state: GitRepoState) -> None:
+        self._stale_reports_wait = workflow.patched(STALE_REPORT_PATCH)
         workflow.upsert_search_attributes(
             [KIND.value_set("GitRepo"), GITREPO.value_set(self.state.name)]
         )
@@ -479,7 +484,7 @@ class GitRepoWorkflow:
         for name, ref in sorted(self.state.bundles.items()):
             report = self.state.reports.get(name)
             state = report.state if report else BundleState.PENDING.value
-            if report and report.commit != self.state.commit:
+            if self._stale_reports_wait and report and report.commit != self.state.commit:
                 # The bundle has not taken this commit yet: its report speaks of an older one.
                 state = BundleState.WAIT_APPLIED.value
             if ref.error:
