@@ -1,0 +1,180 @@
+"""SIGKILL the worker process in the middle of a rollout, start it again: every cluster ends
+Ready at the new version with exactly one Helm revision per commit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from temporalio.client import Client
+
+from activities.secrets import SecretStore
+from devenv.cluster import LocalCluster
+from devenv.gitserver import GitDaemon
+from devenv.temporal import TemporalDevServer
+from starters.control import Control
+from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml, helm_history
+from worker import STARTED_LINE
+from workflows.common import bundle_workflow_id
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web, version: "{version}"}}}}
+    spec:
+      containers: [{{name: web, image: "registry.local/web:{version}"}}]
+"""
+
+
+class WorkerProcess:
+    """``python worker.py`` as its own process, killed by pid only."""
+
+    def __init__(self, tmp: Path, server: TemporalDevServer, task_queue: str, namespace: str):
+        self.log = tmp / "worker.log"
+        self.argv = [
+            sys.executable,
+            str(ROOT / "worker.py"),
+            "--task-queue",
+            task_queue,
+            "--namespace",
+            namespace,
+            "--workdir",
+            str(tmp / "work"),
+            "--refresh-seconds",
+            "0.5",
+            "--control-threads",
+            "4",
+            "--cluster-threads",
+            "6",
+        ]
+        self.env = {
+            **os.environ,
+            "TEMPORAL_ADDRESS": server.address,
+            "FLOTILLA_SECRETS_DIR": str(tmp / "secrets"),
+            "FLOTILLA_CONTENT_DIR": str(tmp / "content"),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT
+            )
+        deadline = time.monotonic() + 60
+        while STARTED_LINE not in self.log.read_text()[offset:]:
+            assert self.proc.poll() is None, self.log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "worker did not start"
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@contextlib.contextmanager
+def worker_process(*args: object) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(*args)  # type: ignore[arg-type]
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+async def test_sigkill_mid_rollout_then_restart_ends_ready_without_extra_revisions(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    tools_on_path: list[Path],
+    local_cluster: LocalCluster,
+    git_daemon: GitDaemon,
+    repo_name: str,
+) -> None:
+    ns = f"fl-{uuid.uuid4().hex[:8]}"
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    clusters = ["k1", "k2", "k3", "k4"]
+    control = Control(
+        temporal_client, task_queue=task_queue, secrets=SecretStore(tmp_path / "secrets")
+    )
+    # Only used for its helpers; this test's worker is the separate process.
+    helper = Flotilla(ns, temporal_client, control, None, None)  # type: ignore[arg-type]
+    fleet = "\n".join(
+        [
+            f"defaultNamespace: {prefix}-default",
+            "rolloutStrategy: {maxUnavailable: 1}",
+            "targetCustomizations:",
+        ]
+        + [f"  - {{clusterName: {c}, namespace: {prefix}-{c}}}" for c in clusters]
+    )
+    url = git_daemon.create_repo(
+        repo_name, {"app/fleet.yaml": fleet + "\n", "app/web.yaml": DEPLOYMENT.format(version=1)}
+    )
+    with worker_process(tmp_path, temporal_server, task_queue, ns) as worker:
+        try:
+            worker.start()
+            for cluster in clusters:
+                await control.add_cluster(ns, cluster, local_cluster.kubeconfig.read_text())
+            await control.apply_text(
+                gitrepo_yaml(ns, "kill", url, targets=[{"clusterSelector": {}}]), file="g.yaml"
+            )
+            await helper.eventually(
+                lambda: control.gitrepo_status(ns, "kill"),
+                lambda s: s.state == "Ready" and s.ready_bundle_deployments == "4/4",
+                timeout=180,
+            )
+            commit = git_daemon.commit(
+                git_daemon.working_copy(repo_name),
+                {"app/web.yaml": DEPLOYMENT.format(version=2)},
+                message="version 2",
+            )
+
+            async def upgrades() -> int:
+                calls, _ = await activity_calls(temporal_client, bundle_workflow_id(ns, "kill-app"))
+                return sum(c.name == "deploy_bundle" for c in calls) - len(clusters)
+
+            # Kill as soon as the first cluster's upgrade has been handed out.
+            await helper.eventually(upgrades, lambda n: n >= 1, interval=0.1)
+            worker.kill()
+            worker.start()
+            status = await helper.eventually(
+                lambda: control.gitrepo_status(ns, "kill"),
+                lambda s: (
+                    s.commit == commit
+                    and s.state == "Ready"
+                    and s.ready_bundle_deployments == "4/4"
+                ),
+                timeout=300,
+            )
+            assert status.ready_clusters == 4
+            for cluster in clusters:
+                history = helm_history(local_cluster.kubeconfig, "kill-app", f"{prefix}-{cluster}")
+                assert [h["revision"] for h in history] == [1, 2], (cluster, history)
+                assert history[-1]["status"] == "deployed"
+        finally:
+            await helper.cleanup()
+            for cluster in (*clusters, "default"):
+                with contextlib.suppress(Exception):
+                    local_cluster.request("DELETE", f"/api/v1/namespaces/{prefix}-{cluster}")
