@@ -56,6 +56,7 @@ from workflows.registry import (
     RegistryState,
     RemoveClusterRequest,
     SnapshotRequest,
+    name_problem,
 )
 from workflows.visibility import GITREPO, KIND
 
@@ -116,6 +117,9 @@ class Control:
         paused: bool = False,
     ) -> RegistryChange:
         """Store the kubeconfig in the secret store, then register the cluster by name."""
+        problem = name_problem(name)
+        if problem:
+            raise SpecError(problem)
         secret = kubeconfig_secret_name(namespace, name)
         self.secrets.put(secret, {"value": kubeconfig})
         change: RegistryChange = await self._registry_update(

@@ -131,12 +131,20 @@ def _invalid(message: str) -> ApplicationError:
     return ApplicationError(message, type=INVALID_SPEC, non_retryable=True)
 
 
-def check_name(name: str, what: str = "cluster") -> None:
+def name_problem(name: str, what: str = "cluster") -> str:
+    """Why ``name`` cannot name a cluster or group, or "" when it can."""
     if len(name) > _MAX_NAME or not _NAME.match(name):
-        raise _invalid(
+        return (
             f"{what} name {name!r} is not a valid DNS-1123 label "
             "(lowercase letters, digits and '-', at most 63 characters)"
         )
+    return ""
+
+
+def check_name(name: str, what: str = "cluster") -> None:
+    problem = name_problem(name, what)
+    if problem:
+        raise _invalid(problem)
 
 
 def check_labels(labels: dict[str, str]) -> None:

@@ -1,0 +1,123 @@
+"""The control commands end to end through ``flotilla``'s own parser, against real Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from devenv.gitserver import GitDaemon
+from starters.cli import main
+from tests.e2e.harness import Flotilla, gitrepo_yaml
+from workflows.common import registry_workflow_id
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: s3cr3t-token-never-in-history}}]
+contexts:
+  - {name: main, context: {cluster: c, user: u}}
+  - {name: other, context: {cluster: c, user: u}}
+current-context: main
+"""
+
+
+async def test_control_commands(
+    flotilla: Flotilla,
+    git_daemon: GitDaemon,
+    repo_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ns = flotilla.namespace
+    monkeypatch.setenv("TEMPORAL_ADDRESS", flotilla.client.service_client.config.target_host)
+    monkeypatch.setenv("FLOTILLA_SECRETS_DIR", str(flotilla.config.secrets_dir))
+    common = ["-n", ns, "--task-queue", flotilla.config.task_queue]
+
+    async def flotilla_cli(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    code, out, _ = await flotilla_cli(
+        "cluster",
+        "add",
+        "one",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--context",
+        "other",
+        "-l",
+        "env=test",
+        *common,
+    )
+    assert (code, out.strip()) == (0, "cluster one added")
+    code, _, err = await flotilla_cli(
+        "cluster", "add", "Bad_Name", "--kubeconfig", str(kubeconfig), *common
+    )
+    assert code == 1 and err.count("\n") == 1 and "not a valid DNS-1123 label" in err
+    code, _, err = await flotilla_cli(
+        "cluster", "add", "two", "--kubeconfig", str(kubeconfig), "--context", "nope", *common
+    )
+    assert code == 1 and err.count("\n") == 1 and "--context: 'nope'" in err
+    code, out, _ = await flotilla_cli("cluster", "label", "one", "tier=a", "env-", *common)
+    assert code == 0
+    code, out, _ = await flotilla_cli("cluster", "list", "-o", "json", *common)
+    listed = json.loads(out)
+    assert [(c["name"], c["labels"]) for c in listed["clusters"]] == [("one", {"tier": "a"})]
+    # The kubeconfig went to the secret store; the registry's history holds only its name.
+    history = await flotilla.client.get_workflow_handle(registry_workflow_id(ns)).fetch_history()
+    assert "s3cr3t-token" not in json.dumps(history.to_json_dict())
+    assert "current-context: other" in (flotilla.config.secrets_dir or Path()).joinpath(
+        f"kubeconfig__{ns}.one.json"
+    ).read_text().replace("\\n", "\n")
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepos\nmetadata: {name: x}\n")
+    code, _, err = await flotilla_cli("apply", "-f", str(bad))
+    assert code == 1 and err.count("\n") == 1 and "did you mean 'GitRepo'" in err
+
+    url = git_daemon.create_repo(
+        repo_name, {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"}
+    )
+    good = tmp_path / "gitrepo.yaml"
+    good.write_text(gitrepo_yaml(ns, "demo", url))
+    code, out, _ = await flotilla_cli(
+        "apply", "-f", str(good), "--task-queue", flotilla.config.task_queue
+    )
+    assert (code, out.strip()) == (0, f"gitrepo {ns}/demo applied")
+    await flotilla.eventually(
+        lambda: flotilla.control.list_bundles(ns), lambda bundles: len(bundles) == 1
+    )
+    code, out, _ = await flotilla_cli("get", "gitrepos", *common)
+    header, row = out.strip().splitlines()
+    assert header.split() == ["NAME", "REPO", "COMMIT", "BUNDLEDEPLOYMENTS-READY", "STATUS"]
+    assert row.split()[:2] == ["demo", url]
+    code, out, _ = await flotilla_cli("describe", "gitrepo", "demo", *common)
+    assert "Bundles:" in out and "demo" in out
+    code, out, _ = await flotilla_cli("get", "bundles", "-o", "yaml", *common)
+    assert "bundle: demo\n" in out
+    code, out, _ = await flotilla_cli("sync", "gitrepo", "demo", *common)
+    assert code == 0 and "synced at commit" in out
+    code, out, _ = await flotilla_cli("pause", "bundle", "demo", *common)
+    assert out.strip() == f"bundle {ns}/demo paused"
+    await flotilla.eventually(
+        lambda: flotilla.control.bundle_status(ns, "demo"), lambda b: b.paused
+    )
+    code, out, _ = await flotilla_cli("describe", "bundle", "demo", *common)
+    assert "Paused:      true" in out
+    code, out, _ = await flotilla_cli("resume", "bundle", "demo", *common)
+    assert out.strip() == f"bundle {ns}/demo resumed"
+    code, _, err = await flotilla_cli("describe", "bundle", "nope", *common)
+    assert code == 1 and err.strip() == f"error: bundle {ns}/nope not found"
+    code, out, _ = await flotilla_cli("delete", "gitrepo", "demo", *common)
+    assert code == 0 and "deleted" in out
+    code, out, _ = await flotilla_cli("cluster", "remove", "one", *common)
+    assert (code, out.strip()) == (0, "cluster one removed")
