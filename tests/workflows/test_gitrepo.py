@@ -7,8 +7,9 @@ from temporalio.api.enums.v1 import EventType
 
 from devenv.gitserver import GitDaemon
 from flotilla.errors import FlotillaError
+from flotilla.models import GitRepo, load_fleet_objects
 from tests.e2e.harness import Flotilla, gitrepo_yaml
-from workflows.common import gitrepo_workflow_id
+from workflows.common import bundle_workflow_id, gitrepo_workflow_id
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
 
@@ -114,3 +115,34 @@ async def test_sync_now_spec_updates_and_removed_bundles(
 
     assert "deleted" in await flotilla.control.delete_gitrepo(ns, "repo")
     assert await flotilla.control.list_bundles(ns) == []
+
+
+async def test_gitrepo_and_bundles_continue_as_new_with_their_state(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    url = git_daemon.create_repo(
+        repo_name, {"a/cm.yaml": CM.format(name="a"), "a/fleet.yaml": "{}\n"}
+    )
+    ns = flotilla.namespace
+    (gitrepo,), _ = load_fleet_objects(gitrepo_yaml(ns, "can", url), file="gitrepo.yaml")
+    assert isinstance(gitrepo, GitRepo)
+    # Tiny history limits: both workflows must continue-as-new several times.
+    await flotilla.control.apply_gitrepo(
+        gitrepo, max_history_events=40, bundle_max_history_events=15
+    )
+    workflow_id = gitrepo_workflow_id(ns, "can")
+
+    async def runs(wid: str) -> int:
+        return len([w async for w in flotilla.client.list_workflows(f"WorkflowId = '{wid}'")])
+
+    await flotilla.eventually(lambda: runs(workflow_id), lambda n: n >= 3, timeout=60)
+    commit = git_daemon.commit(
+        git_daemon.working_copy(repo_name), {"a/cm.yaml": CM.format(name="a2")}, message="two"
+    )
+    await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "can"),
+        lambda s: s.commit == commit and s.state == "Ready" and len(s.bundles) == 1,
+    )
+    bundle = await flotilla.control.bundle_status(ns, "can-a")
+    assert bundle.commit == commit
+    assert await runs(bundle_workflow_id(ns, "can-a")) >= 2
