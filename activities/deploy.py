@@ -27,7 +27,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.content import ContentStore
 from activities.helm import DEPLOYMENT_ID_LABEL, Helm, HelmError, UpgradeFlags
-from activities.kube import Kube, KubeError
+from activities.kube import Kube, KubeError, parse_kubeconfig
 from activities.render import (
     HELM_OUTPUT_FILE,
     compute_values,
@@ -59,7 +59,7 @@ from flotilla.drift import (
     find_hpa_targets,
     object_key,
 )
-from flotilla.errors import FlotillaError
+from flotilla.errors import FlotillaError, RenderError, SpecError
 from flotilla.helmhistory import (
     HistoryAction,
     ReleaseRevision,
@@ -178,8 +178,12 @@ def _application_error(err: FlotillaError, redact: Redactor) -> ApplicationError
         delay = err.retry_after
     elif isinstance(err, HelmError):
         kind, retryable = err.kind, err.retryable
-    else:
+    elif isinstance(err, SpecError | RenderError):
         kind, retryable = "InvalidBundle", False
+    else:
+        # Missing content, kubeconfig or valuesFrom source: resending the same request fails
+        # the same way until someone fixes it, so the workflow records it and moves on.
+        kind, retryable = "DeployFailed", False
     return ApplicationError(
         message,
         type=kind,
@@ -332,14 +336,15 @@ class DeployActivities:
 
     # -- shared plumbing -------------------------------------------------------------------
 
-    def _kubeconfig(self, cluster_namespace: str, cluster: str, redact: Redactor) -> str:
+    def _kubeconfig(
+        self, cluster_namespace: str, cluster: str, redact: Redactor
+    ) -> tuple[str, dict[str, Any]]:
+        """The cluster's kubeconfig, as text (for helm) and parsed (for the API client)."""
         text = self.secrets.get_key(kubeconfig_secret_name(cluster_namespace, cluster), "value")
-        try:
-            parsed = yaml.safe_load(text)
-        except yaml.YAMLError:
-            parsed = None
-        redact.add([text, *kubeconfig_secrets(parsed if isinstance(parsed, dict) else {})])
-        return text
+        redact.add([text])
+        parsed = parse_kubeconfig(text)
+        redact.add(kubeconfig_secrets(parsed))
+        return text, parsed
 
     def _options(self, digest: str) -> DeploymentOptions:
         return DeploymentOptions.model_validate_json(self.content.get(digest))
@@ -381,9 +386,11 @@ class DeployActivities:
         release = release_name_for(bundle, options)
         namespace = release_namespace(options)
         label = deployment_label(request.deployment_id)
-        kubeconfig = self._kubeconfig(request.cluster_namespace, request.cluster_name, redact)
+        kubeconfig, parsed = self._kubeconfig(
+            request.cluster_namespace, request.cluster_name, redact
+        )
         log_args = (request.bundle_name, request.cluster_namespace, request.cluster_name)
-        with Kube.from_kubeconfig(kubeconfig) as kube:
+        with Kube.from_kubeconfig(parsed) as kube:
             history = read_history(kube, release, namespace)
             recorded = request.previous_release.revision if request.previous_release else None
             decision = decide_release_action(history, recorded or None, label)
@@ -530,6 +537,13 @@ class DeployActivities:
                 status = watch.observe()
                 options = watch.options
                 if status.drift and options.correct_drift and options.correct_drift.enabled:
+                    activity.logger.info(
+                        "bundle %s on cluster %s/%s: correcting drift of %s objects",
+                        request.bundle_name,
+                        request.cluster_namespace,
+                        request.cluster_name,
+                        len(watch.drift),
+                    )
                     watch.correct(force=options.correct_drift.force)
                     corrected = status.drift
                     status = watch.observe()
@@ -562,9 +576,11 @@ class DeployActivities:
     @contextmanager
     def _watch(self, request: StatusRequest, redact: Redactor) -> Iterator[_Watch]:
         payload = self._options(request.options_digest)
-        kubeconfig = self._kubeconfig(request.cluster_namespace, request.cluster_name, redact)
+        kubeconfig, parsed = self._kubeconfig(
+            request.cluster_namespace, request.cluster_name, redact
+        )
         with (
-            Kube.from_kubeconfig(kubeconfig) as kube,
+            Kube.from_kubeconfig(parsed) as kube,
             self._scratch(request.release.name) as scratch,
             Helm(kubeconfig, scratch, heartbeat=_heartbeat, redact=redact) as helm,
         ):
@@ -580,8 +596,10 @@ class DeployActivities:
         redact = Redactor()
         release = request.release
         try:
-            kubeconfig = self._kubeconfig(request.cluster_namespace, request.cluster_name, redact)
-            with Kube.from_kubeconfig(kubeconfig) as kube:
+            kubeconfig, parsed = self._kubeconfig(
+                request.cluster_namespace, request.cluster_name, redact
+            )
+            with Kube.from_kubeconfig(parsed) as kube:
                 if request.keep_resources:
                     # Helm's records are its release Secrets; without them the objects are
                     # nobody's release, and Helm never touches them again.

@@ -195,30 +195,29 @@ class Helm:
         if self._kubeconfig is None:
             raise RuntimeError("Helm must be used as a context manager")
         argv = [helm_binary(), *args, "--kubeconfig", str(self._kubeconfig)]
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(argv, stdout=out, stderr=err, env=self._env)
-            deadline = time.monotonic() + seconds
-            try:
-                while True:
-                    try:
-                        proc.wait(timeout=HEARTBEAT_SECONDS)
-                        break
-                    except subprocess.TimeoutExpired:
-                        if self.heartbeat is not None:
-                            self.heartbeat(what)
-                        if time.monotonic() > deadline:
-                            raise HelmError(
-                                f"{what}: helm did not finish within {int(seconds)}s",
-                                retryable=True,
-                            ) from None
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
-            out.seek(0)
-            err.seek(0)
-            stdout = out.read().decode("utf-8", errors="replace")
-            stderr = err.read().decode("utf-8", errors="replace")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._env)
+        deadline = time.monotonic() + seconds
+        try:
+            while True:
+                # communicate() returns the moment helm closes its output, unlike a polled
+                # wait(), so short calls pay no polling delay.
+                try:
+                    out, err = proc.communicate(timeout=HEARTBEAT_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    if self.heartbeat is not None:
+                        self.heartbeat(what)
+                    if time.monotonic() > deadline:
+                        raise HelmError(
+                            f"{what}: helm did not finish within {int(seconds)}s",
+                            retryable=True,
+                        ) from None
+        except BaseException:
+            proc.kill()
+            proc.communicate()
+            raise
+        stdout = out.decode("utf-8", errors="replace")
+        stderr = err.decode("utf-8", errors="replace")
         if proc.returncode != 0:
             raise HelmError(f"{what}: {self.redact(one_line_stderr(stderr))}")
         return stdout

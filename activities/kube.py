@@ -34,6 +34,13 @@ _MERGE_PATCH = "application/merge-patch+json"
 # Asks the API server for metadata only: Helm's release Secrets are listed without their data.
 _METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
+# The C loader when PyYAML has it: kubeconfigs are parsed on every activity call.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Discovery results per (server, groupVersion), shared by every client of that server: kinds
+# do not move between calls, and an unknown kind (a new CRD) refreshes its entry.
+_DISCOVERY: dict[tuple[str, str], dict[str, ResourceInfo]] = {}
+_DISCOVERY_LOCK = threading.Lock()
+
 # The verb Kubernetes authorization names for each HTTP method on a single object.
 _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
@@ -152,18 +159,23 @@ def map_api_error(err: Exception, *, verb: str, what: str, server: str) -> KubeE
     return InvalidObjectError(f"{verb} {what}: HTTP {status}{suffix}")
 
 
-def api_client_from_kubeconfig(kubeconfig: str) -> client.ApiClient:
-    """Build a client from kubeconfig text, held in memory.
-
-    The client library writes certificate data it needs as files to mkstemp files (mode
-    0600); nothing is written for tokens. Config errors never echo the kubeconfig.
-    """
+def parse_kubeconfig(kubeconfig: str) -> dict[str, Any]:
+    """Parse kubeconfig text (YAML or JSON); errors never echo it."""
     try:
-        data = yaml.safe_load(kubeconfig)
+        data = yaml.load(kubeconfig, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError:
         raise FlotillaError("kubeconfig is not valid YAML") from None
     if not isinstance(data, dict):
         raise FlotillaError("kubeconfig is not a YAML mapping")
+    return data
+
+
+def api_client_from_kubeconfig(data: dict[str, Any]) -> client.ApiClient:
+    """Build a client from a parsed kubeconfig, held in memory.
+
+    The client library writes certificate data it needs as files to mkstemp files (mode
+    0600); nothing is written for tokens. Config errors never echo the kubeconfig.
+    """
     configuration = client.Configuration()
     try:
         api: client.ApiClient = config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
@@ -197,12 +209,12 @@ class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self.server = str(api.configuration.host)
-        self._kinds: dict[str, dict[str, ResourceInfo]] = {}
-        self._lock = threading.Lock()
 
     @classmethod
-    def from_kubeconfig(cls, kubeconfig: str) -> Kube:
-        return cls(api_client_from_kubeconfig(kubeconfig))
+    def from_kubeconfig(cls, kubeconfig: str | dict[str, Any]) -> Kube:
+        """A client for kubeconfig text or an already parsed kubeconfig."""
+        data = parse_kubeconfig(kubeconfig) if isinstance(kubeconfig, str) else kubeconfig
+        return cls(api_client_from_kubeconfig(data))
 
     def close(self) -> None:
         self.api.close()  # type: ignore[no-untyped-call]
@@ -264,8 +276,8 @@ class Kube:
         raise NotFoundError(f"kind {kind} is not served by the cluster under {api_version}")
 
     def _discover(self, api_version: str, *, refresh: bool) -> dict[str, ResourceInfo]:
-        with self._lock:
-            cached = self._kinds.get(api_version)
+        with _DISCOVERY_LOCK:
+            cached = _DISCOVERY.get((self.server, api_version))
         if cached is not None and not refresh:
             return cached
         path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
@@ -283,8 +295,8 @@ class Kube:
             for item in listing.get("resources", [])
             if "/" not in str(item.get("name", ""))
         }
-        with self._lock:
-            self._kinds[api_version] = kinds
+        with _DISCOVERY_LOCK:
+            _DISCOVERY[(self.server, api_version)] = kinds
         return kinds
 
     # -- objects -------------------------------------------------------------------------
