@@ -135,7 +135,9 @@ class FlotillaWorker:
                 snapshot = await handle.query(ClusterRegistryWorkflow.snapshot, SnapshotRequest())
             except RPCError:
                 continue  # no registry in this namespace yet
-            wanted.update(cluster_task_queue(namespace, c.name) for c in snapshot.clusters)
+            wanted.update(
+                cluster_task_queue(namespace, c.name) for c in snapshot.clusters if not c.agent
+            )
         now = time.monotonic()
         for queue in sorted(wanted - set(self._clusters)):
             self._start_cluster(queue)

@@ -111,22 +111,29 @@ class Control:
         self,
         namespace: str,
         name: str,
-        kubeconfig: str,
+        kubeconfig: str | None,
         *,
         labels: dict[str, str] | None = None,
         paused: bool = False,
     ) -> RegistryChange:
-        """Store the kubeconfig in the secret store, then register the cluster by name."""
+        """Register a cluster by name: with a kubeconfig (stored in the secret store, push
+        mode) or, when ``kubeconfig`` is None, in agent mode (its agent serves its queue)."""
         problem = name_problem(name)
         if problem:
             raise SpecError(problem)
-        secret = kubeconfig_secret_name(namespace, name)
-        self.secrets.put(secret, {"value": kubeconfig})
+        secret = ""
+        if kubeconfig is not None:
+            secret = kubeconfig_secret_name(namespace, name)
+            self.secrets.put(secret, {"value": kubeconfig})
         change: RegistryChange = await self._registry_update(
             namespace,
             ClusterRegistryWorkflow.apply_cluster,
             ApplyClusterRequest(
-                name=name, labels=labels or {}, paused=paused, kubeconfig_secret=secret
+                name=name,
+                labels=labels or {},
+                paused=paused,
+                kubeconfig_secret=secret,
+                agent=kubeconfig is None,
             ),
         )
         return change
@@ -468,7 +475,7 @@ def _read(path: str) -> str:
 
 
 def cmd_cluster_add(args: argparse.Namespace) -> int:
-    kubeconfig = _kubeconfig_text(args.kubeconfig, args.context)
+    kubeconfig = _kubeconfig_text(args.kubeconfig, args.context) if args.kubeconfig else None
     labels = _labels(args.label)
 
     async def action(control: Control) -> str:
@@ -498,13 +505,14 @@ def cmd_cluster_remove(args: argparse.Namespace) -> int:
 
 def _cluster_table(snapshot: RegistrySnapshot) -> str:
     return table(
-        ["NAME", "LABELS", "PAUSED", "KUBECONFIG-SECRET"],
+        ["NAME", "LABELS", "PAUSED", "MODE", "KUBECONFIG-SECRET"],
         [
             [
                 c.name,
                 ",".join(f"{k}={v}" for k, v in sorted(c.labels.items())) or "<none>",
                 str(c.paused).lower(),
-                c.kubeconfig_secret,
+                "agent" if c.agent else "push",
+                c.kubeconfig_secret or "-",
             ]
             for c in snapshot.clusters
         ],
@@ -578,7 +586,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "add", help="register a cluster; its kubeconfig goes to the secret store"
     )
     add.add_argument("name")
-    add.add_argument("--kubeconfig", required=True)
+    mode = add.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--kubeconfig", help="push mode: the central worker deploys with it")
+    mode.add_argument(
+        "--agent", action="store_true", help="agent mode: the cluster's own agent serves it"
+    )
     add.add_argument("--context")
     add.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
     _common(add)

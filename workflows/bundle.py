@@ -134,6 +134,7 @@ class BundleWorkflowState(BaseModel):
     # Test switches: continue-as-new after this many events; watch readiness this long.
     max_history_events: int | None = None
     ready_watch_seconds: float = READY_WATCH_SECONDS
+    cluster_schedule_to_start_seconds: float | None = None
 
 
 class BundleRefresh(BaseModel):
@@ -454,13 +455,17 @@ class BundleWorkflow:
 
     # --- per-cluster work ---------------------------------------------------------------------
 
+    def _schedule_to_start(self) -> timedelta:
+        seconds = self.state.cluster_schedule_to_start_seconds
+        return CLUSTER_SCHEDULE_TO_START if seconds is None else timedelta(seconds=seconds)
+
     def _failed(self, record: DeploymentRecord, err: ActivityError) -> None:
         cause = err.cause
         queue = cluster_task_queue(self.state.namespace, record.cluster)
         if isinstance(cause, TemporalTimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START:
             record.error = (
                 f"cluster offline: no worker took work from task queue {queue} "
-                f"within {int(CLUSTER_SCHEDULE_TO_START.total_seconds())}s"
+                f"within {int(self._schedule_to_start().total_seconds())}s"
             )
         else:
             record.error = _one_line(str(cause or err))
@@ -490,7 +495,7 @@ class BundleWorkflow:
                     previous_release=record.release,
                 ),
                 task_queue=cluster_task_queue(self.state.namespace, record.cluster),
-                schedule_to_start_timeout=CLUSTER_SCHEDULE_TO_START,
+                schedule_to_start_timeout=self._schedule_to_start(),
                 start_to_close_timeout=DEPLOY_TIMEOUT,
                 heartbeat_timeout=DEPLOY_HEARTBEAT,
                 retry_policy=DEPLOY_RETRY,
@@ -520,7 +525,7 @@ class BundleWorkflow:
                     timeout_seconds=self.state.ready_watch_seconds,
                 ),
                 task_queue=cluster_task_queue(self.state.namespace, record.cluster),
-                schedule_to_start_timeout=CLUSTER_SCHEDULE_TO_START,
+                schedule_to_start_timeout=self._schedule_to_start(),
                 start_to_close_timeout=WAIT_READY_TIMEOUT,
                 heartbeat_timeout=WAIT_READY_HEARTBEAT,
                 retry_policy=DEPLOY_RETRY,
@@ -549,7 +554,7 @@ class BundleWorkflow:
                     delete_namespace=record.delete_namespace,
                 ),
                 task_queue=cluster_task_queue(self.state.namespace, record.cluster),
-                schedule_to_start_timeout=CLUSTER_SCHEDULE_TO_START,
+                schedule_to_start_timeout=self._schedule_to_start(),
                 start_to_close_timeout=REMOVE_TIMEOUT,
                 heartbeat_timeout=DEPLOY_HEARTBEAT,
                 retry_policy=DEPLOY_RETRY,

@@ -97,6 +97,7 @@ class GitRepoState(BaseModel):
     max_history_events: int | None = None
     bundle_max_history_events: int | None = None
     ready_watch_seconds: float | None = None
+    cluster_schedule_to_start_seconds: float | None = None
 
 
 class UpdateSpecRequest(BaseModel):
@@ -400,11 +401,7 @@ class GitRepoWorkflow:
                     bundle=name,
                     gitrepo_workflow_id=workflow.info().workflow_id,
                     max_history_events=self.state.bundle_max_history_events,
-                    **(
-                        {"ready_watch_seconds": self.state.ready_watch_seconds}
-                        if self.state.ready_watch_seconds is not None
-                        else {}
-                    ),
+                    **self._bundle_switches(),
                 ).model_dump(mode="json"),
                 static_summary=f"bundle {name} of gitrepo {self.state.namespace}/{self.state.name}",
             )
@@ -428,6 +425,14 @@ class GitRepoWorkflow:
         self.state.synced_key = key
         for name in retired:
             await self._retire(name)
+
+    def _bundle_switches(self) -> dict[str, float]:
+        """The test switches set on this GitRepo that its bundles inherit."""
+        switches = {
+            "ready_watch_seconds": self.state.ready_watch_seconds,
+            "cluster_schedule_to_start_seconds": self.state.cluster_schedule_to_start_seconds,
+        }
+        return {k: v for k, v in switches.items() if v is not None}
 
     async def _retire(self, name: str) -> None:
         self.state.retiring.append(name)

@@ -39,6 +39,8 @@ class ClusterRecord(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     paused: bool = False
     kubeconfig_secret: str = ""
+    # Agent mode: the cluster's own agent serves its queue; the central worker does not.
+    agent: bool = False
     template_values: dict[str, str] = Field(default_factory=dict)
     last_seen: datetime | None = None
 
@@ -78,7 +80,8 @@ class ApplyClusterRequest(BaseModel):
     name: str
     labels: dict[str, str] = Field(default_factory=dict)
     paused: bool = False
-    kubeconfig_secret: str
+    kubeconfig_secret: str = ""
+    agent: bool = False
     template_values: dict[str, str] = Field(default_factory=dict)
 
 
@@ -227,6 +230,7 @@ class ClusterRegistryWorkflow:
             labels=dict(request.labels),
             paused=request.paused,
             kubeconfig_secret=request.kubeconfig_secret,
+            agent=request.agent,
             template_values=dict(request.template_values),
             last_seen=workflow.now(),
         )
@@ -237,8 +241,11 @@ class ClusterRegistryWorkflow:
     def _validate_apply_cluster(self, request: ApplyClusterRequest) -> None:
         check_name(request.name)
         check_labels(request.labels)
-        if not request.kubeconfig_secret:
-            raise _invalid(f"cluster {request.name}: a kubeconfig secret name is required")
+        if not request.kubeconfig_secret and not request.agent:
+            raise _invalid(
+                f"cluster {request.name}: a kubeconfig secret name is required "
+                "(or agent mode, where the cluster's agent holds its own credentials)"
+            )
 
     @workflow.update
     def label_cluster(self, request: LabelClusterRequest) -> RegistryChange:

@@ -1,0 +1,87 @@
+"""A cluster whose queue nobody serves shows as offline instead of stalling the rollout, and
+deploys once its agent starts serving the queue."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+from temporalio.worker import Worker
+
+from activities.content import ContentStore
+from activities.deploy import DeployActivities
+from activities.secrets import SecretStore, kubeconfig_secret_name
+from devenv.cluster import LocalCluster
+from devenv.gitserver import GitDaemon
+from flotilla.models import GitRepo, load_fleet_objects
+from tests.e2e.harness import Flotilla, gitrepo_yaml, helm_history
+from workflows.common import cluster_task_queue
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {k: v}\n"
+
+
+async def test_unserved_cluster_is_offline_and_catches_up_when_its_agent_comes(
+    flotilla: Flotilla, local_cluster: LocalCluster, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    ns = flotilla.namespace
+    fleet = (
+        f"defaultNamespace: {prefix}-default\n"
+        "rolloutStrategy: {maxUnavailable: 1}\n"
+        "targetCustomizations:\n"
+        f"  - {{clusterName: online, namespace: {prefix}-online}}\n"
+        f"  - {{clusterName: agent, namespace: {prefix}-agent}}\n"
+    )
+    url = git_daemon.create_repo(repo_name, {"app/fleet.yaml": fleet, "app/cm.yaml": CM})
+    kubeconfig = local_cluster.kubeconfig.read_text()
+    try:
+        await flotilla.control.add_cluster(ns, "online", kubeconfig)
+        # Agent mode: the central worker does not serve this cluster's queue.
+        await flotilla.control.add_cluster(ns, "agent", None)
+        await flotilla.worker.refresh_clusters()
+        assert flotilla.worker.cluster_queues == [cluster_task_queue(ns, "online")]
+        (gitrepo,), _ = load_fleet_objects(
+            gitrepo_yaml(ns, "gone", url, targets=[{"clusterSelector": {}}]), file="g.yaml"
+        )
+        assert isinstance(gitrepo, GitRepo)
+        await flotilla.control.apply_gitrepo(gitrepo, cluster_schedule_to_start_seconds=3)
+        bundle = await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "gone-app"),
+            lambda s: (
+                {c.cluster: c.state for c in s.clusters}
+                == {"online": "Ready", "agent": "ErrApplied"}
+            ),
+        )
+        (agent,) = [c for c in bundle.clusters if c.cluster == "agent"]
+        assert agent.message.startswith("cluster offline: no worker took work from task queue")
+        assert bundle.message.startswith("agent: cluster offline")
+
+        # The agent starts: same activities, its own credentials, only its own queue.
+        agent_secrets = SecretStore(flotilla.config.workdir / "agent-secrets")
+        agent_secrets.put(kubeconfig_secret_name(ns, "agent"), {"value": kubeconfig})
+        activities = DeployActivities(
+            agent_secrets,
+            ContentStore(flotilla.config.content_dir),
+            flotilla.config.workdir / "agent",
+        )
+        async with Worker(
+            flotilla.client,
+            task_queue=cluster_task_queue(ns, "agent"),
+            activities=[
+                activities.deploy_bundle,
+                activities.wait_ready,
+                activities.remove_deployment,
+            ],
+            activity_executor=flotilla.worker._cluster_pool,
+        ):
+            await flotilla.eventually(
+                lambda: flotilla.control.gitrepo_status(ns, "gone"),
+                lambda s: s.state == "Ready" and s.ready_bundle_deployments == "2/2",
+                timeout=90,
+            )
+        history = helm_history(local_cluster.kubeconfig, "gone-app", f"{prefix}-agent")
+        assert [h["revision"] for h in history] == [1]
+    finally:
+        for name in ("online", "agent", "default"):
+            with contextlib.suppress(Exception):
+                local_cluster.request("DELETE", f"/api/v1/namespaces/{prefix}-{name}")
