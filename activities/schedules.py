@@ -54,6 +54,9 @@ POLICY_WORKFLOW = "ImagePolicyWorkflow"
 # A worker outage should not end in a burst of make-up polls: one late poll is enough.
 CATCHUP_WINDOW = timedelta(minutes=1)
 MAX_CONFLICT_RETRIES = 5
+JITTER_FRACTION = 0.1
+MAX_JITTER = timedelta(minutes=5)
+CRON_JITTER = timedelta(seconds=30)
 _MAX_FILE_BYTES = 1 << 20
 FLEET_YAML = "fleet.yaml"
 
@@ -228,11 +231,15 @@ def _poll_schedule(scan_raw: dict[str, object], scan: ImageScan, spec: GitRepoSp
 
 
 def schedule_spec(schedule: PollSchedule) -> ScheduleSpec:
+    """Interval or cron, with jitter: schedules fire on epoch-aligned instants, and a fleet of
+    scans polling one registry in the same second looks like an attack to its rate limiter."""
     if schedule.interval_seconds is not None:
+        jitter = min(schedule.interval_seconds * JITTER_FRACTION, MAX_JITTER.total_seconds())
         return ScheduleSpec(
-            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=schedule.interval_seconds))]
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=schedule.interval_seconds))],
+            jitter=timedelta(seconds=jitter),
         )
-    return ScheduleSpec(cron_expressions=[schedule.cron or ""])
+    return ScheduleSpec(cron_expressions=[schedule.cron or ""], jitter=CRON_JITTER)
 
 
 def _pause_note(spec: GitRepoSpec, scan: ImageScan) -> str:

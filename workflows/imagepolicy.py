@@ -264,12 +264,16 @@ class ImagePolicyWorkflow:
             )
         self.state.applied = proposal
         what = f"committed {written.commit[:12]}" if written.commit else "already in git, no commit"
-        await workflow.execute_activity_method(
-            ScheduleActivities.request_gitrepo_sync,
-            GitRepoSyncRequest(workflow_id=config.gitrepo_workflow_id),
-            start_to_close_timeout=SCHEDULE_CALL_TIMEOUT,
-            retry_policy=CLIENT_RETRY,
-        )
+        try:
+            await workflow.execute_activity_method(
+                ScheduleActivities.request_gitrepo_sync,
+                GitRepoSyncRequest(workflow_id=config.gitrepo_workflow_id),
+                start_to_close_timeout=SCHEDULE_CALL_TIMEOUT,
+                retry_policy=CLIENT_RETRY,
+            )
+        except ActivityError as err:
+            # The commit stands; the GitRepo's own polling will find it.
+            what += f" (sync-now not delivered: {_cause(err)})"
         return ImagePolicyResult(
             outcome="committed", message=f"{self._change(candidate)}: {what}", commit=written.commit
         )
