@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from devenv import cluster as clusters
+from devenv import tools
 from devenv.cluster import LocalCluster, state_root
 from devenv.gitserver import GitDaemon
-from devenv.process import ManagedProcess, StartupError, pid_alive, port_is_free, stop_pid
+from devenv.process import ManagedProcess, pid_alive, port_is_free, stop_pid
 from devenv.temporal import TemporalDevServer
 
 Progress = Callable[[str], None]
@@ -93,13 +94,18 @@ def start_git(state: StackState, progress: Progress) -> GitDaemon:
     return daemon
 
 
-def start_worker(state: StackState, progress: Progress, env: dict[str, str]) -> None:
+def start_worker(state: StackState, progress: Progress) -> None:
     progress("starting the flotilla worker ...")
     worker = ManagedProcess(
         "worker",
         [sys.executable, "-m", "worker"],
         state_root() / "worker.log",
-        env={**os.environ, **env, "TEMPORAL_ADDRESS": state.temporal_address},
+        env={
+            **os.environ,
+            "TEMPORAL_ADDRESS": state.temporal_address,
+            # The worker renders and deploys with the pinned helm and kustomize.
+            "PATH": os.pathsep.join([*map(str, tools.bin_dirs()), os.environ.get("PATH", "")]),
+        },
         cwd=Path(__file__).resolve().parent.parent,
         tied_to_parent=False,
     ).start()
@@ -122,33 +128,5 @@ def down(progress: Progress) -> None:
     for cluster_state in clusters.list_clusters():
         progress(f"stopping cluster {cluster_state.name!r}")
         clusters.down(cluster_state.name)
-    stack_file().unlink(missing_ok=True)
-
-
-def apply_objects(cluster: LocalCluster, objects: list[dict[str, Any]]) -> None:
-    """Create objects through the API (the substrate's own check, not flotilla's deployer)."""
-    for obj in objects:
-        api = obj["apiVersion"]
-        base = f"/api/{api}" if "/" not in api else f"/apis/{api}"
-        namespace = obj.get("metadata", {}).get("namespace")
-        plural = obj["kind"].lower() + "s"
-        path = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
-        cluster.request("POST", path, obj)
-
-
-def wait_deployment_available(
-    cluster: LocalCluster, namespace: str, name: str, timeout: float = 60
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        dep = cluster.request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
-        status = dep.get("status", {})
-        want = dep.get("spec", {}).get("replicas", 1)
-        if status.get("availableReplicas") == want and status.get("readyReplicas") == want:
-            return dep
-        if time.monotonic() > deadline:
-            raise StartupError(
-                f"deployment {namespace}/{name} not Available after {timeout}s: "
-                f"{json.dumps(status)[:300]}"
-            )
-        time.sleep(0.5)
+    # The next `dev up` starts from nothing: no old workflows, repos or logs.
+    shutil.rmtree(state_root(), ignore_errors=True)

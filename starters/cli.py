@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from flotilla.errors import FlotillaError
 from starters import control, dev, images, offline
@@ -64,5 +66,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL_ERROR
 
 
+def run() -> NoReturn:
+    """The console script: ``main()``, then leave without interpreter finalization.
+
+    The Temporal client's native runtime keeps threads that may still call into Python while
+    the interpreter finalizes, which aborts the process (``PyGILState_Release``) after the
+    command has already succeeded. Every command has finished its work and printed its output
+    when ``main`` returns, so flushing and exiting at once is both safe and honest about the
+    exit code.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-import yaml
-
+from activities.client import DEFAULT_ADDRESS
 from devenv import cluster as clusters
 from devenv import stack
 from devenv.process import StartupError, pid_alive
 from flotilla.errors import FlotillaError
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello" / "deployment.yaml"
+from starters import demo
 
 
 def _say(message: str) -> None:
@@ -97,25 +94,29 @@ def cmd_up(args: argparse.Namespace) -> int:
     state = stack.StackState()
     try:
         stack.start_temporal(state, _say)
-        cluster = stack.start_cluster(state, "dev", _say)
-        _say(f"deploying the example {EXAMPLE.relative_to(EXAMPLE.parents[2])} ...")
-        objects = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
-        stack.apply_objects(cluster, objects)
-        for obj in objects:
-            if obj["kind"] == "Deployment":
-                meta = obj["metadata"]
-                stack.wait_deployment_available(
-                    cluster, meta.get("namespace", "default"), meta["name"]
-                )
-                _say(f"deployment {meta['name']} is Available on cluster 'dev'")
-    except (StartupError, OSError) as err:
+        daemon = stack.start_git(state, _say)
+        clusters = {
+            name: stack.start_cluster(state, name, _say, nodes=1) for name in demo.CLUSTER_LABELS
+        }
+        stack.start_worker(state, _say)
+        tables = demo.deploy_example(state.temporal_address, daemon, clusters, _say)
+    except (StartupError, OSError, FlotillaError) as err:
         stack.down(lambda _m: None)
         raise FlotillaError(f"dev up failed: {str(err).splitlines()[0]}") from err
     except KeyboardInterrupt:
         _say("interrupted: stopping what was started")
         stack.down(_say)
         raise
+    print()
+    print(tables)
     _print_summary(state)
+    work = daemon.working_copy(demo.REPO_NAME)
+    print()
+    print("Push a change and watch it roll out:")
+    print(f"  cd {work}")
+    print("  sed -i 's/replicas: 1/replicas: 2/' raw-overlays/deployment.yaml")
+    print("  git commit -am 'scale up' && git push origin HEAD:main")
+    print("  flotilla get bundles            # or the Temporal UI, filtered by FlotillaGitRepo")
     return 0
 
 
@@ -123,6 +124,8 @@ def _print_summary(state: stack.StackState) -> None:
     print()
     print(f"  Temporal UI:      {state.ui_url}")
     print(f"  Temporal address: {state.temporal_address}")
+    if state.temporal_address != DEFAULT_ADDRESS:
+        print(f"  (port 7233 was taken: export TEMPORAL_ADDRESS={state.temporal_address})")
     for name in state.clusters:
         print(f"  cluster {name}:      export KUBECONFIG={clusters.cluster_dir(name)}/kubeconfig")
     print("  status:           flotilla dev status")
