@@ -304,19 +304,27 @@ class LocalCluster:
         )
         proc.wait_until(self._api_ready, timeout=START_TIMEOUT, what="kube-apiserver /readyz")
 
+    def _control_plane_flags(self) -> list[str]:
+        """Flags the controller-manager and scheduler share: the admin kubeconfig for
+        everything, no leader election (one replica), a loopback serving port of their own."""
+        kubeconfig = str(self.kubeconfig)
+        return [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}",
+            "--v=0",
+        ]
+
     def _start_controller_manager(self) -> None:
         pki = self.dir / "pki"
-        kubeconfig = str(self.kubeconfig)
         self._spawn(
             "kube-controller-manager",
             [
                 str(tools.locate("kube-controller-manager")),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                "--leader-elect=false",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={free_port()}",
+                *self._control_plane_flags(),
                 f"--cert-dir={self.dir / 'kcm-certs'}",
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
@@ -327,24 +335,12 @@ class LocalCluster:
                 "-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ttl",
                 "--concurrent-deployment-syncs=10",
                 "--concurrent-replicaset-syncs=10",
-                "--v=0",
             ],
         )
 
     def _start_scheduler(self) -> None:
-        kubeconfig = str(self.kubeconfig)
         self._spawn(
-            "kube-scheduler",
-            [
-                str(tools.locate("kube-scheduler")),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                "--leader-elect=false",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={free_port()}",
-                "--v=0",
-            ],
+            "kube-scheduler", [str(tools.locate("kube-scheduler")), *self._control_plane_flags()]
         )
 
     def _start_kwok(self) -> None:
