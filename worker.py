@@ -67,13 +67,16 @@ class WorkerConfig:
 class FlotillaWorker:
     """One control worker plus per-cluster workers that follow the registries."""
 
-    def __init__(self, client: Client, config: WorkerConfig) -> None:
+    def __init__(
+        self, client: Client, config: WorkerConfig, *, deploy: DeployActivities | None = None
+    ) -> None:
         self.client = client
         self.config = config
         secrets = SecretStore(config.secrets_dir)
         content = ContentStore(config.content_dir)
         self.gitops = GitOpsActivities(client, secrets, content, config.workdir / "git")
-        self.deploy = DeployActivities(secrets, content, config.workdir / "deploy")
+        # ``deploy`` may be a stand-in with the same activity names (benchmarks).
+        self.deploy = deploy or DeployActivities(secrets, content, config.workdir / "deploy")
         self.registry = RegistryActivities(secrets)
         self.writeback = WriteBackActivities(self.gitops, config.workdir / "writeback")
         self.schedules = ScheduleActivities(client, content, self.gitops)
