@@ -268,6 +268,7 @@ def _read_values_from(
             text = data[key]
             if kind == "Secret":
                 text = base64.b64decode(text).decode("utf-8", errors="replace")
+                redact.add([text])
             try:
                 values = yaml.safe_load(text) or {}
             except yaml.YAMLError:
@@ -306,11 +307,13 @@ def _kustomize_post_renderer(
     write_resources(bundle.resources, files)
     kustomization_dir = files / directory
     kustomization_path = kustomization_dir / KUSTOMIZATION_YAML
-    kustomization = yaml.safe_load(kustomization_path.read_text()) or {}
+    where = posixpath.join(bundle.path, directory, KUSTOMIZATION_YAML)
+    try:
+        kustomization = yaml.safe_load(kustomization_path.read_text()) or {}
+    except yaml.YAMLError:
+        raise RenderError("is not valid YAML", file=where) from None
     if not isinstance(kustomization, dict):
-        raise FlotillaError(
-            "top level must be a mapping", file=posixpath.join(directory, KUSTOMIZATION_YAML)
-        )
+        raise RenderError("top level must be a mapping", file=where)
     resources = list(kustomization.get("resources") or [])
     if HELM_OUTPUT_FILE not in resources:
         kustomization["resources"] = [HELM_OUTPUT_FILE, *resources]
