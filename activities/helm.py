@@ -29,8 +29,8 @@ _MAX_MESSAGE = 300
 class HelmError(FlotillaError):
     """A helm command failed; the message is helm's own error, on one line.
 
-    ``kind`` classifies it for Temporal: ClusterUnreachable (retryable), Forbidden,
-    InvalidManifest, ChartRenderFailed or HelmFailed.
+    ``kind`` classifies it for Temporal: ClusterUnreachable (retryable), WaitTimeout,
+    Forbidden, InvalidManifest, ChartRenderFailed or HelmFailed.
     """
 
     def __init__(self, message: str, *, retryable: bool | None = None) -> None:
@@ -50,9 +50,10 @@ _TRANSIENT = (
     "the server is currently unable",
     "service unavailable",
     "internal error",
-    "context deadline exceeded",
     "http2: client connection lost",
 )
+# Helm gave up waiting for readiness (timeoutSeconds): the objects were applied, not Ready.
+_WAIT_TIMEOUTS = ("timed out waiting", "context deadline exceeded")
 
 
 # Helm errors that come from rendering the chart: the same chart and values fail every time.
@@ -86,6 +87,8 @@ def classify(message: str) -> str:
     lowered = message.lower()
     if any(marker in lowered for marker in _TRANSIENT):
         return "ClusterUnreachable"
+    if any(marker in lowered for marker in _WAIT_TIMEOUTS):
+        return "WaitTimeout"
     if " is forbidden" in lowered or "forbidden:" in lowered:
         return "Forbidden"
     if " is invalid" in lowered or "error validating" in lowered:
