@@ -173,6 +173,10 @@ async def test_sigkill_mid_rollout_then_restart_ends_ready_without_extra_revisio
                 history = helm_history(local_cluster.kubeconfig, "kill-app", f"{prefix}-{cluster}")
                 assert [h["revision"] for h in history] == [1, 2], (cluster, history)
                 assert history[-1]["status"] == "deployed"
+            # SIGTERM drains and exits cleanly.
+            worker.stop()
+            assert worker.proc is not None and worker.proc.returncode == 0
+            assert "shutting down" in worker.log.read_text()
         finally:
             await helper.cleanup()
             for cluster in (*clusters, "default"):
