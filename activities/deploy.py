@@ -395,7 +395,14 @@ class DeployActivities:
         log_args = (request.bundle_name, request.cluster_namespace, request.cluster_name)
         with Kube.from_kubeconfig(parsed) as kube:
             history = read_history(kube, release, namespace)
-            recorded = request.previous_release.revision if request.previous_release else None
+            previous = request.previous_release
+            # A new releaseName or namespace makes a new release; the old one goes after it.
+            moved = previous is not None and (previous.name, previous.namespace) != (
+                release,
+                namespace,
+            )
+            moved_from = previous if moved else None
+            recorded = previous.revision if previous and not moved_from else None
             decision = decide_release_action(history, recorded or None, label)
             if decision.action is HistoryAction.ALREADY_DEPLOYED:
                 applied = _applied_revision(history)
@@ -448,22 +455,27 @@ class DeployActivities:
                             post_renderer=chart.post_renderer,
                             post_renderer_args=chart.post_renderer_args,
                         )
+                    if moved_from is not None:
+                        helm.uninstall(moved_from.name, namespace=moved_from.namespace)
             self._label_namespace(kube, options, namespace)
         revision = int(record.get("version", 0))
+        reason = decision.reason
+        if moved_from is not None:
+            reason += f"; removed the previous release {moved_from.namespace}/{moved_from.name}"
         activity.logger.info(
             "bundle %s on cluster %s/%s: release %s/%s at revision %s (%s)",
             *log_args,
             namespace,
             release,
             revision,
-            decision.reason,
+            reason,
         )
         return DeployResult(
             release=ReleaseRef(name=release, namespace=namespace, revision=revision),
             deployment_id=request.deployment_id,
             changed=True,
             action=decision.action,
-            reason=decision.reason,
+            reason=reason,
             recovered=decision.action
             in (HistoryAction.ROLLBACK_THEN_UPGRADE, HistoryAction.UNINSTALL_THEN_INSTALL),
         )

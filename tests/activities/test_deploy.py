@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 
+from activities.deploy import ReleaseRef
 from flotilla.helmhistory import HistoryAction
 from flotilla.status import BundleState, DeploymentObservation, compute_state
 from tests.activities.conftest import (
@@ -296,3 +297,21 @@ def test_release_name_comes_from_helm_release_name(engine: Engine) -> None:
 
     assert result.release.name == name
     assert [r["name"] for r in engine.releases()] == [name]
+
+
+def test_moving_to_another_namespace_removes_the_previous_release(engine: Engine) -> None:
+    files = {"cfg.yaml": dump(configmap("cfg", {"a": "1"}))}
+    first = engine.deploy(engine.bundle(files), "v1")
+    target = f"{engine.namespace}-moved"
+    try:
+        moved = engine.deploy(
+            engine.bundle(files, fleet={"defaultNamespace": target}), "v2", previous=first.release
+        )
+
+        assert moved.release == ReleaseRef(name="t-app", namespace=target, revision=1)
+        assert moved.reason.endswith(f"removed the previous release {engine.namespace}/t-app")
+        assert engine.releases() == []
+        assert engine.get("ConfigMap", "cfg") is None
+        assert engine.get("ConfigMap", "cfg", target) is not None
+    finally:
+        engine.cluster.request("DELETE", f"/api/v1/namespaces/{target}")
