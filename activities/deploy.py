@@ -551,7 +551,7 @@ class DeployActivities:
             with self._watch(request, redact) as watch:
                 status = watch.observe()
                 options = watch.options
-                if status.drift and options.correct_drift and options.correct_drift.enabled:
+                if watch.drift and options.correct_drift and options.correct_drift.enabled:
                     activity.logger.info(
                         "bundle %s on cluster %s/%s: correcting drift of %s objects",
                         request.bundle_name,
@@ -599,8 +599,13 @@ class DeployActivities:
             self._scratch(request.release.name) as scratch,
             Helm(kubeconfig, scratch, heartbeat=_heartbeat, redact=redact) as helm,
         ):
-            manifest = helm.get_manifest(request.release.name, namespace=request.release.namespace)
-            desired = parse_manifests(manifest, file=f"release {request.release.name}")
+            release = request.release
+            desired: list[dict[str, Any]] = []
+            # Without a deployed revision there is nothing to compare; saying so (instead of
+            # failing) lets the workflow see the version as not applied and deploy it again.
+            if _applied_revision(read_history(kube, release.name, release.namespace)):
+                manifest = helm.get_manifest(release.name, namespace=release.namespace)
+                desired = parse_manifests(manifest, file=f"release {release.name}")
             yield _Watch(kube, request, payload.options, desired)
 
     # -- removal ---------------------------------------------------------------------------
@@ -690,6 +695,14 @@ class _Watch:
         return live
 
     def observe(self, *, with_drift: bool = True) -> DeploymentStatus:
+        history = read_history(self.kube, self.request.release.name, self.namespace)
+        applied = _applied_revision(history)
+        if applied is None:
+            release = self.request.release
+            return DeploymentStatus(
+                release=release.model_copy(update={"revision": 0}),
+                drift=[f"release {release.namespace}/{release.name}: no deployed revision"],
+            )
         live = self._live()
         judged: list[tuple[dict[str, Any], Readiness]] = [
             (obj, assess(obj, self.ignore)) for obj in live.values() if obj is not None
@@ -702,16 +715,12 @@ class _Watch:
             if with_drift
             else []
         )
-        history = read_history(self.kube, self.request.release.name, self.namespace)
-        applied = _applied_revision(history)
         # Labels hold a digest of ids that are not valid label values; give back the real id.
-        applied_id = applied.deployment_id if applied else ""
-        if applied_id and applied_id == deployment_label(self.request.deployment_id):
+        applied_id = applied.deployment_id
+        if applied_id == deployment_label(self.request.deployment_id):
             applied_id = self.request.deployment_id
         return DeploymentStatus(
-            release=self.request.release.model_copy(
-                update={"revision": applied.revision if applied else 0}
-            ),
+            release=self.request.release.model_copy(update={"revision": applied.revision}),
             applied_deployment_id=applied_id,
             ready=not non_ready,
             non_ready=non_ready,

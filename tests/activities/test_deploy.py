@@ -315,3 +315,23 @@ def test_moving_to_another_namespace_removes_the_previous_release(engine: Engine
         assert engine.get("ConfigMap", "cfg", target) is not None
     finally:
         engine.cluster.request("DELETE", f"/api/v1/namespaces/{target}")
+
+
+def test_a_release_removed_behind_our_back_reads_as_not_applied(engine: Engine) -> None:
+    bundle = engine.bundle(
+        {"cfg.yaml": dump(configmap("cfg", {"a": "1"}))}, fleet={"correctDrift": {"enabled": True}}
+    )
+    engine.deploy(bundle, "v1")
+    engine.helm("uninstall", "t-app", "-n", engine.namespace)
+
+    status = engine.check(bundle, "v1")
+
+    assert status.applied_deployment_id == "" and status.corrected == []
+    assert status.drift == [f"release {engine.namespace}/t-app: no deployed revision"]
+    observation = DeploymentObservation(
+        staged_deployment_id="v1",
+        desired_deployment_id="v1",
+        applied_deployment_id=status.applied_deployment_id,
+    )
+    assert compute_state(observation).state is BundleState.WAIT_APPLIED
+    assert engine.deploy(bundle, "v1").action is HistoryAction.INSTALL
