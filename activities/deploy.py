@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
@@ -350,7 +350,22 @@ class DeployActivities:
         return text, parsed
 
     def _options(self, digest: str) -> DeploymentOptions:
-        return DeploymentOptions.model_validate_json(self.content.get(digest))
+        try:
+            return DeploymentOptions.model_validate_json(self.content.get(digest))
+        except ValidationError as err:
+            # The payload may hold values: name the problem's size, never the input.
+            raise FlotillaError(
+                f"deployment options {digest[:12]} are not a DeploymentOptions payload "
+                f"({err.error_count()} errors)"
+            ) from None
+
+    def _bundle(self, digest: str) -> Bundle:
+        try:
+            return self.content.get_bundle(digest)
+        except ValidationError as err:
+            raise FlotillaError(
+                f"content {digest[:12]} is not a stored bundle ({err.error_count()} errors)"
+            ) from None
 
     @contextmanager
     def _scratch(self, release: str) -> Iterator[Path]:
@@ -383,7 +398,7 @@ class DeployActivities:
             raise _application_error(err, redact) from None
 
     def _deploy(self, request: DeployRequest, redact: Redactor) -> DeployResult:
-        bundle = self.content.get_bundle(request.bundle_digest)
+        bundle = self._bundle(request.bundle_digest)
         payload = self._options(request.options_digest)
         options = payload.options
         release = release_name_for(bundle, options)

@@ -12,6 +12,7 @@ import uuid
 import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 
+from activities.deploy import DeployRequest
 from activities.secrets import kubeconfig_secret_name
 from tests.activities.conftest import (
     CLUSTER_NAMESPACE,
@@ -201,3 +202,25 @@ def test_no_secret_reaches_logs_or_errors(
     assert caplog.records, "the activities log at all"
     for secret in (password, base64.b64encode(password.encode()).decode(), engine.cluster.token):
         assert secret not in seen
+
+
+def test_a_bad_options_payload_is_permanent_and_not_echoed(engine: Engine) -> None:
+    bundle = engine.bundle({"cfg.yaml": dump(configmap("cfg", {"a": "1"}))})
+    bad = engine.content.put(b'{"options": {"helm": {"values": "pw-do-not-echo"}}, "cluster": 5}')
+    request = DeployRequest(
+        gitrepo="t",
+        bundle_name=bundle.name,
+        cluster_namespace=CLUSTER_NAMESPACE,
+        cluster_name=engine.cluster_name,
+        deployment_id="v1",
+        bundle_digest=engine.content.put_bundle(bundle),
+        options_digest=bad,
+    )
+
+    with pytest.raises(ApplicationError) as failed:
+        engine.env().run(engine.activities.deploy_bundle, request)
+
+    assert failed.value.non_retryable and failed.value.type == "DeployFailed"
+    assert failed.value.message == (
+        f"deployment options {bad[:12]} are not a DeploymentOptions payload (2 errors)"
+    )
