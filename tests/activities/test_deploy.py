@@ -335,3 +335,16 @@ def test_a_release_removed_behind_our_back_reads_as_not_applied(engine: Engine) 
     )
     assert compute_state(observation).state is BundleState.WAIT_APPLIED
     assert engine.deploy(bundle, "v1").action is HistoryAction.INSTALL
+
+
+def test_a_fresh_rollout_is_not_ready_until_kwok_runs_its_pods(engine: Engine) -> None:
+    bundle = engine.bundle({"web.yaml": dump(deployment("web", replicas=3))})
+
+    engine.deploy(bundle, "v1")
+    # kwok makes pods Ready no sooner than 0.8 s after they run: this check comes first.
+    first = engine.check(bundle, "v1")
+    later = engine.wait_ready(bundle, "v1")
+
+    assert not first.ready
+    assert first.non_ready[0].startswith(f"Deployment/{engine.namespace}/web: ")
+    assert later.ready and later.non_ready == [] and later.drift == []

@@ -104,3 +104,28 @@ def test_skip_schema_validation_lets_values_past_the_charts_schema(engine: Engin
     assert refused.value.non_retryable and "schema" in refused.value.message
     live = engine.get("Deployment", "t-app-web")
     assert live is not None and live["spec"]["replicas"] == 0
+
+
+def test_wait_for_jobs_returns_once_the_job_has_completed(engine: Engine) -> None:
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "migrate"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "migrate", "image": "registry.local/migrate:1"}],
+                }
+            }
+        },
+    }
+    bundle = engine.bundle(
+        {"job.yaml": dump(job)}, fleet={"helm": {"timeoutSeconds": 60, "waitForJobs": True}}
+    )
+
+    engine.deploy(bundle, "v1")
+
+    with engine.kube() as kube:
+        live = kube.get("batch/v1", "Job", engine.namespace, "migrate")
+    assert live is not None and live["status"].get("succeeded") == 1
