@@ -696,7 +696,9 @@ class _Watch:
             for entry in (options.ignore.conditions if options.ignore else None) or []
         ]
         self.patches = [
-            ComparePatch.model_validate(patch.to_fleet())
+            ComparePatch.model_validate(
+                patch.model_dump(mode="json", by_alias=True, exclude_none=True)
+            )
             for patch in (options.diff.compare_patches if options.diff else None) or []
         ]
         self.hpa_targets = find_hpa_targets(desired)
