@@ -660,8 +660,9 @@ class DeployActivities:
                     if refusal:
                         result.message = refusal
                     else:
-                        kube.delete("v1", "Namespace", "", release.namespace)
-                        result.namespace_deleted = True
+                        result.namespace_deleted = kube.delete(
+                            "v1", "Namespace", "", release.namespace
+                        )
         except FlotillaError as err:
             raise _application_error(err, redact) from None
         activity.logger.info(
