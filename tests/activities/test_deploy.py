@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import uuid
+from pathlib import Path
 
 from activities.deploy import ReleaseRef
+from devenv.registry import LocalRegistry
 from flotilla.helmhistory import HistoryAction
 from flotilla.status import BundleState, DeploymentObservation, compute_state
 from tests.activities.conftest import (
@@ -348,3 +350,29 @@ def test_a_fresh_rollout_is_not_ready_until_kwok_runs_its_pods(engine: Engine) -
     assert not first.ready
     assert first.non_ready[0].startswith(f"Deployment/{engine.namespace}/web: ")
     assert later.ready and later.non_ready == [] and later.drift == []
+
+
+def test_remote_oci_chart_is_pulled_and_installed(
+    engine: Engine, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    chart = tmp_path / "webchart"
+    for relative, text in CHART_FILES.items():
+        (chart / relative).parent.mkdir(parents=True, exist_ok=True)
+        (chart / relative).write_text(text)
+    engine.helm("package", str(chart), "-d", str(tmp_path))
+    engine.helm(
+        "push",
+        str(tmp_path / "webchart-0.1.0.tgz"),
+        f"oci://{registry.host}/charts",
+        "--plain-http",
+    )
+    bundle = engine.bundle(
+        {"README.md": "chart from a registry\n"},
+        fleet={"helm": {"chart": f"oci://{registry.host}/charts/webchart", "version": "0.1.0"}},
+    )
+
+    engine.deploy(bundle, "o1")
+
+    (listed,) = engine.releases()
+    assert listed["chart"] == "webchart-0.1.0"
+    assert engine.get("ConfigMap", "settings") is not None
