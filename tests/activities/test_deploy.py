@@ -6,7 +6,7 @@ import base64
 import uuid
 from pathlib import Path
 
-from activities.deploy import ReleaseRef
+from activities.deploy import DeploymentStatus, ReleaseRef
 from devenv.registry import LocalRegistry
 from flotilla.helmhistory import HistoryAction
 from flotilla.status import BundleState, DeploymentObservation, compute_state
@@ -55,16 +55,15 @@ CHART_FILES = {
 }
 
 
-def state(
-    engine: Engine, status_ready: bool, non_ready: list[str], drift: list[str]
-) -> BundleState:
+def state(status: DeploymentStatus) -> BundleState:
+    """The state flotilla.status gives an applied, current deployment with this status."""
     observation = DeploymentObservation(
         staged_deployment_id="v1",
         desired_deployment_id="v1",
         applied_deployment_id="v1",
-        ready=status_ready,
-        non_ready=non_ready,
-        drift=drift,
+        ready=status.ready,
+        non_ready=status.non_ready,
+        drift=status.drift,
     )
     return compute_state(observation).state
 
@@ -177,7 +176,7 @@ def test_drift_is_modified_then_corrected(engine: Engine) -> None:
         f"Deployment/{ns}/web: differs at /spec/replicas, /spec/template/spec/containers/0/image",
         f"Service/{ns}/web: missing",
     ]
-    assert state(engine, seen.ready, seen.non_ready, seen.drift) is BundleState.MODIFIED
+    assert state(seen) is BundleState.MODIFIED
     # Without correctDrift, a check only reports.
     assert engine.check(bundle, "d1").drift == seen.drift
 
@@ -187,7 +186,7 @@ def test_drift_is_modified_then_corrected(engine: Engine) -> None:
     assert fixed.drift == []
     after = engine.wait_ready(correcting, "d1")
     assert after.ready and after.drift == []
-    assert state(engine, after.ready, after.non_ready, after.drift) is BundleState.READY
+    assert state(after) is BundleState.READY
     live = engine.get("Deployment", "web")
     assert live is not None and live["spec"]["replicas"] == 2
     # Re-created objects carry Helm's ownership, so the next upgrade still manages them.
