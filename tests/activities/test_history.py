@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import subprocess
+import threading
+from pathlib import Path
 
 import pytest
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.deploy import ReleaseRef
+from activities.deploy import DeployRequest, ReleaseRef
 from flotilla.helmhistory import HistoryAction
-from tests.activities.conftest import UNSCHEDULABLE, Engine, configmap, deployment, dump
+from tests.activities.conftest import (
+    CLUSTER_NAMESPACE,
+    UNSCHEDULABLE,
+    Engine,
+    configmap,
+    deployment,
+    dump,
+)
 
 RELEASE = "t-app"
 
@@ -148,3 +157,53 @@ def test_failed_last_revision_is_upgraded_over(engine: Engine) -> None:
     assert result.action is HistoryAction.UPGRADE
     assert result.reason == "revision 2 is failed; upgrading over deployed revision 1"
     assert result.release.revision == 3 and statuses(engine)[-1] == "deployed"
+
+
+def helm_processes_under(path: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "helm" in cmdline and str(path) in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_cancelled_deploy_kills_helm_and_the_next_deploy_recovers(engine: Engine) -> None:
+    stuck = engine.bundle(
+        {"web.yaml": dump(deployment("web", pod=UNSCHEDULABLE))},
+        fleet={"helm": {"timeoutSeconds": 120}},
+    )
+    request = DeployRequest(
+        gitrepo="t",
+        bundle_name=stuck.name,
+        cluster_namespace=CLUSTER_NAMESPACE,
+        cluster_name=engine.cluster_name,
+        deployment_id="v1",
+        bundle_digest=engine.content.put_bundle(stuck),
+        options_digest=engine.options_digest(stuck),
+    )
+    env = engine.env()
+    outcome: list[BaseException] = []
+
+    def deploy() -> None:
+        try:
+            env.run(engine.activities.deploy_bundle, request)
+        except BaseException as err:
+            outcome.append(err)
+
+    thread = threading.Thread(target=deploy)
+    thread.start()
+    # The first heartbeat comes from inside the helm wait.
+    engine.wait_for("a heartbeat while helm waits", lambda: bool(engine.heartbeats), timeout=60)
+    env.cancel()
+    thread.join(timeout=30)
+
+    assert not thread.is_alive() and isinstance(outcome[0], CancelledError)
+    assert helm_processes_under(engine.root / "work") == []
+    assert statuses(engine) == ["pending-install"]
+    good = engine.bundle({"cfg.yaml": dump(configmap("cfg", {"a": "1"}))})
+    assert engine.deploy(good, "v2").action is HistoryAction.UNINSTALL_THEN_INSTALL
+    assert statuses(engine) == ["deployed"]
