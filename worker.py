@@ -46,6 +46,15 @@ WORKFLOWS = (ClusterRegistryWorkflow, GitRepoWorkflow, BundleWorkflow, ImagePoli
 DEFAULT_THREADS = 16
 DEFAULT_REFRESH_SECONDS = 5.0
 DEFAULT_LINGER_SECONDS = 300.0
+# Every long poll holds an HTTP/2 stream of the one client connection; with five pollers per
+# cluster queue (the SDK default) a hundred clusters exhaust the streams and tasks wait a
+# whole poll timeout. One poller per cluster queue keeps dispatch prompt.
+DEFAULT_CLUSTER_POLLERS = 1
+# For the same reason cluster queues are spread over several connections, this many each.
+CLUSTERS_PER_CONNECTION = 50
+# A cluster worker takes at most this many tasks at once: tasks taken beyond what the shared
+# thread pool runs wait there without heartbeating, and would time out and retry.
+CLUSTER_CONCURRENCY = 2
 STARTED_LINE = "worker started"
 
 
@@ -59,6 +68,7 @@ class WorkerConfig:
     cluster_threads: int = DEFAULT_THREADS
     refresh_seconds: float = DEFAULT_REFRESH_SECONDS
     linger_seconds: float = DEFAULT_LINGER_SECONDS
+    cluster_pollers: int = DEFAULT_CLUSTER_POLLERS
     workdir: Path = field(default_factory=lambda: Path.home() / ".cache" / "flotilla" / "work")
     secrets_dir: Path | None = None
     content_dir: Path | None = None
@@ -85,6 +95,8 @@ class FlotillaWorker:
         self._control: Worker | None = None
         self._control_task: asyncio.Task[None] | None = None
         self._clusters: dict[str, tuple[Worker, asyncio.Task[None]]] = {}
+        # Connections for cluster workers and the queues each one serves.
+        self._connections: list[tuple[Client, set[str]]] = []
         self._gone_since: dict[str, float] = {}
         self._refresher: asyncio.Task[None] | None = None
 
@@ -143,7 +155,7 @@ class FlotillaWorker:
             )
         now = time.monotonic()
         for queue in sorted(wanted - set(self._clusters)):
-            self._start_cluster(queue)
+            await self._start_cluster(queue)
         for queue in list(self._clusters):
             if queue in wanted:
                 self._gone_since.pop(queue, None)
@@ -152,9 +164,19 @@ class FlotillaWorker:
             if now - since >= self.config.linger_seconds:
                 await self._stop_cluster(queue)
 
-    def _start_cluster(self, queue: str) -> None:
+    async def _connection_for(self, queue: str) -> Client:
+        for client, queues in self._connections:
+            if len(queues) < CLUSTERS_PER_CONNECTION:
+                queues.add(queue)
+                return client
+        config = self.client.service_client.config
+        client = await connect(config.target_host, self.client.namespace)
+        self._connections.append((client, {queue}))
+        return client
+
+    async def _start_cluster(self, queue: str) -> None:
         worker = Worker(
-            self.client,
+            await self._connection_for(queue),
             task_queue=queue,
             activities=[
                 self.deploy.deploy_bundle,
@@ -163,7 +185,8 @@ class FlotillaWorker:
                 self.deploy.remove_deployment,
             ],
             activity_executor=self._cluster_pool,
-            max_concurrent_activities=self.config.cluster_threads,
+            max_concurrent_activities=min(CLUSTER_CONCURRENCY, self.config.cluster_threads),
+            max_concurrent_activity_task_polls=self.config.cluster_pollers,
         )
         self._clusters[queue] = (worker, asyncio.create_task(worker.run()))
         log.info("serving cluster queue %s", queue)
@@ -171,6 +194,8 @@ class FlotillaWorker:
     async def _stop_cluster(self, queue: str) -> None:
         worker, task = self._clusters.pop(queue)
         self._gone_since.pop(queue, None)
+        for _, queues in self._connections:
+            queues.discard(queue)
         await worker.shutdown()
         await task
         log.info("stopped serving cluster queue %s", queue)
@@ -216,6 +241,12 @@ def parse_args(argv: Sequence[str] | None) -> WorkerConfig:
         default=_env_int("FLOTILLA_CLUSTER_THREADS", DEFAULT_THREADS),
         help="threads shared by all per-cluster activities ($FLOTILLA_CLUSTER_THREADS)",
     )
+    parser.add_argument(
+        "--cluster-pollers",
+        type=int,
+        default=_env_int("FLOTILLA_CLUSTER_POLLERS", DEFAULT_CLUSTER_POLLERS),
+        help="activity pollers per cluster queue ($FLOTILLA_CLUSTER_POLLERS)",
+    )
     parser.add_argument("--refresh-seconds", type=float, default=DEFAULT_REFRESH_SECONDS)
     parser.add_argument("--linger-seconds", type=float, default=DEFAULT_LINGER_SECONDS)
     parser.add_argument(
@@ -229,6 +260,7 @@ def parse_args(argv: Sequence[str] | None) -> WorkerConfig:
         namespaces=args.namespaces or [DEFAULT_NAMESPACE],
         control_threads=args.control_threads,
         cluster_threads=args.cluster_threads,
+        cluster_pollers=args.cluster_pollers,
         refresh_seconds=args.refresh_seconds,
         linger_seconds=args.linger_seconds,
         workdir=args.workdir,

@@ -130,6 +130,8 @@ async def run(bundles: int, clusters: int) -> None:
                 calls, counts = await activity_calls(client, bundle_workflow_id(ns, f"bench-b{b}"))
                 events += sum(counts.values())
                 for call in calls:
+                    if call.attempt > 1:
+                        print(f"retried: {call.name} attempt {call.attempt} on {call.task_queue}")
                     if call.completed is not None:
                         latencies.setdefault(call.name, []).append(
                             (call.completed - call.scheduled).total_seconds()

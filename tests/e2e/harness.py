@@ -148,6 +148,7 @@ class ActivityCall:
     scheduled: datetime
     result: dict[str, Any] | None = None
     completed: datetime | None = None
+    attempt: int = 0
 
 
 async def activity_calls(
@@ -170,6 +171,9 @@ async def activity_calls(
                     input=json.loads(attrs.input.payloads[0].data),
                     scheduled=event.event_time.ToDatetime(),
                 )
+            elif event.HasField("activity_task_started_event_attributes"):
+                started = event.activity_task_started_event_attributes
+                calls[(history.run_id, started.scheduled_event_id)].attempt = started.attempt
             elif event.HasField("activity_task_completed_event_attributes"):
                 attrs2 = event.activity_task_completed_event_attributes
                 call = calls[(history.run_id, attrs2.scheduled_event_id)]
