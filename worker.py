@@ -52,9 +52,11 @@ DEFAULT_LINGER_SECONDS = 300.0
 DEFAULT_CLUSTER_POLLERS = 1
 # For the same reason cluster queues are spread over several connections, this many each.
 CLUSTERS_PER_CONNECTION = 50
-# A cluster worker takes at most this many tasks at once: tasks taken beyond what the shared
-# thread pool runs wait there without heartbeating, and would time out and retry.
-CLUSTER_CONCURRENCY = 2
+# A cluster worker takes at most this many tasks at once. Tasks taken beyond what the shared
+# thread pool runs wait there without heartbeating and time out; too few, and a cluster
+# with many slow readiness waits holds back its other bundles.
+DEFAULT_CLUSTER_CONCURRENCY = 4
+DEFAULT_CLUSTER_THREADS = 64
 STARTED_LINE = "worker started"
 
 
@@ -65,7 +67,8 @@ class WorkerConfig:
     task_queue: str = CONTROL_TASK_QUEUE
     namespaces: list[str] = field(default_factory=lambda: [DEFAULT_NAMESPACE])
     control_threads: int = DEFAULT_THREADS
-    cluster_threads: int = DEFAULT_THREADS
+    cluster_threads: int = DEFAULT_CLUSTER_THREADS
+    cluster_concurrency: int = DEFAULT_CLUSTER_CONCURRENCY
     refresh_seconds: float = DEFAULT_REFRESH_SECONDS
     linger_seconds: float = DEFAULT_LINGER_SECONDS
     cluster_pollers: int = DEFAULT_CLUSTER_POLLERS
@@ -185,7 +188,9 @@ class FlotillaWorker:
                 self.deploy.remove_deployment,
             ],
             activity_executor=self._cluster_pool,
-            max_concurrent_activities=min(CLUSTER_CONCURRENCY, self.config.cluster_threads),
+            max_concurrent_activities=min(
+                self.config.cluster_concurrency, self.config.cluster_threads
+            ),
             max_concurrent_activity_task_polls=self.config.cluster_pollers,
         )
         self._clusters[queue] = (worker, asyncio.create_task(worker.run()))
@@ -238,8 +243,14 @@ def parse_args(argv: Sequence[str] | None) -> WorkerConfig:
     parser.add_argument(
         "--cluster-threads",
         type=int,
-        default=_env_int("FLOTILLA_CLUSTER_THREADS", DEFAULT_THREADS),
+        default=_env_int("FLOTILLA_CLUSTER_THREADS", DEFAULT_CLUSTER_THREADS),
         help="threads shared by all per-cluster activities ($FLOTILLA_CLUSTER_THREADS)",
+    )
+    parser.add_argument(
+        "--cluster-concurrency",
+        type=int,
+        default=_env_int("FLOTILLA_CLUSTER_CONCURRENCY", DEFAULT_CLUSTER_CONCURRENCY),
+        help="tasks one cluster runs at once ($FLOTILLA_CLUSTER_CONCURRENCY)",
     )
     parser.add_argument(
         "--cluster-pollers",
@@ -261,6 +272,7 @@ def parse_args(argv: Sequence[str] | None) -> WorkerConfig:
         control_threads=args.control_threads,
         cluster_threads=args.cluster_threads,
         cluster_pollers=args.cluster_pollers,
+        cluster_concurrency=args.cluster_concurrency,
         refresh_seconds=args.refresh_seconds,
         linger_seconds=args.linger_seconds,
         workdir=args.workdir,

@@ -91,6 +91,7 @@ async def start_flotilla(
         namespaces=[namespace],
         control_threads=4,
         cluster_threads=6,
+        cluster_concurrency=2,
         refresh_seconds=0.5,
         linger_seconds=30.0,
         workdir=tmp / "work",
