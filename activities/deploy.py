@@ -9,6 +9,8 @@ judged by the pure core (``flotilla.readiness``, ``flotilla.drift``) on live obj
 from __future__ import annotations
 
 import base64
+import gzip
+import json
 import posixpath
 import shutil
 import time
@@ -73,6 +75,7 @@ from flotilla.values import merge_values
 
 MAX_LISTED = 10
 _HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm"}
+_GZIP_MAGIC = b"\x1f\x8b\x08"
 _FIRST_POLL_SECONDS = 0.5
 _MAX_POLL_SECONDS = 5.0
 
@@ -223,6 +226,27 @@ def read_history(kube: Kube, release: str, namespace: str) -> list[ReleaseRevisi
             )
         )
     return sorted(history, key=lambda r: r.revision)
+
+
+def read_release_manifest(kube: Kube, release: str, namespace: str, revision: int) -> str:
+    """The manifest Helm applied for one revision, read from its release Secret.
+
+    This is what ``helm get manifest`` prints (hooks excluded), without starting helm: Helm
+    stores the release as base64 of gzipped JSON in the Secret's ``release`` key.
+    """
+    name = f"sh.helm.release.v1.{release}.v{revision}"
+    secret = kube.get("v1", "Secret", namespace, name)
+    if secret is None:
+        raise FlotillaError(f"Helm's record {namespace}/{name} disappeared")
+    try:
+        data = base64.b64decode(base64.b64decode((secret.get("data") or {}).get("release", "")))
+        if data[:3] == _GZIP_MAGIC:
+            data = gzip.decompress(data)
+        record = json.loads(data)
+    except (ValueError, OSError):
+        raise FlotillaError(f"Helm's record {namespace}/{name} cannot be decoded") from None
+    manifest = record.get("manifest", "") if isinstance(record, dict) else ""
+    return manifest if isinstance(manifest, str) else ""
 
 
 def _applied_revision(history: list[ReleaseRevision]) -> ReleaseRevision | None:
@@ -606,20 +630,17 @@ class DeployActivities:
     @contextmanager
     def _watch(self, request: StatusRequest, redact: Redactor) -> Iterator[_Watch]:
         payload = self._options(request.options_digest)
-        kubeconfig, parsed = self._kubeconfig(
-            request.cluster_namespace, request.cluster_name, redact
-        )
-        with (
-            Kube.from_kubeconfig(parsed) as kube,
-            self._scratch(request.release.name) as scratch,
-            Helm(kubeconfig, scratch, heartbeat=_heartbeat, redact=redact) as helm,
-        ):
+        _, parsed = self._kubeconfig(request.cluster_namespace, request.cluster_name, redact)
+        with Kube.from_kubeconfig(parsed) as kube:
             release = request.release
             desired: list[dict[str, Any]] = []
             # Without a deployed revision there is nothing to compare; saying so (instead of
             # failing) lets the workflow see the version as not applied and deploy it again.
-            if _applied_revision(read_history(kube, release.name, release.namespace)):
-                manifest = helm.get_manifest(release.name, namespace=release.namespace)
+            applied = _applied_revision(read_history(kube, release.name, release.namespace))
+            if applied is not None:
+                manifest = read_release_manifest(
+                    kube, release.name, release.namespace, applied.revision
+                )
                 desired = parse_manifests(manifest, file=f"release {release.name}")
             yield _Watch(kube, request, payload.options, desired)
 

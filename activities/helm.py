@@ -286,9 +286,3 @@ class Helm:
             ["uninstall", release, "--namespace", namespace, "--ignore-not-found"],
             what=f"helm uninstall {release}",
         )
-
-    def get_manifest(self, release: str, *, namespace: str) -> str:
-        return self.run(
-            ["get", "manifest", release, "--namespace", namespace],
-            what=f"helm get manifest {release}",
-        )

@@ -6,8 +6,6 @@ test deploys into its own namespace, which the ``namespace`` fixture deletes aft
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 import subprocess
 import tempfile
@@ -222,14 +220,6 @@ class Engine:
         out = self.helm("history", release, "-n", self.namespace, "-o", "json").stdout
         found: list[dict[str, Any]] = json.loads(out)
         return found
-
-    def release_record(self, release: str, revision: int) -> dict[str, Any]:
-        """Helm's stored release (the Secret's payload, decoded)."""
-        secret = self.get("Secret", f"sh.helm.release.v1.{release}.v{revision}")
-        assert secret is not None
-        raw = base64.b64decode(base64.b64decode(secret["data"]["release"]))
-        record: dict[str, Any] = json.loads(gzip.decompress(raw))
-        return record
 
     def wait_for(self, what: str, predicate: Callable[[], bool], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from activities.deploy import read_release_manifest
 from activities.kube import NotFoundError
 from tests.activities.conftest import Engine, deployment, dump
+from tests.activities.test_deploy import CHART_FILES
 
 
 def scale(engine: Engine, replicas: int) -> None:
@@ -107,3 +109,16 @@ def test_ignored_conditions_do_not_make_an_object_not_ready(engine: Engine) -> N
         engine.cluster.request(
             "DELETE", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.{group}"
         )
+
+
+def test_the_manifest_read_from_helms_record_is_what_helm_prints(engine: Engine) -> None:
+    bundle = engine.bundle(CHART_FILES, fleet={"helm": {"values": {"greeting": "hi {{ x }}"}}})
+    result = engine.deploy(bundle, "v1")
+
+    with engine.kube() as kube:
+        ours = read_release_manifest(kube, "t-app", engine.namespace, result.release.revision)
+
+    printed = engine.helm("get", "manifest", "t-app", "-n", engine.namespace).stdout
+    # helm adds one newline when it prints.
+    assert ours + "\n" == printed
+    assert 'greeting: "hi {{ x }}"' in ours
