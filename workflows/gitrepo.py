@@ -332,11 +332,14 @@ class GitRepoWorkflow:
         previous = self.state.bundles
         bundles: dict[str, BundleRef] = {}
         for ref in fetched.bundles:
-            if ref.error and ref.name in previous and previous[ref.name].digest:
+            if not ref.error:
+                bundles[ref.name] = ref
+            elif ref.name in previous and previous[ref.name].digest:
                 # A bad fleet.yaml keeps the last good version running; only its error shows.
                 bundles[ref.name] = previous[ref.name].model_copy(update={"error": ref.error})
             else:
-                bundles[ref.name] = ref
+                # Never deployed and not deployable (bad dependsOn): nothing to run.
+                bundles[ref.name] = ref.model_copy(update={"digest": ""})
         self.state.bundles = bundles
         self.state.commit = fetched.commit
         self.state.fetched_commit = fetched.commit

@@ -146,3 +146,54 @@ async def test_gitrepo_and_bundles_continue_as_new_with_their_state(
     bundle = await flotilla.control.bundle_status(ns, "can-a")
     assert bundle.commit == commit
     assert await runs(bundle_workflow_id(ns, "can-a")) >= 2
+
+
+async def test_depends_on_cycles_and_typos_are_errors_on_those_bundles_only(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    url = git_daemon.create_repo(
+        repo_name,
+        {
+            "x/cm.yaml": CM.format(name="x"),
+            "x/fleet.yaml": "dependsOn: [{name: deps-y}]\n",
+            "y/cm.yaml": CM.format(name="y"),
+            "y/fleet.yaml": "dependsOn: [{name: deps-x}]\n",
+            "z/cm.yaml": CM.format(name="z"),
+            "z/fleet.yaml": "dependsOn: [{name: deps-w}]\n",
+            "w/cm.yaml": CM.format(name="w"),
+            "w/fleet.yaml": "labels: {tier: base}\n",
+        },
+    )
+    ns = flotilla.namespace
+    await flotilla.control.apply_text(gitrepo_yaml(ns, "deps", url), file="gitrepo.yaml")
+    status = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "deps"),
+        lambda s: len(s.bundles) == 4 and all(b.state != "Pending" for b in s.bundles),
+    )
+    errors = {b.name: b.error for b in status.bundles}
+    assert (
+        errors["deps-x"]
+        == errors["deps-y"]
+        == ("dependsOn: bundles wait for each other: deps-x, deps-y")
+    )
+    assert errors["deps-w"] == errors["deps-z"] == ""
+    # A bundle that was running keeps its last good version when its fleet.yaml breaks.
+    await flotilla.eventually(
+        lambda: flotilla.control.list_bundles(ns),
+        lambda bs: {b.bundle for b in bs} == {"deps-w", "deps-z"},
+    )
+    before = await flotilla.control.bundle_status(ns, "deps-w")
+    broken = git_daemon.commit(
+        git_daemon.working_copy(repo_name),
+        {"w/fleet.yaml": "dependsOn: [{name: deps-nope}]\n"},
+        message="typo",
+    )
+    status = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "deps"),
+        lambda s: s.commit == broken and any(b.name == "deps-w" and b.error for b in s.bundles),
+    )
+    (w,) = [b for b in status.bundles if b.name == "deps-w"]
+    assert w.state == "ErrApplied" and "deps-nope" in w.error and "\n" not in w.error
+    assert {b.bundle for b in await flotilla.control.list_bundles(ns)} == {"deps-w", "deps-z"}
+    after = await flotilla.control.bundle_status(ns, "deps-w")
+    assert after.summary == before.summary
