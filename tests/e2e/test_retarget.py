@@ -70,6 +70,11 @@ async def test_labels_and_removal_retarget_the_bundle(
         )
         status = await flotilla.control.gitrepo_status(ns, "sel")
         assert status.ready_bundle_deployments == "1/1"
+
+        # Deleting the GitRepo uninstalls what it deployed, then its workflows end.
+        assert "deleted" in await flotilla.control.delete_gitrepo(ns, "sel")
+        assert releases(local_cluster, f"{prefix}-west") == []
+        assert await flotilla.control.list_bundles(ns) == []
     finally:
         for name in ("east", "west", "default"):
             with contextlib.suppress(Exception):
