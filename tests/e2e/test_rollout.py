@@ -232,3 +232,26 @@ async def test_pause_keeps_the_old_version_running_until_resume(
     assert cm["data"] == {"version": "2"}
     history = helm_history(local_cluster.kubeconfig, "p-app", f"{prefix}-one")
     assert [h["revision"] for h in history] == [1, 2]
+
+    # Pausing the cluster (Fleet's Cluster spec.paused) holds new versions the same way.
+    cluster_yaml = (
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: Cluster\n"
+        f"metadata: {{name: one, namespace: {ns}}}\nspec: {{paused: true}}\n"
+    )
+    await flotilla.control.apply_text(cluster_yaml, file="cluster.yaml")
+    commit = git_daemon.commit(
+        git_daemon.working_copy(repo_name),
+        {"app/cm.yaml": CM.format(name="cfg", version=3)},
+        message="version 3",
+    )
+    held = await flotilla.eventually(
+        lambda: flotilla.control.bundle_status(ns, "p-app"),
+        lambda s: s.commit == commit and s.state == "OutOfSync",
+    )
+    assert held.message.startswith("one: paused: ")
+    await flotilla.control.apply_text(cluster_yaml.replace("true", "false"), file="cluster.yaml")
+    await flotilla.eventually(
+        lambda: flotilla.control.bundle_status(ns, "p-app"), lambda s: s.state == "Ready"
+    )
+    cm = local_cluster.request("GET", f"/api/v1/namespaces/{prefix}-one/configmaps/cfg")
+    assert cm["data"] == {"version": "3"}
