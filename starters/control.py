@@ -406,8 +406,11 @@ def describe_bundle(status: BundleStatus) -> str:
         f"Rollout:     {status.summary}",
         "Clusters:",
         table(
-            ["  CLUSTER", "STATE", "RELEASE", "MESSAGE"],
-            [[f"  {c.cluster}", c.state, c.release, c.message] for c in status.clusters],
+            ["  CLUSTER", "STATE", "RELEASE", "LAST-DEPLOY", "MESSAGE"],
+            [
+                [f"  {c.cluster}", c.state, c.release, c.last_action, c.message]
+                for c in status.clusters
+            ],
         ),
     ]
     for cluster in status.clusters:

@@ -108,8 +108,8 @@ class DeploymentRecord(BaseModel):
     retry_at: datetime | None = None
     keep_resources: bool = False
     delete_namespace: bool = False
-    # The version every deploy_bundle call used, for proofs of rollout order in tests.
-    deploys: int = 0
+    # What the last deploy did to the Helm release, and why (history recovery included).
+    last_action: str = ""
 
 
 class BundleWorkflowState(BaseModel):
@@ -187,6 +187,7 @@ class ClusterStatus(BaseModel):
     applied: str
     release: str
     non_ready: list[str] = Field(default_factory=list)
+    last_action: str = ""
 
 
 class BundleStatus(BaseModel):
@@ -294,6 +295,7 @@ class BundleWorkflow:
                         else ""
                     ),
                     non_ready=record.non_ready if record else [],
+                    last_action=record.last_action if record else "",
                 )
             )
         return BundleStatus(
@@ -480,7 +482,6 @@ class BundleWorkflow:
         record.released = record.staged
         record.released_options_digest = record.options_digest
         record.ready = False
-        record.deploys += 1
         try:
             result = await workflow.execute_activity_method(
                 DeployActivities.deploy_bundle,
@@ -506,6 +507,9 @@ class BundleWorkflow:
         record.release = result.release
         record.applied = result.deployment_id
         record.error = ""
+        record.last_action = _one_line(
+            f"{result.action}: {result.reason}" + (" (recovered)" if result.recovered else "")
+        )
         await self._watch(record)
 
     async def _watch(self, record: DeploymentRecord) -> None:
@@ -534,6 +538,7 @@ class BundleWorkflow:
             self._failed(record, err)
             return
         record.ready = status.ready
+        record.error = ""
         record.non_ready = status.non_ready[:10]
         if not status.ready:
             record.retry_at = workflow.now() + DEPLOY_RETRY_DELAY

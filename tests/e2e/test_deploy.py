@@ -89,6 +89,7 @@ async def test_commit_becomes_ready_on_two_clusters_then_one_revision_per_commit
         bundle = await flotilla.control.bundle_status(ns, "demo-app")
         assert bundle.state == "Ready" and bundle.commit == commit
         assert {c.cluster for c in bundle.clusters} == {"one", "two"}
+        assert all(c.last_action.startswith("upgrade: ") for c in bundle.clusters), bundle
         for name in ("one", "two"):
             cm = local_cluster.request(
                 "GET", f"/api/v1/namespaces/{prefix}-{name}/configmaps/settings"
