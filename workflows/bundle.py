@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         DeployRequest,
         ReleaseRef,
         RemoveRequest,
+        StatusRequest,
         WaitReadyRequest,
     )
     from activities.gitops import (
@@ -51,11 +52,13 @@ with workflow.unsafe.imports_passed_through():
         summarize,
     )
     from workflows.common import (
+        CHECK_TIMEOUT,
         CLUSTER_SCHEDULE_TO_START,
         DEPLOY_HEARTBEAT,
         DEPLOY_RETRY,
         DEPLOY_RETRY_DELAY,
         DEPLOY_TIMEOUT,
+        MONITOR_INTERVAL,
         PLAN_RETRY,
         PLAN_TIMEOUT,
         REMOVE_TIMEOUT,
@@ -70,6 +73,8 @@ with workflow.unsafe.imports_passed_through():
 # The GitRepo workflow's signal that receives BundleReport.
 BUNDLE_REPORT_SIGNAL = "bundle_report"
 REFRESH_SIGNAL = "refresh"
+# Drift monitoring adds a timer and check activities; older histories replay without them.
+DRIFT_MONITOR_PATCH = "drift-monitor"
 # How long one wait_ready call watches before the workflow records NotReady and re-arms it.
 READY_WATCH_SECONDS = 600.0
 _MAX_MESSAGE = 240
@@ -110,6 +115,8 @@ class DeploymentRecord(BaseModel):
     delete_namespace: bool = False
     # What the last deploy did to the Helm release, and why (history recovery included).
     last_action: str = ""
+    # Live objects that differ from the release (Modified), from the last drift check.
+    drift: list[str] = Field(default_factory=list)
 
 
 class BundleWorkflowState(BaseModel):
@@ -135,6 +142,8 @@ class BundleWorkflowState(BaseModel):
     max_history_events: int | None = None
     ready_watch_seconds: float = READY_WATCH_SECONDS
     cluster_schedule_to_start_seconds: float | None = None
+    monitor_seconds: float = MONITOR_INTERVAL.total_seconds()
+    next_monitor_at: datetime | None = None
 
 
 class BundleRefresh(BaseModel):
@@ -327,6 +336,8 @@ class BundleWorkflow:
             for r in self.state.deployments.values()
             if r.retry_at is not None and r.cluster not in self._in_flight
         ]
+        if self.state.next_monitor_at is not None and not self._in_flight:
+            due.append(self.state.next_monitor_at)
         if not due:
             return None
         return max(min(due) - workflow.now(), timedelta(seconds=1))
@@ -346,7 +357,28 @@ class BundleWorkflow:
         self._remove_untargeted()
         self._retry_due()
         self._roll_out(clusters)
+        self._monitor()
         await self._report()
+
+    def _settled(self, record: DeploymentRecord) -> bool:
+        return bool(record.staged) and record.staged == record.released == record.applied
+
+    def _monitor(self) -> None:
+        """Check settled deployments for drift every ``monitor_seconds`` while nothing else
+        runs: one check_deployment per cluster, all in the same workflow task."""
+        if self._in_flight or not workflow.patched(DRIFT_MONITOR_PATCH):
+            return
+        now = workflow.now()
+        due = self.state.next_monitor_at
+        if due is None:
+            self.state.next_monitor_at = now + timedelta(seconds=self.state.monitor_seconds)
+            return
+        if due > now:
+            return
+        self.state.next_monitor_at = None
+        for name, record in sorted(self.state.deployments.items()):
+            if name in self.state.targets and self._settled(record) and record.release:
+                self._spawn(name, self._check(record))
 
     async def _plan(self, spec: BundleSpec, clusters: ClusterSnapshot) -> None:
         result: PlanResult = await workflow.execute_activity_method(
@@ -543,6 +575,35 @@ class BundleWorkflow:
         if not status.ready:
             record.retry_at = workflow.now() + DEPLOY_RETRY_DELAY
 
+    async def _check(self, record: DeploymentRecord) -> None:
+        spec = self.state.spec
+        assert spec is not None and record.release is not None
+        try:
+            status: DeploymentStatus = await workflow.execute_activity_method(
+                DeployActivities.check_deployment,
+                StatusRequest(
+                    gitrepo=spec.gitrepo,
+                    bundle_name=self.state.bundle,
+                    cluster_namespace=self.state.namespace,
+                    cluster_name=record.cluster,
+                    deployment_id=record.applied,
+                    options_digest=record.released_options_digest,
+                    release=record.release,
+                ),
+                task_queue=cluster_task_queue(self.state.namespace, record.cluster),
+                schedule_to_start_timeout=self._schedule_to_start(),
+                start_to_close_timeout=CHECK_TIMEOUT,
+                retry_policy=DEPLOY_RETRY,
+            )
+        except ActivityError as err:
+            self._failed(record, err)
+            return
+        record.ready = status.ready
+        record.non_ready = status.non_ready[:10]
+        record.drift = status.drift[:10]
+        if status.corrected:
+            record.last_action = _one_line(f"corrected drift: {', '.join(status.corrected[:3])}")
+
     async def _remove(self, record: DeploymentRecord, *, forget: bool) -> None:
         spec = self.state.spec
         assert record.release is not None
@@ -599,6 +660,7 @@ class BundleWorkflow:
                     apply_error=record.error,
                     ready=record.ready,
                     non_ready=record.non_ready,
+                    drift=record.drift if self._settled(record) else [],
                     paused=self._bundle_paused() or self._paused_cluster(name),
                     waiting_for=(
                         self._waiting_for(name) if record.released != target.deployment_id else []

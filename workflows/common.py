@@ -89,6 +89,9 @@ DEPLOY_HEARTBEAT = timedelta(seconds=60)
 WAIT_READY_TIMEOUT = timedelta(minutes=15)
 WAIT_READY_HEARTBEAT = timedelta(seconds=30)
 REMOVE_TIMEOUT = timedelta(minutes=5)
+CHECK_TIMEOUT = timedelta(minutes=2)
+# A settled bundle checks its deployments for drift this often.
+MONITOR_INTERVAL = timedelta(minutes=5)
 # A cluster whose queue nobody polls for this long is shown as offline instead of stalling.
 CLUSTER_SCHEDULE_TO_START = timedelta(minutes=2)
 # A bundle in the middle of a rollout reports to its GitRepo at most this often.

@@ -98,6 +98,7 @@ class GitRepoState(BaseModel):
     bundle_max_history_events: int | None = None
     ready_watch_seconds: float | None = None
     cluster_schedule_to_start_seconds: float | None = None
+    monitor_seconds: float | None = None
 
 
 class UpdateSpecRequest(BaseModel):
@@ -434,6 +435,7 @@ class GitRepoWorkflow:
         switches = {
             "ready_watch_seconds": self.state.ready_watch_seconds,
             "cluster_schedule_to_start_seconds": self.state.cluster_schedule_to_start_seconds,
+            "monitor_seconds": self.state.monitor_seconds,
         }
         return {k: v for k, v in switches.items() if v is not None}
 
