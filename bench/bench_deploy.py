@@ -26,7 +26,7 @@ import yaml
 from temporalio.testing import ActivityEnvironment
 
 from activities.content import ContentStore
-from activities.deploy import DeployActivities, DeployRequest
+from activities.deploy import DeployActivities, DeployRequest, ReleaseRef, StatusRequest
 from activities.render import customize_options, render_bundle
 from activities.secrets import SecretStore, kubeconfig_secret_name
 from devenv import tools
@@ -122,6 +122,19 @@ class Flotilla:
     def deploy(self, request: DeployRequest) -> None:
         ActivityEnvironment().run(self.activities.deploy_bundle, request)
 
+    def check(self, request: DeployRequest, namespace: str) -> None:
+        """One status check (readiness and drift of all 10 objects) of a deployed bundle."""
+        status = StatusRequest(
+            gitrepo=request.gitrepo,
+            bundle_name=request.bundle_name,
+            cluster_namespace=request.cluster_namespace,
+            cluster_name=request.cluster_name,
+            deployment_id=request.deployment_id,
+            options_digest=request.options_digest,
+            release=ReleaseRef(name=request.bundle_name, namespace=namespace),
+        )
+        ActivityEnvironment().run(self.activities.check_deployment, status)
+
 
 def helm_charts(run: str, root: Path) -> list[tuple[str, str, Path]]:
     """The same generated charts the activity installs, written once, outside the timing."""
@@ -176,6 +189,7 @@ def main() -> int:
         with LocalCluster("bench", root / "cluster", nodes=2) as cluster:
             flotilla = Flotilla(cluster, root)
             results: dict[tuple[str, int], list[float]] = {}
+            deployed: list[tuple[DeployRequest, str]] = []
             for run in range(args.runs):
                 for parallel in (1, 8):
                     # Alternate which side goes first so neither always meets a warmer cluster.
@@ -185,12 +199,16 @@ def main() -> int:
                         if side == "flotilla":
                             requests = flotilla.prepare(tag)
                             jobs = [partial(flotilla.deploy, r) for r in requests]
+                            deployed = [(r, f"{tag}-{i}") for i, r in enumerate(requests)]
                         else:
                             charts = helm_charts(tag, root)
                             jobs = [partial(helm_install, cluster.kubeconfig, *c) for c in charts]
                         seconds = timed(parallel, jobs)
                         results.setdefault((side, parallel), []).append(seconds)
                         print(f"run {run + 1} {side:8s} parallel={parallel}: {seconds:6.2f}s")
+            # Monitoring cost: every deployment of the last flotilla run, checked once.
+            checks = [partial(flotilla.check, r, namespace) for r, namespace in deployed]
+            check_seconds = timed(1, checks) / len(checks)
     print()
     print(f"{BUNDLES} raw bundles x {CONFIGMAPS + 2} objects, median of {args.runs} runs")
     for parallel in (1, 8):
@@ -200,6 +218,7 @@ def main() -> int:
             f"parallel={parallel}: flotilla {ours:6.2f}s  helm {bare:6.2f}s  "
             f"ratio {ours / bare:4.2f}"
         )
+    print(f"check_deployment (10 objects, sequential): {check_seconds * 1000:.0f} ms per call")
     return 0
 
 
