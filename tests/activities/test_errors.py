@@ -224,3 +224,16 @@ def test_a_bad_options_payload_is_permanent_and_not_echoed(engine: Engine) -> No
     assert failed.value.message == (
         f"deployment options {bad[:12]} are not a DeploymentOptions payload (2 errors)"
     )
+
+
+def test_a_missing_values_from_source_names_it_and_is_permanent(engine: Engine) -> None:
+    values_from = [{"configMapKeyRef": {"name": "absent", "key": "v.yaml"}}]
+    bundle = engine.bundle(CHART_FILES, fleet={"helm": {"valuesFrom": values_from}})
+
+    with pytest.raises(ApplicationError) as failed:
+        engine.deploy(bundle, "v1")
+
+    assert failed.value.non_retryable and failed.value.type == "DeployFailed"
+    where = f"helm.valuesFrom: ConfigMap {engine.namespace}/absent key 'v.yaml'"
+    assert failed.value.message == f"{where}: not found on the cluster"
+    assert engine.releases() == []
