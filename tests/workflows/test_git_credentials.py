@@ -1,0 +1,124 @@
+"""Git credentials come from the secret store by name: a repo behind HTTP basic auth is read,
+a wrong password is one line in the status, and the password is nowhere in history."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from activities.secrets import SecretStore
+from devenv.gitserver import GitDaemon
+from tests.e2e.harness import Flotilla, gitrepo_yaml
+from workflows.common import gitrepo_workflow_id
+
+PASSWORD = "p4ss-w0rd-never-in-history"
+
+
+def basic_auth_git_server(root: Path, user: str, password: str) -> ThreadingHTTPServer:
+    """``git http-backend`` behind HTTP basic auth, serving the bare repos under ``root``."""
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_POST(self) -> None:
+            self._serve()
+
+        def _serve(self) -> None:
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            path, _, query = self.path.partition("?")
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            env = {
+                "GIT_PROJECT_ROOT": str(root),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "PATH_INFO": path,
+                "QUERY_STRING": query,
+                "REQUEST_METHOD": self.command,
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "CONTENT_LENGTH": str(len(body)),
+                "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+                "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                "REMOTE_USER": user,
+                "PATH": "/usr/bin:/bin",
+            }
+            out = subprocess.run(
+                ["git", "http-backend"], input=body, env=env, capture_output=True, check=True
+            ).stdout
+            head, _, payload = out.partition(b"\r\n\r\n")
+            headers = [line.split(": ", 1) for line in head.decode().split("\r\n") if line]
+            status = next((int(v.split()[0]) for k, v in headers if k == "Status"), 200)
+            self.send_response(status)
+            for key, value in headers:
+                if key != "Status":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+
+@pytest.fixture
+def http_git(git_daemon: GitDaemon) -> Iterator[str]:
+    server = basic_auth_git_server(git_daemon.root / "repos", "flotilla", PASSWORD)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+async def test_basic_auth_credentials_from_the_secret_store(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str, http_git: str
+) -> None:
+    git_daemon.create_repo(
+        repo_name,
+        {
+            "a/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+            "a/fleet.yaml": "{}\n",
+        },
+    )
+    url = f"{http_git}/{repo_name}.git"
+    secrets = SecretStore(flotilla.config.secrets_dir)
+    secrets.put("git-creds", {"username": "flotilla", "password": PASSWORD})
+    secrets.put("git-wrong", {"username": "flotilla", "password": "not-it"})
+    ns = flotilla.namespace
+
+    await flotilla.control.apply_text(
+        gitrepo_yaml(ns, "auth", url, clientSecretName="git-wrong"), file="gitrepo.yaml"
+    )
+    status = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "auth"), lambda s: bool(s.error)
+    )
+    assert "\n" not in status.error and "ls-remote failed" in status.error
+    assert "not-it" not in status.error
+
+    await flotilla.control.apply_text(
+        gitrepo_yaml(ns, "auth", url, clientSecretName="git-creds"), file="gitrepo.yaml"
+    )
+    status = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "auth"),
+        lambda s: not s.error and [b.name for b in s.bundles] == ["auth-a"],
+    )
+    assert len(status.commit) == 40
+    history = await flotilla.client.get_workflow_handle(
+        gitrepo_workflow_id(ns, "auth")
+    ).fetch_history()
+    text = json.dumps(history.to_json_dict())
+    assert PASSWORD not in text and "not-it" not in text
+    assert base64.b64encode(f"flotilla:{PASSWORD}".encode()).decode() not in text
