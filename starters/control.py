@@ -213,6 +213,7 @@ class Control:
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=f"gitrepo {namespace}/{name}: {gitrepo.spec.repo}",
+            static_details=_gitrepo_details(gitrepo),
         )
         try:
             result = await self.client.execute_update_with_start_workflow(
@@ -300,6 +301,15 @@ class Control:
         if wait:
             await handle.result()
         return f"gitrepo {namespace}/{name} deleted ({result.bundles} bundle(s) removed)"
+
+
+def _gitrepo_details(gitrepo: GitRepo) -> str:
+    spec = gitrepo.spec
+    ref = f"revision {spec.revision}" if spec.revision else f"branch {spec.branch}"
+    return (
+        f"repo {spec.repo}, {ref}, paths {', '.join(spec.paths)}, "
+        f"polling every {spec.polling_interval}"
+    )
 
 
 async def _not_found_is_error(call: Awaitable[T], message: str) -> T:
