@@ -66,6 +66,9 @@ class GitSource(BaseModel):
     branch: str = "master"
     revision: str | None = None
     client_secret_name: str | None = None
+    # Public CA certificates (base64 PEM) to trust for an https repo, and Fleet's opt-out.
+    ca_bundle: str | None = None
+    insecure_skip_tls_verify: bool = False
 
     @classmethod
     def from_spec(cls, spec: GitRepoSpec) -> GitSource:
@@ -74,6 +77,8 @@ class GitSource(BaseModel):
             branch=spec.branch,
             revision=spec.revision,
             client_secret_name=spec.client_secret_name,
+            ca_bundle=spec.ca_bundle,
+            insecure_skip_tls_verify=spec.insecure_skip_tls_verify,
         )
 
 
@@ -226,35 +231,43 @@ class GitOpsActivities:
 
     @contextmanager
     def _git_env(self, source: GitSource) -> Iterator[dict[str, str]]:
-        """Environment for git with the GitRepo's credentials; key files removed afterwards."""
+        """Environment for git with the GitRepo's TLS settings and credentials; the files it
+        needs (CA bundle, ssh key) live in a private directory removed afterwards."""
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
-        if not source.client_secret_name:
-            yield env
-            return
-        data = self.secrets.get(source.client_secret_name)
         with tempfile.TemporaryDirectory(prefix="flotilla-git-") as tmp:
-            key = data.get("ssh-privatekey")
-            if key:
-                path = Path(tmp) / "id"
-                path.write_text(key if key.endswith("\n") else key + "\n")
-                path.chmod(0o600)
-                env["GIT_SSH_COMMAND"] = (
-                    f"ssh -i {path} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new "
-                    f"-o UserKnownHostsFile={Path(tmp) / 'known_hosts'}"
-                )
-            if data.get("username") or data.get("password"):
-                token = base64.b64encode(
-                    f"{data.get('username', '')}:{data.get('password', '')}".encode()
-                ).decode()
-                # Config through the environment: never on a command line others can read.
-                env.update(
-                    {
-                        "GIT_CONFIG_COUNT": "1",
-                        "GIT_CONFIG_KEY_0": "http.extraHeader",
-                        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}",
-                    }
-                )
+            if source.insecure_skip_tls_verify:
+                env["GIT_SSL_NO_VERIFY"] = "true"
+            if source.ca_bundle:
+                ca = Path(tmp) / "ca.pem"
+                ca.write_bytes(base64.b64decode(source.ca_bundle))
+                env["GIT_SSL_CAINFO"] = str(ca)
+            if source.client_secret_name:
+                self._credentials(source.client_secret_name, Path(tmp), env)
             yield env
+
+    def _credentials(self, secret: str, tmp: Path, env: dict[str, str]) -> None:
+        data = self.secrets.get(secret)
+        key = data.get("ssh-privatekey")
+        if key:
+            path = tmp / "id"
+            path.write_text(key if key.endswith("\n") else key + "\n")
+            path.chmod(0o600)
+            env["GIT_SSH_COMMAND"] = (
+                f"ssh -i {path} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new "
+                f"-o UserKnownHostsFile={tmp / 'known_hosts'}"
+            )
+        if data.get("username") or data.get("password"):
+            token = base64.b64encode(
+                f"{data.get('username', '')}:{data.get('password', '')}".encode()
+            ).decode()
+            # Config through the environment: never on a command line others can read.
+            env.update(
+                {
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": "http.extraHeader",
+                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}",
+                }
+            )
 
     def _git_error(
         self, source: GitSource, what: str, err: git.GitCommandError
