@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from temporalio.api.enums.v1 import EventType
 
-from devenv.gitserver import GitDaemon
+from devenv.gitserver import GitDaemon, git
 from flotilla.errors import FlotillaError
 from flotilla.models import GitRepo, load_fleet_objects
 from tests.e2e.harness import Flotilla, gitrepo_yaml
@@ -197,3 +197,23 @@ async def test_depends_on_cycles_and_typos_are_errors_on_those_bundles_only(
     assert {b.bundle for b in await flotilla.control.list_bundles(ns)} == {"deps-w", "deps-z"}
     after = await flotilla.control.bundle_status(ns, "deps-w")
     assert after.summary == before.summary
+
+
+async def test_revision_pins_a_tag_while_the_branch_moves_on(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    url = git_daemon.create_repo(repo_name, {"cm.yaml": CM.format(name="v1")})
+    work = git_daemon.working_copy(repo_name)
+    tagged = git("rev-parse", "HEAD", cwd=work).strip()
+    git("tag", "-a", "v1", "-m", "release 1", cwd=work)
+    git("push", "origin", "v1", cwd=work)
+    head = git_daemon.commit(work, {"cm.yaml": CM.format(name="v2")}, message="two")
+    ns = flotilla.namespace
+    await flotilla.control.apply_text(
+        gitrepo_yaml(ns, "pin", url, revision="v1"), file="gitrepo.yaml"
+    )
+    status = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "pin"), lambda s: bool(s.commit)
+    )
+    assert status.commit == tagged != head
+    assert status.branch == "v1"
