@@ -66,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         WAIT_READY_HEARTBEAT,
         WAIT_READY_TIMEOUT,
         cluster_task_queue,
+        gitrepo_workflow_id,
     )
     from workflows.registry import ClusterSnapshot
     from workflows.visibility import BUNDLE, COMMIT, DESIRED, GITREPO, KIND, READY, STATE
@@ -224,6 +225,7 @@ class BundleWorkflow:
         self._wake = True
         self._in_flight: set[str] = set()
         self._summary = "waiting for the first commit"
+        self._conflicts: dict[str, str] = {}
 
     @workflow.run
     async def run(self, state: BundleWorkflowState) -> None:
@@ -239,6 +241,7 @@ class BundleWorkflow:
             self._wake = False
             if self.state.retiring:
                 break
+            await self._report_conflicts()
             await self._reconcile()
             if self._should_continue_as_new():
                 await workflow.wait_condition(
@@ -253,6 +256,12 @@ class BundleWorkflow:
     @workflow.signal(name=REFRESH_SIGNAL)
     def refresh(self, refresh: BundleRefresh) -> None:
         if refresh.spec is not None:
+            sender = gitrepo_workflow_id(self.state.namespace, refresh.spec.gitrepo)
+            if sender != self.state.gitrepo_workflow_id:
+                # Another GitRepo has a bundle of the same name: it is told, never obeyed.
+                self._conflicts[sender] = refresh.spec.commit
+                self._wake = True
+                return
             self.state.spec = refresh.spec
         if refresh.clusters is not None and (
             self.state.clusters is None or refresh.clusters.version >= self.state.clusters.version
@@ -670,6 +679,23 @@ class BundleWorkflow:
         for name, error in self.state.plan_errors.items():
             states[name] = StateWithMessage(state=BundleState.ERR_APPLIED, message=error)
         return states
+
+    async def _report_conflicts(self) -> None:
+        conflicts, self._conflicts = self._conflicts, {}
+        owner = self.state.gitrepo_workflow_id.rsplit("/", 1)[-1]
+        for sender, commit in sorted(conflicts.items()):
+            report = BundleReport(
+                bundle=self.state.bundle,
+                commit=commit,
+                ready=0,
+                desired=0,
+                state=BundleState.ERR_APPLIED.value,
+                message=f"bundle name {self.state.bundle!r} is already used by gitrepo {owner!r}",
+            )
+            with contextlib.suppress(FailureError):
+                await workflow.get_external_workflow_handle(sender).signal(
+                    BUNDLE_REPORT_SIGNAL, report
+                )
 
     async def _report(self, *, retired: bool = False) -> None:
         states = self._states()

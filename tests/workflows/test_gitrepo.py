@@ -217,3 +217,24 @@ async def test_revision_pins_a_tag_while_the_branch_moves_on(
     )
     assert status.commit == tagged != head
     assert status.branch == "v1"
+
+
+async def test_a_bundle_name_taken_by_another_gitrepo_is_an_error_there(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    files: dict[str, str | bytes] = {"cm.yaml": CM.format(name="x"), "fleet.yaml": "name: shared\n"}
+    first = git_daemon.create_repo(repo_name, files)
+    second = git_daemon.create_repo(f"{repo_name}-2", files)
+    ns = flotilla.namespace
+    await flotilla.control.apply_text(gitrepo_yaml(ns, "one", first), file="one.yaml")
+    await flotilla.eventually(
+        lambda: flotilla.control.bundle_status(ns, "shared"), lambda b: b.gitrepo == "one"
+    )
+    await flotilla.control.apply_text(gitrepo_yaml(ns, "two", second), file="two.yaml")
+    two = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "two"), lambda s: s.state == "ErrApplied"
+    )
+    assert two.message == "shared: bundle name 'shared' is already used by gitrepo 'one'"
+    one = await flotilla.control.gitrepo_status(ns, "one")
+    assert one.state == "Ready"
+    assert (await flotilla.control.bundle_status(ns, "shared")).gitrepo == "one"
