@@ -91,6 +91,8 @@ class GitRepoState(BaseModel):
     synced_key: str = ""
     # Bundles told to retire and not yet confirmed gone.
     retiring: list[str] = Field(default_factory=list)
+    # Bundles whose new states are still to be forwarded to their dependents.
+    forward: list[str] = Field(default_factory=list)
     polls: int = 0
     deleting: bool = False
     # Test switches: continue-as-new after this many events; passed on to bundle workflows.
@@ -171,7 +173,6 @@ class GitRepoWorkflow:
         self.state = state
         self._wake = False
         self._poll_now = True
-        self._forward: set[str] = set()
         self._published: tuple[str, str, int, int] | None = None
         self._stale_reports_wait = False
 
@@ -190,8 +191,14 @@ class GitRepoWorkflow:
             await self._forward_dependencies()
             self._publish()
             if self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(self.state)
+                # A sync_now update finishes only after a poll, so it must not be waited on
+                # here: poll first, then continue as new.
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() or self._poll_now
+                )
+                if not self._poll_now:
+                    workflow.continue_as_new(self.state)
+                continue
             if self.state.spec.disable_polling:
                 await workflow.wait_condition(lambda: self._wake or self.state.deleting)
             else:
@@ -231,7 +238,8 @@ class GitRepoWorkflow:
                 self.state.retiring.remove(report.bundle)
         else:
             self.state.reports[report.bundle] = report
-        self._forward.add(report.bundle)
+        if report.bundle not in self.state.forward:
+            self.state.forward.append(report.bundle)
         self._wake = True
 
     @workflow.update
@@ -453,7 +461,7 @@ class GitRepoWorkflow:
 
     async def _forward_dependencies(self) -> None:
         """Send each changed bundle's per-cluster states to the bundles that depend on it."""
-        changed, self._forward = self._forward, set()
+        changed, self.state.forward = set(self.state.forward), []
         for ref in self._deployable():
             for dep in ref.depends_on:
                 if dep.bundle not in changed or dep.bundle not in self.state.reports:

@@ -136,6 +136,9 @@ async def test_gitrepo_and_bundles_continue_as_new_with_their_state(
         return len([w async for w in flotilla.client.list_workflows(f"WorkflowId = '{wid}'")])
 
     await flotilla.eventually(lambda: runs(workflow_id), lambda n: n >= 3, timeout=60)
+    # sync_now waits for a poll; it must never hold up (or be held up by) continue-as-new.
+    for _ in range(5):
+        assert "synced at commit" in await flotilla.control.sync_gitrepo(ns, "can")
     commit = git_daemon.commit(
         git_daemon.working_copy(repo_name), {"a/cm.yaml": CM.format(name="a2")}, message="two"
     )
