@@ -241,3 +241,34 @@ async def test_a_bundle_name_taken_by_another_gitrepo_is_an_error_there(
     one = await flotilla.control.gitrepo_status(ns, "one")
     assert one.state == "Ready"
     assert (await flotilla.control.bundle_status(ns, "shared")).gitrepo == "one"
+
+
+async def test_cluster_groups_target_and_unreachable_clusters_are_errapplied(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    url = git_daemon.create_repo(repo_name, {"cm.yaml": CM.format(name="x")})
+    ns = flotilla.namespace
+    # Nothing listens on port 1: deploys fail, which is all this test needs from them.
+    unreachable = (
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"
+    )
+    for name, env in (("p1", "prod"), ("p2", "prod"), ("d1", "dev")):
+        await flotilla.control.add_cluster(ns, name, unreachable, labels={"env": env})
+    await flotilla.control.apply_text(
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\n"
+        f"metadata: {{name: prod, namespace: {ns}}}\n"
+        "spec: {selector: {matchLabels: {env: prod}}}\n",
+        file="group.yaml",
+    )
+    await flotilla.control.apply_text(
+        gitrepo_yaml(ns, "grp", url, targets=[{"clusterGroup": "prod"}]), file="gitrepo.yaml"
+    )
+    bundle = await flotilla.eventually(
+        lambda: flotilla.control.bundle_status(ns, "grp"),
+        lambda b: b.desired == 2 and all(c.state == "ErrApplied" for c in b.clusters),
+        timeout=90,
+    )
+    assert [c.cluster for c in bundle.clusters] == ["p1", "p2"]
+    assert all("\n" not in c.message and c.message for c in bundle.clusters)
