@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         DEPLOY_RETRY,
         DEPLOY_RETRY_DELAY,
         DEPLOY_TIMEOUT,
+        MAX_PENDING_ACTIVITIES,
         MONITOR_INTERVAL,
         PLAN_RETRY,
         PLAN_TIMEOUT,
@@ -226,6 +227,8 @@ class BundleWorkflow:
         self._in_flight: set[str] = set()
         self._summary = "waiting for the first commit"
         self._conflicts: dict[str, str] = {}
+        # Clusters whose drift check is due but has not started yet (room permitting).
+        self._monitor_queue: list[str] = []
 
     @workflow.run
     async def run(self, state: BundleWorkflowState) -> None:
@@ -374,7 +377,11 @@ class BundleWorkflow:
 
     def _monitor(self) -> None:
         """Check settled deployments for drift every ``monitor_seconds`` while nothing else
-        runs: one check_deployment per cluster, all in the same workflow task."""
+        runs: one check_deployment per cluster, as many at once as there is room for."""
+        if self._monitor_queue:
+            self._drain_monitor()
+            return
+        # Asked only when idle, where the marker has always been recorded.
         if self._in_flight or not workflow.patched(DRIFT_MONITOR_PATCH):
             return
         now = workflow.now()
@@ -385,8 +392,20 @@ class BundleWorkflow:
         if due > now:
             return
         self.state.next_monitor_at = None
-        for name, record in sorted(self.state.deployments.items()):
-            if name in self.state.targets and self._settled(record) and record.release:
+        self._monitor_queue = sorted(self.state.deployments)
+        self._drain_monitor()
+
+    def _drain_monitor(self) -> None:
+        while self._monitor_queue and self._room() > 0:
+            name = self._monitor_queue.pop(0)
+            record = self.state.deployments.get(name)
+            if (
+                record is not None
+                and name not in self._in_flight
+                and name in self.state.targets
+                and self._settled(record)
+                and record.release
+            ):
                 self._spawn(name, self._check(record))
 
     async def _plan(self, spec: BundleSpec, clusters: ClusterSnapshot) -> None:
@@ -423,7 +442,8 @@ class BundleWorkflow:
             if record.release is None:
                 del self.state.deployments[name]
                 continue
-            self._spawn(name, self._remove(record, forget=True))
+            if self._room() > 0:
+                self._spawn(name, self._remove(record, forget=True))
 
     def _retry_due(self) -> None:
         now = workflow.now()
@@ -481,8 +501,13 @@ class BundleWorkflow:
         self._summary = plan.summary
         workflow.set_current_details(plan.summary)
         for name in plan.deploy:
+            if self._room() <= 0:
+                break  # the rest move when running ones finish: the next pass offers them
             if name not in self._in_flight:
                 self._spawn(name, self._deploy(self.state.deployments[name]))
+
+    def _room(self) -> int:
+        return MAX_PENDING_ACTIVITIES - len(self._in_flight)
 
     def _spawn(self, cluster: str, work: Coroutine[Any, Any, None]) -> None:
         self._in_flight.add(cluster)

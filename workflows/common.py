@@ -94,6 +94,8 @@ CHECK_TIMEOUT = timedelta(minutes=2)
 MONITOR_INTERVAL = timedelta(minutes=5)
 # A cluster whose queue nobody polls for this long is shown as offline instead of stalling.
 CLUSTER_SCHEDULE_TO_START = timedelta(minutes=2)
+# Temporal allows a workflow at most 2,000 pending activities; a bundle keeps well below.
+MAX_PENDING_ACTIVITIES = 1000
 # A bundle in the middle of a rollout reports to its GitRepo at most this often.
 REPORT_INTERVAL = timedelta(seconds=5)
 # How long an ErrApplied / offline deployment waits before the workflow tries again.
