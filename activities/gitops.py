@@ -308,6 +308,33 @@ class GitOpsActivities:
             f"{source.repo}: {kind} {wanted!r} not found", type=INVALID_SPEC, non_retryable=True
         )
 
+    def _fetch(self, repo: git.Repo, source: GitSource, commit: str, env: dict[str, str]) -> str:
+        """Check out ``commit`` with a depth-1 fetch and return the commit checked out.
+
+        Servers that refuse to send an unadvertised commit get the branch (or tag) head
+        instead, which is then the commit read; it differs only if the branch moved since
+        ls-remote, and the next poll sees the same head anyway.
+        """
+        activity.heartbeat("fetching")
+        ref = f"refs/tags/{source.revision}" if source.revision else f"refs/heads/{source.branch}"
+        wanted = [commit]
+        if not (source.revision and _SHA.match(source.revision)):
+            wanted.append(ref)
+        error: git.GitCommandError | None = None
+        for target in wanted:
+            try:
+                repo.git.execute(
+                    ["git", "fetch", "--depth", "1", source.repo, target],
+                    env=env,
+                    kill_after_timeout=500,
+                )
+                repo.git.execute(["git", "checkout", "-q", "FETCH_HEAD"])
+                return str(repo.git.execute(["git", "rev-parse", "HEAD"])).strip()
+            except git.GitCommandError as err:
+                error = error or err
+        assert error is not None
+        raise self._git_error(source, f"fetch of {commit[:12]}", error) from None
+
     @activity.defn
     def fetch_bundles(self, request: FetchRequest) -> FetchResult:
         """Shallow-fetch ``commit``, read its bundles, store each by digest, return the refs."""
@@ -317,16 +344,7 @@ class GitOpsActivities:
         try:
             with self._git_env(source) as env:
                 repo = git.Repo.init(checkout)
-                try:
-                    activity.heartbeat("fetching")
-                    repo.git.execute(
-                        ["git", "fetch", "--depth", "1", source.repo, request.commit],
-                        env={**os.environ, **env},
-                        kill_after_timeout=500,
-                    )
-                    repo.git.execute(["git", "checkout", "-q", "FETCH_HEAD"])
-                except git.GitCommandError as err:
-                    raise self._git_error(source, f"fetch of {request.commit[:12]}", err) from None
+                commit = self._fetch(repo, source, request.commit, {**os.environ, **env})
             activity.heartbeat("reading")
             listing = read_checkout(checkout)
         finally:
@@ -380,11 +398,11 @@ class GitOpsActivities:
             "gitrepo %s/%s: commit %s has %d bundles (%d invalid)",
             request.namespace,
             request.gitrepo,
-            request.commit[:12],
+            commit[:12],
             len(refs),
             sum(bool(r.error) for r in refs),
         )
-        return FetchResult(commit=request.commit, bundles=refs, warnings=result.warnings[:20])
+        return FetchResult(commit=commit, bundles=refs, warnings=result.warnings[:20])
 
     # -----------------------------------------------------------------------------------------
     # Planning
