@@ -516,15 +516,22 @@ def cmd_cluster_remove(args: argparse.Namespace) -> int:
     return _run(args, action)
 
 
-def _cluster_table(snapshot: RegistrySnapshot) -> str:
+def _cluster_table(snapshot: RegistrySnapshot, bundles: list[BundleStatus]) -> str:
+    ready: dict[str, int] = {}
+    desired: dict[str, int] = {}
+    for bundle in bundles:
+        for cluster in bundle.clusters:
+            desired[cluster.cluster] = desired.get(cluster.cluster, 0) + 1
+            ready[cluster.cluster] = ready.get(cluster.cluster, 0) + (cluster.state == "Ready")
     return table(
-        ["NAME", "LABELS", "PAUSED", "MODE", "KUBECONFIG-SECRET"],
+        ["NAME", "LABELS", "PAUSED", "MODE", "BUNDLES-READY", "KUBECONFIG-SECRET"],
         [
             [
                 c.name,
                 ",".join(f"{k}={v}" for k, v in sorted(c.labels.items())) or "<none>",
                 str(c.paused).lower(),
                 "agent" if c.agent else "push",
+                f"{ready.get(c.name, 0)}/{desired.get(c.name, 0)}",
                 c.kubeconfig_secret or "-",
             ]
             for c in snapshot.clusters
@@ -532,12 +539,16 @@ def _cluster_table(snapshot: RegistrySnapshot) -> str:
     )
 
 
-def cmd_cluster_list(args: argparse.Namespace) -> int:
-    async def action(control: Control) -> str:
-        snapshot = await control.registry(args.namespace)
-        return render(snapshot, args.output, lambda: _cluster_table(snapshot))
+async def _clusters(control: Control, namespace: str, output: str) -> str:
+    snapshot = await control.registry(namespace)
+    if output != "table":
+        return render(snapshot, output, str)
+    bundles = await control.list_bundles(namespace)
+    return _cluster_table(snapshot, bundles)
 
-    return _run(args, action)
+
+def cmd_cluster_list(args: argparse.Namespace) -> int:
+    return _run(args, lambda control: _clusters(control, args.namespace, args.output))
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -548,8 +559,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         if args.kind in ("bundle", "bundles"):
             bundles = await control.list_bundles(args.namespace)
             return render(bundles, args.output, lambda: bundle_table(bundles))
-        snapshot = await control.registry(args.namespace)
-        return render(snapshot, args.output, lambda: _cluster_table(snapshot))
+        return await _clusters(control, args.namespace, args.output)
 
     return _run(args, action)
 
