@@ -516,7 +516,7 @@ def cmd_cluster_remove(args: argparse.Namespace) -> int:
     return _run(args, action)
 
 
-def _cluster_table(snapshot: RegistrySnapshot, bundles: list[BundleStatus]) -> str:
+def cluster_table(snapshot: RegistrySnapshot, bundles: list[BundleStatus]) -> str:
     ready: dict[str, int] = {}
     desired: dict[str, int] = {}
     for bundle in bundles:
@@ -544,7 +544,7 @@ async def _clusters(control: Control, namespace: str, output: str) -> str:
     if output != "table":
         return render(snapshot, output, str)
     bundles = await control.list_bundles(namespace)
-    return _cluster_table(snapshot, bundles)
+    return cluster_table(snapshot, bundles)
 
 
 def cmd_cluster_list(args: argparse.Namespace) -> int:

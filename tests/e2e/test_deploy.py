@@ -7,7 +7,7 @@ import uuid
 
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
-from starters.control import _cluster_table
+from starters.control import cluster_table
 from tests.e2e.harness import Flotilla, gitrepo_yaml, helm_history
 
 CONFIGMAP = """\
@@ -91,7 +91,7 @@ async def test_commit_becomes_ready_on_two_clusters_then_one_revision_per_commit
         assert bundle.state == "Ready" and bundle.commit == commit
         assert {c.cluster for c in bundle.clusters} == {"one", "two"}
         assert all(c.last_action.startswith("upgrade: ") for c in bundle.clusters), bundle
-        clusters = _cluster_table(
+        clusters = cluster_table(
             await flotilla.control.registry(ns), await flotilla.control.list_bundles(ns)
         ).splitlines()
         assert clusters[0].split() == [
