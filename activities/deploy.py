@@ -76,6 +76,8 @@ from flotilla.values import merge_values
 MAX_LISTED = 10
 _HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm"}
 _GZIP_MAGIC = b"\x1f\x8b\x08"
+# Helm's release records: one Secret per revision, named by release and revision.
+_RECORD_PREFIX = "sh.helm.release.v1."
 _FIRST_POLL_SECONDS = 0.5
 _MAX_POLL_SECONDS = 5.0
 
@@ -234,7 +236,7 @@ def read_release_manifest(kube: Kube, release: str, namespace: str, revision: in
     This is what ``helm get manifest`` prints (hooks excluded), without starting helm: Helm
     stores the release as base64 of gzipped JSON in the Secret's ``release`` key.
     """
-    name = f"sh.helm.release.v1.{release}.v{revision}"
+    name = f"{_RECORD_PREFIX}{release}.v{revision}"
     secret = kube.get("v1", "Secret", namespace, name)
     if secret is None:
         raise FlotillaError(f"Helm's record {namespace}/{name} disappeared")
@@ -247,6 +249,23 @@ def read_release_manifest(kube: Kube, release: str, namespace: str, revision: in
         raise FlotillaError(f"Helm's record {namespace}/{name} cannot be decoded") from None
     manifest = record.get("manifest", "") if isinstance(record, dict) else ""
     return manifest if isinstance(manifest, str) else ""
+
+
+def _roll_back(helm: Helm, release: str, *, namespace: str, revision: int, max_history: int) -> str:
+    """Roll back to ``revision``; returns what happened instead when Helm could not.
+
+    Helm refuses to roll back from a stuck record whose manifest lacks objects that are live
+    (its process died before applying anything). Its failed attempt still marks the stuck
+    revision superseded and itself failed, so the upgrade that follows starts from the
+    deployed revision and adopts whatever the dead operation left.
+    """
+    try:
+        helm.rollback(release, revision, namespace=namespace, max_history=max_history)
+    except HelmError as err:
+        if err.retryable:
+            raise
+        return f"helm could not roll back ({err.problem}); upgrading from the deployed revision"
+    return ""
 
 
 def _applied_revision(history: list[ReleaseRevision]) -> ReleaseRevision | None:
@@ -455,6 +474,7 @@ class DeployActivities:
                     reason=decision.reason,
                 )
             values_from = _read_values_from(kube, options, namespace, redact)
+            fallback = ""
             with self._scratch(release) as scratch:
                 chart = self._prepare_chart(
                     bundle,
@@ -471,10 +491,11 @@ class DeployActivities:
                         activity.logger.warning(
                             "bundle %s on cluster %s/%s: %s", *log_args, decision.reason
                         )
-                        helm.rollback(
+                        fallback = _roll_back(
+                            helm,
                             release,
-                            decision.rollback_revision,
                             namespace=namespace,
+                            revision=decision.rollback_revision,
                             max_history=history_size,
                         )
                     elif decision.action is HistoryAction.UNINSTALL_THEN_INSTALL:
@@ -499,6 +520,8 @@ class DeployActivities:
             self._label_namespace(kube, options, namespace)
         revision = int(record.get("version", 0))
         reason = decision.reason
+        if decision.action is HistoryAction.ROLLBACK_THEN_UPGRADE and fallback:
+            reason += f"; {fallback}"
         if moved_from is not None:
             reason += f"; removed the previous release {moved_from.namespace}/{moved_from.name}"
         activity.logger.info(
