@@ -95,7 +95,7 @@ def test_stuck_pending_upgrade_is_rolled_back_then_upgraded(engine: Engine) -> N
     )
     assert result.release.revision == 4
     # Whether helm died before or after applying decides how the rollback went (see
-    # test_rollback_that_died_before_applying_anything_is_recovered); either way:
+    # test_operation_that_died_before_applying_anything_is_recovered); either way:
     assert statuses(engine)[-1] == "deployed"
     assert not [status for status in statuses(engine) if status.startswith("pending")]
     assert engine.deploy(bundle, "v2").action is HistoryAction.ALREADY_DEPLOYED
@@ -239,14 +239,17 @@ def record_stuck_revision(engine: Engine, source: int, revision: int, status: st
     )
 
 
-def test_rollback_that_died_before_applying_anything_is_recovered(engine: Engine) -> None:
+@pytest.mark.parametrize("stuck", ["pending-rollback", "pending-upgrade"])
+def test_operation_that_died_before_applying_anything_is_recovered(
+    engine: Engine, stuck: str
+) -> None:
     # Helm cannot roll back from such a record (objects of revision 2 are live but absent
     # from the stuck revision's manifest), so the deploy must get past it another way.
     engine.deploy(engine.bundle({"web.yaml": dump(deployment("web", pod=UNSCHEDULABLE))}), "v1")
     good = engine.bundle({"cfg.yaml": dump(configmap("cfg", {"a": "1"}))})
     engine.deploy(good, "v2")
-    record_stuck_revision(engine, 1, 3, "pending-rollback")
-    assert statuses(engine)[-2:] == ["deployed", "pending-rollback"]
+    record_stuck_revision(engine, 1, 3, stuck)
+    assert statuses(engine)[-2:] == ["deployed", stuck]
 
     result = engine.deploy(good, "v3")
 
@@ -256,6 +259,6 @@ def test_rollback_that_died_before_applying_anything_is_recovered(engine: Engine
         '"cfg" found); upgrading from the deployed revision'
     )
     assert statuses(engine)[-1] == "deployed"
-    assert "pending-rollback" not in statuses(engine)
+    assert stuck not in statuses(engine)
     assert engine.get("ConfigMap", "cfg") is not None
     assert engine.deploy(good, "v3").action is HistoryAction.ALREADY_DEPLOYED
