@@ -9,7 +9,7 @@ import uuid
 
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
-from tests.e2e.harness import Flotilla, gitrepo_yaml
+from tests.e2e.harness import Flotilla, gitrepo_yaml, helm_history
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {k: v}\n"
 
@@ -70,6 +70,25 @@ async def test_labels_and_removal_retarget_the_bundle(
         )
         status = await flotilla.control.gitrepo_status(ns, "sel")
         assert status.ready_bundle_deployments == "1/1"
+
+        # Bumping forceSyncGeneration redeploys every bundle: one new Helm revision.
+        selector = [{"clusterSelector": {"matchLabels": {"env": "prod"}}}]
+        await flotilla.control.apply_text(
+            gitrepo_yaml(ns, "sel", url, targets=selector, forceSyncGeneration=1),
+            file="gitrepo.yaml",
+        )
+        await flotilla.eventually(
+            lambda: _async(
+                [
+                    str(h["revision"])
+                    for h in helm_history(local_cluster.kubeconfig, "sel-app", f"{prefix}-west")
+                ]
+            ),
+            lambda revisions: revisions == ["1", "2"],
+        )
+        await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "sel-app"), lambda s: s.state == "Ready"
+        )
 
         # Deleting the GitRepo uninstalls what it deployed, then its workflows end.
         assert "deleted" in await flotilla.control.delete_gitrepo(ns, "sel")
