@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.client import connect
@@ -151,8 +151,13 @@ class FlotillaWorker:
             handle = self.client.get_workflow_handle(registry_workflow_id(namespace))
             try:
                 snapshot = await handle.query(ClusterRegistryWorkflow.snapshot, SnapshotRequest())
-            except RPCError:
-                continue  # no registry in this namespace yet
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    # Not an answer: keep serving what this namespace had, never drop it.
+                    log.warning("registry %s did not answer: %s", namespace, err.message)
+                    prefix = cluster_task_queue(namespace, "")
+                    wanted.update(q for q in self._clusters if q.startswith(prefix))
+                continue
             wanted.update(
                 cluster_task_queue(namespace, c.name) for c in snapshot.clusters if not c.agent
             )
