@@ -125,6 +125,16 @@ def helm_history(kubeconfig: Path, release: str, namespace: str) -> list[dict[st
     return history
 
 
+def releases(kubeconfig: Path, namespace: str) -> list[str]:
+    out = subprocess.run(
+        ["helm", "list", "-q", "-n", namespace, "--kubeconfig", str(kubeconfig)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.split()
+
+
 def gitrepo_yaml(namespace: str, name: str, url: str, **spec: object) -> str:
     lines = [
         "apiVersion: fleet.cattle.io/v1alpha1",

@@ -8,8 +8,7 @@ import uuid
 
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
-from tests.e2e.harness import Flotilla, gitrepo_yaml
-from tests.e2e.test_retarget import releases
+from tests.e2e.harness import Flotilla, gitrepo_yaml, releases
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
 
@@ -46,9 +45,9 @@ async def test_keep_resources_and_target_namespace(
             lambda: flotilla.control.gitrepo_status(ns, "keep"),
             lambda s: s.state == "Ready" and s.ready_bundle_deployments == "2/2",
         )
-        assert sorted(releases(local_cluster, target)) == ["keep-a", "keep-b"]
+        assert sorted(releases(local_cluster.kubeconfig, target)) == ["keep-a", "keep-b"]
         assert "deleted" in await flotilla.control.delete_gitrepo(ns, "keep")
-        assert releases(local_cluster, target) == []
+        assert releases(local_cluster.kubeconfig, target) == []
         for name in ("a", "b"):
             cm = local_cluster.request("GET", f"/api/v1/namespaces/{target}/configmaps/{name}")
             assert cm["data"] == {"k": "v"}

@@ -4,24 +4,13 @@ removing a cluster uninstalls the bundle from it."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import uuid
 
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
-from tests.e2e.harness import Flotilla, gitrepo_yaml, helm_history
+from tests.e2e.harness import Flotilla, gitrepo_yaml, helm_history, releases
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {k: v}\n"
-
-
-def releases(local_cluster: LocalCluster, namespace: str) -> list[str]:
-    out = subprocess.run(
-        ["helm", "list", "-q", "-n", namespace, "--kubeconfig", str(local_cluster.kubeconfig)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.split()
 
 
 async def test_labels_and_removal_retarget_the_bundle(
@@ -51,14 +40,14 @@ async def test_labels_and_removal_retarget_the_bundle(
             lambda s: s.state == "Ready" and s.desired == 1,
         )
         assert [c.cluster for c in bundle.clusters] == ["east"]
-        assert releases(local_cluster, f"{prefix}-west") == []
+        assert releases(local_cluster.kubeconfig, f"{prefix}-west") == []
 
         await flotilla.control.label_cluster(ns, "west", {"env": "prod"}, [])
         await flotilla.eventually(
             lambda: flotilla.control.bundle_status(ns, "sel-app"),
             lambda s: s.state == "Ready" and s.desired == 2,
         )
-        assert releases(local_cluster, f"{prefix}-west") == ["sel-app"]
+        assert releases(local_cluster.kubeconfig, f"{prefix}-west") == ["sel-app"]
 
         await flotilla.control.remove_cluster(ns, "east")
         await flotilla.eventually(
@@ -66,7 +55,7 @@ async def test_labels_and_removal_retarget_the_bundle(
             lambda s: [c.cluster for c in s.clusters] == ["west"] and s.state == "Ready",
         )
         await flotilla.eventually(
-            lambda: _async(releases(local_cluster, f"{prefix}-east")), lambda r: r == []
+            lambda: _async(releases(local_cluster.kubeconfig, f"{prefix}-east")), lambda r: r == []
         )
         status = await flotilla.control.gitrepo_status(ns, "sel")
         assert status.ready_bundle_deployments == "1/1"
@@ -92,7 +81,7 @@ async def test_labels_and_removal_retarget_the_bundle(
 
         # Deleting the GitRepo uninstalls what it deployed, then its workflows end.
         assert "deleted" in await flotilla.control.delete_gitrepo(ns, "sel")
-        assert releases(local_cluster, f"{prefix}-west") == []
+        assert releases(local_cluster.kubeconfig, f"{prefix}-west") == []
         assert await flotilla.control.list_bundles(ns) == []
     finally:
         for name in ("east", "west", "default"):
