@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any
@@ -736,7 +737,8 @@ class BundleWorkflow:
             states={name: item.state.value for name, item in states.items()},
             retired=retired,
         )
-        fingerprint = report.model_dump_json()
+        # A digest, so the state handed to continue-as-new stays small for big fleets.
+        fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
         if fingerprint == self.state.last_report:
             return
         # Each report costs the history a signal and a workflow task: while a rollout is in

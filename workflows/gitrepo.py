@@ -12,6 +12,7 @@ and forwards the states of depended-on bundles to their dependents (durable depe
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
@@ -391,9 +392,12 @@ class GitRepoWorkflow:
             return
         wanted = {r.name: r for r in self._deployable()}
         specs = {name: self._bundle_spec(ref) for name, ref in wanted.items()}
-        key = f"{clusters.version}|" + "|".join(
-            f"{n}:{s.model_dump_json()}" for n, s in sorted(specs.items())
-        )
+        key = hashlib.sha256(
+            (
+                f"{clusters.version}|"
+                + "|".join(f"{n}:{s.model_dump_json()}" for n, s in sorted(specs.items()))
+            ).encode()
+        ).hexdigest()
         retired = sorted(
             set(self.state.reports) - set(self.state.bundles) - set(self.state.retiring)
         )
