@@ -117,6 +117,8 @@ class BundleRef(BaseModel):
     depends_on: list[DependencyRef] = Field(default_factory=list)
     # One line when the bundle cannot deploy (bad fleet.yaml, dependsOn cycle or typo).
     error: str = ""
+    # fleet.yaml has ``imageScans``: the GitRepo keeps image-policy schedules for it.
+    image_scans: bool = False
 
 
 class FetchResult(BaseModel):
@@ -230,7 +232,7 @@ class GitOpsActivities:
         self.workdir = workdir
 
     @contextmanager
-    def _git_env(self, source: GitSource) -> Iterator[dict[str, str]]:
+    def git_env(self, source: GitSource) -> Iterator[dict[str, str]]:
         """Environment for git with the GitRepo's TLS settings and credentials; the files it
         needs (CA bundle, ssh key) live in a private directory removed afterwards."""
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
@@ -269,9 +271,8 @@ class GitOpsActivities:
                 }
             )
 
-    def _git_error(
-        self, source: GitSource, what: str, err: git.GitCommandError
-    ) -> ApplicationError:
+    def git_error(self, source: GitSource, what: str, err: git.GitCommandError) -> ApplicationError:
+        """A retryable ``GitError`` of one line naming the repository and the git call."""
         stderr = err.stderr if isinstance(err.stderr, str) else str(err)
         message = _one_line(f"{source.repo}: {what} failed: {stderr.strip()}")
         return ApplicationError(message, type="GitError")
@@ -289,13 +290,13 @@ class GitOpsActivities:
             if source.revision
             else [f"refs/heads/{wanted}"]
         )
-        with self._git_env(source) as env:
+        with self.git_env(source) as env:
             try:
                 output = git.cmd.Git().execute(
                     ["git", "ls-remote", source.repo, *refs], env=env, kill_after_timeout=50
                 )
             except git.GitCommandError as err:
-                raise self._git_error(source, "ls-remote", err) from None
+                raise self.git_error(source, "ls-remote", err) from None
         found: dict[str, str] = {}
         for line in str(output).splitlines():
             sha, _, ref = line.partition("\t")
@@ -333,7 +334,7 @@ class GitOpsActivities:
             except git.GitCommandError as err:
                 error = error or err
         assert error is not None
-        raise self._git_error(source, f"fetch of {commit[:12]}", error) from None
+        raise self.git_error(source, f"fetch of {commit[:12]}", error) from None
 
     @activity.defn
     def fetch_bundles(self, request: FetchRequest) -> FetchResult:
@@ -342,7 +343,7 @@ class GitOpsActivities:
         self.workdir.mkdir(parents=True, exist_ok=True)
         checkout = Path(tempfile.mkdtemp(prefix="checkout-", dir=self.workdir))
         try:
-            with self._git_env(source) as env:
+            with self.git_env(source) as env:
                 repo = git.Repo.init(checkout)
                 commit = self._fetch(repo, source, request.commit, {**os.environ, **env})
             activity.heartbeat("reading")
@@ -392,6 +393,7 @@ class GitOpsActivities:
                     labels=bundle.options.labels or {},
                     depends_on=resolved.get(bundle.name, []),
                     error=errors.get(bundle.name, ""),
+                    image_scans=bool(bundle.options.image_scans),
                 )
             )
         activity.logger.info(

@@ -389,7 +389,7 @@ class ScheduleActivities:
         self.gitops.workdir.mkdir(parents=True, exist_ok=True)
         checkout = Path(tempfile.mkdtemp(prefix="scans-", dir=self.gitops.workdir))
         try:
-            with self.gitops._git_env(source) as env:
+            with self.gitops.git_env(source) as env:
                 repo = git.Repo.init(checkout)
                 try:
                     repo.git.execute(
@@ -406,7 +406,7 @@ class ScheduleActivities:
                     )
                     repo.git.execute(["git", "checkout", "-q", "FETCH_HEAD"])
                 except git.GitCommandError as err:
-                    raise self.gitops._git_error(source, "fetch for image scans", err) from None
+                    raise self.gitops.git_error(source, "fetch for image scans", err) from None
             files: dict[str, str] = {}
             for path in paths:
                 files.update(_bundle_files(checkout, path))

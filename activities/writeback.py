@@ -78,7 +78,7 @@ class WriteBackActivities:
         self.workdir.mkdir(parents=True, exist_ok=True)
         checkout = Path(tempfile.mkdtemp(prefix="writeback-", dir=self.workdir))
         try:
-            with self.gitops._git_env(source) as git_env:
+            with self.gitops.git_env(source) as git_env:
                 env = {**os.environ, **git_env, **self._identity(request.commit)}
                 return self._write(request, checkout, env)
         finally:

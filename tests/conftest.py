@@ -21,6 +21,7 @@ from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from devenv.registry import LocalRegistry
 from devenv.temporal import TemporalDevServer
+from tests.e2e.harness import Flotilla, start_flotilla
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +88,20 @@ def repo_name() -> str:
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
     with LocalRegistry(tmp_path_factory.mktemp("registry")) as reg:
         yield reg
+
+
+@pytest.fixture
+async def flotilla(
+    temporal_client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    tools_on_path: list[Path],
+    local_cluster: LocalCluster,
+) -> AsyncIterator[Flotilla]:
+    """A flotilla per test: in-process worker on a fresh task queue and a fresh Fleet namespace."""
+    fl = await start_flotilla(temporal_client, task_queue, tmp_path)
+    try:
+        yield fl
+    finally:
+        await fl.cleanup()
+        await fl.worker.stop()

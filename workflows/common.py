@@ -71,6 +71,16 @@ DEPLOY_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE_ERRORS,
 )
 
+# Syncing image-policy schedules (a shallow fetch plus Temporal schedule calls): a few quick
+# retries; after that the GitRepo shows a warning and tries again at its next poll.
+SCHEDULE_SYNC_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+    non_retryable_error_types=NON_RETRYABLE_ERRORS,
+)
+
 # Pure planning from the content store: deterministic, so one retry for a flaky disk at most.
 PLAN_RETRY = RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRYABLE_ERRORS)
 
@@ -83,6 +93,7 @@ FETCH_TIMEOUT = timedelta(minutes=10)
 FETCH_HEARTBEAT = timedelta(seconds=30)
 PLAN_TIMEOUT = timedelta(minutes=2)
 SYNC_BUNDLES_TIMEOUT = timedelta(minutes=2)
+SCHEDULE_SYNC_TIMEOUT = timedelta(minutes=5)
 DEPLOY_TIMEOUT = timedelta(minutes=10)
 # helm heartbeats while it runs, so a worker killed mid-deploy is noticed within this.
 DEPLOY_HEARTBEAT = timedelta(seconds=60)

@@ -7,6 +7,8 @@ signal-with-start activity, bundles that left the repo are retired, and a bundle
 fleet.yaml keeps what it had and shows its one-line error until a good commit clears it.
 Bundles report their summaries here; this workflow aggregates them into the GitRepo status
 and forwards the states of depended-on bundles to their dependents (durable dependsOn).
+It also owns the image-policy schedules of its bundles' ``imageScans``: they follow each new
+commit, pause with the GitRepo and are deleted with it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         LsRemoteRequest,
         SyncBundlesRequest,
     )
+    from activities.schedules import ScheduleActivities, SyncSchedulesRequest
     from flotilla.durations import parse_duration
     from flotilla.errors import FlotillaError
     from flotilla.models import GitRepoSpec
@@ -53,6 +56,8 @@ with workflow.unsafe.imports_passed_through():
         GIT_RETRY,
         INVALID_SPEC,
         LS_REMOTE_TIMEOUT,
+        SCHEDULE_SYNC_RETRY,
+        SCHEDULE_SYNC_TIMEOUT,
         SYNC_BUNDLES_TIMEOUT,
         bundle_workflow_id,
         registry_workflow_id,
@@ -69,9 +74,17 @@ JITTER = 0.1
 # Shows a bundle whose last report predates the current commit as WaitApplied (changes when
 # search attributes are upserted, so older histories replay without it).
 STALE_REPORT_PATCH = "stale-bundle-report-is-wait-applied"
+# The GitRepo syncs its bundles' image-policy schedules (new activities in history).
+IMAGE_SCHEDULES_PATCH = "gitrepo-owns-image-schedules"
 # Bundles are signalled in batches so one activity never runs for long.
 SYNC_BATCH = 200
 _MAX_BUNDLE_LINES = 50
+_MAX_WARNING = 240
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _MAX_WARNING else flat[: _MAX_WARNING - 3] + "..."
 
 
 class GitRepoState(BaseModel):
@@ -96,6 +109,13 @@ class GitRepoState(BaseModel):
     forward: list[str] = Field(default_factory=list)
     polls: int = 0
     deleting: bool = False
+    # Image-policy schedules: a digest of what they were last synced for, whether any may
+    # exist (so repos without imageScans never call the activity), the poll of the last
+    # failed sync (retried at the next poll, not on every wake) and the sync's warnings.
+    image_sync_key: str = ""
+    image_schedules: bool = False
+    image_sync_failed_poll: int = -1
+    image_warnings: list[str] = Field(default_factory=list)
     # Test switches: continue-as-new after this many events; passed on to bundle workflows.
     max_history_events: int | None = None
     bundle_max_history_events: int | None = None
@@ -176,10 +196,12 @@ class GitRepoWorkflow:
         self._poll_now = True
         self._published: tuple[str, str, int, int] | None = None
         self._stale_reports_wait = False
+        self._owns_image_schedules = False
 
     @workflow.run
     async def run(self, state: GitRepoState) -> None:
         self._stale_reports_wait = workflow.patched(STALE_REPORT_PATCH)
+        self._owns_image_schedules = workflow.patched(IMAGE_SCHEDULES_PATCH)
         workflow.upsert_search_attributes(
             [KIND.value_set("GitRepo"), GITREPO.value_set(self.state.name)]
         )
@@ -189,6 +211,8 @@ class GitRepoWorkflow:
                 self._poll_now = False
                 await self._poll()
             await self._sync_bundles()
+            # After the bundles, so a new commit's deploys never wait for the schedules.
+            await self._sync_image_schedules()
             await self._forward_dependencies()
             self._publish()
             if self._should_continue_as_new():
@@ -362,6 +386,77 @@ class GitRepoWorkflow:
             len(bundles),
         )
 
+    # --- image-policy schedules ---------------------------------------------------------------
+
+    async def _sync_image_schedules(self) -> None:
+        """Make the schedules match this commit's scans, pause and task queue (when changed)."""
+        if not self._owns_image_schedules:
+            return
+        refs = sorted(self.state.bundles.values(), key=lambda r: r.name)
+        if not (self.state.image_schedules or any(r.image_scans for r in refs)):
+            return
+        key = hashlib.sha256(
+            "|".join(
+                [
+                    self.state.commit,
+                    self.state.spec.model_dump_json(),
+                    workflow.info().task_queue,
+                    *(r.model_dump_json() for r in refs),
+                ]
+            ).encode()
+        ).hexdigest()
+        if key == self.state.image_sync_key:
+            return
+        if self.state.image_sync_failed_poll == self.state.polls:
+            return
+        if await self._call_sync_image_schedules(refs):
+            self.state.image_sync_key = key
+
+    async def _call_sync_image_schedules(self, refs: list[BundleRef]) -> bool:
+        """One ``sync_image_schedules`` call; a failure is a warning in the status, never fatal."""
+        had_schedules = self.state.image_schedules
+        # Until a sync says otherwise, schedules may exist under this GitRepo's prefix.
+        self.state.image_schedules = True
+        try:
+            result = await workflow.execute_activity_method(
+                ScheduleActivities.sync_image_schedules,
+                SyncSchedulesRequest(
+                    namespace=self.state.namespace,
+                    gitrepo=self.state.name,
+                    gitrepo_workflow_id=workflow.info().workflow_id,
+                    spec=self.state.spec,
+                    commit=self.state.commit,
+                    bundles=refs,
+                    task_queue=workflow.info().task_queue,
+                ),
+                start_to_close_timeout=SCHEDULE_SYNC_TIMEOUT,
+                retry_policy=SCHEDULE_SYNC_RETRY,
+            )
+        except ActivityError as err:
+            self.state.image_sync_failed_poll = self.state.polls
+            self.state.image_warnings = [
+                _one_line(f"image schedules not synced: {err.cause or err}")
+            ]
+            workflow.logger.warning(
+                "gitrepo %s/%s: commit %s: %s",
+                self.state.namespace,
+                self.state.name,
+                self.state.commit[:12],
+                self.state.image_warnings[0],
+            )
+            return False
+        self.state.image_warnings = result.warnings
+        # Unreadable bundles keep the schedules they had, so those may still exist.
+        self.state.image_schedules = bool(
+            result.created
+            or result.updated
+            or result.unchanged
+            or any(r.image_scans for r in refs)
+            or (had_schedules and any(not r.digest for r in refs))
+        )
+        self.state.image_sync_failed_poll = -1
+        return True
+
     # --- bundle workflows ---------------------------------------------------------------------
 
     def _bundle_spec(self, ref: BundleRef) -> BundleSpec:
@@ -483,6 +578,9 @@ class GitRepoWorkflow:
 
     async def _delete(self) -> None:
         self.state.bundles = {}
+        if self._owns_image_schedules and self.state.image_schedules:
+            # No schedule may commit to a repository nobody deploys from any more.
+            await self._call_sync_image_schedules([])
         for name in sorted(set(self.state.reports) - set(self.state.retiring)):
             await self._retire(name)
         await workflow.wait_condition(lambda: not self.state.reports)
@@ -550,7 +648,7 @@ class GitRepoWorkflow:
             message=message,
             error=self.state.error,
             bundles=lines[:_MAX_BUNDLE_LINES],
-            warnings=self.state.warnings,
+            warnings=self.state.warnings + self.state.image_warnings,
         )
 
     def _publish(self) -> None:

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+    ScheduleState,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
+from activities.schedules import POLICY_WORKFLOW, image_policy_id
 from devenv.gitserver import GitDaemon, git
 from flotilla.errors import FlotillaError
 from flotilla.models import GitRepo, load_fleet_objects
@@ -69,6 +81,8 @@ async def test_bad_fleet_yaml_marks_only_its_bundle_and_polling_clones_once_per_
     counts = await activity_counts(flotilla, gitrepo_workflow_id(ns, "repo"))
     assert counts["fetch_bundles"] == 2
     assert counts["ls_remote"] >= 2
+    # No imageScans in any bundle: no schedule sync, not even one per commit.
+    assert "sync_image_schedules" not in counts
 
 
 async def test_sync_now_spec_updates_and_removed_bundles(
@@ -272,3 +286,61 @@ async def test_cluster_groups_target_and_unreachable_clusters_are_errapplied(
     )
     assert [c.cluster for c in bundle.clusters] == ["p1", "p2"]
     assert all("\n" not in c.message and c.message for c in bundle.clusters)
+
+
+async def test_a_failed_schedule_sync_is_a_warning_and_the_next_poll_retries(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str, task_queue: str
+) -> None:
+    image = "127.0.0.1:5000/app"
+    scan = {"image": image, "tagName": "app", "policy": "minor", "pollSchedule": "@every 1h"}
+    url = git_daemon.create_repo(
+        repo_name,
+        {
+            "fleet.yaml": f"imageScans:\n  - {json.dumps(scan)}\n",
+            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"
+            f'data:\n  image: {image}:1.0.0 # {{"$imagescan": "app"}}\n',
+        },
+    )
+    ns = flotilla.namespace
+    policy_id = image_policy_id(ns, "repo", "repo", "app")
+    client = flotilla.client
+    # A schedule made by hand under the GitRepo's id, holding something that is no policy:
+    # the sync cannot read it and fails after its retries.
+    stray = await client.create_schedule(
+        policy_id,
+        Schedule(
+            action=ScheduleActionStartWorkflow(
+                POLICY_WORKFLOW, "made by hand", id=policy_id, task_queue=task_queue
+            ),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
+            state=ScheduleState(paused=True),
+        ),
+    )
+    try:
+        await flotilla.control.apply_text(gitrepo_yaml(ns, "repo", url), file="gitrepo.yaml")
+        status = await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "repo"),
+            lambda s: any(w.startswith("image schedules not synced: ") for w in s.warnings),
+        )
+        [warning] = status.warnings
+        assert "\n" not in warning and not status.error, status
+        # The GitRepo carries on: its bundle is synced and Ready, the workflow still runs.
+        assert status.state == "Ready" and [b.name for b in status.bundles] == ["repo"]
+        assert [b.bundle for b in await flotilla.control.list_bundles(ns)] == ["repo"]
+        # Without the stray schedule the next poll's sync succeeds and the warning goes.
+        await stray.delete()
+        await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "repo"), lambda s: not s.warnings
+        )
+        description = await client.get_schedule_handle(policy_id).describe()
+        assert isinstance(description.schedule.action, ScheduleActionStartWorkflow)
+        assert description.schedule.action.workflow == POLICY_WORKFLOW
+        counts = await activity_counts(flotilla, gitrepo_workflow_id(ns, "repo"))
+        assert counts["sync_image_schedules"] >= 2
+        # One commit, yet every poll after the failure retried: not one call per wake.
+        assert counts["sync_image_schedules"] <= counts["ls_remote"] + 1
+    finally:
+        await flotilla.control.delete_gitrepo(ns, "repo")
+    with pytest.raises(RPCError) as gone:
+        await client.get_schedule_handle(policy_id).describe()
+    assert gone.value.status == RPCStatusCode.NOT_FOUND
