@@ -1,0 +1,268 @@
+"""Fleet's create-1-gitrepo-50-bundle, widened to 3 clusters: flotilla vs bare ``helm --wait``.
+
+Everything is real: a Temporal dev server, a git daemon, 3 local clusters (1 kwok node each,
+kwok makes pods Ready) and the flotilla worker as a subprocess (``python worker.py``) with the
+real deploy activities. The repo holds 50 raw-YAML bundles of 10 objects (a Deployment, a
+Service, eight ConfigMaps). Timed from ``flotilla apply`` of a GitRepo targeting all clusters
+(the commit is already pushed, so this is commit → deployed) to 150/150 bundle deployments
+Ready (status polled every 0.5 s); flotilla's Ready means the release is installed and its
+objects are ready (Deployment available), so the baseline is ``helm upgrade --install --wait``
+of the same generated charts, 150 releases on a thread pool as wide as the worker's cluster
+concurrency × 3. Each run uses fresh namespaces (and a fresh flotilla namespace and worker);
+the side that goes first alternates. Run:
+
+    .venv/bin/python bench/bench_fleet.py --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import yaml
+from bench_deploy import bundle_for, objects
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from activities.client import connect
+from activities.render import customize_options, render_bundle
+from activities.secrets import SecretStore
+from devenv import tools
+from devenv.cluster import LocalCluster
+from devenv.gitserver import GitDaemon
+from devenv.temporal import TemporalDevServer
+from flotilla.chart import wrap_manifests
+from flotilla.targeting import ClusterInfo
+from starters.control import Control
+from tests.e2e.harness import activity_calls, gitrepo_yaml
+from workflows.common import bundle_workflow_id
+
+BUNDLES = 50
+CLUSTERS = 3
+CLUSTER_CONCURRENCY = 4
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load() -> str:
+    return os.getloadavg().__repr__()
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    path = os.pathsep.join([*(str(d) for d in tools.bin_dirs()), os.environ["PATH"]])
+    return {**os.environ, "PATH": path, **extra}
+
+
+def start_worker(
+    address: str, root: Path, namespaces: list[str], *extra: str
+) -> subprocess.Popen[bytes]:
+    """The real worker, ``python worker.py``, logging to ``root/worker.log``."""
+    root.mkdir(parents=True, exist_ok=True)
+    env = tool_env(
+        TEMPORAL_ADDRESS=address,
+        FLOTILLA_SECRETS_DIR=str(root.parent / "secrets"),
+        FLOTILLA_CONTENT_DIR=str(root / "content"),
+    )
+    argv = [sys.executable, str(ROOT / "worker.py"), "--workdir", str(root / "work"), *extra]
+    for namespace in namespaces:
+        argv += ["--namespace", namespace]
+    log = (root / "worker.log").open("wb")
+    return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def wait_for_log(path: Path, text: str, count: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while path.read_text().count(text) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path}: no {count}x {text!r} within {timeout}s")
+        time.sleep(0.2)
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+async def flotilla_run(
+    tag: str,
+    server: TemporalDevServer,
+    git: GitDaemon,
+    clusters: list[LocalCluster],
+    root: Path,
+) -> tuple[float, float]:
+    """One run: returns (seconds to all Ready, bundle history events per deployment)."""
+    namespace = f"fl-{tag}"
+    files: dict[str, str | bytes] = {}
+    for index in range(BUNDLES):
+        files[f"b{index}/app.yaml"] = yaml.safe_dump_all(objects(index))
+        files[f"b{index}/fleet.yaml"] = yaml.safe_dump({"defaultNamespace": f"{tag}-b{index}"})
+    url = git.create_repo(f"bench-{tag}", files)
+    client = await connect(server.address)
+    control = Control(client, secrets=SecretStore(root / "secrets"))
+    worker = start_worker(
+        server.address,
+        root / tag,
+        [namespace],
+        "--refresh-seconds",
+        "1",
+        "--cluster-concurrency",
+        str(CLUSTER_CONCURRENCY),
+    )
+    try:
+        # The registry's updates need a running worker, so the clusters are added after it.
+        for cluster in clusters:
+            await control.add_cluster(namespace, cluster.name, cluster.kubeconfig.read_text())
+        wait_for_log(root / tag / "worker.log", "serving cluster queue", len(clusters))
+        total = BUNDLES * len(clusters)
+        started = time.monotonic()
+        await control.apply_text(
+            gitrepo_yaml(namespace, "bench", url, targets=[{"clusterSelector": {}}]),
+            file="g.yaml",
+        )
+        deadline = started + 1800
+        while True:
+            try:
+                status = await control.gitrepo_status(namespace, "bench")
+                if status.ready_bundle_deployments == f"{total}/{total}" and (
+                    status.state == "Ready"
+                ):
+                    break
+            except Exception:  # not started yet
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not Ready after 1800 s: {status!r}")
+            await asyncio.sleep(0.5)
+        seconds = time.monotonic() - started
+        events = 0
+        for index in range(BUNDLES):
+            _, counts = await activity_calls(
+                client, bundle_workflow_id(namespace, f"bench-b{index}")
+            )
+            events += sum(counts.values())
+        for prefix in ("gitrepo", "bundle", "registry"):
+            query = f"WorkflowId STARTS_WITH '{prefix}/{namespace}' AND ExecutionStatus = 'Running'"
+            async for wf in client.list_workflows(query):
+                await client.get_workflow_handle(wf.id).terminate("benchmark finished")
+        return seconds, events / total
+    finally:
+        stop_worker(worker)
+
+
+def helm_install(kubeconfig: Path, release: str, namespace: str, chart: Path) -> None:
+    subprocess.run(
+        [
+            "helm",
+            "upgrade",
+            release,
+            str(chart),
+            "--install",
+            "--wait",
+            "--timeout",
+            "10m",
+            "--namespace",
+            namespace,
+            "--create-namespace",
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        check=True,
+        capture_output=True,
+        env=tool_env(),
+    )
+
+
+def helm_run(tag: str, clusters: list[LocalCluster], root: Path, parallel: int) -> float:
+    jobs = []
+    for cluster in clusters:
+        info = ClusterInfo(name=cluster.name, namespace="fleet-default")
+        for index in range(BUNDLES):
+            namespace = f"{tag}-b{index}"
+            bundle = bundle_for(index, namespace)
+            options = customize_options(bundle, info)
+            rendered = render_bundle(bundle, info, workdir=root / "render", options=options)
+            chart = root / "charts" / tag / cluster.name / str(index)
+            for relative, data in wrap_manifests(
+                bundle.name, rendered.manifests, version="v1"
+            ).items():
+                (chart / relative).parent.mkdir(parents=True, exist_ok=True)
+                (chart / relative).write_bytes(data)
+            jobs.append(partial(helm_install, cluster.kubeconfig, bundle.name, namespace, chart))
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()
+    return time.monotonic() - started
+
+
+async def main_async(runs: int) -> None:
+    os.environ["PATH"] = tool_env()["PATH"]
+    parallel = CLUSTER_CONCURRENCY * CLUSTERS
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        root = Path(tmp)
+        clusters = [LocalCluster(f"c{n}", root / f"cluster{n}", nodes=1) for n in range(CLUSTERS)]
+        with (
+            TemporalDevServer(root / "temporal", headless=True) as server,
+            GitDaemon(root / "git") as git,
+        ):
+            try:
+                for cluster in clusters:
+                    cluster.start()
+                ours: list[float] = []
+                bare: list[float] = []
+                per_deployment: list[float] = []
+                for run in range(runs):
+                    sides = ["helm", "flotilla"] if run % 2 else ["flotilla", "helm"]
+                    for side in sides:
+                        tag = f"{side[0]}r{run}"
+                        before = load()
+                        if side == "flotilla":
+                            seconds, events = await flotilla_run(tag, server, git, clusters, root)
+                            ours.append(seconds)
+                            per_deployment.append(events)
+                            extra = f", {events:.1f} bundle events per deployment"
+                        else:
+                            seconds = helm_run(tag, clusters, root, parallel)
+                            bare.append(seconds)
+                            extra = ""
+                        print(
+                            f"run {run + 1} {side:8s}: {seconds:6.1f}s{extra} "
+                            f"(load before {before}, after {load()})",
+                            flush=True,
+                        )
+            finally:
+                for cluster in clusters:
+                    cluster.stop()
+    print()
+    print(
+        f"{BUNDLES} bundles x {CLUSTERS} clusters = {BUNDLES * CLUSTERS} deployments, "
+        f"parallel {parallel}, median of {runs} runs"
+    )
+    print(f"flotilla (apply -> 150/150 Ready): {statistics.median(ours):6.1f}s  {ours}")
+    print(f"helm upgrade --install --wait:     {statistics.median(bare):6.1f}s  {bare}")
+    print(f"ratio {statistics.median(ours) / statistics.median(bare):.2f}")
+    print(f"bundle history events per deployment: {statistics.median(per_deployment):.1f}")
+    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main_async(args.runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
