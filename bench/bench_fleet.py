@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -260,6 +261,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the worker subprocess and clusters are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     asyncio.run(main_async(args.runs))
     return 0
 

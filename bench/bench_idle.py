@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -186,6 +187,8 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=15)
     parser.add_argument("--window", type=float, default=150.0)
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the worker subprocess and clusters are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     asyncio.run(run(args.gitrepos, args.interval, args.window))
     return 0
 
