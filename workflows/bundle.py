@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         DeployActivities,
         DeploymentStatus,
         DeployRequest,
+        DeployResult,
         ReleaseRef,
         RemoveRequest,
         StatusRequest,
@@ -528,6 +529,27 @@ class BundleWorkflow:
         seconds = self.state.cluster_schedule_to_start_seconds
         return CLUSTER_SCHEDULE_TO_START if seconds is None else timedelta(seconds=seconds)
 
+    async def _on_cluster(
+        self,
+        record: DeploymentRecord,
+        activity: Any,
+        request: BaseModel,
+        *,
+        timeout: timedelta,
+        heartbeat: timedelta | None = None,
+    ) -> Any:
+        """Run a deploy-engine activity on the cluster's own task queue, with the options every
+        per-cluster call shares (offline detection through schedule-to-start, one retry policy)."""
+        return await workflow.execute_activity_method(
+            activity,
+            request,
+            task_queue=cluster_task_queue(self.state.namespace, record.cluster),
+            schedule_to_start_timeout=self._schedule_to_start(),
+            start_to_close_timeout=timeout,
+            heartbeat_timeout=heartbeat,
+            retry_policy=DEPLOY_RETRY,
+        )
+
     def _failed(self, record: DeploymentRecord, err: ActivityError) -> None:
         cause = err.cause
         queue = cluster_task_queue(self.state.namespace, record.cluster)
@@ -550,7 +572,8 @@ class BundleWorkflow:
         record.released_options_digest = record.options_digest
         record.ready = False
         try:
-            result = await workflow.execute_activity_method(
+            result: DeployResult = await self._on_cluster(
+                record,
                 DeployActivities.deploy_bundle,
                 DeployRequest(
                     gitrepo=spec.gitrepo,
@@ -562,11 +585,8 @@ class BundleWorkflow:
                     options_digest=record.released_options_digest,
                     previous_release=record.release,
                 ),
-                task_queue=cluster_task_queue(self.state.namespace, record.cluster),
-                schedule_to_start_timeout=self._schedule_to_start(),
-                start_to_close_timeout=DEPLOY_TIMEOUT,
-                heartbeat_timeout=DEPLOY_HEARTBEAT,
-                retry_policy=DEPLOY_RETRY,
+                timeout=DEPLOY_TIMEOUT,
+                heartbeat=DEPLOY_HEARTBEAT,
             )
         except ActivityError as err:
             self._failed(record, err)
@@ -583,7 +603,8 @@ class BundleWorkflow:
         spec = self.state.spec
         assert spec is not None and record.release is not None
         try:
-            status: DeploymentStatus = await workflow.execute_activity_method(
+            status: DeploymentStatus = await self._on_cluster(
+                record,
                 DeployActivities.wait_ready,
                 WaitReadyRequest(
                     gitrepo=spec.gitrepo,
@@ -595,11 +616,8 @@ class BundleWorkflow:
                     release=record.release,
                     timeout_seconds=self.state.ready_watch_seconds,
                 ),
-                task_queue=cluster_task_queue(self.state.namespace, record.cluster),
-                schedule_to_start_timeout=self._schedule_to_start(),
-                start_to_close_timeout=WAIT_READY_TIMEOUT,
-                heartbeat_timeout=WAIT_READY_HEARTBEAT,
-                retry_policy=DEPLOY_RETRY,
+                timeout=WAIT_READY_TIMEOUT,
+                heartbeat=WAIT_READY_HEARTBEAT,
             )
         except ActivityError as err:
             self._failed(record, err)
@@ -614,7 +632,8 @@ class BundleWorkflow:
         spec = self.state.spec
         assert spec is not None and record.release is not None
         try:
-            status: DeploymentStatus = await workflow.execute_activity_method(
+            status: DeploymentStatus = await self._on_cluster(
+                record,
                 DeployActivities.check_deployment,
                 StatusRequest(
                     gitrepo=spec.gitrepo,
@@ -625,10 +644,7 @@ class BundleWorkflow:
                     options_digest=record.released_options_digest,
                     release=record.release,
                 ),
-                task_queue=cluster_task_queue(self.state.namespace, record.cluster),
-                schedule_to_start_timeout=self._schedule_to_start(),
-                start_to_close_timeout=CHECK_TIMEOUT,
-                retry_policy=DEPLOY_RETRY,
+                timeout=CHECK_TIMEOUT,
             )
         except ActivityError as err:
             self._failed(record, err)
@@ -643,7 +659,8 @@ class BundleWorkflow:
         spec = self.state.spec
         assert record.release is not None
         try:
-            await workflow.execute_activity_method(
+            await self._on_cluster(
+                record,
                 DeployActivities.remove_deployment,
                 RemoveRequest(
                     gitrepo=spec.gitrepo if spec else "",
@@ -654,11 +671,8 @@ class BundleWorkflow:
                     keep_resources=record.keep_resources,
                     delete_namespace=record.delete_namespace,
                 ),
-                task_queue=cluster_task_queue(self.state.namespace, record.cluster),
-                schedule_to_start_timeout=self._schedule_to_start(),
-                start_to_close_timeout=REMOVE_TIMEOUT,
-                heartbeat_timeout=DEPLOY_HEARTBEAT,
-                retry_policy=DEPLOY_RETRY,
+                timeout=REMOVE_TIMEOUT,
+                heartbeat=DEPLOY_HEARTBEAT,
             )
         except ActivityError as err:
             # A cluster that is gone or offline cannot be cleaned; say so and move on.
