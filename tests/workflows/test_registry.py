@@ -121,8 +121,20 @@ async def test_registry_updates_validate_and_notify(
         assert snap.clusters[0].labels == {"tier": "a"}
         assert snap.version == 19
         assert snap.subscribers == [f"sub-{ns}"]
-        latest = await temporal_client.get_workflow_handle(registry_id).describe()
-        assert latest.run_id != registry.first_execution_run_id, "no continue-as-new happened"
+
+        # Continue-as-new runs on the workflow's own loop after the last update has returned
+        # (it first signals subscribers), so give it a moment rather than racing it.
+        async def current_run_id() -> str | None:
+            for _ in range(100):
+                latest = await temporal_client.get_workflow_handle(registry_id).describe()
+                if latest.run_id != registry.first_execution_run_id:
+                    break
+                await asyncio.sleep(0.1)
+            return latest.run_id
+
+        assert await current_run_id() != registry.first_execution_run_id, (
+            "no continue-as-new happened"
+        )
 
         async def subscriber_caught_up() -> Seen:
             for _ in range(50):
