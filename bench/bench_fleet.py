@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -102,6 +103,8 @@ async def flotilla_run(
     git: GitDaemon,
     clusters: list[LocalCluster],
     root: Path,
+    *,
+    breakdown: bool = False,
 ) -> tuple[float, float]:
     """One run: returns (seconds to all Ready, bundle history events per deployment)."""
     namespace = f"fl-{tag}"
@@ -146,12 +149,16 @@ async def flotilla_run(
                 raise RuntimeError(f"not Ready after 1800 s: {status!r}")
             await asyncio.sleep(0.5)
         seconds = time.monotonic() - started
-        events = 0
+        by_type: Counter[str] = Counter()
         for index in range(BUNDLES):
             _, counts = await activity_calls(
                 client, bundle_workflow_id(namespace, f"bench-b{index}")
             )
-            events += sum(counts.values())
+            by_type.update(counts)
+        events = sum(by_type.values())
+        if breakdown:
+            for name, count in by_type.most_common():
+                print(f"    {count / total:5.2f} per deployment  {name}", flush=True)
         for prefix in ("gitrepo", "bundle", "registry"):
             query = f"WorkflowId STARTS_WITH '{prefix}/{namespace}' AND ExecutionStatus = 'Running'"
             async for wf in client.list_workflows(query):
@@ -207,7 +214,7 @@ def helm_run(tag: str, clusters: list[LocalCluster], root: Path, parallel: int) 
     return time.monotonic() - started
 
 
-async def main_async(runs: int) -> None:
+async def main_async(runs: int, sides_wanted: list[str], *, breakdown: bool) -> None:
     os.environ["PATH"] = tool_env()["PATH"]
     parallel = CLUSTER_CONCURRENCY * CLUSTERS
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
@@ -225,11 +232,13 @@ async def main_async(runs: int) -> None:
                 per_deployment: list[float] = []
                 for run in range(runs):
                     sides = ["helm", "flotilla"] if run % 2 else ["flotilla", "helm"]
-                    for side in sides:
+                    for side in [s for s in sides if s in sides_wanted]:
                         tag = f"{side[0]}r{run}"
                         before = load()
                         if side == "flotilla":
-                            seconds, events = await flotilla_run(tag, server, git, clusters, root)
+                            seconds, events = await flotilla_run(
+                                tag, server, git, clusters, root, breakdown=breakdown
+                            )
                             ours.append(seconds)
                             per_deployment.append(events)
                             extra = f", {events:.1f} bundle events per deployment"
@@ -250,20 +259,30 @@ async def main_async(runs: int) -> None:
         f"{BUNDLES} bundles x {CLUSTERS} clusters = {BUNDLES * CLUSTERS} deployments, "
         f"parallel {parallel}, median of {runs} runs"
     )
-    print(f"flotilla (apply -> 150/150 Ready): {statistics.median(ours):6.1f}s  {ours}")
-    print(f"helm upgrade --install --wait:     {statistics.median(bare):6.1f}s  {bare}")
-    print(f"ratio {statistics.median(ours) / statistics.median(bare):.2f}")
-    print(f"bundle history events per deployment: {statistics.median(per_deployment):.1f}")
+    if ours:
+        print(f"flotilla (apply -> 150/150 Ready): {statistics.median(ours):6.1f}s  {ours}")
+        print(f"bundle history events per deployment: {statistics.median(per_deployment):.1f}")
+    if bare:
+        print(f"helm upgrade --install --wait:     {statistics.median(bare):6.1f}s  {bare}")
+    if ours and bare:
+        print(f"ratio {statistics.median(ours) / statistics.median(bare):.2f}")
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--only", choices=["flotilla", "helm"], help="run one side only (for profiling)"
+    )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="print bundle history events by type"
+    )
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the worker subprocess and clusters are stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    asyncio.run(main_async(args.runs))
+    sides = [args.only] if args.only else ["flotilla", "helm"]
+    asyncio.run(main_async(args.runs, sides, breakdown=args.breakdown))
     return 0
 
 
