@@ -95,6 +95,17 @@ class ReleaseRef(BaseModel):
     revision: int = 0
 
 
+class DeploymentStatus(BaseModel):
+    """The state inputs of ``flotilla.status.compute_state`` for one deployment."""
+
+    release: ReleaseRef
+    applied_deployment_id: str = ""
+    ready: bool = False
+    non_ready: list[str] = Field(default_factory=list)
+    drift: list[str] = Field(default_factory=list)
+    corrected: list[str] = Field(default_factory=list)
+
+
 class DeployRequest(BaseModel):
     """Deploy one bundle version to one cluster; content travels by digest only."""
 
@@ -106,6 +117,10 @@ class DeployRequest(BaseModel):
     bundle_digest: str
     options_digest: str
     previous_release: ReleaseRef | None = None
+    # After applying, watch readiness this long in the same activity (0: return at once).
+    # Most releases turn Ready within seconds, and one activity instead of deploy + wait_ready
+    # halves the workflow tasks and history events of a deployment.
+    wait_ready_seconds: float = 0.0
 
 
 class DeployResult(BaseModel):
@@ -117,6 +132,8 @@ class DeployResult(BaseModel):
     action: HistoryAction
     reason: str
     recovered: bool = False
+    # Readiness at the end of ``wait_ready_seconds``; None when it was not asked for.
+    status: DeploymentStatus | None = None
 
 
 class StatusRequest(BaseModel):
@@ -135,17 +152,6 @@ class WaitReadyRequest(StatusRequest):
     """Watch a deployment until it is Ready or ``timeout_seconds`` pass."""
 
     timeout_seconds: float = 600.0
-
-
-class DeploymentStatus(BaseModel):
-    """The state inputs of ``flotilla.status.compute_state`` for one deployment."""
-
-    release: ReleaseRef
-    applied_deployment_id: str = ""
-    ready: bool = False
-    non_ready: list[str] = Field(default_factory=list)
-    drift: list[str] = Field(default_factory=list)
-    corrected: list[str] = Field(default_factory=list)
 
 
 class RemoveRequest(BaseModel):
@@ -428,7 +434,24 @@ class DeployActivities:
         """Install or upgrade the bundle's release to ``deployment_id``; a no-op when it runs."""
         redact = Redactor()
         try:
-            return self._deploy(request, redact)
+            result = self._deploy(request, redact)
+            if request.wait_ready_seconds > 0:
+                # A failure while watching retries the whole activity, which is safe: the
+                # release is then already deployed, and the retry goes straight to watching.
+                result.status = self._wait_ready(
+                    StatusRequest(
+                        gitrepo=request.gitrepo,
+                        bundle_name=request.bundle_name,
+                        cluster_namespace=request.cluster_namespace,
+                        cluster_name=request.cluster_name,
+                        deployment_id=request.deployment_id,
+                        options_digest=request.options_digest,
+                        release=result.release,
+                    ),
+                    request.wait_ready_seconds,
+                    redact,
+                )
+            return result
         except FlotillaError as err:
             activity.logger.warning(
                 "deploy of bundle %s (gitrepo %s) to cluster %s/%s failed: %s",
@@ -633,22 +656,30 @@ class DeployActivities:
     def wait_ready(self, request: WaitReadyRequest) -> DeploymentStatus:
         """Poll until the release's objects are Ready or the timeout passes (then NotReady)."""
         redact = Redactor()
-        deadline = time.monotonic() + request.timeout_seconds
-        delay = _FIRST_POLL_SECONDS
         try:
-            with self._watch(request, redact) as watch:
-                while True:
-                    status = watch.observe(with_drift=False)
-                    activity.heartbeat(f"{len(status.non_ready)} not ready")
-                    remaining = deadline - time.monotonic()
-                    if status.ready or remaining <= 0:
-                        return watch.observe()
-                    activity.wait_for_cancelled_sync(timeout=min(delay, remaining))
-                    if activity.is_cancelled():
-                        raise CancelledError("readiness watch cancelled")
-                    delay = min(delay * 1.5, _MAX_POLL_SECONDS)
+            return self._wait_ready(request, request.timeout_seconds, redact)
         except FlotillaError as err:
             raise _application_error(err, redact) from None
+
+    def _wait_ready(
+        self, request: StatusRequest, timeout_seconds: float, redact: Redactor
+    ) -> DeploymentStatus:
+        deadline = time.monotonic() + timeout_seconds
+        delay = _FIRST_POLL_SECONDS
+        with self._watch(request, redact) as watch:
+            while True:
+                non_ready = watch.poll_ready()
+                activity.heartbeat(f"{len(non_ready)} not ready")
+                remaining = deadline - time.monotonic()
+                if not non_ready or remaining <= 0:
+                    status = watch.observe()
+                    if status.ready or remaining <= 0:
+                        return status
+                    watch.forget_ready()  # something turned NotReady again: watch it all
+                activity.wait_for_cancelled_sync(timeout=min(delay, remaining))
+                if activity.is_cancelled():
+                    raise CancelledError("readiness watch cancelled")
+                delay = min(delay * 1.5, _MAX_POLL_SECONDS)
 
     @contextmanager
     def _watch(self, request: StatusRequest, redact: Redactor) -> Iterator[_Watch]:
@@ -748,6 +779,8 @@ class _Watch:
         ]
         self.hpa_targets = find_hpa_targets(desired)
         self.drift: list[DriftEntry] = []
+        # While waiting: the objects not Ready at the last poll (None: not polled yet).
+        self._waiting: list[ObjectKey] | None = None
 
     def _live(self) -> dict[ObjectKey, dict[str, Any] | None]:
         live: dict[ObjectKey, dict[str, Any] | None] = {}
@@ -756,7 +789,35 @@ class _Watch:
             live[key] = self.kube.get(key.api_version, key.kind, key.namespace, key.name)
         return live
 
-    def observe(self, *, with_drift: bool = True) -> DeploymentStatus:
+    def poll_ready(self) -> list[str]:
+        """Not-ready lines for a readiness wait, reading only what was not Ready last time.
+
+        A wait polls many times and most objects (ConfigMaps, Services) are Ready at once, so
+        later polls read just the few that were not; ``observe`` makes the full check once
+        they are. A missing object is drift for ``observe``, not a reason to wait.
+        """
+        keys = self._waiting
+        if keys is None:
+            keys = [object_key(obj, self.namespace) for obj in self.desired]
+        waiting: list[ObjectKey] = []
+        judged: list[tuple[dict[str, Any], Readiness]] = []
+        for key in keys:
+            obj = self.kube.get(key.api_version, key.kind, key.namespace, key.name)
+            if obj is None:
+                continue
+            readiness = assess(obj, self.ignore)
+            if not readiness.ready:
+                waiting.append(key)
+                judged.append((obj, readiness))
+        self._waiting = waiting
+        return summarize_not_ready(judged)
+
+    def forget_ready(self) -> None:
+        """Poll every object again (after the full check found one no longer Ready)."""
+        self._waiting = None
+
+    def observe(self) -> DeploymentStatus:
+        """The full check: the applied revision, readiness of every object and drift."""
         history = read_history(self.kube, self.request.release.name, self.namespace)
         applied = _applied_revision(history)
         if applied is None:
@@ -770,12 +831,8 @@ class _Watch:
             (obj, assess(obj, self.ignore)) for obj in live.values() if obj is not None
         ]
         non_ready = summarize_not_ready(judged)
-        self.drift = (
-            diff_objects(
-                self.desired, live, self.patches, self.hpa_targets, namespace=self.namespace
-            )
-            if with_drift
-            else []
+        self.drift = diff_objects(
+            self.desired, live, self.patches, self.hpa_targets, namespace=self.namespace
         )
         # Labels hold a digest of ids that are not valid label values; give back the real id.
         applied_id = applied.deployment_id

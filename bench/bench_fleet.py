@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -80,6 +81,16 @@ def start_worker(
     return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(own, reaped children's) user + system CPU of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (
+        (int(fields[11]) + int(fields[12])) / ticks,
+        (int(fields[13]) + int(fields[14])) / ticks,
+    )
+
+
 def wait_for_log(path: Path, text: str, count: int, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while path.read_text().count(text) < count:
@@ -105,6 +116,7 @@ async def flotilla_run(
     root: Path,
     *,
     breakdown: bool = False,
+    logs: Path | None = None,
 ) -> tuple[float, float]:
     """One run: returns (seconds to all Ready, bundle history events per deployment)."""
     namespace = f"fl-{tag}"
@@ -149,6 +161,11 @@ async def flotilla_run(
                 raise RuntimeError(f"not Ready after 1800 s: {status!r}")
             await asyncio.sleep(0.5)
         seconds = time.monotonic() - started
+        own, children = cpu_seconds(worker.pid)
+        print(
+            f"    worker CPU: {own:.1f} s python, {children:.1f} s helm and other children",
+            flush=True,
+        )
         by_type: Counter[str] = Counter()
         for index in range(BUNDLES):
             _, counts = await activity_calls(
@@ -166,6 +183,9 @@ async def flotilla_run(
         return seconds, events / total
     finally:
         stop_worker(worker)
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+            shutil.copy(root / tag / "worker.log", logs / f"worker-{tag}.log")
 
 
 def helm_install(kubeconfig: Path, release: str, namespace: str, chart: Path) -> None:
@@ -214,7 +234,9 @@ def helm_run(tag: str, clusters: list[LocalCluster], root: Path, parallel: int) 
     return time.monotonic() - started
 
 
-async def main_async(runs: int, sides_wanted: list[str], *, breakdown: bool) -> None:
+async def main_async(
+    runs: int, sides_wanted: list[str], *, breakdown: bool, logs: Path | None
+) -> None:
     os.environ["PATH"] = tool_env()["PATH"]
     parallel = CLUSTER_CONCURRENCY * CLUSTERS
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
@@ -237,7 +259,7 @@ async def main_async(runs: int, sides_wanted: list[str], *, breakdown: bool) -> 
                         before = load()
                         if side == "flotilla":
                             seconds, events = await flotilla_run(
-                                tag, server, git, clusters, root, breakdown=breakdown
+                                tag, server, git, clusters, root, breakdown=breakdown, logs=logs
                             )
                             ours.append(seconds)
                             per_deployment.append(events)
@@ -278,11 +300,12 @@ def main() -> int:
     parser.add_argument(
         "--breakdown", action="store_true", help="print bundle history events by type"
     )
+    parser.add_argument("--logs", type=Path, help="keep each run's worker log in this folder")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the worker subprocess and clusters are stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     sides = [args.only] if args.only else ["flotilla", "helm"]
-    asyncio.run(main_async(args.runs, sides, breakdown=args.breakdown))
+    asyncio.run(main_async(args.runs, sides, breakdown=args.breakdown, logs=args.logs))
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, FailureError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
@@ -81,6 +82,17 @@ REFRESH_SIGNAL = "refresh"
 DRIFT_MONITOR_PATCH = "drift-monitor"
 # How long one wait_ready call watches before the workflow records NotReady and re-arms it.
 READY_WATCH_SECONDS = 600.0
+# Which history-shaping behaviour a run follows, carried in its input instead of patch
+# markers (each marker costs two events in every run: the marker and a TemporalChangeVersion
+# upsert). 1: what histories without the field did, with drift monitoring behind its patch.
+# 2: drift monitoring always; deploy_bundle watches readiness for READY_GRACE_SECONDS itself
+# (wait_ready follows only for a release still not Ready); the first report of a rollout
+# waits REPORT_INTERVAL like the others and sets Kind/Bundle.
+# New runs get BUNDLE_PROTOCOL from the GitRepo, and continue-as-new moves older runs to it.
+BUNDLE_PROTOCOL = 2
+# Long enough for most releases to turn Ready inside the deploy; short enough that a stuck
+# one soon shows NotReady with what is not ready (during the grace it shows WaitApplied).
+READY_GRACE_SECONDS = 30.0
 _MAX_MESSAGE = 240
 
 
@@ -148,6 +160,8 @@ class BundleWorkflowState(BaseModel):
     cluster_schedule_to_start_seconds: float | None = None
     monitor_seconds: float = MONITOR_INTERVAL.total_seconds()
     next_monitor_at: datetime | None = None
+    # See BUNDLE_PROTOCOL; 1 when absent, because the histories that lack it did that.
+    protocol: int = 1
 
 
 class BundleRefresh(BaseModel):
@@ -231,12 +245,17 @@ class BundleWorkflow:
         self._conflicts: dict[str, str] = {}
         # Clusters whose drift check is due but has not started yet (room permitting).
         self._monitor_queue: list[str] = []
+        self._fewer_events = False
+        self._run_started = workflow.now()
 
     @workflow.run
     async def run(self, state: BundleWorkflowState) -> None:
-        workflow.upsert_search_attributes(
-            [KIND.value_set("Bundle"), BUNDLE.value_set(self.state.bundle)]
-        )
+        self._fewer_events = self.state.protocol >= 2
+        if not self._fewer_events:
+            # Newer runs set these with their first report, in the same history event.
+            workflow.upsert_search_attributes(
+                [KIND.value_set("Bundle"), BUNDLE.value_set(self.state.bundle)]
+            )
         while not self.state.retiring:
             # A timeout means a retry or a readiness re-check is due.
             with contextlib.suppress(TimeoutError):
@@ -252,6 +271,7 @@ class BundleWorkflow:
                 await workflow.wait_condition(
                     lambda: not self._in_flight and workflow.all_handlers_finished()
                 )
+                self.state.protocol = BUNDLE_PROTOCOL
                 workflow.continue_as_new(self.state)
         await workflow.wait_condition(lambda: not self._in_flight)
         await self._retire()
@@ -384,7 +404,9 @@ class BundleWorkflow:
             self._drain_monitor()
             return
         # Asked only when idle, where the marker has always been recorded.
-        if self._in_flight or not workflow.patched(DRIFT_MONITOR_PATCH):
+        if self._in_flight or not (
+            self.state.protocol >= 2 or workflow.patched(DRIFT_MONITOR_PATCH)
+        ):
             return
         now = workflow.now()
         due = self.state.next_monitor_at
@@ -411,16 +433,19 @@ class BundleWorkflow:
                 self._spawn(name, self._check(record))
 
     async def _plan(self, spec: BundleSpec, clusters: ClusterSnapshot) -> None:
+        request = PlanRequest(
+            namespace=self.state.namespace,
+            bundle=self.state.bundle,
+            bundle_digest=spec.bundle_digest,
+            switches=spec.switches,
+            clusters=[PlanCluster(name=c.name, labels=c.labels) for c in clusters.clusters],
+            groups=[g.to_fleet() for g in clusters.groups],
+        )
+        # Not a local activity: under load, 50 bundles planning at once held their workflow
+        # tasks open past the 10 s timeout (bench_fleet: 36 timed-out tasks in one run).
         result: PlanResult = await workflow.execute_activity_method(
             GitOpsActivities.plan_bundle,
-            PlanRequest(
-                namespace=self.state.namespace,
-                bundle=self.state.bundle,
-                bundle_digest=spec.bundle_digest,
-                switches=spec.switches,
-                clusters=[PlanCluster(name=c.name, labels=c.labels) for c in clusters.clusters],
-                groups=[g.to_fleet() for g in clusters.groups],
-            ),
+            request,
             start_to_close_timeout=PLAN_TIMEOUT,
             retry_policy=PLAN_RETRY,
         )
@@ -584,6 +609,11 @@ class BundleWorkflow:
                     bundle_digest=spec.bundle_digest,
                     options_digest=record.released_options_digest,
                     previous_release=record.release,
+                    wait_ready_seconds=(
+                        min(READY_GRACE_SECONDS, self.state.ready_watch_seconds)
+                        if self._fewer_events
+                        else 0.0
+                    ),
                 ),
                 timeout=DEPLOY_TIMEOUT,
                 heartbeat=DEPLOY_HEARTBEAT,
@@ -597,6 +627,10 @@ class BundleWorkflow:
         record.last_action = _one_line(
             f"{result.action}: {result.reason}" + (" (recovered)" if result.recovered else "")
         )
+        if result.status is not None:
+            self._observed(record, result.status, retry=False)
+            if record.ready:
+                return
         await self._watch(record)
 
     async def _watch(self, record: DeploymentRecord) -> None:
@@ -622,10 +656,15 @@ class BundleWorkflow:
         except ActivityError as err:
             self._failed(record, err)
             return
+        self._observed(record, status, retry=True)
+
+    @staticmethod
+    def _observed(record: DeploymentRecord, status: DeploymentStatus, *, retry: bool) -> None:
+        """Take a readiness observation; with ``retry``, a NotReady one re-arms the watch."""
         record.ready = status.ready
         record.error = ""
         record.non_ready = status.non_ready[:10]
-        if not status.ready:
+        if retry and not status.ready:
             record.retry_at = workflow.now() + DEPLOY_RETRY_DELAY
 
     async def _check(self, record: DeploymentRecord) -> None:
@@ -760,19 +799,24 @@ class BundleWorkflow:
         # brings the workflow back, so no timer is needed); a settled bundle reports at once.
         now = workflow.now()
         last = self.state.last_report_at
+        if last is None and self._fewer_events:
+            # A bundle that settles within REPORT_INTERVAL of starting reports once; until
+            # then the GitRepo shows it Pending.
+            last = self._run_started
         if self._in_flight and not retired and last and now - last < REPORT_INTERVAL:
             return
         self.state.last_report = fingerprint
         self.state.last_report_at = now
-        workflow.upsert_search_attributes(
-            [
-                GITREPO.value_set(spec.gitrepo if spec else ""),
-                COMMIT.value_set(spec.commit if spec else ""),
-                STATE.value_set(report.state),
-                READY.value_set(report.ready),
-                DESIRED.value_set(report.desired),
-            ]
-        )
+        updates: list[SearchAttributeUpdate[Any]] = [
+            GITREPO.value_set(spec.gitrepo if spec else ""),
+            COMMIT.value_set(spec.commit if spec else ""),
+            STATE.value_set(report.state),
+            READY.value_set(report.ready),
+            DESIRED.value_set(report.desired),
+        ]
+        if self._fewer_events:
+            updates += [KIND.value_set("Bundle"), BUNDLE.value_set(self.state.bundle)]
+        workflow.upsert_search_attributes(updates)
         try:
             await workflow.get_external_workflow_handle(self.state.gitrepo_workflow_id).signal(
                 BUNDLE_REPORT_SIGNAL, report

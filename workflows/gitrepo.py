@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.models import GitRepoSpec
     from flotilla.status import BundleState, worst_state
     from workflows.bundle import (
+        BUNDLE_PROTOCOL,
         BUNDLE_REPORT_SIGNAL,
         REFRESH_SIGNAL,
         BundleRefresh,
@@ -512,6 +513,7 @@ class GitRepoWorkflow:
                     bundle=name,
                     gitrepo_workflow_id=workflow.info().workflow_id,
                     max_history_events=self.state.bundle_max_history_events,
+                    protocol=BUNDLE_PROTOCOL,
                     **self._bundle_switches(),
                 ).model_dump(mode="json"),
                 static_summary=f"bundle {name} of gitrepo {self.state.namespace}/{self.state.name}",

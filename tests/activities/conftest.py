@@ -134,7 +134,12 @@ class Engine:
     # -- activities ------------------------------------------------------------------------
 
     def deploy(
-        self, bundle: Bundle, deployment_id: str, *, previous: ReleaseRef | None = None
+        self,
+        bundle: Bundle,
+        deployment_id: str,
+        *,
+        previous: ReleaseRef | None = None,
+        wait_ready_seconds: float = 0.0,
     ) -> DeployResult:
         request = DeployRequest(
             gitrepo=GITREPO,
@@ -145,6 +150,7 @@ class Engine:
             bundle_digest=self.content.put_bundle(bundle),
             options_digest=self.options_digest(bundle),
             previous_release=previous,
+            wait_ready_seconds=wait_ready_seconds,
         )
         return self.env().run(self.activities.deploy_bundle, request)
 

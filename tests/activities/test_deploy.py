@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import uuid
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from activities.deploy import DeploymentStatus, ReleaseRef
 from devenv.registry import LocalRegistry
+from flotilla.deployment import Redactor
 from flotilla.helmhistory import HistoryAction
 from flotilla.status import BundleState, DeploymentObservation, compute_state
 from tests.activities.conftest import (
@@ -95,6 +99,58 @@ def test_raw_bundle_is_a_release_seen_not_ready_then_ready(engine: Engine) -> No
     assert ready.ready and ready.non_ready == [] and ready.drift == []
     assert ready.applied_deployment_id == "v2"
     assert any(details for details in engine.heartbeats)
+
+
+def test_deploy_watches_readiness_itself_when_asked(engine: Engine) -> None:
+    runnable = engine.bundle({"web.yaml": dump(deployment("web"), configmap("cfg", {"a": "1"}))})
+
+    result = engine.deploy(runnable, "v1", wait_ready_seconds=90)
+
+    assert result.changed and result.status is not None
+    assert result.status.ready and result.status.applied_deployment_id == "v1"
+    assert result.status.release == result.release and result.status.drift == []
+
+    stuck = engine.bundle(
+        {"web.yaml": dump(deployment("web", pod=UNSCHEDULABLE), configmap("cfg", {"a": "1"}))}
+    )
+    late = engine.deploy(stuck, "v2", wait_ready_seconds=2)
+
+    assert late.release.revision == 2 and late.status is not None and not late.status.ready
+    (line,) = late.status.non_ready  # a rolling update stuck on pods that cannot schedule
+    assert line.startswith(f"Deployment/{engine.namespace}/web: ")
+    assert engine.deploy(stuck, "v2").status is None  # not asked: no watching
+
+
+def test_a_readiness_wait_rereads_only_what_was_not_ready(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = engine.bundle(
+        {
+            "web.yaml": dump(
+                deployment("web", pod=UNSCHEDULABLE), service("web"), configmap("cfg", {"a": "1"})
+            )
+        }
+    )
+    engine.deploy(bundle, "v1")
+    reads: list[str] = []
+    with engine.activities._watch(engine.status_request(bundle, "v1"), Redactor()) as watch:
+        real_get = watch.kube.get
+
+        def counting_get(api_version: str, kind: str, namespace: str, name: str) -> Any:
+            reads.append(kind)
+            return real_get(api_version, kind, namespace, name)
+
+        monkeypatch.setattr(watch.kube, "get", counting_get)
+        first = watch.poll_ready()
+        second = watch.poll_ready()
+        watch.forget_ready()
+        third = watch.poll_ready()
+
+    for lines in (first, second, third):
+        (line,) = lines
+        assert line.startswith(f"Deployment/{engine.namespace}/web: ")
+    # Polls 1 and 3 read all three objects, poll 2 only the Deployment.
+    assert sorted(reads) == ["ConfigMap"] * 2 + ["Deployment"] * 3 + ["Service"] * 2
 
 
 def test_helm_chart_bundle_deploys_with_values_and_shows_no_drift(engine: Engine) -> None:

@@ -161,6 +161,15 @@ class ActivityCall:
     completed: datetime | None = None
     attempt: int = 0
 
+    @property
+    def found_ready(self) -> bool:
+        """A readiness watch that ended Ready: wait_ready, or a deploy_bundle that watched."""
+        if not self.result:
+            return False
+        if self.name == "deploy_bundle":
+            return bool((self.result.get("status") or {}).get("ready"))
+        return self.name == "wait_ready" and bool(self.result["ready"])
+
 
 async def activity_calls(
     client: Client, workflow_id: str
