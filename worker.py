@@ -38,7 +38,8 @@ from workflows.bundle import BundleWorkflow
 from workflows.common import CONTROL_TASK_QUEUE, cluster_task_queue, registry_workflow_id
 from workflows.gitrepo import GitRepoWorkflow
 from workflows.imagepolicy import ImagePolicyWorkflow
-from workflows.registry import ClusterRegistryWorkflow, SnapshotRequest
+from workflows.registry import ClusterRegistryWorkflow
+from workflows.registry_models import SnapshotRequest
 
 log = logging.getLogger("flotilla.worker")
 

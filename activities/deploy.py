@@ -16,7 +16,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +29,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.content import ContentStore
 from activities.helm import DEPLOYMENT_ID_LABEL, Helm, HelmError, UpgradeFlags
-from activities.kube import Kube, KubeError, parse_kubeconfig
+from activities.kube import Kube, KubeClients, KubeError, parse_kubeconfig
 from activities.render import (
     HELM_OUTPUT_FILE,
     compute_values,
@@ -70,7 +70,13 @@ from flotilla.helmhistory import (
 )
 from flotilla.manifests import parse_manifests
 from flotilla.models import BundleDeploymentOptions
-from flotilla.readiness import IgnoreCondition, Readiness, assess, summarize_not_ready
+from flotilla.readiness import (
+    IgnoreCondition,
+    Readiness,
+    assess,
+    ready_when_present,
+    summarize_not_ready,
+)
 from flotilla.values import merge_values
 
 MAX_LISTED = 10
@@ -78,7 +84,11 @@ _HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm"}
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 # Helm's release records: one Secret per revision, named by release and revision.
 _RECORD_PREFIX = "sh.helm.release.v1."
+# Readiness polls: most releases turn Ready within seconds, and a poll re-reads only what is
+# not Ready yet (a GET or two), so poll every second at first, then back off.
 _FIRST_POLL_SECONDS = 0.5
+_STEADY_POLL_SECONDS = 1.0
+_STEADY_POLL_FOR_SECONDS = 15.0
 _MAX_POLL_SECONDS = 5.0
 
 
@@ -385,6 +395,7 @@ class DeployActivities:
         self.secrets = secrets
         self.content = content
         self.workdir = workdir
+        self.clients = KubeClients()
 
     # -- shared plumbing -------------------------------------------------------------------
 
@@ -397,6 +408,10 @@ class DeployActivities:
         parsed = parse_kubeconfig(text)
         redact.add(kubeconfig_secrets(parsed))
         return text, parsed
+
+    def _kube(self, kubeconfig: str, parsed: dict[str, Any]) -> AbstractContextManager[Kube]:
+        """The cluster's shared API client (kept open: see ``KubeClients``)."""
+        return nullcontext(self.clients.get(kubeconfig, parsed))
 
     def _options(self, digest: str) -> DeploymentOptions:
         try:
@@ -434,7 +449,7 @@ class DeployActivities:
         """Install or upgrade the bundle's release to ``deployment_id``; a no-op when it runs."""
         redact = Redactor()
         try:
-            result = self._deploy(request, redact)
+            result, manifest = self._deploy(request, redact)
             if request.wait_ready_seconds > 0:
                 # A failure while watching retries the whole activity, which is safe: the
                 # release is then already deployed, and the retry goes straight to watching.
@@ -450,6 +465,7 @@ class DeployActivities:
                     ),
                     request.wait_ready_seconds,
                     redact,
+                    applied_manifest=manifest,
                 )
             return result
         except FlotillaError as err:
@@ -463,7 +479,8 @@ class DeployActivities:
             )
             raise _application_error(err, redact) from None
 
-    def _deploy(self, request: DeployRequest, redact: Redactor) -> DeployResult:
+    def _deploy(self, request: DeployRequest, redact: Redactor) -> tuple[DeployResult, str | None]:
+        """The deploy, and the manifest Helm applied (None when nothing was applied)."""
         bundle = self._bundle(request.bundle_digest)
         payload = self._options(request.options_digest)
         options = payload.options
@@ -474,7 +491,7 @@ class DeployActivities:
             request.cluster_namespace, request.cluster_name, redact
         )
         log_args = (request.bundle_name, request.cluster_namespace, request.cluster_name)
-        with Kube.from_kubeconfig(parsed) as kube:
+        with self._kube(kubeconfig, parsed) as kube:
             history = read_history(kube, release, namespace)
             previous = request.previous_release
             # A new releaseName or namespace makes a new release; the old one goes after it.
@@ -489,13 +506,14 @@ class DeployActivities:
                 applied = _applied_revision(history)
                 revision = applied.revision if applied else 0
                 activity.logger.info("bundle %s on cluster %s/%s: %s", *log_args, decision.reason)
-                return DeployResult(
+                unchanged = DeployResult(
                     release=ReleaseRef(name=release, namespace=namespace, revision=revision),
                     deployment_id=request.deployment_id,
                     changed=False,
                     action=decision.action,
                     reason=decision.reason,
                 )
+                return unchanged, None
             values_from = _read_values_from(kube, options, namespace, redact)
             fallback = ""
             with self._scratch(release) as scratch:
@@ -555,7 +573,7 @@ class DeployActivities:
             revision,
             reason,
         )
-        return DeployResult(
+        result = DeployResult(
             release=ReleaseRef(name=release, namespace=namespace, revision=revision),
             deployment_id=request.deployment_id,
             changed=True,
@@ -564,6 +582,8 @@ class DeployActivities:
             recovered=decision.action
             in (HistoryAction.ROLLBACK_THEN_UPGRADE, HistoryAction.UNINSTALL_THEN_INSTALL),
         )
+        manifest = record.get("manifest")
+        return result, manifest if isinstance(manifest, str) else None
 
     @staticmethod
     def _flags(options: BundleDeploymentOptions) -> UpgradeFlags:
@@ -662,15 +682,33 @@ class DeployActivities:
             raise _application_error(err, redact) from None
 
     def _wait_ready(
-        self, request: StatusRequest, timeout_seconds: float, redact: Redactor
+        self,
+        request: StatusRequest,
+        timeout_seconds: float,
+        redact: Redactor,
+        *,
+        applied_manifest: str | None = None,
     ) -> DeploymentStatus:
-        deadline = time.monotonic() + timeout_seconds
+        """Poll readiness until Ready or the timeout, then return the full status.
+
+        ``applied_manifest`` is what Helm applied a moment ago in this activity: the objects
+        to watch come from it instead of the release record, and Ready needs no full
+        re-check (no drift can be due yet; the drift monitor looks later).
+        """
+        started = time.monotonic()
+        deadline = started + timeout_seconds
         delay = _FIRST_POLL_SECONDS
-        with self._watch(request, redact) as watch:
+        with self._watch(request, redact, manifest=applied_manifest) as watch:
             while True:
                 non_ready = watch.poll_ready()
                 activity.heartbeat(f"{len(non_ready)} not ready")
                 remaining = deadline - time.monotonic()
+                if not non_ready and applied_manifest is not None:
+                    return DeploymentStatus(
+                        release=request.release,
+                        applied_deployment_id=request.deployment_id,
+                        ready=True,
+                    )
                 if not non_ready or remaining <= 0:
                     status = watch.observe()
                     if status.ready or remaining <= 0:
@@ -679,15 +717,24 @@ class DeployActivities:
                 activity.wait_for_cancelled_sync(timeout=min(delay, remaining))
                 if activity.is_cancelled():
                     raise CancelledError("readiness watch cancelled")
-                delay = min(delay * 1.5, _MAX_POLL_SECONDS)
+                if time.monotonic() - started < _STEADY_POLL_FOR_SECONDS:
+                    delay = _STEADY_POLL_SECONDS
+                else:
+                    delay = min(delay * 1.5, _MAX_POLL_SECONDS)
 
     @contextmanager
-    def _watch(self, request: StatusRequest, redact: Redactor) -> Iterator[_Watch]:
+    def _watch(
+        self, request: StatusRequest, redact: Redactor, *, manifest: str | None = None
+    ) -> Iterator[_Watch]:
         payload = self._options(request.options_digest)
-        _, parsed = self._kubeconfig(request.cluster_namespace, request.cluster_name, redact)
-        with Kube.from_kubeconfig(parsed) as kube:
+        text, parsed = self._kubeconfig(request.cluster_namespace, request.cluster_name, redact)
+        with self._kube(text, parsed) as kube:
             release = request.release
             desired: list[dict[str, Any]] = []
+            if manifest is not None:
+                desired = parse_manifests(manifest, file=f"release {release.name}")
+                yield _Watch(kube, request, payload.options, desired)
+                return
             # Without a deployed revision there is nothing to compare; saying so (instead of
             # failing) lets the workflow see the version as not applied and deploy it again.
             applied = _applied_revision(read_history(kube, release.name, release.namespace))
@@ -709,7 +756,7 @@ class DeployActivities:
             kubeconfig, parsed = self._kubeconfig(
                 request.cluster_namespace, request.cluster_name, redact
             )
-            with Kube.from_kubeconfig(parsed) as kube:
+            with self._kube(kubeconfig, parsed) as kube:
                 if request.keep_resources:
                     # Helm's records are its release Secrets; without them the objects are
                     # nobody's release, and Helm never touches them again.
@@ -792,13 +839,18 @@ class _Watch:
     def poll_ready(self) -> list[str]:
         """Not-ready lines for a readiness wait, reading only what was not Ready last time.
 
-        A wait polls many times and most objects (ConfigMaps, Services) are Ready at once, so
-        later polls read just the few that were not; ``observe`` makes the full check once
-        they are. A missing object is drift for ``observe``, not a reason to wait.
+        A wait polls many times and most objects are Ready at once, so later polls read just
+        the few that were not, and kinds without a status (ConfigMaps, Secrets, RBAC) are not
+        read at all; ``observe`` makes the full check once they are. A missing object is
+        drift for ``observe``, not a reason to wait.
         """
         keys = self._waiting
         if keys is None:
-            keys = [object_key(obj, self.namespace) for obj in self.desired]
+            keys = [
+                key
+                for key in (object_key(obj, self.namespace) for obj in self.desired)
+                if not ready_when_present(key.api_version, key.kind)
+            ]
         waiting: list[ObjectKey] = []
         judged: list[tuple[dict[str, Any], Readiness]] = []
         for key in keys:

@@ -13,8 +13,10 @@ KubeError                 a call to a cluster's API failed
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -42,6 +44,7 @@ _DISCOVERY: dict[tuple[str, str], dict[str, ResourceInfo]] = {}
 _DISCOVERY_LOCK = threading.Lock()
 
 # The verb Kubernetes authorization names for each HTTP method on a single object.
+_POOL_SIZE = 32
 _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
@@ -177,6 +180,9 @@ def api_client_from_kubeconfig(data: dict[str, Any]) -> client.ApiClient:
     0600); nothing is written for tokens. Config errors never echo the kubeconfig.
     """
     configuration = client.Configuration()
+    # Clients are shared by the activity threads of one cluster (KubeClients); a pool smaller
+    # than that would drop connections (and warn) instead of keeping them.
+    configuration.connection_pool_maxsize = _POOL_SIZE
     try:
         api: client.ApiClient = config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
             data, persist_config=False, client_configuration=configuration
@@ -406,3 +412,39 @@ class Kube:
         )
         items: list[dict[str, Any]] = listing.get("items") or []
         return items
+
+
+class KubeClients:
+    """One API client per kubeconfig, kept for the life of the process.
+
+    Each activity used to build its own client, which cost a TLS handshake (and a second
+    connection for every concurrent request) per activity. Clients are keyed by a digest of
+    the kubeconfig text, so a rotated kubeconfig gets a new client; the least recently used
+    ones beyond ``size`` are dropped (and closed by the garbage collector once no activity
+    holds them). Thread-safe.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._clients: OrderedDict[str, Kube] = OrderedDict()
+
+    def get(self, kubeconfig: str, parsed: dict[str, Any] | None = None) -> Kube:
+        """The client for this kubeconfig text (``parsed`` saves parsing it again)."""
+        key = hashlib.sha256(kubeconfig.encode()).hexdigest()
+        with self._lock:
+            kube = self._clients.get(key)
+            if kube is not None:
+                self._clients.move_to_end(key)
+                return kube
+        kube = Kube.from_kubeconfig(parsed if parsed is not None else kubeconfig)
+        with self._lock:
+            kept = self._clients.setdefault(key, kube)
+            self._clients.move_to_end(key)
+            while len(self._clients) > self._size:
+                self._clients.popitem(last=False)
+        return kept
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._clients)

@@ -46,7 +46,7 @@ from devenv.temporal import TemporalDevServer
 from flotilla.chart import wrap_manifests
 from flotilla.targeting import ClusterInfo
 from starters.control import Control
-from tests.e2e.harness import activity_calls, gitrepo_yaml
+from tests.e2e.harness import ActivityCall, activity_calls, gitrepo_yaml
 from workflows.common import bundle_workflow_id
 
 BUNDLES = 50
@@ -88,6 +88,21 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return (
         (int(fields[11]) + int(fields[12])) / ticks,
         (int(fields[13]) + int(fields[14])) / ticks,
+    )
+
+
+def print_timeline(deploys: list[ActivityCall]) -> None:
+    """When the deploy activities ran: queueing before a thread took them, and run time."""
+    first = min(c.scheduled for c in deploys)
+    waits = [(c.started - c.scheduled).total_seconds() for c in deploys if c.started]
+    runs = [(c.completed - c.started).total_seconds() for c in deploys if c.started and c.completed]
+    last = max(c.completed for c in deploys if c.completed)
+    print(
+        f"    deploy_bundle: {len(deploys)} calls from the first schedule to the last completion "
+        f"{(last - first).total_seconds():.1f} s; waiting for a thread median "
+        f"{statistics.median(waits):.1f} s; running median {statistics.median(runs):.1f} s, "
+        f"sum {sum(runs):.0f} s",
+        flush=True,
     )
 
 
@@ -167,13 +182,16 @@ async def flotilla_run(
             flush=True,
         )
         by_type: Counter[str] = Counter()
+        deploys: list[ActivityCall] = []
         for index in range(BUNDLES):
-            _, counts = await activity_calls(
+            calls, counts = await activity_calls(
                 client, bundle_workflow_id(namespace, f"bench-b{index}")
             )
             by_type.update(counts)
+            deploys += [c for c in calls if c.name == "deploy_bundle"]
         events = sum(by_type.values())
         if breakdown:
+            print_timeline(deploys)
             for name, count in by_type.most_common():
                 print(f"    {count / total:5.2f} per deployment  {name}", flush=True)
         for prefix in ("gitrepo", "bundle", "registry"):
@@ -188,7 +206,8 @@ async def flotilla_run(
             shutil.copy(root / tag / "worker.log", logs / f"worker-{tag}.log")
 
 
-def helm_install(kubeconfig: Path, release: str, namespace: str, chart: Path) -> None:
+def helm_install(kubeconfig: Path, release: str, namespace: str, chart: Path) -> float:
+    started = time.monotonic()
     subprocess.run(
         [
             "helm",
@@ -209,6 +228,7 @@ def helm_install(kubeconfig: Path, release: str, namespace: str, chart: Path) ->
         capture_output=True,
         env=tool_env(),
     )
+    return time.monotonic() - started
 
 
 def helm_run(tag: str, clusters: list[LocalCluster], root: Path, parallel: int) -> float:
@@ -229,9 +249,14 @@ def helm_run(tag: str, clusters: list[LocalCluster], root: Path, parallel: int) 
             jobs.append(partial(helm_install, cluster.kubeconfig, bundle.name, namespace, chart))
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        for future in [pool.submit(job) for job in jobs]:
-            future.result()
-    return time.monotonic() - started
+        durations = [future.result() for future in [pool.submit(job) for job in jobs]]
+    elapsed = time.monotonic() - started
+    print(
+        f"    helm --wait: running median {statistics.median(durations):.1f} s, "
+        f"sum {sum(durations):.0f} s",
+        flush=True,
+    )
+    return elapsed
 
 
 async def main_async(

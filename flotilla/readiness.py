@@ -258,6 +258,30 @@ _RULES: dict[str, Callable[[dict[str, Any], dict[str, dict[str, Any]]], Readines
 }
 
 
+# Built-in kinds without a status: Ready as soon as they exist, so a readiness wait need not
+# read them again and again (ConfigMaps and Secrets are most of a typical bundle). Keyed by
+# apiVersion too, so a custom resource that reuses one of these names is still watched.
+_READY_WHEN_PRESENT = frozenset(
+    {
+        ("v1", "ConfigMap"),
+        ("v1", "Secret"),
+        ("v1", "ServiceAccount"),
+        ("v1", "LimitRange"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
+        ("scheduling.k8s.io/v1", "PriorityClass"),
+    }
+)
+
+
+def ready_when_present(api_version: str, kind: str) -> bool:
+    """Whether an object of this kind is Ready as soon as it exists (it has no status)."""
+    return (api_version, kind) in _READY_WHEN_PRESENT
+
+
 def assess(
     obj: dict[str, Any], ignore_conditions: list[IgnoreCondition] | None = None
 ) -> Readiness:

@@ -30,33 +30,33 @@ from activities.client import connect
 from activities.secrets import SecretStore, kubeconfig_secret_name
 from flotilla.errors import FlotillaError, SpecError
 from flotilla.models import DEFAULT_NAMESPACE, Cluster, ClusterGroup, GitRepo, load_fleet_objects
-from workflows.bundle import BundleStatus, BundleStatusRequest, BundleWorkflow, PauseRequest
+from workflows.bundle import BundleWorkflow
+from workflows.bundle_models import BundleStatus, BundleStatusRequest, PauseRequest
 from workflows.common import (
     CONTROL_TASK_QUEUE,
     bundle_workflow_id,
     gitrepo_workflow_id,
     registry_workflow_id,
 )
-from workflows.gitrepo import (
+from workflows.gitrepo import GitRepoWorkflow
+from workflows.gitrepo_models import (
     DeleteRequest,
     GitRepoState,
     GitRepoStatus,
     GitRepoStatusRequest,
-    GitRepoWorkflow,
     SyncNowRequest,
     UpdateSpecRequest,
 )
-from workflows.registry import (
+from workflows.registry import ClusterRegistryWorkflow, name_problem
+from workflows.registry_models import (
     ApplyClusterRequest,
     ApplyGroupRequest,
-    ClusterRegistryWorkflow,
     LabelClusterRequest,
     RegistryChange,
     RegistrySnapshot,
     RegistryState,
     RemoveClusterRequest,
     SnapshotRequest,
-    name_problem,
 )
 from workflows.visibility import GITREPO, KIND
 

@@ -14,7 +14,7 @@ from devenv.gitserver import GitDaemon
 from flotilla.errors import FlotillaError
 from flotilla.models import load_gitrepo
 from starters.control import Control, bundle_table, gitrepo_table
-from workflows.gitrepo import GitRepoStatus
+from workflows.gitrepo_models import GitRepoStatus
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 REPO_NAME = "fleet-examples"

@@ -29,12 +29,12 @@ from flotilla.errors import FlotillaError
 from flotilla.imagepolicy import FleetPolicy, Policy
 from flotilla.models import DEFAULT_NAMESPACE
 from starters.control import render, table
-from workflows.imagepolicy import (
+from workflows.imagepolicy import ImagePolicyWorkflow
+from workflows.imagepolicy_models import (
     ApprovalRequest,
     ApprovalResult,
     ImagePolicyStatus,
     ImagePolicyStatusRequest,
-    ImagePolicyWorkflow,
 )
 
 PREFIX = "imagepolicy/"

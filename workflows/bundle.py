@@ -15,10 +15,10 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Coroutine
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, FailureError, TimeoutType
@@ -30,22 +30,12 @@ with workflow.unsafe.imports_passed_through():
         DeploymentStatus,
         DeployRequest,
         DeployResult,
-        ReleaseRef,
         RemoveRequest,
         StatusRequest,
         WaitReadyRequest,
     )
-    from activities.gitops import (
-        DependencyRef,
-        GitOpsActivities,
-        GitRepoSwitches,
-        PlanCluster,
-        PlannedTarget,
-        PlanRequest,
-        PlanResult,
-    )
+    from activities.gitops import GitOpsActivities, PlanCluster, PlanRequest, PlanResult
     from flotilla.depends import Dependency, check_dependencies
-    from flotilla.models import RolloutStrategy
     from flotilla.rollout import RolloutState, RolloutTarget, plan_rollout
     from flotilla.status import (
         BundleState,
@@ -54,6 +44,20 @@ with workflow.unsafe.imports_passed_through():
         compute_state,
         summarize,
     )
+    from workflows.bundle_models import (
+        BUNDLE_PROTOCOL,
+        BundleRefresh,
+        BundleReport,
+        BundleSpec,
+        BundleStatus,
+        BundleStatusRequest,
+        BundleWorkflowState,
+        ClusterStatus,
+        DependencyStates,
+        DeploymentRecord,
+        PauseRequest,
+        RetireRequest,
+    )
     from workflows.common import (
         CHECK_TIMEOUT,
         CLUSTER_SCHEDULE_TO_START,
@@ -61,8 +65,8 @@ with workflow.unsafe.imports_passed_through():
         DEPLOY_RETRY,
         DEPLOY_RETRY_DELAY,
         DEPLOY_TIMEOUT,
+        LEGACY_REPORT_INTERVAL,
         MAX_PENDING_ACTIVITIES,
-        MONITOR_INTERVAL,
         PLAN_RETRY,
         PLAN_TIMEOUT,
         REMOVE_TIMEOUT,
@@ -72,7 +76,7 @@ with workflow.unsafe.imports_passed_through():
         cluster_task_queue,
         gitrepo_workflow_id,
     )
-    from workflows.registry import ClusterSnapshot
+    from workflows.registry_models import ClusterSnapshot
     from workflows.visibility import BUNDLE, COMMIT, DESIRED, GITREPO, KIND, READY, STATE
 
 # The GitRepo workflow's signal that receives BundleReport.
@@ -80,16 +84,6 @@ BUNDLE_REPORT_SIGNAL = "bundle_report"
 REFRESH_SIGNAL = "refresh"
 # Drift monitoring adds a timer and check activities; older histories replay without them.
 DRIFT_MONITOR_PATCH = "drift-monitor"
-# How long one wait_ready call watches before the workflow records NotReady and re-arms it.
-READY_WATCH_SECONDS = 600.0
-# Which history-shaping behaviour a run follows, carried in its input instead of patch
-# markers (each marker costs two events in every run: the marker and a TemporalChangeVersion
-# upsert). 1: what histories without the field did, with drift monitoring behind its patch.
-# 2: drift monitoring always; deploy_bundle watches readiness for READY_GRACE_SECONDS itself
-# (wait_ready follows only for a release still not Ready); the first report of a rollout
-# waits REPORT_INTERVAL like the others and sets Kind/Bundle.
-# New runs get BUNDLE_PROTOCOL from the GitRepo, and continue-as-new moves older runs to it.
-BUNDLE_PROTOCOL = 2
 # Long enough for most releases to turn Ready inside the deploy; short enough that a stuck
 # one soon shows NotReady with what is not ready (during the grace it shows WaitApplied).
 READY_GRACE_SECONDS = 30.0
@@ -99,137 +93,6 @@ _MAX_MESSAGE = 240
 def _one_line(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 3] + "..."
-
-
-class BundleSpec(BaseModel):
-    """What the GitRepo workflow hands a bundle for one commit: digests and wiring only."""
-
-    gitrepo: str
-    commit: str
-    bundle_digest: str
-    labels: dict[str, str] = Field(default_factory=dict)
-    depends_on: list[DependencyRef] = Field(default_factory=list)
-    switches: GitRepoSwitches = Field(default_factory=GitRepoSwitches)
-    gitrepo_paused: bool = False
-
-
-class DeploymentRecord(BaseModel):
-    """The bundle on one cluster: what is staged, released to it, applied and how it is."""
-
-    cluster: str
-    staged: str = ""
-    options_digest: str = ""
-    released: str = ""
-    released_options_digest: str = ""
-    applied: str = ""
-    release: ReleaseRef | None = None
-    ready: bool = False
-    non_ready: list[str] = Field(default_factory=list)
-    error: str = ""
-    retry_at: datetime | None = None
-    keep_resources: bool = False
-    delete_namespace: bool = False
-    # What the last deploy did to the Helm release, and why (history recovery included).
-    last_action: str = ""
-    # Live objects that differ from the release (Modified), from the last drift check.
-    drift: list[str] = Field(default_factory=list)
-
-
-class BundleWorkflowState(BaseModel):
-    """All of a bundle workflow, handed whole to continue-as-new."""
-
-    namespace: str
-    bundle: str
-    gitrepo_workflow_id: str
-    spec: BundleSpec | None = None
-    clusters: ClusterSnapshot | None = None
-    plan_key: str = ""
-    strategy: RolloutStrategy = Field(default_factory=RolloutStrategy)
-    fleet_paused: bool = False
-    targets: dict[str, PlannedTarget] = Field(default_factory=dict)
-    plan_errors: dict[str, str] = Field(default_factory=dict)
-    deployments: dict[str, DeploymentRecord] = Field(default_factory=dict)
-    dependency_states: dict[str, dict[str, str]] = Field(default_factory=dict)
-    paused: bool = False
-    retiring: bool = False
-    last_report: str = ""
-    last_report_at: datetime | None = None
-    # Test switches: continue-as-new after this many events; watch readiness this long.
-    max_history_events: int | None = None
-    ready_watch_seconds: float = READY_WATCH_SECONDS
-    cluster_schedule_to_start_seconds: float | None = None
-    monitor_seconds: float = MONITOR_INTERVAL.total_seconds()
-    next_monitor_at: datetime | None = None
-    # See BUNDLE_PROTOCOL; 1 when absent, because the histories that lack it did that.
-    protocol: int = 1
-
-
-class BundleRefresh(BaseModel):
-    """A new commit's spec and/or a new cluster snapshot (either may be left out)."""
-
-    spec: BundleSpec | None = None
-    clusters: ClusterSnapshot | None = None
-    dependency_states: dict[str, dict[str, str]] = Field(default_factory=dict)
-
-
-class DependencyStates(BaseModel):
-    """The per-cluster states of one bundle this bundle depends on."""
-
-    bundle: str
-    states: dict[str, str]
-
-
-class PauseRequest(BaseModel):
-    """Pause (or, with paused=False, resume) the rollout of new versions."""
-
-    paused: bool = True
-
-
-class RetireRequest(BaseModel):
-    reason: str = "bundle removed from its GitRepo"
-
-
-class BundleReport(BaseModel):
-    """What the GitRepo workflow aggregates: the summary and the per-cluster states."""
-
-    bundle: str
-    commit: str
-    ready: int
-    desired: int
-    state: str
-    message: str
-    states: dict[str, str] = Field(default_factory=dict)
-    retired: bool = False
-
-
-class BundleStatusRequest(BaseModel):
-    """Query input; a model so fields can be added later without breaking callers."""
-
-
-class ClusterStatus(BaseModel):
-    cluster: str
-    state: str
-    message: str
-    deployment_id: str
-    applied: str
-    release: str
-    non_ready: list[str] = Field(default_factory=list)
-    last_action: str = ""
-
-
-class BundleStatus(BaseModel):
-    namespace: str
-    bundle: str
-    gitrepo: str
-    commit: str
-    paused: bool
-    ready: int
-    desired: int
-    state: str
-    message: str
-    summary: str
-    clusters: list[ClusterStatus]
-    errors: dict[str, str] = Field(default_factory=dict)
 
 
 @workflow.defn
@@ -803,7 +666,8 @@ class BundleWorkflow:
             # A bundle that settles within REPORT_INTERVAL of starting reports once; until
             # then the GitRepo shows it Pending.
             last = self._run_started
-        if self._in_flight and not retired and last and now - last < REPORT_INTERVAL:
+        interval = REPORT_INTERVAL if self._fewer_events else LEGACY_REPORT_INTERVAL
+        if self._in_flight and not retired and last and now - last < interval:
             return
         self.state.last_report = fingerprint
         self.state.last_report_at = now

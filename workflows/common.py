@@ -107,7 +107,10 @@ MONITOR_INTERVAL = timedelta(minutes=5)
 CLUSTER_SCHEDULE_TO_START = timedelta(minutes=2)
 # Temporal allows a workflow at most 2,000 pending activities; a bundle keeps well below.
 MAX_PENDING_ACTIVITIES = 1000
-# A bundle in the middle of a rollout reports to its GitRepo at most this often.
-REPORT_INTERVAL = timedelta(seconds=5)
+# A bundle in the middle of a rollout reports to its GitRepo at most this often (a settled
+# one at once). Each report costs the bundle's history about six events (upsert, signal and
+# its result, a workflow task); runs before protocol 2 used LEGACY_REPORT_INTERVAL.
+REPORT_INTERVAL = timedelta(seconds=10)
+LEGACY_REPORT_INTERVAL = timedelta(seconds=5)
 # How long an ErrApplied / offline deployment waits before the workflow tries again.
 DEPLOY_RETRY_DELAY = timedelta(seconds=30)

@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 from datetime import timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
@@ -38,14 +37,12 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.errors import FlotillaError
     from flotilla.models import GitRepoSpec
     from flotilla.status import BundleState, worst_state
-    from workflows.bundle import (
+    from workflows.bundle import BUNDLE_REPORT_SIGNAL, REFRESH_SIGNAL, BundleWorkflow
+    from workflows.bundle_models import (
         BUNDLE_PROTOCOL,
-        BUNDLE_REPORT_SIGNAL,
-        REFRESH_SIGNAL,
         BundleRefresh,
         BundleReport,
         BundleSpec,
-        BundleWorkflow,
         BundleWorkflowState,
         DependencyStates,
         RetireRequest,
@@ -63,12 +60,20 @@ with workflow.unsafe.imports_passed_through():
         bundle_workflow_id,
         registry_workflow_id,
     )
-    from workflows.registry import (
-        CLUSTERS_CHANGED_SIGNAL,
-        ClusterRegistryWorkflow,
-        ClusterSnapshot,
-        SubscribeRequest,
+    from workflows.gitrepo_models import (
+        BundleLine,
+        DeleteRequest,
+        DeleteResult,
+        GitRepoState,
+        GitRepoStatus,
+        GitRepoStatusRequest,
+        SyncNowRequest,
+        SyncNowResult,
+        UpdateSpecRequest,
+        UpdateSpecResult,
     )
+    from workflows.registry import CLUSTERS_CHANGED_SIGNAL, ClusterRegistryWorkflow
+    from workflows.registry_models import ClusterSnapshot, SubscribeRequest
     from workflows.visibility import COMMIT, DESIRED, GITREPO, KIND, READY, STATE
 
 JITTER = 0.1
@@ -86,100 +91,6 @@ _MAX_WARNING = 240
 def _one_line(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= _MAX_WARNING else flat[: _MAX_WARNING - 3] + "..."
-
-
-class GitRepoState(BaseModel):
-    """All of a GitRepo workflow, handed whole to continue-as-new."""
-
-    namespace: str
-    name: str
-    spec: GitRepoSpec
-    commit: str = ""
-    fetched_commit: str = ""
-    bundles: dict[str, BundleRef] = Field(default_factory=dict)
-    reports: dict[str, BundleReport] = Field(default_factory=dict)
-    warnings: list[str] = Field(default_factory=list)
-    error: str = ""
-    clusters: ClusterSnapshot | None = None
-    subscribed: bool = False
-    # What the bundle workflows were last told, so an unchanged poll signals nobody.
-    synced_key: str = ""
-    # Bundles told to retire and not yet confirmed gone.
-    retiring: list[str] = Field(default_factory=list)
-    # Bundles whose new states are still to be forwarded to their dependents.
-    forward: list[str] = Field(default_factory=list)
-    polls: int = 0
-    deleting: bool = False
-    # Image-policy schedules: a digest of what they were last synced for, whether any may
-    # exist (so repos without imageScans never call the activity), the poll of the last
-    # failed sync (retried at the next poll, not on every wake) and the sync's warnings.
-    image_sync_key: str = ""
-    image_schedules: bool = False
-    image_sync_failed_poll: int = -1
-    image_warnings: list[str] = Field(default_factory=list)
-    # Test switches: continue-as-new after this many events; passed on to bundle workflows.
-    max_history_events: int | None = None
-    bundle_max_history_events: int | None = None
-    ready_watch_seconds: float | None = None
-    cluster_schedule_to_start_seconds: float | None = None
-    monitor_seconds: float | None = None
-
-
-class UpdateSpecRequest(BaseModel):
-    spec: GitRepoSpec
-
-
-class UpdateSpecResult(BaseModel):
-    message: str
-
-
-class SyncNowRequest(BaseModel):
-    """Poll now instead of at the next interval."""
-
-
-class SyncNowResult(BaseModel):
-    commit: str
-    error: str = ""
-
-
-class DeleteRequest(BaseModel):
-    """Retire every bundle (removing their deployments), then end the workflow."""
-
-
-class DeleteResult(BaseModel):
-    bundles: int
-
-
-class GitRepoStatusRequest(BaseModel):
-    """Query input; a model so fields can be added later without breaking callers."""
-
-
-class BundleLine(BaseModel):
-    name: str
-    path: str
-    state: str
-    ready: int
-    desired: int
-    message: str
-    error: str = ""
-
-
-class GitRepoStatus(BaseModel):
-    """Fleet's GitRepo status, plus each bundle's line."""
-
-    namespace: str
-    name: str
-    repo: str
-    branch: str
-    commit: str
-    ready_clusters: int
-    desired_ready_clusters: int
-    ready_bundle_deployments: str
-    state: str
-    message: str
-    error: str
-    bundles: list[BundleLine]
-    warnings: list[str] = Field(default_factory=list)
 
 
 def _source_key(spec: GitRepoSpec) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -28,6 +27,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.writeback import WriteBackActivities, WriteBackRequest
     from flotilla.imagepolicy import ImageUpdate, KeelPolicy, Policy, choose_tag, parse_version
     from workflows.common import CLIENT_RETRY, GIT_RETRY
+    from workflows.imagepolicy_models import (
+        ApprovalRequest,
+        ApprovalResult,
+        ImagePolicyResult,
+        ImagePolicyStatus,
+        ImagePolicyStatusRequest,
+    )
     from workflows.visibility import GITREPO, KIND
 
 # Registries: a few retries inside one poll (429s wait for Retry-After); the next poll is the
@@ -43,45 +49,6 @@ POLL_TIMEOUT = timedelta(seconds=90)
 WRITE_BACK_TIMEOUT = timedelta(minutes=5)
 WRITE_BACK_HEARTBEAT = timedelta(seconds=60)
 SCHEDULE_CALL_TIMEOUT = timedelta(seconds=30)
-
-
-class ApprovalRequest(BaseModel):
-    """An approval or rejection of the update waiting in this run, by a named person."""
-
-    by: str
-    reason: str = ""
-
-
-class ApprovalResult(BaseModel):
-    approvals: int
-    required: int
-    message: str
-
-
-class ImagePolicyStatusRequest(BaseModel):
-    """Query input; a model so fields can be added later."""
-
-
-class ImagePolicyStatus(BaseModel):
-    policy_id: str
-    phase: str
-    image: str
-    current: str
-    latest_seen: str
-    pending: str = ""
-    approvals: list[str] = Field(default_factory=list)
-    required_approvals: int = 0
-    deadline: datetime | None = None
-    message: str = ""
-    error: str = ""
-
-
-class ImagePolicyResult(BaseModel):
-    """How the run ended: ``unchanged``, ``committed``, ``declined``, ``skipped`` or ``error``."""
-
-    outcome: str
-    message: str
-    commit: str = ""
 
 
 def follows_digest(policy: Policy, current_tag: str, match_tag: bool) -> bool:

@@ -17,6 +17,7 @@ import pytest
 from activities.kube import (
     InvalidObjectError,
     Kube,
+    KubeClients,
     NotFoundError,
     ThrottledError,
     UnreachableError,
@@ -179,3 +180,17 @@ def test_server_errors_are_retryable_and_never_echo_the_body(
 
     assert err.value.retryable and "HTTP 503: slow down" in str(err.value)
     assert "BODY-ONLY" not in str(err.value)
+
+
+def test_clients_are_shared_per_kubeconfig_and_bounded(local_cluster: LocalCluster) -> None:
+    text = local_cluster.kubeconfig.read_text()
+    clients = KubeClients(size=2)
+
+    first = clients.get(text)
+    assert clients.get(text) is first  # one client, one connection pool, per kubeconfig
+    assert first.get("v1", "Namespace", "", "default") is not None
+    rotated = clients.get(text + "\n# rotated\n")
+    assert rotated is not first  # a changed kubeconfig (new token, new CA) gets a new client
+    clients.get(text + "\n# third\n")
+    assert len(clients) == 2
+    assert clients.get(text) is not first  # the least recently used one was dropped

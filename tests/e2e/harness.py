@@ -160,6 +160,7 @@ class ActivityCall:
     result: dict[str, Any] | None = None
     completed: datetime | None = None
     attempt: int = 0
+    started: datetime | None = None
 
     @property
     def found_ready(self) -> bool:
@@ -193,7 +194,9 @@ async def activity_calls(
                 )
             elif event.HasField("activity_task_started_event_attributes"):
                 started = event.activity_task_started_event_attributes
-                calls[(history.run_id, started.scheduled_event_id)].attempt = started.attempt
+                call = calls[(history.run_id, started.scheduled_event_id)]
+                call.attempt = started.attempt
+                call.started = event.event_time.ToDatetime()
             elif event.HasField("activity_task_completed_event_attributes"):
                 attrs2 = event.activity_task_completed_event_attributes
                 call = calls[(history.run_id, attrs2.scheduled_event_id)]

@@ -46,7 +46,8 @@ from activities.writeback import WriteBackActivities
 from devenv.gitserver import GitDaemon, git
 from devenv.registry import LocalRegistry
 from flotilla.models import GitRepoSpec
-from workflows.imagepolicy import ImagePolicyResult, ImagePolicyWorkflow
+from workflows.imagepolicy import ImagePolicyWorkflow
+from workflows.imagepolicy_models import ImagePolicyResult
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ from devenv.registry import LocalRegistry
 from flotilla.errors import FlotillaError
 from starters.images import Images, images_table
 from tests.images.conftest import ImageWorld, eventually, fleet_yaml
-from workflows.imagepolicy import ImagePolicyResult
+from workflows.imagepolicy_models import ImagePolicyResult
 
 
 def _world(

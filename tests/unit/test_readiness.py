@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from flotilla.readiness import IgnoreCondition, Readiness, assess, summarize_not_ready
+from flotilla.readiness import (
+    _READY_WHEN_PRESENT,
+    IgnoreCondition,
+    Readiness,
+    assess,
+    ready_when_present,
+    summarize_not_ready,
+)
 
 
 def deployment(
@@ -427,3 +434,31 @@ def test_summarize_keeps_at_most_ten_and_is_stable() -> None:
     assert len(first) == 10
     assert first == summarize_not_ready(reversed(items))
     assert first[0] == "Pod/n/p00: x"
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind", "expected"),
+    [
+        ("v1", "ConfigMap", True),
+        ("v1", "Secret", True),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", True),
+        ("v1", "Service", False),  # a LoadBalancer waits for its address
+        ("apps/v1", "Deployment", False),
+        ("example.com/v1", "ConfigMap", False),  # a custom resource that reuses the name
+    ],
+)
+def test_ready_when_present_only_for_builtin_kinds_without_status(
+    api_version: str, kind: str, expected: bool
+) -> None:
+    assert ready_when_present(api_version, kind) is expected
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind"),
+    [(a, k) for a, k in sorted(_READY_WHEN_PRESENT)],
+)
+def test_every_kind_ready_when_present_is_judged_ready_by_assess(
+    api_version: str, kind: str
+) -> None:
+    obj = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}}
+    assert assess(obj).ready

@@ -12,11 +12,10 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
 from flotilla.models import ClusterGroup
-from workflows.registry import (
-    CLUSTERS_CHANGED_SIGNAL,
+from workflows.registry import CLUSTERS_CHANGED_SIGNAL, ClusterRegistryWorkflow
+from workflows.registry_models import (
     ApplyClusterRequest,
     ApplyGroupRequest,
-    ClusterRegistryWorkflow,
     ClusterSnapshot,
     LabelClusterRequest,
     RegistryState,

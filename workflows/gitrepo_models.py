@@ -1,0 +1,108 @@
+"""The messages and state of ``workflows/gitrepo.py``, in a module of their own.
+
+The workflow sandbox re-runs a workflow's module for every new workflow run, and building
+pydantic models is most of that cost; this module is imported once, passed through.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from activities.gitops import BundleRef
+from flotilla.models import GitRepoSpec
+from workflows.bundle_models import BundleReport
+from workflows.registry_models import ClusterSnapshot
+
+
+class GitRepoState(BaseModel):
+    """All of a GitRepo workflow, handed whole to continue-as-new."""
+
+    namespace: str
+    name: str
+    spec: GitRepoSpec
+    commit: str = ""
+    fetched_commit: str = ""
+    bundles: dict[str, BundleRef] = Field(default_factory=dict)
+    reports: dict[str, BundleReport] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    error: str = ""
+    clusters: ClusterSnapshot | None = None
+    subscribed: bool = False
+    # What the bundle workflows were last told, so an unchanged poll signals nobody.
+    synced_key: str = ""
+    # Bundles told to retire and not yet confirmed gone.
+    retiring: list[str] = Field(default_factory=list)
+    # Bundles whose new states are still to be forwarded to their dependents.
+    forward: list[str] = Field(default_factory=list)
+    polls: int = 0
+    deleting: bool = False
+    # Image-policy schedules: a digest of what they were last synced for, whether any may
+    # exist (so repos without imageScans never call the activity), the poll of the last
+    # failed sync (retried at the next poll, not on every wake) and the sync's warnings.
+    image_sync_key: str = ""
+    image_schedules: bool = False
+    image_sync_failed_poll: int = -1
+    image_warnings: list[str] = Field(default_factory=list)
+    # Test switches: continue-as-new after this many events; passed on to bundle workflows.
+    max_history_events: int | None = None
+    bundle_max_history_events: int | None = None
+    ready_watch_seconds: float | None = None
+    cluster_schedule_to_start_seconds: float | None = None
+    monitor_seconds: float | None = None
+
+
+class UpdateSpecRequest(BaseModel):
+    spec: GitRepoSpec
+
+
+class UpdateSpecResult(BaseModel):
+    message: str
+
+
+class SyncNowRequest(BaseModel):
+    """Poll now instead of at the next interval."""
+
+
+class SyncNowResult(BaseModel):
+    commit: str
+    error: str = ""
+
+
+class DeleteRequest(BaseModel):
+    """Retire every bundle (removing their deployments), then end the workflow."""
+
+
+class DeleteResult(BaseModel):
+    bundles: int
+
+
+class GitRepoStatusRequest(BaseModel):
+    """Query input; a model so fields can be added later without breaking callers."""
+
+
+class BundleLine(BaseModel):
+    name: str
+    path: str
+    state: str
+    ready: int
+    desired: int
+    message: str
+    error: str = ""
+
+
+class GitRepoStatus(BaseModel):
+    """Fleet's GitRepo status, plus each bundle's line."""
+
+    namespace: str
+    name: str
+    repo: str
+    branch: str
+    commit: str
+    ready_clusters: int
+    desired_ready_clusters: int
+    ready_bundle_deployments: str
+    state: str
+    message: str
+    error: str
+    bundles: list[BundleLine]
+    warnings: list[str] = Field(default_factory=list)

@@ -1,0 +1,111 @@
+"""The messages and state of ``workflows/registry.py``, in a module of their own.
+
+The workflow sandbox re-runs a workflow's module for every new workflow run, and building
+pydantic models is most of that cost; this module is imported once, passed through.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from flotilla.models import ClusterGroup
+
+
+class ClusterRecord(BaseModel):
+    """A registered cluster: what targeting needs, plus where its credentials are."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    paused: bool = False
+    kubeconfig_secret: str = ""
+    # Agent mode: the cluster's own agent serves its queue; the central worker does not.
+    agent: bool = False
+    template_values: dict[str, str] = Field(default_factory=dict)
+    last_seen: datetime | None = None
+
+
+class ClusterView(BaseModel):
+    """A cluster as subscribers see it: no credentials, only what targeting reads."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    paused: bool = False
+
+
+class ClusterSnapshot(BaseModel):
+    """What subscribers get on every change: numbered so stale deliveries are ignored."""
+
+    namespace: str
+    version: int = 0
+    clusters: list[ClusterView] = Field(default_factory=list)
+    groups: list[ClusterGroup] = Field(default_factory=list)
+
+
+class RegistryState(BaseModel):
+    """All of the registry, handed whole to continue-as-new."""
+
+    namespace: str
+    version: int = 0
+    clusters: dict[str, ClusterRecord] = Field(default_factory=dict)
+    groups: dict[str, ClusterGroup] = Field(default_factory=dict)
+    subscribers: list[str] = Field(default_factory=list)
+    # Test switch: continue-as-new after this many events instead of when Temporal suggests.
+    max_history_events: int | None = None
+
+
+class ApplyClusterRequest(BaseModel):
+    """Add a cluster or replace its labels, pause flag and credentials reference."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    paused: bool = False
+    kubeconfig_secret: str = ""
+    agent: bool = False
+    template_values: dict[str, str] = Field(default_factory=dict)
+
+
+class LabelClusterRequest(BaseModel):
+    """Set and remove labels of a registered cluster."""
+
+    name: str
+    set_labels: dict[str, str] = Field(default_factory=dict)
+    remove_labels: list[str] = Field(default_factory=list)
+
+
+class RemoveClusterRequest(BaseModel):
+    name: str
+
+
+class ApplyGroupRequest(BaseModel):
+    group: ClusterGroup
+
+
+class RemoveGroupRequest(BaseModel):
+    name: str
+
+
+class RegistryChange(BaseModel):
+    """The result of every update: the registry version that now includes it."""
+
+    version: int
+    message: str
+
+
+class SubscribeRequest(BaseModel):
+    workflow_id: str
+
+
+class SnapshotRequest(BaseModel):
+    """Query input; a model so fields can be added later without breaking callers."""
+
+
+class RegistrySnapshot(BaseModel):
+    """The full registry for the CLI and the worker (secret names, never secret values)."""
+
+    namespace: str
+    version: int
+    clusters: list[ClusterRecord]
+    groups: list[ClusterGroup]
+    subscribers: list[str]
