@@ -34,6 +34,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.secrets import SecretStore
 from flotilla.errors import FlotillaError
+from flotilla.registryauth import registry_credentials
 
 MANIFEST_MEDIA_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -304,7 +305,7 @@ class _Session:
         if not self.request.secret_name:
             return None
         data = self.owner.secrets.get(self.request.secret_name)
-        user, password = data.get("username", ""), data.get("password", "")
+        user, password = registry_credentials(self.request.secret_name, data, self.request.registry)
         return base64.b64encode(f"{user}:{password}".encode()).decode()
 
     def _credential(self) -> _Credential | None:

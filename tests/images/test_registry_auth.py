@@ -186,3 +186,31 @@ def test_basic_auth_against_the_real_registry(seeded: Path, tmp_path: Path) -> N
         assert "registry asks for credentials (set secretRef)" in caught.value.message
     finally:
         process.stop()
+
+
+def test_docker_config_secret_as_fleet_uses_it_against_the_real_registry(
+    seeded: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "htpasswd").write_text(HTPASSWD)
+    auth = f"auth:\n  htpasswd:\n    realm: flotilla\n    path: {tmp_path / 'htpasswd'}\n"
+    process, host = _serve_registry(tmp_path, seeded, auth)
+    try:
+        secrets = SecretStore(tmp_path / "secrets")
+        login = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        config = {"auths": {f"https://{host}/v2/": {"auth": login}}}
+        secrets.put("pull", {".dockerconfigjson": json.dumps(config)})
+        request = PollRequest(registry=host, repository="team/app", secret_name="pull")
+        result = ActivityEnvironment().run(RegistryActivities(secrets).poll_registry, request)
+        assert isinstance(result, PollResult) and sorted(result.tags) == ["1.0.0", "1.1.0"]
+
+        other = {"auths": {"elsewhere.example": {"auth": login}}}
+        secrets.put("pull", {".dockerconfigjson": json.dumps(other)})
+        with pytest.raises(ApplicationError) as caught:
+            ActivityEnvironment().run(RegistryActivities(secrets).poll_registry, request)
+        assert caught.value.non_retryable and login not in caught.value.message
+        assert caught.value.message == (
+            f"secret 'pull': .dockerconfigjson has no credentials for registry {host!r} "
+            "(it has: elsewhere.example)"
+        )
+    finally:
+        process.stop()
