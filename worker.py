@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.client import Client
@@ -35,11 +36,16 @@ from activities.secrets import SecretStore
 from activities.writeback import WriteBackActivities
 from flotilla.models import DEFAULT_NAMESPACE
 from workflows.bundle import BundleWorkflow
-from workflows.common import CONTROL_TASK_QUEUE, cluster_task_queue, registry_workflow_id
+from workflows.common import (
+    CONTROL_TASK_QUEUE,
+    cluster_of_task_queue,
+    cluster_task_queue,
+    registry_workflow_id,
+)
 from workflows.gitrepo import GitRepoWorkflow
 from workflows.imagepolicy import ImagePolicyWorkflow
 from workflows.registry import ClusterRegistryWorkflow
-from workflows.registry_models import SnapshotRequest
+from workflows.registry_models import ClustersSeen, SnapshotRequest
 
 log = logging.getLogger("flotilla.worker")
 
@@ -47,6 +53,8 @@ WORKFLOWS = (ClusterRegistryWorkflow, GitRepoWorkflow, BundleWorkflow, ImagePoli
 DEFAULT_THREADS = 16
 DEFAULT_REFRESH_SECONDS = 5.0
 DEFAULT_LINGER_SECONDS = 300.0
+# How often the clusters this worker serves are probed for their last-seen time.
+DEFAULT_SEEN_SECONDS = 60.0
 # Every long poll holds an HTTP/2 stream of the one client connection; with five pollers per
 # cluster queue (the SDK default) a hundred clusters exhaust the streams and tasks wait a
 # whole poll timeout. One poller per cluster queue keeps dispatch prompt.
@@ -72,6 +80,7 @@ class WorkerConfig:
     cluster_concurrency: int = DEFAULT_CLUSTER_CONCURRENCY
     refresh_seconds: float = DEFAULT_REFRESH_SECONDS
     linger_seconds: float = DEFAULT_LINGER_SECONDS
+    seen_seconds: float = DEFAULT_SEEN_SECONDS
     cluster_pollers: int = DEFAULT_CLUSTER_POLLERS
     workdir: Path = field(default_factory=lambda: Path.home() / ".cache" / "flotilla" / "work")
     secrets_dir: Path | None = None
@@ -103,6 +112,7 @@ class FlotillaWorker:
         self._connections: list[tuple[Client, set[str]]] = []
         self._gone_since: dict[str, float] = {}
         self._refresher: asyncio.Task[None] | None = None
+        self._seen_reporter: asyncio.Task[None] | None = None
 
     @property
     def cluster_queues(self) -> list[str]:
@@ -130,6 +140,7 @@ class FlotillaWorker:
         self._control_task = asyncio.create_task(self._control.run())
         await self.refresh_clusters()
         self._refresher = asyncio.create_task(self._refresh_loop())
+        self._seen_reporter = asyncio.create_task(self._seen_loop())
         log.info(
             "%s: control queue %s, %d cluster queue(s)",
             STARTED_LINE,
@@ -144,6 +155,40 @@ class FlotillaWorker:
                 await self.refresh_clusters()
             except Exception as err:  # a refresh failure must never stop the worker
                 log.warning("cluster refresh failed: %s", err)
+
+    async def _seen_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.seen_seconds)
+            try:
+                await self.report_seen()
+            except Exception as err:  # last-seen times must never stop the worker
+                log.warning("cluster probe failed: %s", err)
+
+    async def report_seen(self) -> dict[str, str]:
+        """Probe each push-mode cluster this worker serves (GET /version with its kubeconfig)
+        and send the registries the time each one answered. Returns queue -> "" or why not."""
+        loop = asyncio.get_running_loop()
+        queues = self.cluster_queues
+        problems = await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    self._control_pool, self.deploy.probe, *cluster_of_task_queue(queue)
+                )
+                for queue in queues
+            )
+        )
+        now = datetime.now(UTC)
+        seen: dict[str, dict[str, datetime]] = {}
+        for queue, problem in zip(queues, problems, strict=True):
+            namespace, cluster = cluster_of_task_queue(queue)
+            if problem:
+                log.info("cluster %s/%s not reached: %s", namespace, cluster, problem)
+            else:
+                seen.setdefault(namespace, {})[cluster] = now
+        for namespace, clusters in seen.items():
+            handle = self.client.get_workflow_handle(registry_workflow_id(namespace))
+            await handle.signal(ClusterRegistryWorkflow.clusters_seen, ClustersSeen(seen=clusters))
+        return dict(zip(queues, problems, strict=True))
 
     async def refresh_clusters(self) -> None:
         """Start a worker for every registered cluster, stop those gone for the grace period."""
@@ -212,8 +257,9 @@ class FlotillaWorker:
         log.info("stopped serving cluster queue %s", queue)
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
+        for task in (self._refresher, self._seen_reporter):
+            if task is not None:
+                task.cancel()
         for queue in list(self._clusters):
             await self._stop_cluster(queue)
         if self._control is not None and self._control_task is not None:
@@ -267,6 +313,12 @@ def parse_args(argv: Sequence[str] | None) -> WorkerConfig:
     parser.add_argument("--refresh-seconds", type=float, default=DEFAULT_REFRESH_SECONDS)
     parser.add_argument("--linger-seconds", type=float, default=DEFAULT_LINGER_SECONDS)
     parser.add_argument(
+        "--seen-seconds",
+        type=float,
+        default=DEFAULT_SEEN_SECONDS,
+        help="how often each served cluster is probed for its last-seen time",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         default=Path(os.environ.get("FLOTILLA_WORKDIR", "") or WorkerConfig().workdir),
@@ -281,6 +333,7 @@ def parse_args(argv: Sequence[str] | None) -> WorkerConfig:
         cluster_concurrency=args.cluster_concurrency,
         refresh_seconds=args.refresh_seconds,
         linger_seconds=args.linger_seconds,
+        seen_seconds=args.seen_seconds,
         workdir=args.workdir,
     )
 

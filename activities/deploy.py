@@ -409,6 +409,18 @@ class DeployActivities:
         redact.add(kubeconfig_secrets(parsed))
         return text, parsed
 
+    def probe(self, cluster_namespace: str, cluster: str) -> str:
+        """Ask the cluster's API for its version with its kubeconfig: "" when it answers,
+        else why not, in one line (for last-seen times; not an activity)."""
+        redact = Redactor()
+        try:
+            text, parsed = self._kubeconfig(cluster_namespace, cluster, redact)
+            with self._kube(text, parsed) as kube:
+                kube.request("GET", "/version", what="the API server version")
+        except FlotillaError as err:
+            return redact(str(err))
+        return ""
+
     def _kube(self, kubeconfig: str, parsed: dict[str, Any]) -> AbstractContextManager[Kube]:
         """The cluster's shared API client (kept open: see ``KubeClients``)."""
         return nullcontext(self.clients.get(kubeconfig, parsed))

@@ -74,6 +74,9 @@ class InstantDeploy:
     def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
         return RemoveResult(release_removed=True, resources_kept=False)
 
+    def probe(self, cluster_namespace: str, cluster: str) -> str:
+        return ""
+
 
 async def run(bundles: int, clusters: int) -> None:
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +57,7 @@ from workflows.registry_models import (
     RegistrySnapshot,
     RegistryState,
     RemoveClusterRequest,
+    RemoveGroupRequest,
     SnapshotRequest,
 )
 from workflows.visibility import GITREPO, KIND
@@ -182,6 +184,12 @@ class Control:
             group.metadata.namespace,
             ClusterRegistryWorkflow.apply_group,
             ApplyGroupRequest(group=group),
+        )
+        return change
+
+    async def remove_group(self, namespace: str, name: str) -> RegistryChange:
+        change: RegistryChange = await self._registry_update(
+            namespace, ClusterRegistryWorkflow.remove_group, RemoveGroupRequest(name=name)
         )
         return change
 
@@ -516,7 +524,20 @@ def cmd_cluster_remove(args: argparse.Namespace) -> int:
     return _run(args, action)
 
 
-def cluster_table(snapshot: RegistrySnapshot, bundles: list[BundleStatus]) -> str:
+def age(since: datetime | None, now: datetime | None = None) -> str:
+    """kubectl's way of saying how long ago: ``45s``, ``12m``, ``3h``, ``2d``; ``<never>``."""
+    if since is None:
+        return "<never>"
+    seconds = max(0, int(((now or datetime.now(UTC)) - since).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit != "m" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def cluster_table(
+    snapshot: RegistrySnapshot, bundles: list[BundleStatus], now: datetime | None = None
+) -> str:
     ready: dict[str, int] = {}
     desired: dict[str, int] = {}
     for bundle in bundles:
@@ -524,7 +545,7 @@ def cluster_table(snapshot: RegistrySnapshot, bundles: list[BundleStatus]) -> st
             desired[cluster.cluster] = desired.get(cluster.cluster, 0) + 1
             ready[cluster.cluster] = ready.get(cluster.cluster, 0) + (cluster.state == "Ready")
     return table(
-        ["NAME", "LABELS", "PAUSED", "MODE", "BUNDLES-READY", "KUBECONFIG-SECRET"],
+        ["NAME", "LABELS", "PAUSED", "MODE", "BUNDLES-READY", "LAST-SEEN", "KUBECONFIG-SECRET"],
         [
             [
                 c.name,
@@ -532,6 +553,7 @@ def cluster_table(snapshot: RegistrySnapshot, bundles: list[BundleStatus]) -> st
                 str(c.paused).lower(),
                 "agent" if c.agent else "push",
                 f"{ready.get(c.name, 0)}/{desired.get(c.name, 0)}",
+                age(c.last_seen, now),
                 c.kubeconfig_secret or "-",
             ]
             for c in snapshot.clusters
@@ -585,7 +607,14 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    return _run(args, lambda control: control.delete_gitrepo(args.namespace, args.name))
+    async def action(control: Control) -> str:
+        if args.kind == "clustergroup":
+            return (await control.remove_group(args.namespace, args.name)).message
+        if args.kind == "cluster":
+            return (await control.remove_cluster(args.namespace, args.name)).message
+        return await control.delete_gitrepo(args.namespace, args.name)
+
+    return _run(args, action)
 
 
 def _common(parser: argparse.ArgumentParser, *, output: bool = False) -> None:
@@ -657,8 +686,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         _common(parser)
         parser.set_defaults(handler=cmd_pause)
 
-    delete = sub.add_parser("delete", help="delete a gitrepo and remove its deployments")
-    delete.add_argument("kind", choices=("gitrepo",))
+    delete = sub.add_parser(
+        "delete",
+        help="delete a gitrepo (and its deployments), a cluster or a clustergroup",
+    )
+    delete.add_argument("kind", choices=("gitrepo", "cluster", "clustergroup"))
     delete.add_argument("name")
     _common(delete)
     delete.set_defaults(handler=cmd_delete)

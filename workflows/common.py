@@ -20,6 +20,12 @@ def cluster_task_queue(namespace: str, cluster: str) -> str:
     return f"cluster.{namespace}.{cluster}"
 
 
+def cluster_of_task_queue(queue: str) -> tuple[str, str]:
+    """(namespace, cluster) of a ``cluster_task_queue`` name (both are DNS labels, no dots)."""
+    _, namespace, cluster = queue.split(".", 2)
+    return namespace, cluster
+
+
 # ---------------------------------------------------------------------------------------------
 # Workflow ids: stable and readable, so a person can find a workflow by what it manages
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         ApplyGroupRequest,
         ClusterRecord,
         ClusterSnapshot,
+        ClustersSeen,
         ClusterView,
         LabelClusterRequest,
         RegistryChange,
@@ -138,7 +139,8 @@ class ClusterRegistryWorkflow:
 
     @workflow.update
     def apply_cluster(self, request: ApplyClusterRequest) -> RegistryChange:
-        existed = request.name in self.state.clusters
+        previous = self.state.clusters.get(request.name)
+        existed = previous is not None
         self.state.clusters[request.name] = ClusterRecord(
             name=request.name,
             labels=dict(request.labels),
@@ -146,7 +148,8 @@ class ClusterRegistryWorkflow:
             kubeconfig_secret=request.kubeconfig_secret,
             agent=request.agent,
             template_values=dict(request.template_values),
-            last_seen=workflow.now(),
+            # Seen is when a worker last reached the cluster, not when it was applied.
+            last_seen=previous.last_seen if previous else None,
         )
         verb = "updated" if existed else "added"
         return self._changed(f"cluster {request.name} {verb}")
@@ -160,6 +163,15 @@ class ClusterRegistryWorkflow:
                 f"cluster {request.name}: a kubeconfig secret name is required "
                 "(or agent mode, where the cluster's agent holds its own credentials)"
             )
+
+    @workflow.signal
+    def clusters_seen(self, request: ClustersSeen) -> None:
+        """Last-seen times from a worker's probes. Not a change: no version, no notification
+        (targeting does not depend on it), so bundles are not re-planned every minute."""
+        for name, seen in request.seen.items():
+            record = self.state.clusters.get(name)
+            if record is not None and (record.last_seen is None or seen > record.last_seen):
+                record.last_seen = seen
 
     @workflow.update
     def label_cluster(self, request: LabelClusterRequest) -> RegistryChange:

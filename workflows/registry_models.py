@@ -97,6 +97,12 @@ class SubscribeRequest(BaseModel):
     workflow_id: str
 
 
+class ClustersSeen(BaseModel):
+    """Clusters a worker reached, and when (its clock): the registry's last-seen times."""
+
+    seen: dict[str, datetime]
+
+
 class SnapshotRequest(BaseModel):
     """Query input; a model so fields can be added later without breaking callers."""
 

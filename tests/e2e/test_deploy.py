@@ -100,6 +100,7 @@ async def test_commit_becomes_ready_on_two_clusters_then_one_revision_per_commit
             "PAUSED",
             "MODE",
             "BUNDLES-READY",
+            "LAST-SEEN",
             "KUBECONFIG-SECRET",
         ]
         assert [line.split()[:5] for line in clusters[1:]] == [

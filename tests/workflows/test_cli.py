@@ -121,3 +121,16 @@ async def test_control_commands(
     assert code == 0 and "deleted" in out
     code, out, _ = await flotilla_cli("cluster", "remove", "one", *common)
     assert (code, out.strip()) == (0, "cluster one removed")
+
+    group = tmp_path / "group.yaml"
+    group.write_text(
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\n"
+        f"metadata: {{name: prod, namespace: {ns}}}\n"
+        "spec: {selector: {matchLabels: {env: prod}}}\n"
+    )
+    code, out, _ = await flotilla_cli("apply", "-f", str(group))
+    assert code == 0, out
+    code, out, _ = await flotilla_cli("delete", "clustergroup", "prod", *common)
+    assert (code, out.strip()) == (0, "cluster group prod removed")
+    code, _, err = await flotilla_cli("delete", "clustergroup", "prod", *common)
+    assert code == 1 and err.count("\n") == 1 and "prod" in err
