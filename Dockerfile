@@ -16,7 +16,10 @@ COPY activities ./activities
 COPY starters ./starters
 COPY devenv ./devenv
 COPY worker.py ./
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 flotilla \
+# Bytecode is compiled at build time: the workflow sandbox re-imports workflow modules for
+# every new run, and the image's files are read-only to the worker's user.
+RUN pip install --no-cache-dir . && python -m compileall -q /app \
+ && useradd --system --uid 10001 flotilla \
  && mkdir -p /var/lib/flotilla && chown flotilla /var/lib/flotilla
 USER flotilla
 CMD ["python", "-m", "worker"]
