@@ -466,14 +466,8 @@ class DeployActivities:
                 # A failure while watching retries the whole activity, which is safe: the
                 # release is then already deployed, and the retry goes straight to watching.
                 result.status = self._wait_ready(
-                    StatusRequest(
-                        gitrepo=request.gitrepo,
-                        bundle_name=request.bundle_name,
-                        cluster_namespace=request.cluster_namespace,
-                        cluster_name=request.cluster_name,
-                        deployment_id=request.deployment_id,
-                        options_digest=request.options_digest,
-                        release=result.release,
+                    StatusRequest.model_validate(
+                        {**request.model_dump(), "release": result.release}
                     ),
                     request.wait_ready_seconds,
                     redact,
