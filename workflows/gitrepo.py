@@ -537,7 +537,8 @@ class GitRepoWorkflow:
                     state=state,
                     ready=report.ready if report else 0,
                     desired=report.desired if report else 0,
-                    message=report.message if report else "",
+                    # Bundles report after REPORT_INTERVAL or once settled; say so, not "".
+                    message=report.message if report else "no status report from it yet",
                     error=ref.error,
                 )
             )
