@@ -721,7 +721,25 @@ def load_fleet_objects(text: str, *, file: str) -> tuple[list[FleetObject], list
         parsed, found = parse_spec(model, data, file=where)
         objects.append(parsed)
         warnings.extend(found)
+        if isinstance(parsed, GitRepo):
+            warnings.extend(_not_yet_used(parsed, file=where))
     return objects, warnings
+
+
+def _not_yet_used(gitrepo: GitRepo, *, file: str) -> list[str]:
+    """Fields flotilla accepts but does not act on yet: said at apply, never silently dropped."""
+    spec = gitrepo.spec
+    fields = [
+        ("spec.helmSecretName", spec.helm_secret_name),
+        ("spec.helmSecretNameForPaths", spec.helm_secret_name_for_paths),
+        ("spec.helmRepoURLRegex", spec.helm_repo_url_regex),
+    ]
+    return [
+        f"{file}: {field}: private Helm repository credentials are not supported yet; "
+        "remote charts are pulled without them"
+        for field, value in fields
+        if value
+    ]
 
 
 def _load_one(model: type[ObjectT], text: str, *, file: str) -> tuple[ObjectT, list[str]]:

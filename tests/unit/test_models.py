@@ -778,7 +778,13 @@ def test_load_fleet_objects_dispatches_on_kind() -> None:
     text = "\n---\n".join([GITREPO, CLUSTER, CLUSTER_GROUP]) + "\n---\n"
     objects, warnings = load_fleet_objects(text, file="fleet.objs.yaml")
     assert [type(o) for o in objects] == [GitRepo, Cluster, ClusterGroup]
-    assert warnings == []
+    # The GitRepo sets Helm credentials, which flotilla does not use yet: said, not dropped.
+    suffix = "private Helm repository credentials are not supported yet; "
+    suffix += "remote charts are pulled without them"
+    assert warnings == [
+        f"fleet.objs.yaml (document 1): spec.helmSecretName: {suffix}",
+        f"fleet.objs.yaml (document 1): spec.helmRepoURLRegex: {suffix}",
+    ]
 
 
 def test_load_fleet_objects_names_the_document_in_errors_and_warnings() -> None:
