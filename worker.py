@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -139,30 +139,18 @@ class FlotillaWorker:
         )
         self._control_task = asyncio.create_task(self._control.run())
         await self.refresh_clusters()
-        self._refresher = asyncio.create_task(self._refresh_loop())
-        self._seen_reporter = asyncio.create_task(self._seen_loop())
+        self._refresher = asyncio.create_task(
+            _every(self.config.refresh_seconds, self.refresh_clusters, "cluster refresh")
+        )
+        self._seen_reporter = asyncio.create_task(
+            _every(self.config.seen_seconds, self.report_seen, "cluster probe")
+        )
         log.info(
             "%s: control queue %s, %d cluster queue(s)",
             STARTED_LINE,
             self.config.task_queue,
             len(self._clusters),
         )
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.refresh_seconds)
-            try:
-                await self.refresh_clusters()
-            except Exception as err:  # a refresh failure must never stop the worker
-                log.warning("cluster refresh failed: %s", err)
-
-    async def _seen_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.seen_seconds)
-            try:
-                await self.report_seen()
-            except Exception as err:  # last-seen times must never stop the worker
-                log.warning("cluster probe failed: %s", err)
 
     async def report_seen(self) -> dict[str, str]:
         """Probe each push-mode cluster this worker serves (GET /version with its kubeconfig)
@@ -267,6 +255,16 @@ class FlotillaWorker:
             await self._control_task
         self._control_pool.shutdown(wait=False)
         self._cluster_pool.shutdown(wait=False)
+
+
+async def _every(seconds: float, work: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run ``work`` every ``seconds`` until cancelled; a failure is logged, never fatal."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await work()
+        except Exception as err:  # housekeeping must never stop the worker
+            log.warning("%s failed: %s", what, err)
 
 
 def _env_int(name: str, default: int) -> int:

@@ -43,8 +43,10 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DISCOVERY: dict[tuple[str, str], dict[str, ResourceInfo]] = {}
 _DISCOVERY_LOCK = threading.Lock()
 
-# The verb Kubernetes authorization names for each HTTP method on a single object.
+# Connections kept per cluster client: KubeClients shares one client among the activity
+# threads of a cluster.
 _POOL_SIZE = 32
+# The verb Kubernetes authorization names for each HTTP method on a single object.
 _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 

@@ -81,16 +81,6 @@ def start_worker(
     return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(own, reaped children's) user + system CPU of a process, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (
-        (int(fields[11]) + int(fields[12])) / ticks,
-        (int(fields[13]) + int(fields[14])) / ticks,
-    )
-
-
 def print_timeline(deploys: list[ActivityCall]) -> None:
     """When the deploy activities ran: queueing before a thread took them, and run time."""
     first = min(c.scheduled for c in deploys)
@@ -104,6 +94,14 @@ def print_timeline(deploys: list[ActivityCall]) -> None:
         f"sum {sum(runs):.0f} s",
         flush=True,
     )
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU of a process (with ``children``: of its reaped children instead)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # fields[0] is state (field 3); utime, stime, cutime, cstime are fields 14 to 17.
+    first = 13 if children else 11
+    return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_log(path: Path, text: str, count: int, timeout: float = 120.0) -> None:
@@ -176,7 +174,7 @@ async def flotilla_run(
                 raise RuntimeError(f"not Ready after 1800 s: {status!r}")
             await asyncio.sleep(0.5)
         seconds = time.monotonic() - started
-        own, children = cpu_seconds(worker.pid)
+        own, children = cpu_seconds(worker.pid), cpu_seconds(worker.pid, children=True)
         print(
             f"    worker CPU: {own:.1f} s python, {children:.1f} s helm and other children",
             flush=True,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -28,7 +27,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench_fleet import start_worker, stop_worker, wait_for_log
+from bench_fleet import cpu_seconds, start_worker, stop_worker, wait_for_log
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -44,7 +43,6 @@ from tests.e2e.harness import activity_calls, gitrepo_yaml
 from workflows.common import gitrepo_workflow_id
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: idle{i}}}\ndata: {{v: '1'}}\n"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class CountingProxy:
@@ -87,12 +85,6 @@ class CountingProxy:
             for s in (source, sink):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # fields[0] is state (field 3); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def uptime() -> str:

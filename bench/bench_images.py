@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench_fleet import cpu_seconds
 from temporalio.client import Client, ScheduleActionExecutionStartWorkflow
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
@@ -46,14 +46,6 @@ from workflows.imagepolicy import ImagePolicyWorkflow
 # The counting proxy lives with the tests; the repository root is not on the script's path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.images.conftest import CountingProxy
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 async def serve_worker(address: str, task_queue: str, work: Path) -> None:

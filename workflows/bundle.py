@@ -496,21 +496,27 @@ class BundleWorkflow:
                 return
         await self._watch(record)
 
-    async def _watch(self, record: DeploymentRecord) -> None:
+    def _status_request(self, record: DeploymentRecord) -> StatusRequest:
+        """Which deployment a readiness or drift look is about: what was applied, and where."""
         spec = self.state.spec
         assert spec is not None and record.release is not None
+        return StatusRequest(
+            gitrepo=spec.gitrepo,
+            bundle_name=self.state.bundle,
+            cluster_namespace=self.state.namespace,
+            cluster_name=record.cluster,
+            deployment_id=record.applied,
+            options_digest=record.released_options_digest,
+            release=record.release,
+        )
+
+    async def _watch(self, record: DeploymentRecord) -> None:
         try:
             status: DeploymentStatus = await self._on_cluster(
                 record,
                 DeployActivities.wait_ready,
                 WaitReadyRequest(
-                    gitrepo=spec.gitrepo,
-                    bundle_name=self.state.bundle,
-                    cluster_namespace=self.state.namespace,
-                    cluster_name=record.cluster,
-                    deployment_id=record.applied,
-                    options_digest=record.released_options_digest,
-                    release=record.release,
+                    **dict(self._status_request(record)),
                     timeout_seconds=self.state.ready_watch_seconds,
                 ),
                 timeout=WAIT_READY_TIMEOUT,
@@ -531,21 +537,11 @@ class BundleWorkflow:
             record.retry_at = workflow.now() + DEPLOY_RETRY_DELAY
 
     async def _check(self, record: DeploymentRecord) -> None:
-        spec = self.state.spec
-        assert spec is not None and record.release is not None
         try:
             status: DeploymentStatus = await self._on_cluster(
                 record,
                 DeployActivities.check_deployment,
-                StatusRequest(
-                    gitrepo=spec.gitrepo,
-                    bundle_name=self.state.bundle,
-                    cluster_namespace=self.state.namespace,
-                    cluster_name=record.cluster,
-                    deployment_id=record.applied,
-                    options_digest=record.released_options_digest,
-                    release=record.release,
-                ),
+                self._status_request(record),
                 timeout=CHECK_TIMEOUT,
             )
         except ActivityError as err:
