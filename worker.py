@@ -26,15 +26,16 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from activities.client import connect
-from activities.content import ContentStore
 from activities.deploy import DeployActivities
 from activities.gitops import GitOpsActivities
 from activities.registry import RegistryActivities
 from activities.schedules import ScheduleActivities
-from activities.secrets import SecretStore
 from activities.writeback import WriteBackActivities
 from flotilla.models import DEFAULT_NAMESPACE
+from flotilla.settings import Settings, SettingsError
+from runtime.stores import content_store, load_settings, secret_store
+from runtime.temporal import connect
+from runtime.tools import locate_tools
 from workflows.bundle import BundleWorkflow
 from workflows.common import (
     CONTROL_TASK_QUEUE,
@@ -71,7 +72,7 @@ STARTED_LINE = "worker started"
 
 @dataclass
 class WorkerConfig:
-    """Everything the worker needs besides the client; flags and env fill it."""
+    """How this worker process runs (flags); where things live is in ``Settings``."""
 
     task_queue: str = CONTROL_TASK_QUEUE
     namespaces: list[str] = field(default_factory=lambda: [DEFAULT_NAMESPACE])
@@ -83,23 +84,29 @@ class WorkerConfig:
     seen_seconds: float = DEFAULT_SEEN_SECONDS
     cluster_pollers: int = DEFAULT_CLUSTER_POLLERS
     workdir: Path = field(default_factory=lambda: Path.home() / ".cache" / "flotilla" / "work")
-    secrets_dir: Path | None = None
-    content_dir: Path | None = None
 
 
 class FlotillaWorker:
     """One control worker plus per-cluster workers that follow the registries."""
 
     def __init__(
-        self, client: Client, config: WorkerConfig, *, deploy: DeployActivities | None = None
+        self,
+        client: Client,
+        config: WorkerConfig,
+        settings: Settings,
+        *,
+        deploy: DeployActivities | None = None,
     ) -> None:
         self.client = client
         self.config = config
-        secrets = SecretStore(config.secrets_dir)
-        content = ContentStore(config.content_dir)
+        self.settings = settings
+        secrets = secret_store(settings)
+        content = content_store(settings, secrets)
         self.gitops = GitOpsActivities(client, secrets, content, config.workdir / "git")
         # ``deploy`` may be a stand-in with the same activity names (benchmarks).
-        self.deploy = deploy or DeployActivities(secrets, content, config.workdir / "deploy")
+        self.deploy = deploy or DeployActivities(
+            secrets, content, config.workdir / "deploy", tools=locate_tools(settings.tools)
+        )
         self.registry = RegistryActivities(secrets)
         self.writeback = WriteBackActivities(self.gitops, config.workdir / "writeback")
         self.schedules = ScheduleActivities(client, content, self.gitops)
@@ -192,9 +199,14 @@ class FlotillaWorker:
                     prefix = cluster_task_queue(namespace, "")
                     wanted.update(q for q in self._clusters if q.startswith(prefix))
                 continue
-            wanted.update(
-                cluster_task_queue(namespace, c.name) for c in snapshot.clusters if not c.agent
-            )
+            for record in snapshot.clusters:
+                if record.agent:
+                    continue
+                wanted.add(cluster_task_queue(namespace, record.name))
+                if record.kubeconfig_secret:
+                    self.deploy.kubeconfig_secrets[namespace, record.name] = (
+                        record.kubeconfig_secret
+                    )
         now = time.monotonic()
         for queue in sorted(wanted - set(self._clusters)):
             await self._start_cluster(queue)
@@ -211,8 +223,7 @@ class FlotillaWorker:
             if len(queues) < CLUSTERS_PER_CONNECTION:
                 queues.add(queue)
                 return client
-        config = self.client.service_client.config
-        client = await connect(config.target_host, self.client.namespace)
+        client = await connect(self.settings.temporal)
         self._connections.append((client, {queue}))
         return client
 
@@ -272,7 +283,7 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
-def parse_args(argv: Sequence[str] | None) -> WorkerConfig:
+def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
     parser = argparse.ArgumentParser(prog="flotilla-worker", description=__doc__)
     parser.add_argument(
         "--task-queue", default=os.environ.get("FLOTILLA_TASK_QUEUE", CONTROL_TASK_QUEUE)
@@ -319,7 +330,7 @@ def parse_args(argv: Sequence[str] | None) -> WorkerConfig:
     parser.add_argument(
         "--workdir",
         type=Path,
-        default=Path(os.environ.get("FLOTILLA_WORKDIR", "") or WorkerConfig().workdir),
+        help="scratch space for clones and renders, never state ($FLOTILLA_WORKDIR)",
     )
     args = parser.parse_args(argv)
     return WorkerConfig(
@@ -332,14 +343,14 @@ def parse_args(argv: Sequence[str] | None) -> WorkerConfig:
         refresh_seconds=args.refresh_seconds,
         linger_seconds=args.linger_seconds,
         seen_seconds=args.seen_seconds,
-        workdir=args.workdir,
+        workdir=args.workdir or settings.workdir,
     )
 
 
-async def serve(config: WorkerConfig) -> None:
+async def serve(config: WorkerConfig, settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then finish running tasks and stop."""
-    client = await connect()
-    worker = FlotillaWorker(client, config)
+    client = await connect(settings.temporal)
+    worker = FlotillaWorker(client, config, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -354,7 +365,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(serve(parse_args(argv)))
+    try:
+        settings = load_settings()
+    except SettingsError as err:
+        log.error("%s", err)
+        return 2
+    asyncio.run(serve(parse_args(argv, settings), settings))
     return 0
 
 

@@ -1,4 +1,9 @@
-"""Content store: bytes addressed by sha256 in a local directory; bundles stored the same way."""
+"""Content store: immutable bytes addressed by sha256; bundles are stored the same way.
+
+Two backends implement :class:`ContentStore`, chosen by ``Settings.content_backend``:
+``FileContentStore`` (a local directory, the embedded default: one machine only) and
+``OciContentStore`` (``activities/ocicontent.py``: an OCI registry every process reaches).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 from flotilla.bundles import Bundle
@@ -19,28 +25,47 @@ class ContentError(FlotillaError):
     """A digest is malformed, missing from the store, or its bytes no longer match it."""
 
 
-def default_root() -> Path:
-    """``$FLOTILLA_CONTENT_DIR``, else ``~/.local/share/flotilla/content``."""
-    configured = os.environ.get("FLOTILLA_CONTENT_DIR")
-    if configured:
-        return Path(configured)
-    return Path.home() / ".local" / "share" / "flotilla" / "content"
+def check_digest(digest: str) -> None:
+    if not _DIGEST.match(digest):
+        raise ContentError(f"not a sha256 hex digest: {digest[:80]!r}")
 
 
-class ContentStore:
+class ContentStore(ABC):
+    """Immutable blobs by sha256 hex digest; bundles are blobs of their serialization."""
+
+    @abstractmethod
+    def put(self, data: bytes) -> str:
+        """Store ``data`` and return its digest; storing the same bytes again is a no-op."""
+
+    @abstractmethod
+    def has(self, digest: str) -> bool:
+        """Tell whether the store holds ``digest``."""
+
+    @abstractmethod
+    def get(self, digest: str) -> bytes:
+        """Return the bytes of ``digest``, checked against it; ContentError when missing."""
+
+    def put_bundle(self, bundle: Bundle) -> str:
+        """Store a bundle (content and options) and return the digest of its serialization."""
+        return self.put(serialize_bundle(bundle))
+
+    def get_bundle(self, digest: str) -> Bundle:
+        """Load a bundle stored by ``put_bundle``."""
+        return Bundle.model_validate_json(self.get(digest))
+
+
+class FileContentStore(ContentStore):
     """Immutable blobs on disk, one file per sha256 digest, written atomically."""
 
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = root if root is not None else default_root()
+    def __init__(self, root: Path) -> None:
+        self.root = root
 
     def _path(self, digest: str) -> Path:
-        if not _DIGEST.match(digest):
-            raise ContentError(f"not a sha256 hex digest: {digest[:80]!r}")
+        check_digest(digest)
         # Two levels of fan-out keep directories small for stores with millions of blobs.
         return self.root / digest[:2] / digest
 
     def put(self, data: bytes) -> str:
-        """Store ``data`` and return its digest; storing the same bytes again is a no-op."""
         digest = hashlib.sha256(data).hexdigest()
         path = self._path(digest)
         if path.exists():
@@ -61,11 +86,9 @@ class ContentStore:
         return digest
 
     def has(self, digest: str) -> bool:
-        """Tell whether the store holds ``digest``."""
         return self._path(digest).is_file()
 
     def get(self, digest: str) -> bytes:
-        """Return the bytes of ``digest``, checking that they still hash to it."""
         path = self._path(digest)
         try:
             data = path.read_bytes()
@@ -74,14 +97,6 @@ class ContentStore:
         if hashlib.sha256(data).hexdigest() != digest:
             raise ContentError(f"content {digest} is corrupt in the store at {self.root}")
         return data
-
-    def put_bundle(self, bundle: Bundle) -> str:
-        """Store a bundle (content and options) and return the digest of its serialization."""
-        return self.put(serialize_bundle(bundle))
-
-    def get_bundle(self, digest: str) -> Bundle:
-        """Load a bundle stored by ``put_bundle``."""
-        return Bundle.model_validate_json(self.get(digest))
 
 
 def serialize_bundle(bundle: Bundle) -> bytes:

@@ -33,14 +33,14 @@ from activities.kube import Kube, KubeClients, KubeError, parse_kubeconfig
 from activities.render import (
     HELM_OUTPUT_FILE,
     compute_values,
-    find_tool,
     materialize_chart,
     release_name_for,
     release_namespace,
     render_bundle,
     write_resources,
 )
-from activities.secrets import SecretStore, kubeconfig_secret_name
+from activities.secrets import KUBECONFIG_KEY, SecretStore, get_key, kubeconfig_secret_name
+from activities.tools import PATH_TOOLS, ToolPaths
 from flotilla.bundles import KUSTOMIZATION_YAML, Bundle, BundleStyle, detect_style, kustomize_dir
 from flotilla.chart import wrap_manifests
 from flotilla.deployment import (
@@ -349,7 +349,7 @@ class _Chart:
 
 
 def _kustomize_post_renderer(
-    bundle: Bundle, options: BundleDeploymentOptions, dest: Path
+    bundle: Bundle, options: BundleDeploymentOptions, dest: Path, tools: ToolPaths
 ) -> tuple[Path, tuple[str, ...]] | None:
     """For a chart with a kustomization: Helm's output is kustomized before it is applied.
 
@@ -380,7 +380,7 @@ def _kustomize_post_renderer(
     script = dest / "kustomize-post-renderer.sh"
     script.write_text(f'#!/bin/sh\nset -e\ncat > "$1/{HELM_OUTPUT_FILE}"\nexec "$2" build "$1"\n')
     script.chmod(0o700)
-    return script, (str(kustomization_dir), find_tool("kustomize"))
+    return script, (str(kustomization_dir), tools.require("kustomize"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,8 +391,19 @@ def _kustomize_post_renderer(
 class DeployActivities:
     """Deploy, check, watch and remove bundle deployments on clusters."""
 
-    def __init__(self, secrets: SecretStore, content: ContentStore, workdir: Path) -> None:
+    def __init__(
+        self,
+        secrets: SecretStore,
+        content: ContentStore,
+        workdir: Path,
+        *,
+        tools: ToolPaths = PATH_TOOLS,
+    ) -> None:
         self.secrets = secrets
+        self.tools = tools
+        # Clusters whose kubeconfig Secret is not ``<cluster>-kubeconfig`` (a Fleet Cluster's
+        # ``spec.kubeConfigSecret``), by (namespace, cluster); the worker keeps it current.
+        self.kubeconfig_secrets: dict[tuple[str, str], str] = {}
         self.content = content
         self.workdir = workdir
         self.clients = KubeClients()
@@ -403,7 +414,10 @@ class DeployActivities:
         self, cluster_namespace: str, cluster: str, redact: Redactor
     ) -> tuple[str, dict[str, Any]]:
         """The cluster's kubeconfig, as text (for helm) and parsed (for the API client)."""
-        text = self.secrets.get_key(kubeconfig_secret_name(cluster_namespace, cluster), "value")
+        secret = self.kubeconfig_secrets.get(
+            (cluster_namespace, cluster)
+        ) or kubeconfig_secret_name(cluster)
+        text = get_key(self.secrets, cluster_namespace, secret, KUBECONFIG_KEY)
         redact.add([text])
         parsed = parse_kubeconfig(text)
         redact.add(kubeconfig_secrets(parsed))
@@ -531,7 +545,13 @@ class DeployActivities:
                     values_from=values_from,
                     scratch=scratch,
                 )
-                with Helm(kubeconfig, scratch, heartbeat=_heartbeat, redact=redact) as helm:
+                with Helm(
+                    kubeconfig,
+                    scratch,
+                    heartbeat=_heartbeat,
+                    redact=redact,
+                    binary=self.tools.require("helm"),
+                ) as helm:
                     history_size = max_history(options)
                     if decision.action is HistoryAction.ROLLBACK_THEN_UPGRADE:
                         assert decision.rollback_revision is not None
@@ -622,16 +642,18 @@ class DeployActivities:
             bundle.resources, options, file=posixpath.join(bundle.path, "fleet.yaml")
         )
         if style is BundleStyle.HELM:
-            chart_path = materialize_chart(bundle, scratch / "chart", options=options)
+            chart_path = materialize_chart(
+                bundle, scratch / "chart", options=options, tools=self.tools
+            )
             values = compute_values(options, payload.cluster, values_from=values_from)
-            post = _kustomize_post_renderer(bundle, options, scratch)
+            post = _kustomize_post_renderer(bundle, options, scratch, self.tools)
             if post is None:
                 return _Chart(path=chart_path, values=values)
             return _Chart(
                 path=chart_path, values=values, post_renderer=post[0], post_renderer_args=post[1]
             )
         rendered = render_bundle(
-            bundle, payload.cluster, workdir=scratch / "render", options=options
+            bundle, payload.cluster, workdir=scratch / "render", options=options, tools=self.tools
         )
         generated = scratch / "generated"
         files = wrap_manifests(release, rendered.manifests, version=deployment_id)
@@ -777,7 +799,13 @@ class DeployActivities:
                 else:
                     with (
                         self._scratch(release.name) as scratch,
-                        Helm(kubeconfig, scratch, heartbeat=_heartbeat, redact=redact) as helm,
+                        Helm(
+                            kubeconfig,
+                            scratch,
+                            heartbeat=_heartbeat,
+                            redact=redact,
+                            binary=self.tools.require("helm"),
+                        ) as helm,
                     ):
                         helm.uninstall(release.name, namespace=release.namespace)
                 result = RemoveResult(release_removed=True, resources_kept=request.keep_resources)

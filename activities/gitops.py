@@ -34,6 +34,7 @@ from flotilla.depends import BundleInfo, find_cycles, resolve_dependencies
 from flotilla.deployment import DeploymentOptions
 from flotilla.errors import FlotillaError
 from flotilla.models import (
+    DEFAULT_NAMESPACE,
     BundleDeploymentOptions,
     ClusterGroup,
     CorrectDrift,
@@ -66,13 +67,16 @@ class GitSource(BaseModel):
     branch: str = "master"
     revision: str | None = None
     client_secret_name: str | None = None
+    # The GitRepo's namespace: where ``client_secret_name`` lives (Fleet's rule).
+    namespace: str = DEFAULT_NAMESPACE
     # Public CA certificates (base64 PEM) to trust for an https repo, and Fleet's opt-out.
     ca_bundle: str | None = None
     insecure_skip_tls_verify: bool = False
 
     @classmethod
-    def from_spec(cls, spec: GitRepoSpec) -> GitSource:
+    def from_spec(cls, spec: GitRepoSpec, namespace: str) -> GitSource:
         return cls(
+            namespace=namespace,
             repo=spec.repo,
             branch=spec.branch,
             revision=spec.revision,
@@ -244,11 +248,11 @@ class GitOpsActivities:
                 ca.write_bytes(base64.b64decode(source.ca_bundle))
                 env["GIT_SSL_CAINFO"] = str(ca)
             if source.client_secret_name:
-                self._credentials(source.client_secret_name, Path(tmp), env)
+                self._credentials(source.namespace, source.client_secret_name, Path(tmp), env)
             yield env
 
-    def _credentials(self, secret: str, tmp: Path, env: dict[str, str]) -> None:
-        data = self.secrets.get(secret)
+    def _credentials(self, namespace: str, secret: str, tmp: Path, env: dict[str, str]) -> None:
+        data = self.secrets.get(namespace, secret)
         key = data.get("ssh-privatekey")
         if key:
             path = tmp / "id"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -58,19 +57,6 @@ _WAIT_TIMEOUTS = ("timed out waiting", "context deadline exceeded")
 
 # Helm errors that come from rendering the chart: the same chart and values fail every time.
 _RENDER_FAILURES = ("parse error", "template:", "execution error at", "yaml:")
-
-
-def helm_binary() -> str:
-    """``$FLOTILLA_HELM``, else ``helm`` on PATH."""
-    configured = os.environ.get("FLOTILLA_HELM")
-    if configured:
-        return configured
-    found = shutil.which("helm")
-    if found is None:
-        raise HelmError(
-            "helm not found on PATH: set FLOTILLA_HELM or run `make tools`", retryable=False
-        )
-    return found
 
 
 def one_line_stderr(stderr: str) -> str:
@@ -145,8 +131,10 @@ class Helm:
         *,
         heartbeat: Callable[[str], None] | None = None,
         redact: Callable[[str], str] | None = None,
+        binary: str = "helm",
     ) -> None:
         self._kubeconfig_text = kubeconfig
+        self.binary = binary
         self.workdir = workdir
         self.heartbeat = heartbeat
         self.redact = redact or (lambda text: text)
@@ -197,7 +185,7 @@ class Helm:
         """Run ``helm <args>`` and return stdout; heartbeat while it runs."""
         if self._kubeconfig is None:
             raise RuntimeError("Helm must be used as a context manager")
-        argv = [helm_binary(), *args, "--kubeconfig", str(self._kubeconfig)]
+        argv = [self.binary, *args, "--kubeconfig", str(self._kubeconfig)]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._env)
         deadline = time.monotonic() + seconds
         try:

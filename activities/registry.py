@@ -34,6 +34,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.secrets import SecretStore
 from flotilla.errors import FlotillaError
+from flotilla.models import DEFAULT_NAMESPACE
 from flotilla.registryauth import registry_credentials
 
 MANIFEST_MEDIA_TYPES = (
@@ -66,6 +67,8 @@ class PollRequest(BaseModel):
     registry: str
     repository: str
     secret_name: str | None = None
+    # Where ``secret_name`` lives: the GitRepo's namespace, as Fleet reads image scan secrets.
+    secret_namespace: str = DEFAULT_NAMESPACE
     list_tags: bool = True
     digest_of: str | None = None
 
@@ -167,8 +170,9 @@ class RegistryActivities:
         # None: let the registry choose (distribution sends every tag in one response).
         self.page_size = page_size
         self._lock = threading.Lock()
-        self._credentials: dict[tuple[str, str], _Credential] = {}
-        self._listings: dict[tuple[str, str], _Listing] = {}
+        # By registry, repository and secret: a token got with one team's secret is not another's.
+        self._credentials: dict[tuple[str, str, str, str], _Credential] = {}
+        self._listings: dict[tuple[str, str, str, str], _Listing] = {}
 
     @activity.defn
     def poll_registry(self, request: PollRequest) -> PollResult:
@@ -205,7 +209,12 @@ class _Session:
         self.request = request
         self.host = registry_host(request.registry)
         self.scheme = registry_scheme(self.host)
-        self.key = (request.registry, request.repository)
+        self.key = (
+            request.registry,
+            request.repository,
+            request.secret_namespace,
+            request.secret_name or "",
+        )
         self.name = f"{request.registry}/{request.repository}"
         self.requests = 0
         self._connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
@@ -304,7 +313,7 @@ class _Session:
     def _basic(self) -> str | None:
         if not self.request.secret_name:
             return None
-        data = self.owner.secrets.get(self.request.secret_name)
+        data = self.owner.secrets.get(self.request.secret_namespace, self.request.secret_name)
         user, password = registry_credentials(self.request.secret_name, data, self.request.registry)
         return base64.b64encode(f"{user}:{password}".encode()).decode()
 

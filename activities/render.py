@@ -6,7 +6,6 @@ import ipaddress
 import os
 import posixpath
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, Field
 
+from activities.tools import PATH_TOOLS, ToolPaths
 from flotilla.bundles import (
     CHART_YAML,
     KUSTOMIZATION_YAML,
@@ -65,27 +65,8 @@ class RenderedBundle(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------------
-# Tools
+# Running the tools
 # ---------------------------------------------------------------------------------------------
-
-
-def find_tool(name: str) -> str:
-    """Path of ``helm`` or ``kustomize``: ``$FLOTILLA_HELM``/``$FLOTILLA_KUSTOMIZE``, else PATH."""
-    override = os.environ.get(f"FLOTILLA_{name.upper()}")
-    if override:
-        if not (os.path.isfile(override) and os.access(override, os.X_OK)):
-            raise RenderError(
-                f"FLOTILLA_{name.upper()}={override!r} is not an executable file; "
-                f"point it at a {name} binary or unset it"
-            )
-        return override
-    found = shutil.which(name)
-    if found is None:
-        raise RenderError(
-            f"{name} not found on PATH: install it, set FLOTILLA_{name.upper()} to its path, "
-            "or run `make tools` to build the pinned version"
-        )
-    return found
 
 
 def _one_line(text: str) -> str:
@@ -218,7 +199,11 @@ def _plain_http(reference: str) -> bool:
 
 
 def materialize_chart(
-    bundle: Bundle, dest: Path, *, options: BundleDeploymentOptions | None = None
+    bundle: Bundle,
+    dest: Path,
+    *,
+    options: BundleDeploymentOptions | None = None,
+    tools: ToolPaths = PATH_TOOLS,
 ) -> Path:
     """Put the bundle's chart on disk below ``dest`` and return its directory.
 
@@ -229,7 +214,7 @@ def materialize_chart(
     file = posixpath.join(bundle.path, "fleet.yaml")
     if detect_style(bundle.resources, opts, file=file) is not BundleStyle.HELM:
         raise RenderError("bundle has no Helm chart", file=file, field="helm.chart")
-    helm = find_tool("helm")
+    helm = tools.require("helm")
     env = _helm_env(dest)
     if is_remote_chart(opts):
         assert opts.helm is not None and opts.helm.chart  # is_remote_chart guarantees both
@@ -280,6 +265,7 @@ def render_bundle(
     options: BundleDeploymentOptions | None = None,
     groups: Sequence[ClusterGroup] = (),
     values_from: Mapping[str, Any] | None = None,
+    tools: ToolPaths = PATH_TOOLS,
 ) -> RenderedBundle:
     """Render what ``cluster`` gets from ``bundle``: Helm, Kustomize (also over Helm output)
     or raw YAML with overlays, then namespaces and a stable order.
@@ -307,6 +293,7 @@ def render_bundle(
             namespace=namespace,
             options=options,
             file=file,
+            tools=tools,
         )
 
     if style is BundleStyle.RAW:
@@ -318,9 +305,9 @@ def render_bundle(
     else:
         text = ""
         if style is BundleStyle.HELM:
-            text = helm_template(_chart_args(bundle, options, workdir))
+            text = helm_template(_chart_args(bundle, options, workdir, tools))
         if _has_kustomization(bundle, options):
-            text = _kustomize_build(bundle, options, text, workdir, file=file)
+            text = _kustomize_build(bundle, options, text, workdir, file=file, tools=tools)
         objects = parse_manifests(text, file=f"{bundle.path} (rendered by {style})")
     objects = apply_namespaces(
         objects,
@@ -348,8 +335,9 @@ def _helm_template(
     namespace: str,
     options: BundleDeploymentOptions,
     file: str,
+    tools: ToolPaths,
 ) -> str:
-    helm = find_tool("helm")
+    helm = tools.require("helm")
     values_path = workdir / "values.yaml"
     values_path.write_text(yaml.safe_dump(dict(values), sort_keys=True))
     args = [helm, "template", release, *chart_args]
@@ -359,11 +347,13 @@ def _helm_template(
     return _run(args, what="helm template", file=file, env=_helm_env(workdir))
 
 
-def _chart_args(bundle: Bundle, options: BundleDeploymentOptions, workdir: Path) -> list[str]:
+def _chart_args(
+    bundle: Bundle, options: BundleDeploymentOptions, workdir: Path, tools: ToolPaths
+) -> list[str]:
     if is_remote_chart(options):
         assert options.helm is not None and options.helm.chart
         return [options.helm.chart, *_source_flags(options)]
-    return [str(materialize_chart(bundle, workdir, options=options))]
+    return [str(materialize_chart(bundle, workdir, options=options, tools=tools))]
 
 
 def _generated_chart(bundle: Bundle, templates: Mapping[str, bytes], dest: Path) -> Path:
@@ -399,9 +389,15 @@ def _has_kustomization(bundle: Bundle, options: BundleDeploymentOptions) -> bool
 
 
 def _kustomize_build(
-    bundle: Bundle, options: BundleDeploymentOptions, helm_output: str, workdir: Path, *, file: str
+    bundle: Bundle,
+    options: BundleDeploymentOptions,
+    helm_output: str,
+    workdir: Path,
+    *,
+    file: str,
+    tools: ToolPaths,
 ) -> str:
-    kustomize = find_tool("kustomize")
+    kustomize = tools.require("kustomize")
     files = workdir / "kustomize"
     write_resources(bundle.resources, files)
     directory = files / kustomize_dir(options)
@@ -425,7 +421,6 @@ __all__ = [
     "RenderedBundle",
     "compute_values",
     "customize_options",
-    "find_tool",
     "materialize_chart",
     "release_namespace",
     "render_bundle",

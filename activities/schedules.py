@@ -301,7 +301,7 @@ def _configs(
             bundle=ref.name,
             scan=scan,
             gitrepo_workflow_id=request.gitrepo_workflow_id,
-            source=GitSource.from_spec(request.spec),
+            source=GitSource.from_spec(request.spec, request.namespace),
             commit_spec=request.spec.image_scan_commit,
             commit=request.commit,
             files=holders,
@@ -385,7 +385,7 @@ class ScheduleActivities:
 
     def _read_commit(self, request: SyncSchedulesRequest, paths: list[str]) -> dict[str, str]:
         """Shallow-fetch the commit and return the text files of the bundles with scans."""
-        source = GitSource.from_spec(request.spec)
+        source = GitSource.from_spec(request.spec, request.namespace)
         self.gitops.workdir.mkdir(parents=True, exist_ok=True)
         checkout = Path(tempfile.mkdtemp(prefix="scans-", dir=self.gitops.workdir))
         try:

@@ -1,86 +1,177 @@
-"""The secret store: credentials and kubeconfigs by name, read only inside activities.
+"""The secret store: credentials and kubeconfigs by namespace and name, read only in activities.
 
 Workflows carry secret *names*; an activity resolves a name to its data here, uses it and
 drops it. Nothing in this module logs or formats a secret value: errors name the secret and
 the key, never the content.
 
-The default store is a directory (``$FLOTILLA_SECRETS_DIR``, else
-``~/.local/share/flotilla/secrets``) holding one JSON file per secret, mode 0600, written
-atomically. A real installation can point the directory at a mounted Kubernetes Secret or
-a tmpfs filled by its secret manager.
+Secrets have Fleet's names and keys, so what a Fleet user created for Fleet works unchanged:
+a GitRepo's ``clientSecretName`` (``username``/``password`` or ``ssh-privatekey``,
+``known_hosts``) and ``helmSecretName`` live in the GitRepo's namespace; a cluster's kubeconfig
+is the Secret named by ``Cluster.spec.kubeConfigSecret`` (key ``value``) in the cluster's
+namespace, ``<cluster>-kubeconfig`` when flotilla registers the cluster itself.
+
+Two backends implement :class:`SecretStore`, chosen by ``Settings.secret_backend``:
+``FileSecretStore`` (this module: one JSON file per secret, the embedded default) and
+``KubernetesSecretStore`` (``activities/kubesecrets.py``: Secrets in a management cluster).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
-from flotilla.errors import FlotillaError
+from pydantic import BaseModel, Field, ValidationError
 
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?(/[a-z0-9]([-a-z0-9_.]*[a-z0-9])?)?$")
+from flotilla.errors import FlotillaError, SpecError
+from flotilla.models import ObjectMeta
+
+# Kubernetes' Secret types that Fleet's secrets use.
+OPAQUE = "Opaque"
+BASIC_AUTH = "kubernetes.io/basic-auth"
+SSH_AUTH = "kubernetes.io/ssh-auth"
+DOCKER_CONFIG_JSON = "kubernetes.io/dockerconfigjson"
+# The key of a kubeconfig in a cluster's kubeconfig Secret (Fleet's).
+KUBECONFIG_KEY = "value"
 
 
 class SecretNotFoundError(FlotillaError):
     """A secret or one of its keys does not exist (the message names it, not its content)."""
 
 
-def default_root() -> Path:
-    env = os.environ.get("FLOTILLA_SECRETS_DIR")
-    return Path(env) if env else Path.home() / ".local" / "share" / "flotilla" / "secrets"
+class SecretStoreError(FlotillaError):
+    """The secret store could not be read or written (unreachable, forbidden, corrupt)."""
 
 
-class SecretStore:
-    """Secrets as ``{key: value}`` maps under names like ``kubeconfig/prod-1``."""
+class SecretInfo(BaseModel):
+    """What may be shown of a secret: never a value."""
 
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = root or default_root()
+    namespace: str
+    name: str
+    type: str = OPAQUE
+    keys: list[str] = Field(default_factory=list)
 
-    def _path(self, name: str) -> Path:
-        if not _NAME.match(name):
-            raise FlotillaError(f"secret name {name!r} is not valid (lowercase, digits, '-_./')")
-        return self.root / (name.replace("/", "__") + ".json")
 
-    def put(self, name: str, data: dict[str, str]) -> None:
-        path = self._path(name)
+class SecretStore(Protocol):
+    """Secrets as ``{key: text}`` maps, addressed by namespace and name."""
+
+    def get(self, namespace: str, name: str) -> dict[str, str]:
+        """The secret's data; SecretNotFoundError when it does not exist."""
+        ...
+
+    def put(self, namespace: str, name: str, data: dict[str, str], *, type: str = OPAQUE) -> None:
+        """Create or replace the secret."""
+        ...
+
+    def delete(self, namespace: str, name: str) -> bool:
+        """Remove the secret; False when there was none."""
+        ...
+
+    def list(self, namespace: str) -> list[SecretInfo]:
+        """The secrets of a namespace, names and keys only, sorted by name."""
+        ...
+
+
+def get_key(store: SecretStore, namespace: str, name: str, key: str) -> str:
+    """One key of a secret; SecretNotFoundError names the secret and the missing key."""
+    data = store.get(namespace, name)
+    if key not in data:
+        raise SecretNotFoundError(
+            f"secret {namespace}/{name} has no key {key!r} (it has: {', '.join(sorted(data))})"
+        )
+    return data[key]
+
+
+def exists(store: SecretStore, namespace: str, name: str) -> bool:
+    try:
+        store.get(namespace, name)
+    except SecretNotFoundError:
+        return False
+    return True
+
+
+def check_secret_name(namespace: str, name: str) -> None:
+    """Secret names and namespaces follow Kubernetes' rules in every backend."""
+    try:
+        ObjectMeta(name=name, namespace=namespace)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise SpecError(f"secret {where}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def kubeconfig_secret_name(cluster: str) -> str:
+    """The Secret flotilla creates for a cluster it registers (Fleet's usual name)."""
+    return f"{cluster}-kubeconfig"
+
+
+class FileSecretStore:
+    """The embedded default: ``<root>/<namespace>/<name>.json``, mode 0600, written atomically.
+
+    Only for one machine: a CLI and workers on other machines do not see these files.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, namespace: str, name: str) -> Path:
+        check_secret_name(namespace, name)
+        return self.root / namespace / f"{name}.json"
+
+    def put(self, namespace: str, name: str, data: dict[str, str], *, type: str = OPAQUE) -> None:
+        path = self._path(namespace, name)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as out:
-                json.dump(data, out)
+                json.dump({"type": type, "data": data}, out)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def get(self, name: str) -> dict[str, str]:
+    def _read(self, namespace: str, name: str) -> dict[str, object]:
+        path = self._path(namespace, name)
         try:
-            raw = self._path(name).read_text()
+            raw: dict[str, object] = json.loads(path.read_text())
         except FileNotFoundError:
-            raise SecretNotFoundError(f"secret {name!r} not found in the secret store") from None
-        data: dict[str, str] = json.loads(raw)
-        return data
+            raise SecretNotFoundError(
+                f"secret {namespace}/{name} not found in the secret store at {self.root}"
+            ) from None
+        except (OSError, ValueError) as err:
+            raise SecretStoreError(
+                f"secret {namespace}/{name} in {self.root} cannot be read: {type(err).__name__}"
+            ) from None
+        return raw
 
-    def get_key(self, name: str, key: str) -> str:
-        data = self.get(name)
-        if key not in data:
-            raise SecretNotFoundError(f"secret {name!r} has no key {key!r}")
-        return data[key]
+    def get(self, namespace: str, name: str) -> dict[str, str]:
+        data = self._read(namespace, name).get("data")
+        if not isinstance(data, dict):
+            raise SecretStoreError(f"secret {namespace}/{name} in {self.root} has no data map")
+        return {str(k): str(v) for k, v in data.items()}
 
-    def delete(self, name: str) -> bool:
-        path = self._path(name)
+    def delete(self, namespace: str, name: str) -> bool:
+        path = self._path(namespace, name)
         if not path.exists():
             return False
         path.unlink()
         return True
 
-    def exists(self, name: str) -> bool:
-        return self._path(name).exists()
-
-
-def kubeconfig_secret_name(cluster_namespace: str, cluster: str) -> str:
-    """Where a registered cluster's kubeconfig lives in the store."""
-    return f"kubeconfig/{cluster_namespace}.{cluster}"
+    def list(self, namespace: str) -> list[SecretInfo]:
+        check_secret_name(namespace, "x")
+        found = []
+        for path in sorted((self.root / namespace).glob("*.json")):
+            raw = self._read(namespace, path.stem)
+            data = raw.get("data")
+            found.append(
+                SecretInfo(
+                    namespace=namespace,
+                    name=path.stem,
+                    type=str(raw.get("type") or OPAQUE),
+                    keys=sorted(data) if isinstance(data, dict) else [],
+                )
+            )
+        return found

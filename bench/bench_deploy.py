@@ -25,10 +25,10 @@ from typing import Any
 import yaml
 from temporalio.testing import ActivityEnvironment
 
-from activities.content import ContentStore
+from activities.content import FileContentStore
 from activities.deploy import DeployActivities, DeployRequest, ReleaseRef, StatusRequest
 from activities.render import customize_options, render_bundle
-from activities.secrets import SecretStore, kubeconfig_secret_name
+from activities.secrets import FileSecretStore, kubeconfig_secret_name
 from devenv import tools
 from devenv.cluster import LocalCluster
 from flotilla.bundles import Bundle, FileListing, read_bundles
@@ -91,12 +91,13 @@ class Flotilla:
     """The deploy activity, called as a worker would (in an activity context, on threads)."""
 
     def __init__(self, cluster: LocalCluster, root: Path) -> None:
-        secrets = SecretStore(root / "secrets")
+        secrets = FileSecretStore(root / "secrets")
         secrets.put(
-            kubeconfig_secret_name(CLUSTER.namespace, CLUSTER.name),
+            CLUSTER.namespace,
+            kubeconfig_secret_name(CLUSTER.name),
             {"value": cluster.kubeconfig.read_text()},
         )
-        self.content = ContentStore(root / "content")
+        self.content = FileContentStore(root / "content")
         self.activities = DeployActivities(secrets, self.content, root / "work")
 
     def prepare(self, run: str) -> list[DeployRequest]:

@@ -36,15 +36,16 @@ from bench_deploy import bundle_for, objects
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from activities.client import connect
 from activities.render import customize_options, render_bundle
-from activities.secrets import SecretStore
+from activities.secrets import FileSecretStore
 from devenv import tools
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from devenv.temporal import TemporalDevServer
 from flotilla.chart import wrap_manifests
+from flotilla.settings import TemporalSettings
 from flotilla.targeting import ClusterInfo
+from runtime.temporal import connect
 from starters.control import Control
 from tests.e2e.harness import ActivityCall, activity_calls, gitrepo_yaml
 from workflows.common import bundle_workflow_id
@@ -138,8 +139,8 @@ async def flotilla_run(
         files[f"b{index}/app.yaml"] = yaml.safe_dump_all(objects(index))
         files[f"b{index}/fleet.yaml"] = yaml.safe_dump({"defaultNamespace": f"{tag}-b{index}"})
     url = git.create_repo(f"bench-{tag}", files)
-    client = await connect(server.address)
-    control = Control(client, secrets=SecretStore(root / "secrets"))
+    client = await connect(TemporalSettings(address=server.address))
+    control = Control(client, secrets=FileSecretStore(root / "secrets"))
     worker = start_worker(
         server.address,
         root / tag,

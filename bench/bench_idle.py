@@ -33,11 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
 
-from activities.client import connect
-from activities.secrets import SecretStore
+from activities.secrets import FileSecretStore
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from devenv.temporal import TemporalDevServer
+from flotilla.settings import TemporalSettings
+from runtime.temporal import connect
 from starters.control import Control
 from tests.e2e.harness import activity_calls, gitrepo_yaml
 from workflows.common import gitrepo_workflow_id
@@ -101,8 +102,8 @@ async def run(gitrepos: int, interval: int, window: float) -> None:
         ):
             proxy = CountingProxy(git.port)
             namespace = "fl-idle"
-            client = await connect(server.address)
-            control = Control(client, secrets=SecretStore(root / "secrets"))
+            client = await connect(TemporalSettings(address=server.address))
+            control = Control(client, secrets=FileSecretStore(root / "secrets"))
             worker = start_worker(server.address, root / "worker", [namespace])
             try:
                 await control.add_cluster(namespace, "idle", cluster.kubeconfig.read_text())

@@ -31,16 +31,16 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.content import ContentStore
+from activities.content import FileContentStore
 from activities.gitops import FetchRequest, GitOpsActivities, GitSource, LsRemoteRequest
 from activities.registry import RegistryActivities
 from activities.schedules import ScheduleActivities, SyncSchedulesRequest, image_policy_prefix
-from activities.secrets import SecretStore
+from activities.secrets import FileSecretStore
 from activities.writeback import WriteBackActivities
 from devenv.gitserver import GitDaemon
 from devenv.registry import LocalRegistry
 from devenv.temporal import TemporalDevServer
-from flotilla.models import GitRepoSpec
+from flotilla.models import DEFAULT_NAMESPACE, GitRepoSpec
 from workflows.imagepolicy import ImagePolicyWorkflow
 
 # The counting proxy lives with the tests; the repository root is not on the script's path.
@@ -50,7 +50,7 @@ from tests.images.conftest import CountingProxy
 
 async def serve_worker(address: str, task_queue: str, work: Path) -> None:
     client = await Client.connect(address, data_converter=pydantic_data_converter)
-    secrets, content = SecretStore(work / "secrets"), ContentStore(work / "content")
+    secrets, content = FileSecretStore(work / "secrets"), FileContentStore(work / "content")
     gitops = GitOpsActivities(client, secrets, content, work / "git")
     registry = RegistryActivities(secrets)
     writeback = WriteBackActivities(gitops, work / "writeback")
@@ -140,12 +140,12 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         try:
             assert worker.stdout is not None
             worker.stdout.readline()
-            secrets, content = SecretStore(work / "secrets"), ContentStore(work / "content")
+            secrets, content = FileSecretStore(work / "secrets"), FileContentStore(work / "content")
             gitops = GitOpsActivities(client, secrets, content, tmp / "git-sync")
             schedules = ScheduleActivities(client, content, gitops)
             spec = GitRepoSpec.model_validate({"repo": url, "branch": "main"})
             env = ActivityEnvironment()
-            source = GitSource.from_spec(spec)
+            source = GitSource.from_spec(spec, DEFAULT_NAMESPACE)
             head = env.run(gitops.ls_remote, LsRemoteRequest(source=source))
             fetched = env.run(
                 gitops.fetch_bundles,

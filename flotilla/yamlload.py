@@ -129,7 +129,19 @@ def _check_size(text: str, *, file: str) -> None:
 
 def _check_depth(text: str, *, file: str) -> None:
     depth = 0
-    for event in yaml.parse(text, Loader=_Loader):
+    try:
+        events = list(yaml.parse(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as err:
+        # PyYAML >= 6.0.4 has a nesting limit of its own (1,000), above ours, met while it
+        # scans ahead: the same finding, said the same way.
+        if "nesting depth" not in str(err.problem) or err.problem_mark is None:
+            raise
+        raise SpecError(
+            f"YAML nesting is deeper than {MAX_DEPTH} levels",
+            file=file,
+            field=_where(err.problem_mark),
+        ) from None
+    for event in events:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:

@@ -27,10 +27,16 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.client import connect
-from activities.secrets import SecretStore, kubeconfig_secret_name
+from activities.secrets import (
+    KUBECONFIG_KEY,
+    SecretStore,
+    exists,
+    kubeconfig_secret_name,
+)
 from flotilla.errors import FlotillaError, SpecError
 from flotilla.models import DEFAULT_NAMESPACE, Cluster, ClusterGroup, GitRepo, load_fleet_objects
+from runtime.stores import load_settings, secret_store
+from runtime.temporal import connect
 from workflows.bundle import BundleWorkflow
 from workflows.bundle_models import BundleStatus, BundleStatusRequest, PauseRequest
 from workflows.common import (
@@ -75,11 +81,11 @@ class Control:
     """The operations behind the commands, usable from tests and other starters."""
 
     def __init__(
-        self, client: Client, *, task_queue: str = CONTROL_TASK_QUEUE, secrets: SecretStore | None
+        self, client: Client, *, task_queue: str = CONTROL_TASK_QUEUE, secrets: SecretStore
     ) -> None:
         self.client = client
         self.task_queue = task_queue
-        self.secrets = secrets or SecretStore()
+        self.secrets = secrets
 
     # --- registry ------------------------------------------------------------------------------
 
@@ -125,8 +131,8 @@ class Control:
             raise SpecError(problem)
         secret = ""
         if kubeconfig is not None:
-            secret = kubeconfig_secret_name(namespace, name)
-            self.secrets.put(secret, {"value": kubeconfig})
+            secret = kubeconfig_secret_name(name)
+            self.secrets.put(namespace, secret, {KUBECONFIG_KEY: kubeconfig})
         change: RegistryChange = await self._registry_update(
             namespace,
             ClusterRegistryWorkflow.apply_cluster,
@@ -142,11 +148,12 @@ class Control:
 
     async def apply_cluster(self, cluster: Cluster) -> RegistryChange:
         namespace, name = cluster.metadata.namespace, cluster.metadata.name
-        secret = kubeconfig_secret_name(namespace, name)
-        if not self.secrets.exists(secret):
+        secret = cluster.spec.kube_config_secret or kubeconfig_secret_name(name)
+        if not exists(self.secrets, namespace, secret):
             raise SpecError(
-                f"cluster {namespace}/{name} has no kubeconfig in the secret store: "
-                f"run `flotilla cluster add {name} --kubeconfig FILE -n {namespace}` first"
+                f"cluster {namespace}/{name}: its kubeconfig Secret {namespace}/{secret} does "
+                f"not exist: run `flotilla cluster add {name} --kubeconfig FILE -n {namespace}`"
+                f" or create the Secret (key {KUBECONFIG_KEY!r})"
             )
         change: RegistryChange = await self._registry_update(
             namespace,
@@ -471,8 +478,10 @@ def _kubeconfig_text(path: str, context: str | None) -> str:
 
 def _run(args: argparse.Namespace, action: Callable[[Control], Awaitable[str]]) -> int:
     async def go() -> str:
-        client = await connect()
-        return await action(Control(client, task_queue=args.task_queue, secrets=None))
+        settings = load_settings()
+        client = await connect(settings.temporal)
+        control = Control(client, task_queue=args.task_queue, secrets=secret_store(settings))
+        return await action(control)
 
     print(asyncio.run(go()))
     return 0

@@ -7,12 +7,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from activities.client import connect
-from activities.secrets import SecretStore
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from flotilla.errors import FlotillaError
 from flotilla.models import load_gitrepo
+from runtime.stores import load_settings, secret_store
+from runtime.temporal import connect
 from starters.control import Control, bundle_table, gitrepo_table
 from workflows.gitrepo_models import GitRepoStatus
 
@@ -42,7 +42,9 @@ async def _deploy(
 ) -> str:
     url = daemon.create_repo(REPO_NAME, EXAMPLES / REPO_NAME, message="fleet examples")
     progress(f"pushed examples/{REPO_NAME} to {url}")
-    control = Control(await connect(temporal_address), secrets=SecretStore())
+    settings = load_settings()
+    client = await connect(settings.temporal, address=temporal_address)
+    control = Control(client, secrets=secret_store(settings))
     gitrepo, _ = load_gitrepo((EXAMPLES / "gitrepo.yaml").read_text(), file="examples/gitrepo.yaml")
     namespace, name = gitrepo.metadata.namespace, gitrepo.metadata.name
     for cluster_name, cluster in clusters.items():

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from activities.client import DEFAULT_ADDRESS
 from devenv import cluster as clusters
 from devenv import stack
 from devenv.process import StartupError, pid_alive
 from flotilla.errors import FlotillaError
+from flotilla.settings import DEFAULT_TEMPORAL_ADDRESS as DEFAULT_ADDRESS
 from starters import demo
 
 

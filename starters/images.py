@@ -23,11 +23,12 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.client import connect
 from activities.schedules import ImagePolicyInput
 from flotilla.errors import FlotillaError
 from flotilla.imagepolicy import FleetPolicy, Policy
 from flotilla.models import DEFAULT_NAMESPACE
+from runtime.stores import load_settings
+from runtime.temporal import connect
 from starters.control import render, table
 from workflows.imagepolicy import ImagePolicyWorkflow
 from workflows.imagepolicy_models import (
@@ -205,7 +206,7 @@ def images_table(lines: list[ImagePolicyLine]) -> str:
 
 def _run(action: Callable[[Images], Awaitable[str]]) -> int:
     async def go() -> str:
-        return await action(Images(await connect()))
+        return await action(Images(await connect(load_settings().temporal)))
 
     print(asyncio.run(go()))
     return 0

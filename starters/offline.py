@@ -38,6 +38,8 @@ from flotilla.targeting import (
     match_gitrepo_targets,
     resolve_deployment,
 )
+from runtime.stores import load_settings
+from runtime.tools import locate_tools
 
 # Without --gitrepo there is no GitRepo to target with: every cluster is a target, so the
 # bundle's own targetCustomizations (and overrideTargets) alone decide what a cluster gets.
@@ -232,6 +234,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
     cluster, groups = _test_cluster(args, source.namespace)
     rendered = 0
     reasons: list[tuple[str, str]] = []
+    # The pinned helm and kustomize `make tools` built, found without PATH changes.
+    tools = locate_tools(load_settings().tools)
     for bundle in result.bundles:
         match = resolve_deployment(source.targets, bundle.options, cluster, groups)
         if match is None:
@@ -249,7 +253,12 @@ def _cmd_test(args: argparse.Namespace) -> int:
             options = options.model_copy(update={"namespace": source.target_namespace})
         with tempfile.TemporaryDirectory(prefix="flotilla-test-") as workdir:
             out = render_bundle(
-                bundle, cluster, workdir=Path(workdir), options=options, groups=groups
+                bundle,
+                cluster,
+                workdir=Path(workdir),
+                options=options,
+                groups=groups,
+                tools=tools,
             )
         header = f"# bundle {bundle.name} ({bundle.path}), target {match.target.name}"
         if match.customizations:

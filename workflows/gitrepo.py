@@ -94,7 +94,7 @@ def _one_line(text: str) -> str:
 
 
 def _source_key(spec: GitRepoSpec) -> str:
-    return GitSource.from_spec(spec).model_dump_json() + ",".join(spec.paths)
+    return GitSource.from_spec(spec, "").model_dump_json() + ",".join(spec.paths)
 
 
 @workflow.defn
@@ -240,7 +240,7 @@ class GitRepoWorkflow:
 
     async def _poll(self) -> None:
         spec = self.state.spec
-        source = GitSource.from_spec(spec)
+        source = GitSource.from_spec(spec, self.state.namespace)
         try:
             head = await workflow.execute_activity_method(
                 GitOpsActivities.ls_remote,

@@ -130,6 +130,7 @@ class ImagePolicyWorkflow:
             registry=scan.ref.registry,
             repository=scan.ref.repository,
             secret_name=scan.secret_ref.name if scan.secret_ref else None,
+            secret_namespace=config.namespace,
             list_tags=not follow,
             digest_of=current.tag if follow else None,
         )

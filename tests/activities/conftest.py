@@ -19,7 +19,7 @@ import pytest
 import yaml
 from temporalio.testing import ActivityEnvironment
 
-from activities.content import ContentStore
+from activities.content import ContentStore, FileContentStore
 from activities.deploy import (
     DeployActivities,
     DeploymentStatus,
@@ -33,7 +33,7 @@ from activities.deploy import (
 )
 from activities.kube import Kube
 from activities.render import customize_options, release_name_for, release_namespace
-from activities.secrets import SecretStore, kubeconfig_secret_name
+from activities.secrets import FileSecretStore, SecretStore, kubeconfig_secret_name
 from devenv.cluster import LocalCluster
 from flotilla.bundles import Bundle, FileListing, read_bundles
 from flotilla.chart import wrap_manifests
@@ -248,12 +248,13 @@ class Engine:
 def engine(
     local_cluster: LocalCluster, namespace: str, tmp_path: Path, tools_on_path: list[Path]
 ) -> Iterator[Engine]:
-    secrets = SecretStore(tmp_path / "secrets")
+    secrets = FileSecretStore(tmp_path / "secrets")
     secrets.put(
-        kubeconfig_secret_name(CLUSTER_NAMESPACE, CLUSTER),
+        CLUSTER_NAMESPACE,
+        kubeconfig_secret_name(CLUSTER),
         {"value": local_cluster.kubeconfig.read_text()},
     )
-    content = ContentStore(tmp_path / "content")
+    content = FileContentStore(tmp_path / "content")
     activities = DeployActivities(secrets, content, tmp_path / "work")
     yield Engine(local_cluster, namespace, tmp_path, secrets, content, activities)
     # Nothing the engine writes (kubeconfig copies, values files, charts) outlives a call.

@@ -37,7 +37,7 @@ data:
 
 def use_kubeconfig(engine: Engine, name: str, kubeconfig: dict[str, object]) -> None:
     engine.secrets.put(
-        kubeconfig_secret_name(CLUSTER_NAMESPACE, name), {"value": json.dumps(kubeconfig)}
+        CLUSTER_NAMESPACE, kubeconfig_secret_name(name), {"value": json.dumps(kubeconfig)}
     )
     engine.cluster_name = name
 

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from activities.secrets import SecretStore
+from activities.secrets import FileSecretStore
 from flotilla.errors import FlotillaError
+from flotilla.settings import Settings, settings_from_env
 from starters.control import Control
 from worker import FlotillaWorker, WorkerConfig
 
@@ -33,6 +34,7 @@ class Flotilla:
     control: Control
     worker: FlotillaWorker
     config: WorkerConfig
+    settings: Settings
 
     async def eventually(
         self,
@@ -95,13 +97,28 @@ async def start_flotilla(
         refresh_seconds=0.5,
         linger_seconds=30.0,
         workdir=tmp / "work",
-        secrets_dir=tmp / "secrets",
-        content_dir=tmp / "content",
     )
-    worker = FlotillaWorker(client, config)
+    settings = settings_for_test(client, tmp)
+    worker = FlotillaWorker(client, config, settings)
     await worker.start()
-    control = Control(client, task_queue=task_queue, secrets=SecretStore(tmp / "secrets"))
-    return Flotilla(namespace, client, control, worker, config)
+    control = Control(client, task_queue=task_queue, secrets=FileSecretStore(settings.secrets_dir))
+    return Flotilla(namespace, client, control, worker, config, settings)
+
+
+def settings_for_test(client: Client, tmp: Path, **env: str) -> Settings:
+    """Settings of a flotilla process under test: this Temporal, stores below ``tmp``, the
+    pinned tools from PATH (the session puts them there)."""
+    return settings_from_env(
+        {
+            "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+            "TEMPORAL_NAMESPACE": client.namespace,
+            "FLOTILLA_SECRETS_DIR": str(tmp / "secrets"),
+            "FLOTILLA_CONTENT_DIR": str(tmp / "content"),
+            "FLOTILLA_TOOLS_DIR": str(tmp / "no-tools-dir"),
+            **env,
+        },
+        home=tmp / "home",
+    )
 
 
 def helm_history(kubeconfig: Path, release: str, namespace: str) -> list[dict[str, object]]:

@@ -8,9 +8,9 @@ import uuid
 
 from temporalio.worker import Worker
 
-from activities.content import ContentStore
+from activities.content import FileContentStore
 from activities.deploy import DeployActivities
-from activities.secrets import SecretStore, kubeconfig_secret_name
+from activities.secrets import FileSecretStore, kubeconfig_secret_name
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from flotilla.models import GitRepo, load_fleet_objects
@@ -57,11 +57,11 @@ async def test_unserved_cluster_is_offline_and_catches_up_when_its_agent_comes(
         assert bundle.message.startswith("agent: cluster offline")
 
         # The agent starts: same activities, its own credentials, only its own queue.
-        agent_secrets = SecretStore(flotilla.config.workdir / "agent-secrets")
-        agent_secrets.put(kubeconfig_secret_name(ns, "agent"), {"value": kubeconfig})
+        agent_secrets = FileSecretStore(flotilla.config.workdir / "agent-secrets")
+        agent_secrets.put(ns, kubeconfig_secret_name("agent"), {"value": kubeconfig})
         activities = DeployActivities(
             agent_secrets,
-            ContentStore(flotilla.config.content_dir),
+            FileContentStore(flotilla.settings.content_dir),
             flotilla.config.workdir / "agent",
         )
         async with Worker(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from activities.secrets import SecretStore
+from activities.secrets import FileSecretStore
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from devenv.temporal import TemporalDevServer
@@ -117,10 +117,10 @@ async def test_sigkill_mid_rollout_then_restart_ends_ready_without_extra_revisio
     prefix = f"t{uuid.uuid4().hex[:6]}"
     clusters = ["k1", "k2", "k3", "k4"]
     control = Control(
-        temporal_client, task_queue=task_queue, secrets=SecretStore(tmp_path / "secrets")
+        temporal_client, task_queue=task_queue, secrets=FileSecretStore(tmp_path / "secrets")
     )
     # Only used for its helpers; this test's worker is the separate process.
-    helper = Flotilla(ns, temporal_client, control, None, None)  # type: ignore[arg-type]
+    helper = Flotilla(ns, temporal_client, control, None, None, None)  # type: ignore[arg-type]
     fleet = "\n".join(
         [
             f"defaultNamespace: {prefix}-default",

@@ -31,7 +31,7 @@ from temporalio.client import (
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.content import ContentStore
+from activities.content import ContentStore, FileContentStore
 from activities.gitops import FetchRequest, GitOpsActivities, GitSource, LsRemoteRequest
 from activities.registry import RegistryActivities
 from activities.schedules import (
@@ -41,7 +41,7 @@ from activities.schedules import (
     SyncSchedulesResult,
     image_policy_prefix,
 )
-from activities.secrets import SecretStore
+from activities.secrets import FileSecretStore, SecretStore
 from activities.writeback import WriteBackActivities
 from devenv.gitserver import GitDaemon, git
 from devenv.registry import LocalRegistry
@@ -113,7 +113,7 @@ class ImageWorld:
         if spec_changes:
             self.spec = self.spec.model_copy(update=spec_changes)
         env = ActivityEnvironment()
-        source = GitSource.from_spec(self.spec)
+        source = GitSource.from_spec(self.spec, self.namespace)
         head = env.run(self.gitops.ls_remote, LsRemoteRequest(source=source))
         fetched = env.run(
             self.gitops.fetch_bundles,
@@ -192,7 +192,7 @@ class ImageWorld:
 
 @pytest.fixture
 def stores(tmp_path: Path) -> tuple[SecretStore, ContentStore]:
-    return SecretStore(tmp_path / "secrets"), ContentStore(tmp_path / "content")
+    return FileSecretStore(tmp_path / "secrets"), FileContentStore(tmp_path / "content")
 
 
 @pytest.fixture

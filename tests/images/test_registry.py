@@ -25,9 +25,10 @@ from activities.registry import (
     registry_scheme,
     retry_after_seconds,
 )
-from activities.secrets import SecretStore
+from activities.secrets import FileSecretStore
 from devenv.process import free_port
 from devenv.registry import LocalRegistry
+from flotilla.models import DEFAULT_NAMESPACE
 from tests.images.conftest import CountingProxy, FaultServer, Reply
 
 
@@ -49,7 +50,7 @@ def test_unchanged_registry_costs_one_request_per_poll(
     repo = f"app-{uuid.uuid4().hex[:8]}"
     for tag in ("1.0.0", "1.1.0", "latest"):
         registry.push_image(repo, tag, tag)
-    activities = RegistryActivities(SecretStore(tmp_path))
+    activities = RegistryActivities(FileSecretStore(tmp_path))
     request = PollRequest(registry=proxy.host, repository=repo)
     first = _poll(activities, request)
     assert sorted(first.tags) == ["1.0.0", "1.1.0", "latest"]
@@ -72,7 +73,7 @@ def test_unchanged_registry_costs_one_request_per_poll(
 
 
 def test_missing_repository_and_tag_are_not_found(registry: LocalRegistry, tmp_path: Path) -> None:
-    activities = RegistryActivities(SecretStore(tmp_path))
+    activities = RegistryActivities(FileSecretStore(tmp_path))
     missing = _error(activities, PollRequest(registry=registry.host, repository="no/such-repo"))
     assert missing.type == NOT_FOUND and missing.non_retryable
     assert missing.message == f"{registry.host}/no/such-repo: tags list: 404 Not Found"
@@ -88,7 +89,7 @@ def test_missing_repository_and_tag_are_not_found(registry: LocalRegistry, tmp_p
 def test_registry_down_is_retryable(tmp_path: Path) -> None:
     host = f"127.0.0.1:{free_port()}"
     err = _error(
-        RegistryActivities(SecretStore(tmp_path)), PollRequest(registry=host, repository="app")
+        RegistryActivities(FileSecretStore(tmp_path)), PollRequest(registry=host, repository="app")
     )
     assert err.type == UNAVAILABLE and not err.non_retryable
     assert err.message.startswith(f"{host}/app: tags list: registry unreachable:")
@@ -105,7 +106,7 @@ def test_rate_limit_sets_the_next_retry_delay(tmp_path: Path) -> None:
 
     with FaultServer(responder) as fake:
         err = _error(
-            RegistryActivities(SecretStore(tmp_path)),
+            RegistryActivities(FileSecretStore(tmp_path)),
             PollRequest(registry=fake.host, repository="app"),
         )
     assert err.type == RATE_LIMITED and not err.non_retryable
@@ -120,7 +121,7 @@ def test_server_error_is_retryable_with_one_line(tmp_path: Path) -> None:
 
     with FaultServer(responder) as fake:
         err = _error(
-            RegistryActivities(SecretStore(tmp_path)),
+            RegistryActivities(FileSecretStore(tmp_path)),
             PollRequest(registry=fake.host, repository="app"),
         )
     assert err.type == UNAVAILABLE and not err.non_retryable
@@ -131,8 +132,8 @@ def test_server_error_is_retryable_with_one_line(tmp_path: Path) -> None:
 
 
 def test_bearer_token_is_fetched_with_the_secret_and_cached(tmp_path: Path) -> None:
-    secrets = SecretStore(tmp_path)
-    secrets.put("regcreds", {"username": "robot", "password": "hunter2"})
+    secrets = FileSecretStore(tmp_path)
+    secrets.put(DEFAULT_NAMESPACE, "regcreds", {"username": "robot", "password": "hunter2"})
     fake_host: list[str] = []
 
     def responder(method: str, path: str, headers: dict[str, str]) -> Reply:
@@ -162,7 +163,7 @@ def test_bearer_token_is_fetched_with_the_secret_and_cached(tmp_path: Path) -> N
         again = _poll(activities, request)
         assert again.requests == 1 and [p for _, p, _ in fake.requests] == ["/v2/app/tags/list"]
         # Wrong credentials: one line naming the secret, never its content, not retryable.
-        secrets.put("regcreds", {"username": "robot", "password": "wrong"})
+        secrets.put(DEFAULT_NAMESPACE, "regcreds", {"username": "robot", "password": "wrong"})
         activities2 = RegistryActivities(secrets)
         err = _error(activities2, request)
     assert err.type == AUTH_FAILED and err.non_retryable
@@ -173,12 +174,12 @@ def test_401_after_authenticating_is_an_auth_error(tmp_path: Path) -> None:
     def responder(method: str, path: str, headers: dict[str, str]) -> Reply:
         return 401, {"WWW-Authenticate": 'Basic realm="fake"'}, b""
 
-    secrets = SecretStore(tmp_path)
+    secrets = FileSecretStore(tmp_path)
     with FaultServer(responder) as fake:
         anonymous = _error(
             RegistryActivities(secrets), PollRequest(registry=fake.host, repository="app")
         )
-        secrets.put("creds", {"username": "u", "password": "p"})
+        secrets.put(DEFAULT_NAMESPACE, "creds", {"username": "u", "password": "p"})
         refused = _error(
             RegistryActivities(secrets),
             PollRequest(registry=fake.host, repository="app", secret_name="creds"),
@@ -206,7 +207,7 @@ def test_pages_are_followed_and_etag_makes_polls_light(tmp_path: Path) -> None:
             out["Link"] = link
         return 200, out, body
 
-    activities = RegistryActivities(SecretStore(tmp_path), page_size=2)
+    activities = RegistryActivities(FileSecretStore(tmp_path), page_size=2)
     with FaultServer(responder) as fake:
         request = PollRequest(registry=fake.host, repository="app")
         first = _poll(activities, request)
@@ -225,7 +226,7 @@ def test_manifest_head_accepts_every_manifest_type(tmp_path: Path) -> None:
 
     with FaultServer(responder) as fake:
         result = _poll(
-            RegistryActivities(SecretStore(tmp_path)),
+            RegistryActivities(FileSecretStore(tmp_path)),
             PollRequest(registry=fake.host, repository="app", list_tags=False, digest_of="latest"),
         )
     assert result.digest == "sha256:" + "a" * 64 and result.tags == []

@@ -17,9 +17,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.registry import AUTH_FAILED, PollRequest, PollResult, RegistryActivities
-from activities.secrets import SecretStore
+from activities.secrets import FileSecretStore
 from devenv.process import ManagedProcess, free_port
 from devenv.registry import LocalRegistry
+from flotilla.models import DEFAULT_NAMESPACE
 from tests.images.conftest import FaultServer, Reply
 
 SERVICE = "flotilla-test"
@@ -144,8 +145,8 @@ def test_bearer_token_auth_against_the_real_registry(seeded: Path, tmp_path: Pat
         )
         process, host = _serve_registry(tmp_path, seeded, auth)
         try:
-            secrets = SecretStore(tmp_path / "secrets")
-            secrets.put("regcreds", {"username": USER, "password": PASSWORD})
+            secrets = FileSecretStore(tmp_path / "secrets")
+            secrets.put(DEFAULT_NAMESPACE, "regcreds", {"username": USER, "password": PASSWORD})
             activities = RegistryActivities(secrets)
             request = PollRequest(
                 registry=host, repository="team/app", secret_name="regcreds", digest_of="1.1.0"
@@ -156,7 +157,7 @@ def test_bearer_token_auth_against_the_real_registry(seeded: Path, tmp_path: Pat
             assert first.requests == 3  # tags: 401 then OK; manifest HEAD with the token
             again = ActivityEnvironment().run(activities.poll_registry, request)
             assert again.requests == 2 and len(asked) == 1  # the token was reused
-            secrets.put("regcreds", {"username": USER, "password": "wrong"})
+            secrets.put(DEFAULT_NAMESPACE, "regcreds", {"username": USER, "password": "wrong"})
             with pytest.raises(ApplicationError) as caught:
                 ActivityEnvironment().run(RegistryActivities(secrets).poll_registry, request)
             assert caught.value.type == AUTH_FAILED and "wrong" not in caught.value.message
@@ -169,9 +170,9 @@ def test_basic_auth_against_the_real_registry(seeded: Path, tmp_path: Path) -> N
     auth = f"auth:\n  htpasswd:\n    realm: flotilla\n    path: {tmp_path / 'htpasswd'}\n"
     process, host = _serve_registry(tmp_path, seeded, auth)
     try:
-        secrets = SecretStore(tmp_path / "secrets")
+        secrets = FileSecretStore(tmp_path / "secrets")
         request = PollRequest(registry=host, repository="team/app", secret_name="regcreds")
-        secrets.put("regcreds", {"username": USER, "password": PASSWORD})
+        secrets.put(DEFAULT_NAMESPACE, "regcreds", {"username": USER, "password": PASSWORD})
         activities = RegistryActivities(secrets)
         result = ActivityEnvironment().run(activities.poll_registry, request)
         assert isinstance(result, PollResult) and sorted(result.tags) == ["1.0.0", "1.1.0"]
@@ -195,16 +196,16 @@ def test_docker_config_secret_as_fleet_uses_it_against_the_real_registry(
     auth = f"auth:\n  htpasswd:\n    realm: flotilla\n    path: {tmp_path / 'htpasswd'}\n"
     process, host = _serve_registry(tmp_path, seeded, auth)
     try:
-        secrets = SecretStore(tmp_path / "secrets")
+        secrets = FileSecretStore(tmp_path / "secrets")
         login = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         config = {"auths": {f"https://{host}/v2/": {"auth": login}}}
-        secrets.put("pull", {".dockerconfigjson": json.dumps(config)})
+        secrets.put(DEFAULT_NAMESPACE, "pull", {".dockerconfigjson": json.dumps(config)})
         request = PollRequest(registry=host, repository="team/app", secret_name="pull")
         result = ActivityEnvironment().run(RegistryActivities(secrets).poll_registry, request)
         assert isinstance(result, PollResult) and sorted(result.tags) == ["1.0.0", "1.1.0"]
 
         other = {"auths": {"elsewhere.example": {"auth": login}}}
-        secrets.put("pull", {".dockerconfigjson": json.dumps(other)})
+        secrets.put(DEFAULT_NAMESPACE, "pull", {".dockerconfigjson": json.dumps(other)})
         with pytest.raises(ApplicationError) as caught:
             ActivityEnvironment().run(RegistryActivities(secrets).poll_registry, request)
         assert caught.value.non_retryable and login not in caught.value.message

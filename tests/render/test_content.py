@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from activities.checkout import read_checkout, read_checkout_bundles
-from activities.content import ContentError, ContentStore, default_root, serialize_bundle
+from activities.content import ContentError, FileContentStore, serialize_bundle
 from flotilla.bundles import MAX_FILE_BYTES
 
 CM = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
 
 
 def test_put_get_has(tmp_path: Path) -> None:
-    store = ContentStore(tmp_path)
+    store = FileContentStore(tmp_path)
     digest = store.put(b"hello")
     assert digest == hashlib.sha256(b"hello").hexdigest()
     assert store.has(digest) and store.get(digest) == b"hello"
@@ -26,7 +26,7 @@ def test_put_get_has(tmp_path: Path) -> None:
 
 
 def test_get_verifies_the_digest(tmp_path: Path) -> None:
-    store = ContentStore(tmp_path)
+    store = FileContentStore(tmp_path)
     digest = store.put(b"hello")
     (tmp_path / digest[:2] / digest).write_bytes(b"tampered")
     with pytest.raises(ContentError, match="is corrupt"):
@@ -35,13 +35,6 @@ def test_get_verifies_the_digest(tmp_path: Path) -> None:
         store.get("0" * 64)
     with pytest.raises(ContentError, match="not a sha256 hex digest"):
         store.get("../../etc/passwd")
-
-
-def test_default_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("FLOTILLA_CONTENT_DIR", str(tmp_path))
-    assert default_root() == tmp_path
-    monkeypatch.delenv("FLOTILLA_CONTENT_DIR")
-    assert default_root() == Path.home() / ".local/share/flotilla/content"
 
 
 def write(root: Path, files: dict[str, bytes]) -> None:
@@ -61,7 +54,7 @@ def test_bundle_round_trip_is_stable(tmp_path: Path) -> None:
         },
     )
     (bundle,) = read_checkout_bundles(checkout, gitrepo_name="r").bundles
-    store = ContentStore(tmp_path / "store")
+    store = FileContentStore(tmp_path / "store")
     digest = store.put_bundle(bundle)
     again = store.get_bundle(digest)
     assert again == bundle and again.resources["bin.dat"] == bytes(range(256))

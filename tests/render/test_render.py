@@ -9,6 +9,7 @@ import pytest
 
 from activities.checkout import read_checkout_bundles
 from activities.render import compute_values, materialize_chart, render_bundle
+from activities.tools import ToolPaths
 from flotilla.bundles import Bundle, FileListing, read_bundles
 from flotilla.errors import RenderError
 from flotilla.models import BundleDeploymentOptions, HelmOptions
@@ -137,21 +138,18 @@ def test_raw_bundle_templates_dir_is_rendered_by_helm(tmp_path: Path) -> None:
     assert {o["metadata"]["namespace"] for o in out.manifests} == {"raw"}
 
 
-def test_kustomize_and_raw_bundles_need_no_helm(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FLOTILLA_HELM", str(tmp_path / "no-helm"))
+def test_kustomize_and_raw_bundles_need_no_helm(tmp_path: Path) -> None:
+    no_helm = ToolPaths(helm=str(tmp_path / "no-helm"))
     kustomized = bundle_of(
         {
             "kustomization.yaml": "resources: [cm.yaml]\nnamePrefix: k-\n",
             "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
         }
     )
-    assert render_bundle(kustomized, DEV, workdir=tmp_path / "k").manifests[0]["metadata"] == {
-        "name": "k-a"
-    }
+    rendered = render_bundle(kustomized, DEV, workdir=tmp_path / "k", tools=no_helm)
+    assert rendered.manifests[0]["metadata"] == {"name": "k-a"}
     raw = bundle_of({"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"})
-    assert len(render_bundle(raw, DEV, workdir=tmp_path / "r").manifests) == 1
+    assert len(render_bundle(raw, DEV, workdir=tmp_path / "r", tools=no_helm).manifests) == 1
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -166,10 +164,9 @@ def test_helm_template_error_is_one_line(tmp_path: Path) -> None:
 
 
 def test_missing_helm_says_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLOTILLA_HELM", str(tmp_path / "no-helm"))
+    no_helm = ToolPaths(helm=str(tmp_path / "no-helm"))
     with pytest.raises(RenderError, match=r"FLOTILLA_HELM=.* is not an executable file"):
-        render_bundle(bundle_of(LOCAL_CHART), DEV, workdir=tmp_path)
-    monkeypatch.delenv("FLOTILLA_HELM")
+        render_bundle(bundle_of(LOCAL_CHART), DEV, workdir=tmp_path, tools=no_helm)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(
         RenderError, match=r"^helm not found on PATH: install it, set FLOTILLA_HELM"

@@ -114,7 +114,9 @@ def test_size_counts_bytes_not_characters() -> None:
 
 @pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 100_000])
 def test_deep_nesting_is_an_error_not_a_crash(depth: int) -> None:
-    with pytest.raises(SpecError, match=rf"^deep\.yaml: line 1, column {MAX_DEPTH + 1}: .*deeper"):
+    # Where it is found: our own limit, or PyYAML's (6.0.4+) when it meets it first.
+    column = rf"({MAX_DEPTH + 1}|1001)"
+    with pytest.raises(SpecError, match=rf"^deep\.yaml: line 1, column {column}: .*deeper"):
         load_yaml("[" * depth + "]" * depth, file="deep.yaml")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from activities.secrets import FileSecretStore
 from devenv.gitserver import GitDaemon
 from starters.cli import main
 from tests.e2e.harness import Flotilla, gitrepo_yaml
@@ -35,7 +36,7 @@ async def test_control_commands(
 ) -> None:
     ns = flotilla.namespace
     monkeypatch.setenv("TEMPORAL_ADDRESS", flotilla.client.service_client.config.target_host)
-    monkeypatch.setenv("FLOTILLA_SECRETS_DIR", str(flotilla.config.secrets_dir))
+    monkeypatch.setenv("FLOTILLA_SECRETS_DIR", str(flotilla.settings.secrets_dir))
     common = ["-n", ns, "--task-queue", flotilla.config.task_queue]
 
     async def flotilla_cli(*argv: str) -> tuple[int, str, str]:
@@ -75,9 +76,8 @@ async def test_control_commands(
     # The kubeconfig went to the secret store; the registry's history holds only its name.
     history = await flotilla.client.get_workflow_handle(registry_workflow_id(ns)).fetch_history()
     assert "s3cr3t-token" not in json.dumps(history.to_json_dict())
-    assert "current-context: other" in (flotilla.config.secrets_dir or Path()).joinpath(
-        f"kubeconfig__{ns}.one.json"
-    ).read_text().replace("\\n", "\n")
+    stored = FileSecretStore(flotilla.settings.secrets_dir).get(ns, "one-kubeconfig")
+    assert "current-context: other" in stored["value"]
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepos\nmetadata: {name: x}\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.secrets import SecretStore
+from activities.secrets import FileSecretStore
 from devenv.gitserver import GitDaemon
 from tests.e2e.harness import Flotilla, gitrepo_yaml
 from workflows.common import gitrepo_workflow_id
@@ -131,10 +131,10 @@ async def test_basic_auth_credentials_from_the_secret_store(
         },
     )
     url = f"{http_git}/{repo_name}.git"
-    secrets = SecretStore(flotilla.config.secrets_dir)
-    secrets.put("git-creds", {"username": "flotilla", "password": PASSWORD})
-    secrets.put("git-wrong", {"username": "flotilla", "password": "not-it"})
     ns = flotilla.namespace
+    secrets = FileSecretStore(flotilla.settings.secrets_dir)
+    secrets.put(ns, "git-creds", {"username": "flotilla", "password": PASSWORD})
+    secrets.put(ns, "git-wrong", {"username": "flotilla", "password": "not-it"})
 
     await flotilla.control.apply_text(
         gitrepo_yaml(ns, "auth", url, clientSecretName="git-wrong"), file="gitrepo.yaml"
@@ -169,10 +169,10 @@ async def test_https_trusts_the_ca_bundle_or_skips_verification_when_told(
         repo_name, {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"}
     )
     url = f"{base}/{repo_name}.git"
-    SecretStore(flotilla.config.secrets_dir).put(
-        "git-creds", {"username": "flotilla", "password": PASSWORD}
-    )
     ns = flotilla.namespace
+    FileSecretStore(flotilla.settings.secrets_dir).put(
+        ns, "git-creds", {"username": "flotilla", "password": PASSWORD}
+    )
     await flotilla.control.apply_text(
         gitrepo_yaml(ns, "tls", url, clientSecretName="git-creds"), file="gitrepo.yaml"
     )

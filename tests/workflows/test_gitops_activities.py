@@ -6,9 +6,9 @@ from pathlib import Path
 
 from temporalio.testing import ActivityEnvironment
 
-from activities.content import ContentStore
+from activities.content import FileContentStore
 from activities.gitops import FetchRequest, GitOpsActivities, GitSource, LsRemoteRequest
-from activities.secrets import SecretStore
+from activities.secrets import FileSecretStore
 from devenv.gitserver import GitDaemon
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
@@ -18,8 +18,8 @@ def test_fetch_falls_back_to_the_branch_head_when_the_commit_is_gone(
     git_daemon: GitDaemon, repo_name: str, tmp_path: Path
 ) -> None:
     url = git_daemon.create_repo(repo_name, {"a/cm.yaml": CM, "a/fleet.yaml": "{}\n"})
-    content = ContentStore(tmp_path / "content")
-    gitops = GitOpsActivities(None, SecretStore(tmp_path / "secrets"), content, tmp_path / "w")
+    content = FileContentStore(tmp_path / "content")
+    gitops = GitOpsActivities(None, FileSecretStore(tmp_path / "secrets"), content, tmp_path / "w")
     env = ActivityEnvironment()
     source = GitSource(repo=url, branch="main")
     head = env.run(gitops.ls_remote, LsRemoteRequest(source=source)).commit

@@ -1,0 +1,38 @@
+"""Build the secret store and the content store the settings choose."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from activities.content import ContentStore, FileContentStore
+from activities.secrets import FileSecretStore, SecretStore
+from flotilla.settings import ContentBackend, SecretBackend, Settings, settings_from_env
+
+
+def load_settings(env: Mapping[str, str] | None = None, home: Path | None = None) -> Settings:
+    """The settings of this process: the one place the environment is read."""
+    return settings_from_env(os.environ if env is None else env, home or Path.home())
+
+
+def secret_store(settings: Settings) -> SecretStore:
+    if settings.secret_backend is SecretBackend.KUBERNETES:
+        # Imported here: only processes configured for it pay for the kubernetes client.
+        from activities.kubesecrets import KubernetesSecretStore  # type: ignore[import-not-found]  # noqa: PLC0415
+
+        store: SecretStore = KubernetesSecretStore(settings.management_kubeconfig)
+        return store
+    return FileSecretStore(settings.secrets_dir)
+
+
+def content_store(settings: Settings, secrets: SecretStore) -> ContentStore:
+    if settings.content_backend is ContentBackend.OCI:
+        from activities.ocicontent import OciContentStore  # type: ignore[import-not-found]  # noqa: PLC0415
+
+        assert settings.content_registry is not None  # settings_from_env checked it
+        oci: ContentStore = OciContentStore(
+            settings.content_registry, secrets, settings.system_namespace
+        )
+        return oci
+    return FileContentStore(settings.content_dir)

@@ -1,0 +1,65 @@
+"""The one place a Temporal client is made, for the worker, the CLI and the agent alike.
+
+Every client gets the pydantic data converter that workflows and activities rely on. TLS,
+mTLS client certificates and API keys (Temporal Cloud) come from ``TemporalSettings``; the
+key and certificates are read from files here and go nowhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
+
+from flotilla.settings import SettingsError, TemporalSettings
+
+
+def _read(path: Path, variable: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise SettingsError(f"{variable}={str(path)!r} cannot be read: {err.strerror}") from None
+
+
+def tls_config(settings: TemporalSettings) -> TLSConfig | bool:
+    """The client's TLS settings: False for plain gRPC, True for system roots, else a config."""
+    if not settings.uses_tls:
+        return False
+    if not (settings.tls_ca_file or settings.tls_cert_file or settings.tls_server_name):
+        return True
+    return TLSConfig(
+        server_root_ca_cert=(
+            _read(settings.tls_ca_file, "TEMPORAL_TLS_CA_FILE") if settings.tls_ca_file else None
+        ),
+        client_cert=(
+            _read(settings.tls_cert_file, "TEMPORAL_TLS_CERT_FILE")
+            if settings.tls_cert_file
+            else None
+        ),
+        client_private_key=(
+            _read(settings.tls_key_file, "TEMPORAL_TLS_KEY_FILE") if settings.tls_key_file else None
+        ),
+        domain=settings.tls_server_name,
+    )
+
+
+def api_key(settings: TemporalSettings) -> str | None:
+    if settings.api_key_file is None:
+        return None
+    key = _read(settings.api_key_file, "TEMPORAL_API_KEY_FILE").decode().strip()
+    if not key:
+        raise SettingsError(f"TEMPORAL_API_KEY_FILE={str(settings.api_key_file)!r} is empty")
+    return key
+
+
+async def connect(settings: TemporalSettings, *, address: str | None = None) -> Client:
+    """Connect to Temporal as ``settings`` say (``address`` overrides the host only)."""
+    return await Client.connect(
+        address or settings.address,
+        namespace=settings.namespace,
+        data_converter=pydantic_data_converter,
+        tls=tls_config(settings),
+        api_key=api_key(settings),
+    )
