@@ -31,6 +31,7 @@ from activities.gitops import GitOpsActivities
 from activities.registry import RegistryActivities
 from activities.schedules import ScheduleActivities
 from activities.writeback import WriteBackActivities
+from flotilla.errors import UnreachableError
 from flotilla.models import DEFAULT_NAMESPACE
 from flotilla.settings import Settings, SettingsError
 from runtime.stores import content_store, load_settings, secret_store
@@ -370,7 +371,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as err:
         log.error("%s", err)
         return 2
-    asyncio.run(serve(parse_args(argv, settings), settings))
+    config = parse_args(argv, settings)
+    try:
+        asyncio.run(serve(config, settings))
+    except UnreachableError as err:
+        log.error("%s", err)
+        return 4
     return 0
 
 

@@ -2,7 +2,8 @@
 
 FlotillaError
  ├── SpecError          a user input is malformed or invalid (exit code 1, InvalidSpec in Temporal)
- └── RenderError        a bundle could not be turned into manifests (chart, kustomize, patch)
+ ├── RenderError        a bundle could not be turned into manifests (chart, kustomize, patch)
+ └── UnreachableError   a server did not answer (Temporal, a cluster, a store): exit code 4
 
 Messages are one line: ``<file>: <field.path>: <problem> (<value>)``. They never include
 secret values; callers pass names, not contents.
@@ -44,3 +45,7 @@ class SpecError(FlotillaError):
 
 class RenderError(FlotillaError):
     """A bundle could not be rendered into manifests for a cluster."""
+
+
+class UnreachableError(FlotillaError):
+    """A server (Temporal, a cluster's API, a store) could not be reached; worth retrying."""

@@ -7,12 +7,14 @@ key and certificates are read from files here and go nowhere else.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 
+from flotilla.errors import UnreachableError
 from flotilla.settings import SettingsError, TemporalSettings
 
 
@@ -55,11 +57,30 @@ def api_key(settings: TemporalSettings) -> str | None:
 
 
 async def connect(settings: TemporalSettings, *, address: str | None = None) -> Client:
-    """Connect to Temporal as ``settings`` say (``address`` overrides the host only)."""
-    return await Client.connect(
-        address or settings.address,
-        namespace=settings.namespace,
-        data_converter=pydantic_data_converter,
-        tls=tls_config(settings),
-        api_key=api_key(settings),
-    )
+    """Connect to Temporal as ``settings`` say (``address`` overrides the host only).
+
+    A server that does not answer is an UnreachableError naming the address and the fix.
+    """
+    target = address or settings.address
+    try:
+        return await Client.connect(
+            target,
+            namespace=settings.namespace,
+            data_converter=pydantic_data_converter,
+            tls=tls_config(settings),
+            api_key=api_key(settings),
+        )
+    except RuntimeError as err:
+        raise UnreachableError(
+            f"cannot reach Temporal at {target}: {_reason(str(err))}; start it, or set "
+            "TEMPORAL_ADDRESS (and TEMPORAL_TLS_* / TEMPORAL_API_KEY_FILE for a secured server)"
+        ) from None
+
+
+def _reason(text: str) -> str:
+    """The SDK's native client reports a failed connection as a RuntimeError holding a
+    transport dump; its innermost quoted message is the part a person can act on."""
+    quoted = re.findall(r'(?:message|error): "([^"]+)"', text)
+    if quoted:
+        return quoted[-1].lower()
+    return " ".join(text.split())[-200:] or "no answer"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -10,31 +11,84 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
-from flotilla.errors import FlotillaError
-from starters import control, dev, images, offline
+from flotilla.errors import FlotillaError, UnreachableError
 
-# Each command module has ``register(subparsers)``; add new modules here.
-COMMAND_MODULES = (dev, offline, control, images)
+# Every command, the module whose ``register(subparsers)`` defines it, and its one-line help.
+# Only the module of the command being run is imported: the Temporal client, the workflows and
+# the Kubernetes client take seconds to import, and `flotilla --help` or an offline command
+# needs none of them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "dev": ("starters.dev", "run the local substrate and the demo"),
+    "bundle": (
+        "starters.offline",
+        "print the Bundle objects found in directories (like `fleet apply -o -`)",
+    ),
+    "test": ("starters.offline", "print the manifests a cluster would get (like `fleet test`)"),
+    "target": ("starters.offline", "show which clusters each bundle targets"),
+    "apply": ("starters.control", "apply Fleet GitRepo, Cluster and ClusterGroup YAML"),
+    "cluster": ("starters.control", "register and label downstream clusters"),
+    "get": ("starters.control", "list gitrepos, bundles, clusters or images"),
+    "describe": ("starters.control", "show a gitrepo or bundle in detail"),
+    "sync": ("starters.control", "poll a gitrepo now"),
+    "pause": ("starters.control", "pause the rollout of a bundle's new versions"),
+    "resume": ("starters.control", "resume the rollout of a bundle's new versions"),
+    "delete": (
+        "starters.control",
+        "delete a gitrepo (and its deployments), a cluster or a clustergroup",
+    ),
+    "approve": ("starters.images", "approve or reject an image update"),
+}
 
 EXIT_USER_ERROR = 1
-EXIT_INTERNAL_ERROR = 2
+EXIT_USAGE_ERROR = 2  # argparse's own code for a bad command line
+EXIT_INTERNAL_ERROR = 3
+EXIT_UNREACHABLE = 4
+
+EPILOG = f"""exit codes:
+  0  success
+  {EXIT_USER_ERROR}  an input or a requested object is wrong (the message says which and why)
+  {EXIT_USAGE_ERROR}  the command line itself is wrong (unknown command or flag)
+  {EXIT_INTERNAL_ERROR}  an internal error (a bug: run again with --debug and report it)
+  {EXIT_UNREACHABLE}  a server could not be reached (Temporal, a cluster, the secret store)
+
+environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and the FLOTILLA_* settings in
+docs/installation.md; `flotilla COMMAND --help` for a command's options."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module registers its real subcommands (all when None)."""
     parser = argparse.ArgumentParser(
         prog="flotilla",
         description="GitOps continuous delivery for fleets of Kubernetes clusters "
         "(Fleet-compatible, on Temporal).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        module.register(sub)
+    wanted = {COMMANDS[command][0]} if command in COMMANDS else set()
+    if command is None:
+        wanted = {module for module, _ in COMMANDS.values()}
+    registered: set[str] = set()
+    for module in dict.fromkeys(module for module, _ in COMMANDS.values()):
+        if module in wanted:
+            importlib.import_module(module).register(sub)
+            registered.update(sub.choices)
+    for name, (_, text) in COMMANDS.items():
+        if name not in registered:
+            # A stand-in that lists the command in --help; running it re-parses for real.
+            sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str:
+    """The command word: the first argument that is not an option."""
+    return next((arg for arg in argv if not arg.startswith("-")), "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
@@ -47,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = handler(args)
         return code
+    except UnreachableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        return EXIT_UNREACHABLE
     except FlotillaError as err:
         print(f"error: {err}", file=sys.stderr)
         if args.debug:

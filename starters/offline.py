@@ -7,6 +7,7 @@ import base64
 import gzip
 import json
 import os
+import posixpath
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -73,7 +74,7 @@ def _source_for(path: str, gitrepo_file: str | None, name: str | None, namespace
         return Source(
             root=root,
             paths=["."],
-            name=name or _default_name(root),
+            name=_name_with_path(name, path) if name else _default_name(root),
             namespace=namespace,
             targets=[EVERY_CLUSTER],
         )
@@ -87,6 +88,16 @@ def _source_for(path: str, gitrepo_file: str | None, name: str | None, namespace
         target_namespace=gitrepo.spec.target_namespace,
         warnings=warnings,
     )
+
+
+def _name_with_path(name: str, path: str) -> str:
+    """Fleet's ``fleet apply --name NAME PATH``: bundle names start with NAME joined with
+    PATH as given (``apps/web`` under ``shop`` is ``shop-apps-web``), as GitRepo ``paths``
+    do. A path that is absolute or leaves the current directory adds nothing."""
+    relative = posixpath.normpath(Path(path).as_posix())
+    if relative == "." or posixpath.isabs(relative) or relative.split("/")[0] == "..":
+        return name
+    return posixpath.join(name, relative)
 
 
 def _default_name(root: Path) -> str:
@@ -363,7 +374,11 @@ def register(subparsers: Any) -> None:
     )
     bundle.add_argument("paths", nargs="+", metavar="PATH", help="bundle directories")
     bundle.add_argument("-n", "--namespace", default=DEFAULT_NAMESPACE, help="Bundle namespace")
-    bundle.add_argument("--name", help="GitRepo name the bundle names start with")
+    bundle.add_argument(
+        "--name",
+        help="GitRepo name the bundle names start with, joined with each PATH as given "
+        "(like `fleet apply --name NAME PATH`)",
+    )
     bundle.set_defaults(handler=_cmd_bundle)
 
     test = subparsers.add_parser(

@@ -193,3 +193,24 @@ def test_values_from_is_reported_as_not_used_offline(
     code, out, err = run(["test", str(tmp_path), "--name", "vf"], capsys)
     assert code == 0 and "name: a" in out
     assert err == "warning: bundle vf: helm.valuesFrom is read on the cluster; not used here\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("fleet-examples/helm-local", "demo-fleet-examples-helm-local"),
+        ("./fleet-examples/helm-local/", "demo-fleet-examples-helm-local"),
+        (".", None),  # the whole examples directory: names come from each bundle's path
+    ],
+)
+def test_bundle_name_joins_the_path_as_given_like_fleet_apply(
+    path: str, name: str | None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(EXAMPLES)
+    code, out, _ = run(["bundle", "--name", "demo", path], capsys)
+    names = [d["metadata"]["name"] for d in yaml.safe_load_all(out)]
+    assert code == 0
+    if name is not None:
+        assert names == [name]
+    else:
+        assert "demo-fleet-examples-helm-local" in names

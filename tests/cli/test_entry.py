@@ -1,0 +1,92 @@
+"""The `flotilla` entry point: exit codes by kind of failure, and imports only what a command
+needs (the Temporal and Kubernetes clients cost seconds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devenv.process import free_port
+from starters.cli import (
+    EXIT_INTERNAL_ERROR,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE_ERROR,
+    EXIT_USER_ERROR,
+    main,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTERS = ROOT / "examples/clusters.yaml"
+
+_PROBE = """
+import contextlib, io, json, sys
+from starters.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as done:
+        code = done.code
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"temporalio", "kubernetes", "git"})
+print(json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+def probe(*argv: str) -> dict[str, object]:
+    """Run the CLI in a fresh interpreter; which heavy packages did it import?"""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"},
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["bundle", "--help"],
+        ["bundle", str(ROOT / "examples/fleet-examples/raw-overlays")],
+        ["target", str(ROOT / "examples/fleet-examples"), "--clusters", str(CLUSTERS)],
+        ["test", str(ROOT / "examples/fleet-examples/raw-overlays")],
+    ],
+)
+def test_help_and_offline_commands_import_no_client(argv: list[str]) -> None:
+    result = probe(*argv)
+    assert result["heavy"] == []
+    assert result["code"] == 0
+
+
+def test_unreachable_temporal_is_one_line_and_its_own_exit_code(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{port}")
+    code = main(["get", "gitrepos"])
+    err = capsys.readouterr().err
+    assert code == EXIT_UNREACHABLE
+    assert err.startswith(f"error: cannot reach Temporal at 127.0.0.1:{port}: connection refused")
+    assert "TEMPORAL_ADDRESS" in err and err.count("\n") == 1
+
+
+def test_usage_user_and_internal_errors_have_distinct_codes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(["no-such-command"])
+    assert usage.value.code == EXIT_USAGE_ERROR
+    assert main(["bundle", str(tmp_path / "missing")]) == EXIT_USER_ERROR
+    monkeypatch.setenv("FLOTILLA_SECRET_BACKEND", "vault")
+    # A bad setting is the user's to fix, named with its value.
+    assert main(["test", str(ROOT / "examples/fleet-examples/raw-overlays")]) == EXIT_USER_ERROR
+    assert "FLOTILLA_SECRET_BACKEND='vault'" in capsys.readouterr().err
+    assert len({EXIT_USAGE_ERROR, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_UNREACHABLE}) == 4
