@@ -82,5 +82,5 @@ def _reason(text: str) -> str:
     transport dump; its innermost quoted message is the part a person can act on."""
     quoted = re.findall(r'(?:message|error): "([^"]+)"', text)
     if quoted:
-        return quoted[-1].lower()
+        return str(quoted[-1]).lower()
     return " ".join(text.split())[-200:] or "no answer"
