@@ -574,9 +574,12 @@ def _merge_values_files(
 ) -> tuple[FleetYaml, set[str]]:
     """Fold ``helm.valuesFiles`` (base and each targetCustomization) into ``helm.values``.
 
-    Fleet does this when it reads the bundle, and leaves the files out of the content; each
-    file is deep-merged over the values in list order (maps merge, anything else replaces).
-    Returns the new options and the relative paths of the files used.
+    Fleet's rules: each entry is read relative to the bundle's directory and may reach
+    above it (``../common/values.yaml``), though never outside the repository; each file is
+    deep-merged over the values in list order (maps merge, anything else replaces). Fleet
+    leaves out of the content every file whose bundle-relative path is an entry as written or
+    an entry's base name (``values/prod.yaml`` also drops a top-level ``prod.yaml``).
+    Returns the new options and those bundle-relative paths.
     """
     used: set[str] = set()
 
@@ -585,18 +588,22 @@ def _merge_values_files(
             return helm
         values = dict(helm.values or {})
         for index, name in enumerate(helm.values_files):
-            relative = posixpath.normpath(name)
-            path = _join(directory, relative)
-            if relative.startswith("../") or path not in tree.files:
+            path = posixpath.normpath(_join(directory, name))
+            problem = ""
+            if posixpath.isabs(name) or path == ".." or path.startswith("../"):
+                problem = "is outside the repository"
+            elif path not in tree.files:
+                problem = "does not exist in the bundle"
+            if problem:
                 raise SpecError(
-                    f"{short_repr(name)} does not exist in the bundle",
+                    f"{short_repr(name)} {problem}",
                     file=file,
                     field=f"{field}.valuesFiles[{index}]",
                 )
             _check_size(path, tree.files[path])
             text = tree.files[path].decode("utf-8", errors="replace")
             values = merge_values(values, load_yaml_mapping(text, file=path))
-            used.add(relative)
+            used.update({posixpath.normpath(name), posixpath.basename(name)})
         return helm.model_copy(update={"values": values})
 
     update: dict[str, Any] = {"helm": merged(options.helm, "helm")}

@@ -174,6 +174,34 @@ def test_values_files_are_merged_into_values_and_left_out_of_content() -> None:
     assert bundle.options.helm.values == {"a": 1, "m": {"x": 1, "y": 2}, "b": 2}
 
 
+def test_values_files_follow_fleets_resolution_rules() -> None:
+    files = {
+        "common/values.yaml": b"shared: true\nreplicas: 1\n",
+        "apps/web/fleet.yaml": b"helm:\n  chart: chart\n  valuesFiles: [../../common/values.yaml"
+        b", chart/prod.yaml]\n",
+        "apps/web/chart/Chart.yaml": b"name: web\nversion: 0.1.0\n",
+        "apps/web/chart/prod.yaml": b"replicas: 3\n",
+        # Fleet drops a file named like an entry's base name at the bundle's top level too.
+        "apps/web/prod.yaml": CM,
+        "apps/web/chart/values.yaml": b"replicas: 0\n",
+    }
+    bundle = read(files, paths=["apps"]).bundles[0]
+    assert bundle.options.helm is not None
+    assert bundle.options.helm.values == {"shared": True, "replicas": 3}
+    assert sorted(bundle.resources) == ["chart/Chart.yaml", "chart/values.yaml"]
+
+
+@pytest.mark.parametrize("entry", ["../../../outside.yaml", "/etc/passwd"])
+def test_values_file_outside_the_repository_is_an_error(entry: str) -> None:
+    files = {
+        "apps/web/fleet.yaml": f"helm:\n  valuesFiles: [{entry}]\n".encode(),
+        "apps/web/Chart.yaml": b"name: c\n",
+    }
+    assert read(files, paths=["apps"]).invalid[0].error == (
+        f"apps/web/fleet.yaml: helm.valuesFiles[0]: {entry!r} is outside the repository"
+    )
+
+
 def test_missing_values_file_is_an_error() -> None:
     files = {"c/fleet.yaml": b"helm:\n  valuesFiles: [nope.yaml]\n", "c/Chart.yaml": b"name: c\n"}
     assert read(files).invalid[0].error == (
