@@ -178,6 +178,8 @@ class ActivityCall:
     completed: datetime | None = None
     attempt: int = 0
     started: datetime | None = None
+    # The worker that ran the attempt that finished (Temporal's "pid@host" by default).
+    identity: str = ""
 
     @property
     def found_ready(self) -> bool:
@@ -214,6 +216,7 @@ async def activity_calls(
                 call = calls[(history.run_id, started.scheduled_event_id)]
                 call.attempt = started.attempt
                 call.started = event.event_time.ToDatetime()
+                call.identity = started.identity
             elif event.HasField("activity_task_completed_event_attributes"):
                 attrs2 = event.activity_task_completed_event_attributes
                 call = calls[(history.run_id, attrs2.scheduled_event_id)]
