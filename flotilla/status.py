@@ -7,8 +7,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flotilla.errors import one_line
+
 MAX_NON_READY = 10
-MAX_MESSAGE = 240
 _SHOWN_IN_MESSAGE = 3
 
 
@@ -44,16 +45,16 @@ SEVERITY: tuple[BundleState, ...] = (
 class DeploymentObservation(BaseModel):
     """What is known about one bundle deployment (one bundle on one cluster).
 
-    staged: the newest version of the bundle for this cluster; desired: the version the rollout
-    has released to it (older than staged while paused or held by maxUnavailable); applied: the
-    version last applied successfully. Versions are deployment ids; empty means none.
+    Versions are deployment ids, empty for none: ``staged`` is the newest version planned for
+    this cluster; ``released`` the version the rollout has told it to run (older than staged
+    while paused or held by maxUnavailable); ``applied`` the version last applied successfully.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    staged_deployment_id: str = ""
-    desired_deployment_id: str = ""
-    applied_deployment_id: str = ""
+    staged: str = ""
+    released: str = ""
+    applied: str = ""
     apply_error: str = ""
     ready: bool = False
     non_ready: list[str] = Field(default_factory=list)
@@ -95,11 +96,6 @@ class Summary(BaseModel):
     non_ready: list[NonReadyEntry]
 
 
-def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= MAX_MESSAGE else flat[: MAX_MESSAGE - 3] + "..."
-
-
 def _listed(items: list[str]) -> str:
     shown = ", ".join(items[:_SHOWN_IN_MESSAGE])
     rest = len(items) - _SHOWN_IN_MESSAGE
@@ -112,7 +108,7 @@ def _version(deployment_id: str) -> str:
 
 def compute_state(obs: DeploymentObservation) -> StateWithMessage:
     """Return the state of one deployment: the first of Fleet's rules that holds."""
-    if not obs.staged_deployment_id:
+    if not obs.staged:
         return StateWithMessage(state=BundleState.PENDING, message="no deployment yet")
     if obs.waiting_for:
         # The engine holds the deployment back until these are ready, so nothing else about
@@ -121,28 +117,28 @@ def compute_state(obs: DeploymentObservation) -> StateWithMessage:
             state=BundleState.WAITING_FOR_DEPENDENCY,
             message=f"waiting for {_listed(sorted(obs.waiting_for))}",
         )
-    if obs.desired_deployment_id and obs.applied_deployment_id != obs.desired_deployment_id:
+    if obs.released and obs.applied != obs.released:
         if obs.apply_error:
             return StateWithMessage(
-                state=BundleState.ERR_APPLIED, message=_one_line(obs.apply_error)
+                state=BundleState.ERR_APPLIED, message=one_line(obs.apply_error)
             )
         return StateWithMessage(
             state=BundleState.WAIT_APPLIED,
-            message=f"applying version {_version(obs.desired_deployment_id)}",
+            message=f"applying version {_version(obs.released)}",
         )
-    if obs.desired_deployment_id and not obs.ready:
+    if obs.released and not obs.ready:
         return StateWithMessage(
             state=BundleState.NOT_READY,
-            message=_one_line(_listed(obs.non_ready)) or "not ready",
+            message=one_line(_listed(obs.non_ready)) or "not ready",
         )
-    if obs.desired_deployment_id != obs.staged_deployment_id:
+    if obs.released != obs.staged:
         held_by = "paused" if obs.paused else "held back by the rollout"
         return StateWithMessage(
             state=BundleState.OUT_OF_SYNC,
-            message=f"{held_by}: version {_version(obs.staged_deployment_id)} staged, not deployed",
+            message=f"{held_by}: version {_version(obs.staged)} staged, not deployed",
         )
     if obs.drift:
-        return StateWithMessage(state=BundleState.MODIFIED, message=_one_line(_listed(obs.drift)))
+        return StateWithMessage(state=BundleState.MODIFIED, message=one_line(_listed(obs.drift)))
     return StateWithMessage(state=BundleState.READY)
 
 

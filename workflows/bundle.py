@@ -379,8 +379,8 @@ class BundleWorkflow:
                 RolloutTarget(
                     cluster=name,
                     labels=labels.get(name, {}),
-                    desired=target.deployment_id,
-                    deployed=record.released or None,
+                    staged=target.deployment_id,
+                    released=record.released or None,
                     applied=record.applied or None,
                     ready=record.ready,
                     paused=self._bundle_paused() or self._paused_cluster(name),
@@ -601,9 +601,9 @@ class BundleWorkflow:
             record = self.state.deployments[name]
             states[name] = compute_state(
                 DeploymentObservation(
-                    staged_deployment_id=target.deployment_id,
-                    desired_deployment_id=record.released,
-                    applied_deployment_id=record.applied,
+                    staged=target.deployment_id,
+                    released=record.released,
+                    applied=record.applied,
                     apply_error=record.error,
                     ready=record.ready,
                     non_ready=record.non_ready,

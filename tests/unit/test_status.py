@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from flotilla.errors import MAX_MESSAGE
 from flotilla.status import (
-    MAX_MESSAGE,
     SEVERITY,
     BundleState,
     DeploymentObservation,
@@ -24,9 +24,9 @@ S = BundleState
 def observe(**fields: Any) -> DeploymentObservation:
     """A healthy deployment at version v1, with fields overridden."""
     base: dict[str, Any] = {
-        "staged_deployment_id": "v1",
-        "desired_deployment_id": "v1",
-        "applied_deployment_id": "v1",
+        "staged": "v1",
+        "released": "v1",
+        "applied": "v1",
         "ready": True,
     }
     return DeploymentObservation(**{**base, **fields})
@@ -36,14 +36,14 @@ def observe(**fields: Any) -> DeploymentObservation:
     ("obs", "state", "message"),
     [
         (observe(), S.READY, ""),
-        (observe(staged_deployment_id=""), S.PENDING, "no deployment yet"),
+        (observe(staged=""), S.PENDING, "no deployment yet"),
         (
-            observe(applied_deployment_id="v0", desired_deployment_id="v1"),
+            observe(applied="v0", released="v1"),
             S.WAIT_APPLIED,
             "applying version v1",
         ),
         (
-            observe(applied_deployment_id="", apply_error="helm: timed out waiting"),
+            observe(applied="", apply_error="helm: timed out waiting"),
             S.ERR_APPLIED,
             "helm: timed out waiting",
         ),
@@ -54,17 +54,17 @@ def observe(**fields: Any) -> DeploymentObservation:
         ),
         (observe(ready=False), S.NOT_READY, "not ready"),
         (
-            observe(staged_deployment_id="v2", paused=True),
+            observe(staged="v2", paused=True),
             S.OUT_OF_SYNC,
             "paused: version v2 staged, not deployed",
         ),
         (
-            observe(staged_deployment_id="v2"),
+            observe(staged="v2"),
             S.OUT_OF_SYNC,
             "held back by the rollout: version v2 staged, not deployed",
         ),
         (
-            observe(desired_deployment_id="", applied_deployment_id="", ready=False, paused=True),
+            observe(released="", applied="", ready=False, paused=True),
             S.OUT_OF_SYNC,
             "paused: version v1 staged, not deployed",
         ),
@@ -74,7 +74,7 @@ def observe(**fields: Any) -> DeploymentObservation:
             "apps/v1/Deployment/app/web: differs at /spec/replicas",
         ),
         (
-            observe(waiting_for=["db", "cache"], applied_deployment_id=""),
+            observe(waiting_for=["db", "cache"], applied=""),
             S.WAITING_FOR_DEPENDENCY,
             "waiting for cache, db",
         ),
@@ -88,13 +88,13 @@ def test_compute_state_rules(obs: DeploymentObservation, state: BundleState, mes
     ("obs", "state"),
     [
         # rule 1 beats rule 2: an unapplied version is not judged for readiness
-        (observe(applied_deployment_id="v0", ready=False), S.WAIT_APPLIED),
-        (observe(applied_deployment_id="v0", apply_error="boom", ready=False), S.ERR_APPLIED),
+        (observe(applied="v0", ready=False), S.WAIT_APPLIED),
+        (observe(applied="v0", apply_error="boom", ready=False), S.ERR_APPLIED),
         # rule 2 beats rule 3 and 4
-        (observe(ready=False, staged_deployment_id="v2", drift=["x"]), S.NOT_READY),
+        (observe(ready=False, staged="v2", drift=["x"]), S.NOT_READY),
         # rule 3 beats rule 4
-        (observe(staged_deployment_id="v2", drift=["x"]), S.OUT_OF_SYNC),
-        # an error from an older attempt does not matter once the desired version is applied
+        (observe(staged="v2", drift=["x"]), S.OUT_OF_SYNC),
+        # an error from an older attempt does not matter once the released version is applied
         (observe(apply_error="old failure"), S.READY),
         # a dependency wait is never shown as an error
         (observe(waiting_for=["db"], apply_error="dependency not ready"), S.WAITING_FOR_DEPENDENCY),
@@ -106,7 +106,7 @@ def test_compute_state_precedence(obs: DeploymentObservation, state: BundleState
 
 def test_messages_are_one_short_line() -> None:
     error = "line one\nline two\t" + "x" * 1000
-    message = compute_state(observe(applied_deployment_id="", apply_error=error)).message
+    message = compute_state(observe(applied="", apply_error=error)).message
     assert "\n" not in message
     assert len(message) == MAX_MESSAGE
     assert message.startswith("line one line two x")
