@@ -35,15 +35,11 @@ with workflow.unsafe.imports_passed_through():
         WaitReadyRequest,
     )
     from activities.gitops import GitOpsActivities, PlanCluster, PlanRequest, PlanResult
+    from flotilla.bundledeployment import Due
     from flotilla.depends import Dependency, check_dependencies
-    from flotilla.rollout import RolloutState, RolloutTarget, plan_rollout
-    from flotilla.status import (
-        BundleState,
-        DeploymentObservation,
-        StateWithMessage,
-        compute_state,
-        summarize,
-    )
+    from flotilla.errors import one_line
+    from flotilla.rollout import RolloutState, plan_rollout
+    from flotilla.status import BundleState, StateWithMessage, summarize
     from workflows.bundle_models import (
         BUNDLE_PROTOCOL,
         BundleRefresh,
@@ -63,7 +59,6 @@ with workflow.unsafe.imports_passed_through():
         CLUSTER_SCHEDULE_TO_START,
         DEPLOY_HEARTBEAT,
         DEPLOY_RETRY,
-        DEPLOY_RETRY_DELAY,
         DEPLOY_TIMEOUT,
         LEGACY_REPORT_INTERVAL,
         MAX_PENDING_ACTIVITIES,
@@ -87,12 +82,6 @@ DRIFT_MONITOR_PATCH = "drift-monitor"
 # Long enough for most releases to turn Ready inside the deploy; short enough that a stuck
 # one soon shows NotReady with what is not ready (during the grace it shows WaitApplied).
 READY_GRACE_SECONDS = 30.0
-_MAX_MESSAGE = 240
-
-
-def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 3] + "..."
 
 
 @workflow.defn
@@ -257,9 +246,6 @@ class BundleWorkflow:
         self._monitor()
         await self._report()
 
-    def _settled(self, record: DeploymentRecord) -> bool:
-        return bool(record.staged) and record.staged == record.released == record.applied
-
     def _monitor(self) -> None:
         """Check settled deployments for drift every ``monitor_seconds`` while nothing else
         runs: one check_deployment per cluster, as many at once as there is room for."""
@@ -288,12 +274,11 @@ class BundleWorkflow:
             record = self.state.deployments.get(name)
             if (
                 record is not None
+                and record.monitored
                 and name not in self._in_flight
                 and name in self.state.targets
-                and self._settled(record)
-                and record.release
             ):
-                self._spawn(name, self._check(record))
+                self._spawn(name, self._check(name))
 
     async def _plan(self, spec: BundleSpec, clusters: ClusterSnapshot) -> None:
         request = PlanRequest(
@@ -317,13 +302,15 @@ class BundleWorkflow:
         self.state.strategy = result.strategy
         self.state.fleet_paused = result.paused
         for target in result.targets:
-            record = self.state.deployments.setdefault(
-                target.cluster, DeploymentRecord(cluster=target.cluster)
+            record = self.state.deployments.get(target.cluster)
+            self._put(
+                (record or DeploymentRecord(cluster=target.cluster)).stage(
+                    target.deployment_id,
+                    target.options_digest,
+                    keep_resources=target.keep_resources,
+                    delete_namespace=target.delete_namespace,
+                )
             )
-            record.staged = target.deployment_id
-            record.options_digest = target.options_digest
-            record.keep_resources = target.keep_resources
-            record.delete_namespace = target.delete_namespace
 
     def _remove_untargeted(self) -> None:
         for name, record in list(self.state.deployments.items()):
@@ -333,27 +320,26 @@ class BundleWorkflow:
                 del self.state.deployments[name]
                 continue
             if self._room() > 0:
-                self._spawn(name, self._remove(record, forget=True))
+                self._spawn(name, self._remove(name, forget=True))
 
     def _retry_due(self) -> None:
         now = workflow.now()
-        for name, record in self.state.deployments.items():
-            if record.retry_at is None or record.retry_at > now or name in self._in_flight:
+        for name, record in list(self.state.deployments.items()):
+            if name in self._in_flight or name not in self.state.targets:
                 continue
-            if name not in self.state.targets:
+            after, due = record.due(now)
+            if due is None:
                 continue
-            record.retry_at = None
-            if record.applied == record.released:
-                # Applied but not Ready yet: watch again.
-                self._spawn(name, self._watch(record))
-            else:
-                # Released but not applied (error or offline): back to what runs there, so
-                # the rollout releases it again within its limits.
-                record.released = record.applied
+            self._put(after)
+            if due is Due.WATCH:
+                self._spawn(name, self._watch(name))
 
-    def _paused_cluster(self, name: str) -> bool:
+    def _paused(self, name: str) -> bool:
+        """The bundle, its GitRepo, its fleet.yaml or the cluster is paused."""
         clusters = self.state.clusters
-        return bool(clusters and any(c.paused for c in clusters.clusters if c.name == name))
+        return self._bundle_paused() or bool(
+            clusters and any(c.paused for c in clusters.clusters if c.name == name)
+        )
 
     def _waiting_for(self, cluster: str) -> list[str]:
         spec = self.state.spec
@@ -372,21 +358,14 @@ class BundleWorkflow:
 
     def _roll_out(self, clusters: ClusterSnapshot) -> None:
         labels = {c.name: c.labels for c in clusters.clusters}
-        rollout_targets = []
-        for name, target in sorted(self.state.targets.items()):
-            record = self.state.deployments[name]
-            rollout_targets.append(
-                RolloutTarget(
-                    cluster=name,
-                    labels=labels.get(name, {}),
-                    staged=target.deployment_id,
-                    released=record.released or None,
-                    applied=record.applied or None,
-                    ready=record.ready,
-                    paused=self._bundle_paused() or self._paused_cluster(name),
-                    blocked=bool(self._waiting_for(name)),
-                )
+        rollout_targets = [
+            self.state.deployments[name].rollout_target(
+                labels=labels.get(name, {}),
+                paused=self._paused(name),
+                blocked=bool(self._waiting_for(name)),
             )
+            for name in sorted(self.state.targets)
+        ]
         plan = plan_rollout(RolloutState(strategy=self.state.strategy, targets=rollout_targets))
         self._summary = plan.summary
         workflow.set_current_details(plan.summary)
@@ -394,10 +373,13 @@ class BundleWorkflow:
             if self._room() <= 0:
                 break  # the rest move when running ones finish: the next pass offers them
             if name not in self._in_flight:
-                self._spawn(name, self._deploy(self.state.deployments[name]))
+                self._spawn(name, self._deploy(name))
 
     def _room(self) -> int:
         return MAX_PENDING_ACTIVITIES - len(self._in_flight)
+
+    def _put(self, record: DeploymentRecord) -> None:
+        self.state.deployments[record.cluster] = record
 
     def _spawn(self, cluster: str, work: Coroutine[Any, Any, None]) -> None:
         self._in_flight.add(cluster)
@@ -419,7 +401,7 @@ class BundleWorkflow:
 
     async def _on_cluster(
         self,
-        record: DeploymentRecord,
+        cluster: str,
         activity: Any,
         request: BaseModel,
         *,
@@ -431,43 +413,43 @@ class BundleWorkflow:
         return await workflow.execute_activity_method(
             activity,
             request,
-            task_queue=cluster_task_queue(self.state.namespace, record.cluster),
+            task_queue=cluster_task_queue(self.state.namespace, cluster),
             schedule_to_start_timeout=self._schedule_to_start(),
             start_to_close_timeout=timeout,
             heartbeat_timeout=heartbeat,
             retry_policy=DEPLOY_RETRY,
         )
 
-    def _failed(self, record: DeploymentRecord, err: ActivityError) -> None:
+    def _failed(self, cluster: str, err: ActivityError) -> None:
         cause = err.cause
-        queue = cluster_task_queue(self.state.namespace, record.cluster)
         if isinstance(cause, TemporalTimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START:
-            record.error = (
+            queue = cluster_task_queue(self.state.namespace, cluster)
+            error = (
                 f"cluster offline: no worker took work from task queue {queue} "
                 f"within {int(self._schedule_to_start().total_seconds())}s"
             )
         else:
-            record.error = _one_line(str(cause or err))
-        record.retry_at = workflow.now() + DEPLOY_RETRY_DELAY
+            error = str(cause or err)
+        record = self.state.deployments[cluster].failed(error, workflow.now())
+        self._put(record)
         workflow.logger.warning(
-            "bundle %s on cluster %s: %s", self.state.bundle, record.cluster, record.error
+            "bundle %s on cluster %s: %s", self.state.bundle, cluster, record.error
         )
 
-    async def _deploy(self, record: DeploymentRecord) -> None:
+    async def _deploy(self, cluster: str) -> None:
         spec = self.state.spec
         assert spec is not None
-        record.released = record.staged
-        record.released_options_digest = record.options_digest
-        record.ready = False
+        record = self.state.deployments[cluster].release_staged()
+        self._put(record)
         try:
             result: DeployResult = await self._on_cluster(
-                record,
+                cluster,
                 DeployActivities.deploy_bundle,
                 DeployRequest(
                     gitrepo=spec.gitrepo,
                     bundle_name=self.state.bundle,
                     cluster_namespace=self.state.namespace,
-                    cluster_name=record.cluster,
+                    cluster_name=cluster,
                     deployment_id=record.released,
                     bundle_digest=spec.bundle_digest,
                     options_digest=record.released_options_digest,
@@ -482,19 +464,12 @@ class BundleWorkflow:
                 heartbeat=DEPLOY_HEARTBEAT,
             )
         except ActivityError as err:
-            self._failed(record, err)
+            self._failed(cluster, err)
             return
-        record.release = result.release
-        record.applied = result.deployment_id
-        record.error = ""
-        record.last_action = _one_line(
-            f"{result.action}: {result.reason}" + (" (recovered)" if result.recovered else "")
-        )
-        if result.status is not None:
-            self._observed(record, result.status, retry=False)
-            if record.ready:
-                return
-        await self._watch(record)
+        record = self.state.deployments[cluster].apply_succeeded(result)
+        self._put(record)
+        if not record.ready:
+            await self._watch(cluster)
 
     def _status_request(self, record: DeploymentRecord) -> StatusRequest:
         """Which deployment a readiness or drift look is about: what was applied, and where."""
@@ -510,61 +485,49 @@ class BundleWorkflow:
             release=record.release,
         )
 
-    async def _watch(self, record: DeploymentRecord) -> None:
+    async def _watch(self, cluster: str) -> None:
         try:
             status: DeploymentStatus = await self._on_cluster(
-                record,
+                cluster,
                 DeployActivities.wait_ready,
                 WaitReadyRequest(
-                    **dict(self._status_request(record)),
+                    **dict(self._status_request(self.state.deployments[cluster])),
                     timeout_seconds=self.state.ready_watch_seconds,
                 ),
                 timeout=WAIT_READY_TIMEOUT,
                 heartbeat=WAIT_READY_HEARTBEAT,
             )
         except ActivityError as err:
-            self._failed(record, err)
+            self._failed(cluster, err)
             return
-        self._observed(record, status, retry=True)
+        self._put(self.state.deployments[cluster].observed(status, workflow.now()))
 
-    @staticmethod
-    def _observed(record: DeploymentRecord, status: DeploymentStatus, *, retry: bool) -> None:
-        """Take a readiness observation; with ``retry``, a NotReady one re-arms the watch."""
-        record.ready = status.ready
-        record.error = ""
-        record.non_ready = status.non_ready[:10]
-        if retry and not status.ready:
-            record.retry_at = workflow.now() + DEPLOY_RETRY_DELAY
-
-    async def _check(self, record: DeploymentRecord) -> None:
+    async def _check(self, cluster: str) -> None:
         try:
             status: DeploymentStatus = await self._on_cluster(
-                record,
+                cluster,
                 DeployActivities.check_deployment,
-                self._status_request(record),
+                self._status_request(self.state.deployments[cluster]),
                 timeout=CHECK_TIMEOUT,
             )
         except ActivityError as err:
-            self._failed(record, err)
+            self._failed(cluster, err)
             return
-        record.ready = status.ready
-        record.non_ready = status.non_ready[:10]
-        record.drift = status.drift[:10]
-        if status.corrected:
-            record.last_action = _one_line(f"corrected drift: {', '.join(status.corrected[:3])}")
+        self._put(self.state.deployments[cluster].checked(status))
 
-    async def _remove(self, record: DeploymentRecord, *, forget: bool) -> None:
+    async def _remove(self, cluster: str, *, forget: bool) -> None:
         spec = self.state.spec
+        record = self.state.deployments[cluster]
         assert record.release is not None
         try:
             await self._on_cluster(
-                record,
+                cluster,
                 DeployActivities.remove_deployment,
                 RemoveRequest(
                     gitrepo=spec.gitrepo if spec else "",
                     bundle_name=self.state.bundle,
                     cluster_namespace=self.state.namespace,
-                    cluster_name=record.cluster,
+                    cluster_name=cluster,
                     release=record.release,
                     keep_resources=record.keep_resources,
                     delete_namespace=record.delete_namespace,
@@ -577,15 +540,15 @@ class BundleWorkflow:
             workflow.logger.warning(
                 "bundle %s: removal from cluster %s failed: %s",
                 self.state.bundle,
-                record.cluster,
-                _one_line(str(err.cause or err)),
+                cluster,
+                one_line(str(err.cause or err)),
             )
         if forget:
-            self.state.deployments.pop(record.cluster, None)
+            self.state.deployments.pop(cluster, None)
 
     async def _retire(self) -> None:
         removals = [
-            self._remove(record, forget=True)
+            self._remove(record.cluster, forget=True)
             for record in list(self.state.deployments.values())
             if record.release is not None
         ]
@@ -596,24 +559,12 @@ class BundleWorkflow:
     # --- status -------------------------------------------------------------------------------
 
     def _states(self) -> dict[str, StateWithMessage]:
-        states: dict[str, StateWithMessage] = {}
-        for name, target in self.state.targets.items():
-            record = self.state.deployments[name]
-            states[name] = compute_state(
-                DeploymentObservation(
-                    staged=target.deployment_id,
-                    released=record.released,
-                    applied=record.applied,
-                    apply_error=record.error,
-                    ready=record.ready,
-                    non_ready=record.non_ready,
-                    drift=record.drift if self._settled(record) else [],
-                    paused=self._bundle_paused() or self._paused_cluster(name),
-                    waiting_for=(
-                        self._waiting_for(name) if record.released != target.deployment_id else []
-                    ),
-                )
+        states = {
+            name: self.state.deployments[name].state(
+                paused=self._paused(name), waiting_for=self._waiting_for(name)
             )
+            for name in self.state.targets
+        }
         for name, error in self.state.plan_errors.items():
             states[name] = StateWithMessage(state=BundleState.ERR_APPLIED, message=error)
         return states

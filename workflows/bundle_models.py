@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from activities.deploy import ReleaseRef
 from activities.gitops import DependencyRef, GitRepoSwitches, PlannedTarget
+from flotilla.bundledeployment import DeploymentRecord as _DeploymentRecord
 from flotilla.models import RolloutStrategy
 from workflows.common import MONITOR_INTERVAL
 from workflows.registry_models import ClusterSnapshot
@@ -42,26 +43,8 @@ class BundleSpec(BaseModel):
     gitrepo_paused: bool = False
 
 
-class DeploymentRecord(BaseModel):
-    """The bundle on one cluster: what is staged, released to it, applied and how it is."""
-
-    cluster: str
-    staged: str = ""
-    options_digest: str = ""
-    released: str = ""
-    released_options_digest: str = ""
-    applied: str = ""
-    release: ReleaseRef | None = None
-    ready: bool = False
-    non_ready: list[str] = Field(default_factory=list)
-    error: str = ""
-    retry_at: datetime | None = None
-    keep_resources: bool = False
-    delete_namespace: bool = False
-    # What the last deploy did to the Helm release, and why (history recovery included).
-    last_action: str = ""
-    # Live objects that differ from the release (Modified), from the last drift check.
-    drift: list[str] = Field(default_factory=list)
+# The bundle on one cluster, with its Helm release (the record and its transitions are core).
+DeploymentRecord = _DeploymentRecord[ReleaseRef]
 
 
 class BundleWorkflowState(BaseModel):

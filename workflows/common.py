@@ -118,5 +118,3 @@ MAX_PENDING_ACTIVITIES = 1000
 # its result, a workflow task); runs before protocol 2 used LEGACY_REPORT_INTERVAL.
 REPORT_INTERVAL = timedelta(seconds=10)
 LEGACY_REPORT_INTERVAL = timedelta(seconds=5)
-# How long an ErrApplied / offline deployment waits before the workflow tries again.
-DEPLOY_RETRY_DELAY = timedelta(seconds=30)
