@@ -349,7 +349,9 @@ class RolloutStrategy(FleetModel):
     partitions: list[Partition] | None = None
 
 
-BundleState = Literal[
+# Fleet's bundle states, as dependsOn.acceptedStates may name them (flotilla.status.BundleState
+# adds WaitingForDependency, which is flotilla's own and never a state to wait for).
+AcceptedState = Literal[
     "Ready", "NotReady", "WaitApplied", "ErrApplied", "OutOfSync", "Pending", "Modified"
 ]
 
@@ -359,7 +361,7 @@ class BundleRef(FleetModel):
 
     name: str | None = None
     selector: LabelSelector | None = None
-    accepted_states: list[BundleState] | None = None
+    accepted_states: list[AcceptedState] | None = None
 
     @model_validator(mode="after")
     def _name_or_selector(self) -> BundleRef:

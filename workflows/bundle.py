@@ -39,11 +39,10 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.depends import Dependency, check_dependencies
     from flotilla.errors import one_line
     from flotilla.rollout import RolloutState, plan_rollout
-    from flotilla.status import BundleState, StateWithMessage, summarize
+    from flotilla.status import BundleReport, BundleState, StateWithMessage, summarize
     from workflows.bundle_models import (
         BUNDLE_PROTOCOL,
         BundleRefresh,
-        BundleReport,
         BundleSpec,
         BundleStatus,
         BundleStatusRequest,
@@ -179,7 +178,7 @@ class BundleWorkflow:
             clusters.append(
                 ClusterStatus(
                     cluster=name,
-                    state=item.state.value,
+                    state=item.state,
                     message=item.message,
                     deployment_id=target.deployment_id if target else "",
                     applied=record.applied if record else "",
@@ -201,7 +200,7 @@ class BundleWorkflow:
             paused=self._bundle_paused(),
             ready=summary.ready,
             desired=summary.desired,
-            state=summary.state.value,
+            state=summary.state,
             message=summary.message,
             summary=self._summary,
             clusters=clusters,
@@ -578,7 +577,7 @@ class BundleWorkflow:
                 commit=commit,
                 ready=0,
                 desired=0,
-                state=BundleState.ERR_APPLIED.value,
+                state=BundleState.ERR_APPLIED,
                 message=f"bundle name {self.state.bundle!r} is already used by gitrepo {owner!r}",
             )
             with contextlib.suppress(FailureError):
@@ -595,9 +594,9 @@ class BundleWorkflow:
             commit=spec.commit if spec else "",
             ready=summary.ready,
             desired=summary.desired,
-            state=summary.state.value,
+            state=summary.state,
             message=summary.message,
-            states={name: item.state.value for name, item in states.items()},
+            states={name: item.state for name, item in states.items()},
             retired=retired,
         )
         # A digest, so the state handed to continue-as-new stays small for big fleets.

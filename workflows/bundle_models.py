@@ -14,6 +14,7 @@ from activities.deploy import ReleaseRef
 from activities.gitops import DependencyRef, GitRepoSwitches, PlannedTarget
 from flotilla.bundledeployment import DeploymentRecord as _DeploymentRecord
 from flotilla.models import RolloutStrategy
+from flotilla.status import BundleState
 from workflows.common import MONITOR_INTERVAL
 from workflows.registry_models import ClusterSnapshot
 
@@ -61,7 +62,7 @@ class BundleWorkflowState(BaseModel):
     targets: dict[str, PlannedTarget] = Field(default_factory=dict)
     plan_errors: dict[str, str] = Field(default_factory=dict)
     deployments: dict[str, DeploymentRecord] = Field(default_factory=dict)
-    dependency_states: dict[str, dict[str, str]] = Field(default_factory=dict)
+    dependency_states: dict[str, dict[str, BundleState]] = Field(default_factory=dict)
     paused: bool = False
     retiring: bool = False
     last_report: str = ""
@@ -81,14 +82,14 @@ class BundleRefresh(BaseModel):
 
     spec: BundleSpec | None = None
     clusters: ClusterSnapshot | None = None
-    dependency_states: dict[str, dict[str, str]] = Field(default_factory=dict)
+    dependency_states: dict[str, dict[str, BundleState]] = Field(default_factory=dict)
 
 
 class DependencyStates(BaseModel):
     """The per-cluster states of one bundle this bundle depends on."""
 
     bundle: str
-    states: dict[str, str]
+    states: dict[str, BundleState]
 
 
 class PauseRequest(BaseModel):
@@ -101,26 +102,13 @@ class RetireRequest(BaseModel):
     reason: str = "bundle removed from its GitRepo"
 
 
-class BundleReport(BaseModel):
-    """What the GitRepo workflow aggregates: the summary and the per-cluster states."""
-
-    bundle: str
-    commit: str
-    ready: int
-    desired: int
-    state: str
-    message: str
-    states: dict[str, str] = Field(default_factory=dict)
-    retired: bool = False
-
-
 class BundleStatusRequest(BaseModel):
     """Query input; a model so fields can be added later without breaking callers."""
 
 
 class ClusterStatus(BaseModel):
     cluster: str
-    state: str
+    state: BundleState
     message: str
     deployment_id: str
     applied: str
@@ -137,7 +125,7 @@ class BundleStatus(BaseModel):
     paused: bool
     ready: int
     desired: int
-    state: str
+    state: BundleState
     message: str
     summary: str
     clusters: list[ClusterStatus]
