@@ -42,6 +42,11 @@ class DeploymentOptions(BaseModel):
     cluster: ClusterInfo
 
 
+def deployment_id(bundle_digest: str, options_digest: str) -> str:
+    """Fleet's ``<content>:<options>`` id, shortened so it is also a valid label value."""
+    return f"s-{bundle_digest[:20]}-{options_digest[:20]}"
+
+
 def deployment_label(deployment_id: str) -> str:
     """The deployment id as a label value: itself when valid, else a stable 40-hex digest."""
     if _LABEL_VALUE.match(deployment_id):

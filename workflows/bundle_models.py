@@ -11,10 +11,11 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from activities.deploy import ReleaseRef
-from activities.gitops import DependencyRef, GitRepoSwitches, PlannedTarget
+from activities.gitops import DependencyRef, PlannedTarget
 from flotilla.bundledeployment import DeploymentRecord as _DeploymentRecord
 from flotilla.models import RolloutStrategy
 from flotilla.status import BundleState
+from flotilla.targeting import GitRepoSwitches
 from workflows.common import MONITOR_INTERVAL
 from workflows.registry_models import ClusterSnapshot
 

@@ -27,7 +27,6 @@ with workflow.unsafe.imports_passed_through():
         FetchRequest,
         FetchResult,
         GitOpsActivities,
-        GitRepoSwitches,
         GitSource,
         LsRemoteRequest,
         SyncBundlesRequest,
@@ -37,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.errors import FlotillaError, one_line
     from flotilla.models import GitRepoSpec
     from flotilla.status import BundleReport, BundleState, summarize_gitrepo
+    from flotilla.targeting import GitRepoSwitches
     from workflows.bundle import BUNDLE_REPORT_SIGNAL, REFRESH_SIGNAL, BundleWorkflow
     from workflows.bundle_models import (
         BUNDLE_PROTOCOL,
