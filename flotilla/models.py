@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from flotilla.durations import parse_duration
 from flotilla.errors import SpecError, short_repr
+from flotilla.kubenames import is_dns1123
 from flotilla.yamlload import (
     load_yaml_documents,
     load_yaml_mapping,
@@ -39,8 +40,6 @@ DEFAULT_POLLING_INTERVAL = "15s"
 # Helm stores the release name in a Secret label; Fleet and Helm both cap it at 53.
 MAX_RELEASE_NAME_LEN = 53
 
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _PERCENT = re.compile(r"\d+%")
 
 
@@ -93,19 +92,19 @@ def _check_release_name(value: str) -> str:
         return value
     if len(value) > MAX_RELEASE_NAME_LEN:
         raise ValueError(f"{short_repr(value)} is longer than {MAX_RELEASE_NAME_LEN} characters")
-    if not _DNS1123_SUBDOMAIN.fullmatch(value):
+    if not is_dns1123(value, subdomain=True):
         raise ValueError(f"{short_repr(value)} is not a valid DNS-1123 name")
     return value
 
 
 def _check_object_name(value: str) -> str:
-    if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+    if not is_dns1123(value, subdomain=True):
         raise ValueError(f"{short_repr(value)} is not a valid Kubernetes object name (DNS-1123)")
     return value
 
 
 def _check_namespace(value: str) -> str:
-    if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
+    if not is_dns1123(value):
         raise ValueError(f"{short_repr(value)} is not a valid namespace name (DNS-1123 label)")
     return value
 

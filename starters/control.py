@@ -30,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.client import connect
 from activities.secrets import SecretStore, kubeconfig_secret_name
 from flotilla.errors import FlotillaError, SpecError
+from flotilla.kubenames import name_problem
 from flotilla.models import DEFAULT_NAMESPACE, Cluster, ClusterGroup, GitRepo, load_fleet_objects
 from workflows.bundle import BundleWorkflow
 from workflows.bundle_models import BundleStatus, BundleStatusRequest, PauseRequest
@@ -48,7 +49,7 @@ from workflows.gitrepo_models import (
     SyncNowRequest,
     UpdateSpecRequest,
 )
-from workflows.registry import ClusterRegistryWorkflow, name_problem
+from workflows.registry import ClusterRegistryWorkflow
 from workflows.registry_models import (
     ApplyClusterRequest,
     ApplyGroupRequest,

@@ -8,12 +8,11 @@ Kubeconfigs never pass through here: a cluster record names its secret only.
 
 from __future__ import annotations
 
-import re
-
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from flotilla.kubenames import labels_problem, name_problem
     from workflows.common import INVALID_SPEC
     from workflows.registry_models import (
         ApplyClusterRequest,
@@ -36,27 +35,9 @@ with workflow.unsafe.imports_passed_through():
 # The signal every subscriber implements to receive ClusterSnapshot.
 CLUSTERS_CHANGED_SIGNAL = "clusters_changed"
 
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-)
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-_MAX_NAME = 63
-
 
 def _invalid(message: str) -> ApplicationError:
     return ApplicationError(message, type=INVALID_SPEC, non_retryable=True)
-
-
-def name_problem(name: str, what: str = "cluster") -> str:
-    """Why ``name`` cannot name a cluster or group, or "" when it can."""
-    if len(name) > _MAX_NAME or not _NAME.match(name):
-        return (
-            f"{what} name {name!r} is not a valid DNS-1123 label "
-            "(lowercase letters, digits and '-', at most 63 characters)"
-        )
-    return ""
 
 
 def check_name(name: str, what: str = "cluster") -> None:
@@ -66,11 +47,9 @@ def check_name(name: str, what: str = "cluster") -> None:
 
 
 def check_labels(labels: dict[str, str]) -> None:
-    for key, value in labels.items():
-        if not _LABEL_KEY.match(key) or len(key.rsplit("/", 1)[-1]) > _MAX_NAME:
-            raise _invalid(f"label key {key!r} is not a valid Kubernetes label key")
-        if len(value) > _MAX_NAME or not _LABEL_VALUE.match(value):
-            raise _invalid(f"label {key}: value {value!r} is not a valid Kubernetes label value")
+    problem = labels_problem(labels)
+    if problem:
+        raise _invalid(problem)
 
 
 @workflow.defn
