@@ -68,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         WAIT_READY_HEARTBEAT,
         WAIT_READY_TIMEOUT,
         cluster_task_queue,
+        continue_as_new_due,
         gitrepo_workflow_id,
     )
     from workflows.registry_models import ClusterSnapshot
@@ -118,7 +119,7 @@ class BundleWorkflow:
                 break
             await self._report_conflicts()
             await self._reconcile()
-            if self._should_continue_as_new():
+            if continue_as_new_due(self.state.max_history_events):
                 await workflow.wait_condition(
                     lambda: not self._in_flight and workflow.all_handlers_finished()
                 )
@@ -154,11 +155,6 @@ class BundleWorkflow:
     @workflow.signal
     def pause(self, request: PauseRequest) -> None:
         self.state.paused = request.paused
-        self._wake = True
-
-    @workflow.signal
-    def resume(self, request: PauseRequest) -> None:
-        self.state.paused = not request.paused
         self._wake = True
 
     @workflow.signal
@@ -208,12 +204,6 @@ class BundleWorkflow:
         )
 
     # --- the reconcile step -------------------------------------------------------------------
-
-    def _should_continue_as_new(self) -> bool:
-        limit = self.state.max_history_events
-        if limit is not None and workflow.info().get_current_history_length() >= limit:
-            return True
-        return workflow.info().is_continue_as_new_suggested()
 
     def _next_timer(self) -> timedelta | None:
         due = [
@@ -546,12 +536,15 @@ class BundleWorkflow:
             self.state.deployments.pop(cluster, None)
 
     async def _retire(self) -> None:
-        removals = [
-            self._remove(record.cluster, forget=True)
-            for record in list(self.state.deployments.values())
-            if record.release is not None
-        ]
-        await asyncio.gather(*removals)
+        """Remove every release, as many at once as the pending-activity cap allows."""
+        waiting = [r.cluster for r in self.state.deployments.values() if r.release is not None]
+        while waiting or self._in_flight:
+            while waiting and self._room() > 0:
+                name = waiting.pop(0)
+                self._spawn(name, self._remove(name, forget=True))
+            await workflow.wait_condition(
+                lambda: not self._in_flight or bool(waiting and self._room() > 0)
+            )
         self.state.targets = {}
         await self._report(retired=True)
 

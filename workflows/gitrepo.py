@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         SCHEDULE_SYNC_TIMEOUT,
         SYNC_BUNDLES_TIMEOUT,
         bundle_workflow_id,
+        continue_as_new_due,
         registry_workflow_id,
     )
     from workflows.gitrepo_models import (
@@ -118,7 +119,7 @@ class GitRepoWorkflow:
             await self._sync_image_schedules()
             await self._forward_dependencies()
             self._publish()
-            if self._should_continue_as_new():
+            if continue_as_new_due(self.state.max_history_events):
                 # A sync_now update finishes only after a poll, so it must not be waited on
                 # here: poll first, then continue as new.
                 await workflow.wait_condition(
@@ -143,12 +144,6 @@ class GitRepoWorkflow:
         seconds = parse_duration(self.state.spec.polling_interval, field="spec.pollingInterval")
         jitter = 1 + JITTER * (2 * workflow.random().random() - 1)
         return timedelta(seconds=max(seconds, 1.0) * jitter)
-
-    def _should_continue_as_new(self) -> bool:
-        limit = self.state.max_history_events
-        if limit is not None and workflow.info().get_current_history_length() >= limit:
-            return True
-        return workflow.info().is_continue_as_new_suggested()
 
     # --- handlers -----------------------------------------------------------------------------
 

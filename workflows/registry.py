@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from flotilla.kubenames import labels_problem, name_problem
-    from workflows.common import INVALID_SPEC
+    from workflows.common import INVALID_SPEC, continue_as_new_due
     from workflows.registry_models import (
         ApplyClusterRequest,
         ApplyGroupRequest,
@@ -67,21 +67,17 @@ class ClusterRegistryWorkflow:
     async def run(self, state: RegistryState) -> None:
         workflow.upsert_search_attributes([KIND.value_set("Registry")])
         while True:
-            await workflow.wait_condition(lambda: self._dirty or self._should_continue_as_new())
+            await workflow.wait_condition(
+                lambda: self._dirty or continue_as_new_due(self.state.max_history_events)
+            )
             if self._dirty:
                 self._dirty = False
                 await self._notify(self.state.subscribers)
-            if self._should_continue_as_new():
+            if continue_as_new_due(self.state.max_history_events):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._dirty:
                     continue
                 workflow.continue_as_new(self.state)
-
-    def _should_continue_as_new(self) -> bool:
-        limit = self.state.max_history_events
-        if limit is not None and workflow.info().get_current_history_length() >= limit:
-            return True
-        return workflow.info().is_continue_as_new_suggested()
 
     def snapshot_for_subscribers(self) -> ClusterSnapshot:
         return ClusterSnapshot(
