@@ -156,12 +156,12 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
         )
         return record if result.status is None else record._saw(result.status)
 
-    def observed(self, status: Readiness, now: datetime) -> Self:
-        """A readiness watch ended: Ready, or NotReady and watched again after RETRY_DELAY."""
+    def observed(self, status: Readiness, now: datetime, delay: timedelta = RETRY_DELAY) -> Self:
+        """A readiness watch ended: Ready, or NotReady and watched again after ``delay``."""
         record = self._saw(status)
         if status.ready:
             return record
-        return record.model_copy(update={"retry_at": now + RETRY_DELAY})
+        return record.model_copy(update={"retry_at": now + delay})
 
     def checked(self, status: DriftCheck) -> Self:
         """A drift check of a settled deployment: readiness, drift, and what it corrected."""
@@ -175,10 +175,10 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
             update["last_action"] = one_line(f"corrected drift: {corrected}")
         return self.model_copy(update=update)
 
-    def failed(self, error: str, now: datetime) -> Self:
+    def failed(self, error: str, now: datetime, delay: timedelta = RETRY_DELAY) -> Self:
         """A deploy, watch or check failed (or found the cluster offline): ErrApplied with
-        ``error`` while the released version is not applied, tried again after RETRY_DELAY."""
-        return self.model_copy(update={"error": one_line(error), "retry_at": now + RETRY_DELAY})
+        ``error`` while the released version is not applied, tried again after ``delay``."""
+        return self.model_copy(update={"error": one_line(error), "retry_at": now + delay})
 
     def due(self, now: datetime) -> tuple[Self, Due | None]:
         """The record once its retry time is checked at ``now``, and what is due, if anything."""

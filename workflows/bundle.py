@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         WaitReadyRequest,
     )
     from activities.gitops import GitOpsActivities, PlanCluster, PlanRequest, PlanResult
-    from flotilla.bundledeployment import Due
+    from flotilla.bundledeployment import RETRY_DELAY, Due
     from flotilla.depends import Dependency, check_dependencies
     from flotilla.errors import one_line
     from flotilla.rollout import RolloutState, plan_rollout
@@ -60,7 +60,6 @@ with workflow.unsafe.imports_passed_through():
         DEPLOY_RETRY,
         DEPLOY_TIMEOUT,
         LEGACY_REPORT_INTERVAL,
-        MAX_PENDING_ACTIVITIES,
         PLAN_RETRY,
         PLAN_TIMEOUT,
         REMOVE_TIMEOUT,
@@ -365,7 +364,7 @@ class BundleWorkflow:
                 self._spawn(name, self._deploy(name))
 
     def _room(self) -> int:
-        return MAX_PENDING_ACTIVITIES - len(self._in_flight)
+        return self.state.max_pending_activities - len(self._in_flight)
 
     def _put(self, record: DeploymentRecord) -> None:
         self.state.deployments[record.cluster] = record
@@ -383,6 +382,10 @@ class BundleWorkflow:
         asyncio.get_running_loop().create_task(run())
 
     # --- per-cluster work ---------------------------------------------------------------------
+
+    def _retry_delay(self) -> timedelta:
+        seconds = self.state.retry_seconds
+        return RETRY_DELAY if seconds is None else timedelta(seconds=seconds)
 
     def _schedule_to_start(self) -> timedelta:
         seconds = self.state.cluster_schedule_to_start_seconds
@@ -419,7 +422,7 @@ class BundleWorkflow:
             )
         else:
             error = str(cause or err)
-        record = self.state.deployments[cluster].failed(error, workflow.now())
+        record = self.state.deployments[cluster].failed(error, workflow.now(), self._retry_delay())
         self._put(record)
         workflow.logger.warning(
             "bundle %s on cluster %s: %s", self.state.bundle, cluster, record.error
@@ -489,7 +492,9 @@ class BundleWorkflow:
         except ActivityError as err:
             self._failed(cluster, err)
             return
-        self._put(self.state.deployments[cluster].observed(status, workflow.now()))
+        self._put(
+            self.state.deployments[cluster].observed(status, workflow.now(), self._retry_delay())
+        )
 
     async def _check(self, cluster: str) -> None:
         try:

@@ -16,7 +16,7 @@ from flotilla.bundledeployment import DeploymentRecord as _DeploymentRecord
 from flotilla.models import RolloutStrategy
 from flotilla.status import BundleState
 from flotilla.targeting import GitRepoSwitches
-from workflows.common import MONITOR_INTERVAL
+from workflows.common import MAX_PENDING_ACTIVITIES, MONITOR_INTERVAL
 from workflows.registry_models import ClusterSnapshot
 
 # How long one wait_ready call watches before the workflow records NotReady and re-arms it.
@@ -74,6 +74,10 @@ class BundleWorkflowState(BaseModel):
     cluster_schedule_to_start_seconds: float | None = None
     monitor_seconds: float = MONITOR_INTERVAL.total_seconds()
     next_monitor_at: datetime | None = None
+    # Test switches: retry failed or NotReady deployments after this many seconds instead of
+    # flotilla.bundledeployment.RETRY_DELAY; keep at most this many activities pending.
+    retry_seconds: float | None = None
+    max_pending_activities: int = MAX_PENDING_ACTIVITIES
     # See BUNDLE_PROTOCOL; 1 when absent, because the histories that lack it did that.
     protocol: int = 1
 

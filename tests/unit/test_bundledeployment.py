@@ -297,3 +297,9 @@ def test_state(fields: dict[str, Any], waiting_for: list[str], state: BundleStat
 def test_a_paused_record_says_so() -> None:
     result = record(staged="v2").state(paused=True, waiting_for=[])
     assert result.message == "paused: version v2 staged, not deployed"
+
+
+def test_the_retry_delay_can_be_shortened() -> None:
+    second = timedelta(seconds=1)
+    assert record().failed("boom", NOW, second).retry_at == NOW + second
+    assert record().observed(Seen(ready=False), NOW, second).retry_at == NOW + second
