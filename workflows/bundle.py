@@ -41,7 +41,6 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.rollout import RolloutState, plan_rollout
     from flotilla.status import BundleReport, BundleState, StateWithMessage, summarize
     from workflows.bundle_models import (
-        BUNDLE_PROTOCOL,
         BundleRefresh,
         BundleSpec,
         BundleStatus,
@@ -59,7 +58,6 @@ with workflow.unsafe.imports_passed_through():
         DEPLOY_HEARTBEAT,
         DEPLOY_RETRY,
         DEPLOY_TIMEOUT,
-        LEGACY_REPORT_INTERVAL,
         PLAN_RETRY,
         PLAN_TIMEOUT,
         REMOVE_TIMEOUT,
@@ -76,8 +74,6 @@ with workflow.unsafe.imports_passed_through():
 # The GitRepo workflow's signal that receives BundleReport.
 BUNDLE_REPORT_SIGNAL = "bundle_report"
 REFRESH_SIGNAL = "refresh"
-# Drift monitoring adds a timer and check activities; older histories replay without them.
-DRIFT_MONITOR_PATCH = "drift-monitor"
 # Long enough for most releases to turn Ready inside the deploy; short enough that a stuck
 # one soon shows NotReady with what is not ready (during the grace it shows WaitApplied).
 READY_GRACE_SECONDS = 30.0
@@ -96,17 +92,10 @@ class BundleWorkflow:
         self._conflicts: dict[str, str] = {}
         # Clusters whose drift check is due but has not started yet (room permitting).
         self._monitor_queue: list[str] = []
-        self._fewer_events = False
         self._run_started = workflow.now()
 
     @workflow.run
     async def run(self, state: BundleWorkflowState) -> None:
-        self._fewer_events = self.state.protocol >= 2
-        if not self._fewer_events:
-            # Newer runs set these with their first report, in the same history event.
-            workflow.upsert_search_attributes(
-                [KIND.value_set("Bundle"), BUNDLE.value_set(self.state.bundle)]
-            )
         while not self.state.retiring:
             # A timeout means a retry or a readiness re-check is due.
             with contextlib.suppress(TimeoutError):
@@ -122,7 +111,6 @@ class BundleWorkflow:
                 await workflow.wait_condition(
                     lambda: not self._in_flight and workflow.all_handlers_finished()
                 )
-                self.state.protocol = BUNDLE_PROTOCOL
                 workflow.continue_as_new(self.state)
         await workflow.wait_condition(lambda: not self._in_flight)
         await self._retire()
@@ -240,10 +228,7 @@ class BundleWorkflow:
         if self._monitor_queue:
             self._drain_monitor()
             return
-        # Asked only when idle, where the marker has always been recorded.
-        if self._in_flight or not (
-            self.state.protocol >= 2 or workflow.patched(DRIFT_MONITOR_PATCH)
-        ):
+        if self._in_flight:
             return
         now = workflow.now()
         due = self.state.next_monitor_at
@@ -446,11 +431,7 @@ class BundleWorkflow:
                     bundle_digest=spec.bundle_digest,
                     options_digest=record.released_options_digest,
                     previous_release=record.release,
-                    wait_ready_seconds=(
-                        min(READY_GRACE_SECONDS, self.state.ready_watch_seconds)
-                        if self._fewer_events
-                        else 0.0
-                    ),
+                    wait_ready_seconds=min(READY_GRACE_SECONDS, self.state.ready_watch_seconds),
                 ),
                 timeout=DEPLOY_TIMEOUT,
                 heartbeat=DEPLOY_HEARTBEAT,
@@ -606,12 +587,11 @@ class BundleWorkflow:
         # brings the workflow back, so no timer is needed); a settled bundle reports at once.
         now = workflow.now()
         last = self.state.last_report_at
-        if last is None and self._fewer_events:
+        if last is None:
             # A bundle that settles within REPORT_INTERVAL of starting reports once; until
             # then the GitRepo shows it Pending.
             last = self._run_started
-        interval = REPORT_INTERVAL if self._fewer_events else LEGACY_REPORT_INTERVAL
-        if self._in_flight and not retired and last and now - last < interval:
+        if self._in_flight and not retired and now - last < REPORT_INTERVAL:
             return
         self.state.last_report = fingerprint
         self.state.last_report_at = now
@@ -621,9 +601,9 @@ class BundleWorkflow:
             STATE.value_set(report.state),
             READY.value_set(report.ready),
             DESIRED.value_set(report.desired),
+            KIND.value_set("Bundle"),
+            BUNDLE.value_set(self.state.bundle),
         ]
-        if self._fewer_events:
-            updates += [KIND.value_set("Bundle"), BUNDLE.value_set(self.state.bundle)]
         workflow.upsert_search_attributes(updates)
         try:
             await workflow.get_external_workflow_handle(self.state.gitrepo_workflow_id).signal(

@@ -23,16 +23,6 @@ from workflows.registry_models import ClusterSnapshot
 READY_WATCH_SECONDS = 600.0
 
 
-# Which history-shaping behaviour a run follows, carried in its input instead of patch
-# markers (each marker costs two events in every run: the marker and a TemporalChangeVersion
-# upsert). 1: what histories without the field did, with drift monitoring behind its patch.
-# 2: drift monitoring always; deploy_bundle watches readiness for READY_GRACE_SECONDS itself
-# (wait_ready follows only for a release still not Ready); reports in mid-rollout come at
-# most every REPORT_INTERVAL (10 s, was 5 s), the first one too, and set Kind/Bundle.
-# New runs get BUNDLE_PROTOCOL from the GitRepo, and continue-as-new moves older runs to it.
-BUNDLE_PROTOCOL = 2
-
-
 class BundleSpec(BaseModel):
     """What the GitRepo workflow hands a bundle for one commit: digests and wiring only."""
 
@@ -78,8 +68,6 @@ class BundleWorkflowState(BaseModel):
     # flotilla.bundledeployment.RETRY_DELAY; keep at most this many activities pending.
     retry_seconds: float | None = None
     max_pending_activities: int = MAX_PENDING_ACTIVITIES
-    # See BUNDLE_PROTOCOL; 1 when absent, because the histories that lack it did that.
-    protocol: int = 1
 
 
 class BundleRefresh(BaseModel):

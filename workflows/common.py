@@ -116,9 +116,8 @@ CLUSTER_SCHEDULE_TO_START = timedelta(minutes=2)
 MAX_PENDING_ACTIVITIES = 1000
 # A bundle in the middle of a rollout reports to its GitRepo at most this often (a settled
 # one at once). Each report costs the bundle's history about six events (upsert, signal and
-# its result, a workflow task); runs before protocol 2 used LEGACY_REPORT_INTERVAL.
+# its result, a workflow task).
 REPORT_INTERVAL = timedelta(seconds=10)
-LEGACY_REPORT_INTERVAL = timedelta(seconds=5)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.targeting import GitRepoSwitches
     from workflows.bundle import BUNDLE_REPORT_SIGNAL, REFRESH_SIGNAL, BundleWorkflow
     from workflows.bundle_models import (
-        BUNDLE_PROTOCOL,
         BundleRefresh,
         BundleSpec,
         BundleWorkflowState,
@@ -410,7 +409,6 @@ class GitRepoWorkflow:
                     bundle=name,
                     gitrepo_workflow_id=workflow.info().workflow_id,
                     max_history_events=self.state.bundle_max_history_events,
-                    protocol=BUNDLE_PROTOCOL,
                     **self._bundle_switches(),
                 ).model_dump(mode="json"),
                 static_summary=f"bundle {name} of gitrepo {self.state.namespace}/{self.state.name}",

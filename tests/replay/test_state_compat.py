@@ -5,7 +5,8 @@ state to the next run, so a running workflow's state must survive a change of th
 mid-rollout with a settled, a failing and a planned-but-broken cluster; a GitRepo with a good
 and a bad bundle and a report). Each must validate with today's models and dump back to the
 same JSON, so nothing is lost or renamed on the way through continue-as-new; fields added
-since then take their defaults and are left out of the comparison.
+since then take their defaults and are left out of the comparison. Fields dropped on purpose
+are listed in DROPPED: validation ignores them, so a running workflow's input still validates.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ MODELS: dict[str, type[BaseModel]] = {
     "bundle-state.json": BundleWorkflowState,
     "gitrepo-state.json": GitRepoState,
 }
+# The bundle's protocol number: versioning is by workflow.patched() only now
+# (docs/orchestration.md, "Versioning").
+DROPPED = {"bundle-state.json": {"protocol"}}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -32,4 +36,5 @@ def test_earlier_state_validates_and_round_trips(name: str) -> None:
 
     state = MODELS[name].model_validate(written)
 
-    assert state.model_dump(mode="json", exclude_unset=True) == written
+    kept = {k: v for k, v in written.items() if k not in DROPPED.get(name, set())}
+    assert state.model_dump(mode="json", exclude_unset=True) == kept

@@ -51,7 +51,6 @@ from flotilla.models import RolloutStrategy
 from flotilla.status import BundleState
 from workflows.bundle import REFRESH_SIGNAL, BundleWorkflow
 from workflows.bundle_models import (
-    BUNDLE_PROTOCOL,
     BundleRefresh,
     BundleSpec,
     BundleStatus,
@@ -244,7 +243,6 @@ async def start(
                 namespace=ns,
                 bundle="app",
                 gitrepo_workflow_id=gitrepo_workflow_id(ns, "repo"),
-                protocol=BUNDLE_PROTOCOL,
                 retry_seconds=0.5,
                 monitor_seconds=3600,
                 **switches,
