@@ -103,47 +103,33 @@ def test_planning_and_release(
     assert event(before) == after
 
 
+# v2 released, then applied by Deployed() without a readiness watch.
+APPLIED = record(
+    staged="v2",
+    released="v2",
+    applied="v2",
+    release="shop/web#2",
+    ready=False,
+    last_action="upgrade: upgrading from revision 1",
+)
+
+
 @pytest.mark.parametrize(
     ("before", "result", "after"),
     [
         # applied, no readiness watched: not Ready yet, a watch follows
-        (
-            record(staged="v2", released="v2", ready=False),
-            Deployed(),
-            record(
-                staged="v2",
-                released="v2",
-                applied="v2",
-                release="shop/web#2",
-                ready=False,
-                last_action="upgrade: upgrading from revision 1",
-            ),
-        ),
+        (record(staged="v2", released="v2", ready=False), Deployed(), APPLIED),
         # applied and Ready within the deploy's own watch; an old error is cleared
         (
             record(staged="v2", released="v2", ready=False, error="boom"),
             Deployed(status=Seen(ready=True)),
-            record(
-                staged="v2",
-                released="v2",
-                applied="v2",
-                release="shop/web#2",
-                last_action="upgrade: upgrading from revision 1",
-            ),
+            APPLIED.model_copy(update={"ready": True}),
         ),
         # applied, not Ready within the grace: what is not ready, at most ten
         (
             record(staged="v2", released="v2", ready=False),
             Deployed(status=Seen(ready=False, non_ready=TEN)),
-            record(
-                staged="v2",
-                released="v2",
-                applied="v2",
-                release="shop/web#2",
-                ready=False,
-                non_ready=TEN[:10],
-                last_action="upgrade: upgrading from revision 1",
-            ),
+            APPLIED.model_copy(update={"non_ready": TEN[:10]}),
         ),
         # a history recovery says so; a retry time from an earlier failure stays
         (
