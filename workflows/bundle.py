@@ -3,10 +3,12 @@
 ``bundle/<namespace>/<bundle>`` runs as long as the bundle exists in its GitRepo. A bundle
 deployment (the bundle on one cluster) is not a workflow: it is a record in this workflow's
 state plus a few activities on the cluster's task queue (deploy, then wait for Ready), so
-history grows by a handful of events per cluster and version. Who moves in a pass is decided
-by ``flotilla.rollout.plan_rollout``; states by ``flotilla.status``. dependsOn waits are
-durable: the GitRepo workflow forwards the states of the bundles this one waits for as
-signals, so nothing polls.
+history grows by a handful of events per cluster and version. This workflow only sequences:
+what it knows about each cluster is a ``flotilla.bundledeployment.DeploymentRecord``, changed
+only by that record's transitions; who moves in a pass is decided by
+``flotilla.rollout.plan_rollout``; states by ``flotilla.status``. dependsOn waits are durable:
+the GitRepo workflow forwards the states of the bundles this one waits for as signals, so
+nothing polls.
 """
 
 from __future__ import annotations
