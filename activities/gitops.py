@@ -31,18 +31,10 @@ from activities.content import ContentStore
 from activities.secrets import SecretStore
 from flotilla.bundles import name_bundle, read_bundles
 from flotilla.depends import BundleInfo, find_cycles, resolve_dependencies
-from flotilla.deployment import DeploymentOptions
+from flotilla.deployment import DeploymentOptions, deployment_id
 from flotilla.errors import FlotillaError
-from flotilla.models import (
-    DEFAULT_NAMESPACE,
-    BundleDeploymentOptions,
-    ClusterGroup,
-    CorrectDrift,
-    GitRepoSpec,
-    GitTarget,
-    RolloutStrategy,
-)
-from flotilla.targeting import ClusterInfo, resolve_deployment
+from flotilla.models import DEFAULT_NAMESPACE, ClusterGroup, GitRepoSpec, GitTarget, RolloutStrategy
+from flotilla.targeting import ClusterInfo, GitRepoSwitches, apply_switches, resolve_deployment
 from flotilla.templating import process_values
 from workflows.common import INVALID_SPEC
 
@@ -131,30 +123,6 @@ class FetchResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-class GitRepoSwitches(BaseModel):
-    """GitRepo settings every bundle inherits and fleet.yaml cannot turn off."""
-
-    targets: list[dict[str, Any]] | None = None
-    target_namespace: str | None = None
-    service_account: str | None = None
-    keep_resources: bool = False
-    delete_namespace: bool = False
-    force_sync_generation: int = 0
-    correct_drift: dict[str, Any] | None = None
-
-    @classmethod
-    def from_spec(cls, spec: GitRepoSpec) -> GitRepoSwitches:
-        return cls(
-            targets=[t.to_fleet() for t in spec.targets] if spec.targets is not None else None,
-            target_namespace=spec.target_namespace,
-            service_account=spec.service_account,
-            keep_resources=spec.keep_resources,
-            delete_namespace=spec.delete_namespace,
-            force_sync_generation=spec.force_sync_generation,
-            correct_drift=spec.correct_drift.to_fleet() if spec.correct_drift else None,
-        )
-
-
 class PlanCluster(BaseModel):
     """A cluster as the planner needs it (from the registry snapshot)."""
 
@@ -213,11 +181,6 @@ class SyncBundlesResult(BaseModel):
 # ---------------------------------------------------------------------------------------------
 # Git
 # ---------------------------------------------------------------------------------------------
-
-
-def deployment_id(bundle_digest: str, options_digest: str) -> str:
-    """Fleet's ``<content>:<options>`` id, shortened so it is also a valid label value."""
-    return f"s-{bundle_digest[:20]}-{options_digest[:20]}"
 
 
 class GitOpsActivities:
@@ -439,7 +402,7 @@ class GitOpsActivities:
                 match = resolve_deployment(targets, bundle.options, info, groups)
                 if match is None:
                     continue
-                options = _apply_switches(match.options, switches)
+                options = apply_switches(match.options, switches)
                 if options.helm is not None and options.helm.values:
                     values = process_values(
                         options.helm.values,
@@ -488,24 +451,6 @@ class GitOpsActivities:
                 static_summary=start.static_summary or None,
             )
         return SyncBundlesResult(signalled=len(request.starts))
-
-
-def _apply_switches(
-    options: BundleDeploymentOptions, switches: GitRepoSwitches
-) -> BundleDeploymentOptions:
-    """Fold the GitRepo's switches into one cluster's options, as Fleet does."""
-    update: dict[str, Any] = {
-        "keep_resources": options.keep_resources or switches.keep_resources,
-        "delete_namespace": options.delete_namespace or switches.delete_namespace,
-        "force_sync_generation": switches.force_sync_generation,
-    }
-    if switches.target_namespace:
-        update["namespace"] = switches.target_namespace
-    if switches.service_account:
-        update["service_account"] = switches.service_account
-    if switches.correct_drift is not None:
-        update["correct_drift"] = CorrectDrift.model_validate(switches.correct_drift)
-    return options.model_copy(update=update)
 
 
 def _canonical(model: BaseModel) -> bytes:

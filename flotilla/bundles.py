@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from flotilla.errors import FlotillaError, SpecError, short_repr
+from flotilla.kubenames import MAX_LABEL, is_dns1123
 from flotilla.manifests import FLEET_YAML_NAMES
 from flotilla.models import (
     MAX_RELEASE_NAME_LEN,
@@ -34,13 +35,10 @@ KUSTOMIZATION_YAML = "kustomization.yaml"
 # `helm template`, and a repository holding such a file is almost certainly a mistake.
 MAX_FILE_BYTES = 10 * 1024 * 1024
 _MAX_LINK_HOPS = 40
-_MAX_NAMESPACE_LEN = 63
 
 _DISALLOWED = re.compile(r"[^a-zA-Z0-9-]+")
 _LOWER_DISALLOWED = re.compile(r"[^a-z0-9-]+")
 _MULTI_DASH = re.compile(r"-+")
-_RELEASE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _REMOTE_TGZ = re.compile(r"^https?://.+\.tgz(\?.*)?$")
 
 
@@ -125,8 +123,9 @@ def release_name(raw: str) -> str:
         text = f"{text}-{_md5_hex(text, 8)}"
     text = _LOWER_DISALLOWED.sub("-", text.lower())
     text = _MULTI_DASH.sub("-", text).strip("-")
-    if _RELEASE_NAME.match(text) and _DNS_LABEL.match(text):
-        return limit_name(text, MAX_RELEASE_NAME_LEN)
+    limited = limit_name(text, MAX_RELEASE_NAME_LEN)
+    if is_dns1123(limited, max_length=MAX_RELEASE_NAME_LEN):
+        return limited
     return _md5_hex(raw, 24)
 
 
@@ -536,9 +535,7 @@ def _read_bundle(tree: _Tree, directory: str, *, gitrepo_name: str) -> Bundle | 
     else:
         options = FleetYaml()
     name = options.name or name_bundle(gitrepo_name, directory or ".")
-    if options.name is not None and (
-        not _DNS_LABEL.match(name) or len(name) > MAX_RELEASE_NAME_LEN
-    ):
+    if options.name is not None and not is_dns1123(name, max_length=MAX_RELEASE_NAME_LEN):
         raise SpecError(
             f"{short_repr(options.name)} is not a valid DNS-1123 name of at most "
             f"{MAX_RELEASE_NAME_LEN} characters",
@@ -639,10 +636,10 @@ def _check_namespaces(options: FleetYaml, *, file: str) -> None:
             ("namespace", candidate.namespace),
             ("defaultNamespace", candidate.default_namespace),
         ):
-            if value and (not _DNS_LABEL.match(value) or len(value) > _MAX_NAMESPACE_LEN):
+            if value and not is_dns1123(value):
                 raise SpecError(
                     f"{short_repr(value)} is not a valid namespace name "
-                    f"(DNS-1123 label, at most {_MAX_NAMESPACE_LEN} characters)",
+                    f"(DNS-1123 label, at most {MAX_LABEL} characters)",
                     file=file,
                     field=f"{prefix}{field_name}",
                 )

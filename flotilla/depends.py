@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict
 
 from flotilla.errors import SpecError, short_repr
 from flotilla.models import BundleRef, LabelSelector
+from flotilla.status import BundleState
 from flotilla.targeting import match_selector
 
-DEFAULT_ACCEPTED_STATES = ("Ready",)
+DEFAULT_ACCEPTED_STATES = (BundleState.READY,)
 
 
 class BundleInfo(BaseModel):
@@ -30,7 +31,7 @@ class Dependency(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     bundle: str
-    accepted_states: tuple[str, ...] = DEFAULT_ACCEPTED_STATES
+    accepted_states: tuple[BundleState, ...] = DEFAULT_ACCEPTED_STATES
 
 
 class DependencyCheck(BaseModel):
@@ -57,7 +58,7 @@ def resolve_dependencies(
     resolved: list[Dependency] = []
     for index, entry in enumerate(bundle.depends_on):
         field = f"dependsOn[{index}]"
-        states = tuple(entry.accepted_states or DEFAULT_ACCEPTED_STATES)
+        states = tuple(BundleState(s) for s in entry.accepted_states or DEFAULT_ACCEPTED_STATES)
         if entry.name:
             if entry.name == bundle.name:
                 raise SpecError(
@@ -99,7 +100,7 @@ def _did_you_mean(name: str, names: list[str]) -> str:
 
 
 def check_dependencies(
-    deps: Sequence[Dependency], states_on_cluster: Mapping[str, str]
+    deps: Sequence[Dependency], states_on_cluster: Mapping[str, BundleState]
 ) -> DependencyCheck:
     """Check the dependencies on one cluster: each must be there, in one of its accepted states.
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from flotilla.kubenames import is_label_value
 from flotilla.models import DEFAULT_NAMESPACE, BundleDeploymentOptions
 from flotilla.targeting import ClusterInfo
 
@@ -21,7 +21,6 @@ PROTECTED_NAMESPACES = frozenset(
     {"default", DEFAULT_NAMESPACE, "fleet-default", "cattle-fleet-system", "flotilla-system"}
 )
 _PROTECTED_PREFIXES = ("kube-",)
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _REDACTED = "[redacted]"
 # Shorter strings are too likely to occur by chance to be worth hiding (and hiding "a" or
 # "true" would garble every message).
@@ -42,9 +41,14 @@ class DeploymentOptions(BaseModel):
     cluster: ClusterInfo
 
 
+def deployment_id(bundle_digest: str, options_digest: str) -> str:
+    """Fleet's ``<content>:<options>`` id, shortened so it is also a valid label value."""
+    return f"s-{bundle_digest[:20]}-{options_digest[:20]}"
+
+
 def deployment_label(deployment_id: str) -> str:
     """The deployment id as a label value: itself when valid, else a stable 40-hex digest."""
-    if _LABEL_VALUE.match(deployment_id):
+    if is_label_value(deployment_id):
         return deployment_id
     return "h" + hashlib.sha256(deployment_id.encode()).hexdigest()[:40]
 

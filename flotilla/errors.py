@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 _MAX_VALUE_REPR = 80
+# Longest message a status line, a report or a log line carries for one deployment or bundle.
+MAX_MESSAGE = 240
 
 
 def short_repr(value: Any, limit: int = _MAX_VALUE_REPR) -> str:
@@ -22,6 +24,12 @@ def short_repr(value: Any, limit: int = _MAX_VALUE_REPR) -> str:
     if len(text) > limit:
         return text[: limit - 3] + "..."
     return text
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """Return ``text`` on one line (runs of whitespace become one space), cut to ``limit``."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 class FlotillaError(Exception):

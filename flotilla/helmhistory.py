@@ -75,14 +75,14 @@ def _pruned_note(history: list[ReleaseRevision], recorded_revision: int | None) 
 def decide_release_action(
     history: list[ReleaseRevision],
     recorded_revision: int | None,
-    desired_deployment_id: str,
+    released: str,
 ) -> HistoryDecision:
-    """Return the action that brings the release to desired_deployment_id, never a dead end.
+    """Return the action that brings the release to the ``released`` version, never a dead end.
 
     ``recorded_revision`` is the revision flotilla last recorded for the release; when
     maxHistory has pruned it, the decision simply starts from the current latest revision.
     """
-    if not desired_deployment_id:
+    if not released:
         return HistoryDecision(action=HistoryAction.NONE, reason="no version is desired yet")
     if not history:
         return HistoryDecision(action=HistoryAction.INSTALL, reason="no release yet")
@@ -96,7 +96,7 @@ def decide_release_action(
             action=HistoryAction.INSTALL, reason=f"{where}; installing again{note}"
         )
     if latest.status is ReleaseStatus.DEPLOYED:
-        if latest.deployment_id == desired_deployment_id:
+        if latest.deployment_id == released:
             return HistoryDecision(
                 action=HistoryAction.ALREADY_DEPLOYED,
                 reason=f"revision {latest.revision} already runs this version{note}",

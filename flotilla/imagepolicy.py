@@ -336,6 +336,20 @@ class ImageDecision(BaseModel):
     reason: str
 
 
+def follows_digest(policy: Policy, current_tag: str, match_tag: bool = False) -> bool:
+    """Whether ``choose_tag`` decides on the current tag's digest rather than the tag list, so
+    a poll needs one manifest HEAD instead of the tag list.
+
+    Keel's ``force`` follows the digest of a tag that is not a version (or of any tag with
+    ``matchTag``); every Keel semver policy follows the digest of ``latest``.
+    """
+    if not isinstance(policy, KeelPolicy) or policy.kind in ("never", "glob", "regexp"):
+        return False
+    if current_tag == "latest":
+        return True
+    return policy.kind == "force" and (match_tag or parse_version(current_tag) is None)
+
+
 def choose_tag(
     policy: Policy,
     *,
@@ -357,12 +371,9 @@ def choose_tag(
         return ImageDecision(tag=current_tag, update=False, reason="policy 'never': no updates")
     if policy.kind in ("glob", "regexp"):
         return _choose_pattern(policy, current_tag, tags)
-    current = parse_version(current_tag)
-    follows_digest = (policy.kind == "force" and (match_tag or current is None)) or (
-        current_tag == "latest"
-    )
-    if follows_digest:
+    if follows_digest(policy, current_tag, match_tag):
         return _follow_digest(current_tag, current_digest, registry_digest)
+    current = parse_version(current_tag)
     if current is None:
         return ImageDecision(
             tag=current_tag,

@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from flotilla.durations import parse_duration
 from flotilla.errors import SpecError, short_repr
+from flotilla.kubenames import is_dns1123
 from flotilla.yamlload import (
     load_yaml_documents,
     load_yaml_mapping,
@@ -39,8 +40,6 @@ DEFAULT_POLLING_INTERVAL = "15s"
 # Helm stores the release name in a Secret label; Fleet and Helm both cap it at 53.
 MAX_RELEASE_NAME_LEN = 53
 
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _PERCENT = re.compile(r"\d+%")
 
 
@@ -93,19 +92,19 @@ def _check_release_name(value: str) -> str:
         return value
     if len(value) > MAX_RELEASE_NAME_LEN:
         raise ValueError(f"{short_repr(value)} is longer than {MAX_RELEASE_NAME_LEN} characters")
-    if not _DNS1123_SUBDOMAIN.fullmatch(value):
+    if not is_dns1123(value, subdomain=True):
         raise ValueError(f"{short_repr(value)} is not a valid DNS-1123 name")
     return value
 
 
 def _check_object_name(value: str) -> str:
-    if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+    if not is_dns1123(value, subdomain=True):
         raise ValueError(f"{short_repr(value)} is not a valid Kubernetes object name (DNS-1123)")
     return value
 
 
 def _check_namespace(value: str) -> str:
-    if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
+    if not is_dns1123(value):
         raise ValueError(f"{short_repr(value)} is not a valid namespace name (DNS-1123 label)")
     return value
 
@@ -349,7 +348,9 @@ class RolloutStrategy(FleetModel):
     partitions: list[Partition] | None = None
 
 
-BundleState = Literal[
+# Fleet's bundle states, as dependsOn.acceptedStates may name them (flotilla.status.BundleState
+# adds WaitingForDependency, which is flotilla's own and never a state to wait for).
+AcceptedState = Literal[
     "Ready", "NotReady", "WaitApplied", "ErrApplied", "OutOfSync", "Pending", "Modified"
 ]
 
@@ -359,7 +360,7 @@ class BundleRef(FleetModel):
 
     name: str | None = None
     selector: LabelSelector | None = None
-    accepted_states: list[BundleState] | None = None
+    accepted_states: list[AcceptedState] | None = None
 
     @model_validator(mode="after")
     def _name_or_selector(self) -> BundleRef:
@@ -541,83 +542,6 @@ class Bundle(FleetObjectModel):
     kind: Literal["Bundle"] = "Bundle"
     metadata: ObjectMeta
     spec: BundleSpec = Field(default_factory=BundleSpec)
-
-
-class BundleDeploymentSpec(FleetModel):
-    """A bundle's desired (``options``) and staged deployment on one cluster."""
-
-    paused: bool = False
-    deployment_id: str | None = Field(default=None, alias="deploymentID")
-    options: BundleDeploymentOptions = Field(default_factory=BundleDeploymentOptions)
-    staged_deployment_id: str | None = Field(default=None, alias="stagedDeploymentID")
-    staged_options: BundleDeploymentOptions = Field(default_factory=BundleDeploymentOptions)
-    depends_on: list[BundleRef] | None = None
-    correct_drift: CorrectDrift | None = None
-
-
-class Condition(FleetModel):
-    """A status condition."""
-
-    type: str
-    status: str
-    reason: str | None = None
-    message: str | None = None
-    last_update_time: str | None = None
-    last_transition_time: str | None = None
-
-
-class ResourceKey(FleetModel):
-    """Which object a status line is about."""
-
-    api_version: str | None = None
-    kind: str | None = None
-    namespace: str | None = None
-    name: str | None = None
-
-
-class ModifiedStatus(ResourceKey):
-    """One drifted object: missing, extra, or patched."""
-
-    missing: bool = False
-    delete: bool = False
-    patch: str | None = None
-
-
-class NonReadyStatus(ResourceKey):
-    """One object that is not ready, with the reason."""
-
-    summary: dict[str, Any] | None = None
-
-
-class BundleDeploymentDisplay(FleetModel):
-    """The short strings shown for a BundleDeployment."""
-
-    deployed: str | None = None
-    monitored: str | None = None
-    state: str | None = None
-
-
-class BundleDeploymentStatus(FleetModel):
-    """What was applied on the cluster and how it is doing."""
-
-    applied_deployment_id: str | None = Field(default=None, alias="appliedDeploymentID")
-    release: str | None = None
-    ready: bool = False
-    non_modified: bool = False
-    conditions: list[Condition] | None = None
-    non_ready_status: list[NonReadyStatus] | None = None
-    modified_status: list[ModifiedStatus] | None = None
-    display: BundleDeploymentDisplay | None = None
-    sync_generation: int | None = None
-
-
-class BundleDeployment(FleetObjectModel):
-    """A bundle staged or deployed on one cluster."""
-
-    kind: Literal["BundleDeployment"] = "BundleDeployment"
-    metadata: ObjectMeta
-    spec: BundleDeploymentSpec = Field(default_factory=BundleDeploymentSpec)
-    status: BundleDeploymentStatus | None = None
 
 
 FleetObject = GitRepo | Cluster | ClusterGroup

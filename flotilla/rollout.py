@@ -32,18 +32,18 @@ class _Model(BaseModel):
 class RolloutTarget(_Model):
     """One cluster a bundle targets, with what runs there now and what should.
 
-    ``deployed`` is the version the cluster was last told to run (None: no deployment yet),
-    ``applied`` the version the cluster reports applied; both are opaque deployment ids.
-    ``paused``: the cluster or bundle is paused; ``blocked``: its dependsOn bundles are not
-    in an accepted state on this cluster yet.
+    Versions are opaque deployment ids: ``staged`` is the newest version planned for the
+    cluster, ``released`` the version it was last told to run (None: no deployment yet),
+    ``applied`` the version the cluster reports applied. ``paused``: the cluster or bundle is
+    paused; ``blocked``: its dependsOn bundles are not in an accepted state on this cluster yet.
     """
 
     cluster: str
     labels: dict[str, str] = {}
     # Group name -> that ClusterGroup's own labels, for clusterGroup/clusterGroupSelector.
     groups: dict[str, dict[str, str]] = {}
-    desired: str
-    deployed: str | None = None
+    staged: str
+    released: str | None = None
     applied: str | None = None
     ready: bool = False
     paused: bool = False
@@ -91,7 +91,7 @@ class RolloutState(_Model):
 class RolloutPlan(_Model):
     """What to do in this pass and how things stand, for workflows and for people.
 
-    Cluster lists, each in partition order: ``deploy`` move to the desired version now;
+    Cluster lists, each in partition order: ``deploy`` move to the staged version now;
     ``paused`` and ``blocked`` stay staged (OutOfSync / WaitingForDependency); ``held`` wait
     for maxUnavailable budget; ``waiting`` are in partitions this pass did not reach;
     ``not_created`` are new deployments beyond ``max_new``.
@@ -253,21 +253,21 @@ def _partition(
 
 def is_unavailable(target: RolloutTarget) -> bool:
     """A deployment is unavailable while its version is not yet applied or it is not Ready."""
-    return target.deployed is not None and (target.applied != target.deployed or not target.ready)
+    return target.released is not None and (target.applied != target.released or not target.ready)
 
 
 def is_up_to_date(target: RolloutTarget) -> bool:
-    """Deployed and applied at the version the bundle wants now."""
-    return target.deployed == target.desired and target.applied == target.desired
+    """Released and applied at the staged version, the newest the bundle has for it."""
+    return target.released == target.staged and target.applied == target.staged
 
 
 def plan_rollout(state: RolloutState) -> RolloutPlan:
-    """Decide which clusters move to the desired version in this pass, following Fleet.
+    """Decide which clusters move to their staged version in this pass, following Fleet.
 
     Partition by partition, a cluster moves when it is not paused and both the bundle-wide and
     its partition's unavailable counts are under their limits, or it is unavailable already.
     Later partitions wait once more partitions are unavailable than maxUnavailablePartitions.
-    New deployments (never deployed) are created at most ``max_new`` per pass.
+    New deployments (never released) are created at most ``max_new`` per pass.
     """
     strategy = state.strategy
     partitions = make_partitions(state.targets, strategy)
@@ -333,13 +333,13 @@ class _Pass:
         partition_unavailable = sum(is_unavailable(t) for t in members)
         after = []
         for target in members:
-            new = target.deployed is None
+            new = target.released is None
             if new and self.created >= self.max_new:
                 self.not_created.append(target.cluster)
                 after.append(target)
                 continue
             self.created += new
-            if target.deployed == target.desired:
+            if target.released == target.staged:
                 after.append(target)
                 continue
             if target.paused or target.blocked:
@@ -356,7 +356,7 @@ class _Pass:
                     self.unavailable += 1
                     partition_unavailable += 1
                 self.deploy.append(target.cluster)
-                after.append(target.model_copy(update={"deployed": target.desired}))
+                after.append(target.model_copy(update={"released": target.staged}))
             else:
                 self.held.append(target.cluster)
                 after.append(target)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flotilla.errors import one_line
+
 MAX_NON_READY = 10
-MAX_MESSAGE = 240
+# A GitRepo's status lists at most this many bundles (its counts cover all of them).
+MAX_BUNDLE_LINES = 50
 _SHOWN_IN_MESSAGE = 3
 
 
@@ -23,6 +27,12 @@ class BundleState(StrEnum):
     MODIFIED = "Modified"
     PENDING = "Pending"
     WAITING_FOR_DEPENDENCY = "WaitingForDependency"
+
+
+class RepoState(StrEnum):
+    """A GitRepo state that is no bundle's: its first commit could not be read from git."""
+
+    GIT_ERROR = "GitError"
 
 
 # Worst first. Fleet's order, with WaitingForDependency just worse than Pending: a dependency
@@ -44,16 +54,16 @@ SEVERITY: tuple[BundleState, ...] = (
 class DeploymentObservation(BaseModel):
     """What is known about one bundle deployment (one bundle on one cluster).
 
-    staged: the newest version of the bundle for this cluster; desired: the version the rollout
-    has released to it (older than staged while paused or held by maxUnavailable); applied: the
-    version last applied successfully. Versions are deployment ids; empty means none.
+    Versions are deployment ids, empty for none: ``staged`` is the newest version planned for
+    this cluster; ``released`` the version the rollout has told it to run (older than staged
+    while paused or held by maxUnavailable); ``applied`` the version last applied successfully.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    staged_deployment_id: str = ""
-    desired_deployment_id: str = ""
-    applied_deployment_id: str = ""
+    staged: str = ""
+    released: str = ""
+    applied: str = ""
     apply_error: str = ""
     ready: bool = False
     non_ready: list[str] = Field(default_factory=list)
@@ -95,11 +105,6 @@ class Summary(BaseModel):
     non_ready: list[NonReadyEntry]
 
 
-def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= MAX_MESSAGE else flat[: MAX_MESSAGE - 3] + "..."
-
-
 def _listed(items: list[str]) -> str:
     shown = ", ".join(items[:_SHOWN_IN_MESSAGE])
     rest = len(items) - _SHOWN_IN_MESSAGE
@@ -112,7 +117,7 @@ def _version(deployment_id: str) -> str:
 
 def compute_state(obs: DeploymentObservation) -> StateWithMessage:
     """Return the state of one deployment: the first of Fleet's rules that holds."""
-    if not obs.staged_deployment_id:
+    if not obs.staged:
         return StateWithMessage(state=BundleState.PENDING, message="no deployment yet")
     if obs.waiting_for:
         # The engine holds the deployment back until these are ready, so nothing else about
@@ -121,28 +126,28 @@ def compute_state(obs: DeploymentObservation) -> StateWithMessage:
             state=BundleState.WAITING_FOR_DEPENDENCY,
             message=f"waiting for {_listed(sorted(obs.waiting_for))}",
         )
-    if obs.desired_deployment_id and obs.applied_deployment_id != obs.desired_deployment_id:
+    if obs.released and obs.applied != obs.released:
         if obs.apply_error:
             return StateWithMessage(
-                state=BundleState.ERR_APPLIED, message=_one_line(obs.apply_error)
+                state=BundleState.ERR_APPLIED, message=one_line(obs.apply_error)
             )
         return StateWithMessage(
             state=BundleState.WAIT_APPLIED,
-            message=f"applying version {_version(obs.desired_deployment_id)}",
+            message=f"applying version {_version(obs.released)}",
         )
-    if obs.desired_deployment_id and not obs.ready:
+    if obs.released and not obs.ready:
         return StateWithMessage(
             state=BundleState.NOT_READY,
-            message=_one_line(_listed(obs.non_ready)) or "not ready",
+            message=one_line(_listed(obs.non_ready)) or "not ready",
         )
-    if obs.desired_deployment_id != obs.staged_deployment_id:
+    if obs.released != obs.staged:
         held_by = "paused" if obs.paused else "held back by the rollout"
         return StateWithMessage(
             state=BundleState.OUT_OF_SYNC,
-            message=f"{held_by}: version {_version(obs.staged_deployment_id)} staged, not deployed",
+            message=f"{held_by}: version {_version(obs.staged)} staged, not deployed",
         )
     if obs.drift:
-        return StateWithMessage(state=BundleState.MODIFIED, message=_one_line(_listed(obs.drift)))
+        return StateWithMessage(state=BundleState.MODIFIED, message=one_line(_listed(obs.drift)))
     return StateWithMessage(state=BundleState.READY)
 
 
@@ -172,4 +177,126 @@ def summarize(states: Mapping[str, StateWithMessage]) -> Summary:
         state=worst.state if worst else BundleState.READY,
         message=f"{worst.name}: {worst.message}" if worst and worst.message else "",
         non_ready=[e for e in ordered if e.state is not BundleState.READY][:MAX_NON_READY],
+    )
+
+
+# --- GitRepo status -------------------------------------------------------------------------
+
+
+class BundleReport(BaseModel):
+    """What a bundle tells its GitRepo: its summary and the state on each cluster."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bundle: str
+    commit: str
+    ready: int
+    desired: int
+    state: BundleState
+    message: str
+    states: dict[str, BundleState] = Field(default_factory=dict)
+    retired: bool = False
+
+
+class BundleSource(Protocol):
+    """A bundle of the GitRepo's commit (``BundleRef`` of the GitOps activities fits)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def error(self) -> str: ...
+
+
+class BundleLine(BaseModel):
+    """One bundle in a GitRepo's status."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    path: str
+    state: BundleState
+    ready: int
+    desired: int
+    message: str
+    error: str = ""
+
+
+class GitRepoSummary(BaseModel):
+    """Fleet's GitRepo status fields, aggregated from its bundles' reports."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ready_clusters: int
+    desired_ready_clusters: int
+    ready_bundle_deployments: str
+    state: BundleState | RepoState
+    message: str
+    bundles: list[BundleLine]
+
+
+def summarize_gitrepo(
+    bundles: Iterable[BundleSource],
+    reports: Mapping[str, BundleReport],
+    *,
+    commit: str,
+    error: str = "",
+    stale_is_wait_applied: bool = True,
+) -> GitRepoSummary:
+    """Aggregate a GitRepo's bundles: ready/desired clusters and bundle deployments, the worst
+    state and the line that explains it.
+
+    A cluster is ready when every bundle reports it Ready. A bundle with an error is
+    ErrApplied whatever it last reported; one that has not reported is Pending; one whose
+    report is about an older commit is WaitApplied (with ``stale_is_wait_applied``; older
+    runs showed the old report's state). ``error`` (git) is the message when set, and the
+    state is GitError until a first commit was read.
+    """
+    lines: list[BundleLine] = []
+    ready = desired = 0
+    per_cluster: dict[str, bool] = {}
+    for bundle in sorted(bundles, key=lambda b: b.name):
+        report = reports.get(bundle.name)
+        state = report.state if report else BundleState.PENDING
+        if stale_is_wait_applied and report and report.commit != commit:
+            # The bundle has not taken this commit yet: its report speaks of an older one.
+            state = BundleState.WAIT_APPLIED
+        if bundle.error:
+            state = BundleState.ERR_APPLIED
+        if report:
+            ready += report.ready
+            desired += report.desired
+            for cluster, cluster_state in report.states.items():
+                per_cluster[cluster] = per_cluster.get(cluster, True) and (
+                    cluster_state is BundleState.READY
+                )
+        lines.append(
+            BundleLine(
+                name=bundle.name,
+                path=bundle.path,
+                state=state,
+                ready=report.ready if report else 0,
+                desired=report.desired if report else 0,
+                # Bundles report after REPORT_INTERVAL or once settled; say so, not "".
+                message=report.message if report else "no status report from it yet",
+                error=bundle.error,
+            )
+        )
+    worst = worst_state(line.state for line in lines)
+    first_bad = next(
+        (b for b in lines if b.state is worst and worst is not BundleState.READY), None
+    )
+    message = error or (
+        f"{first_bad.name}: {first_bad.error or first_bad.message}" if first_bad else ""
+    )
+    return GitRepoSummary(
+        ready_clusters=sum(per_cluster.values()),
+        desired_ready_clusters=len(per_cluster),
+        ready_bundle_deployments=f"{ready}/{desired}",
+        state=RepoState.GIT_ERROR if error and not commit else worst,
+        message=message,
+        bundles=lines[:MAX_BUNDLE_LINES],
     )

@@ -1,4 +1,5 @@
-"""Which clusters a bundle deploys to, and the options each gets after targetCustomizations."""
+"""Which clusters a bundle deploys to, and the options each gets after targetCustomizations
+and the GitRepo's switches."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from flotilla.models import (
     ClusterGroup,
     ClusterMatchCriteria,
     ComparePatch,
+    CorrectDrift,
     DiffOptions,
     FleetYaml,
+    GitRepoSpec,
     GitTarget,
     HelmOptions,
     KustomizeOptions,
@@ -364,3 +367,58 @@ def _values_from_key(entry: ValuesFrom) -> str:
 def _compare_patch_key(patch: ComparePatch) -> str:
     parts = (patch.api_version, patch.kind, patch.namespace, patch.name)
     return "|".join(p or "" for p in parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# GitRepo switches
+# ---------------------------------------------------------------------------------------------
+
+
+class GitRepoSwitches(BaseModel):
+    """GitRepo settings every bundle inherits and fleet.yaml cannot turn off.
+
+    Part of each bundle workflow's spec, so its fields are those of running workflows' state.
+    """
+
+    targets: list[dict[str, Any]] | None = None
+    target_namespace: str | None = None
+    service_account: str | None = None
+    keep_resources: bool = False
+    delete_namespace: bool = False
+    force_sync_generation: int = 0
+    correct_drift: dict[str, Any] | None = None
+
+    @classmethod
+    def from_spec(cls, spec: GitRepoSpec) -> GitRepoSwitches:
+        return cls(
+            targets=[t.to_fleet() for t in spec.targets] if spec.targets is not None else None,
+            target_namespace=spec.target_namespace,
+            service_account=spec.service_account,
+            keep_resources=spec.keep_resources,
+            delete_namespace=spec.delete_namespace,
+            force_sync_generation=spec.force_sync_generation,
+            correct_drift=spec.correct_drift.to_fleet() if spec.correct_drift else None,
+        )
+
+
+def apply_switches(
+    options: BundleDeploymentOptions, switches: GitRepoSwitches
+) -> BundleDeploymentOptions:
+    """Fold the GitRepo's switches into one cluster's options, as Fleet does.
+
+    keepResources and deleteNamespace hold when either side sets them; targetNamespace,
+    serviceAccount and correctDrift, when the GitRepo sets them, replace the bundle's own;
+    forceSyncGeneration is always the GitRepo's.
+    """
+    update: dict[str, Any] = {
+        "keep_resources": options.keep_resources or switches.keep_resources,
+        "delete_namespace": options.delete_namespace or switches.delete_namespace,
+        "force_sync_generation": switches.force_sync_generation,
+    }
+    if switches.target_namespace:
+        update["namespace"] = switches.target_namespace
+    if switches.service_account:
+        update["service_account"] = switches.service_account
+    if switches.correct_drift is not None:
+        update["correct_drift"] = CorrectDrift.model_validate(switches.correct_drift)
+    return options.model_copy(update=update)

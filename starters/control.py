@@ -34,6 +34,7 @@ from activities.secrets import (
     kubeconfig_secret_name,
 )
 from flotilla.errors import FlotillaError, SpecError
+from flotilla.kubenames import name_problem
 from flotilla.models import DEFAULT_NAMESPACE, Cluster, ClusterGroup, GitRepo, load_fleet_objects
 from runtime.stores import load_settings, secret_store
 from runtime.temporal import connect
@@ -54,7 +55,7 @@ from workflows.gitrepo_models import (
     SyncNowRequest,
     UpdateSpecRequest,
 )
-from workflows.registry import ClusterRegistryWorkflow, name_problem
+from workflows.registry import ClusterRegistryWorkflow
 from workflows.registry_models import (
     ApplyClusterRequest,
     ApplyGroupRequest,

@@ -3,10 +3,12 @@
 ``bundle/<namespace>/<bundle>`` runs as long as the bundle exists in its GitRepo. A bundle
 deployment (the bundle on one cluster) is not a workflow: it is a record in this workflow's
 state plus a few activities on the cluster's task queue (deploy, then wait for Ready), so
-history grows by a handful of events per cluster and version. Who moves in a pass is decided
-by ``flotilla.rollout.plan_rollout``; states by ``flotilla.status``. dependsOn waits are
-durable: the GitRepo workflow forwards the states of the bundles this one waits for as
-signals, so nothing polls.
+history grows by a handful of events per cluster and version. This workflow only sequences:
+what it knows about each cluster is a ``flotilla.bundledeployment.DeploymentRecord``, changed
+only by that record's transitions; who moves in a pass is decided by
+``flotilla.rollout.plan_rollout``; states by ``flotilla.status``. dependsOn waits are durable:
+the GitRepo workflow forwards the states of the bundles this one waits for as signals, so
+nothing polls.
 """
 
 from __future__ import annotations
@@ -35,19 +37,13 @@ with workflow.unsafe.imports_passed_through():
         WaitReadyRequest,
     )
     from activities.gitops import GitOpsActivities, PlanCluster, PlanRequest, PlanResult
+    from flotilla.bundledeployment import RETRY_DELAY, Due
     from flotilla.depends import Dependency, check_dependencies
-    from flotilla.rollout import RolloutState, RolloutTarget, plan_rollout
-    from flotilla.status import (
-        BundleState,
-        DeploymentObservation,
-        StateWithMessage,
-        compute_state,
-        summarize,
-    )
+    from flotilla.errors import one_line
+    from flotilla.rollout import RolloutState, plan_rollout
+    from flotilla.status import BundleReport, BundleState, StateWithMessage, summarize
     from workflows.bundle_models import (
-        BUNDLE_PROTOCOL,
         BundleRefresh,
-        BundleReport,
         BundleSpec,
         BundleStatus,
         BundleStatusRequest,
@@ -63,10 +59,7 @@ with workflow.unsafe.imports_passed_through():
         CLUSTER_SCHEDULE_TO_START,
         DEPLOY_HEARTBEAT,
         DEPLOY_RETRY,
-        DEPLOY_RETRY_DELAY,
         DEPLOY_TIMEOUT,
-        LEGACY_REPORT_INTERVAL,
-        MAX_PENDING_ACTIVITIES,
         PLAN_RETRY,
         PLAN_TIMEOUT,
         REMOVE_TIMEOUT,
@@ -74,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         WAIT_READY_HEARTBEAT,
         WAIT_READY_TIMEOUT,
         cluster_task_queue,
+        continue_as_new_due,
         gitrepo_workflow_id,
     )
     from workflows.registry_models import ClusterSnapshot
@@ -82,17 +76,9 @@ with workflow.unsafe.imports_passed_through():
 # The GitRepo workflow's signal that receives BundleReport.
 BUNDLE_REPORT_SIGNAL = "bundle_report"
 REFRESH_SIGNAL = "refresh"
-# Drift monitoring adds a timer and check activities; older histories replay without them.
-DRIFT_MONITOR_PATCH = "drift-monitor"
 # Long enough for most releases to turn Ready inside the deploy; short enough that a stuck
 # one soon shows NotReady with what is not ready (during the grace it shows WaitApplied).
 READY_GRACE_SECONDS = 30.0
-_MAX_MESSAGE = 240
-
-
-def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 3] + "..."
 
 
 @workflow.defn
@@ -108,17 +94,10 @@ class BundleWorkflow:
         self._conflicts: dict[str, str] = {}
         # Clusters whose drift check is due but has not started yet (room permitting).
         self._monitor_queue: list[str] = []
-        self._fewer_events = False
         self._run_started = workflow.now()
 
     @workflow.run
     async def run(self, state: BundleWorkflowState) -> None:
-        self._fewer_events = self.state.protocol >= 2
-        if not self._fewer_events:
-            # Newer runs set these with their first report, in the same history event.
-            workflow.upsert_search_attributes(
-                [KIND.value_set("Bundle"), BUNDLE.value_set(self.state.bundle)]
-            )
         while not self.state.retiring:
             # A timeout means a retry or a readiness re-check is due.
             with contextlib.suppress(TimeoutError):
@@ -130,11 +109,10 @@ class BundleWorkflow:
                 break
             await self._report_conflicts()
             await self._reconcile()
-            if self._should_continue_as_new():
+            if continue_as_new_due(self.state.max_history_events):
                 await workflow.wait_condition(
                     lambda: not self._in_flight and workflow.all_handlers_finished()
                 )
-                self.state.protocol = BUNDLE_PROTOCOL
                 workflow.continue_as_new(self.state)
         await workflow.wait_condition(lambda: not self._in_flight)
         await self._retire()
@@ -169,11 +147,6 @@ class BundleWorkflow:
         self._wake = True
 
     @workflow.signal
-    def resume(self, request: PauseRequest) -> None:
-        self.state.paused = not request.paused
-        self._wake = True
-
-    @workflow.signal
     def retire(self, request: RetireRequest) -> None:
         workflow.logger.info("bundle %s: retiring: %s", self.state.bundle, request.reason)
         self.state.retiring = True
@@ -190,7 +163,7 @@ class BundleWorkflow:
             clusters.append(
                 ClusterStatus(
                     cluster=name,
-                    state=item.state.value,
+                    state=item.state,
                     message=item.message,
                     deployment_id=target.deployment_id if target else "",
                     applied=record.applied if record else "",
@@ -212,7 +185,7 @@ class BundleWorkflow:
             paused=self._bundle_paused(),
             ready=summary.ready,
             desired=summary.desired,
-            state=summary.state.value,
+            state=summary.state,
             message=summary.message,
             summary=self._summary,
             clusters=clusters,
@@ -220,12 +193,6 @@ class BundleWorkflow:
         )
 
     # --- the reconcile step -------------------------------------------------------------------
-
-    def _should_continue_as_new(self) -> bool:
-        limit = self.state.max_history_events
-        if limit is not None and workflow.info().get_current_history_length() >= limit:
-            return True
-        return workflow.info().is_continue_as_new_suggested()
 
     def _next_timer(self) -> timedelta | None:
         due = [
@@ -257,19 +224,13 @@ class BundleWorkflow:
         self._monitor()
         await self._report()
 
-    def _settled(self, record: DeploymentRecord) -> bool:
-        return bool(record.staged) and record.staged == record.released == record.applied
-
     def _monitor(self) -> None:
         """Check settled deployments for drift every ``monitor_seconds`` while nothing else
         runs: one check_deployment per cluster, as many at once as there is room for."""
         if self._monitor_queue:
             self._drain_monitor()
             return
-        # Asked only when idle, where the marker has always been recorded.
-        if self._in_flight or not (
-            self.state.protocol >= 2 or workflow.patched(DRIFT_MONITOR_PATCH)
-        ):
+        if self._in_flight:
             return
         now = workflow.now()
         due = self.state.next_monitor_at
@@ -288,12 +249,11 @@ class BundleWorkflow:
             record = self.state.deployments.get(name)
             if (
                 record is not None
+                and record.monitored
                 and name not in self._in_flight
                 and name in self.state.targets
-                and self._settled(record)
-                and record.release
             ):
-                self._spawn(name, self._check(record))
+                self._spawn(name, self._check(name))
 
     async def _plan(self, spec: BundleSpec, clusters: ClusterSnapshot) -> None:
         request = PlanRequest(
@@ -317,13 +277,15 @@ class BundleWorkflow:
         self.state.strategy = result.strategy
         self.state.fleet_paused = result.paused
         for target in result.targets:
-            record = self.state.deployments.setdefault(
-                target.cluster, DeploymentRecord(cluster=target.cluster)
+            record = self.state.deployments.get(target.cluster)
+            self._put(
+                (record or DeploymentRecord(cluster=target.cluster)).stage(
+                    target.deployment_id,
+                    target.options_digest,
+                    keep_resources=target.keep_resources,
+                    delete_namespace=target.delete_namespace,
+                )
             )
-            record.staged = target.deployment_id
-            record.options_digest = target.options_digest
-            record.keep_resources = target.keep_resources
-            record.delete_namespace = target.delete_namespace
 
     def _remove_untargeted(self) -> None:
         for name, record in list(self.state.deployments.items()):
@@ -333,27 +295,26 @@ class BundleWorkflow:
                 del self.state.deployments[name]
                 continue
             if self._room() > 0:
-                self._spawn(name, self._remove(record, forget=True))
+                self._spawn(name, self._remove(name, forget=True))
 
     def _retry_due(self) -> None:
         now = workflow.now()
-        for name, record in self.state.deployments.items():
-            if record.retry_at is None or record.retry_at > now or name in self._in_flight:
+        for name, record in list(self.state.deployments.items()):
+            if name in self._in_flight or name not in self.state.targets:
                 continue
-            if name not in self.state.targets:
+            after, due = record.due(now)
+            if due is None:
                 continue
-            record.retry_at = None
-            if record.applied == record.released:
-                # Applied but not Ready yet: watch again.
-                self._spawn(name, self._watch(record))
-            else:
-                # Released but not applied (error or offline): back to what runs there, so
-                # the rollout releases it again within its limits.
-                record.released = record.applied
+            self._put(after)
+            if due is Due.WATCH:
+                self._spawn(name, self._watch(name))
 
-    def _paused_cluster(self, name: str) -> bool:
+    def _paused(self, name: str) -> bool:
+        """The bundle, its GitRepo, its fleet.yaml or the cluster is paused."""
         clusters = self.state.clusters
-        return bool(clusters and any(c.paused for c in clusters.clusters if c.name == name))
+        return self._bundle_paused() or bool(
+            clusters and any(c.paused for c in clusters.clusters if c.name == name)
+        )
 
     def _waiting_for(self, cluster: str) -> list[str]:
         spec = self.state.spec
@@ -372,21 +333,14 @@ class BundleWorkflow:
 
     def _roll_out(self, clusters: ClusterSnapshot) -> None:
         labels = {c.name: c.labels for c in clusters.clusters}
-        rollout_targets = []
-        for name, target in sorted(self.state.targets.items()):
-            record = self.state.deployments[name]
-            rollout_targets.append(
-                RolloutTarget(
-                    cluster=name,
-                    labels=labels.get(name, {}),
-                    desired=target.deployment_id,
-                    deployed=record.released or None,
-                    applied=record.applied or None,
-                    ready=record.ready,
-                    paused=self._bundle_paused() or self._paused_cluster(name),
-                    blocked=bool(self._waiting_for(name)),
-                )
+        rollout_targets = [
+            self.state.deployments[name].rollout_target(
+                labels=labels.get(name, {}),
+                paused=self._paused(name),
+                blocked=bool(self._waiting_for(name)),
             )
+            for name in sorted(self.state.targets)
+        ]
         plan = plan_rollout(RolloutState(strategy=self.state.strategy, targets=rollout_targets))
         self._summary = plan.summary
         workflow.set_current_details(plan.summary)
@@ -394,10 +348,13 @@ class BundleWorkflow:
             if self._room() <= 0:
                 break  # the rest move when running ones finish: the next pass offers them
             if name not in self._in_flight:
-                self._spawn(name, self._deploy(self.state.deployments[name]))
+                self._spawn(name, self._deploy(name))
 
     def _room(self) -> int:
-        return MAX_PENDING_ACTIVITIES - len(self._in_flight)
+        return self.state.max_pending_activities - len(self._in_flight)
+
+    def _put(self, record: DeploymentRecord) -> None:
+        self.state.deployments[record.cluster] = record
 
     def _spawn(self, cluster: str, work: Coroutine[Any, Any, None]) -> None:
         self._in_flight.add(cluster)
@@ -413,13 +370,17 @@ class BundleWorkflow:
 
     # --- per-cluster work ---------------------------------------------------------------------
 
+    def _retry_delay(self) -> timedelta:
+        seconds = self.state.retry_seconds
+        return RETRY_DELAY if seconds is None else timedelta(seconds=seconds)
+
     def _schedule_to_start(self) -> timedelta:
         seconds = self.state.cluster_schedule_to_start_seconds
         return CLUSTER_SCHEDULE_TO_START if seconds is None else timedelta(seconds=seconds)
 
     async def _on_cluster(
         self,
-        record: DeploymentRecord,
+        cluster: str,
         activity: Any,
         request: BaseModel,
         *,
@@ -431,70 +392,59 @@ class BundleWorkflow:
         return await workflow.execute_activity_method(
             activity,
             request,
-            task_queue=cluster_task_queue(self.state.namespace, record.cluster),
+            task_queue=cluster_task_queue(self.state.namespace, cluster),
             schedule_to_start_timeout=self._schedule_to_start(),
             start_to_close_timeout=timeout,
             heartbeat_timeout=heartbeat,
             retry_policy=DEPLOY_RETRY,
         )
 
-    def _failed(self, record: DeploymentRecord, err: ActivityError) -> None:
+    def _failed(self, cluster: str, err: ActivityError) -> None:
         cause = err.cause
-        queue = cluster_task_queue(self.state.namespace, record.cluster)
         if isinstance(cause, TemporalTimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START:
-            record.error = (
+            queue = cluster_task_queue(self.state.namespace, cluster)
+            error = (
                 f"cluster offline: no worker took work from task queue {queue} "
                 f"within {int(self._schedule_to_start().total_seconds())}s"
             )
         else:
-            record.error = _one_line(str(cause or err))
-        record.retry_at = workflow.now() + DEPLOY_RETRY_DELAY
+            error = str(cause or err)
+        record = self.state.deployments[cluster].failed(error, workflow.now(), self._retry_delay())
+        self._put(record)
         workflow.logger.warning(
-            "bundle %s on cluster %s: %s", self.state.bundle, record.cluster, record.error
+            "bundle %s on cluster %s: %s", self.state.bundle, cluster, record.error
         )
 
-    async def _deploy(self, record: DeploymentRecord) -> None:
+    async def _deploy(self, cluster: str) -> None:
         spec = self.state.spec
         assert spec is not None
-        record.released = record.staged
-        record.released_options_digest = record.options_digest
-        record.ready = False
+        record = self.state.deployments[cluster].release_staged()
+        self._put(record)
         try:
             result: DeployResult = await self._on_cluster(
-                record,
+                cluster,
                 DeployActivities.deploy_bundle,
                 DeployRequest(
                     gitrepo=spec.gitrepo,
                     bundle_name=self.state.bundle,
                     cluster_namespace=self.state.namespace,
-                    cluster_name=record.cluster,
+                    cluster_name=cluster,
                     deployment_id=record.released,
                     bundle_digest=spec.bundle_digest,
                     options_digest=record.released_options_digest,
                     previous_release=record.release,
-                    wait_ready_seconds=(
-                        min(READY_GRACE_SECONDS, self.state.ready_watch_seconds)
-                        if self._fewer_events
-                        else 0.0
-                    ),
+                    wait_ready_seconds=min(READY_GRACE_SECONDS, self.state.ready_watch_seconds),
                 ),
                 timeout=DEPLOY_TIMEOUT,
                 heartbeat=DEPLOY_HEARTBEAT,
             )
         except ActivityError as err:
-            self._failed(record, err)
+            self._failed(cluster, err)
             return
-        record.release = result.release
-        record.applied = result.deployment_id
-        record.error = ""
-        record.last_action = _one_line(
-            f"{result.action}: {result.reason}" + (" (recovered)" if result.recovered else "")
-        )
-        if result.status is not None:
-            self._observed(record, result.status, retry=False)
-            if record.ready:
-                return
-        await self._watch(record)
+        record = self.state.deployments[cluster].apply_succeeded(result)
+        self._put(record)
+        if not record.ready:
+            await self._watch(cluster)
 
     def _status_request(self, record: DeploymentRecord) -> StatusRequest:
         """Which deployment a readiness or drift look is about: what was applied, and where."""
@@ -510,61 +460,51 @@ class BundleWorkflow:
             release=record.release,
         )
 
-    async def _watch(self, record: DeploymentRecord) -> None:
+    async def _watch(self, cluster: str) -> None:
         try:
             status: DeploymentStatus = await self._on_cluster(
-                record,
+                cluster,
                 DeployActivities.wait_ready,
                 WaitReadyRequest(
-                    **dict(self._status_request(record)),
+                    **dict(self._status_request(self.state.deployments[cluster])),
                     timeout_seconds=self.state.ready_watch_seconds,
                 ),
                 timeout=WAIT_READY_TIMEOUT,
                 heartbeat=WAIT_READY_HEARTBEAT,
             )
         except ActivityError as err:
-            self._failed(record, err)
+            self._failed(cluster, err)
             return
-        self._observed(record, status, retry=True)
+        self._put(
+            self.state.deployments[cluster].observed(status, workflow.now(), self._retry_delay())
+        )
 
-    @staticmethod
-    def _observed(record: DeploymentRecord, status: DeploymentStatus, *, retry: bool) -> None:
-        """Take a readiness observation; with ``retry``, a NotReady one re-arms the watch."""
-        record.ready = status.ready
-        record.error = ""
-        record.non_ready = status.non_ready[:10]
-        if retry and not status.ready:
-            record.retry_at = workflow.now() + DEPLOY_RETRY_DELAY
-
-    async def _check(self, record: DeploymentRecord) -> None:
+    async def _check(self, cluster: str) -> None:
         try:
             status: DeploymentStatus = await self._on_cluster(
-                record,
+                cluster,
                 DeployActivities.check_deployment,
-                self._status_request(record),
+                self._status_request(self.state.deployments[cluster]),
                 timeout=CHECK_TIMEOUT,
             )
         except ActivityError as err:
-            self._failed(record, err)
+            self._failed(cluster, err)
             return
-        record.ready = status.ready
-        record.non_ready = status.non_ready[:10]
-        record.drift = status.drift[:10]
-        if status.corrected:
-            record.last_action = _one_line(f"corrected drift: {', '.join(status.corrected[:3])}")
+        self._put(self.state.deployments[cluster].checked(status))
 
-    async def _remove(self, record: DeploymentRecord, *, forget: bool) -> None:
+    async def _remove(self, cluster: str, *, forget: bool) -> None:
         spec = self.state.spec
+        record = self.state.deployments[cluster]
         assert record.release is not None
         try:
             await self._on_cluster(
-                record,
+                cluster,
                 DeployActivities.remove_deployment,
                 RemoveRequest(
                     gitrepo=spec.gitrepo if spec else "",
                     bundle_name=self.state.bundle,
                     cluster_namespace=self.state.namespace,
-                    cluster_name=record.cluster,
+                    cluster_name=cluster,
                     release=record.release,
                     keep_resources=record.keep_resources,
                     delete_namespace=record.delete_namespace,
@@ -577,43 +517,34 @@ class BundleWorkflow:
             workflow.logger.warning(
                 "bundle %s: removal from cluster %s failed: %s",
                 self.state.bundle,
-                record.cluster,
-                _one_line(str(err.cause or err)),
+                cluster,
+                one_line(str(err.cause or err)),
             )
         if forget:
-            self.state.deployments.pop(record.cluster, None)
+            self.state.deployments.pop(cluster, None)
 
     async def _retire(self) -> None:
-        removals = [
-            self._remove(record, forget=True)
-            for record in list(self.state.deployments.values())
-            if record.release is not None
-        ]
-        await asyncio.gather(*removals)
+        """Remove every release, as many at once as the pending-activity cap allows."""
+        waiting = [r.cluster for r in self.state.deployments.values() if r.release is not None]
+        while waiting or self._in_flight:
+            while waiting and self._room() > 0:
+                name = waiting.pop(0)
+                self._spawn(name, self._remove(name, forget=True))
+            await workflow.wait_condition(
+                lambda: not self._in_flight or bool(waiting and self._room() > 0)
+            )
         self.state.targets = {}
         await self._report(retired=True)
 
     # --- status -------------------------------------------------------------------------------
 
     def _states(self) -> dict[str, StateWithMessage]:
-        states: dict[str, StateWithMessage] = {}
-        for name, target in self.state.targets.items():
-            record = self.state.deployments[name]
-            states[name] = compute_state(
-                DeploymentObservation(
-                    staged_deployment_id=target.deployment_id,
-                    desired_deployment_id=record.released,
-                    applied_deployment_id=record.applied,
-                    apply_error=record.error,
-                    ready=record.ready,
-                    non_ready=record.non_ready,
-                    drift=record.drift if self._settled(record) else [],
-                    paused=self._bundle_paused() or self._paused_cluster(name),
-                    waiting_for=(
-                        self._waiting_for(name) if record.released != target.deployment_id else []
-                    ),
-                )
+        states = {
+            name: self.state.deployments[name].state(
+                paused=self._paused(name), waiting_for=self._waiting_for(name)
             )
+            for name in self.state.targets
+        }
         for name, error in self.state.plan_errors.items():
             states[name] = StateWithMessage(state=BundleState.ERR_APPLIED, message=error)
         return states
@@ -627,7 +558,7 @@ class BundleWorkflow:
                 commit=commit,
                 ready=0,
                 desired=0,
-                state=BundleState.ERR_APPLIED.value,
+                state=BundleState.ERR_APPLIED,
                 message=f"bundle name {self.state.bundle!r} is already used by gitrepo {owner!r}",
             )
             with contextlib.suppress(FailureError):
@@ -644,9 +575,9 @@ class BundleWorkflow:
             commit=spec.commit if spec else "",
             ready=summary.ready,
             desired=summary.desired,
-            state=summary.state.value,
+            state=summary.state,
             message=summary.message,
-            states={name: item.state.value for name, item in states.items()},
+            states={name: item.state for name, item in states.items()},
             retired=retired,
         )
         # A digest, so the state handed to continue-as-new stays small for big fleets.
@@ -658,12 +589,11 @@ class BundleWorkflow:
         # brings the workflow back, so no timer is needed); a settled bundle reports at once.
         now = workflow.now()
         last = self.state.last_report_at
-        if last is None and self._fewer_events:
+        if last is None:
             # A bundle that settles within REPORT_INTERVAL of starting reports once; until
             # then the GitRepo shows it Pending.
             last = self._run_started
-        interval = REPORT_INTERVAL if self._fewer_events else LEGACY_REPORT_INTERVAL
-        if self._in_flight and not retired and last and now - last < interval:
+        if self._in_flight and not retired and now - last < REPORT_INTERVAL:
             return
         self.state.last_report = fingerprint
         self.state.last_report_at = now
@@ -673,9 +603,9 @@ class BundleWorkflow:
             STATE.value_set(report.state),
             READY.value_set(report.ready),
             DESIRED.value_set(report.desired),
+            KIND.value_set("Bundle"),
+            BUNDLE.value_set(self.state.bundle),
         ]
-        if self._fewer_events:
-            updates += [KIND.value_set("Bundle"), BUNDLE.value_set(self.state.bundle)]
         workflow.upsert_search_attributes(updates)
         try:
             await workflow.get_external_workflow_handle(self.state.gitrepo_workflow_id).signal(

@@ -11,23 +11,16 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from activities.deploy import ReleaseRef
-from activities.gitops import DependencyRef, GitRepoSwitches, PlannedTarget
+from activities.gitops import DependencyRef, PlannedTarget
+from flotilla.bundledeployment import DeploymentRecord as _DeploymentRecord
 from flotilla.models import RolloutStrategy
-from workflows.common import MONITOR_INTERVAL
+from flotilla.status import BundleState
+from flotilla.targeting import GitRepoSwitches
+from workflows.common import MAX_PENDING_ACTIVITIES, MONITOR_INTERVAL
 from workflows.registry_models import ClusterSnapshot
 
 # How long one wait_ready call watches before the workflow records NotReady and re-arms it.
 READY_WATCH_SECONDS = 600.0
-
-
-# Which history-shaping behaviour a run follows, carried in its input instead of patch
-# markers (each marker costs two events in every run: the marker and a TemporalChangeVersion
-# upsert). 1: what histories without the field did, with drift monitoring behind its patch.
-# 2: drift monitoring always; deploy_bundle watches readiness for READY_GRACE_SECONDS itself
-# (wait_ready follows only for a release still not Ready); reports in mid-rollout come at
-# most every REPORT_INTERVAL (10 s, was 5 s), the first one too, and set Kind/Bundle.
-# New runs get BUNDLE_PROTOCOL from the GitRepo, and continue-as-new moves older runs to it.
-BUNDLE_PROTOCOL = 2
 
 
 class BundleSpec(BaseModel):
@@ -42,26 +35,8 @@ class BundleSpec(BaseModel):
     gitrepo_paused: bool = False
 
 
-class DeploymentRecord(BaseModel):
-    """The bundle on one cluster: what is staged, released to it, applied and how it is."""
-
-    cluster: str
-    staged: str = ""
-    options_digest: str = ""
-    released: str = ""
-    released_options_digest: str = ""
-    applied: str = ""
-    release: ReleaseRef | None = None
-    ready: bool = False
-    non_ready: list[str] = Field(default_factory=list)
-    error: str = ""
-    retry_at: datetime | None = None
-    keep_resources: bool = False
-    delete_namespace: bool = False
-    # What the last deploy did to the Helm release, and why (history recovery included).
-    last_action: str = ""
-    # Live objects that differ from the release (Modified), from the last drift check.
-    drift: list[str] = Field(default_factory=list)
+# The bundle on one cluster, with its Helm release (the record and its transitions are core).
+DeploymentRecord = _DeploymentRecord[ReleaseRef]
 
 
 class BundleWorkflowState(BaseModel):
@@ -78,7 +53,7 @@ class BundleWorkflowState(BaseModel):
     targets: dict[str, PlannedTarget] = Field(default_factory=dict)
     plan_errors: dict[str, str] = Field(default_factory=dict)
     deployments: dict[str, DeploymentRecord] = Field(default_factory=dict)
-    dependency_states: dict[str, dict[str, str]] = Field(default_factory=dict)
+    dependency_states: dict[str, dict[str, BundleState]] = Field(default_factory=dict)
     paused: bool = False
     retiring: bool = False
     last_report: str = ""
@@ -89,8 +64,10 @@ class BundleWorkflowState(BaseModel):
     cluster_schedule_to_start_seconds: float | None = None
     monitor_seconds: float = MONITOR_INTERVAL.total_seconds()
     next_monitor_at: datetime | None = None
-    # See BUNDLE_PROTOCOL; 1 when absent, because the histories that lack it did that.
-    protocol: int = 1
+    # Test switches: retry failed or NotReady deployments after this many seconds instead of
+    # flotilla.bundledeployment.RETRY_DELAY; keep at most this many activities pending.
+    retry_seconds: float | None = None
+    max_pending_activities: int = MAX_PENDING_ACTIVITIES
 
 
 class BundleRefresh(BaseModel):
@@ -98,14 +75,14 @@ class BundleRefresh(BaseModel):
 
     spec: BundleSpec | None = None
     clusters: ClusterSnapshot | None = None
-    dependency_states: dict[str, dict[str, str]] = Field(default_factory=dict)
+    dependency_states: dict[str, dict[str, BundleState]] = Field(default_factory=dict)
 
 
 class DependencyStates(BaseModel):
     """The per-cluster states of one bundle this bundle depends on."""
 
     bundle: str
-    states: dict[str, str]
+    states: dict[str, BundleState]
 
 
 class PauseRequest(BaseModel):
@@ -118,26 +95,13 @@ class RetireRequest(BaseModel):
     reason: str = "bundle removed from its GitRepo"
 
 
-class BundleReport(BaseModel):
-    """What the GitRepo workflow aggregates: the summary and the per-cluster states."""
-
-    bundle: str
-    commit: str
-    ready: int
-    desired: int
-    state: str
-    message: str
-    states: dict[str, str] = Field(default_factory=dict)
-    retired: bool = False
-
-
 class BundleStatusRequest(BaseModel):
     """Query input; a model so fields can be added later without breaking callers."""
 
 
 class ClusterStatus(BaseModel):
     cluster: str
-    state: str
+    state: BundleState
     message: str
     deployment_id: str
     applied: str
@@ -154,7 +118,7 @@ class BundleStatus(BaseModel):
     paused: bool
     ready: int
     desired: int
-    state: str
+    state: BundleState
     message: str
     summary: str
     clusters: list[ClusterStatus]

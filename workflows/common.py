@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 # ---------------------------------------------------------------------------------------------
@@ -115,8 +116,19 @@ CLUSTER_SCHEDULE_TO_START = timedelta(minutes=2)
 MAX_PENDING_ACTIVITIES = 1000
 # A bundle in the middle of a rollout reports to its GitRepo at most this often (a settled
 # one at once). Each report costs the bundle's history about six events (upsert, signal and
-# its result, a workflow task); runs before protocol 2 used LEGACY_REPORT_INTERVAL.
+# its result, a workflow task).
 REPORT_INTERVAL = timedelta(seconds=10)
-LEGACY_REPORT_INTERVAL = timedelta(seconds=5)
-# How long an ErrApplied / offline deployment waits before the workflow tries again.
-DEPLOY_RETRY_DELAY = timedelta(seconds=30)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entity workflows
+# ---------------------------------------------------------------------------------------------
+
+
+def continue_as_new_due(max_history_events: int | None) -> bool:
+    """Whether a long-running workflow should continue as new now: Temporal suggests it, or
+    its history reached the test switch ``max_history_events``. Call it from workflow code."""
+    info = workflow.info()
+    if max_history_events is not None and info.get_current_history_length() >= max_history_events:
+        return True
+    return info.is_continue_as_new_suggested()

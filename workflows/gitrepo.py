@@ -27,21 +27,19 @@ with workflow.unsafe.imports_passed_through():
         FetchRequest,
         FetchResult,
         GitOpsActivities,
-        GitRepoSwitches,
         GitSource,
         LsRemoteRequest,
         SyncBundlesRequest,
     )
     from activities.schedules import ScheduleActivities, SyncSchedulesRequest
     from flotilla.durations import parse_duration
-    from flotilla.errors import FlotillaError
+    from flotilla.errors import FlotillaError, one_line
     from flotilla.models import GitRepoSpec
-    from flotilla.status import BundleState, worst_state
+    from flotilla.status import BundleReport, BundleState, summarize_gitrepo
+    from flotilla.targeting import GitRepoSwitches
     from workflows.bundle import BUNDLE_REPORT_SIGNAL, REFRESH_SIGNAL, BundleWorkflow
     from workflows.bundle_models import (
-        BUNDLE_PROTOCOL,
         BundleRefresh,
-        BundleReport,
         BundleSpec,
         BundleWorkflowState,
         DependencyStates,
@@ -58,10 +56,10 @@ with workflow.unsafe.imports_passed_through():
         SCHEDULE_SYNC_TIMEOUT,
         SYNC_BUNDLES_TIMEOUT,
         bundle_workflow_id,
+        continue_as_new_due,
         registry_workflow_id,
     )
     from workflows.gitrepo_models import (
-        BundleLine,
         DeleteRequest,
         DeleteResult,
         GitRepoState,
@@ -84,13 +82,6 @@ STALE_REPORT_PATCH = "stale-bundle-report-is-wait-applied"
 IMAGE_SCHEDULES_PATCH = "gitrepo-owns-image-schedules"
 # Bundles are signalled in batches so one activity never runs for long.
 SYNC_BATCH = 200
-_MAX_BUNDLE_LINES = 50
-_MAX_WARNING = 240
-
-
-def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _MAX_WARNING else flat[: _MAX_WARNING - 3] + "..."
 
 
 def _source_key(spec: GitRepoSpec) -> str:
@@ -127,7 +118,7 @@ class GitRepoWorkflow:
             await self._sync_image_schedules()
             await self._forward_dependencies()
             self._publish()
-            if self._should_continue_as_new():
+            if continue_as_new_due(self.state.max_history_events):
                 # A sync_now update finishes only after a poll, so it must not be waited on
                 # here: poll first, then continue as new.
                 await workflow.wait_condition(
@@ -152,12 +143,6 @@ class GitRepoWorkflow:
         seconds = parse_duration(self.state.spec.polling_interval, field="spec.pollingInterval")
         jitter = 1 + JITTER * (2 * workflow.random().random() - 1)
         return timedelta(seconds=max(seconds, 1.0) * jitter)
-
-    def _should_continue_as_new(self) -> bool:
-        limit = self.state.max_history_events
-        if limit is not None and workflow.info().get_current_history_length() >= limit:
-            return True
-        return workflow.info().is_continue_as_new_suggested()
 
     # --- handlers -----------------------------------------------------------------------------
 
@@ -347,7 +332,7 @@ class GitRepoWorkflow:
         except ActivityError as err:
             self.state.image_sync_failed_poll = self.state.polls
             self.state.image_warnings = [
-                _one_line(f"image schedules not synced: {err.cause or err}")
+                one_line(f"image schedules not synced: {err.cause or err}")
             ]
             workflow.logger.warning(
                 "gitrepo %s/%s: commit %s: %s",
@@ -386,7 +371,7 @@ class GitRepoWorkflow:
     def _deployable(self) -> list[BundleRef]:
         return [r for r in self.state.bundles.values() if r.digest]
 
-    def _dependency_states(self, ref: BundleRef) -> dict[str, dict[str, str]]:
+    def _dependency_states(self, ref: BundleRef) -> dict[str, dict[str, BundleState]]:
         return {
             d.bundle: self.state.reports[d.bundle].states
             for d in ref.depends_on
@@ -424,7 +409,6 @@ class GitRepoWorkflow:
                     bundle=name,
                     gitrepo_workflow_id=workflow.info().workflow_id,
                     max_history_events=self.state.bundle_max_history_events,
-                    protocol=BUNDLE_PROTOCOL,
                     **self._bundle_switches(),
                 ).model_dump(mode="json"),
                 static_summary=f"bundle {name} of gitrepo {self.state.namespace}/{self.state.name}",
@@ -510,44 +494,12 @@ class GitRepoWorkflow:
     # --- status -------------------------------------------------------------------------------
 
     def _status(self) -> GitRepoStatus:
-        lines = []
-        states: list[BundleState] = []
-        ready_bd = desired_bd = 0
-        per_cluster: dict[str, bool] = {}
-        for name, ref in sorted(self.state.bundles.items()):
-            report = self.state.reports.get(name)
-            state = report.state if report else BundleState.PENDING.value
-            if self._stale_reports_wait and report and report.commit != self.state.commit:
-                # The bundle has not taken this commit yet: its report speaks of an older one.
-                state = BundleState.WAIT_APPLIED.value
-            if ref.error:
-                state = BundleState.ERR_APPLIED.value
-            states.append(BundleState(state))
-            if report:
-                ready_bd += report.ready
-                desired_bd += report.desired
-                for cluster, cluster_state in report.states.items():
-                    per_cluster[cluster] = per_cluster.get(cluster, True) and (
-                        cluster_state == BundleState.READY.value
-                    )
-            lines.append(
-                BundleLine(
-                    name=name,
-                    path=ref.path,
-                    state=state,
-                    ready=report.ready if report else 0,
-                    desired=report.desired if report else 0,
-                    # Bundles report after REPORT_INTERVAL or once settled; say so, not "".
-                    message=report.message if report else "no status report from it yet",
-                    error=ref.error,
-                )
-            )
-        worst = worst_state(states)
-        first_bad = next(
-            (b for b in lines if b.state == worst.value and worst.value != "Ready"), None
-        )
-        message = self.state.error or (
-            f"{first_bad.name}: {first_bad.error or first_bad.message}" if first_bad else ""
+        summary = summarize_gitrepo(
+            self.state.bundles.values(),
+            self.state.reports,
+            commit=self.state.commit,
+            error=self.state.error,
+            stale_is_wait_applied=self._stale_reports_wait,
         )
         return GitRepoStatus(
             namespace=self.state.namespace,
@@ -555,13 +507,13 @@ class GitRepoWorkflow:
             repo=self.state.spec.repo,
             branch=self.state.spec.revision or self.state.spec.branch,
             commit=self.state.commit,
-            ready_clusters=sum(per_cluster.values()),
-            desired_ready_clusters=len(per_cluster),
-            ready_bundle_deployments=f"{ready_bd}/{desired_bd}",
-            state=("GitError" if self.state.error and not self.state.commit else worst.value),
-            message=message,
+            ready_clusters=summary.ready_clusters,
+            desired_ready_clusters=summary.desired_ready_clusters,
+            ready_bundle_deployments=summary.ready_bundle_deployments,
+            state=summary.state,
+            message=summary.message,
             error=self.state.error,
-            bundles=lines[:_MAX_BUNDLE_LINES],
+            bundles=summary.bundles,
             warnings=self.state.warnings + self.state.image_warnings,
         )
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from activities.gitops import BundleRef
 from flotilla.models import GitRepoSpec
-from workflows.bundle_models import BundleReport
+from flotilla.status import BundleLine, BundleReport, BundleState, RepoState
 from workflows.registry_models import ClusterSnapshot
 
 
@@ -80,16 +80,6 @@ class GitRepoStatusRequest(BaseModel):
     """Query input; a model so fields can be added later without breaking callers."""
 
 
-class BundleLine(BaseModel):
-    name: str
-    path: str
-    state: str
-    ready: int
-    desired: int
-    message: str
-    error: str = ""
-
-
 class GitRepoStatus(BaseModel):
     """Fleet's GitRepo status, plus each bundle's line."""
 
@@ -101,7 +91,7 @@ class GitRepoStatus(BaseModel):
     ready_clusters: int
     desired_ready_clusters: int
     ready_bundle_deployments: str
-    state: str
+    state: BundleState | RepoState
     message: str
     error: str
     bundles: list[BundleLine]

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ScheduleActivities,
     )
     from activities.writeback import WriteBackActivities, WriteBackRequest
-    from flotilla.imagepolicy import ImageUpdate, KeelPolicy, Policy, choose_tag, parse_version
+    from flotilla.imagepolicy import ImageUpdate, KeelPolicy, choose_tag, follows_digest
     from workflows.common import CLIENT_RETRY, GIT_RETRY
     from workflows.imagepolicy_models import (
         ApprovalRequest,
@@ -49,16 +49,6 @@ POLL_TIMEOUT = timedelta(seconds=90)
 WRITE_BACK_TIMEOUT = timedelta(minutes=5)
 WRITE_BACK_HEARTBEAT = timedelta(seconds=60)
 SCHEDULE_CALL_TIMEOUT = timedelta(seconds=30)
-
-
-def follows_digest(policy: Policy, current_tag: str, match_tag: bool) -> bool:
-    """Whether ``choose_tag`` decides on the current tag's digest rather than the tag list,
-    so a poll needs one manifest HEAD instead of the tag list. Mirrors ``choose_tag``."""
-    if not isinstance(policy, KeelPolicy) or policy.kind in ("never", "glob", "regexp"):
-        return False
-    if current_tag == "latest":
-        return True
-    return policy.kind == "force" and (match_tag or parse_version(current_tag) is None)
 
 
 def _cause(err: ActivityError) -> str:

@@ -8,13 +8,12 @@ Kubeconfigs never pass through here: a cluster record names its secret only.
 
 from __future__ import annotations
 
-import re
-
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.common import INVALID_SPEC
+    from flotilla.kubenames import labels_problem, name_problem
+    from workflows.common import INVALID_SPEC, continue_as_new_due
     from workflows.registry_models import (
         ApplyClusterRequest,
         ApplyGroupRequest,
@@ -36,27 +35,9 @@ with workflow.unsafe.imports_passed_through():
 # The signal every subscriber implements to receive ClusterSnapshot.
 CLUSTERS_CHANGED_SIGNAL = "clusters_changed"
 
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-)
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-_MAX_NAME = 63
-
 
 def _invalid(message: str) -> ApplicationError:
     return ApplicationError(message, type=INVALID_SPEC, non_retryable=True)
-
-
-def name_problem(name: str, what: str = "cluster") -> str:
-    """Why ``name`` cannot name a cluster or group, or "" when it can."""
-    if len(name) > _MAX_NAME or not _NAME.match(name):
-        return (
-            f"{what} name {name!r} is not a valid DNS-1123 label "
-            "(lowercase letters, digits and '-', at most 63 characters)"
-        )
-    return ""
 
 
 def check_name(name: str, what: str = "cluster") -> None:
@@ -66,11 +47,9 @@ def check_name(name: str, what: str = "cluster") -> None:
 
 
 def check_labels(labels: dict[str, str]) -> None:
-    for key, value in labels.items():
-        if not _LABEL_KEY.match(key) or len(key.rsplit("/", 1)[-1]) > _MAX_NAME:
-            raise _invalid(f"label key {key!r} is not a valid Kubernetes label key")
-        if len(value) > _MAX_NAME or not _LABEL_VALUE.match(value):
-            raise _invalid(f"label {key}: value {value!r} is not a valid Kubernetes label value")
+    problem = labels_problem(labels)
+    if problem:
+        raise _invalid(problem)
 
 
 @workflow.defn
@@ -88,21 +67,17 @@ class ClusterRegistryWorkflow:
     async def run(self, state: RegistryState) -> None:
         workflow.upsert_search_attributes([KIND.value_set("Registry")])
         while True:
-            await workflow.wait_condition(lambda: self._dirty or self._should_continue_as_new())
+            await workflow.wait_condition(
+                lambda: self._dirty or continue_as_new_due(self.state.max_history_events)
+            )
             if self._dirty:
                 self._dirty = False
                 await self._notify(self.state.subscribers)
-            if self._should_continue_as_new():
+            if continue_as_new_due(self.state.max_history_events):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._dirty:
                     continue
                 workflow.continue_as_new(self.state)
-
-    def _should_continue_as_new(self) -> bool:
-        limit = self.state.max_history_events
-        if limit is not None and workflow.info().get_current_history_length() >= limit:
-            return True
-        return workflow.info().is_continue_as_new_suggested()
 
     def snapshot_for_subscribers(self) -> ClusterSnapshot:
         return ClusterSnapshot(

@@ -62,9 +62,9 @@ CHART_FILES = {
 def state(status: DeploymentStatus) -> BundleState:
     """The state flotilla.status gives an applied, current deployment with this status."""
     observation = DeploymentObservation(
-        staged_deployment_id="v1",
-        desired_deployment_id="v1",
-        applied_deployment_id="v1",
+        staged="v1",
+        released="v1",
+        applied="v1",
         ready=status.ready,
         non_ready=status.non_ready,
         drift=status.drift,
@@ -387,9 +387,9 @@ def test_a_release_removed_behind_our_back_reads_as_not_applied(engine: Engine) 
     assert status.applied_deployment_id == "" and status.corrected == []
     assert status.drift == [f"release {engine.namespace}/t-app: no deployed revision"]
     observation = DeploymentObservation(
-        staged_deployment_id="v1",
-        desired_deployment_id="v1",
-        applied_deployment_id=status.applied_deployment_id,
+        staged="v1",
+        released="v1",
+        applied=status.applied_deployment_id,
     )
     assert compute_state(observation).state is BundleState.WAIT_APPLIED
     assert engine.deploy(bundle, "v1").action is HistoryAction.INSTALL

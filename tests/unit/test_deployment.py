@@ -6,6 +6,7 @@ import pytest
 
 from flotilla.deployment import (
     Redactor,
+    deployment_id,
     deployment_label,
     kubeconfig_secrets,
     max_history,
@@ -13,6 +14,12 @@ from flotilla.deployment import (
     secret_strings,
 )
 from flotilla.models import BundleDeploymentOptions, HelmOptions
+
+
+def test_deployment_id_names_content_and_options_as_a_label_value() -> None:
+    made = deployment_id("0123456789abcdef0123456789", "fedcba9876543210fedcba9876")
+    assert made == "s-0123456789abcdef0123-fedcba9876543210fedc"
+    assert deployment_label(made) == made
 
 
 @pytest.mark.parametrize("deployment_id", ["v1", "s-0a1b2c", "a" * 63])

@@ -15,6 +15,7 @@ from flotilla.imagepolicy import (
     KeelPolicy,
     Policy,
     choose_tag,
+    follows_digest,
     parse_constraint,
     parse_image_ref,
     parse_image_scans,
@@ -351,6 +352,53 @@ def test_choose_tag_digest_following(
         match_tag=match_tag,
     )
     assert (decision.tag, decision.digest, decision.update) == (tag, digest, update)
+
+
+@pytest.mark.parametrize(
+    ("policy", "current", "match_tag", "follows"),
+    [
+        ("force", "1.2.3", True, True),
+        ("force", "1.2.3", False, False),
+        ("force", "main", False, True),
+        ("minor", "latest", False, True),
+        ("minor", "main", True, False),
+        ("never", "latest", False, False),
+        ("glob:v*", "latest", True, False),
+        ({"semver": {"range": ">=1.0"}}, "latest", True, False),
+    ],
+)
+def test_follows_digest(policy: object, current: str, match_tag: bool, follows: bool) -> None:
+    assert follows_digest(parse_policy(policy), current, match_tag) is follows
+
+
+# A poll asks the registry for a digest exactly when the decision needs one, so an unchanged
+# registry costs one request.
+AGREEMENT_POLICIES = [
+    "all",
+    "major",
+    "minor",
+    "patch",
+    "force",
+    "never",
+    "glob:v*",
+    "regexp:^v",
+    {"semver": {"range": ">=1.0"}},
+    {"alphabetical": {"order": "asc"}},
+]
+
+
+@pytest.mark.parametrize("policy", AGREEMENT_POLICIES, ids=str)
+@pytest.mark.parametrize("current", ["1.2.3", "v1.2", "latest", "main-3f2a", "1.2.3-rc1"])
+@pytest.mark.parametrize("match_tag", [False, True])
+def test_follows_digest_agrees_with_choose_tag(
+    policy: object, current: str, match_tag: bool
+) -> None:
+    parsed = parse_policy(policy)
+    without_digest = choose_tag(
+        parsed, current_tag=current, tags=["1.2.4", "2.0.0"], match_tag=match_tag
+    )
+    needs_digest = without_digest.reason == f"registry has no digest for {current!r}"
+    assert follows_digest(parsed, current, match_tag) == needs_digest
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ import yaml
 from flotilla.errors import SpecError
 from flotilla.models import (
     Bundle,
-    BundleDeployment,
     Cluster,
     ClusterGroup,
     FleetYaml,
@@ -267,42 +266,6 @@ spec:
   paused: true
 """
 
-BUNDLE_DEPLOYMENT = """\
-apiVersion: fleet.cattle.io/v1alpha1
-kind: BundleDeployment
-metadata:
-  name: storefront-deploy-storefront
-  namespace: cluster-fleet-default-eu-prod-1
-spec:
-  deploymentID: s-abc:123
-  stagedDeploymentID: s-abc:123
-  options:
-    defaultNamespace: shop
-    helm:
-      values:
-        replicas: 3
-  stagedOptions:
-    defaultNamespace: shop
-status:
-  appliedDeploymentID: s-abc:123
-  release: shop/storefront:4
-  ready: true
-  nonModified: true
-  display:
-    deployed: "Yes"
-    monitored: "Yes"
-    state: Ready
-  conditions:
-    - type: Ready
-      status: "True"
-  modifiedStatus:
-    - kind: ConfigMap
-      apiVersion: v1
-      namespace: shop
-      name: settings
-      missing: true
-"""
-
 
 def _data(text: str) -> Any:
     return yaml.safe_load(text)
@@ -329,7 +292,6 @@ def test_fleet_yaml_round_trips_without_warnings(text: str) -> None:
         (Cluster, CLUSTER),
         (ClusterGroup, CLUSTER_GROUP),
         (Bundle, BUNDLE),
-        (BundleDeployment, BUNDLE_DEPLOYMENT),
     ],
 )
 def test_objects_round_trip_without_warnings(model: type[Any], text: str) -> None:

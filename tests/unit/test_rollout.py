@@ -28,7 +28,7 @@ def strategy(**fields: Any) -> RolloutStrategy:
 
 def clusters(count: int, **fields: Any) -> list[RolloutTarget]:
     """``count`` clusters running v1, Ready, about to get v2."""
-    base: dict[str, Any] = {"desired": "v2", "deployed": "v1", "applied": "v1", "ready": True}
+    base: dict[str, Any] = {"staged": "v2", "released": "v1", "applied": "v1", "ready": True}
     return [
         RolloutTarget.model_validate({"cluster": f"c{i:03d}", **base, **fields})
         for i in range(1, count + 1)
@@ -161,8 +161,8 @@ def labelled(name: str, env: str, groups: dict[str, dict[str, str]] | None = Non
         cluster=name,
         labels={"env": env},
         groups=groups or {},
-        desired="v2",
-        deployed="v1",
+        staged="v2",
+        released="v1",
         applied="v1",
         ready=True,
     )
@@ -275,8 +275,8 @@ def test_partition_limit_falls_back_to_rollout_then_all(
 # --- plan_rollout: single passes ---------------------------------------------------------------
 
 
-def test_nothing_to_do_when_everything_runs_the_desired_version() -> None:
-    result = plan(clusters(3, deployed="v2", applied="v2"))
+def test_nothing_to_do_when_everything_runs_the_staged_version() -> None:
+    result = plan(clusters(3, released="v2", applied="v2"))
     assert result.deploy == []
     assert result.done
     assert result.summary == "rollout complete: 3/3 clusters updated"
@@ -364,7 +364,7 @@ def test_auto_partitioning_starts_at_200_targets(count: int, moved: int) -> None
 def test_new_deployments_are_created_at_most_max_new_per_pass(
     max_new: int, waves: list[int]
 ) -> None:
-    targets = clusters(120, deployed=None, applied=None, ready=False)
+    targets = clusters(120, released=None, applied=None, ready=False)
     seen = []
     for _ in waves:
         result = plan_rollout(RolloutState(strategy=strategy(), targets=targets, max_new=max_new))
@@ -403,16 +403,16 @@ def test_summary_says_what_the_rollout_waits_for(fields: dict[str, Any], summary
 
 
 def deploy(targets: list[RolloutTarget], result: RolloutPlan) -> list[RolloutTarget]:
-    """The workflow tells each cluster in ``result.deploy`` to run the desired version."""
+    """The workflow tells each cluster in ``result.deploy`` to run its staged version."""
     chosen = set(result.deploy)
     return [
-        t.model_copy(update={"deployed": t.desired}) if t.cluster in chosen else t for t in targets
+        t.model_copy(update={"released": t.staged}) if t.cluster in chosen else t for t in targets
     ]
 
 
 def settle(targets: list[RolloutTarget]) -> list[RolloutTarget]:
     """Every cluster applies what it was told and becomes Ready."""
-    return [t.model_copy(update={"applied": t.deployed, "ready": True}) for t in targets]
+    return [t.model_copy(update={"applied": t.released, "ready": True}) for t in targets]
 
 
 def roll_out(
@@ -432,7 +432,7 @@ def roll_out(
         spent = [
             c
             for c in result.deploy
-            if before[c].deployed is not None and not is_unavailable(before[c])
+            if before[c].released is not None and not is_unavailable(before[c])
         ]
         down = sum(is_unavailable(t) for t in targets)
         assert not spent or down + len(spent) <= result.max_unavailable
@@ -482,7 +482,7 @@ def test_partitions_finish_in_order_during_an_upgrade() -> None:
 
 def test_first_install_goes_partition_by_partition() -> None:
     targets = [
-        t.model_copy(update={"deployed": None, "applied": None, "ready": False}) for t in waves(6)
+        t.model_copy(update={"released": None, "applied": None, "ready": False}) for t in waves(6)
     ]
     history = roll_out(targets, strategy(maxUnavailable=1, partitions=WAVE_PARTITIONS))
     # New deployments are not gated by maxUnavailable (they are unavailable already), but a
@@ -491,7 +491,7 @@ def test_first_install_goes_partition_by_partition() -> None:
 
 
 def test_leftover_clusters_are_deployed_last() -> None:
-    stray = RolloutTarget(cluster="a-stray", desired="v2", deployed="v1", applied="v1", ready=True)
+    stray = RolloutTarget(cluster="a-stray", staged="v2", released="v1", applied="v1", ready=True)
     targets = [*waves(6), stray]
     rollout = strategy(maxUnavailable=1, partitions=WAVE_PARTITIONS[:2])
     history = roll_out(targets, rollout)
@@ -518,7 +518,7 @@ def test_a_cluster_that_never_becomes_ready_holds_the_next_partition() -> None:
     targets = deploy(targets, first)
     # c001 applied v2 but stays NotReady.
     targets = [
-        t.model_copy(update={"applied": t.deployed, "ready": t.cluster != "c001"}) for t in targets
+        t.model_copy(update={"applied": t.released, "ready": t.cluster != "c001"}) for t in targets
     ]
     second = plan_rollout(RolloutState(strategy=rollout, targets=targets))
     assert second.deploy == []
@@ -534,17 +534,17 @@ def test_a_cluster_that_never_becomes_ready_holds_the_next_partition() -> None:
 @pytest.mark.parametrize(
     ("target", "unavailable", "up_to_date"),
     [
-        ({"deployed": None, "applied": None, "ready": False}, False, False),
-        ({"deployed": "v1", "applied": "v1", "ready": True}, False, False),
-        ({"deployed": "v2", "applied": "v1", "ready": True}, True, False),
-        ({"deployed": "v2", "applied": "v2", "ready": False}, True, True),
-        ({"deployed": "v2", "applied": "v2", "ready": True}, False, True),
+        ({"released": None, "applied": None, "ready": False}, False, False),
+        ({"released": "v1", "applied": "v1", "ready": True}, False, False),
+        ({"released": "v2", "applied": "v1", "ready": True}, True, False),
+        ({"released": "v2", "applied": "v2", "ready": False}, True, True),
+        ({"released": "v2", "applied": "v2", "ready": True}, False, True),
     ],
 )
 def test_unavailable_and_up_to_date(
     target: dict[str, Any], unavailable: bool, up_to_date: bool
 ) -> None:
-    model = RolloutTarget.model_validate({"cluster": "c", "desired": "v2", **target})
+    model = RolloutTarget.model_validate({"cluster": "c", "staged": "v2", **target})
     assert is_unavailable(model) is unavailable
     assert is_up_to_date(model) is up_to_date
 

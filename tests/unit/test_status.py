@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import itertools
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from flotilla.errors import MAX_MESSAGE
 from flotilla.status import (
-    MAX_MESSAGE,
+    MAX_BUNDLE_LINES,
     SEVERITY,
+    BundleLine,
+    BundleReport,
     BundleState,
     DeploymentObservation,
+    RepoState,
     StateWithMessage,
     compute_state,
     summarize,
+    summarize_gitrepo,
     worst_state,
 )
 
@@ -24,9 +31,9 @@ S = BundleState
 def observe(**fields: Any) -> DeploymentObservation:
     """A healthy deployment at version v1, with fields overridden."""
     base: dict[str, Any] = {
-        "staged_deployment_id": "v1",
-        "desired_deployment_id": "v1",
-        "applied_deployment_id": "v1",
+        "staged": "v1",
+        "released": "v1",
+        "applied": "v1",
         "ready": True,
     }
     return DeploymentObservation(**{**base, **fields})
@@ -36,14 +43,14 @@ def observe(**fields: Any) -> DeploymentObservation:
     ("obs", "state", "message"),
     [
         (observe(), S.READY, ""),
-        (observe(staged_deployment_id=""), S.PENDING, "no deployment yet"),
+        (observe(staged=""), S.PENDING, "no deployment yet"),
         (
-            observe(applied_deployment_id="v0", desired_deployment_id="v1"),
+            observe(applied="v0", released="v1"),
             S.WAIT_APPLIED,
             "applying version v1",
         ),
         (
-            observe(applied_deployment_id="", apply_error="helm: timed out waiting"),
+            observe(applied="", apply_error="helm: timed out waiting"),
             S.ERR_APPLIED,
             "helm: timed out waiting",
         ),
@@ -54,17 +61,17 @@ def observe(**fields: Any) -> DeploymentObservation:
         ),
         (observe(ready=False), S.NOT_READY, "not ready"),
         (
-            observe(staged_deployment_id="v2", paused=True),
+            observe(staged="v2", paused=True),
             S.OUT_OF_SYNC,
             "paused: version v2 staged, not deployed",
         ),
         (
-            observe(staged_deployment_id="v2"),
+            observe(staged="v2"),
             S.OUT_OF_SYNC,
             "held back by the rollout: version v2 staged, not deployed",
         ),
         (
-            observe(desired_deployment_id="", applied_deployment_id="", ready=False, paused=True),
+            observe(released="", applied="", ready=False, paused=True),
             S.OUT_OF_SYNC,
             "paused: version v1 staged, not deployed",
         ),
@@ -74,7 +81,7 @@ def observe(**fields: Any) -> DeploymentObservation:
             "apps/v1/Deployment/app/web: differs at /spec/replicas",
         ),
         (
-            observe(waiting_for=["db", "cache"], applied_deployment_id=""),
+            observe(waiting_for=["db", "cache"], applied=""),
             S.WAITING_FOR_DEPENDENCY,
             "waiting for cache, db",
         ),
@@ -88,13 +95,13 @@ def test_compute_state_rules(obs: DeploymentObservation, state: BundleState, mes
     ("obs", "state"),
     [
         # rule 1 beats rule 2: an unapplied version is not judged for readiness
-        (observe(applied_deployment_id="v0", ready=False), S.WAIT_APPLIED),
-        (observe(applied_deployment_id="v0", apply_error="boom", ready=False), S.ERR_APPLIED),
+        (observe(applied="v0", ready=False), S.WAIT_APPLIED),
+        (observe(applied="v0", apply_error="boom", ready=False), S.ERR_APPLIED),
         # rule 2 beats rule 3 and 4
-        (observe(ready=False, staged_deployment_id="v2", drift=["x"]), S.NOT_READY),
+        (observe(ready=False, staged="v2", drift=["x"]), S.NOT_READY),
         # rule 3 beats rule 4
-        (observe(staged_deployment_id="v2", drift=["x"]), S.OUT_OF_SYNC),
-        # an error from an older attempt does not matter once the desired version is applied
+        (observe(staged="v2", drift=["x"]), S.OUT_OF_SYNC),
+        # an error from an older attempt does not matter once the released version is applied
         (observe(apply_error="old failure"), S.READY),
         # a dependency wait is never shown as an error
         (observe(waiting_for=["db"], apply_error="dependency not ready"), S.WAITING_FOR_DEPENDENCY),
@@ -106,7 +113,7 @@ def test_compute_state_precedence(obs: DeploymentObservation, state: BundleState
 
 def test_messages_are_one_short_line() -> None:
     error = "line one\nline two\t" + "x" * 1000
-    message = compute_state(observe(applied_deployment_id="", apply_error=error)).message
+    message = compute_state(observe(applied="", apply_error=error)).message
     assert "\n" not in message
     assert len(message) == MAX_MESSAGE
     assert message.startswith("line one line two x")
@@ -189,3 +196,147 @@ def test_summarize_nothing() -> None:
 def test_summary_round_trips_through_json() -> None:
     summary = summarize({"c1": StateWithMessage(state=S.WAITING_FOR_DEPENDENCY, message="w")})
     assert type(summary).model_validate_json(summary.model_dump_json()) == summary
+
+
+# --- GitRepo status ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """A bundle of the GitRepo's commit."""
+
+    name: str
+    path: str = "."
+    error: str = ""
+
+
+COMMIT = "c2"
+
+
+def report(bundle: str, state: BundleState = S.READY, **fields: Any) -> BundleReport:
+    """A report of ``bundle`` on two clusters, for COMMIT, in ``state`` everywhere."""
+    base: dict[str, Any] = {
+        "bundle": bundle,
+        "commit": COMMIT,
+        "ready": 2 if state is S.READY else 0,
+        "desired": 2,
+        "state": state,
+        "message": "" if state is S.READY else f"a: {bundle} is {state}",
+        "states": {"a": state, "b": state},
+    }
+    return BundleReport(**{**base, **fields})
+
+
+@pytest.mark.parametrize(
+    ("bundles", "reports", "expected"),
+    [
+        # nothing read yet
+        ([], [], (0, 0, "0/0", S.READY, "")),
+        # every bundle Ready on both clusters
+        (
+            [Source("web"), Source("db")],
+            [report("web"), report("db")],
+            (2, 2, "4/4", S.READY, ""),
+        ),
+        # a cluster is ready only when every bundle is Ready there
+        (
+            [Source("web"), Source("db")],
+            [report("web"), report("db", states={"a": S.READY, "b": S.NOT_READY}, ready=1)],
+            (1, 2, "3/4", S.READY, ""),
+        ),
+        # the worst bundle state wins and explains itself
+        (
+            [Source("web"), Source("db")],
+            [report("web", S.NOT_READY), report("db", S.ERR_APPLIED)],
+            (0, 2, "0/4", S.ERR_APPLIED, "db: a: db is ErrApplied"),
+        ),
+        # a bundle that has not reported is Pending, and says so
+        (
+            [Source("web"), Source("db")],
+            [report("web")],
+            (2, 2, "2/2", S.PENDING, "db: no status report from it yet"),
+        ),
+        # a report about an older commit is WaitApplied
+        (
+            [Source("web")],
+            [report("web", S.NOT_READY, commit="c1")],
+            (0, 2, "0/2", S.WAIT_APPLIED, "web: a: web is NotReady"),
+        ),
+        # a bundle with an error is ErrApplied whatever it reported; its error is the message
+        (
+            [Source("web", path="apps/web", error="apps/web/fleet.yaml: bad")],
+            [report("web")],
+            (2, 2, "2/2", S.ERR_APPLIED, "web: apps/web/fleet.yaml: bad"),
+        ),
+        # reports of bundles no longer in the commit do not count
+        (
+            [Source("web")],
+            [report("web"), report("gone", S.ERR_APPLIED)],
+            (2, 2, "2/2", S.READY, ""),
+        ),
+    ],
+    ids=["empty", "ready", "cluster-ready", "worst", "pending", "stale", "error", "gone"],
+)
+def test_summarize_gitrepo(
+    bundles: list[Source],
+    reports: list[BundleReport],
+    expected: tuple[int, int, str, BundleState, str],
+) -> None:
+    summary = summarize_gitrepo(bundles, {r.bundle: r for r in reports}, commit=COMMIT)
+    assert (
+        summary.ready_clusters,
+        summary.desired_ready_clusters,
+        summary.ready_bundle_deployments,
+        summary.state,
+        summary.message,
+    ) == expected
+
+
+def test_older_runs_show_a_stale_report_as_it_was() -> None:
+    summary = summarize_gitrepo(
+        [Source("web")],
+        {"web": report("web", commit="c1")},
+        commit=COMMIT,
+        stale_is_wait_applied=False,
+    )
+    assert summary.state is S.READY
+
+
+@pytest.mark.parametrize(
+    ("commit", "state"), [("", RepoState.GIT_ERROR), (COMMIT, S.READY)], ids=["first", "later"]
+)
+def test_a_git_error_is_the_message_and_the_state_until_a_commit_was_read(
+    commit: str, state: BundleState | RepoState
+) -> None:
+    summary = summarize_gitrepo(
+        [Source("web")], {"web": report("web")}, commit=commit, error="branch 'x' not found"
+    )
+    assert (summary.state, summary.message) == (state, "branch 'x' not found")
+
+
+def test_gitrepo_lines_are_sorted_by_name_and_capped() -> None:
+    bundles = [Source(f"b{i:03}", path=f"p{i}") for i in range(60, 0, -1)]
+    summary = summarize_gitrepo(bundles, {"b001": report("b001", S.NOT_READY)}, commit=COMMIT)
+    assert len(summary.bundles) == MAX_BUNDLE_LINES
+    assert [line.name for line in summary.bundles[:2]] == ["b001", "b002"]
+    assert summary.bundles[0] == BundleLine(
+        name="b001",
+        path="p1",
+        state=S.NOT_READY,
+        ready=0,
+        desired=2,
+        message="a: b001 is NotReady",
+    )
+    assert summary.bundles[1].state is S.PENDING
+    assert summary.ready_bundle_deployments == "0/2"
+
+
+def test_states_travel_as_fleets_strings() -> None:
+    sent = report("web", S.WAITING_FOR_DEPENDENCY)
+    wire = json.loads(sent.model_dump_json())
+    assert (wire["state"], wire["states"]) == (
+        "WaitingForDependency",
+        {"a": "WaitingForDependency", "b": "WaitingForDependency"},
+    )
+    assert BundleReport.model_validate(wire) == sent
+    assert BundleReport.model_validate(wire).states["a"] is S.WAITING_FOR_DEPENDENCY

@@ -10,7 +10,9 @@ from flotilla.models import (
     BundleDeploymentOptions,
     BundleTarget,
     ClusterGroup,
+    CorrectDrift,
     FleetYaml,
+    GitRepoSpec,
     GitTarget,
     LabelSelector,
     load_cluster,
@@ -18,6 +20,8 @@ from flotilla.models import (
 )
 from flotilla.targeting import (
     ClusterInfo,
+    GitRepoSwitches,
+    apply_switches,
     cluster_groups_for,
     explain_no_match,
     has_criteria,
@@ -774,3 +778,84 @@ def test_merged_options_dump_in_fleet_shape() -> None:
         "helm": {"values": {"x": 1}},
         "keepResources": True,
     }
+
+
+# --- GitRepo switches -------------------------------------------------------------------------
+
+BUNDLE_OPTIONS = BundleDeploymentOptions(
+    namespace="from-bundle",
+    service_account="bundle-sa",
+    force_sync_generation=7,
+    correct_drift=CorrectDrift(enabled=False),
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "switches", "expected"),
+    [
+        # nothing set on the GitRepo: the bundle's own, but forceSyncGeneration is the GitRepo's
+        (BUNDLE_OPTIONS, {}, BUNDLE_OPTIONS.model_copy(update={"force_sync_generation": 0})),
+        # the GitRepo's targetNamespace, serviceAccount and correctDrift replace the bundle's
+        (
+            BUNDLE_OPTIONS,
+            {
+                "target_namespace": "forced",
+                "service_account": "repo-sa",
+                "correct_drift": {"enabled": True, "force": True},
+                "force_sync_generation": 3,
+            },
+            BUNDLE_OPTIONS.model_copy(
+                update={
+                    "namespace": "forced",
+                    "service_account": "repo-sa",
+                    "correct_drift": CorrectDrift(enabled=True, force=True),
+                    "force_sync_generation": 3,
+                }
+            ),
+        ),
+        # keepResources and deleteNamespace hold when either side sets them
+        (
+            BundleDeploymentOptions(keep_resources=True),
+            {"delete_namespace": True},
+            BundleDeploymentOptions(keep_resources=True, delete_namespace=True),
+        ),
+        (
+            BundleDeploymentOptions(delete_namespace=True),
+            {"keep_resources": True},
+            BundleDeploymentOptions(keep_resources=True, delete_namespace=True),
+        ),
+        # empty strings on the GitRepo mean "not set"
+        (
+            BUNDLE_OPTIONS,
+            {"target_namespace": "", "service_account": ""},
+            BUNDLE_OPTIONS.model_copy(update={"force_sync_generation": 0}),
+        ),
+    ],
+    ids=["unset", "replaced", "keep-or", "delete-or", "empty"],
+)
+def test_apply_switches(
+    options: BundleDeploymentOptions, switches: dict[str, Any], expected: BundleDeploymentOptions
+) -> None:
+    assert apply_switches(options, GitRepoSwitches(**switches)) == expected
+
+
+def test_switches_come_from_the_gitrepo_spec() -> None:
+    spec = GitRepoSpec.model_validate(
+        {
+            "repo": "https://example.com/r.git",
+            "targets": [{"clusterGroup": "prod"}],
+            "targetNamespace": "shop",
+            "serviceAccount": "sa",
+            "keepResources": True,
+            "forceSyncGeneration": 2,
+            "correctDrift": {"enabled": True},
+        }
+    )
+    assert GitRepoSwitches.from_spec(spec) == GitRepoSwitches(
+        targets=[{"clusterGroup": "prod"}],
+        target_namespace="shop",
+        service_account="sa",
+        keep_resources=True,
+        force_sync_generation=2,
+        correct_drift={"enabled": True},
+    )

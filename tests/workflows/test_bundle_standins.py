@@ -1,0 +1,371 @@
+"""BundleWorkflow's retry, offline, maxUnavailable and retirement paths, fast.
+
+The workflow runs for real on the session's Temporal dev server, but its activities are
+stand-ins registered under the real activity names (``plan_bundle`` on the control queue;
+``deploy_bundle``, ``wait_ready``, ``check_deployment`` and ``remove_deployment`` on each
+cluster's queue): they answer in milliseconds and fail, stay NotReady or hold on when a test
+says so. They exist for speed and for fault injection only; the same paths with real git,
+Helm and clusters are covered by these real-component tests, which stay:
+
+* retries of a failed deploy: tests/workflows/test_gitrepo.py
+  (``test_cluster_groups_target_and_unreachable_clusters_are_errapplied``) and the NotReady
+  watch in tests/e2e/test_deploy.py;
+* an offline cluster: tests/e2e/test_offline.py;
+* maxUnavailable: tests/e2e/test_rollout.py
+  (``test_partitions_roll_out_in_order_with_at_most_one_unavailable``);
+* removal on retirement: tests/e2e/test_delete.py and tests/e2e/test_retarget.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from activities.deploy import (
+    DeploymentStatus,
+    DeployRequest,
+    DeployResult,
+    ReleaseRef,
+    RemoveRequest,
+    RemoveResult,
+    StatusRequest,
+    WaitReadyRequest,
+)
+from activities.gitops import PlannedTarget, PlanRequest, PlanResult
+from flotilla.deployment import deployment_id
+from flotilla.helmhistory import HistoryAction
+from flotilla.models import RolloutStrategy
+from flotilla.status import BundleState
+from workflows.bundle import REFRESH_SIGNAL, BundleWorkflow
+from workflows.bundle_models import (
+    BundleRefresh,
+    BundleSpec,
+    BundleStatus,
+    BundleStatusRequest,
+    BundleWorkflowState,
+    RetireRequest,
+)
+from workflows.common import bundle_workflow_id, cluster_task_queue, gitrepo_workflow_id
+from workflows.registry_models import ClusterSnapshot, ClusterView
+
+T = TypeVar("T")
+NOT_READY = "Deployment/app/web: 0/1 replicas ready"
+
+
+@dataclass
+class Window:
+    """One deploy of one cluster: when it started and when the cluster was Ready again."""
+
+    cluster: str
+    deployment_id: str
+    started: float
+    ready: float | None = None
+
+
+@dataclass
+class StandIns:
+    """Every activity BundleWorkflow calls, answering as the test arranges."""
+
+    clusters: list[str]
+    strategy: RolloutStrategy = field(default_factory=RolloutStrategy)
+    # Per cluster: errors the next deploys raise, one each, in order.
+    failures: dict[str, list[str]] = field(default_factory=dict)
+    # Per cluster: how many wait_ready calls still answer NotReady.
+    not_ready: Counter[str] = field(default_factory=Counter)
+    # Per cluster: a deploy or wait_ready after the first holds until the test sets this.
+    hold: dict[str, asyncio.Event] = field(default_factory=dict)
+    ready_after: float = 0.0
+    remove_takes: float = 0.0
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    windows: list[Window] = field(default_factory=list)
+    running: Counter[str] = field(default_factory=Counter)
+    most_running: Counter[str] = field(default_factory=Counter)
+
+    @contextlib.asynccontextmanager
+    async def _running(self, name: str, cluster: str) -> AsyncIterator[int]:
+        """Count the call, and what runs at once: of this activity, and of all ("*")."""
+        self.calls[name, cluster] += 1
+        for key in (name, "*"):
+            self.running[key] += 1
+            self.most_running[key] = max(self.most_running[key], self.running[key])
+        try:
+            yield self.calls[name, cluster]
+        finally:
+            for key in (name, "*"):
+                self.running[key] -= 1
+
+    async def calls_now(self) -> Counter[tuple[str, str]]:
+        return self.calls
+
+    async def _held(self, cluster: str, attempt: int) -> None:
+        if attempt > 1 and cluster in self.hold:
+            await self.hold[cluster].wait()
+
+    @activity.defn(name="plan_bundle")
+    async def plan_bundle(self, request: PlanRequest) -> PlanResult:
+        targets = []
+        for cluster in request.clusters:
+            options = f"{request.bundle_digest}-{cluster.name}"
+            targets.append(
+                PlannedTarget(
+                    cluster=cluster.name,
+                    options_digest=options,
+                    deployment_id=deployment_id(request.bundle_digest, options),
+                )
+            )
+        return PlanResult(targets=targets, strategy=self.strategy)
+
+    @activity.defn(name="deploy_bundle")
+    async def deploy_bundle(self, request: DeployRequest) -> DeployResult:
+        cluster = request.cluster_name
+        async with self._running("deploy_bundle", cluster) as attempt:
+            await self._held(cluster, attempt)
+            if self.failures.get(cluster):
+                raise ApplicationError(self.failures[cluster].pop(0), non_retryable=True)
+            self.windows.append(Window(cluster, request.deployment_id, time.monotonic()))
+            return DeployResult(
+                release=ReleaseRef(name=request.bundle_name, namespace=cluster, revision=attempt),
+                deployment_id=request.deployment_id,
+                changed=True,
+                action=HistoryAction.UPGRADE if request.previous_release else HistoryAction.INSTALL,
+                reason="stand-in",
+            )
+
+    @activity.defn(name="wait_ready")
+    async def wait_ready(self, request: WaitReadyRequest) -> DeploymentStatus:
+        cluster = request.cluster_name
+        async with self._running("wait_ready", cluster) as attempt:
+            await self._held(cluster, attempt)
+            if self.not_ready[cluster] > 0:
+                self.not_ready[cluster] -= 1
+                return DeploymentStatus(release=request.release, non_ready=[NOT_READY])
+            await asyncio.sleep(self.ready_after)
+            for window in self.windows:
+                if (window.cluster, window.deployment_id) == (cluster, request.deployment_id):
+                    window.ready = window.ready or time.monotonic()
+            return DeploymentStatus(
+                release=request.release, applied_deployment_id=request.deployment_id, ready=True
+            )
+
+    @activity.defn(name="check_deployment")
+    async def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
+        return DeploymentStatus(
+            release=request.release, applied_deployment_id=request.deployment_id, ready=True
+        )
+
+    @activity.defn(name="remove_deployment")
+    async def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
+        async with self._running("remove_deployment", request.cluster_name):
+            await asyncio.sleep(self.remove_takes)
+            return RemoveResult(release_removed=True, resources_kept=False)
+
+
+@dataclass
+class Bundle:
+    """A bundle workflow on its own queues, started for one test."""
+
+    client: Client
+    namespace: str
+    handle: WorkflowHandle[BundleWorkflow, None]
+    standins: StandIns
+    stack: contextlib.AsyncExitStack
+
+    async def status(self) -> BundleStatus:
+        return await self.handle.query(BundleWorkflow.status, BundleStatusRequest())
+
+    async def states(self) -> dict[str, BundleState]:
+        return {c.cluster: c.state for c in (await self.status()).clusters}
+
+    async def serve(self, cluster: str) -> None:
+        """Start a worker for the cluster's queue (its agent coming up)."""
+        s = self.standins
+        worker = Worker(
+            self.client,
+            task_queue=cluster_task_queue(self.namespace, cluster),
+            activities=[s.deploy_bundle, s.wait_ready, s.check_deployment, s.remove_deployment],
+        )
+        await self.stack.enter_async_context(worker)
+
+    async def release(self, version: int) -> None:
+        await self.handle.signal(BundleWorkflow.refresh, BundleRefresh(spec=spec(version)))
+
+
+def spec(version: int) -> BundleSpec:
+    return BundleSpec(gitrepo="repo", commit=f"commit-{version}", bundle_digest=f"{version}" * 64)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 60.0
+) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if check(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s; last value: {value!r}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def start(
+    temporal_client: Client, task_queue: str
+) -> AsyncIterator[Callable[..., Awaitable[Bundle]]]:
+    """Start the bundle workflow with stand-ins, serving the clusters named in ``serve``."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def started(
+            standins: StandIns, *, serve: list[str] | None = None, **switches: float
+        ) -> Bundle:
+            ns = f"sb-{uuid.uuid4().hex[:8]}"
+            await stack.enter_async_context(
+                Worker(
+                    temporal_client,
+                    task_queue=task_queue,
+                    workflows=[BundleWorkflow],
+                    activities=[standins.plan_bundle],
+                )
+            )
+            state = BundleWorkflowState(
+                namespace=ns,
+                bundle="app",
+                gitrepo_workflow_id=gitrepo_workflow_id(ns, "repo"),
+                retry_seconds=0.5,
+                monitor_seconds=3600,
+                **switches,
+            )
+            snapshot = ClusterSnapshot(
+                namespace=ns, version=1, clusters=[ClusterView(name=c) for c in standins.clusters]
+            )
+            handle = await temporal_client.start_workflow(
+                BundleWorkflow.run,
+                state,
+                id=bundle_workflow_id(ns, "app"),
+                task_queue=task_queue,
+                start_signal=REFRESH_SIGNAL,
+                start_signal_args=[BundleRefresh(spec=spec(1), clusters=snapshot)],
+            )
+            bundle = Bundle(temporal_client, ns, handle, standins, stack)
+            for cluster in standins.clusters if serve is None else serve:
+                await bundle.serve(cluster)
+            stack.push_async_callback(_terminate, handle)
+            return bundle
+
+        yield started
+
+
+async def _terminate(handle: WorkflowHandle[BundleWorkflow, None]) -> None:
+    with contextlib.suppress(Exception):
+        await handle.terminate("test finished")
+
+
+def all_ready(states: dict[str, BundleState]) -> bool:
+    return bool(states) and all(s is BundleState.READY for s in states.values())
+
+
+async def test_a_failed_deploy_is_errapplied_then_retried_and_notready_is_watched_again(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    standins = StandIns(
+        clusters=["a", "b"],
+        failures={"a": ["helm upgrade failed:\n  boom"]},
+        not_ready=Counter({"b": 1}),
+        hold={"a": asyncio.Event(), "b": asyncio.Event()},
+    )
+    bundle = await start(standins)
+
+    status = await eventually(
+        bundle.status,
+        lambda s: [c.state for c in s.clusters] == [BundleState.ERR_APPLIED, BundleState.NOT_READY],
+    )
+    a, b = status.clusters
+    assert a.message == "helm upgrade failed: boom"
+    assert b.message == NOT_READY and b.non_ready == [NOT_READY]
+    assert status.state is BundleState.ERR_APPLIED and status.message.startswith("a: helm")
+
+    # The retries are waiting on the stand-ins: the deploy again, and a second readiness watch.
+    await eventually(
+        standins.calls_now,
+        lambda calls: calls["deploy_bundle", "a"] == 2 and calls["wait_ready", "b"] == 2,
+    )
+    for event in standins.hold.values():
+        event.set()
+    await eventually(bundle.states, all_ready)
+    assert standins.calls["deploy_bundle", "b"] == 1  # b was applied once, only watched again
+    assert (await bundle.status()).clusters[0].last_action == "install: stand-in"
+
+
+async def test_an_offline_cluster_shows_so_and_catches_up_when_served(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    standins = StandIns(clusters=["offline", "online"])
+    bundle = await start(standins, serve=["online"], cluster_schedule_to_start_seconds=1)
+
+    status = await eventually(
+        bundle.status,
+        lambda s: [c.state for c in s.clusters] == [BundleState.ERR_APPLIED, BundleState.READY],
+    )
+    queue = cluster_task_queue(bundle.namespace, "offline")
+    assert status.clusters[0].message == (
+        f"cluster offline: no worker took work from task queue {queue} within 1s"
+    )
+
+    await bundle.serve("offline")
+    await eventually(bundle.states, all_ready)
+    assert standins.calls["deploy_bundle", "offline"] == 1  # the timed-out tries never ran
+
+
+async def test_an_update_moves_one_cluster_at_a_time_with_max_unavailable_one(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    clusters = ["c1", "c2", "c3", "c4"]
+    standins = StandIns(clusters=clusters, strategy=RolloutStrategy(max_unavailable=1))
+    bundle = await start(standins)
+    await eventually(bundle.states, all_ready)
+    # New deployments are never held by maxUnavailable (as in Fleet): all four at once.
+    assert len(standins.windows) == 4
+
+    standins.ready_after = 0.3
+    await bundle.release(2)
+    await eventually(
+        bundle.status,
+        lambda s: (
+            s.commit == "commit-2"
+            and all(c.state is BundleState.READY for c in s.clusters)
+            and len(standins.windows) == 8
+        ),
+    )
+    update = sorted(standins.windows[4:], key=lambda w: w.started)
+    assert [w.cluster for w in update] == clusters
+    for before, after in itertools.pairwise(update):
+        assert before.ready is not None and before.ready <= after.started, (before, after)
+
+
+async def test_deploys_and_removals_on_retirement_stay_within_the_pending_activity_cap(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    clusters = [f"c{i}" for i in range(1, 6)]
+    standins = StandIns(clusters=clusters, ready_after=0.2, remove_takes=0.3)
+    bundle = await start(standins, max_pending_activities=2)
+    await eventually(bundle.states, all_ready)
+
+    await bundle.handle.signal(BundleWorkflow.retire, RetireRequest())
+    await asyncio.wait_for(bundle.handle.result(), timeout=60)
+
+    removed = {c for (name, c) in standins.calls if name == "remove_deployment"}
+    assert removed == set(clusters)
+    assert standins.most_running["remove_deployment"] == 2
+    assert standins.most_running["*"] == 2  # deploys, watches and removals alike
