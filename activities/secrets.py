@@ -23,10 +23,10 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from flotilla.errors import FlotillaError, SpecError
-from flotilla.models import ObjectMeta
+from flotilla.kubenames import is_dns1123
 
 # Kubernetes' Secret types that Fleet's secrets use.
 OPAQUE = "Opaque"
@@ -94,12 +94,10 @@ def exists(store: SecretStore, namespace: str, name: str) -> bool:
 
 def check_secret_name(namespace: str, name: str) -> None:
     """Secret names and namespaces follow Kubernetes' rules in every backend."""
-    try:
-        ObjectMeta(name=name, namespace=namespace)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise SpecError(f"secret {where}: {first['msg'].removeprefix('Value error, ')}") from None
+    if not is_dns1123(namespace):
+        raise SpecError(f"secret namespace {namespace!r} is not a valid namespace (DNS-1123 label)")
+    if not is_dns1123(name, subdomain=True):
+        raise SpecError(f"secret name {name!r} is not a valid Kubernetes name (DNS-1123)")
 
 
 def kubeconfig_secret_name(cluster: str) -> str:
