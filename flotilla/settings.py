@@ -47,6 +47,36 @@ DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 DEFAULT_TEMPORAL_NAMESPACE = "default"
 DEFAULT_SYSTEM_NAMESPACE = "flotilla-system"
 
+# Every variable settings_from_env reads: the contract install files (the Helm chart,
+# docker-compose.yml) are checked against.
+ENVIRONMENT = frozenset(
+    {
+        "TEMPORAL_ADDRESS",
+        "TEMPORAL_NAMESPACE",
+        "TEMPORAL_TLS",
+        "TEMPORAL_TLS_CA_FILE",
+        "TEMPORAL_TLS_CERT_FILE",
+        "TEMPORAL_TLS_KEY_FILE",
+        "TEMPORAL_TLS_SERVER_NAME",
+        "TEMPORAL_API_KEY_FILE",
+        "FLOTILLA_SECRET_BACKEND",
+        "FLOTILLA_SECRETS_DIR",
+        "FLOTILLA_MANAGEMENT_KUBECONFIG",
+        "FLOTILLA_SYSTEM_NAMESPACE",
+        "FLOTILLA_CONTENT_BACKEND",
+        "FLOTILLA_CONTENT_DIR",
+        "FLOTILLA_CONTENT_REGISTRY",
+        "FLOTILLA_CONTENT_REGISTRY_SECRET",
+        "FLOTILLA_CONTENT_REGISTRY_INSECURE",
+        "FLOTILLA_CONTENT_REGISTRY_CA_FILE",
+        "FLOTILLA_HELM",
+        "FLOTILLA_KUSTOMIZE",
+        "FLOTILLA_SOPS",
+        "FLOTILLA_TOOLS_DIR",
+        "FLOTILLA_WORKDIR",
+    }
+)
+
 _E = TypeVar("_E", bound=StrEnum)
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

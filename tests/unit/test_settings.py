@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from flotilla.settings import (
+    ENVIRONMENT,
     ContentBackend,
     SecretBackend,
     SettingsError,
@@ -93,3 +94,23 @@ def test_bad_settings_are_one_line_naming_the_variable(env: dict[str, str], mess
 
 def test_api_key_implies_tls() -> None:
     assert settings_from_env({"TEMPORAL_API_KEY_FILE": "/k"}, HOME).temporal.uses_tls
+
+
+class _Recording(dict[str, str]):
+    """An environment that remembers which variables were asked for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def test_environment_lists_exactly_what_is_read() -> None:
+    env = _Recording(
+        {"FLOTILLA_CONTENT_BACKEND": "oci", "FLOTILLA_CONTENT_REGISTRY": "r.example/c"}
+    )
+    settings_from_env(env, HOME)
+    assert env.asked == ENVIRONMENT
