@@ -13,10 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities import kube, kubesecrets
+from activities.content import FileContentStore
+from activities.deploy import DeployActivities, ReleaseRef, RemoveRequest
 from activities.kube import Kube
 from activities.kubesecrets import MANAGED_BY, MANAGED_BY_LABEL, KubernetesSecretStore
+from activities.registry import PollRequest, RegistryActivities
 from activities.secrets import (
     BASIC_AUTH,
     DOCKER_CONFIG_JSON,
@@ -30,6 +35,7 @@ from activities.secrets import (
 from devenv.cluster import LocalCluster
 from flotilla.settings import SettingsError
 from runtime.stores import load_settings, secret_store
+from tests.images.conftest import FaultServer, Reply
 from tests.secrets.conftest import bind, create_namespace, service_account_token
 
 PASSWORD = "pw-" + uuid.uuid4().hex  # a value that must never show up anywhere
@@ -325,7 +331,7 @@ def test_one_store_serves_many_threads(store: KubernetesSecretStore, mgmt_namesp
     assert [s.name for s in store.list(mgmt_namespace)] == ["t0", "t1", "t2", "t3"]
 
 
-def test_a_stopped_api_server_is_a_retryable_one_line_error(
+def test_a_stopped_api_server_is_a_retryable_one_line_error_in_every_activity(
     tmp_path: Path, tools_on_path: list[Path]
 ) -> None:
     cluster = LocalCluster("flotilla-stopped", tmp_path / "cluster", workloads=False).start()
@@ -333,6 +339,7 @@ def test_a_stopped_api_server_is_a_retryable_one_line_error(
         create_namespace(cluster, "fleet-local")
         secrets = KubernetesSecretStore(cluster.kubeconfig)
         secrets.put("fleet-local", kubeconfig_secret_name("one"), {"value": PASSWORD})
+        secrets.put("fleet-local", "regcreds", {"username": "u", "password": PASSWORD})
         server = cluster.server
         cluster.stop(remove=False)
 
@@ -348,6 +355,30 @@ def test_a_stopped_api_server_is_a_retryable_one_line_error(
         assert text.endswith("; retryable") and "Connection refused" in text, text
         assert caught.value.retryable is True
 
+        # A deploy activity hands it to Temporal as retryable, not as a failed deploy.
+        deploy = DeployActivities(secrets, FileContentStore(tmp_path / "content"), tmp_path)
+        request = RemoveRequest(
+            gitrepo="g",
+            bundle_name="b",
+            cluster_namespace="fleet-local",
+            cluster_name="one",
+            release=ReleaseRef(name="r", namespace="n"),
+        )
+        with pytest.raises(ApplicationError) as failed:
+            ActivityEnvironment().run(deploy.remove_deployment, request)
+        assert (failed.value.type, failed.value.non_retryable) == ("SecretStoreError", False)
+        assert failed.value.message.startswith("cannot get secret fleet-local/one-kubeconfig")
+
+        # So does a registry poll that needs the scan's credentials.
+        def basic_challenge(method: str, path: str, headers: dict[str, str]) -> Reply:
+            return 401, {"WWW-Authenticate": 'Basic realm="registry"'}, b""
+
+        with FaultServer(basic_challenge) as registry:
+            poll = PollRequest(registry=registry.host, repository="app", secret_name="regcreds")
+            with pytest.raises(ApplicationError) as polled:
+                ActivityEnvironment().run(RegistryActivities(secrets).poll_registry, poll)
+        assert (polled.value.type, polled.value.non_retryable) == ("SecretStoreError", False)
+        assert PASSWORD not in polled.value.message
     finally:
         cluster.stop()
 
