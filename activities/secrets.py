@@ -179,7 +179,8 @@ class FileSecretStore:
     def list(self, namespace: str) -> list[SecretInfo]:
         check_secret_name(namespace, "x")
         found = []
-        for path in sorted((self.root / namespace).glob("*.json")):
+        # By name, as the protocol says: sorting paths puts "a-b.json" before "a.json".
+        for path in sorted((self.root / namespace).glob("*.json"), key=lambda p: p.stem):
             raw = self._read(namespace, path.stem)
             data = raw.get("data")
             found.append(
