@@ -420,13 +420,16 @@ class DeployActivities:
 
     # -- shared plumbing -------------------------------------------------------------------
 
+    def kubeconfig_secret(self, cluster_namespace: str, cluster: str) -> str:
+        """The name of the Secret that holds the cluster's kubeconfig."""
+        known = self.kubeconfig_secrets.get((cluster_namespace, cluster))
+        return known or kubeconfig_secret_name(cluster)
+
     def _kubeconfig(
         self, cluster_namespace: str, cluster: str, redact: Redactor
     ) -> tuple[str, dict[str, Any]]:
         """The cluster's kubeconfig, as text (for helm) and parsed (for the API client)."""
-        secret = self.kubeconfig_secrets.get(
-            (cluster_namespace, cluster)
-        ) or kubeconfig_secret_name(cluster)
+        secret = self.kubeconfig_secret(cluster_namespace, cluster)
         text = get_key(self.secrets, cluster_namespace, secret, KUBECONFIG_KEY)
         redact.add([text])
         parsed = parse_kubeconfig(text)
