@@ -123,6 +123,15 @@ def settings_for_test(client: Client, tmp: Path, **env: str) -> Settings:
     )
 
 
+def per_cluster_namespaces(prefix: str, clusters: list[str]) -> str:
+    """A fleet.yaml that deploys into ``<prefix>-<cluster>`` on each cluster: registry entries
+    that share one real cluster then do not share a namespace."""
+    lines = [f"defaultNamespace: {prefix}-default", "targetCustomizations:"]
+    for cluster in clusters:
+        lines += [f"  - clusterName: {cluster}", f"    namespace: {prefix}-{cluster}"]
+    return "\n".join(lines) + "\n"
+
+
 def helm_history(kubeconfig: Path, release: str, namespace: str) -> list[dict[str, object]]:
     out = subprocess.run(
         [

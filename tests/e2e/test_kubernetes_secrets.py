@@ -22,8 +22,8 @@ from activities.kubesecrets import MANAGED_BY, MANAGED_BY_LABEL
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from starters.cli import main
-from tests.e2e.harness import gitrepo_yaml, releases, start_flotilla
-from tests.secrets.conftest import create_namespace
+from tests.e2e.harness import gitrepo_yaml, per_cluster_namespaces, releases, start_flotilla
+from tests.secrets.conftest import create_namespace, create_secret
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {greeting: hello}\n"
 CLUSTER_TWO = """\
@@ -77,11 +77,7 @@ async def test_worker_and_cli_share_secrets_only_through_the_management_cluster(
         return management_cluster.request("GET", f"/api/v1/namespaces/{ns}/secrets/{name}")
 
     prefix = f"t{uuid.uuid4().hex[:6]}"
-    fleet = (
-        f"defaultNamespace: {prefix}-default\ntargetCustomizations:\n"
-        f"  - {{clusterName: one, namespace: {prefix}-one}}\n"
-        f"  - {{clusterName: two, namespace: {prefix}-two}}\n"
-    )
+    fleet = per_cluster_namespaces(prefix, ["one", "two"])
     url = git_daemon.create_repo(repo_name, {"app/fleet.yaml": fleet, "app/cm.yaml": CM})
     kubeconfig = local_cluster.kubeconfig.read_text()
     try:
@@ -95,16 +91,7 @@ async def test_worker_and_cli_share_secrets_only_through_the_management_cluster(
         assert base64.b64decode(written["data"]["value"]).decode() == kubeconfig  # type: ignore[index]
 
         # A Secret made for Fleet by hand, named by the Cluster's spec.kubeConfigSecret.
-        management_cluster.request(
-            "POST",
-            f"/api/v1/namespaces/{ns}/secrets",
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "two-creds"},
-                "stringData": {"value": kubeconfig},
-            },
-        )
+        create_secret(management_cluster, ns, "two-creds", {"value": kubeconfig})
         (tmp_path / "cluster.yaml").write_text(CLUSTER_TWO.format(namespace=ns))
         assert (
             await cli("apply", "-f", str(tmp_path / "cluster.yaml")) == f"cluster {ns}/two applied"

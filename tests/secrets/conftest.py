@@ -32,6 +32,14 @@ def create_namespace(cluster: LocalCluster, name: str) -> None:
     )
 
 
+def create_secret(cluster: LocalCluster, namespace: str, name: str, values: dict[str, str]) -> None:
+    """A Secret as `kubectl create secret generic` makes it for Fleet: no flotilla label."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}}
+    cluster.request(
+        "POST", f"/api/v1/namespaces/{namespace}/secrets", {**secret, "stringData": values}
+    )
+
+
 @pytest.fixture
 def mgmt_namespace(management_cluster: LocalCluster) -> str:
     """A fresh namespace in the management cluster. Left in place afterwards: an API server

@@ -36,7 +36,12 @@ from devenv.cluster import LocalCluster
 from flotilla.settings import SettingsError
 from runtime.stores import load_settings, secret_store
 from tests.images.conftest import FaultServer, Reply
-from tests.secrets.conftest import bind, create_namespace, service_account_token
+from tests.secrets.conftest import (
+    bind,
+    create_namespace,
+    create_secret,
+    service_account_token,
+)
 
 PASSWORD = "pw-" + uuid.uuid4().hex  # a value that must never show up anywhere
 
@@ -111,16 +116,8 @@ def test_replacing_keeps_metadata_and_drops_keys_not_given(
 def test_a_secret_made_for_fleet_is_read_and_only_deleted_when_asked(
     store: KubernetesSecretStore, management_cluster: LocalCluster, mgmt_namespace: str
 ) -> None:
-    # As `kubectl create secret generic` makes it for Fleet: stringData, no flotilla label.
-    management_cluster.request(
-        "POST",
-        f"/api/v1/namespaces/{mgmt_namespace}/secrets",
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "one-kubeconfig"},
-            "stringData": {"value": "kubeconfig text"},
-        },
+    create_secret(
+        management_cluster, mgmt_namespace, "one-kubeconfig", {"value": "kubeconfig text"}
     )
     assert get_key(store, mgmt_namespace, "one-kubeconfig", "value") == "kubeconfig text"
     assert store.delete(mgmt_namespace, "one-kubeconfig", if_managed=True) is False
