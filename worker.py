@@ -409,10 +409,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = load_settings()
+        # The stores are built in serve (a kubernetes secret store checks its credentials
+        # then): a wrong setting found there stops start-up the same way.
+        asyncio.run(serve(parse_args(argv, settings), settings))
     except SettingsError as err:
         log.error("%s", err)
         return 2
-    asyncio.run(serve(parse_args(argv, settings), settings))
     return 0
 
 
