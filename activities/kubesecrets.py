@@ -22,9 +22,9 @@ Errors, each one line with neither a value nor a response body (the classificati
 - 400/422, a missing namespace, a change of type: SecretStoreError, not retryable.
 
 One API client per store, shared by every thread: activities run on a thread pool. Reads go
-to the API server every time (no cache): a Secret GET on a kept-alive connection costs about
-a millisecond, next to the seconds a deploy or a clone takes, and a cache would serve a
-rotated credential late.
+to the API server every time (no cache): measured on loopback, a GET of a 3 kB Secret on the
+kept-alive connection takes 2.8 ms (median; 0.9 ms of it this process's CPU), next to the
+seconds a deploy or a clone takes, and a cache would serve a rotated credential late.
 """
 
 from __future__ import annotations
