@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -30,8 +31,9 @@ from activities.deploy import DeployActivities
 from activities.gitops import GitOpsActivities
 from activities.registry import RegistryActivities
 from activities.schedules import ScheduleActivities
+from activities.secrets import kubeconfig_secret_name
 from activities.writeback import WriteBackActivities
-from flotilla.errors import UnreachableError
+from flotilla.errors import FlotillaError, UnreachableError
 from flotilla.models import DEFAULT_NAMESPACE
 from flotilla.settings import Settings, SettingsError
 from runtime.stores import content_store, load_settings, secret_store
@@ -101,7 +103,7 @@ class FlotillaWorker:
         self.client = client
         self.config = config
         self.settings = settings
-        secrets = secret_store(settings)
+        self.secrets = secrets = secret_store(settings)
         content = content_store(settings, secrets)
         self.gitops = GitOpsActivities(client, secrets, content, config.workdir / "git")
         # ``deploy`` may be a stand-in with the same activity names (benchmarks).
@@ -187,8 +189,12 @@ class FlotillaWorker:
         return dict(zip(queues, problems, strict=True))
 
     async def refresh_clusters(self) -> None:
-        """Start a worker for every registered cluster, stop those gone for the grace period."""
+        """Start a worker for every registered cluster, stop those gone for the grace period
+        and then delete the kubeconfig Secret flotilla made for them."""
         wanted: set[str] = set()
+        # Namespaces whose registry answered, and the kubeconfig Secrets its clusters use.
+        answered: set[str] = set()
+        in_use: set[tuple[str, str]] = set()
         for namespace in self.config.namespaces:
             handle = self.client.get_workflow_handle(registry_workflow_id(namespace))
             try:
@@ -200,10 +206,13 @@ class FlotillaWorker:
                     prefix = cluster_task_queue(namespace, "")
                     wanted.update(q for q in self._clusters if q.startswith(prefix))
                 continue
+            answered.add(namespace)
             for record in snapshot.clusters:
                 if record.agent:
                     continue
                 wanted.add(cluster_task_queue(namespace, record.name))
+                secret = record.kubeconfig_secret or kubeconfig_secret_name(record.name)
+                in_use.add((namespace, secret))
                 if record.kubeconfig_secret:
                     self.deploy.kubeconfig_secrets[namespace, record.name] = (
                         record.kubeconfig_secret
@@ -218,6 +227,38 @@ class FlotillaWorker:
             since = self._gone_since.setdefault(queue, now)
             if now - since >= self.config.linger_seconds:
                 await self._stop_cluster(queue)
+                namespace, cluster = cluster_of_task_queue(queue)
+                # Only a registry that answered says the cluster is gone; one that is
+                # missing (terminated by hand) keeps its clusters' kubeconfigs.
+                if namespace in answered:
+                    await self._forget_kubeconfig(namespace, cluster, in_use)
+
+    async def _forget_kubeconfig(
+        self, namespace: str, cluster: str, in_use: set[tuple[str, str]]
+    ) -> None:
+        """Delete a removed cluster's kubeconfig Secret once its uninstalls had their grace
+        period: only one flotilla wrote, and only when no other cluster still uses it."""
+        secret = self.deploy.kubeconfig_secret(namespace, cluster)
+        self.deploy.kubeconfig_secrets.pop((namespace, cluster), None)
+        if (namespace, secret) in in_use:
+            return
+        loop = asyncio.get_running_loop()
+        delete = functools.partial(self.secrets.delete, namespace, secret, if_managed=True)
+        try:
+            deleted = await loop.run_in_executor(self._control_pool, delete)
+        except FlotillaError as err:
+            log.warning(
+                "kubeconfig secret %s/%s of removed cluster %s stays: %s",
+                namespace,
+                secret,
+                cluster,
+                err,
+            )
+            return
+        if deleted:
+            log.info(
+                "deleted kubeconfig secret %s/%s of removed cluster %s", namespace, secret, cluster
+            )
 
     async def _connection_for(self, queue: str) -> Client:
         for client, queues in self._connections:
@@ -368,12 +409,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = load_settings()
+        # The stores are built in serve (a kubernetes secret store checks its credentials
+        # then): a wrong setting found there stops start-up the same way.
+        asyncio.run(serve(parse_args(argv, settings), settings))
     except SettingsError as err:
         log.error("%s", err)
         return 2
-    config = parse_args(argv, settings)
-    try:
-        asyncio.run(serve(config, settings))
     except UnreachableError as err:
         log.error("%s", err)
         return 4

@@ -39,7 +39,13 @@ from activities.render import (
     render_bundle,
     write_resources,
 )
-from activities.secrets import KUBECONFIG_KEY, SecretStore, get_key, kubeconfig_secret_name
+from activities.secrets import (
+    KUBECONFIG_KEY,
+    SecretStore,
+    SecretStoreError,
+    get_key,
+    kubeconfig_secret_name,
+)
 from activities.tools import PATH_TOOLS, ToolPaths
 from flotilla.bundles import KUSTOMIZATION_YAML, Bundle, BundleStyle, detect_style, kustomize_dir
 from flotilla.chart import wrap_manifests
@@ -199,6 +205,10 @@ def _application_error(err: FlotillaError, redact: Redactor) -> ApplicationError
         delay = err.retry_after
     elif isinstance(err, HelmError):
         kind, retryable = err.kind, err.retryable
+    elif isinstance(err, SecretStoreError):
+        # An unreachable management cluster comes back; a forbidden read needs a person.
+        kind, retryable = "SecretStoreError", err.retryable
+        delay = err.retry_after
     elif isinstance(err, SpecError | RenderError):
         kind, retryable = "InvalidBundle", False
     else:
@@ -410,13 +420,16 @@ class DeployActivities:
 
     # -- shared plumbing -------------------------------------------------------------------
 
+    def kubeconfig_secret(self, cluster_namespace: str, cluster: str) -> str:
+        """The name of the Secret that holds the cluster's kubeconfig."""
+        known = self.kubeconfig_secrets.get((cluster_namespace, cluster))
+        return known or kubeconfig_secret_name(cluster)
+
     def _kubeconfig(
         self, cluster_namespace: str, cluster: str, redact: Redactor
     ) -> tuple[str, dict[str, Any]]:
         """The cluster's kubeconfig, as text (for helm) and parsed (for the API client)."""
-        secret = self.kubeconfig_secrets.get(
-            (cluster_namespace, cluster)
-        ) or kubeconfig_secret_name(cluster)
+        secret = self.kubeconfig_secret(cluster_namespace, cluster)
         text = get_key(self.secrets, cluster_namespace, secret, KUBECONFIG_KEY)
         redact.add([text])
         parsed = parse_kubeconfig(text)

@@ -5,6 +5,7 @@ Error tree (every message is one line and never holds a secret or a whole respon
 KubeError                 a call to a cluster's API failed
  ├── InvalidObjectError   400/422: the API server refused the object (not retryable)
  ├── ForbiddenError       401/403: the credentials may not do this (not retryable)
+ │    └── UnauthorizedError   401: the API server did not accept the credentials at all
  ├── NotFoundError        404: the object or its kind does not exist
  ├── ConflictError        409: a concurrent change or an existing object
  ├── ThrottledError       429: the server asked to come back later (retryable, Retry-After)
@@ -45,7 +46,7 @@ _DISCOVERY_LOCK = threading.Lock()
 
 # Connections kept per cluster client: KubeClients shares one client among the activity
 # threads of a cluster.
-_POOL_SIZE = 32
+POOL_SIZE = 32
 # The verb Kubernetes authorization names for each HTTP method on a single object.
 _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
@@ -74,6 +75,10 @@ class ForbiddenError(KubeError):
     """The credentials are not allowed to do this (401, 403)."""
 
     error_type = "Forbidden"
+
+
+class UnauthorizedError(ForbiddenError):
+    """The API server did not recognise the credentials (401): a bad or expired token."""
 
 
 class NotFoundError(KubeError):
@@ -146,7 +151,9 @@ def map_api_error(err: Exception, *, verb: str, what: str, server: str) -> KubeE
     suffix = f": {detail}" if detail else ""
     if status in (400, 422):
         return InvalidObjectError(f"invalid {what}{suffix}")
-    if status in (401, 403):
+    if status == 401:
+        return UnauthorizedError(f"unauthorized to {verb} {what}{suffix}")
+    if status == 403:
         return ForbiddenError(f"forbidden to {verb} {what}{suffix}")
     if status == 404:
         return NotFoundError(f"{what} not found")
@@ -184,7 +191,7 @@ def api_client_from_kubeconfig(data: dict[str, Any]) -> client.ApiClient:
     configuration = client.Configuration()
     # Clients are shared by the activity threads of one cluster (KubeClients); a pool smaller
     # than that would drop connections (and warn) instead of keeping them.
-    configuration.connection_pool_maxsize = _POOL_SIZE
+    configuration.connection_pool_maxsize = POOL_SIZE
     try:
         api: client.ApiClient = config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
             data, persist_config=False, client_configuration=configuration

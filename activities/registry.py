@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.secrets import SecretStore
+from activities.secrets import SecretStore, SecretStoreError
 from flotilla.errors import FlotillaError
 from flotilla.models import DEFAULT_NAMESPACE
 from flotilla.registryauth import registry_credentials
@@ -185,8 +185,11 @@ class RegistryActivities:
             if request.digest_of:
                 result.digest = session.digest(request.digest_of)
             result.requests = session.requests
-        except FlotillaError as err:  # a missing or malformed secret
-            raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from None
+        except FlotillaError as err:  # a missing or malformed secret, or an unreachable store
+            retryable = isinstance(err, SecretStoreError) and err.retryable
+            raise ApplicationError(
+                str(err), type=type(err).__name__, non_retryable=not retryable
+            ) from None
         finally:
             session.close()
         activity.logger.info(

@@ -42,7 +42,18 @@ class SecretNotFoundError(FlotillaError):
 
 
 class SecretStoreError(FlotillaError):
-    """The secret store could not be read or written (unreachable, forbidden, corrupt)."""
+    """The secret store could not be read or written (unreachable, forbidden, corrupt).
+
+    ``retryable`` says whether the same call may succeed later (an unreachable or throttled
+    store) or needs a person first (forbidden, corrupt); activities pass it on to Temporal.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class SecretInfo(BaseModel):
@@ -65,8 +76,12 @@ class SecretStore(Protocol):
         """Create or replace the secret."""
         ...
 
-    def delete(self, namespace: str, name: str) -> bool:
-        """Remove the secret; False when there was none."""
+    def delete(self, namespace: str, name: str, *, if_managed: bool = False) -> bool:
+        """Remove the secret; False when there was none.
+
+        With ``if_managed``, only a secret flotilla wrote is removed (False otherwise), so
+        cleaning up never takes away a Secret a person made for Fleet.
+        """
         ...
 
     def list(self, namespace: str) -> list[SecretInfo]:
@@ -151,7 +166,8 @@ class FileSecretStore:
             raise SecretStoreError(f"secret {namespace}/{name} in {self.root} has no data map")
         return {str(k): str(v) for k, v in data.items()}
 
-    def delete(self, namespace: str, name: str) -> bool:
+    def delete(self, namespace: str, name: str, *, if_managed: bool = False) -> bool:
+        # Every file here was written by flotilla, so ``if_managed`` changes nothing.
         path = self._path(namespace, name)
         if not path.exists():
             return False
@@ -161,7 +177,8 @@ class FileSecretStore:
     def list(self, namespace: str) -> list[SecretInfo]:
         check_secret_name(namespace, "x")
         found = []
-        for path in sorted((self.root / namespace).glob("*.json")):
+        # By name, as the protocol says: sorting paths puts "a-b.json" before "a.json".
+        for path in sorted((self.root / namespace).glob("*.json"), key=lambda p: p.stem):
             raw = self._read(namespace, path.stem)
             data = raw.get("data")
             found.append(

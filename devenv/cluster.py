@@ -157,10 +157,14 @@ class LocalCluster:
         nodes: int = 1,
         api_port: int | None = None,
         tied_to_parent: bool = True,
+        workloads: bool = True,
     ) -> None:
+        """``workloads=False``: etcd and kube-apiserver only, no nodes, pods or controllers
+        (a management cluster that only stores objects, such as flotilla's Secrets)."""
         self.name = name
         self.dir = directory
-        self.nodes = nodes
+        self.nodes = nodes if workloads else 0
+        self.workloads = workloads
         self.requested_api_port = api_port
         self.tied_to_parent = tied_to_parent
         self.token = base64.b32encode(os.urandom(20)).decode().lower()
@@ -220,6 +224,9 @@ class LocalCluster:
         self.kubeconfig.write_text(
             _kubeconfig(self.name, self.server, (pki / "ca.crt").read_bytes(), self.token)
         )
+        if not self.workloads:
+            self._save_state()
+            return
         self._start_controller_manager()
         self._start_scheduler()
         self._start_kwok()
@@ -394,6 +401,13 @@ class LocalCluster:
         self.processes["kwok"].wait_until(nodes_ready, timeout=START_TIMEOUT, what="nodes Ready")
 
     # -- talking to it ---------------------------------------------------------------------
+
+    def kubeconfig_for(self, token: str, path: Path) -> Path:
+        """Write a kubeconfig for this cluster that authenticates with ``token`` (a service
+        account's, say, instead of the admin's)."""
+        ca = (self.dir / "pki" / "ca.crt").read_bytes()
+        path.write_text(_kubeconfig(self.name, self.server, ca, token))
+        return path
 
     def _ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.dir / "pki" / "ca.crt"))

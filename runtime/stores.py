@@ -19,7 +19,7 @@ def load_settings(env: Mapping[str, str] | None = None, home: Path | None = None
 def secret_store(settings: Settings) -> SecretStore:
     if settings.secret_backend is SecretBackend.KUBERNETES:
         # Imported here: only processes configured for it pay for the kubernetes client.
-        from activities.kubesecrets import KubernetesSecretStore  # type: ignore[import-not-found]  # noqa: PLC0415
+        from activities.kubesecrets import KubernetesSecretStore  # noqa: PLC0415
 
         store: SecretStore = KubernetesSecretStore(settings.management_kubeconfig)
         return store

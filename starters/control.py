@@ -662,7 +662,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     label.add_argument("labels", nargs="+")
     _common(label)
     label.set_defaults(handler=cmd_cluster_label)
-    remove = actions.add_parser("remove", help="unregister a cluster (its deployments are removed)")
+    remove = actions.add_parser(
+        "remove",
+        help="unregister a cluster: its deployments are removed, then the kubeconfig Secret "
+        "flotilla made for it",
+    )
     remove.add_argument("name")
     _common(remove)
     remove.set_defaults(handler=cmd_cluster_remove)

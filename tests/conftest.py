@@ -59,6 +59,18 @@ def local_cluster(
         yield cluster
 
 
+@pytest.fixture(scope="session")
+def management_cluster(
+    tmp_path_factory: pytest.TempPathFactory, tools_on_path: list[Path]
+) -> Iterator[LocalCluster]:
+    """The management cluster of the ``kubernetes`` secret store: an API server and etcd
+    only, apart from the downstream ``local_cluster``."""
+    with LocalCluster(
+        "flotilla-management", tmp_path_factory.mktemp("management"), workloads=False
+    ) as cluster:
+        yield cluster
+
+
 @pytest.fixture
 def namespace(local_cluster: LocalCluster) -> Iterator[str]:
     """A fresh namespace in the shared cluster, deleted after the test."""

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from activities.secrets import FileSecretStore
 from flotilla.errors import FlotillaError
 from flotilla.settings import Settings, settings_from_env
+from runtime.stores import secret_store
 from starters.control import Control
 from worker import FlotillaWorker, WorkerConfig
 
@@ -85,8 +85,10 @@ class Flotilla:
 
 
 async def start_flotilla(
-    client: Client, task_queue: str, tmp: Path, *, namespace: str | None = None
+    client: Client, task_queue: str, tmp: Path, *, namespace: str | None = None, **env: str
 ) -> Flotilla:
+    """A worker on ``task_queue`` serving ``namespace`` and a Control beside it, both with
+    ``settings_for_test(client, tmp, **env)`` (``env`` chooses backends, say)."""
     namespace = namespace or f"fl-{uuid.uuid4().hex[:8]}"
     config = WorkerConfig(
         task_queue=task_queue,
@@ -98,10 +100,10 @@ async def start_flotilla(
         linger_seconds=30.0,
         workdir=tmp / "work",
     )
-    settings = settings_for_test(client, tmp)
+    settings = settings_for_test(client, tmp, **env)
     worker = FlotillaWorker(client, config, settings)
     await worker.start()
-    control = Control(client, task_queue=task_queue, secrets=FileSecretStore(settings.secrets_dir))
+    control = Control(client, task_queue=task_queue, secrets=secret_store(settings))
     return Flotilla(namespace, client, control, worker, config, settings)
 
 
@@ -119,6 +121,15 @@ def settings_for_test(client: Client, tmp: Path, **env: str) -> Settings:
         },
         home=tmp / "home",
     )
+
+
+def per_cluster_namespaces(prefix: str, clusters: list[str]) -> str:
+    """A fleet.yaml that deploys into ``<prefix>-<cluster>`` on each cluster: registry entries
+    that share one real cluster then do not share a namespace."""
+    lines = [f"defaultNamespace: {prefix}-default", "targetCustomizations:"]
+    for cluster in clusters:
+        lines += [f"  - clusterName: {cluster}", f"    namespace: {prefix}-{cluster}"]
+    return "\n".join(lines) + "\n"
 
 
 def helm_history(kubeconfig: Path, release: str, namespace: str) -> list[dict[str, object]]:

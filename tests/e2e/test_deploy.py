@@ -8,7 +8,7 @@ import uuid
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from starters.control import cluster_table
-from tests.e2e.harness import Flotilla, gitrepo_yaml, helm_history
+from tests.e2e.harness import Flotilla, gitrepo_yaml, helm_history, per_cluster_namespaces
 
 CONFIGMAP = """\
 apiVersion: v1
@@ -31,18 +31,6 @@ spec:
 """
 
 
-def fleet_yaml(prefix: str) -> str:
-    # Two registry entries share one real cluster, so each gets its own namespace.
-    return f"""\
-defaultNamespace: {prefix}-default
-targetCustomizations:
-  - clusterName: one
-    namespace: {prefix}-one
-  - clusterName: two
-    namespace: {prefix}-two
-"""
-
-
 async def test_commit_becomes_ready_on_two_clusters_then_one_revision_per_commit(
     flotilla: Flotilla, local_cluster: LocalCluster, git_daemon: GitDaemon, repo_name: str
 ) -> None:
@@ -50,7 +38,7 @@ async def test_commit_becomes_ready_on_two_clusters_then_one_revision_per_commit
     url = git_daemon.create_repo(
         repo_name,
         {
-            "app/fleet.yaml": fleet_yaml(prefix),
+            "app/fleet.yaml": per_cluster_namespaces(prefix, ["one", "two"]),
             "app/configmap.yaml": CONFIGMAP.format(greeting="hello"),
             "app/deployment.yaml": DEPLOYMENT,
         },

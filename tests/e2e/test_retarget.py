@@ -8,7 +8,13 @@ import uuid
 
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
-from tests.e2e.harness import Flotilla, gitrepo_yaml, helm_history, releases
+from tests.e2e.harness import (
+    Flotilla,
+    gitrepo_yaml,
+    helm_history,
+    per_cluster_namespaces,
+    releases,
+)
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {k: v}\n"
 
@@ -18,11 +24,7 @@ async def test_labels_and_removal_retarget_the_bundle(
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:6]}"
     ns = flotilla.namespace
-    fleet = (
-        f"defaultNamespace: {prefix}-default\ntargetCustomizations:\n"
-        f"  - {{clusterName: east, namespace: {prefix}-east}}\n"
-        f"  - {{clusterName: west, namespace: {prefix}-west}}\n"
-    )
+    fleet = per_cluster_namespaces(prefix, ["east", "west"])
     url = git_daemon.create_repo(repo_name, {"app/fleet.yaml": fleet, "app/cm.yaml": CM})
     kubeconfig = local_cluster.kubeconfig.read_text()
     try:

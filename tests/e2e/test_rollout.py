@@ -17,7 +17,13 @@ import pytest
 
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
-from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml, helm_history
+from tests.e2e.harness import (
+    Flotilla,
+    activity_calls,
+    gitrepo_yaml,
+    helm_history,
+    per_cluster_namespaces,
+)
 from workflows.common import bundle_workflow_id
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{version: '{version}'}}\n"
@@ -33,13 +39,6 @@ def prefix(local_cluster: LocalCluster) -> Iterator[str]:
         if name.startswith(value):
             with contextlib.suppress(Exception):
                 local_cluster.request("DELETE", f"/api/v1/namespaces/{name}")
-
-
-def per_cluster_namespaces(prefix: str, clusters: list[str]) -> str:
-    lines = [f"defaultNamespace: {prefix}-default", "targetCustomizations:"]
-    for cluster in clusters:
-        lines += [f"  - clusterName: {cluster}", f"    namespace: {prefix}-{cluster}"]
-    return "\n".join(lines) + "\n"
 
 
 async def register(
