@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from flotilla.errors import FlotillaError
-from starters import control, dev, images, offline
+from starters import content, control, dev, images, offline
 
 # Each command module has ``register(subparsers)``; add new modules here.
-COMMAND_MODULES = (dev, offline, control, images)
+COMMAND_MODULES = (dev, offline, control, images, content)
 
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 2

@@ -85,8 +85,9 @@ class Flotilla:
 
 
 async def start_flotilla(
-    client: Client, task_queue: str, tmp: Path, *, namespace: str | None = None
+    client: Client, task_queue: str, tmp: Path, *, namespace: str | None = None, **env: str
 ) -> Flotilla:
+    """A worker and control API on ``task_queue``; ``env`` adds settings (FLOTILLA_...)."""
     namespace = namespace or f"fl-{uuid.uuid4().hex[:8]}"
     config = WorkerConfig(
         task_queue=task_queue,
@@ -98,7 +99,7 @@ async def start_flotilla(
         linger_seconds=30.0,
         workdir=tmp / "work",
     )
-    settings = settings_for_test(client, tmp)
+    settings = settings_for_test(client, tmp, **env)
     worker = FlotillaWorker(client, config, settings)
     await worker.start()
     control = Control(client, task_queue=task_queue, secrets=FileSecretStore(settings.secrets_dir))
