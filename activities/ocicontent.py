@@ -62,7 +62,7 @@ from activities.content import (
     ContentUnavailableError,
     check_digest,
 )
-from activities.registry import parse_challenge
+from activities.registry import HttpReply, parse_challenge
 from activities.secrets import SecretStore
 from flotilla.errors import FlotillaError
 from flotilla.registryauth import registry_credentials
@@ -105,14 +105,8 @@ def _reason(err: BaseException) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def header(self, name: str) -> str:
-        return self.headers.get(name.lower(), "")
+class _Reply(HttpReply):
+    """A registry's answer, with distribution's error body read."""
 
     def error_codes(self) -> list[str]:
         """The ``errors[].code`` of a distribution error body."""

@@ -114,27 +114,22 @@ async def test_gc_keeps_what_workflows_use_and_what_is_recent(
     await asyncio.sleep(GRACE_SECONDS + 1.5)  # both old and the bundle are past the grace now
     recent = store.put(b"unreferenced but recent")
 
-    code, out, err = await cli("gc", "--dry-run", "--grace", f"{GRACE_SECONDS}s")
-    assert (code, err) == (0, "")
-    head, *listed = out.splitlines()
-    # Other tests' workflows may be running too: they are asked, and hold none of this.
-    assert re.fullmatch(
-        r"content gc \(dry run\): 3 stored, 1 referenced by \d+ workflows, "
-        r"1 written in the last 3s, 1 to delete",
-        head,
-    ), head
-    assert listed == [f"  {old}"]
-    assert store.has(old)
-
-    code, out, err = await cli("gc", "--grace", f"{GRACE_SECONDS}s")
-    assert (code, err) == (0, "")
-    head, *listed = out.splitlines()
-    assert re.fullmatch(
-        r"content gc: 3 stored, 1 referenced by \d+ workflows, "
-        r"1 written in the last 3s, 1 deleted",
-        head,
-    ), head
-    assert listed == [f"  {old}"]
+    for dry_run in (True, False):
+        flags = ["--dry-run"] if dry_run else []
+        code, out, err = await cli("gc", *flags, "--grace", f"{GRACE_SECONDS}s")
+        assert (code, err) == (0, "")
+        head, *listed = out.splitlines()
+        title, verb = (
+            ("content gc (dry run)", "to delete") if dry_run else ("content gc", "deleted")
+        )
+        # Other tests' workflows may be running too: they are asked, and hold none of this.
+        assert re.fullmatch(
+            rf"{re.escape(title)}: 3 stored, 1 referenced by \d+ workflows, "
+            rf"1 written in the last 3s, 1 {verb}",
+            head,
+        ), head
+        assert listed == [f"  {old}"]
+        assert store.has(old) is dry_run
     assert not store.has(old) and store.has(bundle) and store.has(recent)
     assert store.get(bundle)  # the bundle's content is intact
 
