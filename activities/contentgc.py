@@ -31,6 +31,8 @@ CONTENT_REFS_QUERY = "content_refs"
 REFERENCING_WORKFLOWS = ("GitRepoWorkflow", "BundleWorkflow")
 DEFAULT_GRACE = timedelta(hours=24)
 QUERY_CONCURRENCY = 16
+# A workflow whose worker is gone would hold a query until the RPC deadline; fail sooner.
+QUERY_TIMEOUT = timedelta(seconds=30)
 # The result names at most this many of the deleted digests (history stays small).
 MAX_LISTED = 50
 
@@ -67,9 +69,12 @@ class CollectGarbageResult(BaseModel):
 class ContentActivities:
     """Content-store maintenance that needs both the store and the Temporal client."""
 
-    def __init__(self, client: Client, content: ContentStore) -> None:
+    def __init__(
+        self, client: Client, content: ContentStore, *, query_timeout: timedelta = QUERY_TIMEOUT
+    ) -> None:
         self.client = client
         self.content = content
+        self.query_timeout = query_timeout
 
     @activity.defn
     async def collect_garbage(self, request: CollectGarbageRequest) -> CollectGarbageResult:
@@ -134,7 +139,10 @@ class ContentActivities:
                 activity.heartbeat(workflow_id)
                 try:
                     answer = await self.client.get_workflow_handle(workflow_id).query(
-                        CONTENT_REFS_QUERY, ContentRefsRequest(), result_type=ContentRefs
+                        CONTENT_REFS_QUERY,
+                        ContentRefsRequest(),
+                        result_type=ContentRefs,
+                        rpc_timeout=self.query_timeout,
                     )
                 except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
                     # Not knowing what one workflow uses makes every deletion unsafe.

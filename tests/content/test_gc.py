@@ -5,17 +5,26 @@ goes, recent content stays, and a dry run deletes nothing."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client, ScheduleActionExecutionStartWorkflow
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities.content import ContentStore, FileContentStore
-from activities.contentgc import ContentRefs, ContentRefsRequest
+from activities.contentgc import (
+    CollectGarbageRequest,
+    ContentActivities,
+    ContentRefs,
+    ContentRefsRequest,
+)
 from devenv.gitserver import GitDaemon
 from devenv.registry import LocalRegistry
 from starters.cli import main
@@ -178,3 +187,38 @@ async def test_schedule_gc_creates_updates_runs_and_removes_the_schedule(
     finally:
         assert await asyncio.to_thread(cli, "--off") == "schedule content-gc: deleted"
     assert await asyncio.to_thread(cli, "--off") == "schedule content-gc: there was none"
+
+
+async def test_a_workflow_that_cannot_answer_stops_the_sweep_before_any_delete(
+    temporal_client: Client, tmp_path: Path
+) -> None:
+    store = FileContentStore(tmp_path / "content")
+    old = store.put(b"unreferenced and old")
+    os.utime(store.root / old[:2] / old, (0, 0))
+    # A GitRepo workflow nobody serves: Temporal refuses its queries (no first task yet).
+    ghost = await temporal_client.start_workflow(
+        "GitRepoWorkflow",
+        {},
+        id=f"gitrepo/ghost-{uuid.uuid4().hex[:8]}/repo",
+        task_queue=f"nobody-{uuid.uuid4().hex[:8]}",
+    )
+    try:
+        query = f"WorkflowId = '{ghost.id}' AND ExecutionStatus = 'Running'"
+        for _ in range(50):
+            if [wf async for wf in temporal_client.list_workflows(query)]:
+                break
+            await asyncio.sleep(0.2)
+        gc = ContentActivities(temporal_client, store, query_timeout=timedelta(seconds=2))
+        with pytest.raises(ApplicationError) as caught:
+            await ActivityEnvironment().run(
+                gc.collect_garbage, CollectGarbageRequest(grace_seconds=0)
+            )
+        assert caught.value.message.startswith(f"content gc: cannot tell what {ghost.id} uses (")
+        assert caught.value.message.endswith("); deleted nothing")
+        assert store.has(old)
+    finally:
+        await ghost.terminate("test finished")
+    result = await ActivityEnvironment().run(
+        gc.collect_garbage, CollectGarbageRequest(grace_seconds=0)
+    )
+    assert result.digests == [old] and not store.has(old)
