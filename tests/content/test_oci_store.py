@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +24,8 @@ from devenv.registry import (
 from flotilla.settings import settings_from_env
 from runtime.stores import content_store, secret_store
 from tests.content.conftest import SYSTEM, MakeStore
+from tests.images.conftest import FaultServer, Reply
+from tests.images.test_registry_auth import ISSUER, SERVICE, TokenIssuer
 
 
 def sha(data: bytes) -> str:
@@ -221,3 +224,39 @@ def test_a_big_blob(make_store: MakeStore) -> None:
     data = bytes(range(256)) * (64 * 1024)  # 16 MiB
     store = make_store(cache=None)
     assert make_store(cache=None).get(store.put(data)) == data
+
+
+@pytest.mark.parametrize("lifetime", [300, 1])
+def test_bearer_tokens_per_kind_of_access_renewed_when_expired(
+    make_store: MakeStore, secrets: FileSecretStore, tmp_path: Path, lifetime: int
+) -> None:
+    issuer = TokenIssuer(tmp_path)
+    scopes: list[str] = []
+
+    def token_server(method: str, path: str, headers: dict[str, str]) -> Reply:
+        expected = "Basic " + base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
+        if headers.get("authorization") != expected:
+            return 401, {}, b""
+        scope = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)["scope"][0]
+        scopes.append(",".join(sorted(scope.rsplit(":", 1)[1].split(","))))
+        token = {"token": issuer.token(scope), "expires_in": lifetime}
+        return 200, {}, json.dumps(token).encode()
+
+    secrets.put(SYSTEM, "content-registry", {"username": BASIC_USER, "password": BASIC_PASSWORD})
+    with FaultServer(token_server) as tokens:
+        auth = (
+            f"auth:\n  token:\n    realm: http://{tokens.host}/token\n    service: {SERVICE}\n"
+            f"    issuer: {ISSUER}\n    rootcertbundle: {issuer.cert}\n"
+        )
+        with LocalRegistry(tmp_path / "registry", auth=auth) as registry:
+            store = make_store(host=registry.host, secret="content-registry", cache=None)
+            digests = [store.put(f"blob {i}".encode()) for i in range(3)]
+            assert [store.get(d) for d in digests] == [b"blob 0", b"blob 1", b"blob 2"]
+            (entry, *_) = store.entries()
+            assert store.delete(entry) and not store.has(entry.digest)
+    if lifetime == 300:
+        # One token per kind of access, then reused: pull, push, delete.
+        assert scopes == ["pull", "pull,push", "delete"]
+    else:
+        # A token that outlives no request is fetched again after each 401.
+        assert len(scopes) > 10 and set(scopes) == {"pull", "pull,push", "delete"}
