@@ -27,6 +27,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.contentgc import ContentActivities
 from activities.deploy import DeployActivities
 from activities.gitops import GitOpsActivities
 from activities.registry import RegistryActivities
@@ -46,6 +47,7 @@ from workflows.common import (
     cluster_task_queue,
     registry_workflow_id,
 )
+from workflows.contentgc import ContentGarbageWorkflow
 from workflows.gitrepo import GitRepoWorkflow
 from workflows.imagepolicy import ImagePolicyWorkflow
 from workflows.registry import ClusterRegistryWorkflow
@@ -53,7 +55,13 @@ from workflows.registry_models import ClustersSeen, SnapshotRequest
 
 log = logging.getLogger("flotilla.worker")
 
-WORKFLOWS = (ClusterRegistryWorkflow, GitRepoWorkflow, BundleWorkflow, ImagePolicyWorkflow)
+WORKFLOWS = (
+    ClusterRegistryWorkflow,
+    GitRepoWorkflow,
+    BundleWorkflow,
+    ImagePolicyWorkflow,
+    ContentGarbageWorkflow,
+)
 DEFAULT_THREADS = 16
 DEFAULT_REFRESH_SECONDS = 5.0
 DEFAULT_LINGER_SECONDS = 300.0
@@ -113,6 +121,7 @@ class FlotillaWorker:
         self.registry = RegistryActivities(secrets)
         self.writeback = WriteBackActivities(self.gitops, config.workdir / "writeback")
         self.schedules = ScheduleActivities(client, content, self.gitops)
+        self.content = ContentActivities(client, content)
         self._control_pool = ThreadPoolExecutor(config.control_threads, "flotilla-control")
         self._cluster_pool = ThreadPoolExecutor(config.cluster_threads, "flotilla-cluster")
         self._control: Worker | None = None
@@ -143,6 +152,7 @@ class FlotillaWorker:
                 self.schedules.sync_image_schedules,
                 self.schedules.record_policy_state,
                 self.schedules.request_gitrepo_sync,
+                self.content.collect_garbage,
             ],
             activity_executor=self._control_pool,
             max_concurrent_activities=self.config.control_threads,

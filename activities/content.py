@@ -3,6 +3,16 @@
 Two backends implement :class:`ContentStore`, chosen by ``Settings.content_backend``:
 ``FileContentStore`` (a local directory, the embedded default: one machine only) and
 ``OciContentStore`` (``activities/ocicontent.py``: an OCI registry every process reaches).
+
+Errors:
+
+ContentError                 malformed digest, content missing or corrupt: permanent
+ └── ContentUnavailableError the store cannot be reached or refuses us: retryable
+
+Every entry also records when it was last written, for garbage collection
+(``activities/contentgc.py``, docs/content-store.md): putting content that is already there
+refreshes that time once it is older than ``touch_after``, so content a new commit uses
+again is never swept just because an old commit wrote it first.
 """
 
 from __future__ import annotations
@@ -13,16 +23,36 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from temporalio.exceptions import ApplicationError
 
 from flotilla.bundles import Bundle
 from flotilla.errors import FlotillaError
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+# The ApplicationError types of content failures at the activity boundary.
+CONTENT_UNAVAILABLE = "ContentUnavailable"
+CONTENT_MISSING = "ContentError"
 
 
 class ContentError(FlotillaError):
     """A digest is malformed, missing from the store, or its bytes no longer match it."""
+
+
+class ContentUnavailableError(ContentError):
+    """The store cannot be reached or refuses us; the content itself may well be there."""
+
+
+def content_failure(err: ContentError) -> ApplicationError:
+    """A content error at the activity boundary: a store that is down is retried, missing or
+    corrupt content is not (resending the same digest finds the same nothing)."""
+    if isinstance(err, ContentUnavailableError):
+        return ApplicationError(str(err), type=CONTENT_UNAVAILABLE)
+    return ApplicationError(str(err), type=CONTENT_MISSING, non_retryable=True)
 
 
 def check_digest(digest: str) -> None:
@@ -30,12 +60,27 @@ def check_digest(digest: str) -> None:
         raise ContentError(f"not a sha256 hex digest: {digest[:80]!r}")
 
 
+@dataclass(frozen=True)
+class ContentEntry:
+    """One stored digest for garbage collection: when it was last written, and a version
+    token that ``delete`` compares so an entry rewritten since it was listed survives."""
+
+    digest: str
+    written: datetime
+    version: str
+
+
 class ContentStore(ABC):
     """Immutable blobs by sha256 hex digest; bundles are blobs of their serialization."""
 
+    # Putting existing content refreshes its written time once it is at least this old.
+    # Garbage collection needs a grace period of at least this (see collect_garbage).
+    touch_after: timedelta = timedelta(0)
+
     @abstractmethod
     def put(self, data: bytes) -> str:
-        """Store ``data`` and return its digest; storing the same bytes again is a no-op."""
+        """Store ``data`` and return its digest; storing the same bytes again is a no-op
+        except that it refreshes the written time (see ``touch_after``)."""
 
     @abstractmethod
     def has(self, digest: str) -> bool:
@@ -44,6 +89,14 @@ class ContentStore(ABC):
     @abstractmethod
     def get(self, digest: str) -> bytes:
         """Return the bytes of ``digest``, checked against it; ContentError when missing."""
+
+    @abstractmethod
+    def entries(self) -> Iterator[ContentEntry]:
+        """Every stored digest with its written time, in no particular order."""
+
+    @abstractmethod
+    def delete(self, entry: ContentEntry) -> bool:
+        """Remove ``entry`` unless it was written again since it was listed; True if removed."""
 
     def put_bundle(self, bundle: Bundle) -> str:
         """Store a bundle (content and options) and return the digest of its serialization."""
@@ -68,8 +121,12 @@ class FileContentStore(ContentStore):
     def put(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
         path = self._path(digest)
-        if path.exists():
+        try:
+            # One system call both answers "is it there?" and refreshes the written time.
+            os.utime(path)
             return digest
+        except FileNotFoundError:
+            pass
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write to a temporary file in the same directory and rename: readers never see a
         # partial blob, and concurrent writers of the same digest race harmlessly.
@@ -97,6 +154,30 @@ class FileContentStore(ContentStore):
         if hashlib.sha256(data).hexdigest() != digest:
             raise ContentError(f"content {digest} is corrupt in the store at {self.root}")
         return data
+
+    def entries(self) -> Iterator[ContentEntry]:
+        for path in self.root.glob("??/*"):
+            if not _DIGEST.match(path.name):
+                continue  # a writer's temporary file
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            yield ContentEntry(
+                digest=path.name,
+                written=datetime.fromtimestamp(stat.st_mtime, UTC),
+                version=str(stat.st_mtime_ns),
+            )
+
+    def delete(self, entry: ContentEntry) -> bool:
+        path = self._path(entry.digest)
+        try:
+            if str(path.stat().st_mtime_ns) != entry.version:
+                return False  # put again since it was listed: in use after all
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
 
 def serialize_bundle(bundle: Bundle) -> bytes:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.content import ContentStore
+from activities.content import CONTENT_UNAVAILABLE, ContentStore, ContentUnavailableError
 from activities.helm import DEPLOYMENT_ID_LABEL, Helm, HelmError, UpgradeFlags
 from activities.kube import Kube, KubeClients, KubeError, parse_kubeconfig
 from activities.render import (
@@ -211,6 +211,9 @@ def _application_error(err: FlotillaError, redact: Redactor) -> ApplicationError
         delay = err.retry_after
     elif isinstance(err, SpecError | RenderError):
         kind, retryable = "InvalidBundle", False
+    elif isinstance(err, ContentUnavailableError):
+        # The content store is down or refuses us, not the content missing: try again.
+        kind, retryable = CONTENT_UNAVAILABLE, True
     else:
         # Missing content, kubeconfig or valuesFrom source: resending the same request fails
         # the same way until someone fixes it, so the workflow records it and moves on.

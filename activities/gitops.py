@@ -27,7 +27,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
 from activities.checkout import read_checkout
-from activities.content import ContentStore
+from activities.content import ContentError, ContentStore, content_failure
 from activities.secrets import SecretStore
 from flotilla.bundles import name_bundle, read_bundles
 from flotilla.depends import BundleInfo, find_cycles, resolve_dependencies
@@ -352,11 +352,15 @@ class GitOpsActivities:
                 errors[name] = f"dependsOn: bundles wait for each other: {', '.join(cycle)}"
         for bundle in result.bundles:
             activity.heartbeat(bundle.name)
+            try:
+                digest = self.content.put_bundle(bundle)
+            except ContentError as err:
+                raise content_failure(err) from None
             refs.append(
                 BundleRef(
                     name=bundle.name,
                     path=bundle.path,
-                    digest=self.content.put_bundle(bundle),
+                    digest=digest,
                     labels=bundle.options.labels or {},
                     depends_on=resolved.get(bundle.name, []),
                     error=errors.get(bundle.name, ""),
@@ -381,6 +385,12 @@ class GitOpsActivities:
     def plan_bundle(self, request: PlanRequest) -> PlanResult:
         """Decide which clusters get the bundle and with which options; store those options
         per cluster by digest so deploy activities read them from the content store."""
+        try:
+            return self._plan(request)
+        except ContentError as err:
+            raise content_failure(err) from None
+
+    def _plan(self, request: PlanRequest) -> PlanResult:
         bundle = self.content.get_bundle(request.bundle_digest)
         switches = request.switches
         targets = (

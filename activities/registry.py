@@ -84,7 +84,9 @@ class PollResult(BaseModel):
 
 
 @dataclass
-class _Response:
+class HttpReply:
+    """One HTTP answer, read whole, with its header names in lower case."""
+
     status: int
     headers: dict[str, str]
     body: bytes
@@ -228,7 +230,7 @@ class _Session:
 
     # --- HTTP ---------------------------------------------------------------------------------
 
-    def _http(self, method: str, url: str, headers: dict[str, str]) -> _Response:
+    def _http(self, method: str, url: str, headers: dict[str, str]) -> HttpReply:
         parts = urllib.parse.urlsplit(url)
         key = (parts.scheme, parts.netloc)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -256,12 +258,12 @@ class _Session:
             if resp.getheader("connection", "").lower() == "close":
                 conn.close()
                 self._connections.pop(key, None)
-            return _Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
+            return HttpReply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
         raise AssertionError("unreachable")
 
     def _registry_call(
         self, method: str, path: str, headers: dict[str, str], what: str
-    ) -> _Response:
+    ) -> HttpReply:
         """A request to the registry with authorization; a 401 leads to one authentication."""
         url = path if path.startswith("http") else f"{self.scheme}://{self.host}{path}"
         credential = self._credential()
@@ -289,7 +291,7 @@ class _Session:
             non_retryable=True,
         )
 
-    def _check(self, resp: _Response, what: str, *, ok: tuple[int, ...] = (200,)) -> None:
+    def _check(self, resp: HttpReply, what: str, *, ok: tuple[int, ...] = (200,)) -> None:
         if resp.status in ok:
             return
         status = f"{resp.status} {http.client.responses.get(resp.status, '')}".strip()

@@ -1,7 +1,9 @@
 """Debian's ``docker-registry`` (CNCF distribution) on loopback, and a way to push a tiny image.
 
 Pushing speaks the OCI distribution API over plain HTTP: upload the config and one layer as
-blobs, then PUT an OCI image manifest under a tag. No Docker engine is involved.
+blobs, then PUT an OCI image manifest under a tag. No Docker engine is involved. A registry
+may also ask for credentials (``auth``: an ``htpasswd_auth`` block or a token block) and
+serve TLS with a certificate made by ``self_signed_certificate``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import hashlib
 import io
 import json
 import shutil
+import ssl
+import subprocess
 import tarfile
 import urllib.error
 import urllib.request
@@ -22,6 +26,10 @@ START_TIMEOUT = 20.0
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+# The one user of registries started with ``htpasswd_auth``; bcrypt of the password made once
+# with crypt.crypt and a $2b$05$ salt.
+BASIC_USER, BASIC_PASSWORD = "robot", "s3cret-pass"
+_HTPASSWD = f"{BASIC_USER}:$2b$05$KcVwkjbG9ZotpwZIGYi9uePEK/mX1eJdSFwZN4VuXyqVA7zi9goEW\n"
 
 _CONFIG_TEMPLATE = """version: 0.1
 log:
@@ -37,7 +45,31 @@ http:
   addr: 127.0.0.1:{port}
   debug:
     addr: ""
-"""
+{tls}{auth}"""
+
+
+def htpasswd_auth(directory: Path) -> str:
+    """The ``auth:`` block of a registry that takes BASIC_USER and BASIC_PASSWORD only."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "htpasswd"
+    path.write_text(_HTPASSWD)
+    return f"auth:\n  htpasswd:\n    realm: flotilla\n    path: {path}\n"
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, made with openssl."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "registry.crt", directory / "registry.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 def _registry_binary() -> str:
@@ -67,14 +99,25 @@ def _layer(content: bytes) -> bytes:
 
 
 class LocalRegistry:
-    """A real OCI registry at ``127.0.0.1:<port>`` with its storage in ``directory``."""
+    """A real OCI registry at ``127.0.0.1:<port>`` with its storage in ``directory`` (or
+    ``storage``); stopped and started again, it keeps its port and its content."""
 
     def __init__(
-        self, directory: Path, *, port: int | None = None, tied_to_parent: bool = True
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        tied_to_parent: bool = True,
+        storage: Path | None = None,
+        auth: str = "",
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.dir = directory
         self.port = port or free_port()
         self.tied_to_parent = tied_to_parent
+        self.storage = storage or directory / "storage"
+        self.auth = auth
+        self.tls = tls
         self.process: ManagedProcess | None = None
 
     @property
@@ -83,12 +126,17 @@ class LocalRegistry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def start(self) -> LocalRegistry:
         self.dir.mkdir(parents=True, exist_ok=True)
         config = self.dir / "config.yml"
-        config.write_text(_CONFIG_TEMPLATE.format(storage=self.dir / "storage", port=self.port))
+        tls = (
+            f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n" if self.tls else ""
+        )
+        config.write_text(
+            _CONFIG_TEMPLATE.format(storage=self.storage, port=self.port, tls=tls, auth=self.auth)
+        )
         self.process = ManagedProcess(
             "docker-registry",
             [_registry_binary(), "serve", str(config)],
@@ -99,10 +147,13 @@ class LocalRegistry:
         return self
 
     def _ready(self) -> bool:
+        context = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else None
         try:
-            with urllib.request.urlopen(f"{self.url}/v2/", timeout=2) as resp:  # noqa: S310
+            with urllib.request.urlopen(f"{self.url}/v2/", timeout=2, context=context) as resp:  # noqa: S310
                 return bool(resp.status == 200)
-        except (OSError, urllib.error.URLError):
+        except urllib.error.HTTPError as err:
+            return bool(self.auth) and err.code == 401
+        except OSError:
             return False
 
     def _call(

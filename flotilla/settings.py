@@ -29,7 +29,7 @@ name, its value and how to fix it, not later inside an activity.
 | FLOTILLA_CONTENT_REGISTRY_CA_FILE | PEM roots for the registry's TLS | |
 | FLOTILLA_HELM, FLOTILLA_KUSTOMIZE, FLOTILLA_SOPS | a tool's path | pinned build, then PATH |
 | FLOTILLA_TOOLS_DIR | where ``make tools`` keeps the pinned builds | ~/.cache/flotilla/tools |
-| FLOTILLA_WORKDIR | scratch space (clones, renders); never state | ~/.cache/flotilla/work |
+| FLOTILLA_WORKDIR | scratch: clones, renders, content cache | ~/.cache/flotilla/work |
 """
 
 from __future__ import annotations

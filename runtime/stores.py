@@ -28,11 +28,14 @@ def secret_store(settings: Settings) -> SecretStore:
 
 def content_store(settings: Settings, secrets: SecretStore) -> ContentStore:
     if settings.content_backend is ContentBackend.OCI:
-        from activities.ocicontent import OciContentStore  # type: ignore[import-not-found]  # noqa: PLC0415
+        from activities.ocicontent import OciContentStore  # noqa: PLC0415
 
         assert settings.content_registry is not None  # settings_from_env checked it
-        oci: ContentStore = OciContentStore(
-            settings.content_registry, secrets, settings.system_namespace
+        # The cache is scratch under the workdir: a worker with an empty disk works the same.
+        return OciContentStore(
+            settings.content_registry,
+            secrets,
+            settings.system_namespace,
+            cache_dir=settings.workdir / "content-cache",
         )
-        return oci
     return FileContentStore(settings.content_dir)

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "delete a gitrepo (and its deployments), a cluster or a clustergroup",
     ),
     "approve": ("starters.images", "approve or reject an image update"),
+    "content": ("starters.content", "the content store: garbage collection"),
     "secret": (
         "starters.secrets",
         "create, list and delete Fleet's secrets (git, Helm, registry credentials)",

@@ -27,6 +27,7 @@ from temporalio.exceptions import ActivityError, FailureError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.contentgc import CONTENT_REFS_QUERY, ContentRefs, ContentRefsRequest
     from activities.deploy import (
         DeployActivities,
         DeploymentStatus,
@@ -191,6 +192,17 @@ class BundleWorkflow:
             clusters=clusters,
             errors=dict(self.state.plan_errors),
         )
+
+    @workflow.query(name=CONTENT_REFS_QUERY)
+    def content_refs(self, request: ContentRefsRequest) -> ContentRefs:
+        """The content this bundle needs: its bundle and the options planned, staged and
+        released per cluster (drift checks and removals read the released ones)."""
+        digests = {self.state.spec.bundle_digest} if self.state.spec else set()
+        digests.update(target.options_digest for target in self.state.targets.values())
+        for record in self.state.deployments.values():
+            digests.update((record.options_digest, record.released_options_digest))
+        digests.discard("")
+        return ContentRefs(digests=sorted(digests))
 
     # --- the reconcile step -------------------------------------------------------------------
 

@@ -44,6 +44,10 @@ def registry_workflow_id(namespace: str) -> str:
     return f"registry/{namespace}"
 
 
+# One content garbage collection at a time: the CLI's run and the schedule's share this id.
+CONTENT_GC_WORKFLOW_ID = "content-gc"
+
+
 # ---------------------------------------------------------------------------------------------
 # Retry policies
 # ---------------------------------------------------------------------------------------------
@@ -88,6 +92,13 @@ SCHEDULE_SYNC_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE_ERRORS,
 )
 
+# Content garbage collection: a sweep that failed part-way is safe to run again.
+CONTENT_GC_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+    non_retryable_error_types=NON_RETRYABLE_ERRORS,
+)
+
 # Pure planning from the content store: deterministic, so one retry for a flaky disk at most.
 PLAN_RETRY = RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRYABLE_ERRORS)
 
@@ -108,6 +119,8 @@ WAIT_READY_TIMEOUT = timedelta(minutes=15)
 WAIT_READY_HEARTBEAT = timedelta(seconds=30)
 REMOVE_TIMEOUT = timedelta(minutes=5)
 CHECK_TIMEOUT = timedelta(minutes=2)
+CONTENT_GC_TIMEOUT = timedelta(hours=1)
+CONTENT_GC_HEARTBEAT = timedelta(minutes=2)
 # A settled bundle checks its deployments for drift this often.
 MONITOR_INTERVAL = timedelta(minutes=5)
 # A cluster whose queue nobody polls for this long is shown as offline instead of stalling.

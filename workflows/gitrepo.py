@@ -21,6 +21,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.contentgc import CONTENT_REFS_QUERY, ContentRefs, ContentRefsRequest
     from activities.gitops import (
         BundleRef,
         BundleStart,
@@ -202,6 +203,11 @@ class GitRepoWorkflow:
     @workflow.query
     def status(self, request: GitRepoStatusRequest) -> GitRepoStatus:
         return self._status()
+
+    @workflow.query(name=CONTENT_REFS_QUERY)
+    def content_refs(self, request: ContentRefsRequest) -> ContentRefs:
+        """The bundles of the last commit read, including those not handed on yet."""
+        return ContentRefs(digests=sorted({r.digest for r in self.state.bundles.values()} - {""}))
 
     # --- polling and reading ------------------------------------------------------------------
 

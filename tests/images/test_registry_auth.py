@@ -18,16 +18,13 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.registry import AUTH_FAILED, PollRequest, PollResult, RegistryActivities
 from activities.secrets import FileSecretStore
-from devenv.process import ManagedProcess, free_port
-from devenv.registry import LocalRegistry
+from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_auth
 from flotilla.models import DEFAULT_NAMESPACE
 from tests.images.conftest import FaultServer, Reply
 
 SERVICE = "flotilla-test"
 ISSUER = "flotilla-test-issuer"
-USER, PASSWORD = "robot", "s3cret-pass"
-# bcrypt of PASSWORD (made once with crypt.crypt and a $2b$05$ salt), for htpasswd.
-HTPASSWD = f"{USER}:$2b$05$KcVwkjbG9ZotpwZIGYi9uePEK/mX1eJdSFwZN4VuXyqVA7zi9goEW\n"
+USER, PASSWORD = BASIC_USER, BASIC_PASSWORD
 
 
 def _b64(data: bytes) -> str:
@@ -91,29 +88,9 @@ class TokenIssuer:
         return f"{signing}.{_b64(signature)}"
 
 
-def _serve_registry(directory: Path, storage: Path, auth: str) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    config = directory / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n"
-        f'http:\n  addr: 127.0.0.1:{port}\n  debug:\n    addr: ""\n{auth}'
-    )
-    process = ManagedProcess(
-        "docker-registry-auth", ["docker-registry", "serve", str(config)], directory / "log"
-    ).start()
-
-    def ready() -> bool:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
-        except urllib.error.HTTPError as err:
-            return err.code == 401
-        except OSError:
-            return False
-        return True
-
-    process.wait_until(ready, timeout=20, what="registry with auth")
-    return process, f"127.0.0.1:{port}"
+def _serve_registry(directory: Path, storage: Path, auth: str) -> tuple[LocalRegistry, str]:
+    registry = LocalRegistry(directory, storage=storage, auth=auth).start()
+    return registry, registry.host
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +143,7 @@ def test_bearer_token_auth_against_the_real_registry(seeded: Path, tmp_path: Pat
 
 
 def test_basic_auth_against_the_real_registry(seeded: Path, tmp_path: Path) -> None:
-    (tmp_path / "htpasswd").write_text(HTPASSWD)
-    auth = f"auth:\n  htpasswd:\n    realm: flotilla\n    path: {tmp_path / 'htpasswd'}\n"
-    process, host = _serve_registry(tmp_path, seeded, auth)
+    process, host = _serve_registry(tmp_path, seeded, htpasswd_auth(tmp_path))
     try:
         secrets = FileSecretStore(tmp_path / "secrets")
         request = PollRequest(registry=host, repository="team/app", secret_name="regcreds")
@@ -192,9 +167,7 @@ def test_basic_auth_against_the_real_registry(seeded: Path, tmp_path: Path) -> N
 def test_docker_config_secret_as_fleet_uses_it_against_the_real_registry(
     seeded: Path, tmp_path: Path
 ) -> None:
-    (tmp_path / "htpasswd").write_text(HTPASSWD)
-    auth = f"auth:\n  htpasswd:\n    realm: flotilla\n    path: {tmp_path / 'htpasswd'}\n"
-    process, host = _serve_registry(tmp_path, seeded, auth)
+    process, host = _serve_registry(tmp_path, seeded, htpasswd_auth(tmp_path))
     try:
         secrets = FileSecretStore(tmp_path / "secrets")
         login = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
