@@ -27,11 +27,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-from temporalio.exceptions import ApplicationError
+from typing import TYPE_CHECKING
 
 from flotilla.bundles import Bundle
 from flotilla.errors import FlotillaError
+
+if TYPE_CHECKING:
+    from temporalio.exceptions import ApplicationError
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 # The ApplicationError types of content failures at the activity boundary.
@@ -50,6 +52,9 @@ class ContentUnavailableError(ContentError):
 def content_failure(err: ContentError) -> ApplicationError:
     """A content error at the activity boundary: a store that is down is retried, missing or
     corrupt content is not (resending the same digest finds the same nothing)."""
+    # Imported here: the CLI reads this module and must not pay for the Temporal SDK.
+    from temporalio.exceptions import ApplicationError  # noqa: PLC0415
+
     if isinstance(err, ContentUnavailableError):
         return ApplicationError(str(err), type=CONTENT_UNAVAILABLE)
     return ApplicationError(str(err), type=CONTENT_MISSING, non_retryable=True)

@@ -110,9 +110,11 @@ def exists(store: SecretStore, namespace: str, name: str) -> bool:
 def check_secret_name(namespace: str, name: str) -> None:
     """Secret names and namespaces follow Kubernetes' rules in every backend."""
     if not is_dns1123(namespace):
-        raise SpecError(f"secret namespace {namespace!r} is not a valid namespace (DNS-1123 label)")
+        raise SpecError(
+            f"secret namespace: {namespace!r} is not a valid namespace name (DNS-1123 label)"
+        )
     if not is_dns1123(name, subdomain=True):
-        raise SpecError(f"secret name {name!r} is not a valid Kubernetes name (DNS-1123)")
+        raise SpecError(f"secret name: {name!r} is not a valid Kubernetes object name (DNS-1123)")
 
 
 def kubeconfig_secret_name(cluster: str) -> str:
