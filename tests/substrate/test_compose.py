@@ -61,7 +61,7 @@ def test_setup_registers_every_search_attribute() -> None:
 
 def test_image_pins_the_same_tools_and_ships_every_package() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for name in ("helm", "kustomize"):
+    for name in ("helm", "kustomize", "sops"):
         assert f"@v{TOOLS[name].version}" in dockerfile, f"{name} pin differs from devenv.tools"
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
