@@ -24,7 +24,7 @@ from flotilla.models import (
     load_fleet_yaml,
 )
 from flotilla.overlays import check_overlays
-from flotilla.sops import encrypted_values, is_encrypted
+from flotilla.sops import encrypted_documents, is_encrypted
 from flotilla.values import merge_values
 from flotilla.yamlload import load_yaml_mapping
 
@@ -616,7 +616,7 @@ def _merge_values_files(
             data = tree.files[path]
             _check_size(path, data)
             if is_encrypted(path, data):
-                values = merge_values(values, encrypted_values(path, data))
+                values = merge_values(values, encrypted_documents(path, data)[0])
                 sealed[relative] = data
             else:
                 text = data.decode("utf-8", errors="replace")

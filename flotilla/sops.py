@@ -18,8 +18,6 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from flotilla.errors import RenderError, SpecError
 from flotilla.yamlload import load_yaml_documents
 
@@ -65,10 +63,14 @@ def is_encrypted(path: str, data: bytes) -> bool:
     return bool(documents) and _is_metadata(documents[0])
 
 
-def encrypted_values(path: str, data: bytes) -> dict[str, Any]:
-    """An encrypted values file's tree without the ``sops`` metadata: tokens in its leaves."""
-    (document, *_) = _documents(path, data)
-    return {k: v for k, v in document.items() if k != SOPS_KEY}
+def encrypted_documents(path: str, data: bytes) -> list[Any]:
+    """An encrypted file's documents without the ``sops`` metadata: tokens in their leaves."""
+    return [
+        {k: v for k, v in document.items() if k != SOPS_KEY}
+        if isinstance(document, dict)
+        else document
+        for document in _documents(path, data)
+    ]
 
 
 def token_plaintexts(encrypted: Any, decrypted: Any) -> dict[str, Any]:
@@ -97,14 +99,16 @@ def reveal(values: Any, plaintexts: Mapping[str, Any]) -> Any:
     return values
 
 
-def load_decrypted(path: str, text: str) -> Any:
-    """sops's output for a values file, parsed the way it was written (YAML or JSON).
+def decrypted_documents(path: str, text: str) -> list[Any]:
+    """sops's output, parsed the way the file was written (YAML or JSON).
 
     A parser's message quotes the offending line, which is plaintext here: it is not passed on.
     """
     try:
-        return json.loads(text) if sops_format(path) == "json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError):
+        if sops_format(path) == "json":
+            return [json.loads(text)]
+        return load_yaml_documents(text, file=path)
+    except (ValueError, SpecError):
         raise RenderError(
             "decrypted content does not parse (details withheld: it is secret)", file=path
         ) from None

@@ -7,9 +7,9 @@ import pytest
 from flotilla.bundles import FileListing, read_bundles
 from flotilla.errors import RenderError
 from flotilla.sops import (
-    encrypted_values,
+    decrypted_documents,
+    encrypted_documents,
     is_encrypted,
-    load_decrypted,
     reveal,
     token_plaintexts,
 )
@@ -38,7 +38,7 @@ def test_is_encrypted(path: str, text: str, expected: bool) -> None:
 
 
 def test_tokens_map_to_the_values_at_the_same_place() -> None:
-    encrypted = encrypted_values("v.yaml", ENCRYPTED.encode())
+    (encrypted,) = encrypted_documents("v.yaml", ENCRYPTED.encode())
     assert "sops" not in encrypted
     decrypted = {"db": {"password": "hunter2", "port": 5432, "host": "db.local"}}
     plaintexts = token_plaintexts(encrypted, decrypted)
@@ -52,7 +52,7 @@ def test_tokens_map_to_the_values_at_the_same_place() -> None:
 
 def test_unparsable_decrypted_content_is_withheld_from_the_message() -> None:
     with pytest.raises(RenderError) as err:
-        load_decrypted("b/v.yaml", "password: [hunter2\n")
+        decrypted_documents("b/v.yaml", "password: [hunter2\n")
     assert "hunter2" not in str(err.value)
     assert str(err.value) == (
         "b/v.yaml: decrypted content does not parse (details withheld: it is secret)"
