@@ -19,6 +19,10 @@ from pathlib import Path
 from devenv.process import ManagedProcess, StartupError, free_port
 
 START_TIMEOUT = 20.0
+# The one user of a registry started with ``basic_auth``. docker-registry reads only bcrypt
+# hashes; this one was made once with crypt.crypt and a $2b$05$ salt.
+AUTH_USER, AUTH_PASSWORD = "robot", "s3cret-pass"
+HTPASSWD = f"{AUTH_USER}:$2b$05$KcVwkjbG9ZotpwZIGYi9uePEK/mX1eJdSFwZN4VuXyqVA7zi9goEW\n"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -70,11 +74,18 @@ class LocalRegistry:
     """A real OCI registry at ``127.0.0.1:<port>`` with its storage in ``directory``."""
 
     def __init__(
-        self, directory: Path, *, port: int | None = None, tied_to_parent: bool = True
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        tied_to_parent: bool = True,
+        basic_auth: bool = False,
     ) -> None:
         self.dir = directory
         self.port = port or free_port()
         self.tied_to_parent = tied_to_parent
+        # Basic auth for AUTH_USER (htpasswd); push_image and head_digest then do not work.
+        self.basic_auth = basic_auth
         self.process: ManagedProcess | None = None
 
     @property
@@ -88,7 +99,12 @@ class LocalRegistry:
     def start(self) -> LocalRegistry:
         self.dir.mkdir(parents=True, exist_ok=True)
         config = self.dir / "config.yml"
-        config.write_text(_CONFIG_TEMPLATE.format(storage=self.dir / "storage", port=self.port))
+        text = _CONFIG_TEMPLATE.format(storage=self.dir / "storage", port=self.port)
+        if self.basic_auth:
+            htpasswd = self.dir / "htpasswd"
+            htpasswd.write_text(HTPASSWD)
+            text += f"auth:\n  htpasswd:\n    realm: flotilla\n    path: {htpasswd}\n"
+        config.write_text(text)
         self.process = ManagedProcess(
             "docker-registry",
             [_registry_binary(), "serve", str(config)],
@@ -102,6 +118,8 @@ class LocalRegistry:
         try:
             with urllib.request.urlopen(f"{self.url}/v2/", timeout=2) as resp:  # noqa: S310
                 return bool(resp.status == 200)
+        except urllib.error.HTTPError as err:
+            return self.basic_auth and err.code == 401
         except (OSError, urllib.error.URLError):
             return False
 

@@ -19,15 +19,13 @@ from temporalio.testing import ActivityEnvironment
 from activities.registry import AUTH_FAILED, PollRequest, PollResult, RegistryActivities
 from activities.secrets import FileSecretStore
 from devenv.process import ManagedProcess, free_port
-from devenv.registry import LocalRegistry
+from devenv.registry import AUTH_PASSWORD, AUTH_USER, HTPASSWD, LocalRegistry
 from flotilla.models import DEFAULT_NAMESPACE
 from tests.images.conftest import FaultServer, Reply
 
 SERVICE = "flotilla-test"
 ISSUER = "flotilla-test-issuer"
-USER, PASSWORD = "robot", "s3cret-pass"
-# bcrypt of PASSWORD (made once with crypt.crypt and a $2b$05$ salt), for htpasswd.
-HTPASSWD = f"{USER}:$2b$05$KcVwkjbG9ZotpwZIGYi9uePEK/mX1eJdSFwZN4VuXyqVA7zi9goEW\n"
+USER, PASSWORD = AUTH_USER, AUTH_PASSWORD
 
 
 def _b64(data: bytes) -> str:
