@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from flotilla.bundles import match_glob
 from flotilla.errors import FlotillaError, short_repr
 from flotilla.models import BundleDeploymentOptions, GitRepoSpec
 
@@ -133,7 +134,8 @@ def access_for_path(text: str, path: str, *, secret: str) -> ChartAccess:
         raise FlotillaError(f"{where}: is not a map of bundle paths")
     pattern = path if path in entries else None
     if pattern is None:
-        pattern = next((p for p in sorted(map(str, entries)) if _glob_match(p, path, where)), None)
+        patterns = sorted(map(str, entries))
+        pattern = next((p for p in patterns if match_glob(p, path, where=where)), None)
     if pattern is None:
         return ChartAccess(secret=secret)
     entry = entries[pattern]
@@ -155,37 +157,6 @@ def access_for_path(text: str, path: str, *, secret: str) -> ChartAccess:
         basic_http=_flag(entry.get("basicHTTP", False)),
         secret=secret,
     )
-
-
-def _glob_match(pattern: str, name: str, where: str) -> bool:
-    """Go's ``filepath.Match``: ``*`` and ``?`` stop at ``/``, ``[...]`` (``^`` negates)."""
-    regex, i = [], 0
-    while i < len(pattern):
-        char = pattern[i]
-        i += 1
-        if char == "*":
-            regex.append("[^/]*")
-        elif char == "?":
-            regex.append("[^/]")
-        elif char == "\\":
-            if i == len(pattern):
-                raise FlotillaError(f"{where}: {short_repr(pattern)} is not a valid path pattern")
-            regex.append(re.escape(pattern[i]))
-            i += 1
-        elif char == "[":
-            # A class holds at least one character, so a "]" right after "[" or "[^" is one.
-            first = i + 1 if pattern[i : i + 1] == "^" else i
-            end = pattern.find("]", first + 1)
-            if end < 0:
-                raise FlotillaError(f"{where}: {short_repr(pattern)} is not a valid path pattern")
-            body = pattern[i:end]
-            negate = body.startswith("^")
-            ranges = re.sub(r"([\]\[\\^])", r"\\\1", body[1:] if negate else body)
-            regex.append(f"[{'^' if negate else ''}{ranges}]")
-            i = end + 1
-        else:
-            regex.append(re.escape(char))
-    return re.fullmatch("".join(regex), name) is not None
 
 
 def chart_url(options: BundleDeploymentOptions) -> str:

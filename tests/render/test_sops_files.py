@@ -4,6 +4,7 @@ from the GitRepo namespace's ``sops-age`` secret; plaintext never reaches an err
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,13 @@ from activities.render import RenderedBundle, customize_options, render_bundle
 from activities.rendersecrets import read_render_secrets
 from activities.secrets import FileSecretStore, SecretStore
 from activities.tools import ToolPaths
-from flotilla.bundles import Bundle, FileListing, read_bundles
+from flotilla.bundles import Bundle
 from flotilla.credentials import SOPS_AGE_SECRET, RenderSecretRefs
 from flotilla.errors import FlotillaError
 from flotilla.targeting import ClusterInfo
 from tests.charts import AgeKey, ArgvRecorder, make_age_key, sops_encrypt
 from tests.conftest import locate
+from tests.render.test_render import bundle_of
 
 NAMESPACE = "fleet-local"
 CLUSTER = ClusterInfo(name="dev-1", labels={"env": "dev"})
@@ -45,45 +47,52 @@ FLEET_YAML = (
 )
 
 
-@pytest.fixture
-def sops(render_tools: dict[str, str]) -> str:
-    return locate("sops")
+@dataclass
+class Renders:
+    """Renders as the worker does: the age key from ``store``, a sops whose argv ``recorder``
+    keeps."""
+
+    store: SecretStore
+    recorder: ArgvRecorder
+    sops: str
+    root: Path
+
+    def use_key(self, key: AgeKey) -> None:
+        self.store.put(NAMESPACE, SOPS_AGE_SECRET, {"age.agekey": key.identity})
+
+    def render(self, bundle: Bundle) -> RenderedBundle:
+        options = customize_options(bundle, CLUSTER)
+        assert options is not None
+        refs = RenderSecretRefs(namespace=NAMESPACE)
+        return render_bundle(
+            bundle,
+            CLUSTER,
+            workdir=self.root / "w",
+            options=options,
+            tools=ToolPaths(sops=self.recorder.wrap("sops", self.sops)),
+            secrets=read_render_secrets(self.store, refs, bundle, options),
+        )
+
+    def encrypted_secret_bundle(self, key: AgeKey) -> Bundle:
+        """A raw bundle: a Secret encrypted as people do (only stringData), a plain ConfigMap."""
+        secret = sops_encrypt(
+            self.sops, SECRET_MANIFEST, key.recipient, encrypted_regex="^(data|stringData)$"
+        )
+        assert DB_PASSWORD not in secret
+        cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\ndata: {a: b}\n"
+        return bundle_of({"secret.yaml": secret, "cm.yaml": cm})
 
 
 @pytest.fixture
-def recorder(tmp_path: Path) -> ArgvRecorder:
-    return ArgvRecorder(tmp_path / "recorded")
-
-
-@pytest.fixture
-def store(tmp_path: Path, age_key: AgeKey) -> SecretStore:
-    secrets = FileSecretStore(tmp_path / "secrets")
-    secrets.put(NAMESPACE, SOPS_AGE_SECRET, {"age.agekey": age_key.identity})
-    return secrets
-
-
-def bundle_of(files: dict[str, str]) -> Bundle:
-    listing = FileListing(files={f"b/{k}": v.encode() for k, v in files.items()})
-    result = read_bundles(listing, gitrepo_name="t", paths=["b"])
-    assert result.invalid == []
-    (bundle,) = result.bundles
-    return bundle
-
-
-def render(
-    bundle: Bundle, store: SecretStore, recorder: ArgvRecorder, sops: str, workdir: Path
-) -> RenderedBundle:
-    options = customize_options(bundle, CLUSTER)
-    assert options is not None
-    secrets = read_render_secrets(store, RenderSecretRefs(namespace=NAMESPACE), bundle, options)
-    return render_bundle(
-        bundle,
-        CLUSTER,
-        workdir=workdir,
-        options=options,
-        tools=ToolPaths(sops=recorder.wrap("sops", sops)),
-        secrets=secrets,
+def renders(tmp_path: Path, render_tools: dict[str, str], age_key: AgeKey) -> Renders:
+    made = Renders(
+        FileSecretStore(tmp_path / "secrets"),
+        ArgvRecorder(tmp_path / "recorded"),
+        locate("sops"),
+        tmp_path,
     )
+    made.use_key(age_key)
+    return made
 
 
 def find(out: RenderedBundle, kind: str) -> dict[str, Any]:
@@ -91,50 +100,37 @@ def find(out: RenderedBundle, kind: str) -> dict[str, Any]:
     return found
 
 
-def raw_bundle(sops: str, age_key: AgeKey) -> Bundle:
-    encrypted = sops_encrypt(
-        sops, SECRET_MANIFEST, age_key.recipient, encrypted_regex="^(data|stringData)$"
-    )
-    assert DB_PASSWORD not in encrypted
-    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\ndata: {a: b}\n"
-    return bundle_of({"secret.yaml": encrypted, "cm.yaml": cm})
-
-
 def test_an_encrypted_manifest_is_decrypted_at_render(
-    tmp_path: Path,
-    store: SecretStore,
-    recorder: ArgvRecorder,
-    sops: str,
-    age_key: AgeKey,
-    caplog: pytest.LogCaptureFixture,
+    renders: Renders, age_key: AgeKey, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    bundle = raw_bundle(sops, age_key)
+    bundle = renders.encrypted_secret_bundle(age_key)
     assert DB_PASSWORD not in bundle.model_dump_json()  # the stored content is ciphertext
 
-    out = render(bundle, store, recorder, sops, tmp_path / "w")
+    out = renders.render(bundle)
 
     secret = find(out, "Secret")
     assert secret["stringData"] == {"password": DB_PASSWORD}
     assert "sops" not in secret
     assert find(out, "ConfigMap")["data"] == {"a": "b"}
-    assert recorder.lines() and not [line for line in recorder.lines() if "AGE-SECRET" in line]
+    lines = renders.recorder.lines()
+    assert lines and not [line for line in lines if "AGE-SECRET" in line]
     assert DB_PASSWORD not in caplog.text
-    assert not list((tmp_path / "w").glob("sops-*"))  # the private scratch dir is gone
+    assert not list((renders.root / "w").glob("sops-*"))  # the private scratch dir is gone
 
 
 def test_an_encrypted_values_file_is_decrypted_in_merge_order(
-    tmp_path: Path, store: SecretStore, recorder: ArgvRecorder, sops: str, age_key: AgeKey
+    renders: Renders, age_key: AgeKey
 ) -> None:
     values = {"api": {"token": API_TOKEN, "url": "https://secret", "retries": 5}}
-    encrypted = sops_encrypt(sops, yaml.safe_dump(values), age_key.recipient)
+    encrypted = sops_encrypt(renders.sops, yaml.safe_dump(values), age_key.recipient)
     plain = "api: {retries: 3}\n"  # after the encrypted file, so it wins for retries
     bundle = bundle_of(
         {"fleet.yaml": FLEET_YAML, "secrets.yaml": encrypted, "plain.yaml": plain, **CHART}
     )
     assert API_TOKEN not in bundle.model_dump_json()
 
-    out = render(bundle, store, recorder, sops, tmp_path / "w")
+    out = renders.render(bundle)
 
     assert find(out, "ConfigMap")["data"] == {
         "token": API_TOKEN,
@@ -144,12 +140,10 @@ def test_an_encrypted_values_file_is_decrypted_in_merge_order(
     assert out.values["api"]["token"] == API_TOKEN
 
 
-def test_a_missing_age_key_secret_is_one_line_naming_it(
-    tmp_path: Path, recorder: ArgvRecorder, sops: str, age_key: AgeKey
-) -> None:
-    empty = FileSecretStore(tmp_path / "no-secrets")
+def test_a_missing_age_key_secret_is_one_line_naming_it(renders: Renders, age_key: AgeKey) -> None:
+    renders.store.delete(NAMESPACE, SOPS_AGE_SECRET)
     with pytest.raises(FlotillaError) as err:
-        render(raw_bundle(sops, age_key), empty, recorder, sops, tmp_path / "w")
+        renders.render(renders.encrypted_secret_bundle(age_key))
     assert str(err.value) == (
         f"b/secret.yaml is SOPS-encrypted, but secret {NAMESPACE}/{SOPS_AGE_SECRET} with its "
         "age key (key age.agekey) does not exist"
@@ -157,19 +151,14 @@ def test_a_missing_age_key_secret_is_one_line_naming_it(
 
 
 def test_the_wrong_age_key_fails_in_one_line_without_plaintext_or_key(
-    tmp_path: Path,
-    recorder: ArgvRecorder,
-    sops: str,
-    age_key: AgeKey,
-    caplog: pytest.LogCaptureFixture,
+    renders: Renders, age_key: AgeKey, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    other = make_age_key(tmp_path, locate("age-keygen"))
-    store = FileSecretStore(tmp_path / "secrets")
-    store.put(NAMESPACE, SOPS_AGE_SECRET, {"age.agekey": other.identity})
+    other = make_age_key(renders.root, locate("age-keygen"))
+    renders.use_key(other)
 
     with pytest.raises(FlotillaError) as err:
-        render(raw_bundle(sops, age_key), store, recorder, sops, tmp_path / "w")
+        renders.render(renders.encrypted_secret_bundle(age_key))
 
     message = str(err.value)
     assert message.startswith("b/secret.yaml: sops decrypt failed: ")

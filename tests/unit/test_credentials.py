@@ -123,12 +123,12 @@ def test_path_globs_follow_go_filepath_match(pattern: str, path: str, matches: b
     assert (access_for_path(text, path, secret=SECRET).username == "u") is matches
 
 
-@pytest.mark.parametrize("pattern", ["[ab", "a\\"])
-def test_a_bad_path_pattern_is_an_error_naming_the_secret(pattern: str) -> None:
+def test_a_bad_path_pattern_is_an_error_naming_the_secret() -> None:
     with pytest.raises(FlotillaError) as err:
-        access_for_path(f"'{pattern}': {{}}\n", "x", secret=SECRET)
-    assert str(err.value).startswith(f"secret {SECRET}: secrets-path.yaml: ")
-    assert "is not a valid path pattern" in str(err.value)
+        access_for_path("'[ab': {}\n", "x", secret=SECRET)
+    assert str(err.value) == (
+        f"secret {SECRET}: secrets-path.yaml: '[ab' is not a valid glob (unclosed [)"
+    )
 
 
 @pytest.mark.parametrize(
