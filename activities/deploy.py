@@ -39,6 +39,7 @@ from activities.render import (
     render_bundle,
     write_resources,
 )
+from activities.rendersecrets import read_render_secrets
 from activities.secrets import (
     KUBECONFIG_KEY,
     SecretStore,
@@ -46,9 +47,11 @@ from activities.secrets import (
     get_key,
     kubeconfig_secret_name,
 )
+from activities.sops import decrypt_bundle
 from activities.tools import PATH_TOOLS, ToolPaths
 from flotilla.bundles import KUSTOMIZATION_YAML, Bundle, BundleStyle, detect_style, kustomize_dir
 from flotilla.chart import wrap_manifests
+from flotilla.credentials import RenderSecretRefs
 from flotilla.deployment import (
     DEFAULT_VALUES_KEY,
     DeploymentOptions,
@@ -133,6 +136,9 @@ class DeployRequest(BaseModel):
     bundle_digest: str
     options_digest: str
     previous_release: ReleaseRef | None = None
+    # The GitRepo's secret names for private chart repositories and SOPS files (None in
+    # requests from before they were sent: the cluster's namespace, no Helm credentials).
+    render_secrets: RenderSecretRefs | None = None
     # After applying, watch readiness this long in the same activity (0: return at once).
     # Most releases turn Ready within seconds, and one activity instead of deploy + wait_ready
     # halves the workflow tasks and history events of a deployment.
@@ -556,10 +562,11 @@ class DeployActivities:
                 chart = self._prepare_chart(
                     bundle,
                     payload,
+                    request=request,
                     release=release,
-                    deployment_id=request.deployment_id,
                     values_from=values_from,
                     scratch=scratch,
+                    redact=redact,
                 )
                 with Helm(
                     kubeconfig,
@@ -648,18 +655,27 @@ class DeployActivities:
         bundle: Bundle,
         payload: DeploymentOptions,
         *,
+        request: DeployRequest,
         release: str,
-        deployment_id: str,
         values_from: dict[str, Any],
         scratch: Path,
+        redact: Redactor,
     ) -> _Chart:
-        options = payload.options
+        refs = request.render_secrets or RenderSecretRefs(namespace=request.cluster_namespace)
+        secrets = read_render_secrets(self.secrets, refs, bundle, payload.options)
+        if secrets.chart is not None:
+            redact.add([secrets.chart.password])
+        # Decrypted here, not in render_bundle, so that every plaintext is known to ``redact``.
+        decrypted = decrypt_bundle(bundle, secrets.age_key, workdir=scratch, tools=self.tools)
+        redact.add(decrypted.secrets)
+        bundle = decrypted.bundle
+        options = decrypted.reveal_options(payload.options)
         style = detect_style(
             bundle.resources, options, file=posixpath.join(bundle.path, "fleet.yaml")
         )
         if style is BundleStyle.HELM:
             chart_path = materialize_chart(
-                bundle, scratch / "chart", options=options, tools=self.tools
+                bundle, scratch / "chart", options=options, tools=self.tools, access=secrets.chart
             )
             values = compute_values(options, payload.cluster, values_from=values_from)
             post = _kustomize_post_renderer(bundle, options, scratch, self.tools)
@@ -672,7 +688,7 @@ class DeployActivities:
             bundle, payload.cluster, workdir=scratch / "render", options=options, tools=self.tools
         )
         generated = scratch / "generated"
-        files = wrap_manifests(release, rendered.manifests, version=deployment_id)
+        files = wrap_manifests(release, rendered.manifests, version=request.deployment_id)
         write_resources(files, generated)
         return _Chart(path=generated, values={})
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import posixpath
-import re
-import subprocess
+import ssl
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, Field
 
-from activities.tools import PATH_TOOLS, ToolPaths
+from activities.rendersecrets import RenderSecrets
+from activities.sops import decrypt_bundle
+from activities.tools import PATH_TOOLS, TOOL_TIMEOUT_SECONDS, ToolPaths, run_tool
 from flotilla.bundles import (
     CHART_YAML,
     KUSTOMIZATION_YAML,
@@ -26,6 +29,7 @@ from flotilla.bundles import (
     is_remote_chart,
     kustomize_dir,
 )
+from flotilla.credentials import ChartAccess
 from flotilla.errors import RenderError, SpecError
 from flotilla.manifests import (
     Manifest,
@@ -46,11 +50,11 @@ from flotilla.values import merge_values
 HELM_OUTPUT_FILE = "fleet-manifests.yaml"
 # In a raw-YAML bundle, files below templates/ are Helm templates (Fleet renders them too).
 TEMPLATES_PREFIX = "templates/"
-TOOL_TIMEOUT_SECONDS = 300
-_MAX_MESSAGE = 300
-# user:password@ after a scheme; kustomize also prints URLs with one slash after cleaning them
-# as paths ("https:/user:pw@host").
-_URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*:/{1,2})[^/@\s'\"]+@")
+# A chart archive downloaded by flotilla itself (a .tgz URL with credentials); Helm's own
+# limit for chart archives is about the same.
+MAX_CHART_BYTES = 64 * 1024 * 1024
+# The name a private chart repository is added under, in a helm home private to one render.
+_REPO_ALIAS = "flotilla"
 
 
 class RenderedBundle(BaseModel):
@@ -67,32 +71,6 @@ class RenderedBundle(BaseModel):
 # ---------------------------------------------------------------------------------------------
 # Running the tools
 # ---------------------------------------------------------------------------------------------
-
-
-def _one_line(text: str) -> str:
-    """A tool's stderr as one short line, with credentials in URLs masked."""
-    text = _URL_CREDENTIALS.sub(r"\1***@", text)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    message = "; ".join(line.removeprefix("Error: ") for line in lines) or "no message"
-    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
-
-
-def _run(args: Sequence[str], *, what: str, file: str, env: Mapping[str, str]) -> str:
-    try:
-        done = subprocess.run(
-            list(args),
-            capture_output=True,
-            encoding="utf-8",
-            errors="replace",
-            env=dict(env),
-            timeout=TOOL_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise RenderError(f"{what} timed out after {TOOL_TIMEOUT_SECONDS}s", file=file) from None
-    if done.returncode != 0:
-        raise RenderError(f"{what} failed: {_one_line(done.stderr)}", file=file)
-    return done.stdout
 
 
 def _helm_env(workdir: Path) -> dict[str, str]:
@@ -204,11 +182,13 @@ def materialize_chart(
     *,
     options: BundleDeploymentOptions | None = None,
     tools: ToolPaths = PATH_TOOLS,
+    access: ChartAccess | None = None,
 ) -> Path:
-    """Put the bundle's chart on disk below ``dest`` and return its directory.
+    """Put the bundle's chart on disk below ``dest`` and return its directory (or archive).
 
     Local charts are written from the bundle's files (dependencies built unless
-    ``disableDependencyUpdate``); remote charts (repo, ``oci://``, .tgz URL) are pulled.
+    ``disableDependencyUpdate``); remote charts (repo, ``oci://``, .tgz URL) are pulled, with
+    ``access`` (the GitRepo's Helm credentials and TLS settings for this chart) when given.
     """
     opts = options or bundle.options
     file = posixpath.join(bundle.path, "fleet.yaml")
@@ -217,19 +197,13 @@ def materialize_chart(
     helm = tools.require("helm")
     env = _helm_env(dest)
     if is_remote_chart(opts):
-        assert opts.helm is not None and opts.helm.chart  # is_remote_chart guarantees both
-        pulled = dest / "pulled"
-        args = [helm, "pull", opts.helm.chart, "--untar", "--destination", str(pulled)]
-        args += _source_flags(opts)
-        _run(args, what="helm pull", file=file, env=env)
-        (chart,) = [p for p in pulled.iterdir() if p.is_dir()]
-        return chart
+        return _pull_chart(opts, access or ChartAccess(), dest, helm=helm, env=env, file=file)
     files = dest / "bundle"
     write_resources(bundle.resources, files)
     chart = files / chart_dir(opts)
     disabled = bool(opts.helm and opts.helm.disable_dependency_update)
     if not disabled and _has_dependencies(chart) and not (chart / "charts").is_dir():
-        _run(
+        run_tool(
             [helm, "dependency", "build", str(chart)],
             what="helm dependency build",
             file=file,
@@ -238,18 +212,97 @@ def materialize_chart(
     return chart
 
 
-def _source_flags(options: BundleDeploymentOptions) -> list[str]:
-    helm = options.helm
-    if helm is None or not helm.chart:
-        return []
-    flags = []
-    if helm.repo:
-        flags += ["--repo", helm.repo]
-    if helm.version:
-        flags += ["--version", helm.version]
-    if _plain_http(helm.repo or helm.chart) and helm.chart.startswith("oci://"):
-        flags.append("--plain-http")
-    return flags
+def _pull_chart(
+    options: BundleDeploymentOptions,
+    access: ChartAccess,
+    dest: Path,
+    *,
+    helm: str,
+    env: Mapping[str, str],
+    file: str,
+) -> Path:
+    """Pull a remote chart into ``dest``. Credentials never go on a command line: helm reads
+    them from its private home (``helm repo add`` / ``helm registry login`` with the password
+    on stdin), or, for a bare .tgz URL, which helm can only be given one with ``--password``,
+    the archive is downloaded here."""
+    source = options.helm
+    assert source is not None and source.chart  # is_remote_chart guarantees both
+    chart = source.chart
+    oci = chart.startswith("oci://")
+    dest.mkdir(parents=True, exist_ok=True)
+    tls: list[str] = []
+    if access.ca_bundle:
+        ca_file = dest / "ca.pem"
+        ca_file.write_text(access.ca_bundle)
+        tls += ["--ca-file", str(ca_file)]
+    plain_http = oci and (access.basic_http or _plain_http(chart))
+    reference = [chart, *(["--repo", source.repo] if source.repo else [])]
+
+    def log_in(args: list[str], what: str) -> None:
+        run_tool(
+            [*args, "--username", access.username, "--password-stdin", *tls],
+            what=what,
+            file=file,
+            env=env,
+            stdin=access.password,
+            redact=[access.password],
+            note=access.note(),
+        )
+
+    if access.sends_credentials and oci:
+        host = urlsplit(chart).netloc
+        args = [helm, "registry", "login", host]
+        args += ["--insecure"] if access.insecure_skip_verify else []
+        log_in(args + (["--plain-http"] if plain_http else []), f"helm registry login {host}")
+    elif access.sends_credentials and source.repo:
+        args = [helm, "repo", "add", _REPO_ALIAS, source.repo]
+        args += ["--insecure-skip-tls-verify"] if access.insecure_skip_verify else []
+        log_in(args, f"helm repo add {source.repo}")
+        reference = [f"{_REPO_ALIAS}/{chart}"]
+    elif access.sends_credentials:
+        return _download_archive(chart, access, dest / "pulled", file=file)
+    pulled = dest / "pulled"
+    args = [helm, "pull", *reference, "--untar", "--destination", str(pulled), *tls]
+    args += ["--version", source.version] if source.version else []
+    args += ["--insecure-skip-tls-verify"] if access.insecure_skip_verify else []
+    args += ["--plain-http"] if plain_http else []
+    run_tool(args, what="helm pull", file=file, env=env, note=access.note())
+    # helm also leaves an empty directory named after the archive for a .tgz URL.
+    (pulled_chart,) = [p for p in pulled.iterdir() if (p / CHART_YAML).is_file()]
+    return pulled_chart
+
+
+def _download_archive(url: str, access: ChartAccess, dest: Path, *, file: str) -> Path:
+    """A chart .tgz fetched with basic auth, sent to that URL only (not to a redirect)."""
+    passwords = urllib.request.HTTPPasswordMgrWithPriorAuth()
+    passwords.add_password(None, url, access.username, access.password, is_authenticated=True)
+    try:
+        context = ssl.create_default_context(cadata=access.ca_bundle or None)
+    except (ssl.SSLError, ValueError):
+        raise RenderError(
+            f"the CA bundle of secret {access.secret} is not PEM", file=file
+        ) from None
+    if access.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPBasicAuthHandler(passwords), urllib.request.HTTPSHandler(context=context)
+    )
+    try:
+        with opener.open(url, timeout=TOOL_TIMEOUT_SECONDS) as response:
+            data = response.read(MAX_CHART_BYTES + 1)
+    except urllib.error.HTTPError as err:
+        problem = f"HTTP {err.code} {err.reason}"
+    except (OSError, urllib.error.URLError) as err:
+        problem = str(getattr(err, "reason", err))
+    else:
+        if len(data) > MAX_CHART_BYTES:
+            raise RenderError(f"chart {url} is larger than {MAX_CHART_BYTES} bytes", file=file)
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = dest / (posixpath.basename(urlsplit(url).path) or "chart.tgz")
+        archive.write_bytes(data)
+        return archive
+    raise RenderError(f"download of {url} failed: {problem}{access.note()}", file=file)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,12 +319,14 @@ def render_bundle(
     groups: Sequence[ClusterGroup] = (),
     values_from: Mapping[str, Any] | None = None,
     tools: ToolPaths = PATH_TOOLS,
+    secrets: RenderSecrets | None = None,
 ) -> RenderedBundle:
     """Render what ``cluster`` gets from ``bundle``: Helm, Kustomize (also over Helm output)
     or raw YAML with overlays, then namespaces and a stable order.
 
     ``options`` are the cluster's merged options when the caller already resolved them;
-    otherwise they are computed from the bundle's targetCustomizations.
+    otherwise they are computed from the bundle's targetCustomizations. ``secrets`` (read by
+    ``read_render_secrets``) decrypt SOPS files and reach a private chart repository.
     """
     file = posixpath.join(bundle.path, "fleet.yaml")
     if options is None:
@@ -279,6 +334,10 @@ def render_bundle(
         if options is None:
             raise RenderError(f"cluster {cluster.name!r} is excluded by doNotDeploy", file=file)
     workdir.mkdir(parents=True, exist_ok=True)
+    secrets = secrets or RenderSecrets()
+    decrypted = decrypt_bundle(bundle, secrets.age_key, workdir=workdir, tools=tools)
+    bundle = decrypted.bundle
+    options = decrypted.reveal_options(options)
     style = detect_style(bundle.resources, options, file=file)
     values = compute_values(options, cluster, values_from=values_from, file=file)
     release = release_name_for(bundle, options)
@@ -305,7 +364,10 @@ def render_bundle(
     else:
         text = ""
         if style is BundleStyle.HELM:
-            text = helm_template(_chart_args(bundle, options, workdir, tools))
+            chart = materialize_chart(
+                bundle, workdir, options=options, tools=tools, access=secrets.chart
+            )
+            text = helm_template([str(chart)])
         if _has_kustomization(bundle, options):
             text = _kustomize_build(bundle, options, text, workdir, file=file, tools=tools)
         objects = parse_manifests(text, file=f"{bundle.path} (rendered by {style})")
@@ -344,16 +406,7 @@ def _helm_template(
     args += ["--namespace", namespace, "--values", str(values_path), "--include-crds"]
     if options.helm and options.helm.skip_schema_validation:
         args.append("--skip-schema-validation")
-    return _run(args, what="helm template", file=file, env=_helm_env(workdir))
-
-
-def _chart_args(
-    bundle: Bundle, options: BundleDeploymentOptions, workdir: Path, tools: ToolPaths
-) -> list[str]:
-    if is_remote_chart(options):
-        assert options.helm is not None and options.helm.chart
-        return [options.helm.chart, *_source_flags(options)]
-    return [str(materialize_chart(bundle, workdir, options=options, tools=tools))]
+    return run_tool(args, what="helm template", file=file, env=_helm_env(workdir))
 
 
 def _generated_chart(bundle: Bundle, templates: Mapping[str, bytes], dest: Path) -> Path:
@@ -412,7 +465,7 @@ def _kustomize_build(
         if HELM_OUTPUT_FILE not in resources:
             kustomization["resources"] = [HELM_OUTPUT_FILE, *resources]
         kustomization_path.write_text(yaml.safe_dump(kustomization, sort_keys=False))
-    return _run(
+    return run_tool(
         [kustomize, "build", str(directory)], what="kustomize build", file=file, env=os.environ
     )
 

@@ -6,7 +6,8 @@ the key, never the content.
 
 Secrets have Fleet's names and keys, so what a Fleet user created for Fleet works unchanged:
 a GitRepo's ``clientSecretName`` (``username``/``password`` or ``ssh-privatekey``,
-``known_hosts``) and ``helmSecretName`` live in the GitRepo's namespace; a cluster's kubeconfig
+``known_hosts``), ``helmSecretName`` / ``helmSecretNameForPaths`` (``flotilla.credentials``)
+and the ``sops-age`` key of SOPS files live in the GitRepo's namespace; a cluster's kubeconfig
 is the Secret named by ``Cluster.spec.kubeConfigSecret`` (key ``value``) in the cluster's
 namespace, ``<cluster>-kubeconfig`` when flotilla registers the cluster itself.
 

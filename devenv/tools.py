@@ -148,6 +148,25 @@ TOOLS: dict[str, Tool] = {
             version_args=("version",),
             ldflags=("-X sigs.k8s.io/kustomize/api/provenance.version=v5.8.2",),
         ),
+        Tool(
+            name="sops",
+            version="3.13.3",
+            module="github.com/getsops/sops/v3",
+            packages=("github.com/getsops/sops/v3/cmd/sops",),
+            binaries=("sops",),
+            # Without the flag, asking sops its version asks GitHub for the latest release.
+            version_args=("--version", "--disable-version-check"),
+        ),
+        # Only the tests need age-keygen: they make the age keys SOPS files are encrypted to.
+        Tool(
+            name="age",
+            version="1.3.2",
+            module="filippo.io/age",
+            packages=("filippo.io/age/cmd/age-keygen",),
+            binaries=("age-keygen",),
+            version_args=("--version",),
+            ldflags=("-X main.Version=v1.3.2",),
+        ),
     )
 }
 BINARY_TO_TOOL = {b: t for t in TOOLS.values() for b in t.binaries}

@@ -25,6 +25,7 @@ from flotilla.models import (
     load_fleet_yaml,
 )
 from flotilla.overlays import check_overlays
+from flotilla.sops import encrypted_documents, is_encrypted
 from flotilla.values import merge_values
 from flotilla.yamlload import load_yaml_mapping
 
@@ -71,6 +72,9 @@ class Bundle(BaseModel):
     resources: dict[str, bytes]
     digest: str
     warnings: list[str] = Field(default_factory=list)
+    # SOPS-encrypted helm values files by path relative to the bundle: their tokens are folded
+    # into helm.values like any values file's values, and they are decrypted at render time.
+    sealed_values: dict[str, bytes] = Field(default_factory=dict)
 
 
 class InvalidBundle(BaseModel):
@@ -442,22 +446,35 @@ def detect_style(
 # ---------------------------------------------------------------------------------------------
 
 
-def digest_bundle(resources: Mapping[str, bytes], options: FleetYaml) -> str:
+def digest_bundle(
+    resources: Mapping[str, bytes],
+    options: FleetYaml,
+    sealed_values: Mapping[str, bytes] | None = None,
+) -> str:
     """sha256 over the sorted resources (path, size, bytes) and the canonical JSON of options.
 
     Every content file counts (a README too, as Fleet ships it as content); the options are
     compared as data, so key order, comments and formatting of fleet.yaml do not matter.
+    Encrypted values files count whole (a new recipient changes the file, not its tokens);
+    bundles without them keep the digest they always had.
     """
     digest = hashlib.sha256()
-    for path in sorted(resources):
-        data = resources[path]
-        digest.update(f"{len(path)}:{path}:{len(data)}:".encode())
-        digest.update(data)
+    _digest_files(digest, resources)
     digest.update(b"options:")
     digest.update(
         _canonical_json(options.model_dump(mode="json", by_alias=True, exclude_defaults=True))
     )
+    if sealed_values:
+        digest.update(b"sealed:")
+        _digest_files(digest, sealed_values)
     return digest.hexdigest()
+
+
+def _digest_files(digest: hashlib._Hash, files: Mapping[str, bytes]) -> None:
+    for path in sorted(files):
+        data = files[path]
+        digest.update(f"{len(path)}:{path}:{len(data)}:".encode())
+        digest.update(data)
 
 
 def _canonical_json(value: Any) -> bytes:
@@ -543,7 +560,7 @@ def _read_bundle(tree: _Tree, directory: str, *, gitrepo_name: str) -> Bundle | 
             field="name",
         )
     skip = {fleet_name} if fleet_name else set()
-    options, values_files = _merge_values_files(tree, directory, options, file=file)
+    options, values_files, sealed = _merge_values_files(tree, directory, options, file=file)
     skip.update(values_files)
     resources, problems = _collect_content(tree, directory, skip=frozenset(skip))
     if problems:
@@ -561,14 +578,15 @@ def _read_bundle(tree: _Tree, directory: str, *, gitrepo_name: str) -> Bundle | 
         style=style,
         options=options,
         resources=dict(sorted(resources.items())),
-        digest=digest_bundle(resources, options),
+        digest=digest_bundle(resources, options, sealed),
         warnings=warnings,
+        sealed_values=sealed,
     )
 
 
 def _merge_values_files(
     tree: _Tree, directory: str, options: FleetYaml, *, file: str
-) -> tuple[FleetYaml, set[str]]:
+) -> tuple[FleetYaml, set[str], dict[str, bytes]]:
     """Fold ``helm.valuesFiles`` (base and each targetCustomization) into ``helm.values``.
 
     Fleet's rules: each entry is read relative to the bundle's directory and may reach
@@ -576,9 +594,11 @@ def _merge_values_files(
     deep-merged over the values in list order (maps merge, anything else replaces). Fleet
     leaves out of the content every file whose bundle-relative path is an entry as written or
     an entry's base name (``values/prod.yaml`` also drops a top-level ``prod.yaml``).
-    Returns the new options and those bundle-relative paths.
+    A SOPS-encrypted file is folded with its ciphertext tokens (``flotilla.sops``).
+    Returns the new options, those bundle-relative paths and the encrypted files.
     """
     used: set[str] = set()
+    sealed: dict[str, bytes] = {}
 
     def merged(helm: HelmOptions | None, field: str) -> HelmOptions | None:
         if helm is None or not helm.values_files:
@@ -597,9 +617,14 @@ def _merge_values_files(
                     file=file,
                     field=f"{field}.valuesFiles[{index}]",
                 )
-            _check_size(path, tree.files[path])
-            text = tree.files[path].decode("utf-8", errors="replace")
-            values = merge_values(values, load_yaml_mapping(text, file=path))
+            data = tree.files[path]
+            _check_size(path, data)
+            if is_encrypted(path, data):
+                values = merge_values(values, encrypted_documents(path, data)[0])
+                sealed[posixpath.normpath(name)] = data
+            else:
+                text = data.decode("utf-8", errors="replace")
+                values = merge_values(values, load_yaml_mapping(text, file=path))
             used.update({posixpath.normpath(name), posixpath.basename(name)})
         return helm.model_copy(update={"values": values})
 
@@ -609,7 +634,7 @@ def _merge_values_files(
             t.model_copy(update={"helm": merged(t.helm, f"targetCustomizations[{i}].helm")})
             for i, t in enumerate(options.target_customizations)
         ]
-    return options.model_copy(update=update), used
+    return options.model_copy(update=update), used, sealed
 
 
 def _option_sets(options: FleetYaml) -> list[tuple[str, BundleDeploymentOptions]]:

@@ -646,23 +646,21 @@ def load_fleet_objects(text: str, *, file: str) -> tuple[list[FleetObject], list
         objects.append(parsed)
         warnings.extend(found)
         if isinstance(parsed, GitRepo):
-            warnings.extend(_not_yet_used(parsed, file=where))
+            warnings.extend(_credentials_unused(parsed, file=where))
     return objects, warnings
 
 
-def _not_yet_used(gitrepo: GitRepo, *, file: str) -> list[str]:
-    """Fields flotilla accepts but does not act on yet: said at apply, never silently dropped."""
+def _credentials_unused(gitrepo: GitRepo, *, file: str) -> list[str]:
+    """Helm credentials that no repository will get: said at apply, as Fleet logs it."""
     spec = gitrepo.spec
-    fields = [
-        ("spec.helmSecretName", spec.helm_secret_name),
-        ("spec.helmSecretNameForPaths", spec.helm_secret_name_for_paths),
-        ("spec.helmRepoURLRegex", spec.helm_repo_url_regex),
-    ]
+    field = (
+        "spec.helmSecretNameForPaths" if spec.helm_secret_name_for_paths else "spec.helmSecretName"
+    )
+    if not (spec.helm_secret_name or spec.helm_secret_name_for_paths) or spec.helm_repo_url_regex:
+        return []
     return [
-        f"{file}: {field}: private Helm repository credentials are not supported yet; "
-        "remote charts are pulled without them"
-        for field, value in fields
-        if value
+        f"{file}: {field}: spec.helmRepoURLRegex is empty, so these Helm credentials are sent "
+        "to no repository; set it to the repository URLs they are for"
     ]
 
 

@@ -19,7 +19,9 @@ import yaml
 
 from activities.checkout import read_checkout
 from activities.render import render_bundle
+from activities.rendersecrets import read_render_secrets
 from flotilla.bundles import Bundle, ReadResult, read_bundles
+from flotilla.credentials import RenderSecretRefs
 from flotilla.errors import SpecError, short_repr
 from flotilla.models import (
     DEFAULT_NAMESPACE,
@@ -39,7 +41,7 @@ from flotilla.targeting import (
     match_gitrepo_targets,
     resolve_deployment,
 )
-from runtime.stores import load_settings
+from runtime.stores import load_settings, secret_store
 from runtime.tools import locate_tools
 
 # Without --gitrepo there is no GitRepo to target with: every cluster is a target, so the
@@ -64,6 +66,8 @@ class Source:
     targets: list[GitTarget] | None
     target_namespace: str | None = None  # the GitRepo's targetNamespace forces every bundle's
     warnings: list[str] = field(default_factory=list)
+    # Helm credentials and the SOPS key are read from the secret store by these names.
+    render_secrets: RenderSecretRefs | None = None
 
 
 def _source_for(path: str, gitrepo_file: str | None, name: str | None, namespace: str) -> Source:
@@ -87,6 +91,7 @@ def _source_for(path: str, gitrepo_file: str | None, name: str | None, namespace
         targets=gitrepo.spec.targets,
         target_namespace=gitrepo.spec.target_namespace,
         warnings=warnings,
+        render_secrets=RenderSecretRefs.for_gitrepo(gitrepo.metadata.namespace, gitrepo.spec),
     )
 
 
@@ -245,8 +250,11 @@ def _cmd_test(args: argparse.Namespace) -> int:
     cluster, groups = _test_cluster(args, source.namespace)
     rendered = 0
     reasons: list[tuple[str, str]] = []
-    # The pinned helm and kustomize `make tools` built, found without PATH changes.
-    tools = locate_tools(load_settings().tools)
+    settings = load_settings()
+    # The pinned helm, kustomize and sops `make tools` built, found without PATH changes.
+    tools = locate_tools(settings.tools)
+    store = secret_store(settings)
+    refs = source.render_secrets or RenderSecretRefs(namespace=source.namespace)
     for bundle in result.bundles:
         match = resolve_deployment(source.targets, bundle.options, cluster, groups)
         if match is None:
@@ -262,6 +270,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
             _warn([f"bundle {bundle.name}: helm.valuesFrom is read on the cluster; not used here"])
         if source.target_namespace:
             options = options.model_copy(update={"namespace": source.target_namespace})
+        secrets = read_render_secrets(store, refs, bundle, options)
         with tempfile.TemporaryDirectory(prefix="flotilla-test-") as workdir:
             out = render_bundle(
                 bundle,
@@ -270,6 +279,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
                 options=options,
                 groups=groups,
                 tools=tools,
+                secrets=secrets,
             )
         header = f"# bundle {bundle.name} ({bundle.path}), target {match.target.name}"
         if match.customizations:

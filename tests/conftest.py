@@ -8,6 +8,7 @@ session with the command that fixes it: it never turns into a skip.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,9 +20,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from devenv import tools
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
-from devenv.registry import LocalRegistry
+from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_auth
 from devenv.temporal import TemporalDevServer
+from tests.charts import AgeKey, ChartServer, make_age_key, package_chart, serve_charts, write_chart
 from tests.e2e.harness import Flotilla, start_flotilla
+
+# The private chart repository's credentials: distinctive, so tests can look for them.
+CHART_USER, CHART_PASSWORD = "charts-bot", "chart-pw-Zq83v"
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +105,59 @@ def repo_name() -> str:
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
     with LocalRegistry(tmp_path_factory.mktemp("registry")) as reg:
         yield reg
+
+
+def locate(binary: str) -> str:
+    """A pinned binary's path; missing, the session fails with the command that builds it."""
+    try:
+        return str(tools.locate(binary))
+    except tools.ToolMissingError as err:
+        pytest.fail(f"setup: {err}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def private_chart_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartServer]:
+    """Chart ``private`` 1.0.0 in a Helm repository that needs CHART_USER / CHART_PASSWORD."""
+    chart = write_chart(tmp_path_factory.mktemp("private-src"), "private", "1.0.0")
+    root = tmp_path_factory.mktemp("private-repo")
+    helm = locate("helm")
+    with serve_charts(root, [chart], helm, username=CHART_USER, password=CHART_PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def private_oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A registry with basic auth (BASIC_USER / BASIC_PASSWORD of devenv.registry) holding chart
+    ``private`` 1.0.0; yields ``oci://127.0.0.1:PORT/charts``."""
+    helm = locate("helm")
+    sources = tmp_path_factory.mktemp("private-oci-src")
+    package = package_chart(write_chart(sources, "private", "1.0.0"), sources / "pkg", helm)
+    env = {**os.environ, "HELM_CONFIG_HOME": str(sources / "helm-config")}
+    directory = tmp_path_factory.mktemp("private-registry")
+    with LocalRegistry(directory, auth=htpasswd_auth(directory)) as registry:
+        login = [helm, "registry", "login", registry.host, "--username", BASIC_USER]
+        subprocess.run(
+            [*login, "--password-stdin", "--plain-http"],
+            input=BASIC_PASSWORD,
+            text=True,
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+        reference = f"oci://{registry.host}/charts"
+        subprocess.run(
+            [helm, "push", str(package), reference, "--plain-http"],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+        yield reference
+
+
+@pytest.fixture(scope="session")
+def age_key(tmp_path_factory: pytest.TempPathFactory) -> AgeKey:
+    """An age key pair made by age-keygen, for encrypting fixtures with sops."""
+    return make_age_key(tmp_path_factory.mktemp("age"), locate("age-keygen"))
 
 
 @pytest.fixture

@@ -445,6 +445,7 @@ class BundleWorkflow:
                     bundle_digest=spec.bundle_digest,
                     options_digest=record.released_options_digest,
                     previous_release=record.release,
+                    render_secrets=spec.render_secrets,
                     wait_ready_seconds=min(READY_GRACE_SECONDS, self.state.ready_watch_seconds),
                 ),
                 timeout=DEPLOY_TIMEOUT,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from activities.deploy import ReleaseRef
 from activities.gitops import DependencyRef, PlannedTarget
 from flotilla.bundledeployment import DeploymentRecord as _DeploymentRecord
+from flotilla.credentials import RenderSecretRefs
 from flotilla.models import RolloutStrategy
 from flotilla.status import BundleState
 from flotilla.targeting import GitRepoSwitches
@@ -33,6 +34,12 @@ class BundleSpec(BaseModel):
     depends_on: list[DependencyRef] = Field(default_factory=list)
     switches: GitRepoSwitches = Field(default_factory=GitRepoSwitches)
     gitrepo_paused: bool = False
+    # The GitRepo's Helm credential settings, for the deploys. Left out of the JSON when
+    # absent: the GitRepo workflow compares specs by their JSON, and that of a GitRepo
+    # without them must stay what older histories computed.
+    render_secrets: RenderSecretRefs | None = Field(
+        default=None, exclude_if=lambda value: value is None
+    )
 
 
 # The bundle on one cluster, with its Helm release (the record and its transitions are core).

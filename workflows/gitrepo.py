@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         SyncBundlesRequest,
     )
     from activities.schedules import ScheduleActivities, SyncSchedulesRequest
+    from flotilla.credentials import RenderSecretRefs
     from flotilla.durations import parse_duration
     from flotilla.errors import FlotillaError, one_line
     from flotilla.models import GitRepoSpec
@@ -81,6 +82,9 @@ JITTER = 0.1
 STALE_REPORT_PATCH = "stale-bundle-report-is-wait-applied"
 # The GitRepo syncs its bundles' image-policy schedules (new activities in history).
 IMAGE_SCHEDULES_PATCH = "gitrepo-owns-image-schedules"
+# Bundles of a GitRepo with Helm credentials get their secret names (a new BundleSpec field,
+# so a new key for the sync comparison and signals older histories did not send).
+RENDER_SECRETS_PATCH = "bundle-spec-carries-render-secrets"
 # Bundles are signalled in batches so one activity never runs for long.
 SYNC_BATCH = 200
 
@@ -372,7 +376,18 @@ class GitRepoWorkflow:
             depends_on=ref.depends_on,
             switches=GitRepoSwitches.from_spec(spec),
             gitrepo_paused=spec.paused,
+            render_secrets=self._render_secrets(),
         )
+
+    def _render_secrets(self) -> RenderSecretRefs | None:
+        """The secret names bundles deploy with; only GitRepos that set any pay the patch."""
+        spec = self.state.spec
+        wanted = spec.helm_secret_name or spec.helm_secret_name_for_paths
+        if not (wanted or spec.insecure_skip_tls_verify):
+            return None
+        if not workflow.patched(RENDER_SECRETS_PATCH):
+            return None
+        return RenderSecretRefs.for_gitrepo(self.state.namespace, spec)
 
     def _deployable(self) -> list[BundleRef]:
         return [r for r in self.state.bundles.values() if r.digest]

@@ -37,6 +37,7 @@ from activities.secrets import FileSecretStore, SecretStore, kubeconfig_secret_n
 from devenv.cluster import LocalCluster
 from flotilla.bundles import Bundle, FileListing, read_bundles
 from flotilla.chart import wrap_manifests
+from flotilla.credentials import RenderSecretRefs
 from flotilla.deployment import DeploymentOptions
 from flotilla.targeting import ClusterInfo
 
@@ -140,6 +141,7 @@ class Engine:
         *,
         previous: ReleaseRef | None = None,
         wait_ready_seconds: float = 0.0,
+        render_secrets: RenderSecretRefs | None = None,
     ) -> DeployResult:
         request = DeployRequest(
             gitrepo=GITREPO,
@@ -151,6 +153,7 @@ class Engine:
             options_digest=self.options_digest(bundle),
             previous_release=previous,
             wait_ready_seconds=wait_ready_seconds,
+            render_secrets=render_secrets,
         )
         return self.env().run(self.activities.deploy_bundle, request)
 

@@ -247,7 +247,7 @@ CASES: dict[str, Case] = {
     ),
     "unreachable-chart-repo": app(
         "helm: {repo: 'http://127.0.0.1:9/charts', chart: web, version: 1.0.0}\n",
-        "app/fleet.yaml: helm template failed: ",
+        "app/fleet.yaml: helm pull failed: ",
         files={},
     ),
     "kustomize-broken": app(

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from activities.secrets import FileSecretStore
+from flotilla.credentials import SOPS_AGE_SECRET
 from starters.cli import main
+from tests.charts import AgeKey, ChartServer, sops_encrypt
+from tests.conftest import CHART_PASSWORD, CHART_USER, locate
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -214,3 +218,37 @@ def test_bundle_name_joins_the_path_as_given_like_fleet_apply(
         assert names == [name]
     else:
         assert "demo-fleet-examples-helm-local" in names
+
+
+def test_test_uses_the_gitrepo_helm_secret_and_sops_key_from_the_secret_store(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    private_chart_server: ChartServer,
+    age_key: AgeKey,
+) -> None:
+    monkeypatch.setenv("FLOTILLA_SECRETS_DIR", str(tmp_path / "secrets"))
+    store = FileSecretStore(tmp_path / "secrets")
+    store.put("team", "creds", {"username": CHART_USER, "password": CHART_PASSWORD})
+    store.put("team", SOPS_AGE_SECRET, {"age.agekey": age_key.identity})
+    values = sops_encrypt(locate("sops"), "greeting: sealed-hello\n", age_key.recipient)
+    repo = tmp_path / "repo"
+    (repo / "app").mkdir(parents=True)
+    (repo / "app" / "fleet.yaml").write_text(
+        f"helm:\n  repo: {private_chart_server.url}\n  chart: private\n"
+        "  valuesFiles: [secrets.yaml]\n"
+    )
+    (repo / "app" / "secrets.yaml").write_text(values)
+    gitrepo = tmp_path / "g.yaml"
+    gitrepo.write_text(
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\n"
+        "metadata: {name: priv, namespace: team}\n"
+        "spec: {repo: x, targets: [{clusterSelector: {}}], helmSecretName: creds, "
+        f"helmRepoURLRegex: '{private_chart_server.url}'}}\n"
+    )
+
+    code, out, err = run(["test", str(repo), "--gitrepo", str(gitrepo)], capsys)
+
+    assert (code, err) == (0, "")
+    (cm,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "ConfigMap"]
+    assert cm["data"]["greeting"] == "sealed-hello"

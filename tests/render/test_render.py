@@ -14,7 +14,7 @@ from flotilla.bundles import Bundle, FileListing, read_bundles
 from flotilla.errors import RenderError
 from flotilla.models import BundleDeploymentOptions, HelmOptions
 from flotilla.targeting import ClusterInfo
-from tests.render.conftest import ChartServer
+from tests.charts import ChartServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "fleet-examples"
 DEV = ClusterInfo(name="dev-1", labels={"env": "dev"})
@@ -113,7 +113,10 @@ def test_missing_remote_chart_version_is_a_one_line_error(
     fleet_yaml = f"helm:\n  repo: {chart_server.url}\n  chart: demo\n  version: '9.9.9'\n"
     with pytest.raises(RenderError) as err:
         render_bundle(bundle_of({"fleet.yaml": fleet_yaml}), DEV, workdir=tmp_path)
-    assert "helm template failed" in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value) == (
+        'b/fleet.yaml: helm pull failed: chart "demo" version "9.9.9" not found in '
+        f"{chart_server.url} repository"
+    )
 
 
 def test_materialize_chart_local_and_remote(tmp_path: Path, chart_server: ChartServer) -> None:

@@ -740,12 +740,16 @@ def test_load_fleet_objects_dispatches_on_kind() -> None:
     text = "\n---\n".join([GITREPO, CLUSTER, CLUSTER_GROUP]) + "\n---\n"
     objects, warnings = load_fleet_objects(text, file="fleet.objs.yaml")
     assert [type(o) for o in objects] == [GitRepo, Cluster, ClusterGroup]
-    # The GitRepo sets Helm credentials, which flotilla does not use yet: said, not dropped.
-    suffix = "private Helm repository credentials are not supported yet; "
-    suffix += "remote charts are pulled without them"
+    # The GitRepo sets Helm credentials and the regex that lets them be sent: nothing to say.
+    assert warnings == []
+
+
+@pytest.mark.parametrize("field", ["helmSecretName", "helmSecretNameForPaths"])
+def test_helm_credentials_without_a_url_regex_are_said_to_go_nowhere(field: str) -> None:
+    _, warnings = load_fleet_objects(_gitrepo(f"repo: x, {field}: creds"), file="g.yaml")
     assert warnings == [
-        f"fleet.objs.yaml (document 1): spec.helmSecretName: {suffix}",
-        f"fleet.objs.yaml (document 1): spec.helmRepoURLRegex: {suffix}",
+        f"g.yaml: spec.{field}: spec.helmRepoURLRegex is empty, so these Helm credentials are "
+        "sent to no repository; set it to the repository URLs they are for"
     ]
 
 
