@@ -12,6 +12,11 @@ concurrency × 3. Each run uses fresh namespaces (and a fresh flotilla namespace
 the side that goes first alternates. Run:
 
     .venv/bin/python bench/bench_fleet.py --runs 3
+    .venv/bin/python bench/bench_fleet.py --runs 3 --sides flotilla,remote   # issue 10
+
+``remote`` runs the same flotilla side on the multi-host backends: Secrets in a management
+cluster (etcd and an API server) and content in an htpasswd registry, and reports the extra
+requests per deployment to each.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -36,11 +42,13 @@ from bench_deploy import bundle_for, objects
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from activities.kubesecrets import KubernetesSecretStore
 from activities.render import customize_options, render_bundle
-from activities.secrets import FileSecretStore
+from activities.secrets import FileSecretStore, SecretStore
 from devenv import tools
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
+from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_auth
 from devenv.temporal import TemporalDevServer
 from flotilla.chart import wrap_manifests
 from flotilla.settings import TemporalSettings
@@ -65,8 +73,65 @@ def tool_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PATH": path, **extra}
 
 
+@dataclass
+class Remote:
+    """The stores a multi-host installation uses: Secrets in a management cluster (etcd and an
+    API server only) and content in an htpasswd registry that logs each request."""
+
+    management: LocalCluster
+    registry: LocalRegistry
+
+    def env(self, tag: str) -> dict[str, str]:
+        return {
+            "FLOTILLA_SECRET_BACKEND": "kubernetes",
+            "FLOTILLA_MANAGEMENT_KUBECONFIG": str(self.management.kubeconfig),
+            "FLOTILLA_SYSTEM_NAMESPACE": f"fl-{tag}",
+            "FLOTILLA_CONTENT_BACKEND": "oci",
+            "FLOTILLA_CONTENT_REGISTRY": f"{self.registry.host}/flotilla/content-{tag}",
+            "FLOTILLA_CONTENT_REGISTRY_SECRET": "content-registry",
+            "FLOTILLA_CONTENT_REGISTRY_INSECURE": "true",
+        }
+
+    def prepare(self, tag: str) -> KubernetesSecretStore:
+        """The run's namespace in the management cluster and the registry's credentials."""
+        namespace = f"fl-{tag}"
+        self.management.request(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        )
+        store = KubernetesSecretStore(self.management.kubeconfig)
+        store.put(
+            namespace,
+            "content-registry",
+            {"username": BASIC_USER, "password": BASIC_PASSWORD},
+        )
+        return store
+
+    def counts(self) -> tuple[int, int]:
+        """Requests so far: to the registry (access log lines) and to the management API
+        for Secrets (its own apiserver_request_total)."""
+        registry = sum(
+            1
+            for line in (self.registry.dir / "registry.log").read_text().splitlines()
+            if '"GET /v2/' in line
+            or '"HEAD /v2/' in line
+            or '"PUT /v2/' in line
+            or '"POST /v2/' in line
+            or '"PATCH /v2/' in line
+            or '"DELETE /v2/' in line
+        )
+        metrics = self.management.raw_request("GET", "/metrics").decode()
+        secrets = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("apiserver_request_total{") and 'resource="secrets"' in line
+        )
+        return registry, int(secrets)
+
+
 def start_worker(
-    address: str, root: Path, namespaces: list[str], *extra: str
+    address: str, root: Path, namespaces: list[str], *extra: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """The real worker, ``python worker.py``, logging to ``root/worker.log``."""
     root.mkdir(parents=True, exist_ok=True)
@@ -74,6 +139,7 @@ def start_worker(
         TEMPORAL_ADDRESS=address,
         FLOTILLA_SECRETS_DIR=str(root.parent / "secrets"),
         FLOTILLA_CONTENT_DIR=str(root / "content"),
+        **(env or {}),
     )
     argv = [sys.executable, str(ROOT / "worker.py"), "--workdir", str(root / "work"), *extra]
     for namespace in namespaces:
@@ -131,8 +197,10 @@ async def flotilla_run(
     *,
     breakdown: bool = False,
     logs: Path | None = None,
+    remote: Remote | None = None,
 ) -> tuple[float, float]:
-    """One run: returns (seconds to all Ready, bundle history events per deployment)."""
+    """One run: returns (seconds to all Ready, bundle history events per deployment); with
+    ``remote``, on the kubernetes secret and oci content backends."""
     namespace = f"fl-{tag}"
     files: dict[str, str | bytes] = {}
     for index in range(BUNDLES):
@@ -140,7 +208,10 @@ async def flotilla_run(
         files[f"b{index}/fleet.yaml"] = yaml.safe_dump({"defaultNamespace": f"{tag}-b{index}"})
     url = git.create_repo(f"bench-{tag}", files)
     client = await connect(TemporalSettings(address=server.address))
-    control = Control(client, secrets=FileSecretStore(root / "secrets"))
+    secrets: SecretStore = FileSecretStore(root / "secrets")
+    if remote is not None:
+        secrets = remote.prepare(tag)
+    control = Control(client, secrets=secrets)
     worker = start_worker(
         server.address,
         root / tag,
@@ -149,6 +220,7 @@ async def flotilla_run(
         "1",
         "--cluster-concurrency",
         str(CLUSTER_CONCURRENCY),
+        env=remote.env(tag) if remote is not None else None,
     )
     try:
         # The registry's updates need a running worker, so the clusters are added after it.
@@ -156,6 +228,7 @@ async def flotilla_run(
             await control.add_cluster(namespace, cluster.name, cluster.kubeconfig.read_text())
         wait_for_log(root / tag / "worker.log", "serving cluster queue", len(clusters))
         total = BUNDLES * len(clusters)
+        before = remote.counts() if remote is not None else (0, 0)
         started = time.monotonic()
         await control.apply_text(
             gitrepo_yaml(namespace, "bench", url, targets=[{"clusterSelector": {}}]),
@@ -175,6 +248,13 @@ async def flotilla_run(
                 raise RuntimeError(f"not Ready after 1800 s: {status!r}")
             await asyncio.sleep(0.5)
         seconds = time.monotonic() - started
+        if remote is not None:
+            after = remote.counts()
+            print(
+                f"    per deployment: {(after[0] - before[0]) / total:.1f} registry requests, "
+                f"{(after[1] - before[1]) / total:.1f} management API requests for Secrets",
+                flush=True,
+            )
         own, children = cpu_seconds(worker.pid), cpu_seconds(worker.pid, children=True)
         print(
             f"    worker CPU: {own:.1f} s python, {children:.1f} s helm and other children",
@@ -266,6 +346,14 @@ async def main_async(
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         root = Path(tmp)
         clusters = [LocalCluster(f"c{n}", root / f"cluster{n}", nodes=1) for n in range(CLUSTERS)]
+        remote: Remote | None = None
+        if "remote" in sides_wanted:
+            remote = Remote(
+                LocalCluster("mgmt", root / "mgmt", workloads=False),
+                LocalRegistry(
+                    root / "registry", auth=htpasswd_auth(root / "registry"), access_log=True
+                ),
+            )
         with (
             TemporalDevServer(root / "temporal", headless=True) as server,
             GitDaemon(root / "git") as git,
@@ -273,19 +361,34 @@ async def main_async(
             try:
                 for cluster in clusters:
                     cluster.start()
+                if remote is not None:
+                    remote.management.start()
+                    remote.registry.start()
                 ours: list[float] = []
+                theirs: list[float] = []
                 bare: list[float] = []
                 per_deployment: list[float] = []
                 for run in range(runs):
-                    sides = ["helm", "flotilla"] if run % 2 else ["flotilla", "helm"]
+                    sides = (
+                        ["helm", "remote", "flotilla"]
+                        if run % 2
+                        else ["flotilla", "remote", "helm"]
+                    )
                     for side in [s for s in sides if s in sides_wanted]:
                         tag = f"{side[0]}r{run}"
                         before = load()
-                        if side == "flotilla":
+                        if side in ("flotilla", "remote"):
                             seconds, events = await flotilla_run(
-                                tag, server, git, clusters, root, breakdown=breakdown, logs=logs
+                                tag,
+                                server,
+                                git,
+                                clusters,
+                                root,
+                                breakdown=breakdown,
+                                logs=logs,
+                                remote=remote if side == "remote" else None,
                             )
-                            ours.append(seconds)
+                            (ours if side == "flotilla" else theirs).append(seconds)
                             per_deployment.append(events)
                             extra = f", {events:.1f} bundle events per deployment"
                         else:
@@ -300,6 +403,9 @@ async def main_async(
             finally:
                 for cluster in clusters:
                     cluster.stop()
+                if remote is not None:
+                    remote.management.stop()
+                    remote.registry.stop()
     print()
     print(
         f"{BUNDLES} bundles x {CLUSTERS} clusters = {BUNDLES * CLUSTERS} deployments, "
@@ -310,8 +416,17 @@ async def main_async(
         print(f"bundle history events per deployment: {statistics.median(per_deployment):.1f}")
     if bare:
         print(f"helm upgrade --install --wait:     {statistics.median(bare):6.1f}s  {bare}")
+    if theirs:
+        print(
+            f"flotilla on kubernetes secrets + oci content: {statistics.median(theirs):6.1f}s  "
+            f"{theirs}"
+        )
     if ours and bare:
         print(f"ratio {statistics.median(ours) / statistics.median(bare):.2f}")
+    if ours and theirs:
+        print(
+            f"ratio remote/file backends {statistics.median(theirs) / statistics.median(ours):.2f}"
+        )
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
 
@@ -319,7 +434,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
-        "--only", choices=["flotilla", "helm"], help="run one side only (for profiling)"
+        "--sides",
+        default="flotilla,helm",
+        help="comma-separated: flotilla (file backends), remote (kubernetes secrets in a "
+        "management cluster + oci content in a registry), helm (bare helm --wait)",
     )
     parser.add_argument(
         "--breakdown", action="store_true", help="print bundle history events by type"
@@ -328,7 +446,10 @@ def main() -> int:
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the worker subprocess and clusters are stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    sides = [args.only] if args.only else ["flotilla", "helm"]
+    sides = [side.strip() for side in args.sides.split(",")]
+    unknown = set(sides) - {"flotilla", "remote", "helm"}
+    if unknown:
+        parser.error(f"--sides: unknown {sorted(unknown)}")
     asyncio.run(main_async(args.runs, sides, breakdown=args.breakdown, logs=args.logs))
     return 0
 

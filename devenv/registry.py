@@ -35,7 +35,7 @@ _CONFIG_TEMPLATE = """version: 0.1
 log:
   level: warn
   accesslog:
-    disabled: true
+    disabled: {quiet}
 storage:
   filesystem:
     rootdirectory: {storage}
@@ -111,12 +111,15 @@ class LocalRegistry:
         storage: Path | None = None,
         auth: str = "",
         tls: tuple[Path, Path] | None = None,
+        access_log: bool = False,
     ) -> None:
         self.dir = directory
         self.port = port or free_port()
         self.tied_to_parent = tied_to_parent
         self.storage = storage or directory / "storage"
         self.auth = auth
+        # One line per request in registry.log (benchmarks count requests with it).
+        self.access_log = access_log
         self.tls = tls
         self.process: ManagedProcess | None = None
 
@@ -135,7 +138,13 @@ class LocalRegistry:
             f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n" if self.tls else ""
         )
         config.write_text(
-            _CONFIG_TEMPLATE.format(storage=self.storage, port=self.port, tls=tls, auth=self.auth)
+            _CONFIG_TEMPLATE.format(
+                storage=self.storage,
+                port=self.port,
+                tls=tls,
+                auth=self.auth,
+                quiet="false" if self.access_log else "true",
+            )
         )
         self.process = ManagedProcess(
             "docker-registry",

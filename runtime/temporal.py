@@ -83,4 +83,9 @@ def _reason(text: str) -> str:
     quoted = re.findall(r'(?:message|error): "([^"]+)"', text)
     if quoted:
         return str(quoted[-1]).lower()
+    if "UnknownIssuer" in text:
+        return "its TLS certificate is not signed by a trusted CA (set TEMPORAL_TLS_CA_FILE)"
+    named = re.findall(r"error: ([A-Za-z]+(?:\([A-Za-z]+\))?)", text)
+    if named:
+        return str(named[-1])
     return " ".join(text.split())[-200:] or "no answer"
