@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from devenv.process import free_port
+from devenv.tools import tools_dir
 from starters.cli import (
     EXIT_INTERNAL_ERROR,
     EXIT_UNREACHABLE,
@@ -90,3 +91,24 @@ def test_usage_user_and_internal_errors_have_distinct_codes(
     assert main(["test", str(ROOT / "examples/fleet-examples/raw-overlays")]) == EXIT_USER_ERROR
     assert "FLOTILLA_SECRET_BACKEND='vault'" in capsys.readouterr().err
     assert len({EXIT_USAGE_ERROR, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_UNREACHABLE}) == 4
+
+
+def test_offline_test_finds_the_pinned_tools_make_tools_built_without_path(
+    tools_on_path: list[Path],
+) -> None:
+    """The README's `flotilla test ... -l env=prod` right after `make dev`: helm and kustomize
+    come from the tool cache, not from PATH."""
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "starters.cli", "test", "examples/fleet-examples",
+            "--gitrepo", "examples/gitrepo.yaml", "-l", "env=prod",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "HOME": os.environ["HOME"],
+             "FLOTILLA_TOOLS_DIR": str(tools_dir())},
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "# bundle fleet-examples-helm-kustomize" in done.stdout
