@@ -19,7 +19,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.gitops import GitOpsActivities, GitSource
-from flotilla.imagepolicy import ImageUpdate, rewrite_markers
+from flotilla.imagepolicy import ImageUpdate
+from flotilla.markers import rewrite_markers
 from flotilla.models import CommitSpec
 
 MAX_PUSH_ATTEMPTS = 5
