@@ -63,7 +63,7 @@ from flotilla.deployment import (
     secret_strings,
 )
 from flotilla.drift import (
-    ComparePatch,
+    CompiledComparePatch,
     DriftEntry,
     ObjectKey,
     diff_objects,
@@ -885,7 +885,7 @@ class _Watch:
             for entry in (options.ignore.conditions if options.ignore else None) or []
         ]
         self.patches = [
-            ComparePatch.model_validate(
+            CompiledComparePatch.model_validate(
                 patch.model_dump(mode="json", by_alias=True, exclude_none=True)
             )
             for patch in (options.diff.compare_patches if options.diff else None) or []

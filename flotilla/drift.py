@@ -113,8 +113,9 @@ class PatchOperation(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
-class ComparePatch(BaseModel):
-    """One fleet.yaml ``diff.comparePatches`` entry: what to leave out of the comparison."""
+class CompiledComparePatch(BaseModel):
+    """A ``diff.comparePatches`` entry as the drift check uses it: what to leave out of the
+    comparison, empty fields matching anything (``flotilla.models.ComparePatch`` is the YAML)."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -213,7 +214,7 @@ def find_hpa_targets(objects: Iterable[dict[str, Any]]) -> set[ObjectKey]:
 def diff_objects(
     desired: list[dict[str, Any]],
     live: dict[ObjectKey, dict[str, Any] | None],
-    compare_patches: list[ComparePatch],
+    compare_patches: list[CompiledComparePatch],
     hpa_targets: set[ObjectKey],
     *,
     namespace: str = "default",
@@ -251,7 +252,9 @@ def describe_pointers(pointers: list[str]) -> str:
     return f"differs at {shown}" + (f" (+{rest} more)" if rest > 0 else "")
 
 
-def apply_compare_patches(obj: dict[str, Any], patches: list[ComparePatch]) -> dict[str, Any]:
+def apply_compare_patches(
+    obj: dict[str, Any], patches: list[CompiledComparePatch]
+) -> dict[str, Any]:
     """Return a copy of obj with each patch operation and JSON pointer removal applied."""
     result = copy.deepcopy(obj)
     for patch in patches:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from flotilla.drift import (
-    ComparePatch,
+    CompiledComparePatch,
     DriftEntry,
     DriftKind,
     ObjectKey,
@@ -323,7 +323,7 @@ def live_by_key(*objs: dict[str, Any]) -> dict[ObjectKey, dict[str, Any] | None]
 def diff(
     desired: list[dict[str, Any]],
     live: dict[ObjectKey, dict[str, Any] | None],
-    patches: list[ComparePatch] | None = None,
+    patches: list[CompiledComparePatch] | None = None,
     hpa: set[ObjectKey] | None = None,
 ) -> list[DriftEntry]:
     return diff_objects(desired, live, patches or [], hpa or set(), namespace="app")
@@ -506,7 +506,7 @@ def test_find_hpa_targets_reads_scale_target_refs() -> None:
     assert find_hpa_targets([hpa, LIVE_SERVICE]) == {object_key(DESIRED_DEPLOYMENT, "app")}
 
 
-IGNORE_JOB = ComparePatch.model_validate(
+IGNORE_JOB = CompiledComparePatch.model_validate(
     {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -533,7 +533,7 @@ JOB = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "acl-init"}
     ],
 )
 def test_ignore_operation_removes_whole_objects(
-    patch: ComparePatch, name: str, ignored: bool
+    patch: CompiledComparePatch, name: str, ignored: bool
 ) -> None:
     job = edited(JOB, "/metadata/name", name)
     assert (diff([job], {}, [patch]) == []) is ignored
@@ -547,7 +547,7 @@ def test_ignore_operation_also_hides_modifications() -> None:
 
 
 def test_name_regex_applies_only_to_ignore() -> None:
-    patch = ComparePatch.model_validate(
+    patch = CompiledComparePatch.model_validate(
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -614,7 +614,7 @@ WEBHOOK_LIVE: dict[str, Any] = {
     ],
 )
 def test_compare_patches_remove_pointers(patch: dict[str, Any], drift: bool) -> None:
-    entry = ComparePatch.model_validate(
+    entry = CompiledComparePatch.model_validate(
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingWebhookConfiguration",
@@ -626,7 +626,7 @@ def test_compare_patches_remove_pointers(patch: dict[str, Any], drift: bool) -> 
 
 
 def test_compare_patch_for_another_object_changes_nothing() -> None:
-    other = ComparePatch.model_validate(
+    other = CompiledComparePatch.model_validate(
         {"kind": "ValidatingWebhookConfiguration", "name": "other", "jsonPointers": ["/webhooks"]}
     )
     assert diff([WEBHOOK_DESIRED], live_by_key(WEBHOOK_LIVE), [other]) != []
