@@ -9,8 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from flotilla.errors import SpecError, short_repr
-from flotilla.models import Partition as PartitionSpec
-from flotilla.models import RolloutStrategy
+from flotilla.models import Partition, RolloutStrategy
 from flotilla.targeting import has_criteria, match_selector
 
 DEFAULT_LIMIT = "100%"
@@ -50,8 +49,9 @@ class RolloutTarget(_Model):
     blocked: bool = False
 
 
-class Partition(_Model):
-    """Clusters that roll out together, in order, with their own maxUnavailable."""
+class PlannedPartition(_Model):
+    """Clusters that roll out together, in order, with their own maxUnavailable: the plan
+    made from ``rolloutStrategy`` (``flotilla.models.Partition`` is one of its YAML entries)."""
 
     name: str
     clusters: list[str]
@@ -153,7 +153,9 @@ def _limit_of(count: int, value: int | str, field: str) -> int:
     return max(int(count * percent) // 100, 1)
 
 
-def make_partitions(targets: list[RolloutTarget], strategy: RolloutStrategy) -> list[Partition]:
+def make_partitions(
+    targets: list[RolloutTarget], strategy: RolloutStrategy
+) -> list[PlannedPartition]:
     """Split ``targets`` into ordered partitions as Fleet does, plus one for any leftovers.
 
     Clusters no manual partition takes go into a last partition named ``unmatched`` with a
@@ -167,7 +169,7 @@ def make_partitions(targets: list[RolloutTarget], strategy: RolloutStrategy) -> 
 
 def _partition_automatically(
     ordered: list[RolloutTarget], strategy: RolloutStrategy
-) -> list[Partition]:
+) -> list[PlannedPartition]:
     size_value = strategy.auto_partition_size
     disabled = isinstance(size_value, int) and size_value <= 0
     rollout_limit = (strategy.max_unavailable, "rolloutStrategy.maxUnavailable")
@@ -191,7 +193,9 @@ def _partition_automatically(
     ]
 
 
-def _partition_manually(ordered: list[RolloutTarget], strategy: RolloutStrategy) -> list[Partition]:
+def _partition_manually(
+    ordered: list[RolloutTarget], strategy: RolloutStrategy
+) -> list[PlannedPartition]:
     rollout_limit = (strategy.max_unavailable, "rolloutStrategy.maxUnavailable")
     remaining = list(ordered)
     partitions = []
@@ -215,7 +219,7 @@ def _partition_manually(ordered: list[RolloutTarget], strategy: RolloutStrategy)
     return partitions
 
 
-def _partition_matches(spec: PartitionSpec, target: RolloutTarget) -> bool:
+def _partition_matches(spec: Partition, target: RolloutTarget) -> bool:
     """Every criterion the partition sets must hold, group criteria for one and the same group.
 
     A cluster in no group is tried with an empty group name and labels, as targeting does.
@@ -241,10 +245,10 @@ def _partition_matches(spec: PartitionSpec, target: RolloutTarget) -> bool:
 
 def _partition(
     name: str, targets: list[RolloutTarget], *choices: tuple[int | str | None, str]
-) -> Partition:
+) -> PlannedPartition:
     """The first limit that is set wins, as in Fleet; the error names the field it came from."""
     value, field = next(((v, f) for v, f in choices if v is not None), (None, choices[-1][1]))
-    return Partition(
+    return PlannedPartition(
         name=name,
         clusters=[t.cluster for t in targets],
         max_unavailable=limit(len(targets), value, field=field),
@@ -328,7 +332,9 @@ class _Pass:
         self.held: list[str] = []
         self.not_created: list[str] = []
 
-    def advance(self, partition: Partition, members: list[RolloutTarget]) -> list[RolloutTarget]:
+    def advance(
+        self, partition: PlannedPartition, members: list[RolloutTarget]
+    ) -> list[RolloutTarget]:
         """Move what this partition's limits allow; return members as they are after the moves."""
         partition_unavailable = sum(is_unavailable(t) for t in members)
         after = []
@@ -364,7 +370,7 @@ class _Pass:
 
 
 def _status(
-    partition: Partition, members: list[RolloutTarget], *, reached: bool
+    partition: PlannedPartition, members: list[RolloutTarget], *, reached: bool
 ) -> PartitionStatus:
     # For a partition, a deployment that is not yet up to date counts as unavailable too.
     return PartitionStatus(
@@ -378,7 +384,7 @@ def _status(
 
 
 def _plan(
-    partitions: list[Partition],
+    partitions: list[PlannedPartition],
     statuses: list[PartitionStatus],
     *,
     after: dict[str, RolloutTarget],
