@@ -536,8 +536,9 @@ class BundleSpec(BundleSpecCommon):
     target_restrictions: list[BundleTargetRestriction] | None = None
 
 
-class Bundle(FleetObjectModel):
-    """A Bundle object, as ``flotilla bundle`` prints it."""
+class FleetBundle(FleetObjectModel):
+    """Fleet's Bundle object, as ``flotilla bundle`` prints it (``flotilla.bundles.Bundle`` is
+    a bundle as flotilla reads it from git)."""
 
     kind: Literal["Bundle"] = "Bundle"
     metadata: ObjectMeta

@@ -28,13 +28,13 @@ from flotilla.models import (
     Cluster,
     ClusterGroup,
     ClusterGroupSpec,
+    FleetBundle,
     GitTarget,
     LabelSelector,
     ObjectMeta,
     load_fleet_objects,
     load_gitrepo,
 )
-from flotilla.models import Bundle as FleetBundle
 from flotilla.targeting import (
     ClusterInfo,
     explain_no_match,

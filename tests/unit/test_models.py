@@ -9,9 +9,9 @@ import yaml
 
 from flotilla.errors import SpecError
 from flotilla.models import (
-    Bundle,
     Cluster,
     ClusterGroup,
+    FleetBundle,
     FleetYaml,
     GitRepo,
     LabelSelector,
@@ -291,7 +291,7 @@ def test_fleet_yaml_round_trips_without_warnings(text: str) -> None:
         (GitRepo, GITREPO),
         (Cluster, CLUSTER),
         (ClusterGroup, CLUSTER_GROUP),
-        (Bundle, BUNDLE),
+        (FleetBundle, BUNDLE),
     ],
 )
 def test_objects_round_trip_without_warnings(model: type[Any], text: str) -> None:
@@ -308,7 +308,7 @@ def test_round_trip_dump_is_yaml_fleet_can_read() -> None:
 
 
 def test_objects_built_in_python_dump_api_version_and_kind_first() -> None:
-    bundle = Bundle.model_validate({"metadata": {"name": "b"}})
+    bundle = FleetBundle.model_validate({"metadata": {"name": "b"}})
     assert list(bundle.to_fleet())[:2] == ["apiVersion", "kind"]
     assert bundle.to_fleet()["kind"] == "Bundle"
     assert bundle.to_fleet()["apiVersion"] == "fleet.cattle.io/v1alpha1"
