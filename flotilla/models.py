@@ -529,8 +529,8 @@ class BundleResource(FleetModel):
     encoding: str | None = None
 
 
-class BundleSpec(BundleSpecCommon):
-    """A Bundle's spec: options, content and targeting."""
+class FleetBundleSpec(BundleSpecCommon):
+    """A Fleet Bundle's spec: options, content and targeting."""
 
     resources: list[BundleResource] | None = None
     target_restrictions: list[BundleTargetRestriction] | None = None
@@ -542,7 +542,7 @@ class FleetBundle(FleetObjectModel):
 
     kind: Literal["Bundle"] = "Bundle"
     metadata: ObjectMeta
-    spec: BundleSpec = Field(default_factory=BundleSpec)
+    spec: FleetBundleSpec = Field(default_factory=FleetBundleSpec)
 
 
 FleetObject = GitRepo | Cluster | ClusterGroup
