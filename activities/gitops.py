@@ -32,7 +32,7 @@ from activities.secrets import SecretStore
 from flotilla.bundles import name_bundle, read_bundles
 from flotilla.depends import BundleInfo, find_cycles, resolve_dependencies
 from flotilla.deployment import DeploymentOptions, deployment_id
-from flotilla.errors import FlotillaError
+from flotilla.errors import FlotillaError, one_line
 from flotilla.models import DEFAULT_NAMESPACE, ClusterGroup, GitRepoSpec, GitTarget, RolloutStrategy
 from flotilla.targeting import ClusterInfo, GitRepoSwitches, apply_switches, resolve_deployment
 from flotilla.templating import process_values
@@ -40,11 +40,6 @@ from workflows.common import INVALID_SPEC
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _MAX_ERROR = 300
-
-
-def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _MAX_ERROR else flat[: _MAX_ERROR - 3] + "..."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +236,7 @@ class GitOpsActivities:
     def git_error(self, source: GitSource, what: str, err: git.GitCommandError) -> ApplicationError:
         """A retryable ``GitError`` of one line naming the repository and the git call."""
         stderr = err.stderr if isinstance(err.stderr, str) else str(err)
-        message = _one_line(f"{source.repo}: {what} failed: {stderr.strip()}")
+        message = one_line(f"{source.repo}: {what} failed: {stderr.strip()}", _MAX_ERROR)
         return ApplicationError(message, type="GitError")
 
     @activity.defn
@@ -325,7 +320,7 @@ class GitOpsActivities:
                 name=name_bundle(request.gitrepo, bad.path),
                 path=bad.path,
                 digest="",
-                error=_one_line(bad.error),
+                error=one_line(bad.error, _MAX_ERROR),
             )
             for bad in result.invalid
         ]
@@ -341,7 +336,7 @@ class GitOpsActivities:
             try:
                 deps = resolve_dependencies(info, infos, file=f"{bundle.path}/fleet.yaml")
             except FlotillaError as err:
-                errors[bundle.name] = _one_line(str(err))
+                errors[bundle.name] = one_line(str(err), _MAX_ERROR)
                 continue
             resolved[bundle.name] = [
                 DependencyRef(bundle=d.bundle, accepted_states=list(d.accepted_states))
@@ -424,7 +419,7 @@ class GitOpsActivities:
                         update={"helm": options.helm.model_copy(update={"values": values})}
                     )
             except FlotillaError as err:
-                result.errors[cluster.name] = _one_line(str(err))
+                result.errors[cluster.name] = one_line(str(err), _MAX_ERROR)
                 continue
             payload = DeploymentOptions(options=options, cluster=info)
             options_digest = self.content.put(_canonical(payload))

@@ -27,7 +27,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from flotilla.errors import FlotillaError
+from flotilla.errors import FlotillaError, one_line
 
 FIELD_MANAGER = "flotilla"
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -108,12 +108,6 @@ class UnreachableError(KubeError):
     retryable = True
 
 
-def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
-    """Collapse whitespace and cut to ``limit`` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
 def _server_message(body: Any) -> str:
     """The ``message`` of a Kubernetes Status body, else nothing (bodies are never echoed)."""
     if isinstance(body, bytes):
@@ -125,7 +119,7 @@ def _server_message(body: Any) -> str:
     except ValueError:
         return ""
     message = status.get("message") if isinstance(status, dict) else None
-    return one_line(message) if isinstance(message, str) else ""
+    return one_line(message, _MAX_MESSAGE) if isinstance(message, str) else ""
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -64,7 +64,7 @@ from activities.content import (
 )
 from activities.registry import HttpReply, parse_challenge
 from activities.secrets import SecretStore
-from flotilla.errors import FlotillaError
+from flotilla.errors import FlotillaError, one_line
 from flotilla.registryauth import registry_credentials
 from flotilla.settings import ContentRegistrySettings
 
@@ -91,13 +91,8 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
-
-
 def _reason(err: BaseException) -> str:
-    return _one_line(str(err) or type(err).__name__)
+    return one_line(str(err) or type(err).__name__, _MAX_DETAIL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,7 +118,7 @@ class _Reply(HttpReply):
             message = "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict))
         except (ValueError, AttributeError):
             message = self.body.decode("utf-8", "replace")
-        return f"{status}: {_one_line(message)}" if message.strip() else status
+        return f"{status}: {one_line(message, _MAX_DETAIL)}" if message.strip() else status
 
 
 @dataclass
@@ -266,7 +261,7 @@ class _Client:
         if scheme != "bearer" or "realm" not in params:
             raise ContentUnavailableError(
                 f"content registry {self.host}: {what}: unsupported challenge "
-                f"{_one_line(challenge)[:60]!r}"
+                f"{one_line(challenge, _MAX_DETAIL)[:60]!r}"
             )
         query = urllib.parse.urlencode(
             [(k, params[k]) for k in ("service", "scope") if params.get(k)]
