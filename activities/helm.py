@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from flotilla.errors import FlotillaError
+from flotilla.errors import FlotillaError, one_line
 
 # Helm stores custom release labels on its release Secrets, where flotilla reads them back.
 DEPLOYMENT_ID_LABEL = "flotilla.dev/deployment-id"
@@ -64,8 +64,7 @@ def one_line_stderr(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if not line.startswith(("WARNING:", "walk.go:"))]
     text = "; ".join(line.removeprefix("Error: ") for line in errors or lines) or "no message"
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+    return one_line(text, _MAX_MESSAGE)
 
 
 def classify(message: str) -> str:

@@ -33,7 +33,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.secrets import SecretStore, SecretStoreError
-from flotilla.errors import FlotillaError
+from flotilla.errors import FlotillaError, one_line
 from flotilla.models import DEFAULT_NAMESPACE
 from flotilla.registryauth import registry_credentials
 
@@ -160,8 +160,7 @@ def _next_link(header: str) -> str | None:
 
 
 def _short(body: bytes) -> str:
-    text = " ".join(body.decode("utf-8", "replace").split())
-    return text if len(text) <= _MAX_BODY_IN_ERROR else text[: _MAX_BODY_IN_ERROR - 3] + "..."
+    return one_line(body.decode("utf-8", "replace"), _MAX_BODY_IN_ERROR)
 
 
 class RegistryActivities:
