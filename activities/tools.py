@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flotilla.errors import RenderError
+from flotilla.errors import RenderError, one_line
 
 TOOL_TIMEOUT_SECONDS = 300
 _MAX_MESSAGE = 300
@@ -64,7 +64,7 @@ def tool_message(text: str, redact: Sequence[str] = ()) -> str:
             text = text.replace(secret, "[redacted]")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     message = "; ".join(line.removeprefix("Error: ") for line in lines) or "no message"
-    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
+    return one_line(message, _MAX_MESSAGE)
 
 
 def run_tool(
