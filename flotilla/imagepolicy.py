@@ -405,7 +405,7 @@ def _parse_image_scan(entry: object, path: str, file: str) -> ImageScan:
     try:
         policy = parse_policy(entry["policy"])
     except ValueError as error:
-        raise SpecError(_one_line(error), file=file, field=f"{path}.policy") from None
+        raise SpecError(_first_problem(error), file=file, field=f"{path}.policy") from None
     return ImageScan(
         image=image,
         ref=ref,
@@ -422,7 +422,7 @@ def _parse_image_scan(entry: object, path: str, file: str) -> ImageScan:
     )
 
 
-def _one_line(error: ValueError) -> str:
+def _first_problem(error: ValueError) -> str:
     """pydantic's multi-line report cut to its first error, with where and what."""
     if isinstance(error, ValidationError):
         first = error.errors()[0]
