@@ -32,6 +32,14 @@ def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def cause_message(err: BaseException) -> str:
+    """The message of the error a Temporal failure wraps (an activity's, an update's), on one
+    line; read by attribute, so the core needs no Temporal types."""
+    cause = getattr(err, "cause", None)
+    message = getattr(cause, "message", None) or str(cause or err)
+    return " ".join(str(message).split())
+
+
 class FlotillaError(Exception):
     """Base of every error flotilla raises on purpose; ``str()`` is the one-line message."""
 

@@ -33,7 +33,7 @@ from activities.secrets import (
     exists,
     kubeconfig_secret_name,
 )
-from flotilla.errors import FlotillaError, SpecError
+from flotilla.errors import FlotillaError, SpecError, cause_message
 from flotilla.kubenames import name_problem
 from flotilla.models import DEFAULT_NAMESPACE, Cluster, ClusterGroup, GitRepo, load_fleet_objects
 from runtime.stores import load_settings, secret_store
@@ -72,12 +72,6 @@ from workflows.visibility import GITREPO, KIND
 T = TypeVar("T")
 
 
-def _unwrap(err: WorkflowUpdateFailedError) -> FlotillaError:
-    cause = err.cause
-    message = getattr(cause, "message", None) or str(cause or err)
-    return FlotillaError(" ".join(str(message).split()))
-
-
 class Control:
     """The operations behind the commands, usable from tests and other starters."""
 
@@ -104,7 +98,7 @@ class Control:
                 update, request, start_workflow_operation=start
             )
         except WorkflowUpdateFailedError as err:
-            raise _unwrap(err) from None
+            raise FlotillaError(cause_message(err)) from None
 
     async def ensure_registry(self, namespace: str) -> None:
         await self.client.start_workflow(
@@ -238,7 +232,7 @@ class Control:
                 start_workflow_operation=start,
             )
         except WorkflowUpdateFailedError as err:
-            raise _unwrap(err) from None
+            raise FlotillaError(cause_message(err)) from None
         message: str = result.message
         return message
 

@@ -24,7 +24,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.schedules import ImagePolicyInput
-from flotilla.errors import FlotillaError
+from flotilla.errors import FlotillaError, cause_message
 from flotilla.imagepolicy import FleetPolicy, Policy
 from flotilla.models import DEFAULT_NAMESPACE
 from runtime.stores import load_settings
@@ -169,9 +169,7 @@ class Images:
         try:
             return await handle.execute_update(update, ApprovalRequest(by=by, reason=reason))
         except WorkflowUpdateFailedError as err:
-            cause = err.cause
-            message = getattr(cause, "message", None) or str(cause or err)
-            raise FlotillaError(" ".join(str(message).split())) from None
+            raise FlotillaError(cause_message(err)) from None
 
 
 def _when(value: datetime | None) -> str:

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ScheduleActivities,
     )
     from activities.writeback import WriteBackActivities, WriteBackRequest
+    from flotilla.errors import cause_message
     from flotilla.imagepolicy import ImageUpdate, KeelPolicy, choose_tag, follows_digest
     from workflows.common import CLIENT_RETRY, GIT_RETRY
     from workflows.imagepolicy_models import (
@@ -49,12 +50,6 @@ POLL_TIMEOUT = timedelta(seconds=90)
 WRITE_BACK_TIMEOUT = timedelta(minutes=5)
 WRITE_BACK_HEARTBEAT = timedelta(seconds=60)
 SCHEDULE_CALL_TIMEOUT = timedelta(seconds=30)
-
-
-def _cause(err: ActivityError) -> str:
-    cause = err.cause
-    message = getattr(cause, "message", None) or str(cause or err)
-    return " ".join(str(message).split())
 
 
 # Outside the sandbox: a schedule starts a new run of this workflow for every poll (200
@@ -127,7 +122,7 @@ class ImagePolicyWorkflow:
         try:
             tags, digest = await self._registry(request)
         except ActivityError as err:
-            return ImagePolicyResult(outcome="error", message=f"poll failed: {_cause(err)}")
+            return ImagePolicyResult(outcome="error", message=f"poll failed: {cause_message(err)}")
         decision = choose_tag(
             scan.policy,
             current_tag=current.tag,
@@ -159,7 +154,9 @@ class ImagePolicyWorkflow:
                     request.model_copy(update={"list_tags": False, "digest_of": candidate.tag})
                 )
             except ActivityError as err:
-                return ImagePolicyResult(outcome="error", message=f"poll failed: {_cause(err)}")
+                return ImagePolicyResult(
+                    outcome="error", message=f"poll failed: {cause_message(err)}"
+                )
             candidate = candidate.model_copy(update={"digest": found})
         if scan.approvals > 0:
             refusal = await self._approval(proposal)
@@ -223,7 +220,7 @@ class ImagePolicyWorkflow:
             )
         except ActivityError as err:
             return ImagePolicyResult(
-                outcome="error", message=f"{self._change(candidate)}: {_cause(err)}"
+                outcome="error", message=f"{self._change(candidate)}: {cause_message(err)}"
             )
         self.state.applied = proposal
         what = f"committed {written.commit[:12]}" if written.commit else "already in git, no commit"
@@ -236,7 +233,7 @@ class ImagePolicyWorkflow:
             )
         except ActivityError as err:
             # The commit stands; the GitRepo's own polling will find it.
-            what += f" (sync-now not delivered: {_cause(err)})"
+            what += f" (sync-now not delivered: {cause_message(err)})"
         return ImagePolicyResult(
             outcome="committed", message=f"{self._change(candidate)}: {what}", commit=written.commit
         )
