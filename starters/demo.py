@@ -13,7 +13,8 @@ from flotilla.errors import FlotillaError
 from flotilla.models import load_gitrepo
 from runtime.stores import load_settings, secret_store
 from runtime.temporal import connect
-from starters.control import Control, bundle_table, gitrepo_table
+from starters.control import Control
+from starters.tables import bundle_table, gitrepo_table
 from workflows.gitrepo_models import GitRepoStatus
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

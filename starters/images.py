@@ -29,7 +29,7 @@ from flotilla.imagepolicy import FleetPolicy, Policy
 from flotilla.models import DEFAULT_NAMESPACE
 from runtime.stores import load_settings
 from runtime.temporal import connect
-from starters.control import render, table
+from starters.tables import render, table
 from workflows.imagepolicy import ImagePolicyWorkflow
 from workflows.imagepolicy_models import (
     ApprovalRequest,

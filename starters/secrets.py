@@ -29,7 +29,7 @@ from activities.secrets import (
 from flotilla.errors import FlotillaError, SpecError
 from flotilla.models import DEFAULT_NAMESPACE
 from runtime.stores import load_settings, secret_store
-from starters.control import render, table
+from starters.tables import render, table
 
 # Kubernetes' rule for the keys of a Secret's data.
 _KEY = re.compile(r"^[-._a-zA-Z0-9]+$")

@@ -7,7 +7,7 @@ import uuid
 
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
-from starters.control import cluster_table
+from starters.tables import cluster_table
 from tests.e2e.harness import Flotilla, gitrepo_yaml, helm_history, per_cluster_namespaces
 
 CONFIGMAP = """\

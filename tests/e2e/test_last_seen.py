@@ -7,7 +7,7 @@ import json
 
 from devenv.cluster import LocalCluster
 from devenv.process import free_port
-from starters.control import cluster_table
+from starters.tables import cluster_table
 from tests.e2e.harness import Flotilla
 from workflows.common import cluster_task_queue
 
