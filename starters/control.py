@@ -1,20 +1,16 @@
-"""``flotilla apply|cluster|get|describe|sync|pause|resume|delete``: the control commands.
+"""The client behind the control commands: Fleet objects and clusters to workflows, status back.
 
-Every input is validated here (Fleet YAML through ``flotilla.models``) before a workflow sees
-it; workflows validate again in their update validators. Kubeconfigs go into the secret store
+``starters/commands.py`` parses and validates the command line and prints; ``Control`` is
+what it calls, and what tests and other starters use. Kubeconfigs go into the secret store
 and only their secret names reach Temporal.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import sys
-from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel
 from temporalio.client import (
     Client,
@@ -33,17 +29,7 @@ from activities.secrets import (
 )
 from flotilla.errors import FlotillaError, SpecError, cause_message
 from flotilla.kubenames import name_problem
-from flotilla.models import DEFAULT_NAMESPACE, Cluster, ClusterGroup, GitRepo, load_fleet_objects
-from runtime.stores import load_settings, secret_store
-from runtime.temporal import connect
-from starters.tables import (
-    bundle_table,
-    cluster_table,
-    describe_bundle,
-    describe_gitrepo,
-    gitrepo_table,
-    render,
-)
+from flotilla.models import Cluster, ClusterGroup, GitRepo, load_fleet_objects
 from workflows.bundle import BundleWorkflow
 from workflows.bundle_models import BundleStatus, BundleStatusRequest, PauseRequest
 from workflows.common import (
@@ -335,229 +321,3 @@ async def _not_found_is_error(call: Awaitable[T], message: str) -> T:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise FlotillaError(message) from None
         raise
-
-
-# ---------------------------------------------------------------------------------------------
-# Commands
-# ---------------------------------------------------------------------------------------------
-
-
-def _labels(pairs: Sequence[str]) -> dict[str, str]:
-    labels = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SpecError(f"-l: expected key=value, got {pair!r}")
-        labels[key] = value
-    return labels
-
-
-def _kubeconfig_text(path: str, context: str | None) -> str:
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise SpecError(f"cannot read kubeconfig: {err.strerror}", file=path) from None
-    if not context:
-        return text
-    data = yaml.safe_load(text)
-    names = [c.get("name") for c in (data or {}).get("contexts") or []]
-    if context not in names:
-        raise SpecError(f"--context: {context!r} is not in the kubeconfig (has {names})", file=path)
-    data["current-context"] = context
-    return yaml.safe_dump(data, sort_keys=False)
-
-
-def _run(args: argparse.Namespace, action: Callable[[Control], Awaitable[str]]) -> int:
-    async def go() -> str:
-        settings = load_settings()
-        client = await connect(settings.temporal)
-        control = Control(client, task_queue=args.task_queue, secrets=secret_store(settings))
-        return await action(control)
-
-    print(asyncio.run(go()))
-    return 0
-
-
-def cmd_apply(args: argparse.Namespace) -> int:
-    text = sys.stdin.read() if args.file == "-" else _read(args.file)
-    load_fleet_objects(text, file=args.file)  # validate everything before any workflow sees it
-
-    async def action(control: Control) -> str:
-        return "\n".join(await control.apply_text(text, file=args.file))
-
-    return _run(args, action)
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError as err:
-        raise SpecError(f"cannot read: {err.strerror}", file=path) from None
-
-
-def cmd_cluster_add(args: argparse.Namespace) -> int:
-    kubeconfig = _kubeconfig_text(args.kubeconfig, args.context) if args.kubeconfig else None
-    labels = _labels(args.label)
-
-    async def action(control: Control) -> str:
-        change = await control.add_cluster(args.namespace, args.name, kubeconfig, labels=labels)
-        return change.message
-
-    return _run(args, action)
-
-
-def cmd_cluster_label(args: argparse.Namespace) -> int:
-    set_labels = _labels([p for p in args.labels if not p.endswith("-")])
-    remove = [p[:-1] for p in args.labels if p.endswith("-")]
-
-    async def action(control: Control) -> str:
-        change = await control.label_cluster(args.namespace, args.name, set_labels, remove)
-        return change.message
-
-    return _run(args, action)
-
-
-def cmd_cluster_remove(args: argparse.Namespace) -> int:
-    async def action(control: Control) -> str:
-        return (await control.remove_cluster(args.namespace, args.name)).message
-
-    return _run(args, action)
-
-
-async def _clusters(control: Control, namespace: str, output: str) -> str:
-    snapshot = await control.registry(namespace)
-    if output != "table":
-        return render(snapshot, output, str)
-    bundles = await control.list_bundles(namespace)
-    return cluster_table(snapshot, bundles)
-
-
-def cmd_cluster_list(args: argparse.Namespace) -> int:
-    return _run(args, lambda control: _clusters(control, args.namespace, args.output))
-
-
-def cmd_get(args: argparse.Namespace) -> int:
-    async def action(control: Control) -> str:
-        if args.kind in ("gitrepo", "gitrepos"):
-            repos = await control.list_gitrepos(args.namespace)
-            return render(repos, args.output, lambda: gitrepo_table(repos))
-        if args.kind in ("bundle", "bundles"):
-            bundles = await control.list_bundles(args.namespace)
-            return render(bundles, args.output, lambda: bundle_table(bundles))
-        return await _clusters(control, args.namespace, args.output)
-
-    return _run(args, action)
-
-
-def cmd_describe(args: argparse.Namespace) -> int:
-    async def action(control: Control) -> str:
-        if args.kind == "gitrepo":
-            repo = await control.gitrepo_status(args.namespace, args.name)
-            return render(repo, args.output, lambda: describe_gitrepo(repo))
-        bundle = await control.bundle_status(args.namespace, args.name)
-        return render(bundle, args.output, lambda: describe_bundle(bundle))
-
-    return _run(args, action)
-
-
-def cmd_sync(args: argparse.Namespace) -> int:
-    return _run(args, lambda control: control.sync_gitrepo(args.namespace, args.name))
-
-
-def cmd_pause(args: argparse.Namespace) -> int:
-    paused = args.command == "pause"
-    return _run(args, lambda c: c.pause_bundle(args.namespace, args.name, paused=paused))
-
-
-def cmd_delete(args: argparse.Namespace) -> int:
-    async def action(control: Control) -> str:
-        if args.kind == "clustergroup":
-            return (await control.remove_group(args.namespace, args.name)).message
-        if args.kind == "cluster":
-            return (await control.remove_cluster(args.namespace, args.name)).message
-        return await control.delete_gitrepo(args.namespace, args.name)
-
-    return _run(args, action)
-
-
-def _common(parser: argparse.ArgumentParser, *, output: bool = False) -> None:
-    parser.add_argument(
-        "-n", "--namespace", default=DEFAULT_NAMESPACE, help=f"default {DEFAULT_NAMESPACE}"
-    )
-    parser.add_argument("--task-queue", default=CONTROL_TASK_QUEUE, help=argparse.SUPPRESS)
-    if output:
-        parser.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table")
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    apply = sub.add_parser("apply", help="apply Fleet GitRepo, Cluster and ClusterGroup YAML")
-    apply.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
-    apply.add_argument("--task-queue", default=CONTROL_TASK_QUEUE, help=argparse.SUPPRESS)
-    apply.set_defaults(handler=cmd_apply)
-
-    cluster = sub.add_parser("cluster", help="register and label downstream clusters")
-    actions = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
-    add = actions.add_parser(
-        "add", help="register a cluster; its kubeconfig goes to the secret store"
-    )
-    add.add_argument("name")
-    mode = add.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--kubeconfig", help="push mode: the central worker deploys with it")
-    mode.add_argument(
-        "--agent", action="store_true", help="agent mode: the cluster's own agent serves it"
-    )
-    add.add_argument("--context")
-    add.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
-    _common(add)
-    add.set_defaults(handler=cmd_cluster_add)
-    label = actions.add_parser("label", help="set KEY=VALUE or remove KEY- labels")
-    label.add_argument("name")
-    label.add_argument("labels", nargs="+")
-    _common(label)
-    label.set_defaults(handler=cmd_cluster_label)
-    remove = actions.add_parser(
-        "remove",
-        help="unregister a cluster: its deployments are removed, then the kubeconfig Secret "
-        "flotilla made for it",
-    )
-    remove.add_argument("name")
-    _common(remove)
-    remove.set_defaults(handler=cmd_cluster_remove)
-    listing = actions.add_parser("list", help="list registered clusters")
-    _common(listing, output=True)
-    listing.set_defaults(handler=cmd_cluster_list)
-
-    get = sub.add_parser("get", help="list gitrepos, bundles or clusters")
-    get.add_argument(
-        "kind", choices=("gitrepos", "gitrepo", "bundles", "bundle", "clusters", "cluster")
-    )
-    _common(get, output=True)
-    get.set_defaults(handler=cmd_get)
-
-    describe = sub.add_parser("describe", help="show a gitrepo or bundle in detail")
-    describe.add_argument("kind", choices=("gitrepo", "bundle"))
-    describe.add_argument("name")
-    _common(describe, output=True)
-    describe.set_defaults(handler=cmd_describe)
-
-    sync = sub.add_parser("sync", help="poll a gitrepo now")
-    sync.add_argument("kind", choices=("gitrepo",))
-    sync.add_argument("name")
-    _common(sync)
-    sync.set_defaults(handler=cmd_sync)
-
-    for verb in ("pause", "resume"):
-        parser = sub.add_parser(verb, help=f"{verb} the rollout of a bundle's new versions")
-        parser.add_argument("kind", choices=("bundle",))
-        parser.add_argument("name")
-        _common(parser)
-        parser.set_defaults(handler=cmd_pause)
-
-    delete = sub.add_parser(
-        "delete",
-        help="delete a gitrepo (and its deployments), a cluster or a clustergroup",
-    )
-    delete.add_argument("kind", choices=("gitrepo", "cluster", "clustergroup"))
-    delete.add_argument("name")
-    _common(delete)
-    delete.set_defaults(handler=cmd_delete)
