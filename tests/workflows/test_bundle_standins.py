@@ -287,9 +287,13 @@ async def test_a_failed_deploy_is_errapplied_then_retried_and_notready_is_watche
     )
     bundle = await start(standins)
 
+    # b is NotReady from its deploy's own short watch first, then from wait_ready's answer.
     status = await eventually(
         bundle.status,
-        lambda s: [c.state for c in s.clusters] == [BundleState.ERR_APPLIED, BundleState.NOT_READY],
+        lambda s: (
+            [c.state for c in s.clusters] == [BundleState.ERR_APPLIED, BundleState.NOT_READY]
+            and s.clusters[1].non_ready == [NOT_READY]
+        ),
     )
     a, b = status.clusters
     assert a.message == "helm upgrade failed: boom"
