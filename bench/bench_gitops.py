@@ -37,8 +37,8 @@ from activities.deploy import (
 )
 from devenv.gitserver import GitDaemon
 from devenv.temporal import TemporalDevServer
+from flotilla.ids import bundle_workflow_id
 from tests.e2e.harness import activity_calls, gitrepo_yaml, start_flotilla
-from workflows.common import bundle_workflow_id
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{v: '{v}'}}\n"
 

@@ -34,18 +34,18 @@ from activities.secrets import (
     kubeconfig_secret_name,
 )
 from flotilla.errors import FlotillaError, SpecError
+from flotilla.ids import (
+    CONTROL_TASK_QUEUE,
+    bundle_workflow_id,
+    gitrepo_workflow_id,
+    registry_workflow_id,
+)
 from flotilla.kubenames import name_problem
 from flotilla.models import DEFAULT_NAMESPACE, Cluster, ClusterGroup, GitRepo, load_fleet_objects
 from runtime.stores import load_settings, secret_store
 from runtime.temporal import connect
 from workflows.bundle import BundleWorkflow
 from workflows.bundle_models import BundleStatus, BundleStatusRequest, PauseRequest
-from workflows.common import (
-    CONTROL_TASK_QUEUE,
-    bundle_workflow_id,
-    gitrepo_workflow_id,
-    registry_workflow_id,
-)
 from workflows.gitrepo import GitRepoWorkflow
 from workflows.gitrepo_models import (
     DeleteRequest,

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.bundledeployment import RETRY_DELAY, Due
     from flotilla.depends import Dependency, check_dependencies
     from flotilla.errors import one_line
+    from flotilla.ids import cluster_task_queue, gitrepo_workflow_id
     from flotilla.rollout import RolloutState, plan_rollout
     from flotilla.status import BundleReport, BundleState, StateWithMessage, summarize
     from workflows.bundle_models import (
@@ -66,9 +67,7 @@ with workflow.unsafe.imports_passed_through():
         REPORT_INTERVAL,
         WAIT_READY_HEARTBEAT,
         WAIT_READY_TIMEOUT,
-        cluster_task_queue,
         continue_as_new_due,
-        gitrepo_workflow_id,
     )
     from workflows.registry_models import ClusterSnapshot
     from workflows.visibility import BUNDLE, COMMIT, DESIRED, GITREPO, KIND, READY, STATE

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.schedules import ScheduleActivities, SyncSchedulesRequest
     from flotilla.durations import parse_duration
     from flotilla.errors import FlotillaError, one_line
+    from flotilla.ids import bundle_workflow_id, registry_workflow_id
     from flotilla.models import GitRepoSpec
     from flotilla.status import BundleReport, BundleState, summarize_gitrepo
     from flotilla.targeting import GitRepoSwitches
@@ -55,9 +56,7 @@ with workflow.unsafe.imports_passed_through():
         SCHEDULE_SYNC_RETRY,
         SCHEDULE_SYNC_TIMEOUT,
         SYNC_BUNDLES_TIMEOUT,
-        bundle_workflow_id,
         continue_as_new_due,
-        registry_workflow_id,
     )
     from workflows.gitrepo_models import (
         DeleteRequest,

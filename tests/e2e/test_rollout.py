@@ -17,8 +17,8 @@ import pytest
 
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
+from flotilla.ids import bundle_workflow_id
 from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml, helm_history
-from workflows.common import bundle_workflow_id
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{version: '{version}'}}\n"
 

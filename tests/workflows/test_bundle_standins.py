@@ -47,6 +47,7 @@ from activities.deploy import (
 from activities.gitops import PlannedTarget, PlanRequest, PlanResult
 from flotilla.deployment import deployment_id
 from flotilla.helmhistory import HistoryAction
+from flotilla.ids import bundle_workflow_id, cluster_task_queue, gitrepo_workflow_id
 from flotilla.models import RolloutStrategy
 from flotilla.status import BundleState
 from workflows.bundle import REFRESH_SIGNAL, BundleWorkflow
@@ -58,7 +59,6 @@ from workflows.bundle_models import (
     BundleWorkflowState,
     RetireRequest,
 )
-from workflows.common import bundle_workflow_id, cluster_task_queue, gitrepo_workflow_id
 from workflows.registry_models import ClusterSnapshot, ClusterView
 
 T = TypeVar("T")
