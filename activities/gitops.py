@@ -32,11 +32,10 @@ from activities.secrets import SecretStore
 from flotilla.bundles import name_bundle, read_bundles
 from flotilla.depends import BundleInfo, find_cycles, resolve_dependencies
 from flotilla.deployment import DeploymentOptions, deployment_id
-from flotilla.errors import FlotillaError
+from flotilla.errors import INVALID_SPEC, FlotillaError
 from flotilla.models import DEFAULT_NAMESPACE, ClusterGroup, GitRepoSpec, GitTarget, RolloutStrategy
 from flotilla.targeting import ClusterInfo, GitRepoSwitches, apply_switches, resolve_deployment
 from flotilla.templating import process_values
-from workflows.common import INVALID_SPEC
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _MAX_ERROR = 300

@@ -7,13 +7,11 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from flotilla.errors import NON_RETRYABLE_ERRORS
+
 # ---------------------------------------------------------------------------------------------
 # Retry policies
 # ---------------------------------------------------------------------------------------------
-
-# Errors a retry cannot fix; activities raise them as non-retryable ApplicationErrors.
-INVALID_SPEC = "InvalidSpec"
-NON_RETRYABLE_ERRORS = [INVALID_SPEC, "SpecError", "RenderError", "SecretNotFoundError"]
 
 # Git servers and the content store: a few quick retries, then the next poll tries again.
 GIT_RETRY = RetryPolicy(

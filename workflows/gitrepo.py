@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.schedules import ScheduleActivities, SyncSchedulesRequest
     from flotilla.durations import parse_duration
-    from flotilla.errors import FlotillaError, one_line
+    from flotilla.errors import INVALID_SPEC, FlotillaError, one_line
     from flotilla.ids import bundle_workflow_id, registry_workflow_id
     from flotilla.models import GitRepoSpec
     from flotilla.status import BundleReport, BundleState, summarize_gitrepo
@@ -51,7 +51,6 @@ with workflow.unsafe.imports_passed_through():
         FETCH_HEARTBEAT,
         FETCH_TIMEOUT,
         GIT_RETRY,
-        INVALID_SPEC,
         LS_REMOTE_TIMEOUT,
         SCHEDULE_SYNC_RETRY,
         SCHEDULE_SYNC_TIMEOUT,

@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.registry import NON_RETRYABLE_REGISTRY_ERRORS, PollRequest, RegistryActivities
+    from activities.registry import PollRequest, RegistryActivities
     from activities.schedules import (
         GitRepoSyncRequest,
         ImagePolicyInput,
@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ScheduleActivities,
     )
     from activities.writeback import WriteBackActivities, WriteBackRequest
+    from flotilla.errors import NON_RETRYABLE_REGISTRY_ERRORS
     from flotilla.imagepolicy import ImageUpdate, KeelPolicy, choose_tag, follows_digest
     from workflows.common import CLIENT_RETRY, GIT_RETRY
     from workflows.imagepolicy_models import (

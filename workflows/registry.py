@@ -12,8 +12,9 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from flotilla.errors import INVALID_SPEC
     from flotilla.kubenames import labels_problem, name_problem
-    from workflows.common import INVALID_SPEC, continue_as_new_due
+    from workflows.common import continue_as_new_due
     from workflows.registry_models import (
         ApplyClusterRequest,
         ApplyGroupRequest,
