@@ -25,7 +25,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from activities.deploy import (
+from activities.deploy_models import (
     DeploymentStatus,
     DeployRequest,
     DeployResult,

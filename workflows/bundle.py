@@ -27,8 +27,8 @@ from temporalio.exceptions import ActivityError, FailureError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deploy import (
-        DeployActivities,
+    from activities.deploy import DeployActivities
+    from activities.deploy_models import (
         DeploymentStatus,
         DeployRequest,
         DeployResult,

@@ -34,7 +34,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from activities.deploy import (
+from activities.deploy_models import (
     DeploymentStatus,
     DeployRequest,
     DeployResult,
