@@ -44,7 +44,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.content import ContentStore
-from activities.gitops import BundleRef, GitOpsActivities, GitSource
+from activities.gitops import GitOpsActivities
+from activities.gitops_models import BundleRef, GitSource
 from flotilla.errors import FlotillaError
 from flotilla.imagepolicy import ImageScan, parse_image_ref, parse_image_scans
 from flotilla.models import CommitSpec, GitRepoSpec

@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.gitops import GitOpsActivities, GitSource
+from activities.gitops import GitOpsActivities
+from activities.gitops_models import GitSource
 from flotilla.imagepolicy import ImageUpdate, rewrite_markers
 from flotilla.models import CommitSpec
 

@@ -36,7 +36,8 @@ with workflow.unsafe.imports_passed_through():
         StatusRequest,
         WaitReadyRequest,
     )
-    from activities.gitops import GitOpsActivities, PlanCluster, PlanRequest, PlanResult
+    from activities.gitops import GitOpsActivities
+    from activities.gitops_models import PlanCluster, PlanRequest, PlanResult
     from flotilla.bundledeployment import RETRY_DELAY, Due
     from flotilla.depends import Dependency, check_dependencies
     from flotilla.errors import one_line

@@ -11,7 +11,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from activities.deploy_models import ReleaseRef
-from activities.gitops import DependencyRef, PlannedTarget
+from activities.gitops_models import DependencyRef, PlannedTarget
 from flotilla.bundledeployment import DeploymentRecord as _DeploymentRecord
 from flotilla.models import RolloutStrategy
 from flotilla.status import BundleState

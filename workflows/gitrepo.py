@@ -21,12 +21,12 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.gitops import (
+    from activities.gitops import GitOpsActivities
+    from activities.gitops_models import (
         BundleRef,
         BundleStart,
         FetchRequest,
         FetchResult,
-        GitOpsActivities,
         GitSource,
         LsRemoteRequest,
         SyncBundlesRequest,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from activities.gitops import BundleRef
+from activities.gitops_models import BundleRef
 from flotilla.models import GitRepoSpec
 from flotilla.status import BundleLine, BundleReport, BundleState, RepoState
 from workflows.registry_models import ClusterSnapshot

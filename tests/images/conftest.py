@@ -32,7 +32,8 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.content import ContentStore, FileContentStore
-from activities.gitops import FetchRequest, GitOpsActivities, GitSource, LsRemoteRequest
+from activities.gitops import GitOpsActivities
+from activities.gitops_models import FetchRequest, GitSource, LsRemoteRequest
 from activities.registry import RegistryActivities
 from activities.schedules import (
     ImagePolicyInput,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from temporalio.testing import ActivityEnvironment
 
-from activities.gitops import GitSource
+from activities.gitops_models import GitSource
 from activities.writeback import WriteBackActivities, WriteBackRequest, WriteBackResult
 from devenv.process import free_port
 from devenv.registry import LocalRegistry

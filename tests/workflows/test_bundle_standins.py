@@ -44,7 +44,7 @@ from activities.deploy_models import (
     StatusRequest,
     WaitReadyRequest,
 )
-from activities.gitops import PlannedTarget, PlanRequest, PlanResult
+from activities.gitops_models import PlannedTarget, PlanRequest, PlanResult
 from flotilla.deployment import deployment_id
 from flotilla.helmhistory import HistoryAction
 from flotilla.ids import bundle_workflow_id, cluster_task_queue, gitrepo_workflow_id
