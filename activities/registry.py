@@ -28,10 +28,10 @@ import urllib.parse
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.registry_models import PollRequest, PollResult
 from activities.secrets import SecretStore
 from flotilla.errors import (
     REGISTRY_AUTH_FAILED,
@@ -40,7 +40,6 @@ from flotilla.errors import (
     REGISTRY_UNAVAILABLE,
     FlotillaError,
 )
-from flotilla.models import DEFAULT_NAMESPACE
 from flotilla.registryauth import registry_credentials
 
 MANIFEST_MEDIA_TYPES = (
@@ -59,28 +58,6 @@ DEFAULT_TOKEN_SECONDS = 60.0
 TOKEN_MARGIN_SECONDS = 5.0
 MAX_PAGES = 100
 _MAX_BODY_IN_ERROR = 120
-
-
-class PollRequest(BaseModel):
-    """What to ask one registry: the tag list, the digest of one tag, or both."""
-
-    registry: str
-    repository: str
-    secret_name: str | None = None
-    # Where ``secret_name`` lives: the GitRepo's namespace, as Fleet reads image scan secrets.
-    secret_namespace: str = DEFAULT_NAMESPACE
-    list_tags: bool = True
-    digest_of: str | None = None
-
-
-class PollResult(BaseModel):
-    tags: list[str] = Field(default_factory=list)
-    digest: str | None = None
-    # sha256 of the tag list as the registry sent it: equal digests mean nothing changed.
-    listing_digest: str = ""
-    # Requests sent to the registry itself (token requests to an auth server not counted).
-    requests: int = 0
-    not_modified: bool = False
 
 
 @dataclass

@@ -16,7 +16,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.registry import PollRequest, RegistryActivities
+    from activities.registry import RegistryActivities
+    from activities.registry_models import PollRequest
     from activities.schedules import (
         GitRepoSyncRequest,
         ImagePolicyInput,

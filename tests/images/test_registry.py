@@ -14,13 +14,12 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.registry import (
     MANIFEST_MEDIA_TYPES,
-    PollRequest,
-    PollResult,
     RegistryActivities,
     parse_challenge,
     registry_scheme,
     retry_after_seconds,
 )
+from activities.registry_models import PollRequest, PollResult
 from activities.secrets import FileSecretStore
 from devenv.process import free_port
 from devenv.registry import LocalRegistry

@@ -16,7 +16,8 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.registry import PollRequest, PollResult, RegistryActivities
+from activities.registry import RegistryActivities
+from activities.registry_models import PollRequest, PollResult
 from activities.secrets import FileSecretStore
 from devenv.process import ManagedProcess, free_port
 from devenv.registry import LocalRegistry
