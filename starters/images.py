@@ -23,7 +23,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.schedules import ImagePolicyInput
+from activities.schedules_models import ImagePolicyInput
 from flotilla.errors import FlotillaError
 from flotilla.imagepolicy import FleetPolicy, Policy
 from flotilla.models import DEFAULT_NAMESPACE

@@ -31,7 +31,8 @@ with workflow.unsafe.imports_passed_through():
         LsRemoteRequest,
         SyncBundlesRequest,
     )
-    from activities.schedules import ScheduleActivities, SyncSchedulesRequest
+    from activities.schedules import ScheduleActivities
+    from activities.schedules_models import SyncSchedulesRequest
     from flotilla.durations import parse_duration
     from flotilla.errors import INVALID_SPEC, FlotillaError, one_line
     from flotilla.ids import bundle_workflow_id, registry_workflow_id

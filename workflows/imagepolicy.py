@@ -18,12 +18,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.registry import RegistryActivities
     from activities.registry_models import PollRequest
-    from activities.schedules import (
+    from activities.schedules import ScheduleActivities
+    from activities.schedules_models import (
         GitRepoSyncRequest,
         ImagePolicyInput,
         ImageVersion,
         RecordStateRequest,
-        ScheduleActivities,
     )
     from activities.writeback import WriteBackActivities, WriteBackRequest
     from flotilla.errors import NON_RETRYABLE_REGISTRY_ERRORS
