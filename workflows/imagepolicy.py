@@ -25,7 +25,8 @@ with workflow.unsafe.imports_passed_through():
         ImageVersion,
         RecordStateRequest,
     )
-    from activities.writeback import WriteBackActivities, WriteBackRequest
+    from activities.writeback import WriteBackActivities
+    from activities.writeback_models import WriteBackRequest
     from flotilla.errors import NON_RETRYABLE_REGISTRY_ERRORS
     from flotilla.imagepolicy import ImageUpdate, KeelPolicy, choose_tag, follows_digest
     from workflows.common import CLIENT_RETRY, GIT_RETRY
