@@ -29,6 +29,10 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.content import ContentStore
 from activities.deploy_models import (
+    CHECK_DEPLOYMENT,
+    DEPLOY_BUNDLE,
+    REMOVE_DEPLOYMENT,
+    WAIT_READY,
     DeploymentStatus,
     DeployRequest,
     DeployResult,
@@ -387,7 +391,7 @@ class DeployActivities:
 
     # -- deploy ----------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=DEPLOY_BUNDLE)
     def deploy_bundle(self, request: DeployRequest) -> DeployResult:
         """Install or upgrade the bundle's release to ``deployment_id``; a no-op when it runs."""
         redact = Redactor()
@@ -593,7 +597,7 @@ class DeployActivities:
 
     # -- status ----------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=CHECK_DEPLOYMENT)
     def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
         """Readiness and drift of the release's objects; corrects drift when asked to."""
         redact = Redactor()
@@ -617,7 +621,7 @@ class DeployActivities:
         except FlotillaError as err:
             raise _application_error(err, redact) from None
 
-    @activity.defn
+    @activity.defn(name=WAIT_READY)
     def wait_ready(self, request: WaitReadyRequest) -> DeploymentStatus:
         """Poll until the release's objects are Ready or the timeout passes (then NotReady)."""
         redact = Redactor()
@@ -692,7 +696,7 @@ class DeployActivities:
 
     # -- removal ---------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=REMOVE_DEPLOYMENT)
     def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
         """Uninstall the release (or, with keepResources, drop only its records)."""
         redact = Redactor()

@@ -1,10 +1,17 @@
-"""Requests and results of the deploy activities: pydantic only, so workflows may import them."""
+"""Names, requests and results of the deploy activities: pydantic only, so workflows import them."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
 from flotilla.helmhistory import HistoryAction
+
+# Activity names, as the worker registers them on each cluster's queue (activities/deploy.py)
+# and the bundle workflow calls them.
+DEPLOY_BUNDLE = "deploy_bundle"
+CHECK_DEPLOYMENT = "check_deployment"
+WAIT_READY = "wait_ready"
+REMOVE_DEPLOYMENT = "remove_deployment"
 
 
 class ReleaseRef(BaseModel):

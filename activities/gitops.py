@@ -28,6 +28,10 @@ from temporalio.exceptions import ApplicationError
 from activities.checkout import read_checkout
 from activities.content import ContentStore
 from activities.gitops_models import (
+    FETCH_BUNDLES,
+    LS_REMOTE,
+    PLAN_BUNDLE,
+    SYNC_BUNDLES,
     BundleRef,
     DependencyRef,
     FetchRequest,
@@ -125,7 +129,7 @@ class GitOpsActivities:
         message = _one_line(f"{source.repo}: {what} failed: {stderr.strip()}")
         return ApplicationError(message, type="GitError")
 
-    @activity.defn
+    @activity.defn(name=LS_REMOTE)
     def ls_remote(self, request: LsRemoteRequest) -> LsRemoteResult:
         """Return the commit the GitRepo should deploy: ``revision`` when set, else the head
         of ``branch``. Cheap: no objects are transferred."""
@@ -184,7 +188,7 @@ class GitOpsActivities:
         assert error is not None
         raise self.git_error(source, f"fetch of {commit[:12]}", error) from None
 
-    @activity.defn
+    @activity.defn(name=FETCH_BUNDLES)
     def fetch_bundles(self, request: FetchRequest) -> FetchResult:
         """Shallow-fetch ``commit``, read its bundles, store each by digest, return the refs."""
         source = request.source
@@ -258,7 +262,7 @@ class GitOpsActivities:
     # Planning
     # -----------------------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=PLAN_BUNDLE)
     def plan_bundle(self, request: PlanRequest) -> PlanResult:
         """Decide which clusters get the bundle and with which options; store those options
         per cluster by digest so deploy activities read them from the content store."""
@@ -314,7 +318,7 @@ class GitOpsActivities:
     # Bundle workflows
     # -----------------------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=SYNC_BUNDLES)
     async def sync_bundles(self, request: SyncBundlesRequest) -> SyncBundlesResult:
         """Signal each bundle workflow, starting it first when it does not run yet."""
         if self.client is None:

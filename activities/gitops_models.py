@@ -1,4 +1,4 @@
-"""Requests and results of the GitOps activities: pydantic only, so workflows may import them."""
+"""Names, requests and results of the GitOps activities: pydantic only, so workflows import them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ from pydantic import BaseModel, Field
 
 from flotilla.models import DEFAULT_NAMESPACE, GitRepoSpec, RolloutStrategy
 from flotilla.targeting import GitRepoSwitches
+
+# Activity names, as the worker registers them on the control queue (activities/gitops.py)
+# and the GitRepo and bundle workflows call them.
+LS_REMOTE = "ls_remote"
+FETCH_BUNDLES = "fetch_bundles"
+PLAN_BUNDLE = "plan_bundle"
+SYNC_BUNDLES = "sync_bundles"
 
 
 class GitSource(BaseModel):

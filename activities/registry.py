@@ -31,7 +31,7 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.registry_models import PollRequest, PollResult
+from activities.registry_models import POLL_REGISTRY, PollRequest, PollResult
 from activities.secrets import SecretStore
 from flotilla.errors import (
     REGISTRY_AUTH_FAILED,
@@ -151,7 +151,7 @@ class RegistryActivities:
         self._credentials: dict[tuple[str, str, str, str], _Credential] = {}
         self._listings: dict[tuple[str, str, str, str], _Listing] = {}
 
-    @activity.defn
+    @activity.defn(name=POLL_REGISTRY)
     def poll_registry(self, request: PollRequest) -> PollResult:
         """List the tags of ``registry/repository`` and/or resolve one tag's manifest digest."""
         session = _Session(self, request)

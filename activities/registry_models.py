@@ -1,10 +1,14 @@
-"""Request and result of the registry activity: pydantic only, so workflows may import them."""
+"""Name, request and result of the registry activity: pydantic only, so workflows import them."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
 from flotilla.models import DEFAULT_NAMESPACE
+
+# The activity's name, as the worker registers it (activities/registry.py) and the image-policy
+# workflow calls it.
+POLL_REGISTRY = "poll_registry"
 
 
 class PollRequest(BaseModel):

@@ -47,6 +47,9 @@ from activities.content import ContentStore
 from activities.gitops import GitOpsActivities
 from activities.gitops_models import BundleRef, GitSource
 from activities.schedules_models import (
+    RECORD_POLICY_STATE,
+    REQUEST_GITREPO_SYNC,
+    SYNC_IMAGE_SCHEDULES,
     GitRepoSyncRequest,
     GitRepoSyncResult,
     ImagePolicyConfig,
@@ -238,7 +241,7 @@ class ScheduleActivities:
         self.content = content
         self.gitops = gitops
 
-    @activity.defn
+    @activity.defn(name=SYNC_IMAGE_SCHEDULES)
     async def sync_image_schedules(self, request: SyncSchedulesRequest) -> SyncSchedulesResult:
         """Make the schedules under the GitRepo's prefix match the scans of its bundles."""
         result = SyncSchedulesResult()
@@ -430,7 +433,7 @@ class ScheduleActivities:
                 activity.logger.info("schedule %s changed meanwhile, retrying: %s", policy_id, err)
         raise ApplicationError(f"schedule {policy_id}: kept changing, update not applied")
 
-    @activity.defn
+    @activity.defn(name=RECORD_POLICY_STATE)
     async def record_policy_state(self, request: RecordStateRequest) -> RecordStateResult:
         """Store a run's state in its schedule for the next run; the config is left alone."""
 
@@ -448,7 +451,7 @@ class ScheduleActivities:
             recorded = False
         return RecordStateResult(recorded=recorded)
 
-    @activity.defn
+    @activity.defn(name=REQUEST_GITREPO_SYNC)
     async def request_gitrepo_sync(self, request: GitRepoSyncRequest) -> GitRepoSyncResult:
         """Ask the GitRepo workflow to poll now (its ``sync_now`` update, accepted not awaited)."""
         handle = self.client.get_workflow_handle(request.workflow_id)

@@ -1,4 +1,4 @@
-"""Image-policy schedule inputs, requests and results: pydantic only, so workflows import them."""
+"""Names and models of the image-policy schedule activities: pydantic only, for workflows too."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ from activities.gitops_models import BundleRef, GitSource
 from flotilla.imagepolicy import ImageScan
 from flotilla.models import CommitSpec, GitRepoSpec
 from flotilla.schedule import PollSchedule
+
+# Activity names, as the worker registers them (activities/schedules.py) and the GitRepo and
+# image-policy workflows call them.
+SYNC_IMAGE_SCHEDULES = "sync_image_schedules"
+RECORD_POLICY_STATE = "record_policy_state"
+REQUEST_GITREPO_SYNC = "request_gitrepo_sync"
 
 
 class ImageVersion(BaseModel):

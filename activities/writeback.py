@@ -18,7 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.gitops import GitOpsActivities
-from activities.writeback_models import WriteBackRequest, WriteBackResult
+from activities.writeback_models import WRITE_BACK, WriteBackRequest, WriteBackResult
 from flotilla.imagepolicy import ImageUpdate, rewrite_markers
 from flotilla.models import CommitSpec
 
@@ -51,7 +51,7 @@ class WriteBackActivities:
         self.gitops = gitops
         self.workdir = workdir
 
-    @activity.defn
+    @activity.defn(name=WRITE_BACK)
     def write_back(self, request: WriteBackRequest) -> WriteBackResult:
         """Clone the branch shallowly, rewrite, commit and push; rebase-by-rewrite on a race."""
         source = request.source

@@ -1,4 +1,4 @@
-"""Request and result of the write-back activity: pydantic only, so workflows may import them."""
+"""Name, request and result of the write-back activity: pydantic only, so workflows import them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from pydantic import BaseModel
 from activities.gitops_models import GitSource
 from flotilla.imagepolicy import ImageUpdate
 from flotilla.models import CommitSpec
+
+# The activity's name, as the worker registers it (activities/writeback.py) and the image-policy
+# workflow calls it.
+WRITE_BACK = "write_back"
 
 
 class WriteBackRequest(BaseModel):
