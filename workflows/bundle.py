@@ -27,17 +27,20 @@ from temporalio.exceptions import ActivityError, FailureError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deploy import DeployActivities
     from activities.deploy_models import (
+        CHECK_DEPLOYMENT,
+        DEPLOY_BUNDLE,
+        REMOVE_DEPLOYMENT,
+        WAIT_READY,
         DeploymentStatus,
         DeployRequest,
         DeployResult,
         RemoveRequest,
+        RemoveResult,
         StatusRequest,
         WaitReadyRequest,
     )
-    from activities.gitops import GitOpsActivities
-    from activities.gitops_models import PlanCluster, PlanRequest, PlanResult
+    from activities.gitops_models import PLAN_BUNDLE, PlanCluster, PlanRequest, PlanResult
     from flotilla.bundledeployment import RETRY_DELAY, Due
     from flotilla.depends import Dependency, check_dependencies
     from flotilla.errors import one_line
@@ -266,9 +269,10 @@ class BundleWorkflow:
         )
         # Not a local activity: under load, 50 bundles planning at once held their workflow
         # tasks open past the 10 s timeout (bench_fleet: 36 timed-out tasks in one run).
-        result: PlanResult = await workflow.execute_activity_method(
-            GitOpsActivities.plan_bundle,
+        result: PlanResult = await workflow.execute_activity(
+            PLAN_BUNDLE,
             request,
+            result_type=PlanResult,
             start_to_close_timeout=PLAN_TIMEOUT,
             retry_policy=PLAN_RETRY,
         )
@@ -381,17 +385,19 @@ class BundleWorkflow:
     async def _on_cluster(
         self,
         cluster: str,
-        activity: Any,
+        activity: str,
         request: BaseModel,
         *,
+        result_type: type[BaseModel],
         timeout: timedelta,
         heartbeat: timedelta | None = None,
     ) -> Any:
         """Run a deploy-engine activity on the cluster's own task queue, with the options every
         per-cluster call shares (offline detection through schedule-to-start, one retry policy)."""
-        return await workflow.execute_activity_method(
+        return await workflow.execute_activity(
             activity,
             request,
+            result_type=result_type,
             task_queue=cluster_task_queue(self.state.namespace, cluster),
             schedule_to_start_timeout=self._schedule_to_start(),
             start_to_close_timeout=timeout,
@@ -423,7 +429,7 @@ class BundleWorkflow:
         try:
             result: DeployResult = await self._on_cluster(
                 cluster,
-                DeployActivities.deploy_bundle,
+                DEPLOY_BUNDLE,
                 DeployRequest(
                     gitrepo=spec.gitrepo,
                     bundle_name=self.state.bundle,
@@ -435,6 +441,7 @@ class BundleWorkflow:
                     previous_release=record.release,
                     wait_ready_seconds=min(READY_GRACE_SECONDS, self.state.ready_watch_seconds),
                 ),
+                result_type=DeployResult,
                 timeout=DEPLOY_TIMEOUT,
                 heartbeat=DEPLOY_HEARTBEAT,
             )
@@ -464,11 +471,12 @@ class BundleWorkflow:
         try:
             status: DeploymentStatus = await self._on_cluster(
                 cluster,
-                DeployActivities.wait_ready,
+                WAIT_READY,
                 WaitReadyRequest(
                     **dict(self._status_request(self.state.deployments[cluster])),
                     timeout_seconds=self.state.ready_watch_seconds,
                 ),
+                result_type=DeploymentStatus,
                 timeout=WAIT_READY_TIMEOUT,
                 heartbeat=WAIT_READY_HEARTBEAT,
             )
@@ -483,8 +491,9 @@ class BundleWorkflow:
         try:
             status: DeploymentStatus = await self._on_cluster(
                 cluster,
-                DeployActivities.check_deployment,
+                CHECK_DEPLOYMENT,
                 self._status_request(self.state.deployments[cluster]),
+                result_type=DeploymentStatus,
                 timeout=CHECK_TIMEOUT,
             )
         except ActivityError as err:
@@ -499,7 +508,7 @@ class BundleWorkflow:
         try:
             await self._on_cluster(
                 cluster,
-                DeployActivities.remove_deployment,
+                REMOVE_DEPLOYMENT,
                 RemoveRequest(
                     gitrepo=spec.gitrepo if spec else "",
                     bundle_name=self.state.bundle,
@@ -509,6 +518,7 @@ class BundleWorkflow:
                     keep_resources=record.keep_resources,
                     delete_namespace=record.delete_namespace,
                 ),
+                result_type=RemoveResult,
                 timeout=REMOVE_TIMEOUT,
                 heartbeat=DEPLOY_HEARTBEAT,
             )
