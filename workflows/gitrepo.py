@@ -21,18 +21,25 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.gitops import GitOpsActivities
     from activities.gitops_models import (
+        FETCH_BUNDLES,
+        LS_REMOTE,
+        SYNC_BUNDLES,
         BundleRef,
         BundleStart,
         FetchRequest,
         FetchResult,
         GitSource,
         LsRemoteRequest,
+        LsRemoteResult,
         SyncBundlesRequest,
+        SyncBundlesResult,
     )
-    from activities.schedules import ScheduleActivities
-    from activities.schedules_models import SyncSchedulesRequest
+    from activities.schedules_models import (
+        SYNC_IMAGE_SCHEDULES,
+        SyncSchedulesRequest,
+        SyncSchedulesResult,
+    )
     from flotilla.durations import parse_duration
     from flotilla.errors import INVALID_SPEC, FlotillaError, one_line
     from flotilla.ids import bundle_workflow_id, registry_workflow_id
@@ -226,15 +233,16 @@ class GitRepoWorkflow:
         spec = self.state.spec
         source = GitSource.from_spec(spec, self.state.namespace)
         try:
-            head = await workflow.execute_activity_method(
-                GitOpsActivities.ls_remote,
+            head: LsRemoteResult = await workflow.execute_activity(
+                LS_REMOTE,
                 LsRemoteRequest(source=source),
+                result_type=LsRemoteResult,
                 start_to_close_timeout=LS_REMOTE_TIMEOUT,
                 retry_policy=GIT_RETRY,
             )
             if head.commit != self.state.fetched_commit or not self.state.bundles:
-                fetched: FetchResult = await workflow.execute_activity_method(
-                    GitOpsActivities.fetch_bundles,
+                fetched: FetchResult = await workflow.execute_activity(
+                    FETCH_BUNDLES,
                     FetchRequest(
                         namespace=self.state.namespace,
                         gitrepo=self.state.name,
@@ -242,6 +250,7 @@ class GitRepoWorkflow:
                         commit=head.commit,
                         paths=spec.paths,
                     ),
+                    result_type=FetchResult,
                     start_to_close_timeout=FETCH_TIMEOUT,
                     heartbeat_timeout=FETCH_HEARTBEAT,
                     retry_policy=GIT_RETRY,
@@ -314,8 +323,8 @@ class GitRepoWorkflow:
         # Until a sync says otherwise, schedules may exist under this GitRepo's prefix.
         self.state.image_schedules = True
         try:
-            result = await workflow.execute_activity_method(
-                ScheduleActivities.sync_image_schedules,
+            result: SyncSchedulesResult = await workflow.execute_activity(
+                SYNC_IMAGE_SCHEDULES,
                 SyncSchedulesRequest(
                     namespace=self.state.namespace,
                     gitrepo=self.state.name,
@@ -325,6 +334,7 @@ class GitRepoWorkflow:
                     bundles=refs,
                     task_queue=workflow.info().task_queue,
                 ),
+                result_type=SyncSchedulesResult,
                 start_to_close_timeout=SCHEDULE_SYNC_TIMEOUT,
                 retry_policy=SCHEDULE_SYNC_RETRY,
             )
@@ -416,13 +426,14 @@ class GitRepoWorkflow:
         ]
         try:
             for index in range(0, len(starts), SYNC_BATCH):
-                await workflow.execute_activity_method(
-                    GitOpsActivities.sync_bundles,
+                await workflow.execute_activity(
+                    SYNC_BUNDLES,
                     SyncBundlesRequest(
                         workflow=BundleWorkflow.__name__,
                         task_queue=workflow.info().task_queue,
                         starts=starts[index : index + SYNC_BATCH],
                     ),
+                    result_type=SyncBundlesResult,
                     start_to_close_timeout=SYNC_BUNDLES_TIMEOUT,
                     retry_policy=CLIENT_RETRY,
                 )
