@@ -16,17 +16,18 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.registry import RegistryActivities
-    from activities.registry_models import PollRequest
-    from activities.schedules import ScheduleActivities
+    from activities.registry_models import POLL_REGISTRY, PollRequest, PollResult
     from activities.schedules_models import (
+        RECORD_POLICY_STATE,
+        REQUEST_GITREPO_SYNC,
         GitRepoSyncRequest,
+        GitRepoSyncResult,
         ImagePolicyInput,
         ImageVersion,
         RecordStateRequest,
+        RecordStateResult,
     )
-    from activities.writeback import WriteBackActivities
-    from activities.writeback_models import WriteBackRequest
+    from activities.writeback_models import WRITE_BACK, WriteBackRequest, WriteBackResult
     from flotilla.errors import NON_RETRYABLE_REGISTRY_ERRORS
     from flotilla.imagepolicy import ImageUpdate, KeelPolicy, choose_tag, follows_digest
     from workflows.common import CLIENT_RETRY, GIT_RETRY
@@ -94,9 +95,10 @@ class ImagePolicyWorkflow:
             self.state.last_result = result.message
         self._details(result.message)
         if self.state != input.state:
-            await workflow.execute_activity_method(
-                ScheduleActivities.record_policy_state,
+            await workflow.execute_activity(
+                RECORD_POLICY_STATE,
                 RecordStateRequest(policy_id=self.config.policy_id, state=self.state),
+                result_type=RecordStateResult,
                 start_to_close_timeout=SCHEDULE_CALL_TIMEOUT,
                 retry_policy=CLIENT_RETRY,
             )
@@ -105,9 +107,10 @@ class ImagePolicyWorkflow:
     # --- steps --------------------------------------------------------------------------------
 
     async def _registry(self, request: PollRequest) -> tuple[list[str], str | None]:
-        result = await workflow.execute_activity_method(
-            RegistryActivities.poll_registry,
+        result: PollResult = await workflow.execute_activity(
+            POLL_REGISTRY,
             request,
+            result_type=PollResult,
             start_to_close_timeout=POLL_TIMEOUT,
             retry_policy=REGISTRY_RETRY,
         )
@@ -206,8 +209,8 @@ class ImagePolicyWorkflow:
         self.phase = "writing"
         self._details(f"{self._change(candidate)}: writing to git")
         try:
-            written = await workflow.execute_activity_method(
-                WriteBackActivities.write_back,
+            written: WriteBackResult = await workflow.execute_activity(
+                WRITE_BACK,
                 WriteBackRequest(
                     source=config.source,
                     gitrepo=config.gitrepo,
@@ -220,6 +223,7 @@ class ImagePolicyWorkflow:
                     previous=config.current.text,
                     commit=config.commit_spec,
                 ),
+                result_type=WriteBackResult,
                 start_to_close_timeout=WRITE_BACK_TIMEOUT,
                 heartbeat_timeout=WRITE_BACK_HEARTBEAT,
                 retry_policy=GIT_RETRY,
@@ -231,9 +235,10 @@ class ImagePolicyWorkflow:
         self.state.applied = proposal
         what = f"committed {written.commit[:12]}" if written.commit else "already in git, no commit"
         try:
-            await workflow.execute_activity_method(
-                ScheduleActivities.request_gitrepo_sync,
+            await workflow.execute_activity(
+                REQUEST_GITREPO_SYNC,
                 GitRepoSyncRequest(workflow_id=config.gitrepo_workflow_id),
+                result_type=GitRepoSyncResult,
                 start_to_close_timeout=SCHEDULE_CALL_TIMEOUT,
                 retry_policy=CLIENT_RETRY,
             )
