@@ -48,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.rollout import RolloutState, plan_rollout
     from flotilla.status import BundleReport, BundleState, StateWithMessage, summarize
     from workflows.bundle_models import (
+        BUNDLE_STATUS_QUERY,
+        PAUSE_SIGNAL,
         BundleRefresh,
         BundleSpec,
         BundleStatus,
@@ -144,7 +146,7 @@ class BundleWorkflow:
         self.state.dependency_states[update.bundle] = update.states
         self._wake = True
 
-    @workflow.signal
+    @workflow.signal(name=PAUSE_SIGNAL)
     def pause(self, request: PauseRequest) -> None:
         self.state.paused = request.paused
         self._wake = True
@@ -154,7 +156,7 @@ class BundleWorkflow:
         workflow.logger.info("bundle %s: retiring: %s", self.state.bundle, request.reason)
         self.state.retiring = True
 
-    @workflow.query
+    @workflow.query(name=BUNDLE_STATUS_QUERY)
     def status(self, request: BundleStatusRequest) -> BundleStatus:
         states = self._states()
         summary = summarize(states)

@@ -22,6 +22,11 @@ from workflows.registry_models import ClusterSnapshot
 # How long one wait_ready call watches before the workflow records NotReady and re-arms it.
 READY_WATCH_SECONDS = 600.0
 
+# What clients call the bundle workflow's messages; workflows/bundle.py registers them under
+# these names.
+BUNDLE_STATUS_QUERY = "status"
+PAUSE_SIGNAL = "pause"
+
 
 class BundleSpec(BaseModel):
     """What the GitRepo workflow hands a bundle for one commit: digests and wiring only."""

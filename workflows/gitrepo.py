@@ -66,6 +66,11 @@ with workflow.unsafe.imports_passed_through():
         continue_as_new_due,
     )
     from workflows.gitrepo_models import (
+        DELETE_UPDATE,
+        GITREPO_STATUS_QUERY,
+        GITREPO_WORKFLOW,
+        SYNC_NOW_UPDATE,
+        UPDATE_SPEC_UPDATE,
         DeleteRequest,
         DeleteResult,
         GitRepoState,
@@ -94,7 +99,7 @@ def _source_key(spec: GitRepoSpec) -> str:
     return GitSource.from_spec(spec, "").model_dump_json() + ",".join(spec.paths)
 
 
-@workflow.defn
+@workflow.defn(name=GITREPO_WORKFLOW)
 class GitRepoWorkflow:
     """``gitrepo/<namespace>/<name>``: polls git and keeps the bundles of the commit deployed."""
 
@@ -170,7 +175,7 @@ class GitRepoWorkflow:
             self.state.forward.append(report.bundle)
         self._wake = True
 
-    @workflow.update
+    @workflow.update(name=SYNC_NOW_UPDATE)
     async def sync_now(self, request: SyncNowRequest) -> SyncNowResult:
         polls = self.state.polls
         self._poll_now = True
@@ -178,7 +183,7 @@ class GitRepoWorkflow:
         await workflow.wait_condition(lambda: self.state.polls > polls or self.state.deleting)
         return SyncNowResult(commit=self.state.commit, error=self.state.error)
 
-    @workflow.update
+    @workflow.update(name=UPDATE_SPEC_UPDATE)
     def update_spec(self, request: UpdateSpecRequest) -> UpdateSpecResult:
         old = self.state.spec
         self.state.spec = request.spec
@@ -200,12 +205,12 @@ class GitRepoWorkflow:
                 non_retryable=True,
             )
 
-    @workflow.update
+    @workflow.update(name=DELETE_UPDATE)
     def delete(self, request: DeleteRequest) -> DeleteResult:
         self.state.deleting = True
         return DeleteResult(bundles=len(self.state.bundles))
 
-    @workflow.query
+    @workflow.query(name=GITREPO_STATUS_QUERY)
     def status(self, request: GitRepoStatusRequest) -> GitRepoStatus:
         return self._status()
 
