@@ -32,6 +32,9 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.imagepolicy import ImageUpdate, KeelPolicy, choose_tag, follows_digest
     from workflows.common import CLIENT_RETRY, GIT_RETRY
     from workflows.imagepolicy_models import (
+        APPROVE_UPDATE,
+        IMAGE_POLICY_STATUS_QUERY,
+        REJECT_UPDATE,
         ApprovalRequest,
         ApprovalResult,
         ImagePolicyResult,
@@ -284,7 +287,7 @@ class ImagePolicyWorkflow:
             f"({len(self.approvals)}/{required} approvals)",
         )
 
-    @workflow.update
+    @workflow.update(name=APPROVE_UPDATE)
     def approve(self, request: ApprovalRequest) -> ApprovalResult:
         self.approvals.append(request.by)
         return self._tally("approved")
@@ -293,7 +296,7 @@ class ImagePolicyWorkflow:
     def _validate_approve(self, request: ApprovalRequest) -> None:
         self._check_vote(request)
 
-    @workflow.update
+    @workflow.update(name=REJECT_UPDATE)
     def reject(self, request: ApprovalRequest) -> ApprovalResult:
         self.rejected_by = request.by + (f" ({request.reason})" if request.reason else "")
         return self._tally("rejected")
@@ -302,7 +305,7 @@ class ImagePolicyWorkflow:
     def _validate_reject(self, request: ApprovalRequest) -> None:
         self._check_vote(request)
 
-    @workflow.query
+    @workflow.query(name=IMAGE_POLICY_STATUS_QUERY)
     def status(self, request: ImagePolicyStatusRequest) -> ImagePolicyStatus:
         return ImagePolicyStatus(
             policy_id=self.config.policy_id,
