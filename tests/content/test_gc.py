@@ -27,10 +27,10 @@ from activities.contentgc import (
 )
 from devenv.gitserver import GitDaemon
 from devenv.registry import LocalRegistry
+from flotilla.ids import CONTENT_GC_WORKFLOW_ID, bundle_workflow_id, gitrepo_workflow_id
 from starters.cli import main
 from tests.content.conftest import MakeStore
 from tests.e2e.harness import Flotilla, gitrepo_yaml, start_flotilla
-from workflows.common import CONTENT_GC_WORKFLOW_ID, bundle_workflow_id, gitrepo_workflow_id
 from workflows.gitrepo import GitRepoWorkflow
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n"

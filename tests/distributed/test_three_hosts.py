@@ -40,10 +40,10 @@ from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_
 from devenv.temporal import TemporalDevServer
 from devenv.tools import locate
 from flotilla.credentials import SOPS_AGE_SECRET
+from flotilla.ids import bundle_workflow_id, gitrepo_workflow_id
 from tests.charts import ChartServer, make_age_key, serve_charts, sops_encrypt, write_chart
 from tests.e2e.harness import activity_calls, helm_history
 from worker import STARTED_LINE
-from workflows.common import bundle_workflow_id, gitrepo_workflow_id
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART_USER = "charts"
