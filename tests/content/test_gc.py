@@ -19,12 +19,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.content import ContentStore, FileContentStore
-from activities.contentgc import (
-    CollectGarbageRequest,
-    ContentActivities,
-    ContentRefs,
-    ContentRefsRequest,
-)
+from activities.contentgc import ContentActivities
+from activities.contentgc_models import CollectGarbageRequest, ContentRefs, ContentRefsRequest
 from devenv.gitserver import GitDaemon
 from devenv.registry import LocalRegistry
 from flotilla.ids import CONTENT_GC_WORKFLOW_ID, bundle_workflow_id, gitrepo_workflow_id

@@ -495,10 +495,8 @@ async def test_three_hosts_share_nothing_but_the_three_services(world: World) ->
         )
     for prefix in ("bundle", "registry"):
         async for wf in world.client.list_workflows(f"WorkflowId STARTS_WITH '{prefix}/{ns}'"):
-            history = await world.client.get_workflow_handle(
-                wf.id, run_id=wf.run_id
-            ).fetch_history()
-            texts.append(json.dumps(history.to_json_dict()))
+            events = await world.client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+            texts.append(json.dumps(events.to_json_dict()))
     for secret in secrets:
         leaks = [i for i, text in enumerate(texts) if secret in text]
         assert not leaks, f"a secret ({len(secret)} chars) appears in {len(leaks)} outputs"
