@@ -35,18 +35,18 @@ from activities.schedules import ScheduleActivities
 from activities.secrets import kubeconfig_secret_name
 from activities.writeback import WriteBackActivities
 from flotilla.errors import FlotillaError, UnreachableError
+from flotilla.ids import (
+    CONTROL_TASK_QUEUE,
+    cluster_of_task_queue,
+    cluster_task_queue,
+    registry_workflow_id,
+)
 from flotilla.models import DEFAULT_NAMESPACE
 from flotilla.settings import Settings, SettingsError
 from runtime.stores import content_store, load_settings, secret_store
 from runtime.temporal import connect
 from runtime.tools import locate_tools
 from workflows.bundle import BundleWorkflow
-from workflows.common import (
-    CONTROL_TASK_QUEUE,
-    cluster_of_task_queue,
-    cluster_task_queue,
-    registry_workflow_id,
-)
 from workflows.contentgc import ContentGarbageWorkflow
 from workflows.gitrepo import GitRepoWorkflow
 from workflows.imagepolicy import ImagePolicyWorkflow

@@ -16,54 +16,26 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.content import ContentError, ContentStore, content_failure
-from flotilla.errors import FlotillaError
+from activities.contentgc_models import (
+    COLLECT_GARBAGE,
+    CONTENT_REFS_QUERY,
+    MAX_LISTED,
+    QUERY_CONCURRENCY,
+    QUERY_TIMEOUT,
+    REFERENCING_WORKFLOWS,
+    CollectGarbageRequest,
+    CollectGarbageResult,
+    ContentRefs,
+    ContentRefsRequest,
+)
+from flotilla.errors import INVALID_SPEC, FlotillaError
 from flotilla.garbage import check_grace, select_garbage
-from workflows.common import INVALID_SPEC
-
-CONTENT_REFS_QUERY = "content_refs"
-REFERENCING_WORKFLOWS = ("GitRepoWorkflow", "BundleWorkflow")
-DEFAULT_GRACE = timedelta(hours=24)
-QUERY_CONCURRENCY = 16
-# A workflow whose worker is gone would hold a query until the RPC deadline; fail sooner.
-QUERY_TIMEOUT = timedelta(seconds=30)
-# The result names at most this many of the deleted digests (history stays small).
-MAX_LISTED = 50
-
-
-class ContentRefsRequest(BaseModel):
-    """Query input; a model so fields can be added later without breaking callers."""
-
-
-class ContentRefs(BaseModel):
-    """The content digests a workflow holds, each once."""
-
-    digests: list[str] = Field(default_factory=list)
-
-
-class CollectGarbageRequest(BaseModel):
-    grace_seconds: float = DEFAULT_GRACE.total_seconds()
-    dry_run: bool = False
-
-
-class CollectGarbageResult(BaseModel):
-    """What a sweep found; with ``dry_run`` the deleted ones are those it would delete."""
-
-    dry_run: bool
-    workflows: int
-    stored: int
-    referenced: int
-    recent: int
-    deleted: int
-    # Unreferenced and old, but written again between the listing and the delete.
-    spared: int = 0
-    digests: list[str] = Field(default_factory=list)
 
 
 class ContentActivities:
@@ -76,7 +48,7 @@ class ContentActivities:
         self.content = content
         self.query_timeout = query_timeout
 
-    @activity.defn
+    @activity.defn(name=COLLECT_GARBAGE)
     async def collect_garbage(self, request: CollectGarbageRequest) -> CollectGarbageResult:
         """Delete unreferenced content older than the grace period (or only count it)."""
         grace = timedelta(seconds=request.grace_seconds)

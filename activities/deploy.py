@@ -23,11 +23,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.content import CONTENT_UNAVAILABLE, ContentStore, ContentUnavailableError
+from activities.deploy_models import (
+    CHECK_DEPLOYMENT,
+    DEPLOY_BUNDLE,
+    REMOVE_DEPLOYMENT,
+    WAIT_READY,
+    DeploymentStatus,
+    DeployRequest,
+    DeployResult,
+    ReleaseRef,
+    RemoveRequest,
+    RemoveResult,
+    StatusRequest,
+    WaitReadyRequest,
+)
 from activities.helm import DEPLOYMENT_ID_LABEL, Helm, HelmError, UpgradeFlags
 from activities.kube import Kube, KubeClients, KubeError, parse_kubeconfig
 from activities.render import (
@@ -99,102 +113,6 @@ _FIRST_POLL_SECONDS = 0.5
 _STEADY_POLL_SECONDS = 1.0
 _STEADY_POLL_FOR_SECONDS = 15.0
 _MAX_POLL_SECONDS = 5.0
-
-
-# ---------------------------------------------------------------------------------------------
-# Inputs and outputs
-# ---------------------------------------------------------------------------------------------
-
-
-class ReleaseRef(BaseModel):
-    """A Helm release on a cluster; ``revision`` is 0 when unknown or removed."""
-
-    name: str
-    namespace: str
-    revision: int = 0
-
-
-class DeploymentStatus(BaseModel):
-    """The state inputs of ``flotilla.status.compute_state`` for one deployment."""
-
-    release: ReleaseRef
-    applied_deployment_id: str = ""
-    ready: bool = False
-    non_ready: list[str] = Field(default_factory=list)
-    drift: list[str] = Field(default_factory=list)
-    corrected: list[str] = Field(default_factory=list)
-
-
-class DeployRequest(BaseModel):
-    """Deploy one bundle version to one cluster; content travels by digest only."""
-
-    gitrepo: str
-    bundle_name: str
-    cluster_namespace: str
-    cluster_name: str
-    deployment_id: str
-    bundle_digest: str
-    options_digest: str
-    previous_release: ReleaseRef | None = None
-    # The GitRepo's secret names for private chart repositories and SOPS files (None in
-    # requests from before they were sent: the cluster's namespace, no Helm credentials).
-    render_secrets: RenderSecretRefs | None = None
-    # After applying, watch readiness this long in the same activity (0: return at once).
-    # Most releases turn Ready within seconds, and one activity instead of deploy + wait_ready
-    # halves the workflow tasks and history events of a deployment.
-    wait_ready_seconds: float = 0.0
-
-
-class DeployResult(BaseModel):
-    """What the deploy did: the release now running, and how history was handled."""
-
-    release: ReleaseRef
-    deployment_id: str
-    changed: bool
-    action: HistoryAction
-    reason: str
-    recovered: bool = False
-    # Readiness at the end of ``wait_ready_seconds``; None when it was not asked for.
-    status: DeploymentStatus | None = None
-
-
-class StatusRequest(BaseModel):
-    """Look at one deployment on its cluster."""
-
-    gitrepo: str
-    bundle_name: str
-    cluster_namespace: str
-    cluster_name: str
-    deployment_id: str
-    options_digest: str
-    release: ReleaseRef
-
-
-class WaitReadyRequest(StatusRequest):
-    """Watch a deployment until it is Ready or ``timeout_seconds`` pass."""
-
-    timeout_seconds: float = 600.0
-
-
-class RemoveRequest(BaseModel):
-    """Remove one deployment: its release and, when asked, its namespace."""
-
-    gitrepo: str
-    bundle_name: str
-    cluster_namespace: str
-    cluster_name: str
-    release: ReleaseRef
-    keep_resources: bool = False
-    delete_namespace: bool = False
-
-
-class RemoveResult(BaseModel):
-    """What was removed; ``message`` says why a namespace was kept."""
-
-    release_removed: bool
-    resources_kept: bool
-    namespace_deleted: bool = False
-    message: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,7 +410,7 @@ class DeployActivities:
 
     # -- deploy ----------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=DEPLOY_BUNDLE)
     def deploy_bundle(self, request: DeployRequest) -> DeployResult:
         """Install or upgrade the bundle's release to ``deployment_id``; a no-op when it runs."""
         redact = Redactor()
@@ -708,7 +626,7 @@ class DeployActivities:
 
     # -- status ----------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=CHECK_DEPLOYMENT)
     def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
         """Readiness and drift of the release's objects; corrects drift when asked to."""
         redact = Redactor()
@@ -732,7 +650,7 @@ class DeployActivities:
         except FlotillaError as err:
             raise _application_error(err, redact) from None
 
-    @activity.defn
+    @activity.defn(name=WAIT_READY)
     def wait_ready(self, request: WaitReadyRequest) -> DeploymentStatus:
         """Poll until the release's objects are Ready or the timeout passes (then NotReady)."""
         redact = Redactor()
@@ -807,7 +725,7 @@ class DeployActivities:
 
     # -- removal ---------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=REMOVE_DEPLOYMENT)
     def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
         """Uninstall the release (or, with keepResources, drop only its records)."""
         redact = Redactor()

@@ -17,10 +17,9 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import git
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
@@ -28,149 +27,35 @@ from temporalio.exceptions import ApplicationError
 
 from activities.checkout import read_checkout
 from activities.content import ContentError, ContentStore, content_failure
+from activities.gitops_models import (
+    FETCH_BUNDLES,
+    LS_REMOTE,
+    PLAN_BUNDLE,
+    SYNC_BUNDLES,
+    BundleRef,
+    DependencyRef,
+    FetchRequest,
+    FetchResult,
+    GitSource,
+    LsRemoteRequest,
+    LsRemoteResult,
+    PlannedTarget,
+    PlanRequest,
+    PlanResult,
+    SyncBundlesRequest,
+    SyncBundlesResult,
+)
 from activities.secrets import SecretStore
 from flotilla.bundles import name_bundle, read_bundles
 from flotilla.depends import BundleInfo, find_cycles, resolve_dependencies
 from flotilla.deployment import DeploymentOptions, deployment_id
-from flotilla.errors import FlotillaError, one_line
-from flotilla.models import DEFAULT_NAMESPACE, ClusterGroup, GitRepoSpec, GitTarget, RolloutStrategy
-from flotilla.targeting import ClusterInfo, GitRepoSwitches, apply_switches, resolve_deployment
+from flotilla.errors import INVALID_SPEC, FlotillaError, one_line
+from flotilla.models import ClusterGroup, GitTarget, RolloutStrategy
+from flotilla.targeting import ClusterInfo, apply_switches, resolve_deployment
 from flotilla.templating import process_values
-from workflows.common import INVALID_SPEC
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _MAX_ERROR = 300
-
-
-# ---------------------------------------------------------------------------------------------
-# Models
-# ---------------------------------------------------------------------------------------------
-
-
-class GitSource(BaseModel):
-    """Where to read from: the GitRepo's source fields and its credentials' secret name."""
-
-    repo: str
-    branch: str = "master"
-    revision: str | None = None
-    client_secret_name: str | None = None
-    # The GitRepo's namespace: where ``client_secret_name`` lives (Fleet's rule).
-    namespace: str = DEFAULT_NAMESPACE
-    # Public CA certificates (base64 PEM) to trust for an https repo, and Fleet's opt-out.
-    ca_bundle: str | None = None
-    insecure_skip_tls_verify: bool = False
-
-    @classmethod
-    def from_spec(cls, spec: GitRepoSpec, namespace: str) -> GitSource:
-        return cls(
-            namespace=namespace,
-            repo=spec.repo,
-            branch=spec.branch,
-            revision=spec.revision,
-            client_secret_name=spec.client_secret_name,
-            ca_bundle=spec.ca_bundle,
-            insecure_skip_tls_verify=spec.insecure_skip_tls_verify,
-        )
-
-
-class LsRemoteRequest(BaseModel):
-    source: GitSource
-
-
-class LsRemoteResult(BaseModel):
-    commit: str
-
-
-class FetchRequest(BaseModel):
-    """Read the bundles of ``commit`` for the GitRepo ``namespace/gitrepo``."""
-
-    namespace: str
-    gitrepo: str
-    source: GitSource
-    commit: str
-    paths: list[str] = Field(default_factory=lambda: ["."])
-
-
-class DependencyRef(BaseModel):
-    """A resolved dependsOn entry: the bundle waited for and the states that count as done."""
-
-    bundle: str
-    accepted_states: list[str] = Field(default_factory=lambda: ["Ready"])
-
-
-class BundleRef(BaseModel):
-    """A bundle as the GitRepo workflow sees it: a name, a content digest and its wiring."""
-
-    name: str
-    path: str
-    digest: str
-    labels: dict[str, str] = Field(default_factory=dict)
-    depends_on: list[DependencyRef] = Field(default_factory=list)
-    # One line when the bundle cannot deploy (bad fleet.yaml, dependsOn cycle or typo).
-    error: str = ""
-    # fleet.yaml has ``imageScans``: the GitRepo keeps image-policy schedules for it.
-    image_scans: bool = False
-
-
-class FetchResult(BaseModel):
-    commit: str
-    bundles: list[BundleRef] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
-
-
-class PlanCluster(BaseModel):
-    """A cluster as the planner needs it (from the registry snapshot)."""
-
-    name: str
-    labels: dict[str, str] = Field(default_factory=dict)
-
-
-class PlanRequest(BaseModel):
-    namespace: str
-    bundle: str
-    bundle_digest: str
-    switches: GitRepoSwitches
-    clusters: list[PlanCluster]
-    groups: list[dict[str, Any]] = Field(default_factory=list)
-
-
-class PlannedTarget(BaseModel):
-    """What one cluster gets: options stored by digest, and the deployment id naming both."""
-
-    cluster: str
-    options_digest: str
-    deployment_id: str
-    # What a later removal from this cluster must honour.
-    keep_resources: bool = False
-    delete_namespace: bool = False
-
-
-class PlanResult(BaseModel):
-    targets: list[PlannedTarget] = Field(default_factory=list)
-    strategy: RolloutStrategy = Field(default_factory=RolloutStrategy)
-    # One line per cluster whose options could not be computed (bad template, for example).
-    errors: dict[str, str] = Field(default_factory=dict)
-    paused: bool = False
-
-
-class BundleStart(BaseModel):
-    """Signal-with-start of one bundle workflow: its id, input and the signal to deliver."""
-
-    workflow_id: str
-    signal: str
-    signal_arg: dict[str, Any]
-    start_input: dict[str, Any]
-    static_summary: str = ""
-
-
-class SyncBundlesRequest(BaseModel):
-    workflow: str
-    task_queue: str
-    starts: list[BundleStart]
-
-
-class SyncBundlesResult(BaseModel):
-    signalled: int
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,7 +124,7 @@ class GitOpsActivities:
         message = one_line(f"{source.repo}: {what} failed: {stderr.strip()}", _MAX_ERROR)
         return ApplicationError(message, type="GitError")
 
-    @activity.defn
+    @activity.defn(name=LS_REMOTE)
     def ls_remote(self, request: LsRemoteRequest) -> LsRemoteResult:
         """Return the commit the GitRepo should deploy: ``revision`` when set, else the head
         of ``branch``. Cheap: no objects are transferred."""
@@ -298,7 +183,7 @@ class GitOpsActivities:
         assert error is not None
         raise self.git_error(source, f"fetch of {commit[:12]}", error) from None
 
-    @activity.defn
+    @activity.defn(name=FETCH_BUNDLES)
     def fetch_bundles(self, request: FetchRequest) -> FetchResult:
         """Shallow-fetch ``commit``, read its bundles, store each by digest, return the refs."""
         source = request.source
@@ -376,7 +261,7 @@ class GitOpsActivities:
     # Planning
     # -----------------------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=PLAN_BUNDLE)
     def plan_bundle(self, request: PlanRequest) -> PlanResult:
         """Decide which clusters get the bundle and with which options; store those options
         per cluster by digest so deploy activities read them from the content store."""
@@ -438,7 +323,7 @@ class GitOpsActivities:
     # Bundle workflows
     # -----------------------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=SYNC_BUNDLES)
     async def sync_bundles(self, request: SyncBundlesRequest) -> SyncBundlesResult:
         """Signal each bundle workflow, starting it first when it does not run yet."""
         if self.client is None:

@@ -28,13 +28,19 @@ import urllib.parse
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.registry_models import POLL_REGISTRY, PollRequest, PollResult
 from activities.secrets import SecretStore, SecretStoreError
-from flotilla.errors import FlotillaError, one_line
-from flotilla.models import DEFAULT_NAMESPACE
+from flotilla.errors import (
+    REGISTRY_AUTH_FAILED,
+    REGISTRY_NOT_FOUND,
+    REGISTRY_RATE_LIMITED,
+    REGISTRY_UNAVAILABLE,
+    FlotillaError,
+    one_line,
+)
 from flotilla.registryauth import registry_credentials
 
 MANIFEST_MEDIA_TYPES = (
@@ -53,34 +59,6 @@ DEFAULT_TOKEN_SECONDS = 60.0
 TOKEN_MARGIN_SECONDS = 5.0
 MAX_PAGES = 100
 _MAX_BODY_IN_ERROR = 120
-
-UNAVAILABLE = "RegistryUnavailable"
-RATE_LIMITED = "RegistryRateLimited"
-AUTH_FAILED = "RegistryAuthFailed"
-NOT_FOUND = "RegistryNotFound"
-NON_RETRYABLE_REGISTRY_ERRORS = [AUTH_FAILED, NOT_FOUND, "SecretNotFoundError"]
-
-
-class PollRequest(BaseModel):
-    """What to ask one registry: the tag list, the digest of one tag, or both."""
-
-    registry: str
-    repository: str
-    secret_name: str | None = None
-    # Where ``secret_name`` lives: the GitRepo's namespace, as Fleet reads image scan secrets.
-    secret_namespace: str = DEFAULT_NAMESPACE
-    list_tags: bool = True
-    digest_of: str | None = None
-
-
-class PollResult(BaseModel):
-    tags: list[str] = Field(default_factory=list)
-    digest: str | None = None
-    # sha256 of the tag list as the registry sent it: equal digests mean nothing changed.
-    listing_digest: str = ""
-    # Requests sent to the registry itself (token requests to an auth server not counted).
-    requests: int = 0
-    not_modified: bool = False
 
 
 @dataclass
@@ -175,7 +153,7 @@ class RegistryActivities:
         self._credentials: dict[tuple[str, str, str, str], _Credential] = {}
         self._listings: dict[tuple[str, str, str, str], _Listing] = {}
 
-    @activity.defn
+    @activity.defn(name=POLL_REGISTRY)
     def poll_registry(self, request: PollRequest) -> PollResult:
         """List the tags of ``registry/repository`` and/or resolve one tag's manifest digest."""
         session = _Session(self, request)
@@ -275,7 +253,7 @@ class _Session:
                 resp = self._http(method, url, {**headers, **auth})
             except OSError as err:
                 raise ApplicationError(
-                    f"{self.name}: {what}: registry unreachable: {err}", type=UNAVAILABLE
+                    f"{self.name}: {what}: registry unreachable: {err}", type=REGISTRY_UNAVAILABLE
                 ) from None
             if resp.status != 401:
                 return resp
@@ -286,7 +264,7 @@ class _Session:
         raise ApplicationError(
             f"{self.name}: {what}: 401 Unauthorized after authenticating"
             + (f" with secret {secret!r}" if secret else " anonymously (set secretRef)"),
-            type=AUTH_FAILED,
+            type=REGISTRY_AUTH_FAILED,
             non_retryable=True,
         )
 
@@ -298,19 +276,19 @@ class _Session:
             delay = retry_after_seconds(resp.header("retry-after"), time.time())
             raise ApplicationError(
                 f"{self.name}: {what}: {status}, retrying in {delay:.0f}s",
-                type=RATE_LIMITED,
+                type=REGISTRY_RATE_LIMITED,
                 next_retry_delay=timedelta(seconds=delay),
             )
         if resp.status == 404:
             raise ApplicationError(
-                f"{self.name}: {what}: {status}", type=NOT_FOUND, non_retryable=True
+                f"{self.name}: {what}: {status}", type=REGISTRY_NOT_FOUND, non_retryable=True
             )
         if resp.status == 403:
             raise ApplicationError(
-                f"{self.name}: {what}: {status}", type=AUTH_FAILED, non_retryable=True
+                f"{self.name}: {what}: {status}", type=REGISTRY_AUTH_FAILED, non_retryable=True
             )
         detail = f": {_short(resp.body)}" if resp.body else ""
-        raise ApplicationError(f"{self.name}: {what}: {status}{detail}", type=UNAVAILABLE)
+        raise ApplicationError(f"{self.name}: {what}: {status}{detail}", type=REGISTRY_UNAVAILABLE)
 
     # --- authentication -----------------------------------------------------------------------
 
@@ -336,7 +314,7 @@ class _Session:
             if basic is None:
                 raise ApplicationError(
                     f"{self.name}: {what}: registry asks for credentials (set secretRef)",
-                    type=AUTH_FAILED,
+                    type=REGISTRY_AUTH_FAILED,
                     non_retryable=True,
                 )
             credential = _Credential("Basic", basic)
@@ -346,7 +324,7 @@ class _Session:
         if scheme != "bearer" or "realm" not in params:
             raise ApplicationError(
                 f"{self.name}: {what}: 401 with an unsupported challenge {header[:60]!r}",
-                type=AUTH_FAILED,
+                type=REGISTRY_AUTH_FAILED,
                 non_retryable=True,
             )
         params.setdefault("scope", f"repository:{self.request.repository}:pull")
@@ -364,7 +342,7 @@ class _Session:
             resp = self._http("GET", url, headers)
         except OSError as err:
             raise ApplicationError(
-                f"{self.name}: {what}: token server unreachable: {err}", type=UNAVAILABLE
+                f"{self.name}: {what}: token server unreachable: {err}", type=REGISTRY_UNAVAILABLE
             ) from None
         if resp.status in (401, 403):
             secret = self.request.secret_name
@@ -372,7 +350,7 @@ class _Session:
                 f"{self.name}: {what}: token server refused "
                 + (f"the credentials of secret {secret!r}" if secret else "anonymous access")
                 + f" ({resp.status})",
-                type=AUTH_FAILED,
+                type=REGISTRY_AUTH_FAILED,
                 non_retryable=True,
             )
         self._check(resp, f"{what}: token")
@@ -381,7 +359,7 @@ class _Session:
             token = data.get("token") or data["access_token"]
         except (ValueError, KeyError, AttributeError):
             raise ApplicationError(
-                f"{self.name}: {what}: token server sent no token", type=UNAVAILABLE
+                f"{self.name}: {what}: token server sent no token", type=REGISTRY_UNAVAILABLE
             ) from None
         lifetime = float(data.get("expires_in") or DEFAULT_TOKEN_SECONDS)
         credential = _Credential("Bearer", token, time.time() + lifetime, dict(challenge))
@@ -419,7 +397,8 @@ class _Session:
                 page = json.loads(resp.body).get("tags") or []
             except (ValueError, AttributeError):
                 raise ApplicationError(
-                    f"{self.name}: {what}: not a tag list: {_short(resp.body)}", type=UNAVAILABLE
+                    f"{self.name}: {what}: not a tag list: {_short(resp.body)}",
+                    type=REGISTRY_UNAVAILABLE,
                 ) from None
             tags.extend(str(t) for t in page)
             digest.update(resp.body)

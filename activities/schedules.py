@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import git
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.api.schedule.v1 import Schedule as ScheduleProto
 from temporalio.api.workflowservice.v1 import UpdateScheduleRequest
@@ -44,10 +44,25 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.content import ContentStore
-from activities.gitops import BundleRef, GitOpsActivities, GitSource
+from activities.gitops import GitOpsActivities
+from activities.gitops_models import BundleRef, GitSource
+from activities.schedules_models import (
+    RECORD_POLICY_STATE,
+    REQUEST_GITREPO_SYNC,
+    SYNC_IMAGE_SCHEDULES,
+    GitRepoSyncRequest,
+    GitRepoSyncResult,
+    ImagePolicyConfig,
+    ImagePolicyInput,
+    ImageVersion,
+    RecordStateRequest,
+    RecordStateResult,
+    SyncSchedulesRequest,
+    SyncSchedulesResult,
+)
 from flotilla.errors import FlotillaError
 from flotilla.imagepolicy import ImageScan, parse_image_ref, parse_image_scans
-from flotilla.models import CommitSpec, GitRepoSpec
+from flotilla.models import GitRepoSpec
 from flotilla.schedule import PollSchedule, parse_poll_schedule
 
 POLICY_WORKFLOW = "ImagePolicyWorkflow"
@@ -68,101 +83,6 @@ def image_policy_prefix(namespace: str, gitrepo: str) -> str:
 def image_policy_id(namespace: str, gitrepo: str, bundle: str, scan: str) -> str:
     """The schedule id, also the id (plus Temporal's timestamp) of every run it starts."""
     return f"{image_policy_prefix(namespace, gitrepo)}{bundle}/{scan}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Models
-# ---------------------------------------------------------------------------------------------
-
-
-class ImageVersion(BaseModel):
-    """A tag and, when known, the digest it pointed to."""
-
-    tag: str
-    digest: str | None = None
-
-    @property
-    def text(self) -> str:
-        return self.tag + (f"@{self.digest}" if self.digest else "")
-
-
-class ImagePolicyConfig(BaseModel):
-    """What a schedule's runs need: the scan, where its markers are and what they say now."""
-
-    policy_id: str
-    namespace: str
-    gitrepo: str
-    bundle: str
-    scan: ImageScan
-    gitrepo_workflow_id: str
-    source: GitSource
-    commit_spec: CommitSpec | None = None
-    # The commit the current values were read from, and the files holding the markers.
-    commit: str
-    files: list[str]
-    current: ImageVersion
-    # When the schedule polls (the scan's own, or the GitRepo's imageScanInterval). Compared
-    # here rather than in the schedule, which the server rewrites (cron -> calendar specs).
-    schedule: PollSchedule
-    # A ``NAME:digest`` marker exists, so the digest of a chosen tag must be written too.
-    wants_digest: bool = False
-
-
-class ImagePolicyState(BaseModel):
-    """What one run leaves for the next (kept in the schedule's action arguments)."""
-
-    latest_seen: str = ""
-    # Committed by a run; the schedule's ``current`` catches up when the GitRepo reads it.
-    applied: ImageVersion | None = None
-    # Rejected or expired: not proposed again until a newer image appears.
-    declined: ImageVersion | None = None
-    declined_reason: str = ""
-    last_result: str = ""
-    last_error: str = ""
-
-
-class ImagePolicyInput(BaseModel):
-    config: ImagePolicyConfig
-    state: ImagePolicyState = Field(default_factory=ImagePolicyState)
-
-
-class SyncSchedulesRequest(BaseModel):
-    """The GitRepo as read at ``commit``; an empty ``bundles`` list removes every schedule."""
-
-    namespace: str
-    gitrepo: str
-    gitrepo_workflow_id: str
-    spec: GitRepoSpec
-    commit: str = ""
-    bundles: list[BundleRef] = Field(default_factory=list)
-    task_queue: str
-
-
-class SyncSchedulesResult(BaseModel):
-    created: list[str] = Field(default_factory=list)
-    updated: list[str] = Field(default_factory=list)
-    deleted: list[str] = Field(default_factory=list)
-    unchanged: int = 0
-    # One line per scan that cannot be scheduled (bad entry, no markers).
-    warnings: list[str] = Field(default_factory=list)
-
-
-class RecordStateRequest(BaseModel):
-    policy_id: str
-    state: ImagePolicyState
-
-
-class RecordStateResult(BaseModel):
-    recorded: bool
-
-
-class GitRepoSyncRequest(BaseModel):
-    workflow_id: str
-
-
-class GitRepoSyncResult(BaseModel):
-    requested: bool
-    message: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +241,7 @@ class ScheduleActivities:
         self.content = content
         self.gitops = gitops
 
-    @activity.defn
+    @activity.defn(name=SYNC_IMAGE_SCHEDULES)
     async def sync_image_schedules(self, request: SyncSchedulesRequest) -> SyncSchedulesResult:
         """Make the schedules under the GitRepo's prefix match the scans of its bundles."""
         result = SyncSchedulesResult()
@@ -513,7 +433,7 @@ class ScheduleActivities:
                 activity.logger.info("schedule %s changed meanwhile, retrying: %s", policy_id, err)
         raise ApplicationError(f"schedule {policy_id}: kept changing, update not applied")
 
-    @activity.defn
+    @activity.defn(name=RECORD_POLICY_STATE)
     async def record_policy_state(self, request: RecordStateRequest) -> RecordStateResult:
         """Store a run's state in its schedule for the next run; the config is left alone."""
 
@@ -531,7 +451,7 @@ class ScheduleActivities:
             recorded = False
         return RecordStateResult(recorded=recorded)
 
-    @activity.defn
+    @activity.defn(name=REQUEST_GITREPO_SYNC)
     async def request_gitrepo_sync(self, request: GitRepoSyncRequest) -> GitRepoSyncResult:
         """Ask the GitRepo workflow to poll now (its ``sync_now`` update, accepted not awaited)."""
         handle = self.client.get_workflow_handle(request.workflow_id)

@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 
 import git
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.gitops import GitOpsActivities, GitSource
+from activities.gitops import GitOpsActivities
+from activities.writeback_models import WRITE_BACK, WriteBackRequest, WriteBackResult
 from flotilla.imagepolicy import ImageUpdate
 from flotilla.markers import rewrite_markers
 from flotilla.models import CommitSpec
@@ -28,26 +28,6 @@ DEFAULT_AUTHOR_NAME = "flotilla-imagescan"
 DEFAULT_AUTHOR_EMAIL = "imagescan@flotilla.invalid"
 GIT_TIMEOUT_SECONDS = 300
 _REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "cannot lock ref", "stale info")
-
-
-class WriteBackRequest(BaseModel):
-    """Write ``update`` into the markers of scan ``scan`` in ``files`` (repo-relative paths)."""
-
-    source: GitSource
-    gitrepo: str
-    bundle: str
-    scan: str
-    files: list[str]
-    update: ImageUpdate
-    # What the markers said before, for the commit message ("1.2.3").
-    previous: str
-    commit: CommitSpec | None = None
-
-
-class WriteBackResult(BaseModel):
-    commit: str = ""  # empty: the branch already had these values
-    changed_lines: int = 0
-    attempts: int = 0
 
 
 def commit_message(request: WriteBackRequest) -> str:
@@ -72,7 +52,7 @@ class WriteBackActivities:
         self.gitops = gitops
         self.workdir = workdir
 
-    @activity.defn
+    @activity.defn(name=WRITE_BACK)
     def write_back(self, request: WriteBackRequest) -> WriteBackResult:
         """Clone the branch shallowly, rewrite, commit and push; rebase-by-rewrite on a race."""
         source = request.source

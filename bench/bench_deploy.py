@@ -26,7 +26,8 @@ import yaml
 from temporalio.testing import ActivityEnvironment
 
 from activities.content import FileContentStore
-from activities.deploy import DeployActivities, DeployRequest, ReleaseRef, StatusRequest
+from activities.deploy import DeployActivities
+from activities.deploy_models import DeployRequest, ReleaseRef, StatusRequest
 from activities.render import customize_options, render_bundle
 from activities.secrets import FileSecretStore, kubeconfig_secret_name
 from devenv import tools

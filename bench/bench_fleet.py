@@ -51,12 +51,12 @@ from devenv.gitserver import GitDaemon
 from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_auth
 from devenv.temporal import TemporalDevServer
 from flotilla.chart import wrap_manifests
+from flotilla.ids import bundle_workflow_id
 from flotilla.settings import TemporalSettings
 from flotilla.targeting import ClusterInfo
 from runtime.temporal import connect
 from starters.control import Control
 from tests.e2e.harness import ActivityCall, activity_calls, gitrepo_yaml
-from workflows.common import bundle_workflow_id
 
 BUNDLES = 50
 CLUSTERS = 3

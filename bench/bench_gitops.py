@@ -25,7 +25,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from activities.deploy import (
+from activities.deploy_models import (
     DeploymentStatus,
     DeployRequest,
     DeployResult,
@@ -37,8 +37,8 @@ from activities.deploy import (
 )
 from devenv.gitserver import GitDaemon
 from devenv.temporal import TemporalDevServer
+from flotilla.ids import bundle_workflow_id
 from tests.e2e.harness import activity_calls, gitrepo_yaml, start_flotilla
-from workflows.common import bundle_workflow_id
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{v: '{v}'}}\n"
 

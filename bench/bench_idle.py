@@ -37,11 +37,11 @@ from activities.secrets import FileSecretStore
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from devenv.temporal import TemporalDevServer
+from flotilla.ids import gitrepo_workflow_id
 from flotilla.settings import TemporalSettings
 from runtime.temporal import connect
 from starters.control import Control
 from tests.e2e.harness import activity_calls, gitrepo_yaml
-from workflows.common import gitrepo_workflow_id
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: idle{i}}}\ndata: {{v: '1'}}\n"
 

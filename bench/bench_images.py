@@ -32,9 +32,11 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.content import FileContentStore
-from activities.gitops import FetchRequest, GitOpsActivities, GitSource, LsRemoteRequest
+from activities.gitops import GitOpsActivities
+from activities.gitops_models import FetchRequest, GitSource, LsRemoteRequest
 from activities.registry import RegistryActivities
-from activities.schedules import ScheduleActivities, SyncSchedulesRequest, image_policy_prefix
+from activities.schedules import ScheduleActivities, image_policy_prefix
+from activities.schedules_models import SyncSchedulesRequest
 from activities.secrets import FileSecretStore
 from activities.writeback import WriteBackActivities
 from devenv.gitserver import GitDaemon

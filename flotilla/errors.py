@@ -7,6 +7,9 @@ FlotillaError
 
 Messages are one line: ``<file>: <field.path>: <problem> (<value>)``. They never include
 secret values; callers pass names, not contents.
+
+Activities hand errors to workflows as Temporal ``ApplicationError``s; the ``type`` names that
+workflows act on (retry policies, update validators) are the catalogue at the end.
 """
 
 from __future__ import annotations
@@ -65,3 +68,19 @@ class RenderError(FlotillaError):
 
 class UnreachableError(FlotillaError):
     """A server (Temporal, a cluster's API, a store) could not be reached; worth retrying."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Failure types: the ``type`` of ApplicationErrors that both activities and workflows name
+# ---------------------------------------------------------------------------------------------
+
+# Errors a retry cannot fix; activities raise them as non-retryable ApplicationErrors.
+INVALID_SPEC = "InvalidSpec"
+NON_RETRYABLE_ERRORS = [INVALID_SPEC, "SpecError", "RenderError", "SecretNotFoundError"]
+
+# Container registries (activities/registry.py).
+REGISTRY_UNAVAILABLE = "RegistryUnavailable"
+REGISTRY_RATE_LIMITED = "RegistryRateLimited"
+REGISTRY_AUTH_FAILED = "RegistryAuthFailed"
+REGISTRY_NOT_FOUND = "RegistryNotFound"
+NON_RETRYABLE_REGISTRY_ERRORS = [REGISTRY_AUTH_FAILED, REGISTRY_NOT_FOUND, "SecretNotFoundError"]

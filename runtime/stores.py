@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from activities.content import ContentStore, FileContentStore
-from activities.secrets import FileSecretStore, SecretStore
+from activities.secrets import OPAQUE, FileSecretStore, SecretInfo, SecretStore
 from flotilla.settings import ContentBackend, SecretBackend, Settings, settings_from_env
 
 
@@ -39,3 +39,29 @@ def content_store(settings: Settings, secrets: SecretStore) -> ContentStore:
             cache_dir=settings.workdir / "content-cache",
         )
     return FileContentStore(settings.content_dir)
+
+
+class LazySecretStore:
+    """The configured secret store, built at its first use: commands that read no secret
+    (get, describe) never load the management cluster's client or connect to it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._store: SecretStore | None = None
+
+    def _target(self) -> SecretStore:
+        if self._store is None:
+            self._store = secret_store(self._settings)
+        return self._store
+
+    def get(self, namespace: str, name: str) -> dict[str, str]:
+        return self._target().get(namespace, name)
+
+    def put(self, namespace: str, name: str, data: dict[str, str], *, type: str = OPAQUE) -> None:
+        self._target().put(namespace, name, data, type=type)
+
+    def delete(self, namespace: str, name: str, *, if_managed: bool = False) -> bool:
+        return self._target().delete(namespace, name, if_managed=if_managed)
+
+    def list(self, namespace: str) -> list[SecretInfo]:
+        return self._target().list(namespace)

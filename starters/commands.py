@@ -16,8 +16,9 @@ from pathlib import Path
 import yaml
 
 from flotilla.errors import SpecError
+from flotilla.ids import CONTROL_TASK_QUEUE
 from flotilla.models import DEFAULT_NAMESPACE, load_fleet_objects
-from runtime.stores import load_settings, secret_store
+from runtime.stores import LazySecretStore, load_settings
 from runtime.temporal import connect
 from starters.control import Control
 from starters.tables import (
@@ -28,7 +29,6 @@ from starters.tables import (
     gitrepo_table,
     render,
 )
-from workflows.common import CONTROL_TASK_QUEUE
 
 
 def _labels(pairs: Sequence[str]) -> dict[str, str]:
@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace, action: Callable[[Control], Awaitable[str]]) 
     async def go() -> str:
         settings = load_settings()
         client = await connect(settings.temporal)
-        control = Control(client, task_queue=args.task_queue, secrets=secret_store(settings))
+        control = Control(client, task_queue=args.task_queue, secrets=LazySecretStore(settings))
         return await action(control)
 
     print(asyncio.run(go()))

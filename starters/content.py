@@ -28,13 +28,17 @@ from temporalio.client import (
 from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contentgc import DEFAULT_GRACE, CollectGarbageRequest, CollectGarbageResult
+from activities.contentgc_models import (
+    CONTENT_GC_WORKFLOW,
+    DEFAULT_GRACE,
+    CollectGarbageRequest,
+    CollectGarbageResult,
+)
 from flotilla.durations import format_duration, parse_duration
 from flotilla.errors import FlotillaError
+from flotilla.ids import CONTENT_GC_WORKFLOW_ID, CONTROL_TASK_QUEUE
 from runtime.stores import load_settings
 from runtime.temporal import connect
-from workflows.common import CONTENT_GC_WORKFLOW_ID, CONTROL_TASK_QUEUE
-from workflows.contentgc import ContentGarbageWorkflow
 
 DEFAULT_EVERY = timedelta(hours=24)
 
@@ -71,11 +75,12 @@ async def collect(
 ) -> CollectGarbageResult:
     """Run one collection on the workers and wait for its result."""
     try:
-        return await client.execute_workflow(
-            ContentGarbageWorkflow.run,
+        result: CollectGarbageResult = await client.execute_workflow(
+            CONTENT_GC_WORKFLOW,
             request,
             id=CONTENT_GC_WORKFLOW_ID,
             task_queue=task_queue,
+            result_type=CollectGarbageResult,
         )
     except WorkflowAlreadyStartedError:
         raise FlotillaError(
@@ -83,6 +88,7 @@ async def collect(
         ) from None
     except WorkflowFailureError as err:
         raise FlotillaError(f"content gc failed: {_cause(err)}") from None
+    return result
 
 
 async def schedule(
@@ -103,7 +109,7 @@ async def schedule(
         return f"schedule {CONTENT_GC_WORKFLOW_ID}: deleted"
     wanted = Schedule(
         action=ScheduleActionStartWorkflow(
-            ContentGarbageWorkflow.run, request, id=CONTENT_GC_WORKFLOW_ID, task_queue=task_queue
+            CONTENT_GC_WORKFLOW, request, id=CONTENT_GC_WORKFLOW_ID, task_queue=task_queue
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),

@@ -28,27 +28,45 @@ from activities.secrets import (
     kubeconfig_secret_name,
 )
 from flotilla.errors import FlotillaError, SpecError, cause_message
-from flotilla.kubenames import name_problem
-from flotilla.models import Cluster, ClusterGroup, GitRepo, load_fleet_objects
-from workflows.bundle import BundleWorkflow
-from workflows.bundle_models import BundleStatus, BundleStatusRequest, PauseRequest
-from workflows.common import (
+from flotilla.ids import (
     CONTROL_TASK_QUEUE,
     bundle_workflow_id,
     gitrepo_workflow_id,
     registry_workflow_id,
 )
-from workflows.gitrepo import GitRepoWorkflow
+from flotilla.kubenames import name_problem
+from flotilla.models import Cluster, ClusterGroup, GitRepo, load_fleet_objects
+from workflows.bundle_models import (
+    BUNDLE_STATUS_QUERY,
+    PAUSE_SIGNAL,
+    BundleStatus,
+    BundleStatusRequest,
+    PauseRequest,
+)
 from workflows.gitrepo_models import (
+    DELETE_UPDATE,
+    GITREPO_STATUS_QUERY,
+    GITREPO_WORKFLOW,
+    SYNC_NOW_UPDATE,
+    UPDATE_SPEC_UPDATE,
     DeleteRequest,
+    DeleteResult,
     GitRepoState,
     GitRepoStatus,
     GitRepoStatusRequest,
     SyncNowRequest,
+    SyncNowResult,
     UpdateSpecRequest,
+    UpdateSpecResult,
 )
-from workflows.registry import ClusterRegistryWorkflow
 from workflows.registry_models import (
+    APPLY_CLUSTER_UPDATE,
+    APPLY_GROUP_UPDATE,
+    LABEL_CLUSTER_UPDATE,
+    REGISTRY_WORKFLOW,
+    REMOVE_CLUSTER_UPDATE,
+    REMOVE_GROUP_UPDATE,
+    SNAPSHOT_QUERY,
     ApplyClusterRequest,
     ApplyGroupRequest,
     LabelClusterRequest,
@@ -76,9 +94,11 @@ class Control:
 
     # --- registry ------------------------------------------------------------------------------
 
-    async def _registry_update(self, namespace: str, update: Any, request: BaseModel) -> Any:
-        start = WithStartWorkflowOperation(
-            ClusterRegistryWorkflow.run,
+    async def _registry_update(
+        self, namespace: str, update: str, request: BaseModel
+    ) -> RegistryChange:
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            REGISTRY_WORKFLOW,
             RegistryState(namespace=namespace),
             id=registry_workflow_id(namespace),
             task_queue=self.task_queue,
@@ -86,15 +106,16 @@ class Control:
             static_summary=f"cluster registry of namespace {namespace}",
         )
         try:
-            return await self.client.execute_update_with_start_workflow(
-                update, request, start_workflow_operation=start
+            change: RegistryChange = await self.client.execute_update_with_start_workflow(
+                update, request, start_workflow_operation=start, result_type=RegistryChange
             )
+            return change
         except WorkflowUpdateFailedError as err:
             raise FlotillaError(cause_message(err)) from None
 
     async def ensure_registry(self, namespace: str) -> None:
         await self.client.start_workflow(
-            ClusterRegistryWorkflow.run,
+            REGISTRY_WORKFLOW,
             RegistryState(namespace=namespace),
             id=registry_workflow_id(namespace),
             task_queue=self.task_queue,
@@ -122,7 +143,7 @@ class Control:
             self.secrets.put(namespace, secret, {KUBECONFIG_KEY: kubeconfig})
         change: RegistryChange = await self._registry_update(
             namespace,
-            ClusterRegistryWorkflow.apply_cluster,
+            APPLY_CLUSTER_UPDATE,
             ApplyClusterRequest(
                 name=name,
                 labels=labels or {},
@@ -144,7 +165,7 @@ class Control:
             )
         change: RegistryChange = await self._registry_update(
             namespace,
-            ClusterRegistryWorkflow.apply_cluster,
+            APPLY_CLUSTER_UPDATE,
             ApplyClusterRequest(
                 name=name,
                 labels=cluster.metadata.labels or {},
@@ -162,28 +183,28 @@ class Control:
     ) -> RegistryChange:
         change: RegistryChange = await self._registry_update(
             namespace,
-            ClusterRegistryWorkflow.label_cluster,
+            LABEL_CLUSTER_UPDATE,
             LabelClusterRequest(name=name, set_labels=set_labels, remove_labels=remove),
         )
         return change
 
     async def remove_cluster(self, namespace: str, name: str) -> RegistryChange:
         change: RegistryChange = await self._registry_update(
-            namespace, ClusterRegistryWorkflow.remove_cluster, RemoveClusterRequest(name=name)
+            namespace, REMOVE_CLUSTER_UPDATE, RemoveClusterRequest(name=name)
         )
         return change
 
     async def apply_group(self, group: ClusterGroup) -> RegistryChange:
         change: RegistryChange = await self._registry_update(
             group.metadata.namespace,
-            ClusterRegistryWorkflow.apply_group,
+            APPLY_GROUP_UPDATE,
             ApplyGroupRequest(group=group),
         )
         return change
 
     async def remove_group(self, namespace: str, name: str) -> RegistryChange:
         change: RegistryChange = await self._registry_update(
-            namespace, ClusterRegistryWorkflow.remove_group, RemoveGroupRequest(name=name)
+            namespace, REMOVE_GROUP_UPDATE, RemoveGroupRequest(name=name)
         )
         return change
 
@@ -191,7 +212,7 @@ class Control:
         handle = self.client.get_workflow_handle(registry_workflow_id(namespace))
         try:
             snapshot: RegistrySnapshot = await handle.query(
-                ClusterRegistryWorkflow.snapshot, SnapshotRequest()
+                SNAPSHOT_QUERY, SnapshotRequest(), result_type=RegistrySnapshot
             )
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
@@ -208,8 +229,8 @@ class Control:
         namespace, name = gitrepo.metadata.namespace, gitrepo.metadata.name
         await self.ensure_registry(namespace)
         workflow_id = gitrepo_workflow_id(namespace, name)
-        start = WithStartWorkflowOperation(
-            GitRepoWorkflow.run,
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            GITREPO_WORKFLOW,
             GitRepoState(namespace=namespace, name=name, spec=gitrepo.spec, **switches),
             id=workflow_id,
             task_queue=self.task_queue,
@@ -218,10 +239,11 @@ class Control:
             static_details=_gitrepo_details(gitrepo),
         )
         try:
-            result = await self.client.execute_update_with_start_workflow(
-                GitRepoWorkflow.update_spec,
+            result: UpdateSpecResult = await self.client.execute_update_with_start_workflow(
+                UPDATE_SPEC_UPDATE,
                 UpdateSpecRequest(spec=gitrepo.spec),
                 start_workflow_operation=start,
+                result_type=UpdateSpecResult,
             )
         except WorkflowUpdateFailedError as err:
             raise FlotillaError(cause_message(err)) from None
@@ -250,14 +272,18 @@ class Control:
 
     async def gitrepo_status(self, namespace: str, name: str) -> GitRepoStatus:
         status: GitRepoStatus = await _not_found_is_error(
-            self.gitrepo(namespace, name).query(GitRepoWorkflow.status, GitRepoStatusRequest()),
+            self.gitrepo(namespace, name).query(
+                GITREPO_STATUS_QUERY, GitRepoStatusRequest(), result_type=GitRepoStatus
+            ),
             f"gitrepo {namespace}/{name} not found",
         )
         return status
 
     async def bundle_status(self, namespace: str, name: str) -> BundleStatus:
         status: BundleStatus = await _not_found_is_error(
-            self.bundle(namespace, name).query(BundleWorkflow.status, BundleStatusRequest()),
+            self.bundle(namespace, name).query(
+                BUNDLE_STATUS_QUERY, BundleStatusRequest(), result_type=BundleStatus
+            ),
             f"bundle {namespace}/{name} not found",
         )
         return status
@@ -280,8 +306,8 @@ class Control:
         return list(await asyncio.gather(*(self.bundle_status(namespace, n) for n in names)))
 
     async def sync_gitrepo(self, namespace: str, name: str) -> str:
-        result = await self.gitrepo(namespace, name).execute_update(
-            GitRepoWorkflow.sync_now, SyncNowRequest()
+        result: SyncNowResult = await self.gitrepo(namespace, name).execute_update(
+            SYNC_NOW_UPDATE, SyncNowRequest(), result_type=SyncNowResult
         )
         if result.error:
             raise FlotillaError(f"gitrepo {namespace}/{name}: {result.error}")
@@ -289,15 +315,15 @@ class Control:
 
     async def pause_bundle(self, namespace: str, name: str, *, paused: bool) -> str:
         await _not_found_is_error(
-            self.bundle(namespace, name).signal(BundleWorkflow.pause, PauseRequest(paused=paused)),
+            self.bundle(namespace, name).signal(PAUSE_SIGNAL, PauseRequest(paused=paused)),
             f"bundle {namespace}/{name} not found",
         )
         return f"bundle {namespace}/{name} {'paused' if paused else 'resumed'}"
 
     async def delete_gitrepo(self, namespace: str, name: str, *, wait: bool = True) -> str:
         handle = self.gitrepo(namespace, name)
-        result = await _not_found_is_error(
-            handle.execute_update(GitRepoWorkflow.delete, DeleteRequest()),
+        result: DeleteResult = await _not_found_is_error(
+            handle.execute_update(DELETE_UPDATE, DeleteRequest(), result_type=DeleteResult),
             f"gitrepo {namespace}/{name} not found",
         )
         if wait:

@@ -23,15 +23,17 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.schedules import ImagePolicyInput
+from activities.schedules_models import ImagePolicyInput
 from flotilla.errors import FlotillaError, cause_message
 from flotilla.imagepolicy import FleetPolicy, Policy
 from flotilla.models import DEFAULT_NAMESPACE
 from runtime.stores import load_settings
 from runtime.temporal import connect
 from starters.tables import render, table
-from workflows.imagepolicy import ImagePolicyWorkflow
 from workflows.imagepolicy_models import (
+    APPROVE_UPDATE,
+    IMAGE_POLICY_STATUS_QUERY,
+    REJECT_UPDATE,
     ApprovalRequest,
     ApprovalResult,
     ImagePolicyStatus,
@@ -126,7 +128,9 @@ class Images:
             )
             try:
                 status: ImagePolicyStatus = await handle.query(
-                    ImagePolicyWorkflow.status, ImagePolicyStatusRequest()
+                    IMAGE_POLICY_STATUS_QUERY,
+                    ImagePolicyStatusRequest(),
+                    result_type=ImagePolicyStatus,
                 )
             except RPCError:
                 return line  # finished between describe and query
@@ -165,9 +169,12 @@ class Images:
         if workflow_id is None:
             raise FlotillaError(f"image policy {name!r}: no update is waiting for approval")
         handle = self.client.get_workflow_handle(workflow_id)
-        update = ImagePolicyWorkflow.reject if reject else ImagePolicyWorkflow.approve
+        update = REJECT_UPDATE if reject else APPROVE_UPDATE
         try:
-            return await handle.execute_update(update, ApprovalRequest(by=by, reason=reason))
+            result: ApprovalResult = await handle.execute_update(
+                update, ApprovalRequest(by=by, reason=reason), result_type=ApprovalResult
+            )
+            return result
         except WorkflowUpdateFailedError as err:
             raise FlotillaError(cause_message(err)) from None
 

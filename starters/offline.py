@@ -18,8 +18,6 @@ from typing import Any
 import yaml
 
 from activities.checkout import read_checkout
-from activities.render import render_bundle
-from activities.rendersecrets import read_render_secrets
 from flotilla.bundles import Bundle, ReadResult, read_bundles
 from flotilla.credentials import RenderSecretRefs
 from flotilla.errors import SpecError, short_repr
@@ -41,8 +39,6 @@ from flotilla.targeting import (
     match_gitrepo_targets,
     resolve_deployment,
 )
-from runtime.stores import load_settings, secret_store
-from runtime.tools import locate_tools
 
 # Without --gitrepo there is no GitRepo to target with: every cluster is a target, so the
 # bundle's own targetCustomizations (and overrideTargets) alone decide what a cluster gets.
@@ -250,6 +246,12 @@ def _cmd_test(args: argparse.Namespace) -> int:
     cluster, groups = _test_cluster(args, source.namespace)
     rendered = 0
     reasons: list[tuple[str, str]] = []
+    # Only `test` renders: `bundle` and `target` start without the renderer and the settings.
+    from activities.render import render_bundle  # noqa: PLC0415
+    from activities.rendersecrets import read_render_secrets  # noqa: PLC0415
+    from runtime.stores import load_settings, secret_store  # noqa: PLC0415
+    from runtime.tools import locate_tools  # noqa: PLC0415
+
     settings = load_settings()
     # The pinned helm, kustomize and sops `make tools` built, found without PATH changes.
     tools = locate_tools(settings.tools)

@@ -27,23 +27,30 @@ from temporalio.exceptions import ActivityError, FailureError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contentgc import CONTENT_REFS_QUERY, ContentRefs, ContentRefsRequest
-    from activities.deploy import (
-        DeployActivities,
+    from activities.contentgc_models import CONTENT_REFS_QUERY, ContentRefs, ContentRefsRequest
+    from activities.deploy_models import (
+        CHECK_DEPLOYMENT,
+        DEPLOY_BUNDLE,
+        REMOVE_DEPLOYMENT,
+        WAIT_READY,
         DeploymentStatus,
         DeployRequest,
         DeployResult,
         RemoveRequest,
+        RemoveResult,
         StatusRequest,
         WaitReadyRequest,
     )
-    from activities.gitops import GitOpsActivities, PlanCluster, PlanRequest, PlanResult
+    from activities.gitops_models import PLAN_BUNDLE, PlanCluster, PlanRequest, PlanResult
     from flotilla.bundledeployment import RETRY_DELAY, Due
     from flotilla.depends import Dependency, check_dependencies
     from flotilla.errors import one_line
+    from flotilla.ids import cluster_task_queue, gitrepo_workflow_id
     from flotilla.rollout import RolloutState, plan_rollout
     from flotilla.status import BundleReport, BundleState, StateWithMessage, summarize
     from workflows.bundle_models import (
+        BUNDLE_STATUS_QUERY,
+        PAUSE_SIGNAL,
         BundleRefresh,
         BundleSpec,
         BundleStatus,
@@ -67,9 +74,7 @@ with workflow.unsafe.imports_passed_through():
         REPORT_INTERVAL,
         WAIT_READY_HEARTBEAT,
         WAIT_READY_TIMEOUT,
-        cluster_task_queue,
         continue_as_new_due,
-        gitrepo_workflow_id,
     )
     from workflows.registry_models import ClusterSnapshot
     from workflows.visibility import BUNDLE, COMMIT, DESIRED, GITREPO, KIND, READY, STATE
@@ -142,7 +147,7 @@ class BundleWorkflow:
         self.state.dependency_states[update.bundle] = update.states
         self._wake = True
 
-    @workflow.signal
+    @workflow.signal(name=PAUSE_SIGNAL)
     def pause(self, request: PauseRequest) -> None:
         self.state.paused = request.paused
         self._wake = True
@@ -152,7 +157,7 @@ class BundleWorkflow:
         workflow.logger.info("bundle %s: retiring: %s", self.state.bundle, request.reason)
         self.state.retiring = True
 
-    @workflow.query
+    @workflow.query(name=BUNDLE_STATUS_QUERY)
     def status(self, request: BundleStatusRequest) -> BundleStatus:
         states = self._states()
         summary = summarize(states)
@@ -278,9 +283,10 @@ class BundleWorkflow:
         )
         # Not a local activity: under load, 50 bundles planning at once held their workflow
         # tasks open past the 10 s timeout (bench_fleet: 36 timed-out tasks in one run).
-        result: PlanResult = await workflow.execute_activity_method(
-            GitOpsActivities.plan_bundle,
+        result: PlanResult = await workflow.execute_activity(
+            PLAN_BUNDLE,
             request,
+            result_type=PlanResult,
             start_to_close_timeout=PLAN_TIMEOUT,
             retry_policy=PLAN_RETRY,
         )
@@ -393,17 +399,19 @@ class BundleWorkflow:
     async def _on_cluster(
         self,
         cluster: str,
-        activity: Any,
+        activity: str,
         request: BaseModel,
         *,
+        result_type: type[BaseModel],
         timeout: timedelta,
         heartbeat: timedelta | None = None,
     ) -> Any:
         """Run a deploy-engine activity on the cluster's own task queue, with the options every
         per-cluster call shares (offline detection through schedule-to-start, one retry policy)."""
-        return await workflow.execute_activity_method(
+        return await workflow.execute_activity(
             activity,
             request,
+            result_type=result_type,
             task_queue=cluster_task_queue(self.state.namespace, cluster),
             schedule_to_start_timeout=self._schedule_to_start(),
             start_to_close_timeout=timeout,
@@ -435,7 +443,7 @@ class BundleWorkflow:
         try:
             result: DeployResult = await self._on_cluster(
                 cluster,
-                DeployActivities.deploy_bundle,
+                DEPLOY_BUNDLE,
                 DeployRequest(
                     gitrepo=spec.gitrepo,
                     bundle_name=self.state.bundle,
@@ -448,6 +456,7 @@ class BundleWorkflow:
                     render_secrets=spec.render_secrets,
                     wait_ready_seconds=min(READY_GRACE_SECONDS, self.state.ready_watch_seconds),
                 ),
+                result_type=DeployResult,
                 timeout=DEPLOY_TIMEOUT,
                 heartbeat=DEPLOY_HEARTBEAT,
             )
@@ -477,11 +486,12 @@ class BundleWorkflow:
         try:
             status: DeploymentStatus = await self._on_cluster(
                 cluster,
-                DeployActivities.wait_ready,
+                WAIT_READY,
                 WaitReadyRequest(
                     **dict(self._status_request(self.state.deployments[cluster])),
                     timeout_seconds=self.state.ready_watch_seconds,
                 ),
+                result_type=DeploymentStatus,
                 timeout=WAIT_READY_TIMEOUT,
                 heartbeat=WAIT_READY_HEARTBEAT,
             )
@@ -496,8 +506,9 @@ class BundleWorkflow:
         try:
             status: DeploymentStatus = await self._on_cluster(
                 cluster,
-                DeployActivities.check_deployment,
+                CHECK_DEPLOYMENT,
                 self._status_request(self.state.deployments[cluster]),
+                result_type=DeploymentStatus,
                 timeout=CHECK_TIMEOUT,
             )
         except ActivityError as err:
@@ -512,7 +523,7 @@ class BundleWorkflow:
         try:
             await self._on_cluster(
                 cluster,
-                DeployActivities.remove_deployment,
+                REMOVE_DEPLOYMENT,
                 RemoveRequest(
                     gitrepo=spec.gitrepo if spec else "",
                     bundle_name=self.state.bundle,
@@ -522,6 +533,7 @@ class BundleWorkflow:
                     keep_resources=record.keep_resources,
                     delete_namespace=record.delete_namespace,
                 ),
+                result_type=RemoveResult,
                 timeout=REMOVE_TIMEOUT,
                 heartbeat=DEPLOY_HEARTBEAT,
             )

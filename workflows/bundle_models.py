@@ -10,8 +10,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from activities.deploy import ReleaseRef
-from activities.gitops import DependencyRef, PlannedTarget
+from activities.deploy_models import ReleaseRef
+from activities.gitops_models import DependencyRef, PlannedTarget
 from flotilla.bundledeployment import DeploymentRecord as _DeploymentRecord
 from flotilla.credentials import RenderSecretRefs
 from flotilla.models import RolloutStrategy
@@ -22,6 +22,11 @@ from workflows.registry_models import ClusterSnapshot
 
 # How long one wait_ready call watches before the workflow records NotReady and re-arms it.
 READY_WATCH_SECONDS = 600.0
+
+# What clients call the bundle workflow's messages; workflows/bundle.py registers them under
+# these names.
+BUNDLE_STATUS_QUERY = "status"
+PAUSE_SIGNAL = "pause"
 
 
 class BundleSpec(BaseModel):

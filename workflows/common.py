@@ -1,4 +1,4 @@
-"""Names, ids, retry policies and timeouts shared by flotilla's workflows, activities and CLI."""
+"""Retry policies, timeouts and the continue-as-new check shared by flotilla's workflows."""
 
 from __future__ import annotations
 
@@ -7,54 +7,11 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-# ---------------------------------------------------------------------------------------------
-# Task queues
-# ---------------------------------------------------------------------------------------------
-
-# Workflows, git and planning activities run here; per-cluster work runs on the cluster's queue.
-CONTROL_TASK_QUEUE = "flotilla"
-
-
-def cluster_task_queue(namespace: str, cluster: str) -> str:
-    """The task queue of one registered cluster, served by the central worker (push mode) or
-    by that cluster's agent."""
-    return f"cluster.{namespace}.{cluster}"
-
-
-def cluster_of_task_queue(queue: str) -> tuple[str, str]:
-    """(namespace, cluster) of a ``cluster_task_queue`` name (both are DNS labels, no dots)."""
-    _, namespace, cluster = queue.split(".", 2)
-    return namespace, cluster
-
-
-# ---------------------------------------------------------------------------------------------
-# Workflow ids: stable and readable, so a person can find a workflow by what it manages
-# ---------------------------------------------------------------------------------------------
-
-
-def gitrepo_workflow_id(namespace: str, name: str) -> str:
-    return f"gitrepo/{namespace}/{name}"
-
-
-def bundle_workflow_id(namespace: str, bundle: str) -> str:
-    return f"bundle/{namespace}/{bundle}"
-
-
-def registry_workflow_id(namespace: str) -> str:
-    return f"registry/{namespace}"
-
-
-# One content garbage collection at a time: the CLI's run and the schedule's share this id.
-CONTENT_GC_WORKFLOW_ID = "content-gc"
-
+from flotilla.errors import NON_RETRYABLE_ERRORS
 
 # ---------------------------------------------------------------------------------------------
 # Retry policies
 # ---------------------------------------------------------------------------------------------
-
-# Errors a retry cannot fix; activities raise them as non-retryable ApplicationErrors.
-INVALID_SPEC = "InvalidSpec"
-NON_RETRYABLE_ERRORS = [INVALID_SPEC, "SpecError", "RenderError", "SecretNotFoundError"]
 
 # Git servers and the content store: a few quick retries, then the next poll tries again.
 GIT_RETRY = RetryPolicy(

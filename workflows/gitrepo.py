@@ -21,21 +21,30 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contentgc import CONTENT_REFS_QUERY, ContentRefs, ContentRefsRequest
-    from activities.gitops import (
+    from activities.contentgc_models import CONTENT_REFS_QUERY, ContentRefs, ContentRefsRequest
+    from activities.gitops_models import (
+        FETCH_BUNDLES,
+        LS_REMOTE,
+        SYNC_BUNDLES,
         BundleRef,
         BundleStart,
         FetchRequest,
         FetchResult,
-        GitOpsActivities,
         GitSource,
         LsRemoteRequest,
+        LsRemoteResult,
         SyncBundlesRequest,
+        SyncBundlesResult,
     )
-    from activities.schedules import ScheduleActivities, SyncSchedulesRequest
+    from activities.schedules_models import (
+        SYNC_IMAGE_SCHEDULES,
+        SyncSchedulesRequest,
+        SyncSchedulesResult,
+    )
     from flotilla.credentials import RenderSecretRefs
     from flotilla.durations import parse_duration
-    from flotilla.errors import FlotillaError, one_line
+    from flotilla.errors import INVALID_SPEC, FlotillaError, one_line
+    from flotilla.ids import bundle_workflow_id, registry_workflow_id
     from flotilla.models import GitRepoSpec
     from flotilla.status import BundleReport, BundleState, summarize_gitrepo
     from flotilla.targeting import GitRepoSwitches
@@ -52,16 +61,18 @@ with workflow.unsafe.imports_passed_through():
         FETCH_HEARTBEAT,
         FETCH_TIMEOUT,
         GIT_RETRY,
-        INVALID_SPEC,
         LS_REMOTE_TIMEOUT,
         SCHEDULE_SYNC_RETRY,
         SCHEDULE_SYNC_TIMEOUT,
         SYNC_BUNDLES_TIMEOUT,
-        bundle_workflow_id,
         continue_as_new_due,
-        registry_workflow_id,
     )
     from workflows.gitrepo_models import (
+        DELETE_UPDATE,
+        GITREPO_STATUS_QUERY,
+        GITREPO_WORKFLOW,
+        SYNC_NOW_UPDATE,
+        UPDATE_SPEC_UPDATE,
         DeleteRequest,
         DeleteResult,
         GitRepoState,
@@ -93,7 +104,7 @@ def _source_key(spec: GitRepoSpec) -> str:
     return GitSource.from_spec(spec, "").model_dump_json() + ",".join(spec.paths)
 
 
-@workflow.defn
+@workflow.defn(name=GITREPO_WORKFLOW)
 class GitRepoWorkflow:
     """``gitrepo/<namespace>/<name>``: polls git and keeps the bundles of the commit deployed."""
 
@@ -169,7 +180,7 @@ class GitRepoWorkflow:
             self.state.forward.append(report.bundle)
         self._wake = True
 
-    @workflow.update
+    @workflow.update(name=SYNC_NOW_UPDATE)
     async def sync_now(self, request: SyncNowRequest) -> SyncNowResult:
         polls = self.state.polls
         self._poll_now = True
@@ -177,7 +188,7 @@ class GitRepoWorkflow:
         await workflow.wait_condition(lambda: self.state.polls > polls or self.state.deleting)
         return SyncNowResult(commit=self.state.commit, error=self.state.error)
 
-    @workflow.update
+    @workflow.update(name=UPDATE_SPEC_UPDATE)
     def update_spec(self, request: UpdateSpecRequest) -> UpdateSpecResult:
         old = self.state.spec
         self.state.spec = request.spec
@@ -199,12 +210,12 @@ class GitRepoWorkflow:
                 non_retryable=True,
             )
 
-    @workflow.update
+    @workflow.update(name=DELETE_UPDATE)
     def delete(self, request: DeleteRequest) -> DeleteResult:
         self.state.deleting = True
         return DeleteResult(bundles=len(self.state.bundles))
 
-    @workflow.query
+    @workflow.query(name=GITREPO_STATUS_QUERY)
     def status(self, request: GitRepoStatusRequest) -> GitRepoStatus:
         return self._status()
 
@@ -237,15 +248,16 @@ class GitRepoWorkflow:
         spec = self.state.spec
         source = GitSource.from_spec(spec, self.state.namespace)
         try:
-            head = await workflow.execute_activity_method(
-                GitOpsActivities.ls_remote,
+            head: LsRemoteResult = await workflow.execute_activity(
+                LS_REMOTE,
                 LsRemoteRequest(source=source),
+                result_type=LsRemoteResult,
                 start_to_close_timeout=LS_REMOTE_TIMEOUT,
                 retry_policy=GIT_RETRY,
             )
             if head.commit != self.state.fetched_commit or not self.state.bundles:
-                fetched: FetchResult = await workflow.execute_activity_method(
-                    GitOpsActivities.fetch_bundles,
+                fetched: FetchResult = await workflow.execute_activity(
+                    FETCH_BUNDLES,
                     FetchRequest(
                         namespace=self.state.namespace,
                         gitrepo=self.state.name,
@@ -253,6 +265,7 @@ class GitRepoWorkflow:
                         commit=head.commit,
                         paths=spec.paths,
                     ),
+                    result_type=FetchResult,
                     start_to_close_timeout=FETCH_TIMEOUT,
                     heartbeat_timeout=FETCH_HEARTBEAT,
                     retry_policy=GIT_RETRY,
@@ -325,8 +338,8 @@ class GitRepoWorkflow:
         # Until a sync says otherwise, schedules may exist under this GitRepo's prefix.
         self.state.image_schedules = True
         try:
-            result = await workflow.execute_activity_method(
-                ScheduleActivities.sync_image_schedules,
+            result: SyncSchedulesResult = await workflow.execute_activity(
+                SYNC_IMAGE_SCHEDULES,
                 SyncSchedulesRequest(
                     namespace=self.state.namespace,
                     gitrepo=self.state.name,
@@ -336,6 +349,7 @@ class GitRepoWorkflow:
                     bundles=refs,
                     task_queue=workflow.info().task_queue,
                 ),
+                result_type=SyncSchedulesResult,
                 start_to_close_timeout=SCHEDULE_SYNC_TIMEOUT,
                 retry_policy=SCHEDULE_SYNC_RETRY,
             )
@@ -438,13 +452,14 @@ class GitRepoWorkflow:
         ]
         try:
             for index in range(0, len(starts), SYNC_BATCH):
-                await workflow.execute_activity_method(
-                    GitOpsActivities.sync_bundles,
+                await workflow.execute_activity(
+                    SYNC_BUNDLES,
                     SyncBundlesRequest(
                         workflow=BundleWorkflow.__name__,
                         task_queue=workflow.info().task_queue,
                         starts=starts[index : index + SYNC_BATCH],
                     ),
+                    result_type=SyncBundlesResult,
                     start_to_close_timeout=SYNC_BUNDLES_TIMEOUT,
                     retry_policy=CLIENT_RETRY,
                 )

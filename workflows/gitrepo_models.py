@@ -8,10 +8,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from activities.gitops import BundleRef
+from activities.gitops_models import BundleRef
 from flotilla.models import GitRepoSpec
 from flotilla.status import BundleLine, BundleReport, BundleState, RepoState
 from workflows.registry_models import ClusterSnapshot
+
+# What clients call the GitRepo workflow and its messages; workflows/gitrepo.py registers
+# them under these names.
+GITREPO_WORKFLOW = "GitRepoWorkflow"
+UPDATE_SPEC_UPDATE = "update_spec"
+SYNC_NOW_UPDATE = "sync_now"
+DELETE_UPDATE = "delete"
+GITREPO_STATUS_QUERY = "status"
 
 
 class GitRepoState(BaseModel):

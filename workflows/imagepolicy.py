@@ -16,19 +16,25 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.registry import NON_RETRYABLE_REGISTRY_ERRORS, PollRequest, RegistryActivities
-    from activities.schedules import (
+    from activities.registry_models import POLL_REGISTRY, PollRequest, PollResult
+    from activities.schedules_models import (
+        RECORD_POLICY_STATE,
+        REQUEST_GITREPO_SYNC,
         GitRepoSyncRequest,
+        GitRepoSyncResult,
         ImagePolicyInput,
         ImageVersion,
         RecordStateRequest,
-        ScheduleActivities,
+        RecordStateResult,
     )
-    from activities.writeback import WriteBackActivities, WriteBackRequest
-    from flotilla.errors import cause_message
+    from activities.writeback_models import WRITE_BACK, WriteBackRequest, WriteBackResult
+    from flotilla.errors import NON_RETRYABLE_REGISTRY_ERRORS, cause_message
     from flotilla.imagepolicy import ImageUpdate, KeelPolicy, choose_tag, follows_digest
     from workflows.common import CLIENT_RETRY, GIT_RETRY
     from workflows.imagepolicy_models import (
+        APPROVE_UPDATE,
+        IMAGE_POLICY_STATUS_QUERY,
+        REJECT_UPDATE,
         ApprovalRequest,
         ApprovalResult,
         ImagePolicyResult,
@@ -86,9 +92,10 @@ class ImagePolicyWorkflow:
             self.state.last_result = result.message
         self._details(result.message)
         if self.state != input.state:
-            await workflow.execute_activity_method(
-                ScheduleActivities.record_policy_state,
+            await workflow.execute_activity(
+                RECORD_POLICY_STATE,
                 RecordStateRequest(policy_id=self.config.policy_id, state=self.state),
+                result_type=RecordStateResult,
                 start_to_close_timeout=SCHEDULE_CALL_TIMEOUT,
                 retry_policy=CLIENT_RETRY,
             )
@@ -97,9 +104,10 @@ class ImagePolicyWorkflow:
     # --- steps --------------------------------------------------------------------------------
 
     async def _registry(self, request: PollRequest) -> tuple[list[str], str | None]:
-        result = await workflow.execute_activity_method(
-            RegistryActivities.poll_registry,
+        result: PollResult = await workflow.execute_activity(
+            POLL_REGISTRY,
             request,
+            result_type=PollResult,
             start_to_close_timeout=POLL_TIMEOUT,
             retry_policy=REGISTRY_RETRY,
         )
@@ -200,8 +208,8 @@ class ImagePolicyWorkflow:
         self.phase = "writing"
         self._details(f"{self._change(candidate)}: writing to git")
         try:
-            written = await workflow.execute_activity_method(
-                WriteBackActivities.write_back,
+            written: WriteBackResult = await workflow.execute_activity(
+                WRITE_BACK,
                 WriteBackRequest(
                     source=config.source,
                     gitrepo=config.gitrepo,
@@ -214,6 +222,7 @@ class ImagePolicyWorkflow:
                     previous=config.current.text,
                     commit=config.commit_spec,
                 ),
+                result_type=WriteBackResult,
                 start_to_close_timeout=WRITE_BACK_TIMEOUT,
                 heartbeat_timeout=WRITE_BACK_HEARTBEAT,
                 retry_policy=GIT_RETRY,
@@ -225,9 +234,10 @@ class ImagePolicyWorkflow:
         self.state.applied = proposal
         what = f"committed {written.commit[:12]}" if written.commit else "already in git, no commit"
         try:
-            await workflow.execute_activity_method(
-                ScheduleActivities.request_gitrepo_sync,
+            await workflow.execute_activity(
+                REQUEST_GITREPO_SYNC,
                 GitRepoSyncRequest(workflow_id=config.gitrepo_workflow_id),
+                result_type=GitRepoSyncResult,
                 start_to_close_timeout=SCHEDULE_CALL_TIMEOUT,
                 retry_policy=CLIENT_RETRY,
             )
@@ -273,7 +283,7 @@ class ImagePolicyWorkflow:
             f"({len(self.approvals)}/{required} approvals)",
         )
 
-    @workflow.update
+    @workflow.update(name=APPROVE_UPDATE)
     def approve(self, request: ApprovalRequest) -> ApprovalResult:
         self.approvals.append(request.by)
         return self._tally("approved")
@@ -282,7 +292,7 @@ class ImagePolicyWorkflow:
     def _validate_approve(self, request: ApprovalRequest) -> None:
         self._check_vote(request)
 
-    @workflow.update
+    @workflow.update(name=REJECT_UPDATE)
     def reject(self, request: ApprovalRequest) -> ApprovalResult:
         self.rejected_by = request.by + (f" ({request.reason})" if request.reason else "")
         return self._tally("rejected")
@@ -291,7 +301,7 @@ class ImagePolicyWorkflow:
     def _validate_reject(self, request: ApprovalRequest) -> None:
         self._check_vote(request)
 
-    @workflow.query
+    @workflow.query(name=IMAGE_POLICY_STATUS_QUERY)
     def status(self, request: ImagePolicyStatusRequest) -> ImagePolicyStatus:
         return ImagePolicyStatus(
             policy_id=self.config.policy_id,

@@ -10,6 +10,12 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+# What clients call the image-policy workflow's messages; workflows/imagepolicy.py registers
+# them under these names.
+APPROVE_UPDATE = "approve"
+REJECT_UPDATE = "reject"
+IMAGE_POLICY_STATUS_QUERY = "status"
+
 
 class ApprovalRequest(BaseModel):
     """An approval or rejection of the update waiting in this run, by a named person."""

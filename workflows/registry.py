@@ -12,9 +12,17 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from flotilla.errors import INVALID_SPEC
     from flotilla.kubenames import labels_problem, name_problem
-    from workflows.common import INVALID_SPEC, continue_as_new_due
+    from workflows.common import continue_as_new_due
     from workflows.registry_models import (
+        APPLY_CLUSTER_UPDATE,
+        APPLY_GROUP_UPDATE,
+        LABEL_CLUSTER_UPDATE,
+        REGISTRY_WORKFLOW,
+        REMOVE_CLUSTER_UPDATE,
+        REMOVE_GROUP_UPDATE,
+        SNAPSHOT_QUERY,
         ApplyClusterRequest,
         ApplyGroupRequest,
         ClusterRecord,
@@ -52,7 +60,7 @@ def check_labels(labels: dict[str, str]) -> None:
         raise _invalid(problem)
 
 
-@workflow.defn
+@workflow.defn(name=REGISTRY_WORKFLOW)
 class ClusterRegistryWorkflow:
     """``registry/<namespace>``: clusters and groups; signals subscribers on every change."""
 
@@ -112,7 +120,7 @@ class ClusterRegistryWorkflow:
 
     # --- clusters -----------------------------------------------------------------------------
 
-    @workflow.update
+    @workflow.update(name=APPLY_CLUSTER_UPDATE)
     def apply_cluster(self, request: ApplyClusterRequest) -> RegistryChange:
         previous = self.state.clusters.get(request.name)
         existed = previous is not None
@@ -148,7 +156,7 @@ class ClusterRegistryWorkflow:
             if record is not None and (record.last_seen is None or seen > record.last_seen):
                 record.last_seen = seen
 
-    @workflow.update
+    @workflow.update(name=LABEL_CLUSTER_UPDATE)
     def label_cluster(self, request: LabelClusterRequest) -> RegistryChange:
         record = self.state.clusters[request.name]
         labels = {k: v for k, v in record.labels.items() if k not in request.remove_labels}
@@ -161,7 +169,7 @@ class ClusterRegistryWorkflow:
         self._require_cluster(request.name)
         check_labels(request.set_labels)
 
-    @workflow.update
+    @workflow.update(name=REMOVE_CLUSTER_UPDATE)
     def remove_cluster(self, request: RemoveClusterRequest) -> RegistryChange:
         del self.state.clusters[request.name]
         return self._changed(f"cluster {request.name} removed")
@@ -180,7 +188,7 @@ class ClusterRegistryWorkflow:
 
     # --- groups -------------------------------------------------------------------------------
 
-    @workflow.update
+    @workflow.update(name=APPLY_GROUP_UPDATE)
     def apply_group(self, request: ApplyGroupRequest) -> RegistryChange:
         name = request.group.metadata.name
         existed = name in self.state.groups
@@ -197,7 +205,7 @@ class ClusterRegistryWorkflow:
                 f"{self.state.namespace!r}"
             )
 
-    @workflow.update
+    @workflow.update(name=REMOVE_GROUP_UPDATE)
     def remove_group(self, request: RemoveGroupRequest) -> RegistryChange:
         del self.state.groups[request.name]
         return self._changed(f"cluster group {request.name} removed")
@@ -224,7 +232,7 @@ class ClusterRegistryWorkflow:
         if request.workflow_id in self.state.subscribers:
             self.state.subscribers.remove(request.workflow_id)
 
-    @workflow.query
+    @workflow.query(name=SNAPSHOT_QUERY)
     def snapshot(self, request: SnapshotRequest) -> RegistrySnapshot:
         return RegistrySnapshot(
             namespace=self.state.namespace,

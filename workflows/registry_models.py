@@ -12,6 +12,16 @@ from pydantic import BaseModel, Field
 
 from flotilla.models import ClusterGroup
 
+# What clients call the registry workflow and its messages; workflows/registry.py registers
+# them under these names.
+REGISTRY_WORKFLOW = "ClusterRegistryWorkflow"
+APPLY_CLUSTER_UPDATE = "apply_cluster"
+LABEL_CLUSTER_UPDATE = "label_cluster"
+REMOVE_CLUSTER_UPDATE = "remove_cluster"
+APPLY_GROUP_UPDATE = "apply_group"
+REMOVE_GROUP_UPDATE = "remove_group"
+SNAPSHOT_QUERY = "snapshot"
+
 
 class ClusterRecord(BaseModel):
     """A registered cluster: what targeting needs, plus where its credentials are."""

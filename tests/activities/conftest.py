@@ -20,8 +20,8 @@ import yaml
 from temporalio.testing import ActivityEnvironment
 
 from activities.content import ContentStore, FileContentStore
-from activities.deploy import (
-    DeployActivities,
+from activities.deploy import DeployActivities
+from activities.deploy_models import (
     DeploymentStatus,
     DeployRequest,
     DeployResult,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from activities.deploy import DeploymentStatus, ReleaseRef
+from activities.deploy_models import DeploymentStatus, ReleaseRef
 from devenv.registry import LocalRegistry
 from flotilla.deployment import Redactor
 from flotilla.helmhistory import HistoryAction

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.deploy import DeployRequest
+from activities.deploy_models import DeployRequest
 from activities.secrets import kubeconfig_secret_name
 from tests.activities.conftest import (
     CLUSTER_NAMESPACE,

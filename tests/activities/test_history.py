@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.deploy import DeployRequest, ReleaseRef
+from activities.deploy_models import DeployRequest, ReleaseRef
 from flotilla.helmhistory import HistoryAction
 from tests.activities.conftest import (
     CLUSTER_NAMESPACE,

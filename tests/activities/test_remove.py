@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from activities.deploy import ReleaseRef
+from activities.deploy_models import ReleaseRef
 from tests.activities.conftest import Engine, configmap, dump
 
 

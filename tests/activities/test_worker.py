@@ -12,8 +12,8 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.deploy import (
-    DeployActivities,
+from activities.deploy import DeployActivities
+from activities.deploy_models import (
     DeploymentStatus,
     DeployRequest,
     DeployResult,

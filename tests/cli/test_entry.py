@@ -67,6 +67,16 @@ def test_help_and_offline_commands_import_no_client(argv: list[str]) -> None:
     assert result["code"] == 0
 
 
+@pytest.mark.parametrize(
+    ("argv", "code"), [(["get", "--help"], 0), (["get", "gitrepos"], EXIT_UNREACHABLE)]
+)
+def test_control_commands_import_neither_kubernetes_nor_git(argv: list[str], code: int) -> None:
+    # get, describe and cluster share one module: the Temporal client and workflow models only.
+    result = probe(*argv)
+    assert result["heavy"] == ["temporalio"]
+    assert result["code"] == code
+
+
 def test_unreachable_temporal_is_one_line_and_its_own_exit_code(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,17 +11,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.content import CONTENT_MISSING, CONTENT_UNAVAILABLE
-from activities.deploy import DeployActivities, DeployRequest
-from activities.gitops import (
-    FetchRequest,
-    GitOpsActivities,
-    GitRepoSwitches,
-    GitSource,
-    PlanRequest,
-)
+from activities.deploy import DeployActivities
+from activities.deploy_models import DeployRequest
+from activities.gitops import GitOpsActivities
+from activities.gitops_models import FetchRequest, GitSource, PlanRequest
 from activities.secrets import FileSecretStore
 from devenv.gitserver import GitDaemon
 from devenv.process import free_port
+from flotilla.targeting import GitRepoSwitches
 from tests.content.conftest import MakeStore
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"

@@ -19,18 +19,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.content import ContentStore, FileContentStore
-from activities.contentgc import (
-    CollectGarbageRequest,
-    ContentActivities,
-    ContentRefs,
-    ContentRefsRequest,
-)
+from activities.contentgc import ContentActivities
+from activities.contentgc_models import CollectGarbageRequest, ContentRefs, ContentRefsRequest
 from devenv.gitserver import GitDaemon
 from devenv.registry import LocalRegistry
+from flotilla.ids import CONTENT_GC_WORKFLOW_ID, bundle_workflow_id, gitrepo_workflow_id
 from starters.cli import main
 from tests.content.conftest import MakeStore
 from tests.e2e.harness import Flotilla, gitrepo_yaml, start_flotilla
-from workflows.common import CONTENT_GC_WORKFLOW_ID, bundle_workflow_id, gitrepo_workflow_id
 from workflows.gitrepo import GitRepoWorkflow
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n"

@@ -40,10 +40,10 @@ from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_
 from devenv.temporal import TemporalDevServer
 from devenv.tools import locate
 from flotilla.credentials import SOPS_AGE_SECRET
+from flotilla.ids import bundle_workflow_id, gitrepo_workflow_id
 from tests.charts import ChartServer, make_age_key, serve_charts, sops_encrypt, write_chart
 from tests.e2e.harness import activity_calls, helm_history
 from worker import STARTED_LINE
-from workflows.common import bundle_workflow_id, gitrepo_workflow_id
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART_USER = "charts"
@@ -495,10 +495,8 @@ async def test_three_hosts_share_nothing_but_the_three_services(world: World) ->
         )
     for prefix in ("bundle", "registry"):
         async for wf in world.client.list_workflows(f"WorkflowId STARTS_WITH '{prefix}/{ns}'"):
-            history = await world.client.get_workflow_handle(
-                wf.id, run_id=wf.run_id
-            ).fetch_history()
-            texts.append(json.dumps(history.to_json_dict()))
+            events = await world.client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+            texts.append(json.dumps(events.to_json_dict()))
     for secret in secrets:
         leaks = [i for i, text in enumerate(texts) if secret in text]
         assert not leaks, f"a secret ({len(secret)} chars) appears in {len(leaks)} outputs"

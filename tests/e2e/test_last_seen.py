@@ -7,9 +7,9 @@ import json
 
 from devenv.cluster import LocalCluster
 from devenv.process import free_port
+from flotilla.ids import cluster_task_queue
 from starters.tables import cluster_table
 from tests.e2e.harness import Flotilla
-from workflows.common import cluster_task_queue
 
 
 async def test_clusters_that_answer_are_seen_and_the_others_are_not(

@@ -13,9 +13,9 @@ from activities.deploy import DeployActivities
 from activities.secrets import FileSecretStore, kubeconfig_secret_name
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
+from flotilla.ids import cluster_task_queue
 from flotilla.models import GitRepo, load_fleet_objects
 from tests.e2e.harness import Flotilla, gitrepo_yaml, helm_history
-from workflows.common import cluster_task_queue
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {k: v}\n"
 

@@ -12,10 +12,10 @@ import uuid
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from flotilla.credentials import SOPS_AGE_SECRET
+from flotilla.ids import bundle_workflow_id
 from tests.charts import AgeKey, ChartServer, sops_encrypt
 from tests.conftest import CHART_PASSWORD, CHART_USER, locate
 from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml
-from workflows.common import bundle_workflow_id
 
 TOKEN = "sealed-token-Vb38"
 

@@ -17,6 +17,7 @@ import pytest
 
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
+from flotilla.ids import bundle_workflow_id
 from tests.e2e.harness import (
     Flotilla,
     activity_calls,
@@ -24,7 +25,6 @@ from tests.e2e.harness import (
     helm_history,
     per_cluster_namespaces,
 )
-from workflows.common import bundle_workflow_id
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{version: '{version}'}}\n"
 

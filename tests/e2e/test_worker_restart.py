@@ -19,10 +19,10 @@ from activities.secrets import FileSecretStore
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from devenv.temporal import TemporalDevServer
+from flotilla.ids import bundle_workflow_id
 from starters.control import Control
 from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml, helm_history
 from worker import STARTED_LINE
-from workflows.common import bundle_workflow_id
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = """\

@@ -32,15 +32,11 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.content import ContentStore, FileContentStore
-from activities.gitops import FetchRequest, GitOpsActivities, GitSource, LsRemoteRequest
+from activities.gitops import GitOpsActivities
+from activities.gitops_models import FetchRequest, GitSource, LsRemoteRequest
 from activities.registry import RegistryActivities
-from activities.schedules import (
-    ImagePolicyInput,
-    ScheduleActivities,
-    SyncSchedulesRequest,
-    SyncSchedulesResult,
-    image_policy_prefix,
-)
+from activities.schedules import ScheduleActivities, image_policy_prefix
+from activities.schedules_models import ImagePolicyInput, SyncSchedulesRequest, SyncSchedulesResult
 from activities.secrets import FileSecretStore, SecretStore
 from activities.writeback import WriteBackActivities
 from devenv.gitserver import GitDaemon, git

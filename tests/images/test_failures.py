@@ -13,8 +13,9 @@ from pathlib import Path
 
 from temporalio.testing import ActivityEnvironment
 
-from activities.gitops import GitSource
-from activities.writeback import WriteBackActivities, WriteBackRequest, WriteBackResult
+from activities.gitops_models import GitSource
+from activities.writeback import WriteBackActivities
+from activities.writeback_models import WriteBackRequest, WriteBackResult
 from devenv.process import free_port
 from devenv.registry import LocalRegistry
 from flotilla.imagepolicy import ImageUpdate

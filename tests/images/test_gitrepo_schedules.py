@@ -15,7 +15,8 @@ from kubernetes import client, config
 from temporalio.client import ScheduleActionStartWorkflow
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.schedules import ImagePolicyInput, image_policy_id
+from activities.schedules import image_policy_id
+from activities.schedules_models import ImagePolicyInput
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon, git
 from devenv.registry import LocalRegistry

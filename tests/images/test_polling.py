@@ -41,7 +41,13 @@ async def test_new_semver_tag_is_committed_by_the_schedule(
     )
     assert f'image: {image}:1.1.0 # {{"$imagescan": "app"}}' in text
     assert world.log()[0] == "chore: bump app|bot"
-    state = (await world.schedule_input(world.policy_id())).state
+    # The run records its state in the schedule after the commit lands: wait for it.
+    state = (
+        await eventually(
+            lambda: world.schedule_input(world.policy_id()),
+            lambda i: i.state.applied is not None,
+        )
+    ).state
     assert state.applied is not None and state.applied.tag == "1.1.0"
     assert "1.0.0 → 1.1.0: committed" in state.last_result
     # The GitRepo reads the new commit: the schedule's current value follows, no new commit.

@@ -13,21 +13,22 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.registry import (
-    AUTH_FAILED,
     MANIFEST_MEDIA_TYPES,
-    NOT_FOUND,
-    RATE_LIMITED,
-    UNAVAILABLE,
-    PollRequest,
-    PollResult,
     RegistryActivities,
     parse_challenge,
     registry_scheme,
     retry_after_seconds,
 )
+from activities.registry_models import PollRequest, PollResult
 from activities.secrets import FileSecretStore
 from devenv.process import free_port
 from devenv.registry import LocalRegistry
+from flotilla.errors import (
+    REGISTRY_AUTH_FAILED,
+    REGISTRY_NOT_FOUND,
+    REGISTRY_RATE_LIMITED,
+    REGISTRY_UNAVAILABLE,
+)
 from flotilla.models import DEFAULT_NAMESPACE
 from tests.images.conftest import CountingProxy, FaultServer, Reply
 
@@ -75,7 +76,7 @@ def test_unchanged_registry_costs_one_request_per_poll(
 def test_missing_repository_and_tag_are_not_found(registry: LocalRegistry, tmp_path: Path) -> None:
     activities = RegistryActivities(FileSecretStore(tmp_path))
     missing = _error(activities, PollRequest(registry=registry.host, repository="no/such-repo"))
-    assert missing.type == NOT_FOUND and missing.non_retryable
+    assert missing.type == REGISTRY_NOT_FOUND and missing.non_retryable
     assert missing.message == f"{registry.host}/no/such-repo: tags list: 404 Not Found"
     repo = f"app-{uuid.uuid4().hex[:8]}"
     registry.push_image(repo, "1.0.0")
@@ -83,7 +84,7 @@ def test_missing_repository_and_tag_are_not_found(registry: LocalRegistry, tmp_p
         activities,
         PollRequest(registry=registry.host, repository=repo, list_tags=False, digest_of="9.9.9"),
     )
-    assert tag.type == NOT_FOUND and "manifest '9.9.9': 404" in tag.message
+    assert tag.type == REGISTRY_NOT_FOUND and "manifest '9.9.9': 404" in tag.message
 
 
 def test_registry_down_is_retryable(tmp_path: Path) -> None:
@@ -91,7 +92,7 @@ def test_registry_down_is_retryable(tmp_path: Path) -> None:
     err = _error(
         RegistryActivities(FileSecretStore(tmp_path)), PollRequest(registry=host, repository="app")
     )
-    assert err.type == UNAVAILABLE and not err.non_retryable
+    assert err.type == REGISTRY_UNAVAILABLE and not err.non_retryable
     assert err.message.startswith(f"{host}/app: tags list: registry unreachable:")
     assert "\n" not in err.message
 
@@ -109,7 +110,7 @@ def test_rate_limit_sets_the_next_retry_delay(tmp_path: Path) -> None:
             RegistryActivities(FileSecretStore(tmp_path)),
             PollRequest(registry=fake.host, repository="app"),
         )
-    assert err.type == RATE_LIMITED and not err.non_retryable
+    assert err.type == REGISTRY_RATE_LIMITED and not err.non_retryable
     assert err.next_retry_delay is not None and err.next_retry_delay.total_seconds() == 7
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", time.time()) == 1.0
     assert retry_after_seconds("junk", time.time()) == 30.0
@@ -124,7 +125,7 @@ def test_server_error_is_retryable_with_one_line(tmp_path: Path) -> None:
             RegistryActivities(FileSecretStore(tmp_path)),
             PollRequest(registry=fake.host, repository="app"),
         )
-    assert err.type == UNAVAILABLE and not err.non_retryable
+    assert err.type == REGISTRY_UNAVAILABLE and not err.non_retryable
     assert err.message == (
         f"{fake.host}/app: tags list: 503 Service Unavailable: "
         "<html> <body>upstream broken</body></html>"
@@ -166,7 +167,7 @@ def test_bearer_token_is_fetched_with_the_secret_and_cached(tmp_path: Path) -> N
         secrets.put(DEFAULT_NAMESPACE, "regcreds", {"username": "robot", "password": "wrong"})
         activities2 = RegistryActivities(secrets)
         err = _error(activities2, request)
-    assert err.type == AUTH_FAILED and err.non_retryable
+    assert err.type == REGISTRY_AUTH_FAILED and err.non_retryable
     assert "secret 'regcreds'" in err.message and "wrong" not in err.message
 
 
@@ -184,10 +185,10 @@ def test_401_after_authenticating_is_an_auth_error(tmp_path: Path) -> None:
             RegistryActivities(secrets),
             PollRequest(registry=fake.host, repository="app", secret_name="creds"),
         )
-    assert anonymous.type == AUTH_FAILED and "asks for credentials (set secretRef)" in str(
+    assert anonymous.type == REGISTRY_AUTH_FAILED and "asks for credentials (set secretRef)" in str(
         anonymous
     )
-    assert refused.type == AUTH_FAILED and refused.message == (
+    assert refused.type == REGISTRY_AUTH_FAILED and refused.message == (
         f"{fake.host}/app: tags list: 401 Unauthorized after authenticating with secret 'creds'"
     )
 

@@ -16,9 +16,11 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.registry import AUTH_FAILED, PollRequest, PollResult, RegistryActivities
+from activities.registry import RegistryActivities
+from activities.registry_models import PollRequest, PollResult
 from activities.secrets import FileSecretStore
 from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_auth
+from flotilla.errors import REGISTRY_AUTH_FAILED
 from flotilla.models import DEFAULT_NAMESPACE
 from tests.images.conftest import FaultServer, Reply
 
@@ -137,7 +139,7 @@ def test_bearer_token_auth_against_the_real_registry(seeded: Path, tmp_path: Pat
             secrets.put(DEFAULT_NAMESPACE, "regcreds", {"username": USER, "password": "wrong"})
             with pytest.raises(ApplicationError) as caught:
                 ActivityEnvironment().run(RegistryActivities(secrets).poll_registry, request)
-            assert caught.value.type == AUTH_FAILED and "wrong" not in caught.value.message
+            assert caught.value.type == REGISTRY_AUTH_FAILED and "wrong" not in caught.value.message
         finally:
             process.stop()
 
@@ -158,7 +160,7 @@ def test_basic_auth_against_the_real_registry(seeded: Path, tmp_path: Path) -> N
                 RegistryActivities(secrets).poll_registry,
                 request.model_copy(update={"secret_name": None}),
             )
-        assert caught.value.type == AUTH_FAILED
+        assert caught.value.type == REGISTRY_AUTH_FAILED
         assert "registry asks for credentials (set secretRef)" in caught.value.message
     finally:
         process.stop()

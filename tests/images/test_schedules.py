@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from activities.schedules import ImagePolicyState, ImageVersion, read_markers
+from activities.schedules import read_markers
+from activities.schedules_models import ImagePolicyState, ImageVersion
 from tests.images.conftest import ImageWorld, fleet_yaml
 
 IMAGE = "127.0.0.1:5000/app"

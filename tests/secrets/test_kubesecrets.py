@@ -18,10 +18,12 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import kube, kubesecrets
 from activities.content import FileContentStore
-from activities.deploy import DeployActivities, ReleaseRef, RemoveRequest
+from activities.deploy import DeployActivities
+from activities.deploy_models import ReleaseRef, RemoveRequest
 from activities.kube import Kube
 from activities.kubesecrets import MANAGED_BY, MANAGED_BY_LABEL, KubernetesSecretStore
-from activities.registry import PollRequest, RegistryActivities
+from activities.registry import RegistryActivities
+from activities.registry_models import PollRequest
 from activities.secrets import (
     BASIC_AUTH,
     DOCKER_CONFIG_JSON,

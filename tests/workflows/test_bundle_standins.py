@@ -34,7 +34,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from activities.deploy import (
+from activities.deploy_models import (
     DeploymentStatus,
     DeployRequest,
     DeployResult,
@@ -44,9 +44,10 @@ from activities.deploy import (
     StatusRequest,
     WaitReadyRequest,
 )
-from activities.gitops import PlannedTarget, PlanRequest, PlanResult
+from activities.gitops_models import PlannedTarget, PlanRequest, PlanResult
 from flotilla.deployment import deployment_id
 from flotilla.helmhistory import HistoryAction
+from flotilla.ids import bundle_workflow_id, cluster_task_queue, gitrepo_workflow_id
 from flotilla.models import RolloutStrategy
 from flotilla.status import BundleState
 from workflows.bundle import REFRESH_SIGNAL, BundleWorkflow
@@ -58,7 +59,6 @@ from workflows.bundle_models import (
     BundleWorkflowState,
     RetireRequest,
 )
-from workflows.common import bundle_workflow_id, cluster_task_queue, gitrepo_workflow_id
 from workflows.registry_models import ClusterSnapshot, ClusterView
 
 T = TypeVar("T")
@@ -287,9 +287,13 @@ async def test_a_failed_deploy_is_errapplied_then_retried_and_notready_is_watche
     )
     bundle = await start(standins)
 
+    # b is NotReady from its deploy's own short watch first, then from wait_ready's answer.
     status = await eventually(
         bundle.status,
-        lambda s: [c.state for c in s.clusters] == [BundleState.ERR_APPLIED, BundleState.NOT_READY],
+        lambda s: (
+            [c.state for c in s.clusters] == [BundleState.ERR_APPLIED, BundleState.NOT_READY]
+            and s.clusters[1].non_ready == [NOT_READY]
+        ),
     )
     a, b = status.clusters
     assert a.message == "helm upgrade failed: boom"

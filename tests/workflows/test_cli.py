@@ -10,9 +10,9 @@ import pytest
 
 from activities.secrets import FileSecretStore
 from devenv.gitserver import GitDaemon
+from flotilla.ids import registry_workflow_id
 from starters.cli import main
 from tests.e2e.harness import Flotilla, gitrepo_yaml
-from workflows.common import registry_workflow_id
 
 KUBECONFIG = """\
 apiVersion: v1

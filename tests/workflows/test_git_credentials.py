@@ -16,8 +16,8 @@ import pytest
 
 from activities.secrets import FileSecretStore
 from devenv.gitserver import GitDaemon
+from flotilla.ids import gitrepo_workflow_id
 from tests.e2e.harness import Flotilla, gitrepo_yaml
-from workflows.common import gitrepo_workflow_id
 
 PASSWORD = "p4ss-w0rd-never-in-history"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from temporalio.testing import ActivityEnvironment
 
 from activities.content import FileContentStore
-from activities.gitops import FetchRequest, GitOpsActivities, GitSource, LsRemoteRequest
+from activities.gitops import GitOpsActivities
+from activities.gitops_models import FetchRequest, GitSource, LsRemoteRequest
 from activities.secrets import FileSecretStore
 from devenv.gitserver import GitDaemon
 

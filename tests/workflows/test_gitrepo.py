@@ -19,9 +19,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.schedules import POLICY_WORKFLOW, image_policy_id
 from devenv.gitserver import GitDaemon, git
 from flotilla.errors import FlotillaError
+from flotilla.ids import bundle_workflow_id, gitrepo_workflow_id
 from flotilla.models import GitRepo, load_fleet_objects
 from tests.e2e.harness import Flotilla, gitrepo_yaml
-from workflows.common import bundle_workflow_id, gitrepo_workflow_id
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
 

@@ -1,0 +1,143 @@
+"""Names, requests and results of the GitOps activities: pydantic only, so workflows import them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from flotilla.models import DEFAULT_NAMESPACE, GitRepoSpec, RolloutStrategy
+from flotilla.targeting import GitRepoSwitches
+
+# Activity names, as the worker registers them on the control queue (activities/gitops.py)
+# and the GitRepo and bundle workflows call them.
+LS_REMOTE = "ls_remote"
+FETCH_BUNDLES = "fetch_bundles"
+PLAN_BUNDLE = "plan_bundle"
+SYNC_BUNDLES = "sync_bundles"
+
+
+class GitSource(BaseModel):
+    """Where to read from: the GitRepo's source fields and its credentials' secret name."""
+
+    repo: str
+    branch: str = "master"
+    revision: str | None = None
+    client_secret_name: str | None = None
+    # The GitRepo's namespace: where ``client_secret_name`` lives (Fleet's rule).
+    namespace: str = DEFAULT_NAMESPACE
+    # Public CA certificates (base64 PEM) to trust for an https repo, and Fleet's opt-out.
+    ca_bundle: str | None = None
+    insecure_skip_tls_verify: bool = False
+
+    @classmethod
+    def from_spec(cls, spec: GitRepoSpec, namespace: str) -> GitSource:
+        return cls(
+            namespace=namespace,
+            repo=spec.repo,
+            branch=spec.branch,
+            revision=spec.revision,
+            client_secret_name=spec.client_secret_name,
+            ca_bundle=spec.ca_bundle,
+            insecure_skip_tls_verify=spec.insecure_skip_tls_verify,
+        )
+
+
+class LsRemoteRequest(BaseModel):
+    source: GitSource
+
+
+class LsRemoteResult(BaseModel):
+    commit: str
+
+
+class FetchRequest(BaseModel):
+    """Read the bundles of ``commit`` for the GitRepo ``namespace/gitrepo``."""
+
+    namespace: str
+    gitrepo: str
+    source: GitSource
+    commit: str
+    paths: list[str] = Field(default_factory=lambda: ["."])
+
+
+class DependencyRef(BaseModel):
+    """A resolved dependsOn entry: the bundle waited for and the states that count as done."""
+
+    bundle: str
+    accepted_states: list[str] = Field(default_factory=lambda: ["Ready"])
+
+
+class BundleRef(BaseModel):
+    """A bundle as the GitRepo workflow sees it: a name, a content digest and its wiring."""
+
+    name: str
+    path: str
+    digest: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    depends_on: list[DependencyRef] = Field(default_factory=list)
+    # One line when the bundle cannot deploy (bad fleet.yaml, dependsOn cycle or typo).
+    error: str = ""
+    # fleet.yaml has ``imageScans``: the GitRepo keeps image-policy schedules for it.
+    image_scans: bool = False
+
+
+class FetchResult(BaseModel):
+    commit: str
+    bundles: list[BundleRef] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class PlanCluster(BaseModel):
+    """A cluster as the planner needs it (from the registry snapshot)."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class PlanRequest(BaseModel):
+    namespace: str
+    bundle: str
+    bundle_digest: str
+    switches: GitRepoSwitches
+    clusters: list[PlanCluster]
+    groups: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class PlannedTarget(BaseModel):
+    """What one cluster gets: options stored by digest, and the deployment id naming both."""
+
+    cluster: str
+    options_digest: str
+    deployment_id: str
+    # What a later removal from this cluster must honour.
+    keep_resources: bool = False
+    delete_namespace: bool = False
+
+
+class PlanResult(BaseModel):
+    targets: list[PlannedTarget] = Field(default_factory=list)
+    strategy: RolloutStrategy = Field(default_factory=RolloutStrategy)
+    # One line per cluster whose options could not be computed (bad template, for example).
+    errors: dict[str, str] = Field(default_factory=dict)
+    paused: bool = False
+
+
+class BundleStart(BaseModel):
+    """Signal-with-start of one bundle workflow: its id, input and the signal to deliver."""
+
+    workflow_id: str
+    signal: str
+    signal_arg: dict[str, Any]
+    start_input: dict[str, Any]
+    static_summary: str = ""
+
+
+class SyncBundlesRequest(BaseModel):
+    workflow: str
+    task_queue: str
+    starts: list[BundleStart]
+
+
+class SyncBundlesResult(BaseModel):
+    signalled: int
