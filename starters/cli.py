@@ -44,6 +44,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
 }
 
+# Commands that a second module extends: `get images` comes from the image commands.
+ALSO_REGISTERS: dict[str, tuple[str, ...]] = {"get": ("starters.images",)}
+
 EXIT_USER_ERROR = 1
 EXIT_USAGE_ERROR = 2  # argparse's own code for a bad command line
 EXIT_INTERNAL_ERROR = 3
@@ -71,7 +74,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    wanted = {COMMANDS[command][0]} if command in COMMANDS else set()
+    wanted = (
+        {COMMANDS[command][0], *ALSO_REGISTERS.get(command, ())} if command in COMMANDS else set()
+    )
     if command is None:
         wanted = {module for module, _ in COMMANDS.values()}
     registered: set[str] = set()

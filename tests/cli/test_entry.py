@@ -122,3 +122,13 @@ def test_offline_test_finds_the_pinned_tools_make_tools_built_without_path(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "# bundle fleet-examples-helm-kustomize" in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["gitrepos", "images"])
+def test_get_takes_every_kind_and_says_when_temporal_is_away(
+    kind: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`get images` comes from a second command module: it must parse like the others."""
+    monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
+    assert main(["get", kind]) == EXIT_UNREACHABLE
+    assert "cannot reach Temporal" in capsys.readouterr().err
