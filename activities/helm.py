@@ -209,7 +209,8 @@ class Helm:
         stdout = out.decode("utf-8", errors="replace")
         stderr = err.decode("utf-8", errors="replace")
         if proc.returncode != 0:
-            raise HelmError(f"{what}: {self.redact(one_line_stderr(stderr))}")
+            # Redact before shortening: a secret cut at the length limit would no longer match.
+            raise HelmError(f"{what}: {one_line_stderr(self.redact(stderr))}")
         return stdout
 
     # -- commands --------------------------------------------------------------------------
