@@ -25,6 +25,8 @@ _REDACTED = "[redacted]"
 # Shorter strings are too likely to occur by chance to be worth hiding (and hiding "a" or
 # "true" would garble every message).
 _MIN_SECRET_LEN = 4
+# How a shortened message ends (flotilla.errors.one_line).
+_CUT = "..."
 
 
 class DeploymentOptions(BaseModel):
@@ -97,8 +99,20 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         # Longest first, so that a secret containing another is replaced whole.
-        for secret in sorted(self._secrets, key=len, reverse=True):
+        ordered = sorted(self._secrets, key=len, reverse=True)
+        for secret in ordered:
             text = text.replace(secret, _REDACTED)
+        if text.endswith(_CUT):
+            # A message shortened before it got here may end in the first part of a secret.
+            head = text[: -len(_CUT)]
+            for secret in ordered:
+                cut = next(
+                    (n for n in range(len(secret) - 1, 0, -1) if head.endswith(secret[:n])), 0
+                )
+                if cut >= _MIN_SECRET_LEN:
+                    head = head[:-cut] + _REDACTED
+                    break
+            text = head + _CUT
         return text
 
 

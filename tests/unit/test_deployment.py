@@ -80,3 +80,16 @@ def test_kubeconfig_secrets_are_its_credentials() -> None:
         ]
     }
     assert kubeconfig_secrets(kubeconfig) == ["t0ken", "pw", "a2V5"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("helm failed: token tok-1234...", "helm failed: token [redacted]..."),
+        ("helm failed: token tok-123456 was refused", "helm failed: token [redacted] was refused"),
+        ("helm failed: tok...", "helm failed: tok..."),  # too short a part to be telling
+        ("helm failed: nothing here...", "helm failed: nothing here..."),
+    ],
+)
+def test_a_secret_cut_by_shortening_is_redacted_too(text: str, expected: str) -> None:
+    assert Redactor(["tok-123456"])(text) == expected
