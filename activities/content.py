@@ -27,37 +27,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from flotilla.bundles import Bundle
-from flotilla.errors import FlotillaError
-
-if TYPE_CHECKING:
-    from temporalio.exceptions import ApplicationError
+from flotilla.errors import CONTENT_MISSING, CONTENT_UNAVAILABLE, FlotillaError
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
-# The ApplicationError types of content failures at the activity boundary.
-CONTENT_UNAVAILABLE = "ContentUnavailable"
-CONTENT_MISSING = "ContentError"
 
 
 class ContentError(FlotillaError):
-    """A digest is malformed, missing from the store, or its bytes no longer match it."""
+    """A digest is malformed, missing from the store, or its bytes no longer match it: resending
+    the same digest finds the same nothing, so it is not retried."""
+
+    type = CONTENT_MISSING
 
 
 class ContentUnavailableError(ContentError):
     """The store cannot be reached or refuses us; the content itself may well be there."""
 
-
-def content_failure(err: ContentError) -> ApplicationError:
-    """A content error at the activity boundary: a store that is down is retried, missing or
-    corrupt content is not (resending the same digest finds the same nothing)."""
-    # Imported here: the CLI reads this module and must not pay for the Temporal SDK.
-    from temporalio.exceptions import ApplicationError  # noqa: PLC0415
-
-    if isinstance(err, ContentUnavailableError):
-        return ApplicationError(str(err), type=CONTENT_UNAVAILABLE)
-    return ApplicationError(str(err), type=CONTENT_MISSING, non_retryable=True)
+    type = CONTENT_UNAVAILABLE
+    retryable = True
 
 
 def check_digest(digest: str) -> None:

@@ -18,10 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from activities.content import ContentError, ContentStore, content_failure
+from activities.content import ContentError, ContentStore
 from activities.contentgc_models import (
     COLLECT_GARBAGE,
     CONTENT_REFS_QUERY,
@@ -34,8 +33,12 @@ from activities.contentgc_models import (
     ContentRefs,
     ContentRefsRequest,
 )
-from flotilla.errors import INVALID_SPEC, FlotillaError
+from activities.failures import to_application_error
+from flotilla.errors import CONTENT_GC_INCOMPLETE, INVALID_SPEC, FlotillaError, SpecError
 from flotilla.garbage import check_grace, select_garbage
+
+# A grace period that is not valid is the caller's input: InvalidSpec, as workflows name it.
+_INVALID_SPEC = {SpecError.type: INVALID_SPEC, FlotillaError.type: INVALID_SPEC}
 
 
 class ContentActivities:
@@ -55,7 +58,7 @@ class ContentActivities:
         try:
             check_grace(grace, self.content.touch_after)
         except FlotillaError as err:
-            raise ApplicationError(str(err), type=INVALID_SPEC, non_retryable=True) from None
+            raise to_application_error(err, rename=_INVALID_SPEC) from None
         referenced, workflows = await self._marks()
         try:
             entries = await asyncio.to_thread(lambda: list(self.content.entries()))
@@ -76,7 +79,7 @@ class ContentActivities:
                 else:
                     spared += 1
         except ContentError as err:
-            raise content_failure(err) from None
+            raise to_application_error(err) from None
         activity.logger.info(
             "content gc%s: %d stored, %d referenced by %d workflows, %d recent, %d %s, %d spared",
             " (dry run)" if request.dry_run else "",
@@ -118,9 +121,13 @@ class ContentActivities:
                     )
                 except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
                     # Not knowing what one workflow uses makes every deletion unsafe.
-                    raise ApplicationError(
-                        f"content gc: cannot tell what {workflow_id} uses ({err}); deleted nothing",
-                        type="ContentGcIncomplete",
+                    raise to_application_error(
+                        FlotillaError(
+                            f"content gc: cannot tell what {workflow_id} uses ({err}); "
+                            "deleted nothing",
+                            type=CONTENT_GC_INCOMPLETE,
+                            retryable=True,
+                        )
                     ) from None
                 assert isinstance(answer, ContentRefs)
                 return answer.digests

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.content import CONTENT_UNAVAILABLE, ContentStore, ContentUnavailableError
+from activities.content import ContentStore
 from activities.deploy_models import (
     CHECK_DEPLOYMENT,
     DEPLOY_BUNDLE,
@@ -42,8 +41,9 @@ from activities.deploy_models import (
     StatusRequest,
     WaitReadyRequest,
 )
+from activities.failures import to_application_error
 from activities.helm import DEPLOYMENT_ID_LABEL, Helm, HelmError, UpgradeFlags
-from activities.kube import Kube, KubeClients, KubeError, parse_kubeconfig
+from activities.kube import Kube, KubeClients, parse_kubeconfig
 from activities.render import (
     HELM_OUTPUT_FILE,
     compute_values,
@@ -57,7 +57,6 @@ from activities.rendersecrets import read_render_secrets
 from activities.secrets import (
     KUBECONFIG_KEY,
     SecretStore,
-    SecretStoreError,
     get_key,
     kubeconfig_secret_name,
 )
@@ -84,7 +83,15 @@ from flotilla.drift import (
     find_hpa_targets,
     object_key,
 )
-from flotilla.errors import FlotillaError, RenderError, SpecError
+from flotilla.errors import (
+    CONTENT_MISSING,
+    DEPLOY_FAILED,
+    INVALID_BUNDLE,
+    SECRET_NOT_FOUND,
+    FlotillaError,
+    RenderError,
+    SpecError,
+)
 from flotilla.helmhistory import (
     HistoryAction,
     ReleaseRevision,
@@ -120,34 +127,21 @@ _MAX_POLL_SECONDS = 5.0
 # ---------------------------------------------------------------------------------------------
 
 
+# The deploy activities' names for the generic failures: an invalid bundle, and anything that
+# fails the same way until someone fixes it (missing content, kubeconfig or valuesFrom source).
+# The error's own type stays for the causes a person acts on differently (cluster, helm, store).
+_DEPLOY_TYPES = {
+    SpecError.type: INVALID_BUNDLE,
+    RenderError.type: INVALID_BUNDLE,
+    FlotillaError.type: DEPLOY_FAILED,
+    CONTENT_MISSING: DEPLOY_FAILED,
+    SECRET_NOT_FOUND: DEPLOY_FAILED,
+}
+
+
 def _application_error(err: FlotillaError, redact: Redactor) -> ApplicationError:
-    """One line for a person; retryable only when the cause is transient."""
-    message = redact(str(err))
-    delay: float | None = None
-    if isinstance(err, KubeError):
-        kind, retryable = err.error_type, err.retryable
-        delay = err.retry_after
-    elif isinstance(err, HelmError):
-        kind, retryable = err.kind, err.retryable
-    elif isinstance(err, SecretStoreError):
-        # An unreachable management cluster comes back; a forbidden read needs a person.
-        kind, retryable = "SecretStoreError", err.retryable
-        delay = err.retry_after
-    elif isinstance(err, SpecError | RenderError):
-        kind, retryable = "InvalidBundle", False
-    elif isinstance(err, ContentUnavailableError):
-        # The content store is down or refuses us, not the content missing: try again.
-        kind, retryable = CONTENT_UNAVAILABLE, True
-    else:
-        # Missing content, kubeconfig or valuesFrom source: resending the same request fails
-        # the same way until someone fixes it, so the workflow records it and moves on.
-        kind, retryable = "DeployFailed", False
-    return ApplicationError(
-        message,
-        type=kind,
-        non_retryable=not retryable,
-        next_retry_delay=timedelta(seconds=delay) if delay else None,
-    )
+    """One line for a person, redacted; retryable only when the cause is transient."""
+    return to_application_error(err, redact=redact, rename=_DEPLOY_TYPES)
 
 
 def _heartbeat(what: str) -> None:

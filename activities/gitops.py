@@ -26,7 +26,8 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
 from activities.checkout import read_checkout
-from activities.content import ContentError, ContentStore, content_failure
+from activities.content import ContentError, ContentStore
+from activities.failures import to_application_error
 from activities.gitops_models import (
     FETCH_BUNDLES,
     LS_REMOTE,
@@ -49,13 +50,20 @@ from activities.secrets import SecretStore
 from flotilla.bundles import name_bundle, read_bundles
 from flotilla.depends import BundleInfo, find_cycles, resolve_dependencies
 from flotilla.deployment import DeploymentOptions, deployment_id
-from flotilla.errors import INVALID_SPEC, FlotillaError, one_line
+from flotilla.errors import GIT_FAILED, INVALID_SPEC, FlotillaError, SpecError, one_line
 from flotilla.models import ClusterGroup, GitTarget, RolloutStrategy
 from flotilla.targeting import ClusterInfo, apply_switches, resolve_deployment
 from flotilla.templating import process_values
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _MAX_ERROR = 300
+
+
+class GitError(FlotillaError):
+    """A git command (ls-remote, fetch) failed: the server or the network may come back."""
+
+    type = GIT_FAILED
+    retryable = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,7 +130,7 @@ class GitOpsActivities:
         """A retryable ``GitError`` of one line naming the repository and the git call."""
         stderr = err.stderr if isinstance(err.stderr, str) else str(err)
         message = one_line(f"{source.repo}: {what} failed: {stderr.strip()}", _MAX_ERROR)
-        return ApplicationError(message, type="GitError")
+        return to_application_error(GitError(message))
 
     @activity.defn(name=LS_REMOTE)
     def ls_remote(self, request: LsRemoteRequest) -> LsRemoteResult:
@@ -152,8 +160,8 @@ class GitOpsActivities:
             if ref in found:
                 return LsRemoteResult(commit=found[ref])
         kind = "revision" if source.revision else "branch"
-        raise ApplicationError(
-            f"{source.repo}: {kind} {wanted!r} not found", type=INVALID_SPEC, non_retryable=True
+        raise to_application_error(
+            SpecError(f"{source.repo}: {kind} {wanted!r} not found", type=INVALID_SPEC)
         )
 
     def _fetch(self, repo: git.Repo, source: GitSource, commit: str, env: dict[str, str]) -> str:
@@ -235,7 +243,7 @@ class GitOpsActivities:
             try:
                 digest = self.content.put_bundle(bundle)
             except ContentError as err:
-                raise content_failure(err) from None
+                raise to_application_error(err) from None
             refs.append(
                 BundleRef(
                     name=bundle.name,
@@ -268,7 +276,7 @@ class GitOpsActivities:
         try:
             return self._plan(request)
         except ContentError as err:
-            raise content_failure(err) from None
+            raise to_application_error(err) from None
 
     def _plan(self, request: PlanRequest) -> PlanResult:
         bundle = self.content.get_bundle(request.bundle_digest)

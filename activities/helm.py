@@ -14,7 +14,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from flotilla.errors import FlotillaError, one_line
+from flotilla.errors import (
+    CHART_RENDER_FAILED,
+    CLUSTER_UNREACHABLE,
+    FORBIDDEN,
+    HELM_FAILED,
+    INVALID_MANIFEST,
+    WAIT_TIMEOUT,
+    FlotillaError,
+    one_line,
+)
 
 # Helm stores custom release labels on its release Secrets, where flotilla reads them back.
 DEPLOYMENT_ID_LABEL = "flotilla.dev/deployment-id"
@@ -28,14 +37,20 @@ _MAX_MESSAGE = 300
 class HelmError(FlotillaError):
     """A helm command failed; the message is helm's own error, on one line.
 
-    ``kind`` classifies it for Temporal: ClusterUnreachable (retryable), WaitTimeout,
-    Forbidden, InvalidManifest, ChartRenderFailed or HelmFailed.
+    ``type`` is classified from the message, as KubeError's are from the status:
+    ClusterUnreachable (retryable), WaitTimeout, Forbidden, InvalidManifest, ChartRenderFailed
+    or HelmFailed; ``retryable`` overrides the classification (a helm that never finished).
     """
 
+    type = HELM_FAILED
+
     def __init__(self, message: str, *, retryable: bool | None = None) -> None:
-        super().__init__(message)
-        self.kind = classify(message)
-        self.retryable = self.kind == "ClusterUnreachable" if retryable is None else retryable
+        kind = classify(message)
+        super().__init__(
+            message,
+            type=kind,
+            retryable=kind == CLUSTER_UNREACHABLE if retryable is None else retryable,
+        )
 
 
 # Helm errors that come from the cluster being away or overloaded, not from the release.
@@ -71,16 +86,16 @@ def classify(message: str) -> str:
     """Name the cause of a helm failure from its message."""
     lowered = message.lower()
     if any(marker in lowered for marker in _TRANSIENT):
-        return "ClusterUnreachable"
+        return CLUSTER_UNREACHABLE
     if any(marker in lowered for marker in _WAIT_TIMEOUTS):
-        return "WaitTimeout"
+        return WAIT_TIMEOUT
     if " is forbidden" in lowered or "forbidden:" in lowered:
-        return "Forbidden"
+        return FORBIDDEN
     if " is invalid" in lowered or "error validating" in lowered:
-        return "InvalidManifest"
+        return INVALID_MANIFEST
     if any(marker in lowered for marker in _RENDER_FAILURES):
-        return "ChartRenderFailed"
-    return "HelmFailed"
+        return CHART_RENDER_FAILED
+    return HELM_FAILED
 
 
 class UpgradeFlags(BaseModel):

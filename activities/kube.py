@@ -27,7 +27,17 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from flotilla.errors import FlotillaError, one_line
+from flotilla.errors import (
+    CLUSTER_UNREACHABLE,
+    CONFLICT,
+    FORBIDDEN,
+    INVALID_MANIFEST,
+    KUBE_FAILED,
+    NOT_FOUND,
+    THROTTLED,
+    FlotillaError,
+    one_line,
+)
 
 FIELD_MANAGER = "flotilla"
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -54,27 +64,22 @@ _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DE
 class KubeError(FlotillaError):
     """A call to a cluster's API failed; ``retryable`` tells Temporal whether to try again.
 
-    ``error_type`` is the Temporal ApplicationError type, shared with helm's failures.
+    The ``type`` names are those of helm's failures with the same cause (``flotilla.errors``).
     """
 
-    retryable = False
-    error_type = "KubeError"
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+    type = KUBE_FAILED
 
 
 class InvalidObjectError(KubeError):
     """The API server refused an object as invalid (400, 422)."""
 
-    error_type = "InvalidManifest"
+    type = INVALID_MANIFEST
 
 
 class ForbiddenError(KubeError):
     """The credentials are not allowed to do this (401, 403)."""
 
-    error_type = "Forbidden"
+    type = FORBIDDEN
 
 
 class UnauthorizedError(ForbiddenError):
@@ -84,27 +89,27 @@ class UnauthorizedError(ForbiddenError):
 class NotFoundError(KubeError):
     """The object, its namespace or its kind does not exist (404)."""
 
-    error_type = "NotFound"
+    type = NOT_FOUND
 
 
 class ConflictError(KubeError):
     """The object changed meanwhile or already exists (409)."""
 
-    error_type = "Conflict"
+    type = CONFLICT
     retryable = True
 
 
 class ThrottledError(KubeError):
     """The API server is rate limiting (429)."""
 
-    error_type = "Throttled"
+    type = THROTTLED
     retryable = True
 
 
 class UnreachableError(KubeError):
     """The cluster could not be reached or failed on its side (5xx, TLS, connection)."""
 
-    error_type = "ClusterUnreachable"
+    type = CLUSTER_UNREACHABLE
     retryable = True
 
 

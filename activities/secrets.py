@@ -26,7 +26,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from flotilla.errors import FlotillaError, SpecError
+from flotilla.errors import SECRET_NOT_FOUND, SECRET_STORE_FAILED, FlotillaError, SpecError
 from flotilla.kubenames import is_dns1123
 
 # Kubernetes' Secret types that Fleet's secrets use.
@@ -41,6 +41,8 @@ KUBECONFIG_KEY = "value"
 class SecretNotFoundError(FlotillaError):
     """A secret or one of its keys does not exist (the message names it, not its content)."""
 
+    type = SECRET_NOT_FOUND
+
 
 class SecretStoreError(FlotillaError):
     """The secret store could not be read or written (unreachable, forbidden, corrupt).
@@ -49,12 +51,12 @@ class SecretStoreError(FlotillaError):
     store) or needs a person first (forbidden, corrupt); activities pass it on to Temporal.
     """
 
+    type = SECRET_STORE_FAILED
+
     def __init__(
         self, message: str, *, retryable: bool = False, retry_after: float | None = None
     ) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
+        super().__init__(message, retryable=retryable, retry_after=retry_after)
 
 
 class SecretInfo(BaseModel):

@@ -10,7 +10,6 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.content import CONTENT_MISSING, CONTENT_UNAVAILABLE
 from activities.deploy import DeployActivities
 from activities.deploy_models import DeployRequest
 from activities.gitops import GitOpsActivities
@@ -18,6 +17,7 @@ from activities.gitops_models import FetchRequest, GitSource, PlanRequest
 from activities.secrets import FileSecretStore
 from devenv.gitserver import GitDaemon
 from devenv.process import free_port
+from flotilla.errors import CONTENT_MISSING, CONTENT_UNAVAILABLE
 from flotilla.targeting import GitRepoSwitches
 from tests.content.conftest import MakeStore
 
