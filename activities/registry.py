@@ -5,12 +5,13 @@ for with ``If-None-Match`` when the registry gave an ETag (a 304 reuses the cach
 bearer tokens are cached until they expire and then fetched again without first hitting the
 registry for a 401. Digest-following policies send one ``HEAD`` on the manifest instead.
 
-Errors, each one line naming the image and never a credential:
+Errors, each one line naming the image and never a credential (class: Temporal type):
 
-RegistryUnavailable   5xx, connection refused, timeouts: retryable with backoff
-RegistryRateLimited   429: retryable after ``Retry-After`` (``next_retry_delay``)
-RegistryAuthFailed    401/403 after authenticating, or no credentials offered: not retryable
-RegistryNotFound      404 for the repository or tag: not retryable
+RegistryError                 RegistryUnavailable: 5xx, connection refused, timeouts: retryable
+ ├── RegistryRateLimitedError RegistryRateLimited: 429, retryable after ``Retry-After``
+ ├── RegistryAuthError        RegistryAuthFailed: 401/403 after authenticating, or no
+ │                            credentials offered: not retryable
+ └── RegistryNotFoundError    RegistryNotFound: 404 for the repository or tag: not retryable
 """
 
 from __future__ import annotations
@@ -26,13 +27,12 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.failures import to_application_error
 from activities.registry_models import POLL_REGISTRY, PollRequest, PollResult
-from activities.secrets import SecretStore, SecretStoreError
+from activities.secrets import SecretStore
 from flotilla.errors import (
     REGISTRY_AUTH_FAILED,
     REGISTRY_NOT_FOUND,
@@ -116,6 +116,34 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+class RegistryError(FlotillaError):
+    """A registry call failed on the registry's side (5xx, unreachable, a garbled answer):
+    retried with backoff. The subclasses are the answers a retry does not change."""
+
+    type = REGISTRY_UNAVAILABLE
+    retryable = True
+
+
+class RegistryRateLimitedError(RegistryError):
+    """429: retried after ``retry_after`` seconds (the registry's ``Retry-After``)."""
+
+    type = REGISTRY_RATE_LIMITED
+
+
+class RegistryAuthError(RegistryError):
+    """401/403 after authenticating, or no credentials to offer: needs a person."""
+
+    type = REGISTRY_AUTH_FAILED
+    retryable = False
+
+
+class RegistryNotFoundError(RegistryError):
+    """404 for the repository or the tag: needs a person."""
+
+    type = REGISTRY_NOT_FOUND
+    retryable = False
+
+
 def retry_after_seconds(value: str, now: float) -> float:
     """``Retry-After`` as seconds (a number or an HTTP date); a default when absent or bad."""
     value = value.strip()
@@ -164,11 +192,8 @@ class RegistryActivities:
             if request.digest_of:
                 result.digest = session.digest(request.digest_of)
             result.requests = session.requests
-        except FlotillaError as err:  # a missing or malformed secret, or an unreachable store
-            retryable = isinstance(err, SecretStoreError) and err.retryable
-            raise ApplicationError(
-                str(err), type=type(err).__name__, non_retryable=not retryable
-            ) from None
+        except FlotillaError as err:  # the registry's answer, or the secret (missing, malformed)
+            raise to_application_error(err) from None
         finally:
             session.close()
         activity.logger.info(
@@ -252,20 +277,16 @@ class _Session:
                 self.requests += 1
                 resp = self._http(method, url, {**headers, **auth})
             except OSError as err:
-                raise ApplicationError(
-                    f"{self.name}: {what}: registry unreachable: {err}", type=REGISTRY_UNAVAILABLE
-                ) from None
+                raise RegistryError(f"{self.name}: {what}: registry unreachable: {err}") from None
             if resp.status != 401:
                 return resp
             if fresh:
                 break
             credential = self._authenticate(resp.header("www-authenticate"), what)
         secret = self.request.secret_name
-        raise ApplicationError(
+        raise RegistryAuthError(
             f"{self.name}: {what}: 401 Unauthorized after authenticating"
             + (f" with secret {secret!r}" if secret else " anonymously (set secretRef)"),
-            type=REGISTRY_AUTH_FAILED,
-            non_retryable=True,
         )
 
     def _check(self, resp: HttpReply, what: str, *, ok: tuple[int, ...] = (200,)) -> None:
@@ -274,21 +295,16 @@ class _Session:
         status = f"{resp.status} {http.client.responses.get(resp.status, '')}".strip()
         if resp.status == 429:
             delay = retry_after_seconds(resp.header("retry-after"), time.time())
-            raise ApplicationError(
+            raise RegistryRateLimitedError(
                 f"{self.name}: {what}: {status}, retrying in {delay:.0f}s",
-                type=REGISTRY_RATE_LIMITED,
-                next_retry_delay=timedelta(seconds=delay),
+                retry_after=delay,
             )
         if resp.status == 404:
-            raise ApplicationError(
-                f"{self.name}: {what}: {status}", type=REGISTRY_NOT_FOUND, non_retryable=True
-            )
+            raise RegistryNotFoundError(f"{self.name}: {what}: {status}")
         if resp.status == 403:
-            raise ApplicationError(
-                f"{self.name}: {what}: {status}", type=REGISTRY_AUTH_FAILED, non_retryable=True
-            )
+            raise RegistryAuthError(f"{self.name}: {what}: {status}")
         detail = f": {_short(resp.body)}" if resp.body else ""
-        raise ApplicationError(f"{self.name}: {what}: {status}{detail}", type=REGISTRY_UNAVAILABLE)
+        raise RegistryError(f"{self.name}: {what}: {status}{detail}")
 
     # --- authentication -----------------------------------------------------------------------
 
@@ -312,20 +328,16 @@ class _Session:
         if scheme == "basic":
             basic = self._basic()
             if basic is None:
-                raise ApplicationError(
+                raise RegistryAuthError(
                     f"{self.name}: {what}: registry asks for credentials (set secretRef)",
-                    type=REGISTRY_AUTH_FAILED,
-                    non_retryable=True,
                 )
             credential = _Credential("Basic", basic)
             with self.owner._lock:
                 self.owner._credentials[self.key] = credential
             return credential
         if scheme != "bearer" or "realm" not in params:
-            raise ApplicationError(
+            raise RegistryAuthError(
                 f"{self.name}: {what}: 401 with an unsupported challenge {header[:60]!r}",
-                type=REGISTRY_AUTH_FAILED,
-                non_retryable=True,
             )
         params.setdefault("scope", f"repository:{self.request.repository}:pull")
         return self._fetch_token(params, what)
@@ -341,26 +353,20 @@ class _Session:
         try:
             resp = self._http("GET", url, headers)
         except OSError as err:
-            raise ApplicationError(
-                f"{self.name}: {what}: token server unreachable: {err}", type=REGISTRY_UNAVAILABLE
-            ) from None
+            raise RegistryError(f"{self.name}: {what}: token server unreachable: {err}") from None
         if resp.status in (401, 403):
             secret = self.request.secret_name
-            raise ApplicationError(
+            raise RegistryAuthError(
                 f"{self.name}: {what}: token server refused "
                 + (f"the credentials of secret {secret!r}" if secret else "anonymous access")
                 + f" ({resp.status})",
-                type=REGISTRY_AUTH_FAILED,
-                non_retryable=True,
             )
         self._check(resp, f"{what}: token")
         try:
             data = json.loads(resp.body)
             token = data.get("token") or data["access_token"]
         except (ValueError, KeyError, AttributeError):
-            raise ApplicationError(
-                f"{self.name}: {what}: token server sent no token", type=REGISTRY_UNAVAILABLE
-            ) from None
+            raise RegistryError(f"{self.name}: {what}: token server sent no token") from None
         lifetime = float(data.get("expires_in") or DEFAULT_TOKEN_SECONDS)
         credential = _Credential("Bearer", token, time.time() + lifetime, dict(challenge))
         with self.owner._lock:
@@ -396,9 +402,8 @@ class _Session:
             try:
                 page = json.loads(resp.body).get("tags") or []
             except (ValueError, AttributeError):
-                raise ApplicationError(
+                raise RegistryError(
                     f"{self.name}: {what}: not a tag list: {_short(resp.body)}",
-                    type=REGISTRY_UNAVAILABLE,
                 ) from None
             tags.extend(str(t) for t in page)
             digest.update(resp.body)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import git
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.gitops import GitOpsActivities
+from activities.failures import to_application_error
+from activities.gitops import GitError, GitOpsActivities
 from activities.writeback_models import WRITE_BACK, WriteBackRequest, WriteBackResult
 from flotilla.imagepolicy import ImageUpdate
 from flotilla.markers import rewrite_markers
@@ -136,13 +136,14 @@ class WriteBackActivities:
                     commit=commit, changed_lines=sum(changed.values()), attempts=attempt
                 )
         except _GitFailed as err:
-            raise ApplicationError(
-                f"{source.repo}: write-back {err.what} failed: {err.stderr[:300]}", type="GitError"
+            raise to_application_error(
+                GitError(f"{source.repo}: write-back {err.what} failed: {err.stderr[:300]}")
             ) from None
-        raise ApplicationError(
-            f"{source.repo}: branch {branch!r} kept moving; push rejected "
-            f"{MAX_PUSH_ATTEMPTS} times",
-            type="GitError",
+        raise to_application_error(
+            GitError(
+                f"{source.repo}: branch {branch!r} kept moving; push rejected "
+                f"{MAX_PUSH_ATTEMPTS} times"
+            )
         )
 
 
