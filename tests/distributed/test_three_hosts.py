@@ -21,8 +21,6 @@ import base64
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,8 +40,7 @@ from devenv.tools import locate
 from flotilla.credentials import SOPS_AGE_SECRET
 from flotilla.ids import bundle_workflow_id, gitrepo_workflow_id
 from tests.charts import ChartServer, make_age_key, serve_charts, sops_encrypt, write_chart
-from tests.e2e.harness import activity_calls, helm_history
-from worker import STARTED_LINE
+from tests.e2e.harness import WorkerProcess, activity_calls, helm_history
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART_USER = "charts"
@@ -98,7 +95,7 @@ class Host:
 class WorkerHost(Host):
     """A host that runs ``python -m worker``; killed or stopped by pid."""
 
-    proc: subprocess.Popen[bytes] | None = None
+    process: WorkerProcess | None = None
 
     @property
     def log(self) -> Path:
@@ -106,8 +103,8 @@ class WorkerHost(Host):
 
     @property
     def identity(self) -> str:
-        assert self.proc is not None
-        return f"{self.proc.pid}@{socket.gethostname()}"
+        assert self.process is not None
+        return self.process.identity
 
     def start(self, namespace: str, task_queue: str) -> None:
         argv = [
@@ -126,29 +123,16 @@ class WorkerHost(Host):
             "6",
         ]
         self.argvs.append(argv)
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT
-            )
-        deadline = time.monotonic() + 60
-        while STARTED_LINE not in self.log.read_text()[offset:]:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"{self.name} did not start"
-            time.sleep(0.2)
+        self.process = WorkerProcess(self.log, argv, self.env, ROOT)
+        self.process.start()
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        if self.process is not None:
+            self.process.kill()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.process is not None:
+            self.process.stop()
 
 
 @dataclass
@@ -198,8 +182,9 @@ class World:
             "get", "gitrepos", "-n", self.namespace, "-o", "json", "--task-queue", self.task_queue
         )
         listed: list[dict[str, object]] = json.loads(out)
-        (status,) = [s for s in listed if s.get("name") == "shop"]
-        return status
+        # The list comes from Temporal's visibility, which may lag a just-started GitRepo.
+        found = [s for s in listed if s.get("name") == "shop"]
+        return found[0] if found else {}
 
     async def until(self, check: object, timeout: float = 180.0) -> dict[str, object]:
         deadline = time.monotonic() + timeout

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import socket
 import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +24,7 @@ from flotilla.errors import FlotillaError
 from flotilla.settings import Settings, settings_from_env
 from runtime.stores import secret_store
 from starters.control import Control
-from worker import FlotillaWorker, WorkerConfig
+from worker import STARTED_LINE, FlotillaWorker, WorkerConfig
 
 T = TypeVar("T")
 
@@ -238,3 +240,46 @@ async def activity_calls(
             break
         run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
     return sorted(calls.values(), key=lambda c: c.scheduled), events
+
+
+class WorkerProcess:
+    """The worker as its own process (``argv``), logging to ``log``: started and waited for,
+    stopped by SIGTERM (killed after 30 s) or killed by pid, as an operator or a crash would."""
+
+    def __init__(self, log: Path, argv: list[str], env: Mapping[str, str], cwd: Path) -> None:
+        self.log = log
+        self.argv = argv
+        self.env = dict(env)
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def identity(self) -> str:
+        """The worker identity Temporal records for its tasks (the SDK's pid@host)."""
+        assert self.proc is not None
+        return f"{self.proc.pid}@{socket.gethostname()}"
+
+    def start(self) -> None:
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
+            )
+        deadline = time.monotonic() + 60
+        while STARTED_LINE not in self.log.read_text()[offset:]:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"worker did not start: {self.log}"
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +18,7 @@ from devenv.gitserver import GitDaemon
 from devenv.temporal import TemporalDevServer
 from flotilla.ids import bundle_workflow_id
 from starters.control import Control
-from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml, helm_history
-from worker import STARTED_LINE
+from tests.e2e.harness import Flotilla, WorkerProcess, activity_calls, gitrepo_yaml, helm_history
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = """\
@@ -39,64 +35,40 @@ spec:
 """
 
 
-class WorkerProcess:
-    """``python worker.py`` as its own process, killed by pid only."""
-
-    def __init__(self, tmp: Path, server: TemporalDevServer, task_queue: str, namespace: str):
-        self.log = tmp / "worker.log"
-        self.argv = [
-            sys.executable,
-            str(ROOT / "worker.py"),
-            "--task-queue",
-            task_queue,
-            "--namespace",
-            namespace,
-            "--workdir",
-            str(tmp / "work"),
-            "--refresh-seconds",
-            "0.5",
-            "--control-threads",
-            "4",
-            "--cluster-threads",
-            "6",
-        ]
-        self.env = {
-            **os.environ,
-            "TEMPORAL_ADDRESS": server.address,
-            "FLOTILLA_SECRETS_DIR": str(tmp / "secrets"),
-            "FLOTILLA_CONTENT_DIR": str(tmp / "content"),
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT
-            )
-        deadline = time.monotonic() + 60
-        while STARTED_LINE not in self.log.read_text()[offset:]:
-            assert self.proc.poll() is None, self.log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "worker did not start"
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+def worker_process_for(
+    tmp: Path, server: TemporalDevServer, task_queue: str, namespace: str
+) -> WorkerProcess:
+    """``python worker.py`` with its own file stores below ``tmp``."""
+    argv = [
+        sys.executable,
+        str(ROOT / "worker.py"),
+        "--task-queue",
+        task_queue,
+        "--namespace",
+        namespace,
+        "--workdir",
+        str(tmp / "work"),
+        "--refresh-seconds",
+        "0.5",
+        "--control-threads",
+        "4",
+        "--cluster-threads",
+        "6",
+    ]
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": server.address,
+        "FLOTILLA_SECRETS_DIR": str(tmp / "secrets"),
+        "FLOTILLA_CONTENT_DIR": str(tmp / "content"),
+    }
+    return WorkerProcess(tmp / "worker.log", argv, env, ROOT)
 
 
 @contextlib.contextmanager
-def worker_process(*args: object) -> Iterator[WorkerProcess]:
-    worker = WorkerProcess(*args)  # type: ignore[arg-type]
+def worker_process(
+    tmp: Path, server: TemporalDevServer, task_queue: str, namespace: str
+) -> Iterator[WorkerProcess]:
+    worker = worker_process_for(tmp, server, task_queue, namespace)
     try:
         yield worker
     finally:
