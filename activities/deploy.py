@@ -9,8 +9,6 @@ judged by the pure core (``flotilla.readiness``, ``flotilla.drift``) on live obj
 from __future__ import annotations
 
 import base64
-import gzip
-import json
 import posixpath
 import shutil
 import time
@@ -42,11 +40,19 @@ from activities.deploy_models import (
     WaitReadyRequest,
 )
 from activities.failures import to_application_error
-from activities.helm import DEPLOYMENT_ID_LABEL, Helm, HelmError, UpgradeFlags
+from activities.helm import (
+    Helm,
+    UpgradeFlags,
+    applied_revision,
+    read_history,
+    read_release_manifest,
+    roll_back,
+)
 from activities.kube import Kube, KubeClients, parse_kubeconfig
+from activities.releasewatch import ReleaseWatch
 from activities.render import (
-    HELM_OUTPUT_FILE,
     compute_values,
+    kustomize_post_renderer,
     materialize_chart,
     release_name_for,
     release_namespace,
@@ -62,7 +68,7 @@ from activities.secrets import (
 )
 from activities.sops import decrypt_bundle
 from activities.tools import PATH_TOOLS, ToolPaths
-from flotilla.bundles import KUSTOMIZATION_YAML, Bundle, BundleStyle, detect_style, kustomize_dir
+from flotilla.bundles import Bundle, BundleStyle, detect_style
 from flotilla.chart import wrap_manifests
 from flotilla.credentials import RenderSecretRefs
 from flotilla.deployment import (
@@ -75,14 +81,6 @@ from flotilla.deployment import (
     namespace_removal_refusal,
     secret_strings,
 )
-from flotilla.drift import (
-    CompiledComparePatch,
-    DriftEntry,
-    ObjectKey,
-    diff_objects,
-    find_hpa_targets,
-    object_key,
-)
 from flotilla.errors import (
     CONTENT_MISSING,
     DEPLOY_FAILED,
@@ -94,26 +92,12 @@ from flotilla.errors import (
 )
 from flotilla.helmhistory import (
     HistoryAction,
-    ReleaseRevision,
-    ReleaseStatus,
     decide_release_action,
 )
 from flotilla.manifests import parse_manifests
 from flotilla.models import BundleDeploymentOptions
-from flotilla.readiness import (
-    IgnoreCondition,
-    Readiness,
-    assess,
-    ready_when_present,
-    summarize_not_ready,
-)
 from flotilla.values import merge_values
 
-MAX_LISTED = 10
-_HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm"}
-_GZIP_MAGIC = b"\x1f\x8b\x08"
-# Helm's release records: one Secret per revision, named by release and revision.
-_RECORD_PREFIX = "sh.helm.release.v1."
 # Readiness polls: most releases turn Ready within seconds, and a poll re-reads only what is
 # not Ready yet (a GET or two), so poll every second at first, then back off.
 _FIRST_POLL_SECONDS = 0.5
@@ -153,87 +137,6 @@ def _heartbeat(what: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # History and objects on the cluster
 # ---------------------------------------------------------------------------------------------
-
-
-def read_history(kube: Kube, release: str, namespace: str) -> list[ReleaseRevision]:
-    """The release's revisions from Helm's own records (metadata only, never the payload)."""
-    items = kube.list_metadata(
-        "v1", "Secret", namespace, label_selector=f"owner=helm,name={release}"
-    )
-    history = []
-    for item in items:
-        labels = item.get("metadata", {}).get("labels") or {}
-        try:
-            status = ReleaseStatus(labels.get("status", ""))
-        except ValueError:
-            status = ReleaseStatus.UNKNOWN
-        history.append(
-            ReleaseRevision(
-                revision=int(labels.get("version", "0")),
-                status=status,
-                deployment_id=labels.get(DEPLOYMENT_ID_LABEL, ""),
-            )
-        )
-    return sorted(history, key=lambda r: r.revision)
-
-
-def read_release_manifest(kube: Kube, release: str, namespace: str, revision: int) -> str:
-    """The manifest Helm applied for one revision, read from its release Secret.
-
-    This is what ``helm get manifest`` prints (hooks excluded), without starting helm: Helm
-    stores the release as base64 of gzipped JSON in the Secret's ``release`` key.
-    """
-    name = f"{_RECORD_PREFIX}{release}.v{revision}"
-    secret = kube.get("v1", "Secret", namespace, name)
-    if secret is None:
-        raise FlotillaError(f"Helm's record {namespace}/{name} disappeared")
-    try:
-        data = base64.b64decode(base64.b64decode((secret.get("data") or {}).get("release", "")))
-        if data[:3] == _GZIP_MAGIC:
-            data = gzip.decompress(data)
-        record = json.loads(data)
-    except (ValueError, OSError):
-        raise FlotillaError(f"Helm's record {namespace}/{name} cannot be decoded") from None
-    manifest = record.get("manifest", "") if isinstance(record, dict) else ""
-    return manifest if isinstance(manifest, str) else ""
-
-
-def _roll_back(helm: Helm, release: str, *, namespace: str, revision: int, max_history: int) -> str:
-    """Roll back to ``revision``; returns what happened instead when Helm could not.
-
-    Helm refuses to roll back from a stuck record whose manifest lacks objects that are live
-    (its process died before applying anything). Its failed attempt still marks the stuck
-    revision superseded and itself failed, so the upgrade that follows starts from the
-    deployed revision and adopts whatever the dead operation left.
-    """
-    try:
-        helm.rollback(release, revision, namespace=namespace, max_history=max_history)
-    except HelmError as err:
-        if err.retryable:
-            raise
-        return f"helm could not roll back ({err.problem}); upgrading from the deployed revision"
-    return ""
-
-
-def _applied_revision(history: list[ReleaseRevision]) -> ReleaseRevision | None:
-    deployed = [r for r in history if r.status is ReleaseStatus.DEPLOYED]
-    return max(deployed, key=lambda r: r.revision, default=None)
-
-
-def _describe(key: ObjectKey) -> str:
-    return "/".join(part for part in (key.kind, key.namespace, key.name) if part)
-
-
-def _with_helm_ownership(obj: dict[str, Any], release: ReleaseRef) -> dict[str, Any]:
-    """The object as Helm would have applied it, so a later upgrade still owns it."""
-    metadata = dict(obj.get("metadata") or {})
-    metadata["labels"] = {**(metadata.get("labels") or {}), **_HELM_LABELS}
-    metadata["annotations"] = {
-        **(metadata.get("annotations") or {}),
-        "meta.helm.sh/release-name": release.name,
-        "meta.helm.sh/release-namespace": release.namespace,
-    }
-    return {**obj, "metadata": metadata}
 
 
 def _read_values_from(
@@ -277,41 +180,6 @@ class _Chart:
     values: dict[str, Any]
     post_renderer: Path | None = None
     post_renderer_args: tuple[str, ...] = ()
-
-
-def _kustomize_post_renderer(
-    bundle: Bundle, options: BundleDeploymentOptions, dest: Path, tools: ToolPaths
-) -> tuple[Path, tuple[str, ...]] | None:
-    """For a chart with a kustomization: Helm's output is kustomized before it is applied.
-
-    As in Fleet, the rendered chart becomes the first resource of the bundle's
-    kustomization.yaml; the script writes it there and runs ``kustomize build``.
-    Returns the script and its arguments, or None when the bundle has no kustomization.
-    """
-    directory = kustomize_dir(options)
-    if posixpath.join("" if directory == "." else directory, KUSTOMIZATION_YAML) not in (
-        bundle.resources
-    ):
-        return None
-    files = dest / "kustomize"
-    write_resources(bundle.resources, files)
-    kustomization_dir = files / directory
-    kustomization_path = kustomization_dir / KUSTOMIZATION_YAML
-    where = posixpath.join(bundle.path, directory, KUSTOMIZATION_YAML)
-    try:
-        kustomization = yaml.safe_load(kustomization_path.read_text()) or {}
-    except yaml.YAMLError:
-        raise RenderError("is not valid YAML", file=where) from None
-    if not isinstance(kustomization, dict):
-        raise RenderError("top level must be a mapping", file=where)
-    resources = list(kustomization.get("resources") or [])
-    if HELM_OUTPUT_FILE not in resources:
-        kustomization["resources"] = [HELM_OUTPUT_FILE, *resources]
-    kustomization_path.write_text(yaml.safe_dump(kustomization, sort_keys=False))
-    script = dest / "kustomize-post-renderer.sh"
-    script.write_text(f'#!/bin/sh\nset -e\ncat > "$1/{HELM_OUTPUT_FILE}"\nexec "$2" build "$1"\n')
-    script.chmod(0o700)
-    return script, (str(kustomization_dir), tools.require("kustomize"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,7 +325,7 @@ class DeployActivities:
             recorded = previous.revision if previous and not moved_from else None
             decision = decide_release_action(history, recorded or None, label)
             if decision.action is HistoryAction.ALREADY_DEPLOYED:
-                applied = _applied_revision(history)
+                applied = applied_revision(history)
                 revision = applied.revision if applied else 0
                 activity.logger.info("bundle %s on cluster %s/%s: %s", *log_args, decision.reason)
                 unchanged = DeployResult(
@@ -493,7 +361,7 @@ class DeployActivities:
                         activity.logger.warning(
                             "bundle %s on cluster %s/%s: %s", *log_args, decision.reason
                         )
-                        fallback = _roll_back(
+                        fallback = roll_back(
                             helm,
                             release,
                             namespace=namespace,
@@ -590,7 +458,7 @@ class DeployActivities:
                 bundle, scratch / "chart", options=options, tools=self.tools, access=secrets.chart
             )
             values = compute_values(options, payload.cluster, values_from=values_from)
-            post = _kustomize_post_renderer(bundle, options, scratch, self.tools)
+            post = kustomize_post_renderer(bundle, options, scratch, self.tools)
             if post is None:
                 return _Chart(path=chart_path, values=values)
             return _Chart(
@@ -697,7 +565,7 @@ class DeployActivities:
     @contextmanager
     def _watch(
         self, request: StatusRequest, redact: Redactor, *, manifest: str | None = None
-    ) -> Iterator[_Watch]:
+    ) -> Iterator[ReleaseWatch]:
         payload = self._options(request.options_digest)
         text, parsed = self._kubeconfig(request.cluster_namespace, request.cluster_name, redact)
         with self._kube(text, parsed) as kube:
@@ -705,17 +573,17 @@ class DeployActivities:
             desired: list[dict[str, Any]] = []
             if manifest is not None:
                 desired = parse_manifests(manifest, file=f"release {release.name}")
-                yield _Watch(kube, request, payload.options, desired)
+                yield ReleaseWatch(kube, request, payload.options, desired)
                 return
             # Without a deployed revision there is nothing to compare; saying so (instead of
             # failing) lets the workflow see the version as not applied and deploy it again.
-            applied = _applied_revision(read_history(kube, release.name, release.namespace))
+            applied = applied_revision(read_history(kube, release.name, release.namespace))
             if applied is not None:
                 manifest = read_release_manifest(
                     kube, release.name, release.namespace, applied.revision
                 )
                 desired = parse_manifests(manifest, file=f"release {release.name}")
-            yield _Watch(kube, request, payload.options, desired)
+            yield ReleaseWatch(kube, request, payload.options, desired)
 
     # -- removal ---------------------------------------------------------------------------
 
@@ -775,113 +643,3 @@ class DeployActivities:
             f" ({result.message})" if result.message else "",
         )
         return result
-
-
-class _Watch:
-    """The desired objects of one release and the means to compare them with the live ones."""
-
-    def __init__(
-        self,
-        kube: Kube,
-        request: StatusRequest,
-        options: BundleDeploymentOptions,
-        desired: list[dict[str, Any]],
-    ) -> None:
-        self.kube = kube
-        self.request = request
-        self.options = options
-        self.desired = desired
-        self.namespace = request.release.namespace
-        self.ignore = [
-            IgnoreCondition(entry)
-            for entry in (options.ignore.conditions if options.ignore else None) or []
-        ]
-        self.patches = [
-            CompiledComparePatch.model_validate(
-                patch.model_dump(mode="json", by_alias=True, exclude_none=True)
-            )
-            for patch in (options.diff.compare_patches if options.diff else None) or []
-        ]
-        self.hpa_targets = find_hpa_targets(desired)
-        self.drift: list[DriftEntry] = []
-        # While waiting: the objects not Ready at the last poll (None: not polled yet).
-        self._waiting: list[ObjectKey] | None = None
-
-    def _live(self) -> dict[ObjectKey, dict[str, Any] | None]:
-        live: dict[ObjectKey, dict[str, Any] | None] = {}
-        for obj in self.desired:
-            key = object_key(obj, self.namespace)
-            live[key] = self.kube.get(key.api_version, key.kind, key.namespace, key.name)
-        return live
-
-    def poll_ready(self) -> list[str]:
-        """Not-ready lines for a readiness wait, reading only what was not Ready last time.
-
-        A wait polls many times and most objects are Ready at once, so later polls read just
-        the few that were not, and kinds without a status (ConfigMaps, Secrets, RBAC) are not
-        read at all; ``observe`` makes the full check once they are. A missing object is
-        drift for ``observe``, not a reason to wait.
-        """
-        keys = self._waiting
-        if keys is None:
-            keys = [
-                key
-                for key in (object_key(obj, self.namespace) for obj in self.desired)
-                if not ready_when_present(key.api_version, key.kind)
-            ]
-        waiting: list[ObjectKey] = []
-        judged: list[tuple[dict[str, Any], Readiness]] = []
-        for key in keys:
-            obj = self.kube.get(key.api_version, key.kind, key.namespace, key.name)
-            if obj is None:
-                continue
-            readiness = assess(obj, self.ignore)
-            if not readiness.ready:
-                waiting.append(key)
-                judged.append((obj, readiness))
-        self._waiting = waiting
-        return summarize_not_ready(judged)
-
-    def forget_ready(self) -> None:
-        """Poll every object again (after the full check found one no longer Ready)."""
-        self._waiting = None
-
-    def observe(self) -> DeploymentStatus:
-        """The full check: the applied revision, readiness of every object and drift."""
-        history = read_history(self.kube, self.request.release.name, self.namespace)
-        applied = _applied_revision(history)
-        if applied is None:
-            release = self.request.release
-            return DeploymentStatus(
-                release=release.model_copy(update={"revision": 0}),
-                drift=[f"release {release.namespace}/{release.name}: no deployed revision"],
-            )
-        live = self._live()
-        judged: list[tuple[dict[str, Any], Readiness]] = [
-            (obj, assess(obj, self.ignore)) for obj in live.values() if obj is not None
-        ]
-        non_ready = summarize_not_ready(judged)
-        self.drift = diff_objects(
-            self.desired, live, self.patches, self.hpa_targets, namespace=self.namespace
-        )
-        # Labels hold a digest of ids that are not valid label values; give back the real id.
-        applied_id = applied.deployment_id
-        if applied_id == deployment_label(self.request.deployment_id):
-            applied_id = self.request.deployment_id
-        return DeploymentStatus(
-            release=self.request.release.model_copy(update={"revision": applied.revision}),
-            applied_deployment_id=applied_id,
-            ready=not non_ready,
-            non_ready=non_ready,
-            drift=[f"{_describe(e.key)}: {e.message}" for e in self.drift][:MAX_LISTED],
-        )
-
-    def correct(self, *, force: bool) -> None:
-        """Re-apply the desired state of each drifted object: apply, or replace when forced."""
-        by_key = {object_key(obj, self.namespace): obj for obj in self.desired}
-        for entry in self.drift:
-            obj = _with_helm_ownership(by_key[entry.key], self.request.release)
-            if force:
-                self.kube.replace(obj, namespace=self.namespace)
-            else:
-                self.kube.apply(obj, namespace=self.namespace, force=True)

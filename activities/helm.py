@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 import subprocess
@@ -14,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from activities.deploy_models import ReleaseRef
+from activities.kube import Kube
 from flotilla.errors import (
     CHART_RENDER_FAILED,
     CLUSTER_UNREACHABLE,
@@ -24,6 +28,7 @@ from flotilla.errors import (
     FlotillaError,
     one_line,
 )
+from flotilla.helmhistory import ReleaseRevision, ReleaseStatus
 
 # Helm stores custom release labels on its release Secrets, where flotilla reads them back.
 DEPLOYMENT_ID_LABEL = "flotilla.dev/deployment-id"
@@ -289,3 +294,90 @@ class Helm:
             ["uninstall", release, "--namespace", namespace, "--ignore-not-found"],
             what=f"helm uninstall {release}",
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Helm's release records on the cluster, read without starting helm
+# ---------------------------------------------------------------------------------------------
+
+_HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm"}
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+# Helm's release records: one Secret per revision, named by release and revision.
+_RECORD_PREFIX = "sh.helm.release.v1."
+
+
+def read_history(kube: Kube, release: str, namespace: str) -> list[ReleaseRevision]:
+    """The release's revisions from Helm's own records (metadata only, never the payload)."""
+    items = kube.list_metadata(
+        "v1", "Secret", namespace, label_selector=f"owner=helm,name={release}"
+    )
+    history = []
+    for item in items:
+        labels = item.get("metadata", {}).get("labels") or {}
+        try:
+            status = ReleaseStatus(labels.get("status", ""))
+        except ValueError:
+            status = ReleaseStatus.UNKNOWN
+        history.append(
+            ReleaseRevision(
+                revision=int(labels.get("version", "0")),
+                status=status,
+                deployment_id=labels.get(DEPLOYMENT_ID_LABEL, ""),
+            )
+        )
+    return sorted(history, key=lambda r: r.revision)
+
+
+def read_release_manifest(kube: Kube, release: str, namespace: str, revision: int) -> str:
+    """The manifest Helm applied for one revision, read from its release Secret.
+
+    This is what ``helm get manifest`` prints (hooks excluded), without starting helm: Helm
+    stores the release as base64 of gzipped JSON in the Secret's ``release`` key.
+    """
+    name = f"{_RECORD_PREFIX}{release}.v{revision}"
+    secret = kube.get("v1", "Secret", namespace, name)
+    if secret is None:
+        raise FlotillaError(f"Helm's record {namespace}/{name} disappeared")
+    try:
+        data = base64.b64decode(base64.b64decode((secret.get("data") or {}).get("release", "")))
+        if data[:3] == _GZIP_MAGIC:
+            data = gzip.decompress(data)
+        record = json.loads(data)
+    except (ValueError, OSError):
+        raise FlotillaError(f"Helm's record {namespace}/{name} cannot be decoded") from None
+    manifest = record.get("manifest", "") if isinstance(record, dict) else ""
+    return manifest if isinstance(manifest, str) else ""
+
+
+def roll_back(helm: Helm, release: str, *, namespace: str, revision: int, max_history: int) -> str:
+    """Roll back to ``revision``; returns what happened instead when Helm could not.
+
+    Helm refuses to roll back from a stuck record whose manifest lacks objects that are live
+    (its process died before applying anything). Its failed attempt still marks the stuck
+    revision superseded and itself failed, so the upgrade that follows starts from the
+    deployed revision and adopts whatever the dead operation left.
+    """
+    try:
+        helm.rollback(release, revision, namespace=namespace, max_history=max_history)
+    except HelmError as err:
+        if err.retryable:
+            raise
+        return f"helm could not roll back ({err.problem}); upgrading from the deployed revision"
+    return ""
+
+
+def applied_revision(history: list[ReleaseRevision]) -> ReleaseRevision | None:
+    deployed = [r for r in history if r.status is ReleaseStatus.DEPLOYED]
+    return max(deployed, key=lambda r: r.revision, default=None)
+
+
+def with_helm_ownership(obj: dict[str, Any], release: ReleaseRef) -> dict[str, Any]:
+    """The object as Helm would have applied it, so a later upgrade still owns it."""
+    metadata = dict(obj.get("metadata") or {})
+    metadata["labels"] = {**(metadata.get("labels") or {}), **_HELM_LABELS}
+    metadata["annotations"] = {
+        **(metadata.get("annotations") or {}),
+        "meta.helm.sh/release-name": release.name,
+        "meta.helm.sh/release-namespace": release.namespace,
+    }
+    return {**obj, "metadata": metadata}

@@ -478,3 +478,38 @@ __all__ = [
     "release_namespace",
     "render_bundle",
 ]
+
+
+def kustomize_post_renderer(
+    bundle: Bundle, options: BundleDeploymentOptions, dest: Path, tools: ToolPaths
+) -> tuple[Path, tuple[str, ...]] | None:
+    """For a chart with a kustomization: Helm's output is kustomized before it is applied.
+
+    As in Fleet, the rendered chart becomes the first resource of the bundle's
+    kustomization.yaml; the script writes it there and runs ``kustomize build``.
+    Returns the script and its arguments, or None when the bundle has no kustomization.
+    """
+    directory = kustomize_dir(options)
+    if posixpath.join("" if directory == "." else directory, KUSTOMIZATION_YAML) not in (
+        bundle.resources
+    ):
+        return None
+    files = dest / "kustomize"
+    write_resources(bundle.resources, files)
+    kustomization_dir = files / directory
+    kustomization_path = kustomization_dir / KUSTOMIZATION_YAML
+    where = posixpath.join(bundle.path, directory, KUSTOMIZATION_YAML)
+    try:
+        kustomization = yaml.safe_load(kustomization_path.read_text()) or {}
+    except yaml.YAMLError:
+        raise RenderError("is not valid YAML", file=where) from None
+    if not isinstance(kustomization, dict):
+        raise RenderError("top level must be a mapping", file=where)
+    resources = list(kustomization.get("resources") or [])
+    if HELM_OUTPUT_FILE not in resources:
+        kustomization["resources"] = [HELM_OUTPUT_FILE, *resources]
+    kustomization_path.write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    script = dest / "kustomize-post-renderer.sh"
+    script.write_text(f'#!/bin/sh\nset -e\ncat > "$1/{HELM_OUTPUT_FILE}"\nexec "$2" build "$1"\n')
+    script.chmod(0o700)
+    return script, (str(kustomization_dir), tools.require("kustomize"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from activities.deploy import read_release_manifest
+from activities.helm import read_release_manifest
 from activities.kube import NotFoundError
 from tests.activities.conftest import Engine, deployment, dump
 from tests.activities.test_deploy import CHART_FILES

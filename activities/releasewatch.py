@@ -1,0 +1,146 @@
+"""A release's desired objects next to the live ones: readiness polls, drift, correction.
+
+The deploy activities open one per check or readiness wait; the judgement itself (readiness,
+drift) is the pure core's (``flotilla.readiness``, ``flotilla.drift``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from activities.deploy_models import DeploymentStatus, StatusRequest
+from activities.helm import applied_revision, read_history, with_helm_ownership
+from activities.kube import Kube
+from flotilla.deployment import deployment_label
+from flotilla.drift import (
+    CompiledComparePatch,
+    DriftEntry,
+    ObjectKey,
+    diff_objects,
+    find_hpa_targets,
+    object_key,
+)
+from flotilla.models import BundleDeploymentOptions
+from flotilla.readiness import (
+    IgnoreCondition,
+    Readiness,
+    assess,
+    ready_when_present,
+    summarize_not_ready,
+)
+
+MAX_LISTED = 10
+
+
+def describe_key(key: ObjectKey) -> str:
+    return "/".join(part for part in (key.kind, key.namespace, key.name) if part)
+
+
+class ReleaseWatch:
+    """The desired objects of one release and the means to compare them with the live ones."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        request: StatusRequest,
+        options: BundleDeploymentOptions,
+        desired: list[dict[str, Any]],
+    ) -> None:
+        self.kube = kube
+        self.request = request
+        self.options = options
+        self.desired = desired
+        self.namespace = request.release.namespace
+        self.ignore = [
+            IgnoreCondition(entry)
+            for entry in (options.ignore.conditions if options.ignore else None) or []
+        ]
+        self.patches = [
+            CompiledComparePatch.model_validate(
+                patch.model_dump(mode="json", by_alias=True, exclude_none=True)
+            )
+            for patch in (options.diff.compare_patches if options.diff else None) or []
+        ]
+        self.hpa_targets = find_hpa_targets(desired)
+        self.drift: list[DriftEntry] = []
+        # While waiting: the objects not Ready at the last poll (None: not polled yet).
+        self._waiting: list[ObjectKey] | None = None
+
+    def _live(self) -> dict[ObjectKey, dict[str, Any] | None]:
+        live: dict[ObjectKey, dict[str, Any] | None] = {}
+        for obj in self.desired:
+            key = object_key(obj, self.namespace)
+            live[key] = self.kube.get(key.api_version, key.kind, key.namespace, key.name)
+        return live
+
+    def poll_ready(self) -> list[str]:
+        """Not-ready lines for a readiness wait, reading only what was not Ready last time.
+
+        A wait polls many times and most objects are Ready at once, so later polls read just
+        the few that were not, and kinds without a status (ConfigMaps, Secrets, RBAC) are not
+        read at all; ``observe`` makes the full check once they are. A missing object is
+        drift for ``observe``, not a reason to wait.
+        """
+        keys = self._waiting
+        if keys is None:
+            keys = [
+                key
+                for key in (object_key(obj, self.namespace) for obj in self.desired)
+                if not ready_when_present(key.api_version, key.kind)
+            ]
+        waiting: list[ObjectKey] = []
+        judged: list[tuple[dict[str, Any], Readiness]] = []
+        for key in keys:
+            obj = self.kube.get(key.api_version, key.kind, key.namespace, key.name)
+            if obj is None:
+                continue
+            readiness = assess(obj, self.ignore)
+            if not readiness.ready:
+                waiting.append(key)
+                judged.append((obj, readiness))
+        self._waiting = waiting
+        return summarize_not_ready(judged)
+
+    def forget_ready(self) -> None:
+        """Poll every object again (after the full check found one no longer Ready)."""
+        self._waiting = None
+
+    def observe(self) -> DeploymentStatus:
+        """The full check: the applied revision, readiness of every object and drift."""
+        history = read_history(self.kube, self.request.release.name, self.namespace)
+        applied = applied_revision(history)
+        if applied is None:
+            release = self.request.release
+            return DeploymentStatus(
+                release=release.model_copy(update={"revision": 0}),
+                drift=[f"release {release.namespace}/{release.name}: no deployed revision"],
+            )
+        live = self._live()
+        judged: list[tuple[dict[str, Any], Readiness]] = [
+            (obj, assess(obj, self.ignore)) for obj in live.values() if obj is not None
+        ]
+        non_ready = summarize_not_ready(judged)
+        self.drift = diff_objects(
+            self.desired, live, self.patches, self.hpa_targets, namespace=self.namespace
+        )
+        # Labels hold a digest of ids that are not valid label values; give back the real id.
+        applied_id = applied.deployment_id
+        if applied_id == deployment_label(self.request.deployment_id):
+            applied_id = self.request.deployment_id
+        return DeploymentStatus(
+            release=self.request.release.model_copy(update={"revision": applied.revision}),
+            applied_deployment_id=applied_id,
+            ready=not non_ready,
+            non_ready=non_ready,
+            drift=[f"{describe_key(e.key)}: {e.message}" for e in self.drift][:MAX_LISTED],
+        )
+
+    def correct(self, *, force: bool) -> None:
+        """Re-apply the desired state of each drifted object: apply, or replace when forced."""
+        by_key = {object_key(obj, self.namespace): obj for obj in self.desired}
+        for entry in self.drift:
+            obj = with_helm_ownership(by_key[entry.key], self.request.release)
+            if force:
+                self.kube.replace(obj, namespace=self.namespace)
+            else:
+                self.kube.apply(obj, namespace=self.namespace, force=True)
