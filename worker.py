@@ -37,14 +37,14 @@ from activities.writeback import WriteBackActivities
 from flotilla.errors import FlotillaError, UnreachableError
 from flotilla.ids import (
     CONTROL_TASK_QUEUE,
+    DEFAULT_NAMESPACE,
     cluster_of_task_queue,
     cluster_task_queue,
     registry_workflow_id,
 )
-from flotilla.models import DEFAULT_NAMESPACE
 from flotilla.settings import Settings, SettingsError
 from runtime.stores import content_store, load_settings, secret_store
-from runtime.temporal import connect
+from runtime.temporal import connect, ensure_search_attributes
 from runtime.tools import locate_tools
 from workflows.bundle import BundleWorkflow
 from workflows.contentgc import ContentGarbageWorkflow
@@ -402,6 +402,9 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
 async def serve(config: WorkerConfig, settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then finish running tasks and stop."""
     client = await connect(settings.temporal)
+    added = await ensure_search_attributes(client, settings.temporal.namespace)
+    if added:
+        log.info("registered search attributes %s", ", ".join(added))
     worker = FlotillaWorker(client, config, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

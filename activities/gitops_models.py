@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from flotilla.models import DEFAULT_NAMESPACE, GitRepoSpec, RolloutStrategy
+from flotilla.ids import DEFAULT_NAMESPACE
+from flotilla.models import GitRepoSpec, RolloutStrategy
 from flotilla.targeting import GitRepoSwitches
 
 # Activity names, as the worker registers them on the control queue (activities/gitops.py)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from flotilla.models import DEFAULT_NAMESPACE
+from flotilla.ids import DEFAULT_NAMESPACE
 
 # The activity's name, as the worker registers it (activities/registry.py) and the image-policy
 # workflow calls it.

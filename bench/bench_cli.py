@@ -6,7 +6,10 @@ other load on the machine disturbs less):
 
 * ``flotilla --help`` (goal <= 0.3 s)
 * ``flotilla bundle examples/fleet-examples/raw-overlays`` (offline; goal <= 0.3 s)
-* ``flotilla get gitrepos`` against a local Temporal dev server started here (goal <= 0.5 s)
+* ``flotilla get gitrepos`` against a local Temporal dev server started here (goal <= 0.5 s),
+  listing 20 GitRepos. They are stand-ins: workflows started with the search attributes a
+  GitRepo workflow keeps, on a queue no worker serves, because the table is read from
+  visibility over Temporal's HTTP API (``starters/get.py``) and no query reaches them.
 
 and, for scale, what no flotilla code can go below: the interpreter alone, PyYAML and pydantic
 with one model built (pydantic's first model loads its schema machinery and scans installed
@@ -21,6 +24,7 @@ them). Run:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import statistics
@@ -30,7 +34,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
 from devenv.temporal import TemporalDevServer
+from flotilla.ids import (
+    DEFAULT_NAMESPACE,
+    SA_COMMIT,
+    SA_GITREPO,
+    SA_KIND,
+    SA_MESSAGE,
+    SA_READY_DEPLOYMENTS,
+    SA_REPO,
+    SA_STATE,
+    gitrepo_workflow_id,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOTILLA = Path(sys.executable).with_name("flotilla")
@@ -77,6 +95,36 @@ def measure(what: str, argv: list[str], env: dict[str, str]) -> float:
     return wall
 
 
+GITREPOS = 20
+
+
+async def start_stand_in_gitrepos(address: str) -> None:
+    """GITREPOS workflows that visibility lists like GitRepo workflows (see the docstring)."""
+    client = await Client.connect(address)
+    for i in range(GITREPOS):
+        name = f"app-{i:02d}"
+        values = {
+            SA_KIND: "GitRepo",
+            SA_GITREPO: name,
+            SA_REPO: f"https://git.example.com/fleet/{name}.git",
+            SA_COMMIT: f"{i:040x}",
+            SA_READY_DEPLOYMENTS: "50/50",
+            SA_STATE: "Ready",
+            SA_MESSAGE: "",
+        }
+        await client.start_workflow(
+            "GitRepoWorkflow",
+            id=gitrepo_workflow_id(DEFAULT_NAMESPACE, name),
+            task_queue="bench-cli-no-worker",
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SearchAttributeKey.for_keyword(key), value)
+                    for key, value in values.items()
+                ]
+            ),
+        )
+
+
 def main() -> int:
     failed = 0
     with tempfile.TemporaryDirectory(prefix="flotilla-bench-cli-") as tmp:
@@ -85,8 +133,10 @@ def main() -> int:
             env = {
                 key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"
             }
+            asyncio.run(start_stand_in_gitrepos(server.address))
             env.update(
                 TEMPORAL_ADDRESS=server.address,
+                TEMPORAL_HTTP_ADDRESS=server.http_address,
                 FLOTILLA_SECRETS_DIR=str(Path(tmp) / "secrets"),
                 FLOTILLA_CONTENT_DIR=str(Path(tmp) / "content"),
             )

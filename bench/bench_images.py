@@ -42,7 +42,8 @@ from activities.writeback import WriteBackActivities
 from devenv.gitserver import GitDaemon
 from devenv.registry import LocalRegistry
 from devenv.temporal import TemporalDevServer
-from flotilla.models import DEFAULT_NAMESPACE, GitRepoSpec
+from flotilla.ids import DEFAULT_NAMESPACE
+from flotilla.models import GitRepoSpec
 from workflows.imagepolicy import ImagePolicyWorkflow
 
 # The counting proxy lives with the tests; the repository root is not on the script's path.

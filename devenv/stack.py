@@ -28,6 +28,7 @@ Progress = Callable[[str], None]
 @dataclass
 class StackState:
     temporal_address: str = ""
+    temporal_http_address: str = ""
     ui_url: str = ""
     git_port: int = 0
     pids: dict[str, int] = field(default_factory=dict)
@@ -63,12 +64,14 @@ def start_temporal(state: StackState, progress: Progress) -> None:
         state_root() / "temporal",
         port=7233 if port_is_free(7233) else None,
         ui_port=8233 if port_is_free(8233) else None,
+        http_port=7243 if port_is_free(7243) else None,
         persistent=True,
         tied_to_parent=False,
     ).start()
     assert server.process is not None and server.process.pid is not None
     state.pids["temporal"] = server.process.pid
     state.temporal_address, state.ui_url = server.address, server.ui_url
+    state.temporal_http_address = server.http_address
     _save(state)
 
 

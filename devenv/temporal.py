@@ -42,6 +42,7 @@ class TemporalDevServer:
         *,
         port: int | None = None,
         ui_port: int | None = None,
+        http_port: int | None = None,
         headless: bool = False,
         persistent: bool = False,
         tied_to_parent: bool = True,
@@ -49,6 +50,7 @@ class TemporalDevServer:
         self.dir = directory
         self.port = port or free_port()
         self.ui_port = ui_port or free_port()
+        self.http_port = http_port or free_port()
         self.headless = headless
         self.persistent = persistent
         self.tied_to_parent = tied_to_parent
@@ -57,6 +59,11 @@ class TemporalDevServer:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_address(self) -> str:
+        """Temporal's HTTP API (TEMPORAL_HTTP_ADDRESS for the CLI's `get` tables)."""
+        return f"127.0.0.1:{self.http_port}"
 
     @property
     def ui_url(self) -> str:
@@ -72,7 +79,7 @@ class TemporalDevServer:
             "--port",
             str(self.port),
             "--http-port",
-            str(free_port()),
+            str(self.http_port),
             "--metrics-port",
             str(free_port()),
             "--log-level",

@@ -8,8 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from flotilla.ids import DEFAULT_NAMESPACE
 from flotilla.kubenames import is_label_value
-from flotilla.models import DEFAULT_NAMESPACE, BundleDeploymentOptions
+from flotilla.models import BundleDeploymentOptions
 from flotilla.targeting import ClusterInfo
 
 # Fleet's default for helm.maxHistory when fleet.yaml leaves it unset (or 0).

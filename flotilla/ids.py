@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Fleet's namespace for objects that name none (the local workspace).
+DEFAULT_NAMESPACE = "fleet-local"
+
 # ---------------------------------------------------------------------------------------------
 # Task queues
 # ---------------------------------------------------------------------------------------------
@@ -41,3 +44,39 @@ def registry_workflow_id(namespace: str) -> str:
 
 # One content garbage collection at a time, fleet-wide (the CLI and its schedule share it).
 CONTENT_GC_WORKFLOW_ID = "content-gc"
+
+
+# ---------------------------------------------------------------------------------------------
+# Search attributes: what the Temporal UI filters on and the CLI's tables are read from
+# ---------------------------------------------------------------------------------------------
+
+SA_GITREPO = "FlotillaGitRepo"
+SA_BUNDLE = "FlotillaBundle"
+SA_COMMIT = "FlotillaCommit"
+SA_STATE = "FlotillaState"
+SA_CLUSTER = "FlotillaCluster"
+SA_KIND = "FlotillaKind"
+SA_READY = "FlotillaReady"
+SA_DESIRED = "FlotillaDesired"
+# The one-line reason next to the state, the GitRepo's repository URL and its bundle
+# deployments ready ("3/4"): with them `flotilla get` and the UI's columns show the same table.
+SA_MESSAGE = "FlotillaMessage"
+SA_REPO = "FlotillaRepo"
+SA_READY_DEPLOYMENTS = "FlotillaReadyDeployments"
+
+# Each with the type Temporal registers it as (`temporal operator search-attribute create`).
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    SA_GITREPO: "Keyword",
+    SA_BUNDLE: "Keyword",
+    SA_COMMIT: "Keyword",
+    SA_STATE: "Keyword",
+    SA_CLUSTER: "Keyword",
+    SA_KIND: "Keyword",
+    SA_READY: "Int",
+    SA_DESIRED: "Int",
+    SA_MESSAGE: "Keyword",
+    SA_REPO: "Keyword",
+    SA_READY_DEPLOYMENTS: "Keyword",
+}
+# A Keyword value is at most 2 KB in Temporal; a status line is cut well below that.
+MAX_MESSAGE_SEARCH_ATTRIBUTE = 240

@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from flotilla.durations import parse_duration
 from flotilla.errors import SpecError, short_repr
+from flotilla.ids import DEFAULT_NAMESPACE
 from flotilla.kubenames import is_dns1123
 from flotilla.yamlload import (
     load_yaml_documents,
@@ -34,7 +35,6 @@ from flotilla.yamlload import (
 
 ApiVersion = Literal["fleet.cattle.io/v1alpha1"]
 API_VERSION: ApiVersion = "fleet.cattle.io/v1alpha1"
-DEFAULT_NAMESPACE = "fleet-local"
 DEFAULT_BRANCH = "master"
 DEFAULT_POLLING_INTERVAL = "15s"
 # Helm stores the release name in a Secret label; Fleet and Helm both cap it at 53.

@@ -17,6 +17,7 @@ name, its value and how to fix it, not later inside an activity.
 | TEMPORAL_TLS_CERT_FILE, TEMPORAL_TLS_KEY_FILE | mTLS client certificate and key | |
 | TEMPORAL_TLS_SERVER_NAME | server name to verify, when it differs from the host | |
 | TEMPORAL_API_KEY_FILE | file holding an API key (Temporal Cloud; implies TLS) | |
+| TEMPORAL_HTTP_ADDRESS | HTTP API, for the `get` tables | :7243 if TEMPORAL_ADDRESS unset |
 | FLOTILLA_SECRET_BACKEND | ``file`` or ``kubernetes`` | file |
 | FLOTILLA_SECRETS_DIR | the ``file`` secret store's directory | ~/.local/share/flotilla/secrets |
 | FLOTILLA_MANAGEMENT_KUBECONFIG | management cluster's kubeconfig (``kubernetes``) | in-cluster |
@@ -35,16 +36,17 @@ name, its value and how to fix it, not later inside an activity.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
-
-from pydantic import BaseModel, ConfigDict
 
 from flotilla.errors import SpecError, short_repr
 
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 DEFAULT_TEMPORAL_NAMESPACE = "default"
+# Temporal's own default pairing: the frontend's HTTP API listens 10 ports above gRPC.
+DEFAULT_TEMPORAL_HTTP_ADDRESS = "127.0.0.1:7243"
 DEFAULT_SYSTEM_NAMESPACE = "flotilla-system"
 
 # Every variable settings_from_env reads: the contract install files (the Helm chart,
@@ -59,6 +61,7 @@ ENVIRONMENT = frozenset(
         "TEMPORAL_TLS_KEY_FILE",
         "TEMPORAL_TLS_SERVER_NAME",
         "TEMPORAL_API_KEY_FILE",
+        "TEMPORAL_HTTP_ADDRESS",
         "FLOTILLA_SECRET_BACKEND",
         "FLOTILLA_SECRETS_DIR",
         "FLOTILLA_MANAGEMENT_KUBECONFIG",
@@ -101,11 +104,8 @@ class ContentBackend(StrEnum):
     OCI = "oci"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class TemporalSettings(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class TemporalSettings:
     """How to reach Temporal. The API key is a file's path, never the key itself."""
 
     address: str = DEFAULT_TEMPORAL_ADDRESS
@@ -116,6 +116,9 @@ class TemporalSettings(_Frozen):
     tls_key_file: Path | None = None
     tls_server_name: str | None = None
     api_key_file: Path | None = None
+    # Temporal's HTTP API (grpc-gateway): the CLI reads its tables from visibility there
+    # without loading the Temporal SDK. None: tables come through gRPC.
+    http_address: str | None = None
 
     @property
     def uses_tls(self) -> bool:
@@ -129,7 +132,8 @@ class TemporalSettings(_Frozen):
         )
 
 
-class ToolSettings(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class ToolSettings:
     """Explicit tool paths (None: the pinned build in ``tools_dir``, then PATH)."""
 
     helm: Path | None = None
@@ -138,7 +142,8 @@ class ToolSettings(_Frozen):
     tools_dir: Path
 
 
-class ContentRegistrySettings(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class ContentRegistrySettings:
     """The OCI registry that holds bundle content when the ``oci`` backend is chosen."""
 
     # host[:port]/repository, e.g. registry.example.com/flotilla/content
@@ -156,10 +161,11 @@ class ContentRegistrySettings(_Frozen):
         return self.reference.split("/", 1)[1]
 
 
-class Settings(_Frozen):
+@dataclass(frozen=True, kw_only=True)
+class Settings:
     """Everything a flotilla process is configured with; see the module docstring."""
 
-    temporal: TemporalSettings = TemporalSettings()
+    temporal: TemporalSettings = field(default_factory=TemporalSettings)
     secret_backend: SecretBackend = SecretBackend.FILE
     secrets_dir: Path
     management_kubeconfig: Path | None = None
@@ -216,17 +222,22 @@ def settings_from_env(env: Mapping[str, str], home: Path) -> Settings:
         tls_key_file=path("TEMPORAL_TLS_KEY_FILE"),
         tls_server_name=get("TEMPORAL_TLS_SERVER_NAME") or None,
         api_key_file=path("TEMPORAL_API_KEY_FILE"),
+        http_address=get("TEMPORAL_HTTP_ADDRESS")
+        or (None if get("TEMPORAL_ADDRESS") else DEFAULT_TEMPORAL_HTTP_ADDRESS),
     )
     if bool(temporal.tls_cert_file) != bool(temporal.tls_key_file):
         raise SettingsError(
             "TEMPORAL_TLS_CERT_FILE and TEMPORAL_TLS_KEY_FILE go together: set both for mTLS, "
             "or neither"
         )
-    if ":" not in temporal.address.rsplit("]", 1)[-1]:
-        raise SettingsError(
-            f"TEMPORAL_ADDRESS={short_repr(temporal.address)} has no port: use host:port, "
-            "e.g. 127.0.0.1:7233"
-        )
+    for variable, address, example in (
+        ("TEMPORAL_ADDRESS", temporal.address, "127.0.0.1:7233"),
+        ("TEMPORAL_HTTP_ADDRESS", temporal.http_address or "", "127.0.0.1:7243"),
+    ):
+        if address and ":" not in address.rsplit("]", 1)[-1]:
+            raise SettingsError(
+                f"{variable}={short_repr(address)} has no port: use host:port, e.g. {example}"
+            )
 
     content_backend = choice("FLOTILLA_CONTENT_BACKEND", ContentBackend, ContentBackend.FILE)
     registry: ContentRegistrySettings | None = None

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flotilla.ids import DEFAULT_NAMESPACE
 from flotilla.models import (
-    DEFAULT_NAMESPACE,
     BundleDeploymentOptions,
     BundleTarget,
     Cluster,

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from pathlib import Path
-
 from activities.content import ContentStore, FileContentStore
 from activities.secrets import OPAQUE, FileSecretStore, SecretInfo, SecretStore
-from flotilla.settings import ContentBackend, SecretBackend, Settings, settings_from_env
+from flotilla.settings import ContentBackend, SecretBackend, Settings
+from runtime.env import load_settings
 
-
-def load_settings(env: Mapping[str, str] | None = None, home: Path | None = None) -> Settings:
-    """The settings of this process: the one place the environment is read."""
-    return settings_from_env(os.environ if env is None else env, home or Path.home())
+__all__ = ["LazySecretStore", "content_store", "load_settings", "secret_store"]
 
 
 def secret_store(settings: Settings) -> SecretStore:

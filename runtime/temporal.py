@@ -8,21 +8,20 @@ key and certificates are read from files here and go nowhere else.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import TLSConfig
+from temporalio.service import RPCError, TLSConfig
 
 from flotilla.errors import UnreachableError
+from flotilla.ids import SEARCH_ATTRIBUTES
 from flotilla.settings import SettingsError, TemporalSettings
-
-
-def _read(path: Path, variable: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise SettingsError(f"{variable}={str(path)!r} cannot be read: {err.strerror}") from None
+from runtime.credentials import read_api_key, read_setting_file
 
 
 def tls_config(settings: TemporalSettings) -> TLSConfig | bool:
@@ -33,27 +32,22 @@ def tls_config(settings: TemporalSettings) -> TLSConfig | bool:
         return True
     return TLSConfig(
         server_root_ca_cert=(
-            _read(settings.tls_ca_file, "TEMPORAL_TLS_CA_FILE") if settings.tls_ca_file else None
+            read_setting_file(settings.tls_ca_file, "TEMPORAL_TLS_CA_FILE")
+            if settings.tls_ca_file
+            else None
         ),
         client_cert=(
-            _read(settings.tls_cert_file, "TEMPORAL_TLS_CERT_FILE")
+            read_setting_file(settings.tls_cert_file, "TEMPORAL_TLS_CERT_FILE")
             if settings.tls_cert_file
             else None
         ),
         client_private_key=(
-            _read(settings.tls_key_file, "TEMPORAL_TLS_KEY_FILE") if settings.tls_key_file else None
+            read_setting_file(settings.tls_key_file, "TEMPORAL_TLS_KEY_FILE")
+            if settings.tls_key_file
+            else None
         ),
         domain=settings.tls_server_name,
     )
-
-
-def api_key(settings: TemporalSettings) -> str | None:
-    if settings.api_key_file is None:
-        return None
-    key = _read(settings.api_key_file, "TEMPORAL_API_KEY_FILE").decode().strip()
-    if not key:
-        raise SettingsError(f"TEMPORAL_API_KEY_FILE={str(settings.api_key_file)!r} is empty")
-    return key
 
 
 async def connect(settings: TemporalSettings, *, address: str | None = None) -> Client:
@@ -68,7 +62,7 @@ async def connect(settings: TemporalSettings, *, address: str | None = None) -> 
             namespace=settings.namespace,
             data_converter=pydantic_data_converter,
             tls=tls_config(settings),
-            api_key=api_key(settings),
+            api_key=read_api_key(settings),
         )
     except RuntimeError as err:
         raise UnreachableError(
@@ -89,3 +83,37 @@ def _reason(text: str) -> str:
     if named:
         return str(named[-1])
     return " ".join(text.split())[-200:] or "no answer"
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register flotilla's search attributes that the namespace lacks; returns their names.
+
+    A workflow that upserts an unregistered attribute fails every workflow task, so a worker
+    checks before it polls. Where the operator API refuses (Temporal Cloud, a namespace
+    without admin rights), this is a SettingsError naming what to register and how.
+    """
+    response = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    present = {*response.custom_attributes, *response.system_attributes}
+    missing = {name: kind for name, kind in SEARCH_ATTRIBUTES.items() if name not in present}
+    if not missing:
+        return []
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=namespace,
+                search_attributes={
+                    name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
+                    for name, kind in missing.items()
+                },
+            )
+        )
+    except RPCError as err:
+        names = ", ".join(f"{name} ({kind})" for name, kind in sorted(missing.items()))
+        raise SettingsError(
+            f"Temporal namespace {namespace!r} lacks flotilla's search attributes {names} and "
+            f"they cannot be added from here ({err.message}): register them as "
+            'docs/installation.md, "Search attributes", shows'
+        ) from None
+    return sorted(missing)

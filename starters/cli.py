@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "target": ("starters.offline", "show which clusters each bundle targets"),
     "apply": ("starters.commands", "apply Fleet GitRepo, Cluster and ClusterGroup YAML"),
     "cluster": ("starters.commands", "register and label downstream clusters"),
-    "get": ("starters.commands", "list gitrepos, bundles, clusters or images"),
+    "get": ("starters.get", "list gitrepos, bundles, clusters or images"),
     "describe": ("starters.commands", "show a gitrepo or bundle in detail"),
     "sync": ("starters.commands", "poll a gitrepo now"),
     "pause": ("starters.commands", "pause the rollout of a bundle's new versions"),
@@ -43,9 +43,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "create, list and delete Fleet's secrets (git, Helm, registry credentials)",
     ),
 }
-
-# Commands that a second module extends: `get images` comes from the image commands.
-ALSO_REGISTERS: dict[str, tuple[str, ...]] = {"get": ("starters.images",)}
 
 EXIT_USER_ERROR = 1
 EXIT_USAGE_ERROR = 2  # argparse's own code for a bad command line
@@ -74,9 +71,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    wanted = (
-        {COMMANDS[command][0], *ALSO_REGISTERS.get(command, ())} if command in COMMANDS else set()
-    )
+    wanted = {COMMANDS[command][0]} if command in COMMANDS else set()
     if command is None:
         wanted = {module for module, _ in COMMANDS.values()}
     registered: set[str] = set()

@@ -16,8 +16,8 @@ from pathlib import Path
 import yaml
 
 from flotilla.errors import SpecError
-from flotilla.ids import CONTROL_TASK_QUEUE
-from flotilla.models import DEFAULT_NAMESPACE, load_fleet_objects
+from flotilla.ids import CONTROL_TASK_QUEUE, DEFAULT_NAMESPACE
+from flotilla.models import load_fleet_objects
 from runtime.stores import LazySecretStore, load_settings
 from runtime.temporal import connect
 from starters.control import Control
@@ -126,6 +126,8 @@ def cmd_cluster_list(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    """`get` through the status queries (``starters/get.py`` registers the command)."""
+
     async def action(control: Control) -> str:
         if args.kind in ("gitrepo", "gitrepos"):
             repos = await control.list_gitrepos(args.namespace)
@@ -215,13 +217,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing = actions.add_parser("list", help="list registered clusters")
     _common(listing, output=True)
     listing.set_defaults(handler=cmd_cluster_list)
-
-    get = sub.add_parser("get", help="list gitrepos, bundles or clusters")
-    get.add_argument(
-        "kind", choices=("gitrepos", "gitrepo", "bundles", "bundle", "clusters", "cluster")
-    )
-    _common(get, output=True)
-    get.set_defaults(handler=cmd_get)
 
     describe = sub.add_parser("describe", help="show a gitrepo or bundle in detail")
     describe.add_argument("kind", choices=("gitrepo", "bundle"))

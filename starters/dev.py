@@ -10,6 +10,7 @@ from devenv import stack
 from devenv.process import StartupError, pid_alive
 from flotilla.errors import FlotillaError
 from flotilla.settings import DEFAULT_TEMPORAL_ADDRESS as DEFAULT_ADDRESS
+from flotilla.settings import DEFAULT_TEMPORAL_HTTP_ADDRESS as DEFAULT_HTTP_ADDRESS
 from starters import demo
 
 
@@ -124,8 +125,14 @@ def _print_summary(state: stack.StackState) -> None:
     print()
     print(f"  Temporal UI:      {state.ui_url}")
     print(f"  Temporal address: {state.temporal_address}")
-    if state.temporal_address != DEFAULT_ADDRESS:
-        print(f"  (port 7233 was taken: export TEMPORAL_ADDRESS={state.temporal_address})")
+    if (state.temporal_address, state.temporal_http_address) != (
+        DEFAULT_ADDRESS,
+        DEFAULT_HTTP_ADDRESS,
+    ):
+        print(
+            f"  (ports 7233/7243 were taken: export TEMPORAL_ADDRESS={state.temporal_address} "
+            f"TEMPORAL_HTTP_ADDRESS={state.temporal_http_address})"
+        )
     for name in state.clusters:
         print(f"  cluster {name}:      export KUBECONFIG={clusters.cluster_dir(name)}/kubeconfig")
     print("  status:           flotilla dev status")

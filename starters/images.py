@@ -25,8 +25,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.schedules_models import ImagePolicyInput
 from flotilla.errors import FlotillaError, cause_message
+from flotilla.ids import DEFAULT_NAMESPACE
 from flotilla.imagepolicy import FleetPolicy, Policy
-from flotilla.models import DEFAULT_NAMESPACE
 from runtime.stores import load_settings
 from runtime.temporal import connect
 from starters.tables import render, table
@@ -41,7 +41,6 @@ from workflows.imagepolicy_models import (
 )
 
 PREFIX = "imagepolicy/"
-IMAGE_KINDS = ("images", "image")
 
 
 class ImagePolicyLine(BaseModel):
@@ -236,24 +235,6 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    # `get` may already belong to the control commands: add the image kinds to it.
-    get = sub.choices.get("get")
-    if get is None:
-        get = sub.add_parser("get", help="list image policies")
-        get.add_argument("kind", choices=IMAGE_KINDS)
-        get.add_argument("-n", "--namespace", default=DEFAULT_NAMESPACE)
-        get.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table")
-        get.set_defaults(handler=cmd_get_images)
-    else:
-        kind = next(a for a in get._actions if a.dest == "kind")
-        kind.choices = (*(kind.choices or ()), *IMAGE_KINDS)
-        other = get.get_default("handler")
-
-        def dispatch(args: argparse.Namespace) -> int:
-            return cmd_get_images(args) if args.kind in IMAGE_KINDS else int(other(args))
-
-        get.set_defaults(handler=dispatch)
-
     approve = sub.add_parser("approve", help="approve or reject an image update")
     approve.add_argument("kind", choices=("image",))
     approve.add_argument("name", help="GITREPO/BUNDLE/SCAN, as `flotilla get images` shows it")

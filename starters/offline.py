@@ -21,8 +21,8 @@ from activities.checkout import read_checkout
 from flotilla.bundles import Bundle, ReadResult, read_bundles
 from flotilla.credentials import RenderSecretRefs
 from flotilla.errors import SpecError, short_repr
+from flotilla.ids import DEFAULT_NAMESPACE
 from flotilla.models import (
-    DEFAULT_NAMESPACE,
     Cluster,
     ClusterGroup,
     ClusterGroupSpec,

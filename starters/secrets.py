@@ -27,7 +27,7 @@ from activities.secrets import (
     exists,
 )
 from flotilla.errors import FlotillaError, SpecError
-from flotilla.models import DEFAULT_NAMESPACE
+from flotilla.ids import DEFAULT_NAMESPACE
 from runtime.stores import load_settings, secret_store
 from starters.tables import render, table
 

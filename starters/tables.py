@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 
@@ -14,6 +14,43 @@ if TYPE_CHECKING:
     from workflows.bundle_models import BundleStatus
     from workflows.gitrepo_models import GitRepoStatus
     from workflows.registry_models import RegistrySnapshot
+
+
+class GitRepoRow(Protocol):
+    """What a GitRepo's table line shows: the ``status`` query's answer, or the same fields
+    read from its search attributes (``starters/get.py``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def repo(self) -> str: ...
+    @property
+    def commit(self) -> str: ...
+    @property
+    def ready_bundle_deployments(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+
+
+class BundleRow(Protocol):
+    """What a bundle's table line shows (the ``status`` query or its search attributes)."""
+
+    @property
+    def bundle(self) -> str: ...
+    @property
+    def gitrepo(self) -> str: ...
+    @property
+    def commit(self) -> str: ...
+    @property
+    def ready(self) -> int: ...
+    @property
+    def desired(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def message(self) -> str: ...
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -38,7 +75,7 @@ def render(items: Any, output: str, as_table: Callable[[], str]) -> str:
     return yaml.safe_dump(data, sort_keys=False).rstrip()
 
 
-def gitrepo_table(items: list[GitRepoStatus]) -> str:
+def gitrepo_table(items: Sequence[GitRepoRow]) -> str:
     return table(
         ["NAME", "REPO", "COMMIT", "BUNDLEDEPLOYMENTS-READY", "STATUS"],
         [
@@ -47,14 +84,14 @@ def gitrepo_table(items: list[GitRepoStatus]) -> str:
                 g.repo,
                 g.commit[:12],
                 g.ready_bundle_deployments,
-                _status_text(g.state, g.message),
+                status_text(g.state, g.message),
             ]
             for g in items
         ],
     )
 
 
-def bundle_table(items: list[BundleStatus]) -> str:
+def bundle_table(items: Sequence[BundleRow]) -> str:
     return table(
         ["NAME", "GITREPO", "COMMIT", "BUNDLEDEPLOYMENTS-READY", "STATUS"],
         [
@@ -63,14 +100,14 @@ def bundle_table(items: list[BundleStatus]) -> str:
                 b.gitrepo,
                 b.commit[:12],
                 f"{b.ready}/{b.desired}",
-                _status_text(b.state, b.message),
+                status_text(b.state, b.message),
             ]
             for b in items
         ],
     )
 
 
-def _status_text(state: str, message: str) -> str:
+def status_text(state: str, message: str) -> str:
     return state if state == "Ready" or not message else f"{state}: {message}"
 
 
@@ -81,7 +118,7 @@ def describe_gitrepo(status: GitRepoStatus) -> str:
         f"Commit:      {status.commit}",
         f"Clusters:    {status.ready_clusters}/{status.desired_ready_clusters} ready",
         f"Deployments: {status.ready_bundle_deployments} ready",
-        f"State:       {_status_text(status.state, status.message)}",
+        f"State:       {status_text(status.state, status.message)}",
         "Bundles:",
         table(
             ["  NAME", "PATH", "READY", "STATE", "MESSAGE"],
@@ -102,7 +139,7 @@ def describe_bundle(status: BundleStatus) -> str:
         f"Commit:      {status.commit}",
         f"Paused:      {str(status.paused).lower()}",
         f"Ready:       {status.ready}/{status.desired}",
-        f"State:       {_status_text(status.state, status.message)}",
+        f"State:       {status_text(status.state, status.message)}",
         f"Rollout:     {status.summary}",
         "Clusters:",
         table(

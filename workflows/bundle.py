@@ -77,7 +77,17 @@ with workflow.unsafe.imports_passed_through():
         continue_as_new_due,
     )
     from workflows.registry_models import ClusterSnapshot
-    from workflows.visibility import BUNDLE, COMMIT, DESIRED, GITREPO, KIND, READY, STATE
+    from workflows.visibility import (
+        BUNDLE,
+        COMMIT,
+        DESIRED,
+        GITREPO,
+        KIND,
+        MESSAGE,
+        READY,
+        STATE,
+        message_value,
+    )
 
 # The GitRepo workflow's signal that receives BundleReport.
 BUNDLE_REPORT_SIGNAL = "bundle_report"
@@ -626,6 +636,7 @@ class BundleWorkflow:
             GITREPO.value_set(spec.gitrepo if spec else ""),
             COMMIT.value_set(spec.commit if spec else ""),
             STATE.value_set(report.state),
+            MESSAGE.value_set(message_value(report.message)),
             READY.value_set(report.ready),
             DESIRED.value_set(report.desired),
             KIND.value_set("Bundle"),

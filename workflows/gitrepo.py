@@ -85,7 +85,18 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.registry import CLUSTERS_CHANGED_SIGNAL, ClusterRegistryWorkflow
     from workflows.registry_models import ClusterSnapshot, SubscribeRequest
-    from workflows.visibility import COMMIT, DESIRED, GITREPO, KIND, READY, STATE
+    from workflows.visibility import (
+        COMMIT,
+        DESIRED,
+        GITREPO,
+        KIND,
+        MESSAGE,
+        READY,
+        READY_DEPLOYMENTS,
+        REPO,
+        STATE,
+        message_value,
+    )
 
 JITTER = 0.1
 # Shows a bundle whose last report predates the current commit as WaitApplied (changes when
@@ -96,6 +107,9 @@ IMAGE_SCHEDULES_PATCH = "gitrepo-owns-image-schedules"
 # Bundles of a GitRepo with Helm credentials get their secret names (a new BundleSpec field,
 # so a new key for the sync comparison and signals older histories did not send).
 RENDER_SECRETS_PATCH = "bundle-spec-carries-render-secrets"
+# The status line (message, bundle deployments ready) is upserted whenever it changes, so the
+# CLI's tables and the UI's columns read what the `status` query answers.
+STATUS_ATTRIBUTES_PATCH = "gitrepo-status-search-attributes"
 # Bundles are signalled in batches so one activity never runs for long.
 SYNC_BATCH = 200
 
@@ -113,7 +127,8 @@ class GitRepoWorkflow:
         self.state = state
         self._wake = False
         self._poll_now = True
-        self._published: tuple[str, str, int, int] | None = None
+        self._published: tuple[str, ...] | None = None
+        self._status_attributes = False
         self._stale_reports_wait = False
         self._owns_image_schedules = False
 
@@ -121,8 +136,13 @@ class GitRepoWorkflow:
     async def run(self, state: GitRepoState) -> None:
         self._stale_reports_wait = workflow.patched(STALE_REPORT_PATCH)
         self._owns_image_schedules = workflow.patched(IMAGE_SCHEDULES_PATCH)
+        self._status_attributes = workflow.patched(STATUS_ATTRIBUTES_PATCH)
         workflow.upsert_search_attributes(
-            [KIND.value_set("GitRepo"), GITREPO.value_set(self.state.name)]
+            [
+                KIND.value_set("GitRepo"),
+                GITREPO.value_set(self.state.name),
+                REPO.value_set(self.state.spec.repo),
+            ]
         )
         await self._subscribe()
         while not self.state.deleting:
@@ -555,12 +575,14 @@ class GitRepoWorkflow:
 
     def _publish(self) -> None:
         status = self._status()
-        current = (
+        current: tuple[str, ...] = (
             status.commit,
             status.state,
-            status.ready_clusters,
-            status.desired_ready_clusters,
+            str(status.ready_clusters),
+            str(status.desired_ready_clusters),
         )
+        if self._status_attributes:
+            current += (status.repo, status.ready_bundle_deployments, status.message)
         if self._published == current:
             return
         self._published = current
@@ -570,6 +592,9 @@ class GitRepoWorkflow:
                 STATE.value_set(status.state),
                 READY.value_set(status.ready_clusters),
                 DESIRED.value_set(status.desired_ready_clusters),
+                REPO.value_set(status.repo),
+                READY_DEPLOYMENTS.value_set(status.ready_bundle_deployments),
+                MESSAGE.value_set(message_value(status.message)),
             ]
         )
         workflow.set_current_details(

@@ -68,12 +68,18 @@ def test_help_and_offline_commands_import_no_client(argv: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("argv", "code"), [(["get", "--help"], 0), (["get", "gitrepos"], EXIT_UNREACHABLE)]
+    ("argv", "code", "heavy"),
+    [
+        (["get", "--help"], 0, []),
+        # No HTTP API (TEMPORAL_ADDRESS is set, TEMPORAL_HTTP_ADDRESS is not): through gRPC.
+        (["get", "gitrepos"], EXIT_UNREACHABLE, ["temporalio"]),
+    ],
 )
-def test_control_commands_import_neither_kubernetes_nor_git(argv: list[str], code: int) -> None:
-    # get, describe and cluster share one module: the Temporal client and workflow models only.
+def test_control_commands_import_neither_kubernetes_nor_git(
+    argv: list[str], code: int, heavy: list[str]
+) -> None:
     result = probe(*argv)
-    assert result["heavy"] == ["temporalio"]
+    assert result["heavy"] == heavy
     assert result["code"] == code
 
 

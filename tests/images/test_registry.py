@@ -29,7 +29,7 @@ from flotilla.errors import (
     REGISTRY_RATE_LIMITED,
     REGISTRY_UNAVAILABLE,
 )
-from flotilla.models import DEFAULT_NAMESPACE
+from flotilla.ids import DEFAULT_NAMESPACE
 from tests.images.conftest import CountingProxy, FaultServer, Reply
 
 

@@ -21,7 +21,7 @@ from activities.registry_models import PollRequest, PollResult
 from activities.secrets import FileSecretStore
 from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_auth
 from flotilla.errors import REGISTRY_AUTH_FAILED
-from flotilla.models import DEFAULT_NAMESPACE
+from flotilla.ids import DEFAULT_NAMESPACE
 from tests.images.conftest import FaultServer, Reply
 
 SERVICE = "flotilla-test"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from pathlib import Path
@@ -10,8 +11,11 @@ import pytest
 
 from activities.secrets import FileSecretStore
 from devenv.gitserver import GitDaemon
+from devenv.temporal import TemporalDevServer
 from flotilla.ids import registry_workflow_id
 from starters.cli import main
+from starters.get import table_from_visibility
+from starters.tables import bundle_table, gitrepo_table
 from tests.e2e.harness import Flotilla, gitrepo_yaml
 
 KUBECONFIG = """\
@@ -134,3 +138,54 @@ async def test_control_commands(
     assert (code, out.strip()) == (0, "cluster group prod removed")
     code, _, err = await flotilla_cli("delete", "clustergroup", "prod", *common)
     assert code == 1 and err.count("\n") == 1 and "prod" in err
+
+
+async def test_get_tables_from_search_attributes_match_the_status_queries(
+    flotilla: Flotilla,
+    git_daemon: GitDaemon,
+    repo_name: str,
+    temporal_server: TemporalDevServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`get gitrepos|bundles` read over Temporal's HTTP API show what the queries answer.
+
+    A cluster that cannot be reached gives the bundle a state with a message, so the message
+    column is compared too. Visibility follows the workflows shortly after, hence eventually.
+    """
+    ns = flotilla.namespace
+    monkeypatch.setenv("TEMPORAL_ADDRESS", flotilla.client.service_client.config.target_host)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    await flotilla.control.add_cluster(ns, "one", KUBECONFIG, labels={})
+    url = git_daemon.create_repo(
+        repo_name, {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"}
+    )
+    await flotilla.control.apply_text(
+        gitrepo_yaml(ns, "demo", url, targets=[{"clusterName": "one"}]), file="gitrepo.yaml"
+    )
+
+    def args(kind: str) -> argparse.Namespace:
+        return argparse.Namespace(kind=kind, namespace=ns, output="table")
+
+    async def both(kind: str) -> tuple[str | None, str]:
+        repos = await flotilla.control.list_gitrepos(ns)
+        bundles = await flotilla.control.list_bundles(ns)
+        queried = gitrepo_table(repos) if kind == "gitrepos" else bundle_table(bundles)
+        monkeypatch.setenv("TEMPORAL_HTTP_ADDRESS", temporal_server.http_address)
+        fast = await asyncio.to_thread(table_from_visibility, args(kind))
+        return fast, queried
+
+    for kind in ("gitrepos", "bundles"):
+        fast, queried = await flotilla.eventually(
+            lambda kind=kind: both(kind),  # type: ignore[misc]
+            lambda pair: pair[0] is not None and pair[0] == pair[1] and ": " in pair[1],
+            timeout=60,
+        )
+        assert fast == queried
+        # The state's reason reached the table (the cluster at 127.0.0.1:1 cannot be reached).
+        assert "demo" in (fast or "") and ": " in (fast or "").splitlines()[1]
+
+    # No HTTP API at that address: the table comes through the queries instead.
+    monkeypatch.setenv("TEMPORAL_HTTP_ADDRESS", "127.0.0.1:1")
+    assert await asyncio.to_thread(table_from_visibility, args("gitrepos")) is None
