@@ -335,7 +335,9 @@ class GitOpsActivities:
     async def sync_bundles(self, request: SyncBundlesRequest) -> SyncBundlesResult:
         """Signal each bundle workflow, starting it first when it does not run yet."""
         if self.client is None:
-            raise ApplicationError("sync_bundles needs a Temporal client", non_retryable=True)
+            raise to_application_error(
+                FlotillaError("sync_bundles needs a Temporal client: a worker wiring bug")
+            )
         for index, start in enumerate(request.starts):
             activity.heartbeat(index)
             await self.client.start_workflow(

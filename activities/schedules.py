@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -40,10 +39,10 @@ from temporalio.client import (
     ScheduleState,
     WorkflowUpdateStage,
 )
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.content import ContentStore
+from activities.failures import to_application_error
 from activities.gitops import GitOpsActivities
 from activities.gitops_models import BundleRef, GitSource
 from activities.schedules_models import (
@@ -60,8 +59,9 @@ from activities.schedules_models import (
     SyncSchedulesRequest,
     SyncSchedulesResult,
 )
-from flotilla.errors import FlotillaError
-from flotilla.imagepolicy import ImageScan, parse_image_ref, parse_image_scans
+from flotilla.errors import CONFLICT, FlotillaError
+from flotilla.imagepolicy import ImageScan, parse_image_scans
+from flotilla.markers import read_markers
 from flotilla.models import GitRepoSpec
 from flotilla.schedule import PollSchedule, parse_poll_schedule
 
@@ -83,44 +83,6 @@ def image_policy_prefix(namespace: str, gitrepo: str) -> str:
 def image_policy_id(namespace: str, gitrepo: str, bundle: str, scan: str) -> str:
     """The schedule id, also the id (plus Temporal's timestamp) of every run it starts."""
     return f"{image_policy_prefix(namespace, gitrepo)}{bundle}/{scan}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Markers
-# ---------------------------------------------------------------------------------------------
-
-_MARKER = re.compile(r"#[ \t]*(\{[^{}]*\"\$imagescan\"[^{}]*\})[ \t]*$")
-_SETTER = re.compile(r"\"\$imagescan\"\s*:\s*\"([^\"]+)\"")
-
-
-def read_markers(text: str, scan: str) -> tuple[ImageVersion | None, bool]:
-    """The current tag (and digest) the markers of ``scan`` hold, and whether a ``:digest``
-    marker exists. Reads the same markers ``rewrite_markers`` writes."""
-    tag: str | None = None
-    digest: str | None = None
-    wants_digest = False
-    for line in text.splitlines():
-        marker = _MARKER.search(line)
-        setter = _SETTER.search(marker[1]) if marker else None
-        if marker is None or setter is None:
-            continue
-        name, _, part = setter[1].partition(":")
-        before = line[: marker.start()].split()
-        if name != scan or not before:
-            continue
-        value = before[-1].strip("\"'")
-        if part == "tag":
-            tag = tag or value
-        elif part in ("", "digest"):
-            try:
-                ref = parse_image_ref(value)
-            except FlotillaError:
-                continue
-            tag = tag or ref.tag
-            if part == "digest":
-                wants_digest = True
-                digest = digest or ref.digest
-    return (ImageVersion(tag=tag, digest=digest) if tag else None), wants_digest
 
 
 def _bundle_files(checkout: Path, bundle_path: str) -> dict[str, str]:
@@ -196,12 +158,13 @@ def _configs(
         wants_digest = False
         holders: list[str] = []
         for path, text in sorted(mine.items()):
-            found, digest_marker = read_markers(text, scan.tag_name)
-            if found is None and not digest_marker:
+            marked = read_markers(text, scan.tag_name)
+            if marked.tag is None and not marked.wants_digest:
                 continue
             holders.append(path)
-            current = current or found
-            wants_digest = wants_digest or digest_marker
+            if current is None and marked.tag is not None:
+                current = ImageVersion(tag=marked.tag, digest=marked.digest)
+            wants_digest = wants_digest or marked.wants_digest
         if current is None:
             warnings.append(
                 f"{ref.path}/{FLEET_YAML}: imageScans {scan.tag_name!r}: no "
@@ -431,7 +394,13 @@ class ScheduleActivities:
                 if err.status not in (RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.ABORTED):
                     raise
                 activity.logger.info("schedule %s changed meanwhile, retrying: %s", policy_id, err)
-        raise ApplicationError(f"schedule {policy_id}: kept changing, update not applied")
+        raise to_application_error(
+            FlotillaError(
+                f"schedule {policy_id}: kept changing, update not applied",
+                type=CONFLICT,
+                retryable=True,
+            )
+        )
 
     @activity.defn(name=RECORD_POLICY_STATE)
     async def record_policy_state(self, request: RecordStateRequest) -> RecordStateResult:
