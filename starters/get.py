@@ -14,6 +14,7 @@ import argparse
 import importlib
 import logging
 from dataclasses import dataclass
+from typing import TypeVar
 
 from flotilla.ids import (
     CONTROL_TASK_QUEUE,
@@ -69,48 +70,46 @@ def _running(kind: str, namespace: str) -> str:
     )
 
 
-def gitrepo_lines(attributes: list[dict[str, object]]) -> list[GitRepoLine] | None:
-    """Table lines from the GitRepo workflows' search attributes; None when one lacks a
-    field (started by older code, or not published yet): then the queries must answer."""
-    needed = (SA_GITREPO, SA_REPO, SA_COMMIT, SA_READY_DEPLOYMENTS, SA_STATE, SA_MESSAGE)
-    if any(any(key not in sa for key in needed) for sa in attributes):
+# Each table line's fields and the search attribute each is read from.
+_GITREPO_COLUMNS = {
+    "name": SA_GITREPO,
+    "repo": SA_REPO,
+    "commit": SA_COMMIT,
+    "ready_bundle_deployments": SA_READY_DEPLOYMENTS,
+    "state": SA_STATE,
+    "message": SA_MESSAGE,
+}
+_BUNDLE_COLUMNS = {
+    "bundle": SA_BUNDLE,
+    "gitrepo": SA_GITREPO,
+    "commit": SA_COMMIT,
+    "ready": SA_READY,
+    "desired": SA_DESIRED,
+    "state": SA_STATE,
+    "message": SA_MESSAGE,
+}
+
+_Line = TypeVar("_Line", GitRepoLine, BundleLine)
+
+
+def _lines(
+    attributes: list[dict[str, object]], columns: dict[str, str], line: type[_Line]
+) -> list[_Line] | None:
+    """Table lines, sorted by the first column; None when a workflow lacks an attribute
+    (started by older code, or not published yet): then the queries must answer."""
+    if any(name not in sa for sa in attributes for name in columns.values()):
         return None
-    lines = [
-        GitRepoLine(
-            name=str(sa[SA_GITREPO]),
-            repo=str(sa[SA_REPO]),
-            commit=str(sa[SA_COMMIT]),
-            ready_bundle_deployments=str(sa[SA_READY_DEPLOYMENTS]),
-            state=str(sa[SA_STATE]),
-            message=str(sa[SA_MESSAGE]),
-        )
-        for sa in attributes
-    ]
-    return sorted(lines, key=lambda line: line.name)
+    first = next(iter(columns))
+    lines = [line(**{field: sa[name] for field, name in columns.items()}) for sa in attributes]  # type: ignore[arg-type]
+    return sorted(lines, key=lambda item: str(getattr(item, first)))
+
+
+def gitrepo_lines(attributes: list[dict[str, object]]) -> list[GitRepoLine] | None:
+    return _lines(attributes, _GITREPO_COLUMNS, GitRepoLine)
 
 
 def bundle_lines(attributes: list[dict[str, object]]) -> list[BundleLine] | None:
-    """Table lines from the bundle workflows' search attributes (None: ask the queries)."""
-    needed = (SA_BUNDLE, SA_GITREPO, SA_COMMIT, SA_READY, SA_DESIRED, SA_STATE, SA_MESSAGE)
-    if any(any(key not in sa for key in needed) for sa in attributes):
-        return None
-    lines = [
-        BundleLine(
-            bundle=str(sa[SA_BUNDLE]),
-            gitrepo=str(sa[SA_GITREPO]),
-            commit=str(sa[SA_COMMIT]),
-            ready=_int(sa[SA_READY]),
-            desired=_int(sa[SA_DESIRED]),
-            state=str(sa[SA_STATE]),
-            message=str(sa[SA_MESSAGE]),
-        )
-        for sa in attributes
-    ]
-    return sorted(lines, key=lambda line: line.bundle)
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else int(str(value or 0))
+    return _lines(attributes, _BUNDLE_COLUMNS, BundleLine)
 
 
 def table_from_visibility(args: argparse.Namespace) -> str | None:
