@@ -113,7 +113,14 @@ class FlotillaWorker:
         self.settings = settings
         self.secrets = secrets = secret_store(settings)
         content = content_store(settings, secrets)
-        self.gitops = GitOpsActivities(client, secrets, content, config.workdir / "git")
+        self.gitops = GitOpsActivities(
+            client,
+            secrets,
+            content,
+            config.workdir / "git",
+            system_namespace=settings.system_namespace,
+            skip_host_key_checks=settings.insecure_skip_host_key_checks,
+        )
         # ``deploy`` may be a stand-in with the same activity names (benchmarks).
         self.deploy = deploy or DeployActivities(
             secrets, content, config.workdir / "deploy", tools=locate_tools(settings.tools)

@@ -12,10 +12,13 @@ import base64
 import json
 import os
 import re
+import shlex
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import git
@@ -46,17 +49,58 @@ from activities.gitops_models import (
     SyncBundlesRequest,
     SyncBundlesResult,
 )
-from activities.secrets import SecretStore
+from activities.secrets import SecretNotFoundError, SecretStore
 from flotilla.bundles import name_bundle, read_bundles
 from flotilla.depends import BundleInfo, find_cycles, resolve_dependencies
 from flotilla.deployment import DeploymentOptions, deployment_id
-from flotilla.errors import GIT_FAILED, INVALID_SPEC, FlotillaError, SpecError, one_line
+from flotilla.errors import (
+    GIT_FAILED,
+    HOST_KEY_REJECTED,
+    INVALID_SPEC,
+    FlotillaError,
+    SpecError,
+    one_line,
+)
+from flotilla.hostkeys import KNOWN_HOSTS_KEY, KNOWN_HOSTS_SECRET, host_key_refusal, ssh_host
 from flotilla.models import ClusterGroup, GitTarget, RolloutStrategy
+from flotilla.settings import DEFAULT_SYSTEM_NAMESPACE
 from flotilla.targeting import ClusterInfo, apply_switches, resolve_deployment
 from flotilla.templating import process_values
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _MAX_ERROR = 300
+
+
+def offered_host_key(repo: str) -> tuple[str, str]:
+    """The type and fingerprint of the host key the server offers now (``ssh-keyscan``),
+    for the message a person checks against the server owner's; empty strings when unknown."""
+    target = ssh_host(repo) or ""
+    host, _, port = target[1:].partition("]:") if target.startswith("[") else (target, "", "22")
+    try:
+        scan = subprocess.run(
+            ["ssh-keyscan", "-T", "5", "-p", port or "22", "-t", "ed25519,ecdsa,rsa", host],
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
+        line = next((x for x in scan.stdout.splitlines() if x and not x.startswith("#")), "")
+        if not line:
+            return "", ""
+        listed = subprocess.run(
+            ["ssh-keygen", "-l", "-f", "-"], input=line, capture_output=True, text=True, timeout=5
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return "", ""
+    if len(listed) < 4:
+        return "", ""
+    return listed[-1].strip("()"), listed[1]
+
+
+class HostKeyError(FlotillaError):
+    """The git server's SSH host key is unknown or changed: nothing is fetched until a person
+    checks it and updates the known hosts."""
+
+    type = HOST_KEY_REJECTED
 
 
 class GitError(FlotillaError):
@@ -80,39 +124,87 @@ class GitOpsActivities:
         secrets: SecretStore,
         content: ContentStore,
         workdir: Path,
+        *,
+        system_namespace: str = DEFAULT_SYSTEM_NAMESPACE,
+        skip_host_key_checks: bool = False,
     ) -> None:
         self.client = client
         self.secrets = secrets
         self.content = content
         self.workdir = workdir
+        # Fleet-wide known hosts live here; FLOTILLA_INSECURE_SKIP_HOST_KEY_CHECKS turns the
+        # checks off for every GitRepo (insecure, and said in every GitRepo's status).
+        self.system_namespace = system_namespace
+        self.skip_host_key_checks = skip_host_key_checks
 
     @contextmanager
     def git_env(self, source: GitSource) -> Iterator[dict[str, str]]:
-        """Environment for git with the GitRepo's TLS settings and credentials; the files it
-        needs (CA bundle, ssh key) live in a private directory removed afterwards."""
+        """Environment for git with the GitRepo's TLS settings, credentials and SSH known
+        hosts; the files it needs (CA bundle, ssh key, known_hosts) live in a private
+        directory removed afterwards. A missing secret or known host is a one-line error."""
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
         with tempfile.TemporaryDirectory(prefix="flotilla-git-") as tmp:
-            if source.insecure_skip_tls_verify:
-                env["GIT_SSL_NO_VERIFY"] = "true"
-            if source.ca_bundle:
-                ca = Path(tmp) / "ca.pem"
-                ca.write_bytes(base64.b64decode(source.ca_bundle))
-                env["GIT_SSL_CAINFO"] = str(ca)
-            if source.client_secret_name:
-                self._credentials(source.namespace, source.client_secret_name, Path(tmp), env)
+            try:
+                if source.insecure_skip_tls_verify:
+                    env["GIT_SSL_NO_VERIFY"] = "true"
+                if source.ca_bundle:
+                    ca = Path(tmp) / "ca.pem"
+                    ca.write_bytes(base64.b64decode(source.ca_bundle))
+                    env["GIT_SSL_CAINFO"] = str(ca)
+                data = (
+                    self.secrets.get(source.namespace, source.client_secret_name)
+                    if source.client_secret_name
+                    else {}
+                )
+                self._basic_auth(data, env)
+                host = ssh_host(source.repo)
+                if host is not None:
+                    env["GIT_SSH_COMMAND"] = self._ssh_command(source, host, data, Path(tmp))
+            except FlotillaError as err:
+                raise to_application_error(err) from None
             yield env
 
-    def _credentials(self, namespace: str, secret: str, tmp: Path, env: dict[str, str]) -> None:
-        data = self.secrets.get(namespace, secret)
+    def _ssh_command(self, source: GitSource, host: str, data: dict[str, str], tmp: Path) -> str:
+        """ssh with the secret's key and strict host-key checks against the known hosts."""
+        argv = ["ssh", "-o", "BatchMode=yes", "-o", "GlobalKnownHostsFile=/dev/null"]
         key = data.get("ssh-privatekey")
         if key:
             path = tmp / "id"
             path.write_text(key if key.endswith("\n") else key + "\n")
             path.chmod(0o600)
-            env["GIT_SSH_COMMAND"] = (
-                f"ssh -i {path} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new "
-                f"-o UserKnownHostsFile={tmp / 'known_hosts'}"
+            argv += ["-i", str(path), "-o", "IdentitiesOnly=yes"]
+        if self.skip_host_key_checks:
+            return shlex.join(
+                [*argv, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
             )
+        known = data.get(KNOWN_HOSTS_KEY) or self._fleet_known_hosts()
+        if not known.strip():
+            raise HostKeyError(
+                f"{source.repo}: cannot verify the SSH host key of {host}: no "
+                f"{KNOWN_HOSTS_KEY} in {self._known_hosts_sources(source)}; add the host's key "
+                "line (ssh-keyscan, after checking its fingerprint) there"
+            )
+        known_hosts = tmp / "known_hosts"
+        known_hosts.write_text(known if known.endswith("\n") else known + "\n")
+        return shlex.join(
+            [*argv, "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}"]
+        )
+
+    def _fleet_known_hosts(self) -> str:
+        try:
+            data = self.secrets.get(self.system_namespace, KNOWN_HOSTS_SECRET)
+        except SecretNotFoundError:
+            return ""
+        return data.get(KNOWN_HOSTS_KEY, "")
+
+    def _known_hosts_sources(self, source: GitSource) -> str:
+        fleet_wide = f"secret {self.system_namespace}/{KNOWN_HOSTS_SECRET}"
+        if source.client_secret_name:
+            return f"secret {source.namespace}/{source.client_secret_name} nor {fleet_wide}"
+        return fleet_wide
+
+    @staticmethod
+    def _basic_auth(data: dict[str, str], env: dict[str, str]) -> None:
         if data.get("username") or data.get("password"):
             token = base64.b64encode(
                 f"{data.get('username', '')}:{data.get('password', '')}".encode()
@@ -129,6 +221,14 @@ class GitOpsActivities:
     def git_error(self, source: GitSource, what: str, err: git.GitCommandError) -> ApplicationError:
         """A retryable ``GitError`` of one line naming the repository and the git call."""
         stderr = err.stderr if isinstance(err.stderr, str) else str(err)
+        host = ssh_host(source.repo)
+        refusal = host_key_refusal(stderr, host) if host else None
+        if refusal is not None:
+            if not refusal.fingerprint:
+                key_type, fingerprint = offered_host_key(source.repo)
+                refusal = replace(refusal, key_type=key_type, fingerprint=fingerprint)
+            where = self._known_hosts_sources(source).replace(" nor ", " or ")
+            return to_application_error(HostKeyError(f"{source.repo}: {refusal.message(where)}"))
         message = one_line(f"{source.repo}: {what} failed: {stderr.strip()}", _MAX_ERROR)
         return to_application_error(GitError(message))
 
@@ -137,8 +237,14 @@ class GitOpsActivities:
         """Return the commit the GitRepo should deploy: ``revision`` when set, else the head
         of ``branch``. Cheap: no objects are transferred."""
         source = request.source
+        warning = ""
+        if self.skip_host_key_checks and ssh_host(source.repo):
+            warning = (
+                "SSH host keys are not verified (FLOTILLA_INSECURE_SKIP_HOST_KEY_CHECKS on the "
+                "worker): a man in the middle would go unnoticed"
+            )
         if source.revision and _SHA.match(source.revision):
-            return LsRemoteResult(commit=source.revision)
+            return LsRemoteResult(commit=source.revision, warning=warning)
         wanted = source.revision or source.branch
         refs = (
             [f"refs/tags/{wanted}^{{}}", f"refs/tags/{wanted}", f"refs/heads/{wanted}"]
@@ -158,7 +264,7 @@ class GitOpsActivities:
             found[ref] = sha
         for ref in refs:
             if ref in found:
-                return LsRemoteResult(commit=found[ref])
+                return LsRemoteResult(commit=found[ref], warning=warning)
         kind = "revision" if source.revision else "branch"
         raise to_application_error(
             SpecError(f"{source.repo}: {kind} {wanted!r} not found", type=INVALID_SPEC)

@@ -50,6 +50,8 @@ class LsRemoteRequest(BaseModel):
 
 class LsRemoteResult(BaseModel):
     commit: str
+    # Said in the GitRepo's status while it holds: SSH host keys not verified (opt-out).
+    warning: str = ""
 
 
 class FetchRequest(BaseModel):

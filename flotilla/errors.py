@@ -142,6 +142,8 @@ CONTENT_UNAVAILABLE = "ContentUnavailable"
 SECRET_NOT_FOUND = "SecretNotFoundError"  # noqa: S105 - an error type, not a secret
 SECRET_STORE_FAILED = "SecretStoreError"  # noqa: S105 - an error type, not a secret
 GIT_FAILED = "GitError"
+# The git server's SSH host key is unknown or changed: a person must check it.
+HOST_KEY_REJECTED = "HostKeyRejected"
 # Content garbage collection could not learn what a workflow uses (activities/contentgc.py).
 CONTENT_GC_INCOMPLETE = "ContentGcIncomplete"
 # Clusters: the Kubernetes API (activities/kube.py) and helm (activities/helm.py).
@@ -177,6 +179,7 @@ RETRYABLE: dict[str, bool | None] = {
     SECRET_NOT_FOUND: False,
     SECRET_STORE_FAILED: None,
     GIT_FAILED: True,
+    HOST_KEY_REJECTED: False,
     CONTENT_GC_INCOMPLETE: True,
     KUBE_FAILED: None,
     CLUSTER_UNREACHABLE: True,

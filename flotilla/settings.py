@@ -31,6 +31,7 @@ name, its value and how to fix it, not later inside an activity.
 | FLOTILLA_HELM, FLOTILLA_KUSTOMIZE, FLOTILLA_SOPS | a tool's path | pinned build, then PATH |
 | FLOTILLA_TOOLS_DIR | where ``make tools`` keeps the pinned builds | ~/.cache/flotilla/tools |
 | FLOTILLA_WORKDIR | scratch: clones, renders, content cache | ~/.cache/flotilla/work |
+| FLOTILLA_INSECURE_SKIP_HOST_KEY_CHECKS | ``true``: accept any SSH host key (insecure) | false |
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ ENVIRONMENT = frozenset(
         "FLOTILLA_SOPS",
         "FLOTILLA_TOOLS_DIR",
         "FLOTILLA_WORKDIR",
+        "FLOTILLA_INSECURE_SKIP_HOST_KEY_CHECKS",
     }
 )
 
@@ -175,6 +177,8 @@ class Settings:
     content_registry: ContentRegistrySettings | None = None
     tools: ToolSettings
     workdir: Path
+    # Fleet's --insecure-skip-host-key-checks: git over SSH accepts any host key.
+    insecure_skip_host_key_checks: bool = False
 
 
 def settings_from_env(env: Mapping[str, str], home: Path) -> Settings:
@@ -278,4 +282,5 @@ def settings_from_env(env: Mapping[str, str], home: Path) -> Settings:
             tools_dir=path("FLOTILLA_TOOLS_DIR") or cache / "tools",
         ),
         workdir=path("FLOTILLA_WORKDIR") or cache / "work",
+        insecure_skip_host_key_checks=flag("FLOTILLA_INSECURE_SKIP_HOST_KEY_CHECKS"),
     )

@@ -275,6 +275,7 @@ class GitRepoWorkflow:
                 start_to_close_timeout=LS_REMOTE_TIMEOUT,
                 retry_policy=GIT_RETRY,
             )
+            self.state.git_warning = head.warning
             if head.commit != self.state.fetched_commit or not self.state.bundles:
                 fetched: FetchResult = await workflow.execute_activity(
                     FETCH_BUNDLES,
@@ -570,7 +571,11 @@ class GitRepoWorkflow:
             message=summary.message,
             error=self.state.error,
             bundles=summary.bundles,
-            warnings=self.state.warnings + self.state.image_warnings,
+            warnings=[
+                *([self.state.git_warning] if self.state.git_warning else []),
+                *self.state.warnings,
+                *self.state.image_warnings,
+            ],
         )
 
     def _publish(self) -> None:

@@ -51,6 +51,8 @@ class GitRepoState(BaseModel):
     image_schedules: bool = False
     image_sync_failed_poll: int = -1
     image_warnings: list[str] = Field(default_factory=list)
+    # What the last ls-remote said besides the commit (SSH host keys not verified).
+    git_warning: str = ""
     # Test switches: continue-as-new after this many events; passed on to bundle workflows.
     max_history_events: int | None = None
     bundle_max_history_events: int | None = None
