@@ -29,6 +29,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
 from activities.checkout import read_checkout
+from activities.commitsig import verify_commit
 from activities.content import ContentError, ContentStore
 from activities.failures import to_application_error
 from activities.gitops_models import (
@@ -297,6 +298,18 @@ class GitOpsActivities:
         assert error is not None
         raise self.git_error(source, f"fetch of {commit[:12]}", error) from None
 
+    def _verify(self, checkout: Path, commit: str, source: GitSource) -> None:
+        """Nothing of an unsigned or wrongly signed commit is read (verifyCommits)."""
+        assert source.verify_secret_name
+        activity.heartbeat("verifying the signature")
+        where = f"secret {source.namespace}/{source.verify_secret_name}"
+        try:
+            keys = self.secrets.get(source.namespace, source.verify_secret_name)
+            verify_commit(checkout, commit, keys, where=where)
+        except FlotillaError as err:
+            named = FlotillaError(f"{source.repo}: {err}", type=err.type, retryable=err.retryable)
+            raise to_application_error(named) from None
+
     @activity.defn(name=FETCH_BUNDLES)
     def fetch_bundles(self, request: FetchRequest) -> FetchResult:
         """Shallow-fetch ``commit``, read its bundles, store each by digest, return the refs."""
@@ -307,6 +320,8 @@ class GitOpsActivities:
             with self.git_env(source) as env:
                 repo = git.Repo.init(checkout)
                 commit = self._fetch(repo, source, request.commit, {**os.environ, **env})
+            if source.verify_secret_name:
+                self._verify(checkout, commit, source)
             activity.heartbeat("reading")
             listing = read_checkout(checkout)
         finally:

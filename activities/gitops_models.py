@@ -30,6 +30,8 @@ class GitSource(BaseModel):
     # Public CA certificates (base64 PEM) to trust for an https repo, and Fleet's opt-out.
     ca_bundle: str | None = None
     insecure_skip_tls_verify: bool = False
+    # verifyCommits: the secret of trusted signing keys, in ``namespace``.
+    verify_secret_name: str | None = None
 
     @classmethod
     def from_spec(cls, spec: GitRepoSpec, namespace: str) -> GitSource:
@@ -41,6 +43,7 @@ class GitSource(BaseModel):
             client_secret_name=spec.client_secret_name,
             ca_bundle=spec.ca_bundle,
             insecure_skip_tls_verify=spec.insecure_skip_tls_verify,
+            verify_secret_name=spec.verify_commits.secret_name if spec.verify_commits else None,
         )
 
 

@@ -144,6 +144,8 @@ SECRET_STORE_FAILED = "SecretStoreError"  # noqa: S105 - an error type, not a se
 GIT_FAILED = "GitError"
 # The git server's SSH host key is unknown or changed: a person must check it.
 HOST_KEY_REJECTED = "HostKeyRejected"
+# A GitRepo with verifyCommits read a commit not signed by a key it trusts.
+COMMIT_NOT_VERIFIED = "CommitNotVerified"
 # Content garbage collection could not learn what a workflow uses (activities/contentgc.py).
 CONTENT_GC_INCOMPLETE = "ContentGcIncomplete"
 # Clusters: the Kubernetes API (activities/kube.py) and helm (activities/helm.py).
@@ -180,6 +182,7 @@ RETRYABLE: dict[str, bool | None] = {
     SECRET_STORE_FAILED: None,
     GIT_FAILED: True,
     HOST_KEY_REJECTED: False,
+    COMMIT_NOT_VERIFIED: False,
     CONTENT_GC_INCOMPLETE: True,
     KUBE_FAILED: None,
     CLUSTER_UNREACHABLE: True,

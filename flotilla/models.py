@@ -431,6 +431,13 @@ class CommitSpec(FleetModel):
     message_template: str | None = None
 
 
+class VerifyCommits(FleetModel):
+    """flotilla's extension (Fleet has none): deploy only commits signed by trusted keys."""
+
+    # A secret in the GitRepo's namespace: allowed_signers (SSH), *.asc (OpenPGP keys).
+    secret_name: str = Field(min_length=1)
+
+
 class GitRepoSpec(FleetModel):
     """What to watch in git, where to deploy it and with which switches."""
 
@@ -458,6 +465,7 @@ class GitRepoSpec(FleetModel):
     force_sync_generation: int = 0
     image_scan_interval: Duration | None = None
     image_scan_commit: CommitSpec | None = None
+    verify_commits: VerifyCommits | None = None
 
     @field_validator("paths", mode="before")
     @classmethod
