@@ -1,0 +1,221 @@
+"""What a workspace's GitRepos may do: Fleet's ``Policy`` (0.16) and ``GitRepoRestriction``.
+
+Both live in a workspace (namespace) and limit the GitRepos there: which service accounts,
+client secrets and repository URLs they may use, which target namespace they must name, and
+the defaults filled in when a GitRepo names none. The rules follow Fleet's GitRepo
+reconciler:
+
+* Objects of one kind are merged in name order: the first non-empty default wins, allow-lists
+  are unioned, ``requireServiceAccount`` is true when any Policy says so.
+* Between the kinds, a GitRepoRestriction's default wins over a Policy's; allow-lists are
+  unioned.
+* Defaults are applied first, then checked, so a default outside the allow-list is refused.
+* Repository patterns: a GitRepoRestriction's match anywhere in the URL (unanchored), a
+  Policy's must match the whole URL; a pattern equal to the URL always matches; the URL is
+  allowed when either kind's list (when present) accepts it.
+* ``allowedTargetNamespaces`` (or the namespace selector) requires ``targetNamespace``.
+* ``requireServiceAccount`` is checked after defaulting.
+
+Where Fleet takes the first of two different defaults silently, flotilla refuses the object
+that would make them conflict (:func:`conflicts`), so what applies never depends on names.
+Patterns are Python regular expressions (Go's RE2 is close, not identical).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from flotilla.errors import SpecError
+from flotilla.models import FleetModel, FleetObjectModel, LabelSelector, ObjectMeta
+
+
+def _check_patterns(patterns: list[str] | None) -> list[str] | None:
+    for pattern in patterns or []:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"{pattern!r} is not a valid regular expression: {err}") from None
+    return patterns
+
+
+class GitRepoPolicy(FleetModel):
+    """A Policy's part for GitRepos."""
+
+    default_service_account: str | None = None
+    default_client_secret_name: str | None = None
+    allowed_client_secret_names: list[str] | None = None
+    allowed_repo_patterns: list[str] | None = None
+
+    _patterns = field_validator("allowed_repo_patterns")(_check_patterns)
+
+
+class Policy(FleetObjectModel):
+    """Fleet 0.16's Policy (its fields sit at the top level, beside ``metadata``)."""
+
+    kind: Literal["Policy"] = "Policy"
+    metadata: ObjectMeta
+    require_service_account: bool = False
+    allowed_service_accounts: list[str] | None = None
+    allow_namespace_creation: bool = False
+    git_repo: GitRepoPolicy | None = Field(default=None, alias="gitRepo")
+
+
+class GitRepoRestriction(FleetObjectModel):
+    """Fleet's older restriction object (removed in Fleet 0.18; Policy replaces it)."""
+
+    kind: Literal["GitRepoRestriction"] = "GitRepoRestriction"
+    metadata: ObjectMeta
+    default_service_account: str | None = None
+    allowed_service_accounts: list[str] | None = None
+    allowed_repo_patterns: list[str] | None = None
+    default_client_secret_name: str | None = None
+    allowed_client_secret_names: list[str] | None = None
+    allowed_target_namespaces: list[str] | None = None
+    allowed_target_namespace_selector: LabelSelector | None = None
+
+    _patterns = field_validator("allowed_repo_patterns")(_check_patterns)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A GitRepo's fields once the workspace's restrictions have filled in their defaults."""
+
+    service_account: str | None
+    client_secret_name: str | None
+
+
+@dataclass
+class _Merged:
+    default_service_account: str = ""
+    default_client_secret_name: str = ""
+    allowed_service_accounts: list[str] = field(default_factory=list)
+    allowed_client_secret_names: list[str] = field(default_factory=list)
+    restriction_patterns: list[str] = field(default_factory=list)
+    policy_patterns: list[str] = field(default_factory=list)
+    allowed_target_namespaces: list[str] = field(default_factory=list)
+    namespace_selector: bool = False
+    require_service_account: bool = False
+
+
+def _merge(restrictions: list[GitRepoRestriction], policies: list[Policy]) -> _Merged:
+    merged = _Merged()
+    restriction_sa = restriction_secret = policy_sa = policy_secret = ""
+    for r in sorted(restrictions, key=lambda o: o.metadata.name):
+        restriction_sa = restriction_sa or (r.default_service_account or "")
+        restriction_secret = restriction_secret or (r.default_client_secret_name or "")
+        merged.allowed_service_accounts += r.allowed_service_accounts or []
+        merged.allowed_client_secret_names += r.allowed_client_secret_names or []
+        merged.restriction_patterns += r.allowed_repo_patterns or []
+        merged.allowed_target_namespaces += r.allowed_target_namespaces or []
+        merged.namespace_selector |= r.allowed_target_namespace_selector is not None
+    for p in sorted(policies, key=lambda o: o.metadata.name):
+        merged.require_service_account |= p.require_service_account
+        merged.allowed_service_accounts += p.allowed_service_accounts or []
+        if p.git_repo is not None:
+            policy_sa = policy_sa or (p.git_repo.default_service_account or "")
+            policy_secret = policy_secret or (p.git_repo.default_client_secret_name or "")
+            merged.allowed_client_secret_names += p.git_repo.allowed_client_secret_names or []
+            merged.policy_patterns += p.git_repo.allowed_repo_patterns or []
+    merged.default_service_account = restriction_sa or policy_sa
+    merged.default_client_secret_name = restriction_secret or policy_secret
+    return merged
+
+
+def _refused(field_path: str, value: str, allowed: list[str]) -> SpecError:
+    return SpecError(
+        f"{value!r} is not allowed by the workspace's restrictions (allowed: "
+        f"{', '.join(map(repr, allowed))})",
+        field=field_path,
+    )
+
+
+def _repo_allowed(repo: str, restriction: list[str], policy: list[str]) -> bool:
+    if not restriction and not policy:
+        return True
+    if any(p == repo or re.search(p, repo) for p in restriction):
+        return True
+    return any(p == repo or re.fullmatch(f"(?:{p})", repo) for p in policy)
+
+
+def authorize_gitrepo(
+    *,
+    repo: str,
+    service_account: str | None,
+    client_secret_name: str | None,
+    target_namespace: str | None,
+    restrictions: list[GitRepoRestriction],
+    policies: list[Policy],
+) -> Resolved:
+    """The GitRepo's service account and client secret after defaults, or a SpecError naming
+    the field, the value and what is allowed."""
+    if not restrictions and not policies:
+        return Resolved(service_account, client_secret_name)
+    m = _merge(restrictions, policies)
+    if not target_namespace and m.allowed_target_namespaces:
+        raise SpecError(
+            "is required: the workspace's GitRepoRestriction sets allowedTargetNamespaces",
+            field="spec.targetNamespace",
+        )
+    if not target_namespace and m.namespace_selector:
+        raise SpecError(
+            "is required: the workspace's GitRepoRestriction sets allowedTargetNamespaceSelector",
+            field="spec.targetNamespace",
+        )
+    account = service_account or m.default_service_account or None
+    secret = client_secret_name or m.default_client_secret_name or None
+    allowed_namespaces = m.allowed_target_namespaces
+    if target_namespace and allowed_namespaces and target_namespace not in allowed_namespaces:
+        raise _refused("spec.targetNamespace", target_namespace, allowed_namespaces)
+    if account and m.allowed_service_accounts and account not in m.allowed_service_accounts:
+        raise _refused("spec.serviceAccount", account, m.allowed_service_accounts)
+    if not _repo_allowed(repo, m.restriction_patterns, m.policy_patterns):
+        raise _refused("spec.repo", repo, m.restriction_patterns + m.policy_patterns)
+    if secret and m.allowed_client_secret_names and secret not in m.allowed_client_secret_names:
+        raise _refused("spec.clientSecretName", secret, m.allowed_client_secret_names)
+    if m.require_service_account and not account:
+        raise SpecError(
+            "is required by the workspace's Policy (requireServiceAccount) and no default is set",
+            field="spec.serviceAccount",
+        )
+    return Resolved(account, secret)
+
+
+def conflicts(
+    new: Policy | GitRepoRestriction,
+    restrictions: list[GitRepoRestriction],
+    policies: list[Policy],
+) -> str | None:
+    """Why ``new`` cannot join the workspace's restrictions (a default that differs from one
+    another object of its kind sets), or None. Replacing an object by name is no conflict."""
+    if isinstance(new, Policy):
+        others: list[Policy | GitRepoRestriction] = [
+            p for p in policies if p.metadata.name != new.metadata.name
+        ]
+    else:
+        others = [r for r in restrictions if r.metadata.name != new.metadata.name]
+    for name in ("default_service_account", "default_client_secret_name"):
+        mine = _default(new, name)
+        for other in others:
+            theirs = _default(other, name)
+            if mine and theirs and mine != theirs:
+                return (
+                    f"{new.kind} {new.metadata.name}: {_camel(name)} {mine!r} conflicts with "
+                    f"{theirs!r} of {other.kind} {other.metadata.name}; a workspace has one "
+                    "default"
+                )
+    return None
+
+
+def _default(obj: Policy | GitRepoRestriction, name: str) -> str:
+    if isinstance(obj, Policy):
+        return str(getattr(obj.git_repo, name, None) or "") if obj.git_repo else ""
+    return str(getattr(obj, name) or "")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

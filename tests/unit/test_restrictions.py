@@ -1,0 +1,226 @@
+"""Fleet's Policy and GitRepoRestriction rules, state in → GitRepo → resolved or refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from flotilla.errors import SpecError
+from flotilla.restrictions import (
+    GitRepoRestriction,
+    Policy,
+    Resolved,
+    authorize_gitrepo,
+    conflicts,
+)
+
+REPO = "https://git.example.com/team-a/apps.git"
+
+
+def restriction(name: str = "r", **fields: Any) -> GitRepoRestriction:
+    return GitRepoRestriction.model_validate({"metadata": {"name": name}, **fields})
+
+
+def policy(name: str = "p", **fields: Any) -> Policy:
+    return Policy.model_validate({"metadata": {"name": name}, **fields})
+
+
+def authorize(
+    restrictions: list[GitRepoRestriction] | None = None,
+    policies: list[Policy] | None = None,
+    *,
+    repo: str = REPO,
+    service_account: str | None = None,
+    client_secret_name: str | None = None,
+    target_namespace: str | None = None,
+) -> Resolved:
+    return authorize_gitrepo(
+        repo=repo,
+        service_account=service_account,
+        client_secret_name=client_secret_name,
+        target_namespace=target_namespace,
+        restrictions=restrictions or [],
+        policies=policies or [],
+    )
+
+
+def test_nothing_to_enforce_without_restrictions() -> None:
+    assert authorize(service_account="admin") == Resolved("admin", None)
+
+
+@pytest.mark.parametrize(
+    ("restrictions", "policies", "given", "expected"),
+    [
+        # Defaults fill in what the GitRepo leaves empty.
+        ([restriction(defaultServiceAccount="deployer")], [], {}, Resolved("deployer", None)),
+        (
+            [],
+            [policy(gitRepo={"defaultServiceAccount": "p-sa", "defaultClientSecretName": "ssh"})],
+            {},
+            Resolved("p-sa", "ssh"),
+        ),
+        # A GitRepoRestriction's default wins over a Policy's.
+        (
+            [restriction(defaultServiceAccount="r-sa")],
+            [policy(gitRepo={"defaultServiceAccount": "p-sa"})],
+            {},
+            Resolved("r-sa", None),
+        ),
+        # Within a kind, the first by name.
+        (
+            [
+                restriction("b", defaultServiceAccount="b"),
+                restriction("a", defaultServiceAccount="a"),
+            ],
+            [],
+            {},
+            Resolved("a", None),
+        ),
+        # The GitRepo's own value wins over a default, if allowed.
+        (
+            [restriction(defaultServiceAccount="d", allowedServiceAccounts=["d", "mine"])],
+            [],
+            {"service_account": "mine"},
+            Resolved("mine", None),
+        ),
+        # Allow-lists are unioned across objects and kinds.
+        (
+            [restriction(allowedServiceAccounts=["a"])],
+            [policy(allowedServiceAccounts=["b"])],
+            {"service_account": "b"},
+            Resolved("b", None),
+        ),
+        # Repo patterns: a GitRepoRestriction's match anywhere, a Policy's the whole URL.
+        ([restriction(allowedRepoPatterns=["team-a/"])], [], {}, Resolved(None, None)),
+        (
+            [],
+            [policy(gitRepo={"allowedRepoPatterns": [r"https://git\.example\.com/team-a/.*"]})],
+            {},
+            Resolved(None, None),
+        ),
+        # A pattern equal to the URL matches even when, read as a regex, it would not.
+        (
+            [],
+            [policy(gitRepo={"allowedRepoPatterns": ["https://x/a+b.git"]})],
+            {"repo": "https://x/a+b.git"},
+            Resolved(None, None),
+        ),
+        # Either kind's list may accept the URL.
+        (
+            [restriction(allowedRepoPatterns=["nothing-matches"])],
+            [policy(gitRepo={"allowedRepoPatterns": [".*team-a.*"]})],
+            {},
+            Resolved(None, None),
+        ),
+        (
+            [restriction(allowedTargetNamespaces=["apps"])],
+            [],
+            {"target_namespace": "apps"},
+            Resolved(None, None),
+        ),
+        # requireServiceAccount is met by a default.
+        (
+            [],
+            [policy(requireServiceAccount=True, gitRepo={"defaultServiceAccount": "sa"})],
+            {},
+            Resolved("sa", None),
+        ),
+    ],
+)
+def test_allowed(
+    restrictions: list[GitRepoRestriction],
+    policies: list[Policy],
+    given: dict[str, Any],
+    expected: Resolved,
+) -> None:
+    assert authorize(restrictions, policies, **given) == expected
+
+
+@pytest.mark.parametrize(
+    ("restrictions", "policies", "given", "message"),
+    [
+        (
+            [restriction(allowedServiceAccounts=["deployer"])],
+            [],
+            {"service_account": "admin"},
+            "spec.serviceAccount: 'admin' is not allowed by the workspace's restrictions "
+            "(allowed: 'deployer')",
+        ),
+        # A default outside the allow-list is refused, not slipped through.
+        (
+            [],
+            [policy(allowedServiceAccounts=["a"], gitRepo={"defaultServiceAccount": "b"})],
+            {},
+            "spec.serviceAccount: 'b' is not allowed",
+        ),
+        (
+            [],
+            [policy(gitRepo={"allowedRepoPatterns": ["team-a"]})],
+            {},
+            f"spec.repo: {REPO!r} is not allowed",
+        ),
+        (
+            [restriction(allowedClientSecretNames=["ssh-a"])],
+            [],
+            {"client_secret_name": "ssh-b"},
+            "spec.clientSecretName: 'ssh-b' is not allowed",
+        ),
+        (
+            [restriction(allowedTargetNamespaces=["apps"])],
+            [],
+            {},
+            "spec.targetNamespace: is required: the workspace's GitRepoRestriction sets "
+            "allowedTargetNamespaces",
+        ),
+        (
+            [restriction(allowedTargetNamespaceSelector={"matchLabels": {"team": "a"}})],
+            [],
+            {},
+            "spec.targetNamespace: is required",
+        ),
+        (
+            [restriction(allowedTargetNamespaces=["apps"])],
+            [],
+            {"target_namespace": "kube-system"},
+            "spec.targetNamespace: 'kube-system' is not allowed",
+        ),
+        (
+            [],
+            [policy(requireServiceAccount=True)],
+            {},
+            "spec.serviceAccount: is required by the workspace's Policy",
+        ),
+    ],
+)
+def test_refused(
+    restrictions: list[GitRepoRestriction],
+    policies: list[Policy],
+    given: dict[str, Any],
+    message: str,
+) -> None:
+    with pytest.raises(SpecError) as err:
+        authorize(restrictions, policies, **given)
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_a_bad_pattern_is_refused_when_the_object_is_read() -> None:
+    with pytest.raises(ValidationError, match="is not a valid regular expression"):
+        policy(gitRepo={"allowedRepoPatterns": ["(unclosed"]})
+    with pytest.raises(ValidationError, match="is not a valid regular expression"):
+        restriction(allowedRepoPatterns=["*"])
+
+
+def test_conflicting_defaults_are_refused_and_a_replacement_is_not_a_conflict() -> None:
+    first = policy("a", gitRepo={"defaultServiceAccount": "one"})
+    second = policy("b", gitRepo={"defaultServiceAccount": "two"})
+    assert conflicts(second, [], [first]) == (
+        "Policy b: defaultServiceAccount 'two' conflicts with 'one' of Policy a; a workspace "
+        "has one default"
+    )
+    assert conflicts(policy("a", gitRepo={"defaultServiceAccount": "two"}), [], [first]) is None
+    assert conflicts(policy("c", gitRepo={"defaultServiceAccount": "one"}), [], [first]) is None
+    # Across kinds there is an order (the restriction wins), so no conflict.
+    assert conflicts(restriction("r", defaultServiceAccount="two"), [], [first]) is None
