@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "approve": ("starters.images", "approve or reject an image update"),
     "content": ("starters.content", "the content store: garbage collection"),
+    "schema": ("starters.schema", "print the JSON Schema of fleet.yaml or a Fleet object"),
     "secret": (
         "starters.secrets",
         "create, list and delete Fleet's secrets (git, Helm, registry credentials)",
