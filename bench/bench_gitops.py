@@ -93,7 +93,7 @@ async def run(bundles: int, clusters: int) -> None:
             url = git.create_repo("bench", files)
             fl = await start_flotilla(client, "bench", tmp / "fl")
             # Replace the real deploy activities by instant ones before any cluster is served.
-            fl.worker.deploy = InstantDeploy()  # type: ignore[assignment]
+            fl.worker.deploy = fl.worker.push.engine = InstantDeploy()  # type: ignore[assignment]
             ns = fl.namespace
             for c in range(clusters):
                 await fl.control.add_cluster(ns, f"c{c:04d}", "apiVersion: v1\nkind: Config\n")
