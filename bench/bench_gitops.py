@@ -29,6 +29,7 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,7 +46,8 @@ from activities.deploy_models import (
 from devenv.gitserver import GitDaemon
 from devenv.temporal import TemporalDevServer
 from flotilla.ids import bundle_workflow_id
-from tests.e2e.harness import activity_calls, gitrepo_yaml, start_flotilla
+from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml, start_flotilla
+from workflows.gitrepo_models import GitRepoStatus
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{v: '{v}'}}\n"
 
@@ -132,6 +134,16 @@ async def history_numbers(client: Client, workflow_id: str) -> dict[str, list[fl
         run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
 
 
+async def gitrepo_status(fl: Flotilla, namespace: str) -> GitRepoStatus | None:
+    """The GitRepo's status; None when the query timed out (a busy worker under load)."""
+    try:
+        return await fl.control.gitrepo_status(namespace, "bench")
+    except RPCError as err:
+        if err.status != RPCStatusCode.DEADLINE_EXCEEDED and "Timeout" not in err.message:
+            raise
+        return None
+
+
 def peak_rss_mib(pid: int | None) -> float:
     """VmHWM of a process, in MiB (0 when unknown)."""
     if pid is None:
@@ -177,9 +189,11 @@ async def run(bundles: int, clusters: int) -> None:
                     gitrepo_yaml(ns, "bench", url, targets=[{"clusterSelector": {}}]), file="g.yaml"
                 )
                 await fl.eventually(
-                    lambda: fl.control.gitrepo_status(ns, "bench"),
+                    lambda: gitrepo_status(fl, ns),
                     lambda s: (
-                        s.ready_bundle_deployments == f"{total}/{total}" and s.state == "Ready"
+                        s is not None
+                        and s.ready_bundle_deployments == f"{total}/{total}"
+                        and s.state == "Ready"
                     ),
                     timeout=1800,
                     interval=0.5,
@@ -192,9 +206,10 @@ async def run(bundles: int, clusters: int) -> None:
                 )
                 started = time.monotonic()
                 await fl.eventually(
-                    lambda: fl.control.gitrepo_status(ns, "bench"),
+                    lambda: gitrepo_status(fl, ns),
                     lambda s: (
-                        s.commit == commit
+                        s is not None
+                        and s.commit == commit
                         and s.ready_bundle_deployments == f"{total}/{total}"
                         and s.state == "Ready"
                     ),
