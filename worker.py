@@ -1,10 +1,13 @@
-"""The flotilla worker: the control queue and, in push mode, one queue per registered cluster.
+"""The flotilla worker: the control queue and the shared push queues of push-mode clusters.
 
-The control queue runs every workflow and the git/planning activities. Each cluster registered
-in a watched namespace gets its own task queue (``cluster.<namespace>.<name>``) with the deploy
-activities; the worker learns the clusters by querying the registry workflow every few
-seconds and starts or stops those per-cluster workers to match. A cluster that leaves the
-registry keeps its worker for a grace period so its uninstalls can still run.
+The control queue runs every workflow and the git/planning activities. The deploy activities
+of every push-mode cluster run on a small fixed set of shared queues
+(``flotilla.ids.push_task_queues``), the cluster named in each request and at most
+``--cluster-concurrency`` calls at once per cluster (``activities.pushqueue``). Agent-mode
+clusters keep a queue of their own, which their agent polls, not this worker. The worker
+learns the clusters by querying the registry workflow every few seconds, for their kubeconfig
+Secrets and last-seen probes; a cluster that leaves the registry keeps its kubeconfig for a
+grace period so its uninstalls can still run.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from temporalio.worker import Worker
 from activities.contentgc import ContentActivities
 from activities.deploy import DeployActivities
 from activities.gitops import GitOpsActivities
+from activities.pushqueue import PushDeployActivities
 from activities.registry import RegistryActivities
 from activities.schedules import ScheduleActivities
 from activities.secrets import kubeconfig_secret_name
@@ -40,6 +44,7 @@ from flotilla.ids import (
     DEFAULT_NAMESPACE,
     cluster_of_task_queue,
     cluster_task_queue,
+    push_task_queues,
     registry_workflow_id,
 )
 from flotilla.settings import Settings, SettingsError
@@ -67,16 +72,15 @@ DEFAULT_REFRESH_SECONDS = 5.0
 DEFAULT_LINGER_SECONDS = 300.0
 # How often the clusters this worker serves are probed for their last-seen time.
 DEFAULT_SEEN_SECONDS = 60.0
-# Every long poll holds an HTTP/2 stream of the one client connection; with five pollers per
-# cluster queue (the SDK default) a hundred clusters exhaust the streams and tasks wait a
-# whole poll timeout. One poller per cluster queue keeps dispatch prompt.
-DEFAULT_CLUSTER_POLLERS = 1
-# For the same reason cluster queues are spread over several connections, this many each.
-CLUSTERS_PER_CONNECTION = 50
-# A cluster worker takes at most this many tasks at once. Tasks taken beyond what the shared
-# thread pool runs wait there without heartbeating and time out; too few, and a cluster
-# with many slow readiness waits holds back its other bundles.
+# Activity pollers per shared push queue (each long poll holds an HTTP/2 stream of the one
+# client connection; a handful in all keeps dispatch prompt at any fleet size).
+DEFAULT_CLUSTER_POLLERS = 2
+# One cluster runs at most this many deploy activities at once (a semaphore per cluster):
+# too few, and a cluster with many slow readiness waits holds back its other bundles.
 DEFAULT_CLUSTER_CONCURRENCY = 4
+# Threads for all push-mode deploy activities, split evenly over the push queues: a queue
+# never takes more tasks than it has threads for (a task waiting for a thread does not
+# heartbeat, and times out).
 DEFAULT_CLUSTER_THREADS = 64
 STARTED_LINE = "worker started"
 
@@ -125,24 +129,37 @@ class FlotillaWorker:
         self.deploy = deploy or DeployActivities(
             secrets, content, config.workdir / "deploy", tools=locate_tools(settings.tools)
         )
+        # The push queues' activities: ``deploy`` behind one semaphore per cluster.
+        self.push = PushDeployActivities(self.deploy, config.cluster_concurrency)
         self.registry = RegistryActivities(secrets)
         self.writeback = WriteBackActivities(self.gitops, config.workdir / "writeback")
         self.schedules = ScheduleActivities(client, content, self.gitops)
         self.content = ContentActivities(client, content)
+        self._queues = push_task_queues(config.task_queue)
+        self._per_queue = max(2, -(-config.cluster_threads // len(self._queues)))
         self._control_pool = ThreadPoolExecutor(config.control_threads, "flotilla-control")
-        self._cluster_pool = ThreadPoolExecutor(config.cluster_threads, "flotilla-cluster")
+        self._cluster_pool = ThreadPoolExecutor(
+            self._per_queue * len(self._queues), "flotilla-cluster"
+        )
         self._control: Worker | None = None
         self._control_task: asyncio.Task[None] | None = None
-        self._clusters: dict[str, tuple[Worker, asyncio.Task[None]]] = {}
-        # Connections for cluster workers and the queues each one serves.
-        self._connections: list[tuple[Client, set[str]]] = []
+        self._push: list[tuple[Worker, asyncio.Task[None]]] = []
+        # Push-mode clusters this worker serves, by their cluster_task_queue name (only an
+        # identity: for push mode no Temporal worker polls that queue).
+        self._clusters: set[str] = set()
         self._gone_since: dict[str, float] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._seen_reporter: asyncio.Task[None] | None = None
 
     @property
     def cluster_queues(self) -> list[str]:
+        """The push-mode clusters served, as ``cluster_task_queue`` names (identities only)."""
         return sorted(self._clusters)
+
+    @property
+    def push_queues(self) -> list[str]:
+        """The shared queues this worker polls for push-mode clusters' deploy activities."""
+        return list(self._queues)
 
     async def start(self) -> None:
         self._control = Worker(
@@ -165,6 +182,22 @@ class FlotillaWorker:
             max_concurrent_activities=self.config.control_threads,
         )
         self._control_task = asyncio.create_task(self._control.run())
+        push = self.push
+        for queue in self._queues:
+            worker = Worker(
+                self.client,
+                task_queue=queue,
+                activities=[
+                    push.deploy_bundle,
+                    push.check_deployment,
+                    push.wait_ready,
+                    push.remove_deployment,
+                ],
+                activity_executor=self._cluster_pool,
+                max_concurrent_activities=self._per_queue,
+                max_concurrent_activity_task_polls=self.config.cluster_pollers,
+            )
+            self._push.append((worker, asyncio.create_task(worker.run())))
         await self.refresh_clusters()
         self._refresher = asyncio.create_task(
             _every(self.config.refresh_seconds, self.refresh_clusters, "cluster refresh")
@@ -173,9 +206,10 @@ class FlotillaWorker:
             _every(self.config.seen_seconds, self.report_seen, "cluster probe")
         )
         log.info(
-            "%s: control queue %s, %d cluster queue(s)",
+            "%s: control queue %s, %d push queue(s), %d push-mode cluster(s)",
             STARTED_LINE,
             self.config.task_queue,
+            len(self._queues),
             len(self._clusters),
         )
 
@@ -206,7 +240,7 @@ class FlotillaWorker:
         return dict(zip(queues, problems, strict=True))
 
     async def refresh_clusters(self) -> None:
-        """Start a worker for every registered cluster, stop those gone for the grace period
+        """Serve every registered push-mode cluster, forget those gone for the grace period
         and then delete the kubeconfig Secret flotilla made for them."""
         wanted: set[str] = set()
         # Namespaces whose registry answered, and the kubeconfig Secrets its clusters use.
@@ -277,42 +311,14 @@ class FlotillaWorker:
                 "deleted kubeconfig secret %s/%s of removed cluster %s", namespace, secret, cluster
             )
 
-    async def _connection_for(self, queue: str) -> Client:
-        for client, queues in self._connections:
-            if len(queues) < CLUSTERS_PER_CONNECTION:
-                queues.add(queue)
-                return client
-        client = await connect(self.settings.temporal)
-        self._connections.append((client, {queue}))
-        return client
-
     async def _start_cluster(self, queue: str) -> None:
-        worker = Worker(
-            await self._connection_for(queue),
-            task_queue=queue,
-            activities=[
-                self.deploy.deploy_bundle,
-                self.deploy.check_deployment,
-                self.deploy.wait_ready,
-                self.deploy.remove_deployment,
-            ],
-            activity_executor=self._cluster_pool,
-            max_concurrent_activities=min(
-                self.config.cluster_concurrency, self.config.cluster_threads
-            ),
-            max_concurrent_activity_task_polls=self.config.cluster_pollers,
-        )
-        self._clusters[queue] = (worker, asyncio.create_task(worker.run()))
-        log.info("serving cluster queue %s", queue)
+        self._clusters.add(queue)
+        log.info("serving push-mode cluster %s/%s", *cluster_of_task_queue(queue))
 
     async def _stop_cluster(self, queue: str) -> None:
-        worker, task = self._clusters.pop(queue)
+        self._clusters.discard(queue)
         self._gone_since.pop(queue, None)
-        for _, queues in self._connections:
-            queues.discard(queue)
-        await worker.shutdown()
-        await task
-        log.info("stopped serving cluster queue %s", queue)
+        log.info("stopped serving push-mode cluster %s/%s", *cluster_of_task_queue(queue))
 
     async def stop(self) -> None:
         for task in (self._refresher, self._seen_reporter):
@@ -320,6 +326,10 @@ class FlotillaWorker:
                 task.cancel()
         for queue in list(self._clusters):
             await self._stop_cluster(queue)
+        for worker, task in self._push:
+            await worker.shutdown()
+            await task
+        self._push = []
         if self._control is not None and self._control_task is not None:
             await self._control.shutdown()
             await self._control_task
@@ -364,7 +374,8 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         "--cluster-threads",
         type=int,
         default=_env_int("FLOTILLA_CLUSTER_THREADS", DEFAULT_CLUSTER_THREADS),
-        help="threads shared by all per-cluster activities ($FLOTILLA_CLUSTER_THREADS)",
+        help="threads for all push-mode deploy activities, split over the push queues "
+        "($FLOTILLA_CLUSTER_THREADS)",
     )
     parser.add_argument(
         "--cluster-concurrency",
@@ -376,7 +387,7 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         "--cluster-pollers",
         type=int,
         default=_env_int("FLOTILLA_CLUSTER_POLLERS", DEFAULT_CLUSTER_POLLERS),
-        help="activity pollers per cluster queue ($FLOTILLA_CLUSTER_POLLERS)",
+        help="activity pollers per shared push queue ($FLOTILLA_CLUSTER_POLLERS)",
     )
     parser.add_argument("--refresh-seconds", type=float, default=DEFAULT_REFRESH_SECONDS)
     parser.add_argument("--linger-seconds", type=float, default=DEFAULT_LINGER_SECONDS)

@@ -4,7 +4,11 @@ Starts its own Temporal dev server (in memory), git daemon and an in-process flo
 whose per-cluster deploy activities are stand-ins that answer at once (same activity names),
 so the numbers are Temporal + workflow + planning cost, not Helm's. Measures the time from
 `flotilla apply` to every bundle deployment Ready, then from a new commit to all Ready again,
-and the bundle workflows' history events per bundle deployment.
+and from the bundle workflows' histories (every run): events per bundle deployment, the
+largest history, workflow task durations (started to completed), Temporal's throughput
+(workflow tasks and activities completed per second over both commits), the "cluster
+offline" warnings logged, peak RSS of this process (worker included) and of the dev server,
+and the load average.
 
     .venv/bin/python bench/bench_gitops.py --bundles 5 --clusters 40
 """
@@ -14,14 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -38,7 +46,8 @@ from activities.deploy_models import (
 from devenv.gitserver import GitDaemon
 from devenv.temporal import TemporalDevServer
 from flotilla.ids import bundle_workflow_id
-from tests.e2e.harness import activity_calls, gitrepo_yaml, start_flotilla
+from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml, start_flotilla
+from workflows.gitrepo_models import GitRepoStatus
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{v: '{v}'}}\n"
 
@@ -46,15 +55,25 @@ CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{v: '{v}
 class InstantDeploy:
     """The deploy activities' names and models, answering at once."""
 
+    def __init__(self) -> None:
+        # What the worker records of each cluster's kubeconfig Secret, as DeployActivities.
+        self.kubeconfig_secrets: dict[tuple[str, str], str] = {}
+
     @activity.defn
     def deploy_bundle(self, request: DeployRequest) -> DeployResult:
+        release = ReleaseRef(name=request.bundle_name, namespace="default", revision=1)
+        # Ready within the deploy's own short watch, as a quick real release is: no wait_ready.
+        ready = DeploymentStatus(
+            release=release, applied_deployment_id=request.deployment_id, ready=True
+        )
         return DeployResult.model_validate(
             {
-                "release": ReleaseRef(name=request.bundle_name, namespace="default", revision=1),
+                "release": release,
                 "deployment_id": request.deployment_id,
                 "changed": True,
                 "action": "install",
                 "reason": "benchmark",
+                "status": ready if request.wait_ready_seconds > 0 else None,
             }
         )
 
@@ -78,7 +97,71 @@ class InstantDeploy:
         return ""
 
 
+class OfflineCount(logging.Handler):
+    """Counts the "cluster offline" warnings the bundle workflows log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "cluster offline" in record.getMessage():
+            self.count += 1
+
+
+async def history_numbers(client: Client, workflow_id: str) -> dict[str, list[float]]:
+    """Over every run: event count, bytes, workflow task durations and completion times."""
+    numbers: dict[str, list[float]] = {"events": [], "bytes": [], "wft": [], "done": []}
+    run_id: str | None = None
+    while True:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        numbers["events"].append(len(history.events))
+        numbers["bytes"].append(sum(e.ByteSize() for e in history.events))
+        started: float | None = None
+        for event in history.events:
+            at = event.event_time.ToDatetime().timestamp()
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                started = at
+            elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                if started is not None:
+                    numbers["wft"].append(at - started)
+                numbers["done"].append(at)
+            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                numbers["done"].append(-at)  # negative: an activity, not a workflow task
+        last = history.events[-1]
+        if not last.HasField("workflow_execution_continued_as_new_event_attributes"):
+            return numbers
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+
+
+async def gitrepo_status(fl: Flotilla, namespace: str) -> GitRepoStatus | None:
+    """The GitRepo's status; None when the query timed out (a busy worker under load)."""
+    try:
+        return await fl.control.gitrepo_status(namespace, "bench")
+    except RPCError as err:
+        if err.status != RPCStatusCode.DEADLINE_EXCEEDED and "Timeout" not in err.message:
+            raise
+        return None
+
+
+def peak_rss_mib(pid: int | None) -> float:
+    """VmHWM of a process, in MiB (0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 async def run(bundles: int, clusters: int) -> None:
+    offline = OfflineCount()
+    logging.getLogger().addHandler(offline)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         with (
@@ -92,67 +175,120 @@ async def run(bundles: int, clusters: int) -> None:
                 files[f"b{b}/cm.yaml"] = CM.format(i=b, v=1)
             url = git.create_repo("bench", files)
             fl = await start_flotilla(client, "bench", tmp / "fl")
-            # Replace the real deploy activities by instant ones before any cluster is served.
-            fl.worker.deploy = InstantDeploy()  # type: ignore[assignment]
-            ns = fl.namespace
-            for c in range(clusters):
-                await fl.control.add_cluster(ns, f"c{c:04d}", "apiVersion: v1\nkind: Config\n")
-            await fl.worker.refresh_clusters()
-            total = bundles * clusters
-            started = time.monotonic()
-            await fl.control.apply_text(
-                gitrepo_yaml(ns, "bench", url, targets=[{"clusterSelector": {}}]), file="g.yaml"
-            )
-            await fl.eventually(
-                lambda: fl.control.gitrepo_status(ns, "bench"),
-                lambda s: s.ready_bundle_deployments == f"{total}/{total}" and s.state == "Ready",
-                timeout=1800,
-                interval=0.5,
-            )
-            first = time.monotonic() - started
-            commit = git.commit(
-                git.working_copy("bench"),
-                {f"b{b}/cm.yaml": CM.format(i=b, v=2) for b in range(bundles)},
-                message="v2",
-            )
-            started = time.monotonic()
-            await fl.eventually(
-                lambda: fl.control.gitrepo_status(ns, "bench"),
-                lambda s: (
-                    s.commit == commit
-                    and s.ready_bundle_deployments == f"{total}/{total}"
-                    and s.state == "Ready"
-                ),
-                timeout=1800,
-                interval=0.5,
-            )
-            second = time.monotonic() - started
-            events = 0
-            latencies: dict[str, list[float]] = {}
-            for b in range(bundles):
-                calls, counts = await activity_calls(client, bundle_workflow_id(ns, f"bench-b{b}"))
-                events += sum(counts.values())
-                for call in calls:
-                    if call.attempt > 1:
-                        print(f"retried: {call.name} attempt {call.attempt} on {call.task_queue}")
-                    if call.completed is not None:
-                        latencies.setdefault(call.name, []).append(
-                            (call.completed - call.scheduled).total_seconds()
-                        )
-            for name, values in sorted(latencies.items()):
-                values.sort()
-                print(
-                    f"{name}: scheduled to completed median {values[len(values) // 2]:.2f}s, "
-                    f"max {values[-1]:.2f}s over {len(values)} calls"
+            try:
+                # Replace the real deploy activities by instant ones before any cluster is served.
+                fl.worker.deploy = fl.worker.push.engine = InstantDeploy()  # type: ignore[assignment]
+                ns = fl.namespace
+                for c in range(clusters):
+                    await fl.control.add_cluster(ns, f"c{c:04d}", "apiVersion: v1\nkind: Config\n")
+                await fl.worker.refresh_clusters()
+                total = bundles * clusters
+                began = time.time()
+                started = time.monotonic()
+                await fl.control.apply_text(
+                    gitrepo_yaml(ns, "bench", url, targets=[{"clusterSelector": {}}]), file="g.yaml"
                 )
-            print(f"bundles={bundles} clusters={clusters} deployments={total}")
-            print(f"first commit to all Ready: {first:.1f}s ({total / first:.0f} deployments/s)")
-            print(f"second commit to all Ready: {second:.1f}s ({total / second:.0f} deployments/s)")
-            print(
-                f"bundle history events per deployment (two versions): {events / (2 * total):.1f}"
-            )
-            await fl.cleanup()
-            await fl.worker.stop()
+                await fl.eventually(
+                    lambda: gitrepo_status(fl, ns),
+                    lambda s: (
+                        s is not None
+                        and s.ready_bundle_deployments == f"{total}/{total}"
+                        and s.state == "Ready"
+                    ),
+                    timeout=1800,
+                    interval=0.5,
+                )
+                first = time.monotonic() - started
+                commit = git.commit(
+                    git.working_copy("bench"),
+                    {f"b{b}/cm.yaml": CM.format(i=b, v=2) for b in range(bundles)},
+                    message="v2",
+                )
+                started = time.monotonic()
+                await fl.eventually(
+                    lambda: gitrepo_status(fl, ns),
+                    lambda s: (
+                        s is not None
+                        and s.commit == commit
+                        and s.ready_bundle_deployments == f"{total}/{total}"
+                        and s.state == "Ready"
+                    ),
+                    timeout=1800,
+                    interval=0.5,
+                )
+                second = time.monotonic() - started
+                ended = time.time()
+                load_after = os.getloadavg()
+                events = 0
+                sizes: list[float] = []
+                wft: list[float] = []
+                wft_done = activities_done = 0
+                for b in range(bundles):
+                    numbers = await history_numbers(client, bundle_workflow_id(ns, f"bench-b{b}"))
+                    sizes.extend(numbers["bytes"])
+                    wft.extend(numbers["wft"])
+                    wft_done += sum(1 for t in numbers["done"] if began <= t <= ended)
+                    activities_done += sum(1 for t in numbers["done"] if began <= -t <= ended)
+                wft.sort()
+                latencies: dict[str, list[float]] = {}
+                for b in range(bundles):
+                    calls, counts = await activity_calls(
+                        client, bundle_workflow_id(ns, f"bench-b{b}")
+                    )
+                    events += sum(counts.values())
+                    for call in calls:
+                        if call.attempt > 1:
+                            print(
+                                f"retried: {call.name} attempt {call.attempt} on {call.task_queue}"
+                            )
+                        if call.completed is not None:
+                            latencies.setdefault(call.name, []).append(
+                                (call.completed - call.scheduled).total_seconds()
+                            )
+                for name, values in sorted(latencies.items()):
+                    values.sort()
+                    print(
+                        f"{name}: scheduled to completed median {values[len(values) // 2]:.2f}s, "
+                        f"max {values[-1]:.2f}s over {len(values)} calls"
+                    )
+                print(f"bundles={bundles} clusters={clusters} deployments={total}")
+                print(
+                    f"first commit to all Ready: {first:.1f}s ({total / first:.0f} deployments/s)"
+                )
+                rate = total / second
+                print(f"second commit to all Ready: {second:.1f}s ({rate:.0f} deployments/s)")
+                per = events / (2 * total)
+                print(f"bundle history events per deployment (two versions): {per:.1f}")
+                elapsed = ended - began
+                print(
+                    "bundle workflow tasks: "
+                    f"p50 {wft[len(wft) // 2]:.3f}s, p99 {wft[int(len(wft) * 0.99)]:.3f}s, "
+                    f"max {wft[-1]:.3f}s over {len(wft)}; "
+                    f"largest history run {max(sizes) / 1e6:.2f} MB"
+                )
+                print(
+                    f"Temporal throughput over both commits ({elapsed:.0f}s), bundle workflows: "
+                    f"{wft_done / elapsed:.1f} workflow tasks/s, {activities_done / elapsed:.1f} "
+                    "activities/s"
+                )
+                print(f'"cluster offline" warnings: {offline.count}')
+                maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                dev_pid = server.process.pid if server.process else None
+                print(
+                    f"peak RSS: bench process (worker) {peak_rss_mib(os.getpid()):.0f} MiB "
+                    f"(ru_maxrss {maxrss:.0f} MiB), dev server {peak_rss_mib(dev_pid):.0f} MiB"
+                )
+                print(
+                    "load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}, after: "
+                    "{:.2f} {:.2f} {:.2f}".format(*load_before, *load_after)
+                )
+                print(
+                    "deploys are stand-ins under the real activity names (deploy_bundle, "
+                    "wait_ready, check_deployment, remove_deployment) that answer at once"
+                )
+            finally:
+                await fl.cleanup()
+                await fl.worker.stop()
 
 
 def main() -> None:

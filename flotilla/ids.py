@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 # Fleet's namespace for objects that name none (the local workspace).
 DEFAULT_NAMESPACE = "fleet-local"
 
@@ -9,14 +11,33 @@ DEFAULT_NAMESPACE = "fleet-local"
 # Task queues
 # ---------------------------------------------------------------------------------------------
 
-# Workflows, git and planning activities run here; per-cluster work runs on the cluster's queue.
+# Workflows, git and planning activities run here; per-cluster work runs on the push queues
+# (push mode) or on the cluster's own queue (agent mode).
 CONTROL_TASK_QUEUE = "flotilla"
+
+# Push-mode clusters share this many queues, whatever the fleet's size: one poller per cluster
+# did not scale (issue 12). A cluster always lands on the same one (a stable hash of its name).
+PUSH_TASK_QUEUES = 4
+
+
+def push_task_queues(control_queue: str) -> list[str]:
+    """The shared queues the central worker serving ``control_queue`` polls for push-mode
+    clusters' deploy activities (named after the control queue, so workers never mix)."""
+    return [f"{control_queue}.push.{index}" for index in range(PUSH_TASK_QUEUES)]
 
 
 def cluster_task_queue(namespace: str, cluster: str) -> str:
-    """The task queue of one registered cluster, served by the central worker (push mode) or
-    by that cluster's agent."""
+    """The task queue of one agent-mode cluster, polled by that cluster's agent only."""
     return f"cluster.{namespace}.{cluster}"
+
+
+def deploy_task_queue(control_queue: str, namespace: str, cluster: str, *, agent: bool) -> str:
+    """Where a cluster's deploy activities go: its own queue when an agent serves it, else one
+    of the central worker's shared push queues, picked by a hash that never changes."""
+    if agent:
+        return cluster_task_queue(namespace, cluster)
+    index = zlib.crc32(f"{namespace}/{cluster}".encode()) % PUSH_TASK_QUEUES
+    return push_task_queues(control_queue)[index]
 
 
 def cluster_of_task_queue(queue: str) -> tuple[str, str]:

@@ -44,8 +44,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.gitops_models import PLAN_BUNDLE, PlanCluster, PlanRequest, PlanResult
     from flotilla.bundledeployment import RETRY_DELAY, Due
     from flotilla.depends import Dependency, check_dependencies
-    from flotilla.errors import one_line
-    from flotilla.ids import cluster_task_queue, gitrepo_workflow_id
+    from flotilla.errors import cause_message, one_line
+    from flotilla.ids import cluster_task_queue, deploy_task_queue, gitrepo_workflow_id
     from flotilla.rollout import RolloutState, plan_rollout
     from flotilla.status import BundleReport, BundleState, StateWithMessage, summarize
     from workflows.bundle_models import (
@@ -76,7 +76,7 @@ with workflow.unsafe.imports_passed_through():
         WAIT_READY_TIMEOUT,
         continue_as_new_due,
     )
-    from workflows.registry_models import ClusterSnapshot
+    from workflows.registry_models import ClusterSnapshot, ClusterView
     from workflows.visibility import (
         BUNDLE,
         COMMIT,
@@ -95,6 +95,9 @@ REFRESH_SIGNAL = "refresh"
 # Long enough for most releases to turn Ready inside the deploy; short enough that a stuck
 # one soon shows NotReady with what is not ready (during the grace it shows WaitApplied).
 READY_GRACE_SECONDS = 30.0
+# Push-mode clusters' activities go to the shared push queues, with no schedule-to-start
+# timeout (a busy shared queue says nothing about one cluster); only agents keep their own.
+SHARED_QUEUES_PATCH = "push-shared-queues"
 
 
 @workflow.defn
@@ -111,6 +114,8 @@ class BundleWorkflow:
         # Clusters whose drift check is due but has not started yet (room permitting).
         self._monitor_queue: list[str] = []
         self._run_started = workflow.now()
+        self._views: dict[str, ClusterView] = {}
+        self._views_version = -1
 
     @workflow.run
     async def run(self, state: BundleWorkflowState) -> None:
@@ -339,10 +344,8 @@ class BundleWorkflow:
 
     def _paused(self, name: str) -> bool:
         """The bundle, its GitRepo, its fleet.yaml or the cluster is paused."""
-        clusters = self.state.clusters
-        return self._bundle_paused() or bool(
-            clusters and any(c.paused for c in clusters.clusters if c.name == name)
-        )
+        view = self._view(name)
+        return self._bundle_paused() or bool(view and view.paused)
 
     def _waiting_for(self, cluster: str) -> list[str]:
         spec = self.state.spec
@@ -416,29 +419,57 @@ class BundleWorkflow:
         timeout: timedelta,
         heartbeat: timedelta | None = None,
     ) -> Any:
-        """Run a deploy-engine activity on the cluster's own task queue, with the options every
-        per-cluster call shares (offline detection through schedule-to-start, one retry policy)."""
+        """Run a deploy-engine activity for one cluster, with the options every per-cluster call
+        shares (one retry policy; offline detection through schedule-to-start for agents only).
+
+        A push-mode cluster's activities run on a shared push queue: an unreachable cluster
+        fails there as a retryable one-line error (``cluster X unreachable: ...``), and a long
+        wait on the busy queue is not mistaken for the cluster being offline."""
+        agent = self._agent(cluster)
+        if workflow.patched(SHARED_QUEUES_PATCH):
+            queue = deploy_task_queue(
+                workflow.info().task_queue, self.state.namespace, cluster, agent=agent
+            )
+        else:
+            queue, agent = cluster_task_queue(self.state.namespace, cluster), True
         return await workflow.execute_activity(
             activity,
             request,
             result_type=result_type,
-            task_queue=cluster_task_queue(self.state.namespace, cluster),
-            schedule_to_start_timeout=self._schedule_to_start(),
+            task_queue=queue,
+            schedule_to_start_timeout=self._schedule_to_start() if agent else None,
             start_to_close_timeout=timeout,
             heartbeat_timeout=heartbeat,
             retry_policy=DEPLOY_RETRY,
         )
 
+    def _view(self, cluster: str) -> ClusterView | None:
+        """The cluster as the latest snapshot shows it (by name, built once per snapshot: a
+        scan per cluster made each pass quadratic in the fleet's size)."""
+        clusters = self.state.clusters
+        if clusters is None:
+            return None
+        if self._views_version != clusters.version or not self._views:
+            self._views = {c.name: c for c in clusters.clusters}
+            self._views_version = clusters.version
+        return self._views.get(cluster)
+
+    def _agent(self, cluster: str) -> bool:
+        view = self._view(cluster)
+        return bool(view and view.agent)
+
     def _failed(self, cluster: str, err: ActivityError) -> None:
         cause = err.cause
         if isinstance(cause, TemporalTimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START:
+            # Only an agent's own queue has a schedule-to-start timeout: nobody polls it.
             queue = cluster_task_queue(self.state.namespace, cluster)
             error = (
                 f"cluster offline: no worker took work from task queue {queue} "
                 f"within {int(self._schedule_to_start().total_seconds())}s"
             )
         else:
-            error = str(cause or err)
+            # The message alone ("cluster X unreachable: ..."), not prefixed by its type.
+            error = cause_message(err)
         record = self.state.deployments[cluster].failed(error, workflow.now(), self._retry_delay())
         self._put(record)
         workflow.logger.warning(

@@ -92,7 +92,7 @@ class ClusterRegistryWorkflow:
             namespace=self.state.namespace,
             version=self.state.version,
             clusters=[
-                ClusterView(name=c.name, labels=c.labels, paused=c.paused)
+                ClusterView(name=c.name, labels=c.labels, paused=c.paused, agent=c.agent)
                 for c in sorted(self.state.clusters.values(), key=lambda c: c.name)
             ],
             groups=[self.state.groups[n] for n in sorted(self.state.groups)],

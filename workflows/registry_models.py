@@ -37,11 +37,14 @@ class ClusterRecord(BaseModel):
 
 
 class ClusterView(BaseModel):
-    """A cluster as subscribers see it: no credentials, only what targeting reads."""
+    """A cluster as subscribers see it: no credentials, only what targeting and routing read."""
 
     name: str
     labels: dict[str, str] = Field(default_factory=dict)
     paused: bool = False
+    # Agent mode: deploys go to the cluster's own queue (flotilla.ids.deploy_task_queue). Left
+    # out of the JSON when false, so push-mode snapshots compare as older histories computed.
+    agent: bool = Field(default=False, exclude_if=lambda value: not value)
 
 
 class ClusterSnapshot(BaseModel):

@@ -2,15 +2,18 @@
 
 The workflow runs for real on the session's Temporal dev server, but its activities are
 stand-ins registered under the real activity names (``plan_bundle`` on the control queue;
-``deploy_bundle``, ``wait_ready``, ``check_deployment`` and ``remove_deployment`` on each
-cluster's queue): they answer in milliseconds and fail, stay NotReady or hold on when a test
-says so. They exist for speed and for fault injection only; the same paths with real git,
-Helm and clusters are covered by these real-component tests, which stay:
+``deploy_bundle``, ``wait_ready``, ``check_deployment`` and ``remove_deployment`` on the shared
+push queues, or on an agent-mode cluster's own queue): they answer in milliseconds and fail,
+stay NotReady or hold on when a test says so. They exist for speed and for fault injection
+only; the same paths with real git, Helm and clusters are covered by these real-component
+tests, which stay:
 
 * retries of a failed deploy: tests/workflows/test_gitrepo.py
   (``test_cluster_groups_target_and_unreachable_clusters_are_errapplied``) and the NotReady
   watch in tests/e2e/test_deploy.py;
-* an offline cluster: tests/e2e/test_offline.py;
+* an offline agent-mode cluster: tests/e2e/test_offline.py;
+* an unreachable push-mode cluster (retryable, one line, never "offline"):
+  tests/workflows/test_gitrepo.py (``test_cluster_groups_target_and_unreachable_...``);
 * maxUnavailable: tests/e2e/test_rollout.py
   (``test_partitions_roll_out_in_order_with_at_most_one_unavailable``);
 * removal on retirement: tests/e2e/test_delete.py and tests/e2e/test_retarget.py.
@@ -46,8 +49,14 @@ from activities.deploy_models import (
 )
 from activities.gitops_models import PlannedTarget, PlanRequest, PlanResult
 from flotilla.deployment import deployment_id
+from flotilla.errors import CLUSTER_UNREACHABLE
 from flotilla.helmhistory import HistoryAction
-from flotilla.ids import bundle_workflow_id, cluster_task_queue, gitrepo_workflow_id
+from flotilla.ids import (
+    bundle_workflow_id,
+    cluster_task_queue,
+    gitrepo_workflow_id,
+    push_task_queues,
+)
 from flotilla.models import RolloutStrategy
 from flotilla.status import BundleState
 from workflows.bundle import REFRESH_SIGNAL, BundleWorkflow
@@ -134,7 +143,10 @@ class StandIns:
         async with self._running("deploy_bundle", cluster) as attempt:
             await self._held(cluster, attempt)
             if self.failures.get(cluster):
-                raise ApplicationError(self.failures[cluster].pop(0), non_retryable=True)
+                message = self.failures[cluster].pop(0)
+                if " unreachable: " in message:  # retried by the activity's policy
+                    raise ApplicationError(message, type=CLUSTER_UNREACHABLE)
+                raise ApplicationError(message, non_retryable=True)
             self.windows.append(Window(cluster, request.deployment_id, time.monotonic()))
             return DeployResult(
                 release=ReleaseRef(name=request.bundle_name, namespace=cluster, revision=attempt),
@@ -190,17 +202,24 @@ class Bundle:
         return {c.cluster: c.state for c in (await self.status()).clusters}
 
     async def serve(self, cluster: str) -> None:
-        """Start a worker for the cluster's queue (its agent coming up)."""
-        s = self.standins
-        worker = Worker(
-            self.client,
-            task_queue=cluster_task_queue(self.namespace, cluster),
-            activities=[s.deploy_bundle, s.wait_ready, s.check_deployment, s.remove_deployment],
+        """Start a worker for an agent-mode cluster's queue (its agent coming up)."""
+        await serve_queue(
+            self.stack, self.client, self.standins, cluster_task_queue(self.namespace, cluster)
         )
-        await self.stack.enter_async_context(worker)
 
     async def release(self, version: int) -> None:
         await self.handle.signal(BundleWorkflow.refresh, BundleRefresh(spec=spec(version)))
+
+
+async def serve_queue(
+    stack: contextlib.AsyncExitStack, client: Client, s: StandIns, queue: str
+) -> None:
+    worker = Worker(
+        client,
+        task_queue=queue,
+        activities=[s.deploy_bundle, s.wait_ready, s.check_deployment, s.remove_deployment],
+    )
+    await stack.enter_async_context(worker)
 
 
 def spec(version: int) -> BundleSpec:
@@ -224,11 +243,17 @@ async def eventually(
 async def start(
     temporal_client: Client, task_queue: str
 ) -> AsyncIterator[Callable[..., Awaitable[Bundle]]]:
-    """Start the bundle workflow with stand-ins, serving the clusters named in ``serve``."""
+    """Start the bundle workflow with stand-ins: push-mode clusters on the shared push queues,
+    served from the start; the agent-mode ones (``agents``) served when named in ``serve``."""
     async with contextlib.AsyncExitStack() as stack:
 
         async def started(
-            standins: StandIns, *, serve: list[str] | None = None, **switches: float
+            standins: StandIns,
+            *,
+            agents: list[str] | None = None,
+            serve: list[str] | None = None,
+            serve_push: bool = True,
+            **switches: float,
         ) -> Bundle:
             ns = f"sb-{uuid.uuid4().hex[:8]}"
             await stack.enter_async_context(
@@ -247,8 +272,14 @@ async def start(
                 monitor_seconds=3600,
                 **switches,
             )
+            if serve_push:
+                for queue in push_task_queues(task_queue):
+                    await serve_queue(stack, temporal_client, standins, queue)
+            agent = set(agents or [])
             snapshot = ClusterSnapshot(
-                namespace=ns, version=1, clusters=[ClusterView(name=c) for c in standins.clusters]
+                namespace=ns,
+                version=1,
+                clusters=[ClusterView(name=c, agent=c in agent) for c in standins.clusters],
             )
             handle = await temporal_client.start_workflow(
                 BundleWorkflow.run,
@@ -259,7 +290,7 @@ async def start(
                 start_signal_args=[BundleRefresh(spec=spec(1), clusters=snapshot)],
             )
             bundle = Bundle(temporal_client, ns, handle, standins, stack)
-            for cluster in standins.clusters if serve is None else serve:
+            for cluster in sorted(agent) if serve is None else serve:
                 await bundle.serve(cluster)
             stack.push_async_callback(_terminate, handle)
             return bundle
@@ -316,7 +347,12 @@ async def test_an_offline_cluster_shows_so_and_catches_up_when_served(
     start: Callable[..., Awaitable[Bundle]],
 ) -> None:
     standins = StandIns(clusters=["offline", "online"])
-    bundle = await start(standins, serve=["online"], cluster_schedule_to_start_seconds=1)
+    bundle = await start(
+        standins,
+        agents=["offline", "online"],
+        serve=["online"],
+        cluster_schedule_to_start_seconds=1,
+    )
 
     status = await eventually(
         bundle.status,
@@ -330,6 +366,41 @@ async def test_an_offline_cluster_shows_so_and_catches_up_when_served(
     await bundle.serve("offline")
     await eventually(bundle.states, all_ready)
     assert standins.calls["deploy_bundle", "offline"] == 1  # the timed-out tries never ran
+
+
+async def test_a_push_queue_nobody_polls_yet_is_not_a_cluster_offline(
+    start: Callable[..., Awaitable[Bundle]], temporal_client: Client, task_queue: str
+) -> None:
+    """Push-mode clusters share queues: a wait there (worker busy or restarting) is no sign
+    of one cluster being offline, so it has no schedule-to-start timeout; the deploys wait."""
+    standins = StandIns(clusters=["a", "b", "c"])
+    bundle = await start(standins, serve_push=False, cluster_schedule_to_start_seconds=1)
+    await asyncio.sleep(3)  # three times the agent queues' schedule-to-start timeout
+    status = await bundle.status()
+    assert all(c.state is BundleState.WAIT_APPLIED for c in status.clusters), status
+    async with contextlib.AsyncExitStack() as stack:
+        for queue in push_task_queues(task_queue):
+            await serve_queue(stack, temporal_client, standins, queue)
+        await eventually(bundle.states, all_ready)
+    assert all(standins.calls["deploy_bundle", c] == 1 for c in standins.clusters)
+
+
+async def test_an_unreachable_push_cluster_is_errapplied_in_one_line_and_retried(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    standins = StandIns(
+        clusters=["down", "up"],
+        failures={"down": ["cluster sb/down unreachable: https://10.0.0.1:6443: refused"] * 3},
+    )
+    bundle = await start(standins)
+    status = await eventually(
+        bundle.status,
+        lambda s: [c.state for c in s.clusters] == [BundleState.ERR_APPLIED, BundleState.READY],
+    )
+    assert status.clusters[0].message == (
+        "cluster sb/down unreachable: https://10.0.0.1:6443: refused"
+    )
+    await eventually(bundle.states, all_ready)  # the activity's retries, then the workflow's
 
 
 async def test_an_update_moves_one_cluster_at_a_time_with_max_unavailable_one(

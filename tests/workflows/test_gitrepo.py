@@ -286,6 +286,9 @@ async def test_cluster_groups_target_and_unreachable_clusters_are_errapplied(
     )
     assert [c.cluster for c in bundle.clusters] == ["p1", "p2"]
     assert all("\n" not in c.message and c.message for c in bundle.clusters)
+    # Push mode: the shared queue's worker names the cluster; it is never "offline".
+    for c in bundle.clusters:
+        assert c.message.startswith(f"cluster {ns}/{c.cluster} unreachable: "), c.message
 
 
 async def test_a_failed_schedule_sync_is_a_warning_and_the_next_poll_retries(

@@ -1,0 +1,127 @@
+"""Push-mode deploy activities on the shared push queues: a few at once per cluster, and an
+unreachable cluster named in its one-line error.
+
+All push-mode clusters share a small fixed set of queues (``flotilla.ids.push_task_queues``);
+the cluster is named in each request. What one cluster's per-queue worker used to bound (tasks
+at once per cluster) is a semaphore per cluster here, so one cluster with many bundles cannot
+take every thread from the others, nor flood its own API server.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, CancelledError
+
+from activities.deploy_models import (
+    CHECK_DEPLOYMENT,
+    DEPLOY_BUNDLE,
+    REMOVE_DEPLOYMENT,
+    WAIT_READY,
+    DeploymentStatus,
+    DeployRequest,
+    DeployResult,
+    RemoveRequest,
+    RemoveResult,
+    StatusRequest,
+    WaitReadyRequest,
+)
+from flotilla.errors import CLUSTER_UNREACHABLE
+
+# A call waiting for its cluster's slot heartbeats this often, well inside the shortest
+# heartbeat timeout of the deploy activities (30 s).
+_SLOT_WAIT_SECONDS = 5.0
+
+
+class DeployEngine(Protocol):
+    """The deploy activities (``activities.deploy.DeployActivities``, or a stand-in)."""
+
+    def deploy_bundle(self, request: DeployRequest) -> DeployResult: ...
+    def check_deployment(self, request: StatusRequest) -> DeploymentStatus: ...
+    def wait_ready(self, request: WaitReadyRequest) -> DeploymentStatus: ...
+    def remove_deployment(self, request: RemoveRequest) -> RemoveResult: ...
+
+
+class ClusterSlots:
+    """At most ``per_cluster`` calls at once on one cluster; a waiting call heartbeats."""
+
+    def __init__(self, per_cluster: int) -> None:
+        if per_cluster < 1:
+            raise ValueError(f"per_cluster: {per_cluster!r} must be at least 1")
+        self.per_cluster = per_cluster
+        self._lock = threading.Lock()
+        self._slots: dict[tuple[str, str], threading.BoundedSemaphore] = {}
+
+    @contextmanager
+    def hold(self, namespace: str, cluster: str) -> Iterator[None]:
+        with self._lock:
+            slot = self._slots.get((namespace, cluster))
+            if slot is None:
+                slot = self._slots[namespace, cluster] = threading.BoundedSemaphore(
+                    self.per_cluster
+                )
+        while not slot.acquire(timeout=_SLOT_WAIT_SECONDS):
+            activity.heartbeat(f"waiting for a slot on cluster {namespace}/{cluster}")
+            if activity.is_cancelled():
+                raise CancelledError(f"cancelled waiting for cluster {namespace}/{cluster}")
+        try:
+            yield
+        finally:
+            slot.release()
+
+
+@contextmanager
+def _named(namespace: str, cluster: str) -> Iterator[None]:
+    """A ClusterUnreachable failure says which cluster, in one line; others pass unchanged.
+
+    On a shared queue the cluster is no longer in the queue's name, and a person reading
+    ``ErrApplied`` must see which cluster did not answer."""
+    try:
+        yield
+    except ApplicationError as err:
+        if err.type != CLUSTER_UNREACHABLE:
+            raise
+        detail = str(err.message).removeprefix("cluster unreachable").removeprefix(" ")
+        raise ApplicationError(
+            f"cluster {namespace}/{cluster} unreachable: {detail}",
+            type=err.type,
+            non_retryable=err.non_retryable,
+            next_retry_delay=err.next_retry_delay,
+        ) from None
+
+
+class PushDeployActivities:
+    """The deploy activities under their own names, for the shared push queues."""
+
+    def __init__(self, engine: DeployEngine, per_cluster: int) -> None:
+        self.engine = engine
+        self.slots = ClusterSlots(per_cluster)
+
+    @contextmanager
+    def _on(self, namespace: str, cluster: str) -> Iterator[None]:
+        with self.slots.hold(namespace, cluster), _named(namespace, cluster):
+            yield
+
+    @activity.defn(name=DEPLOY_BUNDLE)
+    def deploy_bundle(self, request: DeployRequest) -> DeployResult:
+        with self._on(request.cluster_namespace, request.cluster_name):
+            return self.engine.deploy_bundle(request)
+
+    @activity.defn(name=CHECK_DEPLOYMENT)
+    def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
+        with self._on(request.cluster_namespace, request.cluster_name):
+            return self.engine.check_deployment(request)
+
+    @activity.defn(name=WAIT_READY)
+    def wait_ready(self, request: WaitReadyRequest) -> DeploymentStatus:
+        with self._on(request.cluster_namespace, request.cluster_name):
+            return self.engine.wait_ready(request)
+
+    @activity.defn(name=REMOVE_DEPLOYMENT)
+    def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
+        with self._on(request.cluster_namespace, request.cluster_name):
+            return self.engine.remove_deployment(request)
