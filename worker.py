@@ -74,9 +74,11 @@ DEFAULT_LINGER_SECONDS = 300.0
 DEFAULT_SEEN_SECONDS = 60.0
 # Most activity pollers per shared push queue; the SDK scales them between 1 and this with
 # the backlog. Each poll returns one task, so on a loaded dev server (~0.8 s a poll) two
-# fixed pollers per queue dispatched only ~2.5 tasks/s (bench_gitops 50x50); each long poll
-# holds an HTTP/2 stream of the one client connection, so all of them stay well under 100.
-DEFAULT_CLUSTER_POLLERS = 16
+# fixed pollers per queue dispatched only ~2.5 tasks/s (bench_gitops 50x50). Each long poll
+# holds an HTTP/2 stream, so the push queues have a connection of their own and at most 32
+# polls on it (with 16 per queue beside the control queue's on one connection, a status
+# query failed with "h2 protocol error").
+DEFAULT_CLUSTER_POLLERS = 8
 # Most workflow-task pollers of the control queue, scaled the same way (the SDK's fixed
 # default of 5 bounded 50 busy bundle workflows the same way).
 CONTROL_WORKFLOW_POLLERS = 20
@@ -142,6 +144,7 @@ class FlotillaWorker:
         self._control: Worker | None = None
         self._control_task: asyncio.Task[None] | None = None
         self._push: list[tuple[Worker, asyncio.Task[None]]] = []
+        self._push_client: Client | None = None
         # Push-mode clusters this worker serves, by their cluster_task_queue name (only an
         # identity: for push mode no Temporal worker polls that queue).
         self._clusters: set[str] = set()
@@ -184,9 +187,10 @@ class FlotillaWorker:
         )
         self._control_task = asyncio.create_task(self._control.run())
         push = self.push
+        self._push_client = await connect(self.settings.temporal)
         for queue in self._queues:
             worker = Worker(
-                self.client,
+                self._push_client,
                 task_queue=queue,
                 activities=[
                     push.deploy_bundle,
