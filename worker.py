@@ -28,7 +28,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.contentgc import ContentActivities
 from activities.deploy import DeployActivities
@@ -72,9 +72,16 @@ DEFAULT_REFRESH_SECONDS = 5.0
 DEFAULT_LINGER_SECONDS = 300.0
 # How often the clusters this worker serves are probed for their last-seen time.
 DEFAULT_SEEN_SECONDS = 60.0
-# Activity pollers per shared push queue (each long poll holds an HTTP/2 stream of the one
-# client connection; a handful in all keeps dispatch prompt at any fleet size).
-DEFAULT_CLUSTER_POLLERS = 2
+# Most activity pollers per shared push queue; the SDK scales them between 1 and this with
+# the backlog. Each poll returns one task, so on a loaded dev server (~0.8 s a poll) two
+# fixed pollers per queue dispatched only ~2.5 tasks/s (bench_gitops 50x50). Each long poll
+# holds an HTTP/2 stream, so the push queues have a connection of their own and at most 32
+# polls on it (with 16 per queue beside the control queue's on one connection, a status
+# query failed with "h2 protocol error").
+DEFAULT_CLUSTER_POLLERS = 8
+# Most workflow-task pollers of the control queue, scaled the same way (the SDK's fixed
+# default of 5 bounded 50 busy bundle workflows the same way).
+CONTROL_WORKFLOW_POLLERS = 20
 # One cluster runs at most this many deploy activities at once (a semaphore per cluster):
 # too few, and a cluster with many slow readiness waits holds back its other bundles.
 DEFAULT_CLUSTER_CONCURRENCY = 4
@@ -144,6 +151,7 @@ class FlotillaWorker:
         self._control: Worker | None = None
         self._control_task: asyncio.Task[None] | None = None
         self._push: list[tuple[Worker, asyncio.Task[None]]] = []
+        self._push_client: Client | None = None
         # Push-mode clusters this worker serves, by their cluster_task_queue name (only an
         # identity: for push mode no Temporal worker polls that queue).
         self._clusters: set[str] = set()
@@ -180,12 +188,16 @@ class FlotillaWorker:
             ],
             activity_executor=self._control_pool,
             max_concurrent_activities=self.config.control_threads,
+            workflow_task_poller_behavior=PollerBehaviorAutoscaling(
+                maximum=CONTROL_WORKFLOW_POLLERS
+            ),
         )
         self._control_task = asyncio.create_task(self._control.run())
         push = self.push
+        self._push_client = await connect(self.settings.temporal)
         for queue in self._queues:
             worker = Worker(
-                self.client,
+                self._push_client,
                 task_queue=queue,
                 activities=[
                     push.deploy_bundle,
@@ -195,7 +207,11 @@ class FlotillaWorker:
                 ],
                 activity_executor=self._cluster_pool,
                 max_concurrent_activities=self._per_queue,
-                max_concurrent_activity_task_polls=self.config.cluster_pollers,
+                activity_task_poller_behavior=PollerBehaviorAutoscaling(
+                    minimum=1,
+                    maximum=max(1, self.config.cluster_pollers),
+                    initial=min(2, max(1, self.config.cluster_pollers)),
+                ),
             )
             self._push.append((worker, asyncio.create_task(worker.run())))
         await self.refresh_clusters()
@@ -387,7 +403,8 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         "--cluster-pollers",
         type=int,
         default=_env_int("FLOTILLA_CLUSTER_POLLERS", DEFAULT_CLUSTER_POLLERS),
-        help="activity pollers per shared push queue ($FLOTILLA_CLUSTER_POLLERS)",
+        help="most activity pollers per shared push queue, scaled with the backlog "
+        "($FLOTILLA_CLUSTER_POLLERS)",
     )
     parser.add_argument("--refresh-seconds", type=float, default=DEFAULT_REFRESH_SECONDS)
     parser.add_argument("--linger-seconds", type=float, default=DEFAULT_LINGER_SECONDS)

@@ -158,25 +158,26 @@ def worst_state(states: Iterable[BundleState]) -> BundleState:
 
 def summarize(states: Mapping[str, StateWithMessage]) -> Summary:
     """Summarize deployments by name: counts, "ready/desired", worst state, ten non-ready."""
-    ordered = [
-        NonReadyEntry(name=name, state=item.state, message=item.message)
-        for name, item in sorted(
-            states.items(), key=lambda pair: (SEVERITY.index(pair[1].state), pair[0])
-        )
-    ]
+    # Models only for the few entries shown: a bundle workflow summarizes on every wake, and
+    # building one per cluster was half of a 500-cluster pass (issue 12).
+    rank = {state: index for index, state in enumerate(SEVERITY)}
+    ordered = sorted(states.items(), key=lambda pair: (rank[pair[1].state], pair[0]))
     counts = dict.fromkeys(SEVERITY[::-1], 0)
-    for entry in ordered:
-        counts[entry.state] += 1
+    for _, item in ordered:
+        counts[item.state] += 1
     worst = ordered[0] if ordered else None
     ready = counts[BundleState.READY]
+    shown = [pair for pair in ordered if pair[1].state is not BundleState.READY][:MAX_NON_READY]
     return Summary(
         counts=counts,
         ready=ready,
         desired=len(ordered),
         display=f"{ready}/{len(ordered)}",
-        state=worst.state if worst else BundleState.READY,
-        message=f"{worst.name}: {worst.message}" if worst and worst.message else "",
-        non_ready=[e for e in ordered if e.state is not BundleState.READY][:MAX_NON_READY],
+        state=worst[1].state if worst else BundleState.READY,
+        message=f"{worst[0]}: {worst[1].message}" if worst and worst[1].message else "",
+        non_ready=[
+            NonReadyEntry(name=name, state=item.state, message=item.message) for name, item in shown
+        ],
     )
 
 

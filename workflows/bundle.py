@@ -633,6 +633,18 @@ class BundleWorkflow:
                 )
 
     async def _report(self, *, retired: bool = False) -> None:
+        # Each report costs the history a signal and a workflow task: while a rollout is in
+        # flight, reports go out at most every REPORT_INTERVAL (the next activity completion
+        # brings the workflow back, so no timer is needed); a settled bundle reports at once.
+        # Checked before the states are computed: at 500 clusters that is most of a pass.
+        now = workflow.now()
+        last = self.state.last_report_at
+        if last is None:
+            # A bundle that settles within REPORT_INTERVAL of starting reports once; until
+            # then the GitRepo shows it Pending.
+            last = self._run_started
+        if self._in_flight and not retired and now - last < REPORT_INTERVAL:
+            return
         states = self._states()
         summary = summarize(states)
         spec = self.state.spec
@@ -649,17 +661,6 @@ class BundleWorkflow:
         # A digest, so the state handed to continue-as-new stays small for big fleets.
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
         if fingerprint == self.state.last_report:
-            return
-        # Each report costs the history a signal and a workflow task: while a rollout is in
-        # flight, reports go out at most every REPORT_INTERVAL (the next activity completion
-        # brings the workflow back, so no timer is needed); a settled bundle reports at once.
-        now = workflow.now()
-        last = self.state.last_report_at
-        if last is None:
-            # A bundle that settles within REPORT_INTERVAL of starting reports once; until
-            # then the GitRepo shows it Pending.
-            last = self._run_started
-        if self._in_flight and not retired and now - last < REPORT_INTERVAL:
             return
         self.state.last_report = fingerprint
         self.state.last_report_at = now

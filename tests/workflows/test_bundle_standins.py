@@ -97,6 +97,8 @@ class StandIns:
     # Per cluster: a deploy or wait_ready after the first holds until the test sets this.
     hold: dict[str, asyncio.Event] = field(default_factory=dict)
     ready_after: float = 0.0
+    # Deploys answer Ready from their own short watch (no wait_ready), as quick releases do.
+    ready_at_deploy: bool = False
     remove_takes: float = 0.0
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     windows: list[Window] = field(default_factory=list)
@@ -148,12 +150,17 @@ class StandIns:
                     raise ApplicationError(message, type=CLUSTER_UNREACHABLE)
                 raise ApplicationError(message, non_retryable=True)
             self.windows.append(Window(cluster, request.deployment_id, time.monotonic()))
+            release = ReleaseRef(name=request.bundle_name, namespace=cluster, revision=attempt)
+            ready = DeploymentStatus(
+                release=release, applied_deployment_id=request.deployment_id, ready=True
+            )
             return DeployResult(
-                release=ReleaseRef(name=request.bundle_name, namespace=cluster, revision=attempt),
+                release=release,
                 deployment_id=request.deployment_id,
                 changed=True,
                 action=HistoryAction.UPGRADE if request.previous_release else HistoryAction.INSTALL,
                 reason="stand-in",
+                status=ready if self.ready_at_deploy else None,
             )
 
     @activity.defn(name="wait_ready")
@@ -444,3 +451,44 @@ async def test_deploys_and_removals_on_retirement_stay_within_the_pending_activi
     assert removed == set(clusters)
     assert standins.most_running["remove_deployment"] == 2
     assert standins.most_running["*"] == 2  # deploys, watches and removals alike
+
+
+async def test_two_hundred_push_clusters_roll_out_with_bounded_history_and_no_offline(
+    start: Callable[..., Awaitable[Bundle]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The scale path at CI size (issue 12): 200 push-mode clusters on the shared queues, two
+    versions, with the schedule-to-start switch at 1 s (which made a busy per-cluster queue
+    "offline" before). Stand-ins for speed; the real-component rollout is
+    tests/e2e/test_rollout.py and bench/bench_gitops.py measures the larger sizes."""
+    clusters = [f"c{i:03d}" for i in range(200)]
+    standins = StandIns(clusters=clusters, ready_at_deploy=True)
+    bundle = await start(standins, cluster_schedule_to_start_seconds=1)
+    await eventually(bundle.states, lambda s: len(s) == 200 and all_ready(s), timeout=180)
+    await bundle.release(2)
+    await eventually(
+        bundle.status,
+        lambda s: (
+            s.commit == "commit-2"
+            and len(standins.windows) >= 400
+            and all_ready({c.cluster: c.state for c in s.clusters})
+        ),
+        timeout=180,
+    )
+    assert len(standins.windows) == 400  # each cluster deployed once per version, no retries
+
+    events = size = 0
+    run_id: str | None = None
+    while True:
+        history = await bundle.client.get_workflow_handle(
+            bundle.handle.id, run_id=run_id
+        ).fetch_history()
+        events += len(history.events)
+        size = max(size, sum(e.ByteSize() for e in history.events))
+        last = history.events[-1]
+        if not last.HasField("workflow_execution_continued_as_new_event_attributes"):
+            break
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    assert events / 400 <= 10, f"{events / 400:.1f} history events per bundle deployment"
+    assert size < 1_000_000, f"largest history run {size} bytes"
+    offline = [r.getMessage() for r in caplog.records if "cluster offline" in r.getMessage()]
+    assert offline == []
