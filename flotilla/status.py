@@ -289,6 +289,7 @@ def summarize_gitrepo(
     error: str = "",
     error_since: datetime | None = None,
     stale_is_wait_applied: bool = True,
+    git_states: bool = True,
 ) -> GitRepoSummary:
     """Aggregate a GitRepo's bundles: ready/desired clusters and bundle deployments, the worst
     state and the line that explains it.
@@ -298,7 +299,8 @@ def summarize_gitrepo(
     report is about an older commit is WaitApplied (with ``stale_is_wait_applied``; older
     runs showed the old report's state). A git ``error`` outranks every bundle state: the
     GitRepo is GitError with the error, since when, and the commit it still serves. Before
-    the first commit is read (and without an error) it is GitUpdating, never Ready.
+    the first commit is read (and without an error) it is GitUpdating, never Ready. Without
+    ``git_states`` (older runs) a git error was GitError only before a first commit was read.
     """
     lines: list[BundleLine] = []
     ready = desired = 0
@@ -337,7 +339,10 @@ def summarize_gitrepo(
     )
     shown: BundleState | RepoState = worst
     message = f"{first_bad.name}: {first_bad.error or first_bad.message}" if first_bad else ""
-    if error:
+    if not git_states:
+        shown = RepoState.GIT_ERROR if error and not commit else worst
+        message = error or message
+    elif error:
         shown, message = RepoState.GIT_ERROR, git_error_message(error, error_since, commit)
     elif not commit:
         shown, message = RepoState.GIT_UPDATING, explain(RepoState.GIT_UPDATING, "")

@@ -493,3 +493,15 @@ def test_states_travel_as_fleets_strings() -> None:
     )
     assert BundleReport.model_validate(wire) == sent
     assert BundleReport.model_validate(wire).states["a"] is S.WAITING_FOR_DEPENDENCY
+
+
+def test_older_runs_show_a_git_error_as_before() -> None:
+    summary = summarize_gitrepo(
+        [Source("web")],
+        {"web": report("web")},
+        commit=COMMIT,
+        error="unreachable",
+        error_since=SINCE,
+        git_states=False,
+    )
+    assert (summary.state, summary.message) == (S.READY, "unreachable")
