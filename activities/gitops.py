@@ -208,6 +208,16 @@ class GitOpsActivities:
         result = read_bundles(
             listing, gitrepo_name=request.gitrepo, paths=request.paths, namespace=request.namespace
         )
+        if result.matches_nothing(request.paths):
+            # Not an empty repository: the GitRepo points nowhere. Its last good bundles keep
+            # running and its status says why nothing new is read.
+            raise to_application_error(
+                SpecError(
+                    f"spec.paths: {', '.join(map(repr, result.unmatched_paths))} "
+                    f"{'matches' if len(result.unmatched_paths) == 1 else 'match'} no "
+                    f"directory at commit {commit[:12]}"
+                )
+            )
         refs = [
             BundleRef(
                 name=name_bundle(request.gitrepo, bad.path),
