@@ -65,8 +65,10 @@ WORKFLOWS = (
 DEFAULT_THREADS = 16
 DEFAULT_REFRESH_SECONDS = 5.0
 DEFAULT_LINGER_SECONDS = 300.0
-# How often the clusters this worker serves are probed for their last-seen time.
-DEFAULT_SEEN_SECONDS = 60.0
+# How often the clusters this worker serves are probed for their last-seen time and
+# reachability: a cluster that stops answering shows Offline within one interval (plus the
+# probe's own timeout), well inside the bound of two intervals (60 s).
+DEFAULT_SEEN_SECONDS = 30.0
 # Every long poll holds an HTTP/2 stream of the one client connection; with five pollers per
 # cluster queue (the SDK default) a hundred clusters exhaust the streams and tasks wait a
 # whole poll timeout. One poller per cluster queue keeps dispatch prompt.
@@ -186,16 +188,19 @@ class FlotillaWorker:
             )
         )
         now = datetime.now(UTC)
-        seen: dict[str, dict[str, datetime]] = {}
+        reports: dict[str, ClustersSeen] = {}
         for queue, problem in zip(queues, problems, strict=True):
             namespace, cluster = cluster_of_task_queue(queue)
+            report = reports.setdefault(namespace, ClustersSeen(seen={}, probed_at=now))
             if problem:
                 log.info("cluster %s/%s not reached: %s", namespace, cluster, problem)
+                report.unreachable[cluster] = problem
             else:
-                seen.setdefault(namespace, {})[cluster] = now
-        for namespace, clusters in seen.items():
+                report.seen[cluster] = now
+        for namespace, report in reports.items():
+            # The registry marks clusters that stop answering unreachable (and clears them).
             handle = self.client.get_workflow_handle(registry_workflow_id(namespace))
-            await handle.signal(ClusterRegistryWorkflow.clusters_seen, ClustersSeen(seen=clusters))
+            await handle.signal(ClusterRegistryWorkflow.clusters_seen, report)
         return dict(zip(queues, problems, strict=True))
 
     async def refresh_clusters(self) -> None:
@@ -377,7 +382,7 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         "--seen-seconds",
         type=float,
         default=DEFAULT_SEEN_SECONDS,
-        help="how often each served cluster is probed for its last-seen time",
+        help="how often each served cluster is probed (last-seen time, Offline when unreachable)",
     )
     parser.add_argument(
         "--workdir",

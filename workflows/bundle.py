@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -85,6 +85,9 @@ REFRESH_SIGNAL = "refresh"
 # Long enough for most releases to turn Ready inside the deploy; short enough that a stuck
 # one soon shows NotReady with what is not ready (during the grace it shows WaitApplied).
 READY_GRACE_SECONDS = 30.0
+# A bundle reports every change of what its GitRepo shows at once, not once per
+# REPORT_INTERVAL (more signals in history, so it changes commands).
+REPORT_CHANGES_PATCH = "bundle-reports-changes-at-once"
 
 
 @workflow.defn
@@ -101,6 +104,9 @@ class BundleWorkflow:
         # Clusters whose drift check is due but has not started yet (room permitting).
         self._monitor_queue: list[str] = []
         self._run_started = workflow.now()
+        # The last report sent, without its message, and when a held-back message is due.
+        self._shape = ""
+        self._report_due: datetime | None = None
 
     @workflow.run
     async def run(self, state: BundleWorkflowState) -> None:
@@ -219,6 +225,8 @@ class BundleWorkflow:
         ]
         if self.state.next_monitor_at is not None and not self._in_flight:
             due.append(self.state.next_monitor_at)
+        if self._report_due is not None:
+            due.append(self._report_due)
         if not due:
             return None
         return max(min(due) - workflow.now(), timedelta(seconds=1))
@@ -349,13 +357,20 @@ class BundleWorkflow:
         }
         return check_dependencies(deps, on_cluster).waiting_for
 
+    def _offline(self) -> dict[str, str]:
+        """Clusters that do not answer (the registry's probes), and why."""
+        clusters = self.state.clusters
+        return {c.name: c.offline for c in clusters.clusters if c.offline} if clusters else {}
+
     def _roll_out(self, clusters: ClusterSnapshot) -> None:
         labels = {c.name: c.labels for c in clusters.clusters}
+        offline = self._offline()
         rollout_targets = [
             self.state.deployments[name].rollout_target(
                 labels=labels.get(name, {}),
                 paused=self._paused(name),
                 blocked=bool(self._waiting_for(name)),
+                offline=name in offline,
             )
             for name in sorted(self.state.targets)
         ]
@@ -564,9 +579,12 @@ class BundleWorkflow:
     # --- status -------------------------------------------------------------------------------
 
     def _states(self) -> dict[str, StateWithMessage]:
+        offline = self._offline()
         states = {
             name: self.state.deployments[name].state(
-                paused=self._paused(name), waiting_for=self._waiting_for(name)
+                paused=self._paused(name),
+                waiting_for=self._waiting_for(name),
+                offline=offline.get(name, ""),
             )
             for name in self.state.targets
         }
@@ -609,9 +627,10 @@ class BundleWorkflow:
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
         if fingerprint == self.state.last_report:
             return
-        # Each report costs the history a signal and a workflow task: while a rollout is in
-        # flight, reports go out at most every REPORT_INTERVAL (the next activity completion
-        # brings the workflow back, so no timer is needed); a settled bundle reports at once.
+        # Each report costs the history a signal and a workflow task. Before the patch, while a
+        # rollout was in flight, reports went out at most every REPORT_INTERVAL, and one held
+        # back waited for the next activity completion (up to a readiness watch: ~50 s); a
+        # settled bundle reports at once.
         now = workflow.now()
         last = self.state.last_report_at
         if last is None:
@@ -619,7 +638,16 @@ class BundleWorkflow:
             # then the GitRepo shows it Pending.
             last = self._run_started
         if self._in_flight and not retired and now - last < REPORT_INTERVAL:
-            return
+            if not workflow.patched(REPORT_CHANGES_PATCH):
+                return
+            # What the GitRepo shows (commit, states, counts) goes out at once, so its line
+            # never lags the bundle's; a changed message alone waits out REPORT_INTERVAL, on
+            # a timer rather than until the next activity completes.
+            if report.model_copy(update={"message": ""}).model_dump_json() == self._shape:
+                self._report_due = last + REPORT_INTERVAL
+                return
+        self._shape = report.model_copy(update={"message": ""}).model_dump_json()
+        self._report_due = None
         self.state.last_report = fingerprint
         self.state.last_report_at = now
         updates: list[SearchAttributeUpdate[Any]] = [
