@@ -59,6 +59,9 @@ _SHA = re.compile(r"^[0-9a-f]{40}$")
 _MAX_ERROR = 300
 
 
+# What git says when a server has no such commit or ref (git 2.39 to 2.47 wordings).
+_MISSING_REF = ("couldn't find remote ref", "not our ref", "no such remote ref")
+
 class GitError(FlotillaError):
     """A git command (ls-remote, fetch) failed: the server or the network may come back."""
 
@@ -189,6 +192,12 @@ class GitOpsActivities:
             except git.GitCommandError as err:
                 error = error or err
         assert error is not None
+        stderr = error.stderr if isinstance(error.stderr, str) else ""
+        if any(sign in stderr for sign in _MISSING_REF):
+            # Not a blip: the server has no such commit; retrying only delays the status.
+            raise to_application_error(
+                SpecError(f"{source.repo}: commit {commit[:12]} not found", type=INVALID_SPEC)
+            )
         raise self.git_error(source, f"fetch of {commit[:12]}", error) from None
 
     @activity.defn(name=FETCH_BUNDLES)

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flotilla.errors import one_line
+from flotilla.errors import MAX_MESSAGE, one_line
 
 MAX_NON_READY = 10
 # A GitRepo's status lists at most this many bundles (its counts cover all of them).
@@ -364,7 +364,9 @@ def since_text(when: datetime | None) -> str:
 def git_error_message(error: str, since: datetime | None, commit: str) -> str:
     """The GitRepo's line while git cannot be read: the error, since when, what still runs."""
     serving = f"still serving {commit[:12]}" if commit else "no commit read yet"
-    return one_line(f"{error} (since {since_text(since)}; {serving})")
+    tail = f" (since {since_text(since)}; {serving})"
+    # The error is cut, never the tail: since when and what runs are the point of the line.
+    return one_line(error, MAX_MESSAGE - len(tail)) + tail
 
 
 def cluster_state(offline: str, deployments: Mapping[str, BundleState]) -> StateWithMessage:

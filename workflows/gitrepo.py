@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from flotilla.credentials import RenderSecretRefs
     from flotilla.durations import parse_duration
-    from flotilla.errors import INVALID_SPEC, FlotillaError, one_line
+    from flotilla.errors import INVALID_SPEC, FlotillaError, cause_message, one_line
     from flotilla.ids import bundle_workflow_id, registry_workflow_id
     from flotilla.models import GitRepoSpec
     from flotilla.status import (
@@ -67,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         FETCH_HEARTBEAT,
         FETCH_TIMEOUT,
         GIT_RETRY,
+        LS_REMOTE_RETRY,
         LS_REMOTE_TIMEOUT,
         SCHEDULE_SYNC_RETRY,
         SCHEDULE_SYNC_TIMEOUT,
@@ -272,7 +273,7 @@ class GitRepoWorkflow:
                 LsRemoteRequest(source=source),
                 result_type=LsRemoteResult,
                 start_to_close_timeout=LS_REMOTE_TIMEOUT,
-                retry_policy=GIT_RETRY,
+                retry_policy=LS_REMOTE_RETRY,
             )
             read_source = _source_key(spec)
             if (
@@ -300,7 +301,7 @@ class GitRepoWorkflow:
         except ActivityError as err:
             # Recorded in the status; the next poll (or a new spec) tries again, and what the
             # last good commit deployed keeps running meanwhile.
-            self._set_error(one_line(str(err.cause or err)))
+            self._set_error(cause_message(err))
             workflow.logger.warning(
                 "gitrepo %s/%s: %s", self.state.namespace, self.state.name, self.state.error
             )
@@ -494,7 +495,7 @@ class GitRepoWorkflow:
                     retry_policy=CLIENT_RETRY,
                 )
         except ActivityError as err:
-            self._set_error(one_line(f"could not update bundle workflows: {err.cause or err}"))
+            self._set_error(f"could not update bundle workflows: {cause_message(err)}")
             return
         self.state.synced_key = key
         for name in retired:

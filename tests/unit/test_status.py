@@ -505,3 +505,11 @@ def test_older_runs_show_a_git_error_as_before() -> None:
         git_states=False,
     )
     assert (summary.state, summary.message) == (S.READY, "unreachable")
+
+
+def test_a_long_git_error_is_cut_but_since_and_the_commit_served_stay() -> None:
+    summary = summarize_gitrepo(
+        [], {}, commit="0123456789abcdef", error="x " * 400, error_since=SINCE
+    )
+    assert len(summary.message) <= MAX_MESSAGE
+    assert summary.message.endswith("(since 2026-12-03T19:00:00Z; still serving 0123456789ab)")
