@@ -1,0 +1,203 @@
+"""Status that never lies: each failure shows in `get` and `describe` with its state and reason
+within its bound, and clears by itself when the cause goes away.
+
+Real components throughout: the Temporal dev server, the git daemon, the local cluster's API
+server and Helm. "The API server stops" is a real TCP forwarder in front of the real API
+server being closed (connections refused, as for a stopped process): the shared cluster
+cannot be stopped for one test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+
+from devenv.cluster import LocalCluster
+from devenv.gitserver import GitDaemon
+from devenv.process import free_port
+from starters.tables import cluster_table, describe_cluster, describe_gitrepo, gitrepo_table
+from tests.e2e.harness import Flotilla, gitrepo_yaml, per_cluster_namespaces
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
+
+
+def _row(table: str, name: str) -> str:
+    return next(line for line in table.splitlines() if line.split()[0] == name)
+
+
+class Forwarder:
+    """A TCP forwarder on a fixed loopback port: stopping it refuses connections, exactly as
+    a stopped API server does; starting it again on the same port brings the server back."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self.target_port = target_port
+        self._server: asyncio.Server | None = None
+        self._streams: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._streams):
+                writer.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._streams.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._streams.difference_update((writer, up_writer))
+
+
+async def test_git_errors_and_empty_paths_show_in_get_and_describe_and_clear(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    url = git_daemon.create_repo(
+        repo_name, {"app/cm.yaml": CM.format(name="a"), "app/fleet.yaml": "{}\n"}
+    )
+    ns = flotilla.namespace
+    good = gitrepo_yaml(ns, "repo", url)
+    await flotilla.control.apply_text(good, file="gitrepo.yaml")
+    ready = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "repo"),
+        lambda s: s.state == "Ready" and bool(s.commit),
+    )
+    commit = ready.commit
+    serving = f"still serving {commit[:12]}"
+
+    causes = {
+        "missing branch": (good.replace("branch: main", "branch: nope"), "branch 'nope' not found"),
+        "unreachable host": (
+            good.replace(url, f"git://127.0.0.1:{free_port()}/gone.git"),
+            "127.0.0.1",
+        ),
+        "missing tag": (good.replace("branch: main", "revision: v9.9.9"), "v9.9.9"),
+        "missing commit": (
+            good.replace("branch: main", f"revision: {'deadbeef' * 5}"),
+            "deadbeefdead",
+        ),
+        "malformed URL": (good.replace(url, "htp//not a url"), "htp//not a url"),
+        "paths match nothing": (
+            gitrepo_yaml(ns, "repo", url, paths=["nope"]),
+            "spec.paths: 'nope' matches no directory",
+        ),
+    }
+    for cause, (spec, reason) in causes.items():
+        started = time.monotonic()
+        await flotilla.control.apply_text(spec, file="gitrepo.yaml")
+        status = await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "repo"),
+            lambda s: s.state == "GitError",
+            timeout=30,
+        )
+        row = _row(gitrepo_table([status]), "repo")
+        assert "GitError: " in row and reason in row and serving in row, (cause, row)
+        assert "since 20" in row and "\n" not in status.message, cause
+        text = describe_gitrepo(status)
+        assert f"Git error:   {status.error}" in text, cause
+        assert f"Serving:   {commit}" in text, cause
+        polling = next(c for c in status.conditions if c.type == "GitPolling")
+        assert (polling.status, polling.reason) == (False, "GitError"), cause
+        assert polling.last_transition is not None
+        shown_after = time.monotonic() - started
+        assert shown_after < 30, cause
+        print(f"{cause}: GitError shown after {shown_after:.1f}s")
+        # The last good commit keeps running: its bundle is still there, still deployed.
+        assert [b.bundle for b in await flotilla.control.list_bundles(ns)] == ["repo-app"]
+        assert status.commit == commit
+
+        await flotilla.control.apply_text(good, file="gitrepo.yaml")
+        cleared = await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "repo"),
+            lambda s: s.state == "Ready" and not s.error,
+            timeout=30,
+        )
+        assert _row(gitrepo_table([cleared]), "repo").split()[-1] == "Ready", cause
+        assert all(c.status for c in cleared.conditions), cause
+        assert "GitPolling   True" in describe_gitrepo(cleared)
+
+
+async def test_a_cluster_whose_api_server_stops_is_offline_within_two_probes_and_clears(
+    flotilla: Flotilla, local_cluster: LocalCluster, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    kubeconfig = json.loads(local_cluster.kubeconfig.read_text())
+    server = kubeconfig["clusters"][0]["cluster"]["server"]
+    forwarder = Forwarder(int(server.rsplit(":", 1)[1]))
+    await forwarder.start()
+    kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{forwarder.port}"
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    url = git_daemon.create_repo(
+        repo_name,
+        {
+            "app/cm.yaml": CM.format(name="a"),
+            "app/fleet.yaml": per_cluster_namespaces(prefix, ["edge"]),
+        },
+    )
+    ns = flotilla.namespace
+    bound = 2 * flotilla.config.seen_seconds
+    try:
+        await flotilla.control.add_cluster(ns, "edge", json.dumps(kubeconfig))
+        await flotilla.worker.refresh_clusters()
+        await flotilla.control.apply_text(
+            gitrepo_yaml(ns, "repo", url, targets=[{"clusterSelector": {}}]), file="gitrepo.yaml"
+        )
+        await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "repo"),
+            lambda s: s.state == "Ready" and s.ready_bundle_deployments == "1/1",
+        )
+
+        stopped = time.monotonic()
+        await forwarder.stop()
+        status = await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "repo"),
+            lambda s: s.state == "Offline",
+            timeout=bound + 15,
+            interval=0.25,
+        )
+        offline_after = time.monotonic() - stopped
+        print(f"API server stopped: Offline shown after {offline_after:.1f}s (bound {bound}s)")
+        assert offline_after <= bound, offline_after
+        assert "cluster unreachable since" in status.message
+        bundle = (await flotilla.control.list_bundles(ns))[0]
+        assert bundle.state == "Offline" and bundle.clusters[0].state == "Offline"
+        registry = await flotilla.control.registry(ns)
+        row = _row(cluster_table(registry, [bundle]), "edge")
+        assert "Offline: cluster unreachable since" in row
+        assert str(forwarder.port) in row
+        text = describe_cluster(registry.clusters[0], [bundle])
+        assert "Reachable   False" in text and "Offline" in text
+
+        restarted = time.monotonic()
+        await forwarder.start()
+        await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "repo"),
+            lambda s: s.state == "Ready" and s.ready_bundle_deployments == "1/1",
+            timeout=bound + 15,
+            interval=0.25,
+        )
+        cleared_after = time.monotonic() - restarted
+        print(f"API server back: Ready after {cleared_after:.1f}s")
+        assert cleared_after <= bound, cleared_after
+        registry = await flotilla.control.registry(ns)
+        assert not registry.clusters[0].unreachable
+    finally:
+        await forwarder.stop()
