@@ -62,6 +62,7 @@ _MAX_ERROR = 300
 # What git says when a server has no such commit or ref (git 2.39 to 2.47 wordings).
 _MISSING_REF = ("couldn't find remote ref", "not our ref", "no such remote ref")
 
+
 class GitError(FlotillaError):
     """A git command (ls-remote, fetch) failed: the server or the network may come back."""
 
