@@ -201,3 +201,72 @@ async def test_a_cluster_whose_api_server_stops_is_offline_within_two_probes_and
         assert not registry.clusters[0].unreachable
     finally:
         await forwarder.stop()
+
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: registry.local/web:1}]
+"""
+# On "slow" the pod can be scheduled nowhere, so its deploy stays in flight (readiness grace).
+NOWHERE = "spec:\n  template:\n    spec:\n      nodeSelector: {flotilla-test/none: 'true'}\n"
+
+
+async def test_a_bundle_change_reaches_the_gitrepo_within_five_seconds(
+    flotilla: Flotilla, local_cluster: LocalCluster, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    fleet_yaml = (
+        f"defaultNamespace: {prefix}-default\ntargetCustomizations:\n"
+        f"  - {{clusterName: fast, namespace: {prefix}-fast}}\n"
+        f"  - {{clusterName: slow, namespace: {prefix}-slow, yaml: {{overlays: [slow]}}}}\n"
+    )
+    url = git_daemon.create_repo(
+        repo_name,
+        {
+            "app/fleet.yaml": fleet_yaml,
+            "app/deployment.yaml": DEPLOYMENT,
+            "app/overlays/slow/deployment_patch.yaml": NOWHERE,
+        },
+    )
+    ns = flotilla.namespace
+    kubeconfig = local_cluster.kubeconfig.read_text()
+    try:
+        for name in ("fast", "slow"):
+            await flotilla.control.add_cluster(ns, name, kubeconfig)
+        await flotilla.worker.refresh_clusters()
+        await flotilla.control.apply_text(
+            gitrepo_yaml(ns, "repo", url, targets=[{"clusterSelector": {}}]), file="gitrepo.yaml"
+        )
+        # Sample both sides; the bundle's own query is the truth the GitRepo must follow.
+        bundle_at = gitrepo_at = None
+        deadline = time.monotonic() + 60
+        while gitrepo_at is None and time.monotonic() < deadline:
+            now = time.monotonic()
+            with contextlib.suppress(Exception):
+                bundle = await flotilla.control.bundle_status(ns, "repo-app")
+                if bundle_at is None and bundle.ready >= 1:
+                    bundle_at = now
+            gitrepo = await flotilla.control.gitrepo_status(ns, "repo")
+            assert not gitrepo.message.endswith(": "), gitrepo.message
+            if bundle_at is not None and gitrepo.ready_bundle_deployments.startswith("1/"):
+                gitrepo_at = now
+            await asyncio.sleep(0.2)
+        assert bundle_at is not None and gitrepo_at is not None, (bundle_at, gitrepo_at)
+        lag = gitrepo_at - bundle_at
+        print(f"bundle change reached the GitRepo after {lag:.1f}s")
+        assert lag <= 5.0
+        bundle = await flotilla.control.bundle_status(ns, "repo-app")
+        states = {c.cluster: c.state for c in bundle.clusters}
+        assert states["fast"] == "Ready" and states["slow"] != "Ready", bundle
+    finally:
+        for name in ("fast", "slow", "default"):
+            with contextlib.suppress(Exception):
+                local_cluster.request("DELETE", f"/api/v1/namespaces/{prefix}-{name}")
