@@ -137,7 +137,7 @@ def describe_bundle(status: BundleStatus) -> str:
         f"State:       {_status_text(status.state, status.message)}",
         f"Rollout:     {status.summary}",
         "Conditions:",
-        conditions_table([_ready(status.state, status.message)]),
+        conditions_table(status.conditions or [_ready(status.state, status.message)]),
         "Clusters:",
         table(
             ["  CLUSTER", "STATE", "RELEASE", "LAST-DEPLOY", "MESSAGE"],

@@ -47,7 +47,14 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.errors import one_line
     from flotilla.ids import cluster_task_queue, gitrepo_workflow_id
     from flotilla.rollout import RolloutState, plan_rollout
-    from flotilla.status import BundleReport, BundleState, StateWithMessage, summarize
+    from flotilla.status import (
+        BundleReport,
+        BundleState,
+        StateWithMessage,
+        ready_condition,
+        summarize,
+        transition,
+    )
     from workflows.bundle_models import (
         BUNDLE_STATUS_QUERY,
         PAUSE_SIGNAL,
@@ -202,6 +209,7 @@ class BundleWorkflow:
             summary=self._summary,
             clusters=clusters,
             errors=dict(self.state.plan_errors),
+            conditions=self.state.conditions,
         )
 
     @workflow.query(name=CONTENT_REFS_QUERY)
@@ -613,6 +621,9 @@ class BundleWorkflow:
         states = self._states()
         summary = summarize(states)
         spec = self.state.spec
+        self.state.conditions = transition(
+            self.state.conditions, [ready_condition(summary.state, summary.message)], workflow.now()
+        )
         report = BundleReport(
             bundle=self.state.bundle,
             commit=spec.commit if spec else "",
