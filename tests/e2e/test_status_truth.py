@@ -16,9 +16,16 @@ import time
 import uuid
 
 from devenv.cluster import LocalCluster
+from devenv.forward import TcpForwarder
 from devenv.gitserver import GitDaemon
 from devenv.process import free_port
-from starters.tables import cluster_table, describe_cluster, describe_gitrepo, gitrepo_table
+from starters.tables import (
+    cluster_table,
+    describe_bundle,
+    describe_cluster,
+    describe_gitrepo,
+    gitrepo_table,
+)
 from tests.e2e.harness import Flotilla, gitrepo_yaml, per_cluster_namespaces
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
@@ -28,44 +35,16 @@ def _row(table: str, name: str) -> str:
     return next(line for line in table.splitlines() if line.split()[0] == name)
 
 
-class Forwarder:
-    """A TCP forwarder on a fixed loopback port: stopping it refuses connections, exactly as
-    a stopped API server does; starting it again on the same port brings the server back."""
+async def _listed_state(flotilla: Flotilla, workflow_id: str, state: str) -> bool:
+    """The Temporal UI's view: the workflow is listed under FlotillaState = ``state``."""
+    query = f"WorkflowId = '{workflow_id}' AND FlotillaState = '{state}'"
+    return [w.id async for w in flotilla.client.list_workflows(query)] == [workflow_id]
 
-    def __init__(self, target_port: int) -> None:
-        self.port = free_port()
-        self.target_port = target_port
-        self._server: asyncio.Server | None = None
-        self._streams: set[asyncio.StreamWriter] = set()
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for writer in list(self._streams):
-                writer.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self._streams.update((writer, up_writer))
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._streams.difference_update((writer, up_writer))
+async def _ui_agrees(flotilla: Flotilla, workflow_id: str, state: str) -> None:
+    await flotilla.eventually(
+        lambda: _listed_state(flotilla, workflow_id, state), bool, timeout=5, interval=0.2
+    )
 
 
 async def test_git_errors_and_empty_paths_show_in_get_and_describe_and_clear(
@@ -121,6 +100,7 @@ async def test_git_errors_and_empty_paths_show_in_get_and_describe_and_clear(
         shown_after = time.monotonic() - started
         assert shown_after < 30, cause
         print(f"{cause}: GitError shown after {shown_after:.1f}s")
+        await _ui_agrees(flotilla, f"gitrepo/{ns}/repo", "GitError")
         # The last good commit keeps running: its bundle is still there, still deployed.
         assert [b.bundle for b in await flotilla.control.list_bundles(ns)] == ["repo-app"]
         assert status.commit == commit
@@ -141,7 +121,7 @@ async def test_a_cluster_whose_api_server_stops_is_offline_within_two_probes_and
 ) -> None:
     kubeconfig = json.loads(local_cluster.kubeconfig.read_text())
     server = kubeconfig["clusters"][0]["cluster"]["server"]
-    forwarder = Forwarder(int(server.rsplit(":", 1)[1]))
+    forwarder = TcpForwarder(int(server.rsplit(":", 1)[1]))
     await forwarder.start()
     kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{forwarder.port}"
     prefix = f"t{uuid.uuid4().hex[:6]}"
@@ -179,12 +159,18 @@ async def test_a_cluster_whose_api_server_stops_is_offline_within_two_probes_and
         assert "cluster unreachable since" in status.message
         bundle = (await flotilla.control.list_bundles(ns))[0]
         assert bundle.state == "Offline" and bundle.clusters[0].state == "Offline"
+        ready = bundle.conditions[0]
+        assert (ready.type, ready.status, ready.reason) == ("Ready", False, "Offline")
+        assert ready.last_transition is not None
+        assert "Ready   False    Offline" in describe_bundle(bundle)
         registry = await flotilla.control.registry(ns)
         row = _row(cluster_table(registry, [bundle]), "edge")
         assert "Offline: cluster unreachable since" in row
         assert str(forwarder.port) in row
         text = describe_cluster(registry.clusters[0], [bundle])
         assert "Reachable   False" in text and "Offline" in text
+        await _ui_agrees(flotilla, f"gitrepo/{ns}/repo", "Offline")
+        await _ui_agrees(flotilla, f"bundle/{ns}/repo-app", "Offline")
 
         restarted = time.monotonic()
         await forwarder.start()
@@ -199,6 +185,8 @@ async def test_a_cluster_whose_api_server_stops_is_offline_within_two_probes_and
         assert cleared_after <= bound, cleared_after
         registry = await flotilla.control.registry(ns)
         assert not registry.clusters[0].unreachable
+        await _ui_agrees(flotilla, f"gitrepo/{ns}/repo", "Ready")
+        await _ui_agrees(flotilla, f"bundle/{ns}/repo-app", "Ready")
     finally:
         await forwarder.stop()
 
