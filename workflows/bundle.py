@@ -97,6 +97,13 @@ READY_GRACE_SECONDS = 30.0
 REPORT_CHANGES_PATCH = "bundle-reports-changes-at-once"
 
 
+def _shape(report: BundleReport) -> str:
+    """What a GitRepo shows of a report (all but the message), as a digest."""
+    return hashlib.sha256(
+        report.model_copy(update={"message": ""}).model_dump_json().encode()
+    ).hexdigest()
+
+
 @workflow.defn
 class BundleWorkflow:
     """``bundle/<namespace>/<bundle>``: plans, rolls out, watches and finally removes a bundle."""
@@ -637,6 +644,7 @@ class BundleWorkflow:
         # A digest, so the state handed to continue-as-new stays small for big fleets.
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
         if fingerprint == self.state.last_report:
+            self._report_due = None  # a held-back message that changed back: nothing is due
             return
         # Each report costs the history a signal and a workflow task. Before the patch, while a
         # rollout was in flight, reports went out at most every REPORT_INTERVAL, and one held
@@ -654,10 +662,10 @@ class BundleWorkflow:
             # What the GitRepo shows (commit, states, counts) goes out at once, so its line
             # never lags the bundle's; a changed message alone waits out REPORT_INTERVAL, on
             # a timer rather than until the next activity completes.
-            if report.model_copy(update={"message": ""}).model_dump_json() == self._shape:
+            if _shape(report) == self._shape:
                 self._report_due = last + REPORT_INTERVAL
                 return
-        self._shape = report.model_copy(update={"message": ""}).model_dump_json()
+        self._shape = _shape(report)
         self._report_due = None
         self.state.last_report = fingerprint
         self.state.last_report_at = now
