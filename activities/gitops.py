@@ -132,8 +132,11 @@ class GitOpsActivities:
 
     def git_error(self, source: GitSource, what: str, err: git.GitCommandError) -> ApplicationError:
         """A retryable ``GitError`` of one line naming the repository and the git call."""
-        stderr = err.stderr if isinstance(err.stderr, str) else str(err)
-        message = one_line(f"{source.repo}: {what} failed: {stderr.strip()}", _MAX_ERROR)
+        stderr = (err.stderr if isinstance(err.stderr, str) else str(err)).strip()
+        # GitPython wraps git's own words as "stderr: '...'"; a person needs only git's.
+        if stderr.startswith("stderr: '") and stderr.endswith("'"):
+            stderr = stderr[len("stderr: '") : -1].strip()
+        message = one_line(f"{source.repo}: {what} failed: {stderr}", _MAX_ERROR)
         return to_application_error(GitError(message))
 
     @activity.defn(name=LS_REMOTE)
