@@ -422,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # urllib3 logs each retry of a refused connection as a WARNING (three per probe of a
+    # stopped API server); the probe and the activities say the same once, in their own line.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     try:
         settings = load_settings()
         # The stores are built in serve (a kubernetes secret store checks its credentials
