@@ -70,8 +70,10 @@ WORKFLOWS = (
 DEFAULT_THREADS = 16
 DEFAULT_REFRESH_SECONDS = 5.0
 DEFAULT_LINGER_SECONDS = 300.0
-# How often the clusters this worker serves are probed for their last-seen time.
-DEFAULT_SEEN_SECONDS = 60.0
+# How often the clusters this worker serves are probed for their last-seen time and
+# reachability: a cluster that stops answering shows Offline within one interval (plus the
+# probe's own timeout), well inside the bound of two intervals (60 s).
+DEFAULT_SEEN_SECONDS = 30.0
 # Most activity pollers per shared push queue; the SDK scales them between 1 and this with
 # the backlog. Each poll returns one task, so on a loaded dev server (~0.8 s a poll) two
 # fixed pollers per queue dispatched only ~2.5 tasks/s (bench_gitops 50x50). Each long poll
@@ -243,16 +245,19 @@ class FlotillaWorker:
             )
         )
         now = datetime.now(UTC)
-        seen: dict[str, dict[str, datetime]] = {}
+        reports: dict[str, ClustersSeen] = {}
         for queue, problem in zip(queues, problems, strict=True):
             namespace, cluster = cluster_of_task_queue(queue)
+            report = reports.setdefault(namespace, ClustersSeen(seen={}, probed_at=now))
             if problem:
                 log.info("cluster %s/%s not reached: %s", namespace, cluster, problem)
+                report.unreachable[cluster] = problem
             else:
-                seen.setdefault(namespace, {})[cluster] = now
-        for namespace, clusters in seen.items():
+                report.seen[cluster] = now
+        for namespace, report in reports.items():
+            # The registry marks clusters that stop answering unreachable (and clears them).
             handle = self.client.get_workflow_handle(registry_workflow_id(namespace))
-            await handle.signal(ClusterRegistryWorkflow.clusters_seen, ClustersSeen(seen=clusters))
+            await handle.signal(ClusterRegistryWorkflow.clusters_seen, report)
         return dict(zip(queues, problems, strict=True))
 
     async def refresh_clusters(self) -> None:
@@ -412,7 +417,7 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         "--seen-seconds",
         type=float,
         default=DEFAULT_SEEN_SECONDS,
-        help="how often each served cluster is probed for its last-seen time",
+        help="how often each served cluster is probed (last-seen time, Offline when unreachable)",
     )
     parser.add_argument(
         "--workdir",
@@ -455,6 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # urllib3 logs each retry of a refused connection as a WARNING (three per probe of a
+    # stopped API server); the probe and the activities say the same once, in their own line.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     try:
         settings = load_settings()
         # The stores are built in serve (a kubernetes secret store checks its credentials

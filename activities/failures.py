@@ -28,8 +28,10 @@ def to_application_error(
     non-retryable unless it is ``retryable``, asking for ``retry_after`` seconds of patience.
 
     ``redact`` scrubs the message before it leaves the activity (helm's and the API server's
-    messages may quote values that came from secrets)."""
-    from temporalio.exceptions import ApplicationError  # noqa: PLC0415
+    messages may quote values that came from secrets). Every FlotillaError is expected and
+    handled by the workflow that called (which logs it in one line), so it is BENIGN: the SDK
+    then logs the failed attempt at DEBUG instead of a WARNING with a traceback."""
+    from temporalio.exceptions import ApplicationError, ApplicationErrorCategory  # noqa: PLC0415
 
     message = redact(str(err)) if redact is not None else str(err)
     kind = (rename or {}).get(err.type, err.type)
@@ -39,4 +41,5 @@ def to_application_error(
         type=kind,
         non_retryable=not err.retryable,
         next_retry_delay=timedelta(seconds=delay) if delay else None,
+        category=ApplicationErrorCategory.BENIGN,
     )

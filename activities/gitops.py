@@ -104,6 +104,10 @@ class HostKeyError(FlotillaError):
     type = HOST_KEY_REJECTED
 
 
+# What git says when a server has no such commit or ref (git 2.39 to 2.47 wordings).
+_MISSING_REF = ("couldn't find remote ref", "not our ref", "no such remote ref")
+
+
 class GitError(FlotillaError):
     """A git command (ls-remote, fetch) failed: the server or the network may come back."""
 
@@ -221,7 +225,10 @@ class GitOpsActivities:
 
     def git_error(self, source: GitSource, what: str, err: git.GitCommandError) -> ApplicationError:
         """A retryable ``GitError`` of one line naming the repository and the git call."""
-        stderr = err.stderr if isinstance(err.stderr, str) else str(err)
+        stderr = (err.stderr if isinstance(err.stderr, str) else str(err)).strip()
+        # GitPython wraps git's own words as "stderr: '...'"; a person needs only git's.
+        if stderr.startswith("stderr: '") and stderr.endswith("'"):
+            stderr = stderr[len("stderr: '") : -1].strip()
         host = ssh_host(source.repo)
         refusal = host_key_refusal(stderr, host) if host else None
         if refusal is not None:
@@ -230,7 +237,7 @@ class GitOpsActivities:
                 refusal = replace(refusal, key_type=key_type, fingerprint=fingerprint)
             where = self._known_hosts_sources(source).replace(" nor ", " or ")
             return to_application_error(HostKeyError(f"{source.repo}: {refusal.message(where)}"))
-        message = one_line(f"{source.repo}: {what} failed: {stderr.strip()}", _MAX_ERROR)
+        message = one_line(f"{source.repo}: {what} failed: {stderr}", _MAX_ERROR)
         return to_application_error(GitError(message))
 
     @activity.defn(name=LS_REMOTE)
@@ -296,6 +303,12 @@ class GitOpsActivities:
             except git.GitCommandError as err:
                 error = error or err
         assert error is not None
+        stderr = error.stderr if isinstance(error.stderr, str) else ""
+        if any(sign in stderr for sign in _MISSING_REF):
+            # Not a blip: the server has no such commit; retrying only delays the status.
+            raise to_application_error(
+                SpecError(f"{source.repo}: commit {commit[:12]} not found", type=INVALID_SPEC)
+            )
         raise self.git_error(source, f"fetch of {commit[:12]}", error) from None
 
     def _verify(self, checkout: Path, commit: str, source: GitSource) -> None:
@@ -329,6 +342,16 @@ class GitOpsActivities:
         result = read_bundles(
             listing, gitrepo_name=request.gitrepo, paths=request.paths, namespace=request.namespace
         )
+        if result.matches_nothing(request.paths):
+            # Not an empty repository: the GitRepo points nowhere. Its last good bundles keep
+            # running and its status says why nothing new is read.
+            raise to_application_error(
+                SpecError(
+                    f"spec.paths: {', '.join(map(repr, result.unmatched_paths))} "
+                    f"{'matches' if len(result.unmatched_paths) == 1 else 'match'} no "
+                    f"directory at commit {commit[:12]}"
+                )
+            )
         refs = [
             BundleRef(
                 name=name_bundle(request.gitrepo, bad.path),

@@ -211,21 +211,24 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
         return self.settled and self.release is not None
 
     def rollout_target(
-        self, *, labels: dict[str, str], paused: bool, blocked: bool
+        self, *, labels: dict[str, str], paused: bool, blocked: bool, offline: bool = False
     ) -> RolloutTarget:
-        """The cluster as ``plan_rollout`` sees it."""
+        """The cluster as ``plan_rollout`` sees it; an offline cluster counts as unavailable
+        (not Ready), as in Fleet."""
         return RolloutTarget(
             cluster=self.cluster,
             labels=labels,
             staged=self.staged,
             released=self.released or None,
             applied=self.applied or None,
-            ready=self.ready,
+            ready=self.ready and not offline,
             paused=paused,
             blocked=blocked,
         )
 
-    def state(self, *, paused: bool, waiting_for: Sequence[str]) -> StateWithMessage:
+    def state(
+        self, *, paused: bool, waiting_for: Sequence[str], offline: str = ""
+    ) -> StateWithMessage:
         """The deployment's state and message, by Fleet's rules (``flotilla.status``).
 
         A dependency wait matters only while the staged version is not released yet; drift
@@ -242,5 +245,6 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
                 drift=self.drift if self.settled else [],
                 paused=paused,
                 waiting_for=list(waiting_for) if self.released != self.staged else [],
+                offline=offline,
             )
         )

@@ -90,6 +90,13 @@ class ReadResult(BaseModel):
     bundles: list[Bundle] = Field(default_factory=list)
     invalid: list[InvalidBundle] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    # ``paths`` entries that matched no directory of the checkout.
+    unmatched_paths: list[str] = Field(default_factory=list)
+
+    def matches_nothing(self, paths: Sequence[str]) -> bool:
+        """Every ``paths`` entry matched no directory, so nothing at all was read: a GitRepo
+        error, not an empty repository."""
+        return bool(self.unmatched_paths) and len(self.unmatched_paths) == len(paths or ["."])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,6 +511,7 @@ def read_bundles(
     for pattern in paths or (".",):
         bases = _glob_dirs(tree.dirs, pattern, where=f"{gitrepo}: paths")
         if not bases:
+            result.unmatched_paths.append(pattern)
             result.warnings.append(f"{gitrepo}: paths: {short_repr(pattern)} matches no directory")
         for base in bases:
             for directory in _find_bundle_dirs(tree, base):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flotilla.errors import one_line
+from flotilla.errors import MAX_MESSAGE, one_line
 
 MAX_NON_READY = 10
 # A GitRepo's status lists at most this many bundles (its counts cover all of them).
@@ -17,7 +18,11 @@ _SHOWN_IN_MESSAGE = 3
 
 
 class BundleState(StrEnum):
-    """The state of one bundle deployment, as Fleet names it, plus WaitingForDependency."""
+    """The state of one bundle deployment, as Fleet names it, plus WaitingForDependency.
+
+    Offline is Fleet's name for a cluster that stopped answering; here it comes from the
+    worker's API-server probes recorded in the cluster registry.
+    """
 
     READY = "Ready"
     NOT_READY = "NotReady"
@@ -27,20 +32,27 @@ class BundleState(StrEnum):
     MODIFIED = "Modified"
     PENDING = "Pending"
     WAITING_FOR_DEPENDENCY = "WaitingForDependency"
+    OFFLINE = "Offline"
 
 
 class RepoState(StrEnum):
-    """A GitRepo state that is no bundle's: its first commit could not be read from git."""
+    """GitRepo states that are no bundle's: git cannot be read (GitError, flotilla's own; the
+    commit it still serves keeps running), or the first commit is still being read
+    (GitUpdating, Fleet's)."""
 
     GIT_ERROR = "GitError"
+    GIT_UPDATING = "GitUpdating"
 
 
 # Worst first. Fleet's order, with WaitingForDependency just worse than Pending: a dependency
 # wait is expected and never an error, so it must not outrank anything that needs a person
 # (errors, drift, held-back versions); yet it says more than Pending ("nothing yet"), so a
 # bundle whose clusters are partly pending and partly waiting shows what it waits for.
+# Offline comes right after ErrApplied: a cluster that does not answer needs a person as much as
+# a failed apply does, and it explains every other state seen there (nothing can change).
 SEVERITY: tuple[BundleState, ...] = (
     BundleState.ERR_APPLIED,
+    BundleState.OFFLINE,
     BundleState.WAIT_APPLIED,
     BundleState.MODIFIED,
     BundleState.OUT_OF_SYNC,
@@ -70,6 +82,8 @@ class DeploymentObservation(BaseModel):
     drift: list[str] = Field(default_factory=list)
     paused: bool = False
     waiting_for: list[str] = Field(default_factory=list)
+    # Why the cluster is unreachable (from the registry's probes), empty while it answers.
+    offline: str = ""
 
 
 class StateWithMessage(BaseModel):
@@ -117,6 +131,9 @@ def _version(deployment_id: str) -> str:
 
 def compute_state(obs: DeploymentObservation) -> StateWithMessage:
     """Return the state of one deployment: the first of Fleet's rules that holds."""
+    if obs.offline:
+        # Whatever was last known about the deployment, nothing can be known now.
+        return StateWithMessage(state=BundleState.OFFLINE, message=one_line(obs.offline))
     if not obs.staged:
         return StateWithMessage(state=BundleState.PENDING, message="no deployment yet")
     if obs.waiting_for:
@@ -151,6 +168,28 @@ def compute_state(obs: DeploymentObservation) -> StateWithMessage:
     return StateWithMessage(state=BundleState.READY)
 
 
+# What a state means when nothing more specific is known: no state but Ready is ever shown
+# without a reason.
+_DEFAULT_REASON: dict[str, str] = {
+    BundleState.ERR_APPLIED: "apply failed",
+    BundleState.OFFLINE: "cluster unreachable",
+    BundleState.WAIT_APPLIED: "waiting for the new version to be applied",
+    BundleState.MODIFIED: "live objects differ from the release",
+    BundleState.OUT_OF_SYNC: "a new version is staged, not deployed",
+    BundleState.WAITING_FOR_DEPENDENCY: "waiting for dependencies",
+    BundleState.PENDING: "no deployment yet",
+    BundleState.NOT_READY: "not ready",
+    BundleState.READY: "",
+    RepoState.GIT_ERROR: "git cannot be read",
+    RepoState.GIT_UPDATING: "reading the first commit",
+}
+
+
+def explain(state: str, message: str) -> str:
+    """The one line shown with ``state``: its message, or what the state means when empty."""
+    return one_line(message) or _DEFAULT_REASON.get(state, "")
+
+
 def worst_state(states: Iterable[BundleState]) -> BundleState:
     """Return the worst of states by SEVERITY; Ready when there are none."""
     return min(states, key=SEVERITY.index, default=BundleState.READY)
@@ -174,7 +213,11 @@ def summarize(states: Mapping[str, StateWithMessage]) -> Summary:
         desired=len(ordered),
         display=f"{ready}/{len(ordered)}",
         state=worst[1].state if worst else BundleState.READY,
-        message=f"{worst[0]}: {worst[1].message}" if worst and worst[1].message else "",
+        message=(
+            f"{worst[0]}: {explain(worst[1].state, worst[1].message)}"
+            if worst and worst[1].state is not BundleState.READY
+            else ""
+        ),
         non_ready=[
             NonReadyEntry(name=name, state=item.state, message=item.message) for name, item in shown
         ],
@@ -245,7 +288,9 @@ def summarize_gitrepo(
     *,
     commit: str,
     error: str = "",
+    error_since: datetime | None = None,
     stale_is_wait_applied: bool = True,
+    git_states: bool = True,
 ) -> GitRepoSummary:
     """Aggregate a GitRepo's bundles: ready/desired clusters and bundle deployments, the worst
     state and the line that explains it.
@@ -253,8 +298,10 @@ def summarize_gitrepo(
     A cluster is ready when every bundle reports it Ready. A bundle with an error is
     ErrApplied whatever it last reported; one that has not reported is Pending; one whose
     report is about an older commit is WaitApplied (with ``stale_is_wait_applied``; older
-    runs showed the old report's state). ``error`` (git) is the message when set, and the
-    state is GitError until a first commit was read.
+    runs showed the old report's state). A git ``error`` outranks every bundle state: the
+    GitRepo is GitError with the error, since when, and the commit it still serves. Before
+    the first commit is read (and without an error) it is GitUpdating, never Ready. Without
+    ``git_states`` (older runs) a git error was GitError only before a first commit was read.
     """
     lines: list[BundleLine] = []
     ready = desired = 0
@@ -262,9 +309,11 @@ def summarize_gitrepo(
     for bundle in sorted(bundles, key=lambda b: b.name):
         report = reports.get(bundle.name)
         state = report.state if report else BundleState.PENDING
+        message = report.message if report else "no status report from it yet"
         if stale_is_wait_applied and report and report.commit != commit:
             # The bundle has not taken this commit yet: its report speaks of an older one.
             state = BundleState.WAIT_APPLIED
+            message = f"applying commit {commit[:12]}"
         if bundle.error:
             state = BundleState.ERR_APPLIED
         if report:
@@ -281,8 +330,7 @@ def summarize_gitrepo(
                 state=state,
                 ready=report.ready if report else 0,
                 desired=report.desired if report else 0,
-                # Bundles report after REPORT_INTERVAL or once settled; say so, not "".
-                message=report.message if report else "no status report from it yet",
+                message=explain(state, message),
                 error=bundle.error,
             )
         )
@@ -290,14 +338,101 @@ def summarize_gitrepo(
     first_bad = next(
         (b for b in lines if b.state is worst and worst is not BundleState.READY), None
     )
-    message = error or (
-        f"{first_bad.name}: {first_bad.error or first_bad.message}" if first_bad else ""
-    )
+    shown: BundleState | RepoState = worst
+    message = f"{first_bad.name}: {first_bad.error or first_bad.message}" if first_bad else ""
+    if not git_states:
+        shown = RepoState.GIT_ERROR if error and not commit else worst
+        message = error or message
+    elif error:
+        shown, message = RepoState.GIT_ERROR, git_error_message(error, error_since, commit)
+    elif not commit:
+        shown, message = RepoState.GIT_UPDATING, explain(RepoState.GIT_UPDATING, "")
     return GitRepoSummary(
         ready_clusters=sum(per_cluster.values()),
         desired_ready_clusters=len(per_cluster),
         ready_bundle_deployments=f"{ready}/{desired}",
-        state=RepoState.GIT_ERROR if error and not commit else worst,
+        state=shown,
         message=message,
         bundles=lines[:MAX_BUNDLE_LINES],
     )
+
+
+def since_text(when: datetime | None) -> str:
+    """A moment as people read it in status lines: UTC to the second."""
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else "unknown"
+
+
+def git_error_message(error: str, since: datetime | None, commit: str) -> str:
+    """The GitRepo's line while git cannot be read: the error, since when, what still runs."""
+    serving = f"still serving {commit[:12]}" if commit else "no commit read yet"
+    tail = f" (since {since_text(since)}; {serving})"
+    # The error is cut, never the tail: since when and what runs are the point of the line.
+    return one_line(error, MAX_MESSAGE - len(tail)) + tail
+
+
+def cluster_state(offline: str, deployments: Mapping[str, BundleState]) -> StateWithMessage:
+    """A cluster's state by the same rule: Offline when it does not answer, else the worst of
+    its bundle deployments (by bundle name), Ready only when every one is."""
+    if offline:
+        return StateWithMessage(state=BundleState.OFFLINE, message=one_line(offline))
+    worst = worst_state(deployments.values())
+    if worst is BundleState.READY:
+        return StateWithMessage(state=worst)
+    bad = sorted(name for name, state in deployments.items() if state is worst)
+    return StateWithMessage(state=worst, message=f"{worst} on {_listed(bad)}")
+
+
+# --- conditions -------------------------------------------------------------------------------
+
+
+class Condition(BaseModel):
+    """One condition of an object, as ``kubectl describe`` lists them: true or not, why, and
+    when it last changed (the moment its status or reason changed, not its message)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    status: bool
+    reason: str = ""
+    message: str = ""
+    last_transition: datetime | None = None
+
+
+def transition(
+    previous: Sequence[Condition], current: Sequence[Condition], now: datetime
+) -> list[Condition]:
+    """``current`` with transition times: kept from ``previous`` while a condition's status and
+    reason are unchanged, ``now`` where they changed or the condition is new."""
+    before = {c.type: c for c in previous}
+    out = []
+    for condition in current:
+        old = before.get(condition.type)
+        unchanged = old is not None and (old.status, old.reason) == (
+            condition.status,
+            condition.reason,
+        )
+        when = old.last_transition if unchanged and old is not None else now
+        out.append(condition.model_copy(update={"last_transition": when}))
+    return out
+
+
+def ready_condition(state: str, message: str) -> Condition:
+    """Every object's Ready condition: true only in state Ready; else the state shown is its
+    reason and the state's line its message."""
+    ready = state == BundleState.READY
+    return Condition(
+        type="Ready", status=ready, reason=state, message="" if ready else explain(state, message)
+    )
+
+
+def gitrepo_conditions(summary: GitRepoSummary, error: str) -> list[Condition]:
+    """A GitRepo's conditions: GitPolling (git can be read, Fleet's name) and Ready."""
+    return [
+        Condition(
+            type="GitPolling",
+            status=not error,
+            reason=RepoState.GIT_ERROR if error else "Polled",
+            message=one_line(error),
+        ),
+        ready_condition(summary.state, summary.message),
+    ]

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "apply": ("starters.commands", "apply Fleet GitRepo, Cluster and ClusterGroup YAML"),
     "cluster": ("starters.commands", "register and label downstream clusters"),
     "get": ("starters.get", "list gitrepos, bundles, clusters or images"),
-    "describe": ("starters.commands", "show a gitrepo or bundle in detail"),
+    "describe": ("starters.commands", "show a gitrepo, bundle or cluster in detail"),
     "sync": ("starters.commands", "poll a gitrepo now"),
     "pause": ("starters.commands", "pause the rollout of a bundle's new versions"),
     "resume": ("starters.commands", "resume the rollout of a bundle's new versions"),

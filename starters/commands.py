@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from flotilla.errors import SpecError
+from flotilla.errors import FlotillaError, SpecError
 from flotilla.ids import CONTROL_TASK_QUEUE, DEFAULT_NAMESPACE
 from flotilla.models import load_fleet_objects
 from runtime.stores import LazySecretStore, load_settings
@@ -25,6 +25,7 @@ from starters.tables import (
     bundle_table,
     cluster_table,
     describe_bundle,
+    describe_cluster,
     describe_gitrepo,
     gitrepo_table,
     render,
@@ -145,6 +146,17 @@ def cmd_describe(args: argparse.Namespace) -> int:
         if args.kind == "gitrepo":
             repo = await control.gitrepo_status(args.namespace, args.name)
             return render(repo, args.output, lambda: describe_gitrepo(repo))
+        if args.kind == "cluster":
+            snapshot = await control.registry(args.namespace)
+            record = next((c for c in snapshot.clusters if c.name == args.name), None)
+            if record is None:
+                known = ", ".join(c.name for c in snapshot.clusters) or "none"
+                raise FlotillaError(
+                    f"cluster {args.name!r} is not registered in namespace "
+                    f"{args.namespace!r} (registered: {known})"
+                )
+            bundles = await control.list_bundles(args.namespace)
+            return render(record, args.output, lambda: describe_cluster(record, bundles))
         bundle = await control.bundle_status(args.namespace, args.name)
         return render(bundle, args.output, lambda: describe_bundle(bundle))
 
@@ -218,8 +230,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _common(listing, output=True)
     listing.set_defaults(handler=cmd_cluster_list)
 
-    describe = sub.add_parser("describe", help="show a gitrepo or bundle in detail")
-    describe.add_argument("kind", choices=("gitrepo", "bundle"))
+    describe = sub.add_parser(
+        "describe", help="show a gitrepo, bundle or cluster in detail, with its conditions"
+    )
+    describe.add_argument("kind", choices=("gitrepo", "bundle", "cluster"))
     describe.add_argument("name")
     _common(describe, output=True)
     describe.set_defaults(handler=cmd_describe)

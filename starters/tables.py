@@ -11,9 +11,10 @@ import yaml
 
 if TYPE_CHECKING:
     # Annotations only: `flotilla secret` prints its tables without loading the workflows.
+    from flotilla.status import Condition, StateWithMessage
     from workflows.bundle_models import BundleStatus
     from workflows.gitrepo_models import GitRepoStatus
-    from workflows.registry_models import RegistrySnapshot
+    from workflows.registry_models import ClusterRecord, RegistrySnapshot
 
 
 class GitRepoRow(Protocol):
@@ -111,14 +112,45 @@ def status_text(state: str, message: str) -> str:
     return state if state == "Ready" or not message else f"{state}: {message}"
 
 
+def conditions_table(conditions: Sequence[Condition], now: datetime | None = None) -> str:
+    """Conditions as ``kubectl describe`` lists them, with how long ago each last changed."""
+    return table(
+        ["  TYPE", "STATUS", "REASON", "LAST-TRANSITION", "MESSAGE"],
+        [
+            [
+                f"  {c.type}",
+                str(c.status),
+                c.reason,
+                _when(c.last_transition, now),
+                c.message,
+            ]
+            for c in conditions
+        ],
+    )
+
+
+def _when(moment: datetime | None, now: datetime | None = None) -> str:
+    if moment is None:
+        return "-"
+    return f"{moment.strftime('%Y-%m-%dT%H:%M:%SZ')} ({age(moment, now)} ago)"
+
+
 def describe_gitrepo(status: GitRepoStatus) -> str:
     lines = [
         f"Name:        {status.namespace}/{status.name}",
         f"Repo:        {status.repo} ({status.branch})",
-        f"Commit:      {status.commit}",
+        f"Commit:      {status.commit or '<none read yet>'}",
         f"Clusters:    {status.ready_clusters}/{status.desired_ready_clusters} ready",
         f"Deployments: {status.ready_bundle_deployments} ready",
         f"State:       {status_text(status.state, status.message)}",
+    ]
+    if status.error:
+        lines.append(f"Git error:   {status.error}")
+        lines.append(f"  Since:     {_when(status.error_since)}")
+        lines.append(f"  Serving:   {status.commit or '<nothing: no commit read yet>'}")
+    lines += [
+        "Conditions:",
+        conditions_table(status.conditions),
         "Bundles:",
         table(
             ["  NAME", "PATH", "READY", "STATE", "MESSAGE"],
@@ -141,6 +173,8 @@ def describe_bundle(status: BundleStatus) -> str:
         f"Ready:       {status.ready}/{status.desired}",
         f"State:       {status_text(status.state, status.message)}",
         f"Rollout:     {status.summary}",
+        "Conditions:",
+        conditions_table(status.conditions or [_ready(status.state, status.message)]),
         "Clusters:",
         table(
             ["  CLUSTER", "STATE", "RELEASE", "LAST-DEPLOY", "MESSAGE"],
@@ -158,6 +192,12 @@ def describe_bundle(status: BundleStatus) -> str:
     return "\n".join(lines)
 
 
+def _ready(state: str, message: str) -> Condition:
+    from flotilla.status import ready_condition  # noqa: PLC0415
+
+    return ready_condition(state, message)
+
+
 def age(since: datetime | None, now: datetime | None = None) -> str:
     """kubectl's way of saying how long ago: ``45s``, ``12m``, ``3h``, ``2d``; ``<never>``."""
     if since is None:
@@ -169,6 +209,19 @@ def age(since: datetime | None, now: datetime | None = None) -> str:
     return f"{seconds}s"
 
 
+def cluster_states(
+    snapshot: RegistrySnapshot, bundles: list[BundleStatus]
+) -> dict[str, StateWithMessage]:
+    """Each cluster's state by the one rule: Offline, else the worst of its deployments."""
+    from flotilla.status import BundleState, cluster_state  # noqa: PLC0415
+
+    on_cluster: dict[str, dict[str, BundleState]] = {}
+    for bundle in bundles:
+        for cluster in bundle.clusters:
+            on_cluster.setdefault(cluster.cluster, {})[bundle.bundle] = BundleState(cluster.state)
+    return {c.name: cluster_state(c.offline, on_cluster.get(c.name, {})) for c in snapshot.clusters}
+
+
 def cluster_table(
     snapshot: RegistrySnapshot, bundles: list[BundleStatus], now: datetime | None = None
 ) -> str:
@@ -178,8 +231,18 @@ def cluster_table(
         for cluster in bundle.clusters:
             desired[cluster.cluster] = desired.get(cluster.cluster, 0) + 1
             ready[cluster.cluster] = ready.get(cluster.cluster, 0) + (cluster.state == "Ready")
+    states = cluster_states(snapshot, bundles)
     return table(
-        ["NAME", "LABELS", "PAUSED", "MODE", "BUNDLES-READY", "LAST-SEEN", "KUBECONFIG-SECRET"],
+        [
+            "NAME",
+            "LABELS",
+            "PAUSED",
+            "MODE",
+            "BUNDLES-READY",
+            "LAST-SEEN",
+            "KUBECONFIG-SECRET",
+            "STATUS",
+        ],
         [
             [
                 c.name,
@@ -189,7 +252,47 @@ def cluster_table(
                 f"{ready.get(c.name, 0)}/{desired.get(c.name, 0)}",
                 age(c.last_seen, now),
                 c.kubeconfig_secret or "-",
+                status_text(states[c.name].state, states[c.name].message),
             ]
             for c in snapshot.clusters
         ],
+    )
+
+
+def describe_cluster(
+    record: ClusterRecord, bundles: list[BundleStatus], now: datetime | None = None
+) -> str:
+    """One cluster: its state by the one rule, Reachable and Ready conditions, its bundles."""
+    from flotilla.status import Condition, ready_condition  # noqa: PLC0415
+    from workflows.registry_models import RegistrySnapshot  # noqa: PLC0415
+
+    snapshot = RegistrySnapshot(
+        namespace="", version=0, clusters=[record], groups=[], subscribers=[]
+    )
+    state = cluster_states(snapshot, bundles)[record.name]
+    reachable = Condition(
+        type="Reachable",
+        status=not record.unreachable,
+        reason="Offline" if record.unreachable else "Probed",
+        message=record.unreachable,
+        last_transition=record.unreachable_since,
+    )
+    rows = [
+        [f"  {b.bundle}", c.state, c.message]
+        for b in bundles
+        for c in b.clusters
+        if c.cluster == record.name
+    ]
+    return "\n".join(
+        [
+            f"Name:        {record.name}",
+            f"Labels:      {','.join(f'{k}={v}' for k, v in sorted(record.labels.items()))}",
+            f"Mode:        {'agent' if record.agent else 'push'}",
+            f"Last seen:   {age(record.last_seen, now)}",
+            f"State:       {status_text(state.state, state.message)}",
+            "Conditions:",
+            conditions_table([reachable, ready_condition(state.state, state.message)], now),
+            "Bundles:",
+            table(["  BUNDLE", "STATE", "MESSAGE"], rows),
+        ]
     )

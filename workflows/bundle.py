@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -47,7 +47,14 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.errors import cause_message, one_line
     from flotilla.ids import cluster_task_queue, deploy_task_queue, gitrepo_workflow_id
     from flotilla.rollout import RolloutState, plan_rollout
-    from flotilla.status import BundleReport, BundleState, StateWithMessage, summarize
+    from flotilla.status import (
+        BundleReport,
+        BundleState,
+        StateWithMessage,
+        ready_condition,
+        summarize,
+        transition,
+    )
     from workflows.bundle_models import (
         BUNDLE_STATUS_QUERY,
         PAUSE_SIGNAL,
@@ -98,6 +105,19 @@ READY_GRACE_SECONDS = 30.0
 # Push-mode clusters' activities go to the shared push queues, with no schedule-to-start
 # timeout (a busy shared queue says nothing about one cluster); only agents keep their own.
 SHARED_QUEUES_PATCH = "push-shared-queues"
+# A bundle reports every change of what its GitRepo shows within REPORT_GAP, not once per
+# REPORT_INTERVAL at the next activity completion (more reports, so it changes commands).
+REPORT_CHANGES_PATCH = "bundle-reports-changes-at-once"
+# How long a change of what the GitRepo shows may wait for the reports before it to settle:
+# with the signal's delivery, under the 5 s a GitRepo's line may lag its bundles.
+REPORT_GAP = timedelta(seconds=3)
+
+
+def _shape(report: BundleReport) -> str:
+    """What a GitRepo shows of a report (all but the message), as a digest."""
+    return hashlib.sha256(
+        report.model_copy(update={"message": ""}).model_dump_json().encode()
+    ).hexdigest()
 
 
 @workflow.defn
@@ -116,6 +136,9 @@ class BundleWorkflow:
         self._run_started = workflow.now()
         self._views: dict[str, ClusterView] = {}
         self._views_version = -1
+        # The last report sent, without its message, and when a held-back message is due.
+        self._shape = ""
+        self._report_due: datetime | None = None
 
     @workflow.run
     async def run(self, state: BundleWorkflowState) -> None:
@@ -211,6 +234,7 @@ class BundleWorkflow:
             summary=self._summary,
             clusters=clusters,
             errors=dict(self.state.plan_errors),
+            conditions=self.state.conditions,
         )
 
     @workflow.query(name=CONTENT_REFS_QUERY)
@@ -234,6 +258,8 @@ class BundleWorkflow:
         ]
         if self.state.next_monitor_at is not None and not self._in_flight:
             due.append(self.state.next_monitor_at)
+        if self._report_due is not None:
+            due.append(self._report_due)
         if not due:
             return None
         return max(min(due) - workflow.now(), timedelta(seconds=1))
@@ -362,13 +388,20 @@ class BundleWorkflow:
         }
         return check_dependencies(deps, on_cluster).waiting_for
 
+    def _offline(self) -> dict[str, str]:
+        """Clusters that do not answer (the registry's probes), and why."""
+        clusters = self.state.clusters
+        return {c.name: c.offline for c in clusters.clusters if c.offline} if clusters else {}
+
     def _roll_out(self, clusters: ClusterSnapshot) -> None:
         labels = {c.name: c.labels for c in clusters.clusters}
+        offline = self._offline()
         rollout_targets = [
             self.state.deployments[name].rollout_target(
                 labels=labels.get(name, {}),
                 paused=self._paused(name),
                 blocked=bool(self._waiting_for(name)),
+                offline=name in offline,
             )
             for name in sorted(self.state.targets)
         ]
@@ -605,9 +638,12 @@ class BundleWorkflow:
     # --- status -------------------------------------------------------------------------------
 
     def _states(self) -> dict[str, StateWithMessage]:
+        offline = self._offline()
         states = {
             name: self.state.deployments[name].state(
-                paused=self._paused(name), waiting_for=self._waiting_for(name)
+                paused=self._paused(name),
+                waiting_for=self._waiting_for(name),
+                offline=offline.get(name, ""),
             )
             for name in self.state.targets
         }
@@ -643,11 +679,17 @@ class BundleWorkflow:
             # A bundle that settles within REPORT_INTERVAL of starting reports once; until
             # then the GitRepo shows it Pending.
             last = self._run_started
-        if self._in_flight and not retired and now - last < REPORT_INTERVAL:
+        throttled = self._in_flight and not retired and now - last < REPORT_INTERVAL
+        # Before the patch a report held back waited for the next activity completion (up to
+        # a readiness watch: ~50 s), and nothing needed computing for it.
+        if throttled and not workflow.patched(REPORT_CHANGES_PATCH):
             return
         states = self._states()
         summary = summarize(states)
         spec = self.state.spec
+        self.state.conditions = transition(
+            self.state.conditions, [ready_condition(summary.state, summary.message)], workflow.now()
+        )
         report = BundleReport(
             bundle=self.state.bundle,
             commit=spec.commit if spec else "",
@@ -661,7 +703,21 @@ class BundleWorkflow:
         # A digest, so the state handed to continue-as-new stays small for big fleets.
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
         if fingerprint == self.state.last_report:
+            self._report_due = None  # a held-back message that changed back: nothing is due
             return
+        # A changed report while a rollout is in flight (see the throttle above, reached only
+        # with the patch): what the GitRepo shows (commit, states, counts) goes out within
+        # REPORT_GAP, so its line never lags the bundle's by more; a changed message alone
+        # waits out REPORT_INTERVAL. Both on a timer, never until the next activity completes.
+        # (At once was 15 events per deployment in a strictly sequential rollout, as every
+        # report's signal brings a workflow task of its own; the gap shares them.)
+        if throttled:
+            wait = REPORT_INTERVAL if _shape(report) == self._shape else REPORT_GAP
+            if now - last < wait:
+                self._report_due = last + wait
+                return
+        self._shape = _shape(report)
+        self._report_due = None
         self.state.last_report = fingerprint
         self.state.last_report_at = now
         updates: list[SearchAttributeUpdate[Any]] = [

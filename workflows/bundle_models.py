@@ -15,7 +15,7 @@ from activities.gitops_models import DependencyRef, PlannedTarget
 from flotilla.bundledeployment import DeploymentRecord as _DeploymentRecord
 from flotilla.credentials import RenderSecretRefs
 from flotilla.models import RolloutStrategy
-from flotilla.status import BundleState
+from flotilla.status import BundleState, Condition
 from flotilla.targeting import GitRepoSwitches
 from workflows.common import MAX_PENDING_ACTIVITIES, MONITOR_INTERVAL
 from workflows.registry_models import ClusterSnapshot
@@ -70,6 +70,8 @@ class BundleWorkflowState(BaseModel):
     retiring: bool = False
     last_report: str = ""
     last_report_at: datetime | None = None
+    # The bundle's Ready condition with its transition time (one entry: small at any size).
+    conditions: list[Condition] = Field(default_factory=list)
     # Test switches: continue-as-new after this many events; watch readiness this long.
     max_history_events: int | None = None
     ready_watch_seconds: float = READY_WATCH_SECONDS
@@ -135,3 +137,4 @@ class BundleStatus(BaseModel):
     summary: str
     clusters: list[ClusterStatus]
     errors: dict[str, str] = Field(default_factory=dict)
+    conditions: list[Condition] = Field(default_factory=list)

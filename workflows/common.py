@@ -21,6 +21,13 @@ GIT_RETRY = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=NON_RETRYABLE_ERRORS,
 )
+# ls-remote runs every pollingInterval, so the next poll is its retry: one quick second try
+# for a blip, then the GitRepo shows the error within seconds instead of after 15 s of backoff.
+LS_REMOTE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_attempts=2,
+    non_retryable_error_types=NON_RETRYABLE_ERRORS,
+)
 
 # Talking to the Temporal frontend from an activity (signal-with-start of bundle workflows).
 CLIENT_RETRY = RetryPolicy(

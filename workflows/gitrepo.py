@@ -43,10 +43,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from flotilla.credentials import RenderSecretRefs
     from flotilla.durations import parse_duration
-    from flotilla.errors import INVALID_SPEC, FlotillaError, one_line
+    from flotilla.errors import INVALID_SPEC, FlotillaError, cause_message, one_line
     from flotilla.ids import bundle_workflow_id, registry_workflow_id
     from flotilla.models import GitRepoSpec
-    from flotilla.status import BundleReport, BundleState, summarize_gitrepo
+    from flotilla.status import (
+        BundleReport,
+        BundleState,
+        gitrepo_conditions,
+        summarize_gitrepo,
+        transition,
+    )
     from flotilla.targeting import GitRepoSwitches
     from workflows.bundle import BUNDLE_REPORT_SIGNAL, REFRESH_SIGNAL, BundleWorkflow
     from workflows.bundle_models import (
@@ -61,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         FETCH_HEARTBEAT,
         FETCH_TIMEOUT,
         GIT_RETRY,
+        LS_REMOTE_RETRY,
         LS_REMOTE_TIMEOUT,
         SCHEDULE_SYNC_RETRY,
         SCHEDULE_SYNC_TIMEOUT,
@@ -110,6 +117,9 @@ RENDER_SECRETS_PATCH = "bundle-spec-carries-render-secrets"
 # The status line (message, bundle deployments ready) is upserted whenever it changes, so the
 # CLI's tables and the UI's columns read what the `status` query answers.
 STATUS_ATTRIBUTES_PATCH = "gitrepo-status-search-attributes"
+# A git error outranks every bundle (GitError, since when, the commit still served) and a
+# GitRepo with no commit yet is GitUpdating (changes when search attributes are upserted).
+GIT_STATES_PATCH = "gitrepo-status-shows-git-errors"
 # Bundles are signalled in batches so one activity never runs for long.
 SYNC_BATCH = 200
 
@@ -131,12 +141,14 @@ class GitRepoWorkflow:
         self._status_attributes = False
         self._stale_reports_wait = False
         self._owns_image_schedules = False
+        self._git_states = False
 
     @workflow.run
     async def run(self, state: GitRepoState) -> None:
         self._stale_reports_wait = workflow.patched(STALE_REPORT_PATCH)
         self._owns_image_schedules = workflow.patched(IMAGE_SCHEDULES_PATCH)
         self._status_attributes = workflow.patched(STATUS_ATTRIBUTES_PATCH)
+        self._git_states = workflow.patched(GIT_STATES_PATCH)
         workflow.upsert_search_attributes(
             [
                 KIND.value_set("GitRepo"),
@@ -259,10 +271,18 @@ class GitRepoWorkflow:
             )
             self.state.subscribed = True
         except FailureError:
-            self.state.error = (
+            self._set_error(
                 f"no cluster registry for namespace {self.state.namespace!r}: "
                 "register a cluster with `flotilla cluster add`"
             )
+
+    def _set_error(self, error: str) -> None:
+        """Record the one-line error the status shows, keeping when it first appeared."""
+        if error and not self.state.error:
+            self.state.error_since = workflow.now()
+        elif not error:
+            self.state.error_since = None
+        self.state.error = error
 
     async def _poll(self) -> None:
         spec = self.state.spec
@@ -273,10 +293,15 @@ class GitRepoWorkflow:
                 LsRemoteRequest(source=source),
                 result_type=LsRemoteResult,
                 start_to_close_timeout=LS_REMOTE_TIMEOUT,
-                retry_policy=GIT_RETRY,
+                retry_policy=LS_REMOTE_RETRY,
             )
             self.state.git_warning = head.warning
-            if head.commit != self.state.fetched_commit or not self.state.bundles:
+            read_source = _source_key(spec)
+            if (
+                head.commit != self.state.fetched_commit
+                or not self.state.bundles
+                or (self.state.fetched_source and self.state.fetched_source != read_source)
+            ):
                 fetched: FetchResult = await workflow.execute_activity(
                     FETCH_BUNDLES,
                     FetchRequest(
@@ -292,10 +317,12 @@ class GitRepoWorkflow:
                     retry_policy=GIT_RETRY,
                 )
                 self._take(fetched)
-            self.state.error = ""
+                self.state.fetched_source = read_source
+            self._set_error("")
         except ActivityError as err:
-            # Recorded in the status; the next poll (or a new spec) tries again.
-            self.state.error = str(err.cause or err)
+            # Recorded in the status; the next poll (or a new spec) tries again, and what the
+            # last good commit deployed keeps running meanwhile.
+            self._set_error(cause_message(err))
             workflow.logger.warning(
                 "gitrepo %s/%s: %s", self.state.namespace, self.state.name, self.state.error
             )
@@ -440,10 +467,14 @@ class GitRepoWorkflow:
             return
         wanted = {r.name: r for r in self._deployable()}
         specs = {name: self._bundle_spec(ref) for name, ref in wanted.items()}
+        # Reachability changes no registry version, so it is part of the key by itself (and
+        # only when some cluster is offline, so keys of healthy fleets are as they were).
+        offline = [f"{c.name}={c.offline}" for c in clusters.clusters if c.offline]
         key = hashlib.sha256(
             (
                 f"{clusters.version}|"
                 + "|".join(f"{n}:{s.model_dump_json()}" for n, s in sorted(specs.items()))
+                + (f"|offline:{','.join(offline)}" if offline else "")
             ).encode()
         ).hexdigest()
         retired = sorted(
@@ -485,7 +516,7 @@ class GitRepoWorkflow:
                     retry_policy=CLIENT_RETRY,
                 )
         except ActivityError as err:
-            self.state.error = f"could not update bundle workflows: {err.cause or err}"
+            self._set_error(f"could not update bundle workflows: {cause_message(err)}")
             return
         self.state.synced_key = key
         for name in retired:
@@ -556,7 +587,9 @@ class GitRepoWorkflow:
             self.state.reports,
             commit=self.state.commit,
             error=self.state.error,
+            error_since=self.state.error_since,
             stale_is_wait_applied=self._stale_reports_wait,
+            git_states=self._git_states,
         )
         return GitRepoStatus(
             namespace=self.state.namespace,
@@ -576,10 +609,15 @@ class GitRepoWorkflow:
                 *self.state.warnings,
                 *self.state.image_warnings,
             ],
+            error_since=self.state.error_since,
+            conditions=transition(
+                self.state.conditions, gitrepo_conditions(summary, self.state.error), workflow.now()
+            ),
         )
 
     def _publish(self) -> None:
         status = self._status()
+        self.state.conditions = status.conditions
         current: tuple[str, ...] = (
             status.commit,
             status.state,

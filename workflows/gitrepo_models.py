@@ -6,11 +6,13 @@ pydantic models is most of that cost; this module is imported once, passed throu
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 from activities.gitops_models import BundleRef
 from flotilla.models import GitRepoSpec
-from flotilla.status import BundleLine, BundleReport, BundleState, RepoState
+from flotilla.status import BundleLine, BundleReport, BundleState, Condition, RepoState
 from workflows.registry_models import ClusterSnapshot
 
 # What clients call the GitRepo workflow and its messages; workflows/gitrepo.py registers
@@ -34,6 +36,13 @@ class GitRepoState(BaseModel):
     reports: dict[str, BundleReport] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     error: str = ""
+    # When ``error`` first appeared (it stays while polls keep failing), for "since".
+    error_since: datetime | None = None
+    # What the last fetch read (repository, revision, paths): a new one fetches again even at
+    # the same commit, so a paths change is read (and shows its error) at once.
+    fetched_source: str = ""
+    # Ready and GitPolling with their transition times, as last published.
+    conditions: list[Condition] = Field(default_factory=list)
     clusters: ClusterSnapshot | None = None
     subscribed: bool = False
     # What the bundle workflows were last told, so an unchanged poll signals nobody.
@@ -106,3 +115,5 @@ class GitRepoStatus(BaseModel):
     error: str
     bundles: list[BundleLine]
     warnings: list[str] = Field(default_factory=list)
+    error_since: datetime | None = None
+    conditions: list[Condition] = Field(default_factory=list)

@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from flotilla.errors import INVALID_SPEC
+    from flotilla.errors import INVALID_SPEC, one_line
     from flotilla.kubenames import labels_problem, name_problem
     from workflows.common import continue_as_new_due
     from workflows.registry_models import (
@@ -92,7 +92,9 @@ class ClusterRegistryWorkflow:
             namespace=self.state.namespace,
             version=self.state.version,
             clusters=[
-                ClusterView(name=c.name, labels=c.labels, paused=c.paused, agent=c.agent)
+                ClusterView(
+                    name=c.name, labels=c.labels, paused=c.paused, agent=c.agent, offline=c.offline
+                )
                 for c in sorted(self.state.clusters.values(), key=lambda c: c.name)
             ],
             groups=[self.state.groups[n] for n in sorted(self.state.groups)],
@@ -133,6 +135,8 @@ class ClusterRegistryWorkflow:
             template_values=dict(request.template_values),
             # Seen is when a worker last reached the cluster, not when it was applied.
             last_seen=previous.last_seen if previous else None,
+            unreachable_since=previous.unreachable_since if previous else None,
+            unreachable=previous.unreachable if previous else "",
         )
         verb = "updated" if existed else "added"
         return self._changed(f"cluster {request.name} {verb}")
@@ -149,12 +153,33 @@ class ClusterRegistryWorkflow:
 
     @workflow.signal
     def clusters_seen(self, request: ClustersSeen) -> None:
-        """Last-seen times from a worker's probes. Not a change: no version, no notification
-        (targeting does not depend on it), so bundles are not re-planned every minute."""
+        """Probe results from a worker. Last-seen times are not a change: no version, no
+        notification. A cluster that stops or starts answering is not a change of targeting
+        either (no version, so nothing is re-planned), but subscribers are told at once, so
+        its deployments show Offline and rollouts count it unavailable, and it clears by
+        itself at the first probe that answers."""
         for name, seen in request.seen.items():
             record = self.state.clusters.get(name)
-            if record is not None and (record.last_seen is None or seen > record.last_seen):
+            if record is None:
+                continue
+            if record.last_seen is None or seen > record.last_seen:
                 record.last_seen = seen
+            if record.unreachable:
+                workflow.logger.info(
+                    "registry %s: cluster %s answers again", self.state.namespace, name
+                )
+                record.unreachable, record.unreachable_since = "", None
+                self._dirty = True
+        for name, problem in request.unreachable.items():
+            record = self.state.clusters.get(name)
+            if record is None or record.unreachable or name in request.seen:
+                continue
+            workflow.logger.warning(
+                "registry %s: cluster %s unreachable: %s", self.state.namespace, name, problem
+            )
+            record.unreachable = one_line(problem) or "no answer"
+            record.unreachable_since = request.probed_at or workflow.now()
+            self._dirty = True
 
     @workflow.update(name=LABEL_CLUSTER_UPDATE)
     def label_cluster(self, request: LabelClusterRequest) -> RegistryChange:

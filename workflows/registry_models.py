@@ -11,6 +11,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from flotilla.models import ClusterGroup
+from flotilla.status import since_text
 
 # What clients call the registry workflow and its messages; workflows/registry.py registers
 # them under these names.
@@ -34,10 +35,21 @@ class ClusterRecord(BaseModel):
     agent: bool = False
     template_values: dict[str, str] = Field(default_factory=dict)
     last_seen: datetime | None = None
+    # Set while the worker's probes of its API server fail: since when, and why (one line).
+    unreachable_since: datetime | None = None
+    unreachable: str = ""
+
+    @property
+    def offline(self) -> str:
+        """The line a deployment on this cluster shows while it does not answer, else ""."""
+        if not self.unreachable:
+            return ""
+        return f"cluster unreachable since {since_text(self.unreachable_since)}: {self.unreachable}"
 
 
 class ClusterView(BaseModel):
-    """A cluster as subscribers see it: no credentials, only what targeting and routing read."""
+    """A cluster as subscribers see it: no credentials, only what targeting and routing read,
+    and whether it answers (not part of targeting: it changes no registry version)."""
 
     name: str
     labels: dict[str, str] = Field(default_factory=dict)
@@ -45,6 +57,7 @@ class ClusterView(BaseModel):
     # Agent mode: deploys go to the cluster's own queue (flotilla.ids.deploy_task_queue). Left
     # out of the JSON when false, so push-mode snapshots compare as older histories computed.
     agent: bool = Field(default=False, exclude_if=lambda value: not value)
+    offline: str = ""
 
 
 class ClusterSnapshot(BaseModel):
@@ -111,9 +124,12 @@ class SubscribeRequest(BaseModel):
 
 
 class ClustersSeen(BaseModel):
-    """Clusters a worker reached, and when (its clock): the registry's last-seen times."""
+    """Clusters a worker reached, and when (its clock): the registry's last-seen times; and
+    those it probed and could not reach, with why (one line) and when."""
 
     seen: dict[str, datetime]
+    unreachable: dict[str, str] = Field(default_factory=dict)
+    probed_at: datetime | None = None
 
 
 class SnapshotRequest(BaseModel):

@@ -90,9 +90,10 @@ async def test_commit_becomes_ready_on_two_clusters_then_one_revision_per_commit
             "BUNDLES-READY",
             "LAST-SEEN",
             "KUBECONFIG-SECRET",
+            "STATUS",
         ]
-        assert [line.split()[:5] for line in clusters[1:]] == [
-            [name, "env=test", "false", "push", "1/1"] for name in ("one", "two")
+        assert [line.split()[:5] + line.split()[-1:] for line in clusters[1:]] == [
+            [name, "env=test", "false", "push", "1/1", "Ready"] for name in ("one", "two")
         ]
         for name in ("one", "two"):
             cm = local_cluster.request(

@@ -289,3 +289,12 @@ def test_the_retry_delay_can_be_shortened() -> None:
     second = timedelta(seconds=1)
     assert record().failed("boom", NOW, second).retry_at == NOW + second
     assert record().observed(Seen(ready=False), NOW, second).retry_at == NOW + second
+
+
+def test_an_offline_cluster_counts_unavailable_and_shows_offline() -> None:
+    healthy = record(staged="v1", released="v1", applied="v1", ready=True)
+    assert healthy.rollout_target(labels={}, paused=False, blocked=False).ready
+    offline = healthy.rollout_target(labels={}, paused=False, blocked=False, offline=True)
+    assert not offline.ready
+    state = healthy.state(paused=False, waiting_for=[], offline="cluster unreachable: refused")
+    assert (state.state, state.message) == (BundleState.OFFLINE, "cluster unreachable: refused")

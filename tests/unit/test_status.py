@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,12 +17,18 @@ from flotilla.status import (
     BundleLine,
     BundleReport,
     BundleState,
+    Condition,
     DeploymentObservation,
     RepoState,
     StateWithMessage,
+    cluster_state,
     compute_state,
+    explain,
+    gitrepo_conditions,
+    ready_condition,
     summarize,
     summarize_gitrepo,
+    transition,
     worst_state,
 )
 
@@ -85,6 +92,11 @@ def observe(**fields: Any) -> DeploymentObservation:
             S.WAITING_FOR_DEPENDENCY,
             "waiting for cache, db",
         ),
+        (
+            observe(offline="API server unreachable since 2026-12-03T19:00:00Z: refused"),
+            S.OFFLINE,
+            "API server unreachable since 2026-12-03T19:00:00Z: refused",
+        ),
     ],
 )
 def test_compute_state_rules(obs: DeploymentObservation, state: BundleState, message: str) -> None:
@@ -105,6 +117,10 @@ def test_compute_state_rules(obs: DeploymentObservation, state: BundleState, mes
         (observe(apply_error="old failure"), S.READY),
         # a dependency wait is never shown as an error
         (observe(waiting_for=["db"], apply_error="dependency not ready"), S.WAITING_FOR_DEPENDENCY),
+        # an unreachable cluster explains everything else seen there
+        (observe(offline="down", applied="", apply_error="connection refused"), S.OFFLINE),
+        (observe(offline="down", staged=""), S.OFFLINE),
+        (observe(offline="down", waiting_for=["db"], applied=""), S.OFFLINE),
     ],
 )
 def test_compute_state_precedence(obs: DeploymentObservation, state: BundleState) -> None:
@@ -129,6 +145,7 @@ def test_long_lists_are_cut_in_messages() -> None:
 def test_severity_is_fleets_order_with_the_dependency_wait_after_out_of_sync() -> None:
     assert SEVERITY == (
         S.ERR_APPLIED,
+        S.OFFLINE,
         S.WAIT_APPLIED,
         S.MODIFIED,
         S.OUT_OF_SYNC,
@@ -230,8 +247,6 @@ def report(bundle: str, state: BundleState = S.READY, **fields: Any) -> BundleRe
 @pytest.mark.parametrize(
     ("bundles", "reports", "expected"),
     [
-        # nothing read yet
-        ([], [], (0, 0, "0/0", S.READY, "")),
         # every bundle Ready on both clusters
         (
             [Source("web"), Source("db")],
@@ -256,11 +271,29 @@ def report(bundle: str, state: BundleState = S.READY, **fields: Any) -> BundleRe
             [report("web")],
             (2, 2, "2/2", S.PENDING, "db: no status report from it yet"),
         ),
-        # a report about an older commit is WaitApplied
+        # a report about an older commit is WaitApplied, and says which commit it waits for
         (
             [Source("web")],
             [report("web", S.NOT_READY, commit="c1")],
-            (0, 2, "0/2", S.WAIT_APPLIED, "web: a: web is NotReady"),
+            (0, 2, "0/2", S.WAIT_APPLIED, "web: applying commit c2"),
+        ),
+        # ... also when the old report was Ready with no message (never "web: ")
+        (
+            [Source("web")],
+            [report("web", commit="c1")],
+            (2, 2, "2/2", S.WAIT_APPLIED, "web: applying commit c2"),
+        ),
+        # a report with a state but no message gets the state's meaning
+        (
+            [Source("web")],
+            [report("web", S.WAIT_APPLIED, message="")],
+            (0, 2, "0/2", S.WAIT_APPLIED, "web: waiting for the new version to be applied"),
+        ),
+        # an offline cluster under a bundle makes the GitRepo say so
+        (
+            [Source("web"), Source("db")],
+            [report("web", S.NOT_READY), report("db", S.OFFLINE, message="b: unreachable")],
+            (0, 2, "0/4", S.OFFLINE, "db: b: unreachable"),
         ),
         # a bundle with an error is ErrApplied whatever it reported; its error is the message
         (
@@ -275,7 +308,18 @@ def report(bundle: str, state: BundleState = S.READY, **fields: Any) -> BundleRe
             (2, 2, "2/2", S.READY, ""),
         ),
     ],
-    ids=["empty", "ready", "cluster-ready", "worst", "pending", "stale", "error", "gone"],
+    ids=[
+        "ready",
+        "cluster-ready",
+        "worst",
+        "pending",
+        "stale",
+        "stale-ready",
+        "no-message",
+        "offline",
+        "error",
+        "gone",
+    ],
 )
 def test_summarize_gitrepo(
     bundles: list[Source],
@@ -302,16 +346,125 @@ def test_older_runs_show_a_stale_report_as_it_was() -> None:
     assert summary.state is S.READY
 
 
+SINCE = datetime(2026, 12, 3, 19, 0, 0, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
-    ("commit", "state"), [("", RepoState.GIT_ERROR), (COMMIT, S.READY)], ids=["first", "later"]
+    ("commit", "message"),
+    [
+        ("", "branch 'x' not found (since 2026-12-03T19:00:00Z; no commit read yet)"),
+        (
+            "0123456789abcdef",
+            "branch 'x' not found (since 2026-12-03T19:00:00Z; still serving 0123456789ab)",
+        ),
+    ],
+    ids=["first", "later"],
 )
-def test_a_git_error_is_the_message_and_the_state_until_a_commit_was_read(
-    commit: str, state: BundleState | RepoState
+def test_a_git_error_outranks_every_bundle_and_says_since_when_and_what_still_runs(
+    commit: str, message: str
 ) -> None:
     summary = summarize_gitrepo(
-        [Source("web")], {"web": report("web")}, commit=commit, error="branch 'x' not found"
+        [Source("web")],
+        {"web": report("web", S.ERR_APPLIED, commit=commit)},
+        commit=commit,
+        error="branch 'x' not found",
+        error_since=SINCE,
     )
-    assert (summary.state, summary.message) == (state, "branch 'x' not found")
+    assert (summary.state, summary.message) == (RepoState.GIT_ERROR, message)
+
+
+def test_a_gitrepo_with_no_commit_yet_is_updating_not_ready() -> None:
+    summary = summarize_gitrepo([], {}, commit="")
+    assert (summary.state, summary.message) == (RepoState.GIT_UPDATING, "reading the first commit")
+
+
+@pytest.mark.parametrize(
+    ("state", "message", "shown"),
+    [(state, "", explain(state, "")) for state in SEVERITY]
+    + [(S.NOT_READY, "web\nnot ready", "web not ready")],
+)
+def test_no_state_but_ready_is_shown_without_a_reason(
+    state: BundleState, message: str, shown: str
+) -> None:
+    assert explain(state, message) == shown
+    assert bool(shown) is (state is not S.READY)
+
+
+def test_summarize_never_ends_in_an_empty_message() -> None:
+    summary = summarize({"c1": StateWithMessage(state=S.WAIT_APPLIED)})
+    assert summary.message == "c1: waiting for the new version to be applied"
+
+
+@pytest.mark.parametrize(
+    ("offline", "deployments", "expected"),
+    [
+        ("", {}, StateWithMessage(state=S.READY)),
+        ("", {"web": S.READY, "db": S.READY}, StateWithMessage(state=S.READY)),
+        (
+            "",
+            {"web": S.NOT_READY, "db": S.ERR_APPLIED, "api": S.ERR_APPLIED},
+            StateWithMessage(state=S.ERR_APPLIED, message="ErrApplied on api, db"),
+        ),
+        (
+            "unreachable since 2026-12-03T19:00:00Z: connection refused",
+            {"web": S.READY},
+            StateWithMessage(
+                state=S.OFFLINE,
+                message="unreachable since 2026-12-03T19:00:00Z: connection refused",
+            ),
+        ),
+    ],
+    ids=["none", "ready", "worst", "offline"],
+)
+def test_cluster_state_is_the_same_rule(
+    offline: str, deployments: dict[str, BundleState], expected: StateWithMessage
+) -> None:
+    assert cluster_state(offline, deployments) == expected
+
+
+def cond(type_: str, status: bool, reason: str, message: str = "") -> Condition:
+    return Condition(type=type_, status=status, reason=reason, message=message)
+
+
+def test_transition_times_change_with_status_or_reason_not_with_the_message() -> None:
+    t0, t1, t2 = SINCE, SINCE + timedelta(seconds=10), SINCE + timedelta(seconds=20)
+    first = transition([], [cond("Ready", False, "NotReady", "web: 0/1")], t0)
+    assert first[0].last_transition == t0
+    same = transition(first, [cond("Ready", False, "NotReady", "web: 1/2")], t1)
+    assert (same[0].last_transition, same[0].message) == (t0, "web: 1/2")
+    reason = transition(same, [cond("Ready", False, "ErrApplied", "boom")], t1)
+    assert reason[0].last_transition == t1
+    ready = transition(reason, [cond("Ready", True, "Ready"), cond("GitPolling", True, "x")], t2)
+    assert [c.last_transition for c in ready] == [t2, t2]
+
+
+def test_gitrepo_conditions_say_git_and_ready_apart() -> None:
+    summary = summarize_gitrepo(
+        [Source("web")],
+        {"web": report("web")},
+        commit=COMMIT,
+        error="unreachable",
+        error_since=SINCE,
+    )
+    polling, ready = gitrepo_conditions(summary, "unreachable")
+    assert (polling.type, polling.status, polling.reason, polling.message) == (
+        "GitPolling",
+        False,
+        RepoState.GIT_ERROR,
+        "unreachable",
+    )
+    assert (ready.status, ready.reason) == (False, RepoState.GIT_ERROR)
+    assert ready.message == summary.message
+    healthy = summarize_gitrepo([Source("web")], {"web": report("web")}, commit=COMMIT)
+    assert [(c.type, c.status, c.reason) for c in gitrepo_conditions(healthy, "")] == [
+        ("GitPolling", True, "Polled"),
+        ("Ready", True, S.READY),
+    ]
+
+
+def test_ready_condition_is_true_only_in_state_ready() -> None:
+    assert ready_condition(S.READY, "") == cond("Ready", True, S.READY)
+    assert ready_condition(S.PENDING, "") == cond("Ready", False, S.PENDING, "no deployment yet")
 
 
 def test_gitrepo_lines_are_sorted_by_name_and_capped() -> None:
@@ -340,3 +493,23 @@ def test_states_travel_as_fleets_strings() -> None:
     )
     assert BundleReport.model_validate(wire) == sent
     assert BundleReport.model_validate(wire).states["a"] is S.WAITING_FOR_DEPENDENCY
+
+
+def test_older_runs_show_a_git_error_as_before() -> None:
+    summary = summarize_gitrepo(
+        [Source("web")],
+        {"web": report("web")},
+        commit=COMMIT,
+        error="unreachable",
+        error_since=SINCE,
+        git_states=False,
+    )
+    assert (summary.state, summary.message) == (S.READY, "unreachable")
+
+
+def test_a_long_git_error_is_cut_but_since_and_the_commit_served_stay() -> None:
+    summary = summarize_gitrepo(
+        [], {}, commit="0123456789abcdef", error="x " * 400, error_since=SINCE
+    )
+    assert len(summary.message) <= MAX_MESSAGE
+    assert summary.message.endswith("(since 2026-12-03T19:00:00Z; still serving 0123456789ab)")

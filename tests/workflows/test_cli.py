@@ -106,6 +106,11 @@ async def test_control_commands(
     assert row.split()[:2] == ["demo", url]
     code, out, _ = await flotilla_cli("describe", "gitrepo", "demo", *common)
     assert "Bundles:" in out and "demo" in out
+    assert "Conditions:" in out and "GitPolling   True" in out and "LAST-TRANSITION" in out
+    code, out, _ = await flotilla_cli("describe", "cluster", "one", *common)
+    assert code == 0 and out.startswith("Name:        one") and "Reachable" in out, out
+    code, _, err = await flotilla_cli("describe", "cluster", "nope", *common)
+    assert code == 1 and err.count("\n") == 1 and "'nope' is not registered" in err
     code, out, _ = await flotilla_cli("get", "bundles", "-o", "yaml", *common)
     assert "bundle: demo\n" in out
     code, out, _ = await flotilla_cli("sync", "gitrepo", "demo", *common)

@@ -1,0 +1,260 @@
+"""Status that never lies: each failure shows in `get` and `describe` with its state and reason
+within its bound, and clears by itself when the cause goes away.
+
+Real components throughout: the Temporal dev server, the git daemon, the local cluster's API
+server and Helm. "The API server stops" is a real TCP forwarder in front of the real API
+server being closed (connections refused, as for a stopped process): the shared cluster
+cannot be stopped for one test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+
+from devenv.cluster import LocalCluster
+from devenv.forward import TcpForwarder
+from devenv.gitserver import GitDaemon
+from devenv.process import free_port
+from starters.tables import (
+    cluster_table,
+    describe_bundle,
+    describe_cluster,
+    describe_gitrepo,
+    gitrepo_table,
+)
+from tests.e2e.harness import Flotilla, gitrepo_yaml, per_cluster_namespaces
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
+
+
+def _row(table: str, name: str) -> str:
+    return next(line for line in table.splitlines() if line.split()[0] == name)
+
+
+async def _listed_state(flotilla: Flotilla, workflow_id: str, state: str) -> bool:
+    """The Temporal UI's view: the workflow is listed under FlotillaState = ``state``."""
+    query = f"WorkflowId = '{workflow_id}' AND FlotillaState = '{state}'"
+    return [w.id async for w in flotilla.client.list_workflows(query)] == [workflow_id]
+
+
+async def _ui_agrees(flotilla: Flotilla, workflow_id: str, state: str) -> None:
+    await flotilla.eventually(
+        lambda: _listed_state(flotilla, workflow_id, state), bool, timeout=5, interval=0.2
+    )
+
+
+async def test_git_errors_and_empty_paths_show_in_get_and_describe_and_clear(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    url = git_daemon.create_repo(
+        repo_name, {"app/cm.yaml": CM.format(name="a"), "app/fleet.yaml": "{}\n"}
+    )
+    ns = flotilla.namespace
+    good = gitrepo_yaml(ns, "repo", url)
+    await flotilla.control.apply_text(good, file="gitrepo.yaml")
+    ready = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "repo"),
+        lambda s: s.state == "Ready" and bool(s.commit),
+    )
+    commit = ready.commit
+    serving = f"still serving {commit[:12]}"
+
+    causes = {
+        "missing branch": (good.replace("branch: main", "branch: nope"), "branch 'nope' not found"),
+        "unreachable host": (
+            good.replace(url, f"git://127.0.0.1:{free_port()}/gone.git"),
+            "127.0.0.1",
+        ),
+        "missing tag": (good.replace("branch: main", "revision: v9.9.9"), "v9.9.9"),
+        "missing commit": (
+            good.replace("branch: main", f"revision: {'deadbeef' * 5}"),
+            "deadbeefdead",
+        ),
+        "malformed URL": (good.replace(url, "htp//not a url"), "htp//not a url"),
+        "paths match nothing": (
+            gitrepo_yaml(ns, "repo", url, paths=["nope"]),
+            "spec.paths: 'nope' matches no directory",
+        ),
+    }
+    for cause, (spec, reason) in causes.items():
+        started = time.monotonic()
+        await flotilla.control.apply_text(spec, file="gitrepo.yaml")
+        status = await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "repo"),
+            lambda s: s.state == "GitError",
+            timeout=30,
+        )
+        row = _row(gitrepo_table([status]), "repo")
+        assert "GitError: " in row and reason in row and serving in row, (cause, row)
+        assert "since 20" in row and "\n" not in status.message, cause
+        text = describe_gitrepo(status)
+        assert f"Git error:   {status.error}" in text, cause
+        assert f"Serving:   {commit}" in text, cause
+        polling = next(c for c in status.conditions if c.type == "GitPolling")
+        assert (polling.status, polling.reason) == (False, "GitError"), cause
+        assert polling.last_transition is not None
+        shown_after = time.monotonic() - started
+        assert shown_after < 30, cause
+        print(f"{cause}: GitError shown after {shown_after:.1f}s")
+        await _ui_agrees(flotilla, f"gitrepo/{ns}/repo", "GitError")
+        # The last good commit keeps running: its bundle is still there, still deployed.
+        assert [b.bundle for b in await flotilla.control.list_bundles(ns)] == ["repo-app"]
+        assert status.commit == commit
+
+        await flotilla.control.apply_text(good, file="gitrepo.yaml")
+        cleared = await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "repo"),
+            lambda s: s.state == "Ready" and not s.error,
+            timeout=30,
+        )
+        assert _row(gitrepo_table([cleared]), "repo").split()[-1] == "Ready", cause
+        assert all(c.status for c in cleared.conditions), cause
+        assert "GitPolling   True" in describe_gitrepo(cleared)
+
+
+async def test_a_cluster_whose_api_server_stops_is_offline_within_two_probes_and_clears(
+    flotilla: Flotilla, local_cluster: LocalCluster, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    kubeconfig = json.loads(local_cluster.kubeconfig.read_text())
+    server = kubeconfig["clusters"][0]["cluster"]["server"]
+    forwarder = TcpForwarder(int(server.rsplit(":", 1)[1]))
+    await forwarder.start()
+    kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{forwarder.port}"
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    url = git_daemon.create_repo(
+        repo_name,
+        {
+            "app/cm.yaml": CM.format(name="a"),
+            "app/fleet.yaml": per_cluster_namespaces(prefix, ["edge"]),
+        },
+    )
+    ns = flotilla.namespace
+    bound = 2 * flotilla.config.seen_seconds
+    try:
+        await flotilla.control.add_cluster(ns, "edge", json.dumps(kubeconfig))
+        await flotilla.worker.refresh_clusters()
+        await flotilla.control.apply_text(
+            gitrepo_yaml(ns, "repo", url, targets=[{"clusterSelector": {}}]), file="gitrepo.yaml"
+        )
+        await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "repo"),
+            lambda s: s.state == "Ready" and s.ready_bundle_deployments == "1/1",
+        )
+
+        stopped = time.monotonic()
+        await forwarder.stop()
+        status = await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "repo"),
+            lambda s: s.state == "Offline",
+            timeout=bound + 15,
+            interval=0.25,
+        )
+        offline_after = time.monotonic() - stopped
+        print(f"API server stopped: Offline shown after {offline_after:.1f}s (bound {bound}s)")
+        assert offline_after <= bound, offline_after
+        assert "cluster unreachable since" in status.message
+        bundle = (await flotilla.control.list_bundles(ns))[0]
+        assert bundle.state == "Offline" and bundle.clusters[0].state == "Offline"
+        ready = bundle.conditions[0]
+        assert (ready.type, ready.status, ready.reason) == ("Ready", False, "Offline")
+        assert ready.last_transition is not None
+        assert "Ready   False    Offline" in describe_bundle(bundle)
+        registry = await flotilla.control.registry(ns)
+        row = _row(cluster_table(registry, [bundle]), "edge")
+        assert "Offline: cluster unreachable since" in row
+        assert str(forwarder.port) in row
+        text = describe_cluster(registry.clusters[0], [bundle])
+        assert "Reachable   False" in text and "Offline" in text
+        await _ui_agrees(flotilla, f"gitrepo/{ns}/repo", "Offline")
+        await _ui_agrees(flotilla, f"bundle/{ns}/repo-app", "Offline")
+
+        restarted = time.monotonic()
+        await forwarder.start()
+        await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "repo"),
+            lambda s: s.state == "Ready" and s.ready_bundle_deployments == "1/1",
+            timeout=bound + 15,
+            interval=0.25,
+        )
+        cleared_after = time.monotonic() - restarted
+        print(f"API server back: Ready after {cleared_after:.1f}s")
+        assert cleared_after <= bound, cleared_after
+        registry = await flotilla.control.registry(ns)
+        assert not registry.clusters[0].unreachable
+        await _ui_agrees(flotilla, f"gitrepo/{ns}/repo", "Ready")
+        await _ui_agrees(flotilla, f"bundle/{ns}/repo-app", "Ready")
+    finally:
+        await forwarder.stop()
+
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: registry.local/web:1}]
+"""
+# On "slow" the pod can be scheduled nowhere, so its deploy stays in flight (readiness grace).
+NOWHERE = "spec:\n  template:\n    spec:\n      nodeSelector: {flotilla-test/none: 'true'}\n"
+
+
+async def test_a_bundle_change_reaches_the_gitrepo_within_five_seconds(
+    flotilla: Flotilla, local_cluster: LocalCluster, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    fleet_yaml = (
+        f"defaultNamespace: {prefix}-default\ntargetCustomizations:\n"
+        f"  - {{clusterName: fast, namespace: {prefix}-fast}}\n"
+        f"  - {{clusterName: slow, namespace: {prefix}-slow, yaml: {{overlays: [slow]}}}}\n"
+    )
+    url = git_daemon.create_repo(
+        repo_name,
+        {
+            "app/fleet.yaml": fleet_yaml,
+            "app/deployment.yaml": DEPLOYMENT,
+            "app/overlays/slow/deployment_patch.yaml": NOWHERE,
+        },
+    )
+    ns = flotilla.namespace
+    kubeconfig = local_cluster.kubeconfig.read_text()
+    try:
+        for name in ("fast", "slow"):
+            await flotilla.control.add_cluster(ns, name, kubeconfig)
+        await flotilla.worker.refresh_clusters()
+        await flotilla.control.apply_text(
+            gitrepo_yaml(ns, "repo", url, targets=[{"clusterSelector": {}}]), file="gitrepo.yaml"
+        )
+        # Sample both sides; the bundle's own query is the truth the GitRepo must follow.
+        bundle_at = gitrepo_at = None
+        deadline = time.monotonic() + 60
+        while gitrepo_at is None and time.monotonic() < deadline:
+            now = time.monotonic()
+            with contextlib.suppress(Exception):
+                bundle = await flotilla.control.bundle_status(ns, "repo-app")
+                if bundle_at is None and bundle.ready >= 1:
+                    bundle_at = now
+            gitrepo = await flotilla.control.gitrepo_status(ns, "repo")
+            assert not gitrepo.message.endswith(": "), gitrepo.message
+            if bundle_at is not None and gitrepo.ready_bundle_deployments.startswith("1/"):
+                gitrepo_at = now
+            await asyncio.sleep(0.2)
+        assert bundle_at is not None and gitrepo_at is not None, (bundle_at, gitrepo_at)
+        lag = gitrepo_at - bundle_at
+        print(f"bundle change reached the GitRepo after {lag:.1f}s")
+        assert lag <= 5.0
+        bundle = await flotilla.control.bundle_status(ns, "repo-app")
+        states = {c.cluster: c.state for c in bundle.clusters}
+        assert states["fast"] == "Ready" and states["slow"] != "Ready", bundle
+    finally:
+        for name in ("fast", "slow", "default"):
+            with contextlib.suppress(Exception):
+                local_cluster.request("DELETE", f"/api/v1/namespaces/{prefix}-{name}")
