@@ -44,6 +44,7 @@ from activities.helm import (
     Helm,
     UpgradeFlags,
     applied_revision,
+    drop_release_records,
     read_history,
     read_release_manifest,
     roll_back,
@@ -81,6 +82,7 @@ from flotilla.deployment import (
     namespace_removal_refusal,
     secret_strings,
 )
+from flotilla.drift import left_behind
 from flotilla.errors import (
     CONTENT_MISSING,
     DEPLOY_FAILED,
@@ -92,6 +94,7 @@ from flotilla.errors import (
 )
 from flotilla.helmhistory import (
     HistoryAction,
+    ReleaseRevision,
     decide_release_action,
 )
 from flotilla.manifests import parse_manifests
@@ -172,6 +175,37 @@ def _read_values_from(
                 redact.add(secret_strings(values))
             merged = merge_values(merged, values)
     return merged
+
+
+def _latest_manifest(
+    kube: Kube, release: str, namespace: str, history: list[ReleaseRevision]
+) -> list[dict[str, Any]]:
+    """The objects of the newest revision Helm recorded (what a dead operation may have left
+    live), or none when it cannot be read."""
+    if not history:
+        return []
+    latest = max(history, key=lambda r: r.revision)
+    try:
+        manifest = read_release_manifest(kube, release, namespace, latest.revision)
+        return parse_manifests(manifest, file=f"release {release} revision {latest.revision}")
+    except FlotillaError:
+        return []
+
+
+def _delete_left_behind(
+    kube: Kube, stale: list[dict[str, Any]], record: dict[str, Any], namespace: str
+) -> str:
+    """Delete what the lost record had and the new release does not, as an upgrade would."""
+    manifest = record.get("manifest")
+    applied = parse_manifests(manifest, file="release") if isinstance(manifest, str) else []
+    gone = [
+        key
+        for key in left_behind(stale, applied, namespace)
+        if kube.delete(key.api_version, key.kind, key.namespace, key.name)
+    ]
+    if not gone:
+        return ""
+    return f"deleted {len(gone)} object(s) the new version no longer has"
 
 
 @dataclass
@@ -338,6 +372,7 @@ class DeployActivities:
                 return unchanged, None
             values_from = _read_values_from(kube, options, namespace, redact)
             fallback = ""
+            stale: list[dict[str, Any]] = []
             with self._scratch(release) as scratch:
                 chart = self._prepare_chart(
                     bundle,
@@ -368,18 +403,21 @@ class DeployActivities:
                             revision=decision.rollback_revision,
                             max_history=history_size,
                         )
-                    elif decision.action is HistoryAction.UNINSTALL_THEN_INSTALL:
+                    elif decision.action is HistoryAction.ADOPT:
                         activity.logger.warning(
                             "bundle %s on cluster %s/%s: %s", *log_args, decision.reason
                         )
-                        helm.uninstall(release, namespace=namespace)
+                        stale = _latest_manifest(kube, release, namespace, history)
+                        drop_release_records(kube, release, namespace)
                     with helm.private_file("values-", yaml.safe_dump(chart.values)) as values:
                         record = helm.upgrade_install(
                             release,
                             chart.path,
                             namespace=namespace,
                             values=values,
-                            flags=self._flags(options),
+                            flags=self._flags(
+                                options, adopt=decision.action is HistoryAction.ADOPT
+                            ),
                             deployment_label=label,
                             description=f"flotilla deployment {label}",
                             post_renderer=chart.post_renderer,
@@ -387,10 +425,12 @@ class DeployActivities:
                         )
                     if moved_from is not None:
                         helm.uninstall(moved_from.name, namespace=moved_from.namespace)
+            if stale:
+                fallback = _delete_left_behind(kube, stale, record, namespace)
             self._label_namespace(kube, options, namespace)
         revision = int(record.get("version", 0))
         reason = decision.reason
-        if decision.action is HistoryAction.ROLLBACK_THEN_UPGRADE and fallback:
+        if fallback:
             reason += f"; {fallback}"
         if moved_from is not None:
             reason += f"; removed the previous release {moved_from.namespace}/{moved_from.name}"
@@ -408,14 +448,13 @@ class DeployActivities:
             changed=True,
             action=decision.action,
             reason=reason,
-            recovered=decision.action
-            in (HistoryAction.ROLLBACK_THEN_UPGRADE, HistoryAction.UNINSTALL_THEN_INSTALL),
+            recovered=decision.action in (HistoryAction.ROLLBACK_THEN_UPGRADE, HistoryAction.ADOPT),
         )
         manifest = record.get("manifest")
         return result, manifest if isinstance(manifest, str) else None
 
     @staticmethod
-    def _flags(options: BundleDeploymentOptions) -> UpgradeFlags:
+    def _flags(options: BundleDeploymentOptions, *, adopt: bool = False) -> UpgradeFlags:
         helm = options.helm
         correct_drift = options.correct_drift
         return UpgradeFlags(
@@ -424,7 +463,9 @@ class DeployActivities:
             atomic=bool(helm and helm.atomic),
             # As in Fleet, correctDrift.force also forces the upgrade itself.
             force=bool(helm and helm.force) or bool(correct_drift and correct_drift.force),
-            take_ownership=bool(helm and helm.take_ownership),
+            # Adopting the live objects of a lost record: they carry this release's
+            # annotations already, unless someone stripped them; take them either way.
+            take_ownership=adopt or bool(helm and helm.take_ownership),
             wait_for_jobs=bool(helm and helm.wait_for_jobs),
             skip_schema_validation=bool(helm and helm.skip_schema_validation),
             enable_dns=not (helm and helm.disable_dns),
@@ -600,14 +641,7 @@ class DeployActivities:
                 if request.keep_resources:
                     # Helm's records are its release Secrets; without them the objects are
                     # nobody's release, and Helm never touches them again.
-                    records = kube.list_metadata(
-                        "v1",
-                        "Secret",
-                        release.namespace,
-                        label_selector=f"owner=helm,name={release.name}",
-                    )
-                    for record in records:
-                        kube.delete("v1", "Secret", release.namespace, record["metadata"]["name"])
+                    drop_release_records(kube, release.name, release.namespace)
                 else:
                     with (
                         self._scratch(release.name) as scratch,

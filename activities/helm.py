@@ -349,6 +349,16 @@ def read_release_manifest(kube: Kube, release: str, namespace: str, revision: in
     return manifest if isinstance(manifest, str) else ""
 
 
+def drop_release_records(kube: Kube, release: str, namespace: str) -> int:
+    """Delete Helm's records of the release (its Secrets), never its objects; how many went."""
+    records = kube.list_metadata(
+        "v1", "Secret", namespace, label_selector=f"owner=helm,name={release}"
+    )
+    for record in records:
+        kube.delete("v1", "Secret", namespace, record["metadata"]["name"])
+    return len(records)
+
+
 def roll_back(helm: Helm, release: str, *, namespace: str, revision: int, max_history: int) -> str:
     """Roll back to ``revision``; returns what happened instead when Helm could not.
 
