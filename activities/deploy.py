@@ -45,6 +45,7 @@ from activities.helm import (
     UpgradeFlags,
     applied_revision,
     drop_release_records,
+    find_release_objects,
     read_history,
     read_release_manifest,
     roll_back,
@@ -321,7 +322,7 @@ class DeployActivities:
                     ),
                     request.wait_ready_seconds,
                     redact,
-                    applied_manifest=manifest,
+                    applied_manifest=None if request.check_drift else manifest,
                 )
             return result
         except FlotillaError as err:
@@ -628,6 +629,30 @@ class DeployActivities:
 
     # -- removal ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _sweep(kube: Kube, request: RemoveRequest) -> int:
+        """Delete the release's objects when Helm's record cannot (it has no deployed
+        revision, or is gone): found by the labels and annotations Helm puts on each."""
+        release = request.release
+        if applied_revision(read_history(kube, release.name, release.namespace)) is not None:
+            return 0  # helm uninstall deletes what the deployed revision's manifest names
+        found = find_release_objects(kube, release.name, release.namespace)
+        for item in found:
+            meta = item["metadata"]
+            kube.delete(item["apiVersion"], item["kind"], meta.get("namespace", ""), meta["name"])
+        if found:
+            activity.logger.warning(
+                "bundle %s on cluster %s/%s: release %s/%s had no deployed record; deleted %s "
+                "object(s) found by its annotations",
+                request.bundle_name,
+                request.cluster_namespace,
+                request.cluster_name,
+                release.namespace,
+                release.name,
+                len(found),
+            )
+        return len(found)
+
     @activity.defn(name=REMOVE_DEPLOYMENT)
     def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
         """Uninstall the release (or, with keepResources, drop only its records)."""
@@ -642,7 +667,9 @@ class DeployActivities:
                     # Helm's records are its release Secrets; without them the objects are
                     # nobody's release, and Helm never touches them again.
                     drop_release_records(kube, release.name, release.namespace)
+                    swept = 0
                 else:
+                    swept = self._sweep(kube, request)
                     with (
                         self._scratch(release.name) as scratch,
                         Helm(
@@ -655,12 +682,17 @@ class DeployActivities:
                     ):
                         helm.uninstall(release.name, namespace=release.namespace)
                 result = RemoveResult(release_removed=True, resources_kept=request.keep_resources)
+                if swept:
+                    result.message = (
+                        f"Helm's record was gone: deleted {swept} object(s) found by the "
+                        "release's annotations"
+                    )
                 if request.delete_namespace:
                     refusal = namespace_removal_refusal(release.namespace)
                     if request.keep_resources:
                         refusal = "namespace kept: keepResources keeps the objects in it"
                     if refusal:
-                        result.message = refusal
+                        result.message = "; ".join(filter(None, (result.message, refusal)))
                     else:
                         result.namespace_deleted = kube.delete(
                             "v1", "Namespace", "", release.namespace

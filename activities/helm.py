@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from activities.deploy_models import ReleaseRef
-from activities.kube import Kube
+from activities.kube import Kube, list_all_metadata, served_kinds
 from flotilla.errors import (
     CHART_RENDER_FAILED,
     CLUSTER_UNREACHABLE,
@@ -301,6 +301,8 @@ class Helm:
 # ---------------------------------------------------------------------------------------------
 
 _HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm"}
+_RELEASE_NAME = "meta.helm.sh/release-name"
+_RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 # Helm's release records: one Secret per revision, named by release and revision.
 _RECORD_PREFIX = "sh.helm.release.v1."
@@ -359,6 +361,26 @@ def drop_release_records(kube: Kube, release: str, namespace: str) -> int:
     return len(records)
 
 
+def find_release_objects(kube: Kube, release: str, namespace: str) -> list[dict[str, Any]]:
+    """The live objects Helm labelled and annotated as the release's, found without its record.
+
+    Helm puts ``app.kubernetes.io/managed-by: Helm`` and the ``meta.helm.sh/release-name`` and
+    ``release-namespace`` annotations on every object it applies; the label narrows each list,
+    the annotations (which no selector can match) pick the release's. Metadata only.
+    """
+    selector = ",".join(f"{k}={v}" for k, v in _HELM_LABELS.items())
+    found = []
+    for info in served_kinds(kube):
+        for item in list_all_metadata(kube, info, label_selector=selector):
+            annotations = (item.get("metadata") or {}).get("annotations") or {}
+            if (
+                annotations.get(_RELEASE_NAME) == release
+                and annotations.get(_RELEASE_NAMESPACE) == namespace
+            ):
+                found.append(item)
+    return found
+
+
 def roll_back(helm: Helm, release: str, *, namespace: str, revision: int, max_history: int) -> str:
     """Roll back to ``revision``; returns what happened instead when Helm could not.
 
@@ -387,7 +409,7 @@ def with_helm_ownership(obj: dict[str, Any], release: ReleaseRef) -> dict[str, A
     metadata["labels"] = {**(metadata.get("labels") or {}), **_HELM_LABELS}
     metadata["annotations"] = {
         **(metadata.get("annotations") or {}),
-        "meta.helm.sh/release-name": release.name,
-        "meta.helm.sh/release-namespace": release.namespace,
+        _RELEASE_NAME: release.name,
+        _RELEASE_NAMESPACE: release.namespace,
     }
     return {**obj, "metadata": metadata}

@@ -422,6 +422,57 @@ class Kube:
         return items
 
 
+def served_kinds(kube: Kube) -> list[ResourceInfo]:
+    """Every listable kind the cluster serves, at its group's preferred version."""
+    versions = [
+        f"{v}" for v in kube.request("GET", "/api", what="the core API").get("versions", [])
+    ]
+    groups = kube.request("GET", "/apis", what="the API groups").get("groups", [])
+    versions += [
+        str(g["preferredVersion"]["groupVersion"]) for g in groups if g.get("preferredVersion")
+    ]
+    kinds = []
+    for api_version in versions:
+        path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        try:
+            listing = kube.request("GET", path, what=f"API group version {api_version}")
+        except NotFoundError:
+            continue
+        kinds += [
+            ResourceInfo(
+                api_version=api_version,
+                kind=str(item["kind"]),
+                plural=str(item["name"]),
+                namespaced=bool(item.get("namespaced")),
+            )
+            for item in listing.get("resources", [])
+            if "/" not in str(item.get("name", "")) and "list" in (item.get("verbs") or [])
+        ]
+    return kinds
+
+
+def list_all_metadata(
+    kube: Kube, info: ResourceInfo, *, label_selector: str
+) -> list[dict[str, Any]]:
+    """The metadata of every object of a kind, in every namespace, that the selector matches.
+
+    Each item gets its ``apiVersion`` and ``kind`` back (a metadata list leaves them out).
+    """
+    group_version = info.api_version
+    base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+    listing = kube.request(
+        "GET",
+        f"{base}/{info.plural}",
+        what=f"{info.group_resource} in all namespaces",
+        query=[("labelSelector", label_selector)],
+        accept=_METADATA_LIST,
+    )
+    return [
+        {**item, "apiVersion": info.api_version, "kind": info.kind}
+        for item in listing.get("items") or []
+    ]
+
+
 class KubeClients:
     """One API client per kubeconfig, kept for the life of the process.
 

@@ -49,6 +49,9 @@ class DriftCheck(Readiness, Protocol):
     @property
     def corrected(self) -> Sequence[str]: ...
 
+    @property
+    def record_missing(self) -> bool: ...
+
 
 class Applied(Protocol[ReleaseT_co]):
     """What a successful deploy reports (``DeployResult`` of the deploy activities fits)."""
@@ -69,7 +72,7 @@ class Applied(Protocol[ReleaseT_co]):
     def recovered(self) -> bool: ...
 
     @property
-    def status(self) -> Readiness | None: ...
+    def status(self) -> DriftCheck | None: ...
 
 
 class Due(StrEnum):
@@ -141,7 +144,8 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
         )
 
     def apply_succeeded(self, result: Applied[ReleaseT]) -> Self:
-        """The deploy applied ``result.deployment_id``; readiness as far as it watched.
+        """The deploy applied ``result.deployment_id``; readiness (and drift) as far as it
+        watched, so a deploy that restored drifted objects clears Modified at once.
 
         Not Ready afterwards means a readiness watch should follow at once.
         """
@@ -156,7 +160,7 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
         )
         return record if result.status is None else record._saw(result.status)
 
-    def observed(self, status: Readiness, now: datetime, delay: timedelta = RETRY_DELAY) -> Self:
+    def observed(self, status: DriftCheck, now: datetime, delay: timedelta = RETRY_DELAY) -> Self:
         """A readiness watch ended: Ready, or NotReady and watched again after ``delay``."""
         record = self._saw(status)
         if status.ready:
@@ -164,7 +168,22 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
         return record.model_copy(update={"retry_at": now + delay})
 
     def checked(self, status: DriftCheck) -> Self:
-        """A drift check of a settled deployment: readiness, drift, and what it corrected."""
+        """A drift check of a settled deployment: readiness, drift, and what it corrected.
+
+        Helm's record of the release gone (or without a deployed revision) is drift too: the
+        version counts as never released, so the rollout deploys it again at once, which
+        adopts the live objects (``flotilla.helmhistory``).
+        """
+        if status.record_missing:
+            return self.model_copy(
+                update={
+                    "released": "",
+                    "applied": "",
+                    "ready": False,
+                    "drift": list(status.drift[:MAX_NON_READY]),
+                    "last_action": "Helm's record of the release is missing: deploying again",
+                }
+            )
         update: dict[str, object] = {
             "ready": status.ready,
             "non_ready": list(status.non_ready[:MAX_NON_READY]),
@@ -189,12 +208,13 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
         # Back to what runs there, so the rollout releases the staged version again.
         return self.model_copy(update={"retry_at": None, "released": self.applied}), Due.RELEASE
 
-    def _saw(self, status: Readiness) -> Self:
+    def _saw(self, status: DriftCheck) -> Self:
         return self.model_copy(
             update={
                 "ready": status.ready,
                 "error": "",
                 "non_ready": list(status.non_ready[:MAX_NON_READY]),
+                "drift": list(status.drift[:MAX_NON_READY]),
             }
         )
 

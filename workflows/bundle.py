@@ -455,6 +455,7 @@ class BundleWorkflow:
                     previous_release=record.release,
                     render_secrets=spec.render_secrets,
                     wait_ready_seconds=min(READY_GRACE_SECONDS, self.state.ready_watch_seconds),
+                    check_drift=bool(record.drift),
                 ),
                 result_type=DeployResult,
                 timeout=DEPLOY_TIMEOUT,

@@ -26,6 +26,7 @@ class Seen:
     non_ready: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     corrected: list[str] = field(default_factory=list)
+    record_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,27 @@ APPLIED = record(
                 }
             ),
         ),
+        # a deploy that restored drifted objects clears Modified in the same step
+        (
+            record(staged="v2", released="v2", drift=["Deployment/shop/web: differs"]),
+            Deployed(status=Seen(ready=True)),
+            APPLIED.model_copy(update={"ready": True}),
+        ),
+        # ... and one that could not keeps showing what still differs
+        (
+            record(staged="v2", released="v2", drift=["a", "b"]),
+            Deployed(status=Seen(ready=True, drift=["b"])),
+            APPLIED.model_copy(update={"ready": True, "drift": ["b"]}),
+        ),
     ],
-    ids=["applied", "applied-ready", "applied-not-ready", "recovered"],
+    ids=[
+        "applied",
+        "applied-ready",
+        "applied-not-ready",
+        "recovered",
+        "restored-drift",
+        "drift-left",
+    ],
 )
 def test_apply_succeeded(before: Record, result: Deployed, after: Record) -> None:
     assert before.apply_succeeded(result) == after
@@ -191,8 +211,22 @@ def test_observed(before: Record, status: Seen, after: Record) -> None:
             Seen(ready=False, non_ready=["y"]),
             record(error="boom", ready=False, non_ready=["y"]),
         ),
+        # Helm's record gone: never released any more, so the rollout deploys it again now
+        (
+            record(),
+            Seen(
+                ready=False, drift=["release shop/web: no deployed revision"], record_missing=True
+            ),
+            record(
+                released="",
+                applied="",
+                ready=False,
+                drift=["release shop/web: no deployed revision"],
+                last_action="Helm's record of the release is missing: deploying again",
+            ),
+        ),
     ],
-    ids=["clean", "drift", "corrected", "not-ready"],
+    ids=["clean", "drift", "corrected", "not-ready", "record-missing"],
 )
 def test_checked(before: Record, status: Seen, after: Record) -> None:
     assert before.checked(status) == after
