@@ -24,12 +24,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.contentgc import ContentActivities
 from activities.deploy import DeployActivities
 from activities.gitops import GitOpsActivities
+from activities.objectwatch import ObjectWatchActivities
+from activities.objectwatch_models import (
+    OBJECTS_CHANGED_SIGNAL,
+    ObjectsChanged,
+    WatchObjectsRequest,
+)
 from activities.registry import RegistryActivities
 from activities.schedules import ScheduleActivities
 from activities.secrets import kubeconfig_secret_name
@@ -39,6 +46,7 @@ from flotilla.ids import (
     CONTROL_TASK_QUEUE,
     cluster_of_task_queue,
     cluster_task_queue,
+    objectwatch_workflow_id,
     registry_workflow_id,
 )
 from flotilla.models import DEFAULT_NAMESPACE
@@ -50,6 +58,7 @@ from workflows.bundle import BundleWorkflow
 from workflows.contentgc import ContentGarbageWorkflow
 from workflows.gitrepo import GitRepoWorkflow
 from workflows.imagepolicy import ImagePolicyWorkflow
+from workflows.objectwatch import ObjectWatchWorkflow
 from workflows.registry import ClusterRegistryWorkflow
 from workflows.registry_models import ClustersSeen, SnapshotRequest
 
@@ -61,6 +70,7 @@ WORKFLOWS = (
     BundleWorkflow,
     ImagePolicyWorkflow,
     ContentGarbageWorkflow,
+    ObjectWatchWorkflow,
 )
 DEFAULT_THREADS = 16
 DEFAULT_REFRESH_SECONDS = 5.0
@@ -94,6 +104,9 @@ class WorkerConfig:
     linger_seconds: float = DEFAULT_LINGER_SECONDS
     seen_seconds: float = DEFAULT_SEEN_SECONDS
     cluster_pollers: int = DEFAULT_CLUSTER_POLLERS
+    # One object watcher per served push-mode cluster (drift seen in seconds); off, drift is
+    # found by the periodic check alone.
+    watch_objects: bool = True
     workdir: Path = field(default_factory=lambda: Path.home() / ".cache" / "flotilla" / "work")
 
 
@@ -122,6 +135,7 @@ class FlotillaWorker:
         self.writeback = WriteBackActivities(self.gitops, config.workdir / "writeback")
         self.schedules = ScheduleActivities(client, content, self.gitops)
         self.content = ContentActivities(client, content)
+        self.objectwatch = ObjectWatchActivities(self.deploy, self._objects_changed)
         self._control_pool = ThreadPoolExecutor(config.control_threads, "flotilla-control")
         self._cluster_pool = ThreadPoolExecutor(config.cluster_threads, "flotilla-cluster")
         self._control: Worker | None = None
@@ -236,6 +250,7 @@ class FlotillaWorker:
                 continue
             since = self._gone_since.setdefault(queue, now)
             if now - since >= self.config.linger_seconds:
+                await self._stop_object_watch(queue)
                 await self._stop_cluster(queue)
                 namespace, cluster = cluster_of_task_queue(queue)
                 # Only a registry that answered says the cluster is gone; one that is
@@ -279,6 +294,9 @@ class FlotillaWorker:
         self._connections.append((client, {queue}))
         return client
 
+    async def _objects_changed(self, workflow_id: str, change: ObjectsChanged) -> None:
+        await self.client.get_workflow_handle(workflow_id).signal(OBJECTS_CHANGED_SIGNAL, change)
+
     async def _start_cluster(self, queue: str) -> None:
         worker = Worker(
             await self._connection_for(queue),
@@ -288,15 +306,48 @@ class FlotillaWorker:
                 self.deploy.check_deployment,
                 self.deploy.wait_ready,
                 self.deploy.remove_deployment,
+                self.objectwatch.watch_objects,
             ],
             activity_executor=self._cluster_pool,
+            # The object watcher holds one slot for as long as it runs (an async activity,
+            # so no thread of the pool).
             max_concurrent_activities=min(
                 self.config.cluster_concurrency, self.config.cluster_threads
-            ),
+            )
+            + 1,
             max_concurrent_activity_task_polls=self.config.cluster_pollers,
         )
         self._clusters[queue] = (worker, asyncio.create_task(worker.run()))
         log.info("serving cluster queue %s", queue)
+        if self.config.watch_objects:
+            await self._start_object_watch(queue)
+
+    async def _start_object_watch(self, queue: str) -> None:
+        """Start the cluster's object watcher workflow, or keep the one running (another
+        worker of the queue may have started it): see workflows/objectwatch.py."""
+        namespace, cluster = cluster_of_task_queue(queue)
+        try:
+            await self.client.start_workflow(
+                ObjectWatchWorkflow.run,
+                WatchObjectsRequest(cluster_namespace=namespace, cluster_name=cluster),
+                id=objectwatch_workflow_id(namespace, cluster),
+                task_queue=self.config.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                static_summary=f"object watcher of cluster {namespace}/{cluster}",
+            )
+        except RPCError as err:
+            log.warning("object watcher of cluster %s/%s not started: %s", namespace, cluster, err)
+
+    async def _stop_object_watch(self, queue: str) -> None:
+        namespace, cluster = cluster_of_task_queue(queue)
+        handle = self.client.get_workflow_handle(objectwatch_workflow_id(namespace, cluster))
+        try:
+            await handle.cancel()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                log.warning(
+                    "object watcher of cluster %s/%s not stopped: %s", namespace, cluster, err
+                )
 
     async def _stop_cluster(self, queue: str) -> None:
         worker, task = self._clusters.pop(queue)
@@ -371,6 +422,12 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         default=_env_int("FLOTILLA_CLUSTER_POLLERS", DEFAULT_CLUSTER_POLLERS),
         help="activity pollers per cluster queue ($FLOTILLA_CLUSTER_POLLERS)",
     )
+    parser.add_argument(
+        "--no-object-watch",
+        dest="watch_objects",
+        action="store_false",
+        help="no object watchers: drift is found by the periodic check alone",
+    )
     parser.add_argument("--refresh-seconds", type=float, default=DEFAULT_REFRESH_SECONDS)
     parser.add_argument("--linger-seconds", type=float, default=DEFAULT_LINGER_SECONDS)
     parser.add_argument(
@@ -395,6 +452,7 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         refresh_seconds=args.refresh_seconds,
         linger_seconds=args.linger_seconds,
         seen_seconds=args.seen_seconds,
+        watch_objects=args.watch_objects,
         workdir=args.workdir or settings.workdir,
     )
 

@@ -98,6 +98,7 @@ from flotilla.helmhistory import (
     ReleaseRevision,
     decide_release_action,
 )
+from flotilla.kubenames import is_label_value
 from flotilla.manifests import parse_manifests
 from flotilla.models import BundleDeploymentOptions
 from flotilla.values import merge_values
@@ -260,6 +261,12 @@ class DeployActivities:
         redact.add(kubeconfig_secrets(parsed))
         return text, parsed
 
+    def cluster_kubeconfig(
+        self, cluster_namespace: str, cluster: str, redact: Redactor
+    ) -> dict[str, Any]:
+        """The cluster's parsed kubeconfig (for a client of its own, such as a watcher's)."""
+        return self._kubeconfig(cluster_namespace, cluster, redact)[1]
+
     def probe(self, cluster_namespace: str, cluster: str) -> str:
         """Ask the cluster's API for its version with its kubeconfig: "" when it answers,
         else why not, in one line (for last-seen times; not an activity)."""
@@ -421,6 +428,10 @@ class DeployActivities:
                             ),
                             deployment_label=label,
                             description=f"flotilla deployment {label}",
+                            # Names the bundle to the object watcher (activities/objectwatch.py).
+                            bundle_label=(
+                                request.bundle_name if is_label_value(request.bundle_name) else ""
+                            ),
                             post_renderer=chart.post_renderer,
                             post_renderer_args=chart.post_renderer_args,
                         )
@@ -538,7 +549,8 @@ class DeployActivities:
             with self._watch(request, redact) as watch:
                 status = watch.observe()
                 options = watch.options
-                if watch.drift and options.correct_drift and options.correct_drift.enabled:
+                correct = bool(options.correct_drift and options.correct_drift.enabled)
+                if watch.drift and correct and request.correct:
                     activity.logger.info(
                         "bundle %s on cluster %s/%s: correcting drift of %s objects",
                         request.bundle_name,
@@ -546,7 +558,7 @@ class DeployActivities:
                         request.cluster_name,
                         len(watch.drift),
                     )
-                    watch.correct(force=options.correct_drift.force)
+                    watch.correct(force=bool(options.correct_drift and options.correct_drift.force))
                     corrected = status.drift
                     status = watch.observe()
                     status.corrected = corrected

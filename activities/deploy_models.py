@@ -82,6 +82,8 @@ class StatusRequest(BaseModel):
     deployment_id: str
     options_digest: str
     release: ReleaseRef
+    # False while drift correction backs off (a writer in a loop): the check only looks.
+    correct: bool = True
 
 
 class WaitReadyRequest(StatusRequest):

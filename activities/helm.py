@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from activities.deploy_models import ReleaseRef
 from activities.kube import Kube, list_all_metadata, served_kinds
+from activities.objectwatch_models import BUNDLE_LABEL
 from flotilla.errors import (
     CHART_RENDER_FAILED,
     CLUSTER_UNREACHABLE,
@@ -245,6 +246,7 @@ class Helm:
         flags: UpgradeFlags,
         deployment_label: str,
         description: str,
+        bundle_label: str = "",
         post_renderer: Path | None = None,
         post_renderer_args: Sequence[str] = (),
     ) -> dict[str, Any]:
@@ -260,7 +262,8 @@ class Helm:
             "--values",
             str(values),
             "--labels",
-            f"{DEPLOYMENT_ID_LABEL}={deployment_label}",
+            f"{DEPLOYMENT_ID_LABEL}={deployment_label}"
+            + (f",{BUNDLE_LABEL}={bundle_label}" if bundle_label else ""),
             "--description",
             description,
             "--output",
@@ -301,8 +304,8 @@ class Helm:
 # ---------------------------------------------------------------------------------------------
 
 _HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm"}
-_RELEASE_NAME = "meta.helm.sh/release-name"
-_RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
+RELEASE_NAME_ANNOTATION = "meta.helm.sh/release-name"
+RELEASE_NAMESPACE_ANNOTATION = "meta.helm.sh/release-namespace"
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 # Helm's release records: one Secret per revision, named by release and revision.
 _RECORD_PREFIX = "sh.helm.release.v1."
@@ -374,8 +377,8 @@ def find_release_objects(kube: Kube, release: str, namespace: str) -> list[dict[
         for item in list_all_metadata(kube, info, label_selector=selector):
             annotations = (item.get("metadata") or {}).get("annotations") or {}
             if (
-                annotations.get(_RELEASE_NAME) == release
-                and annotations.get(_RELEASE_NAMESPACE) == namespace
+                annotations.get(RELEASE_NAME_ANNOTATION) == release
+                and annotations.get(RELEASE_NAMESPACE_ANNOTATION) == namespace
             ):
                 found.append(item)
     return found
@@ -409,7 +412,7 @@ def with_helm_ownership(obj: dict[str, Any], release: ReleaseRef) -> dict[str, A
     metadata["labels"] = {**(metadata.get("labels") or {}), **_HELM_LABELS}
     metadata["annotations"] = {
         **(metadata.get("annotations") or {}),
-        _RELEASE_NAME: release.name,
-        _RELEASE_NAMESPACE: release.namespace,
+        RELEASE_NAME_ANNOTATION: release.name,
+        RELEASE_NAMESPACE_ANNOTATION: release.namespace,
     }
     return {**obj, "metadata": metadata}

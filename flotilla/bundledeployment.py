@@ -18,6 +18,7 @@ from typing import Generic, Protocol, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from flotilla.errors import one_line
+from flotilla.objectwatch import correction_backoff
 from flotilla.rollout import RolloutTarget
 from flotilla.status import MAX_NON_READY, DeploymentObservation, StateWithMessage, compute_state
 
@@ -111,6 +112,10 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
     last_action: str = ""
     # Live objects that differ from the release (Modified), from the last drift check.
     drift: list[str] = Field(default_factory=list)
+    # Drift corrections in a row without a clean check between them, and when the last one
+    # was: another writer changing the objects in a loop is corrected ever less often.
+    corrections: int = 0
+    corrected_at: datetime | None = None
 
     # --- transitions --------------------------------------------------------------------------
 
@@ -167,7 +172,7 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
             return record
         return record.model_copy(update={"retry_at": now + delay})
 
-    def checked(self, status: DriftCheck) -> Self:
+    def checked(self, status: DriftCheck, now: datetime | None = None) -> Self:
         """A drift check of a settled deployment: readiness, drift, and what it corrected.
 
         Helm's record of the release gone (or without a deployed revision) is drift too: the
@@ -191,8 +196,38 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
         }
         if status.corrected:
             corrected = ", ".join(status.corrected[:_SHOWN_CORRECTED])
-            update["last_action"] = one_line(f"corrected drift: {corrected}")
+            in_a_row = self._corrections_before(now) + 1
+            action = f"corrected drift: {corrected}"
+            if in_a_row > 1:
+                wait = correction_backoff(in_a_row)
+                action += (
+                    f" ({in_a_row} times in a row: something else keeps changing it; "
+                    f"next correction after {int(wait.total_seconds())}s)"
+                )
+            update.update(last_action=one_line(action), corrections=in_a_row, corrected_at=now)
+        elif not status.drift:
+            update["corrections"] = 0
+        elif self.corrected_at is not None and now is not None and not self.may_correct(now):
+            due = self.corrected_at + correction_backoff(self.corrections)
+            update["last_action"] = one_line(
+                f"drift correction backed off after {self.corrections} in a row: next one "
+                f"not before {due:%H:%M:%S} UTC"
+            )
         return self.model_copy(update=update)
+
+    def _corrections_before(self, now: datetime | None) -> int:
+        """Corrections in a row so far; a quiet spell of twice the back-off ends the row."""
+        if self.corrected_at is None or now is None:
+            return self.corrections
+        quiet = now - self.corrected_at
+        return self.corrections if quiet <= 2 * correction_backoff(self.corrections) else 0
+
+    def may_correct(self, now: datetime) -> bool:
+        """Whether a drift check at ``now`` may correct drift, or must wait out the back-off
+        (``flotilla.objectwatch.correction_backoff``) of the corrections in a row so far."""
+        if self.corrected_at is None:
+            return True
+        return now >= self.corrected_at + correction_backoff(self.corrections)
 
     def failed(self, error: str, now: datetime, delay: timedelta = RETRY_DELAY) -> Self:
         """A deploy, watch or check failed (or found the cluster offline): ErrApplied with

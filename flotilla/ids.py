@@ -41,3 +41,7 @@ def registry_workflow_id(namespace: str) -> str:
 
 # One content garbage collection at a time, fleet-wide (the CLI and its schedule share it).
 CONTENT_GC_WORKFLOW_ID = "content-gc"
+
+
+def objectwatch_workflow_id(namespace: str, cluster: str) -> str:
+    return f"objectwatch/{namespace}/{cluster}"

@@ -203,7 +203,7 @@ def test_observed(before: Record, status: Seen, after: Record) -> None:
         (
             record(last_action="install: no release yet"),
             Seen(corrected=["a", "b", "c", "d"]),
-            record(last_action="corrected drift: a, b, c"),
+            record(last_action="corrected drift: a, b, c", corrections=1),
         ),
         # a check neither clears an error nor schedules anything
         (
@@ -323,3 +323,26 @@ def test_the_retry_delay_can_be_shortened() -> None:
     second = timedelta(seconds=1)
     assert record().failed("boom", NOW, second).retry_at == NOW + second
     assert record().observed(Seen(ready=False), NOW, second).retry_at == NOW + second
+
+
+def test_corrections_in_a_row_back_off_and_say_so() -> None:
+    fixed = Seen(corrected=["ConfigMap/shop/cfg"])
+    first = record().checked(fixed, NOW)
+    assert first.corrections == 1 and first.last_action == "corrected drift: ConfigMap/shop/cfg"
+    assert not first.may_correct(NOW + timedelta(seconds=9))
+    assert first.may_correct(NOW + timedelta(seconds=10))
+
+    second = first.checked(fixed, NOW + timedelta(seconds=12))
+    assert second.corrections == 2
+    assert "2 times in a row" in second.last_action and "after 20s" in second.last_action
+    waiting = second.checked(Seen(drift=["ConfigMap/shop/cfg: differs"]), NOW + LATER_BY)
+    assert waiting.drift == ["ConfigMap/shop/cfg: differs"]
+    assert waiting.last_action == (
+        "drift correction backed off after 2 in a row: next one not before 12:00:32 UTC"
+    )
+    # A clean check ends the row; so does a quiet spell of twice the back-off.
+    assert second.checked(Seen(), NOW + LATER_BY).corrections == 0
+    assert second.checked(fixed, NOW + timedelta(seconds=60)).corrections == 1
+
+
+LATER_BY = timedelta(seconds=15)
