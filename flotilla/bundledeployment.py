@@ -194,6 +194,10 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
             "non_ready": list(status.non_ready[:MAX_NON_READY]),
             "drift": list(status.drift[:MAX_NON_READY]),
         }
+        if not status.ready and now is not None:
+            # Watch readiness at once: its end (a full check) shows the drift too, where a
+            # change of status alone would bring no new check (a scale-up's new pods).
+            update["retry_at"] = now
         if status.corrected:
             corrected = ", ".join(status.corrected[:_SHOWN_CORRECTED])
             in_a_row = self._corrections_before(now) + 1

@@ -105,7 +105,10 @@ async def test_drift_is_seen_and_corrected_in_seconds_and_a_lost_record_heals(
         await flotilla.control.apply_text(
             gitrepo_yaml(ns, "watch", url, targets=[{"clusterName": "one"}]), file="g.yaml"
         )
-        await flotilla.eventually(state, lambda s: s == "Ready")
+        await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "watch-app"),
+            lambda s: s.state == "Ready" and s.desired == 1,
+        )
         uid = await objects.uid()
         await asyncio.sleep(3)  # the watcher has seen the deploy
 

@@ -346,3 +346,9 @@ def test_corrections_in_a_row_back_off_and_say_so() -> None:
 
 
 LATER_BY = timedelta(seconds=15)
+
+
+def test_a_check_that_finds_not_ready_watches_readiness_at_once() -> None:
+    checked = record().checked(Seen(ready=False, non_ready=["a"], drift=["b"]), NOW)
+    assert checked.retry_at == NOW and checked.drift == ["b"] and not checked.ready
+    assert checked.due(NOW)[1] is Due.WATCH
