@@ -53,6 +53,7 @@ from flotilla.objectwatch import changed_by_flotilla, fingerprint
 # was, and notices a stop request.
 _WATCH_SECONDS = 20
 _RETRY_SECONDS = 2.0
+_MAX_RETRY_SECONDS = 60.0
 _HELM_SELECTOR = "app.kubernetes.io/managed-by=Helm"
 _RECORDS = ResourceInfo(api_version="v1", kind="Secret", plural="secrets", namespaced=True)
 # Pruned history (superseded revisions) goes away on every deploy; that is not drift.
@@ -126,6 +127,7 @@ class ClusterWatch:
         replay)`` sees every object (replay: from a list, not a live event)."""
         version = ""
         seen: dict[str, dict[str, Any]] = {}
+        failures = 0
         while not self._stop.is_set():
             try:
                 if not version:
@@ -157,13 +159,17 @@ class ClusterWatch:
                     else:
                         seen[meta.get("uid", "")] = obj
                     on_event(kind, obj, False)
+                    failures = 0
                     if self._stop.is_set():
                         return
             except GoneError:
                 version = ""
-            except FlotillaError as err:
-                self.log(f"watch of {info.kind} broke ({err}); again from version {version}")
-                self._stop.wait(_RETRY_SECONDS)
+            except (FlotillaError, ValueError) as err:
+                # A cluster away (or a watch it forbids) is tried again ever less often.
+                wait = min(_RETRY_SECONDS * 2**failures, _MAX_RETRY_SECONDS)
+                failures = min(failures + 1, 8)
+                self.log(f"watch of {info.kind} broke ({err}); again in {wait:.0f}s")
+                self._stop.wait(wait)
 
     # -- release records -------------------------------------------------------------------
 

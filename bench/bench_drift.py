@@ -142,6 +142,9 @@ async def main_async(runs: int, watch: bool) -> None:
                 for run in range(runs):
                     name = clusters[run % CLUSTERS].name
                     kube = kubes[name]
+                    # Both bundles show Ready on this cluster before the edit: nothing stale.
+                    for bundle in ("bench-look", "bench-fix"):
+                        await until("Ready", lambda b=bundle, n=name: _is(control, b, n, "Ready"))
                     before = load()
                     color = f"run{run}"
                     kube.merge_patch(

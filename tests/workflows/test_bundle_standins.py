@@ -45,6 +45,7 @@ from activities.deploy_models import (
     WaitReadyRequest,
 )
 from activities.gitops_models import PlannedTarget, PlanRequest, PlanResult
+from activities.objectwatch_models import ObjectsChanged
 from flotilla.deployment import deployment_id
 from flotilla.helmhistory import HistoryAction
 from flotilla.ids import bundle_workflow_id, cluster_task_queue, gitrepo_workflow_id
@@ -93,6 +94,9 @@ class StandIns:
     windows: list[Window] = field(default_factory=list)
     running: Counter[str] = field(default_factory=Counter)
     most_running: Counter[str] = field(default_factory=Counter)
+    # Per cluster: what the next drift checks find, and whose Helm record is gone.
+    drift: dict[str, list[str]] = field(default_factory=dict)
+    record_lost: set[str] = field(default_factory=set)
 
     @contextlib.asynccontextmanager
     async def _running(self, name: str, cluster: str) -> AsyncIterator[int]:
@@ -162,9 +166,19 @@ class StandIns:
 
     @activity.defn(name="check_deployment")
     async def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
-        return DeploymentStatus(
-            release=request.release, applied_deployment_id=request.deployment_id, ready=True
-        )
+        cluster = request.cluster_name
+        async with self._running("check_deployment", cluster):
+            if cluster in self.record_lost:
+                self.record_lost.discard(cluster)
+                return DeploymentStatus(
+                    release=request.release, drift=["release: gone"], record_missing=True
+                )
+            return DeploymentStatus(
+                release=request.release,
+                applied_deployment_id=request.deployment_id,
+                ready=True,
+                drift=self.drift.get(cluster, []),
+            )
 
     @activity.defn(name="remove_deployment")
     async def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
@@ -373,3 +387,30 @@ async def test_deploys_and_removals_on_retirement_stay_within_the_pending_activi
     assert removed == set(clusters)
     assert standins.most_running["remove_deployment"] == 2
     assert standins.most_running["*"] == 2  # deploys, watches and removals alike
+
+
+async def test_objects_changed_checks_that_cluster_at_once_and_a_lost_record_redeploys(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    # The real watcher and check: tests/e2e/test_drift_watch.py. Here the periodic check is
+    # an hour away, so every check below comes from a signal.
+    standins = StandIns(clusters=["a", "b"])
+    bundle = await start(standins)
+    await eventually(bundle.states, all_ready)
+    standins.drift["a"] = ["ConfigMap/app/cfg: differs at /data/color"]
+
+    await bundle.handle.signal(BundleWorkflow.objects_changed, ObjectsChanged(cluster="a"))
+
+    states = await eventually(bundle.states, lambda s: s["a"] is BundleState.MODIFIED)
+    assert states["b"] is BundleState.READY
+    assert standins.calls["check_deployment", "b"] == 0
+    # flotilla sync gitrepo: every cluster, and a lost record is deployed again.
+    standins.drift.clear()
+    standins.record_lost.add("b")
+    deploys = standins.calls["deploy_bundle", "b"]
+    await bundle.handle.signal(BundleWorkflow.objects_changed, ObjectsChanged(cluster=""))
+    await eventually(
+        bundle.states,
+        lambda s: all_ready(s) and standins.calls["deploy_bundle", "b"] == deploys + 1,
+    )
+    assert standins.calls["check_deployment", "a"] == 2
