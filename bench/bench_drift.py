@@ -25,9 +25,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
-from bench_fleet import load, start_worker, stop_worker, tool_env, wait_for_log
+from bench_fleet import cpu_seconds, load, start_worker, stop_worker, tool_env, wait_for_log
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -96,7 +97,7 @@ async def cluster_state(control: Control, bundle: str, cluster: str) -> str:
     return next((c.state for c in status.clusters if c.cluster == cluster), "")
 
 
-async def main_async(runs: int, watch: bool) -> None:
+async def main_async(runs: int, watch: bool, idle_seconds: float) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
         root = Path(tmp)
         clusters = [LocalCluster(f"c{n}", root / f"cluster{n}", nodes=1) for n in range(CLUSTERS)]
@@ -137,6 +138,15 @@ async def main_async(runs: int, watch: bool) -> None:
                 await until("all Ready", all_ready)
                 await asyncio.sleep(5)  # the watchers have listed what they watch
                 print(f"settled; load {load()}", flush=True)
+                if idle_seconds > 0:
+                    cpu = cpu_seconds(worker.pid)
+                    await asyncio.sleep(idle_seconds)
+                    used = cpu_seconds(worker.pid) - cpu
+                    print(
+                        f"idle {idle_seconds:.0f} s: worker CPU {used:.2f} s "
+                        f"({100 * used / idle_seconds:.1f}% of one core), load {load()}",
+                        flush=True,
+                    )
                 modified: list[float] = []
                 corrected: list[float] = []
                 for run in range(runs):
@@ -144,7 +154,7 @@ async def main_async(runs: int, watch: bool) -> None:
                     kube = kubes[name]
                     # Both bundles show Ready on this cluster before the edit: nothing stale.
                     for bundle in ("bench-look", "bench-fix"):
-                        await until("Ready", lambda b=bundle, n=name: _is(control, b, n, "Ready"))
+                        await until("Ready", partial(_is, control, bundle, name, "Ready"))
                     before = load()
                     color = f"run{run}"
                     kube.merge_patch(
@@ -153,7 +163,7 @@ async def main_async(runs: int, watch: bool) -> None:
                     modified.append(
                         await until(
                             "Modified",
-                            lambda n=name: _is(control, "bench-look", n, "Modified"),
+                            partial(_is, control, "bench-look", name, "Modified"),
                         )
                     )
                     kube.merge_patch(
@@ -162,12 +172,7 @@ async def main_async(runs: int, watch: bool) -> None:
                     corrected.append(
                         await until(
                             "corrected",
-                            lambda k=kube: (
-                                (k.get("v1", "ConfigMap", "drift-fix", "cfg") or {})
-                                .get("data", {})
-                                .get("color")
-                                == "blue"
-                            ),
+                            partial(_has_color, kube, "drift-fix", "blue"),
                         )
                     )
                     # Back as committed, so the next edit on this cluster is a change again.
@@ -197,13 +202,21 @@ async def _is(control: Control, bundle: str, cluster: str, state: str) -> bool:
     return await cluster_state(control, bundle, cluster) == state
 
 
+def _has_color(kube: Kube, namespace: str, color: str) -> bool:
+    live = kube.get("v1", "ConfigMap", namespace, "cfg") or {}
+    return bool((live.get("data") or {}).get("color") == color)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--no-object-watch", dest="watch", action="store_false")
+    parser.add_argument(
+        "--idle-seconds", type=float, default=60.0, help="worker CPU measured this long, settled"
+    )
     args = parser.parse_args()
     os.environ["PATH"] = tool_env()["PATH"]
-    asyncio.run(main_async(args.runs, args.watch))
+    asyncio.run(main_async(args.runs, args.watch, args.idle_seconds))
     return 0
 
 

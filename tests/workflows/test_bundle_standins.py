@@ -97,6 +97,9 @@ class StandIns:
     # Per cluster: what the next drift checks find, and whose Helm record is gone.
     drift: dict[str, list[str]] = field(default_factory=dict)
     record_lost: set[str] = field(default_factory=set)
+    # Clusters whose checks correct drift (correctDrift), and how many corrections were made.
+    correct_drift: set[str] = field(default_factory=set)
+    corrections: int = 0
 
     @contextlib.asynccontextmanager
     async def _running(self, name: str, cluster: str) -> AsyncIterator[int]:
@@ -173,11 +176,20 @@ class StandIns:
                 return DeploymentStatus(
                     release=request.release, drift=["release: gone"], record_missing=True
                 )
+            drift = self.drift.get(cluster, [])
+            if drift and request.correct and cluster in self.correct_drift:
+                self.corrections += 1
+                return DeploymentStatus(
+                    release=request.release,
+                    applied_deployment_id=request.deployment_id,
+                    ready=True,
+                    corrected=drift,
+                )
             return DeploymentStatus(
                 release=request.release,
                 applied_deployment_id=request.deployment_id,
                 ready=True,
-                drift=self.drift.get(cluster, []),
+                drift=drift,
             )
 
     @activity.defn(name="remove_deployment")
@@ -414,3 +426,25 @@ async def test_objects_changed_checks_that_cluster_at_once_and_a_lost_record_red
         lambda s: all_ready(s) and standins.calls["deploy_bundle", "b"] == deploys + 1,
     )
     assert standins.calls["check_deployment", "a"] == 2
+
+
+async def test_a_workload_changed_in_a_loop_is_corrected_with_back_off(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    # Someone else edits the objects every 0.3 s for 6 s; each edit is reported. Without the
+    # back-off every report would correct; with it, the first does and the next may only
+    # come 10 s later, while the drift shows and the status says why.
+    standins = StandIns(clusters=["a"], correct_drift={"a"})
+    bundle = await start(standins)
+    await eventually(bundle.states, all_ready)
+    standins.drift["a"] = ["ConfigMap/app/cfg: differs at /data/color"]
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        await bundle.handle.signal(BundleWorkflow.objects_changed, ObjectsChanged(cluster="a"))
+        await asyncio.sleep(0.3)
+
+    status = await eventually(bundle.status, lambda s: "backed off" in s.clusters[0].last_action)
+    assert standins.corrections == 1
+    assert standins.calls["check_deployment", "a"] > 3
+    assert status.clusters[0].state is BundleState.MODIFIED
+    assert "drift correction backed off after 1 in a row" in status.clusters[0].last_action
