@@ -27,12 +27,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.contentgc import ContentActivities
 from activities.deploy import DeployActivities
 from activities.gitops import GitOpsActivities
+from activities.objectwatch import ObjectWatchActivities
+from activities.objectwatch_models import (
+    OBJECTS_CHANGED_SIGNAL,
+    ObjectsChanged,
+    WatchObjectsRequest,
+)
 from activities.pushqueue import PushDeployActivities
 from activities.registry import RegistryActivities
 from activities.schedules import ScheduleActivities
@@ -44,8 +51,10 @@ from flotilla.ids import (
     DEFAULT_NAMESPACE,
     cluster_of_task_queue,
     cluster_task_queue,
+    objectwatch_workflow_id,
     push_task_queues,
     registry_workflow_id,
+    watch_task_queue,
 )
 from flotilla.settings import Settings, SettingsError
 from runtime.stores import content_store, load_settings, secret_store
@@ -55,6 +64,7 @@ from workflows.bundle import BundleWorkflow
 from workflows.contentgc import ContentGarbageWorkflow
 from workflows.gitrepo import GitRepoWorkflow
 from workflows.imagepolicy import ImagePolicyWorkflow
+from workflows.objectwatch import ObjectWatchWorkflow
 from workflows.registry import ClusterRegistryWorkflow
 from workflows.registry_models import ClustersSeen, SnapshotRequest
 
@@ -66,6 +76,7 @@ WORKFLOWS = (
     BundleWorkflow,
     ImagePolicyWorkflow,
     ContentGarbageWorkflow,
+    ObjectWatchWorkflow,
 )
 DEFAULT_THREADS = 16
 DEFAULT_REFRESH_SECONDS = 5.0
@@ -87,6 +98,8 @@ CONTROL_WORKFLOW_POLLERS = 20
 # One cluster runs at most this many deploy activities at once (a semaphore per cluster):
 # too few, and a cluster with many slow readiness waits holds back its other bundles.
 DEFAULT_CLUSTER_CONCURRENCY = 4
+# Object watchers one worker runs at most (one per push-mode cluster it serves).
+MAX_OBJECT_WATCHERS = 20_000
 # Threads for all push-mode deploy activities, split evenly over the push queues: a queue
 # never takes more tasks than it has threads for (a task waiting for a thread does not
 # heartbeat, and times out).
@@ -107,6 +120,9 @@ class WorkerConfig:
     linger_seconds: float = DEFAULT_LINGER_SECONDS
     seen_seconds: float = DEFAULT_SEEN_SECONDS
     cluster_pollers: int = DEFAULT_CLUSTER_POLLERS
+    # One object watcher per served push-mode cluster (drift seen in seconds); off, drift is
+    # found by the periodic check alone.
+    watch_objects: bool = True
     workdir: Path = field(default_factory=lambda: Path.home() / ".cache" / "flotilla" / "work")
 
 
@@ -146,6 +162,7 @@ class FlotillaWorker:
         self.content = ContentActivities(client, content)
         self._queues = push_task_queues(config.task_queue)
         self._per_queue = max(2, -(-config.cluster_threads // len(self._queues)))
+        self.objectwatch = ObjectWatchActivities(self.deploy, self._objects_changed)
         self._control_pool = ThreadPoolExecutor(config.control_threads, "flotilla-control")
         self._cluster_pool = ThreadPoolExecutor(
             self._per_queue * len(self._queues), "flotilla-cluster"
@@ -216,6 +233,15 @@ class FlotillaWorker:
                 ),
             )
             self._push.append((worker, asyncio.create_task(worker.run())))
+        # The object watchers: async, one slot each for as long as it runs, so a queue of
+        # their own with a slot for every cluster a worker could serve.
+        watcher = Worker(
+            self._push_client,
+            task_queue=watch_task_queue(self.config.task_queue),
+            activities=[self.objectwatch.watch_objects],
+            max_concurrent_activities=MAX_OBJECT_WATCHERS,
+        )
+        self._push.append((watcher, asyncio.create_task(watcher.run())))
         await self.refresh_clusters()
         self._refresher = asyncio.create_task(
             _every(self.config.refresh_seconds, self.refresh_clusters, "cluster refresh")
@@ -298,6 +324,7 @@ class FlotillaWorker:
                 continue
             since = self._gone_since.setdefault(queue, now)
             if now - since >= self.config.linger_seconds:
+                await self._stop_object_watch(queue)
                 await self._stop_cluster(queue)
                 namespace, cluster = cluster_of_task_queue(queue)
                 # Only a registry that answered says the cluster is gone; one that is
@@ -335,6 +362,38 @@ class FlotillaWorker:
     async def _start_cluster(self, queue: str) -> None:
         self._clusters.add(queue)
         log.info("serving push-mode cluster %s/%s", *cluster_of_task_queue(queue))
+        if self.config.watch_objects:
+            await self._start_object_watch(queue)
+
+    async def _objects_changed(self, workflow_id: str, change: ObjectsChanged) -> None:
+        await self.client.get_workflow_handle(workflow_id).signal(OBJECTS_CHANGED_SIGNAL, change)
+
+    async def _start_object_watch(self, queue: str) -> None:
+        """Start the cluster's object watcher workflow, or keep the one running (another
+        worker of the queue may have started it): see workflows/objectwatch.py."""
+        namespace, cluster = cluster_of_task_queue(queue)
+        try:
+            await self.client.start_workflow(
+                ObjectWatchWorkflow.run,
+                WatchObjectsRequest(cluster_namespace=namespace, cluster_name=cluster),
+                id=objectwatch_workflow_id(namespace, cluster),
+                task_queue=self.config.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                static_summary=f"object watcher of cluster {namespace}/{cluster}",
+            )
+        except RPCError as err:
+            log.warning("object watcher of cluster %s/%s not started: %s", namespace, cluster, err)
+
+    async def _stop_object_watch(self, queue: str) -> None:
+        namespace, cluster = cluster_of_task_queue(queue)
+        handle = self.client.get_workflow_handle(objectwatch_workflow_id(namespace, cluster))
+        try:
+            await handle.cancel()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                log.warning(
+                    "object watcher of cluster %s/%s not stopped: %s", namespace, cluster, err
+                )
 
     async def _stop_cluster(self, queue: str) -> None:
         self._clusters.discard(queue)
@@ -411,6 +470,12 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         help="most activity pollers per shared push queue, scaled with the backlog "
         "($FLOTILLA_CLUSTER_POLLERS)",
     )
+    parser.add_argument(
+        "--no-object-watch",
+        dest="watch_objects",
+        action="store_false",
+        help="no object watchers: drift is found by the periodic check alone",
+    )
     parser.add_argument("--refresh-seconds", type=float, default=DEFAULT_REFRESH_SECONDS)
     parser.add_argument("--linger-seconds", type=float, default=DEFAULT_LINGER_SECONDS)
     parser.add_argument(
@@ -435,6 +500,7 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         refresh_seconds=args.refresh_seconds,
         linger_seconds=args.linger_seconds,
         seen_seconds=args.seen_seconds,
+        watch_objects=args.watch_objects,
         workdir=args.workdir or settings.workdir,
     )
 

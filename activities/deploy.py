@@ -44,6 +44,8 @@ from activities.helm import (
     Helm,
     UpgradeFlags,
     applied_revision,
+    drop_release_records,
+    find_release_objects,
     read_history,
     read_release_manifest,
     roll_back,
@@ -81,6 +83,7 @@ from flotilla.deployment import (
     namespace_removal_refusal,
     secret_strings,
 )
+from flotilla.drift import left_behind
 from flotilla.errors import (
     CONTENT_MISSING,
     DEPLOY_FAILED,
@@ -92,8 +95,10 @@ from flotilla.errors import (
 )
 from flotilla.helmhistory import (
     HistoryAction,
+    ReleaseRevision,
     decide_release_action,
 )
+from flotilla.kubenames import is_label_value
 from flotilla.manifests import parse_manifests
 from flotilla.models import BundleDeploymentOptions
 from flotilla.values import merge_values
@@ -174,6 +179,37 @@ def _read_values_from(
     return merged
 
 
+def _latest_manifest(
+    kube: Kube, release: str, namespace: str, history: list[ReleaseRevision]
+) -> list[dict[str, Any]]:
+    """The objects of the newest revision Helm recorded (what a dead operation may have left
+    live), or none when it cannot be read."""
+    if not history:
+        return []
+    latest = max(history, key=lambda r: r.revision)
+    try:
+        manifest = read_release_manifest(kube, release, namespace, latest.revision)
+        return parse_manifests(manifest, file=f"release {release} revision {latest.revision}")
+    except FlotillaError:
+        return []
+
+
+def _delete_left_behind(
+    kube: Kube, stale: list[dict[str, Any]], record: dict[str, Any], namespace: str
+) -> str:
+    """Delete what the lost record had and the new release does not, as an upgrade would."""
+    manifest = record.get("manifest")
+    applied = parse_manifests(manifest, file="release") if isinstance(manifest, str) else []
+    gone = [
+        key
+        for key in left_behind(stale, applied, namespace)
+        if kube.delete(key.api_version, key.kind, key.namespace, key.name)
+    ]
+    if not gone:
+        return ""
+    return f"deleted {len(gone)} object(s) the new version no longer has"
+
+
 @dataclass
 class _Chart:
     path: Path
@@ -224,6 +260,12 @@ class DeployActivities:
         parsed = parse_kubeconfig(text)
         redact.add(kubeconfig_secrets(parsed))
         return text, parsed
+
+    def cluster_kubeconfig(
+        self, cluster_namespace: str, cluster: str, redact: Redactor
+    ) -> dict[str, Any]:
+        """The cluster's parsed kubeconfig (for a client of its own, such as a watcher's)."""
+        return self._kubeconfig(cluster_namespace, cluster, redact)[1]
 
     def probe(self, cluster_namespace: str, cluster: str) -> str:
         """Ask the cluster's API for its version with its kubeconfig: "" when it answers,
@@ -287,7 +329,7 @@ class DeployActivities:
                     ),
                     request.wait_ready_seconds,
                     redact,
-                    applied_manifest=manifest,
+                    applied_manifest=None if request.check_drift else manifest,
                 )
             return result
         except FlotillaError as err:
@@ -338,6 +380,7 @@ class DeployActivities:
                 return unchanged, None
             values_from = _read_values_from(kube, options, namespace, redact)
             fallback = ""
+            stale: list[dict[str, Any]] = []
             with self._scratch(release) as scratch:
                 chart = self._prepare_chart(
                     bundle,
@@ -368,29 +411,38 @@ class DeployActivities:
                             revision=decision.rollback_revision,
                             max_history=history_size,
                         )
-                    elif decision.action is HistoryAction.UNINSTALL_THEN_INSTALL:
+                    elif decision.action is HistoryAction.ADOPT:
                         activity.logger.warning(
                             "bundle %s on cluster %s/%s: %s", *log_args, decision.reason
                         )
-                        helm.uninstall(release, namespace=namespace)
+                        stale = _latest_manifest(kube, release, namespace, history)
+                        drop_release_records(kube, release, namespace)
                     with helm.private_file("values-", yaml.safe_dump(chart.values)) as values:
                         record = helm.upgrade_install(
                             release,
                             chart.path,
                             namespace=namespace,
                             values=values,
-                            flags=self._flags(options),
+                            flags=self._flags(
+                                options, adopt=decision.action is HistoryAction.ADOPT
+                            ),
                             deployment_label=label,
                             description=f"flotilla deployment {label}",
+                            # Names the bundle to the object watcher (activities/objectwatch.py).
+                            bundle_label=(
+                                request.bundle_name if is_label_value(request.bundle_name) else ""
+                            ),
                             post_renderer=chart.post_renderer,
                             post_renderer_args=chart.post_renderer_args,
                         )
                     if moved_from is not None:
                         helm.uninstall(moved_from.name, namespace=moved_from.namespace)
+            if stale:
+                fallback = _delete_left_behind(kube, stale, record, namespace)
             self._label_namespace(kube, options, namespace)
         revision = int(record.get("version", 0))
         reason = decision.reason
-        if decision.action is HistoryAction.ROLLBACK_THEN_UPGRADE and fallback:
+        if fallback:
             reason += f"; {fallback}"
         if moved_from is not None:
             reason += f"; removed the previous release {moved_from.namespace}/{moved_from.name}"
@@ -408,14 +460,13 @@ class DeployActivities:
             changed=True,
             action=decision.action,
             reason=reason,
-            recovered=decision.action
-            in (HistoryAction.ROLLBACK_THEN_UPGRADE, HistoryAction.UNINSTALL_THEN_INSTALL),
+            recovered=decision.action in (HistoryAction.ROLLBACK_THEN_UPGRADE, HistoryAction.ADOPT),
         )
         manifest = record.get("manifest")
         return result, manifest if isinstance(manifest, str) else None
 
     @staticmethod
-    def _flags(options: BundleDeploymentOptions) -> UpgradeFlags:
+    def _flags(options: BundleDeploymentOptions, *, adopt: bool = False) -> UpgradeFlags:
         helm = options.helm
         correct_drift = options.correct_drift
         return UpgradeFlags(
@@ -424,7 +475,9 @@ class DeployActivities:
             atomic=bool(helm and helm.atomic),
             # As in Fleet, correctDrift.force also forces the upgrade itself.
             force=bool(helm and helm.force) or bool(correct_drift and correct_drift.force),
-            take_ownership=bool(helm and helm.take_ownership),
+            # Adopting the live objects of a lost record: they carry this release's
+            # annotations already, unless someone stripped them; take them either way.
+            take_ownership=adopt or bool(helm and helm.take_ownership),
             wait_for_jobs=bool(helm and helm.wait_for_jobs),
             skip_schema_validation=bool(helm and helm.skip_schema_validation),
             enable_dns=not (helm and helm.disable_dns),
@@ -496,7 +549,8 @@ class DeployActivities:
             with self._watch(request, redact) as watch:
                 status = watch.observe()
                 options = watch.options
-                if watch.drift and options.correct_drift and options.correct_drift.enabled:
+                correct = bool(options.correct_drift and options.correct_drift.enabled)
+                if watch.drift and correct and request.correct:
                     activity.logger.info(
                         "bundle %s on cluster %s/%s: correcting drift of %s objects",
                         request.bundle_name,
@@ -504,7 +558,7 @@ class DeployActivities:
                         request.cluster_name,
                         len(watch.drift),
                     )
-                    watch.correct(force=options.correct_drift.force)
+                    watch.correct(force=bool(options.correct_drift and options.correct_drift.force))
                     corrected = status.drift
                     status = watch.observe()
                     status.corrected = corrected
@@ -587,6 +641,30 @@ class DeployActivities:
 
     # -- removal ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _sweep(kube: Kube, request: RemoveRequest) -> int:
+        """Delete the release's objects when Helm's record cannot (it has no deployed
+        revision, or is gone): found by the labels and annotations Helm puts on each."""
+        release = request.release
+        if applied_revision(read_history(kube, release.name, release.namespace)) is not None:
+            return 0  # helm uninstall deletes what the deployed revision's manifest names
+        found = find_release_objects(kube, release.name, release.namespace)
+        for item in found:
+            meta = item["metadata"]
+            kube.delete(item["apiVersion"], item["kind"], meta.get("namespace", ""), meta["name"])
+        if found:
+            activity.logger.warning(
+                "bundle %s on cluster %s/%s: release %s/%s had no deployed record; deleted %s "
+                "object(s) found by its annotations",
+                request.bundle_name,
+                request.cluster_namespace,
+                request.cluster_name,
+                release.namespace,
+                release.name,
+                len(found),
+            )
+        return len(found)
+
     @activity.defn(name=REMOVE_DEPLOYMENT)
     def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
         """Uninstall the release (or, with keepResources, drop only its records)."""
@@ -600,15 +678,10 @@ class DeployActivities:
                 if request.keep_resources:
                     # Helm's records are its release Secrets; without them the objects are
                     # nobody's release, and Helm never touches them again.
-                    records = kube.list_metadata(
-                        "v1",
-                        "Secret",
-                        release.namespace,
-                        label_selector=f"owner=helm,name={release.name}",
-                    )
-                    for record in records:
-                        kube.delete("v1", "Secret", release.namespace, record["metadata"]["name"])
+                    drop_release_records(kube, release.name, release.namespace)
+                    swept = 0
                 else:
+                    swept = self._sweep(kube, request)
                     with (
                         self._scratch(release.name) as scratch,
                         Helm(
@@ -621,12 +694,17 @@ class DeployActivities:
                     ):
                         helm.uninstall(release.name, namespace=release.namespace)
                 result = RemoveResult(release_removed=True, resources_kept=request.keep_resources)
+                if swept:
+                    result.message = (
+                        f"Helm's record was gone: deleted {swept} object(s) found by the "
+                        "release's annotations"
+                    )
                 if request.delete_namespace:
                     refusal = namespace_removal_refusal(release.namespace)
                     if request.keep_resources:
                         refusal = "namespace kept: keepResources keeps the objects in it"
                     if refusal:
-                        result.message = refusal
+                        result.message = "; ".join(filter(None, (result.message, refusal)))
                     else:
                         result.namespace_deleted = kube.delete(
                             "v1", "Namespace", "", release.namespace

@@ -32,6 +32,8 @@ class DeploymentStatus(BaseModel):
     non_ready: list[str] = Field(default_factory=list)
     drift: list[str] = Field(default_factory=list)
     corrected: list[str] = Field(default_factory=list)
+    # Helm's record of the release is gone or has no deployed revision: deploy again.
+    record_missing: bool = False
 
 
 class DeployRequest(BaseModel):
@@ -52,6 +54,9 @@ class DeployRequest(BaseModel):
     # Most releases turn Ready within seconds, and one activity instead of deploy + wait_ready
     # halves the workflow tasks and history events of a deployment.
     wait_ready_seconds: float = 0.0
+    # Once Ready, check drift too (the bundle showed Modified): the status the deploy returns
+    # is then the whole truth, and a deploy that restored the objects clears Modified.
+    check_drift: bool = False
 
 
 class DeployResult(BaseModel):
@@ -77,6 +82,8 @@ class StatusRequest(BaseModel):
     deployment_id: str
     options_digest: str
     release: ReleaseRef
+    # False while drift correction backs off (a writer in a loop): the check only looks.
+    correct: bool = True
 
 
 class WaitReadyRequest(StatusRequest):

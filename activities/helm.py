@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from activities.deploy_models import ReleaseRef
-from activities.kube import Kube
+from activities.kube import Kube, list_all_metadata, served_kinds
+from activities.objectwatch_models import BUNDLE_LABEL
 from flotilla.errors import (
     CHART_RENDER_FAILED,
     CLUSTER_UNREACHABLE,
@@ -245,6 +246,7 @@ class Helm:
         flags: UpgradeFlags,
         deployment_label: str,
         description: str,
+        bundle_label: str = "",
         post_renderer: Path | None = None,
         post_renderer_args: Sequence[str] = (),
     ) -> dict[str, Any]:
@@ -260,7 +262,8 @@ class Helm:
             "--values",
             str(values),
             "--labels",
-            f"{DEPLOYMENT_ID_LABEL}={deployment_label}",
+            f"{DEPLOYMENT_ID_LABEL}={deployment_label}"
+            + (f",{BUNDLE_LABEL}={bundle_label}" if bundle_label else ""),
             "--description",
             description,
             "--output",
@@ -301,6 +304,8 @@ class Helm:
 # ---------------------------------------------------------------------------------------------
 
 _HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm"}
+RELEASE_NAME_ANNOTATION = "meta.helm.sh/release-name"
+RELEASE_NAMESPACE_ANNOTATION = "meta.helm.sh/release-namespace"
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 # Helm's release records: one Secret per revision, named by release and revision.
 _RECORD_PREFIX = "sh.helm.release.v1."
@@ -349,6 +354,36 @@ def read_release_manifest(kube: Kube, release: str, namespace: str, revision: in
     return manifest if isinstance(manifest, str) else ""
 
 
+def drop_release_records(kube: Kube, release: str, namespace: str) -> int:
+    """Delete Helm's records of the release (its Secrets), never its objects; how many went."""
+    records = kube.list_metadata(
+        "v1", "Secret", namespace, label_selector=f"owner=helm,name={release}"
+    )
+    for record in records:
+        kube.delete("v1", "Secret", namespace, record["metadata"]["name"])
+    return len(records)
+
+
+def find_release_objects(kube: Kube, release: str, namespace: str) -> list[dict[str, Any]]:
+    """The live objects Helm labelled and annotated as the release's, found without its record.
+
+    Helm puts ``app.kubernetes.io/managed-by: Helm`` and the ``meta.helm.sh/release-name`` and
+    ``release-namespace`` annotations on every object it applies; the label narrows each list,
+    the annotations (which no selector can match) pick the release's. Metadata only.
+    """
+    selector = ",".join(f"{k}={v}" for k, v in _HELM_LABELS.items())
+    found = []
+    for info in served_kinds(kube):
+        for item in list_all_metadata(kube, info, label_selector=selector):
+            annotations = (item.get("metadata") or {}).get("annotations") or {}
+            if (
+                annotations.get(RELEASE_NAME_ANNOTATION) == release
+                and annotations.get(RELEASE_NAMESPACE_ANNOTATION) == namespace
+            ):
+                found.append(item)
+    return found
+
+
 def roll_back(helm: Helm, release: str, *, namespace: str, revision: int, max_history: int) -> str:
     """Roll back to ``revision``; returns what happened instead when Helm could not.
 
@@ -377,7 +412,7 @@ def with_helm_ownership(obj: dict[str, Any], release: ReleaseRef) -> dict[str, A
     metadata["labels"] = {**(metadata.get("labels") or {}), **_HELM_LABELS}
     metadata["annotations"] = {
         **(metadata.get("annotations") or {}),
-        "meta.helm.sh/release-name": release.name,
-        "meta.helm.sh/release-namespace": release.namespace,
+        RELEASE_NAME_ANNOTATION: release.name,
+        RELEASE_NAMESPACE_ANNOTATION: release.namespace,
     }
     return {**obj, "metadata": metadata}

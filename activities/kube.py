@@ -18,6 +18,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -46,6 +47,7 @@ _APPLY_PATCH = "application/apply-patch+yaml"
 _MERGE_PATCH = "application/merge-patch+json"
 # Asks the API server for metadata only: Helm's release Secrets are listed without their data.
 _METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+_METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 # The C loader when PyYAML has it: kubeconfigs are parsed on every activity call.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -370,13 +372,15 @@ class Kube:
         if info.namespaced:
             metadata["namespace"] = ns
         what = self.describe(info, ns, name)
+        # Named as flotilla's, so the object watcher knows the write for its own.
+        query = [("fieldManager", FIELD_MANAGER)]
         live = self.get(info.api_version, info.kind, ns, name)
         if live is None:
             body = {**obj, "metadata": metadata}
-            return self.request("POST", self._path(info, ns), what=what, body=body)
+            return self.request("POST", self._path(info, ns), what=what, body=body, query=query)
         metadata["resourceVersion"] = live["metadata"]["resourceVersion"]
         body = {**obj, "metadata": metadata}
-        return self.request("PUT", self._path(info, ns, name), what=what, body=body)
+        return self.request("PUT", self._path(info, ns, name), what=what, body=body, query=query)
 
     def merge_patch(
         self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
@@ -420,6 +424,139 @@ class Kube:
         )
         items: list[dict[str, Any]] = listing.get("items") or []
         return items
+
+
+def served_kinds(kube: Kube) -> list[ResourceInfo]:
+    """Every listable kind the cluster serves, at its group's preferred version."""
+    versions = [
+        f"{v}" for v in kube.request("GET", "/api", what="the core API").get("versions", [])
+    ]
+    groups = kube.request("GET", "/apis", what="the API groups").get("groups", [])
+    versions += [
+        str(g["preferredVersion"]["groupVersion"]) for g in groups if g.get("preferredVersion")
+    ]
+    kinds = []
+    for api_version in versions:
+        path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        try:
+            listing = kube.request("GET", path, what=f"API group version {api_version}")
+        except NotFoundError:
+            continue
+        kinds += [
+            ResourceInfo(
+                api_version=api_version,
+                kind=str(item["kind"]),
+                plural=str(item["name"]),
+                namespaced=bool(item.get("namespaced")),
+            )
+            for item in listing.get("resources", [])
+            if "/" not in str(item.get("name", "")) and "list" in (item.get("verbs") or [])
+        ]
+    return kinds
+
+
+def list_all_metadata(
+    kube: Kube, info: ResourceInfo, *, label_selector: str
+) -> list[dict[str, Any]]:
+    """The metadata of every object of a kind, in every namespace, that the selector matches.
+
+    Each item gets its ``apiVersion`` and ``kind`` back (a metadata list leaves them out).
+    """
+    listing = kube.request(
+        "GET",
+        _collection(info),
+        what=f"{info.group_resource} in all namespaces",
+        query=[("labelSelector", label_selector)],
+        accept=_METADATA_LIST,
+    )
+    return [
+        {**item, "apiVersion": info.api_version, "kind": info.kind}
+        for item in listing.get("items") or []
+    ]
+
+
+class GoneError(KubeError):
+    """A watch's resource version is too old (410 Gone): list again, then watch from there."""
+
+
+def _collection(info: ResourceInfo) -> str:
+    group_version = info.api_version
+    base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+    return f"{base}/{info.plural}"
+
+
+def list_everywhere(
+    kube: Kube, info: ResourceInfo, *, label_selector: str, metadata_only: bool = False
+) -> tuple[list[dict[str, Any]], str]:
+    """Every object of a kind in every namespace that the selector matches, and the list's
+    resource version (to watch from)."""
+    listing = kube.request(
+        "GET",
+        _collection(info),
+        what=f"{info.group_resource} in all namespaces",
+        query=[("labelSelector", label_selector)] if label_selector else [],
+        accept=_METADATA_LIST if metadata_only else "application/json",
+    )
+    items = [
+        {**item, "apiVersion": info.api_version, "kind": info.kind}
+        for item in listing.get("items") or []
+    ]
+    return items, str((listing.get("metadata") or {}).get("resourceVersion", ""))
+
+
+def watch_everywhere(
+    kube: Kube,
+    info: ResourceInfo,
+    *,
+    resource_version: str,
+    label_selector: str,
+    timeout_seconds: int,
+    metadata_only: bool = False,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(type, object) watch events of a kind in every namespace from ``resource_version``,
+    until the server ends the watch after ``timeout_seconds``; GoneError when it is too old."""
+    query = [
+        ("watch", "true"),
+        ("allowWatchBookmarks", "true"),
+        ("resourceVersion", resource_version),
+        ("timeoutSeconds", str(timeout_seconds)),
+    ]
+    if label_selector:
+        query.append(("labelSelector", label_selector))
+    what = f"a watch of {info.group_resource}"
+    _, url, headers, _, _ = kube.api.param_serialize(
+        method="GET",
+        resource_path=_collection(info),
+        query_params=query,
+        header_params={"Accept": _METADATA_WATCH if metadata_only else "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    try:
+        response = kube.api.call_api(
+            "GET", url, header_params=headers, _request_timeout=(10.0, timeout_seconds + 30.0)
+        )
+        if not 200 <= response.status < 300:
+            response.read()  # type: ignore[no-untyped-call]
+            raise ApiException(http_resp=response)
+        buffer = b""
+        for chunk in response.response.stream(65536):
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, obj = str(event.get("type", "")), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise GoneError(f"{what}: resource version too old")
+                    raise KubeError(f"{what}: {one_line(str(obj.get('message', '')))}")
+                yield kind, {**obj, "apiVersion": info.api_version, "kind": info.kind}
+    except (ApiException, urllib3.exceptions.HTTPError) as err:
+        mapped = map_api_error(err, verb="watch", what=what, server=kube.server)
+        if "410" in str(getattr(err, "status", "")):
+            raise GoneError(str(mapped)) from None
+        raise mapped from None
 
 
 class KubeClients:

@@ -114,6 +114,7 @@ class ReleaseWatch:
             return DeploymentStatus(
                 release=release.model_copy(update={"revision": 0}),
                 drift=[f"release {release.namespace}/{release.name}: no deployed revision"],
+                record_missing=True,
             )
         live = self._live()
         judged: list[tuple[dict[str, Any], Readiness]] = [

@@ -18,6 +18,7 @@ from typing import Generic, Protocol, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from flotilla.errors import one_line
+from flotilla.objectwatch import correction_backoff
 from flotilla.rollout import RolloutTarget
 from flotilla.status import MAX_NON_READY, DeploymentObservation, StateWithMessage, compute_state
 
@@ -49,6 +50,9 @@ class DriftCheck(Readiness, Protocol):
     @property
     def corrected(self) -> Sequence[str]: ...
 
+    @property
+    def record_missing(self) -> bool: ...
+
 
 class Applied(Protocol[ReleaseT_co]):
     """What a successful deploy reports (``DeployResult`` of the deploy activities fits)."""
@@ -69,7 +73,7 @@ class Applied(Protocol[ReleaseT_co]):
     def recovered(self) -> bool: ...
 
     @property
-    def status(self) -> Readiness | None: ...
+    def status(self) -> DriftCheck | None: ...
 
 
 class Due(StrEnum):
@@ -108,6 +112,10 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
     last_action: str = ""
     # Live objects that differ from the release (Modified), from the last drift check.
     drift: list[str] = Field(default_factory=list)
+    # Drift corrections in a row without a clean check between them, and when the last one
+    # was: another writer changing the objects in a loop is corrected ever less often.
+    corrections: int = 0
+    corrected_at: datetime | None = None
 
     # --- transitions --------------------------------------------------------------------------
 
@@ -141,7 +149,8 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
         )
 
     def apply_succeeded(self, result: Applied[ReleaseT]) -> Self:
-        """The deploy applied ``result.deployment_id``; readiness as far as it watched.
+        """The deploy applied ``result.deployment_id``; readiness (and drift) as far as it
+        watched, so a deploy that restored drifted objects clears Modified at once.
 
         Not Ready afterwards means a readiness watch should follow at once.
         """
@@ -156,24 +165,73 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
         )
         return record if result.status is None else record._saw(result.status)
 
-    def observed(self, status: Readiness, now: datetime, delay: timedelta = RETRY_DELAY) -> Self:
+    def observed(self, status: DriftCheck, now: datetime, delay: timedelta = RETRY_DELAY) -> Self:
         """A readiness watch ended: Ready, or NotReady and watched again after ``delay``."""
         record = self._saw(status)
         if status.ready:
             return record
         return record.model_copy(update={"retry_at": now + delay})
 
-    def checked(self, status: DriftCheck) -> Self:
-        """A drift check of a settled deployment: readiness, drift, and what it corrected."""
+    def checked(self, status: DriftCheck, now: datetime | None = None) -> Self:
+        """A drift check of a settled deployment: readiness, drift, and what it corrected.
+
+        Helm's record of the release gone (or without a deployed revision) is drift too: the
+        version counts as never released, so the rollout deploys it again at once, which
+        adopts the live objects (``flotilla.helmhistory``).
+        """
+        if status.record_missing:
+            return self.model_copy(
+                update={
+                    "released": "",
+                    "applied": "",
+                    "ready": False,
+                    "drift": list(status.drift[:MAX_NON_READY]),
+                    "last_action": "Helm's record of the release is missing: deploying again",
+                }
+            )
         update: dict[str, object] = {
             "ready": status.ready,
             "non_ready": list(status.non_ready[:MAX_NON_READY]),
             "drift": list(status.drift[:MAX_NON_READY]),
         }
+        if not status.ready and now is not None:
+            # Watch readiness at once: its end (a full check) shows the drift too, where a
+            # change of status alone would bring no new check (a scale-up's new pods).
+            update["retry_at"] = now
         if status.corrected:
             corrected = ", ".join(status.corrected[:_SHOWN_CORRECTED])
-            update["last_action"] = one_line(f"corrected drift: {corrected}")
+            in_a_row = self._corrections_before(now) + 1
+            action = f"corrected drift: {corrected}"
+            if in_a_row > 1:
+                wait = correction_backoff(in_a_row)
+                action += (
+                    f" ({in_a_row} times in a row: something else keeps changing it; "
+                    f"next correction after {int(wait.total_seconds())}s)"
+                )
+            update.update(last_action=one_line(action), corrections=in_a_row, corrected_at=now)
+        elif not status.drift:
+            update["corrections"] = 0
+        elif self.corrected_at is not None and now is not None and not self.may_correct(now):
+            due = self.corrected_at + correction_backoff(self.corrections)
+            update["last_action"] = one_line(
+                f"drift correction backed off after {self.corrections} in a row: next one "
+                f"not before {due:%H:%M:%S} UTC"
+            )
         return self.model_copy(update=update)
+
+    def _corrections_before(self, now: datetime | None) -> int:
+        """Corrections in a row so far; a quiet spell of twice the back-off ends the row."""
+        if self.corrected_at is None or now is None:
+            return self.corrections
+        quiet = now - self.corrected_at
+        return self.corrections if quiet <= 2 * correction_backoff(self.corrections) else 0
+
+    def may_correct(self, now: datetime) -> bool:
+        """Whether a drift check at ``now`` may correct drift, or must wait out the back-off
+        (``flotilla.objectwatch.correction_backoff``) of the corrections in a row so far."""
+        if self.corrected_at is None:
+            return True
+        return now >= self.corrected_at + correction_backoff(self.corrections)
 
     def failed(self, error: str, now: datetime, delay: timedelta = RETRY_DELAY) -> Self:
         """A deploy, watch or check failed (or found the cluster offline): ErrApplied with
@@ -189,12 +247,13 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
         # Back to what runs there, so the rollout releases the staged version again.
         return self.model_copy(update={"retry_at": None, "released": self.applied}), Due.RELEASE
 
-    def _saw(self, status: Readiness) -> Self:
+    def _saw(self, status: DriftCheck) -> Self:
         return self.model_copy(
             update={
                 "ready": status.ready,
                 "error": "",
                 "non_ready": list(status.non_ready[:MAX_NON_READY]),
+                "drift": list(status.drift[:MAX_NON_READY]),
             }
         )
 

@@ -193,6 +193,16 @@ def object_key(
     )
 
 
+def left_behind(
+    old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]], namespace: str
+) -> list[ObjectKey]:
+    """The objects of an old manifest that a new one no longer has, as an upgrade from the old
+    one would delete them (sorted, for a stable order)."""
+    kept = {object_key(obj, namespace) for obj in new}
+    gone = {object_key(obj, namespace) for obj in old} - kept
+    return sorted(gone, key=lambda k: (k.api_version, k.kind, k.namespace, k.name))
+
+
 def find_hpa_targets(objects: Iterable[dict[str, Any]]) -> set[ObjectKey]:
     """Return the keys of the workloads that HorizontalPodAutoscalers among objects scale."""
     targets: set[ObjectKey] = set()

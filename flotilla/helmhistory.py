@@ -39,6 +39,11 @@ class HistoryAction(StrEnum):
     INSTALL = "install"
     UPGRADE = "upgrade"
     ROLLBACK_THEN_UPGRADE = "rollback-then-upgrade"
+    # Helm's record is missing or unusable (no deployed revision): drop what is left of it and
+    # install again, taking over the live objects in place (same uids, pods keep running).
+    ADOPT = "adopt-live-objects"
+    # Never decided any more (it took the workload down); kept so that deploy results in
+    # running workflows' histories still parse.
     UNINSTALL_THEN_INSTALL = "uninstall-then-install"
     ALREADY_DEPLOYED = "already-deployed"
 
@@ -85,6 +90,15 @@ def decide_release_action(
     if not released:
         return HistoryDecision(action=HistoryAction.NONE, reason="no version is desired yet")
     if not history:
+        if recorded_revision:
+            # flotilla installed it before: the record was deleted, the objects may still run.
+            return HistoryDecision(
+                action=HistoryAction.ADOPT,
+                reason=(
+                    f"Helm's record of revision {recorded_revision} is gone; recreating the "
+                    "release and adopting the live objects"
+                ),
+            )
         return HistoryDecision(action=HistoryAction.INSTALL, reason="no release yet")
     latest = max(history, key=lambda r: r.revision)
     deployed = _last_deployed(history)
@@ -106,10 +120,13 @@ def decide_release_action(
         )
     if deployed is None:
         # Helm refuses to upgrade a release with no deployed revision, and a rollback needs
-        # a target: starting over is the only way forward.
+        # a target: a new record is the way forward. Uninstalling would delete the workload.
         return HistoryDecision(
-            action=HistoryAction.UNINSTALL_THEN_INSTALL,
-            reason=f"{where} and none is deployed; uninstalling, then installing{note}",
+            action=HistoryAction.ADOPT,
+            reason=(
+                f"{where} and none is deployed; recreating the release and adopting the live "
+                f"objects{note}"
+            ),
         )
     if latest.status in _PENDING:
         # A pending revision blocks every later operation; flotilla is the release's only
@@ -124,8 +141,8 @@ def decide_release_action(
         )
     if latest.status is ReleaseStatus.UNINSTALLING:
         return HistoryDecision(
-            action=HistoryAction.UNINSTALL_THEN_INSTALL,
-            reason=f"{where} (stuck); finishing the uninstall, then installing{note}",
+            action=HistoryAction.ADOPT,
+            reason=(f"{where} (stuck); recreating the release and adopting the live objects{note}"),
         )
     # failed, superseded or unknown on top of a deployed revision: Helm upgrades from there.
     return HistoryDecision(

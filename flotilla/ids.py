@@ -26,6 +26,12 @@ def push_task_queues(control_queue: str) -> list[str]:
     return [f"{control_queue}.push.{index}" for index in range(PUSH_TASK_QUEUES)]
 
 
+def watch_task_queue(control_queue: str) -> str:
+    """The queue of the push-mode clusters' object watchers: long-running async activities,
+    each holding a slot for as long as it runs, so apart from the deploy activities."""
+    return f"{control_queue}.watch"
+
+
 def cluster_task_queue(namespace: str, cluster: str) -> str:
     """The task queue of one agent-mode cluster, polled by that cluster's agent only."""
     return f"cluster.{namespace}.{cluster}"
@@ -101,3 +107,7 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 }
 # A Keyword value is at most 2 KB in Temporal; a status line is cut well below that.
 MAX_MESSAGE_SEARCH_ATTRIBUTE = 240
+
+
+def objectwatch_workflow_id(namespace: str, cluster: str) -> str:
+    return f"objectwatch/{namespace}/{cluster}"

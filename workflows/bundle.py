@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         WaitReadyRequest,
     )
     from activities.gitops_models import PLAN_BUNDLE, PlanCluster, PlanRequest, PlanResult
+    from activities.objectwatch_models import OBJECTS_CHANGED_SIGNAL, ObjectsChanged
     from flotilla.bundledeployment import RETRY_DELAY, Due
     from flotilla.depends import Dependency, check_dependencies
     from flotilla.errors import cause_message, one_line
@@ -133,6 +134,8 @@ class BundleWorkflow:
         self._conflicts: dict[str, str] = {}
         # Clusters whose drift check is due but has not started yet (room permitting).
         self._monitor_queue: list[str] = []
+        # Clusters whose object watcher reported a change: checked as soon as they are idle.
+        self._changed: set[str] = set()
         self._run_started = workflow.now()
         self._views: dict[str, ClusterView] = {}
         self._views_version = -1
@@ -183,6 +186,16 @@ class BundleWorkflow:
     @workflow.signal
     def dependency_states(self, update: DependencyStates) -> None:
         self.state.dependency_states[update.bundle] = update.states
+        self._wake = True
+
+    @workflow.signal(name=OBJECTS_CHANGED_SIGNAL)
+    def objects_changed(self, change: ObjectsChanged) -> None:
+        """The cluster's object watcher saw this bundle's objects change: check it now
+        (every cluster when ``cluster`` is empty: ``flotilla sync gitrepo``)."""
+        if not change.cluster:
+            self._changed.update(self.state.deployments)
+        elif change.cluster in self.state.deployments:
+            self._changed.add(change.cluster)
         self._wake = True
 
     @workflow.signal(name=PAUSE_SIGNAL)
@@ -284,7 +297,12 @@ class BundleWorkflow:
 
     def _monitor(self) -> None:
         """Check settled deployments for drift every ``monitor_seconds`` while nothing else
-        runs: one check_deployment per cluster, as many at once as there is room for."""
+        runs: one check_deployment per cluster, as many at once as there is room for.
+        Clusters whose objects changed (``objects_changed``) are checked at once."""
+        for name in sorted(self._changed - self._in_flight):
+            self._changed.discard(name)
+            if name not in self._monitor_queue:
+                self._monitor_queue.insert(0, name)
         if self._monitor_queue:
             self._drain_monitor()
             return
@@ -529,6 +547,7 @@ class BundleWorkflow:
                     previous_release=record.release,
                     render_secrets=spec.render_secrets,
                     wait_ready_seconds=min(READY_GRACE_SECONDS, self.state.ready_watch_seconds),
+                    check_drift=bool(record.drift),
                 ),
                 result_type=DeployResult,
                 timeout=DEPLOY_TIMEOUT,
@@ -578,17 +597,20 @@ class BundleWorkflow:
 
     async def _check(self, cluster: str) -> None:
         try:
+            record = self.state.deployments[cluster]
             status: DeploymentStatus = await self._on_cluster(
                 cluster,
                 CHECK_DEPLOYMENT,
-                self._status_request(self.state.deployments[cluster]),
+                self._status_request(record).model_copy(
+                    update={"correct": record.may_correct(workflow.now())}
+                ),
                 result_type=DeploymentStatus,
                 timeout=CHECK_TIMEOUT,
             )
         except ActivityError as err:
             self._failed(cluster, err)
             return
-        self._put(self.state.deployments[cluster].checked(status))
+        self._put(self.state.deployments[cluster].checked(status, workflow.now()))
 
     async def _remove(self, cluster: str, *, forget: bool) -> None:
         spec = self.state.spec

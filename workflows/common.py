@@ -87,6 +87,16 @@ CONTENT_GC_TIMEOUT = timedelta(hours=1)
 CONTENT_GC_HEARTBEAT = timedelta(minutes=2)
 # A settled bundle checks its deployments for drift this often.
 MONITOR_INTERVAL = timedelta(minutes=5)
+# The object watcher heartbeats every second; missing this long, its worker is gone and the
+# watch starts again on another.
+WATCH_OBJECTS_HEARTBEAT = timedelta(seconds=30)
+# A watcher that cannot reach its cluster (or lost its worker) starts again, backing off to
+# this; it never gives up while the cluster is registered.
+WATCH_OBJECTS_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+)
 # A cluster whose queue nobody polls for this long is shown as offline instead of stalling.
 CLUSTER_SCHEDULE_TO_START = timedelta(minutes=2)
 # Temporal allows a workflow at most 2,000 pending activities; a bundle keeps well below.

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         SyncBundlesRequest,
         SyncBundlesResult,
     )
+    from activities.objectwatch_models import OBJECTS_CHANGED_SIGNAL, ObjectsChanged
     from activities.schedules_models import (
         SYNC_IMAGE_SCHEDULES,
         SyncSchedulesRequest,
@@ -122,6 +123,8 @@ STATUS_ATTRIBUTES_PATCH = "gitrepo-status-search-attributes"
 GIT_STATES_PATCH = "gitrepo-status-shows-git-errors"
 # Bundles are signalled in batches so one activity never runs for long.
 SYNC_BATCH = 200
+# sync_now signals every bundle to check its deployments (commands older histories lack).
+RECHECK_ON_SYNC_PATCH = "recheck-on-sync"
 
 
 def _source_key(spec: GitRepoSpec) -> str:
@@ -218,7 +221,20 @@ class GitRepoWorkflow:
         self._poll_now = True
         self._wake = True
         await workflow.wait_condition(lambda: self.state.polls > polls or self.state.deleting)
+        if workflow.patched(RECHECK_ON_SYNC_PATCH):
+            await self._recheck_bundles()
         return SyncNowResult(commit=self.state.commit, error=self.state.error)
+
+    async def _recheck_bundles(self) -> None:
+        """A sync also checks every deployment now (drift, a lost Helm record) instead of at
+        its next periodic check; a deployment that needs it is deployed again."""
+        change = ObjectsChanged(cluster="")
+        for name in sorted(self.state.reports):
+            handle = workflow.get_external_workflow_handle(
+                bundle_workflow_id(self.state.namespace, name)
+            )
+            with contextlib.suppress(FailureError):
+                await handle.signal(OBJECTS_CHANGED_SIGNAL, change)
 
     @workflow.update(name=UPDATE_SPEC_UPDATE)
     def update_spec(self, request: UpdateSpecRequest) -> UpdateSpecResult:

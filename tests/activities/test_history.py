@@ -49,7 +49,7 @@ def statuses(engine: Engine) -> list[str]:
     return [entry["status"] for entry in engine.history(RELEASE)]
 
 
-def test_stuck_pending_install_is_uninstalled_then_installed(engine: Engine) -> None:
+def test_stuck_pending_install_is_adopted_and_its_leftovers_deleted(engine: Engine) -> None:
     proc = engine.helm_popen(
         "install",
         RELEASE,
@@ -65,7 +65,7 @@ def test_stuck_pending_install_is_uninstalled_then_installed(engine: Engine) -> 
 
     result = engine.deploy(bundle, "v1")
 
-    assert result.action is HistoryAction.UNINSTALL_THEN_INSTALL and result.recovered
+    assert result.action is HistoryAction.ADOPT and result.recovered
     assert "revision 1 is pending-install" in result.reason
     assert statuses(engine) == ["deployed"]
     assert engine.get("Deployment", "web") is None
@@ -211,7 +211,7 @@ def test_cancelled_deploy_kills_helm_and_the_next_deploy_recovers(engine: Engine
     assert helm_processes_under(engine.root / "work") == []
     assert statuses(engine) == ["pending-install"]
     good = engine.bundle({"cfg.yaml": dump(configmap("cfg", {"a": "1"}))})
-    assert engine.deploy(good, "v2").action is HistoryAction.UNINSTALL_THEN_INSTALL
+    assert engine.deploy(good, "v2").action is HistoryAction.ADOPT
     assert statuses(engine) == ["deployed"]
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from activities.deploy_models import ReleaseRef
-from tests.activities.conftest import Engine, configmap, dump
+from activities.helm import drop_release_records
+from tests.activities.conftest import Engine, configmap, deployment, dump
 
 
 def test_uninstall_removes_release_and_objects(engine: Engine) -> None:
@@ -60,3 +61,49 @@ def test_system_namespaces_are_never_deleted(engine: Engine, namespace: str) -> 
     assert "never deleted" in removed.message
     live = engine.get("Namespace", namespace)
     assert live is not None and live["status"]["phase"] == "Active"
+
+
+def test_every_object_carries_what_finds_it_without_helm(engine: Engine) -> None:
+    bundle = engine.bundle({"cfg.yaml": dump(configmap("cfg", {"a": "1"}))})
+    engine.deploy(bundle, "v1")
+
+    live = engine.get("ConfigMap", "cfg")
+
+    assert live is not None
+    assert live["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert live["metadata"]["annotations"]["meta.helm.sh/release-name"] == "t-app"
+    assert live["metadata"]["annotations"]["meta.helm.sh/release-namespace"] == engine.namespace
+
+
+def test_removal_without_helms_record_deletes_the_objects_by_their_annotations(
+    engine: Engine,
+) -> None:
+    other = f"{engine.namespace}-other"
+    elsewhere = configmap("elsewhere", {"b": "2"})
+    elsewhere["metadata"]["namespace"] = other
+    with engine.kube() as kube:
+        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
+    try:
+        bundle = engine.bundle(
+            {"app.yaml": dump(deployment("web"), configmap("cfg", {"a": "1"}), elsewhere)}
+        )
+        result = engine.deploy(bundle, "v1")
+        # Another release's objects carry the same label: they stay.
+        neighbour = engine.bundle(
+            {"n.yaml": dump(configmap("nbr", {"c": "3"}))}, fleet={"helm": {"releaseName": "nb"}}
+        )
+        engine.deploy(neighbour, "n1")
+        with engine.kube() as kube:
+            drop_release_records(kube, "t-app", engine.namespace)
+
+        removed = engine.remove(result.release)
+
+        assert "deleted 3 object(s) found by the release's annotations" in removed.message
+        assert engine.get("ConfigMap", "cfg") is None
+        assert engine.get("ConfigMap", "elsewhere", other) is None
+        web = engine.get("Deployment", "web")
+        assert web is None or "deletionTimestamp" in web["metadata"]
+        assert engine.get("ConfigMap", "nbr") is not None
+    finally:
+        with engine.kube() as kube:
+            kube.delete("v1", "Namespace", "", other)

@@ -65,7 +65,7 @@ class Flotilla:
         record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
         if record:
             await self.save_histories(Path(record))
-        for prefix in ("gitrepo", "bundle", "registry"):
+        for prefix in ("gitrepo", "bundle", "registry", "objectwatch"):
             query = (
                 f"WorkflowId STARTS_WITH '{prefix}/{self.namespace}' "
                 "AND ExecutionStatus = 'Running'"

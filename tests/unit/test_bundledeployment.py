@@ -26,6 +26,7 @@ class Seen:
     non_ready: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     corrected: list[str] = field(default_factory=list)
+    record_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,27 @@ APPLIED = record(
                 }
             ),
         ),
+        # a deploy that restored drifted objects clears Modified in the same step
+        (
+            record(staged="v2", released="v2", drift=["Deployment/shop/web: differs"]),
+            Deployed(status=Seen(ready=True)),
+            APPLIED.model_copy(update={"ready": True}),
+        ),
+        # ... and one that could not keeps showing what still differs
+        (
+            record(staged="v2", released="v2", drift=["a", "b"]),
+            Deployed(status=Seen(ready=True, drift=["b"])),
+            APPLIED.model_copy(update={"ready": True, "drift": ["b"]}),
+        ),
     ],
-    ids=["applied", "applied-ready", "applied-not-ready", "recovered"],
+    ids=[
+        "applied",
+        "applied-ready",
+        "applied-not-ready",
+        "recovered",
+        "restored-drift",
+        "drift-left",
+    ],
 )
 def test_apply_succeeded(before: Record, result: Deployed, after: Record) -> None:
     assert before.apply_succeeded(result) == after
@@ -183,7 +203,7 @@ def test_observed(before: Record, status: Seen, after: Record) -> None:
         (
             record(last_action="install: no release yet"),
             Seen(corrected=["a", "b", "c", "d"]),
-            record(last_action="corrected drift: a, b, c"),
+            record(last_action="corrected drift: a, b, c", corrections=1),
         ),
         # a check neither clears an error nor schedules anything
         (
@@ -191,8 +211,22 @@ def test_observed(before: Record, status: Seen, after: Record) -> None:
             Seen(ready=False, non_ready=["y"]),
             record(error="boom", ready=False, non_ready=["y"]),
         ),
+        # Helm's record gone: never released any more, so the rollout deploys it again now
+        (
+            record(),
+            Seen(
+                ready=False, drift=["release shop/web: no deployed revision"], record_missing=True
+            ),
+            record(
+                released="",
+                applied="",
+                ready=False,
+                drift=["release shop/web: no deployed revision"],
+                last_action="Helm's record of the release is missing: deploying again",
+            ),
+        ),
     ],
-    ids=["clean", "drift", "corrected", "not-ready"],
+    ids=["clean", "drift", "corrected", "not-ready", "record-missing"],
 )
 def test_checked(before: Record, status: Seen, after: Record) -> None:
     assert before.checked(status) == after
@@ -298,3 +332,32 @@ def test_an_offline_cluster_counts_unavailable_and_shows_offline() -> None:
     assert not offline.ready
     state = healthy.state(paused=False, waiting_for=[], offline="cluster unreachable: refused")
     assert (state.state, state.message) == (BundleState.OFFLINE, "cluster unreachable: refused")
+
+
+def test_corrections_in_a_row_back_off_and_say_so() -> None:
+    fixed = Seen(corrected=["ConfigMap/shop/cfg"])
+    first = record().checked(fixed, NOW)
+    assert first.corrections == 1 and first.last_action == "corrected drift: ConfigMap/shop/cfg"
+    assert not first.may_correct(NOW + timedelta(seconds=9))
+    assert first.may_correct(NOW + timedelta(seconds=10))
+
+    second = first.checked(fixed, NOW + timedelta(seconds=12))
+    assert second.corrections == 2
+    assert "2 times in a row" in second.last_action and "after 20s" in second.last_action
+    waiting = second.checked(Seen(drift=["ConfigMap/shop/cfg: differs"]), NOW + LATER_BY)
+    assert waiting.drift == ["ConfigMap/shop/cfg: differs"]
+    assert waiting.last_action == (
+        "drift correction backed off after 2 in a row: next one not before 12:00:32 UTC"
+    )
+    # A clean check ends the row; so does a quiet spell of twice the back-off.
+    assert second.checked(Seen(), NOW + LATER_BY).corrections == 0
+    assert second.checked(fixed, NOW + timedelta(seconds=60)).corrections == 1
+
+
+LATER_BY = timedelta(seconds=15)
+
+
+def test_a_check_that_finds_not_ready_watches_readiness_at_once() -> None:
+    checked = record().checked(Seen(ready=False, non_ready=["a"], drift=["b"]), NOW)
+    assert checked.retry_at == NOW and checked.drift == ["b"] and not checked.ready
+    assert checked.due(NOW)[1] is Due.WATCH

@@ -29,6 +29,14 @@ def rev(revision: int, status: str, deployment_id: str = "old") -> ReleaseRevisi
     [
         ([], None, A.INSTALL, None, "no release yet"),
         (
+            [],
+            3,
+            A.ADOPT,
+            None,
+            "Helm's record of revision 3 is gone; recreating the release and adopting the live "
+            "objects",
+        ),
+        (
             [rev(1, "superseded"), rev(2, "deployed", "new")],
             2,
             A.ALREADY_DEPLOYED,
@@ -45,9 +53,10 @@ def rev(revision: int, status: str, deployment_id: str = "old") -> ReleaseRevisi
         (
             [rev(1, "pending-install")],
             None,
-            A.UNINSTALL_THEN_INSTALL,
+            A.ADOPT,
             None,
-            "revision 1 is pending-install and none is deployed; uninstalling, then installing",
+            "revision 1 is pending-install and none is deployed; recreating the release "
+            "and adopting the live objects",
         ),
         (
             [rev(3, "deployed"), rev(4, "pending-upgrade", "new")],
@@ -68,16 +77,18 @@ def rev(revision: int, status: str, deployment_id: str = "old") -> ReleaseRevisi
         (
             [rev(1, "failed"), rev(2, "pending-upgrade")],
             2,
-            A.UNINSTALL_THEN_INSTALL,
+            A.ADOPT,
             None,
-            "revision 2 is pending-upgrade and none is deployed; uninstalling, then installing",
+            "revision 2 is pending-upgrade and none is deployed; recreating the release "
+            "and adopting the live objects",
         ),
         (
             [rev(1, "failed"), rev(2, "pending-rollback")],
             None,
-            A.UNINSTALL_THEN_INSTALL,
+            A.ADOPT,
             None,
-            "revision 2 is pending-rollback and none is deployed; uninstalling, then installing",
+            "revision 2 is pending-rollback and none is deployed; recreating the release "
+            "and adopting the live objects",
         ),
         (
             [rev(1, "deployed"), rev(2, "failed", "new")],
@@ -89,16 +100,18 @@ def rev(revision: int, status: str, deployment_id: str = "old") -> ReleaseRevisi
         (
             [rev(1, "failed", "new")],
             1,
-            A.UNINSTALL_THEN_INSTALL,
+            A.ADOPT,
             None,
-            "revision 1 is failed and none is deployed; uninstalling, then installing",
+            "revision 1 is failed and none is deployed; recreating the release "
+            "and adopting the live objects",
         ),
         (
             [rev(1, "superseded"), rev(2, "failed"), rev(3, "failed")],
             3,
-            A.UNINSTALL_THEN_INSTALL,
+            A.ADOPT,
             None,
-            "revision 3 is failed and none is deployed; uninstalling, then installing",
+            "revision 3 is failed and none is deployed; recreating the release "
+            "and adopting the live objects",
         ),
         (
             [rev(1, "uninstalled")],
@@ -110,16 +123,18 @@ def rev(revision: int, status: str, deployment_id: str = "old") -> ReleaseRevisi
         (
             [rev(1, "uninstalling")],
             1,
-            A.UNINSTALL_THEN_INSTALL,
+            A.ADOPT,
             None,
-            "revision 1 is uninstalling and none is deployed; uninstalling, then installing",
+            "revision 1 is uninstalling and none is deployed; recreating the release "
+            "and adopting the live objects",
         ),
         (
             [rev(1, "deployed"), rev(2, "uninstalling")],
             2,
-            A.UNINSTALL_THEN_INSTALL,
+            A.ADOPT,
             None,
-            "revision 2 is uninstalling (stuck); finishing the uninstall, then installing",
+            "revision 2 is uninstalling (stuck); recreating the release and adopting the live "
+            "objects",
         ),
         (
             [rev(1, "deployed"), rev(2, "unknown")],

@@ -48,6 +48,7 @@ from activities.deploy_models import (
     WaitReadyRequest,
 )
 from activities.gitops_models import PlannedTarget, PlanRequest, PlanResult
+from activities.objectwatch_models import ObjectsChanged
 from flotilla.deployment import deployment_id
 from flotilla.errors import CLUSTER_UNREACHABLE
 from flotilla.helmhistory import HistoryAction
@@ -104,6 +105,12 @@ class StandIns:
     windows: list[Window] = field(default_factory=list)
     running: Counter[str] = field(default_factory=Counter)
     most_running: Counter[str] = field(default_factory=Counter)
+    # Per cluster: what the next drift checks find, and whose Helm record is gone.
+    drift: dict[str, list[str]] = field(default_factory=dict)
+    record_lost: set[str] = field(default_factory=set)
+    # Clusters whose checks correct drift (correctDrift), and how many corrections were made.
+    correct_drift: set[str] = field(default_factory=set)
+    corrections: int = 0
 
     @contextlib.asynccontextmanager
     async def _running(self, name: str, cluster: str) -> AsyncIterator[int]:
@@ -181,9 +188,28 @@ class StandIns:
 
     @activity.defn(name="check_deployment")
     async def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
-        return DeploymentStatus(
-            release=request.release, applied_deployment_id=request.deployment_id, ready=True
-        )
+        cluster = request.cluster_name
+        async with self._running("check_deployment", cluster):
+            if cluster in self.record_lost:
+                self.record_lost.discard(cluster)
+                return DeploymentStatus(
+                    release=request.release, drift=["release: gone"], record_missing=True
+                )
+            drift = self.drift.get(cluster, [])
+            if drift and request.correct and cluster in self.correct_drift:
+                self.corrections += 1
+                return DeploymentStatus(
+                    release=request.release,
+                    applied_deployment_id=request.deployment_id,
+                    ready=True,
+                    corrected=drift,
+                )
+            return DeploymentStatus(
+                release=request.release,
+                applied_deployment_id=request.deployment_id,
+                ready=True,
+                drift=drift,
+            )
 
     @activity.defn(name="remove_deployment")
     async def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
@@ -492,3 +518,52 @@ async def test_two_hundred_push_clusters_roll_out_with_bounded_history_and_no_of
     assert size < 1_000_000, f"largest history run {size} bytes"
     offline = [r.getMessage() for r in caplog.records if "cluster offline" in r.getMessage()]
     assert offline == []
+
+
+async def test_objects_changed_checks_that_cluster_at_once_and_a_lost_record_redeploys(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    # The real watcher and check: tests/e2e/test_drift_watch.py. Here the periodic check is
+    # an hour away, so every check below comes from a signal.
+    standins = StandIns(clusters=["a", "b"])
+    bundle = await start(standins)
+    await eventually(bundle.states, all_ready)
+    standins.drift["a"] = ["ConfigMap/app/cfg: differs at /data/color"]
+
+    await bundle.handle.signal(BundleWorkflow.objects_changed, ObjectsChanged(cluster="a"))
+
+    states = await eventually(bundle.states, lambda s: s["a"] is BundleState.MODIFIED)
+    assert states["b"] is BundleState.READY
+    assert standins.calls["check_deployment", "b"] == 0
+    # flotilla sync gitrepo: every cluster, and a lost record is deployed again.
+    standins.drift.clear()
+    standins.record_lost.add("b")
+    deploys = standins.calls["deploy_bundle", "b"]
+    await bundle.handle.signal(BundleWorkflow.objects_changed, ObjectsChanged(cluster=""))
+    await eventually(
+        bundle.states,
+        lambda s: all_ready(s) and standins.calls["deploy_bundle", "b"] == deploys + 1,
+    )
+    assert standins.calls["check_deployment", "a"] == 2
+
+
+async def test_a_workload_changed_in_a_loop_is_corrected_with_back_off(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    # Someone else edits the objects every 0.3 s for 6 s; each edit is reported. Without the
+    # back-off every report would correct; with it, the first does and the next may only
+    # come 10 s later, while the drift shows and the status says why.
+    standins = StandIns(clusters=["a"], correct_drift={"a"})
+    bundle = await start(standins)
+    await eventually(bundle.states, all_ready)
+    standins.drift["a"] = ["ConfigMap/app/cfg: differs at /data/color"]
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        await bundle.handle.signal(BundleWorkflow.objects_changed, ObjectsChanged(cluster="a"))
+        await asyncio.sleep(0.3)
+
+    status = await eventually(bundle.status, lambda s: "backed off" in s.clusters[0].last_action)
+    assert standins.corrections == 1
+    assert standins.calls["check_deployment", "a"] > 3
+    assert status.clusters[0].state is BundleState.MODIFIED
+    assert "drift correction backed off after 1 in a row" in status.clusters[0].last_action

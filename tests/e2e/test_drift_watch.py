@@ -1,0 +1,182 @@
+"""Drift seen in seconds by the object watcher (the periodic check stays at 5 minutes), put
+back by correctDrift within seconds; a deploy that restores objects clears Modified at once;
+a lost Helm record is healed by adoption with no commit; deleting the GitRepo then leaves
+nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+from activities.kube import Kube
+from devenv.cluster import LocalCluster
+from devenv.gitserver import GitDaemon
+from tests.e2e.harness import Flotilla, gitrepo_yaml, releases
+
+# Generous bounds for a loaded test machine; bench/bench_drift.py measures exactly.
+MODIFIED_WITHIN = 30.0
+CORRECTED_WITHIN = 40.0
+
+DEPLOY = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: app, image: registry.local/web:1}]}
+"""
+CM = """apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, labels: {tier: front}}
+data: {color: COLOR}
+"""
+SVC = """apiVersion: v1
+kind: Service
+metadata: {name: svc}
+spec: {selector: {app: web}, ports: [{port: 80}]}
+"""
+
+
+def files(target: str, color: str, fleet: str = "") -> dict[str, str | bytes]:
+    return {
+        "app/fleet.yaml": f"namespace: {target}\n{fleet}",
+        "app/web.yaml": DEPLOY,
+        "app/cm.yaml": CM.replace("COLOR", color),
+        "app/svc.yaml": SVC,
+    }
+
+
+class Objects:
+    """The bundle's objects on the cluster, read and changed as someone else would."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube = kube
+        self.ns = namespace
+
+    async def get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        return self.kube.get(api_version, kind, self.ns, name)
+
+    def patch(self, api_version: str, kind: str, name: str, patch: dict[str, Any]) -> None:
+        self.kube.merge_patch(api_version, kind, self.ns, name, patch)
+
+    def delete_records(self) -> None:
+        for item in self.kube.list_metadata("v1", "Secret", self.ns, label_selector="owner=helm"):
+            self.kube.delete("v1", "Secret", self.ns, item["metadata"]["name"])
+
+    async def uid(self) -> str:
+        live = await self.get("apps/v1", "Deployment", "web")
+        assert live is not None
+        return str(live["metadata"]["uid"])
+
+    async def restored(self) -> bool:
+        cfg = await self.get("v1", "ConfigMap", "cfg")
+        svc = await self.get("v1", "Service", "svc")
+        return bool(
+            cfg
+            and svc
+            and cfg["data"] == {"color": "green"}
+            and cfg["metadata"]["labels"].get("tier") == "front"
+        )
+
+
+async def test_drift_is_seen_and_corrected_in_seconds_and_a_lost_record_heals(
+    flotilla: Flotilla, local_cluster: LocalCluster, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    ns = flotilla.namespace
+    target = f"t{uuid.uuid4().hex[:6]}-watch"
+    url = git_daemon.create_repo(repo_name, files(target, "blue"))
+    kube = Kube.from_kubeconfig(local_cluster.kubeconfig.read_text())
+    objects = Objects(kube, target)
+
+    async def state() -> str:
+        return (await flotilla.control.bundle_status(ns, "watch-app")).state
+
+    async def helm_list() -> list[str]:
+        return releases(local_cluster.kubeconfig, target)
+
+    try:
+        await flotilla.control.add_cluster(ns, "one", local_cluster.kubeconfig.read_text())
+        await flotilla.worker.refresh_clusters()
+        await flotilla.control.apply_text(
+            gitrepo_yaml(ns, "watch", url, targets=[{"clusterName": "one"}]), file="g.yaml"
+        )
+        await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "watch-app"),
+            lambda s: s.state == "Ready" and s.desired == 1,
+        )
+        uid = await objects.uid()
+        await asyncio.sleep(3)  # the watcher has seen the deploy
+
+        # A scale by hand: Modified within seconds, not at the 5-minute periodic check.
+        edited = time.monotonic()
+        objects.patch("apps/v1", "Deployment", "web", {"spec": {"replicas": 3}})
+        await flotilla.eventually(state, lambda s: s == "Modified", timeout=MODIFIED_WITHIN)
+        assert time.monotonic() - edited < MODIFIED_WITHIN
+
+        # A commit while Modified restores the objects and shows Ready in the same step.
+        work = git_daemon.working_copy(repo_name)
+        git_daemon.commit(work, files(target, "green"), message="green")
+        await flotilla.eventually(
+            lambda: objects.get("v1", "ConfigMap", "cfg"),
+            lambda cfg: cfg is not None and cfg["data"] == {"color": "green"},
+        )
+        restored = time.monotonic()
+        await flotilla.eventually(state, lambda s: s == "Ready", timeout=15)
+        assert time.monotonic() - restored < 15
+        live = await objects.get("apps/v1", "Deployment", "web")
+        assert live is not None and live["spec"]["replicas"] == 2
+
+        # correctDrift: an edit, a deletion and a label change by another controller are put
+        # back within seconds, each.
+        git_daemon.commit(
+            work, files(target, "green", "correctDrift: {enabled: true}\n"), message="correct"
+        )
+        await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "watch-app"),
+            lambda s: s.state == "Ready" and s.clusters[0].last_action.startswith("upgrade"),
+        )
+        await asyncio.sleep(3)
+        changes = [
+            lambda: objects.patch("v1", "ConfigMap", "cfg", {"data": {"color": "red"}}),
+            lambda: kube.delete("v1", "Service", target, "svc"),
+            lambda: objects.patch(
+                "v1", "ConfigMap", "cfg", {"metadata": {"labels": {"tier": "back"}}}
+            ),
+        ]
+        for change in changes:
+            edited = time.monotonic()
+            change()
+            await asyncio.sleep(0.2)
+            await flotilla.eventually(objects.restored, lambda ok: ok, timeout=CORRECTED_WITHIN)
+            assert time.monotonic() - edited < CORRECTED_WITHIN
+            # Past the back-off of corrections in a row (10 s, then 20 s).
+            await asyncio.sleep(12 if change is changes[0] else 22)
+        assert await objects.uid() == uid
+
+        # Every Helm record deleted, no commit: healed by adoption, the same Deployment.
+        objects.delete_records()
+        await flotilla.eventually(helm_list, lambda found: found == ["watch-app"], timeout=60)
+        status = await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "watch-app"),
+            lambda s: s.state == "Ready" and "adopt" in s.clusters[0].last_action,
+        )
+        assert "(recovered)" in status.clusters[0].last_action
+        assert await objects.uid() == uid
+
+        # The record gone again, then the GitRepo deleted: nothing is left behind.
+        await flotilla.control.pause_bundle(ns, "watch-app", paused=True)
+        objects.delete_records()
+        await flotilla.control.delete_gitrepo(ns, "watch")
+        assert await objects.get("v1", "ConfigMap", "cfg") is None
+        assert await objects.get("v1", "Service", "svc") is None
+        left = await objects.get("apps/v1", "Deployment", "web")
+        assert left is None or "deletionTimestamp" in left["metadata"]
+    finally:
+        with contextlib.suppress(Exception):
+            kube.delete("v1", "Namespace", "", target)
+        kube.close()
