@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aiohttp import web
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
@@ -46,6 +47,8 @@ from flotilla.settings import Settings, SettingsError
 from runtime.stores import content_store, load_settings, secret_store
 from runtime.temporal import connect, ensure_search_attributes
 from runtime.tools import locate_tools
+from starters.webhook import split_listen
+from starters.webhookserver import WebhookConfig, WebhookReceiver, start_receiver
 from workflows.bundle import BundleWorkflow
 from workflows.contentgc import ContentGarbageWorkflow
 from workflows.gitrepo import GitRepoWorkflow
@@ -95,6 +98,8 @@ class WorkerConfig:
     seen_seconds: float = DEFAULT_SEEN_SECONDS
     cluster_pollers: int = DEFAULT_CLUSTER_POLLERS
     workdir: Path = field(default_factory=lambda: Path.home() / ".cache" / "flotilla" / "work")
+    # HOST:PORT of the git webhook receiver; None runs none (`flotilla webhook serve` may).
+    webhook_listen: str | None = None
 
 
 class FlotillaWorker:
@@ -132,6 +137,9 @@ class FlotillaWorker:
         self._gone_since: dict[str, float] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._seen_reporter: asyncio.Task[None] | None = None
+        self._webhook: web.AppRunner | None = None
+        # The port the webhook receiver listens on (the one bound when asked for port 0).
+        self.webhook_port = 0
 
     @property
     def cluster_queues(self) -> list[str]:
@@ -165,6 +173,16 @@ class FlotillaWorker:
         self._seen_reporter = asyncio.create_task(
             _every(self.config.seen_seconds, self.report_seen, "cluster probe")
         )
+        if self.config.webhook_listen:
+            receiver = WebhookReceiver(
+                self.client,
+                self.secrets,
+                WebhookConfig(
+                    listen=self.config.webhook_listen,
+                    secret_namespace=self.settings.system_namespace,
+                ),
+            )
+            self._webhook, self.webhook_port = await start_receiver(receiver)
         log.info(
             "%s: control queue %s, %d cluster queue(s)",
             STARTED_LINE,
@@ -308,6 +326,8 @@ class FlotillaWorker:
         log.info("stopped serving cluster queue %s", queue)
 
     async def stop(self) -> None:
+        if self._webhook is not None:
+            await self._webhook.cleanup()
         for task in (self._refresher, self._seen_reporter):
             if task is not None:
                 task.cancel()
@@ -384,7 +404,18 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         type=Path,
         help="scratch space for clones and renders, never state ($FLOTILLA_WORKDIR)",
     )
+    parser.add_argument(
+        "--webhook-listen",
+        metavar="HOST:PORT",
+        default=os.environ.get("FLOTILLA_WEBHOOK_LISTEN") or None,
+        help="serve the git webhook receiver there, POST /webhook ($FLOTILLA_WEBHOOK_LISTEN)",
+    )
     args = parser.parse_args(argv)
+    if args.webhook_listen:
+        try:
+            split_listen(args.webhook_listen)
+        except ValueError as err:
+            parser.error(f"--webhook-listen: {err}")
     return WorkerConfig(
         task_queue=args.task_queue,
         namespaces=args.namespaces or [DEFAULT_NAMESPACE],
@@ -396,6 +427,7 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         linger_seconds=args.linger_seconds,
         seen_seconds=args.seen_seconds,
         workdir=args.workdir or settings.workdir,
+        webhook_listen=args.webhook_listen,
     )
 
 
@@ -431,6 +463,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnreachableError as err:
         log.error("%s", err)
         return 4
+    except FlotillaError as err:  # a listen address already in use, say
+        log.error("%s", err)
+        return 1
     return 0
 
 

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "approve": ("starters.images", "approve or reject an image update"),
     "content": ("starters.content", "the content store: garbage collection"),
+    "webhook": ("starters.webhook", "receive git push webhooks and sync the GitRepos they move"),
     "secret": (
         "starters.secrets",
         "create, list and delete Fleet's secrets (git, Helm, registry credentials)",
