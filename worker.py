@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,8 +26,9 @@ from pathlib import Path
 
 from aiohttp import web
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.contentgc import ContentActivities
 from activities.deploy import DeployActivities
@@ -44,6 +46,7 @@ from flotilla.ids import (
     registry_workflow_id,
 )
 from flotilla.settings import Settings, SettingsError
+from runtime.metrics import MetricsServer, start_metrics
 from runtime.stores import content_store, load_settings, secret_store
 from runtime.temporal import connect, ensure_search_attributes
 from runtime.tools import locate_tools
@@ -82,6 +85,8 @@ CLUSTERS_PER_CONNECTION = 50
 DEFAULT_CLUSTER_CONCURRENCY = 4
 DEFAULT_CLUSTER_THREADS = 64
 STARTED_LINE = "worker started"
+# How often the fleet's state gauges are read from visibility.
+DEFAULT_METRICS_REFRESH_SECONDS = 15.0
 
 
 @dataclass
@@ -100,6 +105,11 @@ class WorkerConfig:
     workdir: Path = field(default_factory=lambda: Path.home() / ".cache" / "flotilla" / "work")
     # HOST:PORT of the git webhook receiver; None runs none (`flotilla webhook serve` may).
     webhook_listen: str | None = None
+    # HOST:PORT of the Prometheus endpoint; None serves none.
+    metrics_listen: str | None = None
+    # Where the Temporal SDK's runtime serves its own metrics (loopback), bridged into ours.
+    sdk_metrics_address: str | None = None
+    metrics_refresh_seconds: float = DEFAULT_METRICS_REFRESH_SECONDS
 
 
 class FlotillaWorker:
@@ -140,12 +150,30 @@ class FlotillaWorker:
         self._webhook: web.AppRunner | None = None
         # The port the webhook receiver listens on (the one bound when asked for port 0).
         self.webhook_port = 0
+        self.metrics: MetricsServer | None = None
+        self._metrics_reader: asyncio.Task[None] | None = None
+        self._interceptors: list[Interceptor] = []
 
     @property
     def cluster_queues(self) -> list[str]:
         return sorted(self._clusters)
 
     async def start(self) -> None:
+        if self.config.metrics_listen:
+            self.metrics = start_metrics(
+                self.client,
+                split_listen(self.config.metrics_listen),
+                sdk_address=self.config.sdk_metrics_address,
+            )
+            self._interceptors = [self.metrics.activities]
+            await self.metrics.state.refresh()
+            self._metrics_reader = asyncio.create_task(
+                _every(
+                    self.config.metrics_refresh_seconds,
+                    self.metrics.state.refresh,
+                    "fleet state read",
+                )
+            )
         self._control = Worker(
             self.client,
             task_queue=self.config.task_queue,
@@ -164,6 +192,7 @@ class FlotillaWorker:
             ],
             activity_executor=self._control_pool,
             max_concurrent_activities=self.config.control_threads,
+            interceptors=self._interceptors,
         )
         self._control_task = asyncio.create_task(self._control.run())
         await self.refresh_clusters()
@@ -181,6 +210,7 @@ class FlotillaWorker:
                     listen=self.config.webhook_listen,
                     secret_namespace=self.settings.system_namespace,
                 ),
+                on_push=self.metrics.count_webhook if self.metrics else None,
             )
             self._webhook, self.webhook_port = await start_receiver(receiver)
         log.info(
@@ -312,6 +342,7 @@ class FlotillaWorker:
                 self.config.cluster_concurrency, self.config.cluster_threads
             ),
             max_concurrent_activity_task_polls=self.config.cluster_pollers,
+            interceptors=self._interceptors,
         )
         self._clusters[queue] = (worker, asyncio.create_task(worker.run()))
         log.info("serving cluster queue %s", queue)
@@ -328,7 +359,7 @@ class FlotillaWorker:
     async def stop(self) -> None:
         if self._webhook is not None:
             await self._webhook.cleanup()
-        for task in (self._refresher, self._seen_reporter):
+        for task in (self._refresher, self._seen_reporter, self._metrics_reader):
             if task is not None:
                 task.cancel()
         for queue in list(self._clusters):
@@ -338,6 +369,8 @@ class FlotillaWorker:
             await self._control_task
         self._control_pool.shutdown(wait=False)
         self._cluster_pool.shutdown(wait=False)
+        if self.metrics is not None:
+            self.metrics.stop()
 
 
 async def _every(seconds: float, work: Callable[[], Awaitable[object]], what: str) -> None:
@@ -348,6 +381,12 @@ async def _every(seconds: float, work: Callable[[], Awaitable[object]], what: st
             await work()
         except Exception as err:  # housekeeping must never stop the worker
             log.warning("%s failed: %s", what, err)
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _env_int(name: str, default: int) -> int:
@@ -410,12 +449,22 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         default=os.environ.get("FLOTILLA_WEBHOOK_LISTEN") or None,
         help="serve the git webhook receiver there, POST /webhook ($FLOTILLA_WEBHOOK_LISTEN)",
     )
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        default=os.environ.get("FLOTILLA_METRICS_LISTEN") or None,
+        help="serve Prometheus metrics there, GET /metrics ($FLOTILLA_METRICS_LISTEN)",
+    )
     args = parser.parse_args(argv)
-    if args.webhook_listen:
-        try:
-            split_listen(args.webhook_listen)
-        except ValueError as err:
-            parser.error(f"--webhook-listen: {err}")
+    for flag, value in (
+        ("--webhook-listen", args.webhook_listen),
+        ("--metrics-listen", args.metrics_listen),
+    ):
+        if value:
+            try:
+                split_listen(value)
+            except ValueError as err:
+                parser.error(f"{flag}: {err}")
     return WorkerConfig(
         task_queue=args.task_queue,
         namespaces=args.namespaces or [DEFAULT_NAMESPACE],
@@ -428,11 +477,25 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         seen_seconds=args.seen_seconds,
         workdir=args.workdir or settings.workdir,
         webhook_listen=args.webhook_listen,
+        metrics_listen=args.metrics_listen,
     )
 
 
 async def serve(config: WorkerConfig, settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then finish running tasks and stop."""
+    if config.metrics_listen:
+        # The SDK's runtime serves its metrics on a loopback port our endpoint re-exposes;
+        # it must be the default runtime before the first client connects.
+        config.sdk_metrics_address = f"127.0.0.1:{_free_loopback_port()}"
+        Runtime.set_default(
+            Runtime(
+                telemetry=TelemetryConfig(
+                    metrics=PrometheusConfig(
+                        bind_address=config.sdk_metrics_address, durations_as_seconds=True
+                    )
+                )
+            )
+        )
     client = await connect(settings.temporal)
     added = await ensure_search_attributes(client, settings.temporal.namespace)
     if added:
