@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "approve": ("starters.images", "approve or reject an image update"),
     "content": ("starters.content", "the content store: garbage collection"),
+    "rollout": ("starters.rollout", "follow a rollout until it is Ready or fails"),
     "webhook": ("starters.webhook", "receive git push webhooks and sync the GitRepos they move"),
     "secret": (
         "starters.secrets",
