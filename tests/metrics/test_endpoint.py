@@ -7,6 +7,8 @@ and the git daemon. The scraped values must match what `flotilla get` shows at t
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import urllib.request
 import uuid
@@ -79,6 +81,26 @@ async def measured(
         await worker.stop()
 
 
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs/grafana-dashboard.json"
+
+
+def families(fl: Flotilla) -> set[str]:
+    assert fl.worker.metrics is not None
+    url = f"http://127.0.0.1:{fl.worker.metrics.port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return {f.name for f in text_string_to_metric_families(answer.read().decode())}
+
+
+def dashboard_metrics() -> set[str]:
+    exprs = [
+        target["expr"]
+        for panel in json.loads(DASHBOARD.read_text())["panels"]
+        for target in panel["targets"]
+    ]
+    names = set(re.findall(r"\b((?:flotilla|fleet|temporal)_[a-z_]+)", " ".join(exprs)))
+    return {re.sub(r"_(bucket|count|sum|total)$", "", name) for name in names}
+
+
 def scrape(fl: Flotilla) -> Samples:
     assert fl.worker.metrics is not None
     url = f"http://127.0.0.1:{fl.worker.metrics.port}/metrics"
@@ -147,6 +169,9 @@ async def test_metrics_match_get_and_time_git_and_webhooks(
     assert value(samples, "flotilla_git_fetch_duration_seconds_count", result="success") >= 1
     assert value(samples, "flotilla_activity_duration_seconds_count", activity="ls_remote") >= 1
     assert any(name.startswith("temporal_") for name, _ in samples), "no Temporal SDK metric"
+    # Every metric the Grafana dashboard in docs/ reads is served.
+    missing = dashboard_metrics() - families(fl)
+    assert not missing, f"docs/grafana-dashboard.json reads metrics nobody serves: {missing}"
 
     # The worker's webhook receiver counts what it answered.
     fl.worker.secrets.put(fl.settings.system_namespace, WEBHOOK_SECRET_NAME, {"github": "k"})
