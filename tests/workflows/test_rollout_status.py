@@ -1,5 +1,6 @@
 """`flotilla rollout status` against real rollouts: exit 0 when Ready, 1 with the reason when a
-bundle is ErrApplied, 5 when --timeout passes first; a line per change when not a terminal."""
+bundle is ErrApplied, 5 when --timeout passes first; a line per change when not a terminal.
+And `flotilla get -w`, which follows the same rollouts as a table."""
 
 from __future__ import annotations
 
@@ -8,19 +9,24 @@ import os
 import sys
 
 from devenv.gitserver import GitDaemon
+from devenv.temporal import TemporalDevServer
 from tests.e2e.harness import Flotilla, gitrepo_yaml
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
 
 
-async def rollout_status(fl: Flotilla, *argv: str) -> tuple[int, str, str]:
-    """The CLI in a subprocess (stdout a pipe, not a terminal), the worker running meanwhile."""
-    env = {
+def cli_env(fl: Flotilla, http_address: str = "") -> dict[str, str]:
+    return {
         **os.environ,
         "TEMPORAL_ADDRESS": fl.client.service_client.config.target_host,
         "TEMPORAL_NAMESPACE": fl.client.namespace,
-        "TEMPORAL_HTTP_ADDRESS": "",
+        "TEMPORAL_HTTP_ADDRESS": http_address,
     }
+
+
+async def rollout_status(fl: Flotilla, *argv: str) -> tuple[int, str, str]:
+    """The CLI in a subprocess (stdout a pipe, not a terminal), the worker running meanwhile."""
+    env = cli_env(fl)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -85,3 +91,49 @@ async def test_exit_codes_for_ready_err_applied_and_timeout(
 
     code, out, err = await rollout_status(fl, "bundle", "missing")
     assert code == 1 and err.strip() == f"error: bundle {fl.namespace}/missing not found"
+
+
+async def test_get_watch_prints_the_table_then_each_changed_row(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str, temporal_server: TemporalDevServer
+) -> None:
+    fl = flotilla
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from starters.cli import run; run()",
+        "get",
+        "gitrepos",
+        "-w",
+        "-n",
+        fl.namespace,
+        "--watch-interval",
+        "0.3",
+        env=cli_env(fl, temporal_server.http_address),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        header = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+        assert header.decode().split() == [
+            "NAME",
+            "REPO",
+            "COMMIT",
+            "BUNDLEDEPLOYMENTS-READY",
+            "STATUS",
+        ]
+        url = git_daemon.create_repo(
+            repo_name, {"a/cm.yaml": CM.format(name="a"), "a/fleet.yaml": "labels: {app: a}\n"}
+        )
+        await fl.control.apply_text(gitrepo_yaml(fl.namespace, "w", url), file="gitrepo.yaml")
+        rows: list[str] = []
+        while not (rows and rows[-1].endswith("Ready")):
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+            assert line, f"get -w stopped: {rows} {(await proc.stderr.read()).decode()}"  # type: ignore[union-attr]
+            rows.append(line.decode().rstrip())
+        assert all(row.startswith("w ") for row in rows)
+        assert len(rows) == len({" ".join(row.split()) for row in rows}), rows
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
