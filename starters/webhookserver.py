@@ -60,6 +60,8 @@ REQUEST_SECONDS = 10.0
 MAX_IN_FLIGHT = 32
 # The webhook Secret is read at most this often (a Kubernetes secret store is an API call).
 SECRET_CACHE_SECONDS = 10.0
+# A GitRepo applied this long before a push may not be seen by it (visibility lags as much).
+LISTING_CACHE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class WebhookReceiver:
         self.on_push = on_push
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self._secret: tuple[float, dict[str, str]] | None = None
+        self._listing: tuple[float, list[tuple[str, str]]] | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)
@@ -176,12 +179,16 @@ class WebhookReceiver:
             if status.commit and status.commit in push.revisions:
                 current.append(f"{gitrepo.namespace}/{gitrepo.name}")
                 continue
-            await handle.start_update(
-                SYNC_NOW_UPDATE,
-                SyncNowRequest(),
-                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-                result_type=SyncNowResult,
-            )
+            try:
+                await handle.start_update(
+                    SYNC_NOW_UPDATE,
+                    SyncNowRequest(),
+                    wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                    result_type=SyncNowResult,
+                )
+            except RPCError as err:  # finished or being deleted meanwhile: the others still sync
+                log.info("gitrepo %s not synced: %s", gitrepo.workflow_id, one_line(err.message))
+                continue
             synced.append(f"{gitrepo.namespace}/{gitrepo.name}")
             log.info(
                 "webhook %s: push to %s syncs gitrepo %s/%s",
@@ -206,15 +213,27 @@ class WebhookReceiver:
 
     async def followers(self, push: Push) -> list[Followed]:
         """The running GitRepo workflows whose repository is the one pushed to."""
-        query = f"{SA_KIND} = 'GitRepo' AND ExecutionStatus = 'Running'"
         found: list[Followed] = []
+        for workflow_id, repo in await self._gitrepos():
+            if same_repo(push, repo):
+                _, namespace, name = workflow_id.split("/", 2)
+                found.append(Followed(namespace, name, workflow_id))
+        return found
+
+    async def _gitrepos(self) -> list[tuple[str, str]]:
+        """(workflow id, repository) of every running GitRepo; one listing serves the pushes
+        of the next ``LISTING_CACHE_SECONDS``, so a flood costs visibility one read a second."""
+        now = time.monotonic()
+        if self._listing is not None and now - self._listing[0] < LISTING_CACHE_SECONDS:
+            return self._listing[1]
+        query = f"{SA_KIND} = 'GitRepo' AND ExecutionStatus = 'Running'"
+        listing = []
         async for execution in self.client.list_workflows(query):
             repo = _first(execution.search_attributes.get(SA_REPO))
-            if not repo or not same_repo(push, repo):
-                continue
-            _, namespace, name = execution.id.split("/", 2)
-            found.append(Followed(namespace, name, execution.id))
-        return found
+            if repo:
+                listing.append((execution.id, repo))
+        self._listing = (now, listing)
+        return listing
 
     def _answer(self, provider: str, outcome: str, status: int, text: str) -> web.Response:
         if self.on_push is not None:
