@@ -18,6 +18,7 @@ import functools
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,10 +27,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aiohttp import web
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import PollerBehaviorAutoscaling, Worker
+from temporalio.worker import Interceptor, PollerBehaviorAutoscaling, Worker
 
 from activities.contentgc import ContentActivities
 from activities.deploy import DeployActivities
@@ -57,9 +60,12 @@ from flotilla.ids import (
     watch_task_queue,
 )
 from flotilla.settings import Settings, SettingsError
+from runtime.metrics import MetricsServer, start_metrics
 from runtime.stores import content_store, load_settings, secret_store
 from runtime.temporal import connect, ensure_search_attributes
 from runtime.tools import locate_tools
+from starters.webhook import split_listen
+from starters.webhookserver import WebhookConfig, WebhookReceiver, start_receiver
 from workflows.bundle import BundleWorkflow
 from workflows.contentgc import ContentGarbageWorkflow
 from workflows.gitrepo import GitRepoWorkflow
@@ -105,6 +111,8 @@ MAX_OBJECT_WATCHERS = 20_000
 # heartbeat, and times out).
 DEFAULT_CLUSTER_THREADS = 64
 STARTED_LINE = "worker started"
+# How often the fleet's state gauges are read from visibility.
+DEFAULT_METRICS_REFRESH_SECONDS = 15.0
 
 
 @dataclass
@@ -124,6 +132,13 @@ class WorkerConfig:
     # found by the periodic check alone.
     watch_objects: bool = True
     workdir: Path = field(default_factory=lambda: Path.home() / ".cache" / "flotilla" / "work")
+    # HOST:PORT of the git webhook receiver; None runs none (`flotilla webhook serve` may).
+    webhook_listen: str | None = None
+    # HOST:PORT of the Prometheus endpoint; None serves none.
+    metrics_listen: str | None = None
+    # Where the Temporal SDK's runtime serves its own metrics (loopback), bridged into ours.
+    sdk_metrics_address: str | None = None
+    metrics_refresh_seconds: float = DEFAULT_METRICS_REFRESH_SECONDS
 
 
 class FlotillaWorker:
@@ -177,6 +192,12 @@ class FlotillaWorker:
         self._gone_since: dict[str, float] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._seen_reporter: asyncio.Task[None] | None = None
+        self._webhook: web.AppRunner | None = None
+        # The port the webhook receiver listens on (the one bound when asked for port 0).
+        self.webhook_port = 0
+        self.metrics: MetricsServer | None = None
+        self._metrics_reader: asyncio.Task[None] | None = None
+        self._interceptors: list[Interceptor] = []
 
     @property
     def cluster_queues(self) -> list[str]:
@@ -189,6 +210,21 @@ class FlotillaWorker:
         return list(self._queues)
 
     async def start(self) -> None:
+        if self.config.metrics_listen:
+            self.metrics = start_metrics(
+                self.client,
+                split_listen(self.config.metrics_listen),
+                sdk_address=self.config.sdk_metrics_address,
+            )
+            self._interceptors = [self.metrics.activities]
+            await self.metrics.state.refresh()
+            self._metrics_reader = asyncio.create_task(
+                _every(
+                    self.config.metrics_refresh_seconds,
+                    self.metrics.state.refresh,
+                    "fleet state read",
+                )
+            )
         self._control = Worker(
             self.client,
             task_queue=self.config.task_queue,
@@ -210,6 +246,7 @@ class FlotillaWorker:
             workflow_task_poller_behavior=PollerBehaviorAutoscaling(
                 maximum=CONTROL_WORKFLOW_POLLERS
             ),
+            interceptors=self._interceptors,
         )
         self._control_task = asyncio.create_task(self._control.run())
         push = self.push
@@ -231,6 +268,7 @@ class FlotillaWorker:
                     maximum=max(1, self.config.cluster_pollers),
                     initial=min(2, max(1, self.config.cluster_pollers)),
                 ),
+                interceptors=self._interceptors,
             )
             self._push.append((worker, asyncio.create_task(worker.run())))
         # The object watchers: async, one slot each for as long as it runs, so a queue of
@@ -249,6 +287,17 @@ class FlotillaWorker:
         self._seen_reporter = asyncio.create_task(
             _every(self.config.seen_seconds, self.report_seen, "cluster probe")
         )
+        if self.config.webhook_listen:
+            receiver = WebhookReceiver(
+                self.client,
+                self.secrets,
+                WebhookConfig(
+                    listen=self.config.webhook_listen,
+                    secret_namespace=self.settings.system_namespace,
+                ),
+                on_push=self.metrics.count_webhook if self.metrics else None,
+            )
+            self._webhook, self.webhook_port = await start_receiver(receiver)
         log.info(
             "%s: control queue %s, %d push queue(s), %d push-mode cluster(s)",
             STARTED_LINE,
@@ -401,7 +450,9 @@ class FlotillaWorker:
         log.info("stopped serving push-mode cluster %s/%s", *cluster_of_task_queue(queue))
 
     async def stop(self) -> None:
-        for task in (self._refresher, self._seen_reporter):
+        if self._webhook is not None:
+            await self._webhook.cleanup()
+        for task in (self._refresher, self._seen_reporter, self._metrics_reader):
             if task is not None:
                 task.cancel()
         for queue in list(self._clusters):
@@ -415,6 +466,8 @@ class FlotillaWorker:
             await self._control_task
         self._control_pool.shutdown(wait=False)
         self._cluster_pool.shutdown(wait=False)
+        if self.metrics is not None:
+            self.metrics.stop()
 
 
 async def _every(seconds: float, work: Callable[[], Awaitable[object]], what: str) -> None:
@@ -425,6 +478,12 @@ async def _every(seconds: float, work: Callable[[], Awaitable[object]], what: st
             await work()
         except Exception as err:  # housekeeping must never stop the worker
             log.warning("%s failed: %s", what, err)
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _env_int(name: str, default: int) -> int:
@@ -489,7 +548,28 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         type=Path,
         help="scratch space for clones and renders, never state ($FLOTILLA_WORKDIR)",
     )
+    parser.add_argument(
+        "--webhook-listen",
+        metavar="HOST:PORT",
+        default=os.environ.get("FLOTILLA_WEBHOOK_LISTEN") or None,
+        help="serve the git webhook receiver there, POST /webhook ($FLOTILLA_WEBHOOK_LISTEN)",
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        default=os.environ.get("FLOTILLA_METRICS_LISTEN") or None,
+        help="serve Prometheus metrics there, GET /metrics ($FLOTILLA_METRICS_LISTEN)",
+    )
     args = parser.parse_args(argv)
+    for flag, value in (
+        ("--webhook-listen", args.webhook_listen),
+        ("--metrics-listen", args.metrics_listen),
+    ):
+        if value:
+            try:
+                split_listen(value)
+            except ValueError as err:
+                parser.error(f"{flag}: {err}")
     return WorkerConfig(
         task_queue=args.task_queue,
         namespaces=args.namespaces or [DEFAULT_NAMESPACE],
@@ -502,11 +582,26 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         seen_seconds=args.seen_seconds,
         watch_objects=args.watch_objects,
         workdir=args.workdir or settings.workdir,
+        webhook_listen=args.webhook_listen,
+        metrics_listen=args.metrics_listen,
     )
 
 
 async def serve(config: WorkerConfig, settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then finish running tasks and stop."""
+    if config.metrics_listen:
+        # The SDK's runtime serves its metrics on a loopback port our endpoint re-exposes;
+        # it must be the default runtime before the first client connects.
+        config.sdk_metrics_address = f"127.0.0.1:{_free_loopback_port()}"
+        Runtime.set_default(
+            Runtime(
+                telemetry=TelemetryConfig(
+                    metrics=PrometheusConfig(
+                        bind_address=config.sdk_metrics_address, durations_as_seconds=True
+                    )
+                )
+            )
+        )
     client = await connect(settings.temporal)
     added = await ensure_search_attributes(client, settings.temporal.namespace)
     if added:
@@ -540,6 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnreachableError as err:
         log.error("%s", err)
         return 4
+    except FlotillaError as err:  # a listen address already in use, say
+        log.error("%s", err)
+        return 1
     return 0
 
 

@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "approve": ("starters.images", "approve or reject an image update"),
     "content": ("starters.content", "the content store: garbage collection"),
     "schema": ("starters.schema", "print the JSON Schema of fleet.yaml or a Fleet object"),
+    "rollout": ("starters.rollout", "follow a rollout until it is Ready or fails"),
+    "webhook": ("starters.webhook", "receive git push webhooks and sync the GitRepos they move"),
     "secret": (
         "starters.secrets",
         "create, list and delete Fleet's secrets (git, Helm, registry credentials)",

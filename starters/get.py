@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sys
+import time
 from dataclasses import dataclass
 from typing import TypeVar
 
+from flotilla.errors import FlotillaError
 from flotilla.ids import (
     CONTROL_TASK_QUEUE,
     DEFAULT_NAMESPACE,
@@ -114,13 +117,19 @@ def bundle_lines(attributes: list[dict[str, object]]) -> list[BundleLine] | None
 
 def table_from_visibility(args: argparse.Namespace) -> str | None:
     """The table from search attributes, or None when the SDK path must answer."""
-    settings = load_settings()
-    kind = "GitRepo" if args.kind in GITREPO_KINDS else "Bundle"
     try:
-        executions = list_workflows(settings.temporal, _running(kind, args.namespace))
+        return _visibility_table(args)
     except HttpUnavailable as err:
         log.debug("Temporal's HTTP API did not answer (%s); asking through gRPC", err)
         return None
+
+
+def _visibility_table(args: argparse.Namespace) -> str | None:
+    """The table, None while a workflow has not published its status line; raises
+    HttpUnavailable when the HTTP API does not answer."""
+    settings = load_settings()
+    kind = "GitRepo" if args.kind in GITREPO_KINDS else "Bundle"
+    executions = list_workflows(settings.temporal, _running(kind, args.namespace))
     attributes = [execution.search_attributes for execution in executions]
     if kind == "GitRepo":
         repos = gitrepo_lines(attributes)
@@ -129,7 +138,51 @@ def table_from_visibility(args: argparse.Namespace) -> str | None:
     return None if bundles is None else bundle_table(bundles)
 
 
+def changed_rows(table: str, seen: dict[str, str]) -> list[str]:
+    """The rows of ``table`` (header first) that are new or changed since ``seen`` (name ->
+    row, updated in place); a row whose columns only moved to new widths is unchanged."""
+    changed = []
+    for row in table.splitlines()[1:]:
+        words = row.split()
+        if not words:
+            continue
+        flat = " ".join(words)
+        if seen.get(words[0]) != flat:
+            seen[words[0]] = flat
+            changed.append(row)
+    return changed
+
+
+def watch(args: argparse.Namespace) -> int:
+    """The table, then each row again whenever it changes (like `kubectl get -w`), until ^C."""
+    seen: dict[str, str] = {}
+    first = True
+    while True:
+        try:
+            text = _visibility_table(args)
+        except HttpUnavailable as err:
+            raise FlotillaError(
+                "get -w reads the tables from Temporal's HTTP API (TEMPORAL_HTTP_ADDRESS), "
+                f"which did not answer ({err}); run `flotilla get` without -w"
+            ) from None
+        if text is None:  # a workflow just started: its row comes with its status line
+            time.sleep(args.watch_interval)
+            continue
+        rows = changed_rows(text, seen)
+        if first:
+            print(text.splitlines()[0])
+            first = False
+        for row in rows:
+            print(row)
+        sys.stdout.flush()
+        time.sleep(args.watch_interval)
+
+
 def cmd_get(args: argparse.Namespace) -> int:
+    if getattr(args, "watch", False):
+        if args.kind not in (*GITREPO_KINDS, *BUNDLE_KINDS) or args.output != "table":
+            raise FlotillaError("-w watches the gitrepos and bundles tables only")
+        return watch(args)
     # The other paths need the Temporal SDK: their modules are imported only when used.
     if args.kind in IMAGE_KINDS:
         return int(importlib.import_module("starters.images").cmd_get_images(args))
@@ -149,4 +202,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     get.add_argument("--task-queue", default=CONTROL_TASK_QUEUE, help=argparse.SUPPRESS)
     get.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table")
+    get.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="after the table, print each row again when it changes (gitrepos, bundles)",
+    )
+    get.add_argument("--watch-interval", type=float, default=1.0, help=argparse.SUPPRESS)
     get.set_defaults(handler=cmd_get)

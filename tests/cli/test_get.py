@@ -16,7 +16,7 @@ from flotilla.ids import (
     SA_REPO,
     SA_STATE,
 )
-from starters.get import BundleLine, GitRepoLine, bundle_lines, gitrepo_lines
+from starters.get import BundleLine, GitRepoLine, bundle_lines, changed_rows, gitrepo_lines
 from starters.tables import bundle_table
 
 
@@ -78,3 +78,13 @@ def test_get_imports_neither_the_temporal_sdk_nor_pydantic() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_watch_prints_only_rows_that_changed() -> None:
+    seen: dict[str, str] = {}
+    first = "NAME   STATE\na      Ready\nb      NotReady"
+    assert changed_rows(first, seen) == ["a      Ready", "b      NotReady"]
+    # b changed; a only moved to new column widths: unchanged.
+    second = "NAME    STATE\na       Ready\nb       Ready\nc       Pending"
+    assert changed_rows(second, seen) == ["b       Ready", "c       Pending"]
+    assert changed_rows(second, seen) == []

@@ -354,6 +354,32 @@ def test_extra_env_is_appended(helm: Helm) -> None:
     assert worker["env"][-1] == extra[0]
 
 
+def test_webhook_and_metrics_are_flags_ports_a_service_and_scrape_annotations(
+    helm: Helm,
+) -> None:
+    manifests = helm.render(
+        merged(REQUIRED, {"webhook": {"enabled": True}, "metrics": {"enabled": True}})
+    )
+    worker = worker_container(manifests)
+    args = worker["args"]
+    assert args[args.index("--webhook-listen") + 1] == "0.0.0.0:8090"
+    assert args[args.index("--metrics-listen") + 1] == "0.0.0.0:9090"
+    assert {p["name"]: p["containerPort"] for p in worker["ports"]} == {
+        "webhook": 8090,
+        "metrics": 9090,
+    }
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "webhook"}
+    service = the(manifests, "Service")
+    assert service["spec"]["ports"] == [{"name": "webhook", "port": 8090, "targetPort": "webhook"}]
+    pod = the(manifests, "Deployment")["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9090"
+    # Off by default: no Service, no flags.
+    defaults = helm.render(REQUIRED)
+    assert not of_kind(defaults, "Service")
+    assert "--webhook-listen" not in worker_container(defaults)["args"]
+
+
 # -- values the chart refuses -----------------------------------------------------------------
 
 

@@ -1,0 +1,313 @@
+"""The worker's Prometheus endpoint: fleet state from visibility, activity timings, SDK metrics.
+
+Three sources, one registry, served by prometheus_client on ``--metrics-listen``:
+
+- ``FleetStateCollector``: GitRepos and bundles by state, ready and desired counts, from the
+  search attributes the workflows keep (one visibility listing every ``refresh`` seconds, the
+  same columns ``flotilla get`` prints). Names follow Fleet's where Fleet has the metric
+  (``fleet_gitrepo_ready_clusters``, ``fleet_bundle_desired_ready``, ``fleet_bundle_state``).
+- ``ActivityMetrics``: a worker interceptor timing every activity attempt by result, so git
+  polls and fetches, deploys and image polls and updates are measured where they run and no
+  workflow code changes (workflows stay deterministic).
+- ``SdkMetricsBridge``: the Temporal SDK's own metrics (task latencies, pollers, slots),
+  which its native runtime serves on a loopback port; each scrape reads and re-exposes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+)
+
+from activities.deploy_models import DEPLOY_BUNDLE
+from activities.gitops_models import FETCH_BUNDLES, LS_REMOTE
+from activities.registry_models import POLL_REGISTRY
+from activities.writeback_models import WRITE_BACK
+from flotilla.ids import (
+    SA_BUNDLE,
+    SA_COMMIT,
+    SA_DESIRED,
+    SA_GITREPO,
+    SA_KIND,
+    SA_READY,
+    SA_REPO,
+    SA_STATE,
+)
+
+log = logging.getLogger("flotilla.metrics")
+
+DEFAULT_REFRESH_SECONDS = 15.0
+SDK_SCRAPE_TIMEOUT_SECONDS = 2.0
+# Fleet's bundle states, each a 0/1 series of fleet_bundle_state as in Fleet.
+BUNDLE_STATES = (
+    "Ready",
+    "NotReady",
+    "WaitApplied",
+    "ErrApplied",
+    "OutOfSync",
+    "Pending",
+    "Modified",
+)
+
+# The activities with a metric of their own: (name, help).
+_TIMED = {
+    LS_REMOTE: ("flotilla_git_poll_duration_seconds", "git ls-remote of a GitRepo, by result"),
+    FETCH_BUNDLES: (
+        "flotilla_git_fetch_duration_seconds",
+        "clone and read of a GitRepo's commit into bundles, by result",
+    ),
+    DEPLOY_BUNDLE: (
+        "flotilla_deploy_duration_seconds",
+        "one bundle deployment's helm install or upgrade on a cluster, by result",
+    ),
+    POLL_REGISTRY: ("flotilla_image_poll_duration_seconds", "an image policy's registry poll"),
+    WRITE_BACK: ("flotilla_image_update_duration_seconds", "an image update written to git"),
+}
+_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+def result_of(err: BaseException | None) -> str:
+    """The ``result`` label: success, cancelled, or the failure's type (GitError, ...)."""
+    if err is None:
+        return "success"
+    if isinstance(err, CancelledError | asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(err, ApplicationError) and err.type:
+        return err.type
+    return type(err).__name__
+
+
+class ActivityMetrics(Interceptor):
+    """Times every activity attempt of the workers it is given to."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.all = Histogram(
+            "flotilla_activity_duration_seconds",
+            "Every activity attempt, by activity and result",
+            ["activity", "result"],
+            registry=registry,
+            buckets=_BUCKETS,
+        )
+        self.named = {
+            name: Histogram(metric, text, ["result"], registry=registry, buckets=_BUCKETS)
+            for name, (metric, text) in _TIMED.items()
+        }
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _TimedActivity(next, self)
+
+
+class _TimedActivity(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, metrics: ActivityMetrics) -> None:
+        super().__init__(next)
+        self._metrics = metrics
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        name = activity.info().activity_type
+        started = time.monotonic()
+        failure: BaseException | None = None
+        try:
+            return await super().execute_activity(input)
+        except BaseException as err:
+            failure = err
+            raise
+        finally:
+            seconds = time.monotonic() - started
+            result = result_of(failure)
+            self._metrics.all.labels(name, result).observe(seconds)
+            if name in self._metrics.named:
+                self._metrics.named[name].labels(result).observe(seconds)
+
+
+@dataclass
+class FleetSnapshot:
+    """What one visibility read found: each running GitRepo's and bundle's attributes."""
+
+    gitrepos: list[dict[str, Any]] = field(default_factory=list)
+    bundles: list[dict[str, Any]] = field(default_factory=list)
+    read_at: float = 0.0
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    return "" if value is None else str(value)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, list):
+        value = value[0] if value else 0
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _namespace(workflow_id: str) -> str:
+    parts = workflow_id.split("/", 2)
+    return parts[1] if len(parts) == 3 else ""
+
+
+class FleetStateCollector(Collector):
+    """GitRepos and bundles by state, from the last visibility read (``refresh``)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.snapshot = FleetSnapshot()
+
+    async def refresh(self) -> None:
+        snapshot = FleetSnapshot(read_at=time.time())
+        query = f"{SA_KIND} IN ('GitRepo', 'Bundle') AND ExecutionStatus = 'Running'"
+        async for execution in self.client.list_workflows(query):
+            attributes: dict[str, Any] = dict(execution.search_attributes)
+            attributes["namespace"] = _namespace(execution.id)
+            if _text(attributes.get(SA_KIND)) == "GitRepo":
+                snapshot.gitrepos.append(attributes)
+            else:
+                snapshot.bundles.append(attributes)
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.snapshot
+        repo_of = {
+            (g["namespace"], _text(g.get(SA_GITREPO))): _text(g.get(SA_REPO))
+            for g in snapshot.gitrepos
+        }
+        labels = ["name", "namespace", "repo"]
+        ready = GaugeMetricFamily(
+            "fleet_gitrepo_ready_clusters",
+            "Clusters where all of a GitRepo's bundles are Ready",
+            labels=labels,
+        )
+        desired = GaugeMetricFamily(
+            "fleet_gitrepo_desired_ready_clusters",
+            "Clusters a GitRepo's bundles target",
+            labels=labels,
+        )
+        gitrepos = GaugeMetricFamily(
+            "flotilla_gitrepos", "Running GitRepos by state", labels=["namespace", "state"]
+        )
+        by_state: dict[tuple[str, str], int] = {}
+        for g in snapshot.gitrepos:
+            values = [_text(g.get(SA_GITREPO)), g["namespace"], _text(g.get(SA_REPO))]
+            ready.add_metric(values, _number(g.get(SA_READY)))
+            desired.add_metric(values, _number(g.get(SA_DESIRED)))
+            key = (g["namespace"], _text(g.get(SA_STATE)))
+            by_state[key] = by_state.get(key, 0) + 1
+        for (namespace, state), count in sorted(by_state.items()):
+            gitrepos.add_metric([namespace, state], count)
+
+        blabels = ["name", "namespace", "gitrepo", "commit", "repo"]
+        bready = GaugeMetricFamily(
+            "fleet_bundle_ready", "A bundle's deployments in a Ready state", labels=blabels
+        )
+        bdesired = GaugeMetricFamily(
+            "fleet_bundle_desired_ready",
+            "A bundle's deployments desired to be Ready",
+            labels=blabels,
+        )
+        bstate = GaugeMetricFamily(
+            "fleet_bundle_state",
+            "1 for the bundle's state label, 0 for the others (Fleet's encoding)",
+            labels=[*blabels, "state"],
+        )
+        bundles = GaugeMetricFamily(
+            "flotilla_bundles", "Running bundles by state", labels=["namespace", "state"]
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for b in snapshot.bundles:
+            gitrepo = _text(b.get(SA_GITREPO))
+            values = [
+                _text(b.get(SA_BUNDLE)),
+                b["namespace"],
+                gitrepo,
+                _text(b.get(SA_COMMIT)),
+                repo_of.get((b["namespace"], gitrepo), ""),
+            ]
+            bready.add_metric(values, _number(b.get(SA_READY)))
+            bdesired.add_metric(values, _number(b.get(SA_DESIRED)))
+            state = _text(b.get(SA_STATE))
+            for candidate in BUNDLE_STATES:
+                bstate.add_metric([*values, candidate], 1.0 if candidate == state else 0.0)
+            key = (b["namespace"], state)
+            counts[key] = counts.get(key, 0) + 1
+        for (namespace, state), count in sorted(counts.items()):
+            bundles.add_metric([namespace, state], count)
+
+        age = GaugeMetricFamily(
+            "flotilla_fleet_state_age_seconds", "Seconds since the fleet state was read"
+        )
+        age.add_metric([], time.time() - snapshot.read_at if snapshot.read_at else -1.0)
+        yield from (ready, desired, gitrepos, bready, bdesired, bstate, bundles, age)
+
+
+class SdkMetricsBridge(Collector):
+    """Re-exposes the Temporal SDK runtime's Prometheus endpoint (a loopback port)."""
+
+    def __init__(self, address: str) -> None:
+        self.url = f"http://{address}/metrics"
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            with urllib.request.urlopen(self.url, timeout=SDK_SCRAPE_TIMEOUT_SECONDS) as answer:  # noqa: S310 - a loopback http URL we built
+                text = answer.read().decode()
+        except OSError as err:
+            log.debug("Temporal SDK metrics not read: %s", err)
+            return []
+        return list(text_string_to_metric_families(text))
+
+
+@dataclass
+class MetricsServer:
+    """The endpoint and what feeds it; ``stop`` shuts the HTTP server down."""
+
+    registry: CollectorRegistry
+    activities: ActivityMetrics
+    state: FleetStateCollector
+    webhooks: Counter
+    port: int
+    _server: Any
+
+    def count_webhook(self, provider: str, outcome: str) -> None:
+        self.webhooks.labels(provider, outcome).inc()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def start_metrics(
+    client: Client, listen: tuple[str, int], *, sdk_address: str | None
+) -> MetricsServer:
+    """Serve the registry on ``listen`` (port 0: any free port; see ``MetricsServer.port``)."""
+    registry = CollectorRegistry()
+    activities = ActivityMetrics(registry)
+    state = FleetStateCollector(client)
+    registry.register(state)
+    webhooks = Counter(
+        "flotilla_webhook_requests",
+        "Git webhook requests by provider and outcome (synced, unknown_repo, unauthorized, ...)",
+        ["provider", "outcome"],
+        registry=registry,
+    )
+    if sdk_address:
+        registry.register(SdkMetricsBridge(sdk_address))
+    host, port = listen
+    server, _ = start_http_server(port, host, registry=registry)
+    bound = server.server_address[1]
+    log.info("metrics on http://%s:%d/metrics", host, bound)
+    return MetricsServer(registry, activities, state, webhooks, int(bound), server)
