@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 from devenv import tools
 from devenv.postgres import SUPERUSER as PG_SUPERUSER
 from devenv.postgres import LocalPostgres
-from devenv.process import ManagedProcess, StartupError, free_port
+from devenv.process import ManagedProcess, StartupError, free_port, port_is_free
 from workflows.visibility import registrations
 
 START_TIMEOUT = 60.0
@@ -151,6 +152,16 @@ def _sql_tool(postgres: LocalPostgres, database: str, *args: str) -> None:
         raise StartupError(f"temporal-sql-tool {' '.join(args)} on {database} failed:\n{tail}")
 
 
+def _low_free_port() -> int:
+    """A free port below 32768: the SQL schema keeps a member's port in a smallint column
+    (cluster_membership.rpc_port), so a membership port from Linux's ephemeral range
+    (32768 and up) makes the server die at start with "out of range for type smallint"."""
+    while True:
+        port = random.randint(10000, 32767)  # noqa: S311 - a port, not a secret
+        if port_is_free(port):
+            return port
+
+
 PERSISTENCE_DB = "temporal"
 VISIBILITY_DB = "temporal_visibility"
 SCHEMAS = {PERSISTENCE_DB: "postgresql/v12/temporal", VISIBILITY_DB: "postgresql/v12/visibility"}
@@ -181,7 +192,7 @@ class TemporalServer:
         self.restore_from = restore_from
         self.postgres = LocalPostgres(directory / "postgres")
         self.ports = {
-            name: free_port()
+            name: _low_free_port()
             for name in (
                 "frontend",
                 "frontend-http",
