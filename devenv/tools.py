@@ -25,6 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 KUBERNETES_VERSION = "1.34.4"
+# The dev server (`temporal server start-dev`) reports Server 1.32.0; the production-shaped
+# server is the same line. 1.32.2 needs Go >= 1.26.10 (the toolchain here is 1.26.8, and
+# GOTOOLCHAIN=local forbids fetching another), so the newest patch that builds is pinned.
+TEMPORAL_SERVER_VERSION = "1.32.1"
 _STAGING_VERSION = "0." + KUBERNETES_VERSION.split(".", 1)[1]
 # Staging modules of k8s.io/kubernetes; its go.mod points them at ./staging, which a
 # dependent module must replace with the published versions.
@@ -79,6 +83,9 @@ class Tool:
     version_args: tuple[str, ...]
     ldflags: tuple[str, ...] = ()
     replaces: dict[str, str] = field(default_factory=dict)
+    # Optional tools are built by `make tools` but are not needed on PATH for the tests that
+    # do not use them: bin_dirs() skips them when they are missing.
+    optional: bool = False
 
     @property
     def key(self) -> str:
@@ -157,6 +164,18 @@ TOOLS: dict[str, Tool] = {
             # Without the flag, asking sops its version asks GitHub for the latest release.
             version_args=("--version", "--disable-version-check"),
         ),
+        # A production-shaped Temporal (issue 19): the server and its SQL schema tool, both in
+        # the server's module; only these two commands are built (no UI: the server module has
+        # none, and the UI server is a separate Node-built project).
+        Tool(
+            name="temporal",
+            version=TEMPORAL_SERVER_VERSION,
+            module="go.temporal.io/server",
+            packages=("go.temporal.io/server/cmd/server", "go.temporal.io/server/cmd/tools/sql"),
+            binaries=("temporal-server", "temporal-sql-tool"),
+            version_args=("--version",),
+            optional=True,
+        ),
         # Only the tests need age-keygen: they make the age keys SOPS files are encrypted to.
         Tool(
             name="age",
@@ -218,8 +237,14 @@ def locate(binary: str) -> Path:
 
 
 def bin_dirs() -> list[Path]:
-    """Directories holding every pinned binary, for putting on PATH (tests, the demo)."""
-    return sorted({locate(b).parent for b in BINARY_TO_TOOL})
+    """Directories holding every pinned binary, for putting on PATH (tests, the demo);
+    an optional tool that is not built yet is left out."""
+    dirs: set[Path] = set()
+    for binary, tool in BINARY_TO_TOOL.items():
+        path = find(binary) if tool.optional else locate(binary)
+        if path is not None:
+            dirs.add(path.parent)
+    return sorted(dirs)
 
 
 def _go() -> str:

@@ -8,15 +8,21 @@ key and certificates are read from files here and go nowhere else.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
+from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
+from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
+    RegisterNamespaceRequest,
+)
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from flotilla.errors import UnreachableError
 from flotilla.ids import SEARCH_ATTRIBUTES
@@ -111,9 +117,60 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
         )
     except RPCError as err:
         names = ", ".join(f"{name} ({kind})" for name, kind in sorted(missing.items()))
+        if "cannot have more than" in err.message:
+            # SQL visibility has a fixed number of columns per type (Keyword01..10, ...).
+            raise SettingsError(
+                f"Temporal namespace {namespace!r} has no room for flotilla's search attributes "
+                f"{names} ({err.message.removeprefix('Unable to create search attributes: ')}): "
+                "remove custom attributes nothing uses (`temporal operator search-attribute "
+                f"remove --namespace {namespace} --name NAME`) or give flotilla a namespace of "
+                "its own"
+            ) from None
         raise SettingsError(
             f"Temporal namespace {namespace!r} lacks flotilla's search attributes {names} and "
             f"they cannot be added from here ({err.message}): register them as "
             'docs/installation.md, "Search attributes", shows'
         ) from None
     return sorted(missing)
+
+
+async def ensure_namespace(
+    client: Client, namespace: str, retention: timedelta
+) -> timedelta | None:
+    """Create ``namespace`` with ``retention`` unless it exists; returns the retention it was
+    created with, or None when it was already there (its retention is left as it is).
+
+    A server that refuses (no admin rights, Temporal Cloud, where namespaces are made in the
+    Cloud console) is a SettingsError that says who can create it and how.
+    """
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=namespace)
+        )
+        return None
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise _namespace_refused(namespace, retention, err) from None
+    period = Duration()
+    period.FromTimedelta(retention)
+    try:
+        await client.workflow_service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=namespace, workflow_execution_retention_period=period
+            )
+        )
+    except RPCError as refused:
+        if refused.status == RPCStatusCode.ALREADY_EXISTS:
+            return None
+        raise _namespace_refused(namespace, retention, refused) from None
+    return retention
+
+
+def _namespace_refused(namespace: str, retention: timedelta, err: RPCError) -> SettingsError:
+    hours = int(retention.total_seconds() // 3600)
+    return SettingsError(
+        f"cannot check or create Temporal namespace {namespace!r} ({err.message}): have an "
+        f"administrator run `temporal operator namespace create --retention {hours}h "
+        f"{namespace}` (Temporal Cloud: create it in the Cloud console), or set "
+        "TEMPORAL_NAMESPACE to one that exists"
+    )

@@ -19,6 +19,10 @@ from flotilla.errors import FlotillaError, UnreachableError
 # needs none of them.
 COMMANDS: dict[str, tuple[str, str]] = {
     "dev": ("starters.dev", "run the local substrate and the demo"),
+    "setup": (
+        "starters.setup",
+        "create the Temporal namespace and search attributes flotilla needs",
+    ),
     "bundle": (
         "starters.offline",
         "print the Bundle objects found in directories (like `fleet apply -o -`)",

@@ -20,8 +20,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from devenv import tools
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
+from devenv.process import StartupError
 from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_auth
-from devenv.temporal import TemporalDevServer
+from devenv.temporal import TemporalDevServer, TemporalServer
 from tests.charts import AgeKey, ChartServer, make_age_key, package_chart, serve_charts, write_chart
 from tests.e2e.harness import Flotilla, start_flotilla
 
@@ -49,6 +50,23 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tempor
 @pytest.fixture(scope="session")
 async def temporal_client(temporal_server: TemporalDevServer) -> AsyncIterator[Client]:
     yield await Client.connect(temporal_server.address, data_converter=pydantic_data_converter)
+
+
+def start_production_temporal(directory: Path, **options: object) -> TemporalServer:
+    """The Temporal server as production runs it (PostgreSQL, SQL visibility, 4 history
+    shards, set up by `flotilla setup`); a missing tool fails with the command that builds it."""
+    try:
+        return TemporalServer(directory, **options).start()  # type: ignore[arg-type]
+    except (tools.ToolMissingError, StartupError) as err:
+        pytest.fail(f"setup: {err}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def production_temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalServer]:
+    """One production-shaped server for the session's ``prodtemporal`` tests."""
+    server = start_production_temporal(tmp_path_factory.mktemp("prodtemporal"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture

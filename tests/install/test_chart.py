@@ -291,6 +291,27 @@ def test_mtls_mounts_the_secrets_files_and_turns_tls_on(helm: Helm) -> None:
     assert "TEMPORAL_API_KEY_FILE" not in env
 
 
+@pytest.mark.parametrize("name", ["self-hosted-mtls", "cloud-mtls"])
+def test_setup_runs_first_with_the_workers_temporal_settings(helm: Helm, name: str) -> None:
+    manifests = helm.render(VALUE_SETS[name])
+    pod = the(manifests, "Deployment")["spec"]["template"]["spec"]
+    (setup,) = pod["initContainers"]
+    worker = worker_container(manifests)
+    assert setup["image"] == worker["image"]
+    assert setup["command"] == ["python", "-m", "starters.cli", "setup"]
+    assert setup["args"] == ["--retention", "72h"]
+    assert setup["securityContext"] == worker["securityContext"]
+    temporal = {k: v for k, v in env_of(manifests).items() if k.startswith("TEMPORAL_")}
+    assert {e["name"]: e["value"] for e in setup["env"]} == temporal
+    worker_mounts = [m for m in worker["volumeMounts"] if m["mountPath"].startswith("/etc")]
+    assert [m for m in setup["volumeMounts"] if m["name"] != "tmp"] == [
+        m for m in worker_mounts if m["name"].startswith("temporal-")
+    ]
+
+    off = helm.render(merged(VALUE_SETS[name], {"temporal": {"setup": {"enabled": False}}}))
+    assert "initContainers" not in the(off, "Deployment")["spec"]["template"]["spec"]
+
+
 def test_cloud_client_certificates_trust_the_system_roots(helm: Helm) -> None:
     env = env_of(helm.render(VALUE_SETS["cloud-mtls"]))
     assert env["TEMPORAL_TLS"] == "true"

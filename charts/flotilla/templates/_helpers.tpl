@@ -34,3 +34,55 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 true
 {{- end -}}
 {{- end -}}
+
+{{/* The Temporal settings, for the worker and for its setup init container alike. */}}
+{{- define "flotilla.temporalEnv" -}}
+{{- $tls := .Values.temporal.tls -}}
+{{- $apiKey := .Values.temporal.apiKey -}}
+{{- $tlsDir := include "flotilla.temporalTlsDir" . -}}
+{{- $apiKeyDir := include "flotilla.temporalApiKeyDir" . -}}
+- name: TEMPORAL_ADDRESS
+  value: {{ required "temporal.address is required: the Temporal frontend as host:port, e.g. --set temporal.address=temporal-frontend.temporal:7233" .Values.temporal.address | quote }}
+- name: TEMPORAL_NAMESPACE
+  value: {{ .Values.temporal.namespace | quote }}
+{{- if include "flotilla.temporalTls" . }}
+- name: TEMPORAL_TLS
+  value: "true"
+{{- end }}
+{{- if $tls.caCert }}
+- name: TEMPORAL_TLS_CA_FILE
+  value: {{ printf "%s/ca.crt" $tlsDir }}
+{{- end }}
+{{- if $tls.clientCert }}
+- name: TEMPORAL_TLS_CERT_FILE
+  value: {{ printf "%s/tls.crt" $tlsDir }}
+- name: TEMPORAL_TLS_KEY_FILE
+  value: {{ printf "%s/tls.key" $tlsDir }}
+{{- end }}
+{{- with $tls.serverName }}
+- name: TEMPORAL_TLS_SERVER_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- if $apiKey.existingSecret }}
+- name: TEMPORAL_API_KEY_FILE
+  value: {{ printf "%s/api-key" $apiKeyDir }}
+{{- end }}
+{{- end -}}
+
+{{/* The Temporal TLS and API key files, mounted where temporalEnv says they are. */}}
+{{- define "flotilla.temporalMounts" -}}
+{{- $tls := .Values.temporal.tls -}}
+{{- $apiKey := .Values.temporal.apiKey -}}
+{{- $tlsDir := include "flotilla.temporalTlsDir" . -}}
+{{- $apiKeyDir := include "flotilla.temporalApiKeyDir" . -}}
+{{- if $tls.existingSecret }}
+- name: temporal-tls
+  mountPath: {{ $tlsDir }}
+  readOnly: true
+{{- end }}
+{{- if $apiKey.existingSecret }}
+- name: temporal-api-key
+  mountPath: {{ $apiKeyDir }}
+  readOnly: true
+{{- end }}
+{{- end -}}

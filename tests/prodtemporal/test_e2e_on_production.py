@@ -1,0 +1,19 @@
+"""The e2e tests that lean hardest on Temporal's durability, again on the production-shaped
+server: partitions and dependsOn (timers, signals, child workflows over 4 history shards)
+and the worker SIGKILL mid rollout (task retries and heartbeats through PostgreSQL)."""
+
+from tests.e2e.test_rollout import (
+    prefix,
+    test_depends_on_chain_lands_in_order_and_waits_durably,
+    test_partitions_roll_out_in_order_with_at_most_one_unavailable,
+)
+from tests.e2e.test_worker_restart import (
+    test_sigkill_mid_rollout_then_restart_ends_ready_without_extra_revisions,
+)
+
+__all__ = [
+    "prefix",
+    "test_depends_on_chain_lands_in_order_and_waits_durably",
+    "test_partitions_roll_out_in_order_with_at_most_one_unavailable",
+    "test_sigkill_mid_rollout_then_restart_ends_ready_without_extra_revisions",
+]
