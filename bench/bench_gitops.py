@@ -172,6 +172,9 @@ async def start_worker(client: Client, tmp: Path) -> Flotilla:
         namespaces=[f"fl-{uuid.uuid4().hex[:8]}"],
         refresh_seconds=0.5,
         workdir=tmp / "work",
+        # Stand-in clusters have no API server to watch; drift watching is measured by
+        # bench_drift.py on real clusters.
+        watch_objects=False,
     )
     settings = settings_for_test(client, tmp)
     deploy = InstantDeploy()
