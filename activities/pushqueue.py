@@ -91,6 +91,8 @@ def _named(namespace: str, cluster: str) -> Iterator[None]:
             type=err.type,
             non_retryable=err.non_retryable,
             next_retry_delay=err.next_retry_delay,
+            # Expected and handled, as the error it renames (activities/failures.py).
+            category=err.category,
         ) from None
 
 
