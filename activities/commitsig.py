@@ -71,17 +71,23 @@ def verify_commit(repo: Path, commit: str, keys: dict[str, str], *, where: str) 
                 env,
             )
         finally:
-            subprocess.run(
-                ["gpgconf", "--kill", "gpg-agent"],
-                env={**os.environ, **env},
-                capture_output=True,
-                timeout=_TIMEOUT_SECONDS,
-                check=False,
-            )
+            # gpg started an agent for the private keyring only when keys were imported.
+            if armored:
+                _kill_agent(env)
     if checked.returncode != 0:
         raise CommitNotVerifiedError(
             f"commit {short} is not signed by a key in {where}: {_reason(checked.stderr)}"
         )
+
+
+def _kill_agent(env: dict[str, str]) -> None:
+    subprocess.run(
+        ["gpgconf", "--kill", "gpg-agent"],
+        env={**os.environ, **env},
+        capture_output=True,
+        timeout=_TIMEOUT_SECONDS,
+        check=False,
+    )
 
 
 def _git(repo: Path, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

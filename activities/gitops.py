@@ -184,9 +184,10 @@ class GitOpsActivities:
             )
         known = data.get(KNOWN_HOSTS_KEY) or self._fleet_known_hosts()
         if not known.strip():
+            sources = self._known_hosts_sources(source, "nor")
             raise HostKeyError(
                 f"{source.repo}: cannot verify the SSH host key of {host}: no "
-                f"{KNOWN_HOSTS_KEY} in {self._known_hosts_sources(source)}; add the host's key "
+                f"{KNOWN_HOSTS_KEY} in {sources}; add the host's key "
                 "line (ssh-keyscan, after checking its fingerprint) there"
             )
         known_hosts = tmp / "known_hosts"
@@ -202,10 +203,10 @@ class GitOpsActivities:
             return ""
         return data.get(KNOWN_HOSTS_KEY, "")
 
-    def _known_hosts_sources(self, source: GitSource) -> str:
+    def _known_hosts_sources(self, source: GitSource, joiner: str) -> str:
         fleet_wide = f"secret {self.system_namespace}/{KNOWN_HOSTS_SECRET}"
         if source.client_secret_name:
-            return f"secret {source.namespace}/{source.client_secret_name} nor {fleet_wide}"
+            return f"secret {source.namespace}/{source.client_secret_name} {joiner} {fleet_wide}"
         return fleet_wide
 
     @staticmethod
@@ -235,7 +236,7 @@ class GitOpsActivities:
             if not refusal.fingerprint:
                 key_type, fingerprint = offered_host_key(source.repo)
                 refusal = replace(refusal, key_type=key_type, fingerprint=fingerprint)
-            where = self._known_hosts_sources(source).replace(" nor ", " or ")
+            where = self._known_hosts_sources(source, "or")
             return to_application_error(HostKeyError(f"{source.repo}: {refusal.message(where)}"))
         message = one_line(f"{source.repo}: {what} failed: {stderr}", _MAX_ERROR)
         return to_application_error(GitError(message))
