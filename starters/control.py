@@ -35,7 +35,17 @@ from flotilla.ids import (
     registry_workflow_id,
 )
 from flotilla.kubenames import name_problem
-from flotilla.models import Cluster, ClusterGroup, GitRepo, load_fleet_objects
+from flotilla.models import (
+    Cluster,
+    ClusterGroup,
+    FleetObject,
+    GitRepo,
+    GitRepoRestriction,
+    Policy,
+    Restriction,
+    load_fleet_objects,
+)
+from flotilla.restrictions import conflicts
 from workflows.bundle_models import (
     BUNDLE_STATUS_QUERY,
     PAUSE_SIGNAL,
@@ -62,19 +72,23 @@ from workflows.gitrepo_models import (
 from workflows.registry_models import (
     APPLY_CLUSTER_UPDATE,
     APPLY_GROUP_UPDATE,
+    APPLY_RESTRICTION_UPDATE,
     LABEL_CLUSTER_UPDATE,
     REGISTRY_WORKFLOW,
     REMOVE_CLUSTER_UPDATE,
     REMOVE_GROUP_UPDATE,
+    REMOVE_RESTRICTION_UPDATE,
     SNAPSHOT_QUERY,
     ApplyClusterRequest,
     ApplyGroupRequest,
+    ApplyRestrictionRequest,
     LabelClusterRequest,
     RegistryChange,
     RegistrySnapshot,
     RegistryState,
     RemoveClusterRequest,
     RemoveGroupRequest,
+    RemoveRestrictionRequest,
     SnapshotRequest,
 )
 from workflows.visibility import GITREPO, KIND
@@ -208,6 +222,44 @@ class Control:
         )
         return change
 
+    async def apply_restriction(self, restriction: Restriction) -> RegistryChange:
+        """Add or replace a Policy or GitRepoRestriction; the registry refuses a conflict."""
+        change: RegistryChange = await self._registry_update(
+            restriction.metadata.namespace,
+            APPLY_RESTRICTION_UPDATE,
+            ApplyRestrictionRequest(restriction=restriction),
+        )
+        return change
+
+    async def remove_restriction(self, namespace: str, kind: str, name: str) -> RegistryChange:
+        change: RegistryChange = await self._registry_update(
+            namespace, REMOVE_RESTRICTION_UPDATE, RemoveRestrictionRequest(kind=kind, name=name)
+        )
+        return change
+
+    async def _check_restrictions(self, objects: list[FleetObject]) -> None:
+        """Refuse the file before anything is applied when one of its Policies or
+        GitRepoRestrictions conflicts with its workspace's (or with one before it in the file),
+        so a refused file changes nothing."""
+        workspaces: dict[str, tuple[list[GitRepoRestriction], list[Policy]]] = {}
+        for obj in objects:
+            if not isinstance(obj, Policy | GitRepoRestriction):
+                continue
+            namespace = obj.metadata.namespace
+            if namespace not in workspaces:
+                snapshot = await self.registry(namespace)
+                workspaces[namespace] = (snapshot.restrictions, snapshot.policies)
+            restrictions, policies = workspaces[namespace]
+            problem = conflicts(obj, restrictions, policies)
+            if problem:
+                raise SpecError(problem)
+            if isinstance(obj, Policy):
+                policies[:] = [p for p in policies if p.metadata.name != obj.metadata.name] + [obj]
+            else:
+                restrictions[:] = [
+                    r for r in restrictions if r.metadata.name != obj.metadata.name
+                ] + [obj]
+
     async def registry(self, namespace: str) -> RegistrySnapshot:
         handle = self.client.get_workflow_handle(registry_workflow_id(namespace))
         try:
@@ -253,14 +305,17 @@ class Control:
     async def apply_text(self, text: str, *, file: str) -> list[str]:
         """Validate every document first, then apply them in order; one line per object."""
         objects, warnings = load_fleet_objects(text, file=file)
+        await self._check_restrictions(objects)
         lines = [f"warning: {w}" for w in warnings]
         for obj in objects:
             if isinstance(obj, GitRepo):
                 await self.apply_gitrepo(obj)
             elif isinstance(obj, Cluster):
                 await self.apply_cluster(obj)
-            else:
+            elif isinstance(obj, ClusterGroup):
                 await self.apply_group(obj)
+            else:
+                await self.apply_restriction(obj)
             lines.append(f"{obj.kind.lower()} {obj.metadata.namespace}/{obj.metadata.name} applied")
         return lines
 

@@ -11,6 +11,7 @@ import yaml
 
 if TYPE_CHECKING:
     # Annotations only: `flotilla secret` prints its tables without loading the workflows.
+    from flotilla.models import Restriction
     from flotilla.status import Condition, StateWithMessage
     from workflows.bundle_models import BundleStatus
     from workflows.gitrepo_models import GitRepoStatus
@@ -296,3 +297,28 @@ def describe_cluster(
             table(["  BUNDLE", "STATE", "MESSAGE"], rows),
         ]
     )
+
+
+def restriction_table(items: Sequence[Restriction]) -> str:
+    """Policies and GitRepoRestrictions, one line each with the rules they set."""
+    return table(
+        ["KIND", "NAME", "RULES"],
+        [
+            [r.kind, r.metadata.name, _rules(r.model_dump(by_alias=True, exclude_defaults=True))]
+            for r in items
+        ],
+    )
+
+
+def _rules(data: dict[str, Any], prefix: str = "") -> str:
+    parts = []
+    for key, value in data.items():
+        if key in ("apiVersion", "kind", "metadata"):
+            continue
+        if isinstance(value, dict) and key != "allowedTargetNamespaceSelector":
+            parts.append(_rules(value, f"{prefix}{key}."))
+        elif isinstance(value, list):
+            parts.append(f"{prefix}{key}=[{','.join(map(str, value))}]")
+        else:
+            parts.append(f"{prefix}{key}={json.dumps(value)}")
+    return " ".join(p for p in parts if p) if parts or prefix else "<none>"
