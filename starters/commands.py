@@ -21,7 +21,7 @@ from flotilla.models import Restriction, load_fleet_objects
 from runtime.stores import LazySecretStore, load_settings
 from runtime.temporal import connect
 from starters.control import Control
-from starters.get import POLICY_KINDS
+from starters.get import POLICY_KINDS, WORKSPACE_KINDS
 from starters.tables import (
     bundle_table,
     cluster_table,
@@ -31,6 +31,7 @@ from starters.tables import (
     gitrepo_table,
     render,
     restriction_table,
+    workspace_table,
 )
 
 # `get` and `delete` names of the restriction kinds.
@@ -112,6 +113,10 @@ def cmd_cluster_label(args: argparse.Namespace) -> int:
     return _run(args, action)
 
 
+def cmd_cluster_move(args: argparse.Namespace) -> int:
+    return _run(args, lambda control: control.move_cluster(args.namespace, args.name, args.to))
+
+
 def cmd_cluster_remove(args: argparse.Namespace) -> int:
     async def action(control: Control) -> str:
         return (await control.remove_cluster(args.namespace, args.name)).message
@@ -141,6 +146,9 @@ def cmd_get(args: argparse.Namespace) -> int:
         if args.kind in ("bundle", "bundles"):
             bundles = await control.list_bundles(args.namespace)
             return render(bundles, args.output, lambda: bundle_table(bundles))
+        if args.kind in WORKSPACE_KINDS:
+            spaces = await control.workspaces()
+            return render(spaces, args.output, lambda: workspace_table(spaces))
         if args.kind in POLICY_KINDS:
             snapshot = await control.registry(args.namespace)
             found: list[Restriction] = [*snapshot.restrictions]
@@ -243,6 +251,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     remove.add_argument("name")
     _common(remove)
     remove.set_defaults(handler=cmd_cluster_remove)
+    move = actions.add_parser(
+        "move",
+        help="re-home a cluster to another workspace: the old workspace's bundles are removed "
+        "from it (kept with keepResources), the new one's deployed",
+    )
+    move.add_argument("name")
+    move.add_argument("--to", required=True, metavar="WORKSPACE", help="the new namespace")
+    _common(move)
+    move.set_defaults(handler=cmd_cluster_move)
     listing = actions.add_parser("list", help="list registered clusters")
     _common(listing, output=True)
     listing.set_defaults(handler=cmd_cluster_list)

@@ -96,6 +96,16 @@ from workflows.visibility import GITREPO, KIND
 T = TypeVar("T")
 
 
+class WorkspaceSummary(BaseModel):
+    """One line of `flotilla get workspaces`."""
+
+    name: str
+    clusters: int
+    cluster_groups: int
+    gitrepos: int
+    restrictions: int
+
+
 class Control:
     """The operations behind the commands, usable from tests and other starters."""
 
@@ -221,6 +231,58 @@ class Control:
             namespace, REMOVE_GROUP_UPDATE, RemoveGroupRequest(name=name)
         )
         return change
+
+    async def move_cluster(self, namespace: str, name: str, to: str) -> str:
+        """Re-home a cluster to workspace ``to``: its kubeconfig Secret is copied there, it is
+        removed from ``namespace`` (whose bundles are uninstalled from it, or only released
+        with keepResources) and registered in ``to`` (whose GitRepos then target it)."""
+        if to == namespace:
+            raise SpecError(f"cluster {name} is already in workspace {namespace!r}")
+        record = next(
+            (c for c in (await self.registry(namespace)).clusters if c.name == name), None
+        )
+        if record is None:
+            raise FlotillaError(f"cluster {name!r} is not registered in namespace {namespace!r}")
+        if any(c.name == name for c in (await self.registry(to)).clusters):
+            raise FlotillaError(f"a cluster {name!r} is already registered in namespace {to!r}")
+        secret = record.kubeconfig_secret
+        if secret:
+            self.secrets.put(to, secret, self.secrets.get(namespace, secret))
+        # Removed first: the old workspace's releases go before the new one's may take the
+        # same names, and the old registry's grace period keeps its Secret for the uninstalls.
+        await self.remove_cluster(namespace, name)
+        await self._registry_update(
+            to,
+            APPLY_CLUSTER_UPDATE,
+            ApplyClusterRequest(
+                name=name,
+                labels=record.labels,
+                paused=record.paused,
+                kubeconfig_secret=secret,
+                agent=record.agent,
+                template_values=record.template_values,
+            ),
+        )
+        return f"cluster {name} moved from workspace {namespace} to {to}"
+
+    async def workspaces(self) -> list[WorkspaceSummary]:
+        """Every namespace with a cluster registry, with what it holds."""
+        query = f"{KIND.name} = 'Registry' AND ExecutionStatus = 'Running'"
+        namespaces = sorted(
+            {w.id.split("/", 1)[1] async for w in self.client.list_workflows(query)}
+        )
+
+        async def summary(namespace: str) -> WorkspaceSummary:
+            snapshot = await self.registry(namespace)
+            return WorkspaceSummary(
+                name=namespace,
+                clusters=len(snapshot.clusters),
+                cluster_groups=len(snapshot.groups),
+                gitrepos=len(await self._running("GitRepo", namespace)),
+                restrictions=len(snapshot.policies) + len(snapshot.restrictions),
+            )
+
+        return list(await asyncio.gather(*(summary(n) for n in namespaces)))
 
     async def apply_restriction(self, restriction: Restriction) -> RegistryChange:
         """Add or replace a Policy or GitRepoRestriction; the registry refuses a conflict."""

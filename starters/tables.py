@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     # Annotations only: `flotilla secret` prints its tables without loading the workflows.
     from flotilla.models import Restriction
     from flotilla.status import Condition, StateWithMessage
+    from starters.control import WorkspaceSummary
     from workflows.bundle_models import BundleStatus
     from workflows.gitrepo_models import GitRepoStatus
     from workflows.registry_models import ClusterRecord, RegistrySnapshot
@@ -322,3 +323,13 @@ def _rules(data: dict[str, Any], prefix: str = "") -> str:
         else:
             parts.append(f"{prefix}{key}={json.dumps(value)}")
     return " ".join(p for p in parts if p) if parts or prefix else "<none>"
+
+
+def workspace_table(items: Sequence[WorkspaceSummary]) -> str:
+    return table(
+        ["WORKSPACE", "CLUSTERS", "CLUSTERGROUPS", "GITREPOS", "RESTRICTIONS"],
+        [
+            [w.name, str(w.clusters), str(w.cluster_groups), str(w.gitrepos), str(w.restrictions)]
+            for w in items
+        ],
+    )
