@@ -58,8 +58,9 @@ async def test_each_restriction_field_is_allowed_refused_and_defaulted_by_the_wo
     tag = uuid.uuid4().hex[:8]
     allowed = git_daemon.create_repo(f"allowed-{tag}", {"cm.yaml": CM})
     denied = git_daemon.create_repo(f"denied-{tag}", {"cm.yaml": CM})
+    password = f"pw-{tag}-never-in-history"
     for secret in ("git-default", "git-ok", "git-other"):
-        flotilla.control.secrets.put(ns, secret, {"username": "u", "password": "p"})
+        flotilla.control.secrets.put(ns, secret, {"username": "u", "password": password})
     await flotilla.control.apply_text(
         restriction_yaml(
             "GitRepoRestriction",
@@ -130,6 +131,12 @@ async def test_each_restriction_field_is_allowed_refused_and_defaulted_by_the_wo
     assert set(secrets) == {"git-default"}
     assert {s["switches"]["service_account"] for s in specs} == {"deployer"}
     assert {s["switches"]["target_namespace"] for s in specs} == {"apps"}
+    # Secrets are named, never carried: not in any GitRepo's history.
+    for name in [*cases, "direct"]:
+        history = await flotilla.client.get_workflow_handle(
+            gitrepo_workflow_id(ns, name)
+        ).fetch_history()
+        assert password not in history.to_json()
 
 
 async def test_require_service_account_of_a_policy(
