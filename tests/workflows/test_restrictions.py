@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from temporalio.service import RPCError
 
 from devenv.gitserver import GitDaemon
 from flotilla.errors import FlotillaError, SpecError
@@ -29,10 +30,19 @@ def restriction_yaml(kind: str, namespace: str, name: str, body: str) -> str:
     )
 
 
+async def status_of(flotilla: Flotilla, name: str) -> GitRepoStatus:
+    """The GitRepo's status; a query that times out (workflow tasks slow down on a loaded
+    machine) counts as "not yet", not as the answer."""
+    try:
+        return await flotilla.control.gitrepo_status(flotilla.namespace, name)
+    except RPCError as err:
+        raise FlotillaError(f"status query failed: {err.message}") from None
+
+
 async def settled(flotilla: Flotilla, name: str) -> GitRepoStatus:
     """The GitRepo once it is Restricted, or Ready with its commit read."""
     return await flotilla.eventually(
-        lambda: flotilla.control.gitrepo_status(flotilla.namespace, name),
+        lambda: status_of(flotilla, name),
         lambda s: s.state == "Restricted" or (s.state == "Ready" and bool(s.commit)),
         timeout=180,
     )
@@ -177,7 +187,7 @@ async def test_a_restriction_added_later_stops_new_deploys_and_keeps_what_runs(
         file="policy.yaml",
     )
     status = await flotilla.eventually(
-        lambda: flotilla.control.gitrepo_status(ns, "app"), lambda s: s.state == "Restricted"
+        lambda: status_of(flotilla, "app"), lambda s: s.state == "Restricted"
     )
     assert f"spec.repo: {url!r} is not allowed by Policy only-https" in status.message
     git_daemon.commit(git_daemon.working_copy(repo_name), {"more.yaml": CM}, message="second")
