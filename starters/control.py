@@ -251,18 +251,11 @@ class Control:
         # Removed first: the old workspace's releases go before the new one's may take the
         # same names, and the old registry's grace period keeps its Secret for the uninstalls.
         await self.remove_cluster(namespace, name)
-        await self._registry_update(
-            to,
-            APPLY_CLUSTER_UPDATE,
-            ApplyClusterRequest(
-                name=name,
-                labels=record.labels,
-                paused=record.paused,
-                kubeconfig_secret=secret,
-                agent=record.agent,
-                template_values=record.template_values,
-            ),
+        # Everything the old registry knew but when it last reached the cluster.
+        moved = ApplyClusterRequest(
+            **record.model_dump(include=set(ApplyClusterRequest.model_fields))
         )
+        await self._registry_update(to, APPLY_CLUSTER_UPDATE, moved)
         return f"cluster {name} moved from workspace {namespace} to {to}"
 
     async def workspaces(self) -> list[WorkspaceSummary]:
