@@ -88,6 +88,7 @@ from flotilla.errors import (
     CONTENT_MISSING,
     DEPLOY_FAILED,
     INVALID_BUNDLE,
+    NOT_FOUND,
     SECRET_NOT_FOUND,
     FlotillaError,
     RenderError,
@@ -98,6 +99,7 @@ from flotilla.helmhistory import (
     ReleaseRevision,
     decide_release_action,
 )
+from flotilla.impersonation import impersonating, service_account_user
 from flotilla.kubenames import is_label_value
 from flotilla.manifests import parse_manifests
 from flotilla.models import BundleDeploymentOptions
@@ -115,6 +117,9 @@ _MAX_POLL_SECONDS = 5.0
 # Errors at the activity boundary
 # ---------------------------------------------------------------------------------------------
 
+
+# The C emitter when PyYAML has it: an impersonating kubeconfig is written on every call.
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 # The deploy activities' names for the generic failures: an invalid bundle, and anything that
 # fails the same way until someone fixes it (missing content, kubeconfig or valuesFrom source).
@@ -223,6 +228,14 @@ class _Chart:
 # ---------------------------------------------------------------------------------------------
 
 
+def _acting_user(options: BundleDeploymentOptions) -> str:
+    """Whom a bundle deploys and reads status as: its ServiceAccount in its namespace, or ""
+    for the cluster's own credentials."""
+    if not options.service_account:
+        return ""
+    return service_account_user(release_namespace(options), options.service_account)
+
+
 class DeployActivities:
     """Deploy, check, watch and remove bundle deployments on clusters."""
 
@@ -251,15 +264,36 @@ class DeployActivities:
         return known or kubeconfig_secret_name(cluster)
 
     def _kubeconfig(
-        self, cluster_namespace: str, cluster: str, redact: Redactor
+        self, cluster_namespace: str, cluster: str, redact: Redactor, *, act_as: str = ""
     ) -> tuple[str, dict[str, Any]]:
-        """The cluster's kubeconfig, as text (for helm) and parsed (for the API client)."""
+        """The cluster's kubeconfig, as text (for helm) and parsed (for the API client); with
+        ``act_as``, one that impersonates that user (a bundle's ServiceAccount)."""
         secret = self.kubeconfig_secret(cluster_namespace, cluster)
         text = get_key(self.secrets, cluster_namespace, secret, KUBECONFIG_KEY)
         redact.add([text])
         parsed = parse_kubeconfig(text)
         redact.add(kubeconfig_secrets(parsed))
+        if act_as:
+            parsed = impersonating(parsed, act_as)
+            text = yaml.dump(parsed, Dumper=_YAML_DUMPER)
+            redact.add([text])
         return text, parsed
+
+    def _require_service_account(
+        self, request: DeployRequest, options: BundleDeploymentOptions, redact: Redactor
+    ) -> None:
+        """Fail in one line when the bundle's ServiceAccount does not exist (asked with the
+        cluster's own credentials, as Fleet's agent asks with its own)."""
+        namespace = release_namespace(options)
+        text, parsed = self._kubeconfig(request.cluster_namespace, request.cluster_name, redact)
+        with self._kube(text, parsed) as kube:
+            if kube.get("v1", "ServiceAccount", namespace, str(options.service_account)) is None:
+                raise FlotillaError(
+                    f"serviceAccount: ServiceAccount {namespace}/{options.service_account} does "
+                    f"not exist on cluster {request.cluster_namespace}/{request.cluster_name}; "
+                    "create it with the RBAC the bundle needs",
+                    type=NOT_FOUND,
+                )
 
     def cluster_kubeconfig(
         self, cluster_namespace: str, cluster: str, redact: Redactor
@@ -351,8 +385,11 @@ class DeployActivities:
         release = release_name_for(bundle, options)
         namespace = release_namespace(options)
         label = deployment_label(request.deployment_id)
+        act_as = _acting_user(options)
+        if act_as:
+            self._require_service_account(request, options, redact)
         kubeconfig, parsed = self._kubeconfig(
-            request.cluster_namespace, request.cluster_name, redact
+            request.cluster_namespace, request.cluster_name, redact, act_as=act_as
         )
         log_args = (request.bundle_name, request.cluster_namespace, request.cluster_name)
         with self._kube(kubeconfig, parsed) as kube:
@@ -434,6 +471,7 @@ class DeployActivities:
                             ),
                             post_renderer=chart.post_renderer,
                             post_renderer_args=chart.post_renderer_args,
+                            create_namespace=not act_as,
                         )
                     if moved_from is not None:
                         helm.uninstall(moved_from.name, namespace=moved_from.namespace)
@@ -621,7 +659,12 @@ class DeployActivities:
         self, request: StatusRequest, redact: Redactor, *, manifest: str | None = None
     ) -> Iterator[ReleaseWatch]:
         payload = self._options(request.options_digest)
-        text, parsed = self._kubeconfig(request.cluster_namespace, request.cluster_name, redact)
+        text, parsed = self._kubeconfig(
+            request.cluster_namespace,
+            request.cluster_name,
+            redact,
+            act_as=_acting_user(payload.options),
+        )
         with self._kube(text, parsed) as kube:
             release = request.release
             desired: list[dict[str, Any]] = []

@@ -30,6 +30,7 @@ from flotilla.errors import (
     one_line,
 )
 from flotilla.helmhistory import ReleaseRevision, ReleaseStatus
+from flotilla.impersonation import rbac_denial
 
 # Helm stores custom release labels on its release Secrets, where flotilla reads them back.
 DEPLOYMENT_ID_LABEL = "flotilla.dev/deployment-id"
@@ -85,7 +86,9 @@ def one_line_stderr(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if not line.startswith(("WARNING:", "walk.go:"))]
     text = "; ".join(line.removeprefix("Error: ") for line in errors or lines) or "no message"
-    return one_line(text, _MAX_MESSAGE)
+    # An RBAC refusal (a bundle deploying as its ServiceAccount) buried in helm's sentence
+    # would be cut off: the verb, resource and account are the whole story.
+    return rbac_denial(text) or one_line(text, _MAX_MESSAGE)
 
 
 def classify(message: str) -> str:
@@ -249,8 +252,11 @@ class Helm:
         bundle_label: str = "",
         post_renderer: Path | None = None,
         post_renderer_args: Sequence[str] = (),
+        create_namespace: bool = True,
     ) -> dict[str, Any]:
-        """``helm upgrade --install``; returns helm's release record (without printing it)."""
+        """``helm upgrade --install``; returns helm's release record (without printing it).
+        Without ``create_namespace`` the namespace must exist (a ServiceAccount deploying
+        into its own namespace may not create namespaces)."""
         args = [
             "upgrade",
             release,
@@ -258,7 +264,7 @@ class Helm:
             "--install",
             "--namespace",
             namespace,
-            "--create-namespace",
+            *(["--create-namespace"] if create_namespace else []),
             "--values",
             str(values),
             "--labels",

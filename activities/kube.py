@@ -39,6 +39,7 @@ from flotilla.errors import (
     FlotillaError,
     one_line,
 )
+from flotilla.impersonation import impersonated_user
 
 FIELD_MANAGER = "flotilla"
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -201,6 +202,11 @@ def api_client_from_kubeconfig(data: dict[str, Any]) -> client.ApiClient:
         raise FlotillaError(f"kubeconfig cannot be used: {type(err).__name__}") from None
     # Retries belong to Temporal, which backs off and records them; fail fast here.
     api.configuration.retries = False
+    # The client library ignores a kubeconfig's impersonation; helm and kubectl honour it, so
+    # this client must too (flotilla.impersonation writes it for a bundle's ServiceAccount).
+    user = impersonated_user(data)
+    if user:
+        api.set_default_header("Impersonate-User", user)  # type: ignore[no-untyped-call]
     return api
 
 

@@ -78,10 +78,11 @@ def objects(index: int) -> list[dict[str, Any]]:
     return found
 
 
-def bundle_for(index: int, namespace: str) -> Bundle:
+def bundle_for(index: int, namespace: str, **fleet: str) -> Bundle:
+    """Bundle ``index`` deploying into ``namespace``, with more fleet.yaml fields if given."""
     files = {
         f"b{index}/app.yaml": yaml.safe_dump_all(objects(index)).encode(),
-        f"b{index}/fleet.yaml": yaml.safe_dump({"defaultNamespace": namespace}).encode(),
+        f"b{index}/fleet.yaml": yaml.safe_dump({"defaultNamespace": namespace, **fleet}).encode(),
     }
     result = read_bundles(FileListing(files=files), gitrepo_name="bench", paths=[f"b{index}"])
     (bundle,) = result.bundles
@@ -101,10 +102,12 @@ class Flotilla:
         self.content = FileContentStore(root / "content")
         self.activities = DeployActivities(secrets, self.content, root / "work")
 
-    def prepare(self, run: str) -> list[DeployRequest]:
+    def prepare(
+        self, run: str, *, wait_ready_seconds: float = 0.0, **fleet: str
+    ) -> list[DeployRequest]:
         requests = []
         for index in range(BUNDLES):
-            bundle = bundle_for(index, f"{run}-{index}")
+            bundle = bundle_for(index, f"{run}-{index}", **fleet)
             options = customize_options(bundle, CLUSTER)
             assert options is not None
             payload = DeploymentOptions(options=options, cluster=CLUSTER)
@@ -117,6 +120,7 @@ class Flotilla:
                     deployment_id="v1",
                     bundle_digest=self.content.put_bundle(bundle),
                     options_digest=self.content.put(payload.model_dump_json().encode()),
+                    wait_ready_seconds=wait_ready_seconds,
                 )
             )
         return requests

@@ -553,11 +553,61 @@ class FleetBundle(FleetObjectModel):
     spec: FleetBundleSpec = Field(default_factory=FleetBundleSpec)
 
 
-FleetObject = GitRepo | Cluster | ClusterGroup
-_OBJECT_KINDS: dict[str, type[GitRepo] | type[Cluster] | type[ClusterGroup]] = {
+def _check_patterns(patterns: list[str] | None) -> list[str] | None:
+    for pattern in patterns or []:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"{pattern!r} is not a valid regular expression: {err}") from None
+    return patterns
+
+
+class GitRepoPolicy(FleetModel):
+    """A Policy's part for GitRepos."""
+
+    default_service_account: str | None = None
+    default_client_secret_name: str | None = None
+    allowed_client_secret_names: list[str] | None = None
+    allowed_repo_patterns: list[str] | None = None
+
+    _patterns = field_validator("allowed_repo_patterns")(_check_patterns)
+
+
+class Policy(FleetObjectModel):
+    """Fleet 0.16's Policy (its fields sit at the top level, beside ``metadata``)."""
+
+    kind: Literal["Policy"] = "Policy"
+    metadata: ObjectMeta
+    require_service_account: bool = False
+    allowed_service_accounts: list[str] | None = None
+    allow_namespace_creation: bool = False
+    git_repo: GitRepoPolicy | None = Field(default=None, alias="gitRepo")
+
+
+class GitRepoRestriction(FleetObjectModel):
+    """Fleet's older restriction object (removed in Fleet 0.18; Policy replaces it)."""
+
+    kind: Literal["GitRepoRestriction"] = "GitRepoRestriction"
+    metadata: ObjectMeta
+    default_service_account: str | None = None
+    allowed_service_accounts: list[str] | None = None
+    allowed_repo_patterns: list[str] | None = None
+    default_client_secret_name: str | None = None
+    allowed_client_secret_names: list[str] | None = None
+    allowed_target_namespaces: list[str] | None = None
+    allowed_target_namespace_selector: LabelSelector | None = None
+
+    _patterns = field_validator("allowed_repo_patterns")(_check_patterns)
+
+
+FleetObject = GitRepo | Cluster | ClusterGroup | Policy | GitRepoRestriction
+Restriction = Policy | GitRepoRestriction
+_OBJECT_KINDS: dict[str, type[FleetObject]] = {
     "GitRepo": GitRepo,
     "Cluster": Cluster,
     "ClusterGroup": ClusterGroup,
+    "Policy": Policy,
+    "GitRepoRestriction": GitRepoRestriction,
 }
 
 
@@ -643,7 +693,11 @@ def load_cluster_group(text: str, *, file: str) -> tuple[ClusterGroup, list[str]
 
 
 def load_fleet_objects(text: str, *, file: str) -> tuple[list[FleetObject], list[str]]:
-    """Load a multi-document file of GitRepos, Clusters and ClusterGroups, dispatching on kind."""
+    """Load a multi-document file of GitRepos, Clusters, ClusterGroups, Policies and
+    GitRepoRestrictions, dispatching on kind.
+
+    A restriction's unknown field is an error, not a warning: an ignored misspelt allow-list
+    would allow what an administrator meant to forbid."""
     documents = [d for d in load_yaml_documents(text, file=file) if d is not None]
     objects: list[FleetObject] = []
     warnings: list[str] = []
@@ -652,6 +706,9 @@ def load_fleet_objects(text: str, *, file: str) -> tuple[list[FleetObject], list
         data = require_mapping(document, file=where)
         model = _object_model(data, file=where)
         parsed, found = parse_spec(model, data, file=where)
+        if isinstance(parsed, Policy | GitRepoRestriction):
+            for path, hint in find_unknown_fields(model, data):
+                raise SpecError(f"unknown field{hint}", file=where, field=path)
         objects.append(parsed)
         warnings.extend(found)
         if isinstance(parsed, GitRepo):
@@ -683,9 +740,7 @@ def _load_one(model: type[ObjectT], text: str, *, file: str) -> tuple[ObjectT, l
     return parse_spec(model, data, file=file)
 
 
-def _object_model(
-    data: dict[str, Any], *, file: str
-) -> type[GitRepo] | type[Cluster] | type[ClusterGroup]:
+def _object_model(data: dict[str, Any], *, file: str) -> type[FleetObject]:
     api_version = data.get("apiVersion")
     if api_version != API_VERSION:
         raise SpecError(

@@ -25,59 +25,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
-
-from pydantic import Field, field_validator
 
 from flotilla.errors import SpecError
-from flotilla.models import FleetModel, FleetObjectModel, LabelSelector, ObjectMeta
-
-
-def _check_patterns(patterns: list[str] | None) -> list[str] | None:
-    for pattern in patterns or []:
-        try:
-            re.compile(pattern)
-        except re.error as err:
-            raise ValueError(f"{pattern!r} is not a valid regular expression: {err}") from None
-    return patterns
-
-
-class GitRepoPolicy(FleetModel):
-    """A Policy's part for GitRepos."""
-
-    default_service_account: str | None = None
-    default_client_secret_name: str | None = None
-    allowed_client_secret_names: list[str] | None = None
-    allowed_repo_patterns: list[str] | None = None
-
-    _patterns = field_validator("allowed_repo_patterns")(_check_patterns)
-
-
-class Policy(FleetObjectModel):
-    """Fleet 0.16's Policy (its fields sit at the top level, beside ``metadata``)."""
-
-    kind: Literal["Policy"] = "Policy"
-    metadata: ObjectMeta
-    require_service_account: bool = False
-    allowed_service_accounts: list[str] | None = None
-    allow_namespace_creation: bool = False
-    git_repo: GitRepoPolicy | None = Field(default=None, alias="gitRepo")
-
-
-class GitRepoRestriction(FleetObjectModel):
-    """Fleet's older restriction object (removed in Fleet 0.18; Policy replaces it)."""
-
-    kind: Literal["GitRepoRestriction"] = "GitRepoRestriction"
-    metadata: ObjectMeta
-    default_service_account: str | None = None
-    allowed_service_accounts: list[str] | None = None
-    allowed_repo_patterns: list[str] | None = None
-    default_client_secret_name: str | None = None
-    allowed_client_secret_names: list[str] | None = None
-    allowed_target_namespaces: list[str] | None = None
-    allowed_target_namespace_selector: LabelSelector | None = None
-
-    _patterns = field_validator("allowed_repo_patterns")(_check_patterns)
+from flotilla.models import GitRepoRestriction, Policy
 
 
 @dataclass(frozen=True)
@@ -99,6 +49,16 @@ class _Merged:
     allowed_target_namespaces: list[str] = field(default_factory=list)
     namespace_selector: bool = False
     require_service_account: bool = False
+    # Which objects ("GitRepoRestriction team-a") set each rule, for the refusal's line.
+    sources: dict[str, list[str]] = field(default_factory=dict)
+
+    def note(self, rule: str, obj: Policy | GitRepoRestriction, present: object) -> None:
+        if present:
+            self.sources.setdefault(rule, []).append(f"{obj.kind} {obj.metadata.name}")
+
+    def by(self, *rules: str) -> str:
+        names = [n for rule in rules for n in self.sources.get(rule, [])]
+        return ", ".join(dict.fromkeys(names)) or "the workspace's restrictions"
 
 
 def _merge(restrictions: list[GitRepoRestriction], policies: list[Policy]) -> _Merged:
@@ -112,24 +72,32 @@ def _merge(restrictions: list[GitRepoRestriction], policies: list[Policy]) -> _M
         merged.restriction_patterns += r.allowed_repo_patterns or []
         merged.allowed_target_namespaces += r.allowed_target_namespaces or []
         merged.namespace_selector |= r.allowed_target_namespace_selector is not None
+        merged.note("serviceAccount", r, r.allowed_service_accounts)
+        merged.note("clientSecretName", r, r.allowed_client_secret_names)
+        merged.note("repo", r, r.allowed_repo_patterns)
+        merged.note("targetNamespace", r, r.allowed_target_namespaces)
+        merged.note("targetNamespaceSelector", r, r.allowed_target_namespace_selector)
     for p in sorted(policies, key=lambda o: o.metadata.name):
         merged.require_service_account |= p.require_service_account
         merged.allowed_service_accounts += p.allowed_service_accounts or []
+        merged.note("serviceAccount", p, p.allowed_service_accounts)
+        merged.note("requireServiceAccount", p, p.require_service_account)
         if p.git_repo is not None:
             policy_sa = policy_sa or (p.git_repo.default_service_account or "")
             policy_secret = policy_secret or (p.git_repo.default_client_secret_name or "")
             merged.allowed_client_secret_names += p.git_repo.allowed_client_secret_names or []
             merged.policy_patterns += p.git_repo.allowed_repo_patterns or []
+            merged.note("clientSecretName", p, p.git_repo.allowed_client_secret_names)
+            merged.note("repo", p, p.git_repo.allowed_repo_patterns)
     merged.default_service_account = restriction_sa or policy_sa
     merged.default_client_secret_name = restriction_secret or policy_secret
     return merged
 
 
-def _refused(field_path: str, value: str, allowed: list[str]) -> SpecError:
+def _refused(m: _Merged, rule: str, value: str, allowed: list[str]) -> SpecError:
     return SpecError(
-        f"{value!r} is not allowed by the workspace's restrictions (allowed: "
-        f"{', '.join(map(repr, allowed))})",
-        field=field_path,
+        f"{value!r} is not allowed by {m.by(rule)} (allowed: {', '.join(map(repr, allowed))})",
+        field=f"spec.{rule}",
     )
 
 
@@ -151,34 +119,33 @@ def authorize_gitrepo(
     policies: list[Policy],
 ) -> Resolved:
     """The GitRepo's service account and client secret after defaults, or a SpecError naming
-    the field, the value and what is allowed."""
+    the field, the value, the restriction objects that refuse it and what is allowed."""
     if not restrictions and not policies:
         return Resolved(service_account, client_secret_name)
     m = _merge(restrictions, policies)
-    if not target_namespace and m.allowed_target_namespaces:
-        raise SpecError(
-            "is required: the workspace's GitRepoRestriction sets allowedTargetNamespaces",
-            field="spec.targetNamespace",
-        )
-    if not target_namespace and m.namespace_selector:
-        raise SpecError(
-            "is required: the workspace's GitRepoRestriction sets allowedTargetNamespaceSelector",
-            field="spec.targetNamespace",
-        )
+    for rule, setting in (
+        ("targetNamespace", "allowedTargetNamespaces"),
+        ("targetNamespaceSelector", "allowedTargetNamespaceSelector"),
+    ):
+        if not target_namespace and rule in m.sources:
+            raise SpecError(
+                f"is required: {m.by(rule)} sets {setting}", field="spec.targetNamespace"
+            )
     account = service_account or m.default_service_account or None
     secret = client_secret_name or m.default_client_secret_name or None
     allowed_namespaces = m.allowed_target_namespaces
     if target_namespace and allowed_namespaces and target_namespace not in allowed_namespaces:
-        raise _refused("spec.targetNamespace", target_namespace, allowed_namespaces)
+        raise _refused(m, "targetNamespace", target_namespace, allowed_namespaces)
     if account and m.allowed_service_accounts and account not in m.allowed_service_accounts:
-        raise _refused("spec.serviceAccount", account, m.allowed_service_accounts)
+        raise _refused(m, "serviceAccount", account, m.allowed_service_accounts)
     if not _repo_allowed(repo, m.restriction_patterns, m.policy_patterns):
-        raise _refused("spec.repo", repo, m.restriction_patterns + m.policy_patterns)
+        raise _refused(m, "repo", repo, m.restriction_patterns + m.policy_patterns)
     if secret and m.allowed_client_secret_names and secret not in m.allowed_client_secret_names:
-        raise _refused("spec.clientSecretName", secret, m.allowed_client_secret_names)
+        raise _refused(m, "clientSecretName", secret, m.allowed_client_secret_names)
     if m.require_service_account and not account:
         raise SpecError(
-            "is required by the workspace's Policy (requireServiceAccount) and no default is set",
+            f"is required by {m.by('requireServiceAccount')} (requireServiceAccount) and no "
+            "default is set",
             field="spec.serviceAccount",
         )
     return Resolved(account, secret)

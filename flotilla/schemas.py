@@ -13,8 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from flotilla.models import Cluster, ClusterGroup, FleetYaml, GitRepo
-from flotilla.restrictions import GitRepoRestriction, Policy
+from flotilla.models import Cluster, ClusterGroup, FleetYaml, GitRepo, GitRepoRestriction, Policy
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

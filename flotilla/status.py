@@ -42,6 +42,8 @@ class RepoState(StrEnum):
 
     GIT_ERROR = "GitError"
     GIT_UPDATING = "GitUpdating"
+    # A workspace restriction refuses the GitRepo: nothing new deploys, what runs stays.
+    RESTRICTED = "Restricted"
 
 
 # Worst first. Fleet's order, with WaitingForDependency just worse than Pending: a dependency
@@ -291,6 +293,7 @@ def summarize_gitrepo(
     error_since: datetime | None = None,
     stale_is_wait_applied: bool = True,
     git_states: bool = True,
+    restricted: str = "",
 ) -> GitRepoSummary:
     """Aggregate a GitRepo's bundles: ready/desired clusters and bundle deployments, the worst
     state and the line that explains it.
@@ -302,6 +305,7 @@ def summarize_gitrepo(
     GitRepo is GitError with the error, since when, and the commit it still serves. Before
     the first commit is read (and without an error) it is GitUpdating, never Ready. Without
     ``git_states`` (older runs) a git error was GitError only before a first commit was read.
+    A workspace restriction that refuses the GitRepo outranks everything (Restricted, with why).
     """
     lines: list[BundleLine] = []
     ready = desired = 0
@@ -347,6 +351,8 @@ def summarize_gitrepo(
         shown, message = RepoState.GIT_ERROR, git_error_message(error, error_since, commit)
     elif not commit:
         shown, message = RepoState.GIT_UPDATING, explain(RepoState.GIT_UPDATING, "")
+    if restricted:
+        shown, message = RepoState.RESTRICTED, restricted
     return GitRepoSummary(
         ready_clusters=sum(per_cluster.values()),
         desired_ready_clusters=len(per_cluster),

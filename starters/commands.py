@@ -17,10 +17,11 @@ import yaml
 
 from flotilla.errors import FlotillaError, SpecError
 from flotilla.ids import CONTROL_TASK_QUEUE, DEFAULT_NAMESPACE
-from flotilla.models import load_fleet_objects
+from flotilla.models import Restriction, load_fleet_objects
 from runtime.stores import LazySecretStore, load_settings
 from runtime.temporal import connect
 from starters.control import Control
+from starters.get import POLICY_KINDS, WORKSPACE_KINDS
 from starters.tables import (
     bundle_table,
     cluster_table,
@@ -29,7 +30,12 @@ from starters.tables import (
     describe_gitrepo,
     gitrepo_table,
     render,
+    restriction_table,
+    workspace_table,
 )
+
+# `get` and `delete` names of the restriction kinds.
+RESTRICTION_KINDS = {"policy": "Policy", "gitreporestriction": "GitRepoRestriction"}
 
 
 def _labels(pairs: Sequence[str]) -> dict[str, str]:
@@ -107,6 +113,10 @@ def cmd_cluster_label(args: argparse.Namespace) -> int:
     return _run(args, action)
 
 
+def cmd_cluster_move(args: argparse.Namespace) -> int:
+    return _run(args, lambda control: control.move_cluster(args.namespace, args.name, args.to))
+
+
 def cmd_cluster_remove(args: argparse.Namespace) -> int:
     async def action(control: Control) -> str:
         return (await control.remove_cluster(args.namespace, args.name)).message
@@ -136,6 +146,15 @@ def cmd_get(args: argparse.Namespace) -> int:
         if args.kind in ("bundle", "bundles"):
             bundles = await control.list_bundles(args.namespace)
             return render(bundles, args.output, lambda: bundle_table(bundles))
+        if args.kind in WORKSPACE_KINDS:
+            spaces = await control.workspaces()
+            return render(spaces, args.output, lambda: workspace_table(spaces))
+        if args.kind in POLICY_KINDS:
+            snapshot = await control.registry(args.namespace)
+            found: list[Restriction] = [*snapshot.restrictions]
+            if not args.kind.startswith("gitreporestriction"):
+                found = [*snapshot.policies, *found]
+            return render(found, args.output, lambda: restriction_table(found))
         return await _clusters(control, args.namespace, args.output)
 
     return _run(args, action)
@@ -178,6 +197,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
             return (await control.remove_group(args.namespace, args.name)).message
         if args.kind == "cluster":
             return (await control.remove_cluster(args.namespace, args.name)).message
+        if args.kind in RESTRICTION_KINDS:
+            kind = RESTRICTION_KINDS[args.kind]
+            return (await control.remove_restriction(args.namespace, kind, args.name)).message
         return await control.delete_gitrepo(args.namespace, args.name)
 
     return _run(args, action)
@@ -193,7 +215,10 @@ def _common(parser: argparse.ArgumentParser, *, output: bool = False) -> None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    apply = sub.add_parser("apply", help="apply Fleet GitRepo, Cluster and ClusterGroup YAML")
+    apply = sub.add_parser(
+        "apply",
+        help="apply Fleet GitRepo, Cluster, ClusterGroup, Policy and GitRepoRestriction YAML",
+    )
     apply.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
     apply.add_argument("--task-queue", default=CONTROL_TASK_QUEUE, help=argparse.SUPPRESS)
     apply.set_defaults(handler=cmd_apply)
@@ -226,6 +251,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     remove.add_argument("name")
     _common(remove)
     remove.set_defaults(handler=cmd_cluster_remove)
+    move = actions.add_parser(
+        "move",
+        help="re-home a cluster to another workspace: the old workspace's bundles are removed "
+        "from it (kept with keepResources), the new one's deployed",
+    )
+    move.add_argument("name")
+    move.add_argument("--to", required=True, metavar="WORKSPACE", help="the new namespace")
+    _common(move)
+    move.set_defaults(handler=cmd_cluster_move)
     listing = actions.add_parser("list", help="list registered clusters")
     _common(listing, output=True)
     listing.set_defaults(handler=cmd_cluster_list)
@@ -253,9 +287,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     delete = sub.add_parser(
         "delete",
-        help="delete a gitrepo (and its deployments), a cluster or a clustergroup",
+        help="delete a gitrepo (and its deployments), a cluster, a clustergroup, a policy or "
+        "a gitreporestriction",
     )
-    delete.add_argument("kind", choices=("gitrepo", "cluster", "clustergroup"))
+    delete.add_argument("kind", choices=("gitrepo", "cluster", "clustergroup", *RESTRICTION_KINDS))
     delete.add_argument("name")
     _common(delete)
     delete.set_defaults(handler=cmd_delete)

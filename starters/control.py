@@ -35,7 +35,17 @@ from flotilla.ids import (
     registry_workflow_id,
 )
 from flotilla.kubenames import name_problem
-from flotilla.models import Cluster, ClusterGroup, GitRepo, load_fleet_objects
+from flotilla.models import (
+    Cluster,
+    ClusterGroup,
+    FleetObject,
+    GitRepo,
+    GitRepoRestriction,
+    Policy,
+    Restriction,
+    load_fleet_objects,
+)
+from flotilla.restrictions import conflicts
 from workflows.bundle_models import (
     BUNDLE_STATUS_QUERY,
     PAUSE_SIGNAL,
@@ -62,24 +72,38 @@ from workflows.gitrepo_models import (
 from workflows.registry_models import (
     APPLY_CLUSTER_UPDATE,
     APPLY_GROUP_UPDATE,
+    APPLY_RESTRICTION_UPDATE,
     LABEL_CLUSTER_UPDATE,
     REGISTRY_WORKFLOW,
     REMOVE_CLUSTER_UPDATE,
     REMOVE_GROUP_UPDATE,
+    REMOVE_RESTRICTION_UPDATE,
     SNAPSHOT_QUERY,
     ApplyClusterRequest,
     ApplyGroupRequest,
+    ApplyRestrictionRequest,
     LabelClusterRequest,
     RegistryChange,
     RegistrySnapshot,
     RegistryState,
     RemoveClusterRequest,
     RemoveGroupRequest,
+    RemoveRestrictionRequest,
     SnapshotRequest,
 )
 from workflows.visibility import GITREPO, KIND
 
 T = TypeVar("T")
+
+
+class WorkspaceSummary(BaseModel):
+    """One line of `flotilla get workspaces`."""
+
+    name: str
+    clusters: int
+    cluster_groups: int
+    gitrepos: int
+    restrictions: int
 
 
 class Control:
@@ -208,6 +232,89 @@ class Control:
         )
         return change
 
+    async def move_cluster(self, namespace: str, name: str, to: str) -> str:
+        """Re-home a cluster to workspace ``to``: its kubeconfig Secret is copied there, it is
+        removed from ``namespace`` (whose bundles are uninstalled from it, or only released
+        with keepResources) and registered in ``to`` (whose GitRepos then target it)."""
+        if to == namespace:
+            raise SpecError(f"cluster {name} is already in workspace {namespace!r}")
+        record = next(
+            (c for c in (await self.registry(namespace)).clusters if c.name == name), None
+        )
+        if record is None:
+            raise FlotillaError(f"cluster {name!r} is not registered in namespace {namespace!r}")
+        if any(c.name == name for c in (await self.registry(to)).clusters):
+            raise FlotillaError(f"a cluster {name!r} is already registered in namespace {to!r}")
+        secret = record.kubeconfig_secret
+        if secret:
+            self.secrets.put(to, secret, self.secrets.get(namespace, secret))
+        # Removed first: the old workspace's releases go before the new one's may take the
+        # same names, and the old registry's grace period keeps its Secret for the uninstalls.
+        await self.remove_cluster(namespace, name)
+        # Everything the old registry knew but when it last reached the cluster.
+        moved = ApplyClusterRequest(
+            **record.model_dump(include=set(ApplyClusterRequest.model_fields))
+        )
+        await self._registry_update(to, APPLY_CLUSTER_UPDATE, moved)
+        return f"cluster {name} moved from workspace {namespace} to {to}"
+
+    async def workspaces(self) -> list[WorkspaceSummary]:
+        """Every namespace with a cluster registry, with what it holds."""
+        query = f"{KIND.name} = 'Registry' AND ExecutionStatus = 'Running'"
+        namespaces = sorted(
+            {w.id.split("/", 1)[1] async for w in self.client.list_workflows(query)}
+        )
+
+        async def summary(namespace: str) -> WorkspaceSummary:
+            snapshot = await self.registry(namespace)
+            return WorkspaceSummary(
+                name=namespace,
+                clusters=len(snapshot.clusters),
+                cluster_groups=len(snapshot.groups),
+                gitrepos=len(await self._running("GitRepo", namespace)),
+                restrictions=len(snapshot.policies) + len(snapshot.restrictions),
+            )
+
+        return list(await asyncio.gather(*(summary(n) for n in namespaces)))
+
+    async def apply_restriction(self, restriction: Restriction) -> RegistryChange:
+        """Add or replace a Policy or GitRepoRestriction; the registry refuses a conflict."""
+        change: RegistryChange = await self._registry_update(
+            restriction.metadata.namespace,
+            APPLY_RESTRICTION_UPDATE,
+            ApplyRestrictionRequest(restriction=restriction),
+        )
+        return change
+
+    async def remove_restriction(self, namespace: str, kind: str, name: str) -> RegistryChange:
+        change: RegistryChange = await self._registry_update(
+            namespace, REMOVE_RESTRICTION_UPDATE, RemoveRestrictionRequest(kind=kind, name=name)
+        )
+        return change
+
+    async def _check_restrictions(self, objects: list[FleetObject]) -> None:
+        """Refuse the file before anything is applied when one of its Policies or
+        GitRepoRestrictions conflicts with its workspace's (or with one before it in the file),
+        so a refused file changes nothing."""
+        workspaces: dict[str, tuple[list[GitRepoRestriction], list[Policy]]] = {}
+        for obj in objects:
+            if not isinstance(obj, Policy | GitRepoRestriction):
+                continue
+            namespace = obj.metadata.namespace
+            if namespace not in workspaces:
+                snapshot = await self.registry(namespace)
+                workspaces[namespace] = (snapshot.restrictions, snapshot.policies)
+            restrictions, policies = workspaces[namespace]
+            problem = conflicts(obj, restrictions, policies)
+            if problem:
+                raise SpecError(problem)
+            if isinstance(obj, Policy):
+                policies[:] = [p for p in policies if p.metadata.name != obj.metadata.name] + [obj]
+            else:
+                restrictions[:] = [
+                    r for r in restrictions if r.metadata.name != obj.metadata.name
+                ] + [obj]
+
     async def registry(self, namespace: str) -> RegistrySnapshot:
         handle = self.client.get_workflow_handle(registry_workflow_id(namespace))
         try:
@@ -253,14 +360,17 @@ class Control:
     async def apply_text(self, text: str, *, file: str) -> list[str]:
         """Validate every document first, then apply them in order; one line per object."""
         objects, warnings = load_fleet_objects(text, file=file)
+        await self._check_restrictions(objects)
         lines = [f"warning: {w}" for w in warnings]
         for obj in objects:
             if isinstance(obj, GitRepo):
                 await self.apply_gitrepo(obj)
             elif isinstance(obj, Cluster):
                 await self.apply_cluster(obj)
-            else:
+            elif isinstance(obj, ClusterGroup):
                 await self.apply_group(obj)
+            else:
+                await self.apply_restriction(obj)
             lines.append(f"{obj.kind.lower()} {obj.metadata.namespace}/{obj.metadata.name} applied")
         return lines
 

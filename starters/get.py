@@ -1,4 +1,4 @@
-"""``flotilla get``: list gitrepos, bundles, clusters or images.
+"""``flotilla get``: list gitrepos, bundles, clusters, images, policies or workspaces.
 
 The gitrepo and bundle tables come from the search attributes the workflows keep (the
 columns the Temporal UI shows), read over Temporal's HTTP API without importing the Temporal
@@ -41,6 +41,9 @@ GITREPO_KINDS = ("gitrepos", "gitrepo")
 BUNDLE_KINDS = ("bundles", "bundle")
 CLUSTER_KINDS = ("clusters", "cluster")
 IMAGE_KINDS = ("images", "image")
+# Policies lists both restriction kinds; gitreporestrictions only the older one.
+POLICY_KINDS = ("policies", "policy", "gitreporestrictions", "gitreporestriction")
+WORKSPACE_KINDS = ("workspaces", "workspace")
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +198,20 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    get = sub.add_parser("get", help="list gitrepos, bundles, clusters or images")
-    get.add_argument("kind", choices=(*GITREPO_KINDS, *BUNDLE_KINDS, *CLUSTER_KINDS, *IMAGE_KINDS))
+    get = sub.add_parser(
+        "get", help="list gitrepos, bundles, clusters, images, policies or workspaces"
+    )
+    get.add_argument(
+        "kind",
+        choices=(
+            *GITREPO_KINDS,
+            *BUNDLE_KINDS,
+            *CLUSTER_KINDS,
+            *IMAGE_KINDS,
+            *POLICY_KINDS,
+            *WORKSPACE_KINDS,
+        ),
+    )
     get.add_argument(
         "-n", "--namespace", default=DEFAULT_NAMESPACE, help=f"default {DEFAULT_NAMESPACE}"
     )

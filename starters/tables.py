@@ -11,7 +11,9 @@ import yaml
 
 if TYPE_CHECKING:
     # Annotations only: `flotilla secret` prints its tables without loading the workflows.
+    from flotilla.models import Restriction
     from flotilla.status import Condition, StateWithMessage
+    from starters.control import WorkspaceSummary
     from workflows.bundle_models import BundleStatus
     from workflows.gitrepo_models import GitRepoStatus
     from workflows.registry_models import ClusterRecord, RegistrySnapshot
@@ -295,4 +297,39 @@ def describe_cluster(
             "Bundles:",
             table(["  BUNDLE", "STATE", "MESSAGE"], rows),
         ]
+    )
+
+
+def restriction_table(items: Sequence[Restriction]) -> str:
+    """Policies and GitRepoRestrictions, one line each with the rules they set."""
+    return table(
+        ["KIND", "NAME", "RULES"],
+        [
+            [r.kind, r.metadata.name, _rules(r.model_dump(by_alias=True, exclude_defaults=True))]
+            for r in items
+        ],
+    )
+
+
+def _rules(data: dict[str, Any], prefix: str = "") -> str:
+    parts = []
+    for key, value in data.items():
+        if key in ("apiVersion", "kind", "metadata"):
+            continue
+        if isinstance(value, dict) and key != "allowedTargetNamespaceSelector":
+            parts.append(_rules(value, f"{prefix}{key}."))
+        elif isinstance(value, list):
+            parts.append(f"{prefix}{key}=[{','.join(map(str, value))}]")
+        else:
+            parts.append(f"{prefix}{key}={json.dumps(value)}")
+    return " ".join(p for p in parts if p) if parts or prefix else "<none>"
+
+
+def workspace_table(items: Sequence[WorkspaceSummary]) -> str:
+    return table(
+        ["WORKSPACE", "CLUSTERS", "CLUSTERGROUPS", "GITREPOS", "RESTRICTIONS"],
+        [
+            [w.name, str(w.clusters), str(w.cluster_groups), str(w.gitrepos), str(w.restrictions)]
+            for w in items
+        ],
     )

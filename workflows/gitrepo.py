@@ -44,9 +44,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from flotilla.credentials import RenderSecretRefs
     from flotilla.durations import parse_duration
-    from flotilla.errors import INVALID_SPEC, FlotillaError, cause_message, one_line
+    from flotilla.errors import INVALID_SPEC, FlotillaError, SpecError, cause_message, one_line
     from flotilla.ids import bundle_workflow_id, registry_workflow_id
     from flotilla.models import GitRepoSpec
+    from flotilla.restrictions import authorize_gitrepo
     from flotilla.status import (
         BundleReport,
         BundleState,
@@ -125,6 +126,9 @@ GIT_STATES_PATCH = "gitrepo-status-shows-git-errors"
 SYNC_BATCH = 200
 # sync_now signals every bundle to check its deployments (commands older histories lack).
 RECHECK_ON_SYNC_PATCH = "recheck-on-sync"
+# The workspace's Policies and GitRepoRestrictions are enforced: the first poll waits for the
+# registry's snapshot that carries them, and a refused GitRepo fetches and deploys nothing.
+RESTRICTIONS_PATCH = "gitrepo-enforces-restrictions"
 
 
 def _source_key(spec: GitRepoSpec) -> str:
@@ -145,6 +149,7 @@ class GitRepoWorkflow:
         self._stale_reports_wait = False
         self._owns_image_schedules = False
         self._git_states = False
+        self._restrictions = False
 
     @workflow.run
     async def run(self, state: GitRepoState) -> None:
@@ -160,6 +165,13 @@ class GitRepoWorkflow:
             ]
         )
         await self._subscribe()
+        self._restrictions = workflow.patched(RESTRICTIONS_PATCH)
+        if self._restrictions and self.state.subscribed:
+            # The registry answers a subscription with its snapshot at once: wait for it, so
+            # the workspace's restrictions apply before anything is fetched.
+            await workflow.wait_condition(
+                lambda: self.state.clusters is not None or self.state.deleting
+            )
         while not self.state.deleting:
             if self._poll_now:
                 self._poll_now = False
@@ -223,7 +235,9 @@ class GitRepoWorkflow:
         await workflow.wait_condition(lambda: self.state.polls > polls or self.state.deleting)
         if workflow.patched(RECHECK_ON_SYNC_PATCH):
             await self._recheck_bundles()
-        return SyncNowResult(commit=self.state.commit, error=self.state.error)
+        return SyncNowResult(
+            commit=self.state.commit, error=self.state.restricted or self.state.error
+        )
 
     async def _recheck_bundles(self) -> None:
         """A sync also checks every deployment now (drift, a lost Helm record) instead of at
@@ -300,8 +314,44 @@ class GitRepoWorkflow:
             self.state.error_since = None
         self.state.error = error
 
+    def _authorized_spec(self) -> GitRepoSpec | None:
+        """The spec with the workspace's defaults filled in, or None (and ``restricted`` set)
+        when its restrictions refuse it. Checked at every poll and sync, so a restriction
+        added later stops new deploys; what is deployed stays."""
+        spec, clusters = self.state.spec, self.state.clusters
+        if not self._restrictions or clusters is None:
+            return spec
+        try:
+            resolved = authorize_gitrepo(
+                repo=spec.repo,
+                service_account=spec.service_account,
+                client_secret_name=spec.client_secret_name,
+                target_namespace=spec.target_namespace,
+                restrictions=clusters.restrictions,
+                policies=clusters.policies,
+            )
+        except SpecError as err:
+            restricted = f"refused by the workspace's restrictions: {err}"
+            if restricted != self.state.restricted:
+                workflow.logger.warning(
+                    "gitrepo %s/%s: %s", self.state.namespace, self.state.name, restricted
+                )
+            self.state.restricted = restricted
+            return None
+        self.state.restricted = ""
+        return spec.model_copy(
+            update={
+                "service_account": resolved.service_account,
+                "client_secret_name": resolved.client_secret_name,
+            }
+        )
+
     async def _poll(self) -> None:
-        spec = self.state.spec
+        authorized = self._authorized_spec()
+        if authorized is None:
+            self.state.polls += 1
+            return
+        spec = authorized
         source = GitSource.from_spec(spec, self.state.namespace)
         try:
             head: LsRemoteResult = await workflow.execute_activity(
@@ -444,8 +494,7 @@ class GitRepoWorkflow:
 
     # --- bundle workflows ---------------------------------------------------------------------
 
-    def _bundle_spec(self, ref: BundleRef) -> BundleSpec:
-        spec = self.state.spec
+    def _bundle_spec(self, ref: BundleRef, spec: GitRepoSpec) -> BundleSpec:
         return BundleSpec(
             gitrepo=self.state.name,
             commit=self.state.commit,
@@ -479,10 +528,11 @@ class GitRepoWorkflow:
 
     async def _sync_bundles(self) -> None:
         clusters = self.state.clusters
-        if clusters is None:
+        authorized = self._authorized_spec()
+        if clusters is None or authorized is None:
             return
         wanted = {r.name: r for r in self._deployable()}
-        specs = {name: self._bundle_spec(ref) for name, ref in wanted.items()}
+        specs = {name: self._bundle_spec(ref, authorized) for name, ref in wanted.items()}
         # Reachability changes no registry version, so it is part of the key by itself (and
         # only when some cluster is offline, so keys of healthy fleets are as they were).
         offline = [f"{c.name}={c.offline}" for c in clusters.clusters if c.offline]
@@ -606,6 +656,7 @@ class GitRepoWorkflow:
             error_since=self.state.error_since,
             stale_is_wait_applied=self._stale_reports_wait,
             git_states=self._git_states,
+            restricted=self.state.restricted,
         )
         return GitRepoStatus(
             namespace=self.state.namespace,

@@ -62,6 +62,9 @@ class GitRepoState(BaseModel):
     image_warnings: list[str] = Field(default_factory=list)
     # What the last ls-remote said besides the commit (SSH host keys not verified).
     git_warning: str = ""
+    # Why a workspace restriction refuses this GitRepo (one line naming it and the field);
+    # while set, nothing is fetched and no bundle is told anything new.
+    restricted: str = ""
     # Test switches: continue-as-new after this many events; passed on to bundle workflows.
     max_history_events: int | None = None
     bundle_max_history_events: int | None = None

@@ -14,17 +14,22 @@ from temporalio.exceptions import ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from flotilla.errors import INVALID_SPEC, one_line
     from flotilla.kubenames import labels_problem, name_problem
+    from flotilla.models import GitRepoRestriction, Policy
+    from flotilla.restrictions import conflicts
     from workflows.common import continue_as_new_due
     from workflows.registry_models import (
         APPLY_CLUSTER_UPDATE,
         APPLY_GROUP_UPDATE,
+        APPLY_RESTRICTION_UPDATE,
         LABEL_CLUSTER_UPDATE,
         REGISTRY_WORKFLOW,
         REMOVE_CLUSTER_UPDATE,
         REMOVE_GROUP_UPDATE,
+        REMOVE_RESTRICTION_UPDATE,
         SNAPSHOT_QUERY,
         ApplyClusterRequest,
         ApplyGroupRequest,
+        ApplyRestrictionRequest,
         ClusterRecord,
         ClusterSnapshot,
         ClustersSeen,
@@ -35,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         RegistryState,
         RemoveClusterRequest,
         RemoveGroupRequest,
+        RemoveRestrictionRequest,
         SnapshotRequest,
         SubscribeRequest,
     )
@@ -98,6 +104,8 @@ class ClusterRegistryWorkflow:
                 for c in sorted(self.state.clusters.values(), key=lambda c: c.name)
             ],
             groups=[self.state.groups[n] for n in sorted(self.state.groups)],
+            policies=[self.state.policies[n] for n in sorted(self.state.policies)],
+            restrictions=[self.state.restrictions[n] for n in sorted(self.state.restrictions)],
         )
 
     async def _notify(self, subscribers: list[str]) -> None:
@@ -243,6 +251,50 @@ class ClusterRegistryWorkflow:
                 f"{self.state.namespace!r}"
             )
 
+    # --- restrictions -------------------------------------------------------------------------
+
+    def _kind_store(self, kind: str) -> dict[str, Policy] | dict[str, GitRepoRestriction]:
+        return self.state.policies if kind == "Policy" else self.state.restrictions
+
+    @workflow.update(name=APPLY_RESTRICTION_UPDATE)
+    def apply_restriction(self, request: ApplyRestrictionRequest) -> RegistryChange:
+        obj = request.restriction
+        existed = obj.metadata.name in self._kind_store(obj.kind)
+        if isinstance(obj, Policy):
+            self.state.policies[obj.metadata.name] = obj
+        else:
+            self.state.restrictions[obj.metadata.name] = obj
+        verb = "updated" if existed else "added"
+        return self._changed(f"{obj.kind.lower()} {obj.metadata.name} {verb}")
+
+    @apply_restriction.validator
+    def _validate_apply_restriction(self, request: ApplyRestrictionRequest) -> None:
+        obj = request.restriction
+        check_name(obj.metadata.name, obj.kind)
+        if obj.metadata.namespace != self.state.namespace:
+            raise _invalid(
+                f"{obj.kind} {obj.metadata.name}: namespace {obj.metadata.namespace!r} is not "
+                f"this registry's {self.state.namespace!r}"
+            )
+        problem = conflicts(
+            obj, list(self.state.restrictions.values()), list(self.state.policies.values())
+        )
+        if problem:
+            raise _invalid(problem)
+
+    @workflow.update(name=REMOVE_RESTRICTION_UPDATE)
+    def remove_restriction(self, request: RemoveRestrictionRequest) -> RegistryChange:
+        del self._kind_store(request.kind)[request.name]
+        return self._changed(f"{request.kind.lower()} {request.name} removed")
+
+    @remove_restriction.validator
+    def _validate_remove_restriction(self, request: RemoveRestrictionRequest) -> None:
+        if request.name not in self._kind_store(request.kind):
+            raise _invalid(
+                f"{request.kind} {request.name!r} does not exist in namespace "
+                f"{self.state.namespace!r}"
+            )
+
     # --- subscribers --------------------------------------------------------------------------
 
     @workflow.signal
@@ -265,4 +317,6 @@ class ClusterRegistryWorkflow:
             clusters=sorted(self.state.clusters.values(), key=lambda c: c.name),
             groups=[self.state.groups[n] for n in sorted(self.state.groups)],
             subscribers=list(self.state.subscribers),
+            policies=[self.state.policies[n] for n in sorted(self.state.policies)],
+            restrictions=[self.state.restrictions[n] for n in sorted(self.state.restrictions)],
         )

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from flotilla.models import ClusterGroup
+from flotilla.models import ClusterGroup, GitRepoRestriction, Policy, Restriction
 from flotilla.status import since_text
 
 # What clients call the registry workflow and its messages; workflows/registry.py registers
@@ -21,6 +21,8 @@ LABEL_CLUSTER_UPDATE = "label_cluster"
 REMOVE_CLUSTER_UPDATE = "remove_cluster"
 APPLY_GROUP_UPDATE = "apply_group"
 REMOVE_GROUP_UPDATE = "remove_group"
+APPLY_RESTRICTION_UPDATE = "apply_restriction"
+REMOVE_RESTRICTION_UPDATE = "remove_restriction"
 SNAPSHOT_QUERY = "snapshot"
 
 
@@ -67,6 +69,12 @@ class ClusterSnapshot(BaseModel):
     version: int = 0
     clusters: list[ClusterView] = Field(default_factory=list)
     groups: list[ClusterGroup] = Field(default_factory=list)
+    # The workspace's restrictions, which GitRepo workflows enforce. Left out of the JSON when
+    # empty, so snapshots of workspaces without any compare as older histories computed.
+    policies: list[Policy] = Field(default_factory=list, exclude_if=lambda value: not value)
+    restrictions: list[GitRepoRestriction] = Field(
+        default_factory=list, exclude_if=lambda value: not value
+    )
 
 
 class RegistryState(BaseModel):
@@ -76,6 +84,8 @@ class RegistryState(BaseModel):
     version: int = 0
     clusters: dict[str, ClusterRecord] = Field(default_factory=dict)
     groups: dict[str, ClusterGroup] = Field(default_factory=dict)
+    policies: dict[str, Policy] = Field(default_factory=dict)
+    restrictions: dict[str, GitRepoRestriction] = Field(default_factory=dict)
     subscribers: list[str] = Field(default_factory=list)
     # Test switch: continue-as-new after this many events instead of when Temporal suggests.
     max_history_events: int | None = None
@@ -112,6 +122,17 @@ class RemoveGroupRequest(BaseModel):
     name: str
 
 
+class ApplyRestrictionRequest(BaseModel):
+    """Add or replace a Policy or a GitRepoRestriction of the workspace."""
+
+    restriction: Restriction = Field(discriminator="kind")
+
+
+class RemoveRestrictionRequest(BaseModel):
+    kind: str
+    name: str
+
+
 class RegistryChange(BaseModel):
     """The result of every update: the registry version that now includes it."""
 
@@ -144,3 +165,5 @@ class RegistrySnapshot(BaseModel):
     clusters: list[ClusterRecord]
     groups: list[ClusterGroup]
     subscribers: list[str]
+    policies: list[Policy] = Field(default_factory=list)
+    restrictions: list[GitRepoRestriction] = Field(default_factory=list)

@@ -8,13 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from flotilla.errors import SpecError
-from flotilla.restrictions import (
-    GitRepoRestriction,
-    Policy,
-    Resolved,
-    authorize_gitrepo,
-    conflicts,
-)
+from flotilla.models import GitRepoRestriction, Policy
+from flotilla.restrictions import Resolved, authorize_gitrepo, conflicts
 
 REPO = "https://git.example.com/team-a/apps.git"
 
@@ -145,7 +140,7 @@ def test_allowed(
             [restriction(allowedServiceAccounts=["deployer"])],
             [],
             {"service_account": "admin"},
-            "spec.serviceAccount: 'admin' is not allowed by the workspace's restrictions "
+            "spec.serviceAccount: 'admin' is not allowed by GitRepoRestriction r "
             "(allowed: 'deployer')",
         ),
         # A default outside the allow-list is refused, not slipped through.
@@ -159,7 +154,7 @@ def test_allowed(
             [],
             [policy(gitRepo={"allowedRepoPatterns": ["team-a"]})],
             {},
-            f"spec.repo: {REPO!r} is not allowed",
+            f"spec.repo: {REPO!r} is not allowed by Policy p",
         ),
         (
             [restriction(allowedClientSecretNames=["ssh-a"])],
@@ -171,8 +166,7 @@ def test_allowed(
             [restriction(allowedTargetNamespaces=["apps"])],
             [],
             {},
-            "spec.targetNamespace: is required: the workspace's GitRepoRestriction sets "
-            "allowedTargetNamespaces",
+            "spec.targetNamespace: is required: GitRepoRestriction r sets allowedTargetNamespaces",
         ),
         (
             [restriction(allowedTargetNamespaceSelector={"matchLabels": {"team": "a"}})],
@@ -190,7 +184,7 @@ def test_allowed(
             [],
             [policy(requireServiceAccount=True)],
             {},
-            "spec.serviceAccount: is required by the workspace's Policy",
+            "spec.serviceAccount: is required by Policy p (requireServiceAccount)",
         ),
     ],
 )

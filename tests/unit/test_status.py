@@ -373,6 +373,20 @@ def test_a_git_error_outranks_every_bundle_and_says_since_when_and_what_still_ru
     assert (summary.state, summary.message) == (RepoState.GIT_ERROR, message)
 
 
+@pytest.mark.parametrize("commit", ["", "0123456789abcdef"], ids=["first", "later"])
+def test_a_restriction_outranks_git_errors_and_every_bundle(commit: str) -> None:
+    why = "refused by the workspace's restrictions: spec.repo: 'x' is not allowed by Policy p"
+    summary = summarize_gitrepo(
+        [Source("web")],
+        {"web": report("web", S.ERR_APPLIED, commit=commit)},
+        commit=commit,
+        error="branch 'x' not found",
+        error_since=SINCE,
+        restricted=why,
+    )
+    assert (summary.state, summary.message) == (RepoState.RESTRICTED, why)
+
+
 def test_a_gitrepo_with_no_commit_yet_is_updating_not_ready() -> None:
     summary = summarize_gitrepo([], {}, commit="")
     assert (summary.state, summary.message) == (RepoState.GIT_UPDATING, "reading the first commit")
