@@ -594,6 +594,7 @@ class GitRepoWorkflow:
             "ready_watch_seconds": self.state.ready_watch_seconds,
             "cluster_schedule_to_start_seconds": self.state.cluster_schedule_to_start_seconds,
             "monitor_seconds": self.state.monitor_seconds,
+            "retry_seconds": self.state.retry_seconds,
         }
         return {k: v for k, v in switches.items() if v is not None}
 

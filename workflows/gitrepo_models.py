@@ -71,6 +71,7 @@ class GitRepoState(BaseModel):
     ready_watch_seconds: float | None = None
     cluster_schedule_to_start_seconds: float | None = None
     monitor_seconds: float | None = None
+    retry_seconds: float | None = None
 
 
 class UpdateSpecRequest(BaseModel):

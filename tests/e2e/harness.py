@@ -265,7 +265,8 @@ class WorkerProcess:
             self.proc = subprocess.Popen(
                 self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
             )
-        deadline = time.monotonic() + 60
+        # A worker imports for seconds when idle but took over a minute at load 45 on two cores.
+        deadline = time.monotonic() + 180
         while STARTED_LINE not in self.log.read_text()[offset:]:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
             assert time.monotonic() < deadline, f"worker did not start: {self.log}"

@@ -44,7 +44,11 @@ async def test_unserved_cluster_is_offline_and_catches_up_when_its_agent_comes(
             gitrepo_yaml(ns, "gone", url, targets=[{"clusterSelector": {}}]), file="g.yaml"
         )
         assert isinstance(gitrepo, GitRepo)
-        await flotilla.control.apply_gitrepo(gitrepo, cluster_schedule_to_start_seconds=3)
+        # The agent's deploy is retried 5 s after it failed, not 30 s: the test waits for the
+        # retry that finds the agent serving its queue.
+        await flotilla.control.apply_gitrepo(
+            gitrepo, cluster_schedule_to_start_seconds=3, retry_seconds=5
+        )
         bundle = await flotilla.eventually(
             lambda: flotilla.control.bundle_status(ns, "gone-app"),
             lambda s: (

@@ -163,7 +163,9 @@ def test_port_clash_picks_a_free_port(tmp_path: Path, tools_on_path: list[Path])
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        with LocalCluster("clash", tmp_path / "clash", api_port=taken) as cluster:
+        # The API server's port is what is under test: etcd and kube-apiserver suffice.
+        clash = LocalCluster("clash", tmp_path / "clash", api_port=taken, workloads=False)
+        with clash as cluster:
             assert cluster.state is not None and cluster.state.api_port != taken
             assert cluster.request("GET", "/api/v1/namespaces")["items"]
 
