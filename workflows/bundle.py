@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         ready_condition,
         summarize,
         transition,
+        while_planning,
     )
     from workflows.bundle_models import (
         BUNDLE_STATUS_QUERY,
@@ -112,6 +113,9 @@ REPORT_CHANGES_PATCH = "bundle-reports-changes-at-once"
 # How long a change of what the GitRepo shows may wait for the reports before it to settle:
 # with the signal's delivery, under the 5 s a GitRepo's line may lag its bundles.
 REPORT_GAP = timedelta(seconds=3)
+# A report made while a newer commit is still being planned (it came in during the plan) says
+# WaitApplied for it, no longer the older plan's Ready (a different report: more signals).
+PLANNING_PATCH = "bundle-report-waits-for-the-plan"
 
 
 def _shape(report: BundleReport) -> str:
@@ -210,8 +214,9 @@ class BundleWorkflow:
 
     @workflow.query(name=BUNDLE_STATUS_QUERY)
     def status(self, request: BundleStatusRequest) -> BundleStatus:
-        states = self._states()
-        summary = summarize(states)
+        planning = self._planning()
+        states = self._states(planning)
+        summary = summarize(states, planning=planning)
         spec = self.state.spec
         clusters = []
         for name, item in sorted(states.items()):
@@ -659,7 +664,15 @@ class BundleWorkflow:
 
     # --- status -------------------------------------------------------------------------------
 
-    def _states(self) -> dict[str, StateWithMessage]:
+    def _planning(self) -> str:
+        """The commit whose bundle content is not planned yet (its records are an older
+        commit's: not Ready at this one), or empty."""
+        spec = self.state.spec
+        if spec is None or self.state.plan_key.startswith(f"{spec.bundle_digest}:"):
+            return ""
+        return spec.commit
+
+    def _states(self, planning: str = "") -> dict[str, StateWithMessage]:
         offline = self._offline()
         states = {
             name: self.state.deployments[name].state(
@@ -671,7 +684,7 @@ class BundleWorkflow:
         }
         for name, error in self.state.plan_errors.items():
             states[name] = StateWithMessage(state=BundleState.ERR_APPLIED, message=error)
-        return states
+        return while_planning(states, planning) if planning else states
 
     async def _report_conflicts(self) -> None:
         conflicts, self._conflicts = self._conflicts, {}
@@ -706,8 +719,13 @@ class BundleWorkflow:
         # a readiness watch: ~50 s), and nothing needed computing for it.
         if throttled and not workflow.patched(REPORT_CHANGES_PATCH):
             return
-        states = self._states()
-        summary = summarize(states)
+        # Stale only when a new commit came in while the plan ran; the patch is asked only
+        # then, so runs that never met one carry no marker.
+        planning = self._planning()
+        if planning and not workflow.patched(PLANNING_PATCH):
+            planning = ""
+        states = self._states(planning)
+        summary = summarize(states, planning=planning)
         spec = self.state.spec
         self.state.conditions = transition(
             self.state.conditions, [ready_condition(summary.state, summary.message)], workflow.now()

@@ -29,6 +29,7 @@ from flotilla.status import (
     summarize,
     summarize_gitrepo,
     transition,
+    while_planning,
     worst_state,
 )
 
@@ -208,6 +209,33 @@ def test_summarize_nothing() -> None:
         "",
         [],
     )
+
+
+@pytest.mark.parametrize("state", list(SEVERITY))
+def test_while_a_new_commit_is_planned_nothing_is_ready_but_worse_states_stay(
+    state: BundleState,
+) -> None:
+    before = {
+        "a": StateWithMessage(state=state, message="as it was"),
+        "b": StateWithMessage(state=S.READY),
+    }
+    during = while_planning(before, "c0ffee" * 7)
+    waiting = StateWithMessage(state=S.WAIT_APPLIED, message="planning commit c0ffeec0ffee")
+    kept = state in (S.ERR_APPLIED, S.OFFLINE)
+    assert during == {"a": before["a"] if kept else waiting, "b": waiting}
+    summary = summarize(before, planning="c0ffee" * 7)
+    assert (summary.ready, summary.display) == (0, "0/2")
+    assert summary.state is (state if kept else S.WAIT_APPLIED)
+
+
+def test_a_bundle_planning_its_first_commit_is_wait_applied_not_an_empty_ready() -> None:
+    summary = summarize({}, planning="abc")
+    assert (summary.state, summary.message, summary.display) == (
+        S.WAIT_APPLIED,
+        "planning commit abc",
+        "0/0",
+    )
+    assert summarize({}).state is S.READY  # planned, and no cluster targeted: nothing to wait
 
 
 def test_summary_round_trips_through_json() -> None:

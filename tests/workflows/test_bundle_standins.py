@@ -111,6 +111,8 @@ class StandIns:
     # Clusters whose checks correct drift (correctDrift), and how many corrections were made.
     correct_drift: set[str] = field(default_factory=set)
     corrections: int = 0
+    # Plans after the first hold until the test sets this (a new commit being planned).
+    hold_plan: asyncio.Event | None = None
 
     @contextlib.asynccontextmanager
     async def _running(self, name: str, cluster: str) -> AsyncIterator[int]:
@@ -134,6 +136,9 @@ class StandIns:
 
     @activity.defn(name="plan_bundle")
     async def plan_bundle(self, request: PlanRequest) -> PlanResult:
+        async with self._running("plan_bundle", "") as attempt:
+            if attempt > 1 and self.hold_plan is not None:
+                await self.hold_plan.wait()
         targets = []
         for cluster in request.clusters:
             options = f"{request.bundle_digest}-{cluster.name}"
@@ -374,6 +379,33 @@ async def test_a_failed_deploy_is_errapplied_then_retried_and_notready_is_watche
     await eventually(bundle.states, all_ready)
     assert standins.calls["deploy_bundle", "b"] == 1  # b was applied once, only watched again
     assert (await bundle.status()).clusters[0].last_action == "install: stand-in"
+
+
+async def test_a_new_commit_is_not_ready_before_its_plan_is_made(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    """The disaster-recovery drill once saw a bundle Ready at a new commit while its clusters
+    still ran the old one: the commit is the spec's at once, the records the old plan's."""
+    standins = StandIns(clusters=["a", "b"], hold_plan=asyncio.Event())
+    bundle = await start(standins)
+    await eventually(bundle.states, all_ready)
+
+    await bundle.release(2)
+    await eventually(standins.calls_now, lambda calls: calls["plan_bundle", ""] == 2)
+    status = await bundle.status()
+    assert status.commit == "commit-2"
+    assert (status.state, status.ready) == (BundleState.WAIT_APPLIED, 0), status
+    assert status.message == "a: planning commit commit-2"
+    assert {c.state for c in status.clusters} == {BundleState.WAIT_APPLIED}
+
+    assert standins.hold_plan is not None
+    standins.hold_plan.set()
+    status = await eventually(
+        bundle.status, lambda s: all_ready({c.cluster: c.state for c in s.clusters})
+    )
+    assert {c.applied for c in status.clusters} == {
+        deployment_id("2" * 64, f"{'2' * 64}-{c}") for c in ("a", "b")
+    }
 
 
 async def test_an_offline_cluster_shows_so_and_catches_up_when_served(
