@@ -61,6 +61,16 @@ class Flotilla:
                 raise AssertionError(f"timed out after {timeout}s; last value: {last!r}")
             await asyncio.sleep(interval)
 
+    async def listed_as(self, workflow_id: str, state: str, timeout: float = 5.0) -> None:
+        """The Temporal UI's view agrees: the workflow is listed under FlotillaState = ``state``
+        within ``timeout`` (visibility lags the workflow by up to a second or so)."""
+        query = f"WorkflowId = '{workflow_id}' AND FlotillaState = '{state}'"
+
+        async def listed() -> bool:
+            return [w.id async for w in self.client.list_workflows(query)] == [workflow_id]
+
+        await self.eventually(listed, bool, timeout=timeout, interval=0.2)
+
     async def cleanup(self) -> None:
         record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
         if record:
@@ -123,6 +133,11 @@ def settings_for_test(client: Client, tmp: Path, **env: str) -> Settings:
         },
         home=tmp / "home",
     )
+
+
+def table_row(table: str, name: str) -> str:
+    """The line of a ``flotilla get`` table whose NAME is ``name``."""
+    return next(line for line in table.splitlines() if line.split()[0] == name)
 
 
 def per_cluster_namespaces(prefix: str, clusters: list[str]) -> str:

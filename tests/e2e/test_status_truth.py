@@ -26,25 +26,9 @@ from starters.tables import (
     describe_gitrepo,
     gitrepo_table,
 )
-from tests.e2e.harness import Flotilla, gitrepo_yaml, per_cluster_namespaces
+from tests.e2e.harness import Flotilla, gitrepo_yaml, per_cluster_namespaces, table_row
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
-
-
-def _row(table: str, name: str) -> str:
-    return next(line for line in table.splitlines() if line.split()[0] == name)
-
-
-async def _listed_state(flotilla: Flotilla, workflow_id: str, state: str) -> bool:
-    """The Temporal UI's view: the workflow is listed under FlotillaState = ``state``."""
-    query = f"WorkflowId = '{workflow_id}' AND FlotillaState = '{state}'"
-    return [w.id async for w in flotilla.client.list_workflows(query)] == [workflow_id]
-
-
-async def _ui_agrees(flotilla: Flotilla, workflow_id: str, state: str) -> None:
-    await flotilla.eventually(
-        lambda: _listed_state(flotilla, workflow_id, state), bool, timeout=5, interval=0.2
-    )
 
 
 async def test_git_errors_and_empty_paths_show_in_get_and_describe_and_clear(
@@ -88,7 +72,7 @@ async def test_git_errors_and_empty_paths_show_in_get_and_describe_and_clear(
             lambda s: s.state == "GitError",
             timeout=30,
         )
-        row = _row(gitrepo_table([status]), "repo")
+        row = table_row(gitrepo_table([status]), "repo")
         assert "GitError: " in row and reason in row and serving in row, (cause, row)
         assert "since 20" in row and "\n" not in status.message, cause
         text = describe_gitrepo(status)
@@ -100,7 +84,7 @@ async def test_git_errors_and_empty_paths_show_in_get_and_describe_and_clear(
         shown_after = time.monotonic() - started
         assert shown_after < 30, cause
         print(f"{cause}: GitError shown after {shown_after:.1f}s")
-        await _ui_agrees(flotilla, f"gitrepo/{ns}/repo", "GitError")
+        await flotilla.listed_as(f"gitrepo/{ns}/repo", "GitError")
         # The last good commit keeps running: its bundle is still there, still deployed.
         assert [b.bundle for b in await flotilla.control.list_bundles(ns)] == ["repo-app"]
         assert status.commit == commit
@@ -111,7 +95,7 @@ async def test_git_errors_and_empty_paths_show_in_get_and_describe_and_clear(
             lambda s: s.state == "Ready" and not s.error,
             timeout=30,
         )
-        assert _row(gitrepo_table([cleared]), "repo").split()[-1] == "Ready", cause
+        assert table_row(gitrepo_table([cleared]), "repo").split()[-1] == "Ready", cause
         assert all(c.status for c in cleared.conditions), cause
         assert "GitPolling   True" in describe_gitrepo(cleared)
 
@@ -164,13 +148,13 @@ async def test_a_cluster_whose_api_server_stops_is_offline_within_two_probes_and
         assert ready.last_transition is not None
         assert "Ready   False    Offline" in describe_bundle(bundle)
         registry = await flotilla.control.registry(ns)
-        row = _row(cluster_table(registry, [bundle]), "edge")
+        row = table_row(cluster_table(registry, [bundle]), "edge")
         assert "Offline: cluster unreachable since" in row
         assert str(forwarder.port) in row
         text = describe_cluster(registry.clusters[0], [bundle])
         assert "Reachable   False" in text and "Offline" in text
-        await _ui_agrees(flotilla, f"gitrepo/{ns}/repo", "Offline")
-        await _ui_agrees(flotilla, f"bundle/{ns}/repo-app", "Offline")
+        await flotilla.listed_as(f"gitrepo/{ns}/repo", "Offline")
+        await flotilla.listed_as(f"bundle/{ns}/repo-app", "Offline")
 
         restarted = time.monotonic()
         await forwarder.start()
@@ -185,8 +169,8 @@ async def test_a_cluster_whose_api_server_stops_is_offline_within_two_probes_and
         assert cleared_after <= bound, cleared_after
         registry = await flotilla.control.registry(ns)
         assert not registry.clusters[0].unreachable
-        await _ui_agrees(flotilla, f"gitrepo/{ns}/repo", "Ready")
-        await _ui_agrees(flotilla, f"bundle/{ns}/repo-app", "Ready")
+        await flotilla.listed_as(f"gitrepo/{ns}/repo", "Ready")
+        await flotilla.listed_as(f"bundle/{ns}/repo-app", "Ready")
     finally:
         await forwarder.stop()
 
