@@ -24,7 +24,7 @@ from flotilla.errors import FlotillaError
 from flotilla.settings import Settings, settings_from_env
 from runtime.stores import secret_store
 from starters.control import Control
-from worker import STARTED_LINE, FlotillaWorker, WorkerConfig
+from worker import DEFAULT_SEEN_SECONDS, STARTED_LINE, FlotillaWorker, WorkerConfig
 
 T = TypeVar("T")
 
@@ -97,10 +97,17 @@ class Flotilla:
 
 
 async def start_flotilla(
-    client: Client, task_queue: str, tmp: Path, *, namespace: str | None = None, **env: str
+    client: Client,
+    task_queue: str,
+    tmp: Path,
+    *,
+    namespace: str | None = None,
+    seen_seconds: float = DEFAULT_SEEN_SECONDS,
+    **env: str,
 ) -> Flotilla:
     """A worker on ``task_queue`` serving ``namespace`` and a Control beside it, both with
-    ``settings_for_test(client, tmp, **env)`` (``env`` chooses backends, say)."""
+    ``settings_for_test(client, tmp, **env)`` (``env`` chooses backends, say); the worker
+    probes its clusters every ``seen_seconds``."""
     namespace = namespace or f"fl-{uuid.uuid4().hex[:8]}"
     config = WorkerConfig(
         task_queue=task_queue,
@@ -110,6 +117,7 @@ async def start_flotilla(
         cluster_concurrency=2,
         refresh_seconds=0.5,
         linger_seconds=30.0,
+        seen_seconds=seen_seconds,
         workdir=tmp / "work",
     )
     settings = settings_for_test(client, tmp, **env)
