@@ -448,6 +448,32 @@ def transition(
     return out
 
 
+class StateSince(BaseModel):
+    """A deployment's state and when it took that state (its last transition)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: BundleState
+    since: datetime
+
+
+def state_since(
+    previous: Mapping[str, StateSince], states: Mapping[str, StateWithMessage], now: datetime
+) -> dict[str, StateSince]:
+    """When each deployment took its state: kept from ``previous`` while the state is the
+    same (a changed message is no transition, as for conditions), ``now`` where it changed
+    or the deployment is new; deployments no longer in ``states`` are dropped."""
+    out = {}
+    for name, item in states.items():
+        old = previous.get(name)
+        out[name] = (
+            old
+            if old is not None and old.state is item.state
+            else StateSince(state=item.state, since=now)
+        )
+    return out
+
+
 def ready_condition(state: str, message: str) -> Condition:
     """Every object's Ready condition: true only in state Ready; else the state shown is its
     reason and the state's line its message."""

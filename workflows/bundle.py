@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         BundleState,
         StateWithMessage,
         ready_condition,
+        state_since,
         summarize,
         transition,
         while_planning,
@@ -237,6 +238,9 @@ class BundleWorkflow:
                     ),
                     non_ready=record.non_ready if record else [],
                     last_action=record.last_action if record else "",
+                    since=since.since
+                    if (since := self.state.since.get(name)) and since.state is item.state
+                    else None,
                 )
             )
         return BundleStatus(
@@ -730,6 +734,7 @@ class BundleWorkflow:
         self.state.conditions = transition(
             self.state.conditions, [ready_condition(summary.state, summary.message)], workflow.now()
         )
+        self.state.since = state_since(self.state.since, states, now)
         report = BundleReport(
             bundle=self.state.bundle,
             commit=spec.commit if spec else "",

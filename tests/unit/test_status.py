@@ -20,12 +20,14 @@ from flotilla.status import (
     Condition,
     DeploymentObservation,
     RepoState,
+    StateSince,
     StateWithMessage,
     cluster_state,
     compute_state,
     explain,
     gitrepo_conditions,
     ready_condition,
+    state_since,
     summarize,
     summarize_gitrepo,
     transition,
@@ -464,6 +466,22 @@ def test_transition_times_change_with_status_or_reason_not_with_the_message() ->
     assert reason[0].last_transition == t1
     ready = transition(reason, [cond("Ready", True, "Ready"), cond("GitPolling", True, "x")], t2)
     assert [c.last_transition for c in ready] == [t2, t2]
+
+
+def test_a_deployment_keeps_its_since_while_its_state_stays_whatever_the_message() -> None:
+    t0, t1 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    first = state_since({}, {"a": StateWithMessage(state=S.NOT_READY, message="x")}, t0)
+    assert first == {"a": StateSince(state=S.NOT_READY, since=t0)}
+    later = {
+        "a": StateWithMessage(state=S.NOT_READY, message="y"),
+        "b": StateWithMessage(state=S.READY),
+    }
+    assert state_since(first, later, t1) == {
+        "a": StateSince(state=S.NOT_READY, since=t0),
+        "b": StateSince(state=S.READY, since=t1),
+    }
+    ready = state_since(first, {"a": StateWithMessage(state=S.READY)}, t1)
+    assert ready == {"a": StateSince(state=S.READY, since=t1)}  # and b, gone, is dropped
 
 
 def test_gitrepo_conditions_say_git_and_ready_apart() -> None:

@@ -60,6 +60,7 @@ from flotilla.ids import (
 )
 from flotilla.models import RolloutStrategy
 from flotilla.status import BundleState
+from starters.tables import describe_bundle
 from workflows.bundle import REFRESH_SIGNAL, BundleWorkflow
 from workflows.bundle_models import (
     BundleRefresh,
@@ -390,6 +391,7 @@ async def test_a_new_commit_is_not_ready_before_its_plan_is_made(
     bundle = await start(standins)
     await eventually(bundle.states, all_ready)
 
+    first = await eventually(bundle.status, lambda s: all(c.since for c in s.clusters))
     await bundle.release(2)
     await eventually(standins.calls_now, lambda calls: calls["plan_bundle", ""] == 2)
     status = await bundle.status()
@@ -406,6 +408,12 @@ async def test_a_new_commit_is_not_ready_before_its_plan_is_made(
     assert {c.applied for c in status.clusters} == {
         deployment_id("2" * 64, f"{'2' * 64}-{c}") for c in ("a", "b")
     }
+    # describe: each cluster's state since it last changed (Ready again, after WaitApplied).
+    status = await eventually(bundle.status, lambda s: all(c.since for c in s.clusters))
+    for before, after in zip(first.clusters, status.clusters, strict=True):
+        assert before.since and after.since and after.since > before.since, (before, after)
+    text = describe_bundle(status, now=max(c.since for c in status.clusters if c.since))
+    assert "  CLUSTER   STATE   SINCE" in text and "  a         Ready   0s" in text, text
 
 
 async def test_an_offline_cluster_shows_so_and_catches_up_when_served(
