@@ -117,6 +117,9 @@ REPORT_GAP = timedelta(seconds=3)
 # A report made while a newer commit is still being planned (it came in during the plan) says
 # WaitApplied for it, no longer the older plan's Ready (a different report: more signals).
 PLANNING_PATCH = "bundle-report-waits-for-the-plan"
+# A deployment the rollout moves is released in the same pass, so the pass's report says
+# WaitApplied, not OutOfSync "held back by the rollout" (a different report).
+RELEASED_AT_ONCE_PATCH = "bundle-released-before-its-report"
 
 
 def _shape(report: BundleReport) -> str:
@@ -439,6 +442,10 @@ class BundleWorkflow:
             if self._room() <= 0:
                 break  # the rest move when running ones finish: the next pass offers them
             if name not in self._in_flight:
+                if workflow.patched(RELEASED_AT_ONCE_PATCH):
+                    # Released now, not when the deploy's task first runs: the report at the
+                    # end of this pass must not call it held back by the rollout.
+                    self._put(self.state.deployments[name].release_staged())
                 self._spawn(name, self._deploy(name))
 
     def _room(self) -> int:

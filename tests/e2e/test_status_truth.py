@@ -9,17 +9,23 @@ cannot be stopped for one test.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import time
 import uuid
 
+import pytest
+
 from devenv.cluster import LocalCluster
 from devenv.forward import TcpForwarder
 from devenv.gitserver import GitDaemon
 from devenv.process import free_port
+from devenv.temporal import TemporalDevServer
+from starters.get import table_from_visibility
 from starters.tables import (
+    bundle_table,
     cluster_table,
     describe_bundle,
     describe_cluster,
@@ -27,6 +33,8 @@ from starters.tables import (
     gitrepo_table,
 )
 from tests.e2e.harness import Flotilla, gitrepo_yaml, per_cluster_namespaces, table_row
+from workflows.common import REPORT_INTERVAL
+from workflows.visibility import message_value
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
 
@@ -240,5 +248,118 @@ async def test_a_bundle_change_reaches_the_gitrepo_within_five_seconds(
         assert states["fast"] == "Ready" and states["slow"] != "Ready", bundle
     finally:
         for name in ("fast", "slow", "default"):
+            with contextlib.suppress(Exception):
+                local_cluster.request("DELETE", f"/api/v1/namespaces/{prefix}-{name}")
+
+
+def _flat(table: str) -> dict[str, str]:
+    """A table's rows by name, with the column padding taken out."""
+    return {row.split()[0]: " ".join(row.split()) for row in table.splitlines()[1:]}
+
+
+async def test_get_and_the_ui_agree_with_describe_at_every_sample_of_a_rollout_with_a_failure(
+    flotilla: Flotilla,
+    local_cluster: LocalCluster,
+    git_daemon: GitDaemon,
+    repo_name: str,
+    temporal_server: TemporalDevServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`flotilla get` prints the search attributes the Temporal UI lists (over the HTTP API:
+    the same visibility records); `describe` asks the workflows. Sampled every 0.3 s through a
+    rollout where one bundle fails on both clusters: every `get` row must be a row the
+    workflow's own status showed within the bound of its kind (the GitRepo publishes with its
+    status, visibility lagging; a bundle reports a new state within REPORT_GAP and a new
+    message alone within REPORT_INTERVAL), and once settled they are the same."""
+    monkeypatch.setenv("TEMPORAL_ADDRESS", temporal_server.address)
+    monkeypatch.setenv("TEMPORAL_HTTP_ADDRESS", temporal_server.http_address)
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", flotilla.client.namespace)
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    fleet_yaml = per_cluster_namespaces(prefix, ["a", "b"])
+    url = git_daemon.create_repo(
+        repo_name,
+        {
+            "ok/cm.yaml": CM.format(name="ok"),
+            "ok/fleet.yaml": fleet_yaml,
+            # The API server rejects it at install: ErrApplied on both clusters.
+            "broken/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n"
+            "data: {k: [1]}\n",
+            "broken/fleet.yaml": fleet_yaml,
+        },
+    )
+    ns = flotilla.namespace
+    kubeconfig = local_cluster.kubeconfig.read_text()
+    lags = {"gitrepo": 3.0, "state": 3.0 + 2.0, "message": REPORT_INTERVAL.total_seconds() + 2.0}
+
+    def get(kind: str) -> dict[str, str]:
+        text = table_from_visibility(argparse.Namespace(kind=kind, namespace=ns))
+        return {} if text is None else _flat(text)
+
+    try:
+        for name in ("a", "b"):
+            await flotilla.control.add_cluster(ns, name, kubeconfig)
+        await flotilla.worker.refresh_clusters()
+        await flotilla.control.apply_text(
+            gitrepo_yaml(ns, "repo", url, targets=[{"clusterSelector": {}}]), file="gitrepo.yaml"
+        )
+        # (time, rows by name) of what the workflows' status queries answered.
+        said: list[tuple[float, dict[str, str], dict[str, str]]] = []
+        samples = mismatches = 0
+        first_seen: dict[str, float] = {}
+        settled_at: float | None = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            # get first, then describe: a get row may be older than the describe answer that
+            # follows it (by its kind's lag), never newer.
+            listed_at = time.monotonic()
+            listed_repos, listed_bundles = get("gitrepos"), get("bundles")
+            repo = await flotilla.control.gitrepo_status(ns, "repo")
+            repo = repo.model_copy(update={"message": message_value(repo.message)})
+            bundles = await flotilla.control.list_bundles(ns)
+            bundles = [b.model_copy(update={"message": message_value(b.message)}) for b in bundles]
+            now = time.monotonic()
+            said.append(
+                (now, _flat(gitrepo_table([repo])), _flat(bundle_table(bundles)) if bundles else {})
+            )
+            samples += 1
+            for name in (*said[-1][1], *said[-1][2]):
+                first_seen.setdefault(name, now)
+
+            def checked(name: str, lag: float) -> bool:
+                """Whether describe has answered for ``name`` since before the lag began."""
+                return first_seen.get(name, now) <= listed_at - lag  # noqa: B023
+
+            for name, row in listed_repos.items():
+                if not checked(name, lags["gitrepo"]):
+                    continue
+                recent = [r[1].get(name) for r in said if listed_at - r[0] <= lags["gitrepo"]]
+                assert row in recent, (f"get: {row}", f"describe said: {recent}")
+            for name, row in listed_bundles.items():
+                if not checked(name, lags["state"]):
+                    continue
+                state_part = row.split(":", 1)[0]
+                recent = [r[2].get(name, "") for r in said if listed_at - r[0] <= lags["state"]]
+                assert any(r.split(":", 1)[0] == state_part for r in recent), (row, recent)
+                if not checked(name, lags["message"]):
+                    continue
+                recent = [r[2].get(name) for r in said if listed_at - r[0] <= lags["message"]]
+                mismatches += row not in recent[-1:]
+                assert row in recent, (f"get: {row}", f"describe said: {recent}")
+            done = repo.state == "ErrApplied" and {b.bundle: b.state for b in bundles} == {
+                "repo-broken": "ErrApplied",
+                "repo-ok": "Ready",
+            }
+            if done and settled_at is None:
+                settled_at = now
+            if settled_at is not None and now - settled_at > lags["message"]:
+                break
+            await asyncio.sleep(0.3)
+        assert settled_at is not None, said[-1]
+        # Settled: what get prints is what describe says, row for row.
+        assert get("gitrepos") == said[-1][1] and get("bundles") == said[-1][2], said[-1]
+        print(f"{samples} samples; get lagged describe at {mismatches} bundle samples")
+        await flotilla.listed_as(f"bundle/{ns}/repo-broken", "ErrApplied")
+    finally:
+        for name in ("a", "b", "default"):
             with contextlib.suppress(Exception):
                 local_cluster.request("DELETE", f"/api/v1/namespaces/{prefix}-{name}")

@@ -70,6 +70,7 @@ from workflows.bundle_models import (
     BundleWorkflowState,
     RetireRequest,
 )
+from workflows.common import REPORT_INTERVAL
 from workflows.registry_models import ClusterSnapshot, ClusterView
 
 T = TypeVar("T")
@@ -307,9 +308,7 @@ async def start(
                 namespace=ns,
                 bundle="app",
                 gitrepo_workflow_id=gitrepo_workflow_id(ns, "repo"),
-                retry_seconds=0.5,
-                monitor_seconds=3600,
-                **switches,
+                **{"retry_seconds": 0.5, "monitor_seconds": 3600, **switches},
             )
             if serve_push:
                 for queue in push_task_queues(task_queue):
@@ -414,6 +413,24 @@ async def test_a_new_commit_is_not_ready_before_its_plan_is_made(
         assert before.since and after.since and after.since > before.since, (before, after)
     text = describe_bundle(status, now=max(c.since for c in status.clusters if c.since))
     assert "  CLUSTER   STATE   SINCE" in text and "  a         Ready   0s" in text, text
+
+
+async def test_a_rollout_that_moves_every_cluster_never_reports_one_held_back(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    """The pass that decides to deploy a cluster releases it before it reports. A retry
+    after a quiet spell longer than REPORT_INTERVAL reports at once, and it said OutOfSync
+    "held back by the rollout" while the deploy was starting again."""
+    standins = StandIns(clusters=["a", "b"], failures={"a": ["helm upgrade failed: boom"]})
+    bundle = await start(standins, retry_seconds=REPORT_INTERVAL.total_seconds() + 0.5)
+    await eventually(bundle.states, all_ready, timeout=90)
+    reported = []
+    async for event in bundle.handle.fetch_history_events():
+        if event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            if "FlotillaState" in fields.indexed_fields:
+                reported.append(fields.indexed_fields["FlotillaState"].data.decode().strip('"'))
+    assert "ErrApplied" in reported and "OutOfSync" not in reported, reported
 
 
 async def test_an_offline_cluster_shows_so_and_catches_up_when_served(
