@@ -71,6 +71,25 @@ class Flotilla:
 
         await self.eventually(listed, bool, timeout=timeout, interval=0.2)
 
+    async def serve_gitrepo(
+        self, url: str, clusters: Mapping[str, str], *, name: str = "repo", ready: str = ""
+    ) -> None:
+        """Register ``clusters`` (name -> kubeconfig) and a GitRepo ``name`` of ``url`` that
+        targets them all; with ``ready`` ("1/1", say), wait until it is Ready with that many
+        bundle deployments ready."""
+        for cluster, kubeconfig in clusters.items():
+            await self.control.add_cluster(self.namespace, cluster, kubeconfig)
+        await self.worker.refresh_clusters()
+        await self.control.apply_text(
+            gitrepo_yaml(self.namespace, name, url, targets=[{"clusterSelector": {}}]),
+            file="gitrepo.yaml",
+        )
+        if ready:
+            await self.eventually(
+                lambda: self.control.gitrepo_status(self.namespace, name),
+                lambda s: s.state == "Ready" and s.ready_bundle_deployments == ready,
+            )
+
     async def cleanup(self) -> None:
         record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
         if record:

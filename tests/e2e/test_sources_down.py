@@ -42,7 +42,7 @@ from starters.tables import (
 )
 from tests.charts import package_chart, serve_charts, write_chart
 from tests.conftest import locate
-from tests.e2e.harness import Flotilla, gitrepo_yaml, start_flotilla, table_row
+from tests.e2e.harness import Flotilla, start_flotilla, table_row
 from tests.secrets.conftest import create_namespace
 
 # The first deploy fails at once; it is tried again RETRY_DELAY after, and then deploys.
@@ -51,6 +51,7 @@ CLEARS_WITHIN = RETRY_DELAY.total_seconds() + 60
 
 async def _down_then_back(
     flotilla: Flotilla,
+    local_cluster: LocalCluster,
     git_daemon: GitDaemon,
     repo_name: str,
     helm: str,
@@ -65,9 +66,7 @@ async def _down_then_back(
     url = git_daemon.create_repo(
         repo_name, {"chart/fleet.yaml": f"namespace: {target}\nhelm:\n{helm}"}
     )
-    await flotilla.control.apply_text(
-        gitrepo_yaml(ns, "repo", url, targets=[{"clusterSelector": {}}]), file="gitrepo.yaml"
-    )
+    await flotilla.serve_gitrepo(url, {"one": kube(local_cluster)})
     status = await flotilla.eventually(
         lambda: flotilla.control.gitrepo_status(ns, "repo"),
         lambda s: s.state == "ErrApplied",
@@ -78,6 +77,7 @@ async def _down_then_back(
     assert "ErrApplied: repo-chart: " in line and address in line, line
     assert "\n" not in status.message and "Traceback" not in status.message
     assert address in describe_gitrepo(status)
+    assert [b.bundle for b in await flotilla.control.list_bundles(ns)] == ["repo-chart"]
     bundle = await flotilla.control.bundle_status(ns, "repo-chart")
     assert address in table_row(bundle_table([bundle]), "repo-chart")
     (cluster,) = bundle.clusters
@@ -110,10 +110,9 @@ async def test_a_helm_repository_that_is_down_shows_its_address_and_clears(
         address = f"127.0.0.1:{forwarder.port}"
         helm = f"  repo: http://{address}\n  chart: web\n  version: 1.0.0\n"
         try:
-            await flotilla.control.add_cluster(ns := flotilla.namespace, "one", kube(local_cluster))
-            await flotilla.worker.refresh_clusters()
-            await _down_then_back(flotilla, git_daemon, repo_name, helm, address, forwarder.start)
-            assert [b.bundle for b in await flotilla.control.list_bundles(ns)] == ["repo-chart"]
+            await _down_then_back(
+                flotilla, local_cluster, git_daemon, repo_name, helm, address, forwarder.start
+            )
         finally:
             await forwarder.stop()
 
@@ -139,13 +138,13 @@ async def test_an_oci_registry_that_is_down_shows_its_address_and_clears(
         )
         registry.stop()
         helm = f"  chart: oci://{registry.host}/charts/web\n  version: 1.0.0\n"
-        await flotilla.control.add_cluster(flotilla.namespace, "one", kube(local_cluster))
-        await flotilla.worker.refresh_clusters()
 
         async def start() -> None:
             registry.start()
 
-        await _down_then_back(flotilla, git_daemon, repo_name, helm, registry.host, start)
+        await _down_then_back(
+            flotilla, local_cluster, git_daemon, repo_name, helm, registry.host, start
+        )
     finally:
         with contextlib.suppress(Exception):
             registry.stop()
@@ -190,15 +189,7 @@ async def test_a_management_api_that_is_down_shows_its_address_and_clears(
         },
     )
     try:
-        await fl.control.add_cluster(ns, "one", kube(local_cluster))
-        await fl.worker.refresh_clusters()
-        await fl.control.apply_text(
-            gitrepo_yaml(ns, "repo", url, targets=[{"clusterSelector": {}}]), file="gitrepo.yaml"
-        )
-        await fl.eventually(
-            lambda: fl.control.gitrepo_status(ns, "repo"),
-            lambda s: s.state == "Ready" and s.ready_bundle_deployments == "1/1",
-        )
+        await fl.serve_gitrepo(url, {"one": kube(local_cluster)}, ready="1/1")
 
         stopped = time.monotonic()
         await forwarder.stop()

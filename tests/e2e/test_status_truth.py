@@ -127,15 +127,7 @@ async def test_a_cluster_whose_api_server_stops_is_offline_within_two_probes_and
     ns = flotilla.namespace
     bound = 2 * flotilla.config.seen_seconds
     try:
-        await flotilla.control.add_cluster(ns, "edge", json.dumps(kubeconfig))
-        await flotilla.worker.refresh_clusters()
-        await flotilla.control.apply_text(
-            gitrepo_yaml(ns, "repo", url, targets=[{"clusterSelector": {}}]), file="gitrepo.yaml"
-        )
-        await flotilla.eventually(
-            lambda: flotilla.control.gitrepo_status(ns, "repo"),
-            lambda s: s.state == "Ready" and s.ready_bundle_deployments == "1/1",
-        )
+        await flotilla.serve_gitrepo(url, {"edge": json.dumps(kubeconfig)}, ready="1/1")
 
         stopped = time.monotonic()
         await forwarder.stop()
@@ -338,8 +330,8 @@ async def test_get_and_the_ui_agree_with_describe_at_every_sample_of_a_rollout_w
                 if not checked(name, lags["state"]):
                     continue
                 state_part = row.split(":", 1)[0]
-                recent = [r[2].get(name, "") for r in said if listed_at - r[0] <= lags["state"]]
-                assert any(r.split(":", 1)[0] == state_part for r in recent), (row, recent)
+                states = [r[2].get(name, "") for r in said if listed_at - r[0] <= lags["state"]]
+                assert any(r.split(":", 1)[0] == state_part for r in states), (row, states)
                 if not checked(name, lags["message"]):
                     continue
                 recent = [r[2].get(name) for r in said if listed_at - r[0] <= lags["message"]]

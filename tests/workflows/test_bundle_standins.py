@@ -16,7 +16,10 @@ tests, which stay:
   tests/workflows/test_gitrepo.py (``test_cluster_groups_target_and_unreachable_...``);
 * maxUnavailable: tests/e2e/test_rollout.py
   (``test_partitions_roll_out_in_order_with_at_most_one_unavailable``);
-* removal on retirement: tests/e2e/test_delete.py and tests/e2e/test_retarget.py.
+* removal on retirement: tests/e2e/test_delete.py and tests/e2e/test_retarget.py;
+* not Ready at a commit before it is planned: tests/prodtemporal/test_disaster_recovery.py;
+* no report of a cluster "held back" while it is deployed: tests/e2e/test_status_truth.py
+  (``test_get_and_the_ui_agree_with_describe_...``, which found it).
 """
 
 from __future__ import annotations
