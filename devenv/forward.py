@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from collections.abc import Coroutine
+from typing import Any
 
 from devenv.process import free_port
 
@@ -52,3 +55,31 @@ class TcpForwarder:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._streams.difference_update((writer, up_writer))
+
+
+class ThreadedForwarder:
+    """A ``TcpForwarder`` on an event loop of its own thread, for servers that the test's own
+    loop calls with blocking clients (a blocking call there would starve an in-loop
+    forwarder). ``start`` and ``stop`` block until done; they may be awaited from any loop."""
+
+    def __init__(self, target_port: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._forwarder = TcpForwarder(target_port)
+        self.port = self._forwarder.port
+
+    def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout=30)
+
+    async def start(self) -> None:
+        self._run(self._forwarder.start())
+
+    async def stop(self) -> None:
+        self._run(self._forwarder.stop())
+
+    def close(self) -> None:
+        """Stop forwarding and end the thread."""
+        self._run(self._forwarder.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)

@@ -197,8 +197,40 @@ def worst_state(states: Iterable[BundleState]) -> BundleState:
     return min(states, key=SEVERITY.index, default=BundleState.READY)
 
 
-def summarize(states: Mapping[str, StateWithMessage]) -> Summary:
-    """Summarize deployments by name: counts, "ready/desired", worst state, ten non-ready."""
+def planning_text(commit: str) -> str:
+    return f"planning commit {commit[:12]}"
+
+
+def while_planning(
+    states: Mapping[str, StateWithMessage], commit: str
+) -> dict[str, StateWithMessage]:
+    """The deployments while ``commit`` is still being planned: what each runs is an older
+    commit's, so none is Ready (nor NotReady, drifted or held) at the new one; it waits for
+    the new version (WaitApplied) unless it is worse off already (ErrApplied, Offline)."""
+    waiting = StateWithMessage(state=BundleState.WAIT_APPLIED, message=planning_text(commit))
+    worse = SEVERITY[: SEVERITY.index(BundleState.WAIT_APPLIED)]
+    return {name: item if item.state in worse else waiting for name, item in states.items()}
+
+
+def summarize(states: Mapping[str, StateWithMessage], *, planning: str = "") -> Summary:
+    """Summarize deployments by name: counts, "ready/desired", worst state, ten non-ready.
+
+    With ``planning`` (a commit whose plan is not made yet) nothing is Ready: the states are
+    taken ``while_planning``, and a bundle with no deployments yet is WaitApplied, not an
+    empty Ready 0/0.
+    """
+    if planning:
+        states = while_planning(states, planning)
+        if not states:
+            return Summary(
+                counts=dict.fromkeys(SEVERITY[::-1], 0),
+                ready=0,
+                desired=0,
+                display="0/0",
+                state=BundleState.WAIT_APPLIED,
+                message=planning_text(planning),
+                non_ready=[],
+            )
     # Models only for the few entries shown: a bundle workflow summarizes on every wake, and
     # building one per cluster was half of a 500-cluster pass (issue 12).
     rank = {state: index for index, state in enumerate(SEVERITY)}
@@ -419,6 +451,32 @@ def transition(
         )
         when = old.last_transition if unchanged and old is not None else now
         out.append(condition.model_copy(update={"last_transition": when}))
+    return out
+
+
+class StateSince(BaseModel):
+    """A deployment's state and when it took that state (its last transition)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: BundleState
+    since: datetime
+
+
+def state_since(
+    previous: Mapping[str, StateSince], states: Mapping[str, StateWithMessage], now: datetime
+) -> dict[str, StateSince]:
+    """When each deployment took its state: kept from ``previous`` while the state is the
+    same (a changed message is no transition, as for conditions), ``now`` where it changed
+    or the deployment is new; deployments no longer in ``states`` are dropped."""
+    out = {}
+    for name, item in states.items():
+        old = previous.get(name)
+        out[name] = (
+            old
+            if old is not None and old.state is item.state
+            else StateSince(state=item.state, since=now)
+        )
     return out
 
 

@@ -166,7 +166,11 @@ def describe_gitrepo(status: GitRepoStatus) -> str:
     return "\n".join(lines)
 
 
-def describe_bundle(status: BundleStatus) -> str:
+def describe_bundle(status: BundleStatus, now: datetime | None = None) -> str:
+    """One bundle: its state, Ready condition, and per cluster the state, since when (age) and
+    why."""
+    from flotilla.status import explain  # noqa: PLC0415
+
     lines = [
         f"Name:        {status.namespace}/{status.bundle}",
         f"GitRepo:     {status.gitrepo}",
@@ -176,12 +180,19 @@ def describe_bundle(status: BundleStatus) -> str:
         f"State:       {status_text(status.state, status.message)}",
         f"Rollout:     {status.summary}",
         "Conditions:",
-        conditions_table(status.conditions or [_ready(status.state, status.message)]),
+        conditions_table(status.conditions or [_ready(status.state, status.message)], now),
         "Clusters:",
         table(
-            ["  CLUSTER", "STATE", "RELEASE", "LAST-DEPLOY", "MESSAGE"],
+            ["  CLUSTER", "STATE", "SINCE", "RELEASE", "LAST-DEPLOY", "MESSAGE"],
             [
-                [f"  {c.cluster}", c.state, c.release, c.last_action, c.message]
+                [
+                    f"  {c.cluster}",
+                    c.state,
+                    age(c.since, now) if c.since else "-",
+                    c.release,
+                    c.last_action,
+                    explain(c.state, c.message),
+                ]
                 for c in status.clusters
             ],
         ),
@@ -279,8 +290,12 @@ def describe_cluster(
         message=record.unreachable,
         last_transition=record.unreachable_since,
     )
+    ready = ready_condition(state.state, state.message)
+    if record.unreachable:
+        # Offline outranks every deployment's state: it is Offline since the first failed probe.
+        ready = ready.model_copy(update={"last_transition": record.unreachable_since})
     rows = [
-        [f"  {b.bundle}", c.state, c.message]
+        [f"  {b.bundle}", c.state, age(c.since, now) if c.since else "-", c.message]
         for b in bundles
         for c in b.clusters
         if c.cluster == record.name
@@ -293,9 +308,9 @@ def describe_cluster(
             f"Last seen:   {age(record.last_seen, now)}",
             f"State:       {status_text(state.state, state.message)}",
             "Conditions:",
-            conditions_table([reachable, ready_condition(state.state, state.message)], now),
+            conditions_table([reachable, ready], now),
             "Bundles:",
-            table(["  BUNDLE", "STATE", "MESSAGE"], rows),
+            table(["  BUNDLE", "STATE", "SINCE", "MESSAGE"], rows),
         ]
     )
 

@@ -53,8 +53,10 @@ with workflow.unsafe.imports_passed_through():
         BundleState,
         StateWithMessage,
         ready_condition,
+        state_since,
         summarize,
         transition,
+        while_planning,
     )
     from workflows.bundle_models import (
         BUNDLE_STATUS_QUERY,
@@ -112,6 +114,12 @@ REPORT_CHANGES_PATCH = "bundle-reports-changes-at-once"
 # How long a change of what the GitRepo shows may wait for the reports before it to settle:
 # with the signal's delivery, under the 5 s a GitRepo's line may lag its bundles.
 REPORT_GAP = timedelta(seconds=3)
+# A report made while a newer commit is still being planned (it came in during the plan) says
+# WaitApplied for it, no longer the older plan's Ready (a different report: more signals).
+PLANNING_PATCH = "bundle-report-waits-for-the-plan"
+# A deployment the rollout moves is released in the same pass, so the pass's report says
+# WaitApplied, not OutOfSync "held back by the rollout" (a different report).
+RELEASED_AT_ONCE_PATCH = "bundle-released-before-its-report"
 
 
 def _shape(report: BundleReport) -> str:
@@ -210,8 +218,9 @@ class BundleWorkflow:
 
     @workflow.query(name=BUNDLE_STATUS_QUERY)
     def status(self, request: BundleStatusRequest) -> BundleStatus:
-        states = self._states()
-        summary = summarize(states)
+        planning = self._planning()
+        states = self._states(planning)
+        summary = summarize(states, planning=planning)
         spec = self.state.spec
         clusters = []
         for name, item in sorted(states.items()):
@@ -232,6 +241,9 @@ class BundleWorkflow:
                     ),
                     non_ready=record.non_ready if record else [],
                     last_action=record.last_action if record else "",
+                    since=since.since
+                    if (since := self.state.since.get(name)) and since.state is item.state
+                    else None,
                 )
             )
         return BundleStatus(
@@ -430,6 +442,10 @@ class BundleWorkflow:
             if self._room() <= 0:
                 break  # the rest move when running ones finish: the next pass offers them
             if name not in self._in_flight:
+                if workflow.patched(RELEASED_AT_ONCE_PATCH):
+                    # Released now, not when the deploy's task first runs: the report at the
+                    # end of this pass must not call it held back by the rollout.
+                    self._put(self.state.deployments[name].release_staged())
                 self._spawn(name, self._deploy(name))
 
     def _room(self) -> int:
@@ -659,7 +675,15 @@ class BundleWorkflow:
 
     # --- status -------------------------------------------------------------------------------
 
-    def _states(self) -> dict[str, StateWithMessage]:
+    def _planning(self) -> str:
+        """The commit whose bundle content is not planned yet (its records are an older
+        commit's: not Ready at this one), or empty."""
+        spec = self.state.spec
+        if spec is None or self.state.plan_key.startswith(f"{spec.bundle_digest}:"):
+            return ""
+        return spec.commit
+
+    def _states(self, planning: str = "") -> dict[str, StateWithMessage]:
         offline = self._offline()
         states = {
             name: self.state.deployments[name].state(
@@ -671,7 +695,7 @@ class BundleWorkflow:
         }
         for name, error in self.state.plan_errors.items():
             states[name] = StateWithMessage(state=BundleState.ERR_APPLIED, message=error)
-        return states
+        return while_planning(states, planning) if planning else states
 
     async def _report_conflicts(self) -> None:
         conflicts, self._conflicts = self._conflicts, {}
@@ -706,12 +730,18 @@ class BundleWorkflow:
         # a readiness watch: ~50 s), and nothing needed computing for it.
         if throttled and not workflow.patched(REPORT_CHANGES_PATCH):
             return
-        states = self._states()
-        summary = summarize(states)
+        # Stale only when a new commit came in while the plan ran; the patch is asked only
+        # then, so runs that never met one carry no marker.
+        planning = self._planning()
+        if planning and not workflow.patched(PLANNING_PATCH):
+            planning = ""
+        states = self._states(planning)
+        summary = summarize(states, planning=planning)
         spec = self.state.spec
         self.state.conditions = transition(
             self.state.conditions, [ready_condition(summary.state, summary.message)], workflow.now()
         )
+        self.state.since = state_since(self.state.since, states, now)
         report = BundleReport(
             bundle=self.state.bundle,
             commit=spec.commit if spec else "",

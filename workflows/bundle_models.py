@@ -15,7 +15,7 @@ from activities.gitops_models import DependencyRef, PlannedTarget
 from flotilla.bundledeployment import DeploymentRecord as _DeploymentRecord
 from flotilla.credentials import RenderSecretRefs
 from flotilla.models import RolloutStrategy
-from flotilla.status import BundleState, Condition
+from flotilla.status import BundleState, Condition, StateSince
 from flotilla.targeting import GitRepoSwitches
 from workflows.common import MAX_PENDING_ACTIVITIES, MONITOR_INTERVAL
 from workflows.registry_models import ClusterSnapshot
@@ -72,6 +72,8 @@ class BundleWorkflowState(BaseModel):
     last_report_at: datetime | None = None
     # The bundle's Ready condition with its transition time (one entry: small at any size).
     conditions: list[Condition] = Field(default_factory=list)
+    # Each deployment's state and when it took it, as of the last report's states.
+    since: dict[str, StateSince] = Field(default_factory=dict)
     # Test switches: continue-as-new after this many events; watch readiness this long.
     max_history_events: int | None = None
     ready_watch_seconds: float = READY_WATCH_SECONDS
@@ -122,6 +124,8 @@ class ClusterStatus(BaseModel):
     release: str
     non_ready: list[str] = Field(default_factory=list)
     last_action: str = ""
+    # When the deployment took ``state`` (None: not recorded yet, a change not reported yet).
+    since: datetime | None = None
 
 
 class BundleStatus(BaseModel):

@@ -24,7 +24,7 @@ from flotilla.errors import FlotillaError
 from flotilla.settings import Settings, settings_from_env
 from runtime.stores import secret_store
 from starters.control import Control
-from worker import STARTED_LINE, FlotillaWorker, WorkerConfig
+from worker import DEFAULT_SEEN_SECONDS, STARTED_LINE, FlotillaWorker, WorkerConfig
 
 T = TypeVar("T")
 
@@ -61,6 +61,35 @@ class Flotilla:
                 raise AssertionError(f"timed out after {timeout}s; last value: {last!r}")
             await asyncio.sleep(interval)
 
+    async def listed_as(self, workflow_id: str, state: str, timeout: float = 5.0) -> None:
+        """The Temporal UI's view agrees: the workflow is listed under FlotillaState = ``state``
+        within ``timeout`` (visibility lags the workflow by up to a second or so)."""
+        query = f"WorkflowId = '{workflow_id}' AND FlotillaState = '{state}'"
+
+        async def listed() -> bool:
+            return [w.id async for w in self.client.list_workflows(query)] == [workflow_id]
+
+        await self.eventually(listed, bool, timeout=timeout, interval=0.2)
+
+    async def serve_gitrepo(
+        self, url: str, clusters: Mapping[str, str], *, name: str = "repo", ready: str = ""
+    ) -> None:
+        """Register ``clusters`` (name -> kubeconfig) and a GitRepo ``name`` of ``url`` that
+        targets them all; with ``ready`` ("1/1", say), wait until it is Ready with that many
+        bundle deployments ready."""
+        for cluster, kubeconfig in clusters.items():
+            await self.control.add_cluster(self.namespace, cluster, kubeconfig)
+        await self.worker.refresh_clusters()
+        await self.control.apply_text(
+            gitrepo_yaml(self.namespace, name, url, targets=[{"clusterSelector": {}}]),
+            file="gitrepo.yaml",
+        )
+        if ready:
+            await self.eventually(
+                lambda: self.control.gitrepo_status(self.namespace, name),
+                lambda s: s.state == "Ready" and s.ready_bundle_deployments == ready,
+            )
+
     async def cleanup(self) -> None:
         record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
         if record:
@@ -87,10 +116,17 @@ class Flotilla:
 
 
 async def start_flotilla(
-    client: Client, task_queue: str, tmp: Path, *, namespace: str | None = None, **env: str
+    client: Client,
+    task_queue: str,
+    tmp: Path,
+    *,
+    namespace: str | None = None,
+    seen_seconds: float = DEFAULT_SEEN_SECONDS,
+    **env: str,
 ) -> Flotilla:
     """A worker on ``task_queue`` serving ``namespace`` and a Control beside it, both with
-    ``settings_for_test(client, tmp, **env)`` (``env`` chooses backends, say)."""
+    ``settings_for_test(client, tmp, **env)`` (``env`` chooses backends, say); the worker
+    probes its clusters every ``seen_seconds``."""
     namespace = namespace or f"fl-{uuid.uuid4().hex[:8]}"
     config = WorkerConfig(
         task_queue=task_queue,
@@ -100,6 +136,7 @@ async def start_flotilla(
         cluster_concurrency=2,
         refresh_seconds=0.5,
         linger_seconds=30.0,
+        seen_seconds=seen_seconds,
         workdir=tmp / "work",
     )
     settings = settings_for_test(client, tmp, **env)
@@ -123,6 +160,11 @@ def settings_for_test(client: Client, tmp: Path, **env: str) -> Settings:
         },
         home=tmp / "home",
     )
+
+
+def table_row(table: str, name: str) -> str:
+    """The line of a ``flotilla get`` table whose NAME is ``name``."""
+    return next(line for line in table.splitlines() if line.split()[0] == name)
 
 
 def per_cluster_namespaces(prefix: str, clusters: list[str]) -> str:

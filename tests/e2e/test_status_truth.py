@@ -9,42 +9,34 @@ cannot be stopped for one test.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import time
 import uuid
 
+import pytest
+
 from devenv.cluster import LocalCluster
 from devenv.forward import TcpForwarder
 from devenv.gitserver import GitDaemon
 from devenv.process import free_port
+from devenv.temporal import TemporalDevServer
+from starters.get import table_from_visibility
 from starters.tables import (
+    bundle_table,
     cluster_table,
     describe_bundle,
     describe_cluster,
     describe_gitrepo,
     gitrepo_table,
 )
-from tests.e2e.harness import Flotilla, gitrepo_yaml, per_cluster_namespaces
+from tests.e2e.harness import Flotilla, gitrepo_yaml, per_cluster_namespaces, table_row
+from workflows.common import REPORT_INTERVAL
+from workflows.visibility import message_value
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
-
-
-def _row(table: str, name: str) -> str:
-    return next(line for line in table.splitlines() if line.split()[0] == name)
-
-
-async def _listed_state(flotilla: Flotilla, workflow_id: str, state: str) -> bool:
-    """The Temporal UI's view: the workflow is listed under FlotillaState = ``state``."""
-    query = f"WorkflowId = '{workflow_id}' AND FlotillaState = '{state}'"
-    return [w.id async for w in flotilla.client.list_workflows(query)] == [workflow_id]
-
-
-async def _ui_agrees(flotilla: Flotilla, workflow_id: str, state: str) -> None:
-    await flotilla.eventually(
-        lambda: _listed_state(flotilla, workflow_id, state), bool, timeout=5, interval=0.2
-    )
 
 
 async def test_git_errors_and_empty_paths_show_in_get_and_describe_and_clear(
@@ -88,7 +80,7 @@ async def test_git_errors_and_empty_paths_show_in_get_and_describe_and_clear(
             lambda s: s.state == "GitError",
             timeout=30,
         )
-        row = _row(gitrepo_table([status]), "repo")
+        row = table_row(gitrepo_table([status]), "repo")
         assert "GitError: " in row and reason in row and serving in row, (cause, row)
         assert "since 20" in row and "\n" not in status.message, cause
         text = describe_gitrepo(status)
@@ -100,7 +92,7 @@ async def test_git_errors_and_empty_paths_show_in_get_and_describe_and_clear(
         shown_after = time.monotonic() - started
         assert shown_after < 30, cause
         print(f"{cause}: GitError shown after {shown_after:.1f}s")
-        await _ui_agrees(flotilla, f"gitrepo/{ns}/repo", "GitError")
+        await flotilla.listed_as(f"gitrepo/{ns}/repo", "GitError")
         # The last good commit keeps running: its bundle is still there, still deployed.
         assert [b.bundle for b in await flotilla.control.list_bundles(ns)] == ["repo-app"]
         assert status.commit == commit
@@ -111,7 +103,7 @@ async def test_git_errors_and_empty_paths_show_in_get_and_describe_and_clear(
             lambda s: s.state == "Ready" and not s.error,
             timeout=30,
         )
-        assert _row(gitrepo_table([cleared]), "repo").split()[-1] == "Ready", cause
+        assert table_row(gitrepo_table([cleared]), "repo").split()[-1] == "Ready", cause
         assert all(c.status for c in cleared.conditions), cause
         assert "GitPolling   True" in describe_gitrepo(cleared)
 
@@ -135,15 +127,7 @@ async def test_a_cluster_whose_api_server_stops_is_offline_within_two_probes_and
     ns = flotilla.namespace
     bound = 2 * flotilla.config.seen_seconds
     try:
-        await flotilla.control.add_cluster(ns, "edge", json.dumps(kubeconfig))
-        await flotilla.worker.refresh_clusters()
-        await flotilla.control.apply_text(
-            gitrepo_yaml(ns, "repo", url, targets=[{"clusterSelector": {}}]), file="gitrepo.yaml"
-        )
-        await flotilla.eventually(
-            lambda: flotilla.control.gitrepo_status(ns, "repo"),
-            lambda s: s.state == "Ready" and s.ready_bundle_deployments == "1/1",
-        )
+        await flotilla.serve_gitrepo(url, {"edge": json.dumps(kubeconfig)}, ready="1/1")
 
         stopped = time.monotonic()
         await forwarder.stop()
@@ -164,13 +148,13 @@ async def test_a_cluster_whose_api_server_stops_is_offline_within_two_probes_and
         assert ready.last_transition is not None
         assert "Ready   False    Offline" in describe_bundle(bundle)
         registry = await flotilla.control.registry(ns)
-        row = _row(cluster_table(registry, [bundle]), "edge")
+        row = table_row(cluster_table(registry, [bundle]), "edge")
         assert "Offline: cluster unreachable since" in row
         assert str(forwarder.port) in row
         text = describe_cluster(registry.clusters[0], [bundle])
         assert "Reachable   False" in text and "Offline" in text
-        await _ui_agrees(flotilla, f"gitrepo/{ns}/repo", "Offline")
-        await _ui_agrees(flotilla, f"bundle/{ns}/repo-app", "Offline")
+        await flotilla.listed_as(f"gitrepo/{ns}/repo", "Offline")
+        await flotilla.listed_as(f"bundle/{ns}/repo-app", "Offline")
 
         restarted = time.monotonic()
         await forwarder.start()
@@ -185,8 +169,8 @@ async def test_a_cluster_whose_api_server_stops_is_offline_within_two_probes_and
         assert cleared_after <= bound, cleared_after
         registry = await flotilla.control.registry(ns)
         assert not registry.clusters[0].unreachable
-        await _ui_agrees(flotilla, f"gitrepo/{ns}/repo", "Ready")
-        await _ui_agrees(flotilla, f"bundle/{ns}/repo-app", "Ready")
+        await flotilla.listed_as(f"gitrepo/{ns}/repo", "Ready")
+        await flotilla.listed_as(f"bundle/{ns}/repo-app", "Ready")
     finally:
         await forwarder.stop()
 
@@ -256,5 +240,127 @@ async def test_a_bundle_change_reaches_the_gitrepo_within_five_seconds(
         assert states["fast"] == "Ready" and states["slow"] != "Ready", bundle
     finally:
         for name in ("fast", "slow", "default"):
+            with contextlib.suppress(Exception):
+                local_cluster.request("DELETE", f"/api/v1/namespaces/{prefix}-{name}")
+
+
+def _key(row: str) -> tuple[str, str]:
+    """A get row's commit and state (both tables: NAME, REPO|GITREPO, COMMIT, READY, STATUS)."""
+    words = row.split()
+    return words[2], words[4].rstrip(":")
+
+
+def _flat(table: str) -> dict[str, str]:
+    """A table's rows by name, with the column padding taken out."""
+    return {row.split()[0]: " ".join(row.split()) for row in table.splitlines()[1:]}
+
+
+async def test_get_and_the_ui_agree_with_describe_at_every_sample_of_a_rollout_with_a_failure(
+    flotilla: Flotilla,
+    local_cluster: LocalCluster,
+    git_daemon: GitDaemon,
+    repo_name: str,
+    temporal_server: TemporalDevServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`flotilla get` prints the search attributes the Temporal UI lists (over the HTTP API:
+    the same visibility records); `describe` asks the workflows. Sampled through a rollout
+    where one bundle fails on both clusters: every `get` row's commit and state is one
+    `describe` showed at the sample before it, after it, or within its kind's bound (a
+    GitRepo publishes with its status, visibility lagging; a bundle reports a new state within
+    REPORT_GAP); once settled (after REPORT_INTERVAL, a message's bound) the rows are the
+    same, word for word."""
+    monkeypatch.setenv("TEMPORAL_ADDRESS", temporal_server.address)
+    monkeypatch.setenv("TEMPORAL_HTTP_ADDRESS", temporal_server.http_address)
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", flotilla.client.namespace)
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    fleet_yaml = per_cluster_namespaces(prefix, ["a", "b"])
+    url = git_daemon.create_repo(
+        repo_name,
+        {
+            "ok/cm.yaml": CM.format(name="ok"),
+            "ok/fleet.yaml": fleet_yaml,
+            # The API server rejects it at install: ErrApplied on both clusters.
+            "broken/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n"
+            "data: {k: [1]}\n",
+            "broken/fleet.yaml": fleet_yaml,
+        },
+    )
+    ns = flotilla.namespace
+    kubeconfig = local_cluster.kubeconfig.read_text()
+    lags = {"gitrepo": 3.0, "state": 3.0 + 2.0, "message": REPORT_INTERVAL.total_seconds() + 2.0}
+    assert _key("repo git://h/r.git 0123abc 0/4 WaitApplied: x: y") == ("0123abc", "WaitApplied")
+
+    def get(kind: str) -> dict[str, str]:
+        text = table_from_visibility(argparse.Namespace(kind=kind, namespace=ns))
+        return {} if text is None else _flat(text)
+
+    try:
+        for name in ("a", "b"):
+            await flotilla.control.add_cluster(ns, name, kubeconfig)
+        await flotilla.worker.refresh_clusters()
+        await flotilla.control.apply_text(
+            gitrepo_yaml(ns, "repo", url, targets=[{"clusterSelector": {}}]), file="gitrepo.yaml"
+        )
+        # (time, rows by name) of what the workflows' status queries answered.
+        said: list[tuple[float, dict[str, str], dict[str, str]]] = []
+        samples = mismatches = 0
+        first_seen: dict[str, float] = {}
+        settled_at: float | None = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            # get first, then describe: a get row may be older than the describe answer that
+            # follows it (by its kind's lag), never newer.
+            listed_at = time.monotonic()
+            listed_repos, listed_bundles = get("gitrepos"), get("bundles")
+            repo = await flotilla.control.gitrepo_status(ns, "repo")
+            repo = repo.model_copy(update={"message": message_value(repo.message)})
+            bundles = await flotilla.control.list_bundles(ns)
+            bundles = [b.model_copy(update={"message": message_value(b.message)}) for b in bundles]
+            now = time.monotonic()
+            said.append(
+                (now, _flat(gitrepo_table([repo])), _flat(bundle_table(bundles)) if bundles else {})
+            )
+            samples += 1
+            for name in (*said[-1][1], *said[-1][2]):
+                first_seen.setdefault(name, now)
+
+            # The describe answers a get row may show: those within its kind's lag, and always
+            # the one just before it (samples are seconds apart under load; a state that came
+            # and went between two samples is seen by get alone, so states are compared, and
+            # whole rows once settled).
+            before = max((r[0] for r in said if r[0] < listed_at), default=now)
+
+            def shown_by_describe(name: str, row: str, column: int, lag: float) -> bool:
+                if first_seen.get(name, now) > listed_at - lag:  # noqa: B023
+                    return True  # describe has not answered for it long enough to judge
+                window = [
+                    (r[1] if column == 1 else r[2]).get(name, "")
+                    for r in said
+                    if r[0] >= min(listed_at - lag, before)  # noqa: B023
+                ]
+                return _key(row) in {_key(r) for r in window if r}
+
+            for name, row in listed_repos.items():
+                assert shown_by_describe(name, row, 1, lags["gitrepo"]), (row, said[-3:])
+            for name, row in listed_bundles.items():
+                assert shown_by_describe(name, row, 2, lags["state"]), (row, said[-3:])
+                mismatches += row != said[-1][2].get(name)
+            done = repo.state == "ErrApplied" and {b.bundle: b.state for b in bundles} == {
+                "repo-broken": "ErrApplied",
+                "repo-ok": "Ready",
+            }
+            if done and settled_at is None:
+                settled_at = now
+            if settled_at is not None and now - settled_at > lags["message"]:
+                break
+            await asyncio.sleep(0.3)
+        assert settled_at is not None, said[-1]
+        # Settled: what get prints is what describe says, row for row.
+        assert get("gitrepos") == said[-1][1] and get("bundles") == said[-1][2], said[-1]
+        print(f"{samples} samples; a get bundle row differed from describe's at {mismatches}")
+        await flotilla.listed_as(f"bundle/{ns}/repo-broken", "ErrApplied")
+    finally:
+        for name in ("a", "b", "default"):
             with contextlib.suppress(Exception):
                 local_cluster.request("DELETE", f"/api/v1/namespaces/{prefix}-{name}")

@@ -20,15 +20,18 @@ from flotilla.status import (
     Condition,
     DeploymentObservation,
     RepoState,
+    StateSince,
     StateWithMessage,
     cluster_state,
     compute_state,
     explain,
     gitrepo_conditions,
     ready_condition,
+    state_since,
     summarize,
     summarize_gitrepo,
     transition,
+    while_planning,
     worst_state,
 )
 
@@ -208,6 +211,33 @@ def test_summarize_nothing() -> None:
         "",
         [],
     )
+
+
+@pytest.mark.parametrize("state", list(SEVERITY))
+def test_while_a_new_commit_is_planned_nothing_is_ready_but_worse_states_stay(
+    state: BundleState,
+) -> None:
+    before = {
+        "a": StateWithMessage(state=state, message="as it was"),
+        "b": StateWithMessage(state=S.READY),
+    }
+    during = while_planning(before, "c0ffee" * 7)
+    waiting = StateWithMessage(state=S.WAIT_APPLIED, message="planning commit c0ffeec0ffee")
+    kept = state in (S.ERR_APPLIED, S.OFFLINE)
+    assert during == {"a": before["a"] if kept else waiting, "b": waiting}
+    summary = summarize(before, planning="c0ffee" * 7)
+    assert (summary.ready, summary.display) == (0, "0/2")
+    assert summary.state is (state if kept else S.WAIT_APPLIED)
+
+
+def test_a_bundle_planning_its_first_commit_is_wait_applied_not_an_empty_ready() -> None:
+    summary = summarize({}, planning="abc")
+    assert (summary.state, summary.message, summary.display) == (
+        S.WAIT_APPLIED,
+        "planning commit abc",
+        "0/0",
+    )
+    assert summarize({}).state is S.READY  # planned, and no cluster targeted: nothing to wait
 
 
 def test_summary_round_trips_through_json() -> None:
@@ -450,6 +480,22 @@ def test_transition_times_change_with_status_or_reason_not_with_the_message() ->
     assert reason[0].last_transition == t1
     ready = transition(reason, [cond("Ready", True, "Ready"), cond("GitPolling", True, "x")], t2)
     assert [c.last_transition for c in ready] == [t2, t2]
+
+
+def test_a_deployment_keeps_its_since_while_its_state_stays_whatever_the_message() -> None:
+    t0, t1 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    first = state_since({}, {"a": StateWithMessage(state=S.NOT_READY, message="x")}, t0)
+    assert first == {"a": StateSince(state=S.NOT_READY, since=t0)}
+    later = {
+        "a": StateWithMessage(state=S.NOT_READY, message="y"),
+        "b": StateWithMessage(state=S.READY),
+    }
+    assert state_since(first, later, t1) == {
+        "a": StateSince(state=S.NOT_READY, since=t0),
+        "b": StateSince(state=S.READY, since=t1),
+    }
+    ready = state_since(first, {"a": StateWithMessage(state=S.READY)}, t1)
+    assert ready == {"a": StateSince(state=S.READY, since=t1)}  # and b, gone, is dropped
 
 
 def test_gitrepo_conditions_say_git_and_ready_apart() -> None:

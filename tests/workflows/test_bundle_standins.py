@@ -16,7 +16,10 @@ tests, which stay:
   tests/workflows/test_gitrepo.py (``test_cluster_groups_target_and_unreachable_...``);
 * maxUnavailable: tests/e2e/test_rollout.py
   (``test_partitions_roll_out_in_order_with_at_most_one_unavailable``);
-* removal on retirement: tests/e2e/test_delete.py and tests/e2e/test_retarget.py.
+* removal on retirement: tests/e2e/test_delete.py and tests/e2e/test_retarget.py;
+* not Ready at a commit before it is planned: tests/prodtemporal/test_disaster_recovery.py;
+* no report of a cluster "held back" while it is deployed: tests/e2e/test_status_truth.py
+  (``test_get_and_the_ui_agree_with_describe_...``, which found it).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from flotilla.ids import (
 )
 from flotilla.models import RolloutStrategy
 from flotilla.status import BundleState
+from starters.tables import describe_bundle
 from workflows.bundle import REFRESH_SIGNAL, BundleWorkflow
 from workflows.bundle_models import (
     BundleRefresh,
@@ -69,6 +73,7 @@ from workflows.bundle_models import (
     BundleWorkflowState,
     RetireRequest,
 )
+from workflows.common import REPORT_INTERVAL
 from workflows.registry_models import ClusterSnapshot, ClusterView
 
 T = TypeVar("T")
@@ -111,6 +116,8 @@ class StandIns:
     # Clusters whose checks correct drift (correctDrift), and how many corrections were made.
     correct_drift: set[str] = field(default_factory=set)
     corrections: int = 0
+    # Plans after the first hold until the test sets this (a new commit being planned).
+    hold_plan: asyncio.Event | None = None
 
     @contextlib.asynccontextmanager
     async def _running(self, name: str, cluster: str) -> AsyncIterator[int]:
@@ -134,6 +141,9 @@ class StandIns:
 
     @activity.defn(name="plan_bundle")
     async def plan_bundle(self, request: PlanRequest) -> PlanResult:
+        async with self._running("plan_bundle", "") as attempt:
+            if attempt > 1 and self.hold_plan is not None:
+                await self.hold_plan.wait()
         targets = []
         for cluster in request.clusters:
             options = f"{request.bundle_digest}-{cluster.name}"
@@ -301,9 +311,7 @@ async def start(
                 namespace=ns,
                 bundle="app",
                 gitrepo_workflow_id=gitrepo_workflow_id(ns, "repo"),
-                retry_seconds=0.5,
-                monitor_seconds=3600,
-                **switches,
+                **{"retry_seconds": 0.5, "monitor_seconds": 3600, **switches},
             )
             if serve_push:
                 for queue in push_task_queues(task_queue):
@@ -374,6 +382,58 @@ async def test_a_failed_deploy_is_errapplied_then_retried_and_notready_is_watche
     await eventually(bundle.states, all_ready)
     assert standins.calls["deploy_bundle", "b"] == 1  # b was applied once, only watched again
     assert (await bundle.status()).clusters[0].last_action == "install: stand-in"
+
+
+async def test_a_new_commit_is_not_ready_before_its_plan_is_made(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    """The disaster-recovery drill once saw a bundle Ready at a new commit while its clusters
+    still ran the old one: the commit is the spec's at once, the records the old plan's."""
+    standins = StandIns(clusters=["a", "b"], hold_plan=asyncio.Event())
+    bundle = await start(standins)
+    await eventually(bundle.states, all_ready)
+
+    first = await eventually(bundle.status, lambda s: all(c.since for c in s.clusters))
+    await bundle.release(2)
+    await eventually(standins.calls_now, lambda calls: calls["plan_bundle", ""] == 2)
+    status = await bundle.status()
+    assert status.commit == "commit-2"
+    assert (status.state, status.ready) == (BundleState.WAIT_APPLIED, 0), status
+    assert status.message == "a: planning commit commit-2"
+    assert {c.state for c in status.clusters} == {BundleState.WAIT_APPLIED}
+
+    assert standins.hold_plan is not None
+    standins.hold_plan.set()
+    status = await eventually(
+        bundle.status, lambda s: all_ready({c.cluster: c.state for c in s.clusters})
+    )
+    assert {c.applied for c in status.clusters} == {
+        deployment_id("2" * 64, f"{'2' * 64}-{c}") for c in ("a", "b")
+    }
+    # describe: each cluster's state since it last changed (Ready again, after WaitApplied).
+    status = await eventually(bundle.status, lambda s: all(c.since for c in s.clusters))
+    for before, after in zip(first.clusters, status.clusters, strict=True):
+        assert before.since and after.since and after.since > before.since, (before, after)
+    text = describe_bundle(status, now=max(c.since for c in status.clusters if c.since))
+    assert "  CLUSTER   STATE   SINCE" in text and "  a         Ready   0s" in text, text
+
+
+async def test_a_rollout_that_moves_every_cluster_never_reports_one_held_back(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    """The pass that decides to deploy a cluster releases it before it reports. A retry
+    after a quiet spell longer than REPORT_INTERVAL reports at once, and it said OutOfSync
+    "held back by the rollout" while the deploy was starting again."""
+    standins = StandIns(clusters=["a", "b"], failures={"a": ["helm upgrade failed: boom"]})
+    bundle = await start(standins, retry_seconds=REPORT_INTERVAL.total_seconds() + 0.5)
+    await eventually(bundle.states, all_ready, timeout=90)
+    reported = []
+    async for event in bundle.handle.fetch_history_events():
+        if event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            if "FlotillaState" in fields.indexed_fields:
+                reported.append(fields.indexed_fields["FlotillaState"].data.decode().strip('"'))
+    assert "ErrApplied" in reported and "OutOfSync" not in reported, reported
 
 
 async def test_an_offline_cluster_shows_so_and_catches_up_when_served(
