@@ -644,19 +644,32 @@ def load_cluster_group(text: str, *, file: str) -> tuple[ClusterGroup, list[str]
 
 def load_fleet_objects(text: str, *, file: str) -> tuple[list[FleetObject], list[str]]:
     """Load a multi-document file of GitRepos, Clusters and ClusterGroups, dispatching on kind."""
-    documents = [d for d in load_yaml_documents(text, file=file) if d is not None]
     objects: list[FleetObject] = []
     warnings: list[str] = []
-    for index, document in enumerate(documents):
-        where = f"{file} (document {index + 1})" if len(documents) > 1 else file
-        data = require_mapping(document, file=where)
-        model = _object_model(data, file=where)
-        parsed, found = parse_spec(model, data, file=where)
+    for where, data in document_mappings(text, file=file):
+        parsed, found = parse_fleet_object(data, file=where)
         objects.append(parsed)
         warnings.extend(found)
-        if isinstance(parsed, GitRepo):
-            warnings.extend(_credentials_unused(parsed, file=where))
     return objects, warnings
+
+
+def document_mappings(text: str, *, file: str) -> list[tuple[str, dict[str, Any]]]:
+    """The non-empty documents of a YAML file, each a mapping named by its place in the file."""
+    documents = [d for d in load_yaml_documents(text, file=file) if d is not None]
+    named = []
+    for index, document in enumerate(documents):
+        where = f"{file} (document {index + 1})" if len(documents) > 1 else file
+        named.append((where, require_mapping(document, file=where)))
+    return named
+
+
+def parse_fleet_object(data: dict[str, Any], *, file: str) -> tuple[FleetObject, list[str]]:
+    """One GitRepo, Cluster or ClusterGroup document, with its warnings."""
+    model = _object_model(data, file=file)
+    parsed, warnings = parse_spec(model, data, file=file)
+    if isinstance(parsed, GitRepo):
+        warnings.extend(_credentials_unused(parsed, file=file))
+    return parsed, warnings
 
 
 def _credentials_unused(gitrepo: GitRepo, *, file: str) -> list[str]:

@@ -32,10 +32,12 @@ from flotilla.ids import (
     CONTROL_TASK_QUEUE,
     bundle_workflow_id,
     gitrepo_workflow_id,
+    notification_workflow_id,
     registry_workflow_id,
 )
 from flotilla.kubenames import name_problem
-from flotilla.models import Cluster, ClusterGroup, GitRepo, load_fleet_objects
+from flotilla.models import Cluster, ClusterGroup, GitRepo
+from flotilla.notifications import Alert, NotificationObject, Provider, load_objects
 from workflows.bundle_models import (
     BUNDLE_STATUS_QUERY,
     PAUSE_SIGNAL,
@@ -58,6 +60,16 @@ from workflows.gitrepo_models import (
     SyncNowResult,
     UpdateSpecRequest,
     UpdateSpecResult,
+)
+from workflows.notifications_models import (
+    APPLY_NOTIFICATION_UPDATE,
+    NOTIFICATION_STATUS_QUERY,
+    NOTIFICATION_WORKFLOW,
+    ApplyNotificationRequest,
+    ApplyNotificationResult,
+    NotificationState,
+    NotificationStatus,
+    NotificationStatusRequest,
 )
 from workflows.registry_models import (
     APPLY_CLUSTER_UPDATE,
@@ -252,17 +264,59 @@ class Control:
 
     async def apply_text(self, text: str, *, file: str) -> list[str]:
         """Validate every document first, then apply them in order; one line per object."""
-        objects, warnings = load_fleet_objects(text, file=file)
+        objects, warnings = load_objects(text, file=file)
         lines = [f"warning: {w}" for w in warnings]
         for obj in objects:
             if isinstance(obj, GitRepo):
                 await self.apply_gitrepo(obj)
             elif isinstance(obj, Cluster):
                 await self.apply_cluster(obj)
-            else:
+            elif isinstance(obj, ClusterGroup):
                 await self.apply_group(obj)
+            else:
+                await self.apply_notification(obj)
             lines.append(f"{obj.kind.lower()} {obj.metadata.namespace}/{obj.metadata.name} applied")
         return lines
+
+    # --- notifications ------------------------------------------------------------------------
+
+    async def apply_notification(self, obj: NotificationObject) -> str:
+        """Hand a Provider or an Alert to ``notifications/<ns>``, starting it when new."""
+        namespace = obj.metadata.namespace
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            NOTIFICATION_WORKFLOW,
+            NotificationState(namespace=namespace),
+            id=notification_workflow_id(namespace),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"notifications of namespace {namespace}",
+        )
+        request = ApplyNotificationRequest(
+            name=obj.metadata.name,
+            provider=obj.spec if isinstance(obj, Provider) else None,
+            alert=obj.spec if isinstance(obj, Alert) else None,
+        )
+        try:
+            result: ApplyNotificationResult = await self.client.execute_update_with_start_workflow(
+                APPLY_NOTIFICATION_UPDATE,
+                request,
+                start_workflow_operation=start,
+                result_type=ApplyNotificationResult,
+            )
+        except WorkflowUpdateFailedError as err:
+            raise FlotillaError(cause_message(err)) from None
+        return result.message
+
+    async def notification_status(self, namespace: str) -> NotificationStatus:
+        handle = self.client.get_workflow_handle(notification_workflow_id(namespace))
+        return await _not_found_is_error(
+            handle.query(
+                NOTIFICATION_STATUS_QUERY,
+                NotificationStatusRequest(),
+                result_type=NotificationStatus,
+            ),
+            f"no notification config in namespace {namespace!r}: apply a Provider and an Alert",
+        )
 
     def gitrepo(self, namespace: str, name: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(gitrepo_workflow_id(namespace, name))
