@@ -223,7 +223,8 @@ def report_events(
         )
 
     events: list[NotificationEvent] = []
-    if new_commit and report.desired:
+    # Started once the commit's first report that targets clusters arrives.
+    if report.desired and (new_commit or not (previous and previous.desired)):
         events.append(event(EventKind.ROLLOUT_STARTED, list(report.states)))
     for name in report.partitions_done:
         if name not in done_before:

@@ -29,7 +29,7 @@ from flotilla.notifications import (
 )
 from flotilla.status import BundleReport, BundleState
 
-R, E, W, M, O, N = (
+R, E, W, M, OFF, N = (
     BundleState.READY,
     BundleState.ERR_APPLIED,
     BundleState.WAITING_FOR_DEPENDENCY,
@@ -135,6 +135,8 @@ def kinds(previous: BundleReport | None, current: BundleReport) -> list[tuple[st
             [("RolloutStarted", ["a"])],
         ),
         (report(states={"a": N}), report(states={"a": N}), []),
+        # a commit's first report before planning targets nothing: started at the next one
+        (report(states={}), report(states={"a": N}), [("RolloutStarted", ["a"])]),
         # Ready on all clusters, once per commit
         (
             report(states={"a": R, "b": N}),
@@ -162,7 +164,7 @@ def kinds(previous: BundleReport | None, current: BundleReport) -> list[tuple[st
         (report(states={"a": R}, state=R), report(states={"a": M}, state=M), [("Modified", ["a"])]),
         (
             report(states={"a": R}, state=R),
-            report(states={"a": O}, state=O),
+            report(states={"a": OFF}, state=OFF),
             [("ClusterOffline", ["a"])],
         ),
         # a dependency wait starts and ends
