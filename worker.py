@@ -330,6 +330,8 @@ class FlotillaWorker:
         reports: dict[str, ClustersSeen] = {}
         for queue, problem in zip(queues, problems, strict=True):
             namespace, cluster = cluster_of_task_queue(queue)
+            if self.metrics is not None:
+                self.metrics.clusters.observe(namespace, cluster, answered=not problem)
             report = reports.setdefault(namespace, ClustersSeen(seen={}, probed_at=now))
             if problem:
                 log.info("cluster %s/%s not reached: %s", namespace, cluster, problem)
