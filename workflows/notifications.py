@@ -80,6 +80,10 @@ class NotificationWorkflow:
         self._wake = False
         self._stopping = False
         self._draining: dict[str, asyncio.Task[None]] = {}
+        # The keys in each queue, so a flood of events is matched in linear time.
+        self._queued: dict[str, set[str]] = {
+            name: {item.key for item in queue} for name, queue in state.outbox.items()
+        }
 
     @workflow.run
     async def run(self, state: NotificationState) -> None:
@@ -186,13 +190,15 @@ class NotificationWorkflow:
 
     def _enqueue(self, provider: str, event: NotificationEvent) -> None:
         queue = self.state.outbox.setdefault(provider, [])
+        keys = self._queued.setdefault(provider, set())
         key = delivery_key(event, provider)
-        if any(item.key == key for item in queue):
+        if key in keys:
             return  # two Alerts sending one event to one provider: one message
         if len(queue) >= MAX_QUEUED:
             self.state.dropped[provider] = self.state.dropped.get(provider, 0) + 1
             return
         queue.append(Outgoing(key=key, event=event))
+        keys.add(key)
 
     def _release_waits(self) -> None:
         now = workflow.now()
@@ -218,6 +224,7 @@ class NotificationWorkflow:
                 else:
                     await self._deliver(name, spec, item)
                 queue.pop(0)
+                self._queued[name].discard(item.key)
             if not queue:
                 self.state.outbox.pop(name, None)
         finally:
