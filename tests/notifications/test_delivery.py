@@ -154,6 +154,17 @@ async def signal_events(client: Client, ns: str, batch: list[NotificationEvent])
     )
 
 
+async def delivered(control: Control, ns: str, count: int) -> None:
+    """Wait until every provider's deliveries up to ``count`` completed in history."""
+    deadline = time.monotonic() + 60
+    while True:
+        status = await control.notification_status(ns)
+        if all(p.delivered >= count and not p.queued for p in status.providers):
+            return
+        assert time.monotonic() < deadline, status
+        await asyncio.sleep(0.2)
+
+
 def check_signed(message: Received) -> None:
     expected = hmac.new(HMAC_KEY.encode(), message.body, hashlib.sha256).hexdigest()
     assert message.headers[SIGNATURE_HEADER] == f"sha256={expected}"
@@ -182,12 +193,15 @@ async def test_exactly_one_message_per_event_across_a_worker_sigkill(
             )
             await signal_events(temporal_client, ns, events(ns, 0, 4))
             await until(lambda: all(len(receiver.on(p)) >= 4 for p in paths), "first batch")
+            await delivered(control, ns, 4)
 
-            # Killed while idle; the next events arrive while no worker runs.
+            # Killed while idle (every delivery recorded in history); the next events arrive
+            # while no worker runs.
             worker.kill()
             await signal_events(temporal_client, ns, events(ns, 4, 4))
             worker.start()
             await until(lambda: all(len(receiver.on(p)) >= 8 for p in paths), "second batch")
+            await delivered(control, ns, 8)
 
             # Killed with a delivery in flight: the receiver holds each request for 3 s.
             receiver.delay = 3.0
