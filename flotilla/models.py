@@ -706,12 +706,21 @@ def _object_model(
             file=file,
             field="apiVersion",
         )
+    return model_for_kind(data, _OBJECT_KINDS, file=file, what="a kind flotilla applies")
+
+
+KindT = TypeVar("KindT")
+
+
+def model_for_kind(data: dict[str, Any], kinds: dict[str, KindT], *, file: str, what: str) -> KindT:
+    """The model of a document's ``kind`` among ``kinds``, or a one-line SpecError naming the
+    kinds there are and the near miss."""
     kind = data.get("kind")
-    model = _OBJECT_KINDS.get(kind) if isinstance(kind, str) else None
+    model = kinds.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise SpecError(
-            f"{short_repr(kind)} is not a kind flotilla applies (use one of "
-            f"{', '.join(_OBJECT_KINDS)}){_did_you_mean(str(kind), _OBJECT_KINDS)}",
+            f"{short_repr(kind)} is not {what} (use one of "
+            f"{', '.join(kinds)}){_did_you_mean(str(kind), kinds)}",
             file=file,
             field="kind",
         )

@@ -21,7 +21,6 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field
 
 from flotilla.durations import parse_duration
-from flotilla.errors import SpecError, short_repr
 from flotilla.models import (
     Duration,
     FleetModel,
@@ -29,6 +28,7 @@ from flotilla.models import (
     ObjectMeta,
     StringMap,
     document_mappings,
+    model_for_kind,
     parse_fleet_object,
     parse_spec,
 )
@@ -135,7 +135,9 @@ def load_objects(
     warnings: list[str] = []
     for where, data in document_mappings(text, file=file):
         if data.get("apiVersion") == NOTIFICATION_API_VERSION:
-            model = _notification_model(data, file=where)
+            model = model_for_kind(
+                data, _KINDS, file=where, what=f"a kind of {NOTIFICATION_API_VERSION}"
+            )
             parsed: FleetObject | NotificationObject
             parsed, found = parse_spec(model, data, file=where)
         else:
@@ -146,19 +148,6 @@ def load_objects(
         if isinstance(obj, Alert):
             parse_duration(obj.spec.dependency_wait, field="spec.dependencyWait", file=file)
     return objects, warnings
-
-
-def _notification_model(data: dict[str, Any], *, file: str) -> type[Provider] | type[Alert]:
-    kind = data.get("kind")
-    model = _KINDS.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        raise SpecError(
-            f"{short_repr(kind)} is not a kind of {NOTIFICATION_API_VERSION} "
-            f"(use one of {', '.join(_KINDS)})",
-            file=file,
-            field="kind",
-        )
-    return model
 
 
 # ---------------------------------------------------------------------------------------------
