@@ -32,6 +32,7 @@ name, its value and how to fix it, not later inside an activity.
 | FLOTILLA_TOOLS_DIR | where ``make tools`` keeps the pinned builds | ~/.cache/flotilla/tools |
 | FLOTILLA_WORKDIR | scratch: clones, renders, content cache | ~/.cache/flotilla/work |
 | FLOTILLA_INSECURE_SKIP_HOST_KEY_CHECKS | ``true``: accept any SSH host key (insecure) | false |
+| FLOTILLA_TEMPORAL_UI_URL | the Temporal UI notifications link to | http://127.0.0.1:8233 |
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ ENVIRONMENT = frozenset(
         "FLOTILLA_TOOLS_DIR",
         "FLOTILLA_WORKDIR",
         "FLOTILLA_INSECURE_SKIP_HOST_KEY_CHECKS",
+        "FLOTILLA_TEMPORAL_UI_URL",
     }
 )
 
