@@ -92,6 +92,7 @@ from workflows.registry_models import (
 from workflows.visibility import GITREPO, KIND
 
 T = TypeVar("T")
+R = TypeVar("R", bound=BaseModel)
 
 
 class Control:
@@ -106,24 +107,42 @@ class Control:
 
     # --- registry ------------------------------------------------------------------------------
 
+    async def _update_with_start(
+        self,
+        entity: tuple[str, BaseModel, str, str],
+        update: str,
+        request: BaseModel,
+        result_type: type[R],
+    ) -> R:
+        """Send ``update`` to an entity workflow (``(type, initial state, id, summary)``),
+        starting it when it is not running; a refused update is a one-line FlotillaError."""
+        workflow, state, workflow_id, summary = entity
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            workflow,
+            state,
+            id=workflow_id,
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=summary,
+        )
+        try:
+            result: R = await self.client.execute_update_with_start_workflow(
+                update, request, start_workflow_operation=start, result_type=result_type
+            )
+            return result
+        except WorkflowUpdateFailedError as err:
+            raise FlotillaError(cause_message(err)) from None
+
     async def _registry_update(
         self, namespace: str, update: str, request: BaseModel
     ) -> RegistryChange:
-        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+        entity = (
             REGISTRY_WORKFLOW,
             RegistryState(namespace=namespace),
-            id=registry_workflow_id(namespace),
-            task_queue=self.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            static_summary=f"cluster registry of namespace {namespace}",
+            registry_workflow_id(namespace),
+            f"cluster registry of namespace {namespace}",
         )
-        try:
-            change: RegistryChange = await self.client.execute_update_with_start_workflow(
-                update, request, start_workflow_operation=start, result_type=RegistryChange
-            )
-            return change
-        except WorkflowUpdateFailedError as err:
-            raise FlotillaError(cause_message(err)) from None
+        return await self._update_with_start(entity, update, request, RegistryChange)
 
     async def ensure_registry(self, namespace: str) -> None:
         await self.client.start_workflow(
@@ -283,28 +302,20 @@ class Control:
     async def apply_notification(self, obj: NotificationObject) -> str:
         """Hand a Provider or an Alert to ``notifications/<ns>``, starting it when new."""
         namespace = obj.metadata.namespace
-        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+        entity = (
             NOTIFICATION_WORKFLOW,
             NotificationState(namespace=namespace),
-            id=notification_workflow_id(namespace),
-            task_queue=self.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            static_summary=f"notifications of namespace {namespace}",
+            notification_workflow_id(namespace),
+            f"notifications of namespace {namespace}",
         )
         request = ApplyNotificationRequest(
             name=obj.metadata.name,
             provider=obj.spec if isinstance(obj, Provider) else None,
             alert=obj.spec if isinstance(obj, Alert) else None,
         )
-        try:
-            result: ApplyNotificationResult = await self.client.execute_update_with_start_workflow(
-                APPLY_NOTIFICATION_UPDATE,
-                request,
-                start_workflow_operation=start,
-                result_type=ApplyNotificationResult,
-            )
-        except WorkflowUpdateFailedError as err:
-            raise FlotillaError(cause_message(err)) from None
+        result = await self._update_with_start(
+            entity, APPLY_NOTIFICATION_UPDATE, request, ApplyNotificationResult
+        )
         return result.message
 
     async def notification_status(self, namespace: str) -> NotificationStatus:
