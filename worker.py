@@ -37,6 +37,7 @@ from temporalio.worker import Interceptor, PollerBehaviorAutoscaling, Worker
 from activities.contentgc import ContentActivities
 from activities.deploy import DeployActivities
 from activities.gitops import GitOpsActivities
+from activities.notify import NotifyActivities
 from activities.objectwatch import ObjectWatchActivities
 from activities.objectwatch_models import (
     OBJECTS_CHANGED_SIGNAL,
@@ -70,6 +71,7 @@ from workflows.bundle import BundleWorkflow
 from workflows.contentgc import ContentGarbageWorkflow
 from workflows.gitrepo import GitRepoWorkflow
 from workflows.imagepolicy import ImagePolicyWorkflow
+from workflows.notifications import NotificationWorkflow
 from workflows.objectwatch import ObjectWatchWorkflow
 from workflows.registry import ClusterRegistryWorkflow
 from workflows.registry_models import ClustersSeen, SnapshotRequest
@@ -83,6 +85,7 @@ WORKFLOWS = (
     ImagePolicyWorkflow,
     ContentGarbageWorkflow,
     ObjectWatchWorkflow,
+    NotificationWorkflow,
 )
 DEFAULT_THREADS = 16
 DEFAULT_REFRESH_SECONDS = 5.0
@@ -175,6 +178,9 @@ class FlotillaWorker:
         self.writeback = WriteBackActivities(self.gitops, config.workdir / "writeback")
         self.schedules = ScheduleActivities(client, content, self.gitops)
         self.content = ContentActivities(client, content)
+        self.notify = NotifyActivities(
+            secrets, ui_url=settings.temporal_ui_url, temporal_namespace=settings.temporal.namespace
+        )
         self._queues = push_task_queues(config.task_queue)
         self._per_queue = max(2, -(-config.cluster_threads // len(self._queues)))
         self.objectwatch = ObjectWatchActivities(self.deploy, self._objects_changed)
@@ -240,6 +246,7 @@ class FlotillaWorker:
                 self.schedules.record_policy_state,
                 self.schedules.request_gitrepo_sync,
                 self.content.collect_garbage,
+                self.notify.deliver_notification,
             ],
             activity_executor=self._control_pool,
             max_concurrent_activities=self.config.control_threads,
@@ -323,6 +330,8 @@ class FlotillaWorker:
         reports: dict[str, ClustersSeen] = {}
         for queue, problem in zip(queues, problems, strict=True):
             namespace, cluster = cluster_of_task_queue(queue)
+            if self.metrics is not None:
+                self.metrics.clusters.observe(namespace, cluster, answered=not problem)
             report = reports.setdefault(namespace, ClustersSeen(seen={}, probed_at=now))
             if problem:
                 log.info("cluster %s/%s not reached: %s", namespace, cluster, problem)

@@ -111,3 +111,8 @@ MAX_MESSAGE_SEARCH_ATTRIBUTE = 240
 
 def objectwatch_workflow_id(namespace: str, cluster: str) -> str:
     return f"objectwatch/{namespace}/{cluster}"
+
+
+def notification_workflow_id(namespace: str) -> str:
+    """The namespace's notification config and outbox (Providers, Alerts, queued messages)."""
+    return f"notifications/{namespace}"

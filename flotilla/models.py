@@ -694,26 +694,40 @@ def load_cluster_group(text: str, *, file: str) -> tuple[ClusterGroup, list[str]
 
 def load_fleet_objects(text: str, *, file: str) -> tuple[list[FleetObject], list[str]]:
     """Load a multi-document file of GitRepos, Clusters, ClusterGroups, Policies and
-    GitRepoRestrictions, dispatching on kind.
+    GitRepoRestrictions, dispatching on kind."""
+    objects: list[FleetObject] = []
+    warnings: list[str] = []
+    for where, data in document_mappings(text, file=file):
+        parsed, found = parse_fleet_object(data, file=where)
+        objects.append(parsed)
+        warnings.extend(found)
+    return objects, warnings
+
+
+def document_mappings(text: str, *, file: str) -> list[tuple[str, dict[str, Any]]]:
+    """The non-empty documents of a YAML file, each a mapping named by its place in the file."""
+    documents = [d for d in load_yaml_documents(text, file=file) if d is not None]
+    named = []
+    for index, document in enumerate(documents):
+        where = f"{file} (document {index + 1})" if len(documents) > 1 else file
+        named.append((where, require_mapping(document, file=where)))
+    return named
+
+
+def parse_fleet_object(data: dict[str, Any], *, file: str) -> tuple[FleetObject, list[str]]:
+    """One GitRepo, Cluster, ClusterGroup, Policy or GitRepoRestriction document, with its
+    warnings.
 
     A restriction's unknown field is an error, not a warning: an ignored misspelt allow-list
     would allow what an administrator meant to forbid."""
-    documents = [d for d in load_yaml_documents(text, file=file) if d is not None]
-    objects: list[FleetObject] = []
-    warnings: list[str] = []
-    for index, document in enumerate(documents):
-        where = f"{file} (document {index + 1})" if len(documents) > 1 else file
-        data = require_mapping(document, file=where)
-        model = _object_model(data, file=where)
-        parsed, found = parse_spec(model, data, file=where)
-        if isinstance(parsed, Policy | GitRepoRestriction):
-            for path, hint in find_unknown_fields(model, data):
-                raise SpecError(f"unknown field{hint}", file=where, field=path)
-        objects.append(parsed)
-        warnings.extend(found)
-        if isinstance(parsed, GitRepo):
-            warnings.extend(_credentials_unused(parsed, file=where))
-    return objects, warnings
+    model = _object_model(data, file=file)
+    parsed, warnings = parse_spec(model, data, file=file)
+    if isinstance(parsed, Policy | GitRepoRestriction):
+        for path, hint in find_unknown_fields(model, data):
+            raise SpecError(f"unknown field{hint}", file=file, field=path)
+    if isinstance(parsed, GitRepo):
+        warnings.extend(_credentials_unused(parsed, file=file))
+    return parsed, warnings
 
 
 def _credentials_unused(gitrepo: GitRepo, *, file: str) -> list[str]:
@@ -748,12 +762,21 @@ def _object_model(data: dict[str, Any], *, file: str) -> type[FleetObject]:
             file=file,
             field="apiVersion",
         )
+    return model_for_kind(data, _OBJECT_KINDS, file=file, what="a kind flotilla applies")
+
+
+KindT = TypeVar("KindT")
+
+
+def model_for_kind(data: dict[str, Any], kinds: dict[str, KindT], *, file: str, what: str) -> KindT:
+    """The model of a document's ``kind`` among ``kinds``, or a one-line SpecError naming the
+    kinds there are and the near miss."""
     kind = data.get("kind")
-    model = _OBJECT_KINDS.get(kind) if isinstance(kind, str) else None
+    model = kinds.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise SpecError(
-            f"{short_repr(kind)} is not a kind flotilla applies (use one of "
-            f"{', '.join(_OBJECT_KINDS)}){_did_you_mean(str(kind), _OBJECT_KINDS)}",
+            f"{short_repr(kind)} is not {what} (use one of "
+            f"{', '.join(kinds)}){_did_you_mean(str(kind), kinds)}",
             file=file,
             field="kind",
         )

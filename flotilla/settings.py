@@ -32,6 +32,7 @@ name, its value and how to fix it, not later inside an activity.
 | FLOTILLA_TOOLS_DIR | where ``make tools`` keeps the pinned builds | ~/.cache/flotilla/tools |
 | FLOTILLA_WORKDIR | scratch: clones, renders, content cache | ~/.cache/flotilla/work |
 | FLOTILLA_INSECURE_SKIP_HOST_KEY_CHECKS | ``true``: accept any SSH host key (insecure) | false |
+| FLOTILLA_TEMPORAL_UI_URL | the Temporal UI notifications link to | http://127.0.0.1:8233 |
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ ENVIRONMENT = frozenset(
         "FLOTILLA_TOOLS_DIR",
         "FLOTILLA_WORKDIR",
         "FLOTILLA_INSECURE_SKIP_HOST_KEY_CHECKS",
+        "FLOTILLA_TEMPORAL_UI_URL",
     }
 )
 
@@ -163,6 +165,10 @@ class ContentRegistrySettings:
         return self.reference.split("/", 1)[1]
 
 
+# The Temporal dev server's UI (`make dev`); set FLOTILLA_TEMPORAL_UI_URL for a real one.
+DEFAULT_TEMPORAL_UI_URL = "http://127.0.0.1:8233"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a flotilla process is configured with; see the module docstring."""
@@ -179,6 +185,8 @@ class Settings:
     workdir: Path
     # Fleet's --insecure-skip-host-key-checks: git over SSH accepts any host key.
     insecure_skip_host_key_checks: bool = False
+    # Where people open the Temporal UI: notifications link to the workflow there.
+    temporal_ui_url: str = DEFAULT_TEMPORAL_UI_URL
 
 
 def settings_from_env(env: Mapping[str, str], home: Path) -> Settings:
@@ -283,4 +291,5 @@ def settings_from_env(env: Mapping[str, str], home: Path) -> Settings:
         ),
         workdir=path("FLOTILLA_WORKDIR") or cache / "work",
         insecure_skip_host_key_checks=flag("FLOTILLA_INSECURE_SKIP_HOST_KEY_CHECKS"),
+        temporal_ui_url=get("FLOTILLA_TEMPORAL_UI_URL") or DEFAULT_TEMPORAL_UI_URL,
     )

@@ -274,6 +274,9 @@ class BundleReport(BaseModel):
     message: str
     states: dict[str, BundleState] = Field(default_factory=dict)
     retired: bool = False
+    # Partitions of the staged version whose clusters are all updated and available (set
+    # only when the rollout has several), so the GitRepo can tell "partition done".
+    partitions_done: list[str] = Field(default_factory=list)
 
 
 class BundleSource(Protocol):

@@ -163,11 +163,16 @@ def _namespace(workflow_id: str) -> str:
 
 
 class FleetStateCollector(Collector):
-    """GitRepos and bundles by state, from the last visibility read (``refresh``)."""
+    """GitRepos and bundles by state, from the last visibility read (``refresh``); rollout
+    durations from successive reads (a bundle's new commit seen not Ready, until Ready)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, rollouts: Histogram) -> None:
         self.client = client
         self.snapshot = FleetSnapshot()
+        self.rollouts = rollouts
+        # (namespace, bundle) -> (commit, when it was first seen rolling out).
+        self._rolling: dict[tuple[str, str], tuple[str, float]] = {}
+        self._commits: dict[tuple[str, str], str] = {}
 
     async def refresh(self) -> None:
         snapshot = FleetSnapshot(read_at=time.time())
@@ -179,7 +184,27 @@ class FleetStateCollector(Collector):
                 snapshot.gitrepos.append(attributes)
             else:
                 snapshot.bundles.append(attributes)
+        self._time_rollouts(snapshot)
         self.snapshot = snapshot
+
+    def _time_rollouts(self, snapshot: FleetSnapshot) -> None:
+        """A rollout starts when a bundle's commit changes (first read after the worker
+        started: not counted) and ends when the bundle is Ready on all its clusters; both
+        are seen at the read's resolution (``--metrics-refresh-seconds``)."""
+        for b in snapshot.bundles:
+            key = (b["namespace"], _text(b.get(SA_BUNDLE)))
+            commit = _text(b.get(SA_COMMIT))
+            ready = _text(b.get(SA_STATE)) == "Ready" and _number(b.get(SA_READY)) == _number(
+                b.get(SA_DESIRED)
+            )
+            previous = self._commits.get(key)
+            self._commits[key] = commit
+            if previous is not None and previous != commit:
+                self._rolling[key] = (commit, snapshot.read_at)
+            started = self._rolling.get(key)
+            if ready and started is not None and started[0] == commit:
+                self.rollouts.labels(key[0]).observe(snapshot.read_at - started[1])
+                del self._rolling[key]
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.snapshot
@@ -255,6 +280,35 @@ class FleetStateCollector(Collector):
         yield from (ready, desired, gitrepos, bready, bdesired, bstate, bundles, age)
 
 
+class ClusterSeenCollector(Collector):
+    """Each served cluster's last answer to the worker's probe (``observe``), as an age."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], tuple[float | None, bool]] = {}
+
+    def observe(self, namespace: str, cluster: str, *, answered: bool) -> None:
+        last, _ = self._seen.get((namespace, cluster), (None, False))
+        self._seen[(namespace, cluster)] = (time.time() if answered else last, not answered)
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["namespace", "name"]
+        age = GaugeMetricFamily(
+            "flotilla_cluster_last_seen_age_seconds",
+            "Seconds since the cluster last answered the worker's probe (-1: never)",
+            labels=labels,
+        )
+        unreachable = GaugeMetricFamily(
+            "flotilla_cluster_unreachable",
+            "1 when the cluster's last probe was not answered",
+            labels=labels,
+        )
+        now = time.time()
+        for (namespace, name), (last, down) in sorted(self._seen.items()):
+            age.add_metric([namespace, name], now - last if last is not None else -1.0)
+            unreachable.add_metric([namespace, name], 1.0 if down else 0.0)
+        yield from (age, unreachable)
+
+
 class SdkMetricsBridge(Collector):
     """Re-exposes the Temporal SDK runtime's Prometheus endpoint (a loopback port)."""
 
@@ -278,6 +332,7 @@ class MetricsServer:
     registry: CollectorRegistry
     activities: ActivityMetrics
     state: FleetStateCollector
+    clusters: ClusterSeenCollector
     webhooks: Counter
     port: int
     _server: Any
@@ -296,8 +351,17 @@ def start_metrics(
     """Serve the registry on ``listen`` (port 0: any free port; see ``MetricsServer.port``)."""
     registry = CollectorRegistry()
     activities = ActivityMetrics(registry)
-    state = FleetStateCollector(client)
+    rollouts = Histogram(
+        "flotilla_rollout_duration_seconds",
+        "A bundle's new commit first seen rolling out until Ready on all its clusters",
+        ["namespace"],
+        registry=registry,
+        buckets=_BUCKETS,
+    )
+    state = FleetStateCollector(client, rollouts)
     registry.register(state)
+    clusters = ClusterSeenCollector()
+    registry.register(clusters)
     webhooks = Counter(
         "flotilla_webhook_requests",
         "Git webhook requests by provider and outcome (synced, unknown_repo, unauthorized, ...)",
@@ -310,4 +374,4 @@ def start_metrics(
     server, _ = start_http_server(port, host, registry=registry)
     bound = server.server_address[1]
     log.info("metrics on http://%s:%d/metrics", host, bound)
-    return MetricsServer(registry, activities, state, webhooks, int(bound), server)
+    return MetricsServer(registry, activities, state, clusters, webhooks, int(bound), server)

@@ -29,7 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "test": ("starters.offline", "print the manifests a cluster would get (like `fleet test`)"),
     "target": ("starters.offline", "show which clusters each bundle targets"),
-    "apply": ("starters.commands", "apply Fleet GitRepo, Cluster and ClusterGroup YAML"),
+    "apply": (
+        "starters.commands",
+        "apply GitRepo, Cluster, ClusterGroup, notification Provider and Alert YAML",
+    ),
     "cluster": ("starters.commands", "register and label downstream clusters"),
     "get": ("starters.get", "list gitrepos, bundles, clusters or images"),
     "describe": ("starters.commands", "show a gitrepo, bundle or cluster in detail"),

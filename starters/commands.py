@@ -17,11 +17,13 @@ import yaml
 
 from flotilla.errors import FlotillaError, SpecError
 from flotilla.ids import CONTROL_TASK_QUEUE, DEFAULT_NAMESPACE
-from flotilla.models import Restriction, load_fleet_objects
+from flotilla.models import GitRepo, Restriction
+from flotilla.notifications import load_objects
 from runtime.stores import LazySecretStore, load_settings
 from runtime.temporal import connect
 from starters.control import Control
 from starters.get import POLICY_KINDS, WORKSPACE_KINDS
+from starters.rollout import DEFAULT_INTERVAL, follow_rollout, parse_timeout
 from starters.tables import (
     bundle_table,
     cluster_table,
@@ -76,12 +78,38 @@ def _run(args: argparse.Namespace, action: Callable[[Control], Awaitable[str]]) 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.file == "-" else _read(args.file)
-    load_fleet_objects(text, file=args.file)  # validate everything before any workflow sees it
+    # Validate everything before any workflow sees it.
+    objects, _ = load_objects(text, file=args.file)
+    timeout = parse_timeout(args.timeout)
 
-    async def action(control: Control) -> str:
-        return "\n".join(await control.apply_text(text, file=args.file))
+    async def go() -> int:
+        settings = load_settings()
+        client = await connect(settings.temporal)
+        control = Control(client, task_queue=args.task_queue, secrets=LazySecretStore(settings))
+        print("\n".join(await control.apply_text(text, file=args.file)), flush=True)
+        if not args.wait:
+            return 0
+        worst = 0
+        for obj in objects:
+            if not isinstance(obj, GitRepo):
+                continue
+            namespace, name = obj.metadata.namespace, obj.metadata.name
+            # A poll first, so the status followed is the new spec's, not the last commit's.
+            await control.sync_gitrepo(namespace, name)
+            code = await follow_rollout(
+                control,
+                "gitrepo",
+                namespace,
+                name,
+                timeout=timeout,
+                timeout_text=args.timeout,
+                interval=DEFAULT_INTERVAL,
+                out=sys.stdout,
+            )
+            worst = worst or code
+        return worst
 
-    return _run(args, action)
+    return asyncio.run(go())
 
 
 def _read(path: str) -> str:
@@ -217,9 +245,19 @@ def _common(parser: argparse.ArgumentParser, *, output: bool = False) -> None:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     apply = sub.add_parser(
         "apply",
-        help="apply Fleet GitRepo, Cluster, ClusterGroup, Policy and GitRepoRestriction YAML",
+        help="apply Fleet GitRepo, Cluster, ClusterGroup, Policy and GitRepoRestriction YAML, "
+        "and notification Providers and Alerts",
     )
     apply.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
+    apply.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow each GitRepo's rollout as `rollout status` does: exit 0 when Ready, "
+        "1 when it failed, 5 on --timeout",
+    )
+    apply.add_argument(
+        "--timeout", default="", help="with --wait: give up after this long (e.g. 5m)"
+    )
     apply.add_argument("--task-queue", default=CONTROL_TASK_QUEUE, help=argparse.SUPPRESS)
     apply.set_defaults(handler=cmd_apply)
 

@@ -32,6 +32,7 @@ from flotilla.ids import (
     CONTROL_TASK_QUEUE,
     bundle_workflow_id,
     gitrepo_workflow_id,
+    notification_workflow_id,
     registry_workflow_id,
 )
 from flotilla.kubenames import name_problem
@@ -43,8 +44,8 @@ from flotilla.models import (
     GitRepoRestriction,
     Policy,
     Restriction,
-    load_fleet_objects,
 )
+from flotilla.notifications import Alert, NotificationObject, Provider, load_objects
 from flotilla.restrictions import conflicts
 from workflows.bundle_models import (
     BUNDLE_STATUS_QUERY,
@@ -68,6 +69,16 @@ from workflows.gitrepo_models import (
     SyncNowResult,
     UpdateSpecRequest,
     UpdateSpecResult,
+)
+from workflows.notifications_models import (
+    APPLY_NOTIFICATION_UPDATE,
+    NOTIFICATION_STATUS_QUERY,
+    NOTIFICATION_WORKFLOW,
+    ApplyNotificationRequest,
+    ApplyNotificationResult,
+    NotificationState,
+    NotificationStatus,
+    NotificationStatusRequest,
 )
 from workflows.registry_models import (
     APPLY_CLUSTER_UPDATE,
@@ -94,6 +105,7 @@ from workflows.registry_models import (
 from workflows.visibility import GITREPO, KIND
 
 T = TypeVar("T")
+R = TypeVar("R", bound=BaseModel)
 
 
 class WorkspaceSummary(BaseModel):
@@ -118,24 +130,42 @@ class Control:
 
     # --- registry ------------------------------------------------------------------------------
 
+    async def _update_with_start(
+        self,
+        entity: tuple[str, BaseModel, str, str],
+        update: str,
+        request: BaseModel,
+        result_type: type[R],
+    ) -> R:
+        """Send ``update`` to an entity workflow (``(type, initial state, id, summary)``),
+        starting it when it is not running; a refused update is a one-line FlotillaError."""
+        workflow, state, workflow_id, summary = entity
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            workflow,
+            state,
+            id=workflow_id,
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=summary,
+        )
+        try:
+            result: R = await self.client.execute_update_with_start_workflow(
+                update, request, start_workflow_operation=start, result_type=result_type
+            )
+            return result
+        except WorkflowUpdateFailedError as err:
+            raise FlotillaError(cause_message(err)) from None
+
     async def _registry_update(
         self, namespace: str, update: str, request: BaseModel
     ) -> RegistryChange:
-        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+        entity = (
             REGISTRY_WORKFLOW,
             RegistryState(namespace=namespace),
-            id=registry_workflow_id(namespace),
-            task_queue=self.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            static_summary=f"cluster registry of namespace {namespace}",
+            registry_workflow_id(namespace),
+            f"cluster registry of namespace {namespace}",
         )
-        try:
-            change: RegistryChange = await self.client.execute_update_with_start_workflow(
-                update, request, start_workflow_operation=start, result_type=RegistryChange
-            )
-            return change
-        except WorkflowUpdateFailedError as err:
-            raise FlotillaError(cause_message(err)) from None
+        return await self._update_with_start(entity, update, request, RegistryChange)
 
     async def ensure_registry(self, namespace: str) -> None:
         await self.client.start_workflow(
@@ -292,7 +322,9 @@ class Control:
         )
         return change
 
-    async def _check_restrictions(self, objects: list[FleetObject]) -> None:
+    async def _check_restrictions(
+        self, objects: list[FleetObject | NotificationObject]
+    ) -> None:
         """Refuse the file before anything is applied when one of its Policies or
         GitRepoRestrictions conflicts with its workspace's (or with one before it in the file),
         so a refused file changes nothing."""
@@ -359,7 +391,7 @@ class Control:
 
     async def apply_text(self, text: str, *, file: str) -> list[str]:
         """Validate every document first, then apply them in order; one line per object."""
-        objects, warnings = load_fleet_objects(text, file=file)
+        objects, warnings = load_objects(text, file=file)
         await self._check_restrictions(objects)
         lines = [f"warning: {w}" for w in warnings]
         for obj in objects:
@@ -369,10 +401,44 @@ class Control:
                 await self.apply_cluster(obj)
             elif isinstance(obj, ClusterGroup):
                 await self.apply_group(obj)
-            else:
+            elif isinstance(obj, Policy | GitRepoRestriction):
                 await self.apply_restriction(obj)
+            else:
+                await self.apply_notification(obj)
             lines.append(f"{obj.kind.lower()} {obj.metadata.namespace}/{obj.metadata.name} applied")
         return lines
+
+    # --- notifications ------------------------------------------------------------------------
+
+    async def apply_notification(self, obj: NotificationObject) -> str:
+        """Hand a Provider or an Alert to ``notifications/<ns>``, starting it when new."""
+        namespace = obj.metadata.namespace
+        entity = (
+            NOTIFICATION_WORKFLOW,
+            NotificationState(namespace=namespace),
+            notification_workflow_id(namespace),
+            f"notifications of namespace {namespace}",
+        )
+        request = ApplyNotificationRequest(
+            name=obj.metadata.name,
+            provider=obj.spec if isinstance(obj, Provider) else None,
+            alert=obj.spec if isinstance(obj, Alert) else None,
+        )
+        result = await self._update_with_start(
+            entity, APPLY_NOTIFICATION_UPDATE, request, ApplyNotificationResult
+        )
+        return result.message
+
+    async def notification_status(self, namespace: str) -> NotificationStatus:
+        handle = self.client.get_workflow_handle(notification_workflow_id(namespace))
+        return await _not_found_is_error(
+            handle.query(
+                NOTIFICATION_STATUS_QUERY,
+                NotificationStatusRequest(),
+                result_type=NotificationStatus,
+            ),
+            f"no notification config in namespace {namespace!r}: apply a Provider and an Alert",
+        )
 
     def gitrepo(self, namespace: str, name: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(gitrepo_workflow_id(namespace, name))

@@ -53,11 +53,11 @@ class Printer:
             self.open = False
 
 
-async def _progress(control: Control, args: argparse.Namespace) -> Progress:
-    if args.kind in ("gitrepo", "gitrepos"):
-        g = await control.gitrepo_status(args.namespace, args.name)
+async def _progress(control: Control, kind: str, namespace: str, name: str) -> Progress:
+    if kind in ("gitrepo", "gitrepos"):
+        g = await control.gitrepo_status(namespace, name)
         return gitrepo_progress(
-            f"{args.namespace}/{args.name}",
+            f"{namespace}/{name}",
             commit=g.commit,
             state=str(g.state),
             ready_deployments=g.ready_bundle_deployments,
@@ -65,9 +65,9 @@ async def _progress(control: Control, args: argparse.Namespace) -> Progress:
             error=g.error,
             bundles=[Part(b.name, str(b.state), b.error or b.message) for b in g.bundles],
         )
-    b = await control.bundle_status(args.namespace, args.name)
+    b = await control.bundle_status(namespace, name)
     return bundle_progress(
-        f"{args.namespace}/{args.name}",
+        f"{namespace}/{name}",
         commit=b.commit,
         state=str(b.state),
         ready=b.ready,
@@ -86,11 +86,36 @@ async def follow(args: argparse.Namespace, out: TextIO) -> int:
     settings = load_settings()
     client = await connect(settings.temporal)
     control = Control(client, task_queue=args.task_queue, secrets=LazySecretStore(settings))
+    return await follow_rollout(
+        control,
+        args.kind,
+        args.namespace,
+        args.name,
+        timeout=args.timeout,
+        timeout_text=args.timeout_text,
+        interval=args.interval,
+        out=out,
+    )
+
+
+async def follow_rollout(
+    control: Control,
+    kind: str,
+    namespace: str,
+    name: str,
+    *,
+    timeout: float,
+    timeout_text: str,
+    interval: float,
+    out: TextIO,
+) -> int:
+    """Print the rollout of one gitrepo or bundle until it is Ready (0), failed
+    (``EXIT_FAILED``) or ``timeout`` seconds passed (``EXIT_TIMEOUT``; 0 waits for ever)."""
     printer = Printer(out)
-    deadline = time.monotonic() + args.timeout if args.timeout else None
+    deadline = time.monotonic() + timeout if timeout else None
     try:
         while True:
-            progress = await _progress(control, args)
+            progress = await _progress(control, kind, namespace, name)
             if progress.verdict is not Verdict.WAITING:
                 printer.show(progress.line, final=True)
                 if progress.verdict is Verdict.READY:
@@ -101,22 +126,27 @@ async def follow(args: argparse.Namespace, out: TextIO) -> int:
             if deadline is not None and time.monotonic() >= deadline:
                 printer.close()
                 print(
-                    f"error: timed out after {args.timeout_text} waiting for {args.kind} "
-                    f"{args.namespace}/{args.name}: {progress.line}",
+                    f"error: timed out after {timeout_text} waiting for {kind} "
+                    f"{namespace}/{name}: {progress.line}",
                     file=sys.stderr,
                 )
                 return EXIT_TIMEOUT
-            await asyncio.sleep(args.interval)
+            await asyncio.sleep(interval)
     finally:
         printer.close()
 
 
-def cmd_rollout_status(args: argparse.Namespace) -> int:
-    args.timeout_text = args.timeout
+def parse_timeout(text: str) -> float:
+    """``--timeout`` in seconds (empty: 0, no limit), or a one-line SpecError."""
     try:
-        args.timeout = parse_duration(args.timeout, field="--timeout") if args.timeout else 0.0
+        return parse_duration(text, field="--timeout") if text else 0.0
     except FlotillaError as err:
         raise SpecError(err.message) from None
+
+
+def cmd_rollout_status(args: argparse.Namespace) -> int:
+    args.timeout_text = args.timeout
+    args.timeout = parse_timeout(args.timeout)
     return asyncio.run(follow(args, sys.stdout))
 
 

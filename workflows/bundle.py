@@ -139,6 +139,7 @@ class BundleWorkflow:
         self._wake = True
         self._in_flight: set[str] = set()
         self._summary = "waiting for the first commit"
+        self._partitions_done: list[str] = []
         self._conflicts: dict[str, str] = {}
         # Clusters whose drift check is due but has not started yet (room permitting).
         self._monitor_queue: list[str] = []
@@ -437,6 +438,13 @@ class BundleWorkflow:
         ]
         plan = plan_rollout(RolloutState(strategy=self.state.strategy, targets=rollout_targets))
         self._summary = plan.summary
+        # Only multi-partition rollouts name their finished partitions in reports; the name
+        # changes with the last cluster's state, so it never adds a report of its own.
+        self._partitions_done = [
+            p.name
+            for p in plan.partitions
+            if plan.total_partitions > 1 and p.count and p.updated == p.count and not p.unavailable
+        ]
         workflow.set_current_details(plan.summary)
         for name in plan.deploy:
             if self._room() <= 0:
@@ -751,6 +759,7 @@ class BundleWorkflow:
             message=summary.message,
             states={name: item.state for name, item in states.items()},
             retired=retired,
+            partitions_done=self._partitions_done,
         )
         # A digest, so the state handed to continue-as-new stays small for big fleets.
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()

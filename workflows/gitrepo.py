@@ -45,8 +45,9 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.credentials import RenderSecretRefs
     from flotilla.durations import parse_duration
     from flotilla.errors import INVALID_SPEC, FlotillaError, SpecError, cause_message, one_line
-    from flotilla.ids import bundle_workflow_id, registry_workflow_id
+    from flotilla.ids import bundle_workflow_id, notification_workflow_id, registry_workflow_id
     from flotilla.models import GitRepoSpec
+    from flotilla.notifications import report_events
     from flotilla.restrictions import authorize_gitrepo
     from flotilla.status import (
         BundleReport,
@@ -92,6 +93,7 @@ with workflow.unsafe.imports_passed_through():
         UpdateSpecRequest,
         UpdateSpecResult,
     )
+    from workflows.notifications_models import NOTIFY_SIGNAL, NotifyRequest
     from workflows.registry import CLUSTERS_CHANGED_SIGNAL, ClusterRegistryWorkflow
     from workflows.registry_models import ClusterSnapshot, SubscribeRequest
     from workflows.visibility import (
@@ -129,6 +131,8 @@ RECHECK_ON_SYNC_PATCH = "recheck-on-sync"
 # The workspace's Policies and GitRepoRestrictions are enforced: the first poll waits for the
 # registry's snapshot that carries them, and a refused GitRepo fetches and deploys nothing.
 RESTRICTIONS_PATCH = "gitrepo-enforces-restrictions"
+# Events seen in bundle reports are signalled to the namespace's notification workflow.
+NOTIFY_PATCH = "gitrepo-sends-notification-events"
 
 
 def _source_key(spec: GitRepoSpec) -> str:
@@ -180,6 +184,7 @@ class GitRepoWorkflow:
             # After the bundles, so a new commit's deploys never wait for the schedules.
             await self._sync_image_schedules()
             await self._forward_dependencies()
+            await self._send_events()
             self._publish()
             if continue_as_new_due(self.state.max_history_events):
                 # A sync_now update finishes only after a poll, so it must not be waited on
@@ -217,6 +222,7 @@ class GitRepoWorkflow:
 
     @workflow.signal(name=BUNDLE_REPORT_SIGNAL)
     def bundle_report(self, report: BundleReport) -> None:
+        self._note_events(report)
         if report.retired:
             self.state.reports.pop(report.bundle, None)
             if report.bundle in self.state.retiring:
@@ -226,6 +232,37 @@ class GitRepoWorkflow:
         if report.bundle not in self.state.forward:
             self.state.forward.append(report.bundle)
         self._wake = True
+
+    def _note_events(self, report: BundleReport) -> None:
+        """What this report changed, kept until the loop sends it (a handler cannot await)."""
+        if report.bundle not in self.state.bundles:
+            return  # a retired bundle's last words, or another GitRepo's conflict report
+        info = workflow.info()
+        for event in report_events(
+            self.state.reports.get(report.bundle),
+            report,
+            namespace=self.state.namespace,
+            gitrepo=self.state.name,
+            labels=self.state.bundles[report.bundle].labels,
+            workflow_id=bundle_workflow_id(self.state.namespace, report.bundle),
+        ):
+            self.state.notify_seq += 1
+            key = f"{info.workflow_id}/{info.run_id}#{self.state.notify_seq}"
+            self.state.notify_events.append(event.model_copy(update={"key": key}))
+
+    async def _send_events(self) -> None:
+        """Hand the events to ``notifications/<ns>``: one signal per pass, never waiting for
+        a delivery. Without a notification config the signal fails and they are dropped."""
+        if not self.state.notify_events:
+            return
+        events, self.state.notify_events = self.state.notify_events, []
+        if not workflow.patched(NOTIFY_PATCH):
+            return
+        handle = workflow.get_external_workflow_handle(
+            notification_workflow_id(self.state.namespace)
+        )
+        with contextlib.suppress(FailureError):
+            await handle.signal(NOTIFY_SIGNAL, NotifyRequest(events=events))
 
     @workflow.update(name=SYNC_NOW_UPDATE)
     async def sync_now(self, request: SyncNowRequest) -> SyncNowResult:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from activities.gitops_models import BundleRef
 from flotilla.models import GitRepoSpec
+from flotilla.notifications import NotificationEvent
 from flotilla.status import BundleLine, BundleReport, BundleState, Condition, RepoState
 from workflows.registry_models import ClusterSnapshot
 
@@ -60,6 +61,10 @@ class GitRepoState(BaseModel):
     image_schedules: bool = False
     image_sync_failed_poll: int = -1
     image_warnings: list[str] = Field(default_factory=list)
+    # Events seen in bundle reports, not yet handed to the namespace's notification
+    # workflow, and how many were ever made (each event's key is unique by it).
+    notify_events: list[NotificationEvent] = Field(default_factory=list)
+    notify_seq: int = 0
     # What the last ls-remote said besides the commit (SSH host keys not verified).
     git_warning: str = ""
     # Why a workspace restriction refuses this GitRepo (one line naming it and the field);

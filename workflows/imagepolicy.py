@@ -9,11 +9,12 @@ Registry and git failures end the run with the error recorded; the schedule keep
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.registry_models import POLL_REGISTRY, PollRequest, PollResult
@@ -29,7 +30,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.writeback_models import WRITE_BACK, WriteBackRequest, WriteBackResult
     from flotilla.errors import NON_RETRYABLE_REGISTRY_ERRORS, cause_message
+    from flotilla.ids import bundle_workflow_id, notification_workflow_id
     from flotilla.imagepolicy import ImageUpdate, KeelPolicy, choose_tag, follows_digest
+    from flotilla.notifications import EventKind, NotificationEvent
     from workflows.common import CLIENT_RETRY, GIT_RETRY
     from workflows.imagepolicy_models import (
         APPROVE_UPDATE,
@@ -41,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         ImagePolicyStatus,
         ImagePolicyStatusRequest,
     )
+    from workflows.notifications_models import NOTIFY_SIGNAL, NotifyRequest
     from workflows.visibility import GITREPO, KIND
 
 # Registries: a few retries inside one poll (429s wait for Retry-After); the next poll is the
@@ -56,6 +60,8 @@ POLL_TIMEOUT = timedelta(seconds=90)
 WRITE_BACK_TIMEOUT = timedelta(minutes=5)
 WRITE_BACK_HEARTBEAT = timedelta(seconds=60)
 SCHEDULE_CALL_TIMEOUT = timedelta(seconds=30)
+# A run that waits for approval or commits an update tells the namespace's notifications.
+NOTIFY_PATCH = "image-policy-sends-notification-events"
 
 
 # Outside the sandbox: a schedule starts a new run of this workflow for every poll (200
@@ -188,6 +194,11 @@ class ImagePolicyWorkflow:
         self.deadline = workflow.now() + wait
         self.phase = "waiting for approval"
         self._details()
+        await self._notify(
+            EventKind.WAITING_FOR_APPROVAL,
+            f"{self._change(proposal)}: {required} approval(s) needed until "
+            f"{self.deadline:%Y-%m-%d %H:%M:%S}Z (flotilla approve image {self.config.policy_id})",
+        )
         try:
             await workflow.wait_condition(
                 lambda: len(self.approvals) >= required or bool(self.rejected_by), timeout=wait
@@ -233,6 +244,12 @@ class ImagePolicyWorkflow:
             )
         self.state.applied = proposal
         what = f"committed {written.commit[:12]}" if written.commit else "already in git, no commit"
+        if written.commit:
+            await self._notify(
+                EventKind.IMAGE_UPDATE_COMMITTED,
+                f"{self._change(candidate)}: {what}",
+                commit=written.commit,
+            )
         try:
             await workflow.execute_activity(
                 REQUEST_GITREPO_SYNC,
@@ -247,6 +264,27 @@ class ImagePolicyWorkflow:
         return ImagePolicyResult(
             outcome="committed", message=f"{self._change(candidate)}: {what}", commit=written.commit
         )
+
+    async def _notify(self, kind: EventKind, detail: str, *, commit: str = "") -> None:
+        """One event to ``notifications/<ns>``; without a notification config it is dropped."""
+        if not workflow.patched(NOTIFY_PATCH):
+            return
+        info, config = workflow.info(), self.config
+        event = NotificationEvent(
+            kind=kind,
+            namespace=config.namespace,
+            gitrepo=config.gitrepo,
+            bundle=config.bundle,
+            commit=commit or config.commit,
+            detail=detail,
+            workflow_id=bundle_workflow_id(config.namespace, config.bundle)
+            if kind is EventKind.IMAGE_UPDATE_COMMITTED
+            else info.workflow_id,
+            key=f"{info.workflow_id}/{info.run_id}#{kind.value}",
+        )
+        handle = workflow.get_external_workflow_handle(notification_workflow_id(config.namespace))
+        with contextlib.suppress(FailureError):
+            await handle.signal(NOTIFY_SIGNAL, NotifyRequest(events=[event]))
 
     def _details(self, message: str = "") -> None:
         if self.phase == "waiting for approval" and self.pending and self.deadline:

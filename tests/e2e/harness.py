@@ -94,7 +94,7 @@ class Flotilla:
         record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
         if record:
             await self.save_histories(Path(record))
-        for prefix in ("gitrepo", "bundle", "registry", "objectwatch"):
+        for prefix in ("gitrepo", "bundle", "registry", "objectwatch", "notifications"):
             query = (
                 f"WorkflowId STARTS_WITH '{prefix}/{self.namespace}' "
                 "AND ExecutionStatus = 'Running'"
@@ -106,7 +106,7 @@ class Flotilla:
         """Write every workflow's history of this namespace as JSON (for replay tests)."""
         directory.mkdir(parents=True, exist_ok=True)
         query = f"WorkflowId STARTS_WITH '{{}}/{self.namespace}'"
-        for prefix in ("gitrepo", "bundle", "registry"):
+        for prefix in ("gitrepo", "bundle", "registry", "notifications"):
             async for wf in self.client.list_workflows(query.format(prefix)):
                 history = await self.client.get_workflow_handle(
                     wf.id, run_id=wf.run_id

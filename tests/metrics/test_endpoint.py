@@ -192,3 +192,14 @@ async def test_metrics_match_get_and_time_git_and_webhooks(
         value(samples, "flotilla_webhook_requests_total", provider="github", outcome="unauthorized")
         == 1
     )
+
+    # A new commit is a rollout: timed from the read that first sees it to Ready.
+    git_daemon.commit(
+        git_daemon.working_copy(repo_name), {"a/cm.yaml": CM.format(name="a2")}, message="a2"
+    )
+    await fl.control.sync_gitrepo(ns, "repo")
+    await fl.eventually(
+        scraped,
+        lambda s: value(s, "flotilla_rollout_duration_seconds_count", namespace=ns) == 3,
+        timeout=60,
+    )

@@ -1,5 +1,6 @@
 """`flotilla rollout status` against real rollouts: exit 0 when Ready, 1 with the reason when a
 bundle is ErrApplied, 5 when --timeout passes first; a line per change when not a terminal.
+`flotilla apply -f F --wait`, which follows the rollouts of what it applied the same way.
 And `flotilla get -w`, which follows the same rollouts as a table."""
 
 from __future__ import annotations
@@ -137,3 +138,47 @@ async def test_get_watch_prints_the_table_then_each_changed_row(
         if proc.returncode is None:
             proc.terminate()
         await proc.wait()
+
+
+async def test_apply_wait_follows_the_rollout_to_ready_or_the_failure(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    fl = flotilla
+    good = git_daemon.create_repo(repo_name, {"a/cm.yaml": CM.format(name="a")})
+    bad = git_daemon.create_repo(
+        repo_name + "-bad",
+        {"b/cm.yaml": CM.format(name="b"), "b/fleet.yaml": "helm: {releaseName: Not_Valid}\n"},
+    )
+    results = {}
+    for name, url in (("good", good), ("bad", bad)):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "from starters.cli import run; run()",
+            "apply",
+            "-f",
+            "-",
+            "--wait",
+            "--timeout",
+            "90s",
+            "--task-queue",
+            fl.config.task_queue,
+            env=cli_env(fl),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        text = gitrepo_yaml(fl.namespace, name, url).encode()
+        out, err = await asyncio.wait_for(proc.communicate(text), timeout=150)
+        results[name] = (proc.returncode, out.decode(), err.decode())
+    code, out, err = results["good"]
+    assert code == 0, (out, err)
+    lines = out.splitlines()
+    assert lines[0] == f"gitrepo {fl.namespace}/good applied"
+    assert lines[-1].startswith(f"gitrepo {fl.namespace}/good: commit ") and lines[-1].endswith(
+        "Ready"
+    )
+    code, out, err = results["bad"]
+    assert code == 1, (out, err)
+    assert err.startswith("error: rollout failed: bad-b: "), err
+    assert "releaseName" in err and "Traceback" not in err
