@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "target": ("starters.offline", "show which clusters each bundle targets"),
     "apply": ("starters.commands", "apply Fleet GitRepo, Cluster and ClusterGroup YAML"),
     "cluster": ("starters.commands", "register and label downstream clusters"),
+    "agent": ("starters.agent", "serve one agent-mode cluster's deploys from inside it"),
     "get": ("starters.get", "list gitrepos, bundles, clusters or images"),
     "describe": ("starters.commands", "show a gitrepo, bundle or cluster in detail"),
     "sync": ("starters.commands", "poll a gitrepo now"),
