@@ -30,6 +30,7 @@ from starters.tables import (
     gitrepo_table,
     render,
 )
+from starters.tokens import add_token_commands
 
 
 def _labels(pairs: Sequence[str]) -> dict[str, str]:
@@ -229,6 +230,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing = actions.add_parser("list", help="list registered clusters")
     _common(listing, output=True)
     listing.set_defaults(handler=cmd_cluster_list)
+    add_token_commands(actions, _common, _run, _labels)
 
     describe = sub.add_parser(
         "describe", help="show a gitrepo, bundle or cluster in detail, with its conditions"
