@@ -94,6 +94,10 @@ class ClusterRegistryWorkflow:
     def __init__(self, state: RegistryState) -> None:
         self.state = state
         self._dirty = False
+        # The heartbeat deadline the loop's timer waits for, and whether a beat needs an
+        # earlier one (a first beat, or a shorter interval).
+        self._armed: datetime | None = None
+        self._rearm = False
 
     @workflow.run
     async def run(self, state: RegistryState) -> None:
@@ -114,15 +118,18 @@ class ClusterRegistryWorkflow:
         """Until something changed, continue-as-new is due, or an agent's heartbeat is due."""
 
         def woken() -> bool:
-            return self._dirty or continue_as_new_due(self.state.max_history_events)
+            return self._dirty or self._rearm or continue_as_new_due(self.state.max_history_events)
 
+        self._rearm = False
         deadline = self._next_agent_deadline()
         if deadline is None or not workflow.patched(AGENT_DEADLINES_PATCH):
             await workflow.wait_condition(woken)
             return
+        self._armed = deadline
         wait = max(deadline - workflow.now(), timedelta(milliseconds=1))
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(woken, timeout=wait)
+        self._armed = None
 
     def _next_agent_deadline(self) -> datetime | None:
         deadlines = [
@@ -270,6 +277,9 @@ class ClusterRegistryWorkflow:
         record.agent_version = beat.agent_version or record.agent_version
         record.kubernetes_version = beat.kubernetes_version or record.kubernetes_version
         record.heartbeat_seconds = beat.interval_seconds
+        deadline = heartbeat_deadline(now, beat.interval_seconds)
+        if deadline is not None and (self._armed is None or deadline < self._armed):
+            self._rearm = True
         problem = "agent stopped" if beat.stopping else one_line(beat.problem)
         if problem and not record.unreachable:
             workflow.logger.warning(
@@ -300,12 +310,12 @@ class ClusterRegistryWorkflow:
             self.state.clusters[request.name] = previous.model_copy(
                 update={"labels": labels, "registered_with": token.name}
             )
+            verb = "re-registered" if previous.registered_with == token.name else "claimed"
+            message = f"cluster {request.name} {verb} by its agent"
             if previous.labels == labels:
-                # A restarted agent: nothing targeting reads changed.
-                return RegistryChange(
-                    version=self.state.version, message=f"cluster {request.name} re-registered"
-                )
-            return self._changed(f"cluster {request.name} claimed by its agent")
+                # Nothing targeting reads changed (a restarted agent): no new version.
+                return RegistryChange(version=self.state.version, message=message)
+            return self._changed(message)
         self.state.clusters[request.name] = ClusterRecord(
             name=request.name, labels=labels, agent=True, registered_with=token.name
         )
