@@ -17,14 +17,16 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.deploy import DeployActivities
@@ -37,7 +39,7 @@ from activities.secrets import (
     SecretStoreError,
     kubeconfig_secret_name,
 )
-from flotilla.errors import FlotillaError, SpecError, one_line
+from flotilla.errors import FlotillaError, SpecError, UnreachableError, one_line
 from flotilla.ids import cluster_task_queue
 from flotilla.kubenames import name_problem
 from runtime.stores import LazySecretStore, content_store, load_settings
@@ -48,6 +50,7 @@ from starters.control import Control
 from workflows.registry_models import AgentHeartbeat
 
 log = logging.getLogger("flotilla.agent")
+T = TypeVar("T")
 
 STARTED_LINE = "agent started"
 DEFAULT_HEARTBEAT_SECONDS = 15.0
@@ -173,13 +176,20 @@ class Agent:
             ),
         )
 
+    async def _beat_or_log(self, *, stopping: bool = False) -> None:
+        try:
+            await self.beat(stopping=stopping)
+        except RPCError as err:
+            # Temporal busy or away: the next beat may pass; the registry waits two intervals.
+            log.warning("heartbeat not sent: %s", one_line(err.message))
+
     def _name(self) -> tuple[str, str]:
         return self.config.namespace, self.config.cluster
 
     async def check_registered(self) -> None:
         """The cluster must be registered in agent mode: a push-mode one is the central
         worker's, and an unknown one would never be given work."""
-        snapshot = await self.control.registry(self.config.namespace)
+        snapshot = await _patiently(lambda: self.control.registry(self.config.namespace))
         record = next((c for c in snapshot.clusters if c.name == self.config.cluster), None)
         ns, name = self._name()
         if record is None:
@@ -208,7 +218,7 @@ class Agent:
             graceful_shutdown_timeout=timedelta(seconds=self.config.shutdown_seconds),
         )
         running = asyncio.create_task(worker.run())
-        await self.beat()
+        await self._beat_or_log()
         log.info("%s: cluster %s/%s, task queue %s", STARTED_LINE, *self._name(), self.queue)
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -216,15 +226,37 @@ class Agent:
             if running.done():
                 break
             if not stop.is_set():
-                try:
-                    await self.beat()
-                except Exception as err:
-                    log.warning("heartbeat not sent: %s", one_line(str(err)))
+                await self._beat_or_log()
         log.info("agent stopping: running deploys get %ss to finish", self.config.shutdown_seconds)
         await worker.shutdown()
         await running
-        await self.beat(stopping=True)
+        await self._beat_or_log(stopping=True)
         log.info("agent stopped")
+
+
+# Answers that trying again will not change.
+FINAL_RPC_STATUSES = (
+    RPCStatusCode.NOT_FOUND,
+    RPCStatusCode.INVALID_ARGUMENT,
+    RPCStatusCode.PERMISSION_DENIED,
+    RPCStatusCode.UNAUTHENTICATED,
+)
+
+
+async def _patiently(call: Callable[[], Awaitable[T]], attempts: int = 8) -> T:
+    """A start-up call to Temporal, retried while the server is slow to answer (a query
+    needs a workflow task; under load its RPC may time out) before giving up in one line."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except RPCError as err:
+            final = err.status in FINAL_RPC_STATUSES or attempt == attempts - 1
+            reason = f"{err.status.name}: {one_line(err.message)}"
+            if final:
+                raise UnreachableError(f"temporal: {reason}") from None
+            log.info("temporal did not answer (%s); trying again", reason)
+            await asyncio.sleep(2.0 * (attempt + 1))
+    raise AssertionError("not reached")
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -243,7 +275,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
         inner = LazySecretStore(settings)
         control = Control(client, task_queue=args.task_queue, secrets=inner)
         if token:
-            namespace, change = await control.register_agent(token, args.name, _labels(args.label))
+            namespace, change = await _patiently(
+                lambda: control.register_agent(token, args.name, _labels(args.label))
+            )
             cluster = args.name
             log.info("%s", change.message)
         else:

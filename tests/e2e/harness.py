@@ -275,8 +275,10 @@ class WorkerProcess:
         env: Mapping[str, str],
         cwd: Path,
         started_line: str = STARTED_LINE,
+        start_seconds: float = 60.0,
     ) -> None:
         self.started_line = started_line
+        self.start_seconds = start_seconds
         self.log = log
         self.argv = argv
         self.env = dict(env)
@@ -295,7 +297,7 @@ class WorkerProcess:
             self.proc = subprocess.Popen(
                 self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
             )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + self.start_seconds
         while self.started_line not in self.log.read_text()[offset:]:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
             assert time.monotonic() < deadline, f"worker did not start: {self.log}"
