@@ -9,6 +9,7 @@ history, agent log or CLI output.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -131,8 +132,8 @@ async def test_agents_deploy_go_offline_and_converge_in_a_mixed_fleet(
             await flotilla.control.add_cluster(ns, "east", None, labels={"mode": "agent"})
             await flotilla.control.add_cluster(ns, "west", None, labels={"mode": "agent"})
             await flotilla.control.add_cluster(ns, "pushed", local_cluster.kubeconfig.read_text())
-            east.start()
-            west.start()
+            # The central worker runs in this event loop: wait for the agents off it.
+            await asyncio.gather(asyncio.to_thread(east.start), asyncio.to_thread(west.start))
             await flotilla.worker.refresh_clusters()
             # The central worker serves only the push-mode cluster.
             assert flotilla.worker.cluster_queues == [cluster_task_queue(ns, "pushed")]
@@ -144,12 +145,14 @@ async def test_agents_deploy_go_offline_and_converge_in_a_mixed_fleet(
                 lambda s: s.state == "Ready" and s.ready_bundle_deployments == "3/3",
                 timeout=240,
             )
-            listing = cli(flotilla, "get", "clusters", "-n", ns)
+            listing = await asyncio.to_thread(cli, flotilla, "get", "clusters", "-n", ns)
             cli_outputs.append(listing)
             rows = {line.split()[0]: line for line in listing.splitlines()[1:]}
             assert " agent " in rows["east"] and " agent " in rows["west"]
             assert " push " in rows["pushed"] and "<never>" not in rows["west"]
-            described = cli(flotilla, "describe", "cluster", "west", "-n", ns)
+            described = await asyncio.to_thread(
+                cli, flotilla, "describe", "cluster", "west", "-n", ns
+            )
             cli_outputs.append(described)
             assert "Kubernetes v1." in described and "heartbeat every 2s" in described
 
@@ -192,7 +195,7 @@ async def test_agents_deploy_go_offline_and_converge_in_a_mixed_fleet(
                 history = helm_history(local_cluster.kubeconfig, "mixed-app", f"{prefix}-{name}")
                 assert [h["revision"] for h in history] == [1, 2], (name, history)
 
-            west.start()
+            await asyncio.to_thread(west.start)
             restarted = time.monotonic()
             status = await flotilla.eventually(
                 lambda: flotilla.control.gitrepo_status(ns, "mixed"),
@@ -214,7 +217,7 @@ async def test_agents_deploy_go_offline_and_converge_in_a_mixed_fleet(
             )
 
             # Graceful stop: exits 0, says so, and the registry hears it at once.
-            east.stop()
+            await asyncio.to_thread(east.stop)
             assert east.proc is not None and east.proc.returncode == 0
             assert "agent stopped" in east.log.read_text()
             await flotilla.eventually(
