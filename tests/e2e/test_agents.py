@@ -19,6 +19,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from flotilla.ids import bundle_workflow_id, cluster_task_queue
@@ -33,6 +35,8 @@ from tests.e2e.harness import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+# Two API servers, a dev server, three deploy rounds and an agent restart on a shared machine.
+pytestmark = pytest.mark.timeout(1200)
 HEARTBEAT_SECONDS = 2
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {{version: '{v}'}}\n"
 
