@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
 from devenv.cluster import LocalCluster
@@ -66,20 +64,8 @@ def test_agent_chart_lints_strictly_and_renders_what_it_says(helm: Helm) -> None
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
 
 
-@pytest.fixture
-def agent_namespace(local_cluster: LocalCluster) -> Iterator[str]:
-    name = f"flotilla-agent-{uuid.uuid4().hex[:8]}"
-    local_cluster.request(
-        "POST",
-        "/api/v1/namespaces",
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-    )
-    yield name
-    local_cluster.request("DELETE", f"/api/v1/namespaces/{name}")
-
-
 def test_helm_install_of_the_agent_is_accepted_and_runs(
-    helm: Helm, local_cluster: LocalCluster, agent_namespace: str
+    helm: Helm, local_cluster: LocalCluster, namespace: str
 ) -> None:
     kubeconfig = ("--kubeconfig", str(local_cluster.kubeconfig))
     installed = helm.run(
@@ -87,7 +73,7 @@ def test_helm_install_of_the_agent_is_accepted_and_runs(
         "edge",
         str(CHART),
         "--namespace",
-        agent_namespace,
+        namespace,
         *kubeconfig,
         "--wait",
         "--timeout",
@@ -99,22 +85,20 @@ def test_helm_install_of_the_agent_is_accepted_and_runs(
         assert installed.returncode == 0, installed.stdout + installed.stderr
         assert "flotilla get clusters" in installed.stdout
         name = "edge-flotilla-agent"
-        get(local_cluster, f"/api/v1/namespaces/{agent_namespace}/serviceaccounts/{name}")
-        secret = get(local_cluster, f"/api/v1/namespaces/{agent_namespace}/secrets/{name}-token")
+        get(local_cluster, f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}")
+        secret = get(local_cluster, f"/api/v1/namespaces/{namespace}/secrets/{name}-token")
         assert set(secret["data"]) == {"token"}
-        account = f"system:serviceaccount:{agent_namespace}:{name}"
+        account = f"system:serviceaccount:{namespace}:{name}"
         # cluster-admin, as Fleet's agent: it may create anything anywhere.
         assert can(local_cluster, account, "create", "default", "deployments", "apps")
         assert can(local_cluster, account, "delete", "kube-system", "configmaps")
-        deployment = get(
-            local_cluster, f"/apis/apps/v1/namespaces/{agent_namespace}/deployments/{name}"
-        )
+        deployment = get(local_cluster, f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
         assert deployment["spec"]["strategy"]["type"] == "Recreate"
         (pod,) = [
             p
-            for p in wait_for_running_pods(local_cluster, agent_namespace, 1, "flotilla-agent")
+            for p in wait_for_running_pods(local_cluster, namespace, 1, "flotilla-agent")
             if p["spec"]["serviceAccountName"] == name
         ]
         assert pod["spec"]["automountServiceAccountToken"] is True
     finally:
-        helm.run("uninstall", "edge", "--namespace", agent_namespace, *kubeconfig, "--wait")
+        helm.run("uninstall", "edge", "--namespace", namespace, *kubeconfig, "--wait")
