@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -25,7 +26,7 @@ VALUES = {
 __all__ = ["helm"]  # the module's fixture, shared
 
 
-def write_values(helm: Helm, values: dict[str, object]) -> str:
+def write_values(helm: Helm, values: Mapping[str, object]) -> str:
     path = helm.home / f"agent-values-{uuid.uuid4().hex[:8]}.yaml"
     path.write_text(yaml.safe_dump(values))
     return str(path)
