@@ -138,40 +138,24 @@ async def test_token_cli_and_an_agent_registering_with_it(
 
         # The same token for a second cluster: over its limit, one line, exit 1.
         second = dict(agent_env, HOME=str(tmp_path / "second"))
-        refused = await asyncio.to_thread(
-            run,
-            second,
-            "agent",
-            "--name",
-            "edge-2",
-            "--kubeconfig",
-            str(agent_root / "kubeconfig"),
-            "--task-queue",
-            queue,
-        )
-        assert refused.returncode == 1
-        assert refused.stderr.strip().splitlines() == [
+
+        async def refused(name: str) -> list[str]:
+            """An agent that may not register: exit 1 and its stderr lines."""
+            done = await asyncio.to_thread(
+                run, second, "agent", "--name", name,
+                "--kubeconfig", str(agent_root / "kubeconfig"), "--task-queue", queue,
+            )  # fmt: skip
+            assert done.returncode == 1
+            return done.stderr.strip().splitlines()
+
+        assert await refused("edge-2") == [
             "error: registration token edge-token was used 1 time(s), its limit is 1"
         ]
         deleted = await asyncio.to_thread(
             run, env, "cluster", "token", "delete", "edge-token", *common
         )
         assert deleted.returncode == 0 and "deleted" in deleted.stdout
-        refused = await asyncio.to_thread(
-            run,
-            second,
-            "agent",
-            "--name",
-            "edge-1",
-            "--kubeconfig",
-            str(agent_root / "kubeconfig"),
-            "--task-queue",
-            queue,
-        )
-        assert refused.returncode == 1
-        assert refused.stderr.strip().splitlines() == [
-            "error: registration token edge-token was deleted"
-        ]
+        assert await refused("edge-1") == ["error: registration token edge-token was deleted"]
         await asyncio.to_thread(agent.stop)
         assert agent.proc is not None and agent.proc.returncode == 0
     finally:
