@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "apply GitRepo, Cluster, ClusterGroup, notification Provider and Alert YAML",
     ),
     "cluster": ("starters.commands", "register and label downstream clusters"),
+    "agent": ("starters.agent", "serve one agent-mode cluster's deploys from inside it"),
     "get": ("starters.get", "list gitrepos, bundles, clusters or images"),
     "describe": ("starters.commands", "show a gitrepo, bundle or cluster in detail"),
     "sync": ("starters.commands", "poll a gitrepo now"),

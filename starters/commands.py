@@ -35,6 +35,7 @@ from starters.tables import (
     restriction_table,
     workspace_table,
 )
+from starters.tokens import add_token_commands
 
 # `get` and `delete` names of the restriction kinds.
 RESTRICTION_KINDS = {"policy": "Policy", "gitreporestriction": "GitRepoRestriction"}
@@ -301,6 +302,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing = actions.add_parser("list", help="list registered clusters")
     _common(listing, output=True)
     listing.set_defaults(handler=cmd_cluster_list)
+    add_token_commands(actions, _common, _run, _labels)
 
     describe = sub.add_parser(
         "describe", help="show a gitrepo, bundle or cluster in detail, with its conditions"

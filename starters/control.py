@@ -8,6 +8,7 @@ and only their secret names reach Temporal.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from activities.secrets import (
     exists,
     kubeconfig_secret_name,
 )
+from flotilla.agents import TokenError, make_token, token_hash, token_namespace
 from flotilla.errors import FlotillaError, SpecError, cause_message
 from flotilla.ids import (
     CONTROL_TASK_QUEUE,
@@ -81,19 +83,28 @@ from workflows.notifications_models import (
     NotificationStatusRequest,
 )
 from workflows.registry_models import (
+    AGENT_HEARTBEAT_SIGNAL,
     APPLY_CLUSTER_UPDATE,
     APPLY_GROUP_UPDATE,
     APPLY_RESTRICTION_UPDATE,
+    CREATE_TOKEN_UPDATE,
+    DELETE_TOKEN_UPDATE,
     LABEL_CLUSTER_UPDATE,
+    REGISTER_AGENT_UPDATE,
     REGISTRY_WORKFLOW,
     REMOVE_CLUSTER_UPDATE,
     REMOVE_GROUP_UPDATE,
     REMOVE_RESTRICTION_UPDATE,
     SNAPSHOT_QUERY,
+    TOKENS_QUERY,
+    AgentHeartbeat,
     ApplyClusterRequest,
     ApplyGroupRequest,
     ApplyRestrictionRequest,
+    CreateTokenRequest,
+    DeleteTokenRequest,
     LabelClusterRequest,
+    RegisterAgentRequest,
     RegistryChange,
     RegistrySnapshot,
     RegistryState,
@@ -101,6 +112,8 @@ from workflows.registry_models import (
     RemoveGroupRequest,
     RemoveRestrictionRequest,
     SnapshotRequest,
+    TokenInfo,
+    TokensRequest,
 )
 from workflows.visibility import GITREPO, KIND
 
@@ -360,6 +373,71 @@ class Control:
                 )
             raise
         return snapshot
+
+    # --- agents and registration tokens -----------------------------------------------------
+
+    async def create_token(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        ttl_seconds: float | None,
+        labels: dict[str, str] | None = None,
+        cluster: str = "",
+        max_uses: int = 0,
+    ) -> str:
+        """Make a registration token; only its hash goes to the registry. Returns the token."""
+        token = make_token(namespace, secrets.token_urlsafe(32))
+        await self._registry_update(
+            namespace,
+            CREATE_TOKEN_UPDATE,
+            CreateTokenRequest(
+                name=name,
+                hash=token_hash(token),
+                ttl_seconds=ttl_seconds,
+                labels=labels or {},
+                cluster=cluster,
+                max_uses=max_uses,
+            ),
+        )
+        return token
+
+    async def delete_token(self, namespace: str, name: str) -> RegistryChange:
+        return await self._registry_update(
+            namespace, DELETE_TOKEN_UPDATE, DeleteTokenRequest(name=name)
+        )
+
+    async def list_tokens(self, namespace: str) -> list[TokenInfo]:
+        handle = self.client.get_workflow_handle(registry_workflow_id(namespace))
+        try:
+            tokens: list[TokenInfo] = await handle.query(
+                TOKENS_QUERY, TokensRequest(), result_type=list[TokenInfo]
+            )
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return []
+            raise
+        return tokens
+
+    async def register_agent(
+        self, token: str, name: str, labels: dict[str, str] | None = None
+    ) -> tuple[str, RegistryChange]:
+        """Register (or claim) cluster ``name`` with a token, sending only its hash. Returns
+        the namespace the token belongs to and the registry's answer."""
+        try:
+            namespace = token_namespace(token)
+        except TokenError as err:
+            raise SpecError(str(err)) from None
+        change = await self._registry_update(
+            namespace,
+            REGISTER_AGENT_UPDATE,
+            RegisterAgentRequest(name=name, token_hash=token_hash(token), labels=labels or {}),
+        )
+        return namespace, change
+
+    async def agent_heartbeat(self, namespace: str, beat: AgentHeartbeat) -> None:
+        handle = self.client.get_workflow_handle(registry_workflow_id(namespace))
+        await handle.signal(AGENT_HEARTBEAT_SIGNAL, beat)
 
     # --- gitrepos -----------------------------------------------------------------------------
 

@@ -305,6 +305,15 @@ def describe_cluster(
             f"Name:        {record.name}",
             f"Labels:      {','.join(f'{k}={v}' for k, v in sorted(record.labels.items()))}",
             f"Mode:        {'agent' if record.agent else 'push'}",
+            *(
+                [
+                    f"Agent:       {record.agent_version or '-'} (Kubernetes "
+                    f"{record.kubernetes_version or '-'}, heartbeat every "
+                    f"{record.heartbeat_seconds:g}s)"
+                ]
+                if record.agent
+                else []
+            ),
             f"Last seen:   {age(record.last_seen, now)}",
             f"State:       {status_text(state.state, state.message)}",
             "Conditions:",

@@ -111,6 +111,9 @@ SHARED_QUEUES_PATCH = "push-shared-queues"
 # A bundle reports every change of what its GitRepo shows within REPORT_GAP, not once per
 # REPORT_INTERVAL at the next activity completion (more reports, so it changes commands).
 REPORT_CHANGES_PATCH = "bundle-reports-changes-at-once"
+# An agent-mode cluster whose agent is offline gets no new deploys, watches or checks until
+# it returns: its deploys wait (shown Offline), with no timeouts or retries meanwhile.
+AGENT_OFFLINE_WAITS_PATCH = "agent-offline-cluster-waits"
 # How long a change of what the GitRepo shows may wait for the reports before it to settle:
 # with the signal's delivery, under the 5 s a GitRepo's line may lag its bundles.
 REPORT_GAP = timedelta(seconds=3)
@@ -341,6 +344,7 @@ class BundleWorkflow:
                 and record.monitored
                 and name not in self._in_flight
                 and name in self.state.targets
+                and not self._held(name)
             ):
                 self._spawn(name, self._check(name))
 
@@ -392,6 +396,8 @@ class BundleWorkflow:
         for name, record in list(self.state.deployments.items()):
             if name in self._in_flight or name not in self.state.targets:
                 continue
+            if self._held(name):
+                continue
             after, due = record.due(now)
             if due is None:
                 continue
@@ -424,6 +430,14 @@ class BundleWorkflow:
         clusters = self.state.clusters
         return {c.name: c.offline for c in clusters.clusters if c.offline} if clusters else {}
 
+    def _held(self, cluster: str) -> bool:
+        """An agent-mode cluster whose agent is offline: its work waits for the agent (its
+        queue has nobody to take it). Push mode is never held: its errors say why."""
+        view = self._view(cluster)
+        return bool(
+            view and view.agent and view.offline and workflow.patched(AGENT_OFFLINE_WAITS_PATCH)
+        )
+
     def _roll_out(self, clusters: ClusterSnapshot) -> None:
         labels = {c.name: c.labels for c in clusters.clusters}
         offline = self._offline()
@@ -449,7 +463,7 @@ class BundleWorkflow:
         for name in plan.deploy:
             if self._room() <= 0:
                 break  # the rest move when running ones finish: the next pass offers them
-            if name not in self._in_flight:
+            if name not in self._in_flight and not self._held(name):
                 if workflow.patched(RELEASED_AT_ONCE_PATCH):
                     # Released now, not when the deploy's task first runs: the report at the
                     # end of this pass must not call it held back by the rollout.

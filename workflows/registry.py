@@ -8,25 +8,40 @@ Kubeconfigs never pass through here: a cluster record names its secret only.
 
 from __future__ import annotations
 
+import contextlib
+from datetime import datetime, timedelta
+
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from flotilla.agents import (
+        TokenFacts,
+        heartbeat_deadline,
+        offline_reason,
+        registration_refusal,
+    )
     from flotilla.errors import INVALID_SPEC, one_line
     from flotilla.kubenames import labels_problem, name_problem
     from flotilla.models import GitRepoRestriction, Policy
     from flotilla.restrictions import conflicts
     from workflows.common import continue_as_new_due
     from workflows.registry_models import (
+        AGENT_HEARTBEAT_SIGNAL,
         APPLY_CLUSTER_UPDATE,
         APPLY_GROUP_UPDATE,
         APPLY_RESTRICTION_UPDATE,
+        CREATE_TOKEN_UPDATE,
+        DELETE_TOKEN_UPDATE,
         LABEL_CLUSTER_UPDATE,
+        REGISTER_AGENT_UPDATE,
         REGISTRY_WORKFLOW,
         REMOVE_CLUSTER_UPDATE,
         REMOVE_GROUP_UPDATE,
         REMOVE_RESTRICTION_UPDATE,
         SNAPSHOT_QUERY,
+        TOKENS_QUERY,
+        AgentHeartbeat,
         ApplyClusterRequest,
         ApplyGroupRequest,
         ApplyRestrictionRequest,
@@ -34,7 +49,10 @@ with workflow.unsafe.imports_passed_through():
         ClusterSnapshot,
         ClustersSeen,
         ClusterView,
+        CreateTokenRequest,
+        DeleteTokenRequest,
         LabelClusterRequest,
+        RegisterAgentRequest,
         RegistryChange,
         RegistrySnapshot,
         RegistryState,
@@ -43,11 +61,17 @@ with workflow.unsafe.imports_passed_through():
         RemoveRestrictionRequest,
         SnapshotRequest,
         SubscribeRequest,
+        TokenInfo,
+        TokenRecord,
+        TokensRequest,
     )
     from workflows.visibility import KIND
 
 # The signal every subscriber implements to receive ClusterSnapshot.
 CLUSTERS_CHANGED_SIGNAL = "clusters_changed"
+# Agent clusters whose heartbeats stop turn Offline on a timer (a new command: the registry
+# histories recorded before agents never had a heartbeat, so never reach it).
+AGENT_DEADLINES_PATCH = "registry-agent-heartbeat-deadlines"
 
 
 def _invalid(message: str) -> ApplicationError:
@@ -76,14 +100,17 @@ class ClusterRegistryWorkflow:
     def __init__(self, state: RegistryState) -> None:
         self.state = state
         self._dirty = False
+        # The heartbeat deadline the loop's timer waits for, and whether a beat needs an
+        # earlier one (a first beat, or a shorter interval).
+        self._armed: datetime | None = None
+        self._rearm = False
 
     @workflow.run
     async def run(self, state: RegistryState) -> None:
         workflow.upsert_search_attributes([KIND.value_set("Registry")])
         while True:
-            await workflow.wait_condition(
-                lambda: self._dirty or continue_as_new_due(self.state.max_history_events)
-            )
+            await self._wait_for_change()
+            self._mark_silent_agents()
             if self._dirty:
                 self._dirty = False
                 await self._notify(self.state.subscribers)
@@ -92,6 +119,52 @@ class ClusterRegistryWorkflow:
                 if self._dirty:
                     continue
                 workflow.continue_as_new(self.state)
+
+    async def _wait_for_change(self) -> None:
+        """Until something changed, continue-as-new is due, or an agent's heartbeat is due."""
+
+        def woken() -> bool:
+            return self._dirty or self._rearm or continue_as_new_due(self.state.max_history_events)
+
+        self._rearm = False
+        deadline = self._next_agent_deadline()
+        if deadline is None or not workflow.patched(AGENT_DEADLINES_PATCH):
+            await workflow.wait_condition(woken)
+            return
+        self._armed = deadline
+        wait = max(deadline - workflow.now(), timedelta(milliseconds=1))
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(woken, timeout=wait)
+        self._armed = None
+
+    def _next_agent_deadline(self) -> datetime | None:
+        deadlines = [
+            d
+            for c in self.state.clusters.values()
+            if c.agent and not c.unreachable
+            for d in [heartbeat_deadline(c.last_seen, c.heartbeat_seconds)]
+            if d is not None
+        ]
+        return min(deadlines, default=None)
+
+    def _mark_silent_agents(self) -> None:
+        """Agent clusters not heard from within their deadline turn Offline (subscribers are
+        told: their deployments wait and count as unavailable)."""
+        now = workflow.now()
+        for record in self.state.clusters.values():
+            if not record.agent or record.unreachable:
+                continue
+            deadline = heartbeat_deadline(record.last_seen, record.heartbeat_seconds)
+            if deadline is not None and now >= deadline:
+                record.unreachable = offline_reason(record.heartbeat_seconds)
+                record.unreachable_since = record.last_seen
+                workflow.logger.warning(
+                    "registry %s: cluster %s offline: %s",
+                    self.state.namespace,
+                    record.name,
+                    record.unreachable,
+                )
+                self._dirty = True
 
     def snapshot_for_subscribers(self) -> ClusterSnapshot:
         return ClusterSnapshot(
@@ -146,6 +219,16 @@ class ClusterRegistryWorkflow:
             unreachable_since=previous.unreachable_since if previous else None,
             unreachable=previous.unreachable if previous else "",
         )
+        if previous is not None and previous.agent and request.agent:
+            # An agent cluster re-applied keeps what its agent reported.
+            self.state.clusters[request.name] = self.state.clusters[request.name].model_copy(
+                update={
+                    "agent_version": previous.agent_version,
+                    "kubernetes_version": previous.kubernetes_version,
+                    "heartbeat_seconds": previous.heartbeat_seconds,
+                    "registered_with": previous.registered_with,
+                }
+            )
         verb = "updated" if existed else "added"
         return self._changed(f"cluster {request.name} {verb}")
 
@@ -188,6 +271,162 @@ class ClusterRegistryWorkflow:
             record.unreachable = one_line(problem) or "no answer"
             record.unreachable_since = request.probed_at or workflow.now()
             self._dirty = True
+
+    @workflow.signal(name=AGENT_HEARTBEAT_SIGNAL)
+    def agent_heartbeat(self, beat: AgentHeartbeat) -> None:
+        """An agent serves its queue: last-seen is now (the registry's clock). A beat saying
+        the API server does not answer, or that the agent stops, makes the cluster Offline;
+        the next good beat clears it. Like probes, neither changes targeting (no version)."""
+        record = self.state.clusters.get(beat.name)
+        if record is None or not record.agent:
+            return
+        now = workflow.now()
+        record.last_seen = now
+        record.agent_version = beat.agent_version or record.agent_version
+        record.kubernetes_version = beat.kubernetes_version or record.kubernetes_version
+        record.heartbeat_seconds = beat.interval_seconds
+        deadline = heartbeat_deadline(now, beat.interval_seconds)
+        if deadline is not None and (self._armed is None or deadline < self._armed):
+            self._rearm = True
+        problem = "agent stopped" if beat.stopping else one_line(beat.problem)
+        if problem and not record.unreachable:
+            workflow.logger.warning(
+                "registry %s: cluster %s offline: %s", self.state.namespace, beat.name, problem
+            )
+            record.unreachable, record.unreachable_since = problem, now
+            self._dirty = True
+        elif not problem and record.unreachable:
+            workflow.logger.info(
+                "registry %s: agent of cluster %s is back", self.state.namespace, beat.name
+            )
+            record.unreachable, record.unreachable_since = "", None
+            self._dirty = True
+
+    # --- agent registration -------------------------------------------------------------------
+
+    @workflow.update(name=REGISTER_AGENT_UPDATE)
+    def register_agent(self, request: RegisterAgentRequest) -> RegistryChange:
+        token = self._token_by_hash(request.token_hash)
+        assert token is not None  # the validator refused unknown tokens
+        if request.name not in token.used_by:
+            token.used_by.append(request.name)
+        previous = self.state.clusters.get(request.name)
+        labels = dict(previous.labels if previous else {})
+        labels.update(request.labels)
+        labels.update(token.labels)
+        if previous is not None:
+            self.state.clusters[request.name] = previous.model_copy(
+                update={"labels": labels, "registered_with": token.name}
+            )
+            verb = "re-registered" if previous.registered_with == token.name else "claimed"
+            message = f"cluster {request.name} {verb} by its agent"
+            if previous.labels == labels:
+                # Nothing targeting reads changed (a restarted agent): no new version.
+                return RegistryChange(version=self.state.version, message=message)
+            return self._changed(message)
+        self.state.clusters[request.name] = ClusterRecord(
+            name=request.name, labels=labels, agent=True, registered_with=token.name
+        )
+        return self._changed(f"cluster {request.name} registered by its agent")
+
+    @register_agent.validator
+    def _validate_register_agent(self, request: RegisterAgentRequest) -> None:
+        check_name(request.name)
+        check_labels(request.labels)
+        token = self._token_by_hash(request.token_hash)
+        existing = self.state.clusters.get(request.name)
+        refusal = registration_refusal(
+            None
+            if token is None
+            else TokenFacts(
+                name=token.name,
+                expires_at=token.expires_at,
+                deleted=token.deleted,
+                max_uses=token.max_uses,
+                used_by=tuple(token.used_by),
+                cluster=token.cluster,
+            ),
+            workflow.now(),
+            request.name,
+            existing_agent=None if existing is None else existing.agent,
+            existing_token=existing.registered_with if existing else "",
+        )
+        if refusal:
+            raise _invalid(refusal)
+
+    def _token_by_hash(self, digest: str) -> TokenRecord | None:
+        return next((t for t in self.state.tokens.values() if t.hash == digest), None)
+
+    @workflow.update(name=CREATE_TOKEN_UPDATE)
+    def create_token(self, request: CreateTokenRequest) -> RegistryChange:
+        now = workflow.now()
+        # Deleted and expired tokens are forgotten here, so the list stays short.
+        self.state.tokens = {
+            n: t
+            for n, t in self.state.tokens.items()
+            if not (t.deleted or (t.expires_at is not None and t.expires_at <= now))
+        }
+        ttl = request.ttl_seconds
+        self.state.tokens[request.name] = TokenRecord(
+            name=request.name,
+            hash=request.hash,
+            created_at=now,
+            expires_at=None if ttl is None else now + timedelta(seconds=ttl),
+            labels=dict(request.labels),
+            cluster=request.cluster,
+            max_uses=request.max_uses,
+        )
+        return RegistryChange(
+            version=self.state.version, message=f"registration token {request.name} created"
+        )
+
+    @create_token.validator
+    def _validate_create_token(self, request: CreateTokenRequest) -> None:
+        check_name(request.name, "registration token")
+        check_labels(request.labels)
+        if request.cluster:
+            check_name(request.cluster)
+        existing = self.state.tokens.get(request.name)
+        if existing is not None and not existing.deleted:
+            raise _invalid(f"registration token {request.name!r} already exists")
+        if request.ttl_seconds is not None and request.ttl_seconds <= 0:
+            raise _invalid(f"ttl: {request.ttl_seconds!r} is not a positive duration")
+        if request.max_uses < 0:
+            raise _invalid(f"max uses: {request.max_uses!r} is negative")
+
+    @workflow.update(name=DELETE_TOKEN_UPDATE)
+    def delete_token(self, request: DeleteTokenRequest) -> RegistryChange:
+        # Kept as deleted (until the next create) so an agent using it hears why.
+        self.state.tokens[request.name].deleted = True
+        return RegistryChange(
+            version=self.state.version, message=f"registration token {request.name} deleted"
+        )
+
+    @delete_token.validator
+    def _validate_delete_token(self, request: DeleteTokenRequest) -> None:
+        token = self.state.tokens.get(request.name)
+        if token is None or token.deleted:
+            known = ", ".join(sorted(n for n, t in self.state.tokens.items() if not t.deleted))
+            raise _invalid(
+                f"registration token {request.name!r} does not exist in namespace "
+                f"{self.state.namespace!r} (tokens: {known or 'none'})"
+            )
+
+    @workflow.query(name=TOKENS_QUERY)
+    def tokens(self, request: TokensRequest) -> list[TokenInfo]:
+        return [
+            TokenInfo(
+                name=t.name,
+                created_at=t.created_at,
+                expires_at=t.expires_at,
+                labels=t.labels,
+                cluster=t.cluster,
+                max_uses=t.max_uses,
+                used_by=t.used_by,
+            )
+            for t in sorted(self.state.tokens.values(), key=lambda t: t.name)
+            if not t.deleted
+        ]
 
     @workflow.update(name=LABEL_CLUSTER_UPDATE)
     def label_cluster(self, request: LabelClusterRequest) -> RegistryChange:

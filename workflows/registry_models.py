@@ -24,6 +24,11 @@ REMOVE_GROUP_UPDATE = "remove_group"
 APPLY_RESTRICTION_UPDATE = "apply_restriction"
 REMOVE_RESTRICTION_UPDATE = "remove_restriction"
 SNAPSHOT_QUERY = "snapshot"
+AGENT_HEARTBEAT_SIGNAL = "agent_heartbeat"
+REGISTER_AGENT_UPDATE = "register_agent"
+CREATE_TOKEN_UPDATE = "create_token"  # noqa: S105 - a message name
+DELETE_TOKEN_UPDATE = "delete_token"  # noqa: S105 - a message name
+TOKENS_QUERY = "tokens"
 
 
 class ClusterRecord(BaseModel):
@@ -40,6 +45,12 @@ class ClusterRecord(BaseModel):
     # Set while the worker's probes of its API server fail: since when, and why (one line).
     unreachable_since: datetime | None = None
     unreachable: str = ""
+    # Agent mode: what its heartbeat says, how often it beats, and the registration token
+    # (by name) it registered with.
+    agent_version: str = ""
+    kubernetes_version: str = ""
+    heartbeat_seconds: float = 0.0
+    registered_with: str = ""
 
     @property
     def offline(self) -> str:
@@ -77,6 +88,22 @@ class ClusterSnapshot(BaseModel):
     )
 
 
+class TokenRecord(BaseModel):
+    """A registration token, by the hash of its text (the text itself is never here)."""
+
+    name: str
+    hash: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    # The cluster it registers (empty: any new cluster) and how many clusters it may
+    # register (0: no limit); the clusters it registered.
+    cluster: str = ""
+    max_uses: int = 0
+    used_by: list[str] = Field(default_factory=list)
+    deleted: bool = False
+
+
 class RegistryState(BaseModel):
     """All of the registry, handed whole to continue-as-new."""
 
@@ -87,6 +114,8 @@ class RegistryState(BaseModel):
     policies: dict[str, Policy] = Field(default_factory=dict)
     restrictions: dict[str, GitRepoRestriction] = Field(default_factory=dict)
     subscribers: list[str] = Field(default_factory=list)
+    # Registration tokens by name.
+    tokens: dict[str, TokenRecord] = Field(default_factory=dict)
     # Test switch: continue-as-new after this many events instead of when Temporal suggests.
     max_history_events: int | None = None
 
@@ -167,3 +196,54 @@ class RegistrySnapshot(BaseModel):
     subscribers: list[str]
     policies: list[Policy] = Field(default_factory=list)
     restrictions: list[GitRepoRestriction] = Field(default_factory=list)
+
+
+class AgentHeartbeat(BaseModel):
+    """An agent's beat: it serves its cluster's queue and reaches its API server. The
+    registry takes its own clock for last-seen (an agent's clock may be wrong)."""
+
+    name: str
+    agent_version: str = ""
+    kubernetes_version: str = ""
+    interval_seconds: float
+    # The cluster's API server did not answer (one line): the agent lives, the cluster not.
+    problem: str = ""
+    # Sent once by an agent that shuts down: Offline at once, no need to wait.
+    stopping: bool = False
+
+
+class CreateTokenRequest(BaseModel):
+    name: str
+    hash: str
+    ttl_seconds: float | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    cluster: str = ""
+    max_uses: int = 0
+
+
+class DeleteTokenRequest(BaseModel):
+    name: str
+
+
+class RegisterAgentRequest(BaseModel):
+    """An agent asks to serve ``name``, proving it holds a token by its hash."""
+
+    name: str
+    token_hash: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class TokensRequest(BaseModel):
+    """Query input of ``tokens``."""
+
+
+class TokenInfo(BaseModel):
+    """A token as ``cluster token list`` shows it (no hash)."""
+
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    labels: dict[str, str]
+    cluster: str
+    max_uses: int
+    used_by: list[str]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -176,6 +177,27 @@ def per_cluster_namespaces(prefix: str, clusters: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def history_text(history: Any) -> str:
+    """A workflow history as searchable text, payloads decoded: the JSON form holds them in
+    base64, so a secret inside one would not be found by a plain search."""
+    parts: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            data = node.get("data")
+            if isinstance(data, str) and "metadata" in node:
+                parts.append(base64.b64decode(data).decode(errors="replace"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    tree = history.to_json_dict()
+    walk(tree)
+    return json.dumps(tree) + "\n" + "\n".join(parts)
+
+
 def helm_history(kubeconfig: Path, release: str, namespace: str) -> list[dict[str, object]]:
     out = subprocess.run(
         [
@@ -288,7 +310,17 @@ class WorkerProcess:
     """The worker as its own process (``argv``), logging to ``log``: started and waited for,
     stopped by SIGTERM (killed after 30 s) or killed by pid, as an operator or a crash would."""
 
-    def __init__(self, log: Path, argv: list[str], env: Mapping[str, str], cwd: Path) -> None:
+    def __init__(
+        self,
+        log: Path,
+        argv: list[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        started_line: str = STARTED_LINE,
+        start_seconds: float = 180.0,
+    ) -> None:
+        self.started_line = started_line
+        self.start_seconds = start_seconds
         self.log = log
         self.argv = argv
         self.env = dict(env)
@@ -307,9 +339,8 @@ class WorkerProcess:
             self.proc = subprocess.Popen(
                 self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
             )
-        # A worker imports for seconds when idle but took over a minute at load 45 on two cores.
-        deadline = time.monotonic() + 180
-        while STARTED_LINE not in self.log.read_text()[offset:]:
+        deadline = time.monotonic() + self.start_seconds
+        while self.started_line not in self.log.read_text()[offset:]:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
             assert time.monotonic() < deadline, f"worker did not start: {self.log}"
             time.sleep(0.2)

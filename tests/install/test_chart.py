@@ -477,8 +477,16 @@ def create_namespace(cluster: LocalCluster, name: str) -> None:
     )
 
 
-def can(cluster: LocalCluster, user: str, verb: str, namespace: str) -> bool:
-    """What the API server's own authorizer says the user may do with Secrets there."""
+def can(
+    cluster: LocalCluster,
+    user: str,
+    verb: str,
+    namespace: str,
+    resource: str = "secrets",
+    group: str = "",
+) -> bool:
+    """What the API server's own authorizer says the user may do with Secrets (or another
+    resource) there."""
     review = cluster.request(
         "POST",
         "/apis/authorization.k8s.io/v1/subjectaccessreviews",
@@ -492,7 +500,12 @@ def can(cluster: LocalCluster, user: str, verb: str, namespace: str) -> bool:
                     f"system:serviceaccounts:{user.split(':')[2]}",
                     "system:authenticated",
                 ],
-                "resourceAttributes": {"namespace": namespace, "verb": verb, "resource": "secrets"},
+                "resourceAttributes": {
+                    "namespace": namespace,
+                    "verb": verb,
+                    "resource": resource,
+                    "group": group,
+                },
             },
         },
     )
@@ -595,12 +608,14 @@ def test_helm_install_onto_a_cluster_runs_the_workers(
         helm.run("uninstall", "flotilla", "--namespace", system, *kubeconfig, "--wait")
 
 
-def wait_for_running_pods(cluster: LocalCluster, namespace: str, count: int) -> list[Manifest]:
+def wait_for_running_pods(
+    cluster: LocalCluster, namespace: str, count: int, name: str = "flotilla"
+) -> list[Manifest]:
     deadline = time.monotonic() + 60
     while True:
         items = get(
             cluster,
-            f"/api/v1/namespaces/{namespace}/pods?labelSelector=app.kubernetes.io/name%3Dflotilla",
+            f"/api/v1/namespaces/{namespace}/pods?labelSelector=app.kubernetes.io/name%3D{name}",
         )["items"]
         running = [p for p in items if p["status"].get("phase") == "Running"]
         if len(running) == count or time.monotonic() > deadline:

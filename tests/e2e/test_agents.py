@@ -1,0 +1,260 @@
+"""Agent (pull) mode with real components: two downstream clusters (two API servers), each
+served by its own `flotilla agent` process that has only its own kubeconfig, a central worker
+that holds neither, and a push-mode cluster in the same GitRepo (a mixed fleet).
+
+SIGKILL of one agent mid-rollout: its cluster turns Offline, the others finish, the restarted
+agent converges with exactly one new Helm revision. No kubeconfig token appears in any
+history, agent log or CLI output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devenv.cluster import LocalCluster
+from devenv.gitserver import GitDaemon
+from flotilla.ids import bundle_workflow_id, cluster_task_queue
+from starters.agent import STARTED_LINE
+from tests.e2e.harness import (
+    Flotilla,
+    WorkerProcess,
+    activity_calls,
+    gitrepo_yaml,
+    helm_history,
+    history_text,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+# Two API servers, a dev server, three deploy rounds and an agent restart on a shared machine.
+pytestmark = pytest.mark.timeout(1200)
+HEARTBEAT_SECONDS = 2
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {{version: '{v}'}}\n"
+
+
+def agent_process(flotilla: Flotilla, root: Path, name: str, kubeconfig: Path) -> WorkerProcess:
+    """`flotilla agent` as its own host: own HOME, work and temp directories, an empty secret
+    store, the shared content store, and a copy of its own cluster's kubeconfig only."""
+    for directory in ("home", "work", "tmp", "secrets"):
+        (root / directory).mkdir(parents=True, exist_ok=True)
+    own = root / "home" / "kubeconfig"
+    own.write_text(kubeconfig.read_text())
+    env = {
+        "PATH": os.environ["PATH"],
+        "LANG": "C.UTF-8",
+        "HOME": str(root / "home"),
+        "TMPDIR": str(root / "tmp"),
+        "PYTHONPATH": str(ROOT),
+        "FLOTILLA_WORKDIR": str(root / "work"),
+        "FLOTILLA_SECRETS_DIR": str(root / "secrets"),
+        "FLOTILLA_CONTENT_DIR": str(flotilla.settings.content_dir),
+        "TEMPORAL_ADDRESS": flotilla.client.service_client.config.target_host,
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "starters.cli",
+        "agent",
+        "--cluster",
+        f"{flotilla.namespace}/{name}",
+        "--kubeconfig",
+        str(own),
+        "--heartbeat-seconds",
+        str(HEARTBEAT_SECONDS),
+        "--shutdown-seconds",
+        "5",
+        "--task-queue",
+        flotilla.config.task_queue,
+    ]
+    return WorkerProcess(
+        root / "agent.log", argv, env, ROOT, started_line=STARTED_LINE, start_seconds=180
+    )
+
+
+@contextlib.contextmanager
+def stopped_at_exit(*agents: WorkerProcess) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for agent in agents:
+            agent.stop()
+
+
+def cli(flotilla: Flotilla, *args: str) -> str:
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": flotilla.client.service_client.config.target_host,
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "starters.cli", *args, "--task-queue", flotilla.config.task_queue],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+async def test_agents_deploy_go_offline_and_converge_in_a_mixed_fleet(
+    flotilla: Flotilla,
+    local_cluster: LocalCluster,
+    management_cluster: LocalCluster,
+    git_daemon: GitDaemon,
+    repo_name: str,
+    tmp_path: Path,
+) -> None:
+    ns = flotilla.namespace
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    # east and pushed share the local cluster (each its own namespace); west is the other
+    # API server. Only pushed is push mode: the central worker has its kubeconfig alone.
+    downstream = {"east": local_cluster, "west": management_cluster, "pushed": local_cluster}
+    fleet = "\n".join(
+        [f"defaultNamespace: {prefix}-default", "targetCustomizations:"]
+        + [f"  - {{clusterName: {c}, namespace: {prefix}-{c}}}" for c in downstream]
+    )
+    url = git_daemon.create_repo(
+        repo_name, {"app/fleet.yaml": fleet + "\n", "app/cm.yaml": CM.format(v=1)}
+    )
+    east = agent_process(flotilla, tmp_path / "east", "east", local_cluster.kubeconfig)
+    west = agent_process(flotilla, tmp_path / "west", "west", management_cluster.kubeconfig)
+    cli_outputs: list[str] = []
+    try:
+        with stopped_at_exit(east, west):
+            await flotilla.control.add_cluster(ns, "east", None, labels={"mode": "agent"})
+            await flotilla.control.add_cluster(ns, "west", None, labels={"mode": "agent"})
+            await flotilla.control.add_cluster(ns, "pushed", local_cluster.kubeconfig.read_text())
+            # The central worker runs in this event loop: wait for the agents off it.
+            await asyncio.gather(asyncio.to_thread(east.start), asyncio.to_thread(west.start))
+            await flotilla.worker.refresh_clusters()
+            # The central worker serves only the push-mode cluster.
+            assert flotilla.worker.cluster_queues == [cluster_task_queue(ns, "pushed")]
+            await flotilla.control.apply_text(
+                gitrepo_yaml(ns, "mixed", url, targets=[{"clusterSelector": {}}]), file="g.yaml"
+            )
+            await flotilla.eventually(
+                lambda: flotilla.control.gitrepo_status(ns, "mixed"),
+                lambda s: s.state == "Ready" and s.ready_bundle_deployments == "3/3",
+                timeout=240,
+            )
+            listing = await asyncio.to_thread(cli, flotilla, "get", "clusters", "-n", ns)
+            cli_outputs.append(listing)
+            rows = {line.split()[0]: line for line in listing.splitlines()[1:]}
+            assert " agent " in rows["east"] and " agent " in rows["west"]
+            assert " push " in rows["pushed"] and "<never>" not in rows["west"]
+            described = await asyncio.to_thread(
+                cli, flotilla, "describe", "cluster", "west", "-n", ns
+            )
+            cli_outputs.append(described)
+            assert "Kubernetes v1." in described and "heartbeat every 2s" in described
+
+            # Version 2; west's agent is killed as soon as its deploy is handed out.
+            commit = git_daemon.commit(
+                git_daemon.working_copy(repo_name), {"app/cm.yaml": CM.format(v=2)}, message="v2"
+            )
+            west_queue = cluster_task_queue(ns, "west")
+
+            async def west_deploys() -> int:
+                calls, _ = await activity_calls(
+                    flotilla.client, bundle_workflow_id(ns, "mixed-app")
+                )
+                return sum(c.name == "deploy_bundle" and c.task_queue == west_queue for c in calls)
+
+            await flotilla.eventually(west_deploys, lambda n: n >= 2, interval=0.1, timeout=120)
+            west.kill()
+            killed = time.monotonic()
+            record = await flotilla.eventually(
+                lambda: flotilla.control.registry(ns),
+                lambda s: any(c.name == "west" and c.unreachable for c in s.clusters),
+                interval=0.2,
+                timeout=60,
+            )
+            offline_after = time.monotonic() - killed
+            # Two intervals after the last beat, plus the registry's timer and this poll under
+            # load (7.2 s measured at load 45 with 2 s beats).
+            assert offline_after < 2 * HEARTBEAT_SECONDS + 20, offline_after
+            (west_record,) = [c for c in record.clusters if c.name == "west"]
+            assert "agent stopped heartbeating" in west_record.offline
+            # The others finish while west waits, shown Offline (not a failure).
+            bundle = await flotilla.eventually(
+                lambda: flotilla.control.bundle_status(ns, "mixed-app"),
+                lambda s: (
+                    {c.cluster: c.state for c in s.clusters}
+                    == {"east": "Ready", "pushed": "Ready", "west": "Offline"}
+                ),
+                timeout=240,
+            )
+            (west_state,) = [c for c in bundle.clusters if c.cluster == "west"]
+            assert "agent stopped heartbeating" in west_state.message
+            for name in ("east", "pushed"):
+                history = helm_history(local_cluster.kubeconfig, "mixed-app", f"{prefix}-{name}")
+                assert [h["revision"] for h in history] == [1, 2], (name, history)
+
+            await asyncio.to_thread(west.start)
+            restarted = time.monotonic()
+            status = await flotilla.eventually(
+                lambda: flotilla.control.gitrepo_status(ns, "mixed"),
+                lambda s: (
+                    s.commit == commit
+                    and s.state == "Ready"
+                    and s.ready_bundle_deployments == "3/3"
+                ),
+                timeout=300,
+            )
+            ready_after = time.monotonic() - restarted
+            assert status.ready_clusters == 3
+            history = helm_history(management_cluster.kubeconfig, "mixed-app", f"{prefix}-west")
+            assert [h["revision"] for h in history] == [1, 2], history
+            # No retry storm while it was away: a handful of deploys on west's queue at most.
+            assert await west_deploys() <= 4
+            print(
+                f"west offline after {offline_after:.1f}s, ready {ready_after:.1f}s after restart"
+            )
+
+            # Graceful stop: exits 0, says so, and the registry hears it at once.
+            await asyncio.to_thread(east.stop)
+            assert east.proc is not None and east.proc.returncode == 0
+            assert "agent stopped" in east.log.read_text()
+            await flotilla.eventually(
+                lambda: flotilla.control.registry(ns),
+                lambda s: any(
+                    c.name == "east" and c.unreachable == "agent stopped" for c in s.clusters
+                ),
+                timeout=30,
+            )
+
+        # Secrets: the agents' cluster credentials are nowhere but with their own agent.
+        stored = {s.name for s in flotilla.worker.secrets.list(ns)}
+        assert "pushed-kubeconfig" in stored
+        assert not {"east-kubeconfig", "west-kubeconfig"} & stored
+        texts = [*cli_outputs, east.log.read_text(), west.log.read_text()]
+        texts += [" ".join(agent.argv) for agent in (east, west)]
+        for prefix_ in ("registry", "gitrepo", "bundle"):
+            query = f"WorkflowId STARTS_WITH '{prefix_}/{ns}'"
+            async for wf in flotilla.client.list_workflows(query):
+                handle = flotilla.client.get_workflow_handle(wf.id, run_id=wf.run_id)
+                texts.append(history_text(await handle.fetch_history()))
+        for token in (local_cluster.token, management_cluster.token):
+            leaks = [i for i, text in enumerate(texts) if token in text]
+            assert not leaks, f"a cluster token appears in {len(leaks)} outputs"
+        assert management_cluster.token not in "".join(
+            p.read_text(errors="replace")
+            for p in Path(flotilla.settings.secrets_dir).rglob("*")
+            if p.is_file()
+        )
+    finally:
+        for name, cluster in downstream.items():
+            with contextlib.suppress(Exception):
+                cluster.request("DELETE", f"/api/v1/namespaces/{prefix}-{name}")
