@@ -335,9 +335,7 @@ class Control:
         )
         return change
 
-    async def _check_restrictions(
-        self, objects: list[FleetObject | NotificationObject]
-    ) -> None:
+    async def _check_restrictions(self, objects: list[FleetObject | NotificationObject]) -> None:
         """Refuse the file before anything is applied when one of its Policies or
         GitRepoRestrictions conflicts with its workspace's (or with one before it in the file),
         so a refused file changes nothing."""
