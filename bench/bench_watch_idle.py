@@ -5,7 +5,7 @@ Real components: a Temporal dev server, a git daemon, A API servers (etcd + kube
 each, no nodes or controllers: the bundles are ConfigMaps) and the flotilla worker as a
 subprocess (``python worker.py``, real activities). C cluster names are registered, spread
 round robin over the A API servers (stand-in clusters: each name has its own object watcher,
-credentials and namespaces, ``<cluster>`` by a targetCustomization, so names that share an
+credentials and namespace, ``idle-<cluster>`` by a targetCustomization, so names that share an
 API server share no release). One GitRepo of B bundles (one ConfigMap each) targets them all.
 
 Once every deployment is Ready, the benchmark measures two idle windows of ``--window``
@@ -45,7 +45,7 @@ from devenv.temporal import TemporalDevServer
 from flotilla.settings import TemporalSettings
 from runtime.temporal import connect
 from starters.control import Control
-from tests.e2e.harness import gitrepo_yaml
+from tests.e2e.harness import gitrepo_yaml, per_cluster_namespaces
 
 NAMESPACE = "fleet-idle"
 READY_TIMEOUT = 3600.0
@@ -75,10 +75,7 @@ def per_minute(before: Counter[str], after: Counter[str], seconds: float) -> dic
 
 
 def repo_files(bundles: int, clusters: list[str]) -> dict[str, str | bytes]:
-    lines = ["defaultNamespace: idle-default", "targetCustomizations:"]
-    for cluster in clusters:
-        lines += [f"  - clusterName: {cluster}", f"    namespace: {cluster}"]
-    fleet = "\n".join(lines) + "\n"
+    fleet = per_cluster_namespaces("idle", clusters)
     files: dict[str, str | bytes] = {}
     for i in range(bundles):
         files[f"b{i}/cm.yaml"] = CM.format(i=i)

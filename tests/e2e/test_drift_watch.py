@@ -19,6 +19,8 @@ from tests.e2e.harness import Flotilla, gitrepo_yaml, releases
 # Generous bounds for a loaded test machine; bench/bench_drift.py measures exactly.
 MODIFIED_WITHIN = 30.0
 CORRECTED_WITHIN = 40.0
+# A lost record is healed by a redeploy (helm adopts), slower than a correction under load.
+HEALED_WITHIN = 60.0
 
 DEPLOY = """apiVersion: apps/v1
 kind: Deployment
@@ -64,6 +66,20 @@ class Objects:
     def patch(self, api_version: str, kind: str, name: str, patch: dict[str, Any]) -> None:
         self.kube.merge_patch(api_version, kind, self.ns, name, patch)
 
+    def patch_as(
+        self, manager: str, kind: str, plural: str, name: str, patch: dict[str, Any]
+    ) -> None:
+        """A server-side apply by another controller (its own field manager, not flotilla's)."""
+        body = {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, **patch}}
+        self.kube.request(
+            "PATCH",
+            f"/api/v1/namespaces/{self.ns}/{plural}/{name}",
+            what=f"{kind} {name}",
+            body=body,
+            query=[("fieldManager", manager), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
     def delete_records(self) -> None:
         for item in self.kube.list_metadata("v1", "Secret", self.ns, label_selector="owner=helm"):
             self.kube.delete("v1", "Secret", self.ns, item["metadata"]["name"])
@@ -76,9 +92,12 @@ class Objects:
     async def restored(self) -> bool:
         cfg = await self.get("v1", "ConfigMap", "cfg")
         svc = await self.get("v1", "Service", "svc")
+        web = await self.get("apps/v1", "Deployment", "web")
         return bool(
             cfg
             and svc
+            and web
+            and web["spec"]["replicas"] == 2
             and cfg["data"] == {"color": "green"}
             and cfg["metadata"]["labels"].get("tier") == "front"
         )
@@ -112,11 +131,38 @@ async def test_drift_is_seen_and_corrected_in_seconds_and_a_lost_record_heals(
         uid = await objects.uid()
         await asyncio.sleep(3)  # the watcher has seen the deploy
 
-        # A scale by hand: Modified within seconds, not at the 5-minute periodic check.
-        edited = time.monotonic()
-        objects.patch("apps/v1", "Deployment", "web", {"spec": {"replicas": 3}})
-        await flotilla.eventually(state, lambda s: s == "Modified", timeout=MODIFIED_WITHIN)
-        assert time.monotonic() - edited < MODIFIED_WITHIN
+        # A scale, an edit, a label change by another controller and a deletion: each shows
+        # in the Modified message within seconds, not at the 5-minute periodic check.
+        drifts = [
+            (
+                lambda: objects.patch("apps/v1", "Deployment", "web", {"spec": {"replicas": 3}}),
+                "/spec/replicas",
+            ),
+            (
+                lambda: objects.patch("v1", "ConfigMap", "cfg", {"data": {"color": "red"}}),
+                "/data/color",
+            ),
+            (
+                lambda: objects.patch_as(
+                    "other-controller",
+                    "ConfigMap",
+                    "configmaps",
+                    "cfg",
+                    {"labels": {"tier": "back"}},
+                ),
+                "/metadata/labels/tier",
+            ),
+            (lambda: kube.delete("v1", "Service", target, "svc"), "svc: missing"),
+        ]
+        for change, shown in drifts:
+            edited = time.monotonic()
+            change()
+            await flotilla.eventually(
+                lambda: flotilla.control.bundle_status(ns, "watch-app"),
+                lambda s, shown=shown: s.state == "Modified" and shown in s.clusters[0].message,
+                timeout=MODIFIED_WITHIN,
+            )
+            assert time.monotonic() - edited < MODIFIED_WITHIN
 
         # A commit while Modified restores the objects and shows Ready in the same step.
         work = git_daemon.working_copy(repo_name)
@@ -131,8 +177,8 @@ async def test_drift_is_seen_and_corrected_in_seconds_and_a_lost_record_heals(
         live = await objects.get("apps/v1", "Deployment", "web")
         assert live is not None and live["spec"]["replicas"] == 2
 
-        # correctDrift: an edit, a deletion and a label change by another controller are put
-        # back within seconds, each.
+        # correctDrift: a scale, an edit, a deletion and a label change by another controller
+        # are put back within seconds, each.
         git_daemon.commit(
             work, files(target, "green", "correctDrift: {enabled: true}\n"), message="correct"
         )
@@ -141,26 +187,23 @@ async def test_drift_is_seen_and_corrected_in_seconds_and_a_lost_record_heals(
             lambda s: s.state == "Ready" and s.clusters[0].last_action.startswith("upgrade"),
         )
         await asyncio.sleep(3)
-        changes = [
-            lambda: objects.patch("v1", "ConfigMap", "cfg", {"data": {"color": "red"}}),
-            lambda: kube.delete("v1", "Service", target, "svc"),
-            lambda: objects.patch(
-                "v1", "ConfigMap", "cfg", {"metadata": {"labels": {"tier": "back"}}}
-            ),
-        ]
-        for change in changes:
+        # Each waits out the back-off of corrections in a row (10 s, 20 s, 40 s) before the next.
+        for (change, _), backoff in zip(drifts, (10, 20, 40, 0), strict=True):
             edited = time.monotonic()
             change()
             await asyncio.sleep(0.2)
             await flotilla.eventually(objects.restored, lambda ok: ok, timeout=CORRECTED_WITHIN)
             assert time.monotonic() - edited < CORRECTED_WITHIN
-            # Past the back-off of corrections in a row (10 s, then 20 s).
-            await asyncio.sleep(12 if change is changes[0] else 22)
+            await asyncio.sleep(backoff + 2 if backoff else 0)
         assert await objects.uid() == uid
 
         # Every Helm record deleted, no commit: healed by adoption, the same Deployment.
+        deleted = time.monotonic()
         objects.delete_records()
-        await flotilla.eventually(helm_list, lambda found: found == ["watch-app"], timeout=60)
+        await flotilla.eventually(
+            helm_list, lambda found: found == ["watch-app"], timeout=HEALED_WITHIN
+        )
+        assert time.monotonic() - deleted < HEALED_WITHIN
         status = await flotilla.eventually(
             lambda: flotilla.control.bundle_status(ns, "watch-app"),
             lambda s: s.state == "Ready" and "adopt" in s.clusters[0].last_action,
@@ -176,6 +219,50 @@ async def test_drift_is_seen_and_corrected_in_seconds_and_a_lost_record_heals(
         assert await objects.get("v1", "Service", "svc") is None
         left = await objects.get("apps/v1", "Deployment", "web")
         assert left is None or "deletionTimestamp" in left["metadata"]
+    finally:
+        with contextlib.suppress(Exception):
+            kube.delete("v1", "Namespace", "", target)
+        kube.close()
+
+
+async def test_sync_redeploys_a_lost_record_without_the_watch(
+    flotilla: Flotilla, local_cluster: LocalCluster, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    """The backstop path: no object watcher (as with ``--no-object-watch``), every Helm record
+    deleted, then ``flotilla sync gitrepo`` re-checks the deployment and adopts the live
+    objects at once instead of answering "synced" and waiting for the periodic check."""
+    ns = flotilla.namespace
+    flotilla.config.watch_objects = False
+    target = f"t{uuid.uuid4().hex[:6]}-sync"
+    url = git_daemon.create_repo(repo_name, files(target, "blue"))
+    kube = Kube.from_kubeconfig(local_cluster.kubeconfig.read_text())
+    objects = Objects(kube, target)
+    try:
+        await flotilla.control.add_cluster(ns, "one", local_cluster.kubeconfig.read_text())
+        await flotilla.worker.refresh_clusters()
+        await flotilla.control.apply_text(
+            gitrepo_yaml(ns, "sync", url, targets=[{"clusterName": "one"}]), file="g.yaml"
+        )
+        await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "sync-app"),
+            lambda s: s.state == "Ready" and s.desired == 1,
+        )
+        uid = await objects.uid()
+        objects.delete_records()
+        await asyncio.sleep(3)
+        # Nothing watches: the release stays lost until someone asks.
+        assert releases(local_cluster.kubeconfig, target) == []
+        synced = time.monotonic()
+        assert "synced" in await flotilla.control.sync_gitrepo(ns, "sync")
+        status = await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "sync-app"),
+            lambda s: s.state == "Ready" and "adopt" in s.clusters[0].last_action,
+            timeout=HEALED_WITHIN,
+        )
+        assert time.monotonic() - synced < HEALED_WITHIN
+        assert "(recovered)" in status.clusters[0].last_action
+        assert releases(local_cluster.kubeconfig, target) == ["sync-app"]
+        assert await objects.uid() == uid
     finally:
         with contextlib.suppress(Exception):
             kube.delete("v1", "Namespace", "", target)
