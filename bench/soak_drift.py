@@ -27,6 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench_fleet import load, start_worker, stop_worker, tool_env, wait_for_log
+from temporalio.service import RPCError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -131,8 +132,15 @@ async def main_async(minutes: float) -> int:
                 corrections = 0
                 samples = 0
                 end = time.monotonic() + 60 * minutes
+                missed = 0
                 while time.monotonic() < end:
-                    for bundle in await control.list_bundles(namespace, name):
+                    try:
+                        bundles = await control.list_bundles(namespace, name)
+                    except RPCError as err:  # the server too busy to answer: a gap, not the end
+                        missed += 1
+                        print(f"{stamp()} sample missed: {err.message}", flush=True)
+                        continue
+                    for bundle in bundles:
                         for line in bundle.clusters:
                             key = (bundle.bundle, line.cluster)
                             before = states.get(key, "Ready")
@@ -157,7 +165,10 @@ async def main_async(minutes: float) -> int:
                 except Exception as err:  # a report, not the result
                     signals = f"not read: {type(err).__name__}: {err}"
                 print()
-                print(f"soak of {minutes:.0f} min, {samples} samples of {len(states)} deployments")
+                print(
+                    f"soak of {minutes:.0f} min, {samples} samples of {len(states)} deployments "
+                    f"({missed} missed: the server did not answer in time)"
+                )
                 print(f"false Modified (transitions to Modified): {left_ready['Modified']}")
                 print(f"all transitions away from Ready: {dict(left_ready)}")
                 print(f"drift corrections: {corrections}")
