@@ -158,7 +158,10 @@ async def main_async(args: argparse.Namespace) -> None:
 
                 stop_worker(worker)
                 worker = start_worker(server.address, worker_dir, [NAMESPACE])
-                wait_for_log(worker_dir / "worker.log", "serving push-mode cluster", len(names))
+                # A loaded machine takes minutes to serve 50 clusters again.
+                wait_for_log(
+                    worker_dir / "worker.log", "serving push-mode cluster", len(names), 900
+                )
                 await asyncio.sleep(args.settle)
                 await window("object watchers on", args.window, worker.pid, apiservers, baseline)
             finally:
