@@ -118,7 +118,7 @@ async def main_async(runs: int, watch: bool, idle_seconds: float) -> None:
                     await control.add_cluster(
                         NAMESPACE, cluster.name, cluster.kubeconfig.read_text()
                     )
-                wait_for_log(root / "worker" / "worker.log", "serving cluster queue", CLUSTERS)
+                wait_for_log(root / "worker" / "worker.log", "serving push-mode cluster", CLUSTERS)
                 url = git.create_repo("bench", repo_files())
                 await control.apply_text(
                     gitrepo_yaml(NAMESPACE, "bench", url, targets=[{"clusterSelector": {}}]),

@@ -226,7 +226,7 @@ async def flotilla_run(
         # The registry's updates need a running worker, so the clusters are added after it.
         for cluster in clusters:
             await control.add_cluster(namespace, cluster.name, cluster.kubeconfig.read_text())
-        wait_for_log(root / tag / "worker.log", "serving cluster queue", len(clusters))
+        wait_for_log(root / tag / "worker.log", "serving push-mode cluster", len(clusters))
         total = BUNDLES * len(clusters)
         before = remote.counts() if remote is not None else (0, 0)
         started = time.monotonic()

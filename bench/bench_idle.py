@@ -107,7 +107,7 @@ async def run(gitrepos: int, interval: int, window: float) -> None:
             worker = start_worker(server.address, root / "worker", [namespace])
             try:
                 await control.add_cluster(namespace, "idle", cluster.kubeconfig.read_text())
-                wait_for_log(root / "worker" / "worker.log", "serving cluster queue", 1)
+                wait_for_log(root / "worker" / "worker.log", "serving push-mode cluster", 1)
                 for index in range(gitrepos):
                     git.create_repo(f"idle{index}", {"b/cm.yaml": CM.format(i=index)})
                     url = f"git://127.0.0.1:{proxy.port}/idle{index}.git"

@@ -1,15 +1,20 @@
 """The object watcher against the real cluster: hand edits, deletions and a lost release
-record reach the bundle; status changes and flotilla's own deploys do not."""
+record reach the bundle; status changes and flotilla's own deploys do not; a watch whose
+connection breaks is opened again and reports what changed while it was away."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import pytest
 
-from activities.kube import Kube
+from activities.kube import Kube, parse_kubeconfig
 from activities.objectwatch import ClusterWatch
+from devenv.forward import TcpForwarder
 from flotilla.bundles import Bundle
 from tests.activities.conftest import Engine, configmap, deployment, dump, service
 
@@ -85,3 +90,53 @@ def test_edits_and_deletions_reach_the_bundle_own_deploys_do_not(
             kube.delete("v1", "Secret", engine.namespace, record["metadata"]["name"])
     seen = changes_within(watch, 2.0, engine.namespace)
     assert any("Helm record" in what and "deployed" in what for what in seen[name])
+
+
+class LoopThread:
+    """An event loop in a thread, for the asyncio forwarder beside the watch's threads."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+    def run(self, coro: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def test_a_broken_watch_is_opened_again_and_reports_what_changed_meanwhile(
+    engine: Engine,
+) -> None:
+    bundle = app(engine, "1")
+    engine.deploy(bundle, "v1", wait_ready_seconds=60)
+    ns = engine.namespace
+    # The watch reaches the shared API server through a forwarder that can cut it off.
+    kubeconfig = parse_kubeconfig(engine.cluster.kubeconfig.read_text())
+    server = kubeconfig["clusters"][0]["cluster"]["server"]
+    forwarder = TcpForwarder(int(server.rsplit(":", 1)[1]))
+    loop = LoopThread()
+    loop.run(forwarder.start())
+    kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{forwarder.port}"
+    kube = Kube.from_kubeconfig(kubeconfig)
+    messages: list[str] = []
+    watch = ClusterWatch(kube, messages.append)
+    try:
+        watch.start()
+        wait_watching(watch, engine)
+        loop.run(forwarder.stop())
+        with engine.kube() as direct:
+            direct.merge_patch("v1", "ConfigMap", ns, "cfg", {"data": {"a": "while away"}})
+            direct.delete("v1", "Service", ns, "svc")
+        engine.wait_for("a broken watch", lambda: any("broke" in m for m in messages))
+        assert changes_within(watch, 1.0, ns) == {}
+        loop.run(forwarder.start())
+        seen = changes_within(watch, 20.0, ns)
+        assert f"ConfigMap/{ns}/cfg changed" in seen[bundle.name]
+        assert f"Service/{ns}/svc deleted" in seen[bundle.name]
+    finally:
+        watch.stop()
+        kube.close()
+        loop.run(forwarder.stop())
+        loop.close()
