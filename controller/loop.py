@@ -125,6 +125,8 @@ class Controller:
         self._children: set[tuple[str, str, str]] = set()
         self._stop_watching = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Set once the CRDs are there, the Leases held and the watches started.
+        self.started = asyncio.Event()
 
     # --- API calls ---------------------------------------------------------------------------
 
@@ -279,6 +281,7 @@ class Controller:
                 ).start()
             tasks += [asyncio.create_task(self._worker()) for _ in range(self.config.workers)]
             tasks.append(asyncio.create_task(self._status_loop()))
+            self.started.set()
             log.info(
                 "flotilla controller %s serving namespaces %s",
                 self.config.identity,
