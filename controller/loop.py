@@ -449,19 +449,20 @@ class Controller:
         )
 
     async def _reject(self, key: Key, obj: dict[str, Any], error: str, warnings: list[str]) -> None:
-        log.warning("%s: %s", fleetapi.object_name(obj), one_line(error))
+        name = fleetapi.object_name(obj)
+        log.warning("%s", one_line(error if error.startswith(name) else f"{name}: {error}"))
         self._applied.discard(key)
         status = fleetapi.rejected_status(obj, error, warnings)
         await self._write_status(key, status)
 
     async def _remove(self, key: Key) -> None:
         kind, namespace, name = key
+        # No status pass reads it any more: a closed workflow still answers queries, and its
+        # Bundles would be written again after they are deleted.
+        self._applied.discard(key)
         try:
             if kind == "GitRepo":
                 await self.control.delete_gitrepo(namespace, name, wait=True)
-                for bundle in (self._seen.get(key) or _Seen()).bundles.values():
-                    self._drop_children(namespace, bundle)
-                await self._delete_children(namespace, name)
             elif kind == "Cluster":
                 await self.control.remove_cluster(namespace, name)
             else:
@@ -469,7 +470,10 @@ class Controller:
         except FlotillaError as err:
             # Never applied (invalid, or already gone): nothing of it runs.
             log.info("%s %s/%s: nothing to remove (%s)", kind, namespace, name, one_line(str(err)))
-        self._seen.pop(key, None)
+        if kind == "GitRepo":
+            for bundle in (self._seen.pop(key, None) or _Seen()).bundles.values():
+                self._drop_children(namespace, bundle)
+            await self._delete_children(namespace, name)
         log.info("%s %s/%s deleted", kind.lower(), namespace, name)
 
     async def _delete_children(self, namespace: str, gitrepo: str) -> None:
