@@ -116,6 +116,8 @@ async def run(latency_runs: int, gitrepos: int, idle: float) -> None:
                 cluster_concurrency=2,
                 refresh_seconds=0.5,
                 workdir=tmp / "fl" / "work",
+                # Stand-in clusters have no API server to watch.
+                watch_objects=False,
             )
             deploy = InstantDeploy()
             worker = FlotillaWorker(client, config, settings, deploy=deploy)  # type: ignore[arg-type]
@@ -139,7 +141,8 @@ async def run(latency_runs: int, gitrepos: int, idle: float) -> None:
             await worker.refresh_clusters()
             await asyncio.sleep(2)
 
-            latencies = []
+            latencies: list[float] = []
+            translated: list[float] = []  # apply -> GitRepo workflow started: the controller's
             names: list[str] = []
             for _ in range(latency_runs):
                 name = f"g{uuid.uuid4().hex[:6]}"
@@ -148,11 +151,16 @@ async def run(latency_runs: int, gitrepos: int, idle: float) -> None:
                 await asyncio.to_thread(kubectl.apply, gitrepo(name, url))
                 scheduled = await first_deploy(client, f"{name}-b")
                 latencies.append((scheduled - applied).total_seconds())
+                history = await client.get_workflow_handle(f"gitrepo/{NS}/{name}").fetch_history()
+                started = history.events[0].event_time.ToDatetime()
+                translated.append((started - applied).total_seconds())
             if latencies:
                 print(
                     f"kubectl apply -> first deploy_bundle scheduled over {len(latencies)} "
                     f"GitRepos: median {statistics.median(latencies):.3f}s, "
-                    f"max {max(latencies):.3f}s, all {[round(x, 2) for x in latencies]}"
+                    f"max {max(latencies):.3f}s, all {[round(x, 2) for x in latencies]}; "
+                    f"of which apply -> GitRepo workflow started (the controller's part) "
+                    f"median {statistics.median(translated):.3f}s, max {max(translated):.3f}s"
                 )
 
             while len(names) < gitrepos:

@@ -51,6 +51,8 @@ REPO_LABEL = "fleet.cattle.io/repo-name"
 BUNDLE_LABEL = "fleet.cattle.io/bundle-name"
 _MERGE = "application/merge-patch+json"
 _WATCH_SECONDS = 240
+# GitRepo status queries in flight at once in a status pass.
+_STATUS_CONCURRENCY = 8
 
 
 class ControllerRefused(FlotillaError):
@@ -130,26 +132,10 @@ class Controller:
 
     # --- API calls ---------------------------------------------------------------------------
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        body: Any = None,
-        query: list[tuple[str, str]] | None = None,
-        content_type: str = "application/json",
-    ) -> dict[str, Any]:
+    async def _call(self, method: str, path: str, **options: Any) -> dict[str, Any]:
+        """``Kube.request`` on a thread, counted."""
         self.requests[method] += 1
-        return await asyncio.to_thread(
-            self.kube.request,
-            method,
-            path,
-            what=what,
-            body=body,
-            query=query,
-            content_type=content_type,
-        )
+        return await asyncio.to_thread(self.kube.request, method, path, **options)
 
     async def _patch(self, path: str, body: Any, *, what: str) -> dict[str, Any]:
         return await self._call("PATCH", path, what=what, body=body, content_type=_MERGE)
@@ -327,6 +313,8 @@ class Controller:
             except GoneError:
                 version = ""  # list again, then watch from the new list
             except KubeError as err:
+                if self._stop_watching.is_set():
+                    return
                 log.warning("watch of %s: %s; listing again in 2s", info.plural, err)
                 version = ""
                 self._stop_watching.wait(2.0)
@@ -522,8 +510,18 @@ class Controller:
         """Read every applied GitRepo's status (and changed bundles'), write what differs."""
         per_cluster: dict[str, dict[str, dict[str, str]]] = {}
         gitrepos = [k for k in self.objects if k[0] == "GitRepo" and k in self._applied]
-        for key in gitrepos:
-            await self._gitrepo_pass(key)
+        bound = asyncio.Semaphore(_STATUS_CONCURRENCY)
+
+        async def one(key: Key) -> None:
+            async with bound:
+                try:
+                    await self._gitrepo_pass(key)
+                except Exception as err:  # one slow or failed query must not hold the rest
+                    log.warning(
+                        "status of %s %s/%s: %s", *key, one_line(f"{type(err).__name__}: {err}")
+                    )
+
+        await asyncio.gather(*(one(key) for key in gitrepos))
         for key, seen in self._seen.items():
             for bundle in seen.bundles.values():
                 for c in bundle.clusters:
@@ -540,16 +538,7 @@ class Controller:
             status = await self.control.gitrepo_status(namespace, name)
         except FlotillaError:
             return  # not started yet
-        view = GitRepoView(
-            commit=status.commit,
-            ready_clusters=status.ready_clusters,
-            desired_ready_clusters=status.desired_ready_clusters,
-            ready_bundle_deployments=status.ready_bundle_deployments,
-            state=status.state,
-            message=status.message,
-            conditions=tuple(status.conditions),
-            bundles=tuple(status.bundles),
-        )
+        view = GitRepoView.of(status)
         await self._write_status(
             key, fleetapi.gitrepo_status(view, self._extra.get(key, []), _now())
         )

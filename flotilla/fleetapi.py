@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -333,6 +333,15 @@ class GitRepoView:
     message: str
     conditions: tuple[Condition, ...]
     bundles: tuple[BundleLine, ...]
+
+    @classmethod
+    def of(cls, status: Any) -> GitRepoView:
+        """From anything with these attributes (the GitRepo workflow's status query)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            value = getattr(status, f.name)
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**values)
 
 
 def gitrepo_status(
