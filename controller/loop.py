@@ -365,6 +365,9 @@ class Controller:
             self._busy.add(key)
             try:
                 await self.reconcile(key)
+            except ConflictError:
+                # The object changed under a finalizer patch: again with the newer one soon.
+                self._retry[key] = time.monotonic()
             except Exception as err:  # a bug or an outage: one line, retried later
                 log.warning("%s %s/%s: %s", *key, one_line(f"{type(err).__name__}: {err}"))
                 self._retry[key] = time.monotonic() + self.config.retry_seconds
