@@ -192,7 +192,11 @@ async def run(latency_runs: int, gitrepos: int, idle: float) -> None:
             writes_before = dict(controller.status_writes)
             await asyncio.sleep(idle)
             requests = sum(controller.requests.values()) - requests_before
-            idle_writes = sum(controller.status_writes.values()) - sum(writes_before.values())
+            idle_writes = {
+                k: v - writes_before.get(k, 0)
+                for k, v in controller.status_writes.items()
+                if v != writes_before.get(k, 0)
+            }
             print(
                 f"settled, {idle:.0f}s: {requests * 60 / idle:.1f} API requests/min "
                 f"({idle_writes} status writes) with {len(names)} GitRepos"

@@ -471,7 +471,11 @@ def cluster_status(
     )
     return {
         "display": {"readyBundles": f"{ready}/{len(deployments)}", "state": state},
-        "agent": {"lastSeen": _stamp(last_seen) if last_seen else ""},
+        # To the minute: the worker's probes move it every few seconds, and a status that
+        # changes with every probe would be a write per probe per cluster.
+        "agent": {
+            "lastSeen": _stamp(last_seen.replace(second=0, microsecond=0)) if last_seen else ""
+        },
         "summary": {"desiredReady": len(deployments), "ready": ready},
         "conditions": _plain_conditions([ready_condition]),
     }

@@ -135,8 +135,10 @@ async def test_fleet_api_round_trip(
             assert FINALIZER in web["metadata"]["finalizers"]
             assert releases(local_cluster.kubeconfig, f"{prefix}-one") == ["web-app"]
             assert releases(local_cluster.kubeconfig, f"{prefix}-two") == ["web-app"]
-            bundles = kubectl.table("Bundle", ns)
-            assert row(bundles, "web-app")["BundleDeployments-Ready"] == "2/2"
+            await eventually(
+                lambda: kubectl.table("Bundle", ns),
+                lambda r: row(r, "web-app").get("BundleDeployments-Ready") == "2/2",
+            )
             deployments = await eventually(
                 lambda: kubectl.table("BundleDeployment", ns),
                 lambda r: (

@@ -197,7 +197,7 @@ def test_bundledeployment_deployed_column(applied: str, deployed: str) -> None:
     ],
 )
 def test_cluster_status(states: dict[str, str], offline: str, ready: str, shown: str) -> None:
-    status = fleetapi.cluster_status(states, offline, NOW)
+    status = fleetapi.cluster_status(states, offline, NOW + timedelta(seconds=42))
     assert status["display"]["readyBundles"] == shown
     assert status["conditions"][0]["status"] == ready
     assert status["agent"]["lastSeen"] == "2026-12-03T22:00:00Z"
