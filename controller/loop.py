@@ -566,16 +566,7 @@ class Controller:
 
     async def _write_bundle(self, owner: Key, status: BundleStatus) -> None:
         _, namespace, gitrepo = owner
-        deployments = [
-            DeploymentView(
-                cluster=c.cluster,
-                state=c.state,
-                message=c.message,
-                deployment_id=c.deployment_id,
-                applied=c.applied,
-            )
-            for c in status.clusters
-        ]
+        deployments = [DeploymentView.of(c) for c in status.clusters]
         labels = {REPO_LABEL: gitrepo}
         await self._child(
             "Bundle",

@@ -336,12 +336,8 @@ class GitRepoView:
 
     @classmethod
     def of(cls, status: Any) -> GitRepoView:
-        """From anything with these attributes (the GitRepo workflow's status query)."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            value = getattr(status, f.name)
-            values[f.name] = tuple(value) if isinstance(value, list) else value
-        return cls(**values)
+        """From the GitRepo workflow's status query (anything with these attributes)."""
+        return cls(**_attributes(cls, status))
 
 
 def gitrepo_status(
@@ -391,6 +387,20 @@ class DeploymentView:
     message: str
     deployment_id: str
     applied: str
+
+    @classmethod
+    def of(cls, status: Any) -> DeploymentView:
+        """From a bundle status's cluster line (anything with these attributes)."""
+        return cls(**_attributes(cls, status))
+
+
+def _attributes(view: type[Any], source: Any) -> dict[str, Any]:
+    """The fields of dataclass ``view`` read from ``source``, lists as tuples."""
+    values: dict[str, Any] = {}
+    for f in fields(view):
+        value = getattr(source, f.name)
+        values[f.name] = tuple(value) if isinstance(value, list) else value
+    return values
 
 
 def bundle_status(
