@@ -72,6 +72,9 @@ def row(rows: list[dict[str, str]], name: str) -> dict[str, str]:
     return next((r for r in rows if r["Name"] == name), {})
 
 
+# One flow through every step a Fleet user takes: 4-5 minutes on a loaded machine, over the
+# suite's default of 300 s per test.
+@pytest.mark.timeout(900)
 async def test_fleet_api_round_trip(
     temporal_client: Client,
     task_queue: str,
