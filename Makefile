@@ -35,7 +35,7 @@ tools: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy flotilla workflows activities starters devenv runtime worker.py
+	$(VENV)/bin/mypy flotilla workflows activities starters devenv runtime controller worker.py
 	$(VENV)/bin/lint-imports
 
 ## test: the whole suite, lint included (what CI runs)

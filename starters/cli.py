@@ -49,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schema": ("starters.schema", "print the JSON Schema of fleet.yaml or a Fleet object"),
     "rollout": ("starters.rollout", "follow a rollout until it is Ready or fails"),
     "webhook": ("starters.webhook", "receive git push webhooks and sync the GitRepos they move"),
+    "controller": (
+        "controller.command",
+        "serve Fleet's API (GitRepo, Cluster, ClusterGroup objects) from a management cluster",
+    ),
     "secret": (
         "starters.secrets",
         "create, list and delete Fleet's secrets (git, Helm, registry credentials)",

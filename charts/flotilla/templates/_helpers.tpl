@@ -86,3 +86,35 @@ true
   readOnly: true
 {{- end }}
 {{- end -}}
+
+{{/* The volumes behind flotilla.temporalMounts (the worker's and the controller's). */}}
+{{- define "flotilla.temporalVolumes" -}}
+{{- $tls := .Values.temporal.tls -}}
+{{- $apiKey := .Values.temporal.apiKey -}}
+{{- if $tls.existingSecret }}
+- name: temporal-tls
+  secret:
+    secretName: {{ $tls.existingSecret }}
+    defaultMode: 0440
+    items:
+      {{- if $tls.caCert }}
+      - key: ca.crt
+        path: ca.crt
+      {{- end }}
+      {{- if $tls.clientCert }}
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+      {{- end }}
+{{- end }}
+{{- if $apiKey.existingSecret }}
+- name: temporal-api-key
+  secret:
+    secretName: {{ $apiKey.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $apiKey.key }}
+        path: api-key
+{{- end }}
+{{- end -}}

@@ -1,0 +1,279 @@
+"""Fleet's API on a real management cluster (etcd + kube-apiserver with the CRDs): objects
+applied as kubectl applies them deploy through the workflows, and their status comes back in
+Fleet's shape.
+
+One flow, as a Fleet user lives it: two Clusters and a GitRepo applied, `get gitrepos -A`
+shows Ready 2/2, a commit rolls out and the status follows, a label change re-targets,
+invalid objects get one-line conditions and the rest carries on, a restarted controller
+rebuilds status without a redeploy, a second controller (or Fleet's own) is refused, and
+deleting the GitRepo uninstalls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from temporalio.client import Client
+
+from controller.loop import ControllerRefused
+from devenv.cluster import LocalCluster
+from devenv.gitserver import GitDaemon
+from flotilla.fleetapi import FINALIZER
+from tests.e2e.fleetapi_harness import Kubectl, running_controller
+from tests.e2e.harness import helm_history, per_cluster_namespaces, releases, start_flotilla
+from tests.secrets.conftest import create_namespace, create_secret
+
+T = TypeVar("T")
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {greeting: hello}\n"
+CLUSTER = """\
+apiVersion: fleet.cattle.io/v1alpha1
+kind: Cluster
+metadata: {{name: {name}, namespace: {ns}, labels: {{env: prod}}}}
+spec: {{kubeConfigSecret: {name}-kubeconfig}}
+"""
+GITREPO = """\
+apiVersion: fleet.cattle.io/v1alpha1
+kind: GitRepo
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  repo: {url}
+  branch: main
+  pollingInterval: 1s
+  paths: [app]
+  targets:
+  - clusterSelector: {{matchLabels: {{env: prod}}}}
+{extra}"""
+
+
+async def eventually(probe: Callable[[], T], check: Callable[[T], bool], timeout: float = 240) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await asyncio.to_thread(probe)
+        if check(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s; last value: {value!r}")
+        await asyncio.sleep(0.5)
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == kind), {})
+
+
+def row(rows: list[dict[str, str]], name: str) -> dict[str, str]:
+    return next((r for r in rows if r["Name"] == name), {})
+
+
+# One flow through every step a Fleet user takes: 4-5 minutes on a loaded machine, over the
+# suite's default of 300 s per test.
+@pytest.mark.timeout(900)
+async def test_fleet_api_round_trip(
+    temporal_client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    tools_on_path: list[Path],
+    local_cluster: LocalCluster,
+    management_cluster: LocalCluster,
+    git_daemon: GitDaemon,
+    repo_name: str,
+) -> None:
+    ns = f"fl-{uuid.uuid4().hex[:8]}"
+    create_namespace(management_cluster, ns)
+    fl = await start_flotilla(
+        temporal_client,
+        task_queue,
+        tmp_path,
+        namespace=ns,
+        FLOTILLA_SECRET_BACKEND="kubernetes",
+        FLOTILLA_MANAGEMENT_KUBECONFIG=str(management_cluster.kubeconfig),
+    )
+    kubectl = Kubectl.for_kubeconfig(management_cluster.kubeconfig)
+    kubeconfig = management_cluster.kubeconfig
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    url = git_daemon.create_repo(
+        repo_name,
+        {"app/fleet.yaml": per_cluster_namespaces(prefix, ["one", "two"]), "app/cm.yaml": CM},
+    )
+    for name in ("one", "two"):
+        create_secret(
+            management_cluster,
+            ns,
+            f"{name}-kubeconfig",
+            {"value": local_cluster.kubeconfig.read_text()},
+        )
+    try:
+        async with running_controller(kubeconfig, fl.control, ns, "controller-a") as ctl:
+            # --- apply, deploy to two clusters, `get gitrepos -A` ---------------------------
+            kubectl.apply(
+                CLUSTER.format(name="one", ns=ns) + "---\n" + CLUSTER.format(name="two", ns=ns)
+            )
+            kubectl.apply(GITREPO.format(name="web", ns=ns, url=url, extra=""))
+            rows = await eventually(
+                lambda: kubectl.table("GitRepo"),
+                lambda rows: row(rows, "web").get("BundleDeployments-Ready") == "2/2",
+            )
+            assert list(row(rows, "web")) == [
+                "Name",
+                "Repo",
+                "Commit",
+                "BundleDeployments-Ready",
+                "Status",
+            ]
+            assert row(rows, "web")["Repo"] == url
+            web = kubectl.get("GitRepo", ns, "web")
+            assert web is not None
+            status = web["status"]
+            assert condition(web, "Ready")["status"] == "True"
+            assert (status["readyClusters"], status["desiredReadyClusters"]) == (2, 2)
+            assert status["display"]["readyBundleDeployments"] == "2/2"
+            assert status["summary"]["desiredReady"] == 2
+            assert FINALIZER in web["metadata"]["finalizers"]
+            assert releases(local_cluster.kubeconfig, f"{prefix}-one") == ["web-app"]
+            assert releases(local_cluster.kubeconfig, f"{prefix}-two") == ["web-app"]
+            await eventually(
+                lambda: kubectl.table("Bundle", ns),
+                lambda r: row(r, "web-app").get("BundleDeployments-Ready") == "2/2",
+            )
+            deployments = await eventually(
+                lambda: kubectl.table("BundleDeployment", ns),
+                lambda r: (
+                    sorted(x["Name"] for x in r) == ["web-app-one", "web-app-two"]
+                    and all(x["Deployed"] == "Yes" for x in r)
+                ),
+            )
+            assert {x["Status"] for x in deployments} == {""}
+            clusters = await eventually(
+                lambda: kubectl.table("Cluster", ns),
+                lambda r: row(r, "one").get("Bundles-Ready") == "1/1",
+            )
+            assert row(clusters, "two")["Bundles-Ready"] == "1/1"
+
+            # --- a commit rolls out, the status follows -------------------------------------
+            work = git_daemon.working_copy(repo_name)
+            commit = git_daemon.commit(
+                work, {"app/cm.yaml": CM.replace("hello", "bonjour")}, message="bonjour"
+            )
+            web = await eventually(
+                lambda: kubectl.get("GitRepo", ns, "web"),
+                lambda o: (
+                    (o or {}).get("status", {}).get("commit") == commit
+                    and condition(o, "Ready").get("status") == "True"
+                ),
+            )
+            assert row(kubectl.table("GitRepo", ns), "web")["Commit"] == commit
+            for name in ("one", "two"):
+                assert (
+                    len(helm_history(local_cluster.kubeconfig, "web-app", f"{prefix}-{name}")) == 2
+                )
+
+            # --- labels re-target -----------------------------------------------------------
+            kubectl.label("Cluster", ns, "two", {"env": "dev"})
+            await eventually(
+                lambda: kubectl.get("GitRepo", ns, "web"),
+                lambda o: (
+                    (o or {}).get("status", {}).get("display", {}).get("readyBundleDeployments")
+                    == "1/1"
+                ),
+            )
+            await eventually(
+                lambda: releases(local_cluster.kubeconfig, f"{prefix}-two"), lambda r: r == []
+            )
+            assert releases(local_cluster.kubeconfig, f"{prefix}-one") == ["web-app"]
+
+            # --- invalid objects: one-line conditions, the rest carries on ------------------
+            kubectl.apply(
+                GITREPO.format(name="bad", ns=ns, url=url, extra="").replace("1s", "soon")
+            )
+            kubectl.apply(
+                GITREPO.format(name="typo", ns=ns, url=url, extra="  branchh: main\n").replace(
+                    "env: prod", "env: none"
+                )
+            )
+            kubectl.apply(
+                CLUSTER.format(name="three", ns=ns).replace("three-kubeconfig", "missing")
+            )
+            bad = await eventually(
+                lambda: kubectl.get("GitRepo", ns, "bad"),
+                lambda o: condition(o, "Accepted").get("status") == "False",
+            )
+            message = condition(bad, "Ready")["message"]
+            assert "spec.pollingInterval" in message and "'soon'" in message
+            assert "\n" not in message
+            typo = await eventually(
+                lambda: kubectl.get("GitRepo", ns, "typo"),
+                lambda o: bool(condition(o, "Warning")),
+            )
+            assert "spec.branchh: unknown field" in condition(typo, "Warning")["message"]
+            assert "did you mean 'branch'" in condition(typo, "Warning")["message"]
+            three = await eventually(
+                lambda: kubectl.get("Cluster", ns, "three"),
+                lambda o: condition(o, "Accepted").get("status") == "False",
+            )
+            assert f"{ns}/missing does not exist" in condition(three, "Ready")["message"]
+            # Applied without the unknown field (its deploy is its own business).
+            assert condition(typo, "Accepted")["status"] == "True"
+            kubectl.delete("GitRepo", ns, "typo")
+            kubectl.delete("GitRepo", ns, "bad")
+            kubectl.delete("Cluster", ns, "three")
+
+            # --- a second controller, or Fleet's, is refused --------------------------------
+            with pytest.raises(ControllerRefused, match="controller-a"):
+                async with running_controller(kubeconfig, fl.control, ns, "controller-b"):
+                    pass
+            applies_before = ctl.requests["POST"]
+        assert applies_before > 0
+
+        fleet_ns = f"fleet-{uuid.uuid4().hex[:6]}"
+        create_namespace(management_cluster, fleet_ns)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "fleet-controller-leader-election-shard"},
+            "spec": {"holderIdentity": "fleet", "leaseDurationSeconds": 300, "renewTime": now},
+        }
+        lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{fleet_ns}/leases"
+        management_cluster.request("POST", lease_path, lease)
+        try:
+            with pytest.raises(ControllerRefused, match="Fleet's controller is running"):
+                async with running_controller(kubeconfig, fl.control, ns, "controller-c"):
+                    pass
+        finally:
+            management_cluster.request(
+                "DELETE", f"{lease_path}/fleet-controller-leader-election-shard"
+            )
+
+        # --- restart: status rebuilt, nothing redeploys -------------------------------------
+        history = helm_history(local_cluster.kubeconfig, "web-app", f"{prefix}-one")
+        kubectl.patch_status("GitRepo", ns, "web", None)
+        assert "status" not in (kubectl.get("GitRepo", ns, "web") or {})
+        async with running_controller(kubeconfig, fl.control, ns, "controller-d"):
+            web = await eventually(
+                lambda: kubectl.get("GitRepo", ns, "web"),
+                lambda o: (
+                    (o or {}).get("status", {}).get("display", {}).get("readyBundleDeployments")
+                    == "1/1"
+                    and condition(o, "Ready").get("status") == "True"
+                ),
+            )
+            assert (web or {})["status"]["commit"] == commit
+            await asyncio.sleep(3)
+            assert helm_history(local_cluster.kubeconfig, "web-app", f"{prefix}-one") == history
+
+            # --- `kubectl delete gitrepo` uninstalls ----------------------------------------
+            kubectl.delete("GitRepo", ns, "web")
+            await eventually(lambda: kubectl.get("GitRepo", ns, "web"), lambda o: o is None)
+            assert releases(local_cluster.kubeconfig, f"{prefix}-one") == []
+            assert kubectl.table("Bundle", ns) == []
+            assert kubectl.table("BundleDeployment", ns) == []
+    finally:
+        await fl.cleanup()
+        await fl.worker.stop()
