@@ -165,6 +165,12 @@ def _low_free_port() -> int:
 PERSISTENCE_DB = "temporal"
 VISIBILITY_DB = "temporal_visibility"
 SCHEMAS = {PERSISTENCE_DB: "postgresql/v12/temporal", VISIBILITY_DB: "postgresql/v12/visibility"}
+# Where each server process announces itself to the others (ringpop's seed list). Its rows
+# describe the hosts that were running, not data: a restored server that finds rows
+# heartbeated less than 20 s before the dump tries to join those dead hosts first and answers
+# "Not enough hosts to serve the request" for 30 to 60 s. Backups leave the rows out and
+# restores empty the table.
+MEMBERSHIP_TABLE = "cluster_membership"
 
 
 class TemporalServer:
@@ -287,6 +293,9 @@ class TemporalServer:
         for database, schema in SCHEMAS.items():
             if self.restore_from is not None:
                 self.postgres.restore(database, self.restore_from / f"{database}.dump")
+                if database == PERSISTENCE_DB:
+                    # A dump taken without --exclude-table-data still carries the dead hosts.
+                    self.postgres.psql(f"TRUNCATE {MEMBERSHIP_TABLE}", database=database)
                 continue
             _sql_tool(self.postgres, database, "create-database")
             _sql_tool(self.postgres, database, "setup-schema", "-v", "0.0")
@@ -344,10 +353,12 @@ class TemporalServer:
             raise StartupError(f"flotilla setup failed: {(proc.stdout + proc.stderr).strip()}")
 
     def backup(self, directory: Path) -> Path:
-        """``pg_dump`` of both databases into ``directory`` (what ``restore_from`` reads)."""
+        """``pg_dump`` of both databases into ``directory`` (what ``restore_from`` reads),
+        without the membership rows of the hosts running now."""
         directory.mkdir(parents=True, exist_ok=True)
         for database in SCHEMAS:
-            self.postgres.dump(database, directory / f"{database}.dump")
+            excluded = (MEMBERSHIP_TABLE,) if database == PERSISTENCE_DB else ()
+            self.postgres.dump(database, directory / f"{database}.dump", exclude_data=excluded)
         return directory
 
     def stop(self) -> None:
