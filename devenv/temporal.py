@@ -58,6 +58,7 @@ class TemporalDevServer:
         self.port = port or free_port()
         self.ui_port = ui_port or free_port()
         self.http_port = http_port or free_port()
+        self.metrics_port = free_port()
         self.headless = headless
         self.persistent = persistent
         self.tied_to_parent = tied_to_parent
@@ -76,6 +77,11 @@ class TemporalDevServer:
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.ui_port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """The server's own Prometheus metrics."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
     def argv(self) -> list[str]:
         argv = [
             str(temporal_cli()),
@@ -88,7 +94,7 @@ class TemporalDevServer:
             "--http-port",
             str(self.http_port),
             "--metrics-port",
-            str(free_port()),
+            str(self.metrics_port),
             "--log-level",
             "warn",
         ]
@@ -209,6 +215,7 @@ class TemporalServer:
                 "matching-membership",
                 "worker",
                 "worker-membership",
+                "metrics",
             )
         }
         self.process: ManagedProcess | None = None
@@ -224,6 +231,11 @@ class TemporalServer:
     @property
     def http_address(self) -> str:
         return f"127.0.0.1:{self.ports['frontend-http']}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The server's own Prometheus metrics (tally names, as the dev server's)."""
+        return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
 
     def _service(self, name: str) -> dict[str, object]:
         rpc: dict[str, object] = {
@@ -264,7 +276,15 @@ class TemporalServer:
                     "postgres-visibility": store(VISIBILITY_DB, 10),
                 },
             },
-            "global": {"membership": {"maxJoinDuration": "30s", "broadcastAddress": "127.0.0.1"}},
+            "global": {
+                "membership": {"maxJoinDuration": "30s", "broadcastAddress": "127.0.0.1"},
+                "metrics": {
+                    "prometheus": {
+                        "framework": "tally",
+                        "listenAddress": f"127.0.0.1:{self.ports['metrics']}",
+                    }
+                },
+            },
             "services": {
                 s: self._service(s) for s in ("frontend", "history", "matching", "worker")
             },
