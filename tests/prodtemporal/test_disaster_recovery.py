@@ -247,15 +247,14 @@ async def test_restore_without_then_with_the_secret_store_keeps_clusters_at_the_
             running.remove(before)
             shutil.rmtree(before.secrets.root)
 
+            def restore(name: str) -> Installation:
+                server = start_production_temporal(tmp_path / name, restore_from=backup)
+                running.append(Installation(tmp_path, server, task_queue, ns))
+                return running[-1]
+
             # Restored without the secret store: the GitRepo names the missing git secret
             # and no cluster is touched.
-            bare = Installation(
-                tmp_path,
-                start_production_temporal(tmp_path / "temporal-bare", restore_from=backup),
-                task_queue,
-                ns,
-            )
-            running.append(bare)
+            bare = restore("temporal-bare")
             helper = await bare.start()
             status = await helper.eventually(
                 lambda: bare.gitrepo_status(helper),
@@ -271,13 +270,7 @@ async def test_restore_without_then_with_the_secret_store_keeps_clusters_at_the_
 
             # Restored with the secret store.
             shutil.copytree(tmp_path / "secrets-backup", bare.secrets.root)
-            restored = Installation(
-                tmp_path,
-                start_production_temporal(tmp_path / "temporal-after", restore_from=backup),
-                task_queue,
-                ns,
-            )
-            running.append(restored)
+            restored = restore("temporal-after")
             launched = time.monotonic()
             helper = await restored.start()
             started = time.monotonic()
@@ -326,12 +319,17 @@ async def test_restore_without_then_with_the_secret_store_keeps_clusters_at_the_
                 timeout=90,
             )
             assert pushed[1] == "flotilla-imagescan", pushed
+            # The clusters too: the status has been seen Ready at the new commit before the
+            # Deployment held the new image (as with the ConfigMaps above).
             await helper.eventually(
                 lambda: control.bundle_status(ns, "dr-img"),
-                lambda s: s.commit == pushed[0] and s.state == "Ready",
+                lambda s: (
+                    s.commit == pushed[0]
+                    and s.state == "Ready"
+                    and images(local_cluster, prefix) == [f"{image}:1.1.0"] * len(CLUSTERS)
+                ),
                 timeout=90,
             )
-            assert images(local_cluster, prefix) == [f"{image}:1.1.0"] * len(CLUSTERS)
             assert versions(local_cluster, prefix) == expected
         finally:
             for installation in running:
