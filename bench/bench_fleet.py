@@ -1,18 +1,23 @@
 """Fleet's create-1-gitrepo-50-bundle, widened to 3 clusters: flotilla vs bare ``helm --wait``.
 
-Everything is real: a Temporal dev server, a git daemon, 3 local clusters (1 kwok node each,
-kwok makes pods Ready) and the flotilla worker as a subprocess (``python worker.py``) with the
-real deploy activities. The repo holds 50 raw-YAML bundles of 10 objects (a Deployment, a
-Service, eight ConfigMaps). Timed from ``flotilla apply`` of a GitRepo targeting all clusters
-(the commit is already pushed, so this is commit → deployed) to 150/150 bundle deployments
-Ready (status polled every 0.5 s); flotilla's Ready means the release is installed and its
-objects are ready (Deployment available), so the baseline is ``helm upgrade --install --wait``
-of the same generated charts, 150 releases on a thread pool as wide as the worker's cluster
-concurrency × 3. Each run uses fresh namespaces (and a fresh flotilla namespace and worker);
-the side that goes first alternates. Run:
+Everything is real: a Temporal server (the dev server; ``--temporal postgres`` the
+production-shaped one on PostgreSQL, ``--temporal dev,postgres`` both in one run), a git
+daemon, 3 local clusters (1 kwok node each, kwok makes pods Ready) and the flotilla worker as a
+subprocess (``python worker.py``) with the real deploy activities. The repo holds 50 raw-YAML
+bundles of 10 objects (a Deployment, a Service, eight ConfigMaps). Timed from ``flotilla
+apply`` of a GitRepo targeting all clusters (the commit is already pushed, so this is commit →
+deployed) to 150/150 bundle deployments Ready (status polled every 0.5 s); flotilla's Ready
+means the release is installed and its objects are ready (Deployment available), so the
+baseline is ``helm upgrade --install --wait`` of the same generated charts, 150 releases on a
+thread pool as wide as the worker's cluster concurrency × 3. Each run uses fresh namespaces
+(and a fresh flotilla namespace and worker); the side that goes first alternates. Run:
 
     .venv/bin/python bench/bench_fleet.py --runs 3
     .venv/bin/python bench/bench_fleet.py --runs 3 --sides flotilla,remote   # issue 10
+    .venv/bin/python bench/bench_fleet.py --runs 3 --sides flotilla --temporal dev,postgres
+
+Each flotilla run also prints the Temporal server's own throughput over the rollout (workflow
+tasks and activities completed per second, from its Prometheus metrics).
 
 ``remote`` runs the same flotilla side on the multi-host backends: Secrets in a management
 cluster (etcd and an API server) and content in an htpasswd registry, and reports the extra
@@ -42,6 +47,8 @@ from bench_deploy import bundle_for, objects
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from temporal_kinds import ServerThroughput, add_temporal_argument, temporal_kinds, temporal_server
+
 from activities.kubesecrets import KubernetesSecretStore
 from activities.render import customize_options, render_bundle
 from activities.secrets import FileSecretStore, SecretStore
@@ -49,7 +56,7 @@ from devenv import tools
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_auth
-from devenv.temporal import TemporalDevServer
+from devenv.temporal import TemporalDevServer, TemporalServer
 from flotilla.chart import wrap_manifests
 from flotilla.ids import bundle_workflow_id
 from flotilla.settings import TemporalSettings
@@ -190,7 +197,7 @@ def stop_worker(worker: subprocess.Popen[bytes]) -> None:
 
 async def flotilla_run(
     tag: str,
-    server: TemporalDevServer,
+    server: TemporalDevServer | TemporalServer,
     git: GitDaemon,
     clusters: list[LocalCluster],
     root: Path,
@@ -198,9 +205,10 @@ async def flotilla_run(
     breakdown: bool = False,
     logs: Path | None = None,
     remote: Remote | None = None,
-) -> tuple[float, float]:
-    """One run: returns (seconds to all Ready, bundle history events per deployment); with
-    ``remote``, on the kubernetes secret and oci content backends."""
+) -> tuple[float, float, dict[str, float]]:
+    """One run: returns (seconds to all Ready, bundle history events per deployment, the
+    server's completions per second); with ``remote``, on the kubernetes secret and oci content
+    backends."""
     namespace = f"fl-{tag}"
     files: dict[str, str | bytes] = {}
     for index in range(BUNDLES):
@@ -229,6 +237,8 @@ async def flotilla_run(
         wait_for_log(root / tag / "worker.log", "serving push-mode cluster", len(clusters))
         total = BUNDLES * len(clusters)
         before = remote.counts() if remote is not None else (0, 0)
+        throughput = ServerThroughput(server.metrics_url)
+        throughput.start()
         started = time.monotonic()
         await control.apply_text(
             gitrepo_yaml(namespace, "bench", url, targets=[{"clusterSelector": {}}]),
@@ -248,6 +258,8 @@ async def flotilla_run(
                 raise RuntimeError(f"not Ready after 1800 s: {status!r}")
             await asyncio.sleep(0.5)
         seconds = time.monotonic() - started
+        rates = throughput.stop()
+        print(f"    {throughput.line()}", flush=True)
         if remote is not None:
             after = remote.counts()
             print(
@@ -277,7 +289,7 @@ async def flotilla_run(
             query = f"WorkflowId STARTS_WITH '{prefix}/{namespace}' AND ExecutionStatus = 'Running'"
             async for wf in client.list_workflows(query):
                 await client.get_workflow_handle(wf.id).terminate("benchmark finished")
-        return seconds, events / total
+        return seconds, events / total, rates
     finally:
         stop_worker(worker)
         if logs is not None:
@@ -339,10 +351,17 @@ def helm_run(tag: str, clusters: list[LocalCluster], root: Path, parallel: int) 
 
 
 async def main_async(
-    runs: int, sides_wanted: list[str], *, breakdown: bool, logs: Path | None
+    runs: int, sides_wanted: list[str], kinds: list[str], *, breakdown: bool, logs: Path | None
 ) -> None:
     os.environ["PATH"] = tool_env()["PATH"]
     parallel = CLUSTER_CONCURRENCY * CLUSTERS
+    # Per Temporal server: flotilla's seconds, the remote side's, events per deployment and
+    # the server's own rates; bare helm uses no Temporal and runs once per run.
+    ours: dict[str, list[float]] = {kind: [] for kind in kinds}
+    theirs: dict[str, list[float]] = {kind: [] for kind in kinds}
+    per_deployment: dict[str, list[float]] = {kind: [] for kind in kinds}
+    rates: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    bare: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         root = Path(tmp)
         clusters = [LocalCluster(f"c{n}", root / f"cluster{n}", nodes=1) for n in range(CLUSTERS)]
@@ -354,52 +373,50 @@ async def main_async(
                     root / "registry", auth=htpasswd_auth(root / "registry"), access_log=True
                 ),
             )
-        with (
-            TemporalDevServer(root / "temporal", headless=True) as server,
-            GitDaemon(root / "git") as git,
-        ):
+        with GitDaemon(root / "git") as git:
             try:
                 for cluster in clusters:
                     cluster.start()
                 if remote is not None:
                     remote.management.start()
                     remote.registry.start()
-                ours: list[float] = []
-                theirs: list[float] = []
-                bare: list[float] = []
-                per_deployment: list[float] = []
-                for run in range(runs):
-                    sides = (
-                        ["helm", "remote", "flotilla"]
-                        if run % 2
-                        else ["flotilla", "remote", "helm"]
-                    )
-                    for side in [s for s in sides if s in sides_wanted]:
-                        tag = f"{side[0]}r{run}"
-                        before = load()
-                        if side in ("flotilla", "remote"):
-                            seconds, events = await flotilla_run(
-                                tag,
-                                server,
-                                git,
-                                clusters,
-                                root,
-                                breakdown=breakdown,
-                                logs=logs,
-                                remote=remote if side == "remote" else None,
+                for kind in kinds:
+                    with temporal_server(kind, root / f"temporal-{kind}") as server:
+                        for run in range(runs):
+                            sides = (
+                                ["helm", "remote", "flotilla"]
+                                if run % 2
+                                else ["flotilla", "remote", "helm"]
                             )
-                            (ours if side == "flotilla" else theirs).append(seconds)
-                            per_deployment.append(events)
-                            extra = f", {events:.1f} bundle events per deployment"
-                        else:
-                            seconds = helm_run(tag, clusters, root, parallel)
-                            bare.append(seconds)
-                            extra = ""
-                        print(
-                            f"run {run + 1} {side:8s}: {seconds:6.1f}s{extra} "
-                            f"(load before {before}, after {load()})",
-                            flush=True,
-                        )
+                            for side in [s for s in sides if s in sides_wanted]:
+                                if side == "helm" and kind != kinds[0]:
+                                    continue
+                                tag = f"{kind[0]}{side[0]}r{run}"
+                                before = load()
+                                if side in ("flotilla", "remote"):
+                                    seconds, events, rate = await flotilla_run(
+                                        tag,
+                                        server,
+                                        git,
+                                        clusters,
+                                        root,
+                                        breakdown=breakdown,
+                                        logs=logs,
+                                        remote=remote if side == "remote" else None,
+                                    )
+                                    (ours if side == "flotilla" else theirs)[kind].append(seconds)
+                                    per_deployment[kind].append(events)
+                                    rates[kind].append(rate)
+                                    extra = f", {events:.1f} bundle events per deployment"
+                                else:
+                                    seconds = helm_run(tag, clusters, root, parallel)
+                                    bare.append(seconds)
+                                    extra = ""
+                                print(
+                                    f"run {run + 1} {side:8s} on {kind}: {seconds:6.1f}s{extra} "
+                                    f"(load before {before}, after {load()})",
+                                    flush=True,
+                                )
             finally:
                 for cluster in clusters:
                     cluster.stop()
@@ -411,22 +428,35 @@ async def main_async(
         f"{BUNDLES} bundles x {CLUSTERS} clusters = {BUNDLES * CLUSTERS} deployments, "
         f"parallel {parallel}, median of {runs} runs"
     )
-    if ours:
-        print(f"flotilla (apply -> 150/150 Ready): {statistics.median(ours):6.1f}s  {ours}")
-        print(f"bundle history events per deployment: {statistics.median(per_deployment):.1f}")
+    for kind in kinds:
+        if ours[kind]:
+            print(
+                f"flotilla on {kind} Temporal (apply -> 150/150 Ready): "
+                f"{statistics.median(ours[kind]):6.1f}s  {ours[kind]}"
+            )
+        if per_deployment[kind]:
+            print(
+                f"  bundle history events per deployment: "
+                f"{statistics.median(per_deployment[kind]):.1f}"
+            )
+            for what in rates[kind][0]:
+                values = [r[what] for r in rates[kind]]
+                print(
+                    f"  server {what}/s: {statistics.median(values):.1f} "
+                    f"({' '.join(f'{v:.1f}' for v in values)})"
+                )
+        if theirs[kind]:
+            print(
+                f"flotilla on {kind} Temporal, kubernetes secrets + oci content: "
+                f"{statistics.median(theirs[kind]):6.1f}s  {theirs[kind]}"
+            )
+        if ours[kind] and bare:
+            print(f"  ratio to helm {statistics.median(ours[kind]) / statistics.median(bare):.2f}")
+        if ours[kind] and theirs[kind]:
+            ratio = statistics.median(theirs[kind]) / statistics.median(ours[kind])
+            print(f"  ratio remote/file backends {ratio:.2f}")
     if bare:
         print(f"helm upgrade --install --wait:     {statistics.median(bare):6.1f}s  {bare}")
-    if theirs:
-        print(
-            f"flotilla on kubernetes secrets + oci content: {statistics.median(theirs):6.1f}s  "
-            f"{theirs}"
-        )
-    if ours and bare:
-        print(f"ratio {statistics.median(ours) / statistics.median(bare):.2f}")
-    if ours and theirs:
-        print(
-            f"ratio remote/file backends {statistics.median(theirs) / statistics.median(ours):.2f}"
-        )
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
 
@@ -443,14 +473,16 @@ def main() -> int:
         "--breakdown", action="store_true", help="print bundle history events by type"
     )
     parser.add_argument("--logs", type=Path, help="keep each run's worker log in this folder")
+    add_temporal_argument(parser)
     args = parser.parse_args()
+    kinds = temporal_kinds(parser, args.temporal)
     # SIGTERM unwinds like Ctrl-C, so the worker subprocess and clusters are stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     sides = [side.strip() for side in args.sides.split(",")]
     unknown = set(sides) - {"flotilla", "remote", "helm"}
     if unknown:
         parser.error(f"--sides: unknown {sorted(unknown)}")
-    asyncio.run(main_async(args.runs, sides, breakdown=args.breakdown, logs=args.logs))
+    asyncio.run(main_async(args.runs, sides, kinds, breakdown=args.breakdown, logs=args.logs))
     return 0
 
 

@@ -1,16 +1,20 @@
 """Orchestration overhead: one GitRepo, B bundles, C clusters, fake deploys.
 
-Starts its own Temporal dev server (in memory), git daemon and an in-process flotilla worker
+Starts its own Temporal server (the dev server in memory, or with ``--temporal postgres`` the
+production-shaped one on PostgreSQL; ``--temporal dev,postgres`` runs on both, one after the
+other, and prints both figures), git daemon and an in-process flotilla worker
 (default flags) whose deploy activities are stand-ins that answer at once (same activity names),
 so the numbers are Temporal + workflow + planning cost, not Helm's. Measures the time from
 `flotilla apply` to every bundle deployment Ready, then from a new commit to all Ready again,
 and from the bundle workflows' histories (every run): events per bundle deployment, the
 largest history, workflow task durations (started to completed), Temporal's throughput
 (workflow tasks and activities completed per second over both commits), the "cluster
-offline" warnings logged, peak RSS of this process (worker included) and of the dev server,
-and the load average.
+offline" warnings logged, peak RSS of this process (worker included) and of the server,
+the server's own throughput (workflow tasks and activities completed per second, from its
+Prometheus metrics) and the load average.
 
     .venv/bin/python bench/bench_gitops.py --bundles 5 --clusters 40
+    .venv/bin/python bench/bench_gitops.py --bundles 50 --clusters 50 --temporal dev,postgres
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncio
 import logging
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -34,6 +39,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from temporal_kinds import ServerThroughput, add_temporal_argument, temporal_kinds, temporal_server
+
 from activities.deploy_models import (
     DeploymentStatus,
     DeployRequest,
@@ -45,7 +52,6 @@ from activities.deploy_models import (
     WaitReadyRequest,
 )
 from devenv.gitserver import GitDaemon
-from devenv.temporal import TemporalDevServer
 from flotilla.ids import bundle_workflow_id
 from runtime.stores import secret_store
 from starters.control import Control
@@ -184,14 +190,15 @@ async def start_worker(client: Client, tmp: Path) -> Flotilla:
     return Flotilla(config.namespaces[0], client, control, worker, config, settings)
 
 
-async def run(bundles: int, clusters: int) -> None:
+async def run(bundles: int, clusters: int, kind: str) -> dict[str, float]:
+    """One run on the ``kind`` Temporal server; returns its headline figures."""
     offline = OfflineCount()
     logging.getLogger().addHandler(offline)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         with (
-            TemporalDevServer(tmp / "temporal", headless=True) as server,
+            temporal_server(kind, tmp / "temporal") as server,
             GitDaemon(tmp / "git") as git,
         ):
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
@@ -207,6 +214,8 @@ async def run(bundles: int, clusters: int) -> None:
                     await fl.control.add_cluster(ns, f"c{c:04d}", "apiVersion: v1\nkind: Config\n")
                 await fl.worker.refresh_clusters()
                 total = bundles * clusters
+                throughput = ServerThroughput(server.metrics_url)
+                throughput.start()
                 began = time.time()
                 started = time.monotonic()
                 await fl.control.apply_text(
@@ -241,6 +250,7 @@ async def run(bundles: int, clusters: int) -> None:
                     interval=0.5,
                 )
                 second = time.monotonic() - started
+                rates = throughput.stop()
                 ended = time.time()
                 load_after = os.getloadavg()
                 events = 0
@@ -275,7 +285,7 @@ async def run(bundles: int, clusters: int) -> None:
                         f"{name}: scheduled to completed median {values[len(values) // 2]:.2f}s, "
                         f"max {values[-1]:.2f}s over {len(values)} calls"
                     )
-                print(f"bundles={bundles} clusters={clusters} deployments={total}")
+                print(f"temporal={kind} bundles={bundles} clusters={clusters} deployments={total}")
                 print(
                     f"first commit to all Ready: {first:.1f}s ({total / first:.0f} deployments/s)"
                 )
@@ -295,12 +305,14 @@ async def run(bundles: int, clusters: int) -> None:
                     f"{wft_done / elapsed:.1f} workflow tasks/s, {activities_done / elapsed:.1f} "
                     "activities/s"
                 )
+                print(throughput.line())
                 print(f'"cluster offline" warnings: {offline.count}')
                 maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                dev_pid = server.process.pid if server.process else None
+                server_pid = server.process.pid if server.process else None
                 print(
                     f"peak RSS: bench process (worker) {peak_rss_mib(os.getpid()):.0f} MiB "
-                    f"(ru_maxrss {maxrss:.0f} MiB), dev server {peak_rss_mib(dev_pid):.0f} MiB"
+                    f"(ru_maxrss {maxrss:.0f} MiB), {kind} server "
+                    f"{peak_rss_mib(server_pid):.0f} MiB"
                 )
                 print(
                     "load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}, after: "
@@ -310,6 +322,13 @@ async def run(bundles: int, clusters: int) -> None:
                     "deploys are stand-ins under the real activity names (deploy_bundle, "
                     "wait_ready, check_deployment, remove_deployment) that answer at once"
                 )
+                return {
+                    "first commit s": first,
+                    "second commit s": second,
+                    "server workflow tasks/s": rates["workflow tasks"],
+                    "server activities/s": rates["activities"],
+                    "load after": load_after[0],
+                }
             finally:
                 await fl.cleanup()
                 await fl.worker.stop()
@@ -319,9 +338,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bundles", type=int, default=5)
     parser.add_argument("--clusters", type=int, default=40)
+    parser.add_argument("--runs", type=int, default=1, help="runs per server (default 1)")
+    add_temporal_argument(parser)
     args = parser.parse_args()
+    kinds = temporal_kinds(parser, args.temporal)
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(run(args.bundles, args.clusters))
+    results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    for number in range(args.runs):
+        # Alternate which server goes first, so neither always runs on the warmer machine.
+        for kind in kinds if number % 2 == 0 else kinds[::-1]:
+            print(f"\n== run {number + 1} on {kind}", flush=True)
+            results[kind].append(asyncio.run(run(args.bundles, args.clusters, kind)))
+    print(f"\nmedians of {args.runs} run(s), {args.bundles} bundles x {args.clusters} clusters:")
+    for kind, runs in results.items():
+        figures = ", ".join(
+            f"{name} {statistics.median(r[name] for r in runs):.1f} "
+            f"({' '.join(f'{r[name]:.1f}' for r in runs)})"
+            for name in runs[0]
+        )
+        print(f"  {kind}: {figures}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,16 @@
-"""``git daemon`` on loopback, serving bare repositories that tests and the demo push to."""
+"""``git daemon`` on loopback, serving bare repositories that tests and the demo push to, and
+the same repositories over HTTP behind basic auth (private-repository tests)."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import shutil
 import socket
 import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from devenv.process import ManagedProcess, StartupError, free_port
@@ -139,3 +145,69 @@ class GitDaemon:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def basic_auth_git_server(root: Path, user: str, password: str) -> ThreadingHTTPServer:
+    """``git http-backend`` behind HTTP basic auth, serving the bare repos under ``root``."""
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_POST(self) -> None:
+            self._serve()
+
+        def _serve(self) -> None:
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            path, _, query = self.path.partition("?")
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            env = {
+                "GIT_PROJECT_ROOT": str(root),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "PATH_INFO": path,
+                "QUERY_STRING": query,
+                "REQUEST_METHOD": self.command,
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "CONTENT_LENGTH": str(len(body)),
+                "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+                "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                "REMOTE_USER": user,
+                "PATH": "/usr/bin:/bin",
+            }
+            out = subprocess.run(
+                ["git", "http-backend"], input=body, env=env, capture_output=True, check=True
+            ).stdout
+            head, _, payload = out.partition(b"\r\n\r\n")
+            headers = [line.split(": ", 1) for line in head.decode().split("\r\n") if line]
+            status = next((int(v.split()[0]) for k, v in headers if k == "Status"), 200)
+            self.send_response(status)
+            for key, value in headers:
+                if key != "Status":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+
+@contextlib.contextmanager
+def serve_git_over_http(root: Path, user: str, password: str) -> Iterator[str]:
+    """:func:`basic_auth_git_server` on a thread; yields ``http://127.0.0.1:<port>``."""
+    server = basic_auth_git_server(root, user, password)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -134,10 +134,12 @@ class LocalPostgres:
             raise StartupError(f"psql {sql!r} failed: {proc.stderr.strip()}")
         return proc
 
-    def dump(self, database: str, path: Path) -> None:
-        """``pg_dump`` in PostgreSQL's custom format: what a backup job would take."""
+    def dump(self, database: str, path: Path, *, exclude_data: tuple[str, ...] = ()) -> None:
+        """``pg_dump`` in PostgreSQL's custom format: what a backup job would take, without
+        the rows of the tables in ``exclude_data`` (their definitions are kept)."""
+        excluded = [f"--exclude-table-data={table}" for table in exclude_data]
         subprocess.run(
-            [pg_bin("pg_dump"), *self._client_args(database), "-Fc", "-f", str(path)],
+            [pg_bin("pg_dump"), *self._client_args(database), "-Fc", *excluded, "-f", str(path)],
             check=True,
             capture_output=True,
         )

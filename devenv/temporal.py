@@ -58,6 +58,7 @@ class TemporalDevServer:
         self.port = port or free_port()
         self.ui_port = ui_port or free_port()
         self.http_port = http_port or free_port()
+        self.metrics_port = free_port()
         self.headless = headless
         self.persistent = persistent
         self.tied_to_parent = tied_to_parent
@@ -76,6 +77,11 @@ class TemporalDevServer:
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.ui_port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """The server's own Prometheus metrics."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
     def argv(self) -> list[str]:
         argv = [
             str(temporal_cli()),
@@ -88,7 +94,7 @@ class TemporalDevServer:
             "--http-port",
             str(self.http_port),
             "--metrics-port",
-            str(free_port()),
+            str(self.metrics_port),
             "--log-level",
             "warn",
         ]
@@ -165,6 +171,12 @@ def _low_free_port() -> int:
 PERSISTENCE_DB = "temporal"
 VISIBILITY_DB = "temporal_visibility"
 SCHEMAS = {PERSISTENCE_DB: "postgresql/v12/temporal", VISIBILITY_DB: "postgresql/v12/visibility"}
+# Where each server process announces itself to the others (ringpop's seed list). Its rows
+# describe the hosts that were running, not data: a restored server that finds rows
+# heartbeated less than 20 s before the dump tries to join those dead hosts first and answers
+# "Not enough hosts to serve the request" for 30 to 60 s. Backups leave the rows out and
+# restores empty the table.
+MEMBERSHIP_TABLE = "cluster_membership"
 
 
 class TemporalServer:
@@ -203,6 +215,7 @@ class TemporalServer:
                 "matching-membership",
                 "worker",
                 "worker-membership",
+                "metrics",
             )
         }
         self.process: ManagedProcess | None = None
@@ -218,6 +231,11 @@ class TemporalServer:
     @property
     def http_address(self) -> str:
         return f"127.0.0.1:{self.ports['frontend-http']}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The server's own Prometheus metrics (tally names, as the dev server's)."""
+        return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
 
     def _service(self, name: str) -> dict[str, object]:
         rpc: dict[str, object] = {
@@ -258,7 +276,15 @@ class TemporalServer:
                     "postgres-visibility": store(VISIBILITY_DB, 10),
                 },
             },
-            "global": {"membership": {"maxJoinDuration": "30s", "broadcastAddress": "127.0.0.1"}},
+            "global": {
+                "membership": {"maxJoinDuration": "30s", "broadcastAddress": "127.0.0.1"},
+                "metrics": {
+                    "prometheus": {
+                        "framework": "tally",
+                        "listenAddress": f"127.0.0.1:{self.ports['metrics']}",
+                    }
+                },
+            },
             "services": {
                 s: self._service(s) for s in ("frontend", "history", "matching", "worker")
             },
@@ -287,6 +313,9 @@ class TemporalServer:
         for database, schema in SCHEMAS.items():
             if self.restore_from is not None:
                 self.postgres.restore(database, self.restore_from / f"{database}.dump")
+                if database == PERSISTENCE_DB:
+                    # A dump taken without --exclude-table-data still carries the dead hosts.
+                    self.postgres.psql(f"TRUNCATE {MEMBERSHIP_TABLE}", database=database)
                 continue
             _sql_tool(self.postgres, database, "create-database")
             _sql_tool(self.postgres, database, "setup-schema", "-v", "0.0")
@@ -344,10 +373,12 @@ class TemporalServer:
             raise StartupError(f"flotilla setup failed: {(proc.stdout + proc.stderr).strip()}")
 
     def backup(self, directory: Path) -> Path:
-        """``pg_dump`` of both databases into ``directory`` (what ``restore_from`` reads)."""
+        """``pg_dump`` of both databases into ``directory`` (what ``restore_from`` reads),
+        without the membership rows of the hosts running now."""
         directory.mkdir(parents=True, exist_ok=True)
         for database in SCHEMAS:
-            self.postgres.dump(database, directory / f"{database}.dump")
+            excluded = (MEMBERSHIP_TABLE,) if database == PERSISTENCE_DB else ()
+            self.postgres.dump(database, directory / f"{database}.dump", exclude_data=excluded)
         return directory
 
     def stop(self) -> None:

@@ -104,7 +104,7 @@ async def _schedule(fl: Flotilla, policy_id: str) -> Schedule | None:
     return description.schedule.state.paused, description.schedule.state.note or "", value
 
 
-async def _wait_schedule(
+async def wait_schedule(
     fl: Flotilla, policy_id: str, check: Callable[[Schedule], bool]
 ) -> Schedule:
     found = await fl.eventually(
@@ -145,7 +145,7 @@ async def test_new_tag_reaches_the_cluster_and_schedules_follow_pause_and_delete
         )
         assert not status.warnings, status
         # The schedule exists and has polled (1.0.0 is the newest): nothing was committed.
-        paused, _, policy = await _wait_schedule(
+        paused, _, policy = await wait_schedule(
             fl,
             policy_id,
             lambda s: bool(s[2].state.last_result),
@@ -182,7 +182,7 @@ async def test_new_tag_reaches_the_cluster_and_schedules_follow_pause_and_delete
         _, events = await activity_calls(fl.client, f"gitrepo/{ns}/web")
         assert events["WORKFLOW_EXECUTION_UPDATE_ACCEPTED"] >= 2, events
         # The GitRepo re-synced the schedule with the commit it read.
-        _, _, policy = await _wait_schedule(
+        _, _, policy = await wait_schedule(
             fl,
             policy_id,
             lambda s: s[2].config.commit == commit,
@@ -190,7 +190,7 @@ async def test_new_tag_reaches_the_cluster_and_schedules_follow_pause_and_delete
         assert policy.config.current.tag == "1.1.0", policy
 
         await fl.control.apply_gitrepo(_gitrepo(ns, url, paused=True))
-        paused, note, _ = await _wait_schedule(fl, policy_id, lambda s: s[0])
+        paused, note, _ = await wait_schedule(fl, policy_id, lambda s: s[0])
         assert note == "gitrepo paused"
 
         # Deleting the GitRepo deletes the schedule before the workflow ends.

@@ -9,70 +9,16 @@ import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from activities.secrets import FileSecretStore
-from devenv.gitserver import GitDaemon
+from devenv.gitserver import GitDaemon, basic_auth_git_server, serve_git_over_http
 from flotilla.ids import gitrepo_workflow_id
 from tests.e2e.harness import Flotilla, gitrepo_yaml
 
 PASSWORD = "p4ss-w0rd-never-in-history"
-
-
-def basic_auth_git_server(root: Path, user: str, password: str) -> ThreadingHTTPServer:
-    """``git http-backend`` behind HTTP basic auth, serving the bare repos under ``root``."""
-    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self._serve()
-
-        def do_POST(self) -> None:
-            self._serve()
-
-        def _serve(self) -> None:
-            if self.headers.get("Authorization") != expected:
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="git"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            path, _, query = self.path.partition("?")
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            env = {
-                "GIT_PROJECT_ROOT": str(root),
-                "GIT_HTTP_EXPORT_ALL": "1",
-                "PATH_INFO": path,
-                "QUERY_STRING": query,
-                "REQUEST_METHOD": self.command,
-                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-                "CONTENT_LENGTH": str(len(body)),
-                "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-                "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-                "REMOTE_USER": user,
-                "PATH": "/usr/bin:/bin",
-            }
-            out = subprocess.run(
-                ["git", "http-backend"], input=body, env=env, capture_output=True, check=True
-            ).stdout
-            head, _, payload = out.partition(b"\r\n\r\n")
-            headers = [line.split(": ", 1) for line in head.decode().split("\r\n") if line]
-            status = next((int(v.split()[0]) for k, v in headers if k == "Status"), 200)
-            self.send_response(status)
-            for key, value in headers:
-                if key != "Status":
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 
 
 @pytest.fixture
@@ -113,11 +59,8 @@ def https_git(git_daemon: GitDaemon, tmp_path: Path) -> Iterator[tuple[str, byte
 
 @pytest.fixture
 def http_git(git_daemon: GitDaemon) -> Iterator[str]:
-    server = basic_auth_git_server(git_daemon.root / "repos", "flotilla", PASSWORD)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve_git_over_http(git_daemon.root / "repos", "flotilla", PASSWORD) as base:
+        yield base
 
 
 async def test_basic_auth_credentials_from_the_secret_store(
