@@ -62,6 +62,7 @@ from flotilla.errors import (
     SpecError,
     one_line,
 )
+from flotilla.hints import Target, ending_with_fix
 from flotilla.hostkeys import KNOWN_HOSTS_KEY, KNOWN_HOSTS_SECRET, host_key_refusal, ssh_host
 from flotilla.models import ClusterGroup, GitTarget, RolloutStrategy
 from flotilla.settings import DEFAULT_SYSTEM_NAMESPACE
@@ -238,7 +239,7 @@ class GitOpsActivities:
                 refusal = replace(refusal, key_type=key_type, fingerprint=fingerprint)
             where = self._known_hosts_sources(source, "or")
             return to_application_error(HostKeyError(f"{source.repo}: {refusal.message(where)}"))
-        message = one_line(f"{source.repo}: {what} failed: {stderr}", _MAX_ERROR)
+        message = ending_with_fix(f"{source.repo}: {what} failed: {stderr}", Target.GIT)
         return to_application_error(GitError(message))
 
     @activity.defn(name=LS_REMOTE)

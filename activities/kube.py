@@ -39,6 +39,7 @@ from flotilla.errors import (
     FlotillaError,
     one_line,
 )
+from flotilla.hints import Target, connection_advice
 from flotilla.impersonation import impersonated_user
 
 FIELD_MANAGER = "flotilla"
@@ -147,7 +148,12 @@ def map_api_error(err: Exception, *, verb: str, what: str, server: str) -> KubeE
     if not isinstance(err, ApiException) or not err.status:
         # Status 0 is how the client reports TLS failures; the rest are urllib3 errors.
         reason = err.reason if isinstance(err, ApiException) else err
-        return UnreachableError(f"cluster unreachable at {server}: {one_line(str(reason), 160)}")
+        # The advice comes before the cause: what a secret store and an Offline status say
+        # around this line may cut its end.
+        text = one_line(str(reason), 160)
+        advice = connection_advice(text, Target.CLUSTER)
+        where = f"{server} ({advice})" if advice else server
+        return UnreachableError(f"cluster unreachable at {where}: {text}")
     status = int(err.status)
     detail = _server_message(err.body)
     suffix = f": {detail}" if detail else ""

@@ -65,6 +65,7 @@ from activities.content import (
 from activities.registry import HttpReply, parse_challenge
 from activities.secrets import SecretStore
 from flotilla.errors import FlotillaError, one_line
+from flotilla.hints import Target, ending_with_fix
 from flotilla.registryauth import registry_credentials
 from flotilla.settings import ContentRegistrySettings
 
@@ -186,7 +187,10 @@ class _Client:
                 if reused and stale and attempt == 1:
                     continue
                 raise ContentUnavailableError(
-                    f"content registry {parts.netloc} is unreachable: {_reason(err)}"
+                    ending_with_fix(
+                        f"content registry {parts.netloc} is unreachable: {_reason(err)}",
+                        Target.CONTENT_STORE,
+                    )
                 ) from None
             reply = _Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
             if own and not resp.will_close:

@@ -41,6 +41,7 @@ from flotilla.errors import (
     FlotillaError,
     one_line,
 )
+from flotilla.hints import Target, ending_with_fix
 from flotilla.registryauth import registry_credentials
 
 MANIFEST_MEDIA_TYPES = (
@@ -277,7 +278,12 @@ class _Session:
                 self.requests += 1
                 resp = self._http(method, url, {**headers, **auth})
             except OSError as err:
-                raise RegistryError(f"{self.name}: {what}: registry unreachable: {err}") from None
+                raise RegistryError(
+                    ending_with_fix(
+                        f"{self.name}: {what}: registry unreachable: {err}",
+                        Target.IMAGE_REGISTRY,
+                    )
+                ) from None
             if resp.status != 401:
                 return resp
             if fresh:

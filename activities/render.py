@@ -31,6 +31,7 @@ from flotilla.bundles import (
 )
 from flotilla.credentials import ChartAccess
 from flotilla.errors import RenderError, SpecError
+from flotilla.hints import Target, ending_with_fix
 from flotilla.manifests import (
     Manifest,
     apply_namespaces,
@@ -266,7 +267,14 @@ def _pull_chart(
     args += ["--version", source.version] if source.version else []
     args += ["--insecure-skip-tls-verify"] if access.insecure_skip_verify else []
     args += ["--plain-http"] if plain_http else []
-    run_tool(args, what="helm pull", file=file, env=env, note=access.note())
+    run_tool(
+        args,
+        what="helm pull",
+        file=file,
+        env=env,
+        note=access.note(),
+        target=Target.CHART_SOURCE,
+    )
     # helm also leaves an empty directory named after the archive for a .tgz URL.
     (pulled_chart,) = [p for p in pulled.iterdir() if (p / CHART_YAML).is_file()]
     return pulled_chart
@@ -302,7 +310,10 @@ def _download_archive(url: str, access: ChartAccess, dest: Path, *, file: str) -
         archive = dest / (posixpath.basename(urlsplit(url).path) or "chart.tgz")
         archive.write_bytes(data)
         return archive
-    raise RenderError(f"download of {url} failed: {problem}{access.note()}", file=file)
+    note = access.note()
+    room = len(file) + len(url) + len(note) + 30
+    problem = ending_with_fix(problem, Target.CHART_SOURCE, reserve=room)
+    raise RenderError(f"download of {url} failed: {problem}{note}", file=file)
 
 
 # ---------------------------------------------------------------------------------------------

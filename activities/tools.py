@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flotilla.errors import RenderError, one_line
+from flotilla.hints import Target, ending_with_fix
 
 TOOL_TIMEOUT_SECONDS = 300
 _MAX_MESSAGE = 300
@@ -77,6 +78,7 @@ def run_tool(
     cwd: Path | None = None,
     redact: Sequence[str] = (),
     note: str = "",
+    target: Target | None = None,
 ) -> str:
     """Run a tool and return its stdout; a failure is a one-line RenderError about ``file``.
 
@@ -100,5 +102,9 @@ def run_tool(
             f"{what} timed out after {TOOL_TIMEOUT_SECONDS}s{note}", file=file
         ) from None
     if done.returncode != 0:
-        raise RenderError(f"{what} failed: {tool_message(done.stderr, redact)}{note}", file=file)
+        message = tool_message(done.stderr, redact)
+        if target is not None:
+            room = len(file) + len(what) + len(note) + 20
+            message = ending_with_fix(message, target, reserve=room)
+        raise RenderError(f"{what} failed: {message}{note}", file=file)
     return done.stdout

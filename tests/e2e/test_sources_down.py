@@ -82,6 +82,8 @@ async def _down_then_back(
     assert address in table_row(bundle_table([bundle]), "repo-chart")
     (cluster,) = bundle.clusters
     assert cluster.state == "ErrApplied" and address in cluster.message, cluster
+    # The line ends with what to do about it, not only with what went wrong.
+    assert "reachable from the worker" in cluster.message, cluster.message
     text = describe_bundle(bundle)
     assert "Ready   False    ErrApplied" in text, text
     await flotilla.listed_as(f"gitrepo/{ns}/repo", "ErrApplied")
@@ -206,6 +208,7 @@ async def test_a_management_api_that_is_down_shows_its_address_and_clears(
         assert "Offline: repo-app: " in line and address in line, line
         bundle = (await fl.control.list_bundles(ns))[0]
         assert bundle.state == "Offline" and address in bundle.clusters[0].message, bundle
+        assert "(check that its API server is up" in bundle.clusters[0].message, bundle
         assert "Ready   False    Offline" in describe_bundle(bundle)
         registry = await fl.control.registry(ns)
         assert address in table_row(cluster_table(registry, [bundle]), "one")

@@ -349,7 +349,7 @@ def test_a_stopped_api_server_is_a_retryable_one_line_error_in_every_activity(
         text = one_line_without_value(caught.value)
         assert text.startswith(
             f"cannot get secret fleet-local/one-kubeconfig: management cluster unreachable at "
-            f"{server}: "
+            f"{server} (check that its API server is up"
         ), text
         assert text.endswith("; retryable") and "Connection refused" in text, text
         assert caught.value.retryable is True
@@ -409,6 +409,6 @@ def test_an_api_server_that_never_answers_times_out_retryable(
     assert time.monotonic() - started < 5
     text = one_line_without_value(caught.value)
     assert text.startswith(
-        f"cannot get secret fleet-local/git: management cluster unreachable at {server}: "
+        f"cannot get secret fleet-local/git: management cluster unreachable at {server} (check "
     ), text
     assert "timed out" in text and text.endswith("; retryable") and caught.value.retryable
