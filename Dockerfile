@@ -22,6 +22,7 @@ COPY activities ./activities
 COPY starters ./starters
 COPY devenv ./devenv
 COPY runtime ./runtime
+COPY controller ./controller
 COPY worker.py ./
 # Bytecode is compiled at build time: the workflow sandbox re-imports workflow modules for
 # every new run, and the image's files are read-only to the worker's user (the Helm chart

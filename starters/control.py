@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -120,6 +121,9 @@ from workflows.visibility import GITREPO, KIND
 T = TypeVar("T")
 R = TypeVar("R", bound=BaseModel)
 
+# `get workspaces` asks every workspace's registry; one that no worker serves must not hang it.
+WORKSPACE_QUERY_TIMEOUT = timedelta(seconds=5)
+
 
 class WorkspaceSummary(BaseModel):
     """One line of `flotilla get workspaces`."""
@@ -129,6 +133,9 @@ class WorkspaceSummary(BaseModel):
     cluster_groups: int
     gitrepos: int
     restrictions: int
+    # Why the counts are missing: the workspace's registry did not answer (no worker serves
+    # that namespace, or it is busy). One silent workspace never hangs the whole list.
+    problem: str = ""
 
 
 class Control:
@@ -309,7 +316,18 @@ class Control:
         )
 
         async def summary(namespace: str) -> WorkspaceSummary:
-            snapshot = await self.registry(namespace)
+            try:
+                snapshot = await self.registry(namespace, timeout=WORKSPACE_QUERY_TIMEOUT)
+            except RPCError as err:
+                return WorkspaceSummary(
+                    name=namespace,
+                    clusters=0,
+                    cluster_groups=0,
+                    gitrepos=0,
+                    restrictions=0,
+                    problem=f"registry did not answer ({err.status.name.lower()}): is a "
+                    f"worker serving namespace {namespace}?",
+                )
             return WorkspaceSummary(
                 name=namespace,
                 clusters=len(snapshot.clusters),
@@ -358,11 +376,13 @@ class Control:
                     r for r in restrictions if r.metadata.name != obj.metadata.name
                 ] + [obj]
 
-    async def registry(self, namespace: str) -> RegistrySnapshot:
+    async def registry(
+        self, namespace: str, *, timeout: timedelta | None = None
+    ) -> RegistrySnapshot:
         handle = self.client.get_workflow_handle(registry_workflow_id(namespace))
         try:
             snapshot: RegistrySnapshot = await handle.query(
-                SNAPSHOT_QUERY, SnapshotRequest(), result_type=RegistrySnapshot
+                SNAPSHOT_QUERY, SnapshotRequest(), result_type=RegistrySnapshot, rpc_timeout=timeout
             )
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:

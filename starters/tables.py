@@ -351,9 +351,18 @@ def _rules(data: dict[str, Any], prefix: str = "") -> str:
 
 def workspace_table(items: Sequence[WorkspaceSummary]) -> str:
     return table(
-        ["WORKSPACE", "CLUSTERS", "CLUSTERGROUPS", "GITREPOS", "RESTRICTIONS"],
+        ["WORKSPACE", "CLUSTERS", "CLUSTERGROUPS", "GITREPOS", "RESTRICTIONS", "MESSAGE"],
         [
-            [w.name, str(w.clusters), str(w.cluster_groups), str(w.gitrepos), str(w.restrictions)]
+            [w.name, "?", "?", "?", "?", w.problem]
+            if w.problem
+            else [
+                w.name,
+                str(w.clusters),
+                str(w.cluster_groups),
+                str(w.gitrepos),
+                str(w.restrictions),
+                "",
+            ]
             for w in items
         ],
     )

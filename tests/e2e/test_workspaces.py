@@ -8,9 +8,15 @@ import asyncio
 import contextlib
 import uuid
 
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
+from flotilla.ids import registry_workflow_id
+from starters.tables import workspace_table
 from tests.e2e.harness import Flotilla, gitrepo_yaml, per_cluster_namespaces, releases
+from workflows.registry_models import REGISTRY_WORKFLOW
+from workflows.visibility import KIND
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {k: v}\n"
 
@@ -51,7 +57,23 @@ async def test_a_gitrepo_reaches_only_its_workspace_and_moved_clusters_follow(
         )
         assert await _releases(local_cluster, f"{prefix}-b1") == ["apps-b-app"]
         assert await _releases(local_cluster, f"{prefix}-a2") == ["apps-a-app"]
+        # A workspace whose registry nobody serves (its worker is gone) is listed with why, and
+        # does not hang the others (seen: a stale test namespace timed the whole list out).
+        silent = f"{flotilla.namespace}-silent"
+        await flotilla.control.client.start_workflow(
+            REGISTRY_WORKFLOW,
+            id=registry_workflow_id(silent),
+            task_queue=f"nobody-{uuid.uuid4().hex[:8]}",
+            search_attributes=TypedSearchAttributes([SearchAttributePair(KIND, "Registry")]),
+        )
+        await flotilla.eventually(
+            lambda: flotilla.control.workspaces(),
+            lambda found: silent in {w.name for w in found},
+            timeout=30,
+        )
         workspaces = {w.name: w for w in await flotilla.control.workspaces()}
+        assert "is a worker serving namespace" in workspaces[silent].problem, workspaces[silent]
+        assert "?" in workspace_table([workspaces[silent]])
         assert (workspaces[team_a].clusters, workspaces[team_a].gitrepos) == (2, 1)
         assert (workspaces[team_b].clusters, workspaces[team_b].gitrepos) == (1, 1)
 
@@ -67,6 +89,10 @@ async def test_a_gitrepo_reaches_only_its_workspace_and_moved_clusters_follow(
         workspaces = {w.name: w for w in await flotilla.control.workspaces()}
         assert (workspaces[team_a].clusters, workspaces[team_b].clusters) == (1, 2)
     finally:
+        with contextlib.suppress(Exception):
+            await flotilla.control.client.get_workflow_handle(
+                registry_workflow_id(f"{flotilla.namespace}-silent")
+            ).terminate("test over")
         for cluster in ("a1", "a2", "b1", "default"):
             with contextlib.suppress(Exception):
                 local_cluster.request("DELETE", f"/api/v1/namespaces/{prefix}-{cluster}")

@@ -5,6 +5,7 @@ check that flotilla's search attributes are registered."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 
@@ -48,7 +49,14 @@ async def test_lists_workflows_with_their_search_attributes(
     settings = TemporalSettings(
         address=temporal_server.address, http_address=temporal_server.http_address
     )
-    executions = await asyncio.to_thread(list_workflows, settings, f"{SA_KIND} = '{kind}'")
+    # Visibility is eventually consistent: a workflow started a moment ago may not be listed
+    # yet (seen on a loaded CI machine), so ask again for a while before judging.
+    deadline = time.monotonic() + 15
+    while True:
+        executions = await asyncio.to_thread(list_workflows, settings, f"{SA_KIND} = '{kind}'")
+        if executions or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
     assert [e.workflow_id for e in executions] == [workflow_id]
     attributes = executions[0].search_attributes
     assert (attributes[SA_GITREPO], attributes[SA_MESSAGE], attributes[SA_READY]) == (
