@@ -67,7 +67,7 @@ async def test_a_gitrepo_reaches_only_its_workspace_and_moved_clusters_follow(
             search_attributes=TypedSearchAttributes([SearchAttributePair(KIND, "Registry")]),
         )
         await flotilla.eventually(
-            lambda: flotilla.control.workspaces(),
+            flotilla.control.workspaces,
             lambda found: silent in {w.name for w in found},
             timeout=30,
         )
