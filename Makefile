@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev dev-down install system-deps tools lint test test-unit clean
+.PHONY: dev dev-down install system-deps tools lint test test-unit temporal-postgres clean
 
 ## dev: install everything, build or reuse tools, start Temporal + UI, a worker, a cluster, deploy the example
 dev: install tools
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## tools: build (first time, with Go) or reuse kube-apiserver, controller-manager, etcd, kwok, helm, kustomize, sops, age-keygen, temporal-server, temporal-sql-tool
+## tools: build (first time, with Go) or reuse kube-apiserver, controller-manager, etcd, kwok, helm, kustomize, sops, age-keygen, temporal-server, temporal-sql-tool, temporal-ui-server
 tools: $(STAMP)
 	$(PY) -m devenv.tools
 
@@ -45,6 +45,10 @@ test: install tools lint
 ## test-unit: the pure core only, in seconds
 test-unit: $(STAMP)
 	$(VENV)/bin/pytest tests/unit -q
+
+## temporal-postgres: Temporal as production runs it (PostgreSQL, 4 shards) with its UI, until Ctrl-C
+temporal-postgres: install tools
+	$(PY) -m devenv.temporal
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -3,13 +3,17 @@ as production runs it (built with Go, on PostgreSQL)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 from devenv import tools
@@ -196,8 +200,10 @@ class TemporalServer:
         namespace: str = "default",
         retention: str = "72h",
         restore_from: Path | None = None,
+        ui: bool = True,
     ) -> None:
         self.dir = directory
+        self.ui = ui
         self.history_shards = history_shards
         self.namespace = namespace
         self.retention = retention
@@ -216,9 +222,11 @@ class TemporalServer:
                 "worker",
                 "worker-membership",
                 "metrics",
+                "ui",
             )
         }
         self.process: ManagedProcess | None = None
+        self.ui_process: ManagedProcess | None = None
 
     @property
     def port(self) -> int:
@@ -236,6 +244,27 @@ class TemporalServer:
     def metrics_url(self) -> str:
         """The server's own Prometheus metrics (tally names, as the dev server's)."""
         return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
+
+    @property
+    def ui_url(self) -> str:
+        """The Temporal UI pointing at this server (when started with ``ui=True``)."""
+        return f"http://127.0.0.1:{self.ports['ui']}"
+
+    def ui_config(self) -> dict[str, object]:
+        """The UI server's configuration: this server's frontend, loopback only, no auth (as
+        the dev server's UI), the namespace flotilla was set up in opened first."""
+        return {
+            "temporalGrpcAddress": self.address,
+            "host": "127.0.0.1",
+            "port": self.ports["ui"],
+            "enableUi": True,
+            "defaultNamespace": self.namespace,
+            "refreshInterval": "1m",
+            # Nothing here reaches the internet; the UI would fetch its news feed from it.
+            "disableNewsFetch": True,
+            "cors": {"allowOrigins": [self.ui_url]},
+            "auth": {"enabled": False},
+        }
 
     def _service(self, name: str) -> dict[str, object]:
         rpc: dict[str, object] = {
@@ -329,7 +358,32 @@ class TemporalServer:
         (self.dir / "dynamicconfig.yaml").write_text(DYNAMIC_CONFIG)
         self.start_server()
         self.setup()
+        if self.ui:
+            self.start_ui()
         return self
+
+    def start_ui(self) -> None:
+        """The UI server (its own process: it outlives server restarts and reconnects)."""
+        root = self.dir / "ui"
+        (root / "config").mkdir(parents=True, exist_ok=True)
+        (root / "config" / "flotilla.yaml").write_text(json.dumps(self.ui_config(), indent=1))
+        self.ui_process = ManagedProcess(
+            "temporal-ui-server",
+            [
+                str(tools.locate("temporal-ui-server")),
+                "--root",
+                str(root),
+                "--env",
+                "flotilla",
+                "start",
+            ],
+            self.dir / "temporal-ui.log",
+        ).start()
+        self.ui_process.wait_until(
+            lambda: _port_open(self.ports["ui"]),
+            timeout=START_TIMEOUT,
+            what=f"Temporal UI on {self.ui_url}",
+        )
 
     def start_server(self) -> None:
         """Start (or restart) the server process on the same ports and databases."""
@@ -382,6 +436,9 @@ class TemporalServer:
         return directory
 
     def stop(self) -> None:
+        if self.ui_process is not None:
+            self.ui_process.stop(grace=5.0)
+            self.ui_process = None
         self.stop_server()
         self.postgres.stop()
 
@@ -398,3 +455,51 @@ DYNAMIC_CONFIG = """\
 system.forceSearchAttributesCacheRefreshOnRead:
   - value: true
 """
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m devenv.temporal``: the production-shaped server with its UI, in the
+    foreground until interrupted, to try flotilla against it (``TEMPORAL_ADDRESS=...``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m devenv.temporal",
+        description="Run the Temporal server as production runs it (PostgreSQL, SQL "
+        "visibility, N history shards, set up by `flotilla setup`) and the Temporal UI "
+        "pointing at it, on loopback ports, until Ctrl-C.",
+    )
+    parser.add_argument("--dir", type=Path, help="state directory (default: a new temp dir)")
+    parser.add_argument("--history-shards", type=int, default=4)
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--retention", default="72h")
+    parser.add_argument("--no-ui", action="store_true", help="do not start the Temporal UI")
+    args = parser.parse_args(argv)
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="flotilla-temporal-"))
+    server = TemporalServer(
+        directory,
+        history_shards=args.history_shards,
+        namespace=args.namespace,
+        retention=args.retention,
+        ui=not args.no_ui,
+    )
+    try:
+        server.start()
+    except (tools.ToolMissingError, StartupError) as err:
+        server.stop()
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"Temporal (PostgreSQL, {args.history_shards} shards): {server.address}", flush=True)
+    if server.ui:
+        print(f"Temporal UI: {server.ui_url}", flush=True)
+    print(f"state: {directory}   (Ctrl-C stops it)", flush=True)
+    print(f"  export TEMPORAL_ADDRESS={server.address} TEMPORAL_NAMESPACE={args.namespace}")
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

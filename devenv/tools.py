@@ -165,14 +165,25 @@ TOOLS: dict[str, Tool] = {
             version_args=("--version", "--disable-version-check"),
         ),
         # A production-shaped Temporal (issue 19): the server and its SQL schema tool, both in
-        # the server's module; only these two commands are built (no UI: the server module has
-        # none, and the UI server is a separate Node-built project).
+        # the server's module; only these two commands are built (the UI is the next tool).
         Tool(
             name="temporal",
             version=TEMPORAL_SERVER_VERSION,
             module="go.temporal.io/server",
             packages=("go.temporal.io/server/cmd/server", "go.temporal.io/server/cmd/tools/sql"),
             binaries=("temporal-server", "temporal-sql-tool"),
+            version_args=("--version",),
+            optional=True,
+        ),
+        # The Temporal UI for that server: the UI project's Go server, whose module carries the
+        # built web assets, so it builds with Go like the rest (no Node). Its version is the one
+        # the dev server's CLI embeds (`temporal --version` prints "UI 2.54.1").
+        Tool(
+            name="temporal-ui",
+            version="2.54.1",
+            module="github.com/temporalio/ui-server/v2",
+            packages=("github.com/temporalio/ui-server/v2/cmd/server",),
+            binaries=("temporal-ui-server",),
             version_args=("--version",),
             optional=True,
         ),
