@@ -40,7 +40,7 @@ lint: $(STAMP)
 
 ## test: the whole suite, lint included (what CI runs)
 test: install tools lint
-	$(VENV)/bin/pytest -p no:cacheprovider
+	$(VENV)/bin/pytest -p no:cacheprovider --durations=40
 
 ## test-unit: the pure core only, in seconds
 test-unit: $(STAMP)
