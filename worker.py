@@ -216,7 +216,7 @@ class FlotillaWorker:
         """The shared queues this worker polls for push-mode clusters' deploy activities."""
         return list(self._queues)
 
-    async def _deployments(self, workflow_id: str) -> list[DeploymentRow]:
+    async def read_deployments(self, workflow_id: str) -> list[DeploymentRow]:
         """A GitRepo's bundle deployments, for ``fleet_bundledeployment_state``."""
         status = await self.client.get_workflow_handle(workflow_id).query(
             GITREPO_STATUS_QUERY,
@@ -241,7 +241,7 @@ class FlotillaWorker:
                 self.client,
                 split_listen(self.config.metrics_listen),
                 sdk_address=self.config.sdk_metrics_address,
-                deployments=self._deployments,
+                deployments=self.read_deployments,
             )
             self._interceptors = [self.metrics.activities]
             await self.metrics.state.refresh()

@@ -619,4 +619,5 @@ class ClusterRegistryWorkflow:
             subscribers=list(self.state.subscribers),
             policies=[self.state.policies[n] for n in sorted(self.state.policies)],
             restrictions=[self.state.restrictions[n] for n in sorted(self.state.restrictions)],
+            notifications=self.state.notifications,
         )

@@ -212,6 +212,7 @@ class RegistrySnapshot(BaseModel):
     subscribers: list[str]
     policies: list[Policy] = Field(default_factory=list)
     restrictions: list[GitRepoRestriction] = Field(default_factory=list)
+    notifications: bool = False
 
 
 class AgentHeartbeat(BaseModel):
