@@ -186,8 +186,8 @@ async def run(clusters: int, rollouts: int, flood: int) -> None:
             elapsed = got[-1] - started if got else float("nan")
             status = await control.notification_status(ns)
             dropped = sum(p.dropped for p in status.providers)
-            index = {e.commit: i for i, e in enumerate(events)}
-            seen = [index[c] for c in order if c in index]
+            position = {e.commit: i for i, e in enumerate(events)}
+            seen = [position[c] for c in order if c in position]
             in_order = seen == sorted(seen)
             print(
                 f"flood of {flood} events: signalled in {signalled:.2f} s, {len(got)} delivered "
