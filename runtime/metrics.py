@@ -153,6 +153,8 @@ class DeploymentRow:
 DeploymentReader = Callable[[str], Awaitable[list[DeploymentRow]]]
 # GitRepos whose deployments are read at once by one refresh.
 DEPLOYMENT_READS = 16
+# A GitRepo whose worker does not answer within this is left out of one read.
+DEPLOYMENT_READ_SECONDS = 5.0
 
 
 @dataclass
@@ -225,7 +227,7 @@ class FleetStateCollector(Collector):
         async def one(workflow_id: str) -> list[DeploymentRow]:
             async with gate:
                 try:
-                    return await read(workflow_id)
+                    return await asyncio.wait_for(read(workflow_id), DEPLOYMENT_READ_SECONDS)
                 except Exception as err:
                     log.debug("deployments of %s not read: %s", workflow_id, err)
                     return []
