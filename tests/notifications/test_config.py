@@ -7,7 +7,6 @@ each bundle deployment's state is exported as Fleet's fleet_bundledeployment_sta
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
 
 import pytest
@@ -112,7 +111,7 @@ async def test_notifications_only_when_configured_by_labels_and_once_per_offline
     gitrepo_id = gitrepo_workflow_id(ns, "pay")
     assert await notify_signals(flotilla, gitrepo_id) == 0
     history = await flotilla.client.get_workflow_handle(gitrepo_id).fetch_history()
-    assert NOTIFY_CONFIGURED_PATCH in history_text(json.loads(history.to_json()))
+    assert NOTIFY_CONFIGURED_PATCH in history_text(history)
 
     # 7. describe gitrepo shows since when each bundle is in its state.
     assert all(b.since is not None for b in first.bundles), first.bundles

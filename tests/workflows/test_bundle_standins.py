@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import time
 import uuid
@@ -448,7 +447,7 @@ async def test_a_commit_arriving_while_a_plan_runs_is_reported_waitapplied_until
         deployment_id("3" * 64, f"{'3' * 64}-{c}") for c in ("a", "b")
     }
     history = await bundle.handle.fetch_history()
-    assert PLANNING_PATCH in history_text(json.loads(history.to_json()))
+    assert PLANNING_PATCH in history_text(history)
     record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
     if record:
         Path(record).mkdir(parents=True, exist_ok=True)
