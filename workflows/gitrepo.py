@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.credentials import RenderSecretRefs
     from flotilla.durations import parse_duration
     from flotilla.errors import INVALID_SPEC, FlotillaError, SpecError, cause_message, one_line
-    from flotilla.ids import bundle_workflow_id, notification_workflow_id, registry_workflow_id
+    from flotilla.ids import bundle_workflow_id, registry_workflow_id
     from flotilla.models import GitRepoSpec
     from flotilla.notifications import EventKind, report_events
     from flotilla.restrictions import authorize_gitrepo
@@ -76,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
         SCHEDULE_SYNC_TIMEOUT,
         SYNC_BUNDLES_TIMEOUT,
         continue_as_new_due,
+        send_notification_events,
     )
     from workflows.gitrepo_models import (
         DELETE_UPDATE,
@@ -94,7 +95,6 @@ with workflow.unsafe.imports_passed_through():
         UpdateSpecRequest,
         UpdateSpecResult,
     )
-    from workflows.notifications_models import NOTIFY_SIGNAL, NotifyRequest
     from workflows.registry import CLUSTERS_CHANGED_SIGNAL, ClusterRegistryWorkflow
     from workflows.registry_models import ClusterSnapshot, SubscribeRequest
     from workflows.visibility import (
@@ -279,11 +279,7 @@ class GitRepoWorkflow:
         unconfigured = clusters is not None and not clusters.notifications
         if unconfigured and workflow.patched(NOTIFY_CONFIGURED_PATCH):
             return
-        handle = workflow.get_external_workflow_handle(
-            notification_workflow_id(self.state.namespace)
-        )
-        with contextlib.suppress(FailureError):
-            await handle.signal(NOTIFY_SIGNAL, NotifyRequest(events=events))
+        await send_notification_events(self.state.namespace, events)
 
     @workflow.update(name=SYNC_NOW_UPDATE)
     async def sync_now(self, request: SyncNowRequest) -> SyncNowResult:

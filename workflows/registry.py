@@ -22,13 +22,12 @@ with workflow.unsafe.imports_passed_through():
         registration_refusal,
     )
     from flotilla.errors import INVALID_SPEC, one_line
-    from flotilla.ids import notification_workflow_id, registry_workflow_id
+    from flotilla.ids import registry_workflow_id
     from flotilla.kubenames import labels_problem, name_problem
     from flotilla.models import GitRepoRestriction, Policy
     from flotilla.notifications import cluster_offline_event
     from flotilla.restrictions import conflicts
-    from workflows.common import continue_as_new_due
-    from workflows.notifications_models import NOTIFY_SIGNAL, NotifyRequest
+    from workflows.common import continue_as_new_due, send_notification_events
     from workflows.registry_models import (
         AGENT_HEARTBEAT_SIGNAL,
         APPLY_CLUSTER_UPDATE,
@@ -230,11 +229,7 @@ class ClusterRegistryWorkflow:
         events, self.state.notify_events = self.state.notify_events, []
         if not workflow.patched(CLUSTER_OFFLINE_PATCH):
             return
-        handle = workflow.get_external_workflow_handle(
-            notification_workflow_id(self.state.namespace)
-        )
-        with contextlib.suppress(FailureError):
-            await handle.signal(NOTIFY_SIGNAL, NotifyRequest(events=events))
+        await send_notification_events(self.state.namespace, events)
 
     @workflow.update(name=NOTIFICATIONS_CONFIGURED_UPDATE)
     def notifications_configured(self, request: NotificationsConfiguredRequest) -> RegistryChange:
