@@ -61,7 +61,7 @@ from flotilla.ids import (
     watch_task_queue,
 )
 from flotilla.settings import Settings, SettingsError
-from runtime.metrics import MetricsServer, start_metrics
+from runtime.metrics import DeploymentRow, MetricsServer, start_metrics
 from runtime.stores import content_store, load_settings, secret_store
 from runtime.temporal import connect, ensure_search_attributes
 from runtime.tools import locate_tools
@@ -70,6 +70,7 @@ from starters.webhookserver import WebhookConfig, WebhookReceiver, start_receive
 from workflows.bundle import BundleWorkflow
 from workflows.contentgc import ContentGarbageWorkflow
 from workflows.gitrepo import GitRepoWorkflow
+from workflows.gitrepo_models import GITREPO_STATUS_QUERY, GitRepoStatus, GitRepoStatusRequest
 from workflows.imagepolicy import ImagePolicyWorkflow
 from workflows.notifications import NotificationWorkflow
 from workflows.objectwatch import ObjectWatchWorkflow
@@ -215,12 +216,32 @@ class FlotillaWorker:
         """The shared queues this worker polls for push-mode clusters' deploy activities."""
         return list(self._queues)
 
+    async def read_deployments(self, workflow_id: str) -> list[DeploymentRow]:
+        """A GitRepo's bundle deployments, for ``fleet_bundledeployment_state``."""
+        status = await self.client.get_workflow_handle(workflow_id).query(
+            GITREPO_STATUS_QUERY,
+            GitRepoStatusRequest(deployments=True),
+            result_type=GitRepoStatus,
+        )
+        return [
+            DeploymentRow(
+                namespace=status.namespace,
+                gitrepo=status.name,
+                bundle=d.bundle,
+                cluster=d.cluster,
+                commit=d.commit,
+                state=d.state,
+            )
+            for d in status.deployments
+        ]
+
     async def start(self) -> None:
         if self.config.metrics_listen:
             self.metrics = start_metrics(
                 self.client,
                 split_listen(self.config.metrics_listen),
                 sdk_address=self.config.sdk_metrics_address,
+                deployments=self.read_deployments,
             )
             self._interceptors = [self.metrics.activities]
             await self.metrics.state.refresh()
@@ -247,6 +268,7 @@ class FlotillaWorker:
                 self.schedules.request_gitrepo_sync,
                 self.content.collect_garbage,
                 self.notify.deliver_notification,
+                self.notify.deliver_notifications,
             ],
             activity_executor=self._control_pool,
             max_concurrent_activities=self.config.control_threads,

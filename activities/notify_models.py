@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from flotilla.notifications import NotificationEvent, ProviderType
 
 DELIVER_NOTIFICATION = "deliver_notification"
+DELIVER_NOTIFICATIONS = "deliver_notifications"
 # Error types the delivery raises: a receiver that refused the message for good (a 4xx other
 # than 408/429, a missing secret) is not retried; anything else is, until it answers.
 RECEIVER_REFUSED = "ReceiverRefused"
@@ -27,3 +28,27 @@ class DeliverRequest(BaseModel):
 
 class DeliverResult(BaseModel):
     status: int
+
+
+class Message(BaseModel):
+    """One message of a batch: the event and its deduplication key."""
+
+    key: str
+    event: NotificationEvent
+
+
+class DeliverBatchRequest(BaseModel):
+    """Several messages to one provider, posted one after the other in this order."""
+
+    namespace: str
+    provider: str
+    type: ProviderType
+    secret_name: str
+    messages: list[Message]
+
+
+class DeliverBatchResult(BaseModel):
+    """Every message was answered: those the receiver refused for good, by key, with why
+    (the others were delivered)."""
+
+    refused: dict[str, str] = Field(default_factory=dict)

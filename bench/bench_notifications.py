@@ -27,7 +27,7 @@ from bench.bench_gitops import InstantDeploy
 from devenv.gitserver import GitDaemon
 from devenv.temporal import TemporalDevServer
 from flotilla.ids import bundle_workflow_id, gitrepo_workflow_id, notification_workflow_id
-from flotilla.notifications import EventKind, NotificationEvent
+from flotilla.notifications import DELIVERY_HEADER, EventKind, NotificationEvent
 from runtime.stores import secret_store
 from starters.control import Control
 from tests.e2e.harness import Flotilla, gitrepo_yaml, settings_for_test
@@ -58,10 +58,15 @@ async def history_length(client: Client, workflow_id: str) -> int:
 
 async def run(clusters: int, rollouts: int, flood: int) -> None:
     got: list[float] = []
+    # The commit of each flood message received, in arrival order, and its delivery key.
+    order: list[str] = []
+    keys: list[str] = []
 
     async def receive(request: web.Request) -> web.Response:
-        await request.read()
+        body = await request.json()
         got.append(time.monotonic())
+        order.append(str(body.get("commit", "")))
+        keys.append(request.headers.get(DELIVERY_HEADER, ""))
         return web.Response(text="ok")
 
     app = web.Application()
@@ -154,6 +159,8 @@ async def run(clusters: int, rollouts: int, flood: int) -> None:
                 )
 
             got.clear()
+            order.clear()
+            keys.clear()
             events = [
                 NotificationEvent(
                     kind=EventKind.ERR_APPLIED,
@@ -179,10 +186,14 @@ async def run(clusters: int, rollouts: int, flood: int) -> None:
             elapsed = got[-1] - started if got else float("nan")
             status = await control.notification_status(ns)
             dropped = sum(p.dropped for p in status.providers)
+            position = {e.commit: i for i, e in enumerate(events)}
+            seen = [position[c] for c in order if c in position]
+            in_order = seen == sorted(seen)
             print(
                 f"flood of {flood} events: signalled in {signalled:.2f} s, {len(got)} delivered "
                 f"in {elapsed:.1f} s ({len(got) / elapsed:.1f} messages/s), {dropped} dropped "
-                "over the queue bound"
+                f"over the queue bound; in order: {in_order}; repeated keys: "
+                f"{len(keys) - len(set(keys))}"
             )
             await handle.terminate()
             await fl.cleanup()

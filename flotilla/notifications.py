@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import quote
@@ -90,10 +91,10 @@ class Provider(FleetModel):
 
 
 class EventSource(FleetModel):
-    """The GitRepos or bundles an Alert is about: a name (``*`` globs) and/or the labels of
-    the bundle the event concerns (fleet.yaml ``labels``)."""
+    """What an Alert is about: GitRepos by name (``*`` globs) and/or their labels, bundles by
+    name and/or their fleet.yaml ``labels``, clusters (ClusterOffline) by name and/or labels."""
 
-    kind: Literal["GitRepo", "Bundle"]
+    kind: Literal["GitRepo", "Bundle", "Cluster"]
     name: str = "*"
     match_labels: StringMap | None = None
 
@@ -166,8 +167,10 @@ class NotificationEvent(BaseModel):
     bundle: str = ""
     commit: str = ""
     clusters: list[str] = Field(default_factory=list)
-    # The bundle's labels (fleet.yaml), for label selection.
+    # The bundle's labels (fleet.yaml), or a cluster event's cluster labels, for selection.
     labels: dict[str, str] = Field(default_factory=dict)
+    # The GitRepo's own metadata labels, for GitRepo sources with matchLabels.
+    gitrepo_labels: dict[str, str] = Field(default_factory=dict)
     detail: str = ""
     # The workflow to open in the Temporal UI.
     workflow_id: str = ""
@@ -185,6 +188,7 @@ def report_events(
     gitrepo: str,
     labels: dict[str, str],
     workflow_id: str,
+    gitrepo_labels: dict[str, str] | None = None,
 ) -> list[NotificationEvent]:
     """What changed between two reports of one bundle, as events (keys left to the caller)."""
     if report.retired or not report.commit:
@@ -206,6 +210,7 @@ def report_events(
             commit=report.commit,
             clusters=sorted(clusters),
             labels=labels,
+            gitrepo_labels=gitrepo_labels or {},
             detail=detail,
             workflow_id=workflow_id,
             **extra,
@@ -250,17 +255,60 @@ def report_events(
     return events
 
 
+def cluster_offline_event(
+    *,
+    namespace: str,
+    cluster: str,
+    labels: dict[str, str],
+    reason: str,
+    since: datetime,
+    workflow_id: str,
+    run_id: str,
+) -> NotificationEvent:
+    """One cluster gone offline, told once (by the registry), whatever runs on it; the key
+    names the occurrence (cluster and since when), stable across replays."""
+    return NotificationEvent(
+        kind=EventKind.CLUSTER_OFFLINE,
+        namespace=namespace,
+        clusters=[cluster],
+        labels=labels,
+        detail=reason,
+        workflow_id=workflow_id,
+        key=f"{workflow_id}/{run_id}#offline/{cluster}@{since.isoformat()}",
+    )
+
+
+def is_cluster_event(event: NotificationEvent) -> bool:
+    """An event about a cluster itself, not about a GitRepo's bundle."""
+    return not (event.gitrepo or event.bundle)
+
+
 def alert_wants(alert: AlertSpec, event: NotificationEvent) -> bool:
-    """Whether ``alert`` asks for ``event``: its kind, and a source naming its GitRepo or
-    bundle (by name glob and labels)."""
+    """Whether ``alert`` asks for ``event``: its kind, and a source naming what it concerns.
+
+    A GitRepo source matches the event's GitRepo (name glob, the GitRepo's labels), a Bundle
+    source its bundle (name glob, fleet.yaml labels). A cluster event matches a Cluster source
+    by the cluster's name and labels, and any source that names everything (``*``, no
+    labels): every GitRepo and bundle of the namespace may run on that cluster."""
     if alert.suspend or event.kind not in alert.event_kinds:
         return False
     for source in alert.event_sources:
-        name = event.gitrepo if source.kind == "GitRepo" else event.bundle
+        wanted = source.match_labels or {}
+        if is_cluster_event(event):
+            if source.kind != "Cluster":
+                if source.name == "*" and not wanted:
+                    return True
+                continue
+            name, labels = (event.clusters or [""])[0], event.labels
+        elif source.kind == "Cluster":
+            continue
+        elif source.kind == "GitRepo":
+            name, labels = event.gitrepo, event.gitrepo_labels
+        else:
+            name, labels = event.bundle, event.labels
         if not name or not fnmatch.fnmatchcase(name, source.name):
             continue
-        wanted = source.match_labels or {}
-        if all(event.labels.get(k) == v for k, v in wanted.items()):
+        if all(labels.get(k) == v for k, v in wanted.items()):
             return True
     return False
 
@@ -299,6 +347,10 @@ def temporal_ui_link(base_url: str, temporal_namespace: str, workflow_id: str) -
 def message_text(event: NotificationEvent) -> str:
     """The event in one sentence: what happened, to which bundle of which GitRepo, at which
     commit, on which clusters."""
+    if is_cluster_event(event):
+        cluster = (event.clusters or ["?"])[0]
+        text = f"cluster {event.namespace}/{cluster}: {_TITLES[event.kind]}"
+        return f"{text} ({event.detail})" if event.detail else text
     what = f"bundle {event.bundle}" if event.bundle else "gitrepo"
     where = f"{what} of gitrepo {event.namespace}/{event.gitrepo}"
     text = f"{where}: {_TITLES[event.kind]}"
@@ -335,7 +387,7 @@ def render_payload(kind: ProviderType, event: NotificationEvent, link: str) -> d
         }
     if kind is ProviderType.MSTEAMS:
         facts = [
-            {"title": "GitRepo", "value": f"{event.namespace}/{event.gitrepo}"},
+            {"title": "GitRepo", "value": f"{event.namespace}/{event.gitrepo or '-'}"},
             {"title": "Bundle", "value": event.bundle or "-"},
             {"title": "Commit", "value": event.commit or "-"},
             {"title": "Clusters", "value": ", ".join(event.clusters) or "-"},

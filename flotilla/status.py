@@ -304,6 +304,8 @@ class BundleLine(BaseModel):
     desired: int
     message: str
     error: str = ""
+    # When the GitRepo saw the bundle's state change to this one (None: before it kept track).
+    since: datetime | None = None
 
 
 class GitRepoSummary(BaseModel):

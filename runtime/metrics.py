@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,12 +136,35 @@ class _TimedActivity(ActivityInboundInterceptor):
                 self._metrics.named[name].labels(result).observe(seconds)
 
 
+@dataclass(frozen=True)
+class DeploymentRow:
+    """One bundle deployment's state, as its GitRepo last heard of it."""
+
+    namespace: str
+    gitrepo: str
+    bundle: str
+    cluster: str
+    commit: str
+    state: str
+
+
+# Reads a GitRepo's bundle deployments by its workflow id (the worker passes one that asks the
+# GitRepo's status query: this layer does not import workflows).
+DeploymentReader = Callable[[str], Awaitable[list[DeploymentRow]]]
+# GitRepos whose deployments are read at once by one refresh.
+DEPLOYMENT_READS = 16
+# A GitRepo whose worker does not answer within this is left out of one read.
+DEPLOYMENT_READ_SECONDS = 5.0
+
+
 @dataclass
 class FleetSnapshot:
-    """What one visibility read found: each running GitRepo's and bundle's attributes."""
+    """What one visibility read found: each running GitRepo's and bundle's attributes, and
+    (with a reader) every bundle deployment's state."""
 
     gitrepos: list[dict[str, Any]] = field(default_factory=list)
     bundles: list[dict[str, Any]] = field(default_factory=list)
+    deployments: list[DeploymentRow] = field(default_factory=list)
     read_at: float = 0.0
 
 
@@ -166,8 +189,11 @@ class FleetStateCollector(Collector):
     """GitRepos and bundles by state, from the last visibility read (``refresh``); rollout
     durations from successive reads (a bundle's new commit seen not Ready, until Ready)."""
 
-    def __init__(self, client: Client, rollouts: Histogram) -> None:
+    def __init__(
+        self, client: Client, rollouts: Histogram, deployments: DeploymentReader | None = None
+    ) -> None:
         self.client = client
+        self.read_deployments = deployments
         self.snapshot = FleetSnapshot()
         self.rollouts = rollouts
         # (namespace, bundle) -> (commit, when it was first seen rolling out).
@@ -180,12 +206,34 @@ class FleetStateCollector(Collector):
         async for execution in self.client.list_workflows(query):
             attributes: dict[str, Any] = dict(execution.search_attributes)
             attributes["namespace"] = _namespace(execution.id)
+            attributes["workflow_id"] = execution.id
             if _text(attributes.get(SA_KIND)) == "GitRepo":
                 snapshot.gitrepos.append(attributes)
             else:
                 snapshot.bundles.append(attributes)
+        if self.read_deployments is not None:
+            snapshot.deployments = await self._deployments(
+                self.read_deployments, [g["workflow_id"] for g in snapshot.gitrepos]
+            )
         self._time_rollouts(snapshot)
         self.snapshot = snapshot
+
+    @staticmethod
+    async def _deployments(read: DeploymentReader, workflow_ids: list[str]) -> list[DeploymentRow]:
+        """Each GitRepo's deployments, a few GitRepos at a time; one that does not answer
+        (its worker is busy or gone) is left out of this read, not fatal."""
+        gate = asyncio.Semaphore(DEPLOYMENT_READS)
+
+        async def one(workflow_id: str) -> list[DeploymentRow]:
+            async with gate:
+                try:
+                    return await asyncio.wait_for(read(workflow_id), DEPLOYMENT_READ_SECONDS)
+                except Exception as err:
+                    log.debug("deployments of %s not read: %s", workflow_id, err)
+                    return []
+
+        found = await asyncio.gather(*(one(i) for i in workflow_ids))
+        return [row for rows in found for row in rows]
 
     def _time_rollouts(self, snapshot: FleetSnapshot) -> None:
         """A rollout starts when a bundle's commit changes (first read after the worker
@@ -273,11 +321,43 @@ class FleetStateCollector(Collector):
         for (namespace, state), count in sorted(counts.items()):
             bundles.add_metric([namespace, state], count)
 
+        deployments = _bundledeployment_state(snapshot)
         age = GaugeMetricFamily(
             "flotilla_fleet_state_age_seconds", "Seconds since the fleet state was read"
         )
         age.add_metric([], time.time() - snapshot.read_at if snapshot.read_at else -1.0)
-        yield from (ready, desired, gitrepos, bready, bdesired, bstate, bundles, age)
+        yield from (ready, desired, gitrepos, bready, bdesired, bstate, bundles, deployments, age)
+
+
+def _bundledeployment_state(snapshot: FleetSnapshot) -> GaugeMetricFamily:
+    """Fleet's ``fleet_bundledeployment_state``: per bundle deployment, 1 for its state and 0
+    for Fleet's other states, with Fleet's label names. A deployment lives in its bundle's
+    namespace here (docs/fleet-api.md), so ``namespace``, ``cluster_namespace`` and
+    ``bundle_namespace`` are that namespace; ``repo`` is the GitRepo's name as in Fleet's
+    repo-name label; flotilla has no generation, so it is always "0"."""
+    family = GaugeMetricFamily(
+        "fleet_bundledeployment_state",
+        "1 for the bundle deployment's state label, 0 for the others (Fleet's encoding)",
+        labels=[
+            "name",
+            "namespace",
+            "cluster_name",
+            "cluster_namespace",
+            "repo",
+            "commit",
+            "bundle",
+            "bundle_namespace",
+            "generation",
+            "state",
+        ],
+    )
+    for d in snapshot.deployments:
+        values = [d.bundle, d.namespace, d.cluster, d.namespace, d.gitrepo]
+        values += [d.commit, d.bundle, d.namespace, "0"]
+        states = BUNDLE_STATES if d.state in BUNDLE_STATES else (*BUNDLE_STATES, d.state)
+        for candidate in states:
+            family.add_metric([*values, candidate], 1.0 if candidate == d.state else 0.0)
+    return family
 
 
 class ClusterSeenCollector(Collector):
@@ -346,7 +426,11 @@ class MetricsServer:
 
 
 def start_metrics(
-    client: Client, listen: tuple[str, int], *, sdk_address: str | None
+    client: Client,
+    listen: tuple[str, int],
+    *,
+    sdk_address: str | None,
+    deployments: DeploymentReader | None = None,
 ) -> MetricsServer:
     """Serve the registry on ``listen`` (port 0: any free port; see ``MetricsServer.port``)."""
     registry = CollectorRegistry()
@@ -358,7 +442,7 @@ def start_metrics(
         registry=registry,
         buckets=_BUCKETS,
     )
-    state = FleetStateCollector(client, rollouts)
+    state = FleetStateCollector(client, rollouts, deployments)
     registry.register(state)
     clusters = ClusterSeenCollector()
     registry.register(clusters)

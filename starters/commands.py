@@ -10,27 +10,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 
 import yaml
 
 from flotilla.errors import FlotillaError, SpecError
 from flotilla.ids import CONTROL_TASK_QUEUE, DEFAULT_NAMESPACE
-from flotilla.models import GitRepo, Restriction
-from flotilla.notifications import load_objects
+from flotilla.models import GitRepo, ObjectMeta, Restriction
+from flotilla.notifications import Alert, AlertSpec, load_objects
 from runtime.stores import LazySecretStore, load_settings
 from runtime.temporal import connect
 from starters.control import Control
-from starters.get import POLICY_KINDS, WORKSPACE_KINDS
+from starters.get import ALERT_KINDS, POLICY_KINDS, PROVIDER_KINDS, WORKSPACE_KINDS
 from starters.rollout import DEFAULT_INTERVAL, follow_rollout, parse_timeout
 from starters.tables import (
+    alert_table,
     bundle_table,
     cluster_table,
+    describe_alert,
     describe_bundle,
     describe_cluster,
     describe_gitrepo,
+    describe_provider,
     gitrepo_table,
+    provider_table,
     render,
     restriction_table,
     workspace_table,
@@ -178,6 +182,13 @@ def cmd_get(args: argparse.Namespace) -> int:
         if args.kind in WORKSPACE_KINDS:
             spaces = await control.workspaces()
             return render(spaces, args.output, lambda: workspace_table(spaces))
+        if args.kind in PROVIDER_KINDS:
+            providers = (await control.notification_status(args.namespace)).providers
+            return render(providers, args.output, lambda: provider_table(providers))
+        if args.kind in ALERT_KINDS:
+            alerts = (await control.notification_status(args.namespace)).alerts
+            objects = [_alert(args.namespace, n, a) for n, a in sorted(alerts.items())]
+            return render(objects, args.output, lambda: alert_table(alerts))
         if args.kind in POLICY_KINDS:
             snapshot = await control.registry(args.namespace)
             found: list[Restriction] = [*snapshot.restrictions]
@@ -205,10 +216,38 @@ def cmd_describe(args: argparse.Namespace) -> int:
                 )
             bundles = await control.list_bundles(args.namespace)
             return render(record, args.output, lambda: describe_cluster(record, bundles))
+        if args.kind in ("provider", "alert"):
+            return await _describe_notification(control, args)
         bundle = await control.bundle_status(args.namespace, args.name)
         return render(bundle, args.output, lambda: describe_bundle(bundle))
 
     return _run(args, action)
+
+
+def _alert(namespace: str, name: str, spec: AlertSpec) -> Alert:
+    return Alert(metadata=ObjectMeta(name=name, namespace=namespace), spec=spec)
+
+
+async def _describe_notification(control: Control, args: argparse.Namespace) -> str:
+    status = await control.notification_status(args.namespace)
+    if args.kind == "alert":
+        spec = status.alerts.get(args.name)
+        if spec is None:
+            raise FlotillaError(_missing("alert", args.name, args.namespace, status.alerts))
+        alert = _alert(args.namespace, args.name, spec)
+        return render(alert, args.output, lambda: describe_alert(args.name, spec))
+    provider = next((p for p in status.providers if p.name == args.name), None)
+    if provider is None:
+        names = [p.name for p in status.providers]
+        raise FlotillaError(_missing("provider", args.name, args.namespace, names))
+    return render(provider, args.output, lambda: describe_provider(provider, status.alerts))
+
+
+def _missing(kind: str, name: str, namespace: str, known: Iterable[str]) -> str:
+    return (
+        f"{kind} {name!r} does not exist in namespace {namespace!r} "
+        f"(there are: {', '.join(sorted(known)) or 'none'})"
+    )
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -229,6 +268,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if args.kind in RESTRICTION_KINDS:
             kind = RESTRICTION_KINDS[args.kind]
             return (await control.remove_restriction(args.namespace, kind, args.name)).message
+        if args.kind in {"provider", "alert"}:
+            return await control.delete_notification(args.namespace, args.kind, args.name)
         return await control.delete_gitrepo(args.namespace, args.name)
 
     return _run(args, action)
@@ -305,9 +346,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_token_commands(actions, _common, _run, _labels)
 
     describe = sub.add_parser(
-        "describe", help="show a gitrepo, bundle or cluster in detail, with its conditions"
+        "describe",
+        help="show a gitrepo, bundle or cluster in detail, with its conditions; or a "
+        "notification provider (with its delivery counters) or alert",
     )
-    describe.add_argument("kind", choices=("gitrepo", "bundle", "cluster"))
+    describe.add_argument("kind", choices=("gitrepo", "bundle", "cluster", "provider", "alert"))
     describe.add_argument("name")
     _common(describe, output=True)
     describe.set_defaults(handler=cmd_describe)
@@ -327,10 +370,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     delete = sub.add_parser(
         "delete",
-        help="delete a gitrepo (and its deployments), a cluster, a clustergroup, a policy or "
-        "a gitreporestriction",
+        help="delete a gitrepo (and its deployments), a cluster, a clustergroup, a policy, "
+        "a gitreporestriction, or a notification provider (its queued messages are dropped; "
+        "refused while an alert uses it) or alert",
     )
-    delete.add_argument("kind", choices=("gitrepo", "cluster", "clustergroup", *RESTRICTION_KINDS))
+    delete.add_argument(
+        "kind",
+        choices=("gitrepo", "cluster", "clustergroup", *RESTRICTION_KINDS, "provider", "alert"),
+    )
     delete.add_argument("name")
     _common(delete)
     delete.set_defaults(handler=cmd_delete)

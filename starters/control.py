@@ -11,7 +11,7 @@ import asyncio
 import secrets
 from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 from temporalio.client import (
@@ -75,10 +75,12 @@ from workflows.gitrepo_models import (
 )
 from workflows.notifications_models import (
     APPLY_NOTIFICATION_UPDATE,
+    DELETE_NOTIFICATION_UPDATE,
     NOTIFICATION_STATUS_QUERY,
     NOTIFICATION_WORKFLOW,
     ApplyNotificationRequest,
     ApplyNotificationResult,
+    DeleteNotificationRequest,
     NotificationState,
     NotificationStatus,
     NotificationStatusRequest,
@@ -91,6 +93,7 @@ from workflows.registry_models import (
     CREATE_TOKEN_UPDATE,
     DELETE_TOKEN_UPDATE,
     LABEL_CLUSTER_UPDATE,
+    NOTIFICATIONS_CONFIGURED_UPDATE,
     REGISTER_AGENT_UPDATE,
     REGISTRY_WORKFLOW,
     REMOVE_CLUSTER_UPDATE,
@@ -105,6 +108,7 @@ from workflows.registry_models import (
     CreateTokenRequest,
     DeleteTokenRequest,
     LabelClusterRequest,
+    NotificationsConfiguredRequest,
     RegisterAgentRequest,
     RegistryChange,
     RegistrySnapshot,
@@ -466,7 +470,13 @@ class Control:
         workflow_id = gitrepo_workflow_id(namespace, name)
         start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
             GITREPO_WORKFLOW,
-            GitRepoState(namespace=namespace, name=name, spec=gitrepo.spec, **switches),
+            GitRepoState(
+                namespace=namespace,
+                name=name,
+                spec=gitrepo.spec,
+                labels=gitrepo.metadata.labels or {},
+                **switches,
+            ),
             id=workflow_id,
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -476,7 +486,7 @@ class Control:
         try:
             result: UpdateSpecResult = await self.client.execute_update_with_start_workflow(
                 UPDATE_SPEC_UPDATE,
-                UpdateSpecRequest(spec=gitrepo.spec),
+                UpdateSpecRequest(spec=gitrepo.spec, labels=gitrepo.metadata.labels or {}),
                 start_workflow_operation=start,
                 result_type=UpdateSpecResult,
             )
@@ -523,6 +533,10 @@ class Control:
         result = await self._update_with_start(
             entity, APPLY_NOTIFICATION_UPDATE, request, ApplyNotificationResult
         )
+        # From now on the namespace's GitRepos (and its registry) signal their events.
+        await self._registry_update(
+            namespace, NOTIFICATIONS_CONFIGURED_UPDATE, NotificationsConfiguredRequest()
+        )
         return result.message
 
     async def notification_status(self, namespace: str) -> NotificationStatus:
@@ -533,8 +547,26 @@ class Control:
                 NotificationStatusRequest(),
                 result_type=NotificationStatus,
             ),
-            f"no notification config in namespace {namespace!r}: apply a Provider and an Alert",
+            _no_notifications(namespace),
         )
+
+    async def delete_notification(
+        self, namespace: str, kind: Literal["provider", "alert"], name: str
+    ) -> str:
+        """Remove a Provider (refused while an Alert uses it) or an Alert."""
+        handle = self.client.get_workflow_handle(notification_workflow_id(namespace))
+        try:
+            result: ApplyNotificationResult = await _not_found_is_error(
+                handle.execute_update(
+                    DELETE_NOTIFICATION_UPDATE,
+                    DeleteNotificationRequest(kind=kind, name=name),
+                    result_type=ApplyNotificationResult,
+                ),
+                _no_notifications(namespace),
+            )
+        except WorkflowUpdateFailedError as err:
+            raise FlotillaError(cause_message(err)) from None
+        return f"{result.message} in namespace {namespace}"
 
     def gitrepo(self, namespace: str, name: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(gitrepo_workflow_id(namespace, name))
@@ -601,6 +633,10 @@ class Control:
         if wait:
             await handle.result()
         return f"gitrepo {namespace}/{name} deleted ({result.bundles} bundle(s) removed)"
+
+
+def _no_notifications(namespace: str) -> str:
+    return f"no notification config in namespace {namespace!r}: apply a Provider and an Alert"
 
 
 def _gitrepo_details(gitrepo: GitRepo) -> str:

@@ -1,4 +1,4 @@
-"""``flotilla get``: list gitrepos, bundles, clusters, images, policies or workspaces.
+"""``flotilla get``: list gitrepos, bundles, clusters, images, policies, workspaces, alerts...
 
 The gitrepo and bundle tables come from the search attributes the workflows keep (the
 columns the Temporal UI shows), read over Temporal's HTTP API without importing the Temporal
@@ -44,6 +44,9 @@ IMAGE_KINDS = ("images", "image")
 # Policies lists both restriction kinds; gitreporestrictions only the older one.
 POLICY_KINDS = ("policies", "policy", "gitreporestrictions", "gitreporestriction")
 WORKSPACE_KINDS = ("workspaces", "workspace")
+# Notification config (notifications/<ns>).
+PROVIDER_KINDS = ("providers", "provider")
+ALERT_KINDS = ("alerts", "alert")
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +202,9 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     get = sub.add_parser(
-        "get", help="list gitrepos, bundles, clusters, images, policies or workspaces"
+        "get",
+        help="list gitrepos, bundles, clusters, images, policies, workspaces, or notification "
+        "providers and alerts",
     )
     get.add_argument(
         "kind",
@@ -210,6 +215,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             *IMAGE_KINDS,
             *POLICY_KINDS,
             *WORKSPACE_KINDS,
+            *PROVIDER_KINDS,
+            *ALERT_KINDS,
         ),
     )
     get.add_argument(

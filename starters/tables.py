@@ -12,10 +12,12 @@ import yaml
 if TYPE_CHECKING:
     # Annotations only: `flotilla secret` prints its tables without loading the workflows.
     from flotilla.models import Restriction
+    from flotilla.notifications import AlertSpec
     from flotilla.status import Condition, StateWithMessage
     from starters.control import WorkspaceSummary
     from workflows.bundle_models import BundleStatus
     from workflows.gitrepo_models import GitRepoStatus
+    from workflows.notifications_models import ProviderStatus
     from workflows.registry_models import ClusterRecord, RegistrySnapshot
 
 
@@ -137,7 +139,7 @@ def _when(moment: datetime | None, now: datetime | None = None) -> str:
     return f"{moment.strftime('%Y-%m-%dT%H:%M:%SZ')} ({age(moment, now)} ago)"
 
 
-def describe_gitrepo(status: GitRepoStatus) -> str:
+def describe_gitrepo(status: GitRepoStatus, now: datetime | None = None) -> str:
     lines = [
         f"Name:        {status.namespace}/{status.name}",
         f"Repo:        {status.repo} ({status.branch})",
@@ -152,12 +154,19 @@ def describe_gitrepo(status: GitRepoStatus) -> str:
         lines.append(f"  Serving:   {status.commit or '<nothing: no commit read yet>'}")
     lines += [
         "Conditions:",
-        conditions_table(status.conditions),
+        conditions_table(status.conditions, now),
         "Bundles:",
         table(
-            ["  NAME", "PATH", "READY", "STATE", "MESSAGE"],
+            ["  NAME", "PATH", "READY", "STATE", "SINCE", "MESSAGE"],
             [
-                [f"  {b.name}", b.path, f"{b.ready}/{b.desired}", b.state, b.error or b.message]
+                [
+                    f"  {b.name}",
+                    b.path,
+                    f"{b.ready}/{b.desired}",
+                    b.state,
+                    age(b.since, now) if b.since else "-",
+                    b.error or b.message,
+                ]
                 for b in status.bundles
             ],
         ),
@@ -288,7 +297,7 @@ def describe_cluster(
         status=not record.unreachable,
         reason="Offline" if record.unreachable else "Probed",
         message=record.unreachable,
-        last_transition=record.unreachable_since,
+        last_transition=record.unreachable_since if record.unreachable else record.reachable_since,
     )
     ready = ready_condition(state.state, state.message)
     if record.unreachable:
@@ -320,6 +329,82 @@ def describe_cluster(
             conditions_table([reachable, ready], now),
             "Bundles:",
             table(["  BUNDLE", "STATE", "SINCE", "MESSAGE"], rows),
+        ]
+    )
+
+
+def provider_table(items: Sequence[ProviderStatus]) -> str:
+    """Notification Providers with their delivery counters and last error."""
+    return table(
+        ["NAME", "TYPE", "SECRET", "QUEUED", "DELIVERED", "DROPPED", "LAST-ERROR"],
+        [
+            [
+                p.name,
+                p.type,
+                p.secret,
+                str(p.queued),
+                str(p.delivered),
+                str(p.dropped),
+                p.last_error or "-",
+            ]
+            for p in items
+        ],
+    )
+
+
+def _sources(spec: AlertSpec) -> str:
+    return ",".join(
+        f"{s.kind}/{s.name}"
+        + (
+            "{" + ",".join(f"{k}={v}" for k, v in sorted(s.match_labels.items())) + "}"
+            if s.match_labels
+            else ""
+        )
+        for s in spec.event_sources
+    )
+
+
+def alert_table(alerts: dict[str, AlertSpec]) -> str:
+    return table(
+        ["NAME", "PROVIDER", "EVENT-KINDS", "SOURCES", "SUSPENDED"],
+        [
+            [
+                name,
+                spec.provider_ref.name,
+                ",".join(spec.event_kinds),
+                _sources(spec),
+                str(spec.suspend).lower(),
+            ]
+            for name, spec in sorted(alerts.items())
+        ],
+    )
+
+
+def describe_provider(status: ProviderStatus, alerts: dict[str, AlertSpec]) -> str:
+    users = sorted(n for n, a in alerts.items() if a.provider_ref.name == status.name)
+    return "\n".join(
+        [
+            f"Name:        {status.name}",
+            f"Type:        {status.type}",
+            f"Secret:      {status.secret}",
+            f"Alerts:      {', '.join(users) or '<none>'}",
+            f"Queued:      {status.queued}",
+            f"Delivered:   {status.delivered}",
+            f"Dropped:     {status.dropped}",
+            f"Last error:  {status.last_error or '-'}",
+        ]
+    )
+
+
+def describe_alert(name: str, spec: AlertSpec) -> str:
+    return "\n".join(
+        [
+            f"Name:        {name}",
+            f"Provider:    {spec.provider_ref.name}",
+            f"Event kinds: {', '.join(spec.event_kinds)}",
+            f"Sources:     {_sources(spec)}",
+            f"Dependency wait: {spec.dependency_wait}",
+            f"Suspended:   {str(spec.suspend).lower()}",
         ]
     )
 

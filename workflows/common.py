@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import FailureError
 
 from flotilla.errors import NON_RETRYABLE_ERRORS
+from flotilla.ids import notification_workflow_id
+from flotilla.notifications import NotificationEvent
+from workflows.notifications_models import NOTIFY_SIGNAL, NotifyRequest
 
 # ---------------------------------------------------------------------------------------------
 # Retry policies
@@ -119,3 +124,11 @@ def continue_as_new_due(max_history_events: int | None) -> bool:
     if max_history_events is not None and info.get_current_history_length() >= max_history_events:
         return True
     return info.is_continue_as_new_suggested()
+
+
+async def send_notification_events(namespace: str, events: list[NotificationEvent]) -> None:
+    """Signal ``events`` to ``notifications/<namespace>``, never waiting for a delivery; a
+    namespace without that workflow drops them (the signal fails)."""
+    handle = workflow.get_external_workflow_handle(notification_workflow_id(namespace))
+    with contextlib.suppress(FailureError):
+        await handle.signal(NOTIFY_SIGNAL, NotifyRequest(events=events))

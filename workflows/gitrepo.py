@@ -45,9 +45,9 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.credentials import RenderSecretRefs
     from flotilla.durations import parse_duration
     from flotilla.errors import INVALID_SPEC, FlotillaError, SpecError, cause_message, one_line
-    from flotilla.ids import bundle_workflow_id, notification_workflow_id, registry_workflow_id
+    from flotilla.ids import bundle_workflow_id, registry_workflow_id
     from flotilla.models import GitRepoSpec
-    from flotilla.notifications import report_events
+    from flotilla.notifications import EventKind, report_events
     from flotilla.restrictions import authorize_gitrepo
     from flotilla.status import (
         BundleReport,
@@ -76,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
         SCHEDULE_SYNC_TIMEOUT,
         SYNC_BUNDLES_TIMEOUT,
         continue_as_new_due,
+        send_notification_events,
     )
     from workflows.gitrepo_models import (
         DELETE_UPDATE,
@@ -85,6 +86,7 @@ with workflow.unsafe.imports_passed_through():
         UPDATE_SPEC_UPDATE,
         DeleteRequest,
         DeleteResult,
+        DeploymentLine,
         GitRepoState,
         GitRepoStatus,
         GitRepoStatusRequest,
@@ -93,7 +95,6 @@ with workflow.unsafe.imports_passed_through():
         UpdateSpecRequest,
         UpdateSpecResult,
     )
-    from workflows.notifications_models import NOTIFY_SIGNAL, NotifyRequest
     from workflows.registry import CLUSTERS_CHANGED_SIGNAL, ClusterRegistryWorkflow
     from workflows.registry_models import ClusterSnapshot, SubscribeRequest
     from workflows.visibility import (
@@ -133,6 +134,11 @@ RECHECK_ON_SYNC_PATCH = "recheck-on-sync"
 RESTRICTIONS_PATCH = "gitrepo-enforces-restrictions"
 # Events seen in bundle reports are signalled to the namespace's notification workflow.
 NOTIFY_PATCH = "gitrepo-sends-notification-events"
+# ... but only once the namespace has a notification config (the registry's snapshot says),
+# instead of a signal that fails on every pass with events.
+NOTIFY_CONFIGURED_PATCH = "closers-notify-only-when-configured"
+# ClusterOffline is told once per cluster by the registry, no longer per bundle from here.
+CLUSTER_OFFLINE_PATCH = "closers-cluster-offline-from-registry"
 
 
 def _source_key(spec: GitRepoSpec) -> str:
@@ -223,7 +229,11 @@ class GitRepoWorkflow:
     @workflow.signal(name=BUNDLE_REPORT_SIGNAL)
     def bundle_report(self, report: BundleReport) -> None:
         self._note_events(report)
+        previous = self.state.reports.get(report.bundle)
+        if previous is None or previous.state != report.state:
+            self.state.bundle_since[report.bundle] = workflow.now()
         if report.retired:
+            self.state.bundle_since.pop(report.bundle, None)
             self.state.reports.pop(report.bundle, None)
             if report.bundle in self.state.retiring:
                 self.state.retiring.remove(report.bundle)
@@ -238,31 +248,38 @@ class GitRepoWorkflow:
         if report.bundle not in self.state.bundles:
             return  # a retired bundle's last words, or another GitRepo's conflict report
         info = workflow.info()
-        for event in report_events(
+        events = report_events(
             self.state.reports.get(report.bundle),
             report,
             namespace=self.state.namespace,
             gitrepo=self.state.name,
             labels=self.state.bundles[report.bundle].labels,
             workflow_id=bundle_workflow_id(self.state.namespace, report.bundle),
+            gitrepo_labels=self.state.labels,
+        )
+        if any(e.kind is EventKind.CLUSTER_OFFLINE for e in events) and workflow.patched(
+            CLUSTER_OFFLINE_PATCH
         ):
+            events = [e for e in events if e.kind is not EventKind.CLUSTER_OFFLINE]
+        for event in events:
             self.state.notify_seq += 1
             key = f"{info.workflow_id}/{info.run_id}#{self.state.notify_seq}"
             self.state.notify_events.append(event.model_copy(update={"key": key}))
 
     async def _send_events(self) -> None:
         """Hand the events to ``notifications/<ns>``: one signal per pass, never waiting for
-        a delivery. Without a notification config the signal fails and they are dropped."""
+        a delivery. Without a notification config (the registry's snapshot says) nobody asked
+        for them: they are dropped without a signal."""
         if not self.state.notify_events:
             return
         events, self.state.notify_events = self.state.notify_events, []
         if not workflow.patched(NOTIFY_PATCH):
             return
-        handle = workflow.get_external_workflow_handle(
-            notification_workflow_id(self.state.namespace)
-        )
-        with contextlib.suppress(FailureError):
-            await handle.signal(NOTIFY_SIGNAL, NotifyRequest(events=events))
+        clusters = self.state.clusters
+        unconfigured = clusters is not None and not clusters.notifications
+        if unconfigured and workflow.patched(NOTIFY_CONFIGURED_PATCH):
+            return
+        await send_notification_events(self.state.namespace, events)
 
     @workflow.update(name=SYNC_NOW_UPDATE)
     async def sync_now(self, request: SyncNowRequest) -> SyncNowResult:
@@ -291,6 +308,8 @@ class GitRepoWorkflow:
     def update_spec(self, request: UpdateSpecRequest) -> UpdateSpecResult:
         old = self.state.spec
         self.state.spec = request.spec
+        if request.labels is not None:
+            self.state.labels = request.labels
         if _source_key(old) != _source_key(request.spec):
             self._poll_now = True
         self._wake = True
@@ -316,7 +335,14 @@ class GitRepoWorkflow:
 
     @workflow.query(name=GITREPO_STATUS_QUERY)
     def status(self, request: GitRepoStatusRequest) -> GitRepoStatus:
-        return self._status()
+        status = self._status()
+        if request.deployments:
+            status.deployments = [
+                DeploymentLine(bundle=name, cluster=cluster, commit=report.commit, state=state)
+                for name, report in sorted(self.state.reports.items())
+                for cluster, state in sorted(report.states.items())
+            ]
+        return status
 
     @workflow.query(name=CONTENT_REFS_QUERY)
     def content_refs(self, request: ContentRefsRequest) -> ContentRefs:
@@ -708,7 +734,10 @@ class GitRepoWorkflow:
             state=summary.state,
             message=summary.message,
             error=self.state.error,
-            bundles=summary.bundles,
+            bundles=[
+                b.model_copy(update={"since": self.state.bundle_since.get(b.name)})
+                for b in summary.bundles
+            ],
             warnings=[
                 *([self.state.git_warning] if self.state.git_warning else []),
                 *self.state.warnings,

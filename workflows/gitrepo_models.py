@@ -31,10 +31,14 @@ class GitRepoState(BaseModel):
     namespace: str
     name: str
     spec: GitRepoSpec
+    # The GitRepo's metadata labels (Alerts select GitRepos by them).
+    labels: dict[str, str] = Field(default_factory=dict)
     commit: str = ""
     fetched_commit: str = ""
     bundles: dict[str, BundleRef] = Field(default_factory=dict)
     reports: dict[str, BundleReport] = Field(default_factory=dict)
+    # When each bundle's reported state last changed (``describe gitrepo``'s SINCE).
+    bundle_since: dict[str, datetime] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     error: str = ""
     # When ``error`` first appeared (it stays while polls keep failing), for "since".
@@ -81,6 +85,8 @@ class GitRepoState(BaseModel):
 
 class UpdateSpecRequest(BaseModel):
     spec: GitRepoSpec
+    # The GitRepo's metadata labels; None (older callers) keeps those it has.
+    labels: dict[str, str] | None = None
 
 
 class UpdateSpecResult(BaseModel):
@@ -107,6 +113,18 @@ class DeleteResult(BaseModel):
 class GitRepoStatusRequest(BaseModel):
     """Query input; a model so fields can be added later without breaking callers."""
 
+    # Also list every bundle deployment with its state (the worker's metrics ask for it).
+    deployments: bool = False
+
+
+class DeploymentLine(BaseModel):
+    """One bundle deployment as the GitRepo last heard of it."""
+
+    bundle: str
+    cluster: str
+    commit: str
+    state: BundleState
+
 
 class GitRepoStatus(BaseModel):
     """Fleet's GitRepo status, plus each bundle's line."""
@@ -126,3 +144,5 @@ class GitRepoStatus(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     error_since: datetime | None = None
     conditions: list[Condition] = Field(default_factory=list)
+    # Only when asked for (GitRepoStatusRequest.deployments).
+    deployments: list[DeploymentLine] = Field(default_factory=list)

@@ -9,12 +9,11 @@ Registry and git failures end the run with the error recorded; the schedule keep
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.registry_models import POLL_REGISTRY, PollRequest, PollResult
@@ -30,10 +29,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.writeback_models import WRITE_BACK, WriteBackRequest, WriteBackResult
     from flotilla.errors import NON_RETRYABLE_REGISTRY_ERRORS, cause_message
-    from flotilla.ids import bundle_workflow_id, notification_workflow_id
+    from flotilla.ids import bundle_workflow_id
     from flotilla.imagepolicy import ImageUpdate, KeelPolicy, choose_tag, follows_digest
     from flotilla.notifications import EventKind, NotificationEvent
-    from workflows.common import CLIENT_RETRY, GIT_RETRY
+    from workflows.common import CLIENT_RETRY, GIT_RETRY, send_notification_events
     from workflows.imagepolicy_models import (
         APPROVE_UPDATE,
         IMAGE_POLICY_STATUS_QUERY,
@@ -44,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
         ImagePolicyStatus,
         ImagePolicyStatusRequest,
     )
-    from workflows.notifications_models import NOTIFY_SIGNAL, NotifyRequest
     from workflows.visibility import GITREPO, KIND
 
 # Registries: a few retries inside one poll (429s wait for Retry-After); the next poll is the
@@ -282,9 +280,7 @@ class ImagePolicyWorkflow:
             else info.workflow_id,
             key=f"{info.workflow_id}/{info.run_id}#{kind.value}",
         )
-        handle = workflow.get_external_workflow_handle(notification_workflow_id(config.namespace))
-        with contextlib.suppress(FailureError):
-            await handle.signal(NOTIFY_SIGNAL, NotifyRequest(events=[event]))
+        await send_notification_events(config.namespace, [event])
 
     def _details(self, message: str = "") -> None:
         if self.phase == "waiting for approval" and self.pending and self.deadline:

@@ -24,9 +24,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.notify_models import (
         DELIVER_NOTIFICATION,
+        DELIVER_NOTIFICATIONS,
         RECEIVER_REFUSED,
+        DeliverBatchRequest,
+        DeliverBatchResult,
         DeliverRequest,
         DeliverResult,
+        Message,
     )
     from flotilla.errors import INVALID_SPEC, NON_RETRYABLE_ERRORS, FlotillaError, cause_message
     from flotilla.kubenames import name_problem
@@ -40,11 +44,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import continue_as_new_due
     from workflows.notifications_models import (
         APPLY_NOTIFICATION_UPDATE,
+        DELETE_NOTIFICATION_UPDATE,
         NOTIFICATION_STATUS_QUERY,
         NOTIFICATION_WORKFLOW,
         NOTIFY_SIGNAL,
         ApplyNotificationRequest,
         ApplyNotificationResult,
+        DeleteNotificationRequest,
         NotificationState,
         NotificationStatus,
         NotificationStatusRequest,
@@ -68,6 +74,16 @@ DELIVERY_TIMEOUT = timedelta(seconds=20)
 # A provider whose receiver stays down keeps at most this many messages; newer ones are
 # dropped (and counted) rather than growing the state handed to continue-as-new without end.
 MAX_QUEUED = 1000
+# A provider's queue goes out up to this many messages per activity, in order over one
+# connection, progress heartbeated: a flood drains at the receiver's pace instead of one
+# activity (and workflow task) per message.
+BATCH = 50
+BATCH_HEARTBEAT = timedelta(seconds=15)
+# One POST takes at most 10 s; a batch whose worker dies is retried after BATCH_HEARTBEAT.
+BATCH_TIMEOUT = timedelta(seconds=10 * BATCH + 60)
+# Deliveries of a queue with several messages go in batches (a new activity: older
+# histories delivered each message on its own).
+BATCHES_PATCH = "closers-notifications-delivered-in-batches"
 
 
 @workflow.defn(name=NOTIFICATION_WORKFLOW)
@@ -80,6 +96,8 @@ class NotificationWorkflow:
         self._wake = False
         self._stopping = False
         self._draining: dict[str, asyncio.Task[None]] = {}
+        # How many head messages of each queue an activity is delivering now.
+        self._in_flight: dict[str, int] = {}
         # The keys in each queue, so a flood of events is matched in linear time.
         self._queued: dict[str, set[str]] = {
             name: {item.key for item in queue} for name, queue in state.outbox.items()
@@ -139,6 +157,48 @@ class NotificationWorkflow:
             raise ApplicationError(
                 f"{kind} {request.name}: {problem}", type=INVALID_SPEC, non_retryable=True
             )
+
+    @workflow.update(name=DELETE_NOTIFICATION_UPDATE)
+    def delete_notification(self, request: DeleteNotificationRequest) -> ApplyNotificationResult:
+        if request.kind == "alert":
+            del self.state.alerts[request.name]
+            return ApplyNotificationResult(message=f"alert {request.name} deleted")
+        del self.state.providers[request.name]
+        # Its queued messages go with it (counted as dropped); one in flight finishes.
+        queue = self.state.outbox.get(request.name, [])
+        kept = queue[: self._in_flight.get(request.name, 0)]
+        dropped = len(queue) - len(kept)
+        del queue[len(kept) :]
+        self._queued[request.name] = {item.key for item in kept}
+        self.state.waits = [w for w in self.state.waits if w.provider != request.name]
+        if dropped:
+            self.state.dropped[request.name] = self.state.dropped.get(request.name, 0) + dropped
+        return ApplyNotificationResult(
+            message=f"provider {request.name} deleted ({dropped} queued message(s) dropped)"
+        )
+
+    @delete_notification.validator
+    def _validate_delete(self, request: DeleteNotificationRequest) -> None:
+        known = self.state.alerts if request.kind == "alert" else self.state.providers
+        problem = ""
+        if request.name not in known:
+            problem = (
+                f"{request.kind} {request.name!r} does not exist in namespace "
+                f"{self.state.namespace!r} (there are: {', '.join(sorted(known)) or 'none'})"
+            )
+        elif request.kind == "provider":
+            users = sorted(
+                name
+                for name, alert in self.state.alerts.items()
+                if alert.provider_ref.name == request.name
+            )
+            if users:
+                problem = (
+                    f"provider {request.name} is used by alert(s) {', '.join(users)}: "
+                    "delete or re-point them first"
+                )
+        if problem:
+            raise ApplicationError(problem, type=INVALID_SPEC, non_retryable=True)
 
     @workflow.signal(name=NOTIFY_SIGNAL)
     def notify(self, request: NotifyRequest) -> None:
@@ -217,19 +277,56 @@ class NotificationWorkflow:
         try:
             queue = self.state.outbox[name]
             while queue and not self._stopping:
-                item = queue[0]
                 spec = self.state.providers.get(name)
                 if spec is None:
                     self._drop(name, f"provider {name} is not configured")
+                    done = 1
+                elif len(queue) > 1 and workflow.patched(BATCHES_PATCH):
+                    done = min(len(queue), BATCH)
+                    self._in_flight[name] = done
+                    await self._deliver_batch(name, spec, queue[:done])
                 else:
-                    await self._deliver(name, spec, item)
-                queue.pop(0)
-                self._queued[name].discard(item.key)
+                    done = 1
+                    self._in_flight[name] = done
+                    await self._deliver(name, spec, queue[0])
+                for item in queue[:done]:
+                    self._queued[name].discard(item.key)
+                del queue[:done]
             if not queue:
                 self.state.outbox.pop(name, None)
         finally:
             del self._draining[name]
+            self._in_flight.pop(name, None)
             self._wake = True
+
+    async def _deliver_batch(self, name: str, spec: ProviderSpec, items: list[Outgoing]) -> None:
+        request = DeliverBatchRequest(
+            namespace=self.state.namespace,
+            provider=name,
+            type=spec.type,
+            secret_name=spec.secret_ref.name,
+            messages=[Message(key=item.key, event=item.event) for item in items],
+        )
+        try:
+            result = await workflow.execute_activity(
+                DELIVER_NOTIFICATIONS,
+                request,
+                result_type=DeliverBatchResult,
+                start_to_close_timeout=BATCH_TIMEOUT,
+                heartbeat_timeout=BATCH_HEARTBEAT,
+                retry_policy=DELIVERY_RETRY,
+            )
+        except ActivityError as err:
+            # Refused for good before any was sent (a missing secret or key): all dropped.
+            for _ in items:
+                self._drop(name, cause_message(err))
+            return
+        for error in result.refused.values():
+            self._drop(name, error)
+        delivered = len(items) - len(result.refused)
+        self.state.delivered[name] = self.state.delivered.get(name, 0) + delivered
+        if delivered:
+            self.state.last_error.pop(name, None)
 
     async def _deliver(self, name: str, spec: ProviderSpec, item: Outgoing) -> None:
         request = DeliverRequest(

@@ -7,6 +7,7 @@ workflow module's cost).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -15,6 +16,7 @@ from flotilla.notifications import AlertSpec, NotificationEvent, ProviderSpec
 # What clients and other workflows call the notification workflow and its messages.
 NOTIFICATION_WORKFLOW = "NotificationWorkflow"
 APPLY_NOTIFICATION_UPDATE = "apply_notification"
+DELETE_NOTIFICATION_UPDATE = "delete_notification"
 NOTIFY_SIGNAL = "notify"
 NOTIFICATION_STATUS_QUERY = "status"
 
@@ -29,6 +31,13 @@ class ApplyNotificationRequest(BaseModel):
 
 class ApplyNotificationResult(BaseModel):
     message: str
+
+
+class DeleteNotificationRequest(BaseModel):
+    """Remove a Provider (with the messages still queued for it) or an Alert."""
+
+    kind: Literal["provider", "alert"]
+    name: str
 
 
 class NotifyRequest(BaseModel):

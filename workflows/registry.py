@@ -22,10 +22,12 @@ with workflow.unsafe.imports_passed_through():
         registration_refusal,
     )
     from flotilla.errors import INVALID_SPEC, one_line
+    from flotilla.ids import registry_workflow_id
     from flotilla.kubenames import labels_problem, name_problem
     from flotilla.models import GitRepoRestriction, Policy
+    from flotilla.notifications import cluster_offline_event
     from flotilla.restrictions import conflicts
-    from workflows.common import continue_as_new_due
+    from workflows.common import continue_as_new_due, send_notification_events
     from workflows.registry_models import (
         AGENT_HEARTBEAT_SIGNAL,
         APPLY_CLUSTER_UPDATE,
@@ -34,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         CREATE_TOKEN_UPDATE,
         DELETE_TOKEN_UPDATE,
         LABEL_CLUSTER_UPDATE,
+        NOTIFICATIONS_CONFIGURED_UPDATE,
         REGISTER_AGENT_UPDATE,
         REGISTRY_WORKFLOW,
         REMOVE_CLUSTER_UPDATE,
@@ -52,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         CreateTokenRequest,
         DeleteTokenRequest,
         LabelClusterRequest,
+        NotificationsConfiguredRequest,
         RegisterAgentRequest,
         RegistryChange,
         RegistrySnapshot,
@@ -72,6 +76,10 @@ CLUSTERS_CHANGED_SIGNAL = "clusters_changed"
 # Agent clusters whose heartbeats stop turn Offline on a timer (a new command: the registry
 # histories recorded before agents never had a heartbeat, so never reach it).
 AGENT_DEADLINES_PATCH = "registry-agent-heartbeat-deadlines"
+# A cluster that goes offline is told to ``notifications/<ns>`` once, from here, rather than
+# by every GitRepo for every bundle on it (a new signal; only namespaces with a notification
+# config, which older histories never had, reach it).
+CLUSTER_OFFLINE_PATCH = "closers-registry-sends-cluster-offline"
 
 
 def _invalid(message: str) -> ApplicationError:
@@ -114,6 +122,7 @@ class ClusterRegistryWorkflow:
             if self._dirty:
                 self._dirty = False
                 await self._notify(self.state.subscribers)
+            await self._send_cluster_events()
             if continue_as_new_due(self.state.max_history_events):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._dirty:
@@ -158,6 +167,7 @@ class ClusterRegistryWorkflow:
             if deadline is not None and now >= deadline:
                 record.unreachable = offline_reason(record.heartbeat_seconds)
                 record.unreachable_since = record.last_seen
+                self._went_offline(record)
                 workflow.logger.warning(
                     "registry %s: cluster %s offline: %s",
                     self.state.namespace,
@@ -179,6 +189,7 @@ class ClusterRegistryWorkflow:
             groups=[self.state.groups[n] for n in sorted(self.state.groups)],
             policies=[self.state.policies[n] for n in sorted(self.state.policies)],
             restrictions=[self.state.restrictions[n] for n in sorted(self.state.restrictions)],
+            notifications=self.state.notifications,
         )
 
     async def _notify(self, subscribers: list[str]) -> None:
@@ -194,6 +205,43 @@ class ClusterRegistryWorkflow:
                 )
                 if workflow_id in self.state.subscribers:
                     self.state.subscribers.remove(workflow_id)
+
+    def _went_offline(self, record: ClusterRecord) -> None:
+        """Keep a ClusterOffline event for the loop to send, when anyone may want it."""
+        if not self.state.notifications:
+            return
+        info = workflow.info()
+        self.state.notify_events.append(
+            cluster_offline_event(
+                namespace=self.state.namespace,
+                cluster=record.name,
+                labels=record.labels,
+                reason=record.unreachable,
+                since=record.unreachable_since or workflow.now(),
+                workflow_id=registry_workflow_id(self.state.namespace),
+                run_id=info.run_id,
+            )
+        )
+
+    async def _send_cluster_events(self) -> None:
+        if not self.state.notify_events:
+            return
+        events, self.state.notify_events = self.state.notify_events, []
+        if not workflow.patched(CLUSTER_OFFLINE_PATCH):
+            return
+        await send_notification_events(self.state.namespace, events)
+
+    @workflow.update(name=NOTIFICATIONS_CONFIGURED_UPDATE)
+    def notifications_configured(self, request: NotificationsConfiguredRequest) -> RegistryChange:
+        """GitRepos signal their events to ``notifications/<ns>`` only once it exists: told
+        with the next snapshot, which changes no version (nothing is re-planned)."""
+        if not self.state.notifications:
+            self.state.notifications = True
+            self._dirty = True
+        return RegistryChange(
+            version=self.state.version,
+            message=f"namespace {self.state.namespace} has notifications",
+        )
 
     def _changed(self, message: str) -> RegistryChange:
         self.state.version += 1
@@ -218,6 +266,7 @@ class ClusterRegistryWorkflow:
             last_seen=previous.last_seen if previous else None,
             unreachable_since=previous.unreachable_since if previous else None,
             unreachable=previous.unreachable if previous else "",
+            reachable_since=previous.reachable_since if previous else None,
         )
         if previous is not None and previous.agent and request.agent:
             # An agent cluster re-applied keeps what its agent reported.
@@ -253,6 +302,8 @@ class ClusterRegistryWorkflow:
             record = self.state.clusters.get(name)
             if record is None:
                 continue
+            if record.reachable_since is None or record.unreachable:
+                record.reachable_since = seen
             if record.last_seen is None or seen > record.last_seen:
                 record.last_seen = seen
             if record.unreachable:
@@ -270,6 +321,7 @@ class ClusterRegistryWorkflow:
             )
             record.unreachable = one_line(problem) or "no answer"
             record.unreachable_since = request.probed_at or workflow.now()
+            self._went_offline(record)
             self._dirty = True
 
     @workflow.signal(name=AGENT_HEARTBEAT_SIGNAL)
@@ -289,17 +341,21 @@ class ClusterRegistryWorkflow:
         if deadline is not None and (self._armed is None or deadline < self._armed):
             self._rearm = True
         problem = "agent stopped" if beat.stopping else one_line(beat.problem)
+        if not problem and record.reachable_since is None:
+            record.reachable_since = now
         if problem and not record.unreachable:
             workflow.logger.warning(
                 "registry %s: cluster %s offline: %s", self.state.namespace, beat.name, problem
             )
             record.unreachable, record.unreachable_since = problem, now
+            self._went_offline(record)
             self._dirty = True
         elif not problem and record.unreachable:
             workflow.logger.info(
                 "registry %s: agent of cluster %s is back", self.state.namespace, beat.name
             )
             record.unreachable, record.unreachable_since = "", None
+            record.reachable_since = now
             self._dirty = True
 
     # --- agent registration -------------------------------------------------------------------
@@ -558,4 +614,5 @@ class ClusterRegistryWorkflow:
             subscribers=list(self.state.subscribers),
             policies=[self.state.policies[n] for n in sorted(self.state.policies)],
             restrictions=[self.state.restrictions[n] for n in sorted(self.state.restrictions)],
+            notifications=self.state.notifications,
         )

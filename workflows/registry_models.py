@@ -11,6 +11,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from flotilla.models import ClusterGroup, GitRepoRestriction, Policy, Restriction
+from flotilla.notifications import NotificationEvent
 from flotilla.status import since_text
 
 # What clients call the registry workflow and its messages; workflows/registry.py registers
@@ -29,6 +30,7 @@ REGISTER_AGENT_UPDATE = "register_agent"
 CREATE_TOKEN_UPDATE = "create_token"  # noqa: S105 - a message name
 DELETE_TOKEN_UPDATE = "delete_token"  # noqa: S105 - a message name
 TOKENS_QUERY = "tokens"
+NOTIFICATIONS_CONFIGURED_UPDATE = "notifications_configured"
 
 
 class ClusterRecord(BaseModel):
@@ -45,6 +47,9 @@ class ClusterRecord(BaseModel):
     # Set while the worker's probes of its API server fail: since when, and why (one line).
     unreachable_since: datetime | None = None
     unreachable: str = ""
+    # When the cluster first answered, or answered again after being unreachable: the time of
+    # its Reachable=True condition.
+    reachable_since: datetime | None = None
     # Agent mode: what its heartbeat says, how often it beats, and the registration token
     # (by name) it registered with.
     agent_version: str = ""
@@ -86,6 +91,9 @@ class ClusterSnapshot(BaseModel):
     restrictions: list[GitRepoRestriction] = Field(
         default_factory=list, exclude_if=lambda value: not value
     )
+    # The namespace has a notification config: GitRepos signal their events only then (left
+    # out of the JSON when false, as above).
+    notifications: bool = Field(default=False, exclude_if=lambda value: not value)
 
 
 class TokenRecord(BaseModel):
@@ -116,6 +124,10 @@ class RegistryState(BaseModel):
     subscribers: list[str] = Field(default_factory=list)
     # Registration tokens by name.
     tokens: dict[str, TokenRecord] = Field(default_factory=dict)
+    # A Provider or an Alert was applied in this namespace (``notifications/<ns>`` runs).
+    notifications: bool = False
+    # Cluster events for ``notifications/<ns>``, kept until the loop signals them.
+    notify_events: list[NotificationEvent] = Field(default_factory=list)
     # Test switch: continue-as-new after this many events instead of when Temporal suggests.
     max_history_events: int | None = None
 
@@ -169,6 +181,10 @@ class RegistryChange(BaseModel):
     message: str
 
 
+class NotificationsConfiguredRequest(BaseModel):
+    """Sent by ``apply -f`` of a Provider or an Alert: the namespace has notifications."""
+
+
 class SubscribeRequest(BaseModel):
     workflow_id: str
 
@@ -196,6 +212,7 @@ class RegistrySnapshot(BaseModel):
     subscribers: list[str]
     policies: list[Policy] = Field(default_factory=list)
     restrictions: list[GitRepoRestriction] = Field(default_factory=list)
+    notifications: bool = False
 
 
 class AgentHeartbeat(BaseModel):

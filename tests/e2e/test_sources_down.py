@@ -23,6 +23,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.client import Client
@@ -217,6 +218,7 @@ async def test_a_management_api_that_is_down_shows_its_address_and_clears(
         await fl.listed_as(f"gitrepo/{ns}/repo", "Offline")
 
         restarted = time.monotonic()
+        back_at = datetime.now(UTC)
         await forwarder.start()
         await fl.eventually(
             lambda: fl.control.gitrepo_status(ns, "repo"),
@@ -225,7 +227,14 @@ async def test_a_management_api_that_is_down_shows_its_address_and_clears(
             interval=0.25,
         )
         print(f"management API back: Ready after {time.monotonic() - restarted:.1f}s")
-        assert not (await fl.control.registry(ns)).clusters[0].unreachable
+        record = (await fl.control.registry(ns)).clusters[0]
+        assert not record.unreachable
+        # Reachable=True is dated from the probe that answered again, not left blank.
+        since = record.reachable_since
+        assert since is not None and since >= back_at, record
+        reachable = describe_cluster(record, await fl.control.list_bundles(ns)).splitlines()
+        line = next(x for x in reachable if x.strip().startswith("Reachable"))
+        assert line.split()[1:3] == ["True", "Probed"] and " ago)" in line, line
         await fl.listed_as(f"gitrepo/{ns}/repo", "Ready")
     finally:
         await forwarder.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from flotilla.notifications import (
     Provider,
     ProviderType,
     alert_wants,
+    cluster_offline_event,
     delivery_key,
     load_objects,
     message_text,
@@ -214,6 +216,36 @@ def alert(**fields: Any) -> AlertSpec:
     return AlertSpec.model_validate({**base, **fields})
 
 
+CLUSTER_P = {"kind": "Cluster", "name": "prod-*", "matchLabels": {"env": "prod"}}
+OFFLINE = cluster_offline_event(
+    namespace="ns",
+    cluster="prod-1",
+    labels={"env": "prod"},
+    reason="cluster unreachable at 10.0.0.1:6443",
+    since=datetime(2026, 12, 4, 3, 0, tzinfo=UTC),
+    workflow_id="registry/ns",
+    run_id="r1",
+)
+
+
+def test_a_cluster_offline_event_says_which_cluster_once_per_occurrence() -> None:
+    assert message_text(OFFLINE) == (
+        "cluster ns/prod-1: cluster offline (cluster unreachable at 10.0.0.1:6443)"
+    )
+    assert OFFLINE.key == "registry/ns/r1#offline/prod-1@2026-12-04T03:00:00+00:00"
+    later = cluster_offline_event(
+        namespace="ns",
+        cluster="prod-1",
+        labels={},
+        reason="again",
+        since=datetime(2026, 12, 4, 4, 0, tzinfo=UTC),
+        workflow_id="registry/ns",
+        run_id="r1",
+    )
+    assert delivery_key(later, "p") != delivery_key(OFFLINE, "p")
+    assert render_payload(ProviderType.WEBHOOK, OFFLINE, "")["clusters"] == ["prod-1"]
+
+
 @pytest.mark.parametrize(
     ("spec", "evt", "wanted"),
     [
@@ -236,6 +268,36 @@ def alert(**fields: Any) -> AlertSpec:
         # an image event of a GitRepo without a bundle is not any bundle's
         (alert(eventSources=[{"kind": "Bundle"}]), event(bundle=""), False),
         (alert(suspend=True), event(), False),
+        # GitRepos by their own labels, not their bundles'
+        (
+            alert(eventSources=[{"kind": "GitRepo", "matchLabels": {"team": "pay"}}]),
+            event(gitrepo_labels={"team": "pay"}, labels={"team": "web"}),
+            True,
+        ),
+        (
+            alert(eventSources=[{"kind": "GitRepo", "matchLabels": {"team": "pay"}}]),
+            event(gitrepo_labels={"team": "web"}, labels={"team": "pay"}),
+            False,
+        ),
+        # a cluster event: by a Cluster source, or a source naming everything
+        (alert(eventKinds=["ClusterOffline"], eventSources=[CLUSTER_P]), OFFLINE, True),
+        (
+            alert(eventKinds=["ClusterOffline"], eventSources=[{"kind": "Cluster", "name": "d*"}]),
+            OFFLINE,
+            False,
+        ),
+        (
+            alert(
+                eventKinds=["ClusterOffline"],
+                eventSources=[{"kind": "Cluster", "matchLabels": {"env": "dev"}}],
+            ),
+            OFFLINE,
+            False,
+        ),
+        (alert(eventKinds=["ClusterOffline"], eventSources=[{"kind": "Bundle"}]), OFFLINE, True),
+        (alert(eventKinds=["ClusterOffline"]), OFFLINE, False),  # GitRepo 'repo' only
+        # a Cluster source wants no bundle's event
+        (alert(eventSources=[CLUSTER_P]), event(clusters=["prod-1"]), False),
     ],
 )
 def test_alert_wants(spec: AlertSpec, evt: NotificationEvent, wanted: bool) -> None:

@@ -27,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -64,7 +66,8 @@ from flotilla.ids import (
 from flotilla.models import RolloutStrategy
 from flotilla.status import BundleState
 from starters.tables import describe_bundle
-from workflows.bundle import REFRESH_SIGNAL, BundleWorkflow
+from tests.e2e.harness import history_text
+from workflows.bundle import PLANNING_PATCH, REFRESH_SIGNAL, BundleWorkflow
 from workflows.bundle_models import (
     BundleRefresh,
     BundleSpec,
@@ -416,6 +419,39 @@ async def test_a_new_commit_is_not_ready_before_its_plan_is_made(
         assert before.since and after.since and after.since > before.since, (before, after)
     text = describe_bundle(status, now=max(c.since for c in status.clusters if c.since))
     assert "  CLUSTER   STATE   SINCE" in text and "  a         Ready   0s" in text, text
+
+
+async def test_a_commit_arriving_while_a_plan_runs_is_reported_waitapplied_until_planned(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    """The new path of ``bundle-report-waits-for-the-plan``: commit 3 arrives while commit 2's
+    plan runs, so the report made when that plan returns is WaitApplied "planning commit 3"
+    (the patch's marker is in history), and commit 3 then rolls out. With
+    FLOTILLA_RECORD_HISTORIES=DIR the history is written there for tests/replay."""
+    standins = StandIns(clusters=["a", "b"], hold_plan=asyncio.Event())
+    bundle = await start(standins)
+    await eventually(bundle.states, all_ready)
+    await bundle.release(2)
+    await eventually(standins.calls_now, lambda calls: calls["plan_bundle", ""] == 2)
+    await bundle.release(3)
+    status = await bundle.status()
+    assert status.commit == "commit-3" and status.message == "a: planning commit commit-3"
+
+    assert standins.hold_plan is not None
+    standins.hold_plan.set()
+    status = await eventually(
+        bundle.status,
+        lambda s: s.commit == "commit-3" and all_ready({c.cluster: c.state for c in s.clusters}),
+    )
+    assert {c.applied for c in status.clusters} == {
+        deployment_id("3" * 64, f"{'3' * 64}-{c}") for c in ("a", "b")
+    }
+    history = await bundle.handle.fetch_history()
+    assert PLANNING_PATCH in history_text(history)
+    record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
+    if record:
+        Path(record).mkdir(parents=True, exist_ok=True)
+        (Path(record) / "bundle-commit-during-plan.json").write_text(history.to_json())
 
 
 async def test_a_rollout_that_moves_every_cluster_never_reports_one_held_back(
