@@ -30,7 +30,7 @@ from flotilla.errors import (
     one_line,
 )
 from flotilla.helmhistory import ReleaseRevision, ReleaseStatus
-from flotilla.impersonation import rbac_denial
+from flotilla.impersonation import SERVICE_ACCOUNT_LABEL, rbac_denial
 
 # Helm stores custom release labels on its release Secrets, where flotilla reads them back.
 DEPLOYMENT_ID_LABEL = "flotilla.dev/deployment-id"
@@ -250,6 +250,7 @@ class Helm:
         deployment_label: str,
         description: str,
         bundle_label: str = "",
+        service_account: str = "",
         post_renderer: Path | None = None,
         post_renderer_args: Sequence[str] = (),
         create_namespace: bool = True,
@@ -269,7 +270,8 @@ class Helm:
             str(values),
             "--labels",
             f"{DEPLOYMENT_ID_LABEL}={deployment_label}"
-            + (f",{BUNDLE_LABEL}={bundle_label}" if bundle_label else ""),
+            + (f",{BUNDLE_LABEL}={bundle_label}" if bundle_label else "")
+            + (f",{SERVICE_ACCOUNT_LABEL}={service_account}" if service_account else ""),
             "--description",
             description,
             "--output",
@@ -358,6 +360,17 @@ def read_release_manifest(kube: Kube, release: str, namespace: str, revision: in
         raise FlotillaError(f"Helm's record {namespace}/{name} cannot be decoded") from None
     manifest = record.get("manifest", "") if isinstance(record, dict) else ""
     return manifest if isinstance(manifest, str) else ""
+
+
+def release_service_account(kube: Kube, release: str, namespace: str) -> str:
+    """The ServiceAccount the release's newest revision was deployed as ("" for the
+    cluster's own credentials, or no record)."""
+    items = kube.list_metadata(
+        "v1", "Secret", namespace, label_selector=f"owner=helm,name={release}"
+    )
+    labels = [item.get("metadata", {}).get("labels") or {} for item in items]
+    newest = max(labels, key=lambda found: int(found.get("version") or 0), default={})
+    return str(newest.get(SERVICE_ACCOUNT_LABEL, ""))
 
 
 def drop_release_records(kube: Kube, release: str, namespace: str) -> int:
