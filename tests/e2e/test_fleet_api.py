@@ -277,3 +277,95 @@ async def test_fleet_api_round_trip(
     finally:
         await fl.cleanup()
         await fl.worker.stop()
+
+
+POLICY = """\
+apiVersion: fleet.cattle.io/v1alpha1
+kind: Policy
+metadata: {{name: {name}, namespace: {ns}}}
+requireServiceAccount: true
+gitRepo: {{defaultServiceAccount: {account}}}
+"""
+
+
+@pytest.mark.timeout(600)
+async def test_policies_and_gitreporestrictions_through_the_api(
+    temporal_client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    management_cluster: LocalCluster,
+) -> None:
+    """Policy and GitRepoRestriction objects take the path `flotilla apply -f` takes into
+    the workspace's registry; a bad or conflicting one gets a one-line condition and changes
+    nothing; deleting one removes it."""
+    ns = f"fl-{uuid.uuid4().hex[:8]}"
+    create_namespace(management_cluster, ns)
+    fl = await start_flotilla(
+        temporal_client,
+        task_queue,
+        tmp_path,
+        namespace=ns,
+        FLOTILLA_SECRET_BACKEND="kubernetes",
+        FLOTILLA_MANAGEMENT_KUBECONFIG=str(management_cluster.kubeconfig),
+    )
+    kubectl = Kubectl.for_kubeconfig(management_cluster.kubeconfig)
+    try:
+        async with running_controller(management_cluster.kubeconfig, fl.control, ns, "ctl-p"):
+            kubectl.apply(
+                POLICY.format(name="team", ns=ns, account="deployer")
+                + "---\n"
+                + "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepoRestriction\n"
+                f"metadata: {{name: namespaces, namespace: {ns}}}\n"
+                "allowedTargetNamespaces: [apps]\n"
+                "allowedTargetNamespaceSelector: {matchLabels: {team: a}}\n"
+            )
+            snapshot = await fl.eventually(
+                lambda: fl.control.registry(ns),
+                lambda s: len(s.policies) == 1 and len(s.restrictions) == 1,
+            )
+            (policy,) = snapshot.policies
+            assert policy.require_service_account and policy.git_repo is not None
+            assert policy.git_repo.default_service_account == "deployer"
+            (restriction,) = snapshot.restrictions
+            assert restriction.allowed_target_namespaces == ["apps"]
+            assert restriction.allowed_target_namespace_selector is not None
+            accepted = await eventually(
+                lambda: kubectl.get("Policy", ns, "team"),
+                lambda o: condition(o, "Accepted").get("status") == "True",
+            )
+            assert (accepted or {})["status"]["appliedDigest"]
+            columns = set(row(kubectl.table("GitRepoRestriction", ns), "namespaces"))
+            assert {"Default-ServiceAccount", "Allowed-ServiceAccounts"} <= columns
+
+            # A misspelt field and a conflicting default: refused with one line, not applied.
+            kubectl.apply(
+                "apiVersion: fleet.cattle.io/v1alpha1\nkind: Policy\n"
+                f"metadata: {{name: typo, namespace: {ns}}}\nallowedServiceAcounts: [x]\n"
+            )
+            kubectl.apply(POLICY.format(name="zz-other", ns=ns, account="admin"))
+            for name, message in (
+                ("typo", f"policy {ns}/typo: allowedServiceAcounts: unknown field; did you mean"),
+                ("zz-other", "defaultServiceAccount 'admin' conflicts with 'deployer'"),
+            ):
+                obj = await eventually(
+                    lambda name=name: kubectl.get("Policy", ns, name),
+                    lambda o: condition(o, "Accepted").get("status") == "False",
+                )
+                text = condition(obj, "Accepted")["message"]
+                assert message in text and "\n" not in text, text
+            snapshot = await fl.control.registry(ns)
+            assert [p.metadata.name for p in snapshot.policies] == ["team"]
+
+            # Deleting objects removes them from the workspace.
+            for kind, name in (("Policy", "team"), ("GitRepoRestriction", "namespaces")):
+                kubectl.delete(kind, ns, name)
+            await fl.eventually(
+                lambda: fl.control.registry(ns),
+                lambda s: not s.policies and not s.restrictions,
+            )
+            for kind, name in (("Policy", "typo"), ("Policy", "zz-other")):
+                kubectl.delete(kind, ns, name)
+                await eventually(lambda k=kind, n=name: kubectl.get(k, ns, n), lambda o: o is None)
+    finally:
+        await fl.cleanup()
+        await fl.worker.stop()
