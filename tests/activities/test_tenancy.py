@@ -13,16 +13,12 @@ from typing import Any
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.deploy_models import DeployRequest, DeployResult
 from activities.kube import Kube, parse_kubeconfig
 from activities.objectwatch import ClusterWatch
-from activities.render import customize_options
 from flotilla.bundles import Bundle
-from flotilla.deployment import DeploymentOptions
 from flotilla.impersonation import impersonating, service_account_user
 from flotilla.models import LabelSelector
-from flotilla.targeting import ClusterInfo
-from tests.activities.conftest import CLUSTER_NAMESPACE, GITREPO, Engine, configmap, dump
+from tests.activities.conftest import CLUSTER_NAMESPACE, Engine, configmap, dump
 from tests.e2e.harness import TEAM_RULES, grant_namespaced_role
 
 # Everything with ConfigMaps but deleting them (and Helm's records: Secrets), no list/watch.
@@ -36,27 +32,9 @@ NO_DELETE: list[dict[str, object]] = [
 ]
 
 
-def deploy(engine: Engine, bundle: Bundle, deployment_id: str, **payload: Any) -> DeployResult:
-    """Deploy with the workspace's rules in the stored options, as the planner stores them."""
-    cluster = ClusterInfo(name=engine.cluster_name, namespace=CLUSTER_NAMESPACE)
-    options = customize_options(bundle, cluster)
-    assert options is not None
-    stored = DeploymentOptions(options=options, cluster=cluster, **payload)
-    request = DeployRequest(
-        gitrepo=GITREPO,
-        bundle_name=bundle.name,
-        cluster_namespace=CLUSTER_NAMESPACE,
-        cluster_name=engine.cluster_name,
-        deployment_id=deployment_id,
-        bundle_digest=engine.content.put_bundle(bundle),
-        options_digest=engine.content.put(stored.model_dump_json().encode()),
-    )
-    return engine.env().run(engine.activities.deploy_bundle, request)
-
-
 def refused(engine: Engine, bundle: Bundle, **payload: Any) -> str:
     with pytest.raises(ApplicationError) as err:
-        deploy(engine, bundle, "v1", **payload)
+        engine.deploy(bundle, "v1", **payload)
     message = str(err.value)
     assert "\n" not in message
     return message
@@ -79,7 +57,7 @@ def test_target_namespace_must_match_the_workspace_selector(engine: Engine) -> N
     try:
         cm = {"cm.yaml": dump(configmap("cfg", {"k": "v"}))}
         ok = engine.bundle(cm, fleet={"namespace": labelled})
-        assert deploy(engine, ok, "v1", namespace_selector=team).changed
+        assert engine.deploy(ok, "v1", namespace_selector=team).changed
         assert engine.get("ConfigMap", "cfg", labelled) is not None
 
         wrong = engine.bundle(cm, fleet={"namespace": other})
@@ -96,7 +74,7 @@ def test_target_namespace_must_match_the_workspace_selector(engine: Engine) -> N
         )
         assert engine.get("Namespace", missing) is None, "the namespace must not be created"
         # Without the selector the same bundle deploys there (the check is the selector's).
-        assert deploy(engine, wrong, "v1").changed
+        assert engine.deploy(wrong, "v1").changed
     finally:
         for name in (labelled, other, missing):
             engine.cluster.raw_request("DELETE", f"/api/v1/namespaces/{name}", None)
@@ -112,7 +90,7 @@ def test_allow_namespace_creation_lets_the_account_create_its_namespace(engine: 
         engine, bundle, allow_namespace_creation=True
     )
     # Not allowed (the default), the install leaves namespaces alone and deploys.
-    assert deploy(engine, bundle, "v1").changed
+    assert engine.deploy(bundle, "v1").changed
     assert engine.get("ConfigMap", "cfg") is not None
 
 
@@ -125,7 +103,7 @@ def test_removal_runs_as_the_account_the_release_was_deployed_as(engine: Engine)
             {"cm.yaml": dump(configmap(account, {"k": "v"}))},
             fleet={"serviceAccount": account, "helm": {"releaseName": account}},
         )
-        deploy(engine, bundle, "v1")
+        engine.deploy(bundle, "v1")
         releases[account] = engine.release(bundle)
     # An account that may not delete ConfigMaps leaves them (the cluster's own credentials
     # would not), and the refusal names it.
@@ -146,7 +124,7 @@ def test_the_object_watcher_watches_a_teams_release_as_its_account(engine: Engin
     bundle = engine.bundle(
         {"cm.yaml": dump(configmap("cfg", {"k": "v"}))}, fleet={"serviceAccount": "deployer"}
     )
-    deploy(engine, bundle, "v1")
+    engine.deploy(bundle, "v1")
     user = service_account_user(engine.namespace, "deployer")
     kubeconfig = parse_kubeconfig(engine.cluster.kubeconfig.read_text())
     messages: list[str] = []

@@ -27,7 +27,13 @@ from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from flotilla.fleetapi import FINALIZER
 from tests.e2e.fleetapi_harness import Kubectl, running_controller
-from tests.e2e.harness import helm_history, per_cluster_namespaces, releases, start_flotilla
+from tests.e2e.harness import (
+    Flotilla,
+    helm_history,
+    per_cluster_namespaces,
+    releases,
+    start_flotilla,
+)
 from tests.secrets.conftest import create_namespace, create_secret
 
 T = TypeVar("T")
@@ -63,6 +69,22 @@ async def eventually(probe: Callable[[], T], check: Callable[[T], bool], timeout
         await asyncio.sleep(0.5)
 
 
+async def management_flotilla(
+    client: Client, task_queue: str, tmp_path: Path, management_cluster: LocalCluster
+) -> Flotilla:
+    """A worker for a fresh namespace of the management cluster, whose Secrets it reads."""
+    ns = f"fl-{uuid.uuid4().hex[:8]}"
+    create_namespace(management_cluster, ns)
+    return await start_flotilla(
+        client,
+        task_queue,
+        tmp_path,
+        namespace=ns,
+        FLOTILLA_SECRET_BACKEND="kubernetes",
+        FLOTILLA_MANAGEMENT_KUBECONFIG=str(management_cluster.kubeconfig),
+    )
+
+
 def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     conditions = ((obj or {}).get("status") or {}).get("conditions") or []
     return next((c for c in conditions if c["type"] == kind), {})
@@ -85,16 +107,8 @@ async def test_fleet_api_round_trip(
     git_daemon: GitDaemon,
     repo_name: str,
 ) -> None:
-    ns = f"fl-{uuid.uuid4().hex[:8]}"
-    create_namespace(management_cluster, ns)
-    fl = await start_flotilla(
-        temporal_client,
-        task_queue,
-        tmp_path,
-        namespace=ns,
-        FLOTILLA_SECRET_BACKEND="kubernetes",
-        FLOTILLA_MANAGEMENT_KUBECONFIG=str(management_cluster.kubeconfig),
-    )
+    fl = await management_flotilla(temporal_client, task_queue, tmp_path, management_cluster)
+    ns = fl.namespace
     kubectl = Kubectl.for_kubeconfig(management_cluster.kubeconfig)
     kubeconfig = management_cluster.kubeconfig
     prefix = f"t{uuid.uuid4().hex[:6]}"
@@ -298,16 +312,8 @@ async def test_policies_and_gitreporestrictions_through_the_api(
     """Policy and GitRepoRestriction objects take the path `flotilla apply -f` takes into
     the workspace's registry; a bad or conflicting one gets a one-line condition and changes
     nothing; deleting one removes it."""
-    ns = f"fl-{uuid.uuid4().hex[:8]}"
-    create_namespace(management_cluster, ns)
-    fl = await start_flotilla(
-        temporal_client,
-        task_queue,
-        tmp_path,
-        namespace=ns,
-        FLOTILLA_SECRET_BACKEND="kubernetes",
-        FLOTILLA_MANAGEMENT_KUBECONFIG=str(management_cluster.kubeconfig),
-    )
+    fl = await management_flotilla(temporal_client, task_queue, tmp_path, management_cluster)
+    ns = fl.namespace
     kubectl = Kubectl.for_kubeconfig(management_cluster.kubeconfig)
     try:
         async with running_controller(management_cluster.kubeconfig, fl.control, ns, "ctl-p"):
