@@ -301,7 +301,7 @@ class DeployActivities:
                 labels = ((found or {}).get("metadata") or {}).get("labels") or {}
                 refusal = namespace_refusal(namespace, labels if found else None, selector)
                 if refusal:
-                    raise FlotillaError(f"{refusal} on {where}", type=NOT_FOUND)
+                    raise FlotillaError(f"{where}: {refusal}", type=NOT_FOUND)
             account = options.service_account
             if account and kube.get("v1", "ServiceAccount", namespace, account) is None:
                 raise FlotillaError(

@@ -84,11 +84,16 @@ _RENDER_FAILURES = ("parse error", "template:", "execution error at", "yaml:")
 def one_line_stderr(stderr: str) -> str:
     """Helm's stderr as one line: warnings dropped, ``Error:`` prefixes removed, cut short."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if not line.startswith(("WARNING:", "walk.go:"))]
+    errors = [
+        line
+        for line in lines
+        if not line.startswith(("WARNING:", "walk.go:")) and "[debug]" not in line
+    ]
     text = "; ".join(line.removeprefix("Error: ") for line in errors or lines) or "no message"
     # An RBAC refusal (a bundle deploying as its ServiceAccount) buried in helm's sentence
-    # would be cut off: the verb, resource and account are the whole story.
-    return rbac_denial(text) or one_line(text, _MAX_MESSAGE)
+    # would be cut off: the verb, resource and account are the whole story. Helm's uninstall
+    # says why only in its debug lines.
+    return rbac_denial("; ".join(lines)) or one_line(text, _MAX_MESSAGE)
 
 
 def classify(message: str) -> str:
@@ -302,7 +307,8 @@ class Helm:
 
     def uninstall(self, release: str, *, namespace: str) -> None:
         self.run(
-            ["uninstall", release, "--namespace", namespace, "--ignore-not-found"],
+            # --debug: helm uninstall names what it could not delete only in its debug log.
+            ["uninstall", release, "--namespace", namespace, "--ignore-not-found", "--debug"],
             what=f"helm uninstall {release}",
         )
 

@@ -51,7 +51,12 @@ from activities.objectwatch_models import (
 from flotilla.deployment import Redactor
 from flotilla.errors import FlotillaError
 from flotilla.ids import bundle_workflow_id
-from flotilla.impersonation import SERVICE_ACCOUNT_LABEL, impersonating, service_account_user
+from flotilla.impersonation import (
+    SERVICE_ACCOUNT_LABEL,
+    impersonating,
+    rbac_denial,
+    service_account_user,
+)
 from flotilla.manifests import parse_manifests
 from flotilla.objectwatch import changed_by_flotilla, fingerprint
 
@@ -190,7 +195,9 @@ class ClusterWatch:
                 # A cluster away (or a watch it forbids) is tried again ever less often.
                 wait = min(_RETRY_SECONDS * 2**failures, _MAX_RETRY_SECONDS)
                 failures = min(failures + 1, 8)
-                self.log(f"watch of {info.kind} broke ({err}); again in {wait:.0f}s")
+                # An account's refusal in short: the verb, resource and account say it all.
+                reason = rbac_denial(str(err)) or err
+                self.log(f"watch of {info.kind} broke ({reason}); again in {wait:.0f}s")
                 self._stop.wait(wait)
 
     # -- release records -------------------------------------------------------------------

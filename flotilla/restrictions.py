@@ -190,8 +190,8 @@ def namespace_refusal(
     ``labels`` (None: it does not exist), or "" when the selector matches them."""
     if labels is None:
         return (
-            f"target namespace {namespace} does not exist on the cluster, and "
-            "allowedTargetNamespaceSelector needs its labels"
+            f"target namespace {namespace} does not exist; allowedTargetNamespaceSelector "
+            "needs its labels"
         )
     if match_selector(selector, labels):
         return ""

@@ -62,22 +62,22 @@ def test_target_namespace_must_match_the_workspace_selector(engine: Engine) -> N
 
         wrong = engine.bundle(cm, fleet={"namespace": other})
         assert (
-            f"target namespace {other} does not match allowedTargetNamespaceSelector team=a "
-            f"(its labels: kubernetes.io/metadata.name={other}, team=b) on cluster "
-            f"{CLUSTER_NAMESPACE}/local"
+            f"cluster {CLUSTER_NAMESPACE}/local: target namespace {other} does not match "
+            "allowedTargetNamespaceSelector team=a (its labels: "
+            f"kubernetes.io/metadata.name={other}, team=b)"
         ) in refused(engine, wrong, namespace_selector=team)
         assert engine.get("ConfigMap", "cfg", other) is None
 
         absent = engine.bundle(cm, fleet={"namespace": missing})
-        assert f"target namespace {missing} does not exist on the cluster" in refused(
+        assert f"target namespace {missing} does not exist;" in refused(
             engine, absent, namespace_selector=team
         )
         assert engine.get("Namespace", missing) is None, "the namespace must not be created"
         # Without the selector the same bundle deploys there (the check is the selector's).
         assert engine.deploy(wrong, "v1").changed
     finally:
-        for name in (labelled, other, missing):
-            engine.cluster.raw_request("DELETE", f"/api/v1/namespaces/{name}", None)
+        for name in (labelled, other):
+            engine.cluster.request("DELETE", f"/api/v1/namespaces/{name}")
 
 
 def test_allow_namespace_creation_lets_the_account_create_its_namespace(engine: Engine) -> None:
@@ -141,7 +141,10 @@ def test_the_object_watcher_watches_a_teams_release_as_its_account(engine: Engin
             # The account may not list or watch ConfigMaps: its watch is refused, by name.
             engine.wait_for(
                 "the account's watch refused",
-                lambda: any(f"{user} cannot list configmaps" in m for m in messages),
+                lambda: any(
+                    f"forbidden: {user} cannot list configmaps in namespace {engine.namespace}" in m
+                    for m in messages
+                ),
             )
             assert f"v1/ConfigMap as {user} in {engine.namespace}" in watch.kinds()
             assert user in acted
