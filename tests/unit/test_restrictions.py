@@ -290,8 +290,7 @@ def test_selectors_merge_as_fleets_labels_by_key_expressions_unioned() -> None:
         (
             None,
             selector(matchLabels={"team": "a"}),
-            "target namespace apps does not exist; allowedTargetNamespaceSelector needs its "
-            "labels",
+            "target namespace apps does not exist; allowedTargetNamespaceSelector needs its labels",
         ),
     ],
 )
