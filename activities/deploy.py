@@ -48,9 +48,10 @@ from activities.helm import (
     find_release_objects,
     read_history,
     read_release_manifest,
+    release_service_account,
     roll_back,
 )
-from activities.kube import Kube, KubeClients, parse_kubeconfig
+from activities.kube import ForbiddenError, Kube, KubeClients, parse_kubeconfig
 from activities.releasewatch import ReleaseWatch
 from activities.render import (
     compute_values,
@@ -99,10 +100,11 @@ from flotilla.helmhistory import (
     ReleaseRevision,
     decide_release_action,
 )
-from flotilla.impersonation import impersonating, service_account_user
+from flotilla.impersonation import impersonating, rbac_denial, service_account_user
 from flotilla.kubenames import is_label_value
 from flotilla.manifests import parse_manifests
 from flotilla.models import BundleDeploymentOptions
+from flotilla.restrictions import namespace_refusal
 from flotilla.values import merge_values
 
 # Readiness polls: most releases turn Ready within seconds, and a poll re-reads only what is
@@ -279,20 +281,39 @@ class DeployActivities:
             redact.add([text])
         return text, parsed
 
-    def _require_service_account(
-        self, request: DeployRequest, options: BundleDeploymentOptions, redact: Redactor
+    def _preflight(
+        self, request: DeployRequest, payload: DeploymentOptions, redact: Redactor
     ) -> None:
-        """Fail in one line when the bundle's ServiceAccount does not exist (asked with the
-        cluster's own credentials, as Fleet's agent asks with its own)."""
+        """Fail in one line, before anything is applied, when the bundle's ServiceAccount does
+        not exist or its target namespace does not match the workspace's
+        allowedTargetNamespaceSelector: both asked with the cluster's own credentials, as
+        Fleet's agent asks with its own."""
+        options = payload.options
+        selector = payload.namespace_selector
+        if not options.service_account and selector is None:
+            return
         namespace = release_namespace(options)
+        where = f"cluster {request.cluster_namespace}/{request.cluster_name}"
         text, parsed = self._kubeconfig(request.cluster_namespace, request.cluster_name, redact)
         with self._kube(text, parsed) as kube:
-            if kube.get("v1", "ServiceAccount", namespace, str(options.service_account)) is None:
+            if selector is not None:
+                found = kube.get("v1", "Namespace", "", namespace)
+                labels = ((found or {}).get("metadata") or {}).get("labels") or {}
+                refusal = namespace_refusal(namespace, labels if found else None, selector)
+                if refusal:
+                    raise FlotillaError(f"{where}: {refusal}", type=NOT_FOUND)
+            account = options.service_account
+            if account and kube.get("v1", "ServiceAccount", namespace, account) is None:
                 raise FlotillaError(
-                    f"serviceAccount: ServiceAccount {namespace}/{options.service_account} does "
-                    f"not exist on cluster {request.cluster_namespace}/{request.cluster_name}; "
-                    "create it with the RBAC the bundle needs",
+                    f"serviceAccount: ServiceAccount {namespace}/{account} does not exist on "
+                    f"{where}; create it with the RBAC the bundle needs",
                     type=NOT_FOUND,
+                )
+            if account and not is_label_value(account):
+                raise SpecError(
+                    f"{account!r} is longer than 63 characters: flotilla records it on the "
+                    "Helm release (a label) so the release is removed as the same account",
+                    field="serviceAccount",
                 )
 
     def cluster_kubeconfig(
@@ -386,8 +407,7 @@ class DeployActivities:
         namespace = release_namespace(options)
         label = deployment_label(request.deployment_id)
         act_as = _acting_user(options)
-        if act_as:
-            self._require_service_account(request, options, redact)
+        self._preflight(request, payload, redact)
         kubeconfig, parsed = self._kubeconfig(
             request.cluster_namespace, request.cluster_name, redact, act_as=act_as
         )
@@ -469,9 +489,12 @@ class DeployActivities:
                             bundle_label=(
                                 request.bundle_name if is_label_value(request.bundle_name) else ""
                             ),
+                            service_account=options.service_account or "",
                             post_renderer=chart.post_renderer,
                             post_renderer_args=chart.post_renderer_args,
-                            create_namespace=not act_as,
+                            # An account acting for a team creates no namespace unless a
+                            # Policy allows it (allowNamespaceCreation, as in Fleet).
+                            create_namespace=not act_as or bool(payload.allow_namespace_creation),
                         )
                     if moved_from is not None:
                         helm.uninstall(moved_from.name, namespace=moved_from.namespace)
@@ -685,6 +708,23 @@ class DeployActivities:
     # -- removal ---------------------------------------------------------------------------
 
     @staticmethod
+    def _delete_namespace(kube: Kube, request: RemoveRequest, result: RemoveResult) -> RemoveResult:
+        """deleteNamespace, unless protected or keepResources; an account that may not delete
+        namespaces keeps it, said in the result (the release is gone either way)."""
+        namespace = request.release.namespace
+        refusal = namespace_removal_refusal(namespace)
+        if request.keep_resources:
+            refusal = "namespace kept: keepResources keeps the objects in it"
+        if not refusal:
+            try:
+                result.namespace_deleted = kube.delete("v1", "Namespace", "", namespace)
+            except ForbiddenError as err:
+                refusal = f"namespace kept: {rbac_denial(str(err)) or err}"
+        if refusal:
+            result.message = "; ".join(filter(None, (result.message, refusal)))
+        return result
+
+    @staticmethod
     def _sweep(kube: Kube, request: RemoveRequest) -> int:
         """Delete the release's objects when Helm's record cannot (it has no deployed
         revision, or is gone): found by the labels and annotations Helm puts on each."""
@@ -710,13 +750,25 @@ class DeployActivities:
 
     @activity.defn(name=REMOVE_DEPLOYMENT)
     def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
-        """Uninstall the release (or, with keepResources, drop only its records)."""
+        """Uninstall the release (or, with keepResources, drop only its records), as the
+        ServiceAccount it was deployed as: a team's release is removed with the team's rights,
+        so a record naming objects it never owned cannot make the worker delete them."""
         redact = Redactor()
         release = request.release
+        unswept = ""
         try:
             kubeconfig, parsed = self._kubeconfig(
                 request.cluster_namespace, request.cluster_name, redact
             )
+            with self._kube(kubeconfig, parsed) as kube:
+                account = release_service_account(kube, release.name, release.namespace)
+            if account:
+                kubeconfig, parsed = self._kubeconfig(
+                    request.cluster_namespace,
+                    request.cluster_name,
+                    redact,
+                    act_as=service_account_user(release.namespace, account),
+                )
             with self._kube(kubeconfig, parsed) as kube:
                 if request.keep_resources:
                     # Helm's records are its release Secrets; without them the objects are
@@ -724,7 +776,12 @@ class DeployActivities:
                     drop_release_records(kube, release.name, release.namespace)
                     swept = 0
                 else:
-                    swept = self._sweep(kube, request)
+                    try:
+                        swept = self._sweep(kube, request)
+                    except ForbiddenError as err:
+                        # An account sees only its own namespaces, and the sweep looks in all.
+                        swept = 0
+                        unswept = f"objects without a deployed record not swept: {err}"
                     with (
                         self._scratch(release.name) as scratch,
                         Helm(
@@ -736,22 +793,16 @@ class DeployActivities:
                         ) as helm,
                     ):
                         helm.uninstall(release.name, namespace=release.namespace)
-                result = RemoveResult(release_removed=True, resources_kept=request.keep_resources)
+                result = RemoveResult(
+                    release_removed=True, resources_kept=request.keep_resources, message=unswept
+                )
                 if swept:
                     result.message = (
                         f"Helm's record was gone: deleted {swept} object(s) found by the "
                         "release's annotations"
                     )
                 if request.delete_namespace:
-                    refusal = namespace_removal_refusal(release.namespace)
-                    if request.keep_resources:
-                        refusal = "namespace kept: keepResources keeps the objects in it"
-                    if refusal:
-                        result.message = "; ".join(filter(None, (result.message, refusal)))
-                    else:
-                        result.namespace_deleted = kube.delete(
-                            "v1", "Namespace", "", release.namespace
-                        )
+                    result = self._delete_namespace(kube, request, result)
         except FlotillaError as err:
             raise _application_error(err, redact) from None
         activity.logger.info(

@@ -460,7 +460,12 @@ class GitOpsActivities:
             except FlotillaError as err:
                 result.errors[cluster.name] = one_line(str(err), _MAX_ERROR)
                 continue
-            payload = DeploymentOptions(options=options, cluster=info)
+            payload = DeploymentOptions(
+                options=options,
+                cluster=info,
+                namespace_selector=switches.namespace_selector,
+                allow_namespace_creation=switches.allow_namespace_creation or None,
+            )
             options_digest = self.content.put(_canonical(payload))
             result.targets.append(
                 PlannedTarget(

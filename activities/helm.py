@@ -30,7 +30,7 @@ from flotilla.errors import (
     one_line,
 )
 from flotilla.helmhistory import ReleaseRevision, ReleaseStatus
-from flotilla.impersonation import rbac_denial
+from flotilla.impersonation import SERVICE_ACCOUNT_LABEL, rbac_denial
 
 # Helm stores custom release labels on its release Secrets, where flotilla reads them back.
 DEPLOYMENT_ID_LABEL = "flotilla.dev/deployment-id"
@@ -84,11 +84,16 @@ _RENDER_FAILURES = ("parse error", "template:", "execution error at", "yaml:")
 def one_line_stderr(stderr: str) -> str:
     """Helm's stderr as one line: warnings dropped, ``Error:`` prefixes removed, cut short."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if not line.startswith(("WARNING:", "walk.go:"))]
+    errors = [
+        line
+        for line in lines
+        if not line.startswith(("WARNING:", "walk.go:")) and "[debug]" not in line
+    ]
     text = "; ".join(line.removeprefix("Error: ") for line in errors or lines) or "no message"
     # An RBAC refusal (a bundle deploying as its ServiceAccount) buried in helm's sentence
-    # would be cut off: the verb, resource and account are the whole story.
-    return rbac_denial(text) or one_line(text, _MAX_MESSAGE)
+    # would be cut off: the verb, resource and account are the whole story. Helm's uninstall
+    # says why only in its debug lines.
+    return rbac_denial("; ".join(lines)) or one_line(text, _MAX_MESSAGE)
 
 
 def classify(message: str) -> str:
@@ -250,6 +255,7 @@ class Helm:
         deployment_label: str,
         description: str,
         bundle_label: str = "",
+        service_account: str = "",
         post_renderer: Path | None = None,
         post_renderer_args: Sequence[str] = (),
         create_namespace: bool = True,
@@ -269,7 +275,8 @@ class Helm:
             str(values),
             "--labels",
             f"{DEPLOYMENT_ID_LABEL}={deployment_label}"
-            + (f",{BUNDLE_LABEL}={bundle_label}" if bundle_label else ""),
+            + (f",{BUNDLE_LABEL}={bundle_label}" if bundle_label else "")
+            + (f",{SERVICE_ACCOUNT_LABEL}={service_account}" if service_account else ""),
             "--description",
             description,
             "--output",
@@ -300,7 +307,8 @@ class Helm:
 
     def uninstall(self, release: str, *, namespace: str) -> None:
         self.run(
-            ["uninstall", release, "--namespace", namespace, "--ignore-not-found"],
+            # --debug: helm uninstall names what it could not delete only in its debug log.
+            ["uninstall", release, "--namespace", namespace, "--ignore-not-found", "--debug"],
             what=f"helm uninstall {release}",
         )
 
@@ -358,6 +366,17 @@ def read_release_manifest(kube: Kube, release: str, namespace: str, revision: in
         raise FlotillaError(f"Helm's record {namespace}/{name} cannot be decoded") from None
     manifest = record.get("manifest", "") if isinstance(record, dict) else ""
     return manifest if isinstance(manifest, str) else ""
+
+
+def release_service_account(kube: Kube, release: str, namespace: str) -> str:
+    """The ServiceAccount the release's newest revision was deployed as ("" for the
+    cluster's own credentials, or no record)."""
+    items = kube.list_metadata(
+        "v1", "Secret", namespace, label_selector=f"owner=helm,name={release}"
+    )
+    labels = [item.get("metadata", {}).get("labels") or {} for item in items]
+    newest = max(labels, key=lambda found: int(found.get("version") or 0), default={})
+    return str(newest.get(SERVICE_ACCOUNT_LABEL, ""))
 
 
 def drop_release_records(kube: Kube, release: str, namespace: str) -> int:

@@ -491,21 +491,36 @@ class GoneError(KubeError):
     """A watch's resource version is too old (410 Gone): list again, then watch from there."""
 
 
-def _collection(info: ResourceInfo) -> str:
+def _collection(info: ResourceInfo, namespace: str = "") -> str:
     group_version = info.api_version
     base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+    if namespace and info.namespaced:
+        return f"{base}/namespaces/{namespace}/{info.plural}"
     return f"{base}/{info.plural}"
 
 
+def _where(info: ResourceInfo, namespace: str) -> str:
+    if not info.namespaced:
+        return info.group_resource
+    return f"{info.group_resource} in " + (
+        f"namespace {namespace}" if namespace else "all namespaces"
+    )
+
+
 def list_everywhere(
-    kube: Kube, info: ResourceInfo, *, label_selector: str, metadata_only: bool = False
+    kube: Kube,
+    info: ResourceInfo,
+    *,
+    label_selector: str,
+    metadata_only: bool = False,
+    namespace: str = "",
 ) -> tuple[list[dict[str, Any]], str]:
-    """Every object of a kind in every namespace that the selector matches, and the list's
-    resource version (to watch from)."""
+    """Every object of a kind in every namespace (or only ``namespace``) that the selector
+    matches, and the list's resource version (to watch from)."""
     listing = kube.request(
         "GET",
-        _collection(info),
-        what=f"{info.group_resource} in all namespaces",
+        _collection(info, namespace),
+        what=_where(info, namespace),
         query=[("labelSelector", label_selector)] if label_selector else [],
         accept=_METADATA_LIST if metadata_only else "application/json",
     )
@@ -524,9 +539,11 @@ def watch_everywhere(
     label_selector: str,
     timeout_seconds: int,
     metadata_only: bool = False,
+    namespace: str = "",
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(type, object) watch events of a kind in every namespace from ``resource_version``,
-    until the server ends the watch after ``timeout_seconds``; GoneError when it is too old."""
+    """(type, object) watch events of a kind in every namespace (or only ``namespace``) from
+    ``resource_version``, until the server ends the watch after ``timeout_seconds``;
+    GoneError when it is too old."""
     query = [
         ("watch", "true"),
         ("allowWatchBookmarks", "true"),
@@ -535,10 +552,10 @@ def watch_everywhere(
     ]
     if label_selector:
         query.append(("labelSelector", label_selector))
-    what = f"a watch of {info.group_resource}"
+    what = f"a watch of {_where(info, namespace)}"
     _, url, headers, _, _ = kube.api.param_serialize(
         method="GET",
-        resource_path=_collection(info),
+        resource_path=_collection(info, namespace),
         query_params=query,
         header_params={"Accept": _METADATA_WATCH if metadata_only else "application/json"},
         auth_settings=["BearerToken"],

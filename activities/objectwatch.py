@@ -4,7 +4,12 @@ One long-running, heartbeating activity per push-mode cluster (started by
 ``workflows/objectwatch.py``), shared by every bundle on the cluster. It watches Helm's release
 records (Secrets ``owner=helm``) and, in every namespace, each kind the releases' manifests
 use, narrowed to ``app.kubernetes.io/managed-by=Helm``. An object names its release in Helm's
-annotations; the release's record names its bundle (``BUNDLE_LABEL``). A change signals that
+annotations; the release's record names its bundle (``BUNDLE_LABEL``). A release deployed as a
+bundle's ServiceAccount (``SERVICE_ACCOUNT_LABEL`` on its record) has its kinds watched as
+that account, in the namespaces its objects live in: a team's watch sees what the team may
+see, and a Role without list/watch shows in the log, with the periodic check still finding
+drift. Release records are read with the cluster's credentials, as Helm's own bookkeeping.
+A change signals that
 bundle's workflow (``objects_changed``), debounced, which checks drift at once: the check,
 not the watch, decides what is drift. Status-only changes and flotilla's own writes
 (``flotilla.objectwatch``) are not reported. A watch that breaks is re-established from its
@@ -46,6 +51,12 @@ from activities.objectwatch_models import (
 from flotilla.deployment import Redactor
 from flotilla.errors import FlotillaError
 from flotilla.ids import bundle_workflow_id
+from flotilla.impersonation import (
+    SERVICE_ACCOUNT_LABEL,
+    impersonating,
+    rbac_denial,
+    service_account_user,
+)
 from flotilla.manifests import parse_manifests
 from flotilla.objectwatch import changed_by_flotilla, fingerprint
 
@@ -61,6 +72,8 @@ _PRUNED = ("superseded",)
 _NAMED = 5
 
 Signal = Callable[[str, ObjectsChanged], Awaitable[None]]
+# A client acting as the named user (a bundle's ServiceAccount).
+ActAs = Callable[[str], Kube]
 
 
 def _describe(obj: dict[str, Any]) -> str:
@@ -71,15 +84,18 @@ def _describe(obj: dict[str, Any]) -> str:
 class ClusterWatch:
     """The watches of one cluster, each in a thread; changes collect per bundle."""
 
-    def __init__(self, kube: Kube, log: Callable[[str], None]) -> None:
+    def __init__(self, kube: Kube, log: Callable[[str], None], act_as: ActAs | None = None) -> None:
         self.kube = kube
         self.log = log
+        self.act_as = act_as
         self._lock = threading.Lock()
         self._stop = threading.Event()
         # (namespace, release) -> bundle, and the deployed revision whose kinds are known.
         self._bundles: dict[tuple[str, str], str] = {}
         self._revisions: dict[tuple[str, str], str] = {}
-        self._threads: dict[tuple[str, str], threading.Thread] = {}
+        # (apiVersion, kind) watched with the cluster's credentials everywhere, or
+        # (apiVersion, kind, user, namespace) watched as a ServiceAccount.
+        self._threads: dict[tuple[str, ...], threading.Thread] = {}
         self._changed: dict[str, list[str]] = {}
 
     # -- what the activity reads -----------------------------------------------------------
@@ -91,7 +107,10 @@ class ClusterWatch:
 
     def kinds(self) -> list[str]:
         with self._lock:
-            return sorted(f"{api}/{kind}" for api, kind in self._threads)
+            return sorted(
+                f"{key[0]}/{key[1]}" + (f" as {key[2]} in {key[3] or 'all'}" if key[2:] else "")
+                for key in self._threads
+            )
 
     def start(self) -> None:
         self._spawn(("v1", "Secret/records"), self._watch_records)
@@ -101,7 +120,7 @@ class ClusterWatch:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _spawn(self, key: tuple[str, str], target: Callable[[], None]) -> None:
+    def _spawn(self, key: tuple[str, ...], target: Callable[[], None]) -> None:
         with self._lock:
             if key in self._threads or self._stop.is_set():
                 return
@@ -122,9 +141,12 @@ class ClusterWatch:
         on_event: Callable[[str, dict[str, Any], bool], None],
         *,
         metadata_only: bool,
+        kube: Kube | None = None,
+        namespace: str = "",
     ) -> None:
         """List, then watch from the list's version until stopped; ``on_event(type, obj,
         replay)`` sees every object (replay: from a list, not a live event)."""
+        kube = kube or self.kube
         version = ""
         seen: dict[str, dict[str, Any]] = {}
         failures = 0
@@ -132,7 +154,11 @@ class ClusterWatch:
             try:
                 if not version:
                     items, version = list_everywhere(
-                        self.kube, info, label_selector=selector, metadata_only=metadata_only
+                        kube,
+                        info,
+                        label_selector=selector,
+                        metadata_only=metadata_only,
+                        namespace=namespace,
                     )
                     listed = {item["metadata"]["uid"]: item for item in items}
                     # After a break: what went while nobody watched is a deletion.
@@ -143,12 +169,13 @@ class ClusterWatch:
                         on_event("ADDED", item, True)
                     seen = listed
                 for kind, obj in watch_everywhere(
-                    self.kube,
+                    kube,
                     info,
                     resource_version=version,
                     label_selector=selector,
                     timeout_seconds=_WATCH_SECONDS,
                     metadata_only=metadata_only,
+                    namespace=namespace,
                 ):
                     meta = obj.get("metadata") or {}
                     version = str(meta.get("resourceVersion") or version)
@@ -168,7 +195,9 @@ class ClusterWatch:
                 # A cluster away (or a watch it forbids) is tried again ever less often.
                 wait = min(_RETRY_SECONDS * 2**failures, _MAX_RETRY_SECONDS)
                 failures = min(failures + 1, 8)
-                self.log(f"watch of {info.kind} broke ({err}); again in {wait:.0f}s")
+                # An account's refusal in short: the verb, resource and account say it all.
+                reason = rbac_denial(str(err)) or err
+                self.log(f"watch of {info.kind} broke ({reason}); again in {wait:.0f}s")
                 self._stop.wait(wait)
 
     # -- release records -------------------------------------------------------------------
@@ -203,16 +232,26 @@ class ClusterWatch:
             return
         with self._lock:
             self._revisions[release] = version
+        account = labels.get(SERVICE_ACCOUNT_LABEL, "")
+        user = service_account_user(release[0], account) if account else ""
         for desired in objects:
-            key = (str(desired.get("apiVersion", "")), str(desired.get("kind", "")))
-            if key[0] and key[1]:
-                self._spawn(key, functools.partial(self._watch_kind, *key))
+            key: tuple[str, ...] = (
+                str(desired.get("apiVersion", "")),
+                str(desired.get("kind", "")),
+            )
+            if not (key[0] and key[1]):
+                continue
+            if user and self.act_as is not None:
+                namespace = (desired.get("metadata") or {}).get("namespace") or release[0]
+                key = (*key, user, str(namespace))
+            self._spawn(key, functools.partial(self._watch_kind, *key))
 
     # -- deployed objects ------------------------------------------------------------------
 
-    def _watch_kind(self, api_version: str, kind: str) -> None:
+    def _watch_kind(self, api_version: str, kind: str, user: str = "", namespace: str = "") -> None:
         try:
             info = self.kube.resource_info(api_version, kind)
+            kube = self.act_as(user) if user and self.act_as is not None else self.kube
         except FlotillaError as err:
             self.log(f"{kind} ({api_version}) not watched: {err}")
             return
@@ -233,7 +272,9 @@ class ClusterWatch:
             if not changed_by_flotilla(obj):
                 self._report(obj, "changed" if before else "appeared")
 
-        self._follow(info, _HELM_SELECTOR, on_event, metadata_only=False)
+        self._follow(
+            info, _HELM_SELECTOR, on_event, metadata_only=False, kube=kube, namespace=namespace
+        )
 
     def _report(self, obj: dict[str, Any], what: str) -> None:
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
@@ -269,9 +310,18 @@ class ObjectWatchActivities:
         def log(message: str) -> None:
             activity.logger.info("object watch of cluster %s: %s", where, redact(message))
 
-        # A client of its own: each watch holds a connection for as long as it runs.
+        # Clients of its own: each watch holds a connection for as long as it runs.
         kube = Kube.from_kubeconfig(kubeconfig)
-        watch = ClusterWatch(kube, log)
+        acting: dict[str, Kube] = {}
+        acting_lock = threading.Lock()
+
+        def act_as(user: str) -> Kube:
+            with acting_lock:
+                if user not in acting:
+                    acting[user] = Kube.from_kubeconfig(impersonating(kubeconfig, user))
+                return acting[user]
+
+        watch = ClusterWatch(kube, log, act_as)
         watch.start()
         signals = 0
         deadline = time.monotonic() + request.run_seconds
@@ -292,4 +342,6 @@ class ObjectWatchActivities:
         finally:
             watch.stop()
             kube.close()
+            for client in acting.values():
+                client.close()
         return WatchObjectsResult(signals=signals, kinds=watch.kinds())

@@ -124,7 +124,10 @@ def schedule_spec(schedule: PollSchedule) -> ScheduleSpec:
     return ScheduleSpec(cron_expressions=[schedule.cron or ""], jitter=CRON_JITTER)
 
 
-def _pause_note(spec: GitRepoSpec, scan: ImageScan) -> str:
+def _pause_note(request: SyncSchedulesRequest, scan: ImageScan) -> str:
+    spec = request.spec
+    if request.restricted:
+        return request.restricted
     if spec.paused:
         return "gitrepo paused"
     if scan.suspend:
@@ -192,7 +195,7 @@ def _configs(
             schedule=schedule,
             wants_digest=wants_digest,
         )
-        desired[policy_id] = _Desired(config=config, note=_pause_note(request.spec, scan))
+        desired[policy_id] = _Desired(config=config, note=_pause_note(request, scan))
     return desired, warnings
 
 

@@ -77,6 +77,10 @@ class SyncSchedulesRequest(BaseModel):
     commit: str = ""
     bundles: list[BundleRef] = Field(default_factory=list)
     task_queue: str
+    # Why the workspace's restrictions refuse the GitRepo: every schedule is paused with it as
+    # the note (and resumed by a sync without it), so a Restricted GitRepo scans no registry
+    # and commits nothing.
+    restricted: str = ""
 
 
 class SyncSchedulesResult(BaseModel):

@@ -6,7 +6,7 @@ namespaces made beforehand; one side's fleet.yaml adds ``serviceAccount: deploye
 ServiceAccount bound to the built-in ``admin`` ClusterRole in its namespace. Both sides run in
 every run, in alternating order; each figure is the median of the runs. Run:
 
-    .venv/bin/python bench/bench_impersonation.py --runs 3
+    .venv/bin/python bench/bench_impersonation.py --runs 5
 """
 
 from __future__ import annotations
@@ -80,13 +80,22 @@ def main() -> int:
                     seconds = timed(PARALLEL, jobs)
                     results[impersonate].append(seconds)
                     side = "as ServiceAccount" if impersonate else "own credentials"
-                    print(f"run {run + 1} {side:18s}: {seconds:6.2f}s", flush=True)
+                    with open("/proc/loadavg") as handle:
+                        load = handle.read().split()[0]
+                    print(f"run {run + 1} {side:18s}: {seconds:6.2f}s load {load}", flush=True)
+                print(
+                    f"run {run + 1} ratio: {results[True][-1] / results[False][-1]:.3f}",
+                    flush=True,
+                )
     with open("/proc/loadavg") as handle:
         print(f"load at end: {handle.read().strip()}")
     own, acting = statistics.median(results[False]), statistics.median(results[True])
+    # Each run's two sides ran back to back, so their ratio cancels most of the load's drift.
+    paired = statistics.median(a / o for a, o in zip(results[True], results[False], strict=True))
     print(
         f"{BUNDLES} raw bundles x 10 objects, parallel={PARALLEL}, median of {args.runs}: "
-        f"own credentials {own:.2f}s, as ServiceAccount {acting:.2f}s, ratio {acting / own:.3f}"
+        f"own credentials {own:.2f}s, as ServiceAccount {acting:.2f}s, ratio {acting / own:.3f}, "
+        f"median of per-run ratios {paired:.3f}"
     )
     return 0
 

@@ -37,7 +37,7 @@ from activities.kube import (
 from flotilla import fleetapi
 from flotilla.errors import FlotillaError, one_line
 from flotilla.fleetapi import DeploymentView, GitRepoView
-from flotilla.models import ClusterGroup, GitRepo
+from flotilla.models import ClusterGroup, GitRepo, GitRepoRestriction, Policy
 from flotilla.status import BundleState
 from flotilla.targeting import match_selector
 from starters.control import Control
@@ -46,7 +46,7 @@ from workflows.bundle_models import BundleStatus
 log = logging.getLogger("flotilla.controller")
 
 FLEET_API = f"{fleetapi.GROUP}/{fleetapi.VERSION}"
-WATCHED = ("GitRepo", "Cluster", "ClusterGroup")
+WATCHED = ("GitRepo", "Cluster", "ClusterGroup", "Policy", "GitRepoRestriction")
 REPO_LABEL = "fleet.cattle.io/repo-name"
 BUNDLE_LABEL = "fleet.cattle.io/bundle-name"
 _MERGE = "application/merge-patch+json"
@@ -421,6 +421,8 @@ class Controller:
                     await self.control.apply_gitrepo(model)
                 elif isinstance(model, ClusterGroup):
                     await self.control.apply_group(model)
+                elif isinstance(model, Policy | GitRepoRestriction):
+                    await self.control.apply_restriction(model)
                 else:
                     await self.control.apply_cluster(model)
             except FlotillaError as err:
@@ -456,8 +458,10 @@ class Controller:
                 await self.control.delete_gitrepo(namespace, name, wait=True)
             elif kind == "Cluster":
                 await self.control.remove_cluster(namespace, name)
-            else:
+            elif kind == "ClusterGroup":
                 await self.control.remove_group(namespace, name)
+            else:
+                await self.control.remove_restriction(namespace, kind, name)
         except FlotillaError as err:
             # Never applied (invalid, or already gone): nothing of it runs.
             log.info("%s %s/%s: nothing to remove (%s)", kind, namespace, name, one_line(str(err)))

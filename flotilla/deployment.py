@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from flotilla.ids import DEFAULT_NAMESPACE
 from flotilla.kubenames import is_label_value
-from flotilla.models import BundleDeploymentOptions
+from flotilla.models import BundleDeploymentOptions, LabelSelector
 from flotilla.targeting import ClusterInfo
 
 # Fleet's default for helm.maxHistory when fleet.yaml leaves it unset (or 0).
@@ -42,6 +42,12 @@ class DeploymentOptions(BaseModel):
 
     options: BundleDeploymentOptions
     cluster: ClusterInfo
+    # The workspace's restrictions for this deployment (None when unset, so the stored
+    # payload, and with it the deployment id, stays what it was without them): the selector
+    # the target namespace's labels must match, and whether an impersonated install may
+    # create the namespace.
+    namespace_selector: LabelSelector | None = None
+    allow_namespace_creation: bool | None = None
 
 
 def deployment_id(bundle_digest: str, options_digest: str) -> str:

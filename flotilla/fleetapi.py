@@ -18,7 +18,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flotilla.errors import one_line
-from flotilla.models import API_VERSION, Cluster, ClusterGroup, GitRepo, parse_spec
+from flotilla.models import (
+    API_VERSION,
+    Cluster,
+    ClusterGroup,
+    GitRepo,
+    GitRepoRestriction,
+    Policy,
+    parse_fleet_object,
+)
 from flotilla.schemas import json_schema
 from flotilla.status import BundleLine, BundleState, Condition, explain
 
@@ -33,12 +41,16 @@ LEASE_SECONDS = 30
 # Leases Fleet's own controllers hold (leader election), by name prefix.
 FLEET_LEASE_PREFIXES = ("fleet-controller-leader-election", "fleet-gitops-leader-election")
 
-FleetObject = GitRepo | Cluster | ClusterGroup
-APPLIED_KINDS: dict[str, type[GitRepo] | type[Cluster] | type[ClusterGroup]] = {
+FleetObject = GitRepo | Cluster | ClusterGroup | Policy | GitRepoRestriction
+APPLIED_KINDS: dict[str, type[FleetObject]] = {
     "GitRepo": GitRepo,
     "Cluster": Cluster,
     "ClusterGroup": ClusterGroup,
+    "Policy": Policy,
+    "GitRepoRestriction": GitRepoRestriction,
 }
+# Object fields that are never the user's input, beside a top-level kind's own fields.
+_ENVELOPE = ("apiVersion", "kind", "metadata", "status")
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,8 @@ class Kind:
     plural: str
     columns: tuple[Column, ...]
     schema: str = ""  # flotilla schema name of the object, empty: spec kept as it comes
+    # Fields beside ``metadata`` instead of under ``spec`` (Policy, GitRepoRestriction).
+    top_level: bool = False
 
     @property
     def resource(self) -> str:
@@ -96,6 +110,17 @@ KINDS: tuple[Kind, ...] = (
             _ready_message(),
         ),
         "clustergroup",
+    ),
+    Kind("Policy", "policies", (), "policy", top_level=True),
+    Kind(
+        "GitRepoRestriction",
+        "gitreporestrictions",
+        (
+            Column("Default-ServiceAccount", ".defaultServiceAccount"),
+            Column("Allowed-ServiceAccounts", ".allowedServiceAccounts"),
+        ),
+        "gitreporestriction",
+        top_level=True,
     ),
     Kind(
         "Schedule",
@@ -189,20 +214,32 @@ def _spec_schema(kind: Kind) -> dict[str, Any]:
     return {**spec, **_OPEN}
 
 
+def _object_schema(kind: Kind) -> dict[str, Any]:
+    envelope = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "status": {"type": "object", **_OPEN},
+    }
+    if not kind.top_level:
+        return {"type": "object", "properties": {**envelope, "spec": _spec_schema(kind)}}
+    schema = json_schema(kind.schema)
+    defs = schema.get("$defs", {})
+    own = {
+        key: _structural(value, defs)
+        for key, value in schema["properties"].items()
+        if key not in envelope
+    }
+    # Unknown fields are kept so the controller can refuse them by name (a misspelt
+    # allow-list ignored would allow what was meant to be forbidden).
+    return {"type": "object", "properties": {**own, **envelope}, **_OPEN}
+
+
 def crd_documents() -> list[dict[str, Any]]:
     """The CustomResourceDefinitions of every served kind."""
     documents = []
     for kind in KINDS:
-        schema = {
-            "type": "object",
-            "properties": {
-                "apiVersion": {"type": "string"},
-                "kind": {"type": "string"},
-                "metadata": {"type": "object"},
-                "spec": _spec_schema(kind),
-                "status": {"type": "object", **_OPEN},
-            },
-        }
+        schema = _object_schema(kind)
         documents.append(
             {
                 "apiVersion": "apiextensions.k8s.io/v1",
@@ -247,8 +284,17 @@ def object_name(obj: Mapping[str, Any]) -> str:
     return f"{str(obj.get('kind', '')).lower()} {meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
+def _user_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What the user wrote beside ``metadata``: ``spec``, or a top-level kind's own fields."""
+    kind = KIND_BY_NAME.get(str(obj.get("kind")))
+    if kind is not None and kind.top_level:
+        return {k: v for k, v in obj.items() if k not in _ENVELOPE}
+    return {"spec": obj.get("spec") or {}}
+
+
 def read_object(obj: Mapping[str, Any]) -> tuple[FleetObject, list[str]]:
-    """An API object as the model ``flotilla apply`` reads, and one warning per unknown field;
+    """An API object as the model ``flotilla apply -f`` reads it (the same parser, so a
+    restriction's unknown field is refused here too), and one warning per unknown field;
     SpecError names the object and the field. Server-set metadata is not the user's input."""
     meta = obj.get("metadata") or {}
     data = {
@@ -257,18 +303,17 @@ def read_object(obj: Mapping[str, Any]) -> tuple[FleetObject, list[str]]:
         "metadata": {
             k: meta[k] for k in ("name", "namespace", "labels", "annotations") if meta.get(k)
         },
-        "spec": obj.get("spec") or {},
+        **_user_fields(obj),
     }
-    model = APPLIED_KINDS[str(obj.get("kind"))]
-    parsed, warnings = parse_spec(model, data, file=object_name(obj))
-    return parsed, warnings
+    return parse_fleet_object(data, file=object_name(obj))
 
 
 def applied_digest(obj: Mapping[str, Any]) -> str:
-    """What decides whether an object must be applied again: its spec, and its labels (a
-    Cluster's labels are what targets select on, and changing them bumps no generation)."""
+    """What decides whether an object must be applied again: its spec (or a top-level kind's
+    fields), and its labels (a Cluster's labels are what targets select on, and changing them
+    bumps no generation)."""
     meta = obj.get("metadata") or {}
-    key = {"spec": obj.get("spec") or {}, "labels": meta.get("labels") or {}}
+    key = {**_user_fields(obj), "labels": meta.get("labels") or {}}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

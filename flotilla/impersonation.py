@@ -17,6 +17,10 @@ from flotilla.errors import FlotillaError
 
 # The kubeconfig field client-go reads as the user to impersonate.
 IMPERSONATE_KEY = "as"
+# The label on a Helm release record naming the ServiceAccount (of the release's namespace)
+# it was deployed as, so removal acts as the same account (Fleet keeps it in the chart's
+# annotations for the same reason).
+SERVICE_ACCOUNT_LABEL = "flotilla.dev/service-account"
 # The sentence Kubernetes' RBAC authorizer puts in a Forbidden status.
 _DENIAL = re.compile(
     r'User "(?P<user>[^"]+)" cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'

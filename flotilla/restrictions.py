@@ -13,8 +13,13 @@ reconciler:
 * Repository patterns: a GitRepoRestriction's match anywhere in the URL (unanchored), a
   Policy's must match the whole URL; a pattern equal to the URL always matches; the URL is
   allowed when either kind's list (when present) accepts it.
-* ``allowedTargetNamespaces`` (or the namespace selector) requires ``targetNamespace``.
-* ``requireServiceAccount`` is checked after defaulting.
+* ``allowedTargetNamespaces`` (or the namespace selector) requires ``targetNamespace``; a
+  listed namespace is checked here, the selector on each cluster at deploy time, against the
+  labels of that cluster's Namespace (:func:`namespace_refusal`). Selectors of several
+  GitRepoRestrictions merge: ``matchLabels`` key by key (the later name wins a key),
+  ``matchExpressions`` unioned.
+* ``requireServiceAccount`` is checked after defaulting; ``allowNamespaceCreation`` holds when
+  any Policy sets it.
 
 Where Fleet takes the first of two different defaults silently, flotilla refuses the object
 that would make them conflict (:func:`conflicts`), so what applies never depends on names.
@@ -24,10 +29,12 @@ Patterns are Python regular expressions (Go's RE2 is close, not identical).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flotilla.errors import SpecError
-from flotilla.models import GitRepoRestriction, Policy
+from flotilla.models import GitRepoRestriction, LabelSelector, Policy
+from flotilla.targeting import match_selector
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,10 @@ class Resolved:
 
     service_account: str | None
     client_secret_name: str | None
+    # The GitRepoRestrictions' merged selector every target namespace must match (None: any).
+    namespace_selector: LabelSelector | None = None
+    # A Policy lets an impersonated Helm install create the release namespace.
+    allow_namespace_creation: bool = False
 
 
 @dataclass
@@ -47,8 +58,9 @@ class _Merged:
     restriction_patterns: list[str] = field(default_factory=list)
     policy_patterns: list[str] = field(default_factory=list)
     allowed_target_namespaces: list[str] = field(default_factory=list)
-    namespace_selector: bool = False
+    namespace_selector: LabelSelector | None = None
     require_service_account: bool = False
+    allow_namespace_creation: bool = False
     # Which objects ("GitRepoRestriction team-a") set each rule, for the refusal's line.
     sources: dict[str, list[str]] = field(default_factory=dict)
 
@@ -71,7 +83,9 @@ def _merge(restrictions: list[GitRepoRestriction], policies: list[Policy]) -> _M
         merged.allowed_client_secret_names += r.allowed_client_secret_names or []
         merged.restriction_patterns += r.allowed_repo_patterns or []
         merged.allowed_target_namespaces += r.allowed_target_namespaces or []
-        merged.namespace_selector |= r.allowed_target_namespace_selector is not None
+        merged.namespace_selector = merge_selectors(
+            merged.namespace_selector, r.allowed_target_namespace_selector
+        )
         merged.note("serviceAccount", r, r.allowed_service_accounts)
         merged.note("clientSecretName", r, r.allowed_client_secret_names)
         merged.note("repo", r, r.allowed_repo_patterns)
@@ -79,6 +93,7 @@ def _merge(restrictions: list[GitRepoRestriction], policies: list[Policy]) -> _M
         merged.note("targetNamespaceSelector", r, r.allowed_target_namespace_selector)
     for p in sorted(policies, key=lambda o: o.metadata.name):
         merged.require_service_account |= p.require_service_account
+        merged.allow_namespace_creation |= p.allow_namespace_creation
         merged.allowed_service_accounts += p.allowed_service_accounts or []
         merged.note("serviceAccount", p, p.allowed_service_accounts)
         merged.note("requireServiceAccount", p, p.require_service_account)
@@ -148,7 +163,56 @@ def authorize_gitrepo(
             "default is set",
             field="spec.serviceAccount",
         )
-    return Resolved(account, secret)
+    return Resolved(account, secret, m.namespace_selector, m.allow_namespace_creation)
+
+
+def merge_selectors(
+    merged: LabelSelector | None, selector: LabelSelector | None
+) -> LabelSelector | None:
+    """Two restrictions' target-namespace selectors as one, as Fleet merges them: labels
+    key by key (``selector`` wins a key both set), expressions unioned without repeats."""
+    if selector is None:
+        return merged
+    if merged is None:
+        return selector
+    expressions = list(merged.match_expressions or [])
+    expressions += [e for e in selector.match_expressions or [] if e not in expressions]
+    return LabelSelector(
+        match_labels={**(merged.match_labels or {}), **(selector.match_labels or {})} or None,
+        match_expressions=expressions or None,
+    )
+
+
+def namespace_refusal(
+    namespace: str, labels: Mapping[str, str] | None, selector: LabelSelector
+) -> str:
+    """Why a bundle may not deploy to ``namespace`` on a cluster whose Namespace object has
+    ``labels`` (None: it does not exist), or "" when the selector matches them."""
+    if labels is None:
+        return (
+            f"target namespace {namespace} does not exist; allowedTargetNamespaceSelector "
+            "needs its labels"
+        )
+    if match_selector(selector, labels):
+        return ""
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
+    return (
+        f"target namespace {namespace} does not match allowedTargetNamespaceSelector "
+        f"{describe_selector(selector)} (its labels: {shown})"
+    )
+
+
+def describe_selector(selector: LabelSelector) -> str:
+    """A selector as Kubernetes writes one (``team=a,tier in (x,y)``; ``{}`` for all)."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+    for e in selector.match_expressions or []:
+        if e.operator == "Exists":
+            parts.append(e.key)
+        elif e.operator == "DoesNotExist":
+            parts.append(f"!{e.key}")
+        else:
+            parts.append(f"{e.key} {e.operator.lower()} ({','.join(e.values or [])})")
+    return ",".join(parts) or "{}"
 
 
 def conflicts(

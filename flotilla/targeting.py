@@ -387,6 +387,13 @@ class GitRepoSwitches(BaseModel):
     delete_namespace: bool = False
     force_sync_generation: int = 0
     correct_drift: dict[str, Any] | None = None
+    # From the workspace's restrictions (flotilla.restrictions.Resolved), not the GitRepo.
+    # Left out of the JSON when unset: the GitRepo compares bundle specs by their JSON, and a
+    # workspace without them must compute what older histories did.
+    namespace_selector: LabelSelector | None = Field(
+        default=None, exclude_if=lambda value: value is None
+    )
+    allow_namespace_creation: bool = Field(default=False, exclude_if=lambda value: not value)
 
     @classmethod
     def from_spec(cls, spec: GitRepoSpec) -> GitRepoSwitches:

@@ -333,8 +333,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     remove.set_defaults(handler=cmd_cluster_remove)
     move = actions.add_parser(
         "move",
-        help="re-home a cluster to another workspace: the old workspace's bundles are removed "
-        "from it (kept with keepResources), the new one's deployed",
+        help="re-home a cluster to another workspace in one durable step (interrupted, run it "
+        "again): the old workspace's bundles are removed from it (kept with keepResources), "
+        "the new one's deployed",
     )
     move.add_argument("name")
     move.add_argument("--to", required=True, metavar="WORKSPACE", help="the new namespace")

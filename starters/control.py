@@ -94,6 +94,7 @@ from workflows.registry_models import (
     DELETE_TOKEN_UPDATE,
     LABEL_CLUSTER_UPDATE,
     NOTIFICATIONS_CONFIGURED_UPDATE,
+    MOVE_CLUSTER_UPDATE,
     REGISTER_AGENT_UPDATE,
     REGISTRY_WORKFLOW,
     REMOVE_CLUSTER_UPDATE,
@@ -109,6 +110,7 @@ from workflows.registry_models import (
     DeleteTokenRequest,
     LabelClusterRequest,
     NotificationsConfiguredRequest,
+    MoveClusterRequest,
     RegisterAgentRequest,
     RegistryChange,
     RegistrySnapshot,
@@ -287,29 +289,30 @@ class Control:
         return change
 
     async def move_cluster(self, namespace: str, name: str, to: str) -> str:
-        """Re-home a cluster to workspace ``to``: its kubeconfig Secret is copied there, it is
-        removed from ``namespace`` (whose bundles are uninstalled from it, or only released
-        with keepResources) and registered in ``to`` (whose GitRepos then target it)."""
+        """Re-home a cluster to workspace ``to``: its kubeconfig Secret is copied there, then
+        the old registry hands the cluster to the new one and forgets it, in one update that
+        Temporal finishes once accepted (the old workspace's bundles are uninstalled from it,
+        or only released with keepResources; the new one's GitRepos then target it). Run
+        again after an interruption, it finishes the move or says it is done."""
         if to == namespace:
             raise SpecError(f"cluster {name} is already in workspace {namespace!r}")
         record = next(
             (c for c in (await self.registry(namespace)).clusters if c.name == name), None
         )
+        moved = any(c.name == name for c in (await self.registry(to)).clusters)
+        if record is None and moved:
+            return f"cluster {name} is in workspace {to} (moved already)"
         if record is None:
             raise FlotillaError(f"cluster {name!r} is not registered in namespace {namespace!r}")
-        if any(c.name == name for c in (await self.registry(to)).clusters):
+        if moved:
             raise FlotillaError(f"a cluster {name!r} is already registered in namespace {to!r}")
         secret = record.kubeconfig_secret
         if secret:
             self.secrets.put(to, secret, self.secrets.get(namespace, secret))
-        # Removed first: the old workspace's releases go before the new one's may take the
-        # same names, and the old registry's grace period keeps its Secret for the uninstalls.
-        await self.remove_cluster(namespace, name)
-        # Everything the old registry knew but when it last reached the cluster.
-        moved = ApplyClusterRequest(
-            **record.model_dump(include=set(ApplyClusterRequest.model_fields))
+        await self.ensure_registry(to)
+        await self._registry_update(
+            namespace, MOVE_CLUSTER_UPDATE, MoveClusterRequest(name=name, to=to)
         )
-        await self._registry_update(to, APPLY_CLUSTER_UPDATE, moved)
         return f"cluster {name} moved from workspace {namespace} to {to}"
 
     async def workspaces(self) -> list[WorkspaceSummary]:

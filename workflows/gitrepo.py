@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
@@ -132,6 +133,11 @@ RECHECK_ON_SYNC_PATCH = "recheck-on-sync"
 # The workspace's Policies and GitRepoRestrictions are enforced: the first poll waits for the
 # registry's snapshot that carries them, and a refused GitRepo fetches and deploys nothing.
 RESTRICTIONS_PATCH = "gitrepo-enforces-restrictions"
+# The restrictions' target-namespace selector and allowNamespaceCreation reach the bundles
+# (only GitRepos in workspaces that set them pay the patch).
+NAMESPACE_RULES_PATCH = "tenancy-namespace-rules-reach-bundles"
+# A Restricted GitRepo's image scan schedules are paused, and resumed when it is released.
+RESTRICTED_SCHEDULES_PATCH = "tenancy-restricted-pauses-image-schedules"
 # Events seen in bundle reports are signalled to the namespace's notification workflow.
 NOTIFY_PATCH = "gitrepo-sends-notification-events"
 # ... but only once the namespace has a notification config (the registry's snapshot says),
@@ -160,6 +166,9 @@ class GitRepoWorkflow:
         self._owns_image_schedules = False
         self._git_states = False
         self._restrictions = False
+        # What the workspace's restrictions add to every bundle's switches (set with the
+        # authorized spec; empty when they add nothing).
+        self._namespace_rules: dict[str, Any] = {}
 
     @workflow.run
     async def run(self, state: GitRepoState) -> None:
@@ -402,6 +411,14 @@ class GitRepoWorkflow:
             self.state.restricted = restricted
             return None
         self.state.restricted = ""
+        self._namespace_rules = {
+            k: v
+            for k, v in (
+                ("namespace_selector", resolved.namespace_selector),
+                ("allow_namespace_creation", resolved.allow_namespace_creation),
+            )
+            if v
+        }
         return spec.model_copy(
             update={
                 "service_account": resolved.service_account,
@@ -492,6 +509,7 @@ class GitRepoWorkflow:
         refs = sorted(self.state.bundles.values(), key=lambda r: r.name)
         if not (self.state.image_schedules or any(r.image_scans for r in refs)):
             return
+        restricted = self._schedules_restricted()
         key = hashlib.sha256(
             "|".join(
                 [
@@ -499,6 +517,7 @@ class GitRepoWorkflow:
                     self.state.spec.model_dump_json(),
                     workflow.info().task_queue,
                     *(r.model_dump_json() for r in refs),
+                    *([f"restricted:{restricted}"] if restricted else []),
                 ]
             ).encode()
         ).hexdigest()
@@ -506,10 +525,16 @@ class GitRepoWorkflow:
             return
         if self.state.image_sync_failed_poll == self.state.polls:
             return
-        if await self._call_sync_image_schedules(refs):
+        if await self._call_sync_image_schedules(refs, restricted):
             self.state.image_sync_key = key
 
-    async def _call_sync_image_schedules(self, refs: list[BundleRef]) -> bool:
+    def _schedules_restricted(self) -> str:
+        """Why the schedules stay paused: the GitRepo is Restricted (else "")."""
+        if self.state.restricted and workflow.patched(RESTRICTED_SCHEDULES_PATCH):
+            return self.state.restricted
+        return ""
+
+    async def _call_sync_image_schedules(self, refs: list[BundleRef], restricted: str = "") -> bool:
         """One ``sync_image_schedules`` call; a failure is a warning in the status, never fatal."""
         had_schedules = self.state.image_schedules
         # Until a sync says otherwise, schedules may exist under this GitRepo's prefix.
@@ -525,6 +550,7 @@ class GitRepoWorkflow:
                     commit=self.state.commit,
                     bundles=refs,
                     task_queue=workflow.info().task_queue,
+                    restricted=restricted,
                 ),
                 result_type=SyncSchedulesResult,
                 start_to_close_timeout=SCHEDULE_SYNC_TIMEOUT,
@@ -564,10 +590,16 @@ class GitRepoWorkflow:
             bundle_digest=ref.digest,
             labels=ref.labels,
             depends_on=ref.depends_on,
-            switches=GitRepoSwitches.from_spec(spec),
+            switches=self._switches(spec),
             gitrepo_paused=spec.paused,
             render_secrets=self._render_secrets(),
         )
+
+    def _switches(self, spec: GitRepoSpec) -> GitRepoSwitches:
+        switches = GitRepoSwitches.from_spec(spec)
+        if self._namespace_rules and workflow.patched(NAMESPACE_RULES_PATCH):
+            switches = switches.model_copy(update=self._namespace_rules)
+        return switches
 
     def _render_secrets(self) -> RenderSecretRefs | None:
         """The secret names bundles deploy with; only GitRepos that set any pay the patch."""

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.restrictions import conflicts
     from workflows.common import continue_as_new_due, send_notification_events
     from workflows.registry_models import (
+        ADOPT_CLUSTER_SIGNAL,
         AGENT_HEARTBEAT_SIGNAL,
         APPLY_CLUSTER_UPDATE,
         APPLY_GROUP_UPDATE,
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         DELETE_TOKEN_UPDATE,
         LABEL_CLUSTER_UPDATE,
         NOTIFICATIONS_CONFIGURED_UPDATE,
+        MOVE_CLUSTER_UPDATE,
         REGISTER_AGENT_UPDATE,
         REGISTRY_WORKFLOW,
         REMOVE_CLUSTER_UPDATE,
@@ -44,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         REMOVE_RESTRICTION_UPDATE,
         SNAPSHOT_QUERY,
         TOKENS_QUERY,
+        AdoptClusterRequest,
         AgentHeartbeat,
         ApplyClusterRequest,
         ApplyGroupRequest,
@@ -56,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         DeleteTokenRequest,
         LabelClusterRequest,
         NotificationsConfiguredRequest,
+        MoveClusterRequest,
         RegisterAgentRequest,
         RegistryChange,
         RegistrySnapshot,
@@ -112,6 +116,8 @@ class ClusterRegistryWorkflow:
         # earlier one (a first beat, or a shorter interval).
         self._armed: datetime | None = None
         self._rearm = False
+        # Clusters whose move to another workspace is under way (its handover not yet sent).
+        self._moving: set[str] = set()
 
     @workflow.run
     async def run(self, state: RegistryState) -> None:
@@ -253,6 +259,9 @@ class ClusterRegistryWorkflow:
 
     @workflow.update(name=APPLY_CLUSTER_UPDATE)
     def apply_cluster(self, request: ApplyClusterRequest) -> RegistryChange:
+        return self._apply_cluster(request)
+
+    def _apply_cluster(self, request: ApplyClusterRequest, moved_from: str = "") -> RegistryChange:
         previous = self.state.clusters.get(request.name)
         existed = previous is not None
         self.state.clusters[request.name] = ClusterRecord(
@@ -279,6 +288,8 @@ class ClusterRegistryWorkflow:
                 }
             )
         verb = "updated" if existed else "added"
+        if moved_from:
+            verb = f"moved here from workspace {moved_from}"
         return self._changed(f"cluster {request.name} {verb}")
 
     @apply_cluster.validator
@@ -505,6 +516,51 @@ class ClusterRegistryWorkflow:
     @remove_cluster.validator
     def _validate_remove_cluster(self, request: RemoveClusterRequest) -> None:
         self._require_cluster(request.name)
+        self._require_not_moving(request.name)
+
+    @workflow.update(name=MOVE_CLUSTER_UPDATE)
+    async def move_cluster(self, request: MoveClusterRequest) -> RegistryChange:
+        """Hand the cluster to the registry of ``to``, then forget it. Once accepted the move
+        is Temporal's to finish, across a CLI or worker that dies: the handover is a signal
+        this workflow sends durably, and the other registry adds the cluster when it runs."""
+        record = self.state.clusters[request.name]
+        handover = AdoptClusterRequest(
+            cluster=ApplyClusterRequest(
+                **record.model_dump(include=set(ApplyClusterRequest.model_fields))
+            ),
+            moved_from=self.state.namespace,
+        )
+        self._moving.add(request.name)
+        try:
+            await workflow.get_external_workflow_handle(registry_workflow_id(request.to)).signal(
+                ADOPT_CLUSTER_SIGNAL, handover
+            )
+        except FailureError:
+            raise _invalid(
+                f"cluster {request.name} not moved: the registry of namespace {request.to!r} "
+                "is not running (register a cluster there, or run `flotilla cluster move` again)"
+            ) from None
+        finally:
+            self._moving.discard(request.name)
+        self.state.clusters.pop(request.name, None)
+        return self._changed(f"cluster {request.name} moved to workspace {request.to}")
+
+    @move_cluster.validator
+    def _validate_move_cluster(self, request: MoveClusterRequest) -> None:
+        self._require_cluster(request.name)
+        self._require_not_moving(request.name)
+        check_name(request.to, "namespace")
+        if request.to == self.state.namespace:
+            raise _invalid(f"cluster {request.name} is already in workspace {request.to!r}")
+
+    @workflow.signal(name=ADOPT_CLUSTER_SIGNAL)
+    def adopt_cluster(self, request: AdoptClusterRequest) -> None:
+        """A cluster another workspace's registry hands over (``move_cluster`` there)."""
+        self._apply_cluster(request.cluster, moved_from=request.moved_from)
+
+    def _require_not_moving(self, name: str) -> None:
+        if name in self._moving:
+            raise _invalid(f"cluster {name!r} is being moved to another workspace")
 
     def _require_cluster(self, name: str) -> None:
         if name not in self.state.clusters:

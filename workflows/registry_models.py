@@ -20,6 +20,8 @@ REGISTRY_WORKFLOW = "ClusterRegistryWorkflow"
 APPLY_CLUSTER_UPDATE = "apply_cluster"
 LABEL_CLUSTER_UPDATE = "label_cluster"
 REMOVE_CLUSTER_UPDATE = "remove_cluster"
+MOVE_CLUSTER_UPDATE = "move_cluster"
+ADOPT_CLUSTER_SIGNAL = "adopt_cluster"
 APPLY_GROUP_UPDATE = "apply_group"
 REMOVE_GROUP_UPDATE = "remove_group"
 APPLY_RESTRICTION_UPDATE = "apply_restriction"
@@ -153,6 +155,21 @@ class LabelClusterRequest(BaseModel):
 
 class RemoveClusterRequest(BaseModel):
     name: str
+
+
+class MoveClusterRequest(BaseModel):
+    """Re-home a cluster to the workspace ``to`` (whose registry must be running)."""
+
+    name: str
+    to: str
+
+
+class AdoptClusterRequest(BaseModel):
+    """A cluster handed over by the registry of ``moved_from`` (its labels and credentials
+    reference; the kubeconfig Secret was copied to this workspace before)."""
+
+    cluster: ApplyClusterRequest
+    moved_from: str
 
 
 class ApplyGroupRequest(BaseModel):

@@ -117,13 +117,17 @@ class Engine:
         (found,) = result.bundles
         return found
 
-    def options_digest(self, bundle: Bundle, labels: dict[str, str] | None = None) -> str:
+    def options_digest(
+        self, bundle: Bundle, labels: dict[str, str] | None = None, **rules: Any
+    ) -> str:
+        """The stored options as the planner stores them; ``rules`` are the workspace's
+        (``namespace_selector``, ``allow_namespace_creation``)."""
         cluster = ClusterInfo(
             name=self.cluster_name, namespace=CLUSTER_NAMESPACE, labels=labels or {}
         )
         options = customize_options(bundle, cluster)
         assert options is not None
-        payload = DeploymentOptions(options=options, cluster=cluster)
+        payload = DeploymentOptions(options=options, cluster=cluster, **rules)
         return self.content.put(payload.model_dump_json().encode())
 
     def release(self, bundle: Bundle) -> ReleaseRef:
@@ -142,6 +146,7 @@ class Engine:
         previous: ReleaseRef | None = None,
         wait_ready_seconds: float = 0.0,
         render_secrets: RenderSecretRefs | None = None,
+        **rules: Any,
     ) -> DeployResult:
         request = DeployRequest(
             gitrepo=GITREPO,
@@ -150,7 +155,7 @@ class Engine:
             cluster_name=self.cluster_name,
             deployment_id=deployment_id,
             bundle_digest=self.content.put_bundle(bundle),
-            options_digest=self.options_digest(bundle),
+            options_digest=self.options_digest(bundle, **rules),
             previous_release=previous,
             wait_ready_seconds=wait_ready_seconds,
             render_secrets=render_secrets,

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from devenv.cluster import LocalCluster
 from flotilla.errors import FlotillaError
 from flotilla.settings import Settings, settings_from_env
 from runtime.stores import secret_store
@@ -357,3 +359,52 @@ class WorkerProcess:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+# What a team's ServiceAccount gets by default: everything with ConfigMaps and Secrets (Helm's
+# release records) in its own namespace.
+TEAM_RULES: list[dict[str, object]] = [
+    {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["*"]}
+]
+
+
+def grant_namespaced_role(
+    cluster: LocalCluster,
+    namespace: str,
+    account: str,
+    rules: list[dict[str, object]] | None = None,
+) -> None:
+    """A ServiceAccount with a Role in its own namespace (``rules``, else TEAM_RULES) and
+    nothing else; granted again, the Role's rules are replaced."""
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": account},
+        "rules": rules if rules is not None else TEAM_RULES,
+    }
+    try:
+        existing = cluster.request("GET", f"{rbac}/roles/{account}")
+    except urllib.error.HTTPError:
+        existing = {}
+    if existing:
+        role["metadata"] = existing["metadata"]
+        cluster.request("PUT", f"{rbac}/roles/{account}", role)
+        return
+    cluster.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts",
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}},
+    )
+    cluster.request("POST", f"{rbac}/roles", role)
+    cluster.request(
+        "POST",
+        f"{rbac}/rolebindings",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": account},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        },
+    )

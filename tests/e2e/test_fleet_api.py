@@ -27,7 +27,13 @@ from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from flotilla.fleetapi import FINALIZER
 from tests.e2e.fleetapi_harness import Kubectl, running_controller
-from tests.e2e.harness import helm_history, per_cluster_namespaces, releases, start_flotilla
+from tests.e2e.harness import (
+    Flotilla,
+    helm_history,
+    per_cluster_namespaces,
+    releases,
+    start_flotilla,
+)
 from tests.secrets.conftest import create_namespace, create_secret
 
 T = TypeVar("T")
@@ -63,6 +69,22 @@ async def eventually(probe: Callable[[], T], check: Callable[[T], bool], timeout
         await asyncio.sleep(0.5)
 
 
+async def management_flotilla(
+    client: Client, task_queue: str, tmp_path: Path, management_cluster: LocalCluster
+) -> Flotilla:
+    """A worker for a fresh namespace of the management cluster, whose Secrets it reads."""
+    ns = f"fl-{uuid.uuid4().hex[:8]}"
+    create_namespace(management_cluster, ns)
+    return await start_flotilla(
+        client,
+        task_queue,
+        tmp_path,
+        namespace=ns,
+        FLOTILLA_SECRET_BACKEND="kubernetes",
+        FLOTILLA_MANAGEMENT_KUBECONFIG=str(management_cluster.kubeconfig),
+    )
+
+
 def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     conditions = ((obj or {}).get("status") or {}).get("conditions") or []
     return next((c for c in conditions if c["type"] == kind), {})
@@ -85,16 +107,8 @@ async def test_fleet_api_round_trip(
     git_daemon: GitDaemon,
     repo_name: str,
 ) -> None:
-    ns = f"fl-{uuid.uuid4().hex[:8]}"
-    create_namespace(management_cluster, ns)
-    fl = await start_flotilla(
-        temporal_client,
-        task_queue,
-        tmp_path,
-        namespace=ns,
-        FLOTILLA_SECRET_BACKEND="kubernetes",
-        FLOTILLA_MANAGEMENT_KUBECONFIG=str(management_cluster.kubeconfig),
-    )
+    fl = await management_flotilla(temporal_client, task_queue, tmp_path, management_cluster)
+    ns = fl.namespace
     kubectl = Kubectl.for_kubeconfig(management_cluster.kubeconfig)
     kubeconfig = management_cluster.kubeconfig
     prefix = f"t{uuid.uuid4().hex[:6]}"
@@ -274,6 +288,90 @@ async def test_fleet_api_round_trip(
             assert releases(local_cluster.kubeconfig, f"{prefix}-one") == []
             assert kubectl.table("Bundle", ns) == []
             assert kubectl.table("BundleDeployment", ns) == []
+    finally:
+        await fl.cleanup()
+        await fl.worker.stop()
+
+
+POLICY = """\
+apiVersion: fleet.cattle.io/v1alpha1
+kind: Policy
+metadata: {{name: {name}, namespace: {ns}}}
+requireServiceAccount: true
+gitRepo: {{defaultServiceAccount: {account}}}
+"""
+
+
+@pytest.mark.timeout(600)
+async def test_policies_and_gitreporestrictions_through_the_api(
+    temporal_client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    management_cluster: LocalCluster,
+) -> None:
+    """Policy and GitRepoRestriction objects take the path `flotilla apply -f` takes into
+    the workspace's registry; a bad or conflicting one gets a one-line condition and changes
+    nothing; deleting one removes it."""
+    fl = await management_flotilla(temporal_client, task_queue, tmp_path, management_cluster)
+    ns = fl.namespace
+    kubectl = Kubectl.for_kubeconfig(management_cluster.kubeconfig)
+    try:
+        async with running_controller(management_cluster.kubeconfig, fl.control, ns, "ctl-p"):
+            kubectl.apply(
+                POLICY.format(name="team", ns=ns, account="deployer")
+                + "---\n"
+                + "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepoRestriction\n"
+                f"metadata: {{name: namespaces, namespace: {ns}}}\n"
+                "allowedTargetNamespaces: [apps]\n"
+                "allowedTargetNamespaceSelector: {matchLabels: {team: a}}\n"
+            )
+            snapshot = await fl.eventually(
+                lambda: fl.control.registry(ns),
+                lambda s: len(s.policies) == 1 and len(s.restrictions) == 1,
+            )
+            (policy,) = snapshot.policies
+            assert policy.require_service_account and policy.git_repo is not None
+            assert policy.git_repo.default_service_account == "deployer"
+            (restriction,) = snapshot.restrictions
+            assert restriction.allowed_target_namespaces == ["apps"]
+            assert restriction.allowed_target_namespace_selector is not None
+            accepted = await eventually(
+                lambda: kubectl.get("Policy", ns, "team"),
+                lambda o: condition(o, "Accepted").get("status") == "True",
+            )
+            assert (accepted or {})["status"]["appliedDigest"]
+            columns = set(row(kubectl.table("GitRepoRestriction", ns), "namespaces"))
+            assert {"Default-ServiceAccount", "Allowed-ServiceAccounts"} <= columns
+
+            # A misspelt field and a conflicting default: refused with one line, not applied.
+            kubectl.apply(
+                "apiVersion: fleet.cattle.io/v1alpha1\nkind: Policy\n"
+                f"metadata: {{name: typo, namespace: {ns}}}\nallowedServiceAcounts: [x]\n"
+            )
+            kubectl.apply(POLICY.format(name="zz-other", ns=ns, account="admin"))
+            for name, message in (
+                ("typo", f"policy {ns}/typo: allowedServiceAcounts: unknown field; did you mean"),
+                ("zz-other", "defaultServiceAccount 'admin' conflicts with 'deployer'"),
+            ):
+                obj = await eventually(
+                    lambda name=name: kubectl.get("Policy", ns, name),
+                    lambda o: condition(o, "Accepted").get("status") == "False",
+                )
+                text = condition(obj, "Accepted")["message"]
+                assert message in text and "\n" not in text, text
+            snapshot = await fl.control.registry(ns)
+            assert [p.metadata.name for p in snapshot.policies] == ["team"]
+
+            # Deleting objects removes them from the workspace.
+            for kind, name in (("Policy", "team"), ("GitRepoRestriction", "namespaces")):
+                kubectl.delete(kind, ns, name)
+            await fl.eventually(
+                lambda: fl.control.registry(ns),
+                lambda s: not s.policies and not s.restrictions,
+            )
+            for kind, name in (("Policy", "typo"), ("Policy", "zz-other")):
+                kubectl.delete(kind, ns, name)
+                await eventually(lambda k=kind, n=name: kubectl.get(k, ns, n), lambda o: o is None)
     finally:
         await fl.cleanup()
         await fl.worker.stop()

@@ -13,49 +13,13 @@ import pytest
 
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
-from tests.e2e.harness import Flotilla, gitrepo_yaml, releases
+from tests.e2e.harness import Flotilla, gitrepo_yaml, grant_namespaced_role, releases
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
 CLUSTER_ROLE = (
     "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n"
     "metadata: {{name: {name}}}\nrules: []\n"
 )
-
-
-def _create(cluster: LocalCluster, path: str, obj: dict[str, object]) -> None:
-    cluster.request("POST", path, obj)
-
-
-def grant_namespaced_role(cluster: LocalCluster, namespace: str, account: str) -> None:
-    """A ServiceAccount that may do anything with ConfigMaps and Secrets (Helm's release
-    records) in its own namespace, and nothing else."""
-    _create(
-        cluster,
-        f"/api/v1/namespaces/{namespace}/serviceaccounts",
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}},
-    )
-    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
-    _create(
-        cluster,
-        f"{rbac}/roles",
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": account},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["*"]}],
-        },
-    )
-    _create(
-        cluster,
-        f"{rbac}/rolebindings",
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": account},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
-        },
-    )
 
 
 async def test_bundles_deploy_as_their_service_account(
@@ -69,8 +33,8 @@ async def test_bundles_deploy_as_their_service_account(
     other = f"{namespace}-other"
     role = f"t{uuid.uuid4().hex[:6]}-admin"
     grant_namespaced_role(local_cluster, namespace, "deployer")
-    _create(
-        local_cluster,
+    local_cluster.request(
+        "POST",
         "/api/v1/namespaces",
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}},
     )
@@ -131,6 +95,65 @@ async def test_bundles_deploy_as_their_service_account(
         with pytest.raises(urllib.error.HTTPError) as err:
             local_cluster.request("GET", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{role}")
         assert err.value.code == 404
+    finally:
+        with contextlib.suppress(Exception):
+            local_cluster.request("DELETE", f"/api/v1/namespaces/{other}")
+
+
+async def test_a_workspace_selector_is_matched_against_the_target_namespace(
+    flotilla: Flotilla,
+    local_cluster: LocalCluster,
+    git_daemon: GitDaemon,
+    repo_name: str,
+    namespace: str,
+) -> None:
+    """A GitRepoRestriction's allowedTargetNamespaceSelector travels from the registry through
+    the GitRepo and the planner to the deploy, which reads the target Namespace's labels."""
+    ns = flotilla.namespace
+    other = f"{namespace}-other"
+    labelled = local_cluster.request("GET", f"/api/v1/namespaces/{namespace}")
+    labelled["metadata"].setdefault("labels", {})["team"] = "a"
+    local_cluster.request("PUT", f"/api/v1/namespaces/{namespace}", labelled)
+    local_cluster.request(
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}},
+    )
+    url = git_daemon.create_repo(repo_name, {"cm.yaml": CM.format(name="cfg")})
+    try:
+        await flotilla.control.add_cluster(ns, "one", local_cluster.kubeconfig.read_text())
+        await flotilla.worker.refresh_clusters()
+        await flotilla.control.apply_text(
+            "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepoRestriction\n"
+            f"metadata: {{name: teams, namespace: {ns}}}\n"
+            "allowedTargetNamespaceSelector: {matchLabels: {team: a}}\n",
+            file="restriction.yaml",
+        )
+        for name, target in (("inside", namespace), ("outside", other)):
+            await flotilla.control.apply_text(
+                gitrepo_yaml(
+                    ns, name, url, targets=[{"clusterName": "one"}], targetNamespace=target
+                ),
+                file=f"{name}.yaml",
+            )
+
+        async def settled(name: str, state: str) -> str:
+            status = await flotilla.eventually(
+                lambda: flotilla.control.bundle_status(ns, name),
+                lambda s: len(s.clusters) == 1 and s.clusters[0].state == state,
+                timeout=240,
+            )
+            return str(status.clusters[0].message)
+
+        await settled("inside", "Ready")
+        message = await settled("outside", "ErrApplied")
+        assert (
+            f"target namespace {other} does not match allowedTargetNamespaceSelector team=a"
+        ) in message, message
+        assert "\n" not in message
+        assert local_cluster.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/cfg")
+        with pytest.raises(urllib.error.HTTPError):
+            local_cluster.request("GET", f"/api/v1/namespaces/{other}/configmaps/cfg")
     finally:
         with contextlib.suppress(Exception):
             local_cluster.request("DELETE", f"/api/v1/namespaces/{other}")

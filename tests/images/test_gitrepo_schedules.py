@@ -201,3 +201,41 @@ async def test_new_tag_reaches_the_cluster_and_schedules_follow_pause_and_delete
             await fl.client.get_schedule_handle(policy_id).delete()
         with contextlib.suppress(Exception):
             local_cluster.request("DELETE", f"/api/v1/namespaces/{target}")
+
+
+async def test_a_restricted_gitrepos_schedules_pause_and_resume_when_released(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    """A restriction that refuses the GitRepo pauses its image schedules, with the refusal as
+    the note (no registry is scanned, nothing committed); removing it resumes them."""
+    fl, ns = flotilla, flotilla.namespace
+    image = "127.0.0.1:9/nowhere/web"  # never polled: the schedule waits an hour
+    fleet = _fleet_yaml(ns, image).replace("@every 2s", "@every 1h")
+    url = git_daemon.create_repo(
+        repo_name,
+        {"web/fleet.yaml": fleet, "web/deployment.yaml": DEPLOYMENT.format(image=image)},
+    )
+    policy_id = image_policy_id(ns, "web", "web-web", "web")
+
+    def restriction(pattern: str) -> str:
+        return (
+            "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepoRestriction\n"
+            f"metadata: {{name: repos, namespace: {ns}}}\n"
+            f"allowedRepoPatterns: [{json.dumps(pattern)}]\n"
+        )
+
+    try:
+        await fl.control.apply_text(restriction(url), file="allow.yaml")
+        await fl.control.apply_gitrepo(_gitrepo(ns, url))
+        await wait_schedule(fl, policy_id, lambda s: not s[0])
+        await fl.control.apply_text(restriction("^https://elsewhere/"), file="refuse.yaml")
+        _, note, _ = await wait_schedule(fl, policy_id, lambda s: s[0])
+        assert note.startswith("refused by the workspace's restrictions: spec.repo:"), note
+        status = await fl.control.gitrepo_status(ns, "web")
+        assert status.state == "Restricted", status
+        await fl.control.remove_restriction(ns, "GitRepoRestriction", "repos")
+        _, note, _ = await wait_schedule(fl, policy_id, lambda s: not s[0])
+        assert note == ""
+    finally:
+        with contextlib.suppress(Exception):
+            await fl.control.delete_gitrepo(ns, "web", wait=True)

@@ -11,7 +11,7 @@ import pytest
 from flotilla import fleetapi
 from flotilla.errors import SpecError
 from flotilla.fleetapi import DeploymentView, GitRepoView
-from flotilla.models import Cluster, GitRepo
+from flotilla.models import Cluster, GitRepo, GitRepoRestriction, Policy
 from flotilla.status import BundleLine, BundleState, Condition
 
 NOW = datetime(2026, 12, 3, 22, 0, tzinfo=UTC)
@@ -30,6 +30,8 @@ def _crd(kind: str) -> dict[str, Any]:
         ("Cluster", ["Bundles-Ready", "Last-Seen", "Status"]),
         ("ClusterGroup", ["Clusters-Ready", "Bundles-Ready", "Status"]),
         ("Schedule", ["Schedule", "Duration", "Active", "NextStart"]),
+        ("GitRepoRestriction", ["Default-ServiceAccount", "Allowed-ServiceAccounts"]),
+        ("Policy", []),
     ],
 )
 def test_printer_columns_are_fleets(kind: str, columns: list[str]) -> None:
@@ -54,11 +56,82 @@ def test_crd_schemas_are_structural(kind: str) -> None:
     schema = _crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     text = json.dumps(schema)
     assert "$ref" not in text and "anyOf" not in text and "title" not in text
-    for node in _walk(schema["properties"]["spec"]):
+    # Policy and GitRepoRestriction keep their fields beside metadata, as Fleet's do.
+    user = schema if fleetapi.KIND_BY_NAME[kind].top_level else schema["properties"]["spec"]
+    for node in _walk(user):
         if "properties" in node or "items" in node:
             assert node.get("type") in ("object", "array"), node
-    # Unknown spec fields reach the controller (reported), status is the controller's.
-    assert schema["properties"]["spec"]["x-kubernetes-preserve-unknown-fields"] is True
+    # Unknown fields reach the controller (reported), status is the controller's.
+    assert user["x-kubernetes-preserve-unknown-fields"] is True
+
+
+def test_restriction_crds_take_fleets_top_level_fields() -> None:
+    policy = _crd("Policy")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    assert "spec" not in policy
+    assert policy["requireServiceAccount"]["type"] == "boolean"
+    assert policy["gitRepo"]["properties"]["allowedRepoPatterns"]["items"] == {"type": "string"}
+    grr = _crd("GitRepoRestriction")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    selector = grr["properties"]["allowedTargetNamespaceSelector"]
+    assert "matchLabels" in selector["properties"]
+    assert _crd("Policy")["spec"]["names"]["plural"] == "policies"
+
+
+def _restriction(kind: str, **fields: object) -> dict[str, Any]:
+    return {
+        "apiVersion": "fleet.cattle.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": "team", "namespace": "team-a", "uid": "1", "generation": 3},
+        **fields,
+        "status": {"appliedDigest": "x"},
+    }
+
+
+def test_read_restrictions_as_apply_reads_them() -> None:
+    model, warnings = fleetapi.read_object(
+        _restriction("Policy", requireServiceAccount=True, gitRepo={"defaultServiceAccount": "d"})
+    )
+    assert isinstance(model, Policy) and warnings == []
+    assert model.require_service_account and model.git_repo is not None
+    assert model.metadata.namespace == "team-a"
+    model, _ = fleetapi.read_object(
+        _restriction(
+            "GitRepoRestriction", allowedTargetNamespaceSelector={"matchLabels": {"a": "b"}}
+        )
+    )
+    assert isinstance(model, GitRepoRestriction)
+    assert model.allowed_target_namespace_selector is not None
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"allowedServiceAcounts": ["x"]},
+            "policy team-a/team: allowedServiceAcounts: unknown field; did you mean "
+            "'allowedServiceAccounts'?",
+        ),
+        (
+            {"gitRepo": {"allowedRepoPatterns": ["(x"]}},
+            "policy team-a/team: gitRepo.allowedRepoPatterns",
+        ),
+    ],
+)
+def test_a_bad_restriction_is_one_line_naming_object_and_field(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SpecError) as err:
+        fleetapi.read_object(_restriction("Policy", **fields))
+    assert str(err.value).startswith(message), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_restrictions_digest_follows_its_fields() -> None:
+    one = fleetapi.applied_digest(_restriction("Policy", allowedServiceAccounts=["a"]))
+    two = fleetapi.applied_digest(_restriction("Policy", allowedServiceAccounts=["b"]))
+    again = _restriction("Policy", allowedServiceAccounts=["a"])
+    again["metadata"]["resourceVersion"] = "99"
+    again["status"] = {"conditions": []}
+    assert one != two and fleetapi.applied_digest(again) == one
 
 
 def test_gitrepo_schema_comes_from_the_model() -> None:

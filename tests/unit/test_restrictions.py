@@ -8,8 +8,14 @@ import pytest
 from pydantic import ValidationError
 
 from flotilla.errors import SpecError
-from flotilla.models import GitRepoRestriction, Policy
-from flotilla.restrictions import Resolved, authorize_gitrepo, conflicts
+from flotilla.models import GitRepoRestriction, LabelSelector, Policy
+from flotilla.restrictions import (
+    Resolved,
+    authorize_gitrepo,
+    conflicts,
+    merge_selectors,
+    namespace_refusal,
+)
 
 REPO = "https://git.example.com/team-a/apps.git"
 
@@ -218,3 +224,77 @@ def test_conflicting_defaults_are_refused_and_a_replacement_is_not_a_conflict() 
     assert conflicts(policy("c", gitRepo={"defaultServiceAccount": "one"}), [], [first]) is None
     # Across kinds there is an order (the restriction wins), so no conflict.
     assert conflicts(restriction("r", defaultServiceAccount="two"), [], [first]) is None
+
+
+def test_namespace_rules_come_with_the_resolved_fields() -> None:
+    team = {"matchLabels": {"team": "a"}}
+    resolved = authorize(
+        [restriction(allowedTargetNamespaceSelector=team)],
+        [policy(allowNamespaceCreation=True)],
+        target_namespace="apps",
+    )
+    assert resolved.namespace_selector == LabelSelector.model_validate(team)
+    assert resolved.allow_namespace_creation is True
+    # A Policy that does not allow it leaves it off; no selector leaves none.
+    plain = authorize([restriction(allowedServiceAccounts=["x"])], [policy()])
+    assert plain.namespace_selector is None and plain.allow_namespace_creation is False
+
+
+def test_a_selector_requires_a_target_namespace() -> None:
+    with pytest.raises(SpecError) as err:
+        authorize([restriction(allowedTargetNamespaceSelector={})])
+    assert str(err.value).startswith("spec.targetNamespace: is required: GitRepoRestriction r")
+
+
+def selector(**fields: Any) -> LabelSelector:
+    return LabelSelector.model_validate(fields)
+
+
+def test_selectors_merge_as_fleets_labels_by_key_expressions_unioned() -> None:
+    exists = {"key": "tier", "operator": "Exists"}
+    merged = authorize(
+        [
+            restriction("a", allowedTargetNamespaceSelector={"matchLabels": {"t": "1", "x": "y"}}),
+            restriction("b", allowedTargetNamespaceSelector={"matchExpressions": [exists]}),
+            restriction(
+                "c",
+                allowedTargetNamespaceSelector={
+                    "matchLabels": {"t": "2"},
+                    "matchExpressions": [exists],
+                },
+            ),
+        ],
+        target_namespace="apps",
+    ).namespace_selector
+    assert merged == selector(matchLabels={"t": "2", "x": "y"}, matchExpressions=[exists])
+    assert merge_selectors(None, None) is None
+
+
+@pytest.mark.parametrize(
+    ("labels", "wanted", "refusal"),
+    [
+        ({"team": "a", "x": "1"}, selector(matchLabels={"team": "a"}), ""),
+        ({}, selector(), ""),
+        (
+            {"team": "b"},
+            selector(matchLabels={"team": "a"}),
+            "target namespace apps does not match allowedTargetNamespaceSelector team=a "
+            "(its labels: team=b)",
+        ),
+        (
+            {},
+            selector(matchExpressions=[{"key": "tier", "operator": "In", "values": ["x", "y"]}]),
+            "target namespace apps does not match allowedTargetNamespaceSelector tier in (x,y) "
+            "(its labels: none)",
+        ),
+        (
+            None,
+            selector(matchLabels={"team": "a"}),
+            "target namespace apps does not exist; allowedTargetNamespaceSelector needs its labels",
+        ),
+    ],
+)
+def test_namespace_refusal(
+    labels: dict[str, str] | None, wanted: LabelSelector, refusal: str
+) -> None:
+    assert namespace_refusal("apps", labels, wanted) == refusal

@@ -1,0 +1,140 @@
+"""`flotilla cluster move` as one durable operation, against real Temporal: the old registry
+hands the cluster to the new one by a signal it sends in the same workflow task that accepts
+the move, so a worker that stops halfway, or a CLI killed at any moment, leaves the cluster
+in exactly one workspace, and the move finishes by itself or by running it again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from temporalio.api.enums.v1 import EventType
+
+from flotilla.ids import registry_workflow_id
+from tests.e2e.harness import Flotilla, start_flotilla
+from tests.workflows.test_agent_cli import ROOT, env_for
+from workflows.registry_models import (
+    ADOPT_CLUSTER_SIGNAL,
+    MOVE_CLUSTER_UPDATE,
+    REGISTRY_WORKFLOW,
+    MoveClusterRequest,
+    RegistryChange,
+    RegistryState,
+)
+
+# Nothing answers there; the registries never call it.
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: never-used}}]
+contexts: [{name: main, context: {cluster: c, user: u}}]
+current-context: main
+"""
+
+
+async def holders(flotilla: Flotilla, name: str, *workspaces: str) -> list[str]:
+    """The workspaces whose registry holds cluster ``name``."""
+    found = []
+    for workspace in workspaces:
+        snapshot = await flotilla.control.registry(workspace)
+        if any(c.name == name for c in snapshot.clusters):
+            found.append(workspace)
+    return found
+
+
+async def test_a_move_survives_the_new_workspaces_worker_being_away(
+    flotilla: Flotilla, tmp_path: Path
+) -> None:
+    ns, to = flotilla.namespace, f"{flotilla.namespace}-b"
+    await flotilla.control.add_cluster(ns, "mover", KUBECONFIG, labels={"env": "edge"})
+    # The new workspace's registry runs on a queue no worker serves yet, as after a crash.
+    away = f"away-{uuid.uuid4().hex[:8]}"
+    await flotilla.client.start_workflow(
+        REGISTRY_WORKFLOW, RegistryState(namespace=to), id=registry_workflow_id(to), task_queue=away
+    )
+    change = await flotilla.client.get_workflow_handle(registry_workflow_id(ns)).execute_update(
+        MOVE_CLUSTER_UPDATE, MoveClusterRequest(name="mover", to=to), result_type=RegistryChange
+    )
+    assert change.message == f"cluster mover moved to workspace {to}"
+    assert await holders(flotilla, "mover", ns) == []
+    # The handover waits in the new registry's history while nobody runs it.
+    history = await flotilla.client.get_workflow_handle(registry_workflow_id(to)).fetch_history()
+    signals = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+    assert signals == [ADOPT_CLUSTER_SIGNAL]
+    later = await start_flotilla(flotilla.client, away, tmp_path / "later", namespace=to)
+    try:
+        snapshot = await flotilla.eventually(
+            lambda: later.control.registry(to), lambda s: bool(s.clusters)
+        )
+        (moved,) = snapshot.clusters
+        assert (moved.name, moved.labels) == ("mover", {"env": "edge"})
+        assert moved.kubeconfig_secret == "mover-kubeconfig"
+    finally:
+        await later.worker.stop()
+        with contextlib.suppress(Exception):
+            await flotilla.client.get_workflow_handle(registry_workflow_id(to)).terminate("done")
+
+
+async def test_a_cli_killed_mid_move_leaves_one_workspace_and_running_it_again_finishes(
+    flotilla: Flotilla, tmp_path: Path
+) -> None:
+    ns, to = flotilla.namespace, f"{flotilla.namespace}-b"
+    await flotilla.control.add_cluster(ns, "mover", KUBECONFIG, labels={"env": "edge"})
+    env = {
+        **env_for(flotilla, tmp_path / "cli"),
+        "FLOTILLA_SECRETS_DIR": str(flotilla.settings.secrets_dir),
+    }
+    argv = [
+        sys.executable, "-m", "starters.cli", "cluster", "move", "mover", "--to", to,
+        "-n", ns, "--task-queue", flotilla.config.task_queue,
+    ]  # fmt: skip
+    killed = 0
+    try:
+        # Killed at different moments: while starting, while asking, while moving.
+        for delay in (0.3, 1.0, 1.6, 2.2, 3.0):
+            cli = subprocess.Popen(
+                argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            await asyncio.sleep(delay)
+            if cli.poll() is None:
+                cli.send_signal(signal.SIGKILL)
+                killed += 1
+            cli.wait()
+            # Whatever the moment, the cluster is in exactly one workspace once the move
+            # that may have been accepted has run.
+            where = await flotilla.eventually(
+                lambda: holders(flotilla, "mover", ns, to), lambda w: len(w) == 1
+            )
+            again = await asyncio.to_thread(
+                subprocess.run, argv, env=env, cwd=ROOT, capture_output=True, text=True,
+                timeout=180, check=False,
+            )  # fmt: skip
+            assert again.returncode == 0, again.stderr
+            expected = (
+                f"cluster mover moved from workspace {ns} to {to}"
+                if where == [ns]
+                else f"cluster mover is in workspace {to} (moved already)"
+            )
+            assert again.stdout.strip() == expected, (where, again.stdout)
+            assert await holders(flotilla, "mover", ns, to) == [to]
+            (moved,) = [c for c in (await flotilla.control.registry(to)).clusters]
+            assert moved.labels == {"env": "edge"}
+            # Back, for the next round.
+            await flotilla.control.move_cluster(to, "mover", ns)
+            await flotilla.eventually(
+                lambda: holders(flotilla, "mover", ns, to), lambda w: w == [ns]
+            )
+        assert killed >= 3, f"only {killed} of 5 runs were killed before they ended"
+    finally:
+        with contextlib.suppress(Exception):
+            await flotilla.client.get_workflow_handle(registry_workflow_id(to)).terminate("done")
