@@ -1,9 +1,10 @@
 """Watch what flotilla deployed on one cluster and tell the bundles whose objects changed.
 
-One long-running, heartbeating activity per push-mode cluster (started by
-``workflows/objectwatch.py``), shared by every bundle on the cluster. It watches Helm's release
-records (Secrets ``owner=helm``) and, in every namespace, each kind the releases' manifests
-use, narrowed to ``app.kubernetes.io/managed-by=Helm``. An object names its release in Helm's
+One long-running, heartbeating activity per cluster (started by ``workflows/objectwatch.py``;
+run by the central worker for a push-mode cluster, by its agent for an agent-mode one), shared
+by every bundle on the cluster. It watches Helm's release records (Secrets ``owner=helm``) and,
+in every namespace, each kind the releases' manifests use, narrowed to
+``app.kubernetes.io/managed-by=Helm``. An object names its release in Helm's
 annotations; the release's record names its bundle (``BUNDLE_LABEL``). A change signals that
 bundle's workflow (``objects_changed``), debounced, which checks drift at once: the check,
 not the watch, decides what is drift. Status-only changes and flotilla's own writes
@@ -276,7 +277,9 @@ class ObjectWatchActivities:
         signals = 0
         deadline = time.monotonic() + request.run_seconds
         try:
-            while time.monotonic() < deadline:
+            # A worker or agent that stops returns the watch early: its workflow schedules the
+            # next one, which waits on the queue for whoever serves the cluster then.
+            while time.monotonic() < deadline and not activity.is_worker_shutdown():
                 await asyncio.sleep(request.debounce_seconds)
                 activity.heartbeat(f"{signals} signals")
                 for bundle, objects in sorted(watch.take_changes().items()):
