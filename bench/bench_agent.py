@@ -1,5 +1,7 @@
-"""Agent mode: deploys through an agent vs push mode, an idle agent's cost, and the time from
-``kill -9`` of an agent to its cluster shown Offline and from its restart to Ready.
+"""Agent mode benchmarks: agent vs push deploys, an idle agent's cost, offline and back.
+
+Offline and back: the time from ``kill -9`` of an agent to its cluster shown Offline, and from
+its restart to Ready.
 
 Real components throughout: a Temporal dev server, one local cluster (etcd, kube-apiserver,
 controller-manager, a kwok node), a git daemon, the worker as its own process
@@ -14,7 +16,7 @@ worker runs only the workflows). Both modes deploy at most 4 at a time (the work
 order, each with a fresh worker, flotilla namespace and Kubernetes namespaces, so load affects
 both alike; the ratio is agent / push of the medians.
 
-``--idle-seconds S``: the agent of the last agent-mode run, its 50 bundles settled (its object
+``--idle-seconds S``: the agent of the first agent-mode side, its 50 bundles settled (its object
 watcher and the 5-minute drift checks running), measured for S seconds: CPU (% of one core)
 and peak RSS. Without ``--compare-runs``, an agent with no bundles.
 
@@ -119,15 +121,6 @@ def start_agent(
     return proc
 
 
-def stop_agent(agent: subprocess.Popen[bytes]) -> None:
-    agent.terminate()
-    try:
-        agent.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        agent.kill()
-        agent.wait()
-
-
 async def wait_for(control: Control, namespace: str, offline: bool) -> float:
     start = time.monotonic()
     while True:
@@ -201,7 +194,7 @@ async def kill_and_restart(
         )
         if args.idle_seconds and not args.compare_runs:
             await measure_idle(agent.pid, args.idle_seconds, "no bundles")
-        stop_agent(agent)
+        stop_worker(agent)  # SIGTERM, as for the worker
 
 
 async def deploy_run(
@@ -272,6 +265,10 @@ async def deploy_run(
                 raise RuntimeError(f"not Ready after {READY_TIMEOUT:g}s: {status!r}")
             await asyncio.sleep(0.5)
         seconds = time.monotonic() - started
+        # A deploy that waited on the agent's queue past its schedule-to-start timeout.
+        timeouts = (root / tag / "worker.log").read_text(errors="replace").count("cluster offline")
+        if timeouts:
+            print(f"    {timeouts} 'cluster offline' warnings in the worker's log", flush=True)
         if agent is not None and idle_seconds:
             await measure_idle(agent.pid, idle_seconds, f"{BUNDLES} settled bundles")
         for prefix in ("gitrepo", "bundle", "registry", "objectwatch"):
@@ -281,7 +278,7 @@ async def deploy_run(
         return seconds
     finally:
         if agent is not None:
-            stop_agent(agent)
+            stop_worker(agent)  # SIGTERM, as for the worker
         stop_worker(worker)
 
 
@@ -294,9 +291,9 @@ async def compare(
         for run in range(args.compare_runs):
             order = [True, False] if run % 2 else [False, True]
             for agent_mode in order:
-                # The idle agent: the last run's, its bundles settled (measured before the
-                # run's other side starts, so nothing else of the benchmark runs meanwhile).
-                last = run == args.compare_runs - 1 and agent_mode
+                # The idle agent: the first agent side's, its bundles settled (measured before
+                # the next side starts, so nothing else of the benchmark runs meanwhile).
+                first = run == 0 and agent_mode
                 tag = f"{'ag' if agent_mode else 'pu'}{run}{uuid.uuid4().hex[:4]}"
                 seconds = await deploy_run(
                     tag,
@@ -305,7 +302,7 @@ async def compare(
                     git=git,
                     cluster=cluster,
                     root=root,
-                    idle_seconds=args.idle_seconds if last else 0.0,
+                    idle_seconds=args.idle_seconds if first else 0.0,
                 )
                 results[agent_mode].append(seconds)
                 mode = "agent" if agent_mode else "push"

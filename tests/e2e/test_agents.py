@@ -336,7 +336,7 @@ async def test_agent_watches_its_cluster_and_deploys_as_the_bundle_service_accou
             timeout=MODIFIED_WITHIN,
         )
         seen_after = time.monotonic() - edited
-        assert "cfg" in bundle.clusters[0].message, bundle.clusters[0].message
+        assert "/data/version" in bundle.clusters[0].message, bundle.clusters[0].message
         print(f"drift on the agent's cluster shown Modified after {seen_after:.1f}s")
         # The central worker watches nothing: the watch ran on the agent's own queue.
         assert not flotilla.worker.cluster_queues
@@ -346,3 +346,35 @@ async def test_agent_watches_its_cluster_and_deploys_as_the_bundle_service_accou
         await asyncio.to_thread(edge.stop)
         assert edge.proc is not None and edge.proc.returncode == 0
         assert time.monotonic() - stopping < 30
+
+        # A commit while the agent is away waits for it: Offline, no deploy started for it
+        # (nothing fails or retries), then exactly one new Helm revision when it is back.
+        await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "sa-ok"),
+            lambda s: s.clusters[0].state == "Offline",
+            timeout=60,
+        )
+        commit = git_daemon.commit(
+            git_daemon.working_copy(repo_name), {"ok/cm.yaml": CM.format(v=2)}, message="v2"
+        )
+        waiting = await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "sa-ok"),
+            lambda s: s.commit == commit and s.clusters[0].state == "Offline",
+            timeout=120,
+        )
+        assert "agent stopped" in waiting.clusters[0].message, waiting.clusters[0]
+
+        async def deploys() -> int:
+            calls, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, "sa-ok"))
+            return sum(c.name == "deploy_bundle" for c in calls)
+
+        assert await deploys() == 1
+        await asyncio.to_thread(edge.start)
+        await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "sa-ok"),
+            lambda s: s.commit == commit and s.state == "Ready",
+            timeout=240,
+        )
+        history = helm_history(local_cluster.kubeconfig, "sa-ok", namespace)
+        assert [h["revision"] for h in history] == [1, 2], history
+        assert await deploys() == 2
