@@ -354,6 +354,14 @@ async def test_agent_watches_its_cluster_and_deploys_as_the_bundle_service_accou
             lambda s: s.clusters[0].state == "Offline",
             timeout=60,
         )
+
+        async def calls(name: str) -> int:
+            found, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, "sa-ok"))
+            return sum(c.name == name for c in found)
+
+        # `sync` asks every cluster for a drift check: none is queued for the absent agent.
+        checks = await calls("check_deployment")
+        await flotilla.control.sync_gitrepo(ns, "sa")
         commit = git_daemon.commit(
             git_daemon.working_copy(repo_name), {"ok/cm.yaml": CM.format(v=2)}, message="v2"
         )
@@ -363,12 +371,8 @@ async def test_agent_watches_its_cluster_and_deploys_as_the_bundle_service_accou
             timeout=120,
         )
         assert "agent stopped" in waiting.clusters[0].message, waiting.clusters[0]
-
-        async def deploys() -> int:
-            calls, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, "sa-ok"))
-            return sum(c.name == "deploy_bundle" for c in calls)
-
-        assert await deploys() == 1
+        assert await calls("deploy_bundle") == 1
+        assert await calls("check_deployment") == checks
         await asyncio.to_thread(edge.start)
         await flotilla.eventually(
             lambda: flotilla.control.bundle_status(ns, "sa-ok"),
@@ -377,4 +381,4 @@ async def test_agent_watches_its_cluster_and_deploys_as_the_bundle_service_accou
         )
         history = helm_history(local_cluster.kubeconfig, "sa-ok", namespace)
         assert [h["revision"] for h in history] == [1, 2], history
-        assert await deploys() == 2
+        assert await calls("deploy_bundle") == 2
