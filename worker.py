@@ -29,7 +29,6 @@ from pathlib import Path
 
 from aiohttp import web
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, PollerBehaviorAutoscaling, Worker
@@ -39,11 +38,6 @@ from activities.deploy import DeployActivities
 from activities.gitops import GitOpsActivities
 from activities.notify import NotifyActivities
 from activities.objectwatch import ObjectWatchActivities
-from activities.objectwatch_models import (
-    OBJECTS_CHANGED_SIGNAL,
-    ObjectsChanged,
-    WatchObjectsRequest,
-)
 from activities.pushqueue import PushDeployActivities
 from activities.registry import RegistryActivities
 from activities.schedules import ScheduleActivities
@@ -55,7 +49,6 @@ from flotilla.ids import (
     DEFAULT_NAMESPACE,
     cluster_of_task_queue,
     cluster_task_queue,
-    objectwatch_workflow_id,
     push_task_queues,
     registry_workflow_id,
     watch_task_queue,
@@ -65,6 +58,7 @@ from runtime.metrics import DeploymentRow, MetricsServer, start_metrics
 from runtime.stores import content_store, load_settings, secret_store
 from runtime.temporal import connect, ensure_search_attributes
 from runtime.tools import locate_tools
+from starters.control import Control
 from starters.webhook import split_listen
 from starters.webhookserver import WebhookConfig, WebhookReceiver, start_receiver
 from workflows.bundle import BundleWorkflow
@@ -184,7 +178,9 @@ class FlotillaWorker:
         )
         self._queues = push_task_queues(config.task_queue)
         self._per_queue = max(2, -(-config.cluster_threads // len(self._queues)))
-        self.objectwatch = ObjectWatchActivities(self.deploy, self._objects_changed)
+        # Object watchers start, stop and signal as the CLI and agents do.
+        self.control = Control(client, task_queue=config.task_queue, secrets=secrets)
+        self.objectwatch = ObjectWatchActivities(self.deploy, self.control.objects_changed)
         self._control_pool = ThreadPoolExecutor(config.control_threads, "flotilla-control")
         self._cluster_pool = ThreadPoolExecutor(
             self._per_queue * len(self._queues), "flotilla-cluster"
@@ -445,35 +441,19 @@ class FlotillaWorker:
         if self.config.watch_objects:
             await self._start_object_watch(queue)
 
-    async def _objects_changed(self, workflow_id: str, change: ObjectsChanged) -> None:
-        await self.client.get_workflow_handle(workflow_id).signal(OBJECTS_CHANGED_SIGNAL, change)
-
     async def _start_object_watch(self, queue: str) -> None:
-        """Start the cluster's object watcher workflow, or keep the one running (another
-        worker of the queue may have started it): see workflows/objectwatch.py."""
         namespace, cluster = cluster_of_task_queue(queue)
         try:
-            await self.client.start_workflow(
-                ObjectWatchWorkflow.run,
-                WatchObjectsRequest(cluster_namespace=namespace, cluster_name=cluster),
-                id=objectwatch_workflow_id(namespace, cluster),
-                task_queue=self.config.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                static_summary=f"object watcher of cluster {namespace}/{cluster}",
-            )
+            await self.control.start_object_watch(namespace, cluster)
         except RPCError as err:
             log.warning("object watcher of cluster %s/%s not started: %s", namespace, cluster, err)
 
     async def _stop_object_watch(self, queue: str) -> None:
         namespace, cluster = cluster_of_task_queue(queue)
-        handle = self.client.get_workflow_handle(objectwatch_workflow_id(namespace, cluster))
         try:
-            await handle.cancel()
+            await self.control.stop_object_watch(namespace, cluster)
         except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                log.warning(
-                    "object watcher of cluster %s/%s not stopped: %s", namespace, cluster, err
-                )
+            log.warning("object watcher of cluster %s/%s not stopped: %s", namespace, cluster, err)
 
     async def _stop_cluster(self, queue: str) -> None:
         self._clusters.discard(queue)

@@ -1,15 +1,15 @@
 """Watch what flotilla deployed on one cluster and tell the bundles whose objects changed.
 
-One long-running, heartbeating activity per push-mode cluster (started by
-``workflows/objectwatch.py``), shared by every bundle on the cluster. It watches Helm's release
-records (Secrets ``owner=helm``) and, in every namespace, each kind the releases' manifests
-use, narrowed to ``app.kubernetes.io/managed-by=Helm``. An object names its release in Helm's
-annotations; the release's record names its bundle (``BUNDLE_LABEL``). A release deployed as a
-bundle's ServiceAccount (``SERVICE_ACCOUNT_LABEL`` on its record) has its kinds watched as
-that account, in the namespaces its objects live in: a team's watch sees what the team may
-see, and a Role without list/watch shows in the log, with the periodic check still finding
-drift. Release records are read with the cluster's credentials, as Helm's own bookkeeping.
-A change signals that
+One long-running, heartbeating activity per cluster (started by ``workflows/objectwatch.py``;
+run by the central worker for a push-mode cluster, by its agent for an agent-mode one), shared
+by every bundle on the cluster. It watches Helm's release records (Secrets ``owner=helm``) and,
+in every namespace, each kind the releases' manifests use, narrowed to
+``app.kubernetes.io/managed-by=Helm``. An object names its release in Helm's annotations; the
+release's record names its bundle (``BUNDLE_LABEL``). A release deployed as a bundle's
+ServiceAccount (``SERVICE_ACCOUNT_LABEL`` on its record) has its kinds watched as that account,
+in the namespaces its objects live in: a team's watch sees what the team may see, and a Role
+without list/watch shows in the log, with the periodic check still finding drift. Release
+records are read with the cluster's credentials, as Helm's own bookkeeping. A change signals that
 bundle's workflow (``objects_changed``), debounced, which checks drift at once: the check,
 not the watch, decides what is drift. Status-only changes and flotilla's own writes
 (``flotilla.objectwatch``) are not reported. A watch that breaks is re-established from its
@@ -326,7 +326,9 @@ class ObjectWatchActivities:
         signals = 0
         deadline = time.monotonic() + request.run_seconds
         try:
-            while time.monotonic() < deadline:
+            # A worker or agent that stops returns the watch early: its workflow schedules the
+            # next one, which waits on the queue for whoever serves the cluster then.
+            while time.monotonic() < deadline and not activity.is_worker_shutdown():
                 await asyncio.sleep(request.debounce_seconds)
                 activity.heartbeat(f"{signals} signals")
                 for bundle, objects in sorted(watch.take_changes().items()):

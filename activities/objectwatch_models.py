@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-# The activity, on each push-mode cluster's queue (activities/objectwatch.py).
+# The activity (activities/objectwatch.py): on the central worker's watch queue for push-mode
+# clusters, on an agent-mode cluster's own queue for its agent.
 WATCH_OBJECTS = "watch_objects"
 # BundleWorkflow's signal: objects of this bundle on ``cluster`` changed; check it now.
 OBJECTS_CHANGED_SIGNAL = "objects_changed"
@@ -18,6 +19,9 @@ class WatchObjectsRequest(BaseModel):
     cluster_namespace: str
     cluster_name: str
     run_seconds: float = 3600.0
+    # Where the watch runs: an agent-mode cluster's own queue (its agent watches with its own
+    # credentials); empty for a push-mode cluster (the central worker's watch queue).
+    task_queue: str = ""
     # Changes within this window reach a bundle as one signal.
     debounce_seconds: float = 1.0
 

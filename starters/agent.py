@@ -1,12 +1,14 @@
 """``flotilla agent``: serve one agent-mode cluster's task queue from inside (or beside) it.
 
 The agent is the pull side of Fleet's architecture. It polls only ``cluster.<ns>.<name>``,
-runs the deploy engine's activities there with the cluster's own credentials (a kubeconfig
-file, or the in-cluster service account), reads bundle content from the content store by
-digest and render secrets (Helm, SOPS) from the configured secret backend. It never asks the
-secret store for a kubeconfig: another cluster's is refused even if a request names it. A
-heartbeat signal tells the registry it lives, its version and the cluster's Kubernetes
-version; the registry marks it Offline when the beats stop (``flotilla.agents``).
+runs the deploy engine's activities and the cluster's object watcher there with the cluster's
+own credentials (a kubeconfig file, or the in-cluster service account), reads bundle content
+from the content store by digest and render secrets (Helm, SOPS) from the configured secret
+backend; a bundle's ServiceAccount is impersonated with those credentials as in push mode
+(``flotilla.impersonation``). It never asks the secret store for a kubeconfig: another
+cluster's is refused even if a request names it. A heartbeat signal tells the registry it
+lives, its version and the cluster's Kubernetes version; the registry marks it Offline when
+the beats stop (``flotilla.agents``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from temporalio.worker import Worker
 
 from activities.deploy import DeployActivities
 from activities.kube import KubeClients, parse_kubeconfig
+from activities.objectwatch import ObjectWatchActivities
 from activities.secrets import (
     KUBECONFIG_KEY,
     OPAQUE,
@@ -136,6 +139,8 @@ class AgentConfig:
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
     threads: int = DEFAULT_THREADS
     shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS
+    # The cluster's object watcher (drift seen in seconds) runs here, inside the cluster.
+    watch_objects: bool = True
 
 
 class Agent:
@@ -149,6 +154,7 @@ class Agent:
         self._clients = KubeClients(size=1)
         self._parsed: dict[str, Any] = parse_kubeconfig(config.kubeconfig)
         self._pool = ThreadPoolExecutor(config.threads, "flotilla-agent")
+        self.watch = ObjectWatchActivities(deploy, control.objects_changed)
 
     def kubernetes_version(self) -> tuple[str, str]:
         """(the API server's gitVersion, "") or ("", why it did not answer, one line)."""
@@ -203,6 +209,15 @@ class Agent:
                 "to it): remove it and register it with --agent to serve it from an agent"
             )
 
+    async def _start_watch(self) -> None:
+        """The cluster's object watcher, as the central worker runs one per push-mode cluster,
+        but on this queue: the watches use this agent's credentials and stay in the cluster."""
+        try:
+            await self.control.start_object_watch(*self._name(), queue=self.queue)
+        except RPCError as err:
+            # Drift is then found by the periodic check; the next start tries again.
+            log.warning("object watcher not started: %s", one_line(err.message))
+
     async def run(self, stop: asyncio.Event) -> None:
         worker = Worker(
             self.control.client,
@@ -212,13 +227,17 @@ class Agent:
                 self.deploy.wait_ready,
                 self.deploy.check_deployment,
                 self.deploy.remove_deployment,
+                self.watch.watch_objects,
             ],
             activity_executor=self._pool,
-            max_concurrent_activities=self.config.threads,
+            # The watcher is async (no thread of the pool) and holds one slot while it runs.
+            max_concurrent_activities=self.config.threads + 1,
             graceful_shutdown_timeout=timedelta(seconds=self.config.shutdown_seconds),
         )
         running = asyncio.create_task(worker.run())
         await self._beat_or_log()
+        if self.config.watch_objects:
+            await self._start_watch()
         log.info("%s: cluster %s/%s, task queue %s", STARTED_LINE, *self._name(), self.queue)
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -300,6 +319,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
             heartbeat_seconds=args.heartbeat_seconds,
             threads=args.threads,
             shutdown_seconds=args.shutdown_seconds,
+            watch_objects=args.watch_objects,
         )
         agent = Agent(control, config, deploy)
         await agent.check_registered()
@@ -357,6 +377,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=DEFAULT_SHUTDOWN_SECONDS,
         help="on SIGTERM, how long running deploys may finish before they are handed back",
+    )
+    parser.add_argument(
+        "--no-object-watch",
+        dest="watch_objects",
+        action="store_false",
+        help="run no object watcher: drift is then found by the periodic check alone",
     )
     parser.add_argument("--task-queue", default="flotilla", help=argparse.SUPPRESS)
     parser.set_defaults(handler=cmd_agent)

@@ -23,6 +23,11 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.objectwatch_models import (
+    OBJECTS_CHANGED_SIGNAL,
+    ObjectsChanged,
+    WatchObjectsRequest,
+)
 from activities.secrets import (
     KUBECONFIG_KEY,
     SecretStore,
@@ -36,6 +41,7 @@ from flotilla.ids import (
     bundle_workflow_id,
     gitrepo_workflow_id,
     notification_workflow_id,
+    objectwatch_workflow_id,
     registry_workflow_id,
 )
 from flotilla.kubenames import name_problem
@@ -85,6 +91,7 @@ from workflows.notifications_models import (
     NotificationStatus,
     NotificationStatusRequest,
 )
+from workflows.objectwatch_models import OBJECTWATCH_WORKFLOW
 from workflows.registry_models import (
     AGENT_HEARTBEAT_SIGNAL,
     APPLY_CLUSTER_UPDATE,
@@ -234,27 +241,34 @@ class Control:
         )
         return change
 
-    async def apply_cluster(self, cluster: Cluster) -> RegistryChange:
+    def _cluster_request(self, cluster: Cluster) -> ApplyClusterRequest:
+        """A Fleet Cluster as the registry takes it. Push mode when its kubeconfig Secret
+        (``spec.kubeConfigSecret``, else ``<name>-kubeconfig``) exists; without either, agent
+        mode, as in Fleet: the cluster waits for an agent whose token names it. A named
+        Secret that does not exist is an error, never agent mode."""
         namespace, name = cluster.metadata.namespace, cluster.metadata.name
-        secret = cluster.spec.kube_config_secret or kubeconfig_secret_name(name)
-        if not exists(self.secrets, namespace, secret):
+        named = cluster.spec.kube_config_secret
+        secret = named or kubeconfig_secret_name(name)
+        push = exists(self.secrets, namespace, secret)
+        if named and not push:
             raise SpecError(
                 f"cluster {namespace}/{name}: its kubeconfig Secret {namespace}/{secret} does "
                 f"not exist: run `flotilla cluster add {name} --kubeconfig FILE -n {namespace}`"
-                f" or create the Secret (key {KUBECONFIG_KEY!r})"
+                f" or create the Secret (key {KUBECONFIG_KEY!r}); leave spec.kubeConfigSecret "
+                "out for a cluster its agent serves"
             )
+        return ApplyClusterRequest(
+            name=name,
+            labels=cluster.metadata.labels or {},
+            paused=cluster.spec.paused,
+            kubeconfig_secret=secret if push else "",
+            agent=not push,
+            template_values={k: str(v) for k, v in (cluster.spec.template_values or {}).items()},
+        )
+
+    async def apply_cluster(self, cluster: Cluster) -> RegistryChange:
         change: RegistryChange = await self._registry_update(
-            namespace,
-            APPLY_CLUSTER_UPDATE,
-            ApplyClusterRequest(
-                name=name,
-                labels=cluster.metadata.labels or {},
-                paused=cluster.spec.paused,
-                kubeconfig_secret=secret,
-                template_values={
-                    k: str(v) for k, v in (cluster.spec.template_values or {}).items()
-                },
-            ),
+            cluster.metadata.namespace, APPLY_CLUSTER_UPDATE, self._cluster_request(cluster)
         )
         return change
 
@@ -269,10 +283,43 @@ class Control:
         return change
 
     async def remove_cluster(self, namespace: str, name: str) -> RegistryChange:
+        registered = await self.registry(namespace)
+        agent = any(c.name == name and c.agent for c in registered.clusters)
         change: RegistryChange = await self._registry_update(
             namespace, REMOVE_CLUSTER_UPDATE, RemoveClusterRequest(name=name)
         )
+        if agent:
+            # No worker follows an agent cluster to stop its watcher (push-mode ones are
+            # stopped by their worker after the grace period).
+            await self.stop_object_watch(namespace, name)
         return change
+
+    async def start_object_watch(self, namespace: str, cluster: str, *, queue: str = "") -> None:
+        """Start the cluster's object watcher (``objectwatch/<ns>/<cluster>``), or keep the one
+        running: several workers of one cluster, or an agent that restarts, make one. ``queue``
+        is where the watch runs: an agent's own queue, or empty for the central worker's."""
+        await self.client.start_workflow(
+            OBJECTWATCH_WORKFLOW,
+            WatchObjectsRequest(
+                cluster_namespace=namespace, cluster_name=cluster, task_queue=queue
+            ),
+            id=objectwatch_workflow_id(namespace, cluster),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"object watcher of cluster {namespace}/{cluster}",
+        )
+
+    async def stop_object_watch(self, namespace: str, cluster: str) -> None:
+        handle = self.client.get_workflow_handle(objectwatch_workflow_id(namespace, cluster))
+        try:
+            await handle.cancel()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+
+    async def objects_changed(self, workflow_id: str, change: ObjectsChanged) -> None:
+        """The object watcher's news for one bundle workflow (check that cluster now)."""
+        await self.client.get_workflow_handle(workflow_id).signal(OBJECTS_CHANGED_SIGNAL, change)
 
     async def apply_group(self, group: ClusterGroup) -> RegistryChange:
         change: RegistryChange = await self._registry_update(
@@ -504,17 +551,27 @@ class Control:
         await self._check_restrictions(objects)
         lines = [f"warning: {w}" for w in warnings]
         for obj in objects:
+            note = ""
             if isinstance(obj, GitRepo):
                 await self.apply_gitrepo(obj)
             elif isinstance(obj, Cluster):
-                await self.apply_cluster(obj)
+                request = self._cluster_request(obj)
+                await self._registry_update(obj.metadata.namespace, APPLY_CLUSTER_UPDATE, request)
+                if request.agent:
+                    note = (
+                        f" in agent mode (no kubeconfig Secret): its agent claims it with a "
+                        f"token naming it, `flotilla cluster token create --cluster "
+                        f"{obj.metadata.name} -n {obj.metadata.namespace}`"
+                    )
             elif isinstance(obj, ClusterGroup):
                 await self.apply_group(obj)
             elif isinstance(obj, Policy | GitRepoRestriction):
                 await self.apply_restriction(obj)
             else:
                 await self.apply_notification(obj)
-            lines.append(f"{obj.kind.lower()} {obj.metadata.namespace}/{obj.metadata.name} applied")
+            lines.append(
+                f"{obj.kind.lower()} {obj.metadata.namespace}/{obj.metadata.name} applied{note}"
+            )
         return lines
 
     # --- notifications ------------------------------------------------------------------------

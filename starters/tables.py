@@ -262,6 +262,7 @@ def cluster_table(
             "MODE",
             "BUNDLES-READY",
             "LAST-SEEN",
+            "READY",
             "KUBECONFIG-SECRET",
             "STATUS",
         ],
@@ -273,6 +274,8 @@ def cluster_table(
                 "agent" if c.agent else "push",
                 f"{ready.get(c.name, 0)}/{desired.get(c.name, 0)}",
                 age(c.last_seen, now),
+                # The cluster's Ready condition: it answers and every deployment is Ready.
+                str(states[c.name].state == "Ready").lower(),
                 c.kubeconfig_secret or "-",
                 status_text(states[c.name].state, states[c.name].message),
             ]

@@ -150,7 +150,9 @@ class BundleWorkflow:
         self._changed: set[str] = set()
         self._run_started = workflow.now()
         self._views: dict[str, ClusterView] = {}
-        self._views_version = -1
+        # The snapshot the views were built from: a new one (a refresh) rebuilds them. Not its
+        # version: Offline changes without one (agent-cluster views went stale, issue 13).
+        self._views_of: ClusterSnapshot | None = None
         # The last report sent, without its message, and when a held-back message is due.
         self._shape = ""
         self._report_due: datetime | None = None
@@ -538,9 +540,9 @@ class BundleWorkflow:
         clusters = self.state.clusters
         if clusters is None:
             return None
-        if self._views_version != clusters.version or not self._views:
+        if self._views_of is not clusters:
             self._views = {c.name: c for c in clusters.clusters}
-            self._views_version = clusters.version
+            self._views_of = clusters
         return self._views.get(cluster)
 
     def _agent(self, cluster: str) -> bool:

@@ -1,11 +1,12 @@
 """``objectwatch/<namespace>/<cluster>``: keeps one object watcher running on a cluster.
 
-The watcher itself is an activity on the cluster's task queue (``activities/objectwatch.py``),
-so exactly one runs per cluster however many workers serve the queue, and a worker that dies
-hands it to another through its heartbeat timeout. The worker that serves a push-mode cluster
-starts this workflow (an existing one is kept) and cancels it when the cluster leaves the
-registry. Each watch runs ``run_seconds`` (an hour), then the workflow continues as new, so its
-history stays a handful of events.
+The watcher itself is an activity (``activities/objectwatch.py``) on the central worker's watch
+queue, or for an agent-mode cluster on the cluster's own queue, so exactly one runs per cluster
+however many workers serve the queue, and a worker that dies hands it to another through its
+heartbeat timeout. The worker that serves a push-mode cluster, or the cluster's agent, starts
+this workflow (an existing one is kept); it is cancelled when the cluster leaves the registry.
+Each watch runs ``run_seconds`` (an hour), then the workflow continues as new, so its history
+stays a handful of events.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from flotilla.ids import watch_task_queue
     from workflows.common import WATCH_OBJECTS_HEARTBEAT, WATCH_OBJECTS_RETRY
+    from workflows.objectwatch_models import OBJECTWATCH_WORKFLOW
 
 # A watch returns after ``run_seconds``; it may take this much longer to stop its threads.
 _MARGIN = timedelta(minutes=2)
@@ -30,7 +32,7 @@ _MARGIN = timedelta(minutes=2)
 _AFTER_FAILURE = timedelta(seconds=30)
 
 
-@workflow.defn
+@workflow.defn(name=OBJECTWATCH_WORKFLOW)
 class ObjectWatchWorkflow:
     """Runs the cluster's object watcher, again and again, until cancelled."""
 
@@ -41,8 +43,8 @@ class ObjectWatchWorkflow:
                 WATCH_OBJECTS,
                 request,
                 result_type=WatchObjectsResult,
-                # Push mode: the central worker's watch queue (agents will watch in the agent).
-                task_queue=watch_task_queue(workflow.info().task_queue),
+                # Push mode: the central worker's watch queue; agent mode: the agent's queue.
+                task_queue=request.task_queue or watch_task_queue(workflow.info().task_queue),
                 start_to_close_timeout=timedelta(seconds=request.run_seconds)
                 + timedelta(minutes=2),
                 heartbeat_timeout=WATCH_OBJECTS_HEARTBEAT,

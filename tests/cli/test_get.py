@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 from flotilla.ids import (
     SA_BUNDLE,
@@ -17,7 +18,7 @@ from flotilla.ids import (
     SA_STATE,
 )
 from starters.get import BundleLine, GitRepoLine, bundle_lines, changed_rows, gitrepo_lines
-from starters.tables import bundle_table
+from starters.tables import bundle_table, cluster_table
 
 
 def _repo(name: str, **override: object) -> dict[str, object]:
@@ -88,3 +89,52 @@ def test_watch_prints_only_rows_that_changed() -> None:
     second = "NAME    STATE\na       Ready\nb       Ready\nc       Pending"
     assert changed_rows(second, seen) == ["b       Ready", "c       Pending"]
     assert changed_rows(second, seen) == []
+
+
+def test_cluster_table_shows_mode_last_seen_and_ready() -> None:
+    from workflows.bundle_models import BundleStatus, ClusterStatus  # noqa: PLC0415
+    from workflows.registry_models import ClusterRecord, RegistrySnapshot  # noqa: PLC0415
+
+    now = datetime(2026, 12, 4, 3, 0, tzinfo=UTC)
+    clusters = [
+        ClusterRecord(name="edge", agent=True, last_seen=now - timedelta(seconds=4)),
+        ClusterRecord(
+            name="gone",
+            agent=True,
+            last_seen=now - timedelta(minutes=3),
+            unreachable="agent stopped heartbeating",
+            unreachable_since=now - timedelta(minutes=3),
+        ),
+        ClusterRecord(name="lab", kubeconfig_secret="lab-kubeconfig"),
+        ClusterRecord(name="prod", kubeconfig_secret="prod-kubeconfig", last_seen=now),
+    ]
+    states = {"edge": "Ready", "gone": "Ready", "lab": "NotReady", "prod": "Ready"}
+    bundle = BundleStatus.model_validate(
+        {
+            **dict.fromkeys(
+                ("namespace", "bundle", "gitrepo", "commit", "message", "summary"), "x"
+            ),
+            "paused": False,
+            "ready": 3,
+            "desired": 4,
+            "state": "NotReady",
+            "clusters": [
+                ClusterStatus(
+                    cluster=name, state=state, message="", deployment_id="", applied="", release=""
+                )
+                for name, state in states.items()
+            ],
+        }
+    )
+    snapshot = RegistrySnapshot(
+        namespace="ns", version=1, clusters=clusters, groups=[], subscribers=[]
+    )
+    rows = [line.split()[:7] for line in cluster_table(snapshot, [bundle], now).splitlines()]
+    assert rows == [
+        ["NAME", "LABELS", "PAUSED", "MODE", "BUNDLES-READY", "LAST-SEEN", "READY"],
+        ["edge", "<none>", "false", "agent", "1/1", "4s", "true"],
+        # Offline outranks its deployments' last known states.
+        ["gone", "<none>", "false", "agent", "1/1", "3m", "false"],
+        ["lab", "<none>", "false", "push", "0/1", "<never>", "false"],
+        ["prod", "<none>", "false", "push", "1/1", "0s", "true"],
+    ]

@@ -5,6 +5,10 @@ that holds neither, and a push-mode cluster in the same GitRepo (a mixed fleet).
 SIGKILL of one agent mid-rollout: its cluster turns Offline, the others finish, the restarted
 agent converges with exactly one new Helm revision. No kubeconfig token appears in any
 history, agent log or CLI output.
+
+An agent also runs its cluster's object watcher (a hand edit shows Modified in seconds, not at
+the 5-minute check) and deploys a bundle with ``serviceAccount`` as that account, through
+impersonation, under real RBAC.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from activities.kube import Kube
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from flotilla.ids import bundle_workflow_id, cluster_task_queue
@@ -33,11 +39,14 @@ from tests.e2e.harness import (
     helm_history,
     history_text,
 )
+from tests.e2e.test_service_accounts import CLUSTER_ROLE, grant_namespaced_role
 
 ROOT = Path(__file__).resolve().parents[2]
 # Two API servers, a dev server, three deploy rounds and an agent restart on a shared machine.
 pytestmark = pytest.mark.timeout(1200)
 HEARTBEAT_SECONDS = 2
+# Drift through the agent's watcher, on a loaded machine; the periodic check would take 300 s.
+MODIFIED_WITHIN = 30.0
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {{version: '{v}'}}\n"
 
 
@@ -258,3 +267,118 @@ async def test_agents_deploy_go_offline_and_converge_in_a_mixed_fleet(
         for name, cluster in downstream.items():
             with contextlib.suppress(Exception):
                 cluster.request("DELETE", f"/api/v1/namespaces/{prefix}-{name}")
+
+
+async def test_agent_watches_its_cluster_and_deploys_as_the_bundle_service_account(
+    flotilla: Flotilla,
+    local_cluster: LocalCluster,
+    git_daemon: GitDaemon,
+    repo_name: str,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    ns = flotilla.namespace
+    grant_namespaced_role(local_cluster, namespace, "deployer")
+    role = f"t{uuid.uuid4().hex[:6]}-admin"
+    as_deployer = f"defaultNamespace: {namespace}\nserviceAccount: deployer\n"
+    url = git_daemon.create_repo(
+        repo_name,
+        {
+            "ok/fleet.yaml": as_deployer,
+            "ok/cm.yaml": CM.format(v=1),
+            "cr/fleet.yaml": as_deployer,
+            "cr/role.yaml": CLUSTER_ROLE.format(name=role),
+        },
+    )
+    edge = agent_process(flotilla, tmp_path / "edge", "edge", local_cluster.kubeconfig)
+    with stopped_at_exit(edge):
+        await flotilla.control.add_cluster(ns, "edge", None)
+        await asyncio.to_thread(edge.start)
+        await flotilla.control.apply_text(
+            gitrepo_yaml(ns, "sa", url, targets=[{"clusterName": "edge"}]), file="g.yaml"
+        )
+        status = await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "sa"),
+            lambda s: (
+                len(s.bundles) == 2 and all(b.state in ("Ready", "ErrApplied") for b in s.bundles)
+            ),
+            timeout=300,
+        )
+        states = {b.name: b.state for b in status.bundles}
+        assert states == {"sa-ok": "Ready", "sa-cr": "ErrApplied"}, status
+        # The agent deployed as the ServiceAccount: within its Role, and nothing beyond it.
+        (refused,) = (await flotilla.control.bundle_status(ns, "sa-cr")).clusters
+        user = f"system:serviceaccount:{namespace}:deployer"
+        assert f"forbidden: {user} cannot get clusterroles.rbac.authorization.k8s.io" in (
+            refused.message
+        ), refused.message
+        assert "\n" not in refused.message
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            local_cluster.request("GET", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{role}")
+        assert missing.value.code == 404
+        helm_secrets = local_cluster.request(
+            "GET", f"/api/v1/namespaces/{namespace}/secrets?labelSelector=owner%3Dhelm,name%3Dsa-ok"
+        )
+        assert len(helm_secrets["items"]) == 1
+
+        # A hand edit is seen by the agent's watcher: Modified within seconds.
+        await asyncio.sleep(3)  # the watcher has read the release
+        kube = Kube.from_kubeconfig(local_cluster.kubeconfig.read_text())
+        try:
+            kube.merge_patch("v1", "ConfigMap", namespace, "cfg", {"data": {"version": "edited"}})
+        finally:
+            kube.close()
+        edited = time.monotonic()
+        bundle = await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "sa-ok"),
+            lambda s: s.state == "Modified",
+            interval=0.5,
+            timeout=MODIFIED_WITHIN,
+        )
+        seen_after = time.monotonic() - edited
+        assert "/data/version" in bundle.clusters[0].message, bundle.clusters[0].message
+        print(f"drift on the agent's cluster shown Modified after {seen_after:.1f}s")
+        # The central worker watches nothing: the watch ran on the agent's own queue.
+        assert not flotilla.worker.cluster_queues
+
+        # A graceful stop hands the watch back at once (no wait for the shutdown grace).
+        stopping = time.monotonic()
+        await asyncio.to_thread(edge.stop)
+        assert edge.proc is not None and edge.proc.returncode == 0
+        assert time.monotonic() - stopping < 30
+
+        # A commit while the agent is away waits for it: Offline, no deploy started for it
+        # (nothing fails or retries), then exactly one new Helm revision when it is back.
+        await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "sa-ok"),
+            lambda s: s.clusters[0].state == "Offline",
+            timeout=60,
+        )
+
+        async def calls(name: str) -> int:
+            found, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, "sa-ok"))
+            return sum(c.name == name for c in found)
+
+        # `sync` asks every cluster for a drift check: none is queued for the absent agent.
+        checks = await calls("check_deployment")
+        await flotilla.control.sync_gitrepo(ns, "sa")
+        commit = git_daemon.commit(
+            git_daemon.working_copy(repo_name), {"ok/cm.yaml": CM.format(v=2)}, message="v2"
+        )
+        waiting = await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "sa-ok"),
+            lambda s: s.commit == commit and s.clusters[0].state == "Offline",
+            timeout=120,
+        )
+        assert "agent stopped" in waiting.clusters[0].message, waiting.clusters[0]
+        assert await calls("deploy_bundle") == 1
+        assert await calls("check_deployment") == checks
+        await asyncio.to_thread(edge.start)
+        await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "sa-ok"),
+            lambda s: s.commit == commit and s.state == "Ready",
+            timeout=240,
+        )
+        history = helm_history(local_cluster.kubeconfig, "sa-ok", namespace)
+        assert [h["revision"] for h in history] == [1, 2], history
+        assert await calls("deploy_bundle") == 2

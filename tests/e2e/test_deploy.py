@@ -89,6 +89,7 @@ async def test_commit_becomes_ready_on_two_clusters_then_one_revision_per_commit
             "MODE",
             "BUNDLES-READY",
             "LAST-SEEN",
+            "READY",
             "KUBECONFIG-SECRET",
             "STATUS",
         ]

@@ -118,3 +118,52 @@ async def test_silent_agent_turns_offline_within_two_heartbeats_and_comes_back(
     record = await flotilla.eventually(
         lambda: _record(flotilla, "edge"), lambda r: r.unreachable == "agent stopped"
     )
+
+
+def _cluster_yaml(ns: str, name: str, labels: str, spec: str = "{}") -> str:
+    return (
+        f"apiVersion: fleet.cattle.io/v1alpha1\nkind: Cluster\n"
+        f"metadata: {{name: {name}, namespace: {ns}, labels: {labels}}}\nspec: {spec}\n"
+    )
+
+
+async def test_a_fleet_cluster_without_a_kubeconfig_secret_waits_for_the_agent_its_token_names(
+    flotilla: Flotilla,
+) -> None:
+    control, ns = flotilla.control, flotilla.namespace
+    flotilla.worker.config.watch_objects = False  # the push-mode one has no API server
+    lines = await control.apply_text(_cluster_yaml(ns, "edge", "{site: s1}"), file="edge.yaml")
+    assert lines == [
+        f"cluster {ns}/edge applied in agent mode (no kubeconfig Secret): its agent claims it "
+        f"with a token naming it, `flotilla cluster token create --cluster edge -n {ns}`"
+    ]
+    # Re-applied (labels changed): still the agent's, no Secret asked for.
+    await control.apply_text(_cluster_yaml(ns, "edge", "{site: s2}"), file="edge.yaml")
+    edge = await _record(flotilla, "edge")
+    assert edge.agent and edge.kubeconfig_secret == "" and edge.labels == {"site": "s2"}
+
+    anyone = await control.create_token(ns, "anyone", ttl_seconds=3600)
+    assert "does not name it" in await _refused(flotilla, anyone, "edge")
+    named = await control.create_token(ns, "for-edge", ttl_seconds=3600, cluster="edge")
+    assert "claimed by its agent" in (await control.register_agent(named, "edge"))[1].message
+    edge = await _record(flotilla, "edge")
+    assert edge.agent and edge.registered_with == "for-edge"
+
+    # A Secret named in the spec that does not exist is an error, never agent mode.
+    with pytest.raises(SpecError) as err:
+        await control.apply_text(
+            _cluster_yaml(ns, "lab", "{}", "{kubeConfigSecret: lab-creds}"), file="lab.yaml"
+        )
+    assert str(err.value) == (
+        f"cluster {ns}/lab: its kubeconfig Secret {ns}/lab-creds does not exist: run "
+        f"`flotilla cluster add lab --kubeconfig FILE -n {ns}` or create the Secret (key "
+        "'value'); leave spec.kubeConfigSecret out for a cluster its agent serves"
+    )
+    # flotilla's own default Secret (from `cluster add --kubeconfig`) keeps a cluster push-mode.
+    control.secrets.put(ns, "pushed-kubeconfig", {"value": "apiVersion: v1\nkind: Config\n"})
+    lines = await control.apply_text(_cluster_yaml(ns, "pushed", "{}"), file="p.yaml")
+    assert lines == [f"cluster {ns}/pushed applied"]
+    clusters = {c.name: c for c in (await control.registry(ns)).clusters}
+    assert set(clusters) == {"edge", "pushed"}
+    assert not clusters["pushed"].agent
+    assert clusters["pushed"].kubeconfig_secret == "pushed-kubeconfig"
