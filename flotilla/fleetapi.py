@@ -18,7 +18,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flotilla.errors import one_line
-from flotilla.models import API_VERSION, Cluster, ClusterGroup, GitRepo, parse_spec
+from flotilla.models import (
+    API_VERSION,
+    Cluster,
+    ClusterGroup,
+    GitRepo,
+    Schedule,
+    parse_fleet_object,
+    parse_spec,
+)
 from flotilla.schemas import json_schema
 from flotilla.status import BundleLine, BundleState, Condition, explain
 
@@ -33,11 +41,12 @@ LEASE_SECONDS = 30
 # Leases Fleet's own controllers hold (leader election), by name prefix.
 FLEET_LEASE_PREFIXES = ("fleet-controller-leader-election", "fleet-gitops-leader-election")
 
-FleetObject = GitRepo | Cluster | ClusterGroup
-APPLIED_KINDS: dict[str, type[GitRepo] | type[Cluster] | type[ClusterGroup]] = {
+FleetObject = GitRepo | Cluster | ClusterGroup | Schedule
+APPLIED_KINDS: dict[str, type[FleetObject]] = {
     "GitRepo": GitRepo,
     "Cluster": Cluster,
     "ClusterGroup": ClusterGroup,
+    "Schedule": Schedule,
 }
 
 
@@ -260,6 +269,11 @@ def read_object(obj: Mapping[str, Any]) -> tuple[FleetObject, list[str]]:
         "spec": obj.get("spec") or {},
     }
     model = APPLIED_KINDS[str(obj.get("kind"))]
+    if model is Schedule:
+        # What `flotilla apply -f` does with a Schedule, its window checks included.
+        schedule, found = parse_fleet_object(data, file=object_name(obj))
+        assert isinstance(schedule, Schedule)
+        return schedule, found
     parsed, warnings = parse_spec(model, data, file=object_name(obj))
     return parsed, warnings
 

@@ -22,7 +22,7 @@ from flotilla.notifications import load_objects
 from runtime.stores import LazySecretStore, load_settings
 from runtime.temporal import connect
 from starters.control import Control
-from starters.get import POLICY_KINDS, WORKSPACE_KINDS
+from starters.get import POLICY_KINDS, SCHEDULE_KINDS, WORKSPACE_KINDS
 from starters.rollout import DEFAULT_INTERVAL, follow_rollout, parse_timeout
 from starters.tables import (
     bundle_table,
@@ -33,6 +33,7 @@ from starters.tables import (
     gitrepo_table,
     render,
     restriction_table,
+    schedule_table,
     workspace_table,
 )
 from starters.tokens import add_token_commands
@@ -184,6 +185,9 @@ def cmd_get(args: argparse.Namespace) -> int:
             if not args.kind.startswith("gitreporestriction"):
                 found = [*snapshot.policies, *found]
             return render(found, args.output, lambda: restriction_table(found))
+        if args.kind in SCHEDULE_KINDS:
+            schedules = (await control.registry(args.namespace)).schedules
+            return render(schedules, args.output, lambda: schedule_table(schedules))
         return await _clusters(control, args.namespace, args.output)
 
     return _run(args, action)
@@ -229,6 +233,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if args.kind in RESTRICTION_KINDS:
             kind = RESTRICTION_KINDS[args.kind]
             return (await control.remove_restriction(args.namespace, kind, args.name)).message
+        if args.kind == "schedule":
+            return (await control.remove_schedule(args.namespace, args.name)).message
         return await control.delete_gitrepo(args.namespace, args.name)
 
     return _run(args, action)
@@ -327,10 +333,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     delete = sub.add_parser(
         "delete",
-        help="delete a gitrepo (and its deployments), a cluster, a clustergroup, a policy or "
-        "a gitreporestriction",
+        help="delete a gitrepo (and its deployments), a cluster, a clustergroup, a policy, "
+        "a gitreporestriction or a schedule",
     )
-    delete.add_argument("kind", choices=("gitrepo", "cluster", "clustergroup", *RESTRICTION_KINDS))
+    delete.add_argument(
+        "kind", choices=("gitrepo", "cluster", "clustergroup", *RESTRICTION_KINDS, "schedule")
+    )
     delete.add_argument("name")
     _common(delete)
     delete.set_defaults(handler=cmd_delete)

@@ -44,6 +44,7 @@ IMAGE_KINDS = ("images", "image")
 # Policies lists both restriction kinds; gitreporestrictions only the older one.
 POLICY_KINDS = ("policies", "policy", "gitreporestrictions", "gitreporestriction")
 WORKSPACE_KINDS = ("workspaces", "workspace")
+SCHEDULE_KINDS = ("schedules", "schedule")
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     get = sub.add_parser(
-        "get", help="list gitrepos, bundles, clusters, images, policies or workspaces"
+        "get", help="list gitrepos, bundles, clusters, images, policies, schedules or workspaces"
     )
     get.add_argument(
         "kind",
@@ -210,6 +211,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             *IMAGE_KINDS,
             *POLICY_KINDS,
             *WORKSPACE_KINDS,
+            *SCHEDULE_KINDS,
         ),
     )
     get.add_argument(

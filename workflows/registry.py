@@ -21,16 +21,18 @@ with workflow.unsafe.imports_passed_through():
         offline_reason,
         registration_refusal,
     )
-    from flotilla.errors import INVALID_SPEC, one_line
+    from flotilla.errors import INVALID_SPEC, SpecError, one_line
     from flotilla.kubenames import labels_problem, name_problem
-    from flotilla.models import GitRepoRestriction, Policy
+    from flotilla.models import GitRepoRestriction, Policy, window_of
     from flotilla.restrictions import conflicts
+    from flotilla.windows import check_window
     from workflows.common import continue_as_new_due
     from workflows.registry_models import (
         AGENT_HEARTBEAT_SIGNAL,
         APPLY_CLUSTER_UPDATE,
         APPLY_GROUP_UPDATE,
         APPLY_RESTRICTION_UPDATE,
+        APPLY_SCHEDULE_UPDATE,
         CREATE_TOKEN_UPDATE,
         DELETE_TOKEN_UPDATE,
         LABEL_CLUSTER_UPDATE,
@@ -39,12 +41,14 @@ with workflow.unsafe.imports_passed_through():
         REMOVE_CLUSTER_UPDATE,
         REMOVE_GROUP_UPDATE,
         REMOVE_RESTRICTION_UPDATE,
+        REMOVE_SCHEDULE_UPDATE,
         SNAPSHOT_QUERY,
         TOKENS_QUERY,
         AgentHeartbeat,
         ApplyClusterRequest,
         ApplyGroupRequest,
         ApplyRestrictionRequest,
+        ApplyScheduleRequest,
         ClusterRecord,
         ClusterSnapshot,
         ClustersSeen,
@@ -59,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         RemoveClusterRequest,
         RemoveGroupRequest,
         RemoveRestrictionRequest,
+        RemoveScheduleRequest,
         SnapshotRequest,
         SubscribeRequest,
         TokenInfo,
@@ -179,6 +184,7 @@ class ClusterRegistryWorkflow:
             groups=[self.state.groups[n] for n in sorted(self.state.groups)],
             policies=[self.state.policies[n] for n in sorted(self.state.policies)],
             restrictions=[self.state.restrictions[n] for n in sorted(self.state.restrictions)],
+            schedules=[self.state.schedules[n] for n in sorted(self.state.schedules)],
         )
 
     async def _notify(self, subscribers: list[str]) -> None:
@@ -534,6 +540,42 @@ class ClusterRegistryWorkflow:
                 f"{self.state.namespace!r}"
             )
 
+    # --- deployment windows (Fleet's Schedules) ------------------------------------------------
+
+    @workflow.update(name=APPLY_SCHEDULE_UPDATE)
+    def apply_schedule(self, request: ApplyScheduleRequest) -> RegistryChange:
+        name = request.schedule.metadata.name
+        verb = "updated" if name in self.state.schedules else "added"
+        self.state.schedules[name] = request.schedule
+        return self._changed(f"schedule {name} {verb}")
+
+    @apply_schedule.validator
+    def _validate_apply_schedule(self, request: ApplyScheduleRequest) -> None:
+        schedule = request.schedule
+        check_name(schedule.metadata.name, "Schedule")
+        if schedule.metadata.namespace != self.state.namespace:
+            raise _invalid(
+                f"Schedule {schedule.metadata.name}: namespace "
+                f"{schedule.metadata.namespace!r} is not this registry's {self.state.namespace!r}"
+            )
+        where = f"Schedule {schedule.metadata.name}"
+        try:
+            check_window(window_of(schedule, file=where), file=where, now=workflow.now())
+        except SpecError as err:
+            raise _invalid(str(err)) from None
+
+    @workflow.update(name=REMOVE_SCHEDULE_UPDATE)
+    def remove_schedule(self, request: RemoveScheduleRequest) -> RegistryChange:
+        del self.state.schedules[request.name]
+        return self._changed(f"schedule {request.name} removed")
+
+    @remove_schedule.validator
+    def _validate_remove_schedule(self, request: RemoveScheduleRequest) -> None:
+        if request.name not in self.state.schedules:
+            raise _invalid(
+                f"Schedule {request.name!r} does not exist in namespace {self.state.namespace!r}"
+            )
+
     # --- subscribers --------------------------------------------------------------------------
 
     @workflow.signal
@@ -558,4 +600,5 @@ class ClusterRegistryWorkflow:
             subscribers=list(self.state.subscribers),
             policies=[self.state.policies[n] for n in sorted(self.state.policies)],
             restrictions=[self.state.restrictions[n] for n in sorted(self.state.restrictions)],
+            schedules=[self.state.schedules[n] for n in sorted(self.state.schedules)],
         )
