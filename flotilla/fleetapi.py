@@ -42,7 +42,7 @@ LEASE_SECONDS = 30
 FLEET_LEASE_PREFIXES = ("fleet-controller-leader-election", "fleet-gitops-leader-election")
 
 FleetObject = GitRepo | Cluster | ClusterGroup | Schedule
-APPLIED_KINDS: dict[str, type[FleetObject]] = {
+APPLIED_KINDS: dict[str, type[GitRepo] | type[Cluster] | type[ClusterGroup] | type[Schedule]] = {
     "GitRepo": GitRepo,
     "Cluster": Cluster,
     "ClusterGroup": ClusterGroup,

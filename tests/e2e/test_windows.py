@@ -95,6 +95,17 @@ async def _deploys_to(flotilla: Flotilla, cluster: str) -> list[datetime]:
     ]
 
 
+async def _staged_until(flotilla: Flotilla, opens: datetime) -> str:
+    """Wait until the windowed cluster shows it waits for the window opening at ``opens``."""
+    state = await flotilla.eventually(
+        lambda: _cluster(flotilla, "win"),
+        lambda s: f"next window opens {opens:%Y-%m-%d %H:%M:%S} UTC" in s[1],
+        timeout=180,
+    )
+    assert state[0] == "OutOfSync", state
+    return state[1]
+
+
 async def test_a_closed_window_stages_and_the_opening_deploys(
     flotilla: Flotilla,
     local_cluster: LocalCluster,
@@ -103,29 +114,27 @@ async def test_a_closed_window_stages_and_the_opening_deploys(
     prefix: str,
 ) -> None:
     ns = flotilla.namespace
-    opens = _at_second(45)
-    lines = await flotilla.control.apply_text(schedule_yaml(ns, opens, "10m"), file="s.yaml")
+    later = _at_second(3600)
+    lines = await flotilla.control.apply_text(schedule_yaml(ns, later, "10m"), file="s.yaml")
     assert lines == [f"schedule {ns}/nightly applied"]
     table = schedule_table((await flotilla.control.registry(ns)).schedules)
-    assert f"{opens:%Y-%m-%dT%H:%M:%SZ}" in table and "false" in table
+    assert f"{later:%Y-%m-%dT%H:%M:%SZ}" in table and "false" in table
     await _setup(flotilla, local_cluster, git_daemon, repo_name, prefix)
 
-    # The untargeted cluster rolls out; the windowed one stages and says when it may deploy.
-    state = await flotilla.eventually(
-        lambda: _cluster(flotilla, "win"),
-        lambda s: s[0] == "OutOfSync",
-        timeout=120,
-    )
-    assert state[1].startswith(
-        f"outside its deployment window: next window opens {opens:%Y-%m-%d %H:%M:%S} UTC "
+    # The untargeted cluster rolls out; the windowed ones stage and say when they may deploy.
+    message = await _staged_until(flotilla, later)
+    assert message.startswith(
+        f"outside its deployment window: next window opens {later:%Y-%m-%d %H:%M:%S} UTC "
         "(schedule nightly); version s-"
-    ), state
+    ), message
     await flotilla.eventually(lambda: _cluster(flotilla, "free"), lambda s: s[0] == "Ready")
-    assert datetime.now(UTC) < opens, "the machine was too slow to see the closed window"
-    assert releases(local_cluster.kubeconfig, f"{prefix}-win") == []
-    assert await _deploys_to(flotilla, "win") == []
+    for cluster in WINDOWED:
+        assert releases(local_cluster.kubeconfig, f"{prefix}-{cluster}") == []
+        assert await _deploys_to(flotilla, cluster) == []
 
     # The window opens during the rollout: the staged version goes out, not before.
+    opens = _at_second(25)
+    await flotilla.control.apply_text(schedule_yaml(ns, opens, "10m"), file="s.yaml")
     for cluster in WINDOWED:
         await flotilla.eventually(
             lambda c=cluster: _cluster(flotilla, c), lambda s: s[0] == "Ready", timeout=180
@@ -166,36 +175,28 @@ async def test_windows_while_the_worker_is_down(
     prefix: str,
 ) -> None:
     ns = flotilla.namespace
+    later = _at_second(3600)
+    await flotilla.control.apply_text(schedule_yaml(ns, later, "10m"), file="s.yaml")
+    await _setup(flotilla, local_cluster, git_daemon, repo_name, prefix)
+    await _staged_until(flotilla, later)
+    await flotilla.eventually(lambda: _cluster(flotilla, "free"), lambda s: s[0] == "Ready")
+
     # A 15 s window that opens and closes while the worker is down: nothing may deploy.
     opens = _at_second(40)
     await flotilla.control.apply_text(schedule_yaml(ns, opens, "15s"), file="s.yaml")
-    await _setup(flotilla, local_cluster, git_daemon, repo_name, prefix)
-    await flotilla.eventually(
-        lambda: _cluster(flotilla, "win"), lambda s: s[0] == "OutOfSync", timeout=120
-    )
-    await flotilla.eventually(lambda: _cluster(flotilla, "free"), lambda s: s[0] == "Ready")
+    await _staged_until(flotilla, opens)
     await flotilla.worker.stop()
     assert datetime.now(UTC) < opens, "the machine was too slow to stop before the window"
     await _sleep_until(opens + timedelta(seconds=20))
     await _restart(flotilla)
-    tomorrow = opens + timedelta(days=1)
-    state = await flotilla.eventually(
-        lambda: _cluster(flotilla, "win"),
-        lambda s: f"next window opens {tomorrow:%Y-%m-%d %H:%M:%S} UTC" in s[1],
-        timeout=120,
-    )
-    assert state[0] == "OutOfSync"
+    await _staged_until(flotilla, opens + timedelta(days=1))
     assert await _deploys_to(flotilla, "win") == []
     assert releases(local_cluster.kubeconfig, f"{prefix}-win") == []
 
     # A window that opens while the worker is down is honoured when it is back.
-    opens = _at_second(30)
+    opens = _at_second(40)
     await flotilla.control.apply_text(schedule_yaml(ns, opens, "10m"), file="s.yaml")
-    await flotilla.eventually(
-        lambda: _cluster(flotilla, "win"),
-        lambda s: f"next window opens {opens:%Y-%m-%d %H:%M:%S} UTC" in s[1],
-        timeout=60,
-    )
+    await _staged_until(flotilla, opens)
     await flotilla.worker.stop()
     await _sleep_until(opens + timedelta(seconds=10))
     back = datetime.now(UTC)
