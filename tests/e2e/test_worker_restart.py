@@ -13,14 +13,17 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 
 from activities.secrets import FileSecretStore
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from devenv.temporal import TemporalDevServer
+from flotilla.errors import FlotillaError
 from flotilla.ids import bundle_workflow_id
 from starters.control import Control
 from tests.e2e.harness import Flotilla, WorkerProcess, activity_calls, gitrepo_yaml, helm_history
+from workflows.gitrepo_models import GitRepoStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = """\
@@ -220,8 +223,16 @@ async def _kill_mid_rollout(
                 worker.kill()
             if not restart_server:
                 worker.start()
+
+            async def current() -> GitRepoStatus:
+                # A server that has just come back may answer "unavailable" for a moment.
+                try:
+                    return await control.gitrepo_status(ns, "kill")
+                except RPCError as err:
+                    raise FlotillaError(err.message) from None
+
             status = await helper.eventually(
-                lambda: control.gitrepo_status(ns, "kill"),
+                current,
                 lambda s: (
                     s.commit == commit
                     and s.state == "Ready"
