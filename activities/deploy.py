@@ -475,6 +475,8 @@ class DeployActivities:
                         activity.logger.warning(
                             "bundle %s on cluster %s/%s: %s", *log_args, decision.reason
                         )
+                        # What it applied beyond the new version goes, as after an adoption.
+                        stale = _latest_manifest(kube, release, namespace, history)
                         drop_release_record(kube, release, namespace, decision.pending_revision)
                     elif decision.action is HistoryAction.ADOPT:
                         activity.logger.warning(
