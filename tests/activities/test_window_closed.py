@@ -43,7 +43,7 @@ def test_a_deploy_after_its_window_closed_applies_nothing(tmp_path: Path) -> Non
     with pytest.raises(ApplicationError) as err:
         ActivityEnvironment().run(_engine(tmp_path).deploy_bundle, _request(closed))
     assert err.value.type == WINDOW_CLOSED and err.value.non_retryable
-    assert str(err.value) == (
+    assert err.value.message == (
         f"deployment window closed at {closed:%Y-%m-%d %H:%M:%S} UTC before the deploy started; "
         "nothing was applied"
     )
