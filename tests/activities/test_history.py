@@ -45,6 +45,22 @@ def never_ready_chart(engine: Engine) -> str:
     return str(engine.chart_dir(RELEASE, [deployment("web", pod=UNSCHEDULABLE)], "9.9.9"))
 
 
+def stuck_upgrade(engine: Engine, *flags: str) -> None:
+    """Revision 2: an upgrade to a never-Ready chart whose helm died waiting (pending)."""
+    proc = engine.helm_popen(
+        "upgrade",
+        RELEASE,
+        never_ready_chart(engine),
+        "-n",
+        engine.namespace,
+        *flags,
+        "--wait",
+        "--timeout",
+        "120s",
+    )
+    stop_when(engine, proc, 2, "pending-upgrade")
+
+
 def statuses(engine: Engine) -> list[str]:
     return [entry["status"] for entry in engine.history(RELEASE)]
 
@@ -74,17 +90,7 @@ def test_stuck_pending_install_is_adopted_and_its_leftovers_deleted(engine: Engi
 def test_stuck_pending_upgrade_is_rolled_back_then_upgraded(engine: Engine) -> None:
     bundle = engine.bundle({"cfg.yaml": dump(configmap("cfg", {"a": "1"}))})
     engine.deploy(bundle, "v1")
-    proc = engine.helm_popen(
-        "upgrade",
-        RELEASE,
-        never_ready_chart(engine),
-        "-n",
-        engine.namespace,
-        "--wait",
-        "--timeout",
-        "120s",
-    )
-    stop_when(engine, proc, 2, "pending-upgrade")
+    stuck_upgrade(engine)
 
     result = engine.deploy(bundle, "v2")
 
@@ -108,19 +114,7 @@ def test_an_upgrade_to_the_same_version_left_pending_is_continued_as_its_revisio
     # flotilla's deployment-id label) and was waiting for readiness when it died.
     bundle = engine.bundle({"cfg.yaml": dump(configmap("cfg", {"a": "1"}))})
     engine.deploy(bundle, "v1")
-    proc = engine.helm_popen(
-        "upgrade",
-        RELEASE,
-        never_ready_chart(engine),
-        "-n",
-        engine.namespace,
-        "--labels",
-        "flotilla.dev/deployment-id=v2",
-        "--wait",
-        "--timeout",
-        "120s",
-    )
-    stop_when(engine, proc, 2, "pending-upgrade")
+    stuck_upgrade(engine, "--labels", "flotilla.dev/deployment-id=v2")
 
     result = engine.deploy(bundle, "v2")
 
