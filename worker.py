@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -99,6 +99,11 @@ DEFAULT_CLUSTER_POLLERS = 8
 # Most workflow-task pollers of the control queue, scaled the same way (the SDK's fixed
 # default of 5 bounded 50 busy bundle workflows the same way).
 CONTROL_WORKFLOW_POLLERS = 20
+# A workflow task for a workflow cached on a worker waits this long on that worker's sticky
+# queue before any worker may take it. A killed worker never takes it: the SDK's 10 s
+# default held every rollout it had cached for 10 s after a crash. A live worker's sticky
+# pollers are always waiting, so a short bound costs nothing while it lives.
+STICKY_QUEUE_TIMEOUT = timedelta(seconds=3)
 # One cluster runs at most this many deploy activities at once (a semaphore per cluster):
 # too few, and a cluster with many slow readiness waits holds back its other bundles.
 DEFAULT_CLUSTER_CONCURRENCY = 4
@@ -271,6 +276,7 @@ class FlotillaWorker:
             workflow_task_poller_behavior=PollerBehaviorAutoscaling(
                 maximum=CONTROL_WORKFLOW_POLLERS
             ),
+            sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
             interceptors=self._interceptors,
         )
         self._control_task = asyncio.create_task(self._control.run())

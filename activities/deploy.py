@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from activities.helm import (
     Helm,
     UpgradeFlags,
     applied_revision,
+    drop_release_record,
     drop_release_records,
     find_release_objects,
     read_history,
@@ -52,6 +54,7 @@ from activities.helm import (
     roll_back,
 )
 from activities.kube import ForbiddenError, Kube, KubeClients, parse_kubeconfig
+from activities.liveness import heartbeating
 from activities.releasewatch import ReleaseWatch
 from activities.render import (
     compute_values,
@@ -91,6 +94,7 @@ from flotilla.errors import (
     INVALID_BUNDLE,
     NOT_FOUND,
     SECRET_NOT_FOUND,
+    WINDOW_CLOSED,
     FlotillaError,
     RenderError,
     SpecError,
@@ -144,6 +148,18 @@ def _heartbeat(what: str) -> None:
     activity.heartbeat(what)
     if activity.is_cancelled():
         raise CancelledError(f"cancelled during {what}")
+
+
+def _check_window(request: DeployRequest) -> None:
+    """A deploy never starts after its deployment window closed (it may have waited on its
+    queue, or for a worker that was down): it applies nothing and waits for the next one."""
+    if request.not_after is not None and datetime.now(UTC) >= request.not_after:
+        raise FlotillaError(
+            f"deployment window closed at {request.not_after:%Y-%m-%d %H:%M:%S} UTC before the "
+            "deploy started; nothing was applied",
+            type=WINDOW_CLOSED,
+            retryable=False,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,19 +390,9 @@ class DeployActivities:
         """Install or upgrade the bundle's release to ``deployment_id``; a no-op when it runs."""
         redact = Redactor()
         try:
-            result, manifest = self._deploy(request, redact)
-            if request.wait_ready_seconds > 0:
-                # A failure while watching retries the whole activity, which is safe: the
-                # release is then already deployed, and the retry goes straight to watching.
-                result.status = self._wait_ready(
-                    StatusRequest.model_validate(
-                        {**request.model_dump(), "release": result.release}
-                    ),
-                    request.wait_ready_seconds,
-                    redact,
-                    applied_manifest=None if request.check_drift else manifest,
-                )
-            return result
+            _check_window(request)
+            with heartbeating():
+                return self._deploy_and_watch(request, redact)
         except FlotillaError as err:
             activity.logger.warning(
                 "deploy of bundle %s (gitrepo %s) to cluster %s/%s failed: %s",
@@ -397,6 +403,19 @@ class DeployActivities:
                 redact(str(err)),
             )
             raise _application_error(err, redact) from None
+
+    def _deploy_and_watch(self, request: DeployRequest, redact: Redactor) -> DeployResult:
+        result, manifest = self._deploy(request, redact)
+        if request.wait_ready_seconds > 0:
+            # A failure while watching retries the whole activity, which is safe: the
+            # release is then already deployed, and the retry goes straight to watching.
+            result.status = self._wait_ready(
+                StatusRequest.model_validate({**request.model_dump(), "release": result.release}),
+                request.wait_ready_seconds,
+                redact,
+                applied_manifest=None if request.check_drift else manifest,
+            )
+        return result
 
     def _deploy(self, request: DeployRequest, redact: Redactor) -> tuple[DeployResult, str | None]:
         """The deploy, and the manifest Helm applied (None when nothing was applied)."""
@@ -468,6 +487,17 @@ class DeployActivities:
                             revision=decision.rollback_revision,
                             max_history=history_size,
                         )
+                    elif decision.action is HistoryAction.CONTINUE_PENDING:
+                        # Helm numbers the next revision after the newest record: without the
+                        # stuck one, the upgrade takes its number. Objects the stopped helm
+                        # already applied carry the release's ownership, so helm adopts them.
+                        assert decision.pending_revision is not None
+                        activity.logger.warning(
+                            "bundle %s on cluster %s/%s: %s", *log_args, decision.reason
+                        )
+                        # What it applied beyond the new version goes, as after an adoption.
+                        stale = _latest_manifest(kube, release, namespace, history)
+                        drop_release_record(kube, release, namespace, decision.pending_revision)
                     elif decision.action is HistoryAction.ADOPT:
                         activity.logger.warning(
                             "bundle %s on cluster %s/%s: %s", *log_args, decision.reason
@@ -521,7 +551,12 @@ class DeployActivities:
             changed=True,
             action=decision.action,
             reason=reason,
-            recovered=decision.action in (HistoryAction.ROLLBACK_THEN_UPGRADE, HistoryAction.ADOPT),
+            recovered=decision.action
+            in (
+                HistoryAction.ROLLBACK_THEN_UPGRADE,
+                HistoryAction.ADOPT,
+                HistoryAction.CONTINUE_PENDING,
+            ),
         )
         manifest = record.get("manifest")
         return result, manifest if isinstance(manifest, str) else None
@@ -632,7 +667,8 @@ class DeployActivities:
         """Poll until the release's objects are Ready or the timeout passes (then NotReady)."""
         redact = Redactor()
         try:
-            return self._wait_ready(request, request.timeout_seconds, redact)
+            with heartbeating():
+                return self._wait_ready(request, request.timeout_seconds, redact)
         except FlotillaError as err:
             raise _application_error(err, redact) from None
 
@@ -769,7 +805,7 @@ class DeployActivities:
                     redact,
                     act_as=service_account_user(release.namespace, account),
                 )
-            with self._kube(kubeconfig, parsed) as kube:
+            with heartbeating(), self._kube(kubeconfig, parsed) as kube:
                 if request.keep_resources:
                     # Helm's records are its release Secrets; without them the objects are
                     # nobody's release, and Helm never touches them again.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 from flotilla.credentials import RenderSecretRefs
@@ -57,6 +59,10 @@ class DeployRequest(BaseModel):
     # Once Ready, check drift too (the bundle showed Modified): the status the deploy returns
     # is then the whole truth, and a deploy that restored the objects clears Modified.
     check_drift: bool = False
+    # The end of the deployment window the deploy was released in (Fleet's Schedule): an
+    # attempt that starts later applies nothing (WindowClosed). Left out of the JSON when
+    # there is none, so requests without windows stay what older histories hold.
+    not_after: datetime | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class DeployResult(BaseModel):

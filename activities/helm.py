@@ -389,6 +389,11 @@ def drop_release_records(kube: Kube, release: str, namespace: str) -> int:
     return len(records)
 
 
+def drop_release_record(kube: Kube, release: str, namespace: str, revision: int) -> None:
+    """Delete Helm's record of one revision (a stuck pending one), never its objects."""
+    kube.delete("v1", "Secret", namespace, f"{_RECORD_PREFIX}{release}.v{revision}")
+
+
 def find_release_objects(kube: Kube, release: str, namespace: str) -> list[dict[str, Any]]:
     """The live objects Helm labelled and annotated as the release's, found without its record.
 

@@ -32,9 +32,9 @@ from activities.deploy_models import (
 )
 from flotilla.errors import CLUSTER_UNREACHABLE
 
-# A call waiting for its cluster's slot heartbeats this often, well inside the shortest
-# heartbeat timeout of the deploy activities (30 s).
-_SLOT_WAIT_SECONDS = 5.0
+# A call waiting for its cluster's slot heartbeats this often, well inside the deploy
+# activities' heartbeat timeout (10 s; Temporal sends one heartbeat per 8 s of it at most).
+_SLOT_WAIT_SECONDS = 2.0
 
 
 class DeployEngine(Protocol):

@@ -37,7 +37,7 @@ from activities.kube import (
 from flotilla import fleetapi
 from flotilla.errors import FlotillaError, one_line
 from flotilla.fleetapi import DeploymentView, GitRepoView
-from flotilla.models import ClusterGroup, GitRepo, GitRepoRestriction, Policy
+from flotilla.models import ClusterGroup, GitRepo, GitRepoRestriction, Policy, Schedule
 from flotilla.status import BundleState
 from flotilla.targeting import match_selector
 from starters.control import Control
@@ -46,7 +46,7 @@ from workflows.bundle_models import BundleStatus
 log = logging.getLogger("flotilla.controller")
 
 FLEET_API = f"{fleetapi.GROUP}/{fleetapi.VERSION}"
-WATCHED = ("GitRepo", "Cluster", "ClusterGroup", "Policy", "GitRepoRestriction")
+WATCHED = ("GitRepo", "Cluster", "ClusterGroup", "Schedule", "Policy", "GitRepoRestriction")
 REPO_LABEL = "fleet.cattle.io/repo-name"
 BUNDLE_LABEL = "fleet.cattle.io/bundle-name"
 _MERGE = "application/merge-patch+json"
@@ -423,6 +423,8 @@ class Controller:
                     await self.control.apply_group(model)
                 elif isinstance(model, Policy | GitRepoRestriction):
                     await self.control.apply_restriction(model)
+                elif isinstance(model, Schedule):
+                    await self.control.apply_schedule(model)
                 else:
                     await self.control.apply_cluster(model)
             except FlotillaError as err:
@@ -458,6 +460,8 @@ class Controller:
                 await self.control.delete_gitrepo(namespace, name, wait=True)
             elif kind == "Cluster":
                 await self.control.remove_cluster(namespace, name)
+            elif kind == "Schedule":
+                await self.control.remove_schedule(namespace, name)
             elif kind == "ClusterGroup":
                 await self.control.remove_group(namespace, name)
             else:

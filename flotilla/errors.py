@@ -159,6 +159,8 @@ THROTTLED = "Throttled"
 WAIT_TIMEOUT = "WaitTimeout"
 CHART_RENDER_FAILED = "ChartRenderFailed"
 HELM_FAILED = "HelmFailed"
+# A deploy whose deployment window (Fleet's Schedule) closed before it started applies nothing.
+WINDOW_CLOSED = "WindowClosed"
 # Container registries (activities/registry.py).
 REGISTRY_UNAVAILABLE = "RegistryUnavailable"
 REGISTRY_RATE_LIMITED = "RegistryRateLimited"
@@ -195,6 +197,7 @@ RETRYABLE: dict[str, bool | None] = {
     WAIT_TIMEOUT: None,
     CHART_RENDER_FAILED: None,
     HELM_FAILED: None,
+    WINDOW_CLOSED: False,
     REGISTRY_UNAVAILABLE: True,
     REGISTRY_RATE_LIMITED: True,
     REGISTRY_AUTH_FAILED: False,

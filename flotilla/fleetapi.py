@@ -25,6 +25,7 @@ from flotilla.models import (
     GitRepo,
     GitRepoRestriction,
     Policy,
+    Schedule,
     parse_fleet_object,
 )
 from flotilla.schemas import json_schema
@@ -41,13 +42,14 @@ LEASE_SECONDS = 30
 # Leases Fleet's own controllers hold (leader election), by name prefix.
 FLEET_LEASE_PREFIXES = ("fleet-controller-leader-election", "fleet-gitops-leader-election")
 
-FleetObject = GitRepo | Cluster | ClusterGroup | Policy | GitRepoRestriction
+FleetObject = GitRepo | Cluster | ClusterGroup | Policy | GitRepoRestriction | Schedule
 APPLIED_KINDS: dict[str, type[FleetObject]] = {
     "GitRepo": GitRepo,
     "Cluster": Cluster,
     "ClusterGroup": ClusterGroup,
     "Policy": Policy,
     "GitRepoRestriction": GitRepoRestriction,
+    "Schedule": Schedule,
 }
 # Object fields that are never the user's input, beside a top-level kind's own fields.
 _ENVELOPE = ("apiVersion", "kind", "metadata", "status")

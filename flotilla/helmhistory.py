@@ -46,6 +46,10 @@ class HistoryAction(StrEnum):
     # running workflows' histories still parse.
     UNINSTALL_THEN_INSTALL = "uninstall-then-install"
     ALREADY_DEPLOYED = "already-deployed"
+    # The newest revision is an upgrade to this very version that a killed helm left pending:
+    # its record goes and the upgrade runs again under the same revision number, so a crash
+    # mid-deploy leaves no extra revisions (a rollback first would add two).
+    CONTINUE_PENDING = "continue-pending-upgrade"
 
 
 class HistoryDecision(BaseModel):
@@ -56,6 +60,8 @@ class HistoryDecision(BaseModel):
     action: HistoryAction
     reason: str
     rollback_revision: int | None = None
+    # For continue-pending-upgrade: the stuck revision whose record is replaced.
+    pending_revision: int | None = None
 
 
 _PENDING = (
@@ -127,6 +133,15 @@ def decide_release_action(
                 f"{where} and none is deployed; recreating the release and adopting the live "
                 f"objects{note}"
             ),
+        )
+    if latest.status is ReleaseStatus.PENDING_UPGRADE and latest.deployment_id == released:
+        return HistoryDecision(
+            action=HistoryAction.CONTINUE_PENDING,
+            reason=(
+                f"{where} (left by a helm that stopped); upgrading again as revision "
+                f"{latest.revision} over deployed revision {deployed.revision}{note}"
+            ),
+            pending_revision=latest.revision,
         )
     if latest.status in _PENDING:
         # A pending revision blocks every later operation; flotilla is the release's only

@@ -8,6 +8,7 @@ import difflib
 import re
 import types
 import typing
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import (
@@ -26,6 +27,7 @@ from flotilla.durations import parse_duration
 from flotilla.errors import SpecError, short_repr
 from flotilla.ids import DEFAULT_NAMESPACE
 from flotilla.kubenames import is_dns1123
+from flotilla.windows import Window, check_window
 from flotilla.yamlload import (
     load_yaml_documents,
     load_yaml_mapping,
@@ -600,7 +602,32 @@ class GitRepoRestriction(FleetObjectModel):
     _patterns = field_validator("allowed_repo_patterns")(_check_patterns)
 
 
-FleetObject = GitRepo | Cluster | ClusterGroup | Policy | GitRepoRestriction
+class ScheduleTargets(FleetModel):
+    """The clusters a Schedule's windows apply to (any entry matching is enough)."""
+
+    clusters: list[GitTarget] | None = None
+
+
+class ScheduleSpec(FleetModel):
+    """Fleet's Schedule spec: a Quartz cron expression, how long each window stays open, the
+    time zone the expression is read in, and the clusters it holds."""
+
+    schedule: str
+    duration: str | int | float
+    location: str | None = None
+    targets: ScheduleTargets = Field(default_factory=ScheduleTargets)
+
+
+class Schedule(FleetObjectModel):
+    """Fleet's Schedule: deployment windows. A targeted cluster is deployed to only while one
+    of its Schedules' windows is open (``flotilla.windows``)."""
+
+    kind: Literal["Schedule"] = "Schedule"
+    metadata: ObjectMeta
+    spec: ScheduleSpec
+
+
+FleetObject = GitRepo | Cluster | ClusterGroup | Policy | GitRepoRestriction | Schedule
 Restriction = Policy | GitRepoRestriction
 _OBJECT_KINDS: dict[str, type[FleetObject]] = {
     "GitRepo": GitRepo,
@@ -608,6 +635,7 @@ _OBJECT_KINDS: dict[str, type[FleetObject]] = {
     "ClusterGroup": ClusterGroup,
     "Policy": Policy,
     "GitRepoRestriction": GitRepoRestriction,
+    "Schedule": Schedule,
 }
 
 
@@ -727,7 +755,20 @@ def parse_fleet_object(data: dict[str, Any], *, file: str) -> tuple[FleetObject,
             raise SpecError(f"unknown field{hint}", file=file, field=path)
     if isinstance(parsed, GitRepo):
         warnings.extend(_credentials_unused(parsed, file=file))
+    if isinstance(parsed, Schedule):
+        check_window(window_of(parsed, file=file), file=file, now=datetime.now(UTC))
     return parsed, warnings
+
+
+def window_of(schedule: Schedule, *, file: str = "") -> Window:
+    """The Schedule as ``flotilla.windows`` evaluates it (its duration read, in seconds)."""
+    spec = schedule.spec
+    return Window(
+        name=schedule.metadata.name,
+        cron=spec.schedule,
+        duration_seconds=parse_duration(spec.duration, field="spec.duration", file=file),
+        location=spec.location or "",
+    )
 
 
 def _credentials_unused(gitrepo: GitRepo, *, file: str) -> list[str]:

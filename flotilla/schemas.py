@@ -13,7 +13,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from flotilla.models import Cluster, ClusterGroup, FleetYaml, GitRepo, GitRepoRestriction, Policy
+from flotilla.models import (
+    Cluster,
+    ClusterGroup,
+    FleetYaml,
+    GitRepo,
+    GitRepoRestriction,
+    Policy,
+    Schedule,
+)
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -25,6 +33,7 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "clustergroup": ClusterGroup,
     "policy": Policy,
     "gitreporestriction": GitRepoRestriction,
+    "schedule": Schedule,
 }
 
 

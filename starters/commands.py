@@ -22,7 +22,7 @@ from flotilla.notifications import Alert, AlertSpec, load_objects
 from runtime.stores import LazySecretStore, load_settings
 from runtime.temporal import connect
 from starters.control import Control
-from starters.get import ALERT_KINDS, POLICY_KINDS, PROVIDER_KINDS, WORKSPACE_KINDS
+from starters.get import ALERT_KINDS, POLICY_KINDS, PROVIDER_KINDS, SCHEDULE_KINDS, WORKSPACE_KINDS
 from starters.rollout import DEFAULT_INTERVAL, follow_rollout, parse_timeout
 from starters.tables import (
     alert_table,
@@ -37,6 +37,7 @@ from starters.tables import (
     provider_table,
     render,
     restriction_table,
+    schedule_table,
     workspace_table,
 )
 from starters.tokens import add_token_commands
@@ -195,6 +196,9 @@ def cmd_get(args: argparse.Namespace) -> int:
             if not args.kind.startswith("gitreporestriction"):
                 found = [*snapshot.policies, *found]
             return render(found, args.output, lambda: restriction_table(found))
+        if args.kind in SCHEDULE_KINDS:
+            schedules = (await control.registry(args.namespace)).schedules
+            return render(schedules, args.output, lambda: schedule_table(schedules))
         return await _clusters(control, args.namespace, args.output)
 
     return _run(args, action)
@@ -270,6 +274,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
             return (await control.remove_restriction(args.namespace, kind, args.name)).message
         if args.kind in {"provider", "alert"}:
             return await control.delete_notification(args.namespace, args.kind, args.name)
+        if args.kind == "schedule":
+            return (await control.remove_schedule(args.namespace, args.name)).message
         return await control.delete_gitrepo(args.namespace, args.name)
 
     return _run(args, action)
@@ -372,12 +378,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     delete = sub.add_parser(
         "delete",
         help="delete a gitrepo (and its deployments), a cluster, a clustergroup, a policy, "
-        "a gitreporestriction, or a notification provider (its queued messages are dropped; "
-        "refused while an alert uses it) or alert",
+        "a gitreporestriction, a schedule, or a notification provider (its queued messages are "
+        "dropped; refused while an alert uses it) or alert",
     )
     delete.add_argument(
         "kind",
-        choices=("gitrepo", "cluster", "clustergroup", *RESTRICTION_KINDS, "provider", "alert"),
+        choices=(
+            "gitrepo",
+            "cluster",
+            "clustergroup",
+            *RESTRICTION_KINDS,
+            "schedule",
+            "provider",
+            "alert",
+        ),
     )
     delete.add_argument("name")
     _common(delete)

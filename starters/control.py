@@ -53,6 +53,7 @@ from flotilla.models import (
     GitRepoRestriction,
     Policy,
     Restriction,
+    Schedule,
 )
 from flotilla.notifications import Alert, NotificationObject, Provider, load_objects
 from flotilla.restrictions import conflicts
@@ -97,6 +98,7 @@ from workflows.registry_models import (
     APPLY_CLUSTER_UPDATE,
     APPLY_GROUP_UPDATE,
     APPLY_RESTRICTION_UPDATE,
+    APPLY_SCHEDULE_UPDATE,
     CREATE_TOKEN_UPDATE,
     DELETE_TOKEN_UPDATE,
     LABEL_CLUSTER_UPDATE,
@@ -107,12 +109,14 @@ from workflows.registry_models import (
     REMOVE_CLUSTER_UPDATE,
     REMOVE_GROUP_UPDATE,
     REMOVE_RESTRICTION_UPDATE,
+    REMOVE_SCHEDULE_UPDATE,
     SNAPSHOT_QUERY,
     TOKENS_QUERY,
     AgentHeartbeat,
     ApplyClusterRequest,
     ApplyGroupRequest,
     ApplyRestrictionRequest,
+    ApplyScheduleRequest,
     CreateTokenRequest,
     DeleteTokenRequest,
     LabelClusterRequest,
@@ -125,6 +129,7 @@ from workflows.registry_models import (
     RemoveClusterRequest,
     RemoveGroupRequest,
     RemoveRestrictionRequest,
+    RemoveScheduleRequest,
     SnapshotRequest,
     TokenInfo,
     TokensRequest,
@@ -407,6 +412,21 @@ class Control:
         )
         return change
 
+    async def apply_schedule(self, schedule: Schedule) -> RegistryChange:
+        """Add or replace a Schedule (deployment windows) in its workspace's registry."""
+        change: RegistryChange = await self._registry_update(
+            schedule.metadata.namespace,
+            APPLY_SCHEDULE_UPDATE,
+            ApplyScheduleRequest(schedule=schedule),
+        )
+        return change
+
+    async def remove_schedule(self, namespace: str, name: str) -> RegistryChange:
+        change: RegistryChange = await self._registry_update(
+            namespace, REMOVE_SCHEDULE_UPDATE, RemoveScheduleRequest(name=name)
+        )
+        return change
+
     async def _check_restrictions(self, objects: list[FleetObject | NotificationObject]) -> None:
         """Refuse the file before anything is applied when one of its Policies or
         GitRepoRestrictions conflicts with its workspace's (or with one before it in the file),
@@ -567,6 +587,8 @@ class Control:
                 await self.apply_group(obj)
             elif isinstance(obj, Policy | GitRepoRestriction):
                 await self.apply_restriction(obj)
+            elif isinstance(obj, Schedule):
+                await self.apply_schedule(obj)
             else:
                 await self.apply_notification(obj)
             lines.append(

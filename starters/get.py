@@ -47,6 +47,7 @@ WORKSPACE_KINDS = ("workspaces", "workspace")
 # Notification config (notifications/<ns>).
 PROVIDER_KINDS = ("providers", "provider")
 ALERT_KINDS = ("alerts", "alert")
+SCHEDULE_KINDS = ("schedules", "schedule")
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +204,8 @@ def cmd_get(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     get = sub.add_parser(
         "get",
-        help="list gitrepos, bundles, clusters, images, policies, workspaces, or notification "
-        "providers and alerts",
+        help="list gitrepos, bundles, clusters, images, policies, schedules, workspaces, or "
+        "notification providers and alerts",
     )
     get.add_argument(
         "kind",
@@ -217,6 +218,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             *WORKSPACE_KINDS,
             *PROVIDER_KINDS,
             *ALERT_KINDS,
+            *SCHEDULE_KINDS,
         ),
     )
     get.add_argument(

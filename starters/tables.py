@@ -11,7 +11,7 @@ import yaml
 
 if TYPE_CHECKING:
     # Annotations only: `flotilla secret` prints its tables without loading the workflows.
-    from flotilla.models import Restriction
+    from flotilla.models import Restriction, Schedule
     from flotilla.notifications import AlertSpec
     from flotilla.status import Condition, StateWithMessage
     from starters.control import WorkspaceSummary
@@ -420,6 +420,32 @@ def restriction_table(items: Sequence[Restriction]) -> str:
             [r.kind, r.metadata.name, _rules(r.model_dump(by_alias=True, exclude_defaults=True))]
             for r in items
         ],
+    )
+
+
+def schedule_table(items: Sequence[Schedule], now: datetime | None = None) -> str:
+    """Schedules with Fleet's columns (schedule, duration, active, next start) and targets."""
+    from flotilla.models import window_of  # noqa: PLC0415 - `get` tables import no pydantic
+    from flotilla.windows import window_at  # noqa: PLC0415
+
+    at = now or datetime.now(UTC)
+    rows = []
+    for schedule in items:
+        window = window_at([window_of(schedule)], at)
+        targets = schedule.spec.targets.clusters or []
+        rows.append(
+            [
+                schedule.metadata.name,
+                schedule.spec.schedule,
+                str(schedule.spec.duration),
+                schedule.spec.location or "UTC",
+                "true" if window.open else "false",
+                f"{window.opens_at:%Y-%m-%dT%H:%M:%SZ}" if window.opens_at else "-",
+                _rules({"targets": [t.to_fleet() for t in targets]}) if targets else "<none>",
+            ]
+        )
+    return table(
+        ["NAME", "SCHEDULE", "DURATION", "LOCATION", "ACTIVE", "NEXT-START", "TARGETS"], rows
     )
 
 

@@ -45,8 +45,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.objectwatch_models import OBJECTS_CHANGED_SIGNAL, ObjectsChanged
     from flotilla.bundledeployment import RETRY_DELAY, Due
     from flotilla.depends import Dependency, check_dependencies
-    from flotilla.errors import cause_message, one_line
+    from flotilla.errors import WINDOW_CLOSED, cause_message, one_line
     from flotilla.ids import cluster_task_queue, deploy_task_queue, gitrepo_workflow_id
+    from flotilla.models import window_of
     from flotilla.rollout import RolloutState, plan_rollout
     from flotilla.status import (
         BundleReport,
@@ -58,6 +59,8 @@ with workflow.unsafe.imports_passed_through():
         transition,
         while_planning,
     )
+    from flotilla.targeting import ClusterInfo, match_target
+    from flotilla.windows import Window, WindowState, window_at
     from workflows.bundle_models import (
         BUNDLE_STATUS_QUERY,
         PAUSE_SIGNAL,
@@ -123,6 +126,10 @@ PLANNING_PATCH = "bundle-report-waits-for-the-plan"
 # A deployment the rollout moves is released in the same pass, so the pass's report says
 # WaitApplied, not OutOfSync "held back by the rollout" (a different report).
 RELEASED_AT_ONCE_PATCH = "bundle-released-before-its-report"
+# Deployment windows (Fleet's Schedule): a cluster a Schedule targets is deployed to only
+# while a window is open, with a timer for the next one. Asked only when the workspace has
+# Schedules, so runs without any carry no marker.
+WINDOWS_PATCH = "windows-deployment-windows"
 
 
 def _shape(report: BundleReport) -> str:
@@ -156,6 +163,14 @@ class BundleWorkflow:
         # The last report sent, without its message, and when a held-back message is due.
         self._shape = ""
         self._report_due: datetime | None = None
+        # The Schedules that target each cluster (by snapshot version), and their state at the
+        # time of the pass that computed it.
+        self._cluster_windows: dict[str, tuple[Window, ...]] = {}
+        self._windows_version = -1
+        self._windows_at: dict[tuple[Window, ...], WindowState] = {}
+        self._windows_now: datetime | None = None
+        # Set by a pass (queries may not ask for a patch) once the workspace has Schedules.
+        self._windows_enabled = False
 
     @workflow.run
     async def run(self, state: BundleWorkflowState) -> None:
@@ -291,6 +306,7 @@ class BundleWorkflow:
             due.append(self.state.next_monitor_at)
         if self._report_due is not None:
             due.append(self._report_due)
+        due.extend(self._window_openings())
         if not due:
             return None
         return max(min(due) - workflow.now(), timedelta(seconds=1))
@@ -307,6 +323,8 @@ class BundleWorkflow:
         if key != self.state.plan_key:
             await self._plan(spec, clusters)
             self.state.plan_key = key
+        if clusters.schedules and not self._windows_enabled:
+            self._windows_enabled = workflow.patched(WINDOWS_PATCH)
         self._remove_untargeted()
         self._retry_due()
         self._roll_out(clusters)
@@ -390,6 +408,8 @@ class BundleWorkflow:
             if record.release is None:
                 del self.state.deployments[name]
                 continue
+            if self._window_closed(name):
+                continue  # as in Fleet: outside its window a cluster's releases stay
             if self._room() > 0:
                 self._spawn(name, self._remove(name, forget=True))
 
@@ -446,7 +466,8 @@ class BundleWorkflow:
         rollout_targets = [
             self.state.deployments[name].rollout_target(
                 labels=labels.get(name, {}),
-                paused=self._paused(name),
+                # Outside its deployment window a cluster stays staged, as a paused one does.
+                paused=self._paused(name) or self._window_closed(name),
                 blocked=bool(self._waiting_for(name)),
                 offline=name in offline,
             )
@@ -471,6 +492,59 @@ class BundleWorkflow:
                     # end of this pass must not call it held back by the rollout.
                     self._put(self.state.deployments[name].release_staged())
                 self._spawn(name, self._deploy(name))
+
+    # --- deployment windows (flotilla/windows.py) ---------------------------------------------
+
+    def _window(self, cluster: str) -> WindowState | None:
+        """The deployment window state of a cluster that Schedules target, at this pass's
+        time; None for a cluster no Schedule targets (always deployable)."""
+        clusters = self.state.clusters
+        if clusters is None or not clusters.schedules or not self._windows_enabled:
+            return None
+        if self._windows_version != clusters.version:
+            groups = list(clusters.groups)
+            windows = [(s, window_of(s)) for s in clusters.schedules]
+            self._cluster_windows = {}
+            for view in clusters.clusters:
+                info = ClusterInfo(
+                    name=view.name, namespace=self.state.namespace, labels=view.labels
+                )
+                matched = tuple(
+                    window
+                    for schedule, window in windows
+                    if any(
+                        match_target(t, info, groups) for t in schedule.spec.targets.clusters or []
+                    )
+                )
+                if matched:
+                    self._cluster_windows[view.name] = matched
+            self._windows_version = clusters.version
+            self._windows_at = {}
+        matched_windows = self._cluster_windows.get(cluster)
+        if not matched_windows:
+            return None
+        now = workflow.now()
+        if self._windows_now != now:
+            self._windows_at, self._windows_now = {}, now
+        if matched_windows not in self._windows_at:
+            self._windows_at[matched_windows] = window_at(matched_windows, now)
+        return self._windows_at[matched_windows]
+
+    def _window_closed(self, cluster: str) -> bool:
+        window = self._window(cluster)
+        return window is not None and not window.open
+
+    def _window_openings(self) -> list[datetime]:
+        """When the windows open that staged versions wait for: durable timers, no polling."""
+        openings = []
+        for name in self.state.targets:
+            record = self.state.deployments.get(name)
+            if record is None or record.staged == record.released:
+                continue
+            window = self._window(name)
+            if window is not None and not window.open and window.opens_at is not None:
+                openings.append(window.opens_at)
+        return openings
 
     def _room(self) -> int:
         return self.state.max_pending_activities - len(self._in_flight)
@@ -561,7 +635,10 @@ class BundleWorkflow:
         else:
             # The message alone ("cluster X unreachable: ..."), not prefixed by its type.
             error = cause_message(err)
-        record = self.state.deployments[cluster].failed(error, workflow.now(), self._retry_delay())
+        # A deploy that found its window closed applied nothing: due again at once, and then
+        # held by the closed window until the next one (no ErrApplied for a retry delay).
+        delay = timedelta(0) if _failure_type(err) == WINDOW_CLOSED else self._retry_delay()
+        record = self.state.deployments[cluster].failed(error, workflow.now(), delay)
         self._put(record)
         workflow.logger.warning(
             "bundle %s on cluster %s: %s", self.state.bundle, cluster, record.error
@@ -588,6 +665,7 @@ class BundleWorkflow:
                     render_secrets=spec.render_secrets,
                     wait_ready_seconds=min(READY_GRACE_SECONDS, self.state.ready_watch_seconds),
                     check_drift=bool(record.drift),
+                    not_after=window.closes_at if (window := self._window(cluster)) else None,
                 ),
                 result_type=DeployResult,
                 timeout=DEPLOY_TIMEOUT,
@@ -642,7 +720,10 @@ class BundleWorkflow:
                 cluster,
                 CHECK_DEPLOYMENT,
                 self._status_request(record).model_copy(
-                    update={"correct": record.may_correct(workflow.now())}
+                    update={
+                        "correct": record.may_correct(workflow.now())
+                        and not self._window_closed(cluster)
+                    }
                 ),
                 result_type=DeploymentStatus,
                 timeout=CHECK_TIMEOUT,
@@ -717,6 +798,19 @@ class BundleWorkflow:
             )
             for name in self.state.targets
         }
+        for name, item in states.items():
+            window = self._window(name)
+            if (
+                window is not None
+                and not window.open
+                and item.state is BundleState.OUT_OF_SYNC
+                and not self._paused(name)
+            ):
+                record = self.state.deployments[name]
+                states[name] = StateWithMessage(
+                    state=item.state,
+                    message=f"{window.waiting_line()}; version {record.staged} staged",
+                )
         for name, error in self.state.plan_errors.items():
             states[name] = StateWithMessage(state=BundleState.ERR_APPLIED, message=error)
         return while_planning(states, planning) if planning else states
@@ -818,3 +912,8 @@ class BundleWorkflow:
                 self.state.bundle,
                 self.state.gitrepo_workflow_id,
             )
+
+
+def _failure_type(err: ActivityError) -> str:
+    """The ApplicationError type an activity failed with ("" for timeouts and the like)."""
+    return str(getattr(err.cause, "type", "") or "")

@@ -82,10 +82,12 @@ PLAN_TIMEOUT = timedelta(minutes=2)
 SYNC_BUNDLES_TIMEOUT = timedelta(minutes=2)
 SCHEDULE_SYNC_TIMEOUT = timedelta(minutes=5)
 DEPLOY_TIMEOUT = timedelta(minutes=10)
-# helm heartbeats while it runs, so a worker killed mid-deploy is noticed within this.
-DEPLOY_HEARTBEAT = timedelta(seconds=60)
+# The deploy activities heartbeat every second from a helper thread while they run
+# (activities/liveness.py), so a worker killed mid-deploy is noticed within this and the
+# deploy is retried on a live worker: a crash stalls a cluster for seconds, not a minute.
+DEPLOY_HEARTBEAT = timedelta(seconds=10)
 WAIT_READY_TIMEOUT = timedelta(minutes=15)
-WAIT_READY_HEARTBEAT = timedelta(seconds=30)
+WAIT_READY_HEARTBEAT = timedelta(seconds=10)
 REMOVE_TIMEOUT = timedelta(minutes=5)
 CHECK_TIMEOUT = timedelta(minutes=2)
 CONTENT_GC_TIMEOUT = timedelta(hours=1)

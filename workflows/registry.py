@@ -21,12 +21,13 @@ with workflow.unsafe.imports_passed_through():
         offline_reason,
         registration_refusal,
     )
-    from flotilla.errors import INVALID_SPEC, one_line
+    from flotilla.errors import INVALID_SPEC, SpecError, one_line
     from flotilla.ids import registry_workflow_id
     from flotilla.kubenames import labels_problem, name_problem
-    from flotilla.models import GitRepoRestriction, Policy
+    from flotilla.models import GitRepoRestriction, Policy, window_of
     from flotilla.notifications import cluster_offline_event
     from flotilla.restrictions import conflicts
+    from flotilla.windows import check_window
     from workflows.common import continue_as_new_due, send_notification_events
     from workflows.registry_models import (
         ADOPT_CLUSTER_SIGNAL,
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         APPLY_CLUSTER_UPDATE,
         APPLY_GROUP_UPDATE,
         APPLY_RESTRICTION_UPDATE,
+        APPLY_SCHEDULE_UPDATE,
         CREATE_TOKEN_UPDATE,
         DELETE_TOKEN_UPDATE,
         LABEL_CLUSTER_UPDATE,
@@ -44,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         REMOVE_CLUSTER_UPDATE,
         REMOVE_GROUP_UPDATE,
         REMOVE_RESTRICTION_UPDATE,
+        REMOVE_SCHEDULE_UPDATE,
         SNAPSHOT_QUERY,
         TOKENS_QUERY,
         AdoptClusterRequest,
@@ -51,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         ApplyClusterRequest,
         ApplyGroupRequest,
         ApplyRestrictionRequest,
+        ApplyScheduleRequest,
         ClusterRecord,
         ClusterSnapshot,
         ClustersSeen,
@@ -67,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         RemoveClusterRequest,
         RemoveGroupRequest,
         RemoveRestrictionRequest,
+        RemoveScheduleRequest,
         SnapshotRequest,
         SubscribeRequest,
         TokenInfo,
@@ -196,6 +201,7 @@ class ClusterRegistryWorkflow:
             policies=[self.state.policies[n] for n in sorted(self.state.policies)],
             restrictions=[self.state.restrictions[n] for n in sorted(self.state.restrictions)],
             notifications=self.state.notifications,
+            schedules=[self.state.schedules[n] for n in sorted(self.state.schedules)],
         )
 
     async def _notify(self, subscribers: list[str]) -> None:
@@ -646,6 +652,42 @@ class ClusterRegistryWorkflow:
                 f"{self.state.namespace!r}"
             )
 
+    # --- deployment windows (Fleet's Schedules) ------------------------------------------------
+
+    @workflow.update(name=APPLY_SCHEDULE_UPDATE)
+    def apply_schedule(self, request: ApplyScheduleRequest) -> RegistryChange:
+        name = request.schedule.metadata.name
+        verb = "updated" if name in self.state.schedules else "added"
+        self.state.schedules[name] = request.schedule
+        return self._changed(f"schedule {name} {verb}")
+
+    @apply_schedule.validator
+    def _validate_apply_schedule(self, request: ApplyScheduleRequest) -> None:
+        schedule = request.schedule
+        check_name(schedule.metadata.name, "Schedule")
+        if schedule.metadata.namespace != self.state.namespace:
+            raise _invalid(
+                f"Schedule {schedule.metadata.name}: namespace "
+                f"{schedule.metadata.namespace!r} is not this registry's {self.state.namespace!r}"
+            )
+        where = f"Schedule {schedule.metadata.name}"
+        try:
+            check_window(window_of(schedule, file=where), file=where, now=workflow.now())
+        except SpecError as err:
+            raise _invalid(str(err)) from None
+
+    @workflow.update(name=REMOVE_SCHEDULE_UPDATE)
+    def remove_schedule(self, request: RemoveScheduleRequest) -> RegistryChange:
+        del self.state.schedules[request.name]
+        return self._changed(f"schedule {request.name} removed")
+
+    @remove_schedule.validator
+    def _validate_remove_schedule(self, request: RemoveScheduleRequest) -> None:
+        if request.name not in self.state.schedules:
+            raise _invalid(
+                f"Schedule {request.name!r} does not exist in namespace {self.state.namespace!r}"
+            )
+
     # --- subscribers --------------------------------------------------------------------------
 
     @workflow.signal
@@ -671,4 +713,5 @@ class ClusterRegistryWorkflow:
             policies=[self.state.policies[n] for n in sorted(self.state.policies)],
             restrictions=[self.state.restrictions[n] for n in sorted(self.state.restrictions)],
             notifications=self.state.notifications,
+            schedules=[self.state.schedules[n] for n in sorted(self.state.schedules)],
         )

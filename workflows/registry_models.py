@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from flotilla.models import ClusterGroup, GitRepoRestriction, Policy, Restriction
+from flotilla.models import ClusterGroup, GitRepoRestriction, Policy, Restriction, Schedule
 from flotilla.notifications import NotificationEvent
 from flotilla.status import since_text
 
@@ -26,6 +26,8 @@ APPLY_GROUP_UPDATE = "apply_group"
 REMOVE_GROUP_UPDATE = "remove_group"
 APPLY_RESTRICTION_UPDATE = "apply_restriction"
 REMOVE_RESTRICTION_UPDATE = "remove_restriction"
+APPLY_SCHEDULE_UPDATE = "apply_schedule"
+REMOVE_SCHEDULE_UPDATE = "remove_schedule"
 SNAPSHOT_QUERY = "snapshot"
 AGENT_HEARTBEAT_SIGNAL = "agent_heartbeat"
 REGISTER_AGENT_UPDATE = "register_agent"
@@ -96,6 +98,9 @@ class ClusterSnapshot(BaseModel):
     # The namespace has a notification config: GitRepos signal their events only then (left
     # out of the JSON when false, as above).
     notifications: bool = Field(default=False, exclude_if=lambda value: not value)
+    # The workspace's deployment windows (Fleet's Schedules), which bundle workflows honour.
+    # Left out of the JSON when empty, as the restrictions are.
+    schedules: list[Schedule] = Field(default_factory=list, exclude_if=lambda value: not value)
 
 
 class TokenRecord(BaseModel):
@@ -123,6 +128,7 @@ class RegistryState(BaseModel):
     groups: dict[str, ClusterGroup] = Field(default_factory=dict)
     policies: dict[str, Policy] = Field(default_factory=dict)
     restrictions: dict[str, GitRepoRestriction] = Field(default_factory=dict)
+    schedules: dict[str, Schedule] = Field(default_factory=dict)
     subscribers: list[str] = Field(default_factory=list)
     # Registration tokens by name.
     tokens: dict[str, TokenRecord] = Field(default_factory=dict)
@@ -191,6 +197,16 @@ class RemoveRestrictionRequest(BaseModel):
     name: str
 
 
+class ApplyScheduleRequest(BaseModel):
+    """Add or replace a Schedule (deployment windows) of the workspace."""
+
+    schedule: Schedule
+
+
+class RemoveScheduleRequest(BaseModel):
+    name: str
+
+
 class RegistryChange(BaseModel):
     """The result of every update: the registry version that now includes it."""
 
@@ -230,6 +246,7 @@ class RegistrySnapshot(BaseModel):
     policies: list[Policy] = Field(default_factory=list)
     restrictions: list[GitRepoRestriction] = Field(default_factory=list)
     notifications: bool = False
+    schedules: list[Schedule] = Field(default_factory=list)
 
 
 class AgentHeartbeat(BaseModel):

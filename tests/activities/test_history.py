@@ -45,6 +45,22 @@ def never_ready_chart(engine: Engine) -> str:
     return str(engine.chart_dir(RELEASE, [deployment("web", pod=UNSCHEDULABLE)], "9.9.9"))
 
 
+def stuck_upgrade(engine: Engine, *flags: str) -> None:
+    """Revision 2: an upgrade to a never-Ready chart whose helm died waiting (pending)."""
+    proc = engine.helm_popen(
+        "upgrade",
+        RELEASE,
+        never_ready_chart(engine),
+        "-n",
+        engine.namespace,
+        *flags,
+        "--wait",
+        "--timeout",
+        "120s",
+    )
+    stop_when(engine, proc, 2, "pending-upgrade")
+
+
 def statuses(engine: Engine) -> list[str]:
     return [entry["status"] for entry in engine.history(RELEASE)]
 
@@ -74,17 +90,7 @@ def test_stuck_pending_install_is_adopted_and_its_leftovers_deleted(engine: Engi
 def test_stuck_pending_upgrade_is_rolled_back_then_upgraded(engine: Engine) -> None:
     bundle = engine.bundle({"cfg.yaml": dump(configmap("cfg", {"a": "1"}))})
     engine.deploy(bundle, "v1")
-    proc = engine.helm_popen(
-        "upgrade",
-        RELEASE,
-        never_ready_chart(engine),
-        "-n",
-        engine.namespace,
-        "--wait",
-        "--timeout",
-        "120s",
-    )
-    stop_when(engine, proc, 2, "pending-upgrade")
+    stuck_upgrade(engine)
 
     result = engine.deploy(bundle, "v2")
 
@@ -98,6 +104,32 @@ def test_stuck_pending_upgrade_is_rolled_back_then_upgraded(engine: Engine) -> N
     # test_operation_that_died_before_applying_anything_is_recovered); either way:
     assert statuses(engine)[-1] == "deployed"
     assert not [status for status in statuses(engine) if status.startswith("pending")]
+    assert engine.deploy(bundle, "v2").action is HistoryAction.ALREADY_DEPLOYED
+
+
+def test_an_upgrade_to_the_same_version_left_pending_is_continued_as_its_revision(
+    engine: Engine,
+) -> None:
+    # A worker killed together with its helm: helm had recorded the upgrade to "v2" (with
+    # flotilla's deployment-id label) and was waiting for readiness when it died.
+    bundle = engine.bundle({"cfg.yaml": dump(configmap("cfg", {"a": "1"}))})
+    engine.deploy(bundle, "v1")
+    stuck_upgrade(engine, "--labels", "flotilla.dev/deployment-id=v2")
+
+    result = engine.deploy(bundle, "v2")
+
+    assert result.action is HistoryAction.CONTINUE_PENDING and result.recovered
+    assert result.reason.startswith(
+        "revision 2 is pending-upgrade (left by a helm that stopped); upgrading again as "
+        "revision 2 over deployed revision 1"
+    )
+    # No extra revisions: the upgrade took the stuck one's number.
+    assert result.release.revision == 2
+    assert statuses(engine) == ["superseded", "deployed"]
+    assert engine.get("ConfigMap", "cfg") is not None
+    # What the stopped helm applied beyond the new version (here a Deployment; in a real
+    # crash the same content) is not left behind.
+    assert engine.get("Deployment", "web") is None
     assert engine.deploy(bundle, "v2").action is HistoryAction.ALREADY_DEPLOYED
 
 

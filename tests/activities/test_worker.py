@@ -23,9 +23,12 @@ from activities.deploy_models import (
 )
 from flotilla.helmhistory import HistoryAction
 from tests.activities.conftest import CLUSTER, CLUSTER_NAMESPACE, GITREPO, Engine, deployment, dump
+from workflows.common import DEPLOY_HEARTBEAT
 
 TIMEOUT = timedelta(minutes=2)
-HEARTBEAT = timedelta(seconds=20)
+# The bundle workflow's own heartbeat timeout (10 s), which the activities' helper thread
+# must keep however long a step takes.
+HEARTBEAT = DEPLOY_HEARTBEAT
 ONCE = RetryPolicy(maximum_attempts=1)
 
 

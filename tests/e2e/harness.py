@@ -338,8 +338,14 @@ class WorkerProcess:
     def start(self) -> None:
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
+            # A session of its own, so kill_group() reaches its children (helm) and not us.
             self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
             )
         deadline = time.monotonic() + self.start_seconds
         while self.started_line not in self.log.read_text()[offset:]:
@@ -350,6 +356,13 @@ class WorkerProcess:
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def kill_group(self) -> None:
+        """SIGKILL the worker and every process it started (a helm mid-upgrade), together,
+        as the kernel's OOM killer or a node's loss would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
     def stop(self) -> None:

@@ -10,15 +10,20 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 
 from activities.secrets import FileSecretStore
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from devenv.temporal import TemporalDevServer
+from flotilla.errors import FlotillaError
 from flotilla.ids import bundle_workflow_id
 from starters.control import Control
 from tests.e2e.harness import Flotilla, WorkerProcess, activity_calls, gitrepo_yaml, helm_history
+from workflows.gitrepo_models import GitRepoStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = """\
@@ -85,6 +90,76 @@ async def test_sigkill_mid_rollout_then_restart_ends_ready_without_extra_revisio
     git_daemon: GitDaemon,
     repo_name: str,
 ) -> None:
+    await _kill_mid_rollout(
+        temporal_server, temporal_client, task_queue, tmp_path, local_cluster, git_daemon, repo_name
+    )
+
+
+async def test_worker_and_its_helm_killed_together_mid_upgrade_continue_the_same_revision(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    tools_on_path: list[Path],
+    local_cluster: LocalCluster,
+    git_daemon: GitDaemon,
+    repo_name: str,
+) -> None:
+    """The whole process group dies while helm waits on an upgrade (its revision pending):
+    the restarted worker continues that upgrade under the same revision number."""
+    await _kill_mid_rollout(
+        temporal_server,
+        temporal_client,
+        task_queue,
+        tmp_path,
+        local_cluster,
+        git_daemon,
+        repo_name,
+        group=True,
+    )
+
+
+@pytest.fixture
+def persistent_server(tmp_path: Path) -> Iterator[TemporalDevServer]:
+    """A dev server of this test's own with its database in a file, so it can restart."""
+    with TemporalDevServer(tmp_path / "temporal", headless=True, persistent=True) as server:
+        yield server
+
+
+async def test_temporal_server_restarted_mid_rollout_continues_without_extra_revisions(
+    persistent_server: TemporalDevServer,
+    task_queue: str,
+    tmp_path: Path,
+    tools_on_path: list[Path],
+    local_cluster: LocalCluster,
+    git_daemon: GitDaemon,
+    repo_name: str,
+) -> None:
+    client = await Client.connect(persistent_server.address, data_converter=pydantic_data_converter)
+    await _kill_mid_rollout(
+        persistent_server,
+        client,
+        task_queue,
+        tmp_path,
+        local_cluster,
+        git_daemon,
+        repo_name,
+        restart_server=True,
+    )
+
+
+async def _kill_mid_rollout(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    local_cluster: LocalCluster,
+    git_daemon: GitDaemon,
+    repo_name: str,
+    *,
+    group: bool = False,
+    restart_server: bool = False,
+) -> None:
     ns = f"fl-{uuid.uuid4().hex[:8]}"
     prefix = f"t{uuid.uuid4().hex[:6]}"
     clusters = ["k1", "k2", "k3", "k4"]
@@ -97,6 +172,8 @@ async def test_sigkill_mid_rollout_then_restart_ends_ready_without_extra_revisio
         [
             f"defaultNamespace: {prefix}-default",
             "rolloutStrategy: {maxUnavailable: 1}",
+            # helm waits for the Deployment (its revision stays pending meanwhile).
+            *(["helm: {timeoutSeconds: 120}"] if group else []),
             "targetCustomizations:",
         ]
         + [f"  - {{clusterName: {c}, namespace: {prefix}-{c}}}" for c in clusters]
@@ -127,12 +204,35 @@ async def test_sigkill_mid_rollout_then_restart_ends_ready_without_extra_revisio
                 calls, _ = await activity_calls(temporal_client, bundle_workflow_id(ns, "kill-app"))
                 return sum(c.name == "deploy_bundle" for c in calls) - len(clusters)
 
-            # Kill as soon as the first cluster's upgrade has been handed out.
-            await helper.eventually(upgrades, lambda n: n >= 1, interval=0.1)
-            worker.kill()
-            worker.start()
+            async def pending() -> list[str]:
+                return [c for c in clusters if _pending_revisions(local_cluster, f"{prefix}-{c}")]
+
+            if restart_server:
+                # The server goes away mid-rollout and comes back on the same port and
+                # database; the worker and every workflow carry on.
+                await helper.eventually(upgrades, lambda n: n >= 1, interval=0.1)
+                temporal_server.stop()
+                temporal_server.start()
+            elif group:
+                # Kill the moment a helm upgrade has left its revision pending.
+                stuck = await helper.eventually(pending, bool, timeout=120, interval=0.05)
+                worker.kill_group()
+            else:
+                # Kill as soon as the first cluster's upgrade has been handed out.
+                await helper.eventually(upgrades, lambda n: n >= 1, interval=0.1)
+                worker.kill()
+            if not restart_server:
+                worker.start()
+
+            async def current() -> GitRepoStatus:
+                # A server that has just come back may answer "unavailable" for a moment.
+                try:
+                    return await control.gitrepo_status(ns, "kill")
+                except RPCError as err:
+                    raise FlotillaError(err.message) from None
+
             status = await helper.eventually(
-                lambda: control.gitrepo_status(ns, "kill"),
+                current,
                 lambda s: (
                     s.commit == commit
                     and s.state == "Ready"
@@ -145,6 +245,14 @@ async def test_sigkill_mid_rollout_then_restart_ends_ready_without_extra_revisio
                 history = helm_history(local_cluster.kubeconfig, "kill-app", f"{prefix}-{cluster}")
                 assert [h["revision"] for h in history] == [1, 2], (cluster, history)
                 assert history[-1]["status"] == "deployed"
+            if group:
+                calls, _ = await activity_calls(temporal_client, bundle_workflow_id(ns, "kill-app"))
+                actions = {
+                    c.input["cluster_name"]: c.result["action"]
+                    for c in calls
+                    if c.name == "deploy_bundle" and c.result and c.input["cluster_name"] in stuck
+                }
+                assert set(actions.values()) == {"continue-pending-upgrade"}, actions
             # SIGTERM drains and exits cleanly.
             worker.stop()
             assert worker.proc is not None and worker.proc.returncode == 0
@@ -154,3 +262,18 @@ async def test_sigkill_mid_rollout_then_restart_ends_ready_without_extra_revisio
             for cluster in (*clusters, "default"):
                 with contextlib.suppress(Exception):
                     local_cluster.request("DELETE", f"/api/v1/namespaces/{prefix}-{cluster}")
+
+
+def _pending_revisions(cluster: LocalCluster, namespace: str) -> list[str]:
+    """Helm's release records of ``namespace`` that are pending (an operation in progress)."""
+    try:
+        found = cluster.request(
+            "GET", f"/api/v1/namespaces/{namespace}/secrets?labelSelector=owner%3Dhelm"
+        )
+    except Exception:  # the namespace may not exist yet
+        return []
+    return [
+        item["metadata"]["name"]
+        for item in found.get("items", [])
+        if item["metadata"].get("labels", {}).get("status", "").startswith("pending")
+    ]

@@ -59,7 +59,7 @@ def rev(revision: int, status: str, deployment_id: str = "old") -> ReleaseRevisi
             "and adopting the live objects",
         ),
         (
-            [rev(3, "deployed"), rev(4, "pending-upgrade", "new")],
+            [rev(3, "deployed"), rev(4, "pending-upgrade", "other")],
             3,
             A.ROLLBACK_THEN_UPGRADE,
             3,
@@ -192,6 +192,31 @@ def test_newest_of_several_deployed_revisions_is_the_rollback_target() -> None:
 def test_deployed_with_the_same_id_but_not_latest_still_upgrades() -> None:
     history = [rev(1, "deployed", "new"), rev(2, "failed", "other")]
     assert decide_release_action(history, 2, "new").action is A.UPGRADE
+
+
+def test_a_pending_upgrade_to_the_same_version_is_continued_under_its_revision() -> None:
+    # A worker killed together with its helm: the upgrade to "new" is left pending.
+    history = [rev(3, "superseded"), rev(4, "deployed"), rev(5, "pending-upgrade", "new")]
+    decision = decide_release_action(history, 4, "new")
+    assert decision == HistoryDecision(
+        action=A.CONTINUE_PENDING,
+        reason="revision 5 is pending-upgrade (left by a helm that stopped); upgrading again "
+        "as revision 5 over deployed revision 4",
+        pending_revision=5,
+    )
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        # Another version was being upgraded to: roll back first, as before.
+        [rev(4, "deployed"), rev(5, "pending-upgrade", "other")],
+        # A pending rollback or install is never continued as an upgrade.
+        [rev(4, "deployed", "new"), rev(5, "pending-rollback", "new")],
+    ],
+)
+def test_other_pending_revisions_are_not_continued(history: list[ReleaseRevision]) -> None:
+    assert decide_release_action(history, 4, "new").action is A.ROLLBACK_THEN_UPGRADE
 
 
 def test_nothing_desired_means_no_action() -> None:
