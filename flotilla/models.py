@@ -332,10 +332,25 @@ class BundleTargetRestriction(ClusterMatchCriteria):
 
 
 class Partition(ClusterMatchCriteria):
-    """A named slice of the targeted clusters that rolls out together."""
+    """A named slice of the targeted clusters that rolls out together.
+
+    ``requireApproval``, ``approvalDeadline`` and ``soakTime`` are flotilla's gates (Fleet
+    ignores keys it does not know): a person approves a new version before this partition
+    starts (``flotilla approve rollout``), within the deadline or it counts as rejected; and
+    after this partition is Ready the next one waits ``soakTime`` (docs/progressive-delivery.md).
+    """
 
     name: str | None = None
     max_unavailable: IntOrPercent | None = None
+    require_approval: bool = False
+    approval_deadline: Duration | None = None
+    soak_time: Duration | None = None
+
+    @model_validator(mode="after")
+    def _deadline_needs_approval(self) -> Partition:
+        if self.approval_deadline is not None and not self.require_approval:
+            raise ValueError("approvalDeadline needs requireApproval: true")
+        return self
 
 
 class RolloutStrategy(FleetModel):
