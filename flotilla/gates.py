@@ -10,7 +10,7 @@ docs/progressive-delivery.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Self
 
@@ -19,10 +19,15 @@ from pydantic import BaseModel, ConfigDict
 from flotilla.durations import parse_duration
 from flotilla.errors import SpecError, one_line, short_repr
 from flotilla.models import RolloutStrategy
-from flotilla.rollout import UNMATCHED_PARTITION, PartitionStatus
+from flotilla.rollout import UNMATCHED_PARTITION, PartitionStatus, limit
 
 # How long a reason a person gives may be, in status and history.
 MAX_REASON = 200
+# How long a released cluster may take to be Ready at the new version before it counts
+# against its partition's failure budget, when failureDeadline is not set.
+DEFAULT_FAILURE_DEADLINE = timedelta(minutes=5)
+# How many failed clusters a halt names.
+_SHOWN_FAILED = 3
 
 
 class _Frozen(BaseModel):
@@ -36,6 +41,8 @@ class PartitionGate(_Frozen):
     require_approval: bool = False
     approval_deadline: timedelta | None = None
     soak: timedelta | None = None
+    failure_budget: int | str | None = None
+    failure_deadline: timedelta = DEFAULT_FAILURE_DEADLINE
 
 
 class Approval(_Frozen):
@@ -61,6 +68,12 @@ class GateRecord(_Frozen):
     requested_at: dict[str, datetime] = {}
     ready_at: dict[str, datetime] = {}
     approvals: dict[str, Approval] = {}
+    # When each cluster was first released this version (kept only when a partition has a
+    # failure budget), and the halt a spent budget caused: why, where, which clusters.
+    released_at: dict[str, datetime] = {}
+    halted: str = ""
+    halted_partition: str = ""
+    failed: dict[str, str] = {}
 
     def for_version(self, version: str) -> Self:
         """The record for ``version``: a new version starts with every gate closed again."""
@@ -83,6 +96,15 @@ class GateDecision(_Frozen):
     due: datetime | None = None
 
 
+class ClusterHealth(_Frozen):
+    """One cluster of a partition with a failure budget: at the new version and Ready (``ok``),
+    or why not."""
+
+    cluster: str
+    ok: bool
+    reason: str = ""
+
+
 class GateStatus(_Frozen):
     """One partition's gates as people see them (``describe bundle``)."""
 
@@ -99,7 +121,9 @@ def partition_gates(strategy: RolloutStrategy) -> dict[str, PartitionGate]:
     ``partition-N``, as ``flotilla.rollout`` names it)."""
     gates: dict[str, PartitionGate] = {}
     for index, spec in enumerate(strategy.partitions or []):
-        if not (spec.require_approval or spec.soak_time is not None):
+        if not (
+            spec.require_approval or spec.soak_time is not None or spec.failure_budget is not None
+        ):
             continue
         name = spec.name or f"partition-{index + 1}"
         field = f"rolloutStrategy.partitions[{index}]"
@@ -108,8 +132,16 @@ def partition_gates(strategy: RolloutStrategy) -> dict[str, PartitionGate]:
             require_approval=spec.require_approval,
             approval_deadline=_seconds(spec.approval_deadline, f"{field}.approvalDeadline"),
             soak=_seconds(spec.soak_time, f"{field}.soakTime"),
+            failure_budget=spec.failure_budget,
+            failure_deadline=DEFAULT_FAILURE_DEADLINE
+            if spec.failure_deadline is None
+            else timedelta(seconds=parse_duration(spec.failure_deadline, field=field)),
         )
     return gates
+
+
+def has_failure_budget(gates: Mapping[str, PartitionGate]) -> bool:
+    return any(g.failure_budget is not None for g in gates.values())
 
 
 def _seconds(value: str | int | float | None, field: str) -> timedelta | None:
@@ -125,7 +157,11 @@ def partition_order(strategy: RolloutStrategy) -> list[str]:
 
 
 def decide(
-    gates: Mapping[str, PartitionGate], order: list[str], record: GateRecord, now: datetime
+    gates: Mapping[str, PartitionGate],
+    order: list[str],
+    record: GateRecord,
+    now: datetime,
+    health: Mapping[str, Sequence[ClusterHealth]] | None = None,
 ) -> GateDecision:
     """Which partitions the gates keep closed at ``now``.
 
@@ -176,7 +212,78 @@ def decide(
                 continue
         closed[name] = reason
         halted = halted or reason
+    for index, name in enumerate(order):
+        # Until a partition with a failure budget has its verdict (every cluster Ready at the
+        # version, or failed past its deadline), no later partition starts.
+        gate = gates.get(name)
+        if gate is None or gate.failure_budget is None or record.halted:
+            continue
+        pending = [
+            c.cluster
+            for c in (health or {}).get(name, [])
+            if not c.ok
+            and (
+                c.cluster not in record.released_at
+                or now < record.released_at[c.cluster] + gate.failure_deadline
+            )
+        ]
+        if pending:
+            why = (
+                f"waiting for partition {name} to be Ready (failure budget "
+                f"{gate.failure_budget}, {_duration(gate.failure_deadline)} per cluster)"
+            )
+            for later in order[index + 1 :]:
+                closed[later] = _joined(closed.get(later), why)
+    if record.halted and record.halted_partition in order:
+        # A spent failure budget: no partition after the failing one starts this version.
+        for name in order[order.index(record.halted_partition) + 1 :]:
+            closed[name] = record.halted
+        halted = record.halted
     return GateDecision(closed=closed, halted=halted, due=min(due, default=None))
+
+
+def count_failures(
+    gates: Mapping[str, PartitionGate],
+    record: GateRecord,
+    members: Mapping[str, Sequence[ClusterHealth]],
+    now: datetime,
+) -> tuple[GateRecord, datetime | None]:
+    """Halt the rollout when a partition has more failed clusters than its failure budget.
+
+    A cluster fails when, ``failureDeadline`` after the new version was first released to it,
+    it is not at that version and Ready (ErrApplied, NotReady, still applying). The halt
+    stays for this version even if the clusters recover later. Also returns when to look
+    again (the next deadline of a released cluster that is not Ready yet)."""
+    if record.halted:
+        return record, None
+    due: list[datetime] = []
+    for name, gate in gates.items():
+        if gate.failure_budget is None:
+            continue
+        health = members.get(name, [])
+        failed: dict[str, str] = {}
+        for cluster in health:
+            released = record.released_at.get(cluster.cluster)
+            if cluster.ok or released is None:
+                continue
+            if now >= released + gate.failure_deadline:
+                failed[cluster.cluster] = one_line(cluster.reason) or "not Ready"
+            else:
+                due.append(released + gate.failure_deadline)
+        allowed = limit(len(health), gate.failure_budget, field=f"{name}.failureBudget")
+        if len(failed) > allowed:
+            shown = "; ".join(f"{c}: {r}" for c, r in sorted(failed.items())[:_SHOWN_FAILED])
+            more = (
+                f"; and {len(failed) - _SHOWN_FAILED} more" if len(failed) > _SHOWN_FAILED else ""
+            )
+            halted = (
+                f"rollout halted: partition {name}: {len(failed)} of {len(health)} cluster(s) "
+                f"not Ready {_duration(gate.failure_deadline)} after release, failure budget "
+                f"{gate.failure_budget} ({shown}{more})"
+            )
+            update = {"halted": one_line(halted), "halted_partition": name, "failed": failed}
+            return record.model_copy(update=update), None
+    return record, min(due, default=None)
 
 
 def observe(
@@ -186,6 +293,7 @@ def observe(
     partitions: list[PartitionStatus],
     gated_partition: str,
     now: datetime,
+    released: Sequence[str] = (),
 ) -> GateRecord:
     """The record after a rollout pass: partitions now all Ready at this version, the
     partition the rollout stands at because of its gate (its deadline starts), and an
@@ -199,7 +307,13 @@ def observe(
     if gated_partition and gated_partition not in requested_at:
         requested_at[gated_partition] = now
     approvals = dict(record.approvals)
-    after = record.model_copy(update={"ready_at": ready_at, "requested_at": requested_at})
+    released_at = dict(record.released_at)
+    if has_failure_budget(gates):
+        for cluster in released:
+            released_at.setdefault(cluster, now)
+    after = record.model_copy(
+        update={"ready_at": ready_at, "requested_at": requested_at, "released_at": released_at}
+    )
     for name, gate in gates.items():
         deadline = _deadline(gate, after)
         if gate.require_approval and name not in approvals and deadline and now >= deadline:
@@ -254,6 +368,15 @@ def statuses(
                     f"Ready since {_clock(ready)}, soaked {_duration(gate.soak)}",
                 )
             out.append(GateStatus(partition=name, state=state, message=message, at=ready))
+        if gate.failure_budget is not None:
+            budget = f"failure budget {gate.failure_budget}, {_duration(gate.failure_deadline)}"
+            if record.halted_partition == name:
+                failed = ", ".join(sorted(record.failed))
+                out.append(
+                    GateStatus(partition=name, state="Halted", message=record.halted, reason=failed)
+                )
+            else:
+                out.append(GateStatus(partition=name, state="Watching", message=budget))
     return out
 
 

@@ -279,6 +279,9 @@ class BundleReport(BaseModel):
     # Partitions of the staged version whose clusters are all updated and available (set
     # only when the rollout has several), so the GitRepo can tell "partition done".
     partitions_done: list[str] = Field(default_factory=list)
+    # Why a gate halted the rollout of this commit (flotilla.gates), else empty and left out
+    # of the JSON, so reports of bundles without gates are what they always were.
+    halted: str = Field(default="", exclude_if=lambda value: not value)
 
 
 class BundleSource(Protocol):

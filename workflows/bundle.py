@@ -48,16 +48,26 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.errors import INVALID_SPEC, FlotillaError, cause_message, one_line
     from flotilla.gates import (
         Approval,
+        ClusterHealth,
         GateDecision,
         check_approval,
+        count_failures,
         decide,
+        has_failure_budget,
         observe,
         partition_gates,
         partition_order,
     )
     from flotilla.gates import statuses as gate_statuses
     from flotilla.ids import cluster_task_queue, deploy_task_queue, gitrepo_workflow_id
-    from flotilla.rollout import RolloutPlan, RolloutState, RolloutTarget, plan_rollout
+    from flotilla.rollout import (
+        RolloutPlan,
+        RolloutState,
+        RolloutTarget,
+        is_up_to_date,
+        make_partitions,
+        plan_rollout,
+    )
     from flotilla.status import (
         BundleReport,
         BundleState,
@@ -337,7 +347,7 @@ class BundleWorkflow:
             gates=gate_statuses(
                 partition_gates(self.state.strategy), self.state.gates, self._gate, workflow.now()
             ),
-            halted=self._gate.halted,
+            halted=self._halted(),
         )
 
     @workflow.query(name=CONTENT_REFS_QUERY)
@@ -561,8 +571,10 @@ class BundleWorkflow:
         order = partition_order(self.state.strategy)
         record = self.state.gates.for_version(spec.bundle_digest)
         now = workflow.now()
+        failure_due = None
+        health = self._health(targets) if has_failure_budget(gates) else {}
         for _ in range(3):
-            decision = decide(gates, order, record, now)
+            decision = decide(gates, order, record, now, health)
             plan = plan_rollout(state.model_copy(update={"closed": decision.closed}))
             after = observe(
                 gates,
@@ -570,14 +582,39 @@ class BundleWorkflow:
                 partitions=plan.partitions,
                 gated_partition=plan.gated_partition,
                 now=now,
+                released=plan.deploy,
             )
+            if health:
+                after, failure_due = count_failures(gates, after, health, now)
             if after == record:
                 break
             record = after
         self.state.gates = record
-        self._gate = decision
+        dues = [d for d in (decision.due, failure_due) if d is not None]
+        self._gate = decision.model_copy(update={"due": min(dues, default=None)})
         self._gated = {name: plan.gate for name in plan.gated}
         return plan
+
+    def _halted(self) -> str:
+        """Why a gate halted the rollout of the version the spec names ("" once a newer
+        version came: its gates have not been decided yet)."""
+        spec = self.state.spec
+        current = spec is not None and self.state.gates.version == spec.bundle_digest
+        return self._gate.halted if current else ""
+
+    def _health(self, targets: list[RolloutTarget]) -> dict[str, list[ClusterHealth]]:
+        """Each partition's clusters: at the staged version and Ready, or why not (for the
+        failure budgets)."""
+        by_name = {t.cluster: t for t in targets}
+        health: dict[str, list[ClusterHealth]] = {}
+        for partition in make_partitions(targets, self.state.strategy):
+            members = health.setdefault(partition.name, [])
+            for name in partition.clusters:
+                target, record = by_name[name], self.state.deployments[name]
+                ok = is_up_to_date(target) and target.ready
+                reason = "" if ok else record.error or ", ".join(record.non_ready[:2])
+                members.append(ClusterHealth(cluster=name, ok=ok, reason=reason))
+        return health
 
     def _room(self) -> int:
         return self.state.max_pending_activities - len(self._in_flight)
@@ -884,6 +921,7 @@ class BundleWorkflow:
             states={name: item.state for name, item in states.items()},
             retired=retired,
             partitions_done=self._partitions_done,
+            halted=self._halted(),
         )
         # A digest, so the state handed to continue-as-new stays small for big fleets.
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()

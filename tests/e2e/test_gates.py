@@ -21,6 +21,7 @@ from flotilla.ids import bundle_workflow_id
 from starters.cli import main
 from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml, per_cluster_namespaces
 from tests.e2e.test_rollout import CM, prefix, register
+from workflows.bundle_models import BundleStatus
 
 __all__ = ["prefix"]  # the fixture, used by name
 
@@ -79,7 +80,7 @@ async def test_main_starts_only_after_the_canary_soaked_and_a_person_approved(
             lambda s: (
                 s.commit == commit
                 and any(g.partition == "main" and g.state == "Waiting" for g in s.gates)
-                and "soaking" not in s.summary
+                and "soak" not in s.summary  # the canary Ready and soaked, not only asked
             ),
             timeout=240,
         )
@@ -93,8 +94,13 @@ async def test_main_starts_only_after_the_canary_soaked_and_a_person_approved(
         lambda: flotilla.control.gitrepo_status(ns, "gates"), lambda s: bool(s.commit)
     )
     await waiting_for_approval(status.commit)
-    code, out = await cli("get", "bundles", *common)
-    assert code == 0 and "waiting for approval of partition main" in out, out
+    # The listing is the search attributes, which follow the bundle's reports within seconds.
+    await flotilla.eventually(
+        lambda: cli("get", "bundles", *common),
+        lambda result: result[0] == 0 and "waiting for approval of partition main" in result[1],
+        timeout=60,
+        interval=1.0,
+    )
     code, out = await cli("approve", "rollout", "gates-app", "--partition", "main", *common)
     assert code == 0 and "partition main approved by ann" in out, out
     await flotilla.eventually(
@@ -158,3 +164,87 @@ async def test_main_starts_only_after_the_canary_soaked_and_a_person_approved(
         assert all(c.scheduled >= decided for c in mains)
         ready = canary[0].completed
         assert ready is not None and (decided - ready).total_seconds() >= 3.0
+
+
+DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: never-ready}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: never-ready}}
+  template:
+    metadata: {labels: {app: never-ready}}
+    spec:
+      nodeSelector: {flotilla.dev/no-such-node: "true"}
+      containers: [{name: app, image: example.invalid/app:1}]
+"""
+
+
+async def test_a_bad_version_on_the_canary_halts_the_rollout_before_main(
+    flotilla: Flotilla,
+    local_cluster: LocalCluster,
+    git_daemon: GitDaemon,
+    repo_name: str,
+    prefix: str,
+) -> None:
+    """Two bad versions, each halted on the canary by its failure budget (0; 60 s, as a first
+    install takes tens of seconds on a loaded machine): a manifest the API server rejects
+    (ErrApplied), then a Deployment that never becomes Ready (its pod can never be scheduled).
+    main keeps running version 1 throughout."""
+    ns = flotilla.namespace
+    fleet = per_cluster_namespaces(prefix, list(CLUSTERS)) + (
+        "rolloutStrategy:\n  partitions:\n"
+        "    - name: canary\n      clusterSelector: {matchLabels: {ring: canary}}\n"
+        "      failureBudget: 0\n      failureDeadline: 60s\n"
+        "    - name: main\n      clusterSelector: {matchLabels: {ring: main}}\n"
+    )
+    await register(flotilla, local_cluster, {c: {"ring": r} for c, r in CLUSTERS.items()})
+    url = git_daemon.create_repo(
+        repo_name, {"app/fleet.yaml": fleet, "app/cm.yaml": CM.format(name="cfg", version=1)}
+    )
+    await flotilla.control.apply_text(
+        gitrepo_yaml(ns, "halt", url, targets=[{"clusterSelector": {}}]), file="gitrepo.yaml"
+    )
+    await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "halt"),
+        lambda s: s.state == "Ready" and s.ready_bundle_deployments == "4/4",
+        timeout=240,
+    )
+    work = git_daemon.working_copy(repo_name)
+    bad_versions: dict[str, dict[str, str | bytes]] = {
+        # The API server refuses the object: the deploy is ErrApplied.
+        "rejected": {"app/cm.yaml": CM.format(name="Bad_Name", version=2)},
+        # Applied, but never Ready.
+        "never ready": {"app/cm.yaml": CM.format(name="cfg", version=3), "app/d.yaml": DEPLOYMENT},
+    }
+    for what, files in bad_versions.items():
+        commit = git_daemon.commit(work, files, message=what)
+
+        def halted(s: BundleStatus, commit: str = commit) -> bool:
+            return s.commit == commit and bool(s.halted)
+
+        status = await flotilla.eventually(
+            lambda: flotilla.control.bundle_status(ns, "halt-app"), halted, timeout=240
+        )
+        assert status.halted.startswith(
+            "rollout halted: partition canary: 1 of 1 cluster(s) not Ready 1m after release, "
+            "failure budget 0 (c1"
+        ), (what, status.halted)
+        held = {c.cluster: c.message for c in status.clusters if CLUSTERS[c.cluster] == "main"}
+        assert all(m.startswith("rollout halted: partition canary") for m in held.values()), held
+        await asyncio.sleep(5)
+        for cluster in ("c2", "c3", "c4"):
+            cm = local_cluster.request(
+                "GET", f"/api/v1/namespaces/{prefix}-{cluster}/configmaps/cfg"
+            )
+            assert cm["data"] == {"version": "1"}, (what, cluster)
+        calls, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, "halt-app"))
+        versions = list(
+            dict.fromkeys(c.input["bundle_digest"] for c in calls if c.input.get("bundle_digest"))
+        )
+        newest = [
+            c
+            for c in calls
+            if c.name == "deploy_bundle" and c.input["bundle_digest"] == versions[-1]
+        ]
+        assert {c.input["cluster_name"] for c in newest} == {"c1"}, (what, newest)

@@ -10,8 +10,10 @@ import pytest
 from flotilla.errors import SpecError
 from flotilla.gates import (
     Approval,
+    ClusterHealth,
     GateRecord,
     check_approval,
+    count_failures,
     decide,
     observe,
     partition_gates,
@@ -175,3 +177,79 @@ def test_a_partition_already_at_its_version_is_never_held_by_its_gate() -> None:
     )
     plan = plan_rollout(state)
     assert plan.done and plan.gated == [] and plan.gate == ""
+
+
+def _budget_strategy(budget: object, deadline: str = "1m") -> RolloutStrategy:
+    return RolloutStrategy.model_validate(
+        {
+            "partitions": [
+                {
+                    "name": "canary",
+                    "clusterName": "c1",
+                    "failureBudget": budget,
+                    "failureDeadline": deadline,
+                },
+                {"name": "main", "clusterSelector": {}},
+            ]
+        }
+    )
+
+
+def test_a_spent_failure_budget_halts_every_later_partition() -> None:
+    strategy = _budget_strategy(0)
+    gates, order = partition_gates(strategy), partition_order(strategy)
+    record = observe(
+        gates, GateRecord(version="d2"), partitions=[], gated_partition="", now=T0, released=["c1"]
+    )
+    assert record.released_at == {"c1": T0}
+    bad = {"canary": [ClusterHealth(cluster="c1", ok=False, reason="ErrApplied: denied")]}
+    # Within the deadline a failing cluster is given its time, with a timer for the deadline,
+    # and no later partition starts before the canary's verdict.
+    early, due = count_failures(gates, record, bad, T0 + timedelta(seconds=30))
+    assert early == record and due == T0 + timedelta(minutes=1)
+    waiting = decide(gates, order, record, T0 + timedelta(seconds=30), bad)
+    assert waiting.closed["main"] == (
+        "waiting for partition canary to be Ready (failure budget 0, 1m per cluster)"
+    )
+    good = {"canary": [ClusterHealth(cluster="c1", ok=True)]}
+    assert decide(gates, order, record, T0 + timedelta(seconds=30), good).closed == {}
+    halted, due = count_failures(gates, record, bad, T0 + timedelta(minutes=1))
+    assert due is None and halted.halted_partition == "canary"
+    assert halted.halted == (
+        "rollout halted: partition canary: 1 of 1 cluster(s) not Ready 1m after release, "
+        "failure budget 0 (c1: ErrApplied: denied)"
+    )
+    decision = decide(gates, order, halted, T0 + timedelta(minutes=1))
+    assert decision.halted == halted.halted
+    assert set(decision.closed) == {"main", "unmatched"}
+    state = RolloutState(
+        strategy=strategy, targets=_targets(up_to_date={"c1"}), closed=decision.closed
+    )
+    plan = plan_rollout(state)
+    assert plan.deploy == [] and plan.gated == ["c2", "c3"] and plan.gate == halted.halted
+    # The halt stays for this version even when the cluster recovers; a new version clears it.
+    ok = {"canary": [ClusterHealth(cluster="c1", ok=True)]}
+    assert count_failures(gates, halted, ok, T0 + timedelta(minutes=2))[0] == halted
+    assert halted.for_version("d3").halted == ""
+
+
+def test_a_failure_budget_counts_only_past_the_budget() -> None:
+    strategy = _budget_strategy("50%")
+    gates = partition_gates(strategy)
+    late = T0 + timedelta(minutes=5)
+    record = GateRecord(version="d2", released_at={f"c{i}": T0 for i in range(4)})
+    one_bad = {
+        "canary": [ClusterHealth(cluster=f"c{i}", ok=i != 0, reason="NotReady") for i in range(4)]
+    }
+    assert count_failures(gates, record, one_bad, late)[0].halted == ""
+    three_bad = {
+        "canary": [ClusterHealth(cluster=f"c{i}", ok=i == 3, reason="x") for i in range(4)]
+    }
+    assert "3 of 4 cluster(s)" in count_failures(gates, record, three_bad, late)[0].halted
+
+
+def test_a_failure_deadline_needs_a_budget() -> None:
+    with pytest.raises(ValueError, match="failureDeadline needs a failureBudget"):
+        FleetYaml.model_validate(
+            {"rolloutStrategy": {"partitions": [{"name": "a", "failureDeadline": "1m"}]}}
+        )

@@ -162,3 +162,49 @@ async def test_an_approval_deadline_that_passes_halts_and_says_so(
         await _control(bundle).approve_rollout(
             bundle.namespace, "app", partition="main", user="ann"
         )
+
+
+async def test_a_canary_past_its_failure_budget_halts_before_main(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    strategy = RolloutStrategy.model_validate(
+        {
+            "partitions": [
+                {
+                    "name": "canary",
+                    "clusterName": "c1",
+                    "failureBudget": 0,
+                    "failureDeadline": "2s",
+                },
+                {"name": "main", "clusterSelector": {}},
+            ]
+        }
+    )
+    standins = StandIns(clusters=CLUSTERS, strategy=strategy, ready_at_deploy=True)
+    bundle = await start(standins)
+    await eventually(bundle.states, all_ready)
+    assert (await bundle.status()).halted == ""
+    standins.failures["c1"] = ["manifest rejected: ConfigMap 'Bad_Name' is invalid"] * 100
+    await bundle.release(2)
+    status = await eventually(bundle.status, lambda s: s.commit == "commit-2" and bool(s.halted))
+    assert status.halted.startswith(
+        "rollout halted: partition canary: 1 of 1 cluster(s) not Ready 2s after release, "
+        "failure budget 0 (c1: manifest rejected"
+    ), status.halted
+    assert {c.cluster: c.state for c in status.clusters}["c1"] is BundleState.ERR_APPLIED
+    held = [c for c in status.clusters if c.cluster in MAIN]
+    assert all(c.message.startswith("rollout halted: partition canary") for c in held), held
+    assert _gate(status, "canary").startswith("Halted: rollout halted")
+    await asyncio.sleep(2.0)
+    assert _deployed(standins, 2) == {}  # main never started version 2 (and c1 never applied)
+    # The canary recovering does not lift the halt for this version; a new one starts clean.
+    standins.failures["c1"] = []
+    await bundle.release(3)
+    await eventually(
+        bundle.status,
+        lambda s: (
+            s.commit == "commit-3"
+            and not s.halted
+            and all_ready({c.cluster: c.state for c in s.clusters})
+        ),
+    )
