@@ -28,7 +28,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_gitops import CM, gitrepo_status, start_worker
+from bench_gitops import CM, add_clusters, bench_files, gitrepo_status, start_worker
 from temporal_kinds import temporal_server
 
 from devenv.gitserver import GitDaemon
@@ -81,17 +81,11 @@ async def run(bundles: int, clusters: int, gates: bool) -> float:
         tmp = Path(tmp_name)
         with temporal_server("dev", tmp / "temporal") as server, GitDaemon(tmp / "git") as git:
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-            files: dict[str, str | bytes] = {}
-            for b in range(bundles):
-                files[f"b{b}/fleet.yaml"] = GATES if gates else "{}\n"
-                files[f"b{b}/cm.yaml"] = CM.format(i=b, v=1)
-            url = git.create_repo("bench", files)
+            url = git.create_repo("bench", bench_files(bundles, GATES if gates else "{}\n"))
             fl = await start_worker(client, tmp / "fl")
             try:
                 ns = fl.namespace
-                for c in range(clusters):
-                    await fl.control.add_cluster(ns, f"c{c:04d}", "apiVersion: v1\nkind: Config\n")
-                await fl.worker.refresh_clusters()
+                await add_clusters(fl, clusters)
                 total = bundles * clusters
                 await fl.control.apply_text(
                     gitrepo_yaml(ns, "bench", url, targets=[{"clusterSelector": {}}]), file="g.yaml"

@@ -16,7 +16,7 @@ from datetime import datetime
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from flotilla.ids import bundle_workflow_id
-from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml, per_cluster_namespaces
+from tests.e2e.harness import Flotilla, activity_calls, per_cluster_namespaces
 from tests.e2e.test_rollout import CM, prefix, register
 from workflows.gitrepo_models import GitRepoStatus
 
@@ -77,14 +77,7 @@ async def test_depends_on_waits_for_the_new_version_on_every_cluster(
     await register(flotilla, local_cluster, {c: {"ring": r} for c, r in CLUSTERS.items()})
     url = git_daemon.create_repo(repo_name, _files(prefix, 1))
     ns = flotilla.namespace
-    await flotilla.control.apply_text(
-        gitrepo_yaml(ns, "up", url, targets=[{"clusterSelector": {}}]), file="gitrepo.yaml"
-    )
-    await flotilla.eventually(
-        lambda: flotilla.control.gitrepo_status(ns, "up"),
-        lambda s: s.state == "Ready" and s.ready_bundle_deployments == "12/12",
-        timeout=300,
-    )
+    await flotilla.serve_gitrepo(url, {}, name="up", ready="12/12", timeout=300)
     commit = git_daemon.commit(
         git_daemon.working_copy(repo_name), _files(prefix, 2), message="version 2"
     )

@@ -202,14 +202,7 @@ async def test_a_bad_version_on_the_canary_halts_the_rollout_before_main(
     url = git_daemon.create_repo(
         repo_name, {"app/fleet.yaml": fleet, "app/cm.yaml": CM.format(name="cfg", version=1)}
     )
-    await flotilla.control.apply_text(
-        gitrepo_yaml(ns, "halt", url, targets=[{"clusterSelector": {}}]), file="gitrepo.yaml"
-    )
-    await flotilla.eventually(
-        lambda: flotilla.control.gitrepo_status(ns, "halt"),
-        lambda s: s.state == "Ready" and s.ready_bundle_deployments == "4/4",
-        timeout=240,
-    )
+    await flotilla.serve_gitrepo(url, {}, name="halt", ready="4/4", timeout=240)
     work = git_daemon.working_copy(repo_name)
     bad_versions: dict[str, dict[str, str | bytes]] = {
         # The API server refuses the object: the deploy is ErrApplied.
