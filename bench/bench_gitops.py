@@ -170,6 +170,22 @@ def peak_rss_mib(pid: int | None) -> float:
     return 0.0
 
 
+def bench_files(bundles: int, fleet: str = "{}\n") -> dict[str, str | bytes]:
+    """A repository of ``bundles`` bundles, one ConfigMap each, ``fleet`` as their fleet.yaml."""
+    files: dict[str, str | bytes] = {}
+    for b in range(bundles):
+        files[f"b{b}/fleet.yaml"] = fleet
+        files[f"b{b}/cm.yaml"] = CM.format(i=b, v=1)
+    return files
+
+
+async def add_clusters(fl: Flotilla, clusters: int) -> None:
+    """Register ``clusters`` stand-in clusters (the deploys never reach them)."""
+    for c in range(clusters):
+        await fl.control.add_cluster(fl.namespace, f"c{c:04d}", "apiVersion: v1\nkind: Config\n")
+    await fl.worker.refresh_clusters()
+
+
 async def start_worker(client: Client, tmp: Path) -> Flotilla:
     """The worker with its default flags (threads, concurrency, pollers), as one small
     production worker runs, and the instant deploys; stores below ``tmp``."""
@@ -202,17 +218,11 @@ async def run(bundles: int, clusters: int, kind: str) -> dict[str, float]:
             GitDaemon(tmp / "git") as git,
         ):
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-            files: dict[str, str | bytes] = {}
-            for b in range(bundles):
-                files[f"b{b}/fleet.yaml"] = "{}\n"
-                files[f"b{b}/cm.yaml"] = CM.format(i=b, v=1)
-            url = git.create_repo("bench", files)
+            url = git.create_repo("bench", bench_files(bundles))
             fl = await start_worker(client, tmp / "fl")
             try:
                 ns = fl.namespace
-                for c in range(clusters):
-                    await fl.control.add_cluster(ns, f"c{c:04d}", "apiVersion: v1\nkind: Config\n")
-                await fl.worker.refresh_clusters()
+                await add_clusters(fl, clusters)
                 total = bundles * clusters
                 throughput = ServerThroughput(server.metrics_url)
                 throughput.start()

@@ -286,7 +286,7 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
         )
 
     def state(
-        self, *, paused: bool, waiting_for: Sequence[str], offline: str = ""
+        self, *, paused: bool, waiting_for: Sequence[str], offline: str = "", held_by: str = ""
     ) -> StateWithMessage:
         """The deployment's state and message, by Fleet's rules (``flotilla.status``).
 
@@ -305,5 +305,6 @@ class DeploymentRecord(BaseModel, Generic[ReleaseT]):
                 paused=paused,
                 waiting_for=list(waiting_for) if self.released != self.staged else [],
                 offline=offline,
+                held_by=held_by,
             )
         )

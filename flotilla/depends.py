@@ -112,6 +112,28 @@ def check_dependencies(
     return DependencyCheck(satisfied=not waiting, waiting_for=waiting)
 
 
+def states_on_cluster(
+    states: Mapping[str, Mapping[str, BundleState]],
+    commits: Mapping[str, str],
+    *,
+    cluster: str,
+    commit: str,
+) -> dict[str, BundleState]:
+    """Each dependency's state on ``cluster`` as of ``commit``, the dependent's own commit.
+
+    A state reported at another commit is of the dependency's older (or other) version: on an
+    upgrade the dependency still shows Ready with its old version until its new one is
+    planned, so such a state is left out and the dependency is waited for. Fleet checks only
+    the state and lets a dependent's new version race its dependency's. A dependency whose
+    commit is not known (a sender from before this rule) keeps the old behaviour.
+    """
+    return {
+        bundle: by_cluster[cluster]
+        for bundle, by_cluster in states.items()
+        if cluster in by_cluster and commits.get(bundle, "") in ("", commit)
+    }
+
+
 def find_cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
     """Return every group of bundles that wait for each other, each sorted, groups by first name.
 

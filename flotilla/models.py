@@ -334,10 +334,33 @@ class BundleTargetRestriction(ClusterMatchCriteria):
 
 
 class Partition(ClusterMatchCriteria):
-    """A named slice of the targeted clusters that rolls out together."""
+    """A named slice of the targeted clusters that rolls out together.
+
+    ``requireApproval``, ``approvalDeadline``, ``soakTime``, ``failureBudget`` and
+    ``failureDeadline`` are flotilla's gates (Fleet ignores keys it does not know): a person
+    approves a new version before this partition starts (``flotilla approve rollout``), within
+    the deadline or it counts as rejected; after this partition is Ready the next one waits
+    ``soakTime``; more failed clusters than the budget halt the rollout
+    (docs/progressive-delivery.md).
+    """
 
     name: str | None = None
     max_unavailable: IntOrPercent | None = None
+    require_approval: bool = False
+    approval_deadline: Duration | None = None
+    soak_time: Duration | None = None
+    # How many of the partition's clusters (or "N%") may fail a new version before the rollout
+    # halts; a cluster fails when it is not Ready at it ``failureDeadline`` after its release.
+    failure_budget: IntOrPercent | None = None
+    failure_deadline: Duration | None = None
+
+    @model_validator(mode="after")
+    def _deadline_needs_approval(self) -> Partition:
+        if self.approval_deadline is not None and not self.require_approval:
+            raise ValueError("approvalDeadline needs requireApproval: true")
+        if self.failure_deadline is not None and self.failure_budget is None:
+            raise ValueError("failureDeadline needs a failureBudget")
+        return self
 
 
 class RolloutStrategy(FleetModel):

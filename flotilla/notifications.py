@@ -65,6 +65,8 @@ class EventKind(StrEnum):
     WAITING_FOR_APPROVAL = "WaitingForApproval"
     IMAGE_UPDATE_COMMITTED = "ImageUpdateCommitted"
     CLUSTER_OFFLINE = "ClusterOffline"
+    # A gate halted a rollout: a rejection, a passed approval deadline, a spent failure budget.
+    ROLLOUT_HALTED = "RolloutHalted"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,6 +239,10 @@ def report_events(
         and not was_ready
     ):
         events.append(event(EventKind.BUNDLE_READY, list(report.states)))
+    if report.halted and (new_commit or previous is None or previous.halted != report.halted):
+        failing = (BundleState.ERR_APPLIED, BundleState.NOT_READY)
+        failed = [c for c, s in report.states.items() if s in failing]
+        events.append(event(EventKind.ROLLOUT_HALTED, failed, report.halted))
     for state, kind in (
         (BundleState.ERR_APPLIED, EventKind.ERR_APPLIED),
         (BundleState.MODIFIED, EventKind.MODIFIED),
@@ -332,6 +338,7 @@ _TITLES: dict[EventKind, str] = {
     EventKind.WAITING_FOR_APPROVAL: "image update waiting for approval",
     EventKind.IMAGE_UPDATE_COMMITTED: "image update committed",
     EventKind.CLUSTER_OFFLINE: "cluster offline",
+    EventKind.ROLLOUT_HALTED: "rollout halted",
 }
 
 

@@ -96,11 +96,13 @@ def bundle_progress(
     summary: str,
     paused: bool,
     clusters: Sequence[Part],
+    halted: str = "",
 ) -> Progress:
-    """A bundle's line: clusters ready of desired, state, rollout summary, what it waits on."""
-    verdict = _verdict(state, clusters)
-    reason = ""
-    if verdict is Verdict.FAILED:
+    """A bundle's line: clusters ready of desired, state, rollout summary, what it waits on.
+    A rollout a gate halted (``halted``: why) has failed: it will not go on by itself."""
+    verdict = Verdict.FAILED if halted else _verdict(state, clusters)
+    reason = halted
+    if verdict is Verdict.FAILED and not reason:
         failed = [p for p in clusters if p.state in _FAILED]
         reason = "; ".join(f"{p.name}: {p.message}" if p.message else p.name for p in failed)
         reason = reason or summary or state

@@ -77,6 +77,8 @@ class RolloutState(_Model):
     targets: list[RolloutTarget]
     # Fleet creates at most this many new deployments per pass, so a big fleet joins in waves.
     max_new: int = Field(default=DEFAULT_MAX_NEW, ge=1)
+    # Partitions a gate keeps from starting (flotilla.gates): name -> why, for people.
+    closed: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _one_target_per_cluster(self) -> RolloutState:
@@ -94,7 +96,8 @@ class RolloutPlan(_Model):
     Cluster lists, each in partition order: ``deploy`` move to the staged version now;
     ``paused`` and ``blocked`` stay staged (OutOfSync / WaitingForDependency); ``held`` wait
     for maxUnavailable budget; ``waiting`` are in partitions this pass did not reach;
-    ``not_created`` are new deployments beyond ``max_new``.
+    ``not_created`` are new deployments beyond ``max_new``; ``gated`` are the clusters of
+    the partition a gate keeps from starting, and ``gate`` says why.
     """
 
     deploy: list[str]
@@ -113,6 +116,9 @@ class RolloutPlan(_Model):
     done: bool
     notes: list[str]
     summary: str
+    gated: list[str] = []
+    gate: str = ""
+    gated_partition: str = ""
 
 
 def limit(count: int, value: int | str | None, *, field: str = "maxUnavailable") -> int:
@@ -292,8 +298,16 @@ def plan_rollout(state: RolloutState) -> RolloutPlan:
     statuses: list[PartitionStatus] = []
     stopped_at: int | None = None
     unavailable_partitions = 0
+    gated: PlannedPartition | None = None
     for index, partition in enumerate(partitions):
         members = [by_cluster[c] for c in partition.clusters]
+        if (
+            stopped_at is None
+            and partition.name in state.closed
+            and any(not is_up_to_date(m) for m in members)
+        ):
+            # A gate keeps it from starting, and everything after it waits too.
+            gated, stopped_at = partition, index
         if stopped_at is not None:
             statuses.append(_status(partition, members, reached=False))
             continue
@@ -313,8 +327,19 @@ def plan_rollout(state: RolloutState) -> RolloutPlan:
         for c in p.clusters
         if not is_up_to_date(by_cluster[c])
     ]
-    return _plan(
+    plan = _plan(
         partitions, statuses, after=by_cluster, pass_=pass_, waiting=waiting, stopped_at=stopped_at
+    )
+    if gated is None:
+        return plan
+    gate = state.closed[gated.name]
+    return plan.model_copy(
+        update={
+            "gated": [c for c in gated.clusters if not is_up_to_date(by_cluster[c])],
+            "gate": gate,
+            "gated_partition": gated.name,
+            "summary": f"{plan.summary}, {gate}",
+        }
     )
 
 

@@ -86,6 +86,8 @@ class DeploymentObservation(BaseModel):
     waiting_for: list[str] = Field(default_factory=list)
     # Why the cluster is unreachable (from the registry's probes), empty while it answers.
     offline: str = ""
+    # Why the rollout holds the staged version back, when a gate does (flotilla.gates).
+    held_by: str = ""
 
 
 class StateWithMessage(BaseModel):
@@ -160,7 +162,7 @@ def compute_state(obs: DeploymentObservation) -> StateWithMessage:
             message=one_line(_listed(obs.non_ready)) or "not ready",
         )
     if obs.released != obs.staged:
-        held_by = "paused" if obs.paused else "held back by the rollout"
+        held_by = "paused" if obs.paused else obs.held_by or "held back by the rollout"
         return StateWithMessage(
             state=BundleState.OUT_OF_SYNC,
             message=f"{held_by}: version {_version(obs.staged)} staged, not deployed",
@@ -277,6 +279,9 @@ class BundleReport(BaseModel):
     # Partitions of the staged version whose clusters are all updated and available (set
     # only when the rollout has several), so the GitRepo can tell "partition done".
     partitions_done: list[str] = Field(default_factory=list)
+    # Why a gate halted the rollout of this commit (flotilla.gates), else empty and left out
+    # of the JSON, so reports of bundles without gates are what they always were.
+    halted: str = Field(default="", exclude_if=lambda value: not value)
 
 
 class BundleSource(Protocol):

@@ -44,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "starters.commands",
         "delete a gitrepo (and its deployments), a cluster or a clustergroup",
     ),
-    "approve": ("starters.images", "approve or reject an image update"),
+    "approve": ("starters.images", "approve or reject an image update or a rollout partition"),
     "content": ("starters.content", "the content store: garbage collection"),
     "schema": ("starters.schema", "print the JSON Schema of fleet.yaml or a Fleet object"),
     "rollout": ("starters.rollout", "follow a rollout until it is Ready or fails"),

@@ -258,6 +258,23 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return _run(args, lambda control: control.sync_gitrepo(args.namespace, args.name))
 
 
+def cmd_approve_rollout(args: argparse.Namespace) -> int:
+    """``flotilla approve rollout BUNDLE --partition NAME [--reject] [--reason T] [--user U]``."""
+    if not args.partition:
+        raise SpecError("approve rollout needs the partition to approve", field="--partition")
+    return _run(
+        args,
+        lambda c: c.approve_rollout(
+            args.namespace,
+            args.name,
+            partition=args.partition,
+            approve=not args.reject,
+            user=args.by,
+            reason=args.reason,
+        ),
+    )
+
+
 def cmd_pause(args: argparse.Namespace) -> int:
     paused = args.command == "pause"
     return _run(args, lambda c: c.pause_bundle(args.namespace, args.name, paused=paused))

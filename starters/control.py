@@ -58,8 +58,11 @@ from flotilla.models import (
 from flotilla.notifications import Alert, NotificationObject, Provider, load_objects
 from flotilla.restrictions import conflicts
 from workflows.bundle_models import (
+    APPROVE_ROLLOUT_UPDATE,
     BUNDLE_STATUS_QUERY,
     PAUSE_SIGNAL,
+    ApproveRolloutRequest,
+    ApproveRolloutResult,
     BundleStatus,
     BundleStatusRequest,
     PauseRequest,
@@ -705,6 +708,31 @@ class Control:
             f"bundle {namespace}/{name} not found",
         )
         return f"bundle {namespace}/{name} {'paused' if paused else 'resumed'}"
+
+    async def approve_rollout(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        partition: str,
+        approve: bool = True,
+        user: str,
+        reason: str = "",
+    ) -> str:
+        """Approve (or reject) a partition's gate for the version the bundle rolls out now."""
+        request = ApproveRolloutRequest(
+            partition=partition, approve=approve, user=user, reason=reason
+        )
+        try:
+            result: ApproveRolloutResult = await _not_found_is_error(
+                self.bundle(namespace, name).execute_update(
+                    APPROVE_ROLLOUT_UPDATE, request, result_type=ApproveRolloutResult
+                ),
+                f"bundle {namespace}/{name} not found",
+            )
+        except WorkflowUpdateFailedError as err:
+            raise FlotillaError(f"bundle {namespace}/{name}: {cause_message(err)}") from None
+        return result.message
 
     async def delete_gitrepo(self, namespace: str, name: str, *, wait: bool = True) -> str:
         handle = self.gitrepo(namespace, name)

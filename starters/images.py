@@ -25,7 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.schedules_models import ImagePolicyInput
 from flotilla.errors import FlotillaError, cause_message
-from flotilla.ids import DEFAULT_NAMESPACE
+from flotilla.ids import CONTROL_TASK_QUEUE, DEFAULT_NAMESPACE
 from flotilla.imagepolicy import FleetPolicy, Policy
 from runtime.stores import load_settings
 from runtime.temporal import connect
@@ -225,6 +225,11 @@ def cmd_get_images(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    if args.kind == "rollout":
+        from starters.commands import cmd_approve_rollout  # noqa: PLC0415
+
+        return cmd_approve_rollout(args)
+
     async def action(images: Images) -> str:
         result = await images.vote(
             args.namespace, args.name, reject=args.reject, by=args.by, reason=args.reason
@@ -235,11 +240,28 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    approve = sub.add_parser("approve", help="approve or reject an image update")
-    approve.add_argument("kind", choices=("image",))
-    approve.add_argument("name", help="GITREPO/BUNDLE/SCAN, as `flotilla get images` shows it")
-    approve.add_argument("--reject", action="store_true", help="reject the update instead")
-    approve.add_argument("--by", default=getpass.getuser(), help="who approves (default: you)")
-    approve.add_argument("--reason", default="", help="why (shown with a rejection)")
+    approve = sub.add_parser(
+        "approve",
+        help="approve or reject an image update or a rollout partition",
+        description="`approve image GITREPO/BUNDLE/SCAN`: an image update waiting for approval. "
+        "`approve rollout BUNDLE --partition NAME`: let a partition whose fleet.yaml entry has "
+        "requireApproval start the version rolling out now (--reject halts the rollout).",
+    )
+    approve.add_argument("kind", choices=("image", "rollout"))
+    approve.add_argument(
+        "name",
+        help="image: GITREPO/BUNDLE/SCAN, as `flotilla get images` shows it; rollout: BUNDLE",
+    )
+    approve.add_argument("--partition", default="", help="rollout: the partition to approve")
+    approve.add_argument("--reject", action="store_true", help="reject instead")
+    approve.add_argument(
+        "--by",
+        "--user",
+        dest="by",
+        default=getpass.getuser(),
+        help="who decides (default: $USER)",
+    )
+    approve.add_argument("--reason", default="", help="why (recorded and shown in status)")
     approve.add_argument("-n", "--namespace", default=DEFAULT_NAMESPACE)
+    approve.add_argument("--task-queue", default=CONTROL_TASK_QUEUE, help=argparse.SUPPRESS)
     approve.set_defaults(handler=cmd_approve)

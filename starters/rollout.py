@@ -75,6 +75,7 @@ async def _progress(control: Control, kind: str, namespace: str, name: str) -> P
         summary=b.summary,
         paused=b.paused,
         clusters=[Part(c.cluster, str(c.state), c.message) for c in b.clusters],
+        halted=b.halted,
     )
 
 

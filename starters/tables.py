@@ -206,6 +206,23 @@ def describe_bundle(status: BundleStatus, now: datetime | None = None) -> str:
             ],
         ),
     ]
+    if status.gates:
+        lines += [
+            "Gates:",
+            table(
+                ["  PARTITION", "GATE", "BY", "WHEN", "MESSAGE"],
+                [
+                    [
+                        f"  {g.partition}",
+                        g.state,
+                        g.user or "-",
+                        _when(g.at, now),
+                        "; ".join(part for part in (g.message, g.reason) if part) or "-",
+                    ]
+                    for g in status.gates
+                ],
+            ),
+        ]
     for cluster in status.clusters:
         for resource in cluster.non_ready:
             lines.append(f"Not ready on {cluster.cluster}: {resource}")

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, FailureError, TimeoutType
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -44,11 +44,31 @@ with workflow.unsafe.imports_passed_through():
     from activities.gitops_models import PLAN_BUNDLE, PlanCluster, PlanRequest, PlanResult
     from activities.objectwatch_models import OBJECTS_CHANGED_SIGNAL, ObjectsChanged
     from flotilla.bundledeployment import RETRY_DELAY, Due
-    from flotilla.depends import Dependency, check_dependencies
-    from flotilla.errors import WINDOW_CLOSED, cause_message, one_line
+    from flotilla.depends import Dependency, check_dependencies, states_on_cluster
+    from flotilla.errors import INVALID_SPEC, WINDOW_CLOSED, FlotillaError, cause_message, one_line
+    from flotilla.gates import (
+        Approval,
+        ClusterHealth,
+        GateDecision,
+        check_approval,
+        count_failures,
+        decide,
+        has_failure_budget,
+        observe,
+        partition_gates,
+        partition_order,
+    )
+    from flotilla.gates import statuses as gate_statuses
     from flotilla.ids import cluster_task_queue, deploy_task_queue, gitrepo_workflow_id
     from flotilla.models import window_of
-    from flotilla.rollout import RolloutState, plan_rollout
+    from flotilla.rollout import (
+        RolloutPlan,
+        RolloutState,
+        RolloutTarget,
+        is_up_to_date,
+        make_partitions,
+        plan_rollout,
+    )
     from flotilla.status import (
         BundleReport,
         BundleState,
@@ -62,8 +82,11 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.targeting import ClusterInfo, match_target
     from flotilla.windows import Window, WindowState, window_at
     from workflows.bundle_models import (
+        APPROVE_ROLLOUT_UPDATE,
         BUNDLE_STATUS_QUERY,
         PAUSE_SIGNAL,
+        ApproveRolloutRequest,
+        ApproveRolloutResult,
         BundleRefresh,
         BundleSpec,
         BundleStatus,
@@ -131,6 +154,10 @@ RELEASED_AT_ONCE_PATCH = "bundle-released-before-its-report"
 # Schedules, so runs without any carry no marker.
 WINDOWS_PATCH = "windows-deployment-windows"
 
+# Gates between partitions (approval, soak; flotilla.gates): asked only by bundles whose
+# partitions declare a gate, so runs without any carry no marker.
+GATES_PATCH = "gates-partition-gates"
+
 
 def _shape(report: BundleReport) -> str:
     """What a GitRepo shows of a report (all but the message), as a digest."""
@@ -171,6 +198,9 @@ class BundleWorkflow:
         self._windows_now: datetime | None = None
         # Set by a pass (queries may not ask for a patch) once the workspace has Schedules.
         self._windows_enabled = False
+        # The last pass's gate decision and the clusters its closed partition holds back.
+        self._gate = GateDecision()
+        self._gated: dict[str, str] = {}
 
     @workflow.run
     async def run(self, state: BundleWorkflowState) -> None:
@@ -210,11 +240,13 @@ class BundleWorkflow:
         ):
             self.state.clusters = refresh.clusters
         self.state.dependency_states.update(refresh.dependency_states)
+        self.state.dependency_commits.update(refresh.dependency_commits)
         self._wake = True
 
     @workflow.signal
     def dependency_states(self, update: DependencyStates) -> None:
         self.state.dependency_states[update.bundle] = update.states
+        self.state.dependency_commits[update.bundle] = update.commit
         self._wake = True
 
     @workflow.signal(name=OBJECTS_CHANGED_SIGNAL)
@@ -231,6 +263,55 @@ class BundleWorkflow:
     def pause(self, request: PauseRequest) -> None:
         self.state.paused = request.paused
         self._wake = True
+
+    @workflow.update(name=APPROVE_ROLLOUT_UPDATE)
+    def approve_rollout(self, request: ApproveRolloutRequest) -> ApproveRolloutResult:
+        """A person approves (or rejects) a partition of the version rolling out now."""
+        spec = self.state.spec
+        assert spec is not None  # the validator refused a bundle with no version yet
+        self.state.gates = self.state.gates.for_version(spec.bundle_digest).decided(
+            Approval(
+                partition=request.partition,
+                approved=request.approve,
+                user=request.user,
+                reason=one_line(request.reason),
+                at=workflow.now(),
+            )
+        )
+        self._wake = True
+        verb = "approved" if request.approve else "rejected"
+        return ApproveRolloutResult(
+            message=f"bundle {self.state.namespace}/{self.state.bundle}: partition "
+            f"{request.partition} {verb} by {request.user} for commit {spec.commit[:12]}"
+        )
+
+    @approve_rollout.validator
+    def _validate_approve_rollout(self, request: ApproveRolloutRequest) -> None:
+        spec = self.state.spec
+        if spec is None:
+            raise ApplicationError(
+                f"bundle {self.state.bundle} has no version to approve yet",
+                type=INVALID_SPEC,
+                non_retryable=True,
+            )
+        try:
+            check_approval(
+                partition_gates(self.state.strategy),
+                request.partition,
+                user=request.user,
+                reason=request.reason,
+            )
+        except FlotillaError as err:
+            raise ApplicationError(str(err), type=INVALID_SPEC, non_retryable=True) from None
+        decided = self.state.gates.for_version(spec.bundle_digest).approvals.get(request.partition)
+        if decided is not None:
+            what = "approved" if decided.approved else "expired" if decided.expired else "rejected"
+            raise ApplicationError(
+                f"partition {request.partition} of commit {spec.commit[:12]} was already "
+                f"{what}" + (f" by {decided.user}" if decided.user else ""),
+                type=INVALID_SPEC,
+                non_retryable=True,
+            )
 
     @workflow.signal
     def retire(self, request: RetireRequest) -> None:
@@ -281,6 +362,10 @@ class BundleWorkflow:
             clusters=clusters,
             errors=dict(self.state.plan_errors),
             conditions=self.state.conditions,
+            gates=gate_statuses(
+                partition_gates(self.state.strategy), self.state.gates, self._gate, workflow.now()
+            ),
+            halted=self._halted(),
         )
 
     @workflow.query(name=CONTENT_REFS_QUERY)
@@ -307,6 +392,8 @@ class BundleWorkflow:
         if self._report_due is not None:
             due.append(self._report_due)
         due.extend(self._window_openings())
+        if self._gate.due is not None:
+            due.append(self._gate.due)
         if not due:
             return None
         return max(min(due) - workflow.now(), timedelta(seconds=1))
@@ -440,11 +527,12 @@ class BundleWorkflow:
             Dependency(bundle=d.bundle, accepted_states=tuple(d.accepted_states))
             for d in spec.depends_on
         ]
-        on_cluster = {
-            bundle: states[cluster]
-            for bundle, states in self.state.dependency_states.items()
-            if cluster in states
-        }
+        on_cluster = states_on_cluster(
+            self.state.dependency_states,
+            self.state.dependency_commits,
+            cluster=cluster,
+            commit=spec.commit,
+        )
         return check_dependencies(deps, on_cluster).waiting_for
 
     def _offline(self) -> dict[str, str]:
@@ -473,7 +561,7 @@ class BundleWorkflow:
             )
             for name in sorted(self.state.targets)
         ]
-        plan = plan_rollout(RolloutState(strategy=self.state.strategy, targets=rollout_targets))
+        plan = self._plan_with_gates(rollout_targets)
         self._summary = plan.summary
         # Only multi-partition rollouts name their finished partitions in reports; the name
         # changes with the last cluster's state, so it never adds a report of its own.
@@ -545,6 +633,65 @@ class BundleWorkflow:
             if window is not None and not window.open and window.opens_at is not None:
                 openings.append(window.opens_at)
         return openings
+
+    def _plan_with_gates(self, targets: list[RolloutTarget]) -> RolloutPlan:
+        """``plan_rollout`` with the partitions the gates keep closed; the gate record is
+        brought up to date with the plan (a partition Ready starts its soak, the partition the
+        rollout stands at starts its approval deadline), and planned again when that opens
+        or closes a gate."""
+        state = RolloutState(strategy=self.state.strategy, targets=targets)
+        gates = partition_gates(self.state.strategy)
+        spec = self.state.spec
+        if not gates or spec is None or not workflow.patched(GATES_PATCH):
+            self._gate, self._gated = GateDecision(), {}
+            return plan_rollout(state)
+        order = partition_order(self.state.strategy)
+        record = self.state.gates.for_version(spec.bundle_digest)
+        now = workflow.now()
+        failure_due = None
+        health = self._health(targets) if has_failure_budget(gates) else {}
+        for _ in range(3):
+            decision = decide(gates, order, record, now, health)
+            plan = plan_rollout(state.model_copy(update={"closed": decision.closed}))
+            after = observe(
+                gates,
+                record,
+                partitions=plan.partitions,
+                gated_partition=plan.gated_partition,
+                now=now,
+                released=plan.deploy,
+            )
+            if health:
+                after, failure_due = count_failures(gates, after, health, now)
+            if after == record:
+                break
+            record = after
+        self.state.gates = record
+        dues = [d for d in (decision.due, failure_due) if d is not None]
+        self._gate = decision.model_copy(update={"due": min(dues, default=None)})
+        self._gated = {name: plan.gate for name in plan.gated}
+        return plan
+
+    def _halted(self) -> str:
+        """Why a gate halted the rollout of the version the spec names ("" once a newer
+        version came: its gates have not been decided yet)."""
+        spec = self.state.spec
+        current = spec is not None and self.state.gates.version == spec.bundle_digest
+        return self._gate.halted if current else ""
+
+    def _health(self, targets: list[RolloutTarget]) -> dict[str, list[ClusterHealth]]:
+        """Each partition's clusters: at the staged version and Ready, or why not (for the
+        failure budgets)."""
+        by_name = {t.cluster: t for t in targets}
+        health: dict[str, list[ClusterHealth]] = {}
+        for partition in make_partitions(targets, self.state.strategy):
+            members = health.setdefault(partition.name, [])
+            for name in partition.clusters:
+                target, record = by_name[name], self.state.deployments[name]
+                ok = is_up_to_date(target) and target.ready
+                reason = "" if ok else record.error or ", ".join(record.non_ready[:2])
+                members.append(ClusterHealth(cluster=name, ok=ok, reason=reason))
+        return health
 
     def _room(self) -> int:
         return self.state.max_pending_activities - len(self._in_flight)
@@ -795,6 +942,7 @@ class BundleWorkflow:
                 paused=self._paused(name),
                 waiting_for=self._waiting_for(name),
                 offline=offline.get(name, ""),
+                held_by=self._gated.get(name, ""),
             )
             for name in self.state.targets
         }
@@ -870,6 +1018,7 @@ class BundleWorkflow:
             states={name: item.state for name, item in states.items()},
             retired=retired,
             partitions_done=self._partitions_done,
+            halted=self._halted(),
         )
         # A digest, so the state handed to continue-as-new stays small for big fleets.
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()

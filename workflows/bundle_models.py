@@ -14,6 +14,7 @@ from activities.deploy_models import ReleaseRef
 from activities.gitops_models import DependencyRef, PlannedTarget
 from flotilla.bundledeployment import DeploymentRecord as _DeploymentRecord
 from flotilla.credentials import RenderSecretRefs
+from flotilla.gates import GateRecord, GateStatus
 from flotilla.models import RolloutStrategy
 from flotilla.status import BundleState, Condition, StateSince
 from flotilla.targeting import GitRepoSwitches
@@ -27,6 +28,7 @@ READY_WATCH_SECONDS = 600.0
 # these names.
 BUNDLE_STATUS_QUERY = "status"
 PAUSE_SIGNAL = "pause"
+APPROVE_ROLLOUT_UPDATE = "approve_rollout"
 
 
 class BundleSpec(BaseModel):
@@ -66,8 +68,13 @@ class BundleWorkflowState(BaseModel):
     plan_errors: dict[str, str] = Field(default_factory=dict)
     deployments: dict[str, DeploymentRecord] = Field(default_factory=dict)
     dependency_states: dict[str, dict[str, BundleState]] = Field(default_factory=dict)
+    # The commit each dependency's states are of ("" when the sender did not say: before
+    # dependsOn held on upgrades). A state of another commit is an older version's.
+    dependency_commits: dict[str, str] = Field(default_factory=dict)
     paused: bool = False
     retiring: bool = False
+    # The gates of the version being rolled out (approvals, soaks; flotilla.gates).
+    gates: GateRecord = Field(default_factory=GateRecord)
     last_report: str = ""
     last_report_at: datetime | None = None
     # The bundle's Ready condition with its transition time (one entry: small at any size).
@@ -92,6 +99,7 @@ class BundleRefresh(BaseModel):
     spec: BundleSpec | None = None
     clusters: ClusterSnapshot | None = None
     dependency_states: dict[str, dict[str, BundleState]] = Field(default_factory=dict)
+    dependency_commits: dict[str, str] = Field(default_factory=dict)
 
 
 class DependencyStates(BaseModel):
@@ -99,12 +107,27 @@ class DependencyStates(BaseModel):
 
     bundle: str
     states: dict[str, BundleState]
+    # The commit the dependency reported these states at.
+    commit: str = ""
 
 
 class PauseRequest(BaseModel):
     """Pause (or, with paused=False, resume) the rollout of new versions."""
 
     paused: bool = True
+
+
+class ApproveRolloutRequest(BaseModel):
+    """A person's decision on a partition's approval gate, for the version rolling out now."""
+
+    partition: str
+    approve: bool = True
+    user: str
+    reason: str = ""
+
+
+class ApproveRolloutResult(BaseModel):
+    message: str
 
 
 class RetireRequest(BaseModel):
@@ -142,3 +165,7 @@ class BundleStatus(BaseModel):
     clusters: list[ClusterStatus]
     errors: dict[str, str] = Field(default_factory=dict)
     conditions: list[Condition] = Field(default_factory=list)
+    # Partitions with gates (approval, soak) and how each stands for the current version.
+    gates: list[GateStatus] = Field(default_factory=list)
+    # Why a gate halted the rollout of this version (a rejection, a passed deadline), or "".
+    halted: str = ""

@@ -651,6 +651,11 @@ class GitRepoWorkflow:
                     spec=specs[name],
                     clusters=clusters,
                     dependency_states=self._dependency_states(ref),
+                    dependency_commits={
+                        d.bundle: self.state.reports[d.bundle].commit
+                        for d in ref.depends_on
+                        if d.bundle in self.state.reports
+                    },
                 ).model_dump(mode="json"),
                 start_input=BundleWorkflowState(
                     namespace=self.state.namespace,
@@ -719,7 +724,9 @@ class GitRepoWorkflow:
                     await handle.signal(
                         BundleWorkflow.dependency_states,
                         DependencyStates(
-                            bundle=dep.bundle, states=self.state.reports[dep.bundle].states
+                            bundle=dep.bundle,
+                            states=self.state.reports[dep.bundle].states,
+                            commit=self.state.reports[dep.bundle].commit,
                         ),
                     )
 

@@ -75,11 +75,17 @@ class Flotilla:
         await self.eventually(listed, bool, timeout=timeout, interval=0.2)
 
     async def serve_gitrepo(
-        self, url: str, clusters: Mapping[str, str], *, name: str = "repo", ready: str = ""
+        self,
+        url: str,
+        clusters: Mapping[str, str],
+        *,
+        name: str = "repo",
+        ready: str = "",
+        timeout: float = 120.0,
     ) -> None:
         """Register ``clusters`` (name -> kubeconfig) and a GitRepo ``name`` of ``url`` that
         targets them all; with ``ready`` ("1/1", say), wait until it is Ready with that many
-        bundle deployments ready."""
+        bundle deployments ready (within ``timeout`` seconds)."""
         for cluster, kubeconfig in clusters.items():
             await self.control.add_cluster(self.namespace, cluster, kubeconfig)
         await self.worker.refresh_clusters()
@@ -91,6 +97,7 @@ class Flotilla:
             await self.eventually(
                 lambda: self.control.gitrepo_status(self.namespace, name),
                 lambda s: s.state == "Ready" and s.ready_bundle_deployments == ready,
+                timeout=timeout,
             )
 
     async def cleanup(self) -> None:

@@ -13,9 +13,11 @@ from flotilla.depends import (
     check_no_cycles,
     find_cycles,
     resolve_dependencies,
+    states_on_cluster,
 )
 from flotilla.errors import SpecError
 from flotilla.models import BundleRef
+from flotilla.status import BundleState
 
 BUNDLES = [
     BundleInfo(name="repo-crds", labels={"tier": "base"}),
@@ -189,3 +191,32 @@ def test_check_no_cycles_is_one_line(graph: dict[str, list[str]], message: str) 
 
 def test_check_no_cycles_accepts_a_dag() -> None:
     check_no_cycles({"a": ["b"], "b": []})
+
+
+READY, NOT_READY = BundleState.READY, BundleState.NOT_READY
+
+
+@pytest.mark.parametrize(
+    ("commits", "expected"),
+    [
+        # Reported at the dependent's commit: the dependency's new version is what it says.
+        ({"db": "c2", "cache": "c2"}, {"db": READY, "cache": NOT_READY}),
+        # Still at the old commit (its new version not planned yet): not known, waited for.
+        ({"db": "c1", "cache": "c2"}, {"cache": NOT_READY}),
+        # A sender that did not say which commit (before the rule): taken as it is.
+        ({}, {"db": READY, "cache": NOT_READY}),
+    ],
+)
+def test_states_on_cluster_are_those_of_the_dependents_commit(
+    commits: dict[str, str], expected: dict[str, BundleState]
+) -> None:
+    states = {"db": {"one": READY, "two": READY}, "cache": {"one": NOT_READY}}
+    assert states_on_cluster(states, commits, cluster="one", commit="c2") == expected
+
+
+def test_an_upgrade_waits_for_the_dependencys_new_version() -> None:
+    deps = [Dependency(bundle="db")]
+    old_ready = states_on_cluster({"db": {"one": READY}}, {"db": "c1"}, cluster="one", commit="c2")
+    assert check_dependencies(deps, old_ready).waiting_for == ["db"]
+    new_ready = states_on_cluster({"db": {"one": READY}}, {"db": "c2"}, cluster="one", commit="c2")
+    assert check_dependencies(deps, new_ready).satisfied

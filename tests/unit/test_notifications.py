@@ -191,6 +191,17 @@ def kinds(previous: BundleReport | None, current: BundleReport) -> list[tuple[st
             report(states={"a": R, "b": N}, partitions_done=["canary"]),
             [],
         ),
+        # a gate halts the rollout: said once, with the clusters that failed
+        (
+            report(states={"a": E, "b": R}),
+            report(states={"a": E, "b": R}, halted="rollout halted: partition canary: ..."),
+            [("RolloutHalted", ["a"])],
+        ),
+        (
+            report(states={"a": E}, halted="rollout halted: partition canary: ..."),
+            report(states={"a": E}, halted="rollout halted: partition canary: ..."),
+            [],
+        ),
         # a retired bundle and one with no commit yet say nothing
         (report(states={"a": R}, state=R), report(states={}, retired=True), []),
         (None, report(commit="", states={}), []),
