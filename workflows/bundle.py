@@ -80,6 +80,7 @@ with workflow.unsafe.imports_passed_through():
         DEPLOY_TIMEOUT,
         PLAN_RETRY,
         PLAN_TIMEOUT,
+        PUSH_HEARTBEAT,
         REMOVE_TIMEOUT,
         REPORT_INTERVAL,
         WAIT_READY_HEARTBEAT,
@@ -521,6 +522,10 @@ class BundleWorkflow:
             )
         else:
             queue, agent = cluster_task_queue(self.state.namespace, cluster), True
+        if not agent:
+            # The push queues' wrapper heartbeats while a call runs: a task lost on its way to
+            # the worker is retried after PUSH_HEARTBEAT, not after a minute (issue 12).
+            heartbeat = PUSH_HEARTBEAT
         return await workflow.execute_activity(
             activity,
             request,
