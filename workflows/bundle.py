@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.gitops_models import PLAN_BUNDLE, PlanCluster, PlanRequest, PlanResult
     from activities.objectwatch_models import OBJECTS_CHANGED_SIGNAL, ObjectsChanged
     from flotilla.bundledeployment import RETRY_DELAY, Due
+    from flotilla.bundlewake import WakeMemo
     from flotilla.depends import Dependency, check_dependencies
     from flotilla.errors import cause_message, one_line
     from flotilla.ids import cluster_task_queue, deploy_task_queue, gitrepo_workflow_id
@@ -151,7 +152,11 @@ class BundleWorkflow:
         self._changed: set[str] = set()
         self._run_started = workflow.now()
         self._views: dict[str, ClusterView] = {}
-        self._views_version = -1
+        # The snapshot object _views was built from (a refresh replaces it; reachability
+        # changes arrive with the same version, so the version alone is not enough).
+        self._views_of: ClusterSnapshot | None = None
+        # Each cluster's rollout target and state, rebuilt only where something changed.
+        self._memo = WakeMemo()
         # The last report sent, without its message, and when a held-back message is due.
         self._shape = ""
         self._report_due: datetime | None = None
@@ -426,11 +431,6 @@ class BundleWorkflow:
         }
         return check_dependencies(deps, on_cluster).waiting_for
 
-    def _offline(self) -> dict[str, str]:
-        """Clusters that do not answer (the registry's probes), and why."""
-        clusters = self.state.clusters
-        return {c.name: c.offline for c in clusters.clusters if c.offline} if clusters else {}
-
     def _held(self, cluster: str) -> bool:
         """An agent-mode cluster whose agent is offline: its work waits for the agent (its
         queue has nobody to take it). Push mode is never held: its errors say why."""
@@ -440,17 +440,14 @@ class BundleWorkflow:
         )
 
     def _roll_out(self, clusters: ClusterSnapshot) -> None:
-        labels = {c.name: c.labels for c in clusters.clusters}
-        offline = self._offline()
-        rollout_targets = [
-            self.state.deployments[name].rollout_target(
-                labels=labels.get(name, {}),
-                paused=self._paused(name),
-                blocked=bool(self._waiting_for(name)),
-                offline=name in offline,
-            )
-            for name in sorted(self.state.targets)
-        ]
+        # Only clusters whose record or inputs changed since the last wake are rebuilt.
+        rollout_targets = self._memo.rollout_targets(
+            self.state.deployments,
+            sorted(self.state.targets),
+            self._cluster_views(),
+            paused=self._paused,
+            blocked=lambda name: bool(self._waiting_for(name)),
+        )
         plan = plan_rollout(RolloutState(strategy=self.state.strategy, targets=rollout_targets))
         self._summary = plan.summary
         # Only multi-partition rollouts name their finished partitions in reports; the name
@@ -540,13 +537,17 @@ class BundleWorkflow:
     def _view(self, cluster: str) -> ClusterView | None:
         """The cluster as the latest snapshot shows it (by name, built once per snapshot: a
         scan per cluster made each pass quadratic in the fleet's size)."""
+        return self._cluster_views().get(cluster)
+
+    def _cluster_views(self) -> dict[str, ClusterView]:
+        """The latest snapshot's clusters by name."""
         clusters = self.state.clusters
         if clusters is None:
-            return None
-        if self._views_version != clusters.version or not self._views:
+            return {}
+        if self._views_of is not clusters:
             self._views = {c.name: c for c in clusters.clusters}
-            self._views_version = clusters.version
-        return self._views.get(cluster)
+            self._views_of = clusters
+        return self._views
 
     def _agent(self, cluster: str) -> bool:
         view = self._view(cluster)
@@ -711,15 +712,13 @@ class BundleWorkflow:
         return spec.commit
 
     def _states(self, planning: str = "") -> dict[str, StateWithMessage]:
-        offline = self._offline()
-        states = {
-            name: self.state.deployments[name].state(
-                paused=self._paused(name),
-                waiting_for=self._waiting_for(name),
-                offline=offline.get(name, ""),
-            )
-            for name in self.state.targets
-        }
+        states = self._memo.states(
+            self.state.deployments,
+            self.state.targets,
+            self._cluster_views(),
+            paused=self._paused,
+            waiting_for=self._waiting_for,
+        )
         for name, error in self.state.plan_errors.items():
             states[name] = StateWithMessage(state=BundleState.ERR_APPLIED, message=error)
         return while_planning(states, planning) if planning else states
