@@ -55,7 +55,13 @@ from devenv.gitserver import GitDaemon
 from flotilla.ids import bundle_workflow_id
 from runtime.stores import secret_store
 from starters.control import Control
-from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml, settings_for_test
+from tests.e2e.harness import (
+    ActivityCall,
+    Flotilla,
+    activity_calls,
+    gitrepo_yaml,
+    settings_for_test,
+)
 from worker import FlotillaWorker, WorkerConfig
 from workflows.gitrepo_models import GitRepoStatus
 
@@ -68,9 +74,14 @@ class InstantDeploy:
     def __init__(self) -> None:
         # What the worker records of each cluster's kubeconfig Secret, as DeployActivities.
         self.kubeconfig_secrets: dict[tuple[str, str], str] = {}
+        # Which attempts of each deploy reached this process, and when.
+        self.attempts: dict[tuple[str | None, str], list[tuple[int, float]]] = {}
 
     @activity.defn
     def deploy_bundle(self, request: DeployRequest) -> DeployResult:
+        info = activity.info()
+        key = (info.workflow_id, info.activity_id)
+        self.attempts.setdefault(key, []).append((info.attempt, time.time()))
         release = ReleaseRef(name=request.bundle_name, namespace="default", revision=1)
         # Ready within the deploy's own short watch, as a quick real release is: no wait_ready.
         ready = DeploymentStatus(
@@ -275,6 +286,7 @@ async def run(bundles: int, clusters: int, kind: str) -> dict[str, float]:
                     activities_done += sum(1 for t in numbers["done"] if began <= -t <= ended)
                 wft.sort()
                 latencies: dict[str, list[float]] = {}
+                slowest: ActivityCall | None = None
                 for b in range(bundles):
                     calls, counts = await activity_calls(
                         client, bundle_workflow_id(ns, f"bench-b{b}")
@@ -284,16 +296,43 @@ async def run(bundles: int, clusters: int, kind: str) -> dict[str, float]:
                         if call.attempt > 1:
                             print(
                                 f"retried: {call.name} attempt {call.attempt} on {call.task_queue}"
+                                f" after: {call.last_failure}"
                             )
                         if call.completed is not None:
                             latencies.setdefault(call.name, []).append(
                                 (call.completed - call.scheduled).total_seconds()
                             )
+                            if (
+                                slowest is None
+                                or slowest.completed is None
+                                or (
+                                    call.completed - call.scheduled
+                                    > slowest.completed - slowest.scheduled
+                                )
+                            ):
+                                slowest = call
+                attempts = fl.worker.deploy.attempts  # type: ignore[attr-defined]
+                print(
+                    "deploys whose attempt 1 never reached the stand-in: "
+                    f"{sum(1 for v in attempts.values() if min(a for a, _ in v) > 1)}; "
+                    f"run more than once: {sum(1 for v in attempts.values() if len(v) > 1)}"
+                )
                 for name, values in sorted(latencies.items()):
                     values.sort()
                     print(
                         f"{name}: scheduled to completed median {values[len(values) // 2]:.2f}s, "
                         f"max {values[-1]:.2f}s over {len(values)} calls"
+                    )
+                if slowest is not None and slowest.completed and slowest.started:
+                    # Where a slow call waited: before its last attempt started (dispatch, or
+                    # an earlier attempt that timed out) or while running.
+                    print(
+                        f"slowest call: {slowest.name} on {slowest.task_queue}, attempt "
+                        f"{slowest.attempt}, scheduled to started "
+                        f"{(slowest.started - slowest.scheduled).total_seconds():.2f}s, "
+                        f"started to completed "
+                        f"{(slowest.completed - slowest.started).total_seconds():.2f}s, "
+                        f"scheduled at {slowest.scheduled:%H:%M:%S.%f}"
                     )
                 print(f"temporal={kind} bundles={bundles} clusters={clusters} deployments={total}")
                 print(

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.gitops_models import PLAN_BUNDLE, PlanCluster, PlanRequest, PlanResult
     from activities.objectwatch_models import OBJECTS_CHANGED_SIGNAL, ObjectsChanged
     from flotilla.bundledeployment import RETRY_DELAY, Due
+    from flotilla.bundlewake import WakeMemo
     from flotilla.depends import Dependency, check_dependencies, states_on_cluster
     from flotilla.errors import INVALID_SPEC, WINDOW_CLOSED, FlotillaError, cause_message, one_line
     from flotilla.gates import (
@@ -106,6 +107,7 @@ with workflow.unsafe.imports_passed_through():
         DEPLOY_TIMEOUT,
         PLAN_RETRY,
         PLAN_TIMEOUT,
+        PUSH_HEARTBEAT,
         REMOVE_TIMEOUT,
         REPORT_INTERVAL,
         WAIT_READY_HEARTBEAT,
@@ -184,9 +186,11 @@ class BundleWorkflow:
         self._changed: set[str] = set()
         self._run_started = workflow.now()
         self._views: dict[str, ClusterView] = {}
-        # The snapshot the views were built from: a new one (a refresh) rebuilds them. Not its
-        # version: Offline changes without one (agent-cluster views went stale, issue 13).
+        # The snapshot object _views was built from (a refresh replaces it; reachability
+        # changes arrive with the same version, so the version alone is not enough).
         self._views_of: ClusterSnapshot | None = None
+        # Each cluster's rollout target and state, rebuilt only where something changed.
+        self._memo = WakeMemo()
         # The last report sent, without its message, and when a held-back message is due.
         self._shape = ""
         self._report_due: datetime | None = None
@@ -535,11 +539,6 @@ class BundleWorkflow:
         )
         return check_dependencies(deps, on_cluster).waiting_for
 
-    def _offline(self) -> dict[str, str]:
-        """Clusters that do not answer (the registry's probes), and why."""
-        clusters = self.state.clusters
-        return {c.name: c.offline for c in clusters.clusters if c.offline} if clusters else {}
-
     def _held(self, cluster: str) -> bool:
         """An agent-mode cluster whose agent is offline: its work waits for the agent (its
         queue has nobody to take it). Push mode is never held: its errors say why."""
@@ -549,18 +548,15 @@ class BundleWorkflow:
         )
 
     def _roll_out(self, clusters: ClusterSnapshot) -> None:
-        labels = {c.name: c.labels for c in clusters.clusters}
-        offline = self._offline()
-        rollout_targets = [
-            self.state.deployments[name].rollout_target(
-                labels=labels.get(name, {}),
-                # Outside its deployment window a cluster stays staged, as a paused one does.
-                paused=self._paused(name) or self._window_closed(name),
-                blocked=bool(self._waiting_for(name)),
-                offline=name in offline,
-            )
-            for name in sorted(self.state.targets)
-        ]
+        # Only clusters whose record or inputs changed since the last wake are rebuilt.
+        rollout_targets = self._memo.rollout_targets(
+            self.state.deployments,
+            sorted(self.state.targets),
+            self._cluster_views(),
+            # Outside its deployment window a cluster stays staged, as a paused one does.
+            paused=lambda name: self._paused(name) or self._window_closed(name),
+            blocked=lambda name: bool(self._waiting_for(name)),
+        )
         plan = self._plan_with_gates(rollout_targets)
         self._summary = plan.summary
         # Only multi-partition rollouts name their finished partitions in reports; the name
@@ -744,6 +740,10 @@ class BundleWorkflow:
             )
         else:
             queue, agent = cluster_task_queue(self.state.namespace, cluster), True
+        if not agent:
+            # The push queues' wrapper heartbeats while a call runs: a task lost on its way to
+            # the worker is retried after PUSH_HEARTBEAT, not after a minute (issue 12).
+            heartbeat = PUSH_HEARTBEAT
         return await workflow.execute_activity(
             activity,
             request,
@@ -758,13 +758,17 @@ class BundleWorkflow:
     def _view(self, cluster: str) -> ClusterView | None:
         """The cluster as the latest snapshot shows it (by name, built once per snapshot: a
         scan per cluster made each pass quadratic in the fleet's size)."""
+        return self._cluster_views().get(cluster)
+
+    def _cluster_views(self) -> dict[str, ClusterView]:
+        """The latest snapshot's clusters by name."""
         clusters = self.state.clusters
         if clusters is None:
-            return None
+            return {}
         if self._views_of is not clusters:
             self._views = {c.name: c for c in clusters.clusters}
             self._views_of = clusters
-        return self._views.get(cluster)
+        return self._views
 
     def _agent(self, cluster: str) -> bool:
         view = self._view(cluster)
@@ -936,16 +940,14 @@ class BundleWorkflow:
         return spec.commit
 
     def _states(self, planning: str = "") -> dict[str, StateWithMessage]:
-        offline = self._offline()
-        states = {
-            name: self.state.deployments[name].state(
-                paused=self._paused(name),
-                waiting_for=self._waiting_for(name),
-                offline=offline.get(name, ""),
-                held_by=self._gated.get(name, ""),
-            )
-            for name in self.state.targets
-        }
+        states = self._memo.states(
+            self.state.deployments,
+            self.state.targets,
+            self._cluster_views(),
+            paused=self._paused,
+            waiting_for=self._waiting_for,
+            held_by=lambda name: self._gated.get(name, ""),
+        )
         for name, item in states.items():
             window = self._window(name)
             if (

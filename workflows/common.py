@@ -88,6 +88,12 @@ DEPLOY_TIMEOUT = timedelta(minutes=10)
 DEPLOY_HEARTBEAT = timedelta(seconds=10)
 WAIT_READY_TIMEOUT = timedelta(minutes=15)
 WAIT_READY_HEARTBEAT = timedelta(seconds=10)
+# Every activity on the shared push queues: the worker's wrapper heartbeats every 2 s while
+# a call runs (activities.pushqueue.PULSE_SECONDS), so a task the server handed to a poll that
+# never reached the worker is tried again after this, not after 60 s (issue 12: one commit in
+# two of bench_gitops 10x10 took 64-74 s instead of 8-17 s, for that reason alone), and a
+# killed worker's deploy is retried as soon (issue 14's crash recovery).
+PUSH_HEARTBEAT = timedelta(seconds=10)
 REMOVE_TIMEOUT = timedelta(minutes=5)
 CHECK_TIMEOUT = timedelta(minutes=2)
 CONTENT_GC_TIMEOUT = timedelta(hours=1)

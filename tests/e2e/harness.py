@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import Client
 
 from devenv.cluster import LocalCluster
@@ -266,6 +266,8 @@ class ActivityCall:
     started: datetime | None = None
     # The worker that ran the attempt that finished (Temporal's "pid@host" by default).
     identity: str = ""
+    # Why the attempt before it failed (a timeout names its kind), empty on a first attempt.
+    last_failure: str = ""
 
     @property
     def found_ready(self) -> bool:
@@ -303,6 +305,14 @@ async def activity_calls(
                 call.attempt = started.attempt
                 call.started = event.event_time.ToDatetime()
                 call.identity = started.identity
+                if started.HasField("last_failure"):
+                    failure = started.last_failure
+                    kind = failure.timeout_failure_info.timeout_type
+                    call.last_failure = failure.message + (
+                        f" ({TimeoutType.Name(kind)})"
+                        if failure.HasField("timeout_failure_info")
+                        else ""
+                    )
             elif event.HasField("activity_task_completed_event_attributes"):
                 attrs2 = event.activity_task_completed_event_attributes
                 call = calls[(history.run_id, attrs2.scheduled_event_id)]

@@ -11,7 +11,9 @@ import time
 
 import pytest
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
+from activities import pushqueue
 from activities.deploy_models import (
     DeploymentStatus,
     DeployRequest,
@@ -113,3 +115,29 @@ def test_one_cluster_runs_at_most_per_cluster_calls_at_once_others_are_not_held(
 def test_a_per_cluster_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="per_cluster: 0 must be at least 1"):
         ClusterSlots(per_cluster=0)
+
+
+def test_a_running_call_heartbeats_steadily_so_a_short_heartbeat_timeout_is_safe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The push queues' short heartbeat timeout (issue 12) relies on this pulse: an engine
+    call that is slow without heartbeating itself (rendering, reading content) still beats."""
+    monkeypatch.setattr(pushqueue, "PULSE_SECONDS", 0.05)
+    beats: list[float] = []
+
+    class Slow(Unreachable):
+        def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
+            time.sleep(0.5)
+            return DeploymentStatus(release=request.release, ready=True)
+
+    request = StatusRequest.model_validate(
+        {**_request("c1").model_dump(), "release": {"name": "app", "namespace": "ns"}}
+    )
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.append(time.monotonic())
+    push = PushDeployActivities(Slow(), per_cluster=1)
+    assert env.run(push.check_deployment, request).ready
+    assert len(beats) >= 5, beats
+    count = len(beats)
+    time.sleep(0.2)
+    assert len(beats) == count  # the pulse stops with the call
