@@ -13,7 +13,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from flotilla.models import Cluster, ClusterGroup, FleetYaml, GitRepo, GitRepoRestriction, Policy
+from flotilla.models import (
+    Cluster,
+    ClusterGroup,
+    FleetYaml,
+    GitRepo,
+    GitRepoRestriction,
+    HelmOp,
+    Policy,
+)
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -21,6 +29,7 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "fleet.yaml": FleetYaml,
     "gitrepo": GitRepo,
+    "helmop": HelmOp,
     "cluster": Cluster,
     "clustergroup": ClusterGroup,
     "policy": Policy,

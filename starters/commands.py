@@ -22,7 +22,7 @@ from flotilla.notifications import load_objects
 from runtime.stores import LazySecretStore, load_settings
 from runtime.temporal import connect
 from starters.control import Control
-from starters.get import POLICY_KINDS, WORKSPACE_KINDS
+from starters.get import HELMOP_KINDS, POLICY_KINDS, WORKSPACE_KINDS
 from starters.rollout import DEFAULT_INTERVAL, follow_rollout, parse_timeout
 from starters.tables import (
     bundle_table,
@@ -30,7 +30,9 @@ from starters.tables import (
     describe_bundle,
     describe_cluster,
     describe_gitrepo,
+    describe_helmop,
     gitrepo_table,
+    helmop_table,
     render,
     restriction_table,
     workspace_table,
@@ -175,6 +177,9 @@ def cmd_get(args: argparse.Namespace) -> int:
         if args.kind in ("bundle", "bundles"):
             bundles = await control.list_bundles(args.namespace)
             return render(bundles, args.output, lambda: bundle_table(bundles))
+        if args.kind in HELMOP_KINDS:
+            helmops = await control.list_helmops(args.namespace)
+            return render(helmops, args.output, lambda: helmop_table(helmops))
         if args.kind in WORKSPACE_KINDS:
             spaces = await control.workspaces()
             return render(spaces, args.output, lambda: workspace_table(spaces))
@@ -194,6 +199,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
         if args.kind == "gitrepo":
             repo = await control.gitrepo_status(args.namespace, args.name)
             return render(repo, args.output, lambda: describe_gitrepo(repo))
+        if args.kind == "helmop":
+            helmop = await control.helmop_status(args.namespace, args.name)
+            return render(helmop, args.output, lambda: describe_helmop(helmop))
         if args.kind == "cluster":
             snapshot = await control.registry(args.namespace)
             record = next((c for c in snapshot.clusters if c.name == args.name), None)
@@ -212,6 +220,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    if args.kind == "helmop":
+        return _run(args, lambda control: control.sync_helmop(args.namespace, args.name))
     return _run(args, lambda control: control.sync_gitrepo(args.namespace, args.name))
 
 
@@ -229,6 +239,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if args.kind in RESTRICTION_KINDS:
             kind = RESTRICTION_KINDS[args.kind]
             return (await control.remove_restriction(args.namespace, kind, args.name)).message
+        if args.kind == "helmop":
+            return await control.delete_helmop(args.namespace, args.name)
         return await control.delete_gitrepo(args.namespace, args.name)
 
     return _run(args, action)
@@ -246,8 +258,8 @@ def _common(parser: argparse.ArgumentParser, *, output: bool = False) -> None:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     apply = sub.add_parser(
         "apply",
-        help="apply Fleet GitRepo, Cluster, ClusterGroup, Policy and GitRepoRestriction YAML, "
-        "and notification Providers and Alerts",
+        help="apply Fleet GitRepo, HelmOp, Cluster, ClusterGroup, Policy and GitRepoRestriction "
+        "YAML, and notification Providers and Alerts",
     )
     apply.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
     apply.add_argument(
@@ -305,15 +317,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_token_commands(actions, _common, _run, _labels)
 
     describe = sub.add_parser(
-        "describe", help="show a gitrepo, bundle or cluster in detail, with its conditions"
+        "describe",
+        help="show a gitrepo, helmop, bundle or cluster in detail, with its conditions",
     )
-    describe.add_argument("kind", choices=("gitrepo", "bundle", "cluster"))
+    describe.add_argument("kind", choices=("gitrepo", "helmop", "bundle", "cluster"))
     describe.add_argument("name")
     _common(describe, output=True)
     describe.set_defaults(handler=cmd_describe)
 
-    sync = sub.add_parser("sync", help="poll a gitrepo now")
-    sync.add_argument("kind", choices=("gitrepo",))
+    sync = sub.add_parser(
+        "sync", help="poll a gitrepo now, or ask a helmop's chart source for its versions now"
+    )
+    sync.add_argument("kind", choices=("gitrepo", "helmop"))
     sync.add_argument("name")
     _common(sync)
     sync.set_defaults(handler=cmd_sync)
@@ -327,10 +342,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     delete = sub.add_parser(
         "delete",
-        help="delete a gitrepo (and its deployments), a cluster, a clustergroup, a policy or "
-        "a gitreporestriction",
+        help="delete a gitrepo or a helmop (and its deployments), a cluster, a clustergroup, "
+        "a policy or a gitreporestriction",
     )
-    delete.add_argument("kind", choices=("gitrepo", "cluster", "clustergroup", *RESTRICTION_KINDS))
+    delete.add_argument(
+        "kind", choices=("gitrepo", "helmop", "cluster", "clustergroup", *RESTRICTION_KINDS)
+    )
     delete.add_argument("name")
     _common(delete)
     delete.set_defaults(handler=cmd_delete)

@@ -1,4 +1,4 @@
-"""``flotilla get``: list gitrepos, bundles, clusters, images, policies or workspaces.
+"""``flotilla get``: list gitrepos, helmops, bundles, clusters, images, policies or workspaces.
 
 The gitrepo and bundle tables come from the search attributes the workflows keep (the
 columns the Temporal UI shows), read over Temporal's HTTP API without importing the Temporal
@@ -39,6 +39,7 @@ from starters.tables import bundle_table, gitrepo_table
 
 GITREPO_KINDS = ("gitrepos", "gitrepo")
 BUNDLE_KINDS = ("bundles", "bundle")
+HELMOP_KINDS = ("helmops", "helmop")
 CLUSTER_KINDS = ("clusters", "cluster")
 IMAGE_KINDS = ("images", "image")
 # Policies lists both restriction kinds; gitreporestrictions only the older one.
@@ -199,12 +200,13 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     get = sub.add_parser(
-        "get", help="list gitrepos, bundles, clusters, images, policies or workspaces"
+        "get", help="list gitrepos, helmops, bundles, clusters, images, policies or workspaces"
     )
     get.add_argument(
         "kind",
         choices=(
             *GITREPO_KINDS,
+            *HELMOP_KINDS,
             *BUNDLE_KINDS,
             *CLUSTER_KINDS,
             *IMAGE_KINDS,
