@@ -151,6 +151,13 @@ def wanted_version(spec: HelmOpSpec) -> str:
 def check_helmop(helmop: HelmOp, *, file: str) -> None:
     """Everything about a HelmOp that can be wrong before any repository is asked."""
     source = chart_source(helmop.spec, file=file)
+    if helmop.spec.depends_on:
+        # Refused rather than ignored: a HelmOp's bundle would deploy without waiting.
+        raise SpecError(
+            "is not supported for HelmOps yet (a GitRepo's bundles can use it)",
+            file=file,
+            field="spec.dependsOn",
+        )
     wanted = wanted_version(helmop.spec)
     if source.kind is not ChartKind.TARBALL and not is_exact_version(wanted):
         parse_constraint(wanted, field="spec.helm.version", file=file)
