@@ -254,6 +254,7 @@ class FlotillaWorker:
                 self.notify.deliver_notification,
                 self.helmops.resolve_helmop,
                 self.helmops.sync_helmop_schedule,
+                self.helmops.bundle_states,
             ],
             activity_executor=self._control_pool,
             max_concurrent_activities=self.config.control_threads,

@@ -35,9 +35,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.content import ContentError, ContentStore
 from activities.failures import to_application_error
 from activities.helmops_models import (
+    BUNDLE_STATES,
     HELMOP_POLL_WORKFLOW,
     RESOLVE_HELMOP,
     SYNC_HELMOP_SCHEDULE,
+    BundleStatesRequest,
+    BundleStatesResult,
     ResolveRequest,
     ResolveResult,
     SyncScheduleRequest,
@@ -64,11 +67,16 @@ from flotilla.helmops import (
     wanted_version,
 )
 from flotilla.hints import Target, ending_with_fix
+from flotilla.ids import bundle_workflow_id
 
 INDEX_TIMEOUT_SECONDS = 30.0
 MAX_INDEX_BYTES = 20 * 1024 * 1024
 # A worker outage should not end in a burst of make-up polls: one late poll is enough.
 CATCHUP_WINDOW = timedelta(minutes=1)
+# The bundle workflow's status query (workflows/bundle_models.BUNDLE_STATUS_QUERY; activities
+# may not import workflow modules) and how long one answer may take.
+BUNDLE_STATUS_QUERY = "status"
+QUERY_TIMEOUT = timedelta(seconds=10)
 
 
 class HelmOpActivities:
@@ -174,6 +182,29 @@ class HelmOpActivities:
         if len(data) > MAX_INDEX_BYTES:
             raise FlotillaError(f"{url}: larger than {MAX_INDEX_BYTES} bytes")
         return data.decode("utf-8", errors="replace")
+
+    @activity.defn(name=BUNDLE_STATES)
+    async def bundle_states(self, request: BundleStatesRequest) -> BundleStatesResult:
+        """Each named bundle's state on each cluster, from its workflow's status query."""
+        if self.client is None:
+            raise to_application_error(
+                FlotillaError("bundle_states needs a Temporal client: a worker wiring bug")
+            )
+        result = BundleStatesResult()
+        for bundle in request.bundles:
+            handle = self.client.get_workflow_handle(bundle_workflow_id(request.namespace, bundle))
+            try:
+                status = await handle.query(
+                    BUNDLE_STATUS_QUERY, {}, result_type=dict, rpc_timeout=QUERY_TIMEOUT
+                )
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                continue  # not running (yet): its dependents wait
+            result.states[bundle] = {
+                str(c["cluster"]): str(c["state"]) for c in status.get("clusters") or []
+            }
+        return result
 
     @activity.defn(name=SYNC_HELMOP_SCHEDULE)
     async def sync_helmop_schedule(self, request: SyncScheduleRequest) -> SyncScheduleResult:

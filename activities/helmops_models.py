@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from flotilla.models import HelmOpSpec
 
@@ -10,6 +10,7 @@ from flotilla.models import HelmOpSpec
 # workflows call them.
 RESOLVE_HELMOP = "resolve_helmop"
 SYNC_HELMOP_SCHEDULE = "sync_helmop_schedule"
+BUNDLE_STATES = "bundle_states"
 # The workflow a HelmOp's schedule starts for each poll (workflows/helmop.py).
 HELMOP_POLL_WORKFLOW = "HelmOpPollWorkflow"
 
@@ -50,3 +51,15 @@ class SyncScheduleRequest(BaseModel):
 
 class SyncScheduleResult(BaseModel):
     outcome: str
+
+
+class BundleStatesRequest(BaseModel):
+    """The per-cluster states of these bundles of ``namespace`` (a HelmOp's dependsOn)."""
+
+    namespace: str
+    bundles: list[str]
+
+
+class BundleStatesResult(BaseModel):
+    # By bundle, then cluster: the state's name. A bundle not running is left out.
+    states: dict[str, dict[str, str]] = Field(default_factory=dict)

@@ -28,6 +28,7 @@ import yaml
 
 from flotilla.bundles import Bundle, BundleStyle, digest_bundle
 from flotilla.credentials import RenderSecretRefs
+from flotilla.depends import DEFAULT_ACCEPTED_STATES, Dependency
 from flotilla.durations import parse_duration
 from flotilla.errors import MAX_MESSAGE, FlotillaError, SpecError, one_line, short_repr
 from flotilla.models import FleetYaml, GitTarget, HelmOp, HelmOpSpec
@@ -151,17 +152,28 @@ def wanted_version(spec: HelmOpSpec) -> str:
 def check_helmop(helmop: HelmOp, *, file: str) -> None:
     """Everything about a HelmOp that can be wrong before any repository is asked."""
     source = chart_source(helmop.spec, file=file)
-    if helmop.spec.depends_on:
-        # Refused rather than ignored: a HelmOp's bundle would deploy without waiting.
-        raise SpecError(
-            "is not supported for HelmOps yet (a GitRepo's bundles can use it)",
-            file=file,
-            field="spec.dependsOn",
-        )
+    helmop_dependencies(helmop.spec, file=file)
     wanted = wanted_version(helmop.spec)
     if source.kind is not ChartKind.TARBALL and not is_exact_version(wanted):
         parse_constraint(wanted, field="spec.helm.version", file=file)
     polling_seconds(helmop.spec, file=file)
+
+
+def helmop_dependencies(spec: HelmOpSpec, *, file: str = "") -> list[Dependency]:
+    """The bundles a HelmOp's bundle waits for, by name (any GitRepo's or HelmOp's bundle of
+    the namespace). A selector is refused rather than ignored: the bundle would deploy
+    without waiting."""
+    found = []
+    for index, entry in enumerate(spec.depends_on or []):
+        if entry.selector is not None or not entry.name:
+            raise SpecError(
+                "a HelmOp's dependsOn names its bundles (selector is not supported for HelmOps)",
+                file=file,
+                field=f"spec.dependsOn[{index}]",
+            )
+        states = tuple(BundleState(s) for s in entry.accepted_states or DEFAULT_ACCEPTED_STATES)
+        found.append(Dependency(bundle=entry.name, accepted_states=states))
+    return found
 
 
 def polling_seconds(spec: HelmOpSpec, *, file: str = "") -> float:

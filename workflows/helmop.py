@@ -25,13 +25,17 @@ with workflow.unsafe.imports_passed_through():
     from activities.gitops_models import (
         SYNC_BUNDLES,
         BundleStart,
+        DependencyRef,
         SyncBundlesRequest,
         SyncBundlesResult,
     )
     from activities.helmops_models import (
+        BUNDLE_STATES,
         HELMOP_POLL_WORKFLOW,
         RESOLVE_HELMOP,
         SYNC_HELMOP_SCHEDULE,
+        BundleStatesRequest,
+        BundleStatesResult,
         HelmOpPollInput,
         ResolveRequest,
         ResolveResult,
@@ -49,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         chart_source,
         check_helmop,
         helmop_conditions,
+        helmop_dependencies,
         helmop_targets,
         polling_seconds,
         render_secret_refs,
@@ -57,13 +62,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from flotilla.ids import bundle_workflow_id, helmop_schedule_id, registry_workflow_id
     from flotilla.models import HelmOp, HelmOpSpec, ObjectMeta
-    from flotilla.status import BundleReport, transition
+    from flotilla.status import BundleReport, BundleState, transition
     from flotilla.targeting import GitRepoSwitches
     from workflows.bundle import BUNDLE_REPORT_SIGNAL, REFRESH_SIGNAL, BundleWorkflow
     from workflows.bundle_models import (
         BundleRefresh,
         BundleSpec,
         BundleWorkflowState,
+        DependencyStates,
         RetireRequest,
     )
     from workflows.common import (
@@ -116,6 +122,10 @@ CHART_SOURCE_RETRY = RetryPolicy(
     non_retryable_error_types=[*NON_RETRYABLE_REGISTRY_ERRORS, INVALID_SPEC, SpecError.type],
 )
 RESOLVE_TIMEOUT = timedelta(minutes=2)
+# While the bundle waits for a dependency somewhere, the dependencies' states are read this
+# often (no owner forwards them across GitRepos and HelmOps).
+DEPENDENCY_POLL = timedelta(seconds=10)
+QUERY_ACTIVITY_TIMEOUT = timedelta(minutes=1)
 
 
 def spec_key(spec: HelmOpSpec) -> str:
@@ -167,6 +177,7 @@ class HelmOpWorkflow:
                 self._take(await resolve(self.state.namespace, self.state.name, self.state.spec))
                 self.state.resolves += 1
             await self._sync_bundle()
+            await self._forward_dependencies()
             await self._sync_schedule()
             self._publish()
             if continue_as_new_due(self.state.max_history_events):
@@ -176,7 +187,11 @@ class HelmOpWorkflow:
                 if not self._resolve_now:
                     workflow.continue_as_new(self.state)
                 continue
-            await workflow.wait_condition(lambda: self._wake or self.state.deleting)
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._wake or self.state.deleting,
+                    timeout=DEPENDENCY_POLL if self._waiting_for_dependency() else None,
+                )
             self._wake = False
         await self._delete()
 
@@ -316,6 +331,10 @@ class HelmOpWorkflow:
             commit=self._commit(),
             bundle_digest=self.state.digest,
             labels=spec.labels or {},
+            depends_on=[
+                DependencyRef(bundle=d.bundle, accepted_states=[str(s) for s in d.accepted_states])
+                for d in helmop_dependencies(spec)
+            ],
             switches=GitRepoSwitches(targets=helmop_targets(spec)),
             render_secrets=render_secret_refs(self.state.namespace, spec),
             owner_workflow_id=workflow.info().workflow_id,
@@ -373,6 +392,49 @@ class HelmOpWorkflow:
             )
             return
         self.state.synced_key = key
+
+    def _waiting_for_dependency(self) -> bool:
+        report = self.state.report
+        return bool(self.state.spec.depends_on) and (
+            report is None
+            or any(s == BundleState.WAITING_FOR_DEPENDENCY for s in report.states.values())
+        )
+
+    async def _forward_dependencies(self) -> None:
+        """While the bundle waits for a dependency, read the dependencies' states and send
+        the bundle those that changed (a GitRepo forwards its own bundles' states the same
+        way; these bundles may belong to anyone in the namespace)."""
+        if not self.state.digest or not self._waiting_for_dependency():
+            return
+        names = [d.bundle for d in helmop_dependencies(self.state.spec)]
+        try:
+            found: BundleStatesResult = await workflow.execute_activity(
+                BUNDLE_STATES,
+                BundleStatesRequest(namespace=self.state.namespace, bundles=names),
+                result_type=BundleStatesResult,
+                start_to_close_timeout=QUERY_ACTIVITY_TIMEOUT,
+                retry_policy=CLIENT_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning(
+                "helmop %s/%s: dependency states not read: %s",
+                self.state.namespace,
+                self.state.name,
+                cause_message(err),
+            )
+            return
+        handle = workflow.get_external_workflow_handle_for(
+            BundleWorkflow.run, bundle_workflow_id(self.state.namespace, self.state.name)
+        )
+        for bundle, raw in sorted(found.states.items()):
+            states = {cluster: BundleState(state) for cluster, state in raw.items()}
+            if self.state.dependency_states.get(bundle) == states:
+                continue
+            with contextlib.suppress(FailureError):
+                await handle.signal(
+                    BundleWorkflow.dependency_states, DependencyStates(bundle=bundle, states=states)
+                )
+                self.state.dependency_states[bundle] = states
 
     # --- the schedule -------------------------------------------------------------------------
 

@@ -46,6 +46,8 @@ class HelmOpState(BaseModel):
     # What the bundle workflow and the schedule were last told, so nothing is sent twice.
     synced_key: str = ""
     schedule_key: str = ""
+    # The states of the bundles dependsOn names, as last forwarded to the bundle.
+    dependency_states: dict[str, dict[str, BundleState]] = Field(default_factory=dict)
     # Resolutions asked for and done (a sync_now waits for the next one).
     resolves: int = 0
     deleting: bool = False

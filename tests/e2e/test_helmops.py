@@ -337,3 +337,39 @@ async def test_bad_sources_keep_what_runs_and_say_why_in_one_line(
     )
     assert status.message.endswith("nothing deployed)") and status.version == ""
     assert status.ready_bundle_deployments == "0/0" and status.bundles == []
+
+
+async def test_depends_on_waits_for_another_helmops_bundle(
+    flotilla: Flotilla, local_cluster: LocalCluster, tmp_path: Path, prefix: str
+) -> None:
+    ns = flotilla.namespace
+    await register(flotilla, local_cluster, {"one": "p1"})
+    sources = [write_chart(tmp_path / "src", "app", "1.0.0")]
+    with serve_charts(tmp_path / "repo", sources, locate("helm")) as server:
+
+        def helmop(name: str, **spec: object) -> str:
+            helm = {"repo": server.url, "chart": "app", "releaseName": name}
+            return helmop_yaml(ns, name, helm, namespace=f"{prefix}-{name}", **spec)
+
+        # base starts paused, so app visibly waits for it.
+        await flotilla.control.apply_text(helmop("base", paused=True), file="h.yaml")
+        await flotilla.control.apply_text(
+            helmop("app", dependsOn=[{"name": "base"}]), file="h.yaml"
+        )
+        await flotilla.eventually(
+            lambda: flotilla.control.helmop_status(ns, "app"),
+            lambda s: s.state == "WaitingForDependency",
+            timeout=120,
+        )
+        await flotilla.control.apply_text(helmop("base", paused=False), file="h.yaml")
+        for name in ("base", "app"):
+            await flotilla.eventually(
+                lambda name=name: flotilla.control.helmop_status(ns, name),  # type: ignore[misc]
+                lambda s: s.state == "Ready" and s.ready_bundle_deployments == "1/1",
+                timeout=240,
+            )
+    base_calls, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, "base"))
+    app_calls, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, "app"))
+    base_ready = min(c.completed for c in base_calls if c.found_ready and c.completed)
+    (app_deploy,) = [c for c in app_calls if c.name == "deploy_bundle"]
+    assert app_deploy.scheduled >= base_ready

@@ -15,6 +15,7 @@ from flotilla.helmops import (
     choose_chart_version,
     fold_values_files,
     helmop_bundle,
+    helmop_dependencies,
     helmop_options,
     helmop_targets,
     index_versions,
@@ -251,8 +252,31 @@ def test_apply_reads_a_helmop_and_refuses_a_bad_one_in_one_line() -> None:
     assert str(caught.value).startswith("h.yaml: spec.helm.version: ")
     with pytest.raises(SpecError, match=r"^h.yaml: spec.pollingInterval: "):
         load_objects(HELMOP % ("^1", "5d"), file="h.yaml")
-    with pytest.raises(SpecError, match=r"^h.yaml: spec.dependsOn: is not supported for HelmOps"):
-        load_objects(HELMOP % ("^1", "1m") + "  dependsOn: [{name: db}]\n", file="h.yaml")
+    with pytest.raises(
+        SpecError, match=r"^h.yaml: spec.dependsOn\[1\]: a HelmOp's dependsOn names"
+    ):
+        load_objects(
+            HELMOP % ("^1", "1m")
+            + "  dependsOn: [{name: db}, {selector: {matchLabels: {a: b}}}]\n",
+            file="h.yaml",
+        )
+
+
+def test_depends_on_by_name_with_accepted_states() -> None:
+    deps = helmop_dependencies(
+        HelmOpSpec.model_validate(
+            {
+                "dependsOn": [
+                    {"name": "db"},
+                    {"name": "cache", "acceptedStates": ["Ready", "Modified"]},
+                ]
+            }
+        )
+    )
+    assert [(d.bundle, [str(s) for s in d.accepted_states]) for d in deps] == [
+        ("db", ["Ready"]),
+        ("cache", ["Ready", "Modified"]),
+    ]
 
 
 def test_status_keeps_the_old_version_and_says_why_nothing_new_deploys() -> None:
