@@ -218,8 +218,6 @@ class HelmOpWorkflow:
 
     @workflow.signal(name=CHART_POLLED_SIGNAL)
     def chart_polled(self, polled: ChartPolled) -> None:
-        if polled.spec_key != spec_key(self.state.spec):
-            return  # asked about a spec this HelmOp no longer has
         self._take(polled)
         self._wake = True
 
@@ -277,6 +275,8 @@ class HelmOpWorkflow:
 
     def _take(self, polled: ChartPolled) -> None:
         """Keep what a resolution found; an error keeps the version chosen before."""
+        if polled.spec_key != spec_key(self.state.spec):
+            return  # asked about a spec this HelmOp no longer has (a new one is resolved)
         now = workflow.now()
         self.state.polled_at = now
         if polled.error:
@@ -299,6 +299,7 @@ class HelmOpWorkflow:
             )
         self.state.version = polled.version
         self.state.digest = polled.digest
+        self.state.resolved_spec = self.state.spec
 
     # --- the bundle ---------------------------------------------------------------------------
 
@@ -325,7 +326,7 @@ class HelmOpWorkflow:
         return self.state.version or self.state.digest[:12]
 
     def _bundle_spec(self) -> BundleSpec:
-        spec = self.state.spec
+        spec = self.state.resolved_spec or self.state.spec
         return BundleSpec(
             gitrepo=self.state.name,
             commit=self._commit(),
@@ -395,7 +396,8 @@ class HelmOpWorkflow:
 
     def _waiting_for_dependency(self) -> bool:
         report = self.state.report
-        return bool(self.state.spec.depends_on) and (
+        spec = self.state.resolved_spec or self.state.spec
+        return bool(spec.depends_on) and (
             report is None
             or any(s == BundleState.WAITING_FOR_DEPENDENCY for s in report.states.values())
         )
@@ -406,7 +408,7 @@ class HelmOpWorkflow:
         way; these bundles may belong to anyone in the namespace)."""
         if not self.state.digest or not self._waiting_for_dependency():
             return
-        names = [d.bundle for d in helmop_dependencies(self.state.spec)]
+        names = [d.bundle for d in helmop_dependencies(self.state.resolved_spec or self.state.spec)]
         try:
             found: BundleStatesResult = await workflow.execute_activity(
                 BUNDLE_STATES,

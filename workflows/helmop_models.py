@@ -35,6 +35,9 @@ class HelmOpState(BaseModel):
     version: str = ""
     digest: str = ""
     version_seen_at: datetime | None = None
+    # The spec that version was chosen for: the bundle follows it, so a spec whose chart
+    # cannot be resolved changes nothing deployed (not even targets or values).
+    resolved_spec: HelmOpSpec | None = None
     # When the chart source last answered (or failed to).
     polled_at: datetime | None = None
     error: str = ""
