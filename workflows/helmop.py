@@ -195,6 +195,9 @@ class HelmOpWorkflow:
             self._wake = False
         await self._delete()
 
+    def _warn(self, message: str) -> None:
+        workflow.logger.warning("helmop %s/%s: %s", self.state.namespace, self.state.name, message)
+
     def _source_url(self) -> str:
         helm = self.state.spec.helm
         return (helm.repo or helm.chart or "") if helm else ""
@@ -281,9 +284,7 @@ class HelmOpWorkflow:
         self.state.polled_at = now
         if polled.error:
             if polled.error != self.state.error:
-                workflow.logger.warning(
-                    "helmop %s/%s: %s", self.state.namespace, self.state.name, polled.error
-                )
+                self._warn(polled.error)
             if not self.state.error:
                 self.state.error_since = now
             self.state.error = polled.error
@@ -385,12 +386,7 @@ class HelmOpWorkflow:
                 retry_policy=CLIENT_RETRY,
             )
         except ActivityError as err:
-            workflow.logger.warning(
-                "helmop %s/%s: bundle workflow not updated: %s",
-                self.state.namespace,
-                self.state.name,
-                cause_message(err),
-            )
+            self._warn(f"bundle workflow not updated: {cause_message(err)}")
             return
         self.state.synced_key = key
 
@@ -418,12 +414,7 @@ class HelmOpWorkflow:
                 retry_policy=CLIENT_RETRY,
             )
         except ActivityError as err:
-            workflow.logger.warning(
-                "helmop %s/%s: dependency states not read: %s",
-                self.state.namespace,
-                self.state.name,
-                cause_message(err),
-            )
+            self._warn(f"dependency states not read: {cause_message(err)}")
             return
         handle = workflow.get_external_workflow_handle_for(
             BundleWorkflow.run, bundle_workflow_id(self.state.namespace, self.state.name)
@@ -468,12 +459,7 @@ class HelmOpWorkflow:
                 retry_policy=SCHEDULE_SYNC_RETRY,
             )
         except ActivityError as err:
-            workflow.logger.warning(
-                "helmop %s/%s: polling schedule not synced: %s",
-                self.state.namespace,
-                self.state.name,
-                cause_message(err),
-            )
+            self._warn(f"polling schedule not synced: {cause_message(err)}")
             return
         self.state.schedule_key = key
 

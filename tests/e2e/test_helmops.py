@@ -7,11 +7,9 @@ namespace (a target per cluster), as tests/e2e/test_rollout.py does.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,18 +22,6 @@ from starters.tables import describe_helmop, helmop_table
 from tests.charts import ChartServer, package_chart, serve_charts, write_chart
 from tests.conftest import CHART_PASSWORD, CHART_USER, locate
 from tests.e2e.harness import Flotilla, activity_calls, helm_history, history_text, table_row
-
-
-@pytest.fixture
-def prefix(local_cluster: LocalCluster) -> Iterator[str]:
-    """A prefix for the namespaces a test deploys into; they are deleted afterwards."""
-    value = f"h{uuid.uuid4().hex[:6]}"
-    yield value
-    for ns in local_cluster.request("GET", "/api/v1/namespaces")["items"]:
-        name = ns["metadata"]["name"]
-        if name.startswith(value):
-            with contextlib.suppress(Exception):
-                local_cluster.request("DELETE", f"/api/v1/namespaces/{name}")
 
 
 def helmop_yaml(workspace: str, name: str, helm: dict[str, str], **spec: object) -> str:
