@@ -283,7 +283,10 @@ def helmop_targets(spec: HelmOpSpec) -> list[dict[str, object]] | None:
     if not spec.targets:
         return None
     fields = set(GitTarget.model_fields)
-    return [GitTarget.model_validate(t.model_dump(include=fields)).to_fleet() for t in spec.targets]
+    return [
+        GitTarget.model_validate(t.model_dump(include=fields, exclude_unset=True)).to_fleet()
+        for t in spec.targets
+    ]
 
 
 def render_secret_refs(namespace: str, spec: HelmOpSpec) -> RenderSecretRefs | None:
