@@ -37,6 +37,10 @@ def helmop_yaml(workspace: str, name: str, helm: dict[str, str], **spec: object)
     return "\n".join(lines) + "\n"
 
 
+# Without targets a HelmOp goes to the ClusterGroup "default", as in Fleet (none here).
+EVERY_CLUSTER = [{"clusterSelector": {}}]
+
+
 def per_cluster_targets(prefix: str, clusters: dict[str, str]) -> list[dict[str, object]]:
     """One target per cluster (by name), deploying into ``<prefix>-<cluster>``."""
     return [{"name": c, "clusterName": c, "namespace": f"{prefix}-{c}"} for c in clusters]
@@ -219,6 +223,7 @@ async def test_an_oci_chart_with_credentials_from_the_secret_store(
             {"repo": f"{reference}/app", "version": ">=0.5.0", "releaseName": "oci"},
             helmSecretName="oci-creds",
             namespace=f"{prefix}-oci",
+            targets=EVERY_CLUSTER,
         ),
         file="helmop.yaml",
     )
@@ -266,7 +271,14 @@ async def test_bad_sources_keep_what_runs_and_say_why_in_one_line(
     ):
 
         def apply(name: str, helm: dict[str, str], **spec: object) -> str:
-            return helmop_yaml(ns, name, {"releaseName": name, **helm}, namespace=target, **spec)
+            return helmop_yaml(
+                ns,
+                name,
+                {"releaseName": name, **helm},
+                namespace=target,
+                targets=EVERY_CLUSTER,
+                **spec,
+            )
 
         await flotilla.control.apply_text(
             apply("bad", {"repo": server.url, "chart": "app", "version": "1.0.0"}), file="h.yaml"
@@ -312,7 +324,11 @@ async def test_bad_sources_keep_what_runs_and_say_why_in_one_line(
     # A HelmOp that never found a version deploys nothing.
     await flotilla.control.apply_text(
         helmop_yaml(
-            ns, "never", {"repo": down, "chart": "app", "releaseName": "never"}, namespace=target
+            ns,
+            "never",
+            {"repo": down, "chart": "app", "releaseName": "never"},
+            namespace=target,
+            targets=EVERY_CLUSTER,
         ),
         file="h.yaml",
     )
@@ -335,7 +351,9 @@ async def test_depends_on_waits_for_another_helmops_bundle(
 
         def helmop(name: str, **spec: object) -> str:
             helm = {"repo": server.url, "chart": "app", "releaseName": name}
-            return helmop_yaml(ns, name, helm, namespace=f"{prefix}-{name}", **spec)
+            return helmop_yaml(
+                ns, name, helm, namespace=f"{prefix}-{name}", targets=EVERY_CLUSTER, **spec
+            )
 
         # base starts paused, so app visibly waits for it.
         await flotilla.control.apply_text(helmop("base", paused=True), file="h.yaml")
