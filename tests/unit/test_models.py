@@ -775,13 +775,14 @@ def test_single_document_errors_do_not_mention_documents() -> None:
     [
         (
             "apiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGrop\nmetadata: {name: g}\n",
-            "f.yaml: kind: 'ClusterGrop' is not a kind flotilla applies (use one of GitRepo, HelmOp,"
-            " Cluster, ClusterGroup, Policy, GitRepoRestriction); did you mean 'ClusterGroup'?",
+            "f.yaml: kind: 'ClusterGrop' is not a kind flotilla applies (use one of GitRepo,"
+            " HelmOp, Cluster, ClusterGroup, Policy, GitRepoRestriction); did you mean"
+            " 'ClusterGroup'?",
         ),
         (
             "apiVersion: fleet.cattle.io/v1alpha1\nkind: Deployment\nmetadata: {name: g}\n",
-            "f.yaml: kind: 'Deployment' is not a kind flotilla applies (use one of GitRepo, HelmOp,"
-            " Cluster, ClusterGroup, Policy, GitRepoRestriction)",
+            "f.yaml: kind: 'Deployment' is not a kind flotilla applies (use one of GitRepo,"
+            " HelmOp, Cluster, ClusterGroup, Policy, GitRepoRestriction)",
         ),
         (
             "apiVersion: fleet.cattle.io/v1alpha1\nmetadata: {name: g}\n",
