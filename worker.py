@@ -36,6 +36,7 @@ from temporalio.worker import Interceptor, PollerBehaviorAutoscaling, Worker
 from activities.contentgc import ContentActivities
 from activities.deploy import DeployActivities
 from activities.gitops import GitOpsActivities
+from activities.helmops import HelmOpActivities
 from activities.notify import NotifyActivities
 from activities.objectwatch import ObjectWatchActivities
 from activities.pushqueue import PushDeployActivities
@@ -65,6 +66,7 @@ from workflows.bundle import BundleWorkflow
 from workflows.contentgc import ContentGarbageWorkflow
 from workflows.gitrepo import GitRepoWorkflow
 from workflows.gitrepo_models import GITREPO_STATUS_QUERY, GitRepoStatus, GitRepoStatusRequest
+from workflows.helmop import HelmOpPollWorkflow, HelmOpWorkflow
 from workflows.imagepolicy import ImagePolicyWorkflow
 from workflows.notifications import NotificationWorkflow
 from workflows.objectwatch import ObjectWatchWorkflow
@@ -81,6 +83,8 @@ WORKFLOWS = (
     ContentGarbageWorkflow,
     ObjectWatchWorkflow,
     NotificationWorkflow,
+    HelmOpWorkflow,
+    HelmOpPollWorkflow,
 )
 DEFAULT_THREADS = 16
 DEFAULT_REFRESH_SECONDS = 5.0
@@ -175,6 +179,7 @@ class FlotillaWorker:
         # The push queues' activities: ``deploy`` behind one semaphore per cluster.
         self.push = PushDeployActivities(self.deploy, config.cluster_concurrency)
         self.registry = RegistryActivities(secrets)
+        self.helmops = HelmOpActivities(secrets, content, self.registry, client)
         self.writeback = WriteBackActivities(self.gitops, config.workdir / "writeback")
         self.schedules = ScheduleActivities(client, content, self.gitops)
         self.content = ContentActivities(client, content)
@@ -270,6 +275,9 @@ class FlotillaWorker:
                 self.content.collect_garbage,
                 self.notify.deliver_notification,
                 self.notify.deliver_notifications,
+                self.helmops.resolve_helmop,
+                self.helmops.sync_helmop_schedule,
+                self.helmops.bundle_states,
             ],
             activity_executor=self._control_pool,
             max_concurrent_activities=self.config.control_threads,

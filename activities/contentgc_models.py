@@ -11,7 +11,7 @@ COLLECT_GARBAGE = "collect_garbage"
 # The workflow that runs it, for the CLI and its schedule (they start it by name).
 CONTENT_GC_WORKFLOW = "ContentGarbageWorkflow"
 CONTENT_REFS_QUERY = "content_refs"
-REFERENCING_WORKFLOWS = ("GitRepoWorkflow", "BundleWorkflow")
+REFERENCING_WORKFLOWS = ("GitRepoWorkflow", "BundleWorkflow", "HelmOpWorkflow")
 DEFAULT_GRACE = timedelta(hours=24)
 QUERY_CONCURRENCY = 16
 # A workflow whose worker is gone would hold a query until the RPC deadline; fail sooner.

@@ -69,6 +69,15 @@ def registry_workflow_id(namespace: str) -> str:
     return f"registry/{namespace}"
 
 
+def helmop_workflow_id(namespace: str, name: str) -> str:
+    return f"helmop/{namespace}/{name}"
+
+
+def helmop_schedule_id(namespace: str, name: str) -> str:
+    """The schedule polling a HelmOp's chart versions (its runs are named after it)."""
+    return f"helmop-poll/{namespace}/{name}"
+
+
 # One content garbage collection at a time, fleet-wide (the CLI and its schedule share it).
 CONTENT_GC_WORKFLOW_ID = "content-gc"
 

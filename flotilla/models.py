@@ -650,10 +650,32 @@ class Schedule(FleetObjectModel):
     spec: ScheduleSpec
 
 
-FleetObject = GitRepo | Cluster | ClusterGroup | Policy | GitRepoRestriction | Schedule
+
+
+class HelmOpSpec(BundleSpecCommon):
+    """Fleet's HelmOp spec: a Bundle's spec with its chart taken from a Helm repository, an OCI
+    registry or a tarball URL instead of git, and the chart version followed by polling."""
+
+    labels: StringMap | None = None
+    # Unset (or "0"): the version is resolved when the HelmOp is applied or synced, not polled.
+    polling_interval: Duration | None = None
+    helm_secret_name: str | None = None
+    insecure_skip_tls_verify: bool = Field(default=False, alias="insecureSkipTLSVerify")
+
+
+class HelmOp(FleetObjectModel):
+    """A HelmOp object (Fleet 0.13+): a chart deployed to the fleet without a git repository."""
+
+    kind: Literal["HelmOp"] = "HelmOp"
+    metadata: ObjectMeta
+    spec: HelmOpSpec = Field(default_factory=HelmOpSpec)
+
+
+FleetObject = GitRepo | HelmOp | Cluster | ClusterGroup | Policy | GitRepoRestriction | Schedule
 Restriction = Policy | GitRepoRestriction
 _OBJECT_KINDS: dict[str, type[FleetObject]] = {
     "GitRepo": GitRepo,
+    "HelmOp": HelmOp,
     "Cluster": Cluster,
     "ClusterGroup": ClusterGroup,
     "Policy": Policy,

@@ -22,10 +22,12 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field
 
 from flotilla.durations import parse_duration
+from flotilla.helmops import check_helmop
 from flotilla.models import (
     Duration,
     FleetModel,
     FleetObject,
+    HelmOp,
     ObjectMeta,
     StringMap,
     document_mappings,
@@ -145,6 +147,8 @@ def load_objects(
             parsed, found = parse_spec(model, data, file=where)
         else:
             parsed, found = parse_fleet_object(data, file=where)
+            if isinstance(parsed, HelmOp):
+                check_helmop(parsed, file=where)
         objects.append(parsed)
         warnings.extend(found)
     for obj in objects:

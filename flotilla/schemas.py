@@ -19,6 +19,7 @@ from flotilla.models import (
     FleetYaml,
     GitRepo,
     GitRepoRestriction,
+    HelmOp,
     Policy,
     Schedule,
 )
@@ -29,6 +30,7 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "fleet.yaml": FleetYaml,
     "gitrepo": GitRepo,
+    "helmop": HelmOp,
     "cluster": Cluster,
     "clustergroup": ClusterGroup,
     "policy": Policy,

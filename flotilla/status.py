@@ -44,6 +44,9 @@ class RepoState(StrEnum):
     GIT_UPDATING = "GitUpdating"
     # A workspace restriction refuses the GitRepo: nothing new deploys, what runs stays.
     RESTRICTED = "Restricted"
+    # A HelmOp's chart source cannot give a version (down, refused, nothing matches): the
+    # version chosen before keeps running.
+    CHART_ERROR = "ChartError"
 
 
 # Worst first. Fleet's order, with WaitingForDependency just worse than Pending: a dependency

@@ -22,7 +22,14 @@ from flotilla.notifications import Alert, AlertSpec, load_objects
 from runtime.stores import LazySecretStore, load_settings
 from runtime.temporal import connect
 from starters.control import Control
-from starters.get import ALERT_KINDS, POLICY_KINDS, PROVIDER_KINDS, SCHEDULE_KINDS, WORKSPACE_KINDS
+from starters.get import (
+    ALERT_KINDS,
+    HELMOP_KINDS,
+    POLICY_KINDS,
+    PROVIDER_KINDS,
+    SCHEDULE_KINDS,
+    WORKSPACE_KINDS,
+)
 from starters.rollout import DEFAULT_INTERVAL, follow_rollout, parse_timeout
 from starters.tables import (
     alert_table,
@@ -32,8 +39,10 @@ from starters.tables import (
     describe_bundle,
     describe_cluster,
     describe_gitrepo,
+    describe_helmop,
     describe_provider,
     gitrepo_table,
+    helmop_table,
     provider_table,
     render,
     restriction_table,
@@ -180,6 +189,9 @@ def cmd_get(args: argparse.Namespace) -> int:
         if args.kind in ("bundle", "bundles"):
             bundles = await control.list_bundles(args.namespace)
             return render(bundles, args.output, lambda: bundle_table(bundles))
+        if args.kind in HELMOP_KINDS:
+            helmops = await control.list_helmops(args.namespace)
+            return render(helmops, args.output, lambda: helmop_table(helmops))
         if args.kind in WORKSPACE_KINDS:
             spaces = await control.workspaces()
             return render(spaces, args.output, lambda: workspace_table(spaces))
@@ -209,6 +221,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
         if args.kind == "gitrepo":
             repo = await control.gitrepo_status(args.namespace, args.name)
             return render(repo, args.output, lambda: describe_gitrepo(repo))
+        if args.kind == "helmop":
+            helmop = await control.helmop_status(args.namespace, args.name)
+            return render(helmop, args.output, lambda: describe_helmop(helmop))
         if args.kind == "cluster":
             snapshot = await control.registry(args.namespace)
             record = next((c for c in snapshot.clusters if c.name == args.name), None)
@@ -255,6 +270,8 @@ def _missing(kind: str, name: str, namespace: str, known: Iterable[str]) -> str:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    if args.kind == "helmop":
+        return _run(args, lambda control: control.sync_helmop(args.namespace, args.name))
     return _run(args, lambda control: control.sync_gitrepo(args.namespace, args.name))
 
 
@@ -293,6 +310,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
             return await control.delete_notification(args.namespace, args.kind, args.name)
         if args.kind == "schedule":
             return (await control.remove_schedule(args.namespace, args.name)).message
+        if args.kind == "helmop":
+            return await control.delete_helmop(args.namespace, args.name)
         return await control.delete_gitrepo(args.namespace, args.name)
 
     return _run(args, action)
@@ -310,8 +329,8 @@ def _common(parser: argparse.ArgumentParser, *, output: bool = False) -> None:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     apply = sub.add_parser(
         "apply",
-        help="apply Fleet GitRepo, Cluster, ClusterGroup, Policy and GitRepoRestriction YAML, "
-        "and notification Providers and Alerts",
+        help="apply Fleet GitRepo, HelmOp, Cluster, ClusterGroup, Policy and GitRepoRestriction "
+        "YAML, and notification Providers and Alerts",
     )
     apply.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
     apply.add_argument(
@@ -371,16 +390,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     describe = sub.add_parser(
         "describe",
-        help="show a gitrepo, bundle or cluster in detail, with its conditions; or a "
+        help="show a gitrepo, helmop, bundle or cluster in detail, with its conditions; or a "
         "notification provider (with its delivery counters) or alert",
     )
-    describe.add_argument("kind", choices=("gitrepo", "bundle", "cluster", "provider", "alert"))
+    describe.add_argument(
+        "kind", choices=("gitrepo", "helmop", "bundle", "cluster", "provider", "alert")
+    )
     describe.add_argument("name")
     _common(describe, output=True)
     describe.set_defaults(handler=cmd_describe)
 
-    sync = sub.add_parser("sync", help="poll a gitrepo now")
-    sync.add_argument("kind", choices=("gitrepo",))
+    sync = sub.add_parser(
+        "sync", help="poll a gitrepo now, or ask a helmop's chart source for its versions now"
+    )
+    sync.add_argument("kind", choices=("gitrepo", "helmop"))
     sync.add_argument("name")
     _common(sync)
     sync.set_defaults(handler=cmd_sync)
@@ -394,14 +417,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     delete = sub.add_parser(
         "delete",
-        help="delete a gitrepo (and its deployments), a cluster, a clustergroup, a policy, "
-        "a gitreporestriction, a schedule, or a notification provider (its queued messages are "
-        "dropped; refused while an alert uses it) or alert",
+        help="delete a gitrepo or a helmop (and its deployments), a cluster, a clustergroup, "
+        "a policy, a gitreporestriction, a schedule, or a notification provider (its queued "
+        "messages are dropped; refused while an alert uses it) or alert",
     )
     delete.add_argument(
         "kind",
         choices=(
             "gitrepo",
+            "helmop",
             "cluster",
             "clustergroup",
             *RESTRICTION_KINDS,

@@ -11,6 +11,7 @@ import asyncio
 import secrets
 from collections.abc import Awaitable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
@@ -36,10 +37,12 @@ from activities.secrets import (
 )
 from flotilla.agents import TokenError, make_token, token_hash, token_namespace
 from flotilla.errors import FlotillaError, SpecError, cause_message
+from flotilla.helmops import fold_values_files
 from flotilla.ids import (
     CONTROL_TASK_QUEUE,
     bundle_workflow_id,
     gitrepo_workflow_id,
+    helmop_workflow_id,
     notification_workflow_id,
     objectwatch_workflow_id,
     registry_workflow_id,
@@ -51,6 +54,7 @@ from flotilla.models import (
     FleetObject,
     GitRepo,
     GitRepoRestriction,
+    HelmOp,
     Policy,
     Restriction,
     Schedule,
@@ -82,6 +86,22 @@ from workflows.gitrepo_models import (
     SyncNowResult,
     UpdateSpecRequest,
     UpdateSpecResult,
+)
+from workflows.helmop_models import (
+    HELMOP_DELETE_UPDATE,
+    HELMOP_STATUS_QUERY,
+    HELMOP_SYNC_NOW_UPDATE,
+    HELMOP_UPDATE_SPEC_UPDATE,
+    HELMOP_WORKFLOW,
+    HelmOpDeleteRequest,
+    HelmOpDeleteResult,
+    HelmOpState,
+    HelmOpStatus,
+    HelmOpStatusRequest,
+    HelmOpSyncRequest,
+    HelmOpSyncResult,
+    HelmOpUpdateRequest,
+    HelmOpUpdateResult,
 )
 from workflows.notifications_models import (
     APPLY_NOTIFICATION_UPDATE,
@@ -577,6 +597,8 @@ class Control:
             note = ""
             if isinstance(obj, GitRepo):
                 await self.apply_gitrepo(obj)
+            elif isinstance(obj, HelmOp):
+                await self.apply_helmop(obj, file=file)
             elif isinstance(obj, Cluster):
                 request = self._cluster_request(obj)
                 await self._registry_update(obj.metadata.namespace, APPLY_CLUSTER_UPDATE, request)
@@ -743,6 +765,80 @@ class Control:
         if wait:
             await handle.result()
         return f"gitrepo {namespace}/{name} deleted ({result.bundles} bundle(s) removed)"
+
+    # --- helmops -----------------------------------------------------------------------------
+
+    async def apply_helmop(self, helmop: HelmOp, *, file: str, **switches: Any) -> str:
+        """Start the HelmOp's workflow, or hand the running one its new spec. ``valuesFiles``
+        are read here, beside ``file``, and folded into the values the workflow gets."""
+        namespace, name = helmop.metadata.namespace, helmop.metadata.name
+        spec = fold_values_files(helmop.spec, _values_files(helmop, file), file=file)
+        await self.ensure_registry(namespace)
+        entity = (
+            HELMOP_WORKFLOW,
+            HelmOpState(namespace=namespace, name=name, spec=spec, **switches),
+            helmop_workflow_id(namespace, name),
+            f"helmop {namespace}/{name}",
+        )
+        result = await self._update_with_start(
+            entity, HELMOP_UPDATE_SPEC_UPDATE, HelmOpUpdateRequest(spec=spec), HelmOpUpdateResult
+        )
+        return result.message
+
+    def helmop(self, namespace: str, name: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(helmop_workflow_id(namespace, name))
+
+    async def helmop_status(self, namespace: str, name: str) -> HelmOpStatus:
+        status: HelmOpStatus = await _not_found_is_error(
+            self.helmop(namespace, name).query(
+                HELMOP_STATUS_QUERY, HelmOpStatusRequest(), result_type=HelmOpStatus
+            ),
+            f"helmop {namespace}/{name} not found",
+        )
+        return status
+
+    async def list_helmops(self, namespace: str) -> list[HelmOpStatus]:
+        names = await self._running("HelmOp", namespace)
+        return list(await asyncio.gather(*(self.helmop_status(namespace, n) for n in names)))
+
+    async def sync_helmop(self, namespace: str, name: str) -> str:
+        result: HelmOpSyncResult = await _not_found_is_error(
+            self.helmop(namespace, name).execute_update(
+                HELMOP_SYNC_NOW_UPDATE, HelmOpSyncRequest(), result_type=HelmOpSyncResult
+            ),
+            f"helmop {namespace}/{name} not found",
+        )
+        if result.error:
+            raise FlotillaError(f"helmop {namespace}/{name}: {result.error}")
+        return f"helmop {namespace}/{name} synced at chart version {result.version or '(tarball)'}"
+
+    async def delete_helmop(self, namespace: str, name: str, *, wait: bool = True) -> str:
+        handle = self.helmop(namespace, name)
+        result: HelmOpDeleteResult = await _not_found_is_error(
+            handle.execute_update(
+                HELMOP_DELETE_UPDATE, HelmOpDeleteRequest(), result_type=HelmOpDeleteResult
+            ),
+            f"helmop {namespace}/{name} not found",
+        )
+        if wait:
+            await handle.result()
+        return result.message
+
+
+def _values_files(helmop: HelmOp, file: str) -> dict[str, str]:
+    """The text of each ``helm.valuesFiles`` entry that exists, read relative to ``file``'s
+    directory (the current one for stdin); a missing one is named by the fold."""
+    helm = helmop.spec.helm
+    base = Path(file).parent if file not in ("", "-") else Path.cwd()
+    found: dict[str, str] = {}
+    for name in (helm.values_files or []) if helm else []:
+        path = base / name
+        if path.is_file():
+            try:
+                found[name] = path.read_text()
+            except OSError as err:
+                raise SpecError(f"{name}: cannot read: {err.strerror}", file=file) from None
+    return found
 
 
 def _no_notifications(namespace: str) -> str:

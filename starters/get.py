@@ -1,4 +1,5 @@
-"""``flotilla get``: list gitrepos, bundles, clusters, images, policies, workspaces, alerts...
+"""``flotilla get``: list gitrepos, helmops, bundles, clusters, images, policies, schedules,
+workspaces, alerts...
 
 The gitrepo and bundle tables come from the search attributes the workflows keep (the
 columns the Temporal UI shows), read over Temporal's HTTP API without importing the Temporal
@@ -39,6 +40,7 @@ from starters.tables import bundle_table, gitrepo_table
 
 GITREPO_KINDS = ("gitrepos", "gitrepo")
 BUNDLE_KINDS = ("bundles", "bundle")
+HELMOP_KINDS = ("helmops", "helmop")
 CLUSTER_KINDS = ("clusters", "cluster")
 IMAGE_KINDS = ("images", "image")
 # Policies lists both restriction kinds; gitreporestrictions only the older one.
@@ -204,13 +206,14 @@ def cmd_get(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     get = sub.add_parser(
         "get",
-        help="list gitrepos, bundles, clusters, images, policies, schedules, workspaces, or "
-        "notification providers and alerts",
+        help="list gitrepos, helmops, bundles, clusters, images, policies, schedules, "
+        "workspaces, or notification providers and alerts",
     )
     get.add_argument(
         "kind",
         choices=(
             *GITREPO_KINDS,
+            *HELMOP_KINDS,
             *BUNDLE_KINDS,
             *CLUSTER_KINDS,
             *IMAGE_KINDS,

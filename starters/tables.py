@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from workflows.bundle_models import BundleStatus
     from workflows.gitrepo_models import GitRepoStatus
     from workflows.notifications_models import ProviderStatus
+    from workflows.helmop_models import HelmOpStatus
     from workflows.registry_models import ClusterRecord, RegistrySnapshot
 
 
@@ -172,6 +173,58 @@ def describe_gitrepo(status: GitRepoStatus, now: datetime | None = None) -> str:
         ),
     ]
     lines += [f"Warning:     {w}" for w in status.warnings]
+    return "\n".join(lines)
+
+
+def helmop_table(items: Sequence[HelmOpStatus]) -> str:
+    """Fleet's HelmOp columns: repo, chart, the version chosen, deployments ready, status."""
+    return table(
+        ["NAME", "REPO", "CHART", "VERSION", "BUNDLEDEPLOYMENTS-READY", "STATUS"],
+        [
+            [
+                h.name,
+                h.repo,
+                h.chart or "-",
+                h.version or "-",
+                h.ready_bundle_deployments,
+                status_text(h.state, h.message),
+            ]
+            for h in items
+        ],
+    )
+
+
+def describe_helmop(status: HelmOpStatus) -> str:
+    """One HelmOp: the chart, the version wanted and chosen (and when it was seen), polling,
+    the source's error if any, conditions and its bundle."""
+    polling = f"every {status.polling_interval}" if status.polling_interval else "off"
+    lines = [
+        f"Name:        {status.namespace}/{status.name}",
+        f"Repo:        {status.repo}",
+        f"Chart:       {status.chart or '-'}",
+        f"Wanted:      {status.wanted}",
+        f"Version:     {status.version or '<none chosen yet>'}",
+        f"  Seen:      {_when(status.version_seen_at)}",
+        f"Polling:     {polling} (last {_when(status.polled_at)})",
+        f"Clusters:    {status.ready_clusters}/{status.desired_ready_clusters} ready",
+        f"Deployments: {status.ready_bundle_deployments} ready",
+        f"State:       {status_text(status.state, status.message)}",
+    ]
+    if status.error:
+        lines.append(f"Chart error: {status.error}")
+        lines.append(f"  Since:     {_when(status.error_since)}")
+    lines += [
+        "Conditions:",
+        conditions_table(status.conditions),
+        "Bundles:",
+        table(
+            ["  NAME", "READY", "STATE", "MESSAGE"],
+            [
+                [f"  {b.name}", f"{b.ready}/{b.desired}", b.state, b.error or b.message]
+                for b in status.bundles
+            ],
+        ),
+    ]
     return "\n".join(lines)
 
 

@@ -232,7 +232,9 @@ class BundleWorkflow:
     @workflow.signal(name=REFRESH_SIGNAL)
     def refresh(self, refresh: BundleRefresh) -> None:
         if refresh.spec is not None:
-            sender = gitrepo_workflow_id(self.state.namespace, refresh.spec.gitrepo)
+            sender = refresh.spec.owner_workflow_id or gitrepo_workflow_id(
+                self.state.namespace, refresh.spec.gitrepo
+            )
             if sender != self.state.gitrepo_workflow_id:
                 # Another GitRepo has a bundle of the same name: it is told, never obeyed.
                 self._conflicts[sender] = refresh.spec.commit

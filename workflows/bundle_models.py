@@ -47,6 +47,9 @@ class BundleSpec(BaseModel):
     render_secrets: RenderSecretRefs | None = Field(
         default=None, exclude_if=lambda value: value is None
     )
+    # The workflow that owns the bundle when it is not ``gitrepo/<ns>/<gitrepo>`` (a HelmOp's
+    # ``helmop/<ns>/<name>``); left out of the JSON when absent, as above.
+    owner_workflow_id: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 # The bundle on one cluster, with its Helm release (the record and its transitions are core).

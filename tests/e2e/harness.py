@@ -104,7 +104,11 @@ class Flotilla:
         record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
         if record:
             await self.save_histories(Path(record))
-        for prefix in ("gitrepo", "bundle", "registry", "objectwatch", "notifications"):
+        async for schedule in await self.client.list_schedules():
+            if schedule.id.startswith(f"helmop-poll/{self.namespace}/"):
+                await self.client.get_schedule_handle(schedule.id).delete()
+        prefixes = ("gitrepo", "helmop", "bundle", "registry", "objectwatch", "notifications")
+        for prefix in prefixes:
             query = (
                 f"WorkflowId STARTS_WITH '{prefix}/{self.namespace}' "
                 "AND ExecutionStatus = 'Running'"
@@ -116,7 +120,7 @@ class Flotilla:
         """Write every workflow's history of this namespace as JSON (for replay tests)."""
         directory.mkdir(parents=True, exist_ok=True)
         query = f"WorkflowId STARTS_WITH '{{}}/{self.namespace}'"
-        for prefix in ("gitrepo", "bundle", "registry", "notifications"):
+        for prefix in ("gitrepo", "helmop", "helmop-poll", "bundle", "registry", "notifications"):
             async for wf in self.client.list_workflows(query.format(prefix)):
                 history = await self.client.get_workflow_handle(
                     wf.id, run_id=wf.run_id

@@ -8,12 +8,7 @@ cores; every deploy still goes through its own per-cluster task queue and Helm r
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import uuid
-from collections.abc import Iterator
-
-import pytest
 
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
@@ -27,18 +22,6 @@ from tests.e2e.harness import (
 )
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{version: '{version}'}}\n"
-
-
-@pytest.fixture
-def prefix(local_cluster: LocalCluster) -> Iterator[str]:
-    """A prefix for the namespaces a test deploys into; they are deleted afterwards."""
-    value = f"t{uuid.uuid4().hex[:6]}"
-    yield value
-    for ns in local_cluster.request("GET", "/api/v1/namespaces")["items"]:
-        name = ns["metadata"]["name"]
-        if name.startswith(value):
-            with contextlib.suppress(Exception):
-                local_cluster.request("DELETE", f"/api/v1/namespaces/{name}")
 
 
 async def register(

@@ -23,7 +23,13 @@ def test_every_orchestration_workflow_has_a_committed_history() -> None:
         ]["name"]
         for p in HISTORIES
     }
-    assert {"ClusterRegistryWorkflow", "GitRepoWorkflow", "BundleWorkflow"} <= types
+    assert {
+        "ClusterRegistryWorkflow",
+        "GitRepoWorkflow",
+        "BundleWorkflow",
+        "HelmOpWorkflow",
+        "HelmOpPollWorkflow",
+    } <= types
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -776,13 +776,13 @@ def test_single_document_errors_do_not_mention_documents() -> None:
         (
             "apiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGrop\nmetadata: {name: g}\n",
             "f.yaml: kind: 'ClusterGrop' is not a kind flotilla applies (use one of GitRepo,"
-            " Cluster, ClusterGroup, Policy, GitRepoRestriction, Schedule); did you mean"
+            " HelmOp, Cluster, ClusterGroup, Policy, GitRepoRestriction, Schedule); did you mean"
             " 'ClusterGroup'?",
         ),
         (
             "apiVersion: fleet.cattle.io/v1alpha1\nkind: Deployment\nmetadata: {name: g}\n",
             "f.yaml: kind: 'Deployment' is not a kind flotilla applies (use one of GitRepo,"
-            " Cluster, ClusterGroup, Policy, GitRepoRestriction, Schedule)",
+            " HelmOp, Cluster, ClusterGroup, Policy, GitRepoRestriction, Schedule)",
         ),
         (
             "apiVersion: fleet.cattle.io/v1alpha1\nmetadata: {name: g}\n",

@@ -15,7 +15,12 @@ from flotilla.schemas import SCHEMA_MODELS, json_schema
 from starters.schema import schema_text
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = {"GitRepo": "gitrepo", "Cluster": "cluster", "ClusterGroup": "clustergroup"}
+KINDS = {
+    "GitRepo": "gitrepo",
+    "HelmOp": "helmop",
+    "Cluster": "cluster",
+    "ClusterGroup": "clustergroup",
+}
 
 
 @functools.cache
@@ -56,7 +61,7 @@ def test_every_example_object_is_valid(where: str, document: dict[str, Any]) -> 
 
 
 def test_the_examples_cover_every_object_kind_an_editor_meets_first() -> None:
-    assert {w.split(":")[1] for w, _ in _objects()} >= {"GitRepo", "Cluster"}
+    assert {w.split(":")[1] for w, _ in _objects()} >= {"GitRepo", "HelmOp", "Cluster"}
 
 
 @pytest.mark.parametrize(
