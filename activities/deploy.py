@@ -460,9 +460,7 @@ class DeployActivities:
                             chart.path,
                             namespace=namespace,
                             values=values,
-                            flags=self._flags(
-                                options, adopt=decision.action is HistoryAction.ADOPT
-                            ),
+                            flags=self._flags(options, action=decision.action),
                             deployment_label=label,
                             description=f"flotilla deployment {label}",
                             # Names the bundle to the object watcher (activities/objectwatch.py).
@@ -504,21 +502,30 @@ class DeployActivities:
         return result, manifest if isinstance(manifest, str) else None
 
     @staticmethod
-    def _flags(options: BundleDeploymentOptions, *, adopt: bool = False) -> UpgradeFlags:
+    def _flags(
+        options: BundleDeploymentOptions, *, action: HistoryAction = HistoryAction.UPGRADE
+    ) -> UpgradeFlags:
         helm = options.helm
         correct_drift = options.correct_drift
+        adopt = action is HistoryAction.ADOPT
+        # As in Fleet, correctDrift.force also forces the upgrade itself.
+        force = bool(helm and helm.force) or bool(correct_drift and correct_drift.force)
+        # Adopting the live objects of a lost record: they carry this release's
+        # annotations already, unless someone stripped them; take them either way.
+        take_ownership = adopt or bool(helm and helm.take_ownership)
+        installs = action in (HistoryAction.INSTALL, HistoryAction.ADOPT)
         return UpgradeFlags(
             max_history=max_history(options),
             timeout_seconds=(helm.timeout_seconds or 0) if helm else 0,
             atomic=bool(helm and helm.atomic),
-            # As in Fleet, correctDrift.force also forces the upgrade itself.
-            force=bool(helm and helm.force) or bool(correct_drift and correct_drift.force),
-            # Adopting the live objects of a lost record: they carry this release's
-            # annotations already, unless someone stripped them; take them either way.
-            take_ownership=adopt or bool(helm and helm.take_ownership),
+            force=force,
+            take_ownership=take_ownership,
             wait_for_jobs=bool(helm and helm.wait_for_jobs),
             skip_schema_validation=bool(helm and helm.skip_schema_validation),
             enable_dns=not (helm and helm.disable_dns),
+            # Fleet 0.15: replacing objects, or installing over objects it takes over, is
+            # done with Helm's three-way merge, not server-side apply.
+            three_way_merge=force or (take_ownership and installs),
         )
 
     def _prepare_chart(

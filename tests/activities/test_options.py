@@ -18,7 +18,7 @@ STRICT_SCHEMA = '{"type": "object", "properties": {"replicas": {"type": "integer
         (UpgradeFlags(), ["--history-max", "2", "--enable-dns"]),
         (
             UpgradeFlags(timeout_seconds=30, wait_for_jobs=True, enable_dns=False),
-            ["--history-max", "2", "--timeout", "30s", "--wait", "--wait-for-jobs"],
+            ["--history-max", "2", "--timeout", "30s", "--wait=watcher", "--wait-for-jobs"],
         ),
         # Without a timeout helm does not wait (as in Fleet), so waitForJobs has no effect.
         (UpgradeFlags(wait_for_jobs=True, enable_dns=False), ["--history-max", "2"]),
@@ -30,12 +30,14 @@ STRICT_SCHEMA = '{"type": "object", "properties": {"replicas": {"type": "integer
                 take_ownership=True,
                 skip_schema_validation=True,
                 enable_dns=False,
+                three_way_merge=True,
             ),
             [
                 "--history-max",
                 "5",
-                "--atomic",
-                "--force",
+                "--server-side=false",
+                "--rollback-on-failure",
+                "--force-replace",
                 "--take-ownership",
                 "--skip-schema-validation",
             ],
