@@ -36,6 +36,7 @@ from temporalio.worker import Interceptor, PollerBehaviorAutoscaling, Worker
 
 from activities.contentgc import ContentActivities
 from activities.deploy import DeployActivities
+from activities.diff import DiffActivities
 from activities.gitops import GitOpsActivities
 from activities.notify import NotifyActivities
 from activities.objectwatch import ObjectWatchActivities
@@ -69,6 +70,7 @@ from starters.webhook import split_listen
 from starters.webhookserver import WebhookConfig, WebhookReceiver, start_receiver
 from workflows.bundle import BundleWorkflow
 from workflows.contentgc import ContentGarbageWorkflow
+from workflows.diff import DiffWorkflow
 from workflows.gitrepo import GitRepoWorkflow
 from workflows.imagepolicy import ImagePolicyWorkflow
 from workflows.notifications import NotificationWorkflow
@@ -86,6 +88,7 @@ WORKFLOWS = (
     ContentGarbageWorkflow,
     ObjectWatchWorkflow,
     NotificationWorkflow,
+    DiffWorkflow,
 )
 DEFAULT_THREADS = 16
 DEFAULT_REFRESH_SECONDS = 5.0
@@ -174,6 +177,8 @@ class FlotillaWorker:
         )
         # The push queues' activities: ``deploy`` behind one semaphore per cluster.
         self.push = PushDeployActivities(self.deploy, config.cluster_concurrency)
+        # `flotilla diff` renders and reads clusters with the deploy engine's credentials.
+        self.diff = DiffActivities(self.deploy)
         self.registry = RegistryActivities(secrets)
         self.writeback = WriteBackActivities(self.gitops, config.workdir / "writeback")
         self.schedules = ScheduleActivities(client, content, self.gitops)
@@ -247,6 +252,7 @@ class FlotillaWorker:
                 self.schedules.request_gitrepo_sync,
                 self.content.collect_garbage,
                 self.notify.deliver_notification,
+                self.diff.diff_deployment,
             ],
             activity_executor=self._control_pool,
             max_concurrent_activities=self.config.control_threads,
