@@ -48,6 +48,7 @@ from activities.helm import (
     find_release_objects,
     read_history,
     read_release_manifest,
+    read_release_record,
     roll_back,
 )
 from activities.kube import Kube, KubeClients, parse_kubeconfig
@@ -182,6 +183,21 @@ def _read_values_from(
                 redact.add(secret_strings(values))
             merged = merge_values(merged, values)
     return merged
+
+
+def _applied_server_side(
+    kube: Kube, release: str, namespace: str, history: list[ReleaseRevision]
+) -> bool:
+    """Whether the release's newest revision was applied server-side (Helm 4 records it; a
+    revision Helm 3 wrote says nothing and was a three-way merge)."""
+    if not history:
+        return True
+    latest = max(history, key=lambda r: r.revision)
+    try:
+        record = read_release_record(kube, release, namespace, latest.revision)
+    except FlotillaError:
+        return True
+    return record.get("apply_method") == "ssa"
 
 
 def _latest_manifest(
@@ -460,7 +476,13 @@ class DeployActivities:
                             chart.path,
                             namespace=namespace,
                             values=values,
-                            flags=self._flags(options, action=decision.action),
+                            flags=self._flags(
+                                options,
+                                action=decision.action,
+                                server_side_before=_applied_server_side(
+                                    kube, release, namespace, history
+                                ),
+                            ),
                             deployment_label=label,
                             description=f"flotilla deployment {label}",
                             # Names the bundle to the object watcher (activities/objectwatch.py).
@@ -503,8 +525,13 @@ class DeployActivities:
 
     @staticmethod
     def _flags(
-        options: BundleDeploymentOptions, *, action: HistoryAction = HistoryAction.UPGRADE
+        options: BundleDeploymentOptions,
+        *,
+        action: HistoryAction = HistoryAction.UPGRADE,
+        server_side_before: bool = True,
     ) -> UpgradeFlags:
+        """The upgrade's flags; ``server_side_before``: the release's newest revision was
+        applied server-side (what Helm's "auto" would read)."""
         helm = options.helm
         correct_drift = options.correct_drift
         adopt = action is HistoryAction.ADOPT
@@ -524,8 +551,11 @@ class DeployActivities:
             skip_schema_validation=bool(helm and helm.skip_schema_validation),
             enable_dns=not (helm and helm.disable_dns),
             # Fleet 0.15: replacing objects, or installing over objects it takes over, is
-            # done with Helm's three-way merge, not server-side apply.
-            three_way_merge=force or (take_ownership and installs),
+            # done with Helm's three-way merge; otherwise a new release is applied
+            # server-side and an upgrade keeps the method of the revision before it.
+            server_side=not force
+            and (not (take_ownership and installs))
+            and (installs or server_side_before),
         )
 
     def _prepare_chart(

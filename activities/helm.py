@@ -120,17 +120,21 @@ class UpgradeFlags(BaseModel):
     wait_for_jobs: bool = False
     skip_schema_validation: bool = False
     enable_dns: bool = True
-    # Off, as Fleet 0.15 has it, Helm's default "auto" applies: server-side apply for a new
-    # release and the previous revision's method for an upgrade (so releases Helm 3 installed
-    # keep Helm's three-way merge). On for a deploy that replaces objects or installs over
-    # objects it did not make, where Fleet turns server-side apply off.
-    three_way_merge: bool = False
+    # How objects are written (docs/deploy-engine.md "Helm 4"). True: server-side apply,
+    # taking fields back from whoever changed them since (git wins, as Helm 3's three-way
+    # merge made it); False: Helm's three-way merge. The deploy decides as Fleet 0.15 does:
+    # server-side for a new release, the previous revision's method for an upgrade (so a
+    # release Helm 3 installed keeps the three-way merge), the three-way merge when it
+    # replaces objects or installs over objects it did not make.
+    server_side: bool = True
 
     def args(self) -> list[str]:
         # As in Fleet, helm waits for readiness (its status watcher) only when a timeout is
         # given; otherwise it waits for hooks only, Helm 4's default.
         args = ["--history-max", str(self.max_history)]
-        if self.three_way_merge:
+        if self.server_side and not self.force:
+            args += ["--server-side=true", "--force-conflicts"]
+        else:
             args.append("--server-side=false")
         if self.timeout_seconds > 0:
             args += ["--timeout", f"{self.timeout_seconds}s", "--wait=watcher"]

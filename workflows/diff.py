@@ -62,6 +62,9 @@ class DiffWorkflow:
                 start_to_close_timeout=LS_REMOTE_TIMEOUT,
                 retry_policy=LS_REMOTE_RETRY,
             )
+            if request.commit:
+                # A branch or tag named by --commit: fetch the commit it resolved to.
+                source = source.model_copy(update={"revision": head.commit})
             fetched: FetchResult = await workflow.execute_activity(
                 FETCH_BUNDLES,
                 FetchRequest(
