@@ -76,7 +76,9 @@ _TRANSIENT = (
     "http2: client connection lost",
 )
 # Helm gave up waiting for readiness (timeoutSeconds): the objects were applied, not Ready.
-_WAIT_TIMEOUTS = ("timed out waiting", "context deadline exceeded")
+# Helm 4's status watcher names each object first ("resource Deployment/ns/web not ready.
+# status: InProgress, ..."), so its deadline may fall past the cut of a long message.
+_WAIT_TIMEOUTS = ("timed out waiting", "context deadline exceeded", "not ready. status:")
 
 
 # Helm errors that come from rendering the chart: the same chart and values fail every time.
