@@ -44,6 +44,7 @@ async def run_diff(
 ) -> DiffReport:
     """Plan and diff on the worker (it holds the cluster credentials); a one-line
     FlotillaError when the GitRepo, bundle or cluster is unknown."""
+    from flotilla.models import GitRepoSpec  # noqa: PLC0415
     from workflows.diff_models import DIFF_WORKFLOW, DiffInput, DiffReport  # noqa: PLC0415
     from workflows.gitrepo_models import (  # noqa: PLC0415
         GITREPO_SPEC_QUERY,
@@ -61,8 +62,6 @@ async def run_diff(
         bundle = name
         gitrepo = (await control.bundle_status(namespace, name)).gitrepo
     await control.gitrepo_status(namespace, gitrepo)  # a one-line error when unknown
-    from flotilla.models import GitRepoSpec  # noqa: PLC0415
-
     spec: GitRepoSpec = await control.gitrepo(namespace, gitrepo).query(
         GITREPO_SPEC_QUERY, GitRepoStatusRequest(), result_type=GitRepoSpec
     )

@@ -36,7 +36,3 @@ class DiffReport(BaseModel):
     deployments: list[DeploymentDiff] = Field(default_factory=list)
     # Bundles of the commit that cannot deploy, or clusters diffs cannot reach: one line each.
     errors: list[str] = Field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return any(d.changes for d in self.deployments)
