@@ -1,22 +1,22 @@
 """Helm 4 takes over releases Helm 3 installed, in place, and charts' ``lookup`` sees the cluster.
 
-The release is installed by the deploy engine driving the previous pin (helm 3.21.4, built as
-``helm3`` by devenv/tools.py), then upgraded twice by the engine with the Helm 4 pin: the
+The release is installed by the previous pin (helm 3.21.4, built as ``helm3`` by
+devenv/tools.py) as flotilla installed it, then upgraded twice by the engine with Helm 4: the
 history gains exactly one revision per deploy, nothing is uninstalled or reinstalled, every
 object keeps its uid and the Deployment never has fewer ready pods.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 from typing import Any
 
-from activities.deploy import DeployActivities
-from activities.helm import read_release_record
-from activities.tools import ToolPaths
+from activities.deploy_models import ReleaseRef
+from activities.helm import DEPLOYMENT_ID_LABEL, read_release_record
+from activities.objectwatch_models import BUNDLE_LABEL
 from devenv import tools
 from flotilla.bundles import Bundle
+from flotilla.deployment import deployment_label
 from flotilla.helmhistory import HistoryAction
 from tests.activities.conftest import Engine, configmap, deployment, dump, service
 from tests.activities.test_heal import Sampler
@@ -44,31 +44,39 @@ def record(engine: Engine, revision: int) -> dict[str, Any]:
         return read_release_record(kube, RELEASE, engine.namespace, revision)
 
 
+def install_with_helm3(engine: Engine, helm3: str) -> ReleaseRef:
+    """The release as flotilla installed it with the previous pin: the generated chart of the
+    raw bundle, with the deploy's labels and flags (Helm 3 knows no --server-side)."""
+    objects = [deployment("web"), configmap("cfg", {"a": "1"}), service("web")]
+    chart = engine.chart_dir(RELEASE, objects, "0.0.0")
+    subprocess.run(
+        [
+            helm3,
+            *("upgrade", RELEASE, str(chart), "--install", "--namespace", engine.namespace),
+            *("--labels", f"{DEPLOYMENT_ID_LABEL}={deployment_label('v1')},{BUNDLE_LABEL}=app"),
+            *("--history-max", "2", "--enable-dns", "--wait", "--timeout", "60s"),
+            *("--kubeconfig", str(engine.cluster.kubeconfig)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return ReleaseRef(name=RELEASE, namespace=engine.namespace, revision=1)
+
+
 def test_release_installed_by_helm3_is_upgraded_in_place_by_helm4(engine: Engine) -> None:
     helm3 = str(tools.locate("helm3"))
-    assert (
-        "v3.21.4"
-        in subprocess.run([helm3, "version", "--short"], capture_output=True, text=True).stdout
-    )
+    old = subprocess.run([helm3, "version", "--short"], capture_output=True, text=True).stdout
+    assert old.startswith(f"v{tools.HELM3_VERSION}"), old
     helm4 = subprocess.run(["helm", "version", "--short"], capture_output=True, text=True).stdout
     assert helm4.startswith(f"v{tools.HELM_VERSION}"), helm4
-    old_engine = dataclasses.replace(
-        engine,
-        activities=DeployActivities(
-            engine.secrets, engine.content, engine.root / "work", tools=ToolPaths(helm=helm3)
-        ),
-    )
-    installed = old_engine.deploy(app(engine, "1"), "v1", wait_ready_seconds=60)
-    assert installed.action is HistoryAction.INSTALL
-    assert installed.status is not None and installed.status.ready
+    installed = install_with_helm3(engine, helm3)
+    assert engine.history(RELEASE)[0]["status"] == "deployed"
     # Helm 3 records no apply method: Helm 4 reads that as its three-way merge.
     assert "apply_method" not in record(engine, 1)
     before = uids(engine)
 
     with Sampler(engine, "web").sampling() as sampler:
-        second = engine.deploy(
-            app(engine, "2"), "v2", previous=installed.release, wait_ready_seconds=60
-        )
+        second = engine.deploy(app(engine, "2"), "v2", previous=installed, wait_ready_seconds=60)
         third = engine.deploy(
             app(engine, "3", replicas=3), "v3", previous=second.release, wait_ready_seconds=60
         )
