@@ -43,10 +43,10 @@ async def test_diff_shows_what_a_commit_would_change(
         repo_name,
         {
             "app/settings.yaml": configmap("settings", target, level="1"),
-            "app/old.yaml": configmap("old", target, x="1"),
+            "app/old.yaml": configmap("old", target, key="1"),
             "app/creds.yaml": secret(target, OLD_SECRET),
             "app/fleet.yaml": f"defaultNamespace: {target}\n",
-            "other/other.yaml": configmap("other", target, y="1"),
+            "other/other.yaml": configmap("other", target, key="1"),
             "other/fleet.yaml": f"defaultNamespace: {target}\n",
         },
     )
@@ -66,7 +66,7 @@ async def test_diff_shows_what_a_commit_would_change(
             work,
             {
                 "app/settings.yaml": configmap("settings", target, level="2"),
-                "app/fresh.yaml": configmap("fresh", target, z="1"),
+                "app/fresh.yaml": configmap("fresh", target, key="1"),
                 "app/creds.yaml": secret(target, NEW_SECRET),
             },
             message="next",
