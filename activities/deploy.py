@@ -333,6 +333,16 @@ class DeployActivities:
         """The cluster's shared API client (kept open: see ``KubeClients``)."""
         return nullcontext(self.clients.get(kubeconfig, parsed))
 
+    def helm(self, kubeconfig: str, scratch: Path, redact: Redactor) -> Helm:
+        """The pinned helm against one cluster, heartbeating and redacting (a context manager)."""
+        return Helm(
+            kubeconfig,
+            scratch,
+            heartbeat=_heartbeat,
+            redact=redact,
+            binary=self.tools.require("helm"),
+        )
+
     def _options(self, digest: str) -> DeploymentOptions:
         try:
             return DeploymentOptions.model_validate_json(self.content.get(digest))
@@ -444,13 +454,7 @@ class DeployActivities:
                     scratch=scratch,
                     redact=redact,
                 )
-                with Helm(
-                    kubeconfig,
-                    scratch,
-                    heartbeat=_heartbeat,
-                    redact=redact,
-                    binary=self.tools.require("helm"),
-                ) as helm:
+                with self.helm(kubeconfig, scratch, redact) as helm:
                     history_size = max_history(options)
                     if decision.action is HistoryAction.ROLLBACK_THEN_UPGRADE:
                         assert decision.rollback_revision is not None
@@ -764,13 +768,7 @@ class DeployActivities:
                     swept = self._sweep(kube, request)
                     with (
                         self._scratch(release.name) as scratch,
-                        Helm(
-                            kubeconfig,
-                            scratch,
-                            heartbeat=_heartbeat,
-                            redact=redact,
-                            binary=self.tools.require("helm"),
-                        ) as helm,
+                        self.helm(kubeconfig, scratch, redact) as helm,
                     ):
                         helm.uninstall(release.name, namespace=release.namespace)
                 result = RemoveResult(release_removed=True, resources_kept=request.keep_resources)

@@ -18,14 +18,12 @@ from activities.deploy import (
     DeployActivities,
     _acting_user,
     _application_error,
-    _heartbeat,
     _read_values_from,
 )
-from activities.deploy_models import DeployRequest, ReleaseRef
+from activities.deploy_models import ReleaseRef
 from activities.diff_models import DIFF_DEPLOYMENT, DiffRequest
 from activities.helm import (
     HELM_MANAGER,
-    Helm,
     applied_revision,
     read_history,
     read_release_manifest,
@@ -78,7 +76,6 @@ class DiffActivities:
             redact,
             act_as=_acting_user(options),
         )
-        deploy_request = DeployRequest.model_validate(request.model_dump())
         with engine._kube(kubeconfig, parsed) as kube:
             history = read_history(kube, release, namespace)
             applied = applied_revision(history)
@@ -90,7 +87,7 @@ class DiffActivities:
                 chart = engine._prepare_chart(
                     bundle,
                     payload,
-                    request=deploy_request,
+                    request=request,
                     release=release,
                     values_from=values_from,
                     scratch=scratch,
@@ -98,13 +95,7 @@ class DiffActivities:
                 )
                 action = HistoryAction.UPGRADE if applied else HistoryAction.INSTALL
                 with (
-                    Helm(
-                        kubeconfig,
-                        scratch,
-                        heartbeat=_heartbeat,
-                        redact=redact,
-                        binary=engine.tools.require("helm"),
-                    ) as helm,
+                    engine.helm(kubeconfig, scratch, redact) as helm,
                     helm.private_file("values-", yaml.safe_dump(chart.values)) as values,
                 ):
                     record = helm.upgrade_install(

@@ -1,26 +1,13 @@
-"""The diff activity's name, request and result (``flotilla diff``)."""
+"""The diff activity's name and request (``flotilla diff``); its result is the core's
+``DeploymentDiff``."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
-from flotilla.credentials import RenderSecretRefs
-from flotilla.livediff import DeploymentDiff
+from activities.deploy_models import DeployRequest
 
 DIFF_DEPLOYMENT = "diff_deployment"
 
 
-class DiffRequest(BaseModel):
-    """Compare one planned bundle deployment with what runs on its cluster; nothing changes."""
-
-    gitrepo: str
-    bundle_name: str
-    cluster_namespace: str
-    cluster_name: str
-    deployment_id: str
-    bundle_digest: str
-    options_digest: str
-    render_secrets: RenderSecretRefs | None = None
-
-
-__all__ = ["DIFF_DEPLOYMENT", "DeploymentDiff", "DiffRequest"]
+class DiffRequest(DeployRequest):
+    """Compare one planned bundle deployment with what runs on its cluster; nothing changes
+    (the deploy's request: the same rendering; ``previous_release`` and the waits unused)."""
