@@ -28,6 +28,8 @@ from bench_fleet import start_worker, stop_worker, tool_env, wait_for_log
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from temporalio.service import RPCError
+
 from activities.secrets import FileSecretStore
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
@@ -92,13 +94,16 @@ async def bench(runs: int) -> None:
                     file="g.yaml",
                 )
                 deadline = time.monotonic() + 1800
+                status = None
                 while True:
-                    status = await control.gitrepo_status(namespace, "bench")
-                    if (
-                        status.state == "Ready"
-                        and status.ready_bundle_deployments == f"{total}/{total}"
-                    ):
-                        break
+                    try:
+                        status = await control.gitrepo_status(namespace, "bench")
+                    except RPCError:  # a query that timed out on a loaded machine: ask again
+                        pass
+                    else:
+                        ready = status.ready_bundle_deployments == f"{total}/{total}"
+                        if status.state == "Ready" and ready:
+                            break
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"not Ready after 1800 s: {status!r}")
                     await asyncio.sleep(1)
