@@ -16,21 +16,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field
 
-from flotilla.drift import ObjectKey
+from flotilla.drift import SERVER_METADATA, ObjectKey
 
 # One object's diff is cut after this many lines (the report travels through history).
 MAX_DIFF_LINES = 200
-# Written by the API server or by controllers, never by the deploy itself.
-_SERVER_METADATA = (
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "managedFields",
-    "selfLink",
-)
 _CONTROLLER_ANNOTATIONS = ("deployment.kubernetes.io/revision",)
 _SECRET_KINDS = frozenset({"Secret"})
 
@@ -69,7 +58,7 @@ def describe(key: ObjectKey) -> str:
 def comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
     """The object without what the server and controllers write (status, server metadata)."""
     out = {k: v for k, v in obj.items() if k != "status"}
-    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _SERVER_METADATA}
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in SERVER_METADATA}
     annotations = {
         k: v
         for k, v in (metadata.get("annotations") or {}).items()
