@@ -3,8 +3,8 @@
 # tests/substrate/test_compose.py fails when the two drift apart.
 FROM golang:1.26-bookworm AS tools
 ENV CGO_ENABLED=0
-RUN go install -trimpath -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=v3.21.4" \
-      helm.sh/helm/v3/cmd/helm@v3.21.4
+RUN go install -trimpath -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=v4.3.2" \
+      helm.sh/helm/v4/cmd/helm@v4.3.2
 RUN go install -trimpath -ldflags="-s -w -X sigs.k8s.io/kustomize/api/provenance.version=v5.8.2" \
       sigs.k8s.io/kustomize/kustomize/v5@v5.8.2
 RUN go install -trimpath -ldflags="-s -w" github.com/getsops/sops/v3/cmd/sops@v3.13.3

@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## tools: build (first time, with Go) or reuse kube-apiserver, controller-manager, etcd, kwok, helm, kustomize, sops, age-keygen, temporal-server, temporal-sql-tool, temporal-ui-server
+## tools: build (first time, with Go) or reuse kube-apiserver, controller-manager, etcd, kwok, helm (4), helm3 (upgrade test), kustomize, sops, age-keygen, temporal-server, temporal-sql-tool, temporal-ui-server
 tools: $(STAMP)
 	$(PY) -m devenv.tools
 

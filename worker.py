@@ -35,6 +35,7 @@ from temporalio.worker import Interceptor, PollerBehaviorAutoscaling, Worker
 
 from activities.contentgc import ContentActivities
 from activities.deploy import DeployActivities
+from activities.diff import DiffActivities
 from activities.gitops import GitOpsActivities
 from activities.helmops import HelmOpActivities
 from activities.notify import NotifyActivities
@@ -64,6 +65,7 @@ from starters.webhook import split_listen
 from starters.webhookserver import WebhookConfig, WebhookReceiver, start_receiver
 from workflows.bundle import BundleWorkflow
 from workflows.contentgc import ContentGarbageWorkflow
+from workflows.diff import DiffWorkflow
 from workflows.gitrepo import GitRepoWorkflow
 from workflows.gitrepo_models import GITREPO_STATUS_QUERY, GitRepoStatus, GitRepoStatusRequest
 from workflows.helmop import HelmOpPollWorkflow, HelmOpWorkflow
@@ -85,6 +87,7 @@ WORKFLOWS = (
     NotificationWorkflow,
     HelmOpWorkflow,
     HelmOpPollWorkflow,
+    DiffWorkflow,
 )
 DEFAULT_THREADS = 16
 DEFAULT_REFRESH_SECONDS = 5.0
@@ -178,6 +181,8 @@ class FlotillaWorker:
         )
         # The push queues' activities: ``deploy`` behind one semaphore per cluster.
         self.push = PushDeployActivities(self.deploy, config.cluster_concurrency)
+        # `flotilla diff` renders and reads clusters with the deploy engine's credentials.
+        self.diff = DiffActivities(self.deploy)
         self.registry = RegistryActivities(secrets)
         self.helmops = HelmOpActivities(secrets, content, self.registry, client)
         self.writeback = WriteBackActivities(self.gitops, config.workdir / "writeback")
@@ -278,6 +283,7 @@ class FlotillaWorker:
                 self.helmops.resolve_helmop,
                 self.helmops.sync_helmop_schedule,
                 self.helmops.bundle_states,
+                self.diff.diff_deployment,
             ],
             activity_executor=self._control_pool,
             max_concurrent_activities=self.config.control_threads,

@@ -51,6 +51,7 @@ from activities.helm import (
     read_history,
     read_release_manifest,
     release_service_account,
+    read_release_record,
     roll_back,
 )
 from activities.kube import ForbiddenError, Kube, KubeClients, parse_kubeconfig
@@ -200,6 +201,21 @@ def _read_values_from(
                 redact.add(secret_strings(values))
             merged = merge_values(merged, values)
     return merged
+
+
+def _applied_server_side(
+    kube: Kube, release: str, namespace: str, history: list[ReleaseRevision]
+) -> bool:
+    """Whether the release's newest revision was applied server-side (Helm 4 records it; a
+    revision Helm 3 wrote says nothing and was a three-way merge)."""
+    if not history:
+        return True
+    latest = max(history, key=lambda r: r.revision)
+    try:
+        record = read_release_record(kube, release, namespace, latest.revision)
+    except FlotillaError:
+        return True
+    return record.get("apply_method") == "ssa"
 
 
 def _latest_manifest(
@@ -354,6 +370,16 @@ class DeployActivities:
         """The cluster's shared API client (kept open: see ``KubeClients``)."""
         return nullcontext(self.clients.get(kubeconfig, parsed))
 
+    def helm(self, kubeconfig: str, scratch: Path, redact: Redactor) -> Helm:
+        """The pinned helm against one cluster, heartbeating and redacting (a context manager)."""
+        return Helm(
+            kubeconfig,
+            scratch,
+            heartbeat=_heartbeat,
+            redact=redact,
+            binary=self.tools.require("helm"),
+        )
+
     def _options(self, digest: str) -> DeploymentOptions:
         try:
             return DeploymentOptions.model_validate_json(self.content.get(digest))
@@ -467,13 +493,7 @@ class DeployActivities:
                     scratch=scratch,
                     redact=redact,
                 )
-                with Helm(
-                    kubeconfig,
-                    scratch,
-                    heartbeat=_heartbeat,
-                    redact=redact,
-                    binary=self.tools.require("helm"),
-                ) as helm:
+                with self.helm(kubeconfig, scratch, redact) as helm:
                     history_size = max_history(options)
                     if decision.action is HistoryAction.ROLLBACK_THEN_UPGRADE:
                         assert decision.rollback_revision is not None
@@ -511,7 +531,11 @@ class DeployActivities:
                             namespace=namespace,
                             values=values,
                             flags=self._flags(
-                                options, adopt=decision.action is HistoryAction.ADOPT
+                                options,
+                                action=decision.action,
+                                server_side_before=_applied_server_side(
+                                    kube, release, namespace, history
+                                ),
                             ),
                             deployment_label=label,
                             description=f"flotilla deployment {label}",
@@ -562,21 +586,38 @@ class DeployActivities:
         return result, manifest if isinstance(manifest, str) else None
 
     @staticmethod
-    def _flags(options: BundleDeploymentOptions, *, adopt: bool = False) -> UpgradeFlags:
+    def _flags(
+        options: BundleDeploymentOptions,
+        *,
+        action: HistoryAction = HistoryAction.UPGRADE,
+        server_side_before: bool = True,
+    ) -> UpgradeFlags:
+        """The upgrade's flags; ``server_side_before``: the release's newest revision was
+        applied server-side (what Helm's "auto" would read)."""
         helm = options.helm
         correct_drift = options.correct_drift
+        adopt = action is HistoryAction.ADOPT
+        # As in Fleet, correctDrift.force also forces the upgrade itself.
+        force = bool(helm and helm.force) or bool(correct_drift and correct_drift.force)
+        # Adopting the live objects of a lost record: they carry this release's
+        # annotations already, unless someone stripped them; take them either way.
+        take_ownership = adopt or bool(helm and helm.take_ownership)
+        installs = action in (HistoryAction.INSTALL, HistoryAction.ADOPT)
         return UpgradeFlags(
             max_history=max_history(options),
             timeout_seconds=(helm.timeout_seconds or 0) if helm else 0,
             atomic=bool(helm and helm.atomic),
-            # As in Fleet, correctDrift.force also forces the upgrade itself.
-            force=bool(helm and helm.force) or bool(correct_drift and correct_drift.force),
-            # Adopting the live objects of a lost record: they carry this release's
-            # annotations already, unless someone stripped them; take them either way.
-            take_ownership=adopt or bool(helm and helm.take_ownership),
+            force=force,
+            take_ownership=take_ownership,
             wait_for_jobs=bool(helm and helm.wait_for_jobs),
             skip_schema_validation=bool(helm and helm.skip_schema_validation),
             enable_dns=not (helm and helm.disable_dns),
+            # Fleet 0.15: replacing objects, or installing over objects it takes over, is
+            # done with Helm's three-way merge; otherwise a new release is applied
+            # server-side and an upgrade keeps the method of the revision before it.
+            server_side=not force
+            and (not (take_ownership and installs))
+            and (installs or server_side_before),
         )
 
     def _prepare_chart(
@@ -820,13 +861,7 @@ class DeployActivities:
                         unswept = f"objects without a deployed record not swept: {err}"
                     with (
                         self._scratch(release.name) as scratch,
-                        Helm(
-                            kubeconfig,
-                            scratch,
-                            heartbeat=_heartbeat,
-                            redact=redact,
-                            binary=self.tools.require("helm"),
-                        ) as helm,
+                        self.helm(kubeconfig, scratch, redact) as helm,
                     ):
                         helm.uninstall(release.name, namespace=release.namespace)
                 result = RemoveResult(

@@ -32,6 +32,8 @@ from flotilla.errors import (
 from flotilla.helmhistory import ReleaseRevision, ReleaseStatus
 from flotilla.impersonation import SERVICE_ACCOUNT_LABEL, rbac_denial
 
+# The field manager Helm writes objects as (the name of its binary).
+HELM_MANAGER = "helm"
 # Helm stores custom release labels on its release Secrets, where flotilla reads them back.
 DEPLOYMENT_ID_LABEL = "flotilla.dev/deployment-id"
 HEARTBEAT_SECONDS = 5.0
@@ -74,7 +76,9 @@ _TRANSIENT = (
     "http2: client connection lost",
 )
 # Helm gave up waiting for readiness (timeoutSeconds): the objects were applied, not Ready.
-_WAIT_TIMEOUTS = ("timed out waiting", "context deadline exceeded")
+# Helm 4's status watcher names each object first ("resource Deployment/ns/web not ready.
+# status: InProgress, ..."), so its deadline may fall past the cut of a long message.
+_WAIT_TIMEOUTS = ("timed out waiting", "context deadline exceeded", "not ready. status:")
 
 
 # Helm errors that come from rendering the chart: the same chart and values fail every time.
@@ -113,7 +117,7 @@ def classify(message: str) -> str:
 
 
 class UpgradeFlags(BaseModel):
-    """The fleet.yaml ``helm`` switches that map to ``helm upgrade --install`` flags."""
+    """The fleet.yaml ``helm`` switches that map to Helm 4's ``helm upgrade --install`` flags."""
 
     max_history: int = 2
     timeout_seconds: int = 0
@@ -123,17 +127,29 @@ class UpgradeFlags(BaseModel):
     wait_for_jobs: bool = False
     skip_schema_validation: bool = False
     enable_dns: bool = True
+    # How objects are written (docs/deploy-engine.md "Helm 4"). True: server-side apply,
+    # taking fields back from whoever changed them since (git wins, as Helm 3's three-way
+    # merge made it); False: Helm's three-way merge. The deploy decides as Fleet 0.15 does:
+    # server-side for a new release, the previous revision's method for an upgrade (so a
+    # release Helm 3 installed keeps the three-way merge), the three-way merge when it
+    # replaces objects or installs over objects it did not make.
+    server_side: bool = True
 
     def args(self) -> list[str]:
-        # As in Fleet, helm waits for readiness only when a timeout is given.
+        # As in Fleet, helm waits for readiness (its status watcher) only when a timeout is
+        # given; otherwise it waits for hooks only, Helm 4's default.
         args = ["--history-max", str(self.max_history)]
+        if self.server_side and not self.force:
+            args += ["--server-side=true", "--force-conflicts"]
+        else:
+            args.append("--server-side=false")
         if self.timeout_seconds > 0:
-            args += ["--timeout", f"{self.timeout_seconds}s", "--wait"]
+            args += ["--timeout", f"{self.timeout_seconds}s", "--wait=watcher"]
             if self.wait_for_jobs:
                 args.append("--wait-for-jobs")
         for enabled, flag in (
-            (self.atomic, "--atomic"),
-            (self.force, "--force"),
+            (self.atomic, "--rollback-on-failure"),
+            (self.force, "--force-replace"),
             (self.take_ownership, "--take-ownership"),
             (self.skip_schema_validation, "--skip-schema-validation"),
             (self.enable_dns, "--enable-dns"),
@@ -209,12 +225,21 @@ class Helm:
 
     # -- running ---------------------------------------------------------------------------
 
-    def run(self, args: Sequence[str], *, what: str, seconds: float = DEFAULT_CALL_SECONDS) -> str:
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        what: str,
+        seconds: float = DEFAULT_CALL_SECONDS,
+        env: dict[str, str] | None = None,
+    ) -> str:
         """Run ``helm <args>`` and return stdout; heartbeat while it runs."""
         if self._kubeconfig is None:
             raise RuntimeError("Helm must be used as a context manager")
         argv = [self.binary, *args, "--kubeconfig", str(self._kubeconfig)]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._env)
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**self._env, **(env or {})}
+        )
         deadline = time.monotonic() + seconds
         try:
             while True:
@@ -259,10 +284,14 @@ class Helm:
         post_renderer: Path | None = None,
         post_renderer_args: Sequence[str] = (),
         create_namespace: bool = True,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """``helm upgrade --install``; returns helm's release record (without printing it).
         Without ``create_namespace`` the namespace must exist (a ServiceAccount deploying
-        into its own namespace may not create namespaces)."""
+        into its own namespace may not create namespaces). ``post_renderer`` is the directory
+        of a post-renderer plugin (see ``activities.render.kustomize_post_renderer``).
+        ``dry_run`` renders against the live cluster (``lookup`` sees it) and changes
+        nothing; the record's manifest is what an upgrade would apply."""
         args = [
             "upgrade",
             release,
@@ -282,12 +311,17 @@ class Helm:
             "--output",
             "json",
             *flags.args(),
+            *(["--dry-run=server"] if dry_run else []),
         ]
+        env: dict[str, str] = {}
         if post_renderer is not None:
-            args += ["--post-renderer", str(post_renderer)]
+            # Helm 4 runs post-renderers as plugins only: the plugin's directory is put where
+            # this call's helm looks for plugins, and named.
+            env["HELM_PLUGINS"] = str(post_renderer.parent)
+            args += ["--post-renderer", post_renderer.name]
             for arg in post_renderer_args:
                 args += ["--post-renderer-args", arg]
-        out = self.run(args, what=f"helm upgrade {release}", seconds=flags.call_seconds())
+        out = self.run(args, what=f"helm upgrade {release}", seconds=flags.call_seconds(), env=env)
         record: dict[str, Any] = json.loads(out)
         return record
 
@@ -301,6 +335,9 @@ class Helm:
                 namespace,
                 "--history-max",
                 str(max_history),
+                # As Fleet's recovery rollback: Helm's three-way merge puts back every field
+                # the revision sets, whoever changed it since.
+                "--server-side=false",
             ],
             what=f"helm rollback {release} to {revision}",
         )
@@ -347,12 +384,9 @@ def read_history(kube: Kube, release: str, namespace: str) -> list[ReleaseRevisi
     return sorted(history, key=lambda r: r.revision)
 
 
-def read_release_manifest(kube: Kube, release: str, namespace: str, revision: int) -> str:
-    """The manifest Helm applied for one revision, read from its release Secret.
-
-    This is what ``helm get manifest`` prints (hooks excluded), without starting helm: Helm
-    stores the release as base64 of gzipped JSON in the Secret's ``release`` key.
-    """
+def read_release_record(kube: Kube, release: str, namespace: str, revision: int) -> dict[str, Any]:
+    """Helm's record of one revision, read from its release Secret without starting helm:
+    Helm stores the release as base64 of gzipped JSON in the Secret's ``release`` key."""
     name = f"{_RECORD_PREFIX}{release}.v{revision}"
     secret = kube.get("v1", "Secret", namespace, name)
     if secret is None:
@@ -364,7 +398,13 @@ def read_release_manifest(kube: Kube, release: str, namespace: str, revision: in
         record = json.loads(data)
     except (ValueError, OSError):
         raise FlotillaError(f"Helm's record {namespace}/{name} cannot be decoded") from None
-    manifest = record.get("manifest", "") if isinstance(record, dict) else ""
+    return record if isinstance(record, dict) else {}
+
+
+def read_release_manifest(kube: Kube, release: str, namespace: str, revision: int) -> str:
+    """The manifest Helm applied for one revision (what ``helm get manifest`` prints, hooks
+    excluded), without starting helm."""
+    manifest = read_release_record(kube, release, namespace, revision).get("manifest", "")
     return manifest if isinstance(manifest, str) else ""
 
 

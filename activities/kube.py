@@ -353,9 +353,17 @@ class Kube:
             return None
 
     def apply(
-        self, obj: dict[str, Any], *, namespace: str = "", force: bool = True
+        self,
+        obj: dict[str, Any],
+        *,
+        namespace: str = "",
+        force: bool = True,
+        manager: str = FIELD_MANAGER,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Server-side apply ``obj`` as flotilla, taking over conflicting fields when ``force``.
+        """Server-side apply ``obj`` as ``manager``, taking over conflicting fields when
+        ``force``; with ``dry_run`` the server answers what it would store (defaults and
+        admission applied) and stores nothing.
 
         ``namespace`` is used for namespaced objects that name none.
         """
@@ -365,7 +373,9 @@ class Kube:
         ns = str(metadata.get("namespace") or namespace) if info.namespaced else ""
         if info.namespaced and metadata.get("namespace") != ns:
             obj = {**obj, "metadata": {**metadata, "namespace": ns}}
-        query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
+        query = [("fieldManager", manager), ("force", "true" if force else "false")]
+        if dry_run:
+            query.append(("dryRun", "All"))
         return self.request(
             "PATCH",
             self._path(info, ns, name),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from activities.deploy_models import DeploymentStatus, StatusRequest
-from activities.helm import applied_revision, read_history, with_helm_ownership
+from activities.helm import HELM_MANAGER, applied_revision, read_history, with_helm_ownership
 from activities.kube import Kube
 from flotilla.deployment import deployment_label
 from flotilla.drift import (
@@ -144,4 +144,6 @@ class ReleaseWatch:
             if force:
                 self.kube.replace(obj, namespace=self.namespace)
             else:
-                self.kube.apply(obj, namespace=self.namespace, force=True)
+                # As Helm's own field manager: Helm 4 applies server-side, and fields taken
+                # by another manager would make the next upgrade that changes them conflict.
+                self.kube.apply(obj, namespace=self.namespace, force=True, manager=HELM_MANAGER)

@@ -399,6 +399,10 @@ def render_bundle(
     )
 
 
+# The post-renderer plugin each kustomized chart deploy writes (Helm 4 runs no bare executable).
+KUSTOMIZE_PLUGIN = "flotilla-kustomize"
+
+
 def _helm_template(
     chart_args: list[str],
     values: Mapping[str, Any],
@@ -497,8 +501,10 @@ def kustomize_post_renderer(
     """For a chart with a kustomization: Helm's output is kustomized before it is applied.
 
     As in Fleet, the rendered chart becomes the first resource of the bundle's
-    kustomization.yaml; the script writes it there and runs ``kustomize build``.
-    Returns the script and its arguments, or None when the bundle has no kustomization.
+    kustomization.yaml; the post-renderer writes it there and runs ``kustomize build``.
+    Helm 4 takes post-renderers only as plugins, so this writes one (``plugin.yaml`` and its
+    script) and returns the plugin's directory and its arguments, or None when the bundle
+    has no kustomization.
     """
     directory = kustomize_dir(options)
     if posixpath.join("" if directory == "." else directory, KUSTOMIZATION_YAML) not in (
@@ -520,7 +526,18 @@ def kustomize_post_renderer(
     if HELM_OUTPUT_FILE not in resources:
         kustomization["resources"] = [HELM_OUTPUT_FILE, *resources]
     kustomization_path.write_text(yaml.safe_dump(kustomization, sort_keys=False))
-    script = dest / "kustomize-post-renderer.sh"
+    plugin = dest / "helm-plugins" / KUSTOMIZE_PLUGIN
+    plugin.mkdir(parents=True, exist_ok=True)
+    script = plugin / "kustomize-post-renderer.sh"
     script.write_text(f'#!/bin/sh\nset -e\ncat > "$1/{HELM_OUTPUT_FILE}"\nexec "$2" build "$1"\n')
     script.chmod(0o700)
-    return script, (str(kustomization_dir), tools.require("kustomize"))
+    descriptor = {
+        "apiVersion": "v1",
+        "name": KUSTOMIZE_PLUGIN,
+        "version": "1.0.0",
+        "type": "postrenderer/v1",
+        "runtime": "subprocess",
+        "runtimeConfig": {"platformCommand": [{"command": f"${{HELM_PLUGIN_DIR}}/{script.name}"}]},
+    }
+    (plugin / "plugin.yaml").write_text(yaml.safe_dump(descriptor, sort_keys=False))
+    return plugin, (str(kustomization_dir), tools.require("kustomize"))

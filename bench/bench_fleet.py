@@ -9,7 +9,9 @@ apply`` of a GitRepo targeting all clusters (the commit is already pushed, so th
 deployed) to 150/150 bundle deployments Ready (status polled every 0.5 s); flotilla's Ready
 means the release is installed and its objects are ready (Deployment available), so the
 baseline is ``helm upgrade --install --wait`` of the same generated charts, 150 releases on a
-thread pool as wide as the worker's cluster concurrency × 3. Each run uses fresh namespaces
+thread pool as wide as the worker's cluster concurrency × 3. Both sides run the pinned helm
+(Helm 4, ``devenv/tools.py``; its bare ``--wait`` is the status watcher), and the run prints
+the version it used. Each run uses fresh namespaces
 (and a fresh flotilla namespace and worker); the side that goes first alternates. Run:
 
     .venv/bin/python bench/bench_fleet.py --runs 3
@@ -354,6 +356,8 @@ async def main_async(
     runs: int, sides_wanted: list[str], kinds: list[str], *, breakdown: bool, logs: Path | None
 ) -> None:
     os.environ["PATH"] = tool_env()["PATH"]
+    version = subprocess.run(["helm", "version", "--short"], capture_output=True, text=True)
+    print(f"helm {version.stdout.strip()} on both sides", flush=True)
     parallel = CLUSTER_CONCURRENCY * CLUSTERS
     # Per Temporal server: flotilla's seconds, the remote side's, events per deployment and
     # the server's own rates; bare helm uses no Temporal and runs once per run.

@@ -29,6 +29,9 @@ KUBERNETES_VERSION = "1.34.4"
 # server is the same line. 1.32.2 needs Go >= 1.26.10 (the toolchain here is 1.26.8, and
 # GOTOOLCHAIN=local forbids fetching another), so the newest patch that builds is pinned.
 TEMPORAL_SERVER_VERSION = "1.32.1"
+# The newest Helm 4 release the Go module proxy serves (Fleet 0.15 moved to Helm 4).
+HELM_VERSION = "4.3.2"
+HELM3_VERSION = "3.21.4"
 _STAGING_VERSION = "0." + KUBERNETES_VERSION.split(".", 1)[1]
 # Staging modules of k8s.io/kubernetes; its go.mod points them at ./staging, which a
 # dependent module must replace with the published versions.
@@ -139,12 +142,23 @@ TOOLS: dict[str, Tool] = {
         ),
         Tool(
             name="helm",
-            version="3.21.4",
-            module="helm.sh/helm/v3",
-            packages=("helm.sh/helm/v3/cmd/helm",),
+            version=HELM_VERSION,
+            module="helm.sh/helm/v4",
+            packages=("helm.sh/helm/v4/cmd/helm",),
             binaries=("helm",),
             version_args=("version", "--short"),
-            ldflags=("-X helm.sh/helm/v3/internal/version.version=v3.21.4",),
+            ldflags=(f"-X helm.sh/helm/v4/internal/version.version=v{HELM_VERSION}",),
+        ),
+        # The previous pin, kept only for the test that upgrades releases Helm 3 installed
+        # (tests/activities/test_helm4_upgrade.py); named helm3 so it never shadows helm.
+        Tool(
+            name="helm3",
+            version=HELM3_VERSION,
+            module="helm.sh/helm/v3",
+            packages=("helm.sh/helm/v3/cmd/helm",),
+            binaries=("helm3",),
+            version_args=("version", "--short"),
+            ldflags=(f"-X helm.sh/helm/v3/internal/version.version=v{HELM3_VERSION}",),
         ),
         Tool(
             name="kustomize",

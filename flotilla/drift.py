@@ -19,7 +19,7 @@ from flotilla.manifests import CLUSTER_SCOPED_KINDS
 MAX_POINTERS = 5
 
 # Set by the API server, helm or kubectl on every object, never by the bundle's author.
-_SERVER_METADATA = (
+SERVER_METADATA = (
     "uid",
     "resourceVersion",
     "generation",
@@ -286,7 +286,7 @@ def normalize_desired(obj: dict[str, Any], scaled_by_hpa: bool) -> dict[str, Any
     result.pop("status", None)
     metadata = result.get("metadata")
     if isinstance(metadata, dict):
-        for field in _SERVER_METADATA:
+        for field in SERVER_METADATA:
             metadata.pop(field, None)
         _drop_keys(metadata, "annotations", _TOOL_ANNOTATIONS, _TOOL_ANNOTATION_PREFIXES)
         _drop_keys(metadata, "labels", _TOOL_LABELS, ())

@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "content": ("starters.content", "the content store: garbage collection"),
     "schema": ("starters.schema", "print the JSON Schema of fleet.yaml or a Fleet object"),
     "rollout": ("starters.rollout", "follow a rollout until it is Ready or fails"),
+    "diff": (
+        "starters.diff",
+        "show what a commit would change on each targeted cluster (exit 1: changes)",
+    ),
     "webhook": ("starters.webhook", "receive git push webhooks and sync the GitRepos they move"),
     "controller": (
         "controller.command",

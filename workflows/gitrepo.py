@@ -81,6 +81,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.gitrepo_models import (
         DELETE_UPDATE,
+        GITREPO_SPEC_QUERY,
         GITREPO_STATUS_QUERY,
         GITREPO_WORKFLOW,
         SYNC_NOW_UPDATE,
@@ -352,6 +353,10 @@ class GitRepoWorkflow:
                 for cluster, state in sorted(report.states.items())
             ]
         return status
+
+    @workflow.query(name=GITREPO_SPEC_QUERY)
+    def spec(self, request: GitRepoStatusRequest) -> GitRepoSpec:
+        return self.state.spec
 
     @workflow.query(name=CONTENT_REFS_QUERY)
     def content_refs(self, request: ContentRefsRequest) -> ContentRefs:

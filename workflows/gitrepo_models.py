@@ -23,6 +23,8 @@ UPDATE_SPEC_UPDATE = "update_spec"
 SYNC_NOW_UPDATE = "sync_now"
 DELETE_UPDATE = "delete"
 GITREPO_STATUS_QUERY = "status"
+# The spec as applied (secret names, never secrets): `flotilla diff` plans with it.
+GITREPO_SPEC_QUERY = "spec"
 
 
 class GitRepoState(BaseModel):

@@ -226,7 +226,8 @@ class Engine:
         )
 
     def releases(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        out = self.helm("list", "--all", "-n", namespace or self.namespace, "-o", "json").stdout
+        # Helm 4 lists releases in every status by default (Helm 3 needed --all).
+        out = self.helm("list", "-n", namespace or self.namespace, "-o", "json").stdout
         found: list[dict[str, Any]] = json.loads(out)
         return found
 

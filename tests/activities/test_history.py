@@ -275,8 +275,9 @@ def record_stuck_revision(engine: Engine, source: int, revision: int, status: st
 def test_operation_that_died_before_applying_anything_is_recovered(
     engine: Engine, stuck: str
 ) -> None:
-    # Helm cannot roll back from such a record (objects of revision 2 are live but absent
-    # from the stuck revision's manifest), so the deploy must get past it another way.
+    # Helm 3 could not roll back from such a record (objects of revision 2 are live but
+    # absent from the stuck revision's manifest) and the deploy got past it by upgrading from
+    # the deployed revision; Helm 4 rolls back with its three-way merge.
     engine.deploy(engine.bundle({"web.yaml": dump(deployment("web", pod=UNSCHEDULABLE))}), "v1")
     good = engine.bundle({"cfg.yaml": dump(configmap("cfg", {"a": "1"}))})
     engine.deploy(good, "v2")
@@ -285,11 +286,11 @@ def test_operation_that_died_before_applying_anything_is_recovered(
 
     result = engine.deploy(good, "v3")
 
-    assert result.recovered
-    assert result.reason.endswith(
-        "; helm could not roll back (helm rollback t-app to 2: no ConfigMap with the name "
-        '"cfg" found); upgrading from the deployed revision'
+    assert result.recovered and result.action is HistoryAction.ROLLBACK_THEN_UPGRADE
+    assert result.reason == (
+        f"revision 3 is {stuck} (stuck); rolling back to deployed revision 2, then upgrading"
     )
+    assert result.release.revision == 5  # 4 is the rollback
     assert statuses(engine)[-1] == "deployed"
     assert stuck not in statuses(engine)
     assert engine.get("ConfigMap", "cfg") is not None

@@ -15,13 +15,28 @@ STRICT_SCHEMA = '{"type": "object", "properties": {"replicas": {"type": "integer
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        (UpgradeFlags(), ["--history-max", "2", "--enable-dns"]),
+        (
+            UpgradeFlags(),
+            ["--history-max", "2", "--server-side=true", "--force-conflicts", "--enable-dns"],
+        ),
         (
             UpgradeFlags(timeout_seconds=30, wait_for_jobs=True, enable_dns=False),
-            ["--history-max", "2", "--timeout", "30s", "--wait", "--wait-for-jobs"],
+            [
+                "--history-max",
+                "2",
+                "--server-side=true",
+                "--force-conflicts",
+                "--timeout",
+                "30s",
+                "--wait=watcher",
+                "--wait-for-jobs",
+            ],
         ),
         # Without a timeout helm does not wait (as in Fleet), so waitForJobs has no effect.
-        (UpgradeFlags(wait_for_jobs=True, enable_dns=False), ["--history-max", "2"]),
+        (
+            UpgradeFlags(wait_for_jobs=True, enable_dns=False, server_side=False),
+            ["--history-max", "2", "--server-side=false"],
+        ),
         (
             UpgradeFlags(
                 max_history=5,
@@ -34,8 +49,9 @@ STRICT_SCHEMA = '{"type": "object", "properties": {"replicas": {"type": "integer
             [
                 "--history-max",
                 "5",
-                "--atomic",
-                "--force",
+                "--server-side=false",
+                "--rollback-on-failure",
+                "--force-replace",
                 "--take-ownership",
                 "--skip-schema-validation",
             ],

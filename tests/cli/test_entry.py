@@ -56,6 +56,7 @@ def probe(*argv: str) -> dict[str, object]:
     [
         ["--help"],
         ["bundle", "--help"],
+        ["diff", "--help"],
         ["bundle", str(ROOT / "examples/fleet-examples/raw-overlays")],
         ["target", str(ROOT / "examples/fleet-examples"), "--clusters", str(CLUSTERS)],
         ["test", str(ROOT / "examples/fleet-examples/raw-overlays")],
@@ -138,3 +139,12 @@ def test_get_takes_every_kind_and_says_when_temporal_is_away(
     monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
     assert main(["get", kind]) == EXIT_UNREACHABLE
     assert "cannot reach Temporal" in capsys.readouterr().err
+
+
+def test_diff_errors_are_exit_2_as_diff_has_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
+    # diff(1)'s codes: 1 means "changes", so every error (here Temporal away) is 2.
+    assert main(["diff", "gitrepo", "shop"]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot reach Temporal")

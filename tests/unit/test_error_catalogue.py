@@ -66,6 +66,12 @@ def test_every_class_type_is_in_the_catalogue_with_its_retryability(
     [
         ("Kubernetes cluster unreachable: connection refused", None, ("ClusterUnreachable", True)),
         ("timed out waiting for the condition", None, ("WaitTimeout", False)),
+        # Helm 4's status watcher, its deadline cut off the end of a long message
+        (
+            "resource Deployment/app/web not ready. status: InProgress, message: Available: 0/2",
+            None,
+            ("WaitTimeout", False),
+        ),
         ('secrets "x" is forbidden: no', None, ("Forbidden", False)),
         ('Deployment "web" is invalid: spec', None, ("InvalidManifest", False)),
         ("template: chart/templates/a.yaml:1: nil pointer", None, ("ChartRenderFailed", False)),
