@@ -50,8 +50,8 @@ from activities.helm import (
     find_release_objects,
     read_history,
     read_release_manifest,
-    release_service_account,
     read_release_record,
+    release_service_account,
     roll_back,
 )
 from activities.kube import ForbiddenError, Kube, KubeClients, parse_kubeconfig

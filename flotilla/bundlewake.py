@@ -7,9 +7,9 @@ cluster per wake: at 500 clusters most of a workflow task, at 10,000 far past Te
 deadlock detector (issue 12; ``bench/bench_wake.py``). A wake changes a few records, so
 ``WakeMemo`` keeps each cluster's target and state with the inputs they came from, and builds
 them again only where a record (records are frozen: a changed one is a new object) or an
-input (labels, paused, dependency wait, offline, a gate holding it) differs. The results are exactly what a
-fresh computation gives, so replays and continue-as-new (which start with an empty memo) see
-the same commands.
+input (labels, paused, dependency wait, offline, a gate holding it) differs. The results are
+exactly what a fresh computation gives, so replays and continue-as-new (which start with an
+empty memo) see the same commands.
 """
 
 from __future__ import annotations

@@ -650,8 +650,6 @@ class Schedule(FleetObjectModel):
     spec: ScheduleSpec
 
 
-
-
 class HelmOpSpec(BundleSpecCommon):
     """Fleet's HelmOp spec: a Bundle's spec with its chart taken from a Helm repository, an OCI
     registry or a tarball URL instead of git, and the chart version followed by polling."""

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from starters.control import WorkspaceSummary
     from workflows.bundle_models import BundleStatus
     from workflows.gitrepo_models import GitRepoStatus
-    from workflows.notifications_models import ProviderStatus
     from workflows.helmop_models import HelmOpStatus
+    from workflows.notifications_models import ProviderStatus
     from workflows.registry_models import ClusterRecord, RegistrySnapshot
 
 
