@@ -129,8 +129,10 @@ QUERY_ACTIVITY_TIMEOUT = timedelta(minutes=1)
 
 
 def spec_key(spec: HelmOpSpec) -> str:
-    """What a poll was asked about: a poll of an older spec must not undo a newer one."""
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    """What a poll was asked about: a poll of an older spec must not undo a newer one. Fields
+    left at their defaults are left out, so a field added to the model later (a partition's
+    gates, say) does not change the key of a spec that does not use it."""
+    return hashlib.sha256(spec.model_dump_json(exclude_defaults=True).encode()).hexdigest()
 
 
 async def resolve(namespace: str, name: str, spec: HelmOpSpec) -> ChartPolled:
