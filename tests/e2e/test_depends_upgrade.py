@@ -17,10 +17,8 @@ from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from flotilla.ids import bundle_workflow_id
 from tests.e2e.harness import Flotilla, activity_calls, per_cluster_namespaces
-from tests.e2e.test_rollout import CM, prefix, register
+from tests.e2e.test_rollout import CM, register
 from workflows.gitrepo_models import GitRepoStatus
-
-__all__ = ["prefix"]  # the fixture, used by name
 
 CLUSTERS = {"c1": "canary", "c2": "main", "c3": "main", "c4": "main"}
 CHAIN = {"db": None, "api": "db", "web": "api"}  # bundle -> the bundle it depends on

@@ -20,10 +20,8 @@ from devenv.gitserver import GitDaemon
 from flotilla.ids import bundle_workflow_id
 from starters.cli import main
 from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml, per_cluster_namespaces
-from tests.e2e.test_rollout import CM, prefix, register
+from tests.e2e.test_rollout import CM, register
 from workflows.bundle_models import BundleStatus
-
-__all__ = ["prefix"]  # the fixture, used by name
 
 CLUSTERS = {"c1": "canary", "c2": "main", "c3": "main", "c4": "main"}
 

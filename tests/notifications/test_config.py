@@ -18,8 +18,9 @@ from devenv.gitserver import GitDaemon
 from flotilla.ids import gitrepo_workflow_id, notification_workflow_id, registry_workflow_id
 from runtime.metrics import FleetStateCollector
 from starters.cli import main
+from tests.e2e.conftest import prefix
 from tests.e2e.harness import Flotilla, history_text
-from tests.e2e.test_rollout import CM, prefix, register
+from tests.e2e.test_rollout import CM, register
 from tests.notifications.test_delivery import HMAC_KEY, Receiver, free_port, until
 from workflows.gitrepo import NOTIFY_CONFIGURED_PATCH
 from workflows.registry_models import ClustersSeen

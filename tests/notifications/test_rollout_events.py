@@ -9,8 +9,9 @@ from temporalio.api.enums.v1 import EventType
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from flotilla.ids import bundle_workflow_id, notification_workflow_id
+from tests.e2e.conftest import prefix
 from tests.e2e.harness import Flotilla, gitrepo_yaml, per_cluster_namespaces
-from tests.e2e.test_rollout import CM, prefix, register
+from tests.e2e.test_rollout import CM, register
 from tests.notifications.test_delivery import HMAC_KEY, Receiver, check_signed, free_port, until
 
 __all__ = ["prefix"]  # the fixture, used by name

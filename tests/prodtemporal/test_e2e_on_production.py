@@ -10,8 +10,8 @@ from tests.distributed.test_three_hosts import (
     test_three_hosts_share_nothing_but_the_three_services,
     world,
 )
+from tests.e2e.conftest import prefix
 from tests.e2e.test_rollout import (
-    prefix,
     test_depends_on_chain_lands_in_order_and_waits_durably,
     test_partitions_roll_out_in_order_with_at_most_one_unavailable,
 )

@@ -10,6 +10,7 @@ import contextlib
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -100,8 +101,19 @@ async def test_a_cli_killed_mid_move_leaves_one_workspace_and_running_it_again_f
     ]  # fmt: skip
     killed = 0
     try:
+        # How long a whole move takes on this machine now (a quiet machine finishes in a
+        # second or two, a loaded one in many), so the kills below land inside a run.
+        started = time.monotonic()
+        whole = await asyncio.to_thread(
+            subprocess.run, argv, env=env, cwd=ROOT, capture_output=True, text=True,
+            timeout=180, check=False,
+        )  # fmt: skip
+        took = time.monotonic() - started
+        assert whole.returncode == 0, whole.stderr
+        await flotilla.control.move_cluster(to, "mover", ns)
+        await flotilla.eventually(lambda: holders(flotilla, "mover", ns, to), lambda w: w == [ns])
         # Killed at different moments: while starting, while asking, while moving.
-        for delay in (0.3, 1.0, 1.6, 2.2, 3.0):
+        for delay in (took * f for f in (0.1, 0.3, 0.5, 0.7, 0.85)):
             cli = subprocess.Popen(
                 argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
