@@ -31,7 +31,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import continue_as_new_due, send_notification_events
     from workflows.registry_models import (
         ADOPT_CLUSTER_SIGNAL,
-        MOVE_REFUSED_SIGNAL,
         AGENT_HEARTBEAT_SIGNAL,
         APPLY_CLUSTER_UPDATE,
         APPLY_GROUP_UPDATE,
@@ -41,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         DELETE_TOKEN_UPDATE,
         LABEL_CLUSTER_UPDATE,
         MOVE_CLUSTER_UPDATE,
+        MOVE_REFUSED_SIGNAL,
         NOTIFICATIONS_CONFIGURED_UPDATE,
         REGISTER_AGENT_UPDATE,
         REGISTRY_WORKFLOW,
@@ -51,7 +51,6 @@ with workflow.unsafe.imports_passed_through():
         SNAPSHOT_QUERY,
         TOKENS_QUERY,
         AdoptClusterRequest,
-        MoveRefused,
         AgentHeartbeat,
         ApplyClusterRequest,
         ApplyGroupRequest,
@@ -65,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         DeleteTokenRequest,
         LabelClusterRequest,
         MoveClusterRequest,
+        MoveRefused,
         NotificationsConfiguredRequest,
         RegisterAgentRequest,
         RegistryChange,

@@ -17,7 +17,6 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 
 from flotilla.errors import FlotillaError
-
 from flotilla.ids import registry_workflow_id
 from tests.e2e.harness import Flotilla, start_flotilla
 from tests.workflows.test_agent_cli import ROOT, env_for
@@ -155,9 +154,8 @@ async def test_a_move_never_replaces_a_cluster_registered_there_after_the_check(
     await flotilla.control.add_cluster(to, "mover", KUBECONFIG, labels={"env": "theirs"})
     try:
         # The old registry's move, as the CLI sends it after its check passed.
-        change = await flotilla.client.get_workflow_handle(
-            registry_workflow_id(ns)
-        ).execute_update(
+        old = flotilla.client.get_workflow_handle(registry_workflow_id(ns))
+        change = await old.execute_update(
             MOVE_CLUSTER_UPDATE,
             MoveClusterRequest(name="mover", to=to),
             result_type=RegistryChange,
@@ -170,7 +168,7 @@ async def test_a_move_never_replaces_a_cluster_registered_there_after_the_check(
         assert returned.labels == {"env": "edge"}
         (kept,) = (await flotilla.control.registry(to)).clusters
         assert kept.labels == {"env": "theirs"}
-        history = await flotilla.client.get_workflow_handle(registry_workflow_id(ns)).fetch_history()
+        history = await old.fetch_history()
         signals = [
             e.workflow_execution_signaled_event_attributes.signal_name
             for e in history.events
