@@ -606,6 +606,9 @@ class Policy(FleetObjectModel):
     require_service_account: bool = False
     allowed_service_accounts: list[str] | None = None
     allow_namespace_creation: bool = False
+    # flotilla's extension (Fleet ignores it): every GitRepo of the workspace must set
+    # spec.verifyCommits, so only signed commits are read.
+    require_verified_commits: bool = False
     git_repo: GitRepoPolicy | None = Field(default=None, alias="gitRepo")
 
 
@@ -621,6 +624,8 @@ class GitRepoRestriction(FleetObjectModel):
     allowed_client_secret_names: list[str] | None = None
     allowed_target_namespaces: list[str] | None = None
     allowed_target_namespace_selector: LabelSelector | None = None
+    # flotilla's extension, as on Policy.
+    require_verified_commits: bool = False
 
     _patterns = field_validator("allowed_repo_patterns")(_check_patterns)
 

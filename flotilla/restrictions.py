@@ -20,6 +20,9 @@ reconciler:
   ``matchExpressions`` unioned.
 * ``requireServiceAccount`` is checked after defaulting; ``allowNamespaceCreation`` holds when
   any Policy sets it.
+* ``requireVerifiedCommits`` (flotilla's extension on either kind; Fleet ignores the field)
+  holds when any object sets it, and refuses a GitRepo without ``spec.verifyCommits``: the
+  restriction requires signatures, the GitRepo names the keys it trusts.
 
 Where Fleet takes the first of two different defaults silently, flotilla refuses the object
 that would make them conflict (:func:`conflicts`), so what applies never depends on names.
@@ -61,6 +64,7 @@ class _Merged:
     namespace_selector: LabelSelector | None = None
     require_service_account: bool = False
     allow_namespace_creation: bool = False
+    require_verified_commits: bool = False
     # Which objects ("GitRepoRestriction team-a") set each rule, for the refusal's line.
     sources: dict[str, list[str]] = field(default_factory=dict)
 
@@ -91,12 +95,16 @@ def _merge(restrictions: list[GitRepoRestriction], policies: list[Policy]) -> _M
         merged.note("repo", r, r.allowed_repo_patterns)
         merged.note("targetNamespace", r, r.allowed_target_namespaces)
         merged.note("targetNamespaceSelector", r, r.allowed_target_namespace_selector)
+        merged.require_verified_commits |= r.require_verified_commits
+        merged.note("requireVerifiedCommits", r, r.require_verified_commits)
     for p in sorted(policies, key=lambda o: o.metadata.name):
         merged.require_service_account |= p.require_service_account
         merged.allow_namespace_creation |= p.allow_namespace_creation
         merged.allowed_service_accounts += p.allowed_service_accounts or []
         merged.note("serviceAccount", p, p.allowed_service_accounts)
         merged.note("requireServiceAccount", p, p.require_service_account)
+        merged.require_verified_commits |= p.require_verified_commits
+        merged.note("requireVerifiedCommits", p, p.require_verified_commits)
         if p.git_repo is not None:
             policy_sa = policy_sa or (p.git_repo.default_service_account or "")
             policy_secret = policy_secret or (p.git_repo.default_client_secret_name or "")
@@ -132,6 +140,7 @@ def authorize_gitrepo(
     target_namespace: str | None,
     restrictions: list[GitRepoRestriction],
     policies: list[Policy],
+    verifies_commits: bool = False,
 ) -> Resolved:
     """The GitRepo's service account and client secret after defaults, or a SpecError naming
     the field, the value, the restriction objects that refuse it and what is allowed."""
@@ -162,6 +171,12 @@ def authorize_gitrepo(
             f"is required by {m.by('requireServiceAccount')} (requireServiceAccount) and no "
             "default is set",
             field="spec.serviceAccount",
+        )
+    if m.require_verified_commits and not verifies_commits:
+        raise SpecError(
+            f"is required by {m.by('requireVerifiedCommits')} (requireVerifiedCommits): name "
+            "the secret of trusted signing keys",
+            field="spec.verifyCommits",
         )
     return Resolved(account, secret, m.namespace_selector, m.allow_namespace_creation)
 

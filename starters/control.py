@@ -383,7 +383,15 @@ class Control:
             raise FlotillaError(f"a cluster {name!r} is already registered in namespace {to!r}")
         secret = record.kubeconfig_secret
         if secret:
-            self.secrets.put(to, secret, self.secrets.get(namespace, secret))
+            credentials = self.secrets.get(namespace, secret)
+            # Never overwrite another cluster's credentials there (a re-run after an
+            # interruption finds its own copy, which is the same).
+            if exists(self.secrets, to, secret) and self.secrets.get(to, secret) != credentials:
+                raise FlotillaError(
+                    f"cluster {name} not moved: namespace {to!r} has a different Secret "
+                    f"{secret!r} already"
+                )
+            self.secrets.put(to, secret, credentials)
         await self.ensure_registry(to)
         await self._registry_update(
             namespace, MOVE_CLUSTER_UPDATE, MoveClusterRequest(name=name, to=to)

@@ -406,6 +406,7 @@ class GitRepoWorkflow:
                 target_namespace=spec.target_namespace,
                 restrictions=clusters.restrictions,
                 policies=clusters.policies,
+                verifies_commits=spec.verify_commits is not None,
             )
         except SpecError as err:
             restricted = f"refused by the workspace's restrictions: {err}"

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         DELETE_TOKEN_UPDATE,
         LABEL_CLUSTER_UPDATE,
         MOVE_CLUSTER_UPDATE,
+        MOVE_REFUSED_SIGNAL,
         NOTIFICATIONS_CONFIGURED_UPDATE,
         REGISTER_AGENT_UPDATE,
         REGISTRY_WORKFLOW,
@@ -63,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         DeleteTokenRequest,
         LabelClusterRequest,
         MoveClusterRequest,
+        MoveRefused,
         NotificationsConfiguredRequest,
         RegisterAgentRequest,
         RegistryChange,
@@ -89,6 +91,9 @@ AGENT_DEADLINES_PATCH = "registry-agent-heartbeat-deadlines"
 # by every GitRepo for every bundle on it (a new signal; only namespaces with a notification
 # config, which older histories never had, reach it).
 CLUSTER_OFFLINE_PATCH = "closers-registry-sends-cluster-offline"
+# A handed-over cluster whose name is registered here already is refused and sent back (a
+# new signal, only on a name clash, which the CLI's check made a race no history has).
+ADOPTION_REFUSES_PATCH = "registry-adoption-keeps-existing-cluster"
 
 
 def _invalid(message: str) -> ApplicationError:
@@ -267,7 +272,9 @@ class ClusterRegistryWorkflow:
     def apply_cluster(self, request: ApplyClusterRequest) -> RegistryChange:
         return self._apply_cluster(request)
 
-    def _apply_cluster(self, request: ApplyClusterRequest, moved_from: str = "") -> RegistryChange:
+    def _apply_cluster(
+        self, request: ApplyClusterRequest, moved_from: str = "", refused_by: str = ""
+    ) -> RegistryChange:
         previous = self.state.clusters.get(request.name)
         existed = previous is not None
         self.state.clusters[request.name] = ClusterRecord(
@@ -296,6 +303,11 @@ class ClusterRegistryWorkflow:
         verb = "updated" if existed else "added"
         if moved_from:
             verb = f"moved here from workspace {moved_from}"
+        if refused_by:
+            verb = (
+                f"not moved: workspace {refused_by} has a cluster {request.name} already; "
+                "it stays here"
+            )
         return self._changed(f"cluster {request.name} {verb}")
 
     @apply_cluster.validator
@@ -560,9 +572,50 @@ class ClusterRegistryWorkflow:
             raise _invalid(f"cluster {request.name} is already in workspace {request.to!r}")
 
     @workflow.signal(name=ADOPT_CLUSTER_SIGNAL)
-    def adopt_cluster(self, request: AdoptClusterRequest) -> None:
-        """A cluster another workspace's registry hands over (``move_cluster`` there)."""
-        self._apply_cluster(request.cluster, moved_from=request.moved_from)
+    async def adopt_cluster(self, request: AdoptClusterRequest) -> None:
+        """A cluster another workspace's registry hands over (``move_cluster`` there). A
+        cluster of that name registered here after the CLI checked stays: a move never
+        replaces a cluster; the handed-over one goes back to the registry it came from."""
+        name = request.cluster.name
+        if name not in self.state.clusters or not workflow.patched(ADOPTION_REFUSES_PATCH):
+            self._apply_cluster(request.cluster, moved_from=request.moved_from)
+            return
+        workflow.logger.warning(
+            "registry %s: cluster %s from workspace %s refused: a cluster %s is registered "
+            "here already; it goes back",
+            self.state.namespace,
+            name,
+            request.moved_from,
+            name,
+        )
+        back = MoveRefused(cluster=request.cluster, to=self.state.namespace)
+        try:
+            await workflow.get_external_workflow_handle(
+                registry_workflow_id(request.moved_from)
+            ).signal(MOVE_REFUSED_SIGNAL, back)
+        except FailureError:
+            workflow.logger.warning(
+                "registry %s: cluster %s could not go back: the registry of %s is not running",
+                self.state.namespace,
+                name,
+                request.moved_from,
+            )
+
+    @workflow.signal(name=MOVE_REFUSED_SIGNAL)
+    def move_refused(self, request: MoveRefused) -> None:
+        """The cluster this registry moved away, sent back because ``to`` has one of its name
+        already; one registered here meanwhile under that name stays."""
+        name = request.cluster.name
+        if name in self.state.clusters:
+            workflow.logger.warning(
+                "registry %s: cluster %s came back from workspace %s, but one of that name is "
+                "registered here again; that one stays",
+                self.state.namespace,
+                name,
+                request.to,
+            )
+            return
+        self._apply_cluster(request.cluster, refused_by=request.to)
 
     def _require_not_moving(self, name: str) -> None:
         if name in self._moving:

@@ -22,6 +22,7 @@ LABEL_CLUSTER_UPDATE = "label_cluster"
 REMOVE_CLUSTER_UPDATE = "remove_cluster"
 MOVE_CLUSTER_UPDATE = "move_cluster"
 ADOPT_CLUSTER_SIGNAL = "adopt_cluster"
+MOVE_REFUSED_SIGNAL = "move_refused"
 APPLY_GROUP_UPDATE = "apply_group"
 REMOVE_GROUP_UPDATE = "remove_group"
 APPLY_RESTRICTION_UPDATE = "apply_restriction"
@@ -176,6 +177,14 @@ class AdoptClusterRequest(BaseModel):
 
     cluster: ApplyClusterRequest
     moved_from: str
+
+
+class MoveRefused(BaseModel):
+    """The registry of ``to`` kept its own cluster of the same name: the handed-over cluster
+    goes back to the registry that moved it, which takes it again."""
+
+    cluster: ApplyClusterRequest
+    to: str
 
 
 class ApplyGroupRequest(BaseModel):

@@ -36,6 +36,7 @@ def authorize(
     service_account: str | None = None,
     client_secret_name: str | None = None,
     target_namespace: str | None = None,
+    verifies_commits: bool = False,
 ) -> Resolved:
     return authorize_gitrepo(
         repo=repo,
@@ -44,6 +45,7 @@ def authorize(
         target_namespace=target_namespace,
         restrictions=restrictions or [],
         policies=policies or [],
+        verifies_commits=verifies_commits,
     )
 
 
@@ -204,6 +206,21 @@ def test_refused(
         authorize(restrictions, policies, **given)
     assert str(err.value).startswith(message)
     assert "\n" not in str(err.value)
+
+
+def test_required_verified_commits_from_either_kind() -> None:
+    for restrictions, policies, by in (
+        ([restriction(requireVerifiedCommits=True)], [], "GitRepoRestriction r"),
+        ([], [policy(requireVerifiedCommits=True)], "Policy p"),
+    ):
+        with pytest.raises(SpecError) as err:
+            authorize(restrictions, policies)
+        assert str(err.value).startswith(
+            f"spec.verifyCommits: is required by {by} (requireVerifiedCommits)"
+        )
+        assert authorize(restrictions, policies, verifies_commits=True).service_account is None
+    # Not set (or false) anywhere: a GitRepo need not verify.
+    assert authorize([restriction(requireVerifiedCommits=False)], [policy()]) is not None
 
 
 def test_a_bad_pattern_is_refused_when_the_object_is_read() -> None:

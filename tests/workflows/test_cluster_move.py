@@ -14,14 +14,17 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 
+from flotilla.errors import FlotillaError
 from flotilla.ids import registry_workflow_id
 from tests.e2e.harness import Flotilla, start_flotilla
 from tests.workflows.test_agent_cli import ROOT, env_for
 from workflows.registry_models import (
     ADOPT_CLUSTER_SIGNAL,
     MOVE_CLUSTER_UPDATE,
+    MOVE_REFUSED_SIGNAL,
     REGISTRY_WORKFLOW,
     MoveClusterRequest,
     RegistryChange,
@@ -147,6 +150,56 @@ async def test_a_cli_killed_mid_move_leaves_one_workspace_and_running_it_again_f
                 lambda: holders(flotilla, "mover", ns, to), lambda w: w == [ns]
             )
         assert killed >= 3, f"only {killed} of 5 runs were killed before they ended"
+    finally:
+        with contextlib.suppress(Exception):
+            await flotilla.client.get_workflow_handle(registry_workflow_id(to)).terminate("done")
+
+
+async def test_a_move_never_replaces_a_cluster_registered_there_after_the_check(
+    flotilla: Flotilla,
+) -> None:
+    """The race the CLI's check leaves: a cluster of the same name registered in the new
+    workspace before the handover arrives. The new registry keeps its own cluster and sends
+    the moved one back, which the old registry takes again with one line saying why."""
+    ns, to = flotilla.namespace, f"{flotilla.namespace}-b"
+    await flotilla.control.add_cluster(ns, "mover", KUBECONFIG, labels={"env": "edge"})
+    await flotilla.control.add_cluster(to, "mover", KUBECONFIG, labels={"env": "theirs"})
+    try:
+        # The old registry's move, as the CLI sends it after its check passed.
+        old = flotilla.client.get_workflow_handle(registry_workflow_id(ns))
+        change = await old.execute_update(
+            MOVE_CLUSTER_UPDATE,
+            MoveClusterRequest(name="mover", to=to),
+            result_type=RegistryChange,
+        )
+        assert change.message == f"cluster mover moved to workspace {to}"
+        back = await flotilla.eventually(
+            lambda: flotilla.control.registry(ns), lambda s: bool(s.clusters), timeout=120
+        )
+        (returned,) = back.clusters
+        assert returned.labels == {"env": "edge"}
+        (kept,) = (await flotilla.control.registry(to)).clusters
+        assert kept.labels == {"env": "theirs"}
+        history = await old.fetch_history()
+        signals = [
+            e.workflow_execution_signaled_event_attributes.signal_name
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        ]
+        assert MOVE_REFUSED_SIGNAL in signals
+        # The CLI never overwrites credentials another cluster there may use: with their
+        # cluster gone but its Secret left, a move whose Secret differs is refused.
+        await flotilla.control.remove_cluster(to, "mover")
+        theirs = {"value": "their credentials"}
+        flotilla.control.secrets.put(to, "mover-kubeconfig", theirs)
+        with pytest.raises(FlotillaError) as err:
+            await flotilla.control.move_cluster(ns, "mover", to)
+        assert str(err.value) == (
+            f"cluster mover not moved: namespace '{to}' has a different Secret "
+            "'mover-kubeconfig' already"
+        )
+        assert flotilla.control.secrets.get(to, "mover-kubeconfig") == theirs
+        assert [c.name for c in (await flotilla.control.registry(ns)).clusters] == ["mover"]
     finally:
         with contextlib.suppress(Exception):
             await flotilla.client.get_workflow_handle(registry_workflow_id(to)).terminate("done")

@@ -3,6 +3,7 @@ gpg signatures made by the test against a real git daemon; the rest fail with on
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from devenv.gitserver import GitDaemon, git
 from devenv.sshgit import keygen
 from flotilla.errors import COMMIT_NOT_VERIFIED
 from flotilla.models import GitRepoSpec
+from tests.e2e.harness import Flotilla, gitrepo_yaml
+from tests.workflows.test_restrictions import restriction_yaml, settled, status_of
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
 NS = "team-a"
@@ -130,3 +133,45 @@ def test_only_commits_signed_by_trusted_keys_are_read(
     # ls-remote is not affected: a GitRepo still sees the new head and says why it is refused.
     head = ActivityEnvironment().run(gitops.ls_remote, LsRemoteRequest(source=source))
     assert head.commit == pgp
+
+
+async def test_a_workspace_restriction_requires_verified_commits_of_every_gitrepo(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str, tmp_path: Path
+) -> None:
+    """`requireVerifiedCommits` on a Policy: a GitRepo without verifyCommits is Restricted with
+    one line; one with it reads an SSH-signed head (signed here by git) and refuses an
+    unsigned one, as verifyCommits alone does."""
+    ns = flotilla.namespace
+    url = git_daemon.create_repo(repo_name, {"cm.yaml": CM})
+    work = git_daemon.working_copy(repo_name)
+    trusted = tmp_path / "trusted"
+    keygen(trusted, "trusted")
+    public = " ".join(trusted.with_suffix(".pub").read_text().split()[:2])
+    flotilla.control.secrets.put(ns, "signers", {"allowed_signers": f"ci@example.test {public}\n"})
+    ssh = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={trusted}", "-c", "commit.gpgsign=true"]
+    signed = _commit(work, "signed", *ssh)
+    await flotilla.control.apply_text(
+        restriction_yaml("Policy", ns, "signed-only", "requireVerifiedCommits: true\n"),
+        file="policy.yaml",
+    )
+    await flotilla.control.apply_text(gitrepo_yaml(ns, "plain", url), file="a.yaml")
+    await flotilla.control.apply_text(
+        gitrepo_yaml(ns, "checked", url, verifyCommits={"secretName": "signers"}), file="b.yaml"
+    )
+    plain, checked = await asyncio.gather(settled(flotilla, "plain"), settled(flotilla, "checked"))
+    assert plain.state == "Restricted"
+    assert "\n" not in plain.message
+    assert (
+        "spec.verifyCommits: is required by Policy signed-only (requireVerifiedCommits)"
+        in plain.message
+    )
+    assert checked.state == "Ready" and checked.commit == signed
+
+    # An unsigned head is refused by the verification the restriction required.
+    unsigned = _commit(work, "unsigned")
+    refused = await flotilla.eventually(
+        lambda: status_of(flotilla, "checked"),
+        lambda s: f"{unsigned[:12]} is not signed" in s.message,
+        timeout=180,
+    )
+    assert refused.commit == signed and "\n" not in refused.message
