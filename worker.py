@@ -56,7 +56,7 @@ from flotilla.ids import (
     watch_task_queue,
 )
 from flotilla.settings import Settings, SettingsError
-from runtime.metrics import DeploymentRow, MetricsServer, start_metrics
+from runtime.metrics import DeploymentRow, GitRepoRead, MetricsServer, start_metrics
 from runtime.stores import content_store, load_settings, secret_store
 from runtime.temporal import connect, ensure_search_attributes
 from runtime.tools import locate_tools
@@ -227,14 +227,15 @@ class FlotillaWorker:
         """The shared queues this worker polls for push-mode clusters' deploy activities."""
         return list(self._queues)
 
-    async def read_deployments(self, workflow_id: str) -> list[DeploymentRow]:
-        """A GitRepo's bundle deployments, for ``fleet_bundledeployment_state``."""
+    async def read_deployments(self, workflow_id: str) -> GitRepoRead:
+        """A GitRepo's bundle deployments, for ``fleet_bundledeployment_state``, and its
+        branch and paths, labels of ``fleet_gitrepo_*``."""
         status = await self.client.get_workflow_handle(workflow_id).query(
             GITREPO_STATUS_QUERY,
             GitRepoStatusRequest(deployments=True),
             result_type=GitRepoStatus,
         )
-        return [
+        rows = [
             DeploymentRow(
                 namespace=status.namespace,
                 gitrepo=status.name,
@@ -245,6 +246,7 @@ class FlotillaWorker:
             )
             for d in status.deployments
         ]
+        return GitRepoRead(branch=status.spec_branch, paths=status.paths, deployments=rows)
 
     async def start(self) -> None:
         if self.config.metrics_listen:

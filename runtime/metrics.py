@@ -148,9 +148,19 @@ class DeploymentRow:
     state: str
 
 
-# Reads a GitRepo's bundle deployments by its workflow id (the worker passes one that asks the
-# GitRepo's status query: this layer does not import workflows).
-DeploymentReader = Callable[[str], Awaitable[list[DeploymentRow]]]
+@dataclass(frozen=True)
+class GitRepoRead:
+    """What a GitRepo's status query adds to the visibility read: its spec's branch and paths
+    (labels of Fleet's ``fleet_gitrepo_*``) and its bundle deployments."""
+
+    branch: str
+    paths: list[str]
+    deployments: list[DeploymentRow]
+
+
+# Reads a GitRepo by its workflow id (the worker passes one that asks the GitRepo's status
+# query: this layer does not import workflows).
+DeploymentReader = Callable[[str], Awaitable[GitRepoRead]]
 # GitRepos whose deployments are read at once by one refresh.
 DEPLOYMENT_READS = 16
 # A GitRepo whose worker does not answer within this is left out of one read.
@@ -165,6 +175,8 @@ class FleetSnapshot:
     gitrepos: list[dict[str, Any]] = field(default_factory=list)
     bundles: list[dict[str, Any]] = field(default_factory=list)
     deployments: list[DeploymentRow] = field(default_factory=list)
+    # GitRepo workflow id -> (branch, paths joined with ";" as Fleet joins them).
+    sources: dict[str, tuple[str, str]] = field(default_factory=dict)
     read_at: float = 0.0
 
 
@@ -212,28 +224,36 @@ class FleetStateCollector(Collector):
             else:
                 snapshot.bundles.append(attributes)
         if self.read_deployments is not None:
-            snapshot.deployments = await self._deployments(
+            reads = await self._reads(
                 self.read_deployments, [g["workflow_id"] for g in snapshot.gitrepos]
             )
+            for workflow_id, read in reads.items():
+                snapshot.deployments.extend(read.deployments)
+                snapshot.sources[workflow_id] = (read.branch, ";".join(read.paths))
+            # A GitRepo not answering this time keeps its last labels (no new series).
+            for g in snapshot.gitrepos:
+                known = self.snapshot.sources.get(g["workflow_id"])
+                if known is not None:
+                    snapshot.sources.setdefault(g["workflow_id"], known)
         self._time_rollouts(snapshot)
         self.snapshot = snapshot
 
     @staticmethod
-    async def _deployments(read: DeploymentReader, workflow_ids: list[str]) -> list[DeploymentRow]:
-        """Each GitRepo's deployments, a few GitRepos at a time; one that does not answer
+    async def _reads(read: DeploymentReader, workflow_ids: list[str]) -> dict[str, GitRepoRead]:
+        """Each GitRepo's status read, a few GitRepos at a time; one that does not answer
         (its worker is busy or gone) is left out of this read, not fatal."""
         gate = asyncio.Semaphore(DEPLOYMENT_READS)
 
-        async def one(workflow_id: str) -> list[DeploymentRow]:
+        async def one(workflow_id: str) -> GitRepoRead | None:
             async with gate:
                 try:
                     return await asyncio.wait_for(read(workflow_id), DEPLOYMENT_READ_SECONDS)
                 except Exception as err:
-                    log.debug("deployments of %s not read: %s", workflow_id, err)
-                    return []
+                    log.debug("status of %s not read: %s", workflow_id, err)
+                    return None
 
         found = await asyncio.gather(*(one(i) for i in workflow_ids))
-        return [row for rows in found for row in rows]
+        return {i: r for i, r in zip(workflow_ids, found, strict=True) if r is not None}
 
     def _time_rollouts(self, snapshot: FleetSnapshot) -> None:
         """A rollout starts when a bundle's commit changes (first read after the worker
@@ -260,7 +280,9 @@ class FleetStateCollector(Collector):
             (g["namespace"], _text(g.get(SA_GITREPO))): _text(g.get(SA_REPO))
             for g in snapshot.gitrepos
         }
-        labels = ["name", "namespace", "repo"]
+        # Fleet's labels: branch is spec.branch, paths spec.paths joined with ";" (flotilla
+        # fills an empty list with ".", so an unset paths reads "." where Fleet's reads "").
+        labels = ["name", "namespace", "repo", "branch", "paths"]
         ready = GaugeMetricFamily(
             "fleet_gitrepo_ready_clusters",
             "Clusters where all of a GitRepo's bundles are Ready",
@@ -276,7 +298,14 @@ class FleetStateCollector(Collector):
         )
         by_state: dict[tuple[str, str], int] = {}
         for g in snapshot.gitrepos:
-            values = [_text(g.get(SA_GITREPO)), g["namespace"], _text(g.get(SA_REPO))]
+            branch, paths = snapshot.sources.get(g["workflow_id"], ("", ""))
+            values = [
+                _text(g.get(SA_GITREPO)),
+                g["namespace"],
+                _text(g.get(SA_REPO)),
+                branch,
+                paths,
+            ]
             ready.add_metric(values, _number(g.get(SA_READY)))
             desired.add_metric(values, _number(g.get(SA_DESIRED)))
             key = (g["namespace"], _text(g.get(SA_STATE)))

@@ -771,6 +771,8 @@ class GitRepoWorkflow:
             name=self.state.name,
             repo=self.state.spec.repo,
             branch=self.state.spec.revision or self.state.spec.branch,
+            spec_branch=self.state.spec.branch,
+            paths=self.state.spec.paths,
             commit=self.state.commit,
             ready_clusters=summary.ready_clusters,
             desired_ready_clusters=summary.desired_ready_clusters,
