@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -30,6 +31,7 @@ from prometheus_client.registry import Collector
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -440,18 +442,83 @@ class MetricsServer:
 
     registry: CollectorRegistry
     activities: ActivityMetrics
-    state: FleetStateCollector
     clusters: ClusterSeenCollector
-    webhooks: Counter
     port: int
     _server: Any
-
-    def count_webhook(self, provider: str, outcome: str) -> None:
-        self.webhooks.labels(provider, outcome).inc()
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@dataclass
+class WorkerMetricsServer(MetricsServer):
+    """The worker's endpoint: the fleet's state and the webhook receiver's requests too."""
+
+    state: FleetStateCollector = field(kw_only=True)
+    webhooks: Counter = field(kw_only=True)
+
+    def count_webhook(self, provider: str, outcome: str) -> None:
+        self.webhooks.labels(provider, outcome).inc()
+
+
+class HeartbeatCollector(Collector):
+    """An agent's last heartbeat the registry accepted, as an age (``sent``)."""
+
+    def __init__(self) -> None:
+        self._sent: float | None = None
+
+    def sent(self) -> None:
+        self._sent = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        age = GaugeMetricFamily(
+            "flotilla_agent_heartbeat_age_seconds",
+            "Seconds since the agent's last heartbeat reached the registry (-1: never)",
+        )
+        age.add_metric([], time.time() - self._sent if self._sent is not None else -1.0)
+        yield age
+
+
+@dataclass
+class AgentMetricsServer(MetricsServer):
+    """An agent's endpoint: its deploys (``activities``), its cluster's probe (``clusters``,
+    fed by each heartbeat's API server check) and its heartbeat's age."""
+
+    heartbeat: HeartbeatCollector = field(kw_only=True)
+
+
+def install_sdk_metrics() -> str:
+    """Make the Temporal SDK's runtime serve its metrics on a free loopback port, which an
+    endpoint re-exposes; it must be the default runtime before the first client connects."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    metrics = PrometheusConfig(bind_address=address, durations_as_seconds=True)
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(metrics=metrics)))
+    return address
+
+
+def _common(
+    sdk_address: str | None,
+) -> tuple[CollectorRegistry, ActivityMetrics, ClusterSeenCollector]:
+    """What both endpoints serve: activity timings, cluster probes and the SDK's own."""
+    registry = CollectorRegistry()
+    activities = ActivityMetrics(registry)
+    clusters = ClusterSeenCollector()
+    registry.register(clusters)
+    if sdk_address:
+        registry.register(SdkMetricsBridge(sdk_address))
+    return registry, activities, clusters
+
+
+def _serve(registry: CollectorRegistry, listen: tuple[str, int]) -> tuple[int, Any]:
+    """Serve ``registry`` on ``listen`` (port 0: any free port); the bound port and server."""
+    host, port = listen
+    server, _ = start_http_server(port, host, registry=registry)
+    bound = int(server.server_address[1])
+    log.info("metrics on http://%s:%d/metrics", host, bound)
+    return bound, server
 
 
 def start_metrics(
@@ -460,10 +527,9 @@ def start_metrics(
     *,
     sdk_address: str | None,
     deployments: DeploymentReader | None = None,
-) -> MetricsServer:
-    """Serve the registry on ``listen`` (port 0: any free port; see ``MetricsServer.port``)."""
-    registry = CollectorRegistry()
-    activities = ActivityMetrics(registry)
+) -> WorkerMetricsServer:
+    """The worker's endpoint on ``listen`` (see ``MetricsServer.port``)."""
+    registry, activities, clusters = _common(sdk_address)
     rollouts = Histogram(
         "flotilla_rollout_duration_seconds",
         "A bundle's new commit first seen rolling out until Ready on all its clusters",
@@ -473,18 +539,23 @@ def start_metrics(
     )
     state = FleetStateCollector(client, rollouts, deployments)
     registry.register(state)
-    clusters = ClusterSeenCollector()
-    registry.register(clusters)
     webhooks = Counter(
         "flotilla_webhook_requests",
         "Git webhook requests by provider and outcome (synced, unknown_repo, unauthorized, ...)",
         ["provider", "outcome"],
         registry=registry,
     )
-    if sdk_address:
-        registry.register(SdkMetricsBridge(sdk_address))
-    host, port = listen
-    server, _ = start_http_server(port, host, registry=registry)
-    bound = server.server_address[1]
-    log.info("metrics on http://%s:%d/metrics", host, bound)
-    return MetricsServer(registry, activities, state, clusters, webhooks, int(bound), server)
+    port, server = _serve(registry, listen)
+    return WorkerMetricsServer(
+        registry, activities, clusters, port, server, state=state, webhooks=webhooks
+    )
+
+
+def start_agent_metrics(listen: tuple[str, int], *, sdk_address: str | None) -> AgentMetricsServer:
+    """An agent's endpoint on ``listen``: no fleet state (that is the worker's), the rest as
+    the worker's for its one cluster."""
+    registry, activities, clusters = _common(sdk_address)
+    heartbeat = HeartbeatCollector()
+    registry.register(heartbeat)
+    port, server = _serve(registry, listen)
+    return AgentMetricsServer(registry, activities, clusters, port, server, heartbeat=heartbeat)
