@@ -18,7 +18,6 @@ import functools
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,7 +28,6 @@ from pathlib import Path
 
 from aiohttp import web
 from temporalio.client import Client
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, PollerBehaviorAutoscaling, Worker
 
@@ -56,7 +54,13 @@ from flotilla.ids import (
     watch_task_queue,
 )
 from flotilla.settings import Settings, SettingsError
-from runtime.metrics import DeploymentRow, MetricsServer, start_metrics
+from runtime.metrics import (
+    DeploymentRow,
+    GitRepoRead,
+    WorkerMetricsServer,
+    install_sdk_metrics,
+    start_metrics,
+)
 from runtime.stores import content_store, load_settings, secret_store
 from runtime.temporal import connect, ensure_search_attributes
 from runtime.tools import locate_tools
@@ -213,7 +217,7 @@ class FlotillaWorker:
         self._webhook: web.AppRunner | None = None
         # The port the webhook receiver listens on (the one bound when asked for port 0).
         self.webhook_port = 0
-        self.metrics: MetricsServer | None = None
+        self.metrics: WorkerMetricsServer | None = None
         self._metrics_reader: asyncio.Task[None] | None = None
         self._interceptors: list[Interceptor] = []
 
@@ -227,14 +231,15 @@ class FlotillaWorker:
         """The shared queues this worker polls for push-mode clusters' deploy activities."""
         return list(self._queues)
 
-    async def read_deployments(self, workflow_id: str) -> list[DeploymentRow]:
-        """A GitRepo's bundle deployments, for ``fleet_bundledeployment_state``."""
+    async def read_deployments(self, workflow_id: str) -> GitRepoRead:
+        """A GitRepo's bundle deployments, for ``fleet_bundledeployment_state``, and its
+        branch and paths, labels of ``fleet_gitrepo_*``."""
         status = await self.client.get_workflow_handle(workflow_id).query(
             GITREPO_STATUS_QUERY,
             GitRepoStatusRequest(deployments=True),
             result_type=GitRepoStatus,
         )
-        return [
+        rows = [
             DeploymentRow(
                 namespace=status.namespace,
                 gitrepo=status.name,
@@ -245,6 +250,7 @@ class FlotillaWorker:
             )
             for d in status.deployments
         ]
+        return GitRepoRead(branch=status.spec_branch, paths=status.paths, deployments=rows)
 
     async def start(self) -> None:
         if self.config.metrics_listen:
@@ -511,12 +517,6 @@ async def _every(seconds: float, work: Callable[[], Awaitable[object]], what: st
             log.warning("%s failed: %s", what, err)
 
 
-def _free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
@@ -621,18 +621,7 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
 async def serve(config: WorkerConfig, settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then finish running tasks and stop."""
     if config.metrics_listen:
-        # The SDK's runtime serves its metrics on a loopback port our endpoint re-exposes;
-        # it must be the default runtime before the first client connects.
-        config.sdk_metrics_address = f"127.0.0.1:{_free_loopback_port()}"
-        Runtime.set_default(
-            Runtime(
-                telemetry=TelemetryConfig(
-                    metrics=PrometheusConfig(
-                        bind_address=config.sdk_metrics_address, durations_as_seconds=True
-                    )
-                )
-            )
-        )
+        config.sdk_metrics_address = install_sdk_metrics()
     client = await connect(settings.temporal)
     added = await ensure_search_attributes(client, settings.temporal.namespace)
     if added:

@@ -194,6 +194,7 @@ def _configs(
             current=current,
             schedule=schedule,
             wants_digest=wants_digest,
+            notify=request.notifications,
         )
         desired[policy_id] = _Desired(config=config, note=_pause_note(request, scan))
     return desired, warnings

@@ -47,6 +47,10 @@ class ImagePolicyConfig(BaseModel):
     schedule: PollSchedule
     # A ``NAME:digest`` marker exists, so the digest of a chosen tag must be written too.
     wants_digest: bool = False
+    # The namespace has a notification config (the GitRepo's registry snapshot says): runs
+    # signal their events to it. False: no signal, which would fail. True when a schedule
+    # written before this field existed is read.
+    notify: bool = True
 
 
 class ImagePolicyState(BaseModel):
@@ -81,6 +85,8 @@ class SyncSchedulesRequest(BaseModel):
     # the note (and resumed by a sync without it), so a Restricted GitRepo scans no registry
     # and commits nothing.
     restricted: str = ""
+    # Whether the namespace has a notification config (ImagePolicyConfig.notify).
+    notifications: bool = True
 
 
 class SyncSchedulesResult(BaseModel):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -30,6 +31,7 @@ from prometheus_client.registry import Collector
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -148,9 +150,19 @@ class DeploymentRow:
     state: str
 
 
-# Reads a GitRepo's bundle deployments by its workflow id (the worker passes one that asks the
-# GitRepo's status query: this layer does not import workflows).
-DeploymentReader = Callable[[str], Awaitable[list[DeploymentRow]]]
+@dataclass(frozen=True)
+class GitRepoRead:
+    """What a GitRepo's status query adds to the visibility read: its spec's branch and paths
+    (labels of Fleet's ``fleet_gitrepo_*``) and its bundle deployments."""
+
+    branch: str
+    paths: list[str]
+    deployments: list[DeploymentRow]
+
+
+# Reads a GitRepo by its workflow id (the worker passes one that asks the GitRepo's status
+# query: this layer does not import workflows).
+DeploymentReader = Callable[[str], Awaitable[GitRepoRead]]
 # GitRepos whose deployments are read at once by one refresh.
 DEPLOYMENT_READS = 16
 # A GitRepo whose worker does not answer within this is left out of one read.
@@ -165,6 +177,8 @@ class FleetSnapshot:
     gitrepos: list[dict[str, Any]] = field(default_factory=list)
     bundles: list[dict[str, Any]] = field(default_factory=list)
     deployments: list[DeploymentRow] = field(default_factory=list)
+    # GitRepo workflow id -> (branch, paths joined with ";" as Fleet joins them).
+    sources: dict[str, tuple[str, str]] = field(default_factory=dict)
     read_at: float = 0.0
 
 
@@ -212,28 +226,36 @@ class FleetStateCollector(Collector):
             else:
                 snapshot.bundles.append(attributes)
         if self.read_deployments is not None:
-            snapshot.deployments = await self._deployments(
+            reads = await self._reads(
                 self.read_deployments, [g["workflow_id"] for g in snapshot.gitrepos]
             )
+            for workflow_id, read in reads.items():
+                snapshot.deployments.extend(read.deployments)
+                snapshot.sources[workflow_id] = (read.branch, ";".join(read.paths))
+            # A GitRepo not answering this time keeps its last labels (no new series).
+            for g in snapshot.gitrepos:
+                known = self.snapshot.sources.get(g["workflow_id"])
+                if known is not None:
+                    snapshot.sources.setdefault(g["workflow_id"], known)
         self._time_rollouts(snapshot)
         self.snapshot = snapshot
 
     @staticmethod
-    async def _deployments(read: DeploymentReader, workflow_ids: list[str]) -> list[DeploymentRow]:
-        """Each GitRepo's deployments, a few GitRepos at a time; one that does not answer
+    async def _reads(read: DeploymentReader, workflow_ids: list[str]) -> dict[str, GitRepoRead]:
+        """Each GitRepo's status read, a few GitRepos at a time; one that does not answer
         (its worker is busy or gone) is left out of this read, not fatal."""
         gate = asyncio.Semaphore(DEPLOYMENT_READS)
 
-        async def one(workflow_id: str) -> list[DeploymentRow]:
+        async def one(workflow_id: str) -> GitRepoRead | None:
             async with gate:
                 try:
                     return await asyncio.wait_for(read(workflow_id), DEPLOYMENT_READ_SECONDS)
                 except Exception as err:
-                    log.debug("deployments of %s not read: %s", workflow_id, err)
-                    return []
+                    log.debug("status of %s not read: %s", workflow_id, err)
+                    return None
 
         found = await asyncio.gather(*(one(i) for i in workflow_ids))
-        return [row for rows in found for row in rows]
+        return {i: r for i, r in zip(workflow_ids, found, strict=True) if r is not None}
 
     def _time_rollouts(self, snapshot: FleetSnapshot) -> None:
         """A rollout starts when a bundle's commit changes (first read after the worker
@@ -260,7 +282,9 @@ class FleetStateCollector(Collector):
             (g["namespace"], _text(g.get(SA_GITREPO))): _text(g.get(SA_REPO))
             for g in snapshot.gitrepos
         }
-        labels = ["name", "namespace", "repo"]
+        # Fleet's labels: branch is spec.branch, paths spec.paths joined with ";" (flotilla
+        # fills an empty list with ".", so an unset paths reads "." where Fleet's reads "").
+        labels = ["name", "namespace", "repo", "branch", "paths"]
         ready = GaugeMetricFamily(
             "fleet_gitrepo_ready_clusters",
             "Clusters where all of a GitRepo's bundles are Ready",
@@ -276,7 +300,14 @@ class FleetStateCollector(Collector):
         )
         by_state: dict[tuple[str, str], int] = {}
         for g in snapshot.gitrepos:
-            values = [_text(g.get(SA_GITREPO)), g["namespace"], _text(g.get(SA_REPO))]
+            branch, paths = snapshot.sources.get(g["workflow_id"], ("", ""))
+            values = [
+                _text(g.get(SA_GITREPO)),
+                g["namespace"],
+                _text(g.get(SA_REPO)),
+                branch,
+                paths,
+            ]
             ready.add_metric(values, _number(g.get(SA_READY)))
             desired.add_metric(values, _number(g.get(SA_DESIRED)))
             key = (g["namespace"], _text(g.get(SA_STATE)))
@@ -411,18 +442,83 @@ class MetricsServer:
 
     registry: CollectorRegistry
     activities: ActivityMetrics
-    state: FleetStateCollector
     clusters: ClusterSeenCollector
-    webhooks: Counter
     port: int
     _server: Any
-
-    def count_webhook(self, provider: str, outcome: str) -> None:
-        self.webhooks.labels(provider, outcome).inc()
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@dataclass
+class WorkerMetricsServer(MetricsServer):
+    """The worker's endpoint: the fleet's state and the webhook receiver's requests too."""
+
+    state: FleetStateCollector = field(kw_only=True)
+    webhooks: Counter = field(kw_only=True)
+
+    def count_webhook(self, provider: str, outcome: str) -> None:
+        self.webhooks.labels(provider, outcome).inc()
+
+
+class HeartbeatCollector(Collector):
+    """An agent's last heartbeat the registry accepted, as an age (``sent``)."""
+
+    def __init__(self) -> None:
+        self._sent: float | None = None
+
+    def sent(self) -> None:
+        self._sent = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        age = GaugeMetricFamily(
+            "flotilla_agent_heartbeat_age_seconds",
+            "Seconds since the agent's last heartbeat reached the registry (-1: never)",
+        )
+        age.add_metric([], time.time() - self._sent if self._sent is not None else -1.0)
+        yield age
+
+
+@dataclass
+class AgentMetricsServer(MetricsServer):
+    """An agent's endpoint: its deploys (``activities``), its cluster's probe (``clusters``,
+    fed by each heartbeat's API server check) and its heartbeat's age."""
+
+    heartbeat: HeartbeatCollector = field(kw_only=True)
+
+
+def install_sdk_metrics() -> str:
+    """Make the Temporal SDK's runtime serve its metrics on a free loopback port, which an
+    endpoint re-exposes; it must be the default runtime before the first client connects."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    metrics = PrometheusConfig(bind_address=address, durations_as_seconds=True)
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(metrics=metrics)))
+    return address
+
+
+def _common(
+    sdk_address: str | None,
+) -> tuple[CollectorRegistry, ActivityMetrics, ClusterSeenCollector]:
+    """What both endpoints serve: activity timings, cluster probes and the SDK's own."""
+    registry = CollectorRegistry()
+    activities = ActivityMetrics(registry)
+    clusters = ClusterSeenCollector()
+    registry.register(clusters)
+    if sdk_address:
+        registry.register(SdkMetricsBridge(sdk_address))
+    return registry, activities, clusters
+
+
+def _serve(registry: CollectorRegistry, listen: tuple[str, int]) -> tuple[int, Any]:
+    """Serve ``registry`` on ``listen`` (port 0: any free port); the bound port and server."""
+    host, port = listen
+    server, _ = start_http_server(port, host, registry=registry)
+    bound = int(server.server_address[1])
+    log.info("metrics on http://%s:%d/metrics", host, bound)
+    return bound, server
 
 
 def start_metrics(
@@ -431,10 +527,9 @@ def start_metrics(
     *,
     sdk_address: str | None,
     deployments: DeploymentReader | None = None,
-) -> MetricsServer:
-    """Serve the registry on ``listen`` (port 0: any free port; see ``MetricsServer.port``)."""
-    registry = CollectorRegistry()
-    activities = ActivityMetrics(registry)
+) -> WorkerMetricsServer:
+    """The worker's endpoint on ``listen`` (see ``MetricsServer.port``)."""
+    registry, activities, clusters = _common(sdk_address)
     rollouts = Histogram(
         "flotilla_rollout_duration_seconds",
         "A bundle's new commit first seen rolling out until Ready on all its clusters",
@@ -444,18 +539,23 @@ def start_metrics(
     )
     state = FleetStateCollector(client, rollouts, deployments)
     registry.register(state)
-    clusters = ClusterSeenCollector()
-    registry.register(clusters)
     webhooks = Counter(
         "flotilla_webhook_requests",
         "Git webhook requests by provider and outcome (synced, unknown_repo, unauthorized, ...)",
         ["provider", "outcome"],
         registry=registry,
     )
-    if sdk_address:
-        registry.register(SdkMetricsBridge(sdk_address))
-    host, port = listen
-    server, _ = start_http_server(port, host, registry=registry)
-    bound = server.server_address[1]
-    log.info("metrics on http://%s:%d/metrics", host, bound)
-    return MetricsServer(registry, activities, state, clusters, webhooks, int(bound), server)
+    port, server = _serve(registry, listen)
+    return WorkerMetricsServer(
+        registry, activities, clusters, port, server, state=state, webhooks=webhooks
+    )
+
+
+def start_agent_metrics(listen: tuple[str, int], *, sdk_address: str | None) -> AgentMetricsServer:
+    """An agent's endpoint on ``listen``: no fleet state (that is the worker's), the rest as
+    the worker's for its one cluster."""
+    registry, activities, clusters = _common(sdk_address)
+    heartbeat = HeartbeatCollector()
+    registry.register(heartbeat)
+    port, server = _serve(registry, listen)
+    return AgentMetricsServer(registry, activities, clusters, port, server, heartbeat=heartbeat)

@@ -45,11 +45,13 @@ from activities.secrets import (
 from flotilla.errors import FlotillaError, SpecError, UnreachableError, one_line
 from flotilla.ids import cluster_task_queue
 from flotilla.kubenames import name_problem
+from runtime.metrics import AgentMetricsServer, install_sdk_metrics, start_agent_metrics
 from runtime.stores import LazySecretStore, content_store, load_settings
 from runtime.temporal import connect
 from runtime.tools import locate_tools
 from starters.commands import _labels
 from starters.control import Control
+from starters.webhook import split_listen
 from workflows.registry_models import AgentHeartbeat
 
 log = logging.getLogger("flotilla.agent")
@@ -146,8 +148,15 @@ class AgentConfig:
 class Agent:
     """One cluster's worker and heartbeat."""
 
-    def __init__(self, control: Control, config: AgentConfig, deploy: DeployActivities) -> None:
+    def __init__(
+        self,
+        control: Control,
+        config: AgentConfig,
+        deploy: DeployActivities,
+        metrics: AgentMetricsServer | None = None,
+    ) -> None:
         self.control = control
+        self.metrics = metrics
         self.config = config
         self.deploy = deploy
         self.queue = cluster_task_queue(config.namespace, config.cluster)
@@ -170,6 +179,8 @@ class Agent:
         k8s, problem = await loop.run_in_executor(self._pool, self.kubernetes_version)
         if problem:
             log.warning("cluster %s/%s not reached: %s", *self._name(), problem)
+        if self.metrics is not None:
+            self.metrics.clusters.observe(*self._name(), answered=not problem)
         await self.control.agent_heartbeat(
             self.config.namespace,
             AgentHeartbeat(
@@ -181,6 +192,8 @@ class Agent:
                 stopping=stopping,
             ),
         )
+        if self.metrics is not None:
+            self.metrics.heartbeat.sent()
 
     async def _beat_or_log(self, *, stopping: bool = False) -> None:
         try:
@@ -230,6 +243,7 @@ class Agent:
                 self.watch.watch_objects,
             ],
             activity_executor=self._pool,
+            interceptors=[self.metrics.activities] if self.metrics is not None else [],
             # The watcher is async (no thread of the pool) and holds one slot while it runs.
             max_concurrent_activities=self.config.threads + 1,
             graceful_shutdown_timeout=timedelta(seconds=self.config.shutdown_seconds),
@@ -288,8 +302,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
     # An agent's token, like its kubeconfig, comes from a file or the environment, never a
     # command line others can read; --token is for trials.
     token = args.token
+    listen = None
+    if args.metrics_listen:
+        try:
+            listen = split_listen(args.metrics_listen)
+        except ValueError as err:
+            raise SpecError(f"--metrics-listen: {err}") from None
 
     async def main() -> None:
+        sdk_address = install_sdk_metrics() if listen else None
         client = await connect(settings.temporal)
         inner = LazySecretStore(settings)
         control = Control(client, task_queue=args.task_queue, secrets=inner)
@@ -321,13 +342,18 @@ def cmd_agent(args: argparse.Namespace) -> int:
             shutdown_seconds=args.shutdown_seconds,
             watch_objects=args.watch_objects,
         )
-        agent = Agent(control, config, deploy)
-        await agent.check_registered()
+        await Agent(control, config, deploy).check_registered()
+        metrics = start_agent_metrics(listen, sdk_address=sdk_address) if listen else None
+        agent = Agent(control, config, deploy, metrics)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await agent.run(stop)
+        try:
+            await agent.run(stop)
+        finally:
+            if metrics is not None:
+                metrics.stop()
 
     asyncio.run(main())
     return 0
@@ -383,6 +409,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         dest="watch_objects",
         action="store_false",
         help="run no object watcher: drift is then found by the periodic check alone",
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        default=os.environ.get("FLOTILLA_METRICS_LISTEN") or None,
+        help="serve Prometheus metrics there, GET /metrics: deploys by result, heartbeat age, "
+        "the cluster's reachability, Temporal SDK metrics ($FLOTILLA_METRICS_LISTEN)",
     )
     parser.add_argument("--task-queue", default="flotilla", help=argparse.SUPPRESS)
     parser.set_defaults(handler=cmd_agent)

@@ -134,6 +134,11 @@ def continue_as_new_due(max_history_events: int | None) -> bool:
     return info.is_continue_as_new_suggested()
 
 
+# Image-policy runs signal their events only when the namespace has a notification config:
+# the GitRepo passes its registry snapshot's flag into the schedules (ImagePolicyConfig.notify).
+IMAGE_NOTIFY_CONFIGURED_PATCH = "f15-image-notify-only-when-configured"
+
+
 async def send_notification_events(namespace: str, events: list[NotificationEvent]) -> None:
     """Signal ``events`` to ``notifications/<namespace>``, never waiting for a delivery; a
     namespace without that workflow drops them (the signal fails)."""

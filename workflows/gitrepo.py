@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         FETCH_HEARTBEAT,
         FETCH_TIMEOUT,
         GIT_RETRY,
+        IMAGE_NOTIFY_CONFIGURED_PATCH,
         LS_REMOTE_RETRY,
         LS_REMOTE_TIMEOUT,
         SCHEDULE_SYNC_RETRY,
@@ -516,6 +517,7 @@ class GitRepoWorkflow:
         if not (self.state.image_schedules or any(r.image_scans for r in refs)):
             return
         restricted = self._schedules_restricted()
+        notifications = self._image_notifications()
         key = hashlib.sha256(
             "|".join(
                 [
@@ -524,6 +526,7 @@ class GitRepoWorkflow:
                     workflow.info().task_queue,
                     *(r.model_dump_json() for r in refs),
                     *([f"restricted:{restricted}"] if restricted else []),
+                    *([] if notifications else ["notifications:off"]),
                 ]
             ).encode()
         ).hexdigest()
@@ -531,8 +534,15 @@ class GitRepoWorkflow:
             return
         if self.state.image_sync_failed_poll == self.state.polls:
             return
-        if await self._call_sync_image_schedules(refs, restricted):
+        if await self._call_sync_image_schedules(refs, restricted, notifications=notifications):
             self.state.image_sync_key = key
+
+    def _image_notifications(self) -> bool:
+        """Whether image-policy runs signal their events: False once the registry's snapshot
+        says the namespace has no notification config (each signal would fail)."""
+        clusters = self.state.clusters
+        unconfigured = clusters is not None and not clusters.notifications
+        return not (unconfigured and workflow.patched(IMAGE_NOTIFY_CONFIGURED_PATCH))
 
     def _schedules_restricted(self) -> str:
         """Why the schedules stay paused: the GitRepo is Restricted (else "")."""
@@ -540,7 +550,9 @@ class GitRepoWorkflow:
             return self.state.restricted
         return ""
 
-    async def _call_sync_image_schedules(self, refs: list[BundleRef], restricted: str = "") -> bool:
+    async def _call_sync_image_schedules(
+        self, refs: list[BundleRef], restricted: str = "", *, notifications: bool = True
+    ) -> bool:
         """One ``sync_image_schedules`` call; a failure is a warning in the status, never fatal."""
         had_schedules = self.state.image_schedules
         # Until a sync says otherwise, schedules may exist under this GitRepo's prefix.
@@ -557,6 +569,7 @@ class GitRepoWorkflow:
                     bundles=refs,
                     task_queue=workflow.info().task_queue,
                     restricted=restricted,
+                    notifications=notifications,
                 ),
                 result_type=SyncSchedulesResult,
                 start_to_close_timeout=SCHEDULE_SYNC_TIMEOUT,
@@ -772,6 +785,8 @@ class GitRepoWorkflow:
             name=self.state.name,
             repo=self.state.spec.repo,
             branch=self.state.spec.revision or self.state.spec.branch,
+            spec_branch=self.state.spec.branch,
+            paths=self.state.spec.paths,
             commit=self.state.commit,
             ready_clusters=summary.ready_clusters,
             desired_ready_clusters=summary.desired_ready_clusters,

@@ -148,3 +148,7 @@ class GitRepoStatus(BaseModel):
     conditions: list[Condition] = Field(default_factory=list)
     # Only when asked for (GitRepoStatusRequest.deployments).
     deployments: list[DeploymentLine] = Field(default_factory=list)
+    # spec.branch as written (``branch`` above shows a pinned revision instead) and
+    # spec.paths: the labels of Fleet's fleet_gitrepo_* metrics.
+    spec_branch: str = ""
+    paths: list[str] = Field(default_factory=list)

@@ -32,7 +32,12 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.ids import bundle_workflow_id
     from flotilla.imagepolicy import ImageUpdate, KeelPolicy, choose_tag, follows_digest
     from flotilla.notifications import EventKind, NotificationEvent
-    from workflows.common import CLIENT_RETRY, GIT_RETRY, send_notification_events
+    from workflows.common import (
+        CLIENT_RETRY,
+        GIT_RETRY,
+        IMAGE_NOTIFY_CONFIGURED_PATCH,
+        send_notification_events,
+    )
     from workflows.imagepolicy_models import (
         APPROVE_UPDATE,
         IMAGE_POLICY_STATUS_QUERY,
@@ -264,8 +269,11 @@ class ImagePolicyWorkflow:
         )
 
     async def _notify(self, kind: EventKind, detail: str, *, commit: str = "") -> None:
-        """One event to ``notifications/<ns>``; without a notification config it is dropped."""
+        """One event to ``notifications/<ns>``; without a notification config (the schedule's
+        ``notify``, from the GitRepo's registry snapshot) it is dropped without a signal."""
         if not workflow.patched(NOTIFY_PATCH):
+            return
+        if not self.config.notify and workflow.patched(IMAGE_NOTIFY_CONFIGURED_PATCH):
             return
         info, config = workflow.info(), self.config
         event = NotificationEvent(

@@ -40,6 +40,8 @@ from tests.e2e.harness import (
     history_text,
 )
 from tests.e2e.test_service_accounts import CLUSTER_ROLE, grant_namespaced_role
+from tests.notifications.test_delivery import free_port
+from tests.workflows.test_agent_cli import scrape
 
 ROOT = Path(__file__).resolve().parents[2]
 # Two API servers, a dev server, three deploy rounds and an agent restart on a shared machine.
@@ -50,9 +52,12 @@ MODIFIED_WITHIN = 30.0
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {{version: '{v}'}}\n"
 
 
-def agent_process(flotilla: Flotilla, root: Path, name: str, kubeconfig: Path) -> WorkerProcess:
+def agent_process(
+    flotilla: Flotilla, root: Path, name: str, kubeconfig: Path, *, metrics_port: int = 0
+) -> WorkerProcess:
     """`flotilla agent` as its own host: own HOME, work and temp directories, an empty secret
-    store, the shared content store, and a copy of its own cluster's kubeconfig only."""
+    store, the shared content store, and a copy of its own cluster's kubeconfig only (and
+    its /metrics on ``metrics_port`` when given)."""
     for directory in ("home", "work", "tmp", "secrets"):
         (root / directory).mkdir(parents=True, exist_ok=True)
     own = root / "home" / "kubeconfig"
@@ -81,6 +86,7 @@ def agent_process(flotilla: Flotilla, root: Path, name: str, kubeconfig: Path) -
         str(HEARTBEAT_SECONDS),
         "--shutdown-seconds",
         "5",
+        *(["--metrics-listen", f"127.0.0.1:{metrics_port}"] if metrics_port else []),
         "--task-queue",
         flotilla.config.task_queue,
     ]
@@ -137,7 +143,10 @@ async def test_agents_deploy_go_offline_and_converge_in_a_mixed_fleet(
     url = git_daemon.create_repo(
         repo_name, {"app/fleet.yaml": fleet + "\n", "app/cm.yaml": CM.format(v=1)}
     )
-    east = agent_process(flotilla, tmp_path / "east", "east", local_cluster.kubeconfig)
+    east_metrics = free_port()
+    east = agent_process(
+        flotilla, tmp_path / "east", "east", local_cluster.kubeconfig, metrics_port=east_metrics
+    )
     west = agent_process(flotilla, tmp_path / "west", "west", management_cluster.kubeconfig)
     cli_outputs: list[str] = []
     try:
@@ -158,6 +167,14 @@ async def test_agents_deploy_go_offline_and_converge_in_a_mixed_fleet(
                 lambda s: s.state == "Ready" and s.ready_bundle_deployments == "3/3",
                 timeout=240,
             )
+            # east's own endpoint: its deploy was timed where it ran, its cluster answers.
+            metrics = await asyncio.to_thread(scrape, east_metrics)
+            mine = {"namespace": ns, "name": "east"}
+            deploys = metrics["flotilla_deploy_duration_seconds_count"]
+            assert sum(v for labels, v in deploys if labels["result"] == "success") >= 1, deploys
+            assert metrics["flotilla_cluster_unreachable"] == [(mine, 0.0)], metrics
+            [(_, seen_age)] = metrics["flotilla_cluster_last_seen_age_seconds"]
+            assert 0 <= seen_age < 120, seen_age
             listing = await asyncio.to_thread(cli, flotilla, "get", "clusters", "-n", ns)
             cli_outputs.append(listing)
             rows = {line.split()[0]: line for line in listing.splitlines()[1:]}

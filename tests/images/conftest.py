@@ -104,8 +104,9 @@ class ImageWorld:
         git("pull", "-q", "--ff-only", "origin", "main", cwd=work)
         return git("log", "--format=%s|%an", cwd=work).splitlines()
 
-    async def sync(self, **spec_changes: Any) -> SyncSchedulesResult:
-        """What the GitRepo workflow does after reading a commit: read it, sync schedules."""
+    async def sync(self, *, notifications: bool = True, **spec_changes: Any) -> SyncSchedulesResult:
+        """What the GitRepo workflow does after reading a commit: read it, sync schedules
+        (``notifications``: whether its registry snapshot says the namespace has a config)."""
         if spec_changes:
             self.spec = self.spec.model_copy(update=spec_changes)
         env = ActivityEnvironment()
@@ -127,6 +128,7 @@ class ImageWorld:
                 commit=head.commit,
                 bundles=fetched.bundles,
                 task_queue=self.task_queue,
+                notifications=notifications,
             ),
         )
         self.created.update(result.created)

@@ -151,6 +151,8 @@ async def test_new_tag_reaches_the_cluster_and_schedules_follow_pause_and_delete
             lambda s: bool(s[2].state.last_result),
         )
         assert not paused and policy.config.current.tag == "1.0.0", policy
+        # The namespace has no notification config: its runs will send no notify signal.
+        assert not policy.config.notify, policy
         assert policy.config.commit == first
         assert (await asyncio.to_thread(_head, git_daemon, repo_name))[0] == first
         image_before, _ = await asyncio.to_thread(_deployment, local_cluster, target)

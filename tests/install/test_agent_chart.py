@@ -63,6 +63,29 @@ def test_agent_chart_lints_strictly_and_renders_what_it_says(helm: Helm) -> None
     (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
     (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    # No metrics unless asked for.
+    assert "--metrics-listen" not in container["args"] and "ports" not in container
+
+
+def test_agent_chart_exposes_metrics_when_enabled(helm: Helm) -> None:
+    values = write_values(helm, {**VALUES, "metrics": {"enabled": True, "port": 9191}})
+    lint = helm.run("lint", "--strict", str(CHART), "--values", values)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    rendered = helm.run("template", "a", str(CHART), "--values", values)
+    assert rendered.returncode == 0, rendered.stderr
+    (deployment,) = [
+        d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "Deployment"
+    ]
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    at = container["args"].index("--metrics-listen")
+    assert container["args"][at + 1] == "0.0.0.0:9191"
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9191}]
+    assert pod["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9191",
+        "prometheus.io/path": "/metrics",
+    }
 
 
 def test_helm_install_of_the_agent_is_accepted_and_runs(
@@ -80,7 +103,8 @@ def test_helm_install_of_the_agent_is_accepted_and_runs(
         "--timeout",
         "180s",
         "--values",
-        write_values(helm, VALUES),
+        # With metrics: the API server accepts the container port as rendered.
+        write_values(helm, {**VALUES, "metrics": {"enabled": True}}),
     )
     try:
         assert installed.returncode == 0, installed.stdout + installed.stderr
@@ -101,5 +125,7 @@ def test_helm_install_of_the_agent_is_accepted_and_runs(
             if p["spec"]["serviceAccountName"] == name
         ]
         assert pod["spec"]["automountServiceAccountToken"] is True
+        (container,) = pod["spec"]["containers"]
+        assert container["ports"][0]["containerPort"] == 9090, container
     finally:
         helm.run("uninstall", "edge", "--namespace", namespace, *kubeconfig, "--wait")

@@ -132,7 +132,10 @@ async def test_metrics_match_get_and_time_git_and_webhooks(
             **{f"{d}/fleet.yaml": f"labels: {{app: {d}}}\n" for d in ("a", "b", "c")},
         },
     )
-    await fl.control.apply_text(gitrepo_yaml(ns, "repo", url), file="gitrepo.yaml")
+    # Paths given, so Fleet's paths label has something to join.
+    await fl.control.apply_text(
+        gitrepo_yaml(ns, "repo", url, paths=["a", "b", "c"]), file="gitrepo.yaml"
+    )
     await fl.eventually(
         lambda: fl.control.list_bundles(ns),
         lambda bs: len(bs) == 3 and all(b.state == "Ready" for b in bs),
@@ -149,9 +152,11 @@ async def test_metrics_match_get_and_time_git_and_webhooks(
     bundles = await fl.control.list_bundles(ns)
     # The same numbers `flotilla get` prints.
     assert value(samples, "flotilla_gitrepos", namespace=ns, state=gitrepo.state) == 1
-    assert (
-        value(samples, "fleet_gitrepo_ready_clusters", namespace=ns, name="repo", repo=url)
-        == gitrepo.ready_clusters
+    # Fleet's labels: spec.branch and spec.paths joined with ";".
+    source = {"name": "repo", "namespace": ns, "repo": url, "branch": "main", "paths": "a;b;c"}
+    series = ("fleet_gitrepo_ready_clusters", tuple(sorted(source.items())))
+    assert samples.get(series) == gitrepo.ready_clusters, sorted(
+        k for k in samples if k[0] == series[0]
     )
     assert (
         value(samples, "fleet_gitrepo_desired_ready_clusters", namespace=ns, name="repo")

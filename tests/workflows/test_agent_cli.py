@@ -8,11 +8,15 @@ import asyncio
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from flotilla.ids import registry_workflow_id
 from starters.agent import STARTED_LINE
 from tests.e2e.harness import Flotilla, WorkerProcess, history_text
+from tests.notifications.test_delivery import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # Nothing answers there: the agent's beats say so, and registration does not need it.
@@ -37,6 +41,18 @@ def env_for(flotilla: Flotilla, root: Path) -> dict[str, str]:
         "FLOTILLA_CONTENT_DIR": str(root / "content"),
         "TEMPORAL_ADDRESS": flotilla.client.service_client.config.target_host,
     }
+
+
+def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The agent's /metrics, parsed with the Prometheus client's parser: name -> samples."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode()
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -92,6 +108,7 @@ async def test_token_cli_and_an_agent_registering_with_it(
     agent_env = env_for(flotilla, agent_root)
     (agent_root / "kubeconfig").write_text(KUBECONFIG)
     agent_env["FLOTILLA_AGENT_TOKEN"] = token
+    metrics_port = free_port()
     argv = [
         sys.executable,
         "-m",
@@ -105,6 +122,8 @@ async def test_token_cli_and_an_agent_registering_with_it(
         str(agent_root / "kubeconfig"),
         "--heartbeat-seconds",
         "2",
+        "--metrics-listen",
+        f"127.0.0.1:{metrics_port}",
         "--task-queue",
         queue,
     ]
@@ -129,6 +148,15 @@ async def test_token_cli_and_an_agent_registering_with_it(
             ),
             timeout=60,
         )
+        # Its own metrics say the same: the cluster never answered, the beats go through,
+        # and the Temporal SDK's metrics come along.
+        metrics = await asyncio.to_thread(scrape, metrics_port)
+        mine = {"namespace": ns, "name": "edge-1"}
+        assert metrics["flotilla_cluster_unreachable"] == [(mine, 1.0)], metrics
+        assert metrics["flotilla_cluster_last_seen_age_seconds"] == [(mine, -1.0)]
+        [(_, beat_age)] = metrics["flotilla_agent_heartbeat_age_seconds"]
+        assert 0 <= beat_age < 60, beat_age
+        assert any(name.startswith("temporal_") for name in metrics), sorted(metrics)
         listed = await asyncio.to_thread(run, env, "cluster", "token", "list", *common)
         assert listed.returncode == 0, listed.stderr
         assert (
