@@ -607,8 +607,10 @@ class Policy(FleetObjectModel):
     allowed_service_accounts: list[str] | None = None
     allow_namespace_creation: bool = False
     # flotilla's extension (Fleet ignores it): every GitRepo of the workspace must set
-    # spec.verifyCommits, so only signed commits are read.
+    # spec.verifyCommits, so only signed commits are read; and, when listed, the secrets of
+    # trusted signing keys a GitRepo may name there (the keys the administrator trusts).
     require_verified_commits: bool = False
+    allowed_verify_commits_secret_names: list[str] | None = None
     git_repo: GitRepoPolicy | None = Field(default=None, alias="gitRepo")
 
 
@@ -624,8 +626,9 @@ class GitRepoRestriction(FleetObjectModel):
     allowed_client_secret_names: list[str] | None = None
     allowed_target_namespaces: list[str] | None = None
     allowed_target_namespace_selector: LabelSelector | None = None
-    # flotilla's extension, as on Policy.
+    # flotilla's extensions, as on Policy.
     require_verified_commits: bool = False
+    allowed_verify_commits_secret_names: list[str] | None = None
 
     _patterns = field_validator("allowed_repo_patterns")(_check_patterns)
 

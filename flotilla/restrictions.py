@@ -65,6 +65,7 @@ class _Merged:
     require_service_account: bool = False
     allow_namespace_creation: bool = False
     require_verified_commits: bool = False
+    allowed_verify_secrets: list[str] = field(default_factory=list)
     # Which objects ("GitRepoRestriction team-a") set each rule, for the refusal's line.
     sources: dict[str, list[str]] = field(default_factory=dict)
 
@@ -97,6 +98,8 @@ def _merge(restrictions: list[GitRepoRestriction], policies: list[Policy]) -> _M
         merged.note("targetNamespaceSelector", r, r.allowed_target_namespace_selector)
         merged.require_verified_commits |= r.require_verified_commits
         merged.note("requireVerifiedCommits", r, r.require_verified_commits)
+        merged.allowed_verify_secrets += r.allowed_verify_commits_secret_names or []
+        merged.note(VERIFY_KEYS_FIELD, r, r.allowed_verify_commits_secret_names)
     for p in sorted(policies, key=lambda o: o.metadata.name):
         merged.require_service_account |= p.require_service_account
         merged.allow_namespace_creation |= p.allow_namespace_creation
@@ -105,6 +108,8 @@ def _merge(restrictions: list[GitRepoRestriction], policies: list[Policy]) -> _M
         merged.note("requireServiceAccount", p, p.require_service_account)
         merged.require_verified_commits |= p.require_verified_commits
         merged.note("requireVerifiedCommits", p, p.require_verified_commits)
+        merged.allowed_verify_secrets += p.allowed_verify_commits_secret_names or []
+        merged.note(VERIFY_KEYS_FIELD, p, p.allowed_verify_commits_secret_names)
         if p.git_repo is not None:
             policy_sa = policy_sa or (p.git_repo.default_service_account or "")
             policy_secret = policy_secret or (p.git_repo.default_client_secret_name or "")
@@ -115,6 +120,10 @@ def _merge(restrictions: list[GitRepoRestriction], policies: list[Policy]) -> _M
     merged.default_service_account = restriction_sa or policy_sa
     merged.default_client_secret_name = restriction_secret or policy_secret
     return merged
+
+
+# The field of a GitRepo that allowedVerifyCommitsSecretNames limits.
+VERIFY_KEYS_FIELD = "verifyCommits.secretName"
 
 
 def _refused(m: _Merged, rule: str, value: str, allowed: list[str]) -> SpecError:
@@ -141,6 +150,7 @@ def authorize_gitrepo(
     restrictions: list[GitRepoRestriction],
     policies: list[Policy],
     verifies_commits: bool = False,
+    verify_commits_secret: str | None = None,
 ) -> Resolved:
     """The GitRepo's service account and client secret after defaults, or a SpecError naming
     the field, the value, the restriction objects that refuse it and what is allowed."""
@@ -172,6 +182,10 @@ def authorize_gitrepo(
             "default is set",
             field="spec.serviceAccount",
         )
+    verifies_commits = verifies_commits or bool(verify_commits_secret)
+    allowed_keys = m.allowed_verify_secrets
+    if verify_commits_secret and allowed_keys and verify_commits_secret not in allowed_keys:
+        raise _refused(m, VERIFY_KEYS_FIELD, verify_commits_secret, allowed_keys)
     if m.require_verified_commits and not verifies_commits:
         raise SpecError(
             f"is required by {m.by('requireVerifiedCommits')} (requireVerifiedCommits): name "

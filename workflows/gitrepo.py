@@ -408,6 +408,9 @@ class GitRepoWorkflow:
                 restrictions=clusters.restrictions,
                 policies=clusters.policies,
                 verifies_commits=spec.verify_commits is not None,
+                verify_commits_secret=spec.verify_commits.secret_name
+                if spec.verify_commits
+                else None,
             )
         except SpecError as err:
             restricted = f"refused by the workspace's restrictions: {err}"

@@ -37,6 +37,7 @@ def authorize(
     client_secret_name: str | None = None,
     target_namespace: str | None = None,
     verifies_commits: bool = False,
+    verify_commits_secret: str | None = None,
 ) -> Resolved:
     return authorize_gitrepo(
         repo=repo,
@@ -46,6 +47,7 @@ def authorize(
         restrictions=restrictions or [],
         policies=policies or [],
         verifies_commits=verifies_commits,
+        verify_commits_secret=verify_commits_secret,
     )
 
 
@@ -315,3 +317,22 @@ def test_namespace_refusal(
     labels: dict[str, str] | None, wanted: LabelSelector, refusal: str
 ) -> None:
     assert namespace_refusal("apps", labels, wanted) == refusal
+
+
+def test_allowed_verify_commits_secrets_limit_the_keys_a_gitrepo_trusts() -> None:
+    for restrictions, policies, by in (
+        (
+            [restriction(requireVerifiedCommits=True, allowedVerifyCommitsSecretNames=["ops"])],
+            [],
+            "GitRepoRestriction r",
+        ),
+        ([], [policy(allowedVerifyCommitsSecretNames=["ops"])], "Policy p"),
+    ):
+        with pytest.raises(SpecError) as err:
+            authorize(restrictions, policies, verify_commits_secret="team-keys")
+        assert str(err.value) == (
+            f"spec.verifyCommits.secretName: 'team-keys' is not allowed by {by} (allowed: 'ops')"
+        )
+        assert authorize(restrictions, policies, verify_commits_secret="ops") is not None
+    # Listing the keys does not by itself require verification.
+    assert authorize([], [policy(allowedVerifyCommitsSecretNames=["ops"])]) is not None

@@ -175,3 +175,21 @@ async def test_a_workspace_restriction_requires_verified_commits_of_every_gitrep
         timeout=180,
     )
     assert refused.commit == signed and "\n" not in refused.message
+
+    # The administrator names the keys: a GitRepo that trusts a secret of its own is refused.
+    flotilla.control.secrets.put(ns, "own-keys", {"allowed_signers": f"me@example.test {public}\n"})
+    await flotilla.control.apply_text(
+        restriction_yaml(
+            "GitRepoRestriction", ns, "ops-keys", "allowedVerifyCommitsSecretNames: [signers]\n"
+        ),
+        file="restriction.yaml",
+    )
+    await flotilla.control.apply_text(
+        gitrepo_yaml(ns, "own", url, verifyCommits={"secretName": "own-keys"}), file="c.yaml"
+    )
+    own = await settled(flotilla, "own")
+    assert own.state == "Restricted" and "\n" not in own.message
+    assert (
+        "spec.verifyCommits.secretName: 'own-keys' is not allowed by GitRepoRestriction "
+        "ops-keys (allowed: 'signers')" in own.message
+    )
