@@ -89,6 +89,9 @@ AGENT_DEADLINES_PATCH = "registry-agent-heartbeat-deadlines"
 # by every GitRepo for every bundle on it (a new signal; only namespaces with a notification
 # config, which older histories never had, reach it).
 CLUSTER_OFFLINE_PATCH = "closers-registry-sends-cluster-offline"
+# An agent cluster is Offline until its agent's first beat (``ClusterRecord.offline``), so that
+# beat is a change subscribers are told of at once: it releases the cluster's held work.
+FIRST_BEAT_PATCH = "f13-agent-first-beat-releases"
 
 
 def _invalid(message: str) -> ApplicationError:
@@ -350,6 +353,7 @@ class ClusterRegistryWorkflow:
         if record is None or not record.agent:
             return
         now = workflow.now()
+        first = record.last_seen is None
         record.last_seen = now
         record.agent_version = beat.agent_version or record.agent_version
         record.kubernetes_version = beat.kubernetes_version or record.kubernetes_version
@@ -373,6 +377,11 @@ class ClusterRegistryWorkflow:
             )
             record.unreachable, record.unreachable_since = "", None
             record.reachable_since = now
+            self._dirty = True
+        elif not problem and first and workflow.patched(FIRST_BEAT_PATCH):
+            workflow.logger.info(
+                "registry %s: agent of cluster %s connected", self.state.namespace, beat.name
+            )
             self._dirty = True
 
     # --- agent registration -------------------------------------------------------------------
