@@ -100,6 +100,7 @@ with workflow.unsafe.imports_passed_through():
         RetireRequest,
     )
     from workflows.common import (
+        AGENT_QUEUE_BACKSTOP,
         CHECK_TIMEOUT,
         CLUSTER_SCHEDULE_TO_START,
         DEPLOY_HEARTBEAT,
@@ -142,10 +143,11 @@ REPORT_CHANGES_PATCH = "bundle-reports-changes-at-once"
 # An agent-mode cluster whose agent is offline gets no new deploys, watches or checks until
 # it returns: its deploys wait (shown Offline), with no timeouts or retries meanwhile.
 AGENT_OFFLINE_WAITS_PATCH = "agent-offline-cluster-waits"
-# Agent queues lose their schedule-to-start timeout: Offline comes from missed heartbeats (and
-# from registration until the first beat), which hold the cluster's new work, so a wait on a
-# live agent's queue (a backlog beyond its --threads) is only a wait, never "cluster offline"
-# and a retry. Work queued when an agent died waits there for the next agent.
+# Agent queues lose their 2-minute schedule-to-start timeout: Offline comes from missed
+# heartbeats (and from registration until the first beat), which hold the cluster's new work,
+# so a wait on a live agent's queue (a backlog beyond its --threads) is only a wait, never
+# "cluster offline" and a retry. A call queued when an agent died waits for the next agent, up
+# to AGENT_QUEUE_BACKSTOP (30 min; then ErrApplied, and held while the cluster is Offline).
 AGENT_QUEUES_WAIT_PATCH = "f13-agent-queues-wait"
 # How long a change of what the GitRepo shows may wait for the reports before it to settle:
 # with the signal's delivery, under the 5 s a GitRepo's line may lag its bundles.
@@ -725,9 +727,12 @@ class BundleWorkflow:
         return CLUSTER_SCHEDULE_TO_START if seconds is None else timedelta(seconds=seconds)
 
     def _schedule_to_start_for(self, agent: bool) -> timedelta | None:
-        """Only runs from before the heartbeat hold time out on an agent's queue."""
-        if not agent or workflow.patched(AGENT_QUEUES_WAIT_PATCH):
+        """Push queues: none. Agent queues: the long backstop (runs from before the heartbeat
+        hold: the short timeout, or its test switch)."""
+        if not agent:
             return None
+        if workflow.patched(AGENT_QUEUES_WAIT_PATCH):
+            return AGENT_QUEUE_BACKSTOP
         return self._schedule_to_start()
 
     async def _on_cluster(
@@ -794,9 +799,11 @@ class BundleWorkflow:
             # Only an agent's own queue had a schedule-to-start timeout (runs from before
             # AGENT_QUEUES_WAIT_PATCH): nobody polled it.
             queue = cluster_task_queue(self.state.namespace, cluster)
+            waited = self._schedule_to_start_for(agent=True)
+            assert waited is not None
             error = (
                 f"cluster offline: no worker took work from task queue {queue} "
-                f"within {int(self._schedule_to_start().total_seconds())}s"
+                f"within {int(waited.total_seconds())}s"
             )
         else:
             # The message alone ("cluster X unreachable: ..."), not prefixed by its type.
