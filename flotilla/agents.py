@@ -104,6 +104,11 @@ def heartbeat_deadline(last_seen: datetime | None, interval_seconds: float) -> d
     return last_seen + timedelta(seconds=interval_seconds * MISSED_HEARTBEATS)
 
 
+# The line of an agent cluster whose agent has never beaten: Offline from its registration, so
+# its deploys wait (held) rather than time out on a queue nobody serves.
+NEVER_CONNECTED = "agent never connected (last seen: never)"
+
+
 def offline_reason(interval_seconds: float) -> str:
     """The one line an agent cluster shows once its heartbeats stop."""
     return (

@@ -100,6 +100,7 @@ with workflow.unsafe.imports_passed_through():
         RetireRequest,
     )
     from workflows.common import (
+        AGENT_QUEUE_BACKSTOP,
         CHECK_TIMEOUT,
         CLUSTER_SCHEDULE_TO_START,
         DEPLOY_HEARTBEAT,
@@ -142,6 +143,12 @@ REPORT_CHANGES_PATCH = "bundle-reports-changes-at-once"
 # An agent-mode cluster whose agent is offline gets no new deploys, watches or checks until
 # it returns: its deploys wait (shown Offline), with no timeouts or retries meanwhile.
 AGENT_OFFLINE_WAITS_PATCH = "agent-offline-cluster-waits"
+# Agent queues lose their 2-minute schedule-to-start timeout: Offline comes from missed
+# heartbeats (and from registration until the first beat), which hold the cluster's new work,
+# so a wait on a live agent's queue (a backlog beyond its --threads) is only a wait, never
+# "cluster offline" and a retry. A call queued when an agent died waits for the next agent, up
+# to AGENT_QUEUE_BACKSTOP (30 min; then ErrApplied, and held while the cluster is Offline).
+AGENT_QUEUES_WAIT_PATCH = "f13-agent-queues-wait"
 # How long a change of what the GitRepo shows may wait for the reports before it to settle:
 # with the signal's delivery, under the 5 s a GitRepo's line may lag its bundles.
 REPORT_GAP = timedelta(seconds=3)
@@ -719,6 +726,15 @@ class BundleWorkflow:
         seconds = self.state.cluster_schedule_to_start_seconds
         return CLUSTER_SCHEDULE_TO_START if seconds is None else timedelta(seconds=seconds)
 
+    def _schedule_to_start_for(self, agent: bool) -> timedelta | None:
+        """Push queues: none. Agent queues: the long backstop (runs from before the heartbeat
+        hold: the short timeout, or its test switch)."""
+        if not agent:
+            return None
+        if workflow.patched(AGENT_QUEUES_WAIT_PATCH):
+            return AGENT_QUEUE_BACKSTOP
+        return self._schedule_to_start()
+
     async def _on_cluster(
         self,
         cluster: str,
@@ -730,7 +746,8 @@ class BundleWorkflow:
         heartbeat: timedelta | None = None,
     ) -> Any:
         """Run a deploy-engine activity for one cluster, with the options every per-cluster call
-        shares (one retry policy; offline detection through schedule-to-start for agents only).
+        shares (one retry policy; an agent cluster's offline detection is the registry's
+        heartbeat hold, ``_held``, not a queue timeout).
 
         A push-mode cluster's activities run on a shared push queue: an unreachable cluster
         fails there as a retryable one-line error (``cluster X unreachable: ...``), and a long
@@ -751,7 +768,7 @@ class BundleWorkflow:
             request,
             result_type=result_type,
             task_queue=queue,
-            schedule_to_start_timeout=self._schedule_to_start() if agent else None,
+            schedule_to_start_timeout=self._schedule_to_start_for(agent),
             start_to_close_timeout=timeout,
             heartbeat_timeout=heartbeat,
             retry_policy=DEPLOY_RETRY,
@@ -779,11 +796,14 @@ class BundleWorkflow:
     def _failed(self, cluster: str, err: ActivityError) -> None:
         cause = err.cause
         if isinstance(cause, TemporalTimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START:
-            # Only an agent's own queue has a schedule-to-start timeout: nobody polls it.
+            # Only an agent's own queue had a schedule-to-start timeout (runs from before
+            # AGENT_QUEUES_WAIT_PATCH): nobody polled it.
             queue = cluster_task_queue(self.state.namespace, cluster)
+            waited = self._schedule_to_start_for(agent=True)
+            assert waited is not None
             error = (
                 f"cluster offline: no worker took work from task queue {queue} "
-                f"within {int(self._schedule_to_start().total_seconds())}s"
+                f"within {int(waited.total_seconds())}s"
             )
         else:
             # The message alone ("cluster X unreachable: ..."), not prefixed by its type.

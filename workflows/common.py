@@ -112,6 +112,10 @@ WATCH_OBJECTS_RETRY = RetryPolicy(
 )
 # A cluster whose queue nobody polls for this long is shown as offline instead of stalling.
 CLUSTER_SCHEDULE_TO_START = timedelta(minutes=2)
+# Agent queues since patch f13-agent-queues-wait: not an offline detector (heartbeats are), only
+# a backstop so a call queued for an agent that never comes back cannot keep the bundle's
+# continue-as-new and retirement (which wait for calls in flight) waiting for ever.
+AGENT_QUEUE_BACKSTOP = timedelta(minutes=30)
 # Temporal allows a workflow at most 2,000 pending activities; a bundle keeps well below.
 MAX_PENDING_ACTIVITIES = 1000
 # A bundle in the middle of a rollout reports to its GitRepo at most this often (a settled

@@ -94,6 +94,9 @@ CLUSTER_OFFLINE_PATCH = "closers-registry-sends-cluster-offline"
 # A handed-over cluster whose name is registered here already is refused and sent back (a
 # new signal, only on a name clash, which the CLI's check made a race no history has).
 ADOPTION_REFUSES_PATCH = "registry-adoption-keeps-existing-cluster"
+# An agent cluster is Offline until its agent's first beat (``ClusterRecord.offline``), so that
+# beat is a change subscribers are told of at once: it releases the cluster's held work.
+FIRST_BEAT_PATCH = "f13-agent-first-beat-releases"
 
 
 def _invalid(message: str) -> ApplicationError:
@@ -362,6 +365,7 @@ class ClusterRegistryWorkflow:
         if record is None or not record.agent:
             return
         now = workflow.now()
+        first = record.last_seen is None
         record.last_seen = now
         record.agent_version = beat.agent_version or record.agent_version
         record.kubernetes_version = beat.kubernetes_version or record.kubernetes_version
@@ -385,6 +389,11 @@ class ClusterRegistryWorkflow:
             )
             record.unreachable, record.unreachable_since = "", None
             record.reachable_since = now
+            self._dirty = True
+        elif not problem and first and workflow.patched(FIRST_BEAT_PATCH):
+            workflow.logger.info(
+                "registry %s: agent of cluster %s connected", self.state.namespace, beat.name
+            )
             self._dirty = True
 
     # --- agent registration -------------------------------------------------------------------

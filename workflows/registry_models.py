@@ -10,6 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from flotilla.agents import NEVER_CONNECTED
 from flotilla.models import ClusterGroup, GitRepoRestriction, Policy, Restriction, Schedule
 from flotilla.notifications import NotificationEvent
 from flotilla.status import since_text
@@ -64,9 +65,10 @@ class ClusterRecord(BaseModel):
 
     @property
     def offline(self) -> str:
-        """The line a deployment on this cluster shows while it does not answer, else ""."""
+        """The line a deployment on this cluster shows while it does not answer, else "". An
+        agent cluster whose agent never beat is Offline from its registration."""
         if not self.unreachable:
-            return ""
+            return NEVER_CONNECTED if self.agent and self.last_seen is None else ""
         return f"cluster unreachable since {since_text(self.unreachable_since)}: {self.unreachable}"
 
 

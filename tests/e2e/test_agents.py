@@ -25,13 +25,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from activities.kube import Kube
+from activities.secrets import FileSecretStore
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
+from flotilla.agents import NEVER_CONNECTED
+from flotilla.credentials import SOPS_AGE_SECRET
 from flotilla.ids import bundle_workflow_id, cluster_task_queue
+from flotilla.models import GitRepo, load_fleet_objects
 from starters.agent import STARTED_LINE
+from tests.charts import AgeKey, sops_encrypt
+from tests.conftest import locate
 from tests.e2e.harness import (
+    ActivityCall,
     Flotilla,
     WorkerProcess,
     activity_calls,
@@ -53,7 +61,12 @@ CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {{version:
 
 
 def agent_process(
-    flotilla: Flotilla, root: Path, name: str, kubeconfig: Path, *, metrics_port: int = 0
+    flotilla: Flotilla,
+    root: Path,
+    name: str,
+    kubeconfig: Path,
+    *extra: str,
+    metrics_port: int = 0,
 ) -> WorkerProcess:
     """`flotilla agent` as its own host: own HOME, work and temp directories, an empty secret
     store, the shared content store, and a copy of its own cluster's kubeconfig only (and
@@ -89,6 +102,7 @@ def agent_process(
         *(["--metrics-listen", f"127.0.0.1:{metrics_port}"] if metrics_port else []),
         "--task-queue",
         flotilla.config.task_queue,
+        *extra,
     ]
     return WorkerProcess(
         root / "agent.log", argv, env, ROOT, started_line=STARTED_LINE, start_seconds=180
@@ -399,3 +413,132 @@ async def test_agent_watches_its_cluster_and_deploys_as_the_bundle_service_accou
         history = helm_history(local_cluster.kubeconfig, "sa-ok", namespace)
         assert [h["revision"] for h in history] == [1, 2], history
         assert await calls("deploy_bundle") == 2
+
+
+# A chart whose value comes from a SOPS-encrypted values file (decrypted by the agent).
+SEALED_TOKEN = "agent-sealed-Q7v2"
+SEALED_CHART = {
+    "sealed/chart/Chart.yaml": "apiVersion: v2\nname: sealed\nversion: 0.1.0\n",
+    "sealed/chart/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sealed}\n"
+    "data: {token: {{ .Values.token | quote }}}\n",
+}
+# The agent takes one deploy at a time: six bundles make a backlog on its queue.
+RAW_BUNDLES = 5
+
+
+async def test_an_unconnected_agent_holds_work_and_a_busy_agent_is_never_offline(
+    flotilla: Flotilla,
+    local_cluster: LocalCluster,
+    git_daemon: GitDaemon,
+    repo_name: str,
+    namespace: str,
+    age_key: AgeKey,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A cluster registered for an agent that never beat is Offline from the start ("last seen
+    never"): its deploys wait, none is scheduled, nothing fails or retries, and its first beat
+    releases them. With the agent at --threads 1 the six deploys queue far longer than the
+    1 s schedule-to-start switch (which before made such a wait "cluster offline" and a
+    retry): each bundle is deployed once, with no failure. The SOPS age key lives only in the
+    agent's secret store and appears in no history, log, CLI output or argv."""
+    ns = flotilla.namespace
+    files = {
+        f"c{i}/cm.yaml": f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg{i}}}\n"
+        for i in range(RAW_BUNDLES)
+    }
+    files |= {f"c{i}/fleet.yaml": f"defaultNamespace: {namespace}\n" for i in range(RAW_BUNDLES)}
+    files["sealed/fleet.yaml"] = (
+        f"defaultNamespace: {namespace}\nhelm:\n  chart: chart\n  valuesFiles: [secrets.yaml]\n"
+    )
+    files["sealed/secrets.yaml"] = sops_encrypt(
+        locate("sops"), yaml.safe_dump({"token": SEALED_TOKEN}), age_key.recipient
+    )
+    url = git_daemon.create_repo(repo_name, {**files, **SEALED_CHART})
+    bundles = [f"busy-c{i}" for i in range(RAW_BUNDLES)] + ["busy-sealed"]
+    edge = agent_process(
+        flotilla, tmp_path / "edge", "edge", local_cluster.kubeconfig, "--threads", "1"
+    )
+    FileSecretStore(tmp_path / "edge" / "secrets").put(
+        ns, SOPS_AGE_SECRET, {"age.agekey": age_key.identity}
+    )
+    (secret_line,) = [k for k in age_key.identity.splitlines() if k.startswith("AGE-SECRET-KEY")]
+    caplog.set_level("WARNING")
+    cli_outputs: list[str] = []
+
+    async def deploys() -> dict[str, list[ActivityCall]]:
+        found = {}
+        for bundle in bundles:
+            calls, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, bundle))
+            found[bundle] = [c for c in calls if c.name == "deploy_bundle"]
+        return found
+
+    with stopped_at_exit(edge):
+        await flotilla.control.add_cluster(ns, "edge", None)
+        (gitrepo,), _ = load_fleet_objects(
+            gitrepo_yaml(ns, "busy", url, targets=[{"clusterName": "edge"}]),
+            file="g.yaml",
+        )
+        assert isinstance(gitrepo, GitRepo)
+        # The switch the old schedule-to-start timeout read: 1 s on the agent's queue.
+        await flotilla.control.apply_gitrepo(
+            gitrepo, cluster_schedule_to_start_seconds=1, retry_seconds=2
+        )
+        for bundle in bundles:
+            status = await flotilla.eventually(
+                lambda b=bundle: flotilla.control.bundle_status(ns, b),  # type: ignore[misc]
+                lambda s: [c.state for c in s.clusters] == ["Offline"],
+                timeout=240,
+            )
+            assert NEVER_CONNECTED in status.clusters[0].message, status.clusters[0]
+        await asyncio.sleep(5)  # five times the old timeout: still held, nothing scheduled
+        for bundle in bundles:
+            held = await flotilla.control.bundle_status(ns, bundle)
+            assert [c.state for c in held.clusters] == ["Offline"], held
+        assert not any((await deploys()).values())
+        listing = await asyncio.to_thread(cli, flotilla, "get", "clusters", "-n", ns)
+        cli_outputs.append(listing)
+        (row,) = [line for line in listing.splitlines() if line.startswith("edge ")]
+        assert "<never>" in row and "Offline" in row, row
+
+        await asyncio.to_thread(edge.start)
+        await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "busy"),
+            lambda s: s.state == "Ready" and s.ready_bundle_deployments == "6/6",
+            timeout=420,
+        )
+        found = await deploys()
+        for bundle, calls in found.items():
+            assert len(calls) == 1, (bundle, calls)  # no retry
+            assert calls[0].attempt == 1 and not calls[0].last_failure, calls[0]
+        waits = [
+            (c.started - c.scheduled).total_seconds()
+            for calls in found.values()
+            for c in calls
+            if c.started is not None
+        ]
+        # The backlog was real: some deploy waited on the queue past the old 1 s timeout.
+        assert max(waits) > 1, waits
+        print(f"longest queue wait on the busy agent {max(waits):.1f}s")
+        sealed = local_cluster.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/sealed")
+        assert sealed["data"]["token"] == SEALED_TOKEN
+        cli_outputs.append(
+            await asyncio.to_thread(cli, flotilla, "describe", "gitrepo", "busy", "-n", ns)
+        )
+
+    histories = []
+    for prefix_ in ("registry", "gitrepo", "bundle"):
+        query = f"WorkflowId STARTS_WITH '{prefix_}/{ns}'"
+        async for wf in flotilla.client.list_workflows(query):
+            handle = flotilla.client.get_workflow_handle(wf.id, run_id=wf.run_id)
+            histories.append(history_text(await handle.fetch_history()))
+    assert histories
+    warnings = [r.getMessage() for r in caplog.records]
+    offline = [w for w in [*histories, *warnings] if "cluster offline" in w]
+    assert not offline, offline[:1]
+    # The age key is only in the agent's own store: nowhere else.
+    texts = [*histories, *cli_outputs, *warnings, edge.log.read_text(), " ".join(edge.argv)]
+    for secret in (secret_line, SEALED_TOKEN):
+        leaks = [i for i, text in enumerate(texts) if secret in text]
+        assert not leaks, f"a secret appears in {len(leaks)} outputs"
+    assert SOPS_AGE_SECRET not in {s.name for s in flotilla.worker.secrets.list(ns)}

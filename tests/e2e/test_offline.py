@@ -1,5 +1,6 @@
-"""A cluster whose queue nobody serves shows as offline instead of stalling the rollout, and
-deploys once its agent starts serving the queue."""
+"""A cluster whose agent never connected shows Offline instead of stalling the rollout (its
+deploy waits, nothing is scheduled on its queue), and deploys once its agent serves the queue
+and beats."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from activities.deploy import DeployActivities
 from activities.secrets import FileSecretStore, kubeconfig_secret_name
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
-from flotilla.ids import cluster_task_queue
+from flotilla.agents import NEVER_CONNECTED
+from flotilla.ids import bundle_workflow_id, cluster_task_queue
 from flotilla.models import GitRepo, load_fleet_objects
-from tests.e2e.harness import Flotilla, gitrepo_yaml, helm_history
+from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml, helm_history
+from workflows.registry_models import AgentHeartbeat
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {k: v}\n"
 
@@ -44,21 +47,21 @@ async def test_unserved_cluster_is_offline_and_catches_up_when_its_agent_comes(
             gitrepo_yaml(ns, "gone", url, targets=[{"clusterSelector": {}}]), file="g.yaml"
         )
         assert isinstance(gitrepo, GitRepo)
-        # The agent's deploy is retried 5 s after it failed, not 30 s: the test waits for the
-        # retry that finds the agent serving its queue.
+        # The 3 s switch of the old schedule-to-start timeout: never read for this cluster,
+        # which waits for its agent's first beat instead of failing.
         await flotilla.control.apply_gitrepo(
             gitrepo, cluster_schedule_to_start_seconds=3, retry_seconds=5
         )
         bundle = await flotilla.eventually(
             lambda: flotilla.control.bundle_status(ns, "gone-app"),
             lambda s: (
-                {c.cluster: c.state for c in s.clusters}
-                == {"online": "Ready", "agent": "ErrApplied"}
+                {c.cluster: c.state for c in s.clusters} == {"online": "Ready", "agent": "Offline"}
             ),
         )
         (agent,) = [c for c in bundle.clusters if c.cluster == "agent"]
-        assert agent.message.startswith("cluster offline: no worker took work from task queue")
-        assert bundle.message.startswith("agent: cluster offline")
+        assert NEVER_CONNECTED in agent.message, agent
+        calls, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, "gone-app"))
+        assert not [c for c in calls if c.task_queue == cluster_task_queue(ns, "agent")]
 
         # The agent starts: same activities, its own credentials, only its own queue.
         agent_secrets = FileSecretStore(flotilla.config.workdir / "agent-secrets")
@@ -78,6 +81,10 @@ async def test_unserved_cluster_is_offline_and_catches_up_when_its_agent_comes(
             ],
             activity_executor=flotilla.worker._cluster_pool,
         ):
+            # Its first beat (as `flotilla agent` sends) releases the held deploy.
+            await flotilla.control.agent_heartbeat(
+                ns, AgentHeartbeat(name="agent", interval_seconds=60)
+            )
             await flotilla.eventually(
                 lambda: flotilla.control.gitrepo_status(ns, "gone"),
                 lambda s: s.state == "Ready" and s.ready_bundle_deployments == "2/2",

@@ -3,7 +3,8 @@
 Tokens: valid, expired, deleted, reused beyond their limit, for another cluster, unknown,
 a pre-created cluster claimed, a push-mode cluster refused; each refusal one line, and the
 token's text never in the registry's history. Heartbeats: a silent agent turns Offline within
-two intervals, a beat brings it back, a stopping agent is Offline at once.
+two intervals, a beat brings it back, a stopping agent is Offline at once; one that never beat
+is Offline from its registration.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from flotilla.agents import token_hash
+from flotilla.agents import NEVER_CONNECTED, token_hash
 from flotilla.errors import FlotillaError, SpecError
 from flotilla.ids import registry_workflow_id
 from tests.e2e.harness import Flotilla, history_text
@@ -94,6 +95,9 @@ async def test_silent_agent_turns_offline_within_two_heartbeats_and_comes_back(
 ) -> None:
     control, ns = flotilla.control, flotilla.namespace
     await control.add_cluster(ns, "edge", None)
+    # Registered, never heard from: Offline from the start, last seen never.
+    record = await _record(flotilla, "edge")
+    assert record.offline == NEVER_CONNECTED and record.last_seen is None
     beat = AgentHeartbeat(
         name="edge", agent_version="0.1.0", kubernetes_version="v1.31.0", interval_seconds=1.0
     )
@@ -102,7 +106,7 @@ async def test_silent_agent_turns_offline_within_two_heartbeats_and_comes_back(
         lambda: _record(flotilla, "edge"), lambda r: r.last_seen is not None
     )
     assert (record.agent_version, record.kubernetes_version) == ("0.1.0", "v1.31.0")
-    assert not record.unreachable
+    assert not record.unreachable and not record.offline
     silent_from = time.monotonic()
     record = await flotilla.eventually(
         lambda: _record(flotilla, "edge"), lambda r: bool(r.unreachable), timeout=30

@@ -473,29 +473,27 @@ async def test_a_rollout_that_moves_every_cluster_never_reports_one_held_back(
     assert "ErrApplied" in reported and "OutOfSync" not in reported, reported
 
 
-async def test_an_offline_cluster_shows_so_and_catches_up_when_served(
+async def test_a_live_agent_queue_nobody_polls_yet_waits_and_is_not_a_cluster_offline(
     start: Callable[..., Awaitable[Bundle]],
 ) -> None:
-    standins = StandIns(clusters=["offline", "online"])
+    """An agent cluster the registry shows live (it beats) whose queue is not polled yet (a
+    backlog, a restart) waits: no schedule-to-start timeout on agent queues any more, so no
+    "cluster offline" and no retry; Offline comes from the registry's heartbeats."""
+    standins = StandIns(clusters=["waiting", "online"])
     bundle = await start(
         standins,
-        agents=["offline", "online"],
+        agents=["waiting", "online"],
         serve=["online"],
         cluster_schedule_to_start_seconds=1,
     )
+    await eventually(bundle.states, lambda s: s.get("online") is BundleState.READY)
+    await asyncio.sleep(3)  # three times the old schedule-to-start timeout
+    status = await bundle.status()
+    assert [c.state for c in status.clusters] == [BundleState.READY, BundleState.WAIT_APPLIED]
 
-    status = await eventually(
-        bundle.status,
-        lambda s: [c.state for c in s.clusters] == [BundleState.ERR_APPLIED, BundleState.READY],
-    )
-    queue = cluster_task_queue(bundle.namespace, "offline")
-    assert status.clusters[0].message == (
-        f"cluster offline: no worker took work from task queue {queue} within 1s"
-    )
-
-    await bundle.serve("offline")
+    await bundle.serve("waiting")
     await eventually(bundle.states, all_ready)
-    assert standins.calls["deploy_bundle", "offline"] == 1  # the timed-out tries never ran
+    assert standins.calls["deploy_bundle", "waiting"] == 1  # the one scheduled call, no retry
 
 
 async def test_a_push_queue_nobody_polls_yet_is_not_a_cluster_offline(
