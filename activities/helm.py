@@ -91,7 +91,7 @@ def one_line_stderr(stderr: str) -> str:
     errors = [
         line
         for line in lines
-        if not line.startswith(("WARNING:", "walk.go:")) and "[debug]" not in line
+        if not line.startswith(("WARNING:", "walk.go:", "level=DEBUG")) and "[debug]" not in line
     ]
     text = "; ".join(line.removeprefix("Error: ") for line in errors or lines) or "no message"
     # An RBAC refusal (a bundle deploying as its ServiceAccount) buried in helm's sentence

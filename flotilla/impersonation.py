@@ -22,10 +22,13 @@ IMPERSONATE_KEY = "as"
 # annotations for the same reason).
 SERVICE_ACCOUNT_LABEL = "flotilla.dev/service-account"
 # The sentence Kubernetes' RBAC authorizer puts in a Forbidden status.
+# Quotes may come escaped (a backslash before each): Helm 4 logs errors as logfmt values.
+_Q = r'\\?"'
 _DENIAL = re.compile(
-    r'User "(?P<user>[^"]+)" cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
-    r'(?: in API group "(?P<group>[^"]*)")?'
-    r'(?: in the namespace "(?P<namespace>[^"]+)"| (?P<cluster>at the cluster scope))?'
+    rf"User {_Q}(?P<user>[^\"\\]+){_Q} cannot (?P<verb>[\w-]+) "
+    rf"resource {_Q}(?P<resource>[^\"\\]+){_Q}"
+    rf"(?: in API group {_Q}(?P<group>[^\"\\]*){_Q})?"
+    rf"(?: in the namespace {_Q}(?P<namespace>[^\"\\]+){_Q}| (?P<cluster>at the cluster scope))?"
 )
 
 

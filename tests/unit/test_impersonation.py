@@ -65,3 +65,14 @@ def test_a_kubeconfig_without_a_user_for_its_context_is_one_line() -> None:
 )
 def test_rbac_denials_keep_verb_resource_and_account(message: str, short: str) -> None:
     assert rbac_denial(message) == short
+
+
+def test_a_denial_in_helm_4s_logfmt_lines_is_found() -> None:
+    line = (
+        'level=DEBUG msg="uninstall failed" error="configmaps \\"x\\" is forbidden: User '
+        '\\"system:serviceaccount:a:b\\" cannot delete resource \\"configmaps\\" in API group '
+        '\\"\\" in the namespace \\"a\\""'
+    )
+    assert rbac_denial(line) == (
+        "forbidden: system:serviceaccount:a:b cannot delete configmaps in namespace a"
+    )
