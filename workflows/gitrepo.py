@@ -101,16 +101,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.registry import CLUSTERS_CHANGED_SIGNAL, ClusterRegistryWorkflow
     from workflows.registry_models import ClusterSnapshot, SubscribeRequest
     from workflows.visibility import (
-        COMMIT,
-        DESIRED,
         GITREPO,
         KIND,
-        MESSAGE,
-        READY,
-        READY_DEPLOYMENTS,
         REPO,
-        STATE,
-        message_value,
+        publish_summary,
     )
 
 JITTER = 0.1
@@ -826,19 +820,13 @@ class GitRepoWorkflow:
         if self._published == current:
             return
         self._published = current
-        workflow.upsert_search_attributes(
-            [
-                COMMIT.value_set(status.commit),
-                STATE.value_set(status.state),
-                READY.value_set(status.ready_clusters),
-                DESIRED.value_set(status.desired_ready_clusters),
-                REPO.value_set(status.repo),
-                READY_DEPLOYMENTS.value_set(status.ready_bundle_deployments),
-                MESSAGE.value_set(message_value(status.message)),
-            ]
-        )
-        workflow.set_current_details(
-            f"commit {status.commit[:12] or 'none'}: {status.ready_bundle_deployments} bundle "
-            f"deployments ready, {status.state}"
-            + (f" ({status.message})" if status.message else "")
+        publish_summary(
+            commit=status.commit,
+            shown=f"commit {status.commit[:12] or 'none'}",
+            state=status.state,
+            ready=status.ready_clusters,
+            desired=status.desired_ready_clusters,
+            ready_deployments=status.ready_bundle_deployments,
+            message=status.message,
+            repo=status.repo,
         )

@@ -100,16 +100,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.registry import CLUSTERS_CHANGED_SIGNAL, ClusterRegistryWorkflow
     from workflows.registry_models import ClusterSnapshot, SubscribeRequest
     from workflows.visibility import (
-        COMMIT,
-        DESIRED,
         GITREPO,
         KIND,
-        MESSAGE,
-        READY,
-        READY_DEPLOYMENTS,
         REPO,
-        STATE,
-        message_value,
+        publish_summary,
     )
 
 # A chart source: a few quick tries inside one resolution; the next poll (or sync) is the
@@ -542,20 +536,14 @@ class HelmOpWorkflow:
         if self._published == current:
             return
         self._published = current
-        workflow.upsert_search_attributes(
-            [
-                COMMIT.value_set(status.version),
-                STATE.value_set(status.state),
-                READY.value_set(status.ready_clusters),
-                DESIRED.value_set(status.desired_ready_clusters),
-                READY_DEPLOYMENTS.value_set(status.ready_bundle_deployments),
-                MESSAGE.value_set(message_value(status.message)),
-            ]
-        )
-        workflow.set_current_details(
-            f"version {status.version or 'none'}: {status.ready_bundle_deployments} bundle "
-            f"deployments ready, {status.state}"
-            + (f" ({status.message})" if status.message else "")
+        publish_summary(
+            commit=status.version,
+            shown=f"version {status.version or 'none'}",
+            state=status.state,
+            ready=status.ready_clusters,
+            desired=status.desired_ready_clusters,
+            ready_deployments=status.ready_bundle_deployments,
+            message=status.message,
         )
 
 

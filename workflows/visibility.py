@@ -6,7 +6,10 @@ and installs register them from there, and the CLI reads them by name.
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
 
 from flotilla.errors import one_line
 from flotilla.ids import (
@@ -46,3 +49,36 @@ def registrations() -> dict[str, str]:
 def message_value(message: str) -> str:
     """A status message as a Keyword value: one line, cut to fit."""
     return one_line(message, MAX_MESSAGE_SEARCH_ATTRIBUTE)
+
+
+def publish_summary(
+    *,
+    commit: str,
+    shown: str,
+    state: str,
+    ready: int,
+    desired: int,
+    ready_deployments: str,
+    message: str,
+    repo: str | None = None,
+) -> None:
+    """A GitRepo's (or HelmOp's) summary where people look: the search attributes the CLI's
+    tables and the Temporal UI list, and the workflow's current details (``shown`` names the
+    version: "commit abc123", "version 1.2.0")."""
+    updates: list[SearchAttributeUpdate[Any]] = [
+        COMMIT.value_set(commit),
+        STATE.value_set(state),
+        READY.value_set(ready),
+        DESIRED.value_set(desired),
+    ]
+    if repo is not None:
+        updates.append(REPO.value_set(repo))
+    updates += [
+        READY_DEPLOYMENTS.value_set(ready_deployments),
+        MESSAGE.value_set(message_value(message)),
+    ]
+    workflow.upsert_search_attributes(updates)
+    workflow.set_current_details(
+        f"{shown}: {ready_deployments} bundle deployments ready, {state}"
+        + (f" ({message})" if message else "")
+    )
