@@ -7,9 +7,11 @@ in-process worker whose deploy activities are stand-ins that answer at once (ben
 upgrade); for each, every bundle is approved once its main partition waits for it. Counts every
 event of every bundle workflow run (start, plans, reports, the approval update, the soak
 timer, patch markers) over 2 x B x C deployments. ``--no-gates`` runs the same without the
-gates, for comparison.
+gates, for comparison. ``--window`` also applies a Fleet ``Schedule`` for every cluster whose
+window is open all day but the minute before midnight UTC, so every deployment goes through the
+window check: issue 14's "with gates and windows configured".
 
-    .venv/bin/python bench/bench_gates.py --bundles 3 --clusters 10 --runs 3
+    .venv/bin/python bench/bench_gates.py --bundles 3 --clusters 10 --runs 3 [--window]
 """
 
 from __future__ import annotations
@@ -39,6 +41,14 @@ GATES = (
     "rolloutStrategy:\n  partitions:\n"
     "    - name: canary\n      clusterName: c0000\n      soakTime: 1s\n"
     "    - name: main\n      clusterSelector: {}\n      requireApproval: true\n"
+)
+
+# A window open all day but the last minute before midnight UTC (windows may not overlap).
+WINDOW = (
+    "apiVersion: fleet.cattle.io/v1alpha1\nkind: Schedule\n"
+    "metadata: {{name: always, namespace: {namespace}}}\n"
+    "spec:\n  schedule: '0 0 0 * * ?'\n  duration: 23h59m\n"
+    "  targets:\n    clusters:\n      - {{name: all, clusterSelector: {{}}}}\n"
 )
 
 
@@ -75,7 +85,7 @@ async def all_ready(fl: Flotilla, total: int, commit: str = "") -> None:
     )
 
 
-async def run(bundles: int, clusters: int, gates: bool) -> float:
+async def run(bundles: int, clusters: int, gates: bool, window: bool) -> float:
     load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -86,6 +96,8 @@ async def run(bundles: int, clusters: int, gates: bool) -> float:
             try:
                 ns = fl.namespace
                 await add_clusters(fl, clusters)
+                if window:
+                    await fl.control.apply_text(WINDOW.format(namespace=ns), file="s.yaml")
                 total = bundles * clusters
                 await fl.control.apply_text(
                     gitrepo_yaml(ns, "bench", url, targets=[{"clusterSelector": {}}]), file="g.yaml"
@@ -114,7 +126,8 @@ async def run(bundles: int, clusters: int, gates: bool) -> float:
                 per = events / (2 * total)
                 after = os.getloadavg()
                 print(
-                    f"gates={'on' if gates else 'off'} bundles={bundles} clusters={clusters}: "
+                    f"gates={'on' if gates else 'off'} window={'on' if window else 'off'} "
+                    f"bundles={bundles} clusters={clusters}: "
                     f"{per:.1f} bundle history events per deployment ({events} events, "
                     f"{2 * total} deployments, {updates} approvals); load before "
                     f"{load[0]:.2f} {load[1]:.2f}, after {after[0]:.2f} {after[1]:.2f}",
@@ -132,9 +145,13 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-gates", action="store_true", help="the same without the gates")
+    parser.add_argument(
+        "--window", action="store_true", help="also a deployment window (Schedule), open all day"
+    )
     args = parser.parse_args()
     results = [
-        asyncio.run(run(args.bundles, args.clusters, not args.no_gates)) for _ in range(args.runs)
+        asyncio.run(run(args.bundles, args.clusters, not args.no_gates, args.window))
+        for _ in range(args.runs)
     ]
     print(
         f"median of {args.runs}: {statistics.median(results):.1f} events per deployment "
