@@ -277,6 +277,7 @@ class FlotillaWorker:
                 self.gitops.ls_remote,
                 self.gitops.fetch_bundles,
                 self.gitops.plan_bundle,
+                self.gitops.downstream_digest,
                 self.gitops.sync_bundles,
                 self.registry.poll_registry,
                 self.writeback.write_back,

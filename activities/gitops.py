@@ -31,14 +31,18 @@ from temporalio.exceptions import ApplicationError
 from activities.checkout import read_checkout
 from activities.commitsig import verify_commit
 from activities.content import ContentError, ContentStore
+from activities.downstream import read_resources
 from activities.failures import to_application_error
 from activities.gitops_models import (
+    DOWNSTREAM_DIGEST,
     FETCH_BUNDLES,
     LS_REMOTE,
     PLAN_BUNDLE,
     SYNC_BUNDLES,
     BundleRef,
     DependencyRef,
+    DownstreamDigestRequest,
+    DownstreamDigestResult,
     FetchRequest,
     FetchResult,
     GitSource,
@@ -51,9 +55,10 @@ from activities.gitops_models import (
     SyncBundlesResult,
 )
 from activities.secrets import SecretNotFoundError, SecretStore
-from flotilla.bundles import name_bundle, read_bundles
+from flotilla.bundles import Bundle, name_bundle, read_bundles
 from flotilla.depends import BundleInfo, find_cycles, resolve_dependencies
 from flotilla.deployment import DeploymentOptions, deployment_id
+from flotilla.downstream import DownstreamCopy, resources_digest
 from flotilla.errors import (
     GIT_FAILED,
     HOST_KEY_REJECTED,
@@ -438,6 +443,9 @@ class GitOpsActivities:
             strategy=bundle.options.rollout_strategy or RolloutStrategy(),
             paused=bundle.options.paused,
         )
+        downstream = self._downstream(request.namespace, bundle)
+        if downstream is not None:
+            result.downstream_digest = downstream.digest
         for cluster in request.clusters:
             info = ClusterInfo(
                 name=cluster.name, namespace=request.namespace, labels=cluster.labels
@@ -465,6 +473,7 @@ class GitOpsActivities:
                 cluster=info,
                 namespace_selector=switches.namespace_selector,
                 allow_namespace_creation=switches.allow_namespace_creation or None,
+                downstream=downstream,
             )
             options_digest = self.content.put(_canonical(payload))
             result.targets.append(
@@ -477,6 +486,31 @@ class GitOpsActivities:
                 )
             )
         return result
+
+    def _downstream(self, namespace: str, bundle: Bundle) -> DownstreamCopy | None:
+        """The bundle's downstreamResources with the digest of their content now (a missing
+        one counts as missing: the deploy then fails on it, and its creation is a change)."""
+        resources = bundle.options.downstream_resources
+        if not resources:
+            return None
+        try:
+            resolved = read_resources(self.secrets, namespace, resources)
+        except FlotillaError as err:
+            raise to_application_error(err) from None
+        return DownstreamCopy(
+            namespace=namespace, resources=resources, digest=resources_digest(resolved)
+        )
+
+    @activity.defn(name=DOWNSTREAM_DIGEST)
+    def downstream_digest(self, request: DownstreamDigestRequest) -> DownstreamDigestResult:
+        """The digest of the bundle's downstreamResources as they are now: a bundle workflow
+        compares it with its plan's to re-plan (and re-deploy) when one of them changed."""
+        try:
+            bundle = self.content.get_bundle(request.bundle_digest)
+        except ContentError as err:
+            raise to_application_error(err) from None
+        downstream = self._downstream(request.namespace, bundle)
+        return DownstreamDigestResult(digest=downstream.digest if downstream else "")
 
     # -----------------------------------------------------------------------------------------
     # Bundle workflows
