@@ -82,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.helmop_models import (
         CHART_POLLED_SIGNAL,
         HELMOP_DELETE_UPDATE,
+        HELMOP_SPEC_QUERY,
         HELMOP_STATUS_QUERY,
         HELMOP_SYNC_NOW_UPDATE,
         HELMOP_UPDATE_SPEC_UPDATE,
@@ -265,6 +266,11 @@ class HelmOpWorkflow:
     @workflow.query(name=HELMOP_STATUS_QUERY)
     def status(self, request: HelmOpStatusRequest) -> HelmOpStatus:
         return self._status()
+
+    @workflow.query(name=HELMOP_SPEC_QUERY)
+    def spec(self, request: HelmOpStatusRequest) -> HelmOpSpec:
+        """The spec as last applied (``flotilla diff helmop`` resolves and diffs it)."""
+        return self.state.spec
 
     @workflow.query(name=CONTENT_REFS_QUERY)
     def content_refs(self, request: ContentRefsRequest) -> ContentRefs:

@@ -21,6 +21,7 @@ HELMOP_UPDATE_SPEC_UPDATE = "update_spec"
 HELMOP_SYNC_NOW_UPDATE = "sync_now"
 HELMOP_DELETE_UPDATE = "delete"
 HELMOP_STATUS_QUERY = "status"
+HELMOP_SPEC_QUERY = "spec"
 CHART_POLLED_SIGNAL = "chart_polled"
 
 

@@ -7,6 +7,7 @@ namespace (a target per cluster), as tests/e2e/test_rollout.py does.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -17,7 +18,9 @@ import pytest
 
 from devenv.cluster import LocalCluster
 from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_auth
+from flotilla.errors import FlotillaError
 from flotilla.ids import bundle_workflow_id, helmop_schedule_id, helmop_workflow_id
+from starters.diff import EXIT_CHANGES, EXIT_SAME, print_report, run_diff
 from starters.tables import describe_helmop, helmop_table
 from tests.charts import ChartServer, package_chart, serve_charts, write_chart
 from tests.conftest import CHART_PASSWORD, CHART_USER, locate
@@ -377,3 +380,50 @@ async def test_depends_on_waits_for_another_helmops_bundle(
     base_ready = min(c.completed for c in base_calls if c.found_ready and c.completed)
     (app_deploy,) = [c for c in app_calls if c.name == "deploy_bundle"]
     assert app_deploy.scheduled >= base_ready
+
+
+async def test_diff_helmop_shows_what_the_newest_allowed_version_would_change(
+    flotilla: Flotilla, local_cluster: LocalCluster, tmp_path: Path, prefix: str
+) -> None:
+    ns = flotilla.namespace
+    clusters = {"one": "p1"}
+    await register(flotilla, local_cluster, clusters)
+    sources = [write_chart(tmp_path / "src", "app", "1.0.0")]
+    with serve_charts(tmp_path / "repo", sources, locate("helm")) as server:
+        # No pollingInterval: the version is chosen when applied or synced, never polled.
+        await flotilla.control.apply_text(
+            helmop_yaml(
+                ns,
+                "web",
+                {"repo": server.url, "chart": "app", "version": "^1.0", "releaseName": "web"},
+                targets=per_cluster_targets(prefix, clusters),
+            ),
+            file="helmop.yaml",
+        )
+        await flotilla.eventually(
+            lambda: flotilla.control.helmop_status(ns, "web"),
+            lambda s: s.state == "Ready" and s.ready_bundle_deployments == "1/1",
+            timeout=240,
+        )
+        same = await run_diff(flotilla.control, "helmop", ns, "web")
+        out = io.StringIO()
+        assert print_report(same, out) == EXIT_SAME, out.getvalue()
+        assert f"cluster {ns}/one: no change (1 bundles at 1.0.0)" in out.getvalue()
+
+        add_versions(server, tmp_path, ["1.1.0", "2.0.0"])
+        report = await run_diff(flotilla.control, "helmop", ns, "web")
+        out = io.StringIO()
+        assert print_report(report, out) == EXIT_CHANGES, out.getvalue()
+        text = out.getvalue()
+        assert f"cluster {ns}/one: bundle web at 1.1.0" in text
+        assert f"changed ConfigMap {prefix}-one/web-info" in text
+        assert '+  chartVersion: "1.1.0"' in text or "+  chartVersion: 1.1.0" in text, text
+        # Nothing was deployed: the HelmOp and the cluster are still at 1.0.0.
+        assert chart_version_on(local_cluster, f"{prefix}-one", "web") == "1.0.0"
+        assert (await flotilla.control.helmop_status(ns, "web")).version == "1.0.0"
+
+        with pytest.raises(FlotillaError, match=f"helmop {ns}/nope not found"):
+            await run_diff(flotilla.control, "helmop", ns, "nope")
+        with pytest.raises(FlotillaError, match="--commit is for GitRepos"):
+            await run_diff(flotilla.control, "helmop", ns, "web", commit="main")
+        await flotilla.control.delete_helmop(ns, "web")
