@@ -290,6 +290,7 @@ class FlotillaWorker:
                 self.helmops.resolve_helmop,
                 self.helmops.sync_helmop_schedule,
                 self.helmops.bundle_states,
+                self.helmops.select_bundles,
                 self.diff.diff_deployment,
             ],
             activity_executor=self._control_pool,

@@ -393,6 +393,7 @@ class BundleWorkflow:
                 partition_gates(self.state.strategy), self.state.gates, self._gate, workflow.now()
             ),
             halted=self._halted(),
+            labels=dict(spec.labels) if spec else {},
         )
 
     @workflow.query(name=CONTENT_REFS_QUERY)

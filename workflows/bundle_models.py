@@ -176,3 +176,5 @@ class BundleStatus(BaseModel):
     gates: list[GateStatus] = Field(default_factory=list)
     # Why a gate halted the rollout of this version (a rejection, a passed deadline), or "".
     halted: str = ""
+    # The bundle's labels (what a HelmOp's dependsOn selector selects on).
+    labels: dict[str, str] = Field(default_factory=dict)

@@ -24,7 +24,14 @@ from starters.diff import EXIT_CHANGES, EXIT_SAME, print_report, run_diff
 from starters.tables import describe_helmop, helmop_table
 from tests.charts import ChartServer, package_chart, serve_charts, write_chart
 from tests.conftest import CHART_PASSWORD, CHART_USER, locate
-from tests.e2e.harness import Flotilla, activity_calls, helm_history, history_text, table_row
+from tests.e2e.harness import (
+    Flotilla,
+    activity_calls,
+    helm_history,
+    history_text,
+    releases,
+    table_row,
+)
 
 
 def helmop_yaml(workspace: str, name: str, helm: dict[str, str], **spec: object) -> str:
@@ -427,3 +434,55 @@ async def test_diff_helmop_shows_what_the_newest_allowed_version_would_change(
         with pytest.raises(FlotillaError, match="--commit is for GitRepos"):
             await run_diff(flotilla.control, "helmop", ns, "web", commit="main")
         await flotilla.control.delete_helmop(ns, "web")
+
+
+async def test_depends_on_by_selector_waits_for_the_labelled_bundle(
+    flotilla: Flotilla, local_cluster: LocalCluster, tmp_path: Path, prefix: str
+) -> None:
+    ns = flotilla.namespace
+    await register(flotilla, local_cluster, {"one": "p1"})
+    sources = [write_chart(tmp_path / "src", "app", "1.0.0")]
+    with serve_charts(tmp_path / "repo", sources, locate("helm")) as server:
+
+        def helmop(name: str, **spec: object) -> str:
+            helm = {"repo": server.url, "chart": "app", "releaseName": name}
+            return helmop_yaml(
+                ns, name, helm, namespace=f"{prefix}-{name}", targets=EVERY_CLUSTER, **spec
+            )
+
+        # Nothing carries the label yet: app waits, saying so, and deploys nothing.
+        selector = {"selector": {"matchLabels": {"tier": "base"}}}
+        await flotilla.control.apply_text(helmop("app", dependsOn=[selector]), file="h.yaml")
+        waiting = await flotilla.eventually(
+            lambda: flotilla.control.helmop_status(ns, "app"),
+            lambda s: s.state == "WaitingForDependency" and "selects no bundle" in s.message,
+            timeout=120,
+        )
+        assert waiting.message == (
+            "spec.dependsOn: selector {'matchLabels': {'tier': 'base'}} selects no bundle of "
+            "the namespace yet; the chart waits for one"
+        )
+        # base appears paused with the label: app now waits for its readiness.
+        await flotilla.control.apply_text(
+            helmop("base", paused=True, labels={"tier": "base"}), file="h.yaml"
+        )
+        await flotilla.eventually(
+            lambda: flotilla.control.helmop_status(ns, "app"),
+            lambda s: s.state == "WaitingForDependency" and "selects no bundle" not in s.message,
+            timeout=120,
+        )
+        assert releases(local_cluster.kubeconfig, f"{prefix}-app") == []
+        await flotilla.control.apply_text(
+            helmop("base", paused=False, labels={"tier": "base"}), file="h.yaml"
+        )
+        for name in ("base", "app"):
+            await flotilla.eventually(
+                lambda name=name: flotilla.control.helmop_status(ns, name),  # type: ignore[misc]
+                lambda s: s.state == "Ready" and s.ready_bundle_deployments == "1/1",
+                timeout=240,
+            )
+    base_calls, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, "base"))
+    app_calls, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, "app"))
+    base_ready = min(c.completed for c in base_calls if c.found_ready and c.completed)
+    (app_deploy,) = [c for c in app_calls if c.name == "deploy_bundle"]
+    assert app_deploy.scheduled >= base_ready
