@@ -58,7 +58,7 @@ from activities.secrets import SecretNotFoundError, SecretStore
 from flotilla.bundles import Bundle, name_bundle, read_bundles
 from flotilla.depends import BundleInfo, find_cycles, resolve_dependencies
 from flotilla.deployment import DeploymentOptions, deployment_id
-from flotilla.downstream import DownstreamCopy, resources_digest
+from flotilla.downstream import DownstreamCopy, resources_digest, unreadable_digest
 from flotilla.errors import (
     GIT_FAILED,
     HOST_KEY_REJECTED,
@@ -443,7 +443,7 @@ class GitOpsActivities:
             strategy=bundle.options.rollout_strategy or RolloutStrategy(),
             paused=bundle.options.paused,
         )
-        downstream = self._downstream(request.namespace, bundle)
+        downstream = self._downstream(request.namespace, bundle, planning=True)
         if downstream is not None:
             result.downstream_digest = downstream.digest
         for cluster in request.clusters:
@@ -487,19 +487,31 @@ class GitOpsActivities:
             )
         return result
 
-    def _downstream(self, namespace: str, bundle: Bundle) -> DownstreamCopy | None:
+    def _downstream(
+        self, namespace: str, bundle: Bundle, *, planning: bool = False
+    ) -> DownstreamCopy | None:
         """The bundle's downstreamResources with the digest of their content now (a missing
-        one counts as missing: the deploy then fails on it, and its creation is a change)."""
+        one counts as missing: the deploy then fails on it, and its creation is a change).
+
+        A store that cannot be read fails the digest's poll (the bundle workflow asks again
+        later); while planning it must not fail the plan (and with it the bundle workflow), so
+        the entries count as unreadable: the deploy reads them again itself, and the next
+        poll that reads them plans once more with their digest."""
         resources = bundle.options.downstream_resources
         if not resources:
             return None
         try:
-            resolved = read_resources(self.secrets, namespace, resources)
+            digest = resources_digest(read_resources(self.secrets, namespace, resources))
         except FlotillaError as err:
-            raise to_application_error(err) from None
-        return DownstreamCopy(
-            namespace=namespace, resources=resources, digest=resources_digest(resolved)
-        )
+            if not planning:
+                raise to_application_error(err) from None
+            activity.logger.warning(
+                "bundle %s: downstreamResources not read while planning: %s",
+                bundle.name,
+                one_line(str(err), _MAX_ERROR),
+            )
+            digest = unreadable_digest(resources)
+        return DownstreamCopy(namespace=namespace, resources=resources, digest=digest)
 
     @activity.defn(name=DOWNSTREAM_DIGEST)
     def downstream_digest(self, request: DownstreamDigestRequest) -> DownstreamDigestResult:

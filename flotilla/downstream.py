@@ -70,6 +70,12 @@ def resources_digest(resolved: Sequence[ResolvedResource]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def unreadable_digest(resources: Sequence[DownstreamResource]) -> str:
+    """The digest of entries the store could not give (never equal to a content digest)."""
+    names = ",".join(f"{r.kind}/{r.name}" for r in resources)
+    return hashlib.sha256(f"unreadable:{names}".encode()).hexdigest()
+
+
 def copy_labels(workspace: str, bundle: str) -> dict[str, str]:
     """The labels every copy of ``bundle`` (of ``workspace``) carries on a cluster."""
     return {MANAGED_BY_LABEL: MANAGED_BY, BUNDLE_LABEL: bundle, WORKSPACE_LABEL: workspace}

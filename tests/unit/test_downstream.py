@@ -15,6 +15,7 @@ from flotilla.downstream import (
     copy_selector,
     resources_digest,
     stale_copies,
+    unreadable_digest,
 )
 from flotilla.errors import SpecError
 from flotilla.models import DownstreamResource, HelmOp, load_fleet_yaml, parse_spec
@@ -176,3 +177,14 @@ def test_selector_and_label_limits() -> None:
     )
     assert check_copy_labels("ws", "web") == ""
     assert "'" + "n" * 64 + "'" in check_copy_labels("n" * 64, "web")
+
+
+def test_an_unreadable_store_has_a_digest_no_content_has() -> None:
+    entries = [DownstreamResource(kind="Secret", name="creds")]
+    unreadable = unreadable_digest(entries)
+    assert unreadable == unreadable_digest(list(entries))
+    assert unreadable not in {
+        resources_digest([_secret(None)]),
+        resources_digest([_secret({})]),
+        unreadable_digest([DownstreamResource(kind="ConfigMap", name="creds")]),
+    }
