@@ -253,9 +253,19 @@ def _delete_left_behind(
 
 def _remove_copies(kube: Kube, namespace: str, workspace: str, bundle: str) -> None:
     """Delete the bundle's downstreamResources copies in ``namespace`` (there are none when
-    it lists none, or when its names cannot label copies)."""
-    if not check_copy_labels(workspace, bundle):
+    it lists none, or when its names cannot label copies). The release is gone already, so a
+    failure here is said and left: the copies are labelled for whoever cleans up."""
+    if check_copy_labels(workspace, bundle):
+        return
+    try:
         remove_from_cluster(kube, namespace, workspace=workspace, bundle=bundle)
+    except FlotillaError as err:
+        activity.logger.warning(
+            "bundle %s: downstreamResources copies in namespace %s not removed: %s",
+            bundle,
+            namespace,
+            err,
+        )
 
 
 @dataclass
