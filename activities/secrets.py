@@ -178,10 +178,10 @@ class FileSecretStore:
         return {str(k): str(v) for k, v in data.items()}
 
     def _write(self, path: Path, content: dict[str, object]) -> None:
-        for directory in reversed(path.parents):
-            if directory.is_relative_to(self.root) and directory != self.root:
-                directory.mkdir(exist_ok=True, mode=0o700)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The namespace's directory is private whichever of its files comes first.
+        namespace_dir = self.root / path.relative_to(self.root).parts[0]
+        namespace_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.parent.mkdir(exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             os.fchmod(fd, 0o600)
