@@ -183,6 +183,11 @@ def helmop_dependencies(
     return list(found.values())
 
 
+def _shown(selector: LabelSelector) -> dict[str, object]:
+    """A selector as written (a selector that went through a workflow has every field set)."""
+    return selector.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 def unselected(spec: HelmOpSpec, selected: Sequence[Sequence[str]]) -> str:
     """Why the HelmOp's bundle cannot be told what to wait for: a ``dependsOn`` selector that
     selects no bundle (it would deploy without waiting, so it waits for one to appear), or ""."""
@@ -190,7 +195,7 @@ def unselected(spec: HelmOpSpec, selected: Sequence[Sequence[str]]) -> str:
     for index, selector in enumerate(selectors):
         if index >= len(selected) or not selected[index]:
             return (
-                f"spec.dependsOn: selector {short_repr(selector.to_fleet())} selects no bundle "
+                f"spec.dependsOn: selector {short_repr(_shown(selector))} selects no bundle "
                 "of the namespace yet; the chart waits for one"
             )
     return ""
