@@ -40,6 +40,7 @@ from activities.deploy_models import (
     StatusRequest,
     WaitReadyRequest,
 )
+from activities.downstream import copy_to_cluster, remove_from_cluster
 from activities.failures import to_application_error
 from activities.helm import (
     Helm,
@@ -88,6 +89,7 @@ from flotilla.deployment import (
     namespace_removal_refusal,
     secret_strings,
 )
+from flotilla.downstream import check_copy_labels
 from flotilla.drift import left_behind
 from flotilla.errors import (
     CONTENT_MISSING,
@@ -247,6 +249,23 @@ def _delete_left_behind(
     if not gone:
         return ""
     return f"deleted {len(gone)} object(s) the new version no longer has"
+
+
+def _remove_copies(kube: Kube, namespace: str, workspace: str, bundle: str) -> None:
+    """Delete the bundle's downstreamResources copies in ``namespace`` (there are none when
+    it lists none, or when its names cannot label copies). The release is gone already, so a
+    failure here is said and left: the copies are labelled for whoever cleans up."""
+    if check_copy_labels(workspace, bundle):
+        return
+    try:
+        remove_from_cluster(kube, namespace, workspace=workspace, bundle=bundle)
+    except FlotillaError as err:
+        activity.logger.warning(
+            "bundle %s: downstreamResources copies in namespace %s not removed: %s",
+            bundle,
+            namespace,
+            err,
+        )
 
 
 @dataclass
@@ -480,6 +499,15 @@ class DeployActivities:
                     reason=decision.reason,
                 )
                 return unchanged, None
+            if payload.downstream is not None:
+                self._copy_downstream(
+                    kube,
+                    payload,
+                    namespace,
+                    bundle=request.bundle_name,
+                    redact=redact,
+                    may_create_namespace=not act_as or bool(payload.allow_namespace_creation),
+                )
             values_from = _read_values_from(kube, options, namespace, redact)
             fallback = ""
             stale: list[dict[str, Any]] = []
@@ -552,6 +580,12 @@ class DeployActivities:
                         )
                     if moved_from is not None:
                         helm.uninstall(moved_from.name, namespace=moved_from.namespace)
+                        _remove_copies(
+                            kube,
+                            moved_from.namespace,
+                            request.cluster_namespace,
+                            request.bundle_name,
+                        )
             if stale:
                 fallback = _delete_left_behind(kube, stale, record, namespace)
             self._label_namespace(kube, options, namespace)
@@ -584,6 +618,41 @@ class DeployActivities:
         )
         manifest = record.get("manifest")
         return result, manifest if isinstance(manifest, str) else None
+
+    def _copy_downstream(
+        self,
+        kube: Kube,
+        payload: DeploymentOptions,
+        namespace: str,
+        *,
+        bundle: str,
+        redact: Redactor,
+        may_create_namespace: bool,
+    ) -> None:
+        """Copy the bundle's downstreamResources into its namespace before anything reads
+        them (valuesFrom, the release's pods), creating the namespace as Helm would."""
+        copy = payload.downstream
+        assert copy is not None
+        refusal = check_copy_labels(copy.namespace, bundle)
+        if refusal:
+            raise SpecError(refusal)
+        if kube.get("v1", "Namespace", "", namespace) is None:
+            if not may_create_namespace:
+                raise FlotillaError(
+                    f"namespace {namespace!r} does not exist and the bundle's ServiceAccount "
+                    "may not create it (allowNamespaceCreation)",
+                    field="downstreamResources",
+                    type=NOT_FOUND,
+                )
+            kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        copied = copy_to_cluster(kube, self.secrets, copy, namespace, bundle=bundle, redact=redact)
+        activity.logger.info(
+            "bundle %s: copied %d downstream resource(s) of %s into namespace %s",
+            bundle,
+            copied,
+            copy.namespace,
+            namespace,
+        )
 
     @staticmethod
     def _flags(
@@ -864,6 +933,9 @@ class DeployActivities:
                         self.helm(kubeconfig, scratch, redact) as helm,
                     ):
                         helm.uninstall(release.name, namespace=release.namespace)
+                    _remove_copies(
+                        kube, release.namespace, request.cluster_namespace, request.bundle_name
+                    )
                 result = RemoveResult(
                     release_removed=True, resources_kept=request.keep_resources, message=unswept
                 )

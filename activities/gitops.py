@@ -31,14 +31,18 @@ from temporalio.exceptions import ApplicationError
 from activities.checkout import read_checkout
 from activities.commitsig import verify_commit
 from activities.content import ContentError, ContentStore
+from activities.downstream import read_resources
 from activities.failures import to_application_error
 from activities.gitops_models import (
+    DOWNSTREAM_DIGEST,
     FETCH_BUNDLES,
     LS_REMOTE,
     PLAN_BUNDLE,
     SYNC_BUNDLES,
     BundleRef,
     DependencyRef,
+    DownstreamDigestRequest,
+    DownstreamDigestResult,
     FetchRequest,
     FetchResult,
     GitSource,
@@ -51,9 +55,10 @@ from activities.gitops_models import (
     SyncBundlesResult,
 )
 from activities.secrets import SecretNotFoundError, SecretStore
-from flotilla.bundles import name_bundle, read_bundles
+from flotilla.bundles import Bundle, name_bundle, read_bundles
 from flotilla.depends import BundleInfo, find_cycles, resolve_dependencies
 from flotilla.deployment import DeploymentOptions, deployment_id
+from flotilla.downstream import DownstreamCopy, resources_digest, unreadable_digest
 from flotilla.errors import (
     GIT_FAILED,
     HOST_KEY_REJECTED,
@@ -438,6 +443,9 @@ class GitOpsActivities:
             strategy=bundle.options.rollout_strategy or RolloutStrategy(),
             paused=bundle.options.paused,
         )
+        downstream = self._downstream(request.namespace, bundle, planning=True)
+        if downstream is not None:
+            result.downstream_digest = downstream.digest
         for cluster in request.clusters:
             info = ClusterInfo(
                 name=cluster.name, namespace=request.namespace, labels=cluster.labels
@@ -465,6 +473,7 @@ class GitOpsActivities:
                 cluster=info,
                 namespace_selector=switches.namespace_selector,
                 allow_namespace_creation=switches.allow_namespace_creation or None,
+                downstream=downstream,
             )
             options_digest = self.content.put(_canonical(payload))
             result.targets.append(
@@ -477,6 +486,43 @@ class GitOpsActivities:
                 )
             )
         return result
+
+    def _downstream(
+        self, namespace: str, bundle: Bundle, *, planning: bool = False
+    ) -> DownstreamCopy | None:
+        """The bundle's downstreamResources with the digest of their content now (a missing
+        one counts as missing: the deploy then fails on it, and its creation is a change).
+
+        A store that cannot be read fails the digest's poll (the bundle workflow asks again
+        later); while planning it must not fail the plan (and with it the bundle workflow), so
+        the entries count as unreadable: the deploy reads them again itself, and the next
+        poll that reads them plans once more with their digest."""
+        resources = bundle.options.downstream_resources
+        if not resources:
+            return None
+        try:
+            digest = resources_digest(read_resources(self.secrets, namespace, resources))
+        except FlotillaError as err:
+            if not planning:
+                raise to_application_error(err) from None
+            activity.logger.warning(
+                "bundle %s: downstreamResources not read while planning: %s",
+                bundle.name,
+                one_line(str(err), _MAX_ERROR),
+            )
+            digest = unreadable_digest(resources)
+        return DownstreamCopy(namespace=namespace, resources=resources, digest=digest)
+
+    @activity.defn(name=DOWNSTREAM_DIGEST)
+    def downstream_digest(self, request: DownstreamDigestRequest) -> DownstreamDigestResult:
+        """The digest of the bundle's downstreamResources as they are now: a bundle workflow
+        compares it with its plan's to re-plan (and re-deploy) when one of them changed."""
+        try:
+            bundle = self.content.get_bundle(request.bundle_digest)
+        except ContentError as err:
+            raise to_application_error(err) from None
+        downstream = self._downstream(request.namespace, bundle)
+        return DownstreamDigestResult(digest=downstream.digest if downstream else "")
 
     # -----------------------------------------------------------------------------------------
     # Bundle workflows

@@ -16,6 +16,7 @@ LS_REMOTE = "ls_remote"
 FETCH_BUNDLES = "fetch_bundles"
 PLAN_BUNDLE = "plan_bundle"
 SYNC_BUNDLES = "sync_bundles"
+DOWNSTREAM_DIGEST = "downstream_digest"
 
 
 class GitSource(BaseModel):
@@ -127,6 +128,21 @@ class PlanResult(BaseModel):
     # One line per cluster whose options could not be computed (bad template, for example).
     errors: dict[str, str] = Field(default_factory=dict)
     paused: bool = False
+    # The digest of the bundle's downstreamResources as planned ("" when it lists none): the
+    # bundle workflow asks for it again (DOWNSTREAM_DIGEST) to see them change.
+    downstream_digest: str = Field(default="", exclude_if=lambda value: not value)
+
+
+class DownstreamDigestRequest(BaseModel):
+    """The digest of a bundle's downstreamResources, read now from its workspace."""
+
+    namespace: str
+    bundle: str
+    bundle_digest: str
+
+
+class DownstreamDigestResult(BaseModel):
+    digest: str = ""
 
 
 class BundleStart(BaseModel):

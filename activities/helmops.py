@@ -38,11 +38,14 @@ from activities.helmops_models import (
     BUNDLE_STATES,
     HELMOP_POLL_WORKFLOW,
     RESOLVE_HELMOP,
+    SELECT_BUNDLES,
     SYNC_HELMOP_SCHEDULE,
     BundleStatesRequest,
     BundleStatesResult,
     ResolveRequest,
     ResolveResult,
+    SelectBundlesRequest,
+    SelectBundlesResult,
     SyncScheduleRequest,
     SyncScheduleResult,
 )
@@ -68,6 +71,7 @@ from flotilla.helmops import (
 )
 from flotilla.hints import Target, ending_with_fix
 from flotilla.ids import bundle_workflow_id
+from flotilla.targeting import match_selector
 
 INDEX_TIMEOUT_SECONDS = 30.0
 MAX_INDEX_BYTES = 20 * 1024 * 1024
@@ -205,6 +209,38 @@ class HelmOpActivities:
                 str(c["cluster"]): str(c["state"]) for c in status.get("clusters") or []
             }
         return result
+
+    @activity.defn(name=SELECT_BUNDLES)
+    async def select_bundles(self, request: SelectBundlesRequest) -> SelectBundlesResult:
+        """The bundles of the namespace each ``dependsOn`` selector selects: every running
+        bundle workflow of the namespace (visibility), its labels from its status query."""
+        if self.client is None:
+            raise to_application_error(
+                FlotillaError("select_bundles needs a Temporal client: a worker wiring bug")
+            )
+        prefix = bundle_workflow_id(request.namespace, "")
+        query = f"WorkflowId STARTS_WITH '{prefix}' AND ExecutionStatus = 'Running'"
+        labels: dict[str, dict[str, str]] = {}
+        async for listed in self.client.list_workflows(query):
+            name = listed.id.removeprefix(prefix)
+            if name == request.exclude or name in labels:
+                continue
+            activity.heartbeat(name)
+            try:
+                status = await self.client.get_workflow_handle(listed.id).query(
+                    BUNDLE_STATUS_QUERY, {}, result_type=dict, rpc_timeout=QUERY_TIMEOUT
+                )
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                continue  # ended since it was listed
+            labels[name] = {str(k): str(v) for k, v in (status.get("labels") or {}).items()}
+        return SelectBundlesResult(
+            selected=[
+                sorted(n for n, found in labels.items() if match_selector(selector, found))
+                for selector in request.selectors
+            ]
+        )
 
     @activity.defn(name=SYNC_HELMOP_SCHEDULE)
     async def sync_helmop_schedule(self, request: SyncScheduleRequest) -> SyncScheduleResult:

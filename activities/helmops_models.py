@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from flotilla.models import HelmOpSpec
+from flotilla.models import HelmOpSpec, LabelSelector
 
 # Activity names, as the worker registers them (activities/helmops.py) and the HelmOp
 # workflows call them.
 RESOLVE_HELMOP = "resolve_helmop"
 SYNC_HELMOP_SCHEDULE = "sync_helmop_schedule"
 BUNDLE_STATES = "bundle_states"
+SELECT_BUNDLES = "select_bundles"
 # The workflow a HelmOp's schedule starts for each poll (workflows/helmop.py).
 HELMOP_POLL_WORKFLOW = "HelmOpPollWorkflow"
 
@@ -63,3 +64,17 @@ class BundleStatesRequest(BaseModel):
 class BundleStatesResult(BaseModel):
     # By bundle, then cluster: the state's name. A bundle not running is left out.
     states: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+class SelectBundlesRequest(BaseModel):
+    """The running bundles of ``namespace`` each selector selects by their labels, except
+    ``exclude`` (the asking HelmOp's own bundle)."""
+
+    namespace: str
+    selectors: list[LabelSelector]
+    exclude: str = ""
+
+
+class SelectBundlesResult(BaseModel):
+    # Per selector, in order: the names of the bundles it selects, sorted.
+    selected: list[list[str]] = Field(default_factory=list)

@@ -67,6 +67,8 @@ MANAGED_BY = "flotilla"
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # Secrets per list request: a namespace full of Helm release Secrets is read in pages.
 _LIST_PAGE = 250
+# downstreamResources read ConfigMaps of the workspace beside its Secrets.
+_CONFIG_MAPS = "configmaps"
 _USER = re.compile(r'User "([^"]+)"')
 _SERVICE_ACCOUNT = "system:serviceaccount:"
 
@@ -120,13 +122,14 @@ def in_cluster_client(environ: Mapping[str, str], directory: Path) -> client.Api
     return client.ApiClient(configuration)
 
 
-def _path(namespace: str, name: str = "") -> str:
-    base = f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets"
+def _path(namespace: str, name: str = "", *, resource: str = "secrets") -> str:
+    base = f"/api/v1/namespaces/{quote(namespace, safe='')}/{resource}"
     return f"{base}/{quote(name, safe='')}" if name else base
 
 
-def _target(namespace: str, name: str) -> str:
-    return f"secret {namespace}/{name}" if name else f"the secrets of namespace {namespace!r}"
+def _target(namespace: str, name: str, *, resource: str = "secrets") -> str:
+    what = resource.removesuffix("s")
+    return f"{what} {namespace}/{name}" if name else f"the {resource} of namespace {namespace!r}"
 
 
 def _who(message: str) -> str:
@@ -271,6 +274,43 @@ class KubernetesSecretStore:
         ]
         return sorted(found, key=lambda info: info.name)
 
+    def get_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        check_secret_name(namespace, name)
+        found = self._call("GET", "get", namespace, name, resource=_CONFIG_MAPS)
+        return {str(k): str(v) for k, v in (found.get("data") or {}).items()}
+
+    def put_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        """Create the ConfigMap, or replace its data (its other labels and annotations stay)."""
+        check_secret_name(namespace, name)
+        config_map: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+            },
+            "data": dict(data),
+        }
+        try:
+            self._call(
+                "POST",
+                "create",
+                namespace,
+                "",
+                body=config_map,
+                name_in_error=name,
+                resource=_CONFIG_MAPS,
+            )
+            return
+        except _Conflict:
+            pass
+        live = self._call("GET", "get", namespace, name, resource=_CONFIG_MAPS)
+        metadata = {k: v for k, v in live["metadata"].items() if k != "resourceVersion"}
+        metadata["labels"] = {**(metadata.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY}
+        body = {**config_map, "metadata": metadata}
+        self._call("PUT", "update", namespace, name, body=body, resource=_CONFIG_MAPS)
+
     def _pages(self, namespace: str) -> Iterator[dict[str, Any]]:
         token = ""
         while True:
@@ -293,28 +333,31 @@ class KubernetesSecretStore:
         body: Any = None,
         query: Sequence[tuple[str, str]] = (),
         name_in_error: str = "",
+        resource: str = "secrets",
     ) -> dict[str, Any]:
         """One request; a 409 becomes ``_Conflict``, any other failure a secret error."""
         secret = name or name_in_error
         try:
             return self._kube.request(
                 method,
-                _path(namespace, name),
-                what=_target(namespace, secret),
+                _path(namespace, name, resource=resource),
+                what=_target(namespace, secret, resource=resource),
                 body=body,
                 query=[*query],
             )
         except ConflictError as err:
             raise _Conflict(
-                f"cannot {verb} {_target(namespace, secret)} in the management cluster at "
-                f"{self.server}: {err}; retryable",
+                f"cannot {verb} {_target(namespace, secret, resource=resource)} in the "
+                f"management cluster at {self.server}: {err}; retryable",
                 retryable=True,
             ) from None
         except KubeError as err:
-            raise self._error(err, verb, namespace, secret) from None
+            raise self._error(err, verb, namespace, secret, resource=resource) from None
 
-    def _error(self, err: KubeError, verb: str, namespace: str, name: str) -> FlotillaError:
-        target = _target(namespace, name)
+    def _error(
+        self, err: KubeError, verb: str, namespace: str, name: str, *, resource: str = "secrets"
+    ) -> FlotillaError:
+        target = _target(namespace, name, resource=resource)
         where = f"the management cluster at {self.server}"
         if isinstance(err, NotFoundError):
             if verb == "create":
@@ -331,9 +374,9 @@ class KubernetesSecretStore:
         if isinstance(err, ForbiddenError):
             who = _who(str(err)) or self._credentials
             return SecretStoreError(
-                f"{who} is forbidden to {verb} secrets in namespace {namespace!r} of {where}: "
-                f"it needs a Role granting {verb!r} on 'secrets' in {namespace!r} and a "
-                "RoleBinding to it (see docs/secrets.md)"
+                f"{who} is forbidden to {verb} {resource} in namespace {namespace!r} of "
+                f"{where}: it needs a Role granting {verb!r} on {resource!r} in {namespace!r} "
+                "and a RoleBinding to it (see docs/secrets.md)"
             )
         if isinstance(err, UnreachableError):
             return SecretStoreError(

@@ -36,6 +36,8 @@ SSH_AUTH = "kubernetes.io/ssh-auth"
 DOCKER_CONFIG_JSON = "kubernetes.io/dockerconfigjson"
 # The key of a kubeconfig in a cluster's kubeconfig Secret (Fleet's).
 KUBECONFIG_KEY = "value"
+# The file store's directory of ConfigMaps inside a namespace's.
+_CONFIG_MAPS = "configmaps"
 
 
 class SecretNotFoundError(FlotillaError):
@@ -91,6 +93,15 @@ class SecretStore(Protocol):
         """The secrets of a namespace, names and keys only, sorted by name."""
         ...
 
+    def get_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        """A ConfigMap's data (downstreamResources); SecretNotFoundError when it does not
+        exist. ConfigMaps live beside the Secrets of the same backend, as in Fleet."""
+        ...
+
+    def put_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        """Create or replace a ConfigMap."""
+        ...
+
 
 def get_key(store: SecretStore, namespace: str, name: str, key: str) -> str:
     """One key of a secret; SecretNotFoundError names the secret and the missing key."""
@@ -126,7 +137,8 @@ def kubeconfig_secret_name(cluster: str) -> str:
 
 
 class FileSecretStore:
-    """The embedded default: ``<root>/<namespace>/<name>.json``, mode 0600, written atomically.
+    """The embedded default: ``<root>/<namespace>/<name>.json``, mode 0600, written atomically;
+    ConfigMaps as ``<root>/<namespace>/configmaps/<name>.json`` (no object name has a ``/``).
 
     Only for one machine: a CLI and workers on other machines do not see these files.
     """
@@ -138,14 +150,43 @@ class FileSecretStore:
         check_secret_name(namespace, name)
         return self.root / namespace / f"{name}.json"
 
+    def _config_map_path(self, namespace: str, name: str) -> Path:
+        check_secret_name(namespace, name)
+        return self.root / namespace / _CONFIG_MAPS / f"{name}.json"
+
     def put(self, namespace: str, name: str, data: dict[str, str], *, type: str = OPAQUE) -> None:
-        path = self._path(namespace, name)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._write(self._path(namespace, name), {"type": type, "data": data})
+
+    def put_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        self._write(self._config_map_path(namespace, name), {"data": data})
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        path = self._config_map_path(namespace, name)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SecretNotFoundError(
+                f"configmap {namespace}/{name} not found in the secret store at {self.root}"
+            ) from None
+        except (OSError, ValueError) as err:
+            raise SecretStoreError(
+                f"configmap {namespace}/{name} in {self.root} cannot be read: {type(err).__name__}"
+            ) from None
+        data = raw.get("data") if isinstance(raw, dict) else None
+        if not isinstance(data, dict):
+            raise SecretStoreError(f"configmap {namespace}/{name} in {self.root} has no data map")
+        return {str(k): str(v) for k, v in data.items()}
+
+    def _write(self, path: Path, content: dict[str, object]) -> None:
+        # The namespace's directory is private whichever of its files comes first.
+        namespace_dir = self.root / path.relative_to(self.root).parts[0]
+        namespace_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.parent.mkdir(exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as out:
-                json.dump({"type": type, "data": data}, out)
+                json.dump(content, out)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

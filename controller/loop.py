@@ -1,5 +1,6 @@
-"""The controller loop: watch GitRepo, Cluster and ClusterGroup objects, apply them as
-``flotilla apply`` does, and write the workflows' status back in Fleet's shape.
+"""The controller loop: watch GitRepo, HelmOp, Cluster, ClusterGroup, Schedule and
+restriction objects, apply them as ``flotilla apply`` does, and write the workflows' status
+back in Fleet's shape.
 
 Reads and decisions that need no I/O are ``flotilla.fleetapi``'s; this module only moves data
 between the management cluster's API (``activities.kube``, a blocking client, called on
@@ -37,7 +38,7 @@ from activities.kube import (
 from flotilla import fleetapi
 from flotilla.errors import FlotillaError, one_line
 from flotilla.fleetapi import DeploymentView, GitRepoView
-from flotilla.models import ClusterGroup, GitRepo, GitRepoRestriction, Policy, Schedule
+from flotilla.models import ClusterGroup, GitRepo, GitRepoRestriction, HelmOp, Policy, Schedule
 from flotilla.status import BundleState
 from flotilla.targeting import match_selector
 from starters.control import Control
@@ -46,7 +47,17 @@ from workflows.bundle_models import BundleStatus
 log = logging.getLogger("flotilla.controller")
 
 FLEET_API = f"{fleetapi.GROUP}/{fleetapi.VERSION}"
-WATCHED = ("GitRepo", "Cluster", "ClusterGroup", "Schedule", "Policy", "GitRepoRestriction")
+WATCHED = (
+    "GitRepo",
+    "HelmOp",
+    "Cluster",
+    "ClusterGroup",
+    "Schedule",
+    "Policy",
+    "GitRepoRestriction",
+)
+# Kinds whose status (conditions included) the status pass writes from their workflow.
+_OWN_STATUS = ("GitRepo", "HelmOp")
 REPO_LABEL = "fleet.cattle.io/repo-name"
 BUNDLE_LABEL = "fleet.cattle.io/bundle-name"
 _MERGE = "application/merge-patch+json"
@@ -419,6 +430,8 @@ class Controller:
             try:
                 if isinstance(model, GitRepo):
                     await self.control.apply_gitrepo(model)
+                elif isinstance(model, HelmOp):
+                    await self.control.apply_helmop(model, file=fleetapi.object_name(obj))
                 elif isinstance(model, ClusterGroup):
                     await self.control.apply_group(model)
                 elif isinstance(model, Policy | GitRepoRestriction):
@@ -439,7 +452,7 @@ class Controller:
             {
                 "appliedDigest": digest,
                 "observedGeneration": meta.get("generation", 0),
-                **({} if kind == "GitRepo" else {"conditions": self._extra[key]}),
+                **({} if kind in _OWN_STATUS else {"conditions": self._extra[key]}),
             },
         )
 
@@ -458,6 +471,8 @@ class Controller:
         try:
             if kind == "GitRepo":
                 await self.control.delete_gitrepo(namespace, name, wait=True)
+            elif kind == "HelmOp":
+                await self.control.delete_helmop(namespace, name, wait=True)
             elif kind == "Cluster":
                 await self.control.remove_cluster(namespace, name)
             elif kind == "Schedule":
@@ -533,6 +548,13 @@ class Controller:
                     )
 
         await asyncio.gather(*(one(key) for key in gitrepos))
+        for key in [k for k in self.objects if k[0] == "HelmOp" and k in self._applied]:
+            try:
+                await self._helmop_pass(key)
+            except Exception as err:  # as for GitRepos: the next pass tries again
+                log.warning(
+                    "status of %s %s/%s: %s", *key, one_line(f"{type(err).__name__}: {err}")
+                )
         for key, seen in self._seen.items():
             for bundle in seen.bundles.values():
                 for c in bundle.clusters:
@@ -540,7 +562,7 @@ class Controller:
                         c.state
                     )
         for namespace in self.config.namespaces:
-            if any(k[1] == namespace and k[0] != "GitRepo" for k in self._applied):
+            if any(k[1] == namespace and k[0] not in _OWN_STATUS for k in self._applied):
                 await self._cluster_pass(namespace, per_cluster.get(namespace, {}))
 
     async def _gitrepo_pass(self, key: Key) -> None:
@@ -571,6 +593,16 @@ class Controller:
             seen.lines.pop(gone, None)
             self._drop_children(namespace, seen.bundles.pop(gone, None))
             await self._delete_bundle(namespace, gone)
+
+    async def _helmop_pass(self, key: Key) -> None:
+        _, namespace, name = key
+        try:
+            status = await self.control.helmop_status(namespace, name)
+        except FlotillaError:
+            return  # not started yet
+        await self._write_status(
+            key, fleetapi.helmop_status(status, self._extra.get(key, []), _now())
+        )
 
     async def _write_bundle(self, owner: Key, status: BundleStatus) -> None:
         _, namespace, gitrepo = owner

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from flotilla.downstream import DownstreamCopy
 from flotilla.ids import DEFAULT_NAMESPACE
 from flotilla.kubenames import is_label_value
 from flotilla.models import BundleDeploymentOptions, LabelSelector
@@ -48,6 +49,9 @@ class DeploymentOptions(BaseModel):
     # create the namespace.
     namespace_selector: LabelSelector | None = None
     allow_namespace_creation: bool | None = None
+    # downstreamResources: what to copy before deploying, with the digest of its content when
+    # planned, so a changed ConfigMap or Secret is a new deployment id (None: none listed).
+    downstream: DownstreamCopy | None = None
 
 
 def deployment_id(bundle_digest: str, options_digest: str) -> str:

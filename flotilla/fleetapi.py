@@ -43,9 +43,10 @@ LEASE_SECONDS = 30
 # Leases Fleet's own controllers hold (leader election), by name prefix.
 FLEET_LEASE_PREFIXES = ("fleet-controller-leader-election", "fleet-gitops-leader-election")
 
-FleetObject = GitRepo | Cluster | ClusterGroup | Policy | GitRepoRestriction | Schedule
+FleetObject = GitRepo | HelmOp | Cluster | ClusterGroup | Policy | GitRepoRestriction | Schedule
 APPLIED_KINDS: dict[str, type[FleetObject]] = {
     "GitRepo": GitRepo,
+    "HelmOp": HelmOp,
     "Cluster": Cluster,
     "ClusterGroup": ClusterGroup,
     "Policy": Policy,
@@ -93,6 +94,18 @@ KINDS: tuple[Kind, ...] = (
             _ready_message(),
         ),
         "gitrepo",
+    ),
+    Kind(
+        "HelmOp",
+        "helmops",
+        (
+            Column("Repo", ".spec.helm.repo"),
+            Column("Chart", ".spec.helm.chart"),
+            Column("Version", ".status.version"),
+            Column("BundleDeployments-Ready", ".status.display.readyBundleDeployments"),
+            _ready_message(),
+        ),
+        "helmop",
     ),
     Kind(
         "Cluster",
@@ -309,9 +322,12 @@ def read_object(obj: Mapping[str, Any]) -> tuple[FleetObject, list[str]]:
         **_user_fields(obj),
     }
     model, warnings = parse_fleet_object(data, file=object_name(obj))
-    if isinstance(model, HelmOp):
-        # Not a kind this API serves yet (no HelmOp CRD); `flotilla apply -f` takes it.
-        raise SpecError(f"{object_name(obj)}: kind HelmOp is served by `flotilla apply -f` only")
+    if isinstance(model, HelmOp) and model.spec.helm and model.spec.helm.values_files:
+        # `flotilla apply -f` reads them beside the file; an object in the API has no files.
+        raise SpecError(
+            f"{object_name(obj)}: spec.helm.valuesFiles: {model.spec.helm.values_files!r}: an "
+            "object in the API has no files beside it; put the values in spec.helm.values"
+        )
     return model, warnings
 
 
@@ -423,6 +439,26 @@ def gitrepo_status(
         },
         "conditions": condition_dicts(view.conditions, now) + list(extra),
     }
+
+
+def helmop_status(status: Any, extra: Sequence[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """A HelmOp's status in Fleet's shape, from the HelmOp workflow's status query: a
+    GitRepo's (display, summary, ready counts, conditions) with ``version``, the chart
+    version chosen, in place of ``commit``."""
+    view = GitRepoView(
+        commit="",
+        ready_clusters=status.ready_clusters,
+        desired_ready_clusters=status.desired_ready_clusters,
+        ready_bundle_deployments=status.ready_bundle_deployments,
+        state=status.state,
+        message=status.message,
+        conditions=tuple(status.conditions),
+        bundles=tuple(status.bundles),
+    )
+    written = gitrepo_status(view, extra, now)
+    written.pop("commit")
+    written["display"]["error"] = view.state in ("ErrApplied", "ChartError")
+    return {**written, "version": status.version}
 
 
 def _summary_key(state: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -31,7 +31,7 @@ from flotilla.credentials import RenderSecretRefs
 from flotilla.depends import DEFAULT_ACCEPTED_STATES, Dependency
 from flotilla.durations import parse_duration
 from flotilla.errors import MAX_MESSAGE, FlotillaError, SpecError, one_line, short_repr
-from flotilla.models import FleetYaml, GitTarget, HelmOp, HelmOpSpec
+from flotilla.models import FleetYaml, GitTarget, HelmOp, HelmOpSpec, LabelSelector
 from flotilla.semver import Version, parse_constraint, parse_version
 from flotilla.status import (
     BundleReport,
@@ -152,28 +152,53 @@ def wanted_version(spec: HelmOpSpec) -> str:
 def check_helmop(helmop: HelmOp, *, file: str) -> None:
     """Everything about a HelmOp that can be wrong before any repository is asked."""
     source = chart_source(helmop.spec, file=file)
-    helmop_dependencies(helmop.spec, file=file)
     wanted = wanted_version(helmop.spec)
     if source.kind is not ChartKind.TARBALL and not is_exact_version(wanted):
         parse_constraint(wanted, field="spec.helm.version", file=file)
     polling_seconds(helmop.spec, file=file)
 
 
-def helmop_dependencies(spec: HelmOpSpec, *, file: str = "") -> list[Dependency]:
-    """The bundles a HelmOp's bundle waits for, by name (any GitRepo's or HelmOp's bundle of
-    the namespace). A selector is refused rather than ignored: the bundle would deploy
-    without waiting."""
-    found = []
-    for index, entry in enumerate(spec.depends_on or []):
-        if entry.selector is not None or not entry.name:
-            raise SpecError(
-                "a HelmOp's dependsOn names its bundles (selector is not supported for HelmOps)",
-                file=file,
-                field=f"spec.dependsOn[{index}]",
-            )
+def helmop_selectors(spec: HelmOpSpec) -> list[LabelSelector]:
+    """The label selectors of the HelmOp's ``dependsOn``, in order (entries by name left out)."""
+    return [e.selector for e in spec.depends_on or [] if e.selector is not None and not e.name]
+
+
+def helmop_dependencies(
+    spec: HelmOpSpec, selected: Sequence[Sequence[str]] = ()
+) -> list[Dependency]:
+    """The bundles a HelmOp's bundle waits for (any GitRepo's or HelmOp's bundle of the
+    namespace): those named, and for the i-th selector (``helmop_selectors``) the bundles
+    ``selected[i]`` lists (read from the bundles' labels by an activity)."""
+    found: dict[str, Dependency] = {}
+    selectors = 0
+    for entry in spec.depends_on or []:
         states = tuple(BundleState(s) for s in entry.accepted_states or DEFAULT_ACCEPTED_STATES)
-        found.append(Dependency(bundle=entry.name, accepted_states=states))
-    return found
+        if entry.name:
+            names: Sequence[str] = [entry.name]
+        else:
+            names = selected[selectors] if selectors < len(selected) else ()
+            selectors += 1
+        for name in names:
+            found.setdefault(name, Dependency(bundle=name, accepted_states=states))
+    return list(found.values())
+
+
+def _shown(selector: LabelSelector) -> dict[str, object]:
+    """A selector as written (a selector that went through a workflow has every field set)."""
+    return selector.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def unselected(spec: HelmOpSpec, selected: Sequence[Sequence[str]]) -> str:
+    """Why the HelmOp's bundle cannot be told what to wait for: a ``dependsOn`` selector that
+    selects no bundle (it would deploy without waiting, so it waits for one to appear), or ""."""
+    selectors = helmop_selectors(spec)
+    for index, selector in enumerate(selectors):
+        if index >= len(selected) or not selected[index]:
+            return (
+                f"spec.dependsOn: selector {short_repr(_shown(selector))} selects no bundle "
+                "of the namespace yet; the chart waits for one"
+            )
+    return ""
 
 
 def polling_seconds(spec: HelmOpSpec, *, file: str = "") -> float:

@@ -397,6 +397,14 @@ class BundleRef(FleetModel):
 TargetCustomizationMode = Literal["FirstMatch", "AllMatches"]
 
 
+class DownstreamResource(FleetModel):
+    """A ``downstreamResources`` entry (Fleet 0.14+): a ConfigMap or Secret of the bundle's
+    workspace, copied into the bundle's namespace on every cluster it deploys to."""
+
+    kind: Literal["ConfigMap", "Secret"]
+    name: ObjectName
+
+
 class BundleSpecCommon(BundleDeploymentOptions):
     """The fields a fleet.yaml and a Bundle spec share besides the deployment options."""
 
@@ -405,6 +413,19 @@ class BundleSpecCommon(BundleDeploymentOptions):
     targets: list[BundleTarget] | None = None
     depends_on: list[BundleRef] | None = None
     target_customization_mode: TargetCustomizationMode | None = None
+    downstream_resources: list[DownstreamResource] | None = None
+
+    @field_validator("downstream_resources")
+    @classmethod
+    def _distinct_resources(
+        cls, value: list[DownstreamResource] | None
+    ) -> list[DownstreamResource] | None:
+        seen: set[tuple[str, str]] = set()
+        for entry in value or []:
+            if (entry.kind, entry.name) in seen:
+                raise ValueError(f"{entry.kind} {entry.name!r} is listed twice")
+            seen.add((entry.kind, entry.name))
+        return value
 
 
 # ---------------------------------------------------------------------------------------------

@@ -59,3 +59,9 @@ class LazySecretStore:
 
     def list(self, namespace: str) -> list[SecretInfo]:
         return self._target().list(namespace)
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        return self._target().get_config_map(namespace, name)
+
+    def put_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        self._target().put_config_map(namespace, name, data)

@@ -132,6 +132,12 @@ class AgentSecretStore:
     def list(self, namespace: str) -> list[SecretInfo]:
         return self._inner.list(namespace)
 
+    def get_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        return self._inner.get_config_map(namespace, name)
+
+    def put_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        self._inner.put_config_map(namespace, name, data)
+
 
 @dataclass
 class AgentConfig:

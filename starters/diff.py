@@ -1,10 +1,13 @@
-"""``flotilla diff gitrepo|bundle NAME``: what a commit would change on each targeted cluster.
+"""``flotilla diff gitrepo|bundle|helmop NAME``: what a commit (or a HelmOp's chart version)
+would change on each targeted cluster.
 
 The worker plans the commit as the GitRepo would and, per targeted cluster, renders each
 bundle with a server-side dry-run and compares it with the live objects: objects that would
 be created, changed (a unified diff, live first, with the API server's defaults applied) or
 deleted, and the clusters that would see no change. Secrets are said to change or not,
-never shown. Nothing on the clusters changes.
+never shown. Nothing on the clusters changes. For a HelmOp, its spec is resolved now (the
+newest chart version it allows) and that version is diffed as its bundle; --commit does not
+apply.
 
 Exit codes, as diff(1): 0 no change, 1 changes, 2 error (a bundle or cluster could not be
 compared, or the GitRepo cannot be read).
@@ -44,27 +47,34 @@ async def run_diff(
 ) -> DiffReport:
     """Plan and diff on the worker (it holds the cluster credentials); a one-line
     FlotillaError when the GitRepo, bundle or cluster is unknown."""
-    from flotilla.models import GitRepoSpec  # noqa: PLC0415
+    from flotilla.models import GitRepoSpec, HelmOpSpec  # noqa: PLC0415
     from workflows.diff_models import DIFF_WORKFLOW, DiffInput, DiffReport  # noqa: PLC0415
     from workflows.gitrepo_models import (  # noqa: PLC0415
         GITREPO_SPEC_QUERY,
         GitRepoStatusRequest,
     )
+    from workflows.helmop_models import HELMOP_SPEC_QUERY, HelmOpStatusRequest  # noqa: PLC0415
     from workflows.registry_models import ClusterSnapshot, ClusterView  # noqa: PLC0415
 
-    if kind == "helmop":
-        # The hook for HelmOps (issue 20 part A): plan the HelmOp's chart as its bundle and
-        # diff it the same way, once HelmOps have a workflow to read the spec from.
-        raise FlotillaError("diff helmop: HelmOps are not served by this flotilla yet")
     bundle = ""
     gitrepo = name
-    if kind == "bundle":
-        bundle = name
-        gitrepo = (await control.bundle_status(namespace, name)).gitrepo
-    await control.gitrepo_status(namespace, gitrepo)  # a one-line error when unknown
-    spec: GitRepoSpec = await control.gitrepo(namespace, gitrepo).query(
-        GITREPO_SPEC_QUERY, GitRepoStatusRequest(), result_type=GitRepoSpec
-    )
+    spec: GitRepoSpec | None = None
+    helmop: HelmOpSpec | None = None
+    if kind == "helmop":
+        if commit:
+            raise FlotillaError("diff helmop: --commit is for GitRepos (a HelmOp has no commits)")
+        await control.helmop_status(namespace, name)  # a one-line error when unknown
+        helmop = await control.helmop(namespace, name).query(
+            HELMOP_SPEC_QUERY, HelmOpStatusRequest(), result_type=HelmOpSpec
+        )
+    else:
+        if kind == "bundle":
+            bundle = name
+            gitrepo = (await control.bundle_status(namespace, name)).gitrepo
+        await control.gitrepo_status(namespace, gitrepo)  # a one-line error when unknown
+        spec = await control.gitrepo(namespace, gitrepo).query(
+            GITREPO_SPEC_QUERY, GitRepoStatusRequest(), result_type=GitRepoSpec
+        )
     registry = await control.registry(namespace)
     if cluster and cluster not in {c.name for c in registry.clusters}:
         raise FlotillaError(f"cluster {namespace}/{cluster} not found")
@@ -82,12 +92,13 @@ async def run_diff(
             namespace=namespace,
             gitrepo=gitrepo,
             spec=spec,
+            helmop=helmop,
             clusters=clusters,
             commit=commit,
             bundle=bundle,
             cluster=cluster,
         ),
-        id=f"diff/{namespace}/{gitrepo}/{uuid.uuid4().hex[:12]}",
+        id=f"diff/{namespace}/{'helmop-' if helmop else ''}{gitrepo}/{uuid.uuid4().hex[:12]}",
         task_queue=control.task_queue,
         result_type=DiffReport,
         static_summary=f"flotilla diff {kind} {namespace}/{name}",

@@ -1,4 +1,5 @@
-"""``flotilla secret create|list|delete``: Fleet's Secrets in the configured secret store.
+"""``flotilla secret create|list|delete``: Fleet's Secrets in the configured secret store
+(and, with ``create --type configmap``, the ConfigMaps downstreamResources copy).
 
 Values come from files or standard input (``-``), never from the command line, where other
 users could read them (``ps``, shell history); ``--username`` is the one value allowed there,
@@ -23,6 +24,7 @@ from activities.secrets import (
     OPAQUE,
     SSH_AUTH,
     SecretInfo,
+    SecretNotFoundError,
     SecretStore,
     exists,
 )
@@ -31,6 +33,8 @@ from flotilla.ids import DEFAULT_NAMESPACE
 from runtime.stores import load_settings, secret_store
 from starters.tables import render, table
 
+# ``--type configmap`` writes a ConfigMap (downstreamResources) instead of a Secret.
+CONFIG_MAP = "ConfigMap"
 # Kubernetes' rule for the keys of a Secret's data.
 _KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _MAX_KEY = 253
@@ -159,7 +163,7 @@ def _docker_config(args: argparse.Namespace, inputs: _Inputs) -> dict[str, str]:
 
 def _generic(args: argparse.Namespace, inputs: _Inputs) -> dict[str, str]:
     if not args.from_file:
-        raise SpecError("--type generic needs at least one --from-file KEY=PATH")
+        raise SpecError(f"--type {args.type} needs at least one --from-file KEY=PATH")
     data: dict[str, str] = {}
     for entry in args.from_file:
         key, sep, path = entry.partition("=")
@@ -207,6 +211,13 @@ KINDS: dict[str, SecretKind] = {
         "any keys: a kubeconfig (value), helmSecretNameForPaths (secrets-path.yaml)",
         _generic,
     ),
+    # Not a Secret: a ConfigMap beside the store's Secrets, for downstreamResources.
+    "configmap": SecretKind(
+        CONFIG_MAP,
+        ("from_file",),
+        "a ConfigMap, not a Secret (downstreamResources): any keys",
+        _generic,
+    ),
 }
 VALUE_FLAGS = (
     "username",
@@ -239,6 +250,18 @@ def _store() -> SecretStore:
 def cmd_create(args: argparse.Namespace) -> int:
     type_, data = secret_data(args)  # every flag checked before the store is touched
     store = _store()
+    if type_ == CONFIG_MAP:
+        try:
+            store.get_config_map(args.namespace, args.name)
+            replaced = True
+        except SecretNotFoundError:
+            replaced = False
+        store.put_config_map(args.namespace, args.name, data)
+        print(
+            f"configmap {args.namespace}/{args.name} {'replaced' if replaced else 'created'} "
+            f"(keys {', '.join(sorted(data))})"
+        )
+        return 0
     replaced = exists(store, args.namespace, args.name)
     store.put(args.namespace, args.name, data, type=type_)
     print(

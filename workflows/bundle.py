@@ -41,7 +41,15 @@ with workflow.unsafe.imports_passed_through():
         StatusRequest,
         WaitReadyRequest,
     )
-    from activities.gitops_models import PLAN_BUNDLE, PlanCluster, PlanRequest, PlanResult
+    from activities.gitops_models import (
+        DOWNSTREAM_DIGEST,
+        PLAN_BUNDLE,
+        DownstreamDigestRequest,
+        DownstreamDigestResult,
+        PlanCluster,
+        PlanRequest,
+        PlanResult,
+    )
     from activities.objectwatch_models import OBJECTS_CHANGED_SIGNAL, ObjectsChanged
     from flotilla.bundledeployment import RETRY_DELAY, Due
     from flotilla.bundlewake import WakeMemo
@@ -106,6 +114,7 @@ with workflow.unsafe.imports_passed_through():
         DEPLOY_HEARTBEAT,
         DEPLOY_RETRY,
         DEPLOY_TIMEOUT,
+        DOWNSTREAM_POLL_INTERVAL,
         PLAN_RETRY,
         PLAN_TIMEOUT,
         PUSH_HEARTBEAT,
@@ -166,6 +175,11 @@ WINDOWS_PATCH = "windows-deployment-windows"
 # Gates between partitions (approval, soak; flotilla.gates): asked only by bundles whose
 # partitions declare a gate, so runs without any carry no marker.
 GATES_PATCH = "gates-partition-gates"
+
+# downstreamResources: a bundle that lists some reads their digest every
+# DOWNSTREAM_POLL_INTERVAL and plans again when it changed (a new deployment id: a re-deploy of
+# this bundle only). Asked only by bundles whose plan has such a digest.
+DOWNSTREAM_PATCH = "downstream-resources-digest"
 
 
 def _shape(report: BundleReport) -> str:
@@ -379,6 +393,7 @@ class BundleWorkflow:
                 partition_gates(self.state.strategy), self.state.gates, self._gate, workflow.now()
             ),
             halted=self._halted(),
+            labels=dict(spec.labels) if spec else {},
         )
 
     @workflow.query(name=CONTENT_REFS_QUERY)
@@ -407,6 +422,8 @@ class BundleWorkflow:
         due.extend(self._window_openings())
         if self._gate.due is not None:
             due.append(self._gate.due)
+        if self.state.downstream_digest and self.state.next_downstream_at is not None:
+            due.append(self.state.next_downstream_at)
         if not due:
             return None
         return max(min(due) - workflow.now(), timedelta(seconds=1))
@@ -420,6 +437,8 @@ class BundleWorkflow:
         if spec is None or clusters is None:
             return
         key = f"{spec.bundle_digest}:{clusters.version}:{spec.switches.model_dump_json()}"
+        if key == self.state.plan_key and await self._downstream_changed(spec):
+            self.state.plan_key = ""
         if key != self.state.plan_key:
             await self._plan(spec, clusters)
             self.state.plan_key = key
@@ -468,6 +487,37 @@ class BundleWorkflow:
             ):
                 self._spawn(name, self._check(name))
 
+    async def _downstream_changed(self, spec: BundleSpec) -> bool:
+        """Whether the bundle's downstreamResources changed since its plan (read when due)."""
+        if not self.state.downstream_digest:
+            return False
+        now = workflow.now()
+        due = self.state.next_downstream_at
+        if due is None or due > now or not workflow.patched(DOWNSTREAM_PATCH):
+            return False
+        self.state.next_downstream_at = now + DOWNSTREAM_POLL_INTERVAL
+        try:
+            result: DownstreamDigestResult = await workflow.execute_activity(
+                DOWNSTREAM_DIGEST,
+                DownstreamDigestRequest(
+                    namespace=self.state.namespace,
+                    bundle=self.state.bundle,
+                    bundle_digest=spec.bundle_digest,
+                ),
+                result_type=DownstreamDigestResult,
+                start_to_close_timeout=PLAN_TIMEOUT,
+                retry_policy=PLAN_RETRY,
+            )
+        except ActivityError as err:
+            # An unreachable store is read again at the next interval; what runs stays.
+            workflow.logger.warning(
+                "bundle %s: downstreamResources not read: %s",
+                self.state.bundle,
+                one_line(str(err.cause or err)),
+            )
+            return False
+        return result.digest != self.state.downstream_digest
+
     async def _plan(self, spec: BundleSpec, clusters: ClusterSnapshot) -> None:
         request = PlanRequest(
             namespace=self.state.namespace,
@@ -490,6 +540,12 @@ class BundleWorkflow:
         self.state.plan_errors = result.errors
         self.state.strategy = result.strategy
         self.state.fleet_paused = result.paused
+        if result.downstream_digest and workflow.patched(DOWNSTREAM_PATCH):
+            self.state.downstream_digest = result.downstream_digest
+            self.state.next_downstream_at = workflow.now() + DOWNSTREAM_POLL_INTERVAL
+        else:
+            self.state.downstream_digest = ""
+            self.state.next_downstream_at = None
         for target in result.targets:
             record = self.state.deployments.get(target.cluster)
             self._put(

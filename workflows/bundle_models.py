@@ -94,6 +94,10 @@ class BundleWorkflowState(BaseModel):
     # flotilla.bundledeployment.RETRY_DELAY; keep at most this many activities pending.
     retry_seconds: float | None = None
     max_pending_activities: int = MAX_PENDING_ACTIVITIES
+    # downstreamResources: the digest of their content the last plan used ("" when the bundle
+    # lists none), and when to read it again.
+    downstream_digest: str = ""
+    next_downstream_at: datetime | None = None
 
 
 class BundleRefresh(BaseModel):
@@ -172,3 +176,5 @@ class BundleStatus(BaseModel):
     gates: list[GateStatus] = Field(default_factory=list)
     # Why a gate halted the rollout of this version (a rejection, a passed deadline), or "".
     halted: str = ""
+    # The bundle's labels (what a HelmOp's dependsOn selector selects on).
+    labels: dict[str, str] = Field(default_factory=dict)

@@ -100,6 +100,9 @@ CONTENT_GC_TIMEOUT = timedelta(hours=1)
 CONTENT_GC_HEARTBEAT = timedelta(minutes=2)
 # A settled bundle checks its deployments for drift this often.
 MONITOR_INTERVAL = timedelta(minutes=5)
+# How often a bundle with downstreamResources reads their digest to see them change (Fleet's
+# default polling interval: a changed ConfigMap or Secret is deployed about as soon as a commit).
+DOWNSTREAM_POLL_INTERVAL = timedelta(seconds=15)
 # The object watcher heartbeats every second; missing this long, its worker is gone and the
 # watch starts again on another.
 WATCH_OBJECTS_HEARTBEAT = timedelta(seconds=30)

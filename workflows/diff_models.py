@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from flotilla.livediff import DeploymentDiff
-from flotilla.models import GitRepoSpec
+from flotilla.models import GitRepoSpec, HelmOpSpec
 from workflows.registry_models import ClusterSnapshot
 
 DIFF_WORKFLOW = "DiffWorkflow"
@@ -16,11 +16,14 @@ class DiffInput(BaseModel):
 
     ``spec`` and ``clusters`` are read by the CLI from the GitRepo and the registry; the
     commit is the branch's head (or ``spec.revision``) unless ``commit`` names another ref.
+    With ``helmop`` (a HelmOp's spec; ``gitrepo`` is then its name), the chart version the
+    spec resolves to now is diffed instead, as the HelmOp's one bundle.
     """
 
     namespace: str
     gitrepo: str
-    spec: GitRepoSpec
+    spec: GitRepoSpec | None = None
+    helmop: HelmOpSpec | None = Field(default=None, exclude_if=lambda value: value is None)
     clusters: ClusterSnapshot
     commit: str = ""
     bundle: str = ""

@@ -33,12 +33,15 @@ with workflow.unsafe.imports_passed_through():
         BUNDLE_STATES,
         HELMOP_POLL_WORKFLOW,
         RESOLVE_HELMOP,
+        SELECT_BUNDLES,
         SYNC_HELMOP_SCHEDULE,
         BundleStatesRequest,
         BundleStatesResult,
         HelmOpPollInput,
         ResolveRequest,
         ResolveResult,
+        SelectBundlesRequest,
+        SelectBundlesResult,
         SyncScheduleRequest,
         SyncScheduleResult,
     )
@@ -54,10 +57,12 @@ with workflow.unsafe.imports_passed_through():
         check_helmop,
         helmop_conditions,
         helmop_dependencies,
+        helmop_selectors,
         helmop_targets,
         polling_seconds,
         render_secret_refs,
         summarize_helmop,
+        unselected,
         wanted_version,
     )
     from flotilla.ids import bundle_workflow_id, helmop_schedule_id, registry_workflow_id
@@ -82,6 +87,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.helmop_models import (
         CHART_POLLED_SIGNAL,
         HELMOP_DELETE_UPDATE,
+        HELMOP_SPEC_QUERY,
         HELMOP_STATUS_QUERY,
         HELMOP_SYNC_NOW_UPDATE,
         HELMOP_UPDATE_SPEC_UPDATE,
@@ -120,6 +126,10 @@ RESOLVE_TIMEOUT = timedelta(minutes=2)
 # often (no owner forwards them across GitRepos and HelmOps).
 DEPENDENCY_POLL = timedelta(seconds=10)
 QUERY_ACTIVITY_TIMEOUT = timedelta(minutes=1)
+# dependsOn by selector: the HelmOp reads which bundles its selectors select (their labels)
+# when its spec changes and while its bundle waits; a selector that selects nothing holds the
+# bundle back (it would deploy without waiting). Asked only by HelmOps with a selector.
+SELECTOR_PATCH = "helmop-depends-on-selector"
 
 
 def spec_key(spec: HelmOpSpec) -> str:
@@ -172,6 +182,7 @@ class HelmOpWorkflow:
                 self._resolve_now = False
                 self._take(await resolve(self.state.namespace, self.state.name, self.state.spec))
                 self.state.resolves += 1
+            await self._select_dependencies()
             await self._sync_bundle()
             await self._forward_dependencies()
             await self._sync_schedule()
@@ -186,7 +197,9 @@ class HelmOpWorkflow:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     lambda: self._wake or self.state.deleting,
-                    timeout=DEPENDENCY_POLL if self._waiting_for_dependency() else None,
+                    timeout=DEPENDENCY_POLL
+                    if self._waiting_for_dependency() or self.state.selection_error
+                    else None,
                 )
             self._wake = False
         await self._delete()
@@ -266,6 +279,11 @@ class HelmOpWorkflow:
     def status(self, request: HelmOpStatusRequest) -> HelmOpStatus:
         return self._status()
 
+    @workflow.query(name=HELMOP_SPEC_QUERY)
+    def spec(self, request: HelmOpStatusRequest) -> HelmOpSpec:
+        """The spec as last applied (``flotilla diff helmop`` resolves and diffs it)."""
+        return self.state.spec
+
     @workflow.query(name=CONTENT_REFS_QUERY)
     def content_refs(self, request: ContentRefsRequest) -> ContentRefs:
         return ContentRefs(digests=[self.state.digest] if self.state.digest else [])
@@ -331,16 +349,52 @@ class HelmOpWorkflow:
             labels=spec.labels or {},
             depends_on=[
                 DependencyRef(bundle=d.bundle, accepted_states=[str(s) for s in d.accepted_states])
-                for d in helmop_dependencies(spec)
+                for d in helmop_dependencies(spec, self.state.selected)
             ],
             switches=GitRepoSwitches(targets=helmop_targets(spec)),
             render_secrets=render_secret_refs(self.state.namespace, spec),
             owner_workflow_id=workflow.info().workflow_id,
         )
 
+    async def _select_dependencies(self) -> None:
+        """Which bundles the dependsOn selectors select now: read when the spec changed, while
+        one selects nothing, and while the bundle waits (a newly labelled bundle joins)."""
+        spec = self.state.resolved_spec or self.state.spec
+        selectors = helmop_selectors(spec)
+        if not selectors:
+            self.state.selected, self.state.selection_error = [], ""
+            return
+        key = spec_key(spec)
+        due = (
+            key != self.state.selected_for
+            or bool(self.state.selection_error)
+            or self._waiting_for_dependency()
+        )
+        if not due or not workflow.patched(SELECTOR_PATCH):
+            return
+        try:
+            found: SelectBundlesResult = await workflow.execute_activity(
+                SELECT_BUNDLES,
+                SelectBundlesRequest(
+                    namespace=self.state.namespace, selectors=selectors, exclude=self.state.name
+                ),
+                result_type=SelectBundlesResult,
+                start_to_close_timeout=QUERY_ACTIVITY_TIMEOUT,
+                retry_policy=CLIENT_RETRY,
+            )
+        except ActivityError as err:
+            self._warn(f"dependsOn selectors not read: {cause_message(err)}")
+            return
+        self.state.selected = found.selected
+        self.state.selected_for = key
+        error = unselected(spec, found.selected)
+        if error and error != self.state.selection_error:
+            self._warn(error)
+        self.state.selection_error = error
+
     async def _sync_bundle(self) -> None:
         clusters = self.state.clusters
-        if clusters is None or not self.state.digest:
+        if clusters is None or not self.state.digest or self.state.selection_error:
             return
         spec = self._bundle_spec()
         offline = [f"{c.name}={c.offline}" for c in clusters.clusters if c.offline]
@@ -400,7 +454,8 @@ class HelmOpWorkflow:
         way; these bundles may belong to anyone in the namespace)."""
         if not self.state.digest or not self._waiting_for_dependency():
             return
-        names = [d.bundle for d in helmop_dependencies(self.state.resolved_spec or self.state.spec)]
+        spec = self.state.resolved_spec or self.state.spec
+        names = [d.bundle for d in helmop_dependencies(spec, self.state.selected)]
         try:
             found: BundleStatesResult = await workflow.execute_activity(
                 BUNDLE_STATES,
@@ -497,6 +552,9 @@ class HelmOpWorkflow:
         source = self._source_url()
         with contextlib.suppress(FlotillaError):
             source = chart_source(spec, file="").url
+        state, message = summary.state, summary.message
+        if self.state.selection_error and not self.state.error:
+            state, message = BundleState.WAITING_FOR_DEPENDENCY, self.state.selection_error
         return HelmOpStatus(
             namespace=self.state.namespace,
             name=self.state.name,
@@ -510,8 +568,8 @@ class HelmOpWorkflow:
             ready_clusters=summary.ready_clusters,
             desired_ready_clusters=summary.desired_ready_clusters,
             ready_bundle_deployments=summary.ready_bundle_deployments,
-            state=summary.state,
-            message=summary.message,
+            state=state,
+            message=message,
             error=self.state.error,
             error_since=self.state.error_since,
             bundles=summary.bundles,

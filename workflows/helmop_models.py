@@ -21,6 +21,7 @@ HELMOP_UPDATE_SPEC_UPDATE = "update_spec"
 HELMOP_SYNC_NOW_UPDATE = "sync_now"
 HELMOP_DELETE_UPDATE = "delete"
 HELMOP_STATUS_QUERY = "status"
+HELMOP_SPEC_QUERY = "spec"
 CHART_POLLED_SIGNAL = "chart_polled"
 
 
@@ -51,6 +52,12 @@ class HelmOpState(BaseModel):
     schedule_key: str = ""
     # The states of the bundles dependsOn names, as last forwarded to the bundle.
     dependency_states: dict[str, dict[str, BundleState]] = Field(default_factory=dict)
+    # dependsOn selectors: the bundles each selected when last asked (by selector, in order),
+    # for which spec (its key), and why the bundle cannot be told yet (a selector that
+    # selects nothing).
+    selected: list[list[str]] = Field(default_factory=list)
+    selected_for: str = ""
+    selection_error: str = ""
     # Resolutions asked for and done (a sync_now waits for the next one).
     resolves: int = 0
     deleting: bool = False

@@ -127,7 +127,8 @@ class Flotilla:
         """Write every workflow's history of this namespace as JSON (for replay tests)."""
         directory.mkdir(parents=True, exist_ok=True)
         query = f"WorkflowId STARTS_WITH '{{}}/{self.namespace}'"
-        for prefix in ("gitrepo", "helmop", "helmop-poll", "bundle", "registry", "notifications"):
+        prefixes = ("gitrepo", "helmop", "helmop-poll", "bundle", "registry", "notifications")
+        for prefix in (*prefixes, "diff"):
             async for wf in self.client.list_workflows(query.format(prefix)):
                 history = await self.client.get_workflow_handle(
                     wf.id, run_id=wf.run_id

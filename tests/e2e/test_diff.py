@@ -120,7 +120,8 @@ async def test_diff_shows_what_a_commit_would_change(
             await run_diff(flotilla.control, "gitrepo", ns, "nope")
         with pytest.raises(FlotillaError, match=f"cluster {ns}/nowhere not found"):
             await run_diff(flotilla.control, "gitrepo", ns, "d", cluster="nowhere")
-        with pytest.raises(FlotillaError, match="HelmOps are not served"):
+        # A GitRepo is not a HelmOp (diff helmop: tests/e2e/test_helmops.py).
+        with pytest.raises(FlotillaError, match=f"helmop {ns}/d not found"):
             await run_diff(flotilla.control, "helmop", ns, "d")
         broken = await run_diff(flotilla.control, "gitrepo", ns, "d", commit="no-such-ref")
         assert broken.errors and print_report(broken, io.StringIO()) == EXIT_ERROR

@@ -12,6 +12,7 @@ deleting the GitRepo uninstalls it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from controller.loop import ControllerRefused
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from flotilla.fleetapi import FINALIZER
+from tests.charts import serve_charts, write_chart
+from tests.conftest import locate
 from tests.e2e.fleetapi_harness import Kubectl, running_controller
 from tests.e2e.harness import (
     Flotilla,
@@ -375,3 +378,112 @@ async def test_policies_and_gitreporestrictions_through_the_api(
     finally:
         await fl.cleanup()
         await fl.worker.stop()
+
+
+HELMOP = """\
+apiVersion: fleet.cattle.io/v1alpha1
+kind: HelmOp
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  helm: {{repo: "{url}", chart: app, version: "{version}", releaseName: {name}}}
+  targets:
+  - {{clusterName: one, namespace: {target}}}
+"""
+
+
+@pytest.mark.timeout(900)
+async def test_helmops_through_the_api(
+    temporal_client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    tools_on_path: list[Path],
+    local_cluster: LocalCluster,
+    management_cluster: LocalCluster,
+) -> None:
+    """A HelmOp object deploys its chart as `flotilla apply -f` would, follows a changed
+    version, shows Fleet's status (`version`, ready counts, conditions) in `get helmops`,
+    refuses valuesFiles in one line, and uninstalls on delete."""
+    fl = await management_flotilla(temporal_client, task_queue, tmp_path, management_cluster)
+    ns = fl.namespace
+    kubectl = Kubectl.for_kubeconfig(management_cluster.kubeconfig)
+    target = f"t{uuid.uuid4().hex[:6]}-one"
+    create_secret(
+        management_cluster, ns, "one-kubeconfig", {"value": local_cluster.kubeconfig.read_text()}
+    )
+    helm = locate("helm")
+    sources = [write_chart(tmp_path / "src", "app", v) for v in ("1.0.0", "1.1.0")]
+    try:
+        with serve_charts(tmp_path / "repo", sources, helm) as server:
+            async with running_controller(management_cluster.kubeconfig, fl.control, ns, "ctl-h"):
+                kubectl.apply(CLUSTER.format(name="one", ns=ns))
+                web = HELMOP.format(
+                    name="web", ns=ns, url=server.url, version="1.0.0", target=target
+                )
+                kubectl.apply(web)
+                rows = await eventually(
+                    lambda: kubectl.table("HelmOp", ns),
+                    lambda r: (
+                        row(r, "web").get("BundleDeployments-Ready") == "1/1"
+                        and row(r, "web").get("Status") == ""
+                    ),
+                )
+                assert row(rows, "web") == {
+                    "Name": "web",
+                    "Repo": server.url,
+                    "Chart": "app",
+                    "Version": "1.0.0",
+                    "BundleDeployments-Ready": "1/1",
+                    "Status": "",
+                    **{k: v for k, v in row(rows, "web").items() if k == "Age"},
+                }
+                obj = kubectl.get("HelmOp", ns, "web")
+                assert obj is not None
+                status = obj["status"]
+                assert (status["readyClusters"], status["desiredReadyClusters"]) == (1, 1)
+                assert status["display"]["state"] == "" and status["display"]["error"] is False
+                assert condition(obj, "Ready")["status"] == "True"
+                assert condition(obj, "Polled")["type"] == "Polled"
+                assert FINALIZER in obj["metadata"]["finalizers"]
+                assert releases(local_cluster.kubeconfig, target) == ["web"]
+
+                # A new version in the spec is deployed, and the status follows.
+                kubectl.apply(web.replace('version: "1.0.0"', 'version: "1.1.0"'))
+                await eventually(
+                    lambda: kubectl.get("HelmOp", ns, "web"),
+                    lambda o: (
+                        (o or {}).get("status", {}).get("version") == "1.1.0"
+                        and condition(o, "Ready").get("status") == "True"
+                    ),
+                )
+                info = local_cluster.request(
+                    "GET", f"/api/v1/namespaces/{target}/configmaps/web-info"
+                )
+                assert info["data"]["chartVersion"] == "1.1.0"
+                assert len(helm_history(local_cluster.kubeconfig, "web", target)) == 2
+
+                # valuesFiles have no files to be read from: one line, nothing else stops.
+                kubectl.apply(
+                    "apiVersion: fleet.cattle.io/v1alpha1\nkind: HelmOp\n"
+                    f"metadata: {{name: files, namespace: {ns}}}\n"
+                    f'spec:\n  helm: {{repo: "{server.url}", chart: app,\n'
+                    "    valuesFiles: [prod.yaml]}\n"
+                )
+                bad = await eventually(
+                    lambda: kubectl.get("HelmOp", ns, "files"),
+                    lambda o: condition(o, "Accepted").get("status") == "False",
+                )
+                assert condition(bad, "Accepted")["message"] == (
+                    f"helmop {ns}/files: spec.helm.valuesFiles: ['prod.yaml']: an object in the "
+                    "API has no files beside it; put the values in spec.helm.values"
+                )
+
+                # Delete: the release is uninstalled before the object goes.
+                kubectl.delete("HelmOp", ns, "web")
+                kubectl.delete("HelmOp", ns, "files")
+                await eventually(lambda: kubectl.get("HelmOp", ns, "web"), lambda o: o is None)
+                assert releases(local_cluster.kubeconfig, target) == []
+    finally:
+        await fl.cleanup()
+        await fl.worker.stop()
+        with contextlib.suppress(Exception):
+            local_cluster.request("DELETE", f"/api/v1/namespaces/{target}")

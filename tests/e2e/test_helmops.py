@@ -7,6 +7,7 @@ namespace (a target per cluster), as tests/e2e/test_rollout.py does.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -17,11 +18,20 @@ import pytest
 
 from devenv.cluster import LocalCluster
 from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_auth
+from flotilla.errors import FlotillaError
 from flotilla.ids import bundle_workflow_id, helmop_schedule_id, helmop_workflow_id
+from starters.diff import EXIT_CHANGES, EXIT_SAME, print_report, run_diff
 from starters.tables import describe_helmop, helmop_table
 from tests.charts import ChartServer, package_chart, serve_charts, write_chart
 from tests.conftest import CHART_PASSWORD, CHART_USER, locate
-from tests.e2e.harness import Flotilla, activity_calls, helm_history, history_text, table_row
+from tests.e2e.harness import (
+    Flotilla,
+    activity_calls,
+    helm_history,
+    history_text,
+    releases,
+    table_row,
+)
 
 
 def helmop_yaml(workspace: str, name: str, helm: dict[str, str], **spec: object) -> str:
@@ -366,6 +376,105 @@ async def test_depends_on_waits_for_another_helmops_bundle(
             timeout=120,
         )
         await flotilla.control.apply_text(helmop("base", paused=False), file="h.yaml")
+        for name in ("base", "app"):
+            await flotilla.eventually(
+                lambda name=name: flotilla.control.helmop_status(ns, name),  # type: ignore[misc]
+                lambda s: s.state == "Ready" and s.ready_bundle_deployments == "1/1",
+                timeout=240,
+            )
+    base_calls, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, "base"))
+    app_calls, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, "app"))
+    base_ready = min(c.completed for c in base_calls if c.found_ready and c.completed)
+    (app_deploy,) = [c for c in app_calls if c.name == "deploy_bundle"]
+    assert app_deploy.scheduled >= base_ready
+
+
+async def test_diff_helmop_shows_what_the_newest_allowed_version_would_change(
+    flotilla: Flotilla, local_cluster: LocalCluster, tmp_path: Path, prefix: str
+) -> None:
+    ns = flotilla.namespace
+    clusters = {"one": "p1"}
+    await register(flotilla, local_cluster, clusters)
+    sources = [write_chart(tmp_path / "src", "app", "1.0.0")]
+    with serve_charts(tmp_path / "repo", sources, locate("helm")) as server:
+        # No pollingInterval: the version is chosen when applied or synced, never polled.
+        await flotilla.control.apply_text(
+            helmop_yaml(
+                ns,
+                "web",
+                {"repo": server.url, "chart": "app", "version": "^1.0", "releaseName": "web"},
+                targets=per_cluster_targets(prefix, clusters),
+            ),
+            file="helmop.yaml",
+        )
+        await flotilla.eventually(
+            lambda: flotilla.control.helmop_status(ns, "web"),
+            lambda s: s.state == "Ready" and s.ready_bundle_deployments == "1/1",
+            timeout=240,
+        )
+        same = await run_diff(flotilla.control, "helmop", ns, "web")
+        out = io.StringIO()
+        assert print_report(same, out) == EXIT_SAME, out.getvalue()
+        assert f"cluster {ns}/one: no change (1 bundles at 1.0.0)" in out.getvalue()
+
+        add_versions(server, tmp_path, ["1.1.0", "2.0.0"])
+        report = await run_diff(flotilla.control, "helmop", ns, "web")
+        out = io.StringIO()
+        assert print_report(report, out) == EXIT_CHANGES, out.getvalue()
+        text = out.getvalue()
+        assert f"cluster {ns}/one: bundle web at 1.1.0" in text
+        assert f"changed ConfigMap {prefix}-one/web-info" in text
+        assert '+  chartVersion: "1.1.0"' in text or "+  chartVersion: 1.1.0" in text, text
+        # Nothing was deployed: the HelmOp and the cluster are still at 1.0.0.
+        assert chart_version_on(local_cluster, f"{prefix}-one", "web") == "1.0.0"
+        assert (await flotilla.control.helmop_status(ns, "web")).version == "1.0.0"
+
+        with pytest.raises(FlotillaError, match=f"helmop {ns}/nope not found"):
+            await run_diff(flotilla.control, "helmop", ns, "nope")
+        with pytest.raises(FlotillaError, match="--commit is for GitRepos"):
+            await run_diff(flotilla.control, "helmop", ns, "web", commit="main")
+        await flotilla.control.delete_helmop(ns, "web")
+
+
+async def test_depends_on_by_selector_waits_for_the_labelled_bundle(
+    flotilla: Flotilla, local_cluster: LocalCluster, tmp_path: Path, prefix: str
+) -> None:
+    ns = flotilla.namespace
+    await register(flotilla, local_cluster, {"one": "p1"})
+    sources = [write_chart(tmp_path / "src", "app", "1.0.0")]
+    with serve_charts(tmp_path / "repo", sources, locate("helm")) as server:
+
+        def helmop(name: str, **spec: object) -> str:
+            helm = {"repo": server.url, "chart": "app", "releaseName": name}
+            return helmop_yaml(
+                ns, name, helm, namespace=f"{prefix}-{name}", targets=EVERY_CLUSTER, **spec
+            )
+
+        # Nothing carries the label yet: app waits, saying so, and deploys nothing.
+        selector = {"selector": {"matchLabels": {"tier": "base"}}}
+        await flotilla.control.apply_text(helmop("app", dependsOn=[selector]), file="h.yaml")
+        waiting = await flotilla.eventually(
+            lambda: flotilla.control.helmop_status(ns, "app"),
+            lambda s: s.state == "WaitingForDependency" and "selects no bundle" in s.message,
+            timeout=120,
+        )
+        assert waiting.message == (
+            "spec.dependsOn: selector {'matchLabels': {'tier': 'base'}} selects no bundle of "
+            "the namespace yet; the chart waits for one"
+        )
+        # base appears paused with the label: app now waits for its readiness.
+        await flotilla.control.apply_text(
+            helmop("base", paused=True, labels={"tier": "base"}), file="h.yaml"
+        )
+        await flotilla.eventually(
+            lambda: flotilla.control.helmop_status(ns, "app"),
+            lambda s: s.state == "WaitingForDependency" and "selects no bundle" not in s.message,
+            timeout=120,
+        )
+        assert releases(local_cluster.kubeconfig, f"{prefix}-app") == []
+        await flotilla.control.apply_text(
+            helmop("base", paused=False, labels={"tier": "base"}), file="h.yaml"
+        )
         for name in ("base", "app"):
             await flotilla.eventually(
                 lambda name=name: flotilla.control.helmop_status(ns, name),  # type: ignore[misc]

@@ -379,3 +379,24 @@ def test_the_password_is_never_in_argv_output_or_debug_logs(
             assert stored == {"username": "bot", "password": PASSWORD}
     assert json.loads(outputs[1])[0]["keys"] == ["password", "username"]
     assert outputs[3] == f"secret {mgmt_namespace}/git deleted\n"
+
+
+def test_create_a_configmap_for_downstream_resources(
+    backend: Backend, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ns = backend.namespace
+    write("values.yaml", "greeting: hello\n")
+    argv = ("secret", "create", "settings", "--type", "configmap", "-n", ns)
+    assert run(capsys, monkeypatch, *argv, "--from-file", "values.yaml") == (
+        0,
+        f"configmap {ns}/settings created (keys values.yaml)\n",
+        "",
+    )
+    assert backend.store.get_config_map(ns, "settings") == {"values.yaml": "greeting: hello\n"}
+    write("values.yaml", "greeting: bonjour\n")
+    code, out, _ = run(capsys, monkeypatch, *argv, "--from-file", "values.yaml")
+    assert (code, out) == (0, f"configmap {ns}/settings replaced (keys values.yaml)\n")
+    assert backend.store.get_config_map(ns, "settings") == {"values.yaml": "greeting: bonjour\n"}
+    # A ConfigMap is not a Secret of the same name.
+    assert "settings" not in [s.name for s in backend.store.list(ns)]
+    assert run(capsys, monkeypatch, *argv)[:1] == (1,)

@@ -11,8 +11,9 @@ import pytest
 from flotilla import fleetapi
 from flotilla.errors import SpecError
 from flotilla.fleetapi import DeploymentView, GitRepoView
-from flotilla.models import Cluster, GitRepo, GitRepoRestriction, Policy
-from flotilla.status import BundleLine, BundleState, Condition
+from flotilla.models import Cluster, GitRepo, GitRepoRestriction, HelmOp, Policy
+from flotilla.status import BundleLine, BundleState, Condition, RepoState
+from workflows.helmop_models import HelmOpStatus
 
 NOW = datetime(2026, 12, 3, 22, 0, tzinfo=UTC)
 
@@ -25,6 +26,7 @@ def _crd(kind: str) -> dict[str, Any]:
     ("kind", "columns"),
     [
         ("GitRepo", ["Repo", "Commit", "BundleDeployments-Ready", "Status"]),
+        ("HelmOp", ["Repo", "Chart", "Version", "BundleDeployments-Ready", "Status"]),
         ("Bundle", ["BundleDeployments-Ready", "Status"]),
         ("BundleDeployment", ["Deployed", "Monitored", "Status"]),
         ("Cluster", ["Bundles-Ready", "Last-Seen", "Status"]),
@@ -180,6 +182,65 @@ def test_read_object_names_object_field_and_value() -> None:
         fleetapi.read_object(_gitrepo(paths="app"))
     assert str(err.value).startswith("gitrepo fleet-default/web: spec.paths")
     assert "\n" not in str(err.value)
+
+
+def _helmop(**helm: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "fleet.cattle.io/v1alpha1",
+        "kind": "HelmOp",
+        "metadata": {"name": "web", "namespace": "fleet-default", "generation": 2},
+        "spec": {
+            "helm": {"repo": "https://charts.example.com", "chart": "app", **helm},
+            "downstreamResources": [{"kind": "Secret", "name": "creds"}],
+        },
+    }
+
+
+def test_read_helmop_as_apply_reads_it() -> None:
+    model, warnings = fleetapi.read_object(_helmop(version="^1.0"))
+    assert isinstance(model, HelmOp)
+    assert model.spec.helm is not None and model.spec.helm.version == "^1.0"
+    assert model.spec.downstream_resources is not None
+    assert warnings == []
+
+
+def test_a_helmop_in_the_api_has_no_values_files() -> None:
+    with pytest.raises(SpecError) as err:
+        fleetapi.read_object(_helmop(valuesFiles=["prod.yaml"]))
+    assert str(err.value) == (
+        "helmop fleet-default/web: spec.helm.valuesFiles: ['prod.yaml']: an object in the API "
+        "has no files beside it; put the values in spec.helm.values"
+    )
+
+
+def test_helmop_status_is_fleets_with_the_version() -> None:
+    query = HelmOpStatus(
+        namespace="fleet-default",
+        name="web",
+        repo="https://charts.example.com",
+        chart="app",
+        wanted="^9",
+        version="1.2.0",
+        ready_clusters=1,
+        desired_ready_clusters=2,
+        ready_bundle_deployments="1/2",
+        state=RepoState.CHART_ERROR,
+        message="no version of chart 'app' matches '^9'",
+        conditions=[Condition(type="Ready", status=False, reason="ChartError")],
+        bundles=[_line("web", BundleState.NOT_READY)],
+    )
+    status = fleetapi.helmop_status(query, [{"type": "Accepted"}], NOW)
+    assert status["version"] == "1.2.0"
+    assert "commit" not in status
+    assert status["display"] == {
+        "readyBundleDeployments": "1/2",
+        "state": "ChartError",
+        "message": "no version of chart 'app' matches '^9'",
+        "error": True,
+    }
+    assert status["readyClusters"] == 1 and status["desiredReadyClusters"] == 2
+    assert status["summary"]["nonReadyResources"][0]["name"] == "web"
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Accepted"]
 
 
 def test_read_cluster() -> None:

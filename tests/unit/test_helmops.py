@@ -17,12 +17,14 @@ from flotilla.helmops import (
     helmop_bundle,
     helmop_dependencies,
     helmop_options,
+    helmop_selectors,
     helmop_targets,
     index_versions,
     oci_tag_versions,
     polling_seconds,
     render_secret_refs,
     summarize_helmop,
+    unselected,
 )
 from flotilla.models import HelmOp, HelmOpSpec
 from flotilla.notifications import load_objects
@@ -252,14 +254,13 @@ def test_apply_reads_a_helmop_and_refuses_a_bad_one_in_one_line() -> None:
     assert str(caught.value).startswith("h.yaml: spec.helm.version: ")
     with pytest.raises(SpecError, match=r"^h.yaml: spec.pollingInterval: "):
         load_objects(HELMOP % ("^1", "5d"), file="h.yaml")
-    with pytest.raises(
-        SpecError, match=r"^h.yaml: spec.dependsOn\[1\]: a HelmOp's dependsOn names"
-    ):
-        load_objects(
-            HELMOP % ("^1", "1m")
-            + "  dependsOn: [{name: db}, {selector: {matchLabels: {a: b}}}]\n",
-            file="h.yaml",
-        )
+    with pytest.raises(SpecError, match=r"^h.yaml: spec.dependsOn\[1\]: needs a 'name' or a"):
+        load_objects(HELMOP % ("^1", "1m") + "  dependsOn: [{name: db}, {}]\n", file="h.yaml")
+    (by_selector,), _ = load_objects(
+        HELMOP % ("^1", "1m") + "  dependsOn: [{name: db}, {selector: {matchLabels: {a: b}}}]\n",
+        file="h.yaml",
+    )
+    assert isinstance(by_selector, HelmOp)
 
 
 def test_depends_on_by_name_with_accepted_states() -> None:
@@ -277,6 +278,35 @@ def test_depends_on_by_name_with_accepted_states() -> None:
         ("db", ["Ready"]),
         ("cache", ["Ready", "Modified"]),
     ]
+
+
+def test_depends_on_by_selector_waits_for_the_selected_bundles() -> None:
+    spec = HelmOpSpec.model_validate(
+        {
+            "dependsOn": [
+                {"selector": {"matchLabels": {"tier": "db"}}, "acceptedStates": ["Modified"]},
+                {"name": "cache"},
+                {"selector": {"matchLabels": {"tier": "queue"}}},
+            ]
+        }
+    )
+    assert [s.match_labels for s in helmop_selectors(spec)] == [{"tier": "db"}, {"tier": "queue"}]
+    deps = helmop_dependencies(spec, [["pg", "cache"], ["mq"]])
+    assert [(d.bundle, [str(s) for s in d.accepted_states]) for d in deps] == [
+        ("pg", ["Modified"]),
+        ("cache", ["Modified"]),
+        ("mq", ["Ready"]),
+    ]
+    assert unselected(spec, [["pg"], ["mq"]]) == ""
+    assert unselected(spec, [["pg"], []]) == (
+        "spec.dependsOn: selector {'matchLabels': {'tier': 'queue'}} selects no bundle of the "
+        "namespace yet; the chart waits for one"
+    )
+    assert unselected(spec, []).startswith(
+        "spec.dependsOn: selector {'matchLabels': {'tier': 'db'}"
+    )
+    # Nothing selected yet: only the names.
+    assert [d.bundle for d in helmop_dependencies(spec)] == ["cache"]
 
 
 def test_status_keeps_the_old_version_and_says_why_nothing_new_deploys() -> None:

@@ -52,7 +52,13 @@ from activities.deploy_models import (
     StatusRequest,
     WaitReadyRequest,
 )
-from activities.gitops_models import PlannedTarget, PlanRequest, PlanResult
+from activities.gitops_models import (
+    DownstreamDigestRequest,
+    DownstreamDigestResult,
+    PlannedTarget,
+    PlanRequest,
+    PlanResult,
+)
 from activities.objectwatch_models import ObjectsChanged
 from flotilla.deployment import deployment_id
 from flotilla.errors import CLUSTER_UNREACHABLE
@@ -77,7 +83,7 @@ from workflows.bundle_models import (
     BundleWorkflowState,
     RetireRequest,
 )
-from workflows.common import REPORT_INTERVAL
+from workflows.common import DOWNSTREAM_POLL_INTERVAL, REPORT_INTERVAL
 from workflows.registry_models import ClusterSnapshot, ClusterView
 
 T = TypeVar("T")
@@ -122,6 +128,10 @@ class StandIns:
     corrections: int = 0
     # Plans after the first hold until the test sets this (a new commit being planned).
     hold_plan: asyncio.Event | None = None
+    # downstreamResources: the digest of their content now ("" when the bundle lists none),
+    # and whether reading it fails (the secret store away).
+    downstream: str = ""
+    downstream_fails: bool = False
 
     @contextlib.asynccontextmanager
     async def _running(self, name: str, cluster: str) -> AsyncIterator[int]:
@@ -150,7 +160,8 @@ class StandIns:
                 await self.hold_plan.wait()
         targets = []
         for cluster in request.clusters:
-            options = f"{request.bundle_digest}-{cluster.name}"
+            # The digest first: a deployment id keeps the options digest's first 20 characters.
+            options = f"{self.downstream}{request.bundle_digest}-{cluster.name}"
             targets.append(
                 PlannedTarget(
                     cluster=cluster.name,
@@ -158,7 +169,16 @@ class StandIns:
                     deployment_id=deployment_id(request.bundle_digest, options),
                 )
             )
-        return PlanResult(targets=targets, strategy=self.strategy)
+        return PlanResult(
+            targets=targets, strategy=self.strategy, downstream_digest=self.downstream
+        )
+
+    @activity.defn(name="downstream_digest")
+    async def downstream_digest(self, request: DownstreamDigestRequest) -> DownstreamDigestResult:
+        async with self._running("downstream_digest", ""):
+            if self.downstream_fails:
+                raise ApplicationError("secret store unreachable", non_retryable=True)
+            return DownstreamDigestResult(digest=self.downstream)
 
     @activity.defn(name="deploy_bundle")
     async def deploy_bundle(self, request: DeployRequest) -> DeployResult:
@@ -308,7 +328,7 @@ async def start(
                     temporal_client,
                     task_queue=task_queue,
                     workflows=[BundleWorkflow],
-                    activities=[standins.plan_bundle],
+                    activities=[standins.plan_bundle, standins.downstream_digest],
                 )
             )
             state = BundleWorkflowState(
@@ -698,3 +718,34 @@ async def test_a_workload_changed_in_a_loop_is_corrected_with_back_off(
     assert standins.calls["check_deployment", "a"] > 3
     assert status.clusters[0].state is BundleState.MODIFIED
     assert "drift correction backed off after 1 in a row" in status.clusters[0].last_action
+
+
+async def test_changed_downstream_resources_are_planned_and_deployed_again(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    """A bundle whose plan has a downstreamResources digest reads it every
+    DOWNSTREAM_POLL_INTERVAL: unchanged, nothing happens; unreadable, nothing happens (what
+    runs stays); changed, the bundle is planned again and its clusters get the new id."""
+    standins = StandIns(clusters=["a"], downstream="d1", ready_at_deploy=True)
+    bundle = await start(standins)
+    await eventually(bundle.states, all_ready)
+    first = (await bundle.status()).clusters[0].applied
+    timeout = DOWNSTREAM_POLL_INTERVAL.total_seconds() * 3 + 30
+    await eventually(standins.calls_now, lambda c: c["downstream_digest", ""] >= 1, timeout=timeout)
+    standins.downstream_fails = True
+    polls = standins.calls["downstream_digest", ""]
+    await eventually(
+        standins.calls_now, lambda c: c["downstream_digest", ""] > polls, timeout=timeout
+    )
+    assert standins.calls["plan_bundle", ""] == 1
+    assert standins.calls["deploy_bundle", "a"] == 1
+    standins.downstream_fails = False
+    standins.downstream = "d2"
+    status = await eventually(
+        bundle.status,
+        lambda s: s.clusters[0].applied != first and all_ready({"a": s.clusters[0].state}),
+        timeout=timeout,
+    )
+    assert status.clusters[0].applied == deployment_id("1" * 64, f"d2{'1' * 64}-a")
+    assert standins.calls["plan_bundle", ""] == 2
+    assert standins.calls["deploy_bundle", "a"] == 2
