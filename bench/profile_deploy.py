@@ -19,7 +19,6 @@ chart, as ``bench_fleet.py`` does. Run:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -32,11 +31,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+from apiaudit import requests_in
 from bench_deploy import CLUSTER, objects
 from temporalio.testing import ActivityEnvironment
 
@@ -214,29 +213,11 @@ class HelmSide:
         )
 
 
-def client_of(agent: str) -> str:
-    lowered = agent.lower()
-    if lowered.startswith("helm"):
-        return "helm"
-    if lowered.startswith("openapi-generator") or "python" in lowered:
-        return "flotilla (python)"
-    return ""  # the cluster's own controllers, scheduler and kwok
-
-
 def count_requests(audit_log: Path, samples: list[Sample]) -> None:
     """Attribute each audited request of helm or flotilla to the deployment it fell in."""
-    windows = sorted((s.window, s) for s in samples)
-    for line in audit_log.read_text().splitlines():
-        event = json.loads(line)
-        who = client_of(str(event.get("userAgent", "")))
-        if not who:
-            continue
-        at = datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()
-        for (start, end), sample in windows:
-            if start - 0.05 <= at <= end + 0.05:
-                resource_name = (event.get("objectRef") or {}).get("resource", "")
-                sample.requests[f"{who}: {event['verb']} {resource_name}".rstrip()] += 1
-                break
+    for sample in samples:
+        start, end = sample.window
+        sample.requests = requests_in(audit_log, start, end)
 
 
 def report(name: str, samples: list[Sample]) -> None:
@@ -267,7 +248,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", type=int, default=10)
     args = parser.parse_args()
-    os.environ["PATH"] = os.pathsep.join([*(str(d) for d in tools.bin_dirs()), os.environ["PATH"]])
+    # Only helm and the cluster's binaries are needed (not sops or Temporal).
+    found = {tools.locate(binary).parent for binary in ("helm", "kube-apiserver", "kwok", "etcd")}
+    os.environ["PATH"] = os.pathsep.join([*(str(d) for d in sorted(found)), os.environ["PATH"]])
     version = subprocess.run(["helm", "version", "--short"], capture_output=True, text=True)
     print(f"helm {version.stdout.strip()}")
     instrument()
@@ -294,6 +277,9 @@ def main() -> int:
                             with measured(sample):
                                 bare.deploy(release, chart, namespace)
                         results[f"{side} {step}"].append(sample)
+                        # A gap between deployments, so the audit log's times attribute each
+                        # request to the right one.
+                        time.sleep(0.3)
             time.sleep(1.0)  # the last requests reach the audit log
             count_requests(cluster.audit_log, [s for v in results.values() for s in v])
     print(f"load {os.getloadavg()[0]:.1f}")
