@@ -24,6 +24,10 @@ tasks and activities completed per second, from its Prometheus metrics).
 ``remote`` runs the same flotilla side on the multi-host backends: Secrets in a management
 cluster (etcd and an API server) and content in an htpasswd registry, and reports the extra
 requests per deployment to each.
+
+Each side also prints its API requests to the clusters per deployment (helm's and
+flotilla's, from the clusters' audit logs), and the bare side the CPU of its helm processes
+(the flotilla side prints its worker's).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -45,6 +50,7 @@ from functools import partial
 from pathlib import Path
 
 import yaml
+from apiaudit import by_client, requests_in
 from bench_deploy import bundle_for, objects
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -170,6 +176,35 @@ def print_timeline(deploys: list[ActivityCall]) -> None:
         f"sum {sum(runs):.0f} s",
         flush=True,
     )
+    # Per cluster: from its first deploy's start to its last's end, and how many ran at once
+    # on average (the time the calls held a worker thread, slot waits included, over that).
+    by_cluster: dict[str, list[ActivityCall]] = {}
+    for call in deploys:
+        by_cluster.setdefault(str(call.input.get("cluster_name", "")), []).append(call)
+    for cluster, calls in sorted(by_cluster.items()):
+        done = [c for c in calls if c.started and c.completed]
+        begin = min(c.started for c in done if c.started)
+        end = max(c.completed for c in done if c.completed)
+        span = (end - begin).total_seconds()
+        held = sum(
+            (c.completed - c.started).total_seconds() for c in done if c.started and c.completed
+        )
+        print(
+            f"    cluster {cluster} ({calls[0].task_queue}): {len(calls)} deploys over "
+            f"{span:.1f} s, {held / span if span else 0:.1f} at once on average",
+            flush=True,
+        )
+
+
+def print_api_requests(clusters: list[LocalCluster], start: float, end: float) -> None:
+    """API requests of helm and flotilla to the clusters in the window, per deployment (the
+    clusters' audit logs; their own controllers and kwok are left out)."""
+    found: Counter[str] = Counter()
+    for cluster in clusters:
+        found.update(requests_in(cluster.audit_log, start, end))
+    total = BUNDLES * len(clusters)
+    clients = ", ".join(f"{who} {count / total:.1f}" for who, count in by_client(found).items())
+    print(f"    API requests per deployment: {clients or 'none'}", flush=True)
 
 
 def cpu_seconds(pid: int, *, children: bool = False) -> float:
@@ -241,7 +276,7 @@ async def flotilla_run(
         before = remote.counts() if remote is not None else (0, 0)
         throughput = ServerThroughput(server.metrics_url)
         throughput.start()
-        started = time.monotonic()
+        started, window_start = time.monotonic(), time.time()
         await control.apply_text(
             gitrepo_yaml(namespace, "bench", url, targets=[{"clusterSelector": {}}]),
             file="g.yaml",
@@ -260,6 +295,7 @@ async def flotilla_run(
                 raise RuntimeError(f"not Ready after 1800 s: {status!r}")
             await asyncio.sleep(0.5)
         seconds = time.monotonic() - started
+        print_api_requests(clusters, window_start, time.time())
         rates = throughput.stop()
         print(f"    {throughput.line()}", flush=True)
         if remote is not None:
@@ -340,15 +376,19 @@ def helm_run(tag: str, clusters: list[LocalCluster], root: Path, parallel: int) 
                 (chart / relative).parent.mkdir(parents=True, exist_ok=True)
                 (chart / relative).write_bytes(data)
             jobs.append(partial(helm_install, cluster.kubeconfig, bundle.name, namespace, chart))
-    started = time.monotonic()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started, window_start = time.monotonic(), time.time()
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         durations = [future.result() for future in [pool.submit(job) for job in jobs]]
     elapsed = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
     print(
         f"    helm --wait: running median {statistics.median(durations):.1f} s, "
-        f"sum {sum(durations):.0f} s",
+        f"sum {sum(durations):.0f} s; helm CPU {cpu:.1f} s ({len(jobs)} processes)",
         flush=True,
     )
+    print_api_requests(clusters, window_start, time.time())
     return elapsed
 
 
@@ -368,7 +408,10 @@ async def main_async(
     bare: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         root = Path(tmp)
-        clusters = [LocalCluster(f"c{n}", root / f"cluster{n}", nodes=1) for n in range(CLUSTERS)]
+        clusters = [
+            LocalCluster(f"c{n}", root / f"cluster{n}", nodes=1, audit=True)
+            for n in range(CLUSTERS)
+        ]
         remote: Remote | None = None
         if "remote" in sides_wanted:
             remote = Remote(

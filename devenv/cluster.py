@@ -146,6 +146,15 @@ def _kubeconfig(name: str, server: str, ca_pem: bytes, token: str) -> str:
     )
 
 
+# Every request once, at completion (a watch when it ends), without bodies.
+_AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [{"level": "Metadata"}],
+}
+
+
 class LocalCluster:
     """One local cluster. ``start()`` returns when the API is ready and every node is Ready."""
 
@@ -158,13 +167,17 @@ class LocalCluster:
         api_port: int | None = None,
         tied_to_parent: bool = True,
         workloads: bool = True,
+        audit: bool = False,
     ) -> None:
         """``workloads=False``: etcd and kube-apiserver only, no nodes, pods or controllers
-        (a management cluster that only stores objects, such as flotilla's Secrets)."""
+        (a management cluster that only stores objects, such as flotilla's Secrets).
+        ``audit``: the API server logs every request once, when it completes (metadata only,
+        with its user agent), to ``audit_log`` (for counting who asks what)."""
         self.name = name
         self.dir = directory
         self.nodes = nodes if workloads else 0
         self.workloads = workloads
+        self.audit = audit
         self.requested_api_port = api_port
         self.tied_to_parent = tied_to_parent
         self.token = base64.b32encode(os.urandom(20)).decode().lower()
@@ -174,6 +187,10 @@ class LocalCluster:
     @property
     def kubeconfig(self) -> Path:
         return self.dir / "kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.dir / "audit.log"
 
     @property
     def server(self) -> str:
@@ -307,9 +324,22 @@ class LocalCluster:
                 "--profiling=false",
                 "--storage-media-type=application/json",
                 "--v=0",
+                *self._audit_flags(),
             ],
         )
         proc.wait_until(self._api_ready, timeout=START_TIMEOUT, what="kube-apiserver /readyz")
+
+    def _audit_flags(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy = self.dir / "audit-policy.yaml"
+        policy.write_text(json.dumps(_AUDIT_POLICY))
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
+        ]
 
     def _control_plane_flags(self) -> list[str]:
         """Flags the controller-manager and scheduler share: the admin kubeconfig for
