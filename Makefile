@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# pytest processes for `make test`: most tests wait on servers and timers, not on the CPU.
+TEST_WORKERS ?= 3
 
 .PHONY: dev dev-down install system-deps tools lint test test-unit temporal-postgres clean
 
@@ -38,9 +40,10 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy flotilla workflows activities starters devenv runtime controller worker.py
 	$(VENV)/bin/lint-imports
 
-## test: the whole suite, lint included (what CI runs)
+## test: the whole suite, lint included (what CI runs); TEST_WORKERS=N runs it in N processes
+## (pytest-xdist), 0 runs it in this one
 test: install tools lint
-	$(VENV)/bin/pytest -p no:cacheprovider --durations=40
+	$(VENV)/bin/pytest -p no:cacheprovider --durations=40 -n $(TEST_WORKERS) --dist loadgroup
 
 ## test-unit: the pure core only, in seconds
 test-unit: $(STAMP)

@@ -7,6 +7,7 @@ import ctypes
 import errno
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,12 +24,45 @@ class StartupError(RuntimeError):
     """A component did not come up; the message names it and quotes the end of its log."""
 
 
+# Parallel test processes (pytest-xdist workers) each get a range of their own, below the
+# kernel's ephemeral range (32768 and up): two processes then never pick the same port, and
+# no outgoing connection's source port can take one between pick and bind.
+PORT_RANGE_ENV = "FLOTILLA_PORT_RANGE"
+_handed_out: set[int] = set()
+
+
+def port_range() -> range | None:
+    """The ports ``$FLOTILLA_PORT_RANGE`` (``LOW-HIGH``, inclusive) gives this process."""
+    value = os.environ.get(PORT_RANGE_ENV)
+    if not value:
+        return None
+    low, sep, high = value.partition("-")
+    if not (sep and low.isdigit() and high.isdigit() and 1024 <= int(low) <= int(high) < 65536):
+        raise ValueError(f"{PORT_RANGE_ENV}={value!r} is not LOW-HIGH (e.g. 20000-21999)")
+    return range(int(low), int(high) + 1)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now. Callers retry on a clash, since another may take it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port nobody listens on right now. Callers retry on a clash, since another may take it.
+
+    With ``$FLOTILLA_PORT_RANGE`` set, the port comes from that range and is not handed out
+    twice by this process while others in the range are free (the caller may not have bound
+    the previous one yet)."""
+    ports = port_range()
+    if ports is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+            return port
+    start = random.randrange(len(ports))  # noqa: S311 - a port, not a secret
+    for _ in range(2):  # once skipping the ports handed out, once more from a clean slate
+        for offset in range(len(ports)):
+            candidate = ports[(start + offset) % len(ports)]
+            if candidate not in _handed_out and port_is_free(candidate, host):
+                _handed_out.add(candidate)
+                return candidate
+        _handed_out.difference_update(ports)
+    raise StartupError(f"no free port left in {PORT_RANGE_ENV}={os.environ[PORT_RANGE_ENV]}")
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 from devenv import tools
 from devenv.postgres import SUPERUSER as PG_SUPERUSER
 from devenv.postgres import LocalPostgres
-from devenv.process import ManagedProcess, StartupError, free_port, port_is_free
+from devenv.process import ManagedProcess, StartupError, free_port, port_is_free, port_range
 from workflows.visibility import registrations
 
 START_TIMEOUT = 60.0
@@ -162,12 +162,18 @@ def _sql_tool(postgres: LocalPostgres, database: str, *args: str) -> None:
         raise StartupError(f"temporal-sql-tool {' '.join(args)} on {database} failed:\n{tail}")
 
 
+_SMALLINT_LIMIT = 32768
+
+
 def _low_free_port() -> int:
     """A free port below 32768: the SQL schema keeps a member's port in a smallint column
     (cluster_membership.rpc_port), so a membership port from Linux's ephemeral range
     (32768 and up) makes the server die at start with "out of range for type smallint"."""
+    ports = port_range()
+    if ports is not None and ports.stop <= _SMALLINT_LIMIT:
+        return free_port()  # the range of this test process is low enough already
     while True:
-        port = random.randint(10000, 32767)  # noqa: S311 - a port, not a secret
+        port = random.randint(10000, _SMALLINT_LIMIT - 1)  # noqa: S311 - a port, not a secret
         if port_is_free(port):
             return port
 

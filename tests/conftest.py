@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from devenv import tools
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
-from devenv.process import StartupError
+from devenv.process import PORT_RANGE_ENV, StartupError
 from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_auth
 from devenv.temporal import TemporalDevServer, TemporalServer
 from tests.charts import AgeKey, ChartServer, make_age_key, package_chart, serve_charts, write_chart
@@ -28,6 +29,23 @@ from tests.e2e.harness import Flotilla, start_flotilla
 
 # The private chart repository's credentials: distinctive, so tests can look for them.
 CHART_USER, CHART_PASSWORD = "charts-bot", "chart-pw-Zq83v"
+
+# Each test process takes its servers' ports from a block of its own (devenv.process
+# free_port): BLOCKS blocks of BLOCK_SIZE below the kernel's ephemeral range.
+PORT_BASE, BLOCK_SIZE, BLOCKS = 10000, 1000, 22
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give this process (an xdist worker, or the only one) its block of ports. The workers of
+    one run have consecutive blocks from an offset the run's id picks, so they never share a
+    block, and two runs on the same machine seldom do (a port in use is skipped anyway)."""
+    if PORT_RANGE_ENV in os.environ and not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # set by hand for a serial run
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+    low = PORT_BASE + ((zlib.crc32(run.encode()) + index) % BLOCKS) * BLOCK_SIZE
+    os.environ[PORT_RANGE_ENV] = f"{low}-{low + BLOCK_SIZE - 1}"
 
 
 @pytest.fixture(scope="session")

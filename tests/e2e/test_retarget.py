@@ -59,8 +59,11 @@ async def test_labels_and_removal_retarget_the_bundle(
         await flotilla.eventually(
             lambda: _async(releases(local_cluster.kubeconfig, f"{prefix}-east")), lambda r: r == []
         )
-        status = await flotilla.control.gitrepo_status(ns, "sel")
-        assert status.ready_bundle_deployments == "1/1"
+        # The GitRepo's counts follow its bundles' reports, a moment after the bundle's own.
+        await flotilla.eventually(
+            lambda: flotilla.control.gitrepo_status(ns, "sel"),
+            lambda s: s.ready_bundle_deployments == "1/1",
+        )
 
         # Bumping forceSyncGeneration redeploys every bundle: one new Helm revision.
         selector = [{"clusterSelector": {"matchLabels": {"env": "prod"}}}]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from devenv.gitserver import GitDaemon
+from devenv.process import free_port
 from flotilla.webhooks import WEBHOOK_SECRET_NAME
 from runtime.stores import secret_store
 from starters.control import Control
@@ -32,12 +32,6 @@ from worker import FlotillaWorker, WorkerConfig
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -16,9 +16,11 @@ from devenv.temporal import TemporalServer
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # One xdist group: the server (PostgreSQL and Temporal) then starts on one worker only.
     for item in items:
         if "tests/prodtemporal/" in str(item.path):
             item.add_marker(pytest.mark.prodtemporal)
+            item.add_marker(pytest.mark.xdist_group("prodtemporal"))
 
 
 @pytest.fixture(scope="session")
