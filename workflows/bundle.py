@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         observe,
         partition_gates,
         partition_order,
+        rolls_back,
     )
     from flotilla.gates import statuses as gate_statuses
     from flotilla.ids import cluster_task_queue, deploy_task_queue, gitrepo_workflow_id
@@ -73,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.status import (
         BundleReport,
         BundleState,
+        RepoState,
         StateWithMessage,
         ready_condition,
         state_since,
@@ -361,6 +363,7 @@ class BundleWorkflow:
                     else None,
                 )
             )
+        halted = self._halted()
         return BundleStatus(
             namespace=self.state.namespace,
             bundle=self.state.bundle,
@@ -369,8 +372,8 @@ class BundleWorkflow:
             paused=self._bundle_paused(),
             ready=summary.ready,
             desired=summary.desired,
-            state=summary.state,
-            message=summary.message,
+            state=RepoState.HALTED if halted else summary.state,
+            message=halted or summary.message or (spec.pin if spec else ""),
             summary=self._summary,
             clusters=clusters,
             errors=dict(self.state.plan_errors),
@@ -378,7 +381,8 @@ class BundleWorkflow:
             gates=gate_statuses(
                 partition_gates(self.state.strategy), self.state.gates, self._gate, workflow.now()
             ),
-            halted=self._halted(),
+            halted=halted,
+            pin=spec.pin if spec else "",
         )
 
     @workflow.query(name=CONTENT_REFS_QUERY)
@@ -1028,8 +1032,12 @@ class BundleWorkflow:
         states = self._states(planning)
         summary = summarize(states, planning=planning)
         spec = self.state.spec
+        halted = self._halted()
+        shown = RepoState.HALTED if halted else summary.state
         self.state.conditions = transition(
-            self.state.conditions, [ready_condition(summary.state, summary.message)], workflow.now()
+            self.state.conditions,
+            [ready_condition(shown, halted or summary.message)],
+            workflow.now(),
         )
         self.state.since = state_since(self.state.since, states, now)
         report = BundleReport(
@@ -1042,7 +1050,9 @@ class BundleWorkflow:
             states={name: item.state for name, item in states.items()},
             retired=retired,
             partitions_done=self._partitions_done,
-            halted=self._halted(),
+            halted=halted,
+            auto_rollback=bool(halted)
+            and rolls_back(partition_gates(self.state.strategy), self.state.gates),
         )
         # A digest, so the state handed to continue-as-new stays small for big fleets.
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
@@ -1067,8 +1077,10 @@ class BundleWorkflow:
         updates: list[SearchAttributeUpdate[Any]] = [
             GITREPO.value_set(spec.gitrepo if spec else ""),
             COMMIT.value_set(spec.commit if spec else ""),
-            STATE.value_set(report.state),
-            MESSAGE.value_set(message_value(report.message)),
+            STATE.value_set(shown),
+            MESSAGE.value_set(
+                message_value(halted or report.message or (spec.pin if spec else ""))
+            ),
             READY.value_set(report.ready),
             DESIRED.value_set(report.desired),
             KIND.value_set("Bundle"),
