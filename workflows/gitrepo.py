@@ -280,7 +280,7 @@ class GitRepoWorkflow:
         if ref is None or report.commit != self._commit_of(report.bundle):
             return
         name = report.bundle
-        if report.state is BundleState.READY and report.desired and report.ready == report.desired:
+        if report.state is BundleState.READY and report.ready == report.desired:
             seen = ReadyVersion(commit=report.commit, digest=ref.digest)
             self.state.ready_versions[name] = note_ready(
                 self.state.ready_versions.get(name, []), seen
