@@ -621,8 +621,10 @@ class GitRepoWorkflow:
 
     @workflow.query(name=CONTENT_REFS_QUERY)
     def content_refs(self, request: ContentRefsRequest) -> ContentRefs:
-        """The bundles of the last commit read, including those not handed on yet."""
-        return ContentRefs(digests=sorted({r.digest for r in self.state.bundles.values()} - {""}))
+        """The bundles of the last commit read, including those not handed on yet, and the
+        pinned bundles' content."""
+        refs = [*self.state.bundles.values(), *self.state.pinned_refs.values()]
+        return ContentRefs(digests=sorted({r.digest for r in refs} - {""}))
 
     # --- polling and reading ------------------------------------------------------------------
 
