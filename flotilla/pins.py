@@ -16,7 +16,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from flotilla.errors import SpecError, one_line, short_repr
+from flotilla.errors import MAX_MESSAGE, SpecError, one_line, short_repr
 
 # How long a reason may be, in status and history (as for approvals).
 MAX_REASON = 200
@@ -46,10 +46,13 @@ class Pin(BaseModel):
 
 
 def pin_line(pin: Pin) -> str:
-    """The pin as status shows it: ``pinned to abc1234 by alice: reason; lifted by --clear``."""
-    why = f": {pin.reason}" if pin.reason else ""
+    """The pin as status shows it: ``pinned to abc1234 by alice: reason; lifted by --clear``.
+    A long reason is cut, never what lifts the pin."""
     lifted_by = "the next commit or --clear" if pin.until_next_commit else "--clear"
-    return one_line(f"pinned to {pin.commit[:12]} by {pin.user}{why}; lifted by {lifted_by}")
+    head = f"pinned to {pin.commit[:12]} by {pin.user}"
+    tail = f"; lifted by {lifted_by}"
+    why = f": {pin.reason}" if pin.reason else ""
+    return one_line(head + why, MAX_MESSAGE - len(tail)) + tail
 
 
 def lifted_by_commit(pin: Pin, head: str) -> bool:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from flotilla.errors import SpecError
+from flotilla.errors import MAX_MESSAGE, SpecError
 from flotilla.pins import (
     GOOD_KEPT,
     Pin,
@@ -42,6 +42,11 @@ def test_the_pin_line_says_where_who_why_and_what_lifts_it(
     fields: dict[str, object], line: str
 ) -> None:
     assert pin_line(_pin(**fields)) == line
+
+
+def test_a_long_reason_is_cut_but_never_what_lifts_the_pin() -> None:
+    line = pin_line(_pin(reason="x" * 500, until_next_commit=True))
+    assert len(line) <= MAX_MESSAGE and line.endswith("...; lifted by the next commit or --clear")
 
 
 @pytest.mark.parametrize(
