@@ -775,6 +775,11 @@ class Control:
             bundle = await self.bundle_status(namespace, name)
             if not bundle.gitrepo:
                 raise FlotillaError(f"bundle {namespace}/{name} has no version yet")
+            if await self._is_helmop(namespace, bundle.gitrepo):
+                raise FlotillaError(
+                    f"bundle {namespace}/{name} belongs to helmop {bundle.gitrepo}: set an "
+                    "older version in its spec instead"
+                )
             gitrepo = bundle.gitrepo
             request = request.model_copy(update={"bundle": name})
         try:
@@ -828,6 +833,13 @@ class Control:
             f"helmop {namespace}/{name} not found",
         )
         return status
+
+    async def _is_helmop(self, namespace: str, name: str) -> bool:
+        try:
+            await self.helmop_status(namespace, name)
+        except FlotillaError:
+            return False
+        return True
 
     async def list_helmops(self, namespace: str) -> list[HelmOpStatus]:
         names = await self._running("HelmOp", namespace)
