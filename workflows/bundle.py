@@ -168,6 +168,14 @@ WINDOWS_PATCH = "windows-deployment-windows"
 # Gates between partitions (approval, soak; flotilla.gates): asked only by bundles whose
 # partitions declare a gate, so runs without any carry no marker.
 GATES_PATCH = "gates-partition-gates"
+# A deploy that returns not Ready while a newer version is staged for its cluster (a new
+# commit or a rollback came in meanwhile) is not watched: the next pass deploys the newer
+# version at once, instead of after a readiness watch of the superseded one. Asked only then.
+SUPERSEDED_NOT_WATCHED_PATCH = "rollback-superseded-deploy-not-watched"
+# A failure budget's deadline runs from when the version's deploy starts on the cluster, not
+# from a pass that offered it while an older deploy was still in flight there (a rollback
+# offered during a slow bad deploy was charged for it). Asked only in that situation.
+RELEASED_WHEN_DEPLOYED_PATCH = "rollback-failure-deadline-from-deploy"
 
 
 def _shape(report: BundleReport) -> str:
@@ -662,13 +670,17 @@ class BundleWorkflow:
         for _ in range(3):
             decision = decide(gates, order, record, now, health)
             plan = plan_rollout(state.model_copy(update={"closed": decision.closed}))
+            released = plan.deploy
+            busy = [n for n in released if n in self._in_flight]
+            if health and busy and workflow.patched(RELEASED_WHEN_DEPLOYED_PATCH):
+                released = [n for n in released if n not in self._in_flight]
             after = observe(
                 gates,
                 record,
                 partitions=plan.partitions,
                 gated_partition=plan.gated_partition,
                 now=now,
-                released=plan.deploy,
+                released=released,
             )
             if health:
                 after, failure_due = count_failures(gates, after, health, now)
@@ -854,6 +866,9 @@ class BundleWorkflow:
         record = self.state.deployments[cluster].apply_succeeded(result)
         self._put(record)
         if not record.ready:
+            superseded = record.staged != record.released
+            if superseded and workflow.patched(SUPERSEDED_NOT_WATCHED_PATCH):
+                return
             await self._watch(cluster)
 
     def _status_request(self, record: DeploymentRecord) -> StatusRequest:

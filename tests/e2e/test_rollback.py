@@ -101,7 +101,9 @@ async def test_auto_rollback_restores_the_last_good_version_on_the_canary(
         "never ready": {"app/cm.yaml": CM.format(name="cfg", version=3), "app/d.yaml": DEPLOYMENT},
     }
     for what, files in bad_versions.items():
-        revisions_before = len(helm_history(local_cluster.kubeconfig, *release))
+        revision_before = max(
+            int(str(h["revision"])) for h in helm_history(local_cluster.kubeconfig, *release)
+        )
         bad = git_daemon.commit(work, files, message=what)
 
         # Halted on the canary, then pinned back to the last good version by autoRollback; the
@@ -125,9 +127,12 @@ async def test_auto_rollback_restores_the_last_good_version_on_the_canary(
         assert bundle.commit == good and bundle.state == "Ready", (what, bundle)
         assert _versions(local_cluster, prefix) == dict.fromkeys(CLUSTERS, "1"), what
         # Rolling back is one more Helm revision with the old content, never `helm rollback`
-        # and never a deleted release: the history only grows, its last revision deployed.
+        # and never a deleted release: revisions only go up (maxHistory trims the old ones),
+        # the newest one deployed.
         history = helm_history(local_cluster.kubeconfig, *release)
-        assert len(history) > revisions_before and history[-1]["status"] == "deployed", history
+        newest = history[-1]
+        assert int(str(newest["revision"])) > revision_before, history
+        assert newest["status"] == "deployed", history
         assert not any("Rollback" in str(h.get("description", "")) for h in history), history
         # main never got a bad version: every content but the good one went to c1 alone.
         calls, _ = await activity_calls(flotilla.client, bundle_workflow_id(ns, "auto-app"))
