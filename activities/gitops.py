@@ -318,6 +318,35 @@ class GitOpsActivities:
             )
         raise self.git_error(source, f"fetch of {commit[:12]}", error) from None
 
+    def _fetch_exact(
+        self, repo: git.Repo, source: GitSource, commit: str, env: dict[str, str]
+    ) -> str:
+        """Check out ``commit`` (full or abbreviated) only if the branch or tag has it: the
+        whole history of that ref is fetched (a pin is rare; an abbreviated name can only be
+        resolved against history), never its head instead."""
+        activity.heartbeat("fetching history")
+        ref = f"refs/tags/{source.revision}" if source.revision else f"refs/heads/{source.branch}"
+        named = source.revision or source.branch
+        try:
+            repo.git.execute(["git", "fetch", source.repo, ref], env=env, kill_after_timeout=500)
+        except git.GitCommandError as err:
+            raise self.git_error(source, f"fetch of {named}", err) from None
+        try:
+            full = str(
+                repo.git.execute(["git", "rev-parse", "--verify", "-q", f"{commit}^{{commit}}"])
+            ).strip()
+            repo.git.execute(["git", "merge-base", "--is-ancestor", full, "FETCH_HEAD"])
+        except git.GitCommandError:
+            raise to_application_error(
+                SpecError(
+                    f"{source.repo}: commit {commit[:12]!r} not found in {named} "
+                    "(or the abbreviation is ambiguous)",
+                    type=INVALID_SPEC,
+                )
+            ) from None
+        repo.git.execute(["git", "checkout", "-q", full])
+        return full
+
     def _verify(self, checkout: Path, commit: str, source: GitSource) -> None:
         """Nothing of an unsigned or wrongly signed commit is read (verifyCommits)."""
         assert source.verify_secret_name
@@ -339,7 +368,12 @@ class GitOpsActivities:
         try:
             with self.git_env(source) as env:
                 repo = git.Repo.init(checkout)
-                commit = self._fetch(repo, source, request.commit, {**os.environ, **env})
+                git_env = {**os.environ, **env}
+                commit = (
+                    self._fetch_exact(repo, source, request.commit, git_env)
+                    if request.exact
+                    else self._fetch(repo, source, request.commit, git_env)
+                )
             if source.verify_secret_name:
                 self._verify(checkout, commit, source)
             activity.heartbeat("reading")

@@ -66,6 +66,9 @@ class FetchRequest(BaseModel):
     source: GitSource
     commit: str
     paths: list[str] = Field(default_factory=lambda: ["."])
+    # ``commit`` exactly, full or abbreviated, and only if the branch (or tag) has it: a
+    # version pin. Never the branch head instead. Left out of the JSON when false.
+    exact: bool = Field(default=False, exclude_if=lambda value: not value)
 
 
 class DependencyRef(BaseModel):

@@ -426,7 +426,7 @@ def gitrepo_status(
             "readyBundleDeployments": view.ready_bundle_deployments,
             "state": "" if view.state == BundleState.READY else view.state,
             "message": view.message,
-            "error": view.state in ("ErrApplied", "GitError"),
+            "error": view.state in ("ErrApplied", "GitError", "Halted"),
         },
         "summary": {
             "desiredReady": int(desired or 0),

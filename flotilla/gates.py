@@ -43,6 +43,7 @@ class PartitionGate(_Frozen):
     soak: timedelta | None = None
     failure_budget: int | str | None = None
     failure_deadline: timedelta = DEFAULT_FAILURE_DEADLINE
+    auto_rollback: bool = False
 
 
 class Approval(_Frozen):
@@ -136,12 +137,20 @@ def partition_gates(strategy: RolloutStrategy) -> dict[str, PartitionGate]:
             failure_deadline=DEFAULT_FAILURE_DEADLINE
             if spec.failure_deadline is None
             else timedelta(seconds=parse_duration(spec.failure_deadline, field=field)),
+            auto_rollback=spec.auto_rollback,
         )
     return gates
 
 
 def has_failure_budget(gates: Mapping[str, PartitionGate]) -> bool:
     return any(g.failure_budget is not None for g in gates.values())
+
+
+def rolls_back(gates: Mapping[str, PartitionGate], record: GateRecord) -> bool:
+    """Whether the halt in ``record`` asks for an automatic rollback: a spent failure budget
+    (not a person's rejection, nor an expired approval) of a partition with ``autoRollback``."""
+    gate = gates.get(record.halted_partition) if record.halted else None
+    return gate is not None and gate.auto_rollback
 
 
 def _seconds(value: str | int | float | None, field: str) -> timedelta | None:

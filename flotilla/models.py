@@ -340,7 +340,8 @@ class Partition(ClusterMatchCriteria):
     ``failureDeadline`` are flotilla's gates (Fleet ignores keys it does not know): a person
     approves a new version before this partition starts (``flotilla approve rollout``), within
     the deadline or it counts as rejected; after this partition is Ready the next one waits
-    ``soakTime``; more failed clusters than the budget halt the rollout
+    ``soakTime``; more failed clusters than the budget halt the rollout, and with
+    ``autoRollback`` roll the bundle back to its last Ready version
     (docs/progressive-delivery.md).
     """
 
@@ -353,6 +354,9 @@ class Partition(ClusterMatchCriteria):
     # halts; a cluster fails when it is not Ready at it ``failureDeadline`` after its release.
     failure_budget: IntOrPercent | None = None
     failure_deadline: Duration | None = None
+    # When the failure budget halts the rollout, roll the bundle back to the last version that
+    # was Ready (a version pin that the next commit lifts).
+    auto_rollback: bool = False
 
     @model_validator(mode="after")
     def _deadline_needs_approval(self) -> Partition:
@@ -360,6 +364,8 @@ class Partition(ClusterMatchCriteria):
             raise ValueError("approvalDeadline needs requireApproval: true")
         if self.failure_deadline is not None and self.failure_budget is None:
             raise ValueError("failureDeadline needs a failureBudget")
+        if self.auto_rollback and self.failure_budget is None:
+            raise ValueError("autoRollback needs a failureBudget")
         return self
 
 

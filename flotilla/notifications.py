@@ -69,6 +69,8 @@ class EventKind(StrEnum):
     CLUSTER_OFFLINE = "ClusterOffline"
     # A gate halted a rollout: a rejection, a passed approval deadline, a spent failure budget.
     ROLLOUT_HALTED = "RolloutHalted"
+    # A halted partition's autoRollback pinned the bundle to its last Ready version.
+    ROLLED_BACK = "RolledBack"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,6 +345,7 @@ _TITLES: dict[EventKind, str] = {
     EventKind.IMAGE_UPDATE_COMMITTED: "image update committed",
     EventKind.CLUSTER_OFFLINE: "cluster offline",
     EventKind.ROLLOUT_HALTED: "rollout halted",
+    EventKind.ROLLED_BACK: "rolled back automatically",
 }
 
 

@@ -1,8 +1,9 @@
 """Whether a rollout is done: a GitRepo's or bundle's status as a line and a verdict.
 
 ``flotilla rollout status`` asks a status query every second and prints the line whenever
-it changes; the verdict says when to stop. Ready ends it (success), ErrApplied or a GitRepo
-that cannot read git ends it (failure, with the reason); every other state is progress.
+it changes; the verdict says when to stop. Ready ends it (success), ErrApplied, a halted
+rollout (Halted) or a GitRepo that cannot read git ends it (failure, with the reason); every
+other state is progress.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class Verdict(StrEnum):
     WAITING = "waiting"
 
 
-_FAILED = {BundleState.ERR_APPLIED.value, RepoState.GIT_ERROR.value}
+_FAILED = {BundleState.ERR_APPLIED.value, RepoState.GIT_ERROR.value, RepoState.HALTED.value}
 
 
 @dataclass(frozen=True)

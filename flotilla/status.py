@@ -47,6 +47,10 @@ class RepoState(StrEnum):
     # A HelmOp's chart source cannot give a version (down, refused, nothing matches): the
     # version chosen before keeps running.
     CHART_ERROR = "ChartError"
+    # A gate stopped a bundle's rollout of its version (a spent failure budget, a rejected or
+    # expired approval): no later partition starts it. A bundle's and a GitRepo's state, never
+    # one deployment's (its clusters show why each is where it is).
+    HALTED = "Halted"
 
 
 # Worst first. Fleet's order, with WaitingForDependency just worse than Pending: a dependency
@@ -189,6 +193,7 @@ _DEFAULT_REASON: dict[str, str] = {
     BundleState.READY: "",
     RepoState.GIT_ERROR: "git cannot be read",
     RepoState.GIT_UPDATING: "reading the first commit",
+    RepoState.HALTED: "the rollout halted",
 }
 
 
@@ -285,6 +290,9 @@ class BundleReport(BaseModel):
     # Why a gate halted the rollout of this commit (flotilla.gates), else empty and left out
     # of the JSON, so reports of bundles without gates are what they always were.
     halted: str = Field(default="", exclude_if=lambda value: not value)
+    # The halt asks its GitRepo to roll the bundle back to its last Ready version (the halted
+    # partition has autoRollback); left out of the JSON when not, as above.
+    auto_rollback: bool = Field(default=False, exclude_if=lambda value: not value)
 
 
 class BundleSource(Protocol):
@@ -301,13 +309,13 @@ class BundleSource(Protocol):
 
 
 class BundleLine(BaseModel):
-    """One bundle in a GitRepo's status."""
+    """One bundle in a GitRepo's status (Halted when a gate halted its rollout)."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     path: str
-    state: BundleState
+    state: BundleState | RepoState
     ready: int
     desired: int
     message: str
@@ -339,6 +347,7 @@ def summarize_gitrepo(
     stale_is_wait_applied: bool = True,
     git_states: bool = True,
     restricted: str = "",
+    pinned: Mapping[str, str] | None = None,
 ) -> GitRepoSummary:
     """Aggregate a GitRepo's bundles: ready/desired clusters and bundle deployments, the worst
     state and the line that explains it.
@@ -351,20 +360,29 @@ def summarize_gitrepo(
     the first commit is read (and without an error) it is GitUpdating, never Ready. Without
     ``git_states`` (older runs) a git error was GitError only before a first commit was read.
     A workspace restriction that refuses the GitRepo outranks everything (Restricted, with why).
+    ``pinned`` names bundles held at another commit than ``commit`` (a version pin): their
+    reports are current at that commit. A bundle whose rollout a gate halted is Halted, and so
+    is the GitRepo (below a git error or a restriction; above every deployment state).
     """
     lines: list[BundleLine] = []
     ready = desired = 0
     per_cluster: dict[str, bool] = {}
+    worst = BundleState.READY
+    halted: BundleLine | None = None
     for bundle in sorted(bundles, key=lambda b: b.name):
         report = reports.get(bundle.name)
-        state = report.state if report else BundleState.PENDING
+        state: BundleState | RepoState = report.state if report else BundleState.PENDING
         message = report.message if report else "no status report from it yet"
-        if stale_is_wait_applied and report and report.commit != commit:
+        expected = (pinned or {}).get(bundle.name, commit)
+        if stale_is_wait_applied and report and report.commit != expected:
             # The bundle has not taken this commit yet: its report speaks of an older one.
             state = BundleState.WAIT_APPLIED
             message = f"applying commit {commit[:12]}"
         if bundle.error:
             state = BundleState.ERR_APPLIED
+        worst = worst_state([worst, BundleState(state)])
+        if report and report.halted and report.commit == expected and not bundle.error:
+            state, message = RepoState.HALTED, report.halted
         if report:
             ready += report.ready
             desired += report.desired
@@ -372,22 +390,21 @@ def summarize_gitrepo(
                 per_cluster[cluster] = per_cluster.get(cluster, True) and (
                     cluster_state is BundleState.READY
                 )
-        lines.append(
-            BundleLine(
-                name=bundle.name,
-                path=bundle.path,
-                state=state,
-                ready=report.ready if report else 0,
-                desired=report.desired if report else 0,
-                message=explain(state, message),
-                error=bundle.error,
-            )
+        line = BundleLine(
+            name=bundle.name,
+            path=bundle.path,
+            state=state,
+            ready=report.ready if report else 0,
+            desired=report.desired if report else 0,
+            message=explain(state, message),
+            error=bundle.error,
         )
-    worst = worst_state(line.state for line in lines)
-    first_bad = next(
+        halted = halted or (line if state is RepoState.HALTED else None)
+        lines.append(line)
+    first_bad = halted or next(
         (b for b in lines if b.state is worst and worst is not BundleState.READY), None
     )
-    shown: BundleState | RepoState = worst
+    shown: BundleState | RepoState = RepoState.HALTED if halted else worst
     message = f"{first_bad.name}: {first_bad.error or first_bad.message}" if first_bad else ""
     if not git_states:
         shown = RepoState.GIT_ERROR if error and not commit else worst

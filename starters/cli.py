@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "content": ("starters.content", "the content store: garbage collection"),
     "schema": ("starters.schema", "print the JSON Schema of fleet.yaml or a Fleet object"),
     "rollout": ("starters.rollout", "follow a rollout until it is Ready or fails"),
+    "rollback": (
+        "starters.rollback",
+        "pin a gitrepo or bundle to an earlier commit across the fleet, or lift the pin",
+    ),
     "diff": (
         "starters.diff",
         "show what a commit would change on each targeted cluster (exit 1: changes)",

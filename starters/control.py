@@ -75,6 +75,7 @@ from workflows.gitrepo_models import (
     DELETE_UPDATE,
     GITREPO_STATUS_QUERY,
     GITREPO_WORKFLOW,
+    ROLLBACK_UPDATE,
     SYNC_NOW_UPDATE,
     UPDATE_SPEC_UPDATE,
     DeleteRequest,
@@ -82,6 +83,8 @@ from workflows.gitrepo_models import (
     GitRepoState,
     GitRepoStatus,
     GitRepoStatusRequest,
+    RollbackRequest,
+    RollbackResult,
     SyncNowRequest,
     SyncNowResult,
     UpdateSpecRequest,
@@ -764,6 +767,32 @@ class Control:
             raise FlotillaError(f"bundle {namespace}/{name}: {cause_message(err)}") from None
         return result.message
 
+    async def rollback(self, namespace: str, kind: str, name: str, request: RollbackRequest) -> str:
+        """Pin a gitrepo or a bundle to an earlier version, or lift its pin (``request``); a
+        bundle's pin is held by its GitRepo, found from the bundle's status."""
+        gitrepo = name
+        if kind == "bundle":
+            bundle = await self.bundle_status(namespace, name)
+            if not bundle.gitrepo:
+                raise FlotillaError(f"bundle {namespace}/{name} has no version yet")
+            if await self._is_helmop(namespace, bundle.gitrepo):
+                raise FlotillaError(
+                    f"bundle {namespace}/{name} belongs to helmop {bundle.gitrepo}: set an "
+                    "older version in its spec instead"
+                )
+            gitrepo = bundle.gitrepo
+            request = request.model_copy(update={"bundle": name})
+        try:
+            result: RollbackResult = await _not_found_is_error(
+                self.gitrepo(namespace, gitrepo).execute_update(
+                    ROLLBACK_UPDATE, request, result_type=RollbackResult
+                ),
+                f"gitrepo {namespace}/{gitrepo} not found",
+            )
+        except WorkflowUpdateFailedError as err:
+            raise FlotillaError(cause_message(err)) from None
+        return result.message
+
     async def delete_gitrepo(self, namespace: str, name: str, *, wait: bool = True) -> str:
         handle = self.gitrepo(namespace, name)
         result: DeleteResult = await _not_found_is_error(
@@ -804,6 +833,13 @@ class Control:
             f"helmop {namespace}/{name} not found",
         )
         return status
+
+    async def _is_helmop(self, namespace: str, name: str) -> bool:
+        try:
+            await self.helmop_status(namespace, name)
+        except FlotillaError:
+            return False
+        return True
 
     async def list_helmops(self, namespace: str) -> list[HelmOpStatus]:
         names = await self._running("HelmOp", namespace)

@@ -114,7 +114,8 @@ def bundle_table(items: Sequence[BundleRow]) -> str:
 
 
 def status_text(state: str, message: str) -> str:
-    return state if state == "Ready" or not message else f"{state}: {message}"
+    """``State: why``; Ready alone unless something is worth saying (a version pin)."""
+    return f"{state}: {message}" if message else state
 
 
 def conditions_table(conditions: Sequence[Condition], now: datetime | None = None) -> str:
@@ -153,6 +154,9 @@ def describe_gitrepo(status: GitRepoStatus, now: datetime | None = None) -> str:
         lines.append(f"Git error:   {status.error}")
         lines.append(f"  Since:     {_when(status.error_since)}")
         lines.append(f"  Serving:   {status.commit or '<nothing: no commit read yet>'}")
+    lines += [f"Pinned:      {pin}" for pin in status.pins]
+    if status.pins and status.head and status.head != status.commit:
+        lines.append(f"Branch head: {status.head}")
     lines += [
         "Conditions:",
         conditions_table(status.conditions, now),
@@ -240,6 +244,7 @@ def describe_bundle(status: BundleStatus, now: datetime | None = None) -> str:
         f"Paused:      {str(status.paused).lower()}",
         f"Ready:       {status.ready}/{status.desired}",
         f"State:       {status_text(status.state, status.message)}",
+        *([f"Pinned:      {status.pin}"] if status.pin else []),
         f"Rollout:     {status.summary}",
         "Conditions:",
         conditions_table(status.conditions or [_ready(status.state, status.message)], now),

@@ -66,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         observe,
         partition_gates,
         partition_order,
+        rolls_back,
     )
     from flotilla.gates import statuses as gate_statuses
     from flotilla.ids import cluster_task_queue, deploy_task_queue, gitrepo_workflow_id
@@ -81,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.status import (
         BundleReport,
         BundleState,
+        RepoState,
         StateWithMessage,
         ready_condition,
         state_since,
@@ -175,6 +177,14 @@ WINDOWS_PATCH = "windows-deployment-windows"
 # Gates between partitions (approval, soak; flotilla.gates): asked only by bundles whose
 # partitions declare a gate, so runs without any carry no marker.
 GATES_PATCH = "gates-partition-gates"
+# A deploy that returns not Ready while a newer version is staged for its cluster (a new
+# commit or a rollback came in meanwhile) is not watched: the next pass deploys the newer
+# version at once, instead of after a readiness watch of the superseded one. Asked only then.
+SUPERSEDED_NOT_WATCHED_PATCH = "rollback-superseded-deploy-not-watched"
+# A failure budget's deadline runs from when the version's deploy starts on the cluster, not
+# from a pass that offered it while an older deploy was still in flight there (a rollback
+# offered during a slow bad deploy was charged for it). Asked only in that situation.
+RELEASED_WHEN_DEPLOYED_PATCH = "rollback-failure-deadline-from-deploy"
 
 # downstreamResources: a bundle that lists some reads their digest every
 # DOWNSTREAM_POLL_INTERVAL and plans again when it changed (a new deployment id: a re-deploy of
@@ -375,6 +385,7 @@ class BundleWorkflow:
                     else None,
                 )
             )
+        halted = self._halted()
         return BundleStatus(
             namespace=self.state.namespace,
             bundle=self.state.bundle,
@@ -383,8 +394,8 @@ class BundleWorkflow:
             paused=self._bundle_paused(),
             ready=summary.ready,
             desired=summary.desired,
-            state=summary.state,
-            message=summary.message,
+            state=RepoState.HALTED if halted else summary.state,
+            message=halted or summary.message or (spec.pin if spec else ""),
             summary=self._summary,
             clusters=clusters,
             errors=dict(self.state.plan_errors),
@@ -392,8 +403,9 @@ class BundleWorkflow:
             gates=gate_statuses(
                 partition_gates(self.state.strategy), self.state.gates, self._gate, workflow.now()
             ),
-            halted=self._halted(),
+            halted=halted,
             labels=dict(spec.labels) if spec else {},
+            pin=spec.pin if spec else "",
         )
 
     @workflow.query(name=CONTENT_REFS_QUERY)
@@ -714,13 +726,17 @@ class BundleWorkflow:
         for _ in range(3):
             decision = decide(gates, order, record, now, health)
             plan = plan_rollout(state.model_copy(update={"closed": decision.closed}))
+            released = plan.deploy
+            busy = [n for n in released if n in self._in_flight]
+            if health and busy and workflow.patched(RELEASED_WHEN_DEPLOYED_PATCH):
+                released = [n for n in released if n not in self._in_flight]
             after = observe(
                 gates,
                 record,
                 partitions=plan.partitions,
                 gated_partition=plan.gated_partition,
                 now=now,
-                released=plan.deploy,
+                released=released,
             )
             if health:
                 after, failure_due = count_failures(gates, after, health, now)
@@ -906,6 +922,9 @@ class BundleWorkflow:
         record = self.state.deployments[cluster].apply_succeeded(result)
         self._put(record)
         if not record.ready:
+            superseded = record.staged != record.released
+            if superseded and workflow.patched(SUPERSEDED_NOT_WATCHED_PATCH):
+                return
             await self._watch(cluster)
 
     def _status_request(self, record: DeploymentRecord) -> StatusRequest:
@@ -1084,8 +1103,12 @@ class BundleWorkflow:
         states = self._states(planning)
         summary = summarize(states, planning=planning)
         spec = self.state.spec
+        halted = self._halted()
+        shown = RepoState.HALTED if halted else summary.state
         self.state.conditions = transition(
-            self.state.conditions, [ready_condition(summary.state, summary.message)], workflow.now()
+            self.state.conditions,
+            [ready_condition(shown, halted or summary.message)],
+            workflow.now(),
         )
         self.state.since = state_since(self.state.since, states, now)
         report = BundleReport(
@@ -1098,7 +1121,9 @@ class BundleWorkflow:
             states={name: item.state for name, item in states.items()},
             retired=retired,
             partitions_done=self._partitions_done,
-            halted=self._halted(),
+            halted=halted,
+            auto_rollback=bool(halted)
+            and rolls_back(partition_gates(self.state.strategy), self.state.gates),
         )
         # A digest, so the state handed to continue-as-new stays small for big fleets.
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
@@ -1123,8 +1148,10 @@ class BundleWorkflow:
         updates: list[SearchAttributeUpdate[Any]] = [
             GITREPO.value_set(spec.gitrepo if spec else ""),
             COMMIT.value_set(spec.commit if spec else ""),
-            STATE.value_set(report.state),
-            MESSAGE.value_set(message_value(report.message)),
+            STATE.value_set(shown),
+            MESSAGE.value_set(
+                message_value(halted or report.message or (spec.pin if spec else ""))
+            ),
             READY.value_set(report.ready),
             DESIRED.value_set(report.desired),
             KIND.value_set("Bundle"),

@@ -16,7 +16,7 @@ from flotilla.bundledeployment import DeploymentRecord as _DeploymentRecord
 from flotilla.credentials import RenderSecretRefs
 from flotilla.gates import GateRecord, GateStatus
 from flotilla.models import RolloutStrategy
-from flotilla.status import BundleState, Condition, StateSince
+from flotilla.status import BundleState, Condition, RepoState, StateSince
 from flotilla.targeting import GitRepoSwitches
 from workflows.common import MAX_PENDING_ACTIVITIES, MONITOR_INTERVAL
 from workflows.registry_models import ClusterSnapshot
@@ -50,6 +50,9 @@ class BundleSpec(BaseModel):
     # The workflow that owns the bundle when it is not ``gitrepo/<ns>/<gitrepo>`` (a HelmOp's
     # ``helmop/<ns>/<name>``); left out of the JSON when absent, as above.
     owner_workflow_id: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    # The version pin that holds this bundle at ``commit`` (flotilla.pins.pin_line), shown by
+    # the bundle's status; left out of the JSON when there is none, as above.
+    pin: str = Field(default="", exclude_if=lambda value: not value)
 
 
 # The bundle on one cluster, with its Helm release (the record and its transitions are core).
@@ -166,7 +169,8 @@ class BundleStatus(BaseModel):
     paused: bool
     ready: int
     desired: int
-    state: BundleState
+    # Halted (a RepoState) when a gate halted the rollout of this version.
+    state: BundleState | RepoState
     message: str
     summary: str
     clusters: list[ClusterStatus]
@@ -178,3 +182,5 @@ class BundleStatus(BaseModel):
     halted: str = ""
     # The bundle's labels (what a HelmOp's dependsOn selector selects on).
     labels: dict[str, str] = Field(default_factory=dict)
+    # The version pin holding the bundle at ``commit`` (flotilla rollback), or "".
+    pin: str = ""

@@ -48,7 +48,18 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.errors import INVALID_SPEC, FlotillaError, SpecError, cause_message, one_line
     from flotilla.ids import bundle_workflow_id, registry_workflow_id
     from flotilla.models import GitRepoSpec
-    from flotilla.notifications import EventKind, report_events
+    from flotilla.notifications import EventKind, NotificationEvent, report_events
+    from flotilla.pins import (
+        AUTO_ROLLBACK_USER,
+        Pin,
+        ReadyVersion,
+        check_rollback,
+        content_digest,
+        lifted_by_commit,
+        note_ready,
+        pin_line,
+        previous_version,
+    )
     from flotilla.restrictions import authorize_gitrepo
     from flotilla.status import (
         BundleReport,
@@ -85,6 +96,7 @@ with workflow.unsafe.imports_passed_through():
         GITREPO_SPEC_QUERY,
         GITREPO_STATUS_QUERY,
         GITREPO_WORKFLOW,
+        ROLLBACK_UPDATE,
         SYNC_NOW_UPDATE,
         UPDATE_SPEC_UPDATE,
         DeleteRequest,
@@ -93,6 +105,8 @@ with workflow.unsafe.imports_passed_through():
         GitRepoState,
         GitRepoStatus,
         GitRepoStatusRequest,
+        RollbackRequest,
+        RollbackResult,
         SyncNowRequest,
         SyncNowResult,
         UpdateSpecRequest,
@@ -141,6 +155,13 @@ NOTIFY_PATCH = "gitrepo-sends-notification-events"
 NOTIFY_CONFIGURED_PATCH = "closers-notify-only-when-configured"
 # ClusterOffline is told once per cluster by the registry, no longer per bundle from here.
 CLUSTER_OFFLINE_PATCH = "closers-cluster-offline-from-registry"
+# Version pins (flotilla rollback): the pinned commit is fetched and its bundles deployed
+# instead of the branch head's. Asked only by the rollback update, so runs never pinned carry
+# no marker.
+PINS_PATCH = "rollback-version-pins"
+# A halted partition's autoRollback: the bundle pinned to its last Ready version. Asked only
+# when a bundle's report asks for it.
+AUTO_ROLLBACK_PATCH = "rollback-automatic"
 
 
 def _source_key(spec: GitRepoSpec) -> str:
@@ -165,6 +186,8 @@ class GitRepoWorkflow:
         # What the workspace's restrictions add to every bundle's switches (set with the
         # authorized spec; empty when they add nothing).
         self._namespace_rules: dict[str, Any] = {}
+        # Bumped whenever a pin is set or lifted: a fetch that started before is not taken.
+        self._pin_epoch = 0
 
     @workflow.run
     async def run(self, state: GitRepoState) -> None:
@@ -191,6 +214,7 @@ class GitRepoWorkflow:
             if self._poll_now:
                 self._poll_now = False
                 await self._poll()
+            await self._auto_rollback()
             await self._sync_bundles()
             # After the bundles, so a new commit's deploys never wait for the schedules.
             await self._sync_image_schedules()
@@ -244,9 +268,27 @@ class GitRepoWorkflow:
                 self.state.retiring.remove(report.bundle)
         else:
             self.state.reports[report.bundle] = report
+            self._note_report(report)
         if report.bundle not in self.state.forward:
             self.state.forward.append(report.bundle)
         self._wake = True
+
+    def _note_report(self, report: BundleReport) -> None:
+        """Remember the bundle's version when it is Ready everywhere (for --previous and
+        autoRollback), and a halt that asks for an automatic rollback."""
+        ref = self._effective_refs().get(report.bundle)
+        if ref is None or report.commit != self._commit_of(report.bundle):
+            return
+        name = report.bundle
+        if report.state is BundleState.READY and report.ready == report.desired:
+            seen = ReadyVersion(commit=report.commit, digest=ref.digest)
+            self.state.ready_versions[name] = note_ready(
+                self.state.ready_versions.get(name, []), seen
+            )
+        wanted = report.auto_rollback and report.halted and name not in self.state.pins
+        if wanted and name not in self.state.auto_rollbacks:
+            self.state.auto_rollbacks.append(name)
+            self._wake = True
 
     def _note_events(self, report: BundleReport) -> None:
         """What this report changed, kept until the loop sends it (a handler cannot await)."""
@@ -333,6 +375,230 @@ class GitRepoWorkflow:
                 non_retryable=True,
             )
 
+    @workflow.update(name=ROLLBACK_UPDATE)
+    async def rollback(self, request: RollbackRequest) -> RollbackResult:
+        """Pin a version (``--to``, ``--previous``) or lift a pin (``--clear``). The pinned
+        commit is read before the answer, so an unknown commit is refused in one line."""
+        workflow.patched(PINS_PATCH)
+        what = f"bundle {request.bundle}" if request.bundle else "gitrepo"
+        where = f"{what} of {self.state.namespace}/{self.state.name}"
+        if request.clear:
+            lifted = self._lift(request.bundle, f"lifted by {request.user}")
+            self._poll_now = self._poll_now or not request.bundle
+            return RollbackResult(
+                message=f"{where}: pin to {lifted.commit[:12]} lifted; the branch head rolls "
+                "out again",
+                commit=self.state.head,
+            )
+        commit = request.to or self._previous(request.bundle)
+        pin = await self._pin(
+            request.bundle,
+            commit,
+            user=request.user,
+            reason=request.reason,
+            until_next_commit=request.until_next_commit,
+        )
+        return RollbackResult(message=f"{where}: {pin_line(pin)}", commit=pin.commit)
+
+    @rollback.validator
+    def _validate_rollback(self, request: RollbackRequest) -> None:
+        try:
+            check_rollback(
+                to=request.to,
+                previous=request.previous,
+                clear=request.clear,
+                user=request.user,
+                reason=request.reason,
+                until_next_commit=request.until_next_commit,
+            )
+        except FlotillaError as err:
+            raise ApplicationError(str(err), type=INVALID_SPEC, non_retryable=True) from None
+        name = f"{self.state.namespace}/{self.state.name}"
+        refusal = ""
+        if self.state.deleting:
+            refusal = f"gitrepo {name} is being deleted"
+        elif self.state.restricted:
+            refusal = f"gitrepo {name}: {self.state.restricted}"
+        elif request.bundle and request.bundle not in self._effective_refs():
+            known = ", ".join(sorted(self._effective_refs())) or "none"
+            refusal = f"gitrepo {name} has no bundle {request.bundle!r} (bundles: {known})"
+        elif request.clear and request.bundle not in self.state.pins:
+            what = f"bundle {request.bundle}" if request.bundle else f"gitrepo {name}"
+            refusal = f"{what} is not pinned"
+        elif request.previous and not self._previous(request.bundle):
+            what = f"bundle {request.bundle}" if request.bundle else f"gitrepo {name}"
+            refusal = (
+                f"{what} has no earlier version that was Ready to go back to (use --to COMMIT)"
+            )
+        if refusal:
+            raise ApplicationError(refusal, type=INVALID_SPEC, non_retryable=True)
+
+    def _previous(self, bundle: str) -> str:
+        """The commit ``--previous`` means for the GitRepo or one bundle ("" when none)."""
+        refs = self._effective_refs()
+        if bundle:
+            current = refs[bundle].digest if bundle in refs else ""
+        else:
+            current = content_digest({n: r.digest for n, r in refs.items()})
+        return previous_version(self.state.ready_versions.get(bundle, []), current)
+
+    async def _pin(
+        self, bundle: str, commit: str, *, user: str, reason: str, until_next_commit: bool
+    ) -> Pin:
+        """Read ``commit`` (it must be on the branch) and hold the GitRepo or one bundle at it."""
+        spec = self._authorized_spec() or self.state.spec
+        self._pin_epoch += 1
+        epoch = self._pin_epoch
+        try:
+            fetched: FetchResult = await workflow.execute_activity(
+                FETCH_BUNDLES,
+                FetchRequest(
+                    namespace=self.state.namespace,
+                    gitrepo=self.state.name,
+                    source=GitSource.from_spec(spec, self.state.namespace),
+                    commit=commit,
+                    paths=spec.paths,
+                    exact=True,
+                ),
+                result_type=FetchResult,
+                start_to_close_timeout=FETCH_TIMEOUT,
+                heartbeat_timeout=FETCH_HEARTBEAT,
+                retry_policy=GIT_RETRY,
+            )
+        except ActivityError as err:
+            raise ApplicationError(
+                cause_message(err), type=INVALID_SPEC, non_retryable=True
+            ) from None
+        if epoch != self._pin_epoch:
+            raise ApplicationError(
+                "another rollback of this gitrepo came in meanwhile; try again",
+                type=INVALID_SPEC,
+                non_retryable=True,
+            )
+        pin = Pin(
+            commit=fetched.commit,
+            bundle=bundle,
+            user=user,
+            reason=one_line(reason),
+            at=workflow.now(),
+            until_next_commit=until_next_commit,
+            head=self.state.head or self.state.fetched_commit,
+        )
+        if bundle:
+            ref = next((r for r in fetched.bundles if r.name == bundle), None)
+            if ref is None or not ref.digest:
+                why = f": {ref.error}" if ref is not None and ref.error else ""
+                raise ApplicationError(
+                    f"bundle {bundle} cannot deploy at commit {fetched.commit[:12]}"
+                    + (why or " (it is not in that commit)"),
+                    type=INVALID_SPEC,
+                    non_retryable=True,
+                )
+            self.state.pinned_refs[bundle] = ref
+        else:
+            self._take(fetched)
+            self.state.fetched_source = _source_key(spec)
+        self.state.pins[bundle] = pin
+        self._pin_epoch += 1
+        self._wake = True
+        workflow.logger.info(
+            "gitrepo %s/%s: %s: %s",
+            self.state.namespace,
+            self.state.name,
+            f"bundle {bundle}" if bundle else "gitrepo",
+            pin_line(pin),
+        )
+        return pin
+
+    def _lift(self, bundle: str, why: str) -> Pin:
+        pin = self.state.pins.pop(bundle)
+        self.state.pinned_refs.pop(bundle, None)
+        self._pin_epoch += 1
+        self._wake = True
+        workflow.logger.info(
+            "gitrepo %s/%s: %s: pin to %s %s",
+            self.state.namespace,
+            self.state.name,
+            f"bundle {bundle}" if bundle else "gitrepo",
+            pin.commit[:12],
+            why,
+        )
+        return pin
+
+    async def _auto_rollback(self) -> None:
+        """Pin each bundle whose failure budget halted its rollout with autoRollback to its
+        last Ready version (lifted by the next commit), and tell the Alerts."""
+        while self.state.auto_rollbacks:
+            name = self.state.auto_rollbacks.pop(0)
+            report = self.state.reports.get(name)
+            if name in self.state.pins or report is None or not report.halted:
+                continue
+            if not workflow.patched(AUTO_ROLLBACK_PATCH):
+                continue
+            commit = self._previous(name)
+            if not commit:
+                warning = one_line(
+                    f"bundle {name}: autoRollback: no earlier version was Ready, so the halted "
+                    f"commit {report.commit[:12]} stays"
+                )
+                self.state.rollback_warnings = [
+                    *(
+                        w
+                        for w in self.state.rollback_warnings
+                        if not w.startswith(f"bundle {name}:")
+                    ),
+                    warning,
+                ]
+                continue
+            try:
+                pin = await self._pin(
+                    name,
+                    commit,
+                    user=AUTO_ROLLBACK_USER,
+                    reason=report.halted,
+                    until_next_commit=True,
+                )
+            except ApplicationError as err:
+                self.state.rollback_warnings.append(
+                    one_line(f"bundle {name}: autoRollback to {commit[:12]} failed: {err}")
+                )
+                continue
+            self.state.notify_seq += 1
+            info = workflow.info()
+            self.state.notify_events.append(
+                NotificationEvent(
+                    kind=EventKind.ROLLED_BACK,
+                    namespace=self.state.namespace,
+                    gitrepo=self.state.name,
+                    bundle=name,
+                    commit=pin.commit,
+                    clusters=sorted(report.states),
+                    labels=self.state.bundles[name].labels if name in self.state.bundles else {},
+                    gitrepo_labels=self.state.labels,
+                    detail=one_line(f"from {report.commit[:12]}: {report.halted}"),
+                    workflow_id=bundle_workflow_id(self.state.namespace, name),
+                    key=f"{info.workflow_id}/{info.run_id}#{self.state.notify_seq}",
+                )
+            )
+
+    def _effective_refs(self) -> dict[str, BundleRef]:
+        """The bundles to deploy: the current commit's, with each pinned bundle's ref at its
+        pinned commit."""
+        refs = {r.name: r for r in self._deployable()}
+        for name, ref in self.state.pinned_refs.items():
+            if name in refs:
+                refs[name] = ref
+        return refs
+
+    def _commit_of(self, bundle: str) -> str:
+        """The commit a bundle is meant to run: its pin's, else the GitRepo's."""
+        pin = self.state.pins.get(bundle)
+        return (
+            pin.commit
+            if pin is not None and bundle in self.state.pinned_refs
+            else self.state.commit
+        )
+
     @workflow.update(name=DELETE_UPDATE)
     def delete(self, request: DeleteRequest) -> DeleteResult:
         self.state.deleting = True
@@ -355,8 +621,10 @@ class GitRepoWorkflow:
 
     @workflow.query(name=CONTENT_REFS_QUERY)
     def content_refs(self, request: ContentRefsRequest) -> ContentRefs:
-        """The bundles of the last commit read, including those not handed on yet."""
-        return ContentRefs(digests=sorted({r.digest for r in self.state.bundles.values()} - {""}))
+        """The bundles of the last commit read, including those not handed on yet, and the
+        pinned bundles' content."""
+        refs = [*self.state.bundles.values(), *self.state.pinned_refs.values()]
+        return ContentRefs(digests=sorted({r.digest for r in refs} - {""}))
 
     # --- polling and reading ------------------------------------------------------------------
 
@@ -447,27 +715,39 @@ class GitRepoWorkflow:
             )
             self.state.git_warning = head.warning
             read_source = _source_key(spec)
+            for name, held in list(self.state.pins.items()):
+                if lifted_by_commit(held, head.commit):
+                    self._lift(name, f"lifted by the new commit {head.commit[:12]}")
+            self.state.head = head.commit
+            pin = self.state.pins.get("")
+            target = pin.commit if pin is not None else head.commit
             if (
-                head.commit != self.state.fetched_commit
+                target != self.state.fetched_commit
                 or not self.state.bundles
                 or (self.state.fetched_source and self.state.fetched_source != read_source)
             ):
+                epoch = self._pin_epoch
                 fetched: FetchResult = await workflow.execute_activity(
                     FETCH_BUNDLES,
                     FetchRequest(
                         namespace=self.state.namespace,
                         gitrepo=self.state.name,
                         source=source,
-                        commit=head.commit,
+                        commit=target,
                         paths=spec.paths,
+                        exact=pin is not None,
                     ),
                     result_type=FetchResult,
                     start_to_close_timeout=FETCH_TIMEOUT,
                     heartbeat_timeout=FETCH_HEARTBEAT,
                     retry_policy=GIT_RETRY,
                 )
-                self._take(fetched)
-                self.state.fetched_source = read_source
+                if epoch == self._pin_epoch:
+                    self._take(fetched)
+                    self.state.fetched_source = read_source
+                else:
+                    # A pin was set or lifted while this fetch ran: what it read is stale.
+                    self._poll_now = True
             self._set_error("")
         except ActivityError as err:
             # Recorded in the status; the next poll (or a new spec) tries again, and what the
@@ -600,9 +880,11 @@ class GitRepoWorkflow:
     # --- bundle workflows ---------------------------------------------------------------------
 
     def _bundle_spec(self, ref: BundleRef, spec: GitRepoSpec) -> BundleSpec:
+        pin = self.state.pins.get(ref.name) or self.state.pins.get("")
         return BundleSpec(
             gitrepo=self.state.name,
-            commit=self.state.commit,
+            commit=self._commit_of(ref.name),
+            pin=pin_line(pin) if pin is not None else "",
             bundle_digest=ref.digest,
             labels=ref.labels,
             depends_on=ref.depends_on,
@@ -642,7 +924,7 @@ class GitRepoWorkflow:
         authorized = self._authorized_spec()
         if clusters is None or authorized is None:
             return
-        wanted = {r.name: r for r in self._deployable()}
+        wanted = self._effective_refs()
         specs = {name: self._bundle_spec(ref, authorized) for name, ref in wanted.items()}
         # Reachability changes no registry version, so it is part of the key by itself (and
         # only when some cluster is offline, so keys of healthy fleets are as they were).
@@ -668,7 +950,7 @@ class GitRepoWorkflow:
                     clusters=clusters,
                     dependency_states=self._dependency_states(ref),
                     dependency_commits={
-                        d.bundle: self.state.reports[d.bundle].commit
+                        d.bundle: self._reported_commit(d.bundle)
                         for d in ref.depends_on
                         if d.bundle in self.state.reports
                     },
@@ -742,9 +1024,15 @@ class GitRepoWorkflow:
                         DependencyStates(
                             bundle=dep.bundle,
                             states=self.state.reports[dep.bundle].states,
-                            commit=self.state.reports[dep.bundle].commit,
+                            commit=self._reported_commit(dep.bundle),
                         ),
                     )
+
+    def _reported_commit(self, bundle: str) -> str:
+        """The commit a dependency's states count for: a pinned bundle's report at its pinned
+        commit is what the current commit runs, so its dependents do not wait for ever."""
+        commit = self.state.reports[bundle].commit
+        return self.state.commit if commit == self._commit_of(bundle) else commit
 
     async def _delete(self) -> None:
         self.state.bundles = {}
@@ -767,6 +1055,10 @@ class GitRepoWorkflow:
     # --- status -------------------------------------------------------------------------------
 
     def _status(self) -> GitRepoStatus:
+        pins = [
+            (f"bundle {name}: " if name else "") + pin_line(pin)
+            for name, pin in sorted(self.state.pins.items())
+        ]
         summary = summarize_gitrepo(
             self.state.bundles.values(),
             self.state.reports,
@@ -776,6 +1068,11 @@ class GitRepoWorkflow:
             stale_is_wait_applied=self._stale_reports_wait,
             git_states=self._git_states,
             restricted=self.state.restricted,
+            pinned={
+                name: pin.commit
+                for name, pin in self.state.pins.items()
+                if name in self.state.pinned_refs
+            },
         )
         return GitRepoStatus(
             namespace=self.state.namespace,
@@ -789,7 +1086,7 @@ class GitRepoWorkflow:
             desired_ready_clusters=summary.desired_ready_clusters,
             ready_bundle_deployments=summary.ready_bundle_deployments,
             state=summary.state,
-            message=summary.message,
+            message=summary.message or "; ".join(pins),
             error=self.state.error,
             bundles=[
                 b.model_copy(update={"since": self.state.bundle_since.get(b.name)})
@@ -799,16 +1096,26 @@ class GitRepoWorkflow:
                 *([self.state.git_warning] if self.state.git_warning else []),
                 *self.state.warnings,
                 *self.state.image_warnings,
+                *self.state.rollback_warnings,
             ],
             error_since=self.state.error_since,
             conditions=transition(
                 self.state.conditions, gitrepo_conditions(summary, self.state.error), workflow.now()
             ),
+            pins=pins,
+            head=self.state.head or self.state.fetched_commit,
         )
 
     def _publish(self) -> None:
         status = self._status()
         self.state.conditions = status.conditions
+        if status.state is BundleState.READY and status.commit:
+            refs = self._effective_refs()
+            seen = ReadyVersion(
+                commit=status.commit,
+                digest=content_digest({n: r.digest for n, r in refs.items()}),
+            )
+            self.state.ready_versions[""] = note_ready(self.state.ready_versions.get("", []), seen)
         current: tuple[str, ...] = (
             status.commit,
             status.state,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from activities.gitops_models import BundleRef
 from flotilla.models import GitRepoSpec
 from flotilla.notifications import NotificationEvent
+from flotilla.pins import Pin, ReadyVersion
 from flotilla.status import BundleLine, BundleReport, BundleState, Condition, RepoState
 from workflows.registry_models import ClusterSnapshot
 
@@ -22,6 +23,8 @@ GITREPO_WORKFLOW = "GitRepoWorkflow"
 UPDATE_SPEC_UPDATE = "update_spec"
 SYNC_NOW_UPDATE = "sync_now"
 DELETE_UPDATE = "delete"
+# Pin a version (rollback) or lift a pin: flotilla rollback gitrepo|bundle.
+ROLLBACK_UPDATE = "rollback"
 GITREPO_STATUS_QUERY = "status"
 # The spec as applied (secret names, never secrets): `flotilla diff` plans with it.
 GITREPO_SPEC_QUERY = "spec"
@@ -76,6 +79,17 @@ class GitRepoState(BaseModel):
     # Why a workspace restriction refuses this GitRepo (one line naming it and the field);
     # while set, nothing is fetched and no bundle is told anything new.
     restricted: str = ""
+    # Version pins (flotilla.pins) by bundle name ("" for the whole GitRepo), the pinned
+    # bundles' refs at their pinned commit, the versions seen Ready (for --previous and
+    # autoRollback) by bundle name ("" for the whole GitRepo), the branch head the last poll
+    # saw, bundles whose halted report asks for an automatic rollback not made yet, and why
+    # one could not be made.
+    pins: dict[str, Pin] = Field(default_factory=dict)
+    pinned_refs: dict[str, BundleRef] = Field(default_factory=dict)
+    ready_versions: dict[str, list[ReadyVersion]] = Field(default_factory=dict)
+    head: str = ""
+    auto_rollbacks: list[str] = Field(default_factory=list)
+    rollback_warnings: list[str] = Field(default_factory=list)
     # Test switches: continue-as-new after this many events; passed on to bundle workflows.
     max_history_events: int | None = None
     bundle_max_history_events: int | None = None
@@ -102,6 +116,25 @@ class SyncNowRequest(BaseModel):
 class SyncNowResult(BaseModel):
     commit: str
     error: str = ""
+
+
+class RollbackRequest(BaseModel):
+    """Pin the GitRepo (``bundle`` empty) or one bundle to ``to`` (a full or abbreviated
+    commit of the branch) or to the previous Ready version, or lift the pin (``clear``)."""
+
+    bundle: str = ""
+    to: str = ""
+    previous: bool = False
+    clear: bool = False
+    # A new commit on the branch lifts the pin (else only ``clear`` does).
+    until_next_commit: bool = False
+    user: str = ""
+    reason: str = ""
+
+
+class RollbackResult(BaseModel):
+    message: str
+    commit: str = ""
 
 
 class DeleteRequest(BaseModel):
@@ -148,6 +181,10 @@ class GitRepoStatus(BaseModel):
     conditions: list[Condition] = Field(default_factory=list)
     # Only when asked for (GitRepoStatusRequest.deployments).
     deployments: list[DeploymentLine] = Field(default_factory=list)
+    # Version pins, one line each ("bundle NAME: pinned to ..." for a bundle's), and the
+    # branch head the last poll saw (differs from ``commit`` while the GitRepo is pinned).
+    pins: list[str] = Field(default_factory=list)
+    head: str = ""
     # spec.branch as written (``branch`` above shows a pinned revision instead) and
     # spec.paths: the labels of Fleet's fleet_gitrepo_* metrics.
     spec_branch: str = ""

@@ -18,6 +18,7 @@ from flotilla.gates import (
     observe,
     partition_gates,
     partition_order,
+    rolls_back,
     statuses,
 )
 from flotilla.models import FleetYaml, RolloutStrategy
@@ -253,3 +254,28 @@ def test_a_failure_deadline_needs_a_budget() -> None:
         FleetYaml.model_validate(
             {"rolloutStrategy": {"partitions": [{"name": "a", "failureDeadline": "1m"}]}}
         )
+
+
+def test_auto_rollback_needs_a_budget_and_answers_only_a_spent_budget() -> None:
+    with pytest.raises(ValueError, match="autoRollback needs a failureBudget"):
+        FleetYaml.model_validate(
+            {"rolloutStrategy": {"partitions": [{"name": "a", "autoRollback": True}]}}
+        )
+    strategy = RolloutStrategy.model_validate(
+        {
+            "partitions": [
+                {"name": "canary", "clusterName": "c1", "failureBudget": 0, "autoRollback": True},
+                {"name": "main", "clusterSelector": {}, "requireApproval": True},
+            ]
+        }
+    )
+    gates = partition_gates(strategy)
+    assert gates["canary"].auto_rollback and not gates["main"].auto_rollback
+    halted = GateRecord(version="d2", halted="rollout halted: ...", halted_partition="canary")
+    assert rolls_back(gates, halted)
+    assert not rolls_back(gates, GateRecord(version="d2"))
+    # A person's rejection halts too, but is never rolled back automatically.
+    rejected = GateRecord(version="d2", halted="", halted_partition="")
+    assert not rolls_back(gates, rejected)
+    without = partition_gates(_budget_strategy(0))
+    assert not rolls_back(without, halted)

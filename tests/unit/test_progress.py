@@ -93,3 +93,17 @@ def test_bundle_lines() -> None:
         clusters=[Part("prod", "ErrApplied", "helm: boom")],
     )
     assert failed.verdict is Verdict.FAILED and failed.reason == "prod: helm: boom"
+
+
+def test_a_halted_bundle_fails_a_gitrepo_rollout_at_once() -> None:
+    progress = gitrepo_progress(
+        "ns/repo",
+        commit="0123456789abcdef",
+        state="Halted",
+        ready_deployments="1/4",
+        message="web: rollout halted: partition canary",
+        error="",
+        bundles=[Part("web", "Halted", "rollout halted: partition canary")],
+    )
+    assert progress.verdict is Verdict.FAILED
+    assert progress.reason == "web: rollout halted: partition canary"

@@ -573,3 +573,32 @@ def test_a_long_git_error_is_cut_but_since_and_the_commit_served_stay() -> None:
     )
     assert len(summary.message) <= MAX_MESSAGE
     assert summary.message.endswith("(since 2026-12-03T19:00:00Z; still serving 0123456789ab)")
+
+
+HALT = "rollout halted: partition canary: 1 of 1 cluster(s) not Ready 5m after release"
+
+
+def test_a_halted_bundle_makes_the_gitrepo_halted_below_git_errors() -> None:
+    reports = {
+        "web": report("web", S.OUT_OF_SYNC, halted=HALT),
+        "db": report("db", S.ERR_APPLIED),
+    }
+    summary = summarize_gitrepo([Source("web"), Source("db")], reports, commit=COMMIT)
+    # Halted outranks every deployment state: the rollout stopped and needs a person.
+    assert (summary.state, summary.message) == (RepoState.HALTED, f"web: {HALT}")
+    assert {b.name: b.state for b in summary.bundles} == {
+        "db": S.ERR_APPLIED,
+        "web": RepoState.HALTED,
+    }
+    # A halt reported for an older commit is not this commit's.
+    stale = {"web": report("web", S.OUT_OF_SYNC, halted=HALT, commit="c1")}
+    assert summarize_gitrepo([Source("web")], stale, commit=COMMIT).state is S.WAIT_APPLIED
+    broken = summarize_gitrepo([Source("web")], reports, commit=COMMIT, error="gone")
+    assert broken.state is RepoState.GIT_ERROR
+
+
+def test_a_pinned_bundle_is_current_at_its_pinned_commit() -> None:
+    reports = {"web": report("web", commit="c1")}
+    assert summarize_gitrepo([Source("web")], reports, commit=COMMIT).state is S.WAIT_APPLIED
+    pinned = summarize_gitrepo([Source("web")], reports, commit=COMMIT, pinned={"web": "c1"})
+    assert (pinned.state, pinned.ready_bundle_deployments) == (S.READY, "2/2")

@@ -15,7 +15,7 @@ import pytest
 
 from flotilla.errors import FlotillaError
 from flotilla.models import RolloutStrategy
-from flotilla.status import BundleState
+from flotilla.status import BundleState, RepoState
 from starters.control import Control
 from starters.tables import describe_bundle
 from tests.e2e.harness import history_text
@@ -195,6 +195,9 @@ async def test_a_canary_past_its_failure_budget_halts_before_main(
     held = [c for c in status.clusters if c.cluster in MAIN]
     assert all(c.message.startswith("rollout halted: partition canary") for c in held), held
     assert _gate(status, "canary").startswith("Halted: rollout halted")
+    # Halted is the bundle's state (its clusters keep their own), with the halt as its line.
+    assert (status.state, status.message) == (RepoState.HALTED, status.halted)
+    assert f"State:       Halted: {status.halted}" in describe_bundle(status)
     await asyncio.sleep(2.0)
     assert _deployed(standins, 2) == {}  # main never started version 2 (and c1 never applied)
     # The canary recovering does not lift the halt for this version; a new one starts clean.
