@@ -31,7 +31,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
@@ -160,7 +162,7 @@ async def run(clusters: int, shard_size: int, kind: str) -> dict[str, float]:
         temporal_server(kind, Path(tmp_name) / "temporal") as server,
     ):
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-        deploys = [
+        deploys: list[Callable[..., Any]] = [
             standins.deploy_bundle,
             standins.wait_ready,
             standins.check_deployment,
@@ -232,7 +234,7 @@ async def run(clusters: int, shard_size: int, kind: str) -> dict[str, float]:
                 await handle.signal(BundleWorkflow.refresh, BundleRefresh(spec=spec(2)))
                 await asyncio.wait_for(settled(spec(2).commit), timeout=1800)
                 second = time.monotonic() - started
-                rates = throughput.stop()
+                throughput.stop()
                 ended = time.time()
                 load_after = os.getloadavg()
 
@@ -276,13 +278,16 @@ async def run(clusters: int, shard_size: int, kind: str) -> dict[str, float]:
                     f"temporal={kind} clusters={clusters} shard size={shard_size} shards={shards}"
                 )
                 print(
-                    f"first commit to all Ready: {first:.1f}s ({clusters / first:.0f} deployments/s)"
+                    f"first commit to all Ready: {first:.1f}s "
+                    f"({clusters / first:.0f} deployments/s)"
                 )
                 print(
-                    f"second commit to all Ready: {second:.1f}s ({clusters / second:.0f} deployments/s)"
+                    f"second commit to all Ready: {second:.1f}s "
+                    f"({clusters / second:.0f} deployments/s)"
                 )
                 print(
-                    f"history events per bundle deployment (two versions, bundle + shards): {per:.2f}"
+                    "history events per bundle deployment (two versions, bundle + shards): "
+                    f"{per:.2f}"
                 )
                 print(
                     f"workflow tasks: p50 {wft[len(wft) // 2]:.3f}s, p99 "
@@ -311,8 +316,7 @@ async def run(clusters: int, shard_size: int, kind: str) -> dict[str, float]:
                     "load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}, after: "
                     "{:.2f} {:.2f} {:.2f}".format(*load_before, *load_after)
                 )
-                with_terminate = handle.terminate("benchmark finished")
-                await with_terminate
+                await handle.terminate("benchmark finished")
                 for i in range(shards):
                     await client.get_workflow_handle(ids[i + 1]).terminate("benchmark finished")
                 return {

@@ -168,8 +168,10 @@ class ShardedBundle:
         await self._send(
             spec, {i: clusters.model_copy(update={"clusters": v}) for i, v in parts.items()}
         )
-        # The bundle keeps the snapshot's version, groups and windows, not its clusters.
+        # The bundle keeps the snapshot's version, groups and windows, not its clusters; the
+        # shards plan their own (records of clusters it deployed before went with them).
         self.state.clusters = clusters.model_copy(update={"clusters": []})
+        self.state.targets, self.state.plan_errors = {}, {}
 
     async def _send(self, spec: BundleSpec, parts: dict[int, ClusterSnapshot] | None) -> None:
         """Start the shards not started yet; tell the others what changed for them. A new
