@@ -402,7 +402,7 @@ class ShardedBundle:
             bundle=self.state.bundle,
             gitrepo=spec.gitrepo if spec else "",
             commit=spec.commit if spec else "",
-            paused=self.state.paused,
+            paused=self.state.paused or any(r.paused for r in book.reports.values()),
             ready=summary.ready if summary else 0,
             desired=summary.desired if summary else 0,
             state=summary.state if summary else BundleState.PENDING,

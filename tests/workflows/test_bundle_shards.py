@@ -11,14 +11,18 @@ and the dependsOn and SIGKILL e2e tests, which stay unchanged; bench/bench_scale
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client, WorkflowHistory
 
+from activities.gitops_models import PlanRequest, PlanResult
 from flotilla.ids import bundle_shard_workflow_id
 from flotilla.models import RolloutStrategy
 from flotilla.status import BundleState
@@ -31,8 +35,26 @@ from tests.workflows.test_bundle_standins import (  # noqa: F401 (the fixture)
     start,
 )
 from workflows.bundle import BundleWorkflow
-from workflows.bundle_models import BundleStatus, BundleStatusRequest, RetireRequest
+from workflows.bundle_models import (
+    BundleRefresh,
+    BundleStatus,
+    BundleStatusRequest,
+    RetireRequest,
+)
 from workflows.bundle_shards import SHARDS_PATCH
+from workflows.registry_models import ClusterSnapshot, ClusterView
+
+
+@dataclass
+class PlanLog(StandIns):
+    """The stand-ins, noting which clusters each plan_bundle was asked about."""
+
+    plans: list[list[str]] = field(default_factory=list)
+
+    @activity.defn(name="plan_bundle")
+    async def plan_bundle(self, request: PlanRequest) -> PlanResult:
+        self.plans.append([c.name for c in request.clusters])
+        return await StandIns.plan_bundle(self, request)
 
 
 async def histories(client: Client, workflow_id: str) -> list[WorkflowHistory]:
@@ -138,3 +160,30 @@ async def test_a_bundle_within_the_shard_size_is_not_sharded(
         bundle.states, lambda s: len(s) == 5 and all(v is BundleState.READY for v in s.values())
     )
     assert SHARDS_PATCH not in history_text(await bundle.handle.fetch_history())
+
+
+async def test_a_label_change_on_one_cluster_replans_only_its_shard(
+    start: Callable[..., Awaitable[Bundle]],  # noqa: F811
+) -> None:
+    """The registry at scale: a new snapshot where one cluster's labels changed reaches
+    only the shard that owns it (one plan of 50 clusters, not of all 120); nothing is
+    redeployed, since its options did not change."""
+    clusters = [f"c{i:03d}" for i in range(120)]
+    standins = PlanLog(clusters=clusters, ready_at_deploy=True)
+    bundle = await start(standins, shard_size=50)
+
+    async def status() -> BundleStatus:
+        return await bundle.handle.query(BundleWorkflow.status, BundleStatusRequest())
+
+    await eventually(status, lambda s: s.ready == 120 and s.state is BundleState.READY)
+    assert sorted(len(p) for p in standins.plans) == [20, 50, 50]
+
+    views = [ClusterView(name=c, labels={"zone": "b"} if c == "c060" else {}) for c in clusters]
+    snapshot = ClusterSnapshot(namespace=bundle.namespace, version=2, clusters=views)
+    await bundle.handle.signal(BundleWorkflow.refresh, BundleRefresh(clusters=snapshot))
+    await eventually(standins.calls_now, lambda calls: calls["plan_bundle", ""] == 4)
+    await asyncio.sleep(3)  # time for any other shard to replan, which must not happen
+    assert len(standins.plans) == 4
+    assert standins.plans[3] == clusters[50:100]
+    await eventually(status, lambda s: s.ready == 120 and s.state is BundleState.READY)
+    assert len(standins.windows) == 120
