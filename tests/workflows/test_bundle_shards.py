@@ -58,15 +58,12 @@ class PlanLog(StandIns):
 
 
 async def histories(client: Client, workflow_id: str) -> list[WorkflowHistory]:
-    """Every run of a workflow, oldest first (continue-as-new chains)."""
-    runs, run_id = [], None
-    while True:
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        runs.append(history)
-        last = history.events[-1]
-        if not last.HasField("workflow_execution_continued_as_new_event_attributes"):
-            return runs
-        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    """Every run of a workflow (continue-as-new chains), oldest first."""
+    runs = [e async for e in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    runs.sort(key=lambda e: e.start_time)
+    return [
+        await client.get_workflow_handle(workflow_id, run_id=e.run_id).fetch_history() for e in runs
+    ]
 
 
 def most_unavailable(windows: list[Window]) -> int:
@@ -187,3 +184,31 @@ async def test_a_label_change_on_one_cluster_replans_only_its_shard(
     assert standins.plans[3] == clusters[50:100]
     await eventually(status, lambda s: s.ready == 120 and s.state is BundleState.READY)
     assert len(standins.windows) == 120
+
+
+async def test_a_sharded_bundle_and_its_shards_continue_as_new_mid_rollout(
+    start: Callable[..., Awaitable[Bundle]],  # noqa: F811
+) -> None:
+    """With the history switch at 150 events, the bundle and every shard continue as new
+    several times during two commits; the grants, ranges and records carried in their
+    states keep the rollout going to Ready, each cluster deployed once per version."""
+    clusters = [f"c{i:03d}" for i in range(120)]
+    strategy = RolloutStrategy.model_validate({"maxUnavailable": 5})
+    standins = StandIns(clusters=clusters, strategy=strategy, ready_at_deploy=True)
+    bundle = await start(standins, shard_size=50, max_history_events=150)
+
+    async def status() -> BundleStatus:
+        return await bundle.handle.query(BundleWorkflow.status, BundleStatusRequest())
+
+    def settled(commit: str) -> Callable[[BundleStatus], bool]:
+        return lambda s: s.commit == commit and s.ready == 120 and s.state is BundleState.READY
+
+    await eventually(status, settled("commit-1"), timeout=240)
+    standins.ready_after = 0.05
+    await bundle.release(2)
+    await eventually(status, settled("commit-2"), timeout=240)
+    assert sorted(w.cluster for w in standins.windows) == sorted(clusters * 2)
+    assert most_unavailable(standins.windows[120:]) <= 5
+    ids = [bundle.handle.id] + [bundle_shard_workflow_id(bundle.handle.id, i) for i in range(3)]
+    for workflow_id in ids:
+        assert len(await histories(bundle.client, workflow_id)) > 1, workflow_id
