@@ -4,9 +4,9 @@ The workflows run for real on the session's Temporal dev server; the deploy acti
 the stand-ins of tests/workflows/test_bundle_standins.py (registered under the real activity
 names, answering in milliseconds), because 200 clusters of real Helm releases do not fit a
 test run. They are allowed here only because the same rollout paths run against real
-components in tests/e2e/test_rollout.py (partitions, maxUnavailable), tests/e2e/test_pause.py
-and the dependsOn and SIGKILL e2e tests, which stay unchanged; bench/bench_scale.py measures
-10,000 clusters.
+components in tests/e2e/test_rollout.py (partitions, maxUnavailable, dependsOn, pause) and
+tests/e2e/test_worker_restart.py (SIGKILL mid-rollout), which stay unchanged;
+bench/bench_scale.py measures 10,000 clusters.
 """
 
 from __future__ import annotations
