@@ -173,9 +173,14 @@ def plan_shards(
             break
     budgets: dict[int, dict[str, int]] = {index: {} for index in counts}
 
-    def share(key: str, most: int, names: list[str]) -> None:
+    def share(key: str, most: int, names: list[str], *, everywhere: bool = False) -> None:
+        """Share ``most`` for ``key``: what waits in ``names`` asks; what is unavailable in
+        ``names`` (in every partition when ``everywhere``: the bundle-wide limit) is spent."""
         by_shard = {i: [c for c in counts[i] if c.name in names] for i in sorted(counts)}
-        not_ready = {i: sum(c.not_ready for c in cs) for i, cs in by_shard.items()}
+        not_ready = {
+            i: sum(c.not_ready for c in (counts[i] if everywhere else by_shard[i]))
+            for i in by_shard
+        }
         want = {i: sum(c.pending for c in cs) for i, cs in by_shard.items()}
         spent = {i: max(not_ready[i], ceilings.get(i, {}).get(key, 0)) for i in by_shard}
         free = most - sum(spent.values())
@@ -188,7 +193,7 @@ def plan_shards(
             free -= give
             budgets[i][key] = spent[i] + give
 
-    share("", limit(total, strategy.max_unavailable), reached)
+    share("", limit(total, strategy.max_unavailable), reached, everywhere=True)
     for name in reached:
         share(name, limits[name], [name])
     updated = sum(t.updated for t in totals.values())

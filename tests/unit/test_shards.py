@@ -133,3 +133,25 @@ def test_later_partitions_wait_while_one_ahead_is_over_its_limit(
         1: [counts("p1", 2, unavailable=1), counts("p3", 4)],
     }
     assert plan_shards(strategy, by_shard, {}).reached == reached
+
+
+def test_the_bundle_wide_budget_counts_unavailable_clusters_of_every_partition() -> None:
+    strategy = RolloutStrategy.model_validate(
+        {
+            "maxUnavailable": 3,
+            "partitions": [
+                {"name": "p1", "maxUnavailable": 10, "clusterSelector": {}},
+                {"name": "p2", "maxUnavailable": 10, "clusterSelector": {}},
+            ],
+        }
+    )
+    by_shard = {
+        # p1 is within its own limit, so p2 is reached; two of p2 are NotReady already.
+        0: [counts("p1", 10, unavailable=4, pending=4)],
+        1: [counts("p2", 10, unavailable=10, not_ready=2, pending=8)],
+    }
+    plan = plan_shards(strategy, by_shard, {})
+    assert plan.reached == ["p1", "p2"]
+    # 3 bundle-wide, 2 spent in p2: one left, and shard 0 asks first.
+    assert plan.budgets[0][""] == 1
+    assert plan.budgets[1][""] == 2
