@@ -65,6 +65,11 @@ def bundle_workflow_id(namespace: str, bundle: str) -> str:
     return f"bundle/{namespace}/{bundle}"
 
 
+def bundle_shard_workflow_id(bundle_workflow: str, index: int) -> str:
+    """One shard of a sharded bundle (docs/orchestration.md, "Shards")."""
+    return f"{bundle_workflow}/shard-{index}"
+
+
 def registry_workflow_id(namespace: str) -> str:
     return f"registry/{namespace}"
 

@@ -70,6 +70,22 @@ class PartitionStatus(_Model):
     reached: bool
 
 
+class ShardView(_Model):
+    """One shard's part in a rollout that spans shards (``flotilla.shards``).
+
+    ``offset``: how many of the bundle's targets sort before this shard's first one, and
+    ``total`` the bundle's target count, so automatic partitions are cut as over the whole
+    bundle; ``reached``: the partitions the bundle's rollout has reached (no others move);
+    ``budgets``: how many of this shard's deployments may be unavailable at once, bundle-wide
+    (key ``""``) and per partition name: the shard's share of each maxUnavailable.
+    """
+
+    offset: int = 0
+    total: int = 0
+    reached: list[str] = []
+    budgets: dict[str, int] = {}
+
+
 class RolloutState(_Model):
     """Everything ``plan_rollout`` needs: the strategy and every targeted cluster."""
 
@@ -79,6 +95,9 @@ class RolloutState(_Model):
     max_new: int = Field(default=DEFAULT_MAX_NEW, ge=1)
     # Partitions a gate keeps from starting (flotilla.gates): name -> why, for people.
     closed: dict[str, str] = {}
+    # Set when these targets are one shard of a bigger bundle: limits come from the shard's
+    # budgets and partition order from the bundle (None: the targets are the whole bundle).
+    shard: ShardView | None = None
 
     @model_validator(mode="after")
     def _one_target_per_cluster(self) -> RolloutState:
@@ -160,43 +179,66 @@ def _limit_of(count: int, value: int | str, field: str) -> int:
 
 
 def make_partitions(
-    targets: list[RolloutTarget], strategy: RolloutStrategy
+    targets: list[RolloutTarget], strategy: RolloutStrategy, shard: ShardView | None = None
 ) -> list[PlannedPartition]:
     """Split ``targets`` into ordered partitions as Fleet does, plus one for any leftovers.
 
     Clusters no manual partition takes go into a last partition named ``unmatched`` with a
-    note: Fleet would never deploy them, which its own docs do not say.
+    note: Fleet would never deploy them, which its own docs do not say. For a shard, automatic
+    partitions are those of the whole bundle (``shard.offset``, ``shard.total``), each with
+    only this shard's members; partitions without any are left out.
     """
     ordered = sorted(targets, key=lambda t: t.cluster)
     if strategy.partitions:
         return _partition_manually(ordered, strategy)
-    return _partition_automatically(ordered, strategy)
+    return _partition_automatically(ordered, strategy, shard)
 
 
-def _partition_automatically(
-    ordered: list[RolloutTarget], strategy: RolloutStrategy
-) -> list[PlannedPartition]:
+def auto_partition_names(count: int, strategy: RolloutStrategy) -> list[tuple[str, int]] | None:
+    """The automatic partitions of ``count`` targets, in order, as (name, size); None when
+    the strategy names its partitions."""
+    if strategy.partitions:
+        return None
+    size = _auto_partition_size(count, strategy)
+    if size is None:
+        return [("all", count)]
+    return [
+        (f"clusters {start + 1}-{min(start + size, count)}", min(size, count - start))
+        for start in range(0, count, size)
+    ]
+
+
+def _auto_partition_size(count: int, strategy: RolloutStrategy) -> int | None:
+    """How many targets each automatic partition takes (None: one partition of all)."""
     size_value = strategy.auto_partition_size
     disabled = isinstance(size_value, int) and size_value <= 0
-    rollout_limit = (strategy.max_unavailable, "rolloutStrategy.maxUnavailable")
     threshold = strategy.auto_partition_threshold
     if threshold is None:
         threshold = DEFAULT_AUTO_PARTITION_THRESHOLD
-    if disabled or len(ordered) < threshold:
-        return [_partition("all", ordered, rollout_limit)]
-    size = limit(
-        len(ordered),
+    if disabled or count < threshold:
+        return None
+    return limit(
+        count,
         DEFAULT_AUTO_PARTITION_SIZE if size_value is None else size_value,
         field="rolloutStrategy.autoPartitionSize",
     )
-    return [
-        _partition(
-            f"clusters {start + 1}-{min(start + size, len(ordered))}",
-            ordered[start : start + size],
-            rollout_limit,
-        )
-        for start in range(0, len(ordered), size)
-    ]
+
+
+def _partition_automatically(
+    ordered: list[RolloutTarget], strategy: RolloutStrategy, shard: ShardView | None = None
+) -> list[PlannedPartition]:
+    rollout_limit = (strategy.max_unavailable, "rolloutStrategy.maxUnavailable")
+    offset, total = (shard.offset, shard.total) if shard else (0, len(ordered))
+    size = _auto_partition_size(total, strategy)
+    if size is None:
+        return [_partition("all", ordered, rollout_limit)]
+    partitions = []
+    for start in range(0, total, size):
+        members = ordered[max(start - offset, 0) : max(start + size - offset, 0)]
+        if shard is None or members:
+            name = f"clusters {start + 1}-{min(start + size, total)}"
+            partitions.append(_partition(name, members, rollout_limit))
+    return partitions
 
 
 def _partition_manually(
@@ -280,11 +322,20 @@ def plan_rollout(state: RolloutState) -> RolloutPlan:
     New deployments (never released) are created at most ``max_new`` per pass.
     """
     strategy = state.strategy
-    partitions = make_partitions(state.targets, strategy)
+    shard = state.shard
+    partitions = make_partitions(state.targets, strategy, shard)
+    if shard is not None:
+        # The bundle's limits are shared out between its shards: this shard has its budgets.
+        partitions = [
+            p.model_copy(update={"max_unavailable": shard.budgets.get(p.name, 0)})
+            for p in partitions
+        ]
     by_cluster = {t.cluster: t for t in state.targets}
     max_unavailable = limit(
         len(state.targets), strategy.max_unavailable, field="rolloutStrategy.maxUnavailable"
     )
+    if shard is not None:
+        max_unavailable = shard.budgets.get("", 0)
     max_unavailable_partitions = limit(
         len(partitions),
         0 if strategy.max_unavailable_partitions is None else strategy.max_unavailable_partitions,
@@ -308,6 +359,9 @@ def plan_rollout(state: RolloutState) -> RolloutPlan:
         ):
             # A gate keeps it from starting, and everything after it waits too.
             gated, stopped_at = partition, index
+        if stopped_at is None and shard is not None and partition.name not in shard.reached:
+            # The bundle's rollout has not reached it: the shard's part waits.
+            stopped_at = index
         if stopped_at is not None:
             statuses.append(_status(partition, members, reached=False))
             continue
@@ -316,7 +370,8 @@ def plan_rollout(state: RolloutState) -> RolloutPlan:
         statuses.append(status)
         if status.unavailable > status.max_unavailable:
             unavailable_partitions += 1
-        if unavailable_partitions > max_unavailable_partitions:
+        # Across shards the bundle counts unavailable partitions (flotilla.shards).
+        if unavailable_partitions > max_unavailable_partitions and shard is None:
             stopped_at = index
         for member in moved:
             by_cluster[member.cluster] = member

@@ -50,6 +50,10 @@ DEFAULT_TEMPORAL_NAMESPACE = "default"
 # Temporal's own default pairing: the frontend's HTTP API listens 10 ports above gRPC.
 DEFAULT_TEMPORAL_HTTP_ADDRESS = "127.0.0.1:7243"
 DEFAULT_SYSTEM_NAMESPACE = "flotilla-system"
+# A bundle on more clusters than this is rolled out by shard workflows of at most about this
+# many clusters each (docs/orchestration.md, "Shards"): each history and payload stays
+# bounded. Bundle workflows take it from their state (a test switch), this when unset.
+DEFAULT_BUNDLE_SHARD_SIZE = 500
 
 # Every variable settings_from_env reads: the contract install files (the Helm chart,
 # docker-compose.yml) are checked against.

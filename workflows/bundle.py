@@ -75,10 +75,12 @@ with workflow.unsafe.imports_passed_through():
         RolloutPlan,
         RolloutState,
         RolloutTarget,
+        ShardView,
         is_up_to_date,
         make_partitions,
         plan_rollout,
     )
+    from flotilla.shards import PartitionCounts, shard_counts
     from flotilla.status import (
         BundleReport,
         BundleState,
@@ -108,7 +110,9 @@ with workflow.unsafe.imports_passed_through():
         DeploymentRecord,
         PauseRequest,
         RetireRequest,
+        ShardReport,
     )
+    from workflows.bundle_shards import SHARD_REPORT_SIGNAL, ShardedBundle
     from workflows.common import (
         AGENT_QUEUE_BACKSTOP,
         CHECK_TIMEOUT,
@@ -200,7 +204,7 @@ def _shape(report: BundleReport) -> str:
 
 
 @workflow.defn
-class BundleWorkflow:
+class BundleWorkflow(ShardedBundle):
     """``bundle/<namespace>/<bundle>``: plans, rolls out, watches and finally removes a bundle."""
 
     @workflow.init
@@ -236,6 +240,9 @@ class BundleWorkflow:
         # The last pass's gate decision and the clusters its closed partition holds back.
         self._gate = GateDecision()
         self._gated: dict[str, str] = {}
+        # A shard's partitions after its last pass, for its bundle (flotilla.shards).
+        self._shard_counts: list[PartitionCounts] = []
+        self._init_shards()
 
     @workflow.run
     async def run(self, state: BundleWorkflowState) -> None:
@@ -256,7 +263,10 @@ class BundleWorkflow:
                 )
                 workflow.continue_as_new(self.state)
         await workflow.wait_condition(lambda: not self._in_flight)
-        await self._retire()
+        if self.state.shards is not None:
+            await self._retire_shards()
+        else:
+            await self._retire()
 
     # --- signals, updates, queries ------------------------------------------------------------
 
@@ -278,6 +288,15 @@ class BundleWorkflow:
             self.state.clusters = refresh.clusters
         self.state.dependency_states.update(refresh.dependency_states)
         self.state.dependency_commits.update(refresh.dependency_commits)
+        shard = self.state.shard
+        if refresh.grant is not None and shard is not None and refresh.grant.seq > shard.grant.seq:
+            shard.grant = refresh.grant
+        self._wake = True
+
+    @workflow.signal(name=SHARD_REPORT_SIGNAL)
+    def shard_report(self, report: ShardReport) -> None:
+        """One of this bundle's shards says how its part stands (counts only)."""
+        self._shard_reported(report)
         self._wake = True
 
     @workflow.signal
@@ -290,6 +309,9 @@ class BundleWorkflow:
     def objects_changed(self, change: ObjectsChanged) -> None:
         """The cluster's object watcher saw this bundle's objects change: check it now
         (every cluster when ``cluster`` is empty: ``flotilla sync gitrepo``)."""
+        if self._shard_objects_changed(change):
+            self._wake = True
+            return
         if not change.cluster:
             self._changed.update(self.state.deployments)
         elif change.cluster in self.state.deployments:
@@ -325,6 +347,13 @@ class BundleWorkflow:
     @approve_rollout.validator
     def _validate_approve_rollout(self, request: ApproveRolloutRequest) -> None:
         spec = self.state.spec
+        if self.state.shards is not None or self.state.shard is not None:
+            raise ApplicationError(
+                f"bundle {self.state.bundle} is rolled out in shards (it targets more "
+                "clusters than the shard size): partition gates are not supported there yet",
+                type=INVALID_SPEC,
+                non_retryable=True,
+            )
         if spec is None:
             raise ApplicationError(
                 f"bundle {self.state.bundle} has no version to approve yet",
@@ -357,6 +386,8 @@ class BundleWorkflow:
 
     @workflow.query(name=BUNDLE_STATUS_QUERY)
     def status(self, request: BundleStatusRequest) -> BundleStatus:
+        if self.state.shards is not None:
+            return self._shard_status()
         planning = self._planning()
         states = self._states(planning)
         summary = summarize(states, planning=planning)
@@ -447,6 +478,9 @@ class BundleWorkflow:
     async def _reconcile(self) -> None:
         spec, clusters = self.state.spec, self.state.clusters
         if spec is None or clusters is None:
+            return
+        if self._sharding(clusters):
+            await self._coordinate(spec, clusters)
             return
         key = f"{spec.bundle_digest}:{clusters.version}:{spec.switches.model_dump_json()}"
         if key == self.state.plan_key and await self._downstream_changed(spec):
@@ -634,7 +668,23 @@ class BundleWorkflow:
             paused=lambda name: self._paused(name) or self._window_closed(name),
             blocked=lambda name: bool(self._waiting_for(name)),
         )
-        plan = self._plan_with_gates(rollout_targets)
+        shard = self.state.shard
+        if shard is None:
+            plan = self._plan_with_gates(rollout_targets)
+        else:
+            # One shard of a bigger bundle: the bundle's partitions and this shard's share
+            # of maxUnavailable (workflows/bundle_shards.py); gates are refused there.
+            grant = shard.grant
+            view = ShardView(
+                offset=grant.offset,
+                total=grant.total or len(rollout_targets),
+                reached=grant.reached,
+                budgets=grant.budgets,
+            )
+            plan = plan_rollout(
+                RolloutState(strategy=self.state.strategy, targets=rollout_targets, shard=view)
+            )
+            self._shard_counts = shard_counts(rollout_targets, plan, self.state.strategy, view)
         self._summary = plan.summary
         # Only multi-partition rollouts name their finished partitions in reports; the name
         # changes with the last cluster's state, so it never adds a report of its own.
@@ -1062,6 +1112,44 @@ class BundleWorkflow:
             states[name] = StateWithMessage(state=BundleState.ERR_APPLIED, message=error)
         return while_planning(states, planning) if planning else states
 
+    async def _report_to_bundle(self, *, retired: bool) -> None:
+        """A shard's report to its bundle: counts, sent when they changed, at most every
+        REPORT_GAP while work is in flight (a grant's number in it says it was heard)."""
+        shard, spec = self.state.shard, self.state.spec
+        assert shard is not None
+        planning = self._planning()
+        summary = summarize(self._states(planning), planning=planning)
+        report = ShardReport(
+            index=shard.index,
+            seq=shard.grant.seq,
+            commit=spec.commit if spec else "",
+            planned=spec is not None and not planning and bool(self.state.plan_key),
+            targets=len(self.state.targets),
+            partitions=self._shard_counts,
+            strategy=self.state.strategy,
+            ready=summary.ready,
+            desired=summary.desired,
+            state=summary.state,
+            message=summary.message,
+            paused=self._bundle_paused(),
+            retired=retired,
+        )
+        fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
+        if fingerprint == self.state.last_report:
+            self._report_due = None
+            return
+        now = workflow.now()
+        last = self.state.last_report_at or self._run_started
+        if self._in_flight and not retired and now - last < REPORT_GAP:
+            self._report_due = last + REPORT_GAP
+            return
+        self._report_due = None
+        self.state.last_report, self.state.last_report_at = fingerprint, now
+        with contextlib.suppress(FailureError):  # a bundle that is gone hears nothing
+            await workflow.get_external_workflow_handle(shard.parent_workflow_id).signal(
+                SHARD_REPORT_SIGNAL, report
+            )
+
     async def _report_conflicts(self) -> None:
         conflicts, self._conflicts = self._conflicts, {}
         owner = self.state.gitrepo_workflow_id.rsplit("/", 1)[-1]
@@ -1084,6 +1172,9 @@ class BundleWorkflow:
         # flight, reports go out at most every REPORT_INTERVAL (the next activity completion
         # brings the workflow back, so no timer is needed); a settled bundle reports at once.
         # Checked before the states are computed: at 500 clusters that is most of a pass.
+        if self.state.shard is not None:
+            await self._report_to_bundle(retired=retired)
+            return
         now = workflow.now()
         last = self.state.last_report_at
         if last is None:

@@ -16,6 +16,7 @@ from flotilla.bundledeployment import DeploymentRecord as _DeploymentRecord
 from flotilla.credentials import RenderSecretRefs
 from flotilla.gates import GateRecord, GateStatus
 from flotilla.models import RolloutStrategy
+from flotilla.shards import PartitionCounts
 from flotilla.status import BundleState, Condition, RepoState, StateSince
 from flotilla.targeting import GitRepoSwitches
 from workflows.common import MAX_PENDING_ACTIVITIES, MONITOR_INTERVAL
@@ -101,6 +102,70 @@ class BundleWorkflowState(BaseModel):
     # lists none), and when to read it again.
     downstream_digest: str = ""
     next_downstream_at: datetime | None = None
+    # Sharding (docs/orchestration.md, "Shards"); each left out of the JSON when unset, so
+    # the state of bundles that never sharded is what it always was. ``shard_size``: a test
+    # switch (None: flotilla.settings.DEFAULT_BUNDLE_SHARD_SIZE); ``shard``: set in a shard
+    # workflow; ``shards``: set in a bundle that drives shards.
+    shard_size: int | None = Field(default=None, exclude_if=lambda value: value is None)
+    shard: ShardRole | None = Field(default=None, exclude_if=lambda value: value is None)
+    shards: ShardBook | None = Field(default=None, exclude_if=lambda value: value is None)
+
+
+class ShardGrant(BaseModel):
+    """What a bundle tells one shard about the rollout (numbered: the shard says which one
+    it acts on): where its targets sit in the bundle's name order, the partitions reached
+    and its share of each maxUnavailable (``flotilla.rollout.ShardView``)."""
+
+    seq: int = 0
+    offset: int = 0
+    total: int = 0
+    reached: list[str] = Field(default_factory=list)
+    budgets: dict[str, int] = Field(default_factory=dict)
+
+
+class ShardRole(BaseModel):
+    """A shard workflow's place: its bundle's workflow, its index and the latest grant."""
+
+    parent_workflow_id: str
+    index: int
+    grant: ShardGrant = Field(default_factory=ShardGrant)
+
+
+class ShardReport(BaseModel):
+    """What a shard tells its bundle: counts only, never a list of clusters."""
+
+    index: int
+    seq: int
+    commit: str
+    planned: bool
+    targets: int
+    partitions: list[PartitionCounts] = Field(default_factory=list)
+    strategy: RolloutStrategy = Field(default_factory=RolloutStrategy)
+    ready: int = 0
+    desired: int = 0
+    state: BundleState = BundleState.PENDING
+    message: str = ""
+    paused: bool = False
+    retired: bool = False
+
+
+class ShardBook(BaseModel):
+    """A sharded bundle's record of its shards: their name ranges, what each was sent and
+    last said. Small at any fleet size: a few entries per shard."""
+
+    size: int
+    boundaries: list[str] = Field(default_factory=list)
+    started: int = 0
+    # Per shard: a digest of the cluster snapshot it was sent, the last grant sent, the
+    # highest budgets sent since the one it confirmed, and its last report.
+    sent_clusters: dict[int, str] = Field(default_factory=dict)
+    sent_spec: str = ""
+    grants: dict[int, ShardGrant] = Field(default_factory=dict)
+    ceilings: dict[int, dict[str, int]] = Field(default_factory=dict)
+    reports: dict[int, ShardReport] = Field(default_factory=dict)
+    # The bundle's own pause, as last passed on to the shards.
+    paused: bool = False
+    summary: str = ""
 
 
 class BundleRefresh(BaseModel):
@@ -110,6 +175,8 @@ class BundleRefresh(BaseModel):
     clusters: ClusterSnapshot | None = None
     dependency_states: dict[str, dict[str, BundleState]] = Field(default_factory=dict)
     dependency_commits: dict[str, str] = Field(default_factory=dict)
+    # From a sharded bundle to one of its shards (left out of the JSON otherwise).
+    grant: ShardGrant | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class DependencyStates(BaseModel):
@@ -184,3 +251,6 @@ class BundleStatus(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     # The version pin holding the bundle at ``commit`` (flotilla rollback), or "".
     pin: str = ""
+
+
+BundleWorkflowState.model_rebuild()

@@ -190,7 +190,12 @@ class StandIns:
                 if " unreachable: " in message:  # retried by the activity's policy
                     raise ApplicationError(message, type=CLUSTER_UNREACHABLE)
                 raise ApplicationError(message, non_retryable=True)
-            self.windows.append(Window(cluster, request.deployment_id, time.monotonic()))
+            window = Window(cluster, request.deployment_id, time.monotonic())
+            self.windows.append(window)
+            if self.ready_at_deploy:
+                # Ready within the deploy's own short watch, ``ready_after`` into it.
+                await asyncio.sleep(self.ready_after)
+                window.ready = time.monotonic()
             release = ReleaseRef(name=request.bundle_name, namespace=cluster, revision=attempt)
             ready = DeploymentStatus(
                 release=release, applied_deployment_id=request.deployment_id, ready=True

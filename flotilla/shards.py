@@ -1,0 +1,214 @@
+"""Shards of a big bundle: which shard owns a cluster, and one rollout across all shards.
+
+A bundle on more clusters than the shard size is rolled out by shard workflows, each owning
+the clusters of one range of names. A shard tells its bundle only counts per partition
+(``PartitionCounts``); the bundle answers with the partitions its rollout has reached and
+each shard's share of every maxUnavailable (``plan_shards``), so the limits hold for the
+whole bundle as Fleet counts them while no workflow carries every cluster.
+
+Budgets are safe under delay: a shard may act on any grant it was sent until it says which
+one it acts on, so the bundle counts, per shard, the highest budget sent since the last one
+the shard confirmed (``ceiling``) as spent, and shares out only what is left.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+from flotilla.models import RolloutStrategy
+from flotilla.rollout import (
+    UNMATCHED_PARTITION,
+    RolloutPlan,
+    RolloutTarget,
+    ShardView,
+    auto_partition_names,
+    is_unavailable,
+    is_up_to_date,
+    limit,
+    make_partitions,
+)
+
+
+class PartitionCounts(BaseModel):
+    """One partition as one shard sees it after its pass: how many of its clusters are in
+    it, up to date, unavailable as a partition counts it (not up to date, or not Ready),
+    unavailable as a deployment counts it (released but not applied, or not Ready), and
+    waiting for budget (available, behind the staged version, neither paused nor blocked)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    count: int = 0
+    updated: int = 0
+    unavailable: int = 0
+    not_ready: int = 0
+    pending: int = 0
+
+
+class ShardPlan(BaseModel):
+    """What the bundle tells its shards: the partitions reached and each shard's budgets."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reached: list[str]
+    budgets: dict[int, dict[str, int]]
+    summary: str
+
+
+def shard_boundaries(names: Iterable[str], size: int) -> list[str]:
+    """The first name of each shard's range: the sorted names cut every ``size`` (the first
+    range starts at ""), so a cluster added later joins the range its name falls in."""
+    ordered = sorted(set(names))
+    starts = [ordered[i] for i in range(0, len(ordered), max(size, 1))]
+    return ["", *starts[1:]]
+
+
+def shard_of(name: str, boundaries: list[str]) -> int:
+    """The shard whose range holds ``name``."""
+    return max(bisect.bisect_right(boundaries, name) - 1, 0)
+
+
+def shard_offsets(targets: Mapping[int, int]) -> dict[int, int]:
+    """How many of the bundle's targets sort before each shard's (ranges are in name order)."""
+    offsets, seen = {}, 0
+    for index in sorted(targets):
+        offsets[index] = seen
+        seen += targets[index]
+    return offsets
+
+
+def _needs_budget(target: RolloutTarget) -> bool:
+    return (
+        target.released is not None
+        and target.released != target.staged
+        and not target.paused
+        and not target.blocked
+        and not is_unavailable(target)
+    )
+
+
+def shard_counts(
+    targets: list[RolloutTarget], plan: RolloutPlan, strategy: RolloutStrategy, shard: ShardView
+) -> list[PartitionCounts]:
+    """A shard's partitions after the moves of ``plan``, as counts for its bundle."""
+    after = {t.cluster: t for t in targets}
+    for name in plan.deploy:
+        after[name] = after[name].model_copy(update={"released": after[name].staged})
+    counts = []
+    for partition in make_partitions(targets, strategy, shard):
+        members = [after[c] for c in partition.clusters]
+        counts.append(
+            PartitionCounts(
+                name=partition.name,
+                count=len(members),
+                updated=sum(is_up_to_date(m) for m in members),
+                unavailable=sum(not is_up_to_date(m) or is_unavailable(m) for m in members),
+                not_ready=sum(is_unavailable(m) for m in members),
+                pending=sum(_needs_budget(m) for m in members),
+            )
+        )
+    return counts
+
+
+def _order(strategy: RolloutStrategy, total: int) -> list[tuple[str, int | str | None, str]]:
+    """The bundle's partitions in rollout order, each with its maxUnavailable and field."""
+    rollout = strategy.max_unavailable
+    automatic = auto_partition_names(total, strategy)
+    if automatic is not None:
+        return [(name, rollout, "rolloutStrategy.maxUnavailable") for name, _ in automatic]
+    order: list[tuple[str, int | str | None, str]] = []
+    for index, spec in enumerate(strategy.partitions or []):
+        own = spec.max_unavailable
+        order.append(
+            (
+                spec.name or f"partition-{index + 1}",
+                rollout if own is None else own,
+                f"rolloutStrategy.partitions[{index}].maxUnavailable"
+                if own is not None
+                else "rolloutStrategy.maxUnavailable",
+            )
+        )
+    order.append((UNMATCHED_PARTITION, rollout, "rolloutStrategy.maxUnavailable"))
+    return order
+
+
+def plan_shards(
+    strategy: RolloutStrategy,
+    counts: Mapping[int, list[PartitionCounts]],
+    ceilings: Mapping[int, Mapping[str, int]],
+) -> ShardPlan:
+    """Decide, from every shard's counts, which partitions the bundle has reached (Fleet's
+    rule: stop after more partitions are unavailable than maxUnavailablePartitions) and share
+    out the bundle-wide and per-partition maxUnavailable between the shards that wait."""
+    totals: dict[str, PartitionCounts] = {}
+    for shard_counts_ in counts.values():
+        for c in shard_counts_:
+            t = totals.get(c.name, PartitionCounts(name=c.name))
+            totals[c.name] = PartitionCounts(
+                name=c.name,
+                count=t.count + c.count,
+                updated=t.updated + c.updated,
+                unavailable=t.unavailable + c.unavailable,
+                not_ready=t.not_ready + c.not_ready,
+                pending=t.pending + c.pending,
+            )
+    total = sum(t.count for t in totals.values())
+    order = [(n, v, f) for n, v, f in _order(strategy, total) if n in totals]
+    allowed_partitions = limit(
+        len(order),
+        0 if strategy.max_unavailable_partitions is None else strategy.max_unavailable_partitions,
+        field="rolloutStrategy.maxUnavailablePartitions",
+    )
+    limits = {n: limit(totals[n].count, v, field=f) for n, v, f in order}
+    reached: list[str] = []
+    unavailable_partitions = 0
+    for name, _, _ in order:
+        reached.append(name)
+        if totals[name].unavailable > limits[name]:
+            unavailable_partitions += 1
+        if unavailable_partitions > allowed_partitions:
+            break
+    budgets: dict[int, dict[str, int]] = {index: {} for index in counts}
+
+    def share(key: str, most: int, names: list[str], *, everywhere: bool = False) -> None:
+        """Share ``most`` for ``key``: what waits in ``names`` asks; what is unavailable in
+        ``names`` (in every partition when ``everywhere``: the bundle-wide limit) is spent."""
+        by_shard = {i: [c for c in counts[i] if c.name in names] for i in sorted(counts)}
+        not_ready = {
+            i: sum(c.not_ready for c in (counts[i] if everywhere else by_shard[i]))
+            for i in by_shard
+        }
+        want = {i: sum(c.pending for c in cs) for i, cs in by_shard.items()}
+        spent = {i: max(not_ready[i], ceilings.get(i, {}).get(key, 0)) for i in by_shard}
+        free = most - sum(spent.values())
+        for i in sorted(by_shard):
+            if want[i] <= 0:
+                # Nothing waits there: what it does not use goes back to the others.
+                budgets[i][key] = not_ready[i]
+                continue
+            give = max(min(want[i], free), 0)
+            free -= give
+            budgets[i][key] = spent[i] + give
+
+    share("", limit(total, strategy.max_unavailable), reached, everywhere=True)
+    for name in reached:
+        share(name, limits[name], [name])
+    updated = sum(t.updated for t in totals.values())
+    current = reached[-1] if reached else ""
+    where = (
+        f"partition {len(reached)}/{len(order)} ({current})" if len(order) > 1 and current else ""
+    )
+    summary = ", ".join(
+        part
+        for part in (
+            f"{len(counts)} shards",
+            where,
+            f"{updated}/{total} clusters updated",
+            f"{sum(t.not_ready for t in totals.values())} unavailable",
+        )
+        if part
+    )
+    return ShardPlan(reached=reached, budgets=budgets, summary=summary)

@@ -1,0 +1,157 @@
+"""flotilla.shards: shard ranges and one rollout across shards, as pure functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from flotilla.models import RolloutStrategy
+from flotilla.rollout import (
+    RolloutState,
+    RolloutTarget,
+    ShardView,
+    make_partitions,
+    plan_rollout,
+)
+from flotilla.shards import (
+    PartitionCounts,
+    plan_shards,
+    shard_boundaries,
+    shard_counts,
+    shard_of,
+    shard_offsets,
+)
+
+NAMES = [f"c{i:03d}" for i in range(10)]
+
+
+def test_ranges_cut_the_sorted_names_and_a_new_name_touches_one_shard() -> None:
+    boundaries = shard_boundaries(reversed(NAMES), 4)
+    assert boundaries == ["", "c004", "c008"]
+    before = {n: shard_of(n, boundaries) for n in NAMES}
+    assert [before[n] for n in NAMES] == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
+    # Names added later join the range they fall in; nobody else moves.
+    assert shard_of("a", boundaries) == 0
+    assert shard_of("c0055", boundaries) == 1
+    assert shard_of("zz", boundaries) == 2
+    assert {n: shard_of(n, boundaries) for n in NAMES} == before
+
+
+def test_offsets_count_the_targets_of_earlier_shards() -> None:
+    assert shard_offsets({2: 5, 0: 3, 1: 0}) == {0: 0, 1: 3, 2: 3}
+
+
+def targets(names: list[str], *, released: str | None = "v1") -> list[RolloutTarget]:
+    return [
+        RolloutTarget(cluster=n, staged="v2", released=released, applied=released, ready=True)
+        for n in names
+    ]
+
+
+def test_a_shard_cuts_automatic_partitions_as_the_whole_bundle_does() -> None:
+    strategy = RolloutStrategy.model_validate({"autoPartitionSize": 3, "autoPartitionThreshold": 1})
+    whole = make_partitions(targets(NAMES), strategy)
+    view = ShardView(offset=4, total=10)
+    part = make_partitions(targets(NAMES[4:8]), strategy, view)
+    expected = [
+        (p.name, [c for c in p.clusters if c in NAMES[4:8]])
+        for p in whole
+        if set(p.clusters) & set(NAMES[4:8])
+    ]
+    assert [(p.name, p.clusters) for p in part] == expected
+    assert [p.name for p in part] == ["clusters 4-6", "clusters 7-9"]
+
+
+def test_a_shard_moves_only_in_reached_partitions_and_within_its_budgets() -> None:
+    strategy = RolloutStrategy.model_validate({"autoPartitionSize": 3, "autoPartitionThreshold": 1})
+    mine = targets(NAMES[4:8])
+    view = ShardView(
+        offset=4,
+        total=10,
+        reached=["clusters 1-3", "clusters 4-6"],
+        budgets={"": 1, "clusters 4-6": 1},
+    )
+    plan = plan_rollout(RolloutState(strategy=strategy, targets=mine, shard=view))
+    assert plan.deploy == ["c004"]
+    assert plan.held == ["c005"]
+    assert plan.waiting == ["c006", "c007"]
+    counts = shard_counts(mine, plan, strategy, view)
+    assert counts == [
+        PartitionCounts(name="clusters 4-6", count=2, unavailable=2, not_ready=1, pending=1),
+        PartitionCounts(name="clusters 7-9", count=2, unavailable=2, pending=2),
+    ]
+
+
+def counts(name: str, count: int, *, unavailable: int = 0, not_ready: int = 0, pending: int = 0):
+    return PartitionCounts(
+        name=name,
+        count=count,
+        updated=count - unavailable,
+        unavailable=unavailable,
+        not_ready=not_ready,
+        pending=pending,
+    )
+
+
+def test_budgets_share_max_unavailable_and_never_exceed_it() -> None:
+    strategy = RolloutStrategy.model_validate({"maxUnavailable": 5})
+    by_shard = {
+        0: [counts("all", 10, unavailable=10, not_ready=1, pending=9)],
+        1: [counts("all", 10, unavailable=10, not_ready=0, pending=10)],
+        2: [counts("all", 10)],
+    }
+    plan = plan_shards(strategy, by_shard, {})
+    assert plan.reached == ["all"]
+    assert plan.budgets[0] == {"": 5, "all": 5}
+    assert plan.budgets[1] == {"": 0, "all": 0}
+    assert plan.budgets[2] == {"": 0, "all": 0}
+    # Shard 0 still may act on a budget of 5 it has not confirmed: nothing is left.
+    plan = plan_shards(strategy, by_shard | {0: [counts("all", 10, unavailable=10)]}, {0: {"": 5}})
+    assert plan.budgets[0][""] == 0  # nothing waits there: given back once it confirms
+    assert plan.budgets[1][""] == 0
+
+
+@pytest.mark.parametrize(
+    ("ahead_unavailable", "reached"),
+    [(2, ["p1", "p2", "p3"]), (3, ["p1"])],
+)
+def test_later_partitions_wait_while_one_ahead_is_over_its_limit(
+    ahead_unavailable: int, reached: list[str]
+) -> None:
+    strategy = RolloutStrategy.model_validate(
+        {
+            "maxUnavailable": 2,
+            "partitions": [
+                {"name": "p1", "clusterSelector": {"matchLabels": {"p": "1"}}},
+                {"name": "p2", "clusterSelector": {"matchLabels": {"p": "2"}}},
+                {"name": "p3", "clusterSelector": {"matchLabels": {"p": "3"}}},
+            ],
+        }
+    )
+    # p1 is spread over two shards: its limit (2 of 5) holds for the sum.
+    by_shard = {
+        0: [counts("p1", 3, unavailable=ahead_unavailable - 1), counts("p2", 2)],
+        1: [counts("p1", 2, unavailable=1), counts("p3", 4)],
+    }
+    assert plan_shards(strategy, by_shard, {}).reached == reached
+
+
+def test_the_bundle_wide_budget_counts_unavailable_clusters_of_every_partition() -> None:
+    strategy = RolloutStrategy.model_validate(
+        {
+            "maxUnavailable": 3,
+            "partitions": [
+                {"name": "p1", "maxUnavailable": 10, "clusterSelector": {}},
+                {"name": "p2", "maxUnavailable": 10, "clusterSelector": {}},
+            ],
+        }
+    )
+    by_shard = {
+        # p1 is within its own limit, so p2 is reached; two of p2 are NotReady already.
+        0: [counts("p1", 10, unavailable=4, pending=4)],
+        1: [counts("p2", 10, unavailable=10, not_ready=2, pending=8)],
+    }
+    plan = plan_shards(strategy, by_shard, {})
+    assert plan.reached == ["p1", "p2"]
+    # 3 bundle-wide, 2 spent in p2: one left, and shard 0 asks first.
+    assert plan.budgets[0][""] == 1
+    assert plan.budgets[1][""] == 2

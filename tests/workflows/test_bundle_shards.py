@@ -1,0 +1,214 @@
+"""A bundle on more clusters than the shard size, rolled out by shard workflows (issue 12).
+
+The workflows run for real on the session's Temporal dev server; the deploy activities are
+the stand-ins of tests/workflows/test_bundle_standins.py (registered under the real activity
+names, answering in milliseconds), because 200 clusters of real Helm releases do not fit a
+test run. They are allowed here only because the same rollout paths run against real
+components in tests/e2e/test_rollout.py (partitions, maxUnavailable, dependsOn, pause) and
+tests/e2e/test_worker_restart.py (SIGKILL mid-rollout), which stay unchanged;
+bench/bench_scale.py measures 10,000 clusters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowHistory
+
+from activities.gitops_models import PlanRequest, PlanResult
+from flotilla.ids import bundle_shard_workflow_id
+from flotilla.models import RolloutStrategy
+from flotilla.status import BundleState
+from tests.e2e.harness import history_text
+from tests.workflows.test_bundle_standins import (  # noqa: F401 (the fixture)
+    Bundle,
+    StandIns,
+    Window,
+    eventually,
+    start,
+)
+from workflows.bundle import BundleWorkflow
+from workflows.bundle_models import (
+    BundleRefresh,
+    BundleStatus,
+    BundleStatusRequest,
+    RetireRequest,
+)
+from workflows.bundle_shards import SHARDS_PATCH
+from workflows.registry_models import ClusterSnapshot, ClusterView
+
+
+@dataclass
+class PlanLog(StandIns):
+    """The stand-ins, noting which clusters each plan_bundle was asked about."""
+
+    plans: list[list[str]] = field(default_factory=list)
+
+    @activity.defn(name="plan_bundle")
+    async def plan_bundle(self, request: PlanRequest) -> PlanResult:
+        self.plans.append([c.name for c in request.clusters])
+        return await StandIns.plan_bundle(self, request)
+
+
+async def histories(client: Client, workflow_id: str) -> list[WorkflowHistory]:
+    """Every run of a workflow (continue-as-new chains), oldest first."""
+    runs = [e async for e in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    runs.sort(key=lambda e: e.start_time)
+    return [
+        await client.get_workflow_handle(workflow_id, run_id=e.run_id).fetch_history() for e in runs
+    ]
+
+
+def most_unavailable(windows: list[Window]) -> int:
+    """The most deploys between their start and their Ready at any one time."""
+    most = 0
+    for window in windows:
+        most = max(
+            most,
+            sum(
+                1
+                for other in windows
+                if other.started <= window.started < (other.ready or float("inf"))
+            ),
+        )
+    return most
+
+
+async def test_two_hundred_clusters_in_four_shards_keep_partition_order_and_max_unavailable(
+    start: Callable[..., Awaitable[Bundle]],  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """200 push-mode clusters, shard size 50 (four shards), partitions of 20 (10%) that
+    straddle the shards, maxUnavailable 10 bundle-wide: every cluster Ready at both commits,
+    each deployed once per version; during the update never more than 10 unavailable at
+    once across the shards, and no partition starts before the one ahead of it is within
+    its limit; the histories of the bundle and its shards stay bounded; no "cluster
+    offline". With FLOTILLA_RECORD_HISTORIES=DIR the bundle's and shard 0's first runs are
+    written there for tests/replay."""
+    clusters = [f"c{i:03d}" for i in range(200)]
+    strategy = RolloutStrategy.model_validate({"maxUnavailable": 10, "autoPartitionSize": "10%"})
+    standins = StandIns(clusters=clusters, strategy=strategy, ready_at_deploy=True)
+    bundle = await start(standins, shard_size=50, cluster_schedule_to_start_seconds=1)
+
+    async def status() -> BundleStatus:
+        return await bundle.handle.query(BundleWorkflow.status, BundleStatusRequest())
+
+    def settled(commit: str) -> Callable[[BundleStatus], bool]:
+        return lambda s: (
+            s.commit == commit and s.ready == s.desired == 200 and s.state is BundleState.READY
+        )
+
+    await eventually(status, settled("commit-1"), timeout=240)
+    assert len(standins.windows) == 200
+
+    standins.ready_after = 0.2
+    await bundle.release(2)
+    await eventually(status, settled("commit-2"), timeout=300)
+    update = standins.windows[200:]
+    assert sorted(w.cluster for w in update) == clusters  # once each, no retries
+    assert most_unavailable(update) <= 10
+
+    started = {w.cluster: w.started for w in update}
+    ready = {w.cluster: w.ready for w in update}
+    partitions = [clusters[i : i + 20] for i in range(0, 200, 20)]
+    for ahead, behind in itertools.pairwise(partitions):
+        first = min(started[c] for c in behind)
+        # A partition of 20 with maxUnavailable 10 lets the next start once 10 are Ready.
+        ready_ahead = sorted(r for c in ahead if (r := ready[c]) is not None)
+        assert ready_ahead[9] <= first, (ahead[0], behind[0])
+
+    ids = [bundle.handle.id] + [bundle_shard_workflow_id(bundle.handle.id, i) for i in range(4)]
+    runs = {workflow_id: await histories(bundle.client, workflow_id) for workflow_id in ids}
+    events = sum(len(h.events) for chain in runs.values() for h in chain)
+    assert events / 400 <= 10, f"{events / 400:.1f} history events per bundle deployment"
+    largest = max(e.ByteSize() for chain in runs.values() for h in chain for e in h.events)
+    assert largest < 256_000, f"largest event {largest} bytes"
+    assert SHARDS_PATCH in history_text(runs[bundle.handle.id][0])
+    offline = [r.getMessage() for r in caplog.records if "cluster offline" in r.getMessage()]
+    assert offline == []
+
+    record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
+    if record:
+        Path(record).mkdir(parents=True, exist_ok=True)
+        (Path(record) / "bundle-shards-bundle.json").write_text(runs[bundle.handle.id][0].to_json())
+        (Path(record) / "bundle-shards-shard.json").write_text(runs[ids[1]][0].to_json())
+
+    # Retiring the bundle retires its shards, which remove every release.
+    await bundle.handle.signal(BundleWorkflow.retire, RetireRequest())
+    await bundle.handle.result()
+    removed = {c for (name, c) in standins.calls if name == "remove_deployment"}
+    assert removed == set(clusters)
+
+
+async def test_a_bundle_within_the_shard_size_is_not_sharded(
+    start: Callable[..., Awaitable[Bundle]],  # noqa: F811
+) -> None:
+    """At the shard size exactly, the bundle deploys itself, as before (no patch marker)."""
+    standins = StandIns(clusters=[f"c{i}" for i in range(5)], ready_at_deploy=True)
+    bundle = await start(standins, shard_size=5)
+    await eventually(
+        bundle.states, lambda s: len(s) == 5 and all(v is BundleState.READY for v in s.values())
+    )
+    assert SHARDS_PATCH not in history_text(await bundle.handle.fetch_history())
+
+
+async def test_a_label_change_on_one_cluster_replans_only_its_shard(
+    start: Callable[..., Awaitable[Bundle]],  # noqa: F811
+) -> None:
+    """The registry at scale: a new snapshot where one cluster's labels changed reaches
+    only the shard that owns it (one plan of 50 clusters, not of all 120); nothing is
+    redeployed, since its options did not change."""
+    clusters = [f"c{i:03d}" for i in range(120)]
+    standins = PlanLog(clusters=clusters, ready_at_deploy=True)
+    bundle = await start(standins, shard_size=50)
+
+    async def status() -> BundleStatus:
+        return await bundle.handle.query(BundleWorkflow.status, BundleStatusRequest())
+
+    await eventually(status, lambda s: s.ready == 120 and s.state is BundleState.READY)
+    assert sorted(len(p) for p in standins.plans) == [20, 50, 50]
+
+    views = [ClusterView(name=c, labels={"zone": "b"} if c == "c060" else {}) for c in clusters]
+    snapshot = ClusterSnapshot(namespace=bundle.namespace, version=2, clusters=views)
+    await bundle.handle.signal(BundleWorkflow.refresh, BundleRefresh(clusters=snapshot))
+    await eventually(standins.calls_now, lambda calls: calls["plan_bundle", ""] == 4)
+    await asyncio.sleep(3)  # time for any other shard to replan, which must not happen
+    assert len(standins.plans) == 4
+    assert standins.plans[3] == clusters[50:100]
+    await eventually(status, lambda s: s.ready == 120 and s.state is BundleState.READY)
+    assert len(standins.windows) == 120
+
+
+async def test_a_sharded_bundle_and_its_shards_continue_as_new_mid_rollout(
+    start: Callable[..., Awaitable[Bundle]],  # noqa: F811
+) -> None:
+    """With the history switch at 150 events, the bundle and every shard continue as new
+    several times during two commits; the grants, ranges and records carried in their
+    states keep the rollout going to Ready, each cluster deployed once per version."""
+    clusters = [f"c{i:03d}" for i in range(120)]
+    strategy = RolloutStrategy.model_validate({"maxUnavailable": 5})
+    standins = StandIns(clusters=clusters, strategy=strategy, ready_at_deploy=True)
+    bundle = await start(standins, shard_size=50, max_history_events=150)
+
+    async def status() -> BundleStatus:
+        return await bundle.handle.query(BundleWorkflow.status, BundleStatusRequest())
+
+    def settled(commit: str) -> Callable[[BundleStatus], bool]:
+        return lambda s: s.commit == commit and s.ready == 120 and s.state is BundleState.READY
+
+    await eventually(status, settled("commit-1"), timeout=240)
+    standins.ready_after = 0.05
+    await bundle.release(2)
+    await eventually(status, settled("commit-2"), timeout=240)
+    assert sorted(w.cluster for w in standins.windows) == sorted(clusters * 2)
+    assert most_unavailable(standins.windows[120:]) <= 5
+    ids = [bundle.handle.id] + [bundle_shard_workflow_id(bundle.handle.id, i) for i in range(3)]
+    for workflow_id in ids:
+        assert len(await histories(bundle.client, workflow_id)) > 1, workflow_id

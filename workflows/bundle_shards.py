@@ -1,0 +1,412 @@
+"""A bundle on more clusters than the shard size, rolled out by shard workflows.
+
+The bundle workflow ``bundle/<ns>/<bundle>`` then plans nothing itself: it cuts the cluster
+snapshot into name ranges (``flotilla.shards``), starts one child ``BundleWorkflow`` per range
+(``bundle/<ns>/<bundle>/shard-<k>``, abandoned on close so they outlive continue-as-new),
+hands each its part of the snapshot, the spec and dependency states, and keeps the rollout
+one rollout: shards report counts per partition, the bundle answers with the partitions
+reached and each shard's share of maxUnavailable, and reports the sum to its GitRepo. Each
+shard is an ordinary bundle workflow on at most about the shard size of clusters (its own
+planning, deploys, retries, drift checks, continue-as-new), so no history or payload grows
+with the fleet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import FailureError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.objectwatch_models import OBJECTS_CHANGED_SIGNAL, ObjectsChanged
+    from flotilla.ids import bundle_shard_workflow_id, bundle_workflow_id
+    from flotilla.settings import DEFAULT_BUNDLE_SHARD_SIZE
+    from flotilla.shards import plan_shards, shard_boundaries, shard_of, shard_offsets
+    from flotilla.status import BundleReport, BundleState, planning_text, worst_state
+    from workflows.bundle_models import (
+        PAUSE_SIGNAL,
+        BundleRefresh,
+        BundleSpec,
+        BundleStatus,
+        BundleWorkflowState,
+        PauseRequest,
+        RetireRequest,
+        ShardBook,
+        ShardGrant,
+        ShardReport,
+        ShardRole,
+    )
+    from workflows.registry_models import ClusterSnapshot, ClusterView
+    from workflows.visibility import (
+        BUNDLE,
+        COMMIT,
+        DESIRED,
+        GITREPO,
+        KIND,
+        MESSAGE,
+        READY,
+        STATE,
+        message_value,
+    )
+
+# Bundles on more clusters than the shard size drive shard workflows. Asked only when a
+# snapshot is bigger than that, so the runs of smaller bundles carry no marker.
+SHARDS_PATCH = "bundle-shards"
+# The signal a shard sends its bundle (ShardReport).
+SHARD_REPORT_SIGNAL = "shard_report"
+REFRESH = "refresh"
+RETIRE = "retire"
+BUNDLE_REPORT = "bundle_report"
+# As the bundle workflow's REPORT_GAP: a change of the sum reaches the GitRepo within it.
+SHARD_REPORT_GAP = timedelta(seconds=3)
+
+
+def _digest(model: Any) -> str:
+    return hashlib.sha256(model.model_dump_json().encode()).hexdigest()
+
+
+def _spec_key(spec: BundleSpec) -> str:
+    return _digest(spec)
+
+
+class ShardedBundle:
+    """The part of ``BundleWorkflow`` that drives shards (mixed in; state is the workflow's)."""
+
+    state: BundleWorkflowState
+    _report_due: datetime | None
+    _summary: str
+    _run_started: datetime
+
+    def _init_shards(self) -> None:
+        # Clusters whose watcher reported a change, for their shard (empty name: all shards).
+        self._shard_changes: list[str] = []
+
+    def _sharding(self, clusters: ClusterSnapshot) -> bool:
+        """Whether this bundle drives shards: once it has, it always does."""
+        if self.state.shards is not None:
+            return True
+        if self.state.shard is not None:
+            return False
+        size = self.state.shard_size or DEFAULT_BUNDLE_SHARD_SIZE
+        if len(clusters.clusters) <= size or not workflow.patched(SHARDS_PATCH):
+            return False
+        self.state.shards = ShardBook(size=size)
+        return True
+
+    def _shard_ids(self) -> list[str]:
+        book = self.state.shards
+        assert book is not None
+        # From the state, not workflow.info(): replays run under other ids.
+        own = bundle_workflow_id(self.state.namespace, self.state.bundle)
+        return [bundle_shard_workflow_id(own, i) for i in range(len(book.boundaries))]
+
+    async def _signal_shard(self, index: int, signal: str, arg: Any) -> None:
+        handle = workflow.get_external_workflow_handle(self._shard_ids()[index])
+        with contextlib.suppress(FailureError):  # a shard that is gone has nothing to hear
+            await handle.signal(signal, arg)
+
+    def _next_grant(self, index: int, **fields: Any) -> ShardGrant:
+        """A new grant for one shard: its budgets count as spent until the shard confirms."""
+        book = self.state.shards
+        assert book is not None
+        old = book.grants.get(index, ShardGrant())
+        grant = old.model_copy(update={"seq": old.seq + 1, **fields})
+        book.grants[index] = grant
+        ceiling = book.ceilings.setdefault(index, {})
+        for key, value in grant.budgets.items():
+            ceiling[key] = max(ceiling.get(key, 0), value)
+        return grant
+
+    # --- messages -----------------------------------------------------------------------------
+
+    def _shard_reported(self, report: ShardReport) -> None:
+        book = self.state.shards
+        if book is None:
+            return
+        book.reports[report.index] = report
+        grant = book.grants.get(report.index)
+        if grant is not None and report.seq == grant.seq:
+            # It acts on the latest grant now: only that one's budgets are spent.
+            book.ceilings[report.index] = dict(grant.budgets)
+
+    def _shard_objects_changed(self, change: ObjectsChanged) -> bool:
+        """Queue a watcher's change for the shard that owns the cluster (True: sharded)."""
+        if self.state.shards is None:
+            return False
+        self._shard_changes.append(change.cluster)
+        return True
+
+    # --- the reconcile step -------------------------------------------------------------------
+
+    async def _coordinate(self, spec: BundleSpec, clusters: ClusterSnapshot) -> None:
+        book = self.state.shards
+        assert book is not None
+        if clusters.clusters:
+            await self._distribute(spec, clusters)
+        elif _spec_key(spec) != book.sent_spec:
+            await self._send(spec, None)
+        await self._forward()
+        await self._grant(spec)
+        await self._report_shards(spec)
+
+    async def _distribute(self, spec: BundleSpec, clusters: ClusterSnapshot) -> None:
+        """Hand each shard its part of a new snapshot (only shards whose part changed)."""
+        book = self.state.shards
+        assert book is not None
+        if not book.boundaries:
+            book.boundaries = shard_boundaries((c.name for c in clusters.clusters), book.size)
+        parts: dict[int, list[ClusterView]] = {i: [] for i in range(len(book.boundaries))}
+        for view in clusters.clusters:
+            parts[shard_of(view.name, book.boundaries)].append(view)
+        await self._send(
+            spec, {i: clusters.model_copy(update={"clusters": v}) for i, v in parts.items()}
+        )
+        # The bundle keeps the snapshot's version, groups and windows, not its clusters; the
+        # shards plan their own (records of clusters it deployed before went with them).
+        self.state.clusters = clusters.model_copy(update={"clusters": []})
+        self.state.targets, self.state.plan_errors = {}, {}
+
+    async def _send(self, spec: BundleSpec, parts: dict[int, ClusterSnapshot] | None) -> None:
+        """Start the shards not started yet; tell the others what changed for them. A new
+        spec withdraws every grant until all shards have planned it."""
+        book = self.state.shards
+        assert book is not None
+        new_spec = _spec_key(spec) != book.sent_spec
+        sends = []
+        for index in range(len(book.boundaries)):
+            part = parts.get(index) if parts else None
+            digest = _digest(part.model_copy(update={"version": 0})) if part else ""
+            changed = part is not None and digest != book.sent_clusters.get(index)
+            if index < book.started and not new_spec and not changed:
+                continue
+            if part is not None:
+                book.sent_clusters[index] = digest
+            grant = self._next_grant(index, reached=[], budgets={}) if new_spec else None
+            refresh = BundleRefresh(
+                spec=spec, clusters=part if changed else None, grant=grant or None
+            )
+            if index < book.started:
+                sends.append(self._signal_shard(index, REFRESH, refresh))
+            else:
+                sends.append(self._start_shard(index, refresh))
+        book.sent_spec = _spec_key(spec)
+        await asyncio.gather(*sends)
+        book.started = max(book.started, len(book.boundaries))
+
+    async def _start_shard(self, index: int, refresh: BundleRefresh) -> None:
+        """Start one shard with its part, the switches of this bundle, and the records of
+        its clusters when this bundle deployed them before it was sharded."""
+        book = self.state.shards
+        assert book is not None
+        records = {
+            name: record
+            for name, record in self.state.deployments.items()
+            if shard_of(name, book.boundaries) == index
+        }
+        for name in records:
+            self.state.deployments.pop(name)
+            self.state.targets.pop(name, None)
+        state = self.state.model_copy(
+            update={
+                "spec": refresh.spec,
+                "clusters": refresh.clusters,
+                "plan_key": "",
+                "targets": {},
+                "deployments": records,
+                "dependency_states": {},
+                "last_report": "",
+                "last_report_at": None,
+                "conditions": [],
+                "since": {},
+                "shards": None,
+                "shard": ShardRole(
+                    parent_workflow_id=bundle_workflow_id(self.state.namespace, self.state.bundle),
+                    index=index,
+                    grant=refresh.grant or ShardGrant(),
+                ),
+            }
+        )
+        await workflow.start_child_workflow(
+            "BundleWorkflow",
+            state,
+            id=self._shard_ids()[index],
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=f"shard {index} of bundle {self.state.namespace}/{self.state.bundle}",
+        )
+
+    async def _forward(self) -> None:
+        """Pass on, to the shards they concern: dependency states, pause, watcher changes."""
+        book = self.state.shards
+        assert book is not None
+        sends = []
+        if self.state.dependency_states:
+            by_shard: dict[int, dict[str, dict[str, BundleState]]] = {}
+            for bundle, states in self.state.dependency_states.items():
+                for cluster, item in states.items():
+                    index = shard_of(cluster, book.boundaries)
+                    by_shard.setdefault(index, {}).setdefault(bundle, {})[cluster] = item
+            for index in range(book.started):
+                refresh = BundleRefresh(
+                    dependency_states=by_shard.get(index, {}),
+                    dependency_commits=self.state.dependency_commits,
+                )
+                sends.append(self._signal_shard(index, REFRESH, refresh))
+            # Forwarded: the shards keep them (this state stays small).
+            self.state.dependency_states = {}
+        paused = self.state.paused
+        if paused != book.paused:
+            book.paused = paused
+            sends.extend(
+                self._signal_shard(i, PAUSE_SIGNAL, PauseRequest(paused=paused))
+                for i in range(book.started)
+            )
+        changes, self._shard_changes = self._shard_changes, []
+        everyone = "" in changes  # ``flotilla sync``: every shard checks every cluster
+        named = sorted({(shard_of(c, book.boundaries), c) for c in changes if c and not everyone})
+        sends.extend(
+            self._signal_shard(i, OBJECTS_CHANGED_SIGNAL, ObjectsChanged(cluster=c))
+            for i, c in (named or [(i, "") for i in range(book.started) if everyone])
+        )
+        await asyncio.gather(*sends)
+
+    async def _grant(self, spec: BundleSpec) -> None:
+        """Once every shard acts on its latest grant and has planned this commit: offsets
+        first (automatic partitions are cut over the whole bundle), then the partitions
+        reached and the budgets (``flotilla.shards.plan_shards``)."""
+        book = self.state.shards
+        assert book is not None
+        shards = range(book.started)
+        reports = book.reports
+        for index in shards:
+            report = reports.get(index)
+            grant = book.grants.get(index, ShardGrant())
+            if report is None or report.seq != grant.seq:
+                return
+            if report.commit != spec.commit or not report.planned:
+                return
+        offsets = shard_offsets({i: reports[i].targets for i in shards})
+        total = sum(reports[i].targets for i in shards)
+        moved = [
+            i
+            for i in shards
+            if (book.grants[i].offset, book.grants[i].total) != (offsets[i], total)
+        ]
+        sends = []
+        if moved:
+            for index in moved:
+                grant = self._next_grant(
+                    index, offset=offsets[index], total=total, reached=[], budgets={}
+                )
+                sends.append(self._signal_shard(index, REFRESH, BundleRefresh(grant=grant)))
+            await asyncio.gather(*sends)
+            return
+        plan = plan_shards(
+            reports[0].strategy if 0 in reports else next(iter(reports.values())).strategy,
+            {i: reports[i].partitions for i in shards},
+            book.ceilings,
+        )
+        book.summary = plan.summary
+        for index in shards:
+            grant = book.grants[index]
+            budgets = plan.budgets.get(index, {})
+            if grant.reached == plan.reached and grant.budgets == budgets:
+                continue
+            grant = self._next_grant(index, reached=plan.reached, budgets=budgets)
+            sends.append(self._signal_shard(index, REFRESH, BundleRefresh(grant=grant)))
+        await asyncio.gather(*sends)
+
+    def _shard_summary(self, spec: BundleSpec) -> BundleReport:
+        """The bundle as the sum of its shards' last reports."""
+        book = self.state.shards
+        assert book is not None
+        reports = [book.reports.get(i) for i in range(book.started)]
+        current = [r for r in reports if r is not None and r.commit == spec.commit and r.planned]
+        ready = sum(r.ready for r in current)
+        desired = sum(r.desired for r in current)
+        if len(current) < len(reports) or not reports:
+            state, message = BundleState.WAIT_APPLIED, planning_text(spec.commit)
+        else:
+            state = worst_state(r.state for r in current)
+            message = next((r.message for r in current if r.state is state and r.message), "")
+        return BundleReport(
+            bundle=self.state.bundle,
+            commit=spec.commit,
+            ready=ready,
+            desired=desired,
+            state=state,
+            message=message,
+        )
+
+    async def _report_shards(self, spec: BundleSpec, *, retired: bool = False) -> None:
+        """Report the sum to the GitRepo when it changed, at most every REPORT_GAP."""
+        report = self._shard_summary(spec).model_copy(update={"retired": retired})
+        self._summary = (self.state.shards.summary if self.state.shards else "") or report.message
+        workflow.set_current_details(self._summary)
+        fingerprint = _digest(report)
+        if fingerprint == self.state.last_report:
+            self._report_due = None
+            return
+        now = workflow.now()
+        last = self.state.last_report_at or self._run_started
+        if not retired and now - last < SHARD_REPORT_GAP:
+            self._report_due = last + SHARD_REPORT_GAP
+            return
+        self._report_due = None
+        self.state.last_report, self.state.last_report_at = fingerprint, now
+        updates: list[SearchAttributeUpdate[Any]] = [
+            GITREPO.value_set(spec.gitrepo),
+            COMMIT.value_set(spec.commit),
+            STATE.value_set(report.state),
+            MESSAGE.value_set(message_value(report.message)),
+            READY.value_set(report.ready),
+            DESIRED.value_set(report.desired),
+            KIND.value_set("Bundle"),
+            BUNDLE.value_set(self.state.bundle),
+        ]
+        workflow.upsert_search_attributes(updates)
+        with contextlib.suppress(FailureError):
+            await workflow.get_external_workflow_handle(self.state.gitrepo_workflow_id).signal(
+                BUNDLE_REPORT, report
+            )
+
+    async def _retire_shards(self) -> None:
+        """Retire every shard, wait until each has removed its releases, then report."""
+        book = self.state.shards
+        assert book is not None
+        await asyncio.gather(
+            *(self._signal_shard(i, RETIRE, RetireRequest()) for i in range(book.started))
+        )
+        await workflow.wait_condition(
+            lambda: all(
+                (r := book.reports.get(i)) is not None and r.retired for i in range(book.started)
+            )
+        )
+        if self.state.spec is not None:
+            await self._report_shards(self.state.spec, retired=True)
+
+    def _shard_status(self) -> BundleStatus:
+        """``flotilla status`` of a sharded bundle: the sums (each shard lists its clusters)."""
+        spec = self.state.spec
+        book = self.state.shards
+        assert book is not None
+        summary = self._shard_summary(spec) if spec else None
+        return BundleStatus(
+            namespace=self.state.namespace,
+            bundle=self.state.bundle,
+            gitrepo=spec.gitrepo if spec else "",
+            commit=spec.commit if spec else "",
+            paused=self.state.paused or any(r.paused for r in book.reports.values()),
+            ready=summary.ready if summary else 0,
+            desired=summary.desired if summary else 0,
+            state=summary.state if summary else BundleState.PENDING,
+            message=summary.message if summary else "",
+            summary=self._summary,
+            clusters=[],
+        )
