@@ -266,8 +266,21 @@ def summarize(states: Mapping[str, StateWithMessage], *, planning: str = "") -> 
 # --- GitRepo status -------------------------------------------------------------------------
 
 
+# A bundle's report names at most this many of its non-ready deployments with their messages
+# (cut to REPORTED_MESSAGE), so 50 bundles' reports stay a few tens of KB whatever the fleet;
+# ``describe bundle`` asks the bundle workflow for all of them.
+MAX_REPORTED_NON_READY = 3
+REPORTED_MESSAGE = 120
+
+
+def _unless_empty(value: object) -> bool:
+    return not value
+
+
 class BundleReport(BaseModel):
-    """What a bundle tells its GitRepo: its summary and the state on each cluster."""
+    """What a bundle tells its GitRepo: its summary, counts per state, a few non-ready
+    deployments, and the state on each cluster packed against the cluster list
+    (flotilla.clusterstates). Reports of older runs carry ``states`` unpacked instead."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -277,7 +290,17 @@ class BundleReport(BaseModel):
     desired: int
     state: BundleState
     message: str
+    # Unpacked states: older runs' reports, and in packed ones the deployments on clusters
+    # the list does not name (a cluster being removed).
     states: dict[str, BundleState] = Field(default_factory=dict)
+    # Deployments per state (state-agnostic: any state name), the first non-ready ones, and
+    # the per-cluster states packed (``clusters_key`` names the cluster list ``codes`` is
+    # over; its symbols stand for the states of ``counts`` by name). All left out of the JSON
+    # when empty, so reports of older runs serialize as they did.
+    counts: dict[str, int] = Field(default_factory=dict, exclude_if=_unless_empty)
+    non_ready: list[NonReadyEntry] = Field(default_factory=list, exclude_if=_unless_empty)
+    clusters_key: str = Field(default="", exclude_if=_unless_empty)
+    codes: str = Field(default="", exclude_if=_unless_empty)
     retired: bool = False
     # Partitions of the staged version whose clusters are all updated and available (set
     # only when the rollout has several), so the GitRepo can tell "partition done".
@@ -285,6 +308,19 @@ class BundleReport(BaseModel):
     # Why a gate halted the rollout of this commit (flotilla.gates), else empty and left out
     # of the JSON, so reports of bundles without gates are what they always were.
     halted: str = Field(default="", exclude_if=lambda value: not value)
+
+
+def reported_summary(summary: Summary) -> tuple[dict[str, int], list[NonReadyEntry]]:
+    """What a report carries of a bundle's summary: its non-zero counts per state and its
+    first MAX_REPORTED_NON_READY non-ready deployments, each message cut to one short line."""
+    counts = {str(state): n for state, n in summary.counts.items() if n}
+    shown = [
+        entry.model_copy(
+            update={"message": one_line(explain(entry.state, entry.message), REPORTED_MESSAGE)}
+        )
+        for entry in summary.non_ready[:MAX_REPORTED_NON_READY]
+    ]
+    return counts, shown
 
 
 class BundleSource(Protocol):
@@ -314,6 +350,10 @@ class BundleLine(BaseModel):
     error: str = ""
     # When the GitRepo saw the bundle's state change to this one (None: before it kept track).
     since: datetime | None = None
+    # Its deployments per state and its first non-ready ones, as its report gave them (empty
+    # for reports of older runs).
+    counts: dict[str, int] = Field(default_factory=dict, exclude_if=_unless_empty)
+    non_ready: list[NonReadyEntry] = Field(default_factory=list, exclude_if=_unless_empty)
 
 
 class GitRepoSummary(BaseModel):
@@ -327,6 +367,8 @@ class GitRepoSummary(BaseModel):
     state: BundleState | RepoState
     message: str
     bundles: list[BundleLine]
+    # Bundle deployments per state over every bundle (Fleet's GitRepo summary counts these).
+    deployment_counts: dict[str, int] = Field(default_factory=dict)
 
 
 def summarize_gitrepo(
@@ -355,6 +397,7 @@ def summarize_gitrepo(
     lines: list[BundleLine] = []
     ready = desired = 0
     per_cluster: dict[str, bool] = {}
+    deployment_counts: dict[str, int] = {}
     for bundle in sorted(bundles, key=lambda b: b.name):
         report = reports.get(bundle.name)
         state = report.state if report else BundleState.PENDING
@@ -368,6 +411,8 @@ def summarize_gitrepo(
         if report:
             ready += report.ready
             desired += report.desired
+            for name, n in (report.counts or count_states(report.states.values())).items():
+                deployment_counts[name] = deployment_counts.get(name, 0) + n
             for cluster, cluster_state in report.states.items():
                 per_cluster[cluster] = per_cluster.get(cluster, True) and (
                     cluster_state is BundleState.READY
@@ -381,6 +426,8 @@ def summarize_gitrepo(
                 desired=report.desired if report else 0,
                 message=explain(state, message),
                 error=bundle.error,
+                counts=report.counts if report else {},
+                non_ready=report.non_ready if report else [],
             )
         )
     worst = worst_state(line.state for line in lines)
@@ -405,7 +452,16 @@ def summarize_gitrepo(
         state=shown,
         message=message,
         bundles=lines[:MAX_BUNDLE_LINES],
+        deployment_counts=deployment_counts,
     )
+
+
+def count_states(states: Iterable[str]) -> dict[str, int]:
+    """How many of ``states`` are in each state, by name."""
+    counts: dict[str, int] = {}
+    for state in states:
+        counts[str(state)] = counts.get(str(state), 0) + 1
+    return counts
 
 
 def since_text(when: datetime | None) -> str:
