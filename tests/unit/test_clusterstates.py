@@ -18,6 +18,7 @@ from flotilla.status import (
     summarize,
     summarize_gitrepo,
 )
+from starters.tables import describe_gitrepo
 from workflows.gitrepo_models import GitRepoState, GitRepoStatus
 from workflows.registry_models import ClusterSnapshot, ClusterView
 
@@ -249,3 +250,17 @@ def test_a_gitrepos_state_and_status_stay_small_at_50_bundles_on_500_clusters() 
     )
     assert shown_after.deployment_counts == shown_before.deployment_counts
     assert sum(shown_after.deployment_counts.values()) == 50 * 500
+
+
+def test_describe_gitrepo_shows_each_bundles_counts_and_first_non_ready() -> None:
+    status = _query(_gitrepo_state(packed=True, interleaved=False))
+    text = describe_gitrepo(status)
+
+    expected = _counts({c: i.state for c, i in _mid_rollout(0, interleaved=False).items()})
+    web = status.bundles[0]
+    assert web.counts == {str(s): n for s, n in expected.items()}
+    listed = ", ".join(f"{s} {expected[s]}" for s in SEVERITY)  # worst first
+    assert f"Not ready:\n  bundle-00: {listed}\n    cluster-0000  ErrApplied  {MESSAGE}" in text
+    rest = 500 - expected[S.READY] - 3
+    assert f"    (+{rest} more: flotilla describe bundle bundle-00)" in text
+    assert status.deployment_counts["Ready"] == 50 * expected[S.READY]
