@@ -132,3 +132,27 @@ def expand_report(report: BundleReport, index: ClusterIndex | None) -> BundleRep
 def readable(report: BundleReport, index: ClusterIndex | None) -> bool:
     """Whether ``expand_report`` gives every per-cluster state of ``report``."""
     return not report.codes or (index is not None and report.clusters_key == index.key)
+
+
+def read_report(
+    report: BundleReport, index: ClusterIndex | None, previous: ClusterIndex | None
+) -> BundleReport:
+    """``report`` unpacked with the current cluster list, or with the ``previous`` one when it
+    was packed against that (a bundle that reported before it was told of the change)."""
+    if readable(report, index) or previous is None or not readable(report, previous):
+        return expand_report(report, index)
+    return expand_report(report, previous)
+
+
+def repack(
+    reports: Mapping[str, BundleReport], before: ClusterIndex, after: ClusterIndex
+) -> dict[str, BundleReport]:
+    """Reports packed against ``before`` (or not packed) packed against ``after`` (states on
+    clusters that left the list stay, unpacked); those packed against another list are kept
+    as they are."""
+    return {
+        name: pack_report(expand_report(report, before), after)
+        if readable(report, before)
+        else report
+        for name, report in reports.items()
+    }

@@ -46,9 +46,9 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.clusterstates import (
         ClusterIndex,
         cluster_index,
-        expand_report,
         pack_report,
-        readable,
+        read_report,
+        repack,
     )
     from flotilla.credentials import RenderSecretRefs
     from flotilla.durations import parse_duration
@@ -247,12 +247,7 @@ class GitRepoWorkflow:
             if before is not None and after is not None and before.key != after.key:
                 # Stored reports are packed against the old list: read them with it.
                 self._previous_index = before
-                self.state.reports = {
-                    name: pack_report(expand_report(report, before), after)
-                    if readable(report, before)
-                    else report
-                    for name, report in self.state.reports.items()
-                }
+                self.state.reports = repack(self.state.reports, before, after)
                 self._expanded = {}
             self._wake = True
 
@@ -268,10 +263,7 @@ class GitRepoWorkflow:
     def _unpacked(self, report: BundleReport) -> BundleReport:
         """A report with its per-cluster states readable, repacked for the current cluster
         list if it was packed against the previous one."""
-        index, previous = self._cluster_index(), self._previous_index
-        if readable(report, index) or previous is None or not readable(report, previous):
-            return expand_report(report, index)
-        return expand_report(report, previous)
+        return read_report(report, self._cluster_index(), self._previous_index)
 
     def _report(self, bundle: str) -> BundleReport:
         """The stored report of ``bundle`` with its per-cluster states unpacked."""

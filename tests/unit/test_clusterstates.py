@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from activities.gitops_models import BundleRef
-from flotilla.clusterstates import cluster_index, expand_report, pack_report, readable
+from flotilla.clusterstates import (
+    cluster_index,
+    expand_report,
+    pack_report,
+    read_report,
+    readable,
+    repack,
+)
 from flotilla.status import (
     SEVERITY,
     BundleReport,
@@ -79,6 +86,26 @@ def test_a_report_packed_against_another_list_is_kept_but_not_read() -> None:
     # Read with its own list and packed for the new one, nothing is lost.
     moved = pack_report(expand_report(packed, old), new)
     assert expand_report(moved, new).states == {"a": S.READY, "b": S.NOT_READY}
+
+
+def test_a_change_of_the_cluster_list_loses_no_state() -> None:
+    """A cluster added and one removed: stored reports are repacked for the new list (the
+    removed cluster's deployment stays, unpacked, until the bundle reports it gone), and a
+    bundle's report packed against the old list before it was told is read with that."""
+    old, new = cluster_index(["a", "b", "gone"]), cluster_index(["a", "b", "new"])
+    states = {"a": S.READY, "b": S.NOT_READY, "gone": S.ERR_APPLIED}
+    stored = {"web": pack_report(report(states), old), "db": report({"a": S.READY})}
+
+    moved = repack(stored, old, new)
+
+    assert moved["web"].clusters_key == new.key and moved["web"].states == {"gone": S.ERR_APPLIED}
+    assert expand_report(moved["web"], new).states == states
+    assert moved["db"].codes and expand_report(moved["db"], new).states == {"a": S.READY}
+    elsewhere = pack_report(report({"a": S.READY}), cluster_index(["a", "z"]))
+    assert repack({"x": elsewhere}, old, new) == {"x": elsewhere}  # unreadable: kept as it is
+    late = pack_report(report({"a": S.READY, "b": S.READY}), old)
+    assert read_report(late, new, old).states == {"a": S.READY, "b": S.READY}
+    assert read_report(late, new, None).codes  # without the old list: not readable
 
 
 def test_reports_of_older_runs_still_read_and_pack() -> None:
