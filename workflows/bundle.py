@@ -176,9 +176,10 @@ GATES_PATCH = "gates-partition-gates"
 
 
 def _shape(report: BundleReport) -> str:
-    """What a GitRepo shows of a report (all but the message), as a digest."""
+    """What a GitRepo shows of a report (all but the messages), as a digest."""
+    non_ready = [e.model_copy(update={"message": ""}) for e in report.non_ready]
     return hashlib.sha256(
-        report.model_copy(update={"message": ""}).model_dump_json().encode()
+        report.model_copy(update={"message": "", "non_ready": non_ready}).model_dump_json().encode()
     ).hexdigest()
 
 
