@@ -244,11 +244,12 @@ class GitRepoWorkflow:
             before = self._cluster_index()
             self.state.clusters = snapshot
             after = self._cluster_index()
-            if before is not None and after is not None and before.key != after.key:
-                # Stored reports are packed against the old list: read them with it.
-                self._previous_index = before
-                self.state.reports = repack(self.state.reports, before, after)
-                self._expanded = {}
+            if after is not None and (before is None or before.key != after.key):
+                if before is not None:
+                    # Stored reports are packed against the old list: read them with it.
+                    self._previous_index = before
+                    self.state.reports = repack(self.state.reports, before, after)
+                self._expanded = {}  # some may be readable now
             self._wake = True
 
     def _cluster_index(self) -> ClusterIndex | None:
