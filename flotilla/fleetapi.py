@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -401,6 +401,9 @@ class GitRepoView:
     message: str
     conditions: tuple[Condition, ...]
     bundles: tuple[BundleLine, ...]
+    # Bundle deployments per state over every bundle (empty from workers before issue 12:
+    # the bundles shown are counted instead).
+    deployment_counts: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, status: Any) -> GitRepoView:
@@ -413,9 +416,10 @@ def gitrepo_status(
 ) -> dict[str, Any]:
     """A GitRepo's status in Fleet's shape; its summary counts every bundle deployment by
     state and lists at most MAX_STATUS_ITEMS that are not ready."""
-    counts: dict[str, int] = {}
-    for line in view.bundles:
-        counts[line.state] = counts.get(line.state, 0) + 1
+    counts: dict[str, int] = dict(view.deployment_counts)
+    if not counts:
+        for line in view.bundles:
+            counts[line.state] = counts.get(line.state, 0) + 1
     not_ready = [line for line in view.bundles if line.state != BundleState.READY]
     ready, _, desired = view.ready_bundle_deployments.partition("/")
     return {
@@ -486,7 +490,9 @@ def _attributes(view: type[Any], source: Any) -> dict[str, Any]:
     """The fields of dataclass ``view`` read from ``source``, lists as tuples."""
     values: dict[str, Any] = {}
     for f in fields(view):
-        value = getattr(source, f.name)
+        value = getattr(source, f.name, None)
+        if value is None and f.default_factory is not MISSING:
+            continue
         values[f.name] = tuple(value) if isinstance(value, list) else value
     return values
 

@@ -271,8 +271,21 @@ def summarize(states: Mapping[str, StateWithMessage], *, planning: str = "") -> 
 # --- GitRepo status -------------------------------------------------------------------------
 
 
+# A bundle's report names at most this many of its non-ready deployments with their messages
+# (cut to REPORTED_MESSAGE), so 50 bundles' reports stay a few tens of KB whatever the fleet;
+# ``describe bundle`` asks the bundle workflow for all of them.
+MAX_REPORTED_NON_READY = 3
+REPORTED_MESSAGE = 120
+
+
+def _unless_empty(value: object) -> bool:
+    return not value
+
+
 class BundleReport(BaseModel):
-    """What a bundle tells its GitRepo: its summary and the state on each cluster."""
+    """What a bundle tells its GitRepo: its summary, counts per state, a few non-ready
+    deployments, and the state on each cluster packed against the cluster list
+    (flotilla.clusterstates). Reports of older runs carry ``states`` unpacked instead."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -282,7 +295,17 @@ class BundleReport(BaseModel):
     desired: int
     state: BundleState
     message: str
+    # Unpacked states: older runs' reports, and in packed ones the deployments on clusters
+    # the list does not name (a cluster being removed).
     states: dict[str, BundleState] = Field(default_factory=dict)
+    # Deployments per state (state-agnostic: any state name), the first non-ready ones, and
+    # the per-cluster states packed (``clusters_key`` names the cluster list ``codes`` is
+    # over; its symbols stand for the states of ``counts`` by name). All left out of the JSON
+    # when empty, so reports of older runs serialize as they did.
+    counts: dict[str, int] = Field(default_factory=dict, exclude_if=_unless_empty)
+    non_ready: list[NonReadyEntry] = Field(default_factory=list, exclude_if=_unless_empty)
+    clusters_key: str = Field(default="", exclude_if=_unless_empty)
+    codes: str = Field(default="", exclude_if=_unless_empty)
     retired: bool = False
     # Partitions of the staged version whose clusters are all updated and available (set
     # only when the rollout has several), so the GitRepo can tell "partition done".
@@ -293,6 +316,19 @@ class BundleReport(BaseModel):
     # The halt asks its GitRepo to roll the bundle back to its last Ready version (the halted
     # partition has autoRollback); left out of the JSON when not, as above.
     auto_rollback: bool = Field(default=False, exclude_if=lambda value: not value)
+
+
+def reported_summary(summary: Summary) -> tuple[dict[str, int], list[NonReadyEntry]]:
+    """What a report carries of a bundle's summary: its non-zero counts per state and its
+    first MAX_REPORTED_NON_READY non-ready deployments, each message cut to one short line."""
+    counts = {str(state): n for state, n in summary.counts.items() if n}
+    shown = [
+        entry.model_copy(
+            update={"message": one_line(explain(entry.state, entry.message), REPORTED_MESSAGE)}
+        )
+        for entry in summary.non_ready[:MAX_REPORTED_NON_READY]
+    ]
+    return counts, shown
 
 
 class BundleSource(Protocol):
@@ -322,6 +358,10 @@ class BundleLine(BaseModel):
     error: str = ""
     # When the GitRepo saw the bundle's state change to this one (None: before it kept track).
     since: datetime | None = None
+    # Its deployments per state and its first non-ready ones, as its report gave them (empty
+    # for reports of older runs).
+    counts: dict[str, int] = Field(default_factory=dict, exclude_if=_unless_empty)
+    non_ready: list[NonReadyEntry] = Field(default_factory=list, exclude_if=_unless_empty)
 
 
 class GitRepoSummary(BaseModel):
@@ -335,6 +375,8 @@ class GitRepoSummary(BaseModel):
     state: BundleState | RepoState
     message: str
     bundles: list[BundleLine]
+    # Bundle deployments per state over every bundle (Fleet's GitRepo summary counts these).
+    deployment_counts: dict[str, int] = Field(default_factory=dict)
 
 
 def summarize_gitrepo(
@@ -369,6 +411,7 @@ def summarize_gitrepo(
     per_cluster: dict[str, bool] = {}
     worst = BundleState.READY
     halted: BundleLine | None = None
+    deployment_counts: dict[str, int] = {}
     for bundle in sorted(bundles, key=lambda b: b.name):
         report = reports.get(bundle.name)
         state: BundleState | RepoState = report.state if report else BundleState.PENDING
@@ -386,6 +429,8 @@ def summarize_gitrepo(
         if report:
             ready += report.ready
             desired += report.desired
+            for name, n in (report.counts or count_states(report.states.values())).items():
+                deployment_counts[name] = deployment_counts.get(name, 0) + n
             for cluster, cluster_state in report.states.items():
                 per_cluster[cluster] = per_cluster.get(cluster, True) and (
                     cluster_state is BundleState.READY
@@ -398,6 +443,8 @@ def summarize_gitrepo(
             desired=report.desired if report else 0,
             message=explain(state, message),
             error=bundle.error,
+            counts=report.counts if report else {},
+            non_ready=report.non_ready if report else [],
         )
         halted = halted or (line if state is RepoState.HALTED else None)
         lines.append(line)
@@ -422,7 +469,16 @@ def summarize_gitrepo(
         state=shown,
         message=message,
         bundles=lines[:MAX_BUNDLE_LINES],
+        deployment_counts=deployment_counts,
     )
+
+
+def count_states(states: Iterable[str]) -> dict[str, int]:
+    """How many of ``states`` are in each state, by name."""
+    counts: dict[str, int] = {}
+    for state in states:
+        counts[str(state)] = counts.get(str(state), 0) + 1
+    return counts
 
 
 def since_text(when: datetime | None) -> str:

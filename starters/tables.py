@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     # Annotations only: `flotilla secret` prints its tables without loading the workflows.
     from flotilla.models import Restriction, Schedule
     from flotilla.notifications import AlertSpec
-    from flotilla.status import Condition, StateWithMessage
+    from flotilla.status import BundleLine, Condition, StateWithMessage
     from starters.control import WorkspaceSummary
     from workflows.bundle_models import BundleStatus
     from workflows.gitrepo_models import GitRepoStatus
@@ -176,8 +176,31 @@ def describe_gitrepo(status: GitRepoStatus, now: datetime | None = None) -> str:
             ],
         ),
     ]
+    lines += _not_ready_bundles(status.bundles)
     lines += [f"Warning:     {w}" for w in status.warnings]
     return "\n".join(lines)
+
+
+def _not_ready_bundles(bundles: Sequence[BundleLine]) -> list[str]:
+    """Each bundle that is not all Ready: its deployments by state and the first non-ready
+    ones its report named (``describe bundle`` lists every deployment)."""
+    from flotilla.status import SEVERITY  # noqa: PLC0415
+
+    def worst_first(state: str) -> int:
+        # States added later (not ranked here yet) come first: unknown is never hidden.
+        return SEVERITY.index(state) if state in SEVERITY else -1
+
+    lines: list[str] = []
+    for b in bundles:
+        if not b.counts or set(b.counts) == {"Ready"}:
+            continue
+        counts = ", ".join(f"{s} {b.counts[s]}" for s in sorted(b.counts, key=worst_first))
+        lines.append(f"  {b.name}: {counts}")
+        lines += [f"    {e.name}  {e.state}  {e.message}" for e in b.non_ready]
+        rest = sum(n for s, n in b.counts.items() if s != "Ready") - len(b.non_ready)
+        if rest > 0:
+            lines.append(f"    (+{rest} more: flotilla describe bundle {b.name})")
+    return ["Not ready:", *lines] if lines else []
 
 
 def helmop_table(items: Sequence[HelmOpStatus]) -> str:

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.objectwatch_models import OBJECTS_CHANGED_SIGNAL, ObjectsChanged
     from flotilla.bundledeployment import RETRY_DELAY, Due
     from flotilla.bundlewake import WakeMemo
+    from flotilla.clusterstates import cluster_index, pack_report
     from flotilla.depends import Dependency, check_dependencies, states_on_cluster
     from flotilla.errors import INVALID_SPEC, WINDOW_CLOSED, FlotillaError, cause_message, one_line
     from flotilla.gates import (
@@ -87,6 +88,7 @@ with workflow.unsafe.imports_passed_through():
         RepoState,
         StateWithMessage,
         ready_condition,
+        reported_summary,
         state_since,
         summarize,
         transition,
@@ -178,6 +180,11 @@ RELEASED_AT_ONCE_PATCH = "bundle-released-before-its-report"
 # Schedules, so runs without any carry no marker.
 WINDOWS_PATCH = "windows-deployment-windows"
 
+# Reports carry counts per state, a few non-ready deployments and the per-cluster states
+# packed against the cluster list (flotilla.clusterstates), not one entry per cluster: at 50
+# bundles × 500 clusters the GitRepo's state stays small (issue 12). A different signal input.
+PACKED_REPORTS_PATCH = "status12-packed-bundle-reports"
+
 # Gates between partitions (approval, soak; flotilla.gates): asked only by bundles whose
 # partitions declare a gate, so runs without any carry no marker.
 GATES_PATCH = "gates-partition-gates"
@@ -197,9 +204,10 @@ DOWNSTREAM_PATCH = "downstream-resources-digest"
 
 
 def _shape(report: BundleReport) -> str:
-    """What a GitRepo shows of a report (all but the message), as a digest."""
+    """What a GitRepo shows of a report (all but the messages), as a digest."""
+    non_ready = [e.model_copy(update={"message": ""}) for e in report.non_ready]
     return hashlib.sha256(
-        report.model_copy(update={"message": ""}).model_dump_json().encode()
+        report.model_copy(update={"message": "", "non_ready": non_ready}).model_dump_json().encode()
     ).hexdigest()
 
 
@@ -224,6 +232,8 @@ class BundleWorkflow(ShardedBundle):
         # The snapshot object _views was built from (a refresh replaces it; reachability
         # changes arrive with the same version, so the version alone is not enough).
         self._views_of: ClusterSnapshot | None = None
+        # The sorted names of that snapshot, which reports pack their states against.
+        self._index = cluster_index(())
         # Each cluster's rollout target and state, rebuilt only where something changed.
         self._memo = WakeMemo()
         # The last report sent, without its message, and when a held-back message is due.
@@ -908,6 +918,7 @@ class BundleWorkflow(ShardedBundle):
             return {}
         if self._views_of is not clusters:
             self._views = {c.name: c for c in clusters.clusters}
+            self._index = cluster_index(self._views)
             self._views_of = clusters
         return self._views
 
@@ -1134,6 +1145,9 @@ class BundleWorkflow(ShardedBundle):
             paused=self._bundle_paused(),
             retired=retired,
         )
+        if workflow.patched(PACKED_REPORTS_PATCH):
+            counts, non_ready = reported_summary(summary)
+            report = report.model_copy(update={"counts": counts, "non_ready": non_ready})
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
         if fingerprint == self.state.last_report:
             self._report_due = None
@@ -1216,6 +1230,12 @@ class BundleWorkflow(ShardedBundle):
             auto_rollback=bool(halted)
             and rolls_back(partition_gates(self.state.strategy), self.state.gates),
         )
+        if workflow.patched(PACKED_REPORTS_PATCH):
+            counts, non_ready = reported_summary(summary)
+            self._cluster_views()  # the index of the latest snapshot
+            report = pack_report(
+                report.model_copy(update={"counts": counts, "non_ready": non_ready}), self._index
+            )
         # A digest, so the state handed to continue-as-new stays small for big fleets.
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
         if fingerprint == self.state.last_report:

@@ -17,7 +17,7 @@ from flotilla.credentials import RenderSecretRefs
 from flotilla.gates import GateRecord, GateStatus
 from flotilla.models import RolloutStrategy
 from flotilla.shards import PartitionCounts
-from flotilla.status import BundleState, Condition, RepoState, StateSince
+from flotilla.status import BundleState, Condition, NonReadyEntry, RepoState, StateSince
 from flotilla.targeting import GitRepoSwitches
 from workflows.common import MAX_PENDING_ACTIVITIES, MONITOR_INTERVAL
 from workflows.registry_models import ClusterSnapshot
@@ -147,6 +147,10 @@ class ShardReport(BaseModel):
     message: str = ""
     paused: bool = False
     retired: bool = False
+    # Deployments per state and the first few not Ready (flotilla.status.reported_summary),
+    # summed by the bundle into its report to the GitRepo; left out of the JSON when empty.
+    counts: dict[str, int] = Field(default_factory=dict, exclude_if=lambda value: not value)
+    non_ready: list[NonReadyEntry] = Field(default_factory=list, exclude_if=lambda value: not value)
 
 
 class ShardBook(BaseModel):

@@ -29,7 +29,13 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.ids import bundle_shard_workflow_id, bundle_workflow_id
     from flotilla.settings import DEFAULT_BUNDLE_SHARD_SIZE
     from flotilla.shards import plan_shards, shard_boundaries, shard_of, shard_offsets
-    from flotilla.status import BundleReport, BundleState, planning_text, worst_state
+    from flotilla.status import (
+        MAX_REPORTED_NON_READY,
+        BundleReport,
+        BundleState,
+        planning_text,
+        worst_state,
+    )
     from workflows.bundle_models import (
         PAUSE_SIGNAL,
         BundleRefresh,
@@ -335,6 +341,11 @@ class ShardedBundle:
         else:
             state = worst_state(r.state for r in current)
             message = next((r.message for r in current if r.state is state and r.message), "")
+        counts: dict[str, int] = {}
+        for r in current:
+            for name, n in r.counts.items():
+                counts[name] = counts.get(name, 0) + n
+        non_ready = [entry for r in current for entry in r.non_ready][:MAX_REPORTED_NON_READY]
         return BundleReport(
             bundle=self.state.bundle,
             commit=spec.commit,
@@ -342,6 +353,8 @@ class ShardedBundle:
             desired=desired,
             state=state,
             message=message,
+            counts=counts,
+            non_ready=non_ready,
         )
 
     async def _report_shards(self, spec: BundleSpec, *, retired: bool = False) -> None:

@@ -43,6 +43,13 @@ with workflow.unsafe.imports_passed_through():
         SyncSchedulesRequest,
         SyncSchedulesResult,
     )
+    from flotilla.clusterstates import (
+        ClusterIndex,
+        cluster_index,
+        pack_report,
+        read_report,
+        repack,
+    )
     from flotilla.credentials import RenderSecretRefs
     from flotilla.durations import parse_duration
     from flotilla.errors import INVALID_SPEC, FlotillaError, SpecError, cause_message, one_line
@@ -188,6 +195,12 @@ class GitRepoWorkflow:
         self._namespace_rules: dict[str, Any] = {}
         # Bumped whenever a pin is set or lifted: a fetch that started before is not taken.
         self._pin_epoch = 0
+        # The cluster list of the current snapshot and of the one before it (reports packed
+        # against that one are repacked when they arrive after the change), and each stored
+        # report unpacked, while it is the one stored (none of this is state: all rebuilt).
+        self._index: tuple[ClusterSnapshot | None, ClusterIndex | None] = (None, None)
+        self._previous_index: ClusterIndex | None = None
+        self._expanded: dict[str, tuple[BundleReport, BundleReport]] = {}
 
     @workflow.run
     async def run(self, state: GitRepoState) -> None:
@@ -252,12 +265,54 @@ class GitRepoWorkflow:
     @workflow.signal(name=CLUSTERS_CHANGED_SIGNAL)
     def clusters_changed(self, snapshot: ClusterSnapshot) -> None:
         if self.state.clusters is None or snapshot.version >= self.state.clusters.version:
+            before = self._cluster_index()
             self.state.clusters = snapshot
+            after = self._cluster_index()
+            if after is not None and (before is None or before.key != after.key):
+                if before is not None:
+                    # Stored reports are packed against the old list: read them with it.
+                    self._previous_index = before
+                    self.state.reports = repack(self.state.reports, before, after)
+                self._expanded = {}  # some may be readable now
             self._wake = True
+
+    def _cluster_index(self) -> ClusterIndex | None:
+        """The current snapshot's sorted cluster names (built once per snapshot)."""
+        clusters = self.state.clusters
+        if clusters is None:
+            return None
+        if self._index[0] is not clusters:
+            self._index = (clusters, cluster_index(c.name for c in clusters.clusters))
+        return self._index[1]
+
+    def _unpacked(self, report: BundleReport) -> BundleReport:
+        """A report with its per-cluster states readable, repacked for the current cluster
+        list if it was packed against the previous one."""
+        return read_report(report, self._cluster_index(), self._previous_index)
+
+    def _report(self, bundle: str) -> BundleReport:
+        """The stored report of ``bundle`` with its per-cluster states unpacked."""
+        stored = self.state.reports[bundle]
+        cached = self._expanded.get(bundle)
+        if cached is None or cached[0] is not stored:
+            cached = (stored, self._unpacked(stored))
+            self._expanded[bundle] = cached
+        return cached[1]
+
+    def _reports(self) -> dict[str, BundleReport]:
+        return {name: self._report(name) for name in self.state.reports}
 
     @workflow.signal(name=BUNDLE_REPORT_SIGNAL)
     def bundle_report(self, report: BundleReport) -> None:
-        self._note_events(report)
+        # Kept packed (older runs' reports too): 50 bundles × 500 clusters of states in full
+        # were most of this workflow's state; unpacked only in memory, where used.
+        unpacked = self._unpacked(report)
+        index = self._cluster_index()
+        if not unpacked.codes:
+            # (A report packed against a list this run does not know tells no events.)
+            self._note_events(unpacked)
+            if index is not None:
+                report = pack_report(unpacked, index)
         previous = self.state.reports.get(report.bundle)
         if previous is None or previous.state != report.state:
             self.state.bundle_since[report.bundle] = workflow.now()
@@ -269,6 +324,7 @@ class GitRepoWorkflow:
         else:
             self.state.reports[report.bundle] = report
             self._note_report(report)
+            self._expanded[report.bundle] = (report, unpacked)
         if report.bundle not in self.state.forward:
             self.state.forward.append(report.bundle)
         self._wake = True
@@ -296,7 +352,7 @@ class GitRepoWorkflow:
             return  # a retired bundle's last words, or another GitRepo's conflict report
         info = workflow.info()
         events = report_events(
-            self.state.reports.get(report.bundle),
+            self._report(report.bundle) if report.bundle in self.state.reports else None,
             report,
             namespace=self.state.namespace,
             gitrepo=self.state.name,
@@ -610,7 +666,7 @@ class GitRepoWorkflow:
         if request.deployments:
             status.deployments = [
                 DeploymentLine(bundle=name, cluster=cluster, commit=report.commit, state=state)
-                for name, report in sorted(self.state.reports.items())
+                for name, report in sorted(self._reports().items())
                 for cluster, state in sorted(report.states.items())
             ]
         return status
@@ -914,7 +970,7 @@ class GitRepoWorkflow:
 
     def _dependency_states(self, ref: BundleRef) -> dict[str, dict[str, BundleState]]:
         return {
-            d.bundle: self.state.reports[d.bundle].states
+            d.bundle: self._report(d.bundle).states
             for d in ref.depends_on
             if d.bundle in self.state.reports
         }
@@ -1015,6 +1071,9 @@ class GitRepoWorkflow:
             for dep in ref.depends_on:
                 if dep.bundle not in changed or dep.bundle not in self.state.reports:
                     continue
+                report = self._report(dep.bundle)
+                if report.codes:
+                    continue  # packed against a cluster list this run does not know
                 handle = workflow.get_external_workflow_handle_for(
                     BundleWorkflow.run, bundle_workflow_id(self.state.namespace, ref.name)
                 )
@@ -1023,7 +1082,7 @@ class GitRepoWorkflow:
                         BundleWorkflow.dependency_states,
                         DependencyStates(
                             bundle=dep.bundle,
-                            states=self.state.reports[dep.bundle].states,
+                            states=report.states,
                             commit=self._reported_commit(dep.bundle),
                         ),
                     )
@@ -1061,7 +1120,7 @@ class GitRepoWorkflow:
         ]
         summary = summarize_gitrepo(
             self.state.bundles.values(),
-            self.state.reports,
+            self._reports(),
             commit=self.state.commit,
             error=self.state.error,
             error_since=self.state.error_since,
@@ -1099,6 +1158,7 @@ class GitRepoWorkflow:
                 *self.state.rollback_warnings,
             ],
             error_since=self.state.error_since,
+            deployment_counts=summary.deployment_counts,
             conditions=transition(
                 self.state.conditions, gitrepo_conditions(summary, self.state.error), workflow.now()
             ),

@@ -179,6 +179,8 @@ class GitRepoStatus(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     error_since: datetime | None = None
     conditions: list[Condition] = Field(default_factory=list)
+    # Bundle deployments per state over every bundle (Fleet's GitRepo summary).
+    deployment_counts: dict[str, int] = Field(default_factory=dict)
     # Only when asked for (GitRepoStatusRequest.deployments).
     deployments: list[DeploymentLine] = Field(default_factory=list)
     # Version pins, one line each ("bundle NAME: pinned to ..." for a bundle's), and the

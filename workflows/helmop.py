@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         SyncScheduleRequest,
         SyncScheduleResult,
     )
+    from flotilla.clusterstates import cluster_index, expand_report
     from flotilla.errors import (
         INVALID_SPEC,
         NON_RETRYABLE_REGISTRY_ERRORS,
@@ -225,7 +226,10 @@ class HelmOpWorkflow:
             self._retired = True
             self.state.report = None
         elif report.bundle == self.state.name:
-            self.state.report = report
+            # One bundle: its states are kept unpacked, as before reports were packed.
+            clusters = self.state.clusters
+            names = cluster_index(c.name for c in clusters.clusters) if clusters else None
+            self.state.report = expand_report(report, names)
         self._wake = True
 
     @workflow.signal(name=CHART_POLLED_SIGNAL)
@@ -445,6 +449,7 @@ class HelmOpWorkflow:
         spec = self.state.resolved_spec or self.state.spec
         return bool(spec.depends_on) and (
             report is None
+            or bool(report.counts.get(BundleState.WAITING_FOR_DEPENDENCY))
             or any(s == BundleState.WAITING_FOR_DEPENDENCY for s in report.states.values())
         )
 

@@ -396,3 +396,21 @@ def test_bundledeployment_name_is_a_dns_label(bundle: str, cluster: str) -> None
     assert len(name) <= 63
     assert name.startswith(bundle[:20])
     assert fleetapi.bundledeployment_name(bundle, cluster + "x") != name
+
+
+def test_gitrepo_summary_counts_bundle_deployments_when_the_worker_gives_them() -> None:
+    view = GitRepoView(
+        commit="c" * 40,
+        ready_clusters=1,
+        desired_ready_clusters=500,
+        ready_bundle_deployments="998/1000",
+        state="ErrApplied",
+        message="b0: c7: failed",
+        conditions=(),
+        bundles=(_line("b0", BundleState.ERR_APPLIED), _line("b1", BundleState.READY)),
+        deployment_counts={"Ready": 998, "ErrApplied": 2},
+    )
+    summary = fleetapi.gitrepo_status(view, [], NOW)["summary"]
+    # Fleet's GitRepo summary counts bundle deployments, not bundles.
+    assert (summary["desiredReady"], summary["ready"], summary["errApplied"]) == (1000, 998, 2)
+    assert [r["name"] for r in summary["nonReadyResources"]] == ["b0"]

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
@@ -60,6 +60,7 @@ from activities.gitops_models import (
     PlanResult,
 )
 from activities.objectwatch_models import ObjectsChanged
+from flotilla.clusterstates import cluster_index, expand_report
 from flotilla.deployment import deployment_id
 from flotilla.errors import CLUSTER_UNREACHABLE
 from flotilla.helmhistory import HistoryAction
@@ -71,10 +72,16 @@ from flotilla.ids import (
     push_task_queues,
 )
 from flotilla.models import RolloutStrategy
-from flotilla.status import BundleState
+from flotilla.status import BundleReport, BundleState
 from starters.tables import describe_bundle
 from tests.e2e.harness import history_text
-from workflows.bundle import PLANNING_PATCH, REFRESH_SIGNAL, BundleWorkflow
+from workflows.bundle import (
+    BUNDLE_REPORT_SIGNAL,
+    PACKED_REPORTS_PATCH,
+    PLANNING_PATCH,
+    REFRESH_SIGNAL,
+    BundleWorkflow,
+)
 from workflows.bundle_models import (
     BundleRefresh,
     BundleSpec,
@@ -754,3 +761,73 @@ async def test_changed_downstream_resources_are_planned_and_deployed_again(
     assert status.clusters[0].applied == deployment_id("1" * 64, f"d2{'1' * 64}-a")
     assert standins.calls["plan_bundle", ""] == 2
     assert standins.calls["deploy_bundle", "a"] == 2
+
+
+@workflow.defn(name="ReportSink", sandboxed=False)
+class ReportSink:
+    """Stands where the GitRepo workflow is: keeps the bundle's reports."""
+
+    def __init__(self) -> None:
+        self.reports: list[BundleReport] = []
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.signal(name=BUNDLE_REPORT_SIGNAL)
+    def report(self, report: BundleReport) -> None:
+        self.reports.append(report)
+
+    @workflow.query
+    def last(self) -> BundleReport | None:
+        return self.reports[-1] if self.reports else None
+
+
+async def test_reports_carry_counts_a_few_non_ready_and_packed_states_read_back_exactly(
+    start: Callable[..., Awaitable[Bundle]], temporal_client: Client, task_queue: str
+) -> None:
+    """The new path of ``status12-packed-bundle-reports`` (issue 12): what the GitRepo gets is
+    counts per state, the first non-ready deployments with their messages and the per-cluster
+    states packed against the snapshot's cluster list, which read back to exactly what the
+    bundle shows; no ``{cluster: state}`` entry per cluster. With FLOTILLA_RECORD_HISTORIES=DIR
+    the bundle's history is written there for tests/replay."""
+    clusters = [f"c{i:03d}" for i in range(60)]
+    failing = ["c007", "c031"]
+    standins = StandIns(
+        clusters=clusters,
+        ready_at_deploy=True,
+        failures={c: ["helm upgrade failed: image pull refused"] * 10_000 for c in failing},
+    )
+    bundle = await start(standins)
+    sink_queue = f"{task_queue}-sink"
+    await bundle.stack.enter_async_context(
+        Worker(temporal_client, task_queue=sink_queue, workflows=[ReportSink])
+    )
+    sink = await temporal_client.start_workflow(
+        ReportSink.run, id=gitrepo_workflow_id(bundle.namespace, "repo"), task_queue=sink_queue
+    )
+    bundle.stack.push_async_callback(_terminate, sink)  # type: ignore[arg-type]
+    await bundle.release(2)  # reports made after the sink is there
+
+    def settled(report: BundleReport | None) -> bool:
+        return bool(report and report.commit == "commit-2" and report.counts.get("Ready") == 58)
+
+    report = await eventually(lambda: sink.query(ReportSink.last), settled, timeout=120)
+    assert report is not None
+
+    assert report.counts == {"Ready": 58, "ErrApplied": 2}
+    assert (report.ready, report.desired, report.state) == (58, 60, BundleState.ERR_APPLIED)
+    assert [(e.name, e.state, e.message) for e in report.non_ready] == [
+        (c, BundleState.ERR_APPLIED, "helm upgrade failed: image pull refused") for c in failing
+    ]
+    assert report.states == {} and report.clusters_key == cluster_index(clusters).key
+    assert len(report.codes) < 20, report.codes  # runs: 7 Ready, 1 ErrApplied, ...
+    assert expand_report(report, cluster_index(clusters)).states == await bundle.states()
+    assert len(report.model_dump_json()) < 700
+
+    history = await bundle.handle.fetch_history()
+    assert PACKED_REPORTS_PATCH in history_text(history)
+    record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
+    if record:
+        Path(record).mkdir(parents=True, exist_ok=True)
+        (Path(record) / "bundle-packed-reports.json").write_text(history.to_json())
