@@ -135,8 +135,15 @@ async def test_metrics_match_get_and_time_git_and_webhooks(
         lambda bs: len(bs) == 3 and all(b.state == "Ready" for b in bs),
     )
 
+    # The GitRepo turns Ready a moment after its bundles (it aggregates their reports), and
+    # the gauges follow each a refresh later: wait for both before comparing with `get`.
+    await fl.eventually(lambda: fl.control.gitrepo_status(ns, "repo"), lambda s: s.state == "Ready")
+
     def settled(samples: Samples) -> bool:
-        return value(samples, "flotilla_bundles", namespace=ns, state="Ready") == 3
+        return (
+            value(samples, "flotilla_bundles", namespace=ns, state="Ready") == 3
+            and value(samples, "flotilla_gitrepos", namespace=ns, state="Ready") == 1
+        )
 
     async def scraped() -> Samples:
         return scrape(fl)
