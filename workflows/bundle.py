@@ -196,6 +196,10 @@ SUPERSEDED_NOT_WATCHED_PATCH = "rollback-superseded-deploy-not-watched"
 # from a pass that offered it while an older deploy was still in flight there (a rollback
 # offered during a slow bad deploy was charged for it). Asked only in that situation.
 RELEASED_WHEN_DEPLOYED_PATCH = "rollback-failure-deadline-from-deploy"
+# Staging the version a cluster runs after a different one failed to apply there (its retry
+# already went back to what runs) deploys it again, so Helm's history ends on a deployed
+# revision instead of the failed one. Asked only in that situation.
+REDEPLOY_AFTER_FAILED_PATCH = "rollback-redeploy-after-failed-version"
 
 # downstreamResources: a bundle that lists some reads their digest every
 # DOWNSTREAM_POLL_INTERVAL and plans again when it changed (a new deployment id: a re-deploy of
@@ -604,14 +608,24 @@ class BundleWorkflow(ShardedBundle):
             self.state.next_downstream_at = None
         for target in result.targets:
             record = self.state.deployments.get(target.cluster)
-            self._put(
-                (record or DeploymentRecord(cluster=target.cluster)).stage(
-                    target.deployment_id,
-                    target.options_digest,
-                    keep_resources=target.keep_resources,
-                    delete_namespace=target.delete_namespace,
-                )
+            staged = (record or DeploymentRecord(cluster=target.cluster)).stage(
+                target.deployment_id,
+                target.options_digest,
+                keep_resources=target.keep_resources,
+                delete_namespace=target.delete_namespace,
             )
+            if (
+                record is not None
+                and record.error
+                and record.staged != target.deployment_id
+                and target.deployment_id == record.applied == record.released
+                and workflow.patched(REDEPLOY_AFTER_FAILED_PATCH)
+            ):
+                # Back to the version that runs after another one failed to apply (a rollback,
+                # a revert): Helm's newest revision is the failed one, so it is deployed again
+                # as a new revision rather than taken as settled.
+                staged = staged.model_copy(update={"released": ""})
+            self._put(staged)
 
     def _remove_untargeted(self) -> None:
         for name, record in list(self.state.deployments.items()):
