@@ -196,9 +196,9 @@ SUPERSEDED_NOT_WATCHED_PATCH = "rollback-superseded-deploy-not-watched"
 # from a pass that offered it while an older deploy was still in flight there (a rollback
 # offered during a slow bad deploy was charged for it). Asked only in that situation.
 RELEASED_WHEN_DEPLOYED_PATCH = "rollback-failure-deadline-from-deploy"
-# Staging the version a cluster runs after a different one failed to apply there (its retry
-# already went back to what runs) deploys it again, so Helm's history ends on a deployed
-# revision instead of the failed one. Asked only in that situation.
+# Staging the version a cluster runs after a different one failed to apply there deploys it
+# again, so Helm's history ends on a deployed revision instead of the failed one (without it
+# the failed one's retry could go back to what runs and call it settled). Asked only then.
 REDEPLOY_AFTER_FAILED_PATCH = "rollback-redeploy-after-failed-version"
 
 # downstreamResources: a bundle that lists some reads their digest every
@@ -618,13 +618,14 @@ class BundleWorkflow(ShardedBundle):
                 record is not None
                 and record.error
                 and record.staged != target.deployment_id
-                and target.deployment_id == record.applied == record.released
+                and target.deployment_id == record.applied
                 and workflow.patched(REDEPLOY_AFTER_FAILED_PATCH)
             ):
                 # Back to the version that runs after another one failed to apply (a rollback,
                 # a revert): Helm's newest revision is the failed one, so it is deployed again
-                # as a new revision rather than taken as settled.
-                staged = staged.model_copy(update={"released": ""})
+                # as a new revision rather than taken as settled, whether or not the failed
+                # one's retry already went back to what runs (no retry left to do that now).
+                staged = staged.model_copy(update={"released": "", "retry_at": None})
             self._put(staged)
 
     def _remove_untargeted(self) -> None:
