@@ -22,7 +22,6 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
@@ -134,15 +133,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.registry_models import ClusterSnapshot, ClusterView
     from workflows.visibility import (
-        BUNDLE,
-        COMMIT,
-        DESIRED,
-        GITREPO,
-        KIND,
-        MESSAGE,
-        READY,
-        STATE,
-        message_value,
+        publish_bundle,
     )
 
 # The GitRepo workflow's signal that receives BundleReport.
@@ -1271,19 +1262,15 @@ class BundleWorkflow(ShardedBundle):
         self._report_due = None
         self.state.last_report = fingerprint
         self.state.last_report_at = now
-        updates: list[SearchAttributeUpdate[Any]] = [
-            GITREPO.value_set(spec.gitrepo if spec else ""),
-            COMMIT.value_set(spec.commit if spec else ""),
-            STATE.value_set(shown),
-            MESSAGE.value_set(
-                message_value(halted or report.message or (spec.pin if spec else ""))
-            ),
-            READY.value_set(report.ready),
-            DESIRED.value_set(report.desired),
-            KIND.value_set("Bundle"),
-            BUNDLE.value_set(self.state.bundle),
-        ]
-        workflow.upsert_search_attributes(updates)
+        publish_bundle(
+            gitrepo=spec.gitrepo if spec else "",
+            bundle=self.state.bundle,
+            commit=spec.commit if spec else "",
+            state=shown,
+            message=halted or report.message or (spec.pin if spec else ""),
+            ready=report.ready,
+            desired=report.desired,
+        )
         try:
             await workflow.get_external_workflow_handle(self.state.gitrepo_workflow_id).signal(
                 BUNDLE_REPORT_SIGNAL, report

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import FailureError
 from temporalio.workflow import ParentClosePolicy
 
@@ -51,15 +50,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.registry_models import ClusterSnapshot, ClusterView
     from workflows.visibility import (
-        BUNDLE,
-        COMMIT,
-        DESIRED,
-        GITREPO,
-        KIND,
-        MESSAGE,
-        READY,
-        STATE,
-        message_value,
+        publish_bundle,
     )
 
 # Bundles on more clusters than the shard size drive shard workflows. Asked only when a
@@ -373,17 +364,15 @@ class ShardedBundle:
             return
         self._report_due = None
         self.state.last_report, self.state.last_report_at = fingerprint, now
-        updates: list[SearchAttributeUpdate[Any]] = [
-            GITREPO.value_set(spec.gitrepo),
-            COMMIT.value_set(spec.commit),
-            STATE.value_set(report.state),
-            MESSAGE.value_set(message_value(report.message)),
-            READY.value_set(report.ready),
-            DESIRED.value_set(report.desired),
-            KIND.value_set("Bundle"),
-            BUNDLE.value_set(self.state.bundle),
-        ]
-        workflow.upsert_search_attributes(updates)
+        publish_bundle(
+            gitrepo=spec.gitrepo,
+            bundle=self.state.bundle,
+            commit=spec.commit,
+            state=report.state,
+            message=report.message,
+            ready=report.ready,
+            desired=report.desired,
+        )
         with contextlib.suppress(FailureError):
             await workflow.get_external_workflow_handle(self.state.gitrepo_workflow_id).signal(
                 BUNDLE_REPORT, report

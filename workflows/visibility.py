@@ -82,3 +82,29 @@ def publish_summary(
         f"{shown}: {ready_deployments} bundle deployments ready, {state}"
         + (f" ({message})" if message else "")
     )
+
+
+def publish_bundle(
+    *,
+    gitrepo: str,
+    bundle: str,
+    commit: str,
+    state: str,
+    message: str,
+    ready: int,
+    desired: int,
+) -> None:
+    """A bundle's summary as search attributes (what `get bundles` and the Temporal UI list);
+    the same for a bundle that drives shards as for one that deploys itself."""
+    workflow.upsert_search_attributes(
+        [
+            GITREPO.value_set(gitrepo),
+            COMMIT.value_set(commit),
+            STATE.value_set(state),
+            MESSAGE.value_set(message_value(message)),
+            READY.value_set(ready),
+            DESIRED.value_set(desired),
+            KIND.value_set("Bundle"),
+            BUNDLE.value_set(bundle),
+        ]
+    )
