@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from flotilla.status import BundleReport, BundleState, count_states
@@ -156,3 +156,44 @@ def repack(
         else report
         for name, report in reports.items()
     }
+
+
+def decode_states(codes: str, legend: Sequence[str], length: int) -> list[str | None]:
+    """The state (by name) at each position of a packed list of ``length`` clusters whose
+    symbols stand for ``legend`` (None: no deployment there)."""
+    symbols = _decode(codes, len(legend) + 1, length) if length else []
+    symbols = [*symbols[:length], *[0] * (length - len(symbols))]
+    return [legend[s - 1] if s else None for s in symbols]
+
+
+def encode_states(states: Sequence[str | None], legend: Sequence[str]) -> str:
+    """``states`` (one per position, None: no deployment) packed with ``legend``'s symbols;
+    ``decode_states`` reads them back."""
+    symbol = {name: i + 1 for i, name in enumerate(legend)}
+    return _encode([symbol[s] if s else 0 for s in states], len(legend) + 1) if states else ""
+
+
+def join_packed(parts: Sequence[tuple[str, Sequence[str], int]], legend: Sequence[str]) -> str:
+    """Consecutive ranges of one sorted cluster list, each ``(codes, its legend, length)``,
+    packed as one list with ``legend`` (which must name every state the parts use): how a
+    sharded bundle builds its report from its shards' (each shard owns one range)."""
+    states: list[str | None] = []
+    for codes, own, length in parts:
+        states.extend(decode_states(codes, own, length))
+    return encode_states(states, legend)
+
+
+def split_packed(
+    codes: str, legend: Sequence[str], lengths: Sequence[int]
+) -> list[tuple[str, dict[str, int]]]:
+    """A packed list cut into consecutive ranges of ``lengths``: each range's codes and its
+    counts per state (whose sorted names are its legend): how a sharded bundle hands each
+    shard the states of its clusters without any cluster's name."""
+    states = decode_states(codes, legend, sum(lengths))
+    out, start = [], 0
+    for length in lengths:
+        piece = states[start : start + length]
+        start += length
+        counts = count_states(s for s in piece if s)
+        out.append((encode_states(piece, sorted(counts)), counts))
+    return out

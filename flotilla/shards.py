@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
+from flotilla.clusterstates import decode_states, encode_states
 from flotilla.models import RolloutStrategy
 from flotilla.rollout import (
     UNMATCHED_PARTITION,
@@ -30,6 +31,11 @@ from flotilla.rollout import (
     limit,
     make_partitions,
 )
+from flotilla.status import SEVERITY, BundleState, count_states
+
+# States a deployment keeps while its shard has not taken the bundle's commit yet (worse
+# than waiting for it); every other state is an older version's, so it is WaitApplied.
+_WORSE_THAN_WAITING = frozenset(SEVERITY[: SEVERITY.index(BundleState.WAIT_APPLIED)])
 
 
 class PartitionCounts(BaseModel):
@@ -212,3 +218,56 @@ def plan_shards(
         if part
     )
     return ShardPlan(reached=reached, budgets=budgets, summary=summary)
+
+
+class PackedPart(BaseModel):
+    """One shard's per-cluster states as its report carries them: packed against its part
+    of the snapshot (``length`` clusters; the sorted names of ``counts`` are the legend),
+    plus those on clusters outside it (being removed). ``stale``: of an older commit than
+    the bundle's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    codes: str = ""
+    counts: dict[str, int] = {}
+    length: int = 0
+    extra: dict[str, BundleState] = {}
+    stale: bool = False
+
+
+class PackedStates(BaseModel):
+    """A sharded bundle's per-cluster states as one report carries them (as
+    ``flotilla.clusterstates.pack_report`` packs a bundle's)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    clusters_key: str
+    codes: str
+    counts: dict[str, int]
+    states: dict[str, BundleState] = {}
+
+
+def _as_of_commit(state: str, stale: bool) -> str:
+    if not stale or BundleState(state) in _WORSE_THAN_WAITING:
+        return state
+    return BundleState.WAIT_APPLIED.value
+
+
+def join_shard_states(parts: list[PackedPart], clusters_key: str) -> PackedStates:
+    """The shards' parts (in shard order: consecutive ranges of the sorted names) packed as
+    one list, ``clusters_key`` being that list's key. A stale part's deployments count as
+    waiting for the bundle's commit (as a bundle's do while it plans), so neither a
+    dependent nor readyClusters takes an older version's Ready for the new one's."""
+    states: list[str | None] = []
+    extra: dict[str, BundleState] = {}
+    for part in parts:
+        decoded = decode_states(part.codes, sorted(part.counts), part.length)
+        states.extend(s if s is None else _as_of_commit(s, part.stale) for s in decoded)
+        extra.update({n: BundleState(_as_of_commit(s, part.stale)) for n, s in part.extra.items()})
+    counts = count_states([*(s for s in states if s), *extra.values()])
+    return PackedStates(
+        clusters_key=clusters_key,
+        codes=encode_states(states, sorted(counts)),
+        counts=counts,
+        states=extra,
+    )

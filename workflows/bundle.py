@@ -113,7 +113,12 @@ with workflow.unsafe.imports_passed_through():
         RetireRequest,
         ShardReport,
     )
-    from workflows.bundle_shards import SHARD_REPORT_SIGNAL, ShardedBundle
+    from workflows.bundle_shards import (
+        SHARD_REPORT_SIGNAL,
+        SHARD_STATES_PATCH,
+        ShardedBundle,
+        with_packed_states,
+    )
     from workflows.common import (
         AGENT_QUEUE_BACKSTOP,
         CHECK_TIMEOUT,
@@ -293,6 +298,11 @@ class BundleWorkflow(ShardedBundle):
             self.state.clusters = refresh.clusters
         self.state.dependency_states.update(refresh.dependency_states)
         self.state.dependency_commits.update(refresh.dependency_commits)
+        if refresh.dependency_packed or self.state.dependency_packed:
+            self._cluster_views()  # the index of the latest snapshot
+            for update in refresh.dependency_packed:
+                self._take_dependency(update, self._index)
+            self._unpack_dependencies(self._index)
         shard = self.state.shard
         if refresh.grant is not None and shard is not None and refresh.grant.seq > shard.grant.seq:
             shard.grant = refresh.grant
@@ -306,8 +316,8 @@ class BundleWorkflow(ShardedBundle):
 
     @workflow.signal
     def dependency_states(self, update: DependencyStates) -> None:
-        self.state.dependency_states[update.bundle] = update.states
-        self.state.dependency_commits[update.bundle] = update.commit
+        self._cluster_views()  # the index of the latest snapshot, for packed states
+        self._take_dependency(update, self._index)
         self._wake = True
 
     @workflow.signal(name=OBJECTS_CHANGED_SIGNAL)
@@ -1135,7 +1145,8 @@ class BundleWorkflow(ShardedBundle):
         shard, spec = self.state.shard, self.state.spec
         assert shard is not None
         planning = self._planning()
-        summary = summarize(self._states(planning), planning=planning)
+        states = self._states(planning)
+        summary = summarize(states, planning=planning)
         report = ShardReport(
             index=shard.index,
             seq=shard.grant.seq,
@@ -1154,6 +1165,9 @@ class BundleWorkflow(ShardedBundle):
         if workflow.patched(PACKED_REPORTS_PATCH):
             counts, non_ready = reported_summary(summary)
             report = report.model_copy(update={"counts": counts, "non_ready": non_ready})
+        if workflow.patched(SHARD_STATES_PATCH):
+            self._cluster_views()  # the index of the latest snapshot: this shard's part
+            report = with_packed_states(report, states, self._index)
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
         if fingerprint == self.state.last_report:
             self._report_due = None

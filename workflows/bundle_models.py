@@ -102,6 +102,12 @@ class BundleWorkflowState(BaseModel):
     # lists none), and when to read it again.
     downstream_digest: str = ""
     next_downstream_at: datetime | None = None
+    # States of a bundle this one depends on, packed against a cluster list this run could
+    # not read yet (flotilla.clusterstates; its snapshot lags the GitRepo's) or, in a sharded
+    # bundle, not yet handed to its shards. Left out of the JSON when empty.
+    dependency_packed: dict[str, DependencyStates] = Field(
+        default_factory=dict, exclude_if=lambda value: not value
+    )
     # Sharding (docs/orchestration.md, "Shards"); each left out of the JSON when unset, so
     # the state of bundles that never sharded is what it always was. ``shard_size``: a test
     # switch (None: flotilla.settings.DEFAULT_BUNDLE_SHARD_SIZE); ``shard``: set in a shard
@@ -121,6 +127,9 @@ class ShardGrant(BaseModel):
     total: int = 0
     reached: list[str] = Field(default_factory=list)
     budgets: dict[str, int] = Field(default_factory=dict)
+    # Partitions a gate of the bundle keeps from starting, and why (flotilla.gates); left
+    # out of the JSON when none.
+    closed: dict[str, str] = Field(default_factory=dict, exclude_if=lambda value: not value)
 
 
 class ShardRole(BaseModel):
@@ -151,6 +160,12 @@ class ShardReport(BaseModel):
     # summed by the bundle into its report to the GitRepo; left out of the JSON when empty.
     counts: dict[str, int] = Field(default_factory=dict, exclude_if=lambda value: not value)
     non_ready: list[NonReadyEntry] = Field(default_factory=list, exclude_if=lambda value: not value)
+    # Its per-cluster states packed against its part of the snapshot (``clusters_key`` of
+    # that part; the sorted names of ``counts`` are the legend), and those on clusters outside
+    # it: a few hundred bytes for a shard of 500. Left out of the JSON when empty.
+    clusters_key: str = Field(default="", exclude_if=lambda value: not value)
+    codes: str = Field(default="", exclude_if=lambda value: not value)
+    states: dict[str, BundleState] = Field(default_factory=dict, exclude_if=lambda value: not value)
 
 
 class ShardBook(BaseModel):
@@ -170,6 +185,12 @@ class ShardBook(BaseModel):
     # The bundle's own pause, as last passed on to the shards.
     paused: bool = False
     summary: str = ""
+    # The key of the snapshot's sorted names last handed out, and per shard the key and
+    # size of its part: a shard's packed states join into the bundle's (and a dependency's
+    # are cut into the shards') by position, with no cluster's name kept here.
+    clusters_key: str = ""
+    part_keys: dict[int, str] = Field(default_factory=dict)
+    part_sizes: dict[int, int] = Field(default_factory=dict)
 
 
 class BundleRefresh(BaseModel):
@@ -181,6 +202,11 @@ class BundleRefresh(BaseModel):
     dependency_commits: dict[str, str] = Field(default_factory=dict)
     # From a sharded bundle to one of its shards (left out of the JSON otherwise).
     grant: ShardGrant | None = Field(default=None, exclude_if=lambda value: value is None)
+    # From a sharded bundle to one of its shards: the states of the bundles it depends on,
+    # on the shard's clusters, packed against its part (left out of the JSON when none).
+    dependency_packed: list[DependencyStates] = Field(
+        default_factory=list, exclude_if=lambda value: not value
+    )
 
 
 class DependencyStates(BaseModel):
@@ -190,6 +216,12 @@ class DependencyStates(BaseModel):
     states: dict[str, BundleState]
     # The commit the dependency reported these states at.
     commit: str = ""
+    # The states packed against a cluster list (flotilla.clusterstates, as in a report:
+    # ``states`` then holds only those on clusters outside it), so a dependency on 10,000
+    # clusters travels in a few KB. Left out of the JSON when not packed.
+    clusters_key: str = Field(default="", exclude_if=lambda value: not value)
+    codes: str = Field(default="", exclude_if=lambda value: not value)
+    counts: dict[str, int] = Field(default_factory=dict, exclude_if=lambda value: not value)
 
 
 class PauseRequest(BaseModel):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,13 +26,29 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.objectwatch_models import OBJECTS_CHANGED_SIGNAL, ObjectsChanged
+    from flotilla.clusterstates import (
+        ClusterIndex,
+        cluster_index,
+        decode_states,
+        pack_report,
+        split_packed,
+    )
     from flotilla.ids import bundle_shard_workflow_id, bundle_workflow_id
     from flotilla.settings import DEFAULT_BUNDLE_SHARD_SIZE
-    from flotilla.shards import plan_shards, shard_boundaries, shard_of, shard_offsets
+    from flotilla.shards import (
+        PackedPart,
+        PackedStates,
+        join_shard_states,
+        plan_shards,
+        shard_boundaries,
+        shard_of,
+        shard_offsets,
+    )
     from flotilla.status import (
         MAX_REPORTED_NON_READY,
         BundleReport,
         BundleState,
+        StateWithMessage,
         planning_text,
         worst_state,
     )
@@ -41,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         BundleSpec,
         BundleStatus,
         BundleWorkflowState,
+        DependencyStates,
         PauseRequest,
         RetireRequest,
         ShardBook,
@@ -63,6 +81,12 @@ RETIRE = "retire"
 BUNDLE_REPORT = "bundle_report"
 # As the bundle workflow's REPORT_GAP: a change of the sum reaches the GitRepo within it.
 SHARD_REPORT_GAP = timedelta(seconds=3)
+# Shards report their per-cluster states packed; the bundle joins them into its report (so
+# the GitRepo counts its clusters in readyClusters and forwards them to dependents) and cuts
+# the packed states of bundles it depends on into its shards'. Asked by a shard when it
+# reports and by a sharded bundle when it reports or has packed dependency states to hand
+# on, so runs that never shard carry no marker.
+SHARD_STATES_PATCH = "shard-cluster-states"
 
 
 def _digest(model: Any) -> str:
@@ -71,6 +95,48 @@ def _digest(model: Any) -> str:
 
 def _spec_key(spec: BundleSpec) -> str:
     return _digest(spec)
+
+
+def with_packed_states(
+    report: ShardReport, states: Mapping[str, StateWithMessage], index: ClusterIndex
+) -> ShardReport:
+    """A shard's report with its per-cluster states packed against its part of the snapshot
+    (``index``), counts taken from them (their sorted names are the legend)."""
+    packed = pack_report(
+        BundleReport(
+            bundle="",
+            commit=report.commit,
+            ready=report.ready,
+            desired=report.desired,
+            state=report.state,
+            message="",
+            states={name: item.state for name, item in states.items()},
+        ),
+        index,
+    )
+    return report.model_copy(
+        update={
+            "counts": packed.counts,
+            "clusters_key": index.key,
+            "codes": packed.codes,
+            "states": packed.states,
+        }
+    )
+
+
+def unpack_dependency(update: DependencyStates, index: ClusterIndex) -> dict[str, BundleState]:
+    """The per-cluster states of a packed ``update`` read with ``index`` (its key matches)."""
+    states = {
+        name: BundleState(state)
+        for name, state in zip(
+            index.names,
+            decode_states(update.codes, sorted(update.counts), len(index.names)),
+            strict=True,
+        )
+        if state is not None
+    }
+    states.update(update.states)
+    return states
 
 
 class ShardedBundle:
@@ -84,6 +150,66 @@ class ShardedBundle:
     def _init_shards(self) -> None:
         # Clusters whose watcher reported a change, for their shard (empty name: all shards).
         self._shard_changes: list[str] = []
+
+    # --- dependency states ---------------------------------------------------------------------
+
+    def _take_dependency(self, update: DependencyStates, index: ClusterIndex) -> None:
+        """Keep a dependency's states: unpacked ones as they come; packed ones read with this
+        run's cluster list when it is theirs, else kept until it is (a sharded bundle cuts
+        them into its shards' in ``_forward``). The commit goes with the states it is of."""
+        if not update.clusters_key:
+            self.state.dependency_states[update.bundle] = update.states
+            self.state.dependency_commits[update.bundle] = update.commit
+            self.state.dependency_packed.pop(update.bundle, None)
+            return
+        self.state.dependency_packed[update.bundle] = update
+        self._unpack_dependencies(index)
+
+    def _unpack_dependencies(self, index: ClusterIndex) -> None:
+        """Read the packed dependency states this run's cluster list can read (a bundle that
+        drives shards hands them on instead)."""
+        if self.state.shards is not None:
+            return
+        for name, update in list(self.state.dependency_packed.items()):
+            if update.clusters_key != index.key:
+                continue  # of another snapshot: read once this bundle has that one
+            self.state.dependency_states[name] = unpack_dependency(update, index)
+            self.state.dependency_commits[name] = update.commit
+            del self.state.dependency_packed[name]
+
+    def _cut_dependencies(self) -> dict[int, list[DependencyStates]]:
+        """The packed dependency states of the snapshot last handed out, cut into each
+        shard's part (by position: parts are consecutive ranges of the sorted names)."""
+        book = self.state.shards
+        assert book is not None
+        shards = range(book.started)
+        if not book.clusters_key or any(i not in book.part_sizes for i in shards):
+            return {}
+        out: dict[int, list[DependencyStates]] = {}
+        for name, update in list(self.state.dependency_packed.items()):
+            if update.clusters_key != book.clusters_key:
+                continue  # the next snapshot's: cut once it is handed out
+            pieces = split_packed(
+                update.codes, sorted(update.counts), [book.part_sizes[i] for i in shards]
+            )
+            for index, (codes, counts) in zip(shards, pieces, strict=True):
+                extra = {
+                    cluster: state
+                    for cluster, state in update.states.items()
+                    if shard_of(cluster, book.boundaries) == index
+                }
+                out.setdefault(index, []).append(
+                    DependencyStates(
+                        bundle=name,
+                        states=extra,
+                        commit=update.commit,
+                        clusters_key=book.part_keys[index],
+                        codes=codes,
+                        counts=counts,
+                    )
+                )
+            del self.state.dependency_packed[name]
+        return out
 
     def _sharding(self, clusters: ClusterSnapshot) -> bool:
         """Whether this bundle drives shards: once it has, it always does."""
@@ -162,6 +288,10 @@ class ShardedBundle:
         parts: dict[int, list[ClusterView]] = {i: [] for i in range(len(book.boundaries))}
         for view in clusters.clusters:
             parts[shard_of(view.name, book.boundaries)].append(view)
+        book.clusters_key = cluster_index(view.name for view in clusters.clusters).key
+        for index, views in parts.items():
+            book.part_keys[index] = cluster_index(view.name for view in views).key
+            book.part_sizes[index] = len(views)
         await self._send(
             spec, {i: clusters.model_copy(update={"clusters": v}) for i, v in parts.items()}
         )
@@ -218,6 +348,7 @@ class ShardedBundle:
                 "targets": {},
                 "deployments": records,
                 "dependency_states": {},
+                "dependency_packed": {},
                 "last_report": "",
                 "last_report_at": None,
                 "conditions": [],
@@ -243,16 +374,25 @@ class ShardedBundle:
         book = self.state.shards
         assert book is not None
         sends = []
-        if self.state.dependency_states:
+        packed: dict[int, list[DependencyStates]] = {}
+        if self.state.dependency_packed and workflow.patched(SHARD_STATES_PATCH):
+            packed = self._cut_dependencies()
+        if self.state.dependency_states or packed:
             by_shard: dict[int, dict[str, dict[str, BundleState]]] = {}
             for bundle, states in self.state.dependency_states.items():
                 for cluster, item in states.items():
                     index = shard_of(cluster, book.boundaries)
                     by_shard.setdefault(index, {}).setdefault(bundle, {})[cluster] = item
+            commits = self.state.dependency_commits
+            if packed:
+                # Only the commits of the unpacked states sent with them: a packed one
+                # carries its own, and an older one must not be paired with newer states.
+                commits = {b: c for b, c in commits.items() if b in self.state.dependency_states}
             for index in range(book.started):
                 refresh = BundleRefresh(
                     dependency_states=by_shard.get(index, {}),
-                    dependency_commits=self.state.dependency_commits,
+                    dependency_commits=commits,
+                    dependency_packed=packed.get(index, []),
                 )
                 sends.append(self._signal_shard(index, REFRESH, refresh))
             # Forwarded: the shards keep them (this state stays small).
@@ -319,8 +459,9 @@ class ShardedBundle:
             sends.append(self._signal_shard(index, REFRESH, BundleRefresh(grant=grant)))
         await asyncio.gather(*sends)
 
-    def _shard_summary(self, spec: BundleSpec) -> BundleReport:
-        """The bundle as the sum of its shards' last reports."""
+    def _shard_summary(self, spec: BundleSpec, *, with_states: bool = False) -> BundleReport:
+        """The bundle as the sum of its shards' last reports (``with_states``: and their
+        per-cluster states joined, when every shard has reported them for its part)."""
         book = self.state.shards
         assert book is not None
         reports = [book.reports.get(i) for i in range(book.started)]
@@ -337,7 +478,7 @@ class ShardedBundle:
             for name, n in r.counts.items():
                 counts[name] = counts.get(name, 0) + n
         non_ready = [entry for r in current for entry in r.non_ready][:MAX_REPORTED_NON_READY]
-        return BundleReport(
+        report = BundleReport(
             bundle=self.state.bundle,
             commit=spec.commit,
             ready=ready,
@@ -347,12 +488,58 @@ class ShardedBundle:
             counts=counts,
             non_ready=non_ready,
         )
+        joined = self._joined_states(spec) if with_states else None
+        if joined is None:
+            return report
+        return report.model_copy(
+            update={
+                "counts": joined.counts,
+                "clusters_key": joined.clusters_key,
+                "codes": joined.codes,
+                "states": joined.states,
+            }
+        )
+
+    def _joined_states(self, spec: BundleSpec) -> PackedStates | None:
+        """Every shard's packed states joined against the snapshot last handed out, or None
+        while a shard has not reported against its part of it yet."""
+        book = self.state.shards
+        assert book is not None
+        parts = []
+        for index in range(book.started):
+            report = book.reports.get(index)
+            if (
+                report is None
+                or not report.clusters_key
+                or report.clusters_key != book.part_keys.get(index)
+            ):
+                return None
+            parts.append(
+                PackedPart(
+                    codes=report.codes,
+                    counts=report.counts,
+                    length=book.part_sizes[index],
+                    extra=report.states,
+                    stale=report.commit != spec.commit,
+                )
+            )
+        if not parts or not book.clusters_key:
+            return None
+        return join_shard_states(parts, book.clusters_key)
 
     async def _report_shards(self, spec: BundleSpec, *, retired: bool = False) -> None:
         """Report the sum to the GitRepo when it changed, at most every REPORT_GAP."""
-        report = self._shard_summary(spec).model_copy(update={"retired": retired})
+        states = workflow.patched(SHARD_STATES_PATCH)
+        report = self._shard_summary(spec, with_states=states).model_copy(
+            update={"retired": retired}
+        )
         self._summary = (self.state.shards.summary if self.state.shards else "") or report.message
         workflow.set_current_details(self._summary)
+        if states and not report.clusters_key and self.state.last_report and not retired:
+            # A shard has not reported against its new part yet (it will, as its key
+            # changed): a report without per-cluster states would drop this bundle's clusters
+            # from readyClusters and from its dependents until then.
+            return
         fingerprint = _digest(report)
         if fingerprint == self.state.last_report:
             self._report_due = None

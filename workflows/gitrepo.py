@@ -169,6 +169,9 @@ PINS_PATCH = "rollback-version-pins"
 # A halted partition's autoRollback: the bundle pinned to its last Ready version. Asked only
 # when a bundle's report asks for it.
 AUTO_ROLLBACK_PATCH = "rollback-automatic"
+# dependency_states go to dependents packed as the report is stored (flotilla.clusterstates)
+# instead of one entry per cluster; asked only when forwarding a packed report.
+PACKED_DEPENDENCIES_PATCH = "shards-packed-dependency-states"
 
 
 def _source_key(spec: GitRepoSpec) -> str:
@@ -968,6 +971,52 @@ class GitRepoWorkflow:
     def _deployable(self) -> list[BundleRef]:
         return [r for r in self.state.bundles.values() if r.digest]
 
+    def _dependency_update(self, bundle: str) -> DependencyStates:
+        """A dependency's per-cluster states for its dependents: packed as its report is
+        stored (read by each dependent against its own snapshot: a few KB for a dependency
+        on 10,000 clusters, not an entry per cluster), or unpacked as before the patch."""
+        report = self._report(bundle)
+        update = DependencyStates(
+            bundle=bundle, states=report.states, commit=self._reported_commit(bundle)
+        )
+        stored = self.state.reports[bundle]
+        if report.codes or not stored.codes or not workflow.patched(PACKED_DEPENDENCIES_PATCH):
+            return update
+        return update.model_copy(
+            update={
+                "states": stored.states,
+                "clusters_key": stored.clusters_key,
+                "codes": stored.codes,
+                "counts": stored.counts,
+            }
+        )
+
+    def _refresh(
+        self, ref: BundleRef, spec: BundleSpec, clusters: ClusterSnapshot
+    ) -> BundleRefresh:
+        """A bundle's refresh: its spec, the snapshot and the states of what it depends on
+        (packed ones apart: see ``_dependency_update``)."""
+        packed = [
+            update
+            for d in ref.depends_on
+            if d.bundle in self.state.reports
+            and (update := self._dependency_update(d.bundle)).clusters_key
+        ]
+        skip = {update.bundle for update in packed}
+        return BundleRefresh(
+            spec=spec,
+            clusters=clusters,
+            dependency_states={
+                b: states for b, states in self._dependency_states(ref).items() if b not in skip
+            },
+            dependency_commits={
+                d.bundle: self._reported_commit(d.bundle)
+                for d in ref.depends_on
+                if d.bundle in self.state.reports and d.bundle not in skip
+            },
+            dependency_packed=packed,
+        )
+
     def _dependency_states(self, ref: BundleRef) -> dict[str, dict[str, BundleState]]:
         return {
             d.bundle: self._report(d.bundle).states
@@ -1001,16 +1050,7 @@ class GitRepoWorkflow:
             BundleStart(
                 workflow_id=bundle_workflow_id(self.state.namespace, name),
                 signal=REFRESH_SIGNAL,
-                signal_arg=BundleRefresh(
-                    spec=specs[name],
-                    clusters=clusters,
-                    dependency_states=self._dependency_states(ref),
-                    dependency_commits={
-                        d.bundle: self._reported_commit(d.bundle)
-                        for d in ref.depends_on
-                        if d.bundle in self.state.reports
-                    },
-                ).model_dump(mode="json"),
+                signal_arg=self._refresh(ref, specs[name], clusters).model_dump(mode="json"),
                 start_input=BundleWorkflowState(
                     namespace=self.state.namespace,
                     bundle=name,
@@ -1071,21 +1111,14 @@ class GitRepoWorkflow:
             for dep in ref.depends_on:
                 if dep.bundle not in changed or dep.bundle not in self.state.reports:
                     continue
-                report = self._report(dep.bundle)
-                if report.codes:
+                if self._report(dep.bundle).codes:
                     continue  # packed against a cluster list this run does not know
+                update = self._dependency_update(dep.bundle)
                 handle = workflow.get_external_workflow_handle_for(
                     BundleWorkflow.run, bundle_workflow_id(self.state.namespace, ref.name)
                 )
                 with contextlib.suppress(FailureError):
-                    await handle.signal(
-                        BundleWorkflow.dependency_states,
-                        DependencyStates(
-                            bundle=dep.bundle,
-                            states=report.states,
-                            commit=self._reported_commit(dep.bundle),
-                        ),
-                    )
+                    await handle.signal(BundleWorkflow.dependency_states, update)
 
     def _reported_commit(self, bundle: str) -> str:
         """The commit a dependency's states count for: a pinned bundle's report at its pinned

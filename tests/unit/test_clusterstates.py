@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from typing import Any
 
 import pytest
@@ -10,11 +11,15 @@ import pytest
 from activities.gitops_models import BundleRef
 from flotilla.clusterstates import (
     cluster_index,
+    decode_states,
+    encode_states,
     expand_report,
+    join_packed,
     pack_report,
     read_report,
     readable,
     repack,
+    split_packed,
 )
 from flotilla.status import (
     SEVERITY,
@@ -291,3 +296,42 @@ def test_describe_gitrepo_shows_each_bundles_counts_and_first_non_ready() -> Non
     rest = 500 - expected[S.READY] - 3
     assert f"    (+{rest} more: flotilla describe bundle bundle-00)" in text
     assert status.deployment_counts["Ready"] == 50 * expected[S.READY]
+
+
+# --- shards: ranges of one packed list, joined and cut by position -----------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_packed_states_cut_into_ranges_and_joined_again_are_the_same(seed: int) -> None:
+    """A list cut into consecutive ranges (as a sharded bundle cuts a dependency's states
+    into its shards') and joined again (as it joins its shards' into its report) reads back
+    exactly, whichever spelling (runs or one number) each piece took."""
+    rng = random.Random(seed)
+    choices: list[str | None] = [None, *sorted(str(s) for s in SEVERITY)]
+    weights = [3, *[1] * len(SEVERITY)] if seed % 2 else [1, *[0] * (len(SEVERITY) - 1), 20]
+    states = rng.choices(choices, weights=weights, k=237)
+    legend = sorted({s for s in states if s})
+    codes = encode_states(states, legend)
+    assert decode_states(codes, legend, len(states)) == states
+    lengths = [50, 0, 50, 87, 50]
+    pieces = split_packed(codes, legend, lengths)
+    start = 0
+    for (piece, counts), length in zip(pieces, lengths, strict=True):
+        assert decode_states(piece, sorted(counts), length) == states[start : start + length]
+        start += length
+    joined = join_packed(
+        [(p, sorted(c), n) for (p, c), n in zip(pieces, lengths, strict=True)], legend
+    )
+    assert decode_states(joined, legend, len(states)) == states
+
+
+def test_a_packed_list_of_ten_thousand_clusters_stays_a_few_kilobytes() -> None:
+    """The bound the shards rely on: 10,000 clusters in states that change from one cluster
+    to the next take about half a byte each (base64 of a base-10 number: 5.5 KB); a fleet
+    mostly in one state a few bytes."""
+    rng = random.Random(1)
+    legend = sorted(str(s) for s in SEVERITY)
+    mixed = rng.choices(legend, k=10_000)
+    assert len(encode_states(mixed, legend)) < 6_000
+    mostly = ["Ready"] * 9_990 + ["ErrApplied"] * 10
+    assert len(encode_states(mostly, ["ErrApplied", "Ready"])) < 20

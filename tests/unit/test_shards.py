@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from flotilla.clusterstates import cluster_index, decode_states, encode_states, expand_report
 from flotilla.models import RolloutStrategy
 from flotilla.rollout import (
     RolloutState,
@@ -13,13 +16,16 @@ from flotilla.rollout import (
     plan_rollout,
 )
 from flotilla.shards import (
+    PackedPart,
     PartitionCounts,
+    join_shard_states,
     plan_shards,
     shard_boundaries,
     shard_counts,
     shard_of,
     shard_offsets,
 )
+from flotilla.status import BundleReport, BundleState, count_states
 
 NAMES = [f"c{i:03d}" for i in range(10)]
 
@@ -155,3 +161,75 @@ def test_the_bundle_wide_budget_counts_unavailable_clusters_of_every_partition()
     # 3 bundle-wide, 2 spent in p2: one left, and shard 0 asks first.
     assert plan.budgets[0][""] == 1
     assert plan.budgets[1][""] == 2
+
+
+# --- per-cluster states across shards -------------------------------------------------------
+
+
+def _part(
+    states: list[str | None], extra: dict[str, BundleState] | None = None, **kw: Any
+) -> PackedPart:
+    counts = count_states([s for s in states if s])
+    return PackedPart(
+        codes=encode_states(states, sorted(counts)),
+        counts=counts,
+        length=len(states),
+        extra=extra or {},
+        **kw,
+    )
+
+
+def test_shard_states_join_into_the_bundle_list_in_shard_order() -> None:
+    names = [f"c{i}" for i in range(7)]
+    index = cluster_index(names)
+    joined = join_shard_states(
+        [
+            _part(["Ready", "Ready", None]),
+            _part(["ErrApplied", "Ready"], extra={"gone": BundleState.READY}),
+            _part(["WaitingForDependency", "Ready"]),
+        ],
+        index.key,
+    )
+    report = BundleReport(
+        bundle="b",
+        commit="x",
+        ready=0,
+        desired=0,
+        state=BundleState.READY,
+        message="",
+        states=joined.states,
+        counts=joined.counts,
+        clusters_key=joined.clusters_key,
+        codes=joined.codes,
+    )
+    assert expand_report(report, index).states == {
+        "c0": BundleState.READY,
+        "c1": BundleState.READY,
+        "c3": BundleState.ERR_APPLIED,
+        "c4": BundleState.READY,
+        "c5": BundleState.WAITING_FOR_DEPENDENCY,
+        "c6": BundleState.READY,
+        "gone": BundleState.READY,
+    }
+    assert joined.counts == {"ErrApplied": 1, "Ready": 5, "WaitingForDependency": 1}
+
+
+def test_a_shard_still_on_the_older_commit_is_ready_nowhere() -> None:
+    """A dependent must not take the older version's Ready for the new one's: a shard that
+    has not taken the bundle's commit shows its deployments waiting for it (worse states,
+    ErrApplied and Offline, stay), as a bundle's do while it plans."""
+    joined = join_shard_states(
+        [
+            _part(["Ready", "ErrApplied", "Offline", "NotReady", None], stale=True),
+            _part(["Ready"]),
+        ],
+        "key",
+    )
+    assert decode_states(joined.codes, sorted(joined.counts), 6) == [
+        "WaitApplied",
+        "ErrApplied",
+        "Offline",
+        "WaitApplied",
+        None,
+        "Ready",
+    ]
