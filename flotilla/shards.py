@@ -15,13 +15,24 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
 from flotilla.clusterstates import decode_states, encode_states
+from flotilla.gates import (
+    GateDecision,
+    GateRecord,
+    PartitionGate,
+    decide,
+    observe,
+    partition_gates,
+    partition_order,
+)
 from flotilla.models import RolloutStrategy
 from flotilla.rollout import (
     UNMATCHED_PARTITION,
+    PartitionStatus,
     RolloutPlan,
     RolloutTarget,
     ShardView,
@@ -62,6 +73,11 @@ class ShardPlan(BaseModel):
     reached: list[str]
     budgets: dict[int, dict[str, int]]
     summary: str
+    # The partition the rollout stands at because a gate keeps it closed, and why.
+    gated: str = ""
+    gate: str = ""
+    # Each partition of the bundle summed over its shards, in rollout order.
+    partitions: list[PartitionStatus] = []
 
 
 def shard_boundaries(names: Iterable[str], size: int) -> list[str]:
@@ -145,10 +161,13 @@ def plan_shards(
     strategy: RolloutStrategy,
     counts: Mapping[int, list[PartitionCounts]],
     ceilings: Mapping[int, Mapping[str, int]],
+    closed: Mapping[str, str] | None = None,
 ) -> ShardPlan:
     """Decide, from every shard's counts, which partitions the bundle has reached (Fleet's
-    rule: stop after more partitions are unavailable than maxUnavailablePartitions) and share
-    out the bundle-wide and per-partition maxUnavailable between the shards that wait."""
+    rule: stop after more partitions are unavailable than maxUnavailablePartitions; and, as
+    ``plan_rollout`` does, at a partition a gate keeps ``closed`` while some of it is not up
+    to date) and share out the bundle-wide and per-partition maxUnavailable between the
+    shards that wait."""
     totals: dict[str, PartitionCounts] = {}
     for shard_counts_ in counts.values():
         for c in shard_counts_:
@@ -171,7 +190,11 @@ def plan_shards(
     limits = {n: limit(totals[n].count, v, field=f) for n, v, f in order}
     reached: list[str] = []
     unavailable_partitions = 0
+    gated = ""
     for name, _, _ in order:
+        if name in (closed or {}) and totals[name].updated < totals[name].count:
+            gated = name  # a gate keeps it from starting, and everything after it waits
+            break
         reached.append(name)
         if totals[name].unavailable > limits[name]:
             unavailable_partitions += 1
@@ -207,6 +230,7 @@ def plan_shards(
     where = (
         f"partition {len(reached)}/{len(order)} ({current})" if len(order) > 1 and current else ""
     )
+    gate = (closed or {}).get(gated, "")
     summary = ", ".join(
         part
         for part in (
@@ -214,10 +238,85 @@ def plan_shards(
             where,
             f"{updated}/{total} clusters updated",
             f"{sum(t.not_ready for t in totals.values())} unavailable",
+            gate,
         )
         if part
     )
-    return ShardPlan(reached=reached, budgets=budgets, summary=summary)
+    statuses = [
+        PartitionStatus(
+            name=name,
+            count=totals[name].count,
+            max_unavailable=limits[name],
+            updated=totals[name].updated,
+            unavailable=totals[name].unavailable,
+            reached=name in reached,
+        )
+        for name, _, _ in order
+    ]
+    return ShardPlan(
+        reached=reached,
+        budgets=budgets,
+        summary=summary,
+        gated=gated,
+        gate=gate,
+        partitions=statuses,
+    )
+
+
+class ShardGates(BaseModel):
+    """A sharded bundle's rollout with its gates: the plan, the gates' decision, and the
+    gate record brought up to date."""
+
+    model_config = ConfigDict(frozen=True)
+
+    plan: ShardPlan
+    decision: GateDecision
+    record: GateRecord
+
+
+def failure_budget_refusal(gates: Mapping[str, PartitionGate], size: int) -> str:
+    """Why a sharded bundle does not roll out a version whose partitions have a failure
+    budget ("" when none has): it needs every cluster's health in one place."""
+    name = next((n for n, g in gates.items() if g.failure_budget is not None), "")
+    if not name:
+        return ""
+    return (
+        f"rollout held: partition {name}: failureBudget is not supported on a bundle rolled "
+        f"out in shards (more than {size} clusters); remove it, or use requireApproval"
+    )
+
+
+def gate_shards(
+    strategy: RolloutStrategy,
+    counts: Mapping[int, list[PartitionCounts]],
+    ceilings: Mapping[int, Mapping[str, int]],
+    record: GateRecord,
+    now: datetime,
+    *,
+    size: int,
+) -> ShardGates:
+    """``plan_shards`` with the partitions the gates keep closed, over the bundle's sums:
+    a soak starts when a partition is all updated and available in every shard, an approval
+    deadline when the rollout stands at its partition. A partition with a failure budget
+    holds every partition (see ``failure_budget_refusal``): nothing of the version starts."""
+    gates = partition_gates(strategy)
+    order = partition_order(strategy)
+    refused = failure_budget_refusal(gates, size)
+    if refused:
+        closed = dict.fromkeys(order, refused)
+        plan = plan_shards(strategy, counts, ceilings, closed)
+        decision = GateDecision(closed=closed, halted=refused if plan.gated else "")
+        return ShardGates(plan=plan, decision=decision, record=record)
+    for _ in range(3):
+        decision = decide(gates, order, record, now)
+        plan = plan_shards(strategy, counts, ceilings, decision.closed)
+        after = observe(
+            gates, record, partitions=plan.partitions, gated_partition=plan.gated, now=now
+        )
+        if after == record:
+            break
+        record = after
+    return ShardGates(plan=plan, decision=decision, record=record)
 
 
 class PackedPart(BaseModel):

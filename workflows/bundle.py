@@ -362,10 +362,10 @@ class BundleWorkflow(ShardedBundle):
     @approve_rollout.validator
     def _validate_approve_rollout(self, request: ApproveRolloutRequest) -> None:
         spec = self.state.spec
-        if self.state.shards is not None or self.state.shard is not None:
+        if self.state.shard is not None:
             raise ApplicationError(
-                f"bundle {self.state.bundle} is rolled out in shards (it targets more "
-                "clusters than the shard size): partition gates are not supported there yet",
+                f"this is shard {self.state.shard.index} of bundle {self.state.bundle}: "
+                "approve the bundle, which holds the gates of all its shards",
                 type=INVALID_SPEC,
                 non_retryable=True,
             )
@@ -698,8 +698,9 @@ class BundleWorkflow(ShardedBundle):
         if shard is None:
             plan = self._plan_with_gates(rollout_targets)
         else:
-            # One shard of a bigger bundle: the bundle's partitions and this shard's share
-            # of maxUnavailable (workflows/bundle_shards.py); gates are refused there.
+            # One shard of a bigger bundle: the bundle's partitions, this shard's share of
+            # maxUnavailable and the partitions its gates keep closed, which it decides over
+            # all shards (workflows/bundle_shards.py).
             grant = shard.grant
             view = ShardView(
                 offset=grant.offset,
@@ -708,8 +709,14 @@ class BundleWorkflow(ShardedBundle):
                 budgets=grant.budgets,
             )
             plan = plan_rollout(
-                RolloutState(strategy=self.state.strategy, targets=rollout_targets, shard=view)
+                RolloutState(
+                    strategy=self.state.strategy,
+                    targets=rollout_targets,
+                    shard=view,
+                    closed=grant.closed,
+                )
             )
+            self._gated = {name: plan.gate for name in plan.gated}
             self._shard_counts = shard_counts(rollout_targets, plan, self.state.strategy, view)
         self._summary = plan.summary
         # Only multi-partition rollouts name their finished partitions in reports; the name

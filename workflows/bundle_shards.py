@@ -33,11 +33,14 @@ with workflow.unsafe.imports_passed_through():
         pack_report,
         split_packed,
     )
+    from flotilla.gates import GateDecision, partition_gates, rolls_back
+    from flotilla.gates import statuses as gate_statuses
     from flotilla.ids import bundle_shard_workflow_id, bundle_workflow_id
     from flotilla.settings import DEFAULT_BUNDLE_SHARD_SIZE
     from flotilla.shards import (
         PackedPart,
         PackedStates,
+        gate_shards,
         join_shard_states,
         plan_shards,
         shard_boundaries,
@@ -48,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         MAX_REPORTED_NON_READY,
         BundleReport,
         BundleState,
+        RepoState,
         StateWithMessage,
         planning_text,
         worst_state,
@@ -87,6 +91,10 @@ SHARD_REPORT_GAP = timedelta(seconds=3)
 # reports and by a sharded bundle when it reports or has packed dependency states to hand
 # on, so runs that never shard carry no marker.
 SHARD_STATES_PATCH = "shard-cluster-states"
+# Partition gates across shards: the bundle decides them over its shards' sums and sends the
+# closed partitions with each grant. Asked only by sharded bundles whose partitions declare a
+# gate, so others carry no marker.
+SHARD_GATES_PATCH = "shard-partition-gates"
 
 
 def _digest(model: Any) -> str:
@@ -146,6 +154,7 @@ class ShardedBundle:
     _report_due: datetime | None
     _summary: str
     _run_started: datetime
+    _gate: GateDecision
 
     def _init_shards(self) -> None:
         # Clusters whose watcher reported a change, for their shard (empty name: all shards).
@@ -315,7 +324,7 @@ class ShardedBundle:
                 continue
             if part is not None:
                 book.sent_clusters[index] = digest
-            grant = self._next_grant(index, reached=[], budgets={}) if new_spec else None
+            grant = self._next_grant(index, reached=[], budgets={}, closed={}) if new_spec else None
             refresh = BundleRefresh(
                 spec=spec, clusters=part if changed else None, grant=grant or None
             )
@@ -444,18 +453,35 @@ class ShardedBundle:
                 sends.append(self._signal_shard(index, REFRESH, BundleRefresh(grant=grant)))
             await asyncio.gather(*sends)
             return
-        plan = plan_shards(
-            reports[0].strategy if 0 in reports else next(iter(reports.values())).strategy,
-            {i: reports[i].partitions for i in shards},
-            book.ceilings,
-        )
+        strategy = reports[0].strategy if 0 in reports else next(iter(reports.values())).strategy
+        counts = {i: reports[i].partitions for i in shards}
+        # The strategy the shards planned: what approvals and `flotilla status` check against.
+        self.state.strategy = strategy
+        closed: dict[str, str] = {}
+        if partition_gates(strategy) and workflow.patched(SHARD_GATES_PATCH):
+            gated = gate_shards(
+                strategy,
+                counts,
+                book.ceilings,
+                self.state.gates.for_version(spec.bundle_digest),
+                workflow.now(),
+                size=book.size,
+            )
+            plan, self.state.gates, self._gate = gated.plan, gated.record, gated.decision
+            closed = gated.decision.closed
+        else:
+            plan = plan_shards(strategy, counts, book.ceilings)
         book.summary = plan.summary
         for index in shards:
             grant = book.grants[index]
             budgets = plan.budgets.get(index, {})
-            if grant.reached == plan.reached and grant.budgets == budgets:
+            if (
+                grant.reached == plan.reached
+                and grant.budgets == budgets
+                and grant.closed == closed
+            ):
                 continue
-            grant = self._next_grant(index, reached=plan.reached, budgets=budgets)
+            grant = self._next_grant(index, reached=plan.reached, budgets=budgets, closed=closed)
             sends.append(self._signal_shard(index, REFRESH, BundleRefresh(grant=grant)))
         await asyncio.gather(*sends)
 
@@ -478,6 +504,7 @@ class ShardedBundle:
             for name, n in r.counts.items():
                 counts[name] = counts.get(name, 0) + n
         non_ready = [entry for r in current for entry in r.non_ready][:MAX_REPORTED_NON_READY]
+        halted = self._shard_halted(spec)
         report = BundleReport(
             bundle=self.state.bundle,
             commit=spec.commit,
@@ -487,6 +514,9 @@ class ShardedBundle:
             message=message,
             counts=counts,
             non_ready=non_ready,
+            halted=halted,
+            auto_rollback=bool(halted)
+            and rolls_back(partition_gates(self.state.strategy), self.state.gates),
         )
         joined = self._joined_states(spec) if with_states else None
         if joined is None:
@@ -499,6 +529,11 @@ class ShardedBundle:
                 "states": joined.states,
             }
         )
+
+    def _shard_halted(self, spec: BundleSpec) -> str:
+        """Why a gate halted the rollout of the version the spec names, as the bundle's
+        own gates say (``BundleWorkflow._halted``)."""
+        return self._gate.halted if self.state.gates.version == spec.bundle_digest else ""
 
     def _joined_states(self, spec: BundleSpec) -> PackedStates | None:
         """Every shard's packed states joined against the snapshot last handed out, or None
@@ -555,8 +590,8 @@ class ShardedBundle:
             gitrepo=spec.gitrepo,
             bundle=self.state.bundle,
             commit=spec.commit,
-            state=report.state,
-            message=report.message,
+            state=RepoState.HALTED if report.halted else report.state,
+            message=report.halted or report.message,
             ready=report.ready,
             desired=report.desired,
         )
@@ -586,6 +621,7 @@ class ShardedBundle:
         book = self.state.shards
         assert book is not None
         summary = self._shard_summary(spec) if spec else None
+        halted = summary.halted if summary else ""
         return BundleStatus(
             namespace=self.state.namespace,
             bundle=self.state.bundle,
@@ -594,8 +630,12 @@ class ShardedBundle:
             paused=self.state.paused or any(r.paused for r in book.reports.values()),
             ready=summary.ready if summary else 0,
             desired=summary.desired if summary else 0,
-            state=summary.state if summary else BundleState.PENDING,
-            message=summary.message if summary else "",
+            state=RepoState.HALTED if halted else summary.state if summary else BundleState.PENDING,
+            message=halted or (summary.message if summary else ""),
             summary=self._summary,
             clusters=[],
+            gates=gate_statuses(
+                partition_gates(self.state.strategy), self.state.gates, self._gate, workflow.now()
+            ),
+            halted=halted,
         )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from flotilla.clusterstates import cluster_index, decode_states, encode_states, expand_report
+from flotilla.gates import Approval, GateRecord
 from flotilla.models import RolloutStrategy
 from flotilla.rollout import (
     RolloutState,
@@ -18,6 +20,7 @@ from flotilla.rollout import (
 from flotilla.shards import (
     PackedPart,
     PartitionCounts,
+    gate_shards,
     join_shard_states,
     plan_shards,
     shard_boundaries,
@@ -233,3 +236,77 @@ def test_a_shard_still_on_the_older_commit_is_ready_nowhere() -> None:
         None,
         "Ready",
     ]
+
+
+# --- partition gates across shards ----------------------------------------------------------
+
+GATED = RolloutStrategy.model_validate(
+    {
+        "partitions": [
+            {"name": "canary", "clusterName": "c1", "soakTime": "10s"},
+            {"name": "main", "clusterSelector": {}, "requireApproval": True},
+        ]
+    }
+)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _gated(
+    canary_pending: int, record: GateRecord, now: datetime = T0
+) -> tuple[list[str], str, GateRecord]:
+    by_shard = {
+        0: [counts("canary", 2, unavailable=canary_pending, pending=canary_pending)],
+        1: [counts("canary", 1), counts("main", 50, unavailable=50, pending=50)],
+        2: [counts("main", 50, unavailable=50, pending=50)],
+    }
+    out = gate_shards(GATED, by_shard, {}, record, now, size=50)
+    return out.plan.reached, out.plan.gated, out.record
+
+
+def test_a_soak_waits_for_the_partition_in_every_shard_then_the_approval_holds_main() -> None:
+    record = GateRecord(version="v1")
+    # One canary cluster of shard 0 is still on its way: no soak yet, main closed.
+    reached, gated, record = _gated(1, record)
+    assert (reached, gated) == (["canary"], "main")
+    assert "canary" not in record.ready_at
+    # Canary done in both shards: the soak starts; main stays closed for it and the approval.
+    reached, gated, record = _gated(0, record)
+    assert (reached, gated, record.ready_at["canary"]) == (["canary"], "main", T0)
+    later = T0 + timedelta(seconds=11)
+    reached, gated, record = _gated(0, record, later)
+    assert (reached, gated) == (["canary"], "main")
+    assert record.requested_at["main"] == T0  # the rollout has stood at main since
+    # One approval opens main for every shard.
+    approved = record.decided(Approval(partition="main", approved=True, user="ann", at=later))
+    reached, gated, _ = _gated(0, approved, later)
+    assert (reached, gated) == (["canary", "main"], "")
+
+
+def test_a_rejection_halts_and_the_budgets_go_only_to_reached_partitions() -> None:
+    record = GateRecord(version="v1", ready_at={"canary": T0}).decided(
+        Approval(partition="main", approved=False, user="bob", reason="5xx", at=T0)
+    )
+    by_shard = {
+        0: [counts("canary", 2)],
+        1: [counts("main", 50, unavailable=50, pending=50)],
+    }
+    out = gate_shards(GATED, by_shard, {}, record, T0 + timedelta(minutes=1), size=50)
+    assert out.decision.halted == "rollout halted: partition main rejected by bob: 5xx"
+    assert out.plan.reached == ["canary"] and out.plan.gated == "main"
+    assert "main" not in out.plan.budgets[1]
+
+
+def test_a_failure_budget_holds_a_sharded_bundle_before_its_first_partition() -> None:
+    strategy = RolloutStrategy.model_validate(
+        {"partitions": [{"name": "canary", "clusterName": "c1", "failureBudget": 0}]}
+    )
+    by_shard = {0: [counts("canary", 1, unavailable=1, pending=1), counts("unmatched", 60)]}
+    out = gate_shards(strategy, by_shard, {}, GateRecord(version="v1"), T0, size=50)
+    assert out.plan.reached == [] and out.plan.gated == "canary"
+    assert out.decision.halted.startswith(
+        "rollout held: partition canary: failureBudget is not supported on a bundle rolled out "
+        "in shards (more than 50 clusters)"
+    )
+    # A version already everywhere is not called held.
+    done = {0: [counts("canary", 1), counts("unmatched", 60)]}
+    assert gate_shards(strategy, done, {}, GateRecord(), T0, size=50).decision.halted == ""
