@@ -535,6 +535,22 @@ class ShardedBundle:
         own gates say (``BundleWorkflow._halted``)."""
         return self._gate.halted if self.state.gates.version == spec.bundle_digest else ""
 
+    def _shards_behind(self) -> bool:
+        """Whether, after a first report, a shard still packs its states against an older
+        part than the one it was last handed (a shard of an older worker that packs none,
+        or a bundle sharded before it kept its parts' keys, is not waited for: its report
+        goes out without per-cluster states, as it did then)."""
+        book = self.state.shards
+        assert book is not None
+        if not self.state.last_report or not book.clusters_key:
+            return False
+        return any(
+            (report := book.reports.get(index)) is not None
+            and report.clusters_key
+            and report.clusters_key != book.part_keys.get(index)
+            for index in range(book.started)
+        )
+
     def _joined_states(self, spec: BundleSpec) -> PackedStates | None:
         """Every shard's packed states joined against the snapshot last handed out, or None
         while a shard has not reported against its part of it yet."""
@@ -570,7 +586,7 @@ class ShardedBundle:
         )
         self._summary = (self.state.shards.summary if self.state.shards else "") or report.message
         workflow.set_current_details(self._summary)
-        if states and not report.clusters_key and self.state.last_report and not retired:
+        if states and not report.clusters_key and not retired and self._shards_behind():
             # A shard has not reported against its new part yet (it will, as its key
             # changed): a report without per-cluster states would drop this bundle's clusters
             # from readyClusters and from its dependents until then.
