@@ -132,6 +132,7 @@ with workflow.unsafe.imports_passed_through():
         continue_as_new_due,
     )
     from workflows.registry_models import ClusterSnapshot, ClusterView
+    from workflows.snapshots import load_clusters
     from workflows.visibility import (
         publish_bundle,
     )
@@ -452,6 +453,8 @@ class BundleWorkflow(ShardedBundle):
         digests.update(target.options_digest for target in self.state.targets.values())
         for record in self.state.deployments.values():
             digests.update((record.options_digest, record.released_options_digest))
+        if self.state.clusters is not None:
+            digests.add(self.state.clusters.clusters_digest)  # a shard's part, by digest
         digests.discard("")
         return ContentRefs(digests=sorted(digests))
 
@@ -487,6 +490,13 @@ class BundleWorkflow(ShardedBundle):
         if self._sharding(clusters):
             await self._coordinate(spec, clusters)
             return
+        if clusters.by_digest:
+            loaded = await load_clusters(clusters, self.state.bundle)
+            if loaded is None:
+                return  # nothing is planned from a list it could not read
+            if self.state.clusters is clusters:  # no newer one came meanwhile
+                self.state.clusters = loaded
+            clusters = loaded
         key = f"{spec.bundle_digest}:{clusters.version}:{spec.switches.model_dump_json()}"
         if key == self.state.plan_key and await self._downstream_changed(spec):
             self.state.plan_key = ""
@@ -1151,7 +1161,11 @@ class BundleWorkflow(ShardedBundle):
             paused=self._bundle_paused(),
             retired=retired,
         )
-        if workflow.patched(PACKED_REPORTS_PATCH):
+        # Packed against the snapshot's names only when the GitRepo has them too: a snapshot
+        # that came by digest reaches it without clusters, so the states go unpacked (at most
+        # a shard's worth: bundles that big are sharded).
+        by_digest = self.state.clusters is not None and bool(self.state.clusters.clusters_digest)
+        if not by_digest and workflow.patched(PACKED_REPORTS_PATCH):
             counts, non_ready = reported_summary(summary)
             report = report.model_copy(update={"counts": counts, "non_ready": non_ready})
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
@@ -1236,7 +1250,11 @@ class BundleWorkflow(ShardedBundle):
             auto_rollback=bool(halted)
             and rolls_back(partition_gates(self.state.strategy), self.state.gates),
         )
-        if workflow.patched(PACKED_REPORTS_PATCH):
+        # Packed against the snapshot's names only when the GitRepo has them too: a snapshot
+        # that came by digest reaches it without clusters, so the states go unpacked (at most
+        # a shard's worth: bundles that big are sharded).
+        by_digest = self.state.clusters is not None and bool(self.state.clusters.clusters_digest)
+        if not by_digest and workflow.patched(PACKED_REPORTS_PATCH):
             counts, non_ready = reported_summary(summary)
             self._cluster_views()  # the index of the latest snapshot
             report = pack_report(

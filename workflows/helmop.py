@@ -402,6 +402,8 @@ class HelmOpWorkflow:
             return
         spec = self._bundle_spec()
         offline = [f"{c.name}={c.offline}" for c in clusters.clusters if c.offline]
+        if clusters.clusters_digest:  # by digest: no clusters here, the digest covers them
+            offline.append(clusters.clusters_digest)
         key = hashlib.sha256(
             f"{clusters.version}|{spec.model_dump_json()}|{','.join(offline)}".encode()
         ).hexdigest()

@@ -13,7 +13,12 @@ from pydantic import BaseModel, Field
 from flotilla.agents import NEVER_CONNECTED
 from flotilla.models import ClusterGroup, GitRepoRestriction, Policy, Restriction, Schedule
 from flotilla.notifications import NotificationEvent
+from flotilla.snapshots import ClusterSnapshot, ClusterView
 from flotilla.status import since_text
+
+# The snapshot models moved to the core (the snapshot activities read them too); workflows
+# still import them from here.
+__all__ = ["ClusterSnapshot", "ClusterView"]
 
 # What clients call the registry workflow and its messages; workflows/registry.py registers
 # them under these names.
@@ -72,40 +77,6 @@ class ClusterRecord(BaseModel):
         return f"cluster unreachable since {since_text(self.unreachable_since)}: {self.unreachable}"
 
 
-class ClusterView(BaseModel):
-    """A cluster as subscribers see it: no credentials, only what targeting and routing read,
-    and whether it answers (not part of targeting: it changes no registry version)."""
-
-    name: str
-    labels: dict[str, str] = Field(default_factory=dict)
-    paused: bool = False
-    # Agent mode: deploys go to the cluster's own queue (flotilla.ids.deploy_task_queue). Left
-    # out of the JSON when false, so push-mode snapshots compare as older histories computed.
-    agent: bool = Field(default=False, exclude_if=lambda value: not value)
-    offline: str = ""
-
-
-class ClusterSnapshot(BaseModel):
-    """What subscribers get on every change: numbered so stale deliveries are ignored."""
-
-    namespace: str
-    version: int = 0
-    clusters: list[ClusterView] = Field(default_factory=list)
-    groups: list[ClusterGroup] = Field(default_factory=list)
-    # The workspace's restrictions, which GitRepo workflows enforce. Left out of the JSON when
-    # empty, so snapshots of workspaces without any compare as older histories computed.
-    policies: list[Policy] = Field(default_factory=list, exclude_if=lambda value: not value)
-    restrictions: list[GitRepoRestriction] = Field(
-        default_factory=list, exclude_if=lambda value: not value
-    )
-    # The namespace has a notification config: GitRepos signal their events only then (left
-    # out of the JSON when false, as above).
-    notifications: bool = Field(default=False, exclude_if=lambda value: not value)
-    # The workspace's deployment windows (Fleet's Schedules), which bundle workflows honour.
-    # Left out of the JSON when empty, as the restrictions are.
-    schedules: list[Schedule] = Field(default_factory=list, exclude_if=lambda value: not value)
-
-
 class TokenRecord(BaseModel):
     """A registration token, by the hash of its text (the text itself is never here)."""
 
@@ -141,6 +112,9 @@ class RegistryState(BaseModel):
     notify_events: list[NotificationEvent] = Field(default_factory=list)
     # Test switch: continue-as-new after this many events instead of when Temporal suggests.
     max_history_events: int | None = None
+    # Test switch: snapshots whose JSON is larger travel by digest (None:
+    # flotilla.snapshots.INLINE_SNAPSHOT_LIMIT). Left out of the JSON when unset.
+    inline_snapshot_limit: int | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class ApplyClusterRequest(BaseModel):
