@@ -265,6 +265,8 @@ class ClusterRegistryWorkflow:
             return header
 
     async def _notify(self, subscribers: list[str]) -> None:
+        if not subscribers:
+            return  # nobody to tell: nothing to store either
         snapshot = await self._outgoing(self.snapshot_for_subscribers())
         for workflow_id in list(subscribers):
             handle = workflow.get_external_workflow_handle(workflow_id)
