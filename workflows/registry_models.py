@@ -44,29 +44,37 @@ TOKENS_QUERY = "tokens"
 NOTIFICATIONS_CONFIGURED_UPDATE = "notifications_configured"
 
 
+def _unset(value: object) -> bool:
+    return not value
+
+
 class ClusterRecord(BaseModel):
-    """A registered cluster: what targeting needs, plus where its credentials are."""
+    """A registered cluster: what targeting needs, plus where its credentials are.
+
+    Fields at their default are left out of the JSON: the registry's state holds one record
+    per cluster and is handed whole to continue-as-new, which at 10,000 clusters took 3.2 MB
+    with every field written (over Temporal's 2 MB) and takes about 1 MB without."""
 
     name: str
     labels: dict[str, str] = Field(default_factory=dict)
-    paused: bool = False
-    kubeconfig_secret: str = ""
+    paused: bool = Field(default=False, exclude_if=_unset)
+    kubeconfig_secret: str = Field(default="", exclude_if=_unset)
     # Agent mode: the cluster's own agent serves its queue; the central worker does not.
-    agent: bool = False
-    template_values: dict[str, str] = Field(default_factory=dict)
-    last_seen: datetime | None = None
+    agent: bool = Field(default=False, exclude_if=_unset)
+    template_values: dict[str, str] = Field(default_factory=dict, exclude_if=_unset)
+    last_seen: datetime | None = Field(default=None, exclude_if=_unset)
     # Set while the worker's probes of its API server fail: since when, and why (one line).
-    unreachable_since: datetime | None = None
-    unreachable: str = ""
+    unreachable_since: datetime | None = Field(default=None, exclude_if=_unset)
+    unreachable: str = Field(default="", exclude_if=_unset)
     # When the cluster first answered, or answered again after being unreachable: the time of
     # its Reachable=True condition.
-    reachable_since: datetime | None = None
+    reachable_since: datetime | None = Field(default=None, exclude_if=_unset)
     # Agent mode: what its heartbeat says, how often it beats, and the registration token
     # (by name) it registered with.
-    agent_version: str = ""
-    kubernetes_version: str = ""
-    heartbeat_seconds: float = 0.0
-    registered_with: str = ""
+    agent_version: str = Field(default="", exclude_if=_unset)
+    kubernetes_version: str = Field(default="", exclude_if=_unset)
+    heartbeat_seconds: float = Field(default=0.0, exclude_if=_unset)
+    registered_with: str = Field(default="", exclude_if=_unset)
 
     @property
     def offline(self) -> str:
