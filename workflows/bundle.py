@@ -207,6 +207,14 @@ def _shape(report: BundleReport) -> str:
     ).hexdigest()
 
 
+def _keep_loaded(new: ClusterSnapshot, old: ClusterSnapshot | None) -> ClusterSnapshot:
+    """A header of the snapshot whose clusters were loaded already (a new spec comes with the
+    same header) keeps them: loaded once per digest, not once per refresh."""
+    if new.by_digest and old is not None and old.clusters_digest == new.clusters_digest:
+        return new.model_copy(update={"clusters": old.clusters})
+    return new
+
+
 @workflow.defn
 class BundleWorkflow(ShardedBundle):
     """``bundle/<namespace>/<bundle>``: plans, rolls out, watches and finally removes a bundle."""
@@ -291,7 +299,7 @@ class BundleWorkflow(ShardedBundle):
         if refresh.clusters is not None and (
             self.state.clusters is None or refresh.clusters.version >= self.state.clusters.version
         ):
-            self.state.clusters = refresh.clusters
+            self.state.clusters = _keep_loaded(refresh.clusters, self.state.clusters)
         self.state.dependency_states.update(refresh.dependency_states)
         self.state.dependency_commits.update(refresh.dependency_commits)
         shard = self.state.shard
