@@ -79,6 +79,19 @@ class ClusterSnapshot(BaseModel):
         return self.cluster_count if self.by_digest else len(self.clusters)
 
 
+# The fewest bytes one cluster takes in a snapshot's JSON (an empty name, no labels).
+_MIN_CLUSTER_BYTES = 50
+
+
+def too_big_inline(snapshot: ClusterSnapshot, limit: int) -> bool:
+    """Whether ``snapshot``'s JSON is larger than ``limit`` bytes. A fleet whose clusters alone
+    must pass the limit is not serialized to find out: at 10,000 clusters that took the
+    registry's workflow task over the SDK's two-second deadlock limit on a loaded machine."""
+    if len(snapshot.clusters) * _MIN_CLUSTER_BYTES > limit:
+        return True
+    return len(snapshot.model_dump_json()) > limit
+
+
 class SnapshotDelta(BaseModel):
     """A new snapshot as the change from one stored before (``base``, "" for none): every
     field but the clusters whole (``header``), the clusters that are new or changed, the names

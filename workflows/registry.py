@@ -28,7 +28,12 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.models import GitRepoRestriction, Policy, window_of
     from flotilla.notifications import cluster_offline_event
     from flotilla.restrictions import conflicts
-    from flotilla.snapshots import INLINE_SNAPSHOT_LIMIT, snapshot_delta, snapshot_header
+    from flotilla.snapshots import (
+        INLINE_SNAPSHOT_LIMIT,
+        snapshot_delta,
+        snapshot_header,
+        too_big_inline,
+    )
     from flotilla.windows import check_window
     from workflows.common import (
         SNAPSHOT_RETRY,
@@ -231,9 +236,7 @@ class ClusterRegistryWorkflow:
         its header sent (whole again if the store cannot take it)."""
         limit = self.state.inline_snapshot_limit
         limit = INLINE_SNAPSHOT_LIMIT if limit is None else limit
-        if len(snapshot.model_dump_json()) <= limit or not workflow.patched(
-            SNAPSHOT_BY_DIGEST_PATCH
-        ):
+        if not too_big_inline(snapshot, limit) or not workflow.patched(SNAPSHOT_BY_DIGEST_PATCH):
             return snapshot
         while True:
             before, header = self._stored or (None, None)

@@ -13,6 +13,7 @@ from flotilla.snapshots import (
     snapshot_delta,
     snapshot_header,
     snapshot_parts,
+    too_big_inline,
 )
 
 
@@ -101,3 +102,12 @@ def test_parts_follow_the_shard_ranges_and_ignore_the_version() -> None:
     _, again = snapshot_parts(changed, boundaries, 50)
     same = [encode_snapshot(a) == encode_snapshot(b) for a, b in zip(parts, again, strict=True)]
     assert same == [True, False, True]
+
+
+@pytest.mark.parametrize("count", [0, 1, 10, 100, 1000])
+@pytest.mark.parametrize("limit", [0, 60, 500, 5_000, 50_000])
+def test_too_big_inline_agrees_with_the_json_size(count: int, limit: int) -> None:
+    snapshot = ClusterSnapshot(
+        namespace="ns", clusters=[ClusterView(name="") for _ in range(count)]
+    )
+    assert too_big_inline(snapshot, limit) == (len(snapshot.model_dump_json()) > limit)
