@@ -290,7 +290,8 @@ class HelmOpWorkflow:
 
     @workflow.query(name=CONTENT_REFS_QUERY)
     def content_refs(self, request: ContentRefsRequest) -> ContentRefs:
-        return ContentRefs(digests=[self.state.digest] if self.state.digest else [])
+        clusters = self.state.clusters.clusters_digest if self.state.clusters else ""
+        return ContentRefs(digests=sorted({self.state.digest, clusters} - {""}))
 
     # --- the version --------------------------------------------------------------------------
 
