@@ -42,6 +42,7 @@ from activities.pushqueue import PushDeployActivities
 from activities.registry import RegistryActivities
 from activities.schedules import ScheduleActivities
 from activities.secrets import kubeconfig_secret_name
+from activities.snapshots import SnapshotActivities
 from activities.writeback import WriteBackActivities
 from flotilla.errors import FlotillaError, UnreachableError
 from flotilla.ids import (
@@ -192,6 +193,7 @@ class FlotillaWorker:
         self.writeback = WriteBackActivities(self.gitops, config.workdir / "writeback")
         self.schedules = ScheduleActivities(client, content, self.gitops)
         self.content = ContentActivities(client, content)
+        self.snapshots = SnapshotActivities(content)
         self.notify = NotifyActivities(
             secrets, ui_url=settings.temporal_ui_url, temporal_namespace=settings.temporal.namespace
         )
@@ -285,6 +287,9 @@ class FlotillaWorker:
                 self.schedules.record_policy_state,
                 self.schedules.request_gitrepo_sync,
                 self.content.collect_garbage,
+                self.snapshots.store_snapshot,
+                self.snapshots.load_snapshot,
+                self.snapshots.split_snapshot,
                 self.notify.deliver_notification,
                 self.notify.deliver_notifications,
                 self.helmops.resolve_helmop,

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from flotilla.ids import DEFAULT_NAMESPACE
 from flotilla.models import GitRepoSpec, RolloutStrategy
+from flotilla.snapshots import SnapshotDelta
 from flotilla.targeting import GitRepoSwitches
 
 # Activity names, as the worker registers them on the control queue (activities/gitops.py)
@@ -17,6 +18,10 @@ FETCH_BUNDLES = "fetch_bundles"
 PLAN_BUNDLE = "plan_bundle"
 SYNC_BUNDLES = "sync_bundles"
 DOWNSTREAM_DIGEST = "downstream_digest"
+# The registry's snapshot by digest (flotilla.snapshots, activities/snapshots.py).
+STORE_SNAPSHOT = "store_snapshot"
+LOAD_SNAPSHOT = "load_snapshot"
+SPLIT_SNAPSHOT = "split_snapshot"
 
 
 class GitSource(BaseModel):
@@ -166,3 +171,35 @@ class SyncBundlesRequest(BaseModel):
 
 class SyncBundlesResult(BaseModel):
     signalled: int
+
+
+class StoreSnapshotRequest(BaseModel):
+    """Store the snapshot ``delta`` describes (a change of one stored before)."""
+
+    delta: SnapshotDelta
+
+
+class StoredSnapshot(BaseModel):
+    """A snapshot (or a shard's part of one) in the content store."""
+
+    digest: str
+    stored_bytes: int
+    cluster_count: int
+
+
+class LoadSnapshotRequest(BaseModel):
+    digest: str
+
+
+class SplitSnapshotRequest(BaseModel):
+    """Cut the stored snapshot ``digest`` into shards' parts and store each: by
+    ``boundaries``, or, when there are none yet, by names every ``size``."""
+
+    digest: str
+    boundaries: list[str] = Field(default_factory=list)
+    size: int
+
+
+class SplitSnapshotResult(BaseModel):
+    boundaries: list[str]
+    parts: list[StoredSnapshot]

@@ -17,12 +17,27 @@ worker) and of the server; the load average.
 
     .venv/bin/python bench/bench_scale.py --clusters 10000
     .venv/bin/python bench/bench_scale.py --clusters 2000 --shard-size 250 --runs 3
+
+With ``--retarget`` it measures a label change instead, through the real registry, GitRepo
+and bundle workflows: the registry starts with ``--clusters`` push-mode clusters, each
+labelled ``group: b<i mod N>``; one GitRepo (stand-in ``ls_remote`` and ``fetch_bundles``,
+the real ``sync_bundles``) has ``--bundles`` N bundles, and the stand-in planner targets
+bundle ``b<k>`` at the clusters of group ``b<k>``. Once every bundle is settled, ``--changes``
+times one cluster's group is changed (``label_cluster``): it leaves one bundle's targets
+and enters another's, and the time from the update to that cluster deployed by the new
+bundle and removed by the old one is taken (p50, max). It prints the largest event of
+every history in the run (registry, GitRepo, bundles, shards) and which it was; with
+``--inline-limit`` above the snapshot's size the snapshot travels inline (the path before
+issue 12's digest), to compare.
+
+    .venv/bin/python bench/bench_scale.py --retarget --clusters 10000 --bundles 5 --changes 5
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -32,6 +47,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_gitops import OfflineCount, peak_rss_mib
 from temporal_kinds import ServerThroughput, add_temporal_argument, temporal_kinds, temporal_server
 
+from activities.content import FileContentStore
 from activities.deploy_models import (
     DeploymentStatus,
     DeployRequest,
@@ -56,16 +73,30 @@ from activities.deploy_models import (
     StatusRequest,
     WaitReadyRequest,
 )
-from activities.gitops_models import PlannedTarget, PlanRequest, PlanResult
+from activities.gitops import GitOpsActivities
+from activities.gitops_models import (
+    BundleRef,
+    FetchRequest,
+    FetchResult,
+    LsRemoteRequest,
+    LsRemoteResult,
+    PlannedTarget,
+    PlanRequest,
+    PlanResult,
+)
+from activities.secrets import FileSecretStore
+from activities.snapshots import SnapshotActivities
 from flotilla.deployment import deployment_id
 from flotilla.ids import (
     bundle_shard_workflow_id,
     bundle_workflow_id,
     gitrepo_workflow_id,
     push_task_queues,
+    registry_workflow_id,
 )
-from flotilla.models import RolloutStrategy
+from flotilla.models import GitRepoSpec, RolloutStrategy
 from flotilla.settings import DEFAULT_BUNDLE_SHARD_SIZE
+from flotilla.snapshots import encode_snapshot, snapshot_header
 from workflows.bundle import REFRESH_SIGNAL, BundleWorkflow
 from workflows.bundle_models import (
     BundleRefresh,
@@ -74,7 +105,18 @@ from workflows.bundle_models import (
     BundleStatusRequest,
     BundleWorkflowState,
 )
-from workflows.registry_models import ClusterSnapshot, ClusterView
+from workflows.gitrepo import GitRepoWorkflow
+from workflows.gitrepo_models import GitRepoState
+from workflows.registry import ClusterRegistryWorkflow
+from workflows.registry_models import (
+    LABEL_CLUSTER_UPDATE,
+    ClusterRecord,
+    ClusterSnapshot,
+    ClusterView,
+    LabelClusterRequest,
+    RegistryChange,
+    RegistryState,
+)
 
 QUEUE = "bench-scale"
 
@@ -332,15 +374,341 @@ async def run(clusters: int, shard_size: int, kind: str) -> dict[str, float]:
                     group.create_task(worker.shutdown())
 
 
+class Retarget(StandIns):
+    """The stand-ins plus what the GitRepo needs, noting when each (bundle, cluster) was
+    deployed and removed."""
+
+    def __init__(self, strategy: RolloutStrategy, bundles: int) -> None:
+        super().__init__(strategy)
+        self.bundles = bundles
+        self.deployed: dict[tuple[str, str], float] = {}
+        self.removed: dict[tuple[str, str], float] = {}
+        self.deploys = 0
+
+    @activity.defn(name="plan_bundle")
+    async def plan_bundle(self, request: PlanRequest) -> PlanResult:
+        own = request.model_copy(
+            update={
+                "clusters": [c for c in request.clusters if c.labels.get("group") == request.bundle]
+            }
+        )
+        return await StandIns.plan_bundle(self, own)
+
+    @activity.defn(name="deploy_bundle")
+    async def deploy_bundle(self, request: DeployRequest) -> DeployResult:
+        result = await StandIns.deploy_bundle(self, request)
+        self.deploys += 1
+        self.deployed[request.bundle_name, request.cluster_name] = time.monotonic()
+        return result
+
+    @activity.defn(name="remove_deployment")
+    async def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
+        self.removed[request.bundle_name, request.cluster_name] = time.monotonic()
+        return RemoveResult(release_removed=True, resources_kept=False)
+
+    @activity.defn(name="ls_remote")
+    async def ls_remote(self, request: LsRemoteRequest) -> LsRemoteResult:
+        return LsRemoteResult(commit="1" * 40)
+
+    @activity.defn(name="fetch_bundles")
+    async def fetch_bundles(self, request: FetchRequest) -> FetchResult:
+        refs = [
+            BundleRef(
+                name=f"b{k}", path=f"b{k}", digest=hashlib.sha256(f"b{k}".encode()).hexdigest()
+            )
+            for k in range(self.bundles)
+        ]
+        return FetchResult(commit=request.commit, bundles=refs)
+
+
+def inline_sizes(names: list[str], bundles: int) -> str:
+    """What the snapshot of the bench's registry costs inline and as a header: one
+    ``clusters_changed`` signal and one ``sync_bundles`` batch of every bundle's refresh."""
+    snapshot = ClusterSnapshot(
+        namespace="ns",
+        version=1,
+        clusters=[
+            ClusterView(name=n, labels={"group": f"b{i % bundles}", "env": "prod"})
+            for i, n in enumerate(names)
+        ],
+    )
+    data = encode_snapshot(snapshot)
+    header = snapshot_header(snapshot, hashlib.sha256(data).hexdigest(), len(data))
+
+    def batch(clusters: ClusterSnapshot) -> int:
+        refresh = BundleRefresh(spec=spec(1), clusters=clusters).model_dump_json()
+        return bundles * len(refresh)
+
+    return (
+        f"snapshot of {len(names)} clusters: inline {len(data) / 1e3:.1f} kB a signal, "
+        f"{batch(snapshot) / 1e3:.1f} kB a sync_bundles batch of {bundles}; header "
+        f"{len(header.model_dump_json()) / 1e3:.2f} kB a signal, {batch(header) / 1e3:.1f} kB "
+        "a batch"
+    )
+
+
+def largest_events(
+    histories_: dict[str, list[WorkflowHistory]], *, skip: str = ""
+) -> tuple[int, str]:
+    """The largest event of all runs, and where it is (workflow id, event type); the first
+    event of ``skip``'s first run (the bench's own input) left out when named."""
+    best, where = 0, ""
+    for workflow_id, runs in histories_.items():
+        for number, history in enumerate(runs):
+            for index, event in enumerate(history.events):
+                if workflow_id == skip and number == 0 and index == 0:
+                    continue
+                if event.ByteSize() > best:
+                    best = event.ByteSize()
+                    where = f"{workflow_id} {EventType.Name(event.event_type)}"
+    return best, where
+
+
+async def run_retarget(
+    clusters: int,
+    bundles: int,
+    changes: int,
+    *,
+    shard_size: int,
+    inline_limit: int | None,
+    kind: str,
+) -> dict[str, float]:
+    load_before = os.getloadavg()
+    strategy = RolloutStrategy.model_validate({"maxUnavailable": "10%", "autoPartitionSize": "10%"})
+    standins = Retarget(strategy, bundles)
+    with (
+        tempfile.TemporaryDirectory() as tmp_name,
+        temporal_server(kind, Path(tmp_name) / "temporal") as server,
+    ):
+        client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+        content = FileContentStore(Path(tmp_name) / "content")
+        snapshots = SnapshotActivities(content)
+        gitops = GitOpsActivities(
+            client, FileSecretStore(Path(tmp_name) / "secrets"), content, Path(tmp_name) / "work"
+        )
+        deploys: list[Callable[..., Any]] = [
+            standins.deploy_bundle,
+            standins.wait_ready,
+            standins.check_deployment,
+            standins.remove_deployment,
+        ]
+        pool = ThreadPoolExecutor(max_workers=4)
+        workers = [
+            Worker(
+                client,
+                task_queue=QUEUE,
+                workflows=[BundleWorkflow, GitRepoWorkflow, ClusterRegistryWorkflow],
+                activities=[
+                    standins.plan_bundle,
+                    standins.ls_remote,
+                    standins.fetch_bundles,
+                    gitops.sync_bundles,
+                    snapshots.store_snapshot,
+                    snapshots.load_snapshot,
+                    snapshots.split_snapshot,
+                ],
+                activity_executor=pool,
+            ),
+            *(Worker(client, task_queue=q, activities=deploys) for q in push_task_queues(QUEUE)),
+        ]
+        async with asyncio.TaskGroup() as group:
+            for worker in workers:
+                group.create_task(worker.run())
+            try:
+                ns = f"scale-{uuid.uuid4().hex[:6]}"
+                names = [f"c{i:05d}" for i in range(clusters)]
+                print(inline_sizes(names, bundles), flush=True)
+                registry = RegistryState(
+                    namespace=ns,
+                    inline_snapshot_limit=inline_limit,
+                    clusters={
+                        name: ClusterRecord(
+                            name=name,
+                            labels={"group": f"b{i % bundles}", "env": "prod"},
+                            kubeconfig_secret=f"kc-{name}",
+                        )
+                        for i, name in enumerate(names)
+                    },
+                )
+                await client.start_workflow(
+                    ClusterRegistryWorkflow.run,
+                    registry,
+                    id=registry_workflow_id(ns),
+                    task_queue=QUEUE,
+                )
+                spec_ = GitRepoSpec.model_validate(
+                    {
+                        "repo": "https://git.invalid/bench",
+                        "branch": "main",
+                        "pollingInterval": "3600s",
+                    }
+                )
+                started = time.monotonic()
+                gitrepo = await client.start_workflow(
+                    GitRepoWorkflow.run,
+                    GitRepoState(namespace=ns, name="bench", spec=spec_, monitor_seconds=3600),
+                    id=gitrepo_workflow_id(ns, "bench"),
+                    task_queue=QUEUE,
+                )
+                shown = time.monotonic()
+                while standins.deploys < clusters:
+                    await asyncio.sleep(0.5)
+                    if time.monotonic() - shown > 30:
+                        shown = time.monotonic()
+                        print(
+                            f"  {standins.deploys} deployed after {shown - started:.0f}s",
+                            flush=True,
+                        )
+                settled = time.monotonic() - started
+                print(
+                    f"{bundles} bundles x {clusters} clusters settled in {settled:.1f}s", flush=True
+                )
+                await asyncio.sleep(10)  # reports and grants go quiet
+
+                latencies, deploys_in, removals = [], [], []
+                for number in range(changes):
+                    if bundles == 1:
+                        # One bundle: a cluster leaves its targets, then comes back.
+                        cluster = names[(number // 2 * 997 + 13) % clusters]
+                        old, new = ("b0", "none") if number % 2 == 0 else ("none", "b0")
+                    else:
+                        cluster = names[(number * 997 + 13) % clusters]
+                        index = int(cluster[1:])
+                        old = f"b{index % bundles}"
+                        new = f"b{(index + 1 + number) % bundles}"
+                        if old == new:
+                            new = f"b{(index + 1) % bundles}"
+                    began = time.monotonic()
+                    await client.get_workflow_handle(registry_workflow_id(ns)).execute_update(
+                        LABEL_CLUSTER_UPDATE,
+                        LabelClusterRequest(name=cluster, set_labels={"group": new}),
+                        result_type=RegistryChange,
+                    )
+                    deadline = began + 300
+                    while time.monotonic() < deadline:
+                        dep = standins.deployed.get((new, cluster), 0.0) if new != "none" else 0.0
+                        rem = standins.removed.get((old, cluster), 0.0) if old != "none" else 0.0
+                        if (new == "none" or dep > began) and (old == "none" or rem > began):
+                            break
+                        await asyncio.sleep(0.05)
+                    else:
+                        raise TimeoutError(f"{cluster} not moved from {old} to {new} in 300 s")
+                    dep, rem = max(dep, began), max(rem, began)
+                    if new != "none":
+                        deploys_in.append(dep - began)
+                    if old != "none":
+                        removals.append(rem - began)
+                    latencies.append(max(dep, rem) - began)
+                    print(
+                        f"change {number + 1}: {cluster} {old} -> {new}: deployed by {new} in "
+                        f"{dep - began:.2f}s, removed by {old} in {rem - began:.2f}s",
+                        flush=True,
+                    )
+                    await asyncio.sleep(2)
+                load_after = os.getloadavg()
+
+                ids = [registry_workflow_id(ns), gitrepo.id]
+                for k in range(bundles):
+                    bundle_id = bundle_workflow_id(ns, f"b{k}")
+                    ids.append(bundle_id)
+                    shards = (
+                        (clusters + shard_size - 1) // shard_size if clusters > shard_size else 0
+                    )
+                    ids += [bundle_shard_workflow_id(bundle_id, i) for i in range(shards)]
+                runs = {i: await histories(client, i) for i in ids}
+                largest, where = largest_events(runs, skip=registry_workflow_id(ns))
+                stores = sum(
+                    1
+                    for history in runs[registry_workflow_id(ns)]
+                    for event in history.events
+                    if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                    and event.activity_task_scheduled_event_attributes.activity_type.name
+                    == "store_snapshot"
+                )
+                path = f"digest ({stores} stores)" if stores else "inline"
+                print(f"temporal={kind} clusters={clusters} bundles={bundles} snapshot path={path}")
+                print(
+                    f"label change to moved (deployed by the new bundle and removed by the old): "
+                    f"p50 {statistics.median(latencies):.2f}s, max {max(latencies):.2f}s over "
+                    f"{len(latencies)}; deploy p50 {statistics.median(deploys_in or [0]):.2f}s, "
+                    f"removal p50 {statistics.median(removals or [0]):.2f}s"
+                )
+                print(
+                    f"largest event in the run: {largest / 1e3:.1f} kB ({where}; the registry's "
+                    f"start input, {clusters} clusters put there by the bench, left out)"
+                )
+                rest = {i: r for i, r in runs.items() if i != registry_workflow_id(ns)}
+                largest_rest, where_rest = largest_events(rest)
+                print(
+                    f"largest event outside the registry: {largest_rest / 1e3:.1f} kB "
+                    f"({where_rest})"
+                )
+                print(f"snapshot cache: {snapshots.reads} store reads, {snapshots.hits} cache hits")
+                print(
+                    "load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}, after: "
+                    "{:.2f} {:.2f} {:.2f}".format(*load_before, *load_after)
+                )
+                for workflow_id in ids:
+                    with contextlib.suppress(Exception):
+                        await client.get_workflow_handle(workflow_id).terminate(
+                            "benchmark finished"
+                        )
+                return {
+                    "settle s": settled,
+                    "retarget p50 s": statistics.median(latencies),
+                    "retarget max s": max(latencies),
+                    "largest event kB": largest / 1e3,
+                    "load after": load_after[0],
+                }
+            finally:
+                for worker in workers:
+                    group.create_task(worker.shutdown())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clusters", type=int, default=10_000)
     parser.add_argument("--shard-size", type=int, default=DEFAULT_BUNDLE_SHARD_SIZE)
     parser.add_argument("--runs", type=int, default=1, help="runs per server (default 1)")
+    parser.add_argument("--retarget", action="store_true", help="time label changes instead")
+    parser.add_argument("--bundles", type=int, default=5, help="--retarget: bundles")
+    parser.add_argument("--changes", type=int, default=5, help="--retarget: label changes")
+    parser.add_argument(
+        "--inline-limit",
+        type=int,
+        default=None,
+        help="--retarget: the registry's inline snapshot limit in bytes (default: its own)",
+    )
     add_temporal_argument(parser)
     args = parser.parse_args()
     kinds = temporal_kinds(parser, args.temporal)
     logging.basicConfig(level=logging.WARNING)
+    if args.retarget:
+        retargets = {kind: [] for kind in kinds}  # type: dict[str, list[dict[str, float]]]
+        for number in range(args.runs):
+            for kind in kinds:
+                print(f"\n== retarget run {number + 1} on {kind}", flush=True)
+                retargets[kind].append(
+                    asyncio.run(
+                        run_retarget(
+                            args.clusters,
+                            args.bundles,
+                            args.changes,
+                            shard_size=args.shard_size,
+                            inline_limit=args.inline_limit,
+                            kind=kind,
+                        )
+                    )
+                )
+        print(
+            f"\nmedians of {args.runs} run(s), {args.bundles} bundles x {args.clusters} clusters:"
+        )
+        for kind, found in retargets.items():
+            figures = ", ".join(
+                f"{name} {statistics.median(r[name] for r in found):.2f}" for name in found[0]
+            )
+            print(f"  {kind}: {figures}")
+        return
     results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     for number in range(args.runs):
         for kind in kinds:

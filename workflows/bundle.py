@@ -137,6 +137,7 @@ with workflow.unsafe.imports_passed_through():
         continue_as_new_due,
     )
     from workflows.registry_models import ClusterSnapshot, ClusterView
+    from workflows.snapshots import load_clusters
     from workflows.visibility import (
         publish_bundle,
     )
@@ -209,6 +210,14 @@ def _shape(report: BundleReport) -> str:
     return hashlib.sha256(
         report.model_copy(update={"message": "", "non_ready": non_ready}).model_dump_json().encode()
     ).hexdigest()
+
+
+def _keep_loaded(new: ClusterSnapshot, old: ClusterSnapshot | None) -> ClusterSnapshot:
+    """A header of the snapshot whose clusters were loaded already (a new spec comes with the
+    same header) keeps them: loaded once per digest, not once per refresh."""
+    if new.by_digest and old is not None and old.clusters_digest == new.clusters_digest:
+        return new.model_copy(update={"clusters": old.clusters})
+    return new
 
 
 @workflow.defn
@@ -295,7 +304,7 @@ class BundleWorkflow(ShardedBundle):
         if refresh.clusters is not None and (
             self.state.clusters is None or refresh.clusters.version >= self.state.clusters.version
         ):
-            self.state.clusters = refresh.clusters
+            self.state.clusters = _keep_loaded(refresh.clusters, self.state.clusters)
         self.state.dependency_states.update(refresh.dependency_states)
         self.state.dependency_commits.update(refresh.dependency_commits)
         if refresh.dependency_packed or self.state.dependency_packed:
@@ -462,6 +471,8 @@ class BundleWorkflow(ShardedBundle):
         digests.update(target.options_digest for target in self.state.targets.values())
         for record in self.state.deployments.values():
             digests.update((record.options_digest, record.released_options_digest))
+        if self.state.clusters is not None:
+            digests.add(self.state.clusters.clusters_digest)  # a shard's part, by digest
         digests.discard("")
         return ContentRefs(digests=sorted(digests))
 
@@ -497,6 +508,13 @@ class BundleWorkflow(ShardedBundle):
         if self._sharding(clusters):
             await self._coordinate(spec, clusters)
             return
+        if clusters.by_digest:
+            loaded = await load_clusters(clusters, self.state.bundle)
+            if loaded is None:
+                return  # nothing is planned from a list it could not read
+            if self.state.clusters is clusters:  # no newer one came meanwhile
+                self.state.clusters = loaded
+            clusters = loaded
         key = f"{spec.bundle_digest}:{clusters.version}:{spec.switches.model_dump_json()}"
         if key == self.state.plan_key and await self._downstream_changed(spec):
             self.state.plan_key = ""
@@ -1169,7 +1187,11 @@ class BundleWorkflow(ShardedBundle):
             paused=self._bundle_paused(),
             retired=retired,
         )
-        if workflow.patched(PACKED_REPORTS_PATCH):
+        # Packed against the snapshot's names only when the GitRepo has them too: a snapshot
+        # that came by digest reaches it without clusters, so the states go unpacked (at most
+        # a shard's worth: bundles that big are sharded).
+        by_digest = self.state.clusters is not None and bool(self.state.clusters.clusters_digest)
+        if not by_digest and workflow.patched(PACKED_REPORTS_PATCH):
             counts, non_ready = reported_summary(summary)
             report = report.model_copy(update={"counts": counts, "non_ready": non_ready})
         if workflow.patched(SHARD_STATES_PATCH):
@@ -1257,7 +1279,11 @@ class BundleWorkflow(ShardedBundle):
             auto_rollback=bool(halted)
             and rolls_back(partition_gates(self.state.strategy), self.state.gates),
         )
-        if workflow.patched(PACKED_REPORTS_PATCH):
+        # Packed against the snapshot's names only when the GitRepo has them too: a snapshot
+        # that came by digest reaches it without clusters, so the states go unpacked (at most
+        # a shard's worth: bundles that big are sharded).
+        by_digest = self.state.clusters is not None and bool(self.state.clusters.clusters_digest)
+        if not by_digest and workflow.patched(PACKED_REPORTS_PATCH):
             counts, non_ready = reported_summary(summary)
             self._cluster_views()  # the index of the latest snapshot
             report = pack_report(

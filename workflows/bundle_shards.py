@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         ShardRole,
     )
     from workflows.registry_models import ClusterSnapshot, ClusterView
+    from workflows.snapshots import split_clusters
     from workflows.visibility import (
         publish_bundle,
     )
@@ -227,7 +228,7 @@ class ShardedBundle:
         if self.state.shard is not None:
             return False
         size = self.state.shard_size or DEFAULT_BUNDLE_SHARD_SIZE
-        if len(clusters.clusters) <= size or not workflow.patched(SHARDS_PATCH):
+        if clusters.size <= size or not workflow.patched(SHARDS_PATCH):
             return False
         self.state.shards = ShardBook(size=size)
         return True
@@ -280,7 +281,9 @@ class ShardedBundle:
     async def _coordinate(self, spec: BundleSpec, clusters: ClusterSnapshot) -> None:
         book = self.state.shards
         assert book is not None
-        if clusters.clusters:
+        if clusters.by_digest:
+            await self._distribute_stored(spec, clusters)
+        elif clusters.clusters:
             await self._distribute(spec, clusters)
         elif _spec_key(spec) != book.sent_spec:
             await self._send(spec, None)
@@ -307,6 +310,35 @@ class ShardedBundle:
         # The bundle keeps the snapshot's version, groups and windows, not its clusters; the
         # shards plan their own (records of clusters it deployed before went with them).
         self.state.clusters = clusters.model_copy(update={"clusters": []})
+        self.state.targets, self.state.plan_errors = {}, {}
+
+    async def _distribute_stored(self, spec: BundleSpec, header: ClusterSnapshot) -> None:
+        """As ``_distribute``, for a snapshot in the content store: an activity cuts it into
+        the shards' parts and stores them, and each shard whose part changed gets the part's
+        header (its digest changes only when its clusters do)."""
+        book = self.state.shards
+        assert book is not None
+        split = await split_clusters(header, book.boundaries, book.size, self.state.bundle)
+        if split is None:
+            if _spec_key(spec) != book.sent_spec:
+                await self._send(spec, None)  # the new spec at least; parts at the next pass
+            return
+        book.boundaries = split.boundaries
+        parts = {
+            i: header.model_copy(
+                update={
+                    "clusters_digest": part.digest,
+                    "cluster_count": part.cluster_count,
+                    "stored_bytes": part.stored_bytes,
+                }
+            )
+            for i, part in enumerate(split.parts)
+        }
+        await self._send(spec, parts)
+        # Handed out: kept without the digest, so the next pass does not cut it again.
+        self.state.clusters = header.model_copy(
+            update={"clusters_digest": "", "cluster_count": 0, "stored_bytes": 0}
+        )
         self.state.targets, self.state.plan_errors = {}, {}
 
     async def _send(self, spec: BundleSpec, parts: dict[int, ClusterSnapshot] | None) -> None:

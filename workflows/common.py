@@ -68,6 +68,15 @@ CONTENT_GC_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE_ERRORS,
 )
 
+# The registry's snapshot in the content store (store, load, split): a few quick retries;
+# after that the registry sends the snapshot inline, a bundle keeps what it had.
+SNAPSHOT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+    non_retryable_error_types=NON_RETRYABLE_ERRORS,
+)
+
 # Pure planning from the content store: deterministic, so one retry for a flaky disk at most.
 PLAN_RETRY = RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRYABLE_ERRORS)
 
@@ -79,6 +88,7 @@ LS_REMOTE_TIMEOUT = timedelta(seconds=60)
 FETCH_TIMEOUT = timedelta(minutes=10)
 FETCH_HEARTBEAT = timedelta(seconds=30)
 PLAN_TIMEOUT = timedelta(minutes=2)
+SNAPSHOT_TIMEOUT = timedelta(minutes=1)
 SYNC_BUNDLES_TIMEOUT = timedelta(minutes=2)
 SCHEDULE_SYNC_TIMEOUT = timedelta(minutes=5)
 DEPLOY_TIMEOUT = timedelta(minutes=10)

@@ -683,7 +683,10 @@ class GitRepoWorkflow:
         """The bundles of the last commit read, including those not handed on yet, and the
         pinned bundles' content."""
         refs = [*self.state.bundles.values(), *self.state.pinned_refs.values()]
-        return ContentRefs(digests=sorted({r.digest for r in refs} - {""}))
+        digests = {r.digest for r in refs}
+        if self.state.clusters is not None:
+            digests.add(self.state.clusters.clusters_digest)  # its snapshot, when by digest
+        return ContentRefs(digests=sorted(digests - {""}))
 
     # --- polling and reading ------------------------------------------------------------------
 
@@ -1032,13 +1035,15 @@ class GitRepoWorkflow:
         wanted = self._effective_refs()
         specs = {name: self._bundle_spec(ref, authorized) for name, ref in wanted.items()}
         # Reachability changes no registry version, so it is part of the key by itself (and
-        # only when some cluster is offline, so keys of healthy fleets are as they were).
+        # only when some cluster is offline, so keys of healthy fleets are as they were). A
+        # snapshot by digest has no clusters here: its digest covers their reachability.
         offline = [f"{c.name}={c.offline}" for c in clusters.clusters if c.offline]
         key = hashlib.sha256(
             (
                 f"{clusters.version}|"
                 + "|".join(f"{n}:{s.model_dump_json()}" for n, s in sorted(specs.items()))
                 + (f"|offline:{','.join(offline)}" if offline else "")
+                + (f"|clusters:{clusters.clusters_digest}" if clusters.clusters_digest else "")
             ).encode()
         ).hexdigest()
         retired = sorted(

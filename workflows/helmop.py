@@ -290,7 +290,8 @@ class HelmOpWorkflow:
 
     @workflow.query(name=CONTENT_REFS_QUERY)
     def content_refs(self, request: ContentRefsRequest) -> ContentRefs:
-        return ContentRefs(digests=[self.state.digest] if self.state.digest else [])
+        clusters = self.state.clusters.clusters_digest if self.state.clusters else ""
+        return ContentRefs(digests=sorted({self.state.digest, clusters} - {""}))
 
     # --- the version --------------------------------------------------------------------------
 
@@ -402,6 +403,8 @@ class HelmOpWorkflow:
             return
         spec = self._bundle_spec()
         offline = [f"{c.name}={c.offline}" for c in clusters.clusters if c.offline]
+        if clusters.clusters_digest:  # by digest: no clusters here, the digest covers them
+            offline.append(clusters.clusters_digest)
         key = hashlib.sha256(
             f"{clusters.version}|{spec.model_dump_json()}|{','.join(offline)}".encode()
         ).hexdigest()

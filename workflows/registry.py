@@ -12,9 +12,10 @@ import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.gitops_models import STORE_SNAPSHOT, StoredSnapshot, StoreSnapshotRequest
     from flotilla.agents import (
         TokenFacts,
         heartbeat_deadline,
@@ -27,8 +28,19 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.models import GitRepoRestriction, Policy, window_of
     from flotilla.notifications import cluster_offline_event
     from flotilla.restrictions import conflicts
+    from flotilla.snapshots import (
+        INLINE_SNAPSHOT_LIMIT,
+        snapshot_delta,
+        snapshot_header,
+        too_big_inline,
+    )
     from flotilla.windows import check_window
-    from workflows.common import continue_as_new_due, send_notification_events
+    from workflows.common import (
+        SNAPSHOT_RETRY,
+        SNAPSHOT_TIMEOUT,
+        continue_as_new_due,
+        send_notification_events,
+    )
     from workflows.registry_models import (
         ADOPT_CLUSTER_SIGNAL,
         AGENT_HEARTBEAT_SIGNAL,
@@ -97,6 +109,10 @@ ADOPTION_REFUSES_PATCH = "registry-adoption-keeps-existing-cluster"
 # An agent cluster is Offline until its agent's first beat (``ClusterRecord.offline``), so that
 # beat is a change subscribers are told of at once: it releases the cluster's held work.
 FIRST_BEAT_PATCH = "f13-agent-first-beat-releases"
+# A snapshot bigger than the inline limit goes to the content store (a new activity) and
+# subscribers get its header (flotilla.snapshots). Asked only for such a snapshot, so the
+# runs of smaller registries carry no marker.
+SNAPSHOT_BY_DIGEST_PATCH = "digest-registry-snapshot-by-digest"
 
 
 def _invalid(message: str) -> ApplicationError:
@@ -131,6 +147,9 @@ class ClusterRegistryWorkflow:
         self._rearm = False
         # Clusters whose move to another workspace is under way (its handover not yet sent).
         self._moving: set[str] = set()
+        # The snapshot this run last stored by digest and its header: the next one is stored
+        # as a change of it (not state: after continue-as-new the first one is stored whole).
+        self._stored: tuple[ClusterSnapshot, ClusterSnapshot] | None = None
 
     @workflow.run
     async def run(self, state: RegistryState) -> None:
@@ -212,8 +231,46 @@ class ClusterRegistryWorkflow:
             schedules=[self.state.schedules[n] for n in sorted(self.state.schedules)],
         )
 
+    async def _outgoing(self, snapshot: ClusterSnapshot) -> ClusterSnapshot:
+        """The snapshot as subscribers get it: whole while small, else stored by digest and
+        its header sent (whole again if the store cannot take it)."""
+        limit = self.state.inline_snapshot_limit
+        limit = INLINE_SNAPSHOT_LIMIT if limit is None else limit
+        if not too_big_inline(snapshot, limit) or not workflow.patched(SNAPSHOT_BY_DIGEST_PATCH):
+            return snapshot
+        while True:
+            before, header = self._stored or (None, None)
+            if before == snapshot and header is not None:
+                return header  # a new subscriber: the snapshot stored last is current
+            base = header.clusters_digest if header is not None else ""
+            try:
+                stored = await workflow.execute_activity(
+                    STORE_SNAPSHOT,
+                    StoreSnapshotRequest(delta=snapshot_delta(before, base, snapshot)),
+                    result_type=StoredSnapshot,
+                    start_to_close_timeout=SNAPSHOT_TIMEOUT,
+                    retry_policy=SNAPSHOT_RETRY,
+                )
+            except ActivityError as err:
+                workflow.logger.warning(
+                    "registry %s: snapshot %d not stored%s: %s",
+                    self.state.namespace,
+                    snapshot.version,
+                    " as a change; storing it whole" if base else "; sent whole",
+                    one_line(str(err.cause or err)),
+                )
+                self._stored = None
+                if base:
+                    continue
+                return snapshot
+            header = snapshot_header(snapshot, stored.digest, stored.stored_bytes)
+            self._stored = (snapshot, header)
+            return header
+
     async def _notify(self, subscribers: list[str]) -> None:
-        snapshot = self.snapshot_for_subscribers()
+        if not subscribers:
+            return  # nobody to tell: nothing to store either
+        snapshot = await self._outgoing(self.snapshot_for_subscribers())
         for workflow_id in list(subscribers):
             handle = workflow.get_external_workflow_handle(workflow_id)
             try:

@@ -31,10 +31,10 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from temporalio import activity, workflow
@@ -332,6 +332,8 @@ async def start(
             agents: list[str] | None = None,
             serve: list[str] | None = None,
             serve_push: bool = True,
+            snapshot: ClusterSnapshot | None = None,
+            activities: Sequence[Callable[..., Any]] = (),
             **switches: float,
         ) -> Bundle:
             ns = f"sb-{uuid.uuid4().hex[:8]}"
@@ -340,7 +342,7 @@ async def start(
                     temporal_client,
                     task_queue=task_queue,
                     workflows=[BundleWorkflow],
-                    activities=[standins.plan_bundle, standins.downstream_digest],
+                    activities=[standins.plan_bundle, standins.downstream_digest, *activities],
                 )
             )
             state = BundleWorkflowState(
@@ -353,7 +355,7 @@ async def start(
                 for queue in push_task_queues(task_queue):
                     await serve_queue(stack, temporal_client, standins, queue)
             agent = set(agents or [])
-            snapshot = ClusterSnapshot(
+            snapshot = snapshot or ClusterSnapshot(
                 namespace=ns,
                 version=1,
                 clusters=[ClusterView(name=c, agent=c in agent) for c in standins.clusters],
