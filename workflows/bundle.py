@@ -169,6 +169,10 @@ REPORT_GAP = timedelta(seconds=3)
 # A report made while a newer commit is still being planned (it came in during the plan) says
 # WaitApplied for it, no longer the older plan's Ready (a different report: more signals).
 PLANNING_PATCH = "bundle-report-waits-for-the-plan"
+# A plan (or a stored cluster list) that cannot be had after its retries no longer fails the
+# bundle workflow: what runs stays as planned before, and the plan is tried again after
+# the deploy retry delay (a bundle workflow that failed sat at WaitApplied until the next commit).
+PLAN_FAILURE_WAITS_PATCH = "bundle-plan-failure-waits"
 # A deployment the rollout moves is released in the same pass, so the pass's report says
 # WaitApplied, not OutOfSync "held back by the rollout" (a different report).
 RELEASED_AT_ONCE_PATCH = "bundle-released-before-its-report"
@@ -248,6 +252,8 @@ class BundleWorkflow(ShardedBundle):
         # The last report sent, without its message, and when a held-back message is due.
         self._shape = ""
         self._report_due: datetime | None = None
+        # When a plan (or a stored cluster list) that could not be had is tried again.
+        self._plan_again_at: datetime | None = None
         # The Schedules that target each cluster (by snapshot version), and their state at the
         # time of the pass that computed it.
         self._cluster_windows: dict[str, tuple[Window, ...]] = {}
@@ -488,6 +494,8 @@ class BundleWorkflow(ShardedBundle):
             due.append(self.state.next_monitor_at)
         if self._report_due is not None:
             due.append(self._report_due)
+        if self._plan_again_at is not None:
+            due.append(self._plan_again_at)
         due.extend(self._window_openings())
         if self._gate.due is not None:
             due.append(self._gate.due)
@@ -505,21 +513,24 @@ class BundleWorkflow(ShardedBundle):
         spec, clusters = self.state.spec, self.state.clusters
         if spec is None or clusters is None:
             return
+        self._plan_again_at = None  # set again below if this pass cannot plan
         if self._sharding(clusters):
             await self._coordinate(spec, clusters)
             return
         if clusters.by_digest:
             loaded = await load_clusters(clusters, self.state.bundle)
             if loaded is None:
-                return  # nothing is planned from a list it could not read
+                # Nothing is planned from a list it could not read; read again later.
+                if workflow.patched(PLAN_FAILURE_WAITS_PATCH):
+                    self._plan_again_at = workflow.now() + self._retry_delay()
+                return
             if self.state.clusters is clusters:  # no newer one came meanwhile
                 self.state.clusters = loaded
             clusters = loaded
         key = f"{spec.bundle_digest}:{clusters.version}:{spec.switches.model_dump_json()}"
         if key == self.state.plan_key and await self._downstream_changed(spec):
             self.state.plan_key = ""
-        if key != self.state.plan_key:
-            await self._plan(spec, clusters)
+        if key != self.state.plan_key and await self._planned(spec, clusters):
             self.state.plan_key = key
         if clusters.schedules and not self._windows_enabled:
             self._windows_enabled = workflow.patched(WINDOWS_PATCH)
@@ -596,6 +607,25 @@ class BundleWorkflow(ShardedBundle):
             )
             return False
         return result.digest != self.state.downstream_digest
+
+    async def _planned(self, spec: BundleSpec, clusters: ClusterSnapshot) -> bool:
+        """Plan ``spec``; False when the plan failed after its retries (the pass goes on with
+        the previous plan, which keeps what runs, and the plan is tried again later)."""
+        try:
+            await self._plan(spec, clusters)
+        except ActivityError as err:
+            if not workflow.patched(PLAN_FAILURE_WAITS_PATCH):
+                raise
+            self._plan_again_at = workflow.now() + self._retry_delay()
+            workflow.logger.warning(
+                "bundle %s: commit %s not planned, tried again in %ss: %s",
+                self.state.bundle,
+                spec.commit[:12],
+                int(self._retry_delay().total_seconds()),
+                one_line(str(err.cause or err)),
+            )
+            return False
+        return True
 
     async def _plan(self, spec: BundleSpec, clusters: ClusterSnapshot) -> None:
         request = PlanRequest(

@@ -324,6 +324,12 @@ class ShardedBundle:
                 await self._send(spec, None)  # the new spec at least; parts at the next pass
             return
         book.boundaries = split.boundaries
+        # This bundle never sees the names of a stored snapshot, so it has no key to join its
+        # shards' packed states against: its reports go without per-cluster states (as before
+        # shards packed them), and a key kept from an inline snapshot must not hold them back.
+        book.clusters_key = ""
+        book.part_keys.clear()
+        book.part_sizes.clear()
         parts = {
             i: header.model_copy(
                 update={

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import pytest
 from temporalio import activity, workflow
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
@@ -78,6 +78,7 @@ from tests.e2e.harness import history_text
 from workflows.bundle import (
     BUNDLE_REPORT_SIGNAL,
     PACKED_REPORTS_PATCH,
+    PLAN_FAILURE_WAITS_PATCH,
     PLANNING_PATCH,
     REFRESH_SIGNAL,
     BundleWorkflow,
@@ -135,6 +136,8 @@ class StandIns:
     corrections: int = 0
     # Plans after the first hold until the test sets this (a new commit being planned).
     hold_plan: asyncio.Event | None = None
+    # Plans after the first that fail (non-retryable, so at once), as many as this says.
+    plan_failures: int = 0
     # downstreamResources: the digest of their content now ("" when the bundle lists none),
     # and whether reading it fails (the secret store away).
     downstream: str = ""
@@ -165,6 +168,9 @@ class StandIns:
         async with self._running("plan_bundle", "") as attempt:
             if attempt > 1 and self.hold_plan is not None:
                 await self.hold_plan.wait()
+            if attempt > 1 and self.plan_failures > 0:
+                self.plan_failures -= 1
+                raise ApplicationError("content store unreachable", non_retryable=True)
         targets = []
         for cluster in request.clusters:
             # The digest first: a deployment id keeps the options digest's first 20 characters.
@@ -833,3 +839,38 @@ async def test_reports_carry_counts_a_few_non_ready_and_packed_states_read_back_
     if record:
         Path(record).mkdir(parents=True, exist_ok=True)
         (Path(record) / "bundle-packed-reports.json").write_text(history.to_json())
+
+
+async def test_a_plan_that_fails_keeps_what_runs_and_is_tried_again(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    """The new path of ``bundle-plan-failure-waits``: commit 2's plan fails (twice, after its
+    retries), the bundle workflow lives on with commit 1's deployments as they were (nothing
+    removed or redeployed), and plans commit 2 again after the retry delay. Before the patch
+    the workflow failed and the bundle sat at WaitApplied until the next commit.
+    With FLOTILLA_RECORD_HISTORIES=DIR the history is written there for tests/replay."""
+    standins = StandIns(clusters=["a", "b"], plan_failures=2)
+    bundle = await start(standins, retry_seconds=1.0)
+    await eventually(bundle.states, all_ready)
+    await bundle.release(2)
+    await eventually(standins.calls_now, lambda calls: calls["plan_bundle", ""] >= 3)
+    # While commit 2 cannot be planned, commit 1's deployments stay as they were.
+    assert standins.calls["deploy_bundle", "a"] == 1, standins.calls
+    assert standins.calls["remove_deployment", "a"] == 0, standins.calls
+    status = await eventually(
+        bundle.status,
+        lambda s: s.commit == "commit-2" and all_ready({c.cluster: c.state for c in s.clusters}),
+    )
+    assert standins.calls["plan_bundle", ""] == 4, standins.calls
+    assert {c.applied for c in status.clusters} == {
+        deployment_id("2" * 64, f"{'2' * 64}-{c}") for c in ("a", "b")
+    }
+    assert sum(n for (name, _), n in standins.calls.items() if name == "remove_deployment") == 0
+    description = await bundle.handle.describe()
+    assert description.status == WorkflowExecutionStatus.RUNNING
+    history = await bundle.handle.fetch_history()
+    assert PLAN_FAILURE_WAITS_PATCH in history_text(history)
+    record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
+    if record:
+        Path(record).mkdir(parents=True, exist_ok=True)
+        (Path(record) / "bundle-plan-failure-waits.json").write_text(history.to_json())
