@@ -11,10 +11,14 @@ largest history, workflow task durations (started to completed), Temporal's thro
 (workflow tasks and activities completed per second over both commits), the "cluster
 offline" warnings logged, peak RSS of this process (worker included) and of the server,
 the server's own throughput (workflow tasks and activities completed per second, from its
-Prometheus metrics) and the load average.
+Prometheus metrics), the CPU of worker and server over both commits, the load average, and
+a first-commit timeline (the GitRepo's activities; each bundle's start, plan and deploys, as
+seconds after the apply). With ``--idle SECONDS`` it then measures the settled fleet's
+worker and server CPU over that window.
 
     .venv/bin/python bench/bench_gitops.py --bundles 5 --clusters 40
     .venv/bin/python bench/bench_gitops.py --bundles 50 --clusters 50 --temporal dev,postgres
+    .venv/bin/python bench/bench_gitops.py --bundles 50 --clusters 500 --idle 60
 """
 
 from __future__ import annotations
