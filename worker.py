@@ -72,7 +72,12 @@ from workflows.bundle import BundleWorkflow
 from workflows.contentgc import ContentGarbageWorkflow
 from workflows.diff import DiffWorkflow
 from workflows.gitrepo import GitRepoWorkflow
-from workflows.gitrepo_models import GITREPO_STATUS_QUERY, GitRepoStatus, GitRepoStatusRequest
+from workflows.gitrepo_models import (
+    DEPLOYMENTS_PAGE,
+    GITREPO_STATUS_QUERY,
+    GitRepoStatus,
+    GitRepoStatusRequest,
+)
 from workflows.helmop import HelmOpPollWorkflow, HelmOpWorkflow
 from workflows.imagepolicy import ImagePolicyWorkflow
 from workflows.notifications import NotificationWorkflow
@@ -233,26 +238,37 @@ class FlotillaWorker:
         """The shared queues this worker polls for push-mode clusters' deploy activities."""
         return list(self._queues)
 
-    async def read_deployments(self, workflow_id: str) -> GitRepoRead:
+    async def read_deployments(
+        self, workflow_id: str, *, page: int = DEPLOYMENTS_PAGE
+    ) -> GitRepoRead:
         """A GitRepo's bundle deployments, for ``fleet_bundledeployment_state``, and its
-        branch and paths, labels of ``fleet_gitrepo_*``."""
-        status = await self.client.get_workflow_handle(workflow_id).query(
-            GITREPO_STATUS_QUERY,
-            GitRepoStatusRequest(deployments=True),
-            result_type=GitRepoStatus,
-        )
-        rows = [
-            DeploymentRow(
-                namespace=status.namespace,
-                gitrepo=status.name,
-                bundle=d.bundle,
-                cluster=d.cluster,
-                commit=d.commit,
-                state=d.state,
+        branch and paths, labels of ``fleet_gitrepo_*``; read ``page`` at a time."""
+        handle = self.client.get_workflow_handle(workflow_id)
+        rows: list[DeploymentRow] = []
+        while True:
+            # Page by page: the whole list is over the 2 MB payload limit at 50 x 500. Pages
+            # of one read may straddle a report (a deployment seen twice or not at all until
+            # the next refresh), which a gauge refreshed every few seconds can live with.
+            status = await handle.query(
+                GITREPO_STATUS_QUERY,
+                GitRepoStatusRequest(
+                    deployments=True, deployments_offset=len(rows), deployments_limit=page
+                ),
+                result_type=GitRepoStatus,
             )
-            for d in status.deployments
-        ]
-        return GitRepoRead(branch=status.spec_branch, paths=status.paths, deployments=rows)
+            rows.extend(
+                DeploymentRow(
+                    namespace=status.namespace,
+                    gitrepo=status.name,
+                    bundle=d.bundle,
+                    cluster=d.cluster,
+                    commit=d.commit,
+                    state=d.state,
+                )
+                for d in status.deployments
+            )
+            if not status.deployments or len(rows) >= status.deployments_total:
+                return GitRepoRead(branch=status.spec_branch, paths=status.paths, deployments=rows)
 
     async def start(self) -> None:
         if self.config.metrics_listen:

@@ -11,10 +11,14 @@ largest history, workflow task durations (started to completed), Temporal's thro
 (workflow tasks and activities completed per second over both commits), the "cluster
 offline" warnings logged, peak RSS of this process (worker included) and of the server,
 the server's own throughput (workflow tasks and activities completed per second, from its
-Prometheus metrics) and the load average.
+Prometheus metrics), the CPU of worker and server over both commits, the load average, and
+a first-commit timeline (the GitRepo's activities; each bundle's start, plan and deploys, as
+seconds after the apply). With ``--idle SECONDS`` it then measures the settled fleet's
+worker and server CPU over that window.
 
     .venv/bin/python bench/bench_gitops.py --bundles 5 --clusters 40
     .venv/bin/python bench/bench_gitops.py --bundles 50 --clusters 50 --temporal dev,postgres
+    .venv/bin/python bench/bench_gitops.py --bundles 50 --clusters 500 --idle 60
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from activities.deploy_models import (
     WaitReadyRequest,
 )
 from devenv.gitserver import GitDaemon
-from flotilla.ids import bundle_workflow_id
+from flotilla.ids import bundle_workflow_id, gitrepo_workflow_id
 from runtime.stores import secret_store
 from starters.control import Control
 from tests.e2e.harness import (
@@ -130,10 +134,17 @@ class OfflineCount(logging.Handler):
             self.count += 1
 
 
+async def first_run(client: Client, workflow_id: str) -> str:
+    """The run a workflow started with: reading from it along the continue-as-new chain
+    covers every run (reading from the latest run covers that run only)."""
+    runs = [e async for e in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    return min(runs, key=lambda e: e.start_time).run_id
+
+
 async def history_numbers(client: Client, workflow_id: str) -> dict[str, list[float]]:
     """Over every run: event count, bytes, workflow task durations and completion times."""
     numbers: dict[str, list[float]] = {"events": [], "bytes": [], "wft": [], "done": []}
-    run_id: str | None = None
+    run_id: str | None = await first_run(client, workflow_id)
     while True:
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         numbers["events"].append(len(history.events))
@@ -217,8 +228,102 @@ async def start_worker(client: Client, tmp: Path) -> Flotilla:
     return Flotilla(config.namespaces[0], client, control, worker, config, settings)
 
 
-async def run(bundles: int, clusters: int, kind: str) -> dict[str, float]:
-    """One run on the ``kind`` Temporal server; returns its headline figures."""
+def _spread(values: list[float]) -> str:
+    """First, median and last of some offsets in seconds (none: a dash)."""
+    if not values:
+        return "-"
+    values = sorted(values)
+    return f"{values[0]:.1f} / {values[len(values) // 2]:.1f} / {values[-1]:.1f}s"
+
+
+async def print_timeline(
+    client: Client, namespace: str, bundles: int, began: float, ended: float
+) -> None:
+    """Where the first commit's time went: each phase as seconds after `flotilla apply`
+    (first / median / last over the bundles), from the GitRepo's and bundles' histories."""
+    print(
+        f"first commit timeline (s after apply; first / median / last), all Ready at "
+        f"{ended - began:.1f}s:"
+    )
+    gitrepo_id = gitrepo_workflow_id(namespace, "bench")
+    calls, _ = await activity_calls(client, gitrepo_id, await first_run(client, gitrepo_id))
+    for call in calls:
+        if call.completed is None or call.completed.timestamp() > ended:
+            continue
+        print(
+            f"  gitrepo {call.name}: scheduled {call.scheduled.timestamp() - began:.1f}, "
+            f"started {(call.started or call.scheduled).timestamp() - began:.1f}, "
+            f"completed {call.completed.timestamp() - began:.1f}"
+        )
+    phases: dict[str, list[float]] = {}
+    for b in range(bundles):
+        workflow_id = bundle_workflow_id(namespace, f"bench-b{b}")
+        run_id = await first_run(client, workflow_id)
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        first_task = next(
+            e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+        )
+        phases.setdefault("bundle workflow started", []).append(
+            history.events[0].event_time.ToDatetime().timestamp() - began
+        )
+        phases.setdefault("bundle first workflow task started", []).append(
+            first_task.event_time.ToDatetime().timestamp() - began
+        )
+        bundle_calls, _ = await activity_calls(client, workflow_id, run_id)
+        deploys: list[ActivityCall] = []
+        for call in bundle_calls:
+            if call.completed is None or call.completed.timestamp() > ended:
+                continue
+            if call.name == "plan_bundle":
+                phases.setdefault("plan_bundle scheduled", []).append(
+                    call.scheduled.timestamp() - began
+                )
+                phases.setdefault("plan_bundle completed", []).append(
+                    call.completed.timestamp() - began
+                )
+            elif call.name == "deploy_bundle":
+                deploys.append(call)
+        if deploys:
+            phases.setdefault("first deploy scheduled", []).append(
+                min(c.scheduled.timestamp() for c in deploys) - began
+            )
+            phases.setdefault("last deploy scheduled", []).append(
+                max(c.scheduled.timestamp() for c in deploys) - began
+            )
+            phases.setdefault("last deploy completed", []).append(
+                max(c.completed.timestamp() for c in deploys if c.completed) - began
+            )
+            phases.setdefault("deploy scheduled to started (median per bundle)", []).append(
+                statistics.median(
+                    ((c.started or c.scheduled) - c.scheduled).total_seconds() for c in deploys
+                )
+            )
+    for name, values in phases.items():
+        print(f"  {name}: {_spread(values)}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def idle_cpu(server_pid: int | None, window: float) -> tuple[float, float]:
+    """CPU of this process (the worker; nothing else of the benchmark runs meanwhile) and of
+    the server over ``window`` seconds of a settled fleet, as % of one core."""
+    me = os.getpid()
+    mine, theirs = cpu_seconds(me), cpu_seconds(server_pid) if server_pid else 0.0
+    began = time.monotonic()
+    await asyncio.sleep(window)
+    elapsed = time.monotonic() - began
+    server = (cpu_seconds(server_pid) - theirs) if server_pid else 0.0
+    return 100 * (cpu_seconds(me) - mine) / elapsed, 100 * server / elapsed
+
+
+async def run(bundles: int, clusters: int, kind: str, idle: float = 0.0) -> dict[str, float]:
+    """One run on the ``kind`` Temporal server; returns its headline figures (with ``idle``
+    seconds, also the CPU of the settled fleet over that window after the second commit)."""
     offline = OfflineCount()
     logging.getLogger().addHandler(offline)
     load_before = os.getloadavg()
@@ -237,6 +342,8 @@ async def run(bundles: int, clusters: int, kind: str) -> dict[str, float]:
                 total = bundles * clusters
                 throughput = ServerThroughput(server.metrics_url)
                 throughput.start()
+                server_pid = server.process.pid if server.process else None
+                cpu_before = (cpu_seconds(os.getpid()), cpu_seconds(server_pid or os.getpid()))
                 began = time.time()
                 started = time.monotonic()
                 await fl.control.apply_text(
@@ -253,6 +360,7 @@ async def run(bundles: int, clusters: int, kind: str) -> dict[str, float]:
                     interval=0.5,
                 )
                 first = time.monotonic() - started
+                first_ended = time.time()
                 commit = git.commit(
                     git.working_copy("bench"),
                     {f"b{b}/cm.yaml": CM.format(i=b, v=2) for b in range(bundles)},
@@ -274,6 +382,20 @@ async def run(bundles: int, clusters: int, kind: str) -> dict[str, float]:
                 rates = throughput.stop()
                 ended = time.time()
                 load_after = os.getloadavg()
+                worker_cpu = cpu_seconds(os.getpid()) - cpu_before[0]
+                server_cpu = (cpu_seconds(server_pid) - cpu_before[1]) if server_pid else 0.0
+                idle_figures: dict[str, float] = {}
+                if idle:
+                    # Let the last reports and search-attribute upserts land first.
+                    await asyncio.sleep(30)
+                    load_idle = os.getloadavg()[0]
+                    worker_idle, server_idle = await idle_cpu(server_pid, idle)
+                    print(
+                        f"idle (settled, {idle:.0f}s window after 30 s): worker "
+                        f"{worker_idle:.1f} % of one core, {kind} server {server_idle:.1f} %; "
+                        f"load {load_idle:.2f} -> {os.getloadavg()[0]:.2f}"
+                    )
+                    idle_figures = {"idle worker %": worker_idle, "idle server %": server_idle}
                 events = 0
                 sizes: list[float] = []
                 wft: list[float] = []
@@ -288,8 +410,9 @@ async def run(bundles: int, clusters: int, kind: str) -> dict[str, float]:
                 latencies: dict[str, list[float]] = {}
                 slowest: ActivityCall | None = None
                 for b in range(bundles):
+                    workflow_id = bundle_workflow_id(ns, f"bench-b{b}")
                     calls, counts = await activity_calls(
-                        client, bundle_workflow_id(ns, f"bench-b{b}")
+                        client, workflow_id, await first_run(client, workflow_id)
                     )
                     events += sum(counts.values())
                     for call in calls:
@@ -355,9 +478,13 @@ async def run(bundles: int, clusters: int, kind: str) -> dict[str, float]:
                     "activities/s"
                 )
                 print(throughput.line())
+                print(
+                    f"CPU over both commits: bench process (worker, in process) {worker_cpu:.1f}s,"
+                    f" {kind} server {server_cpu:.1f}s; per deployment "
+                    f"{500 * worker_cpu / total:.1f} / {500 * server_cpu / total:.1f} ms"
+                )
                 print(f'"cluster offline" warnings: {offline.count}')
                 maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                server_pid = server.process.pid if server.process else None
                 print(
                     f"peak RSS: bench process (worker) {peak_rss_mib(os.getpid()):.0f} MiB "
                     f"(ru_maxrss {maxrss:.0f} MiB), {kind} server "
@@ -367,6 +494,7 @@ async def run(bundles: int, clusters: int, kind: str) -> dict[str, float]:
                     "load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}, after: "
                     "{:.2f} {:.2f} {:.2f}".format(*load_before, *load_after)
                 )
+                await print_timeline(client, ns, bundles, began, first_ended)
                 print(
                     "deploys are stand-ins under the real activity names (deploy_bundle, "
                     "wait_ready, check_deployment, remove_deployment) that answer at once"
@@ -377,6 +505,11 @@ async def run(bundles: int, clusters: int, kind: str) -> dict[str, float]:
                     "server workflow tasks/s": rates["workflow tasks"],
                     "server activities/s": rates["activities"],
                     "load after": load_after[0],
+                    "worker CPU s": worker_cpu,
+                    "server CPU s": server_cpu,
+                    "worker RSS MiB": peak_rss_mib(os.getpid()),
+                    "server RSS MiB": peak_rss_mib(server_pid),
+                    **idle_figures,
                 }
             finally:
                 await fl.cleanup()
@@ -388,6 +521,14 @@ def main() -> None:
     parser.add_argument("--bundles", type=int, default=5)
     parser.add_argument("--clusters", type=int, default=40)
     parser.add_argument("--runs", type=int, default=1, help="runs per server (default 1)")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="after the second commit, measure the settled fleet's worker and server CPU "
+        "over this window (default 0: not measured)",
+    )
     add_temporal_argument(parser)
     args = parser.parse_args()
     kinds = temporal_kinds(parser, args.temporal)
@@ -397,7 +538,7 @@ def main() -> None:
         # Alternate which server goes first, so neither always runs on the warmer machine.
         for kind in kinds if number % 2 == 0 else kinds[::-1]:
             print(f"\n== run {number + 1} on {kind}", flush=True)
-            results[kind].append(asyncio.run(run(args.bundles, args.clusters, kind)))
+            results[kind].append(asyncio.run(run(args.bundles, args.clusters, kind, args.idle)))
     print(f"\nmedians of {args.runs} run(s), {args.bundles} bundles x {args.clusters} clusters:")
     for kind, runs in results.items():
         figures = ", ".join(

@@ -331,6 +331,26 @@ def reported_summary(summary: Summary) -> tuple[dict[str, int], list[NonReadyEnt
     return counts, shown
 
 
+def deployment_page(
+    reports: Mapping[str, BundleReport], offset: int, size: int
+) -> tuple[list[tuple[str, str, str, BundleState]], int]:
+    """One page of the bundle deployments the reports name, as (bundle, cluster, commit,
+    state) in (bundle, cluster) order from ``offset``, and how many there are in all. Whole
+    bundles before the page are counted, not listed, so a page costs its own size."""
+    page: list[tuple[str, str, str, BundleState]] = []
+    skip, total = max(offset, 0), 0
+    for name, report in sorted(reports.items()):
+        total += len(report.states)
+        room = size - len(page)
+        if skip >= len(report.states) or room <= 0:
+            skip = max(skip - len(report.states), 0)
+            continue
+        clusters = sorted(report.states)[skip : skip + room]
+        page.extend((name, cluster, report.commit, report.states[cluster]) for cluster in clusters)
+        skip = 0
+    return page, total
+
+
 class BundleSource(Protocol):
     """A bundle of the GitRepo's commit (``BundleRef`` of the GitOps activities fits)."""
 

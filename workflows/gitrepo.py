@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.status import (
         BundleReport,
         BundleState,
+        deployment_page,
         gitrepo_conditions,
         summarize_gitrepo,
         transition,
@@ -100,6 +101,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.gitrepo_models import (
         DELETE_UPDATE,
+        DEPLOYMENTS_PAGE,
         GITREPO_SPEC_QUERY,
         GITREPO_STATUS_QUERY,
         GITREPO_WORKFLOW,
@@ -667,10 +669,14 @@ class GitRepoWorkflow:
     def status(self, request: GitRepoStatusRequest) -> GitRepoStatus:
         status = self._status()
         if request.deployments:
+            page, status.deployments_total = deployment_page(
+                self._reports(),
+                request.deployments_offset,
+                max(min(request.deployments_limit, DEPLOYMENTS_PAGE), 1),
+            )
             status.deployments = [
-                DeploymentLine(bundle=name, cluster=cluster, commit=report.commit, state=state)
-                for name, report in sorted(self._reports().items())
-                for cluster, state in sorted(report.states.items())
+                DeploymentLine(bundle=bundle, cluster=cluster, commit=commit, state=state)
+                for bundle, cluster, commit, state in page
             ]
         return status
 

@@ -145,11 +145,21 @@ class DeleteResult(BaseModel):
     bundles: int
 
 
+# Bundle deployments per status query page: ~90 bytes each as JSON, so ~450 kB a page.
+DEPLOYMENTS_PAGE = 5000
+
+
 class GitRepoStatusRequest(BaseModel):
     """Query input; a model so fields can be added later without breaking callers."""
 
-    # Also list every bundle deployment with its state (the worker's metrics ask for it).
+    # Also list bundle deployments with their states (the worker's metrics ask for them), at
+    # most DEPLOYMENTS_PAGE from ``deployments_offset`` in (bundle, cluster) order, so the
+    # answer stays under Temporal's 2 MB payload limit at any fleet size: 50 bundles x 500
+    # clusters listed at once was ~2.5 MB.
     deployments: bool = False
+    deployments_offset: int = 0
+    # A smaller page on request (never a larger one).
+    deployments_limit: int = DEPLOYMENTS_PAGE
 
 
 class DeploymentLine(BaseModel):
@@ -181,8 +191,10 @@ class GitRepoStatus(BaseModel):
     conditions: list[Condition] = Field(default_factory=list)
     # Bundle deployments per state over every bundle (Fleet's GitRepo summary).
     deployment_counts: dict[str, int] = Field(default_factory=dict)
-    # Only when asked for (GitRepoStatusRequest.deployments).
+    # Only when asked for (GitRepoStatusRequest.deployments): one page of them, and how many
+    # there are in all (a caller pages on while its offset is below the total).
     deployments: list[DeploymentLine] = Field(default_factory=list)
+    deployments_total: int = 0
     # Version pins, one line each ("bundle NAME: pinned to ..." for a bundle's), and the
     # branch head the last poll saw (differs from ``commit`` while the GitRepo is pinned).
     pins: list[str] = Field(default_factory=list)

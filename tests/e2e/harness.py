@@ -292,12 +292,12 @@ class ActivityCall:
 
 
 async def activity_calls(
-    client: Client, workflow_id: str
+    client: Client, workflow_id: str, run_id: str | None = None
 ) -> tuple[list[ActivityCall], Counter[str]]:
-    """Every activity of every run of a workflow, in schedule order, and events by type."""
+    """Every activity of a workflow's runs from ``run_id`` (default: the latest run) along
+    its continue-as-new chain, in schedule order, and events by type."""
     calls: dict[tuple[str, int], ActivityCall] = {}
     events: Counter[str] = Counter()
-    run_id: str | None = None
     while True:
         handle = client.get_workflow_handle(workflow_id, run_id=run_id)
         history = await handle.fetch_history()

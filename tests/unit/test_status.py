@@ -24,6 +24,7 @@ from flotilla.status import (
     StateWithMessage,
     cluster_state,
     compute_state,
+    deployment_page,
     explain,
     gitrepo_conditions,
     ready_condition,
@@ -602,3 +603,44 @@ def test_a_pinned_bundle_is_current_at_its_pinned_commit() -> None:
     assert summarize_gitrepo([Source("web")], reports, commit=COMMIT).state is S.WAIT_APPLIED
     pinned = summarize_gitrepo([Source("web")], reports, commit=COMMIT, pinned={"web": "c1"})
     assert (pinned.state, pinned.ready_bundle_deployments) == (S.READY, "2/2")
+
+
+def _reports_of(sizes: dict[str, int]) -> dict[str, BundleReport]:
+    return {
+        name: report(name, states={f"c{i:03d}": S.READY for i in range(n)})
+        for name, n in sizes.items()
+    }
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 7, 100])
+def test_deployment_pages_list_every_deployment_once_in_order(size: int) -> None:
+    reports = _reports_of({"b2": 3, "b0": 4, "empty": 0, "b1": 1})
+    expected = [
+        (name, f"c{i:03d}", COMMIT, S.READY)
+        for name, n in sorted({"b2": 3, "b0": 4, "b1": 1}.items())
+        for i in range(n)
+    ]
+    seen: list[tuple[str, str, str, BundleState]] = []
+    while True:
+        page, total = deployment_page(reports, len(seen), size)
+        assert total == 8
+        assert len(page) <= size
+        seen.extend(page)
+        if not page:
+            break
+    assert seen == expected
+
+
+def test_a_deployment_page_at_fleet_scale_stays_small() -> None:
+    # 50 bundles x 500 clusters: one page is bounded whatever the offset, and past the end
+    # a page is empty with the same total.
+    reports = _reports_of({f"bench-b{b}": 500 for b in range(50)})
+    page, total = deployment_page(reports, 12_345, 5000)
+    assert total == 25_000 and len(page) == 5000
+    assert page[0][:2] == ("bench-b30", "c345")
+    lines = [
+        {"bundle": b, "cluster": c, "commit": commit, "state": str(s)} for b, c, commit, s in page
+    ]
+    assert len(json.dumps(lines)) < 600_000
+    assert deployment_page(reports, 25_000, 5000) == ([], 25_000)
+    assert deployment_page(reports, -3, 2)[0][0][:2] == ("bench-b0", "c000")
