@@ -1167,14 +1167,20 @@ class BundleWorkflow(ShardedBundle):
             report = report.model_copy(update={"counts": counts, "non_ready": non_ready})
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
         if fingerprint == self.state.last_report:
-            self._report_due = None
+            self._settle_held_report()
             return
         now = workflow.now()
         last = self.state.last_report_at or self._run_started
         if self._in_flight and not retired and now - last < REPORT_GAP:
-            self._report_due = last + REPORT_GAP
+            # Held: as the bundle's own reports (REPORTS_COALESCED_PATCH), on one timer due
+            # REPORT_GAP after the change, which the shard's next completion usually beats.
+            if workflow.patched(REPORTS_COALESCED_PATCH):
+                self._changed_at = self._changed_at or now
+                self._arm_report_timer(self._changed_at + REPORT_GAP)
+            else:
+                self._report_due = last + REPORT_GAP
             return
-        self._report_due = None
+        self._settle_held_report()
         self.state.last_report, self.state.last_report_at = fingerprint, now
         with contextlib.suppress(FailureError):  # a bundle that is gone hears nothing
             await workflow.get_external_workflow_handle(shard.parent_workflow_id).signal(
