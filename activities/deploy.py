@@ -55,7 +55,7 @@ from activities.helm import (
     release_service_account,
     roll_back,
 )
-from activities.kube import ForbiddenError, Kube, KubeClients, parse_kubeconfig
+from activities.kube import ForbiddenError, Kube, KubeClients, KubeError, parse_kubeconfig
 from activities.liveness import heartbeating
 from activities.releasewatch import ReleaseWatch
 from activities.render import (
@@ -114,8 +114,13 @@ from flotilla.models import BundleDeploymentOptions
 from flotilla.restrictions import namespace_refusal
 from flotilla.values import merge_values
 
-# Readiness polls: most releases turn Ready within seconds, and a poll re-reads only what is
-# not Ready yet (a GET or two), so poll every second at first, then back off.
+# Readiness: most releases turn Ready within seconds. Between polls the wait watches the
+# first object that is not Ready (it ends the moment that one is), at most this long, so a
+# cancellation is seen and the others are re-read at least this often.
+_WATCH_SECONDS = 5
+# Where the cluster will not watch (an account allowed to get, not to watch), it polls: a
+# poll re-reads only what is not Ready yet (a GET or two), every second at first, then
+# backing off.
 _FIRST_POLL_SECONDS = 0.5
 _STEADY_POLL_SECONDS = 1.0
 _STEADY_POLL_FOR_SECONDS = 15.0
@@ -799,6 +804,7 @@ class DeployActivities:
         started = time.monotonic()
         deadline = started + timeout_seconds
         delay = _FIRST_POLL_SECONDS
+        watching = True
         with self._watch(request, redact, manifest=applied_manifest) as watch:
             while True:
                 non_ready = watch.poll_ready()
@@ -815,7 +821,21 @@ class DeployActivities:
                     if status.ready or remaining <= 0:
                         return status
                     watch.forget_ready()  # something turned NotReady again: watch it all
-                activity.wait_for_cancelled_sync(timeout=min(delay, remaining))
+                watched = False
+                if watching:
+                    try:
+                        watched = watch.watch_waiting(int(min(_WATCH_SECONDS, remaining)))
+                    except KubeError as err:
+                        watching = False
+                        activity.logger.info(
+                            "bundle %s on cluster %s/%s: polling readiness, cannot watch: %s",
+                            request.bundle_name,
+                            request.cluster_namespace,
+                            request.cluster_name,
+                            redact(str(err)),
+                        )
+                if not watched:
+                    activity.wait_for_cancelled_sync(timeout=min(delay, remaining))
                 if activity.is_cancelled():
                     raise CancelledError("readiness watch cancelled")
                 if time.monotonic() - started < _STEADY_POLL_FOR_SECONDS:

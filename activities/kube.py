@@ -18,7 +18,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -550,10 +550,11 @@ def watch_everywhere(
     timeout_seconds: int,
     metadata_only: bool = False,
     namespace: str = "",
-) -> Iterator[tuple[str, dict[str, Any]]]:
+    field_selector: str = "",
+) -> Generator[tuple[str, dict[str, Any]]]:
     """(type, object) watch events of a kind in every namespace (or only ``namespace``) from
     ``resource_version``, until the server ends the watch after ``timeout_seconds``;
-    GoneError when it is too old."""
+    GoneError when it is too old. A caller that stops early closes the connection."""
     query = [
         ("watch", "true"),
         ("allowWatchBookmarks", "true"),
@@ -562,6 +563,8 @@ def watch_everywhere(
     ]
     if label_selector:
         query.append(("labelSelector", label_selector))
+    if field_selector:
+        query.append(("fieldSelector", field_selector))
     what = f"a watch of {_where(info, namespace)}"
     _, url, headers, _, _ = kube.api.param_serialize(
         method="GET",
@@ -570,6 +573,7 @@ def watch_everywhere(
         header_params={"Accept": _METADATA_WATCH if metadata_only else "application/json"},
         auth_settings=["BearerToken"],
     )
+    response = None
     try:
         response = kube.api.call_api(
             "GET", url, header_params=headers, _request_timeout=(10.0, timeout_seconds + 30.0)
@@ -596,6 +600,13 @@ def watch_everywhere(
         if "410" in str(getattr(err, "status", "")):
             raise GoneError(str(mapped)) from None
         raise mapped from None
+    except GeneratorExit:
+        # Left before the server ended the watch: the rest of the stream is unread, so the
+        # connection cannot serve another request.
+        if response is not None:
+            response.response.close()
+            response.response.release_conn()
+        raise
 
 
 class KubeClients:

@@ -10,7 +10,7 @@ from typing import Any
 
 from activities.deploy_models import DeploymentStatus, StatusRequest
 from activities.helm import HELM_MANAGER, applied_revision, read_history, with_helm_ownership
-from activities.kube import Kube
+from activities.kube import Kube, watch_everywhere
 from flotilla.deployment import deployment_label
 from flotilla.drift import (
     CompiledComparePatch,
@@ -63,8 +63,10 @@ class ReleaseWatch:
         ]
         self.hpa_targets = find_hpa_targets(desired)
         self.drift: list[DriftEntry] = []
-        # While waiting: the objects not Ready at the last poll (None: not polled yet).
+        # While waiting: the objects not Ready at the last poll (None: not polled yet), and
+        # the resourceVersion each was read at (where a watch of it starts).
         self._waiting: list[ObjectKey] | None = None
+        self._versions: dict[ObjectKey, str] = {}
 
     def _live(self) -> dict[ObjectKey, dict[str, Any] | None]:
         live: dict[ObjectKey, dict[str, Any] | None] = {}
@@ -98,8 +100,36 @@ class ReleaseWatch:
             if not readiness.ready:
                 waiting.append(key)
                 judged.append((obj, readiness))
+                self._versions[key] = str((obj.get("metadata") or {}).get("resourceVersion", ""))
         self._waiting = waiting
         return summarize_not_ready(judged)
+
+    def watch_waiting(self, seconds: int) -> bool:
+        """Return as soon as the first object that was not Ready at the last poll is Ready
+        (or gone), or after ``seconds``: a watch of that one object, so no poll interval adds
+        to the wait (helm's ``--wait`` watches too). The next poll reads what is still not
+        Ready. False when nothing is waiting (not polled yet, or all Ready at the last
+        poll). KubeError when the cluster will not watch it (say, an account allowed to get
+        but not to watch); the caller then waits out a poll interval instead.
+        """
+        if not self._waiting:
+            return False
+        key = self._waiting[0]
+        info = self.kube.resource_info(key.api_version, key.kind)
+        events = watch_everywhere(
+            self.kube,
+            info,
+            resource_version=self._versions.get(key, ""),
+            label_selector="",
+            field_selector=f"metadata.name={key.name}",
+            timeout_seconds=max(1, seconds),
+            namespace=key.namespace if info.namespaced else "",
+        )
+        for event, obj in events:
+            if event == "DELETED" or (event != "BOOKMARK" and assess(obj, self.ignore).ready):
+                events.close()
+                break
+        return True
 
     def forget_ready(self) -> None:
         """Poll every object again (after the full check found one no longer Ready)."""

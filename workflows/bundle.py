@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.gates import statuses as gate_statuses
     from flotilla.ids import cluster_task_queue, deploy_task_queue, gitrepo_workflow_id
     from flotilla.models import window_of
+    from flotilla.reportpace import held_report_due
     from flotilla.rollout import (
         RolloutPlan,
         RolloutState,
@@ -166,6 +167,11 @@ AGENT_QUEUES_WAIT_PATCH = "f13-agent-queues-wait"
 # How long a change of what the GitRepo shows may wait for the reports before it to settle:
 # with the signal's delivery, under the 5 s a GitRepo's line may lag its bundles.
 REPORT_GAP = timedelta(seconds=3)
+# A held report waits on one timer of its own, kept across wakes and due REPORT_GAP after the
+# change was first seen (flotilla.reportpace), so it usually goes out with the next activity
+# completion instead of on a timer due REPORT_GAP after the last report, which the wait's
+# timeout set again at every wake. Asked only when a report is held.
+REPORTS_COALESCED_PATCH = "watch-held-reports-coalesced"
 # A report made while a newer commit is still being planned (it came in during the plan) says
 # WaitApplied for it, no longer the older plan's Ready (a different report: more signals).
 PLANNING_PATCH = "bundle-report-waits-for-the-plan"
@@ -254,6 +260,11 @@ class BundleWorkflow(ShardedBundle):
         self._report_due: datetime | None = None
         # When a plan (or a stored cluster list) that could not be had is tried again.
         self._plan_again_at: datetime | None = None
+        # With REPORTS_COALESCED_PATCH: when the shape first differed from the last report's,
+        # and the one timer (a task) that wakes the workflow for the held report.
+        self._changed_at: datetime | None = None
+        self._report_timer: asyncio.Task[None] | None = None
+        self._report_timer_due: datetime | None = None
         # The Schedules that target each cluster (by snapshot version), and their state at the
         # time of the pass that computed it.
         self._cluster_windows: dict[str, tuple[Window, ...]] = {}
@@ -1229,14 +1240,20 @@ class BundleWorkflow(ShardedBundle):
             report = with_packed_states(report, states, self._index)
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
         if fingerprint == self.state.last_report:
-            self._report_due = None
+            self._settle_held_report()
             return
         now = workflow.now()
         last = self.state.last_report_at or self._run_started
         if self._in_flight and not retired and now - last < REPORT_GAP:
-            self._report_due = last + REPORT_GAP
+            # Held: as the bundle's own reports (REPORTS_COALESCED_PATCH), on one timer due
+            # REPORT_GAP after the change, which the shard's next completion usually beats.
+            if workflow.patched(REPORTS_COALESCED_PATCH):
+                self._changed_at = self._changed_at or now
+                self._arm_report_timer(self._changed_at + REPORT_GAP)
+            else:
+                self._report_due = last + REPORT_GAP
             return
-        self._report_due = None
+        self._settle_held_report()
         self.state.last_report, self.state.last_report_at = fingerprint, now
         with contextlib.suppress(FailureError):  # a bundle that is gone hears nothing
             await workflow.get_external_workflow_handle(shard.parent_workflow_id).signal(
@@ -1259,6 +1276,29 @@ class BundleWorkflow(ShardedBundle):
                 await workflow.get_external_workflow_handle(sender).signal(
                     BUNDLE_REPORT_SIGNAL, report
                 )
+
+    def _arm_report_timer(self, due: datetime) -> None:
+        """One pending report timer, kept while its due time stays (a wait's timeout would be
+        cancelled and started again at every activity completion, two events each)."""
+        timer = self._report_timer
+        if timer is not None and not timer.done():
+            if self._report_timer_due == due:
+                return
+            timer.cancel()
+
+        async def alarm() -> None:
+            await workflow.sleep(max(due - workflow.now(), timedelta(seconds=1)))
+            self._wake = True
+
+        self._report_timer_due = due
+        self._report_timer = asyncio.get_running_loop().create_task(alarm())
+
+    def _settle_held_report(self) -> None:
+        """Nothing is held any more: no due time, and a pending report timer is cancelled."""
+        self._report_due = self._changed_at = self._report_timer_due = None
+        timer, self._report_timer = self._report_timer, None
+        if timer is not None and not timer.done():
+            timer.cancel()
 
     async def _report(self, *, retired: bool = False) -> None:
         # Each report costs the history a signal and a workflow task: while a rollout is in
@@ -1322,21 +1362,38 @@ class BundleWorkflow(ShardedBundle):
         # A digest, so the state handed to continue-as-new stays small for big fleets.
         fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
         if fingerprint == self.state.last_report:
-            self._report_due = None  # a held-back message that changed back: nothing is due
+            self._settle_held_report()  # a held-back message that changed back: nothing is due
             return
         # A changed report while a rollout is in flight (see the throttle above, reached only
         # with the patch): what the GitRepo shows (commit, states, counts) goes out within
         # REPORT_GAP, so its line never lags the bundle's by more; a changed message alone
         # waits out REPORT_INTERVAL. Both on a timer, never until the next activity completes.
         # (At once was 15 events per deployment in a strictly sequential rollout, as every
-        # report's signal brings a workflow task of its own; the gap shares them.)
+        # report's signal brings a workflow task of its own; the gap shares them.) With
+        # REPORTS_COALESCED_PATCH the gap runs from the change, so the held report usually
+        # goes out with the next activity completion and its one timer is cancelled unfired.
         if throttled:
-            wait = REPORT_INTERVAL if _shape(report) == self._shape else REPORT_GAP
-            if now - last < wait:
-                self._report_due = last + wait
+            shape_changed = _shape(report) != self._shape
+            if not shape_changed:
+                self._changed_at = None
+            elif self._changed_at is None:
+                self._changed_at = now
+            due = held_report_due(
+                now=now,
+                last=last,
+                changed_at=self._changed_at,
+                shape_changed=shape_changed,
+                gap=REPORT_GAP,
+                interval=REPORT_INTERVAL,
+            )
+            if due is not None:
+                if workflow.patched(REPORTS_COALESCED_PATCH):
+                    self._arm_report_timer(due)
+                else:
+                    self._report_due = last + (REPORT_GAP if shape_changed else REPORT_INTERVAL)
                 return
         self._shape = _shape(report)
-        self._report_due = None
+        self._settle_held_report()
         self.state.last_report = fingerprint
         self.state.last_report_at = now
         publish_bundle(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,8 @@ from typing import Any
 import pytest
 
 from activities.deploy_models import DeploymentStatus, ReleaseRef
+from activities.kube import ForbiddenError
+from activities.releasewatch import ReleaseWatch
 from devenv.registry import LocalRegistry
 from flotilla.deployment import Redactor
 from flotilla.helmhistory import HistoryAction
@@ -152,6 +156,53 @@ def test_a_readiness_wait_rereads_only_what_was_not_ready(
     # Polls 1 and 3 read the Deployment and the Service, poll 2 only the Deployment; the
     # ConfigMap is Ready once it exists and is never read while waiting.
     assert sorted(reads) == ["Deployment"] * 3 + ["Service"] * 2
+
+
+def test_a_readiness_wait_watches_the_object_it_waits_for(engine: Engine) -> None:
+    bundle = engine.bundle({"web.yaml": dump(deployment("web", pod=UNSCHEDULABLE))})
+    engine.deploy(bundle, "v1")
+    with engine.activities._watch(engine.status_request(bundle, "v1"), Redactor()) as watch:
+        (line,) = watch.poll_ready()
+        assert line.startswith(f"Deployment/{engine.namespace}/web: ")
+        # Nothing changes: the watch ends when its time is up, and the Deployment still waits.
+        started = time.monotonic()
+        assert watch.watch_waiting(1)
+        assert time.monotonic() - started >= 0.9
+        assert watch.poll_ready() != []
+
+        def schedulable() -> None:
+            time.sleep(1.0)
+            with engine.kube() as kube:
+                patch = {"spec": {"template": {"spec": {"nodeSelector": None}}}}
+                kube.merge_patch("apps/v1", "Deployment", engine.namespace, "web", patch)
+
+        fixer = threading.Thread(target=schedulable)
+        fixer.start()
+        started = time.monotonic()
+        # Returns once the Deployment is Ready (its pods schedule now), long before 60 s.
+        assert watch.watch_waiting(60)
+        fixer.join()
+        assert time.monotonic() - started < 45
+        assert watch.poll_ready() == []
+        # Nothing is waiting any more: nothing to watch.
+        assert not watch.watch_waiting(60)
+
+
+def test_a_readiness_wait_polls_where_it_may_not_watch(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(self: ReleaseWatch, seconds: int) -> bool:
+        refusals.append(seconds)
+        raise ForbiddenError("deployments.apps is forbidden: cannot watch")
+
+    refusals: list[int] = []
+    monkeypatch.setattr(ReleaseWatch, "watch_waiting", refused)
+    bundle = engine.bundle({"web.yaml": dump(deployment("web"), configmap("cfg", {"a": "1"}))})
+
+    result = engine.deploy(bundle, "v1", wait_ready_seconds=90)
+
+    assert result.status is not None and result.status.ready
+    assert len(refusals) == 1  # tried once, then polled
 
 
 def test_helm_chart_bundle_deploys_with_values_and_shows_no_drift(engine: Engine) -> None:

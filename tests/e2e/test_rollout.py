@@ -96,6 +96,7 @@ async def test_partitions_roll_out_in_order_with_at_most_one_unavailable(
     # A bundle deployment costs a handful of events, not a workflow of its own; everything in
     # the bundle's history counts (start, planning, reports, continue-as-new).
     per_deployment = sum(events.values()) / len(deploys)
+    print(f"{per_deployment:.1f} events per deployment: {dict(events)}")
     assert per_deployment <= 15, f"{per_deployment:.1f} events per deployment: {events}"
     for cluster in clusters:
         cm = local_cluster.request("GET", f"/api/v1/namespaces/{prefix}-{cluster}/configmaps/cfg")
