@@ -7,6 +7,7 @@ session with the command that fixes it: it never turns into a skip.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import uuid
@@ -26,6 +27,7 @@ from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_
 from devenv.temporal import TemporalDevServer, TemporalServer
 from tests.charts import AgeKey, ChartServer, make_age_key, package_chart, serve_charts, write_chart
 from tests.e2e.harness import Flotilla, start_flotilla
+from tests.executor import DaemonThreadExecutor
 
 # The private chart repository's credentials: distinctive, so tests can look for them.
 CHART_USER, CHART_PASSWORD = "charts-bot", "chart-pw-Zq83v"
@@ -46,6 +48,16 @@ def pytest_configure(config: pytest.Config) -> None:
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
     low = PORT_BASE + ((zlib.crc32(run.encode()) + index) % BLOCKS) * BLOCK_SIZE
     os.environ[PORT_RANGE_ENV] = f"{low}-{low + BLOCK_SIZE - 1}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def session_executor() -> AsyncIterator[DaemonThreadExecutor]:
+    """The session loop runs ``asyncio.to_thread`` on daemon threads, and closing it waits
+    for a call still blocked only briefly, naming it in a warning (tests/executor.py): a
+    call a test left behind no longer holds the session's end for minutes."""
+    executor = DaemonThreadExecutor(max_workers=32)
+    asyncio.get_running_loop().set_default_executor(executor)
+    yield executor
 
 
 @pytest.fixture(scope="session")
