@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.nodeid import NodeId
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -48,6 +49,27 @@ def pytest_configure(config: pytest.Config) -> None:
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
     low = PORT_BASE + ((zlib.crc32(run.encode()) + index) % BLOCKS) * BLOCK_SIZE
     os.environ[PORT_RANGE_ENV] = f"{low}-{low + BLOCK_SIZE - 1}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Iterator[None]:
+    """``--dist loadgroup``: put each test's ``xdist_group`` in its node id (``id@group``),
+    where the scheduler looks for it. pytest-xdist does that itself by writing
+    ``item._nodeid``, which pytest 9.2 no longer reads, so without this every group was
+    spread over all workers (each started its own production Temporal server). As a wrapper
+    it runs after every conftest has added its markers."""
+    yield
+    if not config.getoption("loadgroup", default=False):  # set in xdist workers only
+        return
+    for item in items:
+        names = {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for mark in item.iter_markers("xdist_group")
+        }
+        if names and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
 
 
 @pytest.fixture(scope="session", autouse=True)
