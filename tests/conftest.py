@@ -14,6 +14,7 @@ import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _pytest.nodeid import NodeId
@@ -38,7 +39,41 @@ CHART_USER, CHART_PASSWORD = "charts-bot", "chart-pw-Zq83v"
 PORT_BASE, BLOCK_SIZE, BLOCKS = 10000, 1000, 22
 
 
+def _deadlock_seconds() -> float:
+    """Temporal's workflow deadlock detector, scaled by the machine's load: the SDK fails a
+    workflow task whose activation has not yielded within 2 s of *wall* time, so at load 30 on
+    two cores ordinary planning code (a 200-cluster rollout) tripped it, and an update sent
+    then was refused ("Workflow Task in failed state"). 2 s at load up to the core count, more
+    in proportion above it, at most 20 s."""
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    return min(20.0, 2.0 * max(1.0, load))
+
+
+def _scale_deadlock_detection() -> None:
+    # A private attribute of temporalio's workflow worker (read at each activation, set to 2
+    # in its __init__); debug_mode would lift the detector altogether and change how
+    # workflows run (inline, sandbox relaxed), which the tests must not.
+    from temporalio.worker import _workflow  # noqa: PLC0415
+
+    original = _workflow._WorkflowWorker.__init__
+    if getattr(original, "_flotilla_scaled", False):
+        return
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if self._deadlock_timeout_seconds is not None:
+            self._deadlock_timeout_seconds = _deadlock_seconds()
+
+    __init__._flotilla_scaled = True  # type: ignore[attr-defined]
+    _workflow._WorkflowWorker.__init__ = __init__  # type: ignore[method-assign]
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _scale_deadlock_detection()
+    _give_ports(config)
+
+
+def _give_ports(config: pytest.Config) -> None:
     """Give this process (an xdist worker, or the only one) its block of ports. The workers of
     one run have consecutive blocks from an offset the run's id picks, so they never share a
     block, and two runs on the same machine seldom do (a port in use is skipped anyway)."""

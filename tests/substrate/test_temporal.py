@@ -99,3 +99,16 @@ async def test_dev_servers_started_together_serve_as_soon_as_started(tmp_path: P
     finally:
         for server in servers:
             server.stop()
+
+
+async def test_workflow_deadlock_detection_stays_on_scaled_by_load(
+    temporal_client: Client, task_queue: str
+) -> None:
+    """tests/conftest.py scales the SDK's 2 s deadlock bound by the load; it must not be off."""
+    from tests.conftest import _deadlock_seconds  # noqa: PLC0415
+
+    worker = Worker(temporal_client, task_queue=task_queue, workflows=[SmokeWorkflow])
+    bound = worker._workflow_worker._deadlock_timeout_seconds  # type: ignore[union-attr]
+    assert bound is not None
+    assert 2.0 <= bound <= 20.0
+    assert abs(bound - _deadlock_seconds()) < 10
