@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# pytest processes for `make test` (0: this one). Serial until a parallel run is green:
-# at -n 3 four tests still fail or hang (bench/RESULTS.md, "Test-suite time").
-TEST_WORKERS ?= 0
+# pytest processes for `make test` (pytest-xdist; 0: this one). The tests mostly wait on
+# servers, not the CPU, so the default is one more than the cores, at most 4 (3 on the
+# two-core CI machine). Each process starts its own servers on its own block of ports.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n + 1 < 4 ? n + 1 : 4 )))
 
 .PHONY: dev dev-down install system-deps tools lint test test-unit temporal-postgres clean
 
@@ -41,8 +42,8 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy flotilla workflows activities starters devenv runtime controller worker.py
 	$(VENV)/bin/lint-imports
 
-## test: the whole suite, lint included (what CI runs); TEST_WORKERS=N runs it in N processes
-## (pytest-xdist), 0 runs it in this one
+## test: the whole suite, lint included (what CI runs), in TEST_WORKERS processes (default:
+## cores + 1, at most 4; TEST_WORKERS=0 runs it in this one)
 test: install tools lint
 	$(VENV)/bin/pytest -p no:cacheprovider --durations=40 -n $(TEST_WORKERS) --dist loadgroup
 

@@ -66,6 +66,17 @@ _WATCH_SECONDS = 240
 _STATUS_CONCURRENCY = 8
 
 
+def _reraise_if_stopping(err: Exception) -> None:
+    """Raise CancelledError if the current task is being cancelled (the controller stops).
+
+    Temporal's client turns a cancellation that lands in an update call into
+    WorkflowUpdateRPCTimeoutOrCancelledError: a loop that logs errors and carries on would
+    swallow the stop and run forever, and ``run`` would wait for it forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from err
+
+
 class ControllerRefused(FlotillaError):
     """Another controller serves a namespace this one was asked to serve."""
 
@@ -380,6 +391,7 @@ class Controller:
                 # The object changed under a finalizer patch: again with the newer one soon.
                 self._retry[key] = time.monotonic()
             except Exception as err:  # a bug or an outage: one line, retried later
+                _reraise_if_stopping(err)
                 log.warning("%s %s/%s: %s", *key, one_line(f"{type(err).__name__}: {err}"))
                 self._retry[key] = time.monotonic() + self.config.retry_seconds
             finally:
@@ -526,6 +538,7 @@ class Controller:
             try:
                 await self.status_pass()
             except Exception as err:  # Temporal or the API server away: next pass
+                _reraise_if_stopping(err)
                 log.warning("status pass: %s", one_line(f"{type(err).__name__}: {err}"))
             for key, when in list(self._retry.items()):
                 if when <= time.monotonic():

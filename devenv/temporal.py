@@ -4,6 +4,7 @@ as production runs it (built with Go, on PostgreSQL)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -16,13 +17,17 @@ import tempfile
 import threading
 from pathlib import Path
 
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.client import Client
+
 from devenv import tools
 from devenv.postgres import SUPERUSER as PG_SUPERUSER
 from devenv.postgres import LocalPostgres
 from devenv.process import ManagedProcess, StartupError, free_port, port_is_free, port_range
 from workflows.visibility import registrations
 
-START_TIMEOUT = 60.0
+# Generous: on a loaded machine the dev server takes tens of seconds before it serves.
+START_TIMEOUT = 120.0
 
 
 def temporal_cli() -> Path:
@@ -42,6 +47,44 @@ def _port_open(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+async def _frontend_serves(address: str, namespace: str | None) -> bool:
+    # What a client does first (Client.connect: GetSystemInfo), after the gRPC health check;
+    # with a namespace, that it is registered too.
+    try:
+        client = await asyncio.wait_for(
+            Client.connect(address, namespace=namespace or "default"), 10
+        )
+        if not await asyncio.wait_for(client.service_client.check_health(), 10):
+            return False
+        if namespace is not None:
+            await asyncio.wait_for(
+                client.workflow_service.describe_namespace(
+                    DescribeNamespaceRequest(namespace=namespace)
+                ),
+                10,
+            )
+    except Exception:  # not up yet: the wait polls again, and reports the log if it never is
+        return False
+    return True
+
+
+def frontend_healthy(address: str, namespace: str | None = None) -> bool:
+    """The frontend on ``address`` answers RPCs: its port open is not enough, a client that
+    connects in the first seconds gets "Frontend is not healthy yet"."""
+    port = address.rpartition(":")[2]
+    if not _port_open(int(port)):
+        return False
+    # On a thread with a loop of its own: the caller may be inside a running loop.
+    result: list[bool] = []
+    thread = threading.Thread(
+        target=lambda: result.append(asyncio.run(_frontend_serves(address, namespace))),
+        daemon=True,
+    )
+    thread.start()
+    thread.join(30)
+    return bool(result and result[0])
 
 
 class TemporalDevServer:
@@ -123,9 +166,9 @@ class TemporalDevServer:
             tied_to_parent=self.tied_to_parent,
         ).start()
         self.process.wait_until(
-            lambda: _port_open(self.port),
+            lambda: frontend_healthy(self.address, "default"),
             timeout=START_TIMEOUT,
-            what=f"Temporal frontend on {self.address}",
+            what=f"Temporal frontend on {self.address} serving namespace default",
         )
         return self
 
@@ -405,9 +448,9 @@ class TemporalServer:
             self.dir / "temporal-server.log",
         ).start()
         self.process.wait_until(
-            lambda: _port_open(self.port),
+            lambda: frontend_healthy(self.address),
             timeout=START_TIMEOUT,
-            what=f"Temporal frontend on {self.address}",
+            what=f"Temporal frontend on {self.address} healthy",
         )
 
     def stop_server(self) -> None:

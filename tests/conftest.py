@@ -7,14 +7,17 @@ session with the command that fixes it: it never turns into a skip.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from _pytest.nodeid import NodeId
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -26,6 +29,7 @@ from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_
 from devenv.temporal import TemporalDevServer, TemporalServer
 from tests.charts import AgeKey, ChartServer, make_age_key, package_chart, serve_charts, write_chart
 from tests.e2e.harness import Flotilla, start_flotilla
+from tests.executor import DaemonThreadExecutor
 
 # The private chart repository's credentials: distinctive, so tests can look for them.
 CHART_USER, CHART_PASSWORD = "charts-bot", "chart-pw-Zq83v"
@@ -35,7 +39,41 @@ CHART_USER, CHART_PASSWORD = "charts-bot", "chart-pw-Zq83v"
 PORT_BASE, BLOCK_SIZE, BLOCKS = 10000, 1000, 22
 
 
+def _deadlock_seconds() -> float:
+    """Temporal's workflow deadlock detector, scaled by the machine's load: the SDK fails a
+    workflow task whose activation has not yielded within 2 s of *wall* time, so at load 30 on
+    two cores ordinary planning code (a 200-cluster rollout) tripped it, and an update sent
+    then was refused ("Workflow Task in failed state"). 2 s at load up to the core count, more
+    in proportion above it, at most 20 s."""
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    return min(20.0, 2.0 * max(1.0, load))
+
+
+def _scale_deadlock_detection() -> None:
+    # A private attribute of temporalio's workflow worker (read at each activation, set to 2
+    # in its __init__); debug_mode would lift the detector altogether and change how
+    # workflows run (inline, sandbox relaxed), which the tests must not.
+    from temporalio.worker import _workflow  # noqa: PLC0415
+
+    original = _workflow._WorkflowWorker.__init__
+    if getattr(original, "_flotilla_scaled", False):
+        return
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if self._deadlock_timeout_seconds is not None:
+            self._deadlock_timeout_seconds = _deadlock_seconds()
+
+    __init__._flotilla_scaled = True  # type: ignore[attr-defined]
+    _workflow._WorkflowWorker.__init__ = __init__  # type: ignore[method-assign]
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _scale_deadlock_detection()
+    _give_ports(config)
+
+
+def _give_ports(config: pytest.Config) -> None:
     """Give this process (an xdist worker, or the only one) its block of ports. The workers of
     one run have consecutive blocks from an offset the run's id picks, so they never share a
     block, and two runs on the same machine seldom do (a port in use is skipped anyway)."""
@@ -46,6 +84,37 @@ def pytest_configure(config: pytest.Config) -> None:
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
     low = PORT_BASE + ((zlib.crc32(run.encode()) + index) % BLOCKS) * BLOCK_SIZE
     os.environ[PORT_RANGE_ENV] = f"{low}-{low + BLOCK_SIZE - 1}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Iterator[None]:
+    """``--dist loadgroup``: put each test's ``xdist_group`` in its node id (``id@group``),
+    where the scheduler looks for it. pytest-xdist does that itself by writing
+    ``item._nodeid``, which pytest 9.2 no longer reads, so without this every group was
+    spread over all workers (each started its own production Temporal server). As a wrapper
+    it runs after every conftest has added its markers."""
+    yield
+    if not config.getoption("loadgroup", default=False):  # set in xdist workers only
+        return
+    for item in items:
+        names = {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for mark in item.iter_markers("xdist_group")
+        }
+        if names and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def session_executor() -> AsyncIterator[DaemonThreadExecutor]:
+    """The session loop runs ``asyncio.to_thread`` on daemon threads, and closing it waits
+    for a call still blocked only briefly, naming it in a warning (tests/executor.py): a
+    call a test left behind no longer holds the session's end for minutes."""
+    executor = DaemonThreadExecutor(max_workers=32)
+    asyncio.get_running_loop().set_default_executor(executor)
+    yield executor
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 from pydantic import BaseModel
 from temporalio import activity, workflow
@@ -12,6 +13,7 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
+from devenv.temporal import TemporalDevServer
 from workflows import visibility
 
 
@@ -80,3 +82,33 @@ async def test_flotilla_search_attributes_are_registered(temporal_client: Client
         ListSearchAttributesRequest(namespace="default")
     )
     assert set(visibility.registrations()) <= set(listed.custom_attributes)
+
+
+async def test_dev_servers_started_together_serve_as_soon_as_started(tmp_path: Path) -> None:
+    """Started is serving: a client connecting right after start() gets no "Frontend is not
+    healthy yet", even with two servers starting at once (two test sessions on one machine)."""
+    servers = [TemporalDevServer(tmp_path / f"t{i}", headless=True) for i in range(2)]
+    try:
+        await asyncio.gather(*(asyncio.to_thread(server.start) for server in servers))
+        for server in servers:
+            client = await Client.connect(server.address)
+            listed = await client.operator_service.list_search_attributes(
+                ListSearchAttributesRequest(namespace="default")
+            )
+            assert set(visibility.registrations()) <= set(listed.custom_attributes)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+async def test_workflow_deadlock_detection_stays_on_scaled_by_load(
+    temporal_client: Client, task_queue: str
+) -> None:
+    """tests/conftest.py scales the SDK's 2 s deadlock bound by the load; it must not be off."""
+    from tests.conftest import _deadlock_seconds  # noqa: PLC0415
+
+    worker = Worker(temporal_client, task_queue=task_queue, workflows=[SmokeWorkflow])
+    bound = worker._workflow_worker._deadlock_timeout_seconds  # type: ignore[union-attr]
+    assert bound is not None
+    assert 2.0 <= bound <= 20.0
+    assert abs(bound - _deadlock_seconds()) < 10
