@@ -24,8 +24,11 @@ from starters.cli import (
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTERS = ROOT / "examples/clusters.yaml"
 
+# Ends as the console script does (``starters.cli.run``): flushed, then os._exit, without
+# interpreter finalization, where the Temporal client's native threads sometimes abort the
+# process (PyGILState_Release, SIGABRT; ~1 run in 12 at load 8 for `get gitrepos`).
 _PROBE = """
-import contextlib, io, json, sys
+import contextlib, io, json, os, sys
 from starters.cli import main
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     try:
@@ -33,7 +36,8 @@ with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.St
     except SystemExit as done:
         code = done.code
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"temporalio", "kubernetes", "git"})
-print(json.dumps({"code": code, "heavy": heavy}))
+print(json.dumps({"code": code, "heavy": heavy}), flush=True)
+os._exit(0)
 """
 
 
