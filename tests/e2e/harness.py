@@ -198,6 +198,14 @@ def per_cluster_namespaces(prefix: str, clusters: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def record_history(history: Any, name: str) -> None:
+    """With FLOTILLA_RECORD_HISTORIES=DIR, write ``history`` there as ``name`` (tests/replay)."""
+    folder = os.environ.get("FLOTILLA_RECORD_HISTORIES")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / name).write_text(history.to_json())
+
+
 def history_text(history: Any) -> str:
     """A workflow history as searchable text, payloads decoded: the JSON form holds them in
     base64, so a secret inside one would not be found by a plain search."""

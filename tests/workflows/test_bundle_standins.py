@@ -27,13 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -74,7 +72,7 @@ from flotilla.ids import (
 from flotilla.models import RolloutStrategy
 from flotilla.status import BundleReport, BundleState
 from starters.tables import describe_bundle
-from tests.e2e.harness import history_text
+from tests.e2e.harness import history_text, record_history
 from workflows.bundle import (
     BUNDLE_REPORT_SIGNAL,
     PACKED_REPORTS_PATCH,
@@ -489,10 +487,7 @@ async def test_a_commit_arriving_while_a_plan_runs_is_reported_waitapplied_until
     }
     history = await bundle.handle.fetch_history()
     assert PLANNING_PATCH in history_text(history)
-    record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
-    if record:
-        Path(record).mkdir(parents=True, exist_ok=True)
-        (Path(record) / "bundle-commit-during-plan.json").write_text(history.to_json())
+    record_history(history, "bundle-commit-during-plan.json")
 
 
 async def test_a_rollout_that_moves_every_cluster_never_reports_one_held_back(
@@ -835,10 +830,7 @@ async def test_reports_carry_counts_a_few_non_ready_and_packed_states_read_back_
 
     history = await bundle.handle.fetch_history()
     assert PACKED_REPORTS_PATCH in history_text(history)
-    record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
-    if record:
-        Path(record).mkdir(parents=True, exist_ok=True)
-        (Path(record) / "bundle-packed-reports.json").write_text(history.to_json())
+    record_history(history, "bundle-packed-reports.json")
 
 
 async def test_a_plan_that_fails_keeps_what_runs_and_is_tried_again(
@@ -870,7 +862,4 @@ async def test_a_plan_that_fails_keeps_what_runs_and_is_tried_again(
     assert description.status == WorkflowExecutionStatus.RUNNING
     history = await bundle.handle.fetch_history()
     assert PLAN_FAILURE_WAITS_PATCH in history_text(history)
-    record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
-    if record:
-        Path(record).mkdir(parents=True, exist_ok=True)
-        (Path(record) / "bundle-plan-failure-waits.json").write_text(history.to_json())
+    record_history(history, "bundle-plan-failure-waits.json")
