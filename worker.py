@@ -116,6 +116,13 @@ DEFAULT_CLUSTER_POLLERS = 8
 # Most workflow-task pollers of the control queue, scaled the same way (the SDK's fixed
 # default of 5 bounded 50 busy bundle workflows the same way).
 CONTROL_WORKFLOW_POLLERS = 20
+# Workflow tasks this worker runs at once. Workflow code is Python under one GIL, so tasks
+# running together do not run faster, they only each take longer: with the SDK's default
+# (100) a burst of busy bundle workflows stretched every task past the SDK's 2 s deadlock
+# bound and Temporal's task timeout, and each failed task was retried with a full replay of
+# its history (bench_gitops 50 x 500, docs/operations.md "Sizing a worker"). A few at a
+# time keep each task short; the rest wait on the server, in order.
+DEFAULT_WORKFLOW_TASKS = 4
 # A workflow task for a workflow cached on a worker waits this long on that worker's sticky
 # queue before any worker may take it. A killed worker never takes it: the SDK's 10 s
 # default held every rollout it had cached for 10 s after a crash. A live worker's sticky
@@ -142,6 +149,7 @@ class WorkerConfig:
     task_queue: str = CONTROL_TASK_QUEUE
     namespaces: list[str] = field(default_factory=lambda: [DEFAULT_NAMESPACE])
     control_threads: int = DEFAULT_THREADS
+    workflow_tasks: int = DEFAULT_WORKFLOW_TASKS
     cluster_threads: int = DEFAULT_CLUSTER_THREADS
     cluster_concurrency: int = DEFAULT_CLUSTER_CONCURRENCY
     refresh_seconds: float = DEFAULT_REFRESH_SECONDS
@@ -316,6 +324,7 @@ class FlotillaWorker:
             ],
             activity_executor=self._control_pool,
             max_concurrent_activities=self.config.control_threads,
+            max_concurrent_workflow_tasks=self.config.workflow_tasks,
             workflow_task_poller_behavior=PollerBehaviorAutoscaling(
                 maximum=CONTROL_WORKFLOW_POLLERS
             ),
@@ -564,6 +573,13 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         help="threads for git and planning activities ($FLOTILLA_CONTROL_THREADS)",
     )
     parser.add_argument(
+        "--workflow-tasks",
+        type=int,
+        default=_env_int("FLOTILLA_WORKFLOW_TASKS", DEFAULT_WORKFLOW_TASKS),
+        help="workflow tasks run at once, at least 2 ($FLOTILLA_WORKFLOW_TASKS; "
+        f"default {DEFAULT_WORKFLOW_TASKS})",
+    )
+    parser.add_argument(
         "--cluster-threads",
         type=int,
         default=_env_int("FLOTILLA_CLUSTER_THREADS", DEFAULT_CLUSTER_THREADS),
@@ -615,6 +631,8 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         help="serve Prometheus metrics there, GET /metrics ($FLOTILLA_METRICS_LISTEN)",
     )
     args = parser.parse_args(argv)
+    if args.workflow_tasks < 2:
+        parser.error(f"--workflow-tasks: {args.workflow_tasks}: must be at least 2")
     for flag, value in (
         ("--webhook-listen", args.webhook_listen),
         ("--metrics-listen", args.metrics_listen),
@@ -628,6 +646,7 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
         task_queue=args.task_queue,
         namespaces=args.namespaces or [DEFAULT_NAMESPACE],
         control_threads=args.control_threads,
+        workflow_tasks=args.workflow_tasks,
         cluster_threads=args.cluster_threads,
         cluster_pollers=args.cluster_pollers,
         cluster_concurrency=args.cluster_concurrency,

@@ -1,0 +1,41 @@
+"""The worker's --workflow-tasks: how many workflow tasks one worker process runs at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from flotilla.settings import settings_from_env
+from tests.e2e.harness import settings_for_test
+from worker import DEFAULT_WORKFLOW_TASKS, FlotillaWorker, WorkerConfig, parse_args
+
+
+def test_workflow_tasks_flag_environment_default_and_bound(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_from_env({}, home=tmp_path)
+    assert parse_args([], settings).workflow_tasks == DEFAULT_WORKFLOW_TASKS == 4
+    assert parse_args(["--workflow-tasks", "8"], settings).workflow_tasks == 8
+    monkeypatch.setenv("FLOTILLA_WORKFLOW_TASKS", "6")
+    assert parse_args([], settings).workflow_tasks == 6
+    with pytest.raises(SystemExit) as done:
+        parse_args(["--workflow-tasks", "1"], settings)
+    assert done.value.code == 2
+    assert "--workflow-tasks: 1: must be at least 2" in capsys.readouterr().err
+
+
+async def test_the_control_worker_takes_at_most_that_many_workflow_tasks(
+    temporal_client: Client, tmp_path: Path
+) -> None:
+    """The bound reaches the SDK worker of the control queue (its workflow-task slots)."""
+    config = WorkerConfig(
+        task_queue="flags", namespaces=["flags"], workflow_tasks=3, workdir=tmp_path / "work"
+    )
+    worker = FlotillaWorker(temporal_client, config, settings_for_test(temporal_client, tmp_path))
+    await worker.start()
+    try:
+        assert worker._control.config()["max_concurrent_workflow_tasks"] == 3
+    finally:
+        await worker.stop()
