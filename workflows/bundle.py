@@ -293,7 +293,7 @@ class BundleWorkflow(ShardedBundle):
                 break
             await self._report_conflicts()
             await self._reconcile()
-            if continue_as_new_due(self.state.max_history_events):
+            if continue_as_new_due(self.state.max_history_events, self.state.max_history_bytes):
                 await workflow.wait_condition(
                     lambda: not self._in_flight and workflow.all_handlers_finished()
                 )

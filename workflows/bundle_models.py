@@ -113,6 +113,9 @@ class BundleWorkflowState(BaseModel):
     # switch (None: flotilla.settings.DEFAULT_BUNDLE_SHARD_SIZE); ``shard``: set in a shard
     # workflow; ``shards``: set in a bundle that drives shards.
     shard_size: int | None = Field(default=None, exclude_if=lambda value: value is None)
+    # Test switch: continue as new past this many history bytes (None:
+    # workflows.common.CONTINUE_AS_NEW_BYTES); left out of the JSON when unset.
+    max_history_bytes: int | None = Field(default=None, exclude_if=lambda value: value is None)
     shard: ShardRole | None = Field(default=None, exclude_if=lambda value: value is None)
     shards: ShardBook | None = Field(default=None, exclude_if=lambda value: value is None)
 

@@ -142,11 +142,28 @@ REPORT_INTERVAL = timedelta(seconds=10)
 # ---------------------------------------------------------------------------------------------
 
 
-def continue_as_new_due(max_history_events: int | None) -> bool:
-    """Whether a long-running workflow should continue as new now: Temporal suggests it, or
-    its history reached the test switch ``max_history_events``. Call it from workflow code."""
+# An entity workflow continues as new once its history passes this many bytes, well before
+# Temporal suggests it (4 MB on its default configuration). A history is replayed whole
+# whenever its workflow leaves a worker's cache (a restart, a failed or timed-out task, a
+# query on an evicted run), in one workflow task that must finish within the task timeout:
+# 1-3 MB histories of 500-cluster bundles took longer than that on a busy 2-core worker, so
+# every retry replayed again and they never settled (bench/RESULTS.md, "a workflow-task
+# retry storm"). Asked only when a history is past it, so shorter runs carry no marker.
+CONTINUE_AS_NEW_BYTES = 1_000_000
+CONTINUE_AS_NEW_BYTES_PATCH = "continue-as-new-by-history-bytes"
+
+
+def continue_as_new_due(
+    max_history_events: int | None, max_history_bytes: int | None = None
+) -> bool:
+    """Whether a long-running workflow should continue as new now: Temporal suggests it, its
+    history passed ``max_history_bytes`` (a test switch; ``CONTINUE_AS_NEW_BYTES`` when
+    None), or it reached the test switch ``max_history_events``. Call it from workflow code."""
     info = workflow.info()
     if max_history_events is not None and info.get_current_history_length() >= max_history_events:
+        return True
+    limit = CONTINUE_AS_NEW_BYTES if max_history_bytes is None else max_history_bytes
+    if info.get_current_history_size() >= limit and workflow.patched(CONTINUE_AS_NEW_BYTES_PATCH):
         return True
     return info.is_continue_as_new_suggested()
 

@@ -73,6 +73,7 @@ from flotilla.models import RolloutStrategy
 from flotilla.status import BundleReport, BundleState
 from starters.tables import describe_bundle
 from tests.e2e.harness import history_text, record_history
+from workflows import common
 from workflows.bundle import (
     BUNDLE_REPORT_SIGNAL,
     PACKED_REPORTS_PATCH,
@@ -863,3 +864,41 @@ async def test_a_plan_that_fails_keeps_what_runs_and_is_tried_again(
     history = await bundle.handle.fetch_history()
     assert PLAN_FAILURE_WAITS_PATCH in history_text(history)
     record_history(history, "bundle-plan-failure-waits.json")
+
+
+async def test_a_history_past_the_byte_bound_continues_as_new_and_redeploys_nothing(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    """A bundle continues as new once its history passes ``CONTINUE_AS_NEW_BYTES`` (the test
+    switch ``max_history_bytes`` lowers it from 1 MB to 40 kB so a 30-cluster rollout passes
+    it), not only when Temporal suggests it at 4 MB: a history is replayed whole whenever it
+    leaves the worker's cache, and 1-3 MB replays outlasted the task timeout on a busy
+    worker (issue 12). The rollout goes on across the runs: every cluster deployed once per
+    version, nothing removed.
+    With FLOTILLA_RECORD_HISTORIES=DIR the first run's history is written for tests/replay."""
+    clusters = [f"c{i:02d}" for i in range(30)]
+    standins = StandIns(clusters=clusters, ready_at_deploy=True)
+    bundle = await start(standins, max_history_bytes=40_000)
+    await eventually(bundle.states, lambda s: len(s) == 30 and all_ready(s), timeout=120)
+    await bundle.release(2)
+    await eventually(
+        bundle.status,
+        lambda s: (
+            s.commit == "commit-2"
+            and len(standins.windows) >= 60
+            and all_ready({c.cluster: c.state for c in s.clusters})
+        ),
+        timeout=120,
+    )
+    assert len(standins.windows) == 60  # each cluster deployed once per version
+    assert sum(n for (name, _), n in standins.calls.items() if name == "remove_deployment") == 0
+
+    first = await bundle.client.get_workflow_handle(
+        bundle.handle.id, run_id=bundle.handle.first_execution_run_id
+    ).fetch_history()
+    last = first.events[-1]
+    assert last.HasField("workflow_execution_continued_as_new_event_attributes"), (
+        "the first run did not continue as new"
+    )
+    assert common.CONTINUE_AS_NEW_BYTES_PATCH in history_text(first)
+    record_history(first, "bundle-continue-as-new-by-bytes.json")
