@@ -529,8 +529,21 @@ def main() -> None:
         help="after the second commit, measure the settled fleet's worker and server CPU "
         "over this window (default 0: not measured)",
     )
+    parser.add_argument(
+        "--shard-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="shard bundles above N clusters instead of the built-in size (an experiment)",
+    )
     add_temporal_argument(parser)
     args = parser.parse_args()
+    if args.shard_size:
+        import flotilla.settings  # noqa: PLC0415
+        import workflows.bundle_shards  # noqa: PLC0415
+
+        flotilla.settings.DEFAULT_BUNDLE_SHARD_SIZE = args.shard_size
+        workflows.bundle_shards.DEFAULT_BUNDLE_SHARD_SIZE = args.shard_size
     kinds = temporal_kinds(parser, args.temporal)
     logging.basicConfig(level=logging.WARNING)
     results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
