@@ -237,6 +237,8 @@ class BundleWorkflow(ShardedBundle):
     @workflow.init
     def __init__(self, state: BundleWorkflowState) -> None:
         self.state = state
+        # The history's size when this run started (its input), for continue_as_new_due.
+        self._start_bytes = workflow.info().get_current_history_size()
         self._wake = True
         self._in_flight: set[str] = set()
         self._summary = "waiting for the first commit"
@@ -293,7 +295,11 @@ class BundleWorkflow(ShardedBundle):
                 break
             await self._report_conflicts()
             await self._reconcile()
-            if continue_as_new_due(self.state.max_history_events, self.state.max_history_bytes):
+            if continue_as_new_due(
+                self.state.max_history_events,
+                start_bytes=self._start_bytes,
+                max_history_bytes=self.state.max_history_bytes,
+            ):
                 await workflow.wait_condition(
                     lambda: not self._in_flight and workflow.all_handlers_finished()
                 )

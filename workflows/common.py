@@ -142,29 +142,38 @@ REPORT_INTERVAL = timedelta(seconds=10)
 # ---------------------------------------------------------------------------------------------
 
 
-# An entity workflow continues as new once its history passes this many bytes, well before
-# Temporal suggests it (4 MB on its default configuration). A history is replayed whole
-# whenever its workflow leaves a worker's cache (a restart, a failed or timed-out task, a
-# query on an evicted run), in one workflow task that must finish within the task timeout:
-# 1-3 MB histories of 500-cluster bundles took longer than that on a busy 2-core worker, so
-# every retry replayed again and they never settled (bench/RESULTS.md, "a workflow-task
-# retry storm"). Asked only when a history is past it, so shorter runs carry no marker.
+# A bundle or GitRepo run continues as new once its history grew this many bytes past its
+# start, well before Temporal suggests it (4 MB on its default configuration). A history is
+# replayed whole whenever its run leaves a worker's cache (a restart, a failed or timed-out
+# task, a query on an evicted run), in one workflow task that must finish within the task
+# timeout: 1-3 MB histories of 500-cluster bundles took longer than that on a busy 2-core
+# worker, so every retry replayed again and they never settled (bench/RESULTS.md, "a
+# workflow-task retry storm"). Counted from the run's start, so a run whose input alone is
+# large (a registry's state at 10,000 clusters is about 1 MB) does not continue as new at
+# once, again and again. Asked only when a history has grown past it, so shorter runs carry
+# no marker.
 CONTINUE_AS_NEW_BYTES = 1_000_000
 CONTINUE_AS_NEW_BYTES_PATCH = "continue-as-new-by-history-bytes"
 
 
 def continue_as_new_due(
-    max_history_events: int | None, max_history_bytes: int | None = None
+    max_history_events: int | None,
+    *,
+    start_bytes: int | None = None,
+    max_history_bytes: int | None = None,
 ) -> bool:
-    """Whether a long-running workflow should continue as new now: Temporal suggests it, its
-    history passed ``max_history_bytes`` (a test switch; ``CONTINUE_AS_NEW_BYTES`` when
-    None), or it reached the test switch ``max_history_events``. Call it from workflow code."""
+    """Whether a long-running workflow should continue as new now: Temporal suggests it, it
+    reached the test switch ``max_history_events``, or (for a caller that passes the history
+    size its run started at, ``start_bytes``) its history grew ``max_history_bytes`` (a test
+    switch; ``CONTINUE_AS_NEW_BYTES`` when None) past that. Call it from workflow code."""
     info = workflow.info()
     if max_history_events is not None and info.get_current_history_length() >= max_history_events:
         return True
-    limit = CONTINUE_AS_NEW_BYTES if max_history_bytes is None else max_history_bytes
-    if info.get_current_history_size() >= limit and workflow.patched(CONTINUE_AS_NEW_BYTES_PATCH):
-        return True
+    if start_bytes is not None:
+        limit = CONTINUE_AS_NEW_BYTES if max_history_bytes is None else max_history_bytes
+        grown = info.get_current_history_size() - start_bytes
+        if grown >= limit and workflow.patched(CONTINUE_AS_NEW_BYTES_PATCH):
+            return True
     return info.is_continue_as_new_suggested()
 
 

@@ -187,6 +187,8 @@ class GitRepoWorkflow:
     @workflow.init
     def __init__(self, state: GitRepoState) -> None:
         self.state = state
+        # The history's size when this run started (its input), for continue_as_new_due.
+        self._start_bytes = workflow.info().get_current_history_size()
         self._wake = False
         self._poll_now = True
         self._published: tuple[str, ...] | None = None
@@ -239,7 +241,7 @@ class GitRepoWorkflow:
             await self._forward_dependencies()
             await self._send_events()
             self._publish()
-            if continue_as_new_due(self.state.max_history_events):
+            if continue_as_new_due(self.state.max_history_events, start_bytes=self._start_bytes):
                 # A sync_now update finishes only after a poll, so it must not be waited on
                 # here: poll first, then continue as new.
                 await workflow.wait_condition(
