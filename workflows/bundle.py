@@ -182,6 +182,14 @@ PLAN_FAILURE_WAITS_PATCH = "bundle-plan-failure-waits"
 # A deployment the rollout moves is released in the same pass, so the pass's report says
 # WaitApplied, not OutOfSync "held back by the rollout" (a different report).
 RELEASED_AT_ONCE_PATCH = "bundle-released-before-its-report"
+# One pass starts at most ACTIVITIES_PER_PASS deploys, drift checks and removals; the rest
+# start in the passes their completions wake. Scheduling an activity costs the workflow task
+# about a millisecond of CPU (its input serialized in the sandbox), so a 500-cluster bundle's
+# first pass held the worker for half a second of CPU, several seconds of wall time on a
+# busy worker: past the SDK's 2 s deadlock bound, and the failed task was replayed whole
+# (issue 12). Asked only when a pass would start more, so smaller bundles carry no marker.
+ACTIVITIES_PER_PASS = 100
+BOUNDED_STARTS_PATCH = "bundle-activities-per-pass"
 # Deployment windows (Fleet's Schedule): a cluster a Schedule targets is deployed to only
 # while a window is open, with a timer for the next one. Asked only when the workspace has
 # Schedules, so runs without any carry no marker.
@@ -241,6 +249,8 @@ class BundleWorkflow(ShardedBundle):
         self._start_bytes = workflow.info().get_current_history_size()
         self._wake = True
         self._in_flight: set[str] = set()
+        # Activities this reconcile pass started (ACTIVITIES_PER_PASS).
+        self._started_in_pass = 0
         self._summary = "waiting for the first commit"
         self._partitions_done: list[str] = []
         self._conflicts: dict[str, str] = {}
@@ -531,6 +541,7 @@ class BundleWorkflow(ShardedBundle):
         if spec is None or clusters is None:
             return
         self._plan_again_at = None  # set again below if this pass cannot plan
+        self._started_in_pass = 0
         if self._sharding(clusters):
             await self._coordinate(spec, clusters)
             return
@@ -582,7 +593,7 @@ class BundleWorkflow(ShardedBundle):
         self._drain_monitor()
 
     def _drain_monitor(self) -> None:
-        while self._monitor_queue and self._room() > 0:
+        while self._monitor_queue and self._pass_room() > 0:
             name = self._monitor_queue.pop(0)
             record = self.state.deployments.get(name)
             if (
@@ -703,7 +714,7 @@ class BundleWorkflow(ShardedBundle):
                 continue
             if self._window_closed(name):
                 continue  # as in Fleet: outside its window a cluster's releases stay
-            if self._room() > 0:
+            if self._pass_room() > 0:
                 self._spawn(name, self._remove(name, forget=True))
 
     def _retry_due(self) -> None:
@@ -793,7 +804,7 @@ class BundleWorkflow(ShardedBundle):
         ]
         workflow.set_current_details(plan.summary)
         for name in plan.deploy:
-            if self._room() <= 0:
+            if self._pass_room() <= 0:
                 break  # the rest move when running ones finish: the next pass offers them
             if name not in self._in_flight and not self._held(name):
                 if workflow.patched(RELEASED_AT_ONCE_PATCH):
@@ -921,11 +932,24 @@ class BundleWorkflow(ShardedBundle):
     def _room(self) -> int:
         return self.state.max_pending_activities - len(self._in_flight)
 
+    def _pass_room(self) -> int:
+        """Room for this pass to start another activity: the pending-activity cap, and at most
+        ``ACTIVITIES_PER_PASS`` started in one pass (the next pass is woken by completions)."""
+        room = self._room()
+        if (
+            room > 0
+            and self._started_in_pass >= ACTIVITIES_PER_PASS
+            and workflow.patched(BOUNDED_STARTS_PATCH)
+        ):
+            return 0
+        return room
+
     def _put(self, record: DeploymentRecord) -> None:
         self.state.deployments[record.cluster] = record
 
     def _spawn(self, cluster: str, work: Coroutine[Any, Any, None]) -> None:
         self._in_flight.add(cluster)
+        self._started_in_pass += 1
 
         async def run() -> None:
             try:

@@ -75,6 +75,8 @@ from starters.tables import describe_bundle
 from tests.e2e.harness import history_text, record_history
 from workflows import common
 from workflows.bundle import (
+    ACTIVITIES_PER_PASS,
+    BOUNDED_STARTS_PATCH,
     BUNDLE_REPORT_SIGNAL,
     PACKED_REPORTS_PATCH,
     PLAN_FAILURE_WAITS_PATCH,
@@ -671,17 +673,28 @@ async def test_two_hundred_push_clusters_roll_out_with_bounded_history_and_no_of
 
     events = size = 0
     run_id: str | None = None
+    most_per_task = 0
     while True:
         history = await bundle.client.get_workflow_handle(
             bundle.handle.id, run_id=run_id
         ).fetch_history()
         events += len(history.events)
         size = max(size, sum(e.ByteSize() for e in history.events))
+        # Activities scheduled by one workflow task: the events after its completion.
+        scheduled = 0
+        for event in history.events:
+            if event.HasField("workflow_task_completed_event_attributes"):
+                scheduled = 0
+            elif event.HasField("activity_task_scheduled_event_attributes"):
+                scheduled += 1
+                most_per_task = max(most_per_task, scheduled)
         last = history.events[-1]
         if not last.HasField("workflow_execution_continued_as_new_event_attributes"):
             break
         run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
     assert events / 400 <= 10, f"{events / 400:.1f} history events per bundle deployment"
+    # 200 clusters start in passes of at most ACTIVITIES_PER_PASS (a task's CPU stays small).
+    assert most_per_task == ACTIVITIES_PER_PASS, most_per_task
     assert size < 1_000_000, f"largest history run {size} bytes"
     offline = [r.getMessage() for r in caplog.records if "cluster offline" in r.getMessage()]
     assert offline == []
@@ -902,3 +915,38 @@ async def test_a_history_past_the_byte_bound_continues_as_new_and_redeploys_noth
     )
     assert common.CONTINUE_AS_NEW_BYTES_PATCH in history_text(first)
     record_history(first, "bundle-continue-as-new-by-bytes.json")
+
+
+async def test_a_pass_starts_at_most_its_bound_of_activities_and_the_rest_follow(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    """110 clusters, two versions: new deployments start 50 at a time (Fleet's ``maxNew``);
+    the update may move them all, but one pass starts at most ``ACTIVITIES_PER_PASS`` (100)
+    deploys and the pass their completions wake starts the rest. Every cluster is deployed
+    once per version. With FLOTILLA_RECORD_HISTORIES=DIR the history is written for
+    tests/replay."""
+    clusters = [f"c{i:03d}" for i in range(110)]
+    standins = StandIns(clusters=clusters, ready_at_deploy=True)
+    bundle = await start(standins)
+    await eventually(bundle.states, lambda s: len(s) == 110 and all_ready(s), timeout=120)
+    await bundle.release(2)
+    await eventually(
+        bundle.status,
+        lambda s: (
+            s.commit == "commit-2"
+            and len(standins.windows) >= 220
+            and all_ready({c.cluster: c.state for c in s.clusters})
+        ),
+        timeout=120,
+    )
+    assert len(standins.windows) == 220
+    history = await bundle.handle.fetch_history()
+    batches: list[int] = []
+    for event in history.events:
+        if event.HasField("workflow_task_completed_event_attributes"):
+            batches.append(0)
+        elif event.HasField("activity_task_scheduled_event_attributes") and batches:
+            batches[-1] += 1
+    assert max(batches) == ACTIVITIES_PER_PASS, batches
+    assert BOUNDED_STARTS_PATCH in history_text(history)
+    record_history(history, "bundle-activities-per-pass.json")
