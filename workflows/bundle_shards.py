@@ -98,6 +98,10 @@ SHARD_STATES_PATCH = "shard-cluster-states"
 # path does against the names. Asked only when a split returns them, so bundles on inline
 # snapshots, and runs whose splits came from older workers, carry no marker.
 SHARD_DIGEST_STATES_PATCH = "shard-states-by-digest"
+# A bundle whose snapshot came by digest reads the packed dependency states it kept (they
+# came before its clusters were loaded) once it has loaded them. Asked only when one of them
+# is packed against the loaded list, so other runs carry no marker.
+LOADED_DEPENDENCIES_PATCH = "digest-read-dependencies-after-load"
 # Partition gates across shards: the bundle decides them over its shards' sums and sends the
 # closed partitions with each grant. Asked only by sharded bundles whose partitions declare a
 # gate, so others carry no marker.
@@ -153,10 +157,14 @@ class ShardedBundle:
     """The part of ``BundleWorkflow`` that drives shards (mixed in; state is the workflow's)."""
 
     state: BundleWorkflowState
+    _index: ClusterIndex
     _report_due: datetime | None
     _summary: str
     _run_started: datetime
     _gate: GateDecision
+
+    def _cluster_views(self) -> dict[str, ClusterView]:
+        raise NotImplementedError  # BundleWorkflow's
 
     def _init_shards(self) -> None:
         # Clusters whose watcher reported a change, for their shard (empty name: all shards).
@@ -187,6 +195,17 @@ class ShardedBundle:
             self.state.dependency_states[name] = unpack_dependency(update, index)
             self.state.dependency_commits[name] = update.commit
             del self.state.dependency_packed[name]
+
+    def _read_loaded_dependencies(self) -> None:
+        """Read the packed dependency states kept while this bundle's snapshot was a header
+        by digest (no names yet), now that its clusters are loaded: a refresh that started it
+        brought them before the load, and a settled dependency sends no more."""
+        if not self.state.dependency_packed:
+            return
+        self._cluster_views()  # the index of the loaded list
+        keys = {update.clusters_key for update in self.state.dependency_packed.values()}
+        if self._index.key in keys and workflow.patched(LOADED_DEPENDENCIES_PATCH):
+            self._unpack_dependencies(self._index)
 
     def _cut_dependencies(self) -> dict[int, list[DependencyStates]]:
         """The packed dependency states of the snapshot last handed out, cut into each
