@@ -1130,6 +1130,7 @@ class GitRepoWorkflow:
             "cluster_schedule_to_start_seconds": self.state.cluster_schedule_to_start_seconds,
             "monitor_seconds": self.state.monitor_seconds,
             "retry_seconds": self.state.retry_seconds,
+            "shard_size": self.state.bundle_shard_size,
         }
         return {k: v for k, v in switches.items() if v is not None}
 
