@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
@@ -290,28 +291,42 @@ async def test_sharded_bundles_by_digest_count_in_the_gitrepo_and_reach_their_de
 
     status = await flotilla.eventually(
         lambda: flotilla.control.gitrepo_status(ns, "repo"),
-        lambda s: len(s.bundles) == 2 and s.desired_ready_clusters == 200,
+        lambda s: all(b.desired == 200 for b in s.bundles) and s.desired_ready_clusters == 200,
         timeout=240,
     )
-    assert status.ready_clusters == 0  # no agent ever started: nothing is Ready
-    assert {b.name: b.desired for b in status.bundles} == {"repo-app": 200, "repo-db": 200}
+    # Counted by position: both bundles on the same 200 clusters, no agent ever started.
+    assert len(status.bundles) == 2 and status.ready_clusters == 0
 
     client = flotilla.client
     app = bundle_workflow_id(ns, "repo-app")
 
-    async def shard_histories() -> list[str]:
-        return [
-            history_text(
-                await client.get_workflow_handle(bundle_shard_workflow_id(app, i)).fetch_history()
+    async def packed_to_shards() -> list[list[dict[str, Any]]]:
+        """Per shard of app, the dependency states its refreshes brought packed."""
+        out = []
+        for i in range(4):
+            handle = client.get_workflow_handle(bundle_shard_workflow_id(app, i))
+            history = await handle.fetch_history()
+            out.append(
+                [
+                    update
+                    for e in history.events
+                    if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+                    and e.workflow_execution_signaled_event_attributes.signal_name == "refresh"
+                    for update in json.loads(
+                        e.workflow_execution_signaled_event_attributes.input.payloads[0].data
+                    ).get("dependency_packed", [])
+                ]
             )
-            for i in range(4)
-        ]
+        return out
 
-    # db's states reached every shard of app, cut into its part (no name travelled).
-    texts = await flotilla.eventually(
-        shard_histories, lambda ts: all('"dependency_packed"' in t for t in ts), timeout=120
-    )
-    assert all('"c0' not in t.split('"dependency_packed"', 1)[1][:2_000] for t in texts)
+    def whole_parts(packed: list[list[dict[str, Any]]]) -> bool:
+        """Each shard has db's states on all 50 clusters of its part (all held there)."""
+        return all(updates and sum(updates[-1]["counts"].values()) == 50 for updates in packed)
+
+    # db's states reached every shard of app, cut into its part: packed, no name.
+    packed = await flotilla.eventually(packed_to_shards, whole_parts, timeout=120)
+    for updates in packed:
+        assert all(u["bundle"] == "repo-db" and u["codes"] and not u["states"] for u in updates)
 
     registry = await client.get_workflow_handle(registry_workflow_id(ns)).fetch_history()
     gitrepo_history = await client.get_workflow_handle(
