@@ -185,6 +185,10 @@ class StoredSnapshot(BaseModel):
     digest: str
     stored_bytes: int
     cluster_count: int
+    # The key of its sorted cluster names (flotilla.clusterstates.cluster_index): what
+    # states packed against this list name, so a workflow without the names can join and
+    # cut them by position. Empty from workers before it was added.
+    clusters_key: str = ""
 
 
 class LoadSnapshotRequest(BaseModel):
@@ -203,3 +207,7 @@ class SplitSnapshotRequest(BaseModel):
 class SplitSnapshotResult(BaseModel):
     boundaries: list[str]
     parts: list[StoredSnapshot]
+    # The key of the whole snapshot's sorted names (empty from workers before it was added):
+    # with each part's key and count, what a sharded bundle joins its shards' packed states
+    # against, as part k is the k-th consecutive range of those names.
+    clusters_key: str = ""

@@ -25,6 +25,7 @@ from activities.gitops_models import (
     StoredSnapshot,
     StoreSnapshotRequest,
 )
+from flotilla.clusterstates import cluster_index
 from flotilla.errors import FlotillaError
 from flotilla.snapshots import ClusterSnapshot, apply_delta, encode_snapshot, snapshot_parts
 
@@ -33,6 +34,10 @@ from flotilla.snapshots import ClusterSnapshot, apply_delta, encode_snapshot, sn
 CACHED_SNAPSHOT_BYTES = 4_000_000
 # Split results kept (digests only: small).
 CACHED_SPLITS = 64
+
+
+def _names_key(snapshot: ClusterSnapshot) -> str:
+    return cluster_index(c.name for c in snapshot.clusters).key
 
 
 class SnapshotActivities:
@@ -79,7 +84,10 @@ class SnapshotActivities:
         digest = self.content.put(data)
         self._remember(digest, snapshot, len(data))
         return StoredSnapshot(
-            digest=digest, stored_bytes=len(data), cluster_count=len(snapshot.clusters)
+            digest=digest,
+            stored_bytes=len(data),
+            cluster_count=len(snapshot.clusters),
+            clusters_key=_names_key(snapshot),
         )
 
     @activity.defn(name=STORE_SNAPSHOT)
@@ -109,13 +117,14 @@ class SnapshotActivities:
         if done is not None:
             return done
         try:
-            boundaries, parts = snapshot_parts(
-                self._get(request.digest), request.boundaries, request.size
-            )
+            whole = self._get(request.digest)
+            boundaries, parts = snapshot_parts(whole, request.boundaries, request.size)
             stored = [self._put(part) for part in parts]
         except FlotillaError as err:
             raise to_application_error(err) from None
-        result = SplitSnapshotResult(boundaries=boundaries, parts=stored)
+        result = SplitSnapshotResult(
+            boundaries=boundaries, parts=stored, clusters_key=_names_key(whole)
+        )
         with self._lock:
             self._splits[key] = result
             while len(self._splits) > CACHED_SPLITS:

@@ -18,6 +18,9 @@ import hashlib
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from flotilla.status import BundleReport, BundleState, count_states
 
@@ -39,6 +42,39 @@ def cluster_index(names: Iterable[str]) -> ClusterIndex:
     ordered = tuple(sorted(set(names)))
     key = hashlib.sha256("\n".join(ordered).encode()).hexdigest()[:16]
     return ClusterIndex(names=ordered, key=key, position={n: i for i, n in enumerate(ordered)})
+
+
+class PackedFields(Protocol):
+    """What carries per-cluster states packed: a report, a shard's report, a dependency's
+    states for its dependents, the states a sharded bundle joined from its shards."""
+
+    @property
+    def clusters_key(self) -> str: ...
+
+    @property
+    def codes(self) -> str: ...
+
+    @property
+    def counts(self) -> Mapping[str, int]: ...
+
+    @property
+    def states(self) -> Mapping[str, BundleState]: ...
+
+
+_Carrier = TypeVar("_Carrier", bound=BaseModel)
+
+
+def with_packed(carrier: _Carrier, packed: PackedFields) -> _Carrier:
+    """``carrier`` holding the packed states of ``packed`` (its key, codes, counts, and the
+    states outside the list) in place of its own."""
+    return carrier.model_copy(
+        update={
+            "clusters_key": packed.clusters_key,
+            "codes": packed.codes,
+            "counts": dict(packed.counts),
+            "states": dict(packed.states),
+        }
+    )
 
 
 def _encode(symbols: list[int], kinds: int) -> str:
@@ -197,3 +233,14 @@ def split_packed(
         counts = count_states(s for s in piece if s)
         out.append((encode_states(piece, sorted(counts)), counts))
     return out
+
+
+def states_by_position(report: BundleReport, key: str, length: int) -> dict[int, BundleState]:
+    """The states ``report`` packs against a list known only by its ``key`` and ``length`` (a
+    GitRepo whose snapshot came by digest has no names), by position in that list; empty
+    when it is packed against another list. Reports packed against one list name the same
+    cluster at the same position, which is all ``readyClusters`` needs."""
+    if not report.codes or report.clusters_key != key:
+        return {}
+    decoded = decode_states(report.codes, sorted(report.counts), length)
+    return {at: BundleState(state) for at, state in enumerate(decoded) if state is not None}

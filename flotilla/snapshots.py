@@ -66,6 +66,10 @@ class ClusterSnapshot(BaseModel):
     clusters_digest: str = Field(default="", exclude_if=lambda value: not value)
     cluster_count: int = Field(default=0, exclude_if=lambda value: not value)
     stored_bytes: int = Field(default=0, exclude_if=lambda value: not value)
+    # With the digest: the key of the stored clusters' sorted names (flotilla.clusterstates),
+    # which states packed against that list name, so a GitRepo that never loads the list
+    # reads them by position. Left out of the JSON when unset (older registries), as above.
+    clusters_key: str = Field(default="", exclude_if=lambda value: not value)
 
     @property
     def by_digest(self) -> bool:
@@ -107,12 +111,14 @@ def encode_snapshot(snapshot: ClusterSnapshot) -> bytes:
     """The stored form: the snapshot's JSON without the by-digest fields (so equal snapshots
     have equal digests, whatever version or route they came by)."""
     plain = snapshot.model_copy(
-        update={"clusters_digest": "", "cluster_count": 0, "stored_bytes": 0}
+        update={"clusters_digest": "", "cluster_count": 0, "stored_bytes": 0, "clusters_key": ""}
     )
     return plain.model_dump_json().encode()
 
 
-def snapshot_header(snapshot: ClusterSnapshot, digest: str, stored_bytes: int) -> ClusterSnapshot:
+def snapshot_header(
+    snapshot: ClusterSnapshot, digest: str, stored_bytes: int, clusters_key: str = ""
+) -> ClusterSnapshot:
     """What travels instead of ``snapshot`` once it is stored under ``digest``."""
     return snapshot.model_copy(
         update={
@@ -120,6 +126,7 @@ def snapshot_header(snapshot: ClusterSnapshot, digest: str, stored_bytes: int) -
             "clusters_digest": digest,
             "cluster_count": len(snapshot.clusters),
             "stored_bytes": stored_bytes,
+            "clusters_key": clusters_key,
         }
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -410,6 +410,7 @@ def summarize_gitrepo(
     git_states: bool = True,
     restricted: str = "",
     pinned: Mapping[str, str] | None = None,
+    by_position: Callable[[BundleReport], Mapping[int, BundleState]] | None = None,
 ) -> GitRepoSummary:
     """Aggregate a GitRepo's bundles: ready/desired clusters and bundle deployments, the worst
     state and the line that explains it.
@@ -425,10 +426,14 @@ def summarize_gitrepo(
     ``pinned`` names bundles held at another commit than ``commit`` (a version pin): their
     reports are current at that commit. A bundle whose rollout a gate halted is Halted, and so
     is the GitRepo (below a git error or a restriction; above every deployment state).
+    ``by_position`` reads the states of a report still packed (``codes``) by position in the
+    GitRepo's cluster list when it knows that list by key only (a snapshot by digest): such
+    clusters count as the named ones do, at their position.
     """
     lines: list[BundleLine] = []
     ready = desired = 0
     per_cluster: dict[str, bool] = {}
+    per_position: dict[int, bool] = {}
     worst = BundleState.READY
     halted: BundleLine | None = None
     deployment_counts: dict[str, int] = {}
@@ -455,6 +460,11 @@ def summarize_gitrepo(
                 per_cluster[cluster] = per_cluster.get(cluster, True) and (
                     cluster_state is BundleState.READY
                 )
+            if report.codes and by_position is not None:
+                for at, cluster_state in by_position(report).items():
+                    per_position[at] = per_position.get(at, True) and (
+                        cluster_state is BundleState.READY
+                    )
         line = BundleLine(
             name=bundle.name,
             path=bundle.path,
@@ -483,8 +493,8 @@ def summarize_gitrepo(
     if restricted:
         shown, message = RepoState.RESTRICTED, restricted
     return GitRepoSummary(
-        ready_clusters=sum(per_cluster.values()),
-        desired_ready_clusters=len(per_cluster),
+        ready_clusters=sum(per_cluster.values()) + sum(per_position.values()),
+        desired_ready_clusters=len(per_cluster) + len(per_position),
         ready_bundle_deployments=f"{ready}/{desired}",
         state=shown,
         message=message,

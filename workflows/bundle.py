@@ -554,6 +554,7 @@ class BundleWorkflow(ShardedBundle):
                 return
             if self.state.clusters is clusters:  # no newer one came meanwhile
                 self.state.clusters = loaded
+                self._read_loaded_dependencies()
             clusters = loaded
         key = f"{spec.bundle_digest}:{clusters.version}:{spec.switches.model_dump_json()}"
         if key == self.state.plan_key and await self._downstream_changed(spec):

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         decode_states,
         pack_report,
         split_packed,
+        with_packed,
     )
     from flotilla.gates import GateDecision, partition_gates, rolls_back
     from flotilla.gates import statuses as gate_statuses
@@ -92,6 +93,15 @@ SHARD_REPORT_GAP = timedelta(seconds=3)
 # reports and by a sharded bundle when it reports or has packed dependency states to hand
 # on, so runs that never shard carry no marker.
 SHARD_STATES_PATCH = "shard-cluster-states"
+# A sharded bundle whose snapshot came by digest joins its shards' packed states (and cuts
+# its dependencies') against the keys and sizes ``split_snapshot`` returns, as the inline
+# path does against the names. Asked only when a split returns them, so bundles on inline
+# snapshots, and runs whose splits came from older workers, carry no marker.
+SHARD_DIGEST_STATES_PATCH = "shard-states-by-digest"
+# A bundle whose snapshot came by digest reads the packed dependency states it kept (they
+# came before its clusters were loaded) once it has loaded them. Asked only when one of them
+# is packed against the loaded list, so other runs carry no marker.
+LOADED_DEPENDENCIES_PATCH = "digest-read-dependencies-after-load"
 # Partition gates across shards: the bundle decides them over its shards' sums and sends the
 # closed partitions with each grant. Asked only by sharded bundles whose partitions declare a
 # gate, so others carry no marker.
@@ -123,14 +133,9 @@ def with_packed_states(
         ),
         index,
     )
-    return report.model_copy(
-        update={
-            "counts": packed.counts,
-            "clusters_key": index.key,
-            "codes": packed.codes,
-            "states": packed.states,
-        }
-    )
+    # Keyed even when no state is packed: the bundle joins only shards whose key is their
+    # part's, and a shard with no deployment has its part too.
+    return with_packed(report, packed.model_copy(update={"clusters_key": index.key}))
 
 
 def unpack_dependency(update: DependencyStates, index: ClusterIndex) -> dict[str, BundleState]:
@@ -152,10 +157,14 @@ class ShardedBundle:
     """The part of ``BundleWorkflow`` that drives shards (mixed in; state is the workflow's)."""
 
     state: BundleWorkflowState
+    _index: ClusterIndex
     _report_due: datetime | None
     _summary: str
     _run_started: datetime
     _gate: GateDecision
+
+    def _cluster_views(self) -> dict[str, ClusterView]:
+        raise NotImplementedError  # BundleWorkflow's
 
     def _init_shards(self) -> None:
         # Clusters whose watcher reported a change, for their shard (empty name: all shards).
@@ -186,6 +195,17 @@ class ShardedBundle:
             self.state.dependency_states[name] = unpack_dependency(update, index)
             self.state.dependency_commits[name] = update.commit
             del self.state.dependency_packed[name]
+
+    def _read_loaded_dependencies(self) -> None:
+        """Read the packed dependency states kept while this bundle's snapshot was a header
+        by digest (no names yet), now that its clusters are loaded: a refresh that started it
+        brought them before the load, and a settled dependency sends no more."""
+        if not self.state.dependency_packed:
+            return
+        self._cluster_views()  # the index of the loaded list
+        keys = {update.clusters_key for update in self.state.dependency_packed.values()}
+        if self._index.key in keys and workflow.patched(LOADED_DEPENDENCIES_PATCH):
+            self._unpack_dependencies(self._index)
 
     def _cut_dependencies(self) -> dict[int, list[DependencyStates]]:
         """The packed dependency states of the snapshot last handed out, cut into each
@@ -324,18 +344,27 @@ class ShardedBundle:
                 await self._send(spec, None)  # the new spec at least; parts at the next pass
             return
         book.boundaries = split.boundaries
-        # This bundle never sees the names of a stored snapshot, so it has no key to join its
-        # shards' packed states against: its reports go without per-cluster states (as before
-        # shards packed them), and a key kept from an inline snapshot must not hold them back.
-        book.clusters_key = ""
+        # This bundle never sees the names of a stored snapshot: the split says the key of
+        # the whole list and of each part, and the parts' sizes, which is all it needs to
+        # join its shards' packed states (and cut its dependencies') by position. A split by
+        # an older worker says nothing of them: the reports then go without per-cluster
+        # states, and a key kept from an inline snapshot must not hold them back.
+        keyed = bool(split.clusters_key) and workflow.patched(SHARD_DIGEST_STATES_PATCH)
+        book.clusters_key = split.clusters_key if keyed else ""
         book.part_keys.clear()
         book.part_sizes.clear()
+        if keyed:
+            for index, part in enumerate(split.parts):
+                book.part_keys[index] = part.clusters_key
+                book.part_sizes[index] = part.cluster_count
         parts = {
             i: header.model_copy(
                 update={
                     "clusters_digest": part.digest,
                     "cluster_count": part.cluster_count,
                     "stored_bytes": part.stored_bytes,
+                    # The part's key, not the whole's (empty from older workers).
+                    "clusters_key": part.clusters_key if keyed else "",
                 }
             )
             for i, part in enumerate(split.parts)
@@ -343,7 +372,12 @@ class ShardedBundle:
         await self._send(spec, parts)
         # Handed out: kept without the digest, so the next pass does not cut it again.
         self.state.clusters = header.model_copy(
-            update={"clusters_digest": "", "cluster_count": 0, "stored_bytes": 0}
+            update={
+                "clusters_digest": "",
+                "cluster_count": 0,
+                "stored_bytes": 0,
+                "clusters_key": "",
+            }
         )
         self.state.targets, self.state.plan_errors = {}, {}
 
@@ -557,16 +591,7 @@ class ShardedBundle:
             and rolls_back(partition_gates(self.state.strategy), self.state.gates),
         )
         joined = self._joined_states(spec) if with_states else None
-        if joined is None:
-            return report
-        return report.model_copy(
-            update={
-                "counts": joined.counts,
-                "clusters_key": joined.clusters_key,
-                "codes": joined.codes,
-                "states": joined.states,
-            }
-        )
+        return report if joined is None else with_packed(report, joined)
 
     def _shard_halted(self, spec: BundleSpec) -> str:
         """Why a gate halted the rollout of the version the spec names, as the bundle's

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -49,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
         pack_report,
         read_report,
         repack,
+        states_by_position,
+        with_packed,
     )
     from flotilla.credentials import RenderSecretRefs
     from flotilla.durations import parse_duration
@@ -174,6 +177,11 @@ AUTO_ROLLBACK_PATCH = "rollback-automatic"
 # dependency_states go to dependents packed as the report is stored (flotilla.clusterstates)
 # instead of one entry per cluster; asked only when forwarding a packed report.
 PACKED_DEPENDENCIES_PATCH = "shards-packed-dependency-states"
+# A report this GitRepo cannot read by name (packed against a list it has no names of: a
+# sharded bundle's, whose snapshot came by digest) still goes to dependents packed as
+# stored, which read it against their own list or cut it into their shards'. Before, it went
+# nowhere and the dependent waited. Asked only when forwarding such a report.
+UNREAD_DEPENDENCIES_PATCH = "gitrepo-forwards-unread-packed-states"
 
 
 def _source_key(spec: GitRepoSpec) -> str:
@@ -208,6 +216,9 @@ class GitRepoWorkflow:
         self._index: tuple[ClusterSnapshot | None, ClusterIndex | None] = (None, None)
         self._previous_index: ClusterIndex | None = None
         self._expanded: dict[str, tuple[BundleReport, BundleReport]] = {}
+        # Per bundle, its stored report's states by position in the list a snapshot by
+        # digest names by key only (read once per report and key; not state either).
+        self._positions: dict[str, tuple[BundleReport, str, dict[int, BundleState]]] = {}
 
     @workflow.run
     async def run(self, state: GitRepoState) -> None:
@@ -308,6 +319,27 @@ class GitRepoWorkflow:
 
     def _reports(self) -> dict[str, BundleReport]:
         return {name: self._report(name) for name in self.state.reports}
+
+    def _by_position(self) -> Callable[[BundleReport], Mapping[int, BundleState]] | None:
+        """How the status reads a report still packed, by position in the list of a
+        snapshot that came by digest (its header names the list's key and size); None when
+        this run has the names or no key (older registries)."""
+        clusters = self.state.clusters
+        if clusters is None or not clusters.by_digest or not clusters.clusters_key:
+            return None
+        key, length = clusters.clusters_key, clusters.cluster_count
+
+        def read(report: BundleReport) -> Mapping[int, BundleState]:
+            stored = self.state.reports.get(report.bundle)
+            if stored is None:
+                return {}
+            cached = self._positions.get(report.bundle)
+            if cached is None or cached[0] is not stored or cached[1] != key:
+                cached = (stored, key, states_by_position(stored, key, length))
+                self._positions[report.bundle] = cached
+            return cached[2]
+
+        return read
 
     @workflow.signal(name=BUNDLE_REPORT_SIGNAL)
     def bundle_report(self, report: BundleReport) -> None:
@@ -991,16 +1023,14 @@ class GitRepoWorkflow:
             bundle=bundle, states=report.states, commit=self._reported_commit(bundle)
         )
         stored = self.state.reports[bundle]
-        if report.codes or not stored.codes or not workflow.patched(PACKED_DEPENDENCIES_PATCH):
+        if not stored.codes:
             return update
-        return update.model_copy(
-            update={
-                "states": stored.states,
-                "clusters_key": stored.clusters_key,
-                "codes": stored.codes,
-                "counts": stored.counts,
-            }
-        )
+        # Still packed once read: against a list this run has no names of. Its dependents
+        # may have them (or, sharded, its parts' keys): it is theirs to read.
+        patch = UNREAD_DEPENDENCIES_PATCH if report.codes else PACKED_DEPENDENCIES_PATCH
+        if not workflow.patched(patch):
+            return update
+        return with_packed(update, stored)
 
     def _refresh(
         self, ref: BundleRef, spec: BundleSpec, clusters: ClusterSnapshot
@@ -1102,6 +1132,7 @@ class GitRepoWorkflow:
             "cluster_schedule_to_start_seconds": self.state.cluster_schedule_to_start_seconds,
             "monitor_seconds": self.state.monitor_seconds,
             "retry_seconds": self.state.retry_seconds,
+            "shard_size": self.state.bundle_shard_size,
         }
         return {k: v for k, v in switches.items() if v is not None}
 
@@ -1124,9 +1155,9 @@ class GitRepoWorkflow:
             for dep in ref.depends_on:
                 if dep.bundle not in changed or dep.bundle not in self.state.reports:
                     continue
-                if self._report(dep.bundle).codes:
-                    continue  # packed against a cluster list this run does not know
                 update = self._dependency_update(dep.bundle)
+                if self._report(dep.bundle).codes and not update.codes:
+                    continue  # packed against a list this run does not know (older runs)
                 handle = workflow.get_external_workflow_handle_for(
                     BundleWorkflow.run, bundle_workflow_id(self.state.namespace, ref.name)
                 )
@@ -1178,6 +1209,7 @@ class GitRepoWorkflow:
                 for name, pin in self.state.pins.items()
                 if name in self.state.pinned_refs
             },
+            by_position=self._by_position(),
         )
         return GitRepoStatus(
             namespace=self.state.namespace,

@@ -97,6 +97,9 @@ class GitRepoState(BaseModel):
     cluster_schedule_to_start_seconds: float | None = None
     monitor_seconds: float | None = None
     retry_seconds: float | None = None
+    # Test switch: the shard size of its bundles (flotilla.settings.DEFAULT_BUNDLE_SHARD_SIZE
+    # when unset), so a test shards bundles of a few hundred clusters.
+    bundle_shard_size: int | None = None
 
 
 class UpdateSpecRequest(BaseModel):

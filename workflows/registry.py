@@ -113,6 +113,10 @@ FIRST_BEAT_PATCH = "f13-agent-first-beat-releases"
 # subscribers get its header (flotilla.snapshots). Asked only for such a snapshot, so the
 # runs of smaller registries carry no marker.
 SNAPSHOT_BY_DIGEST_PATCH = "digest-registry-snapshot-by-digest"
+# The header names the key of the stored clusters' sorted names (``store_snapshot`` returns
+# it), so GitRepos read the per-cluster states of sharded bundles by position. Asked only
+# when a store returns a key, so histories of older workers replay as they ran.
+SNAPSHOT_KEY_PATCH = "registry-snapshot-names-key"
 
 
 def _invalid(message: str) -> ApplicationError:
@@ -263,7 +267,10 @@ class ClusterRegistryWorkflow:
                 if base:
                     continue
                 return snapshot
-            header = snapshot_header(snapshot, stored.digest, stored.stored_bytes)
+            keyed = bool(stored.clusters_key) and workflow.patched(SNAPSHOT_KEY_PATCH)
+            header = snapshot_header(
+                snapshot, stored.digest, stored.stored_bytes, stored.clusters_key if keyed else ""
+            )
             self._stored = (snapshot, header)
             return header
 

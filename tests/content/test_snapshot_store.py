@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 from activities.content import FileContentStore
 from activities.gitops_models import LoadSnapshotRequest, SplitSnapshotRequest, StoreSnapshotRequest
 from activities.snapshots import SnapshotActivities
+from flotilla.clusterstates import cluster_index
 from flotilla.errors import CONTENT_MISSING
 from flotilla.snapshots import ClusterSnapshot, ClusterView, snapshot_delta
 
@@ -75,6 +76,26 @@ def test_split_stores_each_part_and_only_the_changed_part_gets_a_new_digest(
         LoadSnapshotRequest(digest=resplit.parts[1].digest)
     )
     assert [c.name for c in part.clusters] == [f"c{i:04d}" for i in range(50, 100)]
+
+
+def test_split_and_store_name_the_keys_packed_states_are_joined_against(tmp_path: Path) -> None:
+    """What a sharded bundle on a stored snapshot needs to join its shards' packed states
+    without a name: the whole list's key (as the store's header names it, for the GitRepo)
+    and each part's key and size, part k being the k-th consecutive range of sorted names."""
+    activities = SnapshotActivities(FileContentStore(tmp_path / "content"))
+    snapshot = fleet(1, 120)
+    names = [c.name for c in reversed(snapshot.clusters)]  # the key is of the sorted names
+    stored = activities.store_snapshot(
+        StoreSnapshotRequest(delta=snapshot_delta(None, "", snapshot))
+    )
+    assert stored.clusters_key == cluster_index(names).key
+    split = activities.split_snapshot(SplitSnapshotRequest(digest=stored.digest, size=50))
+    assert split.clusters_key == stored.clusters_key
+    ordered = sorted(names)
+    assert [p.clusters_key for p in split.parts] == [
+        cluster_index(ordered[i : i + 50]).key for i in (0, 50, 100)
+    ]
+    assert [p.cluster_count for p in split.parts] == [50, 50, 20]
 
 
 def test_a_missing_snapshot_is_a_one_line_permanent_error(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ from flotilla.clusterstates import (
     readable,
     repack,
     split_packed,
+    states_by_position,
+    with_packed,
 )
 from flotilla.status import (
     SEVERITY,
@@ -31,6 +33,7 @@ from flotilla.status import (
     summarize_gitrepo,
 )
 from starters.tables import describe_gitrepo
+from workflows.bundle_models import DependencyStates
 from workflows.gitrepo_models import GitRepoState, GitRepoStatus
 from workflows.registry_models import ClusterSnapshot, ClusterView
 
@@ -335,3 +338,58 @@ def test_a_packed_list_of_ten_thousand_clusters_stays_a_few_kilobytes() -> None:
     assert len(encode_states(mixed, legend)) < 6_000
     mostly = ["Ready"] * 9_990 + ["ErrApplied"] * 10
     assert len(encode_states(mostly, ["ErrApplied", "Ready"])) < 20
+
+
+# --- a GitRepo that knows its cluster list by key only (a snapshot by digest) -------------
+
+
+def test_reports_packed_against_a_list_known_by_key_count_in_ready_clusters_by_position() -> None:
+    """Two bundles on 300 clusters, packed against the same list (as a sharded bundle joins
+    its shards' states): a GitRepo without the names counts readyClusters by position, as it
+    would by name; a deployment on a cluster outside the list counts by name; a report
+    packed against another list counts only its deployments (not its clusters)."""
+    names = [f"c{i:03d}" for i in range(300)]
+    index = cluster_index(names)
+    db = {c: S.READY if i % 10 else S.ERR_APPLIED for i, c in enumerate(names)}
+    app = {c: S.READY for c in names[:200]} | {"gone": S.MODIFIED}
+    reports = {
+        "db": pack_report(report(db, bundle="db"), index),
+        "app": pack_report(report(app, bundle="app"), index),
+    }
+    assert all(r.codes and r.clusters_key == index.key for r in reports.values())
+    refs = [BundleRef(name=n, path=n, digest="d") for n in reports]
+    by_name = summarize_gitrepo(
+        refs, {n: expand_report(r, index) for n, r in reports.items()}, commit=COMMIT
+    )
+    assert (by_name.ready_clusters, by_name.desired_ready_clusters) == (270, 301)
+
+    def read(r: BundleReport) -> dict[int, BundleState]:
+        return states_by_position(r, index.key, len(names))
+
+    by_position = summarize_gitrepo(refs, reports, commit=COMMIT, by_position=read)
+    assert by_position == by_name
+    assert summarize_gitrepo(refs, reports, commit=COMMIT).desired_ready_clusters == 1
+
+    other = cluster_index(names[:-1])
+    stale = {**reports, "app": pack_report(report(app, bundle="app"), other)}
+    summary = summarize_gitrepo(refs, stale, commit=COMMIT, by_position=read)
+    assert (summary.ready_clusters, summary.desired_ready_clusters) == (270, 301)
+    assert summary.ready_bundle_deployments == "470/501"
+    assert states_by_position(stale["app"], index.key, len(names)) == {}
+
+
+def test_packed_states_move_between_carriers_whole() -> None:
+    """A report's packed states put on a dependency update (as the GitRepo forwards them)
+    read back the same against the list."""
+    index = cluster_index(CLUSTERS)
+    packed = pack_report(report({c: S.READY for c in CLUSTERS[::2]} | {"x": S.MODIFIED}), index)
+    update = with_packed(DependencyStates(bundle="web", states={}, commit=COMMIT), packed)
+    assert (update.clusters_key, update.codes, update.counts, update.states) == (
+        packed.clusters_key,
+        packed.codes,
+        packed.counts,
+        packed.states,
+    )
+    assert expand_report(packed, index).states == (
+        {c: S.READY for c in CLUSTERS[::2]} | {"x": S.MODIFIED}
+    )

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
@@ -36,9 +37,10 @@ from flotilla.ids import (
     gitrepo_workflow_id,
     registry_workflow_id,
 )
+from flotilla.models import GitRepo, load_fleet_objects
 from flotilla.snapshots import ClusterSnapshot, ClusterView, snapshot_delta, snapshot_header
 from flotilla.status import BundleState
-from tests.e2e.harness import Flotilla, gitrepo_yaml, history_text
+from tests.e2e.harness import Flotilla, gitrepo_yaml, history_text, record_history
 from tests.workflows.test_bundle_shards import PlanLog, histories
 from tests.workflows.test_bundle_standins import (  # noqa: F401 (the fixture)
     Bundle,
@@ -47,7 +49,9 @@ from tests.workflows.test_bundle_standins import (  # noqa: F401 (the fixture)
 )
 from workflows.bundle import BundleWorkflow
 from workflows.bundle_models import BundleRefresh, BundleStatus, BundleStatusRequest
+from workflows.gitrepo import UNREAD_DEPENDENCIES_PATCH
 from workflows.registry import SNAPSHOT_BY_DIGEST_PATCH as REGISTRY_PATCH
+from workflows.registry import SNAPSHOT_KEY_PATCH as REGISTRY_KEY_PATCH
 from workflows.registry_models import REGISTRY_WORKFLOW, RegistryState
 from workflows.snapshots import SNAPSHOT_BY_DIGEST_PATCH as BUNDLE_PATCH
 
@@ -247,3 +251,89 @@ async def test_a_sharded_bundle_hands_out_stored_parts_and_a_label_change_reache
     if record:
         Path(record).mkdir(parents=True, exist_ok=True)
         (Path(record) / "bundle-shards-by-digest.json").write_text(first.to_json())
+
+
+async def test_sharded_bundles_by_digest_count_in_the_gitrepo_and_reach_their_dependents(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    """The real registry, GitRepo and bundle workflows: 200 agent clusters whose agents
+    never start (deploys held), the registry's inline limit at 4 kB and the bundles' shard
+    size at 50 (test switches), two bundles, app dependsOn db. The registry's header names
+    the list's key (no name); each bundle, sharded, reports its states joined from its
+    shards' packed against it; the GitRepo counts them by position (desiredReadyClusters
+    200, none Ready) and forwards db's to app packed as stored, which app cuts into its
+    shards' parts. With FLOTILLA_RECORD_HISTORIES=DIR the registry's and the GitRepo's
+    histories go there."""
+    ns = flotilla.namespace
+    await flotilla.client.start_workflow(
+        REGISTRY_WORKFLOW,
+        RegistryState(namespace=ns, inline_snapshot_limit=4_000),
+        id=registry_workflow_id(ns),
+        task_queue=flotilla.config.task_queue,
+    )
+    for name in CLUSTERS:
+        await flotilla.control.add_cluster(ns, name, None, labels={"env": "prod"})
+    url = git_daemon.create_repo(
+        repo_name,
+        {
+            "db/cm.yaml": CM,
+            "db/fleet.yaml": "namespace: db\n",
+            "app/cm.yaml": CM,
+            "app/fleet.yaml": "namespace: app\ndependsOn: [{name: repo-db}]\n",
+        },
+    )
+    selector = {"clusterSelector": {"matchLabels": {"env": "prod"}}}
+    (gitrepo,), _ = load_fleet_objects(
+        gitrepo_yaml(ns, "repo", url, targets=[selector]), file="gitrepo.yaml"
+    )
+    assert isinstance(gitrepo, GitRepo)
+    await flotilla.control.apply_gitrepo(gitrepo, bundle_shard_size=50)
+
+    status = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "repo"),
+        lambda s: all(b.desired == 200 for b in s.bundles) and s.desired_ready_clusters == 200,
+        timeout=240,
+    )
+    # Counted by position: both bundles on the same 200 clusters, no agent ever started.
+    assert len(status.bundles) == 2 and status.ready_clusters == 0
+
+    client = flotilla.client
+    app = bundle_workflow_id(ns, "repo-app")
+
+    async def packed_to_shards() -> list[list[dict[str, Any]]]:
+        """Per shard of app, the dependency states its refreshes brought packed."""
+        out = []
+        for i in range(4):
+            handle = client.get_workflow_handle(bundle_shard_workflow_id(app, i))
+            history = await handle.fetch_history()
+            out.append(
+                [
+                    update
+                    for e in history.events
+                    if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+                    and e.workflow_execution_signaled_event_attributes.signal_name == "refresh"
+                    for update in json.loads(
+                        e.workflow_execution_signaled_event_attributes.input.payloads[0].data
+                    ).get("dependency_packed", [])
+                ]
+            )
+        return out
+
+    def whole_parts(packed: list[list[dict[str, Any]]]) -> bool:
+        """Each shard has db's states on all 50 clusters of its part (all held there)."""
+        return all(updates and sum(updates[-1]["counts"].values()) == 50 for updates in packed)
+
+    # db's states reached every shard of app, cut into its part: packed, no name.
+    packed = await flotilla.eventually(packed_to_shards, whole_parts, timeout=120)
+    for updates in packed:
+        assert all(u["bundle"] == "repo-db" and u["codes"] and not u["states"] for u in updates)
+
+    registry = await client.get_workflow_handle(registry_workflow_id(ns)).fetch_history()
+    gitrepo_history = await client.get_workflow_handle(
+        gitrepo_workflow_id(ns, "repo")
+    ).fetch_history()
+    assert REGISTRY_KEY_PATCH in history_text(registry)
+    assert UNREAD_DEPENDENCIES_PATCH in history_text(gitrepo_history)
+    assert max(e.ByteSize() for e in gitrepo_history.events) < 200 * 60  # never the list
+    record_history(registry, "registry-snapshot-names-key.json")
+    record_history(gitrepo_history, "gitrepo-forwards-unread-packed-states.json")
