@@ -163,9 +163,18 @@ def start_worker(
     return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-def print_timeline(deploys: list[ActivityCall]) -> None:
-    """When the deploy activities ran: queueing before a thread took them, and run time."""
+def print_timeline(deploys: list[ActivityCall], applied: float) -> None:
+    """When the deploy activities ran: how long after the apply (``applied``, epoch seconds)
+    the first was scheduled and started, queueing before a thread took them, and run time."""
     first = min(c.scheduled for c in deploys)
+    first_start = min(c.started for c in deploys if c.started)
+    all_scheduled = max(c.scheduled for c in deploys)
+    print(
+        f"    apply -> first deploy_bundle scheduled {first.timestamp() - applied:.2f} s, "
+        f"started {first_start.timestamp() - applied:.2f} s; all 150 scheduled by "
+        f"{all_scheduled.timestamp() - applied:.2f} s",
+        flush=True,
+    )
     waits = [(c.started - c.scheduled).total_seconds() for c in deploys if c.started]
     runs = [(c.completed - c.started).total_seconds() for c in deploys if c.started and c.completed]
     last = max(c.completed for c in deploys if c.completed)
@@ -213,6 +222,14 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
     # fields[0] is state (field 3); utime, stime, cutime, cstime are fields 14 to 17.
     first = 13 if children else 11
     return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds(server: TemporalDevServer | TemporalServer) -> float:
+    """CPU the Temporal server process has used so far (0 when it is not a child of ours)."""
+    process = server.process
+    if process is None or process.popen is None:
+        return 0.0
+    return cpu_seconds(process.popen.pid)
 
 
 def wait_for_log(path: Path, text: str, count: int, timeout: float = 120.0) -> None:
@@ -276,6 +293,7 @@ async def flotilla_run(
         before = remote.counts() if remote is not None else (0, 0)
         throughput = ServerThroughput(server.metrics_url)
         throughput.start()
+        server_cpu, worker_cpu = server_cpu_seconds(server), cpu_seconds(worker.pid)
         started, window_start = time.monotonic(), time.time()
         await control.apply_text(
             gitrepo_yaml(namespace, "bench", url, targets=[{"clusterSelector": {}}]),
@@ -307,7 +325,10 @@ async def flotilla_run(
             )
         own, children = cpu_seconds(worker.pid), cpu_seconds(worker.pid, children=True)
         print(
-            f"    worker CPU: {own:.1f} s python, {children:.1f} s helm and other children",
+            f"    worker CPU: {own:.1f} s python ({own - worker_cpu:.1f} s of it over the "
+            f"rollout), {children:.1f} s helm and other children; Temporal server CPU over the "
+            "rollout "
+            f"{server_cpu_seconds(server) - server_cpu:.1f} s",
             flush=True,
         )
         by_type: Counter[str] = Counter()
@@ -320,7 +341,7 @@ async def flotilla_run(
             deploys += [c for c in calls if c.name == "deploy_bundle"]
         events = sum(by_type.values())
         if breakdown:
-            print_timeline(deploys)
+            print_timeline(deploys, window_start)
             for name, count in by_type.most_common():
                 print(f"    {count / total:5.2f} per deployment  {name}", flush=True)
         for prefix in ("gitrepo", "bundle", "registry"):
