@@ -46,6 +46,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -66,7 +67,7 @@ from devenv.gitserver import GitDaemon
 from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_auth
 from devenv.temporal import TemporalDevServer, TemporalServer
 from flotilla.chart import wrap_manifests
-from flotilla.ids import bundle_workflow_id
+from flotilla.ids import bundle_workflow_id, gitrepo_workflow_id
 from flotilla.settings import TemporalSettings
 from flotilla.targeting import ClusterInfo
 from runtime.temporal import connect
@@ -163,16 +164,44 @@ def start_worker(
     return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
+def _after(moment: datetime | None, applied: float) -> str:
+    """Seconds from the apply to a history event's time (naive UTC, as histories give it)."""
+    if moment is None:
+        return "-"
+    return f"{moment.replace(tzinfo=UTC).timestamp() - applied:.2f}"
+
+
+def print_lead_in(
+    gitrepo: list[ActivityCall], first_bundle: list[ActivityCall], applied: float
+) -> None:
+    """What runs between the apply and the first deploy: the GitRepo's activities up to the
+    first sync_bundles, then the first bundle's plan (scheduled/started/completed, seconds
+    after the apply)."""
+    steps = []
+    for call in gitrepo:
+        steps.append(call)
+        if call.name == "sync_bundles":
+            break
+    steps += [c for c in first_bundle if c.name == "plan_bundle"][:1]
+    print(
+        "    lead-in: "
+        + "; ".join(
+            f"{c.name} {_after(c.scheduled, applied)}/{_after(c.started, applied)}/"
+            f"{_after(c.completed, applied)}"
+            for c in steps
+        ),
+        flush=True,
+    )
+
+
 def print_timeline(deploys: list[ActivityCall], applied: float) -> None:
     """When the deploy activities ran: how long after the apply (``applied``, epoch seconds)
     the first was scheduled and started, queueing before a thread took them, and run time."""
     first = min(c.scheduled for c in deploys)
-    first_start = min(c.started for c in deploys if c.started)
-    all_scheduled = max(c.scheduled for c in deploys)
     print(
-        f"    apply -> first deploy_bundle scheduled {first.timestamp() - applied:.2f} s, "
-        f"started {first_start.timestamp() - applied:.2f} s; all 150 scheduled by "
-        f"{all_scheduled.timestamp() - applied:.2f} s",
+        f"    apply -> first deploy_bundle scheduled {_after(first, applied)} s, started "
+        f"{_after(min(c.started for c in deploys if c.started), applied)} s; all "
+        f"{len(deploys)} scheduled by {_after(max(c.scheduled for c in deploys), applied)} s",
         flush=True,
     )
     waits = [(c.started - c.scheduled).total_seconds() for c in deploys if c.started]
@@ -333,14 +362,22 @@ async def flotilla_run(
         )
         by_type: Counter[str] = Counter()
         deploys: list[ActivityCall] = []
+        bundles: list[list[ActivityCall]] = []
         for index in range(BUNDLES):
             calls, counts = await activity_calls(
                 client, bundle_workflow_id(namespace, f"bench-b{index}")
             )
+            bundles.append(calls)
             by_type.update(counts)
             deploys += [c for c in calls if c.name == "deploy_bundle"]
         events = sum(by_type.values())
         if breakdown:
+            lead, _ = await activity_calls(client, gitrepo_workflow_id(namespace, "bench"))
+            first_bundle = min(
+                (b for b in bundles if any(c.name == "plan_bundle" for c in b)),
+                key=lambda b: min(c.scheduled for c in b if c.name == "plan_bundle"),
+            )
+            print_lead_in(lead, first_bundle, window_start)
             print_timeline(deploys, window_start)
             for name, count in by_type.most_common():
                 print(f"    {count / total:5.2f} per deployment  {name}", flush=True)
