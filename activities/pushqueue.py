@@ -116,9 +116,11 @@ class PushDeployActivities:
 
     @contextmanager
     def _on(self, namespace: str, cluster: str) -> Iterator[None]:
+        # The slot wait beats by itself; the pulse starts with the call's turn, so a waiting
+        # call beats once per 2 s, not twice.
         with (
-            heartbeating(PULSE_SECONDS),
             self.slots.hold(namespace, cluster),
+            heartbeating(PULSE_SECONDS),
             _named(namespace, cluster),
         ):
             yield
