@@ -27,7 +27,10 @@ requests per deployment to each.
 
 Each side also prints its API requests to the clusters per deployment (helm's and
 flotilla's, from the clusters' audit logs), and the bare side the CPU of its helm processes
-(the flotilla side prints its worker's).
+(the flotilla side prints its worker's, also over the rollout alone, and the Temporal
+server's over the rollout). ``--breakdown`` adds the lead-in from the apply to the first
+deploy (the GitRepo's activities and the first plan, seconds after the apply), the deploys'
+timeline per cluster and the bundle history's events by type.
 """
 
 from __future__ import annotations
