@@ -65,6 +65,7 @@ from runtime.metrics import (
 from runtime.stores import content_store, load_settings, secret_store
 from runtime.temporal import connect, ensure_search_attributes
 from runtime.tools import locate_tools
+from runtime.workflowcode import compile_workflows_once
 from starters.control import Control
 from starters.webhook import split_listen
 from starters.webhookserver import WebhookConfig, WebhookReceiver, start_receiver
@@ -295,6 +296,9 @@ class FlotillaWorker:
                     "fleet state read",
                 )
             )
+        # The sandbox executes a workflow's module for each run it loads, on the event loop:
+        # compiled once here, not at each of them when no bytecode is cached.
+        compile_workflows_once({w.__module__ for w in WORKFLOWS})
         self._control = Worker(
             self.client,
             task_queue=self.config.task_queue,

@@ -9,7 +9,6 @@ take every thread from the others, nor flood its own API server.
 
 from __future__ import annotations
 
-import contextvars
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from activities.deploy_models import (
     StatusRequest,
     WaitReadyRequest,
 )
+from activities.liveness import heartbeating
 from flotilla.errors import CLUSTER_UNREACHABLE
 
 # A call waiting for its cluster's slot heartbeats this often, well inside the deploy
@@ -39,6 +39,12 @@ _SLOT_WAIT_SECONDS = 2.0
 # A running call heartbeats at least this often (from a thread of its own), well inside the
 # push queues' heartbeat timeout (``workflows.common.PUSH_HEARTBEAT``, 10 s): what is slow on
 # a cluster (a render, a content fetch, an API call) never looks like a lost task.
+# Why (issue 12): the server marks an activity task started when it hands it to a poll, and a
+# hand-over that never reaches this process (a poll reply lost under load) is noticed only
+# when its heartbeat timeout passes. With the deploy activities' own heartbeats (helm's,
+# every 5 s, not while rendering or reading content) that timeout had to be 60 s, and each
+# lost task held its bundle deployment for over a minute. This one thread per call is also
+# the engine's (its own ``heartbeating`` sees it and starts no second thread).
 PULSE_SECONDS = 2.0
 
 
@@ -79,37 +85,6 @@ class ClusterSlots:
             slot.release()
 
 
-def _heartbeat() -> None:
-    if activity.in_activity():  # called directly (tests, tools): nobody to tell
-        activity.heartbeat()
-
-
-@contextmanager
-def _pulse(every: float) -> Iterator[None]:
-    """Heartbeat every ``every`` seconds while the body runs.
-
-    Why (issue 12): the server marks an activity task started when it hands it to a poll, and
-    a hand-over that never reaches this process (a poll reply lost under load) is noticed only
-    when its heartbeat timeout passes. With the deploy activities' own heartbeats (helm's,
-    every 5 s, not while rendering or reading content) that timeout had to be 60 s, and each
-    lost task held its bundle deployment for over a minute. A steady pulse lets the push
-    queues use a short one."""
-    context = contextvars.copy_context()
-    done = threading.Event()
-
-    def beat() -> None:
-        while not done.wait(every):
-            context.run(_heartbeat)
-
-    pulse = threading.Thread(target=beat, name="flotilla-pulse", daemon=True)
-    pulse.start()
-    try:
-        yield
-    finally:
-        done.set()
-        pulse.join()  # no heartbeat after the call has ended
-
-
 @contextmanager
 def _named(namespace: str, cluster: str) -> Iterator[None]:
     """A ClusterUnreachable failure says which cluster, in one line; others pass unchanged.
@@ -141,7 +116,13 @@ class PushDeployActivities:
 
     @contextmanager
     def _on(self, namespace: str, cluster: str) -> Iterator[None]:
-        with _pulse(PULSE_SECONDS), self.slots.hold(namespace, cluster), _named(namespace, cluster):
+        # The slot wait beats by itself; the pulse starts with the call's turn, so a waiting
+        # call beats once per 2 s, not twice.
+        with (
+            self.slots.hold(namespace, cluster),
+            heartbeating(PULSE_SECONDS),
+            _named(namespace, cluster),
+        ):
             yield
 
     @activity.defn(name=DEPLOY_BUNDLE)

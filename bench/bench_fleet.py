@@ -27,7 +27,10 @@ requests per deployment to each.
 
 Each side also prints its API requests to the clusters per deployment (helm's and
 flotilla's, from the clusters' audit logs), and the bare side the CPU of its helm processes
-(the flotilla side prints its worker's).
+(the flotilla side prints its worker's, also over the rollout alone, and the Temporal
+server's over the rollout). ``--breakdown`` adds the lead-in from the apply to the first
+deploy (the GitRepo's activities and the first plan, seconds after the apply), the deploys'
+timeline per cluster and the bundle history's events by type.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -66,7 +70,7 @@ from devenv.gitserver import GitDaemon
 from devenv.registry import BASIC_PASSWORD, BASIC_USER, LocalRegistry, htpasswd_auth
 from devenv.temporal import TemporalDevServer, TemporalServer
 from flotilla.chart import wrap_manifests
-from flotilla.ids import bundle_workflow_id
+from flotilla.ids import bundle_workflow_id, gitrepo_workflow_id
 from flotilla.settings import TemporalSettings
 from flotilla.targeting import ClusterInfo
 from runtime.temporal import connect
@@ -163,9 +167,46 @@ def start_worker(
     return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-def print_timeline(deploys: list[ActivityCall]) -> None:
-    """When the deploy activities ran: queueing before a thread took them, and run time."""
+def _after(moment: datetime | None, applied: float) -> str:
+    """Seconds from the apply to a history event's time (naive UTC, as histories give it)."""
+    if moment is None:
+        return "-"
+    return f"{moment.replace(tzinfo=UTC).timestamp() - applied:.2f}"
+
+
+def print_lead_in(
+    gitrepo: list[ActivityCall], first_bundle: list[ActivityCall], applied: float
+) -> None:
+    """What runs between the apply and the first deploy: the GitRepo's activities up to the
+    first sync_bundles, then the first bundle's plan (scheduled/started/completed, seconds
+    after the apply)."""
+    steps = []
+    for call in gitrepo:
+        steps.append(call)
+        if call.name == "sync_bundles":
+            break
+    steps += [c for c in first_bundle if c.name == "plan_bundle"][:1]
+    print(
+        "    lead-in: "
+        + "; ".join(
+            f"{c.name} {_after(c.scheduled, applied)}/{_after(c.started, applied)}/"
+            f"{_after(c.completed, applied)}"
+            for c in steps
+        ),
+        flush=True,
+    )
+
+
+def print_timeline(deploys: list[ActivityCall], applied: float) -> None:
+    """When the deploy activities ran: how long after the apply (``applied``, epoch seconds)
+    the first was scheduled and started, queueing before a thread took them, and run time."""
     first = min(c.scheduled for c in deploys)
+    print(
+        f"    apply -> first deploy_bundle scheduled {_after(first, applied)} s, started "
+        f"{_after(min(c.started for c in deploys if c.started), applied)} s; all "
+        f"{len(deploys)} scheduled by {_after(max(c.scheduled for c in deploys), applied)} s",
+        flush=True,
+    )
     waits = [(c.started - c.scheduled).total_seconds() for c in deploys if c.started]
     runs = [(c.completed - c.started).total_seconds() for c in deploys if c.started and c.completed]
     last = max(c.completed for c in deploys if c.completed)
@@ -213,6 +254,14 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
     # fields[0] is state (field 3); utime, stime, cutime, cstime are fields 14 to 17.
     first = 13 if children else 11
     return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds(server: TemporalDevServer | TemporalServer) -> float:
+    """CPU the Temporal server process has used so far (0 when it is not a child of ours)."""
+    process = server.process
+    if process is None or process.popen is None:
+        return 0.0
+    return cpu_seconds(process.popen.pid)
 
 
 def wait_for_log(path: Path, text: str, count: int, timeout: float = 120.0) -> None:
@@ -276,6 +325,7 @@ async def flotilla_run(
         before = remote.counts() if remote is not None else (0, 0)
         throughput = ServerThroughput(server.metrics_url)
         throughput.start()
+        server_cpu, worker_cpu = server_cpu_seconds(server), cpu_seconds(worker.pid)
         started, window_start = time.monotonic(), time.time()
         await control.apply_text(
             gitrepo_yaml(namespace, "bench", url, targets=[{"clusterSelector": {}}]),
@@ -307,20 +357,31 @@ async def flotilla_run(
             )
         own, children = cpu_seconds(worker.pid), cpu_seconds(worker.pid, children=True)
         print(
-            f"    worker CPU: {own:.1f} s python, {children:.1f} s helm and other children",
+            f"    worker CPU: {own:.1f} s python ({own - worker_cpu:.1f} s of it over the "
+            f"rollout), {children:.1f} s helm and other children; Temporal server CPU over the "
+            "rollout "
+            f"{server_cpu_seconds(server) - server_cpu:.1f} s",
             flush=True,
         )
         by_type: Counter[str] = Counter()
         deploys: list[ActivityCall] = []
+        bundles: list[list[ActivityCall]] = []
         for index in range(BUNDLES):
             calls, counts = await activity_calls(
                 client, bundle_workflow_id(namespace, f"bench-b{index}")
             )
+            bundles.append(calls)
             by_type.update(counts)
             deploys += [c for c in calls if c.name == "deploy_bundle"]
         events = sum(by_type.values())
         if breakdown:
-            print_timeline(deploys)
+            lead, _ = await activity_calls(client, gitrepo_workflow_id(namespace, "bench"))
+            first_bundle = min(
+                (b for b in bundles if any(c.name == "plan_bundle" for c in b)),
+                key=lambda b: min(c.scheduled for c in b if c.name == "plan_bundle"),
+            )
+            print_lead_in(lead, first_bundle, window_start)
+            print_timeline(deploys, window_start)
             for name, count in by_type.most_common():
                 print(f"    {count / total:5.2f} per deployment  {name}", flush=True)
         for prefix in ("gitrepo", "bundle", "registry"):

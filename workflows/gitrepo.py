@@ -981,19 +981,31 @@ class GitRepoWorkflow:
 
     # --- bundle workflows ---------------------------------------------------------------------
 
-    def _bundle_spec(self, ref: BundleRef, spec: GitRepoSpec) -> BundleSpec:
-        pin = self.state.pins.get(ref.name) or self.state.pins.get("")
-        return BundleSpec(
-            gitrepo=self.state.name,
-            commit=self._commit_of(ref.name),
-            pin=pin_line(pin) if pin is not None else "",
-            bundle_digest=ref.digest,
-            labels=ref.labels,
-            depends_on=ref.depends_on,
-            switches=self._switches(spec),
-            gitrepo_paused=spec.paused,
-            render_secrets=self._render_secrets(),
-        )
+    def _bundle_specs(
+        self, wanted: dict[str, BundleRef], spec: GitRepoSpec
+    ) -> dict[str, BundleSpec]:
+        """Every wanted bundle's spec. Built at each wake (a bundle's report is one), so what
+        all bundles share is computed once, and only when there are bundles (as before, a
+        GitRepo without any asks no patch)."""
+        if not wanted:
+            return {}
+        switches = self._switches(spec)
+        render_secrets = self._render_secrets()
+        specs = {}
+        for name, ref in wanted.items():
+            pin = self.state.pins.get(ref.name) or self.state.pins.get("")
+            specs[name] = BundleSpec(
+                gitrepo=self.state.name,
+                commit=self._commit_of(ref.name),
+                pin=pin_line(pin) if pin is not None else "",
+                bundle_digest=ref.digest,
+                labels=ref.labels,
+                depends_on=ref.depends_on,
+                switches=switches,
+                gitrepo_paused=spec.paused,
+                render_secrets=render_secrets,
+            )
+        return specs
 
     def _switches(self, spec: GitRepoSpec) -> GitRepoSwitches:
         switches = GitRepoSwitches.from_spec(spec)
@@ -1071,7 +1083,7 @@ class GitRepoWorkflow:
         if clusters is None or authorized is None:
             return
         wanted = self._effective_refs()
-        specs = {name: self._bundle_spec(ref, authorized) for name, ref in wanted.items()}
+        specs = self._bundle_specs(wanted, authorized)
         # Reachability changes no registry version, so it is part of the key by itself (and
         # only when some cluster is offline, so keys of healthy fleets are as they were). A
         # snapshot by digest has no clusters here: its digest covers their reachability.

@@ -23,6 +23,7 @@ from activities.deploy_models import (
     StatusRequest,
     WaitReadyRequest,
 )
+from activities.liveness import heartbeating
 from activities.pushqueue import ClusterSlots, PushDeployActivities
 from flotilla.errors import CLUSTER_UNREACHABLE
 from flotilla.ids import (
@@ -141,3 +142,34 @@ def test_a_running_call_heartbeats_steadily_so_a_short_heartbeat_timeout_is_safe
     count = len(beats)
     time.sleep(0.2)
     assert len(beats) == count  # the pulse stops with the call
+
+
+def test_an_engine_that_heartbeats_itself_adds_no_second_beating_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deploy engine keeps a helper thread beating (``activities.liveness``), and so does
+    the push queues' wrapper around it: one thread per call, not two, and it still beats."""
+    monkeypatch.setattr(pushqueue, "PULSE_SECONDS", 0.05)
+    beats: list[float] = []
+    beating: list[int] = []
+
+    class BeatsItself(Unreachable):
+        def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
+            with heartbeating(every=0.05):
+                time.sleep(0.4)
+                beating.append(threading.active_count() - before)
+            return DeploymentStatus(release=request.release, ready=True)
+
+    request = StatusRequest.model_validate(
+        {**_request("c1").model_dump(), "release": {"name": "app", "namespace": "ns"}}
+    )
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.append(time.monotonic())
+    push = PushDeployActivities(BeatsItself(), per_cluster=1)
+    before = threading.active_count()
+    assert env.run(push.check_deployment, request).ready
+    assert beating == [1]
+    assert len(beats) >= 4, beats
+    # Alone (the agent runs the engine without the wrapper) it beats with a thread of its own.
+    assert env.run(BeatsItself().check_deployment, request).ready
+    assert beating == [1, 1]
