@@ -97,6 +97,7 @@ from flotilla.ids import (
 from flotilla.models import GitRepoSpec, RolloutStrategy
 from flotilla.settings import DEFAULT_BUNDLE_SHARD_SIZE
 from flotilla.snapshots import encode_snapshot, snapshot_header
+from worker import DEFAULT_WORKFLOW_TASKS
 from workflows.bundle import REFRESH_SIGNAL, BundleWorkflow
 from workflows.bundle_models import (
     BundleRefresh,
@@ -213,6 +214,8 @@ async def run(clusters: int, shard_size: int, kind: str) -> dict[str, float]:
                 task_queue=QUEUE,
                 workflows=[BundleWorkflow],
                 activities=[standins.plan_bundle],
+                # As the flotilla worker runs them (worker.py, --workflow-tasks).
+                max_concurrent_workflow_tasks=DEFAULT_WORKFLOW_TASKS,
             ),
             *(Worker(client, task_queue=q, activities=deploys) for q in push_task_queues(QUEUE)),
         ]
@@ -498,6 +501,7 @@ async def run_retarget(
                 client,
                 task_queue=QUEUE,
                 workflows=[BundleWorkflow, GitRepoWorkflow, ClusterRegistryWorkflow],
+                max_concurrent_workflow_tasks=DEFAULT_WORKFLOW_TASKS,
                 activities=[
                     standins.plan_bundle,
                     standins.ls_remote,
