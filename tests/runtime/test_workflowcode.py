@@ -31,6 +31,13 @@ def compiles(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     # An empty bytecode cache: whatever a developer's tree holds is not found.
     monkeypatch.setattr(sys, "pycache_prefix", str(tmp_path / "pycache"))
     monkeypatch.setattr(workflowcode, "_CODE", {})
+    # No finder from a worker an earlier test started in this process (the suite runs many
+    # tests per process); each test installs its own, and the original list comes back.
+    monkeypatch.setattr(
+        sys,
+        "meta_path",
+        [f for f in sys.meta_path if not isinstance(f, workflowcode._WorkflowCodeFinder)],
+    )
     seen: list[str] = []
     compile_source = importlib.machinery.SourceFileLoader.source_to_code
 
@@ -61,10 +68,7 @@ def test_without_the_cache_the_sandbox_compiles_the_module_for_every_run(
     assert compiles.count(BUNDLE_SOURCE) == 3
 
 
-def test_with_the_cache_the_module_is_compiled_once(
-    compiles: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))  # the finder goes when done
+def test_with_the_cache_the_module_is_compiled_once(compiles: list[str]) -> None:
     workflowcode.compile_workflows_once([BundleWorkflow.__module__])
     _load_three_runs()
     assert compiles.count(BUNDLE_SOURCE) == 1
@@ -73,7 +77,6 @@ def test_with_the_cache_the_module_is_compiled_once(
 def test_an_edited_source_is_compiled_again(
     compiles: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
     package = tmp_path / "wfpkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
@@ -91,8 +94,7 @@ def test_an_edited_source_is_compiled_again(
     assert compiles.count(str(module)) == 2
 
 
-def test_other_modules_load_as_before(compiles: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+def test_other_modules_load_as_before(compiles: list[str]) -> None:
     workflowcode.compile_workflows_once([BundleWorkflow.__module__])
     finder = sys.meta_path[0]
     where = list(workflows.__path__)
