@@ -12,9 +12,9 @@ baseline is ``helm upgrade --install --wait`` of the same generated charts, 150 
 thread pool as wide as the worker's cluster concurrency × 3. Both sides run the pinned helm
 (Helm 4, ``devenv/tools.py``; its bare ``--wait`` is the status watcher), and the run prints
 the version it used. Each run uses fresh namespaces
-(and a fresh flotilla namespace and worker), deleted from the clusters after the run (not
-timed) so that every run starts from the same clusters (``--keep-objects`` leaves them);
-the side that goes first alternates. Run:
+(and a fresh flotilla namespace and worker), left on the clusters afterwards unless
+``--empty-between-runs`` deletes them (not timed; it did not stop the flotilla side's
+run-by-run growth, bench/RESULTS.md); the side that goes first alternates. Run:
 
     .venv/bin/python bench/bench_fleet.py --runs 3
     .venv/bin/python bench/bench_fleet.py --runs 3 --sides flotilla,remote   # issue 10
@@ -427,10 +427,8 @@ def helm_install(kubeconfig: Path, release: str, namespace: str, chart: Path) ->
 
 def empty_clusters(clusters: list[LocalCluster], tag: str, timeout: float = 300.0) -> float:
     """Delete the run's namespaces (its releases, their records and objects) on every cluster
-    and wait until they are gone, so that every run starts from the same clusters: objects
-    left by earlier runs are seen again by the next flotilla worker's object watchers (the
-    flotilla side slowed run after run, 44.6 -> 55.1 s, while bare helm's stayed flat).
-    Not timed. Returns the seconds it took."""
+    and wait until they are gone, so that the next run starts from the same clusters
+    (``--empty-between-runs``). Not timed. Returns the seconds it took."""
     started = time.monotonic()
     names = [f"{tag}-b{index}" for index in range(BUNDLES)]
     for cluster in clusters:
@@ -491,7 +489,7 @@ async def main_async(
     *,
     breakdown: bool,
     logs: Path | None,
-    keep_objects: bool = False,
+    empty_between_runs: bool = False,
 ) -> None:
     os.environ["PATH"] = tool_env()["PATH"]
     version = subprocess.run(["helm", "version", "--short"], capture_output=True, text=True)
@@ -562,7 +560,7 @@ async def main_async(
                                     f"(load before {before}, after {load()})",
                                     flush=True,
                                 )
-                                if keep_objects:
+                                if not empty_between_runs:
                                     continue
                                 emptied = empty_clusters(clusters, tag)
                                 print(f"    clusters emptied in {emptied:.1f} s", flush=True)
@@ -623,10 +621,10 @@ def main() -> int:
     )
     parser.add_argument("--logs", type=Path, help="keep each run's worker log in this folder")
     parser.add_argument(
-        "--keep-objects",
+        "--empty-between-runs",
         action="store_true",
-        help="leave each run's namespaces on the clusters (as before 2026-12-04: later runs "
-        "then start on clusters holding every earlier run's releases)",
+        help="delete each run's namespaces (releases, records, objects) from the clusters "
+        "before the next run, so every run starts from the same clusters (not timed)",
     )
     add_temporal_argument(parser)
     args = parser.parse_args()
@@ -644,7 +642,7 @@ def main() -> int:
             kinds,
             breakdown=args.breakdown,
             logs=args.logs,
-            keep_objects=args.keep_objects,
+            empty_between_runs=args.empty_between_runs,
         )
     )
     return 0
