@@ -106,6 +106,13 @@ CLUSTER_OFFLINE_PATCH = "closers-registry-sends-cluster-offline"
 # A handed-over cluster whose name is registered here already is refused and sent back (a
 # new signal, only on a name clash, which the CLI's check made a race no history has).
 ADOPTION_REFUSES_PATCH = "registry-adoption-keeps-existing-cluster"
+# A refusal can arrive before the move that caused it has finished here: the other registry
+# answers the handover signal at once, and a workflow task delivers signals before it resumes
+# the update that sent it, so the moving cluster was still registered and the refusal was
+# taken for a new cluster of that name ("that one stays") and then the move forgot the
+# cluster: lost (seen in the full suite). Such a refusal is now kept and applied when the move
+# finishes. Asked only when a refusal arrives during a move.
+REFUSAL_DURING_MOVE_PATCH = "registry-refusal-during-move"
 # An agent cluster is Offline until its agent's first beat (``ClusterRecord.offline``), so that
 # beat is a change subscribers are told of at once: it releases the cluster's held work.
 FIRST_BEAT_PATCH = "f13-agent-first-beat-releases"
@@ -151,6 +158,8 @@ class ClusterRegistryWorkflow:
         self._rearm = False
         # Clusters whose move to another workspace is under way (its handover not yet sent).
         self._moving: set[str] = set()
+        # Refusals that came back while their move was still in flight (by cluster name).
+        self._refused_during_move: dict[str, MoveRefused] = {}
         # The snapshot this run last stored by digest and its header: the next one is stored
         # as a change of it (not state: after continue-as-new the first one is stored whole).
         self._stored: tuple[ClusterSnapshot, ClusterSnapshot] | None = None
@@ -634,7 +643,11 @@ class ClusterRegistryWorkflow:
         finally:
             self._moving.discard(request.name)
         self.state.clusters.pop(request.name, None)
-        return self._changed(f"cluster {request.name} moved to workspace {request.to}")
+        change = self._changed(f"cluster {request.name} moved to workspace {request.to}")
+        back = self._refused_during_move.pop(request.name, None)
+        if back is not None:
+            self._apply_cluster(back.cluster, refused_by=back.to)
+        return change
 
     @move_cluster.validator
     def _validate_move_cluster(self, request: MoveClusterRequest) -> None:
@@ -679,6 +692,9 @@ class ClusterRegistryWorkflow:
         """The cluster this registry moved away, sent back because ``to`` has one of its name
         already; one registered here meanwhile under that name stays."""
         name = request.cluster.name
+        if name in self._moving and workflow.patched(REFUSAL_DURING_MOVE_PATCH):
+            self._refused_during_move[name] = request  # applied when the move finishes
+            return
         if name in self.state.clusters:
             workflow.logger.warning(
                 "registry %s: cluster %s came back from workspace %s, but one of that name is "
