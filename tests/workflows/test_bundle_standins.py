@@ -297,6 +297,36 @@ class Bundle:
         await self.handle.signal(BundleWorkflow.refresh, BundleRefresh(spec=spec(version)))
 
 
+async def roll_out_two_versions(bundle: Bundle, standins: StandIns, timeout: float) -> None:
+    """Version 1 Ready on every cluster, then version 2 released and Ready on every cluster,
+    each cluster deployed exactly once per version."""
+    count = len(standins.clusters)
+    await eventually(bundle.states, lambda s: len(s) == count and all_ready(s), timeout=timeout)
+    await bundle.release(2)
+    await eventually(
+        bundle.status,
+        lambda s: (
+            s.commit == "commit-2"
+            and len(standins.windows) >= 2 * count
+            and all_ready({c.cluster: c.state for c in s.clusters})
+        ),
+        timeout=timeout,
+    )
+    assert len(standins.windows) == 2 * count  # once per version, no retries
+
+
+def scheduled_per_task(history: Any) -> list[int]:
+    """Activities each workflow task of ``history`` scheduled (the events after its
+    completion), in order."""
+    batches: list[int] = []
+    for event in history.events:
+        if event.HasField("workflow_task_completed_event_attributes"):
+            batches.append(0)
+        elif event.HasField("activity_task_scheduled_event_attributes") and batches:
+            batches[-1] += 1
+    return batches
+
+
 async def serve_queue(
     stack: contextlib.AsyncExitStack, client: Client, s: StandIns, queue: str
 ) -> None:
@@ -658,18 +688,7 @@ async def test_two_hundred_push_clusters_roll_out_with_bounded_history_and_no_of
     clusters = [f"c{i:03d}" for i in range(200)]
     standins = StandIns(clusters=clusters, ready_at_deploy=True)
     bundle = await start(standins, cluster_schedule_to_start_seconds=1)
-    await eventually(bundle.states, lambda s: len(s) == 200 and all_ready(s), timeout=180)
-    await bundle.release(2)
-    await eventually(
-        bundle.status,
-        lambda s: (
-            s.commit == "commit-2"
-            and len(standins.windows) >= 400
-            and all_ready({c.cluster: c.state for c in s.clusters})
-        ),
-        timeout=180,
-    )
-    assert len(standins.windows) == 400  # each cluster deployed once per version, no retries
+    await roll_out_two_versions(bundle, standins, timeout=180)
 
     events = size = 0
     run_id: str | None = None
@@ -680,14 +699,7 @@ async def test_two_hundred_push_clusters_roll_out_with_bounded_history_and_no_of
         ).fetch_history()
         events += len(history.events)
         size = max(size, sum(e.ByteSize() for e in history.events))
-        # Activities scheduled by one workflow task: the events after its completion.
-        scheduled = 0
-        for event in history.events:
-            if event.HasField("workflow_task_completed_event_attributes"):
-                scheduled = 0
-            elif event.HasField("activity_task_scheduled_event_attributes"):
-                scheduled += 1
-                most_per_task = max(most_per_task, scheduled)
+        most_per_task = max(most_per_task, *scheduled_per_task(history))
         last = history.events[-1]
         if not last.HasField("workflow_execution_continued_as_new_event_attributes"):
             break
@@ -892,18 +904,7 @@ async def test_a_history_past_the_byte_bound_continues_as_new_and_redeploys_noth
     clusters = [f"c{i:02d}" for i in range(30)]
     standins = StandIns(clusters=clusters, ready_at_deploy=True)
     bundle = await start(standins, max_history_bytes=40_000)
-    await eventually(bundle.states, lambda s: len(s) == 30 and all_ready(s), timeout=120)
-    await bundle.release(2)
-    await eventually(
-        bundle.status,
-        lambda s: (
-            s.commit == "commit-2"
-            and len(standins.windows) >= 60
-            and all_ready({c.cluster: c.state for c in s.clusters})
-        ),
-        timeout=120,
-    )
-    assert len(standins.windows) == 60  # each cluster deployed once per version
+    await roll_out_two_versions(bundle, standins, timeout=120)
     assert sum(n for (name, _), n in standins.calls.items() if name == "remove_deployment") == 0
 
     first = await bundle.client.get_workflow_handle(
@@ -928,25 +929,9 @@ async def test_a_pass_starts_at_most_its_bound_of_activities_and_the_rest_follow
     clusters = [f"c{i:03d}" for i in range(110)]
     standins = StandIns(clusters=clusters, ready_at_deploy=True)
     bundle = await start(standins)
-    await eventually(bundle.states, lambda s: len(s) == 110 and all_ready(s), timeout=120)
-    await bundle.release(2)
-    await eventually(
-        bundle.status,
-        lambda s: (
-            s.commit == "commit-2"
-            and len(standins.windows) >= 220
-            and all_ready({c.cluster: c.state for c in s.clusters})
-        ),
-        timeout=120,
-    )
-    assert len(standins.windows) == 220
+    await roll_out_two_versions(bundle, standins, timeout=120)
     history = await bundle.handle.fetch_history()
-    batches: list[int] = []
-    for event in history.events:
-        if event.HasField("workflow_task_completed_event_attributes"):
-            batches.append(0)
-        elif event.HasField("activity_task_scheduled_event_attributes") and batches:
-            batches[-1] += 1
+    batches = scheduled_per_task(history)
     assert max(batches) == ACTIVITIES_PER_PASS, batches
     assert BOUNDED_STARTS_PATCH in history_text(history)
     record_history(history, "bundle-activities-per-pass.json")
