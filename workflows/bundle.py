@@ -183,11 +183,11 @@ PLAN_FAILURE_WAITS_PATCH = "bundle-plan-failure-waits"
 # WaitApplied, not OutOfSync "held back by the rollout" (a different report).
 RELEASED_AT_ONCE_PATCH = "bundle-released-before-its-report"
 # One pass starts at most ACTIVITIES_PER_PASS deploys, drift checks and removals; the rest
-# start in the passes their completions wake. Scheduling an activity costs the workflow task
-# about a millisecond of CPU (its input serialized in the sandbox), so a 500-cluster bundle's
-# first pass held the worker for half a second of CPU, several seconds of wall time on a
-# busy worker: past the SDK's 2 s deadlock bound, and the failed task was replayed whole
-# (issue 12). Asked only when a pass would start more, so smaller bundles carry no marker.
+# start in the passes their completions wake. Each scheduled activity has its input
+# serialized in the sandbox, inside the workflow task: the deadlock failures of 500-cluster
+# passes on a busy worker (past the SDK's 2 s bound, then replayed whole) stopped there
+# (issue 12; the per-activity cost was not measured on its own). Asked only when a pass
+# would start more, so smaller bundles carry no marker.
 ACTIVITIES_PER_PASS = 100
 BOUNDED_STARTS_PATCH = "bundle-activities-per-pass"
 # Deployment windows (Fleet's Schedule): a cluster a Schedule targets is deployed to only
