@@ -345,6 +345,7 @@ class FlotillaWorker:
                 activities=[
                     push.deploy_bundle,
                     push.check_deployment,
+                    push.check_deployments,
                     push.wait_ready,
                     push.remove_deployment,
                 ],

@@ -15,6 +15,9 @@ DEPLOY_BUNDLE = "deploy_bundle"
 CHECK_DEPLOYMENT = "check_deployment"
 WAIT_READY = "wait_ready"
 REMOVE_DEPLOYMENT = "remove_deployment"
+# Several push-mode clusters' drift checks in one activity (the periodic sweep; only the
+# shared push queues serve it: activities/pushqueue.py).
+CHECK_DEPLOYMENTS = "check_deployments"
 
 
 class ReleaseRef(BaseModel):
@@ -90,6 +93,27 @@ class StatusRequest(BaseModel):
     release: ReleaseRef
     # False while drift correction backs off (a writer in a loop): the check only looks.
     correct: bool = True
+
+
+class CheckBatchRequest(BaseModel):
+    """One bundle's periodic drift checks on several push-mode clusters, one after another."""
+
+    checks: list[StatusRequest]
+
+
+class BatchedCheck(BaseModel):
+    """One check of a batch: its status, or why it gave none (then the workflow checks that
+    cluster again on its own, with the single check's retries and error reporting)."""
+
+    cluster: str
+    status: DeploymentStatus | None = None
+    error: str = ""
+
+
+class CheckBatchResult(BaseModel):
+    """The batch's checks in request order; one cut short (cancelled) returns fewer."""
+
+    checks: list[BatchedCheck] = Field(default_factory=list)
 
 
 class WaitReadyRequest(StatusRequest):

@@ -19,9 +19,13 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.deploy_models import (
     CHECK_DEPLOYMENT,
+    CHECK_DEPLOYMENTS,
     DEPLOY_BUNDLE,
     REMOVE_DEPLOYMENT,
     WAIT_READY,
+    BatchedCheck,
+    CheckBatchRequest,
+    CheckBatchResult,
     DeploymentStatus,
     DeployRequest,
     DeployResult,
@@ -31,7 +35,7 @@ from activities.deploy_models import (
     WaitReadyRequest,
 )
 from activities.liveness import heartbeating
-from flotilla.errors import CLUSTER_UNREACHABLE
+from flotilla.errors import CLUSTER_UNREACHABLE, one_line
 
 # A call waiting for its cluster's slot heartbeats this often, well inside the deploy
 # activities' heartbeat timeout (10 s; Temporal sends one heartbeat per 8 s of it at most).
@@ -134,6 +138,30 @@ class PushDeployActivities:
     def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
         with self._on(request.cluster_namespace, request.cluster_name):
             return self.engine.check_deployment(request)
+
+    @activity.defn(name=CHECK_DEPLOYMENTS)
+    def check_deployments(self, request: CheckBatchRequest) -> CheckBatchResult:
+        """The checks one after another, each in its cluster's slot, under one heartbeat.
+
+        A check that fails is named with its one-line error instead of failing the others:
+        the workflow checks that cluster again on its own, so its retries and its ErrApplied
+        are the single check's. Cancelled, the batch returns what it has checked so far."""
+        done: list[BatchedCheck] = []
+        with heartbeating(PULSE_SECONDS):
+            for check in request.checks:
+                if activity.is_cancelled():
+                    break
+                try:
+                    with self._on(check.cluster_namespace, check.cluster_name):
+                        status = self.engine.check_deployment(check)
+                except CancelledError:
+                    break
+                except Exception as err:  # any failure: named here, checked again alone
+                    message = err.message if isinstance(err, ApplicationError) else repr(err)
+                    done.append(BatchedCheck(cluster=check.cluster_name, error=one_line(message)))
+                    continue
+                done.append(BatchedCheck(cluster=check.cluster_name, status=status))
+        return CheckBatchResult(checks=done)
 
     @activity.defn(name=WAIT_READY)
     def wait_ready(self, request: WaitReadyRequest) -> DeploymentStatus:

@@ -35,6 +35,7 @@ import time
 import uuid
 from pathlib import Path
 
+import yaml
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -57,6 +58,7 @@ from activities.deploy_models import (
 )
 from devenv.gitserver import GitDaemon
 from flotilla.ids import bundle_workflow_id, gitrepo_workflow_id
+from flotilla.models import GitRepo
 from runtime.stores import secret_store
 from starters.control import Control
 from tests.e2e.harness import (
@@ -309,19 +311,71 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def idle_cpu(server_pid: int | None, window: float) -> tuple[float, float]:
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of each thread of a process, summed by thread name (Python's pool
+    threads and the SDK core's Rust threads have their own names)."""
+    by_name: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")].rstrip("0123456789_-")
+        fields = stat.rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        by_name[name] = by_name.get(name, 0.0) + cpu
+    return by_name
+
+
+async def idle_cpu(server_pid: int | None, window: float, profile: str = "") -> tuple[float, float]:
     """CPU of this process (the worker; nothing else of the benchmark runs meanwhile) and of
-    the server over ``window`` seconds of a settled fleet, as % of one core."""
+    the server over ``window`` seconds of a settled fleet, as % of one core; with ``profile``,
+    py-spy samples this process over the window into that file (speedscope JSON)."""
     me = os.getpid()
+    spy = None
+    if profile:
+        spy = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(me),
+            "--duration",
+            str(int(window)),
+            "--rate",
+            "50",
+            # Only the thread holding the interpreter lock: Python's CPU, not waiting threads.
+            "--gil",
+            "--format",
+            "speedscope",
+            "--output",
+            profile,
+        )
     mine, theirs = cpu_seconds(me), cpu_seconds(server_pid) if server_pid else 0.0
+    threads = thread_cpu(me)
     began = time.monotonic()
     await asyncio.sleep(window)
     elapsed = time.monotonic() - began
+    used = {n: c - threads.get(n, 0.0) for n, c in thread_cpu(me).items()}
+    top = sorted(used.items(), key=lambda item: -item[1])[:8]
+    print(
+        "idle worker threads (% of one core): "
+        + ", ".join(f"{name} {100 * cpu / elapsed:.1f}" for name, cpu in top if cpu > 0)
+    )
+    if spy is not None:
+        await spy.wait()
     server = (cpu_seconds(server_pid) - theirs) if server_pid else 0.0
     return 100 * (cpu_seconds(me) - mine) / elapsed, 100 * server / elapsed
 
 
-async def run(bundles: int, clusters: int, kind: str, idle: float = 0.0) -> dict[str, float]:
+async def run(
+    bundles: int,
+    clusters: int,
+    kind: str,
+    idle: float = 0.0,
+    *,
+    monitor_seconds: float | None = None,
+    profile: str = "",
+) -> dict[str, float]:
     """One run on the ``kind`` Temporal server; returns its headline figures (with ``idle``
     seconds, also the CPU of the settled fleet over that window after the second commit)."""
     offline = OfflineCount()
@@ -346,9 +400,12 @@ async def run(bundles: int, clusters: int, kind: str, idle: float = 0.0) -> dict
                 cpu_before = (cpu_seconds(os.getpid()), cpu_seconds(server_pid or os.getpid()))
                 began = time.time()
                 started = time.monotonic()
-                await fl.control.apply_text(
-                    gitrepo_yaml(ns, "bench", url, targets=[{"clusterSelector": {}}]), file="g.yaml"
-                )
+                text = gitrepo_yaml(ns, "bench", url, targets=[{"clusterSelector": {}}])
+                if monitor_seconds is None:
+                    await fl.control.apply_text(text, file="g.yaml")
+                else:
+                    gitrepo = GitRepo.model_validate(yaml.safe_load(text))
+                    await fl.control.apply_gitrepo(gitrepo, monitor_seconds=monitor_seconds)
                 await fl.eventually(
                     lambda: gitrepo_status(fl, ns),
                     lambda s: (
@@ -389,7 +446,7 @@ async def run(bundles: int, clusters: int, kind: str, idle: float = 0.0) -> dict
                     # Let the last reports and search-attribute upserts land first.
                     await asyncio.sleep(30)
                     load_idle = os.getloadavg()[0]
-                    worker_idle, server_idle = await idle_cpu(server_pid, idle)
+                    worker_idle, server_idle = await idle_cpu(server_pid, idle, profile)
                     print(
                         f"idle (settled, {idle:.0f}s window after 30 s): worker "
                         f"{worker_idle:.1f} % of one core, {kind} server {server_idle:.1f} %; "
@@ -536,6 +593,21 @@ def main() -> None:
         metavar="N",
         help="shard bundles above N clusters instead of the built-in size (an experiment)",
     )
+    parser.add_argument(
+        "--monitor-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="the bundles' drift-check interval instead of the built-in one (an experiment: "
+        "a short one makes the periodic checks' cost visible in a short idle window)",
+    )
+    parser.add_argument(
+        "--idle-profile",
+        default="",
+        metavar="FILE",
+        help="with --idle, record the worker with py-spy over the idle window into FILE "
+        "(speedscope JSON; needs py-spy in the virtualenv and ptrace rights)",
+    )
     add_temporal_argument(parser)
     args = parser.parse_args()
     if args.shard_size:
@@ -551,7 +623,18 @@ def main() -> None:
         # Alternate which server goes first, so neither always runs on the warmer machine.
         for kind in kinds if number % 2 == 0 else kinds[::-1]:
             print(f"\n== run {number + 1} on {kind}", flush=True)
-            results[kind].append(asyncio.run(run(args.bundles, args.clusters, kind, args.idle)))
+            results[kind].append(
+                asyncio.run(
+                    run(
+                        args.bundles,
+                        args.clusters,
+                        kind,
+                        args.idle,
+                        monitor_seconds=args.monitor_seconds,
+                        profile=args.idle_profile,
+                    )
+                )
+            )
     print(f"\nmedians of {args.runs} run(s), {args.bundles} bundles x {args.clusters} clusters:")
     for kind, runs in results.items():
         figures = ", ".join(

@@ -29,9 +29,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.contentgc_models import CONTENT_REFS_QUERY, ContentRefs, ContentRefsRequest
     from activities.deploy_models import (
         CHECK_DEPLOYMENT,
+        CHECK_DEPLOYMENTS,
         DEPLOY_BUNDLE,
         REMOVE_DEPLOYMENT,
         WAIT_READY,
+        CheckBatchRequest,
+        CheckBatchResult,
         DeploymentStatus,
         DeployRequest,
         DeployResult,
@@ -122,6 +125,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.common import (
         AGENT_QUEUE_BACKSTOP,
+        CHECK_BATCH,
+        CHECK_BATCH_TIMEOUT,
         CHECK_TIMEOUT,
         CLUSTER_SCHEDULE_TO_START,
         DEPLOY_HEARTBEAT,
@@ -190,6 +195,11 @@ RELEASED_AT_ONCE_PATCH = "bundle-released-before-its-report"
 # would start more, so smaller bundles carry no marker.
 ACTIVITIES_PER_PASS = 100
 BOUNDED_STARTS_PATCH = "bundle-activities-per-pass"
+# The periodic drift sweep checks push-mode clusters CHECK_BATCH to an activity
+# (``check_deployments``) instead of one each (issue 12: an idle fleet of 25,000 deployments
+# spent half a core on the single checks' workflow tasks and dispatch). Asked only when a
+# sweep has two or more push-mode clusters to check, so single-cluster runs carry no marker.
+BATCHED_CHECKS_PATCH = "bundle-batched-drift-checks"
 # Deployment windows (Fleet's Schedule): a cluster a Schedule targets is deployed to only
 # while a window is open, with a timer for the next one. Asked only when the workspace has
 # Schedules, so runs without any carry no marker.
@@ -258,6 +268,11 @@ class BundleWorkflow(ShardedBundle):
         self._monitor_queue: list[str] = []
         # Clusters whose object watcher reported a change: checked as soon as they are idle.
         self._changed: set[str] = set()
+        # Queued clusters checked on their own, not in a batch: reported changes (at once,
+        # with the single check's retries) and those a batch gave no status for.
+        self._singly: set[str] = set()
+        # This run batches the sweep's checks (BATCHED_CHECKS_PATCH asked and true).
+        self._batches_checks = False
         self._run_started = workflow.now()
         self._views: dict[str, ClusterView] = {}
         # The snapshot object _views was built from (a refresh replaces it; reachability
@@ -575,6 +590,7 @@ class BundleWorkflow(ShardedBundle):
         Clusters whose objects changed (``objects_changed``) are checked at once."""
         for name in sorted(self._changed - self._in_flight):
             self._changed.discard(name)
+            self._singly.add(name)
             if name not in self._monitor_queue:
                 self._monitor_queue.insert(0, name)
         if self._monitor_queue:
@@ -594,17 +610,65 @@ class BundleWorkflow(ShardedBundle):
         self._drain_monitor()
 
     def _drain_monitor(self) -> None:
+        """Start the queued checks, one activity each, or with ``_batching`` CHECK_BATCH
+        push-mode clusters of the sweep to an activity."""
+        if self._batching():
+            self._drain_batched()
+            return
         while self._monitor_queue and self._pass_room() > 0:
             name = self._monitor_queue.pop(0)
-            record = self.state.deployments.get(name)
-            if (
-                record is not None
-                and record.monitored
-                and name not in self._in_flight
-                and name in self.state.targets
-                and not self._held(name)
-            ):
+            self._singly.discard(name)
+            if self._checkable(name):
                 self._spawn(name, self._check(name))
+
+    def _checkable(self, name: str) -> bool:
+        record = self.state.deployments.get(name)
+        return (
+            record is not None
+            and record.monitored
+            and name not in self._in_flight
+            and name in self.state.targets
+            and not self._held(name)
+        )
+
+    def _batchable(self, name: str) -> bool:
+        return name not in self._singly and not self._agent(name)
+
+    def _batching(self) -> bool:
+        """Whether this run batches sweep checks (patch ``bundle-batched-drift-checks``):
+        asked once a sweep has two push-mode clusters to check, and kept from then on."""
+        if not self._batches_checks:
+            queued = (n for n in self._monitor_queue if self._batchable(n) and self._checkable(n))
+            if next(queued, None) is not None and next(queued, None) is not None:
+                self._batches_checks = workflow.patched(BATCHED_CHECKS_PATCH)
+        return self._batches_checks
+
+    def _drain_batched(self) -> None:
+        """A reported change or a leftover alone, an agent's cluster alone (its own queue), the
+        sweep's push-mode clusters CHECK_BATCH to a ``check_deployments``."""
+        batch: list[str] = []
+        while self._monitor_queue and (room := self._pass_room()) > len(batch):
+            name = self._monitor_queue.pop(0)
+            if not self._checkable(name):
+                self._singly.discard(name)
+                continue
+            if not self._batchable(name):
+                self._singly.discard(name)
+                self._spawn(name, self._check(name))
+                continue
+            batch.append(name)
+            if len(batch) >= min(CHECK_BATCH, room):
+                self._start_checks(batch)
+                batch = []
+        if batch:
+            self._start_checks(batch)
+
+    def _start_checks(self, names: list[str]) -> None:
+        """One check alone, more in one ``check_deployments``."""
+        if len(names) == 1:
+            self._spawn(names[0], self._check(names[0]))
+        else:
+            self._spawn_all(names, self._check_batch(names))
 
     async def _downstream_changed(self, spec: BundleSpec) -> bool:
         """Whether the bundle's downstreamResources changed since its plan (read when due)."""
@@ -949,14 +1013,18 @@ class BundleWorkflow(ShardedBundle):
         self.state.deployments[record.cluster] = record
 
     def _spawn(self, cluster: str, work: Coroutine[Any, Any, None]) -> None:
-        self._in_flight.add(cluster)
+        self._spawn_all([cluster], work)
+
+    def _spawn_all(self, clusters: list[str], work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (one activity) with ``clusters`` in flight until it ends."""
+        self._in_flight.update(clusters)
         self._started_in_pass += 1
 
         async def run() -> None:
             try:
                 await work
             finally:
-                self._in_flight.discard(cluster)
+                self._in_flight.difference_update(clusters)
                 self._wake = True
 
         asyncio.get_running_loop().create_task(run())
@@ -1135,18 +1203,22 @@ class BundleWorkflow(ShardedBundle):
             self.state.deployments[cluster].observed(status, workflow.now(), self._retry_delay())
         )
 
+    def _check_request(self, cluster: str) -> StatusRequest:
+        """A drift check of the cluster's deployment; it corrects unless backing off or out of
+        its window."""
+        record = self.state.deployments[cluster]
+        return self._status_request(record).model_copy(
+            update={
+                "correct": record.may_correct(workflow.now()) and not self._window_closed(cluster)
+            }
+        )
+
     async def _check(self, cluster: str) -> None:
         try:
-            record = self.state.deployments[cluster]
             status: DeploymentStatus = await self._on_cluster(
                 cluster,
                 CHECK_DEPLOYMENT,
-                self._status_request(record).model_copy(
-                    update={
-                        "correct": record.may_correct(workflow.now())
-                        and not self._window_closed(cluster)
-                    }
-                ),
+                self._check_request(cluster),
                 result_type=DeploymentStatus,
                 timeout=CHECK_TIMEOUT,
             )
@@ -1154,6 +1226,45 @@ class BundleWorkflow(ShardedBundle):
             self._failed(cluster, err)
             return
         self._put(self.state.deployments[cluster].checked(status, workflow.now()))
+
+    async def _check_batch(self, clusters: list[str]) -> None:
+        """Push-mode clusters' sweep checks in one activity on a shared push queue. A cluster
+        it gave no status for (its check failed, or the whole batch did) is checked again on
+        its own at once, so failures look exactly as a single check's."""
+        request = CheckBatchRequest(checks=[self._check_request(name) for name in clusters])
+        queue = deploy_task_queue(
+            workflow.info().task_queue, self.state.namespace, clusters[0], agent=False
+        )
+        try:
+            result: CheckBatchResult = await workflow.execute_activity(
+                CHECK_DEPLOYMENTS,
+                request,
+                result_type=CheckBatchResult,
+                task_queue=queue,
+                start_to_close_timeout=CHECK_BATCH_TIMEOUT,
+                heartbeat_timeout=PUSH_HEARTBEAT,
+                retry_policy=DEPLOY_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning(
+                "bundle %s: drift checks of %d clusters failed together, each is checked alone: %s",
+                self.state.bundle,
+                len(clusters),
+                one_line(str(err.cause or err)),
+            )
+            self._changed.update(clusters)
+            return
+        now = workflow.now()
+        checked: set[str] = set()
+        for item in result.checks:
+            record = self.state.deployments.get(item.cluster)
+            if item.status is None or record is None or item.cluster not in clusters:
+                continue
+            self._put(record.checked(item.status, now))
+            checked.add(item.cluster)
+        again = [name for name in clusters if name not in checked]
+        if again:
+            self._changed.update(again)
 
     async def _remove(self, cluster: str, *, forget: bool) -> None:
         spec = self.state.spec

@@ -106,6 +106,12 @@ WAIT_READY_HEARTBEAT = timedelta(seconds=10)
 PUSH_HEARTBEAT = timedelta(seconds=10)
 REMOVE_TIMEOUT = timedelta(minutes=5)
 CHECK_TIMEOUT = timedelta(minutes=2)
+# A settled bundle's periodic drift checks on push-mode clusters go this many to an activity
+# (``check_deployments``), one after another: a check's own cost is its cluster's API calls,
+# but each activity also costs a workflow task, history events and a dispatch, which for one
+# check each was most of an idle fleet's CPU (issue 12). A batch may take this long.
+CHECK_BATCH = 20
+CHECK_BATCH_TIMEOUT = timedelta(minutes=10)
 CONTENT_GC_TIMEOUT = timedelta(hours=1)
 CONTENT_GC_HEARTBEAT = timedelta(minutes=2)
 # A settled bundle checks its deployments for drift this often.

@@ -15,6 +15,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import pushqueue
 from activities.deploy_models import (
+    CheckBatchRequest,
     DeploymentStatus,
     DeployRequest,
     DeployResult,
@@ -88,6 +89,42 @@ def test_other_failures_pass_unchanged() -> None:
     with pytest.raises(ApplicationError) as caught:
         push.check_deployment(request)
     assert caught.value.message == "helm: boom" and caught.value.non_retryable
+
+
+class SomeUnreachable(Unreachable):
+    """Checks answer Ready, except on the clusters named: unreachable, or a plain bug."""
+
+    def __init__(self, unreachable: str, broken: str) -> None:
+        self.unreachable, self.broken = unreachable, broken
+
+    def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
+        if request.cluster_name == self.unreachable:
+            raise ApplicationError(
+                "cluster unreachable at https://127.0.0.1:1", type=CLUSTER_UNREACHABLE
+            )
+        if request.cluster_name == self.broken:
+            raise KeyError("manifest")
+        return DeploymentStatus(release=request.release, ready=True)
+
+
+def test_a_batch_of_checks_names_each_failed_one_and_checks_the_rest() -> None:
+    push = PushDeployActivities(SomeUnreachable("c2", "c3"), per_cluster=1)
+    checks = [
+        StatusRequest.model_validate(
+            {**_request(c).model_dump(), "release": {"name": "app", "namespace": "ns"}}
+        )
+        for c in ("c1", "c2", "c3", "c4")
+    ]
+    result = ActivityEnvironment().run(push.check_deployments, CheckBatchRequest(checks=checks))
+    assert [c.cluster for c in result.checks] == ["c1", "c2", "c3", "c4"]
+    assert [c.status is not None and c.status.ready for c in result.checks] == [
+        True,
+        False,
+        False,
+        True,
+    ]
+    assert result.checks[1].error == "cluster ns/c2 unreachable: at https://127.0.0.1:1"
+    assert result.checks[2].error == "KeyError('manifest')"
 
 
 def test_one_cluster_runs_at_most_per_cluster_calls_at_once_others_are_not_held() -> None:

@@ -41,6 +41,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.deploy_models import (
+    BatchedCheck,
+    CheckBatchRequest,
+    CheckBatchResult,
     DeploymentStatus,
     DeployRequest,
     DeployResult,
@@ -76,6 +79,7 @@ from tests.e2e.harness import history_text, record_history
 from workflows import common
 from workflows.bundle import (
     ACTIVITIES_PER_PASS,
+    BATCHED_CHECKS_PATCH,
     BOUNDED_STARTS_PATCH,
     BUNDLE_REPORT_SIGNAL,
     PACKED_REPORTS_PATCH,
@@ -135,6 +139,10 @@ class StandIns:
     # Clusters whose checks correct drift (correctDrift), and how many corrections were made.
     correct_drift: set[str] = field(default_factory=set)
     corrections: int = 0
+    # Per cluster: how many next drift checks fail (unreachable); the clusters of each
+    # check_deployments batch, in order.
+    check_failures: Counter[str] = field(default_factory=Counter)
+    batches: list[list[str]] = field(default_factory=list)
     # Plans after the first hold until the test sets this (a new commit being planned).
     hold_plan: asyncio.Event | None = None
     # Plans after the first that fail (non-retryable, so at once), as many as this says.
@@ -243,6 +251,11 @@ class StandIns:
     async def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
         cluster = request.cluster_name
         async with self._running("check_deployment", cluster):
+            if self.check_failures[cluster] > 0:
+                self.check_failures[cluster] -= 1
+                raise ApplicationError(
+                    f"cluster {cluster} unreachable: stand-in", type=CLUSTER_UNREACHABLE
+                )
             if cluster in self.record_lost:
                 self.record_lost.discard(cluster)
                 return DeploymentStatus(
@@ -263,6 +276,21 @@ class StandIns:
                 ready=True,
                 drift=drift,
             )
+
+    @activity.defn(name="check_deployments")
+    async def check_deployments(self, request: CheckBatchRequest) -> CheckBatchResult:
+        """The push queues' batch of checks (activities/pushqueue.py, which
+        tests/unit/test_pushqueue.py covers): each check, a failed one named with its error."""
+        self.batches.append([c.cluster_name for c in request.checks])
+        done = []
+        for check in request.checks:
+            try:
+                status = await self.check_deployment(check)
+            except ApplicationError as err:
+                done.append(BatchedCheck(cluster=check.cluster_name, error=str(err)))
+            else:
+                done.append(BatchedCheck(cluster=check.cluster_name, status=status))
+        return CheckBatchResult(checks=done)
 
     @activity.defn(name="remove_deployment")
     async def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
@@ -333,7 +361,13 @@ async def serve_queue(
     worker = Worker(
         client,
         task_queue=queue,
-        activities=[s.deploy_bundle, s.wait_ready, s.check_deployment, s.remove_deployment],
+        activities=[
+            s.deploy_bundle,
+            s.wait_ready,
+            s.check_deployment,
+            s.check_deployments,
+            s.remove_deployment,
+        ],
     )
     await stack.enter_async_context(worker)
 
@@ -935,3 +969,70 @@ async def test_a_pass_starts_at_most_its_bound_of_activities_and_the_rest_follow
     assert max(batches) == ACTIVITIES_PER_PASS, batches
     assert BOUNDED_STARTS_PATCH in history_text(history)
     record_history(history, "bundle-activities-per-pass.json")
+
+
+async def test_the_sweep_checks_push_clusters_in_batches_and_a_failed_check_again_alone(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    """The periodic drift sweep checks push-mode clusters ``CHECK_BATCH`` (20) to a
+    ``check_deployments`` activity, an agent-mode cluster alone on its own queue. A check that
+    fails inside its batch is checked again at once on its own, so a passing blip shows no
+    ErrApplied; drift found in a batch shows as from a single check. With
+    FLOTILLA_RECORD_HISTORIES=DIR the history is written for tests/replay."""
+    clusters = [f"c{i:02d}" for i in range(45)]
+    standins = StandIns(clusters=[*clusters, "edge"], ready_at_deploy=True)
+    bundle = await start(standins, agents=["edge"], monitor_seconds=2)
+    await eventually(bundle.states, lambda s: len(s) == 46 and all_ready(s), timeout=60)
+    standins.check_failures["c07"] = 1
+    standins.drift["c30"] = ["ConfigMap/app/cfg: differs at /data/color"]
+
+    def checked_alone(name: str) -> int:
+        return standins.calls["check_deployment", name] - sum(name in b for b in standins.batches)
+
+    states = await eventually(
+        bundle.states,
+        lambda s: s["c30"] is BundleState.MODIFIED and checked_alone("c07") >= 1,
+    )
+    # The first sweep's three batches (on different push queues, so in any order); the next
+    # sweep starts after all three ended.
+    sweep = standins.batches[:3]
+    assert sorted(len(b) for b in sweep) == [5, 20, 20], sweep
+    assert sorted(n for b in sweep for n in b) == clusters  # each once, the agent's not
+    assert checked_alone("c00") == 0
+    assert checked_alone("edge") >= 1  # its own queue: alone
+    assert states["c07"] is BundleState.READY
+    status = await bundle.status()
+    c07 = next(c for c in status.clusters if c.cluster == "c07")
+    assert "unreachable" not in c07.message, c07
+    assert standins.calls["check_deployment", "edge"] >= 1
+
+    history = await bundle.handle.fetch_history()
+    text = history_text(history)
+    assert BATCHED_CHECKS_PATCH in text
+    record_history(history, "bundle-batched-drift-checks.json")
+
+
+async def test_a_sweep_whose_batch_fails_checks_each_cluster_alone(
+    start: Callable[..., Awaitable[Bundle]], temporal_client: Client, task_queue: str
+) -> None:
+    """Workers that do not serve ``check_deployments`` (an older worker during an upgrade):
+    the batch fails after its retries and each of its clusters is checked alone, nothing
+    shows ErrApplied, and drift is still found."""
+    clusters = [f"c{i}" for i in range(3)]
+    standins = StandIns(clusters=clusters, ready_at_deploy=True)
+    bundle = await start(standins, serve_push=False, monitor_seconds=1)
+    for queue in push_task_queues(task_queue):
+        await bundle.stack.enter_async_context(
+            Worker(
+                temporal_client,
+                task_queue=queue,
+                activities=[standins.deploy_bundle, standins.check_deployment],
+            )
+        )
+    await eventually(bundle.states, lambda s: len(s) == 3 and all_ready(s), timeout=60)
+    standins.drift["c1"] = ["ConfigMap/app/cfg: differs at /data/color"]
+
+    states = await eventually(bundle.states, lambda s: s["c1"] is BundleState.MODIFIED, timeout=60)
+    assert states["c0"] is states["c2"] is BundleState.READY
+    assert standins.batches == []
+    assert all(standins.calls["check_deployment", c] >= 1 for c in clusters)
