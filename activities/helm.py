@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -85,13 +86,21 @@ _WAIT_TIMEOUTS = ("timed out waiting", "context deadline exceeded", "not ready. 
 _RENDER_FAILURES = ("parse error", "template:", "execution error at", "yaml:")
 
 
+# client-go's own log lines in helm's stderr (klog: severity, date, time, thread, file:line),
+# such as "W1204 20:12:33.123456 4242 reflector.go:484] ... watch ended with error" while a
+# readiness wait's watch is re-opened under load: noise before helm's actual message.
+_KLOG_LINE = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\]")
+
+
 def one_line_stderr(stderr: str) -> str:
     """Helm's stderr as one line: warnings dropped, ``Error:`` prefixes removed, cut short."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [
         line
         for line in lines
-        if not line.startswith(("WARNING:", "walk.go:", "level=DEBUG")) and "[debug]" not in line
+        if not line.startswith(("WARNING:", "walk.go:", "level=DEBUG"))
+        and "[debug]" not in line
+        and not _KLOG_LINE.match(line)
     ]
     text = "; ".join(line.removeprefix("Error: ") for line in errors or lines) or "no message"
     # An RBAC refusal (a bundle deploying as its ServiceAccount) buried in helm's sentence
