@@ -125,10 +125,14 @@ CONTROL_WORKFLOW_POLLERS = 20
 # time keep each task short; the rest wait on the server, in order.
 DEFAULT_WORKFLOW_TASKS = 4
 # A workflow task for a workflow cached on a worker waits this long on that worker's sticky
-# queue before any worker may take it. A killed worker never takes it: the SDK's 10 s
-# default held every rollout it had cached for 10 s after a crash. A live worker's sticky
-# pollers are always waiting, so a short bound costs nothing while it lives.
-STICKY_QUEUE_TIMEOUT = timedelta(seconds=3)
+# queue before any worker may take it, and the worker that takes it then replays the whole
+# history. A killed worker never takes it, so this is how long its cached workflows wait
+# after a crash (until the server sees its sticky pollers gone). It was 3 s while a live
+# worker's sticky pollers were always free; with DEFAULT_WORKFLOW_TASKS a busy worker's
+# tasks wait their turn longer than that, and 3 s sent one task in seven to the normal queue
+# to be replayed whole (bench_gitops 50 x 500: 731 replays of ~1,000 events, first commit
+# 146 s; with 10 s, 38 replays and 127 s; docs/windows.md). The SDK's default.
+STICKY_QUEUE_TIMEOUT = timedelta(seconds=10)
 # One cluster runs at most this many deploy activities at once (a semaphore per cluster):
 # too few, and a cluster with many slow readiness waits holds back its other bundles.
 DEFAULT_CLUSTER_CONCURRENCY = 4
