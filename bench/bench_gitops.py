@@ -33,11 +33,14 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 from temporalio import activity
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, TaskQueueKind
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
@@ -81,12 +84,13 @@ class InstantDeploy:
         # What the worker records of each cluster's kubeconfig Secret, as DeployActivities.
         self.kubeconfig_secrets: dict[tuple[str, str], str] = {}
         # Which attempts of each deploy reached this process, and when.
-        self.attempts: dict[tuple[str | None, str], list[tuple[int, float]]] = {}
+        self.attempts: dict[tuple[str, str], list[tuple[int, float]]] = {}
 
     @activity.defn
     def deploy_bundle(self, request: DeployRequest) -> DeployResult:
         info = activity.info()
-        key = (info.workflow_id, info.activity_id)
+        # Activity ids start again in each run of a workflow (continue-as-new).
+        key = (f"{info.workflow_id}/{info.workflow_run_id}", info.activity_id)
         self.attempts.setdefault(key, []).append((info.attempt, time.time()))
         release = ReleaseRef(name=request.bundle_name, namespace="default", revision=1)
         # Ready within the deploy's own short watch, as a quick real release is: no wait_ready.
@@ -143,14 +147,95 @@ async def first_run(client: Client, workflow_id: str) -> str:
     return min(runs, key=lambda e: e.start_time).run_id
 
 
-async def history_numbers(client: Client, workflow_id: str) -> dict[str, list[float]]:
-    """Over every run: event count, bytes, workflow task durations and completion times."""
+@dataclass
+class TaskShape:
+    """What one workflow task had to do, for the slowest tasks' breakdown."""
+
+    seconds: float
+    # The run's first task (its input decoded, nothing replayed).
+    first: bool
+    # Scheduled on the workflow's normal queue, not the worker's sticky one: the worker had
+    # no cached copy and replayed the history so far (``events_before`` events).
+    replayed: bool
+    events_before: int
+    # Activity results and signals it took in, and activities it scheduled.
+    completions: int
+    signals: int
+    scheduled: int = 0
+
+
+def _task_shapes(events: Any) -> list[TaskShape]:
+    shapes: list[TaskShape] = []
+    started: float | None = None
+    kind_normal = first = False
+    completions = signals = 0
+    current: TaskShape | None = None
+    for index, event in enumerate(events):
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            queue = event.workflow_task_scheduled_event_attributes.task_queue
+            kind_normal = queue.kind != TaskQueueKind.TASK_QUEUE_KIND_STICKY
+            first = not shapes and current is None
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            started = event.event_time.ToDatetime().timestamp()
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and started is not None:
+            current = TaskShape(
+                seconds=event.event_time.ToDatetime().timestamp() - started,
+                first=first,
+                replayed=kind_normal and not first,
+                events_before=index,
+                completions=completions,
+                signals=signals,
+            )
+            shapes.append(current)
+            completions = signals = 0
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and current is not None:
+            current.scheduled += 1
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            completions += 1
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            signals += 1
+    return shapes
+
+
+def print_slow_tasks(shapes: list[TaskShape]) -> None:
+    """The slowest 1 % of the bundles' workflow tasks against all of them: how many were a
+    run's first, a replay (no cached copy), and what they took in and scheduled."""
+    if not shapes:
+        return
+    shapes = sorted(shapes, key=lambda t: t.seconds)
+    slow = shapes[int(len(shapes) * 0.99) :]
+
+    def line(group: list[TaskShape]) -> str:
+        n = len(group)
+        replays = [t.events_before for t in group if t.replayed]
+        return (
+            f"{n} tasks: first of a run {sum(t.first for t in group)}, replayed "
+            f"{len(replays)} (median {statistics.median(replays) if replays else 0:.0f} events), "
+            f"completions taken median {statistics.median(t.completions for t in group):.0f} "
+            f"max {max(t.completions for t in group)}, signals median "
+            f"{statistics.median(t.signals for t in group):.0f}, scheduled median "
+            f"{statistics.median(t.scheduled for t in group):.0f} max "
+            f"{max(t.scheduled for t in group)}"
+        )
+
+    print(f"slowest 1 % of bundle workflow tasks (>= {slow[0].seconds:.3f}s): {line(slow)}")
+    print(f"  all: {line(shapes)}")
+
+
+async def history_numbers(
+    client: Client, workflow_id: str, shapes: list[TaskShape] | None = None
+) -> dict[str, list[float]]:
+    """Over every run: event count, bytes, workflow task durations and completion times (and
+    each task's shape into ``shapes``)."""
     numbers: dict[str, list[float]] = {"events": [], "bytes": [], "wft": [], "done": []}
     run_id: str | None = await first_run(client, workflow_id)
     while True:
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         numbers["events"].append(len(history.events))
         numbers["bytes"].append(sum(e.ByteSize() for e in history.events))
+        if shapes is not None:
+            shapes.extend(_task_shapes(history.events))
         started: float | None = None
         for event in history.events:
             at = event.event_time.ToDatetime().timestamp()
@@ -210,6 +295,10 @@ async def add_clusters(fl: Flotilla, clusters: int) -> None:
     await fl.worker.refresh_clusters()
 
 
+# Worker settings an experiment switch changed (--workflow-tasks).
+EXPERIMENT: dict[str, Any] = {}
+
+
 async def start_worker(client: Client, tmp: Path) -> Flotilla:
     """The worker with its default flags (threads, concurrency, pollers), as one small
     production worker runs, and the instant deploys; stores below ``tmp``."""
@@ -221,6 +310,7 @@ async def start_worker(client: Client, tmp: Path) -> Flotilla:
         # Stand-in clusters have no API server to watch; drift watching is measured by
         # bench_drift.py on real clusters.
         watch_objects=False,
+        **EXPERIMENT,
     )
     settings = settings_for_test(client, tmp)
     deploy = InstantDeploy()
@@ -457,8 +547,11 @@ async def run(
                 sizes: list[float] = []
                 wft: list[float] = []
                 wft_done = activities_done = 0
+                shapes: list[TaskShape] = []
                 for b in range(bundles):
-                    numbers = await history_numbers(client, bundle_workflow_id(ns, f"bench-b{b}"))
+                    numbers = await history_numbers(
+                        client, bundle_workflow_id(ns, f"bench-b{b}"), shapes
+                    )
                     sizes.extend(numbers["bytes"])
                     wft.extend(numbers["wft"])
                     wft_done += sum(1 for t in numbers["done"] if began <= t <= ended)
@@ -529,6 +622,7 @@ async def run(
                     f"max {wft[-1]:.3f}s over {len(wft)}; "
                     f"largest history run {max(sizes) / 1e6:.2f} MB"
                 )
+                print_slow_tasks(shapes)
                 print(
                     f"Temporal throughput over both commits ({elapsed:.0f}s), bundle workflows: "
                     f"{wft_done / elapsed:.1f} workflow tasks/s, {activities_done / elapsed:.1f} "
@@ -608,8 +702,29 @@ def main() -> None:
         help="with --idle, record the worker with py-spy over the idle window into FILE "
         "(speedscope JSON; needs py-spy in the virtualenv and ptrace rights)",
     )
+    parser.add_argument(
+        "--workflow-tasks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the worker's workflow tasks at once instead of worker.py's default (an experiment)",
+    )
+    parser.add_argument(
+        "--sticky-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="the worker's sticky-queue schedule-to-start timeout instead of worker.py's "
+        "(an experiment)",
+    )
     add_temporal_argument(parser)
     args = parser.parse_args()
+    if args.workflow_tasks is not None:
+        EXPERIMENT["workflow_tasks"] = args.workflow_tasks
+    if args.sticky_timeout is not None:
+        import worker  # noqa: PLC0415
+
+        worker.STICKY_QUEUE_TIMEOUT = timedelta(seconds=args.sticky_timeout)
     if args.shard_size:
         import flotilla.settings  # noqa: PLC0415
         import workflows.bundle_shards  # noqa: PLC0415

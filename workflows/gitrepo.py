@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         SyncSchedulesRequest,
         SyncSchedulesResult,
     )
+    from flotilla.batches import split_by_size
     from flotilla.clusterstates import (
         ClusterIndex,
         cluster_index,
@@ -150,6 +151,13 @@ STATUS_ATTRIBUTES_PATCH = "gitrepo-status-search-attributes"
 GIT_STATES_PATCH = "gitrepo-status-shows-git-errors"
 # Bundles are signalled in batches so one activity never runs for long.
 SYNC_BATCH = 200
+# ... and no batch's input passes this many bytes of JSON: each bundle's refresh carries the
+# cluster snapshot inline up to INLINE_SNAPSHOT_LIMIT (256 kB), so 200 of them could pass
+# Temporal's 2 MB payload limit, which fails the GitRepo's workflow task for ever (50 bundles
+# on 500 clusters already made 1.5 MB; issue 12). Half a MB stays under the SDK's warning.
+# Cutting by size is asked (patch) only where it cuts differently from the count alone.
+SYNC_BATCH_BYTES = 512 * 1024
+SYNC_BY_SIZE_PATCH = "gitrepo-sync-batches-by-size"
 # sync_now signals every bundle to check its deployments (commands older histories lack).
 RECHECK_ON_SYNC_PATCH = "recheck-on-sync"
 # The workspace's Policies and GitRepoRestrictions are enforced: the first poll waits for the
@@ -1117,14 +1125,25 @@ class GitRepoWorkflow:
             )
             for name, ref in sorted(wanted.items())
         ]
+        batches = [
+            range(index, min(index + SYNC_BATCH, len(starts)))
+            for index in range(0, len(starts), SYNC_BATCH)
+        ]
+        by_size = split_by_size(
+            [len(start.model_dump_json()) for start in starts],
+            max_count=SYNC_BATCH,
+            max_bytes=self.state.sync_batch_bytes or SYNC_BATCH_BYTES,
+        )
+        if by_size != batches and workflow.patched(SYNC_BY_SIZE_PATCH):
+            batches = by_size
         try:
-            for index in range(0, len(starts), SYNC_BATCH):
+            for batch in batches:
                 await workflow.execute_activity(
                     SYNC_BUNDLES,
                     SyncBundlesRequest(
                         workflow=BundleWorkflow.__name__,
                         task_queue=workflow.info().task_queue,
-                        starts=starts[index : index + SYNC_BATCH],
+                        starts=[starts[index] for index in batch],
                     ),
                     result_type=SyncBundlesResult,
                     start_to_close_timeout=SYNC_BUNDLES_TIMEOUT,

@@ -100,6 +100,8 @@ class GitRepoState(BaseModel):
     # Test switch: the shard size of its bundles (flotilla.settings.DEFAULT_BUNDLE_SHARD_SIZE
     # when unset), so a test shards bundles of a few hundred clusters.
     bundle_shard_size: int | None = None
+    # Test switch: the bytes one sync_bundles batch may carry (SYNC_BATCH_BYTES when unset).
+    sync_batch_bytes: int | None = None
 
 
 class UpdateSpecRequest(BaseModel):

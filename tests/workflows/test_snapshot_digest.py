@@ -49,7 +49,7 @@ from tests.workflows.test_bundle_standins import (  # noqa: F401 (the fixture)
 )
 from workflows.bundle import BundleWorkflow
 from workflows.bundle_models import BundleRefresh, BundleStatus, BundleStatusRequest
-from workflows.gitrepo import UNREAD_DEPENDENCIES_PATCH
+from workflows.gitrepo import SYNC_BY_SIZE_PATCH, UNREAD_DEPENDENCIES_PATCH
 from workflows.registry import SNAPSHOT_BY_DIGEST_PATCH as REGISTRY_PATCH
 from workflows.registry import SNAPSHOT_KEY_PATCH as REGISTRY_KEY_PATCH
 from workflows.registry_models import REGISTRY_WORKFLOW, RegistryState
@@ -337,3 +337,42 @@ async def test_sharded_bundles_by_digest_count_in_the_gitrepo_and_reach_their_de
     assert max(e.ByteSize() for e in gitrepo_history.events) < 200 * 60  # never the list
     record_history(registry, "registry-snapshot-names-key.json")
     record_history(gitrepo_history, "gitrepo-forwards-unread-packed-states.json")
+
+
+async def test_a_gitrepo_signals_its_bundles_in_batches_that_stay_small(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    """Each bundle's refresh carries the cluster snapshot inline (up to 256 kB), so a count
+    of bundles per ``sync_bundles`` is no bound on its input: 50 bundles on 500 clusters made
+    1.5 MB, and past 2 MB Temporal refuses it. The GitRepo cuts its batches by size too (the
+    test switch ``sync_batch_bytes`` at 4 kB here; 512 kB by default): six bundles on 40
+    agent clusters (agents never started, deploys held) go in several small batches, and
+    every bundle gets its clusters. With FLOTILLA_RECORD_HISTORIES=DIR the GitRepo's history
+    is written for tests/replay."""
+    ns = flotilla.namespace
+    for name in CLUSTERS[:40]:
+        await flotilla.control.add_cluster(ns, name, None, labels={"env": "prod"})
+    files = {f"b{i}/cm.yaml": CM for i in range(6)}
+    files.update({f"b{i}/fleet.yaml": f"namespace: b{i}\n" for i in range(6)})
+    url = git_daemon.create_repo(repo_name, files)
+    selector = {"clusterSelector": {"matchLabels": {"env": "prod"}}}
+    (gitrepo,), _ = load_fleet_objects(
+        gitrepo_yaml(ns, "repo", url, targets=[selector]), file="gitrepo.yaml"
+    )
+    assert isinstance(gitrepo, GitRepo)
+    await flotilla.control.apply_gitrepo(gitrepo, sync_batch_bytes=4_000)
+
+    status = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "repo"),
+        lambda s: len(s.bundles) == 6 and all(b.desired == 40 for b in s.bundles),
+        timeout=120,
+    )
+    assert status.desired_ready_clusters == 40
+    history = await flotilla.client.get_workflow_handle(
+        gitrepo_workflow_id(ns, "repo")
+    ).fetch_history()
+    sizes = activities(history, "sync_bundles")
+    assert len(sizes) >= 3, sizes  # one batch of six would be ~12 kB
+    assert max(sizes) < 8_000, sizes
+    assert SYNC_BY_SIZE_PATCH in history_text(history)
+    record_history(history, "gitrepo-sync-batches-by-size.json")
