@@ -192,8 +192,14 @@ RELEASED_AT_ONCE_PATCH = "bundle-released-before-its-report"
 # serialized in the sandbox, inside the workflow task: the deadlock failures of 500-cluster
 # passes on a busy worker (past the SDK's 2 s bound, then replayed whole) stopped there
 # (issue 12; the per-activity cost was not measured on its own). Asked only when a pass
-# would start more, so smaller bundles carry no marker.
-ACTIVITIES_PER_PASS = 100
+# would start more, so smaller bundles carry no marker. The bound was 100
+# (ACTIVITIES_PER_PASS_BEFORE, patch ``bundle-activities-per-pass``); at 100 the passes that
+# scheduled 50-100 deploys were the slowest 1 % of workflow tasks at 50 bundles x 500
+# clusters (1.1-1.6 s, p99 1.1 s: about 10 ms a scheduled activity on the busy machine), so
+# since patch ``bundle-40-activities-per-pass`` it is 40.
+ACTIVITIES_PER_PASS = 40
+SMALLER_PASSES_PATCH = "bundle-40-activities-per-pass"
+ACTIVITIES_PER_PASS_BEFORE = 100
 BOUNDED_STARTS_PATCH = "bundle-activities-per-pass"
 # The periodic drift sweep checks push-mode clusters CHECK_BATCH to an activity
 # (``check_deployments``) instead of one each (issue 12: an idle fleet of 25,000 deployments
@@ -1001,10 +1007,12 @@ class BundleWorkflow(ShardedBundle):
         """Room for this pass to start another activity: the pending-activity cap, and at most
         ``ACTIVITIES_PER_PASS`` started in one pass (the next pass is woken by completions)."""
         room = self._room()
-        if (
-            room > 0
-            and self._started_in_pass >= ACTIVITIES_PER_PASS
-            and workflow.patched(BOUNDED_STARTS_PATCH)
+        if room <= 0 or self._started_in_pass < ACTIVITIES_PER_PASS:
+            return room
+        if workflow.patched(SMALLER_PASSES_PATCH):
+            return 0
+        if self._started_in_pass >= ACTIVITIES_PER_PASS_BEFORE and workflow.patched(
+            BOUNDED_STARTS_PATCH
         ):
             return 0
         return room

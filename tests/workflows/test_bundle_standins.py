@@ -80,12 +80,12 @@ from workflows import common
 from workflows.bundle import (
     ACTIVITIES_PER_PASS,
     BATCHED_CHECKS_PATCH,
-    BOUNDED_STARTS_PATCH,
     BUNDLE_REPORT_SIGNAL,
     PACKED_REPORTS_PATCH,
     PLAN_FAILURE_WAITS_PATCH,
     PLANNING_PATCH,
     REFRESH_SIGNAL,
+    SMALLER_PASSES_PATCH,
     BundleWorkflow,
 )
 from workflows.bundle_models import (
@@ -956,8 +956,8 @@ async def test_a_pass_starts_at_most_its_bound_of_activities_and_the_rest_follow
     start: Callable[..., Awaitable[Bundle]],
 ) -> None:
     """110 clusters, two versions: new deployments start 50 at a time (Fleet's ``maxNew``);
-    the update may move them all, but one pass starts at most ``ACTIVITIES_PER_PASS`` (100)
-    deploys and the pass their completions wake starts the rest. Every cluster is deployed
+    the update may move them all, but one pass starts at most ``ACTIVITIES_PER_PASS`` (40)
+    deploys and the passes their completions wake start the rest. Every cluster is deployed
     once per version. With FLOTILLA_RECORD_HISTORIES=DIR the history is written for
     tests/replay."""
     clusters = [f"c{i:03d}" for i in range(110)]
@@ -967,8 +967,8 @@ async def test_a_pass_starts_at_most_its_bound_of_activities_and_the_rest_follow
     history = await bundle.handle.fetch_history()
     batches = scheduled_per_task(history)
     assert max(batches) == ACTIVITIES_PER_PASS, batches
-    assert BOUNDED_STARTS_PATCH in history_text(history)
-    record_history(history, "bundle-activities-per-pass.json")
+    assert SMALLER_PASSES_PATCH in history_text(history)
+    record_history(history, "bundle-40-activities-per-pass.json")
 
 
 async def test_the_sweep_checks_push_clusters_in_batches_and_a_failed_check_again_alone(
