@@ -195,8 +195,8 @@ RELEASED_AT_ONCE_PATCH = "bundle-released-before-its-report"
 # would start more, so smaller bundles carry no marker. The bound was 100
 # (ACTIVITIES_PER_PASS_BEFORE, patch ``bundle-activities-per-pass``); at 100 the passes that
 # scheduled 50-100 deploys were the slowest 1 % of workflow tasks at 50 bundles x 500
-# clusters (1.1-1.6 s, p99 1.1 s: about 10 ms a scheduled activity on the busy machine), so
-# since patch ``bundle-40-activities-per-pass`` it is 40.
+# clusters (1.1-1.6 s, p99 1.1 s on the busy machine; the cost per scheduled activity was
+# not measured alone), so since patch ``bundle-40-activities-per-pass`` it is 40.
 ACTIVITIES_PER_PASS = 40
 SMALLER_PASSES_PATCH = "bundle-40-activities-per-pass"
 ACTIVITIES_PER_PASS_BEFORE = 100
