@@ -306,8 +306,11 @@ class BundleWorkflow(ShardedBundle):
         self._windows_now: datetime | None = None
         # Set by a pass (queries may not ask for a patch) once the workspace has Schedules.
         self._windows_enabled = False
-        # The last pass's gate decision and the clusters its closed partition holds back.
+        # The last pass's gate decision, the gate record it was made on (what status shows,
+        # so a gate decided since then never reads Rejected beside a rollout still waiting)
+        # and the clusters its closed partition holds back.
         self._gate = GateDecision()
+        self._gate_record = state.gates
         self._gated: dict[str, str] = {}
         # A shard's partitions after its last pass, for its bundle (flotilla.shards).
         self._shard_counts: list[PartitionCounts] = []
@@ -510,7 +513,7 @@ class BundleWorkflow(ShardedBundle):
             errors=dict(self.state.plan_errors),
             conditions=self.state.conditions,
             gates=gate_statuses(
-                partition_gates(self.state.strategy), self.state.gates, self._gate, workflow.now()
+                partition_gates(self.state.strategy), self._gate_record, self._gate, workflow.now()
             ),
             halted=halted,
             labels=dict(spec.labels) if spec else {},
@@ -947,6 +950,7 @@ class BundleWorkflow(ShardedBundle):
         spec = self.state.spec
         if not gates or spec is None or not workflow.patched(GATES_PATCH):
             self._gate, self._gated = GateDecision(), {}
+            self._gate_record = self.state.gates
             return plan_rollout(state)
         order = partition_order(self.state.strategy)
         record = self.state.gates.for_version(spec.bundle_digest)
@@ -973,7 +977,7 @@ class BundleWorkflow(ShardedBundle):
             if after == record:
                 break
             record = after
-        self.state.gates = record
+        self.state.gates = self._gate_record = record
         dues = [d for d in (decision.due, failure_due) if d is not None]
         self._gate = decision.model_copy(update={"due": min(dues, default=None)})
         self._gated = {name: plan.gate for name in plan.gated}

@@ -540,6 +540,7 @@ class ShardedBundle:
                 size=book.size,
             )
             plan, self.state.gates, self._gate = gated.plan, gated.record, gated.decision
+            self._gate_record = gated.record
             closed = gated.decision.closed
         else:
             plan = plan_shards(strategy, counts, book.ceilings)
@@ -714,7 +715,7 @@ class ShardedBundle:
             summary=self._summary,
             clusters=[],
             gates=gate_statuses(
-                partition_gates(self.state.strategy), self.state.gates, self._gate, workflow.now()
+                partition_gates(self.state.strategy), self._gate_record, self._gate, workflow.now()
             ),
             halted=halted,
         )
