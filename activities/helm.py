@@ -82,6 +82,17 @@ _TRANSIENT = (
 _WAIT_TIMEOUTS = ("timed out waiting", "context deadline exceeded", "not ready. status:")
 
 
+# The API server refused an object's fields: its validation ("is invalid"), server-side
+# apply's schema check (unknown field, wrong type) or decoding (wrong type, three-way merge).
+_INVALID = (
+    " is invalid",
+    "error validating",
+    "failed to create typed patch object",
+    "cannot be handled as a",
+    "strict decoding error",
+)
+
+
 # Helm errors that come from rendering the chart: the same chart and values fail every time.
 _RENDER_FAILURES = ("parse error", "template:", "execution error at", "yaml:")
 
@@ -118,7 +129,7 @@ def classify(message: str) -> str:
         return WAIT_TIMEOUT
     if " is forbidden" in lowered or "forbidden:" in lowered:
         return FORBIDDEN
-    if " is invalid" in lowered or "error validating" in lowered:
+    if any(marker in lowered for marker in _INVALID):
         return INVALID_MANIFEST
     if any(marker in lowered for marker in _RENDER_FAILURES):
         return CHART_RENDER_FAILED
@@ -319,6 +330,11 @@ class Helm:
             description,
             "--output",
             "json",
+            # The API server validates every field (field validation is GA since Kubernetes
+            # 1.27); helm's client-side pass only asks it whether it does, from the OpenAPI
+            # documents it parses afresh in each process: ~40 % of a small upgrade's CPU
+            # (docs/deploy-engine.md "Helm 4").
+            "--disable-openapi-validation",
             *flags.args(),
             *(["--dry-run=server"] if dry_run else []),
         ]

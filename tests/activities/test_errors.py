@@ -53,6 +53,29 @@ def test_invalid_manifest_is_permanent_with_the_api_servers_message(engine: Engi
     assert "\n" not in failed.value.message and len(failed.value.message) <= 400
 
 
+@pytest.mark.parametrize(
+    ("objects", "named"),
+    [
+        ([{**configmap("extra", {"a": "1"}), "bogusField": 1}], ".bogusField"),
+        ([deployment("web", replicas="three")], ".spec.replicas"),  # type: ignore[arg-type]
+    ],
+    ids=["unknown-field", "wrong-type"],
+)
+def test_fields_the_api_server_refuses_fail_permanently_naming_the_field(
+    engine: Engine, objects: list[dict[str, object]], named: str
+) -> None:
+    # helm runs without its client-side OpenAPI pass (activities/helm.py): the API server's
+    # field validation must still refuse these, as an InvalidManifest naming the field.
+    bundle = engine.bundle({"app.yaml": dump(configmap("first", {"a": "1"}), *objects)})
+
+    with pytest.raises(ApplicationError) as failed:
+        engine.deploy(bundle, "v1")
+
+    assert failed.value.non_retryable and failed.value.type == "InvalidManifest", failed.value
+    assert named in failed.value.message
+    assert "\n" not in failed.value.message and len(failed.value.message) <= 400
+
+
 def test_forbidden_names_the_verb_and_resource(engine: Engine) -> None:
     ns = engine.namespace
     request = engine.cluster.request
