@@ -234,6 +234,10 @@ async def history_numbers(
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         numbers["events"].append(len(history.events))
         numbers["bytes"].append(sum(e.ByteSize() for e in history.events))
+        if keep := EXPERIMENT.get("keep_histories"):
+            # For replaying (and profiling) a real run's workflow tasks offline.
+            name = f"{workflow_id.replace('/', '_')}-{history.run_id}.json"
+            (Path(keep) / name).write_text(history.to_json())
         if shapes is not None:
             shapes.extend(_task_shapes(history.events))
         started: float | None = None
@@ -717,8 +721,19 @@ def main() -> None:
         help="the worker's sticky-queue schedule-to-start timeout instead of worker.py's "
         "(an experiment)",
     )
+    parser.add_argument(
+        "--keep-histories",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write every bundle workflow run's history into DIR as JSON (for replaying and "
+        "profiling the workflow tasks offline)",
+    )
     add_temporal_argument(parser)
     args = parser.parse_args()
+    if args.keep_histories is not None:
+        args.keep_histories.mkdir(parents=True, exist_ok=True)
+        EXPERIMENT["keep_histories"] = args.keep_histories
     if args.workflow_tasks is not None:
         EXPERIMENT["workflow_tasks"] = args.workflow_tasks
     if args.sticky_timeout is not None:
