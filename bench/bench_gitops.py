@@ -234,10 +234,10 @@ async def history_numbers(
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         numbers["events"].append(len(history.events))
         numbers["bytes"].append(sum(e.ByteSize() for e in history.events))
-        if keep := EXPERIMENT.get("keep_histories"):
+        if keep := KEEP_HISTORIES:
             # For replaying (and profiling) a real run's workflow tasks offline.
             name = f"{workflow_id.replace('/', '_')}-{history.run_id}.json"
-            (Path(keep) / name).write_text(history.to_json())
+            (keep[0] / name).write_text(history.to_json())
         if shapes is not None:
             shapes.extend(_task_shapes(history.events))
         started: float | None = None
@@ -301,6 +301,8 @@ async def add_clusters(fl: Flotilla, clusters: int) -> None:
 
 # Worker settings an experiment switch changed (--workflow-tasks).
 EXPERIMENT: dict[str, Any] = {}
+# Where --keep-histories writes the bundle runs' histories (empty: nowhere).
+KEEP_HISTORIES: list[Path] = []
 
 
 async def start_worker(client: Client, tmp: Path) -> Flotilla:
@@ -733,7 +735,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.keep_histories is not None:
         args.keep_histories.mkdir(parents=True, exist_ok=True)
-        EXPERIMENT["keep_histories"] = args.keep_histories
+        KEEP_HISTORIES.append(args.keep_histories)
     if args.workflow_tasks is not None:
         EXPERIMENT["workflow_tasks"] = args.workflow_tasks
     if args.sticky_timeout is not None:
