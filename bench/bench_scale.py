@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -97,7 +98,7 @@ from flotilla.ids import (
 from flotilla.models import GitRepoSpec, RolloutStrategy
 from flotilla.settings import DEFAULT_BUNDLE_SHARD_SIZE
 from flotilla.snapshots import encode_snapshot, snapshot_header
-from worker import DEFAULT_WORKFLOW_TASKS
+from worker import DEFAULT_WORKFLOW_TASKS, GC_THRESHOLDS
 from workflows.bundle import REFRESH_SIGNAL, BundleWorkflow
 from workflows.bundle_models import (
     BundleRefresh,
@@ -208,6 +209,7 @@ async def run(clusters: int, shard_size: int, kind: str) -> dict[str, float]:
             standins.check_deployment,
             standins.remove_deployment,
         ]
+        gc.set_threshold(*GC_THRESHOLDS)  # as FlotillaWorker.start does
         workers = [
             Worker(
                 client,
@@ -496,6 +498,7 @@ async def run_retarget(
             standins.remove_deployment,
         ]
         pool = ThreadPoolExecutor(max_workers=4)
+        gc.set_threshold(*GC_THRESHOLDS)  # as FlotillaWorker.start does
         workers = [
             Worker(
                 client,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,13 @@ from temporalio.client import Client
 
 from flotilla.settings import settings_from_env
 from tests.e2e.harness import settings_for_test
-from worker import DEFAULT_WORKFLOW_TASKS, FlotillaWorker, WorkerConfig, parse_args
+from worker import (
+    DEFAULT_WORKFLOW_TASKS,
+    GC_THRESHOLDS,
+    FlotillaWorker,
+    WorkerConfig,
+    parse_args,
+)
 
 
 def test_workflow_tasks_flag_environment_default_and_bound(
@@ -39,3 +46,19 @@ async def test_the_control_worker_takes_at_most_that_many_workflow_tasks(
         assert worker._control.config()["max_concurrent_workflow_tasks"] == 3
     finally:
         await worker.stop()
+
+
+async def test_a_started_worker_collects_garbage_by_its_own_thresholds(
+    temporal_client: Client, tmp_path: Path
+) -> None:
+    """Full collections of a big worker heap held the GIL for up to a second at a time."""
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    config = WorkerConfig(task_queue="gc", namespaces=["gc"], workdir=tmp_path / "work")
+    worker = FlotillaWorker(temporal_client, config, settings_for_test(temporal_client, tmp_path))
+    await worker.start()
+    try:
+        assert gc.get_threshold() == GC_THRESHOLDS != (700, 10, 10)
+    finally:
+        await worker.stop()
+        gc.set_threshold(*before)
