@@ -25,13 +25,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
+import json
 import logging
 import os
+import random
 import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -49,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from temporal_kinds import ServerThroughput, add_temporal_argument, temporal_kinds, temporal_server
 
+from activities.deploy import DeployActivities
 from activities.deploy_models import (
     DeploymentStatus,
     DeployRequest,
@@ -59,10 +66,13 @@ from activities.deploy_models import (
     StatusRequest,
     WaitReadyRequest,
 )
+from devenv import tools
+from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
 from flotilla.ids import bundle_workflow_id, gitrepo_workflow_id
 from flotilla.models import GitRepo
-from runtime.stores import secret_store
+from runtime.stores import content_store, secret_store
+from runtime.tools import locate_tools
 from starters.control import Control
 from tests.e2e.harness import (
     ActivityCall,
@@ -77,14 +87,43 @@ from workflows.gitrepo_models import GitRepoStatus
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{v: '{v}'}}\n"
 
 
-class InstantDeploy:
-    """The deploy activities' names and models, answering at once."""
+class DeployTimes:
+    """Deploy times drawn from a measured distribution: ``profile_deploy.py --latencies``
+    (flotilla's real deploy activity, install and upgrade, one at a time on a local cluster)."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path, seed: int = 20261204) -> None:
+        data = json.loads(path.read_text())
+        self.path = path
+        self.install: list[float] = data["install"]
+        self.upgrade: list[float] = data["upgrade"]
+        self.measured = f"{data.get('command', '?')} at {data.get('at', '?')}"
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def draw(self, install: bool) -> float:
+        with self._lock:
+            return self._random.choice(self.install if install else self.upgrade)
+
+    def describe(self) -> str:
+        return (
+            f"install median {statistics.median(self.install):.2f} s (max "
+            f"{max(self.install):.2f}), upgrade median {statistics.median(self.upgrade):.2f} s "
+            f"(max {max(self.upgrade):.2f}), from {self.path.name} ({self.measured})"
+        )
+
+
+class InstantDeploy:
+    """The deploy activities' names and models, answering at once, or after a deploy time
+    drawn from ``times`` (an install when the request names no previous release)."""
+
+    def __init__(self, times: DeployTimes | None = None) -> None:
         # What the worker records of each cluster's kubeconfig Secret, as DeployActivities.
         self.kubeconfig_secrets: dict[tuple[str, str], str] = {}
         # Which attempts of each deploy reached this process, and when.
         self.attempts: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self.times = times
+        # Wall seconds of each deploy_bundle call, for the real-cluster slice's comparison.
+        self.walls: list[float] = []
 
     @activity.defn
     def deploy_bundle(self, request: DeployRequest) -> DeployResult:
@@ -92,6 +131,10 @@ class InstantDeploy:
         # Activity ids start again in each run of a workflow (continue-as-new).
         key = (f"{info.workflow_id}/{info.workflow_run_id}", info.activity_id)
         self.attempts.setdefault(key, []).append((info.attempt, time.time()))
+        if self.times is not None:
+            seconds = self.times.draw(request.previous_release is None)
+            time.sleep(seconds)
+            self.walls.append(seconds)
         release = ReleaseRef(name=request.bundle_name, namespace="default", revision=1)
         # Ready within the deploy's own short watch, as a quick real release is: no wait_ready.
         ready = DeploymentStatus(
@@ -126,6 +169,77 @@ class InstantDeploy:
 
     def probe(self, cluster_namespace: str, cluster: str) -> str:
         return ""
+
+
+class SlicedDeploy:
+    """The real deploy engine for the clusters of the real-cluster slice, the stand-ins for
+    every other cluster; what else the worker asks of its deploy engine goes to the real
+    one (kubeconfig Secrets, probes of the real clusters)."""
+
+    def __init__(self, real: DeployActivities, standin: InstantDeploy, clusters: set[str]):
+        self.real = real
+        self.standin = standin
+        self.clusters = clusters
+        self.kubeconfig_secrets = real.kubeconfig_secrets
+        self.attempts = standin.attempts
+        # Wall seconds of each deploy_bundle call on a real cluster.
+        self.real_walls: list[float] = []
+
+    def deploy_bundle(self, request: DeployRequest) -> DeployResult:
+        if request.cluster_name not in self.clusters:
+            return self.standin.deploy_bundle(request)
+        started = time.monotonic()
+        result = self.real.deploy_bundle(request)
+        self.real_walls.append(time.monotonic() - started)
+        return result
+
+    def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
+        if request.cluster_name not in self.clusters:
+            return self.standin.check_deployment(request)
+        return self.real.check_deployment(request)
+
+    def wait_ready(self, request: WaitReadyRequest) -> DeploymentStatus:
+        if request.cluster_name not in self.clusters:
+            return self.standin.wait_ready(request)
+        return self.real.wait_ready(request)
+
+    def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
+        if request.cluster_name not in self.clusters:
+            return self.standin.remove_deployment(request)
+        return self.real.remove_deployment(request)
+
+    def probe(self, cluster_namespace: str, cluster: str) -> str:
+        if cluster not in self.clusters:
+            return self.standin.probe(cluster_namespace, cluster)
+        return self.real.probe(cluster_namespace, cluster)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted ``values`` (0 for none)."""
+    return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
+
+
+def slice_names(clusters: int, real: int) -> list[str]:
+    """The names of the real clusters, spread evenly over the fleet's names."""
+    return [f"c{(i * clusters) // real:04d}" for i in range(real)] if real else []
+
+
+def check_slice(slice_clusters: dict[str, LocalCluster], bundles: int, version: int) -> str:
+    """Each real cluster holds every bundle's ConfigMap at ``version``: how many do."""
+    found = []
+    for name, cluster in sorted(slice_clusters.items()):
+        good = 0
+        for b in range(bundles):
+            try:
+                cm = cluster.request("GET", f"/api/v1/namespaces/default/configmaps/c{b}")
+            except urllib.error.HTTPError:
+                continue
+            good += (cm.get("data") or {}).get("v") == str(version)
+        found.append(f"{name} {good}/{bundles}")
+    return ", ".join(found)
 
 
 class OfflineCount(logging.Handler):
@@ -292,10 +406,20 @@ def bench_files(bundles: int, fleet: str = "{}\n") -> dict[str, str | bytes]:
     return files
 
 
-async def add_clusters(fl: Flotilla, clusters: int) -> None:
-    """Register ``clusters`` stand-in clusters (the deploys never reach them)."""
+async def add_clusters(
+    fl: Flotilla, clusters: int, real: dict[str, LocalCluster] | None = None
+) -> None:
+    """Register ``clusters`` clusters: stand-ins (the deploys never reach them), except the
+    ones named in ``real``, registered with their kubeconfigs."""
     for c in range(clusters):
-        await fl.control.add_cluster(fl.namespace, f"c{c:04d}", "apiVersion: v1\nkind: Config\n")
+        name = f"c{c:04d}"
+        slice_cluster = (real or {}).get(name)
+        kubeconfig = (
+            slice_cluster.kubeconfig.read_text()
+            if slice_cluster is not None
+            else "apiVersion: v1\nkind: Config\n"
+        )
+        await fl.control.add_cluster(fl.namespace, name, kubeconfig)
     await fl.worker.refresh_clusters()
 
 
@@ -305,9 +429,12 @@ EXPERIMENT: dict[str, Any] = {}
 KEEP_HISTORIES: list[Path] = []
 
 
-async def start_worker(client: Client, tmp: Path) -> Flotilla:
+async def start_worker(
+    client: Client, tmp: Path, times: DeployTimes | None = None, real: set[str] | None = None
+) -> Flotilla:
     """The worker with its default flags (threads, concurrency, pollers), as one small
-    production worker runs, and the instant deploys; stores below ``tmp``."""
+    production worker runs, and the stand-in deploys (instant, or taking ``times``); the
+    clusters named in ``real`` get the real deploy engine. Stores below ``tmp``."""
     config = WorkerConfig(
         task_queue="bench",
         namespaces=[f"fl-{uuid.uuid4().hex[:8]}"],
@@ -319,7 +446,17 @@ async def start_worker(client: Client, tmp: Path) -> Flotilla:
         **EXPERIMENT,
     )
     settings = settings_for_test(client, tmp)
-    deploy = InstantDeploy()
+    standin = InstantDeploy(times)
+    deploy: InstantDeploy | SlicedDeploy = standin
+    if real:
+        secrets = secret_store(settings)
+        engine = DeployActivities(
+            secrets,
+            content_store(settings, secrets),
+            config.workdir / "deploy",
+            tools=locate_tools(settings.tools),
+        )
+        deploy = SlicedDeploy(engine, standin, real)
     worker = FlotillaWorker(client, config, settings, deploy=deploy)  # type: ignore[arg-type]
     await worker.start()
     control = Control(client, task_queue="bench", secrets=secret_store(settings))
@@ -471,24 +608,32 @@ async def run(
     *,
     monitor_seconds: float | None = None,
     profile: str = "",
+    times: DeployTimes | None = None,
+    real_clusters: int = 0,
 ) -> dict[str, float]:
     """One run on the ``kind`` Temporal server; returns its headline figures (with ``idle``
-    seconds, also the CPU of the settled fleet over that window after the second commit)."""
+    seconds, also the CPU of the settled fleet over that window after the second commit).
+    ``times``: the stand-in deploys take measured deploy times; ``real_clusters``: that many
+    of the clusters are real local clusters deployed by the real engine."""
     offline = OfflineCount()
     logging.getLogger().addHandler(offline)
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp_name:
+    with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
+        slice_clusters = {
+            name: stack.enter_context(LocalCluster(f"slice{i}", tmp / f"slice{i}", nodes=1))
+            for i, name in enumerate(slice_names(clusters, real_clusters))
+        }
         with (
             temporal_server(kind, tmp / "temporal") as server,
             GitDaemon(tmp / "git") as git,
         ):
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
             url = git.create_repo("bench", bench_files(bundles))
-            fl = await start_worker(client, tmp / "fl")
+            fl = await start_worker(client, tmp / "fl", times, set(slice_clusters))
             try:
                 ns = fl.namespace
-                await add_clusters(fl, clusters)
+                await add_clusters(fl, clusters, slice_clusters)
                 total = bundles * clusters
                 throughput = ServerThroughput(server.metrics_url)
                 throughput.start()
@@ -652,10 +797,33 @@ async def run(
                     "{:.2f} {:.2f} {:.2f}".format(*load_before, *load_after)
                 )
                 await print_timeline(client, ns, bundles, began, first_ended)
+                standin = (
+                    fl.worker.deploy.standin
+                    if isinstance(fl.worker.deploy, SlicedDeploy)
+                    else fl.worker.deploy
+                )
                 print(
                     "deploys are stand-ins under the real activity names (deploy_bundle, "
-                    "wait_ready, check_deployment, remove_deployment) that answer at once"
+                    "wait_ready, check_deployment, remove_deployment) that answer "
+                    + (f"after measured deploy times: {times.describe()}" if times else "at once")
+                    + (
+                        f"; {len(slice_clusters)} of the {clusters} clusters are real local "
+                        "clusters deployed by the real engine (helm)"
+                        if slice_clusters
+                        else ""
+                    )
                 )
+                if isinstance(fl.worker.deploy, SlicedDeploy):
+                    real_walls = sorted(fl.worker.deploy.real_walls)
+                    walls = sorted(standin.walls)  # type: ignore[union-attr]
+                    print(
+                        f"real-cluster slice: {len(real_walls)} real deploys (expected "
+                        f"{2 * bundles * len(slice_clusters)}), each cluster's ConfigMaps at "
+                        f"the second commit: {check_slice(slice_clusters, bundles, 2)}; "
+                        f"deploy_bundle wall real p50 {_quantile(real_walls, 0.5):.2f} s, "
+                        f"p90 {_quantile(real_walls, 0.9):.2f} s; stand-ins p50 "
+                        f"{_quantile(walls, 0.5):.2f} s, p90 {_quantile(walls, 0.9):.2f} s"
+                    )
                 return {
                     "first commit s": first,
                     "second commit s": second,
@@ -731,8 +899,42 @@ def main() -> None:
         help="write every bundle workflow run's history into DIR as JSON (for replaying and "
         "profiling the workflow tasks offline)",
     )
+    parser.add_argument(
+        "--latencies",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the stand-in deploys take deploy times drawn from FILE (written by "
+        "profile_deploy.py --latencies; bench/deploy_latencies.json is the committed "
+        "measurement) instead of answering at once",
+    )
+    parser.add_argument(
+        "--real-clusters",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N of the clusters are real local clusters (kwok nodes) deployed by the real "
+        "deploy engine, spread among the stand-ins (about 0.5 GiB each)",
+    )
+    parser.add_argument(
+        "--cluster-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the worker's threads for push-mode deploy activities instead of worker.py's "
+        "default (with --latencies the deploys hold their threads as real ones do)",
+    )
     add_temporal_argument(parser)
     args = parser.parse_args()
+    times = DeployTimes(args.latencies) if args.latencies is not None else None
+    if args.cluster_threads is not None:
+        EXPERIMENT["cluster_threads"] = args.cluster_threads
+    if not 0 <= args.real_clusters <= args.clusters:
+        parser.error(f"--real-clusters: {args.real_clusters}: must be 0 to --clusters")
+    if args.real_clusters:
+        # The real engine finds helm (and kustomize, sops) as the worker does: on PATH.
+        found = os.pathsep.join(str(d) for d in tools.bin_dirs())
+        os.environ["PATH"] = os.pathsep.join([found, os.environ["PATH"]])
     if args.keep_histories is not None:
         args.keep_histories.mkdir(parents=True, exist_ok=True)
         KEEP_HISTORIES.append(args.keep_histories)
@@ -754,6 +956,10 @@ def main() -> None:
     for number in range(args.runs):
         # Alternate which server goes first, so neither always runs on the warmer machine.
         for kind in kinds if number % 2 == 0 else kinds[::-1]:
+            # Each run's worker starts on a clean heap, as a fresh worker process would: the
+            # worker's young generation is large (worker.py GC_THRESHOLDS), so the last
+            # run's stopped worker would otherwise wait for a rare full collection.
+            gc.collect()
             print(f"\n== run {number + 1} on {kind}", flush=True)
             results[kind].append(
                 asyncio.run(
@@ -764,6 +970,8 @@ def main() -> None:
                         args.idle,
                         monitor_seconds=args.monitor_seconds,
                         profile=args.idle_profile,
+                        times=times,
+                        real_clusters=args.real_clusters,
                     )
                 )
             )

@@ -19,6 +19,7 @@ chart, as ``bench_fleet.py`` does. Run:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -247,12 +248,20 @@ def report(name: str, samples: list[Sample]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", type=int, default=10)
+    parser.add_argument(
+        "--latencies",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write flotilla's deploy times (seconds, install and upgrade) to FILE as "
+        "JSON: the distribution bench_gitops.py --latencies gives its stand-in deploys",
+    )
     args = parser.parse_args()
     # Only helm and the cluster's binaries are needed (not sops or Temporal).
     found = {tools.locate(binary).parent for binary in ("helm", "kube-apiserver", "kwok", "etcd")}
     os.environ["PATH"] = os.pathsep.join([*(str(d) for d in sorted(found)), os.environ["PATH"]])
-    version = subprocess.run(["helm", "version", "--short"], capture_output=True, text=True)
-    print(f"helm {version.stdout.strip()}")
+    helm = subprocess.run(["helm", "version", "--short"], capture_output=True, text=True)
+    print(f"helm {helm.stdout.strip()}")
     instrument()
     sys.addaudithook(_audit)
     results: dict[str, list[Sample]] = defaultdict(list)
@@ -282,9 +291,30 @@ def main() -> int:
                         time.sleep(0.3)
             time.sleep(1.0)  # the last requests reach the audit log
             count_requests(cluster.audit_log, [s for v in results.values() for s in v])
-    print(f"load {os.getloadavg()[0]:.1f}")
+    load = os.getloadavg()[0]
+    print(f"load {load:.1f}")
     for name in ("flotilla install", "helm install", "flotilla upgrade", "helm upgrade"):
         report(name, results[name])
+    if args.latencies is not None:
+        measured_with = " ".join(["bench/profile_deploy.py", *sys.argv[1:]])
+        args.latencies.write_text(
+            json.dumps(
+                {
+                    "about": "wall seconds of flotilla's deploy_bundle (wait_ready_seconds 30, as "
+                    "the bundle workflow asks), one deployment at a time on one local cluster: "
+                    "a raw bundle of 10 objects (a Deployment, a Service, eight ConfigMaps)",
+                    "command": measured_with,
+                    "helm": helm.stdout.strip(),
+                    "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "load_after": round(load, 1),
+                    "install": [round(s.wall, 3) for s in results["flotilla install"]],
+                    "upgrade": [round(s.wall, 3) for s in results["flotilla upgrade"]],
+                },
+                indent=1,
+            )
+            + "\n"
+        )
+        print(f"deploy times written to {args.latencies}")
     return 0
 
 
