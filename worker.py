@@ -145,8 +145,8 @@ DEFAULT_CLUSTER_CONCURRENCY = 4
 # while it walked the whole heap: 30 s of 196 s worker CPU, and every workflow task running
 # meanwhile waited (bench_gitops 50 x 500: workflow-task p99 1.0-1.2 s). With a young
 # generation of 50,000 objects almost all of them die before a collection: 0 full
-# collections in the same run, p99 0.37 s, worker RSS 804 MiB instead of 624 MiB
-# (docs/operations.md "Sizing a worker").
+# collections in the same run, p99 0.37 s (0.41 s, median of three), worker RSS 804 MiB
+# instead of 624 MiB (docs/orchestration.md "The garbage collector").
 GC_THRESHOLDS = (50_000, 20, 10)
 # Object watchers one worker runs at most (one per push-mode cluster it serves).
 MAX_OBJECT_WATCHERS = 20_000
