@@ -122,8 +122,9 @@ class InstantDeploy:
         # Which attempts of each deploy reached this process, and when.
         self.attempts: dict[tuple[str, str], list[tuple[int, float]]] = {}
         self.times = times
-        # Wall seconds of each deploy_bundle call, for the real-cluster slice's comparison.
-        self.walls: list[float] = []
+        # The deploy time drawn for each deploy_bundle call (what it slept), for the
+        # real-cluster slice's comparison.
+        self.drawn: list[float] = []
 
     @activity.defn
     def deploy_bundle(self, request: DeployRequest) -> DeployResult:
@@ -134,7 +135,7 @@ class InstantDeploy:
         if self.times is not None:
             seconds = self.times.draw(request.previous_release is None)
             time.sleep(seconds)
-            self.walls.append(seconds)
+            self.drawn.append(seconds)
         release = ReleaseRef(name=request.bundle_name, namespace="default", revision=1)
         # Ready within the deploy's own short watch, as a quick real release is: no wait_ready.
         ready = DeploymentStatus(
@@ -815,14 +816,14 @@ async def run(
                 )
                 if isinstance(fl.worker.deploy, SlicedDeploy):
                     real_walls = sorted(fl.worker.deploy.real_walls)
-                    walls = sorted(standin.walls)  # type: ignore[union-attr]
+                    drawn = sorted(standin.drawn)  # type: ignore[union-attr]
                     print(
                         f"real-cluster slice: {len(real_walls)} real deploys (expected "
                         f"{2 * bundles * len(slice_clusters)}), each cluster's ConfigMaps at "
                         f"the second commit: {check_slice(slice_clusters, bundles, 2)}; "
                         f"deploy_bundle wall real p50 {_quantile(real_walls, 0.5):.2f} s, "
-                        f"p90 {_quantile(real_walls, 0.9):.2f} s; stand-ins p50 "
-                        f"{_quantile(walls, 0.5):.2f} s, p90 {_quantile(walls, 0.9):.2f} s"
+                        f"p90 {_quantile(real_walls, 0.9):.2f} s; stand-ins drew p50 "
+                        f"{_quantile(drawn, 0.5):.2f} s, p90 {_quantile(drawn, 0.9):.2f} s"
                     )
                 return {
                     "first commit s": first,
