@@ -14,6 +14,7 @@ the shard confirmed (``ceiling``) as spent, and shares out only what is left.
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
@@ -162,12 +163,14 @@ def plan_shards(
     counts: Mapping[int, list[PartitionCounts]],
     ceilings: Mapping[int, Mapping[str, int]],
     closed: Mapping[str, str] | None = None,
+    *,
+    even: bool = False,
 ) -> ShardPlan:
     """Decide, from every shard's counts, which partitions the bundle has reached (Fleet's
     rule: stop after more partitions are unavailable than maxUnavailablePartitions; and, as
     ``plan_rollout`` does, at a partition a gate keeps ``closed`` while some of it is not up
     to date) and share out the bundle-wide and per-partition maxUnavailable between the
-    shards that wait."""
+    shards that wait: evenly with ``even`` (``even_shares``), else in shard order."""
     totals: dict[str, PartitionCounts] = {}
     for shard_counts_ in counts.values():
         for c in shard_counts_:
@@ -213,14 +216,13 @@ def plan_shards(
         want = {i: sum(c.pending for c in cs) for i, cs in by_shard.items()}
         spent = {i: max(not_ready[i], ceilings.get(i, {}).get(key, 0)) for i in by_shard}
         free = most - sum(spent.values())
+        gives = even_shares(free, want, spent) if even else greedy_shares(free, want)
         for i in sorted(by_shard):
             if want[i] <= 0:
                 # Nothing waits there: what it does not use goes back to the others.
                 budgets[i][key] = not_ready[i]
                 continue
-            give = max(min(want[i], free), 0)
-            free -= give
-            budgets[i][key] = spent[i] + give
+            budgets[i][key] = spent[i] + gives.get(i, 0)
 
     share("", limit(total, strategy.max_unavailable), reached, everywhere=True)
     for name in reached:
@@ -263,6 +265,60 @@ def plan_shards(
     )
 
 
+def drained(
+    before: Iterable[PartitionCounts] | None,
+    after: Iterable[PartitionCounts],
+    reached: Iterable[str],
+) -> bool:
+    """Whether a shard's part of a reached partition ran out of clusters waiting for budget
+    since the counts its bundle last heard (``before``; None: not known in this run).
+
+    That is the moment the bundle needs to hear at once: the budget the shard no longer asks
+    for can go to others, and the partition, with no more of it waiting than is in flight,
+    may let the rollout reach the next one (Fleet's rule).
+    """
+    if before is None:
+        return False
+    waiting_before = {c.name: c.pending for c in before}
+    names = set(reached)
+    return any(
+        c.name in names and c.pending == 0 and waiting_before.get(c.name, 0) > 0 for c in after
+    )
+
+
+def greedy_shares(free: int, want: Mapping[int, int]) -> dict[int, int]:
+    """``free`` budget given in shard order, each shard what it waits for while any is left
+    (how grants were shared before ``even_shares``)."""
+    gives: dict[int, int] = {}
+    for i in sorted(want):
+        if want[i] > 0:
+            gives[i] = max(min(want[i], free), 0)
+            free -= gives[i]
+    return gives
+
+
+def even_shares(free: int, want: Mapping[int, int], held: Mapping[int, int]) -> dict[int, int]:
+    """``free`` budget shared between the shards with clusters waiting so that what each
+    then holds (``held``, what it has spent already, plus its share) is as even as it can
+    be, none given more than it waits for; ties go to the first shard in order.
+
+    Shards sharing a partition then move together and run out of waiting clusters at about
+    the same time, instead of one after the other with a hand-over (a report, a lowered
+    grant, its confirmation, a raised grant to the next) between them.
+    """
+    gives = {i: 0 for i, n in want.items() if n > 0}
+    queue = [(held.get(i, 0), i) for i in gives]
+    heapq.heapify(queue)
+    for _ in range(max(free, 0)):
+        if not queue:
+            break
+        level, i = heapq.heappop(queue)
+        gives[i] += 1
+        if gives[i] < want[i]:
+            heapq.heappush(queue, (level + 1, i))
+    return gives
+
+
 class ShardGates(BaseModel):
     """A sharded bundle's rollout with its gates: the plan, the gates' decision, and the
     gate record brought up to date."""
@@ -294,6 +350,7 @@ def gate_shards(
     now: datetime,
     *,
     size: int,
+    even: bool = False,
 ) -> ShardGates:
     """``plan_shards`` with the partitions the gates keep closed, over the bundle's sums:
     a soak starts when a partition is all updated and available in every shard, an approval
@@ -304,12 +361,12 @@ def gate_shards(
     refused = failure_budget_refusal(gates, size)
     if refused:
         closed = dict.fromkeys(order, refused)
-        plan = plan_shards(strategy, counts, ceilings, closed)
+        plan = plan_shards(strategy, counts, ceilings, closed, even=even)
         decision = GateDecision(closed=closed, halted=refused if plan.gated else "")
         return ShardGates(plan=plan, decision=decision, record=record)
     for _ in range(3):
         decision = decide(gates, order, record, now)
-        plan = plan_shards(strategy, counts, ceilings, decision.closed)
+        plan = plan_shards(strategy, counts, ceilings, decision.closed, even=even)
         after = observe(
             gates, record, partitions=plan.partitions, gated_partition=plan.gated, now=now
         )

@@ -84,7 +84,7 @@ with workflow.unsafe.imports_passed_through():
         make_partitions,
         plan_rollout,
     )
-    from flotilla.shards import PartitionCounts, shard_counts
+    from flotilla.shards import PartitionCounts, drained, shard_counts
     from flotilla.status import (
         BundleReport,
         BundleState,
@@ -177,6 +177,11 @@ REPORT_GAP = timedelta(seconds=3)
 # completion instead of on a timer due REPORT_GAP after the last report, which the wait's
 # timeout set again at every wake. Asked only when a report is held.
 REPORTS_COALESCED_PATCH = "watch-held-reports-coalesced"
+# A shard's report is not held when a reached partition's part in it has just run out of
+# clusters waiting for budget (flotilla.shards.drained): the bundle hands the budget on and
+# reaches the next partition without waiting REPORT_GAP. Asked only when that happens to a
+# held report.
+SHARD_DRAINED_REPORT_PATCH = "shard-report-when-drained"
 # A report made while a newer commit is still being planned (it came in during the plan) says
 # WaitApplied for it, no longer the older plan's Ready (a different report: more signals).
 PLANNING_PATCH = "bundle-report-waits-for-the-plan"
@@ -314,6 +319,8 @@ class BundleWorkflow(ShardedBundle):
         self._gated: dict[str, str] = {}
         # A shard's partitions after its last pass, for its bundle (flotilla.shards).
         self._shard_counts: list[PartitionCounts] = []
+        # The partition counts of the last report this run sent its bundle (None: none yet).
+        self._sent_counts: list[PartitionCounts] | None = None
         self._init_shards()
 
     @workflow.run
@@ -1398,7 +1405,16 @@ class BundleWorkflow(ShardedBundle):
             return
         now = workflow.now()
         last = self.state.last_report_at or self._run_started
-        if self._in_flight and not retired and now - last < REPORT_GAP:
+        # Sent at once, held or not, when a reached partition's part here has nothing left
+        # waiting: the bundle can share out its budget and may reach the next partition.
+        held = self._in_flight and not retired and now - last < REPORT_GAP
+        if (
+            held
+            and drained(self._sent_counts, report.partitions, shard.grant.reached)
+            and workflow.patched(SHARD_DRAINED_REPORT_PATCH)
+        ):
+            held = False
+        if held:
             # Held: as the bundle's own reports (REPORTS_COALESCED_PATCH), on one timer due
             # REPORT_GAP after the change, which the shard's next completion usually beats.
             if workflow.patched(REPORTS_COALESCED_PATCH):
@@ -1409,6 +1425,7 @@ class BundleWorkflow(ShardedBundle):
             return
         self._settle_held_report()
         self.state.last_report, self.state.last_report_at = fingerprint, now
+        self._sent_counts = report.partitions
         with contextlib.suppress(FailureError):  # a bundle that is gone hears nothing
             await workflow.get_external_workflow_handle(shard.parent_workflow_id).signal(
                 SHARD_REPORT_SIGNAL, report

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.shards import (
         PackedPart,
         PackedStates,
+        ShardGates,
         gate_shards,
         join_shard_states,
         plan_shards,
@@ -93,6 +94,10 @@ SHARD_REPORT_GAP = timedelta(seconds=3)
 # reports and by a sharded bundle when it reports or has packed dependency states to hand
 # on, so runs that never shard carry no marker.
 SHARD_STATES_PATCH = "shard-cluster-states"
+# Budgets shared evenly between the shards that wait (flotilla.shards.even_shares), not in
+# shard order; asked only when the two differ, so bundles whose budgets never were shared
+# between shards carry no marker.
+SHARD_EVEN_BUDGETS_PATCH = "shard-budgets-shared-evenly"
 # A sharded bundle whose snapshot came by digest joins its shards' packed states (and cuts
 # its dependencies') against the keys and sizes ``split_snapshot`` returns, as the inline
 # path does against the names. Asked only when a split returns them, so bundles on inline
@@ -531,19 +536,31 @@ class ShardedBundle:
         self.state.strategy = strategy
         closed: dict[str, str] = {}
         if partition_gates(strategy) and workflow.patched(SHARD_GATES_PATCH):
-            gated = gate_shards(
-                strategy,
-                counts,
-                book.ceilings,
-                self.state.gates.for_version(spec.bundle_digest),
-                workflow.now(),
-                size=book.size,
-            )
+
+            def gated_plan(even: bool) -> ShardGates:
+                return gate_shards(
+                    strategy,
+                    counts,
+                    book.ceilings,
+                    self.state.gates.for_version(spec.bundle_digest),
+                    workflow.now(),
+                    size=book.size,
+                    even=even,
+                )
+
+            gated, even = gated_plan(False), gated_plan(True)
+            if even.plan.budgets != gated.plan.budgets and workflow.patched(
+                SHARD_EVEN_BUDGETS_PATCH
+            ):
+                gated = even
             plan, self.state.gates, self._gate = gated.plan, gated.record, gated.decision
             self._gate_record = gated.record
             closed = gated.decision.closed
         else:
             plan = plan_shards(strategy, counts, book.ceilings)
+            even_plan = plan_shards(strategy, counts, book.ceilings, even=True)
+            if even_plan.budgets != plan.budgets and workflow.patched(SHARD_EVEN_BUDGETS_PATCH):
+                plan = even_plan
         book.summary = plan.summary
         for index in shards:
             grant = book.grants[index]

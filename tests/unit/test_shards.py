@@ -20,7 +20,10 @@ from flotilla.rollout import (
 from flotilla.shards import (
     PackedPart,
     PartitionCounts,
+    drained,
+    even_shares,
     gate_shards,
+    greedy_shares,
     join_shard_states,
     plan_shards,
     shard_boundaries,
@@ -117,6 +120,71 @@ def test_budgets_share_max_unavailable_and_never_exceed_it() -> None:
     plan = plan_shards(strategy, by_shard | {0: [counts("all", 10, unavailable=10)]}, {0: {"": 5}})
     assert plan.budgets[0][""] == 0  # nothing waits there: given back once it confirms
     assert plan.budgets[1][""] == 0
+
+
+@pytest.mark.parametrize(
+    ("free", "want", "held", "shares"),
+    [
+        (100, {0: 500, 1: 500}, {}, {0: 50, 1: 50}),
+        # One cannot use its share: the others get it.
+        (100, {0: 10, 1: 500, 2: 500}, {}, {0: 10, 1: 45, 2: 45}),
+        # A remainder goes to the first in order; nothing for a shard that waits for none.
+        (5, {0: 9, 1: 0, 2: 9, 3: 9}, {}, {0: 2, 2: 2, 3: 1}),
+        # What a shard holds already counts: the one holding less is given more.
+        (1, {0: 9, 1: 9}, {0: 3, 1: 2}, {0: 0, 1: 1}),
+        (4, {0: 9, 1: 9}, {0: 5, 1: 1}, {0: 0, 1: 4}),
+        (6, {0: 9, 1: 9}, {0: 5, 1: 1}, {0: 1, 1: 5}),
+        # Spent beyond the limit (a shard acting on an older grant): nothing to share.
+        (-3, {0: 9, 1: 9}, {}, {0: 0, 1: 0}),
+        (1000, {0: 3, 1: 4}, {}, {0: 3, 1: 4}),
+    ],
+)
+def test_even_shares_split_the_free_budget_between_the_shards_that_wait(
+    free: int, want: dict[int, int], held: dict[int, int], shares: dict[int, int]
+) -> None:
+    assert even_shares(free, want, held) == shares
+    assert sum(shares.values()) <= max(free, 0)
+
+
+def test_a_partition_over_two_shards_moves_in_both_at_once_with_even_shares() -> None:
+    strategy = RolloutStrategy.model_validate({"maxUnavailable": 10})
+    by_shard = {
+        0: [counts("all", 50, unavailable=50, pending=50)],
+        1: [counts("all", 50, unavailable=50, pending=50)],
+    }
+    # In shard order the first takes the whole budget and the second waits for a hand-over.
+    greedy = plan_shards(strategy, by_shard, {})
+    assert (greedy.budgets[0]["all"], greedy.budgets[1]["all"]) == (10, 0)
+    assert greedy_shares(10, {0: 50, 1: 50}) == {0: 10, 1: 0}
+    even = plan_shards(strategy, by_shard, {}, even=True)
+    assert (even.budgets[0]["all"], even.budgets[1]["all"]) == (5, 5)
+    assert (even.budgets[0][""], even.budgets[1][""]) == (5, 5)
+    # Shard 0 may still act on 8 it has not confirmed: the other 2 go to shard 1.
+    even = plan_shards(strategy, by_shard, {0: {"all": 8, "": 8}}, even=True)
+    assert (even.budgets[0]["all"], even.budgets[1]["all"]) == (8, 2)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        # The last waiting cluster of a reached partition was released: tell the bundle.
+        ([counts("p1", 5, unavailable=3, pending=1)], [counts("p1", 5, unavailable=3)], True),
+        # Still waiting, or nothing waited when the bundle last heard: no hurry.
+        (
+            [counts("p1", 5, unavailable=4, pending=2)],
+            [counts("p1", 5, unavailable=3, pending=1)],
+            False,
+        ),
+        ([counts("p1", 5, unavailable=3)], [counts("p1", 5, unavailable=2)], False),
+        # A partition not reached yet does not count; nor does a run that sent nothing yet.
+        ([counts("p2", 5, pending=5)], [counts("p2", 5)], False),
+        (None, [counts("p1", 5)], False),
+    ],
+)
+def test_a_shard_reports_at_once_when_a_reached_partition_runs_out_of_waiting_clusters(
+    before: list[PartitionCounts] | None, after: list[PartitionCounts], expected: bool
+) -> None:
+    assert drained(before, after, ["p1"]) is expected
 
 
 @pytest.mark.parametrize(

@@ -34,14 +34,14 @@ from tests.workflows.test_bundle_standins import (  # noqa: F401 (the fixture)
     eventually,
     start,
 )
-from workflows.bundle import BundleWorkflow
+from workflows.bundle import SHARD_DRAINED_REPORT_PATCH, BundleWorkflow
 from workflows.bundle_models import (
     BundleRefresh,
     BundleStatus,
     BundleStatusRequest,
     RetireRequest,
 )
-from workflows.bundle_shards import SHARDS_PATCH
+from workflows.bundle_shards import SHARD_EVEN_BUDGETS_PATCH, SHARDS_PATCH
 from workflows.registry_models import ClusterSnapshot, ClusterView
 
 
@@ -131,6 +131,8 @@ async def test_two_hundred_clusters_in_four_shards_keep_partition_order_and_max_
     largest = max(e.ByteSize() for chain in runs.values() for h in chain for e in h.events)
     assert largest < 256_000, f"largest event {largest} bytes"
     assert SHARDS_PATCH in history_text(runs[bundle.handle.id][0])
+    shard_text = "".join(history_text(h) for i in ids[1:] for h in runs[i])
+    assert SHARD_DRAINED_REPORT_PATCH in shard_text
     offline = [r.getMessage() for r in caplog.records if "cluster offline" in r.getMessage()]
     assert offline == []
 
@@ -145,6 +147,59 @@ async def test_two_hundred_clusters_in_four_shards_keep_partition_order_and_max_
     await bundle.handle.result()
     removed = {c for (name, c) in standins.calls if name == "remove_deployment"}
     assert removed == set(clusters)
+
+
+async def test_a_partition_over_two_shards_moves_in_both_at_once(
+    start: Callable[..., Awaitable[Bundle]],  # noqa: F811
+) -> None:
+    """100 clusters, shard size 25, partitions of 50 (each over two shards), maxUnavailable
+    10%: a partition's budget (5) is shared between its two shards, so during the update
+    both move at once instead of one after the other with a hand-over between them; never
+    more than 5 of a partition unavailable; the bundle asks the patch that does it, and a
+    shard the one that reports a drained partition at once. With FLOTILLA_RECORD_HISTORIES=DIR
+    a run of each is written there for tests/replay."""
+    clusters = [f"c{i:03d}" for i in range(100)]
+    strategy = RolloutStrategy.model_validate(
+        {"maxUnavailable": "10%", "autoPartitionSize": "50%", "autoPartitionThreshold": 1}
+    )
+    standins = StandIns(clusters=clusters, strategy=strategy, ready_at_deploy=True)
+    bundle = await start(standins, shard_size=25, cluster_schedule_to_start_seconds=1)
+
+    async def status() -> BundleStatus:
+        return await bundle.handle.query(BundleWorkflow.status, BundleStatusRequest())
+
+    def settled(commit: str) -> Callable[[BundleStatus], bool]:
+        return lambda s: (
+            s.commit == commit and s.ready == s.desired == 100 and s.state is BundleState.READY
+        )
+
+    await eventually(status, settled("commit-1"), timeout=240)
+    standins.ready_after = 0.3
+    await bundle.release(2)
+    await eventually(status, settled("commit-2"), timeout=300)
+    update = standins.windows[100:]
+    assert sorted(w.cluster for w in update) == clusters
+    started = {w.cluster: w.started for w in update}
+    for first, second in ((clusters[0:25], clusters[25:50]), (clusters[50:75], clusters[75:])):
+        part = [w for w in update if w.cluster in first + second]
+        assert most_unavailable(part) <= 5
+        # The second shard's part starts before the first shard's part has all started.
+        assert min(started[c] for c in second) < max(started[c] for c in first), first[0]
+    runs = await histories(bundle.client, bundle.handle.id)
+    even = [h for h in runs if SHARD_EVEN_BUDGETS_PATCH in history_text(h)]
+    assert even, "no bundle run shared a budget evenly"
+    shard_runs = [
+        h
+        for i in range(4)
+        for h in await histories(bundle.client, bundle_shard_workflow_id(bundle.handle.id, i))
+    ]
+    drained = [h for h in shard_runs if SHARD_DRAINED_REPORT_PATCH in history_text(h)]
+    assert drained, "no shard reported a drained partition at once"
+    record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
+    if record:
+        Path(record).mkdir(parents=True, exist_ok=True)
+        (Path(record) / "bundle-shards-even-budgets.json").write_text(even[0].to_json())
+        (Path(record) / "bundle-shard-drained-report.json").write_text(drained[0].to_json())
 
 
 async def test_a_bundle_within_the_shard_size_is_not_sharded(
