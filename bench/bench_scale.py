@@ -60,7 +60,7 @@ from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_gitops import OfflineCount, peak_rss_mib
+from bench_gitops import OfflineCount, cpu_seconds, peak_rss_mib
 from temporal_kinds import ServerThroughput, add_temporal_argument, temporal_kinds, temporal_server
 
 from activities.content import FileContentStore
@@ -178,6 +178,15 @@ class StandIns:
         return RemoveResult(release_removed=True, resources_kept=False)
 
 
+def progress_line(samples: list[tuple[float, int]], clusters: int) -> str:
+    """When the status first showed each tenth of the clusters Ready, from status samples."""
+    marks = []
+    for tenth in range(1, 11):
+        at = next((t for t, ready in samples if ready * 10 >= clusters * tenth), None)
+        marks.append("-" if at is None else f"{at:.0f}")
+    return "Ready by tenths at " + " ".join(marks) + " s"
+
+
 def spec(version: int) -> BundleSpec:
     digest = hashlib.sha256(f"v{version}".encode()).hexdigest()
     return BundleSpec(gitrepo="bench", commit=f"{version:040d}", bundle_digest=digest)
@@ -192,7 +201,9 @@ async def histories(client: Client, workflow_id: str) -> list[WorkflowHistory]:
     ]
 
 
-async def run(clusters: int, shard_size: int, kind: str) -> dict[str, float]:
+async def run(
+    clusters: int, shard_size: int, kind: str, control_install: bool = False
+) -> dict[str, float]:
     offline = OfflineCount()
     logging.getLogger().addHandler(offline)
     load_before = os.getloadavg()
@@ -256,12 +267,19 @@ async def run(clusters: int, shard_size: int, kind: str) -> dict[str, float]:
                     start_signal_args=[refresh],
                 )
 
-                async def settled(commit: str) -> None:
+                server_pid = server.process.pid if server.process else None
+                progress: dict[str, list[tuple[float, int]]] = {}
+
+                async def settled(commit: str, bundle: Any = None) -> None:
+                    since = time.monotonic()
+                    seen = progress.setdefault(commit if bundle is None else "control", [])
                     while True:
                         try:
-                            status: BundleStatus = await handle.query(
+                            status: BundleStatus = await (bundle or handle).query(
                                 BundleWorkflow.status, BundleStatusRequest()
                             )
+                            if status.commit == commit:
+                                seen.append((time.monotonic() - since, status.ready))
                             if (
                                 status.commit == commit
                                 and status.ready == status.desired == clusters
@@ -272,21 +290,55 @@ async def run(clusters: int, shard_size: int, kind: str) -> dict[str, float]:
                             print(f"status query failed, retried: {err}")
                         await asyncio.sleep(0.5)
 
+                cpu = [(cpu_seconds(os.getpid()), cpu_seconds(server_pid) if server_pid else 0.0)]
                 await asyncio.wait_for(settled(spec(1).commit), timeout=1800)
                 first = time.monotonic() - started
+                cpu.append(
+                    (cpu_seconds(os.getpid()), cpu_seconds(server_pid) if server_pid else 0.0)
+                )
                 started = time.monotonic()
                 await handle.signal(BundleWorkflow.refresh, BundleRefresh(spec=spec(2)))
                 await asyncio.wait_for(settled(spec(2).commit), timeout=1800)
                 second = time.monotonic() - started
+                cpu.append(
+                    (cpu_seconds(os.getpid()), cpu_seconds(server_pid) if server_pid else 0.0)
+                )
                 throughput.stop()
                 ended = time.time()
                 load_after = os.getloadavg()
-
                 shards = (
                     max((clusters + shard_size - 1) // shard_size, 1)
                     if clusters > shard_size
                     else 0
                 )
+                control = 0.0
+                if control_install:
+                    # The first commit again, as a second bundle's install on the same server,
+                    # which now holds both commits: what the server's own growth costs.
+                    control_cpu = cpu_seconds(server_pid) if server_pid else 0.0
+                    started = time.monotonic()
+                    other = await client.start_workflow(
+                        BundleWorkflow.run,
+                        state.model_copy(update={"bundle": "control"}),
+                        id=bundle_workflow_id(ns, "control"),
+                        task_queue=QUEUE,
+                        start_signal=REFRESH_SIGNAL,
+                        start_signal_args=[refresh],
+                    )
+                    await asyncio.wait_for(settled(spec(1).commit, other), timeout=1800)
+                    control = time.monotonic() - started
+                    control_cpu = (cpu_seconds(server_pid) if server_pid else 0.0) - control_cpu
+                    print(
+                        "control: a second bundle's first commit on the same server "
+                        f"{control:.1f}s; {progress_line(progress['control'], clusters)}; "
+                        f"{kind} server CPU {control_cpu:.1f}s"
+                    )
+                    await other.terminate("benchmark finished")
+                    for i in range(shards):
+                        await client.get_workflow_handle(
+                            bundle_shard_workflow_id(other.id, i)
+                        ).terminate("benchmark finished")
+
                 ids = [handle.id] + [bundle_shard_workflow_id(handle.id, i) for i in range(shards)]
                 events = 0
                 largest_layer = largest_any = largest_run = 0
@@ -331,6 +383,14 @@ async def run(clusters: int, shard_size: int, kind: str) -> dict[str, float]:
                     f"second commit to all Ready: {second:.1f}s "
                     f"({clusters / second:.0f} deployments/s)"
                 )
+                for label, commit, (a, b) in (
+                    ("first", spec(1).commit, (cpu[0], cpu[1])),
+                    ("second", spec(2).commit, (cpu[1], cpu[2])),
+                ):
+                    print(
+                        f"{label} commit: {progress_line(progress.get(commit, []), clusters)}; "
+                        f"CPU worker {b[0] - a[0]:.1f}s, {kind} server {b[1] - a[1]:.1f}s"
+                    )
                 print(
                     "history events per bundle deployment (two versions, bundle + shards): "
                     f"{per:.2f} over {run_count} runs of {len(ids)} workflows"
@@ -352,7 +412,6 @@ async def run(clusters: int, shard_size: int, kind: str) -> dict[str, float]:
                 )
                 print(throughput.line())
                 print(f'"cluster offline" warnings: {offline.count}')
-                server_pid = server.process.pid if server.process else None
                 rss = peak_rss_mib(os.getpid())
                 print(
                     f"peak RSS: bench process (worker) {rss:.0f} MiB, "
@@ -373,6 +432,7 @@ async def run(clusters: int, shard_size: int, kind: str) -> dict[str, float]:
                     "wft p99 s": wft[int(len(wft) * 0.99)],
                     "worker RSS MiB": rss,
                     "load after": load_after[0],
+                    **({"control install s": control} if control_install else {}),
                 }
             finally:
                 for worker in workers:
@@ -678,6 +738,12 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=DEFAULT_BUNDLE_SHARD_SIZE)
     parser.add_argument("--runs", type=int, default=1, help="runs per server (default 1)")
     parser.add_argument("--retarget", action="store_true", help="time label changes instead")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="after both commits, time a second bundle's first commit on the same server "
+        "(the server's own slow-down with what it holds, to compare the second commit with)",
+    )
     parser.add_argument("--bundles", type=int, default=5, help="--retarget: bundles")
     parser.add_argument("--changes", type=int, default=5, help="--retarget: label changes")
     parser.add_argument(
@@ -720,7 +786,9 @@ def main() -> None:
     for number in range(args.runs):
         for kind in kinds:
             print(f"\n== run {number + 1} on {kind}", flush=True)
-            results[kind].append(asyncio.run(run(args.clusters, args.shard_size, kind)))
+            results[kind].append(
+                asyncio.run(run(args.clusters, args.shard_size, kind, args.control))
+            )
     print(f"\nmedians of {args.runs} run(s), 1 bundle x {args.clusters} clusters:")
     for kind, runs in results.items():
         figures = ", ".join(
