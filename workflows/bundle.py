@@ -136,13 +136,11 @@ with workflow.unsafe.imports_passed_through():
         PLAN_RETRY,
         PLAN_TIMEOUT,
         PUSH_HEARTBEAT,
-        QUIET_CONTINUE_AS_NEW_PATCH,
         REMOVE_TIMEOUT,
         REPORT_INTERVAL,
         WAIT_READY_HEARTBEAT,
         WAIT_READY_TIMEOUT,
         continue_as_new_due,
-        quiet_moment,
     )
     from workflows.registry_models import ClusterSnapshot, ClusterView
     from workflows.snapshots import load_clusters
@@ -321,8 +319,6 @@ class BundleWorkflow(ShardedBundle):
         self._gated: dict[str, str] = {}
         # A shard's partitions after its last pass, for its bundle (flotilla.shards).
         self._shard_counts: list[PartitionCounts] = []
-        # Signals this run handled (workflows.common.quiet_moment).
-        self._arrivals = 0
         # The partition counts of the last report this run sent its bundle (None: none yet).
         self._sent_counts: list[PartitionCounts] | None = None
         self._init_shards()
@@ -348,10 +344,6 @@ class BundleWorkflow(ShardedBundle):
                 await workflow.wait_condition(
                     lambda: not self._in_flight and workflow.all_handlers_finished()
                 )
-                if workflow.patched(QUIET_CONTINUE_AS_NEW_PATCH):
-                    await quiet_moment(lambda: self._arrivals)
-                    if not workflow.all_handlers_finished():
-                        continue
                 workflow.continue_as_new(self.state)
         await workflow.wait_condition(lambda: not self._in_flight)
         if self.state.shards is not None:
@@ -363,7 +355,6 @@ class BundleWorkflow(ShardedBundle):
 
     @workflow.signal(name=REFRESH_SIGNAL)
     def refresh(self, refresh: BundleRefresh) -> None:
-        self._arrivals += 1
         if refresh.spec is not None:
             sender = refresh.spec.owner_workflow_id or gitrepo_workflow_id(
                 self.state.namespace, refresh.spec.gitrepo
@@ -393,13 +384,11 @@ class BundleWorkflow(ShardedBundle):
     @workflow.signal(name=SHARD_REPORT_SIGNAL)
     def shard_report(self, report: ShardReport) -> None:
         """One of this bundle's shards says how its part stands (counts only)."""
-        self._arrivals += 1
         self._shard_reported(report)
         self._wake = True
 
     @workflow.signal
     def dependency_states(self, update: DependencyStates) -> None:
-        self._arrivals += 1
         self._cluster_views()  # the index of the latest snapshot, for packed states
         self._take_dependency(update, self._index)
         self._wake = True
@@ -408,7 +397,6 @@ class BundleWorkflow(ShardedBundle):
     def objects_changed(self, change: ObjectsChanged) -> None:
         """The cluster's object watcher saw this bundle's objects change: check it now
         (every cluster when ``cluster`` is empty: ``flotilla sync gitrepo``)."""
-        self._arrivals += 1
         if self._shard_objects_changed(change):
             self._wake = True
             return
@@ -420,7 +408,6 @@ class BundleWorkflow(ShardedBundle):
 
     @workflow.signal(name=PAUSE_SIGNAL)
     def pause(self, request: PauseRequest) -> None:
-        self._arrivals += 1
         self.state.paused = request.paused
         self._wake = True
 
@@ -482,7 +469,6 @@ class BundleWorkflow(ShardedBundle):
 
     @workflow.signal
     def retire(self, request: RetireRequest) -> None:
-        self._arrivals += 1
         workflow.logger.info("bundle %s: retiring: %s", self.state.bundle, request.reason)
         self.state.retiring = True
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -182,33 +181,6 @@ def continue_as_new_due(
         if grown >= limit and workflow.patched(CONTINUE_AS_NEW_BYTES_PATCH):
             return True
     return info.is_continue_as_new_suggested()
-
-
-# The server refuses a workflow task that continues as new while a signal reached the
-# workflow during that task (UnhandledCommand), and the retry replays the whole history, as
-# every failed task does. A GitRepo that 50 bundles report to took 4 s to replay a 3 MB run
-# on a quiet machine and 10 s under load, and signals kept coming during every retry, so it
-# failed again, task after task, until its bundles stopped reporting (bench_gitops 50 x 500
-# with real deploy times; bench/RESULTS.md, "a GitRepo that could not continue as new").
-# So a run that is due waits for a quiet moment first: a short timer, again while signals
-# came in during it (at most QUIET_ROUNDS), then continue-as-new alone in a short task. A
-# refused attempt now costs one replay, whose task carries the signals that refused it and
-# so waits again instead of continuing as new at its end. Asked only when due.
-QUIET_CONTINUE_AS_NEW_PATCH = "continue-as-new-in-a-quiet-task"
-QUIET_WAIT = timedelta(milliseconds=100)
-QUIET_ROUNDS = 20
-
-
-async def quiet_moment(arrivals: Callable[[], int]) -> None:
-    """Return once a ``QUIET_WAIT`` timer has passed with no signal coming in (``arrivals``
-    counts the ones this workflow handled), or after ``QUIET_ROUNDS`` timers; a caller that
-    continues as new next does so in a short task holding nothing but that timer. Call it
-    from workflow code, after ``workflow.patched(QUIET_CONTINUE_AS_NEW_PATCH)``."""
-    for _ in range(QUIET_ROUNDS):
-        before = arrivals()
-        await workflow.sleep(QUIET_WAIT)
-        if arrivals() == before:
-            return
 
 
 # Image-policy runs signal their events only when the namespace has a notification config:

@@ -97,12 +97,10 @@ with workflow.unsafe.imports_passed_through():
         IMAGE_NOTIFY_CONFIGURED_PATCH,
         LS_REMOTE_RETRY,
         LS_REMOTE_TIMEOUT,
-        QUIET_CONTINUE_AS_NEW_PATCH,
         SCHEDULE_SYNC_RETRY,
         SCHEDULE_SYNC_TIMEOUT,
         SYNC_BUNDLES_TIMEOUT,
         continue_as_new_due,
-        quiet_moment,
         send_notification_events,
     )
     from workflows.gitrepo_models import (
@@ -229,8 +227,6 @@ class GitRepoWorkflow:
         # Per bundle, its stored report's states by position in the list a snapshot by
         # digest names by key only (read once per report and key; not state either).
         self._positions: dict[str, tuple[BundleReport, str, dict[int, BundleState]]] = {}
-        # Signals this run handled (workflows.common.quiet_moment).
-        self._arrivals = 0
 
     @workflow.run
     async def run(self, state: GitRepoState) -> None:
@@ -270,9 +266,7 @@ class GitRepoWorkflow:
                 await workflow.wait_condition(
                     lambda: workflow.all_handlers_finished() or self._poll_now
                 )
-                if not self._poll_now and workflow.patched(QUIET_CONTINUE_AS_NEW_PATCH):
-                    await quiet_moment(lambda: self._arrivals)
-                if not self._poll_now and workflow.all_handlers_finished():
+                if not self._poll_now:
                     workflow.continue_as_new(self.state)
                 continue
             if self.state.spec.disable_polling:
@@ -296,7 +290,6 @@ class GitRepoWorkflow:
 
     @workflow.signal(name=CLUSTERS_CHANGED_SIGNAL)
     def clusters_changed(self, snapshot: ClusterSnapshot) -> None:
-        self._arrivals += 1
         if self.state.clusters is None or snapshot.version >= self.state.clusters.version:
             before = self._cluster_index()
             self.state.clusters = snapshot
@@ -358,7 +351,6 @@ class GitRepoWorkflow:
 
     @workflow.signal(name=BUNDLE_REPORT_SIGNAL)
     def bundle_report(self, report: BundleReport) -> None:
-        self._arrivals += 1
         # Kept packed (older runs' reports too): 50 bundles × 500 clusters of states in full
         # were most of this workflow's state; unpacked only in memory, where used.
         unpacked = self._unpacked(report)

@@ -36,11 +36,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from flotilla.windows import check_window
     from workflows.common import (
-        QUIET_CONTINUE_AS_NEW_PATCH,
         SNAPSHOT_RETRY,
         SNAPSHOT_TIMEOUT,
         continue_as_new_due,
-        quiet_moment,
         send_notification_events,
     )
     from workflows.registry_models import (
@@ -154,8 +152,6 @@ class ClusterRegistryWorkflow:
     def __init__(self, state: RegistryState) -> None:
         self.state = state
         self._dirty = False
-        # Signals this run handled (workflows.common.quiet_moment).
-        self._arrivals = 0
         # The heartbeat deadline the loop's timer waits for, and whether a beat needs an
         # earlier one (a first beat, or a shorter interval).
         self._armed: datetime | None = None
@@ -182,10 +178,6 @@ class ClusterRegistryWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._dirty:
                     continue
-                if workflow.patched(QUIET_CONTINUE_AS_NEW_PATCH):
-                    await quiet_moment(lambda: self._arrivals)
-                    if self._dirty or not workflow.all_handlers_finished():
-                        continue
                 workflow.continue_as_new(self.state)
 
     async def _wait_for_change(self) -> None:
@@ -411,7 +403,6 @@ class ClusterRegistryWorkflow:
         either (no version, so nothing is re-planned), but subscribers are told at once, so
         its deployments show Offline and rollouts count it unavailable, and it clears by
         itself at the first probe that answers."""
-        self._arrivals += 1
         for name, seen in request.seen.items():
             record = self.state.clusters.get(name)
             if record is None:
@@ -443,7 +434,6 @@ class ClusterRegistryWorkflow:
         """An agent serves its queue: last-seen is now (the registry's clock). A beat saying
         the API server does not answer, or that the agent stops, makes the cluster Offline;
         the next good beat clears it. Like probes, neither changes targeting (no version)."""
-        self._arrivals += 1
         record = self.state.clusters.get(beat.name)
         if record is None or not record.agent:
             return
@@ -701,7 +691,6 @@ class ClusterRegistryWorkflow:
     def move_refused(self, request: MoveRefused) -> None:
         """The cluster this registry moved away, sent back because ``to`` has one of its name
         already; one registered here meanwhile under that name stays."""
-        self._arrivals += 1
         name = request.cluster.name
         if name in self._moving and workflow.patched(REFUSAL_DURING_MOVE_PATCH):
             self._refused_during_move[name] = request  # applied when the move finishes

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -16,7 +13,6 @@ from temporalio.client import (
     ScheduleIntervalSpec,
     ScheduleSpec,
     ScheduleState,
-    WorkflowExecution,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -25,10 +21,7 @@ from devenv.gitserver import GitDaemon, git
 from flotilla.errors import FlotillaError
 from flotilla.ids import bundle_workflow_id, gitrepo_workflow_id
 from flotilla.models import GitRepo, load_fleet_objects
-from flotilla.status import BundleReport, BundleState
-from tests.e2e.harness import Flotilla, gitrepo_yaml, history_text
-from workflows.bundle import BUNDLE_REPORT_SIGNAL
-from workflows.common import QUIET_CONTINUE_AS_NEW_PATCH
+from tests.e2e.harness import Flotilla, gitrepo_yaml
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
 
@@ -170,66 +163,6 @@ async def test_gitrepo_and_bundles_continue_as_new_with_their_state(
     bundle = await flotilla.control.bundle_status(ns, "can-a")
     assert bundle.commit == commit
     assert await runs(bundle_workflow_id(ns, "can-a")) >= 2
-
-
-async def test_a_gitrepo_that_keeps_getting_signals_still_continues_as_new(
-    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
-) -> None:
-    """Reports coming in all the time (here ~30 a second, of a bundle long gone) must not
-    keep a GitRepo from continuing as new: it waits for a quiet moment and continues as new
-    in a short task of its own (workflows.common.quiet_moment), so the server's refusal of
-    a continue-as-new that a signal overtook is the exception. With
-    FLOTILLA_RECORD_HISTORIES=DIR a run that did so is written there for tests/replay."""
-    url = git_daemon.create_repo(
-        repo_name, {"a/cm.yaml": CM.format(name="a"), "a/fleet.yaml": "{}\n"}
-    )
-    ns = flotilla.namespace
-    (gitrepo,), _ = load_fleet_objects(gitrepo_yaml(ns, "quiet", url), file="gitrepo.yaml")
-    assert isinstance(gitrepo, GitRepo)
-    await flotilla.control.apply_gitrepo(gitrepo, max_history_events=60)
-    workflow_id = gitrepo_workflow_id(ns, "quiet")
-    handle = flotilla.client.get_workflow_handle(workflow_id)
-    noise = BundleReport(
-        bundle="gone",
-        commit="",
-        ready=0,
-        desired=0,
-        state=BundleState.READY,
-        message="",
-        retired=True,
-    )
-    sent = 0
-    stop = asyncio.Event()
-
-    async def storm() -> None:
-        nonlocal sent
-        while not stop.is_set():
-            await handle.signal(BUNDLE_REPORT_SIGNAL, noise)
-            sent += 1
-            await asyncio.sleep(0.03)
-
-    async def runs() -> list[WorkflowExecution]:
-        return [w async for w in flotilla.client.list_workflows(f"WorkflowId = '{workflow_id}'")]
-
-    task = asyncio.create_task(storm())
-    try:
-        await flotilla.eventually(runs, lambda found: len(found) >= 4, timeout=90)
-    finally:
-        stop.set()
-        await task
-    assert sent > 50
-    histories = [
-        await flotilla.client.get_workflow_handle(workflow_id, run_id=r.run_id).fetch_history()
-        for r in sorted(await runs(), key=lambda r: r.start_time)
-    ]
-    continued = [h for h in histories if QUIET_CONTINUE_AS_NEW_PATCH in history_text(h)]
-    assert continued, "no run waited for a quiet moment before continuing as new"
-    record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
-    if record:
-        Path(record).mkdir(parents=True, exist_ok=True)
-        (Path(record) / "gitrepo-quiet-continue-as-new.json").write_text(continued[0].to_json())
-    status = await flotilla.control.gitrepo_status(ns, "quiet")
-    assert [b.name for b in status.bundles] == ["quiet-a"]
 
 
 async def test_depends_on_cycles_and_typos_are_errors_on_those_bundles_only(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -136,14 +134,6 @@ async def test_registry_updates_validate_and_notify(
         assert await current_run_id() != registry.first_execution_run_id, (
             "no continue-as-new happened"
         )
-        record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
-        if record:  # the first run, which waited for a quiet moment before continuing as new
-            first = temporal_client.get_workflow_handle(
-                registry_id, run_id=registry.first_execution_run_id
-            )
-            Path(record).mkdir(parents=True, exist_ok=True)
-            out = Path(record) / "registry-quiet-continue-as-new.json"
-            out.write_text((await first.fetch_history()).to_json())
 
         async def subscriber_caught_up() -> Seen:
             for _ in range(50):
