@@ -81,6 +81,21 @@ def most_unavailable(windows: list[Window]) -> int:
     return most
 
 
+async def settle(bundle: Bundle, commit: str, clusters: int, timeout: float) -> None:
+    """Until the bundle's status shows ``commit`` Ready on all ``clusters``."""
+
+    async def status() -> BundleStatus:
+        return await bundle.handle.query(BundleWorkflow.status, BundleStatusRequest())
+
+    await eventually(
+        status,
+        lambda s: (
+            s.commit == commit and s.ready == s.desired == clusters and s.state is BundleState.READY
+        ),
+        timeout=timeout,
+    )
+
+
 async def test_two_hundred_clusters_in_four_shards_keep_partition_order_and_max_unavailable(
     start: Callable[..., Awaitable[Bundle]],  # noqa: F811
     caplog: pytest.LogCaptureFixture,
@@ -97,20 +112,12 @@ async def test_two_hundred_clusters_in_four_shards_keep_partition_order_and_max_
     standins = StandIns(clusters=clusters, strategy=strategy, ready_at_deploy=True)
     bundle = await start(standins, shard_size=50, cluster_schedule_to_start_seconds=1)
 
-    async def status() -> BundleStatus:
-        return await bundle.handle.query(BundleWorkflow.status, BundleStatusRequest())
-
-    def settled(commit: str) -> Callable[[BundleStatus], bool]:
-        return lambda s: (
-            s.commit == commit and s.ready == s.desired == 200 and s.state is BundleState.READY
-        )
-
-    await eventually(status, settled("commit-1"), timeout=240)
+    await settle(bundle, "commit-1", 200, timeout=240)
     assert len(standins.windows) == 200
 
     standins.ready_after = 0.2
     await bundle.release(2)
-    await eventually(status, settled("commit-2"), timeout=300)
+    await settle(bundle, "commit-2", 200, timeout=300)
     update = standins.windows[200:]
     assert sorted(w.cluster for w in update) == clusters  # once each, no retries
     assert most_unavailable(update) <= 10
@@ -165,18 +172,10 @@ async def test_a_partition_over_two_shards_moves_in_both_at_once(
     standins = StandIns(clusters=clusters, strategy=strategy, ready_at_deploy=True)
     bundle = await start(standins, shard_size=25, cluster_schedule_to_start_seconds=1)
 
-    async def status() -> BundleStatus:
-        return await bundle.handle.query(BundleWorkflow.status, BundleStatusRequest())
-
-    def settled(commit: str) -> Callable[[BundleStatus], bool]:
-        return lambda s: (
-            s.commit == commit and s.ready == s.desired == 100 and s.state is BundleState.READY
-        )
-
-    await eventually(status, settled("commit-1"), timeout=240)
+    await settle(bundle, "commit-1", 100, timeout=240)
     standins.ready_after = 0.3
     await bundle.release(2)
-    await eventually(status, settled("commit-2"), timeout=300)
+    await settle(bundle, "commit-2", 100, timeout=300)
     update = standins.windows[100:]
     assert sorted(w.cluster for w in update) == clusters
     started = {w.cluster: w.started for w in update}
@@ -251,17 +250,10 @@ async def test_a_sharded_bundle_and_its_shards_continue_as_new_mid_rollout(
     strategy = RolloutStrategy.model_validate({"maxUnavailable": 5})
     standins = StandIns(clusters=clusters, strategy=strategy, ready_at_deploy=True)
     bundle = await start(standins, shard_size=50, max_history_events=150)
-
-    async def status() -> BundleStatus:
-        return await bundle.handle.query(BundleWorkflow.status, BundleStatusRequest())
-
-    def settled(commit: str) -> Callable[[BundleStatus], bool]:
-        return lambda s: s.commit == commit and s.ready == 120 and s.state is BundleState.READY
-
-    await eventually(status, settled("commit-1"), timeout=240)
+    await settle(bundle, "commit-1", 120, timeout=240)
     standins.ready_after = 0.05
     await bundle.release(2)
-    await eventually(status, settled("commit-2"), timeout=240)
+    await settle(bundle, "commit-2", 120, timeout=240)
     assert sorted(w.cluster for w in standins.windows) == sorted(clusters * 2)
     assert most_unavailable(standins.windows[120:]) <= 5
     ids = [bundle.handle.id] + [bundle_shard_workflow_id(bundle.handle.id, i) for i in range(3)]
