@@ -13,10 +13,14 @@ Measures, per commit, the time from the spec reaching the bundle to every deploy
 all shard runs; the largest event (payload) between workflows of the shard layer and the
 largest overall; the largest history run; workflow task durations (p50, p99); Temporal's
 throughput over both commits; "cluster offline" warnings; peak RSS of this process (the
-worker) and of the server; the load average.
+worker) and of the server; the load average; per commit, when each tenth of the clusters
+turned Ready and the worker's and server's CPU. With ``--control``, after both commits a
+second bundle's first commit on the same server is timed too: the server's own slow-down
+with what it holds, to compare the second commit with.
 
     .venv/bin/python bench/bench_scale.py --clusters 10000
     .venv/bin/python bench/bench_scale.py --clusters 2000 --shard-size 250 --runs 3
+    .venv/bin/python bench/bench_scale.py --clusters 10000 --runs 3 --control
 
 With ``--retarget`` it measures a label change instead, through the real registry, GitRepo
 and bundle workflows: the registry starts with ``--clusters`` push-mode clusters, each
@@ -54,7 +58,7 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
@@ -270,7 +274,13 @@ async def run(
                 server_pid = server.process.pid if server.process else None
                 progress: dict[str, list[tuple[float, int]]] = {}
 
-                async def settled(commit: str, bundle: Any = None) -> None:
+                def cpus() -> tuple[float, float]:
+                    """CPU seconds so far of this process (the worker) and of the server."""
+                    return cpu_seconds(os.getpid()), cpu_seconds(server_pid) if server_pid else 0.0
+
+                async def settled(
+                    commit: str, bundle: WorkflowHandle[Any, Any] | None = None
+                ) -> None:
                     since = time.monotonic()
                     seen = progress.setdefault(commit if bundle is None else "control", [])
                     while True:
@@ -290,19 +300,15 @@ async def run(
                             print(f"status query failed, retried: {err}")
                         await asyncio.sleep(0.5)
 
-                cpu = [(cpu_seconds(os.getpid()), cpu_seconds(server_pid) if server_pid else 0.0)]
+                cpu = [cpus()]
                 await asyncio.wait_for(settled(spec(1).commit), timeout=1800)
                 first = time.monotonic() - started
-                cpu.append(
-                    (cpu_seconds(os.getpid()), cpu_seconds(server_pid) if server_pid else 0.0)
-                )
+                cpu.append(cpus())
                 started = time.monotonic()
                 await handle.signal(BundleWorkflow.refresh, BundleRefresh(spec=spec(2)))
                 await asyncio.wait_for(settled(spec(2).commit), timeout=1800)
                 second = time.monotonic() - started
-                cpu.append(
-                    (cpu_seconds(os.getpid()), cpu_seconds(server_pid) if server_pid else 0.0)
-                )
+                cpu.append(cpus())
                 throughput.stop()
                 ended = time.time()
                 load_after = os.getloadavg()
@@ -315,7 +321,7 @@ async def run(
                 if control_install:
                     # The first commit again, as a second bundle's install on the same server,
                     # which now holds both commits: what the server's own growth costs.
-                    control_cpu = cpu_seconds(server_pid) if server_pid else 0.0
+                    control_cpu = cpus()[1]
                     started = time.monotonic()
                     other = await client.start_workflow(
                         BundleWorkflow.run,
@@ -327,7 +333,7 @@ async def run(
                     )
                     await asyncio.wait_for(settled(spec(1).commit, other), timeout=1800)
                     control = time.monotonic() - started
-                    control_cpu = (cpu_seconds(server_pid) if server_pid else 0.0) - control_cpu
+                    control_cpu = cpus()[1] - control_cpu
                     print(
                         "control: a second bundle's first commit on the same server "
                         f"{control:.1f}s; {progress_line(progress['control'], clusters)}; "
