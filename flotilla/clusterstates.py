@@ -22,7 +22,7 @@ from typing import Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from flotilla.status import BundleReport, BundleState, count_states
+from flotilla.status import BundleReport, BundleState, ClusterTally, count_states, tally_report
 
 # Legend letters: more than the states there are, so new states merge without a format change.
 _LETTERS = string.ascii_lowercase + string.ascii_uppercase
@@ -155,14 +155,42 @@ def expand_report(report: BundleReport, index: ClusterIndex | None) -> BundleRep
     report comes back as it is, still packed (``readable`` says which)."""
     if not report.codes or index is None or not readable(report, index):
         return report
-    legend = sorted(report.counts)
+    legend = [BundleState(name) for name in sorted(report.counts)]
     states: dict[str, BundleState] = {}
     symbols = _decode(report.codes, len(legend) + 1, len(index.names))
     for name, symbol in zip(index.names, symbols, strict=False):
         if symbol:
-            states[name] = BundleState(legend[symbol - 1])
+            states[name] = legend[symbol - 1]
     states.update(report.states)
     return report.model_copy(update={"states": states, "clusters_key": "", "codes": ""})
+
+
+def tally_packed(report: BundleReport, index: ClusterIndex) -> ClusterTally:
+    """``tally_report`` of ``report`` read against ``index``, straight from its packed codes
+    when it is packed against that list (no state per cluster is built: a GitRepo's status
+    tallies every report it gets)."""
+    if not report.codes or report.clusters_key != index.key:
+        return tally_report(expand_report(report, index), position=index.position)
+    legend = sorted(report.counts)
+    length = len(index.names)
+    symbols = bytes(_decode(report.codes, len(legend) + 1, length)[:length])
+    # One digit per position, "1" where the bit is set, read as a base-2 number (lowest
+    # position last): the masks without a loop over the clusters.
+    deployed = bytes.maketrans(bytes(range(len(legend) + 1)), b"0" + b"1" * len(legend))
+    not_ready = bytes.maketrans(
+        bytes(range(len(legend) + 1)),
+        b"0" + bytes(b"0"[0] if name == BundleState.READY else b"1"[0] for name in legend),
+    )
+    extra = tally_report(
+        report.model_copy(update={"codes": "", "counts": {}}), position=index.position
+    )
+    return ClusterTally(
+        named=int(symbols.translate(deployed)[::-1] or b"0", 2) | extra.named,
+        named_not_ready=int(symbols.translate(not_ready)[::-1] or b"0", 2) | extra.named_not_ready,
+        other=extra.other,
+        other_not_ready=extra.other_not_ready,
+        counts=report.counts,
+    )
 
 
 def readable(report: BundleReport, index: ClusterIndex | None) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -399,6 +400,94 @@ class GitRepoSummary(BaseModel):
     deployment_counts: dict[str, int] = Field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ClusterTally:
+    """Which clusters one or more reports have a deployment on, and on which of those one is
+    not Ready, as bit masks over positions (bit ``i``: position ``i``): ``named`` over the
+    caller's cluster list (``tally_report``'s ``position``), ``positional`` over the list a
+    snapshot by digest names by key only (``by_position``), and the names neither covers.
+    A cluster is ready when some report has a deployment on it and none has one not Ready,
+    so the tally of many reports is their bitwise or (``plus``)."""
+
+    named: int = 0
+    named_not_ready: int = 0
+    positional: int = 0
+    positional_not_ready: int = 0
+    other: frozenset[str] = frozenset()
+    other_not_ready: frozenset[str] = frozenset()
+    # The report's deployments per state, by name (one report's only: ``plus`` drops them).
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    def plus(self, other: ClusterTally) -> ClusterTally:
+        return ClusterTally(
+            named=self.named | other.named,
+            named_not_ready=self.named_not_ready | other.named_not_ready,
+            positional=self.positional | other.positional,
+            positional_not_ready=self.positional_not_ready | other.positional_not_ready,
+            other=self.other | other.other if other.other else self.other,
+            other_not_ready=self.other_not_ready | other.other_not_ready
+            if other.other_not_ready
+            else self.other_not_ready,
+        )
+
+    @property
+    def clusters(self) -> int:
+        return self.named.bit_count() + self.positional.bit_count() + len(self.other)
+
+    @property
+    def ready_clusters(self) -> int:
+        not_ready = self.named_not_ready.bit_count() + self.positional_not_ready.bit_count()
+        return self.clusters - not_ready - len(self.other_not_ready)
+
+
+def _mask(positions: Iterable[int]) -> int:
+    """The bit mask with the bits at ``positions`` set (built in a byte array: setting one bit
+    of a big integer at a time copies it each time)."""
+    bits = bytearray()
+    for at in positions:
+        byte = at >> 3
+        if byte >= len(bits):
+            bits.extend(bytes(byte + 1 - len(bits)))
+        bits[byte] |= 1 << (at & 7)
+    return int.from_bytes(bits, "little")
+
+
+def tally_report(
+    report: BundleReport,
+    *,
+    position: Mapping[str, int] | None = None,
+    by_position: Callable[[BundleReport], Mapping[int, BundleState]] | None = None,
+) -> ClusterTally:
+    """The clusters ``report`` has a deployment on and those not Ready there: its named states
+    at their ``position`` in the caller's cluster list (by name when it has none or the list
+    lacks them) and, while it is still packed, the states ``by_position`` reads."""
+    position = position or {}
+    named: list[int] = []
+    named_not_ready: list[int] = []
+    other: set[str] = set()
+    other_not_ready: set[str] = set()
+    for cluster, state in report.states.items():
+        at = position.get(cluster)
+        if at is None:
+            other.add(cluster)
+            if state is not BundleState.READY:
+                other_not_ready.add(cluster)
+        else:
+            named.append(at)
+            if state is not BundleState.READY:
+                named_not_ready.append(at)
+    read = by_position(report) if report.codes and by_position is not None else {}
+    return ClusterTally(
+        named=_mask(named),
+        named_not_ready=_mask(named_not_ready),
+        positional=_mask(read),
+        positional_not_ready=_mask(at for at, s in read.items() if s is not BundleState.READY),
+        other=frozenset(other),
+        other_not_ready=frozenset(other_not_ready),
+        counts=report.counts or count_states(report.states.values()),
+    )
+
+
 def summarize_gitrepo(
     bundles: Iterable[BundleSource],
     reports: Mapping[str, BundleReport],
@@ -411,6 +500,7 @@ def summarize_gitrepo(
     restricted: str = "",
     pinned: Mapping[str, str] | None = None,
     by_position: Callable[[BundleReport], Mapping[int, BundleState]] | None = None,
+    tally: Callable[[BundleReport], ClusterTally] | None = None,
 ) -> GitRepoSummary:
     """Aggregate a GitRepo's bundles: ready/desired clusters and bundle deployments, the worst
     state and the line that explains it.
@@ -428,12 +518,15 @@ def summarize_gitrepo(
     is the GitRepo (below a git error or a restriction; above every deployment state).
     ``by_position`` reads the states of a report still packed (``codes``) by position in the
     GitRepo's cluster list when it knows that list by key only (a snapshot by digest): such
-    clusters count as the named ones do, at their position.
+    clusters count as the named ones do, at their position. ``tally`` gives a report's
+    ``ClusterTally`` (``tally_report`` with ``by_position`` when None); a caller that keeps
+    each report's tally while the report is unchanged makes this call cost per bundle, not
+    per bundle and cluster.
     """
+    tally = tally or (lambda report: tally_report(report, by_position=by_position))
     lines: list[BundleLine] = []
     ready = desired = 0
-    per_cluster: dict[str, bool] = {}
-    per_position: dict[int, bool] = {}
+    total = ClusterTally()
     worst = BundleState.READY
     halted: BundleLine | None = None
     deployment_counts: dict[str, int] = {}
@@ -454,17 +547,10 @@ def summarize_gitrepo(
         if report:
             ready += report.ready
             desired += report.desired
-            for name, n in (report.counts or count_states(report.states.values())).items():
+            counted = tally(report)
+            for name, n in counted.counts.items():
                 deployment_counts[name] = deployment_counts.get(name, 0) + n
-            for cluster, cluster_state in report.states.items():
-                per_cluster[cluster] = per_cluster.get(cluster, True) and (
-                    cluster_state is BundleState.READY
-                )
-            if report.codes and by_position is not None:
-                for at, cluster_state in by_position(report).items():
-                    per_position[at] = per_position.get(at, True) and (
-                        cluster_state is BundleState.READY
-                    )
+            total = total.plus(counted)
         line = BundleLine(
             name=bundle.name,
             path=bundle.path,
@@ -493,8 +579,8 @@ def summarize_gitrepo(
     if restricted:
         shown, message = RepoState.RESTRICTED, restricted
     return GitRepoSummary(
-        ready_clusters=sum(per_cluster.values()) + sum(per_position.values()),
-        desired_ready_clusters=len(per_cluster) + len(per_position),
+        ready_clusters=total.ready_clusters,
+        desired_ready_clusters=total.clusters,
         ready_bundle_deployments=f"{ready}/{desired}",
         state=shown,
         message=message,

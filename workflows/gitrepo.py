@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         read_report,
         repack,
         states_by_position,
+        tally_packed,
         with_packed,
     )
     from flotilla.credentials import RenderSecretRefs
@@ -75,9 +76,11 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.status import (
         BundleReport,
         BundleState,
+        ClusterTally,
         deployment_page,
         gitrepo_conditions,
         summarize_gitrepo,
+        tally_report,
         transition,
     )
     from flotilla.targeting import GitRepoSwitches
@@ -227,6 +230,12 @@ class GitRepoWorkflow:
         # Per bundle, its stored report's states by position in the list a snapshot by
         # digest names by key only (read once per report and key; not state either).
         self._positions: dict[str, tuple[BundleReport, str, dict[int, BundleState]]] = {}
+        # Per bundle, the cluster tally of its report as the status reads it, with that report
+        # and the snapshot it was tallied against (kept while both are the same objects, so
+        # a pass costs per report that changed, not per bundle and cluster: not state either).
+        self._tallies: dict[str, tuple[BundleReport, ClusterSnapshot | None, ClusterTally]] = {}
+        # The last sync key with the snapshot and specs it was made of (see _sync_key).
+        self._last_sync_key: tuple[ClusterSnapshot, dict[str, BundleSpec], str] | None = None
 
     @workflow.run
     async def run(self, state: GitRepoState) -> None:
@@ -349,6 +358,27 @@ class GitRepoWorkflow:
 
         return read
 
+    def _tally(self, report: BundleReport) -> ClusterTally:
+        """The cluster tally of a stored ``report``, over the current snapshot's positions:
+        read from its codes when packed against that list, else from the report unpacked as
+        the run reads it (kept per bundle while the report and the snapshot are the objects
+        it was made from)."""
+        clusters = self.state.clusters
+        cached = self._tallies.get(report.bundle)
+        if cached is None or cached[0] is not report or cached[1] is not clusters:
+            index = self._cluster_index()
+            if index is not None and report.codes and report.clusters_key == index.key:
+                tally = tally_packed(report, index)
+            else:
+                tally = tally_report(
+                    self._report(report.bundle),
+                    position=index.position if index is not None else None,
+                    by_position=self._by_position(),
+                )
+            cached = (report, clusters, tally)
+            self._tallies[report.bundle] = cached
+        return cached[2]
+
     @workflow.signal(name=BUNDLE_REPORT_SIGNAL)
     def bundle_report(self, report: BundleReport) -> None:
         # Kept packed (older runs' reports too): 50 bundles × 500 clusters of states in full
@@ -358,7 +388,9 @@ class GitRepoWorkflow:
         if not unpacked.codes:
             # (A report packed against a list this run does not know tells no events.)
             self._note_events(unpacked)
-            if index is not None:
+            if index is not None and not (report.codes and report.clusters_key == index.key):
+                # (One packed against the current list is kept as it came: packing it again
+                # gives the same states.)
                 report = pack_report(unpacked, index)
         previous = self.state.reports.get(report.bundle)
         if previous is None or previous.state != report.state:
@@ -1092,18 +1124,7 @@ class GitRepoWorkflow:
             return
         wanted = self._effective_refs()
         specs = self._bundle_specs(wanted, authorized)
-        # Reachability changes no registry version, so it is part of the key by itself (and
-        # only when some cluster is offline, so keys of healthy fleets are as they were). A
-        # snapshot by digest has no clusters here: its digest covers their reachability.
-        offline = [f"{c.name}={c.offline}" for c in clusters.clusters if c.offline]
-        key = hashlib.sha256(
-            (
-                f"{clusters.version}|"
-                + "|".join(f"{n}:{s.model_dump_json()}" for n, s in sorted(specs.items()))
-                + (f"|offline:{','.join(offline)}" if offline else "")
-                + (f"|clusters:{clusters.clusters_digest}" if clusters.clusters_digest else "")
-            ).encode()
-        ).hexdigest()
+        key = self._sync_key(clusters, specs)
         retired = sorted(
             set(self.state.reports) - set(self.state.bundles) - set(self.state.retiring)
         )
@@ -1155,6 +1176,28 @@ class GitRepoWorkflow:
         self.state.synced_key = key
         for name in retired:
             await self._retire(name)
+
+    def _sync_key(self, clusters: ClusterSnapshot, specs: dict[str, BundleSpec]) -> str:
+        """What the bundles were last synced with: the snapshot and every bundle's spec,
+        hashed (kept while the snapshot is the same object and the specs are equal, since
+        every wake asks and most wakes are reports that change neither)."""
+        cached = self._last_sync_key
+        if cached is not None and cached[0] is clusters and cached[1] == specs:
+            return cached[2]
+        # Reachability changes no registry version, so it is part of the key by itself (and
+        # only when some cluster is offline, so keys of healthy fleets are as they were). A
+        # snapshot by digest has no clusters here: its digest covers their reachability.
+        offline = [f"{c.name}={c.offline}" for c in clusters.clusters if c.offline]
+        key = hashlib.sha256(
+            (
+                f"{clusters.version}|"
+                + "|".join(f"{n}:{s.model_dump_json()}" for n, s in sorted(specs.items()))
+                + (f"|offline:{','.join(offline)}" if offline else "")
+                + (f"|clusters:{clusters.clusters_digest}" if clusters.clusters_digest else "")
+            ).encode()
+        ).hexdigest()
+        self._last_sync_key = (clusters, specs, key)
+        return key
 
     def _bundle_switches(self) -> dict[str, float]:
         """The test switches set on this GitRepo that its bundles inherit."""
@@ -1228,7 +1271,8 @@ class GitRepoWorkflow:
         ]
         summary = summarize_gitrepo(
             self.state.bundles.values(),
-            self._reports(),
+            # Stored, still packed: the status needs no state per cluster but the tallies.
+            self.state.reports,
             commit=self.state.commit,
             error=self.state.error,
             error_since=self.state.error_since,
@@ -1240,7 +1284,7 @@ class GitRepoWorkflow:
                 for name, pin in self.state.pins.items()
                 if name in self.state.pinned_refs
             },
-            by_position=self._by_position(),
+            tally=self._tally,
         )
         return GitRepoStatus(
             namespace=self.state.namespace,

@@ -21,6 +21,7 @@ from flotilla.clusterstates import (
     repack,
     split_packed,
     states_by_position,
+    tally_packed,
     with_packed,
 )
 from flotilla.status import (
@@ -31,6 +32,7 @@ from flotilla.status import (
     reported_summary,
     summarize,
     summarize_gitrepo,
+    tally_report,
 )
 from starters.tables import describe_gitrepo
 from workflows.bundle_models import DependencyStates
@@ -393,3 +395,52 @@ def test_packed_states_move_between_carriers_whole() -> None:
     assert expand_report(packed, index).states == (
         {c: S.READY for c in CLUSTERS[::2]} | {"x": S.MODIFIED}
     )
+
+
+# --- tallies: readyClusters without a state per cluster -------------------------------------
+
+
+def ready_by_cluster(reports: list[BundleReport]) -> tuple[int, int]:
+    """readyClusters and desiredReadyClusters the plain way (the rule the tallies keep): a
+    cluster is ready when every report with a deployment on it says Ready."""
+    ready: dict[str, bool] = {}
+    for r in reports:
+        for cluster, state in r.states.items():
+            ready[cluster] = ready.get(cluster, True) and state is S.READY
+    return sum(ready.values()), len(ready)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_tallies_count_ready_clusters_as_cluster_by_cluster_does(seed: int) -> None:
+    """Random reports over 500 clusters (some on clusters outside the list, some on none):
+    the tally read from the packed codes is the tally of the unpacked report, and summing
+    tallies gives what a walk over every cluster of every report gives."""
+    rng = random.Random(seed)
+    index = cluster_index(CLUSTERS[:400])
+    states = [S.READY, S.READY, S.READY, S.NOT_READY, S.ERR_APPLIED, S.WAIT_APPLIED]
+    reports = []
+    for b in range(12):
+        chosen = rng.sample(CLUSTERS, rng.choice([0, 1, 37, 250, 500]))
+        unpacked = report({c: rng.choice(states) for c in chosen}, bundle=f"b{b}")
+        packed = pack_report(unpacked, index)
+        assert tally_packed(packed, index) == tally_report(unpacked, position=index.position)
+        assert tally_report(unpacked).clusters == len(chosen)
+        reports.append(unpacked)
+    total = tally_report(reports[0], position=index.position)
+    for r in reports[1:]:
+        total = total.plus(tally_report(r, position=index.position))
+    assert (total.ready_clusters, total.clusters) == ready_by_cluster(reports)
+    refs = [BundleRef(name=r.bundle, path=r.bundle, digest="d") for r in reports]
+    summary = summarize_gitrepo(refs, {r.bundle: r for r in reports}, commit=COMMIT)
+    assert (summary.ready_clusters, summary.desired_ready_clusters) == ready_by_cluster(reports)
+
+
+def test_a_report_packed_against_another_list_is_tallied_from_its_states() -> None:
+    index = cluster_index(CLUSTERS[:10])
+    other = cluster_index(CLUSTERS[:9])
+    r = report({c: S.READY for c in CLUSTERS[:9]} | {CLUSTERS[0]: S.NOT_READY})
+    packed = pack_report(r, other)
+    assert packed.codes and packed.clusters_key != index.key
+    # Unreadable against this list: its deployments count by their counts only, as before.
+    assert tally_packed(packed, index).clusters == 0
+    assert tally_packed(pack_report(r, index), index).ready_clusters == 8
