@@ -13,6 +13,7 @@ commit, pause with the GitRepo and are deleted with it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import Callable, Mapping
@@ -193,6 +194,12 @@ PACKED_DEPENDENCIES_PATCH = "shards-packed-dependency-states"
 # stored, which read it against their own list or cut it into their shards'. Before, it went
 # nowhere and the dependent waited. Asked only when forwarding such a report.
 UNREAD_DEPENDENCIES_PATCH = "gitrepo-forwards-unread-packed-states"
+# Git is polled by a ticker every pollingInterval, whatever else wakes the run. Before, the
+# loop waited for a wake or the interval, so each bundle report cancelled the poll timer and
+# started another (two events and a command each), and a run woken more often than the
+# interval (a rollout's reports) did not poll git until its bundles went quiet. Asked once,
+# at the start of a run.
+POLL_TICKER_PATCH = "gitrepo-polls-on-a-ticker"
 
 
 def _source_key(spec: GitRepoSpec) -> str:
@@ -216,6 +223,7 @@ class GitRepoWorkflow:
         self._owns_image_schedules = False
         self._git_states = False
         self._restrictions = False
+        self._ticker = False
         # What the workspace's restrictions add to every bundle's switches (set with the
         # authorized spec; empty when they add nothing).
         self._namespace_rules: dict[str, Any] = {}
@@ -243,6 +251,8 @@ class GitRepoWorkflow:
         self._owns_image_schedules = workflow.patched(IMAGE_SCHEDULES_PATCH)
         self._status_attributes = workflow.patched(STATUS_ATTRIBUTES_PATCH)
         self._git_states = workflow.patched(GIT_STATES_PATCH)
+        self._ticker = workflow.patched(POLL_TICKER_PATCH)
+        ticker = asyncio.create_task(self._tick()) if self._ticker else None
         workflow.upsert_search_attributes(
             [
                 KIND.value_set("GitRepo"),
@@ -278,7 +288,7 @@ class GitRepoWorkflow:
                 if not self._poll_now:
                     workflow.continue_as_new(self.state)
                 continue
-            if self.state.spec.disable_polling:
+            if self._ticker or self.state.spec.disable_polling:
                 await workflow.wait_condition(lambda: self._wake or self.state.deleting)
             else:
                 with contextlib.suppress(TimeoutError):
@@ -288,7 +298,36 @@ class GitRepoWorkflow:
                 if not self._wake:
                     self._poll_now = True
             self._wake = False
+        if ticker is not None:
+            ticker.cancel()
         await self._delete()
+
+    async def _tick(self) -> None:
+        """Ask for a git poll every pollingInterval (with jitter) while polling is on. A
+        changed interval takes effect at once (the wait starts over with it, without a poll)."""
+        while not self.state.deleting:
+            if self.state.spec.disable_polling:
+                await workflow.wait_condition(
+                    lambda: not self.state.spec.disable_polling or self.state.deleting
+                )
+                continue
+            try:
+                await workflow.wait_condition(
+                    self._polling_changed(self.state.spec.polling_interval),
+                    timeout=self._interval(),
+                )
+            except TimeoutError:
+                self._poll_now = True
+                self._wake = True
+
+    def _polling_changed(self, interval: str | int | float) -> Callable[[], bool]:
+        """Whether the interval is no longer ``interval``, polling was turned off, or the
+        GitRepo is being deleted: the ticker's wait ends without a poll."""
+        return lambda: (
+            self.state.spec.polling_interval != interval
+            or self.state.spec.disable_polling
+            or self.state.deleting
+        )
 
     def _interval(self) -> timedelta:
         seconds = parse_duration(self.state.spec.polling_interval, field="spec.pollingInterval")

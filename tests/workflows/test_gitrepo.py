@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -129,6 +130,49 @@ async def test_sync_now_spec_updates_and_removed_bundles(
 
     assert "deleted" in await flotilla.control.delete_gitrepo(ns, "repo")
     assert await flotilla.control.list_bundles(ns) == []
+
+
+async def test_git_is_polled_every_interval_however_often_the_gitrepo_is_woken(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    """A GitRepo woken more often than its pollingInterval (a rollout's bundle reports; here
+    the same spec applied again every quarter second) still polls git on time. Before the
+    ticker each wake started the wait over, and no poll came while the wakes went on."""
+    url = git_daemon.create_repo(
+        repo_name, {"a/cm.yaml": CM.format(name="a"), "a/fleet.yaml": "{}\n"}
+    )
+    ns = flotilla.namespace
+    text = gitrepo_yaml(ns, "repo", url).replace("pollingInterval: 1s", "pollingInterval: 2s")
+    await flotilla.control.apply_text(text, file="gitrepo.yaml")
+    await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "repo"), lambda s: bool(s.commit)
+    )
+    new = git_daemon.commit(
+        git_daemon.working_copy(repo_name), {"a/cm.yaml": CM.format(name="b")}, message="b"
+    )
+    loop = asyncio.get_running_loop()
+    deadline, seen = loop.time() + 15, ""
+    while loop.time() < deadline and seen != new:
+        await flotilla.control.apply_text(text, file="gitrepo.yaml")
+        seen = (await flotilla.control.gitrepo_status(ns, "repo")).commit
+        await asyncio.sleep(0.25)
+    assert seen == new
+
+    # A shorter interval takes effect at once, not after the hour it replaces.
+    hourly = text.replace("pollingInterval: 2s", "pollingInterval: 1h")
+    await flotilla.control.apply_text(hourly, file="gitrepo.yaml")
+    await asyncio.sleep(3)  # past the 2s ticks: only the hour's wait is left
+    newer = git_daemon.commit(
+        git_daemon.working_copy(repo_name), {"a/cm.yaml": CM.format(name="c")}, message="c"
+    )
+    await asyncio.sleep(3)
+    assert (await flotilla.control.gitrepo_status(ns, "repo")).commit == new
+    await flotilla.control.apply_text(text, file="gitrepo.yaml")
+    await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "repo"),
+        lambda s: s.commit == newer,
+        timeout=10,
+    )
 
 
 async def test_gitrepo_and_bundles_continue_as_new_with_their_state(
