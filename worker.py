@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import functools
 import gc
 import logging
@@ -682,8 +683,24 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> WorkerConfig:
     )
 
 
+async def drained(stopping: Awaitable[None], seconds: float) -> bool:
+    """Whether ``stopping`` finished within ``seconds`` (shielded: a drain that hangs must not
+    hang its own cancellation too, so this returns in time either way)."""
+    try:
+        await asyncio.wait_for(asyncio.shield(stopping), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+# How long SIGTERM's drain may take before the worker exits anyway (a pod's default grace is
+# 30 s, after which it would be killed without a word).
+SHUTDOWN_SECONDS = 20.0
+
+
 async def serve(config: WorkerConfig, settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then finish running tasks and stop."""
+    """Run until SIGTERM or SIGINT, then finish running tasks and stop (at most
+    ``SHUTDOWN_SECONDS``; what is still running then is left to Temporal's retries)."""
     if config.metrics_listen:
         config.sdk_metrics_address = install_sdk_metrics()
     client = await connect(settings.temporal)
@@ -698,7 +715,17 @@ async def serve(config: WorkerConfig, settings: Settings) -> None:
     await worker.start()
     await stop.wait()
     log.info("shutting down")
-    await worker.stop()
+    if not await drained(worker.stop(), SHUTDOWN_SECONDS):
+        # What a pod's grace period would end with SIGKILL: Temporal times out what was in
+        # flight and hands it to the next worker. The stacks say what held the drain.
+        log.warning(
+            "shutdown: still draining after %.0fs; exiting (Temporal retries what was in "
+            "flight on another worker); the threads' stacks follow",
+            SHUTDOWN_SECONDS,
+        )
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        logging.shutdown()
+        os._exit(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from types import FrameType
 
 from devenv import cluster as clusters
 from devenv import stack
@@ -45,15 +50,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
 
 
+@contextlib.contextmanager
+def _interrupts_noted() -> Iterator[threading.Event]:
+    """SIGINT raises KeyboardInterrupt as usual and is also noted in the event yielded, for
+    the one case where the exception never reaches the code (see cmd_cluster_up)."""
+    interrupted = threading.Event()
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        interrupted.set()
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def cmd_cluster_up(args: argparse.Namespace) -> int:
     if args.nodes < 1:
         raise FlotillaError(f"--nodes: must be at least 1 ({args.nodes!r})")
     started = time.monotonic()
     _say(f"starting cluster {args.name!r} with {args.nodes} node(s) ...")
-    try:
-        cluster = clusters.up(args.name, nodes=args.nodes)
-    except StartupError as err:
-        raise FlotillaError(str(err).splitlines()[0]) from err
+    with _interrupts_noted() as interrupted:
+        try:
+            cluster = clusters.up(args.name, nodes=args.nodes)
+        except StartupError as err:
+            raise FlotillaError(str(err).splitlines()[0]) from err
+        if interrupted.is_set():
+            # Ctrl-C came, but not as KeyboardInterrupt: the interpreter swallows one that
+            # lands while a finalizer runs. Undo the start all the same.
+            clusters.down(args.name)
+            raise KeyboardInterrupt
     _say(f"ready in {time.monotonic() - started:.1f}s at {cluster.server}")
     print(f"export KUBECONFIG={cluster.kubeconfig}")
     print(f"stop it with: flotilla dev cluster down {args.name}")

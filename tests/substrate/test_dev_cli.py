@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from devenv.process import pid_alive
+from starters.dev import _interrupts_noted
 
 FLOTILLA = [sys.executable, "-m", "starters.cli"]
 COMPONENTS = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
@@ -93,3 +94,23 @@ def test_bad_node_count_is_one_line(dev_env: dict[str, str]) -> None:
     result = run(["dev", "cluster", "up", "x", "--nodes", "0"], dev_env)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: --nodes: must be at least 1 (0)"
+
+
+# The swallowed KeyboardInterrupt is what pytest reports as an unraisable exception.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_the_interpreter_swallows_is_still_noted() -> None:
+    """A SIGINT that lands while a finalizer runs never reaches the code as KeyboardInterrupt
+    (the interpreter prints "Exception ignored" and goes on): `dev cluster up` notes every
+    SIGINT as well, so it undoes the start even then."""
+
+    class Finalized:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGINT)
+
+    with _interrupts_noted() as noted:
+        Finalized()  # collected at once: the KeyboardInterrupt is raised in __del__
+        assert noted.is_set()
+    with _interrupts_noted() as quiet:
+        pass
+    assert not quiet.is_set()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -1,8 +1,11 @@
-"""The worker's --workflow-tasks: how many workflow tasks one worker process runs at once."""
+"""The worker's --workflow-tasks (how many workflow tasks one worker process runs at once), its
+garbage-collector thresholds, and its bounded drain on SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from worker import (
     GC_THRESHOLDS,
     FlotillaWorker,
     WorkerConfig,
+    drained,
     parse_args,
 )
 
@@ -62,3 +66,18 @@ async def test_a_started_worker_collects_garbage_by_its_own_thresholds(
     finally:
         await worker.stop()
         gc.set_threshold(*before)
+
+
+async def test_a_drain_that_hangs_ends_at_its_deadline_and_a_quick_one_finishes() -> None:
+    """SIGTERM's drain is bounded: a stop that never ends is given up on at the deadline
+    (and its hang does not hold the give-up), a quick one is waited for."""
+    never = asyncio.get_running_loop().create_future()
+    started = time.monotonic()
+    assert not await drained(never, 0.3)
+    assert 0.3 <= time.monotonic() - started < 2
+    never.cancel()
+
+    async def quick() -> None:
+        await asyncio.sleep(0.05)
+
+    assert await drained(quick(), 5)
