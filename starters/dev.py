@@ -52,8 +52,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 @contextlib.contextmanager
 def _interrupts_noted() -> Iterator[threading.Event]:
-    """SIGINT raises KeyboardInterrupt as usual and is also noted in the event yielded, for
-    the one case where the exception never reaches the code (see cmd_cluster_up)."""
+    """SIGINT raises KeyboardInterrupt and is also noted in the event yielded, for the case
+    where the exception never reaches the code (see cmd_cluster_up). Installed even over an
+    inherited SIG_IGN (a shell without job control starts background jobs so; Python then
+    leaves Ctrl-C ignored), as Go's signal.Notify does: a Ctrl-C always stops the start."""
     interrupted = threading.Event()
 
     def note(signum: int, frame: FrameType | None) -> None:
@@ -121,21 +123,25 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
     stack.down(lambda _m: None)
     state = stack.StackState()
-    try:
-        stack.start_temporal(state, _say)
-        daemon = stack.start_git(state, _say)
-        clusters = {
-            name: stack.start_cluster(state, name, _say, nodes=1) for name in demo.CLUSTER_LABELS
-        }
-        stack.start_worker(state, _say)
-        tables = demo.deploy_example(state.temporal_address, daemon, clusters, _say)
-    except (StartupError, OSError, FlotillaError) as err:
-        stack.down(lambda _m: None)
-        raise FlotillaError(f"dev up failed: {str(err).splitlines()[0]}") from err
-    except KeyboardInterrupt:
-        _say("interrupted: stopping what was started")
-        stack.down(_say)
-        raise
+    with _interrupts_noted() as interrupted:
+        try:
+            stack.start_temporal(state, _say)
+            daemon = stack.start_git(state, _say)
+            clusters = {
+                name: stack.start_cluster(state, name, _say, nodes=1)
+                for name in demo.CLUSTER_LABELS
+            }
+            stack.start_worker(state, _say)
+            tables = demo.deploy_example(state.temporal_address, daemon, clusters, _say)
+            if interrupted.is_set():
+                raise KeyboardInterrupt  # one that never reached the code (_interrupts_noted)
+        except (StartupError, OSError, FlotillaError) as err:
+            stack.down(lambda _m: None)
+            raise FlotillaError(f"dev up failed: {str(err).splitlines()[0]}") from err
+        except KeyboardInterrupt:
+            _say("interrupted: stopping what was started")
+            stack.down(_say)
+            raise
     print()
     print(tables)
     _print_summary(state)
