@@ -17,8 +17,13 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
-from temporalio.service import RPCError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.content import ContentError, ContentStore
 from activities.contentgc_models import (
@@ -102,6 +107,17 @@ class ContentActivities:
             digests=deleted[:MAX_LISTED],
         )
 
+    async def still_running(self, workflow_id: str) -> bool:
+        """Whether the workflow's latest run is still running: True unless Temporal says it
+        closed or is gone (when in doubt it may hold content, so it counts as running)."""
+        try:
+            described = await self.client.get_workflow_handle(workflow_id).describe(
+                rpc_timeout=self.query_timeout
+            )
+        except RPCError as err:
+            return err.status != RPCStatusCode.NOT_FOUND
+        return described.status == WorkflowExecutionStatus.RUNNING
+
     async def _marks(self) -> tuple[set[str], int]:
         """Every digest held by a running GitRepo or bundle workflow, and how many were asked."""
         types = ", ".join(f"'{t}'" for t in REFERENCING_WORKFLOWS)
@@ -120,6 +136,9 @@ class ContentActivities:
                         rpc_timeout=self.query_timeout,
                     )
                 except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
+                    if not await self.still_running(workflow_id):
+                        # Closed since the list was read (the list lags): it holds nothing.
+                        return []
                     # Not knowing what one workflow uses makes every deletion unsafe.
                     raise to_application_error(
                         FlotillaError(
