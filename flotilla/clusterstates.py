@@ -14,6 +14,7 @@ report's counts until the bundle's next report, which its refresh brings at once
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -176,20 +177,17 @@ def tally_packed(report: BundleReport, index: ClusterIndex) -> ClusterTally:
     symbols = bytes(_decode(report.codes, len(legend) + 1, length)[:length])
     # One digit per position, "1" where the bit is set, read as a base-2 number (lowest
     # position last): the masks without a loop over the clusters.
-    deployed = bytes.maketrans(bytes(range(len(legend) + 1)), b"0" + b"1" * len(legend))
-    not_ready = bytes.maketrans(
-        bytes(range(len(legend) + 1)),
-        b"0" + bytes(b"0"[0] if name == BundleState.READY else b"1"[0] for name in legend),
-    )
-    extra = tally_report(
-        report.model_copy(update={"codes": "", "counts": {}}), position=index.position
-    )
-    return ClusterTally(
-        named=int(symbols.translate(deployed)[::-1] or b"0", 2) | extra.named,
-        named_not_ready=int(symbols.translate(not_ready)[::-1] or b"0", 2) | extra.named_not_ready,
-        other=extra.other,
-        other_not_ready=extra.other_not_ready,
-        counts=report.counts,
+    symbol_range = bytes(range(len(legend) + 1))
+    deployed = bytes.maketrans(symbol_range, b"0" + b"1" * len(legend))
+    flags = "".join("0" if state == BundleState.READY else "1" for state in legend)
+    not_ready = bytes.maketrans(symbol_range, b"0" + flags.encode())
+    # The states it carries unpacked (clusters outside the list), tallied by name.
+    unpacked = tally_report(report, position=index.position)
+    return dataclasses.replace(
+        unpacked,
+        named=int(symbols.translate(deployed)[::-1] or b"0", 2) | unpacked.named,
+        named_not_ready=int(symbols.translate(not_ready)[::-1] or b"0", 2)
+        | unpacked.named_not_ready,
     )
 
 

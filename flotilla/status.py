@@ -424,10 +424,8 @@ class ClusterTally:
             named_not_ready=self.named_not_ready | other.named_not_ready,
             positional=self.positional | other.positional,
             positional_not_ready=self.positional_not_ready | other.positional_not_ready,
-            other=self.other | other.other if other.other else self.other,
-            other_not_ready=self.other_not_ready | other.other_not_ready
-            if other.other_not_ready
-            else self.other_not_ready,
+            other=self.other | other.other,
+            other_not_ready=self.other_not_ready | other.other_not_ready,
         )
 
     @property
