@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+# Starts of kwok a cluster tries before it gives up on its nodes becoming Ready.
+KWOK_STARTS = 3
 SERVICE_CIDR = "10.96.0.0/16"
 KWOK_STAGES = Path(__file__).with_name("kwok-stages.yaml")
 
@@ -428,7 +430,21 @@ class LocalCluster:
             ]
             return len(ready) >= self.nodes
 
-        self.processes["kwok"].wait_until(nodes_ready, timeout=START_TIMEOUT, what="nodes Ready")
+        for attempt in range(1, KWOK_STARTS + 1):
+            kwok = self.processes["kwok"]
+            try:
+                kwok.wait_until(nodes_ready, timeout=START_TIMEOUT, what="nodes Ready")
+                return
+            except StartupError as err:
+                if kwok.alive() or attempt == KWOK_STARTS:
+                    raise
+                # kwok only simulates the nodes and pods the API server holds: one that
+                # crashed while starting (kwok 0.8 rarely does, on a loaded machine) is
+                # replaced, and the new one takes the nodes over.
+                log.warning("cluster %s: %s; starting kwok again", self.name, _first_lines(err))
+                self.processes.pop("kwok").stop()
+                self._start_kwok()
+                self._save_state()
 
     # -- talking to it ---------------------------------------------------------------------
 
@@ -492,6 +508,10 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _first_lines(err: BaseException, count: int = 3) -> str:
+    return " | ".join(str(err).splitlines()[:count])
 
 
 def _rss(pid: int) -> int:

@@ -97,6 +97,23 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+# How a Go program's crash begins: the reason, before the goroutine stacks that bury it.
+_CRASH_HEADERS = ("panic:", "fatal error:", "SIGQUIT:", "SIGABRT:", "SIGSEGV:")
+
+
+def log_excerpt(text: str, lines: int = 15) -> str:
+    """The last ``lines`` lines of a component's log; when the log holds a Go crash whose
+    first line is not among them, that line and the next few come first, so that the reason
+    is not lost under a page of stack frames."""
+    all_lines = text.strip().splitlines()
+    tail = all_lines[-lines:]
+    start = next((i for i, line in enumerate(all_lines) if line.startswith(_CRASH_HEADERS)), None)
+    if start is None or start >= len(all_lines) - lines:
+        return "\n".join(tail)
+    head = all_lines[start : min(start + 6, len(all_lines) - lines)]
+    return "\n".join([*head, "[…]", *tail])
+
+
 class ManagedProcess:
     """One component process with its own log file and process group."""
 
@@ -155,7 +172,7 @@ class ManagedProcess:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.strip().splitlines()[-lines:])
+        return log_excerpt(text, lines)
 
     def wait_until(self, ready: Callable[[], bool], *, timeout: float, what: str) -> None:
         """Poll ``ready`` until it holds; fail fast, with the log's tail, if the process dies."""

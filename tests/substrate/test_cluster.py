@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from kubernetes.dynamic import DynamicClient
 
 from devenv import tools
 from devenv.cluster import LocalCluster
-from devenv.process import pid_alive
+from devenv.process import log_excerpt, pid_alive
 
 
 def api_client(cluster: LocalCluster) -> client.ApiClient:
@@ -156,6 +157,50 @@ def test_two_clusters_run_at_once_and_are_isolated(
         pids = [p.pid for p in other.processes.values()]
     assert pids and not any(pid_alive(p) for p in pids if p)
     assert not (tmp_path / "second").exists()
+
+
+def test_a_kwok_that_crashes_while_starting_is_started_again(
+    tmp_path: Path,
+    tools_on_path: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Fault injection: the first kwok is a script that dies as kwok 0.8 rarely does (a Go
+    # crash: its reason, then a page of stack frames); the next one is the real kwok.
+    real_start = LocalCluster._start_kwok
+    starts: list[str] = []
+
+    def start_kwok(cluster: LocalCluster) -> None:
+        starts.append("kwok")
+        if len(starts) == 1:
+            crash = "echo 'fatal error: injected crash'; for i in $(seq 40); do echo frame; done"
+            cluster._spawn("kwok", ["/bin/sh", "-c", f"{crash}; exit 2"])
+        else:
+            real_start(cluster)
+
+    monkeypatch.setattr(LocalCluster, "_start_kwok", start_kwok)
+    caplog.set_level(logging.WARNING, logger="devenv.cluster")
+    with LocalCluster("crashy", tmp_path / "crashy", nodes=1) as cluster:
+        assert len(starts) == 2
+        nodes = cluster.request("GET", "/api/v1/nodes")["items"]
+        assert [n["metadata"]["name"] for n in nodes] == ["crashy-node-0"]
+        assert cluster.processes["kwok"].alive()
+    assert "fatal error: injected crash" in caplog.text
+    assert "starting kwok again" in caplog.text
+
+
+def test_a_go_crash_keeps_its_reason_in_the_log_excerpt() -> None:
+    frames = [f"frame {i}" for i in range(100)]
+    crashed = "\n".join(["starting", "fatal error: concurrent map writes", *frames])
+    excerpt = log_excerpt(crashed, 15).splitlines()
+    assert excerpt[0] == "fatal error: concurrent map writes"
+    assert excerpt[-15:] == frames[-15:]
+    assert "[…]" in excerpt
+    plain = "\n".join(frames)
+    assert log_excerpt(plain, 15).splitlines() == frames[-15:]
+    # A crash already within the tail is shown once.
+    short = "\n".join(["panic: boom", "frame a", "frame b"])
+    assert log_excerpt(short, 15) == short
 
 
 def test_port_clash_picks_a_free_port(tmp_path: Path, tools_on_path: list[Path]) -> None:
