@@ -168,7 +168,8 @@ def _print_summary(state: stack.StackState) -> None:
             f"TEMPORAL_HTTP_ADDRESS={state.temporal_http_address})"
         )
     for name in state.clusters:
-        print(f"  cluster {name}:      export KUBECONFIG={clusters.cluster_dir(name)}/kubeconfig")
+        label = f"cluster {name}:"
+        print(f"  {label:<17} export KUBECONFIG={clusters.cluster_dir(name)}/kubeconfig")
     print("  status:           flotilla dev status")
     print("  stop everything:  make dev-down   (or: flotilla dev down)")
 
