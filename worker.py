@@ -327,6 +327,7 @@ class FlotillaWorker:
                 self.gitops.plan_bundle,
                 self.gitops.downstream_digest,
                 self.gitops.sync_bundles,
+                self.gitops.sync_bundles_shared,
                 self.registry.poll_registry,
                 self.writeback.write_back,
                 self.schedules.sync_image_schedules,

@@ -40,6 +40,7 @@ from activities.gitops_models import (
     LS_REMOTE,
     PLAN_BUNDLE,
     SYNC_BUNDLES,
+    SYNC_BUNDLES_SHARED,
     BundleRef,
     BundleStart,
     DependencyRef,
@@ -571,6 +572,14 @@ class GitOpsActivities:
     @activity.defn(name=SYNC_BUNDLES)
     async def sync_bundles(self, request: SyncBundlesRequest) -> SyncBundlesResult:
         """Signal each bundle workflow, starting it first when it does not run yet."""
+        return await self._sync_bundles(request)
+
+    @activity.defn(name=SYNC_BUNDLES_SHARED)
+    async def sync_bundles_shared(self, request: SyncBundlesRequest) -> SyncBundlesResult:
+        """``sync_bundles``, each signal with ``request.shared``'s fields added to it."""
+        return await self._sync_bundles(request)
+
+    async def _sync_bundles(self, request: SyncBundlesRequest) -> SyncBundlesResult:
         if self.client is None:
             raise to_application_error(
                 FlotillaError("sync_bundles needs a Temporal client: a worker wiring bug")
@@ -589,7 +598,7 @@ class GitOpsActivities:
                     task_queue=request.task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                     start_signal=start.signal,
-                    start_signal_args=[start.signal_arg],
+                    start_signal_args=[{**start.signal_arg, **request.shared}],
                     static_summary=start.static_summary or None,
                 )
             done += 1

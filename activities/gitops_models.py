@@ -17,6 +17,9 @@ LS_REMOTE = "ls_remote"
 FETCH_BUNDLES = "fetch_bundles"
 PLAN_BUNDLE = "plan_bundle"
 SYNC_BUNDLES = "sync_bundles"
+# The same, with fields every start's signal gets once per request (SyncBundlesRequest.shared):
+# a name of its own, so that no worker from before the field takes the request and drops them.
+SYNC_BUNDLES_SHARED = "sync_bundles_shared"
 DOWNSTREAM_DIGEST = "downstream_digest"
 # The registry's snapshot by digest (flotilla.snapshots, activities/snapshots.py).
 STORE_SNAPSHOT = "store_snapshot"
@@ -167,6 +170,9 @@ class SyncBundlesRequest(BaseModel):
     workflow: str
     task_queue: str
     starts: list[BundleStart]
+    # Fields added to every start's signal argument (SYNC_BUNDLES_SHARED only): the cluster
+    # snapshot, carried once per batch instead of once per bundle.
+    shared: dict[str, Any] = Field(default_factory=dict)
 
 
 class SyncBundlesResult(BaseModel):

@@ -187,7 +187,7 @@ def print_lead_in(
     steps = []
     for call in gitrepo:
         steps.append(call)
-        if call.name == "sync_bundles":
+        if call.name.startswith("sync_bundles"):  # sync_bundles or sync_bundles_shared
             break
     steps += [c for c in first_bundle if c.name == "plan_bundle"][:1]
     print(

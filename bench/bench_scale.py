@@ -576,6 +576,7 @@ async def run_retarget(
                     standins.ls_remote,
                     standins.fetch_bundles,
                     gitops.sync_bundles,
+                    gitops.sync_bundles_shared,
                     snapshots.store_snapshot,
                     snapshots.load_snapshot,
                     snapshots.split_snapshot,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         FETCH_BUNDLES,
         LS_REMOTE,
         SYNC_BUNDLES,
+        SYNC_BUNDLES_SHARED,
         BundleRef,
         BundleStart,
         FetchRequest,
@@ -162,6 +164,10 @@ SYNC_BATCH = 200
 # Cutting by size is asked (patch) only where it cuts differently from the count alone.
 SYNC_BATCH_BYTES = 512 * 1024
 SYNC_BY_SIZE_PATCH = "gitrepo-sync-batches-by-size"
+# The cluster snapshot goes once per batch (sync_bundles_shared), not in every bundle's
+# refresh: 50 bundles on 500 clusters put ~2 MB in the GitRepo's history at each commit and
+# label change (issue 12), and it continued as new right after. Asked at each sync.
+SNAPSHOT_ONCE_PER_BATCH_PATCH = "gitrepo-snapshot-once-per-batch"
 # sync_now signals every bundle to check its deployments (commands older histories lack).
 RECHECK_ON_SYNC_PATCH = "recheck-on-sync"
 # The workspace's Policies and GitRepoRestrictions are enforced: the first poll waits for the
@@ -1169,11 +1175,15 @@ class GitRepoWorkflow:
         )
         if key == self.state.synced_key and not retired:
             return
+        once = workflow.patched(SNAPSHOT_ONCE_PER_BATCH_PATCH)
+        shared = {"clusters": clusters.model_dump(mode="json")} if once else {}
         starts = [
             BundleStart(
                 workflow_id=bundle_workflow_id(self.state.namespace, name),
                 signal=REFRESH_SIGNAL,
-                signal_arg=self._refresh(ref, specs[name], clusters).model_dump(mode="json"),
+                signal_arg=self._refresh(ref, specs[name], clusters).model_dump(
+                    mode="json", exclude=set(shared)
+                ),
                 start_input=BundleWorkflowState(
                     namespace=self.state.namespace,
                     bundle=name,
@@ -1189,21 +1199,23 @@ class GitRepoWorkflow:
             range(index, min(index + SYNC_BATCH, len(starts)))
             for index in range(0, len(starts), SYNC_BATCH)
         ]
+        budget = self.state.sync_batch_bytes or SYNC_BATCH_BYTES
         by_size = split_by_size(
             [len(start.model_dump_json()) for start in starts],
             max_count=SYNC_BATCH,
-            max_bytes=self.state.sync_batch_bytes or SYNC_BATCH_BYTES,
+            max_bytes=max(budget - len(json.dumps(shared)), 1) if shared else budget,
         )
         if by_size != batches and workflow.patched(SYNC_BY_SIZE_PATCH):
             batches = by_size
         try:
             for batch in batches:
                 await workflow.execute_activity(
-                    SYNC_BUNDLES,
+                    SYNC_BUNDLES_SHARED if once else SYNC_BUNDLES,
                     SyncBundlesRequest(
                         workflow=BundleWorkflow.__name__,
                         task_queue=workflow.info().task_queue,
                         starts=[starts[index] for index in batch],
+                        shared=shared,
                     ),
                     result_type=SyncBundlesResult,
                     start_to_close_timeout=SYNC_BUNDLES_TIMEOUT,

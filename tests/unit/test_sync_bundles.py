@@ -21,9 +21,13 @@ class SlowClient:
         self.running = 0
         self.most = 0
         self.started: list[str] = []
+        self.signals: dict[str, Any] = {}
         self.fail = fail
 
-    async def start_workflow(self, workflow: str, arg: Any, *, id: str, **_: Any) -> None:
+    async def start_workflow(
+        self, workflow: str, arg: Any, *, id: str, start_signal_args: list[Any], **_: Any
+    ) -> None:
+        self.signals[id] = start_signal_args[0]
         self.running += 1
         self.most = max(self.most, self.running)
         try:
@@ -66,3 +70,18 @@ async def test_a_refused_start_fails_the_call_with_its_own_message(tmp_path: Pat
         await ActivityEnvironment().run(activities(client, tmp_path).sync_bundles, request(20))
     # The others were still made: a retry re-signals them, as a sequential retry did.
     assert len(client.started) == 19
+
+
+async def test_shared_fields_reach_every_signal_and_own_fields_stay_apart(tmp_path: Path) -> None:
+    client = SlowClient()
+    snapshot = {"version": 3, "clusters": [{"name": "c1"}]}
+    sync = request(3).model_copy(update={"shared": {"clusters": snapshot}})
+    for i, start in enumerate(sync.starts):
+        start.signal_arg = {"spec": {"commit": f"c{i}"}}
+    result = await ActivityEnvironment().run(activities(client, tmp_path).sync_bundles_shared, sync)
+    assert result.signalled == 3
+    assert client.signals == {
+        f"bundle/ns/b{i}": {"spec": {"commit": f"c{i}"}, "clusters": snapshot} for i in range(3)
+    }
+    # Each signal is a dict of its own: one bundle's argument is not another's.
+    assert client.signals["bundle/ns/b0"] is not client.signals["bundle/ns/b1"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from temporalio.service import RPCError
 
+from activities.gitops_models import SYNC_BUNDLES, SYNC_BUNDLES_SHARED
 from devenv.gitserver import GitDaemon
 from flotilla.errors import FlotillaError, SpecError
 from flotilla.ids import gitrepo_workflow_id
@@ -55,7 +56,7 @@ async def fetched_and_told(flotilla: Flotilla, name: str) -> tuple[list[str], li
     specs = [
         start["signal_arg"]["spec"]
         for c in calls
-        if c.name == "sync_bundles"
+        if c.name in (SYNC_BUNDLES, SYNC_BUNDLES_SHARED)
         for start in c.input["starts"]
     ]
     return secrets, specs

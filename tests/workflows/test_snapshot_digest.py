@@ -24,6 +24,8 @@ from activities.content import FileContentStore
 from activities.gitops_models import (
     LOAD_SNAPSHOT,
     SPLIT_SNAPSHOT,
+    SYNC_BUNDLES,
+    SYNC_BUNDLES_SHARED,
     LoadSnapshotRequest,
     SplitSnapshotRequest,
     SplitSnapshotResult,
@@ -40,7 +42,7 @@ from flotilla.ids import (
 from flotilla.models import GitRepo, load_fleet_objects
 from flotilla.snapshots import ClusterSnapshot, ClusterView, snapshot_delta, snapshot_header
 from flotilla.status import BundleState
-from tests.e2e.harness import Flotilla, gitrepo_yaml, history_text, record_history
+from tests.e2e.harness import Flotilla, activity_calls, gitrepo_yaml, history_text, record_history
 from tests.workflows.test_bundle_shards import PlanLog, histories
 from tests.workflows.test_bundle_standins import (  # noqa: F401 (the fixture)
     Bundle,
@@ -49,7 +51,11 @@ from tests.workflows.test_bundle_standins import (  # noqa: F401 (the fixture)
 )
 from workflows.bundle import BundleWorkflow
 from workflows.bundle_models import BundleRefresh, BundleStatus, BundleStatusRequest
-from workflows.gitrepo import SYNC_BY_SIZE_PATCH, UNREAD_DEPENDENCIES_PATCH
+from workflows.gitrepo import (
+    SNAPSHOT_ONCE_PER_BATCH_PATCH,
+    SYNC_BY_SIZE_PATCH,
+    UNREAD_DEPENDENCIES_PATCH,
+)
 from workflows.registry import SNAPSHOT_BY_DIGEST_PATCH as REGISTRY_PATCH
 from workflows.registry import SNAPSHOT_KEY_PATCH as REGISTRY_KEY_PATCH
 from workflows.registry_models import REGISTRY_WORKFLOW, RegistryState
@@ -162,7 +168,7 @@ async def test_a_label_change_retargets_by_digest_and_payloads_stay_small(
     assert len(stores) >= 3 and max(stores[1:]) < 2_000, stores  # then the changes only
     assert max(signals(gitrepo, "clusters_changed")) < 2_000
     assert max(signals(bundle_history, "refresh")) < 2_000
-    assert max(activities(gitrepo, "sync_bundles")) < 4_000
+    assert max(activities(gitrepo, SYNC_BUNDLES_SHARED)) < 4_000
     # The whole list is loaded (and in this history) once per snapshot by the bundle only.
     assert len(activities(bundle_history, "load_snapshot")) >= 3
     assert max(e.ByteSize() for e in gitrepo.events) < inline
@@ -342,13 +348,14 @@ async def test_sharded_bundles_by_digest_count_in_the_gitrepo_and_reach_their_de
 async def test_a_gitrepo_signals_its_bundles_in_batches_that_stay_small(
     flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
 ) -> None:
-    """Each bundle's refresh carries the cluster snapshot inline (up to 256 kB), so a count
-    of bundles per ``sync_bundles`` is no bound on its input: 50 bundles on 500 clusters made
-    1.5 MB, and past 2 MB Temporal refuses it. The GitRepo cuts its batches by size too (the
+    """A count of bundles per ``sync_bundles`` is no bound on its input: each refresh
+    carried the cluster snapshot inline (up to 256 kB; 50 bundles on 500 clusters made
+    1.5 MB, and past 2 MB Temporal refuses it), and the specs still differ in size. The
+    GitRepo cuts its batches by size too, the snapshot (once per batch now) counted once (the
     test switch ``sync_batch_bytes`` at 4 kB here; 512 kB by default): six bundles on 40
     agent clusters (agents never started, deploys held) go in several small batches, and
-    every bundle gets its clusters. With FLOTILLA_RECORD_HISTORIES=DIR the GitRepo's history
-    is written for tests/replay."""
+    every bundle gets its clusters. (Its replay history, gitrepo-sync-batches-by-size.json,
+    was recorded before the snapshot went once per batch and is kept as it is.)"""
     ns = flotilla.namespace
     for name in CLUSTERS[:40]:
         await flotilla.control.add_cluster(ns, name, None, labels={"env": "prod"})
@@ -371,8 +378,62 @@ async def test_a_gitrepo_signals_its_bundles_in_batches_that_stay_small(
     history = await flotilla.client.get_workflow_handle(
         gitrepo_workflow_id(ns, "repo")
     ).fetch_history()
-    sizes = activities(history, "sync_bundles")
-    assert len(sizes) >= 3, sizes  # one batch of six would be ~12 kB
+    sizes = activities(history, SYNC_BUNDLES_SHARED)
+    assert len(sizes) >= 3, sizes  # one batch of six would be ~8 kB
     assert max(sizes) < 8_000, sizes
     assert SYNC_BY_SIZE_PATCH in history_text(history)
-    record_history(history, "gitrepo-sync-batches-by-size.json")
+
+
+async def test_a_gitrepo_sends_the_cluster_snapshot_once_per_batch_not_once_per_bundle(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    """Every bundle gets the snapshot in its refresh, but the GitRepo's history holds it
+    once per ``sync_bundles_shared`` call: 50 bundles on 500 clusters had put ~2 MB in it at
+    each commit and each label change (issue 12). Twelve bundles on 40 agent clusters
+    (agents never started, deploys held), then label changes that bring 3 more: every
+    sync is one call for the twelve, the snapshot in it once and in no bundle's own part,
+    and each bundle targets what the snapshot says. With FLOTILLA_RECORD_HISTORIES=DIR the
+    GitRepo's history is written for tests/replay."""
+    ns = flotilla.namespace
+    for name in CLUSTERS[:43]:
+        labels = {"env": "prod" if name < "c040" else "dev"}
+        await flotilla.control.add_cluster(ns, name, None, labels=labels)
+    files = {f"b{i:02d}/cm.yaml": CM for i in range(12)}
+    files.update({f"b{i:02d}/fleet.yaml": f"namespace: b{i}\n" for i in range(12)})
+    url = git_daemon.create_repo(repo_name, files)
+    selector = {"clusterSelector": {"matchLabels": {"env": "prod"}}}
+    (gitrepo,), _ = load_fleet_objects(
+        gitrepo_yaml(ns, "repo", url, targets=[selector]), file="gitrepo.yaml"
+    )
+    assert isinstance(gitrepo, GitRepo)
+    await flotilla.control.apply_gitrepo(gitrepo)
+    await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "repo"),
+        lambda s: len(s.bundles) == 12 and all(b.desired == 40 for b in s.bundles),
+        timeout=120,
+    )
+    for name in CLUSTERS[40:43]:
+        await flotilla.control.label_cluster(ns, name, {"env": "prod"}, [])
+    status = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "repo"),
+        lambda s: len(s.bundles) == 12 and all(b.desired == 43 for b in s.bundles),
+        timeout=120,
+    )
+    assert status.desired_ready_clusters == 43
+
+    workflow_id = gitrepo_workflow_id(ns, "repo")
+    calls, _ = await activity_calls(flotilla.client, workflow_id)
+    syncs = [c.input for c in calls if c.name == SYNC_BUNDLES_SHARED]
+    assert [c.name for c in calls if c.name == SYNC_BUNDLES] == []
+    assert len(syncs) >= 2, [c.name for c in calls]
+    for sync in syncs:
+        text = json.dumps(sync)
+        assert len(sync["starts"]) == 12
+        assert text.count('"c000"') == 1  # the snapshot, once
+        assert all("clusters" not in s["signal_arg"] for s in sync["starts"])
+    # The last sync carries the snapshot after the label change.
+    last = {c["name"]: c["labels"] for c in syncs[-1]["shared"]["clusters"]["clusters"]}
+    assert last["c042"] == {"env": "prod"}
+    history = await flotilla.client.get_workflow_handle(workflow_id).fetch_history()
+    assert SNAPSHOT_ONCE_PER_BATCH_PATCH in history_text(history)
+    record_history(history, "gitrepo-snapshot-once-per-batch.json")
