@@ -175,6 +175,66 @@ async def test_git_is_polled_every_interval_however_often_the_gitrepo_is_woken(
     )
 
 
+class SlowRelay:
+    """Fault injection in front of the real git daemon: a TCP relay that holds each
+    connection ``delay`` seconds before passing its bytes on, as a slow git server would."""
+
+    def __init__(self, port: int, delay: float) -> None:
+        self.target, self.delay, self.port = port, delay, 0
+
+    async def __aenter__(self) -> SlowRelay:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(self.delay)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+            if sink.can_write_eof():
+                sink.write_eof()
+
+        await asyncio.gather(
+            pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True
+        )
+        for w in (writer, up_writer):
+            w.close()
+
+
+async def test_a_run_due_to_continue_as_new_does_not_wait_for_a_quiet_ticker(
+    flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
+) -> None:
+    """Each poll of a slow git server (2 s, through a relay) outlasts the 1 s
+    pollingInterval, so the ticker has always asked for the next poll by the time a pass
+    ends. A run due to continue as new (the test switch: 40 events) must still do so:
+    before, it polled first whenever a poll was asked, and so never continued (the 50 x
+    500 benchmark's GitRepo, its tasks 6 s apart, grew for minutes past its size)."""
+    git_daemon.create_repo(repo_name, {"a/cm.yaml": CM.format(name="a"), "a/fleet.yaml": "{}\n"})
+    ns = flotilla.namespace
+    async with SlowRelay(git_daemon.port, delay=2.0) as relay:
+        url = f"git://127.0.0.1:{relay.port}/{repo_name}.git"
+        (gitrepo,), _ = load_fleet_objects(gitrepo_yaml(ns, "slow", url), file="gitrepo.yaml")
+        assert isinstance(gitrepo, GitRepo)
+        assert gitrepo.spec.polling_interval in ("1s", 1, 1.0)
+        await flotilla.control.apply_gitrepo(gitrepo, max_history_events=40)
+        workflow_id = gitrepo_workflow_id(ns, "slow")
+
+        async def runs() -> int:
+            query = f"WorkflowId = '{workflow_id}'"
+            return len([w async for w in flotilla.client.list_workflows(query)])
+
+        await flotilla.eventually(runs, lambda n: n >= 3, timeout=60)
+        status = await flotilla.control.gitrepo_status(ns, "slow")
+        assert status.commit and not status.error, status
+
+
 async def test_gitrepo_and_bundles_continue_as_new_with_their_state(
     flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
 ) -> None:
