@@ -90,7 +90,7 @@ async def test_auto_rollback_restores_the_last_good_version_on_the_canary(
     url = git_daemon.create_repo(
         repo_name, {"app/fleet.yaml": fleet, "app/cm.yaml": CM.format(name="cfg", version=1)}
     )
-    await flotilla.serve_gitrepo(url, {}, name="auto", ready="4/4", timeout=240)
+    await flotilla.serve_gitrepo(url, {}, name="auto", ready="4/4", timeout=60)
     good = (await flotilla.control.gitrepo_status(ns, "auto")).commit
     work = git_daemon.working_copy(repo_name)
     release = ("auto-app", f"{prefix}-c1")
@@ -113,8 +113,10 @@ async def test_auto_rollback_restores_the_last_good_version_on_the_canary(
                 s.head == bad and any("by autoRollback" in p for p in s.pins) and s.state == "Ready"
             )
 
+        # ~35 s normally (the 30 s failureDeadline); well inside pytest's 300 s per test, so
+        # that a rollback that never comes fails with the GitRepo's status in the message.
         status = await flotilla.eventually(
-            lambda: flotilla.control.gitrepo_status(ns, "auto"), rolled_back, timeout=300
+            lambda: flotilla.control.gitrepo_status(ns, "auto"), rolled_back, timeout=110
         )
         assert status.commit == bad  # the GitRepo follows the branch; its bundle is pinned
         assert status.pins == [

@@ -345,6 +345,20 @@ async def test_sharded_bundles_by_digest_count_in_the_gitrepo_and_reach_their_de
     record_history(gitrepo_history, "gitrepo-forwards-unread-packed-states.json")
 
 
+def prod_gitrepo(ns: str, git_daemon: GitDaemon, repo_name: str, bundles: list[str]) -> GitRepo:
+    """GitRepo ``repo`` of a new git repository with one ConfigMap bundle per name (each in
+    its own namespace), targeting the clusters labelled env=prod."""
+    files = {f"{b}/cm.yaml": CM for b in bundles}
+    files.update({f"{b}/fleet.yaml": f"namespace: {b}\n" for b in bundles})
+    url = git_daemon.create_repo(repo_name, files)
+    selector = {"clusterSelector": {"matchLabels": {"env": "prod"}}}
+    (gitrepo,), _ = load_fleet_objects(
+        gitrepo_yaml(ns, "repo", url, targets=[selector]), file="gitrepo.yaml"
+    )
+    assert isinstance(gitrepo, GitRepo)
+    return gitrepo
+
+
 async def test_a_gitrepo_signals_its_bundles_in_batches_that_stay_small(
     flotilla: Flotilla, git_daemon: GitDaemon, repo_name: str
 ) -> None:
@@ -359,14 +373,7 @@ async def test_a_gitrepo_signals_its_bundles_in_batches_that_stay_small(
     ns = flotilla.namespace
     for name in CLUSTERS[:40]:
         await flotilla.control.add_cluster(ns, name, None, labels={"env": "prod"})
-    files = {f"b{i}/cm.yaml": CM for i in range(6)}
-    files.update({f"b{i}/fleet.yaml": f"namespace: b{i}\n" for i in range(6)})
-    url = git_daemon.create_repo(repo_name, files)
-    selector = {"clusterSelector": {"matchLabels": {"env": "prod"}}}
-    (gitrepo,), _ = load_fleet_objects(
-        gitrepo_yaml(ns, "repo", url, targets=[selector]), file="gitrepo.yaml"
-    )
-    assert isinstance(gitrepo, GitRepo)
+    gitrepo = prod_gitrepo(ns, git_daemon, repo_name, [f"b{i}" for i in range(6)])
     await flotilla.control.apply_gitrepo(gitrepo, sync_batch_bytes=4_000)
 
     status = await flotilla.eventually(
@@ -398,14 +405,7 @@ async def test_a_gitrepo_sends_the_cluster_snapshot_once_per_batch_not_once_per_
     for name in CLUSTERS[:43]:
         labels = {"env": "prod" if name < "c040" else "dev"}
         await flotilla.control.add_cluster(ns, name, None, labels=labels)
-    files = {f"b{i:02d}/cm.yaml": CM for i in range(12)}
-    files.update({f"b{i:02d}/fleet.yaml": f"namespace: b{i}\n" for i in range(12)})
-    url = git_daemon.create_repo(repo_name, files)
-    selector = {"clusterSelector": {"matchLabels": {"env": "prod"}}}
-    (gitrepo,), _ = load_fleet_objects(
-        gitrepo_yaml(ns, "repo", url, targets=[selector]), file="gitrepo.yaml"
-    )
-    assert isinstance(gitrepo, GitRepo)
+    gitrepo = prod_gitrepo(ns, git_daemon, repo_name, [f"b{i:02d}" for i in range(12)])
     await flotilla.control.apply_gitrepo(gitrepo)
     await flotilla.eventually(
         lambda: flotilla.control.gitrepo_status(ns, "repo"),
