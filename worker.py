@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -716,17 +717,34 @@ async def serve(config: WorkerConfig, settings: Settings) -> None:
     await worker.start()
     await stop.wait()
     log.info("shutting down")
+    # The same bound from a thread: a drain can block the event loop itself (a test worker
+    # was SIGKILLed 30 s after SIGTERM with no word from the loop's bound), and then only
+    # another thread can end it.
+    exit_after(SHUTDOWN_SECONDS + 1)
     if not await drained(worker.stop(), SHUTDOWN_SECONDS):
-        # What a pod's grace period would end with SIGKILL: Temporal times out what was in
-        # flight and hands it to the next worker. The stacks say what held the drain.
-        log.warning(
-            "shutdown: still draining after %.0fs; exiting (Temporal retries what was in "
-            "flight on another worker); the threads' stacks follow",
-            SHUTDOWN_SECONDS,
-        )
-        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        logging.shutdown()
-        os._exit(0)
+        give_up_draining(SHUTDOWN_SECONDS)
+
+
+def give_up_draining(seconds: float) -> None:
+    """End the process as a pod's grace period would end it with SIGKILL (Temporal times out
+    what was in flight and hands it to the next worker), saying so, with every thread's
+    stack: what held the drain."""
+    log.warning(
+        "shutdown: still draining after %.0fs; exiting (Temporal retries what was in flight "
+        "on another worker); the threads' stacks follow",
+        seconds,
+    )
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    logging.shutdown()
+    os._exit(0)
+
+
+def exit_after(seconds: float) -> threading.Timer:
+    """A daemon thread that gives up draining after ``seconds``, whatever the loop does."""
+    timer = threading.Timer(seconds, give_up_draining, args=(seconds,))
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def main(argv: Sequence[str] | None = None) -> int:

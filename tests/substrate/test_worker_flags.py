@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -81,3 +83,23 @@ async def test_a_drain_that_hangs_ends_at_its_deadline_and_a_quick_one_finishes(
         await asyncio.sleep(0.05)
 
     assert await drained(quick(), 5)
+
+
+def test_a_drain_that_blocks_the_event_loop_still_ends_at_its_deadline(tmp_path: Path) -> None:
+    """The bound also holds from a thread: a process whose main thread (the event loop)
+    blocks after SIGTERM exits 0 at the deadline, with the warning and the threads' stacks
+    (a worker in a test was SIGKILLed 30 s after SIGTERM without a word from the loop)."""
+    script = "import time, worker\nworker.exit_after(0.5)\ntime.sleep(30)  # the blocked loop\n"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 15
+    assert "shutdown: still draining after" in done.stderr, done.stderr
+    assert 'File "<string>", line 3' in done.stderr, done.stderr  # the blocked thread's stack
