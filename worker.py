@@ -720,9 +720,10 @@ async def serve(config: WorkerConfig, settings: Settings) -> None:
     # The same bound from a thread: a drain can block the event loop itself (a test worker
     # was SIGKILLed 30 s after SIGTERM with no word from the loop's bound), and then only
     # another thread can end it.
-    exit_after(SHUTDOWN_SECONDS + 1)
+    watchdog = exit_after(SHUTDOWN_SECONDS + 1)
     if not await drained(worker.stop(), SHUTDOWN_SECONDS):
         give_up_draining(SHUTDOWN_SECONDS)
+    watchdog.cancel()  # drained: what follows the drain is not its to bound
 
 
 def give_up_draining(seconds: float) -> None:
