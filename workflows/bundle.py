@@ -228,6 +228,11 @@ GATES_PATCH = "gates-partition-gates"
 # commit or a rollback came in meanwhile) is not watched: the next pass deploys the newer
 # version at once, instead of after a readiness watch of the superseded one. Asked only then.
 SUPERSEDED_NOT_WATCHED_PATCH = "rollback-superseded-deploy-not-watched"
+# The same when the newer version comes after the watch began: a running readiness watch is
+# cancelled once the rollout is to deploy a newer version to its cluster, or the cluster is no
+# longer targeted (the newer version, a rollback included, waited for the watch: up to 10
+# minutes when the watched version never turned Ready). Asked only then.
+WATCH_ENDS_WHEN_SUPERSEDED_PATCH = "rollback-watch-ends-when-superseded"
 # A failure budget's deadline runs from when the version's deploy starts on the cluster, not
 # from a pass that offered it while an older deploy was still in flight there (a rollback
 # offered during a slow bad deploy was charged for it). Asked only in that situation.
@@ -270,6 +275,10 @@ class BundleWorkflow(ShardedBundle):
         self._start_bytes = workflow.info().get_current_history_size()
         self._wake = True
         self._in_flight: set[str] = set()
+        # Running readiness watches by cluster, and those cancelled because the rollout moved
+        # on (_end_watch).
+        self._watches: dict[str, workflow.ActivityHandle[Any]] = {}
+        self._watches_ended: set[str] = set()
         # Activities this reconcile pass started (ACTIVITIES_PER_PASS).
         self._started_in_pass = 0
         self._summary = "waiting for the first commit"
@@ -788,7 +797,10 @@ class BundleWorkflow(ShardedBundle):
 
     def _remove_untargeted(self) -> None:
         for name, record in list(self.state.deployments.items()):
-            if name in self.state.targets or name in self._in_flight:
+            if name in self.state.targets:
+                continue
+            if name in self._in_flight:
+                self._end_watch(name)
                 continue
             if record.release is None:
                 del self.state.deployments[name]
@@ -885,6 +897,7 @@ class BundleWorkflow(ShardedBundle):
         ]
         workflow.set_current_details(plan.summary)
         for name in plan.deploy:
+            self._end_watch(name)  # its deploy follows in the pass the watch's end wakes
             if self._pass_room() <= 0:
                 break  # the rest move when running ones finish: the next pass offers them
             if name not in self._in_flight and not self._held(name):
@@ -1077,8 +1090,28 @@ class BundleWorkflow(ShardedBundle):
         timeout: timedelta,
         heartbeat: timedelta | None = None,
     ) -> Any:
-        """Run a deploy-engine activity for one cluster, with the options every per-cluster call
-        shares (one retry policy; an agent cluster's offline detection is the registry's
+        """Run a deploy-engine activity for one cluster (``_start_on_cluster``) to its end."""
+        return await self._start_on_cluster(
+            cluster,
+            activity,
+            request,
+            result_type=result_type,
+            timeout=timeout,
+            heartbeat=heartbeat,
+        )
+
+    def _start_on_cluster(
+        self,
+        cluster: str,
+        activity: str,
+        request: BaseModel,
+        *,
+        result_type: type[BaseModel],
+        timeout: timedelta,
+        heartbeat: timedelta | None = None,
+    ) -> workflow.ActivityHandle[Any]:
+        """Start a deploy-engine activity for one cluster, with the options every per-cluster
+        call shares (one retry policy; an agent cluster's offline detection is the registry's
         heartbeat hold, ``_held``, not a queue timeout).
 
         A push-mode cluster's activities run on a shared push queue: an unreachable cluster
@@ -1095,7 +1128,7 @@ class BundleWorkflow(ShardedBundle):
             # The push queues' wrapper heartbeats while a call runs: a task lost on its way to
             # the worker is retried after PUSH_HEARTBEAT, not after a minute (issue 12).
             heartbeat = PUSH_HEARTBEAT
-        return await workflow.execute_activity(
+        return workflow.start_activity(
             activity,
             request,
             result_type=result_type,
@@ -1203,23 +1236,52 @@ class BundleWorkflow(ShardedBundle):
         )
 
     async def _watch(self, cluster: str) -> None:
+        handle = self._start_on_cluster(
+            cluster,
+            WAIT_READY,
+            WaitReadyRequest(
+                **dict(self._status_request(self.state.deployments[cluster])),
+                timeout_seconds=self.state.ready_watch_seconds,
+            ),
+            result_type=DeploymentStatus,
+            timeout=WAIT_READY_TIMEOUT,
+            heartbeat=WAIT_READY_HEARTBEAT,
+        )
+        self._watches[cluster] = handle
         try:
-            status: DeploymentStatus = await self._on_cluster(
-                cluster,
-                WAIT_READY,
-                WaitReadyRequest(
-                    **dict(self._status_request(self.state.deployments[cluster])),
-                    timeout_seconds=self.state.ready_watch_seconds,
-                ),
-                result_type=DeploymentStatus,
-                timeout=WAIT_READY_TIMEOUT,
-                heartbeat=WAIT_READY_HEARTBEAT,
-            )
-        except ActivityError as err:
+            status: DeploymentStatus = await handle
+        except (ActivityError, asyncio.CancelledError) as err:
+            if cluster in self._watches_ended:
+                return  # superseded (_end_watch): what it watched no longer matters
+            if isinstance(err, asyncio.CancelledError):
+                raise
             self._failed(cluster, err)
             return
+        finally:
+            del self._watches[cluster]
+            self._watches_ended.discard(cluster)
         self._put(
             self.state.deployments[cluster].observed(status, workflow.now(), self._retry_delay())
+        )
+
+    def _end_watch(self, cluster: str) -> None:
+        """Cancel the readiness watch running on ``cluster``, if any: the rollout has moved on
+        from the version it watches (a newer one is to be deployed there now, or the cluster
+        is no longer targeted). Without this the newer version, a rollback included, waited
+        for the watch to end, up to ``ready_watch_seconds`` (10 minutes by default) when the
+        watched version never turns Ready. A watch only reads the cluster, so it is let go
+        without waiting for the worker to confirm (the default TRY_CANCEL)."""
+        handle = self._watches.get(cluster)
+        if handle is None or cluster in self._watches_ended or handle.done():
+            return
+        if not workflow.patched(WATCH_ENDS_WHEN_SUPERSEDED_PATCH):
+            return
+        self._watches_ended.add(cluster)
+        handle.cancel()
+        workflow.logger.info(
+            "bundle %s on cluster %s: readiness watch ended: the rollout moved on",
+            self.state.bundle,
+            cluster,
         )
 
     def _check_request(self, cluster: str) -> StatusRequest:

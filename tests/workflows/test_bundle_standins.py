@@ -86,6 +86,7 @@ from workflows.bundle import (
     PLANNING_PATCH,
     REFRESH_SIGNAL,
     SMALLER_PASSES_PATCH,
+    WATCH_ENDS_WHEN_SUPERSEDED_PATCH,
     BundleWorkflow,
 )
 from workflows.bundle_models import (
@@ -123,6 +124,10 @@ class StandIns:
     failures: dict[str, list[str]] = field(default_factory=dict)
     # Per cluster: how many wait_ready calls still answer NotReady.
     not_ready: Counter[str] = field(default_factory=Counter)
+    # Deployment ids that never turn Ready: their wait_ready heartbeats until cancelled, and
+    # how many were cancelled.
+    never_ready: set[str] = field(default_factory=set)
+    watches_cancelled: int = 0
     # Per cluster: a deploy or wait_ready after the first holds until the test sets this.
     hold: dict[str, asyncio.Event] = field(default_factory=dict)
     ready_after: float = 0.0
@@ -236,6 +241,14 @@ class StandIns:
         cluster = request.cluster_name
         async with self._running("wait_ready", cluster) as attempt:
             await self._held(cluster, attempt)
+            if request.deployment_id in self.never_ready:
+                try:
+                    while True:
+                        activity.heartbeat()
+                        await asyncio.sleep(0.2)
+                except asyncio.CancelledError:
+                    self.watches_cancelled += 1
+                    raise
             if self.not_ready[cluster] > 0:
                 self.not_ready[cluster] -= 1
                 return DeploymentStatus(release=request.release, non_ready=[NOT_READY])
@@ -555,6 +568,39 @@ async def test_a_commit_arriving_while_a_plan_runs_is_reported_waitapplied_until
     history = await bundle.handle.fetch_history()
     assert PLANNING_PATCH in history_text(history)
     record_history(history, "bundle-commit-during-plan.json")
+
+
+async def test_a_newer_version_ends_the_readiness_watch_of_one_that_never_turns_ready(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    """Version 1 applies but never turns Ready, so its readiness watch runs (for
+    ``ready_watch_seconds``, 10 minutes by default). Version 2 (a fix, a rollback) comes
+    while that watch runs: the watch is cancelled and version 2 deploys at once, instead of
+    after the watch (a CI run's autoRollback waited there; patch
+    ``rollback-watch-ends-when-superseded``). With FLOTILLA_RECORD_HISTORIES=DIR the history
+    is written for tests/replay."""
+    first = deployment_id("1" * 64, f"{'1' * 64}-a")
+    standins = StandIns(clusters=["a"], never_ready={first})
+    bundle = await start(standins)
+    await eventually(standins.calls_now, lambda calls: calls["wait_ready", "a"] == 1)
+    status = await bundle.status()
+    assert [c.state for c in status.clusters] == [BundleState.NOT_READY], status
+
+    await bundle.release(2)
+    status = await eventually(
+        bundle.status,
+        lambda s: s.commit == "commit-2" and all_ready({c.cluster: c.state for c in s.clusters}),
+        timeout=30,
+    )
+    assert [w.deployment_id for w in standins.windows] == [
+        first,
+        deployment_id("2" * 64, f"{'2' * 64}-a"),
+    ]
+    # The worker was told too (the watch's heartbeat), so the watch stops reading the cluster.
+    await eventually(lambda: asyncio.sleep(0, standins.watches_cancelled), lambda n: n == 1)
+    history = await bundle.handle.fetch_history()
+    assert WATCH_ENDS_WHEN_SUPERSEDED_PATCH in history_text(history)
+    record_history(history, "bundle-watch-ends-when-superseded.json")
 
 
 async def test_a_rollout_that_moves_every_cluster_never_reports_one_held_back(
