@@ -57,6 +57,7 @@ from activities.gitops_models import (
     SyncBundlesRequest,
     SyncBundlesResult,
 )
+from activities.liveness import heartbeating
 from activities.secrets import SecretNotFoundError, SecretStore
 from flotilla.bundles import Bundle, name_bundle, read_bundles
 from flotilla.depends import BundleInfo, find_cycles, resolve_dependencies
@@ -368,7 +369,15 @@ class GitOpsActivities:
 
     @activity.defn(name=FETCH_BUNDLES)
     def fetch_bundles(self, request: FetchRequest) -> FetchResult:
-        """Shallow-fetch ``commit``, read its bundles, store each by digest, return the refs."""
+        """Shallow-fetch ``commit``, read its bundles, store each by digest, return the refs.
+
+        Heartbeats every second from a helper thread while it runs (a big chart's render, a
+        slow store): its heartbeat timeout is short (``FETCH_HEARTBEAT``), so that an attempt
+        lost on its way to a worker, or on a worker that died, is retried within seconds."""
+        with heartbeating():
+            return self._fetch_bundles(request)
+
+    def _fetch_bundles(self, request: FetchRequest) -> FetchResult:
         source = request.source
         self.workdir.mkdir(parents=True, exist_ok=True)
         checkout = Path(tempfile.mkdtemp(prefix="checkout-", dir=self.workdir))

@@ -33,6 +33,11 @@ LS_REMOTE_RETRY = RetryPolicy(
     maximum_attempts=2,
     non_retryable_error_types=NON_RETRYABLE_ERRORS,
 )
+# A poll's fetch_bundles likewise: the next poll fetches again while the new commit is not
+# read, so its error (the git server, the content store down) shows after one quick retry,
+# not after GIT_RETRY's 15 s of backoff on top of the attempts. A rollback's fetch, which no
+# poll repeats, keeps GIT_RETRY.
+POLL_FETCH_RETRY = LS_REMOTE_RETRY
 
 # Talking to the Temporal frontend from an activity (signal-with-start of bundle workflows).
 CLIENT_RETRY = RetryPolicy(
@@ -86,7 +91,10 @@ PLAN_RETRY = RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRY
 
 LS_REMOTE_TIMEOUT = timedelta(seconds=60)
 FETCH_TIMEOUT = timedelta(minutes=10)
-FETCH_HEARTBEAT = timedelta(seconds=30)
+# fetch_bundles beats every second from a helper thread (activities.liveness), so a lost
+# attempt (a task handed to a poll whose reply never arrived, a worker killed) is retried
+# after 10 s rather than 30 (issue 10's registry-down drill once waited that long).
+FETCH_HEARTBEAT = timedelta(seconds=10)
 PLAN_TIMEOUT = timedelta(minutes=2)
 SNAPSHOT_TIMEOUT = timedelta(minutes=1)
 SYNC_BUNDLES_TIMEOUT = timedelta(minutes=2)

@@ -103,6 +103,7 @@ with workflow.unsafe.imports_passed_through():
         IMAGE_NOTIFY_CONFIGURED_PATCH,
         LS_REMOTE_RETRY,
         LS_REMOTE_TIMEOUT,
+        POLL_FETCH_RETRY,
         SCHEDULE_SYNC_RETRY,
         SCHEDULE_SYNC_TIMEOUT,
         SYNC_BUNDLES_TIMEOUT,
@@ -936,7 +937,7 @@ class GitRepoWorkflow:
                     result_type=FetchResult,
                     start_to_close_timeout=FETCH_TIMEOUT,
                     heartbeat_timeout=FETCH_HEARTBEAT,
-                    retry_policy=GIT_RETRY,
+                    retry_policy=POLL_FETCH_RETRY,
                 )
                 if epoch == self._pin_epoch:
                     self._take(fetched)

@@ -443,6 +443,9 @@ async def test_three_hosts_share_nothing_but_the_three_services(world: World) ->
     down_since = time.monotonic()
     world.git.commit(work, {"web/deployment.yaml": DEPLOYMENT.format(version=3)}, message="v3")
     status = await world.until(lambda s: world.registry.host in json.dumps(s), timeout=60)
+    # Two quick attempts of the poll's fetch (the next poll retries), each lost one retried
+    # after FETCH_HEARTBEAT (10 s): seconds, where 5 attempts and 15 s of backoff were.
+    print(f"content registry down: shown after {time.monotonic() - down_since:.1f}s")
     # Down for 30 s in all, whatever the status took to show it.
     await asyncio.sleep(max(0.0, 30.0 - (time.monotonic() - down_since)))
     world.registry.start()
