@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from aiohttp import web
 from temporalio.client import Client
@@ -706,21 +707,35 @@ async def serve(config: WorkerConfig, settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     await worker.start()
     await stop.wait()
+    await shut_down(worker, SHUTDOWN_SECONDS)
+
+
+class _Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+async def shut_down(worker: _Stoppable, seconds: float) -> None:
+    """Drain ``worker``; the process ends at most ``seconds`` from now whatever holds it.
+
+    Bounded from a thread, not by the event loop, and up to the process's very end, not just
+    the drain: after the drain, asyncio.run waits for the default executor's threads and the
+    interpreter joins the activity pools' threads, so an activity thread that outlives its
+    cancelled activity holds the exit (test workers were SIGKILLed 30 s after SIGTERM with the
+    drain done and the bound already cancelled). The timer thread is a daemon: a process that
+    ends in time ends it too."""
     log.info("shutting down")
-    # Bounded from a thread, not by the event loop: a drain can block the loop itself (a
-    # test worker was SIGKILLed 30 s after SIGTERM while a bound kept by the loop never fired).
-    watchdog = exit_after(SHUTDOWN_SECONDS)
+    exit_after(seconds)
     await worker.stop()
-    watchdog.cancel()  # drained: what follows the drain is not its to bound
+    log.info("drained; exiting")
 
 
 def give_up_draining(seconds: float) -> None:
     """End the process as a pod's grace period would end it with SIGKILL (Temporal times out
     what was in flight and hands it to the next worker), saying so, with every thread's
-    stack: what held the drain."""
+    stack: what held the drain or the exit."""
     log.warning(
-        "shutdown: still draining after %.0fs; exiting (Temporal retries what was in flight "
-        "on another worker); the threads' stacks follow",
+        "shutdown: not done %.0fs after the signal; exiting (Temporal retries what was in "
+        "flight on another worker); the threads' stacks follow",
         seconds,
     )
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
@@ -729,7 +744,8 @@ def give_up_draining(seconds: float) -> None:
 
 
 def exit_after(seconds: float) -> threading.Timer:
-    """A daemon thread that gives up draining after ``seconds``, whatever the loop does."""
+    """A daemon thread that ends the process after ``seconds``, whatever the loop or the
+    interpreter's exit (its join of non-daemon threads) is waiting for."""
     timer = threading.Timer(seconds, give_up_draining, args=(seconds,))
     timer.daemon = True
     timer.start()

@@ -84,5 +84,36 @@ def test_a_drain_that_blocks_the_event_loop_still_ends_at_its_deadline() -> None
     )
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 15
-    assert "shutdown: still draining after" in done.stderr, done.stderr
+    assert "shutdown: not done 0s after the signal" in done.stderr, done.stderr
     assert 'File "<string>", line 3' in done.stderr, done.stderr  # the blocked thread's stack
+
+
+def test_an_activity_thread_that_holds_the_exit_after_the_drain_ends_at_the_deadline() -> None:
+    """The drain done, the interpreter's exit joins the activity pools' threads: one that
+    outlives its cancelled activity held the exit until the harness SIGKILLed the worker
+    (twice in one CI run). The bound covers the exit too: exit 0 with that thread's stack.
+    The worker's drain is a stand-in here (done at once); the real one is SIGTERMed in
+    tests/e2e/test_worker_restart.py."""
+    script = (
+        "import asyncio, threading, time, worker\n"
+        "class Drained:\n"
+        "    async def stop(self): pass  # the worker's drain, done at once\n"
+        "def activity():\n"
+        "    time.sleep(30)  # the activity thread\n"
+        "threading.Thread(target=activity).start()\n"
+        "asyncio.run(worker.shut_down(Drained(), 0.5))\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 15
+    assert "shutdown: not done 0s after the signal" in done.stderr, done.stderr
+    assert "in _shutdown" in done.stderr, done.stderr  # the interpreter's join, past the drain
+    assert 'File "<string>", line 5 in activity' in done.stderr, done.stderr
