@@ -1080,27 +1080,7 @@ class BundleWorkflow(ShardedBundle):
             return AGENT_QUEUE_BACKSTOP
         return self._schedule_to_start()
 
-    async def _on_cluster(
-        self,
-        cluster: str,
-        activity: str,
-        request: BaseModel,
-        *,
-        result_type: type[BaseModel],
-        timeout: timedelta,
-        heartbeat: timedelta | None = None,
-    ) -> Any:
-        """Run a deploy-engine activity for one cluster (``_start_on_cluster``) to its end."""
-        return await self._start_on_cluster(
-            cluster,
-            activity,
-            request,
-            result_type=result_type,
-            timeout=timeout,
-            heartbeat=heartbeat,
-        )
-
-    def _start_on_cluster(
+    def _on_cluster(
         self,
         cluster: str,
         activity: str,
@@ -1110,9 +1090,9 @@ class BundleWorkflow(ShardedBundle):
         timeout: timedelta,
         heartbeat: timedelta | None = None,
     ) -> workflow.ActivityHandle[Any]:
-        """Start a deploy-engine activity for one cluster, with the options every per-cluster
-        call shares (one retry policy; an agent cluster's offline detection is the registry's
-        heartbeat hold, ``_held``, not a queue timeout).
+        """Start a deploy-engine activity for one cluster (await the handle for its result),
+        with the options every per-cluster call shares (one retry policy; an agent cluster's
+        offline detection is the registry's heartbeat hold, ``_held``, not a queue timeout).
 
         A push-mode cluster's activities run on a shared push queue: an unreachable cluster
         fails there as a retryable one-line error (``cluster X unreachable: ...``), and a long
@@ -1236,7 +1216,7 @@ class BundleWorkflow(ShardedBundle):
         )
 
     async def _watch(self, cluster: str) -> None:
-        handle = self._start_on_cluster(
+        handle = self._on_cluster(
             cluster,
             WAIT_READY,
             WaitReadyRequest(
