@@ -57,6 +57,7 @@ from activities.gitops_models import (
     SyncBundlesRequest,
     SyncBundlesResult,
 )
+from activities.gitrun import run_git
 from activities.liveness import heartbeating
 from activities.secrets import SecretNotFoundError, SecretStore
 from flotilla.bundles import Bundle, name_bundle, read_bundles
@@ -276,9 +277,7 @@ class GitOpsActivities:
         )
         with self.git_env(source) as env:
             try:
-                output = git.cmd.Git().execute(
-                    ["git", "ls-remote", source.repo, *refs], env=env, kill_after_timeout=50
-                )
+                output = run_git(["git", "ls-remote", source.repo, *refs], env=env, timeout=50)
             except git.GitCommandError as err:
                 raise self.git_error(source, "ls-remote", err) from None
         found: dict[str, str] = {}
@@ -308,10 +307,11 @@ class GitOpsActivities:
         error: git.GitCommandError | None = None
         for target in wanted:
             try:
-                repo.git.execute(
+                run_git(
                     ["git", "fetch", "--depth", "1", source.repo, target],
                     env=env,
-                    kill_after_timeout=500,
+                    cwd=repo.working_dir,
+                    timeout=500,
                 )
                 repo.git.execute(["git", "checkout", "-q", "FETCH_HEAD"])
                 return str(repo.git.execute(["git", "rev-parse", "HEAD"])).strip()
@@ -336,7 +336,7 @@ class GitOpsActivities:
         ref = f"refs/tags/{source.revision}" if source.revision else f"refs/heads/{source.branch}"
         named = source.revision or source.branch
         try:
-            repo.git.execute(["git", "fetch", source.repo, ref], env=env, kill_after_timeout=500)
+            run_git(["git", "fetch", source.repo, ref], env=env, cwd=repo.working_dir, timeout=500)
         except git.GitCommandError as err:
             raise self.git_error(source, f"fetch of {named}", err) from None
         try:

@@ -45,6 +45,7 @@ from activities.content import ContentStore
 from activities.failures import to_application_error
 from activities.gitops import GitOpsActivities
 from activities.gitops_models import BundleRef, GitSource
+from activities.gitrun import run_git
 from activities.schedules_models import (
     RECORD_POLICY_STATE,
     REQUEST_GITREPO_SYNC,
@@ -279,7 +280,7 @@ class ScheduleActivities:
             with self.gitops.git_env(source) as env:
                 repo = git.Repo.init(checkout)
                 try:
-                    repo.git.execute(
+                    run_git(
                         [
                             "git",
                             "fetch",
@@ -288,8 +289,9 @@ class ScheduleActivities:
                             source.repo,
                             request.commit or source.branch,
                         ],
-                        env={**os.environ, **env},
-                        kill_after_timeout=300,
+                        env=env,
+                        cwd=repo.working_dir,
+                        timeout=300,
                     )
                     repo.git.execute(["git", "checkout", "-q", "FETCH_HEAD"])
                 except git.GitCommandError as err:

@@ -18,6 +18,7 @@ from temporalio import activity
 
 from activities.failures import to_application_error
 from activities.gitops import GitError, GitOpsActivities
+from activities.gitrun import run_git
 from activities.writeback_models import WRITE_BACK, WriteBackRequest, WriteBackResult
 from flotilla.imagepolicy import ImageUpdate
 from flotilla.markers import rewrite_markers
@@ -78,8 +79,8 @@ class WriteBackActivities:
 
     def _run(self, repo: git.Repo, args: list[str], env: dict[str, str], what: str) -> str:
         try:
-            return str(
-                repo.git.execute(["git", *args], env=env, kill_after_timeout=GIT_TIMEOUT_SECONDS)
+            return run_git(
+                ["git", *args], env=env, cwd=repo.working_dir, timeout=GIT_TIMEOUT_SECONDS
             )
         except git.GitCommandError as err:
             stderr = err.stderr if isinstance(err.stderr, str) else str(err)
