@@ -729,7 +729,7 @@ async def shut_down(worker: _Stoppable, seconds: float) -> None:
     log.info("drained; exiting")
 
 
-def give_up_draining(seconds: float) -> None:
+def give_up_shutting_down(seconds: float) -> None:
     """End the process as a pod's grace period would end it with SIGKILL (Temporal times out
     what was in flight and hands it to the next worker), saying so, with every thread's
     stack: what held the drain or the exit."""
@@ -743,13 +743,12 @@ def give_up_draining(seconds: float) -> None:
     os._exit(0)
 
 
-def exit_after(seconds: float) -> threading.Timer:
+def exit_after(seconds: float) -> None:
     """A daemon thread that ends the process after ``seconds``, whatever the loop or the
     interpreter's exit (its join of non-daemon threads) is waiting for."""
-    timer = threading.Timer(seconds, give_up_draining, args=(seconds,))
+    timer = threading.Timer(seconds, give_up_shutting_down, args=(seconds,))
     timer.daemon = True
     timer.start()
-    return timer
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import re
 import shlex
 import shutil
@@ -384,11 +383,10 @@ class GitOpsActivities:
         try:
             with self.git_env(source) as env:
                 repo = git.Repo.init(checkout)
-                git_env = {**os.environ, **env}
                 commit = (
-                    self._fetch_exact(repo, source, request.commit, git_env)
+                    self._fetch_exact(repo, source, request.commit, env)
                     if request.exact
-                    else self._fetch(repo, source, request.commit, git_env)
+                    else self._fetch(repo, source, request.commit, env)
                 )
             if source.verify_secret_name:
                 self._verify(checkout, commit, source)
