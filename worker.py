@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import faulthandler
 import functools
 import gc
 import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +64,7 @@ from runtime.metrics import (
     install_sdk_metrics,
     start_metrics,
 )
+from runtime.shutdown import exit_after
 from runtime.stores import content_store, load_settings, secret_store
 from runtime.temporal import connect, ensure_search_attributes
 from runtime.tools import locate_tools
@@ -727,28 +726,6 @@ async def shut_down(worker: _Stoppable, seconds: float) -> None:
     exit_after(seconds)
     await worker.stop()
     log.info("drained; exiting")
-
-
-def give_up_shutting_down(seconds: float) -> None:
-    """End the process as a pod's grace period would end it with SIGKILL (Temporal times out
-    what was in flight and hands it to the next worker), saying so, with every thread's
-    stack: what held the drain or the exit."""
-    log.warning(
-        "shutdown: not done %.0fs after the signal; exiting (Temporal retries what was in "
-        "flight on another worker); the threads' stacks follow",
-        seconds,
-    )
-    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-    logging.shutdown()
-    os._exit(0)
-
-
-def exit_after(seconds: float) -> None:
-    """A daemon thread that ends the process after ``seconds``, whatever the loop or the
-    interpreter's exit (its join of non-daemon threads) is waiting for."""
-    timer = threading.Timer(seconds, give_up_shutting_down, args=(seconds,))
-    timer.daemon = True
-    timer.start()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,6 +46,7 @@ from flotilla.errors import FlotillaError, SpecError, UnreachableError, one_line
 from flotilla.ids import cluster_task_queue
 from flotilla.kubenames import name_problem
 from runtime.metrics import AgentMetricsServer, install_sdk_metrics, start_agent_metrics
+from runtime.shutdown import bounded_stop
 from runtime.stores import LazySecretStore, content_store, load_settings
 from runtime.temporal import connect
 from runtime.tools import locate_tools
@@ -63,6 +64,9 @@ DEFAULT_THREADS = 8
 # How long running deploys may finish on SIGTERM before they are cancelled and handed back
 # (Temporal retries them, on this queue, when an agent serves it again).
 DEFAULT_SHUTDOWN_SECONDS = 30.0
+# What the agent may take after the drain (the final, "stopping" heartbeat) before the process
+# ends anyway: the chart's grace period leaves 10 s after --shutdown-seconds.
+AFTER_DRAIN_SECONDS = 5.0
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -352,9 +356,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
         metrics = start_agent_metrics(listen, sdk_address=sdk_address) if listen else None
         agent = Agent(control, config, deploy, metrics)
         stop = asyncio.Event()
+        # From the signal on, the process ends within its bound whatever holds it (a deploy
+        # thread past its cancel, the interpreter's join), with the stacks in its log.
+        stopping = bounded_stop(stop, config.shutdown_seconds + AFTER_DRAIN_SECONDS)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stopping)
         try:
             await agent.run(stop)
         finally:

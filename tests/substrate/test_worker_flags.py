@@ -90,9 +90,12 @@ def test_a_drain_that_blocks_the_event_loop_still_ends_at_its_deadline() -> None
     """The bound also holds from a thread: a process whose main thread (the event loop)
     blocks after SIGTERM exits 0 at the deadline, with the warning and the threads' stacks
     (a worker in a test was SIGKILLed 30 s after SIGTERM without a word from the loop)."""
-    script = "import time, worker\nworker.exit_after(0.5)\ntime.sleep(30)  # the blocked loop\n"
+    script = (
+        "import time\nfrom runtime.shutdown import exit_after\nexit_after(0.5)\n"
+        "time.sleep(30)  # the blocked loop\n"
+    )
     done = _ends_at_the_bound(script)
-    assert 'File "<string>", line 3' in done.stderr, done.stderr  # the blocked thread's stack
+    assert 'File "<string>", line 4' in done.stderr, done.stderr  # the blocked thread's stack
 
 
 def test_an_activity_thread_that_holds_the_exit_after_the_drain_ends_at_the_deadline() -> None:
@@ -113,3 +116,27 @@ def test_an_activity_thread_that_holds_the_exit_after_the_drain_ends_at_the_dead
     done = _ends_at_the_bound(script)
     assert "in _shutdown" in done.stderr, done.stderr  # the interpreter's join, past the drain
     assert 'File "<string>", line 5 in activity' in done.stderr, done.stderr
+
+
+def test_the_agents_signal_handler_bounds_its_exit_from_the_first_signal() -> None:
+    """``flotilla agent`` stops on SIGTERM through ``bounded_stop``: the signal sets its stop
+    event and arms the bound, so a deploy thread that outlives its cancel cannot hold the
+    process past it (the worker's case above). The agent's drain and final heartbeat are
+    left out here; tests/e2e/test_agents.py SIGTERMs real agents."""
+    script = (
+        "import asyncio, os, signal, threading, time\n"
+        "from runtime.shutdown import bounded_stop\n"
+        "def deploy():\n"
+        "    time.sleep(30)  # a deploy thread past its cancel\n"
+        "async def main():\n"
+        "    stop = asyncio.Event()\n"
+        "    handler = bounded_stop(stop, 0.5)\n"
+        "    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, handler)\n"
+        "    threading.Thread(target=deploy).start()\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    await stop.wait()\n"
+        "asyncio.run(main())\n"
+    )
+    done = _ends_at_the_bound(script)
+    assert 'File "<string>", line 4 in deploy' in done.stderr, done.stderr
+    assert "stopping: the process ends within 0s" in done.stderr, done.stderr
