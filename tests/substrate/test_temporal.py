@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
-from devenv.temporal import TemporalDevServer
+from devenv.temporal import SERVER_DYNAMIC_CONFIG, TemporalDevServer
 from workflows import visibility
 
 
@@ -112,3 +114,68 @@ async def test_workflow_deadlock_detection_stays_on_scaled_by_load(
     assert bound is not None
     assert 2.0 <= bound <= 20.0
     assert abs(bound - _deadlock_seconds()) < 10
+
+
+@activity.defn
+async def tick(n: int) -> int:
+    return n
+
+
+@workflow.defn(sandboxed=False)
+class WavesWorkflow:
+    """Waves of 20 activities until told to stop: a steady stream of history tasks."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    @workflow.run
+    async def run(self) -> int:
+        waves = 0
+        while not self.stopped:
+            await asyncio.gather(
+                *(
+                    workflow.execute_activity(tick, i, start_to_close_timeout=timedelta(seconds=30))
+                    for i in range(20)
+                )
+            )
+            waves += 1
+        return waves
+
+    @workflow.signal
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def _resolution_losses(metrics_url: str) -> float:
+    """``queue_predicate_resolution_loss`` for reason max_pending_keys, over all queues."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("queue_predicate_resolution_loss{")
+        and 'reason="max_pending_keys"' in line
+    )
+
+
+async def test_the_dev_server_runs_with_flotillas_history_queue_settings(
+    temporal_server: TemporalDevServer, temporal_client: Client, task_queue: str
+) -> None:
+    """devenv.temporal.SERVER_DYNAMIC_CONFIG is in force: with tasks pending, a history
+    queue's checkpoint keeps its slice's broad predicate (max_pending_keys 0) and counts the
+    resolution loss, which the server's default (10 keys) never does on a server with fewer
+    namespaces. Without the setting this waits out its 60 s and fails (checked by hand)."""
+    assert SERVER_DYNAMIC_CONFIG["history.queueShrinkPredicateMaxPendingKeys"] == 0
+    before = _resolution_losses(temporal_server.metrics_url)
+    async with Worker(
+        temporal_client, task_queue=task_queue, workflows=[WavesWorkflow], activities=[tick]
+    ):
+        handle = await temporal_client.start_workflow(
+            WavesWorkflow.run, id=f"waves-{task_queue}", task_queue=task_queue
+        )
+        deadline = time.monotonic() + 60
+        while _resolution_losses(temporal_server.metrics_url) <= before:
+            assert time.monotonic() < deadline, "no slice kept its broad predicate in 60 s"
+            await asyncio.sleep(0.5)
+        await handle.signal(WavesWorkflow.stop)
+        assert await asyncio.wait_for(handle.result(), timeout=30) > 0
