@@ -124,10 +124,11 @@ def test_the_agents_signal_handler_bounds_its_exit_from_the_first_signal() -> No
     process past it (the worker's case above). The agent's drain and final heartbeat are
     left out here; tests/e2e/test_agents.py SIGTERMs real agents."""
     script = (
-        "import asyncio, os, signal, threading, time\n"
+        "import asyncio, logging, os, signal, threading, time\n"
         "from runtime.shutdown import bounded_stop\n"
         "def deploy():\n"
         "    time.sleep(30)  # a deploy thread past its cancel\n"
+        "logging.basicConfig(level=logging.INFO)\n"
         "async def main():\n"
         "    stop = asyncio.Event()\n"
         "    handler = bounded_stop(stop, 0.5)\n"
