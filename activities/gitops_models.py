@@ -98,6 +98,9 @@ class BundleRef(BaseModel):
     error: str = ""
     # fleet.yaml has ``imageScans``: the GitRepo keeps image-policy schedules for it.
     image_scans: bool = False
+    # Set when the GitRepo keeps this ref from an older commit because the current one cannot
+    # be read (``error``): the commit the ref was read at, which the bundle still runs.
+    commit: str = ""
 
 
 class FetchResult(BaseModel):

@@ -213,6 +213,9 @@ UNREAD_DEPENDENCIES_PATCH = "gitrepo-forwards-unread-packed-states"
 # interval (a rollout's reports) did not poll git until its bundles went quiet. Asked once,
 # at the start of a run.
 POLL_TICKER_PATCH = "gitrepo-polls-on-a-ticker"
+# A bundle whose fleet.yaml broke keeps the commit it was read at: its spec no longer moves to
+# the broken commit (a refresh fewer), its status and Ready versions name what it runs.
+KEPT_COMMIT_PATCH = "gitrepo-broken-bundle-keeps-its-commit"
 
 
 def _source_key(spec: GitRepoSpec) -> str:
@@ -781,13 +784,20 @@ class GitRepoWorkflow:
         return refs
 
     def _commit_of(self, bundle: str) -> str:
-        """The commit a bundle is meant to run: its pin's, else the GitRepo's."""
+        """The commit a bundle is meant to run: its pin's, else the one its kept ref was read
+        at (its fleet.yaml broke since), else the GitRepo's."""
         pin = self.state.pins.get(bundle)
-        return (
-            pin.commit
-            if pin is not None and bundle in self.state.pinned_refs
-            else self.state.commit
-        )
+        if pin is not None and bundle in self.state.pinned_refs:
+            return pin.commit
+        return self._kept_commits().get(bundle, self.state.commit)
+
+    def _kept_commits(self) -> dict[str, str]:
+        """Bundles that run an older commit's read because the current one has an error."""
+        return {
+            name: ref.commit
+            for name, ref in self.state.bundles.items()
+            if ref.error and ref.commit and ref.digest
+        }
 
     @workflow.update(name=DELETE_UPDATE)
     def delete(self, request: DeleteRequest) -> DeleteResult:
@@ -964,8 +974,14 @@ class GitRepoWorkflow:
             if not ref.error:
                 bundles[ref.name] = ref
             elif ref.name in previous and previous[ref.name].digest:
-                # A bad fleet.yaml keeps the last good version running; only its error shows.
-                bundles[ref.name] = previous[ref.name].model_copy(update={"error": ref.error})
+                # A bad fleet.yaml keeps the last good version running, at the commit it was
+                # read at (the bundle's status and its Ready versions say that commit, not
+                # this one); only its error shows.
+                kept = previous[ref.name]
+                update: dict[str, str] = {"error": ref.error}
+                if workflow.patched(KEPT_COMMIT_PATCH):
+                    update["commit"] = kept.commit or self.state.commit
+                bundles[ref.name] = kept.model_copy(update=update)
             else:
                 # Never deployed and not deployable (bad dependsOn): nothing to run.
                 bundles[ref.name] = ref.model_copy(update={"digest": ""})
@@ -1341,9 +1357,12 @@ class GitRepoWorkflow:
             git_states=self._git_states,
             restricted=self.state.restricted,
             pinned={
-                name: pin.commit
-                for name, pin in self.state.pins.items()
-                if name in self.state.pinned_refs
+                **self._kept_commits(),
+                **{
+                    name: pin.commit
+                    for name, pin in self.state.pins.items()
+                    if name in self.state.pinned_refs
+                },
             },
             tally=self._tally,
         )

@@ -318,6 +318,23 @@ async def test_depends_on_cycles_and_typos_are_errors_on_those_bundles_only(
     assert {b.bundle for b in await flotilla.control.list_bundles(ns)} == {"deps-w", "deps-z"}
     after = await flotilla.control.bundle_status(ns, "deps-w")
     assert after.summary == before.summary
+    # ... and says the commit it runs, not the broken one (Fleet's bundle keeps its commit).
+    assert after.commit == before.commit != broken
+    fixed = git_daemon.commit(
+        git_daemon.working_copy(repo_name),
+        {"w/fleet.yaml": "labels: {tier: base}\ndefaultNamespace: fixed\n"},
+        message="fix the typo",
+    )
+    await flotilla.eventually(
+        lambda: flotilla.control.bundle_status(ns, "deps-w"), lambda b: b.commit == fixed
+    )
+    status = await flotilla.eventually(
+        lambda: flotilla.control.gitrepo_status(ns, "deps"),
+        lambda s: (
+            s.commit == fixed
+            and all(b.name in ("deps-x", "deps-y") or not b.error for b in s.bundles)
+        ),
+    )
 
 
 async def test_revision_pins_a_tag_while_the_branch_moves_on(
