@@ -218,6 +218,11 @@ POLL_TICKER_PATCH = "gitrepo-polls-on-a-ticker"
 KEPT_COMMIT_PATCH = "gitrepo-broken-bundle-keeps-its-commit"
 
 
+def _kept_commit(ref: BundleRef | None) -> str:
+    """The older commit a bundle runs because its current read has an error ("" if none)."""
+    return ref.commit if ref is not None and ref.error and ref.digest else ""
+
+
 def _source_key(spec: GitRepoSpec) -> str:
     return GitSource.from_spec(spec, "").model_dump_json() + ",".join(spec.paths)
 
@@ -789,14 +794,14 @@ class GitRepoWorkflow:
         pin = self.state.pins.get(bundle)
         if pin is not None and bundle in self.state.pinned_refs:
             return pin.commit
-        return self._kept_commits().get(bundle, self.state.commit)
+        return _kept_commit(self.state.bundles.get(bundle)) or self.state.commit
 
     def _kept_commits(self) -> dict[str, str]:
         """Bundles that run an older commit's read because the current one has an error."""
         return {
-            name: ref.commit
+            name: commit
             for name, ref in self.state.bundles.items()
-            if ref.error and ref.commit and ref.digest
+            if (commit := _kept_commit(ref))
         }
 
     @workflow.update(name=DELETE_UPDATE)
