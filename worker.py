@@ -124,7 +124,7 @@ CONTROL_WORKFLOW_POLLERS = 20
 # running together do not run faster, they only each take longer: with the SDK's default
 # (100) a burst of busy bundle workflows stretched every task past the SDK's 2 s deadlock
 # bound and Temporal's task timeout, and each failed task was retried with a full replay of
-# its history (bench_gitops 50 x 500, docs/operations.md "Sizing a worker"). A few at a
+# its history (bench_gitops 50 x 500, docs/orchestration.md "Worker"). A few at a
 # time keep each task short; the rest wait on the server, in order.
 DEFAULT_WORKFLOW_TASKS = 4
 # A workflow task for a workflow cached on a worker waits this long on that worker's sticky

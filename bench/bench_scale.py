@@ -51,13 +51,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from temporalio import activity
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
@@ -351,6 +352,10 @@ async def run(
                 wft: list[float] = []
                 wft_done = activities_done = 0
                 run_count = 0
+                # Workflow tasks the server failed or timed out, by cause: each is redone,
+                # most after a replay of the whole history (docs/installation.md, "Buffered
+                # events").
+                failed_tasks: Counter[str] = Counter()
                 for workflow_id in ids:
                     for history in await histories(client, workflow_id):
                         run_count += 1
@@ -374,6 +379,15 @@ async def run(
                                 wft_done += began <= at <= ended
                             elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
                                 activities_done += began <= at <= ended
+                            elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                                cause = event.workflow_task_failed_event_attributes.cause
+                                failed_tasks[
+                                    WorkflowTaskFailedCause.Name(cause).removeprefix(
+                                        "WORKFLOW_TASK_FAILED_CAUSE_"
+                                    )
+                                ] += 1
+                            elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+                                failed_tasks["TIMED_OUT"] += 1
                         largest_run = max(largest_run, run_bytes)
                 wft.sort()
                 elapsed = ended - began
@@ -403,7 +417,9 @@ async def run(
                 )
                 print(
                     f"workflow tasks: p50 {wft[len(wft) // 2]:.3f}s, p99 "
-                    f"{wft[int(len(wft) * 0.99)]:.3f}s, max {wft[-1]:.3f}s over {len(wft)}"
+                    f"{wft[int(len(wft) * 0.99)]:.3f}s, max {wft[-1]:.3f}s over {len(wft)}; "
+                    "failed or timed out: "
+                    + (", ".join(f"{n} {c}" for c, n in failed_tasks.most_common()) or "none")
                 )
                 print(
                     f"largest event of the shard layer {largest_layer / 1e3:.1f} kB; largest "

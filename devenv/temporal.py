@@ -29,7 +29,8 @@ from workflows.visibility import registrations
 # Generous: on a loaded machine the dev server takes tens of seconds before it serves.
 START_TIMEOUT = 120.0
 
-# Dynamic config both local servers run with (docs/installation.md, "History queue settings").
+# Dynamic config both local servers run with (docs/installation.md, "History queue settings"
+# and "Buffered events").
 # Without them, a history queue's slices stop merging by range once one of two actions
 # gives them a namespace predicate, and from then on every newly written range of tasks is
 # merged by splitting a slice, a walk over all its pending tasks, for the rest of the
@@ -42,9 +43,21 @@ START_TIMEOUT = 120.0
 #   tasks belong to at most 10 namespaces (on a one-namespace server: every slice) to them.
 # - queueMoveGroupTaskCountBase 0: a namespace with 500 pending tasks is not moved to a reader
 #   of its own (what is left in the default reader gets the "not that namespace" predicate).
+#
+# - maximumBufferedEventsBatch 2,500: events that arrive while a workflow task runs are
+#   buffered, and past 100 of them (the default) the server fails that task
+#   (WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND); the worker's completion then finds no
+#   task, the SDK drops the workflow from its cache and replays its whole history in the
+#   next task, during which more events buffer. Each activity that ends during a task is two
+#   events, so 51 of a bundle's deploys (it keeps up to MAX_PENDING_ACTIVITIES, 1,000, in
+#   flight) ending during one of its tasks were enough: in bench/bench_scale.py's
+#   10,000-cluster run, up to 8 failed tasks a run, up to 4 in a row on one shard, each a
+#   replay of up to 1.8 MB (bench/RESULTS.md, "buffered events"). 2,500 covers 1,000
+#   activities and the signals of a task; the 2 MB bound on their size still holds.
 SERVER_DYNAMIC_CONFIG: dict[str, object] = {
     "history.queueShrinkPredicateMaxPendingKeys": 0,
     "history.queueMoveGroupTaskCountBase": 0,
+    "history.maximumBufferedEventsBatch": 2500,
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devenv.temporal import SERVER_DYNAMIC_CONFIG
 from devenv.tools import TOOLS
 from tests.install.env_contract import ENV_CONTRACT
 from workflows.visibility import registrations
@@ -173,3 +174,18 @@ def test_image_ships_every_package_and_no_chart() -> None:
     # The tools the worker runs are named by the settings contract, not searched for.
     for variable in ("FLOTILLA_HELM", "FLOTILLA_KUSTOMIZE", "FLOTILLA_SOPS"):
         assert re.search(rf"\b{variable}=/usr/local/bin/", dockerfile), variable
+
+
+def test_the_compose_temporal_runs_with_flotillas_dynamic_config() -> None:
+    """The committed file holds devenv.temporal.SERVER_DYNAMIC_CONFIG, the values the tests'
+    servers run with, and the compose server reads it."""
+    committed = yaml.safe_load((ROOT / "deploy" / "temporal-dynamic-config.yaml").read_text())
+    assert committed == {key: [{"value": value}] for key, value in SERVER_DYNAMIC_CONFIG.items()}
+    temporal = compose()["services"]["temporal"]
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    assert {
+        "type": "bind",
+        "source": "./deploy/temporal-dynamic-config.yaml",
+        "target": path,
+        "read_only": True,
+    } in mounts(temporal)

@@ -8,8 +8,10 @@ import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 from temporalio import activity, workflow
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
@@ -179,3 +181,78 @@ async def test_the_dev_server_runs_with_flotillas_history_queue_settings(
             await asyncio.sleep(0.5)
         await handle.signal(WavesWorkflow.stop)
         assert await asyncio.wait_for(handle.result(), timeout=30) > 0
+
+
+# Activities that end while one workflow task of BurstWorkflow runs: each is two events
+# (started, completed) buffered by the server, 160 in all against Temporal's default
+# history.maximumBufferedEventsBatch of 100.
+_BURST = 80
+
+
+@activity.defn
+async def settle(n: int) -> int:
+    """The first answers at once (its end opens the long task), the others a little later."""
+    await asyncio.sleep(0.3 if n else 0)
+    return n
+
+
+@workflow.defn(sandboxed=False)
+class BurstWorkflow:
+    """Starts _BURST activities, then runs one long workflow task while they all end: what a
+    shard's pass on a busy worker does while its deploys answer."""
+
+    builds = 0  # how often the worker built this workflow anew: once, unless it was evicted
+
+    def __init__(self) -> None:
+        BurstWorkflow.builds += 1
+
+    @workflow.run
+    async def run(self) -> int:
+        running = [
+            workflow.start_activity(settle, i, start_to_close_timeout=timedelta(seconds=30))
+            for i in range(_BURST)
+        ]
+        await running[0]
+        if not workflow.unsafe.is_replaying():
+            time.sleep(1.5)  # the task stays open (under the SDK's 2 s deadlock bound)
+        return sum(await asyncio.gather(*running))
+
+
+async def _failed_tasks(client: Client, task_queue: str) -> list[str]:
+    """Run BurstWorkflow once; the causes of its failed workflow tasks."""
+    BurstWorkflow.builds = 0
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BurstWorkflow],
+        activities=[settle],
+        max_concurrent_activities=_BURST,
+    ):
+        handle = await client.start_workflow(
+            BurstWorkflow.run, id=f"burst-{task_queue}", task_queue=task_queue
+        )
+        assert await asyncio.wait_for(handle.result(), timeout=60) == sum(range(_BURST))
+        history = await handle.fetch_history()
+    return [
+        WorkflowTaskFailedCause.Name(e.workflow_task_failed_event_attributes.cause)
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+
+
+async def test_activities_ending_during_a_long_workflow_task_do_not_fail_it(
+    temporal_client: Client, task_queue: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """devenv.temporal.SERVER_DYNAMIC_CONFIG lets a workflow task run while 80 activities end
+    (160 buffered events). A server on Temporal's default, started here beside it, fails that
+    task (FORCE_CLOSE_COMMAND) and the worker rebuilds the workflow from its history: the
+    test's own check that it can fail."""
+    assert await _failed_tasks(temporal_client, task_queue) == []
+    assert BurstWorkflow.builds == 1
+
+    monkeypatch.delitem(SERVER_DYNAMIC_CONFIG, "history.maximumBufferedEventsBatch")
+    with TemporalDevServer(tmp_path / "defaults", headless=True) as stock:
+        client = await Client.connect(stock.address)
+        causes = await _failed_tasks(client, task_queue)
+    assert "WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND" in causes
+    assert BurstWorkflow.builds > 1
