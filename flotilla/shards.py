@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -165,12 +165,20 @@ def plan_shards(
     closed: Mapping[str, str] | None = None,
     *,
     even: bool = False,
+    usable: bool = False,
 ) -> ShardPlan:
     """Decide, from every shard's counts, which partitions the bundle has reached (Fleet's
     rule: stop after more partitions are unavailable than maxUnavailablePartitions; and, as
     ``plan_rollout`` does, at a partition a gate keeps ``closed`` while some of it is not up
     to date) and share out the bundle-wide and per-partition maxUnavailable between the
-    shards that wait: evenly with ``even`` (``even_shares``), else in shard order."""
+    shards that wait: evenly with ``even`` (``even_shares``), else in shard order.
+
+    With ``usable`` a shard asks the bundle-wide budget only for what its partition budgets
+    let it use: a cluster moves only within both, so the rest would sit unused in its grant,
+    and count as spent until the shard confirms a lower one. Without it, the shards of a
+    partition held most of the bundle-wide budget, and when the next partition was reached
+    its shards got none until those confirmed: a second round of grants at every partition
+    boundary."""
     totals: dict[str, PartitionCounts] = {}
     for shard_counts_ in counts.values():
         for c in shard_counts_:
@@ -205,15 +213,25 @@ def plan_shards(
             break
     budgets: dict[int, dict[str, int]] = {index: {} for index in counts}
 
-    def share(key: str, most: int, names: list[str], *, everywhere: bool = False) -> None:
-        """Share ``most`` for ``key``: what waits in ``names`` asks; what is unavailable in
-        ``names`` (in every partition when ``everywhere``: the bundle-wide limit) is spent."""
+    def share(
+        key: str,
+        most: int,
+        names: list[str],
+        *,
+        everywhere: bool = False,
+        usable_by: Mapping[int, int] | None = None,
+    ) -> None:
+        """Share ``most`` for ``key``: what waits in ``names`` asks (at most ``usable_by``);
+        what is unavailable in ``names`` (in every partition when ``everywhere``: the
+        bundle-wide limit) is spent."""
         by_shard = {i: [c for c in counts[i] if c.name in names] for i in sorted(counts)}
         not_ready = {
             i: sum(c.not_ready for c in (counts[i] if everywhere else by_shard[i]))
             for i in by_shard
         }
         want = {i: sum(c.pending for c in cs) for i, cs in by_shard.items()}
+        if usable_by is not None:
+            want = {i: min(n, usable_by.get(i, 0)) for i, n in want.items()}
         spent = {i: max(not_ready[i], ceilings.get(i, {}).get(key, 0)) for i in by_shard}
         free = most - sum(spent.values())
         gives = even_shares(free, want, spent) if even else greedy_shares(free, want)
@@ -224,9 +242,19 @@ def plan_shards(
                 continue
             budgets[i][key] = spent[i] + gives.get(i, 0)
 
-    share("", limit(total, strategy.max_unavailable), reached, everywhere=True)
+    bundle_wide = limit(total, strategy.max_unavailable)
+    if not usable:
+        share("", bundle_wide, reached, everywhere=True)
     for name in reached:
         share(name, limits[name], [name])
+    if usable:
+        # Room left in each shard's partition budgets: what it can move, at most.
+        room = {
+            i: sum(max(budgets[i][c.name] - c.not_ready, 0) for c in counts[i] if c.name in reached)
+            for i in counts
+        }
+        share("", bundle_wide, reached, everywhere=True, usable_by=room)
+        budgets = {i: {"": b.pop("")} | b for i, b in budgets.items()}
     updated = sum(t.updated for t in totals.values())
     current = reached[-1] if reached else ""
     where = (
@@ -283,6 +311,25 @@ def drained(
     names = set(reached)
     return any(
         c.name in names and c.pending == 0 and waiting_before.get(c.name, 0) > 0 for c in after
+    )
+
+
+def grant_as_seen(
+    partitions: Collection[str],
+    reached: Sequence[str],
+    budgets: Mapping[str, int],
+    closed: Mapping[str, str],
+) -> tuple[list[str], dict[str, int], dict[str, str]]:
+    """The part of a grant a shard whose clusters lie in ``partitions`` acts on: the reached
+    partitions among them, its bundle-wide budget ("") and theirs, and their gates. A grant
+    that differs from the last only elsewhere (the rollout reached a partition the shard has
+    no cluster in) changes nothing for it, so the bundle need not send it and wait for the
+    shard to confirm it."""
+    own = set(partitions)
+    return (
+        [name for name in reached if name in own],
+        {key: value for key, value in budgets.items() if key == "" or key in own},
+        {key: value for key, value in closed.items() if key in own},
     )
 
 
@@ -351,6 +398,7 @@ def gate_shards(
     *,
     size: int,
     even: bool = False,
+    usable: bool = False,
 ) -> ShardGates:
     """``plan_shards`` with the partitions the gates keep closed, over the bundle's sums:
     a soak starts when a partition is all updated and available in every shard, an approval
@@ -361,12 +409,12 @@ def gate_shards(
     refused = failure_budget_refusal(gates, size)
     if refused:
         closed = dict.fromkeys(order, refused)
-        plan = plan_shards(strategy, counts, ceilings, closed, even=even)
+        plan = plan_shards(strategy, counts, ceilings, closed, even=even, usable=usable)
         decision = GateDecision(closed=closed, halted=refused if plan.gated else "")
         return ShardGates(plan=plan, decision=decision, record=record)
     for _ in range(3):
         decision = decide(gates, order, record, now)
-        plan = plan_shards(strategy, counts, ceilings, decision.closed, even=even)
+        plan = plan_shards(strategy, counts, ceilings, decision.closed, even=even, usable=usable)
         after = observe(
             gates, record, partitions=plan.partitions, gated_partition=plan.gated, now=now
         )

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         PackedStates,
         ShardGates,
         gate_shards,
+        grant_as_seen,
         join_shard_states,
         plan_shards,
         shard_boundaries,
@@ -107,6 +108,16 @@ SHARD_DIGEST_STATES_PATCH = "shard-states-by-digest"
 # came before its clusters were loaded) once it has loaded them. Asked only when one of them
 # is packed against the loaded list, so other runs carry no marker.
 LOADED_DEPENDENCIES_PATCH = "digest-read-dependencies-after-load"
+# A shard is granted of the bundle-wide budget only what its partition budgets let it use
+# (flotilla.shards.plan_shards ``usable``), so the next partition's shards get theirs in the
+# grant that reaches it instead of a second round once the last partition's confirm. Asked
+# only when that changes a grant, so other runs carry no marker.
+SHARD_USABLE_BUDGETS_PATCH = "shard-budgets-only-usable"
+# A shard gets a new grant only when something it acts on changes (flotilla.shards
+# grant_as_seen): before, every shard got one whenever the rollout reached a partition, and
+# the bundle's next decision waited until all had confirmed it. Asked only when a grant is
+# left unsent, so bundles that never shard carry no marker.
+SHARD_GRANTS_THAT_MATTER_PATCH = "shard-grants-only-when-they-matter"
 # Partition gates across shards: the bundle decides them over its shards' sums and sends the
 # closed partitions with each grant. Asked only by sharded bundles whose partitions declare a
 # gate, so others carry no marker.
@@ -537,7 +548,7 @@ class ShardedBundle:
         closed: dict[str, str] = {}
         if partition_gates(strategy) and workflow.patched(SHARD_GATES_PATCH):
 
-            def gated_plan(even: bool) -> ShardGates:
+            def gated_plan(even: bool, usable: bool = False) -> ShardGates:
                 return gate_shards(
                     strategy,
                     counts,
@@ -546,6 +557,7 @@ class ShardedBundle:
                     workflow.now(),
                     size=book.size,
                     even=even,
+                    usable=usable,
                 )
 
             gated, even = gated_plan(False), gated_plan(True)
@@ -553,6 +565,11 @@ class ShardedBundle:
                 SHARD_EVEN_BUDGETS_PATCH
             ):
                 gated = even
+            usable = gated_plan(True, usable=True)
+            if usable.plan.budgets != gated.plan.budgets and workflow.patched(
+                SHARD_USABLE_BUDGETS_PATCH
+            ):
+                gated = usable
             plan, self.state.gates, self._gate = gated.plan, gated.record, gated.decision
             self._gate_record = gated.record
             closed = gated.decision.closed
@@ -561,6 +578,9 @@ class ShardedBundle:
             even_plan = plan_shards(strategy, counts, book.ceilings, even=True)
             if even_plan.budgets != plan.budgets and workflow.patched(SHARD_EVEN_BUDGETS_PATCH):
                 plan = even_plan
+            usable_plan = plan_shards(strategy, counts, book.ceilings, even=True, usable=True)
+            if usable_plan.budgets != plan.budgets and workflow.patched(SHARD_USABLE_BUDGETS_PATCH):
+                plan = usable_plan
         book.summary = plan.summary
         for index in shards:
             grant = book.grants[index]
@@ -571,6 +591,11 @@ class ShardedBundle:
                 and grant.closed == closed
             ):
                 continue
+            own = [c.name for c in reports[index].partitions if c.count]
+            if grant_as_seen(own, grant.reached, grant.budgets, grant.closed) == grant_as_seen(
+                own, plan.reached, budgets, closed
+            ) and workflow.patched(SHARD_GRANTS_THAT_MATTER_PATCH):
+                continue  # nothing it acts on changed: no grant to send and wait for
             grant = self._next_grant(index, reached=plan.reached, budgets=budgets, closed=closed)
             sends.append(self._signal_shard(index, REFRESH, BundleRefresh(grant=grant)))
         await asyncio.gather(*sends)

@@ -23,6 +23,7 @@ from flotilla.shards import (
     drained,
     even_shares,
     gate_shards,
+    grant_as_seen,
     greedy_shares,
     join_shard_states,
     plan_shards,
@@ -232,6 +233,65 @@ def test_the_bundle_wide_budget_counts_unavailable_clusters_of_every_partition()
     # 3 bundle-wide, 2 spent in p2: one left, and shard 0 asks first.
     assert plan.budgets[0][""] == 1
     assert plan.budgets[1][""] == 2
+
+
+def test_the_next_partitions_shards_get_bundle_wide_budget_in_the_grant_that_reaches_it() -> None:
+    """With ``usable``, a shard is granted of the bundle-wide budget only what its partition
+    budgets let it use, so the shards of a drained partition do not hold the rest, and the
+    next partition's shards can move with the grant that reaches it."""
+    strategy = RolloutStrategy.model_validate(
+        {
+            "maxUnavailable": 20,
+            "partitions": [
+                {"name": "p1", "maxUnavailable": 2, "clusterSelector": {"matchLabels": {"p": "1"}}},
+                {"name": "p2", "maxUnavailable": 2, "clusterSelector": {"matchLabels": {"p": "2"}}},
+            ],
+        }
+    )
+    waiting = {
+        0: [counts("p1", 10, unavailable=10, pending=10)],
+        1: [counts("p1", 10, unavailable=10, pending=10)],
+        2: [counts("p2", 10, unavailable=10, pending=10)],
+        3: [counts("p2", 10, unavailable=10, pending=10)],
+    }
+    before = plan_shards(strategy, waiting, {}, even=True)
+    usable = plan_shards(strategy, waiting, {}, even=True, usable=True)
+    assert before.reached == usable.reached == ["p1"]
+    # p1's limit is 2, one for each of its shards: that much of the 20 is all they can use.
+    assert [before.budgets[i][""] for i in (0, 1)] == [10, 10]
+    assert [usable.budgets[i] for i in (0, 1)] == [{"": 1, "p1": 1}, {"": 1, "p1": 1}]
+    assert list(usable.budgets[0]) == ["", "p1"]  # the grant's order as before
+
+    # p1 released everywhere, two in flight: p2 is reached while shards 0 and 1 may still
+    # act on the grants they confirmed.
+    drained_p1 = waiting | {
+        0: [counts("p1", 10, unavailable=1, not_ready=1)],
+        1: [counts("p1", 10, unavailable=1, not_ready=1)],
+    }
+    held = {i: dict(before.budgets[i]) for i in (0, 1)}
+    after_before = plan_shards(strategy, drained_p1, held, even=True)
+    assert after_before.reached == ["p1", "p2"]
+    assert [after_before.budgets[i][""] for i in (2, 3)] == [0, 0]  # a second round needed
+    held = {i: dict(usable.budgets[i]) for i in (0, 1)}
+    after = plan_shards(strategy, drained_p1, held, even=True, usable=True)
+    assert [(after.budgets[i][""], after.budgets[i]["p2"]) for i in (2, 3)] == [(1, 1), (1, 1)]
+    assert sum(b[""] for b in after.budgets.values()) <= 20
+
+
+def test_a_grant_changes_for_a_shard_only_where_its_clusters_are() -> None:
+    before = grant_as_seen(["p3"], ["p1", "p2"], {"": 0, "p1": 0, "p2": 0}, {})
+    # The rollout reached p3: the shard with clusters there acts on it, with its budgets.
+    assert grant_as_seen(["p3"], ["p1", "p2", "p3"], {"": 5, "p3": 5}, {}) != before
+    # It reached p2's end elsewhere and gave p2's budget back: nothing for a p3 shard.
+    assert grant_as_seen(["p3"], ["p1", "p2"], {"": 0, "p1": 0, "p2": 4}, {}) == before
+    assert grant_as_seen(["p4"], ["p1", "p2", "p3"], {"": 0, "p3": 5}, {"p3": "soak"}) == (
+        [],
+        {"": 0},
+        {},
+    )
+    # Its bundle-wide share and a gate on its own partition always count.
+    assert grant_as_seen(["p3"], ["p1", "p2"], {"": 1}, {}) != before
+    assert grant_as_seen(["p3"], ["p1", "p2"], {"": 0, "p2": 0}, {"p3": "approval"}) != before
 
 
 # --- per-cluster states across shards -------------------------------------------------------

@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 
 from activities.gitops_models import PlanRequest, PlanResult
 from flotilla.ids import bundle_shard_workflow_id
 from flotilla.models import RolloutStrategy
+from flotilla.shards import grant_as_seen
 from flotilla.status import BundleState
 from tests.e2e.harness import history_text
 from tests.workflows.test_bundle_standins import (  # noqa: F401 (the fixture)
@@ -41,7 +45,12 @@ from workflows.bundle_models import (
     BundleStatusRequest,
     RetireRequest,
 )
-from workflows.bundle_shards import SHARD_EVEN_BUDGETS_PATCH, SHARDS_PATCH
+from workflows.bundle_shards import (
+    SHARD_EVEN_BUDGETS_PATCH,
+    SHARD_GRANTS_THAT_MATTER_PATCH,
+    SHARD_USABLE_BUDGETS_PATCH,
+    SHARDS_PATCH,
+)
 from workflows.registry_models import ClusterSnapshot, ClusterView
 
 
@@ -199,6 +208,105 @@ async def test_a_partition_over_two_shards_moves_in_both_at_once(
         Path(record).mkdir(parents=True, exist_ok=True)
         (Path(record) / "bundle-shards-even-budgets.json").write_text(even[0].to_json())
         (Path(record) / "bundle-shard-drained-report.json").write_text(drained[0].to_json())
+
+
+def grants_received(history: WorkflowHistory) -> list[dict[str, Any]]:
+    """The grants a shard's run received from its bundle, in order (refresh signals)."""
+    out = []
+    for event in history.events:
+        attrs = event.workflow_execution_signaled_event_attributes
+        if event.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            continue
+        if attrs.signal_name != "refresh" or not attrs.input.payloads:
+            continue
+        grant = json.loads(attrs.input.payloads[0].data).get("grant")
+        if grant:
+            out.append(grant)
+    return out
+
+
+async def test_the_next_partition_moves_with_the_grant_that_reaches_it(
+    start: Callable[..., Awaitable[Bundle]],  # noqa: F811
+) -> None:
+    """150 clusters, shard size 25 (six shards), three labelled partitions of 50 over two
+    shards each with maxUnavailable 4, bundle-wide 50. During the update a partition's
+    shards are granted of the bundle-wide budget only what their partition budget lets them
+    use, so the grant that reaches the next partition carries its shards' bundle-wide
+    share, and no shard is sent a grant that changes nothing it acts on (a partition it has
+    no cluster in was reached). Never more than 4 of a partition unavailable, and no
+    partition starts before the one ahead of it is within its limit. With
+    FLOTILLA_RECORD_HISTORIES=DIR the bundle's run is written there for tests/replay."""
+    clusters = [f"c{i:03d}" for i in range(150)]
+    parts = {c: str(1 + i // 50) for i, c in enumerate(clusters)}
+    strategy = RolloutStrategy.model_validate(
+        {
+            "maxUnavailable": 50,
+            "partitions": [
+                {
+                    "name": f"p{n}",
+                    "maxUnavailable": 4,
+                    "clusterSelector": {"matchLabels": {"part": n}},
+                }
+                for n in ("1", "2", "3")
+            ],
+        }
+    )
+    standins = StandIns(clusters=clusters, strategy=strategy, ready_at_deploy=True)
+    views = [ClusterView(name=c, labels={"part": parts[c]}) for c in clusters]
+    bundle = await start(
+        standins,
+        shard_size=25,
+        cluster_schedule_to_start_seconds=1,
+        snapshot=ClusterSnapshot(namespace="", version=1, clusters=views),
+    )
+    await settle(bundle, "commit-1", 150, timeout=240)
+    standins.ready_after = 0.2
+    await bundle.release(2)
+    await settle(bundle, "commit-2", 150, timeout=300)
+
+    update = standins.windows[150:]
+    assert sorted(w.cluster for w in update) == clusters
+    started = {w.cluster: w.started for w in update}
+    ready = {w.cluster: w.ready for w in update}
+    members = [clusters[i : i + 50] for i in range(0, 150, 50)]
+    for part in members:
+        assert most_unavailable([w for w in update if w.cluster in part]) <= 4
+    for ahead, behind in itertools.pairwise(members):
+        ready_ahead = sorted(r for c in ahead if (r := ready[c]) is not None)
+        assert ready_ahead[45] <= min(started[c] for c in behind), behind[0]
+
+    for index, partition in ((2, "p2"), (4, "p3")):
+        chain = await histories(bundle.client, bundle_shard_workflow_id(bundle.handle.id, index))
+        grants = [g for h in chain for g in grants_received(h)]
+        reaching = [g for g in grants if partition in g.get("reached", [])]
+        # Each commit reaches the shard's partition once; both times its grant says how
+        # many of the bundle-wide budget it may use (before: none, until a second round).
+        assert reaching, f"shard {index} never reached {partition}"
+        first_of_update = next(g for g in reaching if g["seq"] > reaching[0]["seq"] + 1)
+        assert first_of_update["budgets"][""] > 0, first_of_update
+        seen = [
+            grant_as_seen([partition], g.get("reached", []), g["budgets"], g.get("closed", {}))
+            for g in grants
+        ]
+        redundant = [
+            g for g, (a, b) in zip(grants[1:], itertools.pairwise(seen), strict=True) if a == b
+        ]
+        assert redundant == [], f"shard {index} got grants that change nothing for it: {grants}"
+
+    runs = await histories(bundle.client, bundle.handle.id)
+    text = "".join(history_text(h) for h in runs)
+    assert SHARD_USABLE_BUDGETS_PATCH in text
+    assert SHARD_GRANTS_THAT_MATTER_PATCH in text
+    record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
+    if record:
+        Path(record).mkdir(parents=True, exist_ok=True)
+        both = next(
+            h
+            for h in runs
+            if SHARD_USABLE_BUDGETS_PATCH in history_text(h)
+            and SHARD_GRANTS_THAT_MATTER_PATCH in history_text(h)
+        )
+        (Path(record) / "bundle-shards-usable-budgets.json").write_text(both.to_json())
 
 
 async def test_a_bundle_within_the_shard_size_is_not_sharded(
