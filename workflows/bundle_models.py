@@ -141,6 +141,12 @@ class ShardRole(BaseModel):
     parent_workflow_id: str
     index: int
     grant: ShardGrant = Field(default_factory=ShardGrant)
+    # The partition counts of the last report sent to the bundle (None: none yet), kept
+    # across continue-as-new: a run that started without them could not tell that a
+    # reached partition had just drained, so its report waited out REPORT_GAP.
+    sent_counts: list[PartitionCounts] | None = Field(
+        default=None, exclude_if=lambda value: value is None
+    )
 
 
 class ShardReport(BaseModel):
