@@ -129,7 +129,6 @@ with workflow.unsafe.imports_passed_through():
         CHECK_BATCH_TIMEOUT,
         CHECK_TIMEOUT,
         CLUSTER_SCHEDULE_TO_START,
-        CONTINUE_AS_NEW_BYTES,
         DEPLOY_HEARTBEAT,
         DEPLOY_RETRY,
         DEPLOY_TIMEOUT,
@@ -183,18 +182,6 @@ REPORTS_COALESCED_PATCH = "watch-held-reports-coalesced"
 # reaches the next partition without waiting REPORT_GAP. Asked only when that happens to a
 # held report.
 SHARD_DRAINED_REPORT_PATCH = "shard-report-when-drained"
-# A shard whose history is due to continue as new while its part of a reached partition is
-# moving (deploys in flight, clusters waiting for budget) waits until that part has drained,
-# up to twice the usual size: continuing as new means letting every deploy in flight end
-# with none started meanwhile, then a new run's first task, a stall in the middle of the
-# partition (traced at 10,000 clusters: 0.3-0.5 s per shard, once every ~1.3 commits).
-# Asked only when it waits.
-SHARD_CONTINUE_AFTER_DRAIN_PATCH = "shard-continue-as-new-after-drain"
-# How far past the size at which a run continues as new a moving shard may grow: twice.
-DEFERRED_HISTORY_FACTOR = 2
-# The event count at which Temporal suggests continuing as new on its default
-# configuration (limit.historyCount.suggestContinueAsNew).
-SUGGESTED_HISTORY_EVENTS = 4096
 # A report made while a newer commit is still being planned (it came in during the plan) says
 # WaitApplied for it, no longer the older plan's Ready (a different report: more signals).
 PLANNING_PATCH = "bundle-report-waits-for-the-plan"
@@ -361,8 +348,6 @@ class BundleWorkflow(ShardedBundle):
                 start_bytes=self._start_bytes,
                 max_history_bytes=self.state.max_history_bytes,
             ):
-                if self._continue_after_drain():
-                    continue
                 await workflow.wait_condition(
                     lambda: not self._in_flight and workflow.all_handlers_finished()
                 )
@@ -372,25 +357,6 @@ class BundleWorkflow(ShardedBundle):
             await self._retire_shards()
         else:
             await self._retire()
-
-    def _continue_after_drain(self) -> bool:
-        """Whether a shard due to continue as new waits: its part of a reached partition is
-        moving (deploys in flight, clusters waiting for budget) and its history is within
-        DEFERRED_HISTORY_FACTOR times the usual bounds."""
-        shard = self.state.shard
-        if shard is None or not self._in_flight:
-            return False
-        reached = set(shard.grant.reached)
-        if not any(c.pending > 0 and c.name in reached for c in self._shard_counts):
-            return False
-        info = workflow.info()
-        events = self.state.max_history_events or SUGGESTED_HISTORY_EVENTS
-        size = self.state.max_history_bytes or CONTINUE_AS_NEW_BYTES
-        within = (
-            info.get_current_history_length() < DEFERRED_HISTORY_FACTOR * events
-            and info.get_current_history_size() - self._start_bytes < DEFERRED_HISTORY_FACTOR * size
-        )
-        return within and workflow.patched(SHARD_CONTINUE_AFTER_DRAIN_PATCH)
 
     # --- signals, updates, queries ------------------------------------------------------------
 
