@@ -105,6 +105,18 @@ async def settle(bundle: Bundle, commit: str, clusters: int, timeout: float) -> 
     )
 
 
+async def install_then_update(
+    bundle: Bundle, standins: StandIns, clusters: int, ready_after: float
+) -> list[Window]:
+    """Both commits to Ready, the second's deploys turning Ready ``ready_after`` seconds
+    after they start; the second commit's deploy windows."""
+    await settle(bundle, "commit-1", clusters, timeout=240)
+    standins.ready_after = ready_after
+    await bundle.release(2)
+    await settle(bundle, "commit-2", clusters, timeout=300)
+    return standins.windows[clusters:]
+
+
 async def test_two_hundred_clusters_in_four_shards_keep_partition_order_and_max_unavailable(
     start: Callable[..., Awaitable[Bundle]],  # noqa: F811
     caplog: pytest.LogCaptureFixture,
@@ -181,11 +193,7 @@ async def test_a_partition_over_two_shards_moves_in_both_at_once(
     standins = StandIns(clusters=clusters, strategy=strategy, ready_at_deploy=True)
     bundle = await start(standins, shard_size=25, cluster_schedule_to_start_seconds=1)
 
-    await settle(bundle, "commit-1", 100, timeout=240)
-    standins.ready_after = 0.3
-    await bundle.release(2)
-    await settle(bundle, "commit-2", 100, timeout=300)
-    update = standins.windows[100:]
+    update = await install_then_update(bundle, standins, 100, ready_after=0.3)
     assert sorted(w.cluster for w in update) == clusters
     started = {w.cluster: w.started for w in update}
     for first, second in ((clusters[0:25], clusters[25:50]), (clusters[50:75], clusters[75:])):
@@ -259,12 +267,7 @@ async def test_the_next_partition_moves_with_the_grant_that_reaches_it(
         cluster_schedule_to_start_seconds=1,
         snapshot=ClusterSnapshot(namespace="", version=1, clusters=views),
     )
-    await settle(bundle, "commit-1", 150, timeout=240)
-    standins.ready_after = 0.2
-    await bundle.release(2)
-    await settle(bundle, "commit-2", 150, timeout=300)
-
-    update = standins.windows[150:]
+    update = await install_then_update(bundle, standins, 150, ready_after=0.2)
     assert sorted(w.cluster for w in update) == clusters
     started = {w.cluster: w.started for w in update}
     ready = {w.cluster: w.ready for w in update}
