@@ -37,13 +37,11 @@ START_TIMEOUT = 120.0
 # process's life: in perf profiles of bench/bench_scale.py's 10,000-cluster run that walk
 # took 0.1 CPU-s in the first commit and up to 3.7 in the second, of the dev server's 7.9 s
 # growth (bench/RESULTS.md, "the history queue's slice splitting"). The two actions only
-# help a server shared by many
-# namespaces after a shard reloads; tasks are at-least-once anyway.
+# help a server shared by many namespaces after a shard reloads; tasks are at-least-once.
 # - queueShrinkPredicateMaxPendingKeys 0: a checkpoint does not narrow a slice whose pending
 #   tasks belong to at most 10 namespaces (on a one-namespace server: every slice) to them.
 # - queueMoveGroupTaskCountBase 0: a namespace with 500 pending tasks is not moved to a reader
 #   of its own (what is left in the default reader gets the "not that namespace" predicate).
-#
 # - maximumBufferedEventsBatch 2,500: events that arrive while a workflow task runs are
 #   buffered, and past 100 of them (the default) the server fails that task
 #   (WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND); the worker's completion then finds no
@@ -52,8 +50,8 @@ START_TIMEOUT = 120.0
 #   events, so 51 of a bundle's deploys (it keeps up to MAX_PENDING_ACTIVITIES, 1,000, in
 #   flight) ending during one of its tasks were enough: in bench/bench_scale.py's
 #   10,000-cluster run, up to 8 failed tasks a run, up to 4 in a row on one shard, each a
-#   replay of up to 1.8 MB (bench/RESULTS.md, "buffered events"). 2,500 covers 1,000
-#   activities and the signals of a task; the 2 MB bound on their size still holds.
+#   replay of up to 1.8 MB (bench/RESULTS.md, "buffered events, failed workflow tasks").
+#   2,500 covers 1,000 activities and a task's signals; the 2 MB bound on their size holds.
 SERVER_DYNAMIC_CONFIG: dict[str, object] = {
     "history.queueShrinkPredicateMaxPendingKeys": 0,
     "history.queueMoveGroupTaskCountBase": 0,
