@@ -129,6 +129,7 @@ with workflow.unsafe.imports_passed_through():
         CHECK_BATCH_TIMEOUT,
         CHECK_TIMEOUT,
         CLUSTER_SCHEDULE_TO_START,
+        CONTINUE_AS_NEW_BYTES,
         DEPLOY_HEARTBEAT,
         DEPLOY_RETRY,
         DEPLOY_TIMEOUT,
@@ -246,6 +247,25 @@ REDEPLOY_AFTER_FAILED_PATCH = "rollback-redeploy-after-failed-version"
 # DOWNSTREAM_POLL_INTERVAL and plans again when it changed (a new deployment id: a re-deploy of
 # this bundle only). Asked only by bundles whose plan has such a digest.
 DOWNSTREAM_PATCH = "downstream-resources-digest"
+# A run that rolled something out continues as new once it has been idle (nothing in flight)
+# for SETTLED_CONTINUE_DELAY, if its history has grown past half of CONTINUE_AS_NEW_BYTES,
+# rather than in the middle of its next rollout: continuing as new waits for every deploy in
+# flight and starts none meanwhile, so a shard that did so mid-partition held its half of the
+# partition's budget idle for a round and its new run's first task (~0.4 s at 10,000
+# clusters, once per shard per update: issue 12, bench/RESULTS.md "continuing as new between
+# rollouts"). The delay lets the signals an idle moment brings (a shard's lowered grant,
+# which comes right after its drained report) arrive first: a signal that reaches a run as
+# it closes makes Temporal refuse the close, and the worker replays the whole history.
+# Asked only when such a run is idle past half the bound, so other runs carry no marker.
+SETTLED_CONTINUE_PATCH = "bundle-continues-as-new-when-idle"
+SETTLED_CONTINUE_DELAY = timedelta(seconds=2)
+# A shard whose report is already held (its timer armed, nothing drained) does not make the
+# report again at each activity completion only to hold it: the states, their packing and
+# the fingerprint of 500 clusters were a third of a shard pass's own code, and a gated
+# update runs on one shard task after another (issue 12, bench/RESULTS.md "continuing as
+# new between rollouts"). A report that changed back to the one sent is found when the
+# timer fires, not at once. Asked only when a report is skipped so.
+HELD_REPORT_UNMADE_PATCH = "shard-held-report-not-made-again"
 
 
 def _shape(report: BundleReport) -> str:
@@ -328,6 +348,10 @@ class BundleWorkflow(ShardedBundle):
         self._gated: dict[str, str] = {}
         # A shard's partitions after its last pass, for its bundle (flotilla.shards).
         self._shard_counts: list[PartitionCounts] = []
+        # This run released a deploy, and when it continues as new if it stays idle until
+        # then (_settled_continue_due).
+        self._rolled = False
+        self._continue_at: datetime | None = None
         self._init_shards()
 
     @workflow.run
@@ -343,7 +367,7 @@ class BundleWorkflow(ShardedBundle):
                 break
             await self._report_conflicts()
             await self._reconcile()
-            if continue_as_new_due(
+            if self._settled_continue_due() or continue_as_new_due(
                 self.state.max_history_events,
                 start_bytes=self._start_bytes,
                 max_history_bytes=self.state.max_history_bytes,
@@ -561,6 +585,8 @@ class BundleWorkflow(ShardedBundle):
             due.append(self._report_due)
         if self._plan_again_at is not None:
             due.append(self._plan_again_at)
+        if self._continue_at is not None:
+            due.append(self._continue_at)
         due.extend(self._window_openings())
         if self._gate.due is not None:
             due.append(self._gate.due)
@@ -606,6 +632,29 @@ class BundleWorkflow(ShardedBundle):
         self._roll_out(clusters)
         self._monitor()
         await self._report()
+
+    def _settled_continue_due(self) -> bool:
+        """Whether this run continues as new now, between rollouts (SETTLED_CONTINUE_PATCH):
+        it rolled something out, its history grew past half the byte bound, and it has been
+        idle since a pass SETTLED_CONTINUE_DELAY ago (each idle pass before that moves the
+        moment on, so it closes only after a quiet spell)."""
+        if self._in_flight or self._monitor_queue:
+            self._continue_at = None
+            return False
+        if not self._rolled:
+            return False
+        now = workflow.now()
+        if self._continue_at is not None and now >= self._continue_at:
+            return True
+        limit = self.state.max_history_bytes or CONTINUE_AS_NEW_BYTES
+        grown = workflow.info().get_current_history_size() - self._start_bytes
+        if grown < limit // 2:
+            return False
+        if self._continue_at is None and not workflow.patched(SETTLED_CONTINUE_PATCH):
+            self._rolled = False  # a run from before the patch: never again in this run
+            return False
+        self._continue_at = now + SETTLED_CONTINUE_DELAY
+        return False
 
     def _monitor(self) -> None:
         """Check settled deployments for drift every ``monitor_seconds`` while nothing else
@@ -903,6 +952,7 @@ class BundleWorkflow(ShardedBundle):
                     # Released now, not when the deploy's task first runs: the report at the
                     # end of this pass must not call it held back by the rollout.
                     self._put(self.state.deployments[name].release_staged())
+                self._rolled = True
                 self._spawn(name, self._deploy(name))
 
     # --- deployment windows (flotilla/windows.py) ---------------------------------------------
@@ -1411,6 +1461,17 @@ class BundleWorkflow(ShardedBundle):
         REPORT_GAP while work is in flight (a grant's number in it says it was heard)."""
         shard, spec = self.state.shard, self.state.spec
         assert shard is not None
+        now = workflow.now()
+        last = self.state.last_report_at or self._run_started
+        if (
+            self._changed_at is not None
+            and self._in_flight
+            and not retired
+            and now - last < REPORT_GAP
+            and not drained(shard.sent_counts, self._shard_counts, shard.grant.reached)
+            and workflow.patched(HELD_REPORT_UNMADE_PATCH)
+        ):
+            return  # held, on its timer: made when it may go
         planning = self._planning()
         states = self._states(planning)
         summary = summarize(states, planning=planning)
@@ -1443,8 +1504,6 @@ class BundleWorkflow(ShardedBundle):
         if fingerprint == self.state.last_report:
             self._settle_held_report()
             return
-        now = workflow.now()
-        last = self.state.last_report_at or self._run_started
         # Sent at once, held or not, when a reached partition's part here has nothing left
         # waiting: the bundle can share out its budget and may reach the next partition.
         held = self._in_flight and not retired and now - last < REPORT_GAP

@@ -38,7 +38,7 @@ from tests.workflows.test_bundle_standins import (  # noqa: F401 (the fixture)
     eventually,
     start,
 )
-from workflows.bundle import SHARD_DRAINED_REPORT_PATCH, BundleWorkflow
+from workflows.bundle import HELD_REPORT_UNMADE_PATCH, SHARD_DRAINED_REPORT_PATCH, BundleWorkflow
 from workflows.bundle_models import (
     BundleRefresh,
     BundleStatus,
@@ -161,6 +161,10 @@ async def test_two_hundred_clusters_in_four_shards_keep_partition_order_and_max_
     assert SHARDS_PATCH in history_text(runs[bundle.handle.id][0])
     shard_text = "".join(history_text(h) for i in ids[1:] for h in runs[i])
     assert SHARD_DRAINED_REPORT_PATCH in shard_text
+    # Reports held while deploys ran were not made again at each completion (and the
+    # partition order and maxUnavailable above held all the same).
+    held = [h for i in ids[1:] for h in runs[i] if HELD_REPORT_UNMADE_PATCH in history_text(h)]
+    assert held, "no shard left a held report unmade"
     offline = [r.getMessage() for r in caplog.records if "cluster offline" in r.getMessage()]
     assert offline == []
 
@@ -169,6 +173,7 @@ async def test_two_hundred_clusters_in_four_shards_keep_partition_order_and_max_
         Path(record).mkdir(parents=True, exist_ok=True)
         (Path(record) / "bundle-shards-bundle.json").write_text(runs[bundle.handle.id][0].to_json())
         (Path(record) / "bundle-shards-shard.json").write_text(runs[ids[1]][0].to_json())
+        (Path(record) / "bundle-shard-held-report.json").write_text(held[0].to_json())
 
     # Retiring the bundle retires its shards, which remove every release.
     await bundle.handle.signal(BundleWorkflow.retire, RetireRequest())

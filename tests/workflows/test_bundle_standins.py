@@ -85,6 +85,8 @@ from workflows.bundle import (
     PLAN_FAILURE_WAITS_PATCH,
     PLANNING_PATCH,
     REFRESH_SIGNAL,
+    SETTLED_CONTINUE_DELAY,
+    SETTLED_CONTINUE_PATCH,
     SMALLER_PASSES_PATCH,
     WATCH_ENDS_WHEN_SUPERSEDED_PATCH,
     BundleWorkflow,
@@ -1082,3 +1084,58 @@ async def test_a_sweep_whose_batch_fails_checks_each_cluster_alone(
     assert states["c0"] is states["c2"] is BundleState.READY
     assert standins.batches == []
     assert all(standins.calls["check_deployment", c] >= 1 for c in clusters)
+
+
+async def test_a_settled_rollout_past_half_the_byte_bound_continues_as_new_while_idle(
+    start: Callable[..., Awaitable[Bundle]],
+) -> None:
+    """A run whose rollout has settled continues as new once it has been idle for
+    ``SETTLED_CONTINUE_DELAY``, when its history grew past half the byte bound
+    (``max_history_bytes`` 80 kB here; one 30-cluster rollout grows it by about 50 kB): so
+    the next rollout starts in a fresh run and does not stop half-way to continue as new (a
+    shard that did held its share of a partition idle, issue 12). Nothing is in flight when
+    it closes, and the next version still deploys once per cluster, with nothing removed.
+    With FLOTILLA_RECORD_HISTORIES=DIR the first run's history is written for tests/replay."""
+    clusters = [f"c{i:02d}" for i in range(30)]
+    standins = StandIns(clusters=clusters, ready_at_deploy=True)
+    bundle = await start(standins, max_history_bytes=80_000)
+    await eventually(bundle.states, lambda s: len(s) == 30 and all_ready(s), timeout=60)
+    first = bundle.client.get_workflow_handle(
+        bundle.handle.id, run_id=bundle.handle.first_execution_run_id
+    )
+
+    async def first_run_status() -> WorkflowExecutionStatus | None:
+        return (await first.describe()).status
+
+    # Nothing else is sent: the run closes on its own, between rollouts.
+    await eventually(
+        first_run_status, lambda s: s == WorkflowExecutionStatus.CONTINUED_AS_NEW, timeout=30
+    )
+    history = await first.fetch_history()
+    text = history_text(history)
+    assert SETTLED_CONTINUE_PATCH in text
+    assert common.CONTINUE_AS_NEW_BYTES_PATCH not in text, "closed at the bound, not idle"
+    events = history.events
+    scheduled = sum(e.HasField("activity_task_scheduled_event_attributes") for e in events)
+    ended = [
+        e.event_time.ToDatetime()
+        for e in events
+        if e.HasField("activity_task_completed_event_attributes")
+        or e.HasField("activity_task_failed_event_attributes")
+    ]
+    assert scheduled == len(ended), "an activity was in flight when the run closed"
+    quiet = events[-1].event_time.ToDatetime() - max(ended)
+    assert quiet >= SETTLED_CONTINUE_DELAY, quiet
+    await bundle.release(2)
+    await eventually(
+        bundle.status,
+        lambda s: (
+            s.commit == "commit-2"
+            and len(standins.windows) >= 60
+            and all_ready({c.cluster: c.state for c in s.clusters})
+        ),
+        timeout=60,
+    )
+    assert len(standins.windows) == 60  # once per version, no retries
+    assert sum(n for (name, _), n in standins.calls.items() if name == "remove_deployment") == 0
+    record_history(history, "bundle-continue-as-new-when-idle.json")
