@@ -319,16 +319,26 @@ def grant_as_seen(
     reached: Sequence[str],
     budgets: Mapping[str, int],
     closed: Mapping[str, str],
+    *,
+    zero_is_none: bool = False,
 ) -> tuple[list[str], dict[str, int], dict[str, str]]:
     """The part of a grant a shard whose clusters lie in ``partitions`` acts on: the reached
     partitions among them, its bundle-wide budget ("") and theirs, and their gates. A grant
     that differs from the last only elsewhere (the rollout reached a partition the shard has
     no cluster in) changes nothing for it, so the bundle need not send it and wait for the
-    shard to confirm it."""
+    shard to confirm it.
+
+    With ``zero_is_none`` a budget of 0 is left out, as a shard reads a missing one as 0
+    (``plan_rollout``): the grants a new commit withdraws have no budgets, and the plan that
+    follows gives the shards of partitions not reached yet explicit zeros."""
     own = set(partitions)
     return (
         [name for name in reached if name in own],
-        {key: value for key, value in budgets.items() if key == "" or key in own},
+        {
+            key: value
+            for key, value in budgets.items()
+            if (key == "" or key in own) and (value or not zero_is_none)
+        },
         {key: value for key, value in closed.items() if key in own},
     )
 

@@ -118,6 +118,12 @@ SHARD_USABLE_BUDGETS_PATCH = "shard-budgets-only-usable"
 # the bundle's next decision waited until all had confirmed it. Asked only when a grant is
 # left unsent, so bundles that never shard carry no marker.
 SHARD_GRANTS_THAT_MATTER_PATCH = "shard-grants-only-when-they-matter"
+# A budget of 0 is the same as none for that comparison: the first plan of a commit gave every
+# shard outside the first partition explicit zeros where the commit's withdrawn grant had no
+# budgets, so all of them were sent a grant and the bundle's next decision waited for all to
+# confirm (at 10,000 clusters 18 signals, shard tasks and reports as the first partition
+# began; issue 12). Asked only when a grant is left unsent so.
+SHARD_ZERO_BUDGETS_PATCH = "shard-grants-zero-budget-is-none"
 # Partition gates across shards: the bundle decides them over its shards' sums and sends the
 # closed partitions with each grant. Asked only by sharded bundles whose partitions declare a
 # gate, so others carry no marker.
@@ -596,6 +602,12 @@ class ShardedBundle:
                 own, plan.reached, budgets, closed
             ) and workflow.patched(SHARD_GRANTS_THAT_MATTER_PATCH):
                 continue  # nothing it acts on changed: no grant to send and wait for
+            if grant_as_seen(
+                own, grant.reached, grant.budgets, grant.closed, zero_is_none=True
+            ) == grant_as_seen(
+                own, plan.reached, budgets, closed, zero_is_none=True
+            ) and workflow.patched(SHARD_ZERO_BUDGETS_PATCH):
+                continue  # only budgets of 0 where it had none
             grant = self._next_grant(index, reached=plan.reached, budgets=budgets, closed=closed)
             sends.append(self._signal_shard(index, REFRESH, BundleRefresh(grant=grant)))
         await asyncio.gather(*sends)

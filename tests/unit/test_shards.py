@@ -294,6 +294,18 @@ def test_a_grant_changes_for_a_shard_only_where_its_clusters_are() -> None:
     assert grant_as_seen(["p3"], ["p1", "p2"], {"": 0, "p2": 0}, {"p3": "approval"}) != before
 
 
+def test_a_budget_of_zero_is_no_budget_to_a_shard_when_asked() -> None:
+    # A new commit withdraws every grant (no budgets); the plan after it gives the shards of
+    # partitions not reached explicit zeros, which they read as the missing ones.
+    withdrawn = grant_as_seen(["p2"], [], {}, {}, zero_is_none=True)
+    planned = grant_as_seen(["p2"], ["p1"], {"": 0, "p2": 0}, {}, zero_is_none=True)
+    assert planned == withdrawn == ([], {}, {})
+    assert grant_as_seen(["p2"], ["p1"], {"": 0, "p2": 0}, {}) != grant_as_seen(["p2"], [], {}, {})
+    # Any budget above zero, or the partition reached, is still a change.
+    assert grant_as_seen(["p2"], ["p1"], {"": 1}, {}, zero_is_none=True) != withdrawn
+    assert grant_as_seen(["p2"], ["p1", "p2"], {"p2": 0}, {}, zero_is_none=True) != withdrawn
+
+
 # --- per-cluster states across shards -------------------------------------------------------
 
 

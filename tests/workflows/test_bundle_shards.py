@@ -49,6 +49,7 @@ from workflows.bundle_shards import (
     SHARD_EVEN_BUDGETS_PATCH,
     SHARD_GRANTS_THAT_MATTER_PATCH,
     SHARD_USABLE_BUDGETS_PATCH,
+    SHARD_ZERO_BUDGETS_PATCH,
     SHARDS_PATCH,
 )
 from workflows.registry_models import ClusterSnapshot, ClusterView
@@ -246,9 +247,10 @@ async def test_the_next_partition_moves_with_the_grant_that_reaches_it(
     shards are granted of the bundle-wide budget only what their partition budget lets them
     use, so the grant that reaches the next partition carries its shards' bundle-wide
     share, and no shard is sent a grant that changes nothing it acts on (a partition it has
-    no cluster in was reached). Never more than 4 of a partition unavailable, and no
-    partition starts before the one ahead of it is within its limit. With
-    FLOTILLA_RECORD_HISTORIES=DIR the bundle's run is written there for tests/replay."""
+    no cluster in was reached, or budgets of 0 where it had none). Never more than 4 of a
+    partition unavailable, and no partition starts before the one ahead of it is within its
+    limit. With FLOTILLA_RECORD_HISTORIES=DIR the bundle's run is written there for
+    tests/replay."""
     clusters = [f"c{i:03d}" for i in range(150)]
     parts = {c: str(1 + i // 50) for i, c in enumerate(clusters)}
     strategy = RolloutStrategy.model_validate(
@@ -292,8 +294,16 @@ async def test_the_next_partition_moves_with_the_grant_that_reaches_it(
         assert reaching, f"shard {index} never reached {partition}"
         first_of_update = next(g for g in reaching if g["seq"] > reaching[0]["seq"] + 1)
         assert first_of_update["budgets"][""] > 0, first_of_update
+        # A budget of 0 reads as none: the grant a new commit withdraws has no budgets, and
+        # the plan after it sends nothing new to a shard whose partition it does not reach.
         seen = [
-            grant_as_seen([partition], g.get("reached", []), g["budgets"], g.get("closed", {}))
+            grant_as_seen(
+                [partition],
+                g.get("reached", []),
+                g["budgets"],
+                g.get("closed", {}),
+                zero_is_none=True,
+            )
             for g in grants
         ]
         redundant = [
@@ -305,6 +315,7 @@ async def test_the_next_partition_moves_with_the_grant_that_reaches_it(
     text = "".join(history_text(h) for h in runs)
     assert SHARD_USABLE_BUDGETS_PATCH in text
     assert SHARD_GRANTS_THAT_MATTER_PATCH in text
+    assert SHARD_ZERO_BUDGETS_PATCH in text
     record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
     if record:
         Path(record).mkdir(parents=True, exist_ok=True)
@@ -315,6 +326,8 @@ async def test_the_next_partition_moves_with_the_grant_that_reaches_it(
             and SHARD_GRANTS_THAT_MATTER_PATCH in history_text(h)
         )
         (Path(record) / "bundle-shards-usable-budgets.json").write_text(both.to_json())
+        zeros = next(h for h in runs if SHARD_ZERO_BUDGETS_PATCH in history_text(h))
+        (Path(record) / "bundle-shards-zero-budgets.json").write_text(zeros.to_json())
 
 
 async def test_a_bundle_within_the_shard_size_is_not_sharded(
