@@ -266,6 +266,13 @@ SETTLED_CONTINUE_DELAY = timedelta(seconds=2)
 # new between rollouts"). A report that changed back to the one sent is found when the
 # timer fires, not at once. Asked only when a report is skipped so.
 HELD_REPORT_UNMADE_PATCH = "shard-held-report-not-made-again"
+# A sharded bundle due to continue as new waits up to GRANT_REPLY_WAIT for its shards to
+# confirm the grants it has just sent: it closed in the pass after sending some, the shards'
+# replies reached the closing run, Temporal refused the close and the worker replayed the
+# bundle's whole history (about one run in two of the 10,000-cluster benchmark, a 0.5-1.5 s
+# task holding the next grant; issue 12). Asked only when a close waits so.
+SHARD_REPLIES_BEFORE_CLOSE_PATCH = "bundle-closes-after-shard-replies"
+GRANT_REPLY_WAIT = timedelta(seconds=1)
 
 
 def _shape(report: BundleReport) -> str:
@@ -352,6 +359,8 @@ class BundleWorkflow(ShardedBundle):
         # then (_settled_continue_due).
         self._rolled = False
         self._continue_at: datetime | None = None
+        # When a close held back for shards' replies is looked at again at the latest.
+        self._close_due: datetime | None = None
         self._init_shards()
 
     @workflow.run
@@ -367,11 +376,14 @@ class BundleWorkflow(ShardedBundle):
                 break
             await self._report_conflicts()
             await self._reconcile()
-            if self._settled_continue_due() or continue_as_new_due(
-                self.state.max_history_events,
-                start_bytes=self._start_bytes,
-                max_history_bytes=self.state.max_history_bytes,
-            ):
+            if (
+                self._settled_continue_due()
+                or continue_as_new_due(
+                    self.state.max_history_events,
+                    start_bytes=self._start_bytes,
+                    max_history_bytes=self.state.max_history_bytes,
+                )
+            ) and not self._awaiting_shard_replies():
                 await workflow.wait_condition(
                     lambda: not self._in_flight and workflow.all_handlers_finished()
                 )
@@ -587,6 +599,8 @@ class BundleWorkflow(ShardedBundle):
             due.append(self._plan_again_at)
         if self._continue_at is not None:
             due.append(self._continue_at)
+        if self._close_due is not None:
+            due.append(self._close_due)
         due.extend(self._window_openings())
         if self._gate.due is not None:
             due.append(self._gate.due)
@@ -655,6 +669,32 @@ class BundleWorkflow(ShardedBundle):
             return False
         self._continue_at = now + SETTLED_CONTINUE_DELAY
         return False
+
+    def _awaiting_shard_replies(self) -> bool:
+        """Whether a sharded bundle due to continue as new waits a pass instead: it sent a
+        grant within GRANT_REPLY_WAIT that a shard has not confirmed yet, so that shard's
+        report is on its way, and a signal that reaches a closing run makes Temporal refuse
+        the close and the worker replay the whole history (SHARD_REPLIES_BEFORE_CLOSE_PATCH).
+        A shard busy deploying may hold its confirmation for REPORT_GAP; the run does not
+        wait for that. Never past twice the byte bound."""
+        self._close_due = None
+        book = self.state.shards
+        granted = self._granted_at
+        if book is None or granted is None or workflow.now() - granted >= GRANT_REPLY_WAIT:
+            return False
+        if all(
+            (report := book.reports.get(index)) is not None and report.seq == grant.seq
+            for index, grant in book.grants.items()
+        ):
+            return False
+        limit = self.state.max_history_bytes or CONTINUE_AS_NEW_BYTES
+        if workflow.info().get_current_history_size() - self._start_bytes >= 2 * limit:
+            return False
+        if not workflow.patched(SHARD_REPLIES_BEFORE_CLOSE_PATCH):
+            return False
+        # A pass comes with the replies, or when the wait is over if none does.
+        self._close_due = granted + GRANT_REPLY_WAIT
+        return True
 
     def _monitor(self) -> None:
         """Check settled deployments for drift every ``monitor_seconds`` while nothing else

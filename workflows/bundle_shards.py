@@ -191,6 +191,8 @@ class ShardedBundle:
     def _init_shards(self) -> None:
         # Clusters whose watcher reported a change, for their shard (empty name: all shards).
         self._shard_changes: list[str] = []
+        # When this run last sent a shard a grant (its reply confirms it).
+        self._granted_at: datetime | None = None
 
     # --- dependency states ---------------------------------------------------------------------
 
@@ -294,6 +296,7 @@ class ShardedBundle:
         old = book.grants.get(index, ShardGrant())
         grant = old.model_copy(update={"seq": old.seq + 1, **fields})
         book.grants[index] = grant
+        self._granted_at = workflow.now()
         ceiling = book.ceilings.setdefault(index, {})
         for key, value in grant.budgets.items():
             ceiling[key] = max(ceiling.get(key, 0), value)

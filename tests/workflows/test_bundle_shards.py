@@ -12,11 +12,13 @@ bench/bench_scale.py measures 10,000 clusters.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,13 @@ from tests.workflows.test_bundle_standins import (  # noqa: F401 (the fixture)
     eventually,
     start,
 )
-from workflows.bundle import HELD_REPORT_UNMADE_PATCH, SHARD_DRAINED_REPORT_PATCH, BundleWorkflow
+from workflows.bundle import (
+    GRANT_REPLY_WAIT,
+    HELD_REPORT_UNMADE_PATCH,
+    SHARD_DRAINED_REPORT_PATCH,
+    SHARD_REPLIES_BEFORE_CLOSE_PATCH,
+    BundleWorkflow,
+)
 from workflows.bundle_models import (
     BundleRefresh,
     BundleStatus,
@@ -239,6 +247,32 @@ def grants_received(history: WorkflowHistory) -> list[dict[str, Any]]:
     return out
 
 
+def unanswered_at_close(history: WorkflowHistory) -> dict[str, int]:
+    """For a bundle run that continued as new: the shards (by workflow id) sent a grant in
+    the last ``GRANT_REPLY_WAIT`` before the close whose reports had not yet confirmed it
+    when the run closed, with the grant's number."""
+    sent: dict[str, tuple[int, datetime]] = {}
+    heard: dict[str, int] = {}
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+            attrs = event.signal_external_workflow_execution_initiated_event_attributes
+            grant = json.loads(attrs.input.payloads[0].data).get("grant") or {}
+            if "seq" in grant:
+                shard = attrs.workflow_execution.workflow_id
+                sent[shard] = (grant["seq"], event.event_time.ToDatetime())
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            signaled = event.workflow_execution_signaled_event_attributes
+            if signaled.signal_name == "shard_report":
+                report = json.loads(signaled.input.payloads[0].data)
+                heard[f"{history.workflow_id}/shard-{report['index']}"] = report["seq"]
+    closed = history.events[-1].event_time.ToDatetime()
+    return {
+        shard: seq
+        for shard, (seq, at) in sent.items()
+        if heard.get(shard, -1) < seq and closed - at < GRANT_REPLY_WAIT
+    }
+
+
 async def test_the_next_partition_moves_with_the_grant_that_reaches_it(
     start: Callable[..., Awaitable[Bundle]],  # noqa: F811
 ) -> None:
@@ -374,7 +408,10 @@ async def test_a_sharded_bundle_and_its_shards_continue_as_new_mid_rollout(
 ) -> None:
     """With the history switch at 150 events, the bundle and every shard continue as new
     several times during two commits; the grants, ranges and records carried in their
-    states keep the rollout going to Ready, each cluster deployed once per version."""
+    states keep the rollout going to Ready, each cluster deployed once per version. The
+    bundle never closes a run while a grant it has just sent is unconfirmed. With
+    FLOTILLA_RECORD_HISTORIES=DIR a bundle run whose close waited for replies is written
+    there for tests/replay."""
     clusters = [f"c{i:03d}" for i in range(120)]
     strategy = RolloutStrategy.model_validate({"maxUnavailable": 5})
     standins = StandIns(clusters=clusters, strategy=strategy, ready_at_deploy=True)
@@ -387,4 +424,17 @@ async def test_a_sharded_bundle_and_its_shards_continue_as_new_mid_rollout(
     assert most_unavailable(standins.windows[120:]) <= 5
     ids = [bundle.handle.id] + [bundle_shard_workflow_id(bundle.handle.id, i) for i in range(3)]
     for workflow_id in ids:
-        assert len(await histories(bundle.client, workflow_id)) > 1, workflow_id
+        # A close may wait up to GRANT_REPLY_WAIT for replies to the bundle's last grants.
+        await eventually(
+            functools.partial(histories, bundle.client, workflow_id), lambda h: len(h) > 1
+        )
+    # The bundle closed no run while a grant it had just sent was unconfirmed: the reply
+    # would reach the closing run (Temporal refuses the close, the worker replays).
+    runs = await histories(bundle.client, bundle.handle.id)
+    for run in runs[:-1]:
+        assert unanswered_at_close(run) == {}, unanswered_at_close(run)
+    record = os.environ.get("FLOTILLA_RECORD_HISTORIES")
+    waited = [h for h in runs if SHARD_REPLIES_BEFORE_CLOSE_PATCH in history_text(h)]
+    if record and waited:  # a close that waited for replies (not every run has one)
+        Path(record).mkdir(parents=True, exist_ok=True)
+        (Path(record) / "bundle-closes-after-shard-replies.json").write_text(waited[0].to_json())
