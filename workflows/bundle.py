@@ -248,7 +248,7 @@ REDEPLOY_AFTER_FAILED_PATCH = "rollback-redeploy-after-failed-version"
 # this bundle only). Asked only by bundles whose plan has such a digest.
 DOWNSTREAM_PATCH = "downstream-resources-digest"
 # A run that rolled something out continues as new once it has been idle (nothing in flight)
-# for SETTLED_CONTINUE_DELAY, if its history has grown past half of CONTINUE_AS_NEW_BYTES,
+# for IDLE_CONTINUE_DELAY, if its history has grown past half of CONTINUE_AS_NEW_BYTES,
 # rather than in the middle of its next rollout: continuing as new waits for every deploy in
 # flight and starts none meanwhile, so a shard that did so mid-partition held its half of the
 # partition's budget idle for a round and its new run's first task (~0.4 s at 10,000
@@ -257,8 +257,8 @@ DOWNSTREAM_PATCH = "downstream-resources-digest"
 # which comes right after its drained report) arrive first: a signal that reaches a run as
 # it closes makes Temporal refuse the close, and the worker replays the whole history.
 # Asked only when such a run is idle past half the bound, so other runs carry no marker.
-SETTLED_CONTINUE_PATCH = "bundle-continues-as-new-when-idle"
-SETTLED_CONTINUE_DELAY = timedelta(seconds=2)
+IDLE_CONTINUE_PATCH = "bundle-continues-as-new-when-idle"
+IDLE_CONTINUE_DELAY = timedelta(seconds=2)
 # A shard whose report is already held (its timer armed, nothing drained) does not make the
 # report again at each activity completion only to hold it: the states, their packing and
 # the fingerprint of 500 clusters were a third of a shard pass's own code, and a gated
@@ -356,7 +356,7 @@ class BundleWorkflow(ShardedBundle):
         # A shard's partitions after its last pass, for its bundle (flotilla.shards).
         self._shard_counts: list[PartitionCounts] = []
         # This run released a deploy, and when it continues as new if it stays idle until
-        # then (_settled_continue_due).
+        # then (_idle_continue_due).
         self._rolled = False
         self._continue_at: datetime | None = None
         # When a close held back for shards' replies is looked at again at the latest.
@@ -377,7 +377,7 @@ class BundleWorkflow(ShardedBundle):
             await self._report_conflicts()
             await self._reconcile()
             if (
-                self._settled_continue_due()
+                self._idle_continue_due()
                 or continue_as_new_due(
                     self.state.max_history_events,
                     start_bytes=self._start_bytes,
@@ -647,10 +647,10 @@ class BundleWorkflow(ShardedBundle):
         self._monitor()
         await self._report()
 
-    def _settled_continue_due(self) -> bool:
-        """Whether this run continues as new now, between rollouts (SETTLED_CONTINUE_PATCH):
+    def _idle_continue_due(self) -> bool:
+        """Whether this run continues as new now, between rollouts (IDLE_CONTINUE_PATCH):
         it rolled something out, its history grew past half the byte bound, and it has been
-        idle since a pass SETTLED_CONTINUE_DELAY ago (each idle pass before that moves the
+        idle since a pass IDLE_CONTINUE_DELAY ago (each idle pass before that moves the
         moment on, so it closes only after a quiet spell)."""
         if self._in_flight or self._monitor_queue:
             self._continue_at = None
@@ -664,10 +664,10 @@ class BundleWorkflow(ShardedBundle):
         grown = workflow.info().get_current_history_size() - self._start_bytes
         if grown < limit // 2:
             return False
-        if self._continue_at is None and not workflow.patched(SETTLED_CONTINUE_PATCH):
+        if self._continue_at is None and not workflow.patched(IDLE_CONTINUE_PATCH):
             self._rolled = False  # a run from before the patch: never again in this run
             return False
-        self._continue_at = now + SETTLED_CONTINUE_DELAY
+        self._continue_at = now + IDLE_CONTINUE_DELAY
         return False
 
     def _awaiting_shard_replies(self) -> bool:

@@ -81,12 +81,12 @@ from workflows.bundle import (
     ACTIVITIES_PER_PASS,
     BATCHED_CHECKS_PATCH,
     BUNDLE_REPORT_SIGNAL,
+    IDLE_CONTINUE_DELAY,
+    IDLE_CONTINUE_PATCH,
     PACKED_REPORTS_PATCH,
     PLAN_FAILURE_WAITS_PATCH,
     PLANNING_PATCH,
     REFRESH_SIGNAL,
-    SETTLED_CONTINUE_DELAY,
-    SETTLED_CONTINUE_PATCH,
     SMALLER_PASSES_PATCH,
     WATCH_ENDS_WHEN_SUPERSEDED_PATCH,
     BundleWorkflow,
@@ -1090,7 +1090,7 @@ async def test_a_settled_rollout_past_half_the_byte_bound_continues_as_new_while
     start: Callable[..., Awaitable[Bundle]],
 ) -> None:
     """A run whose rollout has settled continues as new once it has been idle for
-    ``SETTLED_CONTINUE_DELAY``, when its history grew past half the byte bound
+    ``IDLE_CONTINUE_DELAY``, when its history grew past half the byte bound
     (``max_history_bytes`` 80 kB here; one 30-cluster rollout grows it by about 50 kB): so
     the next rollout starts in a fresh run and does not stop half-way to continue as new (a
     shard that did held its share of a partition idle, issue 12). Nothing is in flight when
@@ -1113,7 +1113,7 @@ async def test_a_settled_rollout_past_half_the_byte_bound_continues_as_new_while
     )
     history = await first.fetch_history()
     text = history_text(history)
-    assert SETTLED_CONTINUE_PATCH in text
+    assert IDLE_CONTINUE_PATCH in text
     assert common.CONTINUE_AS_NEW_BYTES_PATCH not in text, "closed at the bound, not idle"
     events = history.events
     scheduled = sum(e.HasField("activity_task_scheduled_event_attributes") for e in events)
@@ -1125,7 +1125,7 @@ async def test_a_settled_rollout_past_half_the_byte_bound_continues_as_new_while
     ]
     assert scheduled == len(ended), "an activity was in flight when the run closed"
     quiet = events[-1].event_time.ToDatetime() - max(ended)
-    assert quiet >= SETTLED_CONTINUE_DELAY, quiet
+    assert quiet >= IDLE_CONTINUE_DELAY, quiet
     await bundle.release(2)
     await eventually(
         bundle.status,
