@@ -129,7 +129,6 @@ with workflow.unsafe.imports_passed_through():
         CHECK_BATCH_TIMEOUT,
         CHECK_TIMEOUT,
         CLUSTER_SCHEDULE_TO_START,
-        CONTINUE_AS_NEW_BYTES,
         DEPLOY_HEARTBEAT,
         DEPLOY_RETRY,
         DEPLOY_TIMEOUT,
@@ -142,6 +141,7 @@ with workflow.unsafe.imports_passed_through():
         WAIT_READY_HEARTBEAT,
         WAIT_READY_TIMEOUT,
         continue_as_new_due,
+        history_growth,
     )
     from workflows.registry_models import ClusterSnapshot, ClusterView
     from workflows.snapshots import load_clusters
@@ -660,9 +660,7 @@ class BundleWorkflow(ShardedBundle):
         now = workflow.now()
         if self._continue_at is not None and now >= self._continue_at:
             return True
-        limit = self.state.max_history_bytes or CONTINUE_AS_NEW_BYTES
-        grown = workflow.info().get_current_history_size() - self._start_bytes
-        if grown < limit // 2:
+        if history_growth(self._start_bytes, self.state.max_history_bytes) < 0.5:
             return False
         if self._continue_at is None and not workflow.patched(IDLE_CONTINUE_PATCH):
             self._rolled = False  # a run from before the patch: never again in this run
@@ -687,8 +685,7 @@ class BundleWorkflow(ShardedBundle):
             for index, grant in book.grants.items()
         ):
             return False
-        limit = self.state.max_history_bytes or CONTINUE_AS_NEW_BYTES
-        if workflow.info().get_current_history_size() - self._start_bytes >= 2 * limit:
+        if history_growth(self._start_bytes, self.state.max_history_bytes) >= 2:
             return False
         if not workflow.patched(SHARD_REPLIES_BEFORE_CLOSE_PATCH):
             return False

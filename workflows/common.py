@@ -170,6 +170,14 @@ CONTINUE_AS_NEW_BYTES = 1_000_000
 CONTINUE_AS_NEW_BYTES_PATCH = "continue-as-new-by-history-bytes"
 
 
+def history_growth(start_bytes: int, max_history_bytes: int | None) -> float:
+    """How far a run's history has grown past ``start_bytes`` (its size when the run
+    started), as a share of its byte bound: ``max_history_bytes`` (a test switch), or
+    ``CONTINUE_AS_NEW_BYTES`` when None. Call it from workflow code."""
+    limit = CONTINUE_AS_NEW_BYTES if max_history_bytes is None else max_history_bytes
+    return (workflow.info().get_current_history_size() - start_bytes) / limit
+
+
 def continue_as_new_due(
     max_history_events: int | None,
     *,
@@ -184,9 +192,8 @@ def continue_as_new_due(
     if max_history_events is not None and info.get_current_history_length() >= max_history_events:
         return True
     if start_bytes is not None:
-        limit = CONTINUE_AS_NEW_BYTES if max_history_bytes is None else max_history_bytes
-        grown = info.get_current_history_size() - start_bytes
-        if grown >= limit and workflow.patched(CONTINUE_AS_NEW_BYTES_PATCH):
+        grown = history_growth(start_bytes, max_history_bytes)
+        if grown >= 1 and workflow.patched(CONTINUE_AS_NEW_BYTES_PATCH):
             return True
     return info.is_continue_as_new_suggested()
 
