@@ -208,6 +208,20 @@ def worst_state(states: Iterable[BundleState]) -> BundleState:
     return min(states, key=SEVERITY.index, default=BundleState.READY)
 
 
+def bundle_shown(
+    state: BundleState, message: str, *, halted: str = "", source_error: str = "", pin: str = ""
+) -> tuple[BundleState | RepoState, str]:
+    """A bundle's state and message as its own status shows them (and `get bundles`), ranked
+    as its GitRepo ranks them: a read error of the newest commit first (the clusters still run
+    an older one), then a halted rollout, then the deployments' own; a Ready bundle's message
+    names its version pin, if any."""
+    if source_error:
+        return BundleState.ERR_APPLIED, source_error
+    if halted:
+        return RepoState.HALTED, halted
+    return state, message or pin
+
+
 def planning_text(commit: str) -> str:
     return f"planning commit {commit[:12]}"
 

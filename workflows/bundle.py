@@ -88,8 +88,8 @@ with workflow.unsafe.imports_passed_through():
     from flotilla.status import (
         BundleReport,
         BundleState,
-        RepoState,
         StateWithMessage,
+        bundle_shown,
         ready_condition,
         reported_summary,
         state_since,
@@ -548,6 +548,13 @@ class BundleWorkflow(ShardedBundle):
                 )
             )
         halted = self._halted()
+        state, message = bundle_shown(
+            summary.state,
+            summary.message,
+            halted=halted,
+            source_error=spec.source_error if spec else "",
+            pin=spec.pin if spec else "",
+        )
         return BundleStatus(
             namespace=self.state.namespace,
             bundle=self.state.bundle,
@@ -556,8 +563,8 @@ class BundleWorkflow(ShardedBundle):
             paused=self._bundle_paused(),
             ready=summary.ready,
             desired=summary.desired,
-            state=RepoState.HALTED if halted else summary.state,
-            message=halted or summary.message or (spec.pin if spec else ""),
+            state=state,
+            message=message,
             summary=self._summary,
             clusters=clusters,
             errors=dict(self.state.plan_errors),
@@ -568,6 +575,7 @@ class BundleWorkflow(ShardedBundle):
             halted=halted,
             labels=dict(spec.labels) if spec else {},
             pin=spec.pin if spec else "",
+            source_error=spec.source_error if spec else "",
         )
 
     @workflow.query(name=CONTENT_REFS_QUERY)
@@ -1635,11 +1643,12 @@ class BundleWorkflow(ShardedBundle):
         summary = summarize(states, planning=planning)
         spec = self.state.spec
         halted = self._halted()
-        shown = RepoState.HALTED if halted else summary.state
+        source_error = spec.source_error if spec else ""
+        shown, shown_message = bundle_shown(
+            summary.state, summary.message, halted=halted, source_error=source_error
+        )
         self.state.conditions = transition(
-            self.state.conditions,
-            [ready_condition(shown, halted or summary.message)],
-            workflow.now(),
+            self.state.conditions, [ready_condition(shown, shown_message)], workflow.now()
         )
         self.state.since = state_since(self.state.since, states, now)
         report = BundleReport(
@@ -1666,8 +1675,10 @@ class BundleWorkflow(ShardedBundle):
             report = pack_report(
                 report.model_copy(update={"counts": counts, "non_ready": non_ready}), self._index
             )
-        # A digest, so the state handed to continue-as-new stays small for big fleets.
-        fingerprint = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
+        # A digest, so the state handed to continue-as-new stays small for big fleets. A read
+        # error of a newer commit is in it (when there is one): it changes what the bundle
+        # publishes, though not what the GitRepo hears (it has the error itself).
+        fingerprint = hashlib.sha256((report.model_dump_json() + source_error).encode()).hexdigest()
         if fingerprint == self.state.last_report:
             self._settle_held_report()  # a held-back message that changed back: nothing is due
             return
@@ -1708,7 +1719,7 @@ class BundleWorkflow(ShardedBundle):
             bundle=self.state.bundle,
             commit=spec.commit if spec else "",
             state=shown,
-            message=halted or report.message or (spec.pin if spec else ""),
+            message=shown_message or (spec.pin if spec else ""),
             ready=report.ready,
             desired=report.desired,
         )

@@ -54,6 +54,11 @@ class BundleSpec(BaseModel):
     # The version pin that holds this bundle at ``commit`` (flotilla.pins.pin_line), shown by
     # the bundle's status; left out of the JSON when there is none, as above.
     pin: str = Field(default="", exclude_if=lambda value: not value)
+    # Why the GitRepo's newest commit could not be read for this bundle (a broken fleet.yaml,
+    # a bad dependsOn), with that commit: the bundle runs ``commit``, its last good read, and
+    # its status says ErrApplied with this. Status only: nothing is planned or deployed from
+    # it, and a sharded bundle never sends it to its shards. Left out of the JSON when empty.
+    source_error: str = Field(default="", exclude_if=lambda value: not value)
 
 
 # The bundle on one cluster, with its Helm release (the record and its transitions are core).
@@ -296,6 +301,9 @@ class BundleStatus(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     # The version pin holding the bundle at ``commit`` (flotilla rollback), or "".
     pin: str = ""
+    # Why the GitRepo's newest commit could not be read for this bundle, or "" (then the
+    # state is ErrApplied with it; the clusters still run ``commit``).
+    source_error: str = ""
 
 
 BundleWorkflowState.model_rebuild()

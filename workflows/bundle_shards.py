@@ -54,8 +54,8 @@ with workflow.unsafe.imports_passed_through():
         MAX_REPORTED_NON_READY,
         BundleReport,
         BundleState,
-        RepoState,
         StateWithMessage,
+        bundle_shown,
         planning_text,
         worst_state,
     )
@@ -134,8 +134,14 @@ def _digest(model: Any) -> str:
     return hashlib.sha256(model.model_dump_json().encode()).hexdigest()
 
 
+def _for_shards(spec: BundleSpec) -> BundleSpec:
+    """The spec as shards get it: without the GitRepo's read error of a newer commit, which
+    is the bundle's status alone (a changed spec would withdraw every grant)."""
+    return spec.model_copy(update={"source_error": ""}) if spec.source_error else spec
+
+
 def _spec_key(spec: BundleSpec) -> str:
-    return _digest(spec)
+    return _digest(_for_shards(spec))
 
 
 def with_packed_states(
@@ -423,7 +429,7 @@ class ShardedBundle:
                 book.sent_clusters[index] = digest
             grant = self._next_grant(index, reached=[], budgets={}, closed={}) if new_spec else None
             refresh = BundleRefresh(
-                spec=spec, clusters=part if changed else None, grant=grant or None
+                spec=_for_shards(spec), clusters=part if changed else None, grant=grant or None
             )
             if index < book.started:
                 sends.append(self._signal_shard(index, REFRESH, refresh))
@@ -713,6 +719,8 @@ class ShardedBundle:
             # from readyClusters and from its dependents until then.
             return
         fingerprint = _digest(report)
+        if spec.source_error:  # what this bundle publishes changes with it (see _report)
+            fingerprint = hashlib.sha256(f"{fingerprint}{spec.source_error}".encode()).hexdigest()
         if fingerprint == self.state.last_report:
             self._report_due = None
             return
@@ -723,12 +731,15 @@ class ShardedBundle:
             return
         self._report_due = None
         self.state.last_report, self.state.last_report_at = fingerprint, now
+        state, message = bundle_shown(
+            report.state, report.message, halted=report.halted, source_error=spec.source_error
+        )
         publish_bundle(
             gitrepo=spec.gitrepo,
             bundle=self.state.bundle,
             commit=spec.commit,
-            state=RepoState.HALTED if report.halted else report.state,
-            message=report.halted or report.message,
+            state=state,
+            message=message,
             ready=report.ready,
             desired=report.desired,
         )
@@ -759,6 +770,12 @@ class ShardedBundle:
         assert book is not None
         summary = self._shard_summary(spec) if spec else None
         halted = summary.halted if summary else ""
+        state, message = bundle_shown(
+            summary.state if summary else BundleState.PENDING,
+            summary.message if summary else "",
+            halted=halted,
+            source_error=spec.source_error if spec else "",
+        )
         return BundleStatus(
             namespace=self.state.namespace,
             bundle=self.state.bundle,
@@ -767,12 +784,13 @@ class ShardedBundle:
             paused=self.state.paused or any(r.paused for r in book.reports.values()),
             ready=summary.ready if summary else 0,
             desired=summary.desired if summary else 0,
-            state=RepoState.HALTED if halted else summary.state if summary else BundleState.PENDING,
-            message=halted or (summary.message if summary else ""),
+            state=state,
+            message=message,
             summary=self._summary,
             clusters=[],
             gates=gate_statuses(
                 partition_gates(self.state.strategy), self._gate_record, self._gate, workflow.now()
             ),
             halted=halted,
+            source_error=spec.source_error if spec else "",
         )

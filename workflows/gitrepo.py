@@ -216,6 +216,10 @@ POLL_TICKER_PATCH = "gitrepo-polls-on-a-ticker"
 # A bundle whose fleet.yaml broke keeps the commit it was read at: its spec no longer moves to
 # the broken commit (a refresh fewer), its status and Ready versions name what it runs.
 KEPT_COMMIT_PATCH = "gitrepo-broken-bundle-keeps-its-commit"
+# ... and is told why, in its spec (``BundleSpec.source_error``): its own status, `get
+# bundles` and the Temporal UI say ErrApplied with the error, not Ready at the older commit
+# (a refresh more per broken commit). Asked only when a deployable bundle has a read error.
+SOURCE_ERROR_PATCH = "gitrepo-tells-a-broken-bundle-its-error"
 
 
 def _kept_commit(ref: BundleRef | None) -> str:
@@ -1110,6 +1114,9 @@ class GitRepoWorkflow:
         specs = {}
         for name, ref in wanted.items():
             pin = self.state.pins.get(ref.name) or self.state.pins.get("")
+            source_error = ""
+            if ref.error and workflow.patched(SOURCE_ERROR_PATCH):
+                source_error = f"commit {self.state.commit[:12]} not deployed: {ref.error}"
             specs[name] = BundleSpec(
                 gitrepo=self.state.name,
                 commit=self._commit_of(ref.name),
@@ -1120,6 +1127,7 @@ class GitRepoWorkflow:
                 switches=switches,
                 gitrepo_paused=spec.paused,
                 render_secrets=render_secrets,
+                source_error=source_error,
             )
         return specs
 

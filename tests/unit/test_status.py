@@ -22,6 +22,7 @@ from flotilla.status import (
     RepoState,
     StateSince,
     StateWithMessage,
+    bundle_shown,
     cluster_state,
     compute_state,
     deployment_page,
@@ -644,3 +645,39 @@ def test_a_deployment_page_at_fleet_scale_stays_small() -> None:
     assert len(json.dumps(lines)) < 600_000
     assert deployment_page(reports, 25_000, 5000) == ([], 25_000)
     assert deployment_page(reports, -3, 2)[0][0][:2] == ("bench-b0", "c000")
+
+
+@pytest.mark.parametrize(
+    ("halted", "source_error", "pin", "shown"),
+    [
+        ("", "", "", (BundleState.READY, "")),
+        ("", "", "pinned to abc", (BundleState.READY, "pinned to abc")),
+        ("rejected", "", "pinned", (RepoState.HALTED, "rejected")),
+        (
+            "rejected",
+            "commit c not deployed: bad",
+            "",
+            (BundleState.ERR_APPLIED, "commit c not deployed: bad"),
+        ),
+        (
+            "",
+            "commit c not deployed: bad",
+            "pinned",
+            (BundleState.ERR_APPLIED, "commit c not deployed: bad"),
+        ),
+    ],
+)
+def test_a_bundle_shows_a_read_error_first_as_its_gitrepo_does(
+    halted: str, source_error: str, pin: str, shown: tuple[str, str]
+) -> None:
+    assert (
+        bundle_shown(BundleState.READY, "", halted=halted, source_error=source_error, pin=pin)
+        == shown
+    )
+
+
+def test_a_bundle_keeps_its_own_message_below_a_read_error() -> None:
+    assert bundle_shown(BundleState.NOT_READY, "c1: waiting", pin="pinned") == (
+        BundleState.NOT_READY,
+        "c1: waiting",
+    )

@@ -32,14 +32,16 @@ from flotilla.ids import bundle_shard_workflow_id
 from flotilla.models import RolloutStrategy
 from flotilla.shards import grant_as_seen
 from flotilla.status import BundleState
-from tests.e2e.harness import history_text
+from tests.e2e.harness import history_text, record_history
 from tests.workflows.test_bundle_standins import (  # noqa: F401 (the fixture)
     Bundle,
     StandIns,
     Window,
     eventually,
+    spec,
     start,
 )
+from workflows import visibility
 from workflows.bundle import (
     GRANT_REPLY_WAIT,
     HELD_REPORT_UNMADE_PATCH,
@@ -401,6 +403,39 @@ async def test_a_label_change_on_one_cluster_replans_only_its_shard(
     assert standins.plans[3] == clusters[50:100]
     await eventually(status, lambda s: s.ready == 120 and s.state is BundleState.READY)
     assert len(standins.windows) == 120
+
+
+async def test_a_read_error_of_a_newer_commit_is_the_sharded_bundles_status_alone(
+    start: Callable[..., Awaitable[Bundle]],  # noqa: F811
+) -> None:
+    """The GitRepo could not read the bundle at a newer commit (its fleet.yaml broke): the
+    bundle says ErrApplied with why, and publishes it; its shards never hear of it, so no
+    grant is withdrawn, nothing is planned or deployed again, and the fix clears it."""
+    clusters = [f"c{i:03d}" for i in range(120)]
+    standins = PlanLog(clusters=clusters, ready_at_deploy=True)
+    bundle = await start(standins, shard_size=50)
+    await eventually(bundle.status, lambda s: s.ready == 120 and s.state is BundleState.READY)
+    plans, deploys = len(standins.plans), len(standins.windows)
+    error = "commit 0123456789ab not deployed: fleet.yaml: dependsOn[0].name: no bundle 'nope'"
+    broken = spec(1).model_copy(update={"source_error": error})
+    await bundle.handle.signal(BundleWorkflow.refresh, BundleRefresh(spec=broken))
+    status = await eventually(bundle.status, lambda s: bool(s.source_error))
+    assert (status.state, status.message, status.ready) == (BundleState.ERR_APPLIED, error, 120)
+    described = await eventually(
+        bundle.handle.describe,
+        lambda d: d.typed_search_attributes.get(visibility.STATE) == "ErrApplied",
+    )
+    assert described.typed_search_attributes.get(visibility.MESSAGE) == error
+    await asyncio.sleep(2)  # time for any shard to plan or deploy, which must not happen
+    assert (len(standins.plans), len(standins.windows)) == (plans, deploys)
+    shard = bundle.client.get_workflow_handle(bundle_shard_workflow_id(bundle.handle.id, 0))
+    shard_status = await shard.query(BundleWorkflow.status, BundleStatusRequest())
+    assert (shard_status.source_error, shard_status.state) == ("", BundleState.READY)
+    await bundle.handle.signal(BundleWorkflow.refresh, BundleRefresh(spec=spec(1)))
+    status = await eventually(bundle.status, lambda s: not s.source_error)
+    assert (status.state, status.message) == (BundleState.READY, "")
+    # The coordinator's history for tests/replay (FLOTILLA_RECORD_HISTORIES=DIR).
+    record_history(await bundle.handle.fetch_history(), "bundle-shards-read-error.json")
 
 
 async def test_a_sharded_bundle_and_its_shards_continue_as_new_mid_rollout(

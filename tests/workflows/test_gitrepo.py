@@ -23,6 +23,7 @@ from flotilla.errors import FlotillaError
 from flotilla.ids import bundle_workflow_id, gitrepo_workflow_id
 from flotilla.models import GitRepo, load_fleet_objects
 from tests.e2e.harness import Flotilla, gitrepo_yaml
+from workflows import visibility
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
 
@@ -316,8 +317,24 @@ async def test_depends_on_cycles_and_typos_are_errors_on_those_bundles_only(
     (w,) = [b for b in status.bundles if b.name == "deps-w"]
     assert w.state == "ErrApplied" and "deps-nope" in w.error and "\n" not in w.error
     assert {b.bundle for b in await flotilla.control.list_bundles(ns)} == {"deps-w", "deps-z"}
-    after = await flotilla.control.bundle_status(ns, "deps-w")
+    # Its own status says why the newest commit is not deployed (the GitRepo told it), where
+    # Fleet's Bundle would stay Ready at the older commit and only the GitRepo would say so.
+    after = await flotilla.eventually(
+        lambda: flotilla.control.bundle_status(ns, "deps-w"), lambda b: bool(b.source_error)
+    )
+    assert after.source_error == f"commit {broken[:12]} not deployed: {w.error}"
+    assert (after.state, after.message) == ("ErrApplied", after.source_error)
+    ready = next(c for c in after.conditions if c.type == "Ready")
+    assert (ready.status, ready.message) == (False, after.source_error)
+    # `get bundles` and the Temporal UI list it so (the search attributes it publishes).
+    published = await flotilla.eventually(
+        lambda: flotilla.control.bundle(ns, "deps-w").describe(),
+        lambda d: d.typed_search_attributes.get(visibility.STATE) == "ErrApplied",
+    )
+    assert "deps-nope" in (published.typed_search_attributes.get(visibility.MESSAGE) or "")
+    # Nothing was deployed again: same rollout, same releases at the same revisions.
     assert after.summary == before.summary
+    assert [c.release for c in after.clusters] == [c.release for c in before.clusters]
     # ... and says the commit it runs, not the broken one (Fleet's bundle keeps its commit).
     assert after.commit == before.commit != broken
     fixed = git_daemon.commit(
@@ -325,9 +342,11 @@ async def test_depends_on_cycles_and_typos_are_errors_on_those_bundles_only(
         {"w/fleet.yaml": "labels: {tier: base}\ndefaultNamespace: fixed\n"},
         message="fix the typo",
     )
-    await flotilla.eventually(
-        lambda: flotilla.control.bundle_status(ns, "deps-w"), lambda b: b.commit == fixed
+    healed = await flotilla.eventually(
+        lambda: flotilla.control.bundle_status(ns, "deps-w"),
+        lambda b: b.commit == fixed and b.state == "Ready",
     )
+    assert healed.source_error == "" and healed.message == ""
     status = await flotilla.eventually(
         lambda: flotilla.control.gitrepo_status(ns, "deps"),
         lambda s: (
