@@ -147,6 +147,8 @@ class Controller:
         self._retry: dict[Key, float] = {}
         self._seen: dict[Key, _Seen] = {}
         self._children: set[tuple[str, str, str]] = set()
+        # The spec each child was last written with (a new commit changes it).
+        self._child_specs: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._stop_watching = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         # Set once the CRDs are there, the Leases held and the watches started.
@@ -592,6 +594,7 @@ class Controller:
         current = {
             b.name: (b.state, b.ready, b.desired, b.message, status.commit) for b in status.bundles
         }
+        read_errors = {b.name for b in status.bundles if b.error}
         for bundle, line in current.items():
             if seen.lines.get(bundle) == line:
                 continue
@@ -600,8 +603,12 @@ class Controller:
             except FlotillaError:
                 continue
             await self._write_bundle(key, bundle_status)
-            seen.lines[bundle] = line
             seen.bundles[bundle] = bundle_status
+            if bundle in read_errors and not bundle_status.source_error:
+                # The GitRepo has a read error for it that the bundle has not been told of
+                # yet (its refresh is on the way): read it again next pass.
+                continue
+            seen.lines[bundle] = line
         for gone in set(seen.lines) - set(current):
             seen.lines.pop(gone, None)
             self._drop_children(namespace, seen.bundles.pop(gone, None))
@@ -655,7 +662,8 @@ class Controller:
         spec: dict[str, Any],
         status: dict[str, Any],
     ) -> None:
-        """Create a Bundle or BundleDeployment once, then write its status when it changes."""
+        """Create a Bundle or BundleDeployment once, then write its spec (the commit, the
+        deployment ID) and its status when they change."""
         ident = (kind, namespace, name)
         what = f"{kind.lower()} {namespace}/{name}"
         if ident not in self._children:
@@ -665,10 +673,17 @@ class Controller:
                 "metadata": {"name": name, "namespace": namespace, "labels": labels},
                 "spec": spec,
             }
-            with contextlib.suppress(ConflictError):  # there since an earlier run
+            try:
                 await self._call("POST", _path(kind, namespace), what=what, body=body)
+                self._child_specs[ident] = spec
+            except ConflictError:  # there since an earlier run, with a spec of its time
+                self._child_specs.pop(ident, None)
             self._children.add(ident)
             self.objects[ident] = {"status": None}
+        if self._child_specs.get(ident) != spec:
+            with contextlib.suppress(NotFoundError):
+                await self._patch(_path(kind, namespace, name), {"spec": spec}, what=what)
+            self._child_specs[ident] = spec
         await self._write_status(ident, status)
 
     def _drop_children(self, namespace: str, bundle: BundleStatus | None) -> None:
@@ -684,6 +699,7 @@ class Controller:
         ]
         for ident in idents:
             self._children.discard(ident)
+            self._child_specs.pop(ident, None)
             self.objects.pop(ident, None)
 
     async def _delete_bundle(self, namespace: str, bundle: str) -> None:

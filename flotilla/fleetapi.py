@@ -435,7 +435,7 @@ def gitrepo_status(
         "summary": {
             "desiredReady": int(desired or 0),
             "ready": int(ready or 0),
-            **{_summary_key(state): n for state, n in counts.items() if state != "Ready"},
+            **_state_counts(counts),
             "nonReadyResources": [
                 {"name": line.name, "bundleState": line.state, "message": line.message}
                 for line in not_ready[:MAX_STATUS_ITEMS]
@@ -468,6 +468,14 @@ def helmop_status(status: Any, extra: Sequence[dict[str, Any]], now: datetime) -
 def _summary_key(state: str) -> str:
     """Fleet's summary field of a state: ``WaitApplied`` → ``waitApplied``."""
     return state[:1].lower() + state[1:]
+
+
+def _state_counts(counts: Mapping[str, int]) -> dict[str, int | None]:
+    """The summary's count of each state but Ready; a state with none is null, so that a
+    merge patch of the status removes a count left from before (Fleet omits zero counts)."""
+    states = [s.value for s in BundleState if s is not BundleState.READY]
+    states += sorted(set(counts) - set(states) - {BundleState.READY.value})
+    return {_summary_key(state): counts.get(state) or None for state in states}
 
 
 @dataclass(frozen=True)
@@ -516,7 +524,7 @@ def bundle_status(
         "summary": {
             "desiredReady": desired,
             "ready": ready,
-            **{_summary_key(s): n for s, n in counts.items() if s != "Ready"},
+            **_state_counts(counts),
             "nonReadyResources": [
                 {"name": d.cluster, "bundleState": d.state, "message": d.message}
                 for d in bad[:MAX_STATUS_ITEMS]

@@ -175,6 +175,7 @@ async def test_fleet_api_round_trip(
             assert row(clusters, "two")["Bundles-Ready"] == "1/1"
 
             # --- a commit rolls out, the status follows -------------------------------------
+            first = (kubectl.get("BundleDeployment", ns, "web-app-one") or {})["spec"]
             work = git_daemon.working_copy(repo_name)
             commit = git_daemon.commit(
                 work, {"app/cm.yaml": CM.replace("hello", "bonjour")}, message="bonjour"
@@ -187,6 +188,30 @@ async def test_fleet_api_round_trip(
                 ),
             )
             assert row(kubectl.table("GitRepo", ns), "web")["Commit"] == commit
+            # The children's specs follow too: the Bundle's commit, each deployment's ID.
+            await eventually(
+                lambda: kubectl.get("Bundle", ns, "web-app"),
+                lambda o: (o or {}).get("spec", {}).get("commit") == commit,
+            )
+            deployment = await eventually(
+                lambda: kubectl.get("BundleDeployment", ns, "web-app-one"),
+                lambda o: (
+                    (o or {}).get("status", {}).get("appliedDeploymentID")
+                    == (o or {}).get("spec", {}).get("deploymentID")
+                ),
+            )
+            assert (deployment or {})["spec"]["deploymentID"] != first["deploymentID"]
+            # All Ready: no count of another state is left over from the rollout (a merge
+            # patch keeps the keys it does not name).
+            for kind, name in (("Bundle", "web-app"), ("GitRepo", "web")):
+                summary = (
+                    await eventually(
+                        lambda kind=kind, name=name: kubectl.get(kind, ns, name),
+                        lambda o: condition(o, "Ready").get("status") == "True",
+                    )
+                    or {}
+                )["status"]["summary"]
+                assert set(summary) == {"desiredReady", "ready", "nonReadyResources"}, summary
             for name in ("one", "two"):
                 assert (
                     len(helm_history(local_cluster.kubeconfig, "web-app", f"{prefix}-{name}")) == 2
@@ -205,6 +230,27 @@ async def test_fleet_api_round_trip(
                 lambda: releases(local_cluster.kubeconfig, f"{prefix}-two"), lambda r: r == []
             )
             assert releases(local_cluster.kubeconfig, f"{prefix}-one") == ["web-app"]
+
+            # --- a broken fleet.yaml: the Bundle says why, its clusters keep running --------
+            history = helm_history(local_cluster.kubeconfig, "web-app", f"{prefix}-one")
+            good = per_cluster_namespaces(prefix, ["one", "two"])
+            broken = git_daemon.commit(
+                work, {"app/fleet.yaml": good + "dependsOn: [{name: nope}]\n"}, message="typo"
+            )
+            bundle = await eventually(
+                lambda: kubectl.get("Bundle", ns, "web-app"),
+                lambda o: condition(o, "Ready").get("reason") == "ErrApplied",
+            )
+            message = condition(bundle, "Ready")["message"]
+            assert f"commit {broken[:12]} not deployed" in message and "nope" in message
+            assert (bundle or {})["spec"]["commit"] == commit  # what its clusters run
+            commit = git_daemon.commit(work, {"app/fleet.yaml": good}, message="fix the typo")
+            await eventually(
+                lambda: kubectl.get("Bundle", ns, "web-app"),
+                lambda o: condition(o, "Ready").get("status") == "True",
+            )
+            # The fix reads as the bundle was before the typo: nothing deployed again.
+            assert helm_history(local_cluster.kubeconfig, "web-app", f"{prefix}-one") == history
 
             # --- invalid objects: one-line conditions, the rest carries on ------------------
             kubectl.apply(

@@ -315,6 +315,14 @@ def test_bundle_status_counts_every_cluster_and_names_ten() -> None:
     assert len(json.dumps(status)) < 3000
 
 
+def test_a_state_no_deployment_is_in_any_more_is_null_so_a_merge_patch_removes_it() -> None:
+    status = fleetapi.bundle_status(2, 2, "Ready", "", [DeploymentView("c", "Ready", "", "d", "d")])
+    counts = {k: v for k, v in status["summary"].items() if k not in ("desiredReady", "ready")}
+    assert counts.pop("nonReadyResources") == []
+    assert counts and set(counts.values()) == {None}
+    assert {"waitApplied", "errApplied", "notReady", "modified"} <= set(counts)
+
+
 @pytest.mark.parametrize(("applied", "deployed"), [("d1", "Yes"), ("d0", "No"), ("", "No")])
 def test_bundledeployment_deployed_column(applied: str, deployed: str) -> None:
     status = fleetapi.bundledeployment_status(DeploymentView("c", "Ready", "", "d1", applied))
