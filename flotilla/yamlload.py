@@ -113,6 +113,10 @@ def spec_error_from_validation(err: ValidationError, *, file: str, prefix: str =
         message = str(first["ctx"]["error"])
     elif first["type"] == "missing":
         message = "required field is missing"
+    elif first["type"] == "model_type":
+        # pydantic names the model class ("... or instance of HelmOptions"): ours, not the
+        # user's words; a mapping is what the file must hold there.
+        message = f"Input should be a valid dictionary ({short_repr(first['input'])})"
     else:
         message = f"{first['msg']} ({short_repr(first['input'])})"
     return SpecError(message, file=file, field=field)
