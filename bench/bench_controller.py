@@ -173,6 +173,7 @@ async def run(latency_runs: int, gitrepos: int, idle: float) -> None:
             await asyncio.sleep(5)
 
             writes_before = dict(controller.status_writes)
+            verbs_before = dict(controller.requests)
             commit = git.commit(
                 git.working_copy("bench"), {"b/cm.yaml": CM.format(v=1)}, message="v1"
             )
@@ -180,12 +181,15 @@ async def run(latency_runs: int, gitrepos: int, idle: float) -> None:
             await settled(kubectl, names, commit)
             await asyncio.sleep(5)  # the last writes of the pass
             writes = {k: v - writes_before.get(k, 0) for k, v in controller.status_writes.items()}
+            verbs = {k: v - verbs_before.get(k, 0) for k, v in controller.requests.items()}
             deployments = len(names) * len(CLUSTERS)
             print(
                 f"one commit to {len(names)} GitRepos ({deployments} bundle deployments) "
                 f"Ready in {time.monotonic() - began:.1f}s; status writes {writes}: "
                 f"{sum(writes.values()) / deployments:.2f} per bundle deployment "
-                f"(BundleDeployment {writes.get('BundleDeployment', 0) / deployments:.2f})"
+                f"(BundleDeployment {writes.get('BundleDeployment', 0) / deployments:.2f}); "
+                f"API requests {verbs}: {sum(verbs.values()) / deployments:.2f} per bundle "
+                "deployment (status writes and spec patches included)"
             )
 
             requests_before = sum(controller.requests.values())
