@@ -60,6 +60,7 @@ WATCHED = (
 _OWN_STATUS = ("GitRepo", "HelmOp")
 REPO_LABEL = "fleet.cattle.io/repo-name"
 BUNDLE_LABEL = "fleet.cattle.io/bundle-name"
+CLUSTER_LABEL = "fleet.cattle.io/cluster"
 _MERGE = "application/merge-patch+json"
 _WATCH_SECONDS = 240
 # GitRepo status queries in flight at once in a status pass.
@@ -603,6 +604,7 @@ class Controller:
             except FlotillaError:
                 continue
             await self._write_bundle(key, bundle_status)
+            await self._delete_untargeted(namespace, seen.bundles.get(bundle), bundle_status)
             seen.bundles[bundle] = bundle_status
             if bundle in read_errors and not bundle_status.source_error:
                 # The GitRepo has a read error for it that the bundle has not been told of
@@ -646,7 +648,7 @@ class Controller:
                 labels={
                     **labels,
                     BUNDLE_LABEL: status.bundle,
-                    "fleet.cattle.io/cluster": d.cluster,
+                    CLUSTER_LABEL: d.cluster,
                 },
                 spec={"deploymentID": d.deployment_id},
                 status=fleetapi.bundledeployment_status(d),
@@ -698,6 +700,39 @@ class Controller:
             for c in bundle.clusters
         ]
         for ident in idents:
+            self._children.discard(ident)
+            self._child_specs.pop(ident, None)
+            self.objects.pop(ident, None)
+
+    async def _delete_untargeted(
+        self, namespace: str, previous: BundleStatus | None, current: BundleStatus
+    ) -> None:
+        """Delete the BundleDeployments of clusters the bundle no longer deploys to (a label
+        change, a cluster gone): those of its last status written, or, the first time this
+        controller writes the bundle, those it finds labelled with it."""
+        targeted = {c.cluster for c in current.clusters}
+        if previous is not None:
+            before = {c.cluster for c in previous.clusters}
+        else:
+            listed = await self._call(
+                "GET",
+                _path("BundleDeployment", namespace),
+                what=f"bundledeployments of bundle {namespace}/{current.bundle}",
+                query=[("labelSelector", f"{BUNDLE_LABEL}={current.bundle}")],
+            )
+            before = {
+                str(item.get("metadata", {}).get("labels", {}).get(CLUSTER_LABEL, ""))
+                for item in listed.get("items", [])
+            }
+        for cluster in sorted(before - targeted - {""}):
+            name = fleetapi.bundledeployment_name(current.bundle, cluster)
+            with contextlib.suppress(NotFoundError):
+                await self._call(
+                    "DELETE",
+                    _path("BundleDeployment", namespace, name),
+                    what=f"bundledeployment {namespace}/{name}",
+                )
+            ident = ("BundleDeployment", namespace, name)
             self._children.discard(ident)
             self._child_specs.pop(ident, None)
             self.objects.pop(ident, None)

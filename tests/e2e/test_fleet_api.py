@@ -230,6 +230,11 @@ async def test_fleet_api_round_trip(
                 lambda: releases(local_cluster.kubeconfig, f"{prefix}-two"), lambda r: r == []
             )
             assert releases(local_cluster.kubeconfig, f"{prefix}-one") == ["web-app"]
+            # The untargeted cluster's BundleDeployment goes with its release.
+            await eventually(
+                lambda: kubectl.table("BundleDeployment", ns),
+                lambda r: sorted(x["Name"] for x in r) == ["web-app-one"],
+            )
 
             # --- a broken fleet.yaml: the Bundle says why, its clusters keep running --------
             history = helm_history(local_cluster.kubeconfig, "web-app", f"{prefix}-one")
