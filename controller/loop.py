@@ -529,6 +529,10 @@ class Controller:
                 what=f"the status of {kind.lower()} {namespace}/{name}",
             )
         except NotFoundError:
+            if kind in ("Bundle", "BundleDeployment"):
+                # Deleted by hand: _child creates it again.
+                self._children.discard(key)
+                self._child_specs.pop(key, None)
             return False
         self.status_writes[kind] += 1
         if key in self.objects:
@@ -665,28 +669,35 @@ class Controller:
         status: dict[str, Any],
     ) -> None:
         """Create a Bundle or BundleDeployment once, then write its spec (the commit, the
-        deployment ID) and its status when they change."""
+        deployment ID) and its status when they change; one deleted by hand is created
+        again when it is next written."""
         ident = (kind, namespace, name)
         what = f"{kind.lower()} {namespace}/{name}"
-        if ident not in self._children:
-            body = {
-                "apiVersion": FLEET_API,
-                "kind": kind,
-                "metadata": {"name": name, "namespace": namespace, "labels": labels},
-                "spec": spec,
-            }
-            try:
-                await self._call("POST", _path(kind, namespace), what=what, body=body)
-                self._child_specs[ident] = spec
-            except ConflictError:  # there since an earlier run, with a spec of its time
-                self._child_specs.pop(ident, None)
-            self._children.add(ident)
-            self.objects[ident] = {"status": None}
-        if self._child_specs.get(ident) != spec:
-            with contextlib.suppress(NotFoundError):
-                await self._patch(_path(kind, namespace, name), {"spec": spec}, what=what)
-            self._child_specs[ident] = spec
-        await self._write_status(ident, status)
+        for _ in range(2):  # a second time only when it was found deleted
+            if ident not in self._children:
+                body = {
+                    "apiVersion": FLEET_API,
+                    "kind": kind,
+                    "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                    "spec": spec,
+                }
+                try:
+                    await self._call("POST", _path(kind, namespace), what=what, body=body)
+                    self._child_specs[ident] = spec
+                except ConflictError:  # there since an earlier run, with a spec of its time
+                    self._child_specs.pop(ident, None)
+                self._children.add(ident)
+                self.objects[ident] = {"status": None}
+            if self._child_specs.get(ident) != spec:
+                try:
+                    await self._patch(_path(kind, namespace, name), {"spec": spec}, what=what)
+                    self._child_specs[ident] = spec
+                except NotFoundError:
+                    self._children.discard(ident)
+                    continue
+            await self._write_status(ident, status)
+            if ident in self._children:  # else deleted by hand: _write_status forgot it
+                return
 
     def _drop_children(self, namespace: str, bundle: BundleStatus | None) -> None:
         if bundle is None:

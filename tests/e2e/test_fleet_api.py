@@ -239,6 +239,8 @@ async def test_fleet_api_round_trip(
             # --- a broken fleet.yaml: the Bundle says why, its clusters keep running --------
             history = helm_history(local_cluster.kubeconfig, "web-app", f"{prefix}-one")
             good = per_cluster_namespaces(prefix, ["one", "two"])
+            # A Bundle deleted by hand comes back at its next change (this one).
+            kubectl.delete("Bundle", ns, "web-app")
             broken = git_daemon.commit(
                 work, {"app/fleet.yaml": good + "dependsOn: [{name: nope}]\n"}, message="typo"
             )
