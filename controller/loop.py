@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +39,7 @@ from flotilla import fleetapi
 from flotilla.errors import FlotillaError, one_line
 from flotilla.fleetapi import DeploymentView, GitRepoView
 from flotilla.models import ClusterGroup, GitRepo, GitRepoRestriction, HelmOp, Policy, Schedule
-from flotilla.status import BundleState
+from flotilla.status import BundleLine, BundleState
 from flotilla.targeting import match_selector
 from starters.control import Control
 from workflows.bundle_models import BundleStatus
@@ -59,6 +59,10 @@ WATCHED = (
 # Kinds whose status (conditions included) the status pass writes from their workflow.
 _OWN_STATUS = ("GitRepo", "HelmOp")
 REPO_LABEL = "fleet.cattle.io/repo-name"
+# Fleet's label on a HelmOp's Bundle (and here its BundleDeployments): the HelmOp's name.
+HELMOP_LABEL = "fleet.cattle.io/fleet-helm-name"
+# The label that ties a Bundle and its BundleDeployments to what owns them, by owner kind.
+_OWNER_LABELS = {"GitRepo": REPO_LABEL, "HelmOp": HELMOP_LABEL}
 BUNDLE_LABEL = "fleet.cattle.io/bundle-name"
 CLUSTER_LABEL = "fleet.cattle.io/cluster"
 _MERGE = "application/merge-patch+json"
@@ -499,19 +503,21 @@ class Controller:
         except FlotillaError as err:
             # Never applied (invalid, or already gone): nothing of it runs.
             log.info("%s %s/%s: nothing to remove (%s)", kind, namespace, name, one_line(str(err)))
-        if kind == "GitRepo":
+        if kind in _OWNER_LABELS:
             for bundle in (self._seen.pop(key, None) or _Seen()).bundles.values():
                 self._drop_children(namespace, bundle)
-            await self._delete_children(namespace, name)
+            await self._delete_children(key)
         log.info("%s %s/%s deleted", kind.lower(), namespace, name)
 
-    async def _delete_children(self, namespace: str, gitrepo: str) -> None:
-        for kind in ("BundleDeployment", "Bundle"):
+    async def _delete_children(self, owner: Key) -> None:
+        """Delete the Bundles and BundleDeployments of a GitRepo or HelmOp."""
+        kind, namespace, name = owner
+        for child in ("BundleDeployment", "Bundle"):
             await self._call(
                 "DELETE",
-                _path(kind, namespace),
-                what=f"{kind}s of gitrepo {namespace}/{gitrepo}",
-                query=[("labelSelector", f"{REPO_LABEL}={gitrepo}")],
+                _path(child, namespace),
+                what=f"{child}s of {kind.lower()} {namespace}/{name}",
+                query=[("labelSelector", f"{_OWNER_LABELS[kind]}={name}")],
             )
 
     # --- status ------------------------------------------------------------------------------
@@ -595,11 +601,15 @@ class Controller:
         await self._write_status(
             key, fleetapi.gitrepo_status(view, self._extra.get(key, []), _now())
         )
+        await self._bundles_pass(key, status.bundles, status.commit)
+
+    async def _bundles_pass(self, key: Key, lines: Sequence[BundleLine], version: str) -> None:
+        """Write the Bundles (and BundleDeployments) of a GitRepo's or HelmOp's bundles whose
+        line in its status changed (``version``: the commit or chart version it shows)."""
+        _, namespace, _ = key
         seen = self._seen.setdefault(key, _Seen())
-        current = {
-            b.name: (b.state, b.ready, b.desired, b.message, status.commit) for b in status.bundles
-        }
-        read_errors = {b.name for b in status.bundles if b.error}
+        current = {b.name: (b.state, b.ready, b.desired, b.message, version) for b in lines}
+        read_errors = {b.name for b in lines if b.error}
         for bundle, line in current.items():
             if seen.lines.get(bundle) == line:
                 continue
@@ -629,11 +639,12 @@ class Controller:
         await self._write_status(
             key, fleetapi.helmop_status(status, self._extra.get(key, []), _now())
         )
+        await self._bundles_pass(key, status.bundles, status.version)
 
     async def _write_bundle(self, owner: Key, status: BundleStatus) -> None:
-        _, namespace, gitrepo = owner
+        kind, namespace, name = owner
         deployments = [DeploymentView.of(c) for c in status.clusters]
-        labels = {REPO_LABEL: gitrepo}
+        labels = {_OWNER_LABELS[kind]: name}
         await self._child(
             "Bundle",
             namespace=namespace,

@@ -456,7 +456,8 @@ async def test_helmops_through_the_api(
 ) -> None:
     """A HelmOp object deploys its chart as `flotilla apply -f` would, follows a changed
     version, shows Fleet's status (`version`, ready counts, conditions) in `get helmops`,
-    refuses valuesFiles in one line, and uninstalls on delete."""
+    has its Bundle and BundleDeployment written and counted in its Cluster, refuses
+    valuesFiles in one line, and uninstalls on delete (its Bundle objects with it)."""
     fl = await management_flotilla(temporal_client, task_queue, tmp_path, management_cluster)
     ns = fl.namespace
     kubectl = Kubectl.for_kubeconfig(management_cluster.kubeconfig)
@@ -499,6 +500,23 @@ async def test_helmops_through_the_api(
                 assert condition(obj, "Polled")["type"] == "Polled"
                 assert FINALIZER in obj["metadata"]["finalizers"]
                 assert releases(local_cluster.kubeconfig, target) == ["web"]
+                # Its bundle has a Bundle and a BundleDeployment, as a GitRepo's do (labelled
+                # with the HelmOp, as Fleet labels them), and the Cluster counts it.
+                bundle = await eventually(
+                    lambda: kubectl.get("Bundle", ns, "web"),
+                    lambda o: condition(o, "Ready").get("status") == "True",
+                )
+                assert (bundle or {})["metadata"]["labels"] == {
+                    "fleet.cattle.io/fleet-helm-name": "web"
+                }
+                await eventually(
+                    lambda: kubectl.table("BundleDeployment", ns),
+                    lambda r: [x["Name"] for x in r] == ["web-one"] and r[0]["Deployed"] == "Yes",
+                )
+                await eventually(
+                    lambda: kubectl.table("Cluster", ns),
+                    lambda r: row(r, "one").get("Bundles-Ready") == "1/1",
+                )
 
                 # A new version in the spec is deployed, and the status follows.
                 kubectl.apply(web.replace('version: "1.0.0"', 'version: "1.1.0"'))
@@ -536,6 +554,8 @@ async def test_helmops_through_the_api(
                 kubectl.delete("HelmOp", ns, "files")
                 await eventually(lambda: kubectl.get("HelmOp", ns, "web"), lambda o: o is None)
                 assert releases(local_cluster.kubeconfig, target) == []
+                assert kubectl.table("Bundle", ns) == []
+                assert kubectl.table("BundleDeployment", ns) == []
     finally:
         await fl.cleanup()
         await fl.worker.stop()
