@@ -382,8 +382,10 @@ class OciContentStore(ContentStore):
             return digest
         if found is None:
             self._push_blob(digest, data)
-        self._push_manifest(digest, len(data), now)
-        if found:
+        pushed = self._push_manifest(digest, len(data), now)
+        # Written twice in one second (a refresh interval under a second), the manifest is
+        # the same one: it must not be deleted as the old.
+        if found and found.digest != pushed:
             # Refreshed: the old manifest is untagged now; drop it. The content is stored
             # either way, so a failed clean-up is left to the registry's own garbage-collect
             # (--delete-untagged), as is a registry that refuses deletes.
@@ -520,7 +522,8 @@ class OciContentStore(ContentStore):
             if reply.status != 200:
                 self._push_blob(digest, EMPTY_CONFIG)
 
-    def _push_manifest(self, digest: str, size: int, written: datetime) -> None:
+    def _push_manifest(self, digest: str, size: int, written: datetime) -> str:
+        """Push (and tag) the manifest of ``digest``; return the manifest's own digest."""
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -547,6 +550,7 @@ class OciContentStore(ContentStore):
             reply = self.client.call("PUT", path, what, headers=headers, body=body)
         if reply.status != 201:
             raise ContentError(f"{self._where(digest)}: {what}: {reply.detail()}")
+        return f"sha256:{_sha256(body)}"
 
 
 def _next_page(link: str) -> str | None:

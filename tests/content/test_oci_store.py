@@ -8,6 +8,7 @@ import json
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,18 @@ def test_round_trip_idempotent_put_and_requests_per_call(make_store: MakeStore) 
     assert fresh.get(digest) == b"hello"
     assert fresh.requests - before == 1
     assert sorted(e.digest for e in store.entries()) == sorted([digest, sha(b"warm-up")])
+
+
+def test_a_refresh_within_the_same_second_keeps_the_content(make_store: MakeStore) -> None:
+    """With a refresh on every put, two puts in one second push the same manifest (its time
+    is to the second): the refresh must not delete it as the old one."""
+    store = make_store(touch_after=timedelta(0))
+    digest = store.put(b"refreshed")
+    for _ in range(3):
+        assert store.put(b"refreshed") == digest
+        assert store.has(digest)
+    assert [e.digest for e in store.entries()] == [digest]
+    assert store.get(digest) == b"refreshed"
 
 
 def test_missing_malformed_and_corrupt_digests(
