@@ -718,9 +718,11 @@ class ShardedBundle:
             # changed): a report without per-cluster states would drop this bundle's clusters
             # from readyClusters and from its dependents until then.
             return
-        fingerprint = _digest(report)
-        if spec.source_error:  # what this bundle publishes changes with it (see _report)
-            fingerprint = hashlib.sha256(f"{fingerprint}{spec.source_error}".encode()).hexdigest()
+        # With a read error of a newer commit, as the unsharded bundle's (see _report): it
+        # changes what this bundle publishes; without one, the report's digest alone.
+        fingerprint = hashlib.sha256(
+            (report.model_dump_json() + spec.source_error).encode()
+        ).hexdigest()
         if fingerprint == self.state.last_report:
             self._report_due = None
             return
