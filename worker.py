@@ -50,6 +50,7 @@ from flotilla.errors import FlotillaError, UnreachableError
 from flotilla.ids import (
     CONTROL_TASK_QUEUE,
     DEFAULT_NAMESPACE,
+    PUSH_TASK_QUEUES,
     cluster_of_task_queue,
     cluster_task_queue,
     push_task_queues,
@@ -161,6 +162,19 @@ STARTED_LINE = "worker started"
 DEFAULT_METRICS_REFRESH_SECONDS = 15.0
 
 
+def push_queue_slots(cluster_threads: int) -> int:
+    """Deploy activities one push queue runs at once: the cluster threads shared out between
+    the shared push queues (``flotilla.ids.PUSH_TASK_QUEUES``), at least two each."""
+    return max(2, -(-cluster_threads // PUSH_TASK_QUEUES))
+
+
+def push_queue_pollers(cluster_pollers: int) -> PollerBehaviorAutoscaling:
+    """How one push queue is polled: up to ``cluster_pollers`` polls, as its backlog asks."""
+    return PollerBehaviorAutoscaling(
+        minimum=1, maximum=max(1, cluster_pollers), initial=min(2, max(1, cluster_pollers))
+    )
+
+
 @dataclass
 class WorkerConfig:
     """How this worker process runs (flags); where things live is in ``Settings``."""
@@ -230,7 +244,7 @@ class FlotillaWorker:
             secrets, ui_url=settings.temporal_ui_url, temporal_namespace=settings.temporal.namespace
         )
         self._queues = push_task_queues(config.task_queue)
-        self._per_queue = max(2, -(-config.cluster_threads // len(self._queues)))
+        self._per_queue = push_queue_slots(config.cluster_threads)
         # Object watchers start, stop and signal as the CLI and agents do.
         self.control = Control(client, task_queue=config.task_queue, secrets=secrets)
         self.objectwatch = ObjectWatchActivities(self.deploy, self.control.objects_changed)
@@ -371,11 +385,7 @@ class FlotillaWorker:
                 ],
                 activity_executor=self._cluster_pool,
                 max_concurrent_activities=self._per_queue,
-                activity_task_poller_behavior=PollerBehaviorAutoscaling(
-                    minimum=1,
-                    maximum=max(1, self.config.cluster_pollers),
-                    initial=min(2, max(1, self.config.cluster_pollers)),
-                ),
+                activity_task_poller_behavior=push_queue_pollers(self.config.cluster_pollers),
                 interceptors=self._interceptors,
             )
             self._push.append((worker, asyncio.create_task(worker.run())))

@@ -112,6 +112,25 @@ class DeployTimes:
         )
 
 
+def standin_result(request: DeployRequest, *, watched: bool = True) -> DeployResult:
+    """What a stand-in deploy answers: released and applied, and Ready if ``watched`` (the
+    request asked the deploy to watch readiness; otherwise no status, as a real deploy)."""
+    release = ReleaseRef(name=request.bundle_name, namespace="default", revision=1)
+    ready = DeploymentStatus(
+        release=release, applied_deployment_id=request.deployment_id, ready=True
+    )
+    return DeployResult.model_validate(
+        {
+            "release": release,
+            "deployment_id": request.deployment_id,
+            "changed": True,
+            "action": "install",
+            "reason": "benchmark",
+            "status": ready if watched else None,
+        }
+    )
+
+
 class InstantDeploy:
     """The deploy activities' names and models, answering at once, or after a deploy time
     drawn from ``times`` (an install when the request names no previous release)."""
@@ -136,21 +155,8 @@ class InstantDeploy:
             seconds = self.times.draw(request.previous_release is None)
             time.sleep(seconds)
             self.drawn.append(seconds)
-        release = ReleaseRef(name=request.bundle_name, namespace="default", revision=1)
         # Ready within the deploy's own short watch, as a quick real release is: no wait_ready.
-        ready = DeploymentStatus(
-            release=release, applied_deployment_id=request.deployment_id, ready=True
-        )
-        return DeployResult.model_validate(
-            {
-                "release": release,
-                "deployment_id": request.deployment_id,
-                "changed": True,
-                "action": "install",
-                "reason": "benchmark",
-                "status": ready if request.wait_ready_seconds > 0 else None,
-            }
-        )
+        return standin_result(request, watched=request.wait_ready_seconds > 0)
 
     @activity.defn
     def check_deployment(self, request: StatusRequest) -> DeploymentStatus:

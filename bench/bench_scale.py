@@ -4,9 +4,10 @@ Starts its own Temporal server (``--temporal dev`` by default) and an in-process
 runs the real ``BundleWorkflow`` (which drives shard workflows above the shard size) with
 stand-ins under the real activity names: ``plan_bundle`` computes one options digest per
 cluster as the planner would (no content store), and the deploy activities on the shared
-push queues answer Ready at once. So the figures are Temporal + workflow cost: the GitRepo
-and registry in front of the bundle (one 10,000-cluster snapshot reaching the bundle) are
-not part of it; the bundle's first input carries that snapshot, and its size is printed.
+push queues answer Ready at once (unless ``--latencies``, below). So the figures are
+Temporal + workflow cost: the GitRepo and registry in front of the bundle (one
+10,000-cluster snapshot reaching the bundle) are not part of it; the bundle's first input
+carries that snapshot, and its size is printed.
 
 Measures, per commit, the time from the spec reaching the bundle to every deployment Ready
 (first commit, then a second one); history events per bundle deployment over the bundle and
@@ -18,9 +19,19 @@ turned Ready and the worker's and server's CPU. With ``--control``, after both c
 second bundle's first commit on the same server is timed too: the server's own slow-down
 with what it holds, to compare the second commit with.
 
+With ``--latencies FILE`` (issue 12's honest simulated clusters) the stand-in deploys take
+times drawn from flotilla's measured deploy activity (``profile_deploy.py --latencies``;
+``bench/deploy_latencies.json``: an install with its readiness wait, or an upgrade), on the
+worker's threads, slots and pollers (``--cluster-threads``, default the worker's 64); with
+``--real-clusters N`` that many of the clusters are real local clusters (etcd,
+kube-apiserver, kwok) planned by the real planner and deployed by the real engine and helm,
+counted by the rollout as any other, and their object is checked after the second commit.
+
     .venv/bin/python bench/bench_scale.py --clusters 10000
     .venv/bin/python bench/bench_scale.py --clusters 2000 --shard-size 250 --runs 3
     .venv/bin/python bench/bench_scale.py --clusters 10000 --runs 3 --control
+    .venv/bin/python bench/bench_scale.py --clusters 10000 --runs 3 \
+        --latencies bench/deploy_latencies.json --real-clusters 3
 
 With ``--retarget`` it measures a label change instead, through the real registry, GitRepo
 and bundle workflows: the registry starts with ``--clusters`` push-mode clusters, each
@@ -50,6 +61,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.error
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -65,10 +77,17 @@ from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_gitops import OfflineCount, cpu_seconds, peak_rss_mib
+from bench_gitops import (
+    DeployTimes,
+    OfflineCount,
+    cpu_seconds,
+    peak_rss_mib,
+    standin_result,
+)
 from temporal_kinds import ServerThroughput, add_temporal_argument, temporal_kinds, temporal_server
 
 from activities.content import FileContentStore
+from activities.deploy import DeployActivities
 from activities.deploy_models import (
     DeploymentStatus,
     DeployRequest,
@@ -90,10 +109,14 @@ from activities.gitops_models import (
     PlanRequest,
     PlanResult,
 )
-from activities.secrets import FileSecretStore
+from activities.secrets import KUBECONFIG_KEY, FileSecretStore, kubeconfig_secret_name
 from activities.snapshots import SnapshotActivities
+from devenv import tools
+from devenv.cluster import LocalCluster
+from flotilla.bundles import FileListing, read_bundles
 from flotilla.deployment import deployment_id
 from flotilla.ids import (
+    PUSH_TASK_QUEUES,
     bundle_shard_workflow_id,
     bundle_workflow_id,
     gitrepo_workflow_id,
@@ -101,9 +124,17 @@ from flotilla.ids import (
     registry_workflow_id,
 )
 from flotilla.models import GitRepoSpec, RolloutStrategy
-from flotilla.settings import DEFAULT_BUNDLE_SHARD_SIZE
+from flotilla.settings import DEFAULT_BUNDLE_SHARD_SIZE, ToolSettings
 from flotilla.snapshots import encode_snapshot, snapshot_header
-from worker import DEFAULT_WORKFLOW_TASKS, GC_THRESHOLDS
+from runtime.tools import locate_tools
+from worker import (
+    DEFAULT_CLUSTER_POLLERS,
+    DEFAULT_CLUSTER_THREADS,
+    DEFAULT_WORKFLOW_TASKS,
+    GC_THRESHOLDS,
+    push_queue_pollers,
+    push_queue_slots,
+)
 from workflows.bundle import REFRESH_SIGNAL, BundleWorkflow
 from workflows.bundle_models import (
     BundleRefresh,
@@ -128,16 +159,107 @@ from workflows.registry_models import (
 QUEUE = "bench-scale"
 
 
+# The real-cluster slice's bundle: one ConfigMap, its data the bundle's version.
+SLICE_CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: scale}}\ndata: {{v: '{v}'}}\n"
+
+
+class RealSlice:
+    """Issue 12's real-cluster slice: a few of the fleet's clusters are real local clusters
+    (etcd, kube-apiserver, kwok), planned by the real planner and deployed by the real engine
+    from the same requests the stand-ins get; the rollout counts them as any other cluster,
+    so it is Ready only once they are."""
+
+    def __init__(self, stack: contextlib.ExitStack, root: Path, names: list[str]) -> None:
+        self.clusters = {
+            name: stack.enter_context(LocalCluster(f"slice{i}", root / f"slice{i}", nodes=1))
+            for i, name in enumerate(names)
+        }
+        self.secrets = FileSecretStore(root / "secrets")
+        self.content = FileContentStore(root / "content")
+        self.engine = DeployActivities(
+            self.secrets,
+            self.content,
+            root / "deploy",
+            tools=locate_tools(ToolSettings(tools_dir=tools.tools_dir())),
+        )
+        self.root = root
+        self.planner: GitOpsActivities | None = None
+        # Wall seconds of each real deploy_bundle call.
+        self.walls: list[float] = []
+
+    def connect(self, client: Client, namespace: str) -> None:
+        """The real planner on this server; each real cluster's kubeconfig where the engine
+        looks for it in ``namespace``, as ``flotilla cluster add`` puts it."""
+        self.planner = GitOpsActivities(client, self.secrets, self.content, self.root / "work")
+        for name, cluster in self.clusters.items():
+            self.secrets.put(
+                namespace,
+                kubeconfig_secret_name(name),
+                {KUBECONFIG_KEY: cluster.kubeconfig.read_text()},
+            )
+
+    def bundle_digest(self, version: int) -> str:
+        """Version ``version`` of the bundle, read from files the real way and stored."""
+        files = {
+            "app/fleet.yaml": b"defaultNamespace: default\n",
+            "app/cm.yaml": SLICE_CM.format(v=version).encode(),
+        }
+        (bundle,) = read_bundles(
+            FileListing(files=files), gitrepo_name="bench", paths=["app"]
+        ).bundles
+        return self.content.put_bundle(bundle)
+
+    def plan(self, request: PlanRequest) -> list[PlannedTarget]:
+        """The real planner's targets for the real clusters of ``request`` (all targeted)."""
+        own = [c for c in request.clusters if c.name in self.clusters]
+        if not own:
+            return []
+        assert self.planner is not None, "connect() first"
+        switches = request.switches.model_copy(update={"targets": [{"clusterSelector": {}}]})
+        result = self.planner.plan_bundle(
+            request.model_copy(update={"clusters": own, "switches": switches})
+        )
+        if result.errors or len(result.targets) != len(own):
+            raise RuntimeError(f"real-cluster slice: planned {result.targets}: {result.errors}")
+        return result.targets
+
+    def deploy(self, request: DeployRequest) -> DeployResult:
+        started = time.monotonic()
+        result = self.engine.deploy_bundle(request)
+        self.walls.append(time.monotonic() - started)
+        return result
+
+    def versions(self) -> str:
+        """The bundle's ConfigMap version on each real cluster ("-": not there)."""
+        found = []
+        for name, cluster in sorted(self.clusters.items()):
+            try:
+                cm = cluster.request("GET", "/api/v1/namespaces/default/configmaps/scale")
+                found.append(f"{name} v{(cm.get('data') or {}).get('v', '-')}")
+            except urllib.error.HTTPError as err:
+                found.append(f"{name} {err.code}")
+        return ", ".join(found)
+
+
+def ready(release: ReleaseRef, deployment_id: str) -> DeploymentStatus:
+    """What a stand-in's status check answers: applied and Ready."""
+    return DeploymentStatus(release=release, applied_deployment_id=deployment_id, ready=True)
+
+
 class StandIns:
     """plan_bundle and the deploy activities, answering at once."""
 
     def __init__(self, strategy: RolloutStrategy) -> None:
         self.strategy = strategy
+        self.slice: RealSlice | None = None
 
     @activity.defn(name="plan_bundle")
     async def plan_bundle(self, request: PlanRequest) -> PlanResult:
-        targets = []
+        real = await asyncio.to_thread(self.slice.plan, request) if self.slice else []
+        targets = list(real)
         for cluster in request.clusters:
+            if self.slice is not None and cluster.name in self.slice.clusters:
+                continue
             options = hashlib.sha256(f"{request.bundle_digest}/{cluster.name}".encode())
             digest = options.hexdigest()
             targets.append(
@@ -151,36 +273,92 @@ class StandIns:
 
     @activity.defn(name="deploy_bundle")
     async def deploy_bundle(self, request: DeployRequest) -> DeployResult:
-        release = ReleaseRef(name=request.bundle_name, namespace="default", revision=1)
-        ready = DeploymentStatus(
-            release=release, applied_deployment_id=request.deployment_id, ready=True
-        )
-        return DeployResult.model_validate(
-            {
-                "release": release,
-                "deployment_id": request.deployment_id,
-                "changed": True,
-                "action": "install",
-                "reason": "benchmark",
-                "status": ready,
-            }
-        )
+        return standin_result(request)
 
     @activity.defn(name="wait_ready")
     async def wait_ready(self, request: WaitReadyRequest) -> DeploymentStatus:
-        return DeploymentStatus(
-            release=request.release, applied_deployment_id=request.deployment_id, ready=True
-        )
+        return ready(request.release, request.deployment_id)
 
     @activity.defn(name="check_deployment")
     async def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
-        return DeploymentStatus(
-            release=request.release, applied_deployment_id=request.deployment_id, ready=True
-        )
+        return ready(request.release, request.deployment_id)
 
     @activity.defn(name="remove_deployment")
     async def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
         return RemoveResult(release_removed=True, resources_kept=False)
+
+    def deploy_activities(self) -> list[Callable[..., Any]]:
+        return [self.deploy_bundle, self.wait_ready, self.check_deployment, self.remove_deployment]
+
+
+class ThreadedStandIns(StandIns):
+    """The deploy activities on worker threads, as the flotilla worker runs them: a stand-in
+    ``deploy_bundle`` holds its thread for a deploy time drawn from ``times`` (an install when
+    the request names no previous release; none without ``times``), and the clusters of the
+    real-cluster slice get the real engine."""
+
+    def __init__(
+        self, strategy: RolloutStrategy, times: DeployTimes | None, real: RealSlice | None
+    ) -> None:
+        super().__init__(strategy)
+        self.times = times
+        self.slice = real
+        # The deploy times drawn (seconds), installs and upgrades apart.
+        self.drawn: dict[str, list[float]] = {"install": [], "upgrade": []}
+
+    def _real(self, cluster: str) -> DeployActivities | None:
+        return self.slice.engine if self.slice and cluster in self.slice.clusters else None
+
+    @activity.defn(name="deploy_bundle")
+    def deploy_bundle_on_thread(self, request: DeployRequest) -> DeployResult:
+        if self.slice is not None and request.cluster_name in self.slice.clusters:
+            return self.slice.deploy(request)
+        if self.times is not None:
+            install = request.previous_release is None
+            seconds = self.times.draw(install)
+            self.drawn["install" if install else "upgrade"].append(seconds)
+            time.sleep(seconds)
+        return standin_result(request)
+
+    @activity.defn(name="wait_ready")
+    def wait_ready_on_thread(self, request: WaitReadyRequest) -> DeploymentStatus:
+        real = self._real(request.cluster_name)
+        if real is not None:
+            return real.wait_ready(request)
+        return ready(request.release, request.deployment_id)
+
+    @activity.defn(name="check_deployment")
+    def check_deployment_on_thread(self, request: StatusRequest) -> DeploymentStatus:
+        real = self._real(request.cluster_name)
+        if real is not None:
+            return real.check_deployment(request)
+        return ready(request.release, request.deployment_id)
+
+    @activity.defn(name="remove_deployment")
+    def remove_deployment_on_thread(self, request: RemoveRequest) -> RemoveResult:
+        real = self._real(request.cluster_name)
+        if real is not None:
+            return real.remove_deployment(request)
+        return RemoveResult(release_removed=True, resources_kept=False)
+
+    def deploy_activities(self) -> list[Callable[..., Any]]:
+        return [
+            self.deploy_bundle_on_thread,
+            self.wait_ready_on_thread,
+            self.check_deployment_on_thread,
+            self.remove_deployment_on_thread,
+        ]
+
+
+def deploys_line(standins: StandIns, times: DeployTimes | None, threads: int) -> str:
+    """How this run's stand-in deploys behaved, for its report."""
+    if not isinstance(standins, ThreadedStandIns):
+        return "stand-ins answering at once (Temporal and the workflows only)"
+    drawn = ", ".join(
+        f"{len(v)} {k}s median {statistics.median(v):.2f} s" for k, v in standins.drawn.items() if v
+    )
+    timed = f"taking measured times ({times.describe()}); drawn: {drawn}" if times else "instant"
+    return f"stand-ins {timed}; at most {threads} at once (the worker's cluster threads)"
 
 
 def progress_line(samples: list[tuple[float, int]], clusters: int) -> str:
@@ -192,8 +370,9 @@ def progress_line(samples: list[tuple[float, int]], clusters: int) -> str:
     return "Ready by tenths at " + " ".join(marks) + " s"
 
 
-def spec(version: int) -> BundleSpec:
-    digest = hashlib.sha256(f"v{version}".encode()).hexdigest()
+def spec(version: int, digest: str | None = None) -> BundleSpec:
+    """The bundle at ``version`` (its digest made up, unless the real-cluster slice stored it)."""
+    digest = digest or hashlib.sha256(f"v{version}".encode()).hexdigest()
     return BundleSpec(gitrepo="bench", commit=f"{version:040d}", bundle_digest=digest)
 
 
@@ -207,24 +386,56 @@ async def histories(client: Client, workflow_id: str) -> list[WorkflowHistory]:
 
 
 async def run(
-    clusters: int, shard_size: int, kind: str, control_install: bool = False
+    clusters: int,
+    shard_size: int,
+    kind: str,
+    control_install: bool = False,
+    *,
+    times: DeployTimes | None = None,
+    cluster_threads: int = DEFAULT_CLUSTER_THREADS,
+    real_clusters: int = 0,
 ) -> dict[str, float]:
+    """One run: the first commit, then the second, of one bundle on ``clusters`` clusters.
+    Without ``times`` or ``real_clusters`` the deploys answer at once and only Temporal and
+    the workflows are measured; with ``times`` they take measured deploy times, and
+    ``real_clusters`` of the clusters are real local clusters deployed by the real engine,
+    both on at most ``cluster_threads`` threads as in the flotilla worker."""
     offline = OfflineCount()
     logging.getLogger().addHandler(offline)
     load_before = os.getloadavg()
     strategy = RolloutStrategy.model_validate({"maxUnavailable": "10%", "autoPartitionSize": "10%"})
-    standins = StandIns(strategy)
+    threaded = times is not None or real_clusters > 0
     with (
         tempfile.TemporaryDirectory() as tmp_name,
-        temporal_server(kind, Path(tmp_name) / "temporal") as server,
+        contextlib.ExitStack() as stack,
     ):
+        tmp = Path(tmp_name)
+        real = (
+            RealSlice(
+                stack,
+                tmp / "slice",
+                [f"c{(i * clusters) // real_clusters:05d}" for i in range(real_clusters)],
+            )
+            if real_clusters
+            else None
+        )
+        standins = ThreadedStandIns(strategy, times, real) if threaded else StandIns(strategy)
+        # Timed or real deploys run on the push queues as the worker runs them (its threads,
+        # slots and pollers); instant ones keep the SDK's defaults, as earlier rows had them.
+        push_options: dict[str, Any] = (
+            {
+                "max_concurrent_activities": push_queue_slots(cluster_threads),
+                "activity_task_poller_behavior": push_queue_pollers(DEFAULT_CLUSTER_POLLERS),
+                "activity_executor": stack.enter_context(
+                    ThreadPoolExecutor(push_queue_slots(cluster_threads) * PUSH_TASK_QUEUES)
+                ),
+            }
+            if threaded
+            else {}
+        )
+        server = stack.enter_context(temporal_server(kind, tmp / "temporal"))
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-        deploys: list[Callable[..., Any]] = [
-            standins.deploy_bundle,
-            standins.wait_ready,
-            standins.check_deployment,
-            standins.remove_deployment,
-        ]
+        deploys = standins.deploy_activities()
         gc.set_threshold(*GC_THRESHOLDS)  # as FlotillaWorker.start does
         workers = [
             Worker(
@@ -235,13 +446,19 @@ async def run(
                 # As the flotilla worker runs them (worker.py, --workflow-tasks).
                 max_concurrent_workflow_tasks=DEFAULT_WORKFLOW_TASKS,
             ),
-            *(Worker(client, task_queue=q, activities=deploys) for q in push_task_queues(QUEUE)),
+            *(
+                Worker(client, task_queue=q, activities=deploys, **push_options)
+                for q in push_task_queues(QUEUE)
+            ),
         ]
         async with asyncio.TaskGroup() as group:
             for worker in workers:
                 group.create_task(worker.run())
             try:
                 ns = f"scale-{uuid.uuid4().hex[:6]}"
+                if real is not None:
+                    real.connect(client, ns)
+                specs = {v: spec(v, real.bundle_digest(v) if real else None) for v in (1, 2)}
                 snapshot = ClusterSnapshot(
                     namespace=ns,
                     version=1,
@@ -250,7 +467,7 @@ async def run(
                         for i in range(clusters)
                     ],
                 )
-                refresh = BundleRefresh(spec=spec(1), clusters=snapshot)
+                refresh = BundleRefresh(spec=specs[1], clusters=snapshot)
                 input_bytes = len(refresh.model_dump_json())
                 state = BundleWorkflowState(
                     namespace=ns,
@@ -302,12 +519,12 @@ async def run(
                         await asyncio.sleep(0.5)
 
                 cpu = [cpus()]
-                await asyncio.wait_for(settled(spec(1).commit), timeout=1800)
+                await asyncio.wait_for(settled(specs[1].commit), timeout=1800)
                 first = time.monotonic() - started
                 cpu.append(cpus())
                 started = time.monotonic()
-                await handle.signal(BundleWorkflow.refresh, BundleRefresh(spec=spec(2)))
-                await asyncio.wait_for(settled(spec(2).commit), timeout=1800)
+                await handle.signal(BundleWorkflow.refresh, BundleRefresh(spec=specs[2]))
+                await asyncio.wait_for(settled(specs[2].commit), timeout=1800)
                 second = time.monotonic() - started
                 cpu.append(cpus())
                 throughput.stop()
@@ -332,7 +549,7 @@ async def run(
                         start_signal=REFRESH_SIGNAL,
                         start_signal_args=[refresh],
                     )
-                    await asyncio.wait_for(settled(spec(1).commit, other), timeout=1800)
+                    await asyncio.wait_for(settled(specs[1].commit, other), timeout=1800)
                     control = time.monotonic() - started
                     control_cpu = cpus()[1] - control_cpu
                     print(
@@ -395,6 +612,16 @@ async def run(
                 print(
                     f"temporal={kind} clusters={clusters} shard size={shard_size} shards={shards}"
                 )
+                print(f"deploys: {deploys_line(standins, times, cluster_threads)}")
+                if real is not None:
+                    walls = sorted(real.walls)
+                    print(
+                        f"real-cluster slice: {len(walls)} real deploys of "
+                        f"{len(real.clusters)} clusters (2 expected each); the bundle's "
+                        f"ConfigMap after the second commit: {real.versions()}; "
+                        f"deploy_bundle wall p50 {statistics.median(walls):.2f} s, "
+                        f"max {walls[-1]:.2f} s"
+                    )
                 print(
                     f"first commit to all Ready: {first:.1f}s "
                     f"({clusters / first:.0f} deployments/s)"
@@ -404,8 +631,8 @@ async def run(
                     f"({clusters / second:.0f} deployments/s)"
                 )
                 for label, commit, (a, b) in (
-                    ("first", spec(1).commit, (cpu[0], cpu[1])),
-                    ("second", spec(2).commit, (cpu[1], cpu[2])),
+                    ("first", specs[1].commit, (cpu[0], cpu[1])),
+                    ("second", specs[2].commit, (cpu[1], cpu[2])),
                 ):
                     print(
                         f"{label} commit: {progress_line(progress.get(commit, []), clusters)}; "
@@ -775,9 +1002,36 @@ def main() -> None:
         default=None,
         help="--retarget: the registry's inline snapshot limit in bytes (default: its own)",
     )
+    parser.add_argument(
+        "--latencies",
+        type=Path,
+        default=None,
+        help="stand-in deploys take times drawn from this distribution (from "
+        "profile_deploy.py --latencies; bench/deploy_latencies.json is the committed one), "
+        "at most --cluster-threads at once; default: they answer at once",
+    )
+    parser.add_argument(
+        "--cluster-threads",
+        type=int,
+        default=DEFAULT_CLUSTER_THREADS,
+        help="with --latencies: deploys at once, as the worker's --cluster-threads "
+        f"(default {DEFAULT_CLUSTER_THREADS}, the worker's)",
+    )
+    parser.add_argument(
+        "--real-clusters",
+        type=int,
+        default=0,
+        help="that many of the clusters, spread over the names, are real local clusters "
+        "(kube-apiserver, etcd, kwok) planned and deployed by the real planner and engine",
+    )
     add_temporal_argument(parser)
     args = parser.parse_args()
     kinds = temporal_kinds(parser, args.temporal)
+    if not 0 <= args.real_clusters <= args.clusters:
+        parser.error(f"--real-clusters: {args.real_clusters}: must be 0 to --clusters")
+    if args.cluster_threads < 1:
+        parser.error(f"--cluster-threads: {args.cluster_threads}: must be at least 1")
+    times = DeployTimes(args.latencies) if args.latencies is not None else None
     logging.basicConfig(level=logging.WARNING)
     if args.retarget:
         retargets = {kind: [] for kind in kinds}  # type: dict[str, list[dict[str, float]]]
@@ -810,7 +1064,17 @@ def main() -> None:
         for kind in kinds:
             print(f"\n== run {number + 1} on {kind}", flush=True)
             results[kind].append(
-                asyncio.run(run(args.clusters, args.shard_size, kind, args.control))
+                asyncio.run(
+                    run(
+                        args.clusters,
+                        args.shard_size,
+                        kind,
+                        args.control,
+                        times=times,
+                        cluster_threads=args.cluster_threads,
+                        real_clusters=args.real_clusters,
+                    )
+                )
             )
     print(f"\nmedians of {args.runs} run(s), 1 bundle x {args.clusters} clusters:")
     for kind, runs in results.items():
