@@ -97,6 +97,9 @@ class ControllerConfig:
     status_seconds: float = 2.0
     retry_seconds: float = 30.0
     workers: int = 4
+    # The GitRepos' bundles shard above this many clusters (None: the bundles' own default,
+    # ``flotilla.settings.DEFAULT_BUNDLE_SHARD_SIZE``); a test switch, as in GitRepoState.
+    bundle_shard_size: int | None = None
 
 
 @dataclass
@@ -448,7 +451,10 @@ class Controller:
         if status.get("appliedDigest") != digest or key in self._retry:
             try:
                 if isinstance(model, GitRepo):
-                    await self.control.apply_gitrepo(model)
+                    size = self.config.bundle_shard_size
+                    await self.control.apply_gitrepo(
+                        model, **({} if size is None else {"bundle_shard_size": size})
+                    )
                 elif isinstance(model, HelmOp):
                     await self.control.apply_helmop(model, file=fleetapi.object_name(obj))
                 elif isinstance(model, ClusterGroup):
@@ -614,7 +620,7 @@ class Controller:
             if seen.lines.get(bundle) == line:
                 continue
             try:
-                bundle_status = await self.control.bundle_status(namespace, bundle)
+                bundle_status = await self.control.bundle_status(namespace, bundle, clusters=True)
             except FlotillaError:
                 continue
             await self._write_bundle(key, bundle_status)

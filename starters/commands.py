@@ -171,7 +171,7 @@ async def _clusters(control: Control, namespace: str, output: str) -> str:
     snapshot = await control.registry(namespace)
     if output != "table":
         return render(snapshot, output, str)
-    bundles = await control.list_bundles(namespace)
+    bundles = await control.list_bundles(namespace, clusters=True)
     return cluster_table(snapshot, bundles)
 
 
@@ -233,11 +233,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
                     f"cluster {args.name!r} is not registered in namespace "
                     f"{args.namespace!r} (registered: {known})"
                 )
-            bundles = await control.list_bundles(args.namespace)
+            bundles = await control.list_bundles(args.namespace, clusters=True)
             return render(record, args.output, lambda: describe_cluster(record, bundles))
         if args.kind in ("provider", "alert"):
             return await _describe_notification(control, args)
-        bundle = await control.bundle_status(args.namespace, args.name)
+        bundle = await control.bundle_status(args.namespace, args.name, clusters=True)
         return render(bundle, args.output, lambda: describe_bundle(bundle))
 
     return _run(args, action)

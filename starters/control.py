@@ -40,6 +40,7 @@ from flotilla.errors import FlotillaError, SpecError, cause_message
 from flotilla.helmops import fold_values_files
 from flotilla.ids import (
     CONTROL_TASK_QUEUE,
+    bundle_shard_workflow_id,
     bundle_workflow_id,
     gitrepo_workflow_id,
     helmop_workflow_id,
@@ -701,14 +702,37 @@ class Control:
         )
         return status
 
-    async def bundle_status(self, namespace: str, name: str) -> BundleStatus:
+    async def bundle_status(
+        self, namespace: str, name: str, *, clusters: bool = False
+    ) -> BundleStatus:
+        """The bundle's status; with ``clusters``, a bundle rolled out in shards lists its
+        clusters too, asked of each shard (their parts are consecutive ranges of names)."""
         status: BundleStatus = await _not_found_is_error(
             self.bundle(namespace, name).query(
                 BUNDLE_STATUS_QUERY, BundleStatusRequest(), result_type=BundleStatus
             ),
             f"bundle {namespace}/{name} not found",
         )
-        return status
+        if not clusters or not status.shards:
+            return status
+        bundle_id = bundle_workflow_id(namespace, name)
+        parts: list[BundleStatus] = await asyncio.gather(
+            *(
+                _not_found_is_error(
+                    self.client.get_workflow_handle(bundle_shard_workflow_id(bundle_id, k)).query(
+                        BUNDLE_STATUS_QUERY, BundleStatusRequest(), result_type=BundleStatus
+                    ),
+                    f"bundle {namespace}/{name}: shard {k} not found",
+                )
+                for k in range(status.shards)
+            )
+        )
+        return status.model_copy(
+            update={
+                "clusters": [c for part in parts for c in part.clusters],
+                "errors": {k: v for part in parts for k, v in part.errors.items()},
+            }
+        )
 
     async def _running(self, kind: str, namespace: str, extra: str = "") -> list[str]:
         query = (
@@ -722,10 +746,17 @@ class Control:
         names = await self._running("GitRepo", namespace)
         return list(await asyncio.gather(*(self.gitrepo_status(namespace, n) for n in names)))
 
-    async def list_bundles(self, namespace: str, gitrepo: str = "") -> list[BundleStatus]:
+    async def list_bundles(
+        self, namespace: str, gitrepo: str = "", *, clusters: bool = False
+    ) -> list[BundleStatus]:
+        """The running bundles' statuses (``clusters``: as ``bundle_status``)."""
         extra = f" AND {GITREPO.name} = '{gitrepo}'" if gitrepo else ""
         names = await self._running("Bundle", namespace, extra)
-        return list(await asyncio.gather(*(self.bundle_status(namespace, n) for n in names)))
+        return list(
+            await asyncio.gather(
+                *(self.bundle_status(namespace, n, clusters=clusters) for n in names)
+            )
+        )
 
     async def sync_gitrepo(self, namespace: str, name: str) -> str:
         result: SyncNowResult = await self.gitrepo(namespace, name).execute_update(

@@ -65,7 +65,7 @@ async def _progress(control: Control, kind: str, namespace: str, name: str) -> P
             error=g.error,
             bundles=[Part(b.name, str(b.state), b.error or b.message) for b in g.bundles],
         )
-    b = await control.bundle_status(namespace, name)
+    b = await control.bundle_status(namespace, name, clusters=True)
     return bundle_progress(
         f"{namespace}/{name}",
         commit=b.commit,

@@ -304,6 +304,9 @@ class BundleStatus(BaseModel):
     # Why the GitRepo's newest commit could not be read for this bundle, or "" (then the
     # state is ErrApplied with it; the clusters still run ``commit``).
     source_error: str = ""
+    # A bundle rolled out in shards: how many shard workflows hold its clusters (``clusters``
+    # is then empty; each shard's status lists its part). 0: the bundle lists them itself.
+    shards: int = 0
 
 
 BundleWorkflowState.model_rebuild()

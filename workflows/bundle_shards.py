@@ -766,7 +766,8 @@ class ShardedBundle:
             await self._report_shards(self.state.spec, retired=True)
 
     def _shard_status(self) -> BundleStatus:
-        """``flotilla status`` of a sharded bundle: the sums (each shard lists its clusters)."""
+        """``flotilla status`` of a sharded bundle: the sums, and how many shards list its
+        clusters (``Control.bundle_status(..., clusters=True)`` asks them)."""
         spec = self.state.spec
         book = self.state.shards
         assert book is not None
@@ -795,4 +796,5 @@ class ShardedBundle:
             ),
             halted=halted,
             source_error=spec.source_error if spec else "",
+            shards=book.started,
         )

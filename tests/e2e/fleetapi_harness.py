@@ -93,14 +93,24 @@ class Kubectl:
 
 @contextlib.asynccontextmanager
 async def running_controller(
-    kubeconfig: Path, control: Control, namespace: str, identity: str
+    kubeconfig: Path,
+    control: Control,
+    namespace: str,
+    identity: str,
+    *,
+    bundle_shard_size: int | None = None,
 ) -> AsyncIterator[Controller]:
-    """A controller serving ``namespace`` until the block ends (stopped as by SIGTERM)."""
+    """A controller serving ``namespace`` until the block ends (stopped as by SIGTERM);
+    ``bundle_shard_size``: its GitRepos' bundles shard above that many clusters."""
     controller = Controller(
         Kube(kubeconfig_client(kubeconfig)),
         control,
         ControllerConfig(
-            namespaces=[namespace], identity=identity, status_seconds=0.5, retry_seconds=2.0
+            namespaces=[namespace],
+            identity=identity,
+            status_seconds=0.5,
+            retry_seconds=2.0,
+            bundle_shard_size=bundle_shard_size,
         ),
     )
     stop = asyncio.Event()

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import pytest
 from temporalio.client import Client
 
+from activities.kube import KubeError
 from controller.loop import ControllerRefused
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
@@ -62,9 +63,17 @@ spec:
 
 
 async def eventually(probe: Callable[[], T], check: Callable[[T], bool], timeout: float = 240) -> T:
+    """``probe`` until ``check`` holds; an API server that asks to be asked again (429: a CRD
+    just established while its storage initializes) is asked again."""
     deadline = time.monotonic() + timeout
     while True:
-        value = await asyncio.to_thread(probe)
+        try:
+            value = await asyncio.to_thread(probe)
+        except KubeError as err:
+            if not err.retryable or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+            continue
         if check(value):
             return value
         if time.monotonic() > deadline:
@@ -561,3 +570,85 @@ async def test_helmops_through_the_api(
         await fl.worker.stop()
         with contextlib.suppress(Exception):
             local_cluster.request("DELETE", f"/api/v1/namespaces/{target}")
+
+
+@pytest.mark.timeout(600)
+async def test_a_bundle_rolled_out_in_shards_has_a_bundledeployment_per_cluster(
+    temporal_client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    tools_on_path: list[Path],
+    local_cluster: LocalCluster,
+    management_cluster: LocalCluster,
+    git_daemon: GitDaemon,
+    repo_name: str,
+) -> None:
+    """A bundle on more clusters than the shard size keeps its clusters in its shards; its
+    Bundle, BundleDeployments and Clusters show them all, and a re-target removes one."""
+    fl = await management_flotilla(temporal_client, task_queue, tmp_path, management_cluster)
+    ns = fl.namespace
+    kubectl = Kubectl.for_kubeconfig(management_cluster.kubeconfig)
+    names = ["one", "two", "three"]
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    url = git_daemon.create_repo(
+        repo_name, {"app/fleet.yaml": per_cluster_namespaces(prefix, names), "app/cm.yaml": CM}
+    )
+    for name in names:
+        create_secret(
+            management_cluster,
+            ns,
+            f"{name}-kubeconfig",
+            {"value": local_cluster.kubeconfig.read_text()},
+        )
+    try:
+        async with running_controller(
+            management_cluster.kubeconfig, fl.control, ns, "controller-s", bundle_shard_size=2
+        ):
+            kubectl.apply("---\n".join(CLUSTER.format(name=n, ns=ns) for n in names))
+            kubectl.apply(GITREPO.format(name="web", ns=ns, url=url, extra=""))
+            deployments = await eventually(
+                lambda: kubectl.table("BundleDeployment", ns),
+                lambda r: (
+                    sorted(x["Name"] for x in r) == ["web-app-one", "web-app-three", "web-app-two"]
+                    and all(x["Deployed"] == "Yes" for x in r)
+                ),
+            )
+            assert {x["Status"] for x in deployments} == {""}
+            # Sharded indeed: the bundle's own status lists no cluster, its two shards do.
+            own = await fl.control.bundle_status(ns, "web-app")
+            assert (own.shards, own.clusters) == (2, [])
+            listed = await fl.control.bundle_status(ns, "web-app", clusters=True)
+            assert sorted(c.cluster for c in listed.clusters) == sorted(names)
+            for name in names:
+                deployment = kubectl.get("BundleDeployment", ns, f"web-app-{name}") or {}
+                assert deployment["spec"]["deploymentID"]
+                assert (
+                    deployment["status"]["appliedDeploymentID"]
+                    == (deployment["spec"]["deploymentID"])
+                )
+                assert releases(local_cluster.kubeconfig, f"{prefix}-{name}") == ["web-app"]
+            await eventually(
+                lambda: kubectl.table("Bundle", ns),
+                lambda r: row(r, "web-app").get("BundleDeployments-Ready") == "3/3",
+            )
+            await eventually(
+                lambda: kubectl.table("Cluster", ns),
+                lambda r: all(row(r, n).get("Bundles-Ready") == "1/1" for n in names),
+            )
+
+            # A cluster leaves the targets: its BundleDeployment goes with its release.
+            kubectl.label("Cluster", ns, "three", {"env": "dev"})
+            await eventually(
+                lambda: kubectl.table("BundleDeployment", ns),
+                lambda r: sorted(x["Name"] for x in r) == ["web-app-one", "web-app-two"],
+            )
+            await eventually(
+                lambda: releases(local_cluster.kubeconfig, f"{prefix}-three"), lambda r: r == []
+            )
+            assert releases(local_cluster.kubeconfig, f"{prefix}-one") == ["web-app"]
+            kubectl.delete("GitRepo", ns, "web")
+            await eventually(lambda: kubectl.get("GitRepo", ns, "web"), lambda o: o is None)
+            assert kubectl.table("BundleDeployment", ns) == []
+    finally:
+        await fl.cleanup()
+        await fl.worker.stop()
