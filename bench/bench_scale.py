@@ -692,9 +692,13 @@ class Retarget(StandIns):
     """The stand-ins plus what the GitRepo needs, noting when each (bundle, cluster) was
     deployed and removed."""
 
-    def __init__(self, strategy: RolloutStrategy, bundles: int) -> None:
+    def __init__(
+        self, strategy: RolloutStrategy, bundles: int, times: DeployTimes | None = None
+    ) -> None:
         super().__init__(strategy)
         self.bundles = bundles
+        # With measured deploy times, each deploy first waits one (an install or not).
+        self.times = times
         self.deployed: dict[tuple[str, str], float] = {}
         self.removed: dict[tuple[str, str], float] = {}
         self.deploys = 0
@@ -710,6 +714,8 @@ class Retarget(StandIns):
 
     @activity.defn(name="deploy_bundle")
     async def deploy_bundle(self, request: DeployRequest) -> DeployResult:
+        if self.times is not None:
+            await asyncio.sleep(self.times.draw(request.previous_release is None))
         result = await StandIns.deploy_bundle(self, request)
         self.deploys += 1
         self.deployed[request.bundle_name, request.cluster_name] = time.monotonic()
@@ -786,10 +792,18 @@ async def run_retarget(
     shard_size: int,
     inline_limit: int | None,
     kind: str,
+    times: DeployTimes | None = None,
+    cluster_threads: int = DEFAULT_CLUSTER_THREADS,
 ) -> dict[str, float]:
+    """Label changes through the real registry, GitRepo and bundles; with ``times`` each
+    deploy takes a measured deploy time, at most ``cluster_threads`` at once (the worker's
+    slots; the stand-ins wait on the event loop)."""
     load_before = os.getloadavg()
     strategy = RolloutStrategy.model_validate({"maxUnavailable": "10%", "autoPartitionSize": "10%"})
-    standins = Retarget(strategy, bundles)
+    standins = Retarget(strategy, bundles, times)
+    slots: dict[str, Any] = (
+        {"max_concurrent_activities": push_queue_slots(cluster_threads)} if times else {}
+    )
     with (
         tempfile.TemporaryDirectory() as tmp_name,
         temporal_server(kind, Path(tmp_name) / "temporal") as server,
@@ -826,7 +840,10 @@ async def run_retarget(
                 ],
                 activity_executor=pool,
             ),
-            *(Worker(client, task_queue=q, activities=deploys) for q in push_task_queues(QUEUE)),
+            *(
+                Worker(client, task_queue=q, activities=deploys, **slots)
+                for q in push_task_queues(QUEUE)
+            ),
         ]
         async with asyncio.TaskGroup() as group:
             for worker in workers:
@@ -945,6 +962,14 @@ async def run_retarget(
                 path = f"digest ({stores} stores)" if stores else "inline"
                 print(f"temporal={kind} clusters={clusters} bundles={bundles} snapshot path={path}")
                 print(
+                    "deploys: stand-ins "
+                    + (
+                        f"taking measured times ({times.describe()})"
+                        if times
+                        else "answering at once"
+                    )
+                )
+                print(
                     f"label change to moved (deployed by the new bundle and removed by the old): "
                     f"p50 {statistics.median(latencies):.2f}s, max {max(latencies):.2f}s over "
                     f"{len(latencies)}; deploy p50 {statistics.median(deploys_in or [0]):.2f}s, "
@@ -1031,6 +1056,8 @@ def main() -> None:
         parser.error(f"--real-clusters: {args.real_clusters}: must be 0 to --clusters")
     if args.cluster_threads < 1:
         parser.error(f"--cluster-threads: {args.cluster_threads}: must be at least 1")
+    if args.retarget and args.real_clusters:
+        parser.error("--real-clusters: not with --retarget (its clusters are stand-ins only)")
     times = DeployTimes(args.latencies) if args.latencies is not None else None
     logging.basicConfig(level=logging.WARNING)
     if args.retarget:
@@ -1047,6 +1074,8 @@ def main() -> None:
                             shard_size=args.shard_size,
                             inline_limit=args.inline_limit,
                             kind=kind,
+                            times=times,
+                            cluster_threads=args.cluster_threads,
                         )
                     )
                 )
