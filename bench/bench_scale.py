@@ -79,7 +79,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_gitops import (
     DeployTimes,
+    InstantDeploy,
     OfflineCount,
+    SlicedDeploy,
     cpu_seconds,
     peak_rss_mib,
     standin_result,
@@ -109,6 +111,7 @@ from activities.gitops_models import (
     PlanRequest,
     PlanResult,
 )
+from activities.pushqueue import PushDeployActivities
 from activities.secrets import KUBECONFIG_KEY, FileSecretStore, kubeconfig_secret_name
 from activities.snapshots import SnapshotActivities
 from devenv import tools
@@ -128,6 +131,7 @@ from flotilla.settings import DEFAULT_BUNDLE_SHARD_SIZE, ToolSettings
 from flotilla.snapshots import encode_snapshot, snapshot_header
 from runtime.tools import locate_tools
 from worker import (
+    DEFAULT_CLUSTER_CONCURRENCY,
     DEFAULT_CLUSTER_POLLERS,
     DEFAULT_CLUSTER_THREADS,
     DEFAULT_WORKFLOW_TASKS,
@@ -184,8 +188,6 @@ class RealSlice:
         )
         self.root = root
         self.planner: GitOpsActivities | None = None
-        # Wall seconds of each real deploy_bundle call.
-        self.walls: list[float] = []
 
     def connect(self, client: Client, namespace: str) -> None:
         """The real planner on this server; each real cluster's kubeconfig where the engine
@@ -222,12 +224,6 @@ class RealSlice:
         if result.errors or len(result.targets) != len(own):
             raise RuntimeError(f"real-cluster slice: planned {result.targets}: {result.errors}")
         return result.targets
-
-    def deploy(self, request: DeployRequest) -> DeployResult:
-        started = time.monotonic()
-        result = self.engine.deploy_bundle(request)
-        self.walls.append(time.monotonic() - started)
-        return result
 
     def versions(self) -> str:
         """The bundle's ConfigMap version on each real cluster ("-": not there)."""
@@ -287,78 +283,22 @@ class StandIns:
     async def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
         return RemoveResult(release_removed=True, resources_kept=False)
 
-    def deploy_activities(self) -> list[Callable[..., Any]]:
-        return [self.deploy_bundle, self.wait_ready, self.check_deployment, self.remove_deployment]
 
-
-class ThreadedStandIns(StandIns):
-    """The deploy activities on worker threads, as the flotilla worker runs them: a stand-in
-    ``deploy_bundle`` holds its thread for a deploy time drawn from ``times`` (an install when
-    the request names no previous release; none without ``times``), and the clusters of the
-    real-cluster slice get the real engine."""
-
-    def __init__(
-        self, strategy: RolloutStrategy, times: DeployTimes | None, real: RealSlice | None
-    ) -> None:
-        super().__init__(strategy)
-        self.times = times
-        self.slice = real
-        # The deploy times drawn (seconds), installs and upgrades apart.
-        self.drawn: dict[str, list[float]] = {"install": [], "upgrade": []}
-
-    def _real(self, cluster: str) -> DeployActivities | None:
-        return self.slice.engine if self.slice and cluster in self.slice.clusters else None
-
-    @activity.defn(name="deploy_bundle")
-    def deploy_bundle_on_thread(self, request: DeployRequest) -> DeployResult:
-        if self.slice is not None and request.cluster_name in self.slice.clusters:
-            return self.slice.deploy(request)
-        if self.times is not None:
-            install = request.previous_release is None
-            seconds = self.times.draw(install)
-            self.drawn["install" if install else "upgrade"].append(seconds)
-            time.sleep(seconds)
-        return standin_result(request)
-
-    @activity.defn(name="wait_ready")
-    def wait_ready_on_thread(self, request: WaitReadyRequest) -> DeploymentStatus:
-        real = self._real(request.cluster_name)
-        if real is not None:
-            return real.wait_ready(request)
-        return ready(request.release, request.deployment_id)
-
-    @activity.defn(name="check_deployment")
-    def check_deployment_on_thread(self, request: StatusRequest) -> DeploymentStatus:
-        real = self._real(request.cluster_name)
-        if real is not None:
-            return real.check_deployment(request)
-        return ready(request.release, request.deployment_id)
-
-    @activity.defn(name="remove_deployment")
-    def remove_deployment_on_thread(self, request: RemoveRequest) -> RemoveResult:
-        real = self._real(request.cluster_name)
-        if real is not None:
-            return real.remove_deployment(request)
-        return RemoveResult(release_removed=True, resources_kept=False)
-
-    def deploy_activities(self) -> list[Callable[..., Any]]:
-        return [
-            self.deploy_bundle_on_thread,
-            self.wait_ready_on_thread,
-            self.check_deployment_on_thread,
-            self.remove_deployment_on_thread,
-        ]
-
-
-def deploys_line(standins: StandIns, times: DeployTimes | None, threads: int) -> str:
+def deploys_line(standin: InstantDeploy | None, times: DeployTimes | None, threads: int) -> str:
     """How this run's stand-in deploys behaved, for its report."""
-    if not isinstance(standins, ThreadedStandIns):
+    if standin is None:
         return "stand-ins answering at once (Temporal and the workflows only)"
-    drawn = ", ".join(
-        f"{len(v)} {k}s median {statistics.median(v):.2f} s" for k, v in standins.drawn.items() if v
+    drawn = standin.drawn
+    timed = (
+        f"taking measured times ({times.describe()}); {len(drawn)} drawn, median "
+        f"{statistics.median(drawn):.2f} s"
+        if times and drawn
+        else "instant"
     )
-    timed = f"taking measured times ({times.describe()}); drawn: {drawn}" if times else "instant"
-    return f"stand-ins {timed}; at most {threads} at once (the worker's cluster threads)"
+    return (
+        f"stand-ins {timed}; through the worker's push-queue wrapper, at most {threads} at "
+        "once (its cluster threads)"
+    )
 
 
 def progress_line(samples: list[tuple[float, int]], clusters: int) -> str:
@@ -419,7 +359,13 @@ async def run(
             if real_clusters
             else None
         )
-        standins = ThreadedStandIns(strategy, times, real) if threaded else StandIns(strategy)
+        standins = StandIns(strategy)
+        standins.slice = real
+        # Timed or real deploys go through the worker's own push-queue wrapper (per-cluster
+        # slots, heartbeats) over bench_gitops' stand-ins and, for the slice, the real engine.
+        timed = InstantDeploy(times) if threaded else None
+        sliced = SlicedDeploy(real.engine, timed, set(real.clusters)) if real and timed else None
+        push = PushDeployActivities(sliced or timed, DEFAULT_CLUSTER_CONCURRENCY) if timed else None
         # Timed or real deploys run on the push queues as the worker runs them (its threads,
         # slots and pollers); instant ones keep the SDK's defaults, as earlier rows had them.
         push_options: dict[str, Any] = (
@@ -435,7 +381,22 @@ async def run(
         )
         server = stack.enter_context(temporal_server(kind, tmp / "temporal"))
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-        deploys = standins.deploy_activities()
+        deploys: list[Callable[..., Any]] = (
+            [
+                push.deploy_bundle,
+                push.check_deployment,
+                push.check_deployments,
+                push.wait_ready,
+                push.remove_deployment,
+            ]
+            if push
+            else [
+                standins.deploy_bundle,
+                standins.wait_ready,
+                standins.check_deployment,
+                standins.remove_deployment,
+            ]
+        )
         gc.set_threshold(*GC_THRESHOLDS)  # as FlotillaWorker.start does
         workers = [
             Worker(
@@ -612,9 +573,9 @@ async def run(
                 print(
                     f"temporal={kind} clusters={clusters} shard size={shard_size} shards={shards}"
                 )
-                print(f"deploys: {deploys_line(standins, times, cluster_threads)}")
-                if real is not None:
-                    walls = sorted(real.walls)
+                print(f"deploys: {deploys_line(timed, times, cluster_threads)}")
+                if real is not None and sliced is not None:
+                    walls = sorted(sliced.real_walls)
                     print(
                         f"real-cluster slice: {len(walls)} real deploys of "
                         f"{len(real.clusters)} clusters (2 expected each); the bundle's "
