@@ -11,10 +11,9 @@ from __future__ import annotations
 import base64
 import posixpath
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from activities.deploy_models import (
     DEPLOY_BUNDLE,
     REMOVE_DEPLOYMENT,
     WAIT_READY,
+    Applied,
     DeploymentStatus,
     DeployRequest,
     DeployResult,
@@ -57,7 +57,7 @@ from activities.helm import (
 )
 from activities.kube import ForbiddenError, Kube, KubeClients, KubeError, parse_kubeconfig
 from activities.liveness import heartbeating
-from activities.releasewatch import ReleaseWatch
+from activities.releasewatch import ReadinessWait, ReleaseWatch
 from activities.render import (
     compute_values,
     kustomize_post_renderer,
@@ -114,17 +114,12 @@ from flotilla.models import BundleDeploymentOptions
 from flotilla.restrictions import namespace_refusal
 from flotilla.values import merge_values
 
-# Readiness: most releases turn Ready within seconds. Between polls the wait watches the
+# Readiness: most releases turn Ready within seconds. Between looks the wait watches the
 # first object that is not Ready (it ends the moment that one is), at most this long, so a
-# cancellation is seen and the others are re-read at least this often.
+# cancellation is seen and the others are re-read at least this often. Where the cluster will
+# not watch (an account allowed to get, not to watch), it polls on ``ReadinessWait``'s
+# schedule.
 _WATCH_SECONDS = 5
-# Where the cluster will not watch (an account allowed to get, not to watch), it polls: a
-# poll re-reads only what is not Ready yet (a GET or two), every second at first, then
-# backing off.
-_FIRST_POLL_SECONDS = 0.5
-_STEADY_POLL_SECONDS = 1.0
-_STEADY_POLL_FOR_SECONDS = 15.0
-_MAX_POLL_SECONDS = 5.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,6 +289,32 @@ def _acting_user(options: BundleDeploymentOptions) -> str:
     return service_account_user(release_namespace(options), options.service_account)
 
 
+class EngineWait:
+    """A readiness wait opened by ``DeployActivities.open_wait``: its failures in one line,
+    redacted, as the deploy activities raise them; ``close`` lets go of the cluster client."""
+
+    def __init__(self, wait: ReadinessWait, stack: ExitStack, redact: Redactor) -> None:
+        self.wait = wait
+        self._stack = stack
+        self._redact = redact
+
+    def step(self) -> DeploymentStatus | None:
+        try:
+            return self.wait.step()
+        except FlotillaError as err:
+            raise _application_error(err, self._redact) from None
+
+    def next_poll(self) -> float:
+        return self.wait.next_poll()
+
+    @property
+    def not_ready(self) -> list[str]:
+        return self.wait.not_ready
+
+    def close(self) -> None:
+        self._stack.close()
+
+
 class DeployActivities:
     """Deploy, check, watch and remove bundle deployments on clusters."""
 
@@ -439,10 +460,24 @@ class DeployActivities:
     def deploy_bundle(self, request: DeployRequest) -> DeployResult:
         """Install or upgrade the bundle's release to ``deployment_id``; a no-op when it runs."""
         redact = Redactor()
+        with self._deploy_errors(request, redact), heartbeating():
+            return self._deploy_and_watch(request, redact)
+
+    def apply_bundle(self, request: DeployRequest) -> Applied:
+        """``deploy_bundle`` without its readiness wait: the result (no status yet) and the
+        manifest to wait on (``open_wait``). The push queues wait on their event loop, so a
+        wait holds no thread (``activities.pushqueue``)."""
+        redact = Redactor()
+        with self._deploy_errors(request, redact):
+            result, manifest = self._deploy(request, redact)
+        return Applied(result=result, manifest=None if request.check_drift else manifest)
+
+    @contextmanager
+    def _deploy_errors(self, request: DeployRequest, redact: Redactor) -> Iterator[None]:
+        """A closed window refuses the deploy; a failure is logged and raised in one line."""
         try:
             _check_window(request)
-            with heartbeating():
-                return self._deploy_and_watch(request, redact)
+            yield
         except FlotillaError as err:
             activity.logger.warning(
                 "deploy of bundle %s (gitrepo %s) to cluster %s/%s failed: %s",
@@ -795,36 +830,17 @@ class DeployActivities:
         *,
         applied_manifest: str | None = None,
     ) -> DeploymentStatus:
-        """Poll readiness until Ready or the timeout, then return the full status.
-
-        ``applied_manifest`` is what Helm applied a moment ago in this activity: the objects
-        to watch come from it instead of the release record, and Ready needs no full
-        re-check (no drift can be due yet; the drift monitor looks later).
-        """
-        started = time.monotonic()
-        deadline = started + timeout_seconds
-        delay = _FIRST_POLL_SECONDS
+        """Look at readiness until Ready or the timeout, watching between looks; then the
+        full status. ``applied_manifest``: see ``ReadinessWait``."""
         watching = True
         with self._watch(request, redact, manifest=applied_manifest) as watch:
-            while True:
-                non_ready = watch.poll_ready()
-                activity.heartbeat(f"{len(non_ready)} not ready")
-                remaining = deadline - time.monotonic()
-                if not non_ready and applied_manifest is not None:
-                    return DeploymentStatus(
-                        release=request.release,
-                        applied_deployment_id=request.deployment_id,
-                        ready=True,
-                    )
-                if not non_ready or remaining <= 0:
-                    status = watch.observe()
-                    if status.ready or remaining <= 0:
-                        return status
-                    watch.forget_ready()  # something turned NotReady again: watch it all
+            wait = ReadinessWait(watch, timeout_seconds, applied=applied_manifest is not None)
+            while (status := wait.step()) is None:
+                activity.heartbeat(f"{len(wait.not_ready)} not ready")
                 watched = False
                 if watching:
                     try:
-                        watched = watch.watch_waiting(int(min(_WATCH_SECONDS, remaining)))
+                        watched = watch.watch_waiting(int(min(_WATCH_SECONDS, wait.remaining)))
                     except KubeError as err:
                         watching = False
                         activity.logger.info(
@@ -835,13 +851,28 @@ class DeployActivities:
                             redact(str(err)),
                         )
                 if not watched:
-                    activity.wait_for_cancelled_sync(timeout=min(delay, remaining))
+                    activity.wait_for_cancelled_sync(timeout=wait.next_poll())
                 if activity.is_cancelled():
                     raise CancelledError("readiness watch cancelled")
-                if time.monotonic() - started < _STEADY_POLL_FOR_SECONDS:
-                    delay = _STEADY_POLL_SECONDS
-                else:
-                    delay = min(delay * 1.5, _MAX_POLL_SECONDS)
+            return status
+
+    def open_wait(
+        self, request: StatusRequest, timeout_seconds: float, *, applied_manifest: str | None
+    ) -> EngineWait:
+        """A readiness wait to step from outside (``activities.pushqueue``): each ``step``
+        one look on the calling thread; the waiting between looks is the caller's."""
+        redact = Redactor()
+        stack = ExitStack()
+        try:
+            watch = stack.enter_context(self._watch(request, redact, manifest=applied_manifest))
+        except FlotillaError as err:
+            stack.close()
+            raise _application_error(err, redact) from None
+        return EngineWait(
+            ReadinessWait(watch, timeout_seconds, applied=applied_manifest is not None),
+            stack,
+            redact,
+        )
 
     @contextmanager
     def _watch(

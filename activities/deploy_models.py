@@ -81,6 +81,15 @@ class DeployResult(BaseModel):
     status: DeploymentStatus | None = None
 
 
+class Applied(BaseModel):
+    """A deploy's apply without its readiness wait (in-process only, never a payload): the
+    result, and the manifest Helm applied, for the wait to watch (None: nothing applied, or
+    the wait must compare with the release record, as a drift check asks)."""
+
+    result: DeployResult
+    manifest: str | None = None
+
+
 class StatusRequest(BaseModel):
     """Look at one deployment on its cluster."""
 

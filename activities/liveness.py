@@ -19,6 +19,12 @@ _BEATING: contextvars.ContextVar[bool] = contextvars.ContextVar("heartbeating", 
 BEAT_SECONDS = 1.0
 
 
+def beaten_for() -> None:
+    """In this context someone else heartbeats for the activity (the push queues' pulse on
+    the event loop): ``heartbeating`` starts no thread."""
+    _BEATING.set(True)
+
+
 @contextmanager
 def heartbeating(every: float = BEAT_SECONDS) -> Iterator[None]:
     """Heartbeat from a helper thread while the block runs.

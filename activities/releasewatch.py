@@ -6,6 +6,7 @@ drift) is the pure core's (``flotilla.readiness``, ``flotilla.drift``).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from activities.deploy_models import DeploymentStatus, StatusRequest
@@ -30,6 +31,15 @@ from flotilla.readiness import (
 )
 
 MAX_LISTED = 10
+
+# A readiness wait polls quickly at first (most releases turn Ready within a second or two of
+# their apply), then every second for a while, then backs off: a poll re-reads only what was
+# not Ready at the last one (a GET or two). The watching wait (``watch_waiting``) uses these
+# only where it cannot watch.
+FIRST_POLLS_SECONDS = (0.25, 0.25, 0.5)
+STEADY_POLL_SECONDS = 1.0
+STEADY_POLL_FOR_SECONDS = 15.0
+MAX_POLL_SECONDS = 5.0
 
 
 def describe_key(key: ObjectKey) -> str:
@@ -177,3 +187,76 @@ class ReleaseWatch:
                 # As Helm's own field manager: Helm 4 applies server-side, and fields taken
                 # by another manager would make the next upgrade that changes them conflict.
                 self.kube.apply(obj, namespace=self.namespace, force=True, manager=HELM_MANAGER)
+
+
+class PollSchedule:
+    """When a readiness wait looks next: quickly at first, then every second, then backing
+    off; never past its deadline."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout_seconds
+        self.looks = 0
+        self._delay = 0.0
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def looked(self) -> None:
+        self.looks += 1
+
+    def next_poll(self) -> float:
+        """Seconds to the next look."""
+        if self.looks <= len(FIRST_POLLS_SECONDS):
+            self._delay = FIRST_POLLS_SECONDS[max(0, self.looks - 1)]
+        elif time.monotonic() - self.started < STEADY_POLL_FOR_SECONDS:
+            self._delay = STEADY_POLL_SECONDS
+        else:
+            self._delay = min(max(self._delay, STEADY_POLL_SECONDS) * 1.5, MAX_POLL_SECONDS)
+        return min(self._delay, self.remaining)
+
+
+class ReadinessWait:
+    """One readiness wait, a look at a time: ``step`` until it answers a status.
+
+    The waiting between looks is the caller's: a thread may watch (``ReleaseWatch.
+    watch_waiting``) or sleep, an event loop may sleep without holding a thread
+    (``activities.pushqueue``). ``applied`` says the objects came from the manifest Helm has
+    just applied: Ready then needs no full check (no drift can be due yet; the drift monitor
+    looks later).
+    """
+
+    def __init__(self, watch: ReleaseWatch, timeout_seconds: float, *, applied: bool) -> None:
+        self.watch = watch
+        self.applied = applied
+        self.schedule = PollSchedule(timeout_seconds)
+        self.not_ready: list[str] = []
+
+    @property
+    def remaining(self) -> float:
+        return self.schedule.remaining
+
+    def step(self) -> DeploymentStatus | None:
+        """Look once: the status when the wait is over (all Ready, or the time is up), None
+        while something is still not Ready."""
+        self.schedule.looked()
+        self.not_ready = self.watch.poll_ready()
+        request = self.watch.request
+        if not self.not_ready and self.applied:
+            return DeploymentStatus(
+                release=request.release,
+                applied_deployment_id=request.deployment_id,
+                ready=True,
+            )
+        out_of_time = self.schedule.remaining <= 0
+        if not self.not_ready or out_of_time:
+            status = self.watch.observe()
+            if status.ready or out_of_time:
+                return status
+            self.watch.forget_ready()  # something turned NotReady again: watch it all
+        return None
+
+    def next_poll(self) -> float:
+        """Seconds to the next look (never past the deadline)."""
+        return self.schedule.next_poll()

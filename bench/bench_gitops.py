@@ -57,6 +57,7 @@ from temporal_kinds import ServerThroughput, add_temporal_argument, temporal_kin
 
 from activities.deploy import DeployActivities
 from activities.deploy_models import (
+    Applied,
     DeploymentStatus,
     DeployRequest,
     DeployResult,
@@ -66,6 +67,8 @@ from activities.deploy_models import (
     StatusRequest,
     WaitReadyRequest,
 )
+from activities.pushqueue import ReadyWait
+from activities.releasewatch import PollSchedule
 from devenv import tools
 from devenv.cluster import LocalCluster
 from devenv.gitserver import GitDaemon
@@ -89,27 +92,86 @@ CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{v: '{v}
 
 class DeployTimes:
     """Deploy times drawn from a measured distribution: ``profile_deploy.py --latencies``
-    (flotilla's real deploy activity, install and upgrade, one at a time on a local cluster)."""
+    (flotilla's real deploy activity, install and upgrade, one at a time on a local cluster).
+
+    A draw is one measured deployment: its whole wall, and (when the file has them, since
+    2026-12-06) the part spent applying (helm, on a thread) and the part waiting for Ready
+    (no thread on the push queues). Without the split the whole wall counts as apply."""
 
     def __init__(self, path: Path, seed: int = 20261204) -> None:
         data = json.loads(path.read_text())
         self.path = path
         self.install: list[float] = data["install"]
         self.upgrade: list[float] = data["upgrade"]
+        self.install_wait: list[float] = data.get("install_wait") or [0.0] * len(self.install)
+        self.upgrade_wait: list[float] = data.get("upgrade_wait") or [0.0] * len(self.upgrade)
+        if len(self.install_wait) != len(self.install) or len(self.upgrade_wait) != len(
+            self.upgrade
+        ):
+            raise ValueError(f"{path}: install_wait / upgrade_wait: one per install / upgrade")
+        self.split = "install_wait" in data
         self.measured = f"{data.get('command', '?')} at {data.get('at', '?')}"
         self._random = random.Random(seed)
         self._lock = threading.Lock()
 
     def draw(self, install: bool) -> float:
+        """A whole deploy wall."""
+        apply, wait = self.draw_parts(install)
+        return apply + wait
+
+    def draw_parts(self, install: bool) -> tuple[float, float]:
+        """One measured deployment's apply and readiness-wait seconds."""
+        walls, waits = (
+            (self.install, self.install_wait) if install else (self.upgrade, self.upgrade_wait)
+        )
         with self._lock:
-            return self._random.choice(self.install if install else self.upgrade)
+            i = self._random.randrange(len(walls))
+        return walls[i] - waits[i], waits[i]
 
     def describe(self) -> str:
+        split = ""
+        if self.split:
+            split = (
+                f"; of it waiting for Ready: install median "
+                f"{statistics.median(self.install_wait):.2f} s, upgrade "
+                f"{statistics.median(self.upgrade_wait):.2f} s"
+            )
         return (
             f"install median {statistics.median(self.install):.2f} s (max "
             f"{max(self.install):.2f}), upgrade median {statistics.median(self.upgrade):.2f} s "
-            f"(max {max(self.upgrade):.2f}), from {self.path.name} ({self.measured})"
+            f"(max {max(self.upgrade):.2f}){split}, from {self.path.name} ({self.measured})"
         )
+
+
+class StandinWait:
+    """A stand-in's readiness wait: Ready once its drawn wait has passed, looked at on the
+    real wait's schedule (so the poll interval costs the stand-ins what it costs a real one)."""
+
+    def __init__(self, request: StatusRequest, ready_at: float, timeout: float) -> None:
+        self.request = request
+        self.ready_at = ready_at
+        self.schedule = PollSchedule(timeout)
+        self.not_ready: list[str] = []
+
+    def step(self) -> DeploymentStatus | None:
+        self.schedule.looked()
+        if time.monotonic() < self.ready_at and self.schedule.remaining > 0:
+            return None
+        return DeploymentStatus(
+            release=self.request.release,
+            applied_deployment_id=self.request.deployment_id,
+            ready=time.monotonic() >= self.ready_at,
+        )
+
+    def next_poll(self) -> float:
+        return self.schedule.next_poll()
+
+    def close(self) -> None:
+        pass
+
+
+# The "manifest" a timed stand-in applied: when its release turns Ready (monotonic seconds).
+_READY_AT = "standin-ready-at:"
 
 
 def standin_result(request: DeployRequest, *, watched: bool = True) -> DeployResult:
@@ -158,6 +220,32 @@ class InstantDeploy:
         # Ready within the deploy's own short watch, as a quick real release is: no wait_ready.
         return standin_result(request, watched=request.wait_ready_seconds > 0)
 
+    def apply_bundle(self, request: DeployRequest) -> Applied:
+        """The push queues' apply: with measured times, the apply part on this thread, and
+        a "manifest" saying when the release turns Ready (``open_wait``)."""
+        info = activity.info()
+        key = (f"{info.workflow_id}/{info.workflow_run_id}", info.activity_id)
+        self.attempts.setdefault(key, []).append((info.attempt, time.time()))
+        if self.times is None:
+            return Applied(result=standin_result(request, watched=request.wait_ready_seconds > 0))
+        apply, wait = self.times.draw_parts(request.previous_release is None)
+        time.sleep(apply)
+        self.drawn.append(apply + wait)
+        if not wait:
+            return Applied(result=standin_result(request, watched=request.wait_ready_seconds > 0))
+        return Applied(
+            result=standin_result(request, watched=False),
+            manifest=f"{_READY_AT}{time.monotonic() + wait}",
+        )
+
+    def open_wait(
+        self, request: StatusRequest, timeout_seconds: float, *, applied_manifest: str | None
+    ) -> ReadyWait:
+        ready_at = 0.0
+        if applied_manifest and applied_manifest.startswith(_READY_AT):
+            ready_at = float(applied_manifest.removeprefix(_READY_AT))
+        return StandinWait(request, ready_at, timeout_seconds)
+
     @activity.defn
     def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
         return DeploymentStatus(
@@ -178,6 +266,26 @@ class InstantDeploy:
         return ""
 
 
+class TimedWait:
+    """A real readiness wait that records its deploy's wall (apply to Ready) when closed."""
+
+    def __init__(self, wait: ReadyWait, started: float | None, walls: list[float]) -> None:
+        self.wait = wait
+        self.started = started
+        self.walls = walls
+
+    def step(self) -> DeploymentStatus | None:
+        return self.wait.step()
+
+    def next_poll(self) -> float:
+        return self.wait.next_poll()
+
+    def close(self) -> None:
+        self.wait.close()
+        if self.started is not None:
+            self.walls.append(time.monotonic() - self.started)
+
+
 class SlicedDeploy:
     """The real deploy engine for the clusters of the real-cluster slice, the stand-ins for
     every other cluster; what else the worker asks of its deploy engine goes to the real
@@ -189,8 +297,9 @@ class SlicedDeploy:
         self.clusters = clusters
         self.kubeconfig_secrets = real.kubeconfig_secrets
         self.attempts = standin.attempts
-        # Wall seconds of each deploy_bundle call on a real cluster.
+        # Wall seconds of each deploy on a real cluster, apply to Ready.
         self.real_walls: list[float] = []
+        self._started: dict[tuple[str, str], float] = {}
 
     def deploy_bundle(self, request: DeployRequest) -> DeployResult:
         if request.cluster_name not in self.clusters:
@@ -199,6 +308,28 @@ class SlicedDeploy:
         result = self.real.deploy_bundle(request)
         self.real_walls.append(time.monotonic() - started)
         return result
+
+    def apply_bundle(self, request: DeployRequest) -> Applied:
+        if request.cluster_name not in self.clusters:
+            return self.standin.apply_bundle(request)
+        started = time.monotonic()
+        applied = self.real.apply_bundle(request)
+        if request.wait_ready_seconds > 0:
+            self._started[request.cluster_name, request.bundle_name] = started
+        else:
+            self.real_walls.append(time.monotonic() - started)
+        return applied
+
+    def open_wait(
+        self, request: StatusRequest, timeout_seconds: float, *, applied_manifest: str | None
+    ) -> ReadyWait:
+        if request.cluster_name not in self.clusters:
+            return self.standin.open_wait(
+                request, timeout_seconds, applied_manifest=applied_manifest
+            )
+        wait = self.real.open_wait(request, timeout_seconds, applied_manifest=applied_manifest)
+        started = self._started.pop((request.cluster_name, request.bundle_name), None)
+        return TimedWait(wait, started, self.real_walls)
 
     def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
         if request.cluster_name not in self.clusters:
@@ -838,7 +969,8 @@ async def run(
                         f"real-cluster slice: {len(real_walls)} real deploys (expected "
                         f"{2 * bundles * len(slice_clusters)}), each cluster's ConfigMaps at "
                         f"the second commit: {check_slice(slice_clusters, bundles, 2)}; "
-                        f"deploy_bundle wall real p50 {_quantile(real_walls, 0.5):.2f} s, "
+                        "deploy wall (apply to Ready) real p50 "
+                        f"{_quantile(real_walls, 0.5):.2f} s, "
                         f"p90 {_quantile(real_walls, 0.9):.2f} s; stand-ins drew p50 "
                         f"{_quantile(drawn, 0.5):.2f} s, p90 {_quantile(drawn, 0.9):.2f} s"
                     )
@@ -939,14 +1071,24 @@ def main() -> None:
         type=int,
         default=None,
         metavar="N",
-        help="the worker's threads for push-mode deploy activities instead of worker.py's "
-        "default (with --latencies the deploys hold their threads as real ones do)",
+        help="the worker's threads for push-mode deploys' applies instead of worker.py's "
+        "default (with --latencies the applies hold their threads as real ones do)",
+    )
+    parser.add_argument(
+        "--cluster-tasks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the worker's push-mode deploys in flight (waits for Ready included) instead of "
+        "worker.py's default",
     )
     add_temporal_argument(parser)
     args = parser.parse_args()
     times = DeployTimes(args.latencies) if args.latencies is not None else None
     if args.cluster_threads is not None:
         EXPERIMENT["cluster_threads"] = args.cluster_threads
+    if args.cluster_tasks is not None:
+        EXPERIMENT["cluster_tasks"] = args.cluster_tasks
     if not 0 <= args.real_clusters <= args.clusters:
         parser.error(f"--real-clusters: {args.real_clusters}: must be 0 to --clusters")
     if args.real_clusters:

@@ -119,7 +119,6 @@ from devenv.cluster import LocalCluster
 from flotilla.bundles import FileListing, read_bundles
 from flotilla.deployment import deployment_id
 from flotilla.ids import (
-    PUSH_TASK_QUEUES,
     bundle_shard_workflow_id,
     bundle_workflow_id,
     gitrepo_workflow_id,
@@ -133,6 +132,7 @@ from runtime.tools import locate_tools
 from worker import (
     DEFAULT_CLUSTER_CONCURRENCY,
     DEFAULT_CLUSTER_POLLERS,
+    DEFAULT_CLUSTER_TASKS,
     DEFAULT_CLUSTER_THREADS,
     DEFAULT_WORKFLOW_TASKS,
     GC_THRESHOLDS,
@@ -284,7 +284,9 @@ class StandIns:
         return RemoveResult(release_removed=True, resources_kept=False)
 
 
-def deploys_line(standin: InstantDeploy | None, times: DeployTimes | None, threads: int) -> str:
+def deploys_line(
+    standin: InstantDeploy | None, times: DeployTimes | None, threads: int, tasks: int
+) -> str:
     """How this run's stand-in deploys behaved, for its report."""
     if standin is None:
         return "stand-ins answering at once (Temporal and the workflows only)"
@@ -296,8 +298,8 @@ def deploys_line(standin: InstantDeploy | None, times: DeployTimes | None, threa
         else "instant"
     )
     return (
-        f"stand-ins {timed}; through the worker's push-queue wrapper, at most {threads} at "
-        "once (its cluster threads)"
+        f"stand-ins {timed}; through the worker's push-queue wrapper: applies on {threads} "
+        f"threads, at most {tasks} deploys in flight (its cluster threads and tasks)"
     )
 
 
@@ -333,13 +335,15 @@ async def run(
     *,
     times: DeployTimes | None = None,
     cluster_threads: int = DEFAULT_CLUSTER_THREADS,
+    cluster_tasks: int = DEFAULT_CLUSTER_TASKS,
     real_clusters: int = 0,
 ) -> dict[str, float]:
     """One run: the first commit, then the second, of one bundle on ``clusters`` clusters.
     Without ``times`` or ``real_clusters`` the deploys answer at once and only Temporal and
     the workflows are measured; with ``times`` they take measured deploy times, and
     ``real_clusters`` of the clusters are real local clusters deployed by the real engine,
-    both on at most ``cluster_threads`` threads as in the flotilla worker."""
+    both through the worker's push-queue wrapper: applies on ``cluster_threads`` threads,
+    ``cluster_tasks`` deploys in flight (their waits for Ready on the event loop)."""
     offline = OfflineCount()
     logging.getLogger().addHandler(offline)
     load_before = os.getloadavg()
@@ -365,16 +369,19 @@ async def run(
         # slots, heartbeats) over bench_gitops' stand-ins and, for the slice, the real engine.
         timed = InstantDeploy(times) if threaded else None
         sliced = SlicedDeploy(real.engine, timed, set(real.clusters)) if real and timed else None
-        push = PushDeployActivities(sliced or timed, DEFAULT_CLUSTER_CONCURRENCY) if timed else None
+        push = (
+            PushDeployActivities(sliced or timed, DEFAULT_CLUSTER_CONCURRENCY, cluster_threads)
+            if timed
+            else None
+        )
+        if push:
+            stack.callback(push.close)
         # Timed or real deploys run on the push queues as the worker runs them (its threads,
         # slots and pollers); instant ones keep the SDK's defaults, as earlier rows had them.
         push_options: dict[str, Any] = (
             {
-                "max_concurrent_activities": push_queue_slots(cluster_threads),
+                "max_concurrent_activities": push_queue_slots(cluster_tasks),
                 "activity_task_poller_behavior": push_queue_pollers(DEFAULT_CLUSTER_POLLERS),
-                "activity_executor": stack.enter_context(
-                    ThreadPoolExecutor(push_queue_slots(cluster_threads) * PUSH_TASK_QUEUES)
-                ),
             }
             if threaded
             else {}
@@ -573,14 +580,14 @@ async def run(
                 print(
                     f"temporal={kind} clusters={clusters} shard size={shard_size} shards={shards}"
                 )
-                print(f"deploys: {deploys_line(timed, times, cluster_threads)}")
+                print(f"deploys: {deploys_line(timed, times, cluster_threads, cluster_tasks)}")
                 if real is not None and sliced is not None:
                     walls = sorted(sliced.real_walls)
                     print(
                         f"real-cluster slice: {len(walls)} real deploys of "
                         f"{len(real.clusters)} clusters (2 expected each); the bundle's "
                         f"ConfigMap after the second commit: {real.versions()}; "
-                        f"deploy_bundle wall p50 {statistics.median(walls):.2f} s, "
+                        f"deploy wall (apply to Ready) p50 {statistics.median(walls):.2f} s, "
                         f"max {walls[-1]:.2f} s"
                     )
                 print(
@@ -1000,8 +1007,15 @@ def main() -> None:
         "--cluster-threads",
         type=int,
         default=DEFAULT_CLUSTER_THREADS,
-        help="with --latencies: deploys at once, as the worker's --cluster-threads "
+        help="with --latencies: applies at once, as the worker's --cluster-threads "
         f"(default {DEFAULT_CLUSTER_THREADS}, the worker's)",
+    )
+    parser.add_argument(
+        "--cluster-tasks",
+        type=int,
+        default=DEFAULT_CLUSTER_TASKS,
+        help="with --latencies: deploys in flight, waits for Ready included, as the worker's "
+        f"--cluster-tasks (default {DEFAULT_CLUSTER_TASKS}, the worker's)",
     )
     parser.add_argument(
         "--real-clusters",
@@ -1015,8 +1029,12 @@ def main() -> None:
     kinds = temporal_kinds(parser, args.temporal)
     if not 0 <= args.real_clusters <= args.clusters:
         parser.error(f"--real-clusters: {args.real_clusters}: must be 0 to --clusters")
-    if args.cluster_threads < 1:
-        parser.error(f"--cluster-threads: {args.cluster_threads}: must be at least 1")
+    for flag, count in (
+        ("--cluster-threads", args.cluster_threads),
+        ("--cluster-tasks", args.cluster_tasks),
+    ):
+        if count < 1:
+            parser.error(f"{flag}: {count}: must be at least 1")
     if args.retarget and args.real_clusters:
         parser.error("--real-clusters: not with --retarget (its clusters are stand-ins only)")
     times = DeployTimes(args.latencies) if args.latencies is not None else None
@@ -1062,6 +1080,7 @@ def main() -> None:
                         args.control,
                         times=times,
                         cluster_threads=args.cluster_threads,
+                        cluster_tasks=args.cluster_tasks,
                         real_clusters=args.real_clusters,
                     )
                 )
