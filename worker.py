@@ -239,7 +239,10 @@ class FlotillaWorker:
         # The push queues' activities: ``deploy`` behind one semaphore per cluster, its
         # blocking work on the cluster threads.
         self.push = PushDeployActivities(
-            self.deploy, config.cluster_concurrency, config.cluster_threads
+            self.deploy,
+            config.cluster_concurrency,
+            config.cluster_threads,
+            watchers=config.cluster_tasks,
         )
         # `flotilla diff` renders and reads clusters with the deploy engine's credentials.
         self.diff = DiffActivities(self.deploy)

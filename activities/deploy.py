@@ -290,19 +290,58 @@ def _acting_user(options: BundleDeploymentOptions) -> str:
 
 
 class EngineWait:
-    """A readiness wait opened by ``DeployActivities.open_wait``: its failures in one line,
-    redacted, as the deploy activities raise them; ``close`` lets go of the cluster client."""
+    """A readiness wait opened by ``DeployActivities.open_wait``: a look at a time, a watch
+    between looks where the cluster allows one; ``close`` lets go of the cluster client.
+    With ``map_errors`` (the push queues) its failures come out in one line, redacted, as
+    the deploy activities raise them."""
 
-    def __init__(self, wait: ReadinessWait, stack: ExitStack, redact: Redactor) -> None:
+    def __init__(
+        self,
+        wait: ReadinessWait,
+        stack: ExitStack,
+        redact: Redactor,
+        *,
+        map_errors: bool = True,
+    ) -> None:
         self.wait = wait
         self._stack = stack
         self._redact = redact
+        self._map_errors = map_errors
+        self._watching = True
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except FlotillaError as err:
+            if not self._map_errors:
+                raise
+            raise _application_error(err, self._redact) from None
 
     def step(self) -> DeploymentStatus | None:
-        try:
+        with self._errors():
             return self.wait.step()
-        except FlotillaError as err:
-            raise _application_error(err, self._redact) from None
+
+    def watch(self, seconds: float) -> bool:
+        """Block until the first object not Ready at the last look is (or ``seconds``);
+        False when there is nothing to watch or the cluster will not let us (then poll)."""
+        if not self._watching:
+            return False
+        watch = self.wait.watch
+        try:
+            with self._errors():
+                return watch.watch_waiting(int(min(seconds, self.wait.remaining)))
+        except (KubeError, ApplicationError) as err:
+            self._watching = False
+            request = watch.request
+            activity.logger.info(
+                "bundle %s on cluster %s/%s: polling readiness, cannot watch: %s",
+                request.bundle_name,
+                request.cluster_namespace,
+                request.cluster_name,
+                self._redact(str(err.message if isinstance(err, ApplicationError) else err)),
+            )
+            return False
 
     def next_poll(self) -> float:
         return self.wait.next_poll()
@@ -832,29 +871,19 @@ class DeployActivities:
     ) -> DeploymentStatus:
         """Look at readiness until Ready or the timeout, watching between looks; then the
         full status. ``applied_manifest``: see ``ReadinessWait``."""
-        watching = True
-        with self._watch(request, redact, manifest=applied_manifest) as watch:
-            wait = ReadinessWait(watch, timeout_seconds, applied=applied_manifest is not None)
+        wait = self._open_wait(
+            request, timeout_seconds, redact, applied_manifest=applied_manifest, map_errors=False
+        )
+        try:
             while (status := wait.step()) is None:
                 activity.heartbeat(f"{len(wait.not_ready)} not ready")
-                watched = False
-                if watching:
-                    try:
-                        watched = watch.watch_waiting(int(min(_WATCH_SECONDS, wait.remaining)))
-                    except KubeError as err:
-                        watching = False
-                        activity.logger.info(
-                            "bundle %s on cluster %s/%s: polling readiness, cannot watch: %s",
-                            request.bundle_name,
-                            request.cluster_namespace,
-                            request.cluster_name,
-                            redact(str(err)),
-                        )
-                if not watched:
+                if not wait.watch(_WATCH_SECONDS):
                     activity.wait_for_cancelled_sync(timeout=wait.next_poll())
                 if activity.is_cancelled():
                     raise CancelledError("readiness watch cancelled")
             return status
+        finally:
+            wait.close()
 
     def open_wait(
         self, request: StatusRequest, timeout_seconds: float, *, applied_manifest: str | None
@@ -862,17 +891,26 @@ class DeployActivities:
         """A readiness wait to step from outside (``activities.pushqueue``): each ``step``
         one look on the calling thread; the waiting between looks is the caller's."""
         redact = Redactor()
-        stack = ExitStack()
         try:
-            watch = stack.enter_context(self._watch(request, redact, manifest=applied_manifest))
+            return self._open_wait(
+                request, timeout_seconds, redact, applied_manifest=applied_manifest
+            )
         except FlotillaError as err:
-            stack.close()
             raise _application_error(err, redact) from None
-        return EngineWait(
-            ReadinessWait(watch, timeout_seconds, applied=applied_manifest is not None),
-            stack,
-            redact,
-        )
+
+    def _open_wait(
+        self,
+        request: StatusRequest,
+        timeout_seconds: float,
+        redact: Redactor,
+        *,
+        applied_manifest: str | None,
+        map_errors: bool = True,
+    ) -> EngineWait:
+        with ExitStack() as stack:
+            watch = stack.enter_context(self._watch(request, redact, manifest=applied_manifest))
+            wait = ReadinessWait(watch, timeout_seconds, applied=applied_manifest is not None)
+            return EngineWait(wait, stack.pop_all(), redact, map_errors=map_errors)
 
     @contextmanager
     def _watch(

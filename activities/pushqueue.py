@@ -51,6 +51,9 @@ from activities.deploy_models import (
 from activities.liveness import beaten_for
 from flotilla.errors import CLUSTER_UNREACHABLE, one_line
 
+# Between two looks a wait watches the first object that was not Ready for at most this
+# long (it ends the moment that one is), so a cancellation is seen and the rest are re-read.
+WATCH_SECONDS = 5.0
 # A running call heartbeats at least this often (from the event loop), well inside the push
 # queues' heartbeat timeout (``workflows.common.PUSH_HEARTBEAT``, 10 s): what is slow on a
 # cluster (a render, a content fetch, an API call, a wait for a slot or a thread) never looks
@@ -70,6 +73,7 @@ class ReadyWait(Protocol):
     """A readiness wait, a look at a time (``activities.deploy.EngineWait``)."""
 
     def step(self) -> DeploymentStatus | None: ...
+    def watch(self, seconds: float) -> bool: ...
     def next_poll(self) -> float: ...
     def close(self) -> None: ...
 
@@ -171,26 +175,42 @@ def _named(namespace: str, cluster: str) -> Iterator[None]:
 class PushDeployActivities:
     """The deploy activities under their own names, for the shared push queues."""
 
-    def __init__(self, engine: DeployEngine, per_cluster: int, threads: int) -> None:
+    def __init__(
+        self, engine: DeployEngine, per_cluster: int, threads: int, watchers: int = 0
+    ) -> None:
+        """``threads`` for the engine's work (helm runs, API calls, looks at readiness);
+        ``watchers`` for waits watching an object between looks (a thread blocked on a
+        socket, no CPU, no helm child: one per deploy in flight); with none, or all busy, a
+        wait polls on ``ReadinessWait``'s schedule instead."""
         if threads < 1:
             raise ValueError(f"threads: {threads!r} must be at least 1")
         self.engine = engine
         self.slots = ClusterSlots(per_cluster)
         self.threads = threads
         self.pool = ThreadPoolExecutor(threads, "flotilla-cluster")
+        self.watchers = asyncio.Semaphore(watchers) if watchers else None
+        self.watch_pool = ThreadPoolExecutor(max(1, watchers), "flotilla-watch")
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.watch_pool.shutdown(wait=False, cancel_futures=True)
 
-    async def in_thread(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``call`` on a pool thread, in this activity's context; cancelled, it still waits
-        for the thread (which sees ``activity.is_cancelled`` and ends soon), so the
-        cluster's slot is not given to another call while this one still works on it."""
+    async def in_thread(
+        self,
+        call: Callable[..., T],
+        *args: Any,
+        pool: ThreadPoolExecutor | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """``call`` on a thread of ``pool`` (the engine's, by default), in this activity's
+        context; cancelled, it still waits for the thread (which sees
+        ``activity.is_cancelled`` and ends soon), so the cluster's slot is not given to
+        another call while this one still works on it."""
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         context.run(_beat_from_threads, loop)
         future = loop.run_in_executor(
-            self.pool, functools.partial(context.run, call, *args, **kwargs)
+            pool or self.pool, functools.partial(context.run, call, *args, **kwargs)
         )
         try:
             return await asyncio.shield(future)
@@ -208,16 +228,26 @@ class PushDeployActivities:
     async def _wait(
         self, request: StatusRequest, timeout_seconds: float, manifest: str | None
     ) -> DeploymentStatus:
-        """Look on a thread, wait on the loop, until the wait answers a status."""
+        """Look on an engine thread; between looks watch on a watcher thread, or (none
+        free, or the cluster will not watch) sleep on the loop; until a status."""
         wait = await self.in_thread(
             self.engine.open_wait, request, timeout_seconds, applied_manifest=manifest
         )
         try:
             while (status := await self.in_thread(wait.step)) is None:
-                await asyncio.sleep(wait.next_poll())
+                if not await self._watch(wait):
+                    await asyncio.sleep(wait.next_poll())
             return status
         finally:
             await self.in_thread(wait.close)
+
+    async def _watch(self, wait: ReadyWait) -> bool:
+        """Watch until the first waiting object changes or WATCH_SECONDS; False when no
+        watcher is free or the wait cannot watch."""
+        if self.watchers is None or self.watchers.locked():
+            return False
+        async with self.watchers:
+            return await self.in_thread(wait.watch, WATCH_SECONDS, pool=self.watch_pool)
 
     @activity.defn(name=DEPLOY_BUNDLE)
     async def deploy_bundle(self, request: DeployRequest) -> DeployResult:

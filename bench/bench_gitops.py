@@ -144,8 +144,9 @@ class DeployTimes:
 
 
 class StandinWait:
-    """A stand-in's readiness wait: Ready once its drawn wait has passed, looked at on the
-    real wait's schedule (so the poll interval costs the stand-ins what it costs a real one)."""
+    """A stand-in's readiness wait: Ready once its drawn wait has passed; watched (on a
+    watcher thread) or, with none free, looked at on the real wait's poll schedule (so a
+    poll interval costs the stand-ins what it costs a real one)."""
 
     def __init__(self, request: StatusRequest, ready_at: float, timeout: float) -> None:
         self.request = request
@@ -162,6 +163,12 @@ class StandinWait:
             applied_deployment_id=self.request.deployment_id,
             ready=time.monotonic() >= self.ready_at,
         )
+
+    def watch(self, seconds: float) -> bool:
+        """As a watch of the release's object: back when it turns Ready, or after
+        ``seconds``."""
+        time.sleep(max(0.0, min(self.ready_at - time.monotonic(), seconds)))
+        return True
 
     def next_poll(self) -> float:
         return self.schedule.next_poll()
@@ -276,6 +283,9 @@ class TimedWait:
 
     def step(self) -> DeploymentStatus | None:
         return self.wait.step()
+
+    def watch(self, seconds: float) -> bool:
+        return self.wait.watch(seconds)
 
     def next_poll(self) -> float:
         return self.wait.next_poll()

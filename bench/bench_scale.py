@@ -370,7 +370,12 @@ async def run(
         timed = InstantDeploy(times) if threaded else None
         sliced = SlicedDeploy(real.engine, timed, set(real.clusters)) if real and timed else None
         push = (
-            PushDeployActivities(sliced or timed, DEFAULT_CLUSTER_CONCURRENCY, cluster_threads)
+            PushDeployActivities(
+                sliced or timed,
+                DEFAULT_CLUSTER_CONCURRENCY,
+                cluster_threads,
+                watchers=cluster_tasks,
+            )
             if timed
             else None
         )

@@ -10,8 +10,8 @@ Both sides deploy the same raw-YAML bundles (a Deployment, a Service, eight Conf
 at a time so that every delta belongs to one deployment: first an install, then an upgrade
 that changes one ConfigMap. flotilla runs ``deploy_bundle`` with ``wait_ready_seconds=30``
 (what the bundle workflow asks: apply, then wait for Ready in the same activity) as a push-mode
-worker runs it (the push queues' wrapper: the apply on a thread, the wait's looks between
-sleeps on the event loop; phases "apply" and "readiness wait"); the bare
+worker runs it (the push queues' wrapper: the apply on an engine thread, the wait on a
+watcher thread; phases "apply" and "readiness wait"); the bare
 side runs ``helm upgrade --install --wait`` (Helm 4's status watcher) of the same generated
 chart, as ``bench_fleet.py`` does. Run:
 
@@ -158,7 +158,7 @@ class FlotillaSide:
         )
         self.content = FileContentStore(root / "content")
         self.activities = DeployActivities(secrets, self.content, root / "work")
-        self.push = PushDeployActivities(self.activities, per_cluster=1, threads=1)
+        self.push = PushDeployActivities(self.activities, per_cluster=1, threads=1, watchers=1)
         self.revisions: dict[str, ReleaseRef] = {}
 
     def deploy(self, index: int, namespace: str, version: int) -> None:

@@ -250,6 +250,9 @@ class WaitForAll(Unreachable):
                     return None
                 return DeploymentStatus(release=request.release, ready=ready)
 
+            def watch(self, seconds: float) -> bool:
+                return False  # cannot watch: polls
+
             def next_poll(self) -> float:
                 return 0.02
 
@@ -291,4 +294,56 @@ async def test_a_cancelled_wait_ends_and_lets_go_of_its_cluster_client() -> None
     with pytest.raises(asyncio.CancelledError):
         await task
     assert engine.closed == 1
+    push.close()
+
+
+class Watched(WaitForAll):
+    """Ready after one watch; records the threads the watches ran on."""
+
+    def __init__(self) -> None:
+        super().__init__(expected=1)
+        self.watch_threads: list[str] = []
+
+    def open_wait(
+        self, request: StatusRequest, timeout_seconds: float, *, applied_manifest: str | None
+    ) -> ReadyWait:
+        engine = self
+        watched: list[bool] = []
+        deadline = time.monotonic() + timeout_seconds
+
+        class Wait:
+            def step(self) -> DeploymentStatus | None:
+                if watched or time.monotonic() >= deadline:
+                    return DeploymentStatus(release=request.release, ready=bool(watched))
+                return None
+
+            def watch(self, seconds: float) -> bool:
+                engine.watch_threads.append(threading.current_thread().name)
+                watched.append(True)
+                return True
+
+            def next_poll(self) -> float:
+                return 0.02
+
+            def close(self) -> None:
+                engine.closed += 1
+
+        return Wait()
+
+
+async def test_a_wait_watches_on_a_watcher_thread_or_polls_without_one() -> None:
+    request = _request("c1").model_copy(update={"wait_ready_seconds": 3.0})
+    engine = Watched()
+    push = PushDeployActivities(engine, per_cluster=1, threads=1, watchers=1)  # type: ignore[arg-type]
+    result = await ActivityEnvironment().run(push.deploy_bundle, request)
+    assert result.status is not None and result.status.ready
+    assert [name.startswith("flotilla-watch") for name in engine.watch_threads] == [True]
+    push.close()
+    # No watcher: the wait polls (and never watches) until its deadline says NotReady.
+    engine = Watched()
+    push = PushDeployActivities(engine, per_cluster=1, threads=1, watchers=0)  # type: ignore[arg-type]
+    request = request.model_copy(update={"wait_ready_seconds": 0.2})
+    result = await ActivityEnvironment().run(push.deploy_bundle, request)
+    assert result.status is not None and not result.status.ready
+    assert engine.watch_threads == [] and engine.closed == 1
     push.close()
