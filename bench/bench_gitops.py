@@ -1085,6 +1085,13 @@ def main() -> None:
         "default (with --latencies the applies hold their threads as real ones do)",
     )
     parser.add_argument(
+        "--cluster-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the worker's calls at once per cluster instead of worker.py's default",
+    )
+    parser.add_argument(
         "--cluster-tasks",
         type=int,
         default=None,
@@ -1099,6 +1106,8 @@ def main() -> None:
         EXPERIMENT["cluster_threads"] = args.cluster_threads
     if args.cluster_tasks is not None:
         EXPERIMENT["cluster_tasks"] = args.cluster_tasks
+    if args.cluster_concurrency is not None:
+        EXPERIMENT["cluster_concurrency"] = args.cluster_concurrency
     if not 0 <= args.real_clusters <= args.clusters:
         parser.error(f"--real-clusters: {args.real_clusters}: must be 0 to --clusters")
     if args.real_clusters:
