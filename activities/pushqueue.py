@@ -22,7 +22,7 @@ import dataclasses
 import functools
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
 from typing import Any, Protocol, TypeVar
 
 import temporalio.activity
@@ -220,8 +220,13 @@ class PushDeployActivities:
             raise
 
     @asynccontextmanager
-    async def _on(self, namespace: str, cluster: str) -> AsyncIterator[None]:
-        async with pulse(PULSE_SECONDS), self.slots.hold(namespace, cluster):
+    async def _on(self, namespace: str, cluster: str, *, beat: bool = True) -> AsyncIterator[None]:
+        """In the cluster's slot, its failures named; with ``beat``, under a pulse of its
+        own (started before the slot wait: a waiting call beats too)."""
+        async with AsyncExitStack() as stack:
+            if beat:
+                await stack.enter_async_context(pulse(PULSE_SECONDS))
+            await stack.enter_async_context(self.slots.hold(namespace, cluster))
             with _named(namespace, cluster):
                 yield
 
@@ -280,21 +285,25 @@ class PushDeployActivities:
         are the single check's. Cancelled, the batch returns what it has checked so far."""
         done: list[BatchedCheck] = []
         try:
-            for check in request.checks:
-                try:
-                    async with self._on(check.cluster_namespace, check.cluster_name):
-                        status = await self.in_thread(self.engine.check_deployment, check)
-                except ActivityCancelled:
-                    break  # the engine saw the cancellation on its thread
-                except Exception as err:  # any failure: named here, checked again alone
-                    message = err.message if isinstance(err, ApplicationError) else repr(err)
-                    done.append(BatchedCheck(cluster=check.cluster_name, error=one_line(message)))
-                    continue
-                done.append(BatchedCheck(cluster=check.cluster_name, status=status))
+            async with pulse(PULSE_SECONDS):
+                await self._check_each(request, done)
         except asyncio.CancelledError:
             if not activity.is_cancelled():
                 raise  # not the activity's cancellation (the worker is stopping)
         return CheckBatchResult(checks=done)
+
+    async def _check_each(self, request: CheckBatchRequest, done: list[BatchedCheck]) -> None:
+        for check in request.checks:
+            try:
+                async with self._on(check.cluster_namespace, check.cluster_name, beat=False):
+                    status = await self.in_thread(self.engine.check_deployment, check)
+            except ActivityCancelled:
+                break  # the engine saw the cancellation on its thread
+            except Exception as err:  # any failure: named here, checked again alone
+                message = err.message if isinstance(err, ApplicationError) else repr(err)
+                done.append(BatchedCheck(cluster=check.cluster_name, error=one_line(message)))
+                continue
+            done.append(BatchedCheck(cluster=check.cluster_name, status=status))
 
     @activity.defn(name=WAIT_READY)
     async def wait_ready(self, request: WaitReadyRequest) -> DeploymentStatus:

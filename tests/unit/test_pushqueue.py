@@ -347,3 +347,28 @@ async def test_a_wait_watches_on_a_watcher_thread_or_polls_without_one() -> None
     assert result.status is not None and not result.status.ready
     assert engine.watch_threads == [] and engine.closed == 1
     push.close()
+
+
+async def test_a_cancelled_batch_of_checks_returns_what_it_checked() -> None:
+    checked: list[str] = []
+
+    class Slow(Unreachable):
+        def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
+            time.sleep(0.1)
+            checked.append(request.cluster_name)
+            return DeploymentStatus(release=request.release, ready=True)
+
+    push = _push(Slow())
+    env = ActivityEnvironment()
+    batch = CheckBatchRequest(checks=[_status_request(f"c{i}") for i in range(20)])
+    task = asyncio.create_task(env.run(push.check_deployments, batch))
+    while len(checked) < 2:
+        await asyncio.sleep(0.01)
+    env.cancel()
+    result = await task
+    # What was checked before the cancellation is reported; the check running when it came
+    # finishes on its thread (a thread cannot be stopped) unreported, and none starts after.
+    await asyncio.sleep(0.3)
+    assert [c.cluster for c in result.checks] == checked[: len(result.checks)]
+    assert len(result.checks) >= 2 and len(checked) - len(result.checks) <= 1
+    push.close()
