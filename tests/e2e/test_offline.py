@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.worker import Worker
 
@@ -71,6 +72,7 @@ async def test_unserved_cluster_is_offline_and_catches_up_when_its_agent_comes(
             FileContentStore(flotilla.settings.content_dir),
             flotilla.config.workdir / "agent",
         )
+        threads = ThreadPoolExecutor(4, "agent")  # the agent's own, as `flotilla agent` has
         async with Worker(
             flotilla.client,
             task_queue=cluster_task_queue(ns, "agent"),
@@ -79,7 +81,7 @@ async def test_unserved_cluster_is_offline_and_catches_up_when_its_agent_comes(
                 activities.wait_ready,
                 activities.remove_deployment,
             ],
-            activity_executor=flotilla.worker._cluster_pool,
+            activity_executor=threads,
         ):
             # Its first beat (as `flotilla agent` sends) releases the held deploy.
             await flotilla.control.agent_heartbeat(
@@ -90,6 +92,7 @@ async def test_unserved_cluster_is_offline_and_catches_up_when_its_agent_comes(
                 lambda s: s.state == "Ready" and s.ready_bundle_deployments == "2/2",
                 timeout=90,
             )
+        threads.shutdown()
         history = helm_history(local_cluster.kubeconfig, "gone-app", f"{prefix}-agent")
         assert [h["revision"] for h in history] == [1]
     finally:
