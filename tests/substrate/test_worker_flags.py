@@ -1,5 +1,6 @@
 """The worker's --workflow-tasks (how many workflow tasks one worker process runs at once), its
-garbage-collector thresholds, and its bounded drain on SIGTERM."""
+push queues' --cluster-tasks and --cluster-threads, its garbage-collector thresholds, and its
+bounded drain on SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from flotilla.ids import PUSH_TASK_QUEUES
 from flotilla.settings import settings_from_env
 from tests.e2e.harness import settings_for_test
 from worker import (
+    DEFAULT_CLUSTER_TASKS,
+    DEFAULT_CLUSTER_THREADS,
     DEFAULT_WORKFLOW_TASKS,
     GC_THRESHOLDS,
     FlotillaWorker,
@@ -48,6 +52,48 @@ async def test_the_control_worker_takes_at_most_that_many_workflow_tasks(
     await worker.start()
     try:
         assert worker._control.config()["max_concurrent_workflow_tasks"] == 3
+    finally:
+        await worker.stop()
+
+
+def test_cluster_threads_and_tasks_flags_environment_defaults_and_bounds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_from_env({}, home=tmp_path)
+    config = parse_args([], settings)
+    assert (config.cluster_threads, config.cluster_tasks) == (
+        DEFAULT_CLUSTER_THREADS,
+        DEFAULT_CLUSTER_TASKS,
+    )
+    monkeypatch.setenv("FLOTILLA_CLUSTER_TASKS", "32")
+    config = parse_args(["--cluster-threads", "8"], settings)
+    assert (config.cluster_threads, config.cluster_tasks) == (8, 32)
+    for flag in ("--cluster-threads", "--cluster-tasks", "--cluster-concurrency"):
+        with pytest.raises(SystemExit) as done:
+            parse_args([flag, "0"], settings)
+        assert done.value.code == 2
+        assert f"{flag}: 0: must be at least 1" in capsys.readouterr().err
+
+
+async def test_push_queues_take_the_cluster_tasks_and_apply_on_the_cluster_threads(
+    temporal_client: Client, tmp_path: Path
+) -> None:
+    """Deploys in flight (waits for Ready included) are bounded by --cluster-tasks over the
+    push queues, their applies by --cluster-threads: slots are no longer threads."""
+    config = WorkerConfig(
+        task_queue="pushflags",
+        namespaces=["pushflags"],
+        cluster_threads=6,
+        cluster_tasks=40,
+        workdir=tmp_path / "work",
+    )
+    worker = FlotillaWorker(temporal_client, config, settings_for_test(temporal_client, tmp_path))
+    await worker.start()
+    try:
+        slots = [w.config()["max_concurrent_activities"] for w, _ in worker._push[:-1]]
+        assert slots == [40 // PUSH_TASK_QUEUES] * PUSH_TASK_QUEUES
+        assert worker.push.pool._max_workers == 6
+        assert worker.push.watch_pool._max_workers == 40
     finally:
         await worker.stop()
 
