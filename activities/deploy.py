@@ -504,8 +504,8 @@ class DeployActivities:
 
     def apply_bundle(self, request: DeployRequest) -> Applied:
         """``deploy_bundle`` without its readiness wait: the result (no status yet) and the
-        manifest to wait on (``open_wait``). The push queues wait on their event loop, so a
-        wait holds no thread (``activities.pushqueue``)."""
+        manifest to wait on (``open_wait``). The push queues wait apart from the apply, so a
+        wait holds none of their engine threads (``activities.pushqueue``)."""
         redact = Redactor()
         with self._deploy_errors(request, redact):
             result, manifest = self._deploy(request, redact)

@@ -1,5 +1,6 @@
 """Push-mode deploy activities on the shared push queues: a few at once per cluster, a
-readiness wait that holds no thread, and an unreachable cluster named in its one-line error.
+readiness wait that holds none of the engine's threads, and an unreachable cluster named in
+its one-line error.
 
 All push-mode clusters share a small fixed set of queues (``flotilla.ids.push_task_queues``);
 the cluster is named in each request. What one cluster's per-queue worker used to bound (tasks
@@ -7,11 +8,12 @@ at once per cluster) is a semaphore per cluster here, so one cluster with many b
 take every thread from the others, nor flood its own API server.
 
 The activities are async. The deploy engine's blocking work (a helm run, an API call, one
-look at readiness) runs on a thread of this wrapper's pool; the waiting between looks, and
-for a cluster's slot, runs on the event loop. A deploy holds a thread for its apply, not for
-the seconds or minutes its release takes to turn Ready, so the pool's size bounds the
-applies at once and the push queues' slots (many more) bound the deployments in flight
-(docs/orchestration.md, "Push queues").
+look at readiness) runs on a thread of this wrapper's engine pool; between looks a wait
+watches on a thread of its watcher pool (a blocked socket) or, with none free, sleeps on the
+event loop; a wait for a cluster's slot runs on the event loop. A deploy holds an engine
+thread for its apply, not for the seconds or minutes its release takes to turn Ready, so the
+engine pool bounds the applies (and helm children) at once and the push queues' slots (many
+more) bound the deployments in flight (docs/orchestration.md, "Worker").
 """
 
 from __future__ import annotations
