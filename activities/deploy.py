@@ -57,7 +57,7 @@ from activities.helm import (
 )
 from activities.kube import ForbiddenError, Kube, KubeClients, KubeError, parse_kubeconfig
 from activities.liveness import heartbeating
-from activities.releasewatch import ReadinessWait, ReleaseWatch
+from activities.releasewatch import WATCH_SECONDS, ReadinessWait, ReleaseWatch
 from activities.render import (
     compute_values,
     kustomize_post_renderer,
@@ -113,14 +113,6 @@ from flotilla.manifests import parse_manifests
 from flotilla.models import BundleDeploymentOptions
 from flotilla.restrictions import namespace_refusal
 from flotilla.values import merge_values
-
-# Readiness: most releases turn Ready within seconds. Between looks the wait watches the
-# first object that is not Ready (it ends the moment that one is), at most this long, so a
-# cancellation is seen and the others are re-read at least this often. Where the cluster will
-# not watch (an account allowed to get, not to watch), it polls on ``ReadinessWait``'s
-# schedule.
-_WATCH_SECONDS = 5
-
 
 # ---------------------------------------------------------------------------------------------
 # Errors at the activity boundary
@@ -328,20 +320,20 @@ class EngineWait:
         if not self._watching:
             return False
         watch = self.wait.watch
-        try:
-            with self._errors():
+        with self._errors():
+            try:
                 return watch.watch_waiting(int(min(seconds, self.wait.remaining)))
-        except (KubeError, ApplicationError) as err:
-            self._watching = False
-            request = watch.request
-            activity.logger.info(
-                "bundle %s on cluster %s/%s: polling readiness, cannot watch: %s",
-                request.bundle_name,
-                request.cluster_namespace,
-                request.cluster_name,
-                self._redact(str(err.message if isinstance(err, ApplicationError) else err)),
-            )
-            return False
+            except KubeError as err:
+                self._watching = False
+                request = watch.request
+                activity.logger.info(
+                    "bundle %s on cluster %s/%s: polling readiness, cannot watch: %s",
+                    request.bundle_name,
+                    request.cluster_namespace,
+                    request.cluster_name,
+                    self._redact(str(err)),
+                )
+                return False
 
     def next_poll(self) -> float:
         return self.wait.next_poll()
@@ -877,7 +869,7 @@ class DeployActivities:
         try:
             while (status := wait.step()) is None:
                 activity.heartbeat(f"{len(wait.not_ready)} not ready")
-                if not wait.watch(_WATCH_SECONDS):
+                if not wait.watch(WATCH_SECONDS):
                     activity.wait_for_cancelled_sync(timeout=wait.next_poll())
                 if activity.is_cancelled():
                     raise CancelledError("readiness watch cancelled")

@@ -51,11 +51,9 @@ from activities.deploy_models import (
     WaitReadyRequest,
 )
 from activities.liveness import beaten_for
+from activities.releasewatch import WATCH_SECONDS
 from flotilla.errors import CLUSTER_UNREACHABLE, one_line
 
-# Between two looks a wait watches the first object that was not Ready for at most this
-# long (it ends the moment that one is), so a cancellation is seen and the rest are re-read.
-WATCH_SECONDS = 5.0
 # A running call heartbeats at least this often (from the event loop), well inside the push
 # queues' heartbeat timeout (``workflows.common.PUSH_HEARTBEAT``, 10 s): what is slow on a
 # cluster (a render, a content fetch, an API call, a wait for a slot or a thread) never looks
@@ -188,14 +186,14 @@ class PushDeployActivities:
             raise ValueError(f"threads: {threads!r} must be at least 1")
         self.engine = engine
         self.slots = ClusterSlots(per_cluster)
-        self.threads = threads
         self.pool = ThreadPoolExecutor(threads, "flotilla-cluster")
         self.watchers = asyncio.Semaphore(watchers) if watchers else None
-        self.watch_pool = ThreadPoolExecutor(max(1, watchers), "flotilla-watch")
+        self.watch_pool = ThreadPoolExecutor(watchers, "flotilla-watch") if watchers else None
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.watch_pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.pool, self.watch_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
     async def in_thread(
         self,
@@ -251,7 +249,7 @@ class PushDeployActivities:
     async def _watch(self, wait: ReadyWait) -> bool:
         """Watch until the first waiting object changes or WATCH_SECONDS; False when no
         watcher is free or the wait cannot watch."""
-        if self.watchers is None or self.watchers.locked():
+        if self.watchers is None or self.watch_pool is None or self.watchers.locked():
             return False
         async with self.watchers:
             return await self.in_thread(wait.watch, WATCH_SECONDS, pool=self.watch_pool)

@@ -32,6 +32,10 @@ from flotilla.readiness import (
 
 MAX_LISTED = 10
 
+# Between two looks a wait watches the first object that was not Ready for at most this long
+# (it ends the moment that one is), so a cancellation is seen and the rest are re-read at
+# least this often.
+WATCH_SECONDS = 5.0
 # A readiness wait polls quickly at first (most releases turn Ready within a second or two of
 # their apply), then every second for a while, then backs off: a poll re-reads only what was
 # not Ready at the last one (a GET or two). The watching wait (``watch_waiting``) uses these

@@ -65,7 +65,6 @@ from activities.deploy_models import (
     RemoveRequest,
     RemoveResult,
     StatusRequest,
-    WaitReadyRequest,
 )
 from activities.pushqueue import ReadyWait
 from activities.releasewatch import PollSchedule
@@ -152,7 +151,6 @@ class StandinWait:
         self.request = request
         self.ready_at = ready_at
         self.schedule = PollSchedule(timeout)
-        self.not_ready: list[str] = []
 
     def step(self) -> DeploymentStatus | None:
         self.schedule.looked()
@@ -201,8 +199,10 @@ def standin_result(request: DeployRequest, *, watched: bool = True) -> DeployRes
 
 
 class InstantDeploy:
-    """The deploy activities' names and models, answering at once, or after a deploy time
-    drawn from ``times`` (an install when the request names no previous release)."""
+    """A deploy engine for the worker's push-queue wrapper (``activities.pushqueue.
+    DeployEngine``), answering at once, or after a deploy time drawn from ``times`` (an
+    install when the request names no previous release): its apply part on the engine
+    thread, its wait for Ready as the real wait does."""
 
     def __init__(self, times: DeployTimes | None = None) -> None:
         # What the worker records of each cluster's kubeconfig Secret, as DeployActivities.
@@ -210,27 +210,15 @@ class InstantDeploy:
         # Which attempts of each deploy reached this process, and when.
         self.attempts: dict[tuple[str, str], list[tuple[int, float]]] = {}
         self.times = times
-        # The deploy time drawn for each deploy_bundle call (what it slept), for the
+        # The deploy time drawn for each apply (its apply and wait together), for the
         # real-cluster slice's comparison.
         self.drawn: list[float] = []
-
-    @activity.defn
-    def deploy_bundle(self, request: DeployRequest) -> DeployResult:
-        info = activity.info()
-        # Activity ids start again in each run of a workflow (continue-as-new).
-        key = (f"{info.workflow_id}/{info.workflow_run_id}", info.activity_id)
-        self.attempts.setdefault(key, []).append((info.attempt, time.time()))
-        if self.times is not None:
-            seconds = self.times.draw(request.previous_release is None)
-            time.sleep(seconds)
-            self.drawn.append(seconds)
-        # Ready within the deploy's own short watch, as a quick real release is: no wait_ready.
-        return standin_result(request, watched=request.wait_ready_seconds > 0)
 
     def apply_bundle(self, request: DeployRequest) -> Applied:
         """The push queues' apply: with measured times, the apply part on this thread, and
         a "manifest" saying when the release turns Ready (``open_wait``)."""
         info = activity.info()
+        # Activity ids start again in each run of a workflow (continue-as-new).
         key = (f"{info.workflow_id}/{info.workflow_run_id}", info.activity_id)
         self.attempts.setdefault(key, []).append((info.attempt, time.time()))
         if self.times is None:
@@ -253,19 +241,11 @@ class InstantDeploy:
             ready_at = float(applied_manifest.removeprefix(_READY_AT))
         return StandinWait(request, ready_at, timeout_seconds)
 
-    @activity.defn
     def check_deployment(self, request: StatusRequest) -> DeploymentStatus:
         return DeploymentStatus(
             release=request.release, applied_deployment_id=request.deployment_id, ready=True
         )
 
-    @activity.defn
-    def wait_ready(self, request: WaitReadyRequest) -> DeploymentStatus:
-        return DeploymentStatus(
-            release=request.release, applied_deployment_id=request.deployment_id, ready=True
-        )
-
-    @activity.defn
     def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
         return RemoveResult(release_removed=True, resources_kept=False)
 
@@ -311,14 +291,6 @@ class SlicedDeploy:
         self.real_walls: list[float] = []
         self._started: dict[tuple[str, str], float] = {}
 
-    def deploy_bundle(self, request: DeployRequest) -> DeployResult:
-        if request.cluster_name not in self.clusters:
-            return self.standin.deploy_bundle(request)
-        started = time.monotonic()
-        result = self.real.deploy_bundle(request)
-        self.real_walls.append(time.monotonic() - started)
-        return result
-
     def apply_bundle(self, request: DeployRequest) -> Applied:
         if request.cluster_name not in self.clusters:
             return self.standin.apply_bundle(request)
@@ -345,11 +317,6 @@ class SlicedDeploy:
         if request.cluster_name not in self.clusters:
             return self.standin.check_deployment(request)
         return self.real.check_deployment(request)
-
-    def wait_ready(self, request: WaitReadyRequest) -> DeploymentStatus:
-        if request.cluster_name not in self.clusters:
-            return self.standin.wait_ready(request)
-        return self.real.wait_ready(request)
 
     def remove_deployment(self, request: RemoveRequest) -> RemoveResult:
         if request.cluster_name not in self.clusters:

@@ -21,8 +21,9 @@ with what it holds, to compare the second commit with.
 
 With ``--latencies FILE`` (issue 12's honest simulated clusters) the stand-in deploys take
 times drawn from flotilla's measured deploy activity (``profile_deploy.py --latencies``;
-``bench/deploy_latencies.json``: an install with its readiness wait, or an upgrade), on the
-worker's threads, slots and pollers (``--cluster-threads``, default the worker's 64); with
+``bench/deploy_latencies.json``: an install, its apply and its wait for Ready, or an
+upgrade), through the worker's push-queue wrapper on its threads, slots and pollers
+(``--cluster-threads``, ``--cluster-tasks``, default the worker's); with
 ``--real-clusters N`` that many of the clusters are real local clusters (etcd,
 kube-apiserver, kwok) planned by the real planner and deployed by the real engine and helm,
 counted by the rollout as any other, and their object is checked after the second commit.
@@ -343,7 +344,7 @@ async def run(
     the workflows are measured; with ``times`` they take measured deploy times, and
     ``real_clusters`` of the clusters are real local clusters deployed by the real engine,
     both through the worker's push-queue wrapper: applies on ``cluster_threads`` threads,
-    ``cluster_tasks`` deploys in flight (their waits for Ready on the event loop)."""
+    ``cluster_tasks`` deploys in flight (their waits for Ready on watcher threads)."""
     offline = OfflineCount()
     logging.getLogger().addHandler(offline)
     load_before = os.getloadavg()
