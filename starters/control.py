@@ -707,21 +707,14 @@ class Control:
     ) -> BundleStatus:
         """The bundle's status; with ``clusters``, a bundle rolled out in shards lists its
         clusters too, asked of each shard (their parts are consecutive ranges of names)."""
-        status: BundleStatus = await _not_found_is_error(
-            self.bundle(namespace, name).query(
-                BUNDLE_STATUS_QUERY, BundleStatusRequest(), result_type=BundleStatus
-            ),
-            f"bundle {namespace}/{name} not found",
-        )
+        bundle_id = bundle_workflow_id(namespace, name)
+        status = await self._bundle_status(bundle_id, f"bundle {namespace}/{name} not found")
         if not clusters or not status.shards:
             return status
-        bundle_id = bundle_workflow_id(namespace, name)
-        parts: list[BundleStatus] = await asyncio.gather(
+        parts = await asyncio.gather(
             *(
-                _not_found_is_error(
-                    self.client.get_workflow_handle(bundle_shard_workflow_id(bundle_id, k)).query(
-                        BUNDLE_STATUS_QUERY, BundleStatusRequest(), result_type=BundleStatus
-                    ),
+                self._bundle_status(
+                    bundle_shard_workflow_id(bundle_id, k),
                     f"bundle {namespace}/{name}: shard {k} not found",
                 )
                 for k in range(status.shards)
@@ -733,6 +726,16 @@ class Control:
                 "errors": {k: v for part in parts for k, v in part.errors.items()},
             }
         )
+
+    async def _bundle_status(self, workflow_id: str, missing: str) -> BundleStatus:
+        """A bundle's (or shard's) status query; ``missing`` when it does not run."""
+        status: BundleStatus = await _not_found_is_error(
+            self.client.get_workflow_handle(workflow_id).query(
+                BUNDLE_STATUS_QUERY, BundleStatusRequest(), result_type=BundleStatus
+            ),
+            missing,
+        )
+        return status
 
     async def _running(self, kind: str, namespace: str, extra: str = "") -> list[str]:
         query = (
